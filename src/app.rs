@@ -1,0 +1,133 @@
+//! Lifecycle: open the store, start the receivers and the web server, shut down in stages.
+
+use crate::cli::{ServeArgs, SyncMode};
+use crate::ingest::{self, Ingest, IngestConfig};
+use crate::store::{RetentionConfig, Store, StoreConfig};
+use actix_web::{web, App, HttpServer};
+use anyhow::Context;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Deadline for in-flight requests to finish once shutdown starts.
+const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
+
+pub fn store_config(args: &ServeArgs) -> StoreConfig {
+    StoreConfig {
+        path: args.db.clone(),
+        retention: RetentionConfig { max_age: args.retention, max_bytes: args.retention_size },
+        queue_depth: args.queue_depth,
+        synchronous: match args.sync {
+            SyncMode::Normal => "NORMAL".into(),
+            SyncMode::Full => "FULL".into(),
+        },
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let store = Store::open(&store_config(&args)).with_context(|| format!("opening {}", args.db.display()))?;
+    let ingest = Ingest::new(store.clone(), IngestConfig { max_body_bytes: args.max_body as usize, max_in_flight: args.max_in_flight });
+
+    let (otlp_server, otlp_addr) = otlp_http_server(&args, ingest.clone())?;
+    let (web_server, web_addr) = web_server(&args, ingest.clone())?;
+    let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc).await.with_context(|| format!("binding OTLP/gRPC on {}", args.otlp_grpc))?;
+    let grpc_addr = grpc_listener.local_addr()?;
+    let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let grpc = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(ingest::grpc::service(ingest.clone()))
+            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async {
+                let _ = grpc_stop_rx.await;
+            }),
+    );
+    let otlp_handle = otlp_server.handle();
+    let web_handle = web_server.handle();
+    let otlp_task = tokio::spawn(otlp_server);
+    let web_task = tokio::spawn(web_server);
+
+    announce(web_addr, otlp_addr, grpc_addr, &args);
+    shutdown_signal().await;
+    tracing::info!("shutting down: no new requests, draining in-flight ones");
+    // Stage 1: stop accepting, let accepted requests finish (they wait for their commits).
+    let _ = grpc_stop_tx.send(());
+    let drain = async {
+        tokio::join!(otlp_handle.stop(true), web_handle.stop(true));
+        let _ = tokio::join!(otlp_task, web_task, grpc);
+    };
+    if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
+        tracing::warn!("drain deadline passed; closing anyway");
+    }
+    // Stage 2: final commit of everything queued, then exit.
+    tokio::task::spawn_blocking(move || store.shutdown()).await?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+fn otlp_http_server(args: &ServeArgs, ingest: Ingest) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let data = web::Data::new(ingest);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(ingest::http::configure))
+        .workers(args.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+        .bind(args.otlp_http)
+        .with_context(|| format!("binding OTLP/HTTP on {}", args.otlp_http))?;
+    let addr = server.addrs().first().copied().context("no OTLP/HTTP address")?;
+    Ok((server.run(), addr))
+}
+
+fn web_server(args: &ServeArgs, ingest: Ingest) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let data = web::Data::new(ingest);
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::web::configure))
+        .workers(args.workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+        .bind(args.http)
+        .with_context(|| format!("binding HTTP on {}", args.http))?;
+    let addr = server.addrs().first().copied().context("no HTTP address")?;
+    Ok((server.run(), addr))
+}
+
+/// One JSON line on stdout with the bound addresses (ports chosen by the OS when 0 was asked).
+fn announce(web: SocketAddr, otlp_http: SocketAddr, otlp_grpc: SocketAddr, args: &ServeArgs) {
+    println!(
+        "{}",
+        serde_json::json!({"event": "listening", "http": web.to_string(), "otlp_http": otlp_http.to_string(), "otlp_grpc": otlp_grpc.to_string(), "db": args.db.display().to_string()})
+    );
+    tracing::info!(ui = %format!("http://{web}/"), otlp_http = %otlp_http, otlp_grpc = %otlp_grpc, "switchyard is ready");
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = tokio::signal::ctrl_c() => {},
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// `switchyard export`: the graph of a database on stdout.
+pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
+    let store = crate::store::open_read_only(&args.db)?;
+    let window = crate::web::api::parse_window(args.since.as_deref(), args.until.as_deref()).map_err(anyhow::Error::msg)?;
+    let rows = store.read(|c| crate::store::reader::topology(c, window))?;
+    let topo = crate::topology::build(rows, window);
+    let text = match args.format {
+        crate::cli::ExportFormat::Dot => crate::export::dot::to_dot(&topo),
+        crate::cli::ExportFormat::Json => crate::export::to_json(&topo) + "\n",
+    };
+    use std::io::Write;
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}

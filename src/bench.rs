@@ -1,0 +1,52 @@
+//! Load generators and query benchmarks, run against a live server:
+//! `switchyard bench ingest` and `switchyard bench query`. Figures are printed with a
+//! baseline measured in the same run (an HTTP round trip to `/healthz`).
+
+mod ingest;
+mod query;
+mod traces;
+
+use clap::{Args, Subcommand};
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    pub what: BenchCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Send realistic messaging traces over OTLP/HTTP protobuf, then check nothing was lost.
+    Ingest(ingest::IngestBench),
+    /// Time `/api/topology` and `/api/traces/{id}` against the `/healthz` round trip.
+    Query(query::QueryBench),
+}
+
+pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    match args.what {
+        BenchCommand::Ingest(a) => ingest::run(a),
+        BenchCommand::Query(a) => query::run(a),
+    }
+}
+
+/// Percentile of sorted microsecond samples.
+pub fn percentile(sorted: &[u64], q: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let idx = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len()) - 1;
+    sorted[idx]
+}
+
+/// Resident set size and CPU seconds (user + system) of a process, from /proc.
+pub fn process_usage(pid: u32) -> Option<(u64, f64)> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss_kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = 100.0; // USER_HZ on Linux
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    Some((rss_kib * 1024, (utime + stime) / ticks))
+}

@@ -1,0 +1,120 @@
+//! Command line: clap derive only. Every flag has an environment variable.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+#[derive(Debug, Parser)]
+#[command(name = "switchyard", version, about = "Topology discovery and event tracing for publish/subscribe systems")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector, API and UI (the default).
+    Serve(ServeArgs),
+    /// Print the topology of a database as Graphviz DOT or JSON, without a server.
+    Export(ExportArgs),
+    /// Load generators and query benchmarks against a running server.
+    Bench(crate::bench::BenchArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// SQLite database file (created if missing).
+    #[arg(long, env = "SWITCHYARD_DB", default_value = "./switchyard.db")]
+    pub db: PathBuf,
+    /// Address of the UI and API.
+    #[arg(long, env = "SWITCHYARD_HTTP", default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// Address of the OTLP/HTTP receiver.
+    #[arg(long = "otlp-http", env = "SWITCHYARD_OTLP_HTTP", default_value = "127.0.0.1:4318")]
+    pub otlp_http: SocketAddr,
+    /// Address of the OTLP/gRPC receiver.
+    #[arg(long = "otlp-grpc", env = "SWITCHYARD_OTLP_GRPC", default_value = "127.0.0.1:4317")]
+    pub otlp_grpc: SocketAddr,
+    /// How long spans and statistics are kept (e.g. 7d, 12h).
+    #[arg(long, env = "SWITCHYARD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
+    pub retention: std::time::Duration,
+    /// Largest database size before the oldest spans are deleted (e.g. 2GiB); unset: no cap.
+    #[arg(long = "retention-size", env = "SWITCHYARD_RETENTION_SIZE", value_parser = parse_size)]
+    pub retention_size: Option<u64>,
+    /// Largest OTLP request body, compressed or inflated (e.g. 64MiB).
+    #[arg(long = "max-body", env = "SWITCHYARD_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
+    pub max_body: u64,
+    /// OTLP requests in flight at once; more are answered 429 with Retry-After.
+    #[arg(long = "max-in-flight", env = "SWITCHYARD_MAX_IN_FLIGHT", default_value_t = 64)]
+    pub max_in_flight: usize,
+    /// Write batches queued for the store; when full, OTLP answers 503 with Retry-After.
+    #[arg(long = "queue-depth", env = "SWITCHYARD_QUEUE_DEPTH", default_value_t = 64)]
+    pub queue_depth: usize,
+    /// SQLite durability: normal survives process crashes (kill -9); full also power loss.
+    #[arg(long, env = "SWITCHYARD_SYNC", value_enum, default_value_t = SyncMode::Normal)]
+    pub sync: SyncMode,
+    /// HTTP worker threads per listener.
+    #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum SyncMode {
+    Normal,
+    Full,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ExportFormat {
+    Dot,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct ExportArgs {
+    /// SQLite database file written by `switchyard serve`.
+    #[arg(long, env = "SWITCHYARD_DB", default_value = "./switchyard.db")]
+    pub db: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Dot)]
+    pub format: ExportFormat,
+    /// Window start, RFC 3339 (default: one hour before --until).
+    #[arg(long)]
+    pub since: Option<String>,
+    /// Window end, RFC 3339 (default: now).
+    #[arg(long)]
+    pub until: Option<String>,
+}
+
+/// Parses sizes such as `64MiB`, `2GB`, `512k`, `1000`.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let value: f64 = num.parse().map_err(|_| format!("invalid size {text:?}: use e.g. 64MiB"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" => 1e3,
+        "kib" => 1024.0,
+        "m" | "mb" => 1e6,
+        "mib" => 1024.0 * 1024.0,
+        "g" | "gb" => 1e9,
+        "gib" => 1024.0 * 1024.0 * 1024.0,
+        _ => return Err(format!("invalid size unit in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+    };
+    Ok((value * mult) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent_and_sizes_parse() {
+        Cli::command().debug_assert();
+        assert_eq!(parse_size("64MiB").unwrap(), 64 * 1024 * 1024);
+        assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
+        assert!(parse_size("lots").is_err());
+    }
+}

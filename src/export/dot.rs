@@ -1,0 +1,98 @@
+//! Graphviz DOT: one node per service, destination and external peer, shapes by kind,
+//! clusters by broker system, edge labels with counts, in sorted order.
+
+use crate::model::{EdgeKind, NodeKind};
+use crate::topology::{Node, Topology};
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+/// Escapes a string for a double-quoted DOT ID.
+pub fn quote(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => {}
+            c if c.is_control() => out.push(' '),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn node_line(n: &Node) -> String {
+    let (shape, style) = match n.kind {
+        NodeKind::Service => ("box", "rounded,filled"),
+        NodeKind::Destination => ("cylinder", "filled"),
+        NodeKind::External => ("ellipse", "dashed"),
+    };
+    let fill = match n.kind {
+        NodeKind::Service => "#e8f0fe",
+        NodeKind::Destination => "#fef7e0",
+        NodeKind::External => "#ffffff",
+    };
+    format!("{} [label={}, shape={shape}, style={}, fillcolor={}];", quote(&n.id), quote(&n.name), quote(style), quote(fill))
+}
+
+pub fn to_dot(topo: &Topology) -> String {
+    let mut out = String::new();
+    out.push_str("digraph switchyard {\n");
+    out.push_str("  rankdir=LR;\n  graph [fontname=\"Helvetica\"];\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
+    let mut nodes: Vec<&Node> = topo.nodes.iter().collect();
+    nodes.sort_by(|a, b| a.id.cmp(&b.id));
+    let mut by_system: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
+    for n in &nodes {
+        match (n.kind, n.system.as_deref()) {
+            (NodeKind::Destination, Some(system)) => by_system.entry(system).or_default().push(n),
+            _ => {
+                let _ = writeln!(out, "  {}", node_line(n));
+            }
+        }
+    }
+    for (i, (system, members)) in by_system.iter().enumerate() {
+        let _ = writeln!(out, "  subgraph cluster_{i} {{\n    label={};\n    style=\"rounded,dashed\";", quote(system));
+        for n in members {
+            let _ = writeln!(out, "    {}", node_line(n));
+        }
+        out.push_str("  }\n");
+    }
+    for e in &topo.edges {
+        let mut label = format!("{} {}", e.kind.as_str(), e.count);
+        if e.errors > 0 {
+            let _ = write!(label, " ({} errors)", e.errors);
+        }
+        let style = match e.kind {
+            EdgeKind::Call => ", style=dashed",
+            EdgeKind::Route => ", style=dotted",
+            _ => "",
+        };
+        let color = if e.errors > 0 { ", color=\"#d93025\"" } else { "" };
+        let _ = writeln!(out, "  {} -> {} [label={}{style}{color}];", quote(&e.from), quote(&e.to), quote(&label));
+    }
+    out.push_str("}\n");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EdgeKind::*;
+    use crate::topology::detect::testing::topo;
+
+    #[test]
+    fn escapes_and_orders() {
+        assert_eq!(quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
+        let t = topo(&[("s:b", "d:x", Publish, 2), ("s:a", "d:x", Publish, 1), ("d:x", "s:c", Consume, 3)]);
+        let dot = to_dot(&t);
+        let a = dot.find("\"s:a\" -> \"d:x\"").unwrap();
+        let b = dot.find("\"s:b\" -> \"d:x\"").unwrap();
+        assert!(a < b);
+        assert!(dot.contains("label=\"consume 3\""));
+        assert!(dot.contains("subgraph cluster_0"));
+        assert_eq!(dot, to_dot(&t));
+    }
+}

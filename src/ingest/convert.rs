@@ -1,0 +1,283 @@
+//! OTLP (opentelemetry-proto types) -> `model::Span`. No protobuf type leaves this module.
+
+use crate::model::messaging::TEMPORARY_DESTINATION;
+use crate::model::span::attr_str;
+use crate::model::{AttrValue, Attributes, Event, Link, Messaging, Operation, ServiceRef, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::semconv::{self, Field};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+use opentelemetry_proto::tonic::trace::v1 as otlp;
+
+/// The outcome of converting one request: the valid spans, and the rejected ones counted with
+/// the first few reasons (for `partial_success`).
+#[derive(Debug, Default)]
+pub struct Converted {
+    pub spans: Vec<Span>,
+    pub rejected: u64,
+    pub reasons: Vec<String>,
+}
+
+const MAX_REASONS: usize = 3;
+
+pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
+    let mut out = Converted::default();
+    for rs in request.resource_spans {
+        let resource_attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
+        let service = service_ref(&resource_attrs);
+        let resource: std::sync::Arc<Attributes> = resource_attrs
+            .into_iter()
+            .filter(|kv| kv.key != semconv::SERVICE_NAME && kv.key != semconv::SERVICE_NAMESPACE && kv.key != semconv::SERVICE_INSTANCE)
+            .map(key_value)
+            .collect::<Attributes>()
+            .into();
+        for ss in rs.scope_spans {
+            let scope = ss.scope.map(|s| s.name).unwrap_or_default();
+            for raw in ss.spans {
+                let Some(service) = service.clone() else {
+                    out.reject("resource has no service.name".to_string());
+                    continue;
+                };
+                match convert_span(raw, service, &resource, &scope) {
+                    Ok(span) => out.spans.push(span),
+                    Err(reason) => out.reject(reason),
+                }
+            }
+        }
+    }
+    out
+}
+
+impl Converted {
+    fn reject(&mut self, reason: String) {
+        self.rejected += 1;
+        if self.reasons.len() < MAX_REASONS && !self.reasons.contains(&reason) {
+            self.reasons.push(reason);
+        }
+    }
+
+    /// The `partial_success.error_message` text, empty when nothing was rejected.
+    pub fn message(&self) -> String {
+        if self.rejected == 0 {
+            return String::new();
+        }
+        format!("rejected {} invalid span(s): {}", self.rejected, self.reasons.join("; "))
+    }
+}
+
+fn service_ref(attrs: &[KeyValue]) -> Option<ServiceRef> {
+    let get = |key: &str| {
+        attrs
+            .iter()
+            .find(|kv| kv.key == key)
+            .and_then(|kv| kv.value.as_ref())
+            .and_then(|v| match &v.value {
+                Some(any_value::Value::StringValue(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                _ => None,
+            })
+    };
+    Some(ServiceRef {
+        name: get(semconv::SERVICE_NAME)?,
+        namespace: get(semconv::SERVICE_NAMESPACE),
+        instance: get(semconv::SERVICE_INSTANCE),
+    })
+}
+
+fn convert_span(raw: otlp::Span, service: ServiceRef, resource: &std::sync::Arc<Attributes>, scope: &str) -> Result<Span, String> {
+    let trace_id = TraceId::from_bytes(&raw.trace_id).map_err(|e| e.to_string())?;
+    let span_id = SpanId::from_bytes(&raw.span_id).map_err(|e| e.to_string())?;
+    let parent_span_id = match raw.parent_span_id.len() {
+        0 => None,
+        _ => Some(SpanId::from_bytes(&raw.parent_span_id).map_err(|e| format!("parent {e}"))?),
+    };
+    if raw.start_time_unix_nano == 0 {
+        return Err("span has no start time".to_string());
+    }
+    let links = raw
+        .links
+        .into_iter()
+        .map(|l| {
+            Ok(Link {
+                trace_id: TraceId::from_bytes(&l.trace_id).map_err(|e| format!("link {e}"))?,
+                span_id: SpanId::from_bytes(&l.span_id).map_err(|e| format!("link {e}"))?,
+                attributes: l.attributes.into_iter().map(key_value).collect(),
+            })
+        })
+        .collect::<Result<Vec<_>, String>>()?;
+    let events = raw
+        .events
+        .into_iter()
+        .map(|e| Event { time_unix_nanos: e.time_unix_nano, name: e.name, attributes: e.attributes.into_iter().map(key_value).collect() })
+        .collect();
+    let attributes: Attributes = dedupe(raw.attributes.into_iter().map(key_value).collect());
+    let kind = SpanKind::from_i32(raw.kind);
+    let (status, status_message) = raw.status.map(|s| (StatusCode::from_i32(s.code), s.message)).unwrap_or((StatusCode::Unset, String::new()));
+    let messaging = messaging(&attributes, kind, &raw.name);
+    let peer = if messaging.is_none() && kind == SpanKind::Client { peer(&attributes) } else { None };
+    Ok(Span {
+        trace_id,
+        span_id,
+        parent_span_id,
+        service,
+        kind,
+        name: raw.name,
+        start_unix_nanos: raw.start_time_unix_nano,
+        end_unix_nanos: raw.end_time_unix_nano.max(raw.start_time_unix_nano),
+        status,
+        status_message,
+        attributes,
+        resource: resource.clone(),
+        scope: scope.to_string(),
+        events,
+        links,
+        messaging,
+        peer,
+    })
+}
+
+/// Keeps the last value of a repeated key, in first-seen order.
+fn dedupe(mut attrs: Attributes) -> Attributes {
+    if attrs.len() < 2 {
+        return attrs;
+    }
+    let mut seen = std::collections::HashMap::with_capacity(attrs.len());
+    let mut out: Attributes = Vec::with_capacity(attrs.len());
+    for (k, v) in attrs.drain(..) {
+        match seen.get(&k) {
+            Some(&i) => out[i] = (k, v),
+            None => {
+                seen.insert(k.clone(), out.len());
+                out.push((k, v));
+            }
+        }
+    }
+    out
+}
+
+fn key_value(kv: KeyValue) -> (String, AttrValue) {
+    (kv.key, kv.value.map(any_value_json).unwrap_or(AttrValue::Null))
+}
+
+fn any_value_json(v: AnyValue) -> AttrValue {
+    match v.value {
+        // String-table indexes only mean something inside profiles, which are not ingested.
+        None | Some(any_value::Value::StringValueStrindex(_)) => AttrValue::Null,
+        Some(any_value::Value::StringValue(s)) => AttrValue::String(s),
+        Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(b),
+        Some(any_value::Value::IntValue(i)) => AttrValue::from(i),
+        Some(any_value::Value::DoubleValue(d)) => {
+            serde_json::Number::from_f64(d).map(AttrValue::Number).unwrap_or_else(|| AttrValue::String(d.to_string()))
+        }
+        Some(any_value::Value::BytesValue(b)) => AttrValue::String(hex::encode(b)),
+        Some(any_value::Value::ArrayValue(a)) => AttrValue::Array(a.values.into_iter().map(any_value_json).collect()),
+        Some(any_value::Value::KvlistValue(kv)) => {
+            AttrValue::Object(kv.values.into_iter().map(key_value).collect())
+        }
+    }
+}
+
+fn first<'a>(attrs: &'a Attributes, field: &Field) -> Option<std::borrow::Cow<'a, str>> {
+    field.names.iter().find_map(|name| attr_str(attrs, name)).filter(|v| !v.trim().is_empty())
+}
+
+/// Reads the messaging role of a span: the system and a destination are required; the
+/// operation comes from the attributes, else the span kind (PRODUCER/CONSUMER), else the verb
+/// in the span name (`orders publish`, `tasks process`).
+fn messaging(attrs: &Attributes, kind: SpanKind, name: &str) -> Option<Messaging> {
+    let system = first(attrs, &semconv::MESSAGING_SYSTEM)?.trim().to_ascii_lowercase();
+    let operation = first(attrs, &semconv::OPERATION)
+        .and_then(|op| Operation::parse(&op))
+        .or(match kind {
+            SpanKind::Producer => Some(Operation::Produce),
+            SpanKind::Consumer => Some(Operation::Consume),
+            _ => None,
+        })
+        .or_else(|| name.split_whitespace().find_map(Operation::parse))?;
+    let routing_key = first(attrs, &semconv::ROUTING_KEY);
+    // RabbitMQ's default exchange ("") routes by routing key straight to the queue of that name.
+    let destination = first(attrs, &semconv::DESTINATION)
+        .filter(|d| !(system == "rabbitmq" && matches!(d.as_ref(), "" | "amq.default")))
+        .or(routing_key)?;
+    let declared_temporary = semconv::TEMPORARY.names.iter().any(|n| matches!(attrs.iter().find(|(k, _)| k == n), Some((_, AttrValue::Bool(true)))));
+    let temporary = declared_temporary || semconv::TEMPORARY_PREFIXES.iter().any(|p| destination.starts_with(p));
+    Some(Messaging {
+        destination: if temporary { TEMPORARY_DESTINATION.to_string() } else { destination.trim().to_string() },
+        system,
+        operation,
+        consumer_group: first(attrs, &semconv::CONSUMER_GROUP).map(|c| c.into_owned()),
+        message_id: first(attrs, &semconv::MESSAGE_ID).map(|c| c.into_owned()),
+        conversation_id: first(attrs, &semconv::CONVERSATION_ID).map(|c| c.into_owned()),
+        temporary,
+        batch_count: first(attrs, &semconv::BATCH_COUNT).and_then(|c| c.parse().ok()),
+    })
+}
+
+/// The peer a CLIENT span calls: `peer.service`, else the database system (with its name),
+/// else the server address.
+fn peer(attrs: &Attributes) -> Option<String> {
+    if let Some(p) = first(attrs, &semconv::PEER_SERVICE) {
+        return Some(p.into_owned());
+    }
+    if let Some(db) = first(attrs, &semconv::DB_SYSTEM) {
+        return Some(match first(attrs, &semconv::DB_NAMESPACE) {
+            Some(name) => format!("{db}/{name}"),
+            None => db.into_owned(),
+        });
+    }
+    first(attrs, &semconv::SERVER_ADDRESS).map(|a| a.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attrs(pairs: &[(&str, &str)]) -> Attributes {
+        pairs.iter().map(|(k, v)| (k.to_string(), AttrValue::String(v.to_string()))).collect()
+    }
+
+    #[test]
+    fn legacy_and_current_names_agree() {
+        let current = messaging(&attrs(&[("messaging.system", "kafka"), ("messaging.destination.name", "orders"), ("messaging.operation.type", "send"), ("messaging.consumer.group.name", "g")]), SpanKind::Producer, "x").unwrap();
+        let legacy = messaging(&attrs(&[("messaging.system", "kafka"), ("messaging.destination", "orders"), ("messaging.operation", "publish"), ("messaging.kafka.consumer_group", "g")]), SpanKind::Internal, "x").unwrap();
+        assert_eq!(current, legacy);
+        assert_eq!(current.operation, Operation::Produce);
+    }
+
+    #[test]
+    fn operation_falls_back_on_kind_then_name() {
+        let a = attrs(&[("messaging.system", "rabbitmq"), ("messaging.destination", "tasks")]);
+        assert_eq!(messaging(&a, SpanKind::Consumer, "x").unwrap().operation, Operation::Consume);
+        assert_eq!(messaging(&a, SpanKind::Internal, "tasks process").unwrap().operation, Operation::Consume);
+        assert!(messaging(&a, SpanKind::Internal, "something").is_none());
+    }
+
+    #[test]
+    fn default_exchange_uses_the_routing_key_and_reply_queues_fold() {
+        let a = attrs(&[("messaging.system", "rabbitmq"), ("messaging.destination", ""), ("messaging.rabbitmq.routing_key", "tasks")]);
+        assert_eq!(messaging(&a, SpanKind::Producer, "x").unwrap().destination, "tasks");
+        let t = attrs(&[("messaging.system", "rabbitmq"), ("messaging.destination.name", "amq.gen-Xy12")]);
+        let m = messaging(&t, SpanKind::Consumer, "x").unwrap();
+        assert!(m.temporary);
+        assert_eq!(m.destination, TEMPORARY_DESTINATION);
+    }
+
+    #[test]
+    fn peers_prefer_peer_service_then_database() {
+        assert_eq!(peer(&attrs(&[("peer.service", "catalog"), ("server.address", "10.0.0.1")])).as_deref(), Some("catalog"));
+        assert_eq!(peer(&attrs(&[("db.system", "postgresql"), ("db.name", "shop")])).as_deref(), Some("postgresql/shop"));
+        assert_eq!(peer(&attrs(&[("net.peer.name", "api.example")])).as_deref(), Some("api.example"));
+    }
+
+    #[test]
+    fn invalid_spans_are_rejected_not_panicked() {
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![otlp::ResourceSpans {
+                resource: None,
+                scope_spans: vec![otlp::ScopeSpans { scope: None, spans: vec![otlp::Span::default()], schema_url: String::new() }],
+                schema_url: String::new(),
+            }],
+        };
+        let out = convert_request(req);
+        assert_eq!(out.rejected, 1);
+        assert!(out.message().contains("service.name"));
+    }
+}

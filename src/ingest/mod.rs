@@ -1,0 +1,110 @@
+//! OTLP ingest: transports decode and map errors; [`Ingest::accept`] is the one path that
+//! converts, counts and persists, and answers only after the spans are committed.
+
+pub mod convert;
+pub mod decode;
+pub mod grpc;
+pub mod http;
+pub mod json;
+pub mod status;
+
+use crate::error::ErrorCode;
+use crate::store::{Store, StoreError};
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Malformed(String),
+    #[error("request body exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("unsupported content type {0:?}: use application/x-protobuf or application/json")]
+    UnsupportedMediaType(String),
+    #[error("unsupported content encoding {0:?}: use gzip or identity")]
+    UnsupportedEncoding(String),
+    #[error("too many requests in flight; retry later")]
+    Overloaded,
+    #[error("{0}")]
+    Store(#[from] StoreError),
+}
+
+impl IngestError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            IngestError::Malformed(_) => ErrorCode::BadRequest,
+            IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => ErrorCode::UnsupportedMediaType,
+            IngestError::Overloaded => ErrorCode::TooManyRequests,
+            IngestError::Store(e) => e.code(),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct IngestConfig {
+    /// Largest request body, before and after decompression.
+    pub max_body_bytes: usize,
+    /// Requests decoded or waiting for their commit at once; past that, 429.
+    pub max_in_flight: usize,
+}
+
+/// Counters shown by `/api/stats`.
+#[derive(Debug, Default)]
+pub struct IngestCounters {
+    pub requests: AtomicU64,
+    pub spans_stored: AtomicU64,
+    pub spans_duplicate: AtomicU64,
+    pub spans_rejected: AtomicU64,
+    pub requests_refused: AtomicU64,
+}
+
+/// What an accepted request reports back (`partial_success`).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Accepted {
+    pub rejected_spans: i64,
+    pub error_message: String,
+}
+
+#[derive(Clone)]
+pub struct Ingest {
+    pub store: Store,
+    pub config: IngestConfig,
+    pub counters: Arc<IngestCounters>,
+    shield: Arc<Semaphore>,
+}
+
+impl Ingest {
+    pub fn new(store: Store, config: IngestConfig) -> Ingest {
+        let shield = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        Ingest { store, config, counters: Arc::default(), shield }
+    }
+
+    /// Holds one in-flight slot for the life of a request, or refuses with 429.
+    pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+        self.shield.clone().try_acquire_owned().map_err(|_| {
+            self.counters.requests_refused.fetch_add(1, Ordering::Relaxed);
+            IngestError::Overloaded
+        })
+    }
+
+    /// Converts, persists and waits for the commit. Invalid spans are counted, not fatal.
+    pub async fn accept(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
+        self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        let converted = convert::convert_request(request);
+        self.counters.spans_rejected.fetch_add(converted.rejected, Ordering::Relaxed);
+        let accepted = Accepted { rejected_spans: converted.rejected as i64, error_message: converted.message() };
+        if converted.spans.is_empty() {
+            return Ok(accepted);
+        }
+        let committed = self.store.write(converted.spans).inspect_err(|_| {
+            self.counters.requests_refused.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let outcome = committed.await.map_err(|_| StoreError::Closed)??;
+        self.counters.spans_stored.fetch_add(outcome.stored, Ordering::Relaxed);
+        self.counters.spans_duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
+        Ok(accepted)
+    }
+}

@@ -1,0 +1,27 @@
+//! # Switchyard
+//!
+//! Topology discovery and event tracing for publish/subscribe systems.
+//!
+//! # Layout
+//!
+//! - [`model`], [`semconv`]: pure domain types and the attribute alias table (no IO).
+//! - [`ingest`]: OTLP/HTTP and OTLP/gRPC transports; one `accept()` converts and persists.
+//! - [`store`]: the only module that speaks SQL (writer thread, read pool, migrations).
+//! - [`topology`]: rows -> petgraph graph with statistics and named patterns (pure).
+//! - [`export`]: graph -> DOT and JSON (pure, deterministic).
+//! - [`web`]: the API (and, later, pages) on the `--http` address.
+//! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators.
+//!
+//! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
+
+pub mod app;
+pub mod bench;
+pub mod cli;
+pub mod error;
+pub mod export;
+pub mod ingest;
+pub mod model;
+pub mod semconv;
+pub mod store;
+pub mod topology;
+pub mod web;

@@ -1,0 +1,57 @@
+//! Time windows for topology and trace queries.
+
+/// A half-open window `[since, until)` in unix nanoseconds. Invariant: `since <= until`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TimeWindow {
+    pub since_unix_nanos: u64,
+    pub until_unix_nanos: u64,
+}
+
+impl TimeWindow {
+    pub fn new(since_unix_nanos: u64, until_unix_nanos: u64) -> Option<TimeWindow> {
+        (since_unix_nanos <= until_unix_nanos).then_some(TimeWindow { since_unix_nanos, until_unix_nanos })
+    }
+
+    /// The window that ends now and lasts `seconds`.
+    pub fn last(now_unix_nanos: u64, seconds: u64) -> TimeWindow {
+        TimeWindow {
+            since_unix_nanos: now_unix_nanos.saturating_sub(seconds * 1_000_000_000),
+            until_unix_nanos: now_unix_nanos,
+        }
+    }
+
+    /// Whole minutes touched by the window, as unix minutes `[first, last]`.
+    pub fn minutes(&self) -> (i64, i64) {
+        let first = (self.since_unix_nanos / 60_000_000_000) as i64;
+        let last = (self.until_unix_nanos.saturating_sub(1) / 60_000_000_000) as i64;
+        (first, last.max(first))
+    }
+
+    pub fn duration_secs(&self) -> f64 {
+        (self.until_unix_nanos - self.since_unix_nanos) as f64 / 1e9
+    }
+}
+
+pub fn now_unix_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+pub fn unix_minute(unix_nanos: u64) -> i64 {
+    (unix_nanos / 60_000_000_000) as i64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn minutes_cover_the_window() {
+        let w = TimeWindow::new(60_000_000_000, 180_000_000_000).unwrap();
+        assert_eq!(w.minutes(), (1, 2));
+        assert!(TimeWindow::new(2, 1).is_none());
+        assert_eq!(TimeWindow::last(10_000_000_000, 5).since_unix_nanos, 5_000_000_000);
+    }
+}

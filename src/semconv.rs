@@ -1,0 +1,112 @@
+//! Attribute names Switchyard reads, current and legacy, as one alias table.
+//!
+//! Each [`Field`] lists the names that carry it, most current first; the first one present on
+//! a span wins. docs/SEMCONV.md renders this table for users.
+
+/// A fact Switchyard reads from spans or resources, and every attribute name that carries it.
+pub struct Field {
+    pub field: &'static str,
+    pub names: &'static [&'static str],
+}
+
+pub const SERVICE_NAME: &str = "service.name";
+pub const SERVICE_NAMESPACE: &str = "service.namespace";
+pub const SERVICE_INSTANCE: &str = "service.instance.id";
+
+pub const MESSAGING_SYSTEM: Field = Field { field: "system", names: &["messaging.system"] };
+pub const DESTINATION: Field = Field {
+    field: "destination",
+    names: &[
+        "messaging.destination.name",
+        "messaging.destination",
+        "messaging.destination.template",
+        "messaging.source.name",
+        "messaging.source",
+    ],
+};
+pub const OPERATION: Field = Field {
+    field: "operation",
+    names: &["messaging.operation.type", "messaging.operation", "messaging.operation.name"],
+};
+pub const MESSAGE_ID: Field = Field {
+    field: "message id",
+    names: &["messaging.message.id", "messaging.message_id"],
+};
+pub const CONVERSATION_ID: Field = Field {
+    field: "conversation id",
+    names: &[
+        "messaging.message.conversation_id",
+        "messaging.conversation_id",
+        "messaging.rabbitmq.message.correlation_id",
+        "messaging.correlation_id",
+    ],
+};
+pub const CONSUMER_GROUP: Field = Field {
+    field: "consumer group",
+    names: &[
+        "messaging.consumer.group.name",
+        "messaging.kafka.consumer.group",
+        "messaging.kafka.consumer_group",
+        "messaging.eventhubs.consumer.group",
+        "messaging.servicebus.destination.subscription_name",
+        "messaging.destination.subscription.name",
+    ],
+};
+pub const ROUTING_KEY: Field = Field {
+    field: "routing key",
+    names: &["messaging.rabbitmq.destination.routing_key", "messaging.rabbitmq.routing_key"],
+};
+pub const TEMPORARY: Field = Field {
+    field: "temporary destination",
+    // The legacy `messaging.temp_destination` is not read: opentelemetry-instrumentation-pika
+    // sets it to true on every publish (see fixtures/README.md). Broker-generated names
+    // (TEMPORARY_PREFIXES) cover reply queues there.
+    names: &["messaging.destination.temporary", "messaging.destination.anonymous"],
+};
+pub const BATCH_COUNT: Field = Field {
+    field: "batch message count",
+    names: &["messaging.batch.message_count"],
+};
+pub const PEER_SERVICE: Field = Field { field: "peer service", names: &["peer.service"] };
+pub const DB_SYSTEM: Field = Field { field: "database system", names: &["db.system.name", "db.system"] };
+pub const DB_NAMESPACE: Field = Field { field: "database name", names: &["db.namespace", "db.name"] };
+pub const SERVER_ADDRESS: Field = Field {
+    field: "server address",
+    names: &["server.address", "net.peer.name", "http.host", "net.host.name", "rpc.service"],
+};
+
+/// Every field, for documentation and the `config`/`semconv` listings.
+pub const ALL: &[&Field] = &[
+    &MESSAGING_SYSTEM,
+    &DESTINATION,
+    &OPERATION,
+    &MESSAGE_ID,
+    &CONVERSATION_ID,
+    &CONSUMER_GROUP,
+    &ROUTING_KEY,
+    &TEMPORARY,
+    &BATCH_COUNT,
+    &PEER_SERVICE,
+    &DB_SYSTEM,
+    &DB_NAMESPACE,
+    &SERVER_ADDRESS,
+];
+
+/// Temporary queue name prefixes that brokers generate (RabbitMQ server-named queues,
+/// NATS inboxes), treated as temporary even when the span does not say so.
+pub const TEMPORARY_PREFIXES: &[&str] = &["amq.gen-", "_INBOX.", "amq.rabbitmq.reply-to"];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_name_is_claimed_twice() {
+        let mut seen = std::collections::HashSet::new();
+        for field in ALL {
+            for name in field.names {
+                assert!(seen.insert(*name), "{name} appears twice in the alias table");
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+//! Per-batch statistics, merged into the per-minute tables before the batch commits.
+
+use crate::model::window::unix_minute;
+use crate::model::{EdgeKind, NodeKey};
+use crate::topology::sketch::Sketch;
+use rusqlite::{params, OptionalExtension, Transaction};
+use std::collections::{HashMap, HashSet};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct EdgeMinuteKey {
+    pub minute: i64,
+    pub from: String,
+    pub to: String,
+    pub kind: EdgeKind,
+    pub via: String,
+}
+
+#[derive(Debug, Default)]
+pub struct EdgeDelta {
+    pub count: i64,
+    pub errors: i64,
+    pub latency_sum_micros: i64,
+    pub latency: Sketch,
+    pub first_seen: u64,
+    pub last_seen: u64,
+}
+
+/// What one batch adds to the statistics tables. Owned by the writer thread.
+#[derive(Default)]
+pub struct Accumulator {
+    edges: HashMap<EdgeMinuteKey, EdgeDelta>,
+    services: HashMap<(i64, String), (i64, i64)>,
+    nodes: HashMap<String, NodeKey>,
+    instances: HashSet<(i64, String, String, String)>,
+}
+
+/// One change to an edge's statistics: `weight` is +1 to add a sample or -1 to take it back.
+pub struct EdgeChange<'a> {
+    pub from: &'a NodeKey,
+    pub to: &'a NodeKey,
+    pub kind: EdgeKind,
+    pub via: &'a str,
+    pub at_unix_nanos: u64,
+    pub count: i64,
+    pub errors: i64,
+    pub latency_micros: Option<u64>,
+    pub weight: i64,
+}
+
+impl Accumulator {
+    pub fn edge(&mut self, c: EdgeChange<'_>) {
+        for node in [c.from, c.to] {
+            if !self.nodes.contains_key(&node.id) {
+                self.nodes.insert(node.id.clone(), node.clone());
+            }
+        }
+        let key = EdgeMinuteKey {
+            minute: unix_minute(c.at_unix_nanos),
+            from: c.from.id.clone(),
+            to: c.to.id.clone(),
+            kind: c.kind,
+            via: c.via.to_string(),
+        };
+        let d = self.edges.entry(key).or_default();
+        d.count += c.count;
+        d.errors += c.errors;
+        if let Some(micros) = c.latency_micros {
+            d.latency.add(micros, c.weight);
+            d.latency_sum_micros += micros as i64 * c.weight;
+        }
+        d.first_seen = if d.first_seen == 0 { c.at_unix_nanos } else { d.first_seen.min(c.at_unix_nanos) };
+        d.last_seen = d.last_seen.max(c.at_unix_nanos);
+    }
+
+    pub fn service_span(&mut self, service: &NodeKey, at_unix_nanos: u64, error: bool) {
+        if !self.nodes.contains_key(&service.id) {
+            self.nodes.insert(service.id.clone(), service.clone());
+        }
+        let e = self.services.entry((unix_minute(at_unix_nanos), service.id.clone())).or_default();
+        e.0 += 1;
+        e.1 += error as i64;
+    }
+
+    pub fn consumer_instance(&mut self, destination: &NodeKey, service: &NodeKey, instance: &str, at_unix_nanos: u64) {
+        self.instances.insert((unix_minute(at_unix_nanos), destination.id.clone(), service.id.clone(), instance.to_string()));
+    }
+
+    /// Merges everything into the tables inside the batch's transaction, then empties itself.
+    /// `known` remembers node ids already written, so nodes are inserted once.
+    pub fn flush(&mut self, tx: &Transaction<'_>, known: &mut HashSet<String>, now: u64) -> rusqlite::Result<()> {
+        let mut insert_node = tx.prepare_cached(
+            "INSERT OR IGNORE INTO nodes (id, kind, name, system, namespace, first_seen_unix_nanos) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (id, node) in self.nodes.drain() {
+            if known.contains(&id) {
+                continue;
+            }
+            insert_node.execute(params![id, node.kind.as_str(), node.name, node.system, node.namespace, now as i64])?;
+            known.insert(id);
+        }
+        let mut select = tx.prepare_cached(
+            "SELECT count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos FROM edge_minutes
+             WHERE minute = ?1 AND from_node = ?2 AND to_node = ?3 AND kind = ?4 AND via = ?5",
+        )?;
+        let mut upsert = tx.prepare_cached(
+            "INSERT OR REPLACE INTO edge_minutes (minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency,
+             first_seen_unix_nanos, last_seen_unix_nanos) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+        )?;
+        for (k, mut d) in self.edges.drain() {
+            let old = select
+                .query_row(params![k.minute, k.from, k.to, k.kind.as_i64(), k.via], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?))
+                })
+                .optional()?;
+            if let Some((count, errors, sum, blob, first, last)) = old {
+                d.count += count;
+                d.errors += errors;
+                d.latency_sum_micros += sum;
+                d.latency.merge(&Sketch::decode(blob.as_deref().unwrap_or_default()));
+                d.first_seen = d.first_seen.min(first as u64);
+                d.last_seen = d.last_seen.max(last as u64);
+            }
+            let blob = (!d.latency.is_empty()).then(|| d.latency.encode());
+            upsert.execute(params![
+                k.minute, k.from, k.to, k.kind.as_i64(), k.via, d.count, d.errors, d.latency_sum_micros, blob,
+                d.first_seen as i64, d.last_seen as i64
+            ])?;
+        }
+        let mut svc = tx.prepare_cached(
+            "INSERT INTO service_minutes (minute, service, spans, errors) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (minute, service) DO UPDATE SET spans = spans + excluded.spans, errors = errors + excluded.errors",
+        )?;
+        for ((minute, service), (spans, errors)) in self.services.drain() {
+            svc.execute(params![minute, service, spans, errors])?;
+        }
+        let mut inst = tx.prepare_cached(
+            "INSERT OR IGNORE INTO consumer_instances (minute, destination, service, instance) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (minute, destination, service, instance) in self.instances.drain() {
+            inst.execute(params![minute, destination, service, instance])?;
+        }
+        Ok(())
+    }
+}

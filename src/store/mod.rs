@@ -1,0 +1,177 @@
+//! The only module that speaks SQL. One writer thread owns the write connection (group
+//! commit, reply after COMMIT); reads use a small pool of read-only WAL connections.
+
+mod accumulate;
+mod insert;
+mod pairing;
+pub mod reader;
+mod retention;
+mod schema;
+mod writer;
+
+pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceSummary, TraceQuery};
+pub use retention::RetentionConfig;
+pub use writer::WriteOutcome;
+
+use crate::error::ErrorCode;
+use crate::model::Span;
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("database schema version {found} is newer than this build supports ({supported}); upgrade switchyard")]
+    NewerSchema { found: i64, supported: i64 },
+    #[error("the write queue is full")]
+    Busy,
+    #[error("the store is shutting down")]
+    Closed,
+    #[error("write failed: {0}")]
+    Write(String),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl StoreError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            StoreError::Busy | StoreError::Closed => ErrorCode::Unavailable,
+            _ => ErrorCode::Internal,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct StoreConfig {
+    pub path: PathBuf,
+    pub retention: RetentionConfig,
+    /// Write requests queued for the writer at most; past that, writes answer `Busy`.
+    pub queue_depth: usize,
+    /// `NORMAL` (durable across process crashes, the default) or `FULL` (also power loss).
+    pub synchronous: String,
+}
+
+/// A handle on the store: cheap to clone, shared by every transport and page.
+#[derive(Clone)]
+pub struct Store {
+    tx: Sender<writer::Command>,
+    readers: Arc<ReadPool>,
+    writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Store {
+    pub fn open(cfg: &StoreConfig) -> Result<Store, StoreError> {
+        if let Some(dir) = cfg.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut conn = Connection::open(&cfg.path)?;
+        schema::configure(&conn, &cfg.synchronous)?;
+        schema::migrate(&mut conn)?;
+        let (tx, rx) = bounded(cfg.queue_depth.max(1));
+        let w = writer::Writer::new(conn, rx, cfg.retention.clone());
+        let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run())?;
+        Ok(Store {
+            tx,
+            readers: Arc::new(ReadPool { path: cfg.path.clone(), idle: Mutex::new(Vec::new()) }),
+            writer: Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Queues spans for the writer; the returned receiver answers after COMMIT.
+    pub fn write(&self, spans: Vec<Span>) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        match self.tx.try_send(writer::Command::Write { spans, reply }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(StoreError::Busy),
+            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// Writes and waits for the commit (blocking; for the CLI and tests, not the runtime).
+    pub fn write_blocking(&self, spans: Vec<Span>) -> Result<WriteOutcome, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        self.tx.send(writer::Command::Write { spans, reply }).map_err(|_| StoreError::Closed)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Commits everything queued, stops the writer and waits for it (blocking).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(writer::Command::Shutdown);
+        let handle = self.writer.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+
+    /// Runs `f` with a read-only connection (blocking: call from a blocking thread).
+    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+        let conn = self.readers.take()?;
+        let out = f(&conn);
+        self.readers.give_back(conn);
+        out
+    }
+
+    /// Runs a read on tokio's blocking pool, so the async runtime never waits on SQLite.
+    pub async fn read_async<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || store.read(f))
+            .await
+            .map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
+    }
+}
+
+struct ReadPool {
+    path: PathBuf,
+    // A std Mutex: held only to push or pop a connection, never across an await.
+    idle: Mutex<Vec<Connection>>,
+}
+
+impl ReadPool {
+    fn take(&self) -> Result<Connection, StoreError> {
+        if let Some(conn) = self.idle.lock().ok().and_then(|mut v| v.pop()) {
+            return Ok(conn);
+        }
+        open_reader(&self.path)
+    }
+
+    fn give_back(&self, conn: Connection) {
+        if let Ok(mut idle) = self.idle.lock() {
+            if idle.len() < 8 {
+                idle.push(conn);
+            }
+        }
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection, StoreError> {
+    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
+    Ok(conn)
+}
+
+/// Opens a database for reading only, checking its schema (used by `switchyard export`).
+pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
+    if !path.exists() {
+        return Err(StoreError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no database at {}", path.display()))));
+    }
+    let conn = open_reader(path)?;
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version > schema::CURRENT_VERSION {
+        return Err(StoreError::NewerSchema { found: version, supported: schema::CURRENT_VERSION });
+    }
+    let (tx, _rx) = bounded(1);
+    Ok(Store {
+        tx,
+        readers: Arc::new(ReadPool { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) }),
+        writer: Arc::new(Mutex::new(None)),
+    })
+}

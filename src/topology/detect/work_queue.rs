@@ -1,0 +1,52 @@
+use super::{name, Detector, Finding, Flows, Topology};
+use crate::model::EdgeKind;
+
+/// One destination drained by a single service running two or more competing instances.
+pub struct WorkQueue;
+
+impl Detector for WorkQueue {
+    fn pattern(&self) -> &'static str {
+        "work_queue"
+    }
+
+    fn summary(&self) -> &'static str {
+        "a destination drained by competing instances of one service"
+    }
+
+    fn check(&self, topo: &Topology) -> Vec<Finding> {
+        let flows = Flows::of(topo);
+        let mut out = Vec::new();
+        for (dest, consumers) in &flows.consumers {
+            if consumers.len() != 1 {
+                continue;
+            }
+            let Some(edge) = topo.edges_of_kind(EdgeKind::Consume).find(|e| e.from == *dest) else { continue };
+            let instances = edge.instances.unwrap_or(0);
+            if instances >= 2 {
+                out.push(Finding {
+                    pattern: self.pattern(),
+                    nodes: vec![dest.to_string(), edge.to.clone()],
+                    description: format!("{} is a work queue drained by {} instances of {}", name(topo, dest), instances, name(topo, &edge.to)),
+                });
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EdgeKind::*;
+    use crate::topology::detect::testing::topo;
+
+    #[test]
+    fn needs_two_instances_of_one_service() {
+        let mut t = topo(&[("s:a", "d:q", Publish, 6), ("d:q", "s:w", Consume, 6)]);
+        assert!(WorkQueue.check(&t).is_empty());
+        t.edges.iter_mut().for_each(|e| e.instances = Some(2));
+        let f = WorkQueue.check(&t);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].description.contains("2 instances of w"), "{}", f[0].description);
+    }
+}

@@ -1,0 +1,9 @@
+//! The topology: services, destinations and external peers with their edges over a window,
+//! built as a petgraph graph, plus the named patterns found in it. Pure: no SQL, no async.
+
+pub mod build;
+pub mod detect;
+pub mod sketch;
+
+pub use build::{build, Dependency, Edge, Node, Topology};
+pub use detect::Finding;

@@ -1,0 +1,44 @@
+//! API errors: one JSON shape, statuses from the shared table.
+
+use crate::error::{ErrorCode, RETRY_AFTER_SECS};
+use crate::store::StoreError;
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl ApiError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            ApiError::BadRequest(_) => ErrorCode::BadRequest,
+            ApiError::NotFound(_) => ErrorCode::NotFound,
+            ApiError::Store(e) => e.code(),
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.code().http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = self.code();
+        let mut builder = HttpResponse::build(self.status_code());
+        if code.retryable() {
+            builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
+        }
+        if code == ErrorCode::Internal {
+            tracing::error!(error = %self, "api request failed");
+        }
+        builder.json(serde_json::json!({"error": code.as_str(), "message": self.to_string()}))
+    }
+}

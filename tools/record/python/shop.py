@@ -1,0 +1,374 @@
+#!/usr/bin/env python3
+"""A small "shop" built from several services talking over RabbitMQ with pika,
+traced by opentelemetry-instrumentation-pika and exported as OTLP/HTTP protobuf.
+
+Every service runs in its own OS process with its own TracerProvider and
+Resource (service.name, service.instance.id); the pika channel of each service
+is instrumented with PikaInstrumentor.instrument_channel(channel,
+tracer_provider=...). No global tracer provider is installed.
+
+Parts (select with SHOP_PARTS=comma,separated; default: all of them):
+  broadcast  orders --5--> fanout exchange "order.created"
+               -> queue "shipping.order-created" (service shipping, acks all)
+               -> queue "billing.order-created"  (service billing; message
+                  order-3 raises inside the consumer callback, after a
+                  basic_nack(requeue=False); the other 4 are acked)
+  workqueue  checkout --6--> default exchange, routing key "tasks"
+               -> queue "tasks", two consumers of service worker
+                  (service.instance.id worker-1 / worker-2, prefetch 1)
+  rpc        wallet --3 requests--> default exchange, routing key
+               "identity.2fa" (reply_to = exclusive server-named amq.gen-...
+               queue, correlation_id 2fa-N); identity replies to reply_to via
+               the default exchange with the same correlation_id; wallet
+               consumes the 3 replies.
+  audit      audit --2--> topic exchange "audit.events" (routing key
+               "audit.login"), no queue bound: messages are dropped.
+
+Environment:
+  OTEL_EXPORTER_OTLP_ENDPOINT  default http://127.0.0.1:4318 (SDK appends /v1/traces)
+  OTEL_EXPORTER_OTLP_COMPRESSION  e.g. gzip (read by the SDK exporter)
+  RUN_SUFFIX    appended to every exchange and queue name (default empty)
+  AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD  default 127.0.0.1 / 5672 / guest / guest
+  SHOP_PARTS    see above
+"""
+import json
+import multiprocessing as mp
+import os
+import sys
+import time
+
+ALL_PARTS = ("broadcast", "workqueue", "rpc", "audit")
+SUFFIX = os.environ.get("RUN_SUFFIX", "")
+
+EX_ORDER_CREATED = "order.created" + SUFFIX
+Q_SHIPPING = "shipping.order-created" + SUFFIX
+Q_BILLING = "billing.order-created" + SUFFIX
+Q_TASKS = "tasks" + SUFFIX
+Q_IDENTITY = "identity.2fa" + SUFFIX
+EX_AUDIT = "audit.events" + SUFFIX
+
+N_ORDERS = 5
+N_TASKS = 6
+N_2FA = 3
+N_AUDIT = 2
+BILLING_FAILS_MESSAGE_ID = "order-3"
+
+TIMEOUT_S = 60.0
+
+
+BILLING_ERROR = "billing failed to charge "
+
+
+def _params():
+    import pika
+
+    return pika.ConnectionParameters(
+        host=os.environ.get("AMQP_HOST", "127.0.0.1"),
+        port=int(os.environ.get("AMQP_PORT", "5672")),
+        credentials=pika.PlainCredentials(
+            os.environ.get("AMQP_USER", "guest"), os.environ.get("AMQP_PASSWORD", "guest")
+        ),
+    )
+
+
+def _provider(service, instance):
+    """One TracerProvider + Resource per service process."""
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    resource = Resource.create({"service.name": service, "service.instance.id": instance})
+    provider = TracerProvider(resource=resource)
+    # Long schedule delay: everything is exported by shutdown(), normally in a
+    # single request per process.
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=60000))
+    return provider
+
+
+def _instrumented_channel(provider):
+    import pika
+    from opentelemetry.instrumentation.pika import PikaInstrumentor
+
+    conn = pika.BlockingConnection(_params())
+    ch = conn.channel()
+    PikaInstrumentor.instrument_channel(ch, tracer_provider=provider)
+    return conn, ch
+
+
+def _finish(conn, provider):
+    try:
+        if conn.is_open:
+            conn.close()
+    finally:
+        provider.force_flush()
+        provider.shutdown()
+
+
+# --------------------------------------------------------------------------
+# topology (plain, uninstrumented connection: produces no spans)
+
+
+def setup_topology(parts):
+    import pika
+
+    conn = pika.BlockingConnection(_params())
+    ch = conn.channel()
+    if "broadcast" in parts:
+        ch.exchange_delete(EX_ORDER_CREATED)
+        ch.queue_delete(Q_SHIPPING)
+        ch.queue_delete(Q_BILLING)
+        ch.exchange_declare(EX_ORDER_CREATED, exchange_type="fanout")
+        for q in (Q_SHIPPING, Q_BILLING):
+            ch.queue_declare(q)
+            ch.queue_bind(q, EX_ORDER_CREATED)
+    if "workqueue" in parts:
+        ch.queue_delete(Q_TASKS)
+        ch.queue_declare(Q_TASKS)
+    if "rpc" in parts:
+        ch.queue_delete(Q_IDENTITY)
+        ch.queue_declare(Q_IDENTITY)
+    if "audit" in parts:
+        ch.exchange_delete(EX_AUDIT)
+        ch.exchange_declare(EX_AUDIT, exchange_type="topic")
+    conn.close()
+
+
+def teardown_topology(parts):
+    import pika
+
+    conn = pika.BlockingConnection(_params())
+    ch = conn.channel()
+    if "broadcast" in parts:
+        ch.queue_delete(Q_SHIPPING)
+        ch.queue_delete(Q_BILLING)
+        ch.exchange_delete(EX_ORDER_CREATED)
+    if "workqueue" in parts:
+        ch.queue_delete(Q_TASKS)
+    if "rpc" in parts:
+        ch.queue_delete(Q_IDENTITY)
+    if "audit" in parts:
+        ch.exchange_delete(EX_AUDIT)
+    conn.close()
+
+
+# --------------------------------------------------------------------------
+# consumers (long-running until told to stop)
+
+
+def consumer_main(service, instance, queue, events, stop):
+    import pika
+
+    provider = _provider(service, instance)
+    conn, ch = _instrumented_channel(provider)
+    ch.basic_qos(prefetch_count=1)
+
+    def on_message(channel, method, properties, body):
+        mid = properties.message_id
+        if service == "billing" and mid == BILLING_FAILS_MESSAGE_ID:
+            channel.basic_nack(method.delivery_tag, requeue=False)
+            events.put(("msg", instance, queue, mid, "failed"))
+            # A builtin exception type keeps exception.type stable ("RuntimeError").
+            raise RuntimeError(BILLING_ERROR + mid)
+        if service == "worker":
+            time.sleep(0.05)  # keep round-robin dispatch between the 2 workers even
+        if service == "identity":
+            channel.basic_publish(
+                exchange="",
+                routing_key=properties.reply_to,
+                body=json.dumps({"ok": True, "request": mid}).encode(),
+                properties=pika.BasicProperties(
+                    content_type="application/json",
+                    correlation_id=properties.correlation_id,
+                    message_id="reply-" + mid,
+                ),
+            )
+        channel.basic_ack(method.delivery_tag)
+        events.put(("msg", instance, queue, mid, "ok"))
+
+    ch.basic_consume(queue, on_message)
+    events.put(("ready", instance))
+    while not stop.is_set():
+        try:
+            conn.process_data_events(time_limit=0.1)
+        except RuntimeError as exc:
+            if not str(exc).startswith(BILLING_ERROR):
+                raise
+            # The exception escaped the (instrumented) consumer callback, so
+            # the consumer span was ended with status ERROR + an exception
+            # event. Keep consuming.
+    ch.close()
+    _finish(conn, provider)
+
+
+# --------------------------------------------------------------------------
+# producers
+
+
+def _props(**kw):
+    import pika
+
+    return pika.BasicProperties(content_type="application/json", **kw)
+
+
+def orders_main():
+    provider = _provider("orders", "orders-1")
+    conn, ch = _instrumented_channel(provider)
+    for i in range(1, N_ORDERS + 1):
+        ch.basic_publish(
+            exchange=EX_ORDER_CREATED,
+            routing_key="",
+            body=json.dumps({"order": i}).encode(),
+            properties=_props(message_id="order-%d" % i),
+        )
+    _finish(conn, provider)
+
+
+def checkout_main():
+    provider = _provider("checkout", "checkout-1")
+    conn, ch = _instrumented_channel(provider)
+    for i in range(1, N_TASKS + 1):
+        ch.basic_publish(
+            exchange="",
+            routing_key=Q_TASKS,
+            body=json.dumps({"task": i}).encode(),
+            properties=_props(message_id="task-%d" % i),
+        )
+    _finish(conn, provider)
+
+
+def audit_main():
+    provider = _provider("audit", "audit-1")
+    conn, ch = _instrumented_channel(provider)
+    for i in range(1, N_AUDIT + 1):
+        ch.basic_publish(
+            exchange=EX_AUDIT,
+            routing_key="audit.login",
+            body=json.dumps({"event": i}).encode(),
+            properties=_props(message_id="audit-%d" % i),
+        )
+    _finish(conn, provider)
+
+
+def wallet_main():
+    provider = _provider("wallet", "wallet-1")
+    conn, ch = _instrumented_channel(provider)
+    reply_queue = ch.queue_declare(queue="", exclusive=True).method.queue  # amq.gen-...
+    replies = []
+
+    def on_reply(channel, method, properties, body):
+        replies.append(properties.correlation_id)
+        channel.basic_ack(method.delivery_tag)
+
+    ch.basic_consume(reply_queue, on_reply)
+    for i in range(1, N_2FA + 1):
+        ch.basic_publish(
+            exchange="",
+            routing_key=Q_IDENTITY,
+            body=json.dumps({"user": "u%d" % i}).encode(),
+            properties=_props(
+                message_id="2fa-req-%d" % i,
+                correlation_id="2fa-%d" % i,
+                reply_to=reply_queue,
+            ),
+        )
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(replies) < N_2FA and time.monotonic() < deadline:
+        conn.process_data_events(time_limit=0.1)
+    ch.close()
+    _finish(conn, provider)
+    if len(replies) != N_2FA:
+        sys.exit("wallet: got %d replies, expected %d" % (len(replies), N_2FA))
+    print("wallet: reply queue %s, replies %s" % (reply_queue, sorted(replies)), flush=True)
+
+
+# --------------------------------------------------------------------------
+# orchestration
+
+
+def main():
+    parts = [p for p in os.environ.get("SHOP_PARTS", ",".join(ALL_PARTS)).split(",") if p]
+    bad = set(parts) - set(ALL_PARTS)
+    if bad:
+        sys.exit("unknown SHOP_PARTS: %s" % ",".join(sorted(bad)))
+    setup_topology(parts)
+
+    ctx = mp.get_context("spawn")
+    events = ctx.Queue()
+    stop = ctx.Event()
+
+    consumers = []  # (service, instance, queue)
+    expected = {}  # queue -> processed messages
+    if "broadcast" in parts:
+        consumers += [("shipping", "shipping-1", Q_SHIPPING), ("billing", "billing-1", Q_BILLING)]
+        expected[Q_SHIPPING] = N_ORDERS
+        expected[Q_BILLING] = N_ORDERS
+    if "workqueue" in parts:
+        consumers += [("worker", "worker-1", Q_TASKS), ("worker", "worker-2", Q_TASKS)]
+        expected[Q_TASKS] = N_TASKS
+    if "rpc" in parts:
+        consumers += [("identity", "identity-1", Q_IDENTITY)]
+        expected[Q_IDENTITY] = N_2FA
+
+    procs = []
+    for service, instance, queue in consumers:
+        p = ctx.Process(target=consumer_main, args=(service, instance, queue, events, stop), name=instance)
+        p.start()
+        procs.append(p)
+
+    counts = {q: 0 for q in expected}
+    per_instance = {}
+    ready = set()
+    deadline = time.monotonic() + TIMEOUT_S
+
+    def pump(block_s):
+        try:
+            ev = events.get(timeout=block_s)
+        except Exception:
+            return
+        if ev[0] == "ready":
+            ready.add(ev[1])
+        elif ev[0] == "msg":
+            _, instance, queue, mid, outcome = ev
+            counts[queue] += 1
+            per_instance.setdefault(instance, []).append((mid, outcome))
+
+    while len(ready) < len(consumers):
+        if time.monotonic() > deadline:
+            sys.exit("consumers not ready: %s" % ready)
+        pump(0.5)
+
+    producers = []
+    if "broadcast" in parts:
+        producers.append(orders_main)
+    if "workqueue" in parts:
+        producers.append(checkout_main)
+    if "rpc" in parts:
+        producers.append(wallet_main)
+    if "audit" in parts:
+        producers.append(audit_main)
+    pprocs = [ctx.Process(target=fn, name=fn.__name__) for fn in producers]
+    for p in pprocs:
+        p.start()
+
+    while any(counts[q] < n for q, n in expected.items()):
+        if time.monotonic() > deadline:
+            stop.set()
+            sys.exit("timeout: processed %s, expected %s" % (counts, expected))
+        pump(0.5)
+    stop.set()
+
+    rc = 0
+    for p in pprocs + procs:
+        p.join(TIMEOUT_S)
+        if p.exitcode != 0:
+            print("process %s exited with %s" % (p.name, p.exitcode), file=sys.stderr)
+            rc = 1
+    teardown_topology(parts)
+    for inst in sorted(per_instance):
+        print("%s: %s" % (inst, " ".join("%s:%s" % x for x in per_instance[inst])), flush=True)
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())

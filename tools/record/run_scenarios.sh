@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Runs the messaging scenarios against an OTLP/HTTP endpoint (base URL; the
+# SDK exporters append /v1/traces). RabbitMQ must be reachable (AMQP_HOST /
+# AMQP_PORT, default 127.0.0.1:5672, guest/guest).
+#
+# Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
+#   SCENARIO: python-pika | python-pika-gzip | node-amqplib-json  (default: all)
+# Environment: RUN_SUFFIX (appended to every exchange/queue name), SKIP_SETUP=1
+# (do not check/install the venv and node_modules).
+#
+# Example: tools/record/run_scenarios.sh http://127.0.0.1:4318 python-pika
+set -euo pipefail
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+if [ $# -lt 1 ]; then
+  sed -n '2,12p' "$0" >&2
+  exit 2
+fi
+ENDPOINT=${1%/}
+shift
+SCENARIOS=("$@")
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip node-amqplib-json)
+
+[ "${SKIP_SETUP:-0}" = 1 ] || "$HERE/setup.sh" --if-missing
+
+# A clean OTel environment: only what each scenario sets below.
+for v in $(compgen -e | grep '^OTEL_' || true); do unset "$v"; done
+export OTEL_EXPORTER_OTLP_ENDPOINT="$ENDPOINT"
+
+for s in "${SCENARIOS[@]}"; do
+  echo "== scenario $s -> $ENDPOINT" >&2
+  case "$s" in
+    python-pika)
+      SHOP_PARTS=broadcast,workqueue,rpc,audit "$HERE/.venv/bin/python" "$HERE/python/shop.py"
+      ;;
+    python-pika-gzip)
+      OTEL_EXPORTER_OTLP_COMPRESSION=gzip SHOP_PARTS=broadcast "$HERE/.venv/bin/python" "$HERE/python/shop.py"
+      ;;
+    node-amqplib-json)
+      (cd "$HERE/node" && node stock.js)
+      ;;
+    *)
+      echo "unknown scenario: $s" >&2
+      exit 2
+      ;;
+  esac
+done
