@@ -14,7 +14,10 @@ const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 pub fn store_config(args: &ServeArgs) -> StoreConfig {
     StoreConfig {
         path: args.db.clone(),
-        retention: RetentionConfig { max_age: args.retention, max_bytes: args.retention_size },
+        retention: RetentionConfig {
+            max_age: args.retention,
+            max_bytes: args.retention_size,
+        },
         queue_depth: args.queue_depth,
         synchronous: match args.sync {
             SyncMode::Normal => "NORMAL".into(),
@@ -24,20 +27,32 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&store_config(&args)).with_context(|| format!("opening {}", args.db.display()))?;
-    let ingest = Ingest::new(store.clone(), IngestConfig { max_body_bytes: args.max_body as usize, max_in_flight: args.max_in_flight });
+    let store = Store::open(&store_config(&args))
+        .with_context(|| format!("opening {}", args.db.display()))?;
+    let ingest = Ingest::new(
+        store.clone(),
+        IngestConfig {
+            max_body_bytes: args.max_body as usize,
+            max_in_flight: args.max_in_flight,
+        },
+    );
 
     let (otlp_server, otlp_addr) = otlp_http_server(&args, ingest.clone())?;
     let (web_server, web_addr) = web_server(&args, ingest.clone())?;
-    let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc).await.with_context(|| format!("binding OTLP/gRPC on {}", args.otlp_grpc))?;
+    let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc)
+        .await
+        .with_context(|| format!("binding OTLP/gRPC on {}", args.otlp_grpc))?;
     let grpc_addr = grpc_listener.local_addr()?;
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(ingest::grpc::service(ingest.clone()))
-            .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(grpc_listener), async {
-                let _ = grpc_stop_rx.await;
-            }),
+            .serve_with_incoming_shutdown(
+                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                async {
+                    let _ = grpc_stop_rx.await;
+                },
+            ),
     );
     let otlp_handle = otlp_server.handle();
     let web_handle = web_server.handle();
@@ -62,26 +77,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn otlp_http_server(args: &ServeArgs, ingest: Ingest) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+fn otlp_http_server(
+    args: &ServeArgs,
+    ingest: Ingest,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let data = web::Data::new(ingest);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(ingest::http::configure))
-        .workers(args.workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
-        .bind(args.otlp_http)
-        .with_context(|| format!("binding OTLP/HTTP on {}", args.otlp_http))?;
-    let addr = server.addrs().first().copied().context("no OTLP/HTTP address")?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(ingest::http::configure)
+    })
+    .workers(args.workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+    .bind(args.otlp_http)
+    .with_context(|| format!("binding OTLP/HTTP on {}", args.otlp_http))?;
+    let addr = server
+        .addrs()
+        .first()
+        .copied()
+        .context("no OTLP/HTTP address")?;
     Ok((server.run(), addr))
 }
 
-fn web_server(args: &ServeArgs, ingest: Ingest) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+fn web_server(
+    args: &ServeArgs,
+    ingest: Ingest,
+) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let data = web::Data::new(ingest);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(crate::web::configure))
-        .workers(args.workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
-        .bind(args.http)
-        .with_context(|| format!("binding HTTP on {}", args.http))?;
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .configure(crate::web::configure)
+    })
+    .workers(args.workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+    .bind(args.http)
+    .with_context(|| format!("binding HTTP on {}", args.http))?;
     let addr = server.addrs().first().copied().context("no HTTP address")?;
     Ok((server.run(), addr))
 }
@@ -120,7 +153,8 @@ async fn shutdown_signal() {
 /// `switchyard export`: the graph of a database on stdout.
 pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
     let store = crate::store::open_read_only(&args.db)?;
-    let window = crate::web::api::parse_window(args.since.as_deref(), args.until.as_deref()).map_err(anyhow::Error::msg)?;
+    let window = crate::web::api::parse_window(args.since.as_deref(), args.until.as_deref())
+        .map_err(anyhow::Error::msg)?;
     let rows = store.read(|c| crate::store::reader::topology(c, window))?;
     let topo = crate::topology::build(rows, window);
     let text = match args.format {

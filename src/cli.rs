@@ -5,7 +5,11 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "switchyard", version, about = "Topology discovery and event tracing for publish/subscribe systems")]
+#[command(
+    name = "switchyard",
+    version,
+    about = "Topology discovery and event tracing for publish/subscribe systems"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -30,10 +34,18 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
     /// Address of the OTLP/HTTP receiver.
-    #[arg(long = "otlp-http", env = "SWITCHYARD_OTLP_HTTP", default_value = "127.0.0.1:4318")]
+    #[arg(
+        long = "otlp-http",
+        env = "SWITCHYARD_OTLP_HTTP",
+        default_value = "127.0.0.1:4318"
+    )]
     pub otlp_http: SocketAddr,
     /// Address of the OTLP/gRPC receiver.
-    #[arg(long = "otlp-grpc", env = "SWITCHYARD_OTLP_GRPC", default_value = "127.0.0.1:4317")]
+    #[arg(
+        long = "otlp-grpc",
+        env = "SWITCHYARD_OTLP_GRPC",
+        default_value = "127.0.0.1:4317"
+    )]
     pub otlp_grpc: SocketAddr,
     /// How long spans and statistics are kept (e.g. 7d, 12h).
     #[arg(long, env = "SWITCHYARD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
@@ -45,10 +57,18 @@ pub struct ServeArgs {
     #[arg(long = "max-body", env = "SWITCHYARD_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
     pub max_body: u64,
     /// OTLP requests in flight at once; more are answered 429 with Retry-After.
-    #[arg(long = "max-in-flight", env = "SWITCHYARD_MAX_IN_FLIGHT", default_value_t = 64)]
+    #[arg(
+        long = "max-in-flight",
+        env = "SWITCHYARD_MAX_IN_FLIGHT",
+        default_value_t = 64
+    )]
     pub max_in_flight: usize,
     /// Write batches queued for the store; when full, OTLP answers 503 with Retry-After.
-    #[arg(long = "queue-depth", env = "SWITCHYARD_QUEUE_DEPTH", default_value_t = 64)]
+    #[arg(
+        long = "queue-depth",
+        env = "SWITCHYARD_QUEUE_DEPTH",
+        default_value_t = 64
+    )]
     pub queue_depth: usize,
     /// SQLite durability: normal survives process crashes (kill -9); full also power loss.
     #[arg(long, env = "SWITCHYARD_SYNC", value_enum, default_value_t = SyncMode::Normal)]
@@ -89,9 +109,13 @@ pub struct ExportArgs {
 /// Parses sizes such as `64MiB`, `2GB`, `512k`, `1000`.
 pub fn parse_size(text: &str) -> Result<u64, String> {
     let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(t.len());
+    let split = t
+        .find(|c: char| !c.is_ascii_digit() && c != '.')
+        .unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().map_err(|_| format!("invalid size {text:?}: use e.g. 64MiB"))?;
+    let value: f64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {text:?}: use e.g. 64MiB"))?;
     let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
         "" | "b" => 1.0,
         "k" | "kb" => 1e3,
@@ -100,7 +124,11 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         "mib" => 1024.0 * 1024.0,
         "g" | "gb" => 1e9,
         "gib" => 1024.0 * 1024.0 * 1024.0,
-        _ => return Err(format!("invalid size unit in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB")),
+        _ => {
+            return Err(format!(
+                "invalid size unit in {text:?}: use B, KiB, MiB, GiB, KB, MB or GB"
+            ))
+        }
     };
     Ok((value * mult) as u64)
 }

@@ -13,7 +13,10 @@ pub const SERVICE_NAME: &str = "service.name";
 pub const SERVICE_NAMESPACE: &str = "service.namespace";
 pub const SERVICE_INSTANCE: &str = "service.instance.id";
 
-pub const MESSAGING_SYSTEM: Field = Field { field: "system", names: &["messaging.system"] };
+pub const MESSAGING_SYSTEM: Field = Field {
+    field: "system",
+    names: &["messaging.system"],
+};
 pub const DESTINATION: Field = Field {
     field: "destination",
     names: &[
@@ -26,7 +29,11 @@ pub const DESTINATION: Field = Field {
 };
 pub const OPERATION: Field = Field {
     field: "operation",
-    names: &["messaging.operation.type", "messaging.operation", "messaging.operation.name"],
+    names: &[
+        "messaging.operation.type",
+        "messaging.operation",
+        "messaging.operation.name",
+    ],
 };
 pub const MESSAGE_ID: Field = Field {
     field: "message id",
@@ -54,25 +61,46 @@ pub const CONSUMER_GROUP: Field = Field {
 };
 pub const ROUTING_KEY: Field = Field {
     field: "routing key",
-    names: &["messaging.rabbitmq.destination.routing_key", "messaging.rabbitmq.routing_key"],
+    names: &[
+        "messaging.rabbitmq.destination.routing_key",
+        "messaging.rabbitmq.routing_key",
+    ],
 };
 pub const TEMPORARY: Field = Field {
     field: "temporary destination",
     // The legacy `messaging.temp_destination` is not read: opentelemetry-instrumentation-pika
     // sets it to true on every publish (see fixtures/README.md). Broker-generated names
     // (TEMPORARY_PREFIXES) cover reply queues there.
-    names: &["messaging.destination.temporary", "messaging.destination.anonymous"],
+    names: &[
+        "messaging.destination.temporary",
+        "messaging.destination.anonymous",
+    ],
 };
 pub const BATCH_COUNT: Field = Field {
     field: "batch message count",
     names: &["messaging.batch.message_count"],
 };
-pub const PEER_SERVICE: Field = Field { field: "peer service", names: &["peer.service"] };
-pub const DB_SYSTEM: Field = Field { field: "database system", names: &["db.system.name", "db.system"] };
-pub const DB_NAMESPACE: Field = Field { field: "database name", names: &["db.namespace", "db.name"] };
+pub const PEER_SERVICE: Field = Field {
+    field: "peer service",
+    names: &["peer.service"],
+};
+pub const DB_SYSTEM: Field = Field {
+    field: "database system",
+    names: &["db.system.name", "db.system"],
+};
+pub const DB_NAMESPACE: Field = Field {
+    field: "database name",
+    names: &["db.namespace", "db.name"],
+};
 pub const SERVER_ADDRESS: Field = Field {
     field: "server address",
-    names: &["server.address", "net.peer.name", "http.host", "net.host.name", "rpc.service"],
+    names: &[
+        "server.address",
+        "net.peer.name",
+        "http.host",
+        "net.host.name",
+        "rpc.service",
+    ],
 };
 
 /// Every field, for documentation and the `config`/`semconv` listings.
@@ -105,7 +133,10 @@ mod tests {
         let mut seen = std::collections::HashSet::new();
         for field in ALL {
             for name in field.names {
-                assert!(seen.insert(*name), "{name} appears twice in the alias table");
+                assert!(
+                    seen.insert(*name),
+                    "{name} appears twice in the alias table"
+                );
             }
         }
     }

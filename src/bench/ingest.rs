@@ -38,7 +38,9 @@ pub struct IngestBench {
 }
 
 pub fn run(a: IngestBench) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     let baseline = healthz_baseline(&agent, &a.api);
     let before_count = stored(&agent, &a.api).unwrap_or(0);
     let before_usage = a.server_pid.and_then(process_usage);
@@ -48,7 +50,13 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
     let started = Instant::now();
     let threads: Vec<_> = (0..a.connections.max(1))
         .map(|i| {
-            let (agent, url, acked, refused, stop) = (agent.clone(), format!("{}/v1/traces", a.target), acked.clone(), refused.clone(), stop.clone());
+            let (agent, url, acked, refused, stop) = (
+                agent.clone(),
+                format!("{}/v1/traces", a.target),
+                acked.clone(),
+                refused.clone(),
+                stop.clone(),
+            );
             let (batch, services, duration, max) = (a.batch, a.services, a.duration, a.max_spans);
             std::thread::spawn(move || {
                 let mut gen = Generator::new(now_unix_nanos() ^ ((i as u64 + 1) << 48), services);
@@ -58,7 +66,11 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
                     let body = req.encode_to_vec();
                     loop {
                         let t = Instant::now();
-                        match agent.post(&url).set("Content-Type", "application/x-protobuf").send_bytes(&body) {
+                        match agent
+                            .post(&url)
+                            .set("Content-Type", "application/x-protobuf")
+                            .send_bytes(&body)
+                        {
                             Ok(_) => {
                                 latencies.push(t.elapsed().as_micros() as u64);
                                 let total = acked.fetch_add(n as u64, Ordering::Relaxed) + n as u64;
@@ -83,30 +95,67 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
             })
         })
         .collect();
-    let mut latencies: Vec<u64> = threads.into_iter().flat_map(|t| t.join().unwrap_or_default()).collect();
+    let mut latencies: Vec<u64> = threads
+        .into_iter()
+        .flat_map(|t| t.join().unwrap_or_default())
+        .collect();
     let elapsed = started.elapsed().as_secs_f64();
     latencies.sort_unstable();
     let acked = acked.load(Ordering::Relaxed);
     let stored_now = stored(&agent, &a.api).unwrap_or(0);
-    println!("ingest: {} connections, {} spans/request, {:.1} s", a.connections, a.batch, elapsed);
-    println!("  acknowledged spans     {acked}  ({:.0} spans/s)", acked as f64 / elapsed);
-    println!("  stored (delta)         {}  (lost: {})", stored_now - before_count, acked as i64 - (stored_now - before_count));
-    println!("  refused (429/503)      {}", refused.load(Ordering::Relaxed));
-    println!("  request latency        p50 {} us, p99 {} us, max {} us", percentile(&latencies, 0.5), percentile(&latencies, 0.99), latencies.last().copied().unwrap_or(0));
-    println!("  baseline /healthz      p50 {} us  (request p50 = {:.1}x baseline)", baseline, percentile(&latencies, 0.5) as f64 / baseline.max(1) as f64);
+    println!(
+        "ingest: {} connections, {} spans/request, {:.1} s",
+        a.connections, a.batch, elapsed
+    );
+    println!(
+        "  acknowledged spans     {acked}  ({:.0} spans/s)",
+        acked as f64 / elapsed
+    );
+    println!(
+        "  stored (delta)         {}  (lost: {})",
+        stored_now - before_count,
+        acked as i64 - (stored_now - before_count)
+    );
+    println!(
+        "  refused (429/503)      {}",
+        refused.load(Ordering::Relaxed)
+    );
+    println!(
+        "  request latency        p50 {} us, p99 {} us, max {} us",
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        latencies.last().copied().unwrap_or(0)
+    );
+    println!(
+        "  baseline /healthz      p50 {} us  (request p50 = {:.1}x baseline)",
+        baseline,
+        percentile(&latencies, 0.5) as f64 / baseline.max(1) as f64
+    );
     if let (Some(pid), Some((_, cpu0))) = (a.server_pid, before_usage) {
         if let Some((rss, cpu1)) = process_usage(pid) {
             let cpu = (cpu1 - cpu0).max(0.01);
             println!("  server RSS             {:.1} MiB", rss as f64 / 1048576.0);
-            println!("  server CPU             {:.1} s ({:.0} spans per CPU-second)", cpu, acked as f64 / cpu);
+            println!(
+                "  server CPU             {:.1} s ({:.0} spans per CPU-second)",
+                cpu,
+                acked as f64 / cpu
+            );
         }
     }
     Ok(())
 }
 
 fn stored(agent: &ureq::Agent, api: &str) -> Option<i64> {
-    let body = agent.get(&format!("{api}/api/stats")).call().ok()?.into_string().ok()?;
-    serde_json::from_str::<serde_json::Value>(&body).ok()?.get("spans_in_store")?.as_i64()
+    let body = agent
+        .get(&format!("{api}/api/stats"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    serde_json::from_str::<serde_json::Value>(&body)
+        .ok()?
+        .get("spans_in_store")?
+        .as_i64()
 }
 
 /// Median microseconds of an HTTP round trip to /healthz: the baseline every figure is read against.

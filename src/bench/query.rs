@@ -29,25 +29,62 @@ fn time(agent: &ureq::Agent, url: &str, n: usize) -> Vec<u64> {
 }
 
 pub fn run(a: QueryBench) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30)).build();
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
     let baseline = healthz_baseline(&agent, &a.api);
-    let list: serde_json::Value = serde_json::from_str(&agent.get(&format!("{}/api/traces?limit=50", a.api)).call()?.into_string()?)?;
-    let ids: Vec<String> = list["traces"].as_array().into_iter().flatten().filter_map(|t| t["trace_id"].as_str().map(str::to_string)).collect();
+    let list: serde_json::Value = serde_json::from_str(
+        &agent
+            .get(&format!("{}/api/traces?limit=50", a.api))
+            .call()?
+            .into_string()?,
+    )?;
+    let ids: Vec<String> = list["traces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
+        .collect();
     let report = |name: &str, s: &[u64]| {
-        println!("  {name:<28} p50 {:>6} us  p99 {:>6} us  ({:.1}x / {:.1}x baseline)", percentile(s, 0.5), percentile(s, 0.99),
-            percentile(s, 0.5) as f64 / baseline.max(1) as f64, percentile(s, 0.99) as f64 / baseline.max(1) as f64);
+        println!(
+            "  {name:<28} p50 {:>6} us  p99 {:>6} us  ({:.1}x / {:.1}x baseline)",
+            percentile(s, 0.5),
+            percentile(s, 0.99),
+            percentile(s, 0.5) as f64 / baseline.max(1) as f64,
+            percentile(s, 0.99) as f64 / baseline.max(1) as f64
+        );
     };
-    println!("query: {} requests per endpoint; baseline /healthz p50 {} us", a.requests, baseline);
-    report("GET /api/topology (1 h)", &time(&agent, &format!("{}/api/topology", a.api), a.requests));
-    report("GET /api/topology.dot", &time(&agent, &format!("{}/api/topology.dot", a.api), a.requests));
+    println!(
+        "query: {} requests per endpoint; baseline /healthz p50 {} us",
+        a.requests, baseline
+    );
+    report(
+        "GET /api/topology (1 h)",
+        &time(&agent, &format!("{}/api/topology", a.api), a.requests),
+    );
+    report(
+        "GET /api/topology.dot",
+        &time(&agent, &format!("{}/api/topology.dot", a.api), a.requests),
+    );
     if !ids.is_empty() {
         let mut s: Vec<u64> = Vec::new();
         for i in 0..a.requests {
-            s.extend(time(&agent, &format!("{}/api/traces/{}", a.api, ids[i % ids.len()]), 1));
+            s.extend(time(
+                &agent,
+                &format!("{}/api/traces/{}", a.api, ids[i % ids.len()]),
+                1,
+            ));
         }
         s.sort_unstable();
         report("GET /api/traces/{id}", &s);
     }
-    report("GET /api/traces?limit=20", &time(&agent, &format!("{}/api/traces?limit=20", a.api), a.requests));
+    report(
+        "GET /api/traces?limit=20",
+        &time(
+            &agent,
+            &format!("{}/api/traces?limit=20", a.api),
+            a.requests,
+        ),
+    );
     Ok(())
 }

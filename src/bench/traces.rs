@@ -4,7 +4,9 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, ResourceSpans, ScopeSpans, Span, Status,
+};
 
 pub struct Generator {
     state: u64,
@@ -12,12 +14,21 @@ pub struct Generator {
 }
 
 fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue { key: key.into(), value: Some(AnyValue { value: Some(any_value::Value::StringValue(value.into())) }), ..Default::default() }
+    KeyValue {
+        key: key.into(),
+        value: Some(AnyValue {
+            value: Some(any_value::Value::StringValue(value.into())),
+        }),
+        ..Default::default()
+    }
 }
 
 impl Generator {
     pub fn new(seed: u64, services: usize) -> Generator {
-        Generator { state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1, services: services.max(2) }
+        Generator {
+            state: seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1,
+            services: services.max(2),
+        }
     }
 
     fn next(&mut self) -> u64 {
@@ -36,7 +47,11 @@ impl Generator {
         let mut count = 0;
         while count + 3 <= spans.max(3) {
             let trace: Vec<u8> = [self.next().to_be_bytes(), self.next().to_be_bytes()].concat();
-            let (p_id, c_id, d_id) = (self.next().to_be_bytes().to_vec(), self.next().to_be_bytes().to_vec(), self.next().to_be_bytes().to_vec());
+            let (p_id, c_id, d_id) = (
+                self.next().to_be_bytes().to_vec(),
+                self.next().to_be_bytes().to_vec(),
+                self.next().to_be_bytes().to_vec(),
+            );
             let r = self.next();
             let producer = (r % self.services as u64) as usize;
             let consumer = ((r >> 16) % self.services as u64) as usize;
@@ -44,7 +59,13 @@ impl Generator {
             let start = now_nanos - (r >> 40) % 1_000_000_000;
             let delay = 200_000 + (r >> 20) % 5_000_000;
             let error = r % 97 == 0;
-            let mk = |id: &Vec<u8>, parent: &Vec<u8>, name: String, kind: SpanKind, s: u64, d: u64, attrs: Vec<KeyValue>| Span {
+            let mk = |id: &Vec<u8>,
+                      parent: &Vec<u8>,
+                      name: String,
+                      kind: SpanKind,
+                      s: u64,
+                      d: u64,
+                      attrs: Vec<KeyValue>| Span {
                 trace_id: trace.clone(),
                 span_id: id.clone(),
                 parent_span_id: parent.clone(),
@@ -53,20 +74,55 @@ impl Generator {
                 start_time_unix_nano: s,
                 end_time_unix_nano: s + d,
                 attributes: attrs,
-                status: Some(Status { code: if error { 2 } else { 0 }, message: String::new() }),
+                status: Some(Status {
+                    code: if error { 2 } else { 0 },
+                    message: String::new(),
+                }),
                 ..Default::default()
             };
-            by_service[producer].push(mk(&p_id, &Vec::new(), format!("{topic} publish"), SpanKind::Producer, start, 150_000, vec![
-                kv("messaging.system", "rabbitmq"), kv("messaging.destination.name", &topic), kv("messaging.operation.type", "send"),
-                kv("messaging.message.id", &format!("{r:x}")), kv("server.address", "127.0.0.1"),
-            ]));
-            by_service[consumer].push(mk(&c_id, &p_id, format!("{topic} process"), SpanKind::Consumer, start + delay, 900_000, vec![
-                kv("messaging.system", "rabbitmq"), kv("messaging.destination.name", &topic), kv("messaging.operation.type", "process"),
-                kv("messaging.message.id", &format!("{r:x}")), kv("messaging.consumer.group.name", &format!("svc-{consumer}")),
-            ]));
-            by_service[consumer].push(mk(&d_id, &c_id, "SELECT orders".into(), SpanKind::Client, start + delay + 100_000, 400_000, vec![
-                kv("db.system", "postgresql"), kv("db.name", "shop"), kv("db.statement", "SELECT * FROM orders WHERE id = $1"),
-            ]));
+            by_service[producer].push(mk(
+                &p_id,
+                &Vec::new(),
+                format!("{topic} publish"),
+                SpanKind::Producer,
+                start,
+                150_000,
+                vec![
+                    kv("messaging.system", "rabbitmq"),
+                    kv("messaging.destination.name", &topic),
+                    kv("messaging.operation.type", "send"),
+                    kv("messaging.message.id", &format!("{r:x}")),
+                    kv("server.address", "127.0.0.1"),
+                ],
+            ));
+            by_service[consumer].push(mk(
+                &c_id,
+                &p_id,
+                format!("{topic} process"),
+                SpanKind::Consumer,
+                start + delay,
+                900_000,
+                vec![
+                    kv("messaging.system", "rabbitmq"),
+                    kv("messaging.destination.name", &topic),
+                    kv("messaging.operation.type", "process"),
+                    kv("messaging.message.id", &format!("{r:x}")),
+                    kv("messaging.consumer.group.name", &format!("svc-{consumer}")),
+                ],
+            ));
+            by_service[consumer].push(mk(
+                &d_id,
+                &c_id,
+                "SELECT orders".into(),
+                SpanKind::Client,
+                start + delay + 100_000,
+                400_000,
+                vec![
+                    kv("db.system", "postgresql"),
+                    kv("db.name", "shop"),
+                    kv("db.statement", "SELECT * FROM orders WHERE id = $1"),
+                ],
+            ));
             count += 3;
         }
         let resource_spans = by_service
@@ -75,10 +131,21 @@ impl Generator {
             .filter(|(_, s)| !s.is_empty())
             .map(|(i, spans)| ResourceSpans {
                 resource: Some(Resource {
-                    attributes: vec![kv("service.name", &format!("svc-{i}")), kv("service.instance.id", &format!("svc-{i}-1")), kv("telemetry.sdk.language", "rust")],
+                    attributes: vec![
+                        kv("service.name", &format!("svc-{i}")),
+                        kv("service.instance.id", &format!("svc-{i}-1")),
+                        kv("telemetry.sdk.language", "rust"),
+                    ],
                     ..Default::default()
                 }),
-                scope_spans: vec![ScopeSpans { scope: Some(InstrumentationScope { name: "switchyard-bench".into(), ..Default::default() }), spans, schema_url: String::new() }],
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope {
+                        name: "switchyard-bench".into(),
+                        ..Default::default()
+                    }),
+                    spans,
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
             })
             .collect();

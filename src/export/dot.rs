@@ -35,7 +35,13 @@ fn node_line(n: &Node) -> String {
         NodeKind::Destination => "#fef7e0",
         NodeKind::External => "#ffffff",
     };
-    format!("{} [label={}, shape={shape}, style={}, fillcolor={}];", quote(&n.id), quote(&n.name), quote(style), quote(fill))
+    format!(
+        "{} [label={}, shape={shape}, style={}, fillcolor={}];",
+        quote(&n.id),
+        quote(&n.name),
+        quote(style),
+        quote(fill)
+    )
 }
 
 pub fn to_dot(topo: &Topology) -> String {
@@ -54,7 +60,11 @@ pub fn to_dot(topo: &Topology) -> String {
         }
     }
     for (i, (system, members)) in by_system.iter().enumerate() {
-        let _ = writeln!(out, "  subgraph cluster_{i} {{\n    label={};\n    style=\"rounded,dashed\";", quote(system));
+        let _ = writeln!(
+            out,
+            "  subgraph cluster_{i} {{\n    label={};\n    style=\"rounded,dashed\";",
+            quote(system)
+        );
         for n in members {
             let _ = writeln!(out, "    {}", node_line(n));
         }
@@ -70,8 +80,18 @@ pub fn to_dot(topo: &Topology) -> String {
             EdgeKind::Route => ", style=dotted",
             _ => "",
         };
-        let color = if e.errors > 0 { ", color=\"#d93025\"" } else { "" };
-        let _ = writeln!(out, "  {} -> {} [label={}{style}{color}];", quote(&e.from), quote(&e.to), quote(&label));
+        let color = if e.errors > 0 {
+            ", color=\"#d93025\""
+        } else {
+            ""
+        };
+        let _ = writeln!(
+            out,
+            "  {} -> {} [label={}{style}{color}];",
+            quote(&e.from),
+            quote(&e.to),
+            quote(&label)
+        );
     }
     out.push_str("}\n");
     out
@@ -86,7 +106,11 @@ mod tests {
     #[test]
     fn escapes_and_orders() {
         assert_eq!(quote("a\"b\\c\nd"), "\"a\\\"b\\\\c\\nd\"");
-        let t = topo(&[("s:b", "d:x", Publish, 2), ("s:a", "d:x", Publish, 1), ("d:x", "s:c", Consume, 3)]);
+        let t = topo(&[
+            ("s:b", "d:x", Publish, 2),
+            ("s:a", "d:x", Publish, 1),
+            ("d:x", "s:c", Consume, 3),
+        ]);
         let dot = to_dot(&t);
         let a = dot.find("\"s:a\" -> \"d:x\"").unwrap();
         let b = dot.find("\"s:b\" -> \"d:x\"").unwrap();

@@ -2,7 +2,10 @@
 
 use crate::model::messaging::TEMPORARY_DESTINATION;
 use crate::model::span::attr_str;
-use crate::model::{AttrValue, Attributes, Event, Link, Messaging, Operation, ServiceRef, Span, SpanId, SpanKind, StatusCode, TraceId};
+use crate::model::{
+    AttrValue, Attributes, Event, Link, Messaging, Operation, ServiceRef, Span, SpanId, SpanKind,
+    StatusCode, TraceId,
+};
 use crate::semconv::{self, Field};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
@@ -26,7 +29,11 @@ pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
         let service = service_ref(&resource_attrs);
         let resource: std::sync::Arc<Attributes> = resource_attrs
             .into_iter()
-            .filter(|kv| kv.key != semconv::SERVICE_NAME && kv.key != semconv::SERVICE_NAMESPACE && kv.key != semconv::SERVICE_INSTANCE)
+            .filter(|kv| {
+                kv.key != semconv::SERVICE_NAME
+                    && kv.key != semconv::SERVICE_NAMESPACE
+                    && kv.key != semconv::SERVICE_INSTANCE
+            })
             .map(key_value)
             .collect::<Attributes>()
             .into();
@@ -60,7 +67,11 @@ impl Converted {
         if self.rejected == 0 {
             return String::new();
         }
-        format!("rejected {} invalid span(s): {}", self.rejected, self.reasons.join("; "))
+        format!(
+            "rejected {} invalid span(s): {}",
+            self.rejected,
+            self.reasons.join("; ")
+        )
     }
 }
 
@@ -71,7 +82,9 @@ fn service_ref(attrs: &[KeyValue]) -> Option<ServiceRef> {
             .find(|kv| kv.key == key)
             .and_then(|kv| kv.value.as_ref())
             .and_then(|v| match &v.value {
-                Some(any_value::Value::StringValue(s)) if !s.trim().is_empty() => Some(s.trim().to_string()),
+                Some(any_value::Value::StringValue(s)) if !s.trim().is_empty() => {
+                    Some(s.trim().to_string())
+                }
                 _ => None,
             })
     };
@@ -82,7 +95,12 @@ fn service_ref(attrs: &[KeyValue]) -> Option<ServiceRef> {
     })
 }
 
-fn convert_span(raw: otlp::Span, service: ServiceRef, resource: &std::sync::Arc<Attributes>, scope: &str) -> Result<Span, String> {
+fn convert_span(
+    raw: otlp::Span,
+    service: ServiceRef,
+    resource: &std::sync::Arc<Attributes>,
+    scope: &str,
+) -> Result<Span, String> {
     let trace_id = TraceId::from_bytes(&raw.trace_id).map_err(|e| e.to_string())?;
     let span_id = SpanId::from_bytes(&raw.span_id).map_err(|e| e.to_string())?;
     let parent_span_id = match raw.parent_span_id.len() {
@@ -106,13 +124,24 @@ fn convert_span(raw: otlp::Span, service: ServiceRef, resource: &std::sync::Arc<
     let events = raw
         .events
         .into_iter()
-        .map(|e| Event { time_unix_nanos: e.time_unix_nano, name: e.name, attributes: e.attributes.into_iter().map(key_value).collect() })
+        .map(|e| Event {
+            time_unix_nanos: e.time_unix_nano,
+            name: e.name,
+            attributes: e.attributes.into_iter().map(key_value).collect(),
+        })
         .collect();
     let attributes: Attributes = dedupe(raw.attributes.into_iter().map(key_value).collect());
     let kind = SpanKind::from_i32(raw.kind);
-    let (status, status_message) = raw.status.map(|s| (StatusCode::from_i32(s.code), s.message)).unwrap_or((StatusCode::Unset, String::new()));
+    let (status, status_message) = raw
+        .status
+        .map(|s| (StatusCode::from_i32(s.code), s.message))
+        .unwrap_or((StatusCode::Unset, String::new()));
     let messaging = messaging(&attributes, kind, &raw.name);
-    let peer = if messaging.is_none() && kind == SpanKind::Client { peer(&attributes) } else { None };
+    let peer = if messaging.is_none() && kind == SpanKind::Client {
+        peer(&attributes)
+    } else {
+        None
+    };
     Ok(Span {
         trace_id,
         span_id,
@@ -154,7 +183,10 @@ fn dedupe(mut attrs: Attributes) -> Attributes {
 }
 
 fn key_value(kv: KeyValue) -> (String, AttrValue) {
-    (kv.key, kv.value.map(any_value_json).unwrap_or(AttrValue::Null))
+    (
+        kv.key,
+        kv.value.map(any_value_json).unwrap_or(AttrValue::Null),
+    )
 }
 
 fn any_value_json(v: AnyValue) -> AttrValue {
@@ -164,11 +196,13 @@ fn any_value_json(v: AnyValue) -> AttrValue {
         Some(any_value::Value::StringValue(s)) => AttrValue::String(s),
         Some(any_value::Value::BoolValue(b)) => AttrValue::Bool(b),
         Some(any_value::Value::IntValue(i)) => AttrValue::from(i),
-        Some(any_value::Value::DoubleValue(d)) => {
-            serde_json::Number::from_f64(d).map(AttrValue::Number).unwrap_or_else(|| AttrValue::String(d.to_string()))
-        }
+        Some(any_value::Value::DoubleValue(d)) => serde_json::Number::from_f64(d)
+            .map(AttrValue::Number)
+            .unwrap_or_else(|| AttrValue::String(d.to_string())),
         Some(any_value::Value::BytesValue(b)) => AttrValue::String(hex::encode(b)),
-        Some(any_value::Value::ArrayValue(a)) => AttrValue::Array(a.values.into_iter().map(any_value_json).collect()),
+        Some(any_value::Value::ArrayValue(a)) => {
+            AttrValue::Array(a.values.into_iter().map(any_value_json).collect())
+        }
         Some(any_value::Value::KvlistValue(kv)) => {
             AttrValue::Object(kv.values.into_iter().map(key_value).collect())
         }
@@ -176,14 +210,20 @@ fn any_value_json(v: AnyValue) -> AttrValue {
 }
 
 fn first<'a>(attrs: &'a Attributes, field: &Field) -> Option<std::borrow::Cow<'a, str>> {
-    field.names.iter().find_map(|name| attr_str(attrs, name)).filter(|v| !v.trim().is_empty())
+    field
+        .names
+        .iter()
+        .find_map(|name| attr_str(attrs, name))
+        .filter(|v| !v.trim().is_empty())
 }
 
 /// Reads the messaging role of a span: the system and a destination are required; the
 /// operation comes from the attributes, else the span kind (PRODUCER/CONSUMER), else the verb
 /// in the span name (`orders publish`, `tasks process`).
 fn messaging(attrs: &Attributes, kind: SpanKind, name: &str) -> Option<Messaging> {
-    let system = first(attrs, &semconv::MESSAGING_SYSTEM)?.trim().to_ascii_lowercase();
+    let system = first(attrs, &semconv::MESSAGING_SYSTEM)?
+        .trim()
+        .to_ascii_lowercase();
     let operation = first(attrs, &semconv::OPERATION)
         .and_then(|op| Operation::parse(&op))
         .or(match kind {
@@ -197,10 +237,22 @@ fn messaging(attrs: &Attributes, kind: SpanKind, name: &str) -> Option<Messaging
     let destination = first(attrs, &semconv::DESTINATION)
         .filter(|d| !(system == "rabbitmq" && matches!(d.as_ref(), "" | "amq.default")))
         .or(routing_key)?;
-    let declared_temporary = semconv::TEMPORARY.names.iter().any(|n| matches!(attrs.iter().find(|(k, _)| k == n), Some((_, AttrValue::Bool(true)))));
-    let temporary = declared_temporary || semconv::TEMPORARY_PREFIXES.iter().any(|p| destination.starts_with(p));
+    let declared_temporary = semconv::TEMPORARY.names.iter().any(|n| {
+        matches!(
+            attrs.iter().find(|(k, _)| k == n),
+            Some((_, AttrValue::Bool(true)))
+        )
+    });
+    let temporary = declared_temporary
+        || semconv::TEMPORARY_PREFIXES
+            .iter()
+            .any(|p| destination.starts_with(p));
     Some(Messaging {
-        destination: if temporary { TEMPORARY_DESTINATION.to_string() } else { destination.trim().to_string() },
+        destination: if temporary {
+            TEMPORARY_DESTINATION.to_string()
+        } else {
+            destination.trim().to_string()
+        },
         system,
         operation,
         consumer_group: first(attrs, &semconv::CONSUMER_GROUP).map(|c| c.into_owned()),
@@ -231,30 +283,74 @@ mod tests {
     use super::*;
 
     fn attrs(pairs: &[(&str, &str)]) -> Attributes {
-        pairs.iter().map(|(k, v)| (k.to_string(), AttrValue::String(v.to_string()))).collect()
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), AttrValue::String(v.to_string())))
+            .collect()
     }
 
     #[test]
     fn legacy_and_current_names_agree() {
-        let current = messaging(&attrs(&[("messaging.system", "kafka"), ("messaging.destination.name", "orders"), ("messaging.operation.type", "send"), ("messaging.consumer.group.name", "g")]), SpanKind::Producer, "x").unwrap();
-        let legacy = messaging(&attrs(&[("messaging.system", "kafka"), ("messaging.destination", "orders"), ("messaging.operation", "publish"), ("messaging.kafka.consumer_group", "g")]), SpanKind::Internal, "x").unwrap();
+        let current = messaging(
+            &attrs(&[
+                ("messaging.system", "kafka"),
+                ("messaging.destination.name", "orders"),
+                ("messaging.operation.type", "send"),
+                ("messaging.consumer.group.name", "g"),
+            ]),
+            SpanKind::Producer,
+            "x",
+        )
+        .unwrap();
+        let legacy = messaging(
+            &attrs(&[
+                ("messaging.system", "kafka"),
+                ("messaging.destination", "orders"),
+                ("messaging.operation", "publish"),
+                ("messaging.kafka.consumer_group", "g"),
+            ]),
+            SpanKind::Internal,
+            "x",
+        )
+        .unwrap();
         assert_eq!(current, legacy);
         assert_eq!(current.operation, Operation::Produce);
     }
 
     #[test]
     fn operation_falls_back_on_kind_then_name() {
-        let a = attrs(&[("messaging.system", "rabbitmq"), ("messaging.destination", "tasks")]);
-        assert_eq!(messaging(&a, SpanKind::Consumer, "x").unwrap().operation, Operation::Consume);
-        assert_eq!(messaging(&a, SpanKind::Internal, "tasks process").unwrap().operation, Operation::Consume);
+        let a = attrs(&[
+            ("messaging.system", "rabbitmq"),
+            ("messaging.destination", "tasks"),
+        ]);
+        assert_eq!(
+            messaging(&a, SpanKind::Consumer, "x").unwrap().operation,
+            Operation::Consume
+        );
+        assert_eq!(
+            messaging(&a, SpanKind::Internal, "tasks process")
+                .unwrap()
+                .operation,
+            Operation::Consume
+        );
         assert!(messaging(&a, SpanKind::Internal, "something").is_none());
     }
 
     #[test]
     fn default_exchange_uses_the_routing_key_and_reply_queues_fold() {
-        let a = attrs(&[("messaging.system", "rabbitmq"), ("messaging.destination", ""), ("messaging.rabbitmq.routing_key", "tasks")]);
-        assert_eq!(messaging(&a, SpanKind::Producer, "x").unwrap().destination, "tasks");
-        let t = attrs(&[("messaging.system", "rabbitmq"), ("messaging.destination.name", "amq.gen-Xy12")]);
+        let a = attrs(&[
+            ("messaging.system", "rabbitmq"),
+            ("messaging.destination", ""),
+            ("messaging.rabbitmq.routing_key", "tasks"),
+        ]);
+        assert_eq!(
+            messaging(&a, SpanKind::Producer, "x").unwrap().destination,
+            "tasks"
+        );
+        let t = attrs(&[
+            ("messaging.system", "rabbitmq"),
+            ("messaging.destination.name", "amq.gen-Xy12"),
+        ]);
         let m = messaging(&t, SpanKind::Consumer, "x").unwrap();
         assert!(m.temporary);
         assert_eq!(m.destination, TEMPORARY_DESTINATION);
@@ -262,9 +358,22 @@ mod tests {
 
     #[test]
     fn peers_prefer_peer_service_then_database() {
-        assert_eq!(peer(&attrs(&[("peer.service", "catalog"), ("server.address", "10.0.0.1")])).as_deref(), Some("catalog"));
-        assert_eq!(peer(&attrs(&[("db.system", "postgresql"), ("db.name", "shop")])).as_deref(), Some("postgresql/shop"));
-        assert_eq!(peer(&attrs(&[("net.peer.name", "api.example")])).as_deref(), Some("api.example"));
+        assert_eq!(
+            peer(&attrs(&[
+                ("peer.service", "catalog"),
+                ("server.address", "10.0.0.1")
+            ]))
+            .as_deref(),
+            Some("catalog")
+        );
+        assert_eq!(
+            peer(&attrs(&[("db.system", "postgresql"), ("db.name", "shop")])).as_deref(),
+            Some("postgresql/shop")
+        );
+        assert_eq!(
+            peer(&attrs(&[("net.peer.name", "api.example")])).as_deref(),
+            Some("api.example")
+        );
     }
 
     #[test]
@@ -272,7 +381,11 @@ mod tests {
         let req = ExportTraceServiceRequest {
             resource_spans: vec![otlp::ResourceSpans {
                 resource: None,
-                scope_spans: vec![otlp::ScopeSpans { scope: None, spans: vec![otlp::Span::default()], schema_url: String::new() }],
+                scope_spans: vec![otlp::ScopeSpans {
+                    scope: None,
+                    spans: vec![otlp::Span::default()],
+                    schema_url: String::new(),
+                }],
                 schema_url: String::new(),
             }],
         };

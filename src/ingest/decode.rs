@@ -13,8 +13,15 @@ pub enum Encoding {
 /// Parses a Content-Type header as a media type: parameters (`; charset=utf-8`) and case are
 /// ignored. A missing header is taken as protobuf, the OTLP/HTTP default.
 pub fn media_type(content_type: Option<&str>) -> Result<Encoding, IngestError> {
-    let Some(value) = content_type else { return Ok(Encoding::Protobuf) };
-    let essence = value.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(value) = content_type else {
+        return Ok(Encoding::Protobuf);
+    };
+    let essence = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
     match essence.as_str() {
         "application/x-protobuf" | "application/protobuf" | "application/vnd.google.protobuf" => {
             Ok(Encoding::Protobuf)
@@ -26,8 +33,14 @@ pub fn media_type(content_type: Option<&str>) -> Result<Encoding, IngestError> {
 
 /// Undoes `Content-Encoding` (identity or gzip), refusing to inflate past `limit` bytes: a
 /// gzip bomb stops at the cap instead of using the memory.
-pub fn inflate(body: &[u8], content_encoding: Option<&str>, limit: usize) -> Result<Vec<u8>, IngestError> {
-    let encoding = content_encoding.map(|e| e.trim().to_ascii_lowercase()).unwrap_or_default();
+pub fn inflate(
+    body: &[u8],
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<Vec<u8>, IngestError> {
+    let encoding = content_encoding
+        .map(|e| e.trim().to_ascii_lowercase())
+        .unwrap_or_default();
     match encoding.as_str() {
         "" | "identity" => {
             if body.len() > limit {
@@ -68,10 +81,19 @@ mod tests {
 
     #[test]
     fn media_types_are_parsed() {
-        assert_eq!(media_type(Some("application/json; charset=utf-8")).unwrap(), Encoding::Json);
-        assert_eq!(media_type(Some("Application/X-Protobuf")).unwrap(), Encoding::Protobuf);
+        assert_eq!(
+            media_type(Some("application/json; charset=utf-8")).unwrap(),
+            Encoding::Json
+        );
+        assert_eq!(
+            media_type(Some("Application/X-Protobuf")).unwrap(),
+            Encoding::Protobuf
+        );
         assert_eq!(media_type(None).unwrap(), Encoding::Protobuf);
-        assert!(matches!(media_type(Some("text/plain")), Err(IngestError::UnsupportedMediaType(_))));
+        assert!(matches!(
+            media_type(Some("text/plain")),
+            Err(IngestError::UnsupportedMediaType(_))
+        ));
     }
 
     #[test]
@@ -79,8 +101,17 @@ mod tests {
         let data = vec![b'a'; 10_000];
         let packed = gzip(&data);
         assert_eq!(inflate(&packed, Some("gzip"), 10_000).unwrap(), data);
-        assert!(matches!(inflate(&packed, Some("gzip"), 9_999), Err(IngestError::TooLarge { .. })));
-        assert!(matches!(inflate(b"not gzip", Some("gzip"), 100), Err(IngestError::Malformed(_))));
-        assert!(matches!(inflate(b"x", Some("br"), 100), Err(IngestError::UnsupportedEncoding(_))));
+        assert!(matches!(
+            inflate(&packed, Some("gzip"), 9_999),
+            Err(IngestError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            inflate(b"not gzip", Some("gzip"), 100),
+            Err(IngestError::Malformed(_))
+        ));
+        assert!(matches!(
+            inflate(b"x", Some("br"), 100),
+            Err(IngestError::UnsupportedEncoding(_))
+        ));
     }
 }

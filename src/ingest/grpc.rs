@@ -1,8 +1,12 @@
 //! OTLP/gRPC `TraceService/Export`: decodes (tonic, gzip accepted) and maps errors only.
 
 use super::{Ingest, IngestError};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{
+    TraceService, TraceServiceServer,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use tonic::codec::CompressionEncoding;
 use tonic::{Request, Response, Status};
 
@@ -30,13 +34,22 @@ fn to_status(err: IngestError) -> Status {
 
 #[tonic::async_trait]
 impl TraceService for GrpcTraces {
-    async fn export(&self, request: Request<ExportTraceServiceRequest>) -> Result<Response<ExportTraceServiceResponse>, Status> {
+    async fn export(
+        &self,
+        request: Request<ExportTraceServiceRequest>,
+    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
         let _permit = self.ingest.admit().map_err(to_status)?;
-        let accepted = self.ingest.accept(request.into_inner()).await.map_err(to_status)?;
+        let request = request.into_inner();
+        let batch = tokio::task::spawn_blocking(move || super::prepare(request))
+            .await
+            .map_err(|e| Status::internal(format!("conversion task failed: {e}")))?;
+        let accepted = self.ingest.accept(batch).await.map_err(to_status)?;
         let partial_success = (accepted.rejected_spans > 0).then(|| ExportTracePartialSuccess {
             rejected_spans: accepted.rejected_spans,
             error_message: accepted.error_message,
         });
-        Ok(Response::new(ExportTraceServiceResponse { partial_success }))
+        Ok(Response::new(ExportTraceServiceResponse {
+            partial_success,
+        }))
     }
 }

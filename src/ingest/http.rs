@@ -9,7 +9,9 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::StreamExt;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use prost::Message;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -28,10 +30,12 @@ async fn traces(req: HttpRequest, body: web::Payload, ingest: web::Data<Ingest>)
         let raw = read_body(&req, body, ingest.config.max_body_bytes).await?;
         let limit = ingest.config.max_body_bytes;
         let content_encoding = header_str(&req, header::CONTENT_ENCODING).map(str::to_string);
-        let request = web::block(move || decode_traces(&raw, content_encoding.as_deref(), encoding, limit))
-            .await
-            .map_err(|e| IngestError::Malformed(format!("decode task failed: {e}")))??;
-        ingest.accept(request).await
+        let batch = web::block(move || {
+            decode_traces(&raw, content_encoding.as_deref(), encoding, limit).map(super::prepare)
+        })
+        .await
+        .map_err(|e| IngestError::Malformed(format!("decode task failed: {e}")))??;
+        ingest.accept(batch).await
     }
     .await;
     match result {
@@ -40,17 +44,27 @@ async fn traces(req: HttpRequest, body: web::Payload, ingest: web::Data<Ingest>)
     }
 }
 
-fn decode_traces(raw: &[u8], content_encoding: Option<&str>, encoding: Encoding, limit: usize) -> Result<ExportTraceServiceRequest, IngestError> {
+fn decode_traces(
+    raw: &[u8],
+    content_encoding: Option<&str>,
+    encoding: Encoding,
+    limit: usize,
+) -> Result<ExportTraceServiceRequest, IngestError> {
     let body = inflate(raw, content_encoding, limit)?;
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice()).map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
+            .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
         Encoding::Json => json::decode_traces(&body).map_err(IngestError::Malformed),
     }
 }
 
 /// Metrics and logs are accepted (validated, not stored) so SDKs exporting every signal do
 /// not log errors.
-async fn other_signal(req: HttpRequest, body: web::Payload, ingest: web::Data<Ingest>) -> HttpResponse {
+async fn other_signal(
+    req: HttpRequest,
+    body: web::Payload,
+    ingest: web::Data<Ingest>,
+) -> HttpResponse {
     let encoding = match media_type(header_str(&req, header::CONTENT_TYPE)) {
         Ok(e) => e,
         Err(e) => return error_response(Encoding::Json, &e),
@@ -58,18 +72,30 @@ async fn other_signal(req: HttpRequest, body: web::Payload, ingest: web::Data<In
     let metrics = req.path().ends_with("metrics");
     let result = async {
         let raw = read_body(&req, body, ingest.config.max_body_bytes).await?;
-        let body = inflate(&raw, header_str(&req, header::CONTENT_ENCODING), ingest.config.max_body_bytes)?;
+        let body = inflate(
+            &raw,
+            header_str(&req, header::CONTENT_ENCODING),
+            ingest.config.max_body_bytes,
+        )?;
         match (encoding, metrics) {
             (Encoding::Json, _) => json::check_object(&body).map_err(IngestError::Malformed),
-            (Encoding::Protobuf, true) => ExportMetricsServiceRequest::decode(body.as_slice()).map(|_| ()).map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
-            (Encoding::Protobuf, false) => ExportLogsServiceRequest::decode(body.as_slice()).map(|_| ()).map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
+            (Encoding::Protobuf, true) => ExportMetricsServiceRequest::decode(body.as_slice())
+                .map(|_| ())
+                .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
+            (Encoding::Protobuf, false) => ExportLogsServiceRequest::decode(body.as_slice())
+                .map(|_| ())
+                .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
         }
     }
     .await;
     match result {
         Ok(()) => match encoding {
-            Encoding::Json => HttpResponse::Ok().content_type("application/json").body("{}"),
-            Encoding::Protobuf => HttpResponse::Ok().content_type("application/x-protobuf").body(Vec::new()),
+            Encoding::Json => HttpResponse::Ok()
+                .content_type("application/json")
+                .body("{}"),
+            Encoding::Protobuf => HttpResponse::Ok()
+                .content_type("application/x-protobuf")
+                .body(Vec::new()),
         },
         Err(e) => error_response(encoding, &e),
     }
@@ -80,14 +106,19 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
 }
 
 /// Reads the body (chunked or not), refusing early past the limit.
-async fn read_body(req: &HttpRequest, mut body: web::Payload, limit: usize) -> Result<Vec<u8>, IngestError> {
+async fn read_body(
+    req: &HttpRequest,
+    mut body: web::Payload,
+    limit: usize,
+) -> Result<Vec<u8>, IngestError> {
     let declared = header_str(req, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(IngestError::TooLarge { limit });
     }
     let mut out = Vec::with_capacity(declared.unwrap_or(64 * 1024).min(limit));
     while let Some(chunk) = body.next().await {
-        let chunk = chunk.map_err(|e| IngestError::Malformed(format!("could not read the body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| IngestError::Malformed(format!("could not read the body: {e}")))?;
         if out.len() + chunk.len() > limit {
             return Err(IngestError::TooLarge { limit });
         }
@@ -104,13 +135,22 @@ fn success(encoding: Encoding, accepted: Accepted) -> HttpResponse {
     match encoding {
         Encoding::Protobuf => HttpResponse::Ok()
             .content_type("application/x-protobuf")
-            .body(ExportTraceServiceResponse { partial_success: partial }.encode_to_vec()),
+            .body(
+                ExportTraceServiceResponse {
+                    partial_success: partial,
+                }
+                .encode_to_vec(),
+            ),
         Encoding::Json => {
             let body = match partial {
-                Some(p) => serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans.to_string(), "errorMessage": p.error_message}}),
+                Some(p) => {
+                    serde_json::json!({"partialSuccess": {"rejectedSpans": p.rejected_spans.to_string(), "errorMessage": p.error_message}})
+                }
                 None => serde_json::json!({}),
             };
-            HttpResponse::Ok().content_type("application/json").body(body.to_string())
+            HttpResponse::Ok()
+                .content_type("application/json")
+                .body(body.to_string())
         }
     }
 }
@@ -119,7 +159,8 @@ fn success(encoding: Encoding, accepted: Accepted) -> HttpResponse {
 /// `Retry-After` on 429 and 503.
 pub fn error_response(encoding: Encoding, err: &IngestError) -> HttpResponse {
     let code = err.code();
-    let status = actix_web::http::StatusCode::from_u16(code.http_status()).unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
+    let status = actix_web::http::StatusCode::from_u16(code.http_status())
+        .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);
     if code.retryable() {
         builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
@@ -129,11 +170,15 @@ pub fn error_response(encoding: Encoding, err: &IngestError) -> HttpResponse {
     }
     let message = err.to_string();
     match encoding {
-        Encoding::Protobuf => builder
-            .content_type("application/x-protobuf")
-            .body(RpcStatus { code: code.grpc_code() as i32, message }.encode_to_vec()),
-        Encoding::Json => builder
-            .content_type("application/json")
-            .body(serde_json::json!({"code": code.grpc_code() as i32, "message": message}).to_string()),
+        Encoding::Protobuf => builder.content_type("application/x-protobuf").body(
+            RpcStatus {
+                code: code.grpc_code() as i32,
+                message,
+            }
+            .encode_to_vec(),
+        ),
+        Encoding::Json => builder.content_type("application/json").body(
+            serde_json::json!({"code": code.grpc_code() as i32, "message": message}).to_string(),
+        ),
     }
 }

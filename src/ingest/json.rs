@@ -39,7 +39,11 @@ fn resource_spans(v: &Value, path: &str) -> Result<ResourceSpans> {
             let ro = object(r, &format!("{path}.resource"))?;
             Some(Resource {
                 attributes: attributes(ro, &format!("{path}.resource"))?,
-                dropped_attributes_count: uint(ro, &["droppedAttributesCount", "dropped_attributes_count"], path)? as u32,
+                dropped_attributes_count: uint(
+                    ro,
+                    &["droppedAttributesCount", "dropped_attributes_count"],
+                    path,
+                )? as u32,
                 entity_refs: Vec::new(),
             })
         }
@@ -51,7 +55,11 @@ fn resource_spans(v: &Value, path: &str) -> Result<ResourceSpans> {
         .enumerate()
         .map(|(i, v)| scope_spans(v, &format!("{path}.scopeSpans[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    Ok(ResourceSpans { resource, scope_spans, schema_url: string(o, &["schemaUrl", "schema_url"], path)? })
+    Ok(ResourceSpans {
+        resource,
+        scope_spans,
+        schema_url: string(o, &["schemaUrl", "schema_url"], path)?,
+    })
 }
 
 fn scope_spans(v: &Value, path: &str) -> Result<ScopeSpans> {
@@ -73,7 +81,11 @@ fn scope_spans(v: &Value, path: &str) -> Result<ScopeSpans> {
         .enumerate()
         .map(|(i, v)| span(v, &format!("{path}.spans[{i}]")))
         .collect::<Result<Vec<_>>>()?;
-    Ok(ScopeSpans { scope, spans, schema_url: string(o, &["schemaUrl", "schema_url"], path)? })
+    Ok(ScopeSpans {
+        scope,
+        spans,
+        schema_url: string(o, &["schemaUrl", "schema_url"], path)?,
+    })
 }
 
 fn span(v: &Value, path: &str) -> Result<Span> {
@@ -109,9 +121,14 @@ fn span(v: &Value, path: &str) -> Result<Span> {
         start_time_unix_nano: uint(o, &["startTimeUnixNano", "start_time_unix_nano"], path)?,
         end_time_unix_nano: uint(o, &["endTimeUnixNano", "end_time_unix_nano"], path)?,
         attributes: attributes(o, path)?,
-        dropped_attributes_count: uint(o, &["droppedAttributesCount", "dropped_attributes_count"], path)? as u32,
+        dropped_attributes_count: uint(
+            o,
+            &["droppedAttributesCount", "dropped_attributes_count"],
+            path,
+        )? as u32,
         events,
-        dropped_events_count: uint(o, &["droppedEventsCount", "dropped_events_count"], path)? as u32,
+        dropped_events_count: uint(o, &["droppedEventsCount", "dropped_events_count"], path)?
+            as u32,
         links,
         dropped_links_count: uint(o, &["droppedLinksCount", "dropped_links_count"], path)? as u32,
         status,
@@ -154,7 +171,11 @@ fn key_value(v: &Value, path: &str) -> Result<KeyValue> {
         Some(v) => Some(any_value(v, &format!("{path}.value"))?),
         None => None,
     };
-    Ok(KeyValue { key: string(o, &["key"], path)?, value, ..Default::default() })
+    Ok(KeyValue {
+        key: string(o, &["key"], path)?,
+        value,
+        ..Default::default()
+    })
 }
 
 fn any_value(v: &Value, path: &str) -> Result<AnyValue> {
@@ -163,13 +184,23 @@ fn any_value(v: &Value, path: &str) -> Result<AnyValue> {
         return Ok(AnyValue { value: None });
     };
     let value = match key.as_str() {
-        "stringValue" | "string_value" => any_value::Value::StringValue(as_str(inner, path)?.to_string()),
-        "boolValue" | "bool_value" => {
-            any_value::Value::BoolValue(inner.as_bool().ok_or_else(|| format!("{path}.boolValue is not a boolean"))?)
+        "stringValue" | "string_value" => {
+            any_value::Value::StringValue(as_str(inner, path)?.to_string())
         }
-        "intValue" | "int_value" => any_value::Value::IntValue(int64(inner, &format!("{path}.intValue"))?),
-        "doubleValue" | "double_value" => any_value::Value::DoubleValue(double(inner, &format!("{path}.doubleValue"))?),
-        "bytesValue" | "bytes_value" => any_value::Value::BytesValue(base64(as_str(inner, path)?, path)?),
+        "boolValue" | "bool_value" => any_value::Value::BoolValue(
+            inner
+                .as_bool()
+                .ok_or_else(|| format!("{path}.boolValue is not a boolean"))?,
+        ),
+        "intValue" | "int_value" => {
+            any_value::Value::IntValue(int64(inner, &format!("{path}.intValue"))?)
+        }
+        "doubleValue" | "double_value" => {
+            any_value::Value::DoubleValue(double(inner, &format!("{path}.doubleValue"))?)
+        }
+        "bytesValue" | "bytes_value" => {
+            any_value::Value::BytesValue(base64(as_str(inner, path)?, path)?)
+        }
         "arrayValue" | "array_value" => {
             let values = list(object(inner, path)?, &["values"], path)?
                 .iter()
@@ -206,7 +237,8 @@ fn field<'a>(o: &'a Map<String, Value>, keys: &[&str]) -> Option<&'a Value> {
 }
 
 fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>> {
-    v.as_object().ok_or_else(|| format!("{path} must be an object"))
+    v.as_object()
+        .ok_or_else(|| format!("{path} must be an object"))
 }
 
 fn list<'a>(o: &'a Map<String, Value>, keys: &[&str], path: &str) -> Result<&'a [Value]> {
@@ -234,14 +266,23 @@ fn hex_id(o: &Map<String, Value>, keys: &[&str], path: &str) -> Result<Vec<u8>> 
 }
 
 fn uint(o: &Map<String, Value>, keys: &[&str], path: &str) -> Result<u64> {
-    let Some(v) = field(o, keys) else { return Ok(0) };
+    let Some(v) = field(o, keys) else {
+        return Ok(0);
+    };
     let p = format!("{path}.{}", keys[0]);
     match v {
         Value::Number(n) => n
             .as_u64()
-            .or_else(|| n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19).map(|f| f as u64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| *f >= 0.0 && f.fract() == 0.0 && *f < 1.8e19)
+                    .map(|f| f as u64)
+            })
             .ok_or_else(|| format!("{p} must be a non-negative integer")),
-        Value::String(s) => s.trim().parse::<u64>().map_err(|_| format!("{p} must be a non-negative integer, got {s:?}")),
+        Value::String(s) => s
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| format!("{p} must be a non-negative integer, got {s:?}")),
         _ => Err(format!("{p} must be an integer or a string")),
     }
 }
@@ -250,9 +291,16 @@ fn int64(v: &Value, path: &str) -> Result<i64> {
     match v {
         Value::Number(n) => n
             .as_i64()
-            .or_else(|| n.as_f64().filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18).map(|f| f as i64))
+            .or_else(|| {
+                n.as_f64()
+                    .filter(|f| f.fract() == 0.0 && f.abs() < 9.2e18)
+                    .map(|f| f as i64)
+            })
             .ok_or_else(|| format!("{path} must be an integer")),
-        Value::String(s) => s.trim().parse::<i64>().map_err(|_| format!("{path} must be an integer, got {s:?}")),
+        Value::String(s) => s
+            .trim()
+            .parse::<i64>()
+            .map_err(|_| format!("{path} must be an integer, got {s:?}")),
         _ => Err(format!("{path} must be an integer or a string")),
     }
 }
@@ -264,7 +312,9 @@ fn double(v: &Value, path: &str) -> Result<f64> {
             "NaN" => Ok(f64::NAN),
             "Infinity" => Ok(f64::INFINITY),
             "-Infinity" => Ok(f64::NEG_INFINITY),
-            other => other.parse::<f64>().map_err(|_| format!("{path} must be a number, got {other:?}")),
+            other => other
+                .parse::<f64>()
+                .map_err(|_| format!("{path} must be a number, got {other:?}")),
         },
         _ => Err(format!("{path} must be a number")),
     }
@@ -309,19 +359,43 @@ mod tests {
         assert_eq!(span.start_time_unix_nano, 1_544_712_660_000_000_000);
         assert_eq!(span.end_time_unix_nano, 1_544_712_661_000_000_000);
         assert_eq!(span.status.as_ref().unwrap().code, 2);
-        let ints: Vec<_> = span.attributes.iter().take(2).map(|kv| kv.value.clone().unwrap().value.unwrap()).collect();
-        assert_eq!(ints, vec![any_value::Value::IntValue(42), any_value::Value::IntValue(7)]);
-        assert_eq!(span.attributes[3].value.clone().unwrap().value.unwrap(), any_value::Value::BytesValue(vec![1, 2]));
+        let ints: Vec<_> = span
+            .attributes
+            .iter()
+            .take(2)
+            .map(|kv| kv.value.clone().unwrap().value.unwrap())
+            .collect();
+        assert_eq!(
+            ints,
+            vec![
+                any_value::Value::IntValue(42),
+                any_value::Value::IntValue(7)
+            ]
+        );
+        assert_eq!(
+            span.attributes[3].value.clone().unwrap().value.unwrap(),
+            any_value::Value::BytesValue(vec![1, 2])
+        );
     }
 
     #[test]
     fn wrong_types_are_errors_with_a_path() {
-        let err = decode_traces(br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#).unwrap_err();
-        assert!(err.contains("resourceSpans[0].scopeSpans[0].spans[0].traceId"), "{err}");
+        let err =
+            decode_traces(br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"traceId":"xyz"}]}]}]}"#)
+                .unwrap_err();
+        assert!(
+            err.contains("resourceSpans[0].scopeSpans[0].spans[0].traceId"),
+            "{err}"
+        );
         let err = decode_traces(br#"{"resourceSpans":{}}"#).unwrap_err();
         assert!(err.contains("must be an array"), "{err}");
-        assert!(decode_traces(b"{not json").unwrap_err().starts_with("invalid JSON"));
-        let err = decode_traces(br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"soon"}]}]}]}"#).unwrap_err();
+        assert!(decode_traces(b"{not json")
+            .unwrap_err()
+            .starts_with("invalid JSON"));
+        let err = decode_traces(
+            br#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"startTimeUnixNano":"soon"}]}]}]}"#,
+        )
+        .unwrap_err();
         assert!(err.contains("startTimeUnixNano"), "{err}");
     }
 }

@@ -36,7 +36,9 @@ impl IngestError {
         match self {
             IngestError::Malformed(_) => ErrorCode::BadRequest,
             IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
-            IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => ErrorCode::UnsupportedMediaType,
+            IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => {
+                ErrorCode::UnsupportedMediaType
+            }
             IngestError::Overloaded => ErrorCode::TooManyRequests,
             IngestError::Store(e) => e.code(),
         }
@@ -68,6 +70,24 @@ pub struct Accepted {
     pub error_message: String,
 }
 
+/// A request converted and ready for the store.
+pub struct Batch {
+    pub spans: Vec<crate::store::Prepared>,
+    pub rejected: u64,
+    pub message: String,
+}
+
+/// The CPU part of ingest (convert, encode JSON columns): call it off the async runtime.
+pub fn prepare(request: ExportTraceServiceRequest) -> Batch {
+    let converted = convert::convert_request(request);
+    let message = converted.message();
+    Batch {
+        rejected: converted.rejected,
+        message,
+        spans: crate::store::prepare(converted.spans),
+    }
+}
+
 #[derive(Clone)]
 pub struct Ingest {
     pub store: Store,
@@ -79,32 +99,50 @@ pub struct Ingest {
 impl Ingest {
     pub fn new(store: Store, config: IngestConfig) -> Ingest {
         let shield = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        Ingest { store, config, counters: Arc::default(), shield }
+        Ingest {
+            store,
+            config,
+            counters: Arc::default(),
+            shield,
+        }
     }
 
     /// Holds one in-flight slot for the life of a request, or refuses with 429.
     pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
         self.shield.clone().try_acquire_owned().map_err(|_| {
-            self.counters.requests_refused.fetch_add(1, Ordering::Relaxed);
+            self.counters
+                .requests_refused
+                .fetch_add(1, Ordering::Relaxed);
             IngestError::Overloaded
         })
     }
 
-    /// Converts, persists and waits for the commit. Invalid spans are counted, not fatal.
-    pub async fn accept(&self, request: ExportTraceServiceRequest) -> Result<Accepted, IngestError> {
+    /// Persists a converted batch and waits for the commit. Invalid spans were counted by
+    /// [`prepare`]; they are reported, not fatal.
+    pub async fn accept(&self, batch: Batch) -> Result<Accepted, IngestError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
-        let converted = convert::convert_request(request);
-        self.counters.spans_rejected.fetch_add(converted.rejected, Ordering::Relaxed);
-        let accepted = Accepted { rejected_spans: converted.rejected as i64, error_message: converted.message() };
-        if converted.spans.is_empty() {
+        self.counters
+            .spans_rejected
+            .fetch_add(batch.rejected, Ordering::Relaxed);
+        let accepted = Accepted {
+            rejected_spans: batch.rejected as i64,
+            error_message: batch.message,
+        };
+        if batch.spans.is_empty() {
             return Ok(accepted);
         }
-        let committed = self.store.write(converted.spans).inspect_err(|_| {
-            self.counters.requests_refused.fetch_add(1, Ordering::Relaxed);
+        let committed = self.store.write(batch.spans).inspect_err(|_| {
+            self.counters
+                .requests_refused
+                .fetch_add(1, Ordering::Relaxed);
         })?;
         let outcome = committed.await.map_err(|_| StoreError::Closed)??;
-        self.counters.spans_stored.fetch_add(outcome.stored, Ordering::Relaxed);
-        self.counters.spans_duplicate.fetch_add(outcome.duplicates, Ordering::Relaxed);
+        self.counters
+            .spans_stored
+            .fetch_add(outcome.stored, Ordering::Relaxed);
+        self.counters
+            .spans_duplicate
+            .fetch_add(outcome.duplicates, Ordering::Relaxed);
         Ok(accepted)
     }
 }

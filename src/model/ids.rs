@@ -13,7 +13,11 @@ pub struct SpanId(pub [u8; 8]);
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum IdError {
     #[error("{what} must be {want} bytes, got {got}")]
-    Length { what: &'static str, want: usize, got: usize },
+    Length {
+        what: &'static str,
+        want: usize,
+        got: usize,
+    },
     #[error("{what} must not be all zeroes")]
     Zero { what: &'static str },
     #[error("{what} is not valid hex")]
@@ -49,6 +53,13 @@ macro_rules! id_impl {
             pub fn as_bytes(&self) -> &[u8] {
                 &self.0
             }
+
+            /// The first 8 bytes as a signed integer: a compact, well-spread index key.
+            pub fn key(&self) -> i64 {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&self.0[..8]);
+                i64::from_be_bytes(b)
+            }
         }
 
         impl fmt::Display for $ty {
@@ -74,6 +85,13 @@ macro_rules! id_impl {
 id_impl!(TraceId, 16, "trace id");
 id_impl!(SpanId, 8, "span id");
 
+impl SpanId {
+    /// The inverse of [`SpanId::key`] (a span id is exactly 8 bytes).
+    pub fn from_key(key: i64) -> Option<SpanId> {
+        SpanId::from_bytes(&key.to_be_bytes()).ok()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,9 +108,19 @@ mod tests {
     fn rejects_bad_ids() {
         assert_eq!(
             TraceId::from_bytes(&[1; 8]),
-            Err(IdError::Length { what: "trace id", want: 16, got: 8 })
+            Err(IdError::Length {
+                what: "trace id",
+                want: 16,
+                got: 8
+            })
         );
-        assert_eq!(SpanId::from_bytes(&[0; 8]), Err(IdError::Zero { what: "span id" }));
-        assert_eq!(SpanId::from_hex("zz"), Err(IdError::Hex { what: "span id" }));
+        assert_eq!(
+            SpanId::from_bytes(&[0; 8]),
+            Err(IdError::Zero { what: "span id" })
+        );
+        assert_eq!(
+            SpanId::from_hex("zz"),
+            Err(IdError::Hex { what: "span id" })
+        );
     }
 }

@@ -133,10 +133,25 @@ mod tests {
     #[test]
     fn ids_are_readable_and_distinct() {
         assert_eq!(NodeKey::service("orders", None).id, "service:orders");
-        assert_eq!(NodeKey::service("orders", Some("shop")).id, "service:shop/orders");
-        assert_eq!(NodeKey::destination("rabbitmq", "tasks").id, "destination:rabbitmq:tasks");
-        assert_eq!(NodeKey::external("postgresql", Some("postgresql")).id, "external:postgresql");
-        for kind in [EdgeKind::Publish, EdgeKind::Consume, EdgeKind::Call, EdgeKind::Route, EdgeKind::Dependency] {
+        assert_eq!(
+            NodeKey::service("orders", Some("shop")).id,
+            "service:shop/orders"
+        );
+        assert_eq!(
+            NodeKey::destination("rabbitmq", "tasks").id,
+            "destination:rabbitmq:tasks"
+        );
+        assert_eq!(
+            NodeKey::external("postgresql", Some("postgresql")).id,
+            "external:postgresql"
+        );
+        for kind in [
+            EdgeKind::Publish,
+            EdgeKind::Consume,
+            EdgeKind::Call,
+            EdgeKind::Route,
+            EdgeKind::Dependency,
+        ] {
             assert_eq!(EdgeKind::from_i64(kind.as_i64()), Some(kind));
         }
     }

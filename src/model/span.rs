@@ -31,12 +31,15 @@ impl Serialize for AttrMap<'_> {
 
 /// Looks up a string-ish attribute (strings as they are, numbers and booleans printed).
 pub fn attr_str<'a>(attrs: &'a Attributes, key: &str) -> Option<std::borrow::Cow<'a, str>> {
-    attrs.iter().find(|(k, _)| k == key).and_then(|(_, v)| match v {
-        serde_json::Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
-        serde_json::Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
-        serde_json::Value::Bool(b) => Some(std::borrow::Cow::Owned(b.to_string())),
-        _ => None,
-    })
+    attrs
+        .iter()
+        .find(|(k, _)| k == key)
+        .and_then(|(_, v)| match v {
+            serde_json::Value::String(s) => Some(std::borrow::Cow::Borrowed(s.as_str())),
+            serde_json::Value::Number(n) => Some(std::borrow::Cow::Owned(n.to_string())),
+            serde_json::Value::Bool(b) => Some(std::borrow::Cow::Owned(b.to_string())),
+            _ => None,
+        })
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]

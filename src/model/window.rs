@@ -9,7 +9,10 @@ pub struct TimeWindow {
 
 impl TimeWindow {
     pub fn new(since_unix_nanos: u64, until_unix_nanos: u64) -> Option<TimeWindow> {
-        (since_unix_nanos <= until_unix_nanos).then_some(TimeWindow { since_unix_nanos, until_unix_nanos })
+        (since_unix_nanos <= until_unix_nanos).then_some(TimeWindow {
+            since_unix_nanos,
+            until_unix_nanos,
+        })
     }
 
     /// The window that ends now and lasts `seconds`.
@@ -52,6 +55,9 @@ mod tests {
         let w = TimeWindow::new(60_000_000_000, 180_000_000_000).unwrap();
         assert_eq!(w.minutes(), (1, 2));
         assert!(TimeWindow::new(2, 1).is_none());
-        assert_eq!(TimeWindow::last(10_000_000_000, 5).since_unix_nanos, 5_000_000_000);
+        assert_eq!(
+            TimeWindow::last(10_000_000_000, 5).since_unix_nanos,
+            5_000_000_000
+        );
     }
 }

@@ -15,7 +15,7 @@ pub struct EdgeMinuteKey {
     pub via: String,
 }
 
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct EdgeDelta {
     pub count: i64,
     pub errors: i64,
@@ -25,10 +25,32 @@ pub struct EdgeDelta {
     pub last_seen: u64,
 }
 
+impl EdgeDelta {
+    fn merge(&mut self, other: &EdgeDelta) {
+        self.count += other.count;
+        self.errors += other.errors;
+        self.latency_sum_micros += other.latency_sum_micros;
+        self.latency.merge(&other.latency);
+        self.first_seen = match (self.first_seen, other.first_seen) {
+            (0, b) => b,
+            (a, 0) => a,
+            (a, b) => a.min(b),
+        };
+        self.last_seen = self.last_seen.max(other.last_seen);
+    }
+}
+
+/// Minutes of edge totals kept in memory behind the newest one seen, so that a busy edge is
+/// rewritten without being read back first.
+const CACHED_MINUTES: i64 = 3;
+
 /// What one batch adds to the statistics tables. Owned by the writer thread.
 #[derive(Default)]
 pub struct Accumulator {
     edges: HashMap<EdgeMinuteKey, EdgeDelta>,
+    /// Committed totals of recent minutes (plus the batch being flushed). Cleared whenever a
+    /// transaction rolls back, since it may then hold uncommitted values.
+    totals: HashMap<EdgeMinuteKey, EdgeDelta>,
     services: HashMap<(i64, String), (i64, i64)>,
     nodes: HashMap<String, NodeKey>,
     instances: HashSet<(i64, String, String, String)>,
@@ -68,26 +90,58 @@ impl Accumulator {
             d.latency.add(micros, c.weight);
             d.latency_sum_micros += micros as i64 * c.weight;
         }
-        d.first_seen = if d.first_seen == 0 { c.at_unix_nanos } else { d.first_seen.min(c.at_unix_nanos) };
+        d.first_seen = if d.first_seen == 0 {
+            c.at_unix_nanos
+        } else {
+            d.first_seen.min(c.at_unix_nanos)
+        };
         d.last_seen = d.last_seen.max(c.at_unix_nanos);
+    }
+
+    /// Forgets everything not committed: call after a rollback.
+    pub fn reset(&mut self) {
+        self.edges.clear();
+        self.totals.clear();
+        self.services.clear();
+        self.nodes.clear();
+        self.instances.clear();
     }
 
     pub fn service_span(&mut self, service: &NodeKey, at_unix_nanos: u64, error: bool) {
         if !self.nodes.contains_key(&service.id) {
             self.nodes.insert(service.id.clone(), service.clone());
         }
-        let e = self.services.entry((unix_minute(at_unix_nanos), service.id.clone())).or_default();
+        let e = self
+            .services
+            .entry((unix_minute(at_unix_nanos), service.id.clone()))
+            .or_default();
         e.0 += 1;
         e.1 += error as i64;
     }
 
-    pub fn consumer_instance(&mut self, destination: &NodeKey, service: &NodeKey, instance: &str, at_unix_nanos: u64) {
-        self.instances.insert((unix_minute(at_unix_nanos), destination.id.clone(), service.id.clone(), instance.to_string()));
+    pub fn consumer_instance(
+        &mut self,
+        destination: &NodeKey,
+        service: &NodeKey,
+        instance: &str,
+        at_unix_nanos: u64,
+    ) {
+        self.instances.insert((
+            unix_minute(at_unix_nanos),
+            destination.id.clone(),
+            service.id.clone(),
+            instance.to_string(),
+        ));
     }
 
     /// Merges everything into the tables inside the batch's transaction, then empties itself.
     /// `known` remembers node ids already written, so nodes are inserted once.
-    pub fn flush(&mut self, tx: &Transaction<'_>, known: &mut HashSet<String>, now: u64) -> rusqlite::Result<()> {
+    pub fn flush(
+        &mut self,
+        tx: &Transaction<'_>,
+        known: &mut HashSet<String>,
+        now: u64,
+    ) -> rusqlite::Result<()> {
         let mut insert_node = tx.prepare_cached(
             "INSERT OR IGNORE INTO nodes (id, kind, name, system, namespace, first_seen_unix_nanos) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
@@ -95,7 +149,14 @@ impl Accumulator {
             if known.contains(&id) {
                 continue;
             }
-            insert_node.execute(params![id, node.kind.as_str(), node.name, node.system, node.namespace, now as i64])?;
+            insert_node.execute(params![
+                id,
+                node.kind.as_str(),
+                node.name,
+                node.system,
+                node.namespace,
+                now as i64
+            ])?;
             known.insert(id);
         }
         let mut select = tx.prepare_cached(
@@ -106,25 +167,50 @@ impl Accumulator {
             "INSERT OR REPLACE INTO edge_minutes (minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency,
              first_seen_unix_nanos, last_seen_unix_nanos) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
         )?;
-        for (k, mut d) in self.edges.drain() {
-            let old = select
-                .query_row(params![k.minute, k.from, k.to, k.kind.as_i64(), k.via], |r| {
-                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?, r.get::<_, i64>(2)?, r.get::<_, Option<Vec<u8>>>(3)?, r.get::<_, i64>(4)?, r.get::<_, i64>(5)?))
-                })
-                .optional()?;
-            if let Some((count, errors, sum, blob, first, last)) = old {
-                d.count += count;
-                d.errors += errors;
-                d.latency_sum_micros += sum;
-                d.latency.merge(&Sketch::decode(blob.as_deref().unwrap_or_default()));
-                d.first_seen = d.first_seen.min(first as u64);
-                d.last_seen = d.last_seen.max(last as u64);
-            }
-            let blob = (!d.latency.is_empty()).then(|| d.latency.encode());
+        let mut newest = i64::MIN;
+        for (k, d) in self.edges.drain() {
+            newest = newest.max(k.minute);
+            let total = match self.totals.entry(k.clone()) {
+                std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::hash_map::Entry::Vacant(v) => {
+                    let stored = select
+                        .query_row(
+                            params![k.minute, k.from, k.to, k.kind.as_i64(), k.via],
+                            |r| {
+                                let blob: Option<Vec<u8>> = r.get(3)?;
+                                Ok(EdgeDelta {
+                                    count: r.get(0)?,
+                                    errors: r.get(1)?,
+                                    latency_sum_micros: r.get(2)?,
+                                    latency: Sketch::decode(blob.as_deref().unwrap_or_default()),
+                                    first_seen: r.get::<_, i64>(4)? as u64,
+                                    last_seen: r.get::<_, i64>(5)? as u64,
+                                })
+                            },
+                        )
+                        .optional()?;
+                    v.insert(stored.unwrap_or_default())
+                }
+            };
+            total.merge(&d);
+            let blob = (!total.latency.is_empty()).then(|| total.latency.encode());
             upsert.execute(params![
-                k.minute, k.from, k.to, k.kind.as_i64(), k.via, d.count, d.errors, d.latency_sum_micros, blob,
-                d.first_seen as i64, d.last_seen as i64
+                k.minute,
+                k.from,
+                k.to,
+                k.kind.as_i64(),
+                k.via,
+                total.count,
+                total.errors,
+                total.latency_sum_micros,
+                blob,
+                total.first_seen as i64,
+                total.last_seen as i64
             ])?;
+        }
+        if newest != i64::MIN {
+            self.totals
+                .retain(|k, _| k.minute >= newest - CACHED_MINUTES);
         }
         let mut svc = tx.prepare_cached(
             "INSERT INTO service_minutes (minute, service, spans, errors) VALUES (?1, ?2, ?3, ?4)

@@ -9,12 +9,12 @@ mod retention;
 mod schema;
 mod writer;
 
-pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceSummary, TraceQuery};
+pub use insert::{prepare, Prepared};
+pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceQuery, TraceSummary};
 pub use retention::RetentionConfig;
 pub use writer::WriteOutcome;
 
 use crate::error::ErrorCode;
-use crate::model::Span;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -74,16 +74,24 @@ impl Store {
         schema::migrate(&mut conn)?;
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
         let w = writer::Writer::new(conn, rx, cfg.retention.clone());
-        let handle = std::thread::Builder::new().name("store-writer".into()).spawn(move || w.run())?;
+        let handle = std::thread::Builder::new()
+            .name("store-writer".into())
+            .spawn(move || w.run())?;
         Ok(Store {
             tx,
-            readers: Arc::new(ReadPool { path: cfg.path.clone(), idle: Mutex::new(Vec::new()) }),
+            readers: Arc::new(ReadPool {
+                path: cfg.path.clone(),
+                idle: Mutex::new(Vec::new()),
+            }),
             writer: Arc::new(Mutex::new(Some(handle))),
         })
     }
 
     /// Queues spans for the writer; the returned receiver answers after COMMIT.
-    pub fn write(&self, spans: Vec<Span>) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
+    pub fn write(
+        &self,
+        spans: Vec<Prepared>,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         match self.tx.try_send(writer::Command::Write { spans, reply }) {
             Ok(()) => Ok(rx),
@@ -93,9 +101,11 @@ impl Store {
     }
 
     /// Writes and waits for the commit (blocking; for the CLI and tests, not the runtime).
-    pub fn write_blocking(&self, spans: Vec<Span>) -> Result<WriteOutcome, StoreError> {
+    pub fn write_blocking(&self, spans: Vec<Prepared>) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx.send(writer::Command::Write { spans, reply }).map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(writer::Command::Write { spans, reply })
+            .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -109,7 +119,10 @@ impl Store {
     }
 
     /// Runs `f` with a read-only connection (blocking: call from a blocking thread).
-    pub fn read<T>(&self, f: impl FnOnce(&Connection) -> Result<T, StoreError>) -> Result<T, StoreError> {
+    pub fn read<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
         let conn = self.readers.take()?;
         let out = f(&conn);
         self.readers.give_back(conn);
@@ -152,7 +165,10 @@ impl ReadPool {
 }
 
 fn open_reader(path: &Path) -> Result<Connection, StoreError> {
-    let conn = Connection::open_with_flags(path, OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX)?;
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -32_000)?;
     Ok(conn)
@@ -161,17 +177,26 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
 /// Opens a database for reading only, checking its schema (used by `switchyard export`).
 pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
     if !path.exists() {
-        return Err(StoreError::Io(std::io::Error::new(std::io::ErrorKind::NotFound, format!("no database at {}", path.display()))));
+        return Err(StoreError::Io(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no database at {}", path.display()),
+        )));
     }
     let conn = open_reader(path)?;
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
     if version > schema::CURRENT_VERSION {
-        return Err(StoreError::NewerSchema { found: version, supported: schema::CURRENT_VERSION });
+        return Err(StoreError::NewerSchema {
+            found: version,
+            supported: schema::CURRENT_VERSION,
+        });
     }
     let (tx, _rx) = bounded(1);
     Ok(Store {
         tx,
-        readers: Arc::new(ReadPool { path: path.to_path_buf(), idle: Mutex::new(vec![conn]) }),
+        readers: Arc::new(ReadPool {
+            path: path.to_path_buf(),
+            idle: Mutex::new(vec![conn]),
+        }),
         writer: Arc::new(Mutex::new(None)),
     })
 }

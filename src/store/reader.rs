@@ -47,24 +47,29 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
     )?;
     let mut rows = stmt.query(params![first, last])?;
     while let Some(r) = rows.next()? {
-        let (from, to, kind, via): (String, String, i64, String) = (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
-        let Some(edge_kind) = EdgeKind::from_i64(kind) else { continue };
+        let (from, to, kind, via): (String, String, i64, String) =
+            (r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?);
+        let Some(edge_kind) = EdgeKind::from_i64(kind) else {
+            continue;
+        };
         let blob: Option<Vec<u8>> = r.get(7)?;
         let sketch = Sketch::decode(blob.as_deref().unwrap_or_default());
         let (first_seen, last_seen) = (r.get::<_, i64>(8)? as u64, r.get::<_, i64>(9)? as u64);
-        let e = merged.entry((from.clone(), to.clone(), kind, via.clone())).or_insert_with(|| EdgeRow {
-            from,
-            to,
-            kind: edge_kind,
-            via,
-            count: 0,
-            errors: 0,
-            latency_sum_micros: 0,
-            latency: Sketch::new(),
-            first_seen_unix_nanos: first_seen,
-            last_seen_unix_nanos: last_seen,
-            instances: 0,
-        });
+        let e = merged
+            .entry((from.clone(), to.clone(), kind, via.clone()))
+            .or_insert_with(|| EdgeRow {
+                from,
+                to,
+                kind: edge_kind,
+                via,
+                count: 0,
+                errors: 0,
+                latency_sum_micros: 0,
+                latency: Sketch::new(),
+                first_seen_unix_nanos: first_seen,
+                last_seen_unix_nanos: last_seen,
+                instances: 0,
+            });
         e.count += r.get::<_, i64>(4)?;
         e.errors += r.get::<_, i64>(5)?;
         e.latency_sum_micros += r.get::<_, i64>(6)?;
@@ -77,12 +82,20 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
     )?;
     let mut rows = stmt.query(params![first, last])?;
     while let Some(r) = rows.next()? {
-        let key = (r.get::<_, String>(0)?, r.get::<_, String>(1)?, EdgeKind::Consume.as_i64(), String::new());
+        let key = (
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            EdgeKind::Consume.as_i64(),
+            String::new(),
+        );
         if let Some(e) = merged.get_mut(&key) {
             e.instances = r.get(2)?;
         }
     }
-    let edges: Vec<EdgeRow> = merged.into_values().filter(|e| e.count > 0 || !e.latency.is_empty()).collect();
+    let edges: Vec<EdgeRow> = merged
+        .into_values()
+        .filter(|e| e.count > 0 || !e.latency.is_empty())
+        .collect();
 
     let mut activity: HashMap<String, (i64, i64)> = HashMap::new();
     let mut stmt = conn.prepare_cached("SELECT service, SUM(spans), SUM(errors) FROM service_minutes WHERE minute BETWEEN ?1 AND ?2 GROUP BY service")?;
@@ -90,7 +103,11 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
     while let Some(r) = rows.next()? {
         activity.insert(r.get(0)?, (r.get(1)?, r.get(2)?));
     }
-    let wanted: HashSet<&str> = edges.iter().flat_map(|e| [e.from.as_str(), e.to.as_str()]).chain(activity.keys().map(String::as_str)).collect();
+    let wanted: HashSet<&str> = edges
+        .iter()
+        .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+        .chain(activity.keys().map(String::as_str))
+        .collect();
     let mut nodes = Vec::new();
     let mut stmt = conn.prepare_cached("SELECT id, kind, name, system, namespace FROM nodes")?;
     let mut rows = stmt.query([])?;
@@ -99,9 +116,21 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
         if !wanted.contains(id.as_str()) {
             continue;
         }
-        let Some(kind) = NodeKind::parse(&r.get::<_, String>(1)?) else { continue };
+        let Some(kind) = NodeKind::parse(&r.get::<_, String>(1)?) else {
+            continue;
+        };
         let (spans, errors) = activity.get(&id).copied().unwrap_or_default();
-        nodes.push(NodeRow { key: NodeKey { id, kind, name: r.get(2)?, system: r.get(3)?, namespace: r.get(4)? }, spans, errors });
+        nodes.push(NodeRow {
+            key: NodeKey {
+                id,
+                kind,
+                name: r.get(2)?,
+                system: r.get(3)?,
+                namespace: r.get(4)?,
+            },
+            spans,
+            errors,
+        });
     }
     nodes.sort_by(|a, b| a.key.id.cmp(&b.key.id));
     Ok(TopologyRows { nodes, edges })
@@ -130,7 +159,10 @@ pub struct TraceSummary {
 
 /// The most recent traces matching the query, newest first.
 pub fn search_traces(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
-    let (since, until) = q.window.map(|w| (w.since_unix_nanos as i64, w.until_unix_nanos as i64)).unwrap_or((0, i64::MAX));
+    let (since, until) = q
+        .window
+        .map(|w| (w.since_unix_nanos as i64, w.until_unix_nanos as i64))
+        .unwrap_or((0, i64::MAX));
     let (sql, key) = match (&q.destination, &q.service) {
         (Some(d), _) => ("SELECT trace_id, service FROM spans WHERE msg_destination = ?1 AND start_unix_nanos >= ?2 AND start_unix_nanos < ?3 ORDER BY start_unix_nanos DESC", Some(d.clone())),
         (None, Some(s)) => ("SELECT trace_id, service FROM spans WHERE service = ?1 AND start_unix_nanos >= ?2 AND start_unix_nanos < ?3 ORDER BY start_unix_nanos DESC", Some(s.clone())),
@@ -153,19 +185,34 @@ pub fn search_traces(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSumma
             }
         }
     }
-    ids.iter().filter_map(|id| summary(conn, id).transpose()).collect()
+    ids.iter()
+        .filter_map(|id| summary(conn, id).transpose())
+        .collect()
 }
 
 fn summary(conn: &Connection, trace_id: &[u8]) -> Result<Option<TraceSummary>, StoreError> {
-    let Ok(tid) = TraceId::from_bytes(trace_id) else { return Ok(None) };
+    let Ok(tid) = TraceId::from_bytes(trace_id) else {
+        return Ok(None);
+    };
     let mut stmt = conn.prepare_cached(
-        "SELECT parent_span_id, service, name, start_unix_nanos, end_unix_nanos, status_code, msg_destination FROM spans WHERE trace_id = ?1 ORDER BY start_unix_nanos",
+        "SELECT parent_key, service, name, start_unix_nanos, end_unix_nanos, status_code, msg_destination FROM spans
+         WHERE trace_key = ?1 AND trace_id = ?2 ORDER BY start_unix_nanos",
     )?;
-    let mut rows = stmt.query(params![trace_id])?;
-    let mut s = TraceSummary { trace_id: tid, root_service: None, root_name: None, start_unix_nanos: u64::MAX, duration_micros: 0, span_count: 0, error_count: 0, services: vec![], destinations: vec![] };
+    let mut rows = stmt.query(params![tid.key(), trace_id])?;
+    let mut s = TraceSummary {
+        trace_id: tid,
+        root_service: None,
+        root_name: None,
+        start_unix_nanos: u64::MAX,
+        duration_micros: 0,
+        span_count: 0,
+        error_count: 0,
+        services: vec![],
+        destinations: vec![],
+    };
     let mut end = 0u64;
     while let Some(r) = rows.next()? {
-        let parent: Option<Vec<u8>> = r.get(0)?;
+        let parent: Option<i64> = r.get(0)?;
         let service: String = r.get(1)?;
         let start = r.get::<_, i64>(3)? as u64;
         if parent.is_none() && s.root_name.is_none() {
@@ -229,15 +276,18 @@ pub struct StoredMessaging {
 /// Every span of one trace, oldest first.
 pub fn trace(conn: &Connection, trace_id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
     let mut stmt = conn.prepare_cached(
-        "SELECT s.span_id, s.parent_span_id, s.service, s.service_namespace, s.service_instance, s.name, s.kind,
+        "SELECT s.span_key, s.parent_key, s.service, s.service_namespace, s.service_instance, s.name, s.kind,
                 s.start_unix_nanos, s.end_unix_nanos, s.status_code, s.status_message, s.msg_system, s.msg_destination,
                 s.msg_operation, s.msg_consumer_group, s.msg_message_id, s.msg_conversation_id, s.peer, s.attributes,
                 r.attributes, s.events, s.links
-         FROM spans s LEFT JOIN resources r ON r.id = s.resource_id WHERE s.trace_id = ?1 ORDER BY s.start_unix_nanos, s.id",
+         FROM spans s LEFT JOIN resources r ON r.id = s.resource_id WHERE s.trace_key = ?1 AND s.trace_id = ?2 ORDER BY s.start_unix_nanos, s.id",
     )?;
-    let json = |text: Option<String>, empty: serde_json::Value| text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(empty);
+    let json = |text: Option<String>, empty: serde_json::Value| {
+        text.and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(empty)
+    };
     let spans = stmt
-        .query_map(params![trace_id.as_bytes()], |r| {
+        .query_map(params![trace_id.key(), trace_id.as_bytes()], |r| {
             let start = r.get::<_, i64>(7)? as u64;
             let end = r.get::<_, i64>(8)? as u64;
             let system: Option<String> = r.get(11)?;
@@ -254,8 +304,8 @@ pub fn trace(conn: &Connection, trace_id: TraceId) -> Result<Vec<StoredSpan>, St
             };
             Ok(StoredSpan {
                 trace_id,
-                span_id: SpanId::from_bytes(&r.get::<_, Vec<u8>>(0)?).unwrap_or(SpanId([0xff; 8])),
-                parent_span_id: r.get::<_, Option<Vec<u8>>>(1)?.and_then(|p| SpanId::from_bytes(&p).ok()),
+                span_id: SpanId::from_key(r.get(0)?).unwrap_or(SpanId([0xff; 8])),
+                parent_span_id: r.get::<_, Option<i64>>(1)?.and_then(SpanId::from_key),
                 service: r.get(2)?,
                 service_namespace: r.get(3)?,
                 service_instance: r.get(4)?,

@@ -28,10 +28,22 @@ pub fn run(conn: &mut Connection, cfg: &RetentionConfig) -> rusqlite::Result<()>
         }
     }
     let minute = unix_minute(cutoff as u64);
-    conn.execute("DELETE FROM edge_minutes WHERE minute < ?1", params![minute])?;
-    conn.execute("DELETE FROM service_minutes WHERE minute < ?1", params![minute])?;
-    conn.execute("DELETE FROM consumer_instances WHERE minute < ?1", params![minute])?;
-    conn.execute("DELETE FROM pending_refs WHERE created_unix_nanos < ?1", params![cutoff])?;
+    conn.execute(
+        "DELETE FROM edge_minutes WHERE minute < ?1",
+        params![minute],
+    )?;
+    conn.execute(
+        "DELETE FROM service_minutes WHERE minute < ?1",
+        params![minute],
+    )?;
+    conn.execute(
+        "DELETE FROM consumer_instances WHERE minute < ?1",
+        params![minute],
+    )?;
+    conn.execute(
+        "DELETE FROM pending_refs WHERE created_unix_nanos < ?1",
+        params![cutoff],
+    )?;
     if let Some(max) = cfg.max_bytes {
         while used_bytes(conn)? > max && started.elapsed() < BUDGET {
             let deleted = conn.execute(

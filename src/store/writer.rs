@@ -2,10 +2,11 @@
 
 use super::accumulate::Accumulator;
 use super::insert::attributes_json;
+use super::insert::Prepared;
 use super::pairing::ingest_span;
 use super::{retention, RetentionConfig, StoreError};
 use crate::model::window::now_unix_nanos;
-use crate::model::{Attributes, Span};
+use crate::model::Attributes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
@@ -22,7 +23,10 @@ pub struct WriteOutcome {
 pub type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
 pub enum Command {
-    Write { spans: Vec<Span>, reply: Reply },
+    Write {
+        spans: Vec<Prepared>,
+        reply: Reply,
+    },
     /// Commit everything queued, then stop.
     Shutdown,
 }
@@ -42,7 +46,14 @@ pub struct Writer {
 
 impl Writer {
     pub fn new(conn: Connection, rx: Receiver<Command>, retention: RetentionConfig) -> Writer {
-        Writer { conn, rx, retention, acc: Accumulator::default(), known_nodes: HashSet::new(), resources: HashMap::new() }
+        Writer {
+            conn,
+            rx,
+            retention,
+            acc: Accumulator::default(),
+            known_nodes: HashSet::new(),
+            resources: HashMap::new(),
+        }
     }
 
     pub fn run(mut self) {
@@ -71,7 +82,7 @@ impl Writer {
     }
 
     /// Takes the first command and whatever else is already queued, up to the group limit.
-    fn gather(&self, first: Command) -> (Vec<(Vec<Span>, Reply)>, bool) {
+    fn gather(&self, first: Command) -> (Vec<(Vec<Prepared>, Reply)>, bool) {
         let mut batch = Vec::new();
         let mut total = 0;
         let mut stop = false;
@@ -94,7 +105,7 @@ impl Writer {
         (batch, stop)
     }
 
-    fn commit(&mut self, batch: Vec<(Vec<Span>, Reply)>) {
+    fn commit(&mut self, batch: Vec<(Vec<Prepared>, Reply)>) {
         if batch.is_empty() {
             return;
         }
@@ -109,6 +120,7 @@ impl Writer {
                 tracing::error!(error = %e, "store write failed; batch rolled back");
                 self.resources.clear();
                 self.known_nodes.clear();
+                self.acc.reset();
                 for (_, reply) in batch {
                     let _ = reply.send(Err(StoreError::Write(e.to_string())));
                 }
@@ -116,13 +128,18 @@ impl Writer {
         }
     }
 
-    fn write_all(&mut self, batch: &[(Vec<Span>, Reply)]) -> rusqlite::Result<Vec<WriteOutcome>> {
+    fn write_all(
+        &mut self,
+        batch: &[(Vec<Prepared>, Reply)],
+    ) -> rusqlite::Result<Vec<WriteOutcome>> {
+        let started = Instant::now();
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut last_resource: Option<(*const Attributes, Option<i64>)> = None;
         for (spans, _) in batch {
             let mut outcome = WriteOutcome::default();
-            for span in spans {
+            for prepared in spans {
+                let span = &prepared.span;
                 let ptr = Arc::as_ptr(&span.resource);
                 let resource_id = match last_resource {
                     Some((p, id)) if p == ptr => id,
@@ -132,7 +149,7 @@ impl Writer {
                         id
                     }
                 };
-                if ingest_span(&tx, &mut self.acc, span, resource_id)? {
+                if ingest_span(&tx, &mut self.acc, prepared, resource_id)? {
                     outcome.stored += 1;
                 } else {
                     outcome.duplicates += 1;
@@ -140,8 +157,21 @@ impl Writer {
             }
             outcomes.push(outcome);
         }
-        self.acc.flush(&tx, &mut self.known_nodes, now_unix_nanos())?;
+        let t_spans = started.elapsed();
+        self.acc
+            .flush(&tx, &mut self.known_nodes, now_unix_nanos())?;
+        let t_flush = started.elapsed();
         tx.commit()?;
+        tracing::debug!(
+            spans = outcomes
+                .iter()
+                .map(|o| o.stored + o.duplicates)
+                .sum::<u64>(),
+            spans_us = t_spans.as_micros() as u64,
+            flush_us = (t_flush - t_spans).as_micros() as u64,
+            commit_us = (started.elapsed() - t_flush).as_micros() as u64,
+            "batch committed"
+        );
         Ok(outcomes)
     }
 
@@ -152,8 +182,14 @@ impl Writer {
     }
 }
 
-fn resource_id(tx: &Transaction<'_>, cache: &mut HashMap<String, i64>, attrs: &Attributes) -> rusqlite::Result<Option<i64>> {
-    let Some(json) = attributes_json(attrs) else { return Ok(None) };
+fn resource_id(
+    tx: &Transaction<'_>,
+    cache: &mut HashMap<String, i64>,
+    attrs: &Attributes,
+) -> rusqlite::Result<Option<i64>> {
+    let Some(json) = attributes_json(attrs) else {
+        return Ok(None);
+    };
     if let Some(id) = cache.get(&json) {
         return Ok(Some(*id));
     }
@@ -164,7 +200,8 @@ fn resource_id(tx: &Transaction<'_>, cache: &mut HashMap<String, i64>, attrs: &A
     let id = match existing {
         Some(id) => id,
         None => {
-            tx.prepare_cached("INSERT INTO resources (attributes) VALUES (?1)")?.execute(params![json])?;
+            tx.prepare_cached("INSERT INTO resources (attributes) VALUES (?1)")?
+                .execute(params![json])?;
             tx.last_insert_rowid()
         }
     };

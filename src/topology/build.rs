@@ -105,7 +105,13 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
     let mut dependencies = Vec::new();
     for row in &rows.edges {
         if row.kind == EdgeKind::Dependency {
-            dependencies.push(Dependency { from: row.from.clone(), to: row.to.clone(), via: row.via.clone(), count: Some(row.count), latency: latency(row) });
+            dependencies.push(Dependency {
+                from: row.from.clone(),
+                to: row.to.clone(),
+                via: row.via.clone(),
+                count: Some(row.count),
+                latency: latency(row),
+            });
         } else if row.count > 0 {
             edges.push(Edge {
                 from: row.from.clone(),
@@ -158,13 +164,22 @@ fn infer_dependencies(edges: &[Edge], traced: &[Dependency]) -> Vec<Dependency> 
     let mut routes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     for e in edges {
         match e.kind {
-            EdgeKind::Publish => { publishers.entry(&e.to).or_default().insert(&e.from); }
-            EdgeKind::Consume => { consumers.entry(&e.from).or_default().insert(&e.to); }
-            EdgeKind::Route => { routes.entry(&e.from).or_default().insert(&e.to); }
+            EdgeKind::Publish => {
+                publishers.entry(&e.to).or_default().insert(&e.from);
+            }
+            EdgeKind::Consume => {
+                consumers.entry(&e.from).or_default().insert(&e.to);
+            }
+            EdgeKind::Route => {
+                routes.entry(&e.from).or_default().insert(&e.to);
+            }
             _ => {}
         }
     }
-    let known: BTreeSet<(&str, &str, &str)> = traced.iter().map(|d| (d.from.as_str(), d.to.as_str(), d.via.as_str())).collect();
+    let known: BTreeSet<(&str, &str, &str)> = traced
+        .iter()
+        .map(|d| (d.from.as_str(), d.to.as_str(), d.via.as_str()))
+        .collect();
     let mut out = Vec::new();
     for (dest, pubs) in &publishers {
         let mut reached: Vec<&str> = vec![dest];
@@ -173,7 +188,13 @@ fn infer_dependencies(edges: &[Edge], traced: &[Dependency]) -> Vec<Dependency> 
             for consumer in consumers.get(via).into_iter().flatten() {
                 for publisher in pubs {
                     if !known.contains(&(*publisher, *consumer, via)) {
-                        out.push(Dependency { from: publisher.to_string(), to: consumer.to_string(), via: via.to_string(), count: None, latency: Latency::default() });
+                        out.push(Dependency {
+                            from: publisher.to_string(),
+                            to: consumer.to_string(),
+                            via: via.to_string(),
+                            count: None,
+                            latency: Latency::default(),
+                        });
                     }
                 }
             }

@@ -97,7 +97,10 @@ impl Sketch {
         let mut sketch = Sketch::new();
         let mut last = 0i64;
         while !bytes.is_empty() {
-            let (Some(delta), Some(count)) = (get_varint(&mut bytes), get_varint(&mut bytes)) else { break };
+            let (Some(delta), Some(count)) = (get_varint(&mut bytes), get_varint(&mut bytes))
+            else {
+                break;
+            };
             last += unzigzag(delta);
             sketch.buckets.insert(last as i32, unzigzag(count));
         }

@@ -22,8 +22,13 @@ const DEFAULT_WINDOW_SECS: u64 = 3600;
 /// Parses RFC 3339 `since`/`until`; the default is the hour that ends now.
 pub fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWindow, String> {
     let parse = |name: &str, text: &str| -> Result<u64, String> {
-        let t = time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|e| format!("{name} must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z: {e}"))?;
+        let t = time::OffsetDateTime::parse(
+            text.trim(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map_err(|e| {
+            format!("{name} must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z: {e}")
+        })?;
         u64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{name} is before 1970"))
     };
     let until = match until.filter(|s| !s.is_empty()) {
@@ -38,7 +43,10 @@ pub fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWind
 }
 
 pub async fn load_topology(ingest: &Ingest, window: TimeWindow) -> Result<Topology, ApiError> {
-    let rows = ingest.store.read_async(move |c| reader::topology(c, window)).await?;
+    let rows = ingest
+        .store
+        .read_async(move |c| reader::topology(c, window))
+        .await?;
     Ok(topology::build(rows, window))
 }
 
@@ -46,14 +54,22 @@ pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
 
-pub async fn topology_json(q: web::Query<WindowParams>, ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
-    let window = parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
+pub async fn topology_json(
+    q: web::Query<WindowParams>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, ApiError> {
+    let window =
+        parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
     let topo = load_topology(&ingest, window).await?;
     Ok(HttpResponse::Ok().json(&topo))
 }
 
-pub async fn topology_dot(q: web::Query<WindowParams>, ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
-    let window = parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
+pub async fn topology_dot(
+    q: web::Query<WindowParams>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, ApiError> {
+    let window =
+        parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
     let topo = load_topology(&ingest, window).await?;
     Ok(HttpResponse::Ok()
         .content_type("text/vnd.graphviz; charset=utf-8")
@@ -70,10 +86,15 @@ pub struct TraceParams {
     pub until: Option<String>,
 }
 
-pub async fn traces(q: web::Query<TraceParams>, ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
+pub async fn traces(
+    q: web::Query<TraceParams>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, ApiError> {
     let window = match (&q.since, &q.until) {
         (None, None) => None,
-        _ => Some(parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?),
+        _ => Some(
+            parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?,
+        ),
     };
     let query = TraceQuery {
         service: q.service.clone().filter(|s| !s.is_empty()),
@@ -81,13 +102,23 @@ pub async fn traces(q: web::Query<TraceParams>, ingest: web::Data<Ingest>) -> Re
         window,
         limit: q.limit.unwrap_or(20).clamp(1, 1000),
     };
-    let traces = ingest.store.read_async(move |c| reader::search_traces(c, &query)).await?;
+    let traces = ingest
+        .store
+        .read_async(move |c| reader::search_traces(c, &query))
+        .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "traces": traces })))
 }
 
-pub async fn trace(path: web::Path<String>, ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
-    let id = TraceId::from_hex(path.trim()).map_err(|e| ApiError::BadRequest(format!("invalid trace id: {e}")))?;
-    let spans = ingest.store.read_async(move |c| reader::trace(c, id)).await?;
+pub async fn trace(
+    path: web::Path<String>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, ApiError> {
+    let id = TraceId::from_hex(path.trim())
+        .map_err(|e| ApiError::BadRequest(format!("invalid trace id: {e}")))?;
+    let spans = ingest
+        .store
+        .read_async(move |c| reader::trace(c, id))
+        .await?;
     if spans.is_empty() {
         return Err(ApiError::NotFound(format!("no trace {id}")));
     }
@@ -113,9 +144,15 @@ mod tests {
 
     #[test]
     fn windows_parse_and_validate() {
-        let w = parse_window(Some("2026-01-01T00:00:00Z"), Some("2026-01-01T01:00:00+00:00")).unwrap();
+        let w = parse_window(
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-01T01:00:00+00:00"),
+        )
+        .unwrap();
         assert_eq!(w.until_unix_nanos - w.since_unix_nanos, 3_600_000_000_000);
-        assert!(parse_window(Some("yesterday"), None).unwrap_err().contains("RFC 3339"));
+        assert!(parse_window(Some("yesterday"), None)
+            .unwrap_err()
+            .contains("RFC 3339"));
         assert!(parse_window(Some("2026-01-02T00:00:00Z"), Some("2026-01-01T00:00:00Z")).is_err());
     }
 }

@@ -3,8 +3,10 @@
 CREATE TABLE spans (
     id INTEGER PRIMARY KEY,
     trace_id BLOB NOT NULL,
-    span_id BLOB NOT NULL,
-    parent_span_id BLOB,
+    -- first 8 bytes of trace_id, and the span ids, as integers (see TraceId::key)
+    trace_key INTEGER NOT NULL,
+    span_key INTEGER NOT NULL,
+    parent_key INTEGER,
     service TEXT NOT NULL,
     service_namespace TEXT,
     service_instance TEXT,
@@ -29,7 +31,7 @@ CREATE TABLE spans (
     -- bit 0: counted as a logical message; bit 1: client call paired with its server span
     flags INTEGER NOT NULL DEFAULT 0
 );
-CREATE UNIQUE INDEX spans_by_trace ON spans(trace_id, span_id);
+CREATE UNIQUE INDEX spans_by_trace ON spans(trace_key, span_key);
 CREATE INDEX spans_by_start ON spans(start_unix_nanos);
 CREATE INDEX spans_by_service ON spans(service, start_unix_nanos);
 CREATE INDEX spans_by_destination ON spans(msg_destination, start_unix_nanos) WHERE msg_destination IS NOT NULL;
@@ -42,8 +44,8 @@ CREATE TABLE resources (
 
 -- Spans waiting for a span they refer to (parent or link) that has not arrived yet.
 CREATE TABLE pending_refs (
-    ref_trace BLOB NOT NULL,
-    ref_span BLOB NOT NULL,
+    ref_trace INTEGER NOT NULL,
+    ref_span INTEGER NOT NULL,
     waiting_id INTEGER NOT NULL,
     created_unix_nanos INTEGER NOT NULL,
     PRIMARY KEY (ref_trace, ref_span, waiting_id)

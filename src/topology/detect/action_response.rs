@@ -19,13 +19,25 @@ impl Detector for ActionResponse {
             if d.from >= d.to {
                 continue;
             }
-            if let Some(back) = topo.dependencies.iter().find(|b| b.from == d.to && b.to == d.from) {
+            if let Some(back) = topo
+                .dependencies
+                .iter()
+                .find(|b| b.from == d.to && b.to == d.from)
+            {
                 out.push(Finding {
                     pattern: self.pattern(),
-                    nodes: vec![d.from.clone(), d.to.clone(), d.via.clone(), back.via.clone()],
+                    nodes: vec![
+                        d.from.clone(),
+                        d.to.clone(),
+                        d.via.clone(),
+                        back.via.clone(),
+                    ],
                     description: format!(
                         "{} and {} exchange events both ways ({} and {}): an action/response pair",
-                        name(topo, &d.from), name(topo, &d.to), name(topo, &d.via), name(topo, &back.via)
+                        name(topo, &d.from),
+                        name(topo, &d.to),
+                        name(topo, &d.via),
+                        name(topo, &back.via)
                     ),
                 });
             }
@@ -44,12 +56,17 @@ mod tests {
     #[test]
     fn request_and_reply_destinations() {
         let t = topo(&[
-            ("s:wallet", "d:req", Publish, 3), ("d:req", "s:identity", Consume, 3),
-            ("s:identity", "d:reply", Publish, 3), ("d:reply", "s:wallet", Consume, 3),
+            ("s:wallet", "d:req", Publish, 3),
+            ("d:req", "s:identity", Consume, 3),
+            ("s:identity", "d:reply", Publish, 3),
+            ("d:reply", "s:wallet", Consume, 3),
         ]);
         let f = ActionResponse.check(&t);
         assert_eq!(f.len(), 1, "{f:?}");
-        assert_eq!(f[0].nodes[..2], ["s:identity".to_string(), "s:wallet".to_string()]);
+        assert_eq!(
+            f[0].nodes[..2],
+            ["s:identity".to_string(), "s:wallet".to_string()]
+        );
         let one_way = topo(&[("s:a", "d:x", Publish, 1), ("d:x", "s:b", Consume, 1)]);
         assert!(ActionResponse.check(&one_way).is_empty());
     }

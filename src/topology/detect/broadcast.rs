@@ -21,8 +21,15 @@ impl Detector for Broadcast {
                 let names: Vec<&str> = receivers.iter().map(|r| name(topo, r)).collect();
                 out.push(Finding {
                     pattern: self.pattern(),
-                    nodes: std::iter::once(dest.to_string()).chain(receivers.iter().map(|r| r.to_string())).collect(),
-                    description: format!("{} is broadcast to {} services: {}", name(topo, dest), names.len(), names.join(", ")),
+                    nodes: std::iter::once(dest.to_string())
+                        .chain(receivers.iter().map(|r| r.to_string()))
+                        .collect(),
+                    description: format!(
+                        "{} is broadcast to {} services: {}",
+                        name(topo, dest),
+                        names.len(),
+                        names.join(", ")
+                    ),
                 });
             }
         }
@@ -38,11 +45,21 @@ mod tests {
 
     #[test]
     fn fan_out_directly_or_through_routes() {
-        let t = topo(&[("s:a", "d:x", Publish, 5), ("d:x", "s:b", Consume, 5), ("d:x", "s:c", Consume, 5)]);
+        let t = topo(&[
+            ("s:a", "d:x", Publish, 5),
+            ("d:x", "s:b", Consume, 5),
+            ("d:x", "s:c", Consume, 5),
+        ]);
         let f = Broadcast.check(&t);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].nodes, vec!["d:x", "s:b", "s:c"]);
-        let t = topo(&[("s:a", "d:ex", Publish, 5), ("d:ex", "d:q1", Route, 5), ("d:ex", "d:q2", Route, 5), ("d:q1", "s:b", Consume, 5), ("d:q2", "s:c", Consume, 5)]);
+        let t = topo(&[
+            ("s:a", "d:ex", Publish, 5),
+            ("d:ex", "d:q1", Route, 5),
+            ("d:ex", "d:q2", Route, 5),
+            ("d:q1", "s:b", Consume, 5),
+            ("d:q2", "s:c", Consume, 5),
+        ]);
         assert_eq!(Broadcast.check(&t).len(), 1);
         let t = topo(&[("s:a", "d:x", Publish, 5), ("d:x", "s:b", Consume, 5)]);
         assert!(Broadcast.check(&t).is_empty());

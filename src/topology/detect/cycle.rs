@@ -21,7 +21,10 @@ impl Detector for Cycle {
             g.add_edge(d.from.as_str(), d.to.as_str(), ());
         }
         for e in topo.edges_of_kind(crate::model::EdgeKind::Call) {
-            if topo.node(&e.to).is_some_and(|n| n.kind == crate::model::NodeKind::Service) {
+            if topo
+                .node(&e.to)
+                .is_some_and(|n| n.kind == crate::model::NodeKind::Service)
+            {
                 g.add_edge(e.from.as_str(), e.to.as_str(), ());
             }
         }
@@ -53,9 +56,12 @@ mod tests {
     #[test]
     fn three_services_in_a_loop() {
         let t = topo(&[
-            ("s:a", "d:x", Publish, 1), ("d:x", "s:b", Consume, 1),
-            ("s:b", "d:y", Publish, 1), ("d:y", "s:c", Consume, 1),
-            ("s:c", "d:z", Publish, 1), ("d:z", "s:a", Consume, 1),
+            ("s:a", "d:x", Publish, 1),
+            ("d:x", "s:b", Consume, 1),
+            ("s:b", "d:y", Publish, 1),
+            ("d:y", "s:c", Consume, 1),
+            ("s:c", "d:z", Publish, 1),
+            ("d:z", "s:a", Consume, 1),
         ]);
         let f = Cycle.check(&t);
         assert_eq!(f.len(), 1);

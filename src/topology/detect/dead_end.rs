@@ -18,14 +18,27 @@ impl Detector for DeadEnd {
         let mut out: Vec<Finding> = fed
             .filter(|d| !flows.consumers.contains_key(*d) && !flows.routes_out.contains_key(*d))
             .map(|d| {
-                let pubs: Vec<&str> = flows.publishers.get(d).into_iter().flatten().map(|p| name(topo, p)).collect();
+                let pubs: Vec<&str> = flows
+                    .publishers
+                    .get(d)
+                    .into_iter()
+                    .flatten()
+                    .map(|p| name(topo, p))
+                    .collect();
                 Finding {
                     pattern: self.pattern(),
                     nodes: vec![d.to_string()],
                     description: if pubs.is_empty() {
-                        format!("{} receives routed messages but has no consumer", name(topo, d))
+                        format!(
+                            "{} receives routed messages but has no consumer",
+                            name(topo, d)
+                        )
                     } else {
-                        format!("{} is published to by {} but has no consumer", name(topo, d), pubs.join(", "))
+                        format!(
+                            "{} is published to by {} but has no consumer",
+                            name(topo, d),
+                            pubs.join(", ")
+                        )
                     },
                 }
             })
@@ -44,10 +57,17 @@ mod tests {
 
     #[test]
     fn published_never_consumed() {
-        let t = topo(&[("s:audit", "d:events", Publish, 2), ("s:a", "d:x", Publish, 1), ("d:x", "s:b", Consume, 1)]);
+        let t = topo(&[
+            ("s:audit", "d:events", Publish, 2),
+            ("s:a", "d:x", Publish, 1),
+            ("d:x", "s:b", Consume, 1),
+        ]);
         let f = DeadEnd.check(&t);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].nodes, vec!["d:events"]);
-        assert_eq!(f[0].description, "events is published to by audit but has no consumer");
+        assert_eq!(
+            f[0].description,
+            "events is published to by audit but has no consumer"
+        );
     }
 }

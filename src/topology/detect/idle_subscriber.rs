@@ -23,7 +23,11 @@ impl Detector for IdleSubscriber {
                 out.push(Finding {
                     pattern: self.pattern(),
                     nodes: vec![c.to_string(), dest.to_string()],
-                    description: format!("{} consumes {} but no service publishes to it", name(topo, c), name(topo, dest)),
+                    description: format!(
+                        "{} consumes {} but no service publishes to it",
+                        name(topo, c),
+                        name(topo, dest)
+                    ),
                 });
             }
         }
@@ -39,7 +43,11 @@ mod tests {
 
     #[test]
     fn consumer_without_publisher() {
-        let t = topo(&[("d:x", "s:b", Consume, 1), ("s:a", "d:y", Publish, 1), ("d:y", "s:c", Consume, 1)]);
+        let t = topo(&[
+            ("d:x", "s:b", Consume, 1),
+            ("s:a", "d:y", Publish, 1),
+            ("d:y", "s:c", Consume, 1),
+        ]);
         let f = IdleSubscriber.check(&t);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].nodes, vec!["s:b", "d:x"]);

@@ -63,8 +63,12 @@ impl<'a> Flows<'a> {
         let mut f = Flows::default();
         for e in &topo.edges {
             match e.kind {
-                EdgeKind::Publish => { f.publishers.entry(&e.to).or_default().insert(&e.from); }
-                EdgeKind::Consume => { f.consumers.entry(&e.from).or_default().insert(&e.to); }
+                EdgeKind::Publish => {
+                    f.publishers.entry(&e.to).or_default().insert(&e.from);
+                }
+                EdgeKind::Consume => {
+                    f.consumers.entry(&e.from).or_default().insert(&e.to);
+                }
                 EdgeKind::Route => {
                     f.routes_out.entry(&e.from).or_default().insert(&e.to);
                     f.routes_in.entry(&e.to).or_default().insert(&e.from);
@@ -91,10 +95,10 @@ impl<'a> Flows<'a> {
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use crate::model::EdgeKind;
     use crate::model::{NodeKey, TimeWindow};
     use crate::store::{EdgeRow, NodeRow, TopologyRows};
     use crate::topology::{build, sketch::Sketch, Topology};
-    use crate::model::EdgeKind;
 
     /// Builds a topology from `(from, to, kind, count)`; ids name their kind (`s:` service,
     /// `d:` destination).
@@ -106,20 +110,42 @@ pub(crate) mod testing {
             .iter()
             .map(|id| {
                 let key = match id.split_once(':') {
-                    Some(("d", n)) => NodeKey { id: id.to_string(), ..NodeKey::destination("test", n) },
-                    Some((_, n)) => NodeKey { id: id.to_string(), ..NodeKey::service(n, None) },
+                    Some(("d", n)) => NodeKey {
+                        id: id.to_string(),
+                        ..NodeKey::destination("test", n)
+                    },
+                    Some((_, n)) => NodeKey {
+                        id: id.to_string(),
+                        ..NodeKey::service(n, None)
+                    },
                     None => NodeKey::service(id, None),
                 };
-                NodeRow { key, spans: 1, errors: 0 }
+                NodeRow {
+                    key,
+                    spans: 1,
+                    errors: 0,
+                }
             })
             .collect();
         let edges = edges
             .iter()
             .map(|(f, t, k, c)| EdgeRow {
-                from: f.to_string(), to: t.to_string(), kind: *k, via: String::new(), count: *c, errors: 0,
-                latency_sum_micros: 0, latency: Sketch::new(), first_seen_unix_nanos: 0, last_seen_unix_nanos: 0, instances: 1,
+                from: f.to_string(),
+                to: t.to_string(),
+                kind: *k,
+                via: String::new(),
+                count: *c,
+                errors: 0,
+                latency_sum_micros: 0,
+                latency: Sketch::new(),
+                first_seen_unix_nanos: 0,
+                last_seen_unix_nanos: 0,
+                instances: 1,
             })
             .collect();
-        build(TopologyRows { nodes, edges }, TimeWindow::new(0, 60_000_000_000).unwrap())
+        build(
+            TopologyRows { nodes, edges },
+            TimeWindow::new(0, 60_000_000_000).unwrap(),
+        )
     }
 }

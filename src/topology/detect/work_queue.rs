@@ -20,13 +20,23 @@ impl Detector for WorkQueue {
             if consumers.len() != 1 {
                 continue;
             }
-            let Some(edge) = topo.edges_of_kind(EdgeKind::Consume).find(|e| e.from == *dest) else { continue };
+            let Some(edge) = topo
+                .edges_of_kind(EdgeKind::Consume)
+                .find(|e| e.from == *dest)
+            else {
+                continue;
+            };
             let instances = edge.instances.unwrap_or(0);
             if instances >= 2 {
                 out.push(Finding {
                     pattern: self.pattern(),
                     nodes: vec![dest.to_string(), edge.to.clone()],
-                    description: format!("{} is a work queue drained by {} instances of {}", name(topo, dest), instances, name(topo, &edge.to)),
+                    description: format!(
+                        "{} is a work queue drained by {} instances of {}",
+                        name(topo, dest),
+                        instances,
+                        name(topo, &edge.to)
+                    ),
                 });
             }
         }
@@ -47,6 +57,10 @@ mod tests {
         t.edges.iter_mut().for_each(|e| e.instances = Some(2));
         let f = WorkQueue.check(&t);
         assert_eq!(f.len(), 1);
-        assert!(f[0].description.contains("2 instances of w"), "{}", f[0].description);
+        assert!(
+            f[0].description.contains("2 instances of w"),
+            "{}",
+            f[0].description
+        );
     }
 }
