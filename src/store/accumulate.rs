@@ -5,14 +5,39 @@ use crate::model::{EdgeKind, NodeKey};
 use crate::topology::sketch::Sketch;
 use rusqlite::{params, OptionalExtension, Transaction};
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+/// A shared node key compared and hashed by its id only.
+#[derive(Clone, Debug)]
+pub struct NodeRef(pub Arc<NodeKey>);
+
+impl PartialEq for NodeRef {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.id == other.0.id
+    }
+}
+
+impl Eq for NodeRef {}
+
+impl std::hash::Hash for NodeRef {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.id.hash(state);
+    }
+}
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct EdgeMinuteKey {
     pub minute: i64,
-    pub from: String,
-    pub to: String,
+    pub from: NodeRef,
+    pub to: NodeRef,
     pub kind: EdgeKind,
-    pub via: String,
+    pub via: Option<NodeRef>,
+}
+
+impl EdgeMinuteKey {
+    fn via_id(&self) -> &str {
+        self.via.as_ref().map(|v| v.0.id.as_str()).unwrap_or("")
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -51,17 +76,17 @@ pub struct Accumulator {
     /// Committed totals of recent minutes (plus the batch being flushed). Cleared whenever a
     /// transaction rolls back, since it may then hold uncommitted values.
     totals: HashMap<EdgeMinuteKey, EdgeDelta>,
-    services: HashMap<(i64, String), (i64, i64)>,
-    nodes: HashMap<String, NodeKey>,
+    services: HashMap<(i64, NodeRef), (i64, i64)>,
+    nodes: HashMap<String, Arc<NodeKey>>,
     instances: HashSet<(i64, String, String, String)>,
 }
 
 /// One change to an edge's statistics: `weight` is +1 to add a sample or -1 to take it back.
 pub struct EdgeChange<'a> {
-    pub from: &'a NodeKey,
-    pub to: &'a NodeKey,
+    pub from: &'a Arc<NodeKey>,
+    pub to: &'a Arc<NodeKey>,
     pub kind: EdgeKind,
-    pub via: &'a str,
+    pub via: Option<&'a Arc<NodeKey>>,
     pub at_unix_nanos: u64,
     pub count: i64,
     pub errors: i64,
@@ -72,16 +97,14 @@ pub struct EdgeChange<'a> {
 impl Accumulator {
     pub fn edge(&mut self, c: EdgeChange<'_>) {
         for node in [c.from, c.to] {
-            if !self.nodes.contains_key(&node.id) {
-                self.nodes.insert(node.id.clone(), node.clone());
-            }
+            self.note_node(node);
         }
         let key = EdgeMinuteKey {
             minute: unix_minute(c.at_unix_nanos),
-            from: c.from.id.clone(),
-            to: c.to.id.clone(),
+            from: NodeRef(c.from.clone()),
+            to: NodeRef(c.to.clone()),
             kind: c.kind,
-            via: c.via.to_string(),
+            via: c.via.map(|v| NodeRef(v.clone())),
         };
         let d = self.edges.entry(key).or_default();
         d.count += c.count;
@@ -107,13 +130,17 @@ impl Accumulator {
         self.instances.clear();
     }
 
-    pub fn service_span(&mut self, service: &NodeKey, at_unix_nanos: u64, error: bool) {
-        if !self.nodes.contains_key(&service.id) {
-            self.nodes.insert(service.id.clone(), service.clone());
+    fn note_node(&mut self, node: &Arc<NodeKey>) {
+        if !self.nodes.contains_key(&node.id) {
+            self.nodes.insert(node.id.clone(), node.clone());
         }
+    }
+
+    pub fn service_span(&mut self, service: &Arc<NodeKey>, at_unix_nanos: u64, error: bool) {
+        self.note_node(service);
         let e = self
             .services
-            .entry((unix_minute(at_unix_nanos), service.id.clone()))
+            .entry((unix_minute(at_unix_nanos), NodeRef(service.clone())))
             .or_default();
         e.0 += 1;
         e.1 += error as i64;
@@ -175,7 +202,13 @@ impl Accumulator {
                 std::collections::hash_map::Entry::Vacant(v) => {
                     let stored = select
                         .query_row(
-                            params![k.minute, k.from, k.to, k.kind.as_i64(), k.via],
+                            params![
+                                k.minute,
+                                k.from.0.id,
+                                k.to.0.id,
+                                k.kind.as_i64(),
+                                k.via_id()
+                            ],
                             |r| {
                                 let blob: Option<Vec<u8>> = r.get(3)?;
                                 Ok(EdgeDelta {
@@ -196,10 +229,10 @@ impl Accumulator {
             let blob = (!total.latency.is_empty()).then(|| total.latency.encode());
             upsert.execute(params![
                 k.minute,
-                k.from,
-                k.to,
+                k.from.0.id,
+                k.to.0.id,
                 k.kind.as_i64(),
-                k.via,
+                k.via_id(),
                 total.count,
                 total.errors,
                 total.latency_sum_micros,
@@ -217,7 +250,7 @@ impl Accumulator {
              ON CONFLICT (minute, service) DO UPDATE SET spans = spans + excluded.spans, errors = errors + excluded.errors",
         )?;
         for ((minute, service), (spans, errors)) in self.services.drain() {
-            svc.execute(params![minute, service, spans, errors])?;
+            svc.execute(params![minute, service.0.id, spans, errors])?;
         }
         let mut inst = tx.prepare_cached(
             "INSERT OR IGNORE INTO consumer_instances (minute, destination, service, instance) VALUES (?1, ?2, ?3, ?4)",

@@ -2,9 +2,11 @@
 //! commit, reply after COMMIT); reads use a small pool of read-only WAL connections.
 
 mod accumulate;
+mod block;
 mod insert;
 mod pairing;
 pub mod reader;
+mod recent;
 mod retention;
 mod schema;
 mod writer;
@@ -73,7 +75,7 @@ impl Store {
         schema::configure(&conn, &cfg.synchronous)?;
         schema::migrate(&mut conn)?;
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
-        let w = writer::Writer::new(conn, rx, cfg.retention.clone());
+        let w = writer::Writer::new(conn, rx, cfg.retention.clone())?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || w.run())?;
@@ -157,7 +159,7 @@ impl ReadPool {
 
     fn give_back(&self, conn: Connection) {
         if let Ok(mut idle) = self.idle.lock() {
-            if idle.len() < 8 {
+            if idle.len() < 4 {
                 idle.push(conn);
             }
         }
@@ -170,7 +172,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
-    conn.pragma_update(None, "cache_size", -32_000)?;
+    conn.pragma_update(None, "cache_size", -8_192)?;
     Ok(conn)
 }
 
@@ -200,3 +202,6 @@ pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
         writer: Arc::new(Mutex::new(None)),
     })
 }
+
+#[cfg(test)]
+mod tests;

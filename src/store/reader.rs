@@ -1,9 +1,10 @@
 //! Read queries: topology rows for a window, trace search, one trace.
 
+use super::block;
 use super::StoreError;
 use crate::model::{EdgeKind, NodeKey, NodeKind, SpanId, TimeWindow, TraceId};
 use crate::topology::sketch::Sketch;
-use rusqlite::{params, Connection};
+use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -157,86 +158,108 @@ pub struct TraceSummary {
     pub destinations: Vec<String>,
 }
 
+/// Blocks read at most by one search, so a rare filter cannot scan the whole store.
+const SEARCH_BLOCKS: usize = 2_000;
+
 /// The most recent traces matching the query, newest first.
 pub fn search_traces(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
     let (since, until) = q
         .window
-        .map(|w| (w.since_unix_nanos as i64, w.until_unix_nanos as i64))
-        .unwrap_or((0, i64::MAX));
-    let (sql, key) = match (&q.destination, &q.service) {
-        (Some(d), _) => ("SELECT trace_id, service FROM spans WHERE msg_destination = ?1 AND start_unix_nanos >= ?2 AND start_unix_nanos < ?3 ORDER BY start_unix_nanos DESC", Some(d.clone())),
-        (None, Some(s)) => ("SELECT trace_id, service FROM spans WHERE service = ?1 AND start_unix_nanos >= ?2 AND start_unix_nanos < ?3 ORDER BY start_unix_nanos DESC", Some(s.clone())),
-        (None, None) => ("SELECT trace_id, service FROM spans WHERE ?1 IS NULL AND start_unix_nanos >= ?2 AND start_unix_nanos < ?3 ORDER BY start_unix_nanos DESC", None),
+        .map(|w| (w.since_unix_nanos, w.until_unix_nanos))
+        .unwrap_or((0, u64::MAX));
+    let term = match (&q.destination, &q.service) {
+        (Some(d), _) => Some(format!("d:{d}")),
+        (None, Some(s)) => Some(format!("s:{s}")),
+        (None, None) => None,
+    };
+    let sql = if term.is_some() {
+        "SELECT b.id, b.data FROM block_terms t JOIN blocks b ON b.id = t.block_id
+         WHERE t.term = ?1 AND b.max_start_unix_nanos >= ?2 AND b.min_start_unix_nanos < ?3 ORDER BY t.block_id DESC"
+    } else {
+        "SELECT id, data FROM blocks WHERE ?1 IS NULL AND max_start_unix_nanos >= ?2 AND min_start_unix_nanos < ?3 ORDER BY id DESC"
     };
     let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params![key, since, until])?;
-    let mut ids: Vec<Vec<u8>> = Vec::new();
-    let mut seen: HashSet<Vec<u8>> = HashSet::new();
+    let mut rows = stmt.query(params![
+        term,
+        since.min(i64::MAX as u64) as i64,
+        until.min(i64::MAX as u64) as i64
+    ])?;
+    let mut found: Vec<(u64, TraceId)> = Vec::new();
+    let mut seen: HashSet<TraceId> = HashSet::new();
+    let mut blocks = 0;
     while let Some(r) = rows.next()? {
-        let id: Vec<u8> = r.get(0)?;
-        let service: String = r.get(1)?;
-        if q.destination.is_some() && q.service.as_ref().is_some_and(|s| *s != service) {
+        blocks += 1;
+        let data: Vec<u8> = r.get(1)?;
+        let Ok(inflated) = block::inflate(&data) else {
             continue;
-        }
-        if seen.insert(id.clone()) {
-            ids.push(id);
-            if ids.len() >= q.limit {
-                break;
+        };
+        for rec in block::records(&inflated) {
+            let Ok(s) = block::decode(rec) else { continue };
+            let matches = s.start >= since
+                && s.start < until
+                && q.service.as_ref().is_none_or(|svc| *svc == s.service)
+                && q.destination
+                    .as_ref()
+                    .is_none_or(|d| s.messaging.as_ref().is_some_and(|m| m.destination == *d));
+            if matches && seen.insert(s.trace_id) {
+                found.push((s.start, s.trace_id));
             }
         }
+        // Blocks come newest first; one more block past the limit settles the order.
+        if found.len() >= q.limit && blocks >= 2 || blocks >= SEARCH_BLOCKS {
+            break;
+        }
     }
-    ids.iter()
-        .filter_map(|id| summary(conn, id).transpose())
-        .collect()
+    found.sort_by(|a, b| b.cmp(a));
+    found.truncate(q.limit);
+    let mut out = Vec::with_capacity(found.len());
+    for (_, id) in found {
+        let spans = trace(conn, id)?;
+        if let Some(s) = summarize(id, &spans) {
+            out.push(s);
+        }
+    }
+    Ok(out)
 }
 
-fn summary(conn: &Connection, trace_id: &[u8]) -> Result<Option<TraceSummary>, StoreError> {
-    let Ok(tid) = TraceId::from_bytes(trace_id) else {
-        return Ok(None);
-    };
-    let mut stmt = conn.prepare_cached(
-        "SELECT parent_key, service, name, start_unix_nanos, end_unix_nanos, status_code, msg_destination FROM spans
-         WHERE trace_key = ?1 AND trace_id = ?2 ORDER BY start_unix_nanos",
-    )?;
-    let mut rows = stmt.query(params![tid.key(), trace_id])?;
-    let mut s = TraceSummary {
-        trace_id: tid,
-        root_service: None,
-        root_name: None,
-        start_unix_nanos: u64::MAX,
-        duration_micros: 0,
-        span_count: 0,
-        error_count: 0,
-        services: vec![],
-        destinations: vec![],
-    };
-    let mut end = 0u64;
-    while let Some(r) = rows.next()? {
-        let parent: Option<i64> = r.get(0)?;
-        let service: String = r.get(1)?;
-        let start = r.get::<_, i64>(3)? as u64;
-        if parent.is_none() && s.root_name.is_none() {
-            s.root_service = Some(service.clone());
-            s.root_name = Some(r.get(2)?);
+fn summarize(trace_id: TraceId, spans: &[StoredSpan]) -> Option<TraceSummary> {
+    let first = spans.first()?;
+    let root = spans
+        .iter()
+        .find(|s| s.parent_span_id.is_none())
+        .unwrap_or(first);
+    let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.end_unix_nanos)
+        .max()
+        .unwrap_or(start);
+    let mut services: Vec<String> = Vec::new();
+    let mut destinations: Vec<String> = Vec::new();
+    for s in spans {
+        if !services.contains(&s.service) {
+            services.push(s.service.clone());
         }
-        s.start_unix_nanos = s.start_unix_nanos.min(start);
-        end = end.max(r.get::<_, i64>(4)? as u64);
-        s.span_count += 1;
-        s.error_count += (r.get::<_, i64>(5)? == 2) as i64;
-        if !s.services.contains(&service) {
-            s.services.push(service);
-        }
-        if let Some(d) = r.get::<_, Option<String>>(6)? {
-            if !s.destinations.contains(&d) {
-                s.destinations.push(d);
+        if let Some(m) = &s.messaging {
+            if !destinations.contains(&m.destination) {
+                destinations.push(m.destination.clone());
             }
         }
     }
-    if s.span_count == 0 {
-        return Ok(None);
-    }
-    s.duration_micros = end.saturating_sub(s.start_unix_nanos) / 1_000;
-    Ok(Some(s))
+    Some(TraceSummary {
+        trace_id,
+        root_service: Some(root.service.clone()),
+        root_name: Some(root.name.clone()),
+        start_unix_nanos: start,
+        duration_micros: end.saturating_sub(start) / 1_000,
+        span_count: spans.len() as i64,
+        error_count: spans
+            .iter()
+            .filter(|s| s.status == crate::model::StatusCode::Error)
+            .count() as i64,
+        services,
+        destinations,
+    })
 }
 
 /// One stored span as the API shows it.
@@ -255,6 +278,7 @@ pub struct StoredSpan {
     pub duration_micros: u64,
     pub status: crate::model::StatusCode,
     pub status_message: Option<String>,
+    pub scope: Option<String>,
     pub messaging: Option<StoredMessaging>,
     pub peer: Option<String>,
     pub attributes: serde_json::Value,
@@ -267,68 +291,94 @@ pub struct StoredSpan {
 pub struct StoredMessaging {
     pub system: String,
     pub destination: String,
-    pub operation: String,
+    pub operation: &'static str,
     pub consumer_group: Option<String>,
     pub message_id: Option<String>,
     pub conversation_id: Option<String>,
 }
 
+fn json(text: Option<&str>, empty: serde_json::Value) -> serde_json::Value {
+    text.and_then(|t| serde_json::from_str(t).ok())
+        .unwrap_or(empty)
+}
+
 /// Every span of one trace, oldest first.
 pub fn trace(conn: &Connection, trace_id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT s.span_key, s.parent_key, s.service, s.service_namespace, s.service_instance, s.name, s.kind,
-                s.start_unix_nanos, s.end_unix_nanos, s.status_code, s.status_message, s.msg_system, s.msg_destination,
-                s.msg_operation, s.msg_consumer_group, s.msg_message_id, s.msg_conversation_id, s.peer, s.attributes,
-                r.attributes, s.events, s.links
-         FROM spans s LEFT JOIN resources r ON r.id = s.resource_id WHERE s.trace_key = ?1 AND s.trace_id = ?2 ORDER BY s.start_unix_nanos, s.id",
-    )?;
-    let json = |text: Option<String>, empty: serde_json::Value| {
-        text.and_then(|t| serde_json::from_str(&t).ok())
-            .unwrap_or(empty)
-    };
-    let spans = stmt
-        .query_map(params![trace_id.key(), trace_id.as_bytes()], |r| {
-            let start = r.get::<_, i64>(7)? as u64;
-            let end = r.get::<_, i64>(8)? as u64;
-            let system: Option<String> = r.get(11)?;
-            let messaging = match (system, r.get::<_, Option<String>>(12)?) {
-                (Some(system), Some(destination)) => Some(StoredMessaging {
-                    system,
-                    destination,
-                    operation: r.get::<_, Option<String>>(13)?.unwrap_or_default(),
-                    consumer_group: r.get(14)?,
-                    message_id: r.get(15)?,
-                    conversation_id: r.get(16)?,
-                }),
-                _ => None,
+    let ids: Vec<i64> = conn
+        .prepare_cached("SELECT block_id FROM trace_blocks WHERE trace_key = ?1")?
+        .query_map(params![trace_id.key()], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
+    let mut spans = Vec::new();
+    for id in ids {
+        let Some(data) = conn
+            .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?
+            .query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
+            .optional()?
+        else {
+            continue;
+        };
+        let inflated = block::inflate(&data).map_err(|e| StoreError::Write(e.to_string()))?;
+        for rec in block::records(&inflated) {
+            if block::record_trace(rec) != Some(trace_id.as_bytes()) {
+                continue;
+            }
+            let r = block::decode(rec).map_err(|e| StoreError::Write(e.to_string()))?;
+            let resource = match r.resource_id {
+                Some(rid) => match resources.get(&rid) {
+                    Some(v) => v.clone(),
+                    None => {
+                        let text: Option<String> = conn
+                            .prepare_cached("SELECT attributes FROM resources WHERE id = ?1")?
+                            .query_row(params![rid], |r| r.get(0))
+                            .optional()?;
+                        let v = json(text.as_deref(), serde_json::json!({}));
+                        resources.insert(rid, v.clone());
+                        v
+                    }
+                },
+                None => serde_json::json!({}),
             };
-            Ok(StoredSpan {
+            spans.push(StoredSpan {
                 trace_id,
-                span_id: SpanId::from_key(r.get(0)?).unwrap_or(SpanId([0xff; 8])),
-                parent_span_id: r.get::<_, Option<i64>>(1)?.and_then(SpanId::from_key),
-                service: r.get(2)?,
-                service_namespace: r.get(3)?,
-                service_instance: r.get(4)?,
-                name: r.get(5)?,
-                kind: crate::model::SpanKind::from_i32(r.get(6)?),
-                start_unix_nanos: start,
-                end_unix_nanos: end,
-                duration_micros: end.saturating_sub(start) / 1_000,
-                status: crate::model::StatusCode::from_i32(r.get(9)?),
-                status_message: r.get(10)?,
-                messaging,
-                peer: r.get(17)?,
-                attributes: json(r.get(18)?, serde_json::json!({})),
-                resource: json(r.get(19)?, serde_json::json!({})),
-                events: json(r.get(20)?, serde_json::json!([])),
-                links: json(r.get(21)?, serde_json::json!([])),
-            })
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+                span_id: r.span_id,
+                parent_span_id: r.parent,
+                service: r.service,
+                service_namespace: r.namespace,
+                service_instance: r.instance,
+                name: r.name,
+                kind: r.kind,
+                start_unix_nanos: r.start,
+                end_unix_nanos: r.end,
+                duration_micros: r.end.saturating_sub(r.start) / 1_000,
+                status: r.status,
+                status_message: r.status_message,
+                scope: r.scope,
+                messaging: r.messaging.map(|m| StoredMessaging {
+                    system: m.system,
+                    destination: m.destination,
+                    operation: m.operation.as_str(),
+                    consumer_group: m.consumer_group,
+                    message_id: m.message_id,
+                    conversation_id: m.conversation_id,
+                }),
+                peer: r.peer,
+                attributes: json(r.attributes.as_deref(), serde_json::json!({})),
+                resource,
+                events: json(r.events.as_deref(), serde_json::json!([])),
+                links: json(r.links.as_deref(), serde_json::json!([])),
+            });
+        }
+    }
+    spans.sort_by(|a, b| (a.start_unix_nanos, a.span_id).cmp(&(b.start_unix_nanos, b.span_id)));
     Ok(spans)
 }
 
-/// Span count and database size, for `/api/stats` and the bench.
+/// Spans in the store.
 pub fn span_count(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(conn.query_row("SELECT COUNT(*) FROM spans", [], |r| r.get(0))?)
+    Ok(
+        conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM blocks", [], |r| {
+            r.get(0)
+        })?,
+    )
 }

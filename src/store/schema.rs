@@ -31,7 +31,7 @@ pub fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError>
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
-    conn.pragma_update(None, "cache_size", -131_072)?;
+    conn.pragma_update(None, "cache_size", -49_152)?;
     // Checkpoint every ~80 MiB of WAL instead of 4 MiB: pages rewritten by consecutive
     // commits are copied to the database once.
     conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;

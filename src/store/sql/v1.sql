@@ -1,40 +1,38 @@
 -- Schema version 1.
--- spans: one row per span; ids are blobs; attribute maps are JSON text.
-CREATE TABLE spans (
+
+-- Span blocks: the spans of one request as LZ4-compressed records (see block.rs).
+CREATE TABLE blocks (
     id INTEGER PRIMARY KEY,
-    trace_id BLOB NOT NULL,
-    -- first 8 bytes of trace_id, and the span ids, as integers (see TraceId::key)
+    min_start_unix_nanos INTEGER NOT NULL,
+    max_start_unix_nanos INTEGER NOT NULL,
+    span_count INTEGER NOT NULL,
+    data BLOB NOT NULL
+);
+CREATE INDEX blocks_by_end ON blocks(max_start_unix_nanos);
+
+-- Which blocks hold spans of a trace; key = first 8 bytes of the trace id (TraceId::key).
+-- Rows of deleted blocks are swept lazily; readers skip blocks that are gone.
+CREATE TABLE trace_blocks (
+    trace_key INTEGER NOT NULL,
+    block_id INTEGER NOT NULL,
+    PRIMARY KEY (trace_key, block_id)
+) WITHOUT ROWID;
+
+-- Search terms of each block: 's:' || service, 'd:' || destination.
+CREATE TABLE block_terms (
+    term TEXT NOT NULL,
+    block_id INTEGER NOT NULL,
+    PRIMARY KEY (term, block_id)
+) WITHOUT ROWID;
+
+-- Flags of stored spans that changed after their block was written.
+CREATE TABLE span_flags (
     trace_key INTEGER NOT NULL,
     span_key INTEGER NOT NULL,
-    parent_key INTEGER,
-    service TEXT NOT NULL,
-    service_namespace TEXT,
-    service_instance TEXT,
-    resource_id INTEGER,
-    scope TEXT,
-    name TEXT NOT NULL,
-    kind INTEGER NOT NULL,
+    flags INTEGER NOT NULL,
     start_unix_nanos INTEGER NOT NULL,
-    end_unix_nanos INTEGER NOT NULL,
-    status_code INTEGER NOT NULL,
-    status_message TEXT,
-    msg_system TEXT,
-    msg_destination TEXT,
-    msg_operation TEXT,
-    msg_consumer_group TEXT,
-    msg_message_id TEXT,
-    msg_conversation_id TEXT,
-    peer TEXT,
-    attributes TEXT,
-    events TEXT,
-    links TEXT,
-    -- bit 0: counted as a logical message; bit 1: client call paired with its server span
-    flags INTEGER NOT NULL DEFAULT 0
-);
-CREATE UNIQUE INDEX spans_by_trace ON spans(trace_key, span_key);
-CREATE INDEX spans_by_start ON spans(start_unix_nanos);
-CREATE INDEX spans_by_service ON spans(service, start_unix_nanos);
-CREATE INDEX spans_by_destination ON spans(msg_destination, start_unix_nanos) WHERE msg_destination IS NOT NULL;
+    PRIMARY KEY (trace_key, span_key)
+) WITHOUT ROWID;
 
 -- Resource attribute sets, shared by the spans that carry them.
 CREATE TABLE resources (
@@ -42,14 +40,28 @@ CREATE TABLE resources (
     attributes TEXT NOT NULL UNIQUE
 );
 
--- Spans waiting for a span they refer to (parent or link) that has not arrived yet.
+-- Spans waiting for a span they refer to (parent or link) that has not arrived yet, with
+-- what pairing needs to know of the waiting span.
 CREATE TABLE pending_refs (
-    ref_trace INTEGER NOT NULL,
+    ref_trace BLOB NOT NULL,
     ref_span INTEGER NOT NULL,
-    waiting_id INTEGER NOT NULL,
-    created_unix_nanos INTEGER NOT NULL,
-    PRIMARY KEY (ref_trace, ref_span, waiting_id)
+    trace_id BLOB NOT NULL,
+    span_key INTEGER NOT NULL,
+    parent_key INTEGER,
+    service TEXT NOT NULL,
+    namespace TEXT,
+    kind INTEGER NOT NULL,
+    operation TEXT,
+    system TEXT,
+    destination TEXT,
+    start_unix_nanos INTEGER NOT NULL,
+    end_unix_nanos INTEGER NOT NULL,
+    error INTEGER NOT NULL,
+    peer TEXT,
+    flags INTEGER NOT NULL,
+    PRIMARY KEY (ref_trace, ref_span, trace_id, span_key)
 ) WITHOUT ROWID;
+CREATE INDEX pending_by_start ON pending_refs(start_unix_nanos);
 
 -- Topology nodes ever seen.
 CREATE TABLE nodes (
@@ -77,7 +89,7 @@ CREATE TABLE edge_minutes (
     PRIMARY KEY (minute, from_node, to_node, kind, via)
 ) WITHOUT ROWID;
 
--- Per-minute span counts per service, so idle services still show.
+-- Per-minute span counts per service, so services without edges still show.
 CREATE TABLE service_minutes (
     minute INTEGER NOT NULL,
     service TEXT NOT NULL,

@@ -1,0 +1,395 @@
+//! Span blocks: the spans of one request, encoded as length-prefixed records and compressed
+//! with LZ4, stored as one row. Records are decoded only when a trace or a search needs them.
+//!
+//! Record layout (integers little-endian, `str` = varint length + UTF-8, `opt` = varint
+//! length + 1, or 0 for none):
+//! `u32 len | trace_id[16] | span_id[8] | u8 has_parent [parent[8]] | u8 kind | u8 status |
+//! u8 flags | u64 start | u64 end | varint resource_id+1 | str service | opt namespace |
+//! opt instance | str name | opt scope | opt status_message | u8 has_messaging [str system |
+//! str destination | u8 operation | opt group | opt message_id | opt conversation_id] |
+//! opt peer | opt attributes | opt events | opt links`
+
+use super::insert::Prepared;
+use crate::model::{Operation, SpanId, SpanKind, StatusCode, TraceId};
+
+/// Largest inflated block accepted when reading (blocks are written by us; this guards
+/// against a damaged file).
+const MAX_INFLATED: usize = 256 * 1024 * 1024;
+
+#[derive(Default)]
+pub struct BlockBuilder {
+    buf: Vec<u8>,
+    pub count: u32,
+    pub min_start: u64,
+    pub max_start: u64,
+    /// Distinct trace keys in the block.
+    pub traces: Vec<i64>,
+    /// Services and destinations in the block (search terms).
+    pub terms: Vec<String>,
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn put_str(out: &mut Vec<u8>, s: &str) {
+    varint(out, s.len() as u64);
+    out.extend_from_slice(s.as_bytes());
+}
+
+fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
+    match s {
+        None => out.push(0),
+        Some(s) => {
+            varint(out, s.len() as u64 + 1);
+            out.extend_from_slice(s.as_bytes());
+        }
+    }
+}
+
+fn op_code(op: Operation) -> u8 {
+    match op {
+        Operation::Produce => 0,
+        Operation::Consume => 1,
+        Operation::Settle => 2,
+    }
+}
+
+impl BlockBuilder {
+    pub fn push(&mut self, p: &Prepared, resource_id: Option<i64>, flags: u8) {
+        let s = &p.span;
+        let at = self.buf.len();
+        self.buf.extend_from_slice(&[0; 4]);
+        self.buf.extend_from_slice(s.trace_id.as_bytes());
+        self.buf.extend_from_slice(s.span_id.as_bytes());
+        match s.parent_span_id {
+            Some(parent) => {
+                self.buf.push(1);
+                self.buf.extend_from_slice(parent.as_bytes());
+            }
+            None => self.buf.push(0),
+        }
+        self.buf
+            .extend_from_slice(&[s.kind.as_i32() as u8, s.status.as_i32() as u8, flags]);
+        self.buf
+            .extend_from_slice(&s.start_unix_nanos.to_le_bytes());
+        self.buf.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
+        varint(
+            &mut self.buf,
+            resource_id.map(|r| r as u64 + 1).unwrap_or(0),
+        );
+        put_str(&mut self.buf, &s.service.name);
+        put_opt(&mut self.buf, s.service.namespace.as_deref());
+        put_opt(&mut self.buf, s.service.instance.as_deref());
+        put_str(&mut self.buf, &s.name);
+        put_opt(
+            &mut self.buf,
+            (!s.scope.is_empty()).then_some(s.scope.as_str()),
+        );
+        put_opt(
+            &mut self.buf,
+            (!s.status_message.is_empty()).then_some(s.status_message.as_str()),
+        );
+        match &s.messaging {
+            Some(m) => {
+                self.buf.push(1);
+                put_str(&mut self.buf, &m.system);
+                put_str(&mut self.buf, &m.destination);
+                self.buf.push(op_code(m.operation));
+                put_opt(&mut self.buf, m.consumer_group.as_deref());
+                put_opt(&mut self.buf, m.message_id.as_deref());
+                put_opt(&mut self.buf, m.conversation_id.as_deref());
+            }
+            None => self.buf.push(0),
+        }
+        put_opt(&mut self.buf, s.peer.as_deref());
+        put_opt(&mut self.buf, p.attributes.as_deref());
+        put_opt(&mut self.buf, p.events.as_deref());
+        put_opt(&mut self.buf, p.links.as_deref());
+        let len = (self.buf.len() - at - 4) as u32;
+        self.buf[at..at + 4].copy_from_slice(&len.to_le_bytes());
+
+        if self.count == 0 {
+            self.min_start = s.start_unix_nanos;
+            self.max_start = s.start_unix_nanos;
+        }
+        self.min_start = self.min_start.min(s.start_unix_nanos);
+        self.max_start = self.max_start.max(s.start_unix_nanos);
+        self.count += 1;
+        self.traces.push(s.trace_id.key());
+        self.terms.push(format!("s:{}", s.service.name));
+        if let Some(m) = &s.messaging {
+            self.terms.push(format!("d:{}", m.destination));
+        }
+    }
+
+    /// The compressed block; `traces` and `terms` are sorted and deduplicated.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.traces.sort_unstable();
+        self.traces.dedup();
+        self.terms.sort_unstable();
+        self.terms.dedup();
+        lz4_flex::compress_prepend_size(&self.buf)
+    }
+}
+
+/// One decoded record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Record {
+    pub trace_id: TraceId,
+    pub span_id: SpanId,
+    pub parent: Option<SpanId>,
+    pub kind: SpanKind,
+    pub status: StatusCode,
+    pub flags: u8,
+    pub start: u64,
+    pub end: u64,
+    pub resource_id: Option<i64>,
+    pub service: String,
+    pub namespace: Option<String>,
+    pub instance: Option<String>,
+    pub name: String,
+    pub scope: Option<String>,
+    pub status_message: Option<String>,
+    pub messaging: Option<RecordMessaging>,
+    pub peer: Option<String>,
+    pub attributes: Option<String>,
+    pub events: Option<String>,
+    pub links: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordMessaging {
+    pub system: String,
+    pub destination: String,
+    pub operation: Operation,
+    pub consumer_group: Option<String>,
+    pub message_id: Option<String>,
+    pub conversation_id: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("damaged span block: {0}")]
+pub struct BlockError(pub String);
+
+pub fn inflate(data: &[u8]) -> Result<Vec<u8>, BlockError> {
+    if data.len() >= 4 {
+        let size = u32::from_le_bytes([data[0], data[1], data[2], data[3]]) as usize;
+        if size > MAX_INFLATED {
+            return Err(BlockError(format!("inflated size {size} is too large")));
+        }
+    }
+    lz4_flex::decompress_size_prepended(data).map_err(|e| BlockError(e.to_string()))
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BlockError> {
+        if self.b.len() < n {
+            return Err(BlockError("truncated record".into()));
+        }
+        let (head, rest) = self.b.split_at(n);
+        self.b = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self) -> Result<u8, BlockError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u64(&mut self) -> Result<u64, BlockError> {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(a))
+    }
+
+    fn varint(&mut self) -> Result<u64, BlockError> {
+        let mut v = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = self.u8()?;
+            v |= ((b & 0x7f) as u64) << shift;
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(BlockError("bad varint".into()))
+    }
+
+    fn string(&mut self, len: usize) -> Result<String, BlockError> {
+        let bytes = self.take(len)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| BlockError("invalid UTF-8".into()))
+    }
+
+    fn str(&mut self) -> Result<String, BlockError> {
+        let n = self.varint()? as usize;
+        self.string(n)
+    }
+
+    fn opt(&mut self) -> Result<Option<String>, BlockError> {
+        match self.varint()? as usize {
+            0 => Ok(None),
+            n => Ok(Some(self.string(n - 1)?)),
+        }
+    }
+}
+
+/// Iterates over the raw records of an inflated block: (trace id bytes, record bytes).
+pub fn records(inflated: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut rest = inflated;
+    std::iter::from_fn(move || {
+        if rest.len() < 4 {
+            return None;
+        }
+        let len = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        if rest.len() < 4 + len {
+            return None;
+        }
+        let (rec, tail) = rest[4..].split_at(len);
+        rest = tail;
+        Some(rec)
+    })
+}
+
+/// The trace id of a raw record, without decoding the rest.
+pub fn record_trace(rec: &[u8]) -> Option<&[u8]> {
+    rec.get(..16)
+}
+
+pub fn decode(rec: &[u8]) -> Result<Record, BlockError> {
+    let mut c = Cursor { b: rec };
+    let trace_id = TraceId::from_bytes(c.take(16)?).map_err(|e| BlockError(e.to_string()))?;
+    let span_id = SpanId::from_bytes(c.take(8)?).map_err(|e| BlockError(e.to_string()))?;
+    let parent = match c.u8()? {
+        0 => None,
+        _ => Some(SpanId::from_bytes(c.take(8)?).map_err(|e| BlockError(e.to_string()))?),
+    };
+    let kind = SpanKind::from_i32(c.u8()? as i32);
+    let status = StatusCode::from_i32(c.u8()? as i32);
+    let flags = c.u8()?;
+    let start = c.u64()?;
+    let end = c.u64()?;
+    let resource_id = match c.varint()? {
+        0 => None,
+        n => Some(n as i64 - 1),
+    };
+    let service = c.str()?;
+    let namespace = c.opt()?;
+    let instance = c.opt()?;
+    let name = c.str()?;
+    let scope = c.opt()?;
+    let status_message = c.opt()?;
+    let messaging = match c.u8()? {
+        0 => None,
+        _ => Some(RecordMessaging {
+            system: c.str()?,
+            destination: c.str()?,
+            operation: match c.u8()? {
+                0 => Operation::Produce,
+                1 => Operation::Consume,
+                _ => Operation::Settle,
+            },
+            consumer_group: c.opt()?,
+            message_id: c.opt()?,
+            conversation_id: c.opt()?,
+        }),
+    };
+    Ok(Record {
+        trace_id,
+        span_id,
+        parent,
+        kind,
+        status,
+        flags,
+        start,
+        end,
+        resource_id,
+        service,
+        namespace,
+        instance,
+        name,
+        scope,
+        status_message,
+        messaging,
+        peer: c.opt()?,
+        attributes: c.opt()?,
+        events: c.opt()?,
+        links: c.opt()?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Messaging, ServiceRef, Span};
+
+    fn span(i: u8, messaging: bool) -> Prepared {
+        Prepared {
+            span: Span {
+                trace_id: TraceId([i; 16]),
+                span_id: SpanId([i; 8]),
+                parent_span_id: (i > 1).then_some(SpanId([1; 8])),
+                service: ServiceRef {
+                    name: format!("svc-{i}"),
+                    namespace: None,
+                    instance: Some("a".into()),
+                },
+                kind: SpanKind::Producer,
+                name: "n".into(),
+                start_unix_nanos: 100 + i as u64,
+                end_unix_nanos: 200,
+                status: StatusCode::Error,
+                status_message: "boom".into(),
+                attributes: vec![],
+                resource: Default::default(),
+                scope: String::new(),
+                events: vec![],
+                links: vec![],
+                messaging: messaging.then(|| Messaging {
+                    system: "kafka".into(),
+                    destination: "orders".into(),
+                    operation: Operation::Produce,
+                    consumer_group: None,
+                    message_id: Some("m".into()),
+                    conversation_id: None,
+                    temporary: false,
+                    batch_count: None,
+                }),
+                peer: None,
+            },
+            attributes: Some("{\"k\":\"<v>\"}".into()),
+            events: None,
+            links: None,
+        }
+    }
+
+    #[test]
+    fn round_trips_records() {
+        let mut b = BlockBuilder::default();
+        b.push(&span(1, false), None, 0);
+        b.push(&span(2, true), Some(7), 1);
+        let data = b.finish();
+        assert_eq!((b.count, b.min_start, b.max_start), (2, 101, 102));
+        assert_eq!(b.terms, vec!["d:orders", "s:svc-1", "s:svc-2"]);
+        let inflated = inflate(&data).unwrap();
+        let recs: Vec<Record> = records(&inflated).map(|r| decode(r).unwrap()).collect();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[1].resource_id, Some(7));
+        assert_eq!(recs[1].parent, Some(SpanId([1; 8])));
+        assert_eq!(recs[1].messaging.as_ref().unwrap().destination, "orders");
+        assert_eq!(recs[0].attributes.as_deref(), Some("{\"k\":\"<v>\"}"));
+        assert_eq!(recs[0].status_message.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn damaged_blocks_are_errors() {
+        assert!(inflate(&[0xff, 0xff, 0xff, 0x7f, 1, 2]).is_err());
+        assert!(decode(&[1, 2, 3]).is_err());
+    }
+}
