@@ -31,6 +31,9 @@ fn main() -> std::process::ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        // Decoding and SQLite reads run here; a few threads keep two cores busy, and fewer
+        // threads mean fewer malloc arenas (less memory).
+        .max_blocking_threads(8)
         .enable_all()
         .build()?
         .block_on(switchyard::app::run(args))

@@ -35,6 +35,10 @@ pub struct IngestBench {
     /// Stop after this many spans (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_spans: u64,
+    /// Offered load in spans per second, spread over the connections (0: as fast as the
+    /// server answers). Latency is only meaningful at a rate the server sustains.
+    #[arg(long, default_value_t = 0)]
+    pub rate: u64,
 }
 
 pub fn run(a: IngestBench) -> anyhow::Result<()> {
@@ -58,10 +62,27 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
                 stop.clone(),
             );
             let (batch, services, duration, max) = (a.batch, a.services, a.duration, a.max_spans);
+            // Each connection sends its share of the rate on a fixed schedule.
+            let connections = a.connections.max(1);
+            let interval = (a.rate > 0).then(|| {
+                Duration::from_secs_f64(batch as f64 * a.connections.max(1) as f64 / a.rate as f64)
+            });
             std::thread::spawn(move || {
                 let mut gen = Generator::new(now_unix_nanos() ^ ((i as u64 + 1) << 48), services);
                 let mut latencies = Vec::new();
+                // Connections start staggered over one interval.
+                let mut due = started
+                    + interval
+                        .map(|every| every.mul_f64(i as f64 / connections as f64))
+                        .unwrap_or_default();
                 while started.elapsed() < duration && !stop.load(Ordering::Relaxed) {
+                    if let Some(every) = interval {
+                        let now = Instant::now();
+                        if due > now {
+                            std::thread::sleep(due - now);
+                        }
+                        due += every;
+                    }
                     let (req, n) = gen.request(batch, now_unix_nanos());
                     let body = req.encode_to_vec();
                     loop {

@@ -45,20 +45,22 @@ impl Generator {
     pub fn request(&mut self, spans: usize, now_nanos: u64) -> (ExportTraceServiceRequest, usize) {
         let mut by_service: Vec<Vec<Span>> = vec![Vec::new(); self.services];
         let mut count = 0;
-        while count + 3 <= spans.max(3) {
+        while count + 5 <= spans.max(5) {
             let trace: Vec<u8> = [self.next().to_be_bytes(), self.next().to_be_bytes()].concat();
-            let (p_id, c_id, d_id) = (
-                self.next().to_be_bytes().to_vec(),
-                self.next().to_be_bytes().to_vec(),
-                self.next().to_be_bytes().to_vec(),
-            );
             let r = self.next();
-            let producer = (r % self.services as u64) as usize;
-            let consumer = ((r >> 16) % self.services as u64) as usize;
-            let topic = format!("topic-{}", (r >> 32) % 40);
+            // A fixed topology, as in a real system: topic t has one producer service and one
+            // or two subscribing services, each of which queries a database.
+            let t = ((r >> 32) % 40) as usize;
+            let producer = t % self.services;
+            let consumers = if t % 3 == 0 {
+                vec![(t * 7 + 1) % self.services, (t * 7 + 3) % self.services]
+            } else {
+                vec![(t * 7 + 1) % self.services]
+            };
+            let topic = format!("topic-{t}");
             let start = now_nanos - (r >> 40) % 1_000_000_000;
-            let delay = 200_000 + (r >> 20) % 5_000_000;
             let error = r % 97 == 0;
+            let p_id = self.next().to_be_bytes().to_vec();
             let mk = |id: &Vec<u8>,
                       parent: &Vec<u8>,
                       name: String,
@@ -95,35 +97,43 @@ impl Generator {
                     kv("server.address", "127.0.0.1"),
                 ],
             ));
-            by_service[consumer].push(mk(
-                &c_id,
-                &p_id,
-                format!("{topic} process"),
-                SpanKind::Consumer,
-                start + delay,
-                900_000,
-                vec![
-                    kv("messaging.system", "rabbitmq"),
-                    kv("messaging.destination.name", &topic),
-                    kv("messaging.operation.type", "process"),
-                    kv("messaging.message.id", &format!("{r:x}")),
-                    kv("messaging.consumer.group.name", &format!("svc-{consumer}")),
-                ],
-            ));
-            by_service[consumer].push(mk(
-                &d_id,
-                &c_id,
-                "SELECT orders".into(),
-                SpanKind::Client,
-                start + delay + 100_000,
-                400_000,
-                vec![
-                    kv("db.system", "postgresql"),
-                    kv("db.name", "shop"),
-                    kv("db.statement", "SELECT * FROM orders WHERE id = $1"),
-                ],
-            ));
-            count += 3;
+            count += 1;
+            for (n, consumer) in consumers.into_iter().enumerate() {
+                let (c_id, d_id) = (
+                    self.next().to_be_bytes().to_vec(),
+                    self.next().to_be_bytes().to_vec(),
+                );
+                let delay = 200_000 + (r >> (20 + n)) % 5_000_000;
+                by_service[consumer].push(mk(
+                    &c_id,
+                    &p_id,
+                    format!("{topic} process"),
+                    SpanKind::Consumer,
+                    start + delay,
+                    900_000,
+                    vec![
+                        kv("messaging.system", "rabbitmq"),
+                        kv("messaging.destination.name", &topic),
+                        kv("messaging.operation.type", "process"),
+                        kv("messaging.message.id", &format!("{r:x}")),
+                        kv("messaging.consumer.group.name", &format!("svc-{consumer}")),
+                    ],
+                ));
+                by_service[consumer].push(mk(
+                    &d_id,
+                    &c_id,
+                    "SELECT orders".into(),
+                    SpanKind::Client,
+                    start + delay + 100_000,
+                    400_000,
+                    vec![
+                        kv("db.system", "postgresql"),
+                        kv("db.name", "shop"),
+                        kv("db.statement", "SELECT * FROM orders WHERE id = $1"),
+                    ],
+                ));
+                count += 2;
+            }
         }
         let resource_spans = by_service
             .into_iter()

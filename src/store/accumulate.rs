@@ -3,8 +3,8 @@
 use crate::model::window::unix_minute;
 use crate::model::{EdgeKind, NodeKey};
 use crate::topology::sketch::Sketch;
+use foldhash::{HashMap, HashSet};
 use rusqlite::{params, OptionalExtension, Transaction};
-use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 /// A shared node key compared and hashed by its id only.

@@ -24,8 +24,10 @@ pub struct BlockBuilder {
     pub max_start: u64,
     /// Distinct trace keys in the block.
     pub traces: Vec<i64>,
-    /// Services and destinations in the block (search terms).
+    /// Services and destinations in the block (search terms), set by `finish`.
     pub terms: Vec<String>,
+    services: foldhash::HashSet<String>,
+    destinations: foldhash::HashSet<String>,
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -121,9 +123,15 @@ impl BlockBuilder {
         self.max_start = self.max_start.max(s.start_unix_nanos);
         self.count += 1;
         self.traces.push(s.trace_id.key());
-        self.terms.push(format!("s:{}", s.service.name));
-        if let Some(m) = &s.messaging {
-            self.terms.push(format!("d:{}", m.destination));
+        if !self.services.contains(s.service.name.as_str()) {
+            self.services.insert(s.service.name.clone());
+        }
+        if let Some(m) = s
+            .messaging
+            .as_ref()
+            .filter(|m| !self.destinations.contains(m.destination.as_str()))
+        {
+            self.destinations.insert(m.destination.clone());
         }
     }
 
@@ -131,8 +139,13 @@ impl BlockBuilder {
     pub fn finish(&mut self) -> Vec<u8> {
         self.traces.sort_unstable();
         self.traces.dedup();
+        self.terms = self
+            .services
+            .iter()
+            .map(|s| format!("s:{s}"))
+            .chain(self.destinations.iter().map(|d| format!("d:{d}")))
+            .collect();
         self.terms.sort_unstable();
-        self.terms.dedup();
         lz4_flex::compress_prepend_size(&self.buf)
     }
 }
@@ -363,6 +376,7 @@ mod tests {
                 }),
                 peer: None,
             },
+            db_system: None,
             attributes: Some("{\"k\":\"<v>\"}".into()),
             events: None,
             links: None,

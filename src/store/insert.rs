@@ -5,7 +5,11 @@ use crate::model::{Attributes, Span};
 
 /// A span with its JSON columns already encoded, so the writer thread only binds values.
 pub struct Prepared {
+    /// The span without its attribute lists (they are in the JSON columns; dropping them here
+    /// keeps that work off the writer thread). Links keep their ids.
     pub span: Span,
+    /// `db.system` of a CLIENT span, for the external node it calls.
+    pub db_system: Option<String>,
     pub attributes: Option<String>,
     pub events: Option<String>,
     pub links: Option<String>,
@@ -15,13 +19,25 @@ pub struct Prepared {
 pub fn prepare(spans: Vec<Span>) -> Vec<Prepared> {
     spans
         .into_iter()
-        .map(|span| Prepared {
+        .map(|mut span| Prepared {
             attributes: attributes_json(&span.attributes),
+            db_system: span
+                .attributes
+                .iter()
+                .find(|(k, _)| k == "db.system.name" || k == "db.system")
+                .and_then(|(_, v)| v.as_str().map(str::to_string)),
             events: (!span.events.is_empty())
                 .then(|| serde_json::to_string(&span.events).unwrap_or_default()),
             links: (!span.links.is_empty())
                 .then(|| serde_json::to_string(&span.links).unwrap_or_default()),
-            span,
+            span: {
+                span.attributes = Vec::new();
+                span.events = Vec::new();
+                for link in &mut span.links {
+                    link.attributes = Vec::new();
+                }
+                span
+            },
         })
         .collect()
 }

@@ -3,12 +3,14 @@
 
 mod accumulate;
 mod block;
+mod checkpoint;
 mod insert;
 mod pairing;
 pub mod reader;
 mod recent;
 mod retention;
 mod schema;
+mod trace_index;
 mod writer;
 
 pub use insert::{prepare, Prepared};
@@ -62,6 +64,7 @@ pub struct StoreConfig {
 #[derive(Clone)]
 pub struct Store {
     tx: Sender<writer::Command>,
+    unwritten: trace_index::Unwritten,
     readers: Arc<ReadPool>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
 }
@@ -74,13 +77,26 @@ impl Store {
         let mut conn = Connection::open(&cfg.path)?;
         schema::configure(&conn, &cfg.synchronous)?;
         schema::migrate(&mut conn)?;
+        let reindexed = trace_index::recover(&mut conn)?;
+        if reindexed > 0 {
+            tracing::info!(
+                keys = reindexed,
+                "trace index caught up after an unclean stop"
+            );
+        }
+        let unwritten = trace_index::Unwritten::default();
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
-        let w = writer::Writer::new(conn, rx, cfg.retention.clone())?;
+        let w = writer::Writer::new(conn, rx, cfg.retention.clone(), unwritten.clone())?;
+        let checkpointer = checkpoint::start(&cfg.path, &cfg.synchronous)?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
-            .spawn(move || w.run())?;
+            .spawn(move || {
+                w.run();
+                checkpointer.stop();
+            })?;
         Ok(Store {
             tx,
+            unwritten,
             readers: Arc::new(ReadPool {
                 path: cfg.path.clone(),
                 idle: Mutex::new(Vec::new()),
@@ -120,6 +136,16 @@ impl Store {
         }
     }
 
+    /// Every span of one trace, oldest first (blocking).
+    pub fn trace(&self, id: crate::model::TraceId) -> Result<Vec<reader::StoredSpan>, StoreError> {
+        self.read(|c| reader::trace(c, &self.unwritten, id))
+    }
+
+    /// The most recent traces matching the query (blocking).
+    pub fn search_traces(&self, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
+        self.read(|c| reader::search_traces(c, &self.unwritten, q))
+    }
+
     /// Runs `f` with a read-only connection (blocking: call from a blocking thread).
     pub fn read<T>(
         &self,
@@ -129,6 +155,17 @@ impl Store {
         let out = f(&conn);
         self.readers.give_back(conn);
         out
+    }
+
+    /// Runs `f` on tokio's blocking pool with this store.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
     }
 
     /// Runs a read on tokio's blocking pool, so the async runtime never waits on SQLite.
@@ -195,6 +232,7 @@ pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
     let (tx, _rx) = bounded(1);
     Ok(Store {
         tx,
+        unwritten: Default::default(),
         readers: Arc::new(ReadPool {
             path: path.to_path_buf(),
             idle: Mutex::new(vec![conn]),

@@ -14,6 +14,7 @@
 
 use super::accumulate::{Accumulator, EdgeChange};
 use super::block;
+use super::insert::Prepared;
 use super::recent::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
 use crate::model::{EdgeKind, NodeKey, Operation, Span, SpanId, SpanKind, TraceId};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -110,11 +111,13 @@ pub struct Pairing<'a, 't> {
     pub seen: &'a Seen,
     pub pending: &'a mut PendingKeys,
     pub nodes: &'a mut Nodes,
+    pub unwritten: &'a super::trace_index::Unwritten,
 }
 
 impl Pairing<'_, '_> {
     /// Analyses one new span (not a duplicate) and returns the flags to store with it.
-    pub fn analyse(&mut self, span: &Span) -> rusqlite::Result<u8> {
+    pub fn analyse(&mut self, prepared: &Prepared) -> rusqlite::Result<u8> {
+        let span = &prepared.span;
         let provisional = match span.messaging.as_ref().map(|m| m.operation) {
             Some(Operation::Produce | Operation::Consume) => FLAG_COUNTED,
             _ => 0,
@@ -139,7 +142,7 @@ impl Pairing<'_, '_> {
                 self.relate(&mut me, &mut waiting, false)?;
             }
         }
-        self.own_contribution(span, &mut me);
+        self.own_contribution(prepared, &mut me);
         let flags = me.flags;
         if me.referable() {
             self.recent.insert(me);
@@ -157,7 +160,7 @@ impl Pairing<'_, '_> {
             Some(f) => Some(f.clone()),
             // Stored recently but not a span pairing cares about.
             None if self.seen.contains(span_hash(trace, target)) => return Ok(()),
-            None => lookup_stored(self.tx, self.nodes, trace, target)?,
+            None => lookup_stored(self.tx, self.nodes, self.unwritten, trace, target)?,
         };
         match earlier {
             Some(mut earlier) => {
@@ -280,7 +283,8 @@ impl Pairing<'_, '_> {
         }
     }
 
-    fn own_contribution(&mut self, span: &Span, me: &mut Facts) {
+    fn own_contribution(&mut self, prepared: &Prepared, me: &mut Facts) {
+        let span = &prepared.span;
         let counted = me.flags & FLAG_COUNTED != 0;
         let change = |from, to, kind, count, latency| EdgeChange {
             from,
@@ -319,11 +323,7 @@ impl Pairing<'_, '_> {
             }
             _ if me.is_client_call() && me.flags & FLAG_CALL_PAIRED == 0 => {
                 if let Some(peer) = &me.peer {
-                    let system = span
-                        .attributes
-                        .iter()
-                        .find(|(k, _)| k == "db.system" || k == "db.system.name")
-                        .and_then(|(_, v)| v.as_str());
+                    let system = prepared.db_system.as_deref();
                     let ext = self.nodes.external(peer, system);
                     self.acc.edge(change(
                         &me.service,
@@ -435,19 +435,18 @@ fn take_waiting(
 }
 
 /// Blocks searched for an older span before giving up (and waiting for it instead).
-const LOOKUP_BLOCKS: i64 = 8;
+const LOOKUP_BLOCKS: usize = 8;
 
 /// Finds a span stored before the recent window, in the blocks of its trace.
 fn lookup_stored(
     tx: &Transaction<'_>,
     nodes: &mut Nodes,
+    unwritten: &super::trace_index::Unwritten,
     trace: TraceId,
     span: SpanId,
 ) -> rusqlite::Result<Option<Facts>> {
-    let ids: Vec<i64> = tx
-        .prepare_cached("SELECT block_id FROM trace_blocks WHERE trace_key = ?1 ORDER BY block_id DESC LIMIT ?2")?
-        .query_map(params![trace.key(), LOOKUP_BLOCKS], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut ids = super::trace_index::blocks_of(tx, unwritten, trace.key())?;
+    ids.truncate(LOOKUP_BLOCKS);
     for id in ids {
         let Some(data) = tx
             .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?

@@ -1,6 +1,7 @@
 //! Read queries: topology rows for a window, trace search, one trace.
 
 use super::block;
+use super::trace_index::Unwritten;
 use super::StoreError;
 use crate::model::{EdgeKind, NodeKey, NodeKind, SpanId, TimeWindow, TraceId};
 use crate::topology::sketch::Sketch;
@@ -162,7 +163,11 @@ pub struct TraceSummary {
 const SEARCH_BLOCKS: usize = 2_000;
 
 /// The most recent traces matching the query, newest first.
-pub fn search_traces(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
+pub fn search_traces(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    q: &TraceQuery,
+) -> Result<Vec<TraceSummary>, StoreError> {
     let (since, until) = q
         .window
         .map(|w| (w.since_unix_nanos, w.until_unix_nanos))
@@ -214,7 +219,7 @@ pub fn search_traces(conn: &Connection, q: &TraceQuery) -> Result<Vec<TraceSumma
     found.truncate(q.limit);
     let mut out = Vec::with_capacity(found.len());
     for (_, id) in found {
-        let spans = trace(conn, id)?;
+        let spans = trace(conn, unwritten, id)?;
         if let Some(s) = summarize(id, &spans) {
             out.push(s);
         }
@@ -303,11 +308,12 @@ fn json(text: Option<&str>, empty: serde_json::Value) -> serde_json::Value {
 }
 
 /// Every span of one trace, oldest first.
-pub fn trace(conn: &Connection, trace_id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
-    let ids: Vec<i64> = conn
-        .prepare_cached("SELECT block_id FROM trace_blocks WHERE trace_key = ?1")?
-        .query_map(params![trace_id.key()], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+pub fn trace(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    trace_id: TraceId,
+) -> Result<Vec<StoredSpan>, StoreError> {
+    let ids = super::trace_index::blocks_of(conn, unwritten, trace_id.key())?;
     let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
     let mut spans = Vec::new();
     for id in ids {

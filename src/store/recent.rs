@@ -5,7 +5,8 @@
 
 use super::pairing::Facts;
 use crate::model::{NodeKey, SpanId, TraceId};
-use std::collections::{HashMap, HashSet, VecDeque};
+use foldhash::{HashMap, HashSet};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 /// A span's identity as one well-mixed 64-bit value (collisions among a million recent
@@ -27,7 +28,7 @@ pub struct Seen {
 impl Seen {
     pub fn new(cap: usize) -> Seen {
         Seen {
-            set: HashSet::with_capacity(cap.min(1 << 16)),
+            set: HashSet::default(),
             order: VecDeque::new(),
             cap,
         }
@@ -54,42 +55,114 @@ impl Seen {
 
 /// Pairing facts of recent spans, FIFO-bounded.
 pub struct RecentFacts {
-    map: HashMap<u64, Facts>,
-    order: VecDeque<u64>,
+    /// span hash -> sequence number of its slot in `ring`.
+    map: HashMap<u64, u64>,
+    /// The last `cap` facts; slot `seq % cap`.
+    ring: Vec<Facts>,
+    next: u64,
     cap: usize,
 }
 
 impl RecentFacts {
     pub fn new(cap: usize) -> RecentFacts {
         RecentFacts {
-            map: HashMap::new(),
-            order: VecDeque::new(),
-            cap,
+            map: HashMap::default(),
+            ring: Vec::new(),
+            next: 0,
+            cap: cap.max(1),
         }
     }
 
     pub fn insert(&mut self, facts: Facts) {
         let h = span_hash(facts.trace, facts.span_id);
-        if self.map.insert(h, facts).is_none() {
-            self.order.push_back(h);
-            if self.order.len() > self.cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
+        if let Some(&seq) = self.map.get(&h) {
+            self.ring[(seq % self.cap as u64) as usize] = facts;
+            return;
         }
+        let slot = (self.next % self.cap as u64) as usize;
+        if self.ring.len() < self.cap {
+            self.ring.push(facts);
+        } else {
+            let old = &self.ring[slot];
+            let old_hash = span_hash(old.trace, old.span_id);
+            if self.map.get(&old_hash) == Some(&(self.next - self.cap as u64)) {
+                self.map.remove(&old_hash);
+            }
+            self.ring[slot] = facts;
+        }
+        self.map.insert(h, self.next);
+        self.next += 1;
+    }
+
+    fn slot(&self, trace: TraceId, span: SpanId) -> Option<usize> {
+        let seq = *self.map.get(&span_hash(trace, span))?;
+        let slot = (seq % self.cap as u64) as usize;
+        let f = self.ring.get(slot)?;
+        (f.trace == trace && f.span_id == span).then_some(slot)
     }
 
     pub fn get(&self, trace: TraceId, span: SpanId) -> Option<&Facts> {
-        self.map
-            .get(&span_hash(trace, span))
-            .filter(|f| f.trace == trace && f.span_id == span)
+        self.slot(trace, span).map(|s| &self.ring[s])
     }
 
     pub fn get_mut(&mut self, trace: TraceId, span: SpanId) -> Option<&mut Facts> {
-        self.map
-            .get_mut(&span_hash(trace, span))
-            .filter(|f| f.trace == trace && f.span_id == span)
+        self.slot(trace, span).map(|s| &mut self.ring[s])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::SpanKind;
+
+    fn facts(nodes: &mut Nodes, n: u8) -> Facts {
+        Facts {
+            trace: TraceId([n; 16]),
+            span_id: SpanId([n; 8]),
+            parent: None,
+            service: nodes.service("s", None),
+            kind: SpanKind::Producer,
+            operation: None,
+            destination: None,
+            start: n as u64,
+            end: n as u64,
+            error: false,
+            peer: None,
+            flags: 0,
+        }
+    }
+
+    #[test]
+    fn ring_keeps_the_newest_and_forgets_the_oldest() {
+        let mut nodes = Nodes::default();
+        let mut r = RecentFacts::new(3);
+        for n in 1..=5 {
+            r.insert(facts(&mut nodes, n));
+        }
+        assert!(r.get(TraceId([1; 16]), SpanId([1; 8])).is_none());
+        assert!(r.get(TraceId([2; 16]), SpanId([2; 8])).is_none());
+        for n in 3..=5 {
+            assert_eq!(
+                r.get(TraceId([n; 16]), SpanId([n; 8])).map(|f| f.start),
+                Some(n as u64)
+            );
+        }
+        r.get_mut(TraceId([4; 16]), SpanId([4; 8])).unwrap().flags = 7;
+        r.insert(facts(&mut nodes, 4));
+        assert_eq!(
+            r.get(TraceId([4; 16]), SpanId([4; 8])).unwrap().flags,
+            0,
+            "re-insert replaces"
+        );
+        assert_eq!(r.map.len(), 3);
+    }
+
+    #[test]
+    fn seen_is_bounded() {
+        let mut s = Seen::new(2);
+        assert!(s.insert(1) && s.insert(2) && !s.insert(2));
+        assert!(s.insert(3));
+        assert!(!s.contains(1) && s.contains(2) && s.contains(3));
     }
 }
 

@@ -31,10 +31,9 @@ pub fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError>
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
-    conn.pragma_update(None, "cache_size", -49_152)?;
-    // Checkpoint every ~80 MiB of WAL instead of 4 MiB: pages rewritten by consecutive
-    // commits are copied to the database once.
-    conn.pragma_update(None, "wal_autocheckpoint", 20_000)?;
+    conn.pragma_update(None, "cache_size", -16_384)?;
+    // The writer never checkpoints: the checkpointer thread does, beside it (see checkpoint.rs).
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
 }

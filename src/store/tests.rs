@@ -253,7 +253,7 @@ fn duplicates_are_not_counted_even_after_a_restart() {
         edge(&topo(&store), "service:orders", "destination:kafka:orders").map(|e| e.0),
         Some(1)
     );
-    let spans = store.read(|c| reader::trace(c, TraceId([7; 16]))).unwrap();
+    let spans = store.trace(TraceId([7; 16])).unwrap();
     assert_eq!(spans.len(), 1);
     store.shutdown();
 }

@@ -6,12 +6,14 @@ use super::block::{self, BlockBuilder};
 use super::insert::{attributes_json, Prepared};
 use super::pairing::{Facts, Pairing};
 use super::recent::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use super::trace_index::{TraceIndex, Unwritten};
 use super::{retention, RetentionConfig, StoreError};
 use crate::model::window::now_unix_nanos;
 use crate::model::Attributes;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
+use foldhash::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -36,6 +38,10 @@ pub enum Command {
 /// Spans committed together at most; a larger backlog is split over several transactions.
 const GROUP_LIMIT: usize = 16_384;
 const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
+/// Retention runs even under constant load once this late.
+const MAINTENANCE_OVERDUE: Duration = Duration::from_secs(60);
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+const IDLE_TICK: Duration = Duration::from_millis(500);
 /// Recent spans remembered to drop re-sent ones.
 const SEEN_CAP: usize = 1 << 19;
 /// Recent produce, consume and client spans whose pairing facts stay in memory.
@@ -59,6 +65,9 @@ pub struct Writer {
     acc: Accumulator,
     mem: Memory,
     sweep_slice: u32,
+    index: TraceIndex,
+    last_block: i64,
+    dropper: crossbeam_channel::Sender<Vec<Vec<Prepared>>>,
 }
 
 impl Writer {
@@ -66,8 +75,15 @@ impl Writer {
         conn: Connection,
         rx: Receiver<Command>,
         retention: RetentionConfig,
+        unwritten: Unwritten,
     ) -> Result<Writer, StoreError> {
         let mem = Memory::load(&conn)?;
+        let last_block: i64 =
+            conn.query_row("SELECT COALESCE(MAX(id), 0) FROM blocks", [], |r| r.get(0))?;
+        let (dropper, garbage) = crossbeam_channel::bounded::<Vec<Vec<Prepared>>>(16);
+        std::thread::Builder::new()
+            .name("store-dropper".into())
+            .spawn(move || garbage.iter().for_each(drop))?;
         Ok(Writer {
             conn,
             rx,
@@ -75,17 +91,20 @@ impl Writer {
             acc: Accumulator::default(),
             mem,
             sweep_slice: 0,
+            index: TraceIndex::new(unwritten),
+            last_block,
+            dropper,
         })
     }
 
     pub fn run(mut self) {
         let mut last_maintenance = Instant::now();
+        let mut last_checkpoint = Instant::now();
         loop {
-            let first = match self.rx.recv_timeout(MAINTENANCE_EVERY) {
+            let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(cmd) => cmd,
                 Err(RecvTimeoutError::Timeout) => {
-                    self.maintain();
-                    last_maintenance = Instant::now();
+                    self.idle(&mut last_maintenance, &mut last_checkpoint, true);
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
@@ -93,13 +112,47 @@ impl Writer {
             let (batch, stop) = self.gather(first);
             self.commit(batch);
             if stop {
+                self.finish();
                 tracing::info!("store writer stopped after final commit");
                 return;
             }
-            if last_maintenance.elapsed() >= MAINTENANCE_EVERY {
-                self.maintain();
-                last_maintenance = Instant::now();
+            let idle = self.rx.is_empty();
+            self.idle(&mut last_maintenance, &mut last_checkpoint, idle);
+        }
+    }
+
+    /// Housekeeping, done when no request waits (retention also when overdue, even busy).
+    fn idle(&mut self, last_maintenance: &mut Instant, last_checkpoint: &mut Instant, idle: bool) {
+        if idle && last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+            // The checkpointer thread copies most of the WAL beside the writer; only the
+            // writer, between its transactions, can finish a checkpoint so that the next
+            // transaction starts the WAL over instead of growing it.
+            if let Err(e) = self
+                .conn
+                .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+            {
+                tracing::warn!(error = %e, "checkpoint failed");
             }
+            *last_checkpoint = Instant::now();
+        }
+        let due = last_maintenance.elapsed();
+        if (idle && due >= MAINTENANCE_EVERY) || due >= MAINTENANCE_OVERDUE {
+            self.maintain();
+            *last_maintenance = Instant::now();
+        }
+    }
+
+    /// At shutdown: write the whole trace index, so the next start has nothing to redo.
+    fn finish(&mut self) {
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            let written = self.index.flush_all(&tx, self.last_block)?;
+            tx.commit()?;
+            self.index.forget(written);
+            Ok(())
+        })();
+        if let Err(e) = result {
+            tracing::warn!(error = %e, "could not write the trace index at shutdown; it is rebuilt at start");
         }
     }
 
@@ -131,13 +184,27 @@ impl Writer {
         }
         match self.write_all(&batch) {
             Ok(outcomes) => {
-                for ((_, reply), outcome) in batch.into_iter().zip(outcomes) {
+                let mut done = Vec::with_capacity(batch.len());
+                for ((spans, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
+                    done.push(spans);
+                }
+                // Freeing thousands of strings is work the writer need not do itself.
+                if let Err(
+                    crossbeam_channel::TrySendError::Full(d)
+                    | crossbeam_channel::TrySendError::Disconnected(d),
+                ) = self.dropper.try_send(done)
+                {
+                    drop(d);
                 }
             }
             Err(e) => {
                 tracing::error!(error = %e, "store write failed; batch rolled back");
                 self.acc.reset();
+                self.index.reset();
+                if let Err(e) = super::trace_index::recover(&mut self.conn) {
+                    tracing::error!(error = %e, "could not rebuild the trace index");
+                }
                 match Memory::load(&self.conn) {
                     Ok(mem) => self.mem = mem,
                     Err(e) => tracing::error!(error = %e, "could not reload the writer's memory"),
@@ -153,18 +220,50 @@ impl Writer {
         &mut self,
         batch: &[(Vec<Prepared>, Reply)],
     ) -> rusqlite::Result<Vec<WriteOutcome>> {
+        let started = Instant::now();
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
         for (spans, _) in batch {
-            outcomes.push(write_request(&tx, &mut self.acc, &mut self.mem, spans)?);
+            outcomes.push(write_request(
+                &tx,
+                &mut self.acc,
+                &mut self.mem,
+                &mut self.index,
+                &mut self.last_block,
+                spans,
+            )?);
         }
+        let analysed = started.elapsed();
+        let written = self.index.flush_due(&tx, self.last_block)?;
+        let indexed = started.elapsed();
         self.acc
             .flush(&tx, &mut self.mem.known_nodes, now_unix_nanos())?;
+        let flushed = started.elapsed();
         tx.commit()?;
+        let total = started.elapsed();
+        if total > Duration::from_millis(25) {
+            tracing::debug!(
+                requests = batch.len(),
+                analyse_ms = analysed.as_millis() as u64,
+                index_ms = (indexed - analysed).as_millis() as u64,
+                stats_ms = (flushed - indexed).as_millis() as u64,
+                commit_ms = (total - flushed).as_millis() as u64,
+                "slow commit"
+            );
+        }
+        if let Some(w) = written {
+            self.index.forget(w);
+        }
         Ok(outcomes)
     }
 
     fn maintain(&mut self) {
+        let started = Instant::now();
+        self.maintain_once();
+        tracing::debug!(ms = started.elapsed().as_millis() as u64, "maintenance");
+    }
+
+    fn maintain_once(&mut self) {
         self.sweep_slice = self.sweep_slice.wrapping_add(1);
         if let Err(e) = retention::run(&mut self.conn, &self.retention, self.sweep_slice) {
             tracing::warn!(error = %e, "retention pass failed");
@@ -177,12 +276,15 @@ fn write_request(
     tx: &Transaction<'_>,
     acc: &mut Accumulator,
     mem: &mut Memory,
+    index: &mut TraceIndex,
+    last_block: &mut i64,
     spans: &[Prepared],
 ) -> rusqlite::Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
     let mut block = BlockBuilder::default();
     let mut last_resource: Option<(*const Attributes, Option<i64>)> = None;
-    for prepared in spans {
+    for i in parents_first(spans) {
+        let prepared = &spans[i];
         let span = &prepared.span;
         if !mem.seen.insert(span_hash(span.trace_id, span.span_id)) {
             outcome.duplicates += 1;
@@ -204,8 +306,9 @@ fn write_request(
             seen: &mem.seen,
             pending: &mut mem.pending,
             nodes: &mut mem.nodes,
+            unwritten: &index.unwritten,
         };
-        let flags = pairing.analyse(span)?;
+        let flags = pairing.analyse(prepared)?;
         block.push(prepared, resource_id, flags);
         outcome.stored += 1;
     }
@@ -214,12 +317,8 @@ fn write_request(
         tx.prepare_cached("INSERT INTO blocks (min_start_unix_nanos, max_start_unix_nanos, span_count, data) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![block.min_start as i64, block.max_start as i64, block.count, data])?;
         let id = tx.last_insert_rowid();
-        let mut trace = tx.prepare_cached(
-            "INSERT OR IGNORE INTO trace_blocks (trace_key, block_id) VALUES (?1, ?2)",
-        )?;
-        for key in &block.traces {
-            trace.execute(params![key, id])?;
-        }
+        index.add(&block.traces, id);
+        *last_block = id;
         let mut term = tx
             .prepare_cached("INSERT OR IGNORE INTO block_terms (term, block_id) VALUES (?1, ?2)")?;
         for t in &block.terms {
@@ -229,15 +328,55 @@ fn write_request(
     Ok(outcome)
 }
 
+/// The order to analyse one request in: a span comes after the spans of the same request it
+/// refers to (parent, links), so pairing finds them in memory instead of waiting for them.
+fn parents_first(spans: &[Prepared]) -> Vec<usize> {
+    let index: foldhash::HashMap<u64, usize> = spans
+        .iter()
+        .enumerate()
+        .map(|(i, p)| (span_hash(p.span.trace_id, p.span.span_id), i))
+        .collect();
+    let refs = |i: usize| {
+        let s = &spans[i].span;
+        s.parent_span_id
+            .map(|p| (s.trace_id, p))
+            .into_iter()
+            .chain(s.links.iter().map(|l| (l.trace_id, l.span_id)))
+            .filter_map(|(t, sp)| index.get(&span_hash(t, sp)).copied())
+    };
+    let mut state = vec![0u8; spans.len()]; // 0 new, 1 on the stack, 2 placed
+    let mut order = Vec::with_capacity(spans.len());
+    let mut stack: Vec<(usize, bool)> = Vec::new();
+    for root in 0..spans.len() {
+        stack.push((root, false));
+        while let Some((i, expanded)) = stack.pop() {
+            if expanded {
+                if state[i] != 2 {
+                    state[i] = 2;
+                    order.push(i);
+                }
+                continue;
+            }
+            if state[i] != 0 {
+                continue;
+            }
+            state[i] = 1;
+            stack.push((i, true));
+            stack.extend(refs(i).filter(|&j| state[j] == 0).map(|j| (j, false)));
+        }
+    }
+    order
+}
+
 impl Memory {
     /// Rebuilds the writer's memory from the newest blocks and the pending list.
     fn load(conn: &Connection) -> Result<Memory, StoreError> {
         let mut mem = Memory {
             seen: Seen::new(SEEN_CAP),
             recent: RecentFacts::new(FACTS_CAP),
-            pending: PendingKeys::new(),
+            pending: PendingKeys::default(),
             nodes: Nodes::default(),
-            known_nodes: HashSet::new(),
+            known_nodes: HashSet::default(),
             resources: HashMap::new(),
         };
         let mut stmt = conn.prepare("SELECT ref_trace, ref_span FROM pending_refs")?;
@@ -316,4 +455,54 @@ fn resource_id(
     }
     cache.insert(json, id);
     Ok(Some(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{ServiceRef, Span, SpanId, SpanKind, StatusCode, TraceId};
+
+    fn p(id: u8, parent: Option<u8>) -> Prepared {
+        let span = Span {
+            trace_id: TraceId([1; 16]),
+            span_id: SpanId([id; 8]),
+            parent_span_id: parent.map(|p| SpanId([p; 8])),
+            service: ServiceRef {
+                name: "s".into(),
+                namespace: None,
+                instance: None,
+            },
+            kind: SpanKind::Internal,
+            name: String::new(),
+            start_unix_nanos: 1,
+            end_unix_nanos: 1,
+            status: StatusCode::Unset,
+            status_message: String::new(),
+            attributes: vec![],
+            resource: Default::default(),
+            scope: String::new(),
+            events: vec![],
+            links: vec![],
+            messaging: None,
+            peer: None,
+        };
+        super::super::insert::prepare(vec![span]).remove(0)
+    }
+
+    #[test]
+    fn parents_come_first_and_cycles_terminate() {
+        // 3 -> 2 -> 1 (child -> parent), listed children first; 9 has an absent parent.
+        let spans = vec![p(3, Some(2)), p(9, Some(8)), p(2, Some(1)), p(1, None)];
+        let order = parents_first(&spans);
+        let pos = |id: u8| {
+            order
+                .iter()
+                .position(|&i| spans[i].span.span_id == SpanId([id; 8]))
+                .unwrap()
+        };
+        assert_eq!(order.len(), 4);
+        assert!(pos(1) < pos(2) && pos(2) < pos(3));
+        let cyclic = vec![p(1, Some(2)), p(2, Some(1))];
+        assert_eq!(parents_first(&cyclic).len(), 2);
+    }
 }

@@ -4,14 +4,12 @@
 //! removed exactly (a client call first counted against an external peer and later paired with
 //! its server moves to the service edge). Encoded as zigzag varints for storage.
 
-use std::collections::BTreeMap;
-
 const GAMMA: f64 = 1.05;
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Sketch {
-    /// bucket index -> count; index 0 holds values of 0 and 1 microseconds.
-    buckets: BTreeMap<i32, i64>,
+    /// (bucket index, count) sorted by index, no zero counts; index 0 holds 0 and 1 µs.
+    buckets: Vec<(i32, i64)>,
 }
 
 impl Sketch {
@@ -36,25 +34,54 @@ impl Sketch {
     }
 
     pub fn add(&mut self, micros: u64, weight: i64) {
-        let entry = self.buckets.entry(Self::index(micros)).or_insert(0);
-        *entry += weight;
-        if *entry == 0 {
-            self.buckets.remove(&Self::index(micros));
-        }
+        self.add_bucket(Self::index(micros), weight);
     }
 
-    pub fn merge(&mut self, other: &Sketch) {
-        for (&i, &c) in &other.buckets {
-            let entry = self.buckets.entry(i).or_insert(0);
-            *entry += c;
-            if *entry == 0 {
-                self.buckets.remove(&i);
+    fn add_bucket(&mut self, index: i32, weight: i64) {
+        match self.buckets.binary_search_by_key(&index, |b| b.0) {
+            Ok(pos) => {
+                self.buckets[pos].1 += weight;
+                if self.buckets[pos].1 == 0 {
+                    self.buckets.remove(pos);
+                }
+            }
+            Err(pos) => {
+                if weight != 0 {
+                    self.buckets.insert(pos, (index, weight));
+                }
             }
         }
     }
 
+    pub fn merge(&mut self, other: &Sketch) {
+        if self.buckets.is_empty() {
+            self.buckets.clone_from(&other.buckets);
+            return;
+        }
+        let (a, b) = (&self.buckets, &other.buckets);
+        let mut out = Vec::with_capacity(a.len() + b.len());
+        let (mut i, mut j) = (0, 0);
+        while i < a.len() || j < b.len() {
+            let next = if j == b.len() || (i < a.len() && a[i].0 < b[j].0) {
+                i += 1;
+                a[i - 1]
+            } else if i == a.len() || b[j].0 < a[i].0 {
+                j += 1;
+                b[j - 1]
+            } else {
+                i += 1;
+                j += 1;
+                (a[i - 1].0, a[i - 1].1 + b[j - 1].1)
+            };
+            if next.1 != 0 {
+                out.push(next);
+            }
+        }
+        self.buckets = out;
+    }
+
     pub fn count(&self) -> i64 {
-        self.buckets.values().filter(|c| **c > 0).sum()
+        self.buckets.iter().map(|b| b.1).filter(|c| *c > 0).sum()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -69,7 +96,7 @@ impl Sketch {
         }
         let rank = ((q.clamp(0.0, 1.0) * total as f64).ceil() as i64).max(1);
         let mut seen = 0;
-        for (&i, &c) in &self.buckets {
+        for &(i, c) in &self.buckets {
             if c <= 0 {
                 continue;
             }
@@ -78,13 +105,13 @@ impl Sketch {
                 return Some(Self::value(i));
             }
         }
-        self.buckets.keys().next_back().map(|&i| Self::value(i))
+        self.buckets.last().map(|&(i, _)| Self::value(i))
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buckets.len() * 3);
         let mut last = 0i64;
-        for (&i, &c) in &self.buckets {
+        for &(i, c) in &self.buckets {
             put_varint(&mut out, zigzag(i as i64 - last));
             put_varint(&mut out, zigzag(c));
             last = i as i64;
@@ -102,7 +129,7 @@ impl Sketch {
                 break;
             };
             last += unzigzag(delta);
-            sketch.buckets.insert(last as i32, unzigzag(count));
+            sketch.add_bucket(last as i32, unzigzag(count));
         }
         sketch
     }

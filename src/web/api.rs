@@ -104,7 +104,7 @@ pub async fn traces(
     };
     let traces = ingest
         .store
-        .read_async(move |c| reader::search_traces(c, &query))
+        .blocking(move |s| s.search_traces(&query))
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "traces": traces })))
 }
@@ -115,10 +115,7 @@ pub async fn trace(
 ) -> Result<HttpResponse, ApiError> {
     let id = TraceId::from_hex(path.trim())
         .map_err(|e| ApiError::BadRequest(format!("invalid trace id: {e}")))?;
-    let spans = ingest
-        .store
-        .read_async(move |c| reader::trace(c, id))
-        .await?;
+    let spans = ingest.store.blocking(move |s| s.trace(id)).await?;
     if spans.is_empty() {
         return Err(ApiError::NotFound(format!("no trace {id}")));
     }

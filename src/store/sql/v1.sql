@@ -106,3 +106,9 @@ CREATE TABLE consumer_instances (
     instance TEXT NOT NULL,
     PRIMARY KEY (minute, destination, service, instance)
 ) WITHOUT ROWID;
+
+-- Small persistent settings and watermarks.
+CREATE TABLE meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;

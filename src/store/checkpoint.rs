@@ -1,0 +1,81 @@
+//! WAL checkpoints on their own thread and connection. A PASSIVE checkpoint copies committed
+//! pages into the database file while the writer keeps appending to the WAL, so commits never
+//! wait for the bulk of a checkpoint (with SQLite's automatic checkpoints, every few MiB a
+//! commit would pay for copying and syncing the whole WAL). The writer finishes the job when
+//! it is idle (see writer.rs), which lets the WAL start over. A TRUNCATE checkpoint runs at
+//! shutdown, and as a safety valve if the WAL grows past a limit anyway.
+
+use super::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const EVERY: Duration = Duration::from_millis(100);
+/// A WAL larger than this is truncated: a TRUNCATE checkpoint briefly holds the writer back,
+/// which a PASSIVE one never does, but without it a busy writer keeps the WAL growing.
+const WAL_LIMIT: u64 = 256 * 1024 * 1024;
+
+/// Runs a checkpoint; returns (frames in the WAL, frames copied to the database).
+fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
+    conn.query_row(&format!("PRAGMA wal_checkpoint({mode})"), [], |r| {
+        Ok((r.get(1)?, r.get(2)?))
+    })
+}
+
+pub struct Checkpointer {
+    stop: Sender<()>,
+    thread: JoinHandle<()>,
+}
+
+pub fn start(path: &Path, synchronous: &str) -> Result<Checkpointer, StoreError> {
+    let conn = Connection::open(path)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
+    conn.pragma_update(None, "synchronous", synchronous)?;
+    conn.pragma_update(None, "busy_timeout", 5000)?;
+    conn.pragma_update(None, "cache_size", -1024)?;
+    let (stop, stopped) = channel::<()>();
+    let thread = std::thread::Builder::new()
+        .name("store-checkpoint".into())
+        .spawn(move || loop {
+            let last = match stopped.recv_timeout(EVERY) {
+                Err(RecvTimeoutError::Timeout) => false,
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+            };
+            let started = std::time::Instant::now();
+            let mode = if last { "TRUNCATE" } else { "PASSIVE" };
+            match checkpoint(&conn, mode) {
+                Ok((frames, _))
+                    if !last
+                        && std::fs::metadata(&wal)
+                            .map(|m| m.len() > WAL_LIMIT)
+                            .unwrap_or(false) =>
+                {
+                    let result = checkpoint(&conn, "TRUNCATE");
+                    tracing::debug!(
+                        frames,
+                        ms = started.elapsed().as_millis() as u64,
+                        ok = result.is_ok(),
+                        "wal truncated"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, mode, "checkpoint failed"),
+            }
+            if last {
+                return;
+            }
+        })?;
+    Ok(Checkpointer { stop, thread })
+}
+
+impl Checkpointer {
+    /// Runs a last checkpoint and waits for the thread.
+    pub fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.thread.join();
+    }
+}

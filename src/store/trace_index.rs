@@ -1,0 +1,237 @@
+//! The trace index (trace key -> blocks) written in sorted batches.
+//!
+//! Trace ids are random, so inserting each block's keys into the B-tree at once would dirty
+//! about one index page per key on every commit (megabytes of WAL per commit). Instead the
+//! writer keeps new keys in memory, split into key-range chunks, and writes one chunk sorted
+//! when enough keys have gathered, so several keys share each dirty page. Until then a shared
+//! in-memory table answers for them. Each chunk's watermark (the last block it covers) is
+//! committed with it; at start, blocks past a chunk's watermark are indexed again, so a crash
+//! loses nothing.
+
+use super::block;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+const CHUNKS: usize = 64;
+/// Keys gathered before chunks are written, one chunk per commit (two past twice this).
+/// Page sharing depends on how many keys are buffered per index page, not on the chunk
+/// count: more chunks only cut the work of each commit into smaller pieces.
+const FLUSH_AT: usize = 131_072;
+/// Oldest unwritten key's age before chunks are written anyway.
+const FLUSH_AFTER: Duration = Duration::from_secs(5);
+
+/// Recent keys not yet in `trace_blocks`, shared with readers. A std RwLock: held only to
+/// insert or look up a few entries, never across an await.
+pub type Unwritten = Arc<RwLock<foldhash::HashMap<i64, Vec<i64>>>>;
+
+fn chunk_of(key: i64) -> usize {
+    ((key as u64) >> 58) as usize
+}
+
+pub struct TraceIndex {
+    pub unwritten: Unwritten,
+    chunks: Vec<Vec<(i64, i64)>>,
+    cursor: usize,
+    total: usize,
+    oldest: Option<Instant>,
+}
+
+/// Keys written by a flush, to drop from the shared table once the transaction commits.
+pub struct Written(Vec<(i64, i64)>);
+
+impl TraceIndex {
+    pub fn new(unwritten: Unwritten) -> TraceIndex {
+        TraceIndex {
+            unwritten,
+            chunks: vec![Vec::new(); CHUNKS],
+            cursor: 0,
+            total: 0,
+            oldest: None,
+        }
+    }
+
+    /// Notes the distinct trace keys of a new block.
+    pub fn add(&mut self, keys: &[i64], block_id: i64) {
+        if let Ok(mut map) = self.unwritten.write() {
+            for &k in keys {
+                map.entry(k).or_default().push(block_id);
+            }
+        }
+        for &k in keys {
+            self.chunks[chunk_of(k)].push((k, block_id));
+        }
+        self.total += keys.len();
+        self.oldest.get_or_insert_with(Instant::now);
+    }
+
+    /// Writes the next non-empty chunk when due, inside the writer's transaction.
+    pub fn flush_due(
+        &mut self,
+        tx: &Transaction<'_>,
+        last_block: i64,
+    ) -> rusqlite::Result<Option<Written>> {
+        let mut written = match self.flush_one(tx, last_block)? {
+            Some(w) => w,
+            None => return Ok(None),
+        };
+        if self.total >= 2 * FLUSH_AT {
+            if let Some(more) = self.flush_one(tx, last_block)? {
+                written.0.extend(more.0);
+            }
+        }
+        Ok(Some(written))
+    }
+
+    /// Writes every chunk (at shutdown).
+    pub fn flush_all(
+        &mut self,
+        tx: &Transaction<'_>,
+        last_block: i64,
+    ) -> rusqlite::Result<Written> {
+        let mut keys: Vec<(i64, i64)> = self.chunks.iter_mut().flat_map(std::mem::take).collect();
+        keys.sort_unstable();
+        keys.dedup();
+        write_sorted(tx, &keys)?;
+        for c in 0..CHUNKS {
+            set_watermark(tx, c, last_block)?;
+        }
+        self.total = 0;
+        self.oldest = None;
+        Ok(Written(keys))
+    }
+
+    fn flush_one(
+        &mut self,
+        tx: &Transaction<'_>,
+        last_block: i64,
+    ) -> rusqlite::Result<Option<Written>> {
+        let due = self.total >= FLUSH_AT || self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
+        if !due || self.total == 0 {
+            return Ok(None);
+        }
+        while self.chunks[self.cursor].is_empty() {
+            self.cursor = (self.cursor + 1) % CHUNKS;
+        }
+        let c = self.cursor;
+        self.cursor = (self.cursor + 1) % CHUNKS;
+        let mut keys = std::mem::take(&mut self.chunks[c]);
+        keys.sort_unstable();
+        keys.dedup();
+        write_sorted(tx, &keys)?;
+        set_watermark(tx, c, last_block)?;
+        self.total = self.chunks.iter().map(Vec::len).sum();
+        if self.total == 0 {
+            self.oldest = None;
+        }
+        Ok(Some(Written(keys)))
+    }
+
+    /// After the commit: the written keys are answered by the database now.
+    pub fn forget(&self, written: Written) {
+        if let Ok(mut map) = self.unwritten.write() {
+            for (k, b) in written.0 {
+                if let Some(list) = map.get_mut(&k) {
+                    list.retain(|x| *x != b);
+                    if list.is_empty() {
+                        map.remove(&k);
+                    }
+                }
+            }
+        }
+    }
+
+    /// After a rolled-back transaction: the shared table may name blocks that do not exist.
+    /// Readers skip missing blocks, and keys in the chunks would point at them too; rebuilding
+    /// from the database (`recover`) is the simple, correct answer.
+    pub fn reset(&mut self) {
+        self.chunks.iter_mut().for_each(Vec::clear);
+        self.total = 0;
+        self.oldest = None;
+        if let Ok(mut map) = self.unwritten.write() {
+            map.clear();
+        }
+    }
+}
+
+fn write_sorted(tx: &Transaction<'_>, keys: &[(i64, i64)]) -> rusqlite::Result<()> {
+    let mut stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO trace_blocks (trace_key, block_id) VALUES (?1, ?2)",
+    )?;
+    for (k, b) in keys {
+        stmt.execute(params![k, b])?;
+    }
+    Ok(())
+}
+
+fn set_watermark(tx: &Transaction<'_>, chunk: usize, block: i64) -> rusqlite::Result<()> {
+    tx.prepare_cached("INSERT OR REPLACE INTO meta (key, value) VALUES (?1, ?2)")?
+        .execute(params![format!("trace_index_chunk_{chunk}"), block])?;
+    Ok(())
+}
+
+/// Indexes the blocks past each chunk's watermark (after a crash, or a first start).
+pub fn recover(conn: &mut Connection) -> rusqlite::Result<usize> {
+    let tx = conn.transaction()?;
+    let mut marks = [0i64; CHUNKS];
+    for (c, mark) in marks.iter_mut().enumerate() {
+        *mark = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = ?1",
+                params![format!("trace_index_chunk_{c}")],
+                |r| r.get(0),
+            )
+            .optional()?
+            .unwrap_or(0);
+    }
+    let from = marks.iter().copied().min().unwrap_or(0);
+    let last: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) FROM blocks", [], |r| r.get(0))?;
+    let mut keys: Vec<(i64, i64)> = Vec::new();
+    {
+        let mut stmt = tx.prepare("SELECT id, data FROM blocks WHERE id > ?1 ORDER BY id")?;
+        let mut rows = stmt.query(params![from])?;
+        while let Some(r) = rows.next()? {
+            let id: i64 = r.get(0)?;
+            let data: Vec<u8> = r.get(1)?;
+            let Ok(inflated) = block::inflate(&data) else {
+                continue;
+            };
+            for rec in block::records(&inflated) {
+                if let Some(t) = block::record_trace(rec) {
+                    let key = i64::from_be_bytes(t[..8].try_into().unwrap_or_default());
+                    if id > marks[chunk_of(key)] {
+                        keys.push((key, id));
+                    }
+                }
+            }
+        }
+    }
+    keys.sort_unstable();
+    keys.dedup();
+    write_sorted(&tx, &keys)?;
+    for c in 0..CHUNKS {
+        set_watermark(&tx, c, last)?;
+    }
+    tx.commit()?;
+    Ok(keys.len())
+}
+
+/// The blocks that may hold spans of a trace: written index rows and unwritten keys.
+pub fn blocks_of(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    trace_key: i64,
+) -> rusqlite::Result<Vec<i64>> {
+    let mut ids: Vec<i64> = conn
+        .prepare_cached("SELECT block_id FROM trace_blocks WHERE trace_key = ?1")?
+        .query_map(params![trace_key], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let Ok(map) = unwritten.read() {
+        if let Some(list) = map.get(&trace_key) {
+            ids.extend(list);
+        }
+    }
+    ids.sort_unstable_by(|a, b| b.cmp(a));
+    ids.dedup();
+    Ok(ids)
+}
