@@ -12,6 +12,7 @@ use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
 
+#[allow(unused_imports)]
 pub use SpanKind::{Client, Consumer, Internal, Producer, Server};
 
 const MILLI: u64 = 1_000_000;

@@ -117,7 +117,10 @@ pub fn post_chunked(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
     let addr: SocketAddr = host.parse().expect("host:port");
     let mut req = RawRequest::start(addr, path, headers);
     for chunk in body.chunks(4096) {
-        req.chunk(chunk);
+        if req.try_chunk(chunk).is_err() {
+            // The server answered before the end of the body (e.g. 413) and closed.
+            return req.read_reply();
+        }
     }
     req.finish()
 }
@@ -146,19 +149,24 @@ impl RawRequest {
     }
 
     pub fn chunk(&mut self, data: &[u8]) {
+        self.try_chunk(data).expect("write chunk");
+    }
+
+    pub fn try_chunk(&mut self, data: &[u8]) -> std::io::Result<()> {
         if data.is_empty() {
-            return;
+            return Ok(());
         }
         let mut frame = format!("{:x}\r\n", data.len()).into_bytes();
         frame.extend_from_slice(data);
         frame.extend_from_slice(b"\r\n");
-        self.stream.write_all(&frame).expect("write chunk");
-        self.stream.flush().expect("flush chunk");
+        self.stream.write_all(&frame)?;
+        self.stream.flush()
     }
 
     /// Sends the last chunk and reads the whole response.
     pub fn finish(mut self) -> Reply {
-        self.stream.write_all(b"0\r\n\r\n").expect("write last chunk");
+        // A write error means the server answered early: its response is still readable.
+        let _ = self.stream.write_all(b"0\r\n\r\n");
         self.read_reply()
     }
 

@@ -97,6 +97,7 @@ impl TestEnv {
             .args(BASE_FLAGS)
             .args(&self.extra)
             .env_remove("SWITCHYARD_LOG")
+            .env("NO_COLOR", "1")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log))
