@@ -146,23 +146,10 @@ fn gzip_bodies_are_inflated() {
     assert_stored(&env, &[&s]);
 }
 
-/// Two valid spans and five invalid ones: bad id lengths, all-zero ids, no service.name.
-fn mixed_request() -> (Vec<SpanB>, Vec<SpanB>) {
-    let valid = vec![producer("mixed"), producer("mixed")];
-    let invalid = vec![
-        producer("mixed").ids(vec![1; 8], builder::new_span_id()),
-        producer("mixed").ids(builder::new_trace_id(), vec![1; 4]),
-        producer("mixed").ids(vec![0; 16], builder::new_span_id()),
-        producer("mixed").ids(builder::new_trace_id(), vec![0; 8]),
-        producer("mixed").without_service(),
-    ];
-    (valid, invalid)
-}
-
 #[test]
 fn invalid_spans_are_counted_in_partial_success_protobuf() {
     let env = TestEnv::start();
-    let (valid, invalid) = mixed_request();
+    let (valid, invalid) = builder::mixed_validity();
     let all: Vec<&SpanB> = valid.iter().chain(&invalid).collect();
     let response = trace_response(&env.post_protobuf(&builder::protobuf(&all)));
     let partial = response.partial_success.expect("partial_success");
@@ -175,7 +162,7 @@ fn invalid_spans_are_counted_in_partial_success_protobuf() {
 #[test]
 fn invalid_spans_are_counted_in_partial_success_json() {
     let env = TestEnv::start();
-    let (valid, invalid) = mixed_request();
+    let (valid, invalid) = builder::mixed_validity();
     let all: Vec<&SpanB> = valid.iter().chain(&invalid).collect();
     let reply = env.post_otlp("/v1/traces", &[JSON], builder::json_body(&all).as_bytes());
     assert_eq!(reply.status, 200, "{}", reply.text());

@@ -217,6 +217,20 @@ impl SpanB {
     }
 }
 
+/// Two valid spans and five invalid ones (bad id lengths, all-zero ids, no service.name).
+pub fn mixed_validity() -> (Vec<SpanB>, Vec<SpanB>) {
+    let p = || span("orders", "orders send", Producer).messaging("kafka", "mixed");
+    let valid = vec![p(), p()];
+    let invalid = vec![
+        p().ids(vec![1; 8], new_span_id()),
+        p().ids(new_trace_id(), vec![1; 4]),
+        p().ids(vec![0; 16], new_span_id()),
+        p().ids(new_trace_id(), vec![0; 8]),
+        p().without_service(),
+    ];
+    (valid, invalid)
+}
+
 /// One request: a ResourceSpans per distinct service (first-seen order), one ScopeSpans each.
 pub fn request(spans: &[&SpanB]) -> ExportTraceServiceRequest {
     let mut groups: Vec<(Svc, Vec<Span>)> = Vec::new();
