@@ -31,6 +31,8 @@ pub struct SpanInfo {
     pub kind: i64,
     pub start_unix_nanos: u64,
     pub end_unix_nanos: u64,
+    /// Status code ERROR.
+    pub error: bool,
 }
 
 /// One recorded `POST /v1/traces`, with the headers its SDK sent.
@@ -143,6 +145,7 @@ pub fn proto_spans(req: &ExportTraceServiceRequest) -> Vec<SpanInfo> {
                 kind: span.kind as i64,
                 start_unix_nanos: span.start_time_unix_nano,
                 end_unix_nanos: span.end_time_unix_nano,
+                error: span.status.as_ref().is_some_and(|s| s.code == 2),
             });
         }
     }
@@ -178,6 +181,7 @@ fn json_spans(body: &[u8]) -> Vec<SpanInfo> {
                     kind: span["kind"].as_i64().expect("integer kind"),
                     start_unix_nanos: nanos(&span["startTimeUnixNano"]),
                     end_unix_nanos: nanos(&span["endTimeUnixNano"]),
+                    error: span["status"]["code"].as_i64() == Some(2),
                 });
             }
         }
