@@ -32,7 +32,9 @@ fn batch() -> Batch {
         let mut p = span("storm-producer", "storm.q send", Producer).messaging("kafka", "storm.q");
         p.span.trace_id = first.span.trace_id.clone();
         let p = p.at_ms(i as u64);
-        let c = p.child("storm-consumer", "storm.q process", Consumer).messaging("kafka", "storm.q");
+        let c = p
+            .child("storm-consumer", "storm.q process", Consumer)
+            .messaging("kafka", "storm.q");
         spans.push(p);
         spans.push(c);
     }
@@ -78,13 +80,20 @@ impl Storm {
                 })
             })
             .collect();
-        Storm { stop, acked, attempted, threads }
+        Storm {
+            stop,
+            acked,
+            attempted,
+            threads,
+        }
     }
 
     fn wait_for_acks(&self, n: usize) {
-        wait_for("acknowledged storm requests", Duration::from_secs(60), || {
-            (self.acked.lock().unwrap().len() >= n).then_some(())
-        });
+        wait_for(
+            "acknowledged storm requests",
+            Duration::from_secs(60),
+            || (self.acked.lock().unwrap().len() >= n).then_some(()),
+        );
     }
 
     /// Stops the threads; returns (acknowledged, attempted) batches.
@@ -100,22 +109,38 @@ impl Storm {
 }
 
 fn edge_count(t: &Value, kind: &str, from: &str, to: &str) -> i64 {
-    topo::edges(t).get(&(kind.into(), from.into(), to.into())).map(|e| e.0).unwrap_or(0)
+    topo::edges(t)
+        .get(&(kind.into(), from.into(), to.into()))
+        .map(|e| e.0)
+        .unwrap_or(0)
 }
 
 /// Every acknowledged batch is stored whole, and the edge counts agree with the stored spans.
 fn assert_acknowledged_present(env: &TestEnv, acked: &[Batch]) {
     assert!(!acked.is_empty());
     for b in acked {
-        assert_eq!(env.trace_spans(&b.trace_hex).len(), 2 * PAIRS, "acknowledged trace {}", b.trace_hex);
+        assert_eq!(
+            env.trace_spans(&b.trace_hex).len(),
+            2 * PAIRS,
+            "acknowledged trace {}",
+            b.trace_hex
+        );
     }
     let stored = env.spans_in_store();
-    assert!(stored >= (acked.len() * 2 * PAIRS) as i64, "{stored} spans for {} acknowledged requests", acked.len());
+    assert!(
+        stored >= (acked.len() * 2 * PAIRS) as i64,
+        "{stored} spans for {} acknowledged requests",
+        acked.len()
+    );
     let t = env.topology(&builder::window());
     let dest = "destination:kafka:storm.q";
     let publish = edge_count(&t, "publish", "service:storm-producer", dest);
     let consume = edge_count(&t, "consume", dest, "service:storm-consumer");
-    assert_eq!(publish + consume, stored, "edge counts vs stored spans: {t:#}");
+    assert_eq!(
+        publish + consume,
+        stored,
+        "edge counts vs stored spans: {t:#}"
+    );
 }
 
 /// Clients retry what was not acknowledged: after that, every batch is there exactly once.
@@ -127,8 +152,14 @@ fn assert_retries_are_not_doubled(env: &TestEnv, attempted: &[Batch]) {
     assert_eq!(env.spans_in_store(), total);
     let t = env.topology(&builder::window());
     let dest = "destination:kafka:storm.q";
-    assert_eq!(edge_count(&t, "publish", "service:storm-producer", dest), total / 2);
-    assert_eq!(edge_count(&t, "consume", dest, "service:storm-consumer"), total / 2);
+    assert_eq!(
+        edge_count(&t, "publish", "service:storm-producer", dest),
+        total / 2
+    );
+    assert_eq!(
+        edge_count(&t, "consume", dest, "service:storm-consumer"),
+        total / 2
+    );
 }
 
 #[test]
@@ -151,7 +182,12 @@ fn sigterm_during_a_publish_storm_exits_0_and_keeps_every_acknowledged_span() {
     env.send_sigterm();
     let status = env.wait_exit();
     let (acked, attempted) = storm.finish();
-    assert_eq!(status.code(), Some(0), "exit status {status}; log:\n{}", env.log(1));
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "exit status {status}; log:\n{}",
+        env.log(1)
+    );
     env.start_again();
     assert_acknowledged_present(&env, &acked);
     assert_retries_are_not_doubled(&env, &attempted);
@@ -164,18 +200,35 @@ fn sigterm_lets_a_request_in_flight_finish() {
     let body = builder::protobuf(&[&s]);
     let (first, rest) = body.split_at(body.len() / 2);
     let addr = env.server().otlp_http;
-    let mut held = RawRequest::start(addr, "/v1/traces", &[("Content-Type", "application/x-protobuf")]);
+    let mut held = RawRequest::start(
+        addr,
+        "/v1/traces",
+        &[("Content-Type", "application/x-protobuf")],
+    );
     held.chunk(first);
-    wait_for("the held upload to own the only slot", Duration::from_secs(20), || {
-        (env.post_protobuf(&[]).status == 429).then_some(())
-    });
+    wait_for(
+        "the held upload to own the only slot",
+        Duration::from_secs(20),
+        || (env.post_protobuf(&[]).status == 429).then_some(()),
+    );
     env.send_sigterm();
-    wait_for("the receiver to stop accepting connections", Duration::from_secs(20), || {
-        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err().then_some(())
-    });
+    wait_for(
+        "the receiver to stop accepting connections",
+        Duration::from_secs(20),
+        || {
+            std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1))
+                .is_err()
+                .then_some(())
+        },
+    );
     held.chunk(rest);
     let reply = held.finish();
-    assert_eq!(reply.status, 200, "the request in flight at SIGTERM: {}", reply.text());
+    assert_eq!(
+        reply.status,
+        200,
+        "the request in flight at SIGTERM: {}",
+        reply.text()
+    );
     let status = env.wait_exit();
     assert_eq!(status.code(), Some(0), "exit status {status}");
     env.start_again();
@@ -213,4 +266,18 @@ fn data_survives_a_normal_restart() {
     common::expected::python_pika("")
         .and(common::expected::node_amqplib(""))
         .assert_topology(&env.topology(&window));
+}
+
+#[test]
+fn a_consumer_waiting_for_its_producer_is_paired_after_a_restart() {
+    let mut env = TestEnv::start();
+    let (consumers, producers): (Vec<_>, Vec<_>) = fixtures::load(fixtures::PYTHON_PIKA)
+        .into_iter()
+        .partition(|f| f.only_consumers());
+    assert!(!consumers.is_empty() && !producers.is_empty());
+    env.post_fixtures(&consumers);
+    env.restart();
+    env.post_fixtures(&producers);
+    common::expected::python_pika("")
+        .assert_topology(&env.topology(&Window::of_sets(&[fixtures::PYTHON_PIKA])));
 }

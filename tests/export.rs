@@ -26,11 +26,22 @@ fn graphviz(dot: &str, format: &str) -> String {
         ),
         Err(e) => panic!("running dot: {e}"),
     };
-    child.stdin.take().unwrap().write_all(dot.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().expect("dot output");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "dot -T{format} refused the graph: {stderr}\n{dot}");
-    assert!(stderr.trim().is_empty(), "dot -T{format} warned: {stderr}\n{dot}");
+    assert!(
+        out.status.success(),
+        "dot -T{format} refused the graph: {stderr}\n{dot}"
+    );
+    assert!(
+        stderr.trim().is_empty(),
+        "dot -T{format} warned: {stderr}\n{dot}"
+    );
     String::from_utf8(out.stdout).expect("UTF-8 output")
 }
 
@@ -65,7 +76,10 @@ fn tokenize(dot: &str) -> Vec<Tok> {
         } else if c == '-' && chars.get(i + 1) == Some(&'>') {
             out.push(Tok::P("->"));
             i += 2;
-        } else if let Some(p) = ["{", "}", "[", "]", "=", ";", ","].iter().find(|p| p.starts_with(c)) {
+        } else if let Some(p) = ["{", "}", "[", "]", "=", ";", ","]
+            .iter()
+            .find(|p| p.starts_with(c))
+        {
             out.push(Tok::P(p));
             i += 1;
         } else {
@@ -127,7 +141,11 @@ fn attrs(toks: &[Tok], i: &mut usize) -> Vec<(String, String)> {
 }
 
 fn label(attrs: &[(String, String)]) -> String {
-    attrs.iter().find(|(k, _)| k == "label").map(|(_, v)| label_value(v)).expect("a label")
+    attrs
+        .iter()
+        .find(|(k, _)| k == "label")
+        .map(|(_, v)| label_value(v))
+        .expect("a label")
 }
 
 /// Reads the nodes and edges of a `digraph` (statements as Switchyard writes them).
@@ -136,7 +154,11 @@ fn parse_dot(dot: &str) -> Parsed {
     assert_eq!(toks.first(), Some(&Tok::Id("digraph".into())), "{dot}");
     let mut p = Parsed::default();
     // `digraph NAME {` or `digraph {`
-    let mut i = if matches!(toks.get(1), Some(Tok::Id(_))) { 2 } else { 1 };
+    let mut i = if matches!(toks.get(1), Some(Tok::Id(_))) {
+        2
+    } else {
+        1
+    };
     while i < toks.len() {
         match &toks[i] {
             Tok::P(_) => i += 1,
@@ -148,7 +170,9 @@ fn parse_dot(dot: &str) -> Parsed {
             Tok::Id(a) => match toks.get(i + 1) {
                 Some(Tok::P("=")) => i += 3,
                 Some(Tok::P("->")) => {
-                    let Tok::Id(b) = &toks[i + 2] else { panic!("edge without a head") };
+                    let Tok::Id(b) = &toks[i + 2] else {
+                        panic!("edge without a head")
+                    };
                     i += 3;
                     let at = attrs(&toks, &mut i);
                     p.edges.insert((id_value(a), id_value(b), label(&at)));
@@ -168,14 +192,21 @@ fn parse_dot(dot: &str) -> Parsed {
 fn expected_from_json(t: &Value) -> Parsed {
     let mut p = Parsed::default();
     for n in t["nodes"].as_array().unwrap() {
-        p.nodes.insert((n["id"].as_str().unwrap().into(), n["name"].as_str().unwrap().into()));
+        p.nodes.insert((
+            n["id"].as_str().unwrap().into(),
+            n["name"].as_str().unwrap().into(),
+        ));
     }
     for e in t["edges"].as_array().unwrap() {
         let mut label = format!("{} {}", e["kind"].as_str().unwrap(), e["count"]);
         if e["errors"].as_i64().unwrap() > 0 {
             label.push_str(&format!(" ({} errors)", e["errors"]));
         }
-        p.edges.insert((e["from"].as_str().unwrap().into(), e["to"].as_str().unwrap().into(), label));
+        p.edges.insert((
+            e["from"].as_str().unwrap().into(),
+            e["to"].as_str().unwrap().into(),
+            label,
+        ));
     }
     p
 }
@@ -197,8 +228,13 @@ fn fixture_env(set: &str) -> (TestEnv, Window) {
 fn awkward_names() -> Vec<SpanB> {
     let dest = "orders; eu -> café {1}";
     let p = span("checkout \"v2\"", "send", Producer).messaging("kafka", dest);
-    let c = p.child("billing [blue]", "process", Consumer).messaging("kafka", dest).error("declined");
-    let call = c.child("billing [blue]", "POST /ledger", Client).attr("peer.service", "ledger \"main\" = x");
+    let c = p
+        .child("billing [blue]", "process", Consumer)
+        .messaging("kafka", dest)
+        .error("declined");
+    let call = c
+        .child("billing [blue]", "POST /ledger", Client)
+        .attr("peer.service", "ledger \"main\" = x");
     vec![p, c, call]
 }
 
@@ -207,7 +243,10 @@ fn dot_is_served_as_graphviz() {
     let (env, window) = fixture_env(fixtures::NODE_AMQPLIB_JSON);
     let reply = env.get(&format!("/api/topology.dot?{}", window.query()));
     assert_eq!(reply.status, 200);
-    assert_eq!(reply.header("content-type"), Some("text/vnd.graphviz; charset=utf-8"));
+    assert_eq!(
+        reply.header("content-type"),
+        Some("text/vnd.graphviz; charset=utf-8")
+    );
     assert!(reply.text().starts_with("digraph"), "{}", reply.text());
 }
 
@@ -271,11 +310,19 @@ fn cli_export_prints_the_api_json_and_dot() {
     let api_json = env.topology(&window);
     let api_dot = env.dot(&window);
     let args = |format: &'static str| -> Vec<String> {
-        vec!["--format".into(), format.into(), "--since".into(), window.since(), "--until".into(), window.until()]
+        vec![
+            "--format".into(),
+            format.into(),
+            "--since".into(),
+            window.since(),
+            "--until".into(),
+            window.until(),
+        ]
     };
     let export = |env: &TestEnv, format: &'static str| -> String {
         let a = args(format);
-        let (status, stdout, stderr) = env.export_cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
+        let (status, stdout, stderr) =
+            env.export_cli(&a.iter().map(String::as_str).collect::<Vec<_>>());
         assert!(status.success(), "export --format {format}: {stderr}");
         stdout
     };
@@ -284,9 +331,17 @@ fn cli_export_prints_the_api_json_and_dot() {
         if !running {
             assert_eq!(env.sigterm().code(), Some(0));
         }
-        let cli_json: Value = serde_json::from_str(&export(&env, "json")).expect("export prints JSON");
-        assert_eq!(cli_json, api_json, "CLI JSON vs API JSON (server running: {running})");
-        assert_eq!(export(&env, "dot"), api_dot, "CLI DOT vs API DOT (server running: {running})");
+        let cli_json: Value =
+            serde_json::from_str(&export(&env, "json")).expect("export prints JSON");
+        assert_eq!(
+            cli_json, api_json,
+            "CLI JSON vs API JSON (server running: {running})"
+        );
+        assert_eq!(
+            export(&env, "dot"),
+            api_dot,
+            "CLI DOT vs API DOT (server running: {running})"
+        );
     }
 }
 
@@ -303,7 +358,10 @@ fn dot_matches_the_golden_files() {
             continue;
         }
         let golden = std::fs::read_to_string(&path).unwrap_or_else(|_| {
-            panic!("{} is missing: run the tests with SWITCHYARD_BLESS=1 to write it", path.display())
+            panic!(
+                "{} is missing: run the tests with SWITCHYARD_BLESS=1 to write it",
+                path.display()
+            )
         });
         assert_eq!(
             dot,

@@ -43,20 +43,37 @@ fn python_pika_and_node_amqplib_sdks_build_the_recorded_topology() {
         // The scenario processes share the script's process group.
         unsafe { libc::kill(-(child.id() as i32), libc::SIGKILL) };
         let _ = child.wait();
-        panic!("the scenarios did not finish within {SCENARIO_DEADLINE:?}:\n{}", output());
+        panic!(
+            "the scenarios did not finish within {SCENARIO_DEADLINE:?}:\n{}",
+            output()
+        );
     };
-    assert!(status.success(), "run_scenarios.sh failed ({status}):\n{}", output());
+    assert!(
+        status.success(),
+        "run_scenarios.sh failed ({status}):\n{}",
+        output()
+    );
 
     let want = expected::python_pika(&suffix).and(expected::node_amqplib(&suffix));
     let want_edges: Vec<_> = want.edges.clone();
     // The exporters flush when each process exits; poll (bounded) until every edge is complete.
-    let t = wait_for("the exported spans to form the expected topology", Duration::from_secs(60), || {
-        let window = Window::covering(started, now_unix_nanos());
-        let t = env.topology(&window);
-        let got: Vec<_> = topo::edges(&t).into_iter().map(|((k, f, to), (c, e))| (k, f, to, c, e)).collect();
-        want_edges.iter().all(|e| got.contains(e)).then_some(t)
-    });
+    let t = wait_for(
+        "the exported spans to form the expected topology",
+        Duration::from_secs(60),
+        || {
+            let window = Window::covering(started, now_unix_nanos());
+            let t = env.topology(&window);
+            let got: Vec<_> = topo::edges(&t)
+                .into_iter()
+                .map(|((k, f, to), (c, e))| (k, f, to, c, e))
+                .collect();
+            want_edges.iter().all(|e| got.contains(e)).then_some(t)
+        },
+    );
     want.assert_topology(&t);
     let temporary = &topo::nodes(&t)[&topo::rabbit(expected::TEMPORARY)];
-    assert_eq!(temporary["kind"], "destination", "the reply queue is folded into (temporary)");
+    assert_eq!(
+        temporary["kind"], "destination",
+        "the reply queue is folded into (temporary)"
+    );
 }

@@ -14,7 +14,10 @@ use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 
 /// Sends each request over one gzip-compressed gRPC channel; every call must succeed.
-fn export_all(env: &TestEnv, requests: Vec<ExportTraceServiceRequest>) -> Vec<ExportTraceServiceResponse> {
+fn export_all(
+    env: &TestEnv,
+    requests: Vec<ExportTraceServiceRequest>,
+) -> Vec<ExportTraceServiceResponse> {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -49,7 +52,9 @@ fn same_topology_as_http(set: &str, want: expected::Expected) {
     let responses = export_all(&over_grpc, files.iter().map(|f| f.request()).collect());
     for r in &responses {
         assert!(
-            r.partial_success.as_ref().is_none_or(|p| p.rejected_spans == 0),
+            r.partial_success
+                .as_ref()
+                .is_none_or(|p| p.rejected_spans == 0),
             "{r:?}"
         );
     }
@@ -76,11 +81,19 @@ fn invalid_spans_are_reported_in_partial_success() {
     let (valid, invalid) = builder::mixed_validity();
     let all: Vec<&SpanB> = valid.iter().chain(&invalid).collect();
     let responses = export_all(&env, vec![builder::request(&all)]);
-    let partial = responses[0].partial_success.clone().expect("partial_success");
+    let partial = responses[0]
+        .partial_success
+        .clone()
+        .expect("partial_success");
     assert_eq!(partial.rejected_spans, 5, "{partial:?}");
     assert!(!partial.error_message.is_empty(), "{partial:?}");
     for s in &valid {
-        assert_eq!(env.trace_spans(&s.trace_hex()).len(), 1, "{}", s.trace_hex());
+        assert_eq!(
+            env.trace_spans(&s.trace_hex()).len(),
+            1,
+            "{}",
+            s.trace_hex()
+        );
     }
     assert_eq!(env.spans_in_store(), 2);
 }

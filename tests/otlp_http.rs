@@ -39,7 +39,11 @@ fn trace_response(reply: &Reply) -> ExportTraceServiceResponse {
 
 fn assert_json_ok(reply: &Reply) {
     assert_eq!(reply.status, 200, "{}", reply.text());
-    assert!(reply.content_type().starts_with("application/json"), "{:?}", reply.headers);
+    assert!(
+        reply.content_type().starts_with("application/json"),
+        "{:?}",
+        reply.headers
+    );
     assert_eq!(reply.json(), json!({}));
 }
 
@@ -56,7 +60,11 @@ fn assert_protobuf_error(reply: &Reply, status: u16) -> RpcStatus {
 /// A JSON error answer: `{"code": N, "message": "..."}`.
 fn assert_json_error(reply: &Reply, status: u16) -> String {
     assert_eq!(reply.status, status, "{}", reply.text());
-    assert!(reply.content_type().starts_with("application/json"), "{:?}", reply.headers);
+    assert!(
+        reply.content_type().starts_with("application/json"),
+        "{:?}",
+        reply.headers
+    );
     let body = reply.json();
     assert!(body["code"].as_i64().is_some_and(|c| c != 0), "{body}");
     let message = body["message"].as_str().unwrap_or_default().to_string();
@@ -97,7 +105,11 @@ fn protobuf_requests_are_committed_when_answered() {
         // 200 means committed: readable at once, no waiting.
         for s in &f.spans {
             let stored = env.trace_spans(&s.trace_id);
-            assert!(stored.iter().any(|x| x["span_id"] == s.span_id.as_str()), "{} {s:?}", f.name());
+            assert!(
+                stored.iter().any(|x| x["span_id"] == s.span_id.as_str()),
+                "{} {s:?}",
+                f.name()
+            );
         }
     }
     assert_eq!(env.spans_in_store(), 41);
@@ -141,7 +153,11 @@ fn gzip_bodies_are_inflated() {
     }
     assert_eq!(env.spans_in_store(), 15);
     let s = producer("gzipped-json");
-    let reply = env.post_otlp("/v1/traces", &[JSON, GZIP], &gzip(builder::json_body(&[&s]).as_bytes()));
+    let reply = env.post_otlp(
+        "/v1/traces",
+        &[JSON, GZIP],
+        &gzip(builder::json_body(&[&s]).as_bytes()),
+    );
     assert_json_ok(&reply);
     assert_stored(&env, &[&s]);
 }
@@ -168,7 +184,13 @@ fn invalid_spans_are_counted_in_partial_success_json() {
     assert_eq!(reply.status, 200, "{}", reply.text());
     let body = reply.json();
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "5", "{body}");
-    assert!(!body["partialSuccess"]["errorMessage"].as_str().unwrap_or("").is_empty(), "{body}");
+    assert!(
+        !body["partialSuccess"]["errorMessage"]
+            .as_str()
+            .unwrap_or("")
+            .is_empty(),
+        "{body}"
+    );
     assert_stored(&env, &valid.iter().collect::<Vec<_>>());
     assert_eq!(env.spans_in_store(), 2);
 }
@@ -185,6 +207,9 @@ fn undecodable_protobuf_is_400_with_a_status_message() {
     assert_nothing_stored(&env);
 }
 
+/// Makes a valid JSON request invalid.
+type Breakage = fn(&mut Value);
+
 /// The second span of a one-resource, one-scope JSON request.
 fn second(v: &mut Value) -> &mut Value {
     &mut v["resourceSpans"][0]["scopeSpans"][0]["spans"][1]
@@ -196,19 +221,29 @@ fn json_with_wrong_types_is_400_with_a_message_and_stores_nothing() {
     let good = producer("typed");
     let other = producer("typed");
     let base: Value = serde_json::from_str(&builder::json_body(&[&good, &other])).unwrap();
-    let cases: Vec<(&str, Box<dyn Fn(&mut Value)>)> = vec![
-        ("startTimeUnixNano", Box::new(|v| second(v)["startTimeUnixNano"] = json!(true))),
-        ("traceId", Box::new(|v| second(v)["traceId"] = json!(12345))),
-        ("kind", Box::new(|v| second(v)["kind"] = json!("sideways"))),
-        ("boolValue", Box::new(|v| second(v)["attributes"][0]["value"] = json!({"boolValue": "yes"}))),
-        ("spans", Box::new(|v| v["resourceSpans"][0]["scopeSpans"][0]["spans"] = json!({}))),
+    // Each case breaks the second span (or its list) and names the field the error must cite.
+    let cases: [(&str, Breakage); 5] = [
+        ("startTimeUnixNano", |v| {
+            second(v)["startTimeUnixNano"] = json!(true)
+        }),
+        ("traceId", |v| second(v)["traceId"] = json!(12345)),
+        ("kind", |v| second(v)["kind"] = json!("sideways")),
+        ("boolValue", |v| {
+            second(v)["attributes"][0]["value"] = json!({"boolValue": "yes"})
+        }),
+        ("spans", |v| {
+            v["resourceSpans"][0]["scopeSpans"][0]["spans"] = json!({})
+        }),
     ];
     for (field, mutate) in cases {
         let mut body = base.clone();
         mutate(&mut body);
         let reply = env.post_otlp("/v1/traces", &[JSON], body.to_string().as_bytes());
         let message = assert_json_error(&reply, 400);
-        assert!(message.contains(field), "the message should name {field}: {message}");
+        assert!(
+            message.contains(field),
+            "the message should name {field}: {message}"
+        );
     }
     let reply = env.post_otlp("/v1/traces", &[JSON], b"{\"resourceSpans\": [");
     assert_json_error(&reply, 400);
@@ -226,9 +261,15 @@ fn a_body_above_max_body_is_413_whether_sized_or_chunked() {
     let big = padded("big", 100 * 1024);
     let body = builder::protobuf(&[&big]);
     assert_protobuf_error(&env.post_protobuf(&body), 413);
-    assert_protobuf_error(&env.post_otlp_chunked("/v1/traces", &[PROTOBUF], &body), 413);
+    assert_protobuf_error(
+        &env.post_otlp_chunked("/v1/traces", &[PROTOBUF], &body),
+        413,
+    );
     let json_body = builder::json_body(&[&big]);
-    assert_json_error(&env.post_otlp("/v1/traces", &[JSON], json_body.as_bytes()), 413);
+    assert_json_error(
+        &env.post_otlp("/v1/traces", &[JSON], json_body.as_bytes()),
+        413,
+    );
     assert_nothing_stored(&env);
 
     let fits = padded("fits", 60 * 1024);
@@ -244,12 +285,23 @@ fn a_gzip_bomb_is_413_on_its_inflated_size() {
     let bomb = padded("bomb", 16 * 1024 * 1024);
     let plain = builder::protobuf(&[&bomb]);
     let packed = gzip(&plain);
-    assert!(packed.len() < 64 * 1024, "compressed {} bytes", packed.len());
-    assert_protobuf_error(&env.post_otlp("/v1/traces", &[PROTOBUF, GZIP], &packed), 413);
+    assert!(
+        packed.len() < 64 * 1024,
+        "compressed {} bytes",
+        packed.len()
+    );
+    assert_protobuf_error(
+        &env.post_otlp("/v1/traces", &[PROTOBUF, GZIP], &packed),
+        413,
+    );
     assert_nothing_stored(&env);
 
     let fits = padded("fits", 60 * 1024);
-    let reply = env.post_otlp("/v1/traces", &[PROTOBUF, GZIP], &gzip(&builder::protobuf(&[&fits])));
+    let reply = env.post_otlp(
+        "/v1/traces",
+        &[PROTOBUF, GZIP],
+        &gzip(&builder::protobuf(&[&fits])),
+    );
     trace_response(&reply);
     assert_stored(&env, &[&fits]);
 }
@@ -258,12 +310,20 @@ fn a_gzip_bomb_is_413_on_its_inflated_size() {
 fn other_content_types_and_encodings_are_415() {
     let env = TestEnv::start();
     let body = builder::protobuf(&[&producer("refused")]);
-    for content_type in ["text/plain", "application/xml", "multipart/form-data; boundary=x"] {
+    for content_type in [
+        "text/plain",
+        "application/xml",
+        "multipart/form-data; boundary=x",
+    ] {
         let reply = env.post_otlp("/v1/traces", &[("Content-Type", content_type)], &body);
         assert_eq!(reply.status, 415, "{content_type}: {}", reply.text());
     }
     for encoding in ["br", "deflate", "zstd"] {
-        let reply = env.post_otlp("/v1/traces", &[PROTOBUF, ("Content-Encoding", encoding)], &body);
+        let reply = env.post_otlp(
+            "/v1/traces",
+            &[PROTOBUF, ("Content-Encoding", encoding)],
+            &body,
+        );
         assert_eq!(reply.status, 415, "{encoding}: {}", reply.text());
     }
     assert_nothing_stored(&env);
@@ -279,21 +339,29 @@ fn requests_beyond_max_in_flight_are_429_with_retry_after() {
     held.chunk(first);
 
     // Empty requests are valid and store nothing: probe until the held upload owns the slot.
-    let refused = wait_for("a 429 while a chunked upload is held", Duration::from_secs(20), || {
-        let reply = env.post_protobuf(&[]);
-        match reply.status {
-            200 => None,
-            429 => Some(reply),
-            s => panic!("unexpected {s}: {}", reply.text()),
-        }
-    });
+    let refused = wait_for(
+        "a 429 while a chunked upload is held",
+        Duration::from_secs(20),
+        || {
+            let reply = env.post_protobuf(&[]);
+            match reply.status {
+                200 => None,
+                429 => Some(reply),
+                s => panic!("unexpected {s}: {}", reply.text()),
+            }
+        },
+    );
     refused.retry_after_secs();
 
     let late = producer("late");
     let reply = env.post_protobuf(&builder::protobuf(&[&late]));
     assert_eq!(reply.status, 429, "{}", reply.text());
     reply.retry_after_secs();
-    let reply = env.post_otlp("/v1/traces", &[JSON], builder::json_body(&[&late]).as_bytes());
+    let reply = env.post_otlp(
+        "/v1/traces",
+        &[JSON],
+        builder::json_body(&[&late]).as_bytes(),
+    );
     assert_json_error(&reply, 429);
     reply.retry_after_secs();
 
@@ -303,7 +371,10 @@ fn requests_beyond_max_in_flight_are_429_with_retry_after() {
     // The slot is free again.
     trace_response(&env.post_protobuf(&[]));
     assert_stored(&env, &[&held_span]);
-    assert!(env.trace_spans(&late.trace_hex()).is_empty(), "a refused request was stored");
+    assert!(
+        env.trace_spans(&late.trace_hex()).is_empty(),
+        "a refused request was stored"
+    );
     assert_eq!(env.spans_in_store(), 1);
 }
 
@@ -320,16 +391,28 @@ fn metrics_and_logs_are_answered_200() {
         ..Default::default()
     });
     let metrics = ExportMetricsServiceRequest {
-        resource_metrics: vec![ResourceMetrics { resource: resource.clone(), ..Default::default() }],
+        resource_metrics: vec![ResourceMetrics {
+            resource: resource.clone(),
+            ..Default::default()
+        }],
     };
     let logs = ExportLogsServiceRequest {
-        resource_logs: vec![ResourceLogs { resource, ..Default::default() }],
+        resource_logs: vec![ResourceLogs {
+            resource,
+            ..Default::default()
+        }],
     };
-    for (path, body) in [("/v1/metrics", metrics.encode_to_vec()), ("/v1/logs", logs.encode_to_vec())] {
+    for (path, body) in [
+        ("/v1/metrics", metrics.encode_to_vec()),
+        ("/v1/logs", logs.encode_to_vec()),
+    ] {
         let reply = env.post_otlp(path, &[PROTOBUF], &body);
         assert_eq!(reply.status, 200, "{path}: {}", reply.text());
     }
-    for (path, body) in [("/v1/metrics", r#"{"resourceMetrics":[]}"#), ("/v1/logs", r#"{"resourceLogs":[]}"#)] {
+    for (path, body) in [
+        ("/v1/metrics", r#"{"resourceMetrics":[]}"#),
+        ("/v1/logs", r#"{"resourceLogs":[]}"#),
+    ] {
         assert_json_ok(&env.post_otlp(path, &[JSON], body.as_bytes()));
     }
     assert_nothing_stored(&env);
@@ -346,8 +429,15 @@ fn resending_the_same_spans_does_not_double_any_count() {
     env.post_fixtures(&files);
     env.post_fixtures(files.iter().rev());
     assert_eq!(env.spans_in_store(), 41);
-    topo::assert_same_topology(&once, &env.topology(&window), "after re-sending every request");
-    assert_eq!(traces_once, env.get_json(&format!("/api/traces?limit=1000&{}", window.query())));
+    topo::assert_same_topology(
+        &once,
+        &env.topology(&window),
+        "after re-sending every request",
+    );
+    assert_eq!(
+        traces_once,
+        env.get_json(&format!("/api/traces?limit=1000&{}", window.query()))
+    );
 }
 
 #[test]
@@ -361,10 +451,25 @@ fn spans_are_identified_by_the_whole_trace_id() {
     for s in [&a, &b] {
         trace_response(&env.post_protobuf(&builder::protobuf(&[s])));
     }
-    assert_eq!(env.trace_spans(&a.trace_hex()).len(), 1, "trace {}", a.trace_hex());
-    assert_eq!(env.trace_spans(&b.trace_hex()).len(), 1, "trace {}", b.trace_hex());
+    assert_eq!(
+        env.trace_spans(&a.trace_hex()).len(),
+        1,
+        "trace {}",
+        a.trace_hex()
+    );
+    assert_eq!(
+        env.trace_spans(&b.trace_hex()).len(),
+        1,
+        "trace {}",
+        b.trace_hex()
+    );
     assert_eq!(env.spans_in_store(), 2);
     let t = env.topology(&builder::window());
-    let publish = topo::edge(&t, "publish", &topo::service("orders"), "destination:kafka:keys");
+    let publish = topo::edge(
+        &t,
+        "publish",
+        &topo::service("orders"),
+        "destination:kafka:keys",
+    );
     assert_eq!(publish["count"], 2, "{publish}");
 }

@@ -60,9 +60,17 @@ fn the_topology_window_is_reported_and_excludes_other_times() {
     for e in t["edges"].as_array().unwrap() {
         let first = e["first_seen_unix_nanos"].as_u64().unwrap();
         let last = e["last_seen_unix_nanos"].as_u64().unwrap();
-        assert!(w.since_unix_nanos <= first && first <= last && last < w.until_unix_nanos, "{e}");
+        assert!(
+            w.since_unix_nanos <= first && first <= last && last < w.until_unix_nanos,
+            "{e}"
+        );
         let rate = e["rate_per_sec"].as_f64().unwrap();
-        assert!(rate > 0.0, "{e}");
+        let secs = (w.until_unix_nanos - w.since_unix_nanos) as f64 / 1e9;
+        let want = e["count"].as_f64().unwrap() / secs;
+        assert!(
+            (rate - want).abs() <= want * 1e-9,
+            "rate {rate}, want {want}: {e}"
+        );
     }
     // The day before the recording holds nothing.
     let day = 86_400_000_000_000;
@@ -90,11 +98,18 @@ fn kafka(name: &str) -> String {
 fn a_produce_span_nested_in_another_counts_as_one_message() {
     let env = TestEnv::start();
     let mut dests = Vec::new();
-    for (case, order) in ["parent-first", "child-first", "one-request"].iter().enumerate() {
+    for (case, order) in ["parent-first", "child-first", "one-request"]
+        .iter()
+        .enumerate()
+    {
         let dest = format!("nested.{case}");
         let outer = span("publisher", "orders publish", Producer).messaging("kafka", &dest);
-        let inner = outer.child("publisher", "orders send", Producer).messaging("kafka", &dest);
-        let consumer = inner.child("reader", "orders process", Consumer).messaging("kafka", &dest);
+        let inner = outer
+            .child("publisher", "orders send", Producer)
+            .messaging("kafka", &dest);
+        let consumer = inner
+            .child("reader", "orders process", Consumer)
+            .messaging("kafka", &dest);
         match *order {
             "parent-first" => post_groups(&env, &[vec![&outer], vec![&inner], vec![&consumer]]),
             "child-first" => post_groups(&env, &[vec![&consumer], vec![&inner], vec![&outer]]),
@@ -112,22 +127,32 @@ fn a_produce_span_nested_in_another_counts_as_one_message() {
     }
     topo::assert_same_set(
         "edges",
-        topo::edges(&t).into_iter().map(|((k, f, to), (c, e))| (k, f, to, c, e)),
+        topo::edges(&t)
+            .into_iter()
+            .map(|((k, f, to), (c, e))| (k, f, to, c, e)),
         want,
     );
     topo::assert_same_set(
         "dependencies",
-        topo::dependencies(&t).into_iter().map(|((f, to, v), c)| (f, to, v, c)),
+        topo::dependencies(&t)
+            .into_iter()
+            .map(|((f, to, v), c)| (f, to, v, c)),
         deps,
     );
-    assert_eq!(topo::nodes(&t)[&service("publisher")]["spans"], 6, "every span is still counted as a span");
+    assert_eq!(
+        topo::nodes(&t)[&service("publisher")]["spans"],
+        6,
+        "every span is still counted as a span"
+    );
 }
 
 #[test]
 fn a_batch_consumer_linked_to_producers_of_other_traces_counts_each_message() {
     let env = TestEnv::start();
     let p1 = span("ingest", "batch.q send", Producer).messaging("kafka", "batch.q");
-    let p2 = span("ingest", "batch.q send", Producer).messaging("kafka", "batch.q").at_ms(5);
+    let p2 = span("ingest", "batch.q send", Producer)
+        .messaging("kafka", "batch.q")
+        .at_ms(5);
     let batch = span("indexer", "batch.q process", Consumer)
         .messaging("kafka", "batch.q")
         .at_ms(20)
@@ -152,16 +177,45 @@ fn a_batch_consumer_linked_to_producers_of_other_traces_counts_each_message() {
     let t = env.topology(&builder::window());
     topo::assert_same_set(
         "edges",
-        topo::edges(&t).into_iter().map(|((k, f, to), (c, e))| (k, f, to, c, e)),
+        topo::edges(&t)
+            .into_iter()
+            .map(|((k, f, to), (c, e))| (k, f, to, c, e)),
         [
-            ("publish".to_string(), service("ingest"), kafka("batch.q"), 2, 0),
-            ("consume".to_string(), kafka("batch.q"), service("indexer"), 2, 0),
-            ("publish".to_string(), service("ingest"), kafka("sized.q"), 2, 0),
-            ("consume".to_string(), kafka("sized.q"), service("indexer"), 5, 0),
+            (
+                "publish".to_string(),
+                service("ingest"),
+                kafka("batch.q"),
+                2,
+                0,
+            ),
+            (
+                "consume".to_string(),
+                kafka("batch.q"),
+                service("indexer"),
+                2,
+                0,
+            ),
+            (
+                "publish".to_string(),
+                service("ingest"),
+                kafka("sized.q"),
+                2,
+                0,
+            ),
+            (
+                "consume".to_string(),
+                kafka("sized.q"),
+                service("indexer"),
+                5,
+                0,
+            ),
         ],
     );
     let consume = topo::edge(&t, "consume", &kafka("batch.q"), &service("indexer"));
-    assert_eq!(consume["latency"]["samples"], 2, "one delay per linked message: {consume}");
+    assert_eq!(
+        consume["latency"]["samples"], 2,
+        "one delay per linked message: {consume}"
+    );
     let deps = topo::dependencies(&t);
     assert_eq!(
         deps.get(&(service("ingest"), service("indexer"), kafka("batch.q"))),
@@ -189,9 +243,16 @@ fn a_client_call_pairs_with_the_server_span_of_another_service_in_either_order()
     topo::assert_same_set(
         "edges before the server span arrives",
         topo::edges(&before).into_keys(),
-        [("call".to_string(), service("frontend"), "external:catalog-api".to_string())],
+        [(
+            "call".to_string(),
+            service("frontend"),
+            "external:catalog-api".to_string(),
+        )],
     );
-    assert_eq!(topo::nodes(&before)["external:catalog-api"]["kind"], "external");
+    assert_eq!(
+        topo::nodes(&before)["external:catalog-api"]["kind"],
+        "external"
+    );
     post_groups(&client_first, &[vec![&server]]);
     let a = client_first.topology(&builder::window());
 
@@ -203,7 +264,10 @@ fn a_client_call_pairs_with_the_server_span_of_another_service_in_either_order()
         topo::assert_same_set(
             &format!("edges ({order})"),
             topo::edges(t),
-            [(("call".to_string(), service("frontend"), service("catalog")), (1, 0))],
+            [(
+                ("call".to_string(), service("frontend"), service("catalog")),
+                (1, 0),
+            )],
         );
         topo::assert_same_set(
             &format!("nodes ({order})"),
@@ -230,8 +294,22 @@ fn unanswered_client_calls_go_to_external_nodes_with_their_errors() {
         "edges",
         topo::edges(&t),
         [
-            (("call".to_string(), service("frontend"), "external:postgresql/shop".to_string()), (1, 0)),
-            (("call".to_string(), service("frontend"), "external:rates.example".to_string()), (2, 1)),
+            (
+                (
+                    "call".to_string(),
+                    service("frontend"),
+                    "external:postgresql/shop".to_string(),
+                ),
+                (1, 0),
+            ),
+            (
+                (
+                    "call".to_string(),
+                    service("frontend"),
+                    "external:rates.example".to_string(),
+                ),
+                (2, 1),
+            ),
         ],
     );
     let nodes = topo::nodes(&t);
@@ -256,8 +334,20 @@ fn spelled(names: Names, ids: &[(Vec<u8>, Vec<u8>)]) -> Vec<SpanB> {
         _ => (Internal, Internal),
     };
     let (dest_key, op_key, id_key, send, receive) = match names {
-        Names::Current => ("messaging.destination.name", "messaging.operation.type", "messaging.message.id", "send", "process"),
-        _ => ("messaging.destination", "messaging.operation", "messaging.message_id", "publish", "receive"),
+        Names::Current => (
+            "messaging.destination.name",
+            "messaging.operation.type",
+            "messaging.message.id",
+            "send",
+            "process",
+        ),
+        _ => (
+            "messaging.destination",
+            "messaging.operation",
+            "messaging.message_id",
+            "publish",
+            "receive",
+        ),
     };
     let mut out = Vec::new();
     for (i, (trace, span_id)) in ids.iter().enumerate() {
@@ -289,7 +379,9 @@ fn spelled(names: Names, ids: &[(Vec<u8>, Vec<u8>)]) -> Vec<SpanB> {
         Names::Current => ("server.address", "db.system.name", "db.namespace"),
         _ => ("net.peer.name", "db.system", "db.name"),
     };
-    let smtp = span("mailer", "send mail", Client).ids(vec![0xd0; 16], vec![0xd1; 8]).attr(addr_key, "smtp.example");
+    let smtp = span("mailer", "send mail", Client)
+        .ids(vec![0xd0; 16], vec![0xd1; 8])
+        .attr(addr_key, "smtp.example");
     let db = span("billing", "INSERT invoice", Client)
         .ids(vec![0xe0; 16], vec![0xe1; 8])
         .attr(db_key, "postgresql")
@@ -301,8 +393,9 @@ fn spelled(names: Names, ids: &[(Vec<u8>, Vec<u8>)]) -> Vec<SpanB> {
 
 #[test]
 fn legacy_and_current_attribute_names_give_the_same_graph() {
-    let ids: Vec<(Vec<u8>, Vec<u8>)> =
-        (0..3).map(|_| (builder::new_trace_id(), builder::new_span_id())).collect();
+    let ids: Vec<(Vec<u8>, Vec<u8>)> = (0..3)
+        .map(|_| (builder::new_trace_id(), builder::new_span_id()))
+        .collect();
     let mut graphs = Vec::new();
     for names in [Names::Current, Names::Legacy, Names::KindOnly] {
         let env = TestEnv::start();
@@ -316,10 +409,34 @@ fn legacy_and_current_attribute_names_give_the_same_graph() {
         "edges",
         topo::edges(current),
         [
-            (("publish".to_string(), service("billing"), rabbit("invoices")), (3, 0)),
-            (("consume".to_string(), rabbit("invoices"), service("mailer")), (3, 1)),
-            (("call".to_string(), service("mailer"), "external:smtp.example".to_string()), (1, 0)),
-            (("call".to_string(), service("billing"), "external:postgresql/ledger".to_string()), (1, 0)),
+            (
+                (
+                    "publish".to_string(),
+                    service("billing"),
+                    rabbit("invoices"),
+                ),
+                (3, 0),
+            ),
+            (
+                ("consume".to_string(), rabbit("invoices"), service("mailer")),
+                (3, 1),
+            ),
+            (
+                (
+                    "call".to_string(),
+                    service("mailer"),
+                    "external:smtp.example".to_string(),
+                ),
+                (1, 0),
+            ),
+            (
+                (
+                    "call".to_string(),
+                    service("billing"),
+                    "external:postgresql/ledger".to_string(),
+                ),
+                (1, 0),
+            ),
         ],
     );
     for (names, t) in &graphs[1..] {
@@ -332,8 +449,12 @@ fn a_message_published_to_an_exchange_and_consumed_from_a_queue_adds_a_route_edg
     let env = TestEnv::start();
     let mut spans = Vec::new();
     for i in 0..2 {
-        let p = span("orders", "orders.x publish", Producer).messaging("rabbitmq", "orders.x").at_ms(i * 10);
-        let c = p.child("shipping", "orders.q process", Consumer).messaging("rabbitmq", "orders.q");
+        let p = span("orders", "orders.x publish", Producer)
+            .messaging("rabbitmq", "orders.x")
+            .at_ms(i * 10);
+        let c = p
+            .child("shipping", "orders.q process", Consumer)
+            .messaging("rabbitmq", "orders.q");
         spans.push(p);
         spans.push(c);
     }
@@ -343,23 +464,43 @@ fn a_message_published_to_an_exchange_and_consumed_from_a_queue_adds_a_route_edg
         "edges",
         topo::edges(&t),
         [
-            (("publish".to_string(), service("orders"), rabbit("orders.x")), (2, 0)),
-            (("route".to_string(), rabbit("orders.x"), rabbit("orders.q")), (2, 0)),
-            (("consume".to_string(), rabbit("orders.q"), service("shipping")), (2, 0)),
+            (
+                ("publish".to_string(), service("orders"), rabbit("orders.x")),
+                (2, 0),
+            ),
+            (
+                ("route".to_string(), rabbit("orders.x"), rabbit("orders.q")),
+                (2, 0),
+            ),
+            (
+                (
+                    "consume".to_string(),
+                    rabbit("orders.q"),
+                    service("shipping"),
+                ),
+                (2, 0),
+            ),
         ],
     );
     topo::assert_same_set(
         "dependencies",
         topo::dependencies(&t),
-        [((service("orders"), service("shipping"), rabbit("orders.q")), Some(2))],
+        [(
+            (service("orders"), service("shipping"), rabbit("orders.q")),
+            Some(2),
+        )],
     );
 }
 
 #[test]
 fn a_service_namespace_is_part_of_the_node_id() {
     let env = TestEnv::start();
-    let p = span("orders", "orders send", Producer).messaging("kafka", "orders").namespace("shop");
-    let c = p.child("orders", "orders process", Consumer).messaging("kafka", "orders");
+    let p = span("orders", "orders send", Producer)
+        .messaging("kafka", "orders")
+        .namespace("shop");
+    let c = p
+        .child("orders", "orders process", Consumer)
+        .messaging("kafka", "orders");
     post_groups(&env, &[vec![&p, &c]]);
     let t = env.topology(&builder::window());
     let nodes = topo::nodes(&t);
@@ -371,7 +512,11 @@ fn a_service_namespace_is_part_of_the_node_id() {
         "edges",
         topo::edges(&t).into_keys(),
         [
-            ("publish".to_string(), "service:shop/orders".to_string(), kafka("orders")),
+            (
+                "publish".to_string(),
+                "service:shop/orders".to_string(),
+                kafka("orders"),
+            ),
             ("consume".to_string(), kafka("orders"), service("orders")),
         ],
     );

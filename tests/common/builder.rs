@@ -32,14 +32,20 @@ pub fn base_time() -> u64 {
 
 /// A window that covers every synthetic span of this process.
 pub fn window() -> super::fixtures::Window {
-    super::fixtures::Window::covering(base_time() - 3_600_000_000_000, base_time() + 3_600_000_000_000)
+    super::fixtures::Window::covering(
+        base_time() - 3_600_000_000_000,
+        base_time() + 3_600_000_000_000,
+    )
 }
 
 /// Well-spread, never-zero ids, distinct across calls and processes.
 fn next_random() -> u64 {
     static SEQ: AtomicU64 = AtomicU64::new(0);
     let seed = now_unix_nanos() ^ ((std::process::id() as u64) << 32);
-    let mut z = seed.wrapping_add(SEQ.fetch_add(1, Ordering::Relaxed).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let mut z = seed.wrapping_add(
+        SEQ.fetch_add(1, Ordering::Relaxed)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     (z ^ (z >> 31)) | 1

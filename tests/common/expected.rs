@@ -39,15 +39,25 @@ fn dep(from: &str, to: &str, via: &str, count: i64) -> (String, String, String, 
 pub fn broadcast(suffix: &str) -> Expected {
     let oc = format!("order.created{suffix}");
     Expected {
-        services: vec![("orders".into(), 5, 0), ("shipping".into(), 5, 0), ("billing".into(), 5, 1)],
+        services: vec![
+            ("orders".into(), 5, 0),
+            ("shipping".into(), 5, 0),
+            ("billing".into(), 5, 1),
+        ],
         destinations: vec![oc.clone()],
         edges: vec![
             publish("orders", &oc, 5),
             consume(&oc, "shipping", 5, 0),
             consume(&oc, "billing", 5, 1),
         ],
-        instances: vec![(rabbit(&oc), service("shipping"), 1), (rabbit(&oc), service("billing"), 1)],
-        dependencies: vec![dep("orders", "shipping", &oc, 5), dep("orders", "billing", &oc, 5)],
+        instances: vec![
+            (rabbit(&oc), service("shipping"), 1),
+            (rabbit(&oc), service("billing"), 1),
+        ],
+        dependencies: vec![
+            dep("orders", "shipping", &oc, 5),
+            dep("orders", "billing", &oc, 5),
+        ],
         findings: vec![(
             "broadcast".into(),
             rabbit(&oc),
@@ -69,8 +79,12 @@ pub fn python_pika(suffix: &str) -> Expected {
         ("identity".into(), 6, 0),
         ("audit".into(), 2, 0),
     ]);
-    e.destinations
-        .extend([tasks.clone(), fa.clone(), TEMPORARY.to_string(), audit.clone()]);
+    e.destinations.extend([
+        tasks.clone(),
+        fa.clone(),
+        TEMPORARY.to_string(),
+        audit.clone(),
+    ]);
     e.edges.extend([
         publish("checkout", &tasks, 6),
         consume(&tasks, "worker", 6, 0),
@@ -91,11 +105,20 @@ pub fn python_pika(suffix: &str) -> Expected {
         dep("identity", "wallet", TEMPORARY, 3),
     ]);
     e.findings.extend([
-        ("work_queue".into(), rabbit(&tasks), vec![rabbit(&tasks), service("worker")]),
+        (
+            "work_queue".into(),
+            rabbit(&tasks),
+            vec![rabbit(&tasks), service("worker")],
+        ),
         (
             "action_response".into(),
             service("identity"),
-            vec![service("identity"), service("wallet"), rabbit(TEMPORARY), rabbit(&fa)],
+            vec![
+                service("identity"),
+                service("wallet"),
+                rabbit(TEMPORARY),
+                rabbit(&fa),
+            ],
         ),
         ("dead_end".into(), rabbit(&audit), vec![rabbit(&audit)]),
     ]);
@@ -143,7 +166,12 @@ impl Expected {
             .map(|(n, _, _)| (service(n), "service".into(), n.clone(), None))
             .collect();
         want_nodes.extend(self.destinations.iter().map(|d| {
-            (rabbit(d), "destination".into(), d.clone(), Some("rabbitmq".into()))
+            (
+                rabbit(d),
+                "destination".into(),
+                d.clone(),
+                Some("rabbitmq".into()),
+            )
         }));
         topo::assert_same_set(
             "nodes (id, kind, name, system)",
@@ -159,20 +187,31 @@ impl Expected {
         );
         topo::assert_same_set(
             "service span counts (id, spans, span_errors)",
-            nodes
-                .values()
-                .filter(|n| n["kind"] == "service")
-                .map(|n| (n["id"].as_str().unwrap().to_string(), n["spans"].as_i64(), n["span_errors"].as_i64())),
-            self.services.iter().map(|(n, s, e)| (service(n), Some(*s), Some(*e))),
+            nodes.values().filter(|n| n["kind"] == "service").map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_string(),
+                    n["spans"].as_i64(),
+                    n["span_errors"].as_i64(),
+                )
+            }),
+            self.services
+                .iter()
+                .map(|(n, s, e)| (service(n), Some(*s), Some(*e))),
         );
         topo::assert_same_set(
             "edges (kind, from, to, count, errors)",
-            topo::edges(t).into_iter().map(|((k, f, to), (c, e))| (k, f, to, c, e)),
+            topo::edges(t)
+                .into_iter()
+                .map(|((k, f, to), (c, e))| (k, f, to, c, e)),
             self.edges.clone(),
         );
         for (dest, svc, n) in &self.instances {
             let e = topo::edge(t, "consume", dest, svc);
-            assert_eq!(e["instances"].as_i64(), Some(*n), "instances of {dest} -> {svc}: {e}");
+            assert_eq!(
+                e["instances"].as_i64(),
+                Some(*n),
+                "instances of {dest} -> {svc}: {e}"
+            );
             assert_eq!(
                 e["latency"]["samples"], e["count"],
                 "every consumed message was paired with its publish: {e}"
@@ -180,7 +219,9 @@ impl Expected {
         }
         topo::assert_same_set(
             "dependencies (from, to, via, count)",
-            topo::dependencies(t).into_iter().map(|((f, to, v), c)| (f, to, v, c)),
+            topo::dependencies(t)
+                .into_iter()
+                .map(|((f, to, v), c)| (f, to, v, c)),
             self.dependencies.clone(),
         );
         topo::assert_same_set(

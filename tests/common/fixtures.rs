@@ -218,7 +218,11 @@ impl Window {
     }
 
     pub fn of_spans(spans: &[SpanInfo]) -> Window {
-        let first = spans.iter().map(|s| s.start_unix_nanos).min().expect("spans");
+        let first = spans
+            .iter()
+            .map(|s| s.start_unix_nanos)
+            .min()
+            .expect("spans");
         let last = spans
             .iter()
             .map(|s| s.end_unix_nanos.max(s.start_unix_nanos))

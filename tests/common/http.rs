@@ -208,7 +208,10 @@ fn parse_response(raw: &[u8]) -> Reply {
         .find(|(k, _)| k == "content-length")
         .and_then(|(_, v)| v.parse::<usize>().ok())
     {
-        assert!(body.len() >= len, "response body shorter than Content-Length");
+        assert!(
+            body.len() >= len,
+            "response body shorter than Content-Length"
+        );
         body.truncate(len);
     }
     Reply {

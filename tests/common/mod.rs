@@ -295,7 +295,11 @@ impl TestEnv {
     /// A clean stop (SIGTERM, exit code 0) and a start on the same database.
     pub fn restart(&mut self) {
         let status = self.sigterm();
-        assert_eq!(status.code(), Some(0), "exit status after SIGTERM: {status}");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status after SIGTERM: {status}"
+        );
         self.start_again();
     }
 
@@ -327,7 +331,10 @@ impl Drop for TestEnv {
             for n in 1..=self.starts {
                 let log = self.log(n);
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!("--- switchyard log, start {n} (last {} lines) ---", tail.len());
+                eprintln!(
+                    "--- switchyard log, start {n} (last {} lines) ---",
+                    tail.len()
+                );
                 for line in tail.iter().rev() {
                     eprintln!("{line}");
                 }
@@ -370,7 +377,10 @@ pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Op
         if let Some(v) = check() {
             return v;
         }
-        assert!(Instant::now() < until, "timed out after {deadline:?} waiting for {what}");
+        assert!(
+            Instant::now() < until,
+            "timed out after {deadline:?} waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -22,7 +22,9 @@ fn arr<'a>(t: &'a Value, key: &str) -> &'a Vec<Value> {
 }
 
 fn s(v: &Value) -> String {
-    v.as_str().unwrap_or_else(|| panic!("not a string: {v}")).to_string()
+    v.as_str()
+        .unwrap_or_else(|| panic!("not a string: {v}"))
+        .to_string()
 }
 
 /// Edges as (kind, from, to) -> (count, errors).
@@ -31,7 +33,10 @@ pub fn edges(t: &Value) -> BTreeMap<EdgeKey, (i64, i64)> {
     for e in arr(t, "edges") {
         let key = (s(&e["kind"]), s(&e["from"]), s(&e["to"]));
         let value = (e["count"].as_i64().unwrap(), e["errors"].as_i64().unwrap());
-        assert!(out.insert(key.clone(), value).is_none(), "edge {key:?} listed twice");
+        assert!(
+            out.insert(key.clone(), value).is_none(),
+            "edge {key:?} listed twice"
+        );
     }
     out
 }
@@ -45,7 +50,10 @@ pub fn edge<'a>(t: &'a Value, kind: &str, from: &str, to: &str) -> &'a Value {
 }
 
 pub fn nodes(t: &Value) -> BTreeMap<String, Value> {
-    arr(t, "nodes").iter().map(|n| (s(&n["id"]), n.clone())).collect()
+    arr(t, "nodes")
+        .iter()
+        .map(|n| (s(&n["id"]), n.clone()))
+        .collect()
 }
 
 pub fn node_ids(t: &Value) -> BTreeSet<String> {
