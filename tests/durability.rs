@@ -5,7 +5,7 @@ mod common;
 
 use common::builder::{self, span, Consumer, Producer, SpanB};
 use common::fixtures::{self, Window};
-use common::{http, topo, wait_for, RawRequest, TestEnv};
+use common::{http, topo, wait_for, TestEnv};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -200,17 +200,8 @@ fn sigterm_lets_a_request_in_flight_finish() {
     let body = builder::protobuf(&[&s]);
     let (first, rest) = body.split_at(body.len() / 2);
     let addr = env.server().otlp_http;
-    let mut held = RawRequest::start(
-        addr,
-        "/v1/traces",
-        &[("Content-Type", "application/x-protobuf")],
-    );
-    held.chunk(first);
-    wait_for(
-        "the held upload to own the only slot",
-        Duration::from_secs(20),
-        || (env.post_protobuf(&[]).status == 429).then_some(()),
-    );
+    let (mut held, _) =
+        env.hold_the_only_slot(&[("Content-Type", "application/x-protobuf")], first);
     env.send_sigterm();
     wait_for(
         "the receiver to stop accepting connections",

@@ -5,12 +5,11 @@ mod common;
 
 use common::builder::{self, span, Producer, SpanB};
 use common::fixtures::{self, Window};
-use common::{topo, wait_for, RawRequest, Reply, TestEnv};
+use common::{topo, Reply, TestEnv};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse;
 use prost::Message;
 use serde_json::{json, Value};
 use std::io::Write;
-use std::time::Duration;
 
 const PROTOBUF: (&str, &str) = ("Content-Type", "application/x-protobuf");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
@@ -335,22 +334,7 @@ fn requests_beyond_max_in_flight_are_429_with_retry_after() {
     let held_span = producer("held");
     let held_body = builder::protobuf(&[&held_span]);
     let (first, rest) = held_body.split_at(held_body.len() / 2);
-    let mut held = RawRequest::start(env.server().otlp_http, "/v1/traces", &[PROTOBUF]);
-    held.chunk(first);
-
-    // Empty requests are valid and store nothing: probe until the held upload owns the slot.
-    let refused = wait_for(
-        "a 429 while a chunked upload is held",
-        Duration::from_secs(20),
-        || {
-            let reply = env.post_protobuf(&[]);
-            match reply.status {
-                200 => None,
-                429 => Some(reply),
-                s => panic!("unexpected {s}: {}", reply.text()),
-            }
-        },
-    );
+    let (mut held, refused) = env.hold_the_only_slot(&[PROTOBUF], first);
     refused.retry_after_secs();
 
     let late = producer("late");

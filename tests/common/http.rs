@@ -170,6 +170,18 @@ impl RawRequest {
         self.read_reply()
     }
 
+    /// Whether the server already answered (or closed) before the body is finished.
+    pub fn answered_early(&self) -> bool {
+        self.stream.set_nonblocking(true).unwrap();
+        let mut byte = [0u8; 1];
+        let answered = match self.stream.peek(&mut byte) {
+            Ok(_) => true,
+            Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+        };
+        self.stream.set_nonblocking(false).unwrap();
+        answered
+    }
+
     /// Reads the response without finishing the body (the server answered early).
     pub fn read_reply(mut self) -> Reply {
         let mut raw = Vec::new();

@@ -245,6 +245,39 @@ impl TestEnv {
         }
     }
 
+    /// Starts a chunked `POST /v1/traces` of `first` and keeps it open until it owns the only
+    /// in-flight slot (the server runs with `--max-in-flight 1`). Proof: an empty request, valid
+    /// and storing nothing, is then answered 429. Returns the held request and that 429.
+    pub fn hold_the_only_slot(
+        &self,
+        headers: &[(&str, &str)],
+        first: &[u8],
+    ) -> (RawRequest, Reply) {
+        wait_for(
+            "a held upload owning the only slot",
+            Duration::from_secs(30),
+            || {
+                let mut held = RawRequest::start(self.server().otlp_http, "/v1/traces", headers);
+                held.chunk(first);
+                for _ in 0..40 {
+                    let probe = self.post_protobuf(&[]);
+                    match probe.status {
+                        // A probe may win the slot before the held request's head is read; then
+                        // the held request is the one refused, and a new one is started.
+                        429 if !held.answered_early() => return Some((held, probe)),
+                        429 | 200 if held.answered_early() => return None,
+                        200 => std::thread::sleep(Duration::from_millis(25)),
+                        s => panic!(
+                            "unexpected answer to an empty request: {s} {}",
+                            probe.text()
+                        ),
+                    }
+                }
+                None
+            },
+        )
+    }
+
     /// Sends SIGTERM and waits (bounded) for the process to exit.
     pub fn sigterm(&mut self) -> ExitStatus {
         self.signal(libc::SIGTERM)
