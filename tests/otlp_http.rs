@@ -457,3 +457,84 @@ fn spans_are_identified_by_the_whole_trace_id() {
     );
     assert_eq!(publish["count"], 2, "{publish}");
 }
+
+#[test]
+fn a_span_repeated_inside_one_request_is_stored_once() {
+    let env = TestEnv::start();
+    let s = producer("twice");
+    trace_response(&env.post_protobuf(&builder::protobuf(&[&s, &s])));
+    assert_eq!(env.spans_in_store(), 1);
+    let t = env.topology(&builder::window());
+    let publish = topo::edge(
+        &t,
+        "publish",
+        &topo::service("orders"),
+        "destination:kafka:twice",
+    );
+    assert_eq!(publish["count"], 1, "{publish}");
+}
+
+/// One request of `spans` producer spans in a single new trace.
+fn big_batch(spans: usize) -> (String, Vec<u8>) {
+    let first = producer("queue");
+    let mut all = vec![first.clone()];
+    for _ in 1..spans {
+        let mut s = producer("queue");
+        s.span.trace_id = first.span.trace_id.clone();
+        all.push(s);
+    }
+    (
+        first.trace_hex(),
+        builder::protobuf(&all.iter().collect::<Vec<_>>()),
+    )
+}
+
+#[test]
+fn a_full_write_queue_is_503_with_retry_after_and_stores_nothing() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let env = TestEnv::with_args(&["--queue-depth", "1"]);
+    let url = env.otlp_url("/v1/traces");
+    let seen_503 = Arc::new(AtomicBool::new(false));
+    let results: Arc<Mutex<Vec<(String, Reply)>>> = Arc::default();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    // Concurrent writers outpace the single store writer until one finds the queue full.
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let (url, seen_503, results) = (url.clone(), seen_503.clone(), results.clone());
+            std::thread::spawn(move || {
+                let agent = common::http::agent();
+                while !seen_503.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
+                    let (trace, body) = big_batch(2000);
+                    let reply = common::http::post(&agent, &url, &[PROTOBUF], &body);
+                    if reply.status == 503 {
+                        seen_503.store(true, Ordering::SeqCst);
+                    }
+                    results.lock().unwrap().push((trace, reply));
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    let results = results.lock().unwrap();
+    assert!(
+        seen_503.load(Ordering::SeqCst),
+        "no 503 within 60 s of concurrent writes"
+    );
+    for (trace, reply) in results.iter() {
+        match reply.status {
+            200 => assert_eq!(env.trace_spans(trace).len(), 2000, "acknowledged {trace}"),
+            503 => {
+                assert_protobuf_error(reply, 503);
+                reply.retry_after_secs();
+                assert!(
+                    env.trace_spans(trace).is_empty(),
+                    "refused {trace} was stored"
+                );
+            }
+            s => panic!("unexpected {s}: {}", reply.text()),
+        }
+    }
+}

@@ -279,6 +279,27 @@ fn a_client_call_pairs_with_the_server_span_of_another_service_in_either_order()
 }
 
 #[test]
+fn a_server_span_of_the_same_service_leaves_the_call_external() {
+    let env = TestEnv::start();
+    let client = span("frontend", "GET /self", Client).attr("peer.service", "frontend-api");
+    let server = client.child("frontend", "GET /self", Server);
+    post_groups(&env, &[vec![&client], vec![&server]]);
+    let t = env.topology(&builder::window());
+    topo::assert_same_set(
+        "edges",
+        topo::edges(&t),
+        [(
+            (
+                "call".to_string(),
+                service("frontend"),
+                "external:frontend-api".to_string(),
+            ),
+            (1, 0),
+        )],
+    );
+}
+
+#[test]
 fn unanswered_client_calls_go_to_external_nodes_with_their_errors() {
     let env = TestEnv::start();
     let db = span("frontend", "SELECT items", Client)
