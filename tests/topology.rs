@@ -514,6 +514,69 @@ fn a_message_published_to_an_exchange_and_consumed_from_a_queue_adds_a_route_edg
 }
 
 #[test]
+fn a_route_edge_does_not_depend_on_arrival_order() {
+    let env = TestEnv::start();
+    let p = span("billing", "invoices.x publish", Producer).messaging("rabbitmq", "invoices.x");
+    let c = p
+        .child("mailer", "invoices.q process", Consumer)
+        .messaging("rabbitmq", "invoices.q");
+    post_groups(&env, &[vec![&c], vec![&p]]);
+    let t = env.topology(&builder::window());
+    topo::assert_same_set(
+        "edges",
+        topo::edges(&t),
+        [
+            (
+                (
+                    "publish".to_string(),
+                    service("billing"),
+                    rabbit("invoices.x"),
+                ),
+                (1, 0),
+            ),
+            (
+                (
+                    "route".to_string(),
+                    rabbit("invoices.x"),
+                    rabbit("invoices.q"),
+                ),
+                (1, 0),
+            ),
+            (
+                (
+                    "consume".to_string(),
+                    rabbit("invoices.q"),
+                    service("mailer"),
+                ),
+                (1, 0),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_dependency_without_trace_context_is_inferred_with_a_null_count() {
+    let env = TestEnv::start();
+    // No parent, no link: the consumer did not receive the producer's context.
+    let p = span("sensor", "readings send", Producer).messaging("kafka", "readings");
+    let c = span("archive", "readings process", Consumer)
+        .messaging("kafka", "readings")
+        .at_ms(3);
+    post_groups(&env, &[vec![&p, &c]]);
+    let t = env.topology(&builder::window());
+    topo::assert_same_set(
+        "dependencies",
+        topo::dependencies(&t),
+        [(
+            (service("sensor"), service("archive"), kafka("readings")),
+            None,
+        )],
+    );
+    let consume = topo::edge(&t, "consume", &kafka("readings"), &service("archive"));
+    assert_eq!(consume["count"], 1, "{consume}");
+}
+
+#[test]
 fn a_service_namespace_is_part_of_the_node_id() {
     let env = TestEnv::start();
     let p = span("orders", "orders send", Producer)
