@@ -1,0 +1,315 @@
+//! The read API: /healthz, /api/traces (filters, limit, order), /api/traces/{id},
+//! /api/topology window handling, /api/stats.
+
+mod common;
+
+use common::builder::{self, span, Producer};
+use common::fixtures::{self, SpanInfo, Window};
+use common::{topo, TestEnv};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// A server holding the python-pika recording, and that recording's spans.
+fn pika() -> (TestEnv, Vec<SpanInfo>, Window) {
+    let env = TestEnv::start();
+    let files = fixtures::load(fixtures::PYTHON_PIKA);
+    env.post_fixtures(&files);
+    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
+    let window = Window::of_spans(&spans);
+    (env, spans, window)
+}
+
+fn traces(env: &TestEnv, query: &str) -> Vec<Value> {
+    env.get_json(&format!("/api/traces?{query}"))["traces"]
+        .as_array()
+        .expect("traces array")
+        .clone()
+}
+
+fn ids(traces: &[Value]) -> Vec<String> {
+    traces
+        .iter()
+        .map(|t| t["trace_id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Trace ids of the recording that have a span of `service`.
+fn traces_with(spans: &[SpanInfo], service: &str) -> BTreeSet<String> {
+    spans
+        .iter()
+        .filter(|s| s.service == service)
+        .map(|s| s.trace_id.clone())
+        .collect()
+}
+
+#[test]
+fn healthz_answers_200() {
+    let env = TestEnv::start();
+    assert_eq!(env.get("/healthz").status, 200);
+}
+
+#[test]
+fn traces_are_listed_newest_first_with_their_summaries() {
+    let (env, spans, window) = pika();
+    let listed = traces(&env, &format!("limit=1000&{}", window.query()));
+    let mut by_trace: BTreeMap<&str, Vec<&SpanInfo>> = BTreeMap::new();
+    for s in &spans {
+        by_trace.entry(&s.trace_id).or_default().push(s);
+    }
+    assert_eq!(listed.len(), by_trace.len(), "one summary per trace");
+    let starts: Vec<u64> = listed
+        .iter()
+        .map(|t| t["start_unix_nanos"].as_u64().unwrap())
+        .collect();
+    assert!(
+        starts.windows(2).all(|w| w[0] >= w[1]),
+        "newest first: {starts:?}"
+    );
+    for t in &listed {
+        let id = t["trace_id"].as_str().unwrap();
+        let members = &by_trace[id];
+        let root = members
+            .iter()
+            .find(|s| s.parent_span_id.is_empty())
+            .expect("a root span");
+        let start = members.iter().map(|s| s.start_unix_nanos).min().unwrap();
+        let end = members.iter().map(|s| s.end_unix_nanos).max().unwrap();
+        assert_eq!(t["span_count"].as_u64(), Some(members.len() as u64), "{t}");
+        assert_eq!(
+            t["error_count"].as_u64(),
+            Some(members.iter().filter(|s| s.error).count() as u64),
+            "{t}"
+        );
+        assert_eq!(t["start_unix_nanos"].as_u64(), Some(start), "{t}");
+        assert_eq!(
+            t["duration_micros"].as_u64(),
+            Some((end - start) / 1000),
+            "{t}"
+        );
+        assert_eq!(t["root_service"], root.service.as_str(), "{t}");
+        assert_eq!(t["root_name"], root.name.as_str(), "{t}");
+        let services: BTreeSet<&str> = t["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        let want: BTreeSet<&str> = members.iter().map(|s| s.service.as_str()).collect();
+        assert_eq!(services, want, "{t}");
+        let destinations: BTreeSet<&str> = t["destinations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect();
+        let want: BTreeSet<&str> = match root.name.as_str() {
+            "order.created send" => ["order.created"].into(),
+            "tasks send" => ["tasks"].into(),
+            "identity.2fa send" => ["identity.2fa", "(temporary)"].into(),
+            "audit.events send" => ["audit.events"].into(),
+            other => panic!("unexpected root {other}"),
+        };
+        assert_eq!(destinations, want, "{t}");
+    }
+    let errors: u64 = listed
+        .iter()
+        .map(|t| t["error_count"].as_u64().unwrap())
+        .sum();
+    assert_eq!(errors, 1);
+}
+
+#[test]
+fn traces_are_filtered_by_service_and_destination() {
+    let (env, spans, window) = pika();
+    let q = |extra: &str| -> BTreeSet<String> {
+        ids(&traces(
+            &env,
+            &format!("limit=1000&{}&{extra}", window.query()),
+        ))
+        .into_iter()
+        .collect()
+    };
+    for service in ["worker", "audit", "billing", "wallet"] {
+        assert_eq!(
+            q(&format!("service={service}")),
+            traces_with(&spans, service),
+            "service={service}"
+        );
+    }
+    assert_eq!(q("destination=tasks"), traces_with(&spans, "checkout"));
+    assert_eq!(
+        q("destination=order.created"),
+        traces_with(&spans, "orders")
+    );
+    assert_eq!(q("destination=audit.events"), traces_with(&spans, "audit"));
+    assert_eq!(
+        q("service=shipping&destination=order.created"),
+        traces_with(&spans, "shipping")
+    );
+    assert_eq!(
+        q("service=checkout&destination=order.created"),
+        BTreeSet::new()
+    );
+    assert_eq!(q("service=nobody"), BTreeSet::new());
+}
+
+#[test]
+fn the_limit_keeps_the_newest_traces() {
+    let (env, _, window) = pika();
+    let all = ids(&traces(&env, &format!("limit=1000&{}", window.query())));
+    for limit in [1, 3, 7] {
+        let some = ids(&traces(&env, &format!("limit={limit}&{}", window.query())));
+        assert_eq!(some, all[..limit].to_vec(), "limit={limit}");
+    }
+    let workers = traces(&env, &format!("service=worker&limit=2&{}", window.query()));
+    assert_eq!(workers.len(), 2);
+}
+
+#[test]
+fn a_trace_is_returned_with_its_spans() {
+    let (env, spans, _) = pika();
+    let failed = spans.iter().find(|s| s.error).expect("the failed delivery");
+    let body = env.get_json(&format!("/api/traces/{}", failed.trace_id));
+    assert_eq!(body["trace_id"], failed.trace_id.as_str());
+    let got = body["spans"].as_array().unwrap();
+    let want: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.trace_id == failed.trace_id)
+        .map(|s| s.span_id.as_str())
+        .collect();
+    let got_ids: BTreeSet<&str> = got.iter().map(|s| s["span_id"].as_str().unwrap()).collect();
+    assert_eq!(got_ids, want);
+    let producer = got.iter().find(|s| s["service"] == "orders").unwrap();
+    assert_eq!(producer["parent_span_id"], Value::Null);
+    assert_eq!(producer["messaging"]["operation"], "produce", "{producer}");
+    assert_eq!(producer["messaging"]["system"], "rabbitmq");
+    assert_eq!(producer["messaging"]["destination"], "order.created");
+    for consumer in got.iter().filter(|s| s["service"] != "orders") {
+        assert_eq!(consumer["trace_id"], failed.trace_id.as_str());
+        assert_eq!(
+            consumer["parent_span_id"], producer["span_id"],
+            "{consumer}"
+        );
+        assert_eq!(consumer["messaging"]["operation"], "consume", "{consumer}");
+        assert_eq!(
+            consumer["attributes"]["messaging.message.id"], "order-3",
+            "{consumer}"
+        );
+        assert!(consumer["events"].is_array() && consumer["links"].is_array());
+    }
+    let billing = got
+        .iter()
+        .find(|s| s["span_id"] == failed.span_id.as_str())
+        .unwrap();
+    assert_eq!(billing["service"], "billing");
+    assert_ne!(
+        billing["status"],
+        got.iter().find(|s| s["service"] == "shipping").unwrap()["status"]
+    );
+    let events = billing["events"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["name"] == "exception"), "{billing}");
+    assert_eq!(
+        billing["start_unix_nanos"].as_u64(),
+        Some(failed.start_unix_nanos)
+    );
+    assert_eq!(
+        billing["end_unix_nanos"].as_u64(),
+        Some(failed.end_unix_nanos)
+    );
+}
+
+#[test]
+fn a_span_without_messaging_has_null_messaging() {
+    let env = TestEnv::start();
+    let call = span("frontend", "GET /items", builder::Client).attr("peer.service", "catalog");
+    assert_eq!(env.post_protobuf(&builder::protobuf(&[&call])).status, 200);
+    let spans = env.trace_spans(&call.trace_hex());
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0]["messaging"], Value::Null, "{}", spans[0]);
+    assert_eq!(spans[0]["name"], "GET /items");
+}
+
+#[test]
+fn unknown_traces_are_404_and_malformed_ids_400() {
+    let env = TestEnv::start();
+    let reply = env.get("/api/traces/0af7651916cd43dd8448eb211c80319c");
+    assert_eq!(reply.status, 404, "{}", reply.text());
+    let body = reply.json();
+    assert!(
+        body["error"].is_string() && body["message"].is_string(),
+        "{body}"
+    );
+    for bad in [
+        "xyz",
+        "0af7651916cd43dd",
+        "0af7651916cd43dd8448eb211c80319c00",
+        "00000000000000000000000000000000",
+    ] {
+        let reply = env.get(&format!("/api/traces/{bad}"));
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
+        let body = reply.json();
+        assert!(
+            body["error"].is_string() && body["message"].is_string(),
+            "{body}"
+        );
+    }
+}
+
+#[test]
+fn bad_windows_are_400_with_a_json_error() {
+    let env = TestEnv::start();
+    for path in [
+        "/api/topology?since=yesterday",
+        "/api/topology?since=2026-01-01T00:00:00Z&until=soon",
+        "/api/topology?since=2026-01-02T00:00:00Z&until=2026-01-01T00:00:00Z",
+        "/api/topology.dot?since=yesterday",
+        "/api/traces?since=yesterday",
+    ] {
+        let reply = env.get(path);
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text());
+        let body = reply.json();
+        assert!(body["error"].is_string(), "{path}: {body}");
+        assert!(
+            !body["message"].as_str().unwrap_or("").is_empty(),
+            "{path}: {body}"
+        );
+    }
+}
+
+#[test]
+fn the_default_topology_window_is_the_last_hour() {
+    let env = TestEnv::start();
+    let recent = span("orders", "recent send", Producer).messaging("kafka", "recent");
+    let two_hours = 2 * 3600 * 1_000_000_000;
+    let old = span("orders", "old send", Producer)
+        .messaging("kafka", "old")
+        .at(builder::now_unix_nanos() - two_hours);
+    assert_eq!(
+        env.post_protobuf(&builder::protobuf(&[&recent, &old]))
+            .status,
+        200
+    );
+    let t = env.get_json("/api/topology");
+    let span = t["until_unix_nanos"].as_u64().unwrap() - t["since_unix_nanos"].as_u64().unwrap();
+    let hour = 3600 * 1_000_000_000u64;
+    assert!(span.abs_diff(hour) <= 60_000_000_000, "window of {span} ns");
+    topo::assert_same_set(
+        "edges of the last hour",
+        topo::edges(&t).into_keys(),
+        [(
+            "publish".to_string(),
+            topo::service("orders"),
+            "destination:kafka:recent".to_string(),
+        )],
+    );
+    // The old span is stored, and visible with a window that covers it.
+    assert_eq!(env.trace_spans(&old.trace_hex()).len(), 1);
+}
+
+#[test]
+fn stats_count_the_spans_in_store() {
+    let env = TestEnv::start();
+    assert_eq!(env.spans_in_store(), 0);
+    env.post_fixtures(&fixtures::load(fixtures::NODE_AMQPLIB_JSON));
+    assert_eq!(env.spans_in_store(), 8);
+}

@@ -1,0 +1,235 @@
+//! The expected topology of each recorded scenario (fixtures/README.md), parameterised by the
+//! suffix that live runs append to exchange and queue names (`RUN_SUFFIX`).
+
+use super::topo::{self, rabbit, service};
+use serde_json::Value;
+
+/// The reply queue `amq.gen-...` is folded into this destination.
+pub const TEMPORARY: &str = "(temporary)";
+
+#[derive(Clone, Debug, Default)]
+pub struct Expected {
+    /// (service name, spans, span errors)
+    pub services: Vec<(String, i64, i64)>,
+    /// RabbitMQ destination names
+    pub destinations: Vec<String>,
+    /// (kind, from, to, count, errors)
+    pub edges: Vec<(String, String, String, i64, i64)>,
+    /// (destination, service, distinct consumer instances) of consume edges
+    pub instances: Vec<(String, String, i64)>,
+    /// (from, to, via, count)
+    pub dependencies: Vec<(String, String, String, Option<i64>)>,
+    /// (pattern, main node, every node)
+    pub findings: Vec<(String, String, Vec<String>)>,
+}
+
+fn publish(svc: &str, dest: &str, count: i64) -> (String, String, String, i64, i64) {
+    ("publish".into(), service(svc), rabbit(dest), count, 0)
+}
+
+fn consume(dest: &str, svc: &str, count: i64, errors: i64) -> (String, String, String, i64, i64) {
+    ("consume".into(), rabbit(dest), service(svc), count, errors)
+}
+
+fn dep(from: &str, to: &str, via: &str, count: i64) -> (String, String, String, Option<i64>) {
+    (service(from), service(to), rabbit(via), Some(count))
+}
+
+/// The broadcast part of `shop.py`: orders -> order.created -> shipping and billing (order-3 fails).
+pub fn broadcast(suffix: &str) -> Expected {
+    let oc = format!("order.created{suffix}");
+    Expected {
+        services: vec![
+            ("orders".into(), 5, 0),
+            ("shipping".into(), 5, 0),
+            ("billing".into(), 5, 1),
+        ],
+        destinations: vec![oc.clone()],
+        edges: vec![
+            publish("orders", &oc, 5),
+            consume(&oc, "shipping", 5, 0),
+            consume(&oc, "billing", 5, 1),
+        ],
+        instances: vec![
+            (rabbit(&oc), service("shipping"), 1),
+            (rabbit(&oc), service("billing"), 1),
+        ],
+        dependencies: vec![
+            dep("orders", "shipping", &oc, 5),
+            dep("orders", "billing", &oc, 5),
+        ],
+        findings: vec![(
+            "broadcast".into(),
+            rabbit(&oc),
+            vec![rabbit(&oc), service("billing"), service("shipping")],
+        )],
+    }
+}
+
+/// `fixtures/otlp/python-pika`: broadcast, work queue, rpc over a reply queue, audit dead end.
+pub fn python_pika(suffix: &str) -> Expected {
+    let mut e = broadcast(suffix);
+    let tasks = format!("tasks{suffix}");
+    let fa = format!("identity.2fa{suffix}");
+    let audit = format!("audit.events{suffix}");
+    e.services.extend([
+        ("checkout".into(), 6, 0),
+        ("worker".into(), 6, 0),
+        ("wallet".into(), 6, 0),
+        ("identity".into(), 6, 0),
+        ("audit".into(), 2, 0),
+    ]);
+    e.destinations.extend([
+        tasks.clone(),
+        fa.clone(),
+        TEMPORARY.to_string(),
+        audit.clone(),
+    ]);
+    e.edges.extend([
+        publish("checkout", &tasks, 6),
+        consume(&tasks, "worker", 6, 0),
+        publish("wallet", &fa, 3),
+        consume(&fa, "identity", 3, 0),
+        publish("identity", TEMPORARY, 3),
+        consume(TEMPORARY, "wallet", 3, 0),
+        publish("audit", &audit, 2),
+    ]);
+    e.instances.extend([
+        (rabbit(&tasks), service("worker"), 2),
+        (rabbit(&fa), service("identity"), 1),
+        (rabbit(TEMPORARY), service("wallet"), 1),
+    ]);
+    e.dependencies.extend([
+        dep("checkout", "worker", &tasks, 6),
+        dep("wallet", "identity", &fa, 3),
+        dep("identity", "wallet", TEMPORARY, 3),
+    ]);
+    e.findings.extend([
+        (
+            "work_queue".into(),
+            rabbit(&tasks),
+            vec![rabbit(&tasks), service("worker")],
+        ),
+        (
+            "action_response".into(),
+            service("identity"),
+            vec![
+                service("identity"),
+                service("wallet"),
+                rabbit(TEMPORARY),
+                rabbit(&fa),
+            ],
+        ),
+        ("dead_end".into(), rabbit(&audit), vec![rabbit(&audit)]),
+    ]);
+    e
+}
+
+/// `fixtures/otlp/python-pika-gzip`: the broadcast part only.
+pub fn python_pika_gzip() -> Expected {
+    broadcast("")
+}
+
+/// `fixtures/otlp/node-amqplib-json`: inventory -> stock.changed -> catalog.
+pub fn node_amqplib(suffix: &str) -> Expected {
+    let sc = format!("stock.changed{suffix}");
+    Expected {
+        services: vec![("inventory".into(), 4, 0), ("catalog".into(), 4, 0)],
+        destinations: vec![sc.clone()],
+        edges: vec![publish("inventory", &sc, 4), consume(&sc, "catalog", 4, 0)],
+        instances: vec![(rabbit(&sc), service("catalog"), 1)],
+        dependencies: vec![dep("inventory", "catalog", &sc, 4)],
+        findings: vec![],
+    }
+}
+
+impl Expected {
+    /// Both scenarios in one store (their names do not overlap).
+    pub fn and(mut self, other: Expected) -> Expected {
+        self.services.extend(other.services);
+        self.destinations.extend(other.destinations);
+        self.edges.extend(other.edges);
+        self.instances.extend(other.instances);
+        self.dependencies.extend(other.dependencies);
+        self.findings.extend(other.findings);
+        self
+    }
+
+    /// Asserts the topology is exactly this one: nodes, edges with counts and errors, consumer
+    /// instances, dependencies and findings; consume latencies are publish-to-consume delays of
+    /// every paired message.
+    pub fn assert_topology(&self, t: &Value) {
+        let nodes = topo::nodes(t);
+        let mut want_nodes: Vec<(String, String, String, Option<String>)> = self
+            .services
+            .iter()
+            .map(|(n, _, _)| (service(n), "service".into(), n.clone(), None))
+            .collect();
+        want_nodes.extend(self.destinations.iter().map(|d| {
+            (
+                rabbit(d),
+                "destination".into(),
+                d.clone(),
+                Some("rabbitmq".into()),
+            )
+        }));
+        topo::assert_same_set(
+            "nodes (id, kind, name, system)",
+            nodes.values().map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_string(),
+                    n["kind"].as_str().unwrap().to_string(),
+                    n["name"].as_str().unwrap().to_string(),
+                    n["system"].as_str().map(str::to_string),
+                )
+            }),
+            want_nodes,
+        );
+        topo::assert_same_set(
+            "service span counts (id, spans, span_errors)",
+            nodes.values().filter(|n| n["kind"] == "service").map(|n| {
+                (
+                    n["id"].as_str().unwrap().to_string(),
+                    n["spans"].as_i64(),
+                    n["span_errors"].as_i64(),
+                )
+            }),
+            self.services
+                .iter()
+                .map(|(n, s, e)| (service(n), Some(*s), Some(*e))),
+        );
+        topo::assert_same_set(
+            "edges (kind, from, to, count, errors)",
+            topo::edges(t)
+                .into_iter()
+                .map(|((k, f, to), (c, e))| (k, f, to, c, e)),
+            self.edges.clone(),
+        );
+        for (dest, svc, n) in &self.instances {
+            let e = topo::edge(t, "consume", dest, svc);
+            assert_eq!(
+                e["instances"].as_i64(),
+                Some(*n),
+                "instances of {dest} -> {svc}: {e}"
+            );
+            assert_eq!(
+                e["latency"]["samples"], e["count"],
+                "every consumed message was paired with its publish: {e}"
+            );
+        }
+        topo::assert_same_set(
+            "dependencies (from, to, via, count)",
+            topo::dependencies(t)
+                .into_iter()
+                .map(|((f, to, v), c)| (f, to, v, c)),
+            self.dependencies.clone(),
+        );
+        topo::assert_same_set(
+            "findings (pattern, main node, nodes)",
+            topo::findings(t),
+            self.findings
+                .iter()
+                .map(|(p, m, n)| (p.clone(), m.clone(), n.iter().cloned().collect())),
+        );
+    }
+}
