@@ -73,6 +73,15 @@ fn tokenize(dot: &str) -> Vec<Tok> {
             }
             i += 1;
             out.push(Tok::Id(raw));
+        } else if c == '<' {
+            // An HTML-like ID (used for names with backslashes): entities decoded.
+            let start = i + 1;
+            while chars[i] != '>' {
+                i += 1;
+            }
+            let html: String = chars[start..i].iter().collect();
+            i += 1;
+            out.push(Tok::Id(html_value(&html).replace('"', "\\\"")));
         } else if c == '-' && chars.get(i + 1) == Some(&'>') {
             out.push(Tok::P("->"));
             i += 2;
@@ -91,6 +100,28 @@ fn tokenize(dot: &str) -> Vec<Tok> {
             out.push(Tok::Id(chars[start..i].iter().collect()));
         }
     }
+    out
+}
+
+/// The text of an HTML-like DOT ID: XML entities decoded.
+fn html_value(html: &str) -> String {
+    let mut out = String::new();
+    let mut rest = html;
+    while let Some(amp) = rest.find('&') {
+        out.push_str(&rest[..amp]);
+        let end = rest[amp..].find(';').expect("entity ends with ;") + amp;
+        let entity = &rest[amp + 1..end];
+        out.push(match entity {
+            "amp" => '&',
+            "lt" => '<',
+            "gt" => '>',
+            "quot" => '"',
+            n => char::from_u32(n.trim_start_matches('#').parse().expect("numeric entity"))
+                .expect("valid char"),
+        });
+        rest = &rest[end + 1..];
+    }
+    out.push_str(rest);
     out
 }
 

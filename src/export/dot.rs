@@ -6,7 +6,31 @@ use crate::topology::{Node, Topology};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-/// Escapes a string for a double-quoted DOT ID.
+/// A DOT ID that Graphviz reads back as exactly `text`. In a quoted ID only `\"` is an
+/// escape (a backslash stays a backslash, and one before the closing quote would escape it),
+/// so text with a backslash or a control character becomes an HTML-like ID `<...>`, whose
+/// entities are decoded instead.
+pub fn id(text: &str) -> String {
+    if !text.contains('\\') && !text.chars().any(char::is_control) {
+        return format!("\"{}\"", text.replace('"', "\\\""));
+    }
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('<');
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            c if c.is_control() => out.push_str(&format!("&#{};", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('>');
+    out
+}
+
+/// Escapes a string for a double-quoted DOT label (escString: `\\` shows one backslash).
 pub fn quote(text: &str) -> String {
     let mut out = String::with_capacity(text.len() + 2);
     out.push('"');
@@ -37,7 +61,7 @@ fn node_line(n: &Node) -> String {
     };
     format!(
         "{} [label={}, shape={shape}, style={}, fillcolor={}];",
-        quote(&n.id),
+        id(&n.id),
         quote(&n.name),
         quote(style),
         quote(fill)
@@ -88,8 +112,8 @@ pub fn to_dot(topo: &Topology) -> String {
         let _ = writeln!(
             out,
             "  {} -> {} [label={}{style}{color}];",
-            quote(&e.from),
-            quote(&e.to),
+            id(&e.from),
+            id(&e.to),
             quote(&label)
         );
     }
@@ -102,6 +126,13 @@ mod tests {
     use super::*;
     use crate::model::EdgeKind::*;
     use crate::topology::detect::testing::topo;
+
+    #[test]
+    fn ids_survive_backslashes_and_quotes() {
+        assert_eq!(id("service:a\"b"), "\"service:a\\\"b\"");
+        assert_eq!(id("service:CORP\\billing"), "<service:CORP\\billing>");
+        assert_eq!(id("x\\<&>\n"), "<x\\&lt;&amp;&gt;&#10;>");
+    }
 
     #[test]
     fn escapes_and_orders() {

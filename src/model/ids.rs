@@ -54,11 +54,15 @@ macro_rules! id_impl {
                 &self.0
             }
 
-            /// The first 8 bytes as a signed integer: a compact, well-spread index key.
+            /// A compact index key: the id folded to 64 bits (both halves of a trace id, so
+            /// 64-bit ids widened with a zero high half still spread). Keys may collide;
+            /// lookups by key always compare the full id.
             pub fn key(&self) -> i64 {
-                let mut b = [0u8; 8];
-                b.copy_from_slice(&self.0[..8]);
-                i64::from_be_bytes(b)
+                let mut folded = [0u8; 8];
+                for (i, b) in self.0.iter().enumerate() {
+                    folded[i % 8] ^= b;
+                }
+                i64::from_be_bytes(folded)
             }
         }
 
@@ -86,7 +90,7 @@ id_impl!(TraceId, 16, "trace id");
 id_impl!(SpanId, 8, "span id");
 
 impl SpanId {
-    /// The inverse of [`SpanId::key`] (a span id is exactly 8 bytes).
+    /// The inverse of [`SpanId::key`] (a span id is exactly 8 bytes, so its key is itself).
     pub fn from_key(key: i64) -> Option<SpanId> {
         SpanId::from_bytes(&key.to_be_bytes()).ok()
     }
@@ -102,6 +106,16 @@ mod tests {
         assert_eq!(id.to_hex(), "0af7651916cd43dd8448eb211c80319c");
         let span = SpanId::from_hex("b7ad6b7169203331").unwrap();
         assert_eq!(span.to_string(), "b7ad6b7169203331");
+    }
+
+    #[test]
+    fn keys_fold_both_halves_and_span_keys_invert() {
+        let narrow = TraceId::from_hex("0000000000000000a3ce929d0e0e4736").unwrap();
+        let other = TraceId::from_hex("0000000000000000b3ce929d0e0e4736").unwrap();
+        assert_ne!(narrow.key(), 0);
+        assert_ne!(narrow.key(), other.key());
+        let span = SpanId::from_hex("b7ad6b7169203331").unwrap();
+        assert_eq!(SpanId::from_key(span.key()), Some(span));
     }
 
     #[test]

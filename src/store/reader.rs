@@ -162,7 +162,12 @@ pub struct TraceSummary {
 /// Blocks read at most by one search, so a rare filter cannot scan the whole store.
 const SEARCH_BLOCKS: usize = 2_000;
 
-/// The most recent traces matching the query, newest first.
+/// The most recent traces matching the query, newest first (by trace start).
+///
+/// Blocks are read newest first by their latest span start. A trace's start is estimated by
+/// its earliest matching span read so far; reading stops once no unread block can hold a span
+/// newer than the `limit`-th estimate. The chosen traces are then read whole and ordered by
+/// their real start.
 pub fn search_traces(
     conn: &Connection,
     unwritten: &Unwritten,
@@ -178,10 +183,11 @@ pub fn search_traces(
         (None, None) => None,
     };
     let sql = if term.is_some() {
-        "SELECT b.id, b.data FROM block_terms t JOIN blocks b ON b.id = t.block_id
-         WHERE t.term = ?1 AND b.max_start_unix_nanos >= ?2 AND b.min_start_unix_nanos < ?3 ORDER BY t.block_id DESC"
+        "SELECT b.max_start_unix_nanos, b.data FROM block_terms t JOIN blocks b ON b.id = t.block_id
+         WHERE t.term = ?1 AND b.max_start_unix_nanos >= ?2 AND b.min_start_unix_nanos < ?3 ORDER BY b.max_start_unix_nanos DESC"
     } else {
-        "SELECT id, data FROM blocks WHERE ?1 IS NULL AND max_start_unix_nanos >= ?2 AND min_start_unix_nanos < ?3 ORDER BY id DESC"
+        "SELECT max_start_unix_nanos, data FROM blocks WHERE ?1 IS NULL AND max_start_unix_nanos >= ?2 AND min_start_unix_nanos < ?3
+         ORDER BY max_start_unix_nanos DESC"
     };
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(params![
@@ -189,11 +195,21 @@ pub fn search_traces(
         since.min(i64::MAX as u64) as i64,
         until.min(i64::MAX as u64) as i64
     ])?;
-    let mut found: Vec<(u64, TraceId)> = Vec::new();
-    let mut seen: HashSet<TraceId> = HashSet::new();
+    let mut estimate: HashMap<TraceId, u64> = HashMap::new();
     let mut blocks = 0;
     while let Some(r) = rows.next()? {
+        let block_newest = r.get::<_, i64>(0)? as u64;
+        if estimate.len() >= q.limit {
+            let mut starts: Vec<u64> = estimate.values().copied().collect();
+            starts.sort_unstable_by(|a, b| b.cmp(a));
+            if block_newest < starts[q.limit - 1] {
+                break;
+            }
+        }
         blocks += 1;
+        if blocks > SEARCH_BLOCKS {
+            break;
+        }
         let data: Vec<u8> = r.get(1)?;
         let Ok(inflated) = block::inflate(&data) else {
             continue;
@@ -206,15 +222,16 @@ pub fn search_traces(
                 && q.destination
                     .as_ref()
                     .is_none_or(|d| s.messaging.as_ref().is_some_and(|m| m.destination == *d));
-            if matches && seen.insert(s.trace_id) {
-                found.push((s.start, s.trace_id));
+            if matches {
+                let e = estimate.entry(s.trace_id).or_insert(s.start);
+                *e = (*e).min(s.start);
             }
         }
-        // Blocks come newest first; one more block past the limit settles the order.
-        if found.len() >= q.limit && blocks >= 2 || blocks >= SEARCH_BLOCKS {
-            break;
-        }
     }
+    let mut found: Vec<(u64, TraceId)> = estimate
+        .into_iter()
+        .map(|(id, start)| (start, id))
+        .collect();
     found.sort_by(|a, b| b.cmp(a));
     found.truncate(q.limit);
     let mut out = Vec::with_capacity(found.len());
@@ -224,6 +241,7 @@ pub fn search_traces(
             out.push(s);
         }
     }
+    out.sort_by(|a, b| (b.start_unix_nanos, b.trace_id).cmp(&(a.start_unix_nanos, a.trace_id)));
     Ok(out)
 }
 

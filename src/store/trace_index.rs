@@ -197,8 +197,10 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<usize> {
                 continue;
             };
             for rec in block::records(&inflated) {
-                if let Some(t) = block::record_trace(rec) {
-                    let key = i64::from_be_bytes(t[..8].try_into().unwrap_or_default());
+                if let Some(t) =
+                    block::record_trace(rec).and_then(|t| crate::model::TraceId::from_bytes(t).ok())
+                {
+                    let key = t.key();
                     if id > marks[chunk_of(key)] {
                         keys.push((key, id));
                     }
