@@ -59,9 +59,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let otlp_task = tokio::spawn(otlp_server);
     let web_task = tokio::spawn(web_server);
 
+    let demo = args.demo.then(|| tokio::spawn(crate::demo::run(ingest.clone())));
     announce(web_addr, otlp_addr, grpc_addr, &args);
     shutdown_signal().await;
     tracing::info!("shutting down: no new requests, draining in-flight ones");
+    if let Some(d) = demo {
+        d.abort();
+    }
     // Stage 1: stop accepting, let accepted requests finish (they wait for their commits).
     let _ = grpc_stop_tx.send(());
     let drain = async {

@@ -73,6 +73,9 @@ pub struct ServeArgs {
     /// SQLite durability: normal survives process crashes (kill -9); full also power loss.
     #[arg(long, env = "SWITCHYARD_SYNC", value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
+    /// Run a simulated shop that sends its traces to this collector (a live demo topology).
+    #[arg(long, env = "SWITCHYARD_DEMO")]
+    pub demo: bool,
     /// HTTP worker threads per listener.
     #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2)]
     pub workers: usize,

@@ -10,13 +10,15 @@
 //! - [`topology`]: rows -> petgraph graph with statistics and named patterns (pure).
 //! - [`export`]: graph -> DOT and JSON (pure, deterministic).
 //! - [`web`]: the API (and, later, pages) on the `--http` address.
-//! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators.
+//! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
+//!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
 pub mod app;
 pub mod bench;
 pub mod cli;
+pub mod demo;
 pub mod error;
 pub mod export;
 pub mod ingest;

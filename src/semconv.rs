@@ -141,3 +141,16 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod doc_tests {
+    #[test]
+    fn the_user_documentation_lists_every_name() {
+        let doc = include_str!("../docs/SEMCONV.md");
+        for field in super::ALL {
+            for name in field.names {
+                assert!(doc.contains(&format!("`{name}`")), "docs/SEMCONV.md does not mention {name}");
+            }
+        }
+    }
+}
