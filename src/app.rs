@@ -37,8 +37,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
 
-    let (otlp_server, otlp_addr) = otlp_http_server(&args, ingest.clone())?;
-    let (web_server, web_addr) = web_server(&args, ingest.clone())?;
+    let (otlp_server, otlp_addr) = http_server(
+        "OTLP/HTTP",
+        args.otlp_http,
+        args.workers,
+        ingest.clone(),
+        ingest::http::configure,
+    )?;
+    let (web_server, web_addr) = http_server(
+        "HTTP",
+        args.http,
+        args.workers,
+        ingest.clone(),
+        crate::web::configure,
+    )?;
     let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc)
         .await
         .with_context(|| format!("binding OTLP/gRPC on {}", args.otlp_grpc))?;
@@ -59,7 +71,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let otlp_task = tokio::spawn(otlp_server);
     let web_task = tokio::spawn(web_server);
 
-    let demo = args.demo.then(|| tokio::spawn(crate::demo::run(ingest.clone())));
+    let demo = args
+        .demo
+        .then(|| tokio::spawn(crate::demo::run(ingest.clone())));
     announce(web_addr, otlp_addr, grpc_addr, &args);
     shutdown_signal().await;
     tracing::info!("shutting down: no new requests, draining in-flight ones");
@@ -81,46 +95,27 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn otlp_http_server(
-    args: &ServeArgs,
+/// An actix server on `addr` with `routes`; returns it (not yet running) and its bound address.
+fn http_server(
+    what: &str,
+    addr: SocketAddr,
+    workers: usize,
     ingest: Ingest,
+    routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let data = web::Data::new(ingest);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .configure(ingest::http::configure)
-    })
-    .workers(args.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(DRAIN_DEADLINE.as_secs())
-    .bind(args.otlp_http)
-    .with_context(|| format!("binding OTLP/HTTP on {}", args.otlp_http))?;
-    let addr = server
+    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+        .bind(addr)
+        .with_context(|| format!("binding {what} on {addr}"))?;
+    let bound = server
         .addrs()
         .first()
         .copied()
-        .context("no OTLP/HTTP address")?;
-    Ok((server.run(), addr))
-}
-
-fn web_server(
-    args: &ServeArgs,
-    ingest: Ingest,
-) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
-    let data = web::Data::new(ingest);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .configure(crate::web::configure)
-    })
-    .workers(args.workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(DRAIN_DEADLINE.as_secs())
-    .bind(args.http)
-    .with_context(|| format!("binding HTTP on {}", args.http))?;
-    let addr = server.addrs().first().copied().context("no HTTP address")?;
-    Ok((server.run(), addr))
+        .with_context(|| format!("no {what} address"))?;
+    Ok((server.run(), bound))
 }
 
 /// One JSON line on stdout with the bound addresses (ports chosen by the OS when 0 was asked).

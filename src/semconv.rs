@@ -149,7 +149,10 @@ mod doc_tests {
         let doc = include_str!("../docs/SEMCONV.md");
         for field in super::ALL {
             for name in field.names {
-                assert!(doc.contains(&format!("`{name}`")), "docs/SEMCONV.md does not mention {name}");
+                assert!(
+                    doc.contains(&format!("`{name}`")),
+                    "docs/SEMCONV.md does not mention {name}"
+                );
             }
         }
     }

@@ -23,6 +23,23 @@ impl Operation {
         }
     }
 
+    /// A one-byte code for compact storage; [`Operation::from_code`] inverts it.
+    pub fn code(self) -> u8 {
+        match self {
+            Operation::Produce => 0,
+            Operation::Consume => 1,
+            Operation::Settle => 2,
+        }
+    }
+
+    pub fn from_code(code: u8) -> Operation {
+        match code {
+            0 => Operation::Produce,
+            1 => Operation::Consume,
+            _ => Operation::Settle,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Operation::Produce => "produce",

@@ -53,14 +53,6 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
     }
 }
 
-fn op_code(op: Operation) -> u8 {
-    match op {
-        Operation::Produce => 0,
-        Operation::Consume => 1,
-        Operation::Settle => 2,
-    }
-}
-
 impl BlockBuilder {
     pub fn push(&mut self, p: &Prepared, resource_id: Option<i64>, flags: u8) {
         let s = &p.span;
@@ -101,7 +93,7 @@ impl BlockBuilder {
                 self.buf.push(1);
                 put_str(&mut self.buf, &m.system);
                 put_str(&mut self.buf, &m.destination);
-                self.buf.push(op_code(m.operation));
+                self.buf.push(m.operation.code());
                 put_opt(&mut self.buf, m.consumer_group.as_deref());
                 put_opt(&mut self.buf, m.message_id.as_deref());
                 put_opt(&mut self.buf, m.conversation_id.as_deref());
@@ -303,11 +295,7 @@ pub fn decode(rec: &[u8]) -> Result<Record, BlockError> {
         _ => Some(RecordMessaging {
             system: c.str()?,
             destination: c.str()?,
-            operation: match c.u8()? {
-                0 => Operation::Produce,
-                1 => Operation::Consume,
-                _ => Operation::Settle,
-            },
+            operation: Operation::from_code(c.u8()?),
             consumer_group: c.opt()?,
             message_id: c.opt()?,
             conversation_id: c.opt()?,

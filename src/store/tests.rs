@@ -283,3 +283,26 @@ fn pairing_waits_across_a_restart() {
     assert_eq!(topo(&store).dependencies[0].count, Some(1));
     store.shutdown();
 }
+
+#[test]
+fn parents_come_first_and_cycles_terminate() {
+    // 3 -> 2 -> 1 (child -> parent), listed children first; 9 has an absent parent.
+    let p = |id, parent| span(1, id, parent, "s", SpanKind::Internal);
+    let spans = prepare(vec![
+        p(3, Some(2)),
+        p(9, Some(8)),
+        p(2, Some(1)),
+        p(1, None),
+    ]);
+    let order = writer::parents_first(&spans);
+    let pos = |id: u8| {
+        order
+            .iter()
+            .position(|&i| spans[i].span.span_id == SpanId([id; 8]))
+            .unwrap()
+    };
+    assert_eq!(order.len(), 4);
+    assert!(pos(1) < pos(2) && pos(2) < pos(3));
+    let cyclic = prepare(vec![p(1, Some(2)), p(2, Some(1))]);
+    assert_eq!(writer::parents_first(&cyclic).len(), 2);
+}

@@ -346,7 +346,7 @@ fn write_request(
 
 /// The order to analyse one request in: a span comes after the spans of the same request it
 /// refers to (parent, links), so pairing finds them in memory instead of waiting for them.
-fn parents_first(spans: &[Prepared]) -> Vec<usize> {
+pub(super) fn parents_first(spans: &[Prepared]) -> Vec<usize> {
     let index: foldhash::HashMap<u64, usize> = spans
         .iter()
         .enumerate()
@@ -471,54 +471,4 @@ fn resource_id(
     }
     cache.insert(json, id);
     Ok(Some(id))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{ServiceRef, Span, SpanId, SpanKind, StatusCode, TraceId};
-
-    fn p(id: u8, parent: Option<u8>) -> Prepared {
-        let span = Span {
-            trace_id: TraceId([1; 16]),
-            span_id: SpanId([id; 8]),
-            parent_span_id: parent.map(|p| SpanId([p; 8])),
-            service: ServiceRef {
-                name: "s".into(),
-                namespace: None,
-                instance: None,
-            },
-            kind: SpanKind::Internal,
-            name: String::new(),
-            start_unix_nanos: 1,
-            end_unix_nanos: 1,
-            status: StatusCode::Unset,
-            status_message: String::new(),
-            attributes: vec![],
-            resource: Default::default(),
-            scope: String::new(),
-            events: vec![],
-            links: vec![],
-            messaging: None,
-            peer: None,
-        };
-        super::super::insert::prepare(vec![span]).remove(0)
-    }
-
-    #[test]
-    fn parents_come_first_and_cycles_terminate() {
-        // 3 -> 2 -> 1 (child -> parent), listed children first; 9 has an absent parent.
-        let spans = vec![p(3, Some(2)), p(9, Some(8)), p(2, Some(1)), p(1, None)];
-        let order = parents_first(&spans);
-        let pos = |id: u8| {
-            order
-                .iter()
-                .position(|&i| spans[i].span.span_id == SpanId([id; 8]))
-                .unwrap()
-        };
-        assert_eq!(order.len(), 4);
-        assert!(pos(1) < pos(2) && pos(2) < pos(3));
-        let cyclic = vec![p(1, Some(2)), p(2, Some(1))];
-        assert_eq!(parents_first(&cyclic).len(), 2);
-    }
 }
