@@ -8,6 +8,9 @@ use anyhow::Context;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Concurrent gRPC exports per connection.
+const GRPC_STREAMS: u32 = 16;
+
 /// Deadline for in-flight requests to finish once shutdown starts.
 const DRAIN_DEADLINE: Duration = Duration::from_secs(10);
 
@@ -58,6 +61,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()
+            // Bound what gRPC decodes at once (tonic decodes a message before the handler and
+            // its in-flight shield run).
+            .max_concurrent_streams(Some(GRPC_STREAMS))
+            .concurrency_limit_per_connection(GRPC_STREAMS as usize)
             .add_service(ingest::grpc::service(ingest.clone()))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),

@@ -50,8 +50,9 @@ pub struct ServeArgs {
     /// How long spans and statistics are kept (e.g. 7d, 12h).
     #[arg(long, env = "SWITCHYARD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: std::time::Duration,
-    /// Largest database size before the oldest spans are deleted (e.g. 2GiB); unset: no cap.
-    #[arg(long = "retention-size", env = "SWITCHYARD_RETENTION_SIZE", value_parser = parse_size)]
+    /// Largest database size before the oldest spans are deleted (e.g. 2GiB, at least 64MiB);
+    /// unset: no cap.
+    #[arg(long = "retention-size", env = "SWITCHYARD_RETENTION_SIZE", value_parser = parse_retention_size)]
     pub retention_size: Option<u64>,
     /// Largest OTLP request body, compressed or inflated (e.g. 64MiB).
     #[arg(long = "max-body", env = "SWITCHYARD_MAX_BODY", default_value = "64MiB", value_parser = parse_size)]
@@ -107,6 +108,18 @@ pub struct ExportArgs {
     /// Window end, RFC 3339 (default: now).
     #[arg(long)]
     pub until: Option<String>,
+}
+
+fn parse_retention_size(text: &str) -> Result<u64, String> {
+    let size = parse_size(text)?;
+    let min = crate::store::RetentionConfig::MIN_SIZE_BYTES;
+    if size < min {
+        return Err(format!(
+            "--retention-size must be at least {} MiB",
+            min / 1024 / 1024
+        ));
+    }
+    Ok(size)
 }
 
 /// Parses sizes such as `64MiB`, `2GB`, `512k`, `1000`.

@@ -31,7 +31,8 @@ impl ErrorCode {
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::PayloadTooLarge => tonic::Code::ResourceExhausted,
             ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
-            ErrorCode::TooManyRequests => tonic::Code::ResourceExhausted,
+            // OTLP clients retry RESOURCE_EXHAUSTED only with RetryInfo; UNAVAILABLE always.
+            ErrorCode::TooManyRequests => tonic::Code::Unavailable,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::Internal => tonic::Code::Internal,
         }

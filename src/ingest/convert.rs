@@ -21,6 +21,10 @@ pub struct Converted {
 }
 
 const MAX_REASONS: usize = 3;
+/// How far in the future a span may start or end (clock skew), before it is rejected.
+const MAX_FUTURE_NANOS: u64 = 24 * 3600 * 1_000_000_000;
+/// The largest `messaging.batch.message_count` believed.
+const MAX_BATCH: u64 = 100_000;
 
 pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
     let mut out = Converted::default();
@@ -109,6 +113,10 @@ fn convert_span(
     };
     if raw.start_time_unix_nano == 0 {
         return Err("span has no start time".to_string());
+    }
+    let horizon = crate::model::window::now_unix_nanos().saturating_add(MAX_FUTURE_NANOS);
+    if raw.start_time_unix_nano > horizon || raw.end_time_unix_nano > horizon {
+        return Err("span times are more than a day in the future".to_string());
     }
     let links = raw
         .links
@@ -259,7 +267,9 @@ fn messaging(attrs: &Attributes, kind: SpanKind, name: &str) -> Option<Messaging
         message_id: first(attrs, &semconv::MESSAGE_ID).map(|c| c.into_owned()),
         conversation_id: first(attrs, &semconv::CONVERSATION_ID).map(|c| c.into_owned()),
         temporary,
-        batch_count: first(attrs, &semconv::BATCH_COUNT).and_then(|c| c.parse().ok()),
+        batch_count: first(attrs, &semconv::BATCH_COUNT)
+            .and_then(|c| c.parse::<u64>().ok())
+            .map(|n| n.clamp(1, MAX_BATCH)),
     })
 }
 
@@ -374,6 +384,45 @@ mod tests {
             peer(&attrs(&[("net.peer.name", "api.example")])).as_deref(),
             Some("api.example")
         );
+    }
+
+    #[test]
+    fn spans_from_the_far_future_are_rejected() {
+        let now = crate::model::window::now_unix_nanos();
+        let span = |start: u64| otlp::Span {
+            trace_id: vec![1; 16],
+            span_id: vec![2; 8],
+            start_time_unix_nano: start,
+            end_time_unix_nano: start + 1,
+            ..Default::default()
+        };
+        let req = ExportTraceServiceRequest {
+            resource_spans: vec![otlp::ResourceSpans {
+                resource: Some(opentelemetry_proto::tonic::resource::v1::Resource {
+                    attributes: vec![KeyValue {
+                        key: "service.name".into(),
+                        value: Some(AnyValue {
+                            value: Some(any_value::Value::StringValue("a".into())),
+                        }),
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }),
+                scope_spans: vec![otlp::ScopeSpans {
+                    scope: None,
+                    spans: vec![
+                        span(now),
+                        span(now + 3 * MAX_FUTURE_NANOS),
+                        span(u64::MAX - 10),
+                    ],
+                    schema_url: String::new(),
+                }],
+                schema_url: String::new(),
+            }],
+        };
+        let out = convert_request(req);
+        assert_eq!((out.spans.len(), out.rejected), (1, 2));
+        assert!(out.message().contains("future"), "{}", out.message());
     }
 
     #[test]

@@ -71,21 +71,15 @@ async fn other_signal(
     };
     let metrics = req.path().ends_with("metrics");
     let result = async {
+        let _permit = ingest.admit()?;
         let raw = read_body(&req, body, ingest.config.max_body_bytes).await?;
-        let body = inflate(
-            &raw,
-            header_str(&req, header::CONTENT_ENCODING),
-            ingest.config.max_body_bytes,
-        )?;
-        match (encoding, metrics) {
-            (Encoding::Json, _) => json::check_object(&body).map_err(IngestError::Malformed),
-            (Encoding::Protobuf, true) => ExportMetricsServiceRequest::decode(body.as_slice())
-                .map(|_| ())
-                .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
-            (Encoding::Protobuf, false) => ExportLogsServiceRequest::decode(body.as_slice())
-                .map(|_| ())
-                .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
-        }
+        let limit = ingest.config.max_body_bytes;
+        let content_encoding = header_str(&req, header::CONTENT_ENCODING).map(str::to_string);
+        web::block(move || {
+            check_other_signal(&raw, content_encoding.as_deref(), encoding, metrics, limit)
+        })
+        .await
+        .map_err(|e| IngestError::Malformed(format!("decode task failed: {e}")))?
     }
     .await;
     match result {
@@ -98,6 +92,27 @@ async fn other_signal(
                 .body(Vec::new()),
         },
         Err(e) => error_response(encoding, &e),
+    }
+}
+
+/// Validates a metrics or logs body (decoded, then dropped: not stored yet).
+fn check_other_signal(
+    raw: &[u8],
+    content_encoding: Option<&str>,
+    encoding: Encoding,
+    metrics: bool,
+    limit: usize,
+) -> Result<(), IngestError> {
+    let body = inflate(raw, content_encoding, limit)?;
+    let invalid = |e: prost::DecodeError| IngestError::Malformed(format!("invalid protobuf: {e}"));
+    match (encoding, metrics) {
+        (Encoding::Json, _) => json::check_object(&body).map_err(IngestError::Malformed),
+        (Encoding::Protobuf, true) => ExportMetricsServiceRequest::decode(body.as_slice())
+            .map(|_| ())
+            .map_err(invalid),
+        (Encoding::Protobuf, false) => ExportLogsServiceRequest::decode(body.as_slice())
+            .map(|_| ())
+            .map_err(invalid),
     }
 }
 

@@ -180,44 +180,36 @@ fn key_value(v: &Value, path: &str) -> Result<KeyValue> {
 
 fn any_value(v: &Value, path: &str) -> Result<AnyValue> {
     let o = object(v, path)?;
-    let Some((key, inner)) = o.iter().find(|(_, v)| !v.is_null()) else {
-        return Ok(AnyValue { value: None });
-    };
-    let value = match key.as_str() {
-        "stringValue" | "string_value" => {
-            any_value::Value::StringValue(as_str(inner, path)?.to_string())
-        }
-        "boolValue" | "bool_value" => any_value::Value::BoolValue(
-            inner
-                .as_bool()
+    let value = if let Some(x) = field(o, &["stringValue", "string_value"]) {
+        any_value::Value::StringValue(as_str(x, &format!("{path}.stringValue"))?.to_string())
+    } else if let Some(x) = field(o, &["boolValue", "bool_value"]) {
+        any_value::Value::BoolValue(
+            x.as_bool()
                 .ok_or_else(|| format!("{path}.boolValue is not a boolean"))?,
-        ),
-        "intValue" | "int_value" => {
-            any_value::Value::IntValue(int64(inner, &format!("{path}.intValue"))?)
-        }
-        "doubleValue" | "double_value" => {
-            any_value::Value::DoubleValue(double(inner, &format!("{path}.doubleValue"))?)
-        }
-        "bytesValue" | "bytes_value" => {
-            any_value::Value::BytesValue(base64(as_str(inner, path)?, path)?)
-        }
-        "arrayValue" | "array_value" => {
-            let values = list(object(inner, path)?, &["values"], path)?
-                .iter()
-                .enumerate()
-                .map(|(i, v)| any_value(v, &format!("{path}.arrayValue.values[{i}]")))
-                .collect::<Result<Vec<_>>>()?;
-            any_value::Value::ArrayValue(ArrayValue { values })
-        }
-        "kvlistValue" | "kvlist_value" => {
-            let values = list(object(inner, path)?, &["values"], path)?
-                .iter()
-                .enumerate()
-                .map(|(i, v)| key_value(v, &format!("{path}.kvlistValue.values[{i}]")))
-                .collect::<Result<Vec<_>>>()?;
-            any_value::Value::KvlistValue(KeyValueList { values })
-        }
-        _ => return Ok(AnyValue { value: None }),
+        )
+    } else if let Some(x) = field(o, &["intValue", "int_value"]) {
+        any_value::Value::IntValue(int64(x, &format!("{path}.intValue"))?)
+    } else if let Some(x) = field(o, &["doubleValue", "double_value"]) {
+        any_value::Value::DoubleValue(double(x, &format!("{path}.doubleValue"))?)
+    } else if let Some(x) = field(o, &["bytesValue", "bytes_value"]) {
+        any_value::Value::BytesValue(base64(as_str(x, path)?, path)?)
+    } else if let Some(x) = field(o, &["arrayValue", "array_value"]) {
+        let values = list(object(x, path)?, &["values"], path)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| any_value(v, &format!("{path}.arrayValue.values[{i}]")))
+            .collect::<Result<Vec<_>>>()?;
+        any_value::Value::ArrayValue(ArrayValue { values })
+    } else if let Some(x) = field(o, &["kvlistValue", "kvlist_value"]) {
+        let values = list(object(x, path)?, &["values"], path)?
+            .iter()
+            .enumerate()
+            .map(|(i, v)| key_value(v, &format!("{path}.kvlistValue.values[{i}]")))
+            .collect::<Result<Vec<_>>>()?;
+        any_value::Value::KvlistValue(KeyValueList { values })
+    } else {
+        // An empty AnyValue is valid OTLP (an unset value); unknown fields are ignored.
+        return Ok(AnyValue { value: None });
     };
     Ok(AnyValue { value: Some(value) })
 }
@@ -348,7 +340,7 @@ mod tests {
           "scopeSpans":[{"scope":{"name":"pika"},"spans":[{"traceId":"5b8efff798038103d269b633813fc60c",
           "spanId":"eee19b7ec3c1b174","parentSpanId":"","name":"orders send","kind":4,
           "startTimeUnixNano":"1544712660000000000","endTimeUnixNano":1544712661000000000,
-          "attributes":[{"key":"n","value":{"intValue":"42"}},{"key":"m","value":{"intValue":7}},
+          "attributes":[{"key":"n","value":{"aUnknownField":1,"intValue":"42"}},{"key":"m","value":{"intValue":7}},
           {"key":"d","value":{"doubleValue":"NaN"}},{"key":"b","value":{"bytesValue":"AQI="}}],
           "status":{"code":"STATUS_CODE_ERROR"},"unknownField":{"x":1}}]}]}]}"#;
         let req = decode_traces(body).unwrap();

@@ -245,6 +245,39 @@ impl<'a> Cursor<'a> {
     }
 }
 
+/// The records of one trace in the stored block `id`, read through `conn`. A missing block
+/// (deleted by retention) or a damaged one yields nothing: its spans cannot be shown, and the
+/// damage is logged rather than failing the whole trace.
+pub fn trace_records(
+    conn: &rusqlite::Connection,
+    id: i64,
+    trace: TraceId,
+) -> rusqlite::Result<Vec<Record>> {
+    use rusqlite::OptionalExtension;
+    let data: Option<Vec<u8>> = conn
+        .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?;
+    let Some(data) = data else {
+        return Ok(Vec::new());
+    };
+    let inflated = match inflate(&data) {
+        Ok(i) => i,
+        Err(e) => {
+            tracing::warn!(block = id, error = %e, "skipping a damaged block");
+            return Ok(Vec::new());
+        }
+    };
+    let mut out = Vec::new();
+    for rec in records(&inflated).filter(|rec| record_trace(rec) == Some(trace.as_bytes())) {
+        match decode(rec) {
+            Ok(r) => out.push(r),
+            Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
+        }
+    }
+    Ok(out)
+}
+
 /// Iterates over the raw records of an inflated block: (trace id bytes, record bytes).
 pub fn records(inflated: &[u8]) -> impl Iterator<Item = &[u8]> {
     let mut rest = inflated;

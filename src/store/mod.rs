@@ -44,7 +44,8 @@ pub enum StoreError {
 impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
-            StoreError::Busy | StoreError::Closed => ErrorCode::Unavailable,
+            // A rolled-back write is transient: the client should retry it.
+            StoreError::Busy | StoreError::Closed | StoreError::Write(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

@@ -91,10 +91,7 @@ impl Facts {
 
     /// Whether a later span may refer to this one in a way pairing cares about.
     pub fn referable(&self) -> bool {
-        matches!(
-            self.operation,
-            Some(Operation::Produce | Operation::Consume)
-        ) || self.is_client_call()
+        pairable(self.kind, self.operation)
     }
 
     /// Whether this span waits for its parent when the parent is not stored yet.
@@ -102,6 +99,16 @@ impl Facts {
         self.operation.is_some() || self.kind == SpanKind::Server
     }
 }
+
+/// Whether later spans may refer to a span of this kind and operation in a way pairing cares
+/// about: produce and consume spans, and CLIENT calls.
+pub fn pairable(kind: SpanKind, operation: Option<Operation>) -> bool {
+    matches!(operation, Some(Operation::Produce | Operation::Consume))
+        || (kind == SpanKind::Client && operation.is_none())
+}
+
+/// Links of one consume span analysed at most (a batch receive can link to many producers).
+const MAX_LINKS: usize = 1_000;
 
 /// The writer's state that pairing reads and updates, for one transaction.
 pub struct Pairing<'a, 't> {
@@ -130,14 +137,20 @@ impl Pairing<'_, '_> {
             refs.push((span.trace_id, parent));
         }
         if me.operation == Some(Operation::Consume) {
-            refs.extend(span.links.iter().map(|l| (l.trace_id, l.span_id)));
+            refs.extend(
+                span.links
+                    .iter()
+                    .take(MAX_LINKS)
+                    .map(|l| (l.trace_id, l.span_id)),
+            );
         }
         refs.sort();
         refs.dedup();
         for (trace, target) in refs {
             self.relate_or_wait(&mut me, trace, target)?;
         }
-        if me.referable() && self.pending.remove(&span_hash(me.trace, me.span_id)) {
+        // Every arrival settles what waits for it, pairable or not, so waiting rows do not pile up.
+        if self.pending.remove(&span_hash(me.trace, me.span_id)) {
             for mut waiting in take_waiting(self.tx, self.nodes, me.trace, me.span_id)? {
                 self.relate(&mut me, &mut waiting, false)?;
             }
@@ -159,7 +172,7 @@ impl Pairing<'_, '_> {
         let earlier = match self.recent.get(trace, target) {
             Some(f) => Some(f.clone()),
             // Stored recently but not a span pairing cares about.
-            None if self.seen.contains(span_hash(trace, target)) => return Ok(()),
+            None if self.seen.get(span_hash(trace, target)) == Some(false) => return Ok(()),
             None => lookup_stored(self.tx, self.nodes, self.unwritten, trace, target)?,
         };
         match earlier {
@@ -203,7 +216,11 @@ impl Pairing<'_, '_> {
                 };
                 arriving.flags &= !FLAG_COUNTED;
             }
-            (Some(Operation::Produce), Some(Operation::Consume)) => {
+            // A consume nested in another consume of the same message was not counted; the outer
+            // one carries the pairing.
+            (Some(Operation::Produce), Some(Operation::Consume))
+                if referring.flags & FLAG_COUNTED != 0 =>
+            {
                 self.pair_message(referred, referring)
             }
             _ if referred.is_client_call()
@@ -434,6 +451,17 @@ fn take_waiting(
     Ok(out)
 }
 
+/// Flags of a stored span that changed after its block was written.
+pub fn stored_flags(
+    conn: &rusqlite::Connection,
+    trace: TraceId,
+    span: SpanId,
+) -> rusqlite::Result<Option<u8>> {
+    conn.prepare_cached("SELECT flags FROM span_flags WHERE trace_key = ?1 AND span_key = ?2")?
+        .query_row(params![trace.key(), span.key()], |r| r.get(0))
+        .optional()
+}
+
 /// Blocks searched for an older span before giving up (and waiting for it instead).
 const LOOKUP_BLOCKS: usize = 8;
 
@@ -448,32 +476,12 @@ fn lookup_stored(
     let mut ids = super::trace_index::blocks_of(tx, unwritten, trace.key())?;
     ids.truncate(LOOKUP_BLOCKS);
     for id in ids {
-        let Some(data) = tx
-            .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?
-            .query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
-            .optional()?
-        else {
-            continue;
-        };
-        let Ok(inflated) = block::inflate(&data) else {
-            continue;
-        };
-        for rec in block::records(&inflated) {
-            if block::record_trace(rec) != Some(trace.as_bytes()) {
-                continue;
-            }
-            let Ok(r) = block::decode(rec) else { continue };
-            if r.span_id != span {
-                continue;
-            }
+        if let Some(r) = block::trace_records(tx, id, trace)?
+            .into_iter()
+            .find(|r| r.span_id == span)
+        {
             let mut facts = Facts::of_record(&r, nodes);
-            let changed: Option<u8> = tx
-                .prepare_cached(
-                    "SELECT flags FROM span_flags WHERE trace_key = ?1 AND span_key = ?2",
-                )?
-                .query_row(params![trace.key(), span.key()], |r| r.get(0))
-                .optional()?;
-            if let Some(flags) = changed {
+            if let Some(flags) = stored_flags(tx, trace, span)? {
                 facts.flags = flags;
             }
             return Ok(Some(facts));

@@ -173,6 +173,7 @@ pub fn search_traces(
     unwritten: &Unwritten,
     q: &TraceQuery,
 ) -> Result<Vec<TraceSummary>, StoreError> {
+    let limit = q.limit.clamp(1, 10_000);
     let (since, until) = q
         .window
         .map(|w| (w.since_unix_nanos, w.until_unix_nanos))
@@ -196,15 +197,19 @@ pub fn search_traces(
         until.min(i64::MAX as u64) as i64
     ])?;
     let mut estimate: HashMap<TraceId, u64> = HashMap::new();
+    let (mut changed, mut threshold) = (false, 0u64);
     let mut blocks = 0;
     while let Some(r) = rows.next()? {
         let block_newest = r.get::<_, i64>(0)? as u64;
-        if estimate.len() >= q.limit {
+        if changed && estimate.len() >= limit {
+            // The limit-th newest estimate, recomputed only when estimates changed.
             let mut starts: Vec<u64> = estimate.values().copied().collect();
-            starts.sort_unstable_by(|a, b| b.cmp(a));
-            if block_newest < starts[q.limit - 1] {
-                break;
-            }
+            let (_, nth, _) = starts.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
+            threshold = *nth;
+            changed = false;
+        }
+        if estimate.len() >= limit && block_newest < threshold {
+            break;
         }
         blocks += 1;
         if blocks > SEARCH_BLOCKS {
@@ -223,8 +228,11 @@ pub fn search_traces(
                     .as_ref()
                     .is_none_or(|d| s.messaging.as_ref().is_some_and(|m| m.destination == *d));
             if matches {
-                let e = estimate.entry(s.trace_id).or_insert(s.start);
-                *e = (*e).min(s.start);
+                let e = estimate.entry(s.trace_id).or_insert(u64::MAX);
+                if s.start < *e {
+                    *e = s.start;
+                    changed = true;
+                }
             }
         }
     }
@@ -233,7 +241,7 @@ pub fn search_traces(
         .map(|(id, start)| (start, id))
         .collect();
     found.sort_by(|a, b| b.cmp(a));
-    found.truncate(q.limit);
+    found.truncate(limit);
     let mut out = Vec::with_capacity(found.len());
     for (_, id) in found {
         let spans = trace(conn, unwritten, id)?;
@@ -335,19 +343,7 @@ pub fn trace(
     let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
     let mut spans = Vec::new();
     for id in ids {
-        let Some(data) = conn
-            .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?
-            .query_row(params![id], |r| r.get::<_, Vec<u8>>(0))
-            .optional()?
-        else {
-            continue;
-        };
-        let inflated = block::inflate(&data).map_err(|e| StoreError::Write(e.to_string()))?;
-        for rec in block::records(&inflated) {
-            if block::record_trace(rec) != Some(trace_id.as_bytes()) {
-                continue;
-            }
-            let r = block::decode(rec).map_err(|e| StoreError::Write(e.to_string()))?;
+        for r in block::trace_records(conn, id, trace_id)? {
             let resource = match r.resource_id {
                 Some(rid) => match resources.get(&rid) {
                     Some(v) => v.clone(),

@@ -18,9 +18,9 @@ pub fn span_hash(trace: TraceId, span: SpanId) -> u64 {
     (t ^ s.wrapping_mul(0x9E37_79B9_7F4A_7C15)).wrapping_mul(0xBF58_476D_1CE4_E5B9)
 }
 
-/// A FIFO-bounded set of span hashes.
+/// A FIFO-bounded set of span hashes, each with whether the span matters to pairing.
 pub struct Seen {
-    set: HashSet<u64>,
+    map: HashMap<u64, bool>,
     order: VecDeque<u64>,
     cap: usize,
 }
@@ -28,28 +28,30 @@ pub struct Seen {
 impl Seen {
     pub fn new(cap: usize) -> Seen {
         Seen {
-            set: HashSet::default(),
+            map: HashMap::default(),
             order: VecDeque::new(),
             cap,
         }
     }
 
-    /// Records a hash; false if it was already there.
-    pub fn insert(&mut self, h: u64) -> bool {
-        if !self.set.insert(h) {
+    /// Records a span; false if it was already there.
+    pub fn insert(&mut self, h: u64, pairable: bool) -> bool {
+        if self.map.contains_key(&h) {
             return false;
         }
+        self.map.insert(h, pairable);
         self.order.push_back(h);
         if self.order.len() > self.cap {
             if let Some(old) = self.order.pop_front() {
-                self.set.remove(&old);
+                self.map.remove(&old);
             }
         }
         true
     }
 
-    pub fn contains(&self, h: u64) -> bool {
-        self.set.contains(&h)
+    /// `Some(pairable)` for a span stored recently.
+    pub fn get(&self, h: u64) -> Option<bool> {
+        self.map.get(&h).copied()
     }
 }
 
@@ -160,9 +162,12 @@ mod tests {
     #[test]
     fn seen_is_bounded() {
         let mut s = Seen::new(2);
-        assert!(s.insert(1) && s.insert(2) && !s.insert(2));
-        assert!(s.insert(3));
-        assert!(!s.contains(1) && s.contains(2) && s.contains(3));
+        assert!(s.insert(1, true) && s.insert(2, false) && !s.insert(2, true));
+        assert!(s.insert(3, true));
+        assert_eq!(
+            (s.get(1), s.get(2), s.get(3)),
+            (None, Some(false), Some(true))
+        );
     }
 }
 

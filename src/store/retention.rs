@@ -12,17 +12,39 @@ pub struct RetentionConfig {
     pub max_bytes: Option<u64>,
 }
 
+/// The smallest `--retention-size` accepted: below it the indexes and statistics alone could
+/// fill the budget and size retention would delete spans as fast as they arrive.
+impl RetentionConfig {
+    pub const MIN_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+}
+
 const CHUNK: i64 = 500;
 const BUDGET: Duration = Duration::from_millis(200);
+/// Size retention never deletes blocks younger than this.
+const SIZE_GRACE: Duration = Duration::from_secs(60);
 /// The trace index is swept for rows of deleted blocks one key slice per pass.
 const SLICES: u32 = 64;
 
-pub fn run(conn: &mut Connection, cfg: &RetentionConfig, slice: u32) -> rusqlite::Result<()> {
+/// What a pass did, so the writer can refresh what it keeps in memory.
+#[derive(Debug, Default)]
+pub struct Pass {
+    pub pending_deleted: usize,
+}
+
+/// One retention pass. `swept_below` is the oldest block id the previous pass saw; index rows
+/// below the current oldest block are swept only when it moved.
+pub fn run(
+    conn: &mut Connection,
+    cfg: &RetentionConfig,
+    slice: u32,
+    swept_below: &mut i64,
+) -> rusqlite::Result<Pass> {
     let started = Instant::now();
-    let cutoff = now_unix_nanos().saturating_sub(cfg.max_age.as_nanos() as u64) as i64;
+    let now = now_unix_nanos();
+    let cutoff = now.saturating_sub(cfg.max_age.as_nanos() as u64) as i64;
     loop {
         let deleted = conn.execute(
-            "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE max_start_unix_nanos < ?1 ORDER BY id LIMIT ?2)",
+            "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE max_start_unix_nanos < ?1 ORDER BY max_start_unix_nanos LIMIT ?2)",
             params![cutoff, CHUNK],
         )?;
         if (deleted as i64) < CHUNK || started.elapsed() > BUDGET {
@@ -30,10 +52,11 @@ pub fn run(conn: &mut Connection, cfg: &RetentionConfig, slice: u32) -> rusqlite
         }
     }
     if let Some(max) = cfg.max_bytes {
+        let grace = now.saturating_sub(SIZE_GRACE.as_nanos() as u64) as i64;
         while used_bytes(conn)? > max && started.elapsed() < BUDGET {
             let deleted = conn.execute(
-                "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks ORDER BY id LIMIT ?1)",
-                params![CHUNK / 10],
+                "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE max_start_unix_nanos < ?1 ORDER BY id LIMIT ?2)",
+                params![grace, CHUNK / 10],
             )?;
             if deleted == 0 {
                 break;
@@ -41,19 +64,14 @@ pub fn run(conn: &mut Connection, cfg: &RetentionConfig, slice: u32) -> rusqlite
         }
     }
     let minute = unix_minute(cutoff as u64);
-    conn.execute(
+    for sql in [
         "DELETE FROM edge_minutes WHERE minute < ?1",
-        params![minute],
-    )?;
-    conn.execute(
         "DELETE FROM service_minutes WHERE minute < ?1",
-        params![minute],
-    )?;
-    conn.execute(
         "DELETE FROM consumer_instances WHERE minute < ?1",
-        params![minute],
-    )?;
-    conn.execute(
+    ] {
+        conn.execute(sql, params![minute])?;
+    }
+    let pending_deleted = conn.execute(
         "DELETE FROM pending_refs WHERE start_unix_nanos < ?1",
         params![cutoff],
     )?;
@@ -61,18 +79,35 @@ pub fn run(conn: &mut Connection, cfg: &RetentionConfig, slice: u32) -> rusqlite
         "DELETE FROM span_flags WHERE start_unix_nanos < ?1",
         params![cutoff],
     )?;
-    sweep(conn, slice % SLICES)?;
-    Ok(())
+    sweep(conn, slice % SLICES, swept_below)?;
+    Ok(Pass { pending_deleted })
 }
 
-/// Deletes index rows that point below the oldest live block, in one slice of the key space.
-fn sweep(conn: &Connection, slice: u32) -> rusqlite::Result<()> {
+/// Deletes index and search-term rows that point below the oldest live block. Block ids are
+/// never reused (AUTOINCREMENT), so such rows can only name deleted blocks.
+fn sweep(conn: &Connection, slice: u32, swept_below: &mut i64) -> rusqlite::Result<()> {
     let oldest: Option<i64> = conn.query_row("SELECT MIN(id) FROM blocks", [], |r| r.get(0))?;
-    let oldest = oldest.unwrap_or(i64::MAX);
-    conn.execute(
-        "DELETE FROM block_terms WHERE block_id < ?1",
-        params![oldest],
-    )?;
+    let oldest = match oldest {
+        Some(id) => id,
+        None => conn.query_row(
+            "SELECT COALESCE(MAX(seq), 0) + 1 FROM sqlite_sequence WHERE name = 'blocks'",
+            [],
+            |r| r.get(0),
+        )?,
+    };
+    if oldest <= *swept_below {
+        return Ok(());
+    }
+    // One range delete per search term, along the (term, block_id) key.
+    let terms: Vec<String> = conn
+        .prepare_cached("SELECT CASE kind WHEN 'service' THEN 's:' ELSE 'd:' END || name FROM nodes WHERE kind IN ('service', 'destination')")?
+        .query_map([], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut delete_term =
+        conn.prepare_cached("DELETE FROM block_terms WHERE term = ?1 AND block_id < ?2")?;
+    for term in terms {
+        delete_term.execute(params![term, oldest])?;
+    }
     let width = (u64::MAX / SLICES as u64) as i128;
     let lo = (i64::MIN as i128 + width * slice as i128) as i64;
     let hi = if slice + 1 == SLICES {
@@ -84,6 +119,10 @@ fn sweep(conn: &Connection, slice: u32) -> rusqlite::Result<()> {
         "DELETE FROM trace_blocks WHERE trace_key >= ?1 AND trace_key <= ?2 AND block_id < ?3",
         params![lo, hi, oldest],
     )?;
+    if slice + 1 == SLICES {
+        // Every slice has been swept up to `oldest` once around.
+        *swept_below = oldest;
+    }
     Ok(())
 }
 

@@ -306,3 +306,30 @@ fn parents_come_first_and_cycles_terminate() {
     let cyclic = prepare(vec![p(1, Some(2)), p(2, Some(1))]);
     assert_eq!(writer::parents_first(&cyclic).len(), 2);
 }
+
+#[test]
+fn a_span_that_arrives_settles_what_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    // A publish inside a handler span that is exported later: the publish waits for its parent.
+    write(
+        &store,
+        vec![msg(
+            span(9, 2, Some(1), "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        )],
+    );
+    let waiting = |s: &Store| {
+        s.read(|c| {
+            Ok(c.query_row("SELECT COUNT(*) FROM pending_refs", [], |r| {
+                r.get::<_, i64>(0)
+            })?)
+        })
+        .unwrap()
+    };
+    assert_eq!(waiting(&store), 1);
+    write(&store, vec![span(9, 1, None, "orders", SpanKind::Server)]);
+    assert_eq!(waiting(&store), 0, "the handler's arrival clears the wait");
+    store.shutdown();
+}

@@ -67,6 +67,10 @@ pub struct Writer {
     sweep_slice: u32,
     index: TraceIndex,
     last_block: i64,
+    /// Set when the writer's memory could not be rebuilt after a rollback; the writer stops.
+    failed: bool,
+    /// Index rows below this block id have been swept.
+    swept_below: i64,
     dropper: crossbeam_channel::Sender<Vec<Vec<Prepared>>>,
 }
 
@@ -93,6 +97,8 @@ impl Writer {
             sweep_slice: 0,
             index: TraceIndex::new(unwritten),
             last_block,
+            failed: false,
+            swept_below: 0,
             dropper,
         })
     }
@@ -111,6 +117,9 @@ impl Writer {
             };
             let (batch, stop) = self.gather(first);
             self.commit(batch);
+            if self.failed {
+                return;
+            }
             if stop {
                 self.finish();
                 tracing::info!("store writer stopped after final commit");
@@ -216,20 +225,29 @@ impl Writer {
             }
             Err(e) => {
                 tracing::error!(error = %e, "store write failed; batch rolled back");
-                self.acc.reset();
-                self.index.reset();
-                if let Err(e) = super::trace_index::recover(&mut self.conn) {
-                    tracing::error!(error = %e, "could not rebuild the trace index");
-                }
-                match Memory::load(&self.conn) {
-                    Ok(mem) => self.mem = mem,
-                    Err(e) => tracing::error!(error = %e, "could not reload the writer's memory"),
-                }
                 for (_, reply) in batch {
                     let _ = reply.send(Err(StoreError::Write(e.to_string())));
                 }
+                if let Err(e) = self.resync() {
+                    // Memory that disagrees with the database would answer 200 for spans it
+                    // never stored: stop instead, so every request is refused with 503.
+                    tracing::error!(error = %e, "could not reload the writer's state; the store stops accepting writes");
+                    self.failed = true;
+                }
             }
         }
+    }
+
+    /// After a rollback: rebuild everything the writer remembers from what was committed.
+    fn resync(&mut self) -> Result<(), StoreError> {
+        self.acc.reset();
+        self.index.reset();
+        super::trace_index::recover(&mut self.conn)?;
+        self.mem = Memory::load(&self.conn)?;
+        self.last_block =
+            self.conn
+                .query_row("SELECT COALESCE(MAX(id), 0) FROM blocks", [], |r| r.get(0))?;
+        Ok(())
     }
 
     fn write_all(
@@ -281,8 +299,18 @@ impl Writer {
 
     fn maintain_once(&mut self) {
         self.sweep_slice = self.sweep_slice.wrapping_add(1);
-        if let Err(e) = retention::run(&mut self.conn, &self.retention, self.sweep_slice) {
-            tracing::warn!(error = %e, "retention pass failed");
+        match retention::run(
+            &mut self.conn,
+            &self.retention,
+            self.sweep_slice,
+            &mut self.swept_below,
+        ) {
+            Ok(pass) if pass.pending_deleted > 0 => match load_pending(&self.conn) {
+                Ok(keys) => self.mem.pending = keys,
+                Err(e) => tracing::warn!(error = %e, "could not reload the pending list"),
+            },
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
         }
     }
 }
@@ -302,7 +330,12 @@ fn write_request(
     for i in parents_first(spans) {
         let prepared = &spans[i];
         let span = &prepared.span;
-        if !mem.seen.insert(span_hash(span.trace_id, span.span_id)) {
+        let pairable =
+            super::pairing::pairable(span.kind, span.messaging.as_ref().map(|m| m.operation));
+        if !mem
+            .seen
+            .insert(span_hash(span.trace_id, span.span_id), pairable)
+        {
             outcome.duplicates += 1;
             continue;
         }
@@ -395,15 +428,7 @@ impl Memory {
             known_nodes: HashSet::default(),
             resources: HashMap::new(),
         };
-        let mut stmt = conn.prepare("SELECT ref_trace, ref_span FROM pending_refs")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            let trace = crate::model::TraceId::from_bytes(&r.get::<_, Vec<u8>>(0)?).ok();
-            let span = crate::model::SpanId::from_key(r.get(1)?);
-            if let (Some(t), Some(s)) = (trace, span) {
-                mem.pending.insert(span_hash(t, s));
-            }
-        }
+        mem.pending = load_pending(conn)?;
         // Newest blocks first, then replayed oldest first so the FIFO order holds.
         let mut blocks: Vec<Vec<u8>> = Vec::new();
         let mut spans = 0usize;
@@ -416,23 +441,18 @@ impl Memory {
                 break;
             }
         }
-        let mut flags =
-            conn.prepare("SELECT flags FROM span_flags WHERE trace_key = ?1 AND span_key = ?2")?;
         for data in blocks.iter().rev() {
             let Ok(inflated) = block::inflate(data) else {
                 continue;
             };
             for rec in block::records(&inflated) {
                 let Ok(r) = block::decode(rec) else { continue };
-                mem.seen.insert(span_hash(r.trace_id, r.span_id));
-                let mut facts = Facts::of_record(&r, &mut mem.nodes);
-                if facts.referable() {
-                    if let Some(f) = flags
-                        .query_row(params![r.trace_id.key(), r.span_id.key()], |row| {
-                            row.get::<_, u8>(0)
-                        })
-                        .optional()?
-                    {
+                let pairable =
+                    super::pairing::pairable(r.kind, r.messaging.as_ref().map(|m| m.operation));
+                mem.seen.insert(span_hash(r.trace_id, r.span_id), pairable);
+                if pairable {
+                    let mut facts = Facts::of_record(&r, &mut mem.nodes);
+                    if let Some(f) = super::pairing::stored_flags(conn, r.trace_id, r.span_id)? {
                         facts.flags = f;
                     }
                     mem.recent.insert(facts);
@@ -441,6 +461,21 @@ impl Memory {
         }
         Ok(mem)
     }
+}
+
+/// Hashes of the spans that stored spans wait for.
+fn load_pending(conn: &Connection) -> rusqlite::Result<PendingKeys> {
+    let mut keys = PendingKeys::default();
+    let mut stmt = conn.prepare("SELECT ref_trace, ref_span FROM pending_refs")?;
+    let mut rows = stmt.query([])?;
+    while let Some(r) = rows.next()? {
+        let trace = crate::model::TraceId::from_bytes(&r.get::<_, Vec<u8>>(0)?).ok();
+        let span = crate::model::SpanId::from_key(r.get(1)?);
+        if let (Some(t), Some(s)) = (trace, span) {
+            keys.insert(span_hash(t, s));
+        }
+    }
+    Ok(keys)
 }
 
 fn resource_id(

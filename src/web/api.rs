@@ -43,11 +43,12 @@ pub fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWind
 }
 
 pub async fn load_topology(ingest: &Ingest, window: TimeWindow) -> Result<Topology, ApiError> {
-    let rows = ingest
+    // Reading, merging and the detectors all run on a blocking thread.
+    let topo = ingest
         .store
-        .read_async(move |c| reader::topology(c, window))
+        .read_async(move |c| Ok(topology::build(reader::topology(c, window)?, window)))
         .await?;
-    Ok(topology::build(rows, window))
+    Ok(topo)
 }
 
 pub async fn healthz() -> HttpResponse {
@@ -71,10 +72,13 @@ pub async fn topology_dot(
     let window =
         parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
     let topo = load_topology(&ingest, window).await?;
+    let dot = web::block(move || export::dot::to_dot(&topo))
+        .await
+        .map_err(|e| ApiError::Store(crate::store::StoreError::Write(e.to_string())))?;
     Ok(HttpResponse::Ok()
         .content_type("text/vnd.graphviz; charset=utf-8")
         .insert_header(("Content-Disposition", "inline; filename=\"switchyard.dot\""))
-        .body(export::dot::to_dot(&topo)))
+        .body(dot))
 }
 
 #[derive(Debug, Deserialize)]

@@ -1,14 +1,16 @@
 -- Schema version 1.
 
 -- Span blocks: the spans of one request as LZ4-compressed records (see block.rs).
+-- AUTOINCREMENT: ids are never reused, so the trace index's watermarks stay true after blocks
+-- are deleted.
 CREATE TABLE blocks (
-    id INTEGER PRIMARY KEY,
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
     min_start_unix_nanos INTEGER NOT NULL,
     max_start_unix_nanos INTEGER NOT NULL,
     span_count INTEGER NOT NULL,
     data BLOB NOT NULL
 );
-CREATE INDEX blocks_by_end ON blocks(max_start_unix_nanos);
+CREATE INDEX blocks_by_end ON blocks(max_start_unix_nanos, span_count);
 
 -- Which blocks hold spans of a trace; key = first 8 bytes of the trace id (TraceId::key).
 -- Rows of deleted blocks are swept lazily; readers skip blocks that are gone.
@@ -33,6 +35,7 @@ CREATE TABLE span_flags (
     start_unix_nanos INTEGER NOT NULL,
     PRIMARY KEY (trace_key, span_key)
 ) WITHOUT ROWID;
+CREATE INDEX span_flags_by_start ON span_flags(start_unix_nanos);
 
 -- Resource attribute sets, shared by the spans that carry them.
 CREATE TABLE resources (
