@@ -33,11 +33,11 @@ pub fn media_type(content_type: Option<&str>) -> Result<Encoding, IngestError> {
 
 /// Undoes `Content-Encoding` (identity or gzip), refusing to inflate past `limit` bytes: a
 /// gzip bomb stops at the cap instead of using the memory.
-pub fn inflate(
-    body: &[u8],
+pub fn inflate<'a>(
+    body: &'a [u8],
     content_encoding: Option<&str>,
     limit: usize,
-) -> Result<Vec<u8>, IngestError> {
+) -> Result<std::borrow::Cow<'a, [u8]>, IngestError> {
     let encoding = content_encoding
         .map(|e| e.trim().to_ascii_lowercase())
         .unwrap_or_default();
@@ -46,9 +46,9 @@ pub fn inflate(
             if body.len() > limit {
                 return Err(IngestError::TooLarge { limit });
             }
-            Ok(body.to_vec())
+            Ok(std::borrow::Cow::Borrowed(body))
         }
-        "gzip" | "x-gzip" => gunzip(body, limit),
+        "gzip" | "x-gzip" => gunzip(body, limit).map(std::borrow::Cow::Owned),
         other => Err(IngestError::UnsupportedEncoding(other.to_string())),
     }
 }
@@ -100,7 +100,10 @@ mod tests {
     fn gzip_is_capped_on_the_inflated_size() {
         let data = vec![b'a'; 10_000];
         let packed = gzip(&data);
-        assert_eq!(inflate(&packed, Some("gzip"), 10_000).unwrap(), data);
+        assert_eq!(
+            &inflate(&packed, Some("gzip"), 10_000).unwrap()[..],
+            &data[..]
+        );
         assert!(matches!(
             inflate(&packed, Some("gzip"), 9_999),
             Err(IngestError::TooLarge { .. })

@@ -27,14 +27,24 @@ async fn traces(req: HttpRequest, body: web::Payload, ingest: web::Data<Ingest>)
     };
     let result = async {
         let _permit = ingest.admit()?;
-        let raw = read_body(&req, body, ingest.config.max_body_bytes).await?;
+        let mut held = None;
+        let raw = read_body(&req, body, &ingest, &mut held).await?;
         let limit = ingest.config.max_body_bytes;
         let content_encoding = header_str(&req, header::CONTENT_ENCODING).map(str::to_string);
+        let budget = ingest.clone();
         let batch = web::block(move || {
-            decode_traces(&raw, content_encoding.as_deref(), encoding, limit).map(super::prepare)
+            let body = inflate(&raw, content_encoding.as_deref(), limit)?;
+            // The inflated copy, and roughly as much again for the decoded request.
+            if content_encoding.is_some() || encoding == Encoding::Json {
+                budget.reserve(&mut held, body.len().saturating_mul(2))?;
+            }
+            decode_traces(&body, encoding)
+                .map(super::prepare)
+                .map(|b| (b, held))
         })
         .await
         .map_err(|e| IngestError::Malformed(format!("decode task failed: {e}")))??;
+        let (batch, _held) = batch;
         ingest.accept(batch).await
     }
     .await;
@@ -45,16 +55,13 @@ async fn traces(req: HttpRequest, body: web::Payload, ingest: web::Data<Ingest>)
 }
 
 fn decode_traces(
-    raw: &[u8],
-    content_encoding: Option<&str>,
+    body: &[u8],
     encoding: Encoding,
-    limit: usize,
 ) -> Result<ExportTraceServiceRequest, IngestError> {
-    let body = inflate(raw, content_encoding, limit)?;
     match encoding {
-        Encoding::Protobuf => ExportTraceServiceRequest::decode(body.as_slice())
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
             .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
-        Encoding::Json => json::decode_traces(&body).map_err(IngestError::Malformed),
+        Encoding::Json => json::decode_traces(body).map_err(IngestError::Malformed),
     }
 }
 
@@ -72,7 +79,8 @@ async fn other_signal(
     let metrics = req.path().ends_with("metrics");
     let result = async {
         let _permit = ingest.admit()?;
-        let raw = read_body(&req, body, ingest.config.max_body_bytes).await?;
+        let mut held = None;
+        let raw = read_body(&req, body, &ingest, &mut held).await?;
         let limit = ingest.config.max_body_bytes;
         let content_encoding = header_str(&req, header::CONTENT_ENCODING).map(str::to_string);
         web::block(move || {
@@ -107,10 +115,10 @@ fn check_other_signal(
     let invalid = |e: prost::DecodeError| IngestError::Malformed(format!("invalid protobuf: {e}"));
     match (encoding, metrics) {
         (Encoding::Json, _) => json::check_object(&body).map_err(IngestError::Malformed),
-        (Encoding::Protobuf, true) => ExportMetricsServiceRequest::decode(body.as_slice())
+        (Encoding::Protobuf, true) => ExportMetricsServiceRequest::decode(&body[..])
             .map(|_| ())
             .map_err(invalid),
-        (Encoding::Protobuf, false) => ExportLogsServiceRequest::decode(body.as_slice())
+        (Encoding::Protobuf, false) => ExportLogsServiceRequest::decode(&body[..])
             .map(|_| ())
             .map_err(invalid),
     }
@@ -120,12 +128,15 @@ fn header_str(req: &HttpRequest, name: header::HeaderName) -> Option<&str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
-/// Reads the body (chunked or not), refusing early past the limit.
+/// Reads the body (chunked or not), refusing early past the limit, and reserving its size in
+/// the in-flight memory budget.
 async fn read_body(
     req: &HttpRequest,
     mut body: web::Payload,
-    limit: usize,
+    ingest: &Ingest,
+    held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
 ) -> Result<Vec<u8>, IngestError> {
+    let limit = ingest.config.max_body_bytes;
     let declared = header_str(req, header::CONTENT_LENGTH).and_then(|v| v.parse::<usize>().ok());
     if declared.is_some_and(|n| n > limit) {
         return Err(IngestError::TooLarge { limit });
@@ -137,6 +148,7 @@ async fn read_body(
         if out.len() + chunk.len() > limit {
             return Err(IngestError::TooLarge { limit });
         }
+        ingest.reserve(held, chunk.len())?;
         out.extend_from_slice(&chunk);
     }
     Ok(out)

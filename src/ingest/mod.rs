@@ -94,17 +94,55 @@ pub struct Ingest {
     pub config: IngestConfig,
     pub counters: Arc<IngestCounters>,
     shield: Arc<Semaphore>,
+    /// In-flight memory budget in KiB: raw bodies plus their inflated size.
+    budget: Arc<Semaphore>,
 }
+
+/// The in-flight memory budget, in maximal request bodies (`--max-body` each).
+const BUDGET_BODIES: usize = 4;
 
 impl Ingest {
     pub fn new(store: Store, config: IngestConfig) -> Ingest {
         let shield = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
+        // Room for a few maximal requests at once, whatever --max-in-flight says.
+        let budget_kib = (config.max_body_bytes.saturating_mul(BUDGET_BODIES) / 1024)
+            .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
+        let budget = Arc::new(Semaphore::new(budget_kib));
         Ingest {
             store,
             config,
             counters: Arc::default(),
             shield,
+            budget,
         }
+    }
+
+    /// Reserves `bytes` of the in-flight memory budget (bodies read, inflated and decoded),
+    /// adding to what `held` already holds; refuses with 429 when the budget is spent.
+    pub fn reserve(
+        &self,
+        held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
+        bytes: usize,
+    ) -> Result<(), IngestError> {
+        let kib = bytes.div_ceil(1024).min(u32::MAX as usize) as u32;
+        if kib == 0 {
+            return Ok(());
+        }
+        let more = self
+            .budget
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| {
+                self.counters
+                    .requests_refused
+                    .fetch_add(1, Ordering::Relaxed);
+                IngestError::Overloaded
+            })?;
+        match held {
+            Some(p) => p.merge(more),
+            None => *held = Some(more),
+        }
+        Ok(())
     }
 
     /// Holds one in-flight slot for the life of a request, or refuses with 429.
