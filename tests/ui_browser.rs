@@ -1,0 +1,158 @@
+//! The UI in headless Chromium: the map drawn from real recordings, a node clicked, a trace
+//! opened from it, a hop followed, the DOT downloaded; and hostile span data that must not
+//! execute anywhere. Screenshots go to test-output/.
+
+mod common;
+
+use common::browser::Browser;
+use common::builder;
+use common::fixtures::{self, SpanInfo, Window};
+use common::{ui, TestEnv};
+use serde_json::json;
+
+fn map_ready(b: &Browser) {
+    let state = b.wait_for(
+        "the map",
+        "return document.body.getAttribute('data-map-ready');",
+    );
+    assert_eq!(state, json!("1"), "map failed to load");
+}
+
+#[test]
+fn map_node_trace_and_hop_in_a_real_browser() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let files = fixtures::load(fixtures::PYTHON_PIKA);
+    env.post_fixtures(&files);
+    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
+    let window = Window::of_spans(&spans);
+    let topo = env.topology(&window);
+
+    b.goto(&env.api_url(&format!("/?window=custom&{}", window.query())));
+    map_ready(&b);
+    let drawn = b.eval(
+        "const cy = window.switchyard.cy; return {nodes: cy.nodes().length, edges: cy.edges().length, \
+         visible: cy.nodes().filter(n => n.visible()).length};",
+        json!([]),
+    );
+    assert_eq!(
+        drawn["nodes"],
+        json!(topo["nodes"].as_array().unwrap().len())
+    );
+    assert_eq!(
+        drawn["edges"],
+        json!(topo["edges"].as_array().unwrap().len())
+    );
+    assert_eq!(drawn["visible"], drawn["nodes"]);
+    b.screenshot("map-python-pika");
+
+    // A real click on the orders node opens its details with recent traces.
+    let at = b.eval(
+        "const n = window.switchyard.cy.getElementById('service:orders'); \
+         const r = document.getElementById('cy').getBoundingClientRect(); \
+         const p = n.renderedPosition(); return [r.left + p.x, r.top + p.y];",
+        json!([]),
+    );
+    b.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    b.wait_for(
+        "recent traces of orders",
+        "return document.querySelector('#details-body .recent-traces a.trace-link');",
+    );
+    let title = b.eval(
+        "return document.querySelector('#details-body h3').textContent;",
+        json!([]),
+    );
+    assert_eq!(title, json!("orders"));
+    b.screenshot("map-orders-selected");
+
+    // The DOT download link answers DOT for the same window.
+    let dot = b.eval(
+        "return fetch(document.getElementById('download-dot').href).then(r => r.text());",
+        json!([]),
+    );
+    assert!(
+        dot.as_str().unwrap_or_default().starts_with("digraph"),
+        "{dot}"
+    );
+
+    b.click("#details-body .recent-traces a.trace-link");
+    b.wait_for(
+        "the trace view",
+        "return location.pathname.startsWith('/traces/') && document.querySelector('.waterfall');",
+    );
+    let rows = b.eval(
+        "return document.querySelectorAll('.wf-row').length;",
+        json!([]),
+    );
+    let trace_id = b.url().rsplit('/').next().unwrap().to_string();
+    assert_eq!(rows, json!(env.trace_spans(&trace_id).len()));
+    b.screenshot("trace-orders");
+
+    // Open a consume row and follow its hop back to the publish.
+    b.click(".wf-row.role-consume > summary");
+    b.click(".wf-row.role-consume[open] .hop-link");
+    let target = b.wait_for(
+        "the hop target",
+        "const t = document.querySelector(':target'); return t && t.className;",
+    );
+    assert!(
+        target.as_str().unwrap().contains("role-publish"),
+        "{target}"
+    );
+}
+
+#[test]
+fn hostile_span_data_never_executes_in_the_browser() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let (publish, consume) = ui::hostile_trace();
+    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &consume]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let q = builder::window().query();
+    let pwned = "return [window.__pwned === undefined, document.querySelectorAll('img[src=x], svg[onload]').length];";
+
+    b.goto(&env.api_url(&format!("/?window=custom&{q}")));
+    map_ready(&b);
+    let names = b.eval(
+        "return window.switchyard.cy.nodes().map(n => n.data('name'));",
+        json!([]),
+    );
+    assert!(
+        names
+            .as_array()
+            .unwrap()
+            .contains(&json!(ui::HOSTILE_SERVICE)),
+        "{names}"
+    );
+    // Select every node and edge so their details (names, traces) are rendered.
+    b.eval(
+        "const cy = window.switchyard.cy; cy.elements().forEach(e => e.emit('tap')); \
+         cy.edges().forEach(e => e.emit('mouseover'));",
+        json!([]),
+    );
+    b.click(".side details > summary");
+    b.click(".node-select");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(b.eval(pwned, json!([])), json!([true, 0]), "map");
+    b.screenshot("xss-map");
+
+    for path in [
+        "/traces".to_string(),
+        format!("/traces/{}", publish.trace_hex()),
+        format!(
+            "/services/{}?window=custom&{q}",
+            "service%3A%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3Esvc%22%27"
+        ),
+    ] {
+        b.goto(&env.api_url(&path));
+        b.wait_for("page load", "return document.readyState === 'complete';");
+        b.eval(
+            "document.querySelectorAll('details').forEach(d => d.open = true); return 1;",
+            json!([]),
+        );
+        assert_eq!(b.eval(pwned, json!([])), json!([true, 0]), "{path}");
+    }
+    let text = b.eval("return document.body.textContent;", json!([]));
+    assert!(text.as_str().unwrap().contains(ui::HOSTILE_SERVICE));
+    b.screenshot("xss-service");
+}
