@@ -317,3 +317,139 @@ fn row(
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
+    use crate::store::reader::StoredMessaging;
+    use serde_json::json;
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+    fn span(
+        id: &str,
+        parent: Option<&str>,
+        kind: SpanKind,
+        op: Option<&'static str>,
+        start_ms: u64,
+        end_ms: u64,
+    ) -> StoredSpan {
+        StoredSpan {
+            trace_id: TraceId::from_hex(TRACE).unwrap(),
+            span_id: SpanId::from_hex(id).unwrap(),
+            parent_span_id: parent.map(|p| SpanId::from_hex(p).unwrap()),
+            service: format!("svc-{id}"),
+            service_namespace: None,
+            service_instance: None,
+            name: "op".into(),
+            kind,
+            start_unix_nanos: 1_000_000_000_000 + start_ms * 1_000_000,
+            end_unix_nanos: 1_000_000_000_000 + end_ms * 1_000_000,
+            duration_micros: (end_ms - start_ms) * 1000,
+            status: StatusCode::Unset,
+            status_message: None,
+            scope: None,
+            messaging: op.map(|operation| StoredMessaging {
+                system: "rabbitmq".into(),
+                destination: "orders".into(),
+                operation,
+                consumer_group: None,
+                message_id: None,
+                conversation_id: None,
+            }),
+            peer: None,
+            attributes: json!({"k": "v", "n": 3}),
+            resource: json!({}),
+            events: json!([]),
+            links: json!([]),
+        }
+    }
+
+    #[test]
+    fn consumes_hang_under_their_publish_with_the_broker_gap() {
+        let publish = span(
+            "00000000000000a1",
+            None,
+            SpanKind::Producer,
+            Some("produce"),
+            0,
+            10,
+        );
+        let child = span(
+            "00000000000000a2",
+            Some("00000000000000a1"),
+            SpanKind::Consumer,
+            Some("consume"),
+            40,
+            50,
+        );
+        let mut linked = span(
+            "00000000000000a3",
+            None,
+            SpanKind::Consumer,
+            Some("consume"),
+            90,
+            100,
+        );
+        linked.links = json!([{"trace_id": TRACE, "span_id": "00000000000000a1", "attributes": {}},
+                              {"trace_id": "ffffffffffffffffffffffffffffffff", "span_id": "00000000000000ff", "attributes": {}}]);
+        let w = build(vec![linked, child, publish]);
+        let order: Vec<(&str, usize)> = w
+            .rows
+            .iter()
+            .map(|r| (r.span_id.as_str(), r.depth))
+            .collect();
+        assert_eq!(
+            order,
+            [
+                ("00000000000000a1", 0),
+                ("00000000000000a2", 1),
+                ("00000000000000a3", 1)
+            ]
+        );
+        assert_eq!(w.hops, 2);
+        let hop = w.rows[1].hop.as_ref().unwrap();
+        assert_eq!(
+            (hop.gap_left_pct.as_str(), hop.gap_width_pct.as_str()),
+            ("10.000", "30.000")
+        );
+        assert_eq!(hop.delay, "40.0 ms");
+        assert_eq!(w.rows[0].consumers.len(), 2);
+        assert_eq!(w.rows[0].role, "publish");
+        let links = &w.rows[2].links;
+        assert!(links[0].same_trace && !links[1].same_trace);
+        assert_eq!(
+            w.rows[0].attributes,
+            [
+                ("k".to_string(), "v".to_string()),
+                ("n".to_string(), "3".to_string())
+            ]
+        );
+        assert_eq!(w.duration, "100.0 ms");
+        assert!(w.rows[2].flip_text);
+    }
+
+    #[test]
+    fn a_parent_cycle_still_shows_every_span() {
+        let a = span(
+            "00000000000000b1",
+            Some("00000000000000b2"),
+            SpanKind::Internal,
+            None,
+            0,
+            5,
+        );
+        let b = span(
+            "00000000000000b2",
+            Some("00000000000000b1"),
+            SpanKind::Internal,
+            None,
+            1,
+            4,
+        );
+        let w = build(vec![a, b]);
+        assert_eq!(w.rows.len(), 2);
+        assert_eq!(w.hops, 0);
+    }
+}
