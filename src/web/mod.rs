@@ -3,6 +3,7 @@
 pub mod api;
 pub mod assets;
 pub mod error;
+pub mod live;
 pub mod pages;
 pub mod render;
 pub mod routes;

@@ -62,14 +62,14 @@
         id: n.id, label: n.kind === "destination" && n.system ? label + "\n" + truncate(n.system, 28) : label,
         name: n.name, kind: n.kind, system: n.system || "", color: color,
         namespace: n.namespace || "", spans: n.spans, span_errors: n.span_errors || 0,
-        w: Math.max(54, label.length * 7 + 22)
+        w: Math.max(54, Math.max(label.length, n.kind === "destination" ? truncate(n.system || "", 28).length : 0) * 7 + 22)
       } });
     });
     var maxRate = topo.edges.reduce(function (m, e) { return Math.max(m, e.rate_per_sec || 0); }, 0) || 1;
     topo.edges.forEach(function (e, i) {
       var width = 1.5 + 6.5 * Math.log1p(e.rate_per_sec || 0) / Math.log1p(maxRate);
       out.push({ group: "edges", data: {
-        id: "edge:" + i, index: i, source: e.from, target: e.to, kind: e.kind, count: e.count,
+        id: "edge:" + e.from + "\u0001" + e.to + "\u0001" + e.kind, index: i, source: e.from, target: e.to, kind: e.kind, count: e.count,
         errors: e.errors, rate: e.rate_per_sec, width: width
       } });
     });
@@ -277,6 +277,66 @@
   }
   function hideTip() { tooltip.hidden = true; }
 
+  // ---- live: refresh the graph in place when spans arrive (preset windows only) ----
+  var PRESET_SECS = { "window=5m": 300, "window=1h": 3600, "window=24h": 86400 };
+  function layoutOptions(fit) {
+    return { name: typeof cytoscapeDagre === "function" ? "dagre" : "breadthfirst", rankDir: "LR",
+      nodeSep: 24, rankSep: 70, edgeSep: 8, padding: 30, directed: true, fit: fit, animate: false };
+  }
+  function update(topo) {
+    var fresh = elements(topo), seen = {}, added = false;
+    cy.batch(function () {
+      fresh.forEach(function (item) {
+        seen[item.data.id] = true;
+        var existing = cy.getElementById(item.data.id);
+        if (existing.nonempty()) {
+          var d = Object.assign({}, item.data);
+          delete d.source; delete d.target; delete d.id;
+          existing.data(d);
+        } else {
+          cy.add(item);
+          added = true;
+        }
+      });
+      cy.elements().forEach(function (e) { if (!seen[e.id()]) { e.remove(); } });
+    });
+    topology = topo;
+    window.switchyard.topology = topo;
+    var counts = document.getElementById("counts");
+    var errors = topo.edges.filter(function (e) { return e.errors > 0; }).length;
+    counts.textContent = topo.nodes.length + " nodes \u00b7 " + topo.edges.length + " edges" + (errors ? " \u00b7 " + errors + " with errors" : "");
+    var empty = document.getElementById("empty-state");
+    if (empty && topo.nodes.length) { empty.hidden = true; }
+    // New nodes need a place; the user's zoom and pan stay as they are.
+    if (added) { cy.layout(layoutOptions(!drawnOnce)).run(); }
+    drawnOnce = drawnOnce || cy.nodes().length > 0;
+  }
+  var drawnOnce = false;
+  function refresh() {
+    var secs = PRESET_SECS[pageQuery];
+    var until = new Date(Date.now() + 1000), since = new Date(until.getTime() - secs * 1000);
+    var q = "since=" + encodeURIComponent(since.toISOString()) + "&until=" + encodeURIComponent(until.toISOString());
+    return fetch("/api/topology?" + q).then(function (r) { return r.json(); }).then(function (topo) {
+      windowQuery = q;
+      update(topo);
+    });
+  }
+  function watch() {
+    if (!PRESET_SECS[pageQuery] || typeof EventSource !== "function") { return; }
+    var badge = document.getElementById("live");
+    var last = null, timer = null;
+    var source = new EventSource("/api/live");
+    source.addEventListener("open", function () { if (badge) { badge.hidden = false; } });
+    source.addEventListener("stored", function (ev) {
+      var n = JSON.parse(ev.data).spans_stored;
+      if (last !== null && n !== last && !timer) {
+        timer = setTimeout(function () { timer = null; refresh(); }, 1500);
+      }
+      last = n;
+    });
+    window.switchyard.refresh = refresh;
+  }
+
   function draw(topo) {
     topology = topo;
     var big = topo.edges.length > 800;
@@ -284,12 +344,14 @@
       container: container,
       elements: elements(topo),
       style: style(),
-      layout: { name: typeof cytoscapeDagre === "function" ? "dagre" : "breadthfirst", rankDir: "LR", nodeSep: 24, rankSep: 70, edgeSep: 8, padding: 30, directed: true },
+      layout: layoutOptions(true),
       minZoom: 0.05, maxZoom: 4, wheelSensitivity: 0.3,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
     });
     wire();
     window.switchyard = { cy: cy, topology: topo };
+    drawnOnce = topo.nodes.length > 0;
+    watch();
     document.body.setAttribute("data-map-ready", "1");
   }
 
