@@ -156,3 +156,105 @@ fn hostile_span_data_never_executes_in_the_browser() {
     assert!(text.as_str().unwrap().contains(ui::HOSTILE_SERVICE));
     b.screenshot("xss-service");
 }
+
+#[test]
+fn the_map_follows_new_spans_without_losing_zoom_or_selection() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let post = |service: &str, topic: &str| {
+        let p = builder::span(service, "send", builder::Producer).messaging("kafka", topic);
+        let c = p
+            .child("live-consumer", "receive", builder::Consumer)
+            .messaging("kafka", topic);
+        let reply = env.post_protobuf(&builder::protobuf(&[&p, &c]));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+    b.goto(&env.api_url("/?window=1h"));
+    map_ready(&b);
+    let count = "return window.switchyard.cy.nodes().length;";
+    assert_eq!(b.eval(count, json!([])), json!(0));
+    post("live-producer", "live.topic");
+    b.wait_for(
+        "the first nodes",
+        "return window.switchyard.cy.nodes().length >= 3;",
+    );
+    b.eval(
+        "const cy = window.switchyard.cy; cy.zoom(1.5); cy.getElementById('service:live-producer').select(); return 1;",
+        json!([]),
+    );
+    post("second-producer", "other.topic");
+    b.wait_for(
+        "the new producer",
+        "return window.switchyard.cy.getElementById('service:second-producer').nonempty();",
+    );
+    let state = b.eval(
+        "const cy = window.switchyard.cy; return [cy.zoom(), cy.$(':selected').map(n => n.id())];",
+        json!([]),
+    );
+    assert_eq!(state, json!([1.5, ["service:live-producer"]]));
+    b.screenshot("map-live");
+}
+
+/// Regenerates docs/screenshot-map.png and docs/screenshot-trace.png from the demo shop:
+/// `cargo test --release --test ui_browser -- --ignored docs_screenshots`.
+#[test]
+#[ignore]
+fn docs_screenshots() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::with_args(&["--demo"]);
+    common::wait_for("demo traffic", std::time::Duration::from_secs(30), || {
+        let t = env.get_json("/api/topology");
+        (t["nodes"].as_array().map_or(0, |n| n.len()) >= 20).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let docs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+    b.goto(&env.api_url("/?window=5m"));
+    map_ready(&b);
+    let at = b.eval(
+        "const n = window.switchyard.cy.getElementById('service:shop/orders').nonempty() ? \
+         window.switchyard.cy.getElementById('service:shop/orders') : window.switchyard.cy.nodes('[name = \"orders\"]'); \
+         const r = document.getElementById('cy').getBoundingClientRect(); \
+         const p = n.renderedPosition(); return [r.left + p.x, r.top + p.y];",
+        json!([]),
+    );
+    b.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    b.wait_for(
+        "recent traces",
+        "return document.querySelector('#details-body .recent-traces a.trace-link');",
+    );
+    b.eval(
+        "window.switchyard.cy.elements().removeClass('faded'); return 1;",
+        json!([]),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::copy(b.screenshot("docs-map"), docs.join("screenshot-map.png")).unwrap();
+
+    let traces = env.get_json("/api/traces?service=billing&limit=20");
+    let trace = traces["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["error_count"] == json!(0))
+        .expect("a billing trace")["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spans = env.trace_spans(&trace);
+    let consume = spans
+        .iter()
+        .find(|s| s["service"] == json!("billing") && s["kind"] == json!("consumer"))
+        .expect("billing consume")["span_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.goto(&env.api_url(&format!("/traces/{trace}#span-{consume}")));
+    b.wait_for(
+        "trace view",
+        "return document.querySelector('.wf-row[open]');",
+    );
+    std::fs::copy(
+        b.screenshot("docs-trace"),
+        docs.join("screenshot-trace.png"),
+    )
+    .unwrap();
+}
