@@ -46,6 +46,17 @@ fn map_node_trace_and_hop_in_a_real_browser() {
     assert_eq!(drawn["visible"], drawn["nodes"]);
     b.screenshot("map-python-pika");
 
+    // Free-text filter: matching nodes stay, the rest fade.
+    let filtered = b.eval(
+        "const t = document.getElementById('filter-text'); t.value = 'orders'; \
+         t.dispatchEvent(new Event('input')); const cy = window.switchyard.cy; \
+         const r = [cy.getElementById('service:orders').hasClass('filtered'), \
+                    cy.getElementById('service:worker').hasClass('filtered')]; \
+         t.value = ''; t.dispatchEvent(new Event('input')); return r;",
+        json!([]),
+    );
+    assert_eq!(filtered, json!([false, true]));
+
     // A real click on the orders node opens its details with recent traces.
     let at = b.eval(
         "const n = window.switchyard.cy.getElementById('service:orders'); \

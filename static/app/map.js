@@ -255,24 +255,32 @@
     });
     var text = document.getElementById("filter-text");
     var system = document.getElementById("filter-system");
+    var namespace = document.getElementById("filter-namespace");
+    // Free text matches names; a system or a namespace keeps its nodes and their neighbours.
     function filter() {
-      var q = text.value.trim().toLowerCase(), s = system.value;
+      var q = text.value.trim().toLowerCase(), s = system.value, ns = namespace ? namespace.value : "";
+      function hit(name, sys, nsp) {
+        return (!q || name.toLowerCase().indexOf(q) >= 0) && (!s || sys === s) && (!ns || nsp === ns);
+      }
       cy.batch(function () {
         cy.nodes().forEach(function (n) {
-          var hit = (!q || n.data("name").toLowerCase().indexOf(q) >= 0) && (!s || n.data("system") === s);
-          n.toggleClass("filtered", !hit);
+          var ok = hit(n.data("name"), n.data("system"), n.data("namespace"));
+          if (!ok && !q && (s || ns)) {
+            ok = n.neighborhood("node").some(function (m) { return hit(m.data("name"), m.data("system"), m.data("namespace")); });
+          }
+          n.toggleClass("filtered", !ok);
         });
         cy.edges().forEach(function (e) {
-          e.toggleClass("filtered", e.source().hasClass("filtered") && e.target().hasClass("filtered"));
+          e.toggleClass("filtered", e.source().hasClass("filtered") || e.target().hasClass("filtered"));
         });
       });
       document.querySelectorAll(".node-list li").forEach(function (li) {
-        var name = li.textContent.trim().toLowerCase();
-        li.hidden = !((!q || name.indexOf(q) >= 0) && (!s || li.getAttribute("data-system") === s));
+        li.hidden = !hit(li.textContent.trim(), li.getAttribute("data-system"), li.getAttribute("data-namespace"));
       });
     }
     text.addEventListener("input", filter);
     system.addEventListener("change", filter);
+    if (namespace) { namespace.addEventListener("change", filter); }
     document.addEventListener("switchyard:theme", function () { cy.style(style()); });
   }
   function hideTip() { tooltip.hidden = true; }

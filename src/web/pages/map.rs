@@ -14,6 +14,7 @@ pub struct NodeItem {
     pub name: String,
     pub kind: &'static str,
     pub system: String,
+    pub namespace: String,
 }
 
 pub struct FindingItem {
@@ -31,6 +32,7 @@ pub struct MapPage {
     pub edge_count: usize,
     pub error_edges: usize,
     pub systems: Vec<String>,
+    pub namespaces: Vec<String>,
     pub nodes: Vec<NodeItem>,
     pub findings: Vec<FindingItem>,
 }
@@ -53,6 +55,13 @@ impl MapPage {
         let mut systems: Vec<String> = topo.nodes.iter().filter_map(|n| n.system.clone()).collect();
         systems.sort();
         systems.dedup();
+        let mut namespaces: Vec<String> = topo
+            .nodes
+            .iter()
+            .filter_map(|n| n.namespace.clone())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
         let mut nodes: Vec<NodeItem> = topo
             .nodes
             .iter()
@@ -61,6 +70,7 @@ impl MapPage {
                 name: n.name.clone(),
                 kind: n.kind.as_str(),
                 system: n.system.clone().unwrap_or_default(),
+                namespace: n.namespace.clone().unwrap_or_default(),
             })
             .collect();
         let rank = |k: &str| match k {
@@ -85,6 +95,7 @@ impl MapPage {
             edge_count: topo.edges.len(),
             error_edges: topo.edges.iter().filter(|e| e.errors > 0).count(),
             systems,
+            namespaces,
             nodes,
             findings,
         }
