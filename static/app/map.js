@@ -285,6 +285,65 @@
   }
   function hideTip() { tooltip.hidden = true; }
 
+  // ---- layout ----
+  // dagre gives the best picture but grows much faster than linearly; past this size a
+  // simple layered layout (breadth-first ranks from the sources, barycentre ordering) keeps
+  // the map instant. Breadth-first ranks stay shallow where longest paths would not.
+  var DAGRE_MAX_NODES = 150, DAGRE_MAX_EDGES = 400;
+  function fastLayered(fit) {
+    var nodes = cy.nodes(), rank = {}, order = [];
+    function bfs(starts) {
+      var queue = starts.slice();
+      starts.forEach(function (n) { rank[n.id()] = rank[n.id()] || 0; });
+      for (var q = 0; q < queue.length; q++) {
+        var n = queue[q];
+        order.push(n);
+        n.outgoers("node").forEach(function (m) {
+          if (rank[m.id()] === undefined) { rank[m.id()] = rank[n.id()] + 1; queue.push(m); }
+        });
+      }
+    }
+    bfs(nodes.filter(function (n) { return n.indegree(false) === 0; }).toArray());
+    // What no source reaches (cycles): start from the busiest publisher left.
+    var rest = nodes.filter(function (n) { return rank[n.id()] === undefined; })
+      .sort(function (a, b) { return b.outdegree(false) - a.outdegree(false); });
+    rest.forEach(function (n) { if (rank[n.id()] === undefined) { rank[n.id()] = 0; bfs([n]); } });
+    var columns = [];
+    order.forEach(function (n) { (columns[rank[n.id()]] = columns[rank[n.id()]] || []).push(n); });
+    var y = {};
+    columns.forEach(function (col) { col.forEach(function (n, i) { y[n.id()] = i; }); });
+    // Two sweeps of barycentre ordering reduce crossings.
+    for (var sweep = 0; sweep < 2; sweep++) {
+      columns.forEach(function (col) {
+        col.forEach(function (n) {
+          var sum = 0, k = 0;
+          n.neighborhood("node").forEach(function (m) { if (rank[m.id()] !== rank[n.id()]) { sum += y[m.id()]; k++; } });
+          n.scratch("_bary", k ? sum / k : y[n.id()]);
+        });
+        col.sort(function (a, b) { return a.scratch("_bary") - b.scratch("_bary"); });
+        col.forEach(function (n, i) { y[n.id()] = i; });
+      });
+    }
+    // A rank taller than the screen wraps into several narrower columns.
+    var maxRows = Math.max(12, Math.ceil(Math.sqrt(nodes.length) * 1.5));
+    var positions = {}, x = 0;
+    columns.forEach(function (col) {
+      if (!col) { return; }
+      var parts = Math.ceil(col.length / maxRows);
+      col.forEach(function (n, i) {
+        var part = Math.floor(i / maxRows), row = i % maxRows;
+        var rows = Math.min(maxRows, col.length - part * maxRows);
+        positions[n.id()] = { x: (x + part) * 200, y: (row - rows / 2) * 54 + (part % 2) * 27 };
+      });
+      x += parts + 0.4;
+    });
+    return { name: "preset", positions: positions, fit: fit, padding: 30, animate: false };
+  }
+  function layoutFor(fit) {
+    var small = cy.nodes().length <= DAGRE_MAX_NODES && cy.edges().length <= DAGRE_MAX_EDGES;
+    return small ? layoutOptions(fit) : fastLayered(fit);
+  }
+
   // ---- live: refresh the graph in place when spans arrive (preset windows only) ----
   var PRESET_SECS = { "window=5m": 300, "window=1h": 3600, "window=24h": 86400 };
   function layoutOptions(fit) {
@@ -316,7 +375,7 @@
     var empty = document.getElementById("empty-state");
     if (empty && topo.nodes.length) { empty.hidden = true; }
     // New nodes need a place; the user's zoom and pan stay as they are.
-    if (added) { cy.layout(layoutOptions(!drawnOnce)).run(); }
+    if (added) { cy.layout(layoutFor(!drawnOnce)).run(); }
     drawnOnce = drawnOnce || cy.nodes().length > 0;
   }
   var drawnOnce = false;
@@ -352,12 +411,13 @@
       container: container,
       elements: elements(topo),
       style: style(),
-      layout: layoutOptions(true),
+      layout: { name: "null" },
       minZoom: 0.05, maxZoom: 4, wheelSensitivity: 0.3,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
     });
     wire();
-    window.switchyard = { cy: cy, topology: topo };
+    cy.layout(layoutFor(true)).run();
+    window.switchyard = { cy: cy, topology: topo, readyAt: performance.now() };
     drawnOnce = topo.nodes.length > 0;
     watch();
     document.body.setAttribute("data-map-ready", "1");
