@@ -221,6 +221,8 @@ fn docs_screenshots() {
     let docs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
     b.goto(&env.api_url("/?window=5m"));
     map_ready(&b);
+    // Let a live refresh (new demo nodes laid out) settle before clicking a position.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
     let at = b.eval(
         "const n = window.switchyard.cy.getElementById('service:shop/orders').nonempty() ? \
          window.switchyard.cy.getElementById('service:shop/orders') : window.switchyard.cy.nodes('[name = \"orders\"]'); \
@@ -239,6 +241,10 @@ fn docs_screenshots() {
     );
     std::thread::sleep(std::time::Duration::from_millis(500));
     std::fs::copy(b.screenshot("docs-map"), docs.join("screenshot-map.png")).unwrap();
+    b.click("#theme-toggle");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    b.screenshot("docs-map-other-theme");
+    b.click("#theme-toggle");
 
     let traces = env.get_json("/api/traces?service=billing&limit=20");
     let trace = traces["traces"]
@@ -311,5 +317,50 @@ fn large_map_time_to_interactive() {
          (test clock, polling included: {:.0} ms)",
         ready.as_f64().unwrap_or(0.0),
         wall.as_secs_f64() * 1000.0
+    );
+}
+
+/// Performance figure: the event-trace view of a 1,000-span trace, from navigation to load.
+/// `cargo test --release --test ui_browser -- --ignored large_trace --nocapture`
+#[test]
+#[ignore]
+fn large_trace_time_to_load() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let root =
+        builder::span("gateway", "publish batch", builder::Producer).messaging("kafka", "batch");
+    let mut spans = vec![];
+    for i in 0..999u64 {
+        let c = root
+            .child(&format!("worker-{}", i % 20), "receive", builder::Consumer)
+            .messaging("kafka", "batch")
+            .attr("messaging.operation.type", "receive")
+            .attr("worker.index", i as i64)
+            .at(builder::base_time() + (i + 1) * 100_000);
+        spans.push(c);
+    }
+    let mut refs: Vec<&builder::SpanB> = vec![&root];
+    refs.extend(spans.iter());
+    let reply = env.post_protobuf(&builder::protobuf(&refs));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let server = std::time::Instant::now();
+    let page = env.get(&format!("/traces/{}", root.trace_hex()));
+    let server = server.elapsed();
+    assert_eq!(page.status, 200);
+    b.goto(&env.api_url(&format!("/traces/{}", root.trace_hex())));
+    let timing = b.eval(
+        "const t = performance.getEntriesByType('navigation')[0]; \
+         return [t.responseEnd, t.domInteractive, t.loadEventEnd, document.querySelectorAll('.wf-row').length];",
+        json!([]),
+    );
+    b.screenshot("trace-large");
+    eprintln!(
+        "large trace: {} rows, {} KiB of HTML; server {:.0} ms; response end {}, interactive {}, loaded {} ms",
+        timing[3],
+        page.text().len() / 1024,
+        server.as_secs_f64() * 1000.0,
+        timing[0],
+        timing[1],
+        timing[2]
     );
 }
