@@ -325,3 +325,35 @@ fn live_stream_announces_stored_spans() {
         .unwrap_or_else(|| panic!("{next}"));
     assert_eq!(n as usize, files[0].spans.len(), "{next}");
 }
+
+#[test]
+fn trace_search_filters_by_status_and_duration_and_pages_older() {
+    let (env, spans, _) = pika();
+    let all = Page::ok(&env, "/traces?limit=1000");
+    let total = all.all(".trace-row").len();
+    let errors = Page::ok(&env, "/traces?status=error&min_ms=&max_ms=");
+    let with_errors: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.error)
+        .map(|s| s.trace_id.as_str())
+        .collect();
+    assert_eq!(errors.all(".trace-row").len(), with_errors.len());
+    assert!(ui::text(&errors.one("#result-count")).contains("among the newest"));
+    let slow = Page::ok(&env, "/traces?min_ms=1000000");
+    assert!(slow.all(".trace-row").is_empty());
+    assert_eq!(Page::get(&env, "/traces?min_ms=abc").status, 400);
+    // Paging by three walks every trace exactly once.
+    let mut seen = BTreeSet::new();
+    let mut next = "/traces?limit=3".to_string();
+    for _ in 0..100 {
+        let page = Page::ok(&env, &next);
+        for href in page.attrs(".trace-row a.trace-link", "href") {
+            assert!(seen.insert(href.clone()), "{href} listed twice");
+        }
+        match page.attrs("#older", "href").pop() {
+            Some(href) => next = href,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+}
