@@ -211,6 +211,13 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
     for name in ["order.created", "shipping", "billing"] {
         assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
     }
+    let sparks = orders.texts(".spark figcaption strong");
+    assert_eq!(
+        sparks[..2],
+        ["5".to_string(), "0".to_string()],
+        "{sparks:?}"
+    );
+    assert_eq!(orders.all(".spark svg polyline").len(), 3);
     let traces = orders.all(".trace-row").len();
     assert_eq!(traces, trace_ids_with(&spans, "orders").len().min(20));
 
@@ -226,6 +233,16 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
         assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
     }
     assert!(!dest.all(".trace-row").is_empty());
+    let sparks = dest.texts(".spark figcaption strong");
+    assert_eq!(
+        sparks[..2],
+        ["5".to_string(), "1".to_string()],
+        "{sparks:?}"
+    );
+    assert!(
+        sparks[2].ends_with("ms") || sparks[2].ends_with("µs"),
+        "{sparks:?}"
+    );
     assert!(dest
         .texts(".finding-line")
         .iter()

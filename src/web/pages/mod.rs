@@ -3,6 +3,7 @@
 pub mod format;
 pub mod map;
 pub mod node;
+pub mod sparkline;
 pub mod trace;
 pub mod traces;
 pub mod waterfall;

@@ -41,6 +41,7 @@ pub struct NodePage {
     pub upstream: Vec<EdgeItem>,
     pub downstream: Vec<EdgeItem>,
     pub findings: Vec<String>,
+    pub sparks: Vec<super::sparkline::Spark>,
     pub traces: Vec<TraceItem>,
     pub traces_href: String,
 }
@@ -165,6 +166,7 @@ impl NodePage {
             upstream,
             downstream,
             findings,
+            sparks: Vec::new(),
             traces: Vec::new(),
         }
     }
@@ -195,15 +197,22 @@ async fn page(
         window: Some(w),
         limit: 20,
     };
-    page.traces = ingest
+    let node_id = page.id.clone();
+    let (traces, sparks) = ingest
         .store
         .blocking(move |s| {
-            Ok(s.search_traces(&query)?
+            let traces = s
+                .search_traces(&query)?
                 .iter()
                 .map(TraceItem::from_summary)
-                .collect())
+                .collect();
+            let minutes = s.read(|c| crate::store::series::node_minutes(c, &node_id, w))?;
+            let sparks = super::sparkline::sparks(&minutes, w, kind == NodeKind::Service);
+            Ok((traces, sparks))
         })
         .await?;
+    page.traces = traces;
+    page.sparks = sparks;
     render(page).await
 }
 
