@@ -10,6 +10,7 @@ pub mod reader;
 mod recent;
 mod retention;
 mod schema;
+pub mod series;
 mod trace_index;
 mod writer;
 

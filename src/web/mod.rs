@@ -1,7 +1,11 @@
 //! The UI and API server on the `--http` address.
 
 pub mod api;
+pub mod assets;
 pub mod error;
+pub mod live;
+pub mod pages;
+pub mod render;
 pub mod routes;
 
 pub use routes::configure;

@@ -1,6 +1,7 @@
 //! The one routing table of the `--http` server.
 
-use super::api;
+use super::pages::{map, node, trace, traces};
+use super::{api, assets, live};
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -10,5 +11,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/topology.dot", web::get().to(api::topology_dot))
         .route("/api/traces", web::get().to(api::traces))
         .route("/api/traces/{trace_id}", web::get().to(api::trace))
-        .route("/api/stats", web::get().to(api::stats));
+        .route("/api/stats", web::get().to(api::stats))
+        .route("/api/live", web::get().to(live::live))
+        .route("/", web::get().to(map::page))
+        .route("/traces", web::get().to(traces::page))
+        .route("/traces/{trace_id}", web::get().to(trace::page))
+        .route("/services/{id:.*}", web::get().to(node::service))
+        .route("/destinations/{id:.*}", web::get().to(node::destination))
+        .route("/static/{path:.*}", web::get().to(assets::serve));
 }

@@ -5,11 +5,13 @@
 //! its flags, its one stdout line, and its HTTP and gRPC endpoints.
 #![allow(dead_code)]
 
+pub mod browser;
 pub mod builder;
 pub mod expected;
 pub mod fixtures;
 pub mod http;
 pub mod topo;
+pub mod ui;
 
 #[allow(unused_imports)]
 pub use http::{RawRequest, Reply};

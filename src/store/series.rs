@@ -1,0 +1,65 @@
+//! Per-minute series of one node over a window, from the statistics tables (for sparklines).
+
+use super::StoreError;
+use crate::model::{EdgeKind, TimeWindow};
+use rusqlite::{params, Connection};
+use std::collections::BTreeMap;
+
+/// One minute of a node's activity. `count` is spans (services) or messages published
+/// (destinations); `errors` are error spans (services) or failed consumes (destinations);
+/// the delay is the publish-to-consume delay of what the node consumed (services) or of
+/// what was consumed from it (destinations).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct MinuteRow {
+    pub count: i64,
+    pub errors: i64,
+    pub delay_sum_micros: i64,
+    pub delay_count: i64,
+}
+
+/// Minutes with activity, keyed by unix minute.
+pub fn node_minutes(
+    conn: &Connection,
+    node_id: &str,
+    window: TimeWindow,
+) -> Result<BTreeMap<i64, MinuteRow>, StoreError> {
+    let (first, last) = window.minutes();
+    let consume = EdgeKind::Consume.as_i64();
+    let mut out: BTreeMap<i64, MinuteRow> = BTreeMap::new();
+    let service = node_id.starts_with("service:");
+    let counts = if service {
+        "SELECT minute, spans, errors FROM service_minutes WHERE service = ?1 AND minute BETWEEN ?2 AND ?3 AND ?4 >= 0"
+    } else {
+        "SELECT minute, SUM(count), 0 FROM edge_minutes WHERE to_node = ?1 AND minute BETWEEN ?2 AND ?3 AND kind = ?4 GROUP BY minute"
+    };
+    let mut stmt = conn.prepare_cached(counts)?;
+    let mut rows = stmt.query(params![node_id, first, last, EdgeKind::Publish.as_i64()])?;
+    while let Some(r) = rows.next()? {
+        let m = out.entry(r.get(0)?).or_default();
+        m.count += r.get::<_, i64>(1)?;
+        m.errors += r.get::<_, i64>(2)?;
+    }
+    // Consume edges into a service; consume and route edges out of a destination (an
+    // exchange's messages are consumed from the queues it routes to).
+    let delays = if service {
+        "SELECT minute, SUM(count), SUM(errors), SUM(latency_sum_micros) FROM edge_minutes WHERE to_node = ?1 AND minute BETWEEN ?2 AND ?3 AND kind IN (?4, ?5) GROUP BY minute"
+    } else {
+        "SELECT minute, SUM(count), SUM(errors), SUM(latency_sum_micros) FROM edge_minutes WHERE from_node = ?1 AND minute BETWEEN ?2 AND ?3 AND kind IN (?4, ?5) GROUP BY minute"
+    };
+    let mut stmt = conn.prepare_cached(delays)?;
+    let second = if service {
+        consume
+    } else {
+        EdgeKind::Route.as_i64()
+    };
+    let mut rows = stmt.query(params![node_id, first, last, consume, second])?;
+    while let Some(r) = rows.next()? {
+        let m = out.entry(r.get(0)?).or_default();
+        m.delay_count += r.get::<_, i64>(1)?;
+        if !service {
+            m.errors += r.get::<_, i64>(2)?;
+        }
+        m.delay_sum_micros += r.get::<_, i64>(3)?;
+    }
+    Ok(out)
+}

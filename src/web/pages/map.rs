@@ -1,0 +1,119 @@
+//! `GET /`: the topology map. The page carries the window, the findings and a keyboard-
+//! reachable node list; the graph itself is drawn by static/app/map.js from the JSON API.
+
+use super::window::{PageWindow, WindowQuery};
+use crate::ingest::Ingest;
+use crate::topology::Topology;
+use crate::web::api::load_topology;
+use crate::web::render::{render, PageError};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+pub struct NodeItem {
+    pub id: String,
+    pub name: String,
+    pub kind: &'static str,
+    pub system: String,
+    pub namespace: String,
+}
+
+pub struct FindingItem {
+    pub pattern: &'static str,
+    pub label: &'static str,
+    pub description: String,
+    pub nodes: Vec<String>,
+}
+
+#[derive(Template)]
+#[template(path = "map.html")]
+pub struct MapPage {
+    pub window: PageWindow,
+    pub node_count: usize,
+    pub edge_count: usize,
+    pub error_edges: usize,
+    pub systems: Vec<String>,
+    pub namespaces: Vec<String>,
+    pub nodes: Vec<NodeItem>,
+    pub findings: Vec<FindingItem>,
+}
+
+/// Human label of a detector's pattern name.
+pub fn pattern_label(pattern: &str) -> &'static str {
+    match pattern {
+        "broadcast" => "Broadcast",
+        "work_queue" => "Work queue",
+        "action_response" => "Action / response",
+        "dead_end" => "Dead end",
+        "idle_subscriber" => "Idle subscriber",
+        "cycle" => "Cycle",
+        _ => "Finding",
+    }
+}
+
+impl MapPage {
+    pub fn new(window: PageWindow, topo: &Topology) -> MapPage {
+        let mut systems: Vec<String> = topo.nodes.iter().filter_map(|n| n.system.clone()).collect();
+        systems.sort();
+        systems.dedup();
+        let mut namespaces: Vec<String> = topo
+            .nodes
+            .iter()
+            .filter_map(|n| n.namespace.clone())
+            .collect();
+        namespaces.sort();
+        namespaces.dedup();
+        let mut nodes: Vec<NodeItem> = topo
+            .nodes
+            .iter()
+            .map(|n| NodeItem {
+                id: n.id.clone(),
+                name: n.name.clone(),
+                kind: n.kind.as_str(),
+                system: n.system.clone().unwrap_or_default(),
+                namespace: n.namespace.clone().unwrap_or_default(),
+            })
+            .collect();
+        let rank = |k: &str| match k {
+            "service" => 0,
+            "destination" => 1,
+            _ => 2,
+        };
+        nodes.sort_by(|a, b| (rank(a.kind), &a.name).cmp(&(rank(b.kind), &b.name)));
+        let findings = topo
+            .findings
+            .iter()
+            .map(|f| FindingItem {
+                pattern: f.pattern,
+                label: pattern_label(f.pattern),
+                description: f.description.clone(),
+                nodes: f.nodes.clone(),
+            })
+            .collect();
+        MapPage {
+            window,
+            node_count: topo.nodes.len(),
+            edge_count: topo.edges.len(),
+            error_edges: topo.edges.iter().filter(|e| e.errors > 0).count(),
+            systems,
+            namespaces,
+            nodes,
+            findings,
+        }
+    }
+
+    pub fn topology_url(&self) -> String {
+        format!("/api/topology?{}", self.window.query())
+    }
+}
+
+pub async fn page(
+    q: web::Query<WindowQuery>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, PageError> {
+    let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
+    let topo = load_topology(&ingest, window.window).await?;
+    let page = web::block(move || MapPage::new(window, &topo))
+        .await
+        .map_err(|e| PageError::Render(e.to_string()))?;
+    render(page).await
+}

@@ -1,0 +1,10 @@
+//! HTML pages: each file holds a handler and the template struct it returns.
+
+pub mod format;
+pub mod map;
+pub mod node;
+pub mod sparkline;
+pub mod trace;
+pub mod traces;
+pub mod waterfall;
+pub mod window;

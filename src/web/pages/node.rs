@@ -1,0 +1,239 @@
+//! `GET /services/{id}` and `GET /destinations/{id}` (`id` is the topology node id): a node's
+//! edges in and out, its dependencies through brokers, and its recent traces.
+
+use super::format;
+use super::traces::TraceItem;
+use super::window::{url_encode, PageWindow, WindowQuery};
+use crate::ingest::Ingest;
+use crate::model::NodeKind;
+use crate::store::TraceQuery;
+use crate::topology::{Edge, Topology};
+use crate::web::api::load_topology;
+use crate::web::render::{render, PageError};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+
+/// An edge seen from one node: the node at its other end.
+pub struct EdgeItem {
+    pub other_id: String,
+    pub other_name: String,
+    pub other_href: String,
+    pub kind: String,
+    pub count: String,
+    pub errors: i64,
+    pub rate: String,
+    pub p50: String,
+    pub p99: String,
+}
+
+#[derive(Template)]
+#[template(path = "node.html")]
+pub struct NodePage {
+    pub id: String,
+    pub kind: &'static str,
+    pub name: String,
+    pub system: String,
+    pub namespace: String,
+    pub window: PageWindow,
+    pub seen: bool,
+    pub incoming: Vec<EdgeItem>,
+    pub outgoing: Vec<EdgeItem>,
+    pub upstream: Vec<EdgeItem>,
+    pub downstream: Vec<EdgeItem>,
+    pub findings: Vec<String>,
+    pub sparks: Vec<super::sparkline::Spark>,
+    pub traces: Vec<TraceItem>,
+    pub traces_href: String,
+}
+
+/// Page link of a node id: services and destinations have pages, external peers do not.
+pub fn node_href(id: &str) -> String {
+    if id.starts_with("service:") {
+        format!("/services/{}", url_encode(id))
+    } else if id.starts_with("destination:") {
+        format!("/destinations/{}", url_encode(id))
+    } else {
+        String::new()
+    }
+}
+
+fn item(
+    topo: &Topology,
+    other: &str,
+    kind: &str,
+    count: Option<i64>,
+    errors: i64,
+    rate: Option<f64>,
+    e: &crate::topology::build::Latency,
+) -> EdgeItem {
+    EdgeItem {
+        other_id: other.to_string(),
+        other_name: topo
+            .node(other)
+            .map(|n| n.name.clone())
+            .unwrap_or_else(|| other.to_string()),
+        other_href: node_href(other),
+        kind: kind.to_string(),
+        count: count
+            .map(|c| c.to_string())
+            .unwrap_or_else(|| "inferred".to_string()),
+        errors,
+        rate: rate.map(format::rate).unwrap_or_default(),
+        p50: format::opt_micros(e.p50_micros),
+        p99: format::opt_micros(e.p99_micros),
+    }
+}
+
+fn edge_item(topo: &Topology, e: &Edge, other: &str) -> EdgeItem {
+    item(
+        topo,
+        other,
+        e.kind.as_str(),
+        Some(e.count),
+        e.errors,
+        Some(e.rate_per_sec),
+        &e.latency,
+    )
+}
+
+impl NodePage {
+    fn new(id: String, kind: NodeKind, window: PageWindow, topo: &Topology) -> NodePage {
+        let node = topo.node(&id);
+        let fallback = id
+            .splitn(if kind == NodeKind::Destination { 3 } else { 2 }, ':')
+            .last()
+            .unwrap_or("")
+            .to_string();
+        let incoming = topo
+            .edges
+            .iter()
+            .filter(|e| e.to == id)
+            .map(|e| edge_item(topo, e, &e.from))
+            .collect();
+        let outgoing = topo
+            .edges
+            .iter()
+            .filter(|e| e.from == id)
+            .map(|e| edge_item(topo, e, &e.to))
+            .collect();
+        let dep = |d: &crate::topology::Dependency, other: &str| {
+            let mut it = item(topo, other, "via", d.count, 0, None, &d.latency);
+            it.kind = topo
+                .node(&d.via)
+                .map(|n| n.name.clone())
+                .unwrap_or_else(|| d.via.clone());
+            it
+        };
+        let upstream = topo
+            .dependencies
+            .iter()
+            .filter(|d| d.to == id)
+            .map(|d| dep(d, &d.from))
+            .collect();
+        let downstream = topo
+            .dependencies
+            .iter()
+            .filter(|d| d.from == id)
+            .map(|d| dep(d, &d.to))
+            .collect();
+        let findings = topo
+            .findings
+            .iter()
+            .filter(|f| f.nodes.contains(&id))
+            .map(|f| f.description.clone())
+            .collect();
+        let name = node.map(|n| n.name.clone()).unwrap_or(fallback);
+        let filter = if kind == NodeKind::Service {
+            "service"
+        } else {
+            "destination"
+        };
+        NodePage {
+            kind: kind.as_str(),
+            system: node.and_then(|n| n.system.clone()).unwrap_or_default(),
+            namespace: node.and_then(|n| n.namespace.clone()).unwrap_or_default(),
+            seen: node.is_some(),
+            traces_href: format!(
+                "/traces?{filter}={}&{}",
+                url_encode(&name),
+                window.page_query()
+            ),
+            name,
+            id,
+            window,
+            incoming,
+            outgoing,
+            upstream,
+            downstream,
+            findings,
+            sparks: Vec::new(),
+            traces: Vec::new(),
+        }
+    }
+}
+
+async fn page(
+    id: String,
+    kind: NodeKind,
+    q: WindowQuery,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, PageError> {
+    let prefix = format!("{}:", kind.as_str());
+    if !id.starts_with(&prefix) {
+        return Err(PageError::NotFound(format!(
+            "{id:?} is not a {} id",
+            kind.as_str()
+        )));
+    }
+    let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
+    let topo = load_topology(&ingest, window.window).await?;
+    let mut page = web::block(move || NodePage::new(id, kind, window, &topo))
+        .await
+        .map_err(|e| PageError::Render(e.to_string()))?;
+    let (name, w) = (page.name.clone(), page.window.window);
+    let query = TraceQuery {
+        service: (kind == NodeKind::Service).then(|| name.clone()),
+        destination: (kind == NodeKind::Destination).then_some(name),
+        window: Some(w),
+        limit: 20,
+    };
+    let node_id = page.id.clone();
+    let (traces, sparks) = ingest
+        .store
+        .blocking(move |s| {
+            let traces = s
+                .search_traces(&query)?
+                .iter()
+                .map(TraceItem::from_summary)
+                .collect();
+            let minutes = s.read(|c| crate::store::series::node_minutes(c, &node_id, w))?;
+            let sparks = super::sparkline::sparks(&minutes, w, kind == NodeKind::Service);
+            Ok((traces, sparks))
+        })
+        .await?;
+    page.traces = traces;
+    page.sparks = sparks;
+    render(page).await
+}
+
+pub async fn service(
+    path: web::Path<String>,
+    q: web::Query<WindowQuery>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, PageError> {
+    page(path.into_inner(), NodeKind::Service, q.into_inner(), ingest).await
+}
+
+pub async fn destination(
+    path: web::Path<String>,
+    q: web::Query<WindowQuery>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, PageError> {
+    page(
+        path.into_inner(),
+        NodeKind::Destination,
+        q.into_inner(),
+        ingest,
+    )
+    .await
+}

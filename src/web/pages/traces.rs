@@ -1,0 +1,233 @@
+//! `GET /traces`: trace search by service, destination, time window and limit.
+
+use super::format;
+use super::window::{url_encode, PageWindow, WindowQuery};
+use crate::ingest::Ingest;
+use crate::store::{TraceQuery, TraceSummary};
+use crate::web::render::{render, PageError};
+use actix_web::{web, HttpResponse};
+use askama::Template;
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+pub struct SearchParams {
+    pub service: Option<String>,
+    pub destination: Option<String>,
+    pub limit: Option<usize>,
+    pub window: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+    /// `error`: only traces with an error span.
+    pub status: Option<String>,
+    /// Duration bounds in milliseconds (empty form fields mean none).
+    pub min_ms: Option<String>,
+    pub max_ms: Option<String>,
+}
+
+fn parse_ms(name: &str, value: &Option<String>) -> Result<Option<f64>, PageError> {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => Ok(None),
+        Some(v) => v
+            .parse::<f64>()
+            .ok()
+            .filter(|ms| ms.is_finite() && *ms >= 0.0)
+            .map(Some)
+            .ok_or_else(|| {
+                PageError::BadRequest(format!("{name} must be a number of milliseconds"))
+            }),
+    }
+}
+
+/// Duration and status are checked on the summaries of this many newest matches at most.
+pub const POST_FILTER_SCAN: usize = 1000;
+
+/// One result line, formatted.
+pub struct TraceItem {
+    pub trace_id: String,
+    pub start_unix_nanos: u64,
+    pub duration_micros: u64,
+    pub root: String,
+    pub start: String,
+    pub duration: String,
+    pub span_count: i64,
+    pub error_count: i64,
+    pub services: Vec<String>,
+    pub destinations: Vec<String>,
+}
+
+impl TraceItem {
+    pub fn from_summary(t: &TraceSummary) -> TraceItem {
+        let root = match (&t.root_service, &t.root_name) {
+            (Some(s), Some(n)) => format!("{s}: {n}"),
+            (Some(s), None) => s.clone(),
+            (None, Some(n)) => n.clone(),
+            (None, None) => "(root not received)".to_string(),
+        };
+        TraceItem {
+            trace_id: t.trace_id.to_hex(),
+            start_unix_nanos: t.start_unix_nanos,
+            duration_micros: t.duration_micros,
+            root,
+            start: format::time(t.start_unix_nanos),
+            duration: format::micros(t.duration_micros as f64),
+            span_count: t.span_count,
+            error_count: t.error_count,
+            services: t.services.clone(),
+            destinations: t.destinations.clone(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "traces.html")]
+pub struct TracesPage {
+    pub service: String,
+    pub destination: String,
+    pub limit: usize,
+    /// `None`: all stored traces (no window chosen).
+    pub window: Option<PageWindow>,
+    pub errors_only: bool,
+    pub min_ms: String,
+    pub max_ms: String,
+    /// Whether duration or status narrowed the newest matches (shown with the count).
+    pub post_filtered: bool,
+    pub traces: Vec<TraceItem>,
+    /// The next page: the same search, ending where this page's oldest trace starts.
+    pub older_href: String,
+}
+
+impl TracesPage {
+    pub fn preset(&self) -> &str {
+        self.window
+            .as_ref()
+            .map(|w| w.preset.as_str())
+            .unwrap_or("all")
+    }
+
+    pub fn since(&self) -> &str {
+        self.window
+            .as_ref()
+            .filter(|w| w.is_custom())
+            .map(|w| w.since.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn until(&self) -> &str {
+        self.window
+            .as_ref()
+            .filter(|w| w.is_custom())
+            .map(|w| w.until.as_str())
+            .unwrap_or("")
+    }
+
+    pub fn presets(&self) -> &'static [(&'static str, &'static str, u64)] {
+        super::window::PRESETS
+    }
+
+    pub fn encode(&self, text: &str) -> String {
+        url_encode(text)
+    }
+}
+
+pub async fn page(
+    q: web::Query<SearchParams>,
+    ingest: web::Data<Ingest>,
+) -> Result<HttpResponse, PageError> {
+    let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
+    let window = match (
+        nonempty(&q.window).as_deref(),
+        nonempty(&q.since),
+        nonempty(&q.until),
+    ) {
+        (None | Some("all"), None, None) => None,
+        (w, since, until) => Some(
+            PageWindow::from_query(&WindowQuery {
+                window: w.map(str::to_string),
+                since,
+                until,
+            })
+            .map_err(PageError::BadRequest)?,
+        ),
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let errors_only = q.status.as_deref() == Some("error");
+    let (min_ms, max_ms) = (
+        parse_ms("min_ms", &q.min_ms)?,
+        parse_ms("max_ms", &q.max_ms)?,
+    );
+    let post_filtered = errors_only || min_ms.is_some() || max_ms.is_some();
+    let query = TraceQuery {
+        service: nonempty(&q.service),
+        destination: nonempty(&q.destination),
+        window: window.as_ref().map(|w| w.window),
+        limit: if post_filtered {
+            POST_FILTER_SCAN
+        } else {
+            limit
+        },
+    };
+    let (min_us, max_us) = (
+        min_ms.map(|m| m * 1000.0).unwrap_or(0.0),
+        max_ms.map(|m| m * 1000.0).unwrap_or(f64::INFINITY),
+    );
+    let traces: Vec<TraceItem> = ingest
+        .store
+        .blocking(move |s| {
+            Ok(s.search_traces(&query)?
+                .iter()
+                .filter(|t| !errors_only || t.error_count > 0)
+                .filter(|t| (min_us..=max_us).contains(&(t.duration_micros as f64)))
+                .take(limit)
+                .map(TraceItem::from_summary)
+                .collect())
+        })
+        .await?;
+    let older_href = match traces.last() {
+        Some(oldest) if traces.len() == limit => older_link(&q, window.as_ref(), oldest, limit),
+        _ => String::new(),
+    };
+    render(TracesPage {
+        service: nonempty(&q.service).unwrap_or_default(),
+        destination: nonempty(&q.destination).unwrap_or_default(),
+        limit,
+        window,
+        errors_only,
+        min_ms: min_ms.map(|m| m.to_string()).unwrap_or_default(),
+        max_ms: max_ms.map(|m| m.to_string()).unwrap_or_default(),
+        post_filtered,
+        traces,
+        older_href,
+    })
+    .await
+}
+
+/// The same search over traces that start before `oldest` (half-open window end).
+fn older_link(
+    q: &SearchParams,
+    window: Option<&PageWindow>,
+    oldest: &TraceItem,
+    limit: usize,
+) -> String {
+    let mut parts = vec![format!("limit={limit}"), "window=custom".to_string()];
+    let fields = [
+        ("service", &q.service),
+        ("destination", &q.destination),
+        ("status", &q.status),
+        ("min_ms", &q.min_ms),
+        ("max_ms", &q.max_ms),
+    ];
+    for (key, value) in fields {
+        if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
+            parts.push(format!("{key}={}", url_encode(v)));
+        }
+    }
+    let since = window
+        .map(|w| w.since.clone())
+        .unwrap_or_else(|| super::window::rfc3339(0));
+    parts.push(format!("since={}", url_encode(&since)));
+    parts.push(format!(
+        "until={}",
+        url_encode(&super::window::rfc3339(oldest.start_unix_nanos))
+    ));
+    format!("/traces?{}", parts.join("&"))
+}

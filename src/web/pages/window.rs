@@ -1,0 +1,146 @@
+//! The time window of a page: a preset (`?window=5m|1h|24h`, ending now) or a custom
+//! `?since=&until=` pair (RFC 3339), kept in the URL so a view can be bookmarked.
+
+use crate::model::window::now_unix_nanos;
+use crate::model::TimeWindow;
+use crate::web::api::parse_window;
+use serde::Deserialize;
+
+#[derive(Debug, Default, Deserialize)]
+pub struct WindowQuery {
+    pub window: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Presets offered by the picker: (query value, label, seconds).
+pub const PRESETS: &[(&str, &str, u64)] = &[
+    ("5m", "Last 5 minutes", 300),
+    ("1h", "Last hour", 3600),
+    ("24h", "Last 24 hours", 86_400),
+];
+
+/// A resolved window and how the user asked for it.
+#[derive(Clone, Debug)]
+pub struct PageWindow {
+    pub window: TimeWindow,
+    /// `5m`, `1h`, `24h` or `custom`.
+    pub preset: String,
+    /// RFC 3339 bounds, as sent to the API.
+    pub since: String,
+    pub until: String,
+}
+
+impl PageWindow {
+    pub fn from_query(q: &WindowQuery) -> Result<PageWindow, String> {
+        let custom = q.since.as_deref().is_some_and(|s| !s.is_empty())
+            || q.until.as_deref().is_some_and(|s| !s.is_empty());
+        let preset = q.window.as_deref().filter(|w| !w.is_empty());
+        if custom && preset.is_none_or(|p| p == "custom") {
+            let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
+            return Ok(PageWindow::new(window, "custom"));
+        }
+        let name = preset.unwrap_or("1h");
+        let Some(&(name, _, secs)) = PRESETS.iter().find(|p| p.0 == name) else {
+            return Err(format!(
+                "window must be one of 5m, 1h, 24h or custom, not {name:?}"
+            ));
+        };
+        // Whole seconds (rounded up) keep the URLs and the picker readable.
+        let now = (now_unix_nanos() / 1_000_000_000 + 1) * 1_000_000_000;
+        Ok(PageWindow::new(TimeWindow::last(now, secs), name))
+    }
+
+    fn new(window: TimeWindow, preset: &str) -> PageWindow {
+        PageWindow {
+            since: rfc3339(window.since_unix_nanos),
+            until: rfc3339(window.until_unix_nanos),
+            window,
+            preset: preset.to_string(),
+        }
+    }
+
+    /// The explicit bounds as a query string (for the API and for links).
+    pub fn query(&self) -> String {
+        format!(
+            "since={}&until={}",
+            url_encode(&self.since),
+            url_encode(&self.until)
+        )
+    }
+
+    /// What the URL of this page keeps: the preset, or the custom bounds.
+    pub fn page_query(&self) -> String {
+        if self.preset == "custom" {
+            format!("window=custom&{}", self.query())
+        } else {
+            format!("window={}", self.preset)
+        }
+    }
+
+    pub fn presets(&self) -> &'static [(&'static str, &'static str, u64)] {
+        PRESETS
+    }
+
+    pub fn is_custom(&self) -> bool {
+        self.preset == "custom"
+    }
+}
+
+/// RFC 3339 in UTC, whole seconds unless there is a fraction.
+pub fn rfc3339(unix_nanos: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(unix_nanos as i128)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+pub fn url_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn presets_custom_and_errors() {
+        let w = PageWindow::from_query(&WindowQuery::default()).unwrap();
+        assert_eq!(w.preset, "1h");
+        assert_eq!(w.page_query(), "window=1h");
+        let q = WindowQuery {
+            window: None,
+            since: Some("2026-01-01T00:00:00Z".into()),
+            until: Some("2026-01-01T01:00:00Z".into()),
+        };
+        let w = PageWindow::from_query(&q).unwrap();
+        assert!(w.is_custom());
+        assert_eq!(w.since, "2026-01-01T00:00:00Z");
+        assert_eq!(
+            w.query(),
+            "since=2026-01-01T00%3A00%3A00Z&until=2026-01-01T01%3A00%3A00Z"
+        );
+        let bad = WindowQuery {
+            window: Some("7y".into()),
+            ..Default::default()
+        };
+        assert!(PageWindow::from_query(&bad).is_err());
+    }
+
+    #[test]
+    fn url_encoding_keeps_only_unreserved() {
+        assert_eq!(url_encode("service:shop/a b<"), "service%3Ashop%2Fa%20b%3C");
+    }
+}

@@ -1,0 +1,378 @@
+//! The UI in headless Chromium: the map drawn from real recordings, a node clicked, a trace
+//! opened from it, a hop followed, the DOT downloaded; and hostile span data that must not
+//! execute anywhere. Screenshots go to test-output/.
+
+mod common;
+
+use common::browser::Browser;
+use common::builder;
+use common::fixtures::{self, SpanInfo, Window};
+use common::{ui, TestEnv};
+use serde_json::json;
+
+fn map_ready(b: &Browser) {
+    let state = b.wait_for(
+        "the map",
+        "return document.body.getAttribute('data-map-ready');",
+    );
+    assert_eq!(state, json!("1"), "map failed to load");
+}
+
+#[test]
+fn map_node_trace_and_hop_in_a_real_browser() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let files = fixtures::load(fixtures::PYTHON_PIKA);
+    env.post_fixtures(&files);
+    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
+    let window = Window::of_spans(&spans);
+    let topo = env.topology(&window);
+
+    b.goto(&env.api_url(&format!("/?window=custom&{}", window.query())));
+    map_ready(&b);
+    let drawn = b.eval(
+        "const cy = window.switchyard.cy; return {nodes: cy.nodes().length, edges: cy.edges().length, \
+         visible: cy.nodes().filter(n => n.visible()).length};",
+        json!([]),
+    );
+    assert_eq!(
+        drawn["nodes"],
+        json!(topo["nodes"].as_array().unwrap().len())
+    );
+    assert_eq!(
+        drawn["edges"],
+        json!(topo["edges"].as_array().unwrap().len())
+    );
+    assert_eq!(drawn["visible"], drawn["nodes"]);
+    b.screenshot("map-python-pika");
+
+    // Free-text filter: matching nodes stay, the rest fade.
+    let filtered = b.eval(
+        "const t = document.getElementById('filter-text'); t.value = 'orders'; \
+         t.dispatchEvent(new Event('input')); const cy = window.switchyard.cy; \
+         const r = [cy.getElementById('service:orders').hasClass('filtered'), \
+                    cy.getElementById('service:worker').hasClass('filtered')]; \
+         t.value = ''; t.dispatchEvent(new Event('input')); return r;",
+        json!([]),
+    );
+    assert_eq!(filtered, json!([false, true]));
+
+    // A real click on the orders node opens its details with recent traces.
+    let at = b.eval(
+        "const n = window.switchyard.cy.getElementById('service:orders'); \
+         const r = document.getElementById('cy').getBoundingClientRect(); \
+         const p = n.renderedPosition(); return [r.left + p.x, r.top + p.y];",
+        json!([]),
+    );
+    b.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    b.wait_for(
+        "recent traces of orders",
+        "return document.querySelector('#details-body .recent-traces a.trace-link');",
+    );
+    let title = b.eval(
+        "return document.querySelector('#details-body h3').textContent;",
+        json!([]),
+    );
+    assert_eq!(title, json!("orders"));
+    b.screenshot("map-orders-selected");
+
+    // The DOT download link answers DOT for the same window.
+    let dot = b.eval(
+        "return fetch(document.getElementById('download-dot').href).then(r => r.text());",
+        json!([]),
+    );
+    assert!(
+        dot.as_str().unwrap_or_default().starts_with("digraph"),
+        "{dot}"
+    );
+
+    b.click("#details-body .recent-traces a.trace-link");
+    b.wait_for(
+        "the trace view",
+        "return location.pathname.startsWith('/traces/') && document.querySelector('.waterfall');",
+    );
+    let rows = b.eval(
+        "return document.querySelectorAll('.wf-row').length;",
+        json!([]),
+    );
+    let trace_id = b.url().rsplit('/').next().unwrap().to_string();
+    assert_eq!(rows, json!(env.trace_spans(&trace_id).len()));
+    b.screenshot("trace-orders");
+
+    // Open a consume row and follow its hop back to the publish.
+    b.click(".wf-row.role-consume > summary");
+    b.click(".wf-row.role-consume[open] .hop-link");
+    let target = b.wait_for(
+        "the hop target",
+        "const t = document.querySelector(':target'); return t && t.className;",
+    );
+    assert!(
+        target.as_str().unwrap().contains("role-publish"),
+        "{target}"
+    );
+}
+
+#[test]
+fn hostile_span_data_never_executes_in_the_browser() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let (publish, consume) = ui::hostile_trace();
+    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &consume]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let q = builder::window().query();
+    let pwned = "return [window.__pwned === undefined, document.querySelectorAll('img[src=x], svg[onload]').length];";
+
+    b.goto(&env.api_url(&format!("/?window=custom&{q}")));
+    map_ready(&b);
+    let names = b.eval(
+        "return window.switchyard.cy.nodes().map(n => n.data('name'));",
+        json!([]),
+    );
+    assert!(
+        names
+            .as_array()
+            .unwrap()
+            .contains(&json!(ui::HOSTILE_SERVICE)),
+        "{names}"
+    );
+    // Select every node and edge so their details (names, traces) are rendered.
+    b.eval(
+        "const cy = window.switchyard.cy; cy.elements().forEach(e => e.emit('tap')); \
+         cy.edges().forEach(e => e.emit('mouseover'));",
+        json!([]),
+    );
+    b.click(".side details > summary");
+    b.click(".node-select");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(b.eval(pwned, json!([])), json!([true, 0]), "map");
+    b.screenshot("xss-map");
+
+    for path in [
+        "/traces".to_string(),
+        format!("/traces/{}", publish.trace_hex()),
+        format!(
+            "/services/{}?window=custom&{q}",
+            "service%3A%3Cscript%3Ewindow.__pwned%3D1%3C%2Fscript%3Esvc%22%27"
+        ),
+    ] {
+        b.goto(&env.api_url(&path));
+        b.wait_for("page load", "return document.readyState === 'complete';");
+        b.eval(
+            "document.querySelectorAll('details').forEach(d => d.open = true); return 1;",
+            json!([]),
+        );
+        assert_eq!(b.eval(pwned, json!([])), json!([true, 0]), "{path}");
+    }
+    let text = b.eval("return document.body.textContent;", json!([]));
+    assert!(text.as_str().unwrap().contains(ui::HOSTILE_SERVICE));
+    b.screenshot("xss-service");
+}
+
+#[test]
+fn the_map_follows_new_spans_without_losing_zoom_or_selection() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let post = |service: &str, topic: &str| {
+        let p = builder::span(service, "send", builder::Producer).messaging("kafka", topic);
+        let c = p
+            .child("live-consumer", "receive", builder::Consumer)
+            .messaging("kafka", topic);
+        let reply = env.post_protobuf(&builder::protobuf(&[&p, &c]));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+    b.goto(&env.api_url("/?window=1h"));
+    map_ready(&b);
+    let count = "return window.switchyard.cy.nodes().length;";
+    assert_eq!(b.eval(count, json!([])), json!(0));
+    post("live-producer", "live.topic");
+    b.wait_for(
+        "the first nodes",
+        "return window.switchyard.cy.nodes().length >= 3;",
+    );
+    b.eval(
+        "const cy = window.switchyard.cy; cy.zoom(1.5); cy.getElementById('service:live-producer').select(); return 1;",
+        json!([]),
+    );
+    post("second-producer", "other.topic");
+    b.wait_for(
+        "the new producer",
+        "return window.switchyard.cy.getElementById('service:second-producer').nonempty();",
+    );
+    let state = b.eval(
+        "const cy = window.switchyard.cy; return [cy.zoom(), cy.$(':selected').map(n => n.id())];",
+        json!([]),
+    );
+    assert_eq!(state, json!([1.5, ["service:live-producer"]]));
+    b.screenshot("map-live");
+}
+
+/// Regenerates docs/screenshot-map.png and docs/screenshot-trace.png from the demo shop:
+/// `cargo test --release --test ui_browser -- --ignored docs_screenshots`.
+#[test]
+#[ignore]
+fn docs_screenshots() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::with_args(&["--demo"]);
+    common::wait_for("demo traffic", std::time::Duration::from_secs(30), || {
+        let t = env.get_json("/api/topology");
+        (t["nodes"].as_array().map_or(0, |n| n.len()) >= 20).then_some(())
+    });
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let docs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
+    b.goto(&env.api_url("/?window=5m"));
+    map_ready(&b);
+    // Let a live refresh (new demo nodes laid out) settle before clicking a position.
+    std::thread::sleep(std::time::Duration::from_millis(3000));
+    let at = b.eval(
+        "const n = window.switchyard.cy.getElementById('service:shop/orders').nonempty() ? \
+         window.switchyard.cy.getElementById('service:shop/orders') : window.switchyard.cy.nodes('[name = \"orders\"]'); \
+         const r = document.getElementById('cy').getBoundingClientRect(); \
+         const p = n.renderedPosition(); return [r.left + p.x, r.top + p.y];",
+        json!([]),
+    );
+    b.click_at(at[0].as_f64().unwrap(), at[1].as_f64().unwrap());
+    b.wait_for(
+        "recent traces",
+        "return document.querySelector('#details-body .recent-traces a.trace-link');",
+    );
+    b.eval(
+        "window.switchyard.cy.elements().removeClass('faded'); return 1;",
+        json!([]),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    std::fs::copy(b.screenshot("docs-map"), docs.join("screenshot-map.png")).unwrap();
+    b.click("#theme-toggle");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    b.screenshot("docs-map-other-theme");
+    b.click("#theme-toggle");
+
+    let traces = env.get_json("/api/traces?service=billing&limit=20");
+    let trace = traces["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["error_count"] == json!(0))
+        .expect("a billing trace")["trace_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let spans = env.trace_spans(&trace);
+    let consume = spans
+        .iter()
+        .find(|s| s["service"] == json!("billing") && s["kind"] == json!("consumer"))
+        .expect("billing consume")["span_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    b.goto(&env.api_url(&format!("/traces/{trace}#span-{consume}")));
+    b.wait_for(
+        "trace view",
+        "return document.querySelector('.wf-row[open]');",
+    );
+    std::fs::copy(
+        b.screenshot("docs-trace"),
+        docs.join("screenshot-trace.png"),
+    )
+    .unwrap();
+}
+
+/// Performance figure: a map of 500 nodes and about 2,000 edges, from navigation to a drawn,
+/// interactive graph. `cargo test --release --test ui_browser -- --ignored large_map --nocapture`
+#[test]
+#[ignore]
+fn large_map_time_to_interactive() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let (services, destinations) = (250u64, 250u64);
+    let mut spans = Vec::new();
+    for k in 0..1000u64 {
+        let from = format!("svc-{}", k % services);
+        let to = format!("svc-{}", (k * 13 + 5) % services);
+        let dest = format!("topic-{}", (k * 7 + k / destinations) % destinations);
+        let p = builder::span(&from, "send", builder::Producer).messaging("kafka", &dest);
+        let c = p
+            .child(&to, "receive", builder::Consumer)
+            .messaging("kafka", &dest);
+        spans.push(p);
+        spans.push(c);
+    }
+    let refs: Vec<&builder::SpanB> = spans.iter().collect();
+    let reply = env.post_protobuf(&builder::protobuf(&refs));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let q = builder::window().query();
+    let topo = env.get_json(&format!("/api/topology?{q}"));
+    let (nodes, edges) = (
+        topo["nodes"].as_array().unwrap().len(),
+        topo["edges"].as_array().unwrap().len(),
+    );
+    let started = std::time::Instant::now();
+    b.goto(&env.api_url(&format!("/?window=custom&{q}")));
+    map_ready(&b);
+    let wall = started.elapsed();
+    // Time from navigation start to the drawn graph, by the page's own clock.
+    let ready = b.eval("return window.switchyard.readyAt;", json!([]));
+    b.screenshot("map-large");
+    eprintln!(
+        "large map: {nodes} nodes, {edges} edges: drawn {:.0} ms after navigation \
+         (test clock, polling included: {:.0} ms)",
+        ready.as_f64().unwrap_or(0.0),
+        wall.as_secs_f64() * 1000.0
+    );
+}
+
+/// Performance figure: the event-trace view of a 1,000-span trace, from navigation to load.
+/// `cargo test --release --test ui_browser -- --ignored large_trace --nocapture`
+#[test]
+#[ignore]
+fn large_trace_time_to_load() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let root =
+        builder::span("gateway", "publish batch", builder::Producer).messaging("kafka", "batch");
+    let mut spans = vec![];
+    for i in 0..999u64 {
+        let c = root
+            .child(&format!("worker-{}", i % 20), "receive", builder::Consumer)
+            .messaging("kafka", "batch")
+            .attr("messaging.operation.type", "receive")
+            .attr("worker.index", i as i64)
+            .at(builder::base_time() + (i + 1) * 100_000);
+        spans.push(c);
+    }
+    let mut refs: Vec<&builder::SpanB> = vec![&root];
+    refs.extend(spans.iter());
+    let reply = env.post_protobuf(&builder::protobuf(&refs));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    // Best of three, for the page and for the JSON of the same trace.
+    let best = |path: &str| {
+        (0..3)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                assert_eq!(env.get(path).status, 200);
+                t.elapsed()
+            })
+            .min()
+            .unwrap()
+    };
+    let page = env.get(&format!("/traces/{}", root.trace_hex()));
+    let server = best(&format!("/traces/{}", root.trace_hex()));
+    let api = best(&format!("/api/traces/{}", root.trace_hex()));
+    b.goto(&env.api_url(&format!("/traces/{}", root.trace_hex())));
+    let timing = b.eval(
+        "const t = performance.getEntriesByType('navigation')[0]; \
+         return [t.responseEnd, t.domInteractive, t.loadEventEnd, document.querySelectorAll('.wf-row').length];",
+        json!([]),
+    );
+    b.screenshot("trace-large");
+    eprintln!(
+        "large trace: {} rows, {} KiB of HTML; page {:.0} ms, JSON API {:.0} ms; \
+         response end {}, interactive {}, loaded {} ms",
+        timing[3],
+        page.text().len() / 1024,
+        server.as_secs_f64() * 1000.0,
+        api.as_secs_f64() * 1000.0,
+        timing[0],
+        timing[1],
+        timing[2]
+    );
+}

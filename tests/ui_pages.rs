@@ -1,0 +1,376 @@
+//! The HTML pages, parsed: map, trace search, trace view, service and destination pages,
+//! static assets, error pages, and escaping of hostile span data.
+
+mod common;
+
+use common::builder;
+use common::fixtures::{self, SpanInfo, Window};
+use common::ui::{self, Page};
+use common::TestEnv;
+use std::collections::BTreeSet;
+
+fn pika() -> (TestEnv, Vec<SpanInfo>, Window) {
+    let env = TestEnv::start();
+    let files = fixtures::load(fixtures::PYTHON_PIKA);
+    env.post_fixtures(&files);
+    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
+    let window = Window::of_spans(&spans);
+    (env, spans, window)
+}
+
+fn trace_ids_with(spans: &[SpanInfo], service: &str) -> BTreeSet<String> {
+    spans
+        .iter()
+        .filter(|s| s.service == service)
+        .map(|s| s.trace_id.clone())
+        .collect()
+}
+
+#[test]
+fn map_page_carries_the_window_findings_and_every_node() {
+    let (env, _, window) = pika();
+    let page = Page::ok(&env, &format!("/?window=custom&{}", window.query()));
+    assert!(page.csp.contains("script-src 'self'"), "csp: {}", page.csp);
+    let topo = env.topology(&window);
+    let cy = page.one("#cy");
+    let url = cy.value().attr("data-topology-url").unwrap();
+    assert!(url.starts_with("/api/topology?since="), "{url}");
+    // The page's own topology URL answers the same graph.
+    assert_eq!(env.get_json(url)["nodes"], topo["nodes"]);
+    let ids: BTreeSet<String> = page
+        .attrs(".node-select", "data-node-id")
+        .into_iter()
+        .collect();
+    let expected: BTreeSet<String> = topo["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids, expected);
+    let patterns: BTreeSet<String> = page.attrs(".finding", "data-pattern").into_iter().collect();
+    let want: BTreeSet<String> = ["action_response", "broadcast", "dead_end", "work_queue"]
+        .map(String::from)
+        .into();
+    assert_eq!(patterns, want);
+    assert!(page
+        .texts(".finding-text")
+        .iter()
+        .any(|t| t.contains("order.created is broadcast to 2 services")));
+    let dot = page.one("#download-dot").value().attr("href").unwrap();
+    assert!(env.get(dot).text().starts_with("digraph"), "{dot}");
+    assert!(page.all("#empty-state").is_empty());
+    assert_eq!(
+        page.one("#window option[selected]").value().attr("value"),
+        Some("custom")
+    );
+}
+
+#[test]
+fn empty_map_tells_a_newcomer_what_to_do() {
+    let env = TestEnv::start();
+    let page = Page::ok(&env, "/");
+    let empty = ui::text(&page.one("#empty-state"));
+    assert!(
+        empty.contains("OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318"),
+        "{empty}"
+    );
+    assert!(empty.contains("switchyard serve --demo"), "{empty}");
+    assert_eq!(
+        page.one("#window option[selected]").value().attr("value"),
+        Some("1h")
+    );
+    for preset in ["5m", "24h"] {
+        let p = Page::ok(&env, &format!("/?window={preset}"));
+        assert_eq!(
+            p.one("#window option[selected]").value().attr("value"),
+            Some(preset)
+        );
+    }
+    assert_eq!(Page::get(&env, "/?window=7y").status, 400);
+    assert_eq!(
+        Page::get(&env, "/?window=custom&since=yesterday").status,
+        400
+    );
+}
+
+#[test]
+fn every_script_and_stylesheet_of_the_pages_is_served() {
+    let (env, spans, window) = pika();
+    let pages = [
+        format!("/?{}", window.query()),
+        "/traces".to_string(),
+        format!("/traces/{}", spans[0].trace_id),
+    ];
+    for path in pages {
+        let page = Page::ok(&env, &path);
+        let mut assets = page.attrs("script[src]", "src");
+        assets.extend(page.attrs("link[href^='/static/']", "href"));
+        assert!(assets.len() >= 2, "{path}: {assets:?}");
+        for a in assets {
+            let reply = env.get(&a);
+            assert_eq!(reply.status, 200, "{a}");
+            assert!(!reply.text().is_empty(), "{a}");
+            let ct = reply.content_type();
+            assert!(
+                ct.starts_with("text/javascript")
+                    || ct.starts_with("text/css")
+                    || ct.starts_with("image/"),
+                "{a}: {ct}"
+            );
+        }
+    }
+    assert_eq!(env.get("/static/nope.js").status, 404);
+    assert_eq!(env.get("/static/../Cargo.toml").status, 404);
+}
+
+#[test]
+fn trace_search_lists_matching_traces_with_links() {
+    let (env, spans, window) = pika();
+    let page = Page::ok(&env, "/traces?service=worker&limit=1000");
+    let listed: BTreeSet<String> = page
+        .attrs(".trace-row a.trace-link", "href")
+        .into_iter()
+        .map(|h| h.trim_start_matches("/traces/").to_string())
+        .collect();
+    assert_eq!(listed, trace_ids_with(&spans, "worker"));
+    assert_eq!(
+        page.one("input[name=service]").value().attr("value"),
+        Some("worker")
+    );
+    // A window in which the recording lies keeps them; one that excludes it lists nothing.
+    let inside = Page::ok(
+        &env,
+        &format!("/traces?service=worker&window=custom&{}", window.query()),
+    );
+    assert_eq!(inside.all(".trace-row").len(), listed.len());
+    let outside = Page::ok(&env, "/traces?service=worker&window=5m");
+    assert!(outside.all(".trace-row").is_empty());
+    assert!(ui::text(&outside.one(".empty-list")).contains("No traces match"));
+    let limited = Page::ok(&env, "/traces?limit=2");
+    assert_eq!(limited.all(".trace-row").len(), 2);
+}
+
+#[test]
+fn trace_view_draws_every_span_and_each_broker_hop() {
+    let (env, spans, _) = pika();
+    let trace_id = trace_ids_with(&spans, "billing")
+        .into_iter()
+        .next()
+        .unwrap();
+    let api = env.trace_spans(&trace_id);
+    let page = Page::ok(&env, &format!("/traces/{trace_id}"));
+    let rows = page.attrs(".wf-row", "data-span-id");
+    let mut want: Vec<String> = api
+        .iter()
+        .map(|s| s["span_id"].as_str().unwrap().to_string())
+        .collect();
+    let mut got = rows.clone();
+    want.sort();
+    got.sort();
+    assert_eq!(got, want, "one row per span");
+    // The broadcast trace: one publish, consumed by shipping and billing.
+    let hops = page.all(".wf-row .bar.broker").len();
+    assert!(hops >= 2, "broker segments: {hops}");
+    assert_eq!(ui::text(&page.one("#hop-count")), hops.to_string());
+    for href in page.attrs(".hop-link", "href") {
+        let id = href.trim_start_matches("#span-");
+        assert!(
+            rows.iter().any(|r| r == id),
+            "hop link {href} points at a row"
+        );
+    }
+    let publish = page.all(".wf-row.role-publish");
+    assert!(!publish.is_empty());
+    let consumers = page.all(".wf-row.role-publish .hop-link");
+    assert!(consumers.len() >= 2, "publish row names its consumers");
+    let attrs = page.texts(".wf-row table.attrs th");
+    assert!(attrs.iter().any(|a| a == "messaging.system"), "{attrs:?}");
+    assert!(page.all(".wf-row.error").len() <= api.len());
+}
+
+#[test]
+fn trace_view_errors_are_pages_with_the_right_status() {
+    let env = TestEnv::start();
+    let missing = Page::get(&env, "/traces/0123456789abcdef0123456789abcdef");
+    assert_eq!(missing.status, 404);
+    assert!(ui::text(&missing.one("h1")).contains("404"));
+    assert_eq!(Page::get(&env, "/traces/not-hex").status, 400);
+}
+
+#[test]
+fn service_and_destination_pages_show_edges_dependencies_and_traces() {
+    let (env, spans, window) = pika();
+    let q = window.query();
+    let orders = Page::ok(
+        &env,
+        &format!("/services/service%3Aorders?window=custom&{q}"),
+    );
+    assert_eq!(ui::text(&orders.one("h1")), "orders");
+    let cells = orders.texts(".edge-row td:first-child");
+    for name in ["order.created", "shipping", "billing"] {
+        assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
+    }
+    let sparks = orders.texts(".spark figcaption strong");
+    assert_eq!(
+        sparks[..2],
+        ["5".to_string(), "0".to_string()],
+        "{sparks:?}"
+    );
+    assert_eq!(orders.all(".spark svg polyline").len(), 3);
+    let traces = orders.all(".trace-row").len();
+    assert_eq!(traces, trace_ids_with(&spans, "orders").len().min(20));
+
+    let dest_href = orders
+        .attrs(".edge-row a", "href")
+        .into_iter()
+        .find(|h| h.starts_with("/destinations/"))
+        .expect("link to the destination page");
+    let dest = Page::ok(&env, &dest_href);
+    assert_eq!(ui::text(&dest.one("h1")), "order.created");
+    let cells = dest.texts(".edge-row td:first-child");
+    for name in ["orders", "shipping", "billing"] {
+        assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
+    }
+    assert!(!dest.all(".trace-row").is_empty());
+    let sparks = dest.texts(".spark figcaption strong");
+    assert_eq!(
+        sparks[..2],
+        ["5".to_string(), "1".to_string()],
+        "{sparks:?}"
+    );
+    assert!(
+        sparks[2].ends_with("ms") || sparks[2].ends_with("µs"),
+        "{sparks:?}"
+    );
+    assert!(dest
+        .texts(".finding-line")
+        .iter()
+        .any(|f| f.contains("broadcast")));
+    // Outside its window a node still has a page, saying it was quiet.
+    let quiet = Page::ok(&env, "/services/service%3Aorders?window=5m");
+    assert!(ui::text(&quiet.one("#quiet")).contains("No traffic"));
+    assert_eq!(Page::get(&env, "/services/destination%3Ax%3Ay").status, 404);
+}
+
+#[test]
+fn hostile_span_data_is_escaped_on_every_page() {
+    let env = TestEnv::start();
+    let (publish, consume) = ui::hostile_trace();
+    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &consume]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let q = builder::window().query();
+    let map = Page::ok(&env, &format!("/?window=custom&{q}"));
+    map.assert_no_injected_markup("map");
+    let names = map.texts(".node-select");
+    assert!(names.iter().any(|n| n == ui::HOSTILE_SERVICE), "{names:?}");
+    let ids = map.attrs(".node-select", "data-node-id");
+    let search = Page::ok(&env, "/traces");
+    search.assert_no_injected_markup("trace search");
+    let trace = Page::ok(&env, &format!("/traces/{}", publish.trace_hex()));
+    trace.assert_no_injected_markup("trace view");
+    let cells = trace.texts("table.attrs td");
+    assert!(
+        cells.iter().any(|c| c.contains("</script><svg onload")),
+        "{cells:?}"
+    );
+    for id in ids {
+        let kind = if id.starts_with("service:") {
+            "services"
+        } else {
+            "destinations"
+        };
+        let path = format!("/{kind}/{}?window=custom&{q}", url_encode(&id));
+        let page = Page::ok(&env, &path);
+        page.assert_no_injected_markup(&path);
+        assert!(!page.all(".trace-row").is_empty(), "{path}: recent traces");
+    }
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Reads one SSE frame (up to a blank line) that is not a comment.
+fn next_event(reader: &mut impl std::io::BufRead) -> String {
+    loop {
+        let mut frame = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
+            if line == "\n" {
+                break;
+            }
+            frame.push_str(&line);
+        }
+        if !frame.starts_with(':') {
+            return frame;
+        }
+    }
+}
+
+#[test]
+fn live_stream_announces_stored_spans() {
+    let env = TestEnv::start();
+    let reply = ureq::get(&env.api_url("/api/live"))
+        .call()
+        .expect("live stream");
+    assert_eq!(reply.content_type(), "text/event-stream");
+    let mut reader = std::io::BufReader::new(reply.into_reader());
+    let first = next_event(&mut reader);
+    assert!(first.contains("retry: 1000"), "{first}");
+    assert!(
+        first.contains("event: stored\ndata: {\"spans_stored\":0}"),
+        "{first}"
+    );
+    let files = fixtures::load(fixtures::PYTHON_PIKA);
+    env.post_fixture(&files[0]);
+    let next = next_event(&mut reader);
+    let n: u64 = next
+        .trim_end()
+        .rsplit(':')
+        .next()
+        .and_then(|v| v.trim_end_matches('}').parse().ok())
+        .unwrap_or_else(|| panic!("{next}"));
+    assert_eq!(n as usize, files[0].spans.len(), "{next}");
+}
+
+#[test]
+fn trace_search_filters_by_status_and_duration_and_pages_older() {
+    let (env, spans, _) = pika();
+    let all = Page::ok(&env, "/traces?limit=1000");
+    let total = all.all(".trace-row").len();
+    let errors = Page::ok(&env, "/traces?status=error&min_ms=&max_ms=");
+    let with_errors: BTreeSet<&str> = spans
+        .iter()
+        .filter(|s| s.error)
+        .map(|s| s.trace_id.as_str())
+        .collect();
+    assert_eq!(errors.all(".trace-row").len(), with_errors.len());
+    assert!(ui::text(&errors.one("#result-count")).contains("among the newest"));
+    let slow = Page::ok(&env, "/traces?min_ms=1000000");
+    assert!(slow.all(".trace-row").is_empty());
+    assert_eq!(Page::get(&env, "/traces?min_ms=abc").status, 400);
+    // Paging by three walks every trace exactly once.
+    let mut seen = BTreeSet::new();
+    let mut next = "/traces?limit=3".to_string();
+    for _ in 0..100 {
+        let page = Page::ok(&env, &next);
+        for href in page.attrs(".trace-row a.trace-link", "href") {
+            assert!(seen.insert(href.clone()), "{href} listed twice");
+        }
+        match page.attrs("#older", "href").pop() {
+            Some(href) => next = href,
+            None => break,
+        }
+    }
+    assert_eq!(seen.len(), total);
+}
