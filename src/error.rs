@@ -5,6 +5,7 @@
 pub enum ErrorCode {
     BadRequest,
     NotFound,
+    Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
@@ -17,6 +18,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManyRequests => 429,
@@ -29,6 +31,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => tonic::Code::InvalidArgument,
             ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Conflict => tonic::Code::AlreadyExists,
             ErrorCode::PayloadTooLarge => tonic::Code::ResourceExhausted,
             ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
             // OTLP clients retry RESOURCE_EXHAUSTED only with RetryInfo; UNAVAILABLE always.
@@ -47,6 +50,7 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",

@@ -1,0 +1,212 @@
+//! A blocking Rust client of the broker's HTTP API (used by the tests; usable by any Rust
+//! service). Each call is one HTTP request; errors keep the server's status and message.
+
+use super::{DeadLetter, Declared, Delivery, Published, Settled, SubscriptionInfo, TopicInfo};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The broker answered with an error status.
+    #[error("{status} {error}: {message}")]
+    Status {
+        status: u16,
+        error: String,
+        message: String,
+    },
+    #[error("transport: {0}")]
+    Transport(String),
+    #[error("unexpected answer: {0}")]
+    Decode(String),
+}
+
+impl ClientError {
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            ClientError::Status { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// A broker client for one `--http` address, calling as one service.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    service: Option<String>,
+    agent: ureq::Agent,
+}
+
+impl Client {
+    /// `addr`: `127.0.0.1:8080` or `http://127.0.0.1:8080`.
+    pub fn new(addr: &str) -> Client {
+        let base = if addr.starts_with("http://") {
+            addr.trim_end_matches('/').to_string()
+        } else {
+            format!("http://{addr}")
+        };
+        Client {
+            base,
+            service: None,
+            agent: ureq::AgentBuilder::new()
+                .timeout_connect(Duration::from_secs(5))
+                .timeout_read(super::MAX_WAIT + Duration::from_secs(10))
+                .build(),
+        }
+    }
+
+    /// Names the calling service (`Switchyard-Service`) in the broker's spans.
+    pub fn with_service(mut self, service: &str) -> Client {
+        self.service = Some(service.to_string());
+        self
+    }
+
+    fn request(&self, method: &str, path: &str) -> ureq::Request {
+        let req = self.agent.request(method, &format!("{}{path}", self.base));
+        match &self.service {
+            Some(s) => req.set(super::traced::SERVICE_HEADER, s),
+            None => req,
+        }
+    }
+
+    fn send<T: DeserializeOwned>(
+        &self,
+        req: ureq::Request,
+        content_type: &str,
+        body: &[u8],
+    ) -> Result<T, ClientError> {
+        let answer = req.set("Content-Type", content_type).send_bytes(body);
+        decode(answer)
+    }
+
+    pub fn declare_topic(&self, name: &str) -> Result<Declared, ClientError> {
+        self.send(
+            self.request("PUT", &format!("/broker/topics/{name}")),
+            "application/json",
+            b"{}",
+        )
+    }
+
+    pub fn declare_subscription(
+        &self,
+        name: &str,
+        topic: &str,
+        visibility_timeout_ms: u64,
+        max_attempts: u32,
+    ) -> Result<Declared, ClientError> {
+        let body = json!({"topic": topic, "visibility_timeout_ms": visibility_timeout_ms, "max_attempts": max_attempts});
+        self.send(
+            self.request("PUT", &format!("/broker/subscriptions/{name}")),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+
+    pub fn topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
+        let v: Value = decode(self.request("GET", "/broker/topics").call())?;
+        from_value(v["topics"].clone())
+    }
+
+    pub fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, ClientError> {
+        let v: Value = decode(self.request("GET", "/broker/subscriptions").call())?;
+        from_value(v["subscriptions"].clone())
+    }
+
+    /// Publishes a plain JSON body, optionally continuing a trace.
+    pub fn publish_json(
+        &self,
+        topic: &str,
+        data: &Value,
+        traceparent: Option<&str>,
+    ) -> Result<Published, ClientError> {
+        let mut req = self.request("POST", &format!("/broker/topics/{topic}/events"));
+        if let Some(tp) = traceparent {
+            req = req.set("traceparent", tp);
+        }
+        self.send(req, "application/json", data.to_string().as_bytes())
+    }
+
+    /// Publishes a CloudEvent in structured mode.
+    pub fn publish_event(&self, topic: &str, event: &Value) -> Result<Published, ClientError> {
+        self.send(
+            self.request("POST", &format!("/broker/topics/{topic}/events")),
+            "application/cloudevents+json",
+            event.to_string().as_bytes(),
+        )
+    }
+
+    /// Leases up to `max` messages, waiting up to `wait` for the first.
+    pub fn pull(
+        &self,
+        sub: &str,
+        max: usize,
+        wait: Duration,
+    ) -> Result<Vec<Delivery>, ClientError> {
+        let path = format!(
+            "/broker/subscriptions/{sub}/pull?max={max}&wait={}ms",
+            wait.as_millis()
+        );
+        let v: Value = self.send(self.request("POST", &path), "application/json", b"")?;
+        from_value(v["messages"].clone())
+    }
+
+    pub fn ack(&self, sub: &str, lease_ids: &[String]) -> Result<Settled, ClientError> {
+        let body = json!({ "lease_ids": lease_ids });
+        self.send(
+            self.request("POST", &format!("/broker/subscriptions/{sub}/ack")),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+
+    pub fn nack(
+        &self,
+        sub: &str,
+        lease_ids: &[String],
+        delay_ms: u64,
+    ) -> Result<Settled, ClientError> {
+        let body = json!({ "lease_ids": lease_ids, "delay_ms": delay_ms });
+        self.send(
+            self.request("POST", &format!("/broker/subscriptions/{sub}/nack")),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+
+    pub fn dead_letters(&self, sub: &str, max: usize) -> Result<Vec<DeadLetter>, ClientError> {
+        let path = format!("/broker/subscriptions/{sub}/dead-letters?max={max}");
+        let v: Value = decode(self.request("GET", &path).call())?;
+        from_value(v["dead_letters"].clone())
+    }
+}
+
+fn decode<T: DeserializeOwned>(
+    answer: Result<ureq::Response, ureq::Error>,
+) -> Result<T, ClientError> {
+    match answer {
+        Ok(resp) => {
+            let text = resp
+                .into_string()
+                .map_err(|e| ClientError::Transport(e.to_string()))?;
+            serde_json::from_str(&text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))
+        }
+        Err(ureq::Error::Status(status, resp)) => {
+            let v: Value = resp
+                .into_string()
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or_default();
+            Err(ClientError::Status {
+                status,
+                error: v["error"].as_str().unwrap_or("").to_string(),
+                message: v["message"].as_str().unwrap_or("").to_string(),
+            })
+        }
+        Err(e) => Err(ClientError::Transport(e.to_string())),
+    }
+}
+
+fn from_value<T: DeserializeOwned>(v: Value) -> Result<T, ClientError> {
+    serde_json::from_value(v).map_err(|e| ClientError::Decode(e.to_string()))
+}

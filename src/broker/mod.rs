@@ -1,0 +1,328 @@
+//! The embedded broker: topics fan messages out to subscriptions; a subscription is a queue
+//! with competing consumers (lease, ack, nack, redelivery, dead-letter).
+//!
+//! - [`router`]: the single owner of broker state. One thread drains a bounded command
+//!   channel, applies each batch of commands in one SQLite transaction (group commit) and
+//!   answers after COMMIT; it also holds the long-polling pulls.
+//! - [`db`]: the broker's SQLite file (`<db>-broker`): schema, migrations, statements.
+//! - [`event`]: CloudEvents 1.0 (structured, binary) and plain JSON bodies -> [`event::Event`].
+//! - [`traced`]: spans by construction, exported in-process to the collector's ingest path.
+//! - [`http`]: the `/broker/` JSON API; [`client`]: a blocking Rust client of that API.
+//!
+//! docs/BROKER.md describes the API; docs/ARCHITECTURE.md the delivery state machine.
+
+pub mod client;
+pub mod db;
+pub mod event;
+pub mod http;
+pub mod router;
+pub mod traced;
+
+use crate::error::ErrorCode;
+use crossbeam_channel::{bounded, Sender, TrySendError};
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+pub use event::{Event, TraceContext};
+pub use router::Command;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("message exceeds the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("too many waiting pulls; retry later")]
+    TooManyWaiters,
+    #[error("the broker queue is full")]
+    Busy,
+    #[error("the broker is shutting down")]
+    Closed,
+    #[error("write failed: {0}")]
+    Write(String),
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl BrokerError {
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            BrokerError::BadRequest(_) => ErrorCode::BadRequest,
+            BrokerError::NotFound(_) => ErrorCode::NotFound,
+            BrokerError::Conflict(_) => ErrorCode::Conflict,
+            BrokerError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            BrokerError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
+            BrokerError::TooManyWaiters => ErrorCode::TooManyRequests,
+            // A rolled-back batch is transient: the client should retry it.
+            BrokerError::Busy
+            | BrokerError::Closed
+            | BrokerError::Write(_)
+            | BrokerError::Sqlite(_) => ErrorCode::Unavailable,
+            BrokerError::Io(_) => ErrorCode::Internal,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct BrokerConfig {
+    /// The broker's own SQLite file (a sibling of the collector's: `<db>-broker`).
+    pub path: PathBuf,
+    /// `NORMAL` (durable across process crashes) or `FULL` (also power loss).
+    pub synchronous: String,
+    /// Largest message (event data plus attributes), in bytes.
+    pub max_message_bytes: usize,
+    /// Commands queued for the router at most; past that, 503.
+    pub queue_depth: usize,
+    /// Pulls waiting (long-poll) at once; past that, 429.
+    pub max_waiters: usize,
+}
+
+impl BrokerConfig {
+    /// The broker file beside the collector's database: `switchyard.db` -> `switchyard.db-broker`.
+    pub fn sibling_path(db: &std::path::Path) -> PathBuf {
+        let mut name = db.as_os_str().to_owned();
+        name.push("-broker");
+        PathBuf::from(name)
+    }
+}
+
+/// Defaults for a subscription declared without them.
+pub const DEFAULT_VISIBILITY_TIMEOUT_MS: u64 = 30_000;
+pub const DEFAULT_MAX_ATTEMPTS: u32 = 5;
+/// Most messages one pull leases.
+pub const MAX_PULL: usize = 1_000;
+/// Longest long-poll.
+pub const MAX_WAIT: Duration = Duration::from_secs(60);
+
+/// A subscription's declaration. Invariant (checked by the router): `max_attempts >= 1`,
+/// `visibility_timeout_ms >= 1`, the topic exists.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SubscriptionSpec {
+    pub name: String,
+    pub topic: String,
+    pub visibility_timeout_ms: u64,
+    pub max_attempts: u32,
+}
+
+/// A declaration's outcome: `created` false when it already existed identically.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Declared {
+    pub created: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    pub subscriptions: Vec<String>,
+}
+
+/// A subscription and its queue: `ready` (deliverable now or after a nack delay), `leased`
+/// (delivered, lease running), `dead` (in the dead-letter queue).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SubscriptionInfo {
+    #[serde(flatten)]
+    pub spec: SubscriptionSpec,
+    pub ready: u64,
+    pub leased: u64,
+    pub dead: u64,
+}
+
+/// The answer to a publish, sent after COMMIT.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Published {
+    pub id: String,
+    pub topic: String,
+    /// Subscriptions the message was queued on (0: nobody subscribes, the message is dropped).
+    pub subscriptions: usize,
+    /// The publish span's context: deliveries carry it.
+    pub traceparent: String,
+}
+
+/// One leased delivery.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Delivery {
+    /// Settles this delivery (ack or nack) while it is the message's current lease.
+    pub lease_id: String,
+    /// The event in CloudEvents structured JSON (`data` or `data_base64`).
+    pub event: serde_json::Value,
+    /// 1 for the first delivery.
+    pub attempt: u32,
+    /// The receive span's context: continue the trace from it.
+    pub traceparent: String,
+    pub tracestate: Option<String>,
+    pub lease_expires_unix_nanos: u64,
+}
+
+/// A message in a dead-letter queue.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeadLetter {
+    pub event: serde_json::Value,
+    pub attempts: u32,
+    pub dead_unix_nanos: u64,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    /// Redeliver after the delay (0: at once).
+    Nack {
+        delay_ms: u64,
+    },
+}
+
+/// The outcome of settling leases: ids that were current, and those that were not (expired
+/// and redelivered, already settled, or unknown).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Settled {
+    pub settled: Vec<String>,
+    pub unknown: Vec<String>,
+}
+
+/// Who asks, for the spans: the client's service and trace context.
+#[derive(Clone, Debug, Default)]
+pub struct Caller {
+    pub service: Option<String>,
+    pub trace: TraceContext,
+}
+
+type Reply<T> = tokio::sync::oneshot::Sender<Result<T, BrokerError>>;
+
+/// A handle on the broker: a cheap clone of the router's command sender.
+#[derive(Clone)]
+pub struct Broker {
+    tx: Sender<Command>,
+    pub config: Arc<BrokerConfig>,
+    router: Arc<Mutex<Option<JoinHandle<()>>>>,
+}
+
+impl Broker {
+    /// Opens (or creates) the broker file, migrates it and starts the router thread.
+    pub fn open(config: BrokerConfig, tracer: traced::Tracer) -> Result<Broker, BrokerError> {
+        if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir)?;
+        }
+        let conn = db::open(&config.path, &config.synchronous)?;
+        let (tx, rx) = bounded(config.queue_depth.max(1));
+        let router = router::Router::new(conn, rx, tracer, config.max_waiters)?;
+        let handle = std::thread::Builder::new()
+            .name("broker-router".into())
+            .spawn(move || router.run())?;
+        Ok(Broker {
+            tx,
+            config: Arc::new(config),
+            router: Arc::new(Mutex::new(Some(handle))),
+        })
+    }
+
+    /// Sends a command and waits for its answer (sent after COMMIT for writes).
+    pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, BrokerError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        match self.tx.try_send(make(reply)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => return Err(BrokerError::Busy),
+            Err(TrySendError::Disconnected(_)) => return Err(BrokerError::Closed),
+        }
+        rx.await.map_err(|_| BrokerError::Closed)?
+    }
+
+    pub async fn declare_topic(&self, name: String) -> Result<Declared, BrokerError> {
+        self.ask(|reply| Command::DeclareTopic { name, reply })
+            .await
+    }
+
+    pub async fn declare_subscription(
+        &self,
+        spec: SubscriptionSpec,
+    ) -> Result<Declared, BrokerError> {
+        self.ask(|reply| Command::DeclareSubscription { spec, reply })
+            .await
+    }
+
+    pub async fn publish(
+        &self,
+        topic: String,
+        event: Event,
+        caller: Caller,
+    ) -> Result<Published, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::Publish {
+            topic,
+            event,
+            caller,
+            started,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn pull(
+        &self,
+        subscription: String,
+        max: usize,
+        wait: Duration,
+        caller: Caller,
+    ) -> Result<Vec<Delivery>, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::Pull {
+            subscription,
+            max: max.clamp(1, MAX_PULL),
+            wait: wait.min(MAX_WAIT),
+            caller,
+            started,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn settle(
+        &self,
+        subscription: String,
+        lease_ids: Vec<String>,
+        action: Settle,
+        caller: Caller,
+    ) -> Result<Settled, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::Settle {
+            subscription,
+            lease_ids,
+            action,
+            caller,
+            started,
+            reply,
+        })
+        .await
+    }
+
+    /// First stage of shutdown: waiting pulls are answered now, new ones do not wait.
+    pub fn drain(&self) {
+        let _ = self.tx.try_send(Command::Drain);
+    }
+
+    /// Commits what is queued, answers waiting pulls with nothing, stops the router and waits
+    /// for it (blocking).
+    pub fn shutdown(&self) {
+        let _ = self.tx.send(Command::Shutdown);
+        let handle = self.router.lock().ok().and_then(|mut h| h.take());
+        if let Some(h) = handle {
+            let _ = h.join();
+        }
+    }
+}
+
+/// Nanoseconds since the epoch.
+pub fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
