@@ -10,5 +10,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/topology.dot", web::get().to(api::topology_dot))
         .route("/api/traces", web::get().to(api::traces))
         .route("/api/traces/{trace_id}", web::get().to(api::trace))
-        .route("/api/stats", web::get().to(api::stats));
+        .route("/api/stats", web::get().to(api::stats))
+        .configure(crate::broker::http::configure);
 }
