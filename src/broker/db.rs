@@ -90,8 +90,11 @@ pub struct SubRow {
     pub spec: SubscriptionSpec,
 }
 
-/// Every topic (id, name) and subscription, for the router's catalogue.
-pub fn load(conn: &Connection) -> Result<(Vec<(i64, String)>, Vec<SubRow>), BrokerError> {
+/// Topics as (id, name), and subscriptions.
+pub type Loaded = (Vec<(i64, String)>, Vec<SubRow>);
+
+/// Every topic and subscription, for the router's catalogue.
+pub fn load(conn: &Connection) -> Result<Loaded, BrokerError> {
     let mut stmt = conn.prepare("SELECT id, name FROM topics ORDER BY id")?;
     let topics = stmt
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?

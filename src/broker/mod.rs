@@ -11,10 +11,12 @@
 //!
 //! docs/BROKER.md describes the API; docs/ARCHITECTURE.md the delivery state machine.
 
+mod catalogue;
 pub mod client;
 pub mod db;
 pub mod event;
 pub mod http;
+mod queue;
 pub mod router;
 pub mod traced;
 
@@ -326,3 +328,6 @@ pub fn unix_nanos(t: SystemTime) -> u64 {
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0)
 }
+
+#[cfg(test)]
+mod tests;

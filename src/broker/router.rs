@@ -16,22 +16,15 @@
 
 use super::db::{self, SubRow};
 use super::event::Event;
-use super::traced::{self, BrokerSpan, Op, Tracer, UNKNOWN_SERVICE};
+use super::traced::{self, BrokerSpan, Tracer};
 use super::*;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
-use opentelemetry::trace::SpanKind;
-use opentelemetry::KeyValue;
 use rusqlite::Connection;
 use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// Commands applied in one transaction at most.
 const MAX_BATCH: usize = 512;
-/// Rows read per query while leasing (bounds the memory of one pull to this many messages
-/// plus [`MAX_PULL_BYTES`]).
-const DUE_CHUNK: usize = 16;
-/// A pull stops leasing once its messages hold this many bytes (it always gets one).
-const MAX_PULL_BYTES: usize = 8 * 1024 * 1024;
 /// How often waiting pulls look again for expired leases and elapsed nack delays.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -84,7 +77,7 @@ pub enum Command {
 }
 
 /// A pull waiting for messages (long-poll).
-struct Waiter {
+pub(super) struct Waiter {
     subscription: String,
     max: usize,
     deadline: Instant,
@@ -93,7 +86,7 @@ struct Waiter {
 }
 
 /// An answer held until the transaction commits, with the spans it ends.
-struct Pending {
+pub(super) struct Pending {
     answer: Box<dyn FnOnce(Option<BrokerError>) + Send>,
     spans: Vec<BrokerSpan>,
 }
@@ -114,10 +107,10 @@ impl Pending {
 
 /// Topics and subscriptions, in memory (a copy of the tables, written through).
 #[derive(Default)]
-struct Catalogue {
+pub(super) struct Catalogue {
     /// Topic name -> (id, subscription ids).
-    topics: HashMap<String, (i64, Vec<i64>)>,
-    subs: HashMap<String, SubRow>,
+    pub(super) topics: HashMap<String, (i64, Vec<i64>)>,
+    pub(super) subs: HashMap<String, SubRow>,
 }
 
 pub struct Router {
@@ -126,9 +119,10 @@ pub struct Router {
     state: State,
 }
 
-struct State {
-    tracer: Tracer,
-    catalogue: Catalogue,
+/// What the router owns besides its connection.
+pub(super) struct State {
+    pub(super) tracer: Tracer,
+    pub(super) catalogue: Catalogue,
     waiters: Vec<Waiter>,
     max_waiters: usize,
     draining: bool,
@@ -240,162 +234,6 @@ impl Router {
 }
 
 impl State {
-    fn admin(&mut self, conn: &mut Connection, cmd: Command) {
-        match cmd {
-            Command::DeclareTopic { name, reply } => {
-                let _ = reply.send(self.declare_topic(conn, name));
-            }
-            Command::DeclareSubscription { spec, reply } => {
-                let _ = reply.send(self.declare_subscription(conn, spec));
-            }
-            Command::Topics { reply } => {
-                let _ = reply.send(Ok(self.topics()));
-            }
-            Command::Subscriptions { reply } => {
-                let _ = reply.send(self.subscriptions(conn));
-            }
-            Command::DeadLetters {
-                subscription,
-                max,
-                reply,
-            } => {
-                let _ = reply.send(self.dead_letters(conn, &subscription, max));
-            }
-            _ => {}
-        }
-    }
-
-    fn declare_topic(
-        &mut self,
-        conn: &mut Connection,
-        name: String,
-    ) -> Result<Declared, BrokerError> {
-        validate_name(&name)?;
-        if self.catalogue.topics.contains_key(&name) {
-            return Ok(Declared { created: false });
-        }
-        if self.catalogue.subs.contains_key(&name) {
-            return Err(BrokerError::Conflict(format!(
-                "{name:?} is a subscription: topics and subscriptions share one namespace"
-            )));
-        }
-        let tx = conn.transaction()?;
-        let id = db::insert_topic(&tx, &name, unix_nanos(SystemTime::now()))?;
-        tx.commit()?;
-        self.catalogue.topics.insert(name, (id, Vec::new()));
-        Ok(Declared { created: true })
-    }
-
-    fn declare_subscription(
-        &mut self,
-        conn: &mut Connection,
-        spec: SubscriptionSpec,
-    ) -> Result<Declared, BrokerError> {
-        validate_name(&spec.name)?;
-        if spec.max_attempts == 0 || spec.visibility_timeout_ms == 0 {
-            return Err(BrokerError::BadRequest(
-                "max_attempts and visibility_timeout_ms must be at least 1".into(),
-            ));
-        }
-        if let Some(existing) = self.catalogue.subs.get(&spec.name) {
-            return if existing.spec == spec {
-                Ok(Declared { created: false })
-            } else {
-                Err(BrokerError::Conflict(format!(
-                    "subscription {:?} exists with other settings: {}",
-                    spec.name,
-                    serde_json::to_string(&existing.spec).unwrap_or_default()
-                )))
-            };
-        }
-        if self.catalogue.topics.contains_key(&spec.name) {
-            return Err(BrokerError::Conflict(format!(
-                "{:?} is a topic: topics and subscriptions share one namespace",
-                spec.name
-            )));
-        }
-        let Some((topic_id, _)) = self.catalogue.topics.get(&spec.topic) else {
-            return Err(BrokerError::NotFound(format!("no topic {:?}", spec.topic)));
-        };
-        let tx = conn.transaction()?;
-        let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(SystemTime::now()))?;
-        tx.commit()?;
-        if let Some(t) = self.catalogue.topics.get_mut(&spec.topic) {
-            t.1.push(id);
-        }
-        self.catalogue
-            .subs
-            .insert(spec.name.clone(), SubRow { id, spec });
-        Ok(Declared { created: true })
-    }
-
-    fn topics(&self) -> Vec<TopicInfo> {
-        let mut out: Vec<TopicInfo> = self
-            .catalogue
-            .topics
-            .keys()
-            .map(|name| {
-                let mut subscriptions: Vec<String> = self
-                    .catalogue
-                    .subs
-                    .values()
-                    .filter(|s| &s.spec.topic == name)
-                    .map(|s| s.spec.name.clone())
-                    .collect();
-                subscriptions.sort();
-                TopicInfo {
-                    name: name.clone(),
-                    subscriptions,
-                }
-            })
-            .collect();
-        out.sort_by(|a, b| a.name.cmp(&b.name));
-        out
-    }
-
-    fn subscriptions(&self, conn: &Connection) -> Result<Vec<SubscriptionInfo>, BrokerError> {
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
-        let mut out = Vec::new();
-        for sub in self.catalogue.subs.values() {
-            let (ready, leased, dead) = db::counts(conn, sub.id, now_ms)?;
-            out.push(SubscriptionInfo {
-                spec: sub.spec.clone(),
-                ready,
-                leased,
-                dead,
-            });
-        }
-        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
-        Ok(out)
-    }
-
-    fn dead_letters(
-        &self,
-        conn: &Connection,
-        name: &str,
-        max: usize,
-    ) -> Result<Vec<DeadLetter>, BrokerError> {
-        let sub = self.sub(name)?;
-        let rows = db::dead_letters(conn, sub.id, max.clamp(1, MAX_PULL))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(attributes, data, data_is_json, attempts, dead)| DeadLetter {
-                    event: stored_event(&attributes, data, data_is_json).to_structured(),
-                    attempts,
-                    dead_unix_nanos: dead,
-                },
-            )
-            .collect())
-    }
-
-    fn sub(&self, name: &str) -> Result<&SubRow, BrokerError> {
-        self.catalogue
-            .subs
-            .get(name)
-            .ok_or_else(|| BrokerError::NotFound(format!("no subscription {name:?}")))
-    }
-
     /// Applies one write command inside a savepoint: on error it alone is rolled back and
     /// answered at once.
     fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
@@ -486,246 +324,6 @@ impl State {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn publish(
-        &self,
-        tx: &Connection,
-        topic: &str,
-        event: &Event,
-        caller: &Caller,
-        started: SystemTime,
-        spans: &mut Vec<BrokerSpan>,
-    ) -> Result<Published, BrokerError> {
-        let Some((topic_id, subs)) = self.catalogue.topics.get(topic) else {
-            return Err(BrokerError::NotFound(format!("no topic {topic:?}")));
-        };
-        // The header wins; else the trace context the event carries (distributed tracing
-        // extension).
-        let trace = if caller.trace.traceparent.is_some() {
-            caller.trace.clone()
-        } else {
-            TraceContext {
-                traceparent: event.str_attr("traceparent").map(str::to_string),
-                tracestate: event.str_attr("tracestate").map(str::to_string),
-            }
-        };
-        let service = caller
-            .service
-            .as_deref()
-            .or(event.source())
-            .unwrap_or(UNKNOWN_SERVICE);
-        let size = event.data.as_ref().map_or(0, Vec::len) as i64;
-        let span = self.tracer.start(Op {
-            operation_type: "send",
-            operation_name: "publish",
-            kind: SpanKind::Producer,
-            service,
-            destination: topic,
-            subscription: None,
-            message_id: event.id(),
-            parent: traced::parent_of(&trace),
-            start: started,
-            extra: vec![KeyValue::new("messaging.message.body.size", size)],
-        });
-        let traceparent = traced::traceparent(&span);
-        spans.push(span);
-        if !subs.is_empty() {
-            let attributes = serde_json::Value::Object(event.attributes.clone()).to_string();
-            db::insert_message(
-                tx,
-                &db::NewMessage {
-                    topic_id: *topic_id,
-                    event_id: event.id(),
-                    attributes: &attributes,
-                    data: event.data.as_deref(),
-                    data_is_json: event.data_is_json,
-                    traceparent: &traceparent,
-                    tracestate: trace.tracestate.as_deref(),
-                    published_unix_nanos: unix_nanos(SystemTime::now()),
-                },
-                subs,
-            )?;
-        }
-        Ok(Published {
-            id: event.id().to_string(),
-            topic: topic.to_string(),
-            subscriptions: subs.len(),
-            traceparent,
-        })
-    }
-
-    /// Leases up to `max` due messages; dead-letters those out of attempts on the way.
-    fn deliver(
-        &self,
-        tx: &Connection,
-        name: &str,
-        max: usize,
-        caller: &Caller,
-        spans: &mut Vec<BrokerSpan>,
-    ) -> Result<Vec<Delivery>, BrokerError> {
-        let sub = self.sub(name)?;
-        let now = SystemTime::now();
-        let now_nanos = unix_nanos(now);
-        let now_ms = now_nanos / 1_000_000;
-        let service = caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
-        let mut out = Vec::new();
-        let mut bytes = 0;
-        while out.len() < max && bytes < MAX_PULL_BYTES {
-            let rows = db::due(tx, sub.id, now_ms, (max - out.len()).min(DUE_CHUNK))?;
-            if rows.is_empty() {
-                break;
-            }
-            for row in rows {
-                if bytes >= MAX_PULL_BYTES {
-                    break;
-                }
-                if row.lease.is_some() {
-                    // The previous lease expired without a settlement.
-                    spans.push(self.consumer_op(&row, sub, "expire", now, None));
-                }
-                if row.attempts >= sub.spec.max_attempts {
-                    db::kill(tx, row.id, now_nanos)?;
-                    spans.push(self.consumer_op(&row, sub, "dead_letter", now, None));
-                    continue;
-                }
-                let attempt = row.attempts + 1;
-                let span = self.tracer.start(Op {
-                    operation_type: "receive",
-                    operation_name: "receive",
-                    kind: SpanKind::Consumer,
-                    service,
-                    destination: &sub.spec.name,
-                    subscription: Some(&sub.spec.name),
-                    message_id: &row.event_id,
-                    parent: traced::parse_traceparent(&row.traceparent, row.tracestate.as_deref()),
-                    start: now,
-                    extra: vec![KeyValue::new(
-                        "messaging.switchyard.attempt",
-                        attempt as i64,
-                    )],
-                });
-                let traceparent = traced::traceparent(&span);
-                let lease_id = format!("{}.{}", row.id, &traceparent[36..52]);
-                let expires_ms = now_ms + sub.spec.visibility_timeout_ms;
-                bytes += row.attributes.len() + row.data.as_ref().map_or(0, Vec::len);
-                db::lease(tx, row.id, &lease_id, service, &traceparent, expires_ms)?;
-                out.push(Delivery {
-                    lease_id,
-                    event: stored_event(&row.attributes, row.data, row.data_is_json)
-                        .to_structured(),
-                    attempt,
-                    traceparent,
-                    tracestate: row.tracestate,
-                    lease_expires_unix_nanos: expires_ms * 1_000_000,
-                });
-                spans.push(span);
-            }
-        }
-        Ok(out)
-    }
-
-    /// A settle-type span of the broker itself (lease expiry, dead-lettering), in the name of
-    /// the consumer that held the lease, child of that delivery.
-    fn consumer_op(
-        &self,
-        row: &db::Due,
-        sub: &SubRow,
-        what: &'static str,
-        at: SystemTime,
-        parent: Option<&str>,
-    ) -> BrokerSpan {
-        let parent = parent
-            .or(row.lease_traceparent.as_deref())
-            .and_then(|tp| traced::parse_traceparent(tp, None))
-            .or_else(|| traced::parse_traceparent(&row.traceparent, None));
-        self.tracer.start(Op {
-            operation_type: "settle",
-            operation_name: what,
-            kind: SpanKind::Internal,
-            service: row.lease_service.as_deref().unwrap_or(UNKNOWN_SERVICE),
-            destination: &sub.spec.name,
-            subscription: Some(&sub.spec.name),
-            message_id: &row.event_id,
-            parent,
-            start: at,
-            extra: vec![KeyValue::new(
-                "messaging.switchyard.attempt",
-                row.attempts as i64,
-            )],
-        })
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn settle(
-        &self,
-        tx: &Connection,
-        name: &str,
-        lease_ids: &[String],
-        action: Settle,
-        caller: &Caller,
-        started: SystemTime,
-        spans: &mut Vec<BrokerSpan>,
-    ) -> Result<Settled, BrokerError> {
-        let sub = self.sub(name)?;
-        let now = SystemTime::now();
-        let now_ms = unix_nanos(now) / 1_000_000;
-        let service = caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
-        let mut out = Settled::default();
-        for lease_id in lease_ids {
-            let row_id = lease_id
-                .split('.')
-                .next()
-                .and_then(|s| s.parse::<i64>().ok());
-            let found = match row_id {
-                Some(id) => db::find_lease(tx, sub.id, id, lease_id)?,
-                None => None,
-            };
-            let Some(leased) = found else {
-                out.unknown.push(lease_id.clone());
-                continue;
-            };
-            let (what, dead) = match action {
-                Settle::Ack => {
-                    db::remove(tx, leased.id, leased.seq)?;
-                    ("ack", false)
-                }
-                Settle::Nack { .. } if leased.attempts >= sub.spec.max_attempts => {
-                    db::kill(tx, leased.id, unix_nanos(now))?;
-                    ("nack", true)
-                }
-                Settle::Nack { delay_ms } => {
-                    db::release(tx, leased.id, now_ms + delay_ms)?;
-                    ("nack", false)
-                }
-            };
-            let parent = leased
-                .lease_traceparent
-                .as_deref()
-                .and_then(|tp| traced::parse_traceparent(tp, None));
-            let op = |operation_name, start| Op {
-                operation_type: "settle",
-                operation_name,
-                kind: SpanKind::Client,
-                service,
-                destination: &sub.spec.name,
-                subscription: Some(&sub.spec.name),
-                message_id: &leased.event_id,
-                parent: parent.clone(),
-                start,
-                extra: vec![KeyValue::new(
-                    "messaging.switchyard.attempt",
-                    leased.attempts as i64,
-                )],
-            };
-            spans.push(self.tracer.start(op(what, started)));
-            if dead {
-                spans.push(self.tracer.start(op("dead_letter", now)));
-            }
-            out.settled.push(lease_id.clone());
-        }
-        Ok(out)
-    }
-
     /// Serves waiting pulls (one look per subscription and turn), answers those past their
     /// deadline with nothing, and drops those whose client went away.
     fn serve_waiters(&mut self, tx: &Connection, stopping: bool, pending: &mut Vec<Pending>) {
@@ -774,29 +372,5 @@ impl State {
         } else {
             self.waiters.push(w);
         }
-    }
-}
-
-/// Names of topics and subscriptions: 1 to 200 of `A-Z a-z 0-9 . _ -`.
-fn validate_name(name: &str) -> Result<(), BrokerError> {
-    let ok = !name.is_empty()
-        && name.len() <= 200
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
-    if ok {
-        Ok(())
-    } else {
-        Err(BrokerError::BadRequest(format!(
-            "invalid name {name:?}: 1 to 200 of letters, digits, '.', '_' and '-'"
-        )))
-    }
-}
-
-fn stored_event(attributes: &str, data: Option<Vec<u8>>, data_is_json: bool) -> Event {
-    Event {
-        attributes: serde_json::from_str(attributes).unwrap_or_default(),
-        data,
-        data_is_json,
     }
 }
