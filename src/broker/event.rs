@@ -85,8 +85,8 @@ fn is_json(content_type: &str) -> bool {
     e == "application/json" || e.ends_with("+json") || e == "text/json"
 }
 
-/// Parses an HTTP publish. `headers` are (lowercase name, value) pairs; `fallback_source` is
-/// used as `source` for plain JSON bodies.
+/// Parses an HTTP publish. `headers` are (lowercase name, value) pairs; `fallback_source` (the
+/// caller's service) is the `source` of plain JSON bodies, else `unknown_service`.
 pub fn parse(
     content_type: Option<&str>,
     headers: &[(String, String)],
@@ -108,7 +108,9 @@ pub fn parse(
         attributes.insert("id".into(), generated_id().into());
         attributes.insert(
             "source".into(),
-            fallback_source.unwrap_or("switchyard").into(),
+            fallback_source
+                .unwrap_or(super::traced::UNKNOWN_SERVICE)
+                .into(),
         );
         attributes.insert("type".into(), "switchyard.message".into());
         attributes.insert("datacontenttype".into(), "application/json".into());
