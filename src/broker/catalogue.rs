@@ -29,6 +29,12 @@ impl State {
             } => {
                 let _ = reply.send(self.dead_letters(conn, &subscription, max));
             }
+            Command::DeclareStream { spec, reply } => {
+                let _ = reply.send(self.declare_stream(conn, spec));
+            }
+            Command::Streams { reply } => {
+                let _ = reply.send(self.streams(conn));
+            }
             _ => {}
         }
     }
@@ -42,11 +48,7 @@ impl State {
         if self.catalogue.topics.contains_key(&name) {
             return Ok(Declared { created: false });
         }
-        if self.catalogue.subs.contains_key(&name) {
-            return Err(BrokerError::Conflict(format!(
-                "{name:?} is a subscription: topics and subscriptions share one namespace"
-            )));
-        }
+        self.name_free(&name)?;
         let tx = conn.transaction()?;
         let id = db::insert_topic(&tx, &name, unix_nanos(SystemTime::now()))?;
         tx.commit()?;
@@ -76,12 +78,7 @@ impl State {
                 )))
             };
         }
-        if self.catalogue.topics.contains_key(&spec.name) {
-            return Err(BrokerError::Conflict(format!(
-                "{:?} is a topic: topics and subscriptions share one namespace",
-                spec.name
-            )));
-        }
+        self.name_free(&spec.name)?;
         let Some((topic_id, _)) = self.catalogue.topics.get(&spec.topic) else {
             return Err(BrokerError::NotFound(format!("no topic {:?}", spec.topic)));
         };
@@ -95,6 +92,22 @@ impl State {
             .subs
             .insert(spec.name.clone(), SubRow { id, spec });
         Ok(Declared { created: true })
+    }
+
+    /// Topics, subscriptions and streams share one namespace (all are destinations).
+    pub(super) fn name_free(&self, name: &str) -> Result<(), BrokerError> {
+        let kind = if self.catalogue.topics.contains_key(name) {
+            "topic"
+        } else if self.catalogue.subs.contains_key(name) {
+            "subscription"
+        } else if self.catalogue.streams.contains_key(name) {
+            "stream"
+        } else {
+            return Ok(());
+        };
+        Err(BrokerError::Conflict(format!(
+            "{name:?} is a {kind}: topics, subscriptions and streams share one namespace"
+        )))
     }
 
     fn topics(&self) -> Vec<TopicInfo> {
@@ -166,7 +179,7 @@ impl State {
 }
 
 /// Names of topics and subscriptions: 1 to 200 of `A-Z a-z 0-9 . _ -`.
-fn validate_name(name: &str) -> Result<(), BrokerError> {
+pub(super) fn validate_name(name: &str) -> Result<(), BrokerError> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && name

@@ -1,7 +1,10 @@
 //! A blocking Rust client of the broker's HTTP API (used by the tests; usable by any Rust
 //! service). Each call is one HTTP request; errors keep the server's status and message.
 
-use super::{DeadLetter, Declared, Delivery, Published, Settled, SubscriptionInfo, TopicInfo};
+use super::{
+    DeadLetter, Declared, Delivery, GroupInfo, Published, Settled, StreamBatch, StreamInfo,
+    SubscriptionInfo, TopicInfo,
+};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -179,6 +182,79 @@ impl Client {
         let v: Value = decode(self.request("GET", &path).call())?;
         from_value(v["dead_letters"].clone())
     }
+
+    /// Declares a stream; `max_age_ms` bounds how long its events are kept.
+    pub fn declare_stream(
+        &self,
+        name: &str,
+        max_age_ms: Option<u64>,
+    ) -> Result<Declared, ClientError> {
+        let body = json!({ "max_age_ms": max_age_ms });
+        self.send(
+            self.request("PUT", &format!("/broker/streams/{name}")),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+
+    pub fn streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
+        let v: Value = decode(self.request("GET", "/broker/streams").call())?;
+        from_value(v["streams"].clone())
+    }
+
+    /// Appends a plain JSON event to a stream; the answer has its offset.
+    pub fn append_json(&self, stream: &str, data: &Value) -> Result<Published, ClientError> {
+        self.send(
+            self.request("POST", &format!("/broker/streams/{stream}/events")),
+            "application/json",
+            data.to_string().as_bytes(),
+        )
+    }
+
+    /// Reads from `from` (`earliest`, `latest`, `committed`, an offset or an RFC 3339 time).
+    pub fn read(
+        &self,
+        stream: &str,
+        from: &str,
+        group: Option<&str>,
+        max: usize,
+        wait: Duration,
+    ) -> Result<StreamBatch, ClientError> {
+        let mut path = format!(
+            "/broker/streams/{stream}/events?from={}&max={max}&wait={}ms",
+            encode(from),
+            wait.as_millis()
+        );
+        if let Some(g) = group {
+            path.push_str(&format!("&group={}", encode(g)));
+        }
+        decode(self.request("GET", &path).call())
+    }
+
+    /// Commits a group's offset: the next offset it will read.
+    pub fn commit(&self, stream: &str, group: &str, offset: u64) -> Result<GroupInfo, ClientError> {
+        let body = json!({ "offset": offset });
+        self.send(
+            self.request(
+                "POST",
+                &format!("/broker/streams/{stream}/groups/{group}/commit"),
+            ),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+}
+
+/// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 fn decode<T: DeserializeOwned>(

@@ -11,7 +11,8 @@ use rusqlite::{params, Connection, OptionalExtension};
 use std::path::Path;
 
 /// Migrations in order; `user_version` is the number applied.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE topics (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -52,7 +53,9 @@ CREATE TABLE queue (
 );
 CREATE INDEX queue_due ON queue(sub_id, state, visible_unix_ms, id);
 CREATE INDEX queue_seq ON queue(seq);
-"#];
+"#,
+    super::stream_db::MIGRATION,
+];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 

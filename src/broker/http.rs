@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
 
 /// Largest control body (declarations, ack and nack lists).
-const MAX_CONTROL_BODY: usize = 1024 * 1024;
+pub(super) const MAX_CONTROL_BODY: usize = 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/broker/topics", web::get().to(topics))
@@ -27,7 +27,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route(
             "/broker/subscriptions/{sub}/dead-letters",
             web::get().to(dead_letters),
-        );
+        )
+        .configure(super::stream_http::configure);
 }
 
 impl ResponseError for BrokerError {
@@ -48,14 +49,14 @@ impl ResponseError for BrokerError {
     }
 }
 
-type Answer = Result<HttpResponse, BrokerError>;
+pub(super) type Answer = Result<HttpResponse, BrokerError>;
 
 fn header_str<'a>(req: &'a HttpRequest, name: &str) -> Option<&'a str> {
     req.headers().get(name).and_then(|v| v.to_str().ok())
 }
 
 /// The caller's service (`Switchyard-Service`) and W3C trace context.
-fn caller(req: &HttpRequest) -> Caller {
+pub(super) fn caller(req: &HttpRequest) -> Caller {
     Caller {
         service: header_str(req, SERVICE_HEADER)
             .map(str::trim)
@@ -68,7 +69,7 @@ fn caller(req: &HttpRequest) -> Caller {
     }
 }
 
-async fn read_body(
+pub(super) async fn read_body(
     req: &HttpRequest,
     mut body: web::Payload,
     limit: usize,
@@ -89,7 +90,7 @@ async fn read_body(
     Ok(out)
 }
 
-fn json_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, BrokerError> {
+pub(super) fn json_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, BrokerError> {
     let raw = if raw.iter().all(u8::is_ascii_whitespace) {
         &b"{}"[..]
     } else {
@@ -99,7 +100,7 @@ fn json_body<T: serde::de::DeserializeOwned>(raw: &[u8]) -> Result<T, BrokerErro
         .map_err(|e| BrokerError::BadRequest(format!("invalid JSON body: {e}")))
 }
 
-fn declared(d: Declared) -> HttpResponse {
+pub(super) fn declared(d: Declared) -> HttpResponse {
     let status = if d.created {
         StatusCode::CREATED
     } else {
@@ -154,17 +155,29 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
+    let (event, caller) = read_event(&req, body, &broker).await?;
+    let published = broker.publish(path.into_inner(), event, caller).await?;
+    Ok(HttpResponse::Ok().json(published))
+}
+
+/// A publish body (CloudEvents structured or binary mode, or plain JSON) within the message
+/// limit, and its caller.
+pub(super) async fn read_event(
+    req: &HttpRequest,
+    body: web::Payload,
+    broker: &Broker,
+) -> Result<(Event, Caller), BrokerError> {
     let limit = broker.config.max_message_bytes;
-    let raw = read_body(&req, body, limit).await?;
+    let raw = read_body(req, body, limit).await?;
     let headers: Vec<(String, String)> = req
         .headers()
         .iter()
         .filter(|(k, _)| k.as_str().starts_with("ce-"))
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
-    let caller = caller(&req);
+    let caller = caller(req);
     let event = event::parse(
-        header_str(&req, "content-type"),
+        header_str(req, "content-type"),
         &headers,
         &raw,
         caller.service.as_deref(),
@@ -172,8 +185,7 @@ async fn publish(
     if event.size() > limit {
         return Err(BrokerError::TooLarge { limit });
     }
-    let published = broker.publish(path.into_inner(), event, caller).await?;
-    Ok(HttpResponse::Ok().json(published))
+    Ok((event, caller))
 }
 
 #[derive(serde::Deserialize)]
@@ -183,7 +195,7 @@ struct PullQuery {
 }
 
 /// `wait` as a duration (`5s`, `250ms`) or a number of seconds.
-fn parse_wait(text: Option<&str>) -> Result<Duration, BrokerError> {
+pub(super) fn parse_wait(text: Option<&str>) -> Result<Duration, BrokerError> {
     let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(Duration::ZERO);
     };

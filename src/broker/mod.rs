@@ -1,13 +1,16 @@
 //! The embedded broker: topics fan messages out to subscriptions; a subscription is a queue
-//! with competing consumers (lease, ack, nack, redelivery, dead-letter).
+//! with competing consumers (lease, ack, nack, redelivery, dead-letter); a stream is an
+//! append-only log read from offsets, with consumer-group commits.
 //!
 //! - [`router`]: the single owner of broker state. One thread drains a bounded command
 //!   channel, applies each batch of commands in one SQLite transaction (group commit) and
-//!   answers after COMMIT; it also holds the long-polling pulls.
-//! - [`db`]: the broker's SQLite file (`<db>-broker`): schema, migrations, statements.
+//!   answers after COMMIT; it also holds the long-polling pulls and reads. Its operations live
+//!   in `catalogue` (declarations, listings), `queue` (publish, deliver, settle) and `stream`.
+//! - [`db`], `stream_db`: the broker's SQLite file (`<db>-broker`): schema, migrations,
+//!   statements.
 //! - [`event`]: CloudEvents 1.0 (structured, binary) and plain JSON bodies -> [`event::Event`].
 //! - [`traced`]: spans by construction, exported in-process to the collector's ingest path.
-//! - [`http`]: the `/broker/` JSON API; [`client`]: a blocking Rust client of that API.
+//! - [`http`], [`stream_http`]: the `/broker/` JSON API; [`client`]: a blocking Rust client.
 //!
 //! docs/BROKER.md describes the API; docs/ARCHITECTURE.md the delivery state machine.
 
@@ -18,6 +21,9 @@ pub mod event;
 pub mod http;
 mod queue;
 pub mod router;
+mod stream;
+mod stream_db;
+pub mod stream_http;
 pub mod traced;
 
 use crate::error::ErrorCode;
@@ -140,6 +146,62 @@ pub struct SubscriptionInfo {
     pub dead: u64,
 }
 
+/// A stream's declaration: events older than `max_age_ms` are deleted (none: kept forever).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StreamSpec {
+    pub name: String,
+    pub max_age_ms: Option<u64>,
+}
+
+/// A stream: offsets `first_offset..next_offset` are (or were, if retention removed them)
+/// readable, and its consumer groups.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StreamInfo {
+    #[serde(flatten)]
+    pub spec: StreamSpec,
+    pub first_offset: u64,
+    pub next_offset: u64,
+    pub groups: Vec<GroupInfo>,
+}
+
+/// A consumer group's committed offset (the next offset it will read) and its lag.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub name: String,
+    pub committed: u64,
+    pub lag: u64,
+}
+
+/// Where a stream read starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFrom {
+    Earliest,
+    Latest,
+    Offset(u64),
+    /// The first event published at or after this time.
+    Time(u64),
+    /// The group's committed offset (earliest if it never committed).
+    Committed,
+}
+
+/// One event read from a stream.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StreamEvent {
+    pub offset: u64,
+    pub event: serde_json::Value,
+    pub published_unix_nanos: u64,
+    /// The receive span's context.
+    pub traceparent: String,
+    pub tracestate: Option<String>,
+}
+
+/// The answer to a stream read: the events and the offset to read next.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StreamBatch {
+    pub events: Vec<StreamEvent>,
+    pub next_offset: u64,
+}
+
 /// The answer to a publish, sent after COMMIT.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Published {
@@ -147,6 +209,9 @@ pub struct Published {
     pub topic: String,
     /// Subscriptions the message was queued on (0: nobody subscribes, the message is dropped).
     pub subscriptions: usize,
+    /// The event's offset, for a stream publish.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub offset: Option<u64>,
     /// The publish span's context: deliveries carry it.
     pub traceparent: String,
 }

@@ -31,34 +31,7 @@ impl State {
         let Some((topic_id, subs)) = self.catalogue.topics.get(topic) else {
             return Err(BrokerError::NotFound(format!("no topic {topic:?}")));
         };
-        // The header wins; else the trace context the event carries (distributed tracing
-        // extension).
-        let trace = if caller.trace.traceparent.is_some() {
-            caller.trace.clone()
-        } else {
-            TraceContext {
-                traceparent: event.str_attr("traceparent").map(str::to_string),
-                tracestate: event.str_attr("tracestate").map(str::to_string),
-            }
-        };
-        let service = caller
-            .service
-            .as_deref()
-            .or(event.source())
-            .unwrap_or(UNKNOWN_SERVICE);
-        let size = event.data.as_ref().map_or(0, Vec::len) as i64;
-        let span = self.tracer.start(Op {
-            operation_type: "send",
-            operation_name: "publish",
-            kind: SpanKind::Producer,
-            service,
-            destination: topic,
-            subscription: None,
-            message_id: event.id(),
-            parent: traced::parent_of(&trace),
-            start: started,
-            extra: vec![KeyValue::new("messaging.message.body.size", size)],
-        });
+        let (span, trace) = self.publish_span(topic, event, caller, started);
         let traceparent = traced::traceparent(&span);
         spans.push(span);
         if !subs.is_empty() {
@@ -82,8 +55,49 @@ impl State {
             id: event.id().to_string(),
             topic: topic.to_string(),
             subscriptions: subs.len(),
+            offset: None,
             traceparent,
         })
+    }
+
+    /// The publish span of a topic or stream, and the trace context the message carries on.
+    pub(super) fn publish_span(
+        &self,
+        destination: &str,
+        event: &Event,
+        caller: &Caller,
+        started: SystemTime,
+    ) -> (BrokerSpan, TraceContext) {
+        // The header wins; else the trace context the event carries (distributed tracing
+        // extension).
+        let trace = if caller.trace.traceparent.is_some() {
+            caller.trace.clone()
+        } else {
+            TraceContext {
+                traceparent: event.str_attr("traceparent").map(str::to_string),
+                tracestate: event.str_attr("tracestate").map(str::to_string),
+            }
+        };
+        let service = caller
+            .service
+            .as_deref()
+            .or(event.source())
+            .unwrap_or(UNKNOWN_SERVICE);
+        let size = event.data.as_ref().map_or(0, Vec::len) as i64;
+        let span = self.tracer.start(Op {
+            operation_type: "send",
+            operation_name: "publish",
+            kind: SpanKind::Producer,
+            service,
+            destination,
+            subscription: None,
+            group: None,
+            message_id: event.id(),
+            parent: traced::parent_of(&trace),
+            start: started,
+            extra: vec![KeyValue::new("messaging.message.body.size", size)],
+        });
+        (span, trace)
     }
 
     /// Leases up to `max` due messages; dead-letters those out of attempts on the way.
@@ -128,6 +142,7 @@ impl State {
                     service,
                     destination: &sub.spec.name,
                     subscription: Some(&sub.spec.name),
+                    group: None,
                     message_id: &row.event_id,
                     parent: traced::parse_traceparent(&row.traceparent, row.tracestate.as_deref()),
                     start: now,
@@ -177,6 +192,7 @@ impl State {
             service: row.lease_service.as_deref().unwrap_or(UNKNOWN_SERVICE),
             destination: &sub.spec.name,
             subscription: Some(&sub.spec.name),
+            group: None,
             message_id: &row.event_id,
             parent,
             start: at,
@@ -241,6 +257,7 @@ impl State {
                 service,
                 destination: &sub.spec.name,
                 subscription: Some(&sub.spec.name),
+                group: None,
                 message_id: &leased.event_id,
                 parent: parent.clone(),
                 start,

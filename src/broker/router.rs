@@ -25,6 +25,8 @@ use std::time::Instant;
 
 /// Commands applied in one transaction at most.
 const MAX_BATCH: usize = 512;
+/// How often stream retention runs.
+const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 /// How often waiting pulls look again for expired leases and elapsed nack delays.
 const TICK: Duration = Duration::from_millis(50);
 
@@ -71,18 +73,91 @@ pub enum Command {
         started: SystemTime,
         reply: Reply<Settled>,
     },
+    DeclareStream {
+        spec: StreamSpec,
+        reply: Reply<Declared>,
+    },
+    Streams {
+        reply: Reply<Vec<StreamInfo>>,
+    },
+    StreamPublish {
+        stream: String,
+        event: Event,
+        caller: Caller,
+        started: SystemTime,
+        reply: Reply<Published>,
+    },
+    StreamRead {
+        stream: String,
+        from: ReadFrom,
+        group: Option<String>,
+        max: usize,
+        wait: Duration,
+        caller: Caller,
+        reply: Reply<StreamBatch>,
+    },
+    Commit {
+        stream: String,
+        group: String,
+        offset: u64,
+        caller: Caller,
+        reply: Reply<GroupInfo>,
+    },
     /// Shutdown begins: answer waiting pulls now and let new ones not wait.
     Drain,
     Shutdown,
 }
 
-/// A pull waiting for messages (long-poll).
+/// A pull or stream read waiting for messages (long-poll).
 pub(super) struct Waiter {
-    subscription: String,
     max: usize,
     deadline: Instant,
     caller: Caller,
-    reply: Reply<Vec<Delivery>>,
+    what: Waiting,
+}
+
+enum Waiting {
+    Pull {
+        subscription: String,
+        reply: Reply<Vec<Delivery>>,
+    },
+    Read {
+        stream: String,
+        offset: u64,
+        group: Option<String>,
+        reply: Reply<StreamBatch>,
+    },
+}
+
+impl Waiting {
+    fn is_closed(&self) -> bool {
+        match self {
+            Waiting::Pull { reply, .. } => reply.is_closed(),
+            Waiting::Read { reply, .. } => reply.is_closed(),
+        }
+    }
+
+    /// The answer when the wait is over with nothing.
+    fn nothing(self) -> Pending {
+        match self {
+            Waiting::Pull { reply, .. } => Pending::new(reply, Vec::new(), Vec::new()),
+            Waiting::Read { offset, reply, .. } => Pending::new(
+                reply,
+                StreamBatch {
+                    events: Vec::new(),
+                    next_offset: offset,
+                },
+                Vec::new(),
+            ),
+        }
+    }
+}
+
+/// What a waiter's look found.
+enum Served {
+    Pull(Vec<Delivery>),
+    Read(StreamBatch),
+    Nothing,
 }
 
 /// An answer held until the transaction commits, with the spans it ends.
@@ -111,6 +186,7 @@ pub(super) struct Catalogue {
     /// Topic name -> (id, subscription ids).
     pub(super) topics: HashMap<String, (i64, Vec<i64>)>,
     pub(super) subs: HashMap<String, SubRow>,
+    pub(super) streams: HashMap<String, super::stream_db::StreamRow>,
 }
 
 pub struct Router {
@@ -126,6 +202,7 @@ pub(super) struct State {
     waiters: Vec<Waiter>,
     max_waiters: usize,
     draining: bool,
+    last_expiry: Instant,
 }
 
 impl Router {
@@ -148,6 +225,9 @@ impl Router {
             }
             catalogue.subs.insert(sub.spec.name.clone(), sub);
         }
+        for s in super::stream_db::load(&conn)? {
+            catalogue.streams.insert(s.spec.name.clone(), s);
+        }
         Ok(Router {
             conn,
             rx,
@@ -157,6 +237,7 @@ impl Router {
                 waiters: Vec::new(),
                 max_waiters: max_waiters.max(1),
                 draining: false,
+                last_expiry: Instant::now(),
             },
         })
     }
@@ -185,6 +266,12 @@ impl Router {
                 stopping = true;
             }
             self.turn(batch, stopping);
+            if self.state.last_expiry.elapsed() >= EXPIRY_EVERY {
+                self.state.last_expiry = Instant::now();
+                if let Err(e) = self.state.expire_streams(&mut self.conn) {
+                    tracing::warn!(error = %e, "stream retention failed");
+                }
+            }
         }
         tracing::info!("broker stopped");
     }
@@ -195,9 +282,12 @@ impl Router {
         let mut writes = Vec::with_capacity(batch.len());
         for cmd in batch {
             match cmd {
-                Command::Publish { .. } | Command::Pull { .. } | Command::Settle { .. } => {
-                    writes.push(cmd)
-                }
+                Command::Publish { .. }
+                | Command::Pull { .. }
+                | Command::Settle { .. }
+                | Command::StreamPublish { .. }
+                | Command::StreamRead { .. }
+                | Command::Commit { .. } => writes.push(cmd),
                 Command::Shutdown => {}
                 Command::Drain => self.state.draining = true,
                 other => self.state.admin(&mut self.conn, other),
@@ -264,17 +354,15 @@ impl State {
                 ..
             } => match self.deliver(tx, &subscription, max, &caller, &mut spans) {
                 Ok(d) if d.is_empty() && !wait.is_zero() && !self.draining => {
-                    if self.waiters.len() >= self.max_waiters {
-                        let _ = reply.send(Err(BrokerError::TooManyWaiters));
-                    } else {
-                        self.waiters.push(Waiter {
+                    self.wait(
+                        max,
+                        wait,
+                        caller,
+                        Waiting::Pull {
                             subscription,
-                            max,
-                            deadline: Instant::now() + wait,
-                            caller,
                             reply,
-                        });
-                    }
+                        },
+                    );
                     Ok(None)
                 }
                 Ok(d) => Ok(Some(Pending::new(reply, d, std::mem::take(&mut spans)))),
@@ -307,6 +395,65 @@ impl State {
                     }
                 }
             }
+            Command::StreamPublish {
+                stream,
+                event,
+                caller,
+                started,
+                reply,
+            } => match self.stream_publish(tx, &stream, &event, &caller, started, &mut spans) {
+                Ok(p) => Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans)))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Err(BrokerError::Closed)
+                }
+            },
+            Command::StreamRead {
+                stream,
+                from,
+                group,
+                max,
+                wait,
+                caller,
+                reply,
+            } => {
+                let read = self
+                    .resolve(tx, &stream, from, group.as_deref())
+                    .and_then(|offset| {
+                        let g = group.as_deref();
+                        self.read_stream(tx, &stream, offset, max, g, &caller, &mut spans)
+                    });
+                match read {
+                    Ok(b) if b.events.is_empty() && !wait.is_zero() && !self.draining => {
+                        let what = Waiting::Read {
+                            stream,
+                            offset: b.next_offset,
+                            group,
+                            reply,
+                        };
+                        self.wait(max, wait, caller, what);
+                        Ok(None)
+                    }
+                    Ok(b) => Ok(Some(Pending::new(reply, b, std::mem::take(&mut spans)))),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        Err(BrokerError::Closed)
+                    }
+                }
+            }
+            Command::Commit {
+                stream,
+                group,
+                offset,
+                caller,
+                reply,
+            } => match self.commit(tx, &stream, &group, offset, &caller, &mut spans) {
+                Ok(g) => Ok(Some(Pending::new(reply, g, std::mem::take(&mut spans)))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Err(BrokerError::Closed)
+                }
+            },
             _ => Ok(None),
         };
         match outcome {
@@ -324,43 +471,92 @@ impl State {
         }
     }
 
-    /// Serves waiting pulls (one look per subscription and turn), answers those past their
-    /// deadline with nothing, and drops those whose client went away.
+    /// Holds a pull or read until something arrives, within the bound on waiters.
+    fn wait(&mut self, max: usize, wait: Duration, caller: Caller, what: Waiting) {
+        if self.waiters.len() >= self.max_waiters {
+            let error = Err(BrokerError::TooManyWaiters);
+            match what {
+                Waiting::Pull { reply, .. } => drop(reply.send(error)),
+                Waiting::Read { reply, .. } => drop(reply.send(Err(BrokerError::TooManyWaiters))),
+            }
+            return;
+        }
+        self.waiters.push(Waiter {
+            max,
+            deadline: Instant::now() + wait,
+            caller,
+            what,
+        });
+    }
+
+    /// Serves waiting pulls and reads (one look per subscription and turn; a read looks only
+    /// when its stream grew), answers those past their deadline with nothing, and drops those
+    /// whose client went away.
     fn serve_waiters(&mut self, tx: &Connection, stopping: bool, pending: &mut Vec<Pending>) {
         let now = Instant::now();
         let waiters = std::mem::take(&mut self.waiters);
         let mut exhausted: HashSet<String> = HashSet::new();
         for w in waiters {
-            if w.reply.is_closed() {
+            if w.what.is_closed() {
                 continue;
             }
             if stopping {
-                let _ = w.reply.send(Ok(Vec::new()));
-                continue;
-            }
-            if exhausted.contains(&w.subscription) {
-                self.keep_or_expire(w, now, pending);
+                pending.push(w.what.nothing());
                 continue;
             }
             let mut spans = Vec::new();
             let _ = tx.execute_batch("SAVEPOINT cmd");
-            match self.deliver(tx, &w.subscription, w.max, &w.caller, &mut spans) {
-                Ok(d) if d.is_empty() => {
+            let served = match &w.what {
+                Waiting::Pull { subscription, .. } if !exhausted.contains(subscription) => self
+                    .deliver(tx, subscription, w.max, &w.caller, &mut spans)
+                    .map(|d| {
+                        if d.is_empty() {
+                            exhausted.insert(subscription.clone());
+                        }
+                        Served::Pull(d)
+                    }),
+                Waiting::Read {
+                    stream,
+                    offset,
+                    group,
+                    ..
+                } if self.stream(stream).is_ok_and(|s| s.next_offset > *offset) => self
+                    .read_stream(
+                        tx,
+                        stream,
+                        *offset,
+                        w.max,
+                        group.as_deref(),
+                        &w.caller,
+                        &mut spans,
+                    )
+                    .map(Served::Read),
+                _ => Ok(Served::Nothing),
+            };
+            match (served, w.what) {
+                (Ok(Served::Pull(d)), Waiting::Pull { reply, .. }) if !d.is_empty() => {
                     let _ = tx.execute_batch("RELEASE cmd");
-                    exhausted.insert(w.subscription.clone());
+                    pending.push(Pending::new(reply, d, spans));
+                }
+                (Ok(Served::Read(b)), Waiting::Read { reply, .. }) if !b.events.is_empty() => {
+                    let _ = tx.execute_batch("RELEASE cmd");
+                    pending.push(Pending::new(reply, b, spans));
+                }
+                (Ok(_), what) => {
+                    let _ = tx.execute_batch("RELEASE cmd");
+                    let w = Waiter { what, ..w };
                     self.keep_or_expire(w, now, pending);
                 }
-                Ok(d) => {
-                    let _ = tx.execute_batch("RELEASE cmd");
-                    pending.push(Pending::new(w.reply, d, spans));
-                }
-                Err(e) => {
+                (Err(e), what) => {
                     let _ = tx.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
                     let end = SystemTime::now();
                     for span in spans {
                         traced::finish(span, end, Some("rolled back"));
                     }
-                    let _ = w.reply.send(Err(e));
+                    match what {
+                        Waiting::Pull { reply, .. } => drop(reply.send(Err(e))),
+                        Waiting::Read { reply, .. } => drop(reply.send(Err(e))),
+                    }
                 }
             }
         }
@@ -368,7 +564,7 @@ impl State {
 
     fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
         if w.deadline <= now {
-            pending.push(Pending::new(w.reply, Vec::new(), Vec::new()));
+            pending.push(w.what.nothing());
         } else {
             self.waiters.push(w);
         }

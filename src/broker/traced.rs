@@ -61,6 +61,8 @@ pub struct Op<'a> {
     pub destination: &'a str,
     /// The subscription (consumer group) of consumer-side spans.
     pub subscription: Option<&'a str>,
+    /// The consumer group of a stream read (`messaging.consumer.group.name`).
+    pub group: Option<&'a str>,
     pub message_id: &'a str,
     pub parent: Option<SpanContext>,
     pub start: SystemTime,
@@ -121,6 +123,12 @@ impl Tracer {
             attributes.push(KeyValue::new(
                 "messaging.consumer.group.name",
                 sub.to_string(),
+            ));
+        }
+        if let Some(group) = op.group {
+            attributes.push(KeyValue::new(
+                "messaging.consumer.group.name",
+                group.to_string(),
             ));
         }
         attributes.extend(op.extra);
@@ -336,6 +344,7 @@ mod tests {
                 service,
                 destination: "orders",
                 subscription: None,
+                group: None,
                 message_id: "m1",
                 parent: parent.clone(),
                 start: SystemTime::now(),
