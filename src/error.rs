@@ -10,6 +10,7 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     TooManyRequests,
     Unavailable,
+    GatewayTimeout,
     Internal,
 }
 
@@ -23,6 +24,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
+            ErrorCode::GatewayTimeout => 504,
             ErrorCode::Internal => 500,
         }
     }
@@ -37,6 +39,7 @@ impl ErrorCode {
             // OTLP clients retry RESOURCE_EXHAUSTED only with RetryInfo; UNAVAILABLE always.
             ErrorCode::TooManyRequests => tonic::Code::Unavailable,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::GatewayTimeout => tonic::Code::DeadlineExceeded,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }
@@ -55,6 +58,7 @@ impl ErrorCode {
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::GatewayTimeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }

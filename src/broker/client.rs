@@ -2,8 +2,8 @@
 //! service). Each call is one HTTP request; errors keep the server's status and message.
 
 use super::{
-    DeadLetter, Declared, Delivery, GroupInfo, Published, Settled, StreamBatch, StreamInfo,
-    SubscriptionInfo, TopicInfo,
+    DeadLetter, Declared, Delivery, GroupInfo, Published, Replied, Settled, StreamBatch,
+    StreamInfo, SubscriptionInfo, TopicInfo,
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
@@ -65,7 +65,7 @@ impl Client {
         self
     }
 
-    fn request(&self, method: &str, path: &str) -> ureq::Request {
+    fn http(&self, method: &str, path: &str) -> ureq::Request {
         let req = self.agent.request(method, &format!("{}{path}", self.base));
         match &self.service {
             Some(s) => req.set(super::traced::SERVICE_HEADER, s),
@@ -85,7 +85,7 @@ impl Client {
 
     pub fn declare_topic(&self, name: &str) -> Result<Declared, ClientError> {
         self.send(
-            self.request("PUT", &format!("/broker/topics/{name}")),
+            self.http("PUT", &format!("/broker/topics/{name}")),
             "application/json",
             b"{}",
         )
@@ -100,19 +100,19 @@ impl Client {
     ) -> Result<Declared, ClientError> {
         let body = json!({"topic": topic, "visibility_timeout_ms": visibility_timeout_ms, "max_attempts": max_attempts});
         self.send(
-            self.request("PUT", &format!("/broker/subscriptions/{name}")),
+            self.http("PUT", &format!("/broker/subscriptions/{name}")),
             "application/json",
             body.to_string().as_bytes(),
         )
     }
 
     pub fn topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
-        let v: Value = decode(self.request("GET", "/broker/topics").call())?;
+        let v: Value = decode(self.http("GET", "/broker/topics").call())?;
         from_value(v["topics"].clone())
     }
 
     pub fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, ClientError> {
-        let v: Value = decode(self.request("GET", "/broker/subscriptions").call())?;
+        let v: Value = decode(self.http("GET", "/broker/subscriptions").call())?;
         from_value(v["subscriptions"].clone())
     }
 
@@ -123,7 +123,7 @@ impl Client {
         data: &Value,
         traceparent: Option<&str>,
     ) -> Result<Published, ClientError> {
-        let mut req = self.request("POST", &format!("/broker/topics/{topic}/events"));
+        let mut req = self.http("POST", &format!("/broker/topics/{topic}/events"));
         if let Some(tp) = traceparent {
             req = req.set("traceparent", tp);
         }
@@ -133,7 +133,7 @@ impl Client {
     /// Publishes a CloudEvent in structured mode.
     pub fn publish_event(&self, topic: &str, event: &Value) -> Result<Published, ClientError> {
         self.send(
-            self.request("POST", &format!("/broker/topics/{topic}/events")),
+            self.http("POST", &format!("/broker/topics/{topic}/events")),
             "application/cloudevents+json",
             event.to_string().as_bytes(),
         )
@@ -150,14 +150,14 @@ impl Client {
             "/broker/subscriptions/{sub}/pull?max={max}&wait={}ms",
             wait.as_millis()
         );
-        let v: Value = self.send(self.request("POST", &path), "application/json", b"")?;
+        let v: Value = self.send(self.http("POST", &path), "application/json", b"")?;
         from_value(v["messages"].clone())
     }
 
     pub fn ack(&self, sub: &str, lease_ids: &[String]) -> Result<Settled, ClientError> {
         let body = json!({ "lease_ids": lease_ids });
         self.send(
-            self.request("POST", &format!("/broker/subscriptions/{sub}/ack")),
+            self.http("POST", &format!("/broker/subscriptions/{sub}/ack")),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -171,7 +171,7 @@ impl Client {
     ) -> Result<Settled, ClientError> {
         let body = json!({ "lease_ids": lease_ids, "delay_ms": delay_ms });
         self.send(
-            self.request("POST", &format!("/broker/subscriptions/{sub}/nack")),
+            self.http("POST", &format!("/broker/subscriptions/{sub}/nack")),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -179,8 +179,49 @@ impl Client {
 
     pub fn dead_letters(&self, sub: &str, max: usize) -> Result<Vec<DeadLetter>, ClientError> {
         let path = format!("/broker/subscriptions/{sub}/dead-letters?max={max}");
-        let v: Value = decode(self.request("GET", &path).call())?;
+        let v: Value = decode(self.http("GET", &path).call())?;
         from_value(v["dead_letters"].clone())
+    }
+
+    /// Publishes a plain JSON request to `topic` and waits up to `timeout` for the reply
+    /// published to `reply_to` with the same `correlationid` (504 after the timeout).
+    pub fn request(
+        &self,
+        topic: &str,
+        reply_to: &str,
+        data: &Value,
+        timeout: Duration,
+    ) -> Result<Replied, ClientError> {
+        let path = format!(
+            "/broker/topics/{topic}/request?reply_to={}&timeout={}ms",
+            encode(reply_to),
+            timeout.as_millis()
+        );
+        self.send(
+            self.http("POST", &path),
+            "application/json",
+            data.to_string().as_bytes(),
+        )
+    }
+
+    /// Answers a request delivery: publishes `data` to its `replyto` with its `correlationid`.
+    pub fn reply(&self, request: &Value, data: &Value) -> Result<Published, ClientError> {
+        let missing = |what: &str| ClientError::Decode(format!("the request has no {what}"));
+        let reply_to = request["replyto"]
+            .as_str()
+            .ok_or_else(|| missing("replyto"))?;
+        let correlation = request["correlationid"]
+            .as_str()
+            .ok_or_else(|| missing("correlationid"))?;
+        let event = json!({
+            "specversion": "1.0",
+            "id": format!("reply-{correlation}"),
+            "source": self.service.as_deref().unwrap_or(super::traced::UNKNOWN_SERVICE),
+            "type": format!("{}.reply", request["type"].as_str().unwrap_or("switchyard.message")),
+            "correlationid": correlation,
+            "data": data,
+        });
+        self.publish_event(reply_to, &event)
     }
 
     /// Declares a stream; `max_age_ms` bounds how long its events are kept.
@@ -191,21 +232,21 @@ impl Client {
     ) -> Result<Declared, ClientError> {
         let body = json!({ "max_age_ms": max_age_ms });
         self.send(
-            self.request("PUT", &format!("/broker/streams/{name}")),
+            self.http("PUT", &format!("/broker/streams/{name}")),
             "application/json",
             body.to_string().as_bytes(),
         )
     }
 
     pub fn streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
-        let v: Value = decode(self.request("GET", "/broker/streams").call())?;
+        let v: Value = decode(self.http("GET", "/broker/streams").call())?;
         from_value(v["streams"].clone())
     }
 
     /// Appends a plain JSON event to a stream; the answer has its offset.
     pub fn append_json(&self, stream: &str, data: &Value) -> Result<Published, ClientError> {
         self.send(
-            self.request("POST", &format!("/broker/streams/{stream}/events")),
+            self.http("POST", &format!("/broker/streams/{stream}/events")),
             "application/json",
             data.to_string().as_bytes(),
         )
@@ -228,14 +269,14 @@ impl Client {
         if let Some(g) = group {
             path.push_str(&format!("&group={}", encode(g)));
         }
-        decode(self.request("GET", &path).call())
+        decode(self.http("GET", &path).call())
     }
 
     /// Commits a group's offset: the next offset it will read.
     pub fn commit(&self, stream: &str, group: &str, offset: u64) -> Result<GroupInfo, ClientError> {
         let body = json!({ "offset": offset });
         self.send(
-            self.request(
+            self.http(
                 "POST",
                 &format!("/broker/streams/{stream}/groups/{group}/commit"),
             ),

@@ -16,6 +16,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/broker/topics", web::get().to(topics))
         .route("/broker/topics/{topic}", web::put().to(declare_topic))
         .route("/broker/topics/{topic}/events", web::post().to(publish))
+        .route("/broker/topics/{topic}/request", web::post().to(request))
         .route("/broker/subscriptions", web::get().to(subscriptions))
         .route(
             "/broker/subscriptions/{sub}",
@@ -158,6 +159,44 @@ async fn publish(
     let (event, caller) = read_event(&req, body, &broker).await?;
     let published = broker.publish(path.into_inner(), event, caller).await?;
     Ok(HttpResponse::Ok().json(published))
+}
+
+#[derive(serde::Deserialize)]
+struct RequestQuery {
+    reply_to: String,
+    timeout: Option<String>,
+}
+
+/// Publishes a request and answers with its reply (or 504 after `timeout`, default 10 s).
+async fn request(
+    req: HttpRequest,
+    path: web::Path<String>,
+    query: web::Query<RequestQuery>,
+    body: web::Payload,
+    broker: web::Data<Broker>,
+) -> Answer {
+    let timeout = match query.timeout.as_deref() {
+        Some(t) => parse_wait(Some(t))?,
+        None => Duration::from_secs(10),
+    };
+    let (event, caller) = read_event(&req, body, &broker).await?;
+    let (topic, reply_to, started) = (
+        path.into_inner(),
+        query.into_inner().reply_to,
+        SystemTime::now(),
+    );
+    let replied = broker
+        .ask(|reply| Command::Request {
+            topic,
+            reply_to,
+            event,
+            caller,
+            started,
+            timeout,
+            reply,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(replied))
 }
 
 /// A publish body (CloudEvents structured or binary mode, or plain JSON) within the message

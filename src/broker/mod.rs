@@ -20,6 +20,7 @@ pub mod db;
 pub mod event;
 pub mod http;
 mod queue;
+mod reply;
 pub mod router;
 mod stream;
 mod stream_db;
@@ -49,6 +50,8 @@ pub enum BrokerError {
     TooLarge { limit: usize },
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("{0}")]
+    Timeout(String),
     #[error("too many waiting pulls; retry later")]
     TooManyWaiters,
     #[error("the broker queue is full")]
@@ -72,6 +75,7 @@ impl BrokerError {
             BrokerError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             BrokerError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
             BrokerError::TooManyWaiters => ErrorCode::TooManyRequests,
+            BrokerError::Timeout(_) => ErrorCode::GatewayTimeout,
             // A rolled-back batch is transient: the client should retry it.
             BrokerError::Busy
             | BrokerError::Closed
@@ -215,6 +219,19 @@ pub struct Published {
     /// The publish span's context: deliveries carry it.
     pub traceparent: String,
 }
+
+/// The answer to a request (request/reply): the published request and the correlated reply.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Replied {
+    pub request: Published,
+    /// The reply event in structured form.
+    pub reply: serde_json::Value,
+    /// The requester's receive span of the reply.
+    pub traceparent: String,
+}
+
+/// Longest wait for a reply.
+pub const MAX_REPLY_WAIT: Duration = Duration::from_secs(60);
 
 /// One leased delivery.
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -103,6 +103,17 @@ pub enum Command {
         caller: Caller,
         reply: Reply<GroupInfo>,
     },
+    /// Publishes a request with `replyto` and `correlationid` and waits for the reply: the
+    /// next event published to `reply_to` with the same `correlationid`.
+    Request {
+        topic: String,
+        reply_to: String,
+        event: Event,
+        caller: Caller,
+        started: SystemTime,
+        timeout: Duration,
+        reply: Reply<Replied>,
+    },
     /// Shutdown begins: answer waiting pulls now and let new ones not wait.
     Drain,
     Shutdown,
@@ -162,12 +173,16 @@ enum Served {
 
 /// An answer held until the transaction commits, with the spans it ends.
 pub(super) struct Pending {
-    answer: Box<dyn FnOnce(Option<BrokerError>) + Send>,
+    pub(super) answer: Box<dyn FnOnce(Option<BrokerError>) + Send>,
     spans: Vec<BrokerSpan>,
 }
 
 impl Pending {
-    fn new<T: Send + 'static>(reply: Reply<T>, value: T, spans: Vec<BrokerSpan>) -> Pending {
+    pub(super) fn new<T: Send + 'static>(
+        reply: Reply<T>,
+        value: T,
+        spans: Vec<BrokerSpan>,
+    ) -> Pending {
         Pending {
             answer: Box::new(move |failed| {
                 let _ = reply.send(match failed {
@@ -203,6 +218,8 @@ pub(super) struct State {
     max_waiters: usize,
     draining: bool,
     last_expiry: Instant,
+    /// Requests waiting for their reply, by correlation id.
+    pub(super) requests: HashMap<String, super::reply::Requester>,
 }
 
 impl Router {
@@ -238,6 +255,7 @@ impl Router {
                 max_waiters: max_waiters.max(1),
                 draining: false,
                 last_expiry: Instant::now(),
+                requests: HashMap::new(),
             },
         })
     }
@@ -245,7 +263,7 @@ impl Router {
     pub fn run(mut self) {
         let mut stopping = false;
         while !stopping {
-            let timeout = if self.state.waiters.is_empty() {
+            let timeout = if self.state.waiters.is_empty() && self.state.requests.is_empty() {
                 Duration::from_secs(1)
             } else {
                 TICK
@@ -287,13 +305,16 @@ impl Router {
                 | Command::Settle { .. }
                 | Command::StreamPublish { .. }
                 | Command::StreamRead { .. }
-                | Command::Commit { .. } => writes.push(cmd),
+                | Command::Commit { .. }
+                | Command::Request { .. } => writes.push(cmd),
                 Command::Shutdown => {}
                 Command::Drain => self.state.draining = true,
                 other => self.state.admin(&mut self.conn, other),
             }
         }
         if writes.is_empty() && self.state.waiters.is_empty() {
+            let stopping = stopping || self.state.draining;
+            self.state.expire_requests(stopping);
             return;
         }
         let mut pending = Vec::new();
@@ -309,6 +330,7 @@ impl Router {
         }
         let stopping = stopping || self.state.draining;
         self.state.serve_waiters(&tx, stopping, &mut pending);
+        self.state.expire_requests(stopping);
         let failed = tx.commit().err().map(|e| e.to_string());
         if let Some(e) = &failed {
             tracing::error!(error = %e, "broker commit failed");
@@ -339,12 +361,40 @@ impl State {
                 started,
                 reply,
             } => match self.publish(tx, &topic, &event, &caller, started, &mut spans) {
-                Ok(p) => Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans)))),
+                Ok(p) => {
+                    pending.extend(self.match_reply(&topic, &event, &p));
+                    Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans))))
+                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     Err(BrokerError::Closed)
                 }
             },
+            Command::Request {
+                topic,
+                reply_to,
+                event,
+                caller,
+                started,
+                timeout,
+                reply,
+            } => {
+                let req = super::reply::Request {
+                    topic,
+                    reply_to,
+                    event,
+                    caller,
+                    started,
+                    timeout,
+                };
+                self.request(tx, req, reply, &mut spans).map(|()| {
+                    // The request's spans end with the commit; its answer comes with the reply.
+                    Some(Pending {
+                        answer: Box::new(|_| {}),
+                        spans: std::mem::take(&mut spans),
+                    })
+                })
+            }
             Command::Pull {
                 subscription,
                 max,
@@ -469,6 +519,14 @@ impl State {
                 }
             }
         }
+    }
+
+    pub(super) fn draining(&self) -> bool {
+        self.draining
+    }
+
+    pub(super) fn max_waiters(&self) -> usize {
+        self.max_waiters
     }
 
     /// Holds a pull or read until something arrives, within the bound on waiters.
