@@ -29,7 +29,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/broker/subscriptions/{sub}/dead-letters",
             web::get().to(dead_letters),
         )
-        .configure(super::stream_http::configure);
+        .configure(super::stream_http::configure)
+        .configure(super::sse::configure);
 }
 
 impl ResponseError for BrokerError {

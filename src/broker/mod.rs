@@ -22,6 +22,7 @@ pub mod http;
 mod queue;
 mod reply;
 pub mod router;
+pub mod sse;
 mod stream;
 mod stream_db;
 pub mod stream_http;
@@ -288,6 +289,8 @@ pub struct Broker {
     tx: Sender<Command>,
     pub config: Arc<BrokerConfig>,
     router: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Set by [`Broker::drain`]: streaming consumers end.
+    draining: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Broker {
@@ -306,6 +309,7 @@ impl Broker {
             tx,
             config: Arc::new(config),
             router: Arc::new(Mutex::new(Some(handle))),
+            draining: Arc::default(),
         })
     }
 
@@ -390,7 +394,13 @@ impl Broker {
 
     /// First stage of shutdown: waiting pulls are answered now, new ones do not wait.
     pub fn drain(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         let _ = self.tx.try_send(Command::Drain);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Commits what is queued, answers waiting pulls with nothing, stops the router and waits

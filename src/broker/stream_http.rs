@@ -75,7 +75,7 @@ struct ReadQuery {
 }
 
 /// `earliest`, `latest`, `committed`, an offset, or an RFC 3339 time.
-fn parse_from(text: Option<&str>, group: bool) -> Result<ReadFrom, BrokerError> {
+pub(super) fn parse_from(text: Option<&str>, group: bool) -> Result<ReadFrom, BrokerError> {
     let Some(t) = text.map(str::trim).filter(|t| !t.is_empty()) else {
         return Ok(if group {
             ReadFrom::Committed
