@@ -603,3 +603,56 @@ fn sigterm_answers_a_waiting_pull_and_exits_promptly() {
     );
     assert!(puller.join().unwrap().unwrap().is_empty());
 }
+
+#[test]
+fn a_filtered_subscription_queues_only_matching_events() {
+    let env = TestEnv::start();
+    let c = client(&env, "shop");
+    c.declare_topic("shop").unwrap();
+    c.declare_subscription("everything", "shop", 30_000, 5)
+        .unwrap();
+    let eu_orders = switchyard::broker::Filter {
+        kind: Some("order.created".into()),
+        subject_prefix: Some("eu/".into()),
+    };
+    assert!(
+        c.declare_filtered_subscription("eu-orders", "shop", &eu_orders)
+            .unwrap()
+            .created
+    );
+    assert!(
+        !c.declare_filtered_subscription("eu-orders", "shop", &eu_orders)
+            .unwrap()
+            .created
+    );
+    let other = switchyard::broker::Filter {
+        kind: Some("order.created".into()),
+        subject_prefix: None,
+    };
+    let err = c
+        .declare_filtered_subscription("eu-orders", "shop", &other)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(409));
+    let event = |id: &str, kind: &str, subject: &str| json!({"specversion": "1.0", "id": id, "source": "/shop", "type": kind, "subject": subject, "data": {"id": id}});
+    let sent = [
+        ("1", "order.created", "eu/fr/1", 2),
+        ("2", "order.created", "us/1", 1),
+        ("3", "order.paid", "eu/fr/1", 1),
+        ("4", "order.created", "eu/de/2", 2),
+    ];
+    for (id, kind, subject, subs) in sent {
+        let p = c.publish_event("shop", &event(id, kind, subject)).unwrap();
+        assert_eq!(p.subscriptions, subs, "event {id}");
+    }
+    let ids = |sub: &str| -> Vec<String> {
+        c.pull(sub, 10, Duration::ZERO)
+            .unwrap()
+            .iter()
+            .map(|d| d.event["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids("eu-orders"), vec!["1", "4"]);
+    assert_eq!(ids("everything"), vec!["1", "2", "3", "4"]);
+    let subs = c.subscriptions().unwrap();
+    assert_eq!(subs[0].spec.filter.as_ref(), Some(&eu_orders));
+}

@@ -86,7 +86,7 @@ impl State {
         let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(SystemTime::now()))?;
         tx.commit()?;
         if let Some(t) = self.catalogue.topics.get_mut(&spec.topic) {
-            t.1.push(id);
+            t.1.push((id, spec.filter.clone()));
         }
         self.catalogue
             .subs

@@ -106,6 +106,21 @@ impl Client {
         )
     }
 
+    /// Declares a subscription that only queues events matching `filter`.
+    pub fn declare_filtered_subscription(
+        &self,
+        name: &str,
+        topic: &str,
+        filter: &super::Filter,
+    ) -> Result<Declared, ClientError> {
+        let body = json!({"topic": topic, "filter": filter});
+        self.send(
+            self.http("PUT", &format!("/broker/subscriptions/{name}")),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+
     pub fn topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
         let v: Value = decode(self.http("GET", "/broker/topics").call())?;
         from_value(v["topics"].clone())

@@ -55,6 +55,7 @@ CREATE INDEX queue_due ON queue(sub_id, state, visible_unix_ms, id);
 CREATE INDEX queue_seq ON queue(seq);
 "#,
     super::stream_db::MIGRATION,
+    "ALTER TABLE subscriptions ADD COLUMN filter TEXT;",
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -103,7 +104,7 @@ pub fn load(conn: &Connection) -> Result<Loaded, BrokerError> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn.prepare(
-        "SELECT s.id, s.name, t.name, s.visibility_timeout_ms, s.max_attempts
+        "SELECT s.id, s.name, t.name, s.visibility_timeout_ms, s.max_attempts, s.filter
          FROM subscriptions s JOIN topics t ON t.id = s.topic_id ORDER BY s.id",
     )?;
     let subs = stmt
@@ -115,6 +116,9 @@ pub fn load(conn: &Connection) -> Result<Loaded, BrokerError> {
                     topic: r.get(2)?,
                     visibility_timeout_ms: r.get::<_, i64>(3)? as u64,
                     max_attempts: r.get::<_, i64>(4)? as u32,
+                    filter: r
+                        .get::<_, Option<String>>(5)?
+                        .and_then(|f| serde_json::from_str(&f).ok()),
                 },
             })
         })?
@@ -135,15 +139,18 @@ pub fn insert_subscription(
     now: u64,
 ) -> rusqlite::Result<i64> {
     tx.prepare_cached(
-        "INSERT INTO subscriptions (name, topic_id, visibility_timeout_ms, max_attempts, created_unix_nanos)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO subscriptions (name, topic_id, visibility_timeout_ms, max_attempts, created_unix_nanos, filter)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?
     .execute(params![
         spec.name,
         topic_id,
         spec.visibility_timeout_ms as i64,
         spec.max_attempts as i64,
-        now as i64
+        now as i64,
+        spec.filter
+            .as_ref()
+            .and_then(|f| serde_json::to_string(f).ok())
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -378,6 +385,7 @@ mod tests {
             topic: "t".into(),
             visibility_timeout_ms: 10,
             max_attempts: 2,
+            filter: None,
         };
         let a = insert_subscription(&tx, &spec("a"), t, 1).unwrap();
         let b = insert_subscription(&tx, &spec("b"), t, 1).unwrap();

@@ -126,6 +126,7 @@ struct SubscriptionBody {
     topic: String,
     visibility_timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
+    filter: Option<Filter>,
 }
 
 async fn declare_subscription(
@@ -142,6 +143,7 @@ async fn declare_subscription(
             .visibility_timeout_ms
             .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_MS),
         max_attempts: b.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
+        filter: b.filter,
     };
     Ok(declared(broker.declare_subscription(spec).await?))
 }

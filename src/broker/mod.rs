@@ -126,6 +126,33 @@ pub struct SubscriptionSpec {
     pub topic: String,
     pub visibility_timeout_ms: u64,
     pub max_attempts: u32,
+    /// Only events that match are queued on this subscription.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<Filter>,
+}
+
+/// A subscription filter on CloudEvents attributes: every condition given must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Filter {
+    /// The event's `type` equals this.
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    /// The event's `subject` starts with this.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject_prefix: Option<String>,
+}
+
+impl Filter {
+    pub fn matches(&self, event: &Event) -> bool {
+        self.kind
+            .as_deref()
+            .is_none_or(|k| event.str_attr("type") == Some(k))
+            && self
+                .subject_prefix
+                .as_deref()
+                .is_none_or(|p| event.str_attr("subject").is_some_and(|s| s.starts_with(p)))
+    }
 }
 
 /// A declaration's outcome: `created` false when it already existed identically.

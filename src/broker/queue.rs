@@ -34,7 +34,12 @@ impl State {
         let (span, trace) = self.publish_span(topic, event, caller, started);
         let traceparent = traced::traceparent(&span);
         spans.push(span);
-        if !subs.is_empty() {
+        let targets: Vec<i64> = subs
+            .iter()
+            .filter(|(_, f)| f.as_ref().is_none_or(|f| f.matches(event)))
+            .map(|(id, _)| *id)
+            .collect();
+        if !targets.is_empty() {
             let attributes = serde_json::Value::Object(event.attributes.clone()).to_string();
             db::insert_message(
                 tx,
@@ -48,13 +53,13 @@ impl State {
                     tracestate: trace.tracestate.as_deref(),
                     published_unix_nanos: unix_nanos(SystemTime::now()),
                 },
-                subs,
+                &targets,
             )?;
         }
         Ok(Published {
             id: event.id().to_string(),
             topic: topic.to_string(),
-            subscriptions: subs.len(),
+            subscriptions: targets.len(),
             offset: None,
             traceparent,
         })

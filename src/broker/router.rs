@@ -199,7 +199,7 @@ impl Pending {
 #[derive(Default)]
 pub(super) struct Catalogue {
     /// Topic name -> (id, subscription ids).
-    pub(super) topics: HashMap<String, (i64, Vec<i64>)>,
+    pub(super) topics: HashMap<String, (i64, Vec<(i64, Option<Filter>)>)>,
     pub(super) subs: HashMap<String, SubRow>,
     pub(super) streams: HashMap<String, super::stream_db::StreamRow>,
 }
@@ -238,7 +238,7 @@ impl Router {
         }
         for sub in subs {
             if let Some(t) = catalogue.topics.get_mut(&sub.spec.topic) {
-                t.1.push(sub.id);
+                t.1.push((sub.id, sub.spec.filter.clone()));
             }
             catalogue.subs.insert(sub.spec.name.clone(), sub);
         }

@@ -33,6 +33,7 @@ fn spec(name: &str, topic: &str, timeout_ms: u64, attempts: u32) -> Subscription
         topic: topic.into(),
         visibility_timeout_ms: timeout_ms,
         max_attempts: attempts,
+        filter: None,
     }
 }
 
