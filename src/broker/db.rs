@@ -56,6 +56,7 @@ CREATE INDEX queue_seq ON queue(seq);
 "#,
     super::stream_db::MIGRATION,
     "ALTER TABLE subscriptions ADD COLUMN filter TEXT;",
+    "ALTER TABLE subscriptions ADD COLUMN push TEXT;",
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -104,7 +105,7 @@ pub fn load(conn: &Connection) -> Result<Loaded, BrokerError> {
         .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
     let mut stmt = conn.prepare(
-        "SELECT s.id, s.name, t.name, s.visibility_timeout_ms, s.max_attempts, s.filter
+        "SELECT s.id, s.name, t.name, s.visibility_timeout_ms, s.max_attempts, s.filter, s.push
          FROM subscriptions s JOIN topics t ON t.id = s.topic_id ORDER BY s.id",
     )?;
     let subs = stmt
@@ -119,6 +120,9 @@ pub fn load(conn: &Connection) -> Result<Loaded, BrokerError> {
                     filter: r
                         .get::<_, Option<String>>(5)?
                         .and_then(|f| serde_json::from_str(&f).ok()),
+                    push: r
+                        .get::<_, Option<String>>(6)?
+                        .and_then(|p| serde_json::from_str(&p).ok()),
                 },
             })
         })?
@@ -139,8 +143,8 @@ pub fn insert_subscription(
     now: u64,
 ) -> rusqlite::Result<i64> {
     tx.prepare_cached(
-        "INSERT INTO subscriptions (name, topic_id, visibility_timeout_ms, max_attempts, created_unix_nanos, filter)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO subscriptions (name, topic_id, visibility_timeout_ms, max_attempts, created_unix_nanos, filter, push)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         spec.name,
@@ -150,7 +154,10 @@ pub fn insert_subscription(
         now as i64,
         spec.filter
             .as_ref()
-            .and_then(|f| serde_json::to_string(f).ok())
+            .and_then(|f| serde_json::to_string(f).ok()),
+        spec.push
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok())
     ])?;
     Ok(tx.last_insert_rowid())
 }
@@ -386,6 +393,7 @@ mod tests {
             visibility_timeout_ms: 10,
             max_attempts: 2,
             filter: None,
+            push: None,
         };
         let a = insert_subscription(&tx, &spec("a"), t, 1).unwrap();
         let b = insert_subscription(&tx, &spec("b"), t, 1).unwrap();

@@ -127,6 +127,7 @@ struct SubscriptionBody {
     visibility_timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
     filter: Option<Filter>,
+    push: Option<super::push::Push>,
 }
 
 async fn declare_subscription(
@@ -144,7 +145,11 @@ async fn declare_subscription(
             .unwrap_or(DEFAULT_VISIBILITY_TIMEOUT_MS),
         max_attempts: b.max_attempts.unwrap_or(DEFAULT_MAX_ATTEMPTS),
         filter: b.filter,
+        push: b.push,
     };
+    if let Some(p) = &spec.push {
+        p.validate()?;
+    }
     Ok(declared(broker.declare_subscription(spec).await?))
 }
 

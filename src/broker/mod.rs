@@ -19,6 +19,7 @@ pub mod client;
 pub mod db;
 pub mod event;
 pub mod http;
+pub mod push;
 mod queue;
 mod reply;
 pub mod router;
@@ -129,6 +130,9 @@ pub struct SubscriptionSpec {
     /// Only events that match are queued on this subscription.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub filter: Option<Filter>,
+    /// Deliver by POSTing to a webhook instead of waiting for pulls.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub push: Option<push::Push>,
 }
 
 /// A subscription filter on CloudEvents attributes: every condition given must hold.
@@ -327,17 +331,22 @@ impl Broker {
             std::fs::create_dir_all(dir)?;
         }
         let conn = db::open(&config.path, &config.synchronous)?;
+        let (_, subs) = db::load(&conn)?;
         let (tx, rx) = bounded(config.queue_depth.max(1));
         let router = router::Router::new(conn, rx, tracer, config.max_waiters)?;
         let handle = std::thread::Builder::new()
             .name("broker-router".into())
             .spawn(move || router.run())?;
-        Ok(Broker {
+        let broker = Broker {
             tx,
             config: Arc::new(config),
             router: Arc::new(Mutex::new(Some(handle))),
             draining: Arc::default(),
-        })
+        };
+        for sub in &subs {
+            push::start(&broker, &sub.spec);
+        }
+        Ok(broker)
     }
 
     /// Sends a command and waits for its answer (sent after COMMIT for writes).
@@ -360,8 +369,16 @@ impl Broker {
         &self,
         spec: SubscriptionSpec,
     ) -> Result<Declared, BrokerError> {
-        self.ask(|reply| Command::DeclareSubscription { spec, reply })
-            .await
+        let declared = self
+            .ask(|reply| Command::DeclareSubscription {
+                spec: spec.clone(),
+                reply,
+            })
+            .await?;
+        if declared.created {
+            push::start(self, &spec);
+        }
+        Ok(declared)
     }
 
     pub async fn publish(

@@ -195,11 +195,14 @@ impl Pending {
     }
 }
 
+/// A topic's subscriptions: ids and filters.
+pub(super) type TopicSubs = Vec<(i64, Option<Filter>)>;
+
 /// Topics and subscriptions, in memory (a copy of the tables, written through).
 #[derive(Default)]
 pub(super) struct Catalogue {
     /// Topic name -> (id, subscription ids).
-    pub(super) topics: HashMap<String, (i64, Vec<(i64, Option<Filter>)>)>,
+    pub(super) topics: HashMap<String, (i64, TopicSubs)>,
     pub(super) subs: HashMap<String, SubRow>,
     pub(super) streams: HashMap<String, super::stream_db::StreamRow>,
 }

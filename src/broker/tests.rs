@@ -34,6 +34,7 @@ fn spec(name: &str, topic: &str, timeout_ms: u64, attempts: u32) -> Subscription
         visibility_timeout_ms: timeout_ms,
         max_attempts: attempts,
         filter: None,
+        push: None,
     }
 }
 
