@@ -459,6 +459,24 @@ fn a_restart_keeps_unacked_messages_leases_and_attempts() {
 
 #[test]
 fn kill9_during_a_publish_storm_loses_no_acknowledged_message() {
+    storm_then(|env| env.kill9());
+}
+
+#[test]
+fn sigterm_during_a_publish_storm_loses_no_acknowledged_message() {
+    storm_then(|env| {
+        let status = env.sigterm();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "exit status after SIGTERM: {status}"
+        );
+    });
+}
+
+/// Publishes from three threads, stops the server with `stop` once 300 publishes were
+/// acknowledged, starts it again and checks that every acknowledged message is there.
+fn storm_then(stop: impl FnOnce(&mut TestEnv)) {
     let mut env = TestEnv::start();
     let c = client(&env, "storm");
     c.declare_topic("storm").unwrap();
@@ -482,7 +500,7 @@ fn kill9_during_a_publish_storm_loses_no_acknowledged_message() {
     wait_for("acknowledged publishes", Duration::from_secs(20), || {
         (acked.lock().unwrap().len() >= 300).then_some(())
     });
-    env.kill9();
+    stop(&mut env);
     for t in threads {
         t.join().unwrap();
     }
