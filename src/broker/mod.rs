@@ -4,8 +4,10 @@
 //!
 //! - [`router`]: the single owner of broker state. One thread drains a bounded command
 //!   channel, applies each batch of commands in one SQLite transaction (group commit) and
-//!   answers after COMMIT; it also holds the long-polling pulls and reads. Its operations live
-//!   in `catalogue` (declarations, listings), `queue` (publish, deliver, settle) and `stream`.
+//!   answers after COMMIT. Its commands are in `command`; its operations in `catalogue`
+//!   (declarations, listings), `queue` (publish, deliver, settle), `stream`, `reply`
+//!   (request/reply) and `waiters` (long-polling pulls and reads).
+//! - [`push`]: webhook delivery tasks; [`sse`]: streaming consume.
 //! - [`db`], `stream_db`: the broker's SQLite file (`<db>-broker`): schema, migrations,
 //!   statements.
 //! - [`event`]: CloudEvents 1.0 (structured, binary) and plain JSON bodies -> [`event::Event`].
@@ -16,6 +18,7 @@
 
 mod catalogue;
 pub mod client;
+mod command;
 pub mod db;
 pub mod event;
 pub mod http;
@@ -28,6 +31,7 @@ mod stream;
 mod stream_db;
 pub mod stream_http;
 pub mod traced;
+mod waiters;
 
 use crate::error::ErrorCode;
 use crossbeam_channel::{bounded, Sender, TrySendError};

@@ -14,13 +14,14 @@
 //! leased with attempts == max_attempts, then nack or expiry ──> dead (dead-letter queue)
 //! ```
 
+pub use super::command::Command;
 use super::db::{self, SubRow};
-use super::event::Event;
 use super::traced::{self, BrokerSpan, Tracer};
+use super::waiters::{Waiter, Waiting};
 use super::*;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::Instant;
 
 /// Commands applied in one transaction at most.
@@ -30,145 +31,20 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 /// How often waiting pulls look again for expired leases and elapsed nack delays.
 const TICK: Duration = Duration::from_millis(50);
 
-pub enum Command {
-    DeclareTopic {
-        name: String,
-        reply: Reply<Declared>,
-    },
-    DeclareSubscription {
-        spec: SubscriptionSpec,
-        reply: Reply<Declared>,
-    },
-    Topics {
-        reply: Reply<Vec<TopicInfo>>,
-    },
-    Subscriptions {
-        reply: Reply<Vec<SubscriptionInfo>>,
-    },
-    DeadLetters {
-        subscription: String,
-        max: usize,
-        reply: Reply<Vec<DeadLetter>>,
-    },
-    Publish {
-        topic: String,
-        event: Event,
-        caller: Caller,
-        started: SystemTime,
-        reply: Reply<Published>,
-    },
-    Pull {
-        subscription: String,
-        max: usize,
-        wait: Duration,
-        caller: Caller,
-        started: SystemTime,
-        reply: Reply<Vec<Delivery>>,
-    },
-    Settle {
-        subscription: String,
-        lease_ids: Vec<String>,
-        action: Settle,
-        caller: Caller,
-        started: SystemTime,
-        reply: Reply<Settled>,
-    },
-    DeclareStream {
-        spec: StreamSpec,
-        reply: Reply<Declared>,
-    },
-    Streams {
-        reply: Reply<Vec<StreamInfo>>,
-    },
-    StreamPublish {
-        stream: String,
-        event: Event,
-        caller: Caller,
-        started: SystemTime,
-        reply: Reply<Published>,
-    },
-    StreamRead {
-        stream: String,
-        from: ReadFrom,
-        group: Option<String>,
-        max: usize,
-        wait: Duration,
-        caller: Caller,
-        reply: Reply<StreamBatch>,
-    },
-    Commit {
-        stream: String,
-        group: String,
-        offset: u64,
-        caller: Caller,
-        reply: Reply<GroupInfo>,
-    },
-    /// Publishes a request with `replyto` and `correlationid` and waits for the reply: the
-    /// next event published to `reply_to` with the same `correlationid`.
-    Request {
-        topic: String,
-        reply_to: String,
-        event: Event,
-        caller: Caller,
-        started: SystemTime,
-        timeout: Duration,
-        reply: Reply<Replied>,
-    },
-    /// Shutdown begins: answer waiting pulls now and let new ones not wait.
-    Drain,
-    Shutdown,
-}
-
-/// A pull or stream read waiting for messages (long-poll).
-pub(super) struct Waiter {
-    max: usize,
-    deadline: Instant,
-    caller: Caller,
-    what: Waiting,
-}
-
-enum Waiting {
-    Pull {
-        subscription: String,
-        reply: Reply<Vec<Delivery>>,
-    },
-    Read {
-        stream: String,
-        offset: u64,
-        group: Option<String>,
-        reply: Reply<StreamBatch>,
-    },
-}
-
-impl Waiting {
-    fn is_closed(&self) -> bool {
-        match self {
-            Waiting::Pull { reply, .. } => reply.is_closed(),
-            Waiting::Read { reply, .. } => reply.is_closed(),
+/// Holds the answer of a successful command until the commit; answers an error at once (and
+/// returns it, so the command's savepoint is rolled back).
+fn answer<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, BrokerError>,
+    spans: &mut Vec<BrokerSpan>,
+) -> Result<Option<Pending>, BrokerError> {
+    match result {
+        Ok(value) => Ok(Some(Pending::new(reply, value, std::mem::take(spans)))),
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            Err(BrokerError::Closed)
         }
     }
-
-    /// The answer when the wait is over with nothing.
-    fn nothing(self) -> Pending {
-        match self {
-            Waiting::Pull { reply, .. } => Pending::new(reply, Vec::new(), Vec::new()),
-            Waiting::Read { offset, reply, .. } => Pending::new(
-                reply,
-                StreamBatch {
-                    events: Vec::new(),
-                    next_offset: offset,
-                },
-                Vec::new(),
-            ),
-        }
-    }
-}
-
-/// What a waiter's look found.
-enum Served {
-    Pull(Vec<Delivery>),
-    Read(StreamBatch),
-    Nothing,
 }
 
 /// An answer held until the transaction commits, with the spans it ends.
@@ -217,9 +93,9 @@ pub struct Router {
 pub(super) struct State {
     pub(super) tracer: Tracer,
     pub(super) catalogue: Catalogue,
-    waiters: Vec<Waiter>,
-    max_waiters: usize,
-    draining: bool,
+    pub(super) waiters: Vec<Waiter>,
+    pub(super) max_waiters: usize,
+    pub(super) draining: bool,
     last_expiry: Instant,
     /// Requests waiting for their reply, by correlation id.
     pub(super) requests: HashMap<String, super::reply::Requester>,
@@ -432,7 +308,7 @@ impl State {
                 started,
                 reply,
             } => {
-                match self.settle(
+                let result = self.settle(
                     tx,
                     &subscription,
                     &lease_ids,
@@ -440,13 +316,8 @@ impl State {
                     &caller,
                     started,
                     &mut spans,
-                ) {
-                    Ok(s) => Ok(Some(Pending::new(reply, s, std::mem::take(&mut spans)))),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        Err(BrokerError::Closed)
-                    }
-                }
+                );
+                answer(reply, result, &mut spans)
             }
             Command::StreamPublish {
                 stream,
@@ -454,13 +325,10 @@ impl State {
                 caller,
                 started,
                 reply,
-            } => match self.stream_publish(tx, &stream, &event, &caller, started, &mut spans) {
-                Ok(p) => Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans)))),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Err(BrokerError::Closed)
-                }
-            },
+            } => {
+                let result = self.stream_publish(tx, &stream, &event, &caller, started, &mut spans);
+                answer(reply, result, &mut spans)
+            }
             Command::StreamRead {
                 stream,
                 from,
@@ -500,13 +368,10 @@ impl State {
                 offset,
                 caller,
                 reply,
-            } => match self.commit(tx, &stream, &group, offset, &caller, &mut spans) {
-                Ok(g) => Ok(Some(Pending::new(reply, g, std::mem::take(&mut spans)))),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Err(BrokerError::Closed)
-                }
-            },
+            } => {
+                let result = self.commit(tx, &stream, &group, offset, &caller, &mut spans);
+                answer(reply, result, &mut spans)
+            }
             _ => Ok(None),
         };
         match outcome {
@@ -530,104 +395,5 @@ impl State {
 
     pub(super) fn max_waiters(&self) -> usize {
         self.max_waiters
-    }
-
-    /// Holds a pull or read until something arrives, within the bound on waiters.
-    fn wait(&mut self, max: usize, wait: Duration, caller: Caller, what: Waiting) {
-        if self.waiters.len() >= self.max_waiters {
-            let error = Err(BrokerError::TooManyWaiters);
-            match what {
-                Waiting::Pull { reply, .. } => drop(reply.send(error)),
-                Waiting::Read { reply, .. } => drop(reply.send(Err(BrokerError::TooManyWaiters))),
-            }
-            return;
-        }
-        self.waiters.push(Waiter {
-            max,
-            deadline: Instant::now() + wait,
-            caller,
-            what,
-        });
-    }
-
-    /// Serves waiting pulls and reads (one look per subscription and turn; a read looks only
-    /// when its stream grew), answers those past their deadline with nothing, and drops those
-    /// whose client went away.
-    fn serve_waiters(&mut self, tx: &Connection, stopping: bool, pending: &mut Vec<Pending>) {
-        let now = Instant::now();
-        let waiters = std::mem::take(&mut self.waiters);
-        let mut exhausted: HashSet<String> = HashSet::new();
-        for w in waiters {
-            if w.what.is_closed() {
-                continue;
-            }
-            if stopping {
-                pending.push(w.what.nothing());
-                continue;
-            }
-            let mut spans = Vec::new();
-            let _ = tx.execute_batch("SAVEPOINT cmd");
-            let served = match &w.what {
-                Waiting::Pull { subscription, .. } if !exhausted.contains(subscription) => self
-                    .deliver(tx, subscription, w.max, &w.caller, &mut spans)
-                    .map(|d| {
-                        if d.is_empty() {
-                            exhausted.insert(subscription.clone());
-                        }
-                        Served::Pull(d)
-                    }),
-                Waiting::Read {
-                    stream,
-                    offset,
-                    group,
-                    ..
-                } if self.stream(stream).is_ok_and(|s| s.next_offset > *offset) => self
-                    .read_stream(
-                        tx,
-                        stream,
-                        *offset,
-                        w.max,
-                        group.as_deref(),
-                        &w.caller,
-                        &mut spans,
-                    )
-                    .map(Served::Read),
-                _ => Ok(Served::Nothing),
-            };
-            match (served, w.what) {
-                (Ok(Served::Pull(d)), Waiting::Pull { reply, .. }) if !d.is_empty() => {
-                    let _ = tx.execute_batch("RELEASE cmd");
-                    pending.push(Pending::new(reply, d, spans));
-                }
-                (Ok(Served::Read(b)), Waiting::Read { reply, .. }) if !b.events.is_empty() => {
-                    let _ = tx.execute_batch("RELEASE cmd");
-                    pending.push(Pending::new(reply, b, spans));
-                }
-                (Ok(_), what) => {
-                    let _ = tx.execute_batch("RELEASE cmd");
-                    let w = Waiter { what, ..w };
-                    self.keep_or_expire(w, now, pending);
-                }
-                (Err(e), what) => {
-                    let _ = tx.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
-                    let end = SystemTime::now();
-                    for span in spans {
-                        traced::finish(span, end, Some("rolled back"));
-                    }
-                    match what {
-                        Waiting::Pull { reply, .. } => drop(reply.send(Err(e))),
-                        Waiting::Read { reply, .. } => drop(reply.send(Err(e))),
-                    }
-                }
-            }
-        }
-    }
-
-    fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
-        if w.deadline <= now {
-            pending.push(w.what.nothing());
-        } else {
-            self.waiters.push(w);
-        }
     }
 }
