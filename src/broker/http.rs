@@ -164,7 +164,7 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let (event, caller) = read_event(&req, body, &broker).await?;
+    let (event, caller, _room) = read_event(&req, body, &broker).await?;
     let published = broker.publish(path.into_inner(), event, caller).await?;
     Ok(HttpResponse::Ok().json(published))
 }
@@ -187,7 +187,7 @@ async fn request(
         Some(t) => parse_wait(Some(t))?,
         None => Duration::from_secs(10),
     };
-    let (event, caller) = read_event(&req, body, &broker).await?;
+    let (event, caller, _room) = read_event(&req, body, &broker).await?;
     let (topic, reply_to, started) = (
         path.into_inner(),
         query.into_inner().reply_to,
@@ -213,8 +213,10 @@ pub(super) async fn read_event(
     req: &HttpRequest,
     body: web::Payload,
     broker: &Broker,
-) -> Result<(Event, Caller), BrokerError> {
+) -> Result<(Event, Caller, tokio::sync::OwnedSemaphorePermit), BrokerError> {
     let limit = broker.config.max_message_bytes;
+    let declared = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let room = broker.admit(declared.unwrap_or(limit).min(limit))?;
     let raw = read_body(req, body, limit).await?;
     let headers: Vec<(String, String)> = req
         .headers()
@@ -232,7 +234,7 @@ pub(super) async fn read_event(
     if event.size() > limit {
         return Err(BrokerError::TooLarge { limit });
     }
-    Ok((event, caller))
+    Ok((event, caller, room))
 }
 
 #[derive(serde::Deserialize)]

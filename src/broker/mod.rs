@@ -60,6 +60,8 @@ pub enum BrokerError {
     Timeout(String),
     #[error("too many waiting pulls; retry later")]
     TooManyWaiters,
+    #[error("too many message bytes in flight; retry later")]
+    TooManyBytes,
     #[error("the broker queue is full")]
     Busy,
     #[error("the broker is shutting down")]
@@ -80,7 +82,7 @@ impl BrokerError {
             BrokerError::Conflict(_) => ErrorCode::Conflict,
             BrokerError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             BrokerError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            BrokerError::TooManyWaiters => ErrorCode::TooManyRequests,
+            BrokerError::TooManyWaiters | BrokerError::TooManyBytes => ErrorCode::TooManyRequests,
             BrokerError::Timeout(_) => ErrorCode::GatewayTimeout,
             // A rolled-back batch is transient: the client should retry it.
             BrokerError::Busy
@@ -326,6 +328,8 @@ pub struct Broker {
     router: Arc<Mutex<Option<JoinHandle<()>>>>,
     /// Set by [`Broker::drain`]: streaming consumers end.
     draining: Arc<std::sync::atomic::AtomicBool>,
+    /// Message bytes (in KiB) read or queued for the router at once: publishes past it get 429.
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl Broker {
@@ -341,11 +345,13 @@ impl Broker {
         let handle = std::thread::Builder::new()
             .name("broker-router".into())
             .spawn(move || router.run())?;
+        let in_flight = in_flight_kib(&config);
         let broker = Broker {
             tx,
             config: Arc::new(config),
             router: Arc::new(Mutex::new(Some(handle))),
             draining: Arc::default(),
+            in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
         };
         for sub in &subs {
             push::start(&broker, &sub.spec);
@@ -447,6 +453,16 @@ impl Broker {
         let _ = self.tx.try_send(Command::Drain);
     }
 
+    /// Reserves room for a message of up to `bytes` until the permit drops, or refuses (429):
+    /// message bodies in memory stay bounded however many publishers there are.
+    pub fn admit(&self, bytes: usize) -> Result<tokio::sync::OwnedSemaphorePermit, BrokerError> {
+        let kib = (bytes / 1024 + 1).min(u32::MAX as usize) as u32;
+        self.in_flight
+            .clone()
+            .try_acquire_many_owned(kib)
+            .map_err(|_| BrokerError::TooManyBytes)
+    }
+
     pub fn is_draining(&self) -> bool {
         self.draining.load(std::sync::atomic::Ordering::Relaxed)
     }
@@ -460,6 +476,11 @@ impl Broker {
             let _ = h.join();
         }
     }
+}
+
+/// Message bytes in flight at most (in KiB): 64 MiB, or four of the largest messages.
+fn in_flight_kib(config: &BrokerConfig) -> usize {
+    (64 * 1024).max(4 * (config.max_message_bytes / 1024 + 1))
 }
 
 /// Nanoseconds since the epoch.

@@ -51,7 +51,7 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let (event, caller) = read_event(&req, body, &broker).await?;
+    let (event, caller, _room) = read_event(&req, body, &broker).await?;
     let stream = path.into_inner();
     let started = SystemTime::now();
     let published = broker

@@ -124,6 +124,21 @@ async fn leases_and_attempts_survive_reopening_the_file() {
 }
 
 #[tokio::test]
+async fn message_bytes_in_flight_are_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    // 64 MiB of room: 63 MiB fits, the next 2 MiB do not until the first permit drops.
+    let big = b.admit(63 * 1024 * 1024).unwrap();
+    assert!(matches!(
+        b.admit(2 * 1024 * 1024),
+        Err(BrokerError::TooManyBytes)
+    ));
+    drop(big);
+    assert!(b.admit(2 * 1024 * 1024).is_ok());
+    b.shutdown();
+}
+
+#[tokio::test]
 async fn waiting_pulls_are_bounded_and_answered_empty_when_draining() {
     let dir = tempfile::tempdir().unwrap();
     let b = open(dir.path());
