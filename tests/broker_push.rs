@@ -132,3 +132,23 @@ fn a_webhook_that_never_accepts_sends_the_message_to_the_dead_letters() {
         );
     assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
 }
+
+#[test]
+fn push_subscriptions_resume_after_a_restart() {
+    let mut env = TestEnv::start();
+    Client::new(&env.server().http.to_string())
+        .declare_topic("orders")
+        .unwrap();
+    let (url, hits) = webhook(0);
+    declare_push(&env, "billing.push", &url, 5);
+    env.restart();
+    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    c.publish_json("orders", &json!({ "order": 3 }), None)
+        .unwrap();
+    wait_for(
+        "the webhook called after the restart",
+        Duration::from_secs(20),
+        || (hits.lock().unwrap().len() == 1).then_some(()),
+    );
+    assert_eq!(hits.lock().unwrap()[0].2["data"]["order"], 3);
+}
