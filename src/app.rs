@@ -29,6 +29,16 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
     }
 }
 
+pub fn broker_config(args: &ServeArgs) -> crate::broker::BrokerConfig {
+    crate::broker::BrokerConfig {
+        path: crate::broker::BrokerConfig::sibling_path(&args.db),
+        synchronous: store_config(args).synchronous,
+        max_message_bytes: args.broker_max_message as usize,
+        queue_depth: 4_096,
+        max_waiters: 1_024,
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&store_config(&args))
         .with_context(|| format!("opening {}", args.db.display()))?;
@@ -40,18 +50,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
     );
 
+    let tracer = crate::broker::traced::Tracer::to_ingest(ingest.clone());
+    let broker = crate::broker::Broker::open(broker_config(&args), tracer.clone())
+        .context("opening the broker")?;
+
     let (otlp_server, otlp_addr) = http_server(
         "OTLP/HTTP",
         args.otlp_http,
         args.workers,
-        ingest.clone(),
+        (ingest.clone(), broker.clone()),
         ingest::http::configure,
     )?;
     let (web_server, web_addr) = http_server(
         "HTTP",
         args.http,
         args.workers,
-        ingest.clone(),
+        (ingest.clone(), broker.clone()),
         crate::web::configure,
     )?;
     let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc)
@@ -88,6 +102,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         d.abort();
     }
     // Stage 1: stop accepting, let accepted requests finish (they wait for their commits).
+    broker.drain();
     let _ = grpc_stop_tx.send(());
     let drain = async {
         tokio::join!(otlp_handle.stop(true), web_handle.stop(true));
@@ -96,8 +111,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!("drain deadline passed; closing anyway");
     }
-    // Stage 2: final commit of everything queued, then exit.
-    tokio::task::spawn_blocking(move || store.shutdown()).await?;
+    // Stage 2: final commits (broker, its last spans, then the store), then exit.
+    tokio::task::spawn_blocking(move || {
+        broker.shutdown();
+        tracer.shutdown();
+        store.shutdown()
+    })
+    .await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -107,16 +127,22 @@ fn http_server(
     what: &str,
     addr: SocketAddr,
     workers: usize,
-    ingest: Ingest,
+    (ingest, broker): (Ingest, crate::broker::Broker),
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let data = web::Data::new(ingest);
-    let server = HttpServer::new(move || App::new().app_data(data.clone()).configure(routes))
-        .workers(workers.max(1))
-        .disable_signals()
-        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
-        .bind(addr)
-        .with_context(|| format!("binding {what} on {addr}"))?;
+    let broker = web::Data::new(broker);
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(broker.clone())
+            .configure(routes)
+    })
+    .workers(workers.max(1))
+    .disable_signals()
+    .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+    .bind(addr)
+    .with_context(|| format!("binding {what} on {addr}"))?;
     let bound = server
         .addrs()
         .first()

@@ -2,6 +2,7 @@
 //! `switchyard bench ingest` and `switchyard bench query`. Figures are printed with a
 //! baseline measured in the same run (an HTTP round trip to `/healthz`).
 
+mod broker;
 mod ingest;
 mod query;
 mod traces;
@@ -20,12 +21,15 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBench),
     /// Time `/api/topology` and `/api/traces/{id}` against the `/healthz` round trip.
     Query(query::QueryBench),
+    /// Embedded broker: persisted publish-to-deliver throughput and latency over HTTP.
+    Broker(broker::BrokerBench),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Ingest(a) => ingest::run(a),
         BenchCommand::Query(a) => query::run(a),
+        BenchCommand::Broker(a) => broker::run(a),
     }
 }
 

@@ -77,6 +77,9 @@ pub struct ServeArgs {
     /// Run a simulated shop that sends its traces to this collector (a live demo topology).
     #[arg(long, env = "SWITCHYARD_DEMO")]
     pub demo: bool,
+    /// Largest broker message (event data and attributes), e.g. 1MiB; larger publishes get 413.
+    #[arg(long = "broker-max-message", env = "SWITCHYARD_BROKER_MAX_MESSAGE", default_value = "1MiB", value_parser = parse_size)]
+    pub broker_max_message: u64,
     /// HTTP worker threads per listener.
     #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2)]
     pub workers: usize,

@@ -5,10 +5,12 @@
 pub enum ErrorCode {
     BadRequest,
     NotFound,
+    Conflict,
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
     Unavailable,
+    GatewayTimeout,
     Internal,
 }
 
@@ -17,10 +19,12 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => 400,
             ErrorCode::NotFound => 404,
+            ErrorCode::Conflict => 409,
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManyRequests => 429,
             ErrorCode::Unavailable => 503,
+            ErrorCode::GatewayTimeout => 504,
             ErrorCode::Internal => 500,
         }
     }
@@ -29,11 +33,13 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => tonic::Code::InvalidArgument,
             ErrorCode::NotFound => tonic::Code::NotFound,
+            ErrorCode::Conflict => tonic::Code::AlreadyExists,
             ErrorCode::PayloadTooLarge => tonic::Code::ResourceExhausted,
             ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
             // OTLP clients retry RESOURCE_EXHAUSTED only with RetryInfo; UNAVAILABLE always.
             ErrorCode::TooManyRequests => tonic::Code::Unavailable,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
+            ErrorCode::GatewayTimeout => tonic::Code::DeadlineExceeded,
             ErrorCode::Internal => tonic::Code::Internal,
         }
     }
@@ -47,10 +53,12 @@ impl ErrorCode {
         match self {
             ErrorCode::BadRequest => "bad_request",
             ErrorCode::NotFound => "not_found",
+            ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",
             ErrorCode::Unavailable => "unavailable",
+            ErrorCode::GatewayTimeout => "timeout",
             ErrorCode::Internal => "internal",
         }
     }

@@ -9,6 +9,8 @@
 //! - [`store`]: the only module that speaks SQL (writer thread, read pool, migrations).
 //! - [`topology`]: rows -> petgraph graph with statistics and named patterns (pure).
 //! - [`export`]: graph -> DOT and JSON (pure, deterministic).
+//! - [`broker`]: the embedded broker (topics, subscriptions; its own SQLite file, spans into
+//!   ingest).
 //! - [`web`]: the API (and, later, pages) on the `--http` address.
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
@@ -17,6 +19,7 @@
 
 pub mod app;
 pub mod bench;
+pub mod broker;
 pub mod cli;
 pub mod demo;
 pub mod error;

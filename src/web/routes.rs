@@ -18,5 +18,6 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/traces/{trace_id}", web::get().to(trace::page))
         .route("/services/{id:.*}", web::get().to(node::service))
         .route("/destinations/{id:.*}", web::get().to(node::destination))
-        .route("/static/{path:.*}", web::get().to(assets::serve));
+        .route("/static/{path:.*}", web::get().to(assets::serve))
+        .configure(crate::broker::http::configure);
 }

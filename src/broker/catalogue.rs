@@ -1,0 +1,203 @@
+//! Declarations and reads of the catalogue of topics and subscriptions (router-owned; each
+//! declaration commits in its own transaction before the in-memory copy changes).
+
+use super::db::{self, SubRow};
+use super::event::Event;
+use super::router::{Command, State};
+use super::*;
+use rusqlite::Connection;
+
+impl State {
+    pub(super) fn admin(&mut self, conn: &mut Connection, cmd: Command) {
+        match cmd {
+            Command::DeclareTopic { name, reply } => {
+                let _ = reply.send(self.declare_topic(conn, name));
+            }
+            Command::DeclareSubscription { spec, reply } => {
+                let _ = reply.send(self.declare_subscription(conn, spec));
+            }
+            Command::Topics { reply } => {
+                let _ = reply.send(Ok(self.topics()));
+            }
+            Command::Subscriptions { reply } => {
+                let _ = reply.send(self.subscriptions(conn));
+            }
+            Command::DeadLetters {
+                subscription,
+                max,
+                reply,
+            } => {
+                let _ = reply.send(self.dead_letters(conn, &subscription, max));
+            }
+            Command::DeclareStream { spec, reply } => {
+                let _ = reply.send(self.declare_stream(conn, spec));
+            }
+            Command::Streams { reply } => {
+                let _ = reply.send(self.streams(conn));
+            }
+            _ => {}
+        }
+    }
+
+    fn declare_topic(
+        &mut self,
+        conn: &mut Connection,
+        name: String,
+    ) -> Result<Declared, BrokerError> {
+        validate_name(&name)?;
+        if self.catalogue.topics.contains_key(&name) {
+            return Ok(Declared { created: false });
+        }
+        self.name_free(&name)?;
+        let tx = conn.transaction()?;
+        let id = db::insert_topic(&tx, &name, unix_nanos(SystemTime::now()))?;
+        tx.commit()?;
+        self.catalogue.topics.insert(name, (id, Vec::new()));
+        Ok(Declared { created: true })
+    }
+
+    fn declare_subscription(
+        &mut self,
+        conn: &mut Connection,
+        spec: SubscriptionSpec,
+    ) -> Result<Declared, BrokerError> {
+        validate_name(&spec.name)?;
+        if spec.max_attempts == 0 || spec.visibility_timeout_ms == 0 {
+            return Err(BrokerError::BadRequest(
+                "max_attempts and visibility_timeout_ms must be at least 1".into(),
+            ));
+        }
+        if let Some(existing) = self.catalogue.subs.get(&spec.name) {
+            return if existing.spec == spec {
+                Ok(Declared { created: false })
+            } else {
+                Err(BrokerError::Conflict(format!(
+                    "subscription {:?} exists with other settings: {}",
+                    spec.name,
+                    serde_json::to_string(&existing.spec).unwrap_or_default()
+                )))
+            };
+        }
+        self.name_free(&spec.name)?;
+        let Some((topic_id, _)) = self.catalogue.topics.get(&spec.topic) else {
+            return Err(BrokerError::NotFound(format!("no topic {:?}", spec.topic)));
+        };
+        let tx = conn.transaction()?;
+        let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(SystemTime::now()))?;
+        tx.commit()?;
+        if let Some(t) = self.catalogue.topics.get_mut(&spec.topic) {
+            t.1.push((id, spec.filter.clone()));
+        }
+        self.catalogue
+            .subs
+            .insert(spec.name.clone(), SubRow { id, spec });
+        Ok(Declared { created: true })
+    }
+
+    /// Topics, subscriptions and streams share one namespace (all are destinations).
+    pub(super) fn name_free(&self, name: &str) -> Result<(), BrokerError> {
+        let kind = if self.catalogue.topics.contains_key(name) {
+            "topic"
+        } else if self.catalogue.subs.contains_key(name) {
+            "subscription"
+        } else if self.catalogue.streams.contains_key(name) {
+            "stream"
+        } else {
+            return Ok(());
+        };
+        Err(BrokerError::Conflict(format!(
+            "{name:?} is a {kind}: topics, subscriptions and streams share one namespace"
+        )))
+    }
+
+    fn topics(&self) -> Vec<TopicInfo> {
+        let mut out: Vec<TopicInfo> = self
+            .catalogue
+            .topics
+            .keys()
+            .map(|name| {
+                let mut subscriptions: Vec<String> = self
+                    .catalogue
+                    .subs
+                    .values()
+                    .filter(|s| &s.spec.topic == name)
+                    .map(|s| s.spec.name.clone())
+                    .collect();
+                subscriptions.sort();
+                TopicInfo {
+                    name: name.clone(),
+                    subscriptions,
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        out
+    }
+
+    fn subscriptions(&self, conn: &Connection) -> Result<Vec<SubscriptionInfo>, BrokerError> {
+        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        let mut out = Vec::new();
+        for sub in self.catalogue.subs.values() {
+            let (ready, leased, dead) = db::counts(conn, sub.id, now_ms)?;
+            out.push(SubscriptionInfo {
+                spec: sub.spec.clone(),
+                ready,
+                leased,
+                dead,
+            });
+        }
+        out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+        Ok(out)
+    }
+
+    fn dead_letters(
+        &self,
+        conn: &Connection,
+        name: &str,
+        max: usize,
+    ) -> Result<Vec<DeadLetter>, BrokerError> {
+        let sub = self.sub(name)?;
+        let rows = db::dead_letters(conn, sub.id, max.clamp(1, MAX_PULL))?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(attributes, data, data_is_json, attempts, dead)| DeadLetter {
+                    event: stored_event(&attributes, data, data_is_json).to_structured(),
+                    attempts,
+                    dead_unix_nanos: dead,
+                },
+            )
+            .collect())
+    }
+
+    pub(super) fn sub(&self, name: &str) -> Result<&SubRow, BrokerError> {
+        self.catalogue
+            .subs
+            .get(name)
+            .ok_or_else(|| BrokerError::NotFound(format!("no subscription {name:?}")))
+    }
+}
+
+/// Names of topics and subscriptions: 1 to 200 of `A-Z a-z 0-9 . _ -`.
+pub(super) fn validate_name(name: &str) -> Result<(), BrokerError> {
+    let ok = !name.is_empty()
+        && name.len() <= 200
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(BrokerError::BadRequest(format!(
+            "invalid name {name:?}: 1 to 200 of letters, digits, '.', '_' and '-'"
+        )))
+    }
+}
+
+pub(super) fn stored_event(attributes: &str, data: Option<Vec<u8>>, data_is_json: bool) -> Event {
+    Event {
+        attributes: serde_json::from_str(attributes).unwrap_or_default(),
+        data,
+        data_is_json,
+    }
+}

@@ -1,0 +1,95 @@
+//! The commands the router takes: every broker operation is one, with a oneshot for its
+//! answer (sent after COMMIT for writes).
+
+use super::event::Event;
+use super::*;
+
+/// One request to the router.
+pub enum Command {
+    DeclareTopic {
+        name: String,
+        reply: Reply<Declared>,
+    },
+    DeclareSubscription {
+        spec: SubscriptionSpec,
+        reply: Reply<Declared>,
+    },
+    Topics {
+        reply: Reply<Vec<TopicInfo>>,
+    },
+    Subscriptions {
+        reply: Reply<Vec<SubscriptionInfo>>,
+    },
+    DeadLetters {
+        subscription: String,
+        max: usize,
+        reply: Reply<Vec<DeadLetter>>,
+    },
+    Publish {
+        topic: String,
+        event: Event,
+        caller: Caller,
+        started: SystemTime,
+        reply: Reply<Published>,
+    },
+    Pull {
+        subscription: String,
+        max: usize,
+        wait: Duration,
+        caller: Caller,
+        started: SystemTime,
+        reply: Reply<Vec<Delivery>>,
+    },
+    Settle {
+        subscription: String,
+        lease_ids: Vec<String>,
+        action: Settle,
+        caller: Caller,
+        started: SystemTime,
+        reply: Reply<Settled>,
+    },
+    DeclareStream {
+        spec: StreamSpec,
+        reply: Reply<Declared>,
+    },
+    Streams {
+        reply: Reply<Vec<StreamInfo>>,
+    },
+    StreamPublish {
+        stream: String,
+        event: Event,
+        caller: Caller,
+        started: SystemTime,
+        reply: Reply<Published>,
+    },
+    StreamRead {
+        stream: String,
+        from: ReadFrom,
+        group: Option<String>,
+        max: usize,
+        wait: Duration,
+        caller: Caller,
+        reply: Reply<StreamBatch>,
+    },
+    Commit {
+        stream: String,
+        group: String,
+        offset: u64,
+        caller: Caller,
+        reply: Reply<GroupInfo>,
+    },
+    /// Publishes a request with `replyto` and `correlationid` and waits for the reply: the
+    /// next event published to `reply_to` with the same `correlationid`.
+    Request {
+        topic: String,
+        reply_to: String,
+        event: Event,
+        caller: Caller,
+        started: SystemTime,
+        timeout: Duration,
+        reply: Reply<Replied>,
+    },
+    /// Shutdown begins: answer waiting pulls now and let new ones not wait.
+    Drain,
+    Shutdown,
+}

@@ -1,0 +1,399 @@
+//! The single owner of broker state. One thread drains a bounded command channel; each turn
+//! takes every queued command (group commit), applies the writes in one SQLite transaction
+//! (a savepoint per command, so one failing command fails alone), commits, and only then
+//! answers and ends the spans. Long-polling pulls wait here, in a bounded list, and are served
+//! at each turn: after the commands of a batch, or on a short tick when nothing arrives
+//! (lease expiry, nack delays, deadlines).
+//!
+//! Delivery state machine of a queue row (one per message and subscription):
+//!
+//! ```text
+//! publish ─> ready ──pull──> leased ──ack──> (removed; the message goes with its last row)
+//!              ^               │ nack, or lease expiry (seen at the next pull)
+//!              └───────────────┘
+//! leased with attempts == max_attempts, then nack or expiry ──> dead (dead-letter queue)
+//! ```
+
+pub use super::command::Command;
+use super::db::{self, SubRow};
+use super::traced::{self, BrokerSpan, Tracer};
+use super::waiters::{Waiter, Waiting};
+use super::*;
+use crossbeam_channel::{Receiver, RecvTimeoutError};
+use rusqlite::Connection;
+use std::collections::HashMap;
+use std::time::Instant;
+
+/// Commands applied in one transaction at most.
+const MAX_BATCH: usize = 512;
+/// How often stream retention runs.
+const EXPIRY_EVERY: Duration = Duration::from_secs(1);
+/// How often waiting pulls look again for expired leases and elapsed nack delays.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Holds the answer of a successful command until the commit; answers an error at once (and
+/// returns it, so the command's savepoint is rolled back).
+fn answer<T: Send + 'static>(
+    reply: Reply<T>,
+    result: Result<T, BrokerError>,
+    spans: &mut Vec<BrokerSpan>,
+) -> Result<Option<Pending>, BrokerError> {
+    match result {
+        Ok(value) => Ok(Some(Pending::new(reply, value, std::mem::take(spans)))),
+        Err(e) => {
+            let _ = reply.send(Err(e));
+            Err(BrokerError::Closed)
+        }
+    }
+}
+
+/// An answer held until the transaction commits, with the spans it ends.
+pub(super) struct Pending {
+    pub(super) answer: Box<dyn FnOnce(Option<BrokerError>) + Send>,
+    spans: Vec<BrokerSpan>,
+}
+
+impl Pending {
+    pub(super) fn new<T: Send + 'static>(
+        reply: Reply<T>,
+        value: T,
+        spans: Vec<BrokerSpan>,
+    ) -> Pending {
+        Pending {
+            answer: Box::new(move |failed| {
+                let _ = reply.send(match failed {
+                    None => Ok(value),
+                    Some(e) => Err(e),
+                });
+            }),
+            spans,
+        }
+    }
+}
+
+/// A topic's subscriptions: ids and filters.
+pub(super) type TopicSubs = Vec<(i64, Option<Filter>)>;
+
+/// Topics and subscriptions, in memory (a copy of the tables, written through).
+#[derive(Default)]
+pub(super) struct Catalogue {
+    /// Topic name -> (id, subscription ids).
+    pub(super) topics: HashMap<String, (i64, TopicSubs)>,
+    pub(super) subs: HashMap<String, SubRow>,
+    pub(super) streams: HashMap<String, super::stream_db::StreamRow>,
+}
+
+pub struct Router {
+    conn: Connection,
+    rx: Receiver<Command>,
+    state: State,
+}
+
+/// What the router owns besides its connection.
+pub(super) struct State {
+    pub(super) tracer: Tracer,
+    pub(super) catalogue: Catalogue,
+    pub(super) waiters: Vec<Waiter>,
+    pub(super) max_waiters: usize,
+    pub(super) draining: bool,
+    last_expiry: Instant,
+    /// Requests waiting for their reply, by correlation id.
+    pub(super) requests: HashMap<String, super::reply::Requester>,
+}
+
+impl Router {
+    pub fn new(
+        conn: Connection,
+        rx: Receiver<Command>,
+        tracer: Tracer,
+        max_waiters: usize,
+    ) -> Result<Router, BrokerError> {
+        let (topics, subs) = db::load(&conn)?;
+        let mut catalogue = Catalogue::default();
+        let mut names = HashMap::new();
+        for (id, name) in topics {
+            names.insert(id, name.clone());
+            catalogue.topics.insert(name, (id, Vec::new()));
+        }
+        for sub in subs {
+            if let Some(t) = catalogue.topics.get_mut(&sub.spec.topic) {
+                t.1.push((sub.id, sub.spec.filter.clone()));
+            }
+            catalogue.subs.insert(sub.spec.name.clone(), sub);
+        }
+        for s in super::stream_db::load(&conn)? {
+            catalogue.streams.insert(s.spec.name.clone(), s);
+        }
+        Ok(Router {
+            conn,
+            rx,
+            state: State {
+                tracer,
+                catalogue,
+                waiters: Vec::new(),
+                max_waiters: max_waiters.max(1),
+                draining: false,
+                last_expiry: Instant::now(),
+                requests: HashMap::new(),
+            },
+        })
+    }
+
+    pub fn run(mut self) {
+        let mut stopping = false;
+        while !stopping {
+            let timeout = if self.state.waiters.is_empty() && self.state.requests.is_empty() {
+                Duration::from_secs(1)
+            } else {
+                TICK
+            };
+            let mut batch = Vec::new();
+            match self.rx.recv_timeout(timeout) {
+                Ok(cmd) => batch.push(cmd),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => stopping = true,
+            }
+            while batch.len() < MAX_BATCH {
+                match self.rx.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            if batch.iter().any(|c| matches!(c, Command::Shutdown)) {
+                stopping = true;
+            }
+            self.turn(batch, stopping);
+            if self.state.last_expiry.elapsed() >= EXPIRY_EVERY {
+                self.state.last_expiry = Instant::now();
+                if let Err(e) = self.state.expire_streams(&mut self.conn) {
+                    tracing::warn!(error = %e, "stream retention failed");
+                }
+            }
+        }
+        tracing::info!("broker stopped");
+    }
+
+    /// One group commit: declarations and reads first (each commits alone), then every write
+    /// command and the waiting pulls in one transaction.
+    fn turn(&mut self, batch: Vec<Command>, stopping: bool) {
+        let mut writes = Vec::with_capacity(batch.len());
+        for cmd in batch {
+            match cmd {
+                Command::Publish { .. }
+                | Command::Pull { .. }
+                | Command::Settle { .. }
+                | Command::StreamPublish { .. }
+                | Command::StreamRead { .. }
+                | Command::Commit { .. }
+                | Command::Request { .. } => writes.push(cmd),
+                Command::Shutdown => {}
+                Command::Drain => self.state.draining = true,
+                other => self.state.admin(&mut self.conn, other),
+            }
+        }
+        if writes.is_empty() && self.state.waiters.is_empty() {
+            let stopping = stopping || self.state.draining;
+            self.state.expire_requests(stopping);
+            return;
+        }
+        let mut pending = Vec::new();
+        let tx = match self.conn.transaction() {
+            Ok(tx) => tx,
+            Err(e) => {
+                tracing::error!(error = %e, "broker transaction did not start");
+                return;
+            }
+        };
+        for cmd in writes {
+            self.state.write(&tx, cmd, &mut pending);
+        }
+        let stopping = stopping || self.state.draining;
+        self.state.serve_waiters(&tx, stopping, &mut pending);
+        self.state.expire_requests(stopping);
+        let failed = tx.commit().err().map(|e| e.to_string());
+        if let Some(e) = &failed {
+            tracing::error!(error = %e, "broker commit failed");
+        }
+        let end = SystemTime::now();
+        for p in pending {
+            (p.answer)(failed.clone().map(BrokerError::Write));
+            for span in p.spans {
+                traced::finish(span, end, failed.as_deref());
+            }
+        }
+    }
+}
+
+impl State {
+    /// Applies one write command inside a savepoint: on error it alone is rolled back and
+    /// answered at once.
+    fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
+        if let Err(e) = tx.execute_batch("SAVEPOINT cmd") {
+            tracing::error!(error = %e, "broker savepoint failed");
+        }
+        let mut spans = Vec::new();
+        let outcome: Result<Option<Pending>, BrokerError> = match cmd {
+            Command::Publish {
+                topic,
+                event,
+                caller,
+                started,
+                reply,
+            } => match self.publish(tx, &topic, &event, &caller, started, &mut spans) {
+                Ok(p) => {
+                    pending.extend(self.match_reply(&topic, &event, &p));
+                    Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans))))
+                }
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Err(BrokerError::Closed)
+                }
+            },
+            Command::Request {
+                topic,
+                reply_to,
+                event,
+                caller,
+                started,
+                timeout,
+                reply,
+            } => {
+                let req = super::reply::Request {
+                    topic,
+                    reply_to,
+                    event,
+                    caller,
+                    started,
+                    timeout,
+                };
+                self.request(tx, req, reply, &mut spans).map(|()| {
+                    // The request's spans end with the commit; its answer comes with the reply.
+                    Some(Pending {
+                        answer: Box::new(|_| {}),
+                        spans: std::mem::take(&mut spans),
+                    })
+                })
+            }
+            Command::Pull {
+                subscription,
+                max,
+                wait,
+                caller,
+                reply,
+                ..
+            } => match self.deliver(tx, &subscription, max, &caller, &mut spans) {
+                Ok(d) if d.is_empty() && !wait.is_zero() && !self.draining => {
+                    self.wait(
+                        max,
+                        wait,
+                        caller,
+                        Waiting::Pull {
+                            subscription,
+                            reply,
+                        },
+                    );
+                    Ok(None)
+                }
+                Ok(d) => Ok(Some(Pending::new(reply, d, std::mem::take(&mut spans)))),
+                Err(e) => {
+                    let _ = reply.send(Err(e));
+                    Err(BrokerError::Closed)
+                }
+            },
+            Command::Settle {
+                subscription,
+                lease_ids,
+                action,
+                caller,
+                started,
+                reply,
+            } => {
+                let result = self.settle(
+                    tx,
+                    &subscription,
+                    &lease_ids,
+                    action,
+                    &caller,
+                    started,
+                    &mut spans,
+                );
+                answer(reply, result, &mut spans)
+            }
+            Command::StreamPublish {
+                stream,
+                event,
+                caller,
+                started,
+                reply,
+            } => {
+                let result = self.stream_publish(tx, &stream, &event, &caller, started, &mut spans);
+                answer(reply, result, &mut spans)
+            }
+            Command::StreamRead {
+                stream,
+                from,
+                group,
+                max,
+                wait,
+                caller,
+                reply,
+            } => {
+                let read = self
+                    .resolve(tx, &stream, from, group.as_deref())
+                    .and_then(|offset| {
+                        let g = group.as_deref();
+                        self.read_stream(tx, &stream, offset, max, g, &caller, &mut spans)
+                    });
+                match read {
+                    Ok(b) if b.events.is_empty() && !wait.is_zero() && !self.draining => {
+                        let what = Waiting::Read {
+                            stream,
+                            offset: b.next_offset,
+                            group,
+                            reply,
+                        };
+                        self.wait(max, wait, caller, what);
+                        Ok(None)
+                    }
+                    Ok(b) => Ok(Some(Pending::new(reply, b, std::mem::take(&mut spans)))),
+                    Err(e) => {
+                        let _ = reply.send(Err(e));
+                        Err(BrokerError::Closed)
+                    }
+                }
+            }
+            Command::Commit {
+                stream,
+                group,
+                offset,
+                caller,
+                reply,
+            } => {
+                let result = self.commit(tx, &stream, &group, offset, &caller, &mut spans);
+                answer(reply, result, &mut spans)
+            }
+            _ => Ok(None),
+        };
+        match outcome {
+            Ok(p) => {
+                let _ = tx.execute_batch("RELEASE cmd");
+                pending.extend(p);
+            }
+            Err(_) => {
+                let _ = tx.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
+                let end = SystemTime::now();
+                for span in spans {
+                    traced::finish(span, end, Some("rolled back"));
+                }
+            }
+        }
+    }
+
+    pub(super) fn draining(&self) -> bool {
+        self.draining
+    }
+
+    pub(super) fn max_waiters(&self) -> usize {
+        self.max_waiters
+    }
+}

@@ -1,0 +1,213 @@
+//! Broker streams over real HTTP against the real binary: replay from an offset and from a
+//! time, consumer-group offsets across a restart, long-poll at the end, errors, and the
+//! topology of stream traffic.
+
+mod common;
+
+use common::{topo, wait_for, TestEnv};
+use serde_json::json;
+use std::time::{Duration, Instant};
+use switchyard::broker::client::Client;
+
+fn client(env: &TestEnv, service: &str) -> Client {
+    Client::new(&env.server().http.to_string()).with_service(service)
+}
+
+fn ns(batch: &switchyard::broker::StreamBatch) -> Vec<i64> {
+    batch
+        .events
+        .iter()
+        .map(|e| e.event["data"]["n"].as_i64().unwrap())
+        .collect()
+}
+
+#[test]
+fn replay_from_earliest_an_offset_and_a_time() {
+    let env = TestEnv::start();
+    let c = client(&env, "ledger");
+    assert!(c.declare_stream("ledger", None).unwrap().created);
+    assert!(!c.declare_stream("ledger", None).unwrap().created);
+    for n in 0..5 {
+        assert_eq!(
+            c.append_json("ledger", &json!({ "n": n })).unwrap().offset,
+            Some(n)
+        );
+    }
+    std::thread::sleep(Duration::from_millis(20));
+    let middle = time::OffsetDateTime::now_utc();
+    std::thread::sleep(Duration::from_millis(20));
+    for n in 5..8 {
+        c.append_json("ledger", &json!({ "n": n })).unwrap();
+    }
+    let all = c
+        .read("ledger", "earliest", None, 100, Duration::ZERO)
+        .unwrap();
+    assert_eq!(ns(&all), (0..8).collect::<Vec<_>>());
+    assert_eq!(all.next_offset, 8);
+    // Reading does not consume: the same events again, from an offset, in pages.
+    let page = c.read("ledger", "3", None, 2, Duration::ZERO).unwrap();
+    assert_eq!((ns(&page), page.next_offset), (vec![3, 4], 5));
+    let since = middle
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap();
+    let recent = c.read("ledger", &since, None, 100, Duration::ZERO).unwrap();
+    assert_eq!(ns(&recent), vec![5, 6, 7]);
+    let latest = c
+        .read("ledger", "latest", None, 100, Duration::ZERO)
+        .unwrap();
+    assert!(latest.events.is_empty());
+    assert_eq!(latest.next_offset, 8);
+}
+
+#[test]
+fn group_offsets_survive_a_restart() {
+    let mut env = TestEnv::start();
+    let c = client(&env, "reporting");
+    c.declare_stream("payments", None).unwrap();
+    for n in 0..6 {
+        c.append_json("payments", &json!({ "n": n })).unwrap();
+    }
+    let first = c
+        .read("payments", "committed", Some("reports"), 4, Duration::ZERO)
+        .unwrap();
+    assert_eq!(ns(&first), vec![0, 1, 2, 3]);
+    let info = c.commit("payments", "reports", first.next_offset).unwrap();
+    assert_eq!((info.committed, info.lag), (4, 2));
+    env.restart();
+    let c = client(&env, "reporting");
+    let rest = c
+        .read(
+            "payments",
+            "committed",
+            Some("reports"),
+            100,
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert_eq!(ns(&rest), vec![4, 5]);
+    let streams = c.streams().unwrap();
+    assert_eq!(streams[0].next_offset, 6);
+    assert_eq!(streams[0].groups[0].committed, 4);
+    // Offsets keep counting after the restart.
+    assert_eq!(
+        c.append_json("payments", &json!({ "n": 6 }))
+            .unwrap()
+            .offset,
+        Some(6)
+    );
+    // A commit past the end is refused.
+    assert_eq!(
+        c.commit("payments", "reports", 99).unwrap_err().status(),
+        Some(400)
+    );
+}
+
+#[test]
+fn a_read_at_the_end_waits_for_the_next_event() {
+    let env = TestEnv::start();
+    let c = client(&env, "tail");
+    c.declare_stream("s", None).unwrap();
+    let reader = {
+        let c = c.clone();
+        std::thread::spawn(move || {
+            let started = Instant::now();
+            (
+                c.read("s", "latest", None, 10, Duration::from_secs(20))
+                    .unwrap(),
+                started.elapsed(),
+            )
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    c.append_json("s", &json!({ "n": 1 })).unwrap();
+    let (batch, waited) = reader.join().unwrap();
+    assert_eq!(ns(&batch), vec![1]);
+    assert!(waited < Duration::from_secs(5));
+}
+
+#[test]
+fn stream_errors_and_shared_names() {
+    let env = TestEnv::start();
+    let c = client(&env, "x");
+    c.declare_topic("t").unwrap();
+    assert_eq!(c.declare_stream("t", None).unwrap_err().status(), Some(409));
+    c.declare_stream("s", Some(60_000)).unwrap();
+    assert_eq!(
+        c.declare_stream("s", Some(1)).unwrap_err().status(),
+        Some(409)
+    );
+    assert_eq!(
+        c.append_json("nope", &json!({})).unwrap_err().status(),
+        Some(404)
+    );
+    let err = c
+        .read("nope", "earliest", None, 1, Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(404));
+    let err = c
+        .read("s", "yesterday", None, 1, Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+    let err = c
+        .read("s", "committed", None, 1, Duration::ZERO)
+        .unwrap_err();
+    assert_eq!(err.status(), Some(400));
+}
+
+#[test]
+fn retention_by_age_drops_old_events_but_keeps_offsets() {
+    let env = TestEnv::start();
+    let c = client(&env, "r");
+    c.declare_stream("short", Some(300)).unwrap();
+    for n in 0..3 {
+        c.append_json("short", &json!({ "n": n })).unwrap();
+    }
+    wait_for("old events expired", Duration::from_secs(10), || {
+        let b = c
+            .read("short", "earliest", None, 10, Duration::ZERO)
+            .unwrap();
+        b.events.is_empty().then_some(())
+    });
+    assert_eq!(
+        c.append_json("short", &json!({ "n": 3 })).unwrap().offset,
+        Some(3)
+    );
+    let s = &c.streams().unwrap()[0];
+    assert_eq!((s.first_offset, s.next_offset), (3, 4));
+}
+
+#[test]
+fn stream_traffic_builds_publish_and_consume_edges() {
+    let env = TestEnv::start();
+    let producer = client(&env, "payments");
+    producer.declare_stream("payment.processed", None).unwrap();
+    for n in 0..4 {
+        producer
+            .append_json("payment.processed", &json!({ "n": n }))
+            .unwrap();
+    }
+    let reader = client(&env, "reporting");
+    let b = reader
+        .read(
+            "payment.processed",
+            "earliest",
+            Some("reports"),
+            10,
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert_eq!(b.events.len(), 4);
+    let dest = "destination:switchyard:payment.processed";
+    wait_for("stream edges", Duration::from_secs(20), || {
+        let t = env.get_json("/api/topology");
+        let edges = topo::edges(&t);
+        let count = |kind: &str, from: &str, to: &str| {
+            edges
+                .get(&(kind.to_string(), from.to_string(), to.to_string()))
+                .map(|(c, _)| *c)
+        };
+        (count("publish", &topo::service("payments"), dest) == Some(4)
+            && count("consume", dest, &topo::service("reporting")) == Some(4))
+        .then_some(())
+    });
+}
