@@ -107,6 +107,9 @@ pub fn pairable(kind: SpanKind, operation: Option<Operation>) -> bool {
         || (kind == SpanKind::Client && operation.is_none())
 }
 
+/// How long a publish or server span waits for a parent that has not arrived.
+const PARENT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Links of one consume span analysed at most (a batch receive can link to many producers).
 const MAX_LINKS: usize = 1_000;
 
@@ -374,10 +377,14 @@ fn insert_pending(
     target: SpanId,
     w: &Facts,
 ) -> rusqlite::Result<()> {
+    let expires = match w.operation {
+        Some(Operation::Consume) => u64::MAX,
+        _ => w.start.saturating_add(PARENT_WAIT.as_nanos() as u64),
+    };
     tx.prepare_cached(
         "INSERT OR IGNORE INTO pending_refs (ref_trace, ref_span, trace_id, span_key, parent_key, service, namespace, kind, operation,
-         system, destination, start_unix_nanos, end_unix_nanos, error, peer, flags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
+         system, destination, start_unix_nanos, end_unix_nanos, error, peer, flags, expires_unix_nanos)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
     )?
     .execute(params![
         trace.as_bytes(),
@@ -396,6 +403,7 @@ fn insert_pending(
         w.error,
         w.peer.as_deref(),
         w.flags,
+        expires.min(i64::MAX as u64) as i64,
     ])?;
     Ok(())
 }

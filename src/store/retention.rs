@@ -72,8 +72,8 @@ pub fn run(
         conn.execute(sql, params![minute])?;
     }
     let pending_deleted = conn.execute(
-        "DELETE FROM pending_refs WHERE start_unix_nanos < ?1",
-        params![cutoff],
+        "DELETE FROM pending_refs WHERE expires_unix_nanos < ?1 OR start_unix_nanos < ?2",
+        params![now.min(i64::MAX as u64) as i64, cutoff],
     )?;
     conn.execute(
         "DELETE FROM span_flags WHERE start_unix_nanos < ?1",

@@ -62,8 +62,14 @@ CREATE TABLE pending_refs (
     error INTEGER NOT NULL,
     peer TEXT,
     flags INTEGER NOT NULL,
+    -- when waiting stops: a consume waits for its publish as long as spans are kept; a publish
+    -- or server span waits for its parent only minutes (parents that matter come from the
+    -- same process or its caller, and clients that send a traceparent but export nothing
+    -- would otherwise leave a row per message)
+    expires_unix_nanos INTEGER NOT NULL,
     PRIMARY KEY (ref_trace, ref_span, trace_id, span_key)
 ) WITHOUT ROWID;
+CREATE INDEX pending_by_expiry ON pending_refs(expires_unix_nanos);
 CREATE INDEX pending_by_start ON pending_refs(start_unix_nanos);
 
 -- Topology nodes ever seen.
