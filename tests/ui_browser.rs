@@ -57,6 +57,17 @@ fn map_node_trace_and_hop_in_a_real_browser() {
     );
     assert_eq!(filtered, json!([false, true]));
 
+    // The details of a destination list the findings it is part of.
+    b.eval(
+        "window.switchyard.cy.getElementById('destination:rabbitmq:order.created').emit('tap'); return 1;",
+        json!([]),
+    );
+    let findings = b.eval(
+        "return [...document.querySelectorAll('#details-body .node-findings li')].map(li => li.textContent);",
+        json!([]),
+    );
+    assert!(findings.to_string().contains("broadcast"), "{findings}");
+
     // A real click on the orders node opens its details with recent traces.
     let at = b.eval(
         "const n = window.switchyard.cy.getElementById('service:orders'); \

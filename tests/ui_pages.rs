@@ -374,3 +374,23 @@ fn trace_search_filters_by_status_and_duration_and_pages_older() {
     }
     assert_eq!(seen.len(), total);
 }
+
+#[test]
+fn trace_view_shows_the_response_beside_its_request() {
+    let (env, spans, _) = pika();
+    // The recording's request/reply: wallet asks identity over identity.2fa and consumes the
+    // reply from a temporary queue.
+    let trace_id = trace_ids_with(&spans, "identity")
+        .into_iter()
+        .next()
+        .unwrap();
+    let page = Page::ok(&env, &format!("/traces/{trace_id}"));
+    let links = page.attrs(".wf-row.role-publish .response-link", "href");
+    assert!(!links.is_empty(), "no response link in {trace_id}");
+    for href in links {
+        let id = href.trim_start_matches("#span-");
+        let target = page.one(&format!("#span-{id}"));
+        assert!(target.value().classes().any(|c| c == "role-consume"));
+        assert_eq!(ui::text(&page.one(&format!("#span-{id} .svc"))), "wallet");
+    }
+}

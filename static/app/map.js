@@ -154,6 +154,15 @@
     }).catch(function () { list.replaceChildren(el("li", { "class": "muted", text: "Could not load traces." })); });
     return el("div", {}, [el("h3", { text: "Recent traces" }), list]);
   }
+  var PATTERNS = { broadcast: "Broadcast", work_queue: "Work queue", action_response: "Action / response",
+    dead_end: "Dead end", idle_subscriber: "Idle subscriber", cycle: "Cycle" };
+  function nodeFindings(id) {
+    var related = topology.findings.filter(function (f) { return f.nodes.indexOf(id) >= 0; });
+    if (!related.length) { return null; }
+    return el("div", {}, [el("h3", { text: "Findings" }), el("ul", { "class": "node-findings" }, related.map(function (f) {
+      return el("li", {}, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern }), " ", f.description]);
+    }))]);
+  }
   function showNode(node) {
     var d = node.data();
     var filter = d.kind === "destination" ? "destination=" + encodeURIComponent(d.name) : "service=" + encodeURIComponent(d.name);
@@ -166,6 +175,7 @@
       el("h3", { "class": "truncate", title: d.name, text: d.name }),
       facts([["Kind", d.kind], ["System", d.system], ["Namespace", d.namespace], ["Spans", d.spans], ["Span errors", d.spans != null ? d.span_errors : ""]]),
       links,
+      nodeFindings(d.id),
       edgeList("In", node.incomers("edge").toArray(), function (e) { return e.from; }),
       edgeList("Out", node.outgoers("edge").toArray(), function (e) { return e.to; }),
       d.kind !== "external" ? recentTraces(filter) : null

@@ -52,6 +52,9 @@ pub struct Row {
     pub hop: Option<Hop>,
     /// Consume rows tied to this publish: (span id, service).
     pub consumers: Vec<(String, String)>,
+    /// For a request publish (action/response): the replies its service consumed, as
+    /// (span id, service, delay from the request's publish).
+    pub responses: Vec<(String, String, String)>,
     pub attributes: Vec<(String, String)>,
     pub resource: Vec<(String, String)>,
     pub events: Vec<EventItem>,
@@ -120,6 +123,37 @@ fn producer_of(
         .find(|&i| is_produce(&spans[i]))
 }
 
+/// Action/response: for each publish `p`, the consumes by `p`'s own service of messages
+/// published while a consumer of `p` handled it (searched in that consumer's subtree).
+fn responses(
+    spans: &[StoredSpan],
+    producers: &[Option<usize>],
+    children: &HashMap<Option<usize>, Vec<usize>>,
+) -> HashMap<usize, Vec<usize>> {
+    const MAX_VISIT: usize = 256;
+    let mut out: HashMap<usize, Vec<usize>> = HashMap::new();
+    for (c, p) in producers.iter().enumerate() {
+        let Some(p) = *p else { continue };
+        let mut stack = vec![c];
+        let mut visited = HashSet::new();
+        while let Some(x) = stack.pop() {
+            if visited.len() >= MAX_VISIT || !visited.insert(x) {
+                continue;
+            }
+            let reply = x != c
+                && producers[x].is_some_and(|px| px != p)
+                && spans[x].service == spans[p].service;
+            if reply {
+                out.entry(p).or_default().push(x);
+            }
+            if let Some(kids) = children.get(&Some(x)) {
+                stack.extend(kids);
+            }
+        }
+    }
+    out
+}
+
 fn pct(value: u64, start: u64, total: u64) -> f64 {
     (value.saturating_sub(start)) as f64 * 100.0 / total as f64
 }
@@ -173,6 +207,7 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
             order.push((i, 0));
         }
     }
+    let mut replies = responses(&spans, &producers, &children);
     let mut consumers: HashMap<usize, Vec<(String, String)>> = HashMap::new();
     for (i, p) in producers.iter().enumerate() {
         if let Some(p) = p {
@@ -203,14 +238,30 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
                     ),
                 }
             });
-            row(
+            let mut r = row(
                 &spans[i],
                 depth,
                 start,
                 total,
                 hop,
                 consumers.remove(&i).unwrap_or_default(),
-            )
+            );
+            r.responses = replies
+                .remove(&i)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|x| {
+                    let delay = spans[x]
+                        .start_unix_nanos
+                        .saturating_sub(spans[i].start_unix_nanos);
+                    (
+                        spans[x].span_id.to_hex(),
+                        spans[x].service.clone(),
+                        format::micros(delay as f64 / 1000.0),
+                    )
+                })
+                .collect();
+            r
         })
         .collect();
     let mut services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect();
@@ -304,6 +355,7 @@ fn row(
         ),
         hop,
         consumers,
+        responses: Vec::new(),
         attributes: format::pairs(&s.attributes),
         resource: format::pairs(&s.resource),
         events,
@@ -428,6 +480,59 @@ mod tests {
         );
         assert_eq!(w.duration, "100.0 ms");
         assert!(w.rows[2].flip_text);
+    }
+
+    #[test]
+    fn a_reply_consumed_by_the_requester_is_the_response() {
+        let mut request = span(
+            "00000000000000c1",
+            None,
+            SpanKind::Producer,
+            Some("produce"),
+            0,
+            1,
+        );
+        request.service = "wallet".into();
+        let mut handle = span(
+            "00000000000000c2",
+            Some("00000000000000c1"),
+            SpanKind::Consumer,
+            Some("consume"),
+            2,
+            6,
+        );
+        handle.service = "identity".into();
+        let mut reply = span(
+            "00000000000000c3",
+            Some("00000000000000c2"),
+            SpanKind::Producer,
+            Some("produce"),
+            4,
+            5,
+        );
+        reply.service = "identity".into();
+        let mut got = span(
+            "00000000000000c4",
+            Some("00000000000000c3"),
+            SpanKind::Consumer,
+            Some("consume"),
+            8,
+            9,
+        );
+        got.service = "wallet".into();
+        let w = build(vec![request, handle, reply, got]);
+        assert_eq!(
+            w.rows[0].responses,
+            [(
+                "00000000000000c4".to_string(),
+                "wallet".to_string(),
+                "8.0 ms".to_string()
+            )]
+        );
+        assert!(
+            w.rows[2].responses.is_empty(),
+            "the reply has no response of its own"
+        );
     }
 
     #[test]

@@ -36,7 +36,9 @@ impl PageWindow {
         let custom = q.since.as_deref().is_some_and(|s| !s.is_empty())
             || q.until.as_deref().is_some_and(|s| !s.is_empty());
         let preset = q.window.as_deref().filter(|w| !w.is_empty());
-        if custom && preset.is_none_or(|p| p == "custom") {
+        // A preset wins over stale bounds (a form without script sends both); `custom`
+        // without bounds is the hour that ends now.
+        if preset == Some("custom") || (custom && preset.is_none()) {
             let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
             return Ok(PageWindow::new(window, "custom"));
         }
@@ -132,6 +134,17 @@ mod tests {
             w.query(),
             "since=2026-01-01T00%3A00%3A00Z&until=2026-01-01T01%3A00%3A00Z"
         );
+        let bare = WindowQuery {
+            window: Some("custom".into()),
+            ..Default::default()
+        };
+        assert!(PageWindow::from_query(&bare).unwrap().is_custom());
+        let both = WindowQuery {
+            window: Some("5m".into()),
+            since: Some("2026-01-01T00:00:00Z".into()),
+            until: None,
+        };
+        assert_eq!(PageWindow::from_query(&both).unwrap().preset, "5m");
         let bad = WindowQuery {
             window: Some("7y".into()),
             ..Default::default()
