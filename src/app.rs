@@ -29,16 +29,6 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
     }
 }
 
-pub fn broker_config(args: &ServeArgs) -> crate::broker::BrokerConfig {
-    crate::broker::BrokerConfig {
-        path: crate::broker::BrokerConfig::sibling_path(&args.db),
-        synchronous: store_config(args).synchronous,
-        max_message_bytes: args.broker_max_message as usize,
-        queue_depth: 4_096,
-        max_waiters: 1_024,
-    }
-}
-
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = Store::open(&store_config(&args))
         .with_context(|| format!("opening {}", args.db.display()))?;
@@ -51,8 +41,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let tracer = crate::broker::traced::Tracer::to_ingest(ingest.clone());
-    let broker = crate::broker::Broker::open(broker_config(&args), tracer.clone())
-        .context("opening the broker")?;
+    let broker =
+        crate::broker::Broker::open(crate::broker::BrokerConfig::of(&args), tracer.clone())
+            .context("opening the broker")?;
 
     let (otlp_server, otlp_addr) = http_server(
         "OTLP/HTTP",
@@ -130,19 +121,14 @@ fn http_server(
     (ingest, broker): (Ingest, crate::broker::Broker),
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
-    let data = web::Data::new(ingest);
-    let broker = web::Data::new(broker);
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(data.clone())
-            .app_data(broker.clone())
-            .configure(routes)
-    })
-    .workers(workers.max(1))
-    .disable_signals()
-    .shutdown_timeout(DRAIN_DEADLINE.as_secs())
-    .bind(addr)
-    .with_context(|| format!("binding {what} on {addr}"))?;
+    let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
+    let app = move || App::new().app_data(data.clone()).app_data(broker.clone());
+    let server = HttpServer::new(move || app().configure(routes))
+        .workers(workers.max(1))
+        .disable_signals()
+        .shutdown_timeout(DRAIN_DEADLINE.as_secs())
+        .bind(addr)
+        .with_context(|| format!("binding {what} on {addr}"))?;
     let bound = server
         .addrs()
         .first()

@@ -146,6 +146,13 @@ fn lease_expiry_redelivers_then_dead_letters_after_max_attempts() {
     assert_eq!(dead[0].event["data"]["n"], 1);
     let sub = &c.subscriptions().unwrap()[0];
     assert_eq!((sub.ready, sub.leased, sub.dead), (0, 0, 1));
+    // A redrive puts it back with a fresh count of attempts.
+    assert_eq!(c.redrive("s").unwrap(), 1);
+    let again = c.pull("s", 10, Duration::from_secs(2)).unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempt, 1);
+    assert!(c.dead_letters("s", 10).unwrap().is_empty());
+    assert_eq!(c.redrive("nope").unwrap_err().status(), Some(404));
 }
 
 #[test]

@@ -29,6 +29,12 @@ impl State {
             } => {
                 let _ = reply.send(self.dead_letters(conn, &subscription, max));
             }
+            Command::Redrive {
+                subscription,
+                reply,
+            } => {
+                let _ = reply.send(self.redrive(conn, &subscription));
+            }
             Command::DeclareStream { spec, reply } => {
                 let _ = reply.send(self.declare_stream(conn, spec));
             }
@@ -168,6 +174,15 @@ impl State {
                 },
             )
             .collect())
+    }
+
+    fn redrive(&self, conn: &mut Connection, name: &str) -> Result<u64, BrokerError> {
+        let sub = self.sub(name)?.id;
+        let tx = conn.transaction()?;
+        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        let n = db::redrive(&tx, sub, now_ms)?;
+        tx.commit()?;
+        Ok(n as u64)
     }
 
     pub(super) fn sub(&self, name: &str) -> Result<&SubRow, BrokerError> {

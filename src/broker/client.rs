@@ -192,6 +192,15 @@ impl Client {
         )
     }
 
+    /// Moves every dead letter back to the subscription's queue; returns how many.
+    pub fn redrive(&self, sub: &str) -> Result<u64, ClientError> {
+        let path = format!("/broker/subscriptions/{sub}/dead-letters/redrive");
+        let v: Value = self.send(self.http("POST", &path), "application/json", b"")?;
+        v["redriven"]
+            .as_u64()
+            .ok_or_else(|| ClientError::Decode(v.to_string()))
+    }
+
     pub fn dead_letters(&self, sub: &str, max: usize) -> Result<Vec<DeadLetter>, ClientError> {
         let path = format!("/broker/subscriptions/{sub}/dead-letters?max={max}");
         let v: Value = decode(self.http("GET", &path).call())?;

@@ -25,6 +25,11 @@ pub enum Command {
         max: usize,
         reply: Reply<Vec<DeadLetter>>,
     },
+    /// Moves every dead letter of a subscription back to its queue, attempts reset.
+    Redrive {
+        subscription: String,
+        reply: Reply<u64>,
+    },
     Publish {
         topic: String,
         event: Event,

@@ -313,6 +313,15 @@ pub fn remove(tx: &Connection, id: i64, seq: i64) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Moves a subscription's dead letters back to its queue with their attempts reset.
+pub fn redrive(tx: &Connection, sub: i64, now_ms: u64) -> rusqlite::Result<usize> {
+    tx.prepare_cached(
+        "UPDATE queue SET state = 0, attempts = 0, lease = NULL, dead_unix_nanos = NULL,
+                visible_unix_ms = ?2 WHERE sub_id = ?1 AND state = 1",
+    )?
+    .execute(params![sub, now_ms as i64])
+}
+
 /// Makes a leased row deliverable again at `visible_ms` (the lease ends).
 pub fn release(tx: &Connection, id: i64, visible_ms: u64) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE queue SET lease = NULL, visible_unix_ms = ?2 WHERE id = ?1")?

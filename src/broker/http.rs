@@ -29,6 +29,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/broker/subscriptions/{sub}/dead-letters",
             web::get().to(dead_letters),
         )
+        .route(
+            "/broker/subscriptions/{sub}/dead-letters/redrive",
+            web::post().to(redrive),
+        )
         .configure(super::stream_http::configure)
         .configure(super::sse::configure);
 }
@@ -343,6 +347,17 @@ async fn dead_letters(
         })
         .await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": dead })))
+}
+
+async fn redrive(path: web::Path<String>, broker: web::Data<Broker>) -> Answer {
+    let subscription = path.into_inner();
+    let n = broker
+        .ask(|reply| Command::Redrive {
+            subscription,
+            reply,
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "redriven": n })))
 }
 
 #[cfg(test)]

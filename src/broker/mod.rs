@@ -109,6 +109,17 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// The configuration `serve` runs with.
+    pub fn of(args: &crate::cli::ServeArgs) -> BrokerConfig {
+        BrokerConfig {
+            path: BrokerConfig::sibling_path(&args.db),
+            synchronous: crate::app::store_config(args).synchronous,
+            max_message_bytes: args.broker_max_message as usize,
+            queue_depth: 4_096,
+            max_waiters: 1_024,
+        }
+    }
+
     /// The broker file beside the collector's database: `switchyard.db` -> `switchyard.db-broker`.
     pub fn sibling_path(db: &std::path::Path) -> PathBuf {
         let mut name = db.as_os_str().to_owned();
