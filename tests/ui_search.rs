@@ -83,3 +83,32 @@ fn search_by_operation_status_and_attribute_shows_hops() {
     assert!(ids(&Page::ok(&env, "/traces?operation=nothing")).is_empty());
     assert_eq!(Page::get(&env, "/traces?attr=novalue").status, 400);
 }
+
+#[test]
+fn the_trace_view_lists_the_traces_that_link_to_it() {
+    let env = TestEnv::start();
+    let publish = span("orders", "send orders", Producer)
+        .messaging("rabbitmq", "orders")
+        .attr("messaging.operation.type", "send");
+    // A batch consumer in its own trace, linking to the publish.
+    let batch = span("<b>reports</b>", "process orders", Consumer)
+        .at_ms(50)
+        .messaging("rabbitmq", "orders")
+        .attr("messaging.operation.type", "process")
+        .link(&publish);
+    let body = builder::protobuf(&[&publish, &batch]);
+    assert_eq!(env.post_protobuf(&body).status, 200);
+    let page = Page::ok(&env, &format!("/traces/{}", publish.trace_hex()));
+    assert_eq!(
+        page.attrs("#linked-from a.linked-trace", "href"),
+        vec![format!("/traces/{}", batch.trace_hex())]
+    );
+    assert_eq!(
+        ui::text(&page.one("#linked-from a.linked-trace")),
+        "<b>reports</b>: process orders"
+    );
+    page.assert_no_injected_markup("linked from");
+    // The linking trace itself is linked from nothing.
+    let other = Page::ok(&env, &format!("/traces/{}", batch.trace_hex()));
+    assert!(other.all("#linked-from").is_empty());
+}

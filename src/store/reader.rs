@@ -305,6 +305,67 @@ fn summarize(trace_id: TraceId, spans: &[StoredSpan]) -> Option<TraceSummary> {
     })
 }
 
+/// A span of another trace that links to a given trace: the trace and the span's label.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkingSpan {
+    pub trace_id: TraceId,
+    pub service: String,
+    pub name: String,
+}
+
+/// Blocks read at most when looking for spans that link to a trace.
+const LINKING_BLOCKS: usize = 64;
+/// How long after a trace's start a span linking to it is looked for.
+const LINKING_AFTER_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+/// Spans of other traces whose links point into `trace_id` (batch consumers, follow-ups),
+/// at most `limit` traces. Bounded: the blocks that start within ten minutes after the trace's
+/// start, at most 64, each skipped unless its bytes hold the trace id's hex.
+pub fn linking_spans(
+    conn: &Connection,
+    trace_id: TraceId,
+    start_unix_nanos: u64,
+    limit: usize,
+) -> Result<Vec<LinkingSpan>, StoreError> {
+    let hex = trace_id.to_hex();
+    let until = start_unix_nanos.saturating_add(LINKING_AFTER_NANOS);
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM blocks WHERE max_start_unix_nanos >= ?1 AND min_start_unix_nanos <= ?2
+         ORDER BY min_start_unix_nanos LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![
+        start_unix_nanos.min(i64::MAX as u64) as i64,
+        until.min(i64::MAX as u64) as i64,
+        LINKING_BLOCKS as i64
+    ])?;
+    let mut out: Vec<LinkingSpan> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let data: Vec<u8> = r.get(0)?;
+        let Ok(inflated) = block::inflate(&data) else {
+            continue;
+        };
+        if !inflated.windows(hex.len()).any(|w| w == hex.as_bytes()) {
+            continue;
+        }
+        for rec in block::records(&inflated) {
+            let Ok(s) = block::decode(rec) else { continue };
+            let links_here =
+                s.trace_id != trace_id && s.links.as_deref().is_some_and(|l| l.contains(&hex));
+            if links_here && !out.iter().any(|o| o.trace_id == s.trace_id) {
+                out.push(LinkingSpan {
+                    trace_id: s.trace_id,
+                    service: s.service,
+                    name: s.name,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Whether the attributes JSON object holds `key` with `value` (strings compared as they
 /// are, numbers and booleans by their JSON text).
 fn attribute_is(attributes: Option<&str>, key: &str, value: &str) -> bool {
