@@ -314,13 +314,13 @@ pub struct LinkingSpan {
 }
 
 /// Blocks read at most when looking for spans that link to a trace.
-const LINKING_BLOCKS: usize = 64;
+const LINKING_BLOCKS: usize = 32;
 /// How long after a trace's start a span linking to it is looked for.
 const LINKING_AFTER_NANOS: u64 = 10 * 60 * 1_000_000_000;
 
 /// Spans of other traces whose links point into `trace_id` (batch consumers, follow-ups),
 /// at most `limit` traces. Bounded: the blocks that start within ten minutes after the trace's
-/// start, at most 64, each skipped unless its bytes hold the trace id's hex.
+/// start, at most 32, each skipped unless its bytes hold the trace id's hex.
 pub fn linking_spans(
     conn: &Connection,
     trace_id: TraceId,
