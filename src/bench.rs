@@ -4,6 +4,7 @@
 
 mod broker;
 mod ingest;
+mod pages;
 mod query;
 mod traces;
 
@@ -21,6 +22,8 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBench),
     /// Time `/api/topology` and `/api/traces/{id}` against the `/healthz` round trip.
     Query(query::QueryBench),
+    /// Every HTML page's time over HTTP (map, search, trace, service, destination).
+    Pages(pages::PagesBench),
     /// Embedded broker: persisted publish-to-deliver throughput and latency over HTTP.
     Broker(broker::BrokerBench),
 }
@@ -29,6 +32,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Ingest(a) => ingest::run(a),
         BenchCommand::Query(a) => query::run(a),
+        BenchCommand::Pages(a) => pages::run(a),
         BenchCommand::Broker(a) => broker::run(a),
     }
 }

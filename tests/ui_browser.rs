@@ -180,6 +180,44 @@ fn hostile_span_data_never_executes_in_the_browser() {
 }
 
 #[test]
+fn the_map_downloads_as_an_svg_of_every_node_and_edge_with_names_escaped() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let (publish, consume) = ui::hostile_trace();
+    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &consume]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    b.goto(&env.api_url(&format!("/?window=custom&{}", builder::window().query())));
+    map_ready(&b);
+    let parsed = b.eval(
+        "const cy = window.switchyard.cy; const text = window.switchyardSvg.mapSvg(cy, '#ffffff'); \
+         const doc = new DOMParser().parseFromString(text, 'image/svg+xml'); \
+         document.getElementById('download-svg').click(); \
+         return {error: doc.querySelectorAll('parsererror').length, \
+                 scripts: doc.querySelectorAll('script, foreignObject, [onload]').length, \
+                 nodes: doc.querySelectorAll('g.node').length, edges: doc.querySelectorAll('line.edge').length, \
+                 cyNodes: cy.nodes().length, cyEdges: cy.edges().length, \
+                 titles: [...doc.querySelectorAll('g.node > title')].map(t => t.textContent)};",
+        json!([]),
+    );
+    assert_eq!(parsed["error"], json!(0), "{parsed}");
+    assert_eq!(parsed["scripts"], json!(0), "{parsed}");
+    assert_eq!(parsed["nodes"], parsed["cyNodes"], "{parsed}");
+    assert_eq!(parsed["edges"], parsed["cyEdges"], "{parsed}");
+    assert!(parsed["cyEdges"].as_u64().unwrap() >= 2, "{parsed}");
+    assert!(
+        parsed["titles"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(ui::HOSTILE_SERVICE)),
+        "{parsed}"
+    );
+    assert_eq!(
+        b.eval("return window.__pwned === undefined;", json!([])),
+        json!(true)
+    );
+}
+
+#[test]
 fn the_map_follows_new_spans_without_losing_zoom_or_selection() {
     let Some(b) = Browser::start() else { return };
     let env = TestEnv::start();
@@ -215,6 +253,54 @@ fn the_map_follows_new_spans_without_losing_zoom_or_selection() {
     );
     assert_eq!(state, json!([1.5, ["service:live-producer"]]));
     b.screenshot("map-live");
+}
+
+#[test]
+fn trace_lists_follow_new_spans_without_a_reload() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let post = |service: &str| {
+        let p = builder::span(service, "send", builder::Producer)
+            .at(builder::now_unix_nanos())
+            .messaging("kafka", "live.list");
+        let c = p
+            .child("list-consumer", "receive", builder::Consumer)
+            .messaging("kafka", "live.list");
+        let reply = env.post_protobuf(&builder::protobuf(&[&p, &c]));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    };
+    post("first-producer");
+    // The search page: a marker set on the page survives, so no reload happened.
+    b.goto(&env.api_url("/traces"));
+    b.wait_for("page load", "return document.readyState === 'complete';");
+    b.eval("window.__kept = 1; return 1;", json!([]));
+    let rows = "return document.querySelectorAll('#trace-results .trace-row').length;";
+    assert_eq!(b.eval(rows, json!([])), json!(1));
+    post("second-producer");
+    b.wait_for(
+        "the new trace in the search results",
+        "return document.querySelectorAll('#trace-results .trace-row').length === 2;",
+    );
+    assert_eq!(b.eval("return window.__kept;", json!([])), json!(1));
+
+    // The map's side panel: the selected node's recent traces follow too.
+    b.goto(&env.api_url("/?window=1h"));
+    map_ready(&b);
+    b.eval(
+        "window.switchyard.cy.getElementById('destination:kafka:live.list').emit('tap'); return 1;",
+        json!([]),
+    );
+    let listed =
+        "return document.querySelectorAll('#details-body .recent-traces a.trace-link').length;";
+    b.wait_for(
+        "two recent traces",
+        &listed.replace("length;", "length === 2;"),
+    );
+    post("third-producer");
+    b.wait_for(
+        "the third trace in the side panel",
+        &listed.replace("length;", "length === 3;"),
+    );
 }
 
 /// Regenerates docs/screenshot-map.png and docs/screenshot-trace.png from the demo shop:

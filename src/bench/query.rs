@@ -15,7 +15,7 @@ pub struct QueryBench {
     pub requests: usize,
 }
 
-fn time(agent: &ureq::Agent, url: &str, n: usize) -> Vec<u64> {
+pub(super) fn time(agent: &ureq::Agent, url: &str, n: usize) -> Vec<u64> {
     let mut out: Vec<u64> = (0..n)
         .filter_map(|_| {
             let t = Instant::now();

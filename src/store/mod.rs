@@ -143,6 +143,16 @@ impl Store {
         self.read(|c| reader::trace(c, &self.unwritten, id))
     }
 
+    /// Spans of other traces that link into this one (blocking; bounded, see the reader).
+    pub fn linking_spans(
+        &self,
+        id: crate::model::TraceId,
+        start_unix_nanos: u64,
+        limit: usize,
+    ) -> Result<Vec<reader::LinkingSpan>, StoreError> {
+        self.read(|c| reader::linking_spans(c, id, start_unix_nanos, limit))
+    }
+
     /// The most recent traces matching the query (blocking).
     pub fn search_traces(&self, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
         self.read(|c| reader::search_traces(c, &self.unwritten, q))

@@ -142,6 +142,10 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
 pub struct TraceQuery {
     pub service: Option<String>,
     pub destination: Option<String>,
+    /// A span name (operation) some span of the trace carries.
+    pub operation: Option<String>,
+    /// An attribute `key` with this value (compared as text) on some span of the trace.
+    pub attribute: Option<(String, String)>,
     pub window: Option<TimeWindow>,
     pub limit: usize,
 }
@@ -157,6 +161,9 @@ pub struct TraceSummary {
     pub error_count: i64,
     pub services: Vec<String>,
     pub destinations: Vec<String>,
+    /// Produce -> consume hops: consume spans whose parent or a link is a produce span of
+    /// this trace.
+    pub hops: i64,
 }
 
 /// Blocks read at most by one search, so a rare filter cannot scan the whole store.
@@ -226,7 +233,11 @@ pub fn search_traces(
                 && q.service.as_ref().is_none_or(|svc| *svc == s.service)
                 && q.destination
                     .as_ref()
-                    .is_none_or(|d| s.messaging.as_ref().is_some_and(|m| m.destination == *d));
+                    .is_none_or(|d| s.messaging.as_ref().is_some_and(|m| m.destination == *d))
+                && q.operation.as_ref().is_none_or(|op| *op == s.name)
+                && q.attribute
+                    .as_ref()
+                    .is_none_or(|(k, v)| attribute_is(s.attributes.as_deref(), k, v));
             if matches {
                 let e = estimate.entry(s.trace_id).or_insert(u64::MAX);
                 if s.start < *e {
@@ -290,7 +301,112 @@ fn summarize(trace_id: TraceId, spans: &[StoredSpan]) -> Option<TraceSummary> {
             .count() as i64,
         services,
         destinations,
+        hops: hops(spans),
     })
+}
+
+/// A span of another trace that links to a given trace: the trace and the span's label.
+#[derive(Clone, Debug, Serialize)]
+pub struct LinkingSpan {
+    pub trace_id: TraceId,
+    pub service: String,
+    pub name: String,
+}
+
+/// Blocks read at most when looking for spans that link to a trace.
+const LINKING_BLOCKS: usize = 32;
+/// How long after a trace's start a span linking to it is looked for.
+const LINKING_AFTER_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+/// Spans of other traces whose links point into `trace_id` (batch consumers, follow-ups),
+/// at most `limit` traces. Bounded: the blocks that start within ten minutes after the trace's
+/// start, at most 32, each skipped unless its bytes hold the trace id's hex.
+pub fn linking_spans(
+    conn: &Connection,
+    trace_id: TraceId,
+    start_unix_nanos: u64,
+    limit: usize,
+) -> Result<Vec<LinkingSpan>, StoreError> {
+    let hex = trace_id.to_hex();
+    let until = start_unix_nanos.saturating_add(LINKING_AFTER_NANOS);
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM blocks WHERE max_start_unix_nanos >= ?1 AND min_start_unix_nanos <= ?2
+         ORDER BY min_start_unix_nanos LIMIT ?3",
+    )?;
+    let mut rows = stmt.query(params![
+        start_unix_nanos.min(i64::MAX as u64) as i64,
+        until.min(i64::MAX as u64) as i64,
+        LINKING_BLOCKS as i64
+    ])?;
+    let mut out: Vec<LinkingSpan> = Vec::new();
+    while let Some(r) = rows.next()? {
+        let data: Vec<u8> = r.get(0)?;
+        let Ok(inflated) = block::inflate(&data) else {
+            continue;
+        };
+        if !inflated.windows(hex.len()).any(|w| w == hex.as_bytes()) {
+            continue;
+        }
+        for rec in block::records(&inflated) {
+            let Ok(s) = block::decode(rec) else { continue };
+            let links_here =
+                s.trace_id != trace_id && s.links.as_deref().is_some_and(|l| l.contains(&hex));
+            if links_here && !out.iter().any(|o| o.trace_id == s.trace_id) {
+                out.push(LinkingSpan {
+                    trace_id: s.trace_id,
+                    service: s.service,
+                    name: s.name,
+                });
+                if out.len() >= limit {
+                    return Ok(out);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the attributes JSON object holds `key` with `value` (strings compared as they
+/// are, numbers and booleans by their JSON text).
+fn attribute_is(attributes: Option<&str>, key: &str, value: &str) -> bool {
+    let Some(text) = attributes.filter(|a| a.contains(key)) else {
+        return false;
+    };
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
+        return false;
+    };
+    match map.get(key) {
+        Some(serde_json::Value::String(s)) => s == value,
+        Some(other) => other.to_string() == value,
+        None => false,
+    }
+}
+
+/// Produce -> consume hops of a trace: consume spans whose parent or a linked span is a
+/// produce span of the trace.
+pub fn hops(spans: &[StoredSpan]) -> i64 {
+    use std::collections::HashSet;
+    let is = |s: &StoredSpan, op: &str| s.messaging.as_ref().is_some_and(|m| m.operation == op);
+    let producers: HashSet<String> = spans
+        .iter()
+        .filter(|s| is(s, "produce"))
+        .map(|s| s.span_id.to_hex())
+        .collect();
+    spans
+        .iter()
+        .filter(|s| is(s, "consume"))
+        .filter(|s| {
+            s.parent_span_id
+                .is_some_and(|p| producers.contains(&p.to_hex()))
+                || s.links.as_array().is_some_and(|links| {
+                    links.iter().any(|l| {
+                        l["span_id"]
+                            .as_str()
+                            .is_some_and(|id| producers.contains(id))
+                    })
+                })
+        })
+        .count() as i64
 }
 
 /// One stored span as the API shows it.

@@ -105,6 +105,7 @@ pub async fn traces(
         destination: q.destination.clone().filter(|s| !s.is_empty()),
         window,
         limit: q.limit.unwrap_or(20).clamp(1, 1000),
+        ..TraceQuery::default()
     };
     let traces = ingest
         .store

@@ -23,6 +23,8 @@ const ASSETS: &[Asset] = &[
     asset!("app/style.css", "text/css; charset=utf-8"),
     asset!("app/theme.js", "text/javascript; charset=utf-8"),
     asset!("app/map.js", "text/javascript; charset=utf-8"),
+    asset!("app/svg.js", "text/javascript; charset=utf-8"),
+    asset!("app/traces.js", "text/javascript; charset=utf-8"),
     asset!("app/trace.js", "text/javascript; charset=utf-8"),
     asset!("app/favicon.svg", "image/svg+xml"),
     asset!(

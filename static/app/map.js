@@ -140,18 +140,24 @@
       return el("li", {}, [selectButton(otherEnd(d)), el("span", { "class": "muted", text: d.kind + " \u00b7 " + d.count + (d.errors ? " \u00b7 " + d.errors + " err" : "") })]);
     }))]);
   }
+  // The recent traces of the selected node or edge; the live watch reloads the list shown.
+  var liveTraces = null;
   function recentTraces(filter) {
     var list = el("ul", { "class": "detail-list recent-traces" }, [el("li", { "class": "muted", text: "Loading traces\u2026" })]);
-    fetch("/api/traces?" + filter + "&" + windowQuery + "&limit=8").then(function (r) { return r.json(); }).then(function (j) {
-      var items = (j.traces || []).map(function (t) {
-        var label = (t.root_service || "") + ": " + (t.root_name || t.trace_id);
-        return el("li", {}, [
-          el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id), title: label, text: label }),
-          el("span", { "class": "muted", text: micros(t.duration_micros) })
-        ]);
-      });
-      list.replaceChildren.apply(list, items.length ? items : [el("li", { "class": "muted", text: "No traces in this window." })]);
-    }).catch(function () { list.replaceChildren(el("li", { "class": "muted", text: "Could not load traces." })); });
+    function load() {
+      return fetch("/api/traces?" + filter + "&" + windowQuery + "&limit=8").then(function (r) { return r.json(); }).then(function (j) {
+        var items = (j.traces || []).map(function (t) {
+          var label = (t.root_service || "") + ": " + (t.root_name || t.trace_id);
+          return el("li", {}, [
+            el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id), title: label, text: label }),
+            el("span", { "class": "muted", text: micros(t.duration_micros) })
+          ]);
+        });
+        list.replaceChildren.apply(list, items.length ? items : [el("li", { "class": "muted", text: "No traces in this window." })]);
+      }).catch(function () { list.replaceChildren(el("li", { "class": "muted", text: "Could not load traces." })); });
+    }
+    load();
+    liveTraces = function () { if (list.isConnected) { load(); } };
     return el("div", {}, [el("h3", { text: "Recent traces" }), list]);
   }
   var PATTERNS = { broadcast: "Broadcast", work_queue: "Work queue", action_response: "Action / response",
@@ -245,6 +251,14 @@
     document.getElementById("download-png").addEventListener("click", function () {
       var blob = cy.png({ full: true, scale: 2, bg: css("--bg"), output: "blob" });
       var a = el("a", { href: URL.createObjectURL(blob), download: "switchyard-topology.png" });
+      document.body.appendChild(a);
+      a.click();
+      setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+    });
+    document.getElementById("download-svg").addEventListener("click", function () {
+      var svg = window.switchyardSvg.mapSvg(cy, css("--bg"));
+      var blob = new Blob([svg], { type: "image/svg+xml" });
+      var a = el("a", { href: URL.createObjectURL(blob), download: "switchyard-topology.svg" });
       document.body.appendChild(a);
       a.click();
       setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
@@ -396,6 +410,7 @@
     return fetch("/api/topology?" + q).then(function (r) { return r.json(); }).then(function (topo) {
       windowQuery = q;
       update(topo);
+      if (liveTraces) { liveTraces(); }
     });
   }
   function watch() {

@@ -1,5 +1,6 @@
 //! HTML pages: each file holds a handler and the template struct it returns.
 
+pub mod broker_state;
 pub mod format;
 pub mod map;
 pub mod node;

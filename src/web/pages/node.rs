@@ -10,7 +10,7 @@ use crate::store::TraceQuery;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 /// An edge seen from one node: the node at its other end.
@@ -44,6 +44,8 @@ pub struct NodePage {
     pub sparks: Vec<super::sparkline::Spark>,
     pub traces: Vec<TraceItem>,
     pub traces_href: String,
+    /// Embedded-broker destinations only: the broker's live state of this destination.
+    pub broker: Option<super::broker_state::BrokerState>,
 }
 
 /// Page link of a node id: services and destinations have pages, external peers do not.
@@ -168,6 +170,7 @@ impl NodePage {
             findings,
             sparks: Vec::new(),
             traces: Vec::new(),
+            broker: None,
         }
     }
 }
@@ -177,6 +180,7 @@ async fn page(
     kind: NodeKind,
     q: WindowQuery,
     ingest: web::Data<Ingest>,
+    server: Option<String>,
 ) -> Result<HttpResponse, PageError> {
     let prefix = format!("{}:", kind.as_str());
     if !id.starts_with(&prefix) {
@@ -196,6 +200,7 @@ async fn page(
         destination: (kind == NodeKind::Destination).then_some(name),
         window: Some(w),
         limit: 20,
+        ..TraceQuery::default()
     };
     let node_id = page.id.clone();
     let (traces, sparks) = ingest
@@ -213,6 +218,13 @@ async fn page(
         .await?;
     page.traces = traces;
     page.sparks = sparks;
+    if let Some(addr) = server.filter(|_| super::broker_state::is_broker_destination(&page.id)) {
+        let name = page.name.clone();
+        let state = web::block(move || super::broker_state::load(&addr, &name))
+            .await
+            .map_err(|e| PageError::Render(e.to_string()))?;
+        page.broker = Some(state);
+    }
     render(page).await
 }
 
@@ -221,10 +233,18 @@ pub async fn service(
     q: web::Query<WindowQuery>,
     ingest: web::Data<Ingest>,
 ) -> Result<HttpResponse, PageError> {
-    page(path.into_inner(), NodeKind::Service, q.into_inner(), ingest).await
+    page(
+        path.into_inner(),
+        NodeKind::Service,
+        q.into_inner(),
+        ingest,
+        None,
+    )
+    .await
 }
 
 pub async fn destination(
+    req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<WindowQuery>,
     ingest: web::Data<Ingest>,
@@ -234,6 +254,17 @@ pub async fn destination(
         NodeKind::Destination,
         q.into_inner(),
         ingest,
+        Some(own_address(&req)),
     )
     .await
+}
+
+/// This server's own address, for the broker client (an unspecified bind address is reached
+/// through loopback).
+fn own_address(req: &HttpRequest) -> String {
+    let mut addr = req.app_config().local_addr();
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    addr.to_string()
 }

@@ -12,6 +12,8 @@ use askama::Template;
 pub struct TracePage {
     pub trace_id: String,
     pub view: Waterfall,
+    /// Other traces with a span linking into this one: (trace id, "service: operation").
+    pub linked_from: Vec<(String, String)>,
 }
 
 pub async fn page(
@@ -25,15 +27,24 @@ pub async fn page(
         .store
         .blocking(move |s| {
             let spans = s.trace(id)?;
-            Ok((!spans.is_empty()).then(|| waterfall::build(spans)))
+            let Some(start) = spans.iter().map(|s| s.start_unix_nanos).min() else {
+                return Ok(None);
+            };
+            let linked_from = s
+                .linking_spans(id, start, 20)?
+                .into_iter()
+                .map(|l| (l.trace_id.to_hex(), format!("{}: {}", l.service, l.name)))
+                .collect();
+            Ok(Some((waterfall::build(spans), linked_from)))
         })
         .await?;
-    let Some(view) = view else {
+    let Some((view, linked_from)) = view else {
         return Err(PageError::NotFound(format!("no trace {id} is stored")));
     };
     render(TracePage {
         trace_id: id.to_hex(),
         view,
+        linked_from,
     })
     .await
 }

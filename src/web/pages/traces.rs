@@ -1,4 +1,5 @@
-//! `GET /traces`: trace search by service, destination, time window and limit.
+//! `GET /traces`: trace search by service, destination, operation, attribute `key=value`,
+//! status, duration, time window and limit.
 
 use super::format;
 use super::window::{url_encode, PageWindow, WindowQuery};
@@ -13,6 +14,10 @@ use serde::Deserialize;
 pub struct SearchParams {
     pub service: Option<String>,
     pub destination: Option<String>,
+    /// A span name some span of the trace carries.
+    pub operation: Option<String>,
+    /// `key=value`: an attribute some span of the trace carries.
+    pub attr: Option<String>,
     pub limit: Option<usize>,
     pub window: Option<String>,
     pub since: Option<String>,
@@ -53,6 +58,7 @@ pub struct TraceItem {
     pub error_count: i64,
     pub services: Vec<String>,
     pub destinations: Vec<String>,
+    pub hops: i64,
 }
 
 impl TraceItem {
@@ -74,6 +80,7 @@ impl TraceItem {
             error_count: t.error_count,
             services: t.services.clone(),
             destinations: t.destinations.clone(),
+            hops: t.hops,
         }
     }
 }
@@ -83,6 +90,8 @@ impl TraceItem {
 pub struct TracesPage {
     pub service: String,
     pub destination: String,
+    pub operation: String,
+    pub attr: String,
     pub limit: usize,
     /// `None`: all stored traces (no window chosen).
     pub window: Option<PageWindow>,
@@ -94,6 +103,8 @@ pub struct TracesPage {
     pub traces: Vec<TraceItem>,
     /// The next page: the same search, ending where this page's oldest trace starts.
     pub older_href: String,
+    /// Whether the window ends now (a preset or all stored): the results follow new spans.
+    pub live: bool,
 }
 
 impl TracesPage {
@@ -156,9 +167,15 @@ pub async fn page(
         parse_ms("max_ms", &q.max_ms)?,
     );
     let post_filtered = errors_only || min_ms.is_some() || max_ms.is_some();
+    let attribute = match nonempty(&q.attr) {
+        None => None,
+        Some(a) => Some(parse_attr(&a)?),
+    };
     let query = TraceQuery {
         service: nonempty(&q.service),
         destination: nonempty(&q.destination),
+        operation: nonempty(&q.operation),
+        attribute,
         window: window.as_ref().map(|w| w.window),
         limit: if post_filtered {
             POST_FILTER_SCAN
@@ -189,7 +206,10 @@ pub async fn page(
     render(TracesPage {
         service: nonempty(&q.service).unwrap_or_default(),
         destination: nonempty(&q.destination).unwrap_or_default(),
+        operation: nonempty(&q.operation).unwrap_or_default(),
+        attr: nonempty(&q.attr).unwrap_or_default(),
         limit,
+        live: window.as_ref().is_none_or(|w| !w.is_custom()),
         window,
         errors_only,
         min_ms: min_ms.map(|m| m.to_string()).unwrap_or_default(),
@@ -199,6 +219,16 @@ pub async fn page(
         older_href,
     })
     .await
+}
+
+/// `key=value` (split at the first `=`; the key trimmed, the value as typed).
+fn parse_attr(text: &str) -> Result<(String, String), PageError> {
+    match text.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(PageError::BadRequest(
+            "attr must be key=value, e.g. messaging.system=rabbitmq".to_string(),
+        )),
+    }
 }
 
 /// The same search over traces that start before `oldest` (half-open window end).
@@ -212,6 +242,8 @@ fn older_link(
     let fields = [
         ("service", &q.service),
         ("destination", &q.destination),
+        ("operation", &q.operation),
+        ("attr", &q.attr),
         ("status", &q.status),
         ("min_ms", &q.min_ms),
         ("max_ms", &q.max_ms),

@@ -1,0 +1,128 @@
+//! `switchyard bench pages`: the time of every HTML page over HTTP (request to last byte,
+//! generator beside the server), against the `/healthz` round trip. Fill the store first with
+//! `switchyard bench ingest --max-spans 1000000`.
+
+use super::ingest::healthz_baseline;
+use super::percentile;
+use super::query::time;
+use clap::Args;
+use std::time::Duration;
+
+#[derive(Debug, Args)]
+pub struct PagesBench {
+    /// API base URL.
+    #[arg(long, default_value = "http://127.0.0.1:8080")]
+    pub api: String,
+    /// Requests per page.
+    #[arg(long, default_value_t = 50)]
+    pub requests: usize,
+    /// The window of the map, node and search pages.
+    #[arg(long, default_value = "1h")]
+    pub window: String,
+}
+
+/// Percent-encodes all but unreserved characters (the bench depends on nothing in `web`).
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// The pages to time: every page kind, with ids picked from the store's own answers.
+fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String, String)>> {
+    let get = |path: &str| -> anyhow::Result<serde_json::Value> {
+        Ok(serde_json::from_str(
+            &agent.get(&format!("{api}{path}")).call()?.into_string()?,
+        )?)
+    };
+    let topo = get("/api/topology")?;
+    let traces = get("/api/traces?limit=20")?;
+    let nodes = topo["nodes"].as_array().cloned().unwrap_or_default();
+    let first = |kind: &str| {
+        nodes.iter().find(|n| n["kind"] == kind).map(|n| {
+            (
+                n["id"].as_str().unwrap_or("").to_string(),
+                n["name"].as_str().unwrap_or("").to_string(),
+            )
+        })
+    };
+    let mut out = vec![
+        ("map".to_string(), format!("/?window={w}")),
+        ("trace search (all)".to_string(), "/traces".to_string()),
+        (
+            "trace search (window)".to_string(),
+            format!("/traces?window={w}"),
+        ),
+        (
+            "trace search (errors)".to_string(),
+            "/traces?status=error".to_string(),
+        ),
+    ];
+    if let Some((id, name)) = first("service") {
+        out.push((
+            "service page".into(),
+            format!("/services/{}?window={w}", enc(&id)),
+        ));
+        out.push((
+            "trace search (service)".into(),
+            format!("/traces?service={}", enc(&name)),
+        ));
+    }
+    if let Some((id, name)) = first("destination") {
+        out.push((
+            "destination page".into(),
+            format!("/destinations/{}?window={w}", enc(&id)),
+        ));
+        out.push((
+            "trace search (destination)".into(),
+            format!("/traces?destination={}", enc(&name)),
+        ));
+    }
+    if let Some(t) = traces["traces"].as_array().and_then(|t| t.first()) {
+        let id = t["trace_id"].as_str().unwrap_or("");
+        out.push(("trace view".into(), format!("/traces/{id}")));
+        if let Some(op) = t["root_name"].as_str() {
+            out.push((
+                "trace search (operation)".into(),
+                format!("/traces?operation={}", enc(op)),
+            ));
+        }
+    }
+    out.push((
+        "trace search (attribute)".into(),
+        "/traces?attr=messaging.system%3Dkafka".into(),
+    ));
+    Ok(out)
+}
+
+pub fn run(a: PagesBench) -> anyhow::Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(60))
+        .build();
+    let baseline = healthz_baseline(&agent, &a.api);
+    let stats: serde_json::Value = serde_json::from_str(
+        &agent
+            .get(&format!("{}/api/stats", a.api))
+            .call()?
+            .into_string()?,
+    )?;
+    println!(
+        "pages: {} requests per page; store {}; baseline /healthz p50 {} us",
+        a.requests, stats, baseline
+    );
+    for (name, path) in pages(&agent, &a.api, &a.window)? {
+        let s = time(&agent, &format!("{}{path}", a.api), a.requests);
+        println!(
+            "  {name:<28} p50 {:>8} us  p99 {:>8} us  max {:>8} us  {path}",
+            percentile(&s, 0.5),
+            percentile(&s, 0.99),
+            s.last().copied().unwrap_or(0),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,116 @@
+//! The embedded broker's state of one destination, for its page: a topic's subscriptions
+//! (ready, leased, dead-letter counts) or a stream's offsets and consumer groups (lag).
+//!
+//! Read through the broker's own `/broker/` JSON with its public client, on a blocking thread:
+//! the web module never reaches into broker state directly.
+
+use crate::broker::client::Client;
+use crate::broker::traced::SYSTEM;
+
+/// One subscription of a topic: its queue depth, messages in flight and dead letters.
+pub struct QueueRow {
+    pub name: String,
+    pub ready: u64,
+    pub leased: u64,
+    pub dead: u64,
+    pub push: bool,
+    pub filtered: bool,
+}
+
+/// One consumer group of a stream.
+pub struct GroupRow {
+    pub name: String,
+    pub committed: u64,
+    pub lag: u64,
+}
+
+/// A stream's readable offsets and its groups.
+pub struct StreamState {
+    pub first_offset: u64,
+    pub next_offset: u64,
+    pub groups: Vec<GroupRow>,
+}
+
+/// What the broker knows of a destination (`declared` false: no topic or stream by that name).
+pub struct BrokerState {
+    pub declared: bool,
+    pub queues: Vec<QueueRow>,
+    pub stream: Option<StreamState>,
+    pub error: String,
+}
+
+/// Whether a destination node id names an embedded-broker destination.
+pub fn is_broker_destination(node_id: &str) -> bool {
+    node_id
+        .strip_prefix("destination:")
+        .and_then(|rest| rest.strip_prefix(SYSTEM))
+        .is_some_and(|rest| rest.starts_with(':'))
+}
+
+/// Reads the state of destination `name` from the broker served at `addr` (blocking).
+pub fn load(addr: &str, name: &str) -> BrokerState {
+    let client = Client::new(addr);
+    let mut state = BrokerState {
+        declared: false,
+        queues: Vec::new(),
+        stream: None,
+        error: String::new(),
+    };
+    match (client.topics(), client.subscriptions(), client.streams()) {
+        (Ok(topics), Ok(subs), Ok(streams)) => {
+            state.declared = topics.iter().any(|t| t.name == name);
+            state.queues = subs
+                .into_iter()
+                .filter(|s| s.spec.topic == name)
+                .map(|s| QueueRow {
+                    push: s.spec.push.is_some(),
+                    filtered: s.spec.filter.is_some(),
+                    name: s.spec.name,
+                    ready: s.ready,
+                    leased: s.leased,
+                    dead: s.dead,
+                })
+                .collect();
+            if let Some(s) = streams.into_iter().find(|s| s.spec.name == name) {
+                state.declared = true;
+                state.stream = Some(StreamState {
+                    first_offset: s.first_offset,
+                    next_offset: s.next_offset,
+                    groups: s
+                        .groups
+                        .into_iter()
+                        .map(|g| GroupRow {
+                            name: g.name,
+                            committed: g.committed,
+                            lag: g.lag,
+                        })
+                        .collect(),
+                });
+            }
+        }
+        (a, b, c) => {
+            let e = [a.err(), b.err(), c.err()];
+            state.error = e
+                .into_iter()
+                .flatten()
+                .next()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+        }
+    }
+    state
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_switchyard_destinations_are_broker_destinations() {
+        assert!(is_broker_destination("destination:switchyard:orders"));
+        assert!(is_broker_destination("destination:switchyard:a:b"));
+        assert!(!is_broker_destination("destination:rabbitmq:orders"));
+        assert!(!is_broker_destination("destination:switchyardx:orders"));
+        assert!(!is_broker_destination("service:switchyard"));
+    }
+}

@@ -1,0 +1,88 @@
+//! The destination pages of embedded-broker destinations show the broker's state: per
+//! subscription depth, in-flight and dead-letter counts; per stream offsets and group lag.
+
+mod common;
+
+use common::ui::{self, Page};
+use common::TestEnv;
+use serde_json::json;
+use std::time::Duration;
+use switchyard::broker::client::Client;
+
+fn cell(row: &scraper::ElementRef<'_>, css: &str) -> String {
+    let sel = scraper::Selector::parse(css).unwrap();
+    ui::text(&row.select(&sel).next().expect(css))
+}
+
+#[test]
+fn a_topic_page_shows_depth_in_flight_and_dead_letters_per_subscription() {
+    let env = TestEnv::start();
+    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    c.declare_topic("ui.orders").unwrap();
+    c.declare_subscription("billing", "ui.orders", 60_000, 1)
+        .unwrap();
+    c.declare_subscription("audit", "ui.orders", 60_000, 5)
+        .unwrap();
+    for n in 0..4 {
+        c.publish_json("ui.orders", &json!({ "n": n }), None)
+            .unwrap();
+    }
+    // billing: one leased, one dead (nack past max_attempts 1), two ready.
+    let leased = c.pull("billing", 1, Duration::from_secs(1)).unwrap();
+    assert_eq!(leased.len(), 1);
+    let dead = c.pull("billing", 1, Duration::from_secs(1)).unwrap();
+    c.nack("billing", &[dead[0].lease_id.clone()], 0).unwrap();
+
+    let page = Page::ok(&env, "/destinations/destination:switchyard:ui.orders");
+    page.one("#broker-state");
+    let rows = page.all("#broker-queues .queue-row");
+    assert_eq!(rows.len(), 2);
+    let by_name = |name: &str| {
+        rows.iter()
+            .find(|r| cell(r, ".queue-name") == name)
+            .map(|r| (cell(r, ".ready"), cell(r, ".leased"), cell(r, ".dead")))
+            .expect(name)
+    };
+    assert_eq!(by_name("billing"), ("2".into(), "1".into(), "1".into()));
+    assert_eq!(by_name("audit"), ("4".into(), "0".into(), "0".into()));
+
+    // A destination of another system has no broker panel; an undeclared one says so.
+    let other = Page::ok(&env, "/destinations/destination:rabbitmq:ui.orders");
+    assert!(other.all("#broker-state").is_empty());
+    let none = Page::ok(&env, "/destinations/destination:switchyard:nothing.here");
+    none.one("#broker-undeclared");
+}
+
+#[test]
+fn a_stream_page_shows_offsets_and_consumer_group_lag() {
+    let env = TestEnv::start();
+    let c = Client::new(&env.server().http.to_string()).with_service("payments");
+    c.declare_stream("ui.payments", None).unwrap();
+    for n in 0..5 {
+        c.append_json("ui.payments", &json!({ "n": n })).unwrap();
+    }
+    c.commit("ui.payments", "reports", 2).unwrap();
+    c.commit("ui.payments", "audit", 5).unwrap();
+
+    let page = Page::ok(&env, "/destinations/destination:switchyard:ui.payments");
+    assert_eq!(ui::text(&page.one("#broker-stream .next-offset")), "5");
+    let groups: Vec<(String, String, String)> = page
+        .all("#broker-groups .group-row")
+        .iter()
+        .map(|r| {
+            (
+                cell(r, ".group-name"),
+                cell(r, ".committed"),
+                cell(r, ".lag"),
+            )
+        })
+        .collect();
+    assert!(
+        groups.contains(&("reports".into(), "2".into(), "3".into())),
+        "{groups:?}"
+    );
+    assert!(
+        groups.contains(&("audit".into(), "5".into(), "0".into())),
+        "{groups:?}"
+    );
+}
