@@ -85,7 +85,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let demo = args
         .demo
-        .then(|| tokio::spawn(crate::demo::run(ingest.clone())));
+        .then(|| tokio::spawn(crate::demo::run(broker.clone())));
     announce(web_addr, otlp_addr, grpc_addr, &args);
     shutdown_signal().await;
     tracing::info!("shutting down: no new requests, draining in-flight ones");

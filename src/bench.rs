@@ -1,8 +1,9 @@
 //! Load generators and query benchmarks, run against a live server:
-//! `switchyard bench ingest` and `switchyard bench query`. Figures are printed with a
+//! `switchyard bench ingest`, `query`, `broker` and `brokers`. Figures are printed with a
 //! baseline measured in the same run (an HTTP round trip to `/healthz`).
 
 mod broker;
+mod brokers;
 mod ingest;
 mod pages;
 mod query;
@@ -26,6 +27,9 @@ pub enum BenchCommand {
     Pages(pages::PagesBench),
     /// Embedded broker: persisted publish-to-deliver throughput and latency over HTTP.
     Broker(broker::BrokerBench),
+    /// The embedded broker, RabbitMQ and NATS JetStream side by side: persisted
+    /// publish-to-deliver throughput and p50/p99 for 100 B and 1 KiB with 1, 100, 1000 in flight.
+    Brokers(brokers::BrokersBench),
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
@@ -34,6 +38,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Query(a) => query::run(a),
         BenchCommand::Pages(a) => pages::run(a),
         BenchCommand::Broker(a) => broker::run(a),
+        BenchCommand::Brokers(a) => brokers::run(a),
     }
 }
 

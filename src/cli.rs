@@ -74,7 +74,7 @@ pub struct ServeArgs {
     /// SQLite durability: normal survives process crashes (kill -9); full also power loss.
     #[arg(long, env = "SWITCHYARD_SYNC", value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
-    /// Run a simulated shop that sends its traces to this collector (a live demo topology).
+    /// Run a simulated shop over the embedded broker, in-process (a live demo topology).
     #[arg(long, env = "SWITCHYARD_DEMO")]
     pub demo: bool,
     /// Largest broker message (event data and attributes), e.g. 1MiB; larger publishes get 413.

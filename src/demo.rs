@@ -1,430 +1,318 @@
-//! `switchyard serve --demo`: a simulated shop whose services emit OpenTelemetry traces into
-//! the collector's own ingest path, so a newcomer sees a live topology at once. The traces are
-//! built as OTLP requests, exactly as an SDK would send them.
+//! `switchyard serve --demo`: a simulated shop whose services talk over the embedded broker,
+//! in-process (through [`Link`]s), so its topology and event traces come from the broker's own
+//! spans, traced by construction. A newcomer sees a live topology within seconds.
+//!
+//! The shop (every name below is a destination in the topology):
+//! - identity publishes `user.events`, broadcast to shipping and reporting;
+//! - payments publishes `payment.processed`, broadcast to wallet and reporting, and also
+//!   `audit.legacy`, a dead-end topic nobody subscribes to;
+//! - wallet asks identity for 2FA status by request/reply (`identity.2fa`, reply on
+//!   `identity.2fa.reply`); cart asks catalog for prices (`catalog.prices`, `catalog.prices.reply`);
+//! - checkout queues `fulfilment.tasks`, a work queue (subscription `fulfilment.workers`)
+//!   drained by two fulfilment instances;
+//!   some tasks always fail and go to the dead-letter queue after three attempts;
+//! - checkout appends to the `order.history` stream; reporting reads it as a consumer group and
+//!   replays it from the start now and then;
+//! - marketing subscribes to `promotions`, which nobody publishes to (an idle subscriber: the
+//!   broker lists it; the topology cannot, as an empty pull leaves no span).
 
-use crate::ingest::{self, Ingest};
-use crate::model::window::now_unix_nanos;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    span::SpanKind, ResourceSpans, ScopeSpans, Span, Status,
-};
-use std::collections::BTreeMap;
+use crate::broker::link::Link;
+use crate::broker::{Broker, BrokerError, Delivery, ReadFrom, Settle};
+use serde_json::json;
 use std::time::Duration;
 
-const TICK: Duration = Duration::from_millis(500);
+/// The subscriptions: (name, topic, max attempts).
+const SUBSCRIPTIONS: &[(&str, &str, u32)] = &[
+    ("shipping.user-events", "user.events", 5),
+    ("reporting.user-events", "user.events", 5),
+    ("wallet.payment-processed", "payment.processed", 5),
+    ("reporting.payment-processed", "payment.processed", 5),
+    ("identity.2fa-requests", "identity.2fa", 5),
+    ("catalog.price-requests", "catalog.prices", 5),
+    ("fulfilment.workers", "fulfilment.tasks", 3),
+    ("marketing.promotions", "promotions", 5),
+];
+const TOPICS: &[&str] = &[
+    "user.events",
+    "payment.processed",
+    "audit.legacy",
+    "identity.2fa",
+    "identity.2fa.reply",
+    "catalog.prices",
+    "catalog.prices.reply",
+    "fulfilment.tasks",
+    "promotions",
+];
+const STREAM: &str = "order.history";
+const PULL_WAIT: Duration = Duration::from_millis(500);
 
-/// Runs until the process stops.
-pub async fn run(ingest: Ingest) {
-    let mut shop = Shop {
-        rng: now_unix_nanos() | 1,
-        spans: BTreeMap::new(),
-    };
-    let mut tick = tokio::time::interval(TICK);
-    loop {
-        tick.tick().await;
-        let request = shop.tick(now_unix_nanos());
-        let batch = match tokio::task::spawn_blocking(move || ingest::prepare(request)).await {
-            Ok(b) => b,
-            Err(_) => return,
-        };
-        if let Err(e) = ingest.accept(batch).await {
-            tracing::warn!(error = %e, "demo traffic was refused");
-        }
+/// Declares the shop's destinations, then runs its services until the process stops.
+pub async fn run(broker: Broker) {
+    if let Err(e) = declare(&broker).await {
+        tracing::warn!(error = %e, "the demo shop could not declare its destinations");
+        return;
     }
-}
-
-fn kv(key: &str, value: &str) -> KeyValue {
-    KeyValue {
-        key: key.into(),
-        value: Some(AnyValue {
-            value: Some(any_value::Value::StringValue(value.into())),
-        }),
-        ..Default::default()
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(identity_publisher(Link::new(&broker, "identity")));
+    tasks.spawn(payments(Link::new(&broker, "payments")));
+    tasks.spawn(checkout(Link::new(&broker, "checkout")));
+    tasks.spawn(cart(Link::new(&broker, "cart")));
+    for (service, sub) in [
+        ("shipping", "shipping.user-events"),
+        ("reporting", "reporting.user-events"),
+        ("reporting", "reporting.payment-processed"),
+        ("marketing", "marketing.promotions"),
+    ] {
+        tasks.spawn(consume(Link::new(&broker, service), sub));
     }
+    tasks.spawn(wallet(Link::new(&broker, "wallet")));
+    tasks.spawn(responder(
+        Link::new(&broker, "identity"),
+        "identity.2fa-requests",
+    ));
+    tasks.spawn(responder(
+        Link::new(&broker, "catalog"),
+        "catalog.price-requests",
+    ));
+    for instance in ["fulfilment@fulfilment-1", "fulfilment@fulfilment-2"] {
+        tasks.spawn(consume(Link::new(&broker, instance), "fulfilment.workers"));
+    }
+    tasks.spawn(reporting_stream(Link::new(&broker, "reporting")));
+    while tasks.join_next().await.is_some() {}
 }
 
-struct Shop {
-    rng: u64,
-    /// (service, instance) -> spans of this tick.
-    spans: BTreeMap<(&'static str, &'static str), Vec<Span>>,
+async fn declare(broker: &Broker) -> Result<(), BrokerError> {
+    let admin = Link::new(broker, "demo");
+    for topic in TOPICS {
+        admin.declare_topic(topic).await?;
+    }
+    for (name, topic, attempts) in SUBSCRIPTIONS {
+        admin.declare_subscription(name, topic, *attempts).await?;
+    }
+    admin.declare_stream(STREAM).await?;
+    Ok(())
 }
 
-/// One span to emit; ids are filled in by `Shop::emit`.
-struct Emit<'a> {
-    service: &'static str,
-    instance: &'static str,
-    name: String,
-    kind: SpanKind,
-    start: u64,
-    micros: u64,
-    error: bool,
-    attrs: Vec<KeyValue>,
-    trace: &'a [u8],
-    parent: &'a [u8],
-}
+/// A small xorshift generator: the demo needs variety, not quality.
+struct Dice(u64);
 
-fn messaging(system: &str, destination: &str, op: &str) -> Vec<KeyValue> {
-    vec![
-        kv("messaging.system", system),
-        kv("messaging.destination.name", destination),
-        kv("messaging.operation.type", op),
-    ]
-}
+impl Dice {
+    fn new() -> Dice {
+        Dice(crate::model::window::now_unix_nanos() | 1)
+    }
 
-impl Shop {
     fn next(&mut self) -> u64 {
-        self.rng ^= self.rng << 13;
-        self.rng ^= self.rng >> 7;
-        self.rng ^= self.rng << 17;
-        self.rng
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
     }
 
     fn chance(&mut self, percent: u64) -> bool {
         self.next() % 100 < percent
     }
 
-    fn emit(&mut self, e: Emit<'_>) -> Vec<u8> {
-        let id = self.next().to_be_bytes().to_vec();
-        let span = Span {
-            trace_id: e.trace.to_vec(),
-            span_id: id.clone(),
-            parent_span_id: e.parent.to_vec(),
-            name: e.name,
-            kind: e.kind as i32,
-            start_time_unix_nano: e.start,
-            end_time_unix_nano: e.start + e.micros * 1_000,
-            attributes: e.attrs,
-            status: Some(Status {
-                code: if e.error { 2 } else { 0 },
-                message: if e.error {
-                    "demo failure".into()
-                } else {
-                    String::new()
-                },
-            }),
-            ..Default::default()
-        };
-        self.spans
-            .entry((e.service, e.instance))
-            .or_default()
-            .push(span);
-        id
+    /// A pause of `ms` milliseconds, give or take half.
+    fn pause(&mut self, ms: u64) -> Duration {
+        Duration::from_millis(ms / 2 + self.next() % ms.max(1))
     }
+}
 
-    fn trace(&mut self) -> Vec<u8> {
-        [self.next().to_be_bytes(), self.next().to_be_bytes()].concat()
-    }
+/// Logs a failed broker call (at debug: a busy broker refuses with 503) and backs off.
+async fn warn(what: &str, e: BrokerError) {
+    tracing::debug!(error = %e, "demo: {what} failed");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+}
 
-    fn tick(&mut self, now: u64) -> ExportTraceServiceRequest {
-        let flows: [fn(&mut Shop, u64); 7] = [
-            Shop::order,
-            Shop::payment,
-            Shop::two_factor,
-            Shop::prices,
-            Shop::task,
-            Shop::audit,
-            Shop::order,
-        ];
-        for (i, flow) in flows.iter().enumerate() {
-            flow(self, now - (i as u64 + 1) * 40_000_000);
-        }
-        let resource_spans = std::mem::take(&mut self.spans)
-            .into_iter()
-            .map(|((service, instance), spans)| ResourceSpans {
-                resource: Some(Resource {
-                    attributes: vec![
-                        kv("service.name", service),
-                        kv("service.namespace", "shop"),
-                        kv("service.instance.id", instance),
-                        kv("telemetry.sdk.name", "switchyard-demo"),
-                    ],
-                    ..Default::default()
-                }),
-                scope_spans: vec![ScopeSpans {
-                    spans,
-                    ..Default::default()
-                }],
-                schema_url: String::new(),
-            })
-            .collect();
-        ExportTraceServiceRequest { resource_spans }
-    }
-
-    /// orders publishes to a fanout exchange; shipping and billing each have a queue bound to
-    /// it (broadcast); billing sometimes fails and retries.
-    fn order(&mut self, t: u64) {
-        let trace = self.trace();
-        let publish = self.emit(Emit {
-            service: "orders",
-            instance: "orders-1",
-            name: "order.created publish".into(),
-            kind: SpanKind::Producer,
-            start: t,
-            micros: 300,
-            error: false,
-            attrs: [
-                messaging("rabbitmq", "order.created", "publish"),
-                vec![kv(
-                    "messaging.rabbitmq.destination.routing_key",
-                    "order.created",
-                )],
-            ]
-            .concat(),
-            trace: &trace,
-            parent: &[],
-        });
-        for (service, queue, delay) in [
-            ("shipping", "shipping.order-created", 2_000_000),
-            ("billing", "billing.order-created", 3_500_000),
-        ] {
-            let error = service == "billing" && self.chance(4);
-            let consume = self.emit(Emit {
-                service,
-                instance: if service == "shipping" {
-                    "shipping-1"
-                } else {
-                    "billing-1"
-                },
-                name: format!("{queue} process"),
-                kind: SpanKind::Consumer,
-                start: t + delay,
-                micros: 4_000,
-                error,
-                attrs: messaging("rabbitmq", queue, "process"),
-                trace: &trace,
-                parent: &publish,
-            });
-            if service == "billing" {
-                self.emit(Emit {
-                    service,
-                    instance: "billing-1",
-                    name: "INSERT invoices".into(),
-                    kind: SpanKind::Client,
-                    start: t + delay + 500_000,
-                    micros: 1_800,
-                    error,
-                    attrs: vec![kv("db.system", "postgresql"), kv("db.name", "billing")],
-                    trace: &trace,
-                    parent: &consume,
-                });
-            }
-        }
-    }
-
-    /// payments appends to a Kafka topic read by wallet and by reporting (two consumer groups).
-    fn payment(&mut self, t: u64) {
-        let trace = self.trace();
-        let publish = self.emit(Emit {
-            service: "payments",
-            instance: "payments-1",
-            name: "payment.processed send".into(),
-            kind: SpanKind::Producer,
-            start: t,
-            micros: 900,
-            error: false,
-            attrs: messaging("kafka", "payment.processed", "send"),
-            trace: &trace,
-            parent: &[],
-        });
-        for (service, group, delay) in [
-            ("wallet", "wallet", 6_000_000),
-            ("reporting", "reporting", 25_000_000),
-        ] {
-            let attrs = [
-                messaging("kafka", "payment.processed", "process"),
-                vec![kv("messaging.consumer.group.name", group)],
-            ]
-            .concat();
-            self.emit(Emit {
-                service,
-                instance: if service == "wallet" {
-                    "wallet-1"
-                } else {
-                    "reporting-1"
-                },
-                name: "payment.processed process".into(),
-                kind: SpanKind::Consumer,
-                start: t + delay,
-                micros: 2_500,
-                error: false,
-                attrs,
-                trace: &trace,
-                parent: &publish,
-            });
-        }
-    }
-
-    /// wallet asks identity for a user's 2FA status by request/reply over a queue and a
-    /// temporary reply queue: an action/response pair.
-    fn two_factor(&mut self, t: u64) {
-        let trace = self.trace();
-        let corr = format!("2fa-{}", self.next() % 100_000);
-        let with_corr = |mut a: Vec<KeyValue>| {
-            a.push(kv("messaging.message.conversation_id", &corr));
-            a
-        };
-        let request = self.emit(Emit {
-            service: "wallet",
-            instance: "wallet-1",
-            name: "identity.2fa publish".into(),
-            kind: SpanKind::Producer,
-            start: t,
-            micros: 200,
-            error: false,
-            attrs: with_corr(messaging("rabbitmq", "identity.2fa", "publish")),
-            trace: &trace,
-            parent: &[],
-        });
-        let handle = self.emit(Emit {
-            service: "identity",
-            instance: "identity-1",
-            name: "identity.2fa process".into(),
-            kind: SpanKind::Consumer,
-            start: t + 1_200_000,
-            micros: 3_000,
-            error: false,
-            attrs: with_corr(messaging("rabbitmq", "identity.2fa", "process")),
-            trace: &trace,
-            parent: &request,
-        });
-        let reply_queue = "amq.gen-Jz4pQ1wallet";
-        let reply = self.emit(Emit {
-            service: "identity",
-            instance: "identity-1",
-            name: "reply publish".into(),
-            kind: SpanKind::Producer,
-            start: t + 3_800_000,
-            micros: 150,
-            error: false,
-            attrs: with_corr(messaging("rabbitmq", reply_queue, "publish")),
-            trace: &trace,
-            parent: &handle,
-        });
-        self.emit(Emit {
-            service: "wallet",
-            instance: "wallet-1",
-            name: "reply process".into(),
-            kind: SpanKind::Consumer,
-            start: t + 4_600_000,
-            micros: 400,
-            error: false,
-            attrs: with_corr(messaging("rabbitmq", reply_queue, "process")),
-            trace: &trace,
-            parent: &reply,
-        });
-    }
-
-    /// cart calls catalog over HTTP for prices (a synchronous call edge).
-    fn prices(&mut self, t: u64) {
-        let trace = self.trace();
-        let error = self.chance(2);
-        let call = self.emit(Emit {
-            service: "cart",
-            instance: "cart-1",
-            name: "GET /prices".into(),
-            kind: SpanKind::Client,
-            start: t,
-            micros: 8_000,
-            error,
-            attrs: vec![
-                kv("http.request.method", "GET"),
-                kv("server.address", "catalog"),
-                kv("peer.service", "catalog"),
-            ],
-            trace: &trace,
-            parent: &[],
-        });
-        let serve = self.emit(Emit {
-            service: "catalog",
-            instance: "catalog-1",
-            name: "GET /prices".into(),
-            kind: SpanKind::Server,
-            start: t + 500_000,
-            micros: 6_500,
-            error,
-            attrs: vec![
-                kv("http.request.method", "GET"),
-                kv("http.route", "/prices"),
-            ],
-            trace: &trace,
-            parent: &call,
-        });
-        self.emit(Emit {
-            service: "catalog",
-            instance: "catalog-1",
-            name: "GET prices:*".into(),
-            kind: SpanKind::Client,
-            start: t + 900_000,
-            micros: 700,
-            error: false,
-            attrs: vec![kv("db.system", "redis")],
-            trace: &trace,
-            parent: &serve,
-        });
-    }
-
-    /// checkout hands work to a queue drained by two worker instances (a work queue).
-    fn task(&mut self, t: u64) {
-        let trace = self.trace();
-        let publish = self.emit(Emit {
-            service: "checkout",
-            instance: "checkout-1",
-            name: "tasks publish".into(),
-            kind: SpanKind::Producer,
-            start: t,
-            micros: 250,
-            error: false,
-            attrs: messaging("rabbitmq", "tasks", "publish"),
-            trace: &trace,
-            parent: &[],
-        });
-        let instance = if self.chance(50) {
-            "worker-1"
+async fn identity_publisher(link: Link) {
+    let mut dice = Dice::new();
+    loop {
+        tokio::time::sleep(dice.pause(700)).await;
+        let kind = if dice.chance(70) {
+            "user.signed_in"
         } else {
-            "worker-2"
+            "user.registered"
         };
-        let work = self.emit(Emit {
-            service: "worker",
-            instance,
-            name: "tasks process".into(),
-            kind: SpanKind::Consumer,
-            start: t + 9_000_000,
-            micros: 30_000,
-            error: false,
-            attrs: messaging("rabbitmq", "tasks", "process"),
-            trace: &trace,
-            parent: &publish,
-        });
-        self.emit(Emit {
-            service: "worker",
-            instance,
-            name: "UPDATE orders".into(),
-            kind: SpanKind::Client,
-            start: t + 12_000_000,
-            micros: 4_000,
-            error: false,
-            attrs: vec![kv("db.system", "postgresql"), kv("db.name", "shop")],
-            trace: &trace,
-            parent: &work,
-        });
+        let data = json!({"user": dice.next() % 10_000});
+        if let Err(e) = link
+            .publish("user.events", link.event(kind, &data, &[]), None)
+            .await
+        {
+            warn("publish user.events", e).await;
+        }
     }
+}
 
-    /// audit publishes events nobody subscribes to (a dead-end topic).
-    fn audit(&mut self, t: u64) {
-        let trace = self.trace();
-        self.emit(Emit {
-            service: "audit",
-            instance: "audit-1",
-            name: "audit.events publish".into(),
-            kind: SpanKind::Producer,
-            start: t,
-            micros: 120,
-            error: false,
-            attrs: messaging("rabbitmq", "audit.events", "publish"),
-            trace: &trace,
-            parent: &[],
-        });
+async fn payments(link: Link) {
+    let mut dice = Dice::new();
+    loop {
+        tokio::time::sleep(dice.pause(900)).await;
+        let data = json!({"payment": dice.next() % 100_000, "cents": dice.next() % 20_000});
+        let event = link.event("payment.processed", &data, &[]);
+        match link.publish("payment.processed", event, None).await {
+            Ok(p) if dice.chance(30) => {
+                let audit = link.event("payment.audited", &data, &[]);
+                let _ = link
+                    .publish("audit.legacy", audit, Some(&p.traceparent))
+                    .await;
+            }
+            Ok(_) => {}
+            Err(e) => warn("publish payment.processed", e).await,
+        }
+    }
+}
+
+/// Checkout: queues a fulfilment task per order (some of them poisoned) and records the order
+/// in the `order.history` stream.
+async fn checkout(link: Link) {
+    let mut dice = Dice::new();
+    loop {
+        tokio::time::sleep(dice.pause(800)).await;
+        let order = dice.next() % 100_000;
+        let poison = dice.chance(8);
+        let data = json!({"order": order, "poison": poison});
+        let task = link.event("fulfilment.requested", &data, &[]);
+        let published = match link.publish("fulfilment.tasks", task, None).await {
+            Ok(p) => p,
+            Err(e) => {
+                warn("publish fulfilment.tasks", e).await;
+                continue;
+            }
+        };
+        let history = link.event("order.placed", &data, &[]);
+        if let Err(e) = link
+            .append(STREAM, history, Some(&published.traceparent))
+            .await
+        {
+            warn("append order.history", e).await;
+        }
+    }
+}
+
+/// Cart: asks catalog for prices, by request/reply.
+async fn cart(link: Link) {
+    let mut dice = Dice::new();
+    loop {
+        tokio::time::sleep(dice.pause(1_000)).await;
+        let data = json!({"sku": format!("sku-{}", dice.next() % 500)});
+        let event = link.event("catalog.price_requested", &data, &[]);
+        let timeout = Duration::from_secs(5);
+        if let Err(e) = link
+            .request(
+                "catalog.prices",
+                "catalog.prices.reply",
+                event,
+                None,
+                timeout,
+            )
+            .await
+        {
+            warn("request catalog.prices", e).await;
+        }
+    }
+}
+
+/// Wallet: on each processed payment, asks identity for the user's 2FA status.
+async fn wallet(link: Link) {
+    let sub = "wallet.payment-processed";
+    loop {
+        let deliveries = match link.pull(sub, 10, PULL_WAIT).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn("pull", e).await;
+                continue;
+            }
+        };
+        for d in deliveries {
+            let ask = link.event("identity.2fa_requested", &json!({"user": 7}), &[]);
+            let timeout = Duration::from_secs(5);
+            let answer = link
+                .request(
+                    "identity.2fa",
+                    "identity.2fa.reply",
+                    ask,
+                    Some(&d.traceparent),
+                    timeout,
+                )
+                .await;
+            let action = match answer {
+                Ok(_) => Settle::Ack,
+                Err(_) => Settle::Nack { delay_ms: 1_000 },
+            };
+            let _ = link.settle(sub, &d, action).await;
+        }
+    }
+}
+
+/// A request/reply responder: answers each request on its subscription.
+async fn responder(link: Link, sub: &'static str) {
+    loop {
+        let deliveries = match link.pull(sub, 10, PULL_WAIT).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn("pull", e).await;
+                continue;
+            }
+        };
+        for d in deliveries {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+            let answer = json!({"ok": true});
+            let _ = link.reply(&d, "switchyard.reply", &answer).await;
+            let _ = link.settle(sub, &d, Settle::Ack).await;
+        }
+    }
+}
+
+/// A consumer: processes each delivery, fails some (nack, retried after a delay) and always
+/// fails poisoned ones (they end in the dead-letter queue).
+async fn consume(link: Link, sub: &'static str) {
+    let mut dice = Dice::new();
+    loop {
+        let deliveries = match link.pull(sub, 5, PULL_WAIT).await {
+            Ok(d) => d,
+            Err(e) => {
+                warn("pull", e).await;
+                continue;
+            }
+        };
+        for d in deliveries {
+            tokio::time::sleep(dice.pause(20)).await;
+            let action = if fails(&d, &mut dice) {
+                Settle::Nack { delay_ms: 300 }
+            } else {
+                Settle::Ack
+            };
+            let _ = link.settle(sub, &d, action).await;
+        }
+    }
+}
+
+fn fails(d: &Delivery, dice: &mut Dice) -> bool {
+    let poison = d.event["data"]["poison"].as_bool().unwrap_or(false);
+    poison || dice.chance(3)
+}
+
+/// Reporting: reads `order.history` as a consumer group, and every minute replays it from the
+/// start (a catch-up report).
+async fn reporting_stream(link: Link) {
+    let mut dice = Dice::new();
+    let mut reads = 0u64;
+    loop {
+        tokio::time::sleep(dice.pause(1_500)).await;
+        reads += 1;
+        if reads % 40 == 0 {
+            let _ = link.read(STREAM, ReadFrom::Earliest, None, 100).await;
+            continue;
+        }
+        match link
+            .read(STREAM, ReadFrom::Committed, Some("reporting"), 100)
+            .await
+        {
+            Ok(batch) if !batch.events.is_empty() => {
+                let _ = link.commit(STREAM, "reporting", batch.next_offset).await;
+            }
+            Ok(_) => {}
+            Err(e) => warn("read order.history", e).await,
+        }
     }
 }

@@ -312,7 +312,7 @@ fn docs_screenshots() {
     let env = TestEnv::with_args(&["--demo"]);
     common::wait_for("demo traffic", std::time::Duration::from_secs(30), || {
         let t = env.get_json("/api/topology");
-        (t["nodes"].as_array().map_or(0, |n| n.len()) >= 20).then_some(())
+        (t["nodes"].as_array().map_or(0, |n| n.len()) >= 24).then_some(())
     });
     std::thread::sleep(std::time::Duration::from_secs(3));
     let docs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
@@ -321,8 +321,8 @@ fn docs_screenshots() {
     // Let a live refresh (new demo nodes laid out) settle before clicking a position.
     std::thread::sleep(std::time::Duration::from_millis(3000));
     let at = b.eval(
-        "const n = window.switchyard.cy.getElementById('service:shop/orders').nonempty() ? \
-         window.switchyard.cy.getElementById('service:shop/orders') : window.switchyard.cy.nodes('[name = \"orders\"]'); \
+        "const n = window.switchyard.cy.getElementById('service:checkout').nonempty() ? \
+         window.switchyard.cy.getElementById('service:checkout') : window.switchyard.cy.nodes('[name = \"checkout\"]'); \
          const r = document.getElementById('cy').getBoundingClientRect(); \
          const p = n.renderedPosition(); return [r.left + p.x, r.top + p.y];",
         json!([]),
@@ -343,21 +343,21 @@ fn docs_screenshots() {
     b.screenshot("docs-map-other-theme");
     b.click("#theme-toggle");
 
-    let traces = env.get_json("/api/traces?service=billing&limit=20");
+    let traces = env.get_json("/api/traces?service=shipping&limit=20");
     let trace = traces["traces"]
         .as_array()
         .unwrap()
         .iter()
         .find(|t| t["error_count"] == json!(0))
-        .expect("a billing trace")["trace_id"]
+        .expect("a shipping trace")["trace_id"]
         .as_str()
         .unwrap()
         .to_string();
     let spans = env.trace_spans(&trace);
     let consume = spans
         .iter()
-        .find(|s| s["service"] == json!("billing") && s["kind"] == json!("consumer"))
-        .expect("billing consume")["span_id"]
+        .find(|s| s["service"] == json!("shipping") && s["kind"] == json!("consumer"))
+        .expect("shipping consume")["span_id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -263,7 +263,7 @@ fn percent_decode(value: &str) -> String {
 }
 
 /// A unique id for events published without one: time and a process-wide counter.
-pub(super) fn generated_id() -> String {
+pub(crate) fn generated_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(

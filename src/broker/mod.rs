@@ -22,6 +22,7 @@ mod command;
 pub mod db;
 pub mod event;
 pub mod http;
+pub mod link;
 pub mod push;
 mod queue;
 mod reply;

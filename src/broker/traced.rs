@@ -240,6 +240,22 @@ impl SpanExporter for IngestExporter {
     }
 }
 
+/// A client's resource attributes: `name@instance` names the service and its instance.
+fn resource(
+    service: &str,
+    string: impl Fn(&str, &str) -> opentelemetry_proto::tonic::common::v1::KeyValue,
+) -> Vec<opentelemetry_proto::tonic::common::v1::KeyValue> {
+    let mut attributes = vec![string("telemetry.sdk.name", "switchyard-broker")];
+    match service.split_once('@') {
+        Some((name, instance)) if !name.is_empty() && !instance.is_empty() => {
+            attributes.push(string(SERVICE_KEY, name));
+            attributes.push(string("service.instance.id", instance));
+        }
+        _ => attributes.push(string(SERVICE_KEY, service)),
+    }
+    attributes
+}
+
 /// Groups spans by the service each carries into one `ResourceSpans` per service.
 pub fn to_request(batch: Vec<SpanData>) -> ExportTraceServiceRequest {
     let mut by_service: BTreeMap<String, Vec<opentelemetry_proto::tonic::trace::v1::Span>> =
@@ -266,10 +282,7 @@ pub fn to_request(batch: Vec<SpanData>) -> ExportTraceServiceRequest {
         .into_iter()
         .map(|(service, spans)| ResourceSpans {
             resource: Some(Resource {
-                attributes: vec![
-                    string(SERVICE_KEY, &service),
-                    string("telemetry.sdk.name", "switchyard-broker"),
-                ],
+                attributes: resource(&service, string),
                 ..Default::default()
             }),
             scope_spans: vec![ScopeSpans {

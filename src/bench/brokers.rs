@@ -1,0 +1,374 @@
+//! `switchyard bench brokers`: persisted publish-to-deliver throughput and p50/p99 latency of
+//! the embedded broker (over HTTP), RabbitMQ (AMQP 0-9-1: durable queue, persistent messages,
+//! publisher confirms, consumer acks) and NATS JetStream (file storage, acked publishes,
+//! explicit acks), in one run, with the same client concurrency, printed side by side.
+//!
+//! A cell has a window of N messages in flight (published, not yet delivered): a publisher
+//! takes a permit before it publishes and the consumer gives it back on delivery. There are
+//! `min(N, 100)` publishers, each with one confirmed publish outstanding, and `min(N, 4)`
+//! consumers; the mean number actually in flight is measured and printed.
+
+use super::percentile;
+use crate::broker::client::Client;
+use clap::Args;
+use futures_util::StreamExt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Semaphore;
+
+#[derive(Debug, Args)]
+pub struct BrokersBench {
+    /// The embedded broker (a running `switchyard serve`'s `--http` address).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: String,
+    /// RabbitMQ's AMQP URL.
+    #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+    pub amqp: String,
+    /// NATS server (JetStream enabled).
+    #[arg(long, default_value = "127.0.0.1:4222")]
+    pub nats: String,
+    /// How long each cell publishes.
+    #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+}
+
+/// One cell's result.
+#[derive(Clone, Copy, Default)]
+struct Cell {
+    rate: f64,
+    p50_micros: u64,
+    p99_micros: u64,
+    mean_in_flight: f64,
+}
+
+/// The window, counters and samples one cell shares between publishers and consumers.
+struct Meter {
+    window: Semaphore,
+    published: AtomicU64,
+    delivered: AtomicU64,
+    stop: AtomicBool,
+    latencies: Mutex<Vec<u64>>,
+}
+
+impl Meter {
+    fn new(n: usize) -> Arc<Meter> {
+        Arc::new(Meter {
+            window: Semaphore::new(n),
+            published: AtomicU64::default(),
+            delivered: AtomicU64::default(),
+            stop: AtomicBool::default(),
+            latencies: Mutex::default(),
+        })
+    }
+
+    /// Waits for room in the window; false once the cell is over.
+    async fn enter(&self) -> bool {
+        loop {
+            if self.stop.load(Ordering::Relaxed) {
+                return false;
+            }
+            let permit = tokio::time::timeout(Duration::from_millis(50), self.window.acquire());
+            if let Ok(Ok(p)) = permit.await {
+                p.forget();
+                self.published.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+        }
+    }
+
+    fn delivered(&self, payload: &[u8]) {
+        let t = payload
+            .get(..8)
+            .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
+            .unwrap_or(0);
+        let micros = now_micros().saturating_sub(t);
+        self.latencies.lock().unwrap().push(micros);
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        self.window.add_permits(1);
+    }
+
+    /// Runs the cell for `duration`, sampling the number in flight, then stops it.
+    async fn run_for(&self, duration: Duration) -> (f64, f64) {
+        let started = Instant::now();
+        let (mut sum, mut samples) = (0u64, 0u64);
+        while started.elapsed() < duration {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            let p = self.published.load(Ordering::Relaxed);
+            sum += p.saturating_sub(self.delivered.load(Ordering::Relaxed));
+            samples += 1;
+        }
+        let elapsed = started.elapsed().as_secs_f64();
+        self.stop.store(true, Ordering::Relaxed);
+        (elapsed, sum as f64 / samples.max(1) as f64)
+    }
+
+    fn cell(&self, elapsed: f64, mean_in_flight: f64, delivered_at_stop: u64) -> Cell {
+        let mut l = std::mem::take(&mut *self.latencies.lock().unwrap());
+        l.sort_unstable();
+        Cell {
+            rate: delivered_at_stop as f64 / elapsed,
+            p50_micros: percentile(&l, 0.5),
+            p99_micros: percentile(&l, 0.99),
+            mean_in_flight,
+        }
+    }
+}
+
+fn now_micros() -> u64 {
+    crate::broker::unix_nanos(SystemTime::now()) / 1_000
+}
+
+/// A message of `size` bytes whose first 8 are its publish time.
+fn payload(size: usize) -> Vec<u8> {
+    let mut p = now_micros().to_le_bytes().to_vec();
+    p.resize(size.max(8), b'x');
+    p
+}
+
+fn concurrency(n: usize) -> (usize, usize) {
+    (n.min(100), n.min(4))
+}
+
+pub fn run(a: BrokersBench) -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let mut rows = Vec::new();
+    for size in [100usize, 1024] {
+        for n in [1usize, 100, 1000] {
+            let embedded = rt.block_on(embedded(&a, size, n));
+            let rabbit = rt.block_on(rabbitmq(&a, size, n));
+            let nats = rt.block_on(jetstream(&a, size, n));
+            rows.push((size, n, embedded, rabbit, nats));
+        }
+    }
+    print_table(&a, &rows);
+    Ok(())
+}
+
+type Row = (
+    usize,
+    usize,
+    anyhow::Result<Cell>,
+    anyhow::Result<Cell>,
+    anyhow::Result<Cell>,
+);
+
+fn print_table(a: &BrokersBench, rows: &[Row]) {
+    println!(
+        "persisted publish-to-deliver, {} s per cell, publishers = min(N, 100), consumers = min(N, 4)",
+        a.duration.as_secs_f64()
+    );
+    println!("| size | N in flight | embedded msg/s | p50 / p99 ms | mean in flight | RabbitMQ msg/s | p50 / p99 ms | mean in flight | JetStream msg/s | p50 / p99 ms | mean in flight |");
+    println!("|---|---|---|---|---|---|---|---|---|---|---|");
+    let show = |c: &anyhow::Result<Cell>| match c {
+        Ok(c) => format!(
+            "{:.0} | {:.2} / {:.2} | {:.0}",
+            c.rate,
+            c.p50_micros as f64 / 1000.0,
+            c.p99_micros as f64 / 1000.0,
+            c.mean_in_flight
+        ),
+        Err(e) => format!("error: {e:#} | | "),
+    };
+    for (size, n, e, r, j) in rows {
+        println!(
+            "| {size} B | {n} | {} | {} | {} |",
+            show(e),
+            show(r),
+            show(j)
+        );
+    }
+}
+
+async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cell> {
+    let c = Client::new(&a.http).with_service("bench");
+    let name = format!("bench.{}", now_micros());
+    let sub = format!("{name}.q");
+    let (c2, name2, sub2) = (c.clone(), name.clone(), sub.clone());
+    tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+        c2.declare_topic(&name2)?;
+        c2.declare_subscription(&sub2, &name2, 60_000, 5)?;
+        Ok(())
+    })
+    .await??;
+    let meter = Meter::new(n);
+    let (publishers, consumers) = concurrency(n);
+    let handle = tokio::runtime::Handle::current();
+    let mut threads = Vec::new();
+    for _ in 0..publishers {
+        let (c, m, name, h) = (c.clone(), meter.clone(), name.clone(), handle.clone());
+        threads.push(std::thread::spawn(move || {
+            while h.block_on(m.enter()) {
+                let body = serde_json::json!({ "t": now_micros(), "pad": "x".repeat(size.saturating_sub(40)) });
+                if c.publish_json(&name, &body, None).is_err() {
+                    m.window.add_permits(1);
+                }
+            }
+        }));
+    }
+    for _ in 0..consumers {
+        let (c, m, sub) = (c.clone(), meter.clone(), sub.clone());
+        threads.push(std::thread::spawn(move || {
+            while !m.stop.load(Ordering::Relaxed) {
+                let Ok(batch) = c.pull(&sub, 100, Duration::from_millis(100)) else {
+                    continue;
+                };
+                let leases: Vec<String> = batch.iter().map(|d| d.lease_id.clone()).collect();
+                if !leases.is_empty() && c.ack(&sub, &leases).is_ok() {
+                    for d in &batch {
+                        let t = d.event["data"]["t"].as_u64().unwrap_or(0);
+                        m.delivered(&t.to_le_bytes());
+                    }
+                }
+            }
+        }));
+    }
+    let (elapsed, mean) = meter.run_for(a.duration).await;
+    let delivered = meter.delivered.load(Ordering::Relaxed);
+    meter.window.add_permits(publishers);
+    tokio::task::spawn_blocking(move || {
+        for t in threads {
+            let _ = t.join();
+        }
+    })
+    .await?;
+    Ok(meter.cell(elapsed, mean, delivered))
+}
+
+async fn rabbitmq(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cell> {
+    use lapin::{options::*, types::FieldTable, BasicProperties, Connection, ConnectionProperties};
+    let conn = Connection::connect(&a.amqp, ConnectionProperties::default()).await?;
+    let queue = format!("bench.{}", now_micros());
+    let admin = conn.create_channel().await?;
+    let durable = QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    admin
+        .queue_declare(&queue, durable, FieldTable::default())
+        .await?;
+    let meter = Meter::new(n);
+    let (publishers, consumers) = concurrency(n);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..publishers {
+        let ch = conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        let (m, queue) = (meter.clone(), queue.clone());
+        tasks.spawn(async move {
+            while m.enter().await {
+                let props = BasicProperties::default().with_delivery_mode(2);
+                let sent = ch
+                    .basic_publish(
+                        "",
+                        &queue,
+                        BasicPublishOptions::default(),
+                        &payload(size),
+                        props,
+                    )
+                    .await;
+                let confirmed = match sent {
+                    Ok(confirm) => confirm.await.is_ok(),
+                    Err(_) => false,
+                };
+                if !confirmed {
+                    m.window.add_permits(1);
+                }
+            }
+        });
+    }
+    for k in 0..consumers {
+        let ch = conn.create_channel().await?;
+        ch.basic_qos(n.min(1000) as u16, BasicQosOptions::default())
+            .await?;
+        let mut deliveries = ch
+            .basic_consume(
+                &queue,
+                &format!("c{k}"),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let m = meter.clone();
+        tasks.spawn(async move {
+            while !m.stop.load(Ordering::Relaxed) {
+                let next =
+                    tokio::time::timeout(Duration::from_millis(100), deliveries.next()).await;
+                let Ok(Some(Ok(d))) = next else { continue };
+                if d.ack(BasicAckOptions::default()).await.is_ok() {
+                    m.delivered(&d.data);
+                }
+            }
+        });
+    }
+    let (elapsed, mean) = meter.run_for(a.duration).await;
+    let delivered = meter.delivered.load(Ordering::Relaxed);
+    meter.window.add_permits(publishers);
+    while tasks.join_next().await.is_some() {}
+    let _ = admin
+        .queue_delete(&queue, QueueDeleteOptions::default())
+        .await;
+    let _ = conn.close(200, "bench done").await;
+    Ok(meter.cell(elapsed, mean, delivered))
+}
+
+async fn jetstream(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cell> {
+    use async_nats::jetstream::{self, consumer, stream};
+    let client = async_nats::connect(&a.nats).await?;
+    let js = jetstream::new(client);
+    let name = format!("bench_{}", now_micros());
+    let subject = format!("{name}.m");
+    let stream = js
+        .create_stream(stream::Config {
+            name: name.clone(),
+            subjects: vec![subject.clone()],
+            storage: stream::StorageType::File,
+            ..Default::default()
+        })
+        .await?;
+    let pull: consumer::PullConsumer = stream
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("bench".into()),
+            ack_policy: consumer::AckPolicy::Explicit,
+            ..Default::default()
+        })
+        .await?;
+    let meter = Meter::new(n);
+    let (publishers, consumers) = concurrency(n);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..publishers {
+        let (js, m, subject) = (js.clone(), meter.clone(), subject.clone());
+        tasks.spawn(async move {
+            while m.enter().await {
+                let acked = match js.publish(subject.clone(), payload(size).into()).await {
+                    Ok(ack) => ack.await.is_ok(),
+                    Err(_) => false,
+                };
+                if !acked {
+                    m.window.add_permits(1);
+                }
+            }
+        });
+    }
+    for _ in 0..consumers {
+        let mut messages = pull.messages().await?;
+        let m = meter.clone();
+        tasks.spawn(async move {
+            while !m.stop.load(Ordering::Relaxed) {
+                let next = tokio::time::timeout(Duration::from_millis(100), messages.next()).await;
+                let Ok(Some(Ok(msg))) = next else { continue };
+                if msg.ack().await.is_ok() {
+                    m.delivered(&msg.payload);
+                }
+            }
+        });
+    }
+    let (elapsed, mean) = meter.run_for(a.duration).await;
+    let delivered = meter.delivered.load(Ordering::Relaxed);
+    meter.window.add_permits(publishers);
+    while tasks.join_next().await.is_some() {}
+    let _ = js.delete_stream(&name).await;
+    Ok(meter.cell(elapsed, mean, delivered))
+}
