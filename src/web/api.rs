@@ -74,7 +74,7 @@ pub async fn topology_dot(
     let topo = load_topology(&ingest, window).await?;
     let dot = web::block(move || export::dot::to_dot(&topo))
         .await
-        .map_err(|e| ApiError::Store(crate::store::StoreError::Write(e.to_string())))?;
+        .map_err(|e| ApiError::Internal(format!("rendering DOT failed: {e}")))?;
     Ok(HttpResponse::Ok()
         .content_type("text/vnd.graphviz; charset=utf-8")
         .insert_header(("Content-Disposition", "inline; filename=\"switchyard.dot\""))

@@ -13,6 +13,9 @@ pub enum ApiError {
     NotFound(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A task that should not fail did (a blocking render thread panicked).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 impl ApiError {
@@ -21,6 +24,7 @@ impl ApiError {
             ApiError::BadRequest(_) => ErrorCode::BadRequest,
             ApiError::NotFound(_) => ErrorCode::NotFound,
             ApiError::Store(e) => e.code(),
+            ApiError::Internal(_) => ErrorCode::Internal,
         }
     }
 }

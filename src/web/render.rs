@@ -54,6 +54,7 @@ impl From<crate::web::error::ApiError> for PageError {
             ApiError::BadRequest(m) => PageError::BadRequest(m),
             ApiError::NotFound(m) => PageError::NotFound(m),
             ApiError::Store(s) => PageError::Store(s),
+            ApiError::Internal(m) => PageError::Render(m),
         }
     }
 }
