@@ -31,6 +31,21 @@ pub struct BrokersBench {
     /// How long each cell publishes.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Which brokers to measure (comma-separated: embedded, rabbitmq, jetstream).
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "embedded,rabbitmq,jetstream"
+    )]
+    pub brokers: Vec<Broker>,
+}
+
+/// A broker `bench brokers` can measure.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Broker {
+    Embedded,
+    Rabbitmq,
+    Jetstream,
 }
 
 /// One cell's result.
@@ -138,9 +153,23 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for size in [100usize, 1024] {
         for n in [1usize, 100, 1000] {
-            let embedded = rt.block_on(embedded(&a, size, n));
-            let rabbit = rt.block_on(rabbitmq(&a, size, n));
-            let nats = rt.block_on(jetstream(&a, size, n));
+            let skipped = || Err(anyhow::anyhow!("not measured"));
+            let on = |b: Broker| a.brokers.contains(&b);
+            let embedded = if on(Broker::Embedded) {
+                rt.block_on(embedded(&a, size, n))
+            } else {
+                skipped()
+            };
+            let rabbit = if on(Broker::Rabbitmq) {
+                rt.block_on(rabbitmq(&a, size, n))
+            } else {
+                skipped()
+            };
+            let nats = if on(Broker::Jetstream) {
+                rt.block_on(jetstream(&a, size, n))
+            } else {
+                skipped()
+            };
             rows.push((size, n, embedded, rabbit, nats));
         }
     }

@@ -1,5 +1,7 @@
 //! A blocking Rust client of the broker's HTTP API (used by the tests; usable by any Rust
-//! service). Each call is one HTTP request; errors keep the server's status and message.
+//! service). Each call is one HTTP request, except [`Client::publish_json`]: concurrent
+//! publishes to one topic from the threads sharing a client are coalesced into batched
+//! requests (see [`Coalescer`]). Errors keep the server's status and message.
 
 use super::{
     DeadLetter, Declared, Delivery, GroupInfo, Published, Replied, Settled, StreamBatch,
@@ -7,9 +9,12 @@ use super::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, SystemTime};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     /// The broker answered with an error status.
     #[error("{status} {error}: {message}")]
@@ -39,7 +44,51 @@ pub struct Client {
     base: String,
     service: Option<String>,
     agent: ureq::Agent,
+    coalescer: Arc<Coalescer>,
+    /// HTTP requests made by this client and its clones.
+    requests: Arc<AtomicU64>,
 }
+
+/// Batched requests one topic may have in flight from one client; publishes made meanwhile
+/// queue and go in the next batch.
+const BATCHES_IN_FLIGHT: usize = 2;
+/// Events one coalesced batch holds at most.
+const MAX_COALESCED: usize = 256;
+
+/// Coalesces concurrent publishes (group commit on the client side, as producer clients of
+/// other brokers do). Each caller still waits for its own event's acknowledgement: a publish
+/// returns only after the broker committed it. A caller queues its event; when its topic has
+/// fewer than [`BATCHES_IN_FLIGHT`] batches in flight, it sends everything queued as one
+/// request and hands each waiting caller its result.
+///
+/// Invariant: a queued event is taken by exactly one sender, and its result is posted under
+/// the same lock, so every caller gets exactly one answer.
+#[derive(Default)]
+struct Coalescer {
+    lanes: Mutex<HashMap<String, Lane>>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct Lane {
+    next_ticket: u64,
+    queued: Vec<(u64, Value)>,
+    results: HashMap<u64, Result<Published, ClientError>>,
+    sending: usize,
+}
+
+/// A CloudEvents id unique across this process's clients and restarts.
+fn new_event_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n:x}", std::process::id())
+}
+
+/// Idle keep-alive connections a client holds to its broker.
+const IDLE_CONNECTIONS: usize = 256;
 
 impl Client {
     /// `addr`: `127.0.0.1:8080` or `http://127.0.0.1:8080`.
@@ -55,7 +104,13 @@ impl Client {
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(5))
                 .timeout_read(super::MAX_WAIT + Duration::from_secs(10))
+                // One client is shared by many threads: keep a connection for each of them
+                // (the default keeps one per host and opens a new one for every other call).
+                .max_idle_connections(IDLE_CONNECTIONS)
+                .max_idle_connections_per_host(IDLE_CONNECTIONS)
                 .build(),
+            coalescer: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
@@ -65,7 +120,13 @@ impl Client {
         self
     }
 
+    /// HTTP requests this client and its clones have made (coalesced publishes share them).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     fn http(&self, method: &str, path: &str) -> ureq::Request {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let req = self.agent.request(method, &format!("{}{path}", self.base));
         match &self.service {
             Some(s) => req.set(super::traced::SERVICE_HEADER, s),
@@ -131,18 +192,128 @@ impl Client {
         from_value(v["subscriptions"].clone())
     }
 
-    /// Publishes a plain JSON body, optionally continuing a trace.
+    /// Publishes a JSON value as the data of a CloudEvent (type `switchyard.message`, source
+    /// the client's service), optionally continuing a trace. Returns once the broker committed
+    /// it; concurrent calls for one topic share requests (see [`Coalescer`]).
     pub fn publish_json(
         &self,
         topic: &str,
         data: &Value,
         traceparent: Option<&str>,
     ) -> Result<Published, ClientError> {
-        let mut req = self.http("POST", &format!("/broker/topics/{topic}/events"));
+        let mut event = json!({
+            "specversion": "1.0",
+            "id": new_event_id(),
+            "source": self.service.as_deref().unwrap_or(super::traced::UNKNOWN_SERVICE),
+            "type": "switchyard.message",
+            "datacontenttype": "application/json",
+            "data": data,
+        });
         if let Some(tp) = traceparent {
-            req = req.set("traceparent", tp);
+            event["traceparent"] = Value::String(tp.to_string());
         }
-        self.send(req, "application/json", data.to_string().as_bytes())
+        self.coalesced(topic, event)
+    }
+
+    fn coalesced(&self, topic: &str, event: Value) -> Result<Published, ClientError> {
+        let c = &self.coalescer;
+        let mut lanes = c.lanes.lock().unwrap_or_else(|p| p.into_inner());
+        let lane = lanes.entry(topic.to_string()).or_default();
+        let ticket = lane.next_ticket;
+        lane.next_ticket += 1;
+        lane.queued.push((ticket, event));
+        loop {
+            let lane = lanes.entry(topic.to_string()).or_default();
+            if let Some(result) = lane.results.remove(&ticket) {
+                if lane.queued.is_empty() && lane.sending == 0 && lane.results.is_empty() {
+                    lanes.remove(topic);
+                }
+                return result;
+            }
+            if lane.sending < BATCHES_IN_FLIGHT && !lane.queued.is_empty() {
+                let take = lane.queued.len().min(MAX_COALESCED);
+                let batch: Vec<(u64, Value)> = lane.queued.drain(..take).collect();
+                lane.sending += 1;
+                drop(lanes);
+                let events: Vec<Value> = batch.iter().map(|(_, e)| e.clone()).collect();
+                let outcome = self.publish_isolated(topic, &events);
+                lanes = c.lanes.lock().unwrap_or_else(|p| p.into_inner());
+                let lane = lanes.entry(topic.to_string()).or_default();
+                lane.sending -= 1;
+                for ((t, _), r) in batch.into_iter().zip(outcome) {
+                    lane.results.insert(t, r);
+                }
+                c.changed.notify_all();
+                continue;
+            }
+            lanes = c.changed.wait(lanes).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+
+    /// Publishes events of several callers: one request; if the broker refuses the batch for
+    /// its content (4xx other than 429), each event alone, so one bad event fails only its
+    /// own caller. One result per event, in order.
+    fn publish_isolated(
+        &self,
+        topic: &str,
+        events: &[Value],
+    ) -> Vec<Result<Published, ClientError>> {
+        if let [event] = events {
+            return vec![self.publish_event(topic, event)];
+        }
+        match self.publish_events(topic, events) {
+            Ok(published) if published.len() == events.len() => {
+                published.into_iter().map(Ok).collect()
+            }
+            Ok(published) => {
+                let e = ClientError::Decode(format!(
+                    "{} results for {} events",
+                    published.len(),
+                    events.len()
+                ));
+                vec![Err(e); events.len()]
+            }
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                events
+                    .iter()
+                    .map(|event| self.publish_event(topic, event))
+                    .collect()
+            }
+            Err(e) => vec![Err(e); events.len()],
+        }
+    }
+
+    /// Publishes structured CloudEvents in one request (batched content mode): all of them are
+    /// committed, or none.
+    pub fn publish_events(
+        &self,
+        topic: &str,
+        events: &[Value],
+    ) -> Result<Vec<Published>, ClientError> {
+        self.send_batch(&format!("/broker/topics/{topic}/events"), events)
+    }
+
+    /// Appends structured CloudEvents to a stream in one request, at consecutive offsets: all
+    /// of them, or none.
+    pub fn append_events(
+        &self,
+        stream: &str,
+        events: &[Value],
+    ) -> Result<Vec<Published>, ClientError> {
+        self.send_batch(&format!("/broker/streams/{stream}/events"), events)
+    }
+
+    fn send_batch(&self, path: &str, events: &[Value]) -> Result<Vec<Published>, ClientError> {
+        let body = serde_json::to_vec(events).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let v: Value = self.send(
+            self.http("POST", path),
+            super::event::BATCH_MEDIA_TYPE,
+            &body,
+        )?;
+        from_value(v["published"].clone())
     }
 
     /// Publishes a CloudEvent in structured mode.

@@ -68,6 +68,7 @@ pub fn open(path: &Path, synchronous: &str) -> Result<Connection, BrokerError> {
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    crate::store::stable_plans(&conn)?;
     migrate(&mut conn)?;
     Ok(conn)
 }

@@ -35,6 +35,7 @@ pub mod traced;
 mod waiters;
 
 use crate::error::ErrorCode;
+pub use command::BatchTarget;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -413,6 +414,24 @@ impl Broker {
         self.ask(|reply| Command::Publish {
             topic,
             event,
+            caller,
+            started,
+            reply,
+        })
+        .await
+    }
+
+    /// Publishes a batch to a topic or stream in one savepoint: all of it, or none.
+    pub async fn publish_batch(
+        &self,
+        target: command::BatchTarget,
+        events: Vec<Event>,
+        caller: Caller,
+    ) -> Result<Vec<Published>, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::PublishBatch {
+            target,
+            events,
             caller,
             started,
             reply,

@@ -14,7 +14,7 @@
 //! leased with attempts == max_attempts, then nack or expiry ──> dead (dead-letter queue)
 //! ```
 
-pub use super::command::Command;
+pub use super::command::{BatchTarget, Command};
 use super::db::{self, SubRow};
 use super::traced::{self, BrokerSpan, Tracer};
 use super::waiters::{Waiter, Waiting};
@@ -45,6 +45,12 @@ fn answer<T: Send + 'static>(
             Err(BrokerError::Closed)
         }
     }
+}
+
+/// Runs a parameterless statement through the statement cache (a savepoint is taken for every
+/// command: parsing it each time costs more than the insert it protects).
+pub(super) fn run_cached(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// An answer held until the transaction commits, with the spans it ends.
@@ -180,6 +186,7 @@ impl Router {
         for cmd in batch {
             match cmd {
                 Command::Publish { .. }
+                | Command::PublishBatch { .. }
                 | Command::Pull { .. }
                 | Command::Settle { .. }
                 | Command::StreamPublish { .. }
@@ -228,7 +235,7 @@ impl State {
     /// Applies one write command inside a savepoint: on error it alone is rolled back and
     /// answered at once.
     fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
-        if let Err(e) = tx.execute_batch("SAVEPOINT cmd") {
+        if let Err(e) = run_cached(tx, "SAVEPOINT cmd") {
             tracing::error!(error = %e, "broker savepoint failed");
         }
         let mut spans = Vec::new();
@@ -249,6 +256,21 @@ impl State {
                     Err(BrokerError::Closed)
                 }
             },
+            Command::PublishBatch {
+                target,
+                events,
+                caller,
+                started,
+                reply,
+            } => {
+                let result = self.publish_batch(tx, &target, &events, &caller, started, &mut spans);
+                if let (Ok(published), BatchTarget::Topic(topic)) = (&result, &target) {
+                    for (event, p) in events.iter().zip(published) {
+                        pending.extend(self.match_reply(topic, event, p));
+                    }
+                }
+                answer(reply, result, &mut spans)
+            }
             Command::Request {
                 topic,
                 reply_to,
@@ -376,7 +398,7 @@ impl State {
         };
         match outcome {
             Ok(p) => {
-                let _ = tx.execute_batch("RELEASE cmd");
+                let _ = run_cached(tx, "RELEASE cmd");
                 pending.extend(p);
             }
             Err(_) => {
@@ -387,6 +409,43 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Publishes every event of a batch; the first failure fails the batch (its savepoint is
+    /// rolled back). An event's own `traceparent` extension wins over the request's header.
+    fn publish_batch(
+        &mut self,
+        tx: &Connection,
+        target: &BatchTarget,
+        events: &[Event],
+        caller: &Caller,
+        started: SystemTime,
+        spans: &mut Vec<BrokerSpan>,
+    ) -> Result<Vec<Published>, BrokerError> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let own;
+            let caller = match event.str_attr("traceparent") {
+                Some(tp) => {
+                    own = Caller {
+                        service: caller.service.clone(),
+                        trace: TraceContext {
+                            traceparent: Some(tp.to_string()),
+                            tracestate: event.str_attr("tracestate").map(str::to_string),
+                        },
+                    };
+                    &own
+                }
+                None => caller,
+            };
+            out.push(match target {
+                BatchTarget::Topic(t) => self.publish(tx, t, event, caller, started, spans)?,
+                BatchTarget::Stream(s) => {
+                    self.stream_publish(tx, s, event, caller, started, spans)?
+                }
+            });
+        }
+        Ok(out)
     }
 
     pub(super) fn draining(&self) -> bool {

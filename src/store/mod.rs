@@ -10,6 +10,7 @@ pub mod reader;
 mod recent;
 mod retention;
 mod schema;
+pub use schema::stable_plans;
 pub mod series;
 mod trace_index;
 mod writer;
@@ -222,6 +223,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -8_192)?;
+    schema::stable_plans(&conn)?;
     Ok(conn)
 }
 
