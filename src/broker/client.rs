@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 #[derive(Clone, Debug, thiserror::Error)]
@@ -59,22 +59,28 @@ const MAX_COALESCED: usize = 256;
 /// other brokers do). Each caller still waits for its own event's acknowledgement: a publish
 /// returns only after the broker committed it. A caller queues its event; when its topic has
 /// fewer than [`BATCHES_IN_FLIGHT`] batches in flight, it sends everything queued as one
-/// request and hands each waiting caller its result.
+/// request and hands each caller of the batch its result. A sender that finishes while events
+/// wait passes the turn to the first waiting caller, so only the callers concerned wake.
 ///
-/// Invariant: a queued event is taken by exactly one sender, and its result is posted under
-/// the same lock, so every caller gets exactly one answer.
+/// Invariants: a queued event is taken by exactly one sender, which answers its caller once;
+/// while events are queued, a batch is in flight or a waiting caller has been passed the turn.
 #[derive(Default)]
 struct Coalescer {
     lanes: Mutex<HashMap<String, Lane>>,
-    changed: Condvar,
 }
 
 #[derive(Default)]
 struct Lane {
-    next_ticket: u64,
-    queued: Vec<(u64, Value)>,
-    results: HashMap<u64, Result<Published, ClientError>>,
+    queued: Vec<(Value, mpsc::Sender<Turn>)>,
     sending: usize,
+}
+
+/// What a waiting caller is told.
+enum Turn {
+    /// Its event's outcome.
+    Done(Result<Published, ClientError>),
+    /// Batches may be sent: send what is queued, if nobody else did.
+    Lead,
 }
 
 /// A CloudEvents id unique across this process's clients and restarts.
@@ -216,37 +222,67 @@ impl Client {
     }
 
     fn coalesced(&self, topic: &str, event: Value) -> Result<Published, ClientError> {
-        let c = &self.coalescer;
-        let mut lanes = c.lanes.lock().unwrap_or_else(|p| p.into_inner());
-        let lane = lanes.entry(topic.to_string()).or_default();
-        let ticket = lane.next_ticket;
-        lane.next_ticket += 1;
-        lane.queued.push((ticket, event));
+        let (tx, rx) = mpsc::channel();
+        self.lanes()
+            .entry(topic.to_string())
+            .or_default()
+            .queued
+            .push((event, tx));
+        self.send_queued(topic);
         loop {
-            let lane = lanes.entry(topic.to_string()).or_default();
-            if let Some(result) = lane.results.remove(&ticket) {
-                if lane.queued.is_empty() && lane.sending == 0 && lane.results.is_empty() {
+            match rx.recv() {
+                Ok(Turn::Done(result)) => return result,
+                Ok(Turn::Lead) => self.send_queued(topic),
+                Err(_) => return Err(ClientError::Transport("publish abandoned".into())),
+            }
+        }
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+        self.coalescer
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends batches of what `topic` has queued while it has room for another batch in flight;
+    /// then, if events still wait, passes the turn to the first of their callers.
+    fn send_queued(&self, topic: &str) {
+        loop {
+            let mut lanes = self.lanes();
+            let Some(lane) = lanes.get_mut(topic) else {
+                return;
+            };
+            if lane.queued.is_empty() {
+                if lane.sending == 0 {
                     lanes.remove(topic);
                 }
-                return result;
+                return;
             }
-            if lane.sending < BATCHES_IN_FLIGHT && !lane.queued.is_empty() {
-                let take = lane.queued.len().min(MAX_COALESCED);
-                let batch: Vec<(u64, Value)> = lane.queued.drain(..take).collect();
-                lane.sending += 1;
-                drop(lanes);
-                let events: Vec<Value> = batch.iter().map(|(_, e)| e.clone()).collect();
-                let outcome = self.publish_isolated(topic, &events);
-                lanes = c.lanes.lock().unwrap_or_else(|p| p.into_inner());
-                let lane = lanes.entry(topic.to_string()).or_default();
-                lane.sending -= 1;
-                for ((t, _), r) in batch.into_iter().zip(outcome) {
-                    lane.results.insert(t, r);
+            if lane.sending >= BATCHES_IN_FLIGHT {
+                return;
+            }
+            let take = lane.queued.len().min(MAX_COALESCED);
+            let (events, callers): (Vec<Value>, Vec<mpsc::Sender<Turn>>) =
+                lane.queued.drain(..take).unzip();
+            lane.sending += 1;
+            drop(lanes);
+            let outcome = self.publish_isolated(topic, &events);
+            for (caller, result) in callers.iter().zip(outcome) {
+                let _ = caller.send(Turn::Done(result));
+            }
+            let mut lanes = self.lanes();
+            let Some(lane) = lanes.get_mut(topic) else {
+                return;
+            };
+            lane.sending -= 1;
+            // Hand the next batch to a waiting caller: this one has its answer (or is answered
+            // by a later batch) and should not wait for others' requests.
+            if let Some((_, next)) = lane.queued.first() {
+                if next.send(Turn::Lead).is_ok() {
+                    return;
                 }
-                c.changed.notify_all();
-                continue;
             }
-            lanes = c.changed.wait(lanes).unwrap_or_else(|p| p.into_inner());
         }
     }
 
@@ -338,6 +374,24 @@ impl Client {
         );
         let v: Value = self.send(self.http("POST", &path), "application/json", b"")?;
         from_value(v["messages"].clone())
+    }
+
+    /// A streaming pull (Server-Sent Events): deliveries pushed as they are published, up to
+    /// `max` leased per step. Settle them with [`Client::ack`]/[`Client::nack`] as usual. The
+    /// iterator ends when the server ends the stream (at shutdown); reconnect to go on.
+    pub fn consume(&self, sub: &str, max: usize) -> Result<Deliveries, ClientError> {
+        let path = format!("/broker/subscriptions/{}/events?max={max}", encode(sub));
+        let resp = self
+            .http("GET", &path)
+            .call()
+            .map_err(|e| match decode::<Value>(Err(e)) {
+                Err(e) => e,
+                Ok(_) => ClientError::Decode("no stream".into()),
+            })?;
+        Ok(Deliveries {
+            lines: std::io::BufReader::new(resp.into_reader()),
+            data: String::new(),
+        })
     }
 
     pub fn ack(&self, sub: &str, lease_ids: &[String]) -> Result<Settled, ClientError> {
@@ -482,6 +536,45 @@ impl Client {
 }
 
 /// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
+/// The deliveries of a [`Client::consume`] stream, in order.
+pub struct Deliveries {
+    lines: std::io::BufReader<Box<dyn std::io::Read + Send + Sync + 'static>>,
+    /// The `data` of the frame being read.
+    data: String,
+}
+
+impl Iterator for Deliveries {
+    type Item = Result<Delivery, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.lines.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(ClientError::Transport(e.to_string()))),
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if self.data.is_empty() {
+                    continue;
+                }
+                let data = std::mem::take(&mut self.data);
+                return Some(
+                    serde_json::from_str(&data)
+                        .map_err(|e| ClientError::Decode(format!("{e}: {data}"))),
+                );
+            }
+            // `id:` and `event:` lines repeat what the data holds; comments keep the line warm.
+            if let Some(d) = line.strip_prefix("data:") {
+                self.data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            }
+        }
+    }
+}
+
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
