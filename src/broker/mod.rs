@@ -339,6 +339,8 @@ pub struct Broker {
     tx: Sender<Command>,
     pub config: Arc<BrokerConfig>,
     router: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Copies the WAL into the file beside the router (taken and stopped at shutdown).
+    checkpointer: Arc<Mutex<Option<crate::store::Checkpointer>>>,
     /// Set by [`Broker::drain`]: streaming consumers end.
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// Message bytes (in KiB) read or queued for the router at once: publishes past it get 429.
@@ -352,6 +354,12 @@ impl Broker {
             std::fs::create_dir_all(dir)?;
         }
         let conn = db::open(&config.path, &config.synchronous)?;
+        let checkpointer = crate::store::start_checkpointer(
+            "broker-checkpoint",
+            &config.path,
+            &config.synchronous,
+        )
+        .map_err(|e| BrokerError::Write(e.to_string()))?;
         let (_, subs) = db::load(&conn)?;
         let (tx, rx) = bounded(config.queue_depth.max(1));
         let router = router::Router::new(conn, rx, tracer, config.max_waiters)?;
@@ -363,6 +371,7 @@ impl Broker {
             tx,
             config: Arc::new(config),
             router: Arc::new(Mutex::new(Some(handle))),
+            checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
             draining: Arc::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
         };
@@ -505,6 +514,9 @@ impl Broker {
         let handle = self.router.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = h.join();
+        }
+        if let Some(c) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            c.stop();
         }
     }
 }

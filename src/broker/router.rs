@@ -24,6 +24,8 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// How often the router finishes a WAL checkpoint.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Commands applied in one transaction at most.
 const MAX_BATCH: usize = 512;
 /// How often stream retention runs.
@@ -147,6 +149,7 @@ impl Router {
 
     pub fn run(mut self) {
         let mut stopping = false;
+        let mut last_checkpoint = Instant::now();
         while !stopping {
             let timeout = if self.state.waiters.is_empty() && self.state.requests.is_empty() {
                 Duration::from_secs(1)
@@ -169,6 +172,19 @@ impl Router {
                 stopping = true;
             }
             self.turn(batch, stopping);
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                // The checkpointer thread copies most of the WAL beside the router; only the
+                // router, between its transactions, can finish a checkpoint so that its next
+                // transaction starts the WAL over instead of growing it. What is left to copy
+                // is what was committed since the checkpointer's last pass.
+                last_checkpoint = Instant::now();
+                let done = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "broker checkpoint failed");
+                }
+            }
             if self.state.last_expiry.elapsed() >= EXPIRY_EVERY {
                 self.state.last_expiry = Instant::now();
                 if let Err(e) = self.state.expire_streams(&mut self.conn) {

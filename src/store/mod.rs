@@ -4,6 +4,7 @@
 mod accumulate;
 mod block;
 mod checkpoint;
+pub use checkpoint::{start as start_checkpointer, Checkpointer};
 mod insert;
 mod pairing;
 pub mod reader;
@@ -90,7 +91,7 @@ impl Store {
         let unwritten = trace_index::Unwritten::default();
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
         let w = writer::Writer::new(conn, rx, cfg.retention.clone(), unwritten.clone())?;
-        let checkpointer = checkpoint::start(&cfg.path, &cfg.synchronous)?;
+        let checkpointer = checkpoint::start("store-checkpoint", &cfg.path, &cfg.synchronous)?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
