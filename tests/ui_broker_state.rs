@@ -86,3 +86,67 @@ fn a_stream_page_shows_offsets_and_consumer_group_lag() {
         "{groups:?}"
     );
 }
+
+#[test]
+fn the_maps_side_panel_shows_a_broker_topics_subscriptions_live() {
+    let Some(b) = common::browser::Browser::start() else {
+        return;
+    };
+    let env = TestEnv::start();
+    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    c.declare_topic("panel.orders").unwrap();
+    c.declare_subscription("panel.billing", "panel.orders", 60_000, 1)
+        .unwrap();
+    c.declare_subscription("panel.audit", "panel.orders", 60_000, 5)
+        .unwrap();
+    for n in 0..3 {
+        c.publish_json("panel.orders", &json!({ "n": n }), None)
+            .unwrap();
+    }
+    let leased = c.pull("panel.billing", 1, Duration::ZERO).unwrap();
+    assert_eq!(leased.len(), 1);
+    let id = "destination:switchyard:panel.orders";
+    common::wait_for("the topic in the topology", Duration::from_secs(10), || {
+        let t = env.get_json("/api/topology?window=1h");
+        t["nodes"]
+            .as_array()?
+            .iter()
+            .any(|n| n["id"] == id)
+            .then_some(())
+    });
+    b.goto(&env.api_url("/?window=1h"));
+    b.wait_for(
+        "the map",
+        "return document.body.getAttribute('data-map-ready') === '1';",
+    );
+    b.eval(
+        &format!("window.switchyard.cy.getElementById('{id}').emit('tap'); return 1;"),
+        json!([]),
+    );
+    let rows = "return [...document.querySelectorAll('#details-body .broker-table tbody tr')]\
+                .map(tr => [...tr.children].map(td => td.textContent)).sort();";
+    b.wait_for(
+        "the broker state",
+        &format!("const r = (() => {{ {rows} }})(); return r.length === 2;"),
+    );
+    let got = b.eval(rows, json!([]));
+    assert_eq!(
+        got,
+        json!([
+            ["panel.audit", "3", "0", "0"],
+            ["panel.billing", "2", "1", "0"]
+        ])
+    );
+    // A nack past max_attempts 1 dead-letters it; the panel follows without a click.
+    c.nack("panel.billing", &[leased[0].lease_id.clone()], 0)
+        .unwrap();
+    c.publish_json("panel.orders", &json!({ "n": 3 }), None)
+        .unwrap();
+    b.wait_for(
+        "the dead letter in the panel",
+        &format!(
+            "const r = (() => {{ {rows} }})(); return r.length === 2 && r[1][3] === '1' && r[1][1] === '3';"
+        ),
+    );
+    b.screenshot("map-broker-state");
+}

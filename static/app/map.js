@@ -169,6 +169,49 @@
       return el("li", {}, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern }), " ", f.description]);
     }))]);
   }
+  // An embedded-broker destination's live state, read from the broker's own JSON: per
+  // subscription of a topic its depth, in-flight and dead letters; for a stream its offsets and
+  // the lag of each consumer group.
+  function brokerState(name) {
+    var box = el("div", { "class": "broker-state" }, [el("p", { "class": "muted", text: "Loading broker state\u2026" })]);
+    function num(n) { return el("td", { "class": "num", text: String(n) }); }
+    function table(head, rows) {
+      return el("table", { "class": "broker-table" }, [
+        el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]),
+        el("tbody", {}, rows)
+      ]);
+    }
+    function load() {
+      Promise.all([fetch("/broker/subscriptions"), fetch("/broker/streams")].map(function (p) {
+        return p.then(function (r) { return r.ok ? r.json() : {}; });
+      })).then(function (both) {
+        var subs = (both[0].subscriptions || []).filter(function (s) { return s.topic === name; });
+        var stream = (both[1].streams || []).filter(function (s) { return s.name === name; })[0];
+        var parts = [];
+        if (subs.length) {
+          parts.push(table(["Subscription", "Ready", "In flight", "Dead"], subs.map(function (s) {
+            return el("tr", { "class": s.dead ? "has-dead" : "" }, [
+              el("td", { "class": "truncate-cell", title: s.name, text: s.name }), num(s.ready), num(s.leased), num(s.dead)
+            ]);
+          })));
+        }
+        if (stream) {
+          parts.push(facts([["Offsets", stream.first_offset + " \u2013 " + stream.next_offset]]));
+          if (stream.groups.length) {
+            parts.push(table(["Group", "Committed", "Lag"], stream.groups.map(function (g) {
+              return el("tr", {}, [el("td", { "class": "truncate-cell", title: g.name, text: g.name }), num(g.committed), num(g.lag)]);
+            })));
+          }
+        }
+        if (!parts.length) { parts.push(el("p", { "class": "muted", text: "No subscriptions." })); }
+        box.replaceChildren.apply(box, parts);
+      }).catch(function () { box.replaceChildren(el("p", { "class": "muted", text: "Could not load the broker state." })); });
+    }
+    load();
+    var traces = liveTraces;
+    liveTraces = function () { if (box.isConnected) { load(); } if (traces) { traces(); } };
+    return el("div", {}, [el("h3", { text: "Broker state" }), box]);
+  }
   function showNode(node) {
     var d = node.data();
     var filter = d.kind === "destination" ? "destination=" + encodeURIComponent(d.name) : "service=" + encodeURIComponent(d.name);
@@ -184,7 +227,8 @@
       nodeFindings(d.id),
       edgeList("In", node.incomers("edge").toArray(), function (e) { return e.from; }),
       edgeList("Out", node.outgoers("edge").toArray(), function (e) { return e.to; }),
-      d.kind !== "external" ? recentTraces(filter) : null
+      d.kind !== "external" ? recentTraces(filter) : null,
+      d.kind === "destination" && d.system === "switchyard" ? brokerState(d.name) : null
     ].filter(Boolean));
   }
   function showEdge(edge) {
