@@ -238,33 +238,31 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
             }
         }));
     }
-    // Each consumer is a streaming pull (deliveries pushed, like AMQP's basic.consume) whose
-    // reader hands deliveries to an acker; the acker acks everything that arrived while its
-    // previous ack was in flight, and a message counts as delivered once its ack is committed.
+    // Each consumer is a streaming pull (deliveries pushed, like AMQP's basic.consume). Its
+    // reader counts a message delivered on receipt and hands the lease to an acker, which acks
+    // everything that arrived while its previous ack was in flight: as with the other brokers'
+    // consumers, the ack is on its way, not confirmed, when the message counts.
     for _ in 0..consumers {
         let deliveries = c.consume(&sub, 100)?;
-        let (tx, rx) = crossbeam_channel::unbounded::<(String, u64)>();
+        let (tx, rx) = crossbeam_channel::unbounded::<String>();
         let m = meter.clone();
         // Detached: it ends at the next frame after the cell (its stream has no deadline).
         std::thread::spawn(move || {
             for d in deliveries {
                 let Ok(d) = d else { return };
                 let t = d.event["data"]["t"].as_u64().unwrap_or(0);
-                if tx.send((d.lease_id, t)).is_err() || m.stop.load(Ordering::Relaxed) {
+                if m.stop.load(Ordering::Relaxed) || tx.send(d.lease_id).is_err() {
                     return;
                 }
+                m.delivered(&t.to_le_bytes());
             }
         });
-        let (c, m, sub) = (c.clone(), meter.clone(), sub.clone());
+        let (c, sub) = (c.clone(), sub.clone());
         threads.push(std::thread::spawn(move || {
             while let Ok(first) = rx.recv_timeout(Duration::from_millis(100)) {
-                let batch: Vec<(String, u64)> =
-                    std::iter::once(first).chain(rx.try_iter()).collect();
-                let leases: Vec<String> = batch.iter().map(|(l, _)| l.clone()).collect();
-                if c.ack(&sub, &leases).is_ok() {
-                    for (_, t) in &batch {
-                        m.delivered(&t.to_le_bytes());
-                    }
+                let leases: Vec<String> = std::iter::once(first).chain(rx.try_iter()).collect();
+                if let Err(e) = c.ack(&sub, &leases) {
+                    tracing::warn!(error = %e, "bench ack failed");
                 }
             }
         }));
