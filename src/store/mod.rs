@@ -6,17 +6,20 @@ mod block;
 mod checkpoint;
 mod insert;
 mod pairing;
+mod postings;
 pub mod reader;
 mod recent;
 mod retention;
 mod schema;
+pub mod search;
 pub mod series;
 mod trace_index;
 mod writer;
 
 pub use insert::{prepare, Prepared};
-pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceQuery, TraceSummary};
+pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceSummary};
 pub use retention::RetentionConfig;
+pub use search::{TraceQuery, TraceSearch};
 pub use writer::WriteOutcome;
 
 use crate::error::ErrorCode;
@@ -154,8 +157,8 @@ impl Store {
     }
 
     /// The most recent traces matching the query (blocking).
-    pub fn search_traces(&self, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
-        self.read(|c| reader::search_traces(c, &self.unwritten, q))
+    pub fn search_traces(&self, q: &TraceQuery) -> Result<TraceSearch, StoreError> {
+        self.read(|c| search::search_traces(c, &self.unwritten, q))
     }
 
     /// Runs `f` with a read-only connection (blocking: call from a blocking thread).
@@ -253,5 +256,7 @@ pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
     })
 }
 
+#[cfg(test)]
+mod search_tests;
 #[cfg(test)]
 mod tests;

@@ -368,11 +368,15 @@ fn write_request(
         let id = tx.last_insert_rowid();
         index.add(&block.traces, id);
         *last_block = id;
-        let mut term = tx
-            .prepare_cached("INSERT OR IGNORE INTO block_terms (term, block_id) VALUES (?1, ?2)")?;
-        for t in &block.terms {
-            term.execute(params![t, id])?;
+        let (terms, bloom) = block.postings.finish(block.min_start);
+        let mut term = tx.prepare_cached(
+            "INSERT INTO block_postings (block_id, term, entries) VALUES (?1, ?2, ?3)",
+        )?;
+        for (t, entries) in &terms {
+            term.execute(params![id, t, entries])?;
         }
+        tx.prepare_cached("INSERT INTO block_blooms (block_id, bloom) VALUES (?1, ?2)")?
+            .execute(params![id, bloom])?;
     }
     Ok(outcome)
 }
