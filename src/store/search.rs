@@ -10,6 +10,7 @@ use crate::model::{StatusCode, TimeWindow, TraceId};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use serde::Serialize;
 use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
 
 /// Service, destination, operation, attribute and status must hold on one span together
 /// (as in Jaeger); the span must start in the window.
@@ -31,7 +32,7 @@ pub struct TraceQuery {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TraceSearch {
     pub traces: Vec<TraceSummary>,
-    /// False when the search stopped at its bound on decoded blocks ([`DECODE_BLOCKS`])
+    /// False when the search stopped at its bound on decoding ([`DECODE_BLOCKS`], or 30 ms)
     /// before it could tell that no newer match remained: older matches may be missing.
     pub complete: bool,
 }
@@ -40,6 +41,8 @@ pub struct TraceSearch {
 /// conditions on one span, an attribute its Bloom filter may hold, blocks written before
 /// the index, a trace whose matching spans straddle the window's start).
 pub const DECODE_BLOCKS: usize = 128;
+/// No block is decoded once a search has run this long (a page stays under 50 ms).
+const DECODE_TIME: Duration = Duration::from_millis(30);
 
 /// What the index says of one block.
 enum Plan {
@@ -81,6 +84,7 @@ pub fn search_traces(
     unwritten: &Unwritten,
     q: &TraceQuery,
 ) -> Result<TraceSearch, StoreError> {
+    let started = Instant::now();
     let limit = q.limit.clamp(1, 10_000);
     let s = Search::new(conn, q)?;
     let mut stmt = conn.prepare_cached(&s.sql())?;
@@ -117,7 +121,7 @@ pub fn search_traces(
             Plan::Skip => {}
             Plan::Exact(found) => found.into_iter().for_each(|(t, start)| note(t, start)),
             Plan::Decode(only) => {
-                if decoded >= DECODE_BLOCKS {
+                if decoded >= DECODE_BLOCKS || started.elapsed() >= DECODE_TIME {
                     complete = false;
                     break;
                 }
