@@ -325,11 +325,45 @@ pub fn trace(
 }
 
 /// Inflated blocks kept while one request reads several traces (a search's results often
-/// share blocks), up to [`BlockCache::MAX_BYTES`].
+/// share blocks), up to [`BlockCache::MAX_BYTES`], each with where each trace's records are.
 #[derive(Default)]
 pub struct BlockCache {
-    blocks: HashMap<i64, Option<Vec<u8>>>,
+    blocks: HashMap<i64, Option<CachedBlock>>,
     bytes: usize,
+}
+
+struct CachedBlock {
+    inflated: Vec<u8>,
+    /// Offset and length of each record, by trace: built when the block is read a second
+    /// time (a block read once is scanned, which is cheaper).
+    by_trace: Option<HashMap<TraceId, Vec<(usize, usize)>>>,
+}
+
+impl CachedBlock {
+    fn index(inflated: &[u8]) -> HashMap<TraceId, Vec<(usize, usize)>> {
+        let mut by_trace: HashMap<TraceId, Vec<(usize, usize)>> = HashMap::new();
+        for rec in block::records(inflated) {
+            if let Some(t) = block::record_trace(rec).and_then(|t| TraceId::from_bytes(t).ok()) {
+                let at = rec.as_ptr() as usize - inflated.as_ptr() as usize;
+                by_trace.entry(t).or_default().push((at, rec.len()));
+            }
+        }
+        by_trace
+    }
+
+    fn records(&mut self, id: i64, trace_id: TraceId) -> Vec<block::Record> {
+        let inflated = &self.inflated;
+        let by_trace = self.by_trace.get_or_insert_with(|| Self::index(inflated));
+        let places = by_trace.get(&trace_id).map(Vec::as_slice);
+        let mut out = Vec::new();
+        for &(at, len) in places.unwrap_or_default() {
+            match block::decode(&inflated[at..at + len]) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
+            }
+        }
+        out
+    }
 }
 
 impl BlockCache {
@@ -341,22 +375,26 @@ impl BlockCache {
         id: i64,
         trace_id: TraceId,
     ) -> Result<Vec<block::Record>, StoreError> {
-        if let Some(inflated) = self.blocks.get(&id) {
-            return Ok(inflated
-                .as_deref()
-                .map(|i| block::records_of(i, id, trace_id))
+        if let Some(cached) = self.blocks.get_mut(&id) {
+            return Ok(cached
+                .as_mut()
+                .map(|c| c.records(id, trace_id))
                 .unwrap_or_default());
         }
-        let inflated = block::inflated_block(conn, id)?;
-        let out = inflated
-            .as_deref()
-            .map(|i| block::records_of(i, id, trace_id))
-            .unwrap_or_default();
-        let size = inflated.as_ref().map_or(0, Vec::len);
-        if self.bytes + size <= Self::MAX_BYTES {
-            self.bytes += size;
-            self.blocks.insert(id, inflated);
+        let Some(inflated) = block::inflated_block(conn, id)? else {
+            self.blocks.insert(id, None);
+            return Ok(Vec::new());
+        };
+        if self.bytes + inflated.len() > Self::MAX_BYTES {
+            return Ok(block::records_of(&inflated, id, trace_id));
         }
+        self.bytes += inflated.len();
+        let out = block::records_of(&inflated, id, trace_id);
+        let cached = CachedBlock {
+            inflated,
+            by_trace: None,
+        };
+        self.blocks.insert(id, Some(cached));
         Ok(out)
     }
 }
