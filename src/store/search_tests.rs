@@ -152,6 +152,10 @@ fn window_ms(from: u64, to: u64) -> Option<TimeWindow> {
     TimeWindow::new(T0 + from * MS, T0 + to * MS)
 }
 
+fn window_us(from: u64, to: u64) -> Option<TimeWindow> {
+    TimeWindow::new(T0 + from * 1_000, T0 + to * 1_000)
+}
+
 /// Queries covering each filter, combinations on one span, windows and limits.
 fn queries() -> Vec<TraceQuery> {
     let q = |f: &dyn Fn(&mut TraceQuery)| {
@@ -192,6 +196,12 @@ fn queries() -> Vec<TraceQuery> {
             q.window = window_ms(40, 90);
         }),
         q(&|q| q.window = window_ms(25, 26)),
+        // Bounds inside traces: their matching spans straddle the window's ends.
+        q(&|q| q.window = window_us(40_010, 90_010)),
+        q(&|q| {
+            q.operation = Some("op-2".into());
+            q.window = window_us(60_010, 120_003);
+        }),
         q(&|q| {
             q.operation = Some("op-0".into());
             q.limit = 7;
