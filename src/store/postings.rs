@@ -190,7 +190,7 @@ impl Collector {
         self.filter.extend_from_slice(attribute_hashes);
     }
 
-    /// The rows of the block's index: (term, entries) and the Bloom filter.
+    /// The rows of the block's index, sorted by term, and the Bloom filter.
     pub fn finish(&mut self, min_start: u64) -> (Vec<(String, Vec<u8>)>, Vec<u8>) {
         let mut rows = Vec::with_capacity(
             2 + self.services.len() + self.destinations.len() + self.operations.len(),
@@ -219,6 +219,7 @@ impl Collector {
                 encode_list(std::mem::take(&mut self.errors), min_start),
             ));
         }
+        rows.sort_unstable_by(|a, b| a.0.cmp(&b.0));
         let flags = if self.overflow {
             OPERATIONS_OVERFLOW
         } else {
