@@ -33,7 +33,8 @@ pub struct TraceQuery {
 pub struct TraceSearch {
     pub traces: Vec<TraceSummary>,
     /// False when the search stopped at its bound on decoding ([`DECODE_BLOCKS`], or 30 ms)
-    /// before it could tell that no newer match remained: older matches may be missing.
+    /// before it could tell that no newer match remained: matches in the blocks it did not
+    /// read may be missing, some newer than the last one listed.
     pub complete: bool,
 }
 

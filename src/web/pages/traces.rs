@@ -84,7 +84,7 @@ pub struct TracesPage {
     pub max_ms: String,
     /// Whether duration bounds narrowed the newest matches (shown with the count).
     pub post_filtered: bool,
-    /// False when the search stopped at its bound: older matches may be missing (said so).
+    /// False when the search stopped at its bound: matches may be missing (said so).
     pub complete: bool,
     pub traces: Vec<TraceItem>,
     /// The next page: the same search, ending where this page's oldest trace starts.
