@@ -1,5 +1,7 @@
 //! A blocking Rust client of the broker's HTTP API (used by the tests; usable by any Rust
-//! service). Each call is one HTTP request; errors keep the server's status and message.
+//! service). Each call is one HTTP request, except [`Client::publish_json`]: concurrent
+//! publishes to one topic from the threads sharing a client are coalesced into batched
+//! requests (see [`Coalescer`]). Errors keep the server's status and message.
 
 use super::{
     DeadLetter, Declared, Delivery, GroupInfo, Published, Replied, Settled, StreamBatch,
@@ -7,9 +9,12 @@ use super::{
 };
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::time::Duration;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::time::{Duration, SystemTime};
 
-#[derive(Debug, thiserror::Error)]
+#[derive(Clone, Debug, thiserror::Error)]
 pub enum ClientError {
     /// The broker answered with an error status.
     #[error("{status} {error}: {message}")]
@@ -39,7 +44,57 @@ pub struct Client {
     base: String,
     service: Option<String>,
     agent: ureq::Agent,
+    coalescer: Arc<Coalescer>,
+    /// HTTP requests made by this client and its clones.
+    requests: Arc<AtomicU64>,
 }
+
+/// Batched requests one topic may have in flight from one client; publishes made meanwhile
+/// queue and go in the next batch.
+const BATCHES_IN_FLIGHT: usize = 2;
+/// Events one coalesced batch holds at most.
+const MAX_COALESCED: usize = 256;
+
+/// Coalesces concurrent publishes (group commit on the client side, as producer clients of
+/// other brokers do). Each caller still waits for its own event's acknowledgement: a publish
+/// returns only after the broker committed it. A caller queues its event; when its topic has
+/// fewer than [`BATCHES_IN_FLIGHT`] batches in flight, it sends everything queued as one
+/// request and hands each caller of the batch its result. A sender that finishes while events
+/// wait passes the turn to the first waiting caller, so only the callers concerned wake.
+///
+/// Invariants: a queued event is taken by exactly one sender, which answers its caller once;
+/// while events are queued, a batch is in flight or a waiting caller has been passed the turn.
+#[derive(Default)]
+struct Coalescer {
+    lanes: Mutex<HashMap<String, Lane>>,
+}
+
+#[derive(Default)]
+struct Lane {
+    queued: Vec<(Value, mpsc::Sender<Turn>)>,
+    sending: usize,
+}
+
+/// What a waiting caller is told.
+enum Turn {
+    /// Its event's outcome.
+    Done(Result<Published, ClientError>),
+    /// Batches may be sent: send what is queued, if nobody else did.
+    Lead,
+}
+
+/// A CloudEvents id unique across this process's clients and restarts.
+fn new_event_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{:x}-{n:x}", std::process::id())
+}
+
+/// Idle keep-alive connections a client holds to its broker.
+const IDLE_CONNECTIONS: usize = 256;
 
 impl Client {
     /// `addr`: `127.0.0.1:8080` or `http://127.0.0.1:8080`.
@@ -55,7 +110,13 @@ impl Client {
             agent: ureq::AgentBuilder::new()
                 .timeout_connect(Duration::from_secs(5))
                 .timeout_read(super::MAX_WAIT + Duration::from_secs(10))
+                // One client is shared by many threads: keep a connection for each of them
+                // (the default keeps one per host and opens a new one for every other call).
+                .max_idle_connections(IDLE_CONNECTIONS)
+                .max_idle_connections_per_host(IDLE_CONNECTIONS)
                 .build(),
+            coalescer: Arc::default(),
+            requests: Arc::default(),
         }
     }
 
@@ -65,7 +126,13 @@ impl Client {
         self
     }
 
+    /// HTTP requests this client and its clones have made (coalesced publishes share them).
+    pub fn requests(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
     fn http(&self, method: &str, path: &str) -> ureq::Request {
+        self.requests.fetch_add(1, Ordering::Relaxed);
         let req = self.agent.request(method, &format!("{}{path}", self.base));
         match &self.service {
             Some(s) => req.set(super::traced::SERVICE_HEADER, s),
@@ -131,18 +198,158 @@ impl Client {
         from_value(v["subscriptions"].clone())
     }
 
-    /// Publishes a plain JSON body, optionally continuing a trace.
+    /// Publishes a JSON value as the data of a CloudEvent (type `switchyard.message`, source
+    /// the client's service), optionally continuing a trace. Returns once the broker committed
+    /// it; concurrent calls for one topic share requests (see [`Coalescer`]).
     pub fn publish_json(
         &self,
         topic: &str,
         data: &Value,
         traceparent: Option<&str>,
     ) -> Result<Published, ClientError> {
-        let mut req = self.http("POST", &format!("/broker/topics/{topic}/events"));
+        let mut event = json!({
+            "specversion": "1.0",
+            "id": new_event_id(),
+            "source": self.service.as_deref().unwrap_or(super::traced::UNKNOWN_SERVICE),
+            "type": "switchyard.message",
+            "datacontenttype": "application/json",
+            "data": data,
+        });
         if let Some(tp) = traceparent {
-            req = req.set("traceparent", tp);
+            event["traceparent"] = Value::String(tp.to_string());
         }
-        self.send(req, "application/json", data.to_string().as_bytes())
+        self.coalesced(topic, event)
+    }
+
+    fn coalesced(&self, topic: &str, event: Value) -> Result<Published, ClientError> {
+        let (tx, rx) = mpsc::channel();
+        self.lanes()
+            .entry(topic.to_string())
+            .or_default()
+            .queued
+            .push((event, tx));
+        self.send_queued(topic);
+        loop {
+            match rx.recv() {
+                Ok(Turn::Done(result)) => return result,
+                Ok(Turn::Lead) => self.send_queued(topic),
+                Err(_) => return Err(ClientError::Transport("publish abandoned".into())),
+            }
+        }
+    }
+
+    fn lanes(&self) -> std::sync::MutexGuard<'_, HashMap<String, Lane>> {
+        self.coalescer
+            .lanes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends batches of what `topic` has queued while it has room for another batch in flight;
+    /// then, if events still wait, passes the turn to the first of their callers.
+    fn send_queued(&self, topic: &str) {
+        loop {
+            let mut lanes = self.lanes();
+            let Some(lane) = lanes.get_mut(topic) else {
+                return;
+            };
+            if lane.queued.is_empty() {
+                if lane.sending == 0 {
+                    lanes.remove(topic);
+                }
+                return;
+            }
+            if lane.sending >= BATCHES_IN_FLIGHT {
+                return;
+            }
+            let take = lane.queued.len().min(MAX_COALESCED);
+            let (events, callers): (Vec<Value>, Vec<mpsc::Sender<Turn>>) =
+                lane.queued.drain(..take).unzip();
+            lane.sending += 1;
+            drop(lanes);
+            let outcome = self.publish_isolated(topic, &events);
+            for (caller, result) in callers.iter().zip(outcome) {
+                let _ = caller.send(Turn::Done(result));
+            }
+            let mut lanes = self.lanes();
+            let Some(lane) = lanes.get_mut(topic) else {
+                return;
+            };
+            lane.sending -= 1;
+            // Hand the next batch to a waiting caller: this one has its answer (or is answered
+            // by a later batch) and should not wait for others' requests.
+            if let Some((_, next)) = lane.queued.first() {
+                if next.send(Turn::Lead).is_ok() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// Publishes events of several callers: one request; if the broker refuses the batch for
+    /// its content (4xx other than 429), each event alone, so one bad event fails only its
+    /// own caller. One result per event, in order.
+    fn publish_isolated(
+        &self,
+        topic: &str,
+        events: &[Value],
+    ) -> Vec<Result<Published, ClientError>> {
+        if let [event] = events {
+            return vec![self.publish_event(topic, event)];
+        }
+        match self.publish_events(topic, events) {
+            Ok(published) if published.len() == events.len() => {
+                published.into_iter().map(Ok).collect()
+            }
+            Ok(published) => {
+                let e = ClientError::Decode(format!(
+                    "{} results for {} events",
+                    published.len(),
+                    events.len()
+                ));
+                vec![Err(e); events.len()]
+            }
+            Err(e)
+                if e.status()
+                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
+            {
+                events
+                    .iter()
+                    .map(|event| self.publish_event(topic, event))
+                    .collect()
+            }
+            Err(e) => vec![Err(e); events.len()],
+        }
+    }
+
+    /// Publishes structured CloudEvents in one request (batched content mode): all of them are
+    /// committed, or none.
+    pub fn publish_events(
+        &self,
+        topic: &str,
+        events: &[Value],
+    ) -> Result<Vec<Published>, ClientError> {
+        self.send_batch(&format!("/broker/topics/{topic}/events"), events)
+    }
+
+    /// Appends structured CloudEvents to a stream in one request, at consecutive offsets: all
+    /// of them, or none.
+    pub fn append_events(
+        &self,
+        stream: &str,
+        events: &[Value],
+    ) -> Result<Vec<Published>, ClientError> {
+        self.send_batch(&format!("/broker/streams/{stream}/events"), events)
+    }
+
+    fn send_batch(&self, path: &str, events: &[Value]) -> Result<Vec<Published>, ClientError> {
+        let body = serde_json::to_vec(events).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let v: Value = self.send(
+            self.http("POST", path),
+            super::event::BATCH_MEDIA_TYPE,
+            &body,
+        )?;
+        from_value(v["published"].clone())
     }
 
     /// Publishes a CloudEvent in structured mode.
@@ -167,6 +374,24 @@ impl Client {
         );
         let v: Value = self.send(self.http("POST", &path), "application/json", b"")?;
         from_value(v["messages"].clone())
+    }
+
+    /// A streaming pull (Server-Sent Events): deliveries pushed as they are published, up to
+    /// `max` leased per step. Settle them with [`Client::ack`]/[`Client::nack`] as usual. The
+    /// iterator ends when the server ends the stream (at shutdown); reconnect to go on.
+    pub fn consume(&self, sub: &str, max: usize) -> Result<Deliveries, ClientError> {
+        let path = format!("/broker/subscriptions/{}/events?max={max}", encode(sub));
+        let resp = self
+            .http("GET", &path)
+            .call()
+            .map_err(|e| match decode::<Value>(Err(e)) {
+                Err(e) => e,
+                Ok(_) => ClientError::Decode("no stream".into()),
+            })?;
+        Ok(Deliveries {
+            lines: std::io::BufReader::new(resp.into_reader()),
+            data: String::new(),
+        })
     }
 
     pub fn ack(&self, sub: &str, lease_ids: &[String]) -> Result<Settled, ClientError> {
@@ -311,6 +536,45 @@ impl Client {
 }
 
 /// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
+/// The deliveries of a [`Client::consume`] stream, in order.
+pub struct Deliveries {
+    lines: std::io::BufReader<Box<dyn std::io::Read + Send + Sync + 'static>>,
+    /// The `data` of the frame being read.
+    data: String,
+}
+
+impl Iterator for Deliveries {
+    type Item = Result<Delivery, ClientError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        loop {
+            line.clear();
+            match self.lines.read_line(&mut line) {
+                Ok(0) => return None,
+                Ok(_) => {}
+                Err(e) => return Some(Err(ClientError::Transport(e.to_string()))),
+            }
+            let line = line.trim_end_matches(['\r', '\n']);
+            if line.is_empty() {
+                if self.data.is_empty() {
+                    continue;
+                }
+                let data = std::mem::take(&mut self.data);
+                return Some(
+                    serde_json::from_str(&data)
+                        .map_err(|e| ClientError::Decode(format!("{e}: {data}"))),
+                );
+            }
+            // `id:` and `event:` lines repeat what the data holds; comments keep the line warm.
+            if let Some(d) = line.strip_prefix("data:") {
+                self.data.push_str(d.strip_prefix(' ').unwrap_or(d));
+            }
+        }
+    }
+}
+
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {

@@ -60,6 +60,14 @@ pub enum Command {
     Streams {
         reply: Reply<Vec<StreamInfo>>,
     },
+    /// Publishes a batch to a topic or stream: all of it in one savepoint, or none.
+    PublishBatch {
+        target: BatchTarget,
+        events: Vec<Event>,
+        caller: Caller,
+        started: SystemTime,
+        reply: Reply<Vec<Published>>,
+    },
     StreamPublish {
         stream: String,
         event: Event,
@@ -97,4 +105,11 @@ pub enum Command {
     /// Shutdown begins: answer waiting pulls now and let new ones not wait.
     Drain,
     Shutdown,
+}
+
+/// Where a batch is published.
+#[derive(Debug)]
+pub enum BatchTarget {
+    Topic(String),
+    Stream(String),
 }

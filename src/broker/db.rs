@@ -68,6 +68,9 @@ pub fn open(path: &Path, synchronous: &str) -> Result<Connection, BrokerError> {
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
+    // Checkpoints run on their own thread (see Broker::open), not inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    crate::store::stable_plans(&conn)?;
     migrate(&mut conn)?;
     Ok(conn)
 }

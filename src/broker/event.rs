@@ -125,9 +125,52 @@ pub fn parse(
     )))
 }
 
+/// The media type of CloudEvents' batched content mode: a JSON array of structured events.
+pub const BATCH_MEDIA_TYPE: &str = "application/cloudevents-batch+json";
+
+/// Events one batch may hold.
+pub const MAX_BATCH_EVENTS: usize = 1000;
+
+/// Whether a publish's content type is the batched content mode.
+pub fn is_batch(content_type: Option<&str>) -> bool {
+    content_type.is_some_and(|ct| essence(ct) == BATCH_MEDIA_TYPE)
+}
+
+/// Parses a batched-mode body: 1 to [`MAX_BATCH_EVENTS`] structured events. A malformed event
+/// fails the whole batch, naming its index.
+pub fn parse_batch(body: &[u8]) -> Result<Vec<Event>, BrokerError> {
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| BrokerError::BadRequest(format!("the batch is not JSON: {e}")))?;
+    let Value::Array(items) = value else {
+        return Err(BrokerError::BadRequest(
+            "a batch is a JSON array of structured events".into(),
+        ));
+    };
+    if items.is_empty() || items.len() > MAX_BATCH_EVENTS {
+        return Err(BrokerError::BadRequest(format!(
+            "a batch holds 1 to {MAX_BATCH_EVENTS} events, not {}",
+            items.len()
+        )));
+    }
+    items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            structured_value(item).map_err(|e| match e {
+                BrokerError::BadRequest(m) => BrokerError::BadRequest(format!("event {i}: {m}")),
+                other => other,
+            })
+        })
+        .collect()
+}
+
 fn structured(body: &[u8]) -> Result<Event, BrokerError> {
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| BrokerError::BadRequest(format!("the event is not JSON: {e}")))?;
+    structured_value(value)
+}
+
+fn structured_value(value: Value) -> Result<Event, BrokerError> {
     let Value::Object(mut attributes) = value else {
         return Err(BrokerError::BadRequest(
             "the event is not a JSON object".into(),

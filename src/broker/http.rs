@@ -1,6 +1,7 @@
 //! The broker's HTTP JSON API under `/broker/` (docs/BROKER.md). Handlers only extract input,
 //! ask the router and map errors.
 
+use super::command::BatchTarget;
 use super::event;
 use super::traced::SERVICE_HEADER;
 use super::*;
@@ -168,9 +169,22 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let (event, caller, _room) = read_event(&req, body, &broker).await?;
-    let published = broker.publish(path.into_inner(), event, caller).await?;
-    Ok(HttpResponse::Ok().json(published))
+    let (events, caller, _room) = read_events(&req, body, &broker).await?;
+    let topic = path.into_inner();
+    match events {
+        Events::One(event) => {
+            Ok(HttpResponse::Ok().json(broker.publish(topic, event, caller).await?))
+        }
+        Events::Batch(events) => {
+            let target = BatchTarget::Topic(topic);
+            batch_answer(broker.publish_batch(target, events, caller).await?)
+        }
+    }
+}
+
+/// The answer to a batched publish: one entry per event, in order.
+pub(super) fn batch_answer(published: Vec<Published>) -> Answer {
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "published": published })))
 }
 
 #[derive(serde::Deserialize)]
@@ -209,6 +223,39 @@ async fn request(
         })
         .await?;
     Ok(HttpResponse::Ok().json(replied))
+}
+
+/// What one publish request carries.
+pub(super) enum Events {
+    One(Event),
+    /// CloudEvents' batched content mode.
+    Batch(Vec<Event>),
+}
+
+/// A batched publish body may be this many times the message limit (each event within it).
+pub const BATCH_BODY_FACTOR: usize = 4;
+
+/// A publish body (CloudEvents structured, binary or batched mode, or plain JSON) within the
+/// limits, and its caller.
+pub(super) async fn read_events(
+    req: &HttpRequest,
+    body: web::Payload,
+    broker: &Broker,
+) -> Result<(Events, Caller, tokio::sync::OwnedSemaphorePermit), BrokerError> {
+    if !event::is_batch(header_str(req, "content-type")) {
+        let (event, caller, room) = read_event(req, body, broker).await?;
+        return Ok((Events::One(event), caller, room));
+    }
+    let limit = broker.config.max_message_bytes;
+    let body_limit = limit.saturating_mul(BATCH_BODY_FACTOR);
+    let declared = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok());
+    let room = broker.admit(declared.unwrap_or(body_limit).min(body_limit))?;
+    let raw = read_body(req, body, body_limit).await?;
+    let events = event::parse_batch(&raw)?;
+    if events.iter().any(|e| e.size() > limit) {
+        return Err(BrokerError::TooLarge { limit });
+    }
+    Ok((Events::Batch(events), caller(req), room))
 }
 
 /// A publish body (CloudEvents structured or binary mode, or plain JSON) within the message

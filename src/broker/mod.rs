@@ -35,6 +35,7 @@ pub mod traced;
 mod waiters;
 
 use crate::error::ErrorCode;
+pub use command::BatchTarget;
 use crossbeam_channel::{bounded, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
@@ -338,6 +339,8 @@ pub struct Broker {
     tx: Sender<Command>,
     pub config: Arc<BrokerConfig>,
     router: Arc<Mutex<Option<JoinHandle<()>>>>,
+    /// Copies the WAL into the file beside the router (taken and stopped at shutdown).
+    checkpointer: Arc<Mutex<Option<crate::store::Checkpointer>>>,
     /// Set by [`Broker::drain`]: streaming consumers end.
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// Message bytes (in KiB) read or queued for the router at once: publishes past it get 429.
@@ -351,6 +354,12 @@ impl Broker {
             std::fs::create_dir_all(dir)?;
         }
         let conn = db::open(&config.path, &config.synchronous)?;
+        let checkpointer = crate::store::start_checkpointer(
+            "broker-checkpoint",
+            &config.path,
+            &config.synchronous,
+        )
+        .map_err(|e| BrokerError::Write(e.to_string()))?;
         let (_, subs) = db::load(&conn)?;
         let (tx, rx) = bounded(config.queue_depth.max(1));
         let router = router::Router::new(conn, rx, tracer, config.max_waiters)?;
@@ -362,6 +371,7 @@ impl Broker {
             tx,
             config: Arc::new(config),
             router: Arc::new(Mutex::new(Some(handle))),
+            checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
             draining: Arc::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
         };
@@ -413,6 +423,24 @@ impl Broker {
         self.ask(|reply| Command::Publish {
             topic,
             event,
+            caller,
+            started,
+            reply,
+        })
+        .await
+    }
+
+    /// Publishes a batch to a topic or stream in one savepoint: all of it, or none.
+    pub async fn publish_batch(
+        &self,
+        target: command::BatchTarget,
+        events: Vec<Event>,
+        caller: Caller,
+    ) -> Result<Vec<Published>, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::PublishBatch {
+            target,
+            events,
             caller,
             started,
             reply,
@@ -486,6 +514,9 @@ impl Broker {
         let handle = self.router.lock().ok().and_then(|mut h| h.take());
         if let Some(h) = handle {
             let _ = h.join();
+        }
+        if let Some(c) = self.checkpointer.lock().ok().and_then(|mut c| c.take()) {
+            c.stop();
         }
     }
 }

@@ -14,7 +14,7 @@
 //! leased with attempts == max_attempts, then nack or expiry ──> dead (dead-letter queue)
 //! ```
 
-pub use super::command::Command;
+pub use super::command::{BatchTarget, Command};
 use super::db::{self, SubRow};
 use super::traced::{self, BrokerSpan, Tracer};
 use super::waiters::{Waiter, Waiting};
@@ -24,6 +24,8 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::time::Instant;
 
+/// How often the router finishes a WAL checkpoint.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 /// Commands applied in one transaction at most.
 const MAX_BATCH: usize = 512;
 /// How often stream retention runs.
@@ -45,6 +47,12 @@ fn answer<T: Send + 'static>(
             Err(BrokerError::Closed)
         }
     }
+}
+
+/// Runs a parameterless statement through the statement cache (a savepoint is taken for every
+/// command: parsing it each time costs more than the insert it protects).
+pub(super) fn run_cached(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
+    tx.prepare_cached(sql)?.execute([]).map(|_| ())
 }
 
 /// An answer held until the transaction commits, with the spans it ends.
@@ -141,6 +149,7 @@ impl Router {
 
     pub fn run(mut self) {
         let mut stopping = false;
+        let mut last_checkpoint = Instant::now();
         while !stopping {
             let timeout = if self.state.waiters.is_empty() && self.state.requests.is_empty() {
                 Duration::from_secs(1)
@@ -163,6 +172,19 @@ impl Router {
                 stopping = true;
             }
             self.turn(batch, stopping);
+            if last_checkpoint.elapsed() >= CHECKPOINT_EVERY {
+                // The checkpointer thread copies most of the WAL beside the router; only the
+                // router, between its transactions, can finish a checkpoint so that its next
+                // transaction starts the WAL over instead of growing it. What is left to copy
+                // is what was committed since the checkpointer's last pass.
+                last_checkpoint = Instant::now();
+                let done = self
+                    .conn
+                    .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(e) = done {
+                    tracing::warn!(error = %e, "broker checkpoint failed");
+                }
+            }
             if self.state.last_expiry.elapsed() >= EXPIRY_EVERY {
                 self.state.last_expiry = Instant::now();
                 if let Err(e) = self.state.expire_streams(&mut self.conn) {
@@ -180,6 +202,7 @@ impl Router {
         for cmd in batch {
             match cmd {
                 Command::Publish { .. }
+                | Command::PublishBatch { .. }
                 | Command::Pull { .. }
                 | Command::Settle { .. }
                 | Command::StreamPublish { .. }
@@ -228,7 +251,7 @@ impl State {
     /// Applies one write command inside a savepoint: on error it alone is rolled back and
     /// answered at once.
     fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
-        if let Err(e) = tx.execute_batch("SAVEPOINT cmd") {
+        if let Err(e) = run_cached(tx, "SAVEPOINT cmd") {
             tracing::error!(error = %e, "broker savepoint failed");
         }
         let mut spans = Vec::new();
@@ -249,6 +272,21 @@ impl State {
                     Err(BrokerError::Closed)
                 }
             },
+            Command::PublishBatch {
+                target,
+                events,
+                caller,
+                started,
+                reply,
+            } => {
+                let result = self.publish_batch(tx, &target, &events, &caller, started, &mut spans);
+                if let (Ok(published), BatchTarget::Topic(topic)) = (&result, &target) {
+                    for (event, p) in events.iter().zip(published) {
+                        pending.extend(self.match_reply(topic, event, p));
+                    }
+                }
+                answer(reply, result, &mut spans)
+            }
             Command::Request {
                 topic,
                 reply_to,
@@ -376,7 +414,7 @@ impl State {
         };
         match outcome {
             Ok(p) => {
-                let _ = tx.execute_batch("RELEASE cmd");
+                let _ = run_cached(tx, "RELEASE cmd");
                 pending.extend(p);
             }
             Err(_) => {
@@ -387,6 +425,43 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Publishes every event of a batch; the first failure fails the batch (its savepoint is
+    /// rolled back). An event's own `traceparent` extension wins over the request's header.
+    fn publish_batch(
+        &mut self,
+        tx: &Connection,
+        target: &BatchTarget,
+        events: &[Event],
+        caller: &Caller,
+        started: SystemTime,
+        spans: &mut Vec<BrokerSpan>,
+    ) -> Result<Vec<Published>, BrokerError> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            let own;
+            let caller = match event.str_attr("traceparent") {
+                Some(tp) => {
+                    own = Caller {
+                        service: caller.service.clone(),
+                        trace: TraceContext {
+                            traceparent: Some(tp.to_string()),
+                            tracestate: event.str_attr("tracestate").map(str::to_string),
+                        },
+                    };
+                    &own
+                }
+                None => caller,
+            };
+            out.push(match target {
+                BatchTarget::Topic(t) => self.publish(tx, t, event, caller, started, spans)?,
+                BatchTarget::Stream(s) => {
+                    self.stream_publish(tx, s, event, caller, started, spans)?
+                }
+            });
+        }
+        Ok(out)
     }
 
     pub(super) fn draining(&self) -> bool {

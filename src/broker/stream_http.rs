@@ -1,7 +1,10 @@
 //! The streams part of the `/broker/` API (docs/BROKER.md).
 
+use super::command::BatchTarget;
 use super::http::MAX_CONTROL_BODY;
-use super::http::{caller, declared, json_body, parse_wait, read_body, read_event, Answer};
+use super::http::{
+    batch_answer, caller, declared, json_body, parse_wait, read_body, read_events, Answer, Events,
+};
 use super::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -51,8 +54,15 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let (event, caller, _room) = read_event(&req, body, &broker).await?;
+    let (events, caller, _room) = read_events(&req, body, &broker).await?;
     let stream = path.into_inner();
+    let event = match events {
+        Events::One(event) => event,
+        Events::Batch(events) => {
+            let target = BatchTarget::Stream(stream);
+            return batch_answer(broker.publish_batch(target, events, caller).await?);
+        }
+    };
     let started = SystemTime::now();
     let published = broker
         .ask(|reply| Command::StreamPublish {

@@ -2,7 +2,7 @@
 //! look per subscription; a read only when its stream grew), answered empty at their deadline
 //! or when the broker drains, forgotten when their client went away.
 
-use super::router::{Pending, State};
+use super::router::{run_cached, Pending, State};
 use super::traced;
 use super::*;
 use rusqlite::Connection;
@@ -101,7 +101,7 @@ impl State {
                 continue;
             }
             let mut spans = Vec::new();
-            let _ = tx.execute_batch("SAVEPOINT cmd");
+            let _ = run_cached(tx, "SAVEPOINT cmd");
             let served = match &w.what {
                 Waiting::Pull { subscription, .. } if !exhausted.contains(subscription) => self
                     .deliver(tx, subscription, w.max, &w.caller, &mut spans)
@@ -131,15 +131,15 @@ impl State {
             };
             match (served, w.what) {
                 (Ok(Served::Pull(d)), Waiting::Pull { reply, .. }) if !d.is_empty() => {
-                    let _ = tx.execute_batch("RELEASE cmd");
+                    let _ = run_cached(tx, "RELEASE cmd");
                     pending.push(Pending::new(reply, d, spans));
                 }
                 (Ok(Served::Read(b)), Waiting::Read { reply, .. }) if !b.events.is_empty() => {
-                    let _ = tx.execute_batch("RELEASE cmd");
+                    let _ = run_cached(tx, "RELEASE cmd");
                     pending.push(Pending::new(reply, b, spans));
                 }
                 (Ok(_), what) => {
-                    let _ = tx.execute_batch("RELEASE cmd");
+                    let _ = run_cached(tx, "RELEASE cmd");
                     let w = Waiter { what, ..w };
                     self.keep_or_expire(w, now, pending);
                 }

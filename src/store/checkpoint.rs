@@ -29,7 +29,9 @@ pub struct Checkpointer {
     thread: JoinHandle<()>,
 }
 
-pub fn start(path: &Path, synchronous: &str) -> Result<Checkpointer, StoreError> {
+/// Starts the checkpointer of the database at `path` on a thread named `thread`. The writer's
+/// connection should have `wal_autocheckpoint` 0.
+pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(path)?;
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
@@ -39,7 +41,7 @@ pub fn start(path: &Path, synchronous: &str) -> Result<Checkpointer, StoreError>
     conn.pragma_update(None, "cache_size", -1024)?;
     let (stop, stopped) = channel::<()>();
     let thread = std::thread::Builder::new()
-        .name("store-checkpoint".into())
+        .name(thread.into())
         .spawn(move || loop {
             let last = match stopped.recv_timeout(EVERY) {
                 Err(RecvTimeoutError::Timeout) => false,

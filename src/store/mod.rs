@@ -4,6 +4,7 @@
 mod accumulate;
 mod block;
 mod checkpoint;
+pub use checkpoint::{start as start_checkpointer, Checkpointer};
 mod insert;
 mod pairing;
 mod postings;
@@ -11,6 +12,7 @@ pub mod reader;
 mod recent;
 mod retention;
 mod schema;
+pub use schema::stable_plans;
 pub mod search;
 pub mod series;
 mod trace_index;
@@ -92,7 +94,7 @@ impl Store {
         let unwritten = trace_index::Unwritten::default();
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
         let w = writer::Writer::new(conn, rx, cfg.retention.clone(), unwritten.clone())?;
-        let checkpointer = checkpoint::start(&cfg.path, &cfg.synchronous)?;
+        let checkpointer = checkpoint::start("store-checkpoint", &cfg.path, &cfg.synchronous)?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {
@@ -225,6 +227,7 @@ fn open_reader(path: &Path) -> Result<Connection, StoreError> {
     )?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -8_192)?;
+    schema::stable_plans(&conn)?;
     Ok(conn)
 }
 

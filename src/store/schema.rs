@@ -28,6 +28,7 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 
 /// Connection settings shared by the writer and the readers.
 pub fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError> {
+    stable_plans(conn)?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
@@ -36,6 +37,17 @@ pub fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError>
     conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     Ok(())
+}
+
+/// Plans statements once. Without this, SQLite re-prepares a cached statement each time a
+/// value is bound to a parameter its plan looked at (a `LIMIT ?`, for one): every reuse from
+/// the statement cache, which clears bindings, would parse and plan the SQL again.
+pub fn stable_plans(conn: &Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map(|_| ())
 }
 
 #[cfg(test)]
