@@ -313,3 +313,62 @@ fn stats_count_the_spans_in_store() {
     env.post_fixtures(&fixtures::load(fixtures::NODE_AMQPLIB_JSON));
     assert_eq!(env.spans_in_store(), 8);
 }
+
+/// `/api/traces` takes the filters of `/traces` under the same names (operation, attr,
+/// status, min_ms, max_ms) and pages older through `older_until`.
+#[test]
+fn the_api_takes_the_search_pages_filters_and_pages_older() {
+    let (env, spans, window) = pika();
+    let api = |extra: &str| -> BTreeSet<String> {
+        let body = env.get_json(&format!(
+            "/api/traces?limit=1000&{}&{extra}",
+            window.query()
+        ));
+        assert_eq!(body["complete"], true, "{extra}: {body}");
+        ids(body["traces"].as_array().unwrap())
+            .into_iter()
+            .collect()
+    };
+    let with = |pred: &dyn Fn(&SpanInfo) -> bool| -> BTreeSet<String> {
+        spans
+            .iter()
+            .filter(|s| pred(s))
+            .map(|s| s.trace_id.clone())
+            .collect()
+    };
+    let errors = with(&|s| s.error);
+    assert!(!errors.is_empty());
+    assert_eq!(api("status=error"), errors);
+    assert_eq!(
+        api("operation=order.created%20send"),
+        with(&|s| s.name == "order.created send")
+    );
+    assert_eq!(
+        api("service=billing&status=error"),
+        with(&|s| s.service == "billing" && s.error)
+    );
+    assert_eq!(api("attr=messaging.system%3Drabbitmq"), api(""));
+    assert!(api("attr=messaging.system%3Dkafka").is_empty());
+    assert!(api("min_ms=100000000").is_empty());
+    assert_eq!(api("min_ms=0&max_ms=100000000"), api(""));
+    assert_eq!(env.get("/api/traces?attr=novalue").status, 400);
+    assert_eq!(env.get("/api/traces?min_ms=x").status, 400);
+    // Paging by two walks every trace once.
+    let mut seen = BTreeSet::new();
+    let mut until = window.until();
+    for _ in 0..100 {
+        let body = env.get_json(&format!(
+            "/api/traces?limit=2&since={}&until={}",
+            window.since(),
+            until
+        ));
+        for id in ids(body["traces"].as_array().unwrap()) {
+            assert!(seen.insert(id.clone()), "{id} listed twice");
+        }
+        match body["older_until"].as_str() {
+            Some(next) => until = next.to_string(),
+            None => break,
+        }
+    }
+    assert_eq!(seen, api(""));
+}

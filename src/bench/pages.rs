@@ -72,6 +72,14 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
             "trace search (service)".into(),
             format!("/traces?service={}", enc(&name)),
         ));
+        out.push((
+            "trace search (service, errors)".into(),
+            format!("/traces?service={}&status=error", enc(&name)),
+        ));
+        out.push((
+            "API trace search (service)".into(),
+            format!("/api/traces?service={}&limit=50", enc(&name)),
+        ));
     }
     if let Some((id, name)) = first("destination") {
         out.push((
@@ -91,12 +99,34 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
                 "trace search (operation)".into(),
                 format!("/traces?operation={}", enc(op)),
             ));
+            if let Some(svc) = t["root_service"].as_str() {
+                out.push((
+                    "trace search (service, op)".into(),
+                    format!("/traces?service={}&operation={}", enc(svc), enc(op)),
+                ));
+            }
+        }
+        // The next page of a search: a window that ends at a trace's start, mid-data.
+        if let Some(start) = t["start_unix_nanos"].as_u64() {
+            let until = start / 1_000_000_000 * 1_000_000_000;
+            out.push((
+                "trace search (older page)".into(),
+                format!(
+                    "/traces?window=custom&since=1970-01-01T00%3A00%3A00Z&until={}",
+                    enc(&crate::model::window::rfc3339(until))
+                ),
+            ));
         }
     }
     out.push((
         "trace search (attribute)".into(),
+        "/traces?attr=messaging.system%3Drabbitmq".into(),
+    ));
+    out.push((
+        "trace search (attr. miss)".into(),
         "/traces?attr=messaging.system%3Dkafka".into(),
     ));
+    out.push(("trace search (duration)".into(), "/traces?min_ms=5".into()));
     Ok(out)
 }
 

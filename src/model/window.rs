@@ -46,6 +46,17 @@ pub fn unix_minute(unix_nanos: u64) -> i64 {
     (unix_nanos / 60_000_000_000) as i64
 }
 
+/// RFC 3339 in UTC, whole seconds unless there is a fraction.
+pub fn rfc3339(unix_nanos: u64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(unix_nanos as i128)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,6 +10,7 @@
 //! opt peer | opt attributes | opt events | opt links`
 
 use super::insert::Prepared;
+use super::postings::Collector;
 use crate::model::{Operation, SpanId, SpanKind, StatusCode, TraceId};
 
 /// Largest inflated block accepted when reading (blocks are written by us; this guards
@@ -24,10 +25,8 @@ pub struct BlockBuilder {
     pub max_start: u64,
     /// Distinct trace keys in the block.
     pub traces: Vec<i64>,
-    /// Services and destinations in the block (search terms), set by `finish`.
-    pub terms: Vec<String>,
-    services: foldhash::HashSet<String>,
-    destinations: foldhash::HashSet<String>,
+    /// The block's search index (see `postings`).
+    pub postings: Collector,
 }
 
 fn varint(out: &mut Vec<u8>, mut v: u64) {
@@ -115,29 +114,13 @@ impl BlockBuilder {
         self.max_start = self.max_start.max(s.start_unix_nanos);
         self.count += 1;
         self.traces.push(s.trace_id.key());
-        if !self.services.contains(s.service.name.as_str()) {
-            self.services.insert(s.service.name.clone());
-        }
-        if let Some(m) = s
-            .messaging
-            .as_ref()
-            .filter(|m| !self.destinations.contains(m.destination.as_str()))
-        {
-            self.destinations.insert(m.destination.clone());
-        }
+        self.postings.push(s, &p.attribute_hashes);
     }
 
-    /// The compressed block; `traces` and `terms` are sorted and deduplicated.
+    /// The compressed block; `traces` is sorted and deduplicated.
     pub fn finish(&mut self) -> Vec<u8> {
         self.traces.sort_unstable();
         self.traces.dedup();
-        self.terms = self
-            .services
-            .iter()
-            .map(|s| format!("s:{s}"))
-            .chain(self.destinations.iter().map(|d| format!("d:{d}")))
-            .collect();
-        self.terms.sort_unstable();
         lz4_flex::compress_prepend_size(&self.buf)
     }
 }
@@ -253,29 +236,41 @@ pub fn trace_records(
     id: i64,
     trace: TraceId,
 ) -> rusqlite::Result<Vec<Record>> {
+    Ok(match inflated_block(conn, id)? {
+        Some(inflated) => records_of(&inflated, id, trace),
+        None => Vec::new(),
+    })
+}
+
+/// The inflated data of the stored block `id`; `None` if it is gone or damaged (logged).
+pub fn inflated_block(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
     use rusqlite::OptionalExtension;
     let data: Option<Vec<u8>> = conn
         .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?
         .query_row([id], |r| r.get(0))
         .optional()?;
     let Some(data) = data else {
-        return Ok(Vec::new());
+        return Ok(None);
     };
-    let inflated = match inflate(&data) {
-        Ok(i) => i,
+    match inflate(&data) {
+        Ok(i) => Ok(Some(i)),
         Err(e) => {
             tracing::warn!(block = id, error = %e, "skipping a damaged block");
-            return Ok(Vec::new());
+            Ok(None)
         }
-    };
+    }
+}
+
+/// The records of one trace in an inflated block (`id` names it in logs).
+pub fn records_of(inflated: &[u8], id: i64, trace: TraceId) -> Vec<Record> {
     let mut out = Vec::new();
-    for rec in records(&inflated).filter(|rec| record_trace(rec) == Some(trace.as_bytes())) {
+    for rec in records(inflated).filter(|rec| record_trace(rec) == Some(trace.as_bytes())) {
         match decode(rec) {
             Ok(r) => out.push(r),
             Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
         }
     }
-    Ok(out)
+    out
 }
 
 /// Iterates over the raw records of an inflated block: (trace id bytes, record bytes).
@@ -401,6 +396,7 @@ mod tests {
             attributes: Some("{\"k\":\"<v>\"}".into()),
             events: None,
             links: None,
+            attribute_hashes: vec![],
         }
     }
 
@@ -411,7 +407,13 @@ mod tests {
         b.push(&span(2, true), Some(7), 1);
         let data = b.finish();
         assert_eq!((b.count, b.min_start, b.max_start), (2, 101, 102));
-        assert_eq!(b.terms, vec!["d:orders", "s:svc-1", "s:svc-2"]);
+        let (rows, _) = b.postings.finish(b.min_start);
+        let mut terms: Vec<&str> = rows.iter().map(|(t, _)| t.as_str()).collect();
+        terms.sort_unstable();
+        assert_eq!(
+            terms,
+            vec!["", "d:orders", "e", "e:svc-1", "e:svc-2", "o:n", "s:svc-1", "s:svc-2"]
+        );
         let inflated = inflate(&data).unwrap();
         let recs: Vec<Record> = records(&inflated).map(|r| decode(r).unwrap()).collect();
         assert_eq!(recs.len(), 2);

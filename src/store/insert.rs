@@ -13,6 +13,8 @@ pub struct Prepared {
     pub attributes: Option<String>,
     pub events: Option<String>,
     pub links: Option<String>,
+    /// Bloom filter entries of the attributes (see `postings`), hashed here, off the writer.
+    pub attribute_hashes: Vec<u64>,
 }
 
 /// Encodes the JSON columns; runs on the caller's thread, off the single writer.
@@ -21,6 +23,7 @@ pub fn prepare(spans: Vec<Span>) -> Vec<Prepared> {
         .into_iter()
         .map(|mut span| Prepared {
             attributes: attributes_json(&span.attributes),
+            attribute_hashes: super::postings::attribute_hashes(&span.attributes),
             db_system: span
                 .attributes
                 .iter()

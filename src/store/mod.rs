@@ -7,18 +7,21 @@ mod checkpoint;
 pub use checkpoint::{start as start_checkpointer, Checkpointer};
 mod insert;
 mod pairing;
+mod postings;
 pub mod reader;
 mod recent;
 mod retention;
 mod schema;
 pub use schema::stable_plans;
+pub mod search;
 pub mod series;
 mod trace_index;
 mod writer;
 
 pub use insert::{prepare, Prepared};
-pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceQuery, TraceSummary};
+pub use reader::{EdgeRow, NodeRow, TopologyRows, TraceSummary};
 pub use retention::RetentionConfig;
+pub use search::{TraceQuery, TraceSearch};
 pub use writer::WriteOutcome;
 
 use crate::error::ErrorCode;
@@ -156,8 +159,8 @@ impl Store {
     }
 
     /// The most recent traces matching the query (blocking).
-    pub fn search_traces(&self, q: &TraceQuery) -> Result<Vec<TraceSummary>, StoreError> {
-        self.read(|c| reader::search_traces(c, &self.unwritten, q))
+    pub fn search_traces(&self, q: &TraceQuery) -> Result<TraceSearch, StoreError> {
+        self.read(|c| search::search_traces(c, &self.unwritten, q))
     }
 
     /// Runs `f` with a read-only connection (blocking: call from a blocking thread).
@@ -256,5 +259,7 @@ pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
     })
 }
 
+#[cfg(test)]
+mod search_tests;
 #[cfg(test)]
 mod tests;

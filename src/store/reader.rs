@@ -138,18 +138,6 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
     Ok(TopologyRows { nodes, edges })
 }
 
-#[derive(Clone, Debug, Default)]
-pub struct TraceQuery {
-    pub service: Option<String>,
-    pub destination: Option<String>,
-    /// A span name (operation) some span of the trace carries.
-    pub operation: Option<String>,
-    /// An attribute `key` with this value (compared as text) on some span of the trace.
-    pub attribute: Option<(String, String)>,
-    pub window: Option<TimeWindow>,
-    pub limit: usize,
-}
-
 #[derive(Clone, Debug, Serialize)]
 pub struct TraceSummary {
     pub trace_id: TraceId,
@@ -166,119 +154,17 @@ pub struct TraceSummary {
     pub hops: i64,
 }
 
-/// Blocks read at most by one search, so a rare filter cannot scan the whole store.
-const SEARCH_BLOCKS: usize = 2_000;
-
-/// The most recent traces matching the query, newest first (by trace start).
-///
-/// Blocks are read newest first by their latest span start. A trace's start is estimated by
-/// its earliest matching span read so far; reading stops once no unread block can hold a span
-/// newer than the `limit`-th estimate. The chosen traces are then read whole and ordered by
-/// their real start.
-pub fn search_traces(
-    conn: &Connection,
-    unwritten: &Unwritten,
-    q: &TraceQuery,
-) -> Result<Vec<TraceSummary>, StoreError> {
-    let limit = q.limit.clamp(1, 10_000);
-    let (since, until) = q
-        .window
-        .map(|w| (w.since_unix_nanos, w.until_unix_nanos))
-        .unwrap_or((0, u64::MAX));
-    let term = match (&q.destination, &q.service) {
-        (Some(d), _) => Some(format!("d:{d}")),
-        (None, Some(s)) => Some(format!("s:{s}")),
-        (None, None) => None,
-    };
-    let sql = if term.is_some() {
-        "SELECT b.max_start_unix_nanos, b.data FROM block_terms t JOIN blocks b ON b.id = t.block_id
-         WHERE t.term = ?1 AND b.max_start_unix_nanos >= ?2 AND b.min_start_unix_nanos < ?3 ORDER BY b.max_start_unix_nanos DESC"
-    } else {
-        "SELECT max_start_unix_nanos, data FROM blocks WHERE ?1 IS NULL AND max_start_unix_nanos >= ?2 AND min_start_unix_nanos < ?3
-         ORDER BY max_start_unix_nanos DESC"
-    };
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params![
-        term,
-        since.min(i64::MAX as u64) as i64,
-        until.min(i64::MAX as u64) as i64
-    ])?;
-    let mut estimate: HashMap<TraceId, u64> = HashMap::new();
-    let (mut changed, mut threshold) = (false, 0u64);
-    let mut blocks = 0;
-    while let Some(r) = rows.next()? {
-        let block_newest = r.get::<_, i64>(0)? as u64;
-        if changed && estimate.len() >= limit {
-            // The limit-th newest estimate, recomputed only when estimates changed.
-            let mut starts: Vec<u64> = estimate.values().copied().collect();
-            let (_, nth, _) = starts.select_nth_unstable_by(limit - 1, |a, b| b.cmp(a));
-            threshold = *nth;
-            changed = false;
-        }
-        if estimate.len() >= limit && block_newest < threshold {
-            break;
-        }
-        blocks += 1;
-        if blocks > SEARCH_BLOCKS {
-            break;
-        }
-        let data: Vec<u8> = r.get(1)?;
-        let Ok(inflated) = block::inflate(&data) else {
-            continue;
-        };
-        for rec in block::records(&inflated) {
-            let Ok(s) = block::decode(rec) else { continue };
-            let matches = s.start >= since
-                && s.start < until
-                && q.service.as_ref().is_none_or(|svc| *svc == s.service)
-                && q.destination
-                    .as_ref()
-                    .is_none_or(|d| s.messaging.as_ref().is_some_and(|m| m.destination == *d))
-                && q.operation.as_ref().is_none_or(|op| *op == s.name)
-                && q.attribute
-                    .as_ref()
-                    .is_none_or(|(k, v)| attribute_is(s.attributes.as_deref(), k, v));
-            if matches {
-                let e = estimate.entry(s.trace_id).or_insert(u64::MAX);
-                if s.start < *e {
-                    *e = s.start;
-                    changed = true;
-                }
-            }
-        }
-    }
-    let mut found: Vec<(u64, TraceId)> = estimate
-        .into_iter()
-        .map(|(id, start)| (start, id))
-        .collect();
-    found.sort_by(|a, b| b.cmp(a));
-    found.truncate(limit);
-    let mut out = Vec::with_capacity(found.len());
-    for (_, id) in found {
-        let spans = trace(conn, unwritten, id)?;
-        if let Some(s) = summarize(id, &spans) {
-            out.push(s);
-        }
-    }
-    out.sort_by(|a, b| (b.start_unix_nanos, b.trace_id).cmp(&(a.start_unix_nanos, a.trace_id)));
-    Ok(out)
-}
-
-fn summarize(trace_id: TraceId, spans: &[StoredSpan]) -> Option<TraceSummary> {
+/// The summary of a trace from its records (no JSON parsed but the links of consumes).
+pub(super) fn summarize(trace_id: TraceId, mut spans: Vec<block::Record>) -> Option<TraceSummary> {
+    use crate::model::Operation;
+    spans.sort_by_key(|s| (s.start, s.span_id));
     let first = spans.first()?;
-    let root = spans
-        .iter()
-        .find(|s| s.parent_span_id.is_none())
-        .unwrap_or(first);
-    let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .map(|s| s.end_unix_nanos)
-        .max()
-        .unwrap_or(start);
+    let root = spans.iter().find(|s| s.parent.is_none()).unwrap_or(first);
+    let start = spans.iter().map(|s| s.start).min().unwrap_or(0);
+    let end = spans.iter().map(|s| s.end).max().unwrap_or(start);
     let mut services: Vec<String> = Vec::new();
     let mut destinations: Vec<String> = Vec::new();
-    for s in spans {
+    for s in &spans {
         if !services.contains(&s.service) {
             services.push(s.service.clone());
         }
@@ -288,6 +174,29 @@ fn summarize(trace_id: TraceId, spans: &[StoredSpan]) -> Option<TraceSummary> {
             }
         }
     }
+    let is =
+        |s: &block::Record, op: Operation| s.messaging.as_ref().is_some_and(|m| m.operation == op);
+    let producers: HashSet<String> = spans
+        .iter()
+        .filter(|s| is(s, Operation::Produce))
+        .map(|s| s.span_id.to_hex())
+        .collect();
+    let hops = spans
+        .iter()
+        .filter(|s| is(s, Operation::Consume))
+        .filter(|s| {
+            s.parent.is_some_and(|p| producers.contains(&p.to_hex()))
+                || json(s.links.as_deref(), serde_json::json!([]))
+                    .as_array()
+                    .is_some_and(|links| {
+                        links.iter().any(|l| {
+                            l["span_id"]
+                                .as_str()
+                                .is_some_and(|id| producers.contains(id))
+                        })
+                    })
+        })
+        .count() as i64;
     Some(TraceSummary {
         trace_id,
         root_service: Some(root.service.clone()),
@@ -301,7 +210,7 @@ fn summarize(trace_id: TraceId, spans: &[StoredSpan]) -> Option<TraceSummary> {
             .count() as i64,
         services,
         destinations,
-        hops: hops(spans),
+        hops,
     })
 }
 
@@ -366,49 +275,6 @@ pub fn linking_spans(
     Ok(out)
 }
 
-/// Whether the attributes JSON object holds `key` with `value` (strings compared as they
-/// are, numbers and booleans by their JSON text).
-fn attribute_is(attributes: Option<&str>, key: &str, value: &str) -> bool {
-    let Some(text) = attributes.filter(|a| a.contains(key)) else {
-        return false;
-    };
-    let Ok(serde_json::Value::Object(map)) = serde_json::from_str(text) else {
-        return false;
-    };
-    match map.get(key) {
-        Some(serde_json::Value::String(s)) => s == value,
-        Some(other) => other.to_string() == value,
-        None => false,
-    }
-}
-
-/// Produce -> consume hops of a trace: consume spans whose parent or a linked span is a
-/// produce span of the trace.
-pub fn hops(spans: &[StoredSpan]) -> i64 {
-    use std::collections::HashSet;
-    let is = |s: &StoredSpan, op: &str| s.messaging.as_ref().is_some_and(|m| m.operation == op);
-    let producers: HashSet<String> = spans
-        .iter()
-        .filter(|s| is(s, "produce"))
-        .map(|s| s.span_id.to_hex())
-        .collect();
-    spans
-        .iter()
-        .filter(|s| is(s, "consume"))
-        .filter(|s| {
-            s.parent_span_id
-                .is_some_and(|p| producers.contains(&p.to_hex()))
-                || s.links.as_array().is_some_and(|links| {
-                    links.iter().any(|l| {
-                        l["span_id"]
-                            .as_str()
-                            .is_some_and(|id| producers.contains(id))
-                    })
-                })
-        })
-        .count() as i64
-}
-
 /// One stored span as the API shows it.
 #[derive(Clone, Debug, Serialize)]
 pub struct StoredSpan {
@@ -455,11 +321,109 @@ pub fn trace(
     unwritten: &Unwritten,
     trace_id: TraceId,
 ) -> Result<Vec<StoredSpan>, StoreError> {
-    let ids = super::trace_index::blocks_of(conn, unwritten, trace_id.key())?;
+    trace_cached(conn, unwritten, trace_id, &mut BlockCache::default())
+}
+
+/// Inflated blocks kept while one request reads several traces (a search's results often
+/// share blocks), up to [`BlockCache::MAX_BYTES`], each with where each trace's records are.
+#[derive(Default)]
+pub struct BlockCache {
+    blocks: HashMap<i64, Option<CachedBlock>>,
+    bytes: usize,
+}
+
+struct CachedBlock {
+    inflated: Vec<u8>,
+    /// Offset and length of each record, by trace: built when the block is read a second
+    /// time (a block read once is scanned, which is cheaper).
+    by_trace: Option<HashMap<TraceId, Vec<(usize, usize)>>>,
+}
+
+impl CachedBlock {
+    fn index(inflated: &[u8]) -> HashMap<TraceId, Vec<(usize, usize)>> {
+        let mut by_trace: HashMap<TraceId, Vec<(usize, usize)>> = HashMap::new();
+        for rec in block::records(inflated) {
+            if let Some(t) = block::record_trace(rec).and_then(|t| TraceId::from_bytes(t).ok()) {
+                let at = rec.as_ptr() as usize - inflated.as_ptr() as usize;
+                by_trace.entry(t).or_default().push((at, rec.len()));
+            }
+        }
+        by_trace
+    }
+
+    fn records(&mut self, id: i64, trace_id: TraceId) -> Vec<block::Record> {
+        let inflated = &self.inflated;
+        let by_trace = self.by_trace.get_or_insert_with(|| Self::index(inflated));
+        let places = by_trace.get(&trace_id).map(Vec::as_slice);
+        let mut out = Vec::new();
+        for &(at, len) in places.unwrap_or_default() {
+            match block::decode(&inflated[at..at + len]) {
+                Ok(r) => out.push(r),
+                Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
+            }
+        }
+        out
+    }
+}
+
+impl BlockCache {
+    const MAX_BYTES: usize = 64 * 1024 * 1024;
+
+    fn records(
+        &mut self,
+        conn: &Connection,
+        id: i64,
+        trace_id: TraceId,
+    ) -> Result<Vec<block::Record>, StoreError> {
+        if let Some(cached) = self.blocks.get_mut(&id) {
+            return Ok(cached
+                .as_mut()
+                .map(|c| c.records(id, trace_id))
+                .unwrap_or_default());
+        }
+        let Some(inflated) = block::inflated_block(conn, id)? else {
+            self.blocks.insert(id, None);
+            return Ok(Vec::new());
+        };
+        if self.bytes + inflated.len() > Self::MAX_BYTES {
+            return Ok(block::records_of(&inflated, id, trace_id));
+        }
+        self.bytes += inflated.len();
+        let out = block::records_of(&inflated, id, trace_id);
+        let cached = CachedBlock {
+            inflated,
+            by_trace: None,
+        };
+        self.blocks.insert(id, Some(cached));
+        Ok(out)
+    }
+}
+
+/// The records of one trace, reading blocks through `cache`.
+pub(super) fn trace_records(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    trace_id: TraceId,
+    cache: &mut BlockCache,
+) -> Result<Vec<block::Record>, StoreError> {
+    let mut out = Vec::new();
+    for id in super::trace_index::blocks_of(conn, unwritten, trace_id.key())? {
+        out.extend(cache.records(conn, id, trace_id)?);
+    }
+    Ok(out)
+}
+
+/// Every span of one trace, oldest first.
+fn trace_cached(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    trace_id: TraceId,
+    cache: &mut BlockCache,
+) -> Result<Vec<StoredSpan>, StoreError> {
     let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
     let mut spans = Vec::new();
-    for id in ids {
-        for r in block::trace_records(conn, id, trace_id)? {
+    {
+        for r in trace_records(conn, unwritten, trace_id, cache)? {
             let resource = match r.resource_id {
                 Some(rid) => match resources.get(&rid) {
                     Some(v) => v.clone(),
@@ -506,7 +470,7 @@ pub fn trace(
             });
         }
     }
-    spans.sort_by(|a, b| (a.start_unix_nanos, a.span_id).cmp(&(b.start_unix_nanos, b.span_id)));
+    spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
     Ok(spans)
 }
 

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 const T0: u64 = 1_800_000_000_000_000_000;
 
-fn open(dir: &tempfile::TempDir) -> Store {
+pub(super) fn open(dir: &tempfile::TempDir) -> Store {
     Store::open(&StoreConfig {
         path: dir.path().join("s.db"),
         retention: RetentionConfig {

@@ -368,13 +368,45 @@ fn write_request(
         let id = tx.last_insert_rowid();
         index.add(&block.traces, id);
         *last_block = id;
-        let mut term = tx
-            .prepare_cached("INSERT OR IGNORE INTO block_terms (term, block_id) VALUES (?1, ?2)")?;
-        for t in &block.terms {
-            term.execute(params![t, id])?;
-        }
+        let (terms, bloom) = block.postings.finish(block.min_start);
+        write_postings(tx, id, &terms)?;
+        tx.prepare_cached("INSERT INTO block_blooms (block_id, bloom) VALUES (?1, ?2)")?
+            .execute(params![id, bloom])?;
     }
     Ok(outcome)
+}
+
+/// Index rows written per statement (a block has one per distinct service, destination and
+/// operation: statements of many rows save most of the per-statement work).
+const POSTINGS_PER_INSERT: usize = 32;
+
+static INSERT_POSTINGS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    let rows = vec!["(?, ?, ?)"; POSTINGS_PER_INSERT].join(", ");
+    format!("INSERT INTO block_postings (block_id, term, entries) VALUES {rows}")
+});
+
+/// Writes a block's index rows (sorted by term, so they append to the index in order).
+fn write_postings(
+    tx: &Transaction<'_>,
+    id: i64,
+    terms: &[(String, Vec<u8>)],
+) -> rusqlite::Result<()> {
+    let mut chunks = terms.chunks_exact(POSTINGS_PER_INSERT);
+    let mut many = tx.prepare_cached(&INSERT_POSTINGS)?;
+    for chunk in &mut chunks {
+        let mut values: Vec<&dyn rusqlite::ToSql> = Vec::with_capacity(3 * chunk.len());
+        for (term, entries) in chunk {
+            values.extend([&id as &dyn rusqlite::ToSql, term, entries]);
+        }
+        many.execute(values.as_slice())?;
+    }
+    let mut one = tx.prepare_cached(
+        "INSERT INTO block_postings (block_id, term, entries) VALUES (?1, ?2, ?3)",
+    )?;
+    for (term, entries) in chunks.remainder() {
+        one.execute(params![id, term, entries])?;
+    }
+    Ok(())
 }
 
 /// The order to analyse one request in: a span comes after the spans of the same request it

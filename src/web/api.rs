@@ -5,8 +5,9 @@ use crate::export;
 use crate::ingest::Ingest;
 use crate::model::window::now_unix_nanos;
 use crate::model::{TimeWindow, TraceId};
-use crate::store::{reader, TraceQuery};
+use crate::store::reader;
 use crate::topology::{self, Topology};
+use crate::web::trace_search::{self, FilterText, Filters};
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
@@ -81,10 +82,18 @@ pub async fn topology_dot(
         .body(dot))
 }
 
+/// `/api/traces`: the filters of `/traces` under the same names, an RFC 3339 window, a limit.
 #[derive(Debug, Deserialize)]
 pub struct TraceParams {
     pub service: Option<String>,
     pub destination: Option<String>,
+    pub operation: Option<String>,
+    /// `key=value`.
+    pub attr: Option<String>,
+    /// `error`: only traces with an error span.
+    pub status: Option<String>,
+    pub min_ms: Option<String>,
+    pub max_ms: Option<String>,
     pub limit: Option<usize>,
     pub since: Option<String>,
     pub until: Option<String>,
@@ -100,18 +109,29 @@ pub async fn traces(
             parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?,
         ),
     };
-    let query = TraceQuery {
-        service: q.service.clone().filter(|s| !s.is_empty()),
-        destination: q.destination.clone().filter(|s| !s.is_empty()),
-        window,
-        limit: q.limit.unwrap_or(20).clamp(1, 1000),
-        ..TraceQuery::default()
-    };
-    let traces = ingest
-        .store
-        .blocking(move |s| s.search_traces(&query))
-        .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "traces": traces })))
+    let filters = Filters::parse(&FilterText {
+        service: q.service.as_deref(),
+        destination: q.destination.as_deref(),
+        operation: q.operation.as_deref(),
+        attr: q.attr.as_deref(),
+        status: q.status.as_deref(),
+        min_ms: q.min_ms.as_deref(),
+        max_ms: q.max_ms.as_deref(),
+    })
+    .map_err(ApiError::BadRequest)?;
+    let limit = q.limit.unwrap_or(20).clamp(1, 1000);
+    let found = trace_search::run(&ingest.store, &filters, window, limit).await?;
+    // The next (older) page: the same query with `until` at the oldest trace's start.
+    let older_until = found
+        .traces
+        .last()
+        .filter(|_| found.traces.len() == limit)
+        .map(|t| crate::web::pages::window::rfc3339(t.start_unix_nanos));
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "traces": found.traces,
+        "complete": found.complete,
+        "older_until": older_until,
+    })))
 }
 
 pub async fn trace(

@@ -7,5 +7,6 @@ pub mod live;
 pub mod pages;
 pub mod render;
 pub mod routes;
+pub mod trace_search;
 
 pub use routes::configure;

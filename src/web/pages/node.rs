@@ -208,6 +208,7 @@ async fn page(
         .blocking(move |s| {
             let traces = s
                 .search_traces(&query)?
+                .traces
                 .iter()
                 .map(TraceItem::from_summary)
                 .collect();

@@ -4,8 +4,9 @@
 use super::format;
 use super::window::{url_encode, PageWindow, WindowQuery};
 use crate::ingest::Ingest;
-use crate::store::{TraceQuery, TraceSummary};
+use crate::store::TraceSummary;
 use crate::web::render::{render, PageError};
+use crate::web::trace_search::{self, FilterText, Filters};
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -28,23 +29,6 @@ pub struct SearchParams {
     pub min_ms: Option<String>,
     pub max_ms: Option<String>,
 }
-
-fn parse_ms(name: &str, value: &Option<String>) -> Result<Option<f64>, PageError> {
-    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
-        None => Ok(None),
-        Some(v) => v
-            .parse::<f64>()
-            .ok()
-            .filter(|ms| ms.is_finite() && *ms >= 0.0)
-            .map(Some)
-            .ok_or_else(|| {
-                PageError::BadRequest(format!("{name} must be a number of milliseconds"))
-            }),
-    }
-}
-
-/// Duration and status are checked on the summaries of this many newest matches at most.
-pub const POST_FILTER_SCAN: usize = 1000;
 
 /// One result line, formatted.
 pub struct TraceItem {
@@ -98,8 +82,10 @@ pub struct TracesPage {
     pub errors_only: bool,
     pub min_ms: String,
     pub max_ms: String,
-    /// Whether duration or status narrowed the newest matches (shown with the count).
+    /// Whether duration bounds narrowed the newest matches (shown with the count).
     pub post_filtered: bool,
+    /// False when the search stopped at its bound: matches may be missing (said so).
+    pub complete: bool,
     pub traces: Vec<TraceItem>,
     /// The next page: the same search, ending where this page's oldest trace starts.
     pub older_href: String,
@@ -140,6 +126,20 @@ impl TracesPage {
     }
 }
 
+impl SearchParams {
+    fn filter_text(&self) -> FilterText<'_> {
+        FilterText {
+            service: self.service.as_deref(),
+            destination: self.destination.as_deref(),
+            operation: self.operation.as_deref(),
+            attr: self.attr.as_deref(),
+            status: self.status.as_deref(),
+            min_ms: self.min_ms.as_deref(),
+            max_ms: self.max_ms.as_deref(),
+        }
+    }
+}
+
 pub async fn page(
     q: web::Query<SearchParams>,
     ingest: web::Data<Ingest>,
@@ -161,44 +161,15 @@ pub async fn page(
         ),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let errors_only = q.status.as_deref() == Some("error");
-    let (min_ms, max_ms) = (
-        parse_ms("min_ms", &q.min_ms)?,
-        parse_ms("max_ms", &q.max_ms)?,
-    );
-    let post_filtered = errors_only || min_ms.is_some() || max_ms.is_some();
-    let attribute = match nonempty(&q.attr) {
-        None => None,
-        Some(a) => Some(parse_attr(&a)?),
-    };
-    let query = TraceQuery {
-        service: nonempty(&q.service),
-        destination: nonempty(&q.destination),
-        operation: nonempty(&q.operation),
-        attribute,
-        window: window.as_ref().map(|w| w.window),
-        limit: if post_filtered {
-            POST_FILTER_SCAN
-        } else {
-            limit
-        },
-    };
-    let (min_us, max_us) = (
-        min_ms.map(|m| m * 1000.0).unwrap_or(0.0),
-        max_ms.map(|m| m * 1000.0).unwrap_or(f64::INFINITY),
-    );
-    let traces: Vec<TraceItem> = ingest
-        .store
-        .blocking(move |s| {
-            Ok(s.search_traces(&query)?
-                .iter()
-                .filter(|t| !errors_only || t.error_count > 0)
-                .filter(|t| (min_us..=max_us).contains(&(t.duration_micros as f64)))
-                .take(limit)
-                .map(TraceItem::from_summary)
-                .collect())
-        })
-        .await?;
+    let filters = Filters::parse(&q.filter_text()).map_err(PageError::BadRequest)?;
+    let found = trace_search::run(
+        &ingest.store,
+        &filters,
+        window.as_ref().map(|w| w.window),
+        limit,
+    )
+    .await?;
+    let traces: Vec<TraceItem> = found.traces.iter().map(TraceItem::from_summary).collect();
     let older_href = match traces.last() {
         Some(oldest) if traces.len() == limit => older_link(&q, window.as_ref(), oldest, limit),
         _ => String::new(),
@@ -211,24 +182,15 @@ pub async fn page(
         limit,
         live: window.as_ref().is_none_or(|w| !w.is_custom()),
         window,
-        errors_only,
-        min_ms: min_ms.map(|m| m.to_string()).unwrap_or_default(),
-        max_ms: max_ms.map(|m| m.to_string()).unwrap_or_default(),
-        post_filtered,
+        errors_only: filters.errors_only,
+        min_ms: filters.min_ms.map(|m| m.to_string()).unwrap_or_default(),
+        max_ms: filters.max_ms.map(|m| m.to_string()).unwrap_or_default(),
+        post_filtered: filters.post_filtered(),
+        complete: found.complete,
         traces,
         older_href,
     })
     .await
-}
-
-/// `key=value` (split at the first `=`; the key trimmed, the value as typed).
-fn parse_attr(text: &str) -> Result<(String, String), PageError> {
-    match text.split_once('=') {
-        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
-        _ => Err(PageError::BadRequest(
-            "attr must be key=value, e.g. messaging.system=rabbitmq".to_string(),
-        )),
-    }
 }
 
 /// The same search over traces that start before `oldest` (half-open window end).

@@ -89,16 +89,7 @@ impl PageWindow {
     }
 }
 
-/// RFC 3339 in UTC, whole seconds unless there is a fraction.
-pub fn rfc3339(unix_nanos: u64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(unix_nanos as i128)
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_default()
-}
+pub use crate::model::window::rfc3339;
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub fn url_encode(text: &str) -> String {
