@@ -36,7 +36,10 @@ pub const SYSTEM: &str = "switchyard";
 /// The span attribute that carries the service until the exporter moves it to the resource.
 const SERVICE_KEY: &str = "service.name";
 /// How often finished spans are handed to ingest.
-const EXPORT_DELAY: Duration = Duration::from_millis(200);
+const EXPORT_DELAY: Duration = Duration::from_millis(50);
+/// Spans handed to ingest at once: small, frequent batches keep each store commit short, so
+/// broker work is not held up behind a long one.
+const EXPORT_BATCH: usize = 512;
 /// Finished spans buffered for export at most; past that, spans (never messages) are dropped.
 const EXPORT_QUEUE: usize = 65_536;
 
@@ -75,7 +78,7 @@ impl Tracer {
         let config = BatchConfigBuilder::default()
             .with_scheduled_delay(EXPORT_DELAY)
             .with_max_queue_size(EXPORT_QUEUE)
-            .with_max_export_batch_size(2_048)
+            .with_max_export_batch_size(EXPORT_BATCH)
             .build();
         let processor = BatchSpanProcessor::builder(IngestExporter { ingest })
             .with_batch_config(config)
