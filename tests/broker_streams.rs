@@ -5,7 +5,7 @@
 mod common;
 
 use common::{topo, wait_for, TestEnv};
-use serde_json::json;
+use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use switchyard::broker::client::Client;
 
@@ -174,6 +174,74 @@ fn retention_by_age_drops_old_events_but_keeps_offsets() {
     );
     let s = &c.streams().unwrap()[0];
     assert_eq!((s.first_offset, s.next_offset), (3, 4));
+}
+
+/// The bytes an event read back counts for: its attributes' JSON and its data (JSON data as
+/// its text).
+fn stored_bytes(e: &Value) -> u64 {
+    let mut attributes = e.as_object().unwrap().clone();
+    let data = attributes.remove("data").map_or(0, |d| d.to_string().len());
+    Value::Object(attributes).to_string().len() as u64 + data as u64
+}
+
+#[test]
+fn retention_by_size_keeps_the_newest_events_within_max_bytes_across_a_restart() {
+    let mut env = TestEnv::start();
+    let c = client(&env, "r");
+    c.declare_stream_bounded("capped", None, Some(4_000))
+        .unwrap();
+    let pad = "x".repeat(300);
+    for n in 0..40 {
+        c.append_json("capped", &json!({ "n": n, "pad": pad }))
+            .unwrap();
+    }
+    let kept = |c: &Client| -> (Vec<i64>, u64) {
+        let b = c
+            .read("capped", "earliest", None, 100, Duration::ZERO)
+            .unwrap();
+        let ns = b
+            .events
+            .iter()
+            .map(|e| e.event["data"]["n"].as_i64().unwrap())
+            .collect();
+        (ns, b.events.iter().map(|e| stored_bytes(&e.event)).sum())
+    };
+    let (ns, bytes) = wait_for(
+        "the stream trimmed to size",
+        Duration::from_secs(10),
+        || {
+            let (ns, bytes) = kept(&c);
+            (ns.len() < 40).then_some((ns, bytes))
+        },
+    );
+    assert!(bytes <= 4_000, "{bytes} bytes kept");
+    // The newest events stay, and nothing more was dropped than the bound needs.
+    let first = 40 - ns.len() as i64;
+    assert_eq!(ns, (first..40).collect::<Vec<_>>());
+    assert!(bytes + 450 > 4_000, "only {bytes} bytes kept");
+    let s = &c.streams().unwrap()[0];
+    assert_eq!(s.spec.max_bytes, Some(4_000));
+    assert_eq!((s.first_offset, s.next_offset), (first as u64, 40));
+
+    // After a restart the bound and the byte count come back from the file.
+    env.restart();
+    let c = client(&env, "r");
+    for n in 40..50 {
+        c.append_json("capped", &json!({ "n": n, "pad": pad }))
+            .unwrap();
+    }
+    wait_for(
+        "trimmed again after a restart",
+        Duration::from_secs(10),
+        || {
+            let (ns, bytes) = kept(&c);
+            (ns.last() == Some(&49) && bytes <= 4_000 && ns.len() == 50 - ns[0] as usize)
+                .then_some(())
+        },
+    );
+    assert!(c
+        .declare_stream_bounded("capped", None, Some(8_000))
+        .is_err_and(|e| e.status() == Some(409)));
 }
 
 #[test]

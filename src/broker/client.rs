@@ -487,6 +487,21 @@ impl Client {
         )
     }
 
+    /// Declares a stream bounded by age and/or size (bytes of events' data and attributes).
+    pub fn declare_stream_bounded(
+        &self,
+        name: &str,
+        max_age_ms: Option<u64>,
+        max_bytes: Option<u64>,
+    ) -> Result<Declared, ClientError> {
+        let body = json!({ "max_age_ms": max_age_ms, "max_bytes": max_bytes });
+        self.send(
+            self.http("PUT", &format!("/broker/streams/{name}")),
+            "application/json",
+            body.to_string().as_bytes(),
+        )
+    }
+
     pub fn streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
         let v: Value = decode(self.http("GET", "/broker/streams").call())?;
         from_value(v["streams"].clone())

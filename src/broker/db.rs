@@ -57,6 +57,7 @@ CREATE INDEX queue_seq ON queue(seq);
     super::stream_db::MIGRATION,
     "ALTER TABLE subscriptions ADD COLUMN filter TEXT;",
     "ALTER TABLE subscriptions ADD COLUMN push TEXT;",
+    "ALTER TABLE streams ADD COLUMN max_bytes INTEGER;",
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;

@@ -77,6 +77,7 @@ impl Link {
         let spec = StreamSpec {
             name: name.into(),
             max_age_ms: Some(3_600_000),
+            max_bytes: None,
         };
         self.broker
             .ask(|reply| Command::DeclareStream { spec, reply })

@@ -201,11 +201,15 @@ pub struct SubscriptionInfo {
     pub dead: u64,
 }
 
-/// A stream's declaration: events older than `max_age_ms` are deleted (none: kept forever).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// A stream's declaration: events older than `max_age_ms` are deleted, and the oldest events
+/// while the stream holds more than `max_bytes` (none: no such bound).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StreamSpec {
     pub name: String,
     pub max_age_ms: Option<u64>,
+    /// Bytes of events (data and attributes) kept at most, checked once a second.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_bytes: Option<u64>,
 }
 
 /// A stream: offsets `first_offset..next_offset` are (or were, if retention removed them)

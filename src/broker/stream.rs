@@ -18,6 +18,8 @@ const READ_CHUNK: usize = 16;
 const MAX_READ_BYTES: usize = 8 * 1024 * 1024;
 /// Events deleted per stream and sweep at most.
 const EXPIRE_STEP: usize = 1_000;
+/// Steps of [`EXPIRE_STEP`] events a size-bounded stream may be trimmed by per pass.
+const TRIM_STEPS: usize = 10;
 
 impl State {
     pub(super) fn stream(&self, name: &str) -> Result<&StreamRow, BrokerError> {
@@ -54,6 +56,7 @@ impl State {
                 id,
                 spec,
                 next_offset: 0,
+                bytes: 0,
             },
         );
         Ok(Declared { created: true })
@@ -116,6 +119,7 @@ impl State {
         // Ahead of the disk if the commit fails: offsets may skip, never repeat.
         if let Some(s) = self.catalogue.streams.get_mut(name) {
             s.next_offset = offset + 1;
+            s.bytes += stream_db::event_bytes(&attributes, event.data.as_deref());
         }
         Ok(Published {
             id: event.id().to_string(),
@@ -254,14 +258,30 @@ impl State {
         })
     }
 
-    /// Deletes events older than their stream's `max_age_ms`, a step per stream (blocking).
-    pub(super) fn expire_streams(&self, conn: &mut Connection) -> Result<(), BrokerError> {
+    /// Deletes events older than their stream's `max_age_ms`, then the oldest while it holds
+    /// more than `max_bytes`, a few steps per stream (blocking).
+    pub(super) fn expire_streams(&mut self, conn: &mut Connection) -> Result<(), BrokerError> {
         let now = unix_nanos(SystemTime::now());
         let tx = conn.transaction()?;
-        for s in self.catalogue.streams.values() {
+        for s in self.catalogue.streams.values_mut() {
             if let Some(age) = s.spec.max_age_ms {
                 let before = now.saturating_sub(age.saturating_mul(1_000_000));
-                stream_db::expire(&tx, s.id, before, EXPIRE_STEP)?;
+                let freed = stream_db::expire(&tx, s.id, before, EXPIRE_STEP)?;
+                s.bytes = s.bytes.saturating_sub(freed);
+            }
+            if let Some(max) = s.spec.max_bytes {
+                for _ in 0..TRIM_STEPS {
+                    if s.bytes <= max {
+                        break;
+                    }
+                    let freed = stream_db::trim(&tx, s.id, s.bytes - max, EXPIRE_STEP)?;
+                    if freed == 0 {
+                        // Nothing left to delete: the running count was ahead of the disk.
+                        s.bytes = 0;
+                        break;
+                    }
+                    s.bytes = s.bytes.saturating_sub(freed);
+                }
             }
         }
         tx.commit()?;

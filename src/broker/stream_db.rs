@@ -41,18 +41,34 @@ pub struct StreamRow {
     pub id: i64,
     pub spec: StreamSpec,
     pub next_offset: u64,
+    /// Bytes its events hold (see [`event_bytes`]); ahead of the disk after a failed commit.
+    pub bytes: u64,
 }
 
+/// The bytes an event counts for against `max_bytes`: its attributes' JSON and its data.
+pub fn event_bytes(attributes: &str, data: Option<&[u8]>) -> u64 {
+    (attributes.len() + data.map_or(0, <[u8]>::len)) as u64
+}
+
+const EVENT_BYTES_SQL: &str = "length(CAST(attributes AS BLOB)) + COALESCE(length(data), 0)";
+
 pub fn load(conn: &Connection) -> rusqlite::Result<Vec<StreamRow>> {
-    let mut stmt = conn.prepare("SELECT id, name, max_age_ms, next_offset FROM streams")?;
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, name, max_age_ms, next_offset, max_bytes,
+                (SELECT COALESCE(SUM({EVENT_BYTES_SQL}), 0) FROM stream_events e
+                 WHERE e.stream_id = streams.id)
+         FROM streams"
+    ))?;
     let rows = stmt.query_map([], |r| {
         Ok(StreamRow {
             id: r.get(0)?,
             spec: StreamSpec {
                 name: r.get(1)?,
                 max_age_ms: r.get::<_, Option<i64>>(2)?.map(|v| v as u64),
+                max_bytes: r.get::<_, Option<i64>>(4)?.map(|v| v as u64),
             },
             next_offset: r.get::<_, i64>(3)? as u64,
+            bytes: r.get::<_, i64>(5)?.max(0) as u64,
         })
     })?;
     rows.collect()
@@ -60,11 +76,13 @@ pub fn load(conn: &Connection) -> rusqlite::Result<Vec<StreamRow>> {
 
 pub fn insert_stream(conn: &Connection, spec: &StreamSpec, now: u64) -> rusqlite::Result<i64> {
     conn.prepare_cached(
-        "INSERT INTO streams (name, max_age_ms, created_unix_nanos) VALUES (?1, ?2, ?3)",
+        "INSERT INTO streams (name, max_age_ms, max_bytes, created_unix_nanos)
+         VALUES (?1, ?2, ?3, ?4)",
     )?
     .execute(params![
         spec.name,
         spec.max_age_ms.map(|v| v as i64),
+        spec.max_bytes.map(|v| v as i64),
         now as i64
     ])?;
     Ok(conn.last_insert_rowid())
@@ -197,17 +215,42 @@ pub fn groups(conn: &Connection, stream: i64) -> rusqlite::Result<Vec<(String, u
     rows.collect()
 }
 
-/// Deletes up to `limit` events published before `before`; returns how many went.
-pub fn expire(
-    conn: &Connection,
-    stream: i64,
-    before: u64,
-    limit: usize,
-) -> rusqlite::Result<usize> {
-    conn.prepare_cached(
+/// Deletes up to `limit` of a stream's oldest events published before `before`; returns the
+/// bytes freed.
+pub fn expire(conn: &Connection, stream: i64, before: u64, limit: usize) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare_cached(&format!(
         "DELETE FROM stream_events WHERE stream_id = ?1 AND pos IN (
              SELECT pos FROM stream_events WHERE stream_id = ?1 AND published_unix_nanos < ?2
-             ORDER BY pos LIMIT ?3)",
-    )?
-    .execute(params![stream, before as i64, limit as i64])
+             ORDER BY pos LIMIT ?3)
+         RETURNING {EVENT_BYTES_SQL}"
+    ))?;
+    let freed = stmt.query_map(params![stream, before as i64, limit as i64], |r| {
+        r.get::<_, i64>(0)
+    })?;
+    freed
+        .sum::<rusqlite::Result<i64>>()
+        .map(|b| b.max(0) as u64)
+}
+
+/// Deletes a stream's oldest events (up to `limit`) until at least `excess` bytes are freed;
+/// returns the bytes freed.
+pub fn trim(conn: &Connection, stream: i64, excess: u64, limit: usize) -> rusqlite::Result<u64> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT pos, {EVENT_BYTES_SQL} FROM stream_events WHERE stream_id = ?1 ORDER BY pos LIMIT ?2"
+    ))?;
+    let mut rows = stmt.query(params![stream, limit as i64])?;
+    let (mut freed, mut last) = (0u64, None);
+    while let Some(r) = rows.next()? {
+        if freed >= excess {
+            break;
+        }
+        last = Some(r.get::<_, i64>(0)?);
+        freed += r.get::<_, i64>(1)?.max(0) as u64;
+    }
+    drop(rows);
+    if let Some(pos) = last {
+        conn.prepare_cached("DELETE FROM stream_events WHERE stream_id = ?1 AND pos <= ?2")?
+            .execute(params![stream, pos])?;
+    }
+    Ok(freed)
 }

@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 #[serde(deny_unknown_fields)]
 struct StreamBody {
     max_age_ms: Option<u64>,
+    max_bytes: Option<u64>,
 }
 
 async fn declare(
@@ -35,6 +36,7 @@ async fn declare(
     let spec = StreamSpec {
         name: path.into_inner(),
         max_age_ms: b.max_age_ms,
+        max_bytes: b.max_bytes,
     };
     Ok(declared(
         broker
