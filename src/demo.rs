@@ -300,7 +300,7 @@ async fn reporting_stream(link: Link) {
     loop {
         tokio::time::sleep(dice.pause(1_500)).await;
         reads += 1;
-        if reads % 40 == 0 {
+        if reads.is_multiple_of(40) {
             let _ = link.read(STREAM, ReadFrom::Earliest, None, 100).await;
             continue;
         }
