@@ -169,22 +169,29 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let (events, caller, _room) = read_events(&req, body, &broker).await?;
-    let topic = path.into_inner();
-    match events {
-        Events::One(event) => {
-            Ok(HttpResponse::Ok().json(broker.publish(topic, event, caller).await?))
-        }
-        Events::Batch(events) => {
-            let target = BatchTarget::Topic(topic);
-            batch_answer(broker.publish_batch(target, events, caller).await?)
-        }
-    }
+    publish_to(BatchTarget::Topic(path.into_inner()), &req, body, &broker).await
 }
 
-/// The answer to a batched publish: one entry per event, in order.
-pub(super) fn batch_answer(published: Vec<Published>) -> Answer {
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "published": published })))
+/// A publish to a topic or a stream, in any body form (a batch answers one entry per event).
+pub(super) async fn publish_to(
+    target: BatchTarget,
+    req: &HttpRequest,
+    body: web::Payload,
+    broker: &Broker,
+) -> Answer {
+    let (events, caller, _room) = read_events(req, body, broker).await?;
+    let event = match events {
+        Events::One(event) => event,
+        Events::Batch(events) => {
+            let published = broker.publish_batch(target, events, caller).await?;
+            return Ok(HttpResponse::Ok().json(serde_json::json!({ "published": published })));
+        }
+    };
+    let published = match target {
+        BatchTarget::Topic(topic) => broker.publish(topic, event, caller).await?,
+        BatchTarget::Stream(stream) => broker.append(stream, event, caller).await?,
+    };
+    Ok(HttpResponse::Ok().json(published))
 }
 
 #[derive(serde::Deserialize)]

@@ -164,15 +164,8 @@ impl Link {
         event: Event,
         parent: Option<&str>,
     ) -> Result<Published, BrokerError> {
-        let (stream, caller, started) = (stream.into(), self.caller(parent), SystemTime::now());
         self.broker
-            .ask(|reply| Command::StreamPublish {
-                stream,
-                event,
-                caller,
-                started,
-                reply,
-            })
+            .append(stream.into(), event, self.caller(parent))
             .await
     }
 

@@ -434,6 +434,24 @@ impl Broker {
         .await
     }
 
+    /// Appends one event to a stream.
+    pub async fn append(
+        &self,
+        stream: String,
+        event: Event,
+        caller: Caller,
+    ) -> Result<Published, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::StreamPublish {
+            stream,
+            event,
+            caller,
+            started,
+            reply,
+        })
+        .await
+    }
+
     /// Publishes a batch to a topic or stream in one savepoint: all of it, or none.
     pub async fn publish_batch(
         &self,

@@ -2,9 +2,7 @@
 
 use super::command::BatchTarget;
 use super::http::MAX_CONTROL_BODY;
-use super::http::{
-    batch_answer, caller, declared, json_body, parse_wait, read_body, read_events, Answer, Events,
-};
+use super::http::{caller, declared, json_body, parse_wait, publish_to, read_body, Answer};
 use super::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 
@@ -56,26 +54,7 @@ async fn publish(
     body: web::Payload,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let (events, caller, _room) = read_events(&req, body, &broker).await?;
-    let stream = path.into_inner();
-    let event = match events {
-        Events::One(event) => event,
-        Events::Batch(events) => {
-            let target = BatchTarget::Stream(stream);
-            return batch_answer(broker.publish_batch(target, events, caller).await?);
-        }
-    };
-    let started = SystemTime::now();
-    let published = broker
-        .ask(|reply| Command::StreamPublish {
-            stream,
-            event,
-            caller,
-            started,
-            reply,
-        })
-        .await?;
-    Ok(HttpResponse::Ok().json(published))
+    publish_to(BatchTarget::Stream(path.into_inner()), &req, body, &broker).await
 }
 
 #[derive(serde::Deserialize)]
