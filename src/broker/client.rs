@@ -287,8 +287,9 @@ impl Client {
     }
 
     /// Publishes events of several callers: one request; if the broker refuses the batch for
-    /// its content (4xx other than 429), each event alone, so one bad event fails only its
-    /// own caller. One result per event, in order.
+    /// an event's content (400 malformed, 413 too large), each event alone, so one bad event
+    /// fails only its own caller; any other error is every caller's. One result per event, in
+    /// order.
     fn publish_isolated(
         &self,
         topic: &str,
@@ -309,15 +310,10 @@ impl Client {
                 ));
                 vec![Err(e); events.len()]
             }
-            Err(e)
-                if e.status()
-                    .is_some_and(|s| (400..500).contains(&s) && s != 429) =>
-            {
-                events
-                    .iter()
-                    .map(|event| self.publish_event(topic, event))
-                    .collect()
-            }
+            Err(e) if matches!(e.status(), Some(400 | 413)) => events
+                .iter()
+                .map(|event| self.publish_event(topic, event))
+                .collect(),
             Err(e) => vec![Err(e); events.len()],
         }
     }

@@ -213,21 +213,9 @@ async fn request(
         None => Duration::from_secs(10),
     };
     let (event, caller, _room) = read_event(&req, body, &broker).await?;
-    let (topic, reply_to, started) = (
-        path.into_inner(),
-        query.into_inner().reply_to,
-        SystemTime::now(),
-    );
+    let (topic, reply_to) = (path.into_inner(), query.into_inner().reply_to);
     let replied = broker
-        .ask(|reply| Command::Request {
-            topic,
-            reply_to,
-            event,
-            caller,
-            started,
-            timeout,
-            reply,
-        })
+        .request(topic, reply_to, event, caller, timeout)
         .await?;
     Ok(HttpResponse::Ok().json(replied))
 }

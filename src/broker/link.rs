@@ -129,18 +129,9 @@ impl Link {
         parent: Option<&str>,
         timeout: Duration,
     ) -> Result<Replied, BrokerError> {
-        let (topic, reply_to, caller) = (topic.into(), reply_to.into(), self.caller(parent));
-        let started = SystemTime::now();
+        let caller = self.caller(parent);
         self.broker
-            .ask(|reply| Command::Request {
-                topic,
-                reply_to,
-                event,
-                caller,
-                started,
-                timeout,
-                reply,
-            })
+            .request(topic.into(), reply_to.into(), event, caller, timeout)
             .await
     }
 

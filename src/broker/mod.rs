@@ -434,6 +434,28 @@ impl Broker {
         .await
     }
 
+    /// Publishes a request and waits for its correlated reply (or a timeout).
+    pub async fn request(
+        &self,
+        topic: String,
+        reply_to: String,
+        event: Event,
+        caller: Caller,
+        timeout: Duration,
+    ) -> Result<Replied, BrokerError> {
+        let started = SystemTime::now();
+        self.ask(|reply| Command::Request {
+            topic,
+            reply_to,
+            event,
+            caller,
+            started,
+            timeout,
+            reply,
+        })
+        .await
+    }
+
     /// Appends one event to a stream.
     pub async fn append(
         &self,
