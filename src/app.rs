@@ -125,6 +125,9 @@ fn http_server(
     let app = move || App::new().app_data(data.clone()).app_data(broker.clone());
     let server = HttpServer::new(move || app().configure(routes))
         .workers(workers.max(1))
+        // Answers and streamed frames go out as soon as they are written: with Nagle's
+        // algorithm the tail of a frame waits for the peer's delayed ACK (up to 40 ms).
+        .tcp_nodelay(true)
         .disable_signals()
         .shutdown_timeout(DRAIN_DEADLINE.as_secs())
         .bind(addr)
