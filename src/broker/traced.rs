@@ -222,24 +222,22 @@ impl std::fmt::Debug for IngestExporter {
     }
 }
 
-/// Attempts to hand a batch to a busy store before the spans are dropped.
-const EXPORT_ATTEMPTS: usize = 20;
+/// How long a batch waits for room in a busy store's queue before its spans are dropped.
+const EXPORT_WAIT: Duration = Duration::from_secs(10);
 
 impl SpanExporter for IngestExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
-        let request = to_request(batch);
-        // The batch processor runs this on its own thread: blocking here is fine.
-        for attempt in 1..=EXPORT_ATTEMPTS {
-            let prepared = crate::ingest::prepare(request.clone());
-            match self.ingest.accept(prepared).await {
-                Ok(_) => return Ok(()),
-                Err(e) if e.code().retryable() && attempt < EXPORT_ATTEMPTS => {
-                    std::thread::sleep(Duration::from_millis(50 * attempt as u64));
-                }
-                Err(e) => return Err(OTelSdkError::InternalFailure(e.to_string())),
+        // The batch processor runs this on its own thread: waiting for the store is fine, and
+        // nothing else needs the batch, so it is converted without a copy.
+        let spans = batch.len();
+        let prepared = crate::ingest::prepare(to_request(batch));
+        match self.ingest.accept_within(prepared, EXPORT_WAIT).await {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                tracing::warn!(error = %e, spans, "broker spans dropped");
+                Err(OTelSdkError::InternalFailure(e.to_string()))
             }
         }
-        Ok(())
     }
 }
 

@@ -172,13 +172,29 @@ fn convert_span(
 }
 
 /// Keeps the last value of a repeated key, in first-seen order.
-fn dedupe(mut attrs: Attributes) -> Attributes {
-    if attrs.len() < 2 {
-        return attrs;
+fn dedupe(attrs: Attributes) -> Attributes {
+    // Spans carry a handful of attributes, nearly always distinct: comparing keys is cheaper
+    // than hashing them, and the list is kept as it is when nothing repeats.
+    if attrs.len() <= SMALL_ATTRIBUTES {
+        let repeats = attrs
+            .iter()
+            .enumerate()
+            .any(|(i, (k, _))| attrs[..i].iter().any(|(seen, _)| seen == k));
+        if !repeats {
+            return attrs;
+        }
+        let mut out: Attributes = Vec::with_capacity(attrs.len());
+        for (k, v) in attrs {
+            match out.iter().position(|(seen, _)| *seen == k) {
+                Some(i) => out[i].1 = v,
+                None => out.push((k, v)),
+            }
+        }
+        return out;
     }
-    let mut seen = std::collections::HashMap::with_capacity(attrs.len());
+    let mut seen = foldhash::HashMap::with_capacity_and_hasher(attrs.len(), Default::default());
     let mut out: Attributes = Vec::with_capacity(attrs.len());
-    for (k, v) in attrs.drain(..) {
+    for (k, v) in attrs {
         match seen.get(&k) {
             Some(&i) => out[i] = (k, v),
             None => {
@@ -189,6 +205,9 @@ fn dedupe(mut attrs: Attributes) -> Attributes {
     }
     out
 }
+
+/// Up to this many attributes, repeated keys are found by comparing keys, not hashing them.
+const SMALL_ATTRIBUTES: usize = 24;
 
 fn key_value(kv: KeyValue) -> (String, AttrValue) {
     (
@@ -297,6 +316,34 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), AttrValue::String(v.to_string())))
             .collect()
+    }
+
+    #[test]
+    fn a_repeated_key_keeps_its_first_place_and_its_last_value() {
+        let keys = |a: &Attributes| a.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+        for n in [3, SMALL_ATTRIBUTES, SMALL_ATTRIBUTES + 10] {
+            let mut pairs: Vec<(String, String)> =
+                (0..n).map(|i| (format!("k{i}"), format!("v{i}"))).collect();
+            let distinct = attrs(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>(),
+            );
+            assert_eq!(dedupe(distinct.clone()), distinct, "n = {n}");
+            pairs.push(("k1".into(), "again".into()));
+            pairs.push(("k0".into(), "last".into()));
+            let out = dedupe(attrs(
+                &pairs
+                    .iter()
+                    .map(|(k, v)| (k.as_str(), v.as_str()))
+                    .collect::<Vec<_>>(),
+            ));
+            assert_eq!(keys(&out), keys(&distinct), "n = {n}");
+            assert_eq!(out[0].1, AttrValue::String("last".into()));
+            assert_eq!(out[1].1, AttrValue::String("again".into()));
+            assert_eq!(out[2].1, AttrValue::String("v2".into()));
+        }
     }
 
     #[test]

@@ -13,6 +13,7 @@ use crate::store::{Store, StoreError};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::Semaphore;
 
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +159,17 @@ impl Ingest {
     /// Persists a converted batch and waits for the commit. Invalid spans were counted by
     /// [`prepare`]; they are reported, not fatal.
     pub async fn accept(&self, batch: Batch) -> Result<Accepted, IngestError> {
+        self.accept_within(batch, Duration::ZERO).await
+    }
+
+    /// As [`Ingest::accept`], but waits up to `wait` for room in the writer's queue instead of
+    /// refusing at once. Waiting blocks the thread: only for the broker's span exporter, which
+    /// runs on a thread of its own, so its batches need no copy kept for a retry.
+    pub async fn accept_within(
+        &self,
+        batch: Batch,
+        wait: Duration,
+    ) -> Result<Accepted, IngestError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters
             .spans_rejected
@@ -169,7 +181,12 @@ impl Ingest {
         if batch.spans.is_empty() {
             return Ok(accepted);
         }
-        let committed = self.store.write(batch.spans).inspect_err(|_| {
+        let queued = if wait.is_zero() {
+            self.store.write(batch.spans)
+        } else {
+            self.store.write_waiting(batch.spans, wait)
+        };
+        let committed = queued.inspect_err(|_| {
             self.counters
                 .requests_refused
                 .fetch_add(1, Ordering::Relaxed);

@@ -25,11 +25,12 @@ pub use search::{TraceQuery, TraceSearch};
 pub use writer::WriteOutcome;
 
 use crate::error::ErrorCode;
-use crossbeam_channel::{bounded, Sender, TrySendError};
+use crossbeam_channel::{bounded, SendTimeoutError, Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -122,6 +123,25 @@ impl Store {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(StoreError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
+        }
+    }
+
+    /// As [`Store::write`], but waits up to `wait` for room in the writer's queue before it
+    /// answers `Busy`. It blocks the calling thread: only for a caller on a thread of its own
+    /// (the broker's span exporter), never on the runtime.
+    pub fn write_waiting(
+        &self,
+        spans: Vec<Prepared>,
+        wait: Duration,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
+        let (reply, rx) = tokio::sync::oneshot::channel();
+        match self
+            .tx
+            .send_timeout(writer::Command::Write { spans, reply }, wait)
+        {
+            Ok(()) => Ok(rx),
+            Err(SendTimeoutError::Timeout(_)) => Err(StoreError::Busy),
+            Err(SendTimeoutError::Disconnected(_)) => Err(StoreError::Closed),
         }
     }
 
