@@ -38,6 +38,16 @@ pub struct BrokersBench {
         default_value = "embedded,rabbitmq,jetstream"
     )]
     pub brokers: Vec<Broker>,
+    /// Message sizes to measure, in bytes (comma-separated).
+    #[arg(long, value_delimiter = ',', default_value = "100,1024")]
+    pub sizes: Vec<usize>,
+    /// Numbers of messages in flight to measure (comma-separated).
+    #[arg(
+        long = "in-flight",
+        value_delimiter = ',',
+        default_value = "1,100,1000"
+    )]
+    pub in_flight: Vec<usize>,
 }
 
 /// A broker `bench brokers` can measure.
@@ -150,9 +160,13 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
         .worker_threads(2)
         .enable_all()
         .build()?;
+    anyhow::ensure!(
+        a.in_flight.iter().all(|&n| n > 0),
+        "--in-flight takes numbers of at least 1"
+    );
     let mut rows = Vec::new();
-    for size in [100usize, 1024] {
-        for n in [1usize, 100, 1000] {
+    for &size in &a.sizes {
+        for &n in &a.in_flight {
             let skipped = || Err(anyhow::anyhow!("not measured"));
             let on = |b: Broker| a.brokers.contains(&b);
             let embedded = if on(Broker::Embedded) {
