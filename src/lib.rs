@@ -14,6 +14,7 @@
 //! - [`web`]: the API (and, later, pages) on the `--http` address.
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
+//! - [`priority`]: background threads yield the CPU to the message path.
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
@@ -26,6 +27,7 @@ pub mod error;
 pub mod export;
 pub mod ingest;
 pub mod model;
+pub mod priority;
 pub mod semconv;
 pub mod store;
 pub mod topology;

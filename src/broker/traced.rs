@@ -9,6 +9,7 @@
 
 use super::TraceContext;
 use crate::ingest::Ingest;
+use crate::priority::Priority;
 use opentelemetry::trace::{
     Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
     TraceState, Tracer as _, TracerProvider as _,
@@ -228,8 +229,15 @@ const EXPORT_WAIT: Duration = Duration::from_secs(10);
 impl SpanExporter for IngestExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         // The batch processor runs this on its own thread: waiting for the store is fine, and
-        // nothing else needs the batch, so it is converted without a copy.
+        // nothing else needs the batch, so it is converted without a copy. While batches come
+        // out partial, export keeps up: it runs in the background, off the messages' way; a
+        // full batch means a backlog, which gets a fair share of the CPU until it is gone.
         let spans = batch.len();
+        crate::priority::set(if spans >= EXPORT_BATCH {
+            Priority::Normal
+        } else {
+            Priority::Background
+        });
         let prepared = crate::ingest::prepare(to_request(batch));
         match self.ingest.accept_within(prepared, EXPORT_WAIT).await {
             Ok(_) => Ok(()),

@@ -3,9 +3,11 @@
 //! wait for the bulk of a checkpoint (with SQLite's automatic checkpoints, every few MiB a
 //! commit would pay for copying and syncing the whole WAL). The writer finishes the job when
 //! it is idle (see writer.rs), which lets the WAL start over. A TRUNCATE checkpoint runs at
-//! shutdown, and as a safety valve if the WAL grows past a limit anyway.
+//! shutdown, and as a safety valve if the WAL grows past a limit anyway. The thread runs in
+//! the background (`crate::priority`) unless a pass leaves a backlog.
 
 use super::StoreError;
+use crate::priority::Priority;
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
@@ -16,6 +18,9 @@ const EVERY: Duration = Duration::from_millis(100);
 /// A WAL larger than this is truncated: a TRUNCATE checkpoint briefly holds the writer back,
 /// which a PASSIVE one never does, but without it a busy writer keeps the WAL growing.
 const WAL_LIMIT: u64 = 256 * 1024 * 1024;
+/// WAL frames left to copy after a pass past which the checkpointer stops running in the
+/// background (see `priority`) and takes a fair share of the CPU until it has caught up.
+const BACKLOG_FRAMES: i64 = 4096;
 
 /// Runs a checkpoint; returns (frames in the WAL, frames copied to the database).
 fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
@@ -42,33 +47,49 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
     let (stop, stopped) = channel::<()>();
     let thread = std::thread::Builder::new()
         .name(thread.into())
-        .spawn(move || loop {
-            let last = match stopped.recv_timeout(EVERY) {
-                Err(RecvTimeoutError::Timeout) => false,
-                Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
-            };
-            let started = std::time::Instant::now();
-            let mode = if last { "TRUNCATE" } else { "PASSIVE" };
-            match checkpoint(&conn, mode) {
-                Ok((frames, _))
-                    if !last
-                        && std::fs::metadata(&wal)
-                            .map(|m| m.len() > WAL_LIMIT)
-                            .unwrap_or(false) =>
-                {
-                    let result = checkpoint(&conn, "TRUNCATE");
-                    tracing::debug!(
-                        frames,
-                        ms = started.elapsed().as_millis() as u64,
-                        ok = result.is_ok(),
-                        "wal truncated"
-                    );
+        .spawn(move || {
+            crate::priority::set(Priority::Background);
+            loop {
+                let last = match stopped.recv_timeout(EVERY) {
+                    Err(RecvTimeoutError::Timeout) => false,
+                    Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
+                };
+                if last {
+                    // The last checkpoint holds up the shutdown: no more waiting for free cores.
+                    crate::priority::set(Priority::Normal);
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, mode, "checkpoint failed"),
-            }
-            if last {
-                return;
+                let started = std::time::Instant::now();
+                let mode = if last { "TRUNCATE" } else { "PASSIVE" };
+                let done = checkpoint(&conn, mode);
+                if !last {
+                    crate::priority::set(match done {
+                        Ok((frames, copied)) if frames - copied > BACKLOG_FRAMES => {
+                            Priority::Normal
+                        }
+                        _ => Priority::Background,
+                    });
+                }
+                match done {
+                    Ok((frames, _))
+                        if !last
+                            && std::fs::metadata(&wal)
+                                .map(|m| m.len() > WAL_LIMIT)
+                                .unwrap_or(false) =>
+                    {
+                        let result = checkpoint(&conn, "TRUNCATE");
+                        tracing::debug!(
+                            frames,
+                            ms = started.elapsed().as_millis() as u64,
+                            ok = result.is_ok(),
+                            "wal truncated"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, mode, "checkpoint failed"),
+                }
+                if last {
+                    return;
+                }
             }
         })?;
     Ok(Checkpointer { stop, thread })
