@@ -233,13 +233,18 @@ impl SpanExporter for IngestExporter {
         // out partial, export keeps up: it runs in the background, off the messages' way; a
         // full batch means a backlog, which gets a fair share of the CPU until it is gone.
         let spans = batch.len();
-        crate::priority::set(if spans >= EXPORT_BATCH {
+        let priority = if spans >= EXPORT_BATCH {
             Priority::Normal
         } else {
             Priority::Background
-        });
+        };
+        crate::priority::set(priority);
         let prepared = crate::ingest::prepare(to_request(batch));
-        match self.ingest.accept_within(prepared, EXPORT_WAIT).await {
+        match self
+            .ingest
+            .accept_within(prepared, EXPORT_WAIT, priority)
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => {
                 tracing::warn!(error = %e, spans, "broker spans dropped");

@@ -9,6 +9,7 @@ pub mod json;
 pub mod status;
 
 use crate::error::ErrorCode;
+use crate::priority::Priority;
 use crate::store::{Store, StoreError};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -159,16 +160,19 @@ impl Ingest {
     /// Persists a converted batch and waits for the commit. Invalid spans were counted by
     /// [`prepare`]; they are reported, not fatal.
     pub async fn accept(&self, batch: Batch) -> Result<Accepted, IngestError> {
-        self.accept_within(batch, Duration::ZERO).await
+        self.accept_within(batch, Duration::ZERO, Priority::Normal)
+            .await
     }
 
     /// As [`Ingest::accept`], but waits up to `wait` for room in the writer's queue instead of
     /// refusing at once. Waiting blocks the thread: only for the broker's span exporter, which
-    /// runs on a thread of its own, so its batches need no copy kept for a retry.
+    /// runs on a thread of its own, so its batches need no copy kept for a retry. A batch of
+    /// `Background` priority may be committed in the background (see `crate::priority`).
     pub async fn accept_within(
         &self,
         batch: Batch,
         wait: Duration,
+        priority: Priority,
     ) -> Result<Accepted, IngestError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
         self.counters
@@ -184,7 +188,7 @@ impl Ingest {
         let queued = if wait.is_zero() {
             self.store.write(batch.spans)
         } else {
-            self.store.write_waiting(batch.spans, wait)
+            self.store.write_waiting(batch.spans, wait, priority)
         };
         let committed = queued.inspect_err(|_| {
             self.counters

@@ -25,6 +25,7 @@ pub use search::{TraceQuery, TraceSearch};
 pub use writer::WriteOutcome;
 
 use crate::error::ErrorCode;
+use crate::priority::Priority;
 use crossbeam_channel::{bounded, SendTimeoutError, Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
@@ -119,7 +120,11 @@ impl Store {
         spans: Vec<Prepared>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(writer::Command::Write { spans, reply }) {
+        match self.tx.try_send(writer::Command::Write {
+            spans,
+            reply,
+            background: false,
+        }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(StoreError::Busy),
             Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
@@ -128,17 +133,22 @@ impl Store {
 
     /// As [`Store::write`], but waits up to `wait` for room in the writer's queue before it
     /// answers `Busy`. It blocks the calling thread: only for a caller on a thread of its own
-    /// (the broker's span exporter), never on the runtime.
+    /// (the broker's span exporter), never on the runtime. A write of `Background` priority
+    /// is committed in the background when nothing else is queued with it (see
+    /// `crate::priority`).
     pub fn write_waiting(
         &self,
         spans: Vec<Prepared>,
         wait: Duration,
+        priority: Priority,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        match self
-            .tx
-            .send_timeout(writer::Command::Write { spans, reply }, wait)
-        {
+        let write = writer::Command::Write {
+            spans,
+            reply,
+            background: priority == Priority::Background,
+        };
+        match self.tx.send_timeout(write, wait) {
             Ok(()) => Ok(rx),
             Err(SendTimeoutError::Timeout(_)) => Err(StoreError::Busy),
             Err(SendTimeoutError::Disconnected(_)) => Err(StoreError::Closed),
@@ -149,7 +159,11 @@ impl Store {
     pub fn write_blocking(&self, spans: Vec<Prepared>) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         self.tx
-            .send(writer::Command::Write { spans, reply })
+            .send(writer::Command::Write {
+                spans,
+                reply,
+                background: false,
+            })
             .map_err(|_| StoreError::Closed)?;
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }

@@ -10,6 +10,7 @@ use super::trace_index::{TraceIndex, Unwritten};
 use super::{retention, RetentionConfig, StoreError};
 use crate::model::window::now_unix_nanos;
 use crate::model::Attributes;
+use crate::priority::Priority;
 use crossbeam_channel::{Receiver, RecvTimeoutError};
 use foldhash::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
@@ -30,6 +31,9 @@ pub enum Command {
     Write {
         spans: Vec<Prepared>,
         reply: Reply,
+        /// Work that can wait (the broker's own spans while their exporter keeps up): a group
+        /// of only such writes is committed in the background (`crate::priority`).
+        background: bool,
     },
     /// Commit everything queued, then stop.
     Shutdown,
@@ -115,8 +119,15 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let (batch, stop) = self.gather(first);
+            let (batch, stop, background) = self.gather(first);
+            // A client waiting for its commit is never behind a background one: a write that
+            // is not background makes the whole group normal. The writer is normal between
+            // groups, for housekeeping and for the next wake-up.
+            if background {
+                crate::priority::set(Priority::Background);
+            }
             self.commit(batch);
+            crate::priority::set(Priority::Normal);
             if self.failed {
                 return;
             }
@@ -182,16 +193,23 @@ impl Writer {
     }
 
     /// Takes the first command and whatever else is already queued, up to the group limit
-    /// (everything, once a shutdown was asked).
-    fn gather(&self, first: Command) -> (Vec<(Vec<Prepared>, Reply)>, bool) {
+    /// (everything, once a shutdown was asked); says whether the group stops the writer and
+    /// whether every write of it is background work.
+    fn gather(&self, first: Command) -> (Vec<(Vec<Prepared>, Reply)>, bool, bool) {
         let mut batch = Vec::new();
         let mut total = 0;
         let mut stop = false;
+        let mut all_background = true;
         let mut next = Some(first);
         while let Some(cmd) = next.take() {
             match cmd {
-                Command::Write { spans, reply } => {
+                Command::Write {
+                    spans,
+                    reply,
+                    background,
+                } => {
                     total += spans.len();
+                    all_background &= background;
                     batch.push((spans, reply));
                 }
                 Command::Shutdown => stop = true,
@@ -200,7 +218,8 @@ impl Writer {
                 next = self.rx.try_recv().ok();
             }
         }
-        (batch, stop)
+        let background = all_background && !stop && !batch.is_empty();
+        (batch, stop, background)
     }
 
     fn commit(&mut self, batch: Vec<(Vec<Prepared>, Reply)>) {
