@@ -52,14 +52,14 @@ impl Generator {
             // or two subscribing services, each of which queries a database.
             let t = ((r >> 32) % 40) as usize;
             let producer = t % self.services;
-            let consumers = if t % 3 == 0 {
+            let consumers = if t.is_multiple_of(3) {
                 vec![(t * 7 + 1) % self.services, (t * 7 + 3) % self.services]
             } else {
                 vec![(t * 7 + 1) % self.services]
             };
             let topic = format!("topic-{t}");
             let start = now_nanos - (r >> 40) % 1_000_000_000;
-            let error = r % 97 == 0;
+            let error = r.is_multiple_of(97);
             let p_id = self.next().to_be_bytes().to_vec();
             let mk = |id: &Vec<u8>,
                       parent: &Vec<u8>,

@@ -44,7 +44,7 @@ impl TraceService for GrpcTraces {
             .await
             .map_err(|e| Status::internal(format!("conversion task failed: {e}")))?;
         let accepted = self.ingest.accept(batch).await.map_err(to_status)?;
-        let partial_success = (accepted.rejected_spans > 0).then(|| ExportTracePartialSuccess {
+        let partial_success = (accepted.rejected_spans > 0).then_some(ExportTracePartialSuccess {
             rejected_spans: accepted.rejected_spans,
             error_message: accepted.error_message,
         });

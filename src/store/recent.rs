@@ -171,10 +171,13 @@ mod tests {
     }
 }
 
+/// A service's interned keys, one per namespace it was seen with.
+type ServiceKeys = Vec<(Option<String>, Arc<NodeKey>)>;
+
 /// Interned node keys, so facts and statistics share one allocation per node.
 #[derive(Default)]
 pub struct Nodes {
-    services: HashMap<String, Vec<(Option<String>, Arc<NodeKey>)>>,
+    services: HashMap<String, ServiceKeys>,
     destinations: HashMap<String, HashMap<String, Arc<NodeKey>>>,
     externals: HashMap<String, Arc<NodeKey>>,
 }

@@ -110,7 +110,7 @@ fn span_matches(s: &Span, q: &TraceQuery) -> bool {
             key == k
                 && match value {
                     serde_json::Value::String(text) => text == v,
-                    other => other.to_string() == v,
+                    other => other.to_string().as_str() == v,
                 }
         })
     };
