@@ -14,18 +14,20 @@ use futures_util::StreamExt;
 pub(super) const MAX_CONTROL_BODY: usize = 1024 * 1024;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/broker/topics", web::get().to(topics))
-        .route("/broker/topics/{topic}", web::put().to(declare_topic))
-        .route("/broker/topics/{topic}/events", web::post().to(publish))
+    // The message path first: routes are tried in order.
+    cfg.route("/broker/topics/{topic}/events", web::post().to(publish))
+        .route("/broker/subscriptions/{sub}/ack", web::post().to(ack))
+        .route("/broker/subscriptions/{sub}/pull", web::post().to(pull))
+        .configure(super::sse::configure)
+        .route("/broker/subscriptions/{sub}/nack", web::post().to(nack))
         .route("/broker/topics/{topic}/request", web::post().to(request))
+        .route("/broker/topics", web::get().to(topics))
+        .route("/broker/topics/{topic}", web::put().to(declare_topic))
         .route("/broker/subscriptions", web::get().to(subscriptions))
         .route(
             "/broker/subscriptions/{sub}",
             web::put().to(declare_subscription),
         )
-        .route("/broker/subscriptions/{sub}/pull", web::post().to(pull))
-        .route("/broker/subscriptions/{sub}/ack", web::post().to(ack))
-        .route("/broker/subscriptions/{sub}/nack", web::post().to(nack))
         .route(
             "/broker/subscriptions/{sub}/dead-letters",
             web::get().to(dead_letters),
@@ -34,8 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/broker/subscriptions/{sub}/dead-letters/redrive",
             web::post().to(redrive),
         )
-        .configure(super::stream_http::configure)
-        .configure(super::sse::configure);
+        .configure(super::stream_http::configure);
 }
 
 impl ResponseError for BrokerError {

@@ -5,7 +5,10 @@ use super::{api, assets, live};
 use actix_web::web;
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/healthz", web::get().to(api::healthz))
+    // Routes are tried in order, dynamic segments by regex: the broker's message path (publish,
+    // ack, streaming consume) comes first, the pages after it.
+    cfg.configure(crate::broker::http::configure)
+        .route("/healthz", web::get().to(api::healthz))
         .route("/api/topology", web::get().to(api::topology_json))
         .route("/api/topology.json", web::get().to(api::topology_json))
         .route("/api/topology.dot", web::get().to(api::topology_dot))
@@ -18,6 +21,5 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/traces/{trace_id}", web::get().to(trace::page))
         .route("/services/{id:.*}", web::get().to(node::service))
         .route("/destinations/{id:.*}", web::get().to(node::destination))
-        .route("/static/{path:.*}", web::get().to(assets::serve))
-        .configure(crate::broker::http::configure);
+        .route("/static/{path:.*}", web::get().to(assets::serve));
 }
