@@ -223,6 +223,8 @@ impl std::fmt::Debug for IngestExporter {
     }
 }
 
+/// Spans older than this at export mean the exporter is behind: it leaves the background.
+const EXPORT_STALE: Duration = Duration::from_secs(1);
 /// How long a batch waits for room in a busy store's queue before its spans are dropped.
 const EXPORT_WAIT: Duration = Duration::from_secs(10);
 
@@ -233,7 +235,13 @@ impl SpanExporter for IngestExporter {
         // out partial, export keeps up: it runs in the background, off the messages' way; a
         // full batch means a backlog, which gets a fair share of the CPU until it is gone.
         let spans = batch.len();
-        let priority = if spans >= EXPORT_BATCH {
+        // Behind: a full batch (more are queued), or spans that ended long ago (the thread
+        // was starved of CPU while in the background).
+        let oldest = batch.iter().map(|s| s.end_time).min();
+        let stale = oldest
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > EXPORT_STALE);
+        let priority = if spans >= EXPORT_BATCH || stale {
             Priority::Normal
         } else {
             Priority::Background

@@ -4,7 +4,8 @@
 //! commit would pay for copying and syncing the whole WAL). The writer finishes the job when
 //! it is idle (see writer.rs), which lets the WAL start over. A TRUNCATE checkpoint runs at
 //! shutdown, and as a safety valve if the WAL grows past a limit anyway. The thread runs in
-//! the background (`crate::priority`) unless a pass leaves a backlog.
+//! the background (`crate::priority`) unless a pass leaves a backlog or comes far too late;
+//! TRUNCATE, which holds writers back, always runs with a normal share.
 
 use super::StoreError;
 use crate::priority::Priority;
@@ -12,7 +13,7 @@ use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::{channel, RecvTimeoutError, Sender};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const EVERY: Duration = Duration::from_millis(100);
 /// A WAL larger than this is truncated: a TRUNCATE checkpoint briefly holds the writer back,
@@ -21,6 +22,9 @@ const WAL_LIMIT: u64 = 256 * 1024 * 1024;
 /// WAL frames left to copy after a pass past which the checkpointer stops running in the
 /// background (see `priority`) and takes a fair share of the CPU until it has caught up.
 const BACKLOG_FRAMES: i64 = 4096;
+/// A pass this much later than [`EVERY`] means the background thread was starved of CPU: the
+/// next pass runs with a fair share.
+const STARVED: Duration = Duration::from_secs(1);
 
 /// Runs a checkpoint; returns (frames in the WAL, frames copied to the database).
 fn checkpoint(conn: &Connection, mode: &str) -> rusqlite::Result<(i64, i64)> {
@@ -49,26 +53,23 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
         .name(thread.into())
         .spawn(move || {
             crate::priority::set(Priority::Background);
+            let mut last_pass = Instant::now();
             loop {
                 let last = match stopped.recv_timeout(EVERY) {
                     Err(RecvTimeoutError::Timeout) => false,
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
                 };
-                if last {
-                    // The last checkpoint holds up the shutdown: no more waiting for free cores.
+                // Far later than EVERY: the thread was starved of CPU (or a pass held up).
+                let late = last_pass.elapsed() > STARVED;
+                if last || late {
+                    // The last checkpoint holds up the shutdown; a late one is catching up.
                     crate::priority::set(Priority::Normal);
                 }
-                let started = std::time::Instant::now();
+                let started = Instant::now();
                 let mode = if last { "TRUNCATE" } else { "PASSIVE" };
                 let done = checkpoint(&conn, mode);
-                if !last {
-                    crate::priority::set(match done {
-                        Ok((frames, copied)) if frames - copied > BACKLOG_FRAMES => {
-                            Priority::Normal
-                        }
-                        _ => Priority::Background,
-                    });
-                }
+                let behind = late
+                    || matches!(done, Ok((frames, copied)) if frames - copied > BACKLOG_FRAMES);
                 match done {
                     Ok((frames, _))
                         if !last
@@ -76,6 +77,8 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
                                 .map(|m| m.len() > WAL_LIMIT)
                                 .unwrap_or(false) =>
                     {
+                        // TRUNCATE holds writers back while it runs: never in the background.
+                        crate::priority::set(Priority::Normal);
                         let result = checkpoint(&conn, "TRUNCATE");
                         tracing::debug!(
                             frames,
@@ -90,6 +93,12 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
                 if last {
                     return;
                 }
+                last_pass = Instant::now();
+                crate::priority::set(if behind {
+                    Priority::Normal
+                } else {
+                    Priority::Background
+                });
             }
         })?;
     Ok(Checkpointer { stop, thread })

@@ -120,9 +120,9 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let (batch, stop, background) = self.gather(first);
-            // A client waiting for its commit is never behind a background one: a write that
-            // is not background makes the whole group normal. The writer is normal between
-            // groups, for housekeeping and for the next wake-up.
+            // A client's write in a group makes the whole group normal; a client's write that
+            // arrives while a background group commits waits for that commit. The writer is
+            // normal between groups, for housekeeping and for the next wake-up.
             if background {
                 crate::priority::set(Priority::Background);
             }
@@ -243,6 +243,8 @@ impl Writer {
                 }
             }
             Err(e) => {
+                // Recovery is not background work.
+                crate::priority::set(Priority::Normal);
                 tracing::error!(error = %e, "store write failed; batch rolled back");
                 for (_, reply) in batch {
                     let _ = reply.send(Err(StoreError::Write(e.to_string())));
