@@ -59,7 +59,7 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
                     Err(RecvTimeoutError::Timeout) => false,
                     Ok(()) | Err(RecvTimeoutError::Disconnected) => true,
                 };
-                // Far later than EVERY: the thread was starved of CPU (or a pass held up).
+                // Far later than EVERY since the last pass ended: the thread was starved of CPU.
                 let late = last_pass.elapsed() > STARVED;
                 if last || late {
                     // The last checkpoint holds up the shutdown; a late one is catching up.
