@@ -185,11 +185,7 @@ impl Ingest {
         if batch.spans.is_empty() {
             return Ok(accepted);
         }
-        let queued = if wait.is_zero() {
-            self.store.write(batch.spans)
-        } else {
-            self.store.write_waiting(batch.spans, wait, priority)
-        };
+        let queued = self.store.write_waiting(batch.spans, wait, priority);
         let committed = queued.inspect_err(|_| {
             self.counters
                 .requests_refused

@@ -119,23 +119,14 @@ impl Store {
         &self,
         spans: Vec<Prepared>,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        match self.tx.try_send(writer::Command::Write {
-            spans,
-            reply,
-            background: false,
-        }) {
-            Ok(()) => Ok(rx),
-            Err(TrySendError::Full(_)) => Err(StoreError::Busy),
-            Err(TrySendError::Disconnected(_)) => Err(StoreError::Closed),
-        }
+        self.write_waiting(spans, Duration::ZERO, Priority::Normal)
     }
 
     /// As [`Store::write`], but waits up to `wait` for room in the writer's queue before it
-    /// answers `Busy`. It blocks the calling thread: only for a caller on a thread of its own
-    /// (the broker's span exporter), never on the runtime. A write of `Background` priority
-    /// is committed in the background when nothing else is queued with it (see
-    /// `crate::priority`).
+    /// answers `Busy` (a zero wait never blocks). A wait blocks the calling thread: only for a
+    /// caller on a thread of its own (the broker's span exporter), never on the runtime. A
+    /// write of `Background` priority is committed in the background when nothing else is
+    /// queued with it (see `crate::priority`).
     pub fn write_waiting(
         &self,
         spans: Vec<Prepared>,
@@ -148,11 +139,19 @@ impl Store {
             reply,
             background: priority == Priority::Background,
         };
-        match self.tx.send_timeout(write, wait) {
-            Ok(()) => Ok(rx),
-            Err(SendTimeoutError::Timeout(_)) => Err(StoreError::Busy),
-            Err(SendTimeoutError::Disconnected(_)) => Err(StoreError::Closed),
-        }
+        // A zero wait refuses at once (send_timeout would spin and yield before it gives up).
+        let sent = if wait.is_zero() {
+            self.tx.try_send(write).map_err(|e| match e {
+                TrySendError::Full(_) => StoreError::Busy,
+                TrySendError::Disconnected(_) => StoreError::Closed,
+            })
+        } else {
+            self.tx.send_timeout(write, wait).map_err(|e| match e {
+                SendTimeoutError::Timeout(_) => StoreError::Busy,
+                SendTimeoutError::Disconnected(_) => StoreError::Closed,
+            })
+        };
+        sent.map(|()| rx)
     }
 
     /// Writes and waits for the commit (blocking; for the CLI and tests, not the runtime).
