@@ -15,6 +15,7 @@
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
+//! - [`mailbox`]: the bounded command channel of a state-owning thread (router, writer).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
@@ -26,6 +27,7 @@ pub mod demo;
 pub mod error;
 pub mod export;
 pub mod ingest;
+pub mod mailbox;
 pub mod model;
 pub mod priority;
 pub mod semconv;

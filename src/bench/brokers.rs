@@ -258,7 +258,9 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
     // consumers, the ack is on its way, not confirmed, when the message counts.
     for _ in 0..consumers {
         let deliveries = c.consume(&sub, 100)?;
-        let (tx, rx) = crossbeam_channel::unbounded::<String>();
+        // The mailbox's receiver sleeps without spinning or yielding: a yielding acker
+        // would take the CPU from the brokers under test.
+        let (tx, rx) = crate::mailbox::bounded::<String>(1 << 16);
         let m = meter.clone();
         // Detached: it ends at the next frame after the cell (its stream has no deadline).
         std::thread::spawn(move || {
@@ -274,7 +276,8 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
         let (c, sub) = (c.clone(), sub.clone());
         threads.push(std::thread::spawn(move || {
             while let Ok(first) = rx.recv_timeout(Duration::from_millis(100)) {
-                let leases: Vec<String> = std::iter::once(first).chain(rx.try_iter()).collect();
+                let more = std::iter::from_fn(|| rx.try_recv().ok());
+                let leases: Vec<String> = std::iter::once(first).chain(more).collect();
                 if let Err(e) = c.ack(&sub, &leases) {
                     tracing::warn!(error = %e, "bench ack failed");
                 }

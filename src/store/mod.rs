@@ -25,8 +25,8 @@ pub use search::{TraceQuery, TraceSearch};
 pub use writer::WriteOutcome;
 
 use crate::error::ErrorCode;
+use crate::mailbox::{bounded, SendTimeoutError, Sender, TrySendError};
 use crate::priority::Priority;
-use crossbeam_channel::{bounded, SendTimeoutError, Sender, TrySendError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};

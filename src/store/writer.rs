@@ -8,10 +8,10 @@ use super::pairing::{Facts, Pairing};
 use super::recent::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
 use super::trace_index::{TraceIndex, Unwritten};
 use super::{retention, RetentionConfig, StoreError};
+use crate::mailbox::{Receiver, RecvTimeoutError};
 use crate::model::window::now_unix_nanos;
 use crate::model::Attributes;
 use crate::priority::Priority;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
 use foldhash::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
@@ -75,7 +75,7 @@ pub struct Writer {
     failed: bool,
     /// Index rows below this block id have been swept.
     swept_below: i64,
-    dropper: crossbeam_channel::Sender<Vec<Vec<Prepared>>>,
+    dropper: crate::mailbox::Sender<Vec<Vec<Prepared>>>,
 }
 
 impl Writer {
@@ -88,10 +88,14 @@ impl Writer {
         let mem = Memory::load(&conn)?;
         let last_block: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM blocks", [], |r| r.get(0))?;
-        let (dropper, garbage) = crossbeam_channel::bounded::<Vec<Vec<Prepared>>>(16);
+        let (dropper, garbage) = crate::mailbox::bounded::<Vec<Vec<Prepared>>>(16);
         std::thread::Builder::new()
             .name("store-dropper".into())
-            .spawn(move || garbage.iter().for_each(drop))?;
+            .spawn(move || {
+                while let Some(g) = garbage.recv() {
+                    drop(g)
+                }
+            })?;
         Ok(Writer {
             conn,
             rx,
@@ -235,8 +239,8 @@ impl Writer {
                 }
                 // Freeing thousands of strings is work the writer need not do itself.
                 if let Err(
-                    crossbeam_channel::TrySendError::Full(d)
-                    | crossbeam_channel::TrySendError::Disconnected(d),
+                    crate::mailbox::TrySendError::Full(d)
+                    | crate::mailbox::TrySendError::Disconnected(d),
                 ) = self.dropper.try_send(done)
                 {
                     drop(d);
