@@ -231,17 +231,17 @@ const EXPORT_WAIT: Duration = Duration::from_secs(10);
 impl SpanExporter for IngestExporter {
     async fn export(&self, batch: Vec<SpanData>) -> OTelSdkResult {
         // The batch processor runs this on its own thread: waiting for the store is fine, and
-        // nothing else needs the batch, so it is converted without a copy. While batches come
-        // out partial, export keeps up: it runs in the background, off the messages' way; a
-        // full batch means a backlog, which gets a fair share of the CPU until it is gone.
+        // nothing else needs the batch, so it is converted without a copy. Export runs in the
+        // background, off the messages' way, even with full batches: at a few thousand
+        // messages a second every batch is full, and a full batch at normal priority holds a
+        // CPU for milliseconds that a message waits behind. Only a backlog, spans that ended
+        // long ago because the thread was starved of CPU, gets a fair share until it is gone.
         let spans = batch.len();
-        // Behind: a full batch (more are queued), or spans that ended long ago (the thread
-        // was starved of CPU while in the background).
         let oldest = batch.iter().map(|s| s.end_time).min();
         let stale = oldest
             .and_then(|t| SystemTime::now().duration_since(t).ok())
             .is_some_and(|age| age > EXPORT_STALE);
-        let priority = if spans >= EXPORT_BATCH || stale {
+        let priority = if stale {
             Priority::Normal
         } else {
             Priority::Background
