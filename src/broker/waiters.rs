@@ -1,6 +1,7 @@
-//! Long-polling pulls and stream reads held by the router: bounded, served once per turn (one
-//! look per subscription; a read only when its stream grew), answered empty at their deadline
-//! or when the broker drains, forgotten when their client went away.
+//! Long-polling pulls, stream reads and streaming consumers held by the router: bounded,
+//! served once per turn (one look per subscription; a read only when its stream grew; a
+//! consumer only when it is ready), answered empty at their deadline or when the broker drains
+//! (a consumer's channel is closed instead), forgotten when their client went away.
 
 use super::router::{run_cached, Pending, State};
 use super::traced;
@@ -12,7 +13,8 @@ use std::time::Instant;
 /// A pull or stream read waiting for messages (long-poll).
 pub(super) struct Waiter {
     max: usize,
-    deadline: Instant,
+    /// None for a streaming consumer: it waits until its client goes away.
+    deadline: Option<Instant>,
     caller: Caller,
     what: Waiting,
 }
@@ -28,6 +30,11 @@ pub(super) enum Waiting {
         group: Option<String>,
         reply: Reply<StreamBatch>,
     },
+    Consume {
+        subscription: String,
+        link: Arc<super::consumer::Link>,
+        outlet: super::consumer::Outlet,
+    },
 }
 
 impl Waiting {
@@ -35,6 +42,7 @@ impl Waiting {
         match self {
             Waiting::Pull { reply, .. } => reply.is_closed(),
             Waiting::Read { reply, .. } => reply.is_closed(),
+            Waiting::Consume { outlet, .. } => outlet.is_closed(),
         }
     }
 
@@ -50,6 +58,11 @@ impl Waiting {
                 },
                 Vec::new(),
             ),
+            // Dropping the outlet after the commit ends the consumer's stream.
+            Waiting::Consume { outlet, .. } => Pending {
+                answer: Box::new(move |_| drop(outlet)),
+                spans: Vec::new(),
+            },
         }
     }
 }
@@ -63,18 +76,26 @@ enum Served {
 
 impl State {
     /// Holds a pull or read until something arrives, within the bound on waiters.
-    pub(super) fn wait(&mut self, max: usize, wait: Duration, caller: Caller, what: Waiting) {
+    pub(super) fn wait(
+        &mut self,
+        max: usize,
+        wait: Option<Duration>,
+        caller: Caller,
+        what: Waiting,
+    ) {
         if self.waiters.len() >= self.max_waiters {
-            let error = Err(BrokerError::TooManyWaiters);
+            let error = BrokerError::TooManyWaiters;
             match what {
-                Waiting::Pull { reply, .. } => drop(reply.send(error)),
-                Waiting::Read { reply, .. } => drop(reply.send(Err(BrokerError::TooManyWaiters))),
+                Waiting::Pull { reply, .. } => drop(reply.send(Err(error))),
+                Waiting::Read { reply, .. } => drop(reply.send(Err(error))),
+                Waiting::Consume { .. } => {}
             }
             return;
         }
+        let now = Instant::now();
         self.waiters.push(Waiter {
             max,
-            deadline: Instant::now() + wait,
+            deadline: wait.map(|w| now.checked_add(w).unwrap_or(now + MAX_WAIT)),
             caller,
             what,
         });
@@ -111,6 +132,16 @@ impl State {
                         }
                         Served::Pull(d)
                     }),
+                Waiting::Consume {
+                    subscription, link, ..
+                } if !exhausted.contains(subscription) && link.take_turn() => self
+                    .deliver(tx, subscription, w.max, &w.caller, &mut spans)
+                    .map(|d| {
+                        if d.is_empty() {
+                            exhausted.insert(subscription.clone());
+                        }
+                        Served::Pull(d)
+                    }),
                 Waiting::Read {
                     stream,
                     offset,
@@ -138,6 +169,34 @@ impl State {
                     let _ = run_cached(tx, "RELEASE cmd");
                     pending.push(Pending::new(reply, b, spans));
                 }
+                (
+                    Ok(Served::Pull(d)),
+                    Waiting::Consume {
+                        subscription,
+                        link,
+                        outlet,
+                    },
+                ) if !d.is_empty() => {
+                    let _ = run_cached(tx, "RELEASE cmd");
+                    link.handed();
+                    // The outlet has room: the consumer was ready, so it took the last batch.
+                    let out = outlet.clone();
+                    pending.push(Pending {
+                        answer: Box::new(move |failed| {
+                            let _ = out.try_send(match failed {
+                                None => Ok(d),
+                                Some(e) => Err(e),
+                            });
+                        }),
+                        spans,
+                    });
+                    let what = Waiting::Consume {
+                        subscription,
+                        link,
+                        outlet,
+                    };
+                    self.waiters.push(Waiter { what, ..w });
+                }
                 (Ok(_), what) => {
                     let _ = run_cached(tx, "RELEASE cmd");
                     let w = Waiter { what, ..w };
@@ -152,6 +211,8 @@ impl State {
                     match what {
                         Waiting::Pull { reply, .. } => drop(reply.send(Err(e))),
                         Waiting::Read { reply, .. } => drop(reply.send(Err(e))),
+                        // The stream ends (the client reconnects).
+                        Waiting::Consume { outlet, .. } => drop(outlet.try_send(Err(e))),
                     }
                 }
             }
@@ -159,7 +220,7 @@ impl State {
     }
 
     fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
-        if w.deadline <= now {
+        if w.deadline.is_some_and(|d| d <= now) {
             pending.push(w.what.nothing());
         } else {
             self.waiters.push(w);
