@@ -45,18 +45,6 @@ pub enum Command {
         started: SystemTime,
         reply: Reply<Vec<Delivery>>,
     },
-    /// Registers a streaming consumer (see `consumer`): answered once registered; its
-    /// batches go to `outlet`.
-    Consume {
-        subscription: String,
-        max: usize,
-        caller: Caller,
-        link: Arc<super::consumer::Link>,
-        outlet: super::consumer::Outlet,
-        reply: Reply<()>,
-    },
-    /// A streaming consumer the router skipped is ready: take a turn.
-    Nudge,
     Settle {
         subscription: String,
         lease_ids: Vec<String>,

@@ -19,7 +19,7 @@ use super::db::{self, SubRow};
 use super::traced::{self, BrokerSpan, Tracer};
 use super::waiters::{Waiter, Waiting};
 use super::*;
-use crate::mailbox::{Receiver, RecvTimeoutError};
+use crossbeam_channel::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::time::Instant;
@@ -58,7 +58,7 @@ pub(super) fn run_cached(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// An answer held until the transaction commits, with the spans it ends.
 pub(super) struct Pending {
     pub(super) answer: Box<dyn FnOnce(Option<BrokerError>) + Send>,
-    pub(super) spans: Vec<BrokerSpan>,
+    spans: Vec<BrokerSpan>,
 }
 
 impl Pending {
@@ -204,13 +204,12 @@ impl Router {
                 Command::Publish { .. }
                 | Command::PublishBatch { .. }
                 | Command::Pull { .. }
-                | Command::Consume { .. }
                 | Command::Settle { .. }
                 | Command::StreamPublish { .. }
                 | Command::StreamRead { .. }
                 | Command::Commit { .. }
                 | Command::Request { .. } => writes.push(cmd),
-                Command::Shutdown | Command::Nudge => {}
+                Command::Shutdown => {}
                 Command::Drain => self.state.draining = true,
                 other => self.state.admin(&mut self.conn, other),
             }
@@ -324,7 +323,7 @@ impl State {
                 Ok(d) if d.is_empty() && !wait.is_zero() && !self.draining => {
                     self.wait(
                         max,
-                        Some(wait),
+                        wait,
                         caller,
                         Waiting::Pull {
                             subscription,
@@ -334,38 +333,6 @@ impl State {
                     Ok(None)
                 }
                 Ok(d) => Ok(Some(Pending::new(reply, d, std::mem::take(&mut spans)))),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Err(BrokerError::Closed)
-                }
-            },
-            Command::Consume {
-                subscription,
-                max,
-                caller,
-                link,
-                outlet,
-                reply,
-            } => match self.sub(&subscription) {
-                Ok(_) if self.draining => {
-                    let _ = reply.send(Err(BrokerError::Closed));
-                    Err(BrokerError::Closed)
-                }
-                Ok(_) if self.waiters.len() >= self.max_waiters => {
-                    let _ = reply.send(Err(BrokerError::TooManyWaiters));
-                    Err(BrokerError::Closed)
-                }
-                Ok(_) => {
-                    // The waiters are served after the commands of a turn: what is ready goes
-                    // out with this commit, after the answer.
-                    let what = Waiting::Consume {
-                        subscription,
-                        link,
-                        outlet,
-                    };
-                    self.wait(max, None, caller, what);
-                    Ok(Some(Pending::new(reply, (), Vec::new())))
-                }
                 Err(e) => {
                     let _ = reply.send(Err(e));
                     Err(BrokerError::Closed)
@@ -423,7 +390,7 @@ impl State {
                             group,
                             reply,
                         };
-                        self.wait(max, Some(wait), caller, what);
+                        self.wait(max, wait, caller, what);
                         Ok(None)
                     }
                     Ok(b) => Ok(Some(Pending::new(reply, b, std::mem::take(&mut spans)))),

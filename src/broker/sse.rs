@@ -1,10 +1,8 @@
 //! Streaming consume over Server-Sent Events: a subscription's deliveries (leased as for a
 //! pull; settle them with ack/nack) or a stream's events (resumable with `Last-Event-ID`),
-//! pushed as they arrive. A subscription's stream is a streaming consumer (`consumer`): the
-//! router leases it the next batch once the previous one was written out, so a slow client
-//! slows the leasing instead of buffering in memory. A stream's reader asks for each batch.
+//! pushed as they arrive. Each step asks the router for the next batch only once the previous
+//! one was written out, so a slow client slows the leasing instead of buffering in memory.
 
-use super::consumer::Next;
 use super::http::{caller, parse_wait, Answer};
 use super::*;
 use actix_web::web::Bytes;
@@ -63,27 +61,34 @@ async fn subscription_events(
     let max = query.max.unwrap_or(10).clamp(1, MAX_PULL);
     let wait = step_wait(&query)?;
     let caller = caller(&req);
-    // Registered before the answer, so an unknown subscription is a plain 404.
-    let consumer = broker.consume(sub, max, caller).await?;
-    // The first step does not wait: the answer's head and a first line go out at once.
-    let body = stream::unfold(
-        (consumer, Duration::ZERO),
-        move |(mut consumer, step)| async move {
-            let out = match consumer.next(step).await {
-                // The broker drains or stops: end the stream (the client reconnects).
-                Next::End => return None,
-                Next::Idle => Bytes::from_static(b": waiting\n\n"),
-                Next::Batch(batch) => {
-                    let mut out = Vec::new();
-                    for d in &batch {
-                        out.extend_from_slice(&frame(&d.lease_id, "delivery", d));
-                    }
-                    Bytes::from(out)
-                }
+    let broker = broker.into_inner();
+    // The first step runs before the answer, so an unknown subscription is a plain 404.
+    let first = broker
+        .pull(sub.clone(), max, Duration::ZERO, caller.clone())
+        .await?;
+    let body = stream::unfold(Some(first), move |first| {
+        let (broker, sub, caller) = (broker.clone(), sub.clone(), caller.clone());
+        async move {
+            let batch = match first {
+                Some(b) => b,
+                // Shutdown: end the stream so the server can stop (the client reconnects).
+                None if broker.is_draining() => return None,
+                None => match broker.pull(sub, max, wait, caller).await {
+                    Ok(b) => b,
+                    // The broker stops: end the stream (the client reconnects).
+                    Err(_) => return None,
+                },
             };
-            Some((Ok(out), (consumer, wait)))
-        },
-    );
+            let mut out = Vec::new();
+            if batch.is_empty() {
+                out.extend_from_slice(b": waiting\n\n");
+            }
+            for d in &batch {
+                out.extend_from_slice(&frame(&d.lease_id, "delivery", d));
+            }
+            Some((Ok(Bytes::from(out)), None))
+        }
+    });
     Ok(sse(body))
 }
 

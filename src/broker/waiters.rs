@@ -1,7 +1,6 @@
-//! Long-polling pulls, stream reads and streaming consumers held by the router: bounded,
-//! served once per turn (one look per subscription; a read only when its stream grew; a
-//! consumer only when it is ready), answered empty at their deadline or when the broker drains
-//! (a consumer's channel is closed instead), forgotten when their client went away.
+//! Long-polling pulls and stream reads held by the router: bounded, served once per turn (one
+//! look per subscription; a read only when its stream grew), answered empty at their deadline
+//! or when the broker drains, forgotten when their client went away.
 
 use super::router::{run_cached, Pending, State};
 use super::traced;
@@ -13,8 +12,7 @@ use std::time::Instant;
 /// A pull or stream read waiting for messages (long-poll).
 pub(super) struct Waiter {
     max: usize,
-    /// None for a streaming consumer: it waits until its client goes away.
-    deadline: Option<Instant>,
+    deadline: Instant,
     caller: Caller,
     what: Waiting,
 }
@@ -30,11 +28,6 @@ pub(super) enum Waiting {
         group: Option<String>,
         reply: Reply<StreamBatch>,
     },
-    Consume {
-        subscription: String,
-        link: Arc<super::consumer::Link>,
-        outlet: super::consumer::Outlet,
-    },
 }
 
 impl Waiting {
@@ -42,7 +35,6 @@ impl Waiting {
         match self {
             Waiting::Pull { reply, .. } => reply.is_closed(),
             Waiting::Read { reply, .. } => reply.is_closed(),
-            Waiting::Consume { outlet, .. } => outlet.is_closed(),
         }
     }
 
@@ -58,11 +50,6 @@ impl Waiting {
                 },
                 Vec::new(),
             ),
-            // Dropping the outlet after the commit ends the consumer's stream.
-            Waiting::Consume { outlet, .. } => Pending {
-                answer: Box::new(move |_| drop(outlet)),
-                spans: Vec::new(),
-            },
         }
     }
 }
@@ -76,26 +63,18 @@ enum Served {
 
 impl State {
     /// Holds a pull or read until something arrives, within the bound on waiters.
-    pub(super) fn wait(
-        &mut self,
-        max: usize,
-        wait: Option<Duration>,
-        caller: Caller,
-        what: Waiting,
-    ) {
+    pub(super) fn wait(&mut self, max: usize, wait: Duration, caller: Caller, what: Waiting) {
         if self.waiters.len() >= self.max_waiters {
-            let error = BrokerError::TooManyWaiters;
+            let error = Err(BrokerError::TooManyWaiters);
             match what {
-                Waiting::Pull { reply, .. } => drop(reply.send(Err(error))),
-                Waiting::Read { reply, .. } => drop(reply.send(Err(error))),
-                Waiting::Consume { .. } => {}
+                Waiting::Pull { reply, .. } => drop(reply.send(error)),
+                Waiting::Read { reply, .. } => drop(reply.send(Err(BrokerError::TooManyWaiters))),
             }
             return;
         }
-        let now = Instant::now();
         self.waiters.push(Waiter {
             max,
-            deadline: wait.map(|w| now.checked_add(w).unwrap_or(now + MAX_WAIT)),
+            deadline: Instant::now() + wait,
             caller,
             what,
         });
@@ -132,16 +111,6 @@ impl State {
                         }
                         Served::Pull(d)
                     }),
-                Waiting::Consume {
-                    subscription, link, ..
-                } if !exhausted.contains(subscription) && link.take_turn() => self
-                    .deliver(tx, subscription, w.max, &w.caller, &mut spans)
-                    .map(|d| {
-                        if d.is_empty() {
-                            exhausted.insert(subscription.clone());
-                        }
-                        Served::Pull(d)
-                    }),
                 Waiting::Read {
                     stream,
                     offset,
@@ -169,34 +138,6 @@ impl State {
                     let _ = run_cached(tx, "RELEASE cmd");
                     pending.push(Pending::new(reply, b, spans));
                 }
-                (
-                    Ok(Served::Pull(d)),
-                    Waiting::Consume {
-                        subscription,
-                        link,
-                        outlet,
-                    },
-                ) if !d.is_empty() => {
-                    let _ = run_cached(tx, "RELEASE cmd");
-                    link.handed();
-                    // The outlet has room: the consumer was ready, so it took the last batch.
-                    let out = outlet.clone();
-                    pending.push(Pending {
-                        answer: Box::new(move |failed| {
-                            let _ = out.try_send(match failed {
-                                None => Ok(d),
-                                Some(e) => Err(e),
-                            });
-                        }),
-                        spans,
-                    });
-                    let what = Waiting::Consume {
-                        subscription,
-                        link,
-                        outlet,
-                    };
-                    self.waiters.push(Waiter { what, ..w });
-                }
                 (Ok(_), what) => {
                     let _ = run_cached(tx, "RELEASE cmd");
                     let w = Waiter { what, ..w };
@@ -211,8 +152,6 @@ impl State {
                     match what {
                         Waiting::Pull { reply, .. } => drop(reply.send(Err(e))),
                         Waiting::Read { reply, .. } => drop(reply.send(Err(e))),
-                        // The stream ends (the client reconnects).
-                        Waiting::Consume { outlet, .. } => drop(outlet.try_send(Err(e))),
                     }
                 }
             }
@@ -220,7 +159,7 @@ impl State {
     }
 
     fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
-        if w.deadline.is_some_and(|d| d <= now) {
+        if w.deadline <= now {
             pending.push(w.what.nothing());
         } else {
             self.waiters.push(w);
