@@ -35,8 +35,8 @@ pub mod traced;
 mod waiters;
 
 use crate::error::ErrorCode;
+use crate::mailbox::{bounded, Sender, TrySendError};
 pub use command::BatchTarget;
-use crossbeam_channel::{bounded, Sender, TrySendError};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

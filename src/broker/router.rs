@@ -19,7 +19,7 @@ use super::db::{self, SubRow};
 use super::traced::{self, BrokerSpan, Tracer};
 use super::waiters::{Waiter, Waiting};
 use super::*;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crate::mailbox::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
 use std::collections::HashMap;
 use std::time::Instant;
