@@ -14,7 +14,8 @@
 //! background work then simply keeps the normal share.
 
 use std::cell::Cell;
-use std::sync::OnceLock;
+use std::sync::atomic::{fence, AtomicBool, AtomicI32, Ordering};
+use std::sync::{Arc, OnceLock};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Priority {
@@ -74,6 +75,80 @@ pub fn set(priority: Priority) {
     })
 }
 
+/// A thread that works in the background on behalf of others (the store writer committing the
+/// broker's spans) and that others can bring back to normal priority when they queue work that
+/// must not wait at the background's pace: one step of priority inheritance.
+///
+/// Protocol: the owner calls [`Lift::lower`] (which marks it, then moves it to the
+/// background) only after checking that nothing urgent is queued, and checks again after the
+/// mark; a client queues its work, then calls [`Lift::raise`]. With the marks SeqCst on both
+/// sides, either the owner sees the work and stays normal, or the client sees the mark and
+/// raises the owner.
+#[derive(Clone, Debug, Default)]
+pub struct Lift(Arc<LiftState>);
+
+#[derive(Debug, Default)]
+struct LiftState {
+    /// The owner's thread id (Linux tid), once it first went to the background.
+    tid: AtomicI32,
+    /// The owner is in the background, or about to be.
+    lowered: AtomicBool,
+}
+
+impl Lift {
+    /// Owner: marks itself lowered; returns false (and stays normal) if `urgent` says work
+    /// that must not wait is queued after the mark. Otherwise moves to the background.
+    pub fn lower(&self, urgent: impl Fn() -> bool) -> bool {
+        if !available() {
+            return false;
+        }
+        self.0.tid.store(current_tid(), Ordering::Relaxed);
+        self.0.lowered.store(true, Ordering::SeqCst);
+        fence(Ordering::SeqCst);
+        if urgent() {
+            self.0.lowered.store(false, Ordering::SeqCst);
+            return false;
+        }
+        set(Priority::Background);
+        true
+    }
+
+    /// Owner: back to normal priority.
+    pub fn restore(&self) {
+        self.0.lowered.store(false, Ordering::SeqCst);
+        // The thread may have been raised by a client: what `set` remembers can be stale, so
+        // the change is applied whatever it remembers.
+        CURRENT.with(|c| c.set(Some(Priority::Background)));
+        set(Priority::Normal);
+    }
+
+    /// Client, after queueing urgent work: brings the owner back to normal priority if it is
+    /// in the background (a system call only then).
+    pub fn raise(&self) {
+        fence(Ordering::SeqCst);
+        if !self.0.lowered.load(Ordering::SeqCst) {
+            return;
+        }
+        let tid = self.0.tid.load(Ordering::Relaxed);
+        if tid != 0 {
+            if let Err(e) = apply_to(tid, Priority::Normal) {
+                tracing::debug!(error = %e, "could not raise a background thread");
+            }
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn current_tid() -> i32 {
+    // SAFETY: gettid has no arguments and cannot fail.
+    unsafe { libc::gettid() }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn current_tid() -> i32 {
+    0
+}
+
 /// The calling thread's scheduling policy is `SCHED_IDLE`.
 #[cfg(target_os = "linux")]
 pub fn is_background() -> bool {
@@ -86,24 +161,30 @@ pub fn is_background() -> bool {
     false
 }
 
-#[cfg(target_os = "linux")]
 fn apply(priority: Priority) -> std::io::Result<()> {
+    apply_to(0, priority)
+}
+
+/// Sets the policy of thread `tid` (0: the calling thread).
+#[cfg(target_os = "linux")]
+fn apply_to(tid: i32, priority: Priority) -> std::io::Result<()> {
     let policy = match priority {
         Priority::Background => libc::SCHED_IDLE,
         Priority::Normal => libc::SCHED_OTHER,
     };
     let param = libc::sched_param { sched_priority: 0 };
-    // SAFETY: pid 0 names the calling thread (Linux schedules threads, not processes), and
-    // `param` is a valid sched_param that outlives the call. The call can fail (EPERM when
-    // leaving SCHED_IDLE without CAP_SYS_NICE, ENOSYS on some libcs): that is reported.
-    match unsafe { libc::sched_setscheduler(0, policy, &param) } {
+    // SAFETY: a tid names one thread, 0 the calling one (Linux schedules threads, not
+    // processes), and `param` is a valid sched_param that outlives the call. The call can fail
+    // (EPERM when leaving SCHED_IDLE without CAP_SYS_NICE, ESRCH for a thread that ended,
+    // ENOSYS on some libcs): that is reported.
+    match unsafe { libc::sched_setscheduler(tid, policy, &param) } {
         0 => Ok(()),
         _ => Err(std::io::Error::last_os_error()),
     }
 }
 
 #[cfg(not(target_os = "linux"))]
-fn apply(_: Priority) -> std::io::Result<()> {
+fn apply_to(_: i32, _: Priority) -> std::io::Result<()> {
     Err(std::io::Error::from(std::io::ErrorKind::Unsupported))
 }
 
@@ -142,5 +223,43 @@ mod tests {
         .join()
         .unwrap();
         assert_eq!(available(), direct);
+    }
+
+    /// A lifted thread goes to the background only when nothing urgent is queued, and another
+    /// thread's raise brings it back to normal while it is still working.
+    #[test]
+    fn a_lowered_thread_is_raised_by_another() {
+        let can = available();
+        let lift = Lift::default();
+        let (lowered_tx, lowered_rx) = std::sync::mpsc::channel();
+        let (raised_tx, raised_rx) = std::sync::mpsc::channel::<()>();
+        let owner = {
+            let lift = lift.clone();
+            std::thread::spawn(move || {
+                // Urgent work queued: it stays normal.
+                assert!(!lift.lower(|| true));
+                assert!(!is_background());
+                let lowered = lift.lower(|| false);
+                assert_eq!(lowered, can);
+                assert_eq!(is_background(), can);
+                lowered_tx.send(()).unwrap();
+                raised_rx.recv().unwrap();
+                // Raised from outside, while "working".
+                assert!(!is_background());
+                if lowered {
+                    lift.restore();
+                }
+                assert!(!is_background());
+                // What `set` remembers is right again: the next lowering takes effect.
+                assert_eq!(lift.lower(|| false), can);
+                assert_eq!(is_background(), can);
+                lift.restore();
+                assert!(!is_background());
+            })
+        };
+        lowered_rx.recv().unwrap();
+        lift.raise();
+        raised_tx.send(()).unwrap();
+        owner.join().unwrap();
     }
 }

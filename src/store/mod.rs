@@ -73,6 +73,7 @@ pub struct StoreConfig {
 #[derive(Clone)]
 pub struct Store {
     tx: Sender<writer::Command>,
+    urgent: writer::Urgent,
     unwritten: trace_index::Unwritten,
     readers: Arc<ReadPool>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
@@ -95,7 +96,14 @@ impl Store {
         }
         let unwritten = trace_index::Unwritten::default();
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
-        let w = writer::Writer::new(conn, rx, cfg.retention.clone(), unwritten.clone())?;
+        let urgent = writer::Urgent::default();
+        let w = writer::Writer::new(
+            conn,
+            rx,
+            cfg.retention.clone(),
+            unwritten.clone(),
+            urgent.clone(),
+        )?;
         let checkpointer = checkpoint::start("store-checkpoint", &cfg.path, &cfg.synchronous)?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
@@ -105,6 +113,7 @@ impl Store {
             })?;
         Ok(Store {
             tx,
+            urgent,
             unwritten,
             readers: Arc::new(ReadPool {
                 path: cfg.path.clone(),
@@ -134,11 +143,15 @@ impl Store {
         priority: Priority,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
+        let background = priority == Priority::Background;
         let write = writer::Command::Write {
             spans,
             reply,
-            background: priority == Priority::Background,
+            background,
         };
+        if !background {
+            self.urgent.queue();
+        }
         // A zero wait refuses at once (send_timeout would spin and yield before it gives up).
         let sent = if wait.is_zero() {
             self.tx.try_send(write).map_err(|e| match e {
@@ -151,19 +164,29 @@ impl Store {
                 SendTimeoutError::Disconnected(_) => StoreError::Closed,
             })
         };
+        if !background {
+            match sent {
+                Ok(()) => self.urgent.raise(),
+                Err(_) => self.urgent.unqueue(),
+            }
+        }
         sent.map(|()| rx)
     }
 
     /// Writes and waits for the commit (blocking; for the CLI and tests, not the runtime).
     pub fn write_blocking(&self, spans: Vec<Prepared>) -> Result<WriteOutcome, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
-        self.tx
-            .send(writer::Command::Write {
-                spans,
-                reply,
-                background: false,
-            })
-            .map_err(|_| StoreError::Closed)?;
+        self.urgent.queue();
+        let sent = self.tx.send(writer::Command::Write {
+            spans,
+            reply,
+            background: false,
+        });
+        if sent.is_err() {
+            self.urgent.unqueue();
+            return Err(StoreError::Closed);
+        }
+        self.urgent.raise();
         rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
@@ -283,6 +306,7 @@ pub fn open_read_only(path: &Path) -> Result<Store, StoreError> {
     let (tx, _rx) = bounded(1);
     Ok(Store {
         tx,
+        urgent: Default::default(),
         unwritten: Default::default(),
         readers: Arc::new(ReadPool {
             path: path.to_path_buf(),

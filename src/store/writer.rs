@@ -15,6 +15,7 @@ use crate::priority::Priority;
 use foldhash::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -62,6 +63,37 @@ struct Memory {
     resources: HashMap<String, i64>,
 }
 
+/// Client writes (normal priority) queued and not yet taken by the writer, and the lift that
+/// brings the writer back from the background when one arrives while it commits a background
+/// group: such a write would otherwise wait at the background's pace, which on a saturated
+/// machine is very slow.
+#[derive(Clone, Debug, Default)]
+pub struct Urgent {
+    queued: Arc<AtomicUsize>,
+    lift: crate::priority::Lift,
+}
+
+impl Urgent {
+    /// Client: a normal write is about to be queued.
+    pub fn queue(&self) {
+        self.queued.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// Client: the write was not queued after all.
+    pub fn unqueue(&self) {
+        self.queued.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    /// Client: the write is queued; a writer in the background comes back to normal.
+    pub fn raise(&self) {
+        self.lift.raise();
+    }
+
+    fn any(&self) -> bool {
+        self.queued.load(Ordering::SeqCst) > 0
+    }
+}
+
 pub struct Writer {
     conn: Connection,
     rx: Receiver<Command>,
@@ -76,6 +108,7 @@ pub struct Writer {
     /// Index rows below this block id have been swept.
     swept_below: i64,
     dropper: crate::mailbox::Sender<Vec<Vec<Prepared>>>,
+    urgent: Urgent,
 }
 
 impl Writer {
@@ -84,6 +117,7 @@ impl Writer {
         rx: Receiver<Command>,
         retention: RetentionConfig,
         unwritten: Unwritten,
+        urgent: Urgent,
     ) -> Result<Writer, StoreError> {
         let mem = Memory::load(&conn)?;
         let last_block: i64 =
@@ -108,6 +142,7 @@ impl Writer {
             failed: false,
             swept_below: 0,
             dropper,
+            urgent,
         })
     }
 
@@ -124,14 +159,16 @@ impl Writer {
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let (batch, stop, background) = self.gather(first);
-            // A client's write in a group makes the whole group normal; a client's write that
-            // arrives while a background group commits waits for that commit. The writer is
-            // normal between groups, for housekeeping and for the next wake-up.
-            if background {
-                crate::priority::set(Priority::Background);
-            }
+            // A client's write in a group makes the whole group normal; one queued, or
+            // arriving, while a background group commits brings the writer back to normal
+            // (`Urgent`). The writer is normal between groups, for housekeeping and for the
+            // next wake-up.
+            let urgent = &self.urgent;
+            let lowered = background && urgent.lift.lower(|| urgent.any());
             self.commit(batch);
-            crate::priority::set(Priority::Normal);
+            if lowered {
+                self.urgent.lift.restore();
+            }
             if self.failed {
                 return;
             }
@@ -214,6 +251,9 @@ impl Writer {
                 } => {
                     total += spans.len();
                     all_background &= background;
+                    if !background {
+                        self.urgent.queued.fetch_sub(1, Ordering::SeqCst);
+                    }
                     batch.push((spans, reply));
                 }
                 Command::Shutdown => stop = true,
