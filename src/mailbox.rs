@@ -27,7 +27,11 @@ pub fn bounded<T>(cap: usize) -> (Sender<T>, Receiver<T>) {
             tx,
             ringer: Ringer(bell.clone()),
         },
-        Receiver { rx, bell },
+        Receiver {
+            rx,
+            bell,
+            _one_thread: std::marker::PhantomData,
+        },
     )
 }
 
@@ -100,9 +104,11 @@ impl<T> Sender<T> {
     }
 }
 
+/// Not `Sync`: one thread receives (it may move to another thread before its first receive).
 pub struct Receiver<T> {
     rx: crossbeam_channel::Receiver<T>,
     bell: Arc<Bell>,
+    _one_thread: std::marker::PhantomData<std::cell::Cell<()>>,
 }
 
 impl<T> Receiver<T> {

@@ -83,8 +83,11 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
     conn.pragma_update(None, "cache_size", -1024)?;
-    // With synchronous OFF nothing is synced, and neither is the WAL between passes.
-    let keep_synced = !synchronous.eq_ignore_ascii_case("off");
+    // Only with synchronous NORMAL does a checkpoint sync what commits left unsynced (FULL
+    // syncs at each commit, OFF never). Linux only: elsewhere an fsync can mean more (a full
+    // drive cache flush on macOS) or need a writable handle (Windows).
+    let keep_synced = cfg!(target_os = "linux")
+        && (synchronous.eq_ignore_ascii_case("normal") || synchronous == "1");
     let (stop, stopped) = channel::<()>();
     let thread = std::thread::Builder::new()
         .name(thread.into())
