@@ -79,7 +79,7 @@ impl Urgent {
         self.queued.fetch_add(1, Ordering::SeqCst);
     }
 
-    /// Client: the write was not queued after all.
+    /// Client: the write was not queued after all; writer: it took the write.
     pub fn unqueue(&self) {
         self.queued.fetch_sub(1, Ordering::SeqCst);
     }
@@ -252,7 +252,7 @@ impl Writer {
                     total += spans.len();
                     all_background &= background;
                     if !background {
-                        self.urgent.queued.fetch_sub(1, Ordering::SeqCst);
+                        self.urgent.unqueue();
                     }
                     batch.push((spans, reply));
                 }
