@@ -142,6 +142,24 @@ impl Store {
         wait: Duration,
         priority: Priority,
     ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
+        self.queue(spans, Some(wait), priority)
+    }
+
+    /// Writes and waits for the commit (blocking; for the CLI and tests, not the runtime).
+    pub fn write_blocking(&self, spans: Vec<Prepared>) -> Result<WriteOutcome, StoreError> {
+        let rx = self.queue(spans, None, Priority::Normal)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+
+    /// Queues a write, waiting for room at most `wait` (`None`: as long as it takes). A client
+    /// (normal) write counts as urgent while queued, and raises a writer that is committing
+    /// background work (`writer::Urgent`).
+    fn queue(
+        &self,
+        spans: Vec<Prepared>,
+        wait: Option<Duration>,
+        priority: Priority,
+    ) -> Result<tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>, StoreError> {
         let (reply, rx) = tokio::sync::oneshot::channel();
         let background = priority == Priority::Background;
         let write = writer::Command::Write {
@@ -152,17 +170,18 @@ impl Store {
         if !background {
             self.urgent.queue();
         }
-        // A zero wait refuses at once (send_timeout would spin and yield before it gives up).
-        let sent = if wait.is_zero() {
-            self.tx.try_send(write).map_err(|e| match e {
+        let sent = match wait {
+            // A zero wait refuses at once (send_timeout would spin and yield before it gives
+            // up).
+            Some(w) if w.is_zero() => self.tx.try_send(write).map_err(|e| match e {
                 TrySendError::Full(_) => StoreError::Busy,
                 TrySendError::Disconnected(_) => StoreError::Closed,
-            })
-        } else {
-            self.tx.send_timeout(write, wait).map_err(|e| match e {
+            }),
+            Some(w) => self.tx.send_timeout(write, w).map_err(|e| match e {
                 SendTimeoutError::Timeout(_) => StoreError::Busy,
                 SendTimeoutError::Disconnected(_) => StoreError::Closed,
-            })
+            }),
+            None => self.tx.send(write).map_err(|_| StoreError::Closed),
         };
         if !background {
             match sent {
@@ -171,23 +190,6 @@ impl Store {
             }
         }
         sent.map(|()| rx)
-    }
-
-    /// Writes and waits for the commit (blocking; for the CLI and tests, not the runtime).
-    pub fn write_blocking(&self, spans: Vec<Prepared>) -> Result<WriteOutcome, StoreError> {
-        let (reply, rx) = tokio::sync::oneshot::channel();
-        self.urgent.queue();
-        let sent = self.tx.send(writer::Command::Write {
-            spans,
-            reply,
-            background: false,
-        });
-        if sent.is_err() {
-            self.urgent.unqueue();
-            return Err(StoreError::Closed);
-        }
-        self.urgent.raise();
-        rx.blocking_recv().map_err(|_| StoreError::Closed)?
     }
 
     /// Commits everything queued, stops the writer and waits for it (blocking).
