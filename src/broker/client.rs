@@ -3,6 +3,7 @@
 //! publishes to one topic from the threads sharing a client are coalesced into batched
 //! requests (see [`Coalescer`]). Errors keep the server's status and message.
 
+use super::wire::{Answer, Request, Wire};
 use super::{
     DeadLetter, Declared, Delivery, GroupInfo, Published, Replied, Settled, StreamBatch,
     StreamInfo, SubscriptionInfo, TopicInfo,
@@ -41,9 +42,8 @@ impl ClientError {
 /// A broker client for one `--http` address, calling as one service.
 #[derive(Clone)]
 pub struct Client {
-    base: String,
     service: Option<String>,
-    agent: ureq::Agent,
+    wire: Arc<Wire>,
     coalescer: Arc<Coalescer>,
     /// HTTP requests made by this client and its clones.
     requests: Arc<AtomicU64>,
@@ -93,28 +93,16 @@ fn new_event_id() -> String {
     format!("{nanos:x}-{:x}-{n:x}", std::process::id())
 }
 
-/// Idle keep-alive connections a client holds to its broker.
-const IDLE_CONNECTIONS: usize = 256;
+/// How long a call waits for its answer: the longest wait a call can ask the broker for, and
+/// some.
+const ANSWER_TIMEOUT: Duration = Duration::from_secs(super::MAX_WAIT.as_secs() + 10);
 
 impl Client {
     /// `addr`: `127.0.0.1:8080` or `http://127.0.0.1:8080`.
     pub fn new(addr: &str) -> Client {
-        let base = if addr.starts_with("http://") {
-            addr.trim_end_matches('/').to_string()
-        } else {
-            format!("http://{addr}")
-        };
         Client {
-            base,
+            wire: Arc::new(Wire::new(addr)),
             service: None,
-            agent: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(5))
-                .timeout_read(super::MAX_WAIT + Duration::from_secs(10))
-                // One client is shared by many threads: keep a connection for each of them
-                // (the default keeps one per host and opens a new one for every other call).
-                .max_idle_connections(IDLE_CONNECTIONS)
-                .max_idle_connections_per_host(IDLE_CONNECTIONS)
-                .build(),
             coalescer: Arc::default(),
             requests: Arc::default(),
         }
@@ -131,28 +119,52 @@ impl Client {
         self.requests.load(Ordering::Relaxed)
     }
 
-    fn http(&self, method: &str, path: &str) -> ureq::Request {
+    /// The headers of every request: the body's type, if any, and the calling service.
+    fn headers<'a>(&'a self, content_type: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
+        let service = self.service.as_deref();
+        let service = service.map(|s| (super::traced::SERVICE_HEADER, s));
+        content_type
+            .map(|ct| ("Content-Type", ct))
+            .into_iter()
+            .chain(service)
+            .collect()
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+    ) -> Result<Answer, ClientError> {
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let req = self.agent.request(method, &format!("{}{path}", self.base));
-        match &self.service {
-            Some(s) => req.set(super::traced::SERVICE_HEADER, s),
-            None => req,
-        }
+        self.wire.call(&Request {
+            method,
+            path,
+            headers: &self.headers(content_type),
+            body,
+            timeout: ANSWER_TIMEOUT,
+        })
     }
 
     fn send<T: DeserializeOwned>(
         &self,
-        req: ureq::Request,
+        method: &str,
+        path: &str,
         content_type: &str,
         body: &[u8],
     ) -> Result<T, ClientError> {
-        let answer = req.set("Content-Type", content_type).send_bytes(body);
-        decode(answer)
+        decode(self.call(method, path, Some(content_type), body))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        decode(self.call("GET", path, None, b""))
     }
 
     pub fn declare_topic(&self, name: &str) -> Result<Declared, ClientError> {
         self.send(
-            self.http("PUT", &format!("/broker/topics/{name}")),
+            "PUT",
+            &format!("/broker/topics/{name}"),
             "application/json",
             b"{}",
         )
@@ -167,7 +179,8 @@ impl Client {
     ) -> Result<Declared, ClientError> {
         let body = json!({"topic": topic, "visibility_timeout_ms": visibility_timeout_ms, "max_attempts": max_attempts});
         self.send(
-            self.http("PUT", &format!("/broker/subscriptions/{name}")),
+            "PUT",
+            &format!("/broker/subscriptions/{name}"),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -182,19 +195,20 @@ impl Client {
     ) -> Result<Declared, ClientError> {
         let body = json!({"topic": topic, "filter": filter});
         self.send(
-            self.http("PUT", &format!("/broker/subscriptions/{name}")),
+            "PUT",
+            &format!("/broker/subscriptions/{name}"),
             "application/json",
             body.to_string().as_bytes(),
         )
     }
 
     pub fn topics(&self) -> Result<Vec<TopicInfo>, ClientError> {
-        let v: Value = decode(self.http("GET", "/broker/topics").call())?;
+        let v: Value = self.get("/broker/topics")?;
         from_value(v["topics"].clone())
     }
 
     pub fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, ClientError> {
-        let v: Value = decode(self.http("GET", "/broker/subscriptions").call())?;
+        let v: Value = self.get("/broker/subscriptions")?;
         from_value(v["subscriptions"].clone())
     }
 
@@ -340,18 +354,15 @@ impl Client {
 
     fn send_batch(&self, path: &str, events: &[Value]) -> Result<Vec<Published>, ClientError> {
         let body = serde_json::to_vec(events).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let v: Value = self.send(
-            self.http("POST", path),
-            super::event::BATCH_MEDIA_TYPE,
-            &body,
-        )?;
+        let v: Value = self.send("POST", path, super::event::BATCH_MEDIA_TYPE, &body)?;
         from_value(v["published"].clone())
     }
 
     /// Publishes a CloudEvent in structured mode.
     pub fn publish_event(&self, topic: &str, event: &Value) -> Result<Published, ClientError> {
         self.send(
-            self.http("POST", &format!("/broker/topics/{topic}/events")),
+            "POST",
+            &format!("/broker/topics/{topic}/events"),
             "application/cloudevents+json",
             event.to_string().as_bytes(),
         )
@@ -368,7 +379,7 @@ impl Client {
             "/broker/subscriptions/{sub}/pull?max={max}&wait={}ms",
             wait.as_millis()
         );
-        let v: Value = self.send(self.http("POST", &path), "application/json", b"")?;
+        let v: Value = self.send("POST", &path, "application/json", b"")?;
         from_value(v["messages"].clone())
     }
 
@@ -377,15 +388,21 @@ impl Client {
     /// iterator ends when the server ends the stream (at shutdown); reconnect to go on.
     pub fn consume(&self, sub: &str, max: usize) -> Result<Deliveries, ClientError> {
         let path = format!("/broker/subscriptions/{}/events?max={max}", encode(sub));
-        let resp = self
-            .http("GET", &path)
-            .call()
-            .map_err(|e| match decode::<Value>(Err(e)) {
-                Err(e) => e,
-                Ok(_) => ClientError::Decode("no stream".into()),
-            })?;
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let (status, mut body) = self.wire.open(&Request {
+            method: "GET",
+            path: &path,
+            headers: &self.headers(None),
+            body: b"",
+            timeout: ANSWER_TIMEOUT,
+        })?;
+        if !(200..300).contains(&status) {
+            let mut text = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut body, &mut text);
+            return Err(status_error(status, &text));
+        }
         Ok(Deliveries {
-            lines: std::io::BufReader::new(resp.into_reader()),
+            lines: std::io::BufReader::new(Box::new(body)),
             data: String::new(),
         })
     }
@@ -393,7 +410,8 @@ impl Client {
     pub fn ack(&self, sub: &str, lease_ids: &[String]) -> Result<Settled, ClientError> {
         let body = json!({ "lease_ids": lease_ids });
         self.send(
-            self.http("POST", &format!("/broker/subscriptions/{sub}/ack")),
+            "POST",
+            &format!("/broker/subscriptions/{sub}/ack"),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -407,7 +425,8 @@ impl Client {
     ) -> Result<Settled, ClientError> {
         let body = json!({ "lease_ids": lease_ids, "delay_ms": delay_ms });
         self.send(
-            self.http("POST", &format!("/broker/subscriptions/{sub}/nack")),
+            "POST",
+            &format!("/broker/subscriptions/{sub}/nack"),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -416,7 +435,7 @@ impl Client {
     /// Moves every dead letter back to the subscription's queue; returns how many.
     pub fn redrive(&self, sub: &str) -> Result<u64, ClientError> {
         let path = format!("/broker/subscriptions/{sub}/dead-letters/redrive");
-        let v: Value = self.send(self.http("POST", &path), "application/json", b"")?;
+        let v: Value = self.send("POST", &path, "application/json", b"")?;
         v["redriven"]
             .as_u64()
             .ok_or_else(|| ClientError::Decode(v.to_string()))
@@ -424,7 +443,7 @@ impl Client {
 
     pub fn dead_letters(&self, sub: &str, max: usize) -> Result<Vec<DeadLetter>, ClientError> {
         let path = format!("/broker/subscriptions/{sub}/dead-letters?max={max}");
-        let v: Value = decode(self.http("GET", &path).call())?;
+        let v: Value = self.get(&path)?;
         from_value(v["dead_letters"].clone())
     }
 
@@ -443,7 +462,8 @@ impl Client {
             timeout.as_millis()
         );
         self.send(
-            self.http("POST", &path),
+            "POST",
+            &path,
             "application/json",
             data.to_string().as_bytes(),
         )
@@ -477,7 +497,8 @@ impl Client {
     ) -> Result<Declared, ClientError> {
         let body = json!({ "max_age_ms": max_age_ms });
         self.send(
-            self.http("PUT", &format!("/broker/streams/{name}")),
+            "PUT",
+            &format!("/broker/streams/{name}"),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -492,21 +513,23 @@ impl Client {
     ) -> Result<Declared, ClientError> {
         let body = json!({ "max_age_ms": max_age_ms, "max_bytes": max_bytes });
         self.send(
-            self.http("PUT", &format!("/broker/streams/{name}")),
+            "PUT",
+            &format!("/broker/streams/{name}"),
             "application/json",
             body.to_string().as_bytes(),
         )
     }
 
     pub fn streams(&self) -> Result<Vec<StreamInfo>, ClientError> {
-        let v: Value = decode(self.http("GET", "/broker/streams").call())?;
+        let v: Value = self.get("/broker/streams")?;
         from_value(v["streams"].clone())
     }
 
     /// Appends a plain JSON event to a stream; the answer has its offset.
     pub fn append_json(&self, stream: &str, data: &Value) -> Result<Published, ClientError> {
         self.send(
-            self.http("POST", &format!("/broker/streams/{stream}/events")),
+            "POST",
+            &format!("/broker/streams/{stream}/events"),
             "application/json",
             data.to_string().as_bytes(),
         )
@@ -529,24 +552,21 @@ impl Client {
         if let Some(g) = group {
             path.push_str(&format!("&group={}", encode(g)));
         }
-        decode(self.http("GET", &path).call())
+        self.get(&path)
     }
 
     /// Commits a group's offset: the next offset it will read.
     pub fn commit(&self, stream: &str, group: &str, offset: u64) -> Result<GroupInfo, ClientError> {
         let body = json!({ "offset": offset });
         self.send(
-            self.http(
-                "POST",
-                &format!("/broker/streams/{stream}/groups/{group}/commit"),
-            ),
+            "POST",
+            &format!("/broker/streams/{stream}/groups/{group}/commit"),
             "application/json",
             body.to_string().as_bytes(),
         )
     }
 }
 
-/// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
 /// The deliveries of a [`Client::consume`] stream, in order.
 pub struct Deliveries {
     lines: std::io::BufReader<Box<dyn std::io::Read + Send + Sync + 'static>>,
@@ -586,6 +606,7 @@ impl Iterator for Deliveries {
     }
 }
 
+/// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
 fn encode(text: &str) -> String {
     text.bytes()
         .map(|b| match b {
@@ -597,29 +618,22 @@ fn encode(text: &str) -> String {
         .collect()
 }
 
-fn decode<T: DeserializeOwned>(
-    answer: Result<ureq::Response, ureq::Error>,
-) -> Result<T, ClientError> {
-    match answer {
-        Ok(resp) => {
-            let text = resp
-                .into_string()
-                .map_err(|e| ClientError::Transport(e.to_string()))?;
-            serde_json::from_str(&text).map_err(|e| ClientError::Decode(format!("{e}: {text}")))
-        }
-        Err(ureq::Error::Status(status, resp)) => {
-            let v: Value = resp
-                .into_string()
-                .ok()
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or_default();
-            Err(ClientError::Status {
-                status,
-                error: v["error"].as_str().unwrap_or("").to_string(),
-                message: v["message"].as_str().unwrap_or("").to_string(),
-            })
-        }
-        Err(e) => Err(ClientError::Transport(e.to_string())),
+fn decode<T: DeserializeOwned>(answer: Result<Answer, ClientError>) -> Result<T, ClientError> {
+    let answer = answer?;
+    if !(200..300).contains(&answer.status) {
+        return Err(status_error(answer.status, &answer.body));
+    }
+    serde_json::from_slice(&answer.body)
+        .map_err(|e| ClientError::Decode(format!("{e}: {}", String::from_utf8_lossy(&answer.body))))
+}
+
+/// The broker's JSON error (`error`, `message`) with its status.
+fn status_error(status: u16, body: &[u8]) -> ClientError {
+    let v: Value = serde_json::from_slice(body).unwrap_or_default();
+    ClientError::Status {
+        status,
+        error: v["error"].as_str().unwrap_or("").to_string(),
+        message: v["message"].as_str().unwrap_or("").to_string(),
     }
 }
 

@@ -12,7 +12,8 @@
 //!   statements.
 //! - [`event`]: CloudEvents 1.0 (structured, binary) and plain JSON bodies -> [`event::Event`].
 //! - [`traced`]: spans by construction, exported in-process to the collector's ingest path.
-//! - [`http`], [`stream_http`]: the `/broker/` JSON API; [`client`]: a blocking Rust client.
+//! - [`http`], [`stream_http`]: the `/broker/` JSON API; [`client`]: a blocking Rust client
+//!   (its HTTP/1.1 transport: `wire`).
 //!
 //! docs/BROKER.md describes the API; docs/ARCHITECTURE.md the delivery state machine.
 
@@ -33,6 +34,7 @@ mod stream_db;
 pub mod stream_http;
 pub mod traced;
 mod waiters;
+mod wire;
 
 use crate::error::ErrorCode;
 use crate::mailbox::{bounded, Sender, TrySendError};
