@@ -71,8 +71,23 @@ struct Coalescer {
 
 #[derive(Default)]
 struct Lane {
-    queued: Vec<(Value, mpsc::Sender<Turn>)>,
+    /// Serialized structured events, each with its caller.
+    queued: Vec<(String, mpsc::Sender<Turn>)>,
     sending: usize,
+}
+
+/// The structured CloudEvent [`Client::publish_json`] sends.
+#[derive(serde::Serialize)]
+struct JsonEvent<'a> {
+    specversion: &'static str,
+    id: String,
+    source: &'a str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    datacontenttype: &'static str,
+    data: &'a Value,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    traceparent: Option<&'a str>,
 }
 
 /// What a waiting caller is told.
@@ -221,21 +236,25 @@ impl Client {
         data: &Value,
         traceparent: Option<&str>,
     ) -> Result<Published, ClientError> {
-        let mut event = json!({
-            "specversion": "1.0",
-            "id": new_event_id(),
-            "source": self.service.as_deref().unwrap_or(super::traced::UNKNOWN_SERVICE),
-            "type": "switchyard.message",
-            "datacontenttype": "application/json",
-            "data": data,
-        });
-        if let Some(tp) = traceparent {
-            event["traceparent"] = Value::String(tp.to_string());
-        }
+        // Serialized here, by each caller, straight from the fields: the batch's sender only
+        // joins the events.
+        let event = serde_json::to_string(&JsonEvent {
+            specversion: "1.0",
+            id: new_event_id(),
+            source: self
+                .service
+                .as_deref()
+                .unwrap_or(super::traced::UNKNOWN_SERVICE),
+            kind: "switchyard.message",
+            datacontenttype: "application/json",
+            data,
+            traceparent,
+        })
+        .map_err(|e| ClientError::Decode(e.to_string()))?;
         self.coalesced(topic, event)
     }
 
-    fn coalesced(&self, topic: &str, event: Value) -> Result<Published, ClientError> {
+    fn coalesced(&self, topic: &str, event: String) -> Result<Published, ClientError> {
         let (tx, rx) = mpsc::channel();
         self.lanes()
             .entry(topic.to_string())
@@ -277,7 +296,7 @@ impl Client {
                 return;
             }
             let take = lane.queued.len().min(MAX_COALESCED);
-            let (events, callers): (Vec<Value>, Vec<mpsc::Sender<Turn>>) =
+            let (events, callers): (Vec<String>, Vec<mpsc::Sender<Turn>>) =
                 lane.queued.drain(..take).unzip();
             lane.sending += 1;
             drop(lanes);
@@ -307,12 +326,12 @@ impl Client {
     fn publish_isolated(
         &self,
         topic: &str,
-        events: &[Value],
+        events: &[String],
     ) -> Vec<Result<Published, ClientError>> {
         if let [event] = events {
-            return vec![self.publish_event(topic, event)];
+            return vec![self.publish_serialized(topic, event)];
         }
-        match self.publish_events(topic, events) {
+        match self.send_serialized(&format!("/broker/topics/{topic}/events"), events) {
             Ok(published) if published.len() == events.len() => {
                 published.into_iter().map(Ok).collect()
             }
@@ -326,7 +345,7 @@ impl Client {
             }
             Err(e) if matches!(e.status(), Some(400 | 413)) => events
                 .iter()
-                .map(|event| self.publish_event(topic, event))
+                .map(|event| self.publish_serialized(topic, event))
                 .collect(),
             Err(e) => vec![Err(e); events.len()],
         }
@@ -353,18 +372,44 @@ impl Client {
     }
 
     fn send_batch(&self, path: &str, events: &[Value]) -> Result<Vec<Published>, ClientError> {
-        let body = serde_json::to_vec(events).map_err(|e| ClientError::Decode(e.to_string()))?;
-        let v: Value = self.send("POST", path, super::event::BATCH_MEDIA_TYPE, &body)?;
-        from_value(v["published"].clone())
+        let serialized: Vec<String> = events.iter().map(Value::to_string).collect();
+        self.send_serialized(path, &serialized)
+    }
+
+    /// Sends serialized structured events as one batch (a JSON array of them).
+    fn send_serialized(
+        &self,
+        path: &str,
+        events: &[String],
+    ) -> Result<Vec<Published>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct Answer {
+            published: Vec<Published>,
+        }
+        let mut body = Vec::with_capacity(2 + events.iter().map(|e| e.len() + 1).sum::<usize>());
+        body.push(b'[');
+        for (i, e) in events.iter().enumerate() {
+            if i > 0 {
+                body.push(b',');
+            }
+            body.extend_from_slice(e.as_bytes());
+        }
+        body.push(b']');
+        let answer: Answer = self.send("POST", path, super::event::BATCH_MEDIA_TYPE, &body)?;
+        Ok(answer.published)
     }
 
     /// Publishes a CloudEvent in structured mode.
     pub fn publish_event(&self, topic: &str, event: &Value) -> Result<Published, ClientError> {
+        self.publish_serialized(topic, &event.to_string())
+    }
+
+    fn publish_serialized(&self, topic: &str, event: &str) -> Result<Published, ClientError> {
         self.send(
             "POST",
             &format!("/broker/topics/{topic}/events"),
             "application/cloudevents+json",
-            event.to_string().as_bytes(),
+            event.as_bytes(),
         )
     }
 
