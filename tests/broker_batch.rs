@@ -227,6 +227,94 @@ fn concurrent_publishes_share_requests_and_each_is_acknowledged_once() {
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
 }
 
+/// Every message of `orders.q`, pulled and acked until `total` arrived: their `n`s.
+fn drain(c: &Client, total: usize) -> Vec<i64> {
+    let mut got = Vec::new();
+    while got.len() < total {
+        let batch = c.pull("orders.q", 100, Duration::from_secs(2)).unwrap();
+        assert!(!batch.is_empty(), "{} of {total} delivered", got.len());
+        let leases: Vec<String> = batch.iter().map(|d| d.lease_id.clone()).collect();
+        c.ack("orders.q", &leases).unwrap();
+        got.extend(batch.iter().map(|d| d.event["data"]["n"].as_i64().unwrap()));
+    }
+    got
+}
+
+#[test]
+fn async_publishes_from_tasks_share_requests_with_blocking_ones() {
+    let env = TestEnv::start();
+    let c = client(&env, "orders");
+    c.declare_topic("orders").unwrap();
+    c.declare_subscription("orders.q", "orders", 30_000, 5)
+        .unwrap();
+    let before = c.requests();
+    let (tasks, threads, each) = (64i64, 4i64, 25i64);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    // Threads publishing with the blocking call at the same time, on the same topic.
+    let blocking: Vec<_> = (0..threads)
+        .map(|t| {
+            let c = c.clone();
+            std::thread::spawn(move || {
+                (0..each)
+                    .map(|i| {
+                        let n = 100_000 + t * 1000 + i;
+                        c.publish_json("orders", &json!({ "n": n }), None)
+                            .unwrap()
+                            .id
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let mut ids: Vec<String> = runtime.block_on(async {
+        let mut set = tokio::task::JoinSet::new();
+        for t in 0..tasks {
+            let c = c.clone();
+            set.spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..each {
+                    let data = json!({ "n": t * 1000 + i });
+                    let p = c.publish_json_async("orders", &data, None).await.unwrap();
+                    assert_eq!(p.subscriptions, 1);
+                    ids.push(p.id);
+                }
+                ids
+            });
+        }
+        let mut ids = Vec::new();
+        while let Some(done) = set.join_next().await {
+            ids.extend(done.unwrap());
+        }
+        ids
+    });
+    for h in blocking {
+        ids.extend(h.join().unwrap());
+    }
+    let total = ((tasks + threads) * each) as usize;
+    let requests = c.requests() - before;
+    assert!(
+        requests < total as u64 / 2,
+        "{requests} requests for {total} publishes: too little was coalesced"
+    );
+    assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), total);
+    let got = drain(&c, total);
+    assert_eq!(got.len(), total, "a message was delivered twice");
+    let want: BTreeSet<i64> = (0..tasks)
+        .flat_map(|t| (0..each).map(move |i| t * 1000 + i))
+        .chain((0..threads).flat_map(|t| (0..each).map(move |i| 100_000 + t * 1000 + i)))
+        .collect();
+    assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
+    // Outside a runtime the async call says so instead of panicking.
+    let outside =
+        futures_util::FutureExt::now_or_never(c.publish_json_async("orders", &json!({}), None));
+    let err = outside.expect("answered at once").unwrap_err();
+    assert!(err.to_string().contains("tokio runtime"), "{err}");
+}
+
 #[test]
 fn one_oversized_publish_among_concurrent_ones_fails_only_its_caller() {
     let env = TestEnv::with_args(&["--broker-max-message", "1KiB"]);

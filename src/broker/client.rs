@@ -60,10 +60,13 @@ const MAX_COALESCED: usize = 256;
 /// returns only after the broker committed it. A caller queues its event; when its topic has
 /// fewer than [`BATCHES_IN_FLIGHT`] batches in flight, it sends everything queued as one
 /// request and hands each caller of the batch its result. A sender that finishes while events
-/// wait passes the turn to the first waiting caller, so only the callers concerned wake.
+/// wait passes the turn to the first waiting caller, so only the callers concerned wake. Async
+/// callers ([`Client::publish_json_async`]) cannot send: one that finds room starts a sender on
+/// the runtime's blocking pool, and a sender whose next caller is a task keeps sending.
 ///
 /// Invariants: a queued event is taken by exactly one sender, which answers its caller once;
-/// while events are queued, a batch is in flight or a waiting caller has been passed the turn.
+/// while events are queued, a batch is in flight, a sender is starting, or a waiting thread has
+/// been passed the turn.
 #[derive(Default)]
 struct Coalescer {
     lanes: Mutex<HashMap<String, Lane>>,
@@ -72,8 +75,32 @@ struct Coalescer {
 #[derive(Default)]
 struct Lane {
     /// Serialized structured events, each with its caller.
-    queued: Vec<(String, mpsc::Sender<Turn>)>,
+    queued: Vec<(String, Caller)>,
+    /// Batches in flight.
     sending: usize,
+    /// Senders started on the blocking pool for async callers, not yet running.
+    starting: usize,
+}
+
+/// How the caller of a queued event waits for it.
+enum Caller {
+    /// A thread blocked in [`Client::publish_json`]: it can be passed the turn to send.
+    Thread(mpsc::Sender<Turn>),
+    /// A task awaiting [`Client::publish_json_async`]: it cannot block, so it is only answered.
+    Task(tokio::sync::oneshot::Sender<Result<Published, ClientError>>),
+}
+
+impl Caller {
+    fn answer(self, result: Result<Published, ClientError>) {
+        match self {
+            Caller::Thread(tx) => {
+                let _ = tx.send(Turn::Done(result));
+            }
+            Caller::Task(tx) => {
+                let _ = tx.send(result);
+            }
+        }
+    }
 }
 
 /// The structured CloudEvent [`Client::publish_json`] sends.
@@ -236,9 +263,14 @@ impl Client {
         data: &Value,
         traceparent: Option<&str>,
     ) -> Result<Published, ClientError> {
-        // Serialized here, by each caller, straight from the fields: the batch's sender only
-        // joins the events.
-        let event = serde_json::to_string(&JsonEvent {
+        let event = self.json_event(data, traceparent)?;
+        self.coalesced(topic, event)
+    }
+
+    /// The structured CloudEvent of a JSON value, serialized by its caller straight from the
+    /// fields: the batch's sender only joins the events.
+    fn json_event(&self, data: &Value, traceparent: Option<&str>) -> Result<String, ClientError> {
+        serde_json::to_string(&JsonEvent {
             specversion: "1.0",
             id: new_event_id(),
             source: self
@@ -250,8 +282,41 @@ impl Client {
             data,
             traceparent,
         })
-        .map_err(|e| ClientError::Decode(e.to_string()))?;
-        self.coalesced(topic, event)
+        .map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// [`Client::publish_json`] for async callers: the task awaits its event's commit without
+    /// blocking its runtime; batches are sent from the runtime's blocking pool (at most
+    /// [`BATCHES_IN_FLIGHT`] per topic, as for threads). Needs a tokio runtime.
+    pub async fn publish_json_async(
+        &self,
+        topic: &str,
+        data: &Value,
+        traceparent: Option<&str>,
+    ) -> Result<Published, ClientError> {
+        let event = self.json_event(data, traceparent)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|e| ClientError::Transport(format!("no tokio runtime: {e}")))?;
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let start = {
+            let mut lanes = self.lanes();
+            let lane = lanes.entry(topic.to_string()).or_default();
+            lane.queued.push((event, Caller::Task(tx)));
+            let start = lane.sending + lane.starting < BATCHES_IN_FLIGHT;
+            lane.starting += usize::from(start);
+            start
+        };
+        if start {
+            let (client, topic) = (self.clone(), topic.to_string());
+            runtime.spawn_blocking(move || {
+                if let Some(lane) = client.lanes().get_mut(&topic) {
+                    lane.starting -= 1;
+                }
+                client.send_queued(&topic);
+            });
+        }
+        rx.await
+            .map_err(|_| ClientError::Transport("publish abandoned".into()))?
     }
 
     fn coalesced(&self, topic: &str, event: String) -> Result<Published, ClientError> {
@@ -260,7 +325,7 @@ impl Client {
             .entry(topic.to_string())
             .or_default()
             .queued
-            .push((event, tx));
+            .push((event, Caller::Thread(tx)));
         self.send_queued(topic);
         loop {
             match rx.recv() {
@@ -287,7 +352,7 @@ impl Client {
                 return;
             };
             if lane.queued.is_empty() {
-                if lane.sending == 0 {
+                if lane.sending == 0 && lane.starting == 0 {
                     lanes.remove(topic);
                 }
                 return;
@@ -296,22 +361,22 @@ impl Client {
                 return;
             }
             let take = lane.queued.len().min(MAX_COALESCED);
-            let (events, callers): (Vec<String>, Vec<mpsc::Sender<Turn>>) =
-                lane.queued.drain(..take).unzip();
+            let (events, callers): (Vec<String>, Vec<Caller>) = lane.queued.drain(..take).unzip();
             lane.sending += 1;
             drop(lanes);
             let outcome = self.publish_isolated(topic, &events);
-            for (caller, result) in callers.iter().zip(outcome) {
-                let _ = caller.send(Turn::Done(result));
+            for (caller, result) in callers.into_iter().zip(outcome) {
+                caller.answer(result);
             }
             let mut lanes = self.lanes();
             let Some(lane) = lanes.get_mut(topic) else {
                 return;
             };
             lane.sending -= 1;
-            // Hand the next batch to a waiting caller: this one has its answer (or is answered
-            // by a later batch) and should not wait for others' requests.
-            if let Some((_, next)) = lane.queued.first() {
+            // Hand the next batch to a waiting thread: this one has its answer (or is answered
+            // by a later batch) and should not wait for others' requests. Tasks cannot take
+            // it: for them this thread goes on sending.
+            if let Some((_, Caller::Thread(next))) = lane.queued.first() {
                 if next.send(Turn::Lead).is_ok() {
                     return;
                 }
