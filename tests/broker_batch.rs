@@ -179,10 +179,7 @@ fn a_batch_appended_to_a_stream_takes_consecutive_offsets() {
 #[test]
 fn concurrent_publishes_share_requests_and_each_is_acknowledged_once() {
     let env = TestEnv::start();
-    let c = client(&env, "orders");
-    c.declare_topic("orders").unwrap();
-    c.declare_subscription("orders.q", "orders", 30_000, 5)
-        .unwrap();
+    let c = orders(&env);
     let before = c.requests();
     let (threads, each) = (32i64, 40i64);
     let ids: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -227,6 +224,15 @@ fn concurrent_publishes_share_requests_and_each_is_acknowledged_once() {
     assert_eq!(got.into_iter().collect::<BTreeSet<_>>(), want);
 }
 
+/// A client of a server with topic `orders` and its subscription `orders.q`.
+fn orders(env: &TestEnv) -> Client {
+    let c = client(env, "orders");
+    c.declare_topic("orders").unwrap();
+    c.declare_subscription("orders.q", "orders", 30_000, 5)
+        .unwrap();
+    c
+}
+
 /// Every message of `orders.q`, pulled and acked until `total` arrived: their `n`s.
 fn drain(c: &Client, total: usize) -> Vec<i64> {
     let mut got = Vec::new();
@@ -243,10 +249,7 @@ fn drain(c: &Client, total: usize) -> Vec<i64> {
 #[test]
 fn async_publishes_from_tasks_share_requests_with_blocking_ones() {
     let env = TestEnv::start();
-    let c = client(&env, "orders");
-    c.declare_topic("orders").unwrap();
-    c.declare_subscription("orders.q", "orders", 30_000, 5)
-        .unwrap();
+    let c = orders(&env);
     let before = c.requests();
     let (tasks, threads, each) = (64i64, 4i64, 25i64);
     let runtime = tokio::runtime::Builder::new_multi_thread()
