@@ -681,3 +681,19 @@ fn a_filtered_subscription_queues_only_matching_events() {
     let subs = c.subscriptions().unwrap();
     assert_eq!(subs[0].spec.filter.as_ref(), Some(&eu_orders));
 }
+
+#[test]
+fn names_with_spaces_or_line_breaks_are_refused_by_the_broker_not_smuggled() {
+    let env = TestEnv::start();
+    let c = client(&env, "orders");
+    c.declare_topic("orders").unwrap();
+    for name in ["a b", "a\r\nHost: elsewhere", "orders/../x", "ünï"] {
+        let err = c.declare_topic(name).unwrap_err();
+        assert_eq!(err.status(), Some(400), "{name:?}: {err}");
+        let err = c.publish_json(name, &json!({ "n": 1 }), None).unwrap_err();
+        assert!(matches!(err.status(), Some(400 | 404)), "{name:?}: {err}");
+    }
+    // The connection is still in step: the next call gets its own answer.
+    let topics: Vec<String> = c.topics().unwrap().into_iter().map(|t| t.name).collect();
+    assert_eq!(topics, ["orders"]);
+}

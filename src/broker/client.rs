@@ -82,12 +82,55 @@ struct Lane {
     starting: usize,
 }
 
+/// A sender started for tasks, not yet running. Dropped unrun (its runtime shut down), it
+/// leaves its lane's `starting` and fails the tasks left waiting with nothing to send for
+/// them, or passes the turn to a waiting thread.
+struct Starting {
+    client: Client,
+    topic: String,
+    ran: bool,
+}
+
+impl Drop for Starting {
+    fn drop(&mut self) {
+        if self.ran {
+            return;
+        }
+        let mut lanes = self.client.lanes();
+        let Some(lane) = lanes.get_mut(&self.topic) else {
+            return;
+        };
+        lane.starting -= 1;
+        if lane.sending + lane.starting > 0 {
+            return;
+        }
+        let mut kept = Vec::new();
+        for (event, caller) in lane.queued.drain(..) {
+            match caller {
+                Caller::Task(tx, _) => {
+                    let gone = ClientError::Transport("the task's runtime shut down".into());
+                    let _ = tx.send(Err(gone));
+                }
+                thread => kept.push((event, thread)),
+            }
+        }
+        lane.queued = kept;
+        if let Some((_, Caller::Thread(next))) = lane.queued.first() {
+            let _ = next.send(Turn::Lead);
+        }
+    }
+}
+
 /// How the caller of a queued event waits for it.
 enum Caller {
     /// A thread blocked in [`Client::publish_json`]: it can be passed the turn to send.
     Thread(mpsc::Sender<Turn>),
-    /// A task awaiting [`Client::publish_json_async`]: it cannot block, so it is only answered.
-    Task(tokio::sync::oneshot::Sender<Result<Published, ClientError>>),
+    /// A task awaiting [`Client::publish_json_async`]: it cannot block, so it is only answered;
+    /// senders for it run on its runtime's blocking pool.
+    Task(
+        tokio::sync::oneshot::Sender<Result<Published, ClientError>>,
+        tokio::runtime::Handle,
+    ),
 }
 
 impl Caller {
@@ -96,7 +139,7 @@ impl Caller {
             Caller::Thread(tx) => {
                 let _ = tx.send(Turn::Done(result));
             }
-            Caller::Task(tx) => {
+            Caller::Task(tx, _) => {
                 let _ = tx.send(result);
             }
         }
@@ -206,7 +249,7 @@ impl Client {
     pub fn declare_topic(&self, name: &str) -> Result<Declared, ClientError> {
         self.send(
             "PUT",
-            &format!("/broker/topics/{name}"),
+            &format!("/broker/topics/{name}", name = encode(name)),
             "application/json",
             b"{}",
         )
@@ -222,7 +265,7 @@ impl Client {
         let body = json!({"topic": topic, "visibility_timeout_ms": visibility_timeout_ms, "max_attempts": max_attempts});
         self.send(
             "PUT",
-            &format!("/broker/subscriptions/{name}"),
+            &format!("/broker/subscriptions/{name}", name = encode(name)),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -238,7 +281,7 @@ impl Client {
         let body = json!({"topic": topic, "filter": filter});
         self.send(
             "PUT",
-            &format!("/broker/subscriptions/{name}"),
+            &format!("/broker/subscriptions/{name}", name = encode(name)),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -301,19 +344,13 @@ impl Client {
         let start = {
             let mut lanes = self.lanes();
             let lane = lanes.entry(topic.to_string()).or_default();
-            lane.queued.push((event, Caller::Task(tx)));
+            lane.queued.push((event, Caller::Task(tx, runtime.clone())));
             let start = lane.sending + lane.starting < BATCHES_IN_FLIGHT;
             lane.starting += usize::from(start);
             start
         };
         if start {
-            let (client, topic) = (self.clone(), topic.to_string());
-            runtime.spawn_blocking(move || {
-                if let Some(lane) = client.lanes().get_mut(&topic) {
-                    lane.starting -= 1;
-                }
-                client.send_queued(&topic);
-            });
+            self.start_sender(&runtime, topic);
         }
         rx.await
             .map_err(|_| ClientError::Transport("publish abandoned".into()))?
@@ -326,11 +363,11 @@ impl Client {
             .or_default()
             .queued
             .push((event, Caller::Thread(tx)));
-        self.send_queued(topic);
+        self.send_queued(topic, false);
         loop {
             match rx.recv() {
                 Ok(Turn::Done(result)) => return result,
-                Ok(Turn::Lead) => self.send_queued(topic),
+                Ok(Turn::Lead) => self.send_queued(topic, false),
                 Err(_) => return Err(ClientError::Transport("publish abandoned".into())),
             }
         }
@@ -343,9 +380,34 @@ impl Client {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Runs [`Client::send_queued`] for tasks on `runtime`'s blocking pool; the caller counted
+    /// it in its lane's `starting`, which it leaves once it runs (or is dropped unrun, when the
+    /// runtime shuts down).
+    fn start_sender(&self, runtime: &tokio::runtime::Handle, topic: &str) {
+        let starting = Starting {
+            client: self.clone(),
+            topic: topic.to_string(),
+            ran: false,
+        };
+        runtime.spawn_blocking(move || {
+            let mut starting = starting;
+            starting.ran = true;
+            starting.client.started(&starting.topic);
+            starting.client.send_queued(&starting.topic, true);
+        });
+    }
+
+    fn started(&self, topic: &str) {
+        if let Some(lane) = self.lanes().get_mut(topic) {
+            lane.starting -= 1;
+        }
+    }
+
     /// Sends batches of what `topic` has queued while it has room for another batch in flight;
-    /// then, if events still wait, passes the turn to the first of their callers.
-    fn send_queued(&self, topic: &str) {
+    /// then, if events still wait, passes the turn to the first of their callers. A sender on
+    /// the blocking pool (`for_tasks`) goes on sending for tasks; a caller's own thread starts
+    /// such a sender for them instead, and returns with its answer.
+    fn send_queued(&self, topic: &str, for_tasks: bool) {
         loop {
             let mut lanes = self.lanes();
             let Some(lane) = lanes.get_mut(topic) else {
@@ -375,11 +437,19 @@ impl Client {
             lane.sending -= 1;
             // Hand the next batch to a waiting thread: this one has its answer (or is answered
             // by a later batch) and should not wait for others' requests. Tasks cannot take
-            // it: for them this thread goes on sending.
-            if let Some((_, Caller::Thread(next))) = lane.queued.first() {
-                if next.send(Turn::Lead).is_ok() {
+            // it: for them a sender on the blocking pool goes on.
+            match lane.queued.first() {
+                Some((_, Caller::Thread(next))) if next.send(Turn::Lead).is_ok() => return,
+                Some((_, Caller::Task(_, runtime))) if !for_tasks => {
+                    if lane.sending + lane.starting < BATCHES_IN_FLIGHT {
+                        let runtime = runtime.clone();
+                        lane.starting += 1;
+                        drop(lanes);
+                        self.start_sender(&runtime, topic);
+                    }
                     return;
                 }
+                _ => {}
             }
         }
     }
@@ -396,7 +466,10 @@ impl Client {
         if let [event] = events {
             return vec![self.publish_serialized(topic, event)];
         }
-        match self.send_serialized(&format!("/broker/topics/{topic}/events"), events) {
+        match self.send_serialized(
+            &format!("/broker/topics/{topic}/events", topic = encode(topic)),
+            events,
+        ) {
             Ok(published) if published.len() == events.len() => {
                 published.into_iter().map(Ok).collect()
             }
@@ -423,7 +496,10 @@ impl Client {
         topic: &str,
         events: &[Value],
     ) -> Result<Vec<Published>, ClientError> {
-        self.send_batch(&format!("/broker/topics/{topic}/events"), events)
+        self.send_batch(
+            &format!("/broker/topics/{topic}/events", topic = encode(topic)),
+            events,
+        )
     }
 
     /// Appends structured CloudEvents to a stream in one request, at consecutive offsets: all
@@ -433,7 +509,10 @@ impl Client {
         stream: &str,
         events: &[Value],
     ) -> Result<Vec<Published>, ClientError> {
-        self.send_batch(&format!("/broker/streams/{stream}/events"), events)
+        self.send_batch(
+            &format!("/broker/streams/{stream}/events", stream = encode(stream)),
+            events,
+        )
     }
 
     fn send_batch(&self, path: &str, events: &[Value]) -> Result<Vec<Published>, ClientError> {
@@ -472,7 +551,7 @@ impl Client {
     fn publish_serialized(&self, topic: &str, event: &str) -> Result<Published, ClientError> {
         self.send(
             "POST",
-            &format!("/broker/topics/{topic}/events"),
+            &format!("/broker/topics/{topic}/events", topic = encode(topic)),
             "application/cloudevents+json",
             event.as_bytes(),
         )
@@ -487,7 +566,8 @@ impl Client {
     ) -> Result<Vec<Delivery>, ClientError> {
         let path = format!(
             "/broker/subscriptions/{sub}/pull?max={max}&wait={}ms",
-            wait.as_millis()
+            wait.as_millis(),
+            sub = encode(sub)
         );
         let v: Value = self.send("POST", &path, "application/json", b"")?;
         from_value(v["messages"].clone())
@@ -521,7 +601,7 @@ impl Client {
         let body = json!({ "lease_ids": lease_ids });
         self.send(
             "POST",
-            &format!("/broker/subscriptions/{sub}/ack"),
+            &format!("/broker/subscriptions/{sub}/ack", sub = encode(sub)),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -536,7 +616,7 @@ impl Client {
         let body = json!({ "lease_ids": lease_ids, "delay_ms": delay_ms });
         self.send(
             "POST",
-            &format!("/broker/subscriptions/{sub}/nack"),
+            &format!("/broker/subscriptions/{sub}/nack", sub = encode(sub)),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -544,7 +624,10 @@ impl Client {
 
     /// Moves every dead letter back to the subscription's queue; returns how many.
     pub fn redrive(&self, sub: &str) -> Result<u64, ClientError> {
-        let path = format!("/broker/subscriptions/{sub}/dead-letters/redrive");
+        let path = format!(
+            "/broker/subscriptions/{sub}/dead-letters/redrive",
+            sub = encode(sub)
+        );
         let v: Value = self.send("POST", &path, "application/json", b"")?;
         v["redriven"]
             .as_u64()
@@ -552,7 +635,10 @@ impl Client {
     }
 
     pub fn dead_letters(&self, sub: &str, max: usize) -> Result<Vec<DeadLetter>, ClientError> {
-        let path = format!("/broker/subscriptions/{sub}/dead-letters?max={max}");
+        let path = format!(
+            "/broker/subscriptions/{sub}/dead-letters?max={max}",
+            sub = encode(sub)
+        );
         let v: Value = self.get(&path)?;
         from_value(v["dead_letters"].clone())
     }
@@ -569,7 +655,8 @@ impl Client {
         let path = format!(
             "/broker/topics/{topic}/request?reply_to={}&timeout={}ms",
             encode(reply_to),
-            timeout.as_millis()
+            timeout.as_millis(),
+            topic = encode(topic)
         );
         self.send(
             "POST",
@@ -608,7 +695,7 @@ impl Client {
         let body = json!({ "max_age_ms": max_age_ms });
         self.send(
             "PUT",
-            &format!("/broker/streams/{name}"),
+            &format!("/broker/streams/{name}", name = encode(name)),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -624,7 +711,7 @@ impl Client {
         let body = json!({ "max_age_ms": max_age_ms, "max_bytes": max_bytes });
         self.send(
             "PUT",
-            &format!("/broker/streams/{name}"),
+            &format!("/broker/streams/{name}", name = encode(name)),
             "application/json",
             body.to_string().as_bytes(),
         )
@@ -639,7 +726,7 @@ impl Client {
     pub fn append_json(&self, stream: &str, data: &Value) -> Result<Published, ClientError> {
         self.send(
             "POST",
-            &format!("/broker/streams/{stream}/events"),
+            &format!("/broker/streams/{stream}/events", stream = encode(stream)),
             "application/json",
             data.to_string().as_bytes(),
         )
@@ -657,7 +744,8 @@ impl Client {
         let mut path = format!(
             "/broker/streams/{stream}/events?from={}&max={max}&wait={}ms",
             encode(from),
-            wait.as_millis()
+            wait.as_millis(),
+            stream = encode(stream)
         );
         if let Some(g) = group {
             path.push_str(&format!("&group={}", encode(g)));
@@ -670,7 +758,11 @@ impl Client {
         let body = json!({ "offset": offset });
         self.send(
             "POST",
-            &format!("/broker/streams/{stream}/groups/{group}/commit"),
+            &format!(
+                "/broker/streams/{stream}/groups/{group}/commit",
+                stream = encode(stream),
+                group = encode(group)
+            ),
             "application/json",
             body.to_string().as_bytes(),
         )

@@ -6,7 +6,9 @@
 //!
 //! Invariants: a pooled connection has no unread bytes (its last answer was read to the end)
 //! and was last used less than [`IDLE_LIMIT`] ago; a connection whose answer is not fully read,
-//! or that the server asked to close, never returns to the pool.
+//! or that the server asked to close, never returns to the pool. Only a request that may be
+//! repeated (GET, HEAD, PUT, DELETE) is sent again, and only when a reused connection turns
+//! out closed before any byte of the answer; a timeout is never retried.
 
 use super::client::ClientError;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -25,6 +27,9 @@ const MAX_BODY: u64 = 512 * 1024 * 1024;
 /// Connections kept idle at most.
 const MAX_IDLE: usize = 256;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// A pooled connection idle longer than this is checked for a close by the server (a restart)
+/// before it is reused; one used more recently is reused without a system call.
+const CHECK_AFTER: Duration = Duration::from_millis(50);
 
 /// Where requests go: `host:port` for the socket and the `Host` header, and a path prefix.
 #[derive(Clone, Debug)]
@@ -85,6 +90,19 @@ impl Conn {
             }
         }
         Err(last.unwrap_or_else(|| std::io::Error::other(format!("{authority} did not resolve"))))
+    }
+
+    /// Whether the server closed the connection (or sent something unasked) while it sat in
+    /// the pool.
+    fn closed_by_server(&self) -> bool {
+        let s = self.io.get_ref();
+        if s.set_nonblocking(true).is_err() {
+            return true;
+        }
+        let mut byte = [0u8; 1];
+        let open =
+            matches!(s.peek(&mut byte), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock);
+        s.set_nonblocking(false).is_err() || !open
     }
 
     fn set_timeout(&mut self, timeout: Duration) -> std::io::Result<()> {
@@ -149,18 +167,22 @@ impl Wire {
             .map_err(|e| ClientError::Transport(e.clone()))
     }
 
-    /// A pooled connection used recently enough, if any.
+    /// A pooled connection used recently enough and still open, if any.
     fn pooled(&self) -> Option<Conn> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        while let Some(c) = idle.pop() {
-            if c.idle_since.elapsed() < IDLE_LIMIT {
+        loop {
+            let c = self.idle.lock().unwrap_or_else(|p| p.into_inner()).pop()?;
+            let idle = c.idle_since.elapsed();
+            if idle < CHECK_AFTER || (idle < IDLE_LIMIT && !c.closed_by_server()) {
                 return Some(c);
             }
         }
-        None
     }
 
     fn put_back(&self, mut conn: Conn) {
+        if !conn.io.buffer().is_empty() {
+            // Bytes past the answer: the connection is out of step with its requests.
+            return;
+        }
         conn.idle_since = Instant::now();
         let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
@@ -168,35 +190,37 @@ impl Wire {
         }
     }
 
-    /// Sends a request and reads its answer. A pooled connection that fails before any byte of
-    /// the answer arrives (the server restarted, say) is dropped and the request is sent once
-    /// more on a new connection.
+    /// Sends a request and reads its answer. When a pooled connection turns out closed before
+    /// any byte of the answer arrives, a request that may be repeated is sent once more on a
+    /// new connection; any other fails (the server may have acted on it).
     pub fn call(&self, req: &Request) -> Result<Answer, ClientError> {
         let target = self.target()?;
-        let bytes = encode_request(target, req);
+        let bytes = encode_request(target, req)?;
         if let Some(conn) = self.pooled() {
+            let repeatable = matches!(req.method, "GET" | "HEAD" | "PUT" | "DELETE");
             match self.exchange(conn, &bytes, req) {
-                Err(Failure::BeforeAnswer(_)) => {}
-                Err(Failure::During(e)) => return Err(e),
+                Err(Failure::Closed(_)) if repeatable => {}
+                Err(Failure::Closed(e) | Failure::Other(e)) => return Err(e),
                 Ok(answer) => return Ok(answer),
             }
         }
         let conn = Conn::open(&target.authority).map_err(transport)?;
-        match self.exchange(conn, &bytes, req) {
-            Ok(answer) => Ok(answer),
-            Err(Failure::BeforeAnswer(e) | Failure::During(e)) => Err(e),
-        }
+        self.exchange(conn, &bytes, req)
+            .map_err(Failure::into_error)
     }
 
     fn exchange(&self, mut conn: Conn, bytes: &[u8], req: &Request) -> Result<Answer, Failure> {
         conn.set_timeout(req.timeout)
-            .map_err(|e| Failure::BeforeAnswer(transport(e)))?;
-        conn.io
-            .get_mut()
-            .write_all(bytes)
-            .map_err(|e| Failure::BeforeAnswer(transport(e)))?;
+            .map_err(|e| Failure::Other(transport(e)))?;
+        conn.io.get_mut().write_all(bytes).map_err(|e| {
+            if closed(&e) {
+                Failure::Closed(transport(e))
+            } else {
+                Failure::Other(transport(e))
+            }
+        })?;
         let head = read_head(&mut conn.io)?;
-        let body = read_body(&mut conn.io, head.framing).map_err(Failure::During)?;
+        let body = read_body(&mut conn.io, head.framing).map_err(Failure::Other)?;
         if head.keep_alive && head.framing != Framing::Close {
             self.put_back(conn);
         }
@@ -215,7 +239,7 @@ impl Wire {
         conn.set_timeout(req.timeout).map_err(transport)?;
         conn.io
             .get_mut()
-            .write_all(&encode_request(target, req))
+            .write_all(&encode_request(target, req)?)
             .map_err(transport)?;
         let head = read_head(&mut conn.io).map_err(Failure::into_error)?;
         Ok((head.status, Body::new(conn.io, head.framing)))
@@ -223,24 +247,42 @@ impl Wire {
 }
 
 enum Failure {
-    /// Nothing of the answer was read: the request may be sent again.
-    BeforeAnswer(ClientError),
-    During(ClientError),
+    /// The connection was found closed (end of stream, reset) before any byte of the answer.
+    Closed(ClientError),
+    Other(ClientError),
 }
 
 impl Failure {
     fn into_error(self) -> ClientError {
         match self {
-            Failure::BeforeAnswer(e) | Failure::During(e) => e,
+            Failure::Closed(e) | Failure::Other(e) => e,
         }
     }
+}
+
+/// Whether an I/O error means the peer closed the connection (not a timeout).
+fn closed(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        e.kind(),
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof
+    )
 }
 
 fn transport(e: std::io::Error) -> ClientError {
     ClientError::Transport(e.to_string())
 }
 
-fn encode_request(target: &Target, req: &Request) -> Vec<u8> {
+fn encode_request(target: &Target, req: &Request) -> Result<Vec<u8>, ClientError> {
+    // The request line is the method and path as given: a space or control byte in either
+    // would end it early (callers percent-encode names).
+    let bad = |text: &str| text.is_empty() || text.bytes().any(|b| b <= b' ' || b == 0x7f);
+    if bad(req.method) || bad(req.path) {
+        return Err(ClientError::Transport(format!(
+            "{:?} {:?} is not a valid request line",
+            req.method, req.path
+        )));
+    }
     let mut out = Vec::with_capacity(160 + req.body.len());
     let _ = write!(
         out,
@@ -261,26 +303,38 @@ fn encode_request(target: &Target, req: &Request) -> Vec<u8> {
     }
     out.extend_from_slice(b"\r\n");
     out.extend_from_slice(req.body);
-    out
+    Ok(out)
 }
 
-/// Reads and parses an answer's head. Nothing read at all (the server closed the connection)
-/// is [`Failure::BeforeAnswer`].
+/// Reads and parses an answer's head, past any interim (1xx) answers. The connection found
+/// closed before any byte is [`Failure::Closed`].
 fn read_head(io: &mut impl BufRead) -> Result<Head, Failure> {
+    let mut first = true;
+    loop {
+        let head = read_one_head(io, first)?;
+        first = false;
+        if !(100..200).contains(&head.status) || head.status == 101 {
+            return Ok(head);
+        }
+    }
+}
+
+fn read_one_head(io: &mut impl BufRead, first: bool) -> Result<Head, Failure> {
     let mut raw = Vec::with_capacity(512);
     loop {
         let n = {
+            let nothing_yet = first && raw.is_empty();
             let buf = match io.fill_buf() {
                 Ok(b) => b,
-                Err(e) if raw.is_empty() => return Err(Failure::BeforeAnswer(transport(e))),
-                Err(e) => return Err(Failure::During(transport(e))),
+                Err(e) if nothing_yet && closed(&e) => return Err(Failure::Closed(transport(e))),
+                Err(e) => return Err(Failure::Other(transport(e))),
             };
             if buf.is_empty() {
                 let e = ClientError::Transport("connection closed before the answer".into());
-                return Err(if raw.is_empty() {
-                    Failure::BeforeAnswer(e)
+                return Err(if nothing_yet {
+                    Failure::Closed(e)
                 } else {
-                    Failure::During(e)
+                    Failure::Other(e)
                 });
             }
             raw.extend_from_slice(buf);
@@ -289,17 +343,16 @@ fn read_head(io: &mut impl BufRead) -> Result<Head, Failure> {
         match parse_head(&raw) {
             Ok(Some((head, len))) => {
                 // Give back what belongs to the body: consume only the head's bytes.
-                let from_this_read = len - (raw.len() - n);
-                io.consume(from_this_read);
+                io.consume(len.saturating_sub(raw.len() - n));
                 return Ok(head);
             }
             Ok(None) if raw.len() > MAX_HEAD => {
-                return Err(Failure::During(ClientError::Decode(
+                return Err(Failure::Other(ClientError::Decode(
                     "answer head too large".into(),
                 )))
             }
             Ok(None) => io.consume(n),
-            Err(e) => return Err(Failure::During(ClientError::Decode(e))),
+            Err(e) => return Err(Failure::Other(ClientError::Decode(e))),
         }
     }
 }
@@ -316,24 +369,25 @@ fn parse_head(raw: &[u8]) -> Result<Option<(Head, usize)>, String> {
     };
     let status = resp.code.ok_or("answer without a status")?;
     let mut keep_alive = resp.version == Some(1);
-    let mut framing = Framing::Close;
+    let mut length: Option<u64> = None;
+    let mut encoding: Option<bool> = None;
     for h in resp.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("content-length") {
+            if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(format!("bad content-length {value:?}"));
+            }
             let n = value
                 .parse::<u64>()
                 .map_err(|_| format!("bad content-length {value:?}"))?;
-            if framing != Framing::Chunked {
-                framing = Framing::Length(n);
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length headers".into());
             }
+            length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            if value
-                .rsplit(',')
-                .next()
-                .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-            {
-                framing = Framing::Chunked;
-            }
+            // Chunked only if it is the last coding; any other body runs until close.
+            let last = value.rsplit(',').next().unwrap_or("").trim();
+            encoding = Some(last.eq_ignore_ascii_case("chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             let has = |token: &str| {
                 value
@@ -347,6 +401,17 @@ fn parse_head(raw: &[u8]) -> Result<Option<(Head, usize)>, String> {
             }
         }
     }
+    let mut framing = match (encoding, length) {
+        (Some(true), None) => Framing::Chunked,
+        // Both: the transfer coding wins, and the connection is not trusted afterwards.
+        (Some(true), Some(_)) => {
+            keep_alive = false;
+            Framing::Chunked
+        }
+        (Some(false), _) => Framing::Close,
+        (None, Some(n)) => Framing::Length(n),
+        (None, None) => Framing::Close,
+    };
     // Answers that never have a body.
     if status == 204 || status == 304 || (100..200).contains(&status) {
         framing = Framing::Length(0);
@@ -407,6 +472,9 @@ impl<R: BufRead> Body<R> {
         let mut line = String::new();
         read_line(&mut self.io, &mut line)?;
         let size = line.split(';').next().unwrap_or("").trim();
+        if size.is_empty() || !size.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(invalid(std::io::ErrorKind::InvalidData, "bad chunk size"));
+        }
         self.left = u64::from_str_radix(size, 16)
             .map_err(|_| invalid(std::io::ErrorKind::InvalidData, "bad chunk size"))?;
         if self.left == 0 {
@@ -523,7 +591,7 @@ mod tests {
             body: b"{}",
             timeout: Duration::from_secs(1),
         };
-        let bytes = encode_request(&target, &req);
+        let bytes = encode_request(&target, &req).unwrap();
         assert_eq!(
             String::from_utf8(bytes).unwrap(),
             "POST /p/x?y=1 HTTP/1.1\r\nHost: h:1\r\nContent-Length: 2\r\nSwitchyard-Service: aEvil: 1\r\n\r\n{}"
@@ -562,12 +630,9 @@ mod tests {
         assert!(parse_head(b"garbage\r\n\r\n").is_err());
         // A closed connection before any byte may be retried; a cut head may not.
         let mut empty = BufReader::new(Cursor::new(Vec::new()));
-        assert!(matches!(
-            read_head(&mut empty),
-            Err(Failure::BeforeAnswer(_))
-        ));
+        assert!(matches!(read_head(&mut empty), Err(Failure::Closed(_))));
         let mut cut = BufReader::new(Cursor::new(b"HTTP/1.1 200".to_vec()));
-        assert!(matches!(read_head(&mut cut), Err(Failure::During(_))));
+        assert!(matches!(read_head(&mut cut), Err(Failure::Other(_))));
     }
 
     #[test]
@@ -589,13 +654,14 @@ mod tests {
         );
     }
 
-    /// A server that answers each connection's first request, then closes it.
-    fn one_answer_per_connection() -> (String, std::thread::JoinHandle<usize>) {
+    /// A server that answers each connection's first request, then closes it, for `n`
+    /// connections; returns how many requests it answered.
+    fn one_answer_per_connection(n: usize) -> (String, std::thread::JoinHandle<usize>) {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap().to_string();
         let server = std::thread::spawn(move || {
             let mut served = 0;
-            for stream in listener.incoming().take(2) {
+            for stream in listener.incoming().take(n) {
                 let mut io = BufReader::new(stream.unwrap());
                 let mut line = String::new();
                 // Head up to the empty line; the requests here have no body.
@@ -609,23 +675,75 @@ mod tests {
         (addr, server)
     }
 
-    #[test]
-    fn a_pooled_connection_the_server_closed_is_replaced_and_the_request_sent_again() {
-        let (addr, server) = one_answer_per_connection();
-        let wire = Wire::new(&addr);
-        let req = Request {
-            method: "GET",
+    fn request(method: &str) -> Request<'_> {
+        Request {
+            method,
             path: "/",
             headers: &[],
             body: b"",
             timeout: Duration::from_secs(5),
-        };
+        }
+    }
+
+    #[test]
+    fn a_repeatable_request_is_sent_again_when_its_pooled_connection_was_closed() {
+        let (addr, server) = one_answer_per_connection(2);
+        let wire = Wire::new(&addr);
         for _ in 0..2 {
-            let answer = wire.call(&req).map_err(|e| e.to_string()).unwrap();
+            let answer = wire
+                .call(&request("GET"))
+                .map_err(|e| e.to_string())
+                .unwrap();
             assert_eq!((answer.status, answer.body.as_slice()), (200, &b"{}"[..]));
-            // The first connection went back to the pool; the server closes it meanwhile.
-            std::thread::sleep(Duration::from_millis(50));
+            // Reused at once, without a check: the closed connection shows on the request.
+            std::thread::sleep(Duration::from_millis(5));
         }
         assert_eq!(server.join().unwrap(), 2);
+    }
+
+    #[test]
+    fn a_post_on_a_closed_connection_fails_and_a_checked_one_is_not_reused() {
+        let (addr, server) = one_answer_per_connection(3);
+        let wire = Wire::new(&addr);
+        wire.call(&request("POST"))
+            .map_err(|e| e.to_string())
+            .unwrap();
+        // Reused at once: the server may have acted on a POST it did not answer.
+        let err = wire.call(&request("POST")).err().expect("not sent again");
+        assert!(matches!(err, ClientError::Transport(_)), "{err}");
+        wire.call(&request("POST"))
+            .map_err(|e| e.to_string())
+            .unwrap();
+        // Idle past CHECK_AFTER: found closed before use, so a new connection takes it.
+        std::thread::sleep(CHECK_AFTER + Duration::from_millis(30));
+        wire.call(&request("POST"))
+            .map_err(|e| e.to_string())
+            .unwrap();
+        assert_eq!(server.join().unwrap(), 3);
+    }
+
+    #[test]
+    fn interim_answers_are_skipped_and_bad_request_lines_refused() {
+        let raw = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n";
+        let mut io = BufReader::new(Cursor::new(raw.to_vec()));
+        assert_eq!(read_head(&mut io).ok().unwrap().status, 200);
+        let target = parse_base("h:1").unwrap();
+        for path in ["/a b", "/a\r\nHost: x", ""] {
+            let req = Request {
+                path,
+                ..request("GET")
+            };
+            assert!(encode_request(&target, &req).is_err(), "{path:?}");
+        }
+        let conflicting = b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n";
+        assert!(parse_head(conflicting).is_err());
+        assert!(parse_head(b"HTTP/1.1 200 OK\r\nContent-Length: +2\r\n\r\n").is_err());
+        let both = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let (head, _) = parse_head(both).unwrap().unwrap();
+        assert_eq!(head.framing, Framing::Chunked);
+        assert!(!head.keep_alive);
+        let gzip = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n";
+        assert_eq!(parse_head(gzip).unwrap().unwrap().0.framing, Framing::Close);
+        assert!(body_of(b"+5\r\nhello\r\n0\r\n\r\n", Framing::Chunked).is_err());
     }
 }
