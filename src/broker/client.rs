@@ -810,14 +810,19 @@ impl Iterator for Deliveries {
 
 /// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
 fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
+                out.push(b as char)
             }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+            _ => {
+                let _ = write!(out, "%{b:02X}");
+            }
+        }
+    }
+    out
 }
 
 fn decode<T: DeserializeOwned>(answer: Result<Answer, ClientError>) -> Result<T, ClientError> {
