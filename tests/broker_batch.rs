@@ -321,10 +321,7 @@ fn async_publishes_from_tasks_share_requests_with_blocking_ones() {
 #[test]
 fn one_oversized_publish_among_concurrent_ones_fails_only_its_caller() {
     let env = TestEnv::with_args(&["--broker-max-message", "1KiB"]);
-    let c = client(&env, "orders");
-    c.declare_topic("orders").unwrap();
-    c.declare_subscription("orders.q", "orders", 30_000, 5)
-        .unwrap();
+    let c = orders(&env);
     let handles: Vec<_> = (0..16i64)
         .map(|t| {
             let c = c.clone();
