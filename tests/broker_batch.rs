@@ -209,14 +209,7 @@ fn concurrent_publishes_share_requests_and_each_is_acknowledged_once() {
     let ids = ids.lock().unwrap();
     assert_eq!(ids.iter().collect::<BTreeSet<_>>().len(), total);
 
-    let mut got = Vec::new();
-    while got.len() < total {
-        let batch = c.pull("orders.q", 100, Duration::from_secs(2)).unwrap();
-        assert!(!batch.is_empty(), "{} of {total} delivered", got.len());
-        let leases: Vec<String> = batch.iter().map(|d| d.lease_id.clone()).collect();
-        c.ack("orders.q", &leases).unwrap();
-        got.extend(batch.iter().map(|d| d.event["data"]["n"].as_i64().unwrap()));
-    }
+    let got = drain(&c, total);
     let want: BTreeSet<i64> = (0..threads)
         .flat_map(|t| (0..each).map(move |i| t * 1000 + i))
         .collect();

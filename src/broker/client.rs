@@ -62,7 +62,8 @@ const MAX_COALESCED: usize = 256;
 /// request and hands each caller of the batch its result. A sender that finishes while events
 /// wait passes the turn to the first waiting caller, so only the callers concerned wake. Async
 /// callers ([`Client::publish_json_async`]) cannot send: one that finds room starts a sender on
-/// the runtime's blocking pool, and a sender whose next caller is a task keeps sending.
+/// the runtime's blocking pool, which keeps sending while tasks are next in line; a caller's
+/// thread that finds a task next starts such a sender instead.
 ///
 /// Invariants: a queued event is taken by exactly one sender, which answers its caller once;
 /// while events are queued, a batch is in flight, a sender is starting, or a waiting thread has
