@@ -3,8 +3,10 @@
 //! Only the router thread holds the connection.
 //!
 //! Tables: `topics`, `subscriptions`, `messages` (one row per published message, with its
-//! data and the publish span's context) and `queue` (one row per message and subscription:
-//! the delivery state machine). A message row goes when its last queue row goes.
+//! data, the publish span's context and `holders`, the number of queue rows that still hold
+//! it) and `queue` (one row per message and subscription: the delivery state machine). A
+//! message row goes when its last queue row goes: `holders` counts them down, so that no index
+//! on `queue(seq)` has to be kept up to date (and written to the WAL) by every publish and ack.
 
 use super::{BrokerError, SubscriptionSpec};
 use rusqlite::{params, Connection, OptionalExtension};
@@ -58,6 +60,11 @@ CREATE INDEX queue_seq ON queue(seq);
     "ALTER TABLE subscriptions ADD COLUMN filter TEXT;",
     "ALTER TABLE subscriptions ADD COLUMN push TEXT;",
     "ALTER TABLE streams ADD COLUMN max_bytes INTEGER;",
+    r#"
+ALTER TABLE messages ADD COLUMN holders INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET holders = (SELECT COUNT(*) FROM queue WHERE queue.seq = messages.seq);
+DROP INDEX queue_seq;
+"#,
 ];
 
 pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -190,8 +197,8 @@ pub struct NewMessage<'a> {
 /// Stores a message and queues it on each subscription (fan-out).
 pub fn insert_message(tx: &Connection, m: &NewMessage, subs: &[i64]) -> rusqlite::Result<i64> {
     tx.prepare_cached(
-        "INSERT INTO messages (topic_id, event_id, attributes, data, data_is_json, traceparent, tracestate, published_unix_nanos)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+        "INSERT INTO messages (topic_id, event_id, attributes, data, data_is_json, traceparent, tracestate, published_unix_nanos, holders)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
     )?
     .execute(params![
         m.topic_id,
@@ -201,7 +208,8 @@ pub fn insert_message(tx: &Connection, m: &NewMessage, subs: &[i64]) -> rusqlite
         m.data_is_json,
         m.traceparent,
         m.tracestate,
-        m.published_unix_nanos as i64
+        m.published_unix_nanos as i64,
+        subs.len() as i64
     ])?;
     let seq = tx.last_insert_rowid();
     let visible = (m.published_unix_nanos / 1_000_000) as i64;
@@ -317,12 +325,20 @@ pub fn find_lease(
 
 /// Removes an acknowledged row, and its message when no subscription still holds it.
 pub fn remove(tx: &Connection, id: i64, seq: i64) -> rusqlite::Result<()> {
-    tx.prepare_cached("DELETE FROM queue WHERE id = ?1")?
+    let removed = tx
+        .prepare_cached("DELETE FROM queue WHERE id = ?1")?
         .execute(params![id])?;
-    tx.prepare_cached(
-        "DELETE FROM messages WHERE seq = ?1 AND NOT EXISTS (SELECT 1 FROM queue WHERE seq = ?1)",
-    )?
-    .execute(params![seq])?;
+    if removed == 0 {
+        return Ok(());
+    }
+    // The last holder takes the message with it; another only counts itself out.
+    let gone = tx
+        .prepare_cached("DELETE FROM messages WHERE seq = ?1 AND holders <= 1")?
+        .execute(params![seq])?;
+    if gone == 0 {
+        tx.prepare_cached("UPDATE messages SET holders = holders - 1 WHERE seq = ?1")?
+            .execute(params![seq])?;
+    }
     Ok(())
 }
 
@@ -428,6 +444,59 @@ mod tests {
             .unwrap();
         drop(conn);
         assert!(open(&path, "NORMAL").is_err());
+    }
+
+    #[test]
+    fn upgrading_counts_the_holders_of_queued_messages_and_drops_the_seq_index() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("b");
+        // A file of the version before holders were counted, with one message on two queues
+        // (one of them already acknowledged) and one on a single queue.
+        {
+            let mut conn = Connection::open(&path).unwrap();
+            let tx = conn.transaction().unwrap();
+            for sql in &MIGRATIONS[..5] {
+                tx.execute_batch(sql).unwrap();
+            }
+            tx.pragma_update(None, "user_version", 5).unwrap();
+            tx.execute_batch(
+                "INSERT INTO topics VALUES (1, 't', 0);
+                 INSERT INTO subscriptions (id, name, topic_id, visibility_timeout_ms, max_attempts, created_unix_nanos)
+                     VALUES (1, 'a', 1, 10, 2, 0), (2, 'b', 1, 10, 2, 0), (3, 'c', 1, 10, 2, 0);
+                 INSERT INTO messages (seq, topic_id, event_id, attributes, data_is_json, traceparent, published_unix_nanos)
+                     VALUES (1, 1, 'e1', '{}', 0, 'tp', 0), (2, 1, 'e2', '{}', 0, 'tp', 0);
+                 INSERT INTO queue (id, sub_id, seq, visible_unix_ms)
+                     VALUES (1, 1, 1, 0), (2, 2, 1, 0), (3, 3, 1, 0), (4, 1, 2, 0);
+                 DELETE FROM queue WHERE id = 3;",
+            )
+            .unwrap();
+            tx.commit().unwrap();
+        }
+        let conn = open(&path, "NORMAL").unwrap();
+        let holders = |seq: i64| -> Option<i64> {
+            conn.query_row("SELECT holders FROM messages WHERE seq = ?1", [seq], |r| {
+                r.get(0)
+            })
+            .optional()
+            .unwrap()
+        };
+        assert_eq!((holders(1), holders(2)), (Some(2), Some(1)));
+        let index: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_master WHERE name = 'queue_seq'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(index, 0);
+        remove(&conn, 1, 1).unwrap();
+        assert_eq!(holders(1), Some(1));
+        // Removing a row that is already gone counts nobody out.
+        remove(&conn, 1, 1).unwrap();
+        assert_eq!(holders(1), Some(1));
+        remove(&conn, 2, 1).unwrap();
+        remove(&conn, 4, 2).unwrap();
+        assert_eq!((holders(1), holders(2)), (None, None));
     }
 
     #[test]

@@ -105,6 +105,8 @@ pub(super) struct State {
     pub(super) max_waiters: usize,
     pub(super) draining: bool,
     last_expiry: Instant,
+    /// When waiting pulls last looked for messages (see `turn`).
+    last_look: Instant,
     /// Requests waiting for their reply, by correlation id.
     pub(super) requests: HashMap<String, super::reply::Requester>,
 }
@@ -142,6 +144,7 @@ impl Router {
                 max_waiters: max_waiters.max(1),
                 draining: false,
                 last_expiry: Instant::now(),
+                last_look: Instant::now(),
                 requests: HashMap::new(),
             },
         })
@@ -199,6 +202,7 @@ impl Router {
     /// command and the waiting pulls in one transaction.
     fn turn(&mut self, batch: Vec<Command>, stopping: bool) {
         let mut writes = Vec::with_capacity(batch.len());
+        let mut redriven = false;
         for cmd in batch {
             match cmd {
                 Command::Publish { .. }
@@ -211,7 +215,10 @@ impl Router {
                 | Command::Request { .. } => writes.push(cmd),
                 Command::Shutdown => {}
                 Command::Drain => self.state.draining = true,
-                other => self.state.admin(&mut self.conn, other),
+                other => {
+                    redriven |= matches!(other, Command::Redrive { .. });
+                    self.state.admin(&mut self.conn, other)
+                }
             }
         }
         if writes.is_empty() && self.state.waiters.is_empty() {
@@ -219,6 +226,23 @@ impl Router {
             self.state.expire_requests(stopping);
             return;
         }
+        // Only a publish, a nack or a redrive makes a queued message deliverable at once; otherwise
+        // (acks, stream traffic, pulls that look for themselves) waiting pulls look again only
+        // once a tick has passed, for leases that expired and nack delays that ran out.
+        let new_messages = redriven
+            || writes.iter().any(|c| {
+                matches!(
+                    c,
+                    Command::Publish { .. }
+                        | Command::PublishBatch { .. }
+                        | Command::Request { .. }
+                        | Command::Settle {
+                            action: Settle::Nack { .. },
+                            ..
+                        }
+                )
+            });
+        let look = new_messages || stopping || self.state.last_look.elapsed() >= TICK;
         let mut pending = Vec::new();
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
@@ -231,7 +255,10 @@ impl Router {
             self.state.write(&tx, cmd, &mut pending);
         }
         let stopping = stopping || self.state.draining;
-        self.state.serve_waiters(&tx, stopping, &mut pending);
+        if look {
+            self.state.last_look = Instant::now();
+        }
+        self.state.serve_waiters(&tx, stopping, look, &mut pending);
         self.state.expire_requests(stopping);
         let failed = tx.commit().err().map(|e| e.to_string());
         if let Some(e) = &failed {

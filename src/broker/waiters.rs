@@ -80,13 +80,14 @@ impl State {
         });
     }
 
-    /// Serves waiting pulls and reads (one look per subscription and turn; a read looks only
-    /// when its stream grew), answers those past their deadline with nothing, and drops those
-    /// whose client went away.
+    /// Serves waiting pulls and reads (one look per subscription and turn, and pulls only when
+    /// `look`; a read looks only when its stream grew), answers those past their deadline with
+    /// nothing, and drops those whose client went away.
     pub(super) fn serve_waiters(
         &mut self,
         tx: &Connection,
         stopping: bool,
+        look: bool,
         pending: &mut Vec<Pending>,
     ) {
         let now = Instant::now();
@@ -103,14 +104,15 @@ impl State {
             let mut spans = Vec::new();
             let _ = run_cached(tx, "SAVEPOINT cmd");
             let served = match &w.what {
-                Waiting::Pull { subscription, .. } if !exhausted.contains(subscription) => self
-                    .deliver(tx, subscription, w.max, &w.caller, &mut spans)
-                    .map(|d| {
-                        if d.is_empty() {
-                            exhausted.insert(subscription.clone());
-                        }
-                        Served::Pull(d)
-                    }),
+                Waiting::Pull { subscription, .. } if look && !exhausted.contains(subscription) => {
+                    self.deliver(tx, subscription, w.max, &w.caller, &mut spans)
+                        .map(|d| {
+                            if d.is_empty() {
+                                exhausted.insert(subscription.clone());
+                            }
+                            Served::Pull(d)
+                        })
+                }
                 Waiting::Read {
                     stream,
                     offset,
