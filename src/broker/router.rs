@@ -24,8 +24,14 @@ use rusqlite::Connection;
 use std::collections::HashMap;
 use std::time::Instant;
 
-/// How often the router finishes a WAL checkpoint.
-const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// How often the router finishes a WAL checkpoint. Finishing one syncs the WAL, copies what
+/// the checkpointer thread has not, syncs the database file, and the next commit syncs the
+/// WAL's new header: three waits for the disk (about 1.5 to 8 ms here) that every message in
+/// flight sits out. Every 250 ms that was about one in seven of the slowest 1% of messages at
+/// one in flight. The price is a longer WAL between restarts: 84 MiB at most in the
+/// benchmark's heaviest cell (1 KiB messages, 1000 in flight), against 10 MiB every 250 ms.
+/// Readers do not pay for it (SQLite looks up only frames not yet copied).
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(2);
 /// Commands applied in one transaction at most.
 const MAX_BATCH: usize = 512;
 /// How often stream retention runs.
