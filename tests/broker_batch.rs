@@ -344,3 +344,46 @@ fn one_oversized_publish_among_concurrent_ones_fails_only_its_caller() {
         outcomes.len() as u64 - 1
     );
 }
+
+#[test]
+fn an_acker_sends_leases_handed_over_together_in_few_requests_and_counts_failures() {
+    let env = TestEnv::start();
+    let c = orders(&env);
+    for n in 0..60 {
+        c.publish_json("orders", &json!({ "n": n }), None).unwrap();
+    }
+    let mut leases = Vec::new();
+    while leases.len() < 60 {
+        let batch = c.pull("orders.q", 100, Duration::from_secs(2)).unwrap();
+        assert!(!batch.is_empty(), "{} of 60 delivered", leases.len());
+        leases.extend(batch.into_iter().map(|d| d.lease_id));
+    }
+    let acker = c.acker("orders.q").unwrap();
+    for lease in &leases {
+        acker.ack(lease.clone()).unwrap();
+    }
+    // Finishing sends what is still queued.
+    let done = acker.finish();
+    assert_eq!((done.acked, done.failed), (60, 0), "{done:?}");
+    assert!(
+        done.requests < 10,
+        "60 leases handed over at once took {} requests",
+        done.requests
+    );
+    let sub = c
+        .subscriptions()
+        .unwrap()
+        .into_iter()
+        .find(|s| s.spec.name == "orders.q")
+        .unwrap();
+    assert_eq!((sub.ready, sub.leased, sub.dead), (0, 0, 0));
+    assert!(c.pull("orders.q", 10, Duration::ZERO).unwrap().is_empty());
+
+    // Acks the broker refuses (an unknown subscription) are counted, not lost silently.
+    let bad = c.acker("no.such.subscription").unwrap();
+    for lease in leases.iter().take(3) {
+        bad.ack(lease.clone()).unwrap();
+    }
+    let done = bad.finish();
+    assert_eq!((done.acked, done.failed), (0, 3), "{done:?}");
+}

@@ -274,36 +274,26 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
         }
     }
     // Each consumer is a streaming pull (deliveries pushed, like AMQP's basic.consume). Its
-    // reader counts a message delivered on receipt and hands the lease to an acker, which acks
-    // everything that arrived while its previous ack was in flight: as with the other brokers'
-    // consumers, the ack is on its way, not confirmed, when the message counts.
+    // reader counts a message delivered on receipt and hands the lease to the client's
+    // `Acker`, which sends acks in batches from its own thread, each batch waiting up to 1 ms
+    // for company: as with the other brokers' consumers, the ack is on its way, not
+    // confirmed, when the message counts.
     for _ in 0..consumers {
         let deliveries = c.consume(&sub, 100)?;
-        // The mailbox's receiver sleeps without spinning or yielding: a yielding acker
-        // would take the CPU from the brokers under test.
-        let (tx, rx) = crate::mailbox::bounded::<String>(1 << 16);
+        let acker = c.acker(&sub)?;
         let m = meter.clone();
-        // Detached: it ends at the next frame after the cell (its stream has no deadline).
+        // Detached: it ends at the next frame after the cell (its stream has no deadline), and
+        // its acker, which has sent every ack by then, with it.
         std::thread::spawn(move || {
             for d in deliveries {
                 let Ok(d) = d else { return };
                 let t = d.event["data"]["t"].as_u64().unwrap_or(0);
-                if m.stop.load(Ordering::Relaxed) || tx.send(d.lease_id).is_err() {
+                if m.stop.load(Ordering::Relaxed) || acker.ack(d.lease_id).is_err() {
                     return;
                 }
                 m.delivered(&t.to_le_bytes());
             }
         });
-        let (c, sub) = (c.clone(), sub.clone());
-        threads.push(std::thread::spawn(move || {
-            while let Ok(first) = rx.recv_timeout(Duration::from_millis(100)) {
-                let more = std::iter::from_fn(|| rx.try_recv().ok());
-                let leases: Vec<String> = std::iter::once(first).chain(more).collect();
-                if let Err(e) = c.ack(&sub, &leases) {
-                    tracing::warn!(error = %e, "bench ack failed");
-                }
-            }
-        }));
     }
     let (elapsed, mean) = meter.run_for(a.duration).await;
     let delivered = meter.delivered.load(Ordering::Relaxed);

@@ -598,6 +598,12 @@ impl Client {
         })
     }
 
+    /// An [`Acker`](super::acker::Acker) for `sub`: acks handed over without waiting, sent from
+    /// a background thread in batches that wait up to 1 ms for company.
+    pub fn acker(&self, sub: &str) -> std::io::Result<super::acker::Acker> {
+        super::acker::Acker::start(self, sub, super::acker::Acker::LINGER)
+    }
+
     pub fn ack(&self, sub: &str, lease_ids: &[String]) -> Result<Settled, ClientError> {
         let body = json!({ "lease_ids": lease_ids });
         self.send(

@@ -17,6 +17,7 @@
 //!
 //! docs/BROKER.md describes the API; docs/ARCHITECTURE.md the delivery state machine.
 
+pub mod acker;
 mod catalogue;
 pub mod client;
 mod command;
