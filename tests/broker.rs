@@ -156,6 +156,61 @@ fn lease_expiry_redelivers_then_dead_letters_after_max_attempts() {
 }
 
 #[test]
+fn a_waiting_pull_sees_an_expired_lease_while_acks_keep_the_broker_busy() {
+    let env = TestEnv::start();
+    let c = client(&env, "flaky");
+    c.declare_topic("t").unwrap();
+    c.declare_subscription("s", "t", 300, 5).unwrap();
+    c.declare_topic("busy").unwrap();
+    c.declare_subscription("busy.q", "busy", 30_000, 5).unwrap();
+    let events: Vec<Value> = (0..3000).map(|n| json!({ "n": n })).collect();
+    for chunk in events.chunks(500) {
+        let batch: Vec<Value> = chunk
+            .iter()
+            .map(|d| {
+                json!({
+                    "specversion": "1.0", "id": format!("b{}", d["n"]), "source": "busy",
+                    "type": "tick", "datacontenttype": "application/json", "data": d,
+                })
+            })
+            .collect();
+        c.publish_events("busy", &batch).unwrap();
+    }
+    c.publish_json("t", &json!({ "n": 1 }), None).unwrap();
+    let first = c.pull("s", 10, Duration::ZERO).unwrap();
+    assert_eq!(first.len(), 1);
+    // Pulls and acks only, one message at a time: turns that publish nothing, back to back.
+    let stop = Arc::new(AtomicBool::new(false));
+    let busy = {
+        let (c, stop) = (c.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut turns = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let got = c.pull("busy.q", 1, Duration::ZERO).unwrap();
+                let leases: Vec<String> = got.into_iter().map(|d| d.lease_id).collect();
+                if leases.is_empty() {
+                    break;
+                }
+                c.ack("busy.q", &leases).unwrap();
+                turns += 1;
+            }
+            turns
+        })
+    };
+    // The lease expires while the acks go on: the long-poll is answered by the redelivery.
+    let second = c.pull("s", 10, Duration::from_secs(5)).unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let turns = busy.join().unwrap();
+    assert_eq!(
+        second.len(),
+        1,
+        "no redelivery within the wait ({turns} acks meanwhile)"
+    );
+    assert_eq!(second[0].attempt, 2);
+    assert!(turns > 10, "only {turns} acks went on meanwhile");
+}
+
+#[test]
 fn nack_redelivers_at_once_or_after_a_delay_and_dead_letters_at_the_last_attempt() {
     let env = TestEnv::start();
     let c = client(&env, "picky");

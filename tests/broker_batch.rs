@@ -364,7 +364,11 @@ fn an_acker_sends_leases_handed_over_together_in_few_requests_and_counts_failure
     }
     // Finishing sends what is still queued.
     let done = acker.finish();
-    assert_eq!((done.acked, done.failed), (60, 0), "{done:?}");
+    assert_eq!(
+        (done.acked, done.unknown, done.failed),
+        (60, 0, 0),
+        "{done:?}"
+    );
     assert!(
         done.requests < 10,
         "60 leases handed over at once took {} requests",
@@ -386,4 +390,37 @@ fn an_acker_sends_leases_handed_over_together_in_few_requests_and_counts_failure
     }
     let done = bad.finish();
     assert_eq!((done.acked, done.failed), (0, 3), "{done:?}");
+
+    // Leases no longer current (acked above) are told apart from acked ones.
+    let again = c.acker("orders.q").unwrap();
+    for lease in leases.iter().take(5) {
+        again.ack(lease.clone()).unwrap();
+    }
+    let done = again.finish();
+    assert_eq!(
+        (done.acked, done.unknown, done.failed),
+        (0, 5, 0),
+        "{done:?}"
+    );
+}
+
+#[test]
+fn an_acker_whose_broker_is_gone_counts_every_lease_as_failed() {
+    // An address where nothing listens: every request is refused at once.
+    let addr = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let c = Client::new(&addr).with_service("orders");
+    let acker = c.acker("orders.q").unwrap();
+    for n in 0..3000 {
+        acker.ack(format!("{n}.lease")).unwrap();
+    }
+    let done = acker.finish();
+    assert_eq!(
+        (done.acked, done.unknown, done.failed),
+        (0, 0, 3000),
+        "{done:?}"
+    );
+    assert!(done.requests >= 1, "{done:?}");
 }

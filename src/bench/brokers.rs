@@ -278,12 +278,13 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
     // `Acker`, which sends acks in batches from its own thread, each batch waiting up to 1 ms
     // for company: as with the other brokers' consumers, the ack is on its way, not
     // confirmed, when the message counts.
+    let mut ackers = Vec::new();
     for _ in 0..consumers {
         let deliveries = c.consume(&sub, 100)?;
-        let acker = c.acker(&sub)?;
+        let acker = Arc::new(c.acker(&sub)?);
+        ackers.push(acker.clone());
         let m = meter.clone();
-        // Detached: it ends at the next frame after the cell (its stream has no deadline), and
-        // its acker, which has sent every ack by then, with it.
+        // Detached: it ends at the next frame after the cell (its stream has no deadline).
         std::thread::spawn(move || {
             for d in deliveries {
                 let Ok(d) = d else { return };
@@ -302,6 +303,10 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
     tokio::task::spawn_blocking(move || {
         for t in threads {
             let _ = t.join();
+        }
+        // Every ack of the cell is sent before the next cell starts.
+        for a in ackers {
+            a.close();
         }
     })
     .await?;

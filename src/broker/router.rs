@@ -1,9 +1,10 @@
 //! The single owner of broker state. One thread drains a bounded command channel; each turn
 //! takes every queued command (group commit), applies the writes in one SQLite transaction
 //! (a savepoint per command, so one failing command fails alone), commits, and only then
-//! answers and ends the spans. Long-polling pulls wait here, in a bounded list, and are served
-//! at each turn: after the commands of a batch, or on a short tick when nothing arrives
-//! (lease expiry, nack delays, deadlines).
+//! answers and ends the spans. Long-polling pulls wait here, in a bounded list, and look for
+//! messages after the commands of a turn that could have made one deliverable (a publish, a
+//! request, a nack, a redrive), and otherwise on a tick, at most [`TICK`] after their last look
+//! (lease expiry, nack delays), and at their deadline.
 //!
 //! Delivery state machine of a queue row (one per message and subscription):
 //!
@@ -160,10 +161,14 @@ impl Router {
         let mut stopping = false;
         let mut last_checkpoint = Instant::now();
         while !stopping {
-            let timeout = if self.state.waiters.is_empty() && self.state.requests.is_empty() {
-                Duration::from_secs(1)
-            } else {
+            let timeout = if !self.state.waiters.is_empty() {
+                // The tick counts from the waiting pulls' last look, not from the last turn:
+                // turns that do not look (acks) must not put it off.
+                TICK.saturating_sub(self.state.last_look.elapsed())
+            } else if !self.state.requests.is_empty() {
                 TICK
+            } else {
+                Duration::from_secs(1)
             };
             let mut batch = Vec::new();
             match self.rx.recv_timeout(timeout) {
@@ -232,7 +237,8 @@ impl Router {
             self.state.expire_requests(stopping);
             return;
         }
-        // Only a publish, a nack or a redrive makes a queued message deliverable at once; otherwise
+        // Only a publish (or a request), a nack or a redrive makes a queued message deliverable
+        // at once; otherwise
         // (acks, stream traffic, pulls that look for themselves) waiting pulls look again only
         // once a tick has passed, for leases that expired and nack delays that ran out.
         let new_messages = redriven

@@ -1,6 +1,7 @@
-//! Long-polling pulls and stream reads held by the router: bounded, served once per turn (one
-//! look per subscription; a read only when its stream grew), answered empty at their deadline
-//! or when the broker drains, forgotten when their client went away.
+//! Long-polling pulls and stream reads held by the router: bounded, served at most once per
+//! turn (one look per subscription; a pull only in turns that look, see `Router::turn`, or at
+//! its deadline; a read only when its stream grew), answered empty at their deadline or when
+//! the broker drains, forgotten when their client went away.
 
 use super::router::{run_cached, Pending, State};
 use super::traced;
@@ -104,7 +105,10 @@ impl State {
             let mut spans = Vec::new();
             let _ = run_cached(tx, "SAVEPOINT cmd");
             let served = match &w.what {
-                Waiting::Pull { subscription, .. } if look && !exhausted.contains(subscription) => {
+                // A pull at its deadline looks once more before it is answered empty.
+                Waiting::Pull { subscription, .. }
+                    if (look || w.deadline <= now) && !exhausted.contains(subscription) =>
+                {
                     self.deliver(tx, subscription, w.max, &w.caller, &mut spans)
                         .map(|d| {
                             if d.is_empty() {
