@@ -86,10 +86,10 @@ impl Acker {
                         }
                     }
                     if !send(&client, &sub, &batch, &sh) && sh.closing.load(Ordering::Relaxed) {
-                        // Closing, and the broker does not answer: do not make the closer wait
-                        // out a timeout per batch still queued.
-                        // `recv` ends once the closer dropped the sender, so a lease queued
-                        // by a last `ack` racing the close is counted too.
+                        // Closing, and the broker does not answer: count what is queued as
+                        // failed rather than make the closer wait out a timeout per batch.
+                        // `recv` ends once the closer dropped the sender, so a lease queued by
+                        // a last `ack` racing the close is counted too.
                         while rx.recv().is_some() {
                             sh.failed.fetch_add(1, Ordering::Relaxed);
                         }

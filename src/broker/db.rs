@@ -72,8 +72,9 @@ pub const CURRENT_VERSION: i64 = MIGRATIONS.len() as i64;
 /// Page size of a new broker file. Every commit appends each page it changed to the WAL, and a
 /// message's commits change the same few small pages (its row, its queue row and that row's
 /// `queue_due` entry): at 4 KiB a page, one message wrote about 24 KiB to the WAL (32 KiB
-/// before schema 6), which the disk then has to take in; at 1 KiB, a quarter of that. A file created with another size keeps it (the
-/// size of a WAL-mode file cannot change without a VACUUM out of WAL mode).
+/// before schema 6), which the disk then has to take in; at 1 KiB, a quarter of that. A file
+/// created with another size keeps it (the size of a WAL-mode file cannot change without a
+/// VACUUM out of WAL mode).
 pub const PAGE_SIZE: i64 = 1024;
 
 /// Opens the file in WAL mode and migrates it.

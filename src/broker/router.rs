@@ -238,9 +238,9 @@ impl Router {
             return;
         }
         // Only a publish (or a request), a nack or a redrive makes a queued message deliverable
-        // at once; otherwise
-        // (acks, stream traffic, pulls that look for themselves) waiting pulls look again only
-        // once a tick has passed, for leases that expired and nack delays that ran out.
+        // at once; otherwise (acks, stream traffic, pulls that look for themselves) waiting
+        // pulls look again only once a tick has passed, for leases that expired and nack delays
+        // that ran out.
         let new_messages = redriven
             || writes.iter().any(|c| {
                 matches!(
