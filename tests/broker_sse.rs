@@ -56,14 +56,20 @@ impl Events {
     }
 }
 
-#[test]
-fn a_subscription_streams_its_deliveries_as_they_are_published() {
+/// A server with topic `orders`, subscription `shipping` and message `{"n": 0}` published.
+fn orders_with_one_published() -> (TestEnv, Client) {
     let env = TestEnv::start();
     let c = client(&env, "shipping");
     c.declare_topic("orders").unwrap();
     c.declare_subscription("shipping", "orders", 30_000, 5)
         .unwrap();
     c.publish_json("orders", &json!({ "n": 0 }), None).unwrap();
+    (env, c)
+}
+
+#[test]
+fn a_subscription_streams_its_deliveries_as_they_are_published() {
+    let (env, c) = orders_with_one_published();
     let mut events = Events::open(
         &env,
         "/broker/subscriptions/shipping/events?wait=200ms",
@@ -83,6 +89,37 @@ fn a_subscription_streams_its_deliveries_as_they_are_published() {
     assert_eq!(c.ack("shipping", &leases).unwrap().settled.len(), 3);
     let sub = &c.subscriptions().unwrap()[0];
     assert_eq!((sub.ready, sub.leased), (0, 0));
+}
+
+#[test]
+fn the_clients_closer_ends_a_reader_blocked_on_an_idle_stream() {
+    let (env, c) = orders_with_one_published();
+    let deliveries = c.consume("shipping", 10).unwrap();
+    let closer = deliveries.closer();
+    let (seen_tx, seen) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut n = 0;
+        for d in deliveries {
+            let Ok(d) = d else { break };
+            seen_tx.send(d.event["data"]["n"].clone()).unwrap();
+            n += 1;
+        }
+        n
+    });
+    assert_eq!(seen.recv_timeout(Duration::from_secs(10)).unwrap(), 0);
+    // Nothing more is published: the reader waits on the stream until it is closed.
+    std::thread::sleep(Duration::from_millis(200));
+    assert!(!reader.is_finished());
+    closer.close();
+    let started = std::time::Instant::now();
+    while !reader.is_finished() {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the reader still waits"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(reader.join().unwrap(), 1);
 }
 
 #[test]

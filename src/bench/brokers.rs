@@ -7,6 +7,11 @@
 //! takes a permit before it publishes and the consumer gives it back on delivery. There are
 //! `min(N, 100)` publishers, each with one confirmed publish outstanding, and `min(N, 4)`
 //! consumers; the mean number actually in flight is measured and printed.
+//!
+//! Each broker's share of a cell is run in rounds (`--rounds`), the brokers taking turns
+//! round by round, and the rounds' samples are pooled: a spell of noise on the machine (its
+//! neighbours, the disk) then falls on every broker alike instead of on whichever one was
+//! being measured at the time.
 
 use super::percentile;
 use crate::broker::client::Client;
@@ -28,9 +33,13 @@ pub struct BrokersBench {
     /// NATS server (JetStream enabled).
     #[arg(long, default_value = "127.0.0.1:4222")]
     pub nats: String,
-    /// How long each cell publishes.
+    /// How long each broker publishes in each cell, in all its rounds.
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
+    /// Rounds per cell: the brokers take turns, each publishing for `duration / rounds` a
+    /// round (on a new queue or stream), and each broker's rounds are pooled.
+    #[arg(long, default_value_t = 5)]
+    pub rounds: u32,
     /// Which brokers to measure (comma-separated: embedded, rabbitmq, jetstream).
     #[arg(
         long,
@@ -128,14 +137,42 @@ impl Meter {
         (elapsed, sum as f64 / samples.max(1) as f64)
     }
 
-    fn cell(&self, elapsed: f64, mean_in_flight: f64, delivered_at_stop: u64) -> Cell {
-        let mut l = std::mem::take(&mut *self.latencies.lock().unwrap());
-        l.sort_unstable();
+    fn sample(&self, elapsed: f64, mean_in_flight: f64, delivered_at_stop: u64) -> Sample {
+        Sample {
+            latencies: std::mem::take(&mut *self.latencies.lock().unwrap()),
+            delivered: delivered_at_stop,
+            elapsed,
+            in_flight_seconds: mean_in_flight * elapsed,
+        }
+    }
+}
+
+/// What one round of a broker measured; a broker's rounds of a cell add up.
+#[derive(Default)]
+struct Sample {
+    latencies: Vec<u64>,
+    delivered: u64,
+    elapsed: f64,
+    /// The mean number in flight times the time it was measured over.
+    in_flight_seconds: f64,
+}
+
+impl Sample {
+    fn add(&mut self, round: Sample) {
+        self.latencies.extend(round.latencies);
+        self.delivered += round.delivered;
+        self.elapsed += round.elapsed;
+        self.in_flight_seconds += round.in_flight_seconds;
+    }
+
+    fn cell(mut self) -> Cell {
+        self.latencies.sort_unstable();
+        let elapsed = self.elapsed.max(f64::MIN_POSITIVE);
         Cell {
-            rate: delivered_at_stop as f64 / elapsed,
-            p50_micros: percentile(&l, 0.5),
-            p99_micros: percentile(&l, 0.99),
-            mean_in_flight,
+            rate: self.delivered as f64 / elapsed,
+            p50_micros: percentile(&self.latencies, 0.5),
+            p99_micros: percentile(&self.latencies, 0.99),
+            mean_in_flight: self.in_flight_seconds / elapsed,
         }
     }
 }
@@ -164,27 +201,37 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
         a.in_flight.iter().all(|&n| n > 0),
         "--in-flight takes numbers of at least 1"
     );
+    anyhow::ensure!(a.rounds > 0, "--rounds takes a number of at least 1");
+    let round = a.duration / a.rounds;
     let mut rows = Vec::new();
     for &size in &a.sizes {
         for &n in &a.in_flight {
-            let skipped = || Err(anyhow::anyhow!("not measured"));
-            let on = |b: Broker| a.brokers.contains(&b);
-            let embedded = if on(Broker::Embedded) {
-                rt.block_on(embedded(&a, size, n))
-            } else {
-                skipped()
+            // Per broker: its pooled rounds, or why it was not measured or failed.
+            let start = |b: Broker| match a.brokers.contains(&b) {
+                true => Ok(Sample::default()),
+                false => Err(anyhow::anyhow!("not measured")),
             };
-            let rabbit = if on(Broker::Rabbitmq) {
-                rt.block_on(rabbitmq(&a, size, n))
-            } else {
-                skipped()
-            };
-            let nats = if on(Broker::Jetstream) {
-                rt.block_on(jetstream(&a, size, n))
-            } else {
-                skipped()
-            };
-            rows.push((size, n, embedded, rabbit, nats));
+            let mut pooled = [
+                start(Broker::Embedded),
+                start(Broker::Rabbitmq),
+                start(Broker::Jetstream),
+            ];
+            for _ in 0..a.rounds {
+                for (k, total) in pooled.iter_mut().enumerate() {
+                    let Ok(sum) = total else { continue };
+                    let measured = match k {
+                        0 => rt.block_on(embedded(&a, size, n, round)),
+                        1 => rt.block_on(rabbitmq(&a, size, n, round)),
+                        _ => rt.block_on(jetstream(&a, size, n, round)),
+                    };
+                    match measured {
+                        Ok(s) => sum.add(s),
+                        Err(e) => *total = Err(e),
+                    }
+                }
+            }
+            let [e, r, j] = pooled.map(|p| p.map(Sample::cell));
+            rows.push((size, n, e, r, j));
         }
     }
     print_table(&a, &rows);
@@ -201,8 +248,9 @@ type Row = (
 
 fn print_table(a: &BrokersBench, rows: &[Row]) {
     println!(
-        "persisted publish-to-deliver, {} s per cell, publishers = min(N, 100), consumers = min(N, 4)",
-        a.duration.as_secs_f64()
+        "persisted publish-to-deliver, {} s per broker and cell in {} rounds taken in turn, publishers = min(N, 100), consumers = min(N, 4)",
+        a.duration.as_secs_f64(),
+        a.rounds
     );
     println!("| size | N in flight | embedded msg/s | p50 / p99 ms | mean in flight | RabbitMQ msg/s | p50 / p99 ms | mean in flight | JetStream msg/s | p50 / p99 ms | mean in flight |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -226,7 +274,12 @@ fn print_table(a: &BrokersBench, rows: &[Row]) {
     }
 }
 
-async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cell> {
+async fn embedded(
+    a: &BrokersBench,
+    size: usize,
+    n: usize,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
     let c = Client::new(&a.http).with_service("bench");
     let name = format!("bench.{}", now_micros());
     let sub = format!("{name}.q");
@@ -279,13 +332,14 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
     // for company: as with the other brokers' consumers, the ack is on its way, not
     // confirmed, when the message counts.
     let mut ackers = Vec::new();
+    let mut readers = Vec::new();
     for _ in 0..consumers {
         let deliveries = c.consume(&sub, 100)?;
         let acker = Arc::new(c.acker(&sub)?);
         ackers.push(acker.clone());
         let m = meter.clone();
-        // Detached: it ends at the next frame after the cell (its stream has no deadline).
-        std::thread::spawn(move || {
+        let closer = deliveries.closer();
+        let reader = std::thread::spawn(move || {
             for d in deliveries {
                 let Ok(d) = d else { return };
                 let t = d.event["data"]["t"].as_u64().unwrap_or(0);
@@ -295,8 +349,9 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
                 m.delivered(&t.to_le_bytes());
             }
         });
+        readers.push((closer, reader));
     }
-    let (elapsed, mean) = meter.run_for(a.duration).await;
+    let (elapsed, mean) = meter.run_for(duration).await;
     let delivered = meter.delivered.load(Ordering::Relaxed);
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
@@ -304,16 +359,26 @@ async fn embedded(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
         for t in threads {
             let _ = t.join();
         }
-        // Every ack of the cell is sent before the next cell starts.
+        // The readers end with their streams; every ack of the round is sent before the next
+        // round starts.
+        for (closer, reader) in readers {
+            closer.close();
+            let _ = reader.join();
+        }
         for a in ackers {
             a.close();
         }
     })
     .await?;
-    Ok(meter.cell(elapsed, mean, delivered))
+    Ok(meter.sample(elapsed, mean, delivered))
 }
 
-async fn rabbitmq(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cell> {
+async fn rabbitmq(
+    a: &BrokersBench,
+    size: usize,
+    n: usize,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
     use lapin::{options::*, types::FieldTable, BasicProperties, Connection, ConnectionProperties};
     let conn = Connection::connect(&a.amqp, ConnectionProperties::default()).await?;
     let queue = format!("bench.{}", now_micros());
@@ -378,7 +443,7 @@ async fn rabbitmq(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
             }
         });
     }
-    let (elapsed, mean) = meter.run_for(a.duration).await;
+    let (elapsed, mean) = meter.run_for(duration).await;
     let delivered = meter.delivered.load(Ordering::Relaxed);
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
@@ -386,10 +451,15 @@ async fn rabbitmq(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cel
         .queue_delete(&queue, QueueDeleteOptions::default())
         .await;
     let _ = conn.close(200, "bench done").await;
-    Ok(meter.cell(elapsed, mean, delivered))
+    Ok(meter.sample(elapsed, mean, delivered))
 }
 
-async fn jetstream(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Cell> {
+async fn jetstream(
+    a: &BrokersBench,
+    size: usize,
+    n: usize,
+    duration: Duration,
+) -> anyhow::Result<Sample> {
     use async_nats::jetstream::{self, consumer, stream};
     let client = async_nats::connect(&a.nats).await?;
     let js = jetstream::new(client);
@@ -440,10 +510,45 @@ async fn jetstream(a: &BrokersBench, size: usize, n: usize) -> anyhow::Result<Ce
             }
         });
     }
-    let (elapsed, mean) = meter.run_for(a.duration).await;
+    let (elapsed, mean) = meter.run_for(duration).await;
     let delivered = meter.delivered.load(Ordering::Relaxed);
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
     let _ = js.delete_stream(&name).await;
-    Ok(meter.cell(elapsed, mean, delivered))
+    Ok(meter.sample(elapsed, mean, delivered))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn round(latencies: &[u64], delivered: u64, elapsed: f64, mean: f64) -> Sample {
+        Sample {
+            latencies: latencies.to_vec(),
+            delivered,
+            elapsed,
+            in_flight_seconds: mean * elapsed,
+        }
+    }
+
+    #[test]
+    fn rounds_pool_their_samples_rates_and_time_in_flight() {
+        let mut total = Sample::default();
+        // A quiet round and a noisy one: the pooled percentiles see both.
+        total.add(round(&[100; 98], 1000, 1.0, 1.0));
+        total.add(round(&[100, 100, 5000, 9000], 3000, 3.0, 3.0));
+        let c = total.cell();
+        assert_eq!(c.rate, 1000.0);
+        assert_eq!(c.p50_micros, 100);
+        // 102 samples: the 99th percentile is the 101st smallest.
+        assert_eq!(c.p99_micros, 5000);
+        // Mean in flight weighted by time: (1 * 1 + 3 * 3) / 4.
+        assert_eq!(c.mean_in_flight, 2.5);
+    }
+
+    #[test]
+    fn a_cell_with_no_rounds_is_empty_not_a_division_by_zero() {
+        let c = Sample::default().cell();
+        assert_eq!((c.rate, c.p99_micros, c.mean_in_flight), (0.0, 0, 0.0));
+    }
 }

@@ -580,7 +580,7 @@ impl Client {
     pub fn consume(&self, sub: &str, max: usize) -> Result<Deliveries, ClientError> {
         let path = format!("/broker/subscriptions/{}/events?max={max}", encode(sub));
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let (status, mut body) = self.wire.open(&Request {
+        let (status, mut body, conn) = self.wire.open(&Request {
             method: "GET",
             path: &path,
             headers: &self.headers(None),
@@ -595,6 +595,7 @@ impl Client {
         Ok(Deliveries {
             lines: std::io::BufReader::new(Box::new(body)),
             data: String::new(),
+            closer: Closer(Arc::new(conn)),
         })
     }
 
@@ -781,6 +782,26 @@ pub struct Deliveries {
     lines: std::io::BufReader<Box<dyn std::io::Read + Send + Sync + 'static>>,
     /// The `data` of the frame being read.
     data: String,
+    closer: Closer,
+}
+
+impl Deliveries {
+    /// A handle that ends this stream from another thread.
+    pub fn closer(&self) -> Closer {
+        self.closer.clone()
+    }
+}
+
+/// Ends a [`Deliveries`] stream from any thread: its connection is shut, so a reader blocked
+/// on it sees the end of the stream. Deliveries leased but not yet read come again once their
+/// leases expire.
+#[derive(Clone)]
+pub struct Closer(Arc<std::net::TcpStream>);
+
+impl Closer {
+    pub fn close(&self) {
+        let _ = self.0.shutdown(std::net::Shutdown::Both);
+    }
 }
 
 impl Iterator for Deliveries {

@@ -231,9 +231,10 @@ impl Wire {
     }
 
     /// Sends a request whose answer is a stream (Server-Sent Events) on a connection of its
-    /// own; returns the status and, for 2xx, a reader of the body as it arrives (otherwise the
-    /// error body, read to the end).
-    pub fn open(&self, req: &Request) -> Result<(u16, Body), ClientError> {
+    /// own; returns the status, a reader of the body as it arrives (for 2xx; otherwise the
+    /// error body, to be read to the end), and a handle to the connection that can shut it
+    /// from another thread (a reader blocked on it then sees the end).
+    pub fn open(&self, req: &Request) -> Result<(u16, Body, TcpStream), ClientError> {
         let target = self.target()?;
         let mut conn = Conn::open(&target.authority).map_err(transport)?;
         conn.set_timeout(req.timeout).map_err(transport)?;
@@ -241,8 +242,9 @@ impl Wire {
             .get_mut()
             .write_all(&encode_request(target, req)?)
             .map_err(transport)?;
+        let handle = conn.io.get_ref().try_clone().map_err(transport)?;
         let head = read_head(&mut conn.io).map_err(Failure::into_error)?;
-        Ok((head.status, Body::new(conn.io, head.framing)))
+        Ok((head.status, Body::new(conn.io, head.framing), handle))
     }
 }
 
