@@ -93,7 +93,7 @@ fn a_subscription_streams_its_deliveries_as_they_are_published() {
 
 #[test]
 fn the_clients_closer_ends_a_reader_blocked_on_an_idle_stream() {
-    let (env, c) = orders_with_one_published();
+    let (_server, c) = orders_with_one_published();
     let deliveries = c.consume("shipping", 10).unwrap();
     let closer = deliveries.closer();
     let (seen_tx, seen) = std::sync::mpsc::channel();

@@ -11,7 +11,8 @@
 //! Each broker's share of a cell is run in rounds (`--rounds`), the brokers taking turns
 //! round by round, and the rounds' samples are pooled: a spell of noise on the machine (its
 //! neighbours, the disk) then falls on every broker alike instead of on whichever one was
-//! being measured at the time.
+//! being measured at the time. Each round starts on a new queue or stream and new connections,
+//! and warms up (`--warm-up`) before it is measured.
 
 use super::percentile;
 use crate::broker::client::Client;
@@ -40,6 +41,10 @@ pub struct BrokersBench {
     /// round (on a new queue or stream), and each broker's rounds are pooled.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
+    /// How long each round runs before it is measured (messages published meanwhile are not
+    /// counted): each round starts on a new queue or stream, and on new connections.
+    #[arg(long = "warm-up", default_value = "200ms", value_parser = humantime::parse_duration)]
+    pub warm_up: Duration,
     /// Which brokers to measure (comma-separated: embedded, rabbitmq, jetstream).
     #[arg(
         long,
@@ -82,7 +87,17 @@ struct Meter {
     published: AtomicU64,
     delivered: AtomicU64,
     stop: AtomicBool,
+    /// Messages published before this time (µs since the epoch) warm the round up: their
+    /// latencies are not kept. Set when the round starts.
+    measure_from: AtomicU64,
     latencies: Mutex<Vec<u64>>,
+}
+
+/// What a round's measured window saw.
+struct Window {
+    elapsed: f64,
+    mean_in_flight: f64,
+    delivered: u64,
 }
 
 impl Meter {
@@ -92,6 +107,7 @@ impl Meter {
             published: AtomicU64::default(),
             delivered: AtomicU64::default(),
             stop: AtomicBool::default(),
+            measure_from: AtomicU64::new(u64::MAX),
             latencies: Mutex::default(),
         })
     }
@@ -116,14 +132,21 @@ impl Meter {
             .get(..8)
             .map(|b| u64::from_le_bytes(b.try_into().unwrap_or_default()))
             .unwrap_or(0);
-        let micros = now_micros().saturating_sub(t);
-        self.latencies.lock().unwrap().push(micros);
+        if t >= self.measure_from.load(Ordering::Relaxed) {
+            let micros = now_micros().saturating_sub(t);
+            self.latencies.lock().unwrap().push(micros);
+        }
         self.delivered.fetch_add(1, Ordering::Relaxed);
         self.window.add_permits(1);
     }
 
-    /// Runs the cell for `duration`, sampling the number in flight, then stops it.
-    async fn run_for(&self, duration: Duration) -> (f64, f64) {
+    /// Runs the round: `warm_up` unmeasured (connections, a new queue), then `duration`
+    /// measured, sampling the number in flight; then stops it.
+    async fn run_for(&self, warm_up: Duration, duration: Duration) -> Window {
+        self.measure_from
+            .store(now_micros() + warm_up.as_micros() as u64, Ordering::Relaxed);
+        tokio::time::sleep(warm_up).await;
+        let before = self.delivered.load(Ordering::Relaxed);
         let started = Instant::now();
         let (mut sum, mut samples) = (0u64, 0u64);
         while started.elapsed() < duration {
@@ -133,16 +156,21 @@ impl Meter {
             samples += 1;
         }
         let elapsed = started.elapsed().as_secs_f64();
+        let delivered = self.delivered.load(Ordering::Relaxed) - before;
         self.stop.store(true, Ordering::Relaxed);
-        (elapsed, sum as f64 / samples.max(1) as f64)
+        Window {
+            elapsed,
+            mean_in_flight: sum as f64 / samples.max(1) as f64,
+            delivered,
+        }
     }
 
-    fn sample(&self, elapsed: f64, mean_in_flight: f64, delivered_at_stop: u64) -> Sample {
+    fn sample(&self, w: Window) -> Sample {
         Sample {
             latencies: std::mem::take(&mut *self.latencies.lock().unwrap()),
-            delivered: delivered_at_stop,
-            elapsed,
-            in_flight_seconds: mean_in_flight * elapsed,
+            delivered: w.delivered,
+            elapsed: w.elapsed,
+            in_flight_seconds: w.mean_in_flight * w.elapsed,
         }
     }
 }
@@ -248,9 +276,10 @@ type Row = (
 
 fn print_table(a: &BrokersBench, rows: &[Row]) {
     println!(
-        "persisted publish-to-deliver, {} s per broker and cell in {} rounds taken in turn, publishers = min(N, 100), consumers = min(N, 4)",
+        "persisted publish-to-deliver, {} s per broker and cell in {} rounds taken in turn (each measured after {} ms of warm-up), publishers = min(N, 100), consumers = min(N, 4)",
         a.duration.as_secs_f64(),
-        a.rounds
+        a.rounds,
+        a.warm_up.as_millis()
     );
     println!("| size | N in flight | embedded msg/s | p50 / p99 ms | mean in flight | RabbitMQ msg/s | p50 / p99 ms | mean in flight | JetStream msg/s | p50 / p99 ms | mean in flight |");
     println!("|---|---|---|---|---|---|---|---|---|---|---|");
@@ -351,8 +380,7 @@ async fn embedded(
         });
         readers.push((closer, reader));
     }
-    let (elapsed, mean) = meter.run_for(duration).await;
-    let delivered = meter.delivered.load(Ordering::Relaxed);
+    let window = meter.run_for(a.warm_up, duration).await;
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
     tokio::task::spawn_blocking(move || {
@@ -370,7 +398,7 @@ async fn embedded(
         }
     })
     .await?;
-    Ok(meter.sample(elapsed, mean, delivered))
+    Ok(meter.sample(window))
 }
 
 async fn rabbitmq(
@@ -443,15 +471,14 @@ async fn rabbitmq(
             }
         });
     }
-    let (elapsed, mean) = meter.run_for(duration).await;
-    let delivered = meter.delivered.load(Ordering::Relaxed);
+    let window = meter.run_for(a.warm_up, duration).await;
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
     let _ = admin
         .queue_delete(&queue, QueueDeleteOptions::default())
         .await;
     let _ = conn.close(200, "bench done").await;
-    Ok(meter.sample(elapsed, mean, delivered))
+    Ok(meter.sample(window))
 }
 
 async fn jetstream(
@@ -510,12 +537,11 @@ async fn jetstream(
             }
         });
     }
-    let (elapsed, mean) = meter.run_for(duration).await;
-    let delivered = meter.delivered.load(Ordering::Relaxed);
+    let window = meter.run_for(a.warm_up, duration).await;
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
     let _ = js.delete_stream(&name).await;
-    Ok(meter.sample(elapsed, mean, delivered))
+    Ok(meter.sample(window))
 }
 
 #[cfg(test)]
@@ -544,6 +570,20 @@ mod tests {
         assert_eq!(c.p99_micros, 5000);
         // Mean in flight weighted by time: (1 * 1 + 3 * 3) / 4.
         assert_eq!(c.mean_in_flight, 2.5);
+    }
+
+    #[test]
+    fn messages_published_while_a_round_warms_up_are_delivered_but_not_measured() {
+        let m = Meter::new(10);
+        m.measure_from
+            .store(now_micros() - 1_000, Ordering::Relaxed);
+        let warming = now_micros() - 2_000;
+        m.delivered(&warming.to_le_bytes());
+        m.delivered(&now_micros().to_le_bytes());
+        assert_eq!(m.latencies.lock().unwrap().len(), 1);
+        assert_eq!(m.delivered.load(Ordering::Relaxed), 2);
+        // Both gave their place in the window back.
+        assert_eq!(m.window.available_permits(), 12);
     }
 
     #[test]
