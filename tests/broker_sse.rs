@@ -99,11 +99,15 @@ fn the_clients_closer_ends_a_reader_blocked_on_an_idle_stream() {
     let (seen_tx, seen) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut n = 0;
-        for d in deliveries {
-            let Ok(d) = d else { break };
+        let mut deliveries = deliveries;
+        for d in deliveries.by_ref() {
+            // The stream ends (`None`): no error for the shutdown.
+            let d = d.unwrap();
             seen_tx.send(d.event["data"]["n"].clone()).unwrap();
             n += 1;
         }
+        // And stays ended.
+        assert!(deliveries.next().is_none());
         n
     });
     assert_eq!(seen.recv_timeout(Duration::from_secs(10)).unwrap(), 0);

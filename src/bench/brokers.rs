@@ -41,8 +41,9 @@ pub struct BrokersBench {
     /// round (on a new queue or stream), and each broker's rounds are pooled.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
-    /// How long each round runs before it is measured (messages published meanwhile are not
-    /// counted): each round starts on a new queue or stream, and on new connections.
+    /// How long each round runs before its measured part (`duration / rounds`, which follows
+    /// it): each round starts on a new queue or stream, and on new connections. Latencies of
+    /// messages published meanwhile are not kept; the rate counts deliveries made after it.
     #[arg(long = "warm-up", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub warm_up: Duration,
     /// Which brokers to measure (comma-separated: embedded, rabbitmq, jetstream).
@@ -231,6 +232,10 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
     );
     anyhow::ensure!(a.rounds > 0, "--rounds takes a number of at least 1");
     let round = a.duration / a.rounds;
+    anyhow::ensure!(
+        round >= Duration::from_millis(10),
+        "--duration / --rounds must leave at least 10 ms a round"
+    );
     let mut rows = Vec::new();
     for &size in &a.sizes {
         for &n in &a.in_flight {
@@ -244,8 +249,11 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
                 start(Broker::Rabbitmq),
                 start(Broker::Jetstream),
             ];
-            for _ in 0..a.rounds {
-                for (k, total) in pooled.iter_mut().enumerate() {
+            for r in 0..a.rounds as usize {
+                // The order turns each round: no broker always follows the same one (and the
+                // work it leaves behind, a queue or stream being deleted).
+                for k in (0..3).map(|k| (k + r) % 3) {
+                    let total = &mut pooled[k];
                     let Ok(sum) = total else { continue };
                     let measured = match k {
                         0 => rt.block_on(embedded(&a, size, n, round)),
@@ -303,6 +311,18 @@ fn print_table(a: &BrokersBench, rows: &[Row]) {
     }
 }
 
+/// The reader threads of a round's consumers, each with the closer of its stream. Dropped
+/// before they were joined (a round that failed to start), they are told to end.
+struct Readers(Vec<(crate::broker::client::Closer, std::thread::JoinHandle<()>)>);
+
+impl Drop for Readers {
+    fn drop(&mut self) {
+        for (closer, _) in &self.0 {
+            closer.close();
+        }
+    }
+}
+
 async fn embedded(
     a: &BrokersBench,
     size: usize,
@@ -321,6 +341,33 @@ async fn embedded(
     .await??;
     let meter = Meter::new(n);
     let (publishers, consumers) = concurrency(n);
+    // Each consumer is a streaming pull (deliveries pushed, like AMQP's basic.consume). Its
+    // reader counts a message delivered on receipt and hands the lease to the client's
+    // `Acker`, which sends acks in batches from its own thread, each batch waiting up to 1 ms
+    // for company: as with the other brokers' consumers, the ack is on its way, not
+    // confirmed, when the message counts.
+    // Consumers first: should one fail to start, no publisher is running yet, and the
+    // readers already started end with their streams (`Readers`).
+    let mut ackers = Vec::new();
+    let mut readers = Readers(Vec::new());
+    for _ in 0..consumers {
+        let deliveries = c.consume(&sub, 100)?;
+        let acker = Arc::new(c.acker(&sub)?);
+        ackers.push(acker.clone());
+        let m = meter.clone();
+        let closer = deliveries.closer();
+        let reader = std::thread::spawn(move || {
+            for d in deliveries {
+                let Ok(d) = d else { return };
+                let t = d.event["data"]["t"].as_u64().unwrap_or(0);
+                if m.stop.load(Ordering::Relaxed) || acker.ack(d.lease_id).is_err() {
+                    return;
+                }
+                m.delivered(&t.to_le_bytes());
+            }
+        });
+        readers.0.push((closer, reader));
+    }
     // Publishers are tasks, as for the other brokers' clients: their publishes are coalesced
     // into batched requests sent from the runtime's blocking pool, where a hundred publisher
     // threads would each wake up for each of their messages. A lone publisher is a thread
@@ -355,31 +402,6 @@ async fn embedded(
             });
         }
     }
-    // Each consumer is a streaming pull (deliveries pushed, like AMQP's basic.consume). Its
-    // reader counts a message delivered on receipt and hands the lease to the client's
-    // `Acker`, which sends acks in batches from its own thread, each batch waiting up to 1 ms
-    // for company: as with the other brokers' consumers, the ack is on its way, not
-    // confirmed, when the message counts.
-    let mut ackers = Vec::new();
-    let mut readers = Vec::new();
-    for _ in 0..consumers {
-        let deliveries = c.consume(&sub, 100)?;
-        let acker = Arc::new(c.acker(&sub)?);
-        ackers.push(acker.clone());
-        let m = meter.clone();
-        let closer = deliveries.closer();
-        let reader = std::thread::spawn(move || {
-            for d in deliveries {
-                let Ok(d) = d else { return };
-                let t = d.event["data"]["t"].as_u64().unwrap_or(0);
-                if m.stop.load(Ordering::Relaxed) || acker.ack(d.lease_id).is_err() {
-                    return;
-                }
-                m.delivered(&t.to_le_bytes());
-            }
-        });
-        readers.push((closer, reader));
-    }
     let window = meter.run_for(a.warm_up, duration).await;
     meter.window.add_permits(publishers);
     while tasks.join_next().await.is_some() {}
@@ -389,7 +411,7 @@ async fn embedded(
         }
         // The readers end with their streams; every ack of the round is sent before the next
         // round starts.
-        for (closer, reader) in readers {
+        for (closer, reader) in std::mem::take(&mut readers.0) {
             closer.close();
             let _ = reader.join();
         }
@@ -562,9 +584,10 @@ mod tests {
         let mut total = Sample::default();
         // A quiet round and a noisy one: the pooled percentiles see both.
         total.add(round(&[100; 98], 1000, 1.0, 1.0));
-        total.add(round(&[100, 100, 5000, 9000], 3000, 3.0, 3.0));
+        total.add(round(&[100, 100, 5000, 9000], 4000, 3.0, 3.0));
         let c = total.cell();
-        assert_eq!(c.rate, 1000.0);
+        // Deliveries over time, not the mean of the rounds' rates (1333).
+        assert_eq!(c.rate, 1250.0);
         assert_eq!(c.p50_micros, 100);
         // 102 samples: the 99th percentile is the 101st smallest.
         assert_eq!(c.p99_micros, 5000);
@@ -584,6 +607,35 @@ mod tests {
         assert_eq!(m.delivered.load(Ordering::Relaxed), 2);
         // Both gave their place in the window back.
         assert_eq!(m.window.available_permits(), 12);
+    }
+
+    #[test]
+    fn a_round_counts_deliveries_and_keeps_latencies_only_after_its_warm_up() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap();
+        let m = Meter::new(10);
+        let feeder = m.clone();
+        let window = rt.block_on(async move {
+            let feed = tokio::spawn(async move {
+                // Published and delivered at once, in the warm-up.
+                feeder.delivered(&now_micros().to_le_bytes());
+                // Well after the warm-up, before the round ends.
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                feeder.delivered(&now_micros().to_le_bytes());
+            });
+            let window = m
+                .run_for(Duration::from_millis(400), Duration::from_millis(1200))
+                .await;
+            feed.await.unwrap();
+            (window, m)
+        });
+        let (window, m) = window;
+        assert_eq!(window.delivered, 1);
+        assert_eq!(m.latencies.lock().unwrap().len(), 1);
+        assert_eq!(m.delivered.load(Ordering::Relaxed), 2);
+        assert!(m.stop.load(Ordering::Relaxed));
     }
 
     #[test]

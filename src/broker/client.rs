@@ -11,7 +11,7 @@ use super::{
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
@@ -595,7 +595,7 @@ impl Client {
         Ok(Deliveries {
             lines: std::io::BufReader::new(Box::new(body)),
             data: String::new(),
-            closer: Closer(Arc::new(conn)),
+            closer: Closer(Arc::new((conn, AtomicBool::new(false)))),
         })
     }
 
@@ -793,14 +793,19 @@ impl Deliveries {
 }
 
 /// Ends a [`Deliveries`] stream from any thread: its connection is shut, so a reader blocked
-/// on it sees the end of the stream. Deliveries leased but not yet read come again once their
-/// leases expire.
+/// on it sees the end of the stream (`None`, then `None` again). Deliveries leased but not yet
+/// read come again once their leases expire.
 #[derive(Clone)]
-pub struct Closer(Arc<std::net::TcpStream>);
+pub struct Closer(Arc<(std::net::TcpStream, AtomicBool)>);
 
 impl Closer {
     pub fn close(&self) {
-        let _ = self.0.shutdown(std::net::Shutdown::Both);
+        self.0 .1.store(true, Ordering::Release);
+        let _ = self.0 .0.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn closed(&self) -> bool {
+        self.0 .1.load(Ordering::Acquire)
     }
 }
 
@@ -812,9 +817,14 @@ impl Iterator for Deliveries {
         let mut line = String::new();
         loop {
             line.clear();
+            if self.closer.closed() {
+                return None;
+            }
             match self.lines.read_line(&mut line) {
                 Ok(0) => return None,
                 Ok(_) => {}
+                // Closed meanwhile: the error is the shutdown, not a failure.
+                Err(_) if self.closer.closed() => return None,
                 Err(e) => return Some(Err(ClientError::Transport(e.to_string()))),
             }
             let line = line.trim_end_matches(['\r', '\n']);
