@@ -20,7 +20,7 @@ use clap::Args;
 use futures_util::StreamExt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::sync::Semaphore;
 
 #[derive(Debug, Args)]
@@ -34,11 +34,12 @@ pub struct BrokersBench {
     /// NATS server (JetStream enabled).
     #[arg(long, default_value = "127.0.0.1:4222")]
     pub nats: String,
-    /// How long each broker publishes in each cell, in all its rounds.
+    /// How long each broker is measured in each cell, in all its rounds (each round also
+    /// warms up before, and drains after, its measured part).
     #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
     pub duration: Duration,
-    /// Rounds per cell: the brokers take turns, each publishing for `duration / rounds` a
-    /// round (on a new queue or stream), and each broker's rounds are pooled.
+    /// Rounds per cell: the brokers take turns, each measured for `duration / rounds` a round
+    /// (on a new queue or stream), and each broker's rounds are pooled.
     #[arg(long, default_value_t = 5)]
     pub rounds: u32,
     /// How long each round runs before its measured part (`duration / rounds`, which follows
@@ -82,11 +83,17 @@ struct Cell {
     mean_in_flight: f64,
 }
 
-/// The window, counters and samples one cell shares between publishers and consumers.
+/// How long a round waits, after its measured part, for the messages still in flight.
+const DRAIN_AT_MOST: Duration = Duration::from_secs(2);
+
+/// The window, counters and samples one round shares between publishers and consumers.
 struct Meter {
     window: Semaphore,
     published: AtomicU64,
     delivered: AtomicU64,
+    /// Set when the measured part ends: publishers stop.
+    closing: AtomicBool,
+    /// Set once the messages in flight were delivered (or the drain gave up): consumers stop.
     stop: AtomicBool,
     /// Messages published before this time (µs since the epoch) warm the round up: their
     /// latencies are not kept. Set when the round starts.
@@ -107,16 +114,17 @@ impl Meter {
             window: Semaphore::new(n),
             published: AtomicU64::default(),
             delivered: AtomicU64::default(),
+            closing: AtomicBool::default(),
             stop: AtomicBool::default(),
             measure_from: AtomicU64::new(u64::MAX),
             latencies: Mutex::default(),
         })
     }
 
-    /// Waits for room in the window; false once the cell is over.
+    /// Waits for room in the window; false once the round's measured part is over.
     async fn enter(&self) -> bool {
         loop {
-            if self.stop.load(Ordering::Relaxed) {
+            if self.closing.load(Ordering::Relaxed) {
                 return false;
             }
             let permit = tokio::time::timeout(Duration::from_millis(50), self.window.acquire());
@@ -142,13 +150,20 @@ impl Meter {
     }
 
     /// Runs the round: `warm_up` unmeasured (connections, a new queue), then `duration`
-    /// measured, sampling the number in flight; then stops it.
+    /// measured, sampling the number in flight; then stops the publishers and waits (at most
+    /// [`DRAIN_AT_MOST`]) for the messages in flight, whose latencies count: the slowest
+    /// messages are the likeliest to be in flight at the end, and dropping them would flatter
+    /// the p99 of every round. Deliveries count toward the rate only up to the end of the
+    /// measured part.
     async fn run_for(&self, warm_up: Duration, duration: Duration) -> Window {
-        self.measure_from
-            .store(now_micros() + warm_up.as_micros() as u64, Ordering::Relaxed);
+        let warm_up_micros = u64::try_from(warm_up.as_micros()).unwrap_or(u64::MAX);
+        self.measure_from.store(
+            now_micros().saturating_add(warm_up_micros),
+            Ordering::Relaxed,
+        );
         tokio::time::sleep(warm_up).await;
         let before = self.delivered.load(Ordering::Relaxed);
-        let started = Instant::now();
+        let started = tokio::time::Instant::now();
         let (mut sum, mut samples) = (0u64, 0u64);
         while started.elapsed() < duration {
             tokio::time::sleep(Duration::from_millis(10)).await;
@@ -158,6 +173,13 @@ impl Meter {
         }
         let elapsed = started.elapsed().as_secs_f64();
         let delivered = self.delivered.load(Ordering::Relaxed) - before;
+        self.closing.store(true, Ordering::Relaxed);
+        let draining = tokio::time::Instant::now();
+        while self.published.load(Ordering::Relaxed) > self.delivered.load(Ordering::Relaxed)
+            && draining.elapsed() < DRAIN_AT_MOST
+        {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         self.stop.store(true, Ordering::Relaxed);
         Window {
             elapsed,
@@ -221,6 +243,17 @@ fn concurrency(n: usize) -> (usize, usize) {
     (n.min(100), n.min(4))
 }
 
+/// The orders in which the brokers (embedded, RabbitMQ, JetStream) take their turns, one
+/// round after another.
+const ORDERS: [[usize; 3]; 6] = [
+    [0, 1, 2],
+    [1, 2, 0],
+    [2, 0, 1],
+    [0, 2, 1],
+    [2, 1, 0],
+    [1, 0, 2],
+];
+
 pub fn run(a: BrokersBench) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -250,9 +283,9 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
                 start(Broker::Jetstream),
             ];
             for r in 0..a.rounds as usize {
-                // The order turns each round: no broker always follows the same one (and the
-                // work it leaves behind, a queue or stream being deleted).
-                for k in (0..3).map(|k| (k + r) % 3) {
+                // The order changes each round, through all six: no broker always follows the
+                // same one (and the work it leaves behind, a queue or stream being deleted).
+                for k in ORDERS[r % ORDERS.len()] {
                     let total = &mut pooled[k];
                     let Ok(sum) = total else { continue };
                     let measured = match k {
@@ -609,21 +642,38 @@ mod tests {
         assert_eq!(m.window.available_permits(), 12);
     }
 
+    /// Paused time: the timers fire in order, however slow the machine.
+    fn paused_runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    }
+
+    /// The round's start of measurement, once `run_for` has set it.
+    async fn measure_from(m: &Meter) -> u64 {
+        loop {
+            match m.measure_from.load(Ordering::Relaxed) {
+                u64::MAX => tokio::task::yield_now().await,
+                from => return from,
+            }
+        }
+    }
+
     #[test]
     fn a_round_counts_deliveries_and_keeps_latencies_only_after_its_warm_up() {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_time()
-            .build()
-            .unwrap();
+        let rt = paused_runtime();
         let m = Meter::new(10);
         let feeder = m.clone();
-        let window = rt.block_on(async move {
+        let (window, m) = rt.block_on(async move {
             let feed = tokio::spawn(async move {
-                // Published and delivered at once, in the warm-up.
-                feeder.delivered(&now_micros().to_le_bytes());
-                // Well after the warm-up, before the round ends.
-                tokio::time::sleep(Duration::from_millis(800)).await;
-                feeder.delivered(&now_micros().to_le_bytes());
+                let from = measure_from(&feeder).await;
+                // Published in the warm-up and delivered in it.
+                feeder.delivered(&(from - 1).to_le_bytes());
+                // Published after the warm-up, delivered in the measured part.
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                feeder.delivered(&from.to_le_bytes());
             });
             let window = m
                 .run_for(Duration::from_millis(400), Duration::from_millis(1200))
@@ -631,10 +681,35 @@ mod tests {
             feed.await.unwrap();
             (window, m)
         });
-        let (window, m) = window;
         assert_eq!(window.delivered, 1);
         assert_eq!(m.latencies.lock().unwrap().len(), 1);
         assert_eq!(m.delivered.load(Ordering::Relaxed), 2);
+        assert!(m.closing.load(Ordering::Relaxed) && m.stop.load(Ordering::Relaxed));
+    }
+
+    #[test]
+    fn a_round_waits_for_the_messages_in_flight_and_keeps_their_latencies() {
+        let rt = paused_runtime();
+        let m = Meter::new(10);
+        let late = m.clone();
+        let (window, m) = rt.block_on(async move {
+            // One message published in the measured part and delivered 300 ms after its end.
+            assert!(late.enter().await);
+            let feed = tokio::spawn(async move {
+                let from = measure_from(&late).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                assert!(!late.stop.load(Ordering::Relaxed));
+                late.delivered(&from.to_le_bytes());
+            });
+            let window = m
+                .run_for(Duration::from_millis(100), Duration::from_millis(100))
+                .await;
+            feed.await.unwrap();
+            (window, m)
+        });
+        // Not in the rate (delivered after the measured part), but its latency is kept.
+        assert_eq!(window.delivered, 0);
+        assert_eq!(m.latencies.lock().unwrap().len(), 1);
         assert!(m.stop.load(Ordering::Relaxed));
     }
 

@@ -576,7 +576,8 @@ impl Client {
 
     /// A streaming pull (Server-Sent Events): deliveries pushed as they are published, up to
     /// `max` leased per step. Settle them with [`Client::ack`]/[`Client::nack`] as usual. The
-    /// iterator ends when the server ends the stream (at shutdown); reconnect to go on.
+    /// iterator ends when the server ends the stream (at shutdown; reconnect to go on) or when
+    /// its [`Closer`] closes it; dropping it closes the connection.
     pub fn consume(&self, sub: &str, max: usize) -> Result<Deliveries, ClientError> {
         let path = format!("/broker/subscriptions/{}/events?max={max}", encode(sub));
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -789,6 +790,14 @@ impl Deliveries {
     /// A handle that ends this stream from another thread.
     pub fn closer(&self) -> Closer {
         self.closer.clone()
+    }
+}
+
+impl Drop for Deliveries {
+    /// A closer may outlive the stream: the connection goes with the stream all the same, so
+    /// the broker stops leasing to it.
+    fn drop(&mut self) {
+        self.closer.close();
     }
 }
 
