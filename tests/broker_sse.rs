@@ -94,12 +94,11 @@ fn a_subscription_streams_its_deliveries_as_they_are_published() {
 #[test]
 fn the_clients_closer_ends_a_reader_blocked_on_an_idle_stream() {
     let (_server, c) = orders_with_one_published();
-    let deliveries = c.consume("shipping", 10).unwrap();
+    let mut deliveries = c.consume("shipping", 10).unwrap();
     let closer = deliveries.closer();
     let (seen_tx, seen) = std::sync::mpsc::channel();
     let reader = std::thread::spawn(move || {
         let mut n = 0;
-        let mut deliveries = deliveries;
         for d in deliveries.by_ref() {
             // The stream ends (`None`): no error for the shutdown.
             let d = d.unwrap();

@@ -12,7 +12,8 @@
 //! round by round, and the rounds' samples are pooled: a spell of noise on the machine (its
 //! neighbours, the disk) then falls on every broker alike instead of on whichever one was
 //! being measured at the time. Each round starts on a new queue or stream and new connections,
-//! and warms up (`--warm-up`) before it is measured.
+//! warms up (`--warm-up`) before it is measured, and afterwards waits for the messages still in
+//! flight, whose latencies are kept (see `Meter::run_for`).
 
 use super::percentile;
 use crate::broker::client::Client;
@@ -378,9 +379,9 @@ async fn embedded(
     // reader counts a message delivered on receipt and hands the lease to the client's
     // `Acker`, which sends acks in batches from its own thread, each batch waiting up to 1 ms
     // for company: as with the other brokers' consumers, the ack is on its way, not
-    // confirmed, when the message counts.
-    // Consumers first: should one fail to start, no publisher is running yet, and the
-    // readers already started end with their streams (`Readers`).
+    // confirmed, when the message counts. Consumers start first: should one fail to start, no
+    // publisher is running yet, and the readers already started end with their streams
+    // (`Readers`).
     let mut ackers = Vec::new();
     let mut readers = Readers(Vec::new());
     for _ in 0..consumers {

@@ -596,7 +596,10 @@ impl Client {
         Ok(Deliveries {
             lines: std::io::BufReader::new(Box::new(body)),
             data: String::new(),
-            closer: Closer(Arc::new((conn, AtomicBool::new(false)))),
+            closer: Closer(Arc::new(Shut {
+                conn,
+                closed: AtomicBool::new(false),
+            })),
         })
     }
 
@@ -805,16 +808,23 @@ impl Drop for Deliveries {
 /// on it sees the end of the stream (`None`, then `None` again). Deliveries leased but not yet
 /// read come again once their leases expire.
 #[derive(Clone)]
-pub struct Closer(Arc<(std::net::TcpStream, AtomicBool)>);
+pub struct Closer(Arc<Shut>);
+
+/// A stream's connection, and whether it was closed on purpose (a read that fails after that
+/// is the end of the stream, not an error).
+struct Shut {
+    conn: std::net::TcpStream,
+    closed: AtomicBool,
+}
 
 impl Closer {
     pub fn close(&self) {
-        self.0 .1.store(true, Ordering::Release);
-        let _ = self.0 .0.shutdown(std::net::Shutdown::Both);
+        self.0.closed.store(true, Ordering::Release);
+        let _ = self.0.conn.shutdown(std::net::Shutdown::Both);
     }
 
     fn closed(&self) -> bool {
-        self.0 .1.load(Ordering::Acquire)
+        self.0.closed.load(Ordering::Acquire)
     }
 }
 
