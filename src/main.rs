@@ -1,6 +1,15 @@
 use clap::Parser;
 use switchyard::cli::{Cli, Command, ServeArgs};
 
+/// mimalloc instead of glibc's malloc: spans are built on the broker's router and freed on the
+/// exporter and store threads, and glibc frees memory of another thread's arena under that
+/// arena's lock. Measured in alternating runs on 2 cores: the broker's p99 at 1 message in
+/// flight lower in most cells, OTLP ingest 13-20% more spans a second, for about 16% more RSS
+/// under full ingest load (170 against 146 MiB). Transparent huge pages stay off (`no_thp`):
+/// with them, the same load held about 250 MiB.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -31,8 +40,7 @@ fn main() -> std::process::ExitCode {
 fn serve(args: ServeArgs) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
-        // Decoding and SQLite reads run here; a few threads keep two cores busy, and fewer
-        // threads mean fewer malloc arenas (less memory).
+        // Decoding and SQLite reads run here; a few threads keep two cores busy.
         .max_blocking_threads(8)
         .enable_all()
         .build()?

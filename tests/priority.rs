@@ -1,6 +1,7 @@
-//! Background priority of the real binary's threads (read from /proc): the checkpointers and
-//! the broker's span exporter run as SCHED_IDLE where a thread can come back from it, the
-//! message path never does, and where it cannot come back (no CAP_SYS_NICE) nothing changes.
+//! Background priority of the real binary's threads (read from /proc): the checkpointers, the
+//! store's dropper and the broker's span exporter run as SCHED_IDLE where a thread can come
+//! back from it, the message path never does, and where it cannot come back (no CAP_SYS_NICE)
+//! nothing changes.
 
 #![cfg(target_os = "linux")]
 
@@ -71,6 +72,7 @@ fn background_threads_yield_and_the_message_path_keeps_its_share() {
     };
     wait_for(pid, "store-checkpoin", background);
     wait_for(pid, "broker-checkpoi", background);
+    wait_for(pid, "store-dropper", background);
 
     // A trickle of broker traffic: the exporter's batches stay partial, so it goes to the
     // background too, and the writer is back to normal between its groups.

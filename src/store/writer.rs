@@ -126,6 +126,9 @@ impl Writer {
         std::thread::Builder::new()
             .name("store-dropper".into())
             .spawn(move || {
+                // Freeing can wait: when this thread is starved the queue fills, and the
+                // writer frees its batches itself.
+                crate::priority::set(Priority::Background);
                 while let Some(g) = garbage.recv() {
                     drop(g)
                 }
