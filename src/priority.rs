@@ -1,7 +1,8 @@
 //! CPU priority of background threads. Work that can wait (handing broker spans to ingest,
 //! copying WAL pages into the database file) runs at the lowest priority while it keeps up, so
 //! a message's hops (HTTP worker, router, HTTP worker) find a free core at once instead of
-//! queueing behind a burst of it; once such work falls behind, it gets its fair share back.
+//! queueing behind a burst of it; once such work falls behind, it gets its fair share back
+//! (or, for the store's dropper, hands its work back to the thread that queued it).
 //!
 //! On Linux the low priority is `SCHED_IDLE`: a thread of any other policy that wakes takes
 //! the core from it at once, and it still runs whenever a core would otherwise be idle. `nice`
