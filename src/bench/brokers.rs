@@ -13,7 +13,9 @@
 //! neighbours, the disk) then falls on every broker alike instead of on whichever one was
 //! being measured at the time. Each round starts on a new queue or stream and new connections,
 //! warms up (`--warm-up`) before it is measured, and afterwards waits for the messages still in
-//! flight, whose latencies are kept (see `Meter::run_for`).
+//! flight, whose latencies are kept (see `Meter::run_for`). Each cell starts once the
+//! machine's CPUs are quiet (`--settle`), so that what one cell leaves behind is not measured
+//! in the next.
 
 use super::percentile;
 use crate::broker::client::Client;
@@ -48,6 +50,12 @@ pub struct BrokersBench {
     /// messages published meanwhile are not kept; the rate counts deliveries made after it.
     #[arg(long = "warm-up", default_value = "200ms", value_parser = humantime::parse_duration)]
     pub warm_up: Duration,
+    /// Before each cell, wait until this machine's CPUs are quiet (under 10% busy over a
+    /// quarter of a second), at most this long: what the previous cell left behind (the
+    /// embedded broker's spans being stored, a broker's queues being deleted) does not fall
+    /// on the next one. 0 does not wait. Linux only (read from /proc/stat).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
     /// Which brokers to measure (comma-separated: embedded, rabbitmq, jetstream).
     #[arg(
         long,
@@ -246,6 +254,54 @@ fn concurrency(n: usize) -> (usize, usize) {
 
 /// The orders in which the brokers (embedded, RabbitMQ, JetStream) take their turns, one
 /// round after another.
+/// Busy share of all CPUs under which the machine counts as quiet (see `--settle`).
+const QUIET: f64 = 0.10;
+/// The window over which it is measured.
+const QUIET_WINDOW: Duration = Duration::from_millis(250);
+
+/// Busy and total time of all CPUs together, from the first line of /proc/stat (user, nice,
+/// system, idle, iowait, irq, softirq, steal; idle and iowait are not busy).
+fn cpu_times(stat: &str) -> Option<(u64, u64)> {
+    let fields = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<u64> = fields
+        .split_whitespace()
+        .take(8)
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let total: u64 = v.iter().sum();
+    let idle = v.get(3)? + v.get(4)?;
+    Some((total - idle, total))
+}
+
+/// The busy share between two readings of [`cpu_times`]; `None` if no time passed.
+fn busy_share(before: (u64, u64), after: (u64, u64)) -> Option<f64> {
+    let total = after.1.checked_sub(before.1).filter(|&t| t > 0)?;
+    let busy = after.0.saturating_sub(before.0);
+    Some(busy as f64 / total as f64)
+}
+
+/// Waits until the CPUs are quiet over one window, at most `limit`; how long it took, or
+/// `None` if they never were (or /proc/stat cannot be read).
+async fn settle(limit: Duration) -> Option<Duration> {
+    let started = tokio::time::Instant::now();
+    let read = || {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| cpu_times(&s))
+    };
+    let mut before = read()?;
+    while started.elapsed() < limit {
+        tokio::time::sleep(QUIET_WINDOW).await;
+        let after = read()?;
+        if busy_share(before, after).is_some_and(|b| b < QUIET) {
+            return Some(started.elapsed());
+        }
+        before = after;
+    }
+    None
+}
+
 const ORDERS: [[usize; 3]; 6] = [
     [0, 1, 2],
     [1, 2, 0],
@@ -273,6 +329,16 @@ pub fn run(a: BrokersBench) -> anyhow::Result<()> {
     let mut rows = Vec::new();
     for &size in &a.sizes {
         for &n in &a.in_flight {
+            if !a.settle.is_zero() {
+                let waited = rt.block_on(settle(a.settle));
+                match waited {
+                    Some(t) => eprintln!("{size} B, {n} in flight: quiet after {:.1} s", t.as_secs_f64()),
+                    None => eprintln!(
+                        "{size} B, {n} in flight: not quiet after {} s (or no /proc/stat); measured anyway",
+                        a.settle.as_secs_f64()
+                    ),
+                }
+            }
             // Per broker: its pooled rounds, or why it was not measured or failed.
             let start = |b: Broker| match a.brokers.contains(&b) {
                 true => Ok(Sample::default()),
@@ -602,6 +668,20 @@ async fn jetstream(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_cpus_busy_share_comes_from_proc_stat_without_idle_and_iowait() {
+        // user nice system idle iowait irq softirq steal guest guest_nice
+        let before = super::cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
+        assert_eq!(before, (150, 1000));
+        let after = super::cpu_times("cpu  130 0 60 1550 60 0 0 0 0 0\n").unwrap();
+        assert_eq!(after, (190, 1800));
+        let share = super::busy_share(before, after).unwrap();
+        assert!((share - 0.05).abs() < 1e-9, "{share}");
+        assert_eq!(super::busy_share(after, after), None);
+        assert_eq!(super::cpu_times("intr 1 2 3\n"), None);
+        assert_eq!(super::cpu_times("cpu  1 2 x 4 5 6 7 8\n"), None);
+    }
+
     use super::*;
 
     fn round(latencies: &[u64], delivered: u64, elapsed: f64, mean: f64) -> Sample {
