@@ -252,8 +252,6 @@ fn concurrency(n: usize) -> (usize, usize) {
     (n.min(100), n.min(4))
 }
 
-/// The orders in which the brokers (embedded, RabbitMQ, JetStream) take their turns, one
-/// round after another.
 /// Busy share of all CPUs under which the machine counts as quiet (see `--settle`).
 const QUIET: f64 = 0.10;
 /// The window over which it is measured.
@@ -302,6 +300,8 @@ async fn settle(limit: Duration) -> Option<Duration> {
     None
 }
 
+/// The orders in which the brokers (embedded, RabbitMQ, JetStream) take their turns, one
+/// round after another.
 const ORDERS: [[usize; 3]; 6] = [
     [0, 1, 2],
     [1, 2, 0],
@@ -668,21 +668,21 @@ async fn jetstream(
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
     fn the_cpus_busy_share_comes_from_proc_stat_without_idle_and_iowait() {
         // user nice system idle iowait irq softirq steal guest guest_nice
-        let before = super::cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
+        let before = cpu_times("cpu  100 0 50 800 50 0 0 0 0 0\ncpu0 1 2 3\n").unwrap();
         assert_eq!(before, (150, 1000));
-        let after = super::cpu_times("cpu  130 0 60 1550 60 0 0 0 0 0\n").unwrap();
+        let after = cpu_times("cpu  130 0 60 1550 60 0 0 0 0 0\n").unwrap();
         assert_eq!(after, (190, 1800));
-        let share = super::busy_share(before, after).unwrap();
+        let share = busy_share(before, after).unwrap();
         assert!((share - 0.05).abs() < 1e-9, "{share}");
-        assert_eq!(super::busy_share(after, after), None);
-        assert_eq!(super::cpu_times("intr 1 2 3\n"), None);
-        assert_eq!(super::cpu_times("cpu  1 2 x 4 5 6 7 8\n"), None);
+        assert_eq!(busy_share(after, after), None);
+        assert_eq!(cpu_times("intr 1 2 3\n"), None);
+        assert_eq!(cpu_times("cpu  1 2 x 4 5 6 7 8\n"), None);
     }
-
-    use super::*;
 
     fn round(latencies: &[u64], delivered: u64, elapsed: f64, mean: f64) -> Sample {
         Sample {
