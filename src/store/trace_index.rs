@@ -18,8 +18,11 @@ const CHUNKS: usize = 64;
 /// Page sharing depends on how many keys are buffered per index page, not on the chunk
 /// count: more chunks only cut the work of each commit into smaller pieces.
 const FLUSH_AT: usize = 131_072;
-/// Oldest unwritten key's age before chunks are written anyway.
-const FLUSH_AFTER: Duration = Duration::from_secs(5);
+/// Age of a chunk's oldest unwritten key before that chunk is written anyway (below
+/// `FLUSH_AT`). The age is each chunk's own: a chunk waits this long after it was last
+/// written, so at a steady rate every chunk gathers this much time's keys before it is
+/// written, and the pages each write dirties are shared by that many keys.
+const FLUSH_AFTER: Duration = Duration::from_secs(30);
 
 /// Recent keys not yet in `trace_blocks`, shared with readers. A std RwLock: held only to
 /// insert or look up a few entries, never across an await.
@@ -34,7 +37,8 @@ pub struct TraceIndex {
     chunks: Vec<Vec<(i64, i64)>>,
     cursor: usize,
     total: usize,
-    oldest: Option<Instant>,
+    /// Per chunk, when its oldest unwritten key arrived.
+    oldest: Vec<Option<Instant>>,
 }
 
 /// Keys written by a flush, to drop from the shared table once the transaction commits.
@@ -47,7 +51,7 @@ impl TraceIndex {
             chunks: vec![Vec::new(); CHUNKS],
             cursor: 0,
             total: 0,
-            oldest: None,
+            oldest: vec![None; CHUNKS],
         }
     }
 
@@ -58,11 +62,13 @@ impl TraceIndex {
                 map.entry(k).or_default().push(block_id);
             }
         }
+        let now = Instant::now();
         for &k in keys {
-            self.chunks[chunk_of(k)].push((k, block_id));
+            let c = chunk_of(k);
+            self.chunks[c].push((k, block_id));
+            self.oldest[c].get_or_insert(now);
         }
         self.total += keys.len();
-        self.oldest.get_or_insert_with(Instant::now);
     }
 
     /// Writes the next non-empty chunk when due, inside the writer's transaction.
@@ -97,8 +103,21 @@ impl TraceIndex {
             set_watermark(tx, c, last_block)?;
         }
         self.total = 0;
-        self.oldest = None;
+        self.oldest.iter_mut().for_each(|o| *o = None);
         Ok(Written(keys))
+    }
+
+    /// The chunk to write now, if any: the next non-empty one past `FLUSH_AT` keys, else the
+    /// next one whose oldest key is `FLUSH_AFTER` old.
+    fn due_chunk(&self, now: Instant) -> Option<usize> {
+        if self.total == 0 {
+            return None;
+        }
+        let mut order = (0..CHUNKS).map(|i| (self.cursor + i) % CHUNKS);
+        if self.total >= FLUSH_AT {
+            return order.find(|&c| !self.chunks[c].is_empty());
+        }
+        order.find(|&c| self.oldest[c].is_some_and(|t| now.duration_since(t) >= FLUSH_AFTER))
     }
 
     fn flush_one(
@@ -106,24 +125,17 @@ impl TraceIndex {
         tx: &Transaction<'_>,
         last_block: i64,
     ) -> rusqlite::Result<Option<Written>> {
-        let due = self.total >= FLUSH_AT || self.oldest.is_some_and(|t| t.elapsed() >= FLUSH_AFTER);
-        if !due || self.total == 0 {
+        let Some(c) = self.due_chunk(Instant::now()) else {
             return Ok(None);
-        }
-        while self.chunks[self.cursor].is_empty() {
-            self.cursor = (self.cursor + 1) % CHUNKS;
-        }
-        let c = self.cursor;
-        self.cursor = (self.cursor + 1) % CHUNKS;
+        };
+        self.cursor = (c + 1) % CHUNKS;
         let mut keys = std::mem::take(&mut self.chunks[c]);
+        self.oldest[c] = None;
+        self.total -= keys.len();
         keys.sort_unstable();
         keys.dedup();
         write_sorted(tx, &keys)?;
         set_watermark(tx, c, last_block)?;
-        self.total = self.chunks.iter().map(Vec::len).sum();
-        if self.total == 0 {
-            self.oldest = None;
-        }
         Ok(Some(Written(keys)))
     }
 
@@ -147,7 +159,7 @@ impl TraceIndex {
     pub fn reset(&mut self) {
         self.chunks.iter_mut().for_each(Vec::clear);
         self.total = 0;
-        self.oldest = None;
+        self.oldest.iter_mut().for_each(|o| *o = None);
         if let Ok(mut map) = self.unwritten.write() {
             map.clear();
         }
@@ -236,4 +248,73 @@ pub fn blocks_of(
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A key in chunk `c`.
+    fn key(c: usize, low: i64) -> i64 {
+        ((c as u64) << 58) as i64 | low
+    }
+
+    fn db() -> Connection {
+        let conn = Connection::open_in_memory().expect("in-memory database");
+        conn.execute_batch(
+            "CREATE TABLE trace_blocks (trace_key INTEGER NOT NULL, block_id INTEGER NOT NULL,
+                 PRIMARY KEY (trace_key, block_id)) WITHOUT ROWID;
+             CREATE TABLE meta (key TEXT PRIMARY KEY, value)",
+        )
+        .expect("schema");
+        conn
+    }
+
+    #[test]
+    fn each_chunk_waits_its_own_age() {
+        let mut index = TraceIndex::new(Unwritten::default());
+        let start = Instant::now();
+        index.add(&[key(3, 1), key(3, 2)], 1);
+        index.add(&[key(7, 1)], 2);
+        // Chunk 3's keys are old; chunk 7's key arrived later.
+        index.oldest[3] = Some(start - FLUSH_AFTER);
+        index.oldest[7] = Some(start - FLUSH_AFTER / 2);
+        assert_eq!(index.due_chunk(start), Some(3));
+
+        let mut conn = db();
+        let tx = conn.transaction().expect("transaction");
+        let written = index
+            .flush_one(&tx, 2)
+            .expect("flush")
+            .expect("chunk 3 due");
+        assert_eq!(written.0, vec![(key(3, 1), 1), (key(3, 2), 1)]);
+        // Writing chunk 3 leaves chunk 7 to its own age: nothing more is due yet.
+        assert_eq!(index.total, 1);
+        assert_eq!(index.due_chunk(start), None);
+        assert!(index.flush_one(&tx, 2).expect("flush").is_none());
+        assert_eq!(index.due_chunk(start + FLUSH_AFTER / 2), Some(7));
+        let rows: i64 = tx
+            .query_row("SELECT COUNT(*) FROM trace_blocks", [], |r| r.get(0))
+            .expect("count");
+        assert_eq!(rows, 2);
+        let mark: i64 = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'trace_index_chunk_3'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("chunk 3 watermark");
+        assert_eq!(mark, 2);
+    }
+
+    #[test]
+    fn a_full_buffer_writes_whatever_its_age() {
+        let mut index = TraceIndex::new(Unwritten::default());
+        let keys: Vec<i64> = (0..FLUSH_AT as i64).map(|i| key(5, i)).collect();
+        index.add(&keys, 1);
+        let now = Instant::now();
+        assert_eq!(index.due_chunk(now), Some(5));
+        index.total -= 1;
+        assert_eq!(index.due_chunk(now), None);
+    }
 }
