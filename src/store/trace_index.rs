@@ -19,9 +19,10 @@ const CHUNKS: usize = 64;
 /// count: more chunks only cut the work of each commit into smaller pieces.
 const FLUSH_AT: usize = 131_072;
 /// Age of a chunk's oldest unwritten key before that chunk is written anyway (below
-/// `FLUSH_AT`). The age is each chunk's own: a chunk waits this long after it was last
-/// written, so at a steady rate every chunk gathers this much time's keys before it is
-/// written, and the pages each write dirties are shared by that many keys.
+/// `FLUSH_AT`). The age is each chunk's own, counted from the first key it gathered after its
+/// last write: below `FLUSH_AT` keys in this time (about 4,400 a second), every chunk holds
+/// this much time's keys when it is written, and the pages each write dirties are shared by
+/// that many keys. Faster, `FLUSH_AT` decides.
 const FLUSH_AFTER: Duration = Duration::from_secs(30);
 
 /// Recent keys not yet in `trace_blocks`, shared with readers. A std RwLock: held only to
@@ -77,12 +78,13 @@ impl TraceIndex {
         tx: &Transaction<'_>,
         last_block: i64,
     ) -> rusqlite::Result<Option<Written>> {
-        let mut written = match self.flush_one(tx, last_block)? {
+        let now = Instant::now();
+        let mut written = match self.flush_one(tx, last_block, now)? {
             Some(w) => w,
             None => return Ok(None),
         };
         if self.total >= 2 * FLUSH_AT {
-            if let Some(more) = self.flush_one(tx, last_block)? {
+            if let Some(more) = self.flush_one(tx, last_block, now)? {
                 written.0.extend(more.0);
             }
         }
@@ -124,8 +126,9 @@ impl TraceIndex {
         &mut self,
         tx: &Transaction<'_>,
         last_block: i64,
+        now: Instant,
     ) -> rusqlite::Result<Option<Written>> {
-        let Some(c) = self.due_chunk(Instant::now()) else {
+        let Some(c) = self.due_chunk(now) else {
             return Ok(None);
         };
         self.cursor = (c + 1) % CHUNKS;
@@ -230,20 +233,23 @@ pub fn recover(conn: &mut Connection) -> rusqlite::Result<usize> {
     Ok(keys.len())
 }
 
-/// The blocks that may hold spans of a trace: written index rows and unwritten keys.
+/// The blocks that may hold spans of a trace: unwritten keys and written index rows. The
+/// unwritten ones are read first: keys leave that table only after their rows commit, so a
+/// write in between cannot hide them from both.
 pub fn blocks_of(
     conn: &Connection,
     unwritten: &Unwritten,
     trace_key: i64,
 ) -> rusqlite::Result<Vec<i64>> {
-    let mut ids: Vec<i64> = conn
-        .prepare_cached("SELECT block_id FROM trace_blocks WHERE trace_key = ?1")?
-        .query_map(params![trace_key], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let mut ids: Vec<i64> = Vec::new();
     if let Ok(map) = unwritten.read() {
         if let Some(list) = map.get(&trace_key) {
             ids.extend(list);
         }
+    }
+    let mut stmt = conn.prepare_cached("SELECT block_id FROM trace_blocks WHERE trace_key = ?1")?;
+    for id in stmt.query_map(params![trace_key], |r| r.get::<_, i64>(0))? {
+        ids.push(id?);
     }
     ids.sort_unstable_by(|a, b| b.cmp(a));
     ids.dedup();
@@ -276,23 +282,25 @@ mod tests {
         let start = Instant::now();
         index.add(&[key(3, 1), key(3, 2)], 1);
         index.add(&[key(7, 1)], 2);
-        // Chunk 3's keys are old; chunk 7's key arrived later.
-        index.oldest[3] = Some(start - FLUSH_AFTER);
-        index.oldest[7] = Some(start - FLUSH_AFTER / 2);
-        assert_eq!(index.due_chunk(start), Some(3));
+        // Chunk 3's keys arrived at `start`, chunk 7's later.
+        index.oldest[3] = Some(start);
+        index.oldest[7] = Some(start + FLUSH_AFTER / 2);
+        assert_eq!(index.due_chunk(start), None);
+        let now = start + FLUSH_AFTER;
+        assert_eq!(index.due_chunk(now), Some(3));
 
         let mut conn = db();
         let tx = conn.transaction().expect("transaction");
         let written = index
-            .flush_one(&tx, 2)
+            .flush_one(&tx, 2, now)
             .expect("flush")
             .expect("chunk 3 due");
         assert_eq!(written.0, vec![(key(3, 1), 1), (key(3, 2), 1)]);
         // Writing chunk 3 leaves chunk 7 to its own age: nothing more is due yet.
         assert_eq!(index.total, 1);
-        assert_eq!(index.due_chunk(start), None);
-        assert!(index.flush_one(&tx, 2).expect("flush").is_none());
-        assert_eq!(index.due_chunk(start + FLUSH_AFTER / 2), Some(7));
+        assert_eq!(index.due_chunk(now), None);
+        assert!(index.flush_one(&tx, 2, now).expect("flush").is_none());
+        assert_eq!(index.due_chunk(now + FLUSH_AFTER / 2), Some(7));
         let rows: i64 = tx
             .query_row("SELECT COUNT(*) FROM trace_blocks", [], |r| r.get(0))
             .expect("count");
@@ -307,6 +315,7 @@ mod tests {
         assert_eq!(mark, 2);
     }
 
+    /// Past `FLUSH_AT` keys a chunk is written at once; one key fewer, it waits.
     #[test]
     fn a_full_buffer_writes_whatever_its_age() {
         let mut index = TraceIndex::new(Unwritten::default());
