@@ -22,7 +22,7 @@ use super::waiters::{Waiter, Waiting};
 use super::*;
 use crate::mailbox::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Instant;
 
 /// How often the router finishes a WAL checkpoint. Finishing one syncs the WAL, copies what
@@ -238,23 +238,19 @@ impl Router {
             return;
         }
         // Only a publish (or a request), a nack or a redrive makes a queued message deliverable
-        // at once; otherwise (acks, stream traffic, pulls that look for themselves) waiting
-        // pulls look again only once a tick has passed, for leases that expired and nack delays
-        // that ran out.
-        let new_messages = redriven
-            || writes.iter().any(|c| {
-                matches!(
-                    c,
-                    Command::Publish { .. }
-                        | Command::PublishBatch { .. }
-                        | Command::Request { .. }
-                        | Command::Settle {
-                            action: Settle::Nack { .. },
-                            ..
-                        }
-                )
-            });
-        let look = new_messages || stopping || self.state.last_look.elapsed() >= TICK;
+        // at once, and only on the subscriptions it touches: waiting pulls look there (`Look`).
+        // All of them look again only once a tick has passed, for leases that expired and nack
+        // delays that ran out. A waiting pull on another subscription (one whose client left
+        // and whose stream has not noticed yet, say) costs a publish nothing.
+        let look = if redriven || stopping || self.state.last_look.elapsed() >= TICK {
+            Look::All
+        } else {
+            let mut subs = HashSet::new();
+            for c in &writes {
+                self.state.touched(c, &mut subs);
+            }
+            Look::Subscriptions(subs)
+        };
         let mut pending = Vec::new();
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
@@ -267,10 +263,10 @@ impl Router {
             self.state.write(&tx, cmd, &mut pending);
         }
         let stopping = stopping || self.state.draining;
-        if look {
+        if matches!(look, Look::All) {
             self.state.last_look = Instant::now();
         }
-        self.state.serve_waiters(&tx, stopping, look, &mut pending);
+        self.state.serve_waiters(&tx, stopping, &look, &mut pending);
         self.state.expire_requests(stopping);
         let failed = tx.commit().err().map(|e| e.to_string());
         if let Some(e) = &failed {
@@ -286,7 +282,50 @@ impl Router {
     }
 }
 
+/// Which waiting pulls look for messages in a turn.
+pub(super) enum Look {
+    /// Every one (a tick passed, a redrive, the broker stops).
+    All,
+    /// Those of these subscriptions (ids), which the turn's commands gave new messages.
+    Subscriptions(HashSet<i64>),
+}
+
+impl Look {
+    pub(super) fn includes(&self, sub: i64) -> bool {
+        match self {
+            Look::All => true,
+            Look::Subscriptions(subs) => subs.contains(&sub),
+        }
+    }
+}
+
 impl State {
+    /// Adds the subscriptions to which `cmd` can make a message deliverable at once: those of
+    /// the topic it publishes to (filters aside), or the one it nacks on.
+    fn touched(&self, cmd: &Command, subs: &mut HashSet<i64>) {
+        let topic = match cmd {
+            Command::Publish { topic, .. } | Command::Request { topic, .. } => topic,
+            Command::PublishBatch {
+                target: BatchTarget::Topic(topic),
+                ..
+            } => topic,
+            Command::Settle {
+                subscription,
+                action: Settle::Nack { .. },
+                ..
+            } => {
+                if let Ok(sub) = self.sub(subscription) {
+                    subs.insert(sub.id);
+                }
+                return;
+            }
+            _ => return,
+        };
+        if let Some((_, targets)) = self.catalogue.topics.get(topic) {
+            subs.extend(targets.iter().map(|(id, _)| *id));
+        }
+    }
+
     /// Applies one write command inside a savepoint: on error it alone is rolled back and
     /// answered at once.
     fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
@@ -509,5 +548,74 @@ impl State {
 
     pub(super) fn max_waiters(&self) -> usize {
         self.max_waiters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, topic: &str) -> SubscriptionSpec {
+        SubscriptionSpec {
+            name: name.into(),
+            topic: topic.into(),
+            visibility_timeout_ms: 1000,
+            max_attempts: 3,
+            filter: None,
+            push: None,
+        }
+    }
+
+    fn publish(topic: &str) -> Command {
+        Command::Publish {
+            topic: topic.into(),
+            event: super::super::tests::event(1),
+            caller: Caller::default(),
+            started: SystemTime::now(),
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    fn settle(subscription: &str, action: Settle) -> Command {
+        Command::Settle {
+            subscription: subscription.into(),
+            lease_ids: vec!["l".into()],
+            action,
+            caller: Caller::default(),
+            started: SystemTime::now(),
+            reply: tokio::sync::oneshot::channel().0,
+        }
+    }
+
+    /// A publish makes its topic's subscriptions look, a nack its own subscription; an ack, a
+    /// publish to an unknown topic and a stream publish make none look.
+    #[test]
+    fn a_turn_looks_only_at_the_subscriptions_its_commands_touch() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let conn = db::open(&dir.path().join("b.db-broker"), "NORMAL").expect("open");
+        let a = db::insert_topic(&conn, "a", 0).expect("topic a");
+        let b = db::insert_topic(&conn, "b", 0).expect("topic b");
+        let a1 = db::insert_subscription(&conn, &spec("a1", "a"), a, 0).expect("a1");
+        let a2 = db::insert_subscription(&conn, &spec("a2", "a"), a, 0).expect("a2");
+        let b1 = db::insert_subscription(&conn, &spec("b1", "b"), b, 0).expect("b1");
+        let (_tx, rx) = crate::mailbox::bounded(4);
+        let router = Router::new(conn, rx, Tracer::off(), 4).expect("router");
+
+        let mut subs = HashSet::new();
+        router.state.touched(&publish("a"), &mut subs);
+        assert_eq!(subs, HashSet::from([a1, a2]));
+
+        let mut subs = HashSet::new();
+        router
+            .state
+            .touched(&settle("b1", Settle::Nack { delay_ms: 0 }), &mut subs);
+        router.state.touched(&settle("a1", Settle::Ack), &mut subs);
+        router.state.touched(&publish("nowhere"), &mut subs);
+        assert_eq!(subs, HashSet::from([b1]));
+
+        let look = Look::Subscriptions(subs);
+        assert!(look.includes(b1));
+        assert!(!look.includes(a1));
+        assert!(Look::All.includes(a1));
     }
 }

@@ -17,7 +17,7 @@ fn open(dir: &std::path::Path) -> Broker {
     .unwrap()
 }
 
-fn event(n: i64) -> Event {
+pub(super) fn event(n: i64) -> Event {
     event::parse(
         Some("application/json"),
         &[],

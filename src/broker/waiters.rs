@@ -1,9 +1,10 @@
 //! Long-polling pulls and stream reads held by the router: bounded, served at most once per
-//! turn (one look per subscription; a pull only in turns that look, see `Router::turn`, or at
-//! its deadline; a read only when its stream grew), answered empty at their deadline or when
+//! turn (one look per subscription; a pull only when the turn may have given its subscription
+//! messages or a tick passed, see `Router::turn`, or at its deadline; a read only when its
+//! stream grew), answered empty at their deadline or when
 //! the broker drains, forgotten when their client went away.
 
-use super::router::{run_cached, Pending, State};
+use super::router::{run_cached, Look, Pending, State};
 use super::traced;
 use super::*;
 use rusqlite::Connection;
@@ -81,14 +82,14 @@ impl State {
         });
     }
 
-    /// Serves waiting pulls and reads (one look per subscription and turn, and pulls only when
-    /// `look`; a read looks only when its stream grew), answers those past their deadline with
+    /// Serves waiting pulls and reads (one look per subscription and turn, and a pull only on
+    /// a subscription `look` includes; a read looks only when its stream grew), answers those past their deadline with
     /// nothing, and drops those whose client went away.
     pub(super) fn serve_waiters(
         &mut self,
         tx: &Connection,
         stopping: bool,
-        look: bool,
+        look: &Look,
         pending: &mut Vec<Pending>,
     ) {
         let now = Instant::now();
@@ -107,7 +108,9 @@ impl State {
             let served = match &w.what {
                 // A pull at its deadline looks once more before it is answered empty.
                 Waiting::Pull { subscription, .. }
-                    if (look || w.deadline <= now) && !exhausted.contains(subscription) =>
+                    if (w.deadline <= now
+                        || self.sub(subscription).is_ok_and(|s| look.includes(s.id)))
+                        && !exhausted.contains(subscription) =>
                 {
                     self.deliver(tx, subscription, w.max, &w.caller, &mut spans)
                         .map(|d| {
