@@ -161,6 +161,7 @@ impl State {
                 let expires_ms = now_ms + sub.spec.visibility_timeout_ms;
                 bytes += row.attributes.len() + row.data.as_ref().map_or(0, Vec::len);
                 db::lease(tx, row.id, &lease_id, service, &traceparent, expires_ms)?;
+                self.note_due(sub.id, expires_ms);
                 out.push(Delivery {
                     lease_id,
                     event: stored_event(&row.attributes, row.data, row.data_is_json)
@@ -248,6 +249,7 @@ impl State {
                 }
                 Settle::Nack { delay_ms } => {
                     db::release(tx, leased.id, now_ms + delay_ms)?;
+                    self.note_due(sub.id, now_ms + delay_ms);
                     ("nack", false)
                 }
             };

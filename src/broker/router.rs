@@ -116,6 +116,12 @@ pub(super) struct State {
     last_look: Instant,
     /// Requests waiting for their reply, by correlation id.
     pub(super) requests: HashMap<String, super::reply::Requester>,
+    /// Per subscription id, the earliest time (unix ms) a leased or nacked-with-delay message
+    /// may become deliverable again; none: no such message. Never later than the truth (set
+    /// at each lease and delay, read back from the queue after a look finds nothing), so a
+    /// tick looks only where something may be due: an idle subscription's waiting pull costs
+    /// the router nothing. A `RefCell`: leases are taken under a shared borrow of the state.
+    pub(super) due: std::cell::RefCell<HashMap<i64, u64>>,
 }
 
 impl Router {
@@ -126,6 +132,8 @@ impl Router {
         max_waiters: usize,
     ) -> Result<Router, BrokerError> {
         let (topics, subs) = db::load(&conn)?;
+        // Leases and delays of a previous run: each subscription looks at the first tick.
+        let due = subs.iter().map(|s| (s.id, 0)).collect();
         let mut catalogue = Catalogue::default();
         let mut names = HashMap::new();
         for (id, name) in topics {
@@ -153,6 +161,7 @@ impl Router {
                 last_expiry: Instant::now(),
                 last_look: Instant::now(),
                 requests: HashMap::new(),
+                due: std::cell::RefCell::new(due),
             },
         })
     }
@@ -242,14 +251,17 @@ impl Router {
         // All of them look again only once a tick has passed, for leases that expired and nack
         // delays that ran out. A waiting pull on another subscription (one whose client left
         // and whose stream has not noticed yet, say) costs a publish nothing.
-        let look = if redriven || stopping || self.state.last_look.elapsed() >= TICK {
+        let look = if redriven || stopping {
             Look::All
         } else {
             let mut subs = HashSet::new();
             for c in &writes {
                 self.state.touched(c, &mut subs);
             }
-            Look::Subscriptions(subs)
+            Look::Some {
+                tick: self.state.last_look.elapsed() >= TICK,
+                subs,
+            }
         };
         let mut pending = Vec::new();
         let tx = match self.conn.transaction() {
@@ -263,7 +275,7 @@ impl Router {
             self.state.write(&tx, cmd, &mut pending);
         }
         let stopping = stopping || self.state.draining;
-        if matches!(look, Look::All) {
+        if matches!(look, Look::All | Look::Some { tick: true, .. }) {
             self.state.last_look = Instant::now();
         }
         self.state.serve_waiters(&tx, stopping, &look, &mut pending);
@@ -284,19 +296,16 @@ impl Router {
 
 /// Which waiting pulls look for messages in a turn.
 pub(super) enum Look {
-    /// Every one (a tick passed, a redrive, the broker stops).
+    /// Every one (a redrive, the broker stops).
     All,
-    /// Those of these subscriptions (ids), which the turn's commands gave new messages.
-    Subscriptions(HashSet<i64>),
-}
-
-impl Look {
-    pub(super) fn includes(&self, sub: i64) -> bool {
-        match self {
-            Look::All => true,
-            Look::Subscriptions(subs) => subs.contains(&sub),
-        }
-    }
+    Some {
+        /// A tick passed: pulls look on the subscriptions where a lease or a nack delay may
+        /// have run out (`State::due`).
+        tick: bool,
+        /// And on these subscriptions (ids), to which the turn's publishes and nacks gave
+        /// messages.
+        subs: HashSet<i64>,
+    },
 }
 
 impl State {
@@ -613,9 +622,25 @@ mod tests {
         router.state.touched(&publish("nowhere"), &mut subs);
         assert_eq!(subs, HashSet::from([b1]));
 
-        let look = Look::Subscriptions(subs);
-        assert!(look.includes(b1));
-        assert!(!look.includes(a1));
-        assert!(Look::All.includes(a1));
+        let look = Look::Some { tick: false, subs };
+        let state = &router.state;
+        assert!(state.looks(&look, b1, 0));
+        assert!(!state.looks(&look, a1, 0));
+        assert!(state.looks(&Look::All, a1, 0));
+        // At a tick, a subscription looks once something of it may be due.
+        let tick = Look::Some {
+            tick: true,
+            subs: HashSet::new(),
+        };
+        assert!(
+            state.looks(&tick, a2, 0),
+            "after a start, every subscription looks"
+        );
+        state.due.borrow_mut().clear();
+        assert!(!state.looks(&tick, a2, 1_000));
+        state.note_due(a2, 2_000);
+        state.note_due(a2, 1_500);
+        assert!(!state.looks(&tick, a2, 1_499));
+        assert!(state.looks(&tick, a2, 1_500));
     }
 }

@@ -168,3 +168,84 @@ async fn waiting_pulls_are_bounded_and_answered_empty_when_draining() {
     assert!(quick.unwrap().is_empty(), "no waiting once draining");
     b.shutdown();
 }
+
+/// A waiting pull is answered when a message of its subscription comes due again (a lease
+/// ran out, a nack's delay passed, a lease from before a restart ran out), not at the end of
+/// its wait, while publishes to another topic go on.
+#[tokio::test]
+async fn a_waiting_pull_wakes_when_a_lease_or_a_delay_runs_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let b = open(dir.path());
+    for t in ["t", "other"] {
+        b.declare_topic(t.into()).await.unwrap();
+    }
+    b.declare_subscription(spec("s", "t", 300, 5))
+        .await
+        .unwrap();
+    b.declare_subscription(spec("o", "other", 60_000, 5))
+        .await
+        .unwrap();
+    b.publish("t".into(), event(1), Caller::default())
+        .await
+        .unwrap();
+    let first = b
+        .pull("s".into(), 1, Duration::ZERO, Caller::default())
+        .await
+        .unwrap();
+    assert_eq!(first.len(), 1);
+    // The wait is far longer than the lease: only the lease running out answers it early.
+    let wait = Duration::from_secs(20);
+    let noise = async {
+        for n in 0..20 {
+            b.publish("other".into(), event(n), Caller::default())
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    let started = std::time::Instant::now();
+    let (again, ()) = tokio::join!(b.pull("s".into(), 1, wait, Caller::default()), noise);
+    let again = again.unwrap();
+    assert_eq!(again.len(), 1, "redelivered after the lease ran out");
+    assert_eq!(again[0].attempt, 2);
+    assert!(
+        started.elapsed() < wait / 2,
+        "answered when the lease ran out"
+    );
+
+    b.settle(
+        "s".into(),
+        vec![again[0].lease_id.clone()],
+        Settle::Nack { delay_ms: 300 },
+        Caller::default(),
+    )
+    .await
+    .unwrap();
+    let started = std::time::Instant::now();
+    let delayed = b
+        .pull("s".into(), 1, wait, Caller::default())
+        .await
+        .unwrap();
+    assert_eq!(delayed.len(), 1, "redelivered after the nack's delay");
+    assert_eq!(delayed[0].attempt, 3);
+    assert!(
+        started.elapsed() < wait / 2,
+        "answered when the delay passed"
+    );
+
+    // The lease is still held at the restart; the new router learns of it from the file.
+    b.shutdown();
+    let b = open(dir.path());
+    let started = std::time::Instant::now();
+    let after = b
+        .pull("s".into(), 1, wait, Caller::default())
+        .await
+        .unwrap();
+    assert_eq!(after.len(), 1, "redelivered after a restart");
+    assert_eq!(after[0].attempt, 4);
+    assert!(
+        started.elapsed() < wait / 2,
+        "answered when the old lease ran out"
+    );
+    b.shutdown();
+}

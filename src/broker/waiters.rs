@@ -4,6 +4,7 @@
 //! stream grew), answered empty at their deadline or when
 //! the broker drains, forgotten when their client went away.
 
+use super::db;
 use super::router::{run_cached, Look, Pending, State};
 use super::traced;
 use super::*;
@@ -60,7 +61,6 @@ impl Waiting {
 enum Served {
     Pull(Vec<Delivery>),
     Read(StreamBatch),
-    Nothing,
 }
 
 impl State {
@@ -82,9 +82,10 @@ impl State {
         });
     }
 
-    /// Serves waiting pulls and reads (one look per subscription and turn, and a pull only on
-    /// a subscription `look` includes; a read looks only when its stream grew), answers those past their deadline with
-    /// nothing, and drops those whose client went away.
+    /// Serves waiting pulls and reads (one look per subscription and turn; a pull only where
+    /// `look` says a message may be deliverable, or at its deadline; a read only when its stream
+    /// grew), answers those past their deadline with nothing, and drops those whose client went
+    /// away. A waiter that does not look costs no statement.
     pub(super) fn serve_waiters(
         &mut self,
         tx: &Connection,
@@ -93,6 +94,7 @@ impl State {
         pending: &mut Vec<Pending>,
     ) {
         let now = Instant::now();
+        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
         let waiters = std::mem::take(&mut self.waiters);
         let mut exhausted: HashSet<String> = HashSet::new();
         for w in waiters {
@@ -103,29 +105,40 @@ impl State {
                 pending.push(w.what.nothing());
                 continue;
             }
+            let looks = match &w.what {
+                // A pull at its deadline looks once more before it is answered empty.
+                Waiting::Pull { subscription, .. } => {
+                    !exhausted.contains(subscription)
+                        && self
+                            .sub(subscription)
+                            .is_ok_and(|s| w.deadline <= now || self.looks(look, s.id, now_ms))
+                }
+                Waiting::Read { stream, offset, .. } => {
+                    self.stream(stream).is_ok_and(|s| s.next_offset > *offset)
+                }
+            };
+            if !looks {
+                self.keep_or_expire(w, now, pending);
+                continue;
+            }
             let mut spans = Vec::new();
             let _ = run_cached(tx, "SAVEPOINT cmd");
             let served = match &w.what {
-                // A pull at its deadline looks once more before it is answered empty.
-                Waiting::Pull { subscription, .. }
-                    if (w.deadline <= now
-                        || self.sub(subscription).is_ok_and(|s| look.includes(s.id)))
-                        && !exhausted.contains(subscription) =>
-                {
-                    self.deliver(tx, subscription, w.max, &w.caller, &mut spans)
-                        .map(|d| {
-                            if d.is_empty() {
-                                exhausted.insert(subscription.clone());
-                            }
-                            Served::Pull(d)
-                        })
-                }
+                Waiting::Pull { subscription, .. } => self
+                    .deliver(tx, subscription, w.max, &w.caller, &mut spans)
+                    .and_then(|d| {
+                        if d.is_empty() {
+                            exhausted.insert(subscription.clone());
+                            self.refresh_due(tx, subscription, now_ms)?;
+                        }
+                        Ok(Served::Pull(d))
+                    }),
                 Waiting::Read {
                     stream,
                     offset,
                     group,
                     ..
-                } if self.stream(stream).is_ok_and(|s| s.next_offset > *offset) => self
+                } => self
                     .read_stream(
                         tx,
                         stream,
@@ -136,7 +149,6 @@ impl State {
                         &mut spans,
                     )
                     .map(Served::Read),
-                _ => Ok(Served::Nothing),
             };
             match (served, w.what) {
                 (Ok(Served::Pull(d)), Waiting::Pull { reply, .. }) if !d.is_empty() => {
@@ -165,6 +177,37 @@ impl State {
                 }
             }
         }
+    }
+
+    /// Whether a pull waiting on subscription `sub` looks in this turn.
+    pub(super) fn looks(&self, look: &Look, sub: i64, now_ms: u64) -> bool {
+        match look {
+            Look::All => true,
+            Look::Some { tick, subs } => {
+                subs.contains(&sub)
+                    || (*tick && self.due.borrow().get(&sub).is_some_and(|&at| at <= now_ms))
+            }
+        }
+    }
+
+    /// A leased or delayed message of `sub` may become deliverable at `at_ms`.
+    pub(super) fn note_due(&self, sub: i64, at_ms: u64) {
+        let mut due = self.due.borrow_mut();
+        let t = due.entry(sub).or_insert(at_ms);
+        *t = (*t).min(at_ms);
+    }
+
+    /// After a look found nothing deliverable: when the next leased or delayed message of the
+    /// subscription becomes deliverable, read from the queue.
+    fn refresh_due(&self, tx: &Connection, name: &str, now_ms: u64) -> Result<(), BrokerError> {
+        let sub = self.sub(name)?.id;
+        let next = db::next_due(tx, sub, now_ms)?;
+        let mut due = self.due.borrow_mut();
+        match next {
+            Some(at) => due.insert(sub, at),
+            None => due.remove(&sub),
+        };
+        Ok(())
     }
 
     fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
