@@ -359,17 +359,16 @@ pub fn release(tx: &Connection, id: i64, visible_ms: u64) -> rusqlite::Result<()
     Ok(())
 }
 
-/// (ready, leased, dead) counts of a subscription at `now_ms`.
 /// When the next leased or delayed message of a subscription becomes deliverable (unix ms), if
-/// one is waiting.
-pub fn next_due(tx: &Connection, sub: i64, now_ms: u64) -> rusqlite::Result<Option<u64>> {
-    tx.prepare_cached(
-        "SELECT MIN(visible_unix_ms) FROM queue WHERE sub_id = ?1 AND state = 0 AND visible_unix_ms > ?2",
-    )?
-    .query_row(params![sub, now_ms as i64], |r| r.get::<_, Option<i64>>(0))
-    .map(|at| at.map(|at| at as u64))
+/// one is waiting: the earliest time of its undelivered rows (called after a look found none
+/// deliverable, so all of them lie ahead, unless the clock stepped back: then it is at once).
+pub fn next_due(tx: &Connection, sub: i64) -> rusqlite::Result<Option<u64>> {
+    tx.prepare_cached("SELECT MIN(visible_unix_ms) FROM queue WHERE sub_id = ?1 AND state = 0")?
+        .query_row(params![sub], |r| r.get::<_, Option<i64>>(0))
+        .map(|at| at.map(|at| at.max(0) as u64))
 }
 
+/// (ready, leased, dead) counts of a subscription at `now_ms`.
 pub fn counts(conn: &Connection, sub: i64, now_ms: u64) -> rusqlite::Result<(u64, u64, u64)> {
     conn.prepare_cached(
         "SELECT COALESCE(SUM(state = 0 AND (lease IS NULL OR visible_unix_ms <= ?2)), 0),

@@ -2,9 +2,9 @@
 //! takes every queued command (group commit), applies the writes in one SQLite transaction
 //! (a savepoint per command, so one failing command fails alone), commits, and only then
 //! answers and ends the spans. Long-polling pulls wait here, in a bounded list, and look for
-//! messages after the commands of a turn that could have made one deliverable (a publish, a
-//! request, a nack, a redrive), and otherwise on a tick, at most [`TICK`] after their last look
-//! (lease expiry, nack delays), and at their deadline.
+//! messages after the commands of a turn that could have made one deliverable on their
+//! subscription (a publish, a request, a nack, a redrive), on a tick ([`TICK`]) once a lease
+//! or a nack delay of their subscription may have run out, and at their deadline.
 //!
 //! Delivery state machine of a queue row (one per message and subscription):
 //!
@@ -248,9 +248,9 @@ impl Router {
         }
         // Only a publish (or a request), a nack or a redrive makes a queued message deliverable
         // at once, and only on the subscriptions it touches: waiting pulls look there (`Look`).
-        // All of them look again only once a tick has passed, for leases that expired and nack
-        // delays that ran out. A waiting pull on another subscription (one whose client left
-        // and whose stream has not noticed yet, say) costs a publish nothing.
+        // Once a tick has passed, pulls also look where a lease or a nack delay may have run
+        // out (`State::due`). A waiting pull on another subscription (an idle one, or one whose
+        // client left and whose stream has not noticed yet) costs a publish nothing.
         let look = if redriven || stopping {
             Look::All
         } else {
@@ -283,6 +283,7 @@ impl Router {
         let failed = tx.commit().err().map(|e| e.to_string());
         if let Some(e) = &failed {
             tracing::error!(error = %e, "broker commit failed");
+            self.state.forget_due();
         }
         let end = SystemTime::now();
         for p in pending {
@@ -596,8 +597,8 @@ mod tests {
         }
     }
 
-    /// A publish makes its topic's subscriptions look, a nack its own subscription; an ack, a
-    /// publish to an unknown topic and a stream publish make none look.
+    /// A publish makes its topic's subscriptions look, a nack its own subscription; an ack and
+    /// a publish to an unknown topic make none look.
     #[test]
     fn a_turn_looks_only_at_the_subscriptions_its_commands_touch() {
         let dir = tempfile::tempdir().expect("temp dir");

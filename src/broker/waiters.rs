@@ -1,8 +1,9 @@
 //! Long-polling pulls and stream reads held by the router: bounded, served at most once per
 //! turn (one look per subscription; a pull only when the turn may have given its subscription
-//! messages or a tick passed, see `Router::turn`, or at its deadline; a read only when its
-//! stream grew), answered empty at their deadline or when
-//! the broker drains, forgotten when their client went away.
+//! messages, or at a tick once a lease or a nack delay of it may have run out, see
+//! `Router::turn` and `State::due`, or at its deadline; a read only when its stream grew),
+//! answered empty at their deadline or when the broker drains, forgotten when their client
+//! went away.
 
 use super::db;
 use super::router::{run_cached, Look, Pending, State};
@@ -126,12 +127,12 @@ impl State {
             let served = match &w.what {
                 Waiting::Pull { subscription, .. } => self
                     .deliver(tx, subscription, w.max, &w.caller, &mut spans)
-                    .and_then(|d| {
+                    .map(|d| {
                         if d.is_empty() {
                             exhausted.insert(subscription.clone());
-                            self.refresh_due(tx, subscription, now_ms)?;
+                            self.refresh_due(tx, subscription);
                         }
-                        Ok(Served::Pull(d))
+                        Served::Pull(d)
                     }),
                 Waiting::Read {
                     stream,
@@ -198,16 +199,29 @@ impl State {
     }
 
     /// After a look found nothing deliverable: when the next leased or delayed message of the
-    /// subscription becomes deliverable, read from the queue.
-    fn refresh_due(&self, tx: &Connection, name: &str, now_ms: u64) -> Result<(), BrokerError> {
-        let sub = self.sub(name)?.id;
-        let next = db::next_due(tx, sub, now_ms)?;
-        let mut due = self.due.borrow_mut();
-        match next {
-            Some(at) => due.insert(sub, at),
-            None => due.remove(&sub),
+    /// subscription becomes deliverable, read from the queue. On an error the entry stays as
+    /// it was (never later than the truth).
+    fn refresh_due(&self, tx: &Connection, name: &str) {
+        let Ok(sub) = self.sub(name).map(|s| s.id) else {
+            return;
         };
-        Ok(())
+        match db::next_due(tx, sub) {
+            Ok(Some(at)) => {
+                self.due.borrow_mut().insert(sub, at);
+            }
+            Ok(None) => {
+                self.due.borrow_mut().remove(&sub);
+            }
+            Err(e) => tracing::warn!(error = %e, "broker: next due time not read"),
+        }
+    }
+
+    /// After a failed commit: what the turn's looks read back may not hold, so every
+    /// subscription looks at the next tick.
+    pub(super) fn forget_due(&self) {
+        let mut due = self.due.borrow_mut();
+        due.clear();
+        due.extend(self.catalogue.subs.values().map(|s| (s.id, 0)));
     }
 
     fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
