@@ -254,6 +254,8 @@ impl Router {
         let look = if redriven || stopping {
             Look::All
         } else {
+            // Every command counts, even with no pull waiting yet: a pull earlier in the turn
+            // may come to wait for a publish later in it.
             let mut subs = HashSet::new();
             for c in &writes {
                 self.state.touched(c, &mut subs);

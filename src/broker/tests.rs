@@ -93,20 +93,19 @@ async fn concurrent_publishes_are_each_answered_and_stored() {
 async fn leases_and_attempts_survive_reopening_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let (b, d) = one_leased(dir.path(), "s", 60_000).await;
-    let d = [d];
     b.shutdown();
     let b = open(dir.path());
     assert_eq!(counts(&b).await, vec![("s".into(), 0, 1, 0)]);
     let settled = b
         .settle(
             "s".into(),
-            vec![d[0].lease_id.clone(), "x".into()],
+            vec![d.lease_id.clone(), "x".into()],
             Settle::Ack,
             Caller::default(),
         )
         .await
         .unwrap();
-    assert_eq!(settled.settled, vec![d[0].lease_id.clone()]);
+    assert_eq!(settled.settled, vec![d.lease_id.clone()]);
     assert_eq!(settled.unknown, vec!["x".to_string()]);
     assert_eq!(counts(&b).await, vec![("s".into(), 0, 0, 0)]);
     b.shutdown();
@@ -178,7 +177,6 @@ async fn a_waiting_pull_wakes_when_a_lease_or_a_delay_runs_out() {
         }
     };
     let (_, ()) = tokio::join!(expect_redelivery(&b, "s", 2, "the lease"), noise);
-
     b.shutdown();
 
     // A lease still held at a restart: the new router learns of it from the file.
