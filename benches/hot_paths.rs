@@ -8,9 +8,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use switchyard::model::sketch::Sketch;
 use switchyard::model::{EdgeKind, NodeKey, TimeWindow};
-use switchyard::store::{EdgeRow, NodeRow, TopologyRows};
-use switchyard::topology::sketch::Sketch;
+use switchyard::model::{EdgeRow, NodeRow, TopologyRows};
 
 /// Runs `f` repeatedly for about `budget` and returns the mean time per call.
 fn time(budget: Duration, mut f: impl FnMut()) -> Duration {

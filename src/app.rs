@@ -2,7 +2,7 @@
 
 use crate::cli::{ServeArgs, SyncMode};
 use crate::ingest::{self, Ingest, IngestConfig};
-use crate::store::{RetentionConfig, Store, StoreConfig};
+use crate::store::{RetentionConfig, SqliteStore, Store, StoreConfig};
 use actix_web::{web, App, HttpServer};
 use anyhow::Context;
 use std::net::SocketAddr;
@@ -30,7 +30,8 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    let store = Store::open(&store_config(&args))
+    let store = SqliteStore::open(&store_config(&args))
+        .map(Store::new)
         .with_context(|| format!("opening {}", args.db.display()))?;
     let ingest = Ingest::new(
         store.clone(),
@@ -176,7 +177,7 @@ pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
     let store = crate::store::open_read_only(&args.db)?;
     let window = crate::web::api::parse_window(args.since.as_deref(), args.until.as_deref())
         .map_err(anyhow::Error::msg)?;
-    let rows = store.read(|c| crate::store::reader::topology(c, window))?;
+    let rows = store.topology(window)?;
     let topo = crate::topology::build(rows, window);
     let text = match args.format {
         crate::cli::ExportFormat::Dot => crate::export::dot::to_dot(&topo),

@@ -19,6 +19,7 @@
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
+pub mod accounting;
 pub mod app;
 pub mod bench;
 pub mod broker;

@@ -10,7 +10,7 @@ pub mod status;
 
 use crate::error::ErrorCode;
 use crate::priority::Priority;
-use crate::store::{Store, StoreError};
+use crate::store::{Room, Store, StoreError, WriteBatch};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -185,7 +185,14 @@ impl Ingest {
         if batch.spans.is_empty() {
             return Ok(accepted);
         }
-        let queued = self.store.write_waiting(batch.spans, wait, priority);
+        let room = if wait.is_zero() {
+            Room::Now
+        } else {
+            Room::Within(wait)
+        };
+        let queued = self
+            .store
+            .write(WriteBatch::Spans(batch.spans), room, priority);
         let committed = queued.inspect_err(|_| {
             self.counters
                 .requests_refused

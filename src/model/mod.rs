@@ -3,11 +3,18 @@
 pub mod ids;
 pub mod messaging;
 pub mod node;
+pub mod rows;
+pub mod sketch;
 pub mod span;
+pub mod stored;
+#[cfg(test)]
+pub mod testing;
 pub mod window;
 
 pub use ids::{SpanId, TraceId};
 pub use messaging::{Messaging, Operation};
 pub use node::{EdgeKind, NodeKey, NodeKind};
+pub use rows::{EdgeRow, MinuteRow, NodeRow, TopologyRows};
 pub use span::{AttrValue, Attributes, Event, Link, ServiceRef, Span, SpanKind, StatusCode};
+pub use stored::{LinkingSpan, StoredMessaging, StoredSpan, TraceQuery, TraceSearch, TraceSummary};
 pub use window::TimeWindow;

@@ -23,7 +23,7 @@ pub fn prepare(spans: Vec<Span>) -> Vec<Prepared> {
         .into_iter()
         .map(|mut span| Prepared {
             attributes: attributes_json(&span.attributes),
-            attribute_hashes: super::postings::attribute_hashes(&span.attributes),
+            attribute_hashes: super::sqlite::postings::attribute_hashes(&span.attributes),
             db_system: span
                 .attributes
                 .iter()

@@ -2,7 +2,7 @@
 
 use super::detect::{self, Finding};
 use crate::model::{EdgeKind, NodeKind, TimeWindow};
-use crate::store::{EdgeRow, TopologyRows};
+use crate::model::{EdgeRow, TopologyRows};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};

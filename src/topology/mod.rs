@@ -3,7 +3,6 @@
 
 pub mod build;
 pub mod detect;
-pub mod sketch;
 
 pub use build::{build, Dependency, Edge, Node, Topology};
 pub use detect::Finding;

@@ -5,7 +5,6 @@ use crate::export;
 use crate::ingest::Ingest;
 use crate::model::window::now_unix_nanos;
 use crate::model::{TimeWindow, TraceId};
-use crate::store::reader;
 use crate::topology::{self, Topology};
 use crate::web::trace_search::{self, FilterText, Filters};
 use actix_web::{web, HttpResponse};
@@ -47,7 +46,7 @@ pub async fn load_topology(ingest: &Ingest, window: TimeWindow) -> Result<Topolo
     // Reading, merging and the detectors all run on a blocking thread.
     let topo = ingest
         .store
-        .read_async(move |c| Ok(topology::build(reader::topology(c, window)?, window)))
+        .blocking(move |s| Ok(topology::build(s.topology(window)?, window)))
         .await?;
     Ok(topo)
 }
@@ -148,7 +147,7 @@ pub async fn trace(
 }
 
 pub async fn stats(ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
-    let stored = ingest.store.read_async(reader::span_count).await?;
+    let stored = ingest.store.blocking(|s| s.span_count()).await?;
     let c = &ingest.counters;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "spans_in_store": stored,

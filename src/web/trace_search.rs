@@ -2,7 +2,8 @@
 //! names, parsed once, and the duration bounds applied to the newest matches.
 
 use crate::model::TimeWindow;
-use crate::store::{Store, StoreError, TraceQuery, TraceSummary};
+use crate::model::{TraceQuery, TraceSummary};
+use crate::store::{Store, StoreError};
 
 /// Duration bounds are checked on the summaries of this many newest matches at most.
 pub const POST_FILTER_SCAN: usize = 1000;

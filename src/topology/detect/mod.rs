@@ -95,10 +95,11 @@ impl<'a> Flows<'a> {
 
 #[cfg(test)]
 pub(crate) mod testing {
+    use crate::model::sketch::Sketch;
     use crate::model::EdgeKind;
+    use crate::model::{EdgeRow, NodeRow, TopologyRows};
     use crate::model::{NodeKey, TimeWindow};
-    use crate::store::{EdgeRow, NodeRow, TopologyRows};
-    use crate::topology::{build, sketch::Sketch, Topology};
+    use crate::topology::{build, Topology};
 
     /// Builds a topology from `(from, to, kind, count)`; ids name their kind (`s:` service,
     /// `d:` destination).

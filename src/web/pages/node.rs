@@ -6,7 +6,7 @@ use super::traces::TraceItem;
 use super::window::{url_encode, PageWindow, WindowQuery};
 use crate::ingest::Ingest;
 use crate::model::NodeKind;
-use crate::store::TraceQuery;
+use crate::model::TraceQuery;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
@@ -212,7 +212,7 @@ async fn page(
                 .iter()
                 .map(TraceItem::from_summary)
                 .collect();
-            let minutes = s.read(|c| crate::store::series::node_minutes(c, &node_id, w))?;
+            let minutes = s.node_minutes(&node_id, w)?;
             let sparks = super::sparkline::sparks(&minutes, w, kind == NodeKind::Service);
             Ok((traces, sparks))
         })

@@ -2,8 +2,8 @@
 //! points of an SVG polyline (numbers only). Pure.
 
 use super::format;
+use crate::model::MinuteRow;
 use crate::model::TimeWindow;
-use crate::store::series::MinuteRow;
 use std::collections::BTreeMap;
 
 pub const MAX_POINTS: usize = 60;

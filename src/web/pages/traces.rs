@@ -4,7 +4,7 @@
 use super::format;
 use super::window::{url_encode, PageWindow, WindowQuery};
 use crate::ingest::Ingest;
-use crate::store::TraceSummary;
+use crate::model::TraceSummary;
 use crate::web::render::{render, PageError};
 use crate::web::trace_search::{self, FilterText, Filters};
 use actix_web::{web, HttpResponse};

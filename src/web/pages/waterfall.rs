@@ -5,7 +5,7 @@
 //! Pure: no IO, unit-tested.
 
 use super::format;
-use crate::store::reader::StoredSpan;
+use crate::model::StoredSpan;
 use std::collections::{HashMap, HashSet};
 
 /// A publish that a consume row is tied to, and the broker segment drawn before the consume.
@@ -373,8 +373,8 @@ fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::StoredMessaging;
     use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
-    use crate::store::reader::StoredMessaging;
     use serde_json::json;
 
     const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";

@@ -1,21 +1,9 @@
 //! Per-minute series of one node over a window, from the statistics tables (for sparklines).
 
 use super::StoreError;
-use crate::model::{EdgeKind, TimeWindow};
+use crate::model::{EdgeKind, MinuteRow, TimeWindow};
 use rusqlite::{params, Connection};
 use std::collections::BTreeMap;
-
-/// One minute of a node's activity. `count` is spans (services) or messages published
-/// (destinations); `errors` are error spans (services) or failed consumes (destinations);
-/// the delay is the publish-to-consume delay of what the node consumed (services) or of
-/// what was consumed from it (destinations).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct MinuteRow {
-    pub count: i64,
-    pub errors: i64,
-    pub delay_sum_micros: i64,
-    pub delay_count: i64,
-}
 
 /// Minutes with activity, keyed by unix minute.
 pub fn node_minutes(

@@ -9,9 +9,9 @@
 //! str destination | u8 operation | opt group | opt message_id | opt conversation_id] |
 //! opt peer | opt attributes | opt events | opt links`
 
-use super::insert::Prepared;
 use super::postings::Collector;
 use crate::model::{Operation, SpanId, SpanKind, StatusCode, TraceId};
+use crate::store::Prepared;
 
 /// Largest inflated block accepted when reading (blocks are written by us; this guards
 /// against a damaged file).

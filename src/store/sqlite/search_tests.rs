@@ -2,12 +2,14 @@
 //! windows, after retention deleted blocks, after a restart, and over blocks written before
 //! the block index existed (a migrated v1 file).
 
+use super::retention::RetentionConfig;
 use super::search::DECODE_BLOCKS;
 use super::tests::open;
 use super::*;
 use crate::model::{
     Messaging, Operation, ServiceRef, Span, SpanId, SpanKind, StatusCode, TimeWindow, TraceId,
 };
+use crate::store::{prepare, TraceReads, Writes};
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -140,7 +142,7 @@ fn expected(spans: &[Span], q: &TraceQuery) -> BTreeSet<String> {
         .collect()
 }
 
-fn found(store: &Store, q: &TraceQuery) -> (BTreeSet<String>, bool) {
+fn found(store: &SqliteStore, q: &TraceQuery) -> (BTreeSet<String>, bool) {
     let r = store.search_traces(q).unwrap();
     (
         r.traces.iter().map(|t| t.trace_id.to_hex()).collect(),
@@ -213,7 +215,7 @@ fn queries() -> Vec<TraceQuery> {
     ]
 }
 
-fn check_all(store: &Store, spans: &[Span], context: &str) {
+fn check_all(store: &SqliteStore, spans: &[Span], context: &str) {
     for q in queries() {
         let (got, complete) = found(store, &q);
         assert!(complete, "{context}: {q:?} is complete");

@@ -1,17 +1,21 @@
 //! The single writer thread: group commit, reply after COMMIT, periodic retention.
 //! Each request becomes one span block; its analysis (pairing, statistics) commits with it.
 
-use super::accumulate::Accumulator;
+use super::super::insert::{attributes_json, Prepared};
+use super::super::interface::WriteBatch;
+use super::accumulate::{self, Totals};
+use super::backlog::{facts_of_record, SqlBacklog};
 use super::block::{self, BlockBuilder};
-use super::insert::{attributes_json, Prepared};
-use super::pairing::{Facts, Pairing};
-use super::recent::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use super::retention::{self, RetentionConfig};
 use super::trace_index::{TraceIndex, Unwritten};
-use super::{retention, RetentionConfig, StoreError};
+use crate::accounting::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use crate::accounting::minutes::Accumulator;
+use crate::accounting::{pairable, Pairing};
 use crate::mailbox::{Receiver, RecvTimeoutError};
 use crate::model::window::now_unix_nanos;
 use crate::model::Attributes;
 use crate::priority::Priority;
+use crate::store::{StoreError, WriteOutcome};
 use foldhash::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
@@ -19,18 +23,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// The result of one write: how many spans were new and how many were already stored.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct WriteOutcome {
-    pub stored: u64,
-    pub duplicates: u64,
-}
-
 pub type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
 pub enum Command {
     Write {
-        spans: Vec<Prepared>,
+        batch: WriteBatch,
         reply: Reply,
         /// Work that can wait (the broker's own spans while their exporter keeps up): a group
         /// of only such writes is committed in the background (`crate::priority`).
@@ -99,6 +96,7 @@ pub struct Writer {
     rx: Receiver<Command>,
     retention: RetentionConfig,
     acc: Accumulator,
+    totals: Totals,
     mem: Memory,
     sweep_slice: u32,
     index: TraceIndex,
@@ -107,7 +105,7 @@ pub struct Writer {
     failed: bool,
     /// Index rows below this block id have been swept.
     swept_below: i64,
-    dropper: crate::mailbox::Sender<Vec<Vec<Prepared>>>,
+    dropper: crate::mailbox::Sender<Vec<WriteBatch>>,
     urgent: Urgent,
 }
 
@@ -122,7 +120,7 @@ impl Writer {
         let mem = Memory::load(&conn)?;
         let last_block: i64 =
             conn.query_row("SELECT COALESCE(MAX(id), 0) FROM blocks", [], |r| r.get(0))?;
-        let (dropper, garbage) = crate::mailbox::bounded::<Vec<Vec<Prepared>>>(16);
+        let (dropper, garbage) = crate::mailbox::bounded::<Vec<WriteBatch>>(16);
         std::thread::Builder::new()
             .name("store-dropper".into())
             .spawn(move || {
@@ -138,6 +136,7 @@ impl Writer {
             rx,
             retention,
             acc: Accumulator::default(),
+            totals: Totals::default(),
             mem,
             sweep_slice: 0,
             index: TraceIndex::new(unwritten),
@@ -239,7 +238,7 @@ impl Writer {
     /// Takes the first command and whatever else is already queued, up to the group limit
     /// (everything, once a shutdown was asked); says whether the group stops the writer and
     /// whether every write of it is background work.
-    fn gather(&self, first: Command) -> (Vec<(Vec<Prepared>, Reply)>, bool, bool) {
+    fn gather(&self, first: Command) -> (Vec<(WriteBatch, Reply)>, bool, bool) {
         let mut batch = Vec::new();
         let mut total = 0;
         let mut stop = false;
@@ -248,16 +247,16 @@ impl Writer {
         while let Some(cmd) = next.take() {
             match cmd {
                 Command::Write {
-                    spans,
+                    batch: write,
                     reply,
                     background,
                 } => {
-                    total += spans.len();
+                    total += write.len();
                     all_background &= background;
                     if !background {
                         self.urgent.unqueue();
                     }
-                    batch.push((spans, reply));
+                    batch.push((write, reply));
                 }
                 Command::Shutdown => stop = true,
             }
@@ -269,16 +268,16 @@ impl Writer {
         (batch, stop, background)
     }
 
-    fn commit(&mut self, batch: Vec<(Vec<Prepared>, Reply)>) {
+    fn commit(&mut self, batch: Vec<(WriteBatch, Reply)>) {
         if batch.is_empty() {
             return;
         }
         match self.write_all(&batch) {
             Ok(outcomes) => {
                 let mut done = Vec::with_capacity(batch.len());
-                for ((spans, reply), outcome) in batch.into_iter().zip(outcomes) {
+                for ((write, reply), outcome) in batch.into_iter().zip(outcomes) {
                     let _ = reply.send(Ok(outcome));
-                    done.push(spans);
+                    done.push(write);
                 }
                 // Freeing thousands of strings is work the writer need not do itself.
                 if let Err(
@@ -309,6 +308,7 @@ impl Writer {
     /// After a rollback: rebuild everything the writer remembers from what was committed.
     fn resync(&mut self) -> Result<(), StoreError> {
         self.acc.reset();
+        self.totals.reset();
         self.index.reset();
         super::trace_index::recover(&mut self.conn)?;
         self.mem = Memory::load(&self.conn)?;
@@ -318,28 +318,33 @@ impl Writer {
         Ok(())
     }
 
-    fn write_all(
-        &mut self,
-        batch: &[(Vec<Prepared>, Reply)],
-    ) -> rusqlite::Result<Vec<WriteOutcome>> {
+    fn write_all(&mut self, batch: &[(WriteBatch, Reply)]) -> rusqlite::Result<Vec<WriteOutcome>> {
         let started = Instant::now();
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
-        for (spans, _) in batch {
-            outcomes.push(write_request(
-                &tx,
-                &mut self.acc,
-                &mut self.mem,
-                &mut self.index,
-                &mut self.last_block,
-                spans,
-            )?);
+        for (write, _) in batch {
+            let outcome = match write {
+                WriteBatch::Spans(spans) => write_request(
+                    &tx,
+                    &mut self.acc,
+                    &mut self.mem,
+                    &mut self.index,
+                    &mut self.last_block,
+                    spans,
+                )?,
+            };
+            outcomes.push(outcome);
         }
         let analysed = started.elapsed();
         let written = self.index.flush_due(&tx, self.last_block)?;
         let indexed = started.elapsed();
-        self.acc
-            .flush(&tx, &mut self.mem.known_nodes, now_unix_nanos())?;
+        accumulate::flush(
+            &mut self.acc,
+            &mut self.totals,
+            &tx,
+            &mut self.mem.known_nodes,
+            now_unix_nanos(),
+        )?;
         let flushed = started.elapsed();
         tx.commit()?;
         let total = started.elapsed();
@@ -398,8 +403,7 @@ fn write_request(
     for i in parents_first(spans) {
         let prepared = &spans[i];
         let span = &prepared.span;
-        let pairable =
-            super::pairing::pairable(span.kind, span.messaging.as_ref().map(|m| m.operation));
+        let pairable = pairable(span.kind, span.messaging.as_ref().map(|m| m.operation));
         if !mem
             .seen
             .insert(span_hash(span.trace_id, span.span_id), pairable)
@@ -417,15 +421,17 @@ fn write_request(
             }
         };
         let mut pairing = Pairing {
-            tx,
+            backlog: &mut SqlBacklog {
+                tx,
+                unwritten: &index.unwritten,
+            },
             acc,
             recent: &mut mem.recent,
             seen: &mem.seen,
             pending: &mut mem.pending,
             nodes: &mut mem.nodes,
-            unwritten: &index.unwritten,
         };
-        let flags = pairing.analyse(prepared)?;
+        let flags = pairing.analyse(span, prepared.db_system.as_deref())?;
         block.push(prepared, resource_id, flags);
         outcome.stored += 1;
     }
@@ -547,12 +553,11 @@ impl Memory {
             };
             for rec in block::records(&inflated) {
                 let Ok(r) = block::decode(rec) else { continue };
-                let pairable =
-                    super::pairing::pairable(r.kind, r.messaging.as_ref().map(|m| m.operation));
+                let pairable = pairable(r.kind, r.messaging.as_ref().map(|m| m.operation));
                 mem.seen.insert(span_hash(r.trace_id, r.span_id), pairable);
                 if pairable {
-                    let mut facts = Facts::of_record(&r, &mut mem.nodes);
-                    if let Some(f) = super::pairing::stored_flags(conn, r.trace_id, r.span_id)? {
+                    let mut facts = facts_of_record(&r, &mut mem.nodes);
+                    if let Some(f) = super::backlog::stored_flags(conn, r.trace_id, r.span_id)? {
                         facts.flags = f;
                     }
                     mem.recent.insert(facts);

@@ -3,40 +3,14 @@
 
 use super::block::{self, Record};
 use super::postings::{self, Bloom, Extent};
-use super::reader::{summarize, trace_records, BlockCache, TraceSummary};
+use super::reader::{summarize, trace_records, BlockCache};
 use super::trace_index::Unwritten;
 use super::StoreError;
-use crate::model::{StatusCode, TimeWindow, TraceId};
+use crate::model::{StatusCode, TraceId};
+use crate::model::{TraceQuery, TraceSearch};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
-use serde::Serialize;
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
-
-/// Service, destination, operation, attribute and status must hold on one span together
-/// (as in Jaeger); the span must start in the window.
-#[derive(Clone, Debug, Default)]
-pub struct TraceQuery {
-    pub service: Option<String>,
-    pub destination: Option<String>,
-    /// A span name (operation).
-    pub operation: Option<String>,
-    /// An attribute `key` with this value (compared as text: numbers and booleans as JSON).
-    pub attribute: Option<(String, String)>,
-    /// Only spans with status error.
-    pub errors_only: bool,
-    pub window: Option<TimeWindow>,
-    pub limit: usize,
-}
-
-/// The traces found, newest first, and whether the search covered everything it had to.
-#[derive(Clone, Debug, Default, Serialize)]
-pub struct TraceSearch {
-    pub traces: Vec<TraceSummary>,
-    /// False when the search stopped at its bound on decoding ([`DECODE_BLOCKS`], or 30 ms)
-    /// before it could tell that no newer match remained: matches in the blocks it did not
-    /// read may be missing, some newer than the last one listed.
-    pub complete: bool,
-}
 
 /// Blocks decoded at most by one search: blocks the index cannot answer alone (two or more
 /// conditions on one span, an attribute its Bloom filter may hold, blocks written before

@@ -3,42 +3,13 @@
 use super::block;
 use super::trace_index::Unwritten;
 use super::StoreError;
-use crate::model::{EdgeKind, NodeKey, NodeKind, SpanId, TimeWindow, TraceId};
-use crate::topology::sketch::Sketch;
+use crate::model::sketch::Sketch;
+use crate::model::{
+    EdgeKind, EdgeRow, LinkingSpan, NodeKey, NodeKind, NodeRow, StoredMessaging, StoredSpan,
+    TimeWindow, TopologyRows, TraceId, TraceSummary,
+};
 use rusqlite::{params, Connection, OptionalExtension};
-use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
-
-#[derive(Clone, Debug)]
-pub struct EdgeRow {
-    pub from: String,
-    pub to: String,
-    pub kind: EdgeKind,
-    pub via: String,
-    pub count: i64,
-    pub errors: i64,
-    pub latency_sum_micros: i64,
-    pub latency: Sketch,
-    pub first_seen_unix_nanos: u64,
-    pub last_seen_unix_nanos: u64,
-    /// Distinct instances of the consuming service (consume edges only).
-    pub instances: i64,
-}
-
-#[derive(Clone, Debug)]
-pub struct NodeRow {
-    pub key: NodeKey,
-    /// Spans the service emitted in the window (0 for other kinds).
-    pub spans: i64,
-    pub errors: i64,
-}
-
-/// Everything the topology needs for one window, merged over its minutes.
-#[derive(Clone, Debug, Default)]
-pub struct TopologyRows {
-    pub nodes: Vec<NodeRow>,
-    pub edges: Vec<EdgeRow>,
-}
 
 pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, StoreError> {
     let (first, last) = window.minutes();
@@ -138,22 +109,6 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
     Ok(TopologyRows { nodes, edges })
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct TraceSummary {
-    pub trace_id: TraceId,
-    pub root_service: Option<String>,
-    pub root_name: Option<String>,
-    pub start_unix_nanos: u64,
-    pub duration_micros: u64,
-    pub span_count: i64,
-    pub error_count: i64,
-    pub services: Vec<String>,
-    pub destinations: Vec<String>,
-    /// Produce -> consume hops: consume spans whose parent or a link is a produce span of
-    /// this trace.
-    pub hops: i64,
-}
-
 /// The summary of a trace from its records (no JSON parsed but the links of consumes).
 pub(super) fn summarize(trace_id: TraceId, mut spans: Vec<block::Record>) -> Option<TraceSummary> {
     use crate::model::Operation;
@@ -214,14 +169,6 @@ pub(super) fn summarize(trace_id: TraceId, mut spans: Vec<block::Record>) -> Opt
     })
 }
 
-/// A span of another trace that links to a given trace: the trace and the span's label.
-#[derive(Clone, Debug, Serialize)]
-pub struct LinkingSpan {
-    pub trace_id: TraceId,
-    pub service: String,
-    pub name: String,
-}
-
 /// Blocks read at most when looking for spans that link to a trace.
 const LINKING_BLOCKS: usize = 32;
 /// How long after a trace's start a span linking to it is looked for.
@@ -273,41 +220,6 @@ pub fn linking_spans(
         }
     }
     Ok(out)
-}
-
-/// One stored span as the API shows it.
-#[derive(Clone, Debug, Serialize)]
-pub struct StoredSpan {
-    pub trace_id: TraceId,
-    pub span_id: SpanId,
-    pub parent_span_id: Option<SpanId>,
-    pub service: String,
-    pub service_namespace: Option<String>,
-    pub service_instance: Option<String>,
-    pub name: String,
-    pub kind: crate::model::SpanKind,
-    pub start_unix_nanos: u64,
-    pub end_unix_nanos: u64,
-    pub duration_micros: u64,
-    pub status: crate::model::StatusCode,
-    pub status_message: Option<String>,
-    pub scope: Option<String>,
-    pub messaging: Option<StoredMessaging>,
-    pub peer: Option<String>,
-    pub attributes: serde_json::Value,
-    pub resource: serde_json::Value,
-    pub events: serde_json::Value,
-    pub links: serde_json::Value,
-}
-
-#[derive(Clone, Debug, Serialize)]
-pub struct StoredMessaging {
-    pub system: String,
-    pub destination: String,
-    pub operation: &'static str,
-    pub consumer_group: Option<String>,
-    pub message_id: Option<String>,
-    pub conversation_id: Option<String>,
 }
 
 fn json(text: Option<&str>, empty: serde_json::Value) -> serde_json::Value {
@@ -475,10 +387,10 @@ fn trace_cached(
 }
 
 /// Spans in the store.
-pub fn span_count(conn: &Connection) -> Result<i64, StoreError> {
-    Ok(
-        conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM blocks", [], |r| {
-            r.get(0)
-        })?,
-    )
+pub fn span_count(conn: &Connection) -> Result<u64, StoreError> {
+    let n: i64 = conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM blocks", [], |r| {
+        r.get(0)
+    })?;
+    // A sum of non-negative counts: never negative in a valid file.
+    Ok(u64::try_from(n).unwrap_or(0))
 }

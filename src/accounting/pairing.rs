@@ -1,7 +1,8 @@
-//! Ingest-time analysis of each new span inside the writer's transaction: tie it to the spans
-//! it refers to (parent, links) or that wait for it, and record its edge statistics. Arrival
-//! order does not matter: a reference to a span not stored yet waits in `pending_refs` until
-//! that span arrives.
+//! Ingest-time analysis of each new span: tie it to the spans it refers to (parent, links) or
+//! that wait for it, and record its edge statistics. Arrival order does not matter: a
+//! reference to a span not stored yet waits (in the store's backlog, [`Backlog`]) until that
+//! span arrives. Pure: what is older than the writer's memory comes through [`Backlog`], which
+//! each store implements over its own tables.
 //!
 //! Counting rules (logical messages, not spans):
 //! - a produce span nested in another produce span (parent/child, same destination) is one
@@ -12,12 +13,9 @@
 //! - a CLIENT span counts as a call to its peer (external node) until a SERVER span of another
 //!   service names it as parent; then the call moves to the service -> service edge.
 
-use super::accumulate::{Accumulator, EdgeChange};
-use super::block;
-use super::insert::Prepared;
-use super::recent::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use super::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use super::minutes::{Accumulator, EdgeChange};
 use crate::model::{EdgeKind, NodeKey, Operation, Span, SpanId, SpanKind, TraceId};
-use rusqlite::{params, OptionalExtension, Transaction};
 use std::sync::Arc;
 
 pub const FLAG_COUNTED: u8 = 1;
@@ -61,26 +59,6 @@ impl Facts {
         }
     }
 
-    pub fn of_record(r: &block::Record, nodes: &mut Nodes) -> Facts {
-        Facts {
-            trace: r.trace_id,
-            span_id: r.span_id,
-            parent: r.parent,
-            service: nodes.service(&r.service, r.namespace.as_deref()),
-            kind: r.kind,
-            operation: r.messaging.as_ref().map(|m| m.operation),
-            destination: r
-                .messaging
-                .as_ref()
-                .map(|m| nodes.destination(&m.system, &m.destination)),
-            start: r.start,
-            end: r.end,
-            error: r.status == crate::model::StatusCode::Error,
-            peer: r.peer.as_deref().map(Arc::from),
-            flags: r.flags,
-        }
-    }
-
     fn duration_micros(&self) -> u64 {
         self.end.saturating_sub(self.start) / 1_000
     }
@@ -108,26 +86,56 @@ pub fn pairable(kind: SpanKind, operation: Option<Operation>) -> bool {
 }
 
 /// How long a publish or server span waits for a parent that has not arrived.
-const PARENT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
+pub const PARENT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Links of one consume span analysed at most (a batch receive can link to many producers).
 const MAX_LINKS: usize = 1_000;
 
+/// What pairing needs from persistence: spans stored before the writer's memory reaches back,
+/// spans that wait for one not stored yet, and flag changes of stored spans. Each store
+/// implements it over its own tables, inside the transaction the analysis commits with.
+pub trait Backlog {
+    type Error;
+    /// A span stored earlier that is no longer in the writer's memory (None: not stored).
+    fn stored(
+        &mut self,
+        nodes: &mut Nodes,
+        trace: TraceId,
+        span: SpanId,
+    ) -> Result<Option<Facts>, Self::Error>;
+    /// `waiting` waits for (trace, span) until `expires_unix_nanos`.
+    fn wait(
+        &mut self,
+        trace: TraceId,
+        span: SpanId,
+        waiting: &Facts,
+        expires_unix_nanos: u64,
+    ) -> Result<(), Self::Error>;
+    /// The spans that wait for (trace, span), no longer waiting.
+    fn take_waiting(
+        &mut self,
+        nodes: &mut Nodes,
+        trace: TraceId,
+        span: SpanId,
+    ) -> Result<Vec<Facts>, Self::Error>;
+    /// The flags of a span stored earlier changed.
+    fn flags_changed(&mut self, facts: &Facts) -> Result<(), Self::Error>;
+}
+
 /// The writer's state that pairing reads and updates, for one transaction.
-pub struct Pairing<'a, 't> {
-    pub tx: &'a Transaction<'t>,
+pub struct Pairing<'a, B: Backlog> {
+    pub backlog: &'a mut B,
     pub acc: &'a mut Accumulator,
     pub recent: &'a mut RecentFacts,
     pub seen: &'a Seen,
     pub pending: &'a mut PendingKeys,
     pub nodes: &'a mut Nodes,
-    pub unwritten: &'a super::trace_index::Unwritten,
 }
 
-impl Pairing<'_, '_> {
+impl<B: Backlog> Pairing<'_, B> {
     /// Analyses one new span (not a duplicate) and returns the flags to store with it.
-    pub fn analyse(&mut self, prepared: &Prepared) -> rusqlite::Result<u8> {
-        let span = &prepared.span;
+    /// `db_system` names the system of the external peer a CLIENT span calls.
+    pub fn analyse(&mut self, span: &Span, db_system: Option<&str>) -> Result<u8, B::Error> {
         let provisional = match span.messaging.as_ref().map(|m| m.operation) {
             Some(Operation::Produce | Operation::Consume) => FLAG_COUNTED,
             _ => 0,
@@ -154,11 +162,14 @@ impl Pairing<'_, '_> {
         }
         // Every arrival settles what waits for it, pairable or not, so waiting rows do not pile up.
         if self.pending.remove(&span_hash(me.trace, me.span_id)) {
-            for mut waiting in take_waiting(self.tx, self.nodes, me.trace, me.span_id)? {
+            let waiting = self
+                .backlog
+                .take_waiting(self.nodes, me.trace, me.span_id)?;
+            for mut waiting in waiting {
                 self.relate(&mut me, &mut waiting, false)?;
             }
         }
-        self.own_contribution(prepared, &mut me);
+        self.own_contribution(span, db_system, &mut me);
         let flags = me.flags;
         if me.referable() {
             self.recent.insert(me);
@@ -171,12 +182,12 @@ impl Pairing<'_, '_> {
         me: &mut Facts,
         trace: TraceId,
         target: SpanId,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), B::Error> {
         let earlier = match self.recent.get(trace, target) {
             Some(f) => Some(f.clone()),
             // Stored recently but not a span pairing cares about.
             None if self.seen.get(span_hash(trace, target)) == Some(false) => return Ok(()),
-            None => lookup_stored(self.tx, self.nodes, self.unwritten, trace, target)?,
+            None => self.backlog.stored(self.nodes, trace, target)?,
         };
         match earlier {
             Some(mut earlier) => {
@@ -189,7 +200,13 @@ impl Pairing<'_, '_> {
             }
             None => {
                 self.pending.insert(span_hash(trace, target));
-                insert_pending(self.tx, trace, target, me)
+                let expires = match me.operation {
+                    Some(Operation::Consume) => u64::MAX,
+                    _ => me
+                        .start
+                        .saturating_add(u64::try_from(PARENT_WAIT.as_nanos()).unwrap_or(u64::MAX)),
+                };
+                self.backlog.wait(trace, target, me, expires)
             }
         }
     }
@@ -201,7 +218,7 @@ impl Pairing<'_, '_> {
         referred: &mut Facts,
         referring: &mut Facts,
         referring_arrives: bool,
-    ) -> rusqlite::Result<()> {
+    ) -> Result<(), B::Error> {
         let is_parent =
             referring.parent == Some(referred.span_id) && referring.trace == referred.trace;
         match (referred.operation, referring.operation) {
@@ -303,8 +320,7 @@ impl Pairing<'_, '_> {
         }
     }
 
-    fn own_contribution(&mut self, prepared: &Prepared, me: &mut Facts) {
-        let span = &prepared.span;
+    fn own_contribution(&mut self, span: &Span, db_system: Option<&str>, me: &mut Facts) {
         let counted = me.flags & FLAG_COUNTED != 0;
         let change = |from, to, kind, count, latency| EdgeChange {
             from,
@@ -343,8 +359,7 @@ impl Pairing<'_, '_> {
             }
             _ if me.is_client_call() && me.flags & FLAG_CALL_PAIRED == 0 => {
                 if let Some(peer) = &me.peer {
-                    let system = prepared.db_system.as_deref();
-                    let ext = self.nodes.external(peer, system);
+                    let ext = self.nodes.external(peer, db_system);
                     self.acc.edge(change(
                         &me.service,
                         &ext,
@@ -360,140 +375,10 @@ impl Pairing<'_, '_> {
     }
 
     /// Records a flag change of a span stored before this one.
-    fn store_flags(&mut self, f: &Facts) -> rusqlite::Result<()> {
+    fn store_flags(&mut self, f: &Facts) -> Result<(), B::Error> {
         if let Some(r) = self.recent.get_mut(f.trace, f.span_id) {
             r.flags = f.flags;
         }
-        self.tx
-            .prepare_cached("INSERT OR REPLACE INTO span_flags (trace_key, span_key, flags, start_unix_nanos) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![f.trace.key(), f.span_id.key(), f.flags, f.start as i64])?;
-        Ok(())
+        self.backlog.flags_changed(f)
     }
-}
-
-fn insert_pending(
-    tx: &Transaction<'_>,
-    trace: TraceId,
-    target: SpanId,
-    w: &Facts,
-) -> rusqlite::Result<()> {
-    let expires = match w.operation {
-        Some(Operation::Consume) => u64::MAX,
-        _ => w.start.saturating_add(PARENT_WAIT.as_nanos() as u64),
-    };
-    tx.prepare_cached(
-        "INSERT OR IGNORE INTO pending_refs (ref_trace, ref_span, trace_id, span_key, parent_key, service, namespace, kind, operation,
-         system, destination, start_unix_nanos, end_unix_nanos, error, peer, flags, expires_unix_nanos)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)",
-    )?
-    .execute(params![
-        trace.as_bytes(),
-        target.key(),
-        w.trace.as_bytes(),
-        w.span_id.key(),
-        w.parent.map(|p| p.key()),
-        w.service.name,
-        w.service.namespace,
-        w.kind.as_i32(),
-        w.operation.map(|o| o.as_str()),
-        w.destination.as_ref().and_then(|d| d.system.clone()),
-        w.destination.as_ref().map(|d| d.name.clone()),
-        w.start as i64,
-        w.end as i64,
-        w.error,
-        w.peer.as_deref(),
-        w.flags,
-        expires.min(i64::MAX as u64) as i64,
-    ])?;
-    Ok(())
-}
-
-/// The spans waiting for (trace, span), removed from the waiting list.
-fn take_waiting(
-    tx: &Transaction<'_>,
-    nodes: &mut Nodes,
-    trace: TraceId,
-    span: SpanId,
-) -> rusqlite::Result<Vec<Facts>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT trace_id, span_key, parent_key, service, namespace, kind, operation, system, destination, start_unix_nanos,
-         end_unix_nanos, error, peer, flags FROM pending_refs WHERE ref_trace = ?1 AND ref_span = ?2",
-    )?;
-    let mut rows = stmt.query(params![trace.as_bytes(), span.key()])?;
-    let mut out = Vec::new();
-    while let Some(r) = rows.next()? {
-        let Ok(wtrace) = TraceId::from_bytes(&r.get::<_, Vec<u8>>(0)?) else {
-            continue;
-        };
-        let Some(wspan) = SpanId::from_key(r.get(1)?) else {
-            continue;
-        };
-        let service: String = r.get(3)?;
-        let namespace: Option<String> = r.get(4)?;
-        let system: Option<String> = r.get(7)?;
-        let destination: Option<String> = r.get(8)?;
-        out.push(Facts {
-            trace: wtrace,
-            span_id: wspan,
-            parent: r.get::<_, Option<i64>>(2)?.and_then(SpanId::from_key),
-            service: nodes.service(&service, namespace.as_deref()),
-            kind: SpanKind::from_i32(r.get(5)?),
-            operation: r
-                .get::<_, Option<String>>(6)?
-                .and_then(|o| Operation::parse(&o)),
-            destination: system
-                .zip(destination)
-                .map(|(s, d)| nodes.destination(&s, &d)),
-            start: r.get::<_, i64>(9)? as u64,
-            end: r.get::<_, i64>(10)? as u64,
-            error: r.get(11)?,
-            peer: r.get::<_, Option<String>>(12)?.map(Arc::from),
-            flags: r.get(13)?,
-        });
-    }
-    drop(rows);
-    if !out.is_empty() {
-        tx.prepare_cached("DELETE FROM pending_refs WHERE ref_trace = ?1 AND ref_span = ?2")?
-            .execute(params![trace.as_bytes(), span.key()])?;
-    }
-    Ok(out)
-}
-
-/// Flags of a stored span that changed after its block was written.
-pub fn stored_flags(
-    conn: &rusqlite::Connection,
-    trace: TraceId,
-    span: SpanId,
-) -> rusqlite::Result<Option<u8>> {
-    conn.prepare_cached("SELECT flags FROM span_flags WHERE trace_key = ?1 AND span_key = ?2")?
-        .query_row(params![trace.key(), span.key()], |r| r.get(0))
-        .optional()
-}
-
-/// Blocks searched for an older span before giving up (and waiting for it instead).
-const LOOKUP_BLOCKS: usize = 8;
-
-/// Finds a span stored before the recent window, in the blocks of its trace.
-fn lookup_stored(
-    tx: &Transaction<'_>,
-    nodes: &mut Nodes,
-    unwritten: &super::trace_index::Unwritten,
-    trace: TraceId,
-    span: SpanId,
-) -> rusqlite::Result<Option<Facts>> {
-    let mut ids = super::trace_index::blocks_of(tx, unwritten, trace.key())?;
-    ids.truncate(LOOKUP_BLOCKS);
-    for id in ids {
-        if let Some(r) = block::trace_records(tx, id, trace)?
-            .into_iter()
-            .find(|r| r.span_id == span)
-        {
-            let mut facts = Facts::of_record(&r, nodes);
-            if let Some(flags) = stored_flags(tx, trace, span)? {
-                facts.flags = flags;
-            }
-            return Ok(Some(facts));
-        }
-    }
-    Ok(None)
 }

@@ -1,0 +1,135 @@
+//! The storage interface the rest of the crate talks to: writes (group-committed, answered
+//! after they are durable), topology reads, trace search, one trace, statistics. Each backend
+//! implements these traits (the embedded SQLite file today) and runs the same behaviour suite
+//! (`store::suite`). Reads are blocking: call them from a blocking thread, or through
+//! [`Store::blocking`] from async code.
+
+use super::{Prepared, StoreError, WriteOutcome};
+use crate::model::{
+    LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId, TraceQuery, TraceSearch,
+};
+use crate::priority::Priority;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Answers once the write is durable (after COMMIT), or with the error that rolled it back.
+pub type Pending = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
+
+/// Facts a store's writer persists. Each kind of fact is a variant that every writer handles
+/// in one place (a new source, such as broker state snapshots, adds a variant, not a path).
+pub enum WriteBatch {
+    /// Spans of one request, converted and prepared (`store::prepare`).
+    Spans(Vec<Prepared>),
+}
+
+impl WriteBatch {
+    /// Facts in the batch (spans, snapshots), for group-commit limits.
+    pub fn len(&self) -> usize {
+        match self {
+            WriteBatch::Spans(s) => s.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// How long a write may wait for room in the writer's queue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Room {
+    /// Refuse at once with `Busy` when the queue is full (client requests: 503).
+    Now,
+    /// Wait up to this long, then `Busy` (blocks the calling thread: never on the runtime).
+    Within(Duration),
+    /// Wait as long as it takes (the CLI, tests).
+    Always,
+}
+
+pub trait Writes {
+    /// Queues a batch for the writer; the answer comes after COMMIT. A `Background` write is
+    /// committed in the background when nothing else is queued with it (`crate::priority`).
+    fn write(
+        &self,
+        batch: WriteBatch,
+        room: Room,
+        priority: Priority,
+    ) -> Result<Pending, StoreError>;
+    /// Commits everything queued, stops the writer and waits for it (blocking).
+    fn shutdown(&self);
+
+    /// Writes spans and waits for the commit, however long the queue (blocking; for the CLI
+    /// and tests, never on the runtime).
+    fn write_blocking(&self, spans: Vec<Prepared>) -> Result<WriteOutcome, StoreError> {
+        let rx = self.write(WriteBatch::Spans(spans), Room::Always, Priority::Normal)?;
+        rx.blocking_recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+pub trait TopologyReads {
+    /// Nodes and edges with their statistics, merged over the window's minutes.
+    fn topology(&self, window: TimeWindow) -> Result<TopologyRows, StoreError>;
+    /// Per-minute activity of one node (sparklines), keyed by unix minute.
+    fn node_minutes(
+        &self,
+        node_id: &str,
+        window: TimeWindow,
+    ) -> Result<BTreeMap<i64, MinuteRow>, StoreError>;
+}
+
+pub trait TraceReads {
+    /// The newest traces matching the query, and whether the search was complete.
+    fn search_traces(&self, q: &TraceQuery) -> Result<TraceSearch, StoreError>;
+    /// Every span of one trace, oldest first (empty: no such trace).
+    fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>, StoreError>;
+    /// Spans of other traces that link into this one (bounded by the backend).
+    fn linking_spans(
+        &self,
+        id: TraceId,
+        start_unix_nanos: u64,
+        limit: usize,
+    ) -> Result<Vec<LinkingSpan>, StoreError>;
+}
+
+pub trait StoreStats {
+    /// Spans stored now (after retention).
+    fn span_count(&self) -> Result<u64, StoreError>;
+}
+
+/// Everything a backend provides.
+pub trait Storage:
+    Writes + TopologyReads + TraceReads + StoreStats + Send + Sync + 'static
+{
+}
+
+impl<T: Writes + TopologyReads + TraceReads + StoreStats + Send + Sync + 'static> Storage for T {}
+
+/// A handle on the store: cheap to clone, shared by every transport and page.
+#[derive(Clone)]
+pub struct Store(Arc<dyn Storage>);
+
+impl Store {
+    pub fn new(backend: impl Storage) -> Store {
+        Store(Arc::new(backend))
+    }
+
+    /// Runs `f` on tokio's blocking pool, so the async runtime never waits on the store.
+    pub async fn blocking<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&dyn Storage) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let store = self.0.clone();
+        tokio::task::spawn_blocking(move || f(store.as_ref()))
+            .await
+            .map_err(|e| StoreError::Write(format!("read task failed: {e}")))?
+    }
+}
+
+impl std::ops::Deref for Store {
+    type Target = dyn Storage;
+
+    fn deref(&self) -> &(dyn Storage + 'static) {
+        self.0.as_ref()
+    }
+}

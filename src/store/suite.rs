@@ -1,0 +1,430 @@
+//! The store's behaviour, written once as a suite that every backend runs (the embedded SQLite
+//! store now; a server-backed store adds itself with [`storage_suite!`]). Each check takes a
+//! [`Harness`] that opens the backend on fresh data, and again on the same data (a restart).
+
+use super::{Store, WriteOutcome};
+use crate::model::testing::{msg, span, T0};
+use crate::model::{
+    Link, Operation, SpanId, SpanKind, StatusCode, TimeWindow, TraceId, TraceQuery,
+};
+use crate::topology::{self, Topology};
+
+/// Opens a backend for the suite.
+pub trait Harness {
+    /// A harness on new, empty data.
+    fn fresh(&self) -> Box<dyn Harness>;
+    /// Opens (or reopens, after `shutdown`) the store on this harness's data.
+    fn open(&self) -> Store;
+}
+
+/// Every check of the suite, for [`storage_suite!`] callers that want them all.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! storage_suite_all {
+    ($make:expr) => {
+        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology);
+    };
+}
+
+/// Runs every check of the suite as its own test, against the harness `$make` builds.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! storage_suite {
+    ($make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $name() {
+                let h = $make;
+                $crate::store::suite::$name(&h);
+            }
+        )*
+    };
+}
+
+pub fn write(store: &Store, spans: Vec<crate::model::Span>) -> WriteOutcome {
+    store.write_blocking(super::prepare(spans)).unwrap()
+}
+
+fn window() -> TimeWindow {
+    TimeWindow::new(T0 - 60_000_000_000, T0 + 3_600_000_000_000).unwrap()
+}
+
+fn topo(store: &Store) -> Topology {
+    topology::build(store.topology(window()).unwrap(), window())
+}
+
+fn edge(t: &Topology, from: &str, to: &str) -> Option<(i64, i64, i64)> {
+    t.edges
+        .iter()
+        .find(|e| e.from == from && e.to == to)
+        .map(|e| (e.count, e.errors, e.latency.samples))
+}
+
+pub fn consumer_before_producer_pairs_the_same(h: &dyn Harness) {
+    for order in [true, false] {
+        let h = h.fresh();
+        let store = h.open();
+        let producer = msg(
+            span(1, 1, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        );
+        let consumer = msg(
+            span(1, 2, Some(1), "billing", SpanKind::Consumer),
+            "orders",
+            Operation::Consume,
+        );
+        let (a, b) = if order {
+            (producer, consumer)
+        } else {
+            (consumer, producer)
+        };
+        write(&store, vec![a]);
+        write(&store, vec![b]);
+        let t = topo(&store);
+        assert_eq!(
+            edge(&t, "service:orders", "destination:kafka:orders"),
+            Some((1, 0, 1))
+        );
+        assert_eq!(
+            edge(&t, "destination:kafka:orders", "service:billing"),
+            Some((1, 0, 1)),
+            "delay sample either way"
+        );
+        assert_eq!(t.dependencies.len(), 1);
+        assert_eq!(t.dependencies[0].count, Some(1));
+        store.shutdown();
+    }
+}
+
+pub fn nested_producers_are_one_message_in_any_order(h: &dyn Harness) {
+    for order in [true, false] {
+        let h = h.fresh();
+        let store = h.open();
+        let outer = msg(
+            span(2, 1, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        );
+        let inner = msg(
+            span(2, 2, Some(1), "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        );
+        let (a, b) = if order {
+            (outer, inner)
+        } else {
+            (inner, outer)
+        };
+        write(&store, vec![a]);
+        write(&store, vec![b]);
+        assert_eq!(
+            edge(&topo(&store), "service:orders", "destination:kafka:orders").map(|e| e.0),
+            Some(1)
+        );
+        store.shutdown();
+    }
+}
+
+pub fn batch_consumer_links_count_each_message(h: &dyn Harness) {
+    let store = h.open();
+    let p1 = msg(
+        span(3, 1, None, "a", SpanKind::Producer),
+        "jobs",
+        Operation::Produce,
+    );
+    let p2 = msg(
+        span(4, 1, None, "a", SpanKind::Producer),
+        "jobs",
+        Operation::Produce,
+    );
+    let mut c = msg(
+        span(5, 9, None, "b", SpanKind::Consumer),
+        "jobs",
+        Operation::Consume,
+    );
+    c.links = vec![
+        Link {
+            trace_id: TraceId([3; 16]),
+            span_id: SpanId([1; 8]),
+            attributes: vec![],
+        },
+        Link {
+            trace_id: TraceId([4; 16]),
+            span_id: SpanId([1; 8]),
+            attributes: vec![],
+        },
+    ];
+    write(&store, vec![c]);
+    write(&store, vec![p1, p2]);
+    let t = topo(&store);
+    assert_eq!(
+        edge(&t, "destination:kafka:jobs", "service:b"),
+        Some((2, 0, 2))
+    );
+    assert_eq!(t.dependencies[0].count, Some(2));
+    store.shutdown();
+}
+
+pub fn client_server_pairs_move_calls_off_the_external_peer(h: &dyn Harness) {
+    for order in [true, false] {
+        let h = h.fresh();
+        let store = h.open();
+        let mut client = span(6, 1, None, "cart", SpanKind::Client);
+        client.peer = Some("catalog.internal".into());
+        client.status = StatusCode::Error;
+        let server = span(6, 2, Some(1), "catalog", SpanKind::Server);
+        let (a, b) = if order {
+            (client, server)
+        } else {
+            (server, client)
+        };
+        write(&store, vec![a]);
+        write(&store, vec![b]);
+        let t = topo(&store);
+        assert_eq!(edge(&t, "service:cart", "service:catalog"), Some((1, 1, 1)));
+        assert_eq!(
+            edge(&t, "service:cart", "external:catalog.internal"),
+            None,
+            "order {order}"
+        );
+        store.shutdown();
+    }
+}
+
+pub fn duplicates_are_not_counted_even_after_a_restart(h: &dyn Harness) {
+    let p = msg(
+        span(7, 1, None, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let store = h.open();
+    assert_eq!(
+        write(&store, vec![p.clone()]),
+        WriteOutcome {
+            stored: 1,
+            duplicates: 0
+        }
+    );
+    assert_eq!(
+        write(&store, vec![p.clone()]),
+        WriteOutcome {
+            stored: 0,
+            duplicates: 1
+        }
+    );
+    store.shutdown();
+    let store = h.open();
+    assert_eq!(
+        write(&store, vec![p]),
+        WriteOutcome {
+            stored: 0,
+            duplicates: 1
+        }
+    );
+    assert_eq!(
+        edge(&topo(&store), "service:orders", "destination:kafka:orders").map(|e| e.0),
+        Some(1)
+    );
+    let spans = store.trace(TraceId([7; 16])).unwrap();
+    assert_eq!(spans.len(), 1);
+    store.shutdown();
+}
+
+pub fn pairing_waits_across_a_restart(h: &dyn Harness) {
+    let store = h.open();
+    write(
+        &store,
+        vec![msg(
+            span(8, 2, Some(1), "billing", SpanKind::Consumer),
+            "orders",
+            Operation::Consume,
+        )],
+    );
+    store.shutdown();
+    let store = h.open();
+    write(
+        &store,
+        vec![msg(
+            span(8, 1, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        )],
+    );
+    assert_eq!(topo(&store).dependencies[0].count, Some(1));
+    store.shutdown();
+}
+
+pub fn an_empty_store_answers_empty(h: &dyn Harness) {
+    let store = h.open();
+    let rows = store.topology(window()).unwrap();
+    assert!(rows.nodes.is_empty() && rows.edges.is_empty());
+    assert_eq!(store.span_count().unwrap(), 0);
+    assert!(store.trace(TraceId([1; 16])).unwrap().is_empty());
+    let found = store
+        .search_traces(&TraceQuery {
+            limit: 10,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    assert!(found.traces.is_empty() && found.complete);
+    store.shutdown();
+}
+
+pub fn a_trace_reads_back_oldest_first_across_restarts(h: &dyn Harness) {
+    let store = h.open();
+    let consume = msg(
+        span(10, 3, Some(2), "billing", SpanKind::Consumer),
+        "orders",
+        Operation::Consume,
+    );
+    let publish = msg(
+        span(10, 2, Some(1), "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let mut root = span(10, 1, None, "orders", SpanKind::Server);
+    root.status = StatusCode::Error;
+    // Three requests, children first.
+    write(&store, vec![consume]);
+    write(&store, vec![publish]);
+    write(
+        &store,
+        vec![root, span(11, 1, None, "other", SpanKind::Server)],
+    );
+    store.shutdown();
+    let store = h.open();
+    let spans = store.trace(TraceId([10; 16])).unwrap();
+    let ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    assert_eq!(ids, vec![SpanId([1; 8]), SpanId([2; 8]), SpanId([3; 8])]);
+    assert_eq!(spans[0].status, StatusCode::Error);
+    assert_eq!(spans[1].parent_span_id, Some(SpanId([1; 8])));
+    let m = spans[2].messaging.as_ref().expect("messaging kept");
+    assert_eq!((m.destination.as_str(), m.operation), ("orders", "consume"));
+    assert_eq!(store.span_count().unwrap(), 4);
+    store.shutdown();
+}
+
+pub fn search_matches_each_filter_on_one_span(h: &dyn Harness) {
+    let store = h.open();
+    let mut failed = span(20, 1, None, "cart", SpanKind::Server);
+    failed.status = StatusCode::Error;
+    let publish = msg(
+        span(21, 1, None, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    write(
+        &store,
+        vec![failed, publish, span(22, 1, None, "cart", SpanKind::Server)],
+    );
+    let found = |q: TraceQuery| -> Vec<TraceId> {
+        let mut ids: Vec<TraceId> = store
+            .search_traces(&TraceQuery { limit: 10, ..q })
+            .unwrap()
+            .traces
+            .iter()
+            .map(|t| t.trace_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let by_service = found(TraceQuery {
+        service: Some("cart".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_service, vec![TraceId([20; 16]), TraceId([22; 16])]);
+    let errors = found(TraceQuery {
+        service: Some("cart".into()),
+        errors_only: true,
+        ..TraceQuery::default()
+    });
+    assert_eq!(errors, vec![TraceId([20; 16])]);
+    let by_destination = found(TraceQuery {
+        destination: Some("orders".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_destination, vec![TraceId([21; 16])]);
+    let by_operation = found(TraceQuery {
+        operation: Some("orders op".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_operation, vec![TraceId([21; 16])]);
+    let outside = found(TraceQuery {
+        service: Some("cart".into()),
+        window: TimeWindow::new(T0 + 3_600_000_000_000, T0 + 7_200_000_000_000),
+        ..TraceQuery::default()
+    });
+    assert!(outside.is_empty(), "the window bounds the search");
+    store.shutdown();
+}
+
+pub fn linking_spans_are_found_from_the_linked_trace(h: &dyn Harness) {
+    let store = h.open();
+    let publish = msg(
+        span(30, 1, None, "orders", SpanKind::Producer),
+        "jobs",
+        Operation::Produce,
+    );
+    let mut batch = msg(
+        span(31, 5, None, "worker", SpanKind::Consumer),
+        "jobs",
+        Operation::Consume,
+    );
+    batch.links = vec![Link {
+        trace_id: TraceId([30; 16]),
+        span_id: SpanId([1; 8]),
+        attributes: vec![],
+    }];
+    write(&store, vec![publish]);
+    write(&store, vec![batch]);
+    let linking = store.linking_spans(TraceId([30; 16]), T0, 8).unwrap();
+    assert_eq!(linking.len(), 1);
+    assert_eq!(linking[0].trace_id, TraceId([31; 16]));
+    assert_eq!(linking[0].service, "worker");
+    assert!(store
+        .linking_spans(TraceId([31; 16]), T0, 8)
+        .unwrap()
+        .is_empty());
+    store.shutdown();
+}
+
+pub fn node_minutes_count_what_a_node_did(h: &dyn Harness) {
+    let store = h.open();
+    let mut spans = Vec::new();
+    for id in 1..=3 {
+        let mut s = span(40, id, None, "cart", SpanKind::Server);
+        if id == 3 {
+            s.status = StatusCode::Error;
+        }
+        spans.push(s);
+    }
+    write(&store, spans);
+    let minutes = store.node_minutes("service:cart", window()).unwrap();
+    let (spans, errors) = minutes
+        .values()
+        .fold((0, 0), |(n, e), m| (n + m.count, e + m.errors));
+    assert_eq!((spans, errors), (3, 1));
+    assert!(store
+        .node_minutes("service:nobody", window())
+        .unwrap()
+        .is_empty());
+    store.shutdown();
+}
+
+pub fn the_window_bounds_the_topology(h: &dyn Harness) {
+    let store = h.open();
+    write(
+        &store,
+        vec![msg(
+            span(50, 1, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        )],
+    );
+    let later = TimeWindow::new(T0 + 3_600_000_000_000, T0 + 7_200_000_000_000).unwrap();
+    let rows = store.topology(later).unwrap();
+    assert!(rows.edges.is_empty(), "nothing happened in that window");
+    assert!(!store.topology(window()).unwrap().edges.is_empty());
+    store.shutdown();
+}
