@@ -3,7 +3,7 @@
 //! wait for, and interned node keys. Owned by the writer thread; bounded; rebuilt from the
 //! newest blocks and `pending_refs` at start.
 
-use super::pairing::Facts;
+use super::facts::Facts;
 use crate::model::{NodeKey, SpanId, TraceId};
 use foldhash::{HashMap, HashSet};
 use std::collections::VecDeque;

@@ -5,11 +5,13 @@
 //! persists their results; what is older than the writer's memory reaches them through
 //! [`pairing::Backlog`], which each store implements.
 //!
+//! - [`facts`]: what pairing knows of a span.
 //! - [`pairing`]: the rules, span by span ([`pairing::Pairing::analyse`]).
 //! - [`memory`]: the writer's bounded memory of recent spans (duplicates, pairing facts,
 //!   interned node keys).
 //! - [`minutes`]: per-minute edge and service statistics with latency sketches.
 
+pub mod facts;
 pub mod memory;
 pub mod minutes;
 pub mod pairing;

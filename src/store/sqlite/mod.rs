@@ -6,6 +6,7 @@ mod accumulate;
 mod backlog;
 mod block;
 mod checkpoint;
+mod memory;
 pub use checkpoint::{start as start_checkpointer, Checkpointer};
 pub(in crate::store) mod postings;
 pub mod reader;

@@ -4,11 +4,12 @@
 use super::super::insert::{attributes_json, Prepared};
 use super::super::interface::WriteBatch;
 use super::accumulate::{self, Totals};
-use super::backlog::{facts_of_record, SqlBacklog};
-use super::block::{self, BlockBuilder};
+use super::backlog::SqlBacklog;
+use super::block::BlockBuilder;
+use super::memory::{load_pending, Memory};
 use super::retention::{self, RetentionConfig};
 use super::trace_index::{TraceIndex, Unwritten};
-use crate::accounting::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use crate::accounting::memory::span_hash;
 use crate::accounting::minutes::Accumulator;
 use crate::accounting::{pairable, Pairing};
 use crate::mailbox::{Receiver, RecvTimeoutError};
@@ -16,7 +17,6 @@ use crate::model::window::now_unix_nanos;
 use crate::model::Attributes;
 use crate::priority::Priority;
 use crate::store::{StoreError, WriteOutcome};
-use foldhash::HashSet;
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,21 +44,6 @@ const MAINTENANCE_EVERY: Duration = Duration::from_secs(10);
 const MAINTENANCE_OVERDUE: Duration = Duration::from_secs(60);
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 const IDLE_TICK: Duration = Duration::from_millis(500);
-/// Recent spans remembered to drop re-sent ones.
-const SEEN_CAP: usize = 1 << 19;
-/// Recent produce, consume and client spans whose pairing facts stay in memory.
-const FACTS_CAP: usize = 1 << 17;
-
-/// What the writer remembers between transactions (rebuilt from the database at start and
-/// after a failed transaction).
-struct Memory {
-    seen: Seen,
-    recent: RecentFacts,
-    pending: PendingKeys,
-    nodes: Nodes,
-    known_nodes: HashSet<String>,
-    resources: HashMap<String, i64>,
-}
 
 /// Client writes (normal priority) queued and not yet taken by the writer, and the lift that
 /// brings the writer back from the background when one arrives while it commits a background
@@ -521,66 +506,6 @@ pub(super) fn parents_first(spans: &[Prepared]) -> Vec<usize> {
         }
     }
     order
-}
-
-impl Memory {
-    /// Rebuilds the writer's memory from the newest blocks and the pending list.
-    fn load(conn: &Connection) -> Result<Memory, StoreError> {
-        let mut mem = Memory {
-            seen: Seen::new(SEEN_CAP),
-            recent: RecentFacts::new(FACTS_CAP),
-            pending: PendingKeys::default(),
-            nodes: Nodes::default(),
-            known_nodes: HashSet::default(),
-            resources: HashMap::new(),
-        };
-        mem.pending = load_pending(conn)?;
-        // Newest blocks first, then replayed oldest first so the FIFO order holds.
-        let mut blocks: Vec<Vec<u8>> = Vec::new();
-        let mut spans = 0usize;
-        let mut stmt = conn.prepare("SELECT data, span_count FROM blocks ORDER BY id DESC")?;
-        let mut rows = stmt.query([])?;
-        while let Some(r) = rows.next()? {
-            blocks.push(r.get(0)?);
-            spans += r.get::<_, i64>(1)? as usize;
-            if spans >= SEEN_CAP {
-                break;
-            }
-        }
-        for data in blocks.iter().rev() {
-            let Ok(inflated) = block::inflate(data) else {
-                continue;
-            };
-            for rec in block::records(&inflated) {
-                let Ok(r) = block::decode(rec) else { continue };
-                let pairable = pairable(r.kind, r.messaging.as_ref().map(|m| m.operation));
-                mem.seen.insert(span_hash(r.trace_id, r.span_id), pairable);
-                if pairable {
-                    let mut facts = facts_of_record(&r, &mut mem.nodes);
-                    if let Some(f) = super::backlog::stored_flags(conn, r.trace_id, r.span_id)? {
-                        facts.flags = f;
-                    }
-                    mem.recent.insert(facts);
-                }
-            }
-        }
-        Ok(mem)
-    }
-}
-
-/// Hashes of the spans that stored spans wait for.
-fn load_pending(conn: &Connection) -> rusqlite::Result<PendingKeys> {
-    let mut keys = PendingKeys::default();
-    let mut stmt = conn.prepare("SELECT ref_trace, ref_span FROM pending_refs")?;
-    let mut rows = stmt.query([])?;
-    while let Some(r) = rows.next()? {
-        let trace = crate::model::TraceId::from_bytes(&r.get::<_, Vec<u8>>(0)?).ok();
-        let span = crate::model::SpanId::from_key(r.get(1)?);
-        if let (Some(t), Some(s)) = (trace, span) {
-            keys.insert(span_hash(t, s));
-        }
-    }
-    Ok(keys)
 }
 
 fn resource_id(

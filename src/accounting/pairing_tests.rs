@@ -1,0 +1,276 @@
+//! The pairing rules over an in-memory backlog: no database.
+
+use super::*;
+use crate::accounting::minutes::Drained;
+use crate::model::testing::{msg, span};
+use std::collections::HashMap;
+
+/// A backlog in memory: what a store keeps in its tables, without one.
+#[derive(Default)]
+struct MemBacklog {
+    stored: HashMap<(TraceId, SpanId), Facts>,
+    waiting: HashMap<(TraceId, SpanId), Vec<Facts>>,
+    flag_changes: usize,
+}
+
+impl Backlog for MemBacklog {
+    type Error = std::convert::Infallible;
+
+    fn stored(
+        &mut self,
+        _: &mut Nodes,
+        trace: TraceId,
+        span: SpanId,
+    ) -> Result<Option<Facts>, Self::Error> {
+        Ok(self.stored.get(&(trace, span)).cloned())
+    }
+
+    fn wait(
+        &mut self,
+        trace: TraceId,
+        span: SpanId,
+        waiting: &Facts,
+        _: u64,
+    ) -> Result<(), Self::Error> {
+        self.waiting
+            .entry((trace, span))
+            .or_default()
+            .push(waiting.clone());
+        Ok(())
+    }
+
+    fn take_waiting(
+        &mut self,
+        _: &mut Nodes,
+        trace: TraceId,
+        span: SpanId,
+    ) -> Result<Vec<Facts>, Self::Error> {
+        Ok(self.waiting.remove(&(trace, span)).unwrap_or_default())
+    }
+
+    fn flags_changed(&mut self, f: &Facts) -> Result<(), Self::Error> {
+        self.flag_changes += 1;
+        if let Some(s) = self.stored.get_mut(&(f.trace, f.span_id)) {
+            s.flags = f.flags;
+        }
+        Ok(())
+    }
+}
+
+/// The writer's side: memory, statistics and a backlog, spans analysed one at a time.
+struct Rig {
+    backlog: MemBacklog,
+    acc: Accumulator,
+    recent: RecentFacts,
+    seen: Seen,
+    pending: PendingKeys,
+    nodes: Nodes,
+}
+
+impl Rig {
+    /// `memory`: how many recent spans the writer remembers (1: nearly none, so older
+    /// spans come from the backlog).
+    fn new(memory: usize) -> Rig {
+        Rig {
+            backlog: MemBacklog::default(),
+            acc: Accumulator::default(),
+            recent: RecentFacts::new(memory),
+            seen: Seen::new(memory),
+            pending: PendingKeys::default(),
+            nodes: Nodes::default(),
+        }
+    }
+
+    fn add(&mut self, s: Span) -> u8 {
+        let pairable = pairable(s.kind, s.messaging.as_ref().map(|m| m.operation));
+        self.seen.insert(span_hash(s.trace_id, s.span_id), pairable);
+        let flags = Pairing {
+            backlog: &mut self.backlog,
+            acc: &mut self.acc,
+            recent: &mut self.recent,
+            seen: &self.seen,
+            pending: &mut self.pending,
+            nodes: &mut self.nodes,
+        }
+        .analyse(&s, None)
+        .unwrap_or_else(|e| match e {});
+        // What the store would persist with the span.
+        let facts = Facts::of(&s, &mut self.nodes, flags);
+        self.backlog.stored.insert((s.trace_id, s.span_id), facts);
+        flags
+    }
+
+    /// Edge counts and latency samples by (from, to, kind).
+    fn edges(&mut self) -> HashMap<(String, String, EdgeKind), (i64, i64)> {
+        let Drained { edges, .. } = self.acc.drain();
+        let mut out: HashMap<(String, String, EdgeKind), (i64, i64)> = HashMap::new();
+        for (k, d) in edges {
+            let e = out
+                .entry((k.from.0.id.clone(), k.to.0.id.clone(), k.kind))
+                .or_default();
+            e.0 += d.count;
+            e.1 += d.latency.count();
+        }
+        out
+    }
+}
+
+fn produce(trace: u8, id: u8, parent: Option<u8>) -> Span {
+    msg(
+        span(trace, id, parent, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    )
+}
+
+fn consume(trace: u8, id: u8, parent: Option<u8>) -> Span {
+    msg(
+        span(trace, id, parent, "billing", SpanKind::Consumer),
+        "orders",
+        Operation::Consume,
+    )
+}
+
+fn key(from: &str, to: &str, kind: EdgeKind) -> (String, String, EdgeKind) {
+    (from.to_string(), to.to_string(), kind)
+}
+
+#[test]
+fn a_consume_pairs_with_its_publish_in_either_order_and_from_the_backlog() {
+    for (memory, consume_first) in [(1024, false), (1024, true), (1, false), (1, true)] {
+        let mut rig = Rig::new(memory);
+        let mut p = produce(1, 1, None);
+        let c = consume(1, 2, Some(1));
+        p.end_unix_nanos = p.start_unix_nanos + 1_000;
+        if consume_first {
+            rig.add(c);
+            rig.add(p);
+        } else {
+            rig.add(p);
+            rig.add(c);
+        }
+        let edges = rig.edges();
+        let case = format!("memory {memory}, consume first {consume_first}");
+        assert_eq!(
+            edges.get(&key(
+                "service:orders",
+                "service:billing",
+                EdgeKind::Dependency
+            )),
+            Some(&(1, 1)),
+            "{case}"
+        );
+        // The consume edge: one message, plus the delay sample added when they pair.
+        assert_eq!(
+            edges.get(&key(
+                "destination:kafka:orders",
+                "service:billing",
+                EdgeKind::Consume
+            )),
+            Some(&(1, 1)),
+            "{case}"
+        );
+        assert!(
+            rig.backlog.waiting.is_empty(),
+            "{case}: nothing left waiting"
+        );
+    }
+}
+
+#[test]
+fn nested_publishes_of_one_message_count_once() {
+    for inner_first in [false, true] {
+        let mut rig = Rig::new(1024);
+        let (outer, inner) = (produce(2, 1, None), produce(2, 2, Some(1)));
+        let (a, b) = if inner_first {
+            (inner, outer)
+        } else {
+            (outer, inner)
+        };
+        rig.add(a);
+        rig.add(b);
+        let publish = key(
+            "service:orders",
+            "destination:kafka:orders",
+            EdgeKind::Publish,
+        );
+        // The second to arrive was counted provisionally by nothing: one message.
+        assert_eq!(
+            rig.edges().get(&publish).map(|e| e.0),
+            Some(1),
+            "inner first {inner_first}"
+        );
+    }
+}
+
+#[test]
+fn a_paired_client_call_moves_off_its_external_peer() {
+    let mut rig = Rig::new(1024);
+    let mut client = span(3, 1, None, "cart", SpanKind::Client);
+    client.peer = Some("catalog.internal".into());
+    let server = span(3, 2, Some(1), "catalog", SpanKind::Server);
+    let first = rig.add(client);
+    assert_eq!(
+        first & FLAG_COUNTED,
+        FLAG_COUNTED,
+        "counted against the peer at first"
+    );
+    rig.add(server);
+    let edges = rig.edges();
+    assert_eq!(
+        edges.get(&key("service:cart", "service:catalog", EdgeKind::Call)),
+        Some(&(1, 1))
+    );
+    assert_eq!(
+        edges.get(&key(
+            "service:cart",
+            "external:catalog.internal",
+            EdgeKind::Call
+        )),
+        Some(&(0, 0)),
+        "the call was taken back from the peer"
+    );
+    // The client was stored before its server: its stored flags record the pairing.
+    assert_eq!(rig.backlog.flag_changes, 1);
+    let stored = &rig.backlog.stored[&(TraceId([3; 16]), SpanId([1; 8]))];
+    assert_eq!(
+        stored.flags & (FLAG_CALL_PAIRED | FLAG_COUNTED),
+        FLAG_CALL_PAIRED
+    );
+}
+
+#[test]
+fn a_batch_consume_counts_each_linked_message() {
+    let mut rig = Rig::new(1024);
+    let mut c = consume(9, 9, None);
+    c.links = [3u8, 4]
+        .iter()
+        .map(|&t| crate::model::Link {
+            trace_id: TraceId([t; 16]),
+            span_id: SpanId([1; 8]),
+            attributes: vec![],
+        })
+        .collect();
+    rig.add(c);
+    rig.add(produce(3, 1, None));
+    rig.add(produce(4, 1, None));
+    let edges = rig.edges();
+    assert_eq!(
+        edges
+            .get(&key(
+                "destination:kafka:orders",
+                "service:billing",
+                EdgeKind::Consume
+            ))
+            .map(|e| e.0),
+        Some(2)
+    );
+    assert_eq!(
+        edges.get(&key(
+            "service:orders",
+            "service:billing",
+            EdgeKind::Dependency
+        )),
+        Some(&(2, 2))
+    );
+}
