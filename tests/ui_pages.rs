@@ -299,33 +299,11 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// Reads one SSE frame (up to a blank line) that is not a comment.
-fn next_event(reader: &mut impl std::io::BufRead) -> String {
-    loop {
-        let mut frame = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
-            if line == "\n" {
-                break;
-            }
-            frame.push_str(&line);
-        }
-        if !frame.starts_with(':') {
-            return frame;
-        }
-    }
-}
-
 #[test]
 fn live_stream_announces_stored_spans() {
     let env = TestEnv::start();
-    let reply = ureq::get(&env.api_url("/api/live"))
-        .call()
-        .expect("live stream");
-    assert_eq!(reply.content_type(), "text/event-stream");
-    let mut reader = std::io::BufReader::new(reply.into_reader());
-    let first = next_event(&mut reader);
+    let mut live = env.api().events("/api/live", &[]);
+    let first = live.next_frame();
     assert!(first.contains("retry: 1000"), "{first}");
     assert!(
         first.contains("event: stored\ndata: {\"spans_stored\":0}"),
@@ -333,7 +311,7 @@ fn live_stream_announces_stored_spans() {
     );
     let files = fixtures::load(fixtures::PYTHON_PIKA);
     env.post_fixture(&files[0]);
-    let next = next_event(&mut reader);
+    let next = live.next_frame();
     let n: u64 = next
         .trim_end()
         .rsplit(':')
