@@ -6,7 +6,7 @@ mod common;
 
 use common::browser::Browser;
 use common::builder;
-use common::fixtures::{self, SpanInfo, Window};
+use common::fixtures;
 use common::{ui, TestEnv};
 use serde_json::json;
 
@@ -21,11 +21,7 @@ fn map_ready(b: &Browser) {
 #[test]
 fn map_node_trace_and_hop_in_a_real_browser() {
     let Some(b) = Browser::start() else { return };
-    let env = TestEnv::start();
-    let files = fixtures::load(fixtures::PYTHON_PIKA);
-    env.post_fixtures(&files);
-    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
-    let window = Window::of_spans(&spans);
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let topo = env.topology(&window);
 
     b.goto(&env.api_url(&format!("/?window=custom&{}", window.query())));
@@ -319,9 +315,13 @@ fn trace_lists_follow_new_spans_without_a_reload() {
 fn docs_screenshots() {
     let Some(b) = Browser::start() else { return };
     let env = TestEnv::with_args(&["--demo"]);
-    // Every node of the shop, and a shipping trace without errors to show.
+    // Every node of the shop, traffic enough for counts that read as traffic, and a shipping
+    // trace without errors to show.
     let wait = std::time::Duration::from_secs(60);
     let nodes = common::wait_for("demo traffic", wait, || {
+        if env.spans_in_store() < 200 {
+            return None;
+        }
         let t = env.get_json("/api/topology?window=5m");
         let nodes = t["nodes"].as_array().map_or(0, |n| n.len());
         let traces = env.get_json("/api/traces?service=shipping&limit=20");

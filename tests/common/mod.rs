@@ -79,6 +79,17 @@ impl TestEnv {
         env
     }
 
+    /// A server holding one recorded set (e.g. [`fixtures::PYTHON_PIKA`]), posted the way its
+    /// SDK sent it; with the recording's spans and the window that covers them.
+    pub fn with_recording(set: &str) -> (TestEnv, Vec<fixtures::SpanInfo>, fixtures::Window) {
+        let env = TestEnv::start();
+        let files = fixtures::load(set);
+        env.post_fixtures(&files);
+        let spans: Vec<fixtures::SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
+        let window = fixtures::Window::of_spans(&spans);
+        (env, spans, window)
+    }
+
     pub fn dir(&self) -> &Path {
         self.dir.path()
     }
