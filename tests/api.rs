@@ -4,20 +4,10 @@
 mod common;
 
 use common::builder::{self, span, Producer};
-use common::fixtures::{self, SpanInfo, Window};
+use common::fixtures::{self, SpanInfo};
 use common::{topo, TestEnv};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
-
-/// A server holding the python-pika recording, and that recording's spans.
-fn pika() -> (TestEnv, Vec<SpanInfo>, Window) {
-    let env = TestEnv::start();
-    let files = fixtures::load(fixtures::PYTHON_PIKA);
-    env.post_fixtures(&files);
-    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
-    let window = Window::of_spans(&spans);
-    (env, spans, window)
-}
 
 fn traces(env: &TestEnv, query: &str) -> Vec<Value> {
     env.get_json(&format!("/api/traces?{query}"))["traces"]
@@ -33,15 +23,6 @@ fn ids(traces: &[Value]) -> Vec<String> {
         .collect()
 }
 
-/// Trace ids of the recording that have a span of `service`.
-fn traces_with(spans: &[SpanInfo], service: &str) -> BTreeSet<String> {
-    spans
-        .iter()
-        .filter(|s| s.service == service)
-        .map(|s| s.trace_id.clone())
-        .collect()
-}
-
 #[test]
 fn healthz_answers_200() {
     let env = TestEnv::start();
@@ -50,7 +31,7 @@ fn healthz_answers_200() {
 
 #[test]
 fn traces_are_listed_newest_first_with_their_summaries() {
-    let (env, spans, window) = pika();
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let listed = traces(&env, &format!("limit=1000&{}", window.query()));
     let mut by_trace: BTreeMap<&str, Vec<&SpanInfo>> = BTreeMap::new();
     for s in &spans {
@@ -120,7 +101,7 @@ fn traces_are_listed_newest_first_with_their_summaries() {
 
 #[test]
 fn traces_are_filtered_by_service_and_destination() {
-    let (env, spans, window) = pika();
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let q = |extra: &str| -> BTreeSet<String> {
         ids(&traces(
             &env,
@@ -132,19 +113,25 @@ fn traces_are_filtered_by_service_and_destination() {
     for service in ["worker", "audit", "billing", "wallet"] {
         assert_eq!(
             q(&format!("service={service}")),
-            traces_with(&spans, service),
+            fixtures::trace_ids_with(&spans, service),
             "service={service}"
         );
     }
-    assert_eq!(q("destination=tasks"), traces_with(&spans, "checkout"));
+    assert_eq!(
+        q("destination=tasks"),
+        fixtures::trace_ids_with(&spans, "checkout")
+    );
     assert_eq!(
         q("destination=order.created"),
-        traces_with(&spans, "orders")
+        fixtures::trace_ids_with(&spans, "orders")
     );
-    assert_eq!(q("destination=audit.events"), traces_with(&spans, "audit"));
+    assert_eq!(
+        q("destination=audit.events"),
+        fixtures::trace_ids_with(&spans, "audit")
+    );
     assert_eq!(
         q("service=shipping&destination=order.created"),
-        traces_with(&spans, "shipping")
+        fixtures::trace_ids_with(&spans, "shipping")
     );
     assert_eq!(
         q("service=checkout&destination=order.created"),
@@ -155,7 +142,7 @@ fn traces_are_filtered_by_service_and_destination() {
 
 #[test]
 fn the_limit_keeps_the_newest_traces() {
-    let (env, _, window) = pika();
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let all = ids(&traces(&env, &format!("limit=1000&{}", window.query())));
     for limit in [1, 3, 7] {
         let some = ids(&traces(&env, &format!("limit={limit}&{}", window.query())));
@@ -167,7 +154,7 @@ fn the_limit_keeps_the_newest_traces() {
 
 #[test]
 fn a_trace_is_returned_with_its_spans() {
-    let (env, spans, _) = pika();
+    let (env, spans, _) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let failed = spans.iter().find(|s| s.error).expect("the failed delivery");
     let body = env.get_json(&format!("/api/traces/{}", failed.trace_id));
     assert_eq!(body["trace_id"], failed.trace_id.as_str());
@@ -318,7 +305,7 @@ fn stats_count_the_spans_in_store() {
 /// status, min_ms, max_ms) and pages older through `older_until`.
 #[test]
 fn the_api_takes_the_search_pages_filters_and_pages_older() {
-    let (env, spans, window) = pika();
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let api = |extra: &str| -> BTreeSet<String> {
         let body = env.get_json(&format!(
             "/api/traces?limit=1000&{}&{extra}",

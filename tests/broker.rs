@@ -12,10 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use switchyard::broker::client::Client;
 
-fn client(env: &TestEnv, service: &str) -> Client {
-    Client::new(&env.server().http.to_string()).with_service(service)
-}
-
 /// Pulls and acks until `n` messages came or `deadline` passed; returns their `data.n`.
 fn drain(c: &Client, sub: &str, n: usize, deadline: Duration) -> Vec<i64> {
     let until = Instant::now() + deadline;
@@ -35,7 +31,7 @@ fn drain(c: &Client, sub: &str, n: usize, deadline: Duration) -> Vec<i64> {
 #[test]
 fn fan_out_reaches_every_subscription() {
     let env = TestEnv::start();
-    let c = client(&env, "orders");
+    let c = env.broker("orders");
     assert!(c.declare_topic("orders").unwrap().created);
     for s in ["a", "b", "c"] {
         assert!(
@@ -62,7 +58,7 @@ fn fan_out_reaches_every_subscription() {
 #[test]
 fn competing_consumers_receive_disjoint_sets() {
     let env = TestEnv::start();
-    let c = client(&env, "producer");
+    let c = env.broker("producer");
     c.declare_topic("jobs").unwrap();
     c.declare_subscription("workers", "jobs", 60_000, 5)
         .unwrap();
@@ -71,7 +67,7 @@ fn competing_consumers_receive_disjoint_sets() {
     let seen: Arc<Mutex<Vec<Vec<i64>>>> = Arc::default();
     let workers: Vec<_> = (0..4)
         .map(|i| {
-            let c = client(&env, &format!("worker-{i}"));
+            let c = env.broker(&format!("worker-{i}"));
             let (done, seen) = (done.clone(), seen.clone());
             std::thread::spawn(move || {
                 let mut mine = Vec::new();
@@ -113,7 +109,7 @@ fn competing_consumers_receive_disjoint_sets() {
 #[test]
 fn lease_expiry_redelivers_then_dead_letters_after_max_attempts() {
     let env = TestEnv::start();
-    let c = client(&env, "flaky");
+    let c = env.broker("flaky");
     c.declare_topic("t").unwrap();
     c.declare_subscription("s", "t", 300, 2).unwrap();
     c.publish_json("t", &json!({ "n": 1 }), None).unwrap();
@@ -134,13 +130,19 @@ fn lease_expiry_redelivers_then_dead_letters_after_max_attempts() {
         .ack("s", std::slice::from_ref(&first[0].lease_id))
         .unwrap();
     assert_eq!(stale.unknown, vec![first[0].lease_id.clone()]);
-    // The second lease expires too: out of attempts, the message goes to the dead letters.
-    std::thread::sleep(Duration::from_millis(400));
-    assert!(c
-        .pull("s", 10, Duration::from_millis(200))
-        .unwrap()
-        .is_empty());
-    let dead = c.dead_letters("s", 10).unwrap();
+    // The second lease expires too: out of attempts, the message goes to the dead letters and
+    // is never delivered a third time.
+    let dead = wait_for(
+        "the message in the dead letters",
+        Duration::from_secs(20),
+        || {
+            let third = c.pull("s", 10, Duration::ZERO).unwrap();
+            assert!(third.is_empty(), "delivered past max_attempts: {third:?}");
+            let dead = c.dead_letters("s", 10).unwrap();
+            (!dead.is_empty()).then_some(dead)
+        },
+    );
+    assert!(c.pull("s", 10, Duration::ZERO).unwrap().is_empty());
     assert_eq!(dead.len(), 1);
     assert_eq!(dead[0].attempts, 2);
     assert_eq!(dead[0].event["data"]["n"], 1);
@@ -158,7 +160,7 @@ fn lease_expiry_redelivers_then_dead_letters_after_max_attempts() {
 #[test]
 fn a_waiting_pull_sees_an_expired_lease_while_acks_keep_the_broker_busy() {
     let env = TestEnv::start();
-    let c = client(&env, "flaky");
+    let c = env.broker("flaky");
     c.declare_topic("t").unwrap();
     c.declare_subscription("s", "t", 300, 5).unwrap();
     c.declare_topic("busy").unwrap();
@@ -213,7 +215,7 @@ fn a_waiting_pull_sees_an_expired_lease_while_acks_keep_the_broker_busy() {
 #[test]
 fn nack_redelivers_at_once_or_after_a_delay_and_dead_letters_at_the_last_attempt() {
     let env = TestEnv::start();
-    let c = client(&env, "picky");
+    let c = env.broker("picky");
     c.declare_topic("t").unwrap();
     c.declare_subscription("s", "t", 60_000, 3).unwrap();
     c.publish_json("t", &json!({ "n": 7 }), None).unwrap();
@@ -244,23 +246,16 @@ fn nack_redelivers_at_once_or_after_a_delay_and_dead_letters_at_the_last_attempt
 #[test]
 fn a_long_poll_is_answered_by_the_next_publish() {
     let env = TestEnv::start();
-    let c = client(&env, "p");
+    let c = env.broker("p");
     c.declare_topic("t").unwrap();
     c.declare_subscription("s", "t", 30_000, 5).unwrap();
-    let puller = {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            (
-                c.pull("s", 1, Duration::from_secs(20)).unwrap(),
-                started.elapsed(),
-            )
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let pull = env.waiting_request("POST", "/broker/subscriptions/s/pull?max=1&wait=20000ms");
     c.publish_json("t", &json!({ "n": 1 }), None).unwrap();
-    let (got, waited) = puller.join().unwrap();
-    assert_eq!(got.len(), 1);
+    let (code, got) = pull.read_reply().answer();
+    let waited = started.elapsed();
+    assert_eq!(code, 200, "{got}");
+    assert_eq!(got["messages"].as_array().map(Vec::len), Some(1), "{got}");
     assert!(waited < Duration::from_secs(5), "{waited:?}");
     // Nothing to deliver: an empty answer once the wait is over.
     let started = Instant::now();
@@ -271,53 +266,26 @@ fn a_long_poll_is_answered_by_the_next_publish() {
     assert!(started.elapsed() >= Duration::from_millis(250));
 }
 
-fn status(
-    env: &TestEnv,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> (u16, Value) {
-    let mut req = ureq::request(method, &env.api_url(path));
-    for (k, v) in headers {
-        req = req.set(k, v);
-    }
-    let resp = match req.send_bytes(body) {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("{method} {path}: {e}"),
-    };
-    let code = resp.status();
-    let text = resp.into_string().unwrap();
-    (
-        code,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
-}
-
 #[test]
 fn declarations_events_and_errors_over_http() {
     let env = TestEnv::with_args(&["--broker-max-message", "1KiB"]);
+    let api = env.api();
+    let status = |method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]| {
+        api.send(method, path, headers, body).answer()
+    };
     let json_ct = [("content-type", "application/json")];
-    assert_eq!(
-        status(&env, "PUT", "/broker/topics/orders", &[], b"").0,
-        201
-    );
-    assert_eq!(
-        status(&env, "PUT", "/broker/topics/orders", &[], b"").0,
-        200
-    );
+    assert_eq!(status("PUT", "/broker/topics/orders", &[], b"").0, 201);
+    assert_eq!(status("PUT", "/broker/topics/orders", &[], b"").0, 200);
     let sub = br#"{"topic":"orders","max_attempts":3}"#;
     assert_eq!(
-        status(&env, "PUT", "/broker/subscriptions/billing", &json_ct, sub).0,
+        status("PUT", "/broker/subscriptions/billing", &json_ct, sub).0,
         201
     );
     assert_eq!(
-        status(&env, "PUT", "/broker/subscriptions/billing", &json_ct, sub).0,
+        status("PUT", "/broker/subscriptions/billing", &json_ct, sub).0,
         200
     );
     let (code, body) = status(
-        &env,
         "PUT",
         "/broker/subscriptions/billing",
         &json_ct,
@@ -329,26 +297,22 @@ fn declarations_events_and_errors_over_http() {
         "{body}"
     );
     assert_eq!(
-        status(&env, "PUT", "/broker/subscriptions/orders", &json_ct, sub).0,
+        status("PUT", "/broker/subscriptions/orders", &json_ct, sub).0,
         409
     );
     let (code, body) = status(
-        &env,
         "PUT",
         "/broker/subscriptions/x",
         &json_ct,
         br#"{"topic":"nope"}"#,
     );
     assert_eq!((code, body["error"].as_str()), (404, Some("not_found")));
-    assert_eq!(
-        status(&env, "PUT", "/broker/topics/bad%20name", &[], b"").0,
-        400
-    );
+    assert_eq!(status("PUT", "/broker/topics/bad%20name", &[], b"").0, 400);
 
     // Structured, binary and plain JSON publishes.
     let ce = [("content-type", "application/cloudevents+json")];
     let event = br#"{"specversion":"1.0","id":"e-1","source":"/shop/orders","type":"order.created","data":{"n":1}}"#;
-    let (code, body) = status(&env, "POST", "/broker/topics/orders/events", &ce, event);
+    let (code, body) = status("POST", "/broker/topics/orders/events", &ce, event);
     assert_eq!(code, 200, "{body}");
     assert_eq!(body["id"], "e-1");
     let binary = [
@@ -361,7 +325,6 @@ fn declarations_events_and_errors_over_http() {
     ];
     assert_eq!(
         status(
-            &env,
             "POST",
             "/broker/topics/orders/events",
             &binary,
@@ -372,7 +335,6 @@ fn declarations_events_and_errors_over_http() {
     );
     assert_eq!(
         status(
-            &env,
             "POST",
             "/broker/topics/orders/events",
             &json_ct,
@@ -382,7 +344,6 @@ fn declarations_events_and_errors_over_http() {
         200
     );
     let (code, body) = status(
-        &env,
         "POST",
         "/broker/subscriptions/billing/pull?max=10",
         &[],
@@ -401,40 +362,26 @@ fn declarations_events_and_errors_over_http() {
 
     // Errors.
     let missing_type = br#"{"specversion":"1.0","id":"x","source":"s"}"#;
-    let (code, body) = status(
-        &env,
-        "POST",
-        "/broker/topics/orders/events",
-        &ce,
-        missing_type,
-    );
+    let (code, body) = status("POST", "/broker/topics/orders/events", &ce, missing_type);
     assert_eq!(
         (code, body["error"].as_str()),
         (400, Some("bad_request")),
         "{body}"
     );
     assert_eq!(
-        status(
-            &env,
-            "POST",
-            "/broker/topics/orders/events",
-            &json_ct,
-            b"{oops"
-        )
-        .0,
+        status("POST", "/broker/topics/orders/events", &json_ct, b"{oops").0,
         400
     );
     assert_eq!(
-        status(&env, "POST", "/broker/topics/nope/events", &json_ct, b"{}").0,
+        status("POST", "/broker/topics/nope/events", &json_ct, b"{}").0,
         404
     );
     assert_eq!(
-        status(&env, "POST", "/broker/subscriptions/nope/pull", &[], b"").0,
+        status("POST", "/broker/subscriptions/nope/pull", &[], b"").0,
         404
     );
     assert_eq!(
         status(
-            &env,
             "POST",
             "/broker/subscriptions/billing/pull?wait=soon",
             &[],
@@ -445,7 +392,6 @@ fn declarations_events_and_errors_over_http() {
     );
     let big = format!(r#"{{"pad":"{}"}}"#, "x".repeat(2048));
     let (code, body) = status(
-        &env,
         "POST",
         "/broker/topics/orders/events",
         &json_ct,
@@ -457,7 +403,6 @@ fn declarations_events_and_errors_over_http() {
     );
     assert_eq!(
         status(
-            &env,
             "POST",
             "/broker/topics/orders/events",
             &[("content-type", "text/plain")],
@@ -467,7 +412,6 @@ fn declarations_events_and_errors_over_http() {
         415
     );
     let (code, body) = status(
-        &env,
         "POST",
         "/broker/subscriptions/billing/ack",
         &json_ct,
@@ -475,7 +419,7 @@ fn declarations_events_and_errors_over_http() {
     );
     assert_eq!(code, 200);
     assert_eq!(body["unknown"], json!(["1.abc"]));
-    let (code, body) = status(&env, "GET", "/broker/topics", &[], b"");
+    let (code, body) = status("GET", "/broker/topics", &[], b"");
     assert_eq!(code, 200);
     assert_eq!(
         body["topics"],
@@ -486,19 +430,17 @@ fn declarations_events_and_errors_over_http() {
 #[test]
 fn a_restart_keeps_unacked_messages_leases_and_attempts() {
     let mut env = TestEnv::start();
-    let c = client(&env, "r");
+    let c = env.broker("r");
     c.declare_topic("t").unwrap();
-    c.declare_subscription("s", "t", 1_500, 5).unwrap();
+    c.declare_subscription("s", "t", 3_000, 5).unwrap();
     for n in 0..5 {
         c.publish_json("t", &json!({ "n": n }), None).unwrap();
     }
     let leased = c.pull("s", 3, Duration::ZERO).unwrap();
     assert_eq!(leased.len(), 3);
     c.ack("s", &[leased[0].lease_id.clone()]).unwrap();
-    // Leases taken after the restart must expire well after these.
-    std::thread::sleep(Duration::from_millis(700));
     env.restart();
-    let c = client(&env, "r");
+    let c = env.broker("r");
     let sub = &c.subscriptions().unwrap()[0];
     assert_eq!(sub.spec.max_attempts, 5);
     assert_eq!(sub.ready + sub.leased, 4, "{sub:?}");
@@ -506,8 +448,15 @@ fn a_restart_keeps_unacked_messages_leases_and_attempts() {
     let now = c.pull("s", 10, Duration::ZERO).unwrap();
     assert_eq!(now.len(), sub.ready as usize);
     assert!(now.iter().all(|d| d.attempt == 1));
+    // Settled, so that only the leases from before the restart can come back.
+    let fresh: Vec<String> = now.iter().map(|d| d.lease_id.clone()).collect();
+    assert!(c.ack("s", &fresh).unwrap().unknown.is_empty());
     // The leases survived the restart: they expire and come back as second attempts.
-    let again = c.pull("s", 10, Duration::from_secs(10)).unwrap();
+    let mut again = Vec::new();
+    wait_for("the leases to expire", Duration::from_secs(30), || {
+        again.extend(c.pull("s", 10, Duration::from_secs(5)).unwrap());
+        (again.len() >= leased.len() - 1).then_some(())
+    });
     let attempts: BTreeMap<i64, u32> = again
         .iter()
         .map(|d| (d.event["data"]["n"].as_i64().unwrap(), d.attempt))
@@ -540,7 +489,7 @@ fn sigterm_during_a_publish_storm_loses_no_acknowledged_message() {
 /// acknowledged, starts it again and checks that every acknowledged message is there.
 fn storm_then(stop: impl FnOnce(&mut TestEnv)) {
     let mut env = TestEnv::start();
-    let c = client(&env, "storm");
+    let c = env.broker("storm");
     c.declare_topic("storm").unwrap();
     c.declare_subscription("storm.q", "storm", 60_000, 5)
         .unwrap();
@@ -568,7 +517,7 @@ fn storm_then(stop: impl FnOnce(&mut TestEnv)) {
     }
     let acked: BTreeSet<i64> = acked.lock().unwrap().iter().copied().collect();
     env.start_again();
-    let c = client(&env, "storm");
+    let c = env.broker("storm");
     let total = c.subscriptions().unwrap()[0].ready as usize;
     assert!(
         total >= acked.len(),
@@ -585,7 +534,7 @@ fn storm_then(stop: impl FnOnce(&mut TestEnv)) {
 #[test]
 fn broker_traffic_builds_the_topology_and_joins_the_client_trace() {
     let env = TestEnv::start();
-    let orders = client(&env, "orders");
+    let orders = env.broker("orders");
     orders.declare_topic("order.created").unwrap();
     orders
         .declare_subscription("billing.order-created", "order.created", 30_000, 5)
@@ -605,7 +554,7 @@ fn broker_traffic_builds_the_topology_and_joins_the_client_trace() {
         ("billing", "billing.order-created"),
         ("shipping", "shipping.order-created"),
     ] {
-        let c = client(&env, service);
+        let c = env.broker(service);
         let got = c.pull(sub, 10, Duration::ZERO).unwrap();
         assert_eq!(got.len(), 3);
         assert!(got
@@ -668,11 +617,10 @@ fn broker_traffic_builds_the_topology_and_joins_the_client_trace() {
 #[test]
 fn sigterm_answers_a_waiting_pull_and_exits_promptly() {
     let mut env = TestEnv::start();
-    let c = client(&env, "w");
+    let c = env.broker("w");
     c.declare_topic("t").unwrap();
     c.declare_subscription("s", "t", 30_000, 5).unwrap();
-    let puller = std::thread::spawn(move || c.pull("s", 1, Duration::from_secs(30)));
-    std::thread::sleep(Duration::from_millis(300));
+    let pull = env.waiting_request("POST", "/broker/subscriptions/s/pull?max=1&wait=30000ms");
     let started = Instant::now();
     let status = env.sigterm();
     assert_eq!(status.code(), Some(0));
@@ -681,13 +629,15 @@ fn sigterm_answers_a_waiting_pull_and_exits_promptly() {
         "{:?}",
         started.elapsed()
     );
-    assert!(puller.join().unwrap().unwrap().is_empty());
+    let (code, answer) = pull.read_reply().answer();
+    assert_eq!(code, 200, "{answer}");
+    assert_eq!(answer["messages"], json!([]), "{answer}");
 }
 
 #[test]
 fn a_filtered_subscription_queues_only_matching_events() {
     let env = TestEnv::start();
-    let c = client(&env, "shop");
+    let c = env.broker("shop");
     c.declare_topic("shop").unwrap();
     c.declare_subscription("everything", "shop", 30_000, 5)
         .unwrap();
@@ -740,7 +690,7 @@ fn a_filtered_subscription_queues_only_matching_events() {
 #[test]
 fn names_with_spaces_or_line_breaks_are_refused_by_the_broker_not_smuggled() {
     let env = TestEnv::start();
-    let c = client(&env, "orders");
+    let c = env.broker("orders");
     c.declare_topic("orders").unwrap();
     for name in ["a b", "a\r\nHost: elsewhere", "orders/../x", "ünï"] {
         let err = c.declare_topic(name).unwrap_err();

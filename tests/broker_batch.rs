@@ -12,10 +12,6 @@ use switchyard::broker::client::Client;
 
 const BATCH: &str = "application/cloudevents-batch+json";
 
-fn client(env: &TestEnv, service: &str) -> Client {
-    Client::new(&env.server().http.to_string()).with_service(service)
-}
-
 fn event(id: &str, n: i64, traceparent: Option<&str>) -> Value {
     let mut e = json!({
         "specversion": "1.0", "id": id, "source": "billing", "type": "invoice.issued",
@@ -27,20 +23,11 @@ fn event(id: &str, n: i64, traceparent: Option<&str>) -> Value {
     e
 }
 
-fn post(env: &TestEnv, path: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
-    let resp = match ureq::post(&env.api_url(path))
-        .set("Content-Type", content_type)
-        .send_bytes(body)
-    {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => panic!("POST {path}: {e}"),
-    };
-    let code = resp.status();
-    (
-        code,
-        serde_json::from_str(&resp.into_string().unwrap()).unwrap(),
-    )
+/// `POST` of a batch (CloudEvents' batched content mode) to `path`: status and JSON answer.
+fn post_batch(env: &TestEnv, path: &str, body: &[u8]) -> (u16, Value) {
+    env.api()
+        .post(path, &[("Content-Type", BATCH)], body)
+        .answer()
 }
 
 /// The trace id of a `traceparent`.
@@ -51,7 +38,7 @@ fn trace_of(tp: &str) -> &str {
 #[test]
 fn a_batch_is_published_whole_in_order_each_event_in_its_own_trace() {
     let env = TestEnv::start();
-    let c = client(&env, "billing");
+    let c = env.broker("billing");
     c.declare_topic("invoices").unwrap();
     c.declare_subscription("invoices.mail", "invoices", 30_000, 5)
         .unwrap();
@@ -64,10 +51,9 @@ fn a_batch_is_published_whole_in_order_each_event_in_its_own_trace() {
         event("e2", 2, Some(traces[1])),
         event("e3", 3, None),
     ]);
-    let (code, answer) = post(
+    let (code, answer) = post_batch(
         &env,
         "/broker/topics/invoices/events",
-        BATCH,
         batch.to_string().as_bytes(),
     );
     assert_eq!(code, 200, "{answer}");
@@ -106,7 +92,7 @@ fn a_batch_is_published_whole_in_order_each_event_in_its_own_trace() {
 #[test]
 fn a_bad_batch_is_refused_whole_and_publishes_nothing() {
     let env = TestEnv::with_args(&["--broker-max-message", "1KiB"]);
-    let c = client(&env, "billing");
+    let c = env.broker("billing");
     c.declare_topic("invoices").unwrap();
     c.declare_subscription("invoices.mail", "invoices", 30_000, 5)
         .unwrap();
@@ -134,17 +120,16 @@ fn a_bad_batch_is_refused_whole_and_publishes_nothing() {
         (b"[{".to_vec(), 400, "not JSON"),
     ];
     for (body, want, says) in cases {
-        let (code, answer) = post(&env, "/broker/topics/invoices/events", BATCH, &body);
+        let (code, answer) = post_batch(&env, "/broker/topics/invoices/events", &body);
         assert_eq!(code, want, "{answer}");
         assert!(
             answer["message"].as_str().unwrap().contains(says),
             "{answer}"
         );
     }
-    let (code, answer) = post(
+    let (code, answer) = post_batch(
         &env,
         "/broker/topics/nowhere/events",
-        BATCH,
         json!([event("e1", 1, None)]).to_string().as_bytes(),
     );
     assert_eq!((code, answer["error"].as_str()), (404, Some("not_found")));
@@ -158,7 +143,7 @@ fn a_bad_batch_is_refused_whole_and_publishes_nothing() {
 #[test]
 fn a_batch_appended_to_a_stream_takes_consecutive_offsets() {
     let env = TestEnv::start();
-    let c = client(&env, "ledger");
+    let c = env.broker("ledger");
     c.declare_stream("ledger", None).unwrap();
     c.append_json("ledger", &json!({ "n": 0 })).unwrap();
     let events: Vec<Value> = (1..=4).map(|n| event(&format!("l{n}"), n, None)).collect();
@@ -219,7 +204,7 @@ fn concurrent_publishes_share_requests_and_each_is_acknowledged_once() {
 
 /// A client of a server with topic `orders` and its subscription `orders.q`.
 fn orders(env: &TestEnv) -> Client {
-    let c = client(env, "orders");
+    let c = env.broker("orders");
     c.declare_topic("orders").unwrap();
     c.declare_subscription("orders.q", "orders", 30_000, 5)
         .unwrap();

@@ -10,7 +10,6 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard::broker::client::Client;
 
 /// One POST the webhook received: (when, headers, body).
 type Hit = (Instant, Vec<(String, String)>, Value);
@@ -71,17 +70,15 @@ fn webhook(failures: usize) -> (String, Arc<Mutex<Vec<Hit>>>) {
 fn declare_push(env: &TestEnv, name: &str, url: &str, attempts: u32) {
     let body = json!({"topic": "orders", "max_attempts": attempts, "visibility_timeout_ms": 5000,
                       "push": {"url": url, "service": "billing", "backoff_ms": 100}});
-    let reply = ureq::put(&env.api_url(&format!("/broker/subscriptions/{name}")))
-        .set("content-type", "application/json")
-        .send_string(&body.to_string())
-        .unwrap();
-    assert_eq!(reply.status(), 201);
+    let path = format!("/broker/subscriptions/{name}");
+    let reply = env.api().send_json("PUT", &path, &body);
+    assert_eq!(reply.status, 201, "{}", reply.text());
 }
 
 #[test]
 fn a_webhook_is_retried_with_backoff_until_it_answers_2xx() {
     let env = TestEnv::start();
-    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    let c = env.broker("orders");
     c.declare_topic("orders").unwrap();
     let (url, hits) = webhook(2);
     declare_push(&env, "billing.push", &url, 5);
@@ -115,7 +112,7 @@ fn a_webhook_is_retried_with_backoff_until_it_answers_2xx() {
 #[test]
 fn a_webhook_that_never_accepts_sends_the_message_to_the_dead_letters() {
     let env = TestEnv::start();
-    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    let c = env.broker("orders");
     c.declare_topic("orders").unwrap();
     let (url, hits) = webhook(usize::MAX);
     declare_push(&env, "broken.push", &url, 2);
@@ -125,24 +122,22 @@ fn a_webhook_that_never_accepts_sends_the_message_to_the_dead_letters() {
         (c.subscriptions().unwrap()[0].dead == 1).then_some(())
     });
     assert_eq!(hits.lock().unwrap().len(), 2);
-    let bad = ureq::put(&env.api_url("/broker/subscriptions/tls.push"))
-        .set("content-type", "application/json")
-        .send_string(
-            &json!({"topic": "orders", "push": {"url": "https://example.com"}}).to_string(),
-        );
-    assert!(matches!(bad, Err(ureq::Error::Status(400, _))));
+    let bad = env.api().send_json(
+        "PUT",
+        "/broker/subscriptions/tls.push",
+        &json!({"topic": "orders", "push": {"url": "https://example.com"}}),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.text());
 }
 
 #[test]
 fn push_subscriptions_resume_after_a_restart() {
     let mut env = TestEnv::start();
-    Client::new(&env.server().http.to_string())
-        .declare_topic("orders")
-        .unwrap();
+    env.broker("orders").declare_topic("orders").unwrap();
     let (url, hits) = webhook(0);
     declare_push(&env, "billing.push", &url, 5);
     env.restart();
-    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    let c = env.broker("orders");
     c.publish_json("orders", &json!({ "order": 3 }), None)
         .unwrap();
     wait_for(

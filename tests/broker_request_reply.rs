@@ -8,10 +8,6 @@ use serde_json::json;
 use std::time::{Duration, Instant};
 use switchyard::broker::client::Client;
 
-fn client(env: &TestEnv, service: &str) -> Client {
-    Client::new(&env.server().http.to_string()).with_service(service)
-}
-
 /// Declares the request and reply topics and a responder subscription.
 fn declare(c: &Client) {
     c.declare_topic("identity.2fa").unwrap();
@@ -22,7 +18,7 @@ fn declare(c: &Client) {
 
 /// Answers `n` requests with `{"enabled": user is even}`.
 fn responder(env: &TestEnv, n: usize) -> std::thread::JoinHandle<()> {
-    let c = client(env, "identity");
+    let c = env.broker("identity");
     std::thread::spawn(move || {
         let mut answered = 0;
         while answered < n {
@@ -43,7 +39,7 @@ fn responder(env: &TestEnv, n: usize) -> std::thread::JoinHandle<()> {
 #[test]
 fn a_request_is_answered_by_its_correlated_reply() {
     let env = TestEnv::start();
-    let wallet = client(&env, "wallet");
+    let wallet = env.broker("wallet");
     declare(&wallet);
     let identity = responder(&env, 3);
     for user in [4, 7, 10] {
@@ -89,7 +85,7 @@ fn a_request_is_answered_by_its_correlated_reply() {
 #[test]
 fn a_request_without_a_reply_times_out_with_504() {
     let env = TestEnv::start();
-    let wallet = client(&env, "wallet");
+    let wallet = env.broker("wallet");
     declare(&wallet);
     let started = Instant::now();
     let err = wallet
@@ -104,7 +100,8 @@ fn a_request_without_a_reply_times_out_with_504() {
     assert!(started.elapsed() >= Duration::from_millis(350));
     assert!(started.elapsed() < Duration::from_secs(5));
     // The request itself was published: a late responder still gets it.
-    let late = client(&env, "identity")
+    let late = env
+        .broker("identity")
         .pull("identity.2fa.requests", 10, Duration::ZERO)
         .unwrap();
     assert_eq!(late.len(), 1);

@@ -9,10 +9,6 @@ use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use switchyard::broker::client::Client;
 
-fn client(env: &TestEnv, service: &str) -> Client {
-    Client::new(&env.server().http.to_string()).with_service(service)
-}
-
 fn ns(batch: &switchyard::broker::StreamBatch) -> Vec<i64> {
     batch
         .events
@@ -24,7 +20,7 @@ fn ns(batch: &switchyard::broker::StreamBatch) -> Vec<i64> {
 #[test]
 fn replay_from_earliest_an_offset_and_a_time() {
     let env = TestEnv::start();
-    let c = client(&env, "ledger");
+    let c = env.broker("ledger");
     assert!(c.declare_stream("ledger", None).unwrap().created);
     assert!(!c.declare_stream("ledger", None).unwrap().created);
     for n in 0..5 {
@@ -33,9 +29,20 @@ fn replay_from_earliest_an_offset_and_a_time() {
             Some(n)
         );
     }
-    std::thread::sleep(Duration::from_millis(20));
-    let middle = time::OffsetDateTime::now_utc();
-    std::thread::sleep(Duration::from_millis(20));
+    // A time after the fifth event was stored; the next ones are stored after it is taken.
+    let fifth = c
+        .read("ledger", "4", None, 1, Duration::ZERO)
+        .unwrap()
+        .events[0]
+        .published_unix_nanos;
+    let middle = wait_for(
+        "the clock to pass the fifth event",
+        Duration::from_secs(10),
+        || {
+            let now = time::OffsetDateTime::now_utc();
+            (now.unix_timestamp_nanos() > i128::from(fifth)).then_some(now)
+        },
+    );
     for n in 5..8 {
         c.append_json("ledger", &json!({ "n": n })).unwrap();
     }
@@ -62,7 +69,7 @@ fn replay_from_earliest_an_offset_and_a_time() {
 #[test]
 fn group_offsets_survive_a_restart() {
     let mut env = TestEnv::start();
-    let c = client(&env, "reporting");
+    let c = env.broker("reporting");
     c.declare_stream("payments", None).unwrap();
     for n in 0..6 {
         c.append_json("payments", &json!({ "n": n })).unwrap();
@@ -74,7 +81,7 @@ fn group_offsets_survive_a_restart() {
     let info = c.commit("payments", "reports", first.next_offset).unwrap();
     assert_eq!((info.committed, info.lag), (4, 2));
     env.restart();
-    let c = client(&env, "reporting");
+    let c = env.broker("reporting");
     let rest = c
         .read(
             "payments",
@@ -105,22 +112,18 @@ fn group_offsets_survive_a_restart() {
 #[test]
 fn a_read_at_the_end_waits_for_the_next_event() {
     let env = TestEnv::start();
-    let c = client(&env, "tail");
+    let c = env.broker("tail");
     c.declare_stream("s", None).unwrap();
-    let reader = {
-        let c = c.clone();
-        std::thread::spawn(move || {
-            let started = Instant::now();
-            (
-                c.read("s", "latest", None, 10, Duration::from_secs(20))
-                    .unwrap(),
-                started.elapsed(),
-            )
-        })
-    };
-    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let read = env.waiting_request(
+        "GET",
+        "/broker/streams/s/events?from=latest&max=10&wait=20000ms",
+    );
     c.append_json("s", &json!({ "n": 1 })).unwrap();
-    let (batch, waited) = reader.join().unwrap();
+    let (code, batch) = read.read_reply().answer();
+    let waited = started.elapsed();
+    assert_eq!(code, 200, "{batch}");
+    let batch: switchyard::broker::StreamBatch = serde_json::from_value(batch).unwrap();
     assert_eq!(ns(&batch), vec![1]);
     assert!(waited < Duration::from_secs(5));
 }
@@ -128,7 +131,7 @@ fn a_read_at_the_end_waits_for_the_next_event() {
 #[test]
 fn stream_errors_and_shared_names() {
     let env = TestEnv::start();
-    let c = client(&env, "x");
+    let c = env.broker("x");
     c.declare_topic("t").unwrap();
     assert_eq!(c.declare_stream("t", None).unwrap_err().status(), Some(409));
     c.declare_stream("s", Some(60_000)).unwrap();
@@ -157,7 +160,7 @@ fn stream_errors_and_shared_names() {
 #[test]
 fn retention_by_age_drops_old_events_but_keeps_offsets() {
     let env = TestEnv::start();
-    let c = client(&env, "r");
+    let c = env.broker("r");
     c.declare_stream("short", Some(300)).unwrap();
     for n in 0..3 {
         c.append_json("short", &json!({ "n": n })).unwrap();
@@ -187,7 +190,7 @@ fn stored_bytes(e: &Value) -> u64 {
 #[test]
 fn retention_by_size_keeps_the_newest_events_within_max_bytes_across_a_restart() {
     let mut env = TestEnv::start();
-    let c = client(&env, "r");
+    let c = env.broker("r");
     c.declare_stream_bounded("capped", None, Some(4_000))
         .unwrap();
     let pad = "x".repeat(300);
@@ -225,7 +228,7 @@ fn retention_by_size_keeps_the_newest_events_within_max_bytes_across_a_restart()
 
     // After a restart the bound and the byte count come back from the file.
     env.restart();
-    let c = client(&env, "r");
+    let c = env.broker("r");
     for n in 40..50 {
         c.append_json("capped", &json!({ "n": n, "pad": pad }))
             .unwrap();
@@ -247,14 +250,14 @@ fn retention_by_size_keeps_the_newest_events_within_max_bytes_across_a_restart()
 #[test]
 fn stream_traffic_builds_publish_and_consume_edges() {
     let env = TestEnv::start();
-    let producer = client(&env, "payments");
+    let producer = env.broker("payments");
     producer.declare_stream("payment.processed", None).unwrap();
     for n in 0..4 {
         producer
             .append_json("payment.processed", &json!({ "n": n }))
             .unwrap();
     }
-    let reader = client(&env, "reporting");
+    let reader = env.broker("reporting");
     let b = reader
         .read(
             "payment.processed",

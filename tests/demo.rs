@@ -189,17 +189,14 @@ fn missing(t: &Value) -> Option<Vec<String>> {
 #[test]
 fn demo_shop_runs_over_the_broker_and_shows_its_topology() {
     let env = TestEnv::with_args(&["--demo"]);
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        let t = env.get_json("/api/topology?window=5m");
-        let Some(last) = missing(&t) else { break };
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the demo topology still misses {last:?}\n{}",
-            env.log(40)
-        );
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    common::wait_until(
+        "the whole demo topology",
+        Duration::from_secs(60),
+        || match missing(&env.get_json("/api/topology?window=5m")) {
+            Some(still) => Err(still),
+            None => Ok(()),
+        },
+    );
     // Every broker span is the demo's own: no hand-built OTLP.
     let t = env.get_json("/api/topology?window=5m");
     for n in t["nodes"].as_array().unwrap() {

@@ -5,7 +5,7 @@ mod common;
 
 use common::builder::{self, span, Consumer, Producer, SpanB};
 use common::fixtures::{self, Window};
-use common::{http, topo, wait_for, TestEnv};
+use common::{topo, wait_for, TestEnv};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -60,16 +60,17 @@ impl Storm {
         let threads = (0..STORM_THREADS)
             .map(|_| {
                 let (stop, acked, attempted) = (stop.clone(), acked.clone(), attempted.clone());
-                let url = env.otlp_url("/v1/traces");
+                let otlp = env.otlp();
                 std::thread::spawn(move || {
-                    let agent = http::agent();
                     while !stop.load(Ordering::SeqCst) {
                         let b = batch();
                         attempted.lock().unwrap().push(b.clone());
                         let headers = [("Content-Type", "application/x-protobuf")];
-                        match http::try_post(&agent, &url, &headers, &b.body) {
+                        match otlp.try_post("/v1/traces", &headers, &b.body) {
                             Ok(r) if r.status == 200 => acked.lock().unwrap().push(b),
                             // Overload answers are allowed; the batch is simply not acknowledged.
+                            // A client's back-off before it sends again (as an SDK's would),
+                            // not a wait for anything the test checks.
                             Ok(r) if r.status == 429 || r.status == 503 => {
                                 std::thread::sleep(Duration::from_millis(20))
                             }

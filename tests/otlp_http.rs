@@ -494,19 +494,18 @@ fn a_full_write_queue_is_503_with_retry_after_and_stores_nothing() {
     use std::sync::atomic::{AtomicBool, Ordering};
     use std::sync::{Arc, Mutex};
     let env = TestEnv::with_args(&["--queue-depth", "1"]);
-    let url = env.otlp_url("/v1/traces");
+    let otlp = env.otlp();
     let seen_503 = Arc::new(AtomicBool::new(false));
     let results: Arc<Mutex<Vec<(String, Reply)>>> = Arc::default();
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     // Concurrent writers outpace the single store writer until one finds the queue full.
     let threads: Vec<_> = (0..4)
         .map(|_| {
-            let (url, seen_503, results) = (url.clone(), seen_503.clone(), results.clone());
+            let (otlp, seen_503, results) = (otlp.clone(), seen_503.clone(), results.clone());
             std::thread::spawn(move || {
-                let agent = common::http::agent();
                 while !seen_503.load(Ordering::SeqCst) && std::time::Instant::now() < deadline {
                     let (trace, body) = big_batch(2000);
-                    let reply = common::http::post(&agent, &url, &[PROTOBUF], &body);
+                    let reply = otlp.post("/v1/traces", &[PROTOBUF], &body);
                     if reply.status == 503 {
                         seen_503.store(true, Ordering::SeqCst);
                     }

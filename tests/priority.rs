@@ -7,11 +7,10 @@
 
 mod common;
 
-use common::TestEnv;
+use common::{wait_for, wait_until, TestEnv};
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::time::{Duration, Instant};
-use switchyard::broker::client::Client;
+use std::time::Duration;
 
 const SCHED_OTHER: u32 = 0;
 const SCHED_IDLE: u32 = 5;
@@ -44,20 +43,19 @@ fn policies(pid: u32, prefix: &str) -> Vec<u32> {
 }
 
 /// Waits until every thread named `prefix…` has `policy`; panics with what it saw.
-fn wait_for(pid: u32, prefix: &str, policy: u32) {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+fn wait_for_policy(pid: u32, prefix: &str, policy: u32) {
+    let what = format!("{prefix} threads with policy {policy}");
+    wait_until(&what, Duration::from_secs(10), || {
         let seen = policies(pid, prefix);
         if !seen.is_empty() && seen.iter().all(|&p| p == policy) {
-            return;
+            Ok(())
+        } else {
+            Err(format!(
+                "{prefix}: policies {seen:?}; all: {:?}",
+                threads(pid)
+            ))
         }
-        assert!(
-            Instant::now() < deadline,
-            "{prefix}: policies {seen:?}, expected {policy}; all: {:?}",
-            threads(pid)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
 }
 
 #[test]
@@ -70,20 +68,24 @@ fn background_threads_yield_and_the_message_path_keeps_its_share() {
     } else {
         SCHED_OTHER
     };
-    wait_for(pid, "store-checkpoin", background);
-    wait_for(pid, "broker-checkpoi", background);
-    wait_for(pid, "store-dropper", background);
+    wait_for_policy(pid, "store-checkpoin", background);
+    wait_for_policy(pid, "broker-checkpoi", background);
+    wait_for_policy(pid, "store-dropper", background);
 
-    // A trickle of broker traffic: the exporter's batches stay partial, so it goes to the
-    // background too, and the writer is back to normal between its groups.
-    let c = Client::new(&env.server().http.to_string()).with_service("shop");
+    // A trickle of broker traffic: each publish waits until its span is stored, so every
+    // export batch is partial and the exporter goes to the background too, and the writer is
+    // back to normal between its groups.
+    let c = env.broker("shop");
     c.declare_topic("orders").unwrap();
     for n in 0..20 {
+        let before = env.spans_in_store();
         c.publish_json("orders", &json!({ "n": n }), None).unwrap();
-        std::thread::sleep(Duration::from_millis(20));
+        wait_for("the publish span stored", Duration::from_secs(20), || {
+            (env.spans_in_store() > before).then_some(())
+        });
     }
-    wait_for(pid, "OpenTelemetry", background);
-    wait_for(pid, "store-writer", SCHED_OTHER);
+    wait_for_policy(pid, "OpenTelemetry", background);
+    wait_for_policy(pid, "store-writer", SCHED_OTHER);
 
     // The message path never leaves the normal policy.
     let by_name: BTreeMap<String, Vec<u32>> =
@@ -100,9 +102,5 @@ fn background_threads_yield_and_the_message_path_keeps_its_share() {
         assert!(seen.iter().all(|&p| p == SCHED_OTHER), "{name}: {seen:?}");
     }
     // The spans of that traffic were stored (export in the background still exports).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while env.spans_in_store() < 20 {
-        assert!(Instant::now() < deadline, "broker spans not stored");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(env.spans_in_store() >= 20, "broker spans not stored");
 }

@@ -7,7 +7,6 @@ use common::ui::{self, Page};
 use common::TestEnv;
 use serde_json::json;
 use std::time::Duration;
-use switchyard::broker::client::Client;
 
 fn cell(row: &scraper::ElementRef<'_>, css: &str) -> String {
     let sel = scraper::Selector::parse(css).unwrap();
@@ -17,7 +16,7 @@ fn cell(row: &scraper::ElementRef<'_>, css: &str) -> String {
 #[test]
 fn a_topic_page_shows_depth_in_flight_and_dead_letters_per_subscription() {
     let env = TestEnv::start();
-    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    let c = env.broker("orders");
     c.declare_topic("ui.orders").unwrap();
     c.declare_subscription("billing", "ui.orders", 60_000, 1)
         .unwrap();
@@ -56,7 +55,7 @@ fn a_topic_page_shows_depth_in_flight_and_dead_letters_per_subscription() {
 #[test]
 fn a_stream_page_shows_offsets_and_consumer_group_lag() {
     let env = TestEnv::start();
-    let c = Client::new(&env.server().http.to_string()).with_service("payments");
+    let c = env.broker("payments");
     c.declare_stream("ui.payments", None).unwrap();
     for n in 0..5 {
         c.append_json("ui.payments", &json!({ "n": n })).unwrap();
@@ -93,7 +92,7 @@ fn the_maps_side_panel_shows_a_broker_topics_subscriptions_live() {
         return;
     };
     let env = TestEnv::start();
-    let c = Client::new(&env.server().http.to_string()).with_service("orders");
+    let c = env.broker("orders");
     c.declare_topic("panel.orders").unwrap();
     c.declare_subscription("panel.billing", "panel.orders", 60_000, 1)
         .unwrap();

@@ -6,7 +6,7 @@ mod common;
 
 use common::browser::Browser;
 use common::builder;
-use common::fixtures::{self, SpanInfo, Window};
+use common::fixtures;
 use common::{ui, TestEnv};
 use serde_json::json;
 
@@ -21,11 +21,7 @@ fn map_ready(b: &Browser) {
 #[test]
 fn map_node_trace_and_hop_in_a_real_browser() {
     let Some(b) = Browser::start() else { return };
-    let env = TestEnv::start();
-    let files = fixtures::load(fixtures::PYTHON_PIKA);
-    env.post_fixtures(&files);
-    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
-    let window = Window::of_spans(&spans);
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let topo = env.topology(&window);
 
     b.goto(&env.api_url(&format!("/?window=custom&{}", window.query())));
@@ -154,7 +150,16 @@ fn hostile_span_data_never_executes_in_the_browser() {
     );
     b.click(".side details > summary");
     b.click(".node-select");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    // The click's node is selected, its details shown and the view still: all rendered.
+    b.wait_for(
+        "the selected node's details",
+        "const id = document.querySelector('.node-select').getAttribute('data-node-id'); \
+         const cy = window.switchyard.cy; const n = cy.getElementById(id); \
+         const h = document.querySelector('#details-body h3'); \
+         return document.querySelector('.side details').open && n.selected() && !cy.animated() \
+           && h !== null && h.textContent === n.data('name');",
+    );
+    b.wait_for_paint();
     assert_eq!(b.eval(pwned, json!([])), json!([true, 0]), "map");
     b.screenshot("xss-map");
 
@@ -310,16 +315,34 @@ fn trace_lists_follow_new_spans_without_a_reload() {
 fn docs_screenshots() {
     let Some(b) = Browser::start() else { return };
     let env = TestEnv::with_args(&["--demo"]);
-    common::wait_for("demo traffic", std::time::Duration::from_secs(30), || {
-        let t = env.get_json("/api/topology");
-        (t["nodes"].as_array().map_or(0, |n| n.len()) >= 24).then_some(())
+    // Every node of the shop, traffic enough for counts that read as traffic, and a shipping
+    // trace without errors to show.
+    let wait = std::time::Duration::from_secs(60);
+    let nodes = common::wait_for("demo traffic", wait, || {
+        if env.spans_in_store() < 200 {
+            return None;
+        }
+        let t = env.get_json("/api/topology?window=5m");
+        let nodes = t["nodes"].as_array().map_or(0, |n| n.len());
+        let traces = env.get_json("/api/traces?service=shipping&limit=20");
+        let clean = traces["traces"]
+            .as_array()?
+            .iter()
+            .any(|t| t["error_count"] == json!(0));
+        (nodes >= 24 && clean).then_some(nodes)
     });
-    std::thread::sleep(std::time::Duration::from_secs(3));
     let docs = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs");
     b.goto(&env.api_url("/?window=5m"));
     map_ready(&b);
-    // Let a live refresh (new demo nodes laid out) settle before clicking a position.
-    std::thread::sleep(std::time::Duration::from_millis(3000));
+    // Every node drawn and laid out (a live refresh adds the ones the first load missed)
+    // before clicking a position.
+    b.wait_for(
+        "every demo node on the map",
+        &format!(
+            "const cy = window.switchyard.cy; return cy.nodes().length >= {nodes} && !cy.animated();"
+        ),
+    );
+    b.wait_for_paint();
     let at = b.eval(
         "const n = window.switchyard.cy.getElementById('service:checkout').nonempty() ? \
          window.switchyard.cy.getElementById('service:checkout') : window.switchyard.cy.nodes('[name = \"checkout\"]'); \
@@ -336,10 +359,16 @@ fn docs_screenshots() {
         "window.switchyard.cy.elements().removeClass('faded'); return 1;",
         json!([]),
     );
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    b.wait_for_paint();
     std::fs::copy(b.screenshot("docs-map"), docs.join("screenshot-map.png")).unwrap();
+    let theme = "return document.documentElement.getAttribute('data-theme');";
+    let before = b.eval(theme, json!([]));
     b.click("#theme-toggle");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    b.wait_for(
+        "the other theme",
+        &format!("return document.documentElement.getAttribute('data-theme') !== {before};"),
+    );
+    b.wait_for_paint();
     b.screenshot("docs-map-other-theme");
     b.click("#theme-toggle");
 

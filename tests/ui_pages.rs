@@ -4,31 +4,14 @@
 mod common;
 
 use common::builder;
-use common::fixtures::{self, SpanInfo, Window};
+use common::fixtures;
 use common::ui::{self, Page};
 use common::TestEnv;
 use std::collections::BTreeSet;
 
-fn pika() -> (TestEnv, Vec<SpanInfo>, Window) {
-    let env = TestEnv::start();
-    let files = fixtures::load(fixtures::PYTHON_PIKA);
-    env.post_fixtures(&files);
-    let spans: Vec<SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
-    let window = Window::of_spans(&spans);
-    (env, spans, window)
-}
-
-fn trace_ids_with(spans: &[SpanInfo], service: &str) -> BTreeSet<String> {
-    spans
-        .iter()
-        .filter(|s| s.service == service)
-        .map(|s| s.trace_id.clone())
-        .collect()
-}
-
 #[test]
 fn map_page_carries_the_window_findings_and_every_node() {
-    let (env, _, window) = pika();
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let page = Page::ok(&env, &format!("/?window=custom&{}", window.query()));
     assert!(page.csp.contains("script-src 'self'"), "csp: {}", page.csp);
     let topo = env.topology(&window);
@@ -96,7 +79,7 @@ fn empty_map_tells_a_newcomer_what_to_do() {
 
 #[test]
 fn every_script_and_stylesheet_of_the_pages_is_served() {
-    let (env, spans, window) = pika();
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let pages = [
         format!("/?{}", window.query()),
         "/traces".to_string(),
@@ -126,14 +109,14 @@ fn every_script_and_stylesheet_of_the_pages_is_served() {
 
 #[test]
 fn trace_search_lists_matching_traces_with_links() {
-    let (env, spans, window) = pika();
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let page = Page::ok(&env, "/traces?service=worker&limit=1000");
     let listed: BTreeSet<String> = page
         .attrs(".trace-row a.trace-link", "href")
         .into_iter()
         .map(|h| h.trim_start_matches("/traces/").to_string())
         .collect();
-    assert_eq!(listed, trace_ids_with(&spans, "worker"));
+    assert_eq!(listed, fixtures::trace_ids_with(&spans, "worker"));
     assert_eq!(
         page.one("input[name=service]").value().attr("value"),
         Some("worker")
@@ -153,8 +136,8 @@ fn trace_search_lists_matching_traces_with_links() {
 
 #[test]
 fn trace_view_draws_every_span_and_each_broker_hop() {
-    let (env, spans, _) = pika();
-    let trace_id = trace_ids_with(&spans, "billing")
+    let (env, spans, _) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
+    let trace_id = fixtures::trace_ids_with(&spans, "billing")
         .into_iter()
         .next()
         .unwrap();
@@ -200,7 +183,7 @@ fn trace_view_errors_are_pages_with_the_right_status() {
 
 #[test]
 fn service_and_destination_pages_show_edges_dependencies_and_traces() {
-    let (env, spans, window) = pika();
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let q = window.query();
     let orders = Page::ok(
         &env,
@@ -219,7 +202,10 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
     );
     assert_eq!(orders.all(".spark svg polyline").len(), 3);
     let traces = orders.all(".trace-row").len();
-    assert_eq!(traces, trace_ids_with(&spans, "orders").len().min(20));
+    assert_eq!(
+        traces,
+        fixtures::trace_ids_with(&spans, "orders").len().min(20)
+    );
 
     let dest_href = orders
         .attrs(".edge-row a", "href")
@@ -299,33 +285,11 @@ fn url_encode(text: &str) -> String {
         .collect()
 }
 
-/// Reads one SSE frame (up to a blank line) that is not a comment.
-fn next_event(reader: &mut impl std::io::BufRead) -> String {
-    loop {
-        let mut frame = String::new();
-        loop {
-            let mut line = String::new();
-            assert!(reader.read_line(&mut line).unwrap() > 0, "stream ended");
-            if line == "\n" {
-                break;
-            }
-            frame.push_str(&line);
-        }
-        if !frame.starts_with(':') {
-            return frame;
-        }
-    }
-}
-
 #[test]
 fn live_stream_announces_stored_spans() {
     let env = TestEnv::start();
-    let reply = ureq::get(&env.api_url("/api/live"))
-        .call()
-        .expect("live stream");
-    assert_eq!(reply.content_type(), "text/event-stream");
-    let mut reader = std::io::BufReader::new(reply.into_reader());
-    let first = next_event(&mut reader);
+    let mut live = env.api().events("/api/live", &[]);
+    let first = live.next_frame();
     assert!(first.contains("retry: 1000"), "{first}");
     assert!(
         first.contains("event: stored\ndata: {\"spans_stored\":0}"),
@@ -333,7 +297,7 @@ fn live_stream_announces_stored_spans() {
     );
     let files = fixtures::load(fixtures::PYTHON_PIKA);
     env.post_fixture(&files[0]);
-    let next = next_event(&mut reader);
+    let next = live.next_frame();
     let n: u64 = next
         .trim_end()
         .rsplit(':')
@@ -345,7 +309,7 @@ fn live_stream_announces_stored_spans() {
 
 #[test]
 fn trace_search_filters_by_status_and_duration_and_pages_older() {
-    let (env, spans, _) = pika();
+    let (env, spans, _) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     let all = Page::ok(&env, "/traces?limit=1000");
     let total = all.all(".trace-row").len();
     let errors = Page::ok(&env, "/traces?status=error&min_ms=&max_ms=");
@@ -380,10 +344,10 @@ fn trace_search_filters_by_status_and_duration_and_pages_older() {
 
 #[test]
 fn trace_view_shows_the_response_beside_its_request() {
-    let (env, spans, _) = pika();
+    let (env, spans, _) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
     // The recording's request/reply: wallet asks identity over identity.2fa and consumes the
     // reply from a temporary queue.
-    let trace_id = trace_ids_with(&spans, "identity")
+    let trace_id = fixtures::trace_ids_with(&spans, "identity")
         .into_iter()
         .next()
         .unwrap();

@@ -1,11 +1,12 @@
 //! A minimal WebDriver client (W3C protocol over HTTP) driving Debian's headless Chromium
 //! through chromedriver. `.ci/run` installs the `chromium` and `chromium-driver` packages.
 
+use super::http::Http;
 use serde_json::{json, Value};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -20,9 +21,8 @@ pub fn output_dir() -> PathBuf {
 /// A chromedriver process and one browser session. Dropping it ends both.
 pub struct Browser {
     driver: Child,
-    base: String,
     session: String,
-    agent: ureq::Agent,
+    http: Http,
     _profile: tempfile::TempDir,
 }
 
@@ -49,15 +49,10 @@ impl Browser {
             .stderr(Stdio::null())
             .spawn()
             .expect("start chromedriver");
-        let base = format!("http://127.0.0.1:{port}");
-        let agent = ureq::AgentBuilder::new()
-            .timeout(Duration::from_secs(60))
-            .build();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while agent.get(&format!("{base}/status")).call().is_err() {
-            assert!(Instant::now() < deadline, "chromedriver did not start");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        let http = Http::with_timeout(format!("http://127.0.0.1:{port}"), Duration::from_secs(60));
+        super::wait_for("chromedriver to answer", Duration::from_secs(20), || {
+            http.try_send("GET", "/status", &[], b"").ok()
+        });
         let profile = tempfile::tempdir().expect("profile dir");
         let caps = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
@@ -71,9 +66,8 @@ impl Browser {
         }}});
         let mut browser = Browser {
             driver,
-            base,
             session: String::new(),
-            agent,
+            http,
             _profile: profile,
         };
         let reply = browser.send("POST", "/session", Some(caps));
@@ -82,30 +76,22 @@ impl Browser {
     }
 
     fn send(&self, method: &str, path: &str, body: Option<Value>) -> Value {
-        let url = if path == "/session" {
-            format!("{}{path}", self.base)
+        let path = if path == "/session" {
+            path.to_string()
         } else {
-            format!("{}/session/{}{path}", self.base, self.session)
+            format!("/session/{}{path}", self.session)
         };
-        let req = self.agent.request(method, &url);
-        let result = match body {
-            Some(b) => req
-                .set("Content-Type", "application/json")
-                .send_string(&b.to_string()),
-            None => req.call(),
+        let reply = match body {
+            Some(b) => self.http.send_json(method, &path, &b),
+            None => self.http.send(method, &path, &[], b""),
         };
-        let reply: Value = match result {
-            Ok(r) => serde_json::from_str(&r.into_string().expect("webdriver reply"))
-                .expect("webdriver json"),
-            Err(ureq::Error::Status(code, r)) => {
-                panic!(
-                    "webdriver {method} {path}: {code} {}",
-                    r.into_string().unwrap_or_default()
-                )
-            }
-            Err(e) => panic!("webdriver {method} {path}: {e}"),
-        };
-        reply["value"].clone()
+        assert_eq!(
+            reply.status,
+            200,
+            "webdriver {method} {path}: {}",
+            reply.text()
+        );
+        reply.json()["value"].clone()
     }
 
     pub fn goto(&self, url: &str) {
@@ -130,15 +116,24 @@ impl Browser {
 
     /// Waits until `script` returns something truthy, and returns it.
     pub fn wait_for(&self, what: &str, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
+        super::wait_for(what, Duration::from_secs(20), || {
             let v = self.eval(script, json!([]));
-            if !(v.is_null() || v == json!(false) || v == json!(0) || v == json!("")) {
-                return v;
-            }
-            assert!(Instant::now() < deadline, "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            let falsy = v.is_null() || v == json!(false) || v == json!(0) || v == json!("");
+            (!falsy).then_some(v)
+        })
+    }
+
+    /// Waits until the page has painted what the DOM holds now: two animation frames (the
+    /// first may have started before the last change).
+    pub fn wait_for_paint(&self) {
+        let script = "const done = arguments[arguments.length - 1]; \
+                      requestAnimationFrame(() => requestAnimationFrame(() => done(1)));";
+        let painted = self.send(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": script, "args": [] })),
+        );
+        assert_eq!(painted, json!(1), "no animation frame");
     }
 
     /// The WebDriver reference of the first element matching `css`.
@@ -190,8 +185,8 @@ impl Browser {
 impl Drop for Browser {
     fn drop(&mut self) {
         if !self.session.is_empty() {
-            let url = format!("{}/session/{}", self.base, self.session);
-            let _ = self.agent.delete(&url).call();
+            let path = format!("/session/{}", self.session);
+            let _ = self.http.try_send("DELETE", &path, &[], b"");
         }
         let _ = self.driver.kill();
         let _ = self.driver.wait();

@@ -3,6 +3,7 @@
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use serde_json::Value;
+use std::collections::BTreeSet;
 use std::io::Read;
 use std::path::PathBuf;
 
@@ -81,6 +82,15 @@ impl Fixture {
     pub fn only_consumers(&self) -> bool {
         self.spans.iter().all(|s| s.kind == KIND_CONSUMER)
     }
+}
+
+/// The trace ids of the spans that have a span of `service`.
+pub fn trace_ids_with(spans: &[SpanInfo], service: &str) -> BTreeSet<String> {
+    spans
+        .iter()
+        .filter(|s| s.service == service)
+        .map(|s| s.trace_id.clone())
+        .collect()
 }
 
 /// Every request of one fixture directory, in file name order.

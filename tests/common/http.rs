@@ -1,8 +1,11 @@
-//! HTTP clients: ureq for ordinary requests, and a raw HTTP/1.1 client over a TcpStream for
-//! chunked uploads whose pace the test controls (a request held open mid-body).
+//! The one HTTP client of the tests, [`Http`]: every request to the server (API, broker,
+//! OTLP/HTTP) and to chromedriver goes through it and is answered as a [`Reply`] whatever its
+//! status. Beside it, [`Events`] reads a Server-Sent Events response frame by frame, and
+//! [`RawRequest`] writes a request over a plain TcpStream for the cases whose pace the test
+//! controls (a chunked body held open mid-way, a request the server is known to have read).
 
 use serde_json::Value;
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::time::Duration;
 
@@ -41,6 +44,13 @@ impl Reply {
             .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
     }
 
+    /// The status and the body as JSON, or as a JSON string when it is not JSON.
+    pub fn answer(&self) -> (u16, Value) {
+        let body =
+            serde_json::from_slice(&self.body).unwrap_or_else(|_| Value::String(self.text()));
+        (self.status, body)
+    }
+
     /// The `Retry-After` header as delay seconds; panics when absent or not a number.
     pub fn retry_after_secs(&self) -> u64 {
         let value = self
@@ -53,21 +63,156 @@ impl Reply {
     }
 }
 
-pub fn agent() -> ureq::Agent {
-    ureq::AgentBuilder::new()
-        .timeout_connect(Duration::from_secs(5))
-        .timeout_read(IO_TIMEOUT)
-        .timeout_write(IO_TIMEOUT)
-        .build()
+/// Requests to one base URL (`http://host:port`) over a connection pool that clones share.
+#[derive(Clone)]
+pub struct Http {
+    agent: ureq::Agent,
+    base: String,
 }
 
-fn into_reply(result: Result<ureq::Response, ureq::Error>) -> Result<Reply, String> {
-    let response = match result {
-        Ok(r) => r,
-        Err(ureq::Error::Status(_, r)) => r,
-        Err(e) => return Err(e.to_string()),
-    };
-    let status = response.status();
+impl Http {
+    /// A client with its own pool and the [`IO_TIMEOUT`] bound on every read and write.
+    pub fn new(base: impl Into<String>) -> Http {
+        Http::with_timeout(base, IO_TIMEOUT)
+    }
+
+    /// A client whose every request (connect, write, read) is bounded by `timeout`.
+    pub fn with_timeout(base: impl Into<String>, timeout: Duration) -> Http {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(5))
+            .timeout_read(timeout)
+            .timeout_write(timeout)
+            .build();
+        Http {
+            agent,
+            base: base.into(),
+        }
+    }
+
+    /// A client for another base URL on the same pool.
+    pub fn at(&self, base: impl Into<String>) -> Http {
+        Http {
+            agent: self.agent.clone(),
+            base: base.into(),
+        }
+    }
+
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    pub fn url(&self, path_and_query: &str) -> String {
+        format!("{}{path_and_query}", self.base)
+    }
+
+    /// Any request; a transport error (refused, reset, timed out) is returned, not panicked.
+    pub fn try_send(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        let mut req = self.agent.request(method, &self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let bodiless = matches!(method, "GET" | "HEAD" | "DELETE") && body.is_empty();
+        let result = if bodiless {
+            req.call()
+        } else {
+            req.send_bytes(body)
+        };
+        let response = match result {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(e) => return Err(e.to_string()),
+        };
+        let head = head_of(&response);
+        let mut body = Vec::new();
+        response
+            .into_reader()
+            .read_to_end(&mut body)
+            .map_err(|e| format!("reading the body: {e}"))?;
+        Ok(Reply { body, ..head })
+    }
+
+    /// Any request; a transport error fails the test.
+    pub fn send(&self, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.try_send(method, path, headers, body)
+            .unwrap_or_else(|e| panic!("{method} {}: {e}", self.url(path)))
+    }
+
+    pub fn get(&self, path: &str) -> Reply {
+        self.send("GET", path, &[], b"")
+    }
+
+    /// `GET` that must answer 200 with JSON.
+    pub fn get_json(&self, path: &str) -> Value {
+        let reply = self.get(path);
+        assert_eq!(reply.status, 200, "GET {path}: {}", reply.text());
+        reply.json()
+    }
+
+    pub fn post(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send("POST", path, headers, body)
+    }
+
+    pub fn try_post(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Reply, String> {
+        self.try_send("POST", path, headers, body)
+    }
+
+    pub fn put(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        self.send("PUT", path, headers, body)
+    }
+
+    /// A request with a JSON body (`Content-Type: application/json`).
+    pub fn send_json(&self, method: &str, path: &str, body: &Value) -> Reply {
+        let headers = [("Content-Type", "application/json")];
+        self.send(method, path, &headers, body.to_string().as_bytes())
+    }
+
+    /// `POST` with `Transfer-Encoding: chunked`, in chunks of at most 4 KiB.
+    pub fn post_chunked(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
+        let mut req = RawRequest::start(self.addr(), path, headers);
+        for chunk in body.chunks(4096) {
+            if req.try_chunk(chunk).is_err() {
+                // The server answered before the end of the body (e.g. 413) and closed.
+                return req.read_reply();
+            }
+        }
+        req.finish()
+    }
+
+    /// Opens a Server-Sent Events stream with `GET`; it must answer 200 `text/event-stream`.
+    pub fn events(&self, path: &str, headers: &[(&str, &str)]) -> Events {
+        let mut req = self.agent.get(&self.url(path));
+        for (k, v) in headers {
+            req = req.set(k, v);
+        }
+        let response = req
+            .call()
+            .unwrap_or_else(|e| panic!("GET {}: {e}", self.url(path)));
+        assert_eq!(response.content_type(), "text/event-stream", "GET {path}");
+        Events {
+            lines: BufReader::new(response.into_reader()),
+        }
+    }
+
+    /// The `host:port` of the base URL.
+    pub fn addr(&self) -> SocketAddr {
+        let rest = self.base.strip_prefix("http://").expect("http base URL");
+        rest.trim_end_matches('/')
+            .parse()
+            .expect("base URL is host:port")
+    }
+}
+
+fn head_of(response: &ureq::Response) -> Reply {
     let headers = response
         .headers_names()
         .into_iter()
@@ -76,75 +221,114 @@ fn into_reply(result: Result<ureq::Response, ureq::Error>) -> Result<Reply, Stri
             (name.to_ascii_lowercase(), value)
         })
         .collect();
-    let mut body = Vec::new();
-    response
-        .into_reader()
-        .read_to_end(&mut body)
-        .map_err(|e| format!("reading the body: {e}"))?;
-    Ok(Reply {
-        status,
+    Reply {
+        status: response.status(),
         headers,
-        body,
-    })
-}
-
-/// POST with a Content-Length body; transport errors are returned, not panicked.
-pub fn try_post(
-    agent: &ureq::Agent,
-    url: &str,
-    headers: &[(&str, &str)],
-    body: &[u8],
-) -> Result<Reply, String> {
-    let mut req = agent.post(url);
-    for (k, v) in headers {
-        req = req.set(k, v);
+        body: Vec::new(),
     }
-    into_reply(req.send_bytes(body))
 }
 
-pub fn post(agent: &ureq::Agent, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    try_post(agent, url, headers, body).unwrap_or_else(|e| panic!("POST {url}: {e}"))
+/// An open Server-Sent Events response, read frame by frame.
+pub struct Events {
+    lines: BufReader<Box<dyn Read + Send + Sync>>,
 }
 
-pub fn get(agent: &ureq::Agent, url: &str) -> Reply {
-    into_reply(agent.get(url).call()).unwrap_or_else(|e| panic!("GET {url}: {e}"))
-}
-
-/// POST with `Transfer-Encoding: chunked`, in chunks of at most 4 KiB.
-pub fn post_chunked(url: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-    let rest = url.strip_prefix("http://").expect("http URL");
-    let (host, path) = rest.split_at(rest.find('/').expect("URL with a path"));
-    let addr: SocketAddr = host.parse().expect("host:port");
-    let mut req = RawRequest::start(addr, path, headers);
-    for chunk in body.chunks(4096) {
-        if req.try_chunk(chunk).is_err() {
-            // The server answered before the end of the body (e.g. 413) and closed.
-            return req.read_reply();
+impl Events {
+    /// The next frame (its lines up to the blank line) that is not only a comment.
+    pub fn next_frame(&mut self) -> String {
+        loop {
+            let mut frame = String::new();
+            loop {
+                let mut line = String::new();
+                assert!(self.lines.read_line(&mut line).unwrap() > 0, "stream ended");
+                if line == "\n" {
+                    break;
+                }
+                frame.push_str(&line);
+            }
+            if !frame.starts_with(':') {
+                return frame;
+            }
         }
     }
-    req.finish()
+
+    /// The next frame with data: (id, event, data as JSON).
+    pub fn next(&mut self) -> (String, String, Value) {
+        loop {
+            let frame = self.next_frame();
+            let (mut id, mut kind, mut data) = (String::new(), String::new(), None);
+            for line in frame.lines() {
+                if let Some(v) = line.strip_prefix("id: ") {
+                    id = v.to_string();
+                } else if let Some(v) = line.strip_prefix("event: ") {
+                    kind = v.to_string();
+                } else if let Some(v) = line.strip_prefix("data: ") {
+                    data = Some(serde_json::from_str(v).unwrap());
+                }
+            }
+            if let Some(data) = data {
+                return (id, kind, data);
+            }
+        }
+    }
+
+    /// Everything until the server ends the stream (or the read times out).
+    pub fn rest(&mut self) -> String {
+        let mut rest = String::new();
+        let _ = self.lines.read_to_string(&mut rest);
+        rest
+    }
 }
 
-/// A chunked POST written piece by piece: the test decides when the body ends.
+/// A request written over a plain TcpStream (`Connection: close`): the test decides when a
+/// chunked body ends, or knows when the server has read the whole request.
 pub struct RawRequest {
     stream: TcpStream,
+    server: SocketAddr,
 }
 
 impl RawRequest {
-    /// Connects and sends the request head (`Transfer-Encoding: chunked`, `Connection: close`).
-    pub fn start(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawRequest {
+    fn connect(addr: SocketAddr, head: String) -> RawRequest {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
         stream.set_read_timeout(Some(IO_TIMEOUT)).unwrap();
         stream.set_write_timeout(Some(IO_TIMEOUT)).unwrap();
-        let mut head = format!(
-            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n"
-        );
+        let mut req = RawRequest {
+            stream,
+            server: addr,
+        };
+        req.stream.write_all(head.as_bytes()).expect("write head");
+        req
+    }
+
+    fn head(method: &str, path: &str, addr: SocketAddr, headers: &[(&str, &str)]) -> String {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
         for (k, v) in headers {
             head.push_str(&format!("{k}: {v}\r\n"));
         }
-        head.push_str("\r\n");
-        let mut req = RawRequest { stream };
-        req.stream.write_all(head.as_bytes()).expect("write head");
+        head
+    }
+
+    /// Connects and sends the head of a chunked `POST` (`Transfer-Encoding: chunked`).
+    pub fn start(addr: SocketAddr, path: &str, headers: &[(&str, &str)]) -> RawRequest {
+        let mut head = RawRequest::head("POST", path, addr, headers);
+        head.push_str("Transfer-Encoding: chunked\r\n\r\n");
+        RawRequest::connect(addr, head)
+    }
+
+    /// Connects and sends a whole request with a `Content-Length` body; the answer is read
+    /// later with [`RawRequest::read_reply`].
+    pub fn send(
+        addr: SocketAddr,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> RawRequest {
+        let mut head = RawRequest::head(method, path, addr, headers);
+        head.push_str(&format!("Content-Length: {}\r\n\r\n", body.len()));
+        let mut req = RawRequest::connect(addr, head);
+        req.stream.write_all(body).expect("write body");
+        req.stream.flush().expect("flush");
         req
     }
 
@@ -182,7 +366,21 @@ impl RawRequest {
         answered
     }
 
-    /// Reads the response without finishing the body (the server answered early).
+    /// Whether the server process has read every byte sent so far and not answered yet: the
+    /// kernel's TCP table (Linux `/proc/net/tcp`) shows nothing queued towards the server, on
+    /// either end of this connection, and no answer has arrived.
+    pub fn read_by_server(&self) -> bool {
+        let local = self.stream.local_addr().expect("local address");
+        let queued = |from: SocketAddr, to: SocketAddr| tcp_queues(from, to);
+        match (queued(local, self.server), queued(self.server, local)) {
+            (Some((sent, _)), Some((_, received))) => {
+                sent == 0 && received == 0 && !self.answered_early()
+            }
+            _ => false,
+        }
+    }
+
+    /// Reads the response (to the end: the request asked the server to close).
     pub fn read_reply(mut self) -> Reply {
         let mut raw = Vec::new();
         if let Err(e) = self.stream.read_to_end(&mut raw) {
@@ -190,6 +388,32 @@ impl RawRequest {
         }
         parse_response(&raw)
     }
+}
+
+/// The (send, receive) queue sizes of the IPv4 TCP socket `local` -> `remote`, from
+/// `/proc/net/tcp` (addresses in hex, the IP in host byte order).
+fn tcp_queues(local: SocketAddr, remote: SocketAddr) -> Option<(u64, u64)> {
+    let hex = |a: SocketAddr| match a {
+        SocketAddr::V4(v4) => format!(
+            "{:08X}:{:04X}",
+            u32::from_le_bytes(v4.ip().octets()),
+            v4.port()
+        ),
+        SocketAddr::V6(_) => panic!("the tests speak IPv4: {a}"),
+    };
+    let (local, remote) = (hex(local), hex(remote));
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table.lines().skip(1).find_map(|line| {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.get(1) != Some(&local.as_str()) || fields.get(2) != Some(&remote.as_str()) {
+            return None;
+        }
+        let (tx, rx) = fields.get(4)?.split_once(':')?;
+        Some((
+            u64::from_str_radix(tx, 16).ok()?,
+            u64::from_str_radix(rx, 16).ok()?,
+        ))
+    })
 }
 
 fn parse_response(raw: &[u8]) -> Reply {

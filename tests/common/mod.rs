@@ -14,7 +14,7 @@ pub mod topo;
 pub mod ui;
 
 #[allow(unused_imports)]
-pub use http::{RawRequest, Reply};
+pub use http::{Events, Http, RawRequest, Reply};
 
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read};
@@ -54,7 +54,8 @@ pub struct TestEnv {
     extra: Vec<String>,
     server: Option<Server>,
     starts: usize,
-    agent: ureq::Agent,
+    /// The one client of every request to the server; re-aimed at each start's addresses.
+    http: Http,
 }
 
 impl TestEnv {
@@ -72,10 +73,21 @@ impl TestEnv {
             extra: extra.iter().map(|s| s.to_string()).collect(),
             server: None,
             starts: 0,
-            agent: http::agent(),
+            http: Http::new("http://127.0.0.1:0"),
         };
         env.launch();
         env
+    }
+
+    /// A server holding one recorded set (e.g. [`fixtures::PYTHON_PIKA`]), posted the way its
+    /// SDK sent it; with the recording's spans and the window that covers them.
+    pub fn with_recording(set: &str) -> (TestEnv, Vec<fixtures::SpanInfo>, fixtures::Window) {
+        let env = TestEnv::start();
+        let files = fixtures::load(set);
+        env.post_fixtures(&files);
+        let spans: Vec<fixtures::SpanInfo> = files.into_iter().flat_map(|f| f.spans).collect();
+        let window = fixtures::Window::of_spans(&spans);
+        (env, spans, window)
     }
 
     pub fn dir(&self) -> &Path {
@@ -150,12 +162,28 @@ impl TestEnv {
         std::fs::read_to_string(self.log_path(n)).unwrap_or_default()
     }
 
+    /// The client for the web server (API, pages, broker).
+    pub fn api(&self) -> Http {
+        self.http.at(format!("http://{}", self.server().http))
+    }
+
+    /// The client for the OTLP/HTTP receiver.
+    pub fn otlp(&self) -> Http {
+        self.http.at(self.otlp_endpoint())
+    }
+
+    /// The embedded broker's own client (the product's), speaking as `service`.
+    pub fn broker(&self, service: &str) -> switchyard::broker::client::Client {
+        switchyard::broker::client::Client::new(&self.server().http.to_string())
+            .with_service(service)
+    }
+
     pub fn api_url(&self, path_and_query: &str) -> String {
-        format!("http://{}{}", self.server().http, path_and_query)
+        self.api().url(path_and_query)
     }
 
     pub fn otlp_url(&self, path: &str) -> String {
-        format!("http://{}{}", self.server().otlp_http, path)
+        self.otlp().url(path)
     }
 
     /// Base URL of the OTLP/HTTP receiver, as SDK exporters want it.
@@ -169,7 +197,7 @@ impl TestEnv {
 
     /// `POST` to the OTLP/HTTP receiver with a fixed length body.
     pub fn post_otlp(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        http::post(&self.agent, &self.otlp_url(path), headers, body)
+        self.otlp().post(path, headers, body)
     }
 
     /// `POST /v1/traces` with `Content-Type: application/x-protobuf`.
@@ -183,7 +211,7 @@ impl TestEnv {
 
     /// `POST /v1/traces` with a chunked body (no Content-Length).
     pub fn post_otlp_chunked(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
-        http::post_chunked(&self.otlp_url(path), headers, body)
+        self.otlp().post_chunked(path, headers, body)
     }
 
     /// Posts one recorded request the way its SDK sent it (content type, encoding, chunking).
@@ -208,14 +236,12 @@ impl TestEnv {
     }
 
     pub fn get(&self, path_and_query: &str) -> Reply {
-        http::get(&self.agent, &self.api_url(path_and_query))
+        self.api().get(path_and_query)
     }
 
     /// `GET` that must answer 200 with JSON.
     pub fn get_json(&self, path_and_query: &str) -> Value {
-        let reply = self.get(path_and_query);
-        assert_eq!(reply.status, 200, "GET {path_and_query}: {}", reply.text());
-        reply.json()
+        self.api().get_json(path_and_query)
     }
 
     pub fn topology(&self, window: &fixtures::Window) -> Value {
@@ -268,6 +294,7 @@ impl TestEnv {
                         // the held request is the one refused, and a new one is started.
                         429 if !held.answered_early() => return Some((held, probe)),
                         429 | 200 if held.answered_early() => return None,
+                        // Not yet held: the back-off of this condition wait, then probe again.
                         200 => std::thread::sleep(Duration::from_millis(25)),
                         s => panic!(
                             "unexpected answer to an empty request: {s} {}",
@@ -278,6 +305,18 @@ impl TestEnv {
                 None
             },
         )
+    }
+
+    /// Sends a request the server holds open (a long-poll) to the web server, and returns once
+    /// the server has read all of it: what the test does next happens while it waits.
+    pub fn waiting_request(&self, method: &str, path: &str) -> RawRequest {
+        let request = RawRequest::send(self.server().http, method, path, &[], b"");
+        wait_for(
+            &format!("the server to read {method} {path}"),
+            Duration::from_secs(20),
+            || request.read_by_server().then_some(()),
+        );
+        request
     }
 
     /// Sends SIGTERM and waits (bounded) for the process to exit.
@@ -323,7 +362,8 @@ impl TestEnv {
 
     /// Starts the server again on the same database with the same flags.
     pub fn start_again(&mut self) {
-        self.agent = http::agent();
+        // A fresh pool: the old one's connections went with the old process.
+        self.http = Http::new("http://127.0.0.1:0");
         self.launch();
     }
 
@@ -401,21 +441,34 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitS
         if Instant::now() >= until {
             return None;
         }
+        // The back-off between two looks of this condition wait.
         std::thread::sleep(Duration::from_millis(20));
     }
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.
 pub fn wait_for<T>(what: &str, deadline: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    wait_until(what, deadline, || check().ok_or("not yet"))
+}
+
+/// Polls `check` until it returns `Ok`, or panics after `deadline` with `what` and the last
+/// `Err` (what was still missing).
+pub fn wait_until<T, E: std::fmt::Debug>(
+    what: &str,
+    deadline: Duration,
+    mut check: impl FnMut() -> Result<T, E>,
+) -> T {
     let until = Instant::now() + deadline;
     loop {
-        if let Some(v) = check() {
-            return v;
-        }
+        let missing = match check() {
+            Ok(v) => return v,
+            Err(missing) => missing,
+        };
         assert!(
             Instant::now() < until,
-            "timed out after {deadline:?} waiting for {what}"
+            "timed out after {deadline:?} waiting for {what}; last look: {missing:?}"
         );
+        // The back-off between two looks of this condition wait.
         std::thread::sleep(Duration::from_millis(50));
     }
 }
