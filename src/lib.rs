@@ -9,6 +9,7 @@
 //! - [`store`]: the only module that speaks SQL (writer thread, read pool, migrations).
 //! - [`topology`]: rows -> petgraph graph with statistics and named patterns (pure).
 //! - [`export`]: graph -> DOT and JSON (pure, deterministic).
+//! - [`flow`]: one trace's asynchronous hops (publish -> consume, request -> reply) (pure).
 //! - [`broker`]: the embedded broker (topics, subscriptions; its own SQLite file, spans into
 //!   ingest).
 //! - [`web`]: the API (and, later, pages) on the `--http` address.
@@ -26,6 +27,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod flow;
 pub mod ingest;
 pub mod mailbox;
 pub mod model;
