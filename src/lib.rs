@@ -12,7 +12,8 @@
 //! - [`flow`]: one trace's asynchronous hops (publish -> consume, request -> reply) (pure).
 //! - [`broker`]: the embedded broker (topics, subscriptions; its own SQLite file, spans into
 //!   ingest).
-//! - [`web`]: the API (and, later, pages) on the `--http` address.
+//! - [`web`]: the API (and, later, pages) on the `--http` address; [`api`]: the types of its
+//!   JSON answers, shared with the clients that read them.
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
@@ -20,6 +21,7 @@
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
+pub mod api;
 pub mod app;
 pub mod bench;
 pub mod broker;

@@ -1,6 +1,7 @@
 //! JSON and DOT API handlers.
 
 use super::error::ApiError;
+use crate::api::{Stats, TraceAnswer, TraceList};
 use crate::export;
 use crate::ingest::Ingest;
 use crate::model::window::{self, now_unix_nanos};
@@ -103,11 +104,11 @@ pub async fn traces(
         .last()
         .filter(|_| found.traces.len() == limit)
         .map(|t| window::rfc3339(t.start_unix_nanos));
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "traces": found.traces,
-        "complete": found.complete,
-        "older_until": older_until,
-    })))
+    Ok(HttpResponse::Ok().json(TraceList {
+        complete: found.complete,
+        older_until,
+        traces: found.traces,
+    }))
 }
 
 pub async fn trace(
@@ -116,22 +117,29 @@ pub async fn trace(
 ) -> Result<HttpResponse, ApiError> {
     let id = TraceId::from_hex(path.trim())
         .map_err(|e| ApiError::BadRequest(format!("invalid trace id: {e}")))?;
-    let spans = ingest.store.blocking(move |s| s.trace(id)).await?;
-    if spans.is_empty() {
+    // Reading the trace and following its hops both run on a blocking thread.
+    let answer = ingest
+        .store
+        .blocking(move |s| {
+            let spans = s.trace(id)?;
+            Ok((!spans.is_empty()).then(|| TraceAnswer::new(id, spans)))
+        })
+        .await?;
+    let Some(answer) = answer else {
         return Err(ApiError::NotFound(format!("no trace {id}")));
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "trace_id": id, "spans": spans })))
+    };
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 pub async fn stats(ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
     let stored = ingest.store.read_async(reader::span_count).await?;
     let c = &ingest.counters;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "spans_in_store": stored,
-        "requests": c.requests.load(Ordering::Relaxed),
-        "spans_stored": c.spans_stored.load(Ordering::Relaxed),
-        "spans_duplicate": c.spans_duplicate.load(Ordering::Relaxed),
-        "spans_rejected": c.spans_rejected.load(Ordering::Relaxed),
-        "requests_refused": c.requests_refused.load(Ordering::Relaxed),
-    })))
+    Ok(HttpResponse::Ok().json(Stats {
+        requests: c.requests.load(Ordering::Relaxed),
+        requests_refused: c.requests_refused.load(Ordering::Relaxed),
+        spans_duplicate: c.spans_duplicate.load(Ordering::Relaxed),
+        spans_in_store: stored,
+        spans_rejected: c.spans_rejected.load(Ordering::Relaxed),
+        spans_stored: c.spans_stored.load(Ordering::Relaxed),
+    }))
 }
