@@ -175,8 +175,12 @@ async fn shutdown_signal() {
 /// `switchyard export`: the graph of a database on stdout.
 pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
     let store = crate::store::open_read_only(&args.db)?;
-    let window = crate::web::api::parse_window(args.since.as_deref(), args.until.as_deref())
-        .map_err(anyhow::Error::msg)?;
+    let window = crate::model::window::parse_window(
+        args.since.as_deref(),
+        args.until.as_deref(),
+        crate::model::window::now_unix_nanos(),
+    )
+    .map_err(anyhow::Error::msg)?;
     let rows = store.topology(window)?;
     let topo = crate::topology::build(rows, window);
     let text = match args.format {

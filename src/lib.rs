@@ -9,9 +9,11 @@
 //! - [`store`]: the only module that speaks SQL (writer thread, read pool, migrations).
 //! - [`topology`]: rows -> petgraph graph with statistics and named patterns (pure).
 //! - [`export`]: graph -> DOT and JSON (pure, deterministic).
+//! - [`flow`]: one trace's asynchronous hops (publish -> consume, request -> reply) (pure).
 //! - [`broker`]: the embedded broker (topics, subscriptions; its own SQLite file, spans into
 //!   ingest).
-//! - [`web`]: the API (and, later, pages) on the `--http` address.
+//! - [`web`]: the API (and, later, pages) on the `--http` address; [`api`]: the types of its
+//!   JSON answers, shared with the clients that read them.
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
@@ -20,6 +22,7 @@
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
 pub mod accounting;
+pub mod api;
 pub mod app;
 pub mod bench;
 pub mod broker;
@@ -27,6 +30,7 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod flow;
 pub mod ingest;
 pub mod mailbox;
 pub mod model;

@@ -1,13 +1,16 @@
-//! The read API: /healthz, /api/traces (filters, limit, order), /api/traces/{id},
-//! /api/topology window handling, /api/stats.
+//! The read API: /healthz, /api/traces (filters, limit, order), /api/traces/{id} (spans, hops,
+//! replies), /api/topology window handling, /api/stats.
 
 mod common;
 
-use common::builder::{self, span, Producer};
+use common::builder::{self, span, Consumer, Producer};
 use common::fixtures::{self, SpanInfo};
 use common::{topo, TestEnv};
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
+use switchyard::api::TraceAnswer;
+use switchyard::flow::{Hop, Reply, Via};
+use switchyard::model::SpanId;
 
 fn traces(env: &TestEnv, query: &str) -> Vec<Value> {
     env.get_json(&format!("/api/traces?{query}"))["traces"]
@@ -202,6 +205,89 @@ fn a_trace_is_returned_with_its_spans() {
     assert_eq!(
         billing["end_unix_nanos"].as_u64(),
         Some(failed.end_unix_nanos)
+    );
+}
+
+/// `GET /api/traces/{id}` read as its type, the spans left as JSON.
+fn trace_answer(env: &TestEnv, trace_id_hex: &str) -> TraceAnswer<Value> {
+    let body = env.get_json(&format!("/api/traces/{trace_id_hex}"));
+    serde_json::from_value(body).expect("a trace answer")
+}
+
+fn span_id(s: &builder::SpanB) -> SpanId {
+    SpanId::from_hex(&s.span_hex()).unwrap()
+}
+
+#[test]
+fn a_trace_comes_with_its_hops_by_parent_and_by_link() {
+    let env = TestEnv::start();
+    let publish = span("orders", "order.created send", Producer)
+        .messaging("rabbitmq", "order.created")
+        .lasting_ms(2);
+    let by_parent = publish
+        .child("billing", "billing.q process", Consumer)
+        .messaging("rabbitmq", "billing.q")
+        .at_ms(25);
+    let by_link = span("shipping", "shipping.q process", Consumer)
+        .messaging("rabbitmq", "shipping.q")
+        .ids(publish.span.trace_id.clone(), builder::new_span_id())
+        .link(&publish)
+        .at_ms(40);
+    let body = builder::protobuf(&[&publish, &by_parent, &by_link]);
+    assert_eq!(env.post_protobuf(&body).status, 200);
+    let answer = trace_answer(&env, &publish.trace_hex());
+    assert_eq!(answer.trace_id.to_hex(), publish.trace_hex());
+    assert_eq!(answer.spans.len(), 3, "the spans are still all there");
+    let hop = |consume: &builder::SpanB, destination: &str, via: Via, wait_ms: f64| Hop {
+        publish_span_id: span_id(&publish),
+        consume_span_id: span_id(consume),
+        destination: Some("order.created".into()),
+        consume_destination: Some(destination.into()),
+        system: Some("rabbitmq".into()),
+        publish_service: "orders".into(),
+        consume_service: consume.svc.name.clone().unwrap(),
+        broker_wait_micros: wait_ms * 1000.0,
+        via,
+    };
+    assert_eq!(
+        answer.hops,
+        [
+            hop(&by_parent, "billing.q", Via::Parent, 25.0),
+            hop(&by_link, "shipping.q", Via::Link, 40.0)
+        ]
+    );
+    assert!(answer.replies.is_empty());
+}
+
+#[test]
+fn a_request_comes_with_its_reply() {
+    let env = TestEnv::start();
+    let request =
+        span("wallet", "identity.check send", Producer).messaging("nats", "identity.check");
+    let handle = request
+        .child("identity", "identity.check process", Consumer)
+        .messaging("nats", "identity.check")
+        .lasting_ms(5);
+    let reply = handle
+        .child("identity", "reply send", Producer)
+        .messaging("nats", "_INBOX.wallet");
+    let got = reply
+        .child("wallet", "reply process", Consumer)
+        .messaging("nats", "_INBOX.wallet")
+        .at_ms(9);
+    let body = builder::protobuf(&[&request, &handle, &reply, &got]);
+    assert_eq!(env.post_protobuf(&body).status, 200);
+    let answer = trace_answer(&env, &request.trace_hex());
+    assert_eq!(answer.hops.len(), 2);
+    assert_eq!(
+        answer.replies,
+        [Reply {
+            request_span_id: span_id(&request),
+            reply_publish_span_id: span_id(&reply),
+            reply_consume_span_id: span_id(&got),
+            service: "wallet".into(),
+            round_trip_micros: 9_000.0,
+        }]
     );
 }
 

@@ -4,7 +4,9 @@
 
 use super::ingest::healthz_baseline;
 use super::percentile;
-use super::query::time;
+use super::query::{get_json, time};
+use crate::api::{Stats, TopologyNodes, TraceList, TraceRef};
+use crate::model::NodeKind;
 use clap::Args;
 use std::time::Duration;
 
@@ -35,21 +37,13 @@ fn enc(s: &str) -> String {
 
 /// The pages to time: every page kind, with ids picked from the store's own answers.
 fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String, String)>> {
-    let get = |path: &str| -> anyhow::Result<serde_json::Value> {
-        Ok(serde_json::from_str(
-            &agent.get(&format!("{api}{path}")).call()?.into_string()?,
-        )?)
-    };
-    let topo = get("/api/topology")?;
-    let traces = get("/api/traces?limit=20")?;
-    let nodes = topo["nodes"].as_array().cloned().unwrap_or_default();
-    let first = |kind: &str| {
-        nodes.iter().find(|n| n["kind"] == kind).map(|n| {
-            (
-                n["id"].as_str().unwrap_or("").to_string(),
-                n["name"].as_str().unwrap_or("").to_string(),
-            )
-        })
+    let topo: TopologyNodes = get_json(agent, &format!("{api}/api/topology"))?;
+    let traces: TraceList<TraceRef> = get_json(agent, &format!("{api}/api/traces?limit=20"))?;
+    let first = |kind: NodeKind| {
+        topo.nodes
+            .iter()
+            .find(|n| n.kind == kind)
+            .map(|n| (n.id.clone(), n.name.clone()))
     };
     let mut out = vec![
         ("map".to_string(), format!("/?window={w}")),
@@ -63,7 +57,7 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
             "/traces?status=error".to_string(),
         ),
     ];
-    if let Some((id, name)) = first("service") {
+    if let Some((id, name)) = first(NodeKind::Service) {
         out.push((
             "service page".into(),
             format!("/services/{}?window={w}", enc(&id)),
@@ -81,7 +75,7 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
             format!("/api/traces?service={}&limit=50", enc(&name)),
         ));
     }
-    if let Some((id, name)) = first("destination") {
+    if let Some((id, name)) = first(NodeKind::Destination) {
         out.push((
             "destination page".into(),
             format!("/destinations/{}?window={w}", enc(&id)),
@@ -91,15 +85,14 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
             format!("/traces?destination={}", enc(&name)),
         ));
     }
-    if let Some(t) = traces["traces"].as_array().and_then(|t| t.first()) {
-        let id = t["trace_id"].as_str().unwrap_or("");
-        out.push(("trace view".into(), format!("/traces/{id}")));
-        if let Some(op) = t["root_name"].as_str() {
+    if let Some(t) = traces.traces.first() {
+        out.push(("trace view".into(), format!("/traces/{}", t.trace_id)));
+        if let Some(op) = &t.root_name {
             out.push((
                 "trace search (operation)".into(),
                 format!("/traces?operation={}", enc(op)),
             ));
-            if let Some(svc) = t["root_service"].as_str() {
+            if let Some(svc) = &t.root_service {
                 out.push((
                     "trace search (service, op)".into(),
                     format!("/traces?service={}&operation={}", enc(svc), enc(op)),
@@ -107,16 +100,14 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
             }
         }
         // The next page of a search: a window that ends at a trace's start, mid-data.
-        if let Some(start) = t["start_unix_nanos"].as_u64() {
-            let until = start / 1_000_000_000 * 1_000_000_000;
-            out.push((
-                "trace search (older page)".into(),
-                format!(
-                    "/traces?window=custom&since=1970-01-01T00%3A00%3A00Z&until={}",
-                    enc(&crate::model::window::rfc3339(until))
-                ),
-            ));
-        }
+        let until = t.start_unix_nanos / 1_000_000_000 * 1_000_000_000;
+        out.push((
+            "trace search (older page)".into(),
+            format!(
+                "/traces?window=custom&since=1970-01-01T00%3A00%3A00Z&until={}",
+                enc(&crate::model::window::rfc3339(until))
+            ),
+        ));
     }
     out.push((
         "trace search (attribute)".into(),
@@ -135,15 +126,12 @@ pub fn run(a: PagesBench) -> anyhow::Result<()> {
         .timeout(Duration::from_secs(60))
         .build();
     let baseline = healthz_baseline(&agent, &a.api);
-    let stats: serde_json::Value = serde_json::from_str(
-        &agent
-            .get(&format!("{}/api/stats", a.api))
-            .call()?
-            .into_string()?,
-    )?;
+    let stats: Stats = get_json(&agent, &format!("{}/api/stats", a.api))?;
     println!(
         "pages: {} requests per page; store {}; baseline /healthz p50 {} us",
-        a.requests, stats, baseline
+        a.requests,
+        serde_json::to_string(&stats).unwrap_or_default(),
+        baseline
     );
     for (name, path) in pages(&agent, &a.api, &a.window)? {
         let s = time(&agent, &format!("{}{path}", a.api), a.requests);

@@ -2,6 +2,7 @@
 
 use super::ingest::healthz_baseline;
 use super::percentile;
+use crate::api::{TraceList, TraceRef};
 use clap::Args;
 use std::time::{Duration, Instant};
 
@@ -28,23 +29,23 @@ pub(super) fn time(agent: &ureq::Agent, url: &str, n: usize) -> Vec<u64> {
     out
 }
 
+/// One API answer, read as its type.
+pub(super) fn get_json<T: serde::de::DeserializeOwned>(
+    agent: &ureq::Agent,
+    url: &str,
+) -> anyhow::Result<T> {
+    Ok(serde_json::from_str(
+        &agent.get(url).call()?.into_string()?,
+    )?)
+}
+
 pub fn run(a: QueryBench) -> anyhow::Result<()> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
     let baseline = healthz_baseline(&agent, &a.api);
-    let list: serde_json::Value = serde_json::from_str(
-        &agent
-            .get(&format!("{}/api/traces?limit=50", a.api))
-            .call()?
-            .into_string()?,
-    )?;
-    let ids: Vec<String> = list["traces"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| t["trace_id"].as_str().map(str::to_string))
-        .collect();
+    let list: TraceList<TraceRef> = get_json(&agent, &format!("{}/api/traces?limit=50", a.api))?;
+    let ids: Vec<String> = list.traces.iter().map(|t| t.trace_id.to_hex()).collect();
     let report = |name: &str, s: &[u64]| {
         println!(
             "  {name:<28} p50 {:>6} us  p99 {:>6} us  ({:.1}x / {:.1}x baseline)",

@@ -83,6 +83,13 @@ macro_rules! id_impl {
                 s.serialize_str(&self.to_hex())
             }
         }
+
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::from_hex(&text).map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -106,6 +113,9 @@ mod tests {
         assert_eq!(id.to_hex(), "0af7651916cd43dd8448eb211c80319c");
         let span = SpanId::from_hex("b7ad6b7169203331").unwrap();
         assert_eq!(span.to_string(), "b7ad6b7169203331");
+        let json = serde_json::to_string(&span).unwrap();
+        assert_eq!(serde_json::from_str::<SpanId>(&json).ok(), Some(span));
+        assert!(serde_json::from_str::<TraceId>("\"00\"").is_err());
     }
 
     #[test]

@@ -57,6 +57,70 @@ pub fn rfc3339(unix_nanos: u64) -> String {
         .unwrap_or_default()
 }
 
+/// The window of a query without bounds: the hour that ends now.
+pub const DEFAULT_WINDOW_SECS: u64 = 3600;
+
+/// Windows that end now, offered by name: (name, label, seconds).
+pub const PRESETS: &[(&str, &str, u64)] = &[
+    ("5m", "Last 5 minutes", 300),
+    ("1h", "Last hour", 3600),
+    ("24h", "Last 24 hours", 86_400),
+];
+
+/// One bound: an RFC 3339 timestamp (`name` says which, in the error).
+fn parse_rfc3339(name: &str, text: &str) -> Result<u64, String> {
+    let t =
+        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+            .map_err(|e| {
+                format!("{name} must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z: {e}")
+            })?;
+    u64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{name} is before 1970"))
+}
+
+/// Parses RFC 3339 `since`/`until` (empty means absent): `until` defaults to `now`, `since`
+/// to [`DEFAULT_WINDOW_SECS`] before `until`.
+pub fn parse_window(
+    since: Option<&str>,
+    until: Option<&str>,
+    now_unix_nanos: u64,
+) -> Result<TimeWindow, String> {
+    let until = match until.filter(|s| !s.is_empty()) {
+        Some(u) => parse_rfc3339("until", u)?,
+        None => now_unix_nanos,
+    };
+    let since = match since.filter(|s| !s.is_empty()) {
+        Some(s) => parse_rfc3339("since", s)?,
+        None => until.saturating_sub(DEFAULT_WINDOW_SECS * 1_000_000_000),
+    };
+    TimeWindow::new(since, until).ok_or_else(|| "since must not be after until".to_string())
+}
+
+/// A window as a page asks for it: a preset name (`5m`, `1h`, `24h`; the default `1h`) or
+/// `custom` bounds. A preset wins over stale bounds (a form without script sends both); bounds
+/// without a preset, or `custom` without bounds, are custom. Returns the window and the preset
+/// name it was resolved as (`custom` for bounds). A preset ends at `now` rounded up to a whole
+/// second, which keeps URLs readable.
+pub fn resolve(
+    preset: Option<&str>,
+    since: Option<&str>,
+    until: Option<&str>,
+    now_unix_nanos: u64,
+) -> Result<(TimeWindow, &'static str), String> {
+    let custom = since.is_some_and(|s| !s.is_empty()) || until.is_some_and(|s| !s.is_empty());
+    let preset = preset.filter(|w| !w.is_empty());
+    if preset == Some("custom") || (custom && preset.is_none()) {
+        return Ok((parse_window(since, until, now_unix_nanos)?, "custom"));
+    }
+    let name = preset.unwrap_or("1h");
+    let Some(&(name, _, secs)) = PRESETS.iter().find(|p| p.0 == name) else {
+        return Err(format!(
+            "window must be one of 5m, 1h, 24h or custom, not {name:?}"
+        ));
+    };
+    let now = (now_unix_nanos / 1_000_000_000 + 1) * 1_000_000_000;
+    Ok((TimeWindow::last(now, secs), name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -70,5 +134,49 @@ mod tests {
             TimeWindow::last(10_000_000_000, 5).since_unix_nanos,
             5_000_000_000
         );
+    }
+
+    const NOW: u64 = 1_767_229_200_500_000_000; // 2026-01-01T01:00:00.5Z
+
+    #[test]
+    fn windows_parse_and_validate() {
+        let w = parse_window(
+            Some("2026-01-01T00:00:00Z"),
+            Some("2026-01-01T01:00:00+00:00"),
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(w.until_unix_nanos - w.since_unix_nanos, 3_600_000_000_000);
+        assert_eq!(rfc3339(w.since_unix_nanos), "2026-01-01T00:00:00Z");
+        assert!(parse_window(Some("yesterday"), None, NOW)
+            .unwrap_err()
+            .contains("RFC 3339"));
+        assert!(parse_window(
+            Some("2026-01-02T00:00:00Z"),
+            Some("2026-01-01T00:00:00Z"),
+            NOW
+        )
+        .is_err());
+        assert!(parse_window(Some("1969-12-31T23:59:59Z"), None, NOW)
+            .unwrap_err()
+            .contains("before 1970"));
+        let default = parse_window(None, Some(""), NOW).unwrap();
+        assert_eq!(default, TimeWindow::last(NOW, DEFAULT_WINDOW_SECS));
+    }
+
+    #[test]
+    fn presets_and_custom_bounds_resolve() {
+        let (w, name) = resolve(None, None, None, NOW).unwrap();
+        assert_eq!(name, "1h");
+        assert_eq!(rfc3339(w.until_unix_nanos), "2026-01-01T01:00:01Z");
+        assert_eq!(w.duration_secs(), 3600.0);
+        let since = Some("2026-01-01T00:00:00Z");
+        assert_eq!(resolve(None, since, None, NOW).unwrap().1, "custom");
+        assert_eq!(resolve(Some("5m"), since, None, NOW).unwrap().1, "5m");
+        let (bare, name) = resolve(Some("custom"), None, None, NOW).unwrap();
+        assert_eq!((bare.until_unix_nanos, name), (NOW, "custom"));
+        assert!(resolve(Some("7y"), None, None, NOW)
+            .unwrap_err()
+            .contains("5m, 1h, 24h"));
     }
 }

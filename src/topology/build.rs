@@ -4,10 +4,10 @@ use super::detect::{self, Finding};
 use crate::model::{EdgeKind, NodeKind, TimeWindow};
 use crate::model::{EdgeRow, TopologyRows};
 use petgraph::graph::{DiGraph, NodeIndex};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Node {
     pub id: String,
     pub kind: NodeKind,

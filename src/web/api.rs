@@ -1,9 +1,10 @@
 //! JSON and DOT API handlers.
 
 use super::error::ApiError;
+use crate::api::{Stats, TraceAnswer, TraceList};
 use crate::export;
 use crate::ingest::Ingest;
-use crate::model::window::now_unix_nanos;
+use crate::model::window::{self, now_unix_nanos};
 use crate::model::{TimeWindow, TraceId};
 use crate::topology::{self, Topology};
 use crate::web::trace_search::{self, FilterText, Filters};
@@ -17,29 +18,9 @@ pub struct WindowParams {
     pub until: Option<String>,
 }
 
-const DEFAULT_WINDOW_SECS: u64 = 3600;
-
-/// Parses RFC 3339 `since`/`until`; the default is the hour that ends now.
-pub fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWindow, String> {
-    let parse = |name: &str, text: &str| -> Result<u64, String> {
-        let t = time::OffsetDateTime::parse(
-            text.trim(),
-            &time::format_description::well_known::Rfc3339,
-        )
-        .map_err(|e| {
-            format!("{name} must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z: {e}")
-        })?;
-        u64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{name} is before 1970"))
-    };
-    let until = match until.filter(|s| !s.is_empty()) {
-        Some(u) => parse("until", u)?,
-        None => now_unix_nanos(),
-    };
-    let since = match since.filter(|s| !s.is_empty()) {
-        Some(s) => parse("since", s)?,
-        None => until.saturating_sub(DEFAULT_WINDOW_SECS * 1_000_000_000),
-    };
-    TimeWindow::new(since, until).ok_or_else(|| "since must not be after until".to_string())
+/// RFC 3339 `since`/`until`; the default is the hour that ends now.
+fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWindow, ApiError> {
+    window::parse_window(since, until, now_unix_nanos()).map_err(ApiError::BadRequest)
 }
 
 pub async fn load_topology(ingest: &Ingest, window: TimeWindow) -> Result<Topology, ApiError> {
@@ -59,8 +40,7 @@ pub async fn topology_json(
     q: web::Query<WindowParams>,
     ingest: web::Data<Ingest>,
 ) -> Result<HttpResponse, ApiError> {
-    let window =
-        parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
+    let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
     let topo = load_topology(&ingest, window).await?;
     Ok(HttpResponse::Ok().json(&topo))
 }
@@ -69,8 +49,7 @@ pub async fn topology_dot(
     q: web::Query<WindowParams>,
     ingest: web::Data<Ingest>,
 ) -> Result<HttpResponse, ApiError> {
-    let window =
-        parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?;
+    let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
     let topo = load_topology(&ingest, window).await?;
     let dot = web::block(move || export::dot::to_dot(&topo))
         .await
@@ -104,9 +83,7 @@ pub async fn traces(
 ) -> Result<HttpResponse, ApiError> {
     let window = match (&q.since, &q.until) {
         (None, None) => None,
-        _ => Some(
-            parse_window(q.since.as_deref(), q.until.as_deref()).map_err(ApiError::BadRequest)?,
-        ),
+        _ => Some(parse_window(q.since.as_deref(), q.until.as_deref())?),
     };
     let filters = Filters::parse(&FilterText {
         service: q.service.as_deref(),
@@ -125,12 +102,12 @@ pub async fn traces(
         .traces
         .last()
         .filter(|_| found.traces.len() == limit)
-        .map(|t| crate::web::pages::window::rfc3339(t.start_unix_nanos));
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "traces": found.traces,
-        "complete": found.complete,
-        "older_until": older_until,
-    })))
+        .map(|t| window::rfc3339(t.start_unix_nanos));
+    Ok(HttpResponse::Ok().json(TraceList {
+        complete: found.complete,
+        older_until,
+        traces: found.traces,
+    }))
 }
 
 pub async fn trace(
@@ -139,41 +116,29 @@ pub async fn trace(
 ) -> Result<HttpResponse, ApiError> {
     let id = TraceId::from_hex(path.trim())
         .map_err(|e| ApiError::BadRequest(format!("invalid trace id: {e}")))?;
-    let spans = ingest.store.blocking(move |s| s.trace(id)).await?;
-    if spans.is_empty() {
+    // Reading the trace and following its hops both run on a blocking thread.
+    let answer = ingest
+        .store
+        .blocking(move |s| {
+            let spans = s.trace(id)?;
+            Ok((!spans.is_empty()).then(|| TraceAnswer::new(id, spans)))
+        })
+        .await?;
+    let Some(answer) = answer else {
         return Err(ApiError::NotFound(format!("no trace {id}")));
-    }
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "trace_id": id, "spans": spans })))
+    };
+    Ok(HttpResponse::Ok().json(answer))
 }
 
 pub async fn stats(ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
     let stored = ingest.store.blocking(|s| s.span_count()).await?;
     let c = &ingest.counters;
-    Ok(HttpResponse::Ok().json(serde_json::json!({
-        "spans_in_store": stored,
-        "requests": c.requests.load(Ordering::Relaxed),
-        "spans_stored": c.spans_stored.load(Ordering::Relaxed),
-        "spans_duplicate": c.spans_duplicate.load(Ordering::Relaxed),
-        "spans_rejected": c.spans_rejected.load(Ordering::Relaxed),
-        "requests_refused": c.requests_refused.load(Ordering::Relaxed),
-    })))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn windows_parse_and_validate() {
-        let w = parse_window(
-            Some("2026-01-01T00:00:00Z"),
-            Some("2026-01-01T01:00:00+00:00"),
-        )
-        .unwrap();
-        assert_eq!(w.until_unix_nanos - w.since_unix_nanos, 3_600_000_000_000);
-        assert!(parse_window(Some("yesterday"), None)
-            .unwrap_err()
-            .contains("RFC 3339"));
-        assert!(parse_window(Some("2026-01-02T00:00:00Z"), Some("2026-01-01T00:00:00Z")).is_err());
-    }
+    Ok(HttpResponse::Ok().json(Stats {
+        requests: c.requests.load(Ordering::Relaxed),
+        requests_refused: c.requests_refused.load(Ordering::Relaxed),
+        spans_duplicate: c.spans_duplicate.load(Ordering::Relaxed),
+        spans_in_store: stored,
+        spans_rejected: c.spans_rejected.load(Ordering::Relaxed),
+        spans_stored: c.spans_stored.load(Ordering::Relaxed),
+    }))
 }

@@ -43,6 +43,9 @@ impl ResponseError for ApiError {
         if code == ErrorCode::Internal {
             tracing::error!(error = %self, "api request failed");
         }
-        builder.json(serde_json::json!({"error": code.as_str(), "message": self.to_string()}))
+        builder.json(crate::api::ErrorAnswer {
+            error: code.as_str().to_string(),
+            message: self.to_string(),
+        })
     }
 }

@@ -4,6 +4,7 @@
 //! Each stream ends after [`STREAM_LIFETIME_TICKS`] seconds and the browser's EventSource
 //! reconnects (`retry`), so an open page never holds a staged shutdown for long.
 
+use crate::api::Stored;
 use crate::ingest::Ingest;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
@@ -17,13 +18,12 @@ const TICK: Duration = Duration::from_secs(1);
 
 /// One SSE message, or a comment that keeps the connection warm.
 fn message(stored: Option<u64>, first: bool) -> Bytes {
-    match stored {
-        Some(n) if first => Bytes::from(format!(
-            "retry: 1000\nevent: stored\ndata: {{\"spans_stored\":{n}}}\n\n"
-        )),
-        Some(n) => Bytes::from(format!("event: stored\ndata: {{\"spans_stored\":{n}}}\n\n")),
-        None => Bytes::from_static(b": idle\n\n"),
-    }
+    let Some(spans_stored) = stored else {
+        return Bytes::from_static(b": idle\n\n");
+    };
+    let data = serde_json::to_string(&Stored { spans_stored }).unwrap_or_default();
+    let retry = if first { "retry: 1000\n" } else { "" };
+    Bytes::from(format!("{retry}event: stored\ndata: {data}\n\n"))
 }
 
 pub async fn live(ingest: web::Data<Ingest>) -> HttpResponse {

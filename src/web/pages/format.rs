@@ -28,7 +28,7 @@ pub fn rate(per_sec: f64) -> String {
 
 /// A timestamp as `2026-11-27 09:00:01.234` (UTC).
 pub fn time(unix_nanos: u64) -> String {
-    let t = super::window::rfc3339(unix_nanos);
+    let t = crate::model::window::rfc3339(unix_nanos);
     let t = t.replace('T', " ").trim_end_matches('Z').to_string();
     match t.find('.') {
         Some(dot) => t[..(dot + 4).min(t.len())].to_string(),

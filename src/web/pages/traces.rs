@@ -118,7 +118,7 @@ impl TracesPage {
     }
 
     pub fn presets(&self) -> &'static [(&'static str, &'static str, u64)] {
-        super::window::PRESETS
+        crate::model::window::PRESETS
     }
 
     pub fn encode(&self, text: &str) -> String {
@@ -217,11 +217,11 @@ fn older_link(
     }
     let since = window
         .map(|w| w.since.clone())
-        .unwrap_or_else(|| super::window::rfc3339(0));
+        .unwrap_or_else(|| crate::model::window::rfc3339(0));
     parts.push(format!("since={}", url_encode(&since)));
     parts.push(format!(
         "until={}",
-        url_encode(&super::window::rfc3339(oldest.start_unix_nanos))
+        url_encode(&crate::model::window::rfc3339(oldest.start_unix_nanos))
     ));
     format!("/traces?{}", parts.join("&"))
 }

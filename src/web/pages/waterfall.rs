@@ -1,10 +1,11 @@
 //! Lays one trace out as a waterfall: rows in tree order (children under their parent, a
 //! consume under the publish it is tied to by a span link when it has no parent in the trace),
-//! bars positioned as percentages of the trace, and each asynchronous hop made explicit: the
-//! time between a publish and each of its consumes is the message's time in the broker.
-//! Pure: no IO, unit-tested.
+//! bars positioned as percentages of the trace, and each asynchronous hop that [`crate::flow`]
+//! finds made explicit: the time between a publish and each of its consumes is the message's
+//! time in the broker. Pure: no IO, unit-tested.
 
 use super::format;
+use crate::flow::{self, Journey};
 use crate::model::StoredSpan;
 use std::collections::{HashMap, HashSet};
 
@@ -72,88 +73,6 @@ pub struct Waterfall {
     pub ticks: Vec<(String, String)>,
 }
 
-fn is_produce(s: &StoredSpan) -> bool {
-    match &s.messaging {
-        Some(m) => m.operation == "produce",
-        None => s.kind == crate::model::SpanKind::Producer,
-    }
-}
-
-fn is_consume(s: &StoredSpan) -> bool {
-    match &s.messaging {
-        Some(m) => m.operation == "consume",
-        None => s.kind == crate::model::SpanKind::Consumer,
-    }
-}
-
-/// `(trace id, span id)` of each link of a span, as stored.
-fn links(s: &StoredSpan) -> Vec<(String, String)> {
-    let Some(list) = s.links.as_array() else {
-        return Vec::new();
-    };
-    list.iter()
-        .filter_map(|l| {
-            Some((
-                l.get("trace_id")?.as_str()?.to_string(),
-                l.get("span_id")?.as_str()?.to_string(),
-            ))
-        })
-        .collect()
-}
-
-/// The publish in this trace that a consume span is tied to: its parent, else a link.
-fn producer_of(
-    s: &StoredSpan,
-    by_id: &HashMap<String, usize>,
-    spans: &[StoredSpan],
-) -> Option<usize> {
-    if !is_consume(s) {
-        return None;
-    }
-    let trace = s.trace_id.to_hex();
-    let parent = s.parent_span_id.map(|p| p.to_hex());
-    let linked = links(s)
-        .into_iter()
-        .filter(|(t, _)| *t == trace)
-        .map(|(_, id)| id);
-    parent
-        .into_iter()
-        .chain(linked)
-        .filter_map(|id| by_id.get(&id).copied())
-        .find(|&i| is_produce(&spans[i]))
-}
-
-/// Action/response: for each publish `p`, the consumes by `p`'s own service of messages
-/// published while a consumer of `p` handled it (searched in that consumer's subtree).
-fn responses(
-    spans: &[StoredSpan],
-    producers: &[Option<usize>],
-    children: &HashMap<Option<usize>, Vec<usize>>,
-) -> HashMap<usize, Vec<usize>> {
-    const MAX_VISIT: usize = 256;
-    let mut out: HashMap<usize, Vec<usize>> = HashMap::new();
-    for (c, p) in producers.iter().enumerate() {
-        let Some(p) = *p else { continue };
-        let mut stack = vec![c];
-        let mut visited = HashSet::new();
-        while let Some(x) = stack.pop() {
-            if visited.len() >= MAX_VISIT || !visited.insert(x) {
-                continue;
-            }
-            let reply = x != c
-                && producers[x].is_some_and(|px| px != p)
-                && spans[x].service == spans[p].service;
-            if reply {
-                out.entry(p).or_default().push(x);
-            }
-            if let Some(kids) = children.get(&Some(x)) {
-                stack.extend(kids);
-            }
-        }
-    }
-    out
-}
-
 fn pct(value: u64, start: u64, total: u64) -> f64 {
     (value.saturating_sub(start)) as f64 * 100.0 / total as f64
 }
@@ -167,77 +86,20 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
         .max()
         .unwrap_or(start);
     let total = (end - start).max(1);
-    let by_id: HashMap<String, usize> = spans
-        .iter()
-        .enumerate()
-        .map(|(i, s)| (s.span_id.to_hex(), i))
-        .collect();
-    let producers: Vec<Option<usize>> = spans
-        .iter()
-        .map(|s| producer_of(s, &by_id, &spans))
-        .collect();
-    // Tree parent for ordering: the parent span, else the linked publish.
-    let mut children: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
-    for (i, s) in spans.iter().enumerate() {
-        let parent = s
-            .parent_span_id
-            .and_then(|p| by_id.get(&p.to_hex()).copied())
-            .or(producers[i])
-            .filter(|&p| p != i);
-        children.entry(parent).or_default().push(i);
-    }
-    let mut order: Vec<(usize, usize)> = Vec::with_capacity(spans.len());
-    let mut seen = HashSet::new();
-    let mut stack: Vec<(usize, usize)> = children
-        .get(&None)
-        .map(|r| r.iter().rev().map(|&i| (i, 0)).collect())
-        .unwrap_or_default();
-    while let Some((i, depth)) = stack.pop() {
-        if !seen.insert(i) {
-            continue;
-        }
-        order.push((i, depth));
-        if let Some(kids) = children.get(&Some(i)) {
-            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
-        }
-    }
-    // Spans only reachable through a cycle of parents still get a row.
-    for i in 0..spans.len() {
-        if seen.insert(i) {
-            order.push((i, 0));
-        }
-    }
-    let mut replies = responses(&spans, &producers, &children);
+    let journey = flow::follow(&spans);
     let mut consumers: HashMap<usize, Vec<(String, String)>> = HashMap::new();
-    for (i, p) in producers.iter().enumerate() {
-        if let Some(p) = p {
+    for (i, s) in spans.iter().enumerate() {
+        if let Some(p) = journey.producer(i) {
             consumers
-                .entry(*p)
+                .entry(p)
                 .or_default()
-                .push((spans[i].span_id.to_hex(), spans[i].service.clone()));
+                .push((s.span_id.to_hex(), s.service.clone()));
         }
     }
-    let rows: Vec<Row> = order
-        .iter()
-        .map(|&(i, depth)| {
-            let hop = producers[i].map(|p| {
-                let (publish, consume) = (&spans[p], &spans[i]);
-                let gap_from = publish.end_unix_nanos.min(consume.start_unix_nanos);
-                let gap_to = consume.start_unix_nanos;
-                Hop {
-                    from_span_id: publish.span_id.to_hex(),
-                    from_service: publish.service.clone(),
-                    gap_left_pct: format!("{:.3}", pct(gap_from, start, total)),
-                    gap_width_pct: format!("{:.3}", pct(gap_to, gap_from, total)),
-                    delay: format::micros(
-                        consume
-                            .start_unix_nanos
-                            .saturating_sub(publish.start_unix_nanos)
-                            as f64
-                            / 1000.0,
-                    ),
-                }
-            });
+    let rows: Vec<Row> = tree_order(&journey, spans.len())
+        .into_iter()
+        .map(|(i, depth)| {
+            let hop = hop(&journey, &spans, i, start, total);
             let mut r = row(
                 &spans[i],
                 depth,
@@ -246,18 +108,14 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
                 hop,
                 consumers.remove(&i).unwrap_or_default(),
             );
-            r.responses = replies
-                .remove(&i)
-                .unwrap_or_default()
+            r.responses = journey
+                .replies_to(i)
                 .into_iter()
                 .map(|x| {
-                    let delay = spans[x]
-                        .start_unix_nanos
-                        .saturating_sub(spans[i].start_unix_nanos);
                     (
-                        spans[x].span_id.to_hex(),
-                        spans[x].service.clone(),
-                        format::micros(delay as f64 / 1000.0),
+                        x.reply_consume_span_id.to_hex(),
+                        x.service,
+                        format::micros(x.round_trip_micros),
                     )
                 })
                 .collect();
@@ -279,11 +137,63 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
         start: format::time(start),
         duration: format::micros(total as f64 / 1000.0),
         services,
-        hops: producers.iter().filter(|p| p.is_some()).count(),
+        hops: journey.hop_count(),
         errors: rows.iter().filter(|r| r.error).count(),
         rows,
         ticks,
     }
+}
+
+/// Rows in tree order with their depth: each span under the span it follows, roots in time
+/// order; spans only reachable through a cycle of parents still get a row.
+fn tree_order(journey: &Journey<'_>, len: usize) -> Vec<(usize, usize)> {
+    let mut children: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
+    for i in 0..len {
+        children.entry(journey.follows(i)).or_default().push(i);
+    }
+    let mut order: Vec<(usize, usize)> = Vec::with_capacity(len);
+    let mut seen = HashSet::new();
+    let mut stack: Vec<(usize, usize)> = children
+        .get(&None)
+        .map(|r| r.iter().rev().map(|&i| (i, 0)).collect())
+        .unwrap_or_default();
+    while let Some((i, depth)) = stack.pop() {
+        if !seen.insert(i) {
+            continue;
+        }
+        order.push((i, depth));
+        if let Some(kids) = children.get(&Some(i)) {
+            stack.extend(kids.iter().rev().map(|&k| (k, depth + 1)));
+        }
+    }
+    for i in 0..len {
+        if seen.insert(i) {
+            order.push((i, 0));
+        }
+    }
+    order
+}
+
+/// The broker segment drawn before consume `i`: from the publish's end (or the consume's start,
+/// if that is earlier) to the consume's start.
+fn hop(
+    journey: &Journey<'_>,
+    spans: &[StoredSpan],
+    i: usize,
+    start: u64,
+    total: u64,
+) -> Option<Hop> {
+    let p = journey.producer(i)?;
+    let found = journey.hop(i)?;
+    let gap_from = spans[p].end_unix_nanos.min(spans[i].start_unix_nanos);
+    let gap_to = spans[i].start_unix_nanos;
+    Some(Hop {
+        from_span_id: found.publish_span_id.to_hex(),
+        from_service: found.publish_service,
+        gap_left_pct: format!("{:.3}", pct(gap_from, start, total)),
+        gap_width_pct: format!("{:.3}", pct(gap_to, gap_from, total)),
+        delay: format::micros(found.broker_wait_micros),
+    })
 }
 
 fn row(
@@ -314,9 +224,9 @@ fn row(
                 .collect()
         })
         .unwrap_or_default();
-    let role = if is_produce(s) {
+    let role = if flow::is_publish(s) {
         "publish"
-    } else if is_consume(s) {
+    } else if flow::is_consume(s) {
         "consume"
     } else {
         ""
@@ -359,7 +269,7 @@ fn row(
         attributes: format::pairs(&s.attributes),
         resource: format::pairs(&s.resource),
         events,
-        links: links(s)
+        links: flow::links(s)
             .into_iter()
             .map(|(t, id)| LinkItem {
                 same_trace: t == trace,
@@ -373,80 +283,20 @@ fn row(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::StoredMessaging;
-    use crate::model::{SpanId, SpanKind, StatusCode, TraceId};
-    use serde_json::json;
-
-    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
-
-    fn span(
-        id: &str,
-        parent: Option<&str>,
-        kind: SpanKind,
-        op: Option<&'static str>,
-        start_ms: u64,
-        end_ms: u64,
-    ) -> StoredSpan {
-        StoredSpan {
-            trace_id: TraceId::from_hex(TRACE).unwrap(),
-            span_id: SpanId::from_hex(id).unwrap(),
-            parent_span_id: parent.map(|p| SpanId::from_hex(p).unwrap()),
-            service: format!("svc-{id}"),
-            service_namespace: None,
-            service_instance: None,
-            name: "op".into(),
-            kind,
-            start_unix_nanos: 1_000_000_000_000 + start_ms * 1_000_000,
-            end_unix_nanos: 1_000_000_000_000 + end_ms * 1_000_000,
-            duration_micros: (end_ms - start_ms) * 1000,
-            status: StatusCode::Unset,
-            status_message: None,
-            scope: None,
-            messaging: op.map(|operation| StoredMessaging {
-                system: "rabbitmq".into(),
-                destination: "orders".into(),
-                operation,
-                consumer_group: None,
-                message_id: None,
-                conversation_id: None,
-            }),
-            peer: None,
-            attributes: json!({"k": "v", "n": 3}),
-            resource: json!({}),
-            events: json!([]),
-            links: json!([]),
-        }
-    }
+    use crate::flow::sample::{consume, publish, span, Change, TRACE};
+    use crate::model::SpanKind;
 
     #[test]
     fn consumes_hang_under_their_publish_with_the_broker_gap() {
-        let publish = span(
-            "00000000000000a1",
-            None,
-            SpanKind::Producer,
-            Some("produce"),
-            0,
-            10,
-        );
-        let child = span(
-            "00000000000000a2",
-            Some("00000000000000a1"),
-            SpanKind::Consumer,
-            Some("consume"),
-            40,
-            50,
-        );
-        let mut linked = span(
-            "00000000000000a3",
-            None,
-            SpanKind::Consumer,
-            Some("consume"),
-            90,
-            100,
-        );
-        linked.links = json!([{"trace_id": TRACE, "span_id": "00000000000000a1", "attributes": {}},
-                              {"trace_id": "ffffffffffffffffffffffffffffffff", "span_id": "00000000000000ff", "attributes": {}}]);
-        let w = build(vec![linked, child, publish]);
+        let linked = consume(0xa3)
+            .at(90, 100)
+            .linked(TRACE, 0xa1)
+            .linked("ffffffffffffffffffffffffffffffff", 0xff);
+        let w = build(vec![
+            linked,
+            consume(0xa2).under(0xa1).at(40, 50),
+            publish(0xa1).at(0, 10),
+        ]);
         let order: Vec<(&str, usize)> = w
             .rows
             .iter()
@@ -484,43 +334,12 @@ mod tests {
 
     #[test]
     fn a_reply_consumed_by_the_requester_is_the_response() {
-        let mut request = span(
-            "00000000000000c1",
-            None,
-            SpanKind::Producer,
-            Some("produce"),
-            0,
-            1,
-        );
-        request.service = "wallet".into();
-        let mut handle = span(
-            "00000000000000c2",
-            Some("00000000000000c1"),
-            SpanKind::Consumer,
-            Some("consume"),
-            2,
-            6,
-        );
-        handle.service = "identity".into();
-        let mut reply = span(
-            "00000000000000c3",
-            Some("00000000000000c2"),
-            SpanKind::Producer,
-            Some("produce"),
-            4,
-            5,
-        );
-        reply.service = "identity".into();
-        let mut got = span(
-            "00000000000000c4",
-            Some("00000000000000c3"),
-            SpanKind::Consumer,
-            Some("consume"),
-            8,
-            9,
-        );
-        got.service = "wallet".into();
-        let w = build(vec![request, handle, reply, got]);
+        let w = build(vec![
+            publish(0xc1).at(0, 1).by("wallet"),
+            consume(0xc2).under(0xc1).at(2, 6).by("identity"),
+            publish(0xc3).under(0xc2).at(4, 5).by("identity"),
+            consume(0xc4).under(0xc3).at(8, 9).by("wallet"),
+        ]);
         assert_eq!(
             w.rows[0].responses,
             [(
@@ -537,23 +356,10 @@ mod tests {
 
     #[test]
     fn a_parent_cycle_still_shows_every_span() {
-        let a = span(
-            "00000000000000b1",
-            Some("00000000000000b2"),
-            SpanKind::Internal,
-            None,
-            0,
-            5,
-        );
-        let b = span(
-            "00000000000000b2",
-            Some("00000000000000b1"),
-            SpanKind::Internal,
-            None,
-            1,
-            4,
-        );
-        let w = build(vec![a, b]);
+        let w = build(vec![
+            span(0xb1, SpanKind::Internal, None).under(0xb2).at(0, 5),
+            span(0xb2, SpanKind::Internal, None).under(0xb1).at(1, 4),
+        ]);
         assert_eq!(w.rows.len(), 2);
         assert_eq!(w.hops, 0);
     }

@@ -1,9 +1,8 @@
 //! The time window of a page: a preset (`?window=5m|1h|24h`, ending now) or a custom
 //! `?since=&until=` pair (RFC 3339), kept in the URL so a view can be bookmarked.
 
-use crate::model::window::now_unix_nanos;
+use crate::model::window::{self, now_unix_nanos, rfc3339, PRESETS};
 use crate::model::TimeWindow;
-use crate::web::api::parse_window;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -12,13 +11,6 @@ pub struct WindowQuery {
     pub since: Option<String>,
     pub until: Option<String>,
 }
-
-/// Presets offered by the picker: (query value, label, seconds).
-pub const PRESETS: &[(&str, &str, u64)] = &[
-    ("5m", "Last 5 minutes", 300),
-    ("1h", "Last hour", 3600),
-    ("24h", "Last 24 hours", 86_400),
-];
 
 /// A resolved window and how the user asked for it.
 #[derive(Clone, Debug)]
@@ -33,24 +25,13 @@ pub struct PageWindow {
 
 impl PageWindow {
     pub fn from_query(q: &WindowQuery) -> Result<PageWindow, String> {
-        let custom = q.since.as_deref().is_some_and(|s| !s.is_empty())
-            || q.until.as_deref().is_some_and(|s| !s.is_empty());
-        let preset = q.window.as_deref().filter(|w| !w.is_empty());
-        // A preset wins over stale bounds (a form without script sends both); `custom`
-        // without bounds is the hour that ends now.
-        if preset == Some("custom") || (custom && preset.is_none()) {
-            let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
-            return Ok(PageWindow::new(window, "custom"));
-        }
-        let name = preset.unwrap_or("1h");
-        let Some(&(name, _, secs)) = PRESETS.iter().find(|p| p.0 == name) else {
-            return Err(format!(
-                "window must be one of 5m, 1h, 24h or custom, not {name:?}"
-            ));
-        };
-        // Whole seconds (rounded up) keep the URLs and the picker readable.
-        let now = (now_unix_nanos() / 1_000_000_000 + 1) * 1_000_000_000;
-        Ok(PageWindow::new(TimeWindow::last(now, secs), name))
+        let (window, preset) = window::resolve(
+            q.window.as_deref(),
+            q.since.as_deref(),
+            q.until.as_deref(),
+            now_unix_nanos(),
+        )?;
+        Ok(PageWindow::new(window, preset))
     }
 
     fn new(window: TimeWindow, preset: &str) -> PageWindow {
@@ -88,8 +69,6 @@ impl PageWindow {
         self.preset == "custom"
     }
 }
-
-pub use crate::model::window::rfc3339;
 
 /// Percent-encodes everything but unreserved characters (RFC 3986).
 pub fn url_encode(text: &str) -> String {
