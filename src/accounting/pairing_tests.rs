@@ -10,6 +10,10 @@ use std::collections::HashMap;
 struct MemBacklog {
     stored: HashMap<(TraceId, SpanId), Facts>,
     waiting: HashMap<(TraceId, SpanId), Vec<Facts>>,
+    /// When each wait was told to expire, by the waiting span.
+    expiries: HashMap<SpanId, u64>,
+    /// Spans found through `stored` (no longer in the writer's memory).
+    lookups: usize,
     flag_changes: usize,
 }
 
@@ -22,7 +26,9 @@ impl Backlog for MemBacklog {
         trace: TraceId,
         span: SpanId,
     ) -> Result<Option<Facts>, Self::Error> {
-        Ok(self.stored.get(&(trace, span)).cloned())
+        let found = self.stored.get(&(trace, span)).cloned();
+        self.lookups += found.is_some() as usize;
+        Ok(found)
     }
 
     fn wait(
@@ -30,8 +36,9 @@ impl Backlog for MemBacklog {
         trace: TraceId,
         span: SpanId,
         waiting: &Facts,
-        _: u64,
+        expires_unix_nanos: u64,
     ) -> Result<(), Self::Error> {
+        self.expiries.insert(waiting.span_id, expires_unix_nanos);
         self.waiting
             .entry((trace, span))
             .or_default()
@@ -142,11 +149,15 @@ fn a_consume_pairs_with_its_publish_in_either_order_and_from_the_backlog() {
         let mut p = produce(1, 1, None);
         let c = consume(1, 2, Some(1));
         p.end_unix_nanos = p.start_unix_nanos + 1_000;
+        // With a memory of one span, a span between the two pushes the first out of it.
+        let filler = produce(99, 1, None);
         if consume_first {
             rig.add(c);
+            rig.add(filler);
             rig.add(p);
         } else {
             rig.add(p);
+            rig.add(filler);
             rig.add(c);
         }
         let edges = rig.edges();
@@ -174,7 +185,65 @@ fn a_consume_pairs_with_its_publish_in_either_order_and_from_the_backlog() {
             rig.backlog.waiting.is_empty(),
             "{case}: nothing left waiting"
         );
+        // A publish that left the memory is read back from the backlog.
+        let from_backlog = memory == 1 && !consume_first;
+        assert_eq!(rig.backlog.lookups, from_backlog as usize, "{case}");
     }
+}
+
+#[test]
+fn waits_expire_for_a_parent_not_for_a_consumed_message() {
+    let mut rig = Rig::new(1024);
+    let c = consume(5, 2, Some(1));
+    let p = produce(6, 2, Some(1));
+    let publish_start = p.start_unix_nanos;
+    rig.add(c);
+    rig.add(p);
+    // A consume waits for its message however long; a publish waits for its parent 600 s.
+    assert_eq!(
+        rig.backlog.expiries[&SpanId([2; 8])],
+        publish_start + 600_000_000_000
+    );
+    assert_eq!(
+        rig.backlog.expiries.len(),
+        1,
+        "one span id for both: the later wait"
+    );
+    let mut rig = Rig::new(1024);
+    rig.add(consume(5, 2, Some(1)));
+    assert_eq!(rig.backlog.expiries[&SpanId([2; 8])], u64::MAX);
+}
+
+#[test]
+fn a_client_call_read_back_from_the_backlog_still_moves_off_its_peer() {
+    let mut rig = Rig::new(1);
+    let mut client = span(7, 1, None, "cart", SpanKind::Client);
+    client.peer = Some("catalog.internal".into());
+    rig.add(client);
+    rig.add(produce(98, 1, None));
+    rig.add(span(7, 2, Some(1), "catalog", SpanKind::Server));
+    assert_eq!(rig.backlog.lookups, 1, "the client came from the backlog");
+    let edges = rig.edges();
+    assert_eq!(
+        edges.get(&key("service:cart", "service:catalog", EdgeKind::Call)),
+        Some(&(1, 1))
+    );
+    assert_eq!(
+        edges.get(&key(
+            "service:cart",
+            "external:catalog.internal",
+            EdgeKind::Call
+        )),
+        Some(&(0, 0)),
+        "taken back with its latency sample"
+    );
+    // A second server naming the same client does not move the call again.
+    rig.add(span(7, 3, Some(1), "catalog", SpanKind::Server));
+    assert_eq!(
+        rig.edges()
+            .get(&key("service:cart", "service:catalog", EdgeKind::Call)),
+        None
+    );
 }
 
 #[test]
