@@ -225,14 +225,14 @@ impl Router {
         let mut redriven = false;
         for cmd in batch {
             match cmd {
-                Command::Publish { .. }
-                | Command::PublishBatch { .. }
-                | Command::Pull { .. }
-                | Command::Settle { .. }
-                | Command::StreamPublish { .. }
-                | Command::StreamRead { .. }
-                | Command::Commit { .. }
-                | Command::Request { .. } => writes.push(cmd),
+                Command::Publish(super::command::Publish { .. })
+                | Command::PublishBatch(super::command::PublishBatch { .. })
+                | Command::Pull(super::command::Pull { .. })
+                | Command::Settle(super::command::Settlement { .. })
+                | Command::StreamPublish(super::command::StreamPublish { .. })
+                | Command::StreamRead(super::command::StreamRead { .. })
+                | Command::Commit(super::command::GroupCommit { .. })
+                | Command::Request(super::command::Request { .. }) => writes.push(cmd),
                 Command::Shutdown => {}
                 Command::Drain => self.state.draining = true,
                 other => {
@@ -316,16 +316,17 @@ impl State {
     /// the topic it publishes to (filters aside), or the one it nacks on.
     fn touched(&self, cmd: &Command, subs: &mut HashSet<i64>) {
         let topic = match cmd {
-            Command::Publish { topic, .. } | Command::Request { topic, .. } => topic,
-            Command::PublishBatch {
+            Command::Publish(super::command::Publish { topic, .. })
+            | Command::Request(super::command::Request { topic, .. }) => topic,
+            Command::PublishBatch(super::command::PublishBatch {
                 target: BatchTarget::Topic(topic),
                 ..
-            } => topic,
-            Command::Settle {
+            }) => topic,
+            Command::Settle(super::command::Settlement {
                 subscription,
                 action: Settle::Nack { .. },
                 ..
-            } => {
+            }) => {
                 if let Ok(sub) = self.sub(subscription) {
                     subs.insert(sub.id);
                 }
@@ -346,13 +347,13 @@ impl State {
         }
         let mut spans = Vec::new();
         let outcome: Result<Option<Pending>, BrokerError> = match cmd {
-            Command::Publish {
+            Command::Publish(super::command::Publish {
                 topic,
                 event,
                 caller,
                 started,
                 reply,
-            } => match self.publish(tx, &topic, &event, &caller, started, &mut spans) {
+            }) => match self.publish(tx, &topic, &event, &caller, started, &mut spans) {
                 Ok(p) => {
                     pending.extend(self.match_reply(&topic, &event, &p));
                     Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans))))
@@ -362,13 +363,13 @@ impl State {
                     Err(BrokerError::Closed)
                 }
             },
-            Command::PublishBatch {
+            Command::PublishBatch(super::command::PublishBatch {
                 target,
                 events,
                 caller,
                 started,
                 reply,
-            } => {
+            }) => {
                 let result = self.publish_batch(tx, &target, &events, &caller, started, &mut spans);
                 if let (Ok(published), BatchTarget::Topic(topic)) = (&result, &target) {
                     for (event, p) in events.iter().zip(published) {
@@ -377,7 +378,7 @@ impl State {
                 }
                 answer(reply, result, &mut spans)
             }
-            Command::Request {
+            Command::Request(super::command::Request {
                 topic,
                 reply_to,
                 event,
@@ -385,7 +386,7 @@ impl State {
                 started,
                 timeout,
                 reply,
-            } => {
+            }) => {
                 let req = super::reply::Request {
                     topic,
                     reply_to,
@@ -402,14 +403,14 @@ impl State {
                     })
                 })
             }
-            Command::Pull {
+            Command::Pull(super::command::Pull {
                 subscription,
                 max,
                 wait,
                 caller,
                 reply,
                 ..
-            } => match self.deliver(tx, &subscription, max, &caller, &mut spans) {
+            }) => match self.deliver(tx, &subscription, max, &caller, &mut spans) {
                 Ok(d) if d.is_empty() && !wait.is_zero() && !self.draining => {
                     self.wait(
                         max,
@@ -428,14 +429,14 @@ impl State {
                     Err(BrokerError::Closed)
                 }
             },
-            Command::Settle {
+            Command::Settle(super::command::Settlement {
                 subscription,
                 lease_ids,
                 action,
                 caller,
                 started,
                 reply,
-            } => {
+            }) => {
                 let result = self.settle(
                     tx,
                     &subscription,
@@ -447,17 +448,17 @@ impl State {
                 );
                 answer(reply, result, &mut spans)
             }
-            Command::StreamPublish {
+            Command::StreamPublish(super::command::StreamPublish {
                 stream,
                 event,
                 caller,
                 started,
                 reply,
-            } => {
+            }) => {
                 let result = self.stream_publish(tx, &stream, &event, &caller, started, &mut spans);
                 answer(reply, result, &mut spans)
             }
-            Command::StreamRead {
+            Command::StreamRead(super::command::StreamRead {
                 stream,
                 from,
                 group,
@@ -465,7 +466,7 @@ impl State {
                 wait,
                 caller,
                 reply,
-            } => {
+            }) => {
                 let read = self
                     .resolve(tx, &stream, from, group.as_deref())
                     .and_then(|offset| {
@@ -490,13 +491,13 @@ impl State {
                     }
                 }
             }
-            Command::Commit {
+            Command::Commit(super::command::GroupCommit {
                 stream,
                 group,
                 offset,
                 caller,
                 reply,
-            } => {
+            }) => {
                 let result = self.commit(tx, &stream, &group, offset, &caller, &mut spans);
                 answer(reply, result, &mut spans)
             }
@@ -579,24 +580,24 @@ mod tests {
     }
 
     fn publish(topic: &str) -> Command {
-        Command::Publish {
+        Command::Publish(super::command::Publish {
             topic: topic.into(),
             event: super::super::tests::event(1),
             caller: Caller::default(),
             started: SystemTime::now(),
             reply: tokio::sync::oneshot::channel().0,
-        }
+        })
     }
 
     fn settle(subscription: &str, action: Settle) -> Command {
-        Command::Settle {
+        Command::Settle(super::command::Settlement {
             subscription: subscription.into(),
             lease_ids: vec!["l".into()],
             action,
             caller: Caller::default(),
             started: SystemTime::now(),
             reply: tokio::sync::oneshot::channel().0,
-        }
+        })
     }
 
     /// A publish makes its topic's subscriptions look, a nack its own subscription; an ack and
