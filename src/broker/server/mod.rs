@@ -11,6 +11,7 @@
 //!   statements.
 //! - [`traced`]: spans by construction, exported in-process to the collector's ingest path.
 
+mod apply;
 mod catalogue;
 pub mod command;
 pub mod db;
