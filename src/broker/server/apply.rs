@@ -58,7 +58,7 @@ impl State {
             }
             Err(_) => {
                 let _ = tx.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
-                let end = SystemTime::now();
+                let end = self.clock.now();
                 for span in spans {
                     traced::finish(span, end, Some("rolled back"));
                 }

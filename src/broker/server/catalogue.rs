@@ -56,7 +56,7 @@ impl State {
         }
         self.name_free(&name)?;
         let tx = conn.transaction()?;
-        let id = db::insert_topic(&tx, &name, unix_nanos(SystemTime::now()))?;
+        let id = db::insert_topic(&tx, &name, unix_nanos(self.clock.now()))?;
         tx.commit()?;
         self.catalogue.topics.insert(name, (id, Vec::new()));
         Ok(Declared { created: true })
@@ -89,7 +89,7 @@ impl State {
             return Err(BrokerError::NotFound(format!("no topic {:?}", spec.topic)));
         };
         let tx = conn.transaction()?;
-        let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(SystemTime::now()))?;
+        let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(self.clock.now()))?;
         tx.commit()?;
         if let Some(t) = self.catalogue.topics.get_mut(&spec.topic) {
             t.1.push((id, spec.filter.clone()));
@@ -141,7 +141,7 @@ impl State {
     }
 
     fn subscriptions(&self, conn: &Connection) -> Result<Vec<SubscriptionInfo>, BrokerError> {
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        let now_ms = self.clock.unix_ms();
         let mut out = Vec::new();
         for sub in self.catalogue.subs.values() {
             let (ready, leased, dead) = db::counts(conn, sub.id, now_ms)?;
@@ -179,7 +179,7 @@ impl State {
     fn redrive(&self, conn: &mut Connection, name: &str) -> Result<u64, BrokerError> {
         let sub = self.sub(name)?.id;
         let tx = conn.transaction()?;
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        let now_ms = self.clock.unix_ms();
         let n = db::redrive(&tx, sub, now_ms)?;
         tx.commit()?;
         Ok(n as u64)

@@ -13,6 +13,7 @@
 
 mod apply;
 mod catalogue;
+pub mod clock;
 pub mod command;
 pub mod db;
 pub mod link;
@@ -110,11 +111,22 @@ pub struct Broker {
     draining: Arc<std::sync::atomic::AtomicBool>,
     /// Message bytes (in KiB) read or queued for the router at once: publishes past it get 429.
     in_flight: Arc<tokio::sync::Semaphore>,
+    /// The router's clock (the system's, but in tests).
+    clock: clock::Clock,
 }
 
 impl Broker {
     /// Opens (or creates) the broker file, migrates it and starts the router thread.
     pub fn open(config: BrokerConfig, tracer: traced::Tracer) -> Result<Broker, BrokerError> {
+        Broker::open_with_clock(config, tracer, clock::Clock::system())
+    }
+
+    /// [`Broker::open`] with the router on `clock` (tests move a manual one).
+    pub fn open_with_clock(
+        config: BrokerConfig,
+        tracer: traced::Tracer,
+        clock: clock::Clock,
+    ) -> Result<Broker, BrokerError> {
         if let Some(dir) = config.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir)?;
         }
@@ -127,7 +139,7 @@ impl Broker {
         .map_err(|e| BrokerError::Write(e.to_string()))?;
         let (_, subs) = db::load(&conn)?;
         let (tx, rx) = bounded(config.queue_depth.max(1));
-        let router = router::Router::new(conn, rx, tracer, config.max_waiters)?;
+        let router = router::Router::new(conn, rx, tracer, config.max_waiters, clock.clone())?;
         let handle = std::thread::Builder::new()
             .name("broker-router".into())
             .spawn(move || router.run())?;
@@ -139,6 +151,7 @@ impl Broker {
             checkpointer: Arc::new(Mutex::new(Some(checkpointer))),
             draining: Arc::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
+            clock,
         };
         for sub in &subs {
             push::start(&broker, &sub.spec);
@@ -184,7 +197,7 @@ impl Broker {
         event: Event,
         caller: Caller,
     ) -> Result<Published, BrokerError> {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         self.ask(|reply| {
             Command::Publish(command::Publish {
                 topic,
@@ -206,7 +219,7 @@ impl Broker {
         caller: Caller,
         timeout: Duration,
     ) -> Result<Replied, BrokerError> {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         self.ask(|reply| {
             Command::Request(command::Request {
                 topic,
@@ -228,7 +241,7 @@ impl Broker {
         event: Event,
         caller: Caller,
     ) -> Result<Published, BrokerError> {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         self.ask(|reply| {
             Command::StreamPublish(command::StreamPublish {
                 stream,
@@ -248,7 +261,7 @@ impl Broker {
         events: Vec<Event>,
         caller: Caller,
     ) -> Result<Vec<Published>, BrokerError> {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         self.ask(|reply| {
             Command::PublishBatch(command::PublishBatch {
                 target,
@@ -268,7 +281,7 @@ impl Broker {
         wait: Duration,
         caller: Caller,
     ) -> Result<Vec<Delivery>, BrokerError> {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         self.ask(|reply| {
             Command::Pull(command::Pull {
                 subscription,
@@ -289,7 +302,7 @@ impl Broker {
         action: Settle,
         caller: Caller,
     ) -> Result<Settled, BrokerError> {
-        let started = SystemTime::now();
+        let started = self.clock.now();
         self.ask(|reply| {
             Command::Settle(command::Settlement {
                 subscription,

@@ -15,6 +15,7 @@
 //! leased with attempts == max_attempts, then nack or expiry ──> dead (dead-letter queue)
 //! ```
 
+use super::clock::Clock;
 pub use super::command::{BatchTarget, Command};
 use super::db::{self, SubRow};
 use super::traced::{self, BrokerSpan, Tracer};
@@ -91,6 +92,8 @@ pub struct Router {
 /// What the router owns besides its connection.
 pub(super) struct State {
     pub(super) tracer: Tracer,
+    /// The time of leases, delays, deadlines and ticks.
+    pub(super) clock: Clock,
     pub(super) catalogue: Catalogue,
     pub(super) waiters: Vec<Waiter>,
     pub(super) max_waiters: usize,
@@ -114,6 +117,7 @@ impl Router {
         rx: Receiver<Command>,
         tracer: Tracer,
         max_waiters: usize,
+        clock: Clock,
     ) -> Result<Router, BrokerError> {
         let (topics, subs) = db::load(&conn)?;
         // Leases and delays of a previous run: each subscription looks at the first tick.
@@ -142,9 +146,10 @@ impl Router {
                 waiters: Vec::new(),
                 max_waiters: max_waiters.max(1),
                 draining: false,
-                last_expiry: Instant::now(),
-                last_look: Instant::now(),
+                last_expiry: clock.instant(),
+                last_look: clock.instant(),
                 requests: HashMap::new(),
+                clock,
                 due: std::cell::RefCell::new(due),
             },
         })
@@ -157,7 +162,7 @@ impl Router {
             let timeout = if !self.state.waiters.is_empty() {
                 // The tick counts from the waiting pulls' last look, not from the last turn:
                 // turns that do not look (acks) must not put it off.
-                TICK.saturating_sub(self.state.last_look.elapsed())
+                TICK.saturating_sub(self.state.clock.since(self.state.last_look))
             } else if !self.state.requests.is_empty() {
                 TICK
             } else {
@@ -192,8 +197,8 @@ impl Router {
                     tracing::warn!(error = %e, "broker checkpoint failed");
                 }
             }
-            if self.state.last_expiry.elapsed() >= EXPIRY_EVERY {
-                self.state.last_expiry = Instant::now();
+            if self.state.clock.since(self.state.last_expiry) >= EXPIRY_EVERY {
+                self.state.last_expiry = self.state.clock.instant();
                 if let Err(e) = self.state.expire_streams(&mut self.conn) {
                     tracing::warn!(error = %e, "stream retention failed");
                 }
@@ -245,7 +250,7 @@ impl Router {
                 self.state.touched(c, &mut subs);
             }
             Look::Some {
-                tick: self.state.last_look.elapsed() >= TICK,
+                tick: self.state.clock.since(self.state.last_look) >= TICK,
                 subs,
             }
         };
@@ -262,7 +267,7 @@ impl Router {
         }
         let stopping = stopping || self.state.draining;
         if matches!(look, Look::All | Look::Some { tick: true, .. }) {
-            self.state.last_look = Instant::now();
+            self.state.last_look = self.state.clock.instant();
         }
         self.state.serve_waiters(&tx, stopping, &look, &mut pending);
         self.state.expire_requests(stopping);
@@ -271,7 +276,7 @@ impl Router {
             tracing::error!(error = %e, "broker commit failed");
             self.state.forget_due();
         }
-        let end = SystemTime::now();
+        let end = self.state.clock.now();
         for p in pending {
             (p.answer)(failed.clone().map(BrokerError::Write));
             for span in p.spans {
@@ -380,7 +385,7 @@ mod tests {
         let a2 = db::insert_subscription(&conn, &spec("a2", "a"), a, 0).expect("a2");
         let b1 = db::insert_subscription(&conn, &spec("b1", "b"), b, 0).expect("b1");
         let (_tx, rx) = crate::mailbox::bounded(4);
-        let router = Router::new(conn, rx, Tracer::off(), 4).expect("router");
+        let router = Router::new(conn, rx, Tracer::off(), 4, Clock::system()).expect("router");
 
         let mut subs = HashSet::new();
         router.state.touched(&publish("a"), &mut subs);
