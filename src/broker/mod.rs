@@ -26,7 +26,9 @@ pub use api::types::*;
 pub use api::{DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_PULL, MAX_WAIT};
 pub use error::BrokerError;
 pub use server::{link, traced};
-pub use server::{BatchTarget, Broker, BrokerConfig, Caller, Command, ReadFrom, Settle};
+pub use server::{
+    BatchTarget, Broker, BrokerConfig, Caller, Command, DestinationState, ReadFrom, Settle,
+};
 
 /// Nanoseconds since the epoch.
 pub fn unix_nanos(t: std::time::SystemTime) -> u64 {

@@ -41,6 +41,9 @@ impl State {
             Command::Streams { reply } => {
                 let _ = reply.send(self.streams(conn));
             }
+            Command::Destination { name, reply } => {
+                let _ = reply.send(self.destination(conn, &name));
+            }
             _ => {}
         }
     }
@@ -141,9 +144,18 @@ impl State {
     }
 
     fn subscriptions(&self, conn: &Connection) -> Result<Vec<SubscriptionInfo>, BrokerError> {
+        self.subscriptions_where(conn, |_| true)
+    }
+
+    /// The subscriptions that `pick` keeps, with their queues' counts now, by name.
+    fn subscriptions_where(
+        &self,
+        conn: &Connection,
+        pick: impl Fn(&SubscriptionSpec) -> bool,
+    ) -> Result<Vec<SubscriptionInfo>, BrokerError> {
         let now_ms = self.clock.unix_ms();
         let mut out = Vec::new();
-        for sub in self.catalogue.subs.values() {
+        for sub in self.catalogue.subs.values().filter(|s| pick(&s.spec)) {
             let (ready, leased, dead) = db::counts(conn, sub.id, now_ms)?;
             out.push(SubscriptionInfo {
                 spec: sub.spec.clone(),
@@ -154,6 +166,20 @@ impl State {
         }
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         Ok(out)
+    }
+
+    /// A topic's subscriptions and their queues, or a stream's offsets and groups.
+    fn destination(&self, conn: &Connection, name: &str) -> Result<DestinationState, BrokerError> {
+        let subscriptions = self.subscriptions_where(conn, |s| s.topic == name)?;
+        let stream = match self.catalogue.streams.get(name) {
+            Some(s) => Some(self.stream_info(conn, s)?),
+            None => None,
+        };
+        Ok(DestinationState {
+            declared: self.catalogue.topics.contains_key(name) || stream.is_some(),
+            subscriptions,
+            stream,
+        })
     }
 
     fn dead_letters(

@@ -41,6 +41,11 @@ pub enum Command {
     Streams {
         reply: Reply<Vec<StreamInfo>>,
     },
+    /// What the broker holds of one destination (a topic or a stream).
+    Destination {
+        name: String,
+        reply: Reply<DestinationState>,
+    },
     PublishBatch(PublishBatch),
     StreamPublish(StreamPublish),
     StreamRead(StreamRead),

@@ -90,6 +90,19 @@ pub enum Settle {
     },
 }
 
+/// What the broker holds of one destination, read directly from the router (the web's
+/// destination pages): the subscriptions of a topic of that name with their queues, and the
+/// stream of that name with its offsets and groups.
+#[derive(Clone, Debug)]
+pub struct DestinationState {
+    /// A topic or a stream of this name is declared.
+    pub declared: bool,
+    /// The topic's subscriptions, by name (ready, leased, dead; push and filter in the spec).
+    pub subscriptions: Vec<SubscriptionInfo>,
+    /// The stream: offsets and consumer groups with their lag.
+    pub stream: Option<StreamInfo>,
+}
+
 /// Who asks, for the spans: the client's service and trace context.
 #[derive(Clone, Debug, Default)]
 pub struct Caller {
@@ -314,6 +327,11 @@ impl Broker {
             })
         })
         .await
+    }
+
+    /// What the broker holds of destination `name` (a topic's queues, a stream's offsets).
+    pub async fn destination(&self, name: String) -> Result<DestinationState, BrokerError> {
+        self.ask(|reply| Command::Destination { name, reply }).await
     }
 
     /// First stage of shutdown: waiting pulls are answered now, new ones do not wait.

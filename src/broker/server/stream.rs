@@ -65,24 +65,33 @@ impl State {
     pub(super) fn streams(&self, conn: &Connection) -> Result<Vec<StreamInfo>, BrokerError> {
         let mut out = Vec::new();
         for s in self.catalogue.streams.values() {
-            let first = stream_db::first_offset(conn, s.id)?.unwrap_or(s.next_offset);
-            let groups = stream_db::groups(conn, s.id)?
-                .into_iter()
-                .map(|(name, committed)| GroupInfo {
-                    name,
-                    committed,
-                    lag: s.next_offset.saturating_sub(committed.max(first)),
-                })
-                .collect();
-            out.push(StreamInfo {
-                spec: s.spec.clone(),
-                first_offset: first,
-                next_offset: s.next_offset,
-                groups,
-            });
+            out.push(self.stream_info(conn, s)?);
         }
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         Ok(out)
+    }
+
+    /// A stream's readable offsets and its groups with their lag.
+    pub(super) fn stream_info(
+        &self,
+        conn: &Connection,
+        s: &StreamRow,
+    ) -> Result<StreamInfo, BrokerError> {
+        let first = stream_db::first_offset(conn, s.id)?.unwrap_or(s.next_offset);
+        let groups = stream_db::groups(conn, s.id)?
+            .into_iter()
+            .map(|(name, committed)| GroupInfo {
+                name,
+                committed,
+                lag: s.next_offset.saturating_sub(committed.max(first)),
+            })
+            .collect();
+        Ok(StreamInfo {
+            spec: s.spec.clone(),
+            first_offset: first,
+            next_offset: s.next_offset,
+            groups,
+        })
     }
 
     pub(super) fn stream_publish(

@@ -335,3 +335,55 @@ async fn expect_redelivery(
     assert_eq!(d.len(), 1, "redelivered after {what}");
     assert_eq!(d[0].attempt, attempt, "after {what}");
 }
+
+/// The typed read of one destination: a topic's subscriptions with their counts, push and
+/// filter; a stream's offsets and groups with their lag; nothing declared by another name.
+#[tokio::test]
+async fn a_destination_reads_as_its_queues_or_its_stream() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual();
+    let (b, _) = one_leased(dir.path(), &clock, "s", 60_000).await;
+    let mut filtered = spec("f", "t", 60_000, 3);
+    filtered.filter = Some(Filter {
+        kind: Some("nothing.matches".into()),
+        subject_prefix: None,
+    });
+    b.declare_subscription(filtered).await.unwrap();
+    b.publish("t".into(), event(2), Caller::default())
+        .await
+        .unwrap();
+    let topic = b.destination("t".into()).await.unwrap();
+    assert!(topic.declared && topic.stream.is_none());
+    let queues: Vec<_> = topic
+        .subscriptions
+        .iter()
+        .map(|s| (s.spec.name.as_str(), s.ready, s.leased, s.dead))
+        .collect();
+    assert_eq!(queues, vec![("f", 0, 0, 0), ("s", 1, 1, 0)]);
+    assert!(topic.subscriptions[0].spec.filter.is_some());
+
+    let stream = StreamSpec {
+        name: "log".into(),
+        ..StreamSpec::default()
+    };
+    b.ask(|reply| Command::DeclareStream {
+        spec: stream,
+        reply,
+    })
+    .await
+    .unwrap();
+    for n in 0..3 {
+        b.append("log".into(), event(n), Caller::default())
+            .await
+            .unwrap();
+    }
+    let log = b.destination("log".into()).await.unwrap();
+    let s = log.stream.expect("the stream");
+    assert!(log.declared && log.subscriptions.is_empty());
+    assert_eq!((s.first_offset, s.next_offset), (0, 3));
+    assert!(s.groups.is_empty());
+
+    let none = b.destination("nothing".into()).await.unwrap();
+    assert!(!none.declared && none.subscriptions.is_empty() && none.stream.is_none());
+    b.shutdown();
+}
