@@ -1,5 +1,6 @@
 //! Lifecycle: open the store, start the receivers and the web server, shut down in stages.
 
+use crate::broker::BrokerConfig;
 use crate::cli::{ServeArgs, SyncMode};
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::store::{RetentionConfig, SqliteStore, Store, StoreConfig};
@@ -29,6 +30,18 @@ pub fn store_config(args: &ServeArgs) -> StoreConfig {
     }
 }
 
+/// The broker's configuration `serve` runs with: its own file beside the store's, the same
+/// `--sync`.
+pub fn broker_config(args: &ServeArgs) -> BrokerConfig {
+    BrokerConfig {
+        path: BrokerConfig::sibling_path(&args.db),
+        synchronous: store_config(args).synchronous,
+        max_message_bytes: args.broker_max_message as usize,
+        queue_depth: 4_096,
+        max_waiters: 1_024,
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store = SqliteStore::open(&store_config(&args))
         .map(Store::new)
@@ -42,9 +55,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     );
 
     let tracer = crate::broker::traced::Tracer::to_ingest(ingest.clone());
-    let broker =
-        crate::broker::Broker::open(crate::broker::BrokerConfig::of(&args), tracer.clone())
-            .context("opening the broker")?;
+    let broker = crate::broker::Broker::open(broker_config(&args), tracer.clone())
+        .context("opening the broker")?;
 
     let (otlp_server, otlp_addr) = http_server(
         "OTLP/HTTP",

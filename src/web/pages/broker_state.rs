@@ -1,11 +1,11 @@
 //! The embedded broker's state of one destination, for its page: a topic's subscriptions
 //! (ready, leased, dead-letter counts) or a stream's offsets and consumer groups (lag).
 //!
-//! Read through the broker's own `/broker/` JSON with its public client, on a blocking thread:
-//! the web module never reaches into broker state directly.
+//! Read through the broker handle's typed read ([`Broker::destination`], a router command):
+//! the web module never reaches into broker state itself.
 
-use crate::broker::client::Client;
 use crate::broker::traced::SYSTEM;
+use crate::broker::{Broker, DestinationState};
 
 /// One subscription of a topic: its queue depth, messages in flight and dead letters.
 pub struct QueueRow {
@@ -47,58 +47,53 @@ pub fn is_broker_destination(node_id: &str) -> bool {
         .is_some_and(|rest| rest.starts_with(':'))
 }
 
-/// Reads the state of destination `name` from the broker served at `addr` (blocking).
-pub fn load(addr: &str, name: &str) -> BrokerState {
-    let client = Client::new(addr);
-    let mut state = BrokerState {
-        declared: false,
-        queues: Vec::new(),
-        stream: None,
-        error: String::new(),
-    };
-    match (client.topics(), client.subscriptions(), client.streams()) {
-        (Ok(topics), Ok(subs), Ok(streams)) => {
-            state.declared = topics.iter().any(|t| t.name == name);
-            state.queues = subs
+/// Reads the state of destination `name` from the broker.
+pub async fn load(broker: &Broker, name: &str) -> BrokerState {
+    match broker.destination(name.to_string()).await {
+        Ok(state) => BrokerState::of(state),
+        Err(e) => BrokerState {
+            declared: false,
+            queues: Vec::new(),
+            stream: None,
+            error: e.to_string(),
+        },
+    }
+}
+
+impl BrokerState {
+    fn of(state: DestinationState) -> BrokerState {
+        let queues = state
+            .subscriptions
+            .into_iter()
+            .map(|s| QueueRow {
+                push: s.spec.push.is_some(),
+                filtered: s.spec.filter.is_some(),
+                name: s.spec.name,
+                ready: s.ready,
+                leased: s.leased,
+                dead: s.dead,
+            })
+            .collect();
+        let stream = state.stream.map(|s| StreamState {
+            first_offset: s.first_offset,
+            next_offset: s.next_offset,
+            groups: s
+                .groups
                 .into_iter()
-                .filter(|s| s.spec.topic == name)
-                .map(|s| QueueRow {
-                    push: s.spec.push.is_some(),
-                    filtered: s.spec.filter.is_some(),
-                    name: s.spec.name,
-                    ready: s.ready,
-                    leased: s.leased,
-                    dead: s.dead,
+                .map(|g| GroupRow {
+                    name: g.name,
+                    committed: g.committed,
+                    lag: g.lag,
                 })
-                .collect();
-            if let Some(s) = streams.into_iter().find(|s| s.spec.name == name) {
-                state.declared = true;
-                state.stream = Some(StreamState {
-                    first_offset: s.first_offset,
-                    next_offset: s.next_offset,
-                    groups: s
-                        .groups
-                        .into_iter()
-                        .map(|g| GroupRow {
-                            name: g.name,
-                            committed: g.committed,
-                            lag: g.lag,
-                        })
-                        .collect(),
-                });
-            }
-        }
-        (a, b, c) => {
-            let e = [a.err(), b.err(), c.err()];
-            state.error = e
-                .into_iter()
-                .flatten()
-                .next()
-                .map(|e| e.to_string())
-                .unwrap_or_default();
+                .collect(),
+        });
+        BrokerState {
+            declared: state.declared,
+            queues,
+            stream,
+            error: String::new(),
         }
     }
-    state
 }
 
 #[cfg(test)]

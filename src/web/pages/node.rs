@@ -10,7 +10,7 @@ use crate::model::TraceQuery;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpResponse};
 use askama::Template;
 
 /// An edge seen from one node: the node at its other end.
@@ -180,7 +180,7 @@ async fn page(
     kind: NodeKind,
     q: WindowQuery,
     ingest: web::Data<Ingest>,
-    server: Option<String>,
+    broker: Option<web::Data<crate::broker::Broker>>,
 ) -> Result<HttpResponse, PageError> {
     let prefix = format!("{}:", kind.as_str());
     if !id.starts_with(&prefix) {
@@ -219,12 +219,8 @@ async fn page(
         .await?;
     page.traces = traces;
     page.sparks = sparks;
-    if let Some(addr) = server.filter(|_| super::broker_state::is_broker_destination(&page.id)) {
-        let name = page.name.clone();
-        let state = web::block(move || super::broker_state::load(&addr, &name))
-            .await
-            .map_err(|e| PageError::Render(e.to_string()))?;
-        page.broker = Some(state);
+    if let Some(b) = broker.filter(|_| super::broker_state::is_broker_destination(&page.id)) {
+        page.broker = Some(super::broker_state::load(&b, &page.name).await);
     }
     render(page).await
 }
@@ -245,27 +241,17 @@ pub async fn service(
 }
 
 pub async fn destination(
-    req: HttpRequest,
     path: web::Path<String>,
     q: web::Query<WindowQuery>,
     ingest: web::Data<Ingest>,
+    broker: Option<web::Data<crate::broker::Broker>>,
 ) -> Result<HttpResponse, PageError> {
     page(
         path.into_inner(),
         NodeKind::Destination,
         q.into_inner(),
         ingest,
-        Some(own_address(&req)),
+        broker,
     )
     .await
-}
-
-/// This server's own address, for the broker client (an unspecified bind address is reached
-/// through loopback).
-fn own_address(req: &HttpRequest) -> String {
-    let mut addr = req.app_config().local_addr();
-    if addr.ip().is_unspecified() {
-        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
-    }
-    addr.to_string()
 }

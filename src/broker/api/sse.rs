@@ -4,10 +4,12 @@
 //! one was written out, so a slow client slows the leasing instead of buffering in memory.
 
 use super::http::{caller, parse_wait, Answer};
-use super::*;
+use crate::broker::server::command;
+use crate::broker::*;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use futures_util::stream;
+use std::time::Duration;
 
 /// Longest wait of one step; a comment line keeps the connection alive between steps.
 const STEP_WAIT: Duration = Duration::from_secs(15);
@@ -120,14 +122,16 @@ async fn stream_events(
             (broker.clone(), name.clone(), group.clone(), caller.clone());
         async move {
             broker
-                .ask(|reply| Command::StreamRead {
-                    stream: name,
-                    from,
-                    group,
-                    max,
-                    wait,
-                    caller,
-                    reply,
+                .ask(|reply| {
+                    Command::StreamRead(command::StreamRead {
+                        stream: name,
+                        from,
+                        group,
+                        max,
+                        wait,
+                        caller,
+                        reply,
+                    })
                 })
                 .await
         }

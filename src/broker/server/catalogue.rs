@@ -41,6 +41,9 @@ impl State {
             Command::Streams { reply } => {
                 let _ = reply.send(self.streams(conn));
             }
+            Command::Destination { name, reply } => {
+                let _ = reply.send(self.destination(conn, &name));
+            }
             _ => {}
         }
     }
@@ -56,7 +59,7 @@ impl State {
         }
         self.name_free(&name)?;
         let tx = conn.transaction()?;
-        let id = db::insert_topic(&tx, &name, unix_nanos(SystemTime::now()))?;
+        let id = db::insert_topic(&tx, &name, unix_nanos(self.clock.now()))?;
         tx.commit()?;
         self.catalogue.topics.insert(name, (id, Vec::new()));
         Ok(Declared { created: true })
@@ -89,7 +92,7 @@ impl State {
             return Err(BrokerError::NotFound(format!("no topic {:?}", spec.topic)));
         };
         let tx = conn.transaction()?;
-        let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(SystemTime::now()))?;
+        let id = db::insert_subscription(&tx, &spec, *topic_id, unix_nanos(self.clock.now()))?;
         tx.commit()?;
         if let Some(t) = self.catalogue.topics.get_mut(&spec.topic) {
             t.1.push((id, spec.filter.clone()));
@@ -141,9 +144,18 @@ impl State {
     }
 
     fn subscriptions(&self, conn: &Connection) -> Result<Vec<SubscriptionInfo>, BrokerError> {
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        self.subscriptions_where(conn, |_| true)
+    }
+
+    /// The subscriptions that `pick` keeps, with their queues' counts now, by name.
+    fn subscriptions_where(
+        &self,
+        conn: &Connection,
+        pick: impl Fn(&SubscriptionSpec) -> bool,
+    ) -> Result<Vec<SubscriptionInfo>, BrokerError> {
+        let now_ms = self.clock.unix_ms();
         let mut out = Vec::new();
-        for sub in self.catalogue.subs.values() {
+        for sub in self.catalogue.subs.values().filter(|s| pick(&s.spec)) {
             let (ready, leased, dead) = db::counts(conn, sub.id, now_ms)?;
             out.push(SubscriptionInfo {
                 spec: sub.spec.clone(),
@@ -154,6 +166,20 @@ impl State {
         }
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         Ok(out)
+    }
+
+    /// A topic's subscriptions and their queues, or a stream's offsets and groups.
+    fn destination(&self, conn: &Connection, name: &str) -> Result<DestinationState, BrokerError> {
+        let subscriptions = self.subscriptions_where(conn, |s| s.topic == name)?;
+        let stream = match self.catalogue.streams.get(name) {
+            Some(s) => Some(self.stream_info(conn, s)?),
+            None => None,
+        };
+        Ok(DestinationState {
+            declared: self.catalogue.topics.contains_key(name) || stream.is_some(),
+            subscriptions,
+            stream,
+        })
     }
 
     fn dead_letters(
@@ -179,7 +205,7 @@ impl State {
     fn redrive(&self, conn: &mut Connection, name: &str) -> Result<u64, BrokerError> {
         let sub = self.sub(name)?.id;
         let tx = conn.transaction()?;
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        let now_ms = self.clock.unix_ms();
         let n = db::redrive(&tx, sub, now_ms)?;
         tx.commit()?;
         Ok(n as u64)

@@ -19,7 +19,7 @@
 //! counted as failed unsent; every lease is counted once (acked, unknown or failed) by the
 //! time [`Acker::close`] returns.
 
-use super::client::{Client, ClientError};
+use super::{Client, ClientError};
 use crate::mailbox;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,7 +37,7 @@ pub struct AckCounts {
     /// Leases the broker took as acknowledged.
     pub acked: u64,
     /// Leases the broker did not know as current (expired and leased again, settled already,
-    /// or not of this subscription; see [`super::Settled`]).
+    /// or not of this subscription; see [`Settled`](crate::broker::api::types::Settled)).
     pub unknown: u64,
     /// Leases whose ack request failed: their messages come again after their leases expire.
     pub failed: u64,

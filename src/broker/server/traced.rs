@@ -7,7 +7,7 @@
 //! Spans of many client services come out of one tracer: each span carries its service in
 //! `service.name`, which the exporter moves to the resource of that service's `ResourceSpans`.
 
-use super::TraceContext;
+use super::event::TraceContext;
 use crate::ingest::Ingest;
 use crate::priority::Priority;
 use opentelemetry::trace::{
@@ -28,10 +28,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-/// The header that names the calling service (else the CloudEvents `source`, else
-/// [`UNKNOWN_SERVICE`]).
-pub const SERVICE_HEADER: &str = "switchyard-service";
-pub const UNKNOWN_SERVICE: &str = "unknown_service";
+pub use crate::broker::api::{SERVICE_HEADER, UNKNOWN_SERVICE};
 /// `messaging.system` of every broker span.
 pub const SYSTEM: &str = "switchyard";
 /// The span attribute that carries the service until the exporter moves it to the resource.

@@ -48,7 +48,7 @@ impl State {
         }
         self.name_free(&spec.name)?;
         let tx = conn.transaction()?;
-        let id = stream_db::insert_stream(&tx, &spec, unix_nanos(SystemTime::now()))?;
+        let id = stream_db::insert_stream(&tx, &spec, unix_nanos(self.clock.now()))?;
         tx.commit()?;
         self.catalogue.streams.insert(
             spec.name.clone(),
@@ -65,24 +65,33 @@ impl State {
     pub(super) fn streams(&self, conn: &Connection) -> Result<Vec<StreamInfo>, BrokerError> {
         let mut out = Vec::new();
         for s in self.catalogue.streams.values() {
-            let first = stream_db::first_offset(conn, s.id)?.unwrap_or(s.next_offset);
-            let groups = stream_db::groups(conn, s.id)?
-                .into_iter()
-                .map(|(name, committed)| GroupInfo {
-                    name,
-                    committed,
-                    lag: s.next_offset.saturating_sub(committed.max(first)),
-                })
-                .collect();
-            out.push(StreamInfo {
-                spec: s.spec.clone(),
-                first_offset: first,
-                next_offset: s.next_offset,
-                groups,
-            });
+            out.push(self.stream_info(conn, s)?);
         }
         out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
         Ok(out)
+    }
+
+    /// A stream's readable offsets and its groups with their lag.
+    pub(super) fn stream_info(
+        &self,
+        conn: &Connection,
+        s: &StreamRow,
+    ) -> Result<StreamInfo, BrokerError> {
+        let first = stream_db::first_offset(conn, s.id)?.unwrap_or(s.next_offset);
+        let groups = stream_db::groups(conn, s.id)?
+            .into_iter()
+            .map(|(name, committed)| GroupInfo {
+                name,
+                committed,
+                lag: s.next_offset.saturating_sub(committed.max(first)),
+            })
+            .collect();
+        Ok(StreamInfo {
+            spec: s.spec.clone(),
+            first_offset: first,
+            next_offset: s.next_offset,
+            groups,
+        })
     }
 
     pub(super) fn stream_publish(
@@ -113,7 +122,7 @@ impl State {
                 data_is_json: event.data_is_json,
                 traceparent: &traceparent,
                 tracestate: trace.tracestate.as_deref(),
-                published_unix_nanos: unix_nanos(SystemTime::now()),
+                published_unix_nanos: unix_nanos(self.clock.now()),
             },
         )?;
         // Ahead of the disk if the commit fails: offsets may skip, never repeat.
@@ -169,7 +178,7 @@ impl State {
     ) -> Result<StreamBatch, BrokerError> {
         let s = self.stream(name)?;
         let service = caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let mut out = StreamBatch {
             events: Vec::new(),
             next_offset: offset,
@@ -235,7 +244,7 @@ impl State {
                 s.next_offset
             )));
         }
-        let now = SystemTime::now();
+        let now = self.clock.now();
         stream_db::commit(tx, s.id, group, offset, unix_nanos(now))?;
         spans.push(self.tracer.start(Op {
             operation_type: "settle",
@@ -261,7 +270,7 @@ impl State {
     /// Deletes events older than their stream's `max_age_ms`, then the oldest while it holds
     /// more than `max_bytes`, a few steps per stream (blocking).
     pub(super) fn expire_streams(&mut self, conn: &mut Connection) -> Result<(), BrokerError> {
-        let now = unix_nanos(SystemTime::now());
+        let now = unix_nanos(self.clock.now());
         let tx = conn.transaction()?;
         for s in self.catalogue.streams.values_mut() {
             if let Some(age) = s.spec.max_age_ms {

@@ -1,14 +1,13 @@
 //! The broker's HTTP JSON API under `/broker/` (docs/BROKER.md). Handlers only extract input,
 //! ask the router and map errors.
 
-use super::command::BatchTarget;
-use super::event;
-use super::traced::SERVICE_HEADER;
-use super::*;
+use super::{event, SERVICE_HEADER};
+use crate::broker::*;
 use crate::error::RETRY_AFTER_SECS;
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use futures_util::StreamExt;
+use std::time::Duration;
 
 /// Largest control body (declarations, ack and nack lists).
 pub(super) const MAX_CONTROL_BODY: usize = 1024 * 1024;
@@ -133,7 +132,7 @@ struct SubscriptionBody {
     visibility_timeout_ms: Option<u64>,
     max_attempts: Option<u32>,
     filter: Option<Filter>,
-    push: Option<super::push::Push>,
+    push: Option<Push>,
 }
 
 async fn declare_subscription(

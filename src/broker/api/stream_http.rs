@@ -1,9 +1,9 @@
 //! The streams part of the `/broker/` API (docs/BROKER.md).
 
-use super::command::BatchTarget;
 use super::http::MAX_CONTROL_BODY;
 use super::http::{caller, declared, json_body, parse_wait, publish_to, read_body, Answer};
-use super::*;
+use crate::broker::server::command;
+use crate::broker::*;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
@@ -110,14 +110,16 @@ async fn read(
     let stream = path.into_inner();
     let caller = caller(&req);
     let batch = broker
-        .ask(|reply| Command::StreamRead {
-            stream,
-            from,
-            group: q.group,
-            max,
-            wait: wait.min(MAX_WAIT),
-            caller,
-            reply,
+        .ask(|reply| {
+            Command::StreamRead(command::StreamRead {
+                stream,
+                from,
+                group: q.group,
+                max,
+                wait: wait.min(MAX_WAIT),
+                caller,
+                reply,
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(batch))
@@ -139,12 +141,14 @@ async fn commit(
     let (stream, group) = path.into_inner();
     let caller = caller(&req);
     let info = broker
-        .ask(|reply| Command::Commit {
-            stream,
-            group,
-            offset: b.offset,
-            caller,
-            reply,
+        .ask(|reply| {
+            Command::Commit(command::GroupCommit {
+                stream,
+                group,
+                offset: b.offset,
+                caller,
+                reply,
+            })
         })
         .await?;
     Ok(HttpResponse::Ok().json(info))

@@ -15,10 +15,11 @@
 //! leased with attempts == max_attempts, then nack or expiry ──> dead (dead-letter queue)
 //! ```
 
+use super::clock::Clock;
 pub use super::command::{BatchTarget, Command};
 use super::db::{self, SubRow};
 use super::traced::{self, BrokerSpan, Tracer};
-use super::waiters::{Waiter, Waiting};
+use super::waiters::Waiter;
 use super::*;
 use crate::mailbox::{Receiver, RecvTimeoutError};
 use rusqlite::Connection;
@@ -40,22 +41,6 @@ const EXPIRY_EVERY: Duration = Duration::from_secs(1);
 /// How often waiting pulls look again for expired leases and elapsed nack delays.
 const TICK: Duration = Duration::from_millis(50);
 
-/// Holds the answer of a successful command until the commit; answers an error at once (and
-/// returns it, so the command's savepoint is rolled back).
-fn answer<T: Send + 'static>(
-    reply: Reply<T>,
-    result: Result<T, BrokerError>,
-    spans: &mut Vec<BrokerSpan>,
-) -> Result<Option<Pending>, BrokerError> {
-    match result {
-        Ok(value) => Ok(Some(Pending::new(reply, value, std::mem::take(spans)))),
-        Err(e) => {
-            let _ = reply.send(Err(e));
-            Err(BrokerError::Closed)
-        }
-    }
-}
-
 /// Runs a parameterless statement through the statement cache (a savepoint is taken for every
 /// command: parsing it each time costs more than the insert it protects).
 pub(super) fn run_cached(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
@@ -65,7 +50,7 @@ pub(super) fn run_cached(tx: &Connection, sql: &str) -> rusqlite::Result<()> {
 /// An answer held until the transaction commits, with the spans it ends.
 pub(super) struct Pending {
     pub(super) answer: Box<dyn FnOnce(Option<BrokerError>) + Send>,
-    spans: Vec<BrokerSpan>,
+    pub(super) spans: Vec<BrokerSpan>,
 }
 
 impl Pending {
@@ -107,6 +92,8 @@ pub struct Router {
 /// What the router owns besides its connection.
 pub(super) struct State {
     pub(super) tracer: Tracer,
+    /// The time of leases, delays, deadlines and ticks.
+    pub(super) clock: Clock,
     pub(super) catalogue: Catalogue,
     pub(super) waiters: Vec<Waiter>,
     pub(super) max_waiters: usize,
@@ -130,6 +117,7 @@ impl Router {
         rx: Receiver<Command>,
         tracer: Tracer,
         max_waiters: usize,
+        clock: Clock,
     ) -> Result<Router, BrokerError> {
         let (topics, subs) = db::load(&conn)?;
         // Leases and delays of a previous run: each subscription looks at the first tick.
@@ -158,9 +146,10 @@ impl Router {
                 waiters: Vec::new(),
                 max_waiters: max_waiters.max(1),
                 draining: false,
-                last_expiry: Instant::now(),
-                last_look: Instant::now(),
+                last_expiry: clock.instant(),
+                last_look: clock.instant(),
                 requests: HashMap::new(),
+                clock,
                 due: std::cell::RefCell::new(due),
             },
         })
@@ -173,7 +162,7 @@ impl Router {
             let timeout = if !self.state.waiters.is_empty() {
                 // The tick counts from the waiting pulls' last look, not from the last turn:
                 // turns that do not look (acks) must not put it off.
-                TICK.saturating_sub(self.state.last_look.elapsed())
+                TICK.saturating_sub(self.state.clock.since(self.state.last_look))
             } else if !self.state.requests.is_empty() {
                 TICK
             } else {
@@ -208,8 +197,8 @@ impl Router {
                     tracing::warn!(error = %e, "broker checkpoint failed");
                 }
             }
-            if self.state.last_expiry.elapsed() >= EXPIRY_EVERY {
-                self.state.last_expiry = Instant::now();
+            if self.state.clock.since(self.state.last_expiry) >= EXPIRY_EVERY {
+                self.state.last_expiry = self.state.clock.instant();
                 if let Err(e) = self.state.expire_streams(&mut self.conn) {
                     tracing::warn!(error = %e, "stream retention failed");
                 }
@@ -225,14 +214,14 @@ impl Router {
         let mut redriven = false;
         for cmd in batch {
             match cmd {
-                Command::Publish { .. }
-                | Command::PublishBatch { .. }
-                | Command::Pull { .. }
-                | Command::Settle { .. }
-                | Command::StreamPublish { .. }
-                | Command::StreamRead { .. }
-                | Command::Commit { .. }
-                | Command::Request { .. } => writes.push(cmd),
+                Command::Publish(_)
+                | Command::PublishBatch(_)
+                | Command::Pull(_)
+                | Command::Settle(_)
+                | Command::StreamPublish(_)
+                | Command::StreamRead(_)
+                | Command::Commit(_)
+                | Command::Request(_) => writes.push(cmd),
                 Command::Shutdown => {}
                 Command::Drain => self.state.draining = true,
                 other => {
@@ -261,7 +250,7 @@ impl Router {
                 self.state.touched(c, &mut subs);
             }
             Look::Some {
-                tick: self.state.last_look.elapsed() >= TICK,
+                tick: self.state.clock.since(self.state.last_look) >= TICK,
                 subs,
             }
         };
@@ -278,7 +267,7 @@ impl Router {
         }
         let stopping = stopping || self.state.draining;
         if matches!(look, Look::All | Look::Some { tick: true, .. }) {
-            self.state.last_look = Instant::now();
+            self.state.last_look = self.state.clock.instant();
         }
         self.state.serve_waiters(&tx, stopping, &look, &mut pending);
         self.state.expire_requests(stopping);
@@ -287,7 +276,7 @@ impl Router {
             tracing::error!(error = %e, "broker commit failed");
             self.state.forget_due();
         }
-        let end = SystemTime::now();
+        let end = self.state.clock.now();
         for p in pending {
             (p.answer)(failed.clone().map(BrokerError::Write));
             for span in p.spans {
@@ -316,16 +305,17 @@ impl State {
     /// the topic it publishes to (filters aside), or the one it nacks on.
     fn touched(&self, cmd: &Command, subs: &mut HashSet<i64>) {
         let topic = match cmd {
-            Command::Publish { topic, .. } | Command::Request { topic, .. } => topic,
-            Command::PublishBatch {
+            Command::Publish(command::Publish { topic, .. })
+            | Command::Request(command::Request { topic, .. }) => topic,
+            Command::PublishBatch(command::PublishBatch {
                 target: BatchTarget::Topic(topic),
                 ..
-            } => topic,
-            Command::Settle {
+            }) => topic,
+            Command::Settle(command::Settlement {
                 subscription,
                 action: Settle::Nack { .. },
                 ..
-            } => {
+            }) => {
                 if let Ok(sub) = self.sub(subscription) {
                     subs.insert(sub.id);
                 }
@@ -336,222 +326,6 @@ impl State {
         if let Some((_, targets)) = self.catalogue.topics.get(topic) {
             subs.extend(targets.iter().map(|(id, _)| *id));
         }
-    }
-
-    /// Applies one write command inside a savepoint: on error it alone is rolled back and
-    /// answered at once.
-    fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
-        if let Err(e) = run_cached(tx, "SAVEPOINT cmd") {
-            tracing::error!(error = %e, "broker savepoint failed");
-        }
-        let mut spans = Vec::new();
-        let outcome: Result<Option<Pending>, BrokerError> = match cmd {
-            Command::Publish {
-                topic,
-                event,
-                caller,
-                started,
-                reply,
-            } => match self.publish(tx, &topic, &event, &caller, started, &mut spans) {
-                Ok(p) => {
-                    pending.extend(self.match_reply(&topic, &event, &p));
-                    Ok(Some(Pending::new(reply, p, std::mem::take(&mut spans))))
-                }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Err(BrokerError::Closed)
-                }
-            },
-            Command::PublishBatch {
-                target,
-                events,
-                caller,
-                started,
-                reply,
-            } => {
-                let result = self.publish_batch(tx, &target, &events, &caller, started, &mut spans);
-                if let (Ok(published), BatchTarget::Topic(topic)) = (&result, &target) {
-                    for (event, p) in events.iter().zip(published) {
-                        pending.extend(self.match_reply(topic, event, p));
-                    }
-                }
-                answer(reply, result, &mut spans)
-            }
-            Command::Request {
-                topic,
-                reply_to,
-                event,
-                caller,
-                started,
-                timeout,
-                reply,
-            } => {
-                let req = super::reply::Request {
-                    topic,
-                    reply_to,
-                    event,
-                    caller,
-                    started,
-                    timeout,
-                };
-                self.request(tx, req, reply, &mut spans).map(|()| {
-                    // The request's spans end with the commit; its answer comes with the reply.
-                    Some(Pending {
-                        answer: Box::new(|_| {}),
-                        spans: std::mem::take(&mut spans),
-                    })
-                })
-            }
-            Command::Pull {
-                subscription,
-                max,
-                wait,
-                caller,
-                reply,
-                ..
-            } => match self.deliver(tx, &subscription, max, &caller, &mut spans) {
-                Ok(d) if d.is_empty() && !wait.is_zero() && !self.draining => {
-                    self.wait(
-                        max,
-                        wait,
-                        caller,
-                        Waiting::Pull {
-                            subscription,
-                            reply,
-                        },
-                    );
-                    Ok(None)
-                }
-                Ok(d) => Ok(Some(Pending::new(reply, d, std::mem::take(&mut spans)))),
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                    Err(BrokerError::Closed)
-                }
-            },
-            Command::Settle {
-                subscription,
-                lease_ids,
-                action,
-                caller,
-                started,
-                reply,
-            } => {
-                let result = self.settle(
-                    tx,
-                    &subscription,
-                    &lease_ids,
-                    action,
-                    &caller,
-                    started,
-                    &mut spans,
-                );
-                answer(reply, result, &mut spans)
-            }
-            Command::StreamPublish {
-                stream,
-                event,
-                caller,
-                started,
-                reply,
-            } => {
-                let result = self.stream_publish(tx, &stream, &event, &caller, started, &mut spans);
-                answer(reply, result, &mut spans)
-            }
-            Command::StreamRead {
-                stream,
-                from,
-                group,
-                max,
-                wait,
-                caller,
-                reply,
-            } => {
-                let read = self
-                    .resolve(tx, &stream, from, group.as_deref())
-                    .and_then(|offset| {
-                        let g = group.as_deref();
-                        self.read_stream(tx, &stream, offset, max, g, &caller, &mut spans)
-                    });
-                match read {
-                    Ok(b) if b.events.is_empty() && !wait.is_zero() && !self.draining => {
-                        let what = Waiting::Read {
-                            stream,
-                            offset: b.next_offset,
-                            group,
-                            reply,
-                        };
-                        self.wait(max, wait, caller, what);
-                        Ok(None)
-                    }
-                    Ok(b) => Ok(Some(Pending::new(reply, b, std::mem::take(&mut spans)))),
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                        Err(BrokerError::Closed)
-                    }
-                }
-            }
-            Command::Commit {
-                stream,
-                group,
-                offset,
-                caller,
-                reply,
-            } => {
-                let result = self.commit(tx, &stream, &group, offset, &caller, &mut spans);
-                answer(reply, result, &mut spans)
-            }
-            _ => Ok(None),
-        };
-        match outcome {
-            Ok(p) => {
-                let _ = run_cached(tx, "RELEASE cmd");
-                pending.extend(p);
-            }
-            Err(_) => {
-                let _ = tx.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
-                let end = SystemTime::now();
-                for span in spans {
-                    traced::finish(span, end, Some("rolled back"));
-                }
-            }
-        }
-    }
-
-    /// Publishes every event of a batch; the first failure fails the batch (its savepoint is
-    /// rolled back). An event's own `traceparent` extension wins over the request's header.
-    fn publish_batch(
-        &mut self,
-        tx: &Connection,
-        target: &BatchTarget,
-        events: &[Event],
-        caller: &Caller,
-        started: SystemTime,
-        spans: &mut Vec<BrokerSpan>,
-    ) -> Result<Vec<Published>, BrokerError> {
-        let mut out = Vec::with_capacity(events.len());
-        for event in events {
-            let own;
-            let caller = match event.str_attr("traceparent") {
-                Some(tp) => {
-                    own = Caller {
-                        service: caller.service.clone(),
-                        trace: TraceContext {
-                            traceparent: Some(tp.to_string()),
-                            tracestate: event.str_attr("tracestate").map(str::to_string),
-                        },
-                    };
-                    &own
-                }
-                None => caller,
-            };
-            out.push(match target {
-                BatchTarget::Topic(t) => self.publish(tx, t, event, caller, started, spans)?,
-                BatchTarget::Stream(s) => {
-                    self.stream_publish(tx, s, event, caller, started, spans)?
-                }
-            });
-        }
-        Ok(out)
     }
 
     pub(super) fn draining(&self) -> bool {
@@ -579,24 +353,24 @@ mod tests {
     }
 
     fn publish(topic: &str) -> Command {
-        Command::Publish {
+        Command::Publish(command::Publish {
             topic: topic.into(),
             event: super::super::tests::event(1),
             caller: Caller::default(),
             started: SystemTime::now(),
             reply: tokio::sync::oneshot::channel().0,
-        }
+        })
     }
 
     fn settle(subscription: &str, action: Settle) -> Command {
-        Command::Settle {
+        Command::Settle(command::Settlement {
             subscription: subscription.into(),
             lease_ids: vec!["l".into()],
             action,
             caller: Caller::default(),
             started: SystemTime::now(),
             reply: tokio::sync::oneshot::channel().0,
-        }
+        })
     }
 
     /// A publish makes its topic's subscriptions look, a nack its own subscription; an ack and
@@ -611,7 +385,7 @@ mod tests {
         let a2 = db::insert_subscription(&conn, &spec("a2", "a"), a, 0).expect("a2");
         let b1 = db::insert_subscription(&conn, &spec("b1", "b"), b, 0).expect("b1");
         let (_tx, rx) = crate::mailbox::bounded(4);
-        let router = Router::new(conn, rx, Tracer::off(), 4).expect("router");
+        let router = Router::new(conn, rx, Tracer::off(), 4, Clock::system()).expect("router");
 
         let mut subs = HashSet::new();
         router.state.touched(&publish("a"), &mut subs);

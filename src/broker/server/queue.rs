@@ -51,7 +51,7 @@ impl State {
                     data_is_json: event.data_is_json,
                     traceparent: &traceparent,
                     tracestate: trace.tracestate.as_deref(),
-                    published_unix_nanos: unix_nanos(SystemTime::now()),
+                    published_unix_nanos: unix_nanos(self.clock.now()),
                 },
                 &targets,
             )?;
@@ -115,7 +115,7 @@ impl State {
         spans: &mut Vec<BrokerSpan>,
     ) -> Result<Vec<Delivery>, BrokerError> {
         let sub = self.sub(name)?;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let now_nanos = unix_nanos(now);
         let now_ms = now_nanos / 1_000_000;
         let service = caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
@@ -221,7 +221,7 @@ impl State {
         spans: &mut Vec<BrokerSpan>,
     ) -> Result<Settled, BrokerError> {
         let sub = self.sub(name)?;
-        let now = SystemTime::now();
+        let now = self.clock.now();
         let now_ms = unix_nanos(now) / 1_000_000;
         let service = caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
         let mut out = Settled::default();

@@ -170,14 +170,16 @@ impl Link {
         let (stream, caller) = (stream.into(), self.caller(None));
         let group = group.map(str::to_string);
         self.broker
-            .ask(|reply| Command::StreamRead {
-                stream,
-                from,
-                group,
-                max: max.clamp(1, MAX_PULL),
-                wait: Duration::ZERO,
-                caller,
-                reply,
+            .ask(|reply| {
+                Command::StreamRead(command::StreamRead {
+                    stream,
+                    from,
+                    group,
+                    max: max.clamp(1, MAX_PULL),
+                    wait: Duration::ZERO,
+                    caller,
+                    reply,
+                })
             })
             .await
     }
@@ -190,12 +192,14 @@ impl Link {
     ) -> Result<GroupInfo, BrokerError> {
         let (stream, group, caller) = (stream.into(), group.into(), self.caller(None));
         self.broker
-            .ask(|reply| Command::Commit {
-                stream,
-                group,
-                offset,
-                caller,
-                reply,
+            .ask(|reply| {
+                Command::Commit(command::GroupCommit {
+                    stream,
+                    group,
+                    offset,
+                    caller,
+                    reply,
+                })
             })
             .await
     }

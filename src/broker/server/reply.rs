@@ -42,7 +42,7 @@ impl State {
         spans: &mut Vec<BrokerSpan>,
     ) -> Result<(), BrokerError> {
         let reply_to = req.reply_to.clone();
-        let deadline = Instant::now() + req.timeout.min(MAX_REPLY_WAIT);
+        let deadline = self.clock.instant() + req.timeout.min(MAX_REPLY_WAIT);
         let caller = req.caller.clone();
         match self.publish_request(tx, req, spans) {
             Ok((id, request)) => {
@@ -123,7 +123,7 @@ impl State {
             group: None,
             message_id: event.id(),
             parent: traced::parse_traceparent(&published.traceparent, None),
-            start: SystemTime::now(),
+            start: self.clock.now(),
             extra: Vec::new(),
         });
         let replied = Replied {
@@ -137,7 +137,7 @@ impl State {
     /// Answers requests past their deadline with 504 (all of them with 503 when stopping), and
     /// forgets those whose client went away.
     pub(super) fn expire_requests(&mut self, stopping: bool) {
-        let now = Instant::now();
+        let now = self.clock.instant();
         let done: Vec<String> = self
             .requests
             .iter()

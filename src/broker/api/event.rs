@@ -1,7 +1,7 @@
 //! CloudEvents 1.0 over HTTP (structured and binary content modes) and plain JSON bodies,
 //! parsed into one [`Event`]; and the structured JSON form deliveries carry.
 
-use super::BrokerError;
+use crate::broker::BrokerError;
 use base64::Engine;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,9 +108,7 @@ pub fn parse(
         attributes.insert("id".into(), generated_id().into());
         attributes.insert(
             "source".into(),
-            fallback_source
-                .unwrap_or(super::traced::UNKNOWN_SERVICE)
-                .into(),
+            fallback_source.unwrap_or(super::UNKNOWN_SERVICE).into(),
         );
         attributes.insert("type".into(), "switchyard.message".into());
         attributes.insert("datacontenttype".into(), "application/json".into());
@@ -311,7 +309,7 @@ pub(crate) fn generated_id() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
         "{:x}-{n:x}",
-        super::unix_nanos(std::time::SystemTime::now())
+        crate::broker::unix_nanos(std::time::SystemTime::now())
     )
 }
 

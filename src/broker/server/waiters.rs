@@ -77,7 +77,7 @@ impl State {
         }
         self.waiters.push(Waiter {
             max,
-            deadline: Instant::now() + wait,
+            deadline: self.clock.instant() + wait,
             caller,
             what,
         });
@@ -94,8 +94,8 @@ impl State {
         look: &Look,
         pending: &mut Vec<Pending>,
     ) {
-        let now = Instant::now();
-        let now_ms = unix_nanos(SystemTime::now()) / 1_000_000;
+        let now = self.clock.instant();
+        let now_ms = self.clock.unix_ms();
         let waiters = std::mem::take(&mut self.waiters);
         let mut exhausted: HashSet<String> = HashSet::new();
         for w in waiters {
@@ -167,7 +167,7 @@ impl State {
                 }
                 (Err(e), what) => {
                     let _ = tx.execute_batch("ROLLBACK TO cmd; RELEASE cmd");
-                    let end = SystemTime::now();
+                    let end = self.clock.now();
                     for span in spans {
                         traced::finish(span, end, Some("rolled back"));
                     }

@@ -6,50 +6,8 @@
 
 use super::*;
 
-/// Longest backoff between two attempts.
-const MAX_BACKOFF_MS: u64 = 60_000;
 /// Longest wait of one pull.
 const PULL_WAIT: Duration = Duration::from_secs(5);
-
-/// Where a push subscription delivers. Invariant: `url` is `http://...`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Push {
-    pub url: String,
-    /// The receiving service, for the spans (default: the URL's host and port).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub service: Option<String>,
-    /// First retry delay; doubled on each attempt (default 1000).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub backoff_ms: Option<u64>,
-}
-
-impl Push {
-    pub fn validate(&self) -> Result<(), BrokerError> {
-        let rest = self.url.strip_prefix("http://").unwrap_or("");
-        if rest.is_empty() {
-            return Err(BrokerError::BadRequest(format!(
-                "push url {:?} must be http://host[:port]/path",
-                self.url
-            )));
-        }
-        Ok(())
-    }
-
-    fn service(&self) -> String {
-        self.service.clone().unwrap_or_else(|| {
-            let rest = self.url.trim_start_matches("http://");
-            rest.split('/').next().unwrap_or(rest).to_string()
-        })
-    }
-
-    /// The delay before attempt `attempt + 1`.
-    pub fn backoff_ms(&self, attempt: u32) -> u64 {
-        let base = self.backoff_ms.unwrap_or(1_000);
-        base.saturating_mul(1u64 << attempt.saturating_sub(1).min(20))
-            .min(MAX_BACKOFF_MS)
-    }
-}
 
 /// Starts the push task of a subscription (on the current tokio runtime, if any).
 pub fn start(broker: &Broker, spec: &SubscriptionSpec) {
@@ -107,31 +65,5 @@ async fn run(broker: Broker, sub: String, push: Push, timeout: Duration) {
                 tracing::warn!(subscription = %sub, error = %e, "push settlement failed");
             }
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn backoff_doubles_up_to_a_cap_and_urls_are_checked() {
-        let p = Push {
-            url: "http://127.0.0.1:9/hook".into(),
-            service: None,
-            backoff_ms: Some(100),
-        };
-        assert_eq!(
-            (p.backoff_ms(1), p.backoff_ms(2), p.backoff_ms(3)),
-            (100, 200, 400)
-        );
-        assert_eq!(p.backoff_ms(40), MAX_BACKOFF_MS);
-        assert_eq!(p.service(), "127.0.0.1:9");
-        assert!(p.validate().is_ok());
-        let https = Push {
-            url: "https://example.com".into(),
-            ..p
-        };
-        assert!(https.validate().is_err());
     }
 }
