@@ -19,7 +19,7 @@ def group(path):
     """A module path (list of names) -> the module it belongs to, or None (the crate root)."""
     if not path:
         return None
-    if path[0] in SPLIT and len(path) >= 2:
+    if path[0] in SPLIT and len(path) >= 2 and module_exists(path[0] + "/" + path[1]):
         return path[0] + "/" + path[1]
     return path[0]
 

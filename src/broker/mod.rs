@@ -8,31 +8,29 @@
 //!   commands to the router (`server::router`), the single owner of that state, which applies
 //!   each batch of commands in one SQLite transaction and answers after COMMIT; the SQLite file
 //!   (`server::db`, `server::stream_db`), push delivery, in-process links and the spans.
-//! - [`api`]: the `/broker/` JSON API over HTTP (handlers, SSE), the CloudEvents body format
-//!   and the wire types of requests and answers ([`api::types`]).
+//! - [`api`]: the `/broker/` JSON API over HTTP (handlers, SSE).
+//! - [`proto`]: what goes over the wire: the API's request and answer types
+//!   ([`proto::types`]), the CloudEvents body format, limits and headers. It depends on no
+//!   other broker folder.
 //! - [`client`]: a blocking Rust client of that API (its HTTP/1.1 transport, the acker). It
-//!   depends on the API's wire types only, never on the server.
+//!   depends on the API's wire types (`proto`) only, never on the server.
 //!
 //! docs/BROKER.md describes the API; docs/ARCHITECTURE.md the delivery state machine.
 
 pub mod api;
 pub mod client;
-mod error;
+pub mod error;
+pub mod proto;
 pub mod server;
 
-pub use api::event::{self, Event, TraceContext};
 pub use api::http;
-pub use api::types::*;
-pub use api::{DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_PULL, MAX_WAIT};
 pub use error::BrokerError;
+pub use proto::event::{self, Event, TraceContext};
+pub use proto::types::*;
+pub use proto::{DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_PULL, MAX_WAIT};
 pub use server::{link, traced};
 pub use server::{
     BatchTarget, Broker, BrokerConfig, Caller, Command, DestinationState, ReadFrom, Settle,
 };
 
-/// Nanoseconds since the epoch.
-pub fn unix_nanos(t: std::time::SystemTime) -> u64 {
-    t.duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(0)
-}
+pub use proto::unix_nanos;

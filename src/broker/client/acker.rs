@@ -37,7 +37,7 @@ pub struct AckCounts {
     /// Leases the broker took as acknowledged.
     pub acked: u64,
     /// Leases the broker did not know as current (expired and leased again, settled already,
-    /// or not of this subscription; see [`Settled`](crate::broker::api::types::Settled)).
+    /// or not of this subscription; see [`Settled`](crate::broker::proto::types::Settled)).
     pub unknown: u64,
     /// Leases whose ack request failed: their messages come again after their leases expire.
     pub failed: u64,

@@ -2,7 +2,7 @@
 //! threads (or tasks) sharing a client, go out as batched requests.
 
 use super::{encode, Client, ClientError, UNKNOWN_SERVICE};
-use crate::broker::api::types::Published;
+use crate::broker::proto::types::Published;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -2,7 +2,7 @@
 
 use super::wire::Request;
 use super::{encode, status_error, Client, ClientError, ANSWER_TIMEOUT};
-use crate::broker::api::types::Delivery;
+use crate::broker::proto::types::Delivery;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

@@ -11,11 +11,11 @@ mod wire;
 
 pub use consume::{Closer, Deliveries};
 
-use crate::broker::api::types::{
+use crate::broker::proto::types::{
     DeadLetter, Declared, Delivery, Filter, Published, Replied, Settled, SubscriptionInfo,
     TopicInfo,
 };
-use crate::broker::api::{event::BATCH_MEDIA_TYPE, MAX_WAIT, SERVICE_HEADER, UNKNOWN_SERVICE};
+use crate::broker::proto::{event::BATCH_MEDIA_TYPE, MAX_WAIT, SERVICE_HEADER, UNKNOWN_SERVICE};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};

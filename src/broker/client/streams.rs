@@ -1,7 +1,7 @@
 //! The streams part of the client: declarations, appends, reads and group commits.
 
 use super::{encode, from_value, Client, ClientError};
-use crate::broker::api::types::{Declared, GroupInfo, Published, StreamBatch, StreamInfo};
+use crate::broker::proto::types::{Declared, GroupInfo, Published, StreamBatch, StreamInfo};
 use serde_json::{json, Value};
 use std::time::Duration;
 

@@ -26,11 +26,11 @@ mod stream_db;
 pub mod traced;
 mod waiters;
 
-pub use super::api::types::*;
-pub use super::api::{
+pub use super::error::BrokerError;
+pub use super::proto::types::*;
+pub use super::proto::{
     event, DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_PULL, MAX_WAIT,
 };
-pub use super::error::BrokerError;
 pub use super::unix_nanos;
 
 use crate::mailbox::{bounded, Sender, TrySendError};

@@ -28,7 +28,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::{Duration, SystemTime};
 
-pub use crate::broker::api::{SERVICE_HEADER, UNKNOWN_SERVICE};
+pub use crate::broker::proto::{SERVICE_HEADER, UNKNOWN_SERVICE};
 /// `messaging.system` of every broker span.
 pub const SYSTEM: &str = "switchyard";
 /// The span attribute that carries the service until the exporter moves it to the resource.

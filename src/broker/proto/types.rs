@@ -2,7 +2,7 @@
 //! it gives. The server, its handle and the Rust client share them.
 
 use super::event::Event;
-use crate::broker::BrokerError;
+use crate::broker::error::BrokerError;
 use serde::{Deserialize, Serialize};
 
 /// A subscription's declaration. Invariant (checked by the router): `max_attempts >= 1`,

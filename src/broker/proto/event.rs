@@ -1,7 +1,7 @@
 //! CloudEvents 1.0 over HTTP (structured and binary content modes) and plain JSON bodies,
 //! parsed into one [`Event`]; and the structured JSON form deliveries carry.
 
-use crate::broker::BrokerError;
+use crate::broker::error::BrokerError;
 use base64::Engine;
 use serde_json::{Map, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -309,7 +309,7 @@ pub(crate) fn generated_id() -> String {
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     format!(
         "{:x}-{n:x}",
-        crate::broker::unix_nanos(std::time::SystemTime::now())
+        super::unix_nanos(std::time::SystemTime::now())
     )
 }
 
