@@ -8,6 +8,7 @@ use super::{
     DeadLetter, Declared, Delivery, GroupInfo, Published, Replied, Settled, StreamBatch,
     StreamInfo, SubscriptionInfo, TopicInfo,
 };
+use crate::percent::encode;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -863,23 +864,6 @@ impl Iterator for Deliveries {
             }
         }
     }
-}
-
-/// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
-fn encode(text: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
 }
 
 fn decode<T: DeserializeOwned>(answer: Result<Answer, ClientError>) -> Result<T, ClientError> {
