@@ -1,8 +1,11 @@
 //! Load generators and query benchmarks, run against a live server:
 //! `switchyard bench ingest`, `query`, `broker` and `brokers`. Figures are printed with a
-//! baseline measured in the same run (an HTTP round trip to `/healthz`).
+//! baseline measured in the same run (an HTTP round trip to `/healthz`). `brokers` needs the
+//! `bench-brokers` cargo feature (its RabbitMQ and NATS clients stay out of the production
+//! binary); without it the subcommand says how to build it.
 
 mod broker;
+#[cfg(feature = "bench-brokers")]
 mod brokers;
 mod ingest;
 mod pages;
@@ -29,6 +32,7 @@ pub enum BenchCommand {
     Broker(broker::BrokerBench),
     /// The embedded broker, RabbitMQ and NATS JetStream side by side: persisted
     /// publish-to-deliver throughput and p50/p99 for 100 B and 1 KiB with 1, 100, 1000 in flight.
+    /// Only in a build with the `bench-brokers` feature.
     Brokers(brokers::BrokersBench),
 }
 
@@ -39,6 +43,24 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Pages(a) => pages::run(a),
         BenchCommand::Broker(a) => broker::run(a),
         BenchCommand::Brokers(a) => brokers::run(a),
+    }
+}
+
+/// `bench brokers` in a build without the `bench-brokers` feature: it takes any arguments and
+/// says how to build the benchmark.
+#[cfg(not(feature = "bench-brokers"))]
+mod brokers {
+    #[derive(Debug, clap::Args)]
+    pub struct BrokersBench {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, hide = true)]
+        args: Vec<String>,
+    }
+
+    pub fn run(_: BrokersBench) -> anyhow::Result<()> {
+        anyhow::bail!(
+            "bench brokers is not in this build (its RabbitMQ and NATS clients are left out of \
+             the production binary); build it with `cargo build --release --features bench-brokers`"
+        )
     }
 }
 

@@ -18,6 +18,7 @@
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
 //! - [`mailbox`]: the bounded command channel of a state-owning thread (router, writer).
+//! - [`percent`]: the one percent-encoding set (page links, broker paths, `ce-*` headers).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
@@ -34,6 +35,7 @@ pub mod flow;
 pub mod ingest;
 pub mod mailbox;
 pub mod model;
+pub mod percent;
 pub mod priority;
 pub mod semconv;
 pub mod store;

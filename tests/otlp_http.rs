@@ -221,12 +221,19 @@ fn json_with_wrong_types_is_400_with_a_message_and_stores_nothing() {
     let other = producer("typed");
     let base: Value = serde_json::from_str(&builder::json_body(&[&good, &other])).unwrap();
     // Each case breaks the second span (or its list) and names the field the error must cite.
-    let cases: [(&str, Breakage); 5] = [
+    let cases: [(&str, Breakage); 7] = [
         ("startTimeUnixNano", |v| {
             second(v)["startTimeUnixNano"] = json!(true)
         }),
         ("traceId", |v| second(v)["traceId"] = json!(12345)),
         ("kind", |v| second(v)["kind"] = json!("sideways")),
+        // Beyond 32 bits: refused, not cut to the low bits (2^33 would read as kind 0).
+        ("kind must fit in 32 bits", |v| {
+            second(v)["kind"] = json!(1u64 << 33)
+        }),
+        ("droppedAttributesCount must fit in 32 bits", |v| {
+            second(v)["droppedAttributesCount"] = json!(1u64 << 40)
+        }),
         ("boolValue", |v| {
             second(v)["attributes"][0]["value"] = json!({"boolValue": "yes"})
         }),

@@ -39,11 +39,11 @@ fn resource_spans(v: &Value, path: &str) -> Result<ResourceSpans> {
             let ro = object(r, &format!("{path}.resource"))?;
             Some(Resource {
                 attributes: attributes(ro, &format!("{path}.resource"))?,
-                dropped_attributes_count: uint(
+                dropped_attributes_count: uint32(
                     ro,
                     &["droppedAttributesCount", "dropped_attributes_count"],
-                    path,
-                )? as u32,
+                    &format!("{path}.resource"),
+                )?,
                 entity_refs: Vec::new(),
             })
         }
@@ -115,22 +115,21 @@ fn span(v: &Value, path: &str) -> Result<Span> {
         span_id: hex_id(o, &["spanId", "span_id"], path)?,
         trace_state: string(o, &["traceState", "trace_state"], path)?,
         parent_span_id: hex_id(o, &["parentSpanId", "parent_span_id"], path)?,
-        flags: uint(o, &["flags"], path)? as u32,
+        flags: uint32(o, &["flags"], path)?,
         name: string(o, &["name"], path)?,
         kind: enumeration(o, &["kind"], SPAN_KINDS, path)?,
         start_time_unix_nano: uint(o, &["startTimeUnixNano", "start_time_unix_nano"], path)?,
         end_time_unix_nano: uint(o, &["endTimeUnixNano", "end_time_unix_nano"], path)?,
         attributes: attributes(o, path)?,
-        dropped_attributes_count: uint(
+        dropped_attributes_count: uint32(
             o,
             &["droppedAttributesCount", "dropped_attributes_count"],
             path,
-        )? as u32,
+        )?,
         events,
-        dropped_events_count: uint(o, &["droppedEventsCount", "dropped_events_count"], path)?
-            as u32,
+        dropped_events_count: uint32(o, &["droppedEventsCount", "dropped_events_count"], path)?,
         links,
-        dropped_links_count: uint(o, &["droppedLinksCount", "dropped_links_count"], path)? as u32,
+        dropped_links_count: uint32(o, &["droppedLinksCount", "dropped_links_count"], path)?,
         status,
     })
 }
@@ -153,7 +152,7 @@ fn link(v: &Value, path: &str) -> Result<span::Link> {
         trace_state: string(o, &["traceState", "trace_state"], path)?,
         attributes: attributes(o, path)?,
         dropped_attributes_count: 0,
-        flags: uint(o, &["flags"], path)? as u32,
+        flags: uint32(o, &["flags"], path)?,
     })
 }
 
@@ -279,6 +278,12 @@ fn uint(o: &Map<String, Value>, keys: &[&str], path: &str) -> Result<u64> {
     }
 }
 
+/// A `uint32` field: a larger value is an error, not cut to its low 32 bits.
+fn uint32(o: &Map<String, Value>, keys: &[&str], path: &str) -> Result<u32> {
+    let n = uint(o, keys, path)?;
+    u32::try_from(n).map_err(|_| format!("{path}.{} must fit in 32 bits, got {n}", keys[0]))
+}
+
 fn int64(v: &Value, path: &str) -> Result<i64> {
     match v {
         Value::Number(n) => n
@@ -312,14 +317,18 @@ fn double(v: &Value, path: &str) -> Result<f64> {
     }
 }
 
+/// An enum field: one of `names` (its position is the number) or an `int32`; a number out of
+/// that range is an error, not cut to its low 32 bits.
 fn enumeration(o: &Map<String, Value>, keys: &[&str], names: &[&str], path: &str) -> Result<i32> {
-    match field(o, keys) {
-        None => Ok(0),
+    let p = format!("{path}.{}", keys[0]);
+    let n = match field(o, keys) {
+        None => return Ok(0),
         Some(Value::String(s)) if names.contains(&s.as_str()) => {
-            Ok(names.iter().position(|n| n == s).unwrap_or(0) as i32)
+            names.iter().position(|n| n == s).unwrap_or(0) as i64
         }
-        Some(v) => int64(v, &format!("{path}.{}", keys[0])).map(|n| n as i32),
-    }
+        Some(v) => int64(v, &p)?,
+    };
+    i32::try_from(n).map_err(|_| format!("{p} must fit in 32 bits, got {n}"))
 }
 
 fn base64(text: &str, path: &str) -> Result<Vec<u8>> {
@@ -389,5 +398,50 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.contains("startTimeUnixNano"), "{err}");
+    }
+
+    fn one_span(fields: &str) -> Result<ExportTraceServiceRequest> {
+        decode_traces(
+            format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{{fields}}}]}}]}}]}}"#)
+                .as_bytes(),
+        )
+    }
+
+    #[test]
+    fn numbers_beyond_32_bits_are_errors_not_cut() {
+        let path = "resourceSpans[0].scopeSpans[0].spans[0]";
+        for (fields, name) in [
+            (
+                r#""droppedAttributesCount":1099511627776"#,
+                "droppedAttributesCount",
+            ),
+            (r#""droppedEventsCount":"4294967296""#, "droppedEventsCount"),
+            (r#""droppedLinksCount":4294967296"#, "droppedLinksCount"),
+            (r#""flags":"8589934592""#, "flags"),
+            (r#""kind":8589934592"#, "kind"),
+            (r#""kind":"-2147483649""#, "kind"),
+            (r#""status":{"code":4294967298}"#, "status.code"),
+            (r#""links":[{"flags":4294967296}]"#, "links[0].flags"),
+        ] {
+            let err = one_span(fields).unwrap_err();
+            assert!(
+                err.contains(&format!("{path}.{name} must fit in 32 bits")),
+                "{fields}: {err}"
+            );
+        }
+        let err = decode_traces(
+            br#"{"resourceSpans":[{"resource":{"droppedAttributesCount":1099511627776}}]}"#,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("resourceSpans[0].resource.droppedAttributesCount must fit in 32 bits"),
+            "{err}"
+        );
+        let edge = one_span(r#""droppedAttributesCount":4294967295,"kind":-2147483648"#).unwrap();
+        let span = &edge.resource_spans[0].scope_spans[0].spans[0];
+        assert_eq!(
+            (span.dropped_attributes_count, span.kind),
+            (u32::MAX, i32::MIN)
+        );
     }
 }

@@ -2,7 +2,9 @@
 //!
 //! Relative error is under 2.5% (bucket ratio 1.05). Counts are signed so a sample can be
 //! removed exactly (a client call first counted against an external peer and later paired with
-//! its server moves to the service edge). Encoded as zigzag varints for storage.
+//! its server moves to the service edge). Encoded as zigzag varints (LEB128) for storage.
+
+use prost::encoding::{decode_varint, encode_varint};
 
 const GAMMA: f64 = 1.05;
 
@@ -112,8 +114,8 @@ impl Sketch {
         let mut out = Vec::with_capacity(self.buckets.len() * 3);
         let mut last = 0i64;
         for &(i, c) in &self.buckets {
-            put_varint(&mut out, zigzag(i as i64 - last));
-            put_varint(&mut out, zigzag(c));
+            encode_varint(zigzag(i as i64 - last), &mut out);
+            encode_varint(zigzag(c), &mut out);
             last = i as i64;
         }
         out
@@ -124,7 +126,7 @@ impl Sketch {
         let mut sketch = Sketch::new();
         let mut last = 0i64;
         while !bytes.is_empty() {
-            let (Some(delta), Some(count)) = (get_varint(&mut bytes), get_varint(&mut bytes))
+            let (Ok(delta), Ok(count)) = (decode_varint(&mut bytes), decode_varint(&mut bytes))
             else {
                 break;
             };
@@ -143,27 +145,6 @@ fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
 
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
-fn get_varint(bytes: &mut &[u8]) -> Option<u64> {
-    let mut value = 0u64;
-    for shift in (0..64).step_by(7) {
-        let (&b, rest) = bytes.split_first()?;
-        *bytes = rest;
-        value |= ((b & 0x7f) as u64) << shift;
-        if b & 0x80 == 0 {
-            return Some(value);
-        }
-    }
-    None
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -178,6 +159,23 @@ mod tests {
             let got = s.quantile(q).unwrap();
             assert!((got - want).abs() / want < 0.05, "q{q}: {got} vs {want}");
         }
+    }
+
+    #[test]
+    fn stored_bytes_keep_their_meaning_and_damage_does_not_panic() {
+        // Buckets (-5, 1) and (100, 3) as the encoder wrote them before it used prost's
+        // varints: zigzag deltas -5 and 105 (two bytes), zigzag counts 1 and 3.
+        let stored = [0x09, 0x02, 0xD2, 0x01, 0x06];
+        let sketch = Sketch {
+            buckets: vec![(-5, 1), (100, 3)],
+        };
+        assert_eq!(Sketch::decode(&stored), sketch);
+        assert_eq!(sketch.encode(), stored);
+        let first = Sketch {
+            buckets: vec![(-5, 1)],
+        };
+        assert_eq!(Sketch::decode(&stored[..3]), first);
+        assert_eq!(Sketch::decode(&[0xff; 12]), Sketch::new());
     }
 
     #[test]

@@ -18,7 +18,7 @@ impl TimeWindow {
     /// The window that ends now and lasts `seconds`.
     pub fn last(now_unix_nanos: u64, seconds: u64) -> TimeWindow {
         TimeWindow {
-            since_unix_nanos: now_unix_nanos.saturating_sub(seconds * 1_000_000_000),
+            since_unix_nanos: now_unix_nanos.saturating_sub(seconds.saturating_mul(1_000_000_000)),
             until_unix_nanos: now_unix_nanos,
         }
     }
@@ -38,8 +38,14 @@ impl TimeWindow {
 pub fn now_unix_nanos() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        .map(duration_nanos)
         .unwrap_or(0)
+}
+
+/// `d` in nanoseconds, saturating at `u64::MAX` (about 584 years) instead of keeping only the
+/// low 64 bits: a longer duration (a retention of centuries, say) then means "forever".
+pub fn duration_nanos(d: std::time::Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
 }
 
 pub fn unix_minute(unix_nanos: u64) -> i64 {
@@ -134,6 +140,18 @@ mod tests {
             TimeWindow::last(10_000_000_000, 5).since_unix_nanos,
             5_000_000_000
         );
+        assert_eq!(TimeWindow::last(10, u64::MAX).since_unix_nanos, 0);
+    }
+
+    #[test]
+    fn durations_beyond_u64_nanoseconds_saturate() {
+        use std::time::Duration;
+        assert_eq!(duration_nanos(Duration::from_millis(1500)), 1_500_000_000);
+        assert_eq!(duration_nanos(Duration::from_nanos(u64::MAX)), u64::MAX);
+        // 600 years: cut to its low 64 bits it would be about 15 years.
+        let centuries = Duration::from_secs(600 * 365 * 24 * 3600);
+        assert_eq!(duration_nanos(centuries), u64::MAX);
+        assert_eq!(duration_nanos(Duration::MAX), u64::MAX);
     }
 
     const NOW: u64 = 1_767_229_200_500_000_000; // 2026-01-01T01:00:00.5Z

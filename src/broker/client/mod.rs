@@ -16,6 +16,7 @@ use crate::broker::proto::types::{
     TopicInfo,
 };
 use crate::broker::proto::{event::BATCH_MEDIA_TYPE, MAX_WAIT, SERVICE_HEADER, UNKNOWN_SERVICE};
+use crate::percent::encode;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -341,23 +342,6 @@ impl Client {
         });
         self.publish_event(reply_to, &event)
     }
-}
-
-/// Percent-encodes a query value (RFC 3339 times carry `:` and `+`).
-fn encode(text: &str) -> String {
-    use std::fmt::Write;
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                out.push(b as char)
-            }
-            _ => {
-                let _ = write!(out, "%{b:02X}");
-            }
-        }
-    }
-    out
 }
 
 fn decode<T: DeserializeOwned>(answer: Result<Answer, ClientError>) -> Result<T, ClientError> {

@@ -221,7 +221,8 @@ fn binary(
     let mut attributes = Map::new();
     for (name, value) in headers {
         if let Some(attr) = name.strip_prefix("ce-") {
-            let decoded = percent_decode(value);
+            // Header values are percent-encoded (CloudEvents HTTP binding 3.1.3.2).
+            let decoded = crate::percent::decode(value);
             attributes.insert(attr.to_string(), Value::String(decoded));
         }
     }
@@ -281,26 +282,6 @@ fn validate(event: &Event) -> Result<(), BrokerError> {
         }
     }
     Ok(())
-}
-
-/// `ce-*` header values are percent-encoded (CloudEvents HTTP binding 3.1.3.2).
-fn percent_decode(value: &str) -> String {
-    let bytes = value.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%' && i + 2 < bytes.len() {
-            let hex = |b: u8| (b as char).to_digit(16);
-            if let (Some(hi), Some(lo)) = (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                out.push((hi * 16 + lo) as u8);
-                i += 3;
-                continue;
-            }
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A unique id for events published without one: time and a process-wide counter.

@@ -23,6 +23,6 @@ pub const MAX_WAIT: Duration = Duration::from_secs(60);
 /// Nanoseconds since the epoch.
 pub fn unix_nanos(t: std::time::SystemTime) -> u64 {
     t.duration_since(std::time::SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
+        .map(crate::model::window::duration_nanos)
         .unwrap_or(0)
 }

@@ -1,8 +1,8 @@
 //! Span blocks: the spans of one request, encoded as length-prefixed records and compressed
 //! with LZ4, stored as one row. Records are decoded only when a trace or a search needs them.
 //!
-//! Record layout (integers little-endian, `str` = varint length + UTF-8, `opt` = varint
-//! length + 1, or 0 for none):
+//! Record layout (integers little-endian, varints LEB128, `str` = varint length + UTF-8,
+//! `opt` = varint length + 1, or 0 for none):
 //! `u32 len | trace_id[16] | span_id[8] | u8 has_parent [parent[8]] | u8 kind | u8 status |
 //! u8 flags | u64 start | u64 end | varint resource_id+1 | str service | opt namespace |
 //! opt instance | str name | opt scope | opt status_message | u8 has_messaging [str system |
@@ -12,6 +12,7 @@
 use super::postings::Collector;
 use crate::model::{Operation, SpanId, SpanKind, StatusCode, TraceId};
 use crate::store::Prepared;
+use prost::encoding::{decode_varint, encode_varint};
 
 /// Largest inflated block accepted when reading (blocks are written by us; this guards
 /// against a damaged file).
@@ -29,16 +30,8 @@ pub struct BlockBuilder {
     pub postings: Collector,
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
 fn put_str(out: &mut Vec<u8>, s: &str) {
-    varint(out, s.len() as u64);
+    encode_varint(s.len() as u64, out);
     out.extend_from_slice(s.as_bytes());
 }
 
@@ -46,7 +39,7 @@ fn put_opt(out: &mut Vec<u8>, s: Option<&str>) {
     match s {
         None => out.push(0),
         Some(s) => {
-            varint(out, s.len() as u64 + 1);
+            encode_varint(s.len() as u64 + 1, out);
             out.extend_from_slice(s.as_bytes());
         }
     }
@@ -71,9 +64,9 @@ impl BlockBuilder {
         self.buf
             .extend_from_slice(&s.start_unix_nanos.to_le_bytes());
         self.buf.extend_from_slice(&s.end_unix_nanos.to_le_bytes());
-        varint(
-            &mut self.buf,
+        encode_varint(
             resource_id.map(|r| r as u64 + 1).unwrap_or(0),
+            &mut self.buf,
         );
         put_str(&mut self.buf, &s.service.name);
         put_opt(&mut self.buf, s.service.namespace.as_deref());
@@ -199,15 +192,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn varint(&mut self) -> Result<u64, BlockError> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.u8()?;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(BlockError("bad varint".into()))
+        decode_varint(&mut self.b).map_err(|_| BlockError("bad varint".into()))
     }
 
     fn string(&mut self, len: usize) -> Result<String, BlockError> {
@@ -428,5 +413,26 @@ mod tests {
     fn damaged_blocks_are_errors() {
         assert!(inflate(&[0xff, 0xff, 0xff, 0x7f, 1, 2]).is_err());
         assert!(decode(&[1, 2, 3]).is_err());
+    }
+
+    #[test]
+    fn varints_are_the_stored_leb128_and_damage_is_an_error() {
+        // 624,485 and u64::MAX as the encoder wrote them before it used prost's varints.
+        let mut stored = vec![0xE5, 0x8E, 0x26];
+        stored.extend([0xFF; 9]);
+        stored.push(0x01);
+        let mut out = Vec::new();
+        encode_varint(624_485, &mut out);
+        encode_varint(u64::MAX, &mut out);
+        assert_eq!(out, stored);
+        stored.push(0x80);
+        let mut c = Cursor { b: &stored };
+        assert_eq!(c.varint().unwrap(), 624_485);
+        assert_eq!(c.varint().unwrap(), u64::MAX);
+        assert!(c.varint().is_err(), "a truncated varint");
+        assert!(
+            Cursor { b: &[0xFF; 11] }.varint().is_err(),
+            "an overlong varint"
+        );
     }
 }

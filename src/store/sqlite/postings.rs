@@ -23,6 +23,7 @@
 
 use crate::model::{AttrValue, Attributes, Span, StatusCode, TraceId};
 use foldhash::HashMap;
+use prost::encoding::{decode_varint, encode_varint};
 
 /// Longest attribute value or operation name indexed (longer ones are "unindexed").
 pub const MAX_VALUE_BYTES: usize = 256;
@@ -96,25 +97,12 @@ pub fn attribute_hashes(attrs: &Attributes) -> Vec<u64> {
         .collect()
 }
 
-fn varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push((v as u8) | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
-
+/// The varint at `b[*at..]`, moving `at` past it; `None` when it is truncated or too long.
 fn read_varint(b: &[u8], at: &mut usize) -> Option<u64> {
-    let mut v = 0u64;
-    for shift in (0..64).step_by(7) {
-        let byte = *b.get(*at)?;
-        *at += 1;
-        v |= ((byte & 0x7f) as u64) << shift;
-        if byte & 0x80 == 0 {
-            return Some(v);
-        }
-    }
-    None
+    let mut rest = b.get(*at..)?;
+    let v = decode_varint(&mut rest).ok()?;
+    *at = b.len() - rest.len();
+    Some(v)
 }
 
 /// Earliest and latest start of a trace's spans matching one term in one block.
@@ -198,8 +186,8 @@ impl Collector {
         let mut table = Vec::with_capacity(self.traces.len() * 20);
         for (id, e) in &self.traces {
             table.extend_from_slice(id.as_bytes());
-            varint(&mut table, e.first - min_start);
-            varint(&mut table, e.last - e.first);
+            encode_varint(e.first - min_start, &mut table);
+            encode_varint(e.last - e.first, &mut table);
         }
         rows.push((String::new(), table));
         let groups = [
@@ -242,9 +230,9 @@ fn encode_list(mut list: Vec<(u32, u64)>, min_start: u64) -> Vec<u8> {
             last = list[i].1;
             i += 1;
         }
-        varint(&mut out, (idx - prev) as u64);
-        varint(&mut out, first - min_start);
-        varint(&mut out, last - first);
+        encode_varint((idx - prev) as u64, &mut out);
+        encode_varint(first - min_start, &mut out);
+        encode_varint(last - first, &mut out);
         prev = idx;
     }
     out
@@ -372,6 +360,27 @@ mod tests {
         );
         let other = vec![(3, ext(0, 0)), (9, ext(0, 0))];
         assert_eq!(intersect(&[decoded, other]), vec![3]);
+    }
+
+    #[test]
+    fn stored_lists_keep_their_meaning_and_damage_stops_decoding() {
+        // A list as the encoder wrote it before it used prost's varints (LEB128): indexes 0
+        // and 200, firsts 300 and 1000 (two bytes each), extents 120 and 0.
+        let stored = [0x00, 0xAC, 0x02, 0x78, 0xC8, 0x01, 0xE8, 0x07, 0x00];
+        assert_eq!(
+            encode_list(vec![(0, 300), (200, 1000), (0, 420)], 0),
+            stored
+        );
+        let ext = |first, last| Extent { first, last };
+        assert_eq!(
+            decode_list(&stored, 0),
+            vec![(0, ext(300, 420)), (200, ext(1000, 1000))]
+        );
+        assert_eq!(decode_list(&stored[..8], 0), vec![(0, ext(300, 420))]);
+        assert!(decode_list(&[0xff; 11], 0).is_empty());
+        let mut table = vec![7; 16];
+        table.push(0x80);
+        assert!(decode_table(&table, 0).is_empty());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Retention by age and by size, in small steps so ingest never waits long.
 
-use crate::model::window::{now_unix_nanos, unix_minute};
+use crate::model::window::{duration_nanos, now_unix_nanos, unix_minute};
 use rusqlite::{params, Connection};
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,7 @@ pub fn run(
 ) -> rusqlite::Result<Pass> {
     let started = Instant::now();
     let now = now_unix_nanos();
-    let cutoff = now.saturating_sub(cfg.max_age.as_nanos() as u64) as i64;
+    let cutoff = now.saturating_sub(duration_nanos(cfg.max_age)) as i64;
     loop {
         let deleted = conn.execute(
             "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE max_start_unix_nanos < ?1 ORDER BY max_start_unix_nanos LIMIT ?2)",

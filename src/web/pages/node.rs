@@ -3,10 +3,11 @@
 
 use super::format;
 use super::traces::TraceItem;
-use super::window::{url_encode, PageWindow, WindowQuery};
+use super::window::{PageWindow, WindowQuery};
 use crate::ingest::Ingest;
 use crate::model::NodeKind;
 use crate::model::TraceQuery;
+use crate::percent;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
@@ -51,9 +52,9 @@ pub struct NodePage {
 /// Page link of a node id: services and destinations have pages, external peers do not.
 pub fn node_href(id: &str) -> String {
     if id.starts_with("service:") {
-        format!("/services/{}", url_encode(id))
+        format!("/services/{}", percent::encode(id))
     } else if id.starts_with("destination:") {
-        format!("/destinations/{}", url_encode(id))
+        format!("/destinations/{}", percent::encode(id))
     } else {
         String::new()
     }
@@ -157,7 +158,7 @@ impl NodePage {
             seen: node.is_some(),
             traces_href: format!(
                 "/traces?{filter}={}&{}",
-                url_encode(&name),
+                percent::encode(&name),
                 window.page_query()
             ),
             name,

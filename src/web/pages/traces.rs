@@ -2,9 +2,10 @@
 //! status, duration, time window and limit.
 
 use super::format;
-use super::window::{url_encode, PageWindow, WindowQuery};
+use super::window::{PageWindow, WindowQuery};
 use crate::ingest::Ingest;
 use crate::model::TraceSummary;
+use crate::percent;
 use crate::web::render::{render, PageError};
 use crate::web::trace_search::{self, FilterText, Filters};
 use actix_web::{web, HttpResponse};
@@ -122,7 +123,7 @@ impl TracesPage {
     }
 
     pub fn encode(&self, text: &str) -> String {
-        url_encode(text)
+        percent::encode(text)
     }
 }
 
@@ -212,16 +213,16 @@ fn older_link(
     ];
     for (key, value) in fields {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            parts.push(format!("{key}={}", url_encode(v)));
+            parts.push(format!("{key}={}", percent::encode(v)));
         }
     }
     let since = window
         .map(|w| w.since.clone())
         .unwrap_or_else(|| crate::model::window::rfc3339(0));
-    parts.push(format!("since={}", url_encode(&since)));
+    parts.push(format!("since={}", percent::encode(&since)));
     parts.push(format!(
         "until={}",
-        url_encode(&crate::model::window::rfc3339(oldest.start_unix_nanos))
+        percent::encode(&crate::model::window::rfc3339(oldest.start_unix_nanos))
     ));
     format!("/traces?{}", parts.join("&"))
 }

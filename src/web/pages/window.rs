@@ -3,6 +3,7 @@
 
 use crate::model::window::{self, now_unix_nanos, rfc3339, PRESETS};
 use crate::model::TimeWindow;
+use crate::percent;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,8 +48,8 @@ impl PageWindow {
     pub fn query(&self) -> String {
         format!(
             "since={}&until={}",
-            url_encode(&self.since),
-            url_encode(&self.until)
+            percent::encode(&self.since),
+            percent::encode(&self.until)
         )
     }
 
@@ -68,19 +69,6 @@ impl PageWindow {
     pub fn is_custom(&self) -> bool {
         self.preset == "custom"
     }
-}
-
-/// Percent-encodes everything but unreserved characters (RFC 3986).
-pub fn url_encode(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for b in text.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]
@@ -120,10 +108,5 @@ mod tests {
             ..Default::default()
         };
         assert!(PageWindow::from_query(&bad).is_err());
-    }
-
-    #[test]
-    fn url_encoding_keeps_only_unreserved() {
-        assert_eq!(url_encode("service:shop/a b<"), "service%3Ashop%2Fa%20b%3C");
     }
 }
