@@ -134,8 +134,18 @@ fn http_server(
     (ingest, broker): (Ingest, crate::broker::Broker),
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
+    let state = web::Data::new(crate::web::AppState {
+        store: ingest.store.clone(),
+        counters: ingest.counters.clone(),
+        broker: broker.clone(),
+    });
     let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
-    let app = move || App::new().app_data(data.clone()).app_data(broker.clone());
+    let app = move || {
+        App::new()
+            .app_data(data.clone())
+            .app_data(broker.clone())
+            .app_data(state.clone())
+    };
     let server = HttpServer::new(move || app().configure(routes))
         .workers(workers.max(1))
         // Answers and streamed frames go out as soon as they are written: with Nagle's

@@ -1,9 +1,10 @@
-//! The messaging rules that are not storage, as pure functions over `model` values: pairing a
-//! consume with its publish (parent or link, in any arrival order), per-message accounting
-//! (nested spans of one message count once; a client call moves to its server's service),
-//! and the per-minute statistics they produce. Every store runs them in its writer and
-//! persists their results; what is older than the writer's memory reaches them through
-//! [`pairing::Backlog`], which each store implements.
+//! The messaging rules that are not storage, as code over `model` values that does no IO of
+//! its own: pairing a consume with its publish (parent or link, in any arrival order),
+//! per-message accounting (nested spans of one message count once; a client call moves to
+//! its server's service), and the per-minute statistics they produce. Every store runs them in its writer and
+//! persists their results; what they keep beyond the writer's memory (older spans, spans
+//! waiting for one not stored yet, flag changes) goes through [`pairing::Backlog`], which
+//! each store implements.
 //!
 //! - [`facts`]: what pairing knows of a span.
 //! - [`pairing`]: the rules, span by span ([`pairing::Pairing::analyse`]).

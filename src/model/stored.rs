@@ -83,7 +83,7 @@ pub struct TraceQuery {
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct TraceSearch {
     pub traces: Vec<TraceSummary>,
-    /// False when the search stopped at its bound on decoding ([`DECODE_BLOCKS`], or 30 ms)
+    /// False when the search stopped at its bound on decoding (the SQLite store decodes at most 128 blocks, for at most 30 ms)
     /// before it could tell that no newer match remained: matches in the blocks it did not
     /// read may be missing, some newer than the last one listed.
     pub complete: bool,

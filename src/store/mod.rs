@@ -30,8 +30,9 @@ pub struct WriteOutcome {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("sqlite: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    /// The backend failed (its own error, as text: `sqlite: ...`).
+    #[error("{0}")]
+    Backend(String),
     #[error("database schema version {found} is newer than this build supports ({supported}); upgrade switchyard")]
     NewerSchema { found: i64, supported: i64 },
     #[error("the write queue is full")]

@@ -2,11 +2,12 @@
 //! store now; a server-backed store adds itself with [`storage_suite!`]). Each check takes a
 //! [`Harness`] that opens the backend on fresh data, and again on the same data (a restart).
 
-use super::{Store, WriteOutcome};
+use super::{Room, Store, StoreError, WriteBatch, WriteOutcome};
 use crate::model::testing::{msg, span, T0};
 use crate::model::{
     Link, Operation, SpanId, SpanKind, StatusCode, TimeWindow, TraceId, TraceQuery,
 };
+use crate::priority::Priority;
 use crate::topology::{self, Topology};
 
 /// Opens a backend for the suite.
@@ -22,7 +23,7 @@ pub trait Harness {
 #[doc(hidden)]
 macro_rules! storage_suite_all {
     ($make:expr) => {
-        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology);
+        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology, one_request_pairs_in_any_order_within_it, a_span_twice_in_one_request_is_stored_once, a_pairing_stored_before_a_restart_holds_after_it, shutdown_commits_what_was_queued_and_refuses_after);
     };
 }
 
@@ -188,6 +189,19 @@ pub fn client_server_pairs_move_calls_off_the_external_peer(h: &dyn Harness) {
             None,
             "order {order}"
         );
+        // Taken back whole: count, error and latency sample, not only hidden by the build.
+        let rows = store.topology(window()).unwrap();
+        let external = rows
+            .edges
+            .iter()
+            .find(|e| e.to == "external:catalog.internal");
+        if let Some(e) = external {
+            assert_eq!(
+                (e.count, e.errors, e.latency.count()),
+                (0, 0, 0),
+                "order {order}"
+            );
+        }
         store.shutdown();
     }
 }
@@ -350,6 +364,42 @@ pub fn search_matches_each_filter_on_one_span(h: &dyn Harness) {
         ..TraceQuery::default()
     });
     assert_eq!(by_operation, vec![TraceId([21; 16])]);
+    // Service and status must hold on one span: cart succeeded and another service failed.
+    let mut other_failed = span(23, 2, Some(1), "payments", SpanKind::Client);
+    other_failed.status = StatusCode::Error;
+    write(
+        &store,
+        vec![span(23, 1, None, "cart", SpanKind::Server), other_failed],
+    );
+    let errors = found(TraceQuery {
+        service: Some("cart".into()),
+        errors_only: true,
+        ..TraceQuery::default()
+    });
+    assert_eq!(
+        errors,
+        vec![TraceId([20; 16])],
+        "not trace 23: no failed cart span"
+    );
+    let mut tagged = span(24, 1, None, "cart", SpanKind::Server);
+    tagged.attributes = vec![("order.id".into(), serde_json::json!("A-42"))];
+    write(&store, vec![tagged]);
+    let by_attribute = found(TraceQuery {
+        attribute: Some(("order.id".into(), "A-42".into())),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_attribute, vec![TraceId([24; 16])]);
+    // Newest first, and the limit keeps the newest.
+    let newest = store
+        .search_traces(&TraceQuery {
+            service: Some("cart".into()),
+            limit: 2,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    let starts: Vec<u64> = newest.traces.iter().map(|t| t.start_unix_nanos).collect();
+    assert_eq!(starts.len(), 2);
+    assert!(starts[0] >= starts[1], "newest first: {starts:?}");
     let outside = found(TraceQuery {
         service: Some("cart".into()),
         window: TimeWindow::new(T0 + 3_600_000_000_000, T0 + 7_200_000_000_000),
@@ -427,4 +477,141 @@ pub fn the_window_bounds_the_topology(h: &dyn Harness) {
     assert!(rows.edges.is_empty(), "nothing happened in that window");
     assert!(!store.topology(window()).unwrap().edges.is_empty());
     store.shutdown();
+}
+
+pub fn one_request_pairs_in_any_order_within_it(h: &dyn Harness) {
+    let store = h.open();
+    // Child before parent in one request: the inner publish of one message, then the outer.
+    let outer = msg(
+        span(60, 1, None, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let inner = msg(
+        span(60, 2, Some(1), "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let consume = msg(
+        span(60, 3, Some(2), "billing", SpanKind::Consumer),
+        "orders",
+        Operation::Consume,
+    );
+    write(&store, vec![consume, inner, outer]);
+    let t = topo(&store);
+    assert_eq!(
+        edge(&t, "service:orders", "destination:kafka:orders").map(|e| e.0),
+        Some(1),
+        "one message"
+    );
+    assert_eq!(t.dependencies.len(), 1);
+    assert_eq!(t.dependencies[0].count, Some(1));
+    store.shutdown();
+}
+
+pub fn a_span_twice_in_one_request_is_stored_once(h: &dyn Harness) {
+    let store = h.open();
+    let p = msg(
+        span(61, 1, None, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    assert_eq!(
+        write(&store, vec![p.clone(), p]),
+        WriteOutcome {
+            stored: 1,
+            duplicates: 1
+        }
+    );
+    assert_eq!(store.trace(TraceId([61; 16])).unwrap().len(), 1);
+    store.shutdown();
+}
+
+pub fn a_pairing_stored_before_a_restart_holds_after_it(h: &dyn Harness) {
+    let store = h.open();
+    let mut client = span(62, 1, None, "cart", SpanKind::Client);
+    client.peer = Some("catalog.internal".into());
+    write(&store, vec![client]);
+    store.shutdown();
+    let store = h.open();
+    write(
+        &store,
+        vec![span(62, 2, Some(1), "catalog", SpanKind::Server)],
+    );
+    store.shutdown();
+    let store = h.open();
+    // A second server naming the same client does not move the call a second time.
+    write(
+        &store,
+        vec![span(62, 3, Some(1), "catalog", SpanKind::Server)],
+    );
+    let t = topo(&store);
+    assert_eq!(
+        edge(&t, "service:cart", "service:catalog").map(|e| e.0),
+        Some(1)
+    );
+    assert_eq!(edge(&t, "service:cart", "external:catalog.internal"), None);
+    store.shutdown();
+}
+
+pub fn shutdown_commits_what_was_queued_and_refuses_after(h: &dyn Harness) {
+    let store = h.open();
+    let pending: Vec<_> = (1..=3)
+        .map(|i| {
+            store
+                .write(
+                    WriteBatch::Spans(super::prepare(vec![span(
+                        63,
+                        i,
+                        None,
+                        "s",
+                        SpanKind::Server,
+                    )])),
+                    Room::Always,
+                    Priority::Normal,
+                )
+                .unwrap()
+        })
+        .collect();
+    store.shutdown();
+    for p in pending {
+        assert_eq!(p.blocking_recv().unwrap().unwrap().stored, 1);
+    }
+    let refused = store.write(
+        WriteBatch::Spans(super::prepare(vec![span(
+            63,
+            9,
+            None,
+            "s",
+            SpanKind::Server,
+        )])),
+        Room::Now,
+        Priority::Normal,
+    );
+    assert!(matches!(refused, Err(StoreError::Closed)));
+    let store = h.open();
+    assert_eq!(store.trace(TraceId([63; 16])).unwrap().len(), 3);
+    store.shutdown();
+}
+
+#[test]
+fn every_check_runs() {
+    // A check missing from `storage_suite_all!` would silently never run.
+    let text = include_str!("suite.rs");
+    let list = text
+        .split("$crate::storage_suite!($make; ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .unwrap_or_default();
+    let listed: Vec<&str> = list.split(", ").map(str::trim).collect();
+    let checks: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("pub fn "))
+        .filter(|l| l.contains("(h: &dyn Harness)"))
+        .filter_map(|l| l.split('(').next())
+        .collect();
+    assert!(checks.len() >= 10);
+    for c in &checks {
+        assert!(listed.contains(c), "{c} is not in storage_suite_all!");
+    }
 }

@@ -3,11 +3,12 @@
 use super::error::ApiError;
 use crate::api::{Stats, TraceAnswer, TraceList};
 use crate::export;
-use crate::ingest::Ingest;
 use crate::model::window::{self, now_unix_nanos};
 use crate::model::{TimeWindow, TraceId};
+use crate::store::Store;
 use crate::topology::{self, Topology};
 use crate::web::trace_search::{self, FilterText, Filters};
+use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
@@ -23,10 +24,9 @@ fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWindow, 
     window::parse_window(since, until, now_unix_nanos()).map_err(ApiError::BadRequest)
 }
 
-pub async fn load_topology(ingest: &Ingest, window: TimeWindow) -> Result<Topology, ApiError> {
+pub async fn load_topology(store: &Store, window: TimeWindow) -> Result<Topology, ApiError> {
     // Reading, merging and the detectors all run on a blocking thread.
-    let topo = ingest
-        .store
+    let topo = store
         .blocking(move |s| Ok(topology::build(s.topology(window)?, window)))
         .await?;
     Ok(topo)
@@ -38,19 +38,19 @@ pub async fn healthz() -> HttpResponse {
 
 pub async fn topology_json(
     q: web::Query<WindowParams>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
-    let topo = load_topology(&ingest, window).await?;
+    let topo = load_topology(&state.store, window).await?;
     Ok(HttpResponse::Ok().json(&topo))
 }
 
 pub async fn topology_dot(
     q: web::Query<WindowParams>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
-    let topo = load_topology(&ingest, window).await?;
+    let topo = load_topology(&state.store, window).await?;
     let dot = web::block(move || export::dot::to_dot(&topo))
         .await
         .map_err(|e| ApiError::Internal(format!("rendering DOT failed: {e}")))?;
@@ -79,7 +79,7 @@ pub struct TraceParams {
 
 pub async fn traces(
     q: web::Query<TraceParams>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let window = match (&q.since, &q.until) {
         (None, None) => None,
@@ -96,7 +96,7 @@ pub async fn traces(
     })
     .map_err(ApiError::BadRequest)?;
     let limit = q.limit.unwrap_or(20).clamp(1, 1000);
-    let found = trace_search::run(&ingest.store, &filters, window, limit).await?;
+    let found = trace_search::run(&state.store, &filters, window, limit).await?;
     // The next (older) page: the same query with `until` at the oldest trace's start.
     let older_until = found
         .traces
@@ -112,12 +112,12 @@ pub async fn traces(
 
 pub async fn trace(
     path: web::Path<String>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = TraceId::from_hex(path.trim())
         .map_err(|e| ApiError::BadRequest(format!("invalid trace id: {e}")))?;
     // Reading the trace and following its hops both run on a blocking thread.
-    let answer = ingest
+    let answer = state
         .store
         .blocking(move |s| {
             let spans = s.trace(id)?;
@@ -130,9 +130,9 @@ pub async fn trace(
     Ok(HttpResponse::Ok().json(answer))
 }
 
-pub async fn stats(ingest: web::Data<Ingest>) -> Result<HttpResponse, ApiError> {
-    let stored = ingest.store.blocking(|s| s.span_count()).await?;
-    let c = &ingest.counters;
+pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let stored = state.store.blocking(|s| s.span_count()).await?;
+    let c = &state.counters;
     Ok(HttpResponse::Ok().json(Stats {
         requests: c.requests.load(Ordering::Relaxed),
         requests_refused: c.requests_refused.load(Ordering::Relaxed),

@@ -5,7 +5,7 @@
 //! reconnects (`retry`), so an open page never holds a staged shutdown for long.
 
 use crate::api::Stored;
-use crate::ingest::Ingest;
+use crate::web::AppState;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;
@@ -26,8 +26,8 @@ fn message(stored: Option<u64>, first: bool) -> Bytes {
     Bytes::from(format!("{retry}event: stored\ndata: {data}\n\n"))
 }
 
-pub async fn live(ingest: web::Data<Ingest>) -> HttpResponse {
-    let counters = ingest.counters.clone();
+pub async fn live(state: web::Data<AppState>) -> HttpResponse {
+    let counters = state.counters.clone();
     let stream = futures_util::stream::unfold((0u32, None::<u64>), move |(tick, last)| {
         let counters = counters.clone();
         async move {

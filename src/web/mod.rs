@@ -7,6 +7,8 @@ pub mod live;
 pub mod pages;
 pub mod render;
 pub mod routes;
+pub mod state;
 pub mod trace_search;
 
 pub use routes::configure;
+pub use state::AppState;

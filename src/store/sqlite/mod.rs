@@ -9,12 +9,12 @@ mod checkpoint;
 mod memory;
 pub use checkpoint::{start as start_checkpointer, Checkpointer};
 pub(in crate::store) mod postings;
-pub mod reader;
+pub(in crate::store) mod reader;
 pub mod retention;
 mod schema;
 pub use schema::stable_plans;
-pub mod search;
-pub mod series;
+pub(in crate::store) mod search;
+pub(in crate::store) mod series;
 mod trace_index;
 mod writer;
 
@@ -30,6 +30,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> StoreError {
+        StoreError::Backend(format!("sqlite: {e}"))
+    }
+}
 
 /// The SQLite store (behind [`super::Store`]).
 pub struct SqliteStore {

@@ -2,10 +2,10 @@
 //! reachable node list; the graph itself is drawn by static/app/map.js from the JSON API.
 
 use super::window::{PageWindow, WindowQuery};
-use crate::ingest::Ingest;
 use crate::topology::Topology;
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
+use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -108,10 +108,10 @@ impl MapPage {
 
 pub async fn page(
     q: web::Query<WindowQuery>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
-    let topo = load_topology(&ingest, window.window).await?;
+    let topo = load_topology(&state.store, window.window).await?;
     let page = web::block(move || MapPage::new(window, &topo))
         .await
         .map_err(|e| PageError::Render(e.to_string()))?;

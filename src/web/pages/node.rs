@@ -4,13 +4,13 @@
 use super::format;
 use super::traces::TraceItem;
 use super::window::{PageWindow, WindowQuery};
-use crate::ingest::Ingest;
 use crate::model::NodeKind;
 use crate::model::TraceQuery;
 use crate::percent;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
+use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -180,8 +180,7 @@ async fn page(
     id: String,
     kind: NodeKind,
     q: WindowQuery,
-    ingest: web::Data<Ingest>,
-    broker: Option<web::Data<crate::broker::Broker>>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let prefix = format!("{}:", kind.as_str());
     if !id.starts_with(&prefix) {
@@ -191,7 +190,7 @@ async fn page(
         )));
     }
     let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
-    let topo = load_topology(&ingest, window.window).await?;
+    let topo = load_topology(&state.store, window.window).await?;
     let mut page = web::block(move || NodePage::new(id, kind, window, &topo))
         .await
         .map_err(|e| PageError::Render(e.to_string()))?;
@@ -204,7 +203,7 @@ async fn page(
         ..TraceQuery::default()
     };
     let node_id = page.id.clone();
-    let (traces, sparks) = ingest
+    let (traces, sparks) = state
         .store
         .blocking(move |s| {
             let traces = s
@@ -220,8 +219,8 @@ async fn page(
         .await?;
     page.traces = traces;
     page.sparks = sparks;
-    if let Some(b) = broker.filter(|_| super::broker_state::is_broker_destination(&page.id)) {
-        page.broker = Some(super::broker_state::load(&b, &page.name).await);
+    if super::broker_state::is_broker_destination(&page.id) {
+        page.broker = Some(super::broker_state::load(&state.broker, &page.name).await);
     }
     render(page).await
 }
@@ -229,30 +228,21 @@ async fn page(
 pub async fn service(
     path: web::Path<String>,
     q: web::Query<WindowQuery>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    page(
-        path.into_inner(),
-        NodeKind::Service,
-        q.into_inner(),
-        ingest,
-        None,
-    )
-    .await
+    page(path.into_inner(), NodeKind::Service, q.into_inner(), state).await
 }
 
 pub async fn destination(
     path: web::Path<String>,
     q: web::Query<WindowQuery>,
-    ingest: web::Data<Ingest>,
-    broker: Option<web::Data<crate::broker::Broker>>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     page(
         path.into_inner(),
         NodeKind::Destination,
         q.into_inner(),
-        ingest,
-        broker,
+        state,
     )
     .await
 }

@@ -1,9 +1,9 @@
 //! `GET /traces/{trace_id}`: one trace as a waterfall with its asynchronous hops.
 
 use super::waterfall::{self, Waterfall};
-use crate::ingest::Ingest;
 use crate::model::TraceId;
 use crate::web::render::{render, PageError};
+use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
@@ -18,12 +18,12 @@ pub struct TracePage {
 
 pub async fn page(
     path: web::Path<String>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = TraceId::from_hex(path.trim())
         .map_err(|e| PageError::BadRequest(format!("invalid trace id: {e}")))?;
     // Reading and laying out the trace both run on a blocking thread.
-    let view = ingest
+    let view = state
         .store
         .blocking(move |s| {
             let spans = s.trace(id)?;

@@ -3,11 +3,11 @@
 
 use super::format;
 use super::window::{PageWindow, WindowQuery};
-use crate::ingest::Ingest;
 use crate::model::TraceSummary;
 use crate::percent;
 use crate::web::render::{render, PageError};
 use crate::web::trace_search::{self, FilterText, Filters};
+use crate::web::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -143,7 +143,7 @@ impl SearchParams {
 
 pub async fn page(
     q: web::Query<SearchParams>,
-    ingest: web::Data<Ingest>,
+    state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let nonempty = |s: &Option<String>| s.clone().filter(|s| !s.trim().is_empty());
     let window = match (
@@ -164,7 +164,7 @@ pub async fn page(
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
     let filters = Filters::parse(&q.filter_text()).map_err(PageError::BadRequest)?;
     let found = trace_search::run(
-        &ingest.store,
+        &state.store,
         &filters,
         window.as_ref().map(|w| w.window),
         limit,

@@ -1,0 +1,15 @@
+//! What every page and API handler of the `--http` server reads: the store (through its
+//! interface), the ingest counters, and the embedded broker's handle, read directly (never
+//! through an HTTP request to this server).
+
+use crate::broker::Broker;
+use crate::ingest::IngestCounters;
+use crate::store::Store;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub counters: Arc<IngestCounters>,
+    pub broker: Broker,
+}
