@@ -92,7 +92,11 @@ fn synthetic_topology(services: usize, destinations: usize, edges: usize) -> Top
             }
         })
         .collect();
-    TopologyRows { nodes, edges }
+    TopologyRows {
+        nodes,
+        edges,
+        brokers: Vec::new(),
+    }
 }
 
 fn main() {

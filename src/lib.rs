@@ -18,6 +18,7 @@
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
 //! - [`mailbox`]: the bounded command channel of a state-owning thread (router, writer).
+//! - [`discover`]: the brokers themselves as sources (RabbitMQ, NATS), polled into snapshots.
 //! - [`percent`]: the one percent-encoding set (page links, broker paths, `ce-*` headers).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
@@ -29,6 +30,7 @@ pub mod bench;
 pub mod broker;
 pub mod cli;
 pub mod demo;
+pub mod discover;
 pub mod error;
 pub mod export;
 pub mod flow;

@@ -1,8 +1,10 @@
 //! Graphviz DOT: one node per service, destination and external peer, shapes by kind,
-//! clusters by broker system, edge labels with counts, in sorted order.
+//! clusters by broker system, edge labels with counts, in sorted order. Each node and edge
+//! carries `seen_in` (`traces`, `broker` or `traces,broker`); what only a broker reported is
+//! dashed.
 
 use crate::model::{EdgeKind, NodeKind};
-use crate::topology::{Node, Topology};
+use crate::topology::{Node, SeenIn, Topology};
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
@@ -48,9 +50,17 @@ pub fn quote(text: &str) -> String {
     out
 }
 
+/// `seen_in` as one attribute value.
+fn seen_in(list: &[SeenIn]) -> String {
+    let names: Vec<&str> = list.iter().map(|s| s.as_str()).collect();
+    quote(&names.join(","))
+}
+
 fn node_line(n: &Node) -> String {
     let (shape, style) = match n.kind {
+        NodeKind::Service if n.broker_only() => ("box", "rounded,filled,dashed"),
         NodeKind::Service => ("box", "rounded,filled"),
+        NodeKind::Destination if n.broker_only() => ("cylinder", "filled,dashed"),
         NodeKind::Destination => ("cylinder", "filled"),
         NodeKind::External => ("ellipse", "dashed"),
     };
@@ -60,11 +70,12 @@ fn node_line(n: &Node) -> String {
         NodeKind::External => "#ffffff",
     };
     format!(
-        "{} [label={}, shape={shape}, style={}, fillcolor={}];",
+        "{} [label={}, shape={shape}, style={}, fillcolor={}, seen_in={}];",
         id(&n.id),
         quote(&n.name),
         quote(style),
-        quote(fill)
+        quote(fill),
+        seen_in(&n.seen_in)
     )
 }
 
@@ -100,6 +111,8 @@ pub fn to_dot(topo: &Topology) -> String {
             let _ = write!(label, " ({} errors)", e.errors);
         }
         let style = match e.kind {
+            EdgeKind::DeadLetter => ", style=dashed, color=\"#9334e6\"",
+            _ if e.broker_only() => ", style=dashed",
             EdgeKind::Call => ", style=dashed",
             EdgeKind::Route => ", style=dotted",
             _ => "",
@@ -111,10 +124,11 @@ pub fn to_dot(topo: &Topology) -> String {
         };
         let _ = writeln!(
             out,
-            "  {} -> {} [label={}{style}{color}];",
+            "  {} -> {} [label={}{style}{color}, seen_in={}];",
             id(&e.from),
             id(&e.to),
-            quote(&label)
+            quote(&label),
+            seen_in(&e.seen_in)
         );
     }
     out.push_str("}\n");

@@ -1,5 +1,6 @@
 //! Pure domain types: no IO, no protobuf, no SQL.
 
+pub mod broker;
 pub mod ids;
 pub mod messaging;
 pub mod node;
@@ -11,6 +12,7 @@ pub mod stored;
 pub mod testing;
 pub mod window;
 
+pub use broker::{BrokerSnapshot, Entity, Figures};
 pub use ids::{SpanId, TraceId};
 pub use messaging::{Messaging, Operation};
 pub use node::{EdgeKind, NodeKey, NodeKind};

@@ -80,7 +80,9 @@ impl NodeKey {
 
 /// Edge kinds. `publish`: service -> destination; `consume`: destination -> service;
 /// `call`: service -> service or external; `route`: destination -> destination, learnt from a
-/// message published to one destination (an exchange) and consumed from another (a queue).
+/// message published to one destination (an exchange) and consumed from another (a queue),
+/// or from a broker's binding; `dead_letter`: destination -> destination, where a broker
+/// sends what a queue rejects or lets expire (from broker state only).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EdgeKind {
@@ -91,6 +93,8 @@ pub enum EdgeKind {
     /// Derived service -> service dependency through a destination (`via`), from paired
     /// produce/consume spans.
     Dependency,
+    #[serde(rename = "dead_letter")]
+    DeadLetter,
 }
 
 impl EdgeKind {
@@ -101,6 +105,7 @@ impl EdgeKind {
             EdgeKind::Call => 2,
             EdgeKind::Route => 3,
             EdgeKind::Dependency => 4,
+            EdgeKind::DeadLetter => 5,
         }
     }
 
@@ -111,6 +116,7 @@ impl EdgeKind {
             2 => Some(EdgeKind::Call),
             3 => Some(EdgeKind::Route),
             4 => Some(EdgeKind::Dependency),
+            5 => Some(EdgeKind::DeadLetter),
             _ => None,
         }
     }
@@ -122,6 +128,7 @@ impl EdgeKind {
             EdgeKind::Call => "call",
             EdgeKind::Route => "route",
             EdgeKind::Dependency => "dependency",
+            EdgeKind::DeadLetter => "dead_letter",
         }
     }
 }
@@ -151,6 +158,7 @@ mod tests {
             EdgeKind::Call,
             EdgeKind::Route,
             EdgeKind::Dependency,
+            EdgeKind::DeadLetter,
         ] {
             assert_eq!(EdgeKind::from_i64(kind.as_i64()), Some(kind));
         }

@@ -33,6 +33,8 @@ pub struct NodeRow {
 pub struct TopologyRows {
     pub nodes: Vec<NodeRow>,
     pub edges: Vec<EdgeRow>,
+    /// Each discovered broker's newest snapshot in the window.
+    pub brokers: Vec<super::BrokerSnapshot>,
 }
 
 /// One minute of a node's activity. `count` is spans (services) or messages published

@@ -6,7 +6,8 @@
 
 use super::{Prepared, StoreError, WriteOutcome};
 use crate::model::{
-    LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId, TraceQuery, TraceSearch,
+    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId,
+    TraceQuery, TraceSearch,
 };
 use crate::priority::Priority;
 use std::collections::BTreeMap;
@@ -21,6 +22,8 @@ pub type Pending = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreErro
 pub enum WriteBatch {
     /// Spans of one request, converted and prepared (`store::prepare`).
     Spans(Vec<Prepared>),
+    /// One poll of one broker (discovery).
+    BrokerState(Box<BrokerSnapshot>),
 }
 
 impl WriteBatch {
@@ -28,6 +31,7 @@ impl WriteBatch {
     pub fn len(&self) -> usize {
         match self {
             WriteBatch::Spans(s) => s.len(),
+            WriteBatch::BrokerState(_) => 1,
         }
     }
 
@@ -68,7 +72,8 @@ pub trait Writes {
 }
 
 pub trait TopologyReads {
-    /// Nodes and edges with their statistics, merged over the window's minutes.
+    /// Nodes and edges with their statistics, merged over the window's minutes, and each
+    /// broker's newest snapshot in the window.
     fn topology(&self, window: TimeWindow) -> Result<TopologyRows, StoreError>;
     /// Per-minute activity of one node (sparklines), keyed by unix minute.
     fn node_minutes(
@@ -76,6 +81,12 @@ pub trait TopologyReads {
         node_id: &str,
         window: TimeWindow,
     ) -> Result<BTreeMap<i64, MinuteRow>, StoreError>;
+    /// A node's (or a broker flow's) figures as its broker reported them, per minute.
+    fn broker_history(
+        &self,
+        node_id: &str,
+        window: TimeWindow,
+    ) -> Result<BTreeMap<i64, Figures>, StoreError>;
 }
 
 pub trait TraceReads {

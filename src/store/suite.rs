@@ -23,7 +23,7 @@ pub trait Harness {
 #[doc(hidden)]
 macro_rules! storage_suite_all {
     ($make:expr) => {
-        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology, one_request_pairs_in_any_order_within_it, a_span_twice_in_one_request_is_stored_once, a_pairing_stored_before_a_restart_holds_after_it, shutdown_commits_what_was_queued_and_refuses_after);
+        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology, one_request_pairs_in_any_order_within_it, a_span_twice_in_one_request_is_stored_once, a_pairing_stored_before_a_restart_holds_after_it, shutdown_commits_what_was_queued_and_refuses_after, broker_snapshots_are_kept_per_minute_with_their_history);
     };
 }
 
@@ -614,4 +614,66 @@ fn every_check_runs() {
     for c in &checks {
         assert!(listed.contains(c), "{c} is not in storage_suite_all!");
     }
+}
+
+pub fn broker_snapshots_are_kept_per_minute_with_their_history(h: &dyn Harness) {
+    use crate::model::broker::{BrokerDestination, BrokerSnapshot, Entity};
+    use crate::model::Figures;
+    let store = h.open();
+    let snap = |minute: u64, second: u64, depth: u64| BrokerSnapshot {
+        broker: "rabbitmq 127.0.0.1:15672".into(),
+        system: "rabbitmq".into(),
+        taken_unix_nanos: T0 + minute * 60_000_000_000 + second * 1_000_000_000,
+        destinations: vec![BrokerDestination {
+            name: "billing".into(),
+            namespace: None,
+            entity: Entity::Queue,
+            detail: None,
+            figures: Figures {
+                depth: Some(depth),
+                ..Figures::default()
+            },
+        }],
+        services: vec![],
+        flows: vec![],
+    };
+    // Two polls in minute 0 (the later one stays), one in minute 2.
+    for s in [snap(0, 1, 5), snap(0, 30, 7), snap(2, 0, 9)] {
+        store
+            .write(
+                WriteBatch::BrokerState(Box::new(s)),
+                Room::Always,
+                Priority::Normal,
+            )
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+    }
+    let minute = |m: u64| T0 + m * 60_000_000_000;
+    let first = TimeWindow::new(minute(0), minute(1)).unwrap();
+    let rows = store.topology(first).unwrap();
+    assert_eq!(rows.brokers.len(), 1);
+    assert_eq!(rows.brokers[0].destinations[0].figures.depth, Some(7));
+    assert_eq!(
+        store.topology(window()).unwrap().brokers[0].destinations[0]
+            .figures
+            .depth,
+        Some(9)
+    );
+    let later = TimeWindow::new(minute(30), minute(40)).unwrap();
+    assert!(store.topology(later).unwrap().brokers.is_empty());
+    let history = store
+        .broker_history("destination:rabbitmq:billing", window())
+        .unwrap();
+    let depths: Vec<Option<u64>> = history.values().map(|f| f.depth).collect();
+    assert_eq!(depths, vec![Some(7), Some(9)]);
+    store.shutdown();
+    let store = h.open();
+    assert_eq!(
+        store.topology(first).unwrap().brokers.len(),
+        1,
+        "kept across a restart"
+    );
+    store.shutdown();
 }

@@ -1,7 +1,7 @@
 //! Store rows -> graph with statistics, derived dependencies and findings.
 
 use super::detect::{self, Finding};
-use crate::model::{EdgeKind, NodeKind, TimeWindow};
+use crate::model::{EdgeKind, Entity, Figures, NodeKind, TimeWindow};
 use crate::model::{EdgeRow, TopologyRows};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,33 @@ pub struct Node {
     pub spans: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub span_errors: Option<i64>,
+    /// Where the node was seen: in traces, in a broker's own state, or both.
+    #[serde(default)]
+    pub seen_in: Vec<SeenIn>,
+    /// What a destination is on its broker; null when no broker reported it (absent on other
+    /// nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity: Option<Option<Entity>>,
+    /// The broker's own figures, when a broker reports the node.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub broker: Option<Figures>,
+}
+
+/// Where a node or an edge was seen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SeenIn {
+    Traces,
+    Broker,
+}
+
+impl SeenIn {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SeenIn::Traces => "traces",
+            SeenIn::Broker => "broker",
+        }
+    }
 }
 
 /// Latency summary in microseconds. For consume, route and dependency edges it is the
@@ -47,6 +74,30 @@ pub struct Edge {
     /// Distinct instances of the consuming service (consume edges; 0 when unknown).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub instances: Option<i64>,
+    /// Where the edge was seen: in traces, in a broker's own state, or both.
+    pub seen_in: Vec<SeenIn>,
+    /// The broker's own figures of the flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub broker: Option<Figures>,
+    /// Reported by no one but inferred from a broker's counters.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub inferred: bool,
+    /// The routing or binding key (or filter subject) the broker reports for the flow.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+}
+
+impl Edge {
+    /// Seen only in a broker's state: no traced message took it in the window.
+    pub fn broker_only(&self) -> bool {
+        !self.seen_in.contains(&SeenIn::Traces)
+    }
+}
+
+impl Node {
+    pub fn broker_only(&self) -> bool {
+        !self.seen_in.contains(&SeenIn::Traces)
+    }
 }
 
 /// A service -> service dependency through a destination.
@@ -99,6 +150,9 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
             namespace: n.key.namespace.clone(),
             spans: (n.key.kind == NodeKind::Service).then_some(n.spans),
             span_errors: (n.key.kind == NodeKind::Service).then_some(n.errors),
+            seen_in: vec![SeenIn::Traces],
+            entity: (n.key.kind == NodeKind::Destination).then_some(None),
+            broker: None,
         })
         .collect();
     let mut edges = Vec::new();
@@ -124,9 +178,15 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
                 first_seen_unix_nanos: row.first_seen_unix_nanos,
                 last_seen_unix_nanos: row.last_seen_unix_nanos,
                 instances: (row.kind == EdgeKind::Consume).then_some(row.instances),
+                seen_in: vec![SeenIn::Traces],
+                broker: None,
+                inferred: false,
+                key: None,
             });
         }
     }
+    let mut nodes = nodes;
+    super::brokers::merge(&mut nodes, &mut edges, &rows.brokers);
     edges.sort_by(|a, b| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind)));
     let inferred = infer_dependencies(&edges, &dependencies);
     dependencies.extend(inferred);

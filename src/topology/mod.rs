@@ -1,8 +1,9 @@
 //! The topology: services, destinations and external peers with their edges over a window,
 //! built as a petgraph graph, plus the named patterns found in it. Pure: no SQL, no async.
 
+pub mod brokers;
 pub mod build;
 pub mod detect;
 
-pub use build::{build, Dependency, Edge, Node, Topology};
+pub use build::{build, Dependency, Edge, Node, SeenIn, Topology};
 pub use detect::Finding;

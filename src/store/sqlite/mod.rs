@@ -5,6 +5,7 @@
 mod accumulate;
 mod backlog;
 mod block;
+mod brokers;
 mod checkpoint;
 mod memory;
 pub use checkpoint::{start as start_checkpointer, Checkpointer};
@@ -22,7 +23,8 @@ use super::interface::{Pending, Room, StoreStats, TopologyReads, TraceReads, Wri
 use super::{StoreConfig, StoreError};
 use crate::mailbox::{bounded, SendTimeoutError, Sender, TrySendError};
 use crate::model::{
-    LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId, TraceQuery, TraceSearch,
+    Figures, LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId, TraceQuery,
+    TraceSearch,
 };
 use crate::priority::Priority;
 use rusqlite::{Connection, OpenFlags};
@@ -168,7 +170,19 @@ impl Writes for SqliteStore {
 
 impl TopologyReads for SqliteStore {
     fn topology(&self, window: TimeWindow) -> Result<TopologyRows, StoreError> {
-        self.read(|c| reader::topology(c, window))
+        self.read(|c| {
+            let mut rows = reader::topology(c, window)?;
+            rows.brokers = brokers::latest(c, window)?;
+            Ok(rows)
+        })
+    }
+
+    fn broker_history(
+        &self,
+        node_id: &str,
+        window: TimeWindow,
+    ) -> Result<BTreeMap<i64, Figures>, StoreError> {
+        self.read(|c| brokers::history(c, node_id, window))
     }
 
     fn node_minutes(

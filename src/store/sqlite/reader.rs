@@ -106,7 +106,11 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
         });
     }
     nodes.sort_by(|a, b| a.key.id.cmp(&b.key.id));
-    Ok(TopologyRows { nodes, edges })
+    Ok(TopologyRows {
+        nodes,
+        edges,
+        brokers: Vec::new(),
+    })
 }
 
 /// The summary of a trace from its records (no JSON parsed but the links of consumes).

@@ -68,6 +68,8 @@ pub fn run(
         "DELETE FROM edge_minutes WHERE minute < ?1",
         "DELETE FROM service_minutes WHERE minute < ?1",
         "DELETE FROM consumer_instances WHERE minute < ?1",
+        "DELETE FROM broker_snapshots WHERE minute < ?1",
+        "DELETE FROM broker_figures WHERE minute < ?1",
     ] {
         conn.execute(sql, params![minute])?;
     }

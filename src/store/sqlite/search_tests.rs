@@ -317,11 +317,13 @@ fn results_stay_right_after_retention_deletes_blocks() {
     store.shutdown();
 }
 
-/// Turns a file written by this build back into schema v1: blocks without an index.
+/// Turns a file written by this build back into schema v1: blocks without an index (and
+/// without the later versions' tables).
 fn downgrade_to_v1(dir: &tempfile::TempDir) {
     let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
     conn.execute_batch(
-        "DROP TRIGGER blocks_index_gone; DROP TABLE block_postings; DROP TABLE block_blooms;
+        "DROP TABLE broker_snapshots; DROP TABLE broker_figures;
+         DROP TRIGGER blocks_index_gone; DROP TABLE block_postings; DROP TABLE block_blooms;
          DROP INDEX blocks_by_range;
          CREATE INDEX blocks_by_end ON blocks(max_start_unix_nanos, span_count);
          DELETE FROM meta WHERE key = 'postings_from'; PRAGMA user_version = 1;",

@@ -317,6 +317,10 @@ impl Writer {
                     &mut self.last_block,
                     spans,
                 )?,
+                WriteBatch::BrokerState(snapshot) => {
+                    super::brokers::write(&tx, snapshot)?;
+                    WriteOutcome::default()
+                }
             };
             outcomes.push(outcome);
         }

@@ -16,6 +16,7 @@ impl Detector for DeadEnd {
         let flows = Flows::of(topo);
         let fed = flows.publishers.keys().chain(flows.routes_in.keys());
         let mut out: Vec<Finding> = fed
+            .filter(|d| flows.is_fed(d))
             .filter(|d| !flows.consumers.contains_key(*d) && !flows.routes_out.contains_key(*d))
             .map(|d| {
                 let pubs: Vec<&str> = flows

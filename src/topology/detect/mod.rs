@@ -2,9 +2,11 @@
 //! findings), and each finding a one-sentence `description` of this instance.
 
 mod action_response;
+mod backlog;
 mod broadcast;
 mod cycle;
 mod dead_end;
+mod dead_letter;
 mod idle_subscriber;
 mod work_queue;
 
@@ -15,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
-    /// `broadcast`, `work_queue`, `action_response`, `dead_end`, `idle_subscriber`, `cycle`.
+    /// `broadcast`, `work_queue`, `action_response`, `dead_end`, `idle_subscriber`, `cycle`,
+    /// and from broker state `backlog` and `dead_letter`.
     pub pattern: &'static str,
     /// Node ids involved, the main one first.
     pub nodes: Vec<String>,
@@ -37,6 +40,8 @@ pub fn detectors() -> Vec<Box<dyn Detector>> {
         Box::new(dead_end::DeadEnd),
         Box::new(idle_subscriber::IdleSubscriber),
         Box::new(cycle::Cycle),
+        Box::new(backlog::Backlog),
+        Box::new(dead_letter::DeadLetter),
     ]
 }
 
@@ -49,14 +54,22 @@ fn name<'a>(topo: &'a Topology, id: &'a str) -> &'a str {
     topo.node(id).map(|n| n.name.as_str()).unwrap_or(id)
 }
 
-/// Per destination: its publishing services, consuming services, and routes in and out.
+/// Per destination: its publishing services, consuming services (traced, or subscribed in a
+/// broker's state), and routes in and out (traced, or a broker's bindings).
 #[derive(Default)]
 struct Flows<'a> {
     publishers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     consumers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     routes_out: BTreeMap<&'a str, BTreeSet<&'a str>>,
     routes_in: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Destinations a traced message was routed into.
+    traced_routes_in: BTreeSet<&'a str>,
+    /// Destinations whose broker reports messages coming in or going out.
+    broker_traffic: BTreeSet<&'a str>,
 }
+
+/// Routes followed back at most when asking whether anything reaches a destination.
+const ROUTE_DEPTH: usize = 8;
 
 impl<'a> Flows<'a> {
     fn of(topo: &'a Topology) -> Flows<'a> {
@@ -72,8 +85,20 @@ impl<'a> Flows<'a> {
                 EdgeKind::Route => {
                     f.routes_out.entry(&e.from).or_default().insert(&e.to);
                     f.routes_in.entry(&e.to).or_default().insert(&e.from);
+                    if !e.broker_only() {
+                        f.traced_routes_in.insert(&e.to);
+                    }
                 }
-                EdgeKind::Call | EdgeKind::Dependency => {}
+                EdgeKind::Call | EdgeKind::Dependency | EdgeKind::DeadLetter => {}
+            }
+        }
+        for n in &topo.nodes {
+            let moving = |rate: Option<f64>| rate.is_some_and(|r| r > 0.0);
+            if n.broker
+                .as_ref()
+                .is_some_and(|b| moving(b.publish_rate) || moving(b.deliver_rate))
+            {
+                f.broker_traffic.insert(&n.id);
             }
         }
         f
@@ -88,8 +113,22 @@ impl<'a> Flows<'a> {
         out
     }
 
+    /// Whether anything reaches `dest` in the window: a publisher, a traced route, traffic its
+    /// broker reports, or a binding from a destination that something reaches. A binding alone
+    /// carries nothing.
     fn is_fed(&self, dest: &str) -> bool {
-        self.publishers.contains_key(dest) || self.routes_in.contains_key(dest)
+        self.fed_within(dest, ROUTE_DEPTH)
+    }
+
+    fn fed_within(&self, dest: &str, depth: usize) -> bool {
+        self.publishers.contains_key(dest)
+            || self.traced_routes_in.contains(dest)
+            || self.broker_traffic.contains(dest)
+            || (depth > 0
+                && self
+                    .routes_in
+                    .get(dest)
+                    .is_some_and(|from| from.iter().any(|s| self.fed_within(s, depth - 1))))
     }
 }
 
@@ -102,8 +141,13 @@ pub(crate) mod testing {
     use crate::topology::{build, Topology};
 
     /// Builds a topology from `(from, to, kind, count)`; ids name their kind (`s:` service,
-    /// `d:` destination).
+    /// `d:` destination, or full ids: `service:x`, `destination:system:x`).
     pub fn topo(edges: &[(&str, &str, EdgeKind, i64)]) -> Topology {
+        build(rows(edges), TimeWindow::new(0, 60_000_000_000).unwrap())
+    }
+
+    /// The store rows of [`topo`], for a test to add to.
+    pub fn rows(edges: &[(&str, &str, EdgeKind, i64)]) -> TopologyRows {
         let mut ids: Vec<&str> = edges.iter().flat_map(|e| [e.0, e.1]).collect();
         ids.sort();
         ids.dedup();
@@ -111,6 +155,10 @@ pub(crate) mod testing {
             .iter()
             .map(|id| {
                 let key = match id.split_once(':') {
+                    Some(("destination", rest)) => {
+                        let (system, n) = rest.split_once(':').unwrap_or(("test", rest));
+                        NodeKey::destination(system, n)
+                    }
                     Some(("d", n)) => NodeKey {
                         id: id.to_string(),
                         ..NodeKey::destination("test", n)
@@ -144,9 +192,10 @@ pub(crate) mod testing {
                 instances: 1,
             })
             .collect();
-        build(
-            TopologyRows { nodes, edges },
-            TimeWindow::new(0, 60_000_000_000).unwrap(),
-        )
+        TopologyRows {
+            nodes,
+            edges,
+            brokers: Vec::new(),
+        }
     }
 }

@@ -1,0 +1,157 @@
+//! What a broker reports of itself at one poll (RabbitMQ's management API, NATS JetStream and
+//! its monitoring endpoints): its destinations, the services connected to it, and the flows
+//! between them, each with the broker's own figures. Plain values: discovery sources build
+//! them, the store keeps them (the latest per broker, and each destination's figures over
+//! time), and `topology` merges them with what traces show.
+//!
+//! Names are the names spans use: a RabbitMQ queue or exchange by its name (the default
+//! exchange is `""`), a JetStream stream by its name, a subject as written. Node ids follow
+//! from them as for traces (`destination:<system>:<name>`, `service:<name>`), which is what
+//! makes a destination seen in traces and in the broker one node.
+
+use serde::{Deserialize, Serialize};
+
+/// One poll of one broker.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct BrokerSnapshot {
+    /// The configured broker as shown to users: its kind and address, never credentials
+    /// (`rabbitmq 127.0.0.1:15672`).
+    pub broker: String,
+    /// The messaging system of its destinations, as spans name it (`rabbitmq`, `nats`).
+    pub system: String,
+    pub taken_unix_nanos: u64,
+    pub destinations: Vec<BrokerDestination>,
+    pub services: Vec<BrokerService>,
+    pub flows: Vec<BrokerFlow>,
+}
+
+/// What a destination is on its broker.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entity {
+    Exchange,
+    Queue,
+    Stream,
+    Subject,
+    Topic,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Exchange => "exchange",
+            Entity::Queue => "queue",
+            Entity::Stream => "stream",
+            Entity::Subject => "subject",
+            Entity::Topic => "topic",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerDestination {
+    pub name: String,
+    /// Where one broker holds several namespaces: a RabbitMQ vhost, a NATS account.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub entity: Entity,
+    /// What the broker says of its kind: an exchange's type (`topic`, `fanout`), a queue's
+    /// type and arguments, a stream's subjects and storage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(default)]
+    pub figures: Figures,
+}
+
+/// How a service's name was found in broker state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NamedBy {
+    /// The client-provided connection name (`connection_name` in RabbitMQ, the connection
+    /// name in NATS): the service's own name for itself.
+    ConnectionName,
+    /// A durable JetStream consumer's name.
+    Durable,
+    /// A connection with no name: `user (product)`; shown as an external node, never named by
+    /// an ephemeral port.
+    UserAndProduct,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerService {
+    pub name: String,
+    pub named_by: NamedBy,
+}
+
+/// A flow the broker knows of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowKind {
+    /// Service -> destination (a channel publishing to an exchange, a stream's publisher).
+    Publish,
+    /// Destination -> service (a queue's consumer, a JetStream consumer).
+    Consume,
+    /// Destination -> destination (a binding exchange -> queue or exchange -> exchange).
+    Route,
+    /// Destination -> destination (a queue's dead-letter exchange, from its arguments or a
+    /// policy).
+    DeadLetter,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BrokerFlow {
+    pub kind: FlowKind,
+    /// A service name (publish) or a destination name (the others).
+    pub from: String,
+    /// A destination name, or a service name (consume).
+    pub to: String,
+    /// The routing or binding key, or a consumer's filter subject.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Not reported by the broker but inferred (a publisher found by matching a channel's
+    /// publish counter with an exchange's incoming counter across polls).
+    #[serde(default)]
+    pub inferred: bool,
+    #[serde(default)]
+    pub figures: Figures,
+}
+
+/// A broker's own figures for a destination or a flow, under the names the API shows. Rates
+/// are per second, as the broker computed them; counts are what it held at the poll.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Figures {
+    /// Messages ready for delivery.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub depth: Option<u64>,
+    /// Delivered, not yet acknowledged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unacked: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub publish_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deliver_rate: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redeliver_rate: Option<f64>,
+    /// JetStream consumers: messages not yet delivered to the consumer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending: Option<u64>,
+    /// JetStream consumers: delivered, waiting for their ack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ack_pending: Option<u64>,
+    /// JetStream consumers: messages delivered more than once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redelivered: Option<u64>,
+    /// Streams: messages and bytes stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes: Option<u64>,
+}
+
+impl Figures {
+    pub fn is_empty(&self) -> bool {
+        *self == Figures::default()
+    }
+}

@@ -1,0 +1,131 @@
+//! Broker snapshots (discovery) in the SQLite file: written by the writer, one per broker and
+//! minute, with each destination's and flow's figures kept apart for their history.
+
+use crate::model::broker::{BrokerFlow, FlowKind};
+use crate::model::window::unix_minute;
+use crate::model::{BrokerSnapshot, Figures, NodeKey, TimeWindow};
+use crate::store::StoreError;
+use rusqlite::{params, Connection, Transaction};
+use std::collections::BTreeMap;
+
+/// The key of a flow's figures: `from>to>kind`, by node ids.
+pub fn flow_key(snapshot: &BrokerSnapshot, flow: &BrokerFlow) -> String {
+    let (from, to) = flow_nodes(snapshot, flow);
+    format!("{from}>{to}>{}", flow_kind(flow.kind))
+}
+
+fn flow_kind(kind: FlowKind) -> &'static str {
+    match kind {
+        FlowKind::Publish => "publish",
+        FlowKind::Consume => "consume",
+        FlowKind::Route => "route",
+        FlowKind::DeadLetter => "dead_letter",
+    }
+}
+
+/// The node ids a flow joins.
+pub fn flow_nodes(snapshot: &BrokerSnapshot, flow: &BrokerFlow) -> (String, String) {
+    let dest = |name: &str| NodeKey::destination(&snapshot.system, name).id;
+    let service = |name: &str| service_id(snapshot, name);
+    match flow.kind {
+        FlowKind::Publish => (service(&flow.from), dest(&flow.to)),
+        FlowKind::Consume => (dest(&flow.from), service(&flow.to)),
+        FlowKind::Route | FlowKind::DeadLetter => (dest(&flow.from), dest(&flow.to)),
+    }
+}
+
+/// A service's node id: a service, or an external peer when the broker could not name it.
+pub fn service_id(snapshot: &BrokerSnapshot, name: &str) -> String {
+    let unnamed = snapshot
+        .services
+        .iter()
+        .any(|s| s.name == name && s.named_by == crate::model::broker::NamedBy::UserAndProduct);
+    if unnamed {
+        NodeKey::external(name, None).id
+    } else {
+        NodeKey::service(name, None).id
+    }
+}
+
+/// JSON for a column (serde_json fails only on maps with non-string keys, which these types
+/// do not have; an error still rolls the transaction back instead of storing half).
+fn json<T: serde::Serialize>(value: &T) -> rusqlite::Result<String> {
+    serde_json::to_string(value).map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))
+}
+
+/// Stores one snapshot (in the writer's transaction).
+pub fn write(tx: &Transaction<'_>, snapshot: &BrokerSnapshot) -> rusqlite::Result<()> {
+    let minute = unix_minute(snapshot.taken_unix_nanos);
+    let data = json(snapshot)?;
+    tx.prepare_cached(
+        "INSERT OR REPLACE INTO broker_snapshots (broker, minute, taken_unix_nanos, data) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        snapshot.broker,
+        minute,
+        i64::try_from(snapshot.taken_unix_nanos).unwrap_or(i64::MAX),
+        data
+    ])?;
+    let mut figures = tx.prepare_cached(
+        "INSERT OR REPLACE INTO broker_figures (node, minute, broker, figures) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut put = |node: String, f: &Figures| -> rusqlite::Result<()> {
+        if !f.is_empty() {
+            figures.execute(params![node, minute, snapshot.broker, json(f)?])?;
+        }
+        Ok(())
+    };
+    for d in &snapshot.destinations {
+        put(
+            NodeKey::destination(&snapshot.system, &d.name).id,
+            &d.figures,
+        )?;
+    }
+    for flow in &snapshot.flows {
+        put(flow_key(snapshot, flow), &flow.figures)?;
+    }
+    Ok(())
+}
+
+/// Each broker's newest snapshot within the window.
+pub fn latest(conn: &Connection, window: TimeWindow) -> Result<Vec<BrokerSnapshot>, StoreError> {
+    let (first, last) = window.minutes();
+    let mut stmt = conn.prepare_cached(
+        "SELECT data FROM broker_snapshots AS s WHERE minute = (
+             SELECT MAX(minute) FROM broker_snapshots WHERE broker = s.broker AND minute BETWEEN ?1 AND ?2)
+         ORDER BY broker",
+    )?;
+    let rows = stmt.query_map(params![first, last], |r| r.get::<_, String>(0))?;
+    let mut out = Vec::new();
+    for data in rows {
+        // A row this build cannot read (written by another version) is skipped, not fatal.
+        if let Ok(s) = serde_json::from_str::<BrokerSnapshot>(&data?) {
+            out.push(s);
+        }
+    }
+    Ok(out)
+}
+
+/// One node's (or flow's) broker figures per minute of the window, newest poll of each minute
+/// (several brokers reporting one node: the first by name).
+pub fn history(
+    conn: &Connection,
+    node: &str,
+    window: TimeWindow,
+) -> Result<BTreeMap<i64, Figures>, StoreError> {
+    let (first, last) = window.minutes();
+    let mut stmt = conn.prepare_cached(
+        "SELECT minute, figures FROM broker_figures WHERE node = ?1 AND minute BETWEEN ?2 AND ?3 ORDER BY minute, broker DESC",
+    )?;
+    let rows = stmt.query_map(params![node, first, last], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })?;
+    let mut out = BTreeMap::new();
+    for row in rows {
+        let (minute, json) = row?;
+        if let Ok(f) = serde_json::from_str::<Figures>(&json) {
+            out.insert(minute, f);
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,307 @@
+//! Merges what brokers report (their newest snapshot in the window) with what traces show:
+//! one node per real thing. A destination or flow seen in both keeps its traced statistics
+//! and gains the broker's figures; one seen only by a broker is added with no traced
+//! traffic. Every node and edge says where it was seen.
+
+use super::build::{Edge, Latency, Node, SeenIn};
+use crate::model::broker::{BrokerSnapshot, FlowKind, NamedBy};
+use crate::model::{EdgeKind, Figures, NodeKey, NodeKind};
+use std::collections::HashMap;
+
+/// Adds the snapshots' destinations, services and flows to the traced nodes and edges.
+pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[BrokerSnapshot]) {
+    let mut node_at: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.id.clone(), i))
+        .collect();
+    let mut edge_at: HashMap<(String, String, EdgeKind), usize> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((e.from.clone(), e.to.clone(), e.kind), i))
+        .collect();
+    for snap in snapshots {
+        for d in &snap.destinations {
+            let key = NodeKey::destination(&snap.system, &d.name);
+            let i = node(nodes, &mut node_at, key);
+            let n = &mut nodes[i];
+            n.entity = Some(Some(d.entity));
+            n.broker = Some(merged(n.broker.take(), &d.figures));
+            seen(&mut n.seen_in, SeenIn::Broker);
+        }
+        let unnamed = |name: &str| {
+            snap.services
+                .iter()
+                .any(|s| s.name == name && s.named_by == NamedBy::UserAndProduct)
+        };
+        let service_key = |name: &str| {
+            if unnamed(name) {
+                NodeKey::external(name, None)
+            } else {
+                NodeKey::service(name, None)
+            }
+        };
+        for s in &snap.services {
+            let i = node(nodes, &mut node_at, service_key(&s.name));
+            seen(&mut nodes[i].seen_in, SeenIn::Broker);
+        }
+        for f in &snap.flows {
+            let dest = |name: &str| NodeKey::destination(&snap.system, name);
+            let (from, to, kind) = match f.kind {
+                FlowKind::Publish => (service_key(&f.from), dest(&f.to), EdgeKind::Publish),
+                FlowKind::Consume => (dest(&f.from), service_key(&f.to), EdgeKind::Consume),
+                FlowKind::Route => (dest(&f.from), dest(&f.to), EdgeKind::Route),
+                FlowKind::DeadLetter => (dest(&f.from), dest(&f.to), EdgeKind::DeadLetter),
+            };
+            let (from_i, to_i) = (
+                node(nodes, &mut node_at, from),
+                node(nodes, &mut node_at, to),
+            );
+            for i in [from_i, to_i] {
+                // A flow's ends are known to the broker even when it listed them nowhere else.
+                seen(&mut nodes[i].seen_in, SeenIn::Broker);
+            }
+            let k = (nodes[from_i].id.clone(), nodes[to_i].id.clone(), kind);
+            let i = *edge_at.entry(k.clone()).or_insert_with(|| {
+                edges.push(broker_edge(k.0, k.1, kind));
+                edges.len() - 1
+            });
+            let e = &mut edges[i];
+            seen(&mut e.seen_in, SeenIn::Broker);
+            e.broker = Some(merged(e.broker.take(), &f.figures));
+            e.inferred |= f.inferred;
+            if e.key.is_none() {
+                e.key.clone_from(&f.key);
+            }
+        }
+    }
+}
+
+fn seen(list: &mut Vec<SeenIn>, source: SeenIn) {
+    if !list.contains(&source) {
+        list.push(source);
+        list.sort();
+    }
+}
+
+/// The node with this key, added (seen by no trace) if missing.
+fn node(nodes: &mut Vec<Node>, at: &mut HashMap<String, usize>, key: NodeKey) -> usize {
+    if let Some(&i) = at.get(&key.id) {
+        return i;
+    }
+    nodes.push(Node {
+        id: key.id.clone(),
+        kind: key.kind,
+        name: key.name,
+        system: key.system,
+        namespace: key.namespace,
+        spans: (key.kind == NodeKind::Service).then_some(0),
+        span_errors: (key.kind == NodeKind::Service).then_some(0),
+        seen_in: Vec::new(),
+        entity: (key.kind == NodeKind::Destination).then_some(None),
+        broker: None,
+    });
+    at.insert(key.id, nodes.len() - 1);
+    nodes.len() - 1
+}
+
+fn broker_edge(from: String, to: String, kind: EdgeKind) -> Edge {
+    Edge {
+        from,
+        to,
+        kind,
+        count: 0,
+        errors: 0,
+        rate_per_sec: 0.0,
+        latency: Latency::default(),
+        first_seen_unix_nanos: 0,
+        last_seen_unix_nanos: 0,
+        instances: None,
+        seen_in: Vec::new(),
+        broker: None,
+        inferred: false,
+        key: None,
+    }
+}
+
+/// Two brokers reporting one thing (a queue mirrored in two polls of one window): the figures
+/// of the later one, each missing figure filled from the earlier.
+fn merged(earlier: Option<Figures>, later: &Figures) -> Figures {
+    let Some(e) = earlier else {
+        return later.clone();
+    };
+    Figures {
+        depth: later.depth.or(e.depth),
+        unacked: later.unacked.or(e.unacked),
+        consumers: later.consumers.or(e.consumers),
+        publish_rate: later.publish_rate.or(e.publish_rate),
+        deliver_rate: later.deliver_rate.or(e.deliver_rate),
+        redeliver_rate: later.redeliver_rate.or(e.redeliver_rate),
+        pending: later.pending.or(e.pending),
+        ack_pending: later.ack_pending.or(e.ack_pending),
+        redelivered: later.redelivered.or(e.redelivered),
+        messages: later.messages.or(e.messages),
+        bytes: later.bytes.or(e.bytes),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::model::broker::{BrokerDestination, BrokerFlow, BrokerService};
+    use crate::model::broker::{BrokerSnapshot, Entity, FlowKind, NamedBy};
+    use crate::model::{EdgeKind, Figures, TimeWindow};
+    use crate::topology::{build, SeenIn};
+
+    fn dest(name: &str, entity: Entity, depth: Option<u64>) -> BrokerDestination {
+        BrokerDestination {
+            name: name.into(),
+            namespace: Some("/".into()),
+            entity,
+            detail: None,
+            figures: Figures {
+                depth,
+                ..Figures::default()
+            },
+        }
+    }
+
+    fn flow(kind: FlowKind, from: &str, to: &str) -> BrokerFlow {
+        BrokerFlow {
+            kind,
+            from: from.into(),
+            to: to.into(),
+            key: Some("order.*".into()),
+            inferred: false,
+            figures: Figures::default(),
+        }
+    }
+
+    /// Traces saw `orders` publish to exchange `shop`; the broker knows the bindings, the
+    /// queues, a consumer nobody traced and where rejected messages go.
+    fn snapshot() -> BrokerSnapshot {
+        BrokerSnapshot {
+            broker: "rabbitmq 127.0.0.1:15672".into(),
+            system: "rabbitmq".into(),
+            taken_unix_nanos: 1,
+            destinations: vec![
+                dest("shop", Entity::Exchange, None),
+                dest("billing", Entity::Queue, Some(3)),
+                dest("billing.dlq", Entity::Queue, Some(0)),
+            ],
+            services: vec![
+                BrokerService {
+                    name: "billing".into(),
+                    named_by: NamedBy::ConnectionName,
+                },
+                BrokerService {
+                    name: "guest (pika)".into(),
+                    named_by: NamedBy::UserAndProduct,
+                },
+            ],
+            flows: vec![
+                flow(FlowKind::Route, "shop", "billing"),
+                flow(FlowKind::Consume, "billing", "billing"),
+                flow(FlowKind::Consume, "billing", "guest (pika)"),
+                flow(FlowKind::DeadLetter, "billing", "billing.dlq"),
+            ],
+        }
+    }
+
+    #[test]
+    fn one_node_per_real_thing_each_saying_where_it_was_seen() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let mut rows = crate::topology::detect::testing::rows(&[(
+            "service:orders",
+            "destination:rabbitmq:shop",
+            EdgeKind::Publish,
+            4,
+        )]);
+        rows.brokers = vec![snapshot()];
+        let t = build(rows, window);
+        let node = |id: &str| t.node(id).unwrap_or_else(|| panic!("no node {id}"));
+        let shop = node("destination:rabbitmq:shop");
+        assert_eq!(shop.seen_in, vec![SeenIn::Traces, SeenIn::Broker]);
+        assert_eq!(shop.entity, Some(Some(Entity::Exchange)));
+        let queue = node("destination:rabbitmq:billing");
+        assert_eq!(queue.seen_in, vec![SeenIn::Broker]);
+        assert_eq!(queue.broker.as_ref().and_then(|b| b.depth), Some(3));
+        assert_eq!(node("service:orders").seen_in, vec![SeenIn::Traces]);
+        assert_eq!(node("service:billing").seen_in, vec![SeenIn::Broker]);
+        assert_eq!(node("external:guest (pika)").seen_in, vec![SeenIn::Broker]);
+        let edge = |from: &str, to: &str, kind| {
+            t.edges
+                .iter()
+                .find(|e| e.from == from && e.to == to && e.kind == kind)
+                .unwrap_or_else(|| panic!("no edge {from} -> {to}"))
+        };
+        let route = edge(
+            "destination:rabbitmq:shop",
+            "destination:rabbitmq:billing",
+            EdgeKind::Route,
+        );
+        assert!(route.broker_only());
+        assert_eq!((route.count, route.key.as_deref()), (0, Some("order.*")));
+        assert!(!edge(
+            "service:orders",
+            "destination:rabbitmq:shop",
+            EdgeKind::Publish
+        )
+        .broker_only());
+        edge(
+            "destination:rabbitmq:billing",
+            "destination:rabbitmq:billing.dlq",
+            EdgeKind::DeadLetter,
+        );
+        // The traced publish reaches the queue through the binding: a dependency is inferred.
+        assert!(t
+            .dependencies
+            .iter()
+            .any(|d| d.from == "service:orders" && d.to == "service:billing" && d.count.is_none()));
+        let patterns: Vec<&str> = t.findings.iter().map(|f| f.pattern).collect();
+        assert!(patterns.contains(&"dead_letter"), "{patterns:?}");
+        assert!(
+            !patterns.contains(&"idle_subscriber"),
+            "the queue is fed: {patterns:?}"
+        );
+        let json = serde_json::to_value(&t).unwrap();
+        let nodes = json["nodes"].as_array().unwrap();
+        let exported = |id: &str| nodes.iter().find(|n| n["id"] == id).unwrap().clone();
+        assert_eq!(exported("destination:rabbitmq:billing")["entity"], "queue");
+        assert_eq!(
+            exported("destination:rabbitmq:billing")["broker"]["depth"],
+            3
+        );
+        assert_eq!(
+            exported("service:orders")["seen_in"],
+            serde_json::json!(["traces"])
+        );
+        assert!(exported("service:orders").get("entity").is_none());
+    }
+
+    #[test]
+    fn a_subscriber_whose_binding_carries_nothing_is_idle() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let mut rows = crate::topology::detect::testing::rows(&[]);
+        rows.brokers = vec![snapshot()];
+        let t = build(rows, window);
+        let idle: Vec<&Vec<String>> = t
+            .findings
+            .iter()
+            .filter(|f| f.pattern == "idle_subscriber")
+            .map(|f| &f.nodes)
+            .collect();
+        assert!(
+            idle.iter()
+                .any(|n| n[0] == "service:billing" && n[1] == "destination:rabbitmq:billing"),
+            "{:?}",
+            t.findings
+        );
+        // Once the broker reports messages coming in, it is not idle.
+        let mut rows = crate::topology::detect::testing::rows(&[]);
+        let mut snap = snapshot();
+        snap.destinations[1].figures.publish_rate = Some(2.0);
+        rows.brokers = vec![snap];
+        let t = build(rows, window);
+        assert!(!t.findings.iter().any(|f| f.pattern == "idle_subscriber"));
+    }
+}
