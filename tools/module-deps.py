@@ -4,7 +4,8 @@ lines and in code, tests left out), and reports cycles. docs/ARCHITECTURE.md's m
 is its output.
 
     python3 tools/module-deps.py          # the map, as a Markdown table
-    python3 tools/module-deps.py --check  # exit 1 if two modules import each other
+    python3 tools/module-deps.py --check  # exit 1 if two modules import each other, or if
+                                          # docs/ARCHITECTURE.md's map is not this one
 A module is a top-level folder or file of src/, except in broker/ and web/, where each
 sub-folder or file is a module of its own (broker/server, web/api, web/pages, ...).
 """
@@ -99,17 +100,40 @@ def cycles(graph):
     return [(a, b) for a in sorted(graph) for b in sorted(graph[a]) if a < b and a in graph.get(b, ())]
 
 
+DOC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "ARCHITECTURE.md")
+BEGIN, END = "<!-- module-deps: begin -->", "<!-- module-deps: end -->"
+
+
+def table(graph):
+    lines = ["| module | imports |", "|---|---|"]
+    for mod in sorted(graph):
+        lines.append(f"| {mod} | {', '.join(sorted(graph[mod])) or '(nothing)'} |")
+    return "\n".join(lines)
+
+
 def main():
     graph = deps()
     if "--check" in sys.argv:
         found = cycles(graph)
         for a, b in found:
             print(f"cycle: {a} <-> {b}")
-        sys.exit(1 if found else 0)
-    print("| module | imports |")
-    print("|---|---|")
-    for mod in sorted(graph):
-        print(f"| {mod} | {', '.join(sorted(graph[mod])) or '(nothing)'} |")
+        doc = open(DOC, encoding="utf-8").read()
+        start, end = doc.find(BEGIN), doc.find(END)
+        current = doc[start + len(BEGIN):end].strip() if 0 <= start < end else None
+        stale = current != table(graph)
+        if stale:
+            print("docs/ARCHITECTURE.md's module map is not the modules' imports: "
+                  "run python3 tools/module-deps.py --write")
+        sys.exit(1 if found or stale else 0)
+    if "--write" in sys.argv:
+        doc = open(DOC, encoding="utf-8").read()
+        start, end = doc.find(BEGIN), doc.find(END)
+        if not 0 <= start < end:
+            sys.exit(f"no {BEGIN} ... {END} in docs/ARCHITECTURE.md")
+        doc = doc[: start + len(BEGIN)] + "\n" + table(graph) + "\n" + doc[end:]
+        open(DOC, "w", encoding="utf-8").write(doc)
+        return
+    print(table(graph))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@
 //! reconnects (`retry`), so an open page never holds a staged shutdown for long.
 
 use crate::api::Stored;
-use crate::web::AppState;
+use crate::web::state::AppState;
 use actix_web::http::header;
 use actix_web::web::{self, Bytes};
 use actix_web::HttpResponse;

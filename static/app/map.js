@@ -51,6 +51,12 @@
   // ---- graph elements ----
   // Destinations are styled by broker system: one colour per system, named under the node.
   var PALETTE = ["#0f8a6c", "#b5651d", "#7b4fd0", "#c2418b", "#1f7fb3", "#6f8f1f", "#a83e3e", "#3d6f8f"];
+  // Where a node or edge was seen: "traces", "broker" or "both" (older answers: traces).
+  function seenIn(x) {
+    var s = x.seen_in || ["traces"];
+    return s.indexOf("traces") >= 0 ? (s.indexOf("broker") >= 0 ? "both" : "traces") : "broker";
+  }
+
   function elements(topo) {
     var out = [];
     var systems = topo.nodes.map(function (n) { return n.kind === "destination" ? n.system || "" : null; })
@@ -62,6 +68,7 @@
         id: n.id, label: n.kind === "destination" && n.system ? label + "\n" + truncate(n.system, 28) : label,
         name: n.name, kind: n.kind, system: n.system || "", color: color,
         namespace: n.namespace || "", spans: n.spans, span_errors: n.span_errors || 0,
+        seen: seenIn(n), entity: n.entity || "",
         w: Math.max(54, Math.max(label.length, n.kind === "destination" ? truncate(n.system || "", 28).length : 0) * 7 + 22)
       } });
     });
@@ -70,7 +77,7 @@
       var width = 1.5 + 6.5 * Math.log1p(e.rate_per_sec || 0) / Math.log1p(maxRate);
       out.push({ group: "edges", data: {
         id: "edge:" + e.from + "\u0001" + e.to + "\u0001" + e.kind, index: i, source: e.from, target: e.to, kind: e.kind, count: e.count,
-        errors: e.errors, rate: e.rate_per_sec, width: width
+        errors: e.errors, rate: e.rate_per_sec, width: width, seen: seenIn(e)
       } });
     });
     return out;
@@ -105,6 +112,10 @@
       { selector: "edge[kind = 'publish']", style: { "line-color": css("--publish"), "target-arrow-color": css("--publish") } },
       { selector: "edge[kind = 'route']", style: { "line-style": "dashed" } },
       { selector: "edge[kind = 'call']", style: { "line-style": "dotted" } },
+      // Only a broker reported it: dashed. Dead-letter flows: their own colour.
+      { selector: "node[seen = 'broker']", style: { "border-style": "dashed", "border-width": 1.5 } },
+      { selector: "edge[seen = 'broker']", style: { "line-style": "dashed", "opacity": 0.6 } },
+      { selector: "edge[kind = 'dead_letter']", style: { "line-style": "dashed", "line-color": css("--error"), "target-arrow-color": css("--error") } },
       { selector: "edge[errors > 0]", style: { "line-color": css("--error"), "target-arrow-color": css("--error") } },
       { selector: ":selected", style: { "border-width": 3, "border-color": css("--accent"), "line-color": css("--accent"), "target-arrow-color": css("--accent"), "opacity": 1 } },
       { selector: ".faded", style: { "opacity": 0.15 } },

@@ -5,7 +5,7 @@ use super::window::{PageWindow, WindowQuery};
 use crate::topology::Topology;
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
-use crate::web::AppState;
+use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 

@@ -10,7 +10,7 @@ use crate::percent;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
 use crate::web::render::{render, PageError};
-use crate::web::AppState;
+use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 

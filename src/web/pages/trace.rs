@@ -3,7 +3,7 @@
 use super::waterfall::{self, Waterfall};
 use crate::model::TraceId;
 use crate::web::render::{render, PageError};
-use crate::web::AppState;
+use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 
