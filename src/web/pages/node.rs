@@ -42,7 +42,13 @@ pub struct NodePage {
     pub upstream: Vec<EdgeItem>,
     pub downstream: Vec<EdgeItem>,
     pub findings: Vec<String>,
+    /// Where the node was seen: `traces`, `broker`, or both.
+    pub seen_in: String,
+    /// What the broker says a destination is (empty when no broker reported it).
+    pub entity: String,
     pub sparks: Vec<super::sparkline::Spark>,
+    /// The figures its broker reported, over the window (discovered brokers).
+    pub broker_sparks: Vec<super::sparkline::Spark>,
     pub traces: Vec<TraceItem>,
     pub traces_href: String,
     /// Embedded-broker destinations only: the broker's live state of this destination.
@@ -156,6 +162,16 @@ impl NodePage {
             system: node.and_then(|n| n.system.clone()).unwrap_or_default(),
             namespace: node.and_then(|n| n.namespace.clone()).unwrap_or_default(),
             seen: node.is_some(),
+            seen_in: node
+                .map(|n| {
+                    let names: Vec<&str> = n.seen_in.iter().map(|s| s.as_str()).collect();
+                    names.join(", ")
+                })
+                .unwrap_or_default(),
+            entity: node
+                .and_then(|n| n.entity.flatten())
+                .map(|e| e.as_str().to_string())
+                .unwrap_or_default(),
             traces_href: format!(
                 "/traces?{filter}={}&{}",
                 percent::encode(&name),
@@ -170,6 +186,7 @@ impl NodePage {
             downstream,
             findings,
             sparks: Vec::new(),
+            broker_sparks: Vec::new(),
             traces: Vec::new(),
             broker: None,
         }
@@ -214,11 +231,13 @@ async fn page(
                 .collect();
             let minutes = s.node_minutes(&node_id, w)?;
             let sparks = super::sparkline::sparks(&minutes, w, kind == NodeKind::Service);
-            Ok((traces, sparks))
+            let history = s.broker_history(&node_id, w)?;
+            let broker_sparks = super::sparkline::broker_sparks(&history, w);
+            Ok((traces, (sparks, broker_sparks)))
         })
         .await?;
     page.traces = traces;
-    page.sparks = sparks;
+    (page.sparks, page.broker_sparks) = sparks;
     if super::broker_state::is_broker_destination(&page.id) {
         page.broker = Some(super::broker_state::load(&state.broker, &page.name).await);
     }

@@ -2,8 +2,8 @@
 //! points of an SVG polyline (numbers only). Pure.
 
 use super::format;
-use crate::model::MinuteRow;
 use crate::model::TimeWindow;
+use crate::model::{Figures, MinuteRow};
 use std::collections::BTreeMap;
 
 pub const MAX_POINTS: usize = 60;
@@ -111,6 +111,50 @@ pub fn sparks(rows: &BTreeMap<i64, MinuteRow>, window: TimeWindow, service: bool
     ]
 }
 
+/// The figures a broker reported for a node over the window, one line per figure it reported:
+/// each bucket shows the last poll in it (depths and rates are readings, not sums).
+pub fn broker_sparks(history: &BTreeMap<i64, Figures>, window: TimeWindow) -> Vec<Spark> {
+    type Pick = fn(&Figures) -> Option<f64>;
+    let figures: [(&'static str, Pick, bool); 8] = [
+        ("Depth (ready)", |f| f.depth.map(|v| v as f64), true),
+        ("Unacked", |f| f.unacked.map(|v| v as f64), false),
+        ("Consumers", |f| f.consumers.map(|v| v as f64), false),
+        ("Published /s", |f| f.publish_rate, false),
+        ("Delivered /s", |f| f.deliver_rate, false),
+        ("Redelivered /s", |f| f.redeliver_rate, true),
+        ("Pending", |f| f.pending.map(|v| v as f64), true),
+        ("Ack pending", |f| f.ack_pending.map(|v| v as f64), false),
+    ];
+    let (first, last) = window.minutes();
+    let minutes = (last - first + 1).max(1) as usize;
+    let n = minutes.min(MAX_POINTS);
+    let mut out = Vec::new();
+    for (label, pick, bad_when_growing) in figures {
+        let mut buckets: Vec<Option<f64>> = vec![None; n];
+        for (minute, f) in history.range(first..=last) {
+            if let Some(v) = pick(f) {
+                buckets[((minute - first) as usize * n / minutes).min(n - 1)] = Some(v);
+            }
+        }
+        let Some(latest) = buckets.iter().rev().flatten().next().copied() else {
+            continue;
+        };
+        let values: Vec<f64> = buckets.iter().map(|v| v.unwrap_or(0.0)).collect();
+        let earliest = buckets.iter().flatten().next().copied().unwrap_or(latest);
+        out.push(Spark {
+            label,
+            summary: if latest.fract() == 0.0 {
+                format!("{latest:.0}")
+            } else {
+                format!("{latest:.1}")
+            },
+            points: polyline(&values),
+            bad: bad_when_growing && latest > earliest && latest > 0.0,
+        });
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -151,5 +195,27 @@ mod tests {
         assert_eq!(s[2].summary, "100 µs");
         assert_eq!(polyline(&[0.0, 1.0]), "0.0,30.0 160.0,2.0");
         assert_eq!(polyline(&[0.0]), "0.0,30.0");
+    }
+
+    #[test]
+    fn broker_figures_show_their_last_reading_and_growth() {
+        let window = TimeWindow::new(0, 10 * 60_000_000_000).unwrap();
+        let mut history = BTreeMap::new();
+        for (minute, depth) in [(0, 2), (4, 9), (9, 30)] {
+            history.insert(
+                minute,
+                Figures {
+                    depth: Some(depth),
+                    publish_rate: Some(1.5),
+                    ..Figures::default()
+                },
+            );
+        }
+        let s = broker_sparks(&history, window);
+        let labels: Vec<&str> = s.iter().map(|s| s.label).collect();
+        assert_eq!(labels, vec!["Depth (ready)", "Published /s"]);
+        assert_eq!((s[0].summary.as_str(), s[0].bad), ("30", true));
+        assert_eq!((s[1].summary.as_str(), s[1].bad), ("1.5", false));
+        assert!(broker_sparks(&BTreeMap::new(), window).is_empty());
     }
 }
