@@ -14,6 +14,7 @@ import os, re, sys
 SRC = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "src")
 SPLIT = {"broker", "web"}
 TEST_FILES = ("tests.rs", "suite.rs", "testing.rs")
+TEST_DIRS = ("suite",)
 
 
 def group(path):
@@ -70,6 +71,8 @@ def deps():
             if not f.endswith(".rs") or f in TEST_FILES or f.endswith("_tests.rs"):
                 continue
             rel = os.path.relpath(os.path.join(root, f), SRC)
+            if any(part in TEST_DIRS for part in rel.split(os.sep)[:-1]):
+                continue
             here = file_path(rel)
             if here in (["main"], ["lib"]):
                 continue

@@ -1,0 +1,282 @@
+//! The suite's checks of what a store reads back: traces, search, linking spans, node
+//! minutes, windows, broker snapshots.
+
+use super::{window, write, Harness};
+use crate::model::testing::{msg, span, T0};
+use crate::model::{
+    Link, Operation, SpanId, SpanKind, StatusCode, TimeWindow, TraceId, TraceQuery,
+};
+use crate::priority::Priority;
+use crate::store::{Room, WriteBatch};
+
+pub fn an_empty_store_answers_empty(h: &dyn Harness) {
+    let store = h.open();
+    let rows = store.topology(window()).unwrap();
+    assert!(rows.nodes.is_empty() && rows.edges.is_empty());
+    assert_eq!(store.span_count().unwrap(), 0);
+    assert!(store.trace(TraceId([1; 16])).unwrap().is_empty());
+    let found = store
+        .search_traces(&TraceQuery {
+            limit: 10,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    assert!(found.traces.is_empty() && found.complete);
+    store.shutdown();
+}
+
+pub fn a_trace_reads_back_oldest_first_across_restarts(h: &dyn Harness) {
+    let store = h.open();
+    let consume = msg(
+        span(10, 3, Some(2), "billing", SpanKind::Consumer),
+        "orders",
+        Operation::Consume,
+    );
+    let publish = msg(
+        span(10, 2, Some(1), "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let mut root = span(10, 1, None, "orders", SpanKind::Server);
+    root.status = StatusCode::Error;
+    // Three requests, children first.
+    write(&store, vec![consume]);
+    write(&store, vec![publish]);
+    write(
+        &store,
+        vec![root, span(11, 1, None, "other", SpanKind::Server)],
+    );
+    store.shutdown();
+    let store = h.open();
+    let spans = store.trace(TraceId([10; 16])).unwrap();
+    let ids: Vec<SpanId> = spans.iter().map(|s| s.span_id).collect();
+    assert_eq!(ids, vec![SpanId([1; 8]), SpanId([2; 8]), SpanId([3; 8])]);
+    assert_eq!(spans[0].status, StatusCode::Error);
+    assert_eq!(spans[1].parent_span_id, Some(SpanId([1; 8])));
+    let m = spans[2].messaging.as_ref().expect("messaging kept");
+    assert_eq!((m.destination.as_str(), m.operation), ("orders", "consume"));
+    assert_eq!(store.span_count().unwrap(), 4);
+    store.shutdown();
+}
+
+pub fn search_matches_each_filter_on_one_span(h: &dyn Harness) {
+    let store = h.open();
+    let mut failed = span(20, 1, None, "cart", SpanKind::Server);
+    failed.status = StatusCode::Error;
+    let publish = msg(
+        span(21, 1, None, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    write(
+        &store,
+        vec![failed, publish, span(22, 1, None, "cart", SpanKind::Server)],
+    );
+    let found = |q: TraceQuery| -> Vec<TraceId> {
+        let mut ids: Vec<TraceId> = store
+            .search_traces(&TraceQuery { limit: 10, ..q })
+            .unwrap()
+            .traces
+            .iter()
+            .map(|t| t.trace_id)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let by_service = found(TraceQuery {
+        service: Some("cart".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_service, vec![TraceId([20; 16]), TraceId([22; 16])]);
+    let errors = found(TraceQuery {
+        service: Some("cart".into()),
+        errors_only: true,
+        ..TraceQuery::default()
+    });
+    assert_eq!(errors, vec![TraceId([20; 16])]);
+    let by_destination = found(TraceQuery {
+        destination: Some("orders".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_destination, vec![TraceId([21; 16])]);
+    let by_operation = found(TraceQuery {
+        operation: Some("orders op".into()),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_operation, vec![TraceId([21; 16])]);
+    // Service and status must hold on one span: cart succeeded and another service failed.
+    let mut other_failed = span(23, 2, Some(1), "payments", SpanKind::Client);
+    other_failed.status = StatusCode::Error;
+    write(
+        &store,
+        vec![span(23, 1, None, "cart", SpanKind::Server), other_failed],
+    );
+    let errors = found(TraceQuery {
+        service: Some("cart".into()),
+        errors_only: true,
+        ..TraceQuery::default()
+    });
+    assert_eq!(
+        errors,
+        vec![TraceId([20; 16])],
+        "not trace 23: no failed cart span"
+    );
+    let mut tagged = span(24, 1, None, "cart", SpanKind::Server);
+    tagged.attributes = vec![("order.id".into(), serde_json::json!("A-42"))];
+    write(&store, vec![tagged]);
+    let by_attribute = found(TraceQuery {
+        attribute: Some(("order.id".into(), "A-42".into())),
+        ..TraceQuery::default()
+    });
+    assert_eq!(by_attribute, vec![TraceId([24; 16])]);
+    // Newest first, and the limit keeps the newest.
+    let newest = store
+        .search_traces(&TraceQuery {
+            service: Some("cart".into()),
+            limit: 2,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    let starts: Vec<u64> = newest.traces.iter().map(|t| t.start_unix_nanos).collect();
+    assert_eq!(starts.len(), 2);
+    assert!(starts[0] >= starts[1], "newest first: {starts:?}");
+    let outside = found(TraceQuery {
+        service: Some("cart".into()),
+        window: TimeWindow::new(T0 + 3_600_000_000_000, T0 + 7_200_000_000_000),
+        ..TraceQuery::default()
+    });
+    assert!(outside.is_empty(), "the window bounds the search");
+    store.shutdown();
+}
+
+pub fn linking_spans_are_found_from_the_linked_trace(h: &dyn Harness) {
+    let store = h.open();
+    let publish = msg(
+        span(30, 1, None, "orders", SpanKind::Producer),
+        "jobs",
+        Operation::Produce,
+    );
+    let mut batch = msg(
+        span(31, 5, None, "worker", SpanKind::Consumer),
+        "jobs",
+        Operation::Consume,
+    );
+    batch.links = vec![Link {
+        trace_id: TraceId([30; 16]),
+        span_id: SpanId([1; 8]),
+        attributes: vec![],
+    }];
+    write(&store, vec![publish]);
+    write(&store, vec![batch]);
+    let linking = store.linking_spans(TraceId([30; 16]), T0, 8).unwrap();
+    assert_eq!(linking.len(), 1);
+    assert_eq!(linking[0].trace_id, TraceId([31; 16]));
+    assert_eq!(linking[0].service, "worker");
+    assert!(store
+        .linking_spans(TraceId([31; 16]), T0, 8)
+        .unwrap()
+        .is_empty());
+    store.shutdown();
+}
+
+pub fn node_minutes_count_what_a_node_did(h: &dyn Harness) {
+    let store = h.open();
+    let mut spans = Vec::new();
+    for id in 1..=3 {
+        let mut s = span(40, id, None, "cart", SpanKind::Server);
+        if id == 3 {
+            s.status = StatusCode::Error;
+        }
+        spans.push(s);
+    }
+    write(&store, spans);
+    let minutes = store.node_minutes("service:cart", window()).unwrap();
+    let (spans, errors) = minutes
+        .values()
+        .fold((0, 0), |(n, e), m| (n + m.count, e + m.errors));
+    assert_eq!((spans, errors), (3, 1));
+    assert!(store
+        .node_minutes("service:nobody", window())
+        .unwrap()
+        .is_empty());
+    store.shutdown();
+}
+
+pub fn the_window_bounds_the_topology(h: &dyn Harness) {
+    let store = h.open();
+    write(
+        &store,
+        vec![msg(
+            span(50, 1, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        )],
+    );
+    let later = TimeWindow::new(T0 + 3_600_000_000_000, T0 + 7_200_000_000_000).unwrap();
+    let rows = store.topology(later).unwrap();
+    assert!(rows.edges.is_empty(), "nothing happened in that window");
+    assert!(!store.topology(window()).unwrap().edges.is_empty());
+    store.shutdown();
+}
+
+pub fn broker_snapshots_are_kept_per_minute_with_their_history(h: &dyn Harness) {
+    use crate::model::broker::{BrokerDestination, BrokerSnapshot, Entity};
+    use crate::model::Figures;
+    let store = h.open();
+    let snap = |minute: u64, second: u64, depth: u64| BrokerSnapshot {
+        broker: "rabbitmq 127.0.0.1:15672".into(),
+        system: "rabbitmq".into(),
+        taken_unix_nanos: T0 + minute * 60_000_000_000 + second * 1_000_000_000,
+        destinations: vec![BrokerDestination {
+            name: "billing".into(),
+            namespace: None,
+            entity: Entity::Queue,
+            detail: None,
+            figures: Figures {
+                depth: Some(depth),
+                ..Figures::default()
+            },
+        }],
+        services: vec![],
+        flows: vec![],
+    };
+    // Two polls in minute 0 (the later one stays), one in minute 2.
+    for s in [snap(0, 1, 5), snap(0, 30, 7), snap(2, 0, 9)] {
+        store
+            .write(
+                WriteBatch::BrokerState(Box::new(s)),
+                Room::Always,
+                Priority::Normal,
+            )
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+    }
+    let minute = |m: u64| T0 + m * 60_000_000_000;
+    let first = TimeWindow::new(minute(0), minute(1)).unwrap();
+    let rows = store.topology(first).unwrap();
+    assert_eq!(rows.brokers.len(), 1);
+    assert_eq!(rows.brokers[0].destinations[0].figures.depth, Some(7));
+    assert_eq!(
+        store.topology(window()).unwrap().brokers[0].destinations[0]
+            .figures
+            .depth,
+        Some(9)
+    );
+    let later = TimeWindow::new(minute(30), minute(40)).unwrap();
+    assert!(store.topology(later).unwrap().brokers.is_empty());
+    let history = store
+        .broker_history("destination:rabbitmq:billing", window())
+        .unwrap();
+    let depths: Vec<Option<u64>> = history.values().map(|f| f.depth).collect();
+    assert_eq!(depths, vec![Some(7), Some(9)]);
+    store.shutdown();
+    let store = h.open();
+    assert_eq!(
+        store.topology(first).unwrap().brokers.len(),
+        1,
+        "kept across a restart"
+    );
+    store.shutdown();
+}
