@@ -3,7 +3,7 @@
 //! and gains the broker's figures; one seen only by a broker is added with no traced
 //! traffic. Every node and edge says where it was seen.
 
-use super::build::{Edge, Latency, Node, SeenIn};
+use super::build::{Dependency, Edge, Latency, Node, SeenIn};
 use crate::model::broker::{BrokerSnapshot, FlowKind, NamedBy};
 use crate::model::{EdgeKind, Figures, NodeKey, NodeKind};
 use std::collections::HashMap;
@@ -75,6 +75,94 @@ pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[BrokerSn
             }
         }
     }
+}
+
+/// Instrumentations that read a message from a RabbitMQ queue often name the exchange it was
+/// published to as the consume's destination (pika does). With the broker's state the queue
+/// is known: a traced consume `exchange -> service` whose service consumes from exactly one
+/// queue bound to that exchange becomes `queue -> service`, with a traced route
+/// `exchange -> queue` for the same messages, and its dependencies go through the queue.
+/// Counts stay logical messages: the route counts each consumed message once.
+pub fn resolve_consumes(
+    edges: &mut Vec<Edge>,
+    dependencies: &mut [Dependency],
+    nodes: &[Node],
+    snapshots: &[BrokerSnapshot],
+) {
+    let exchanges: std::collections::HashSet<String> = snapshots
+        .iter()
+        .flat_map(|s| {
+            s.destinations
+                .iter()
+                .filter(|d| d.entity == crate::model::Entity::Exchange)
+                .map(|d| NodeKey::destination(&s.system, &d.name).id)
+        })
+        .collect();
+    if exchanges.is_empty() {
+        return;
+    }
+    let is_service = |id: &str| nodes.iter().any(|n| n.id == id);
+    let mut moves: Vec<(usize, String)> = Vec::new();
+    for (i, e) in edges.iter().enumerate() {
+        if e.kind != EdgeKind::Consume || e.broker_only() || !exchanges.contains(&e.from) {
+            continue;
+        }
+        // Queues bound to the exchange that this service consumes from (in the broker).
+        let queues: Vec<&str> = edges
+            .iter()
+            .filter(|r| r.kind == EdgeKind::Route && r.from == e.from)
+            .map(|r| r.to.as_str())
+            .filter(|q| {
+                edges.iter().any(|c| {
+                    c.kind == EdgeKind::Consume
+                        && c.from == *q
+                        && c.to == e.to
+                        && c.broker.is_some()
+                })
+            })
+            .collect();
+        if let [queue] = queues.as_slice() {
+            if is_service(&e.to) {
+                moves.push((i, queue.to_string()));
+            }
+        }
+    }
+    for (i, queue) in moves.iter().rev() {
+        let traced = edges.remove(*i);
+        for d in dependencies.iter_mut() {
+            if d.via == traced.from && d.to == traced.to {
+                d.via.clone_from(queue);
+            }
+        }
+        let exchange = traced.from.clone();
+        add_traced(edges, &traced, queue, &traced.to, EdgeKind::Consume);
+        add_traced(edges, &traced, &exchange, queue, EdgeKind::Route);
+    }
+}
+
+/// Adds a traced edge's figures to the edge `from -> to` of `kind` (which the broker reported).
+fn add_traced(edges: &mut [Edge], traced: &Edge, from: &str, to: &str, kind: EdgeKind) {
+    let Some(e) = edges
+        .iter_mut()
+        .find(|e| e.from == from && e.to == to && e.kind == kind)
+    else {
+        return;
+    };
+    e.count += traced.count;
+    e.errors += traced.errors;
+    e.rate_per_sec += traced.rate_per_sec;
+    if e.latency.samples == 0 {
+        e.latency = traced.latency.clone();
+    }
+    e.first_seen_unix_nanos = match e.first_seen_unix_nanos {
+        0 => traced.first_seen_unix_nanos,
+        t => t.min(traced.first_seen_unix_nanos),
+    };
+    e.last_seen_unix_nanos = e.last_seen_unix_nanos.max(traced.last_seen_unix_nanos);
+    if kind == EdgeKind::Consume {
+        e.instances = traced.instances;
+    }
+    seen(&mut e.seen_in, SeenIn::Traces);
 }
 
 fn seen(list: &mut Vec<SeenIn>, source: SeenIn) {
@@ -303,5 +391,71 @@ mod tests {
         rows.brokers = vec![snap];
         let t = build(rows, window);
         assert!(!t.findings.iter().any(|f| f.pattern == "idle_subscriber"));
+    }
+
+    #[test]
+    fn a_consume_named_by_its_exchange_moves_to_the_bound_queue() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let mut rows = crate::topology::detect::testing::rows(&[
+            (
+                "service:orders",
+                "destination:rabbitmq:shop",
+                EdgeKind::Publish,
+                4,
+            ),
+            (
+                "destination:rabbitmq:shop",
+                "service:billing",
+                EdgeKind::Consume,
+                4,
+            ),
+            ("service:orders", "service:billing", EdgeKind::Dependency, 4),
+        ]);
+        for e in &mut rows.edges {
+            if e.kind == EdgeKind::Dependency {
+                e.via = "destination:rabbitmq:shop".into();
+            }
+        }
+        rows.brokers = vec![snapshot()];
+        let t = build(rows, window);
+        let find = |from: &str, to: &str, kind| {
+            t.edges
+                .iter()
+                .find(|e| e.from == from && e.to == to && e.kind == kind)
+        };
+        assert!(find(
+            "destination:rabbitmq:shop",
+            "service:billing",
+            EdgeKind::Consume
+        )
+        .is_none());
+        let consume = find(
+            "destination:rabbitmq:billing",
+            "service:billing",
+            EdgeKind::Consume,
+        )
+        .expect("the queue's consume");
+        assert_eq!(consume.count, 4);
+        assert_eq!(consume.seen_in, vec![SeenIn::Traces, SeenIn::Broker]);
+        let route = find(
+            "destination:rabbitmq:shop",
+            "destination:rabbitmq:billing",
+            EdgeKind::Route,
+        )
+        .expect("the binding");
+        assert_eq!((route.count, route.seen_in.len()), (4, 2));
+        let dep = t
+            .dependencies
+            .iter()
+            .find(|d| d.from == "service:orders" && d.to == "service:billing" && d.count.is_some())
+            .expect("the traced dependency");
+        assert_eq!(dep.via, "destination:rabbitmq:billing");
+        // The unnamed pika consumer of the same queue is another service: not moved to it.
+        assert!(find(
+            "destination:rabbitmq:billing",
+            "external:guest (pika)",
+            EdgeKind::Consume
+        )
+        .is_some_and(|e| e.count == 0));
     }
 }

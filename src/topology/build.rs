@@ -187,6 +187,7 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
     }
     let mut nodes = nodes;
     super::brokers::merge(&mut nodes, &mut edges, &rows.brokers);
+    super::brokers::resolve_consumes(&mut edges, &mut dependencies, &nodes, &rows.brokers);
     edges.sort_by(|a, b| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind)));
     let inferred = infer_dependencies(&edges, &dependencies);
     dependencies.extend(inferred);
