@@ -8,9 +8,11 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
 use std::hint::black_box;
 use std::time::{Duration, Instant};
+use switchyard::model::broker::{BrokerDestination, BrokerFlow, BrokerService, BrokerSnapshot};
+use switchyard::model::broker::{Entity, FlowKind, NamedBy};
 use switchyard::model::sketch::Sketch;
 use switchyard::model::{EdgeKind, NodeKey, TimeWindow};
-use switchyard::model::{EdgeRow, NodeRow, TopologyRows};
+use switchyard::model::{EdgeRow, Figures, NodeRow, TopologyRows};
 
 /// Runs `f` repeatedly for about `budget` and returns the mean time per call.
 fn time(budget: Duration, mut f: impl FnMut()) -> Duration {
@@ -96,6 +98,74 @@ fn synthetic_topology(services: usize, destinations: usize, edges: usize) -> Top
         nodes,
         edges,
         brokers: Vec::new(),
+    }
+}
+
+/// A RabbitMQ as the issue sizes it: 2,000 queues each bound to one of 100 exchanges, 500
+/// consumers (named connections), a dead-letter queue per 20 queues, figures everywhere.
+fn large_broker() -> BrokerSnapshot {
+    let figures = Figures {
+        depth: Some(3),
+        unacked: Some(1),
+        consumers: Some(1),
+        publish_rate: Some(2.5),
+        deliver_rate: Some(2.5),
+        ..Figures::default()
+    };
+    let dest = |name: String, entity| BrokerDestination {
+        name,
+        namespace: Some("/".into()),
+        entity,
+        detail: None,
+        figures: figures.clone(),
+    };
+    let flow = |kind, from: String, to: String| BrokerFlow {
+        kind,
+        from,
+        to,
+        key: Some("k".into()),
+        inferred: false,
+        figures: figures.clone(),
+    };
+    let mut destinations: Vec<BrokerDestination> = (0..100)
+        .map(|i| dest(format!("topic-{i}"), Entity::Exchange))
+        .collect();
+    destinations.extend((0..2_000).map(|i| dest(format!("queue-{i}"), Entity::Queue)));
+    let mut flows: Vec<BrokerFlow> = (0..2_000)
+        .map(|i| {
+            flow(
+                FlowKind::Route,
+                format!("topic-{}", i % 100),
+                format!("queue-{i}"),
+            )
+        })
+        .collect();
+    flows.extend((0..500).map(|i| {
+        flow(
+            FlowKind::Consume,
+            format!("queue-{}", i * 4),
+            format!("svc-{}", i % 200),
+        )
+    }));
+    flows.extend((0..100).map(|i| {
+        flow(
+            FlowKind::DeadLetter,
+            format!("queue-{}", i * 20),
+            "topic-0".into(),
+        )
+    }));
+    BrokerSnapshot {
+        broker: "rabbitmq 127.0.0.1:15672".into(),
+        system: "kafka".into(),
+        taken_unix_nanos: 1,
+        destinations,
+        services: (0..200)
+            .map(|i| BrokerService {
+                name: format!("svc-{i}"),
+                named_by: NamedBy::ConnectionName,
+            })
+            .collect(),
+        flows,
     }
 }
 
@@ -189,6 +259,17 @@ fn main() {
         build,
         2_000,
         rows_base,
+    );
+    let mut merged_rows = rows.clone();
+    merged_rows.brokers = vec![std::sync::Arc::new(large_broker())];
+    let merged = time(budget, || {
+        black_box(switchyard::topology::build(merged_rows.clone(), window));
+    });
+    report(
+        "topology build, merged with a broker (2000 queues, 2000 bindings, 500 consumers)",
+        merged,
+        2_000,
+        build,
     );
     let topo = switchyard::topology::build(rows.clone(), window);
     let dot = time(budget, || {

@@ -34,7 +34,7 @@ pub struct TopologyRows {
     pub nodes: Vec<NodeRow>,
     pub edges: Vec<EdgeRow>,
     /// Each discovered broker's newest snapshot in the window.
-    pub brokers: Vec<super::BrokerSnapshot>,
+    pub brokers: Vec<std::sync::Arc<super::BrokerSnapshot>>,
 }
 
 /// One minute of a node's activity. `count` is spans (services) or messages published

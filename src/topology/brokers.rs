@@ -7,9 +7,10 @@ use super::build::{Dependency, Edge, Latency, Node, SeenIn};
 use crate::model::broker::{BrokerSnapshot, FlowKind, NamedBy};
 use crate::model::{EdgeKind, Figures, NodeKey, NodeKind};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 /// Adds the snapshots' destinations, services and flows to the traced nodes and edges.
-pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[BrokerSnapshot]) {
+pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<BrokerSnapshot>]) {
     let mut node_at: HashMap<String, usize> = nodes
         .iter()
         .enumerate()
@@ -87,7 +88,7 @@ pub fn resolve_consumes(
     edges: &mut Vec<Edge>,
     dependencies: &mut [Dependency],
     nodes: &[Node],
-    snapshots: &[BrokerSnapshot],
+    snapshots: &[Arc<BrokerSnapshot>],
 ) {
     let exchanges: std::collections::HashSet<String> = snapshots
         .iter()
@@ -101,53 +102,79 @@ pub fn resolve_consumes(
     if exchanges.is_empty() {
         return;
     }
-    let is_service = |id: &str| nodes.iter().any(|n| n.id == id);
-    let mut moves: Vec<(usize, String)> = Vec::new();
-    for (i, e) in edges.iter().enumerate() {
-        if e.kind != EdgeKind::Consume || e.broker_only() || !exchanges.contains(&e.from) {
-            continue;
-        }
-        // Queues bound to the exchange that this service consumes from (in the broker).
-        let queues: Vec<&str> = edges
-            .iter()
-            .filter(|r| r.kind == EdgeKind::Route && r.from == e.from)
-            .map(|r| r.to.as_str())
-            .filter(|q| {
-                edges.iter().any(|c| {
-                    c.kind == EdgeKind::Consume
-                        && c.from == *q
-                        && c.to == e.to
-                        && c.broker.is_some()
-                })
-            })
-            .collect();
-        if let [queue] = queues.as_slice() {
-            if is_service(&e.to) {
-                moves.push((i, queue.to_string()));
+    let services: std::collections::HashSet<&str> = nodes
+        .iter()
+        .filter(|n| n.kind != NodeKind::Destination)
+        .map(|n| n.id.as_str())
+        .collect();
+    // Bindings by exchange, and the consumes a broker reports, looked up by key.
+    let mut bound: HashMap<&str, Vec<&str>> = HashMap::new();
+    let mut reported: std::collections::HashSet<(&str, &str)> = Default::default();
+    for e in edges.iter() {
+        match e.kind {
+            EdgeKind::Route if exchanges.contains(&e.from) => {
+                bound.entry(&e.from).or_default().push(&e.to)
             }
+            EdgeKind::Consume if e.broker.is_some() => {
+                reported.insert((&e.from, &e.to));
+            }
+            _ => {}
         }
     }
-    for (i, queue) in moves.iter().rev() {
-        let traced = edges.remove(*i);
-        for d in dependencies.iter_mut() {
-            if d.via == traced.from && d.to == traced.to {
-                d.via.clone_from(queue);
+    let mut moves: Vec<(usize, String)> = Vec::new();
+    for (i, e) in edges.iter().enumerate() {
+        if e.kind != EdgeKind::Consume || e.broker_only() || !services.contains(e.to.as_str()) {
+            continue;
+        }
+        let Some(queues) = bound.get(e.from.as_str()) else {
+            continue;
+        };
+        // Queues bound to the exchange that this service consumes from (in the broker).
+        let mut read = queues
+            .iter()
+            .filter(|q| reported.contains(&(**q, e.to.as_str())));
+        if let (Some(queue), None) = (read.next(), read.next()) {
+            moves.push((i, queue.to_string()));
+        }
+    }
+    if moves.is_empty() {
+        return;
+    }
+    let at: HashMap<(String, String, EdgeKind), usize> = edges
+        .iter()
+        .enumerate()
+        .map(|(i, e)| ((e.from.clone(), e.to.clone(), e.kind), i))
+        .collect();
+    let mut gone = std::collections::HashSet::new();
+    let mut via: HashMap<(String, String), String> = HashMap::new();
+    for (i, queue) in moves {
+        let traced = edges[i].clone();
+        let (exchange, service) = (traced.from.clone(), traced.to.clone());
+        for (from, to, kind) in [
+            (queue.clone(), service.clone(), EdgeKind::Consume),
+            (exchange.clone(), queue.clone(), EdgeKind::Route),
+        ] {
+            if let Some(&j) = at.get(&(from, to, kind)) {
+                add_traced(&mut edges[j], &traced, kind);
             }
         }
-        let exchange = traced.from.clone();
-        add_traced(edges, &traced, queue, &traced.to, EdgeKind::Consume);
-        add_traced(edges, &traced, &exchange, queue, EdgeKind::Route);
+        via.insert((exchange, service), queue);
+        gone.insert(i);
+    }
+    let mut i = 0;
+    edges.retain(|_| {
+        i += 1;
+        !gone.contains(&(i - 1))
+    });
+    for d in dependencies.iter_mut() {
+        if let Some(queue) = via.get(&(d.via.clone(), d.to.clone())) {
+            d.via.clone_from(queue);
+        }
     }
 }
 
-/// Adds a traced edge's figures to the edge `from -> to` of `kind` (which the broker reported).
-fn add_traced(edges: &mut [Edge], traced: &Edge, from: &str, to: &str, kind: EdgeKind) {
-    let Some(e) = edges
-        .iter_mut()
-        .find(|e| e.from == from && e.to == to && e.kind == kind)
-    else {
-        return;
-    };
+/// Adds a traced edge's figures to an edge the broker reported.
+fn add_traced(e: &mut Edge, traced: &Edge, kind: EdgeKind) {
     e.count += traced.count;
     e.errors += traced.errors;
     e.rate_per_sec += traced.rate_per_sec;
@@ -239,6 +266,7 @@ mod tests {
     use crate::model::broker::{BrokerSnapshot, Entity, FlowKind, NamedBy};
     use crate::model::{EdgeKind, Figures, TimeWindow};
     use crate::topology::{build, SeenIn};
+    use std::sync::Arc;
 
     fn dest(name: &str, entity: Entity, depth: Option<u64>) -> BrokerDestination {
         BrokerDestination {
@@ -304,7 +332,7 @@ mod tests {
             EdgeKind::Publish,
             4,
         )]);
-        rows.brokers = vec![snapshot()];
+        rows.brokers = vec![Arc::new(snapshot())];
         let t = build(rows, window);
         let node = |id: &str| t.node(id).unwrap_or_else(|| panic!("no node {id}"));
         let shop = node("destination:rabbitmq:shop");
@@ -370,7 +398,7 @@ mod tests {
     fn a_subscriber_whose_binding_carries_nothing_is_idle() {
         let window = TimeWindow::new(0, 60_000_000_000).unwrap();
         let mut rows = crate::topology::detect::testing::rows(&[]);
-        rows.brokers = vec![snapshot()];
+        rows.brokers = vec![Arc::new(snapshot())];
         let t = build(rows, window);
         let idle: Vec<&Vec<String>> = t
             .findings
@@ -388,7 +416,7 @@ mod tests {
         let mut rows = crate::topology::detect::testing::rows(&[]);
         let mut snap = snapshot();
         snap.destinations[1].figures.publish_rate = Some(2.0);
-        rows.brokers = vec![snap];
+        rows.brokers = vec![Arc::new(snap)];
         let t = build(rows, window);
         assert!(!t.findings.iter().any(|f| f.pattern == "idle_subscriber"));
     }
@@ -416,7 +444,7 @@ mod tests {
                 e.via = "destination:rabbitmq:shop".into();
             }
         }
-        rows.brokers = vec![snapshot()];
+        rows.brokers = vec![Arc::new(snapshot())];
         let t = build(rows, window);
         let find = |from: &str, to: &str, kind| {
             t.edges

@@ -5,8 +5,21 @@ use crate::model::broker::{BrokerFlow, FlowKind};
 use crate::model::window::unix_minute;
 use crate::model::{BrokerSnapshot, Figures, NodeKey, TimeWindow};
 use crate::store::StoreError;
-use rusqlite::{params, Connection, Transaction};
-use std::collections::BTreeMap;
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+
+/// Snapshots already decoded, by broker and minute (with the poll's time, which a later poll
+/// in the same minute changes): a broker with thousands of queues is a large JSON document,
+/// and every topology read of a window needs it.
+#[derive(Default)]
+pub struct Decoded(Mutex<HashMap<SnapshotKey, (i64, Arc<BrokerSnapshot>)>>);
+
+/// A broker and a unix minute.
+type SnapshotKey = (String, i64);
+
+/// Snapshots kept decoded at most (a few brokers, a few windows).
+const DECODED_MAX: usize = 64;
 
 /// The key of a flow's figures: `from>to>kind`, by node ids.
 pub fn flow_key(snapshot: &BrokerSnapshot, flow: &BrokerFlow) -> String {
@@ -88,20 +101,52 @@ pub fn write(tx: &Transaction<'_>, snapshot: &BrokerSnapshot) -> rusqlite::Resul
 }
 
 /// Each broker's newest snapshot within the window.
-pub fn latest(conn: &Connection, window: TimeWindow) -> Result<Vec<BrokerSnapshot>, StoreError> {
+pub fn latest(
+    conn: &Connection,
+    window: TimeWindow,
+    decoded: &Decoded,
+) -> Result<Vec<Arc<BrokerSnapshot>>, StoreError> {
     let (first, last) = window.minutes();
     let mut stmt = conn.prepare_cached(
-        "SELECT data FROM broker_snapshots AS s WHERE minute = (
+        "SELECT broker, minute, taken_unix_nanos FROM broker_snapshots AS s WHERE minute = (
              SELECT MAX(minute) FROM broker_snapshots WHERE broker = s.broker AND minute BETWEEN ?1 AND ?2)
          ORDER BY broker",
     )?;
-    let rows = stmt.query_map(params![first, last], |r| r.get::<_, String>(0))?;
-    let mut out = Vec::new();
-    for data in rows {
-        // A row this build cannot read (written by another version) is skipped, not fatal.
-        if let Ok(s) = serde_json::from_str::<BrokerSnapshot>(&data?) {
+    let newest: Vec<(String, i64, i64)> = stmt
+        .query_map(params![first, last], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?
+        .collect::<rusqlite::Result<_>>()?;
+    let mut out = Vec::with_capacity(newest.len());
+    for (broker, minute, taken) in newest {
+        let key = (broker, minute);
+        let known = decoded.0.lock().ok().and_then(|m| {
+            m.get(&key)
+                .filter(|(t, _)| *t == taken)
+                .map(|(_, s)| s.clone())
+        });
+        if let Some(s) = known {
             out.push(s);
+            continue;
         }
+        let data: Option<String> = conn
+            .prepare_cached("SELECT data FROM broker_snapshots WHERE broker = ?1 AND minute = ?2")?
+            .query_row(params![key.0, key.1], |r| r.get(0))
+            .optional()?;
+        // A row this build cannot read (written by another version) is skipped, not fatal.
+        let Some(snapshot) = data.and_then(|d| serde_json::from_str::<BrokerSnapshot>(&d).ok())
+        else {
+            continue;
+        };
+        let snapshot = Arc::new(snapshot);
+        // A std Mutex: held to look up or insert, never across IO.
+        if let Ok(mut m) = decoded.0.lock() {
+            if m.len() >= DECODED_MAX {
+                m.clear();
+            }
+            m.insert(key, (taken, snapshot.clone()));
+        }
+        out.push(snapshot);
     }
     Ok(out)
 }

@@ -46,6 +46,7 @@ pub struct SqliteStore {
     unwritten: trace_index::Unwritten,
     readers: Arc<ReadPool>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
+    decoded: brokers::Decoded,
 }
 
 impl SqliteStore {
@@ -89,6 +90,7 @@ impl SqliteStore {
                 idle: Mutex::new(Vec::new()),
             }),
             writer: Arc::new(Mutex::new(Some(handle))),
+            decoded: Default::default(),
         })
     }
 
@@ -172,7 +174,7 @@ impl TopologyReads for SqliteStore {
     fn topology(&self, window: TimeWindow) -> Result<TopologyRows, StoreError> {
         self.read(|c| {
             let mut rows = reader::topology(c, window)?;
-            rows.brokers = brokers::latest(c, window)?;
+            rows.brokers = brokers::latest(c, window, &self.decoded)?;
             Ok(rows)
         })
     }
@@ -279,6 +281,7 @@ pub fn open_read_only(path: &Path) -> Result<super::Store, StoreError> {
             idle: Mutex::new(vec![conn]),
         }),
         writer: Arc::new(Mutex::new(None)),
+        decoded: Default::default(),
     }))
 }
 

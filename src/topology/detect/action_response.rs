@@ -15,15 +15,18 @@ impl Detector for ActionResponse {
 
     fn check(&self, topo: &Topology) -> Vec<Finding> {
         let mut out = Vec::new();
+        // The first dependency of each (from, to), looked up by key: a merged broker's
+        // bindings can make thousands of dependencies.
+        let mut first: std::collections::HashMap<(&str, &str), &crate::topology::Dependency> =
+            std::collections::HashMap::new();
+        for d in &topo.dependencies {
+            first.entry((&d.from, &d.to)).or_insert(d);
+        }
         for d in &topo.dependencies {
             if d.from >= d.to {
                 continue;
             }
-            if let Some(back) = topo
-                .dependencies
-                .iter()
-                .find(|b| b.from == d.to && b.to == d.from)
-            {
+            if let Some(back) = first.get(&(d.to.as_str(), d.from.as_str())) {
                 out.push(Finding {
                     pattern: self.pattern(),
                     nodes: vec![
