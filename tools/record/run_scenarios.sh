@@ -4,7 +4,7 @@
 # AMQP_PORT, default 127.0.0.1:5672, guest/guest).
 #
 # Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
-#   SCENARIO: python-pika | python-pika-gzip | node-amqplib-json  (default: all)
+#   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
 # Environment: RUN_SUFFIX (appended to every exchange/queue name), SKIP_SETUP=1
 # (do not check/install the venv and node_modules).
 #
@@ -12,13 +12,13 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,13p' "$0" >&2
   exit 2
 fi
 ENDPOINT=${1%/}
 shift
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip node-amqplib-json)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip python-aio-pika python-celery node-amqplib-json)
 
 [ "${SKIP_SETUP:-0}" = 1 ] || "$HERE/setup.sh" --if-missing
 
@@ -34,6 +34,12 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     python-pika-gzip)
       OTEL_EXPORTER_OTLP_COMPRESSION=gzip SHOP_PARTS=broadcast "$HERE/.venv/bin/python" "$HERE/python/shop.py"
+      ;;
+    python-aio-pika)
+      "$HERE/.venv/bin/python" "$HERE/python/quotes.py"
+      ;;
+    python-celery)
+      "$HERE/.venv/bin/python" "$HERE/python/press.py"
       ;;
     node-amqplib-json)
       (cd "$HERE/node" && node stock.js)
