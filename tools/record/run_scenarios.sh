@@ -5,14 +5,17 @@
 #
 # Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
-# Environment: RUN_SUFFIX (appended to every exchange/queue name), SKIP_SETUP=1
-# (do not check/install the venv and node_modules).
+#             python-aio-pika-grpc | python-celery-grpc: the same over OTLP/gRPC to
+#             $OTLP_GRPC_ENDPOINT (e.g. http://127.0.0.1:4317; never run by default)
+# Environment: OTLP_GRPC_ENDPOINT (for the -grpc scenarios), RUN_SUFFIX
+# (appended to every exchange/queue name), SKIP_SETUP=1 (do not check/install
+# the venv and node_modules).
 #
 # Example: tools/record/run_scenarios.sh http://127.0.0.1:4318 python-pika
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
-  sed -n '2,13p' "$0" >&2
+  sed -n '2,14p' "$0" >&2
   exit 2
 fi
 ENDPOINT=${1%/}
@@ -40,6 +43,13 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     python-celery)
       "$HERE/.venv/bin/python" "$HERE/python/press.py"
+      ;;
+    python-aio-pika-grpc | python-celery-grpc)
+      [ -n "${OTLP_GRPC_ENDPOINT:-}" ] || { echo "$s needs OTLP_GRPC_ENDPOINT" >&2; exit 2; }
+      script=quotes.py
+      [ "$s" = python-celery-grpc ] && script=press.py
+      OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT" \
+        "$HERE/.venv/bin/python" "$HERE/python/$script"
       ;;
     node-amqplib-json)
       (cd "$HERE/node" && node stock.js)

@@ -23,13 +23,16 @@ What runs (the shapes Celery offers):
               "quote", consumed by backoffice; the result comes back through
               the rpc:// backend.
 
-Environment: OTEL_EXPORTER_OTLP_ENDPOINT, RUN_SUFFIX (appended to every
+Environment: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc, else
+OTLP/HTTP protobuf; see common.py), RUN_SUFFIX (appended to every
 queue and exchange name), AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD.
 """
 import multiprocessing as mp
 import os
 import sys
 import time
+
+import common
 
 SUFFIX = os.environ.get("RUN_SUFFIX", "")
 Q_RENDER = "render" + SUFFIX
@@ -47,12 +50,7 @@ EVENTS = None  # the orchestrator's queue, set in each worker process
 
 
 def _url():
-    return "amqp://%s:%s@%s:%s//" % (
-        os.environ.get("AMQP_USER", "guest"),
-        os.environ.get("AMQP_PASSWORD", "guest"),
-        os.environ.get("AMQP_HOST", "127.0.0.1"),
-        os.environ.get("AMQP_PORT", "5672"),
-    )
+    return common.amqp("//")
 
 
 def make_app():
@@ -70,6 +68,8 @@ def make_app():
             "press.flush": {"queue": BC_FLUSH, "exchange": BC_FLUSH},
         },
         worker_prefetch_multiplier=1,
+        # No remote control: its per-worker pidbox queue would clash between concurrent runs.
+        worker_enable_remote_control=False,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
@@ -105,15 +105,10 @@ def make_app():
 
 
 def _provider(service, instance):
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    """This process's TracerProvider, with the instrumentation on it."""
     from opentelemetry.instrumentation.celery import CeleryInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": service, "service.instance.id": instance})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=60000))
+    provider = common.tracer_provider(service, instance)
     CeleryInstrumentor().instrument(tracer_provider=provider)
     return provider
 
@@ -130,7 +125,7 @@ def worker_main(service, instance, queues, events):
     signals.worker_shutdown.connect(lambda **_: provider.force_flush(), weak=False)
     app.worker_main(
         argv=["worker", "--pool=solo", "--loglevel=WARNING", "--without-gossip", "--without-mingle",
-              "--without-heartbeat", "-n", "%s@press" % instance, "-Q", ",".join(queues)]
+              "--without-heartbeat", "-n", "%s@press%s" % (instance, SUFFIX), "-Q", ",".join(queues)]
     )
     provider.shutdown()
 

@@ -21,7 +21,8 @@ Parts (QUOTES_PARTS=comma,separated; default: all of them):
                exchange with the same correlation_id; gateway consumes the
                3 replies.
 
-Environment: OTEL_EXPORTER_OTLP_ENDPOINT, RUN_SUFFIX (appended to every
+Environment: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc, else
+OTLP/HTTP protobuf; see common.py), RUN_SUFFIX (appended to every
 exchange and queue name), AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD,
 QUOTES_PARTS.
 """
@@ -31,6 +32,8 @@ import multiprocessing as mp
 import os
 import sys
 import time
+
+import common
 
 ALL_PARTS = ("broadcast", "workqueue", "rpc")
 SUFFIX = os.environ.get("RUN_SUFFIX", "")
@@ -49,25 +52,14 @@ TIMEOUT_S = 60.0
 
 
 def _url():
-    return "amqp://%s:%s@%s:%s/" % (
-        os.environ.get("AMQP_USER", "guest"),
-        os.environ.get("AMQP_PASSWORD", "guest"),
-        os.environ.get("AMQP_HOST", "127.0.0.1"),
-        os.environ.get("AMQP_PORT", "5672"),
-    )
+    return common.amqp("/")
 
 
 def _provider(service, instance):
-    """One TracerProvider + Resource per service process, and the instrumentation on it."""
-    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    """This process's TracerProvider, with the instrumentation on it."""
     from opentelemetry.instrumentation.aio_pika import AioPikaInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    resource = Resource.create({"service.name": service, "service.instance.id": instance})
-    provider = TracerProvider(resource=resource)
-    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(), schedule_delay_millis=60000))
+    provider = common.tracer_provider(service, instance)
     AioPikaInstrumentor().instrument(tracer_provider=provider)
     return provider
 
