@@ -1,6 +1,6 @@
 //! Live interoperability: the recording scenarios run with real OpenTelemetry SDKs (Python
 //! pika, aio-pika and Celery over OTLP protobuf on HTTP or gRPC, Node.js amqplib over
-//! OTLP/JSON) against a real RabbitMQ and export straight to a running Switchyard.
+//! OTLP/JSON or gRPC) against a real RabbitMQ and export straight to a running Switchyard.
 
 mod common;
 
@@ -91,14 +91,16 @@ fn python_pika_and_node_amqplib_sdks_build_the_recorded_topology() {
 }
 
 #[test]
-fn python_aio_pika_over_http_and_celery_over_grpc_build_the_recorded_topology() {
+fn python_aio_pika_over_http_celery_and_node_amqplib_over_grpc_build_the_recorded_topology() {
     let env = TestEnv::start();
     let suffix = format!(".u{}", std::process::id());
-    let want = expected::python_aio_pika(&suffix).and(expected::python_celery(&suffix));
+    let want = expected::python_aio_pika(&suffix)
+        .and(expected::python_celery(&suffix))
+        .and(expected::node_amqplib(&suffix));
     let t = run_scenarios(
         &env,
         &suffix,
-        &["python-aio-pika", "python-celery-grpc"],
+        &["python-aio-pika", "python-celery-grpc", "node-amqplib-grpc"],
         &want,
     );
     want.assert_topology(&t);

@@ -5,7 +5,7 @@
 #
 # Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
-#             python-aio-pika-grpc | python-celery-grpc: the same over OTLP/gRPC to
+#             python-aio-pika-grpc | python-celery-grpc | node-amqplib-grpc: the same over OTLP/gRPC to
 #             $OTLP_GRPC_ENDPOINT (e.g. http://127.0.0.1:4317; never run by default)
 # Environment: OTLP_GRPC_ENDPOINT (for the -grpc scenarios), RUN_SUFFIX
 # (appended to every exchange/queue name), SKIP_SETUP=1 (do not check/install
@@ -53,6 +53,10 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     node-amqplib-json)
       (cd "$HERE/node" && node stock.js)
+      ;;
+    node-amqplib-grpc)
+      [ -n "${OTLP_GRPC_ENDPOINT:-}" ] || { echo "$s needs OTLP_GRPC_ENDPOINT" >&2; exit 2; }
+      (cd "$HERE/node" && OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT" node stock.js)
       ;;
     *)
       echo "unknown scenario: $s" >&2

@@ -15,6 +15,6 @@ fi
 if [ "$IF_MISSING" = 0 ] || ! "$HERE/.venv/bin/python" -c 'import opentelemetry.instrumentation.pika, opentelemetry.instrumentation.aio_pika, opentelemetry.instrumentation.celery, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, pika, aio_pika, celery' 2>/dev/null; then
   "$HERE/.venv/bin/pip" install -q -r "$HERE/python/requirements.txt"
 fi
-if [ "$IF_MISSING" = 0 ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/instrumentation-amqplib" ]; then
+if [ "$IF_MISSING" = 0 ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/instrumentation-amqplib" ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/exporter-trace-otlp-grpc" ]; then
   (cd "$HERE/node" && npm ci --no-audit --no-fund --loglevel=error)
 fi
