@@ -127,7 +127,7 @@ fn aio_pika_composite_names_are_the_exchange_or_the_routing_key() {
         "jobs"
     );
     // A reply to a server-named queue folds into the temporary destination.
-    let reply = rabbit(",amq.gen-v5hTJHKy9oztyCkkD4L-yg", SpanKind::Producer);
+    let reply = rabbit(",amq.gen-IOBvMF3lqKomIUK7kO2Bug", SpanKind::Producer);
     assert!(reply.messaging.temporary);
     assert_eq!(reply.messaging.destination, TEMPORARY_DESTINATION);
     // Only the first comma splits; a lone comma names nothing.
