@@ -76,6 +76,18 @@ pub const TEMPORARY: Field = Field {
         "messaging.destination.anonymous",
     ],
 };
+pub const EXCHANGE: Field = Field {
+    field: "exchange",
+    // Celery's producer spans name a non-default exchange here (and no destination).
+    names: &["celery.exchange"],
+};
+/// Celery's delivery facts on consumer spans: a Python dict's text with `exchange` and
+/// `routing_key`, read when `messaging.destination` is empty (fanout and topic exchanges).
+pub const CELERY_DELIVERY_INFO: &str = "celery.delivery_info";
+pub const PEER_PORT: Field = Field {
+    field: "peer port",
+    names: &["server.port", "net.peer.port"],
+};
 pub const BATCH_COUNT: Field = Field {
     field: "batch message count",
     names: &["messaging.batch.message_count"],
@@ -112,6 +124,8 @@ pub const ALL: &[&Field] = &[
     &CONVERSATION_ID,
     &CONSUMER_GROUP,
     &ROUTING_KEY,
+    &EXCHANGE,
+    &PEER_PORT,
     &TEMPORARY,
     &BATCH_COUNT,
     &PEER_SERVICE,
@@ -123,6 +137,37 @@ pub const ALL: &[&Field] = &[
 /// Temporary queue name prefixes that brokers generate (RabbitMQ server-named queues,
 /// NATS inboxes), treated as temporary even when the span does not say so.
 pub const TEMPORARY_PREFIXES: &[&str] = &["amq.gen-", "_INBOX.", "amq.rabbitmq.reply-to"];
+
+/// Facts Switchyard adds to a span's attributes when it reads them from elsewhere.
+/// How the messaging system was inferred, for spans that set no `messaging.system`.
+pub const SYSTEM_INFERRED: &str = "switchyard.messaging.system_inferred";
+/// The RabbitMQ exchange read from a composite destination or Celery's delivery facts
+/// (`""` is the default exchange).
+pub const LEARNED_EXCHANGE: &str = "switchyard.messaging.exchange";
+/// The RabbitMQ routing key read from a composite destination or Celery's delivery facts.
+pub const LEARNED_ROUTING_KEY: &str = "switchyard.messaging.routing_key";
+
+/// The messaging system behind a well-known broker port, for spans without `messaging.system`.
+pub const PORT_SYSTEMS: &[(u16, &str)] = &[
+    (5672, "rabbitmq"),
+    (5671, "rabbitmq"),
+    (4222, "nats"),
+    (9092, "kafka"),
+    (6379, "redis"),
+];
+
+/// The messaging system an instrumentation scope speaks to (scope name prefix, system), for
+/// spans without `messaging.system` and without a known peer port. Celery's instrumentation
+/// names no broker; RabbitMQ (amqp) is Celery's default broker transport.
+pub const SCOPE_SYSTEMS: &[(&str, &str)] = &[
+    ("opentelemetry.instrumentation.celery", "rabbitmq"),
+    ("opentelemetry.instrumentation.aio_pika", "rabbitmq"),
+    ("opentelemetry.instrumentation.pika", "rabbitmq"),
+    ("@opentelemetry/instrumentation-amqplib", "rabbitmq"),
+    ("opentelemetry.instrumentation.kafka", "kafka"),
+    ("opentelemetry.instrumentation.confluent_kafka", "kafka"),
+    ("@opentelemetry/instrumentation-kafkajs", "kafka"),
+];
 
 #[cfg(test)]
 mod tests {

@@ -445,3 +445,35 @@ fn the_api_takes_the_search_pages_filters_and_pages_older() {
     }
     assert_eq!(seen, api(""));
 }
+
+#[test]
+fn celery_spans_say_how_their_system_was_inferred_and_what_was_learned() {
+    let (env, spans, _) = TestEnv::with_recording(fixtures::PYTHON_CELERY);
+    let flush = spans
+        .iter()
+        .find(|s| s.name == "run/press.flush")
+        .expect("a broadcast task run");
+    let got = env.trace_spans(&flush.trace_id);
+    // One flush: its publish and a run on each renderer instance.
+    assert_eq!(got.len(), 3, "{got:?}");
+    let consumers = got.iter().filter(|s| s["kind"] == "consumer").count();
+    assert_eq!(consumers, 2, "{got:?}");
+    for span in &got {
+        assert_eq!(span["messaging"]["system"], "rabbitmq", "{span}");
+        assert_eq!(span["messaging"]["destination"], "cache.flush", "{span}");
+        let attr = |key: &str| span["attributes"].get(key).cloned().unwrap_or(Value::Null);
+        assert_eq!(
+            attr("switchyard.messaging.system_inferred"),
+            "instrumentation scope opentelemetry.instrumentation.celery",
+            "{span}"
+        );
+        if span["kind"] == "consumer" {
+            assert_eq!(
+                attr("switchyard.messaging.exchange"),
+                "cache.flush",
+                "{span}"
+            );
+            assert_eq!(attr("switchyard.messaging.routing_key"), "", "{span}");
+        }
+    }
+}

@@ -50,6 +50,16 @@ fn node_amqplib_json_fixtures_give_the_recorded_topology_in_any_arrival_order() 
 }
 
 #[test]
+fn python_aio_pika_fixtures_give_the_recorded_topology_in_any_arrival_order() {
+    check_fixture_set(fixtures::PYTHON_AIO_PIKA, expected::python_aio_pika(""));
+}
+
+#[test]
+fn python_celery_fixtures_give_the_recorded_topology_in_any_arrival_order() {
+    check_fixture_set(fixtures::PYTHON_CELERY, expected::python_celery(""));
+}
+
+#[test]
 fn the_topology_window_is_reported_and_excludes_other_times() {
     let env = TestEnv::start();
     env.post_fixtures(&fixtures::load(fixtures::NODE_AMQPLIB_JSON));

@@ -361,3 +361,30 @@ fn trace_view_shows_the_response_beside_its_request() {
         assert_eq!(ui::text(&page.one(&format!("#span-{id} .svc"))), "wallet");
     }
 }
+
+#[test]
+fn trace_view_says_how_a_celery_span_got_its_messaging_system() {
+    let (env, spans, _) = TestEnv::with_recording(fixtures::PYTHON_CELERY);
+    let trace_id = fixtures::trace_ids_with(&spans, "backoffice")
+        .into_iter()
+        .next()
+        .unwrap();
+    let page = Page::ok(&env, &format!("/traces/{trace_id}"));
+    let rows = page.all(".wf-row");
+    assert!(rows.len() >= 2, "publish and run of one task");
+    let names = page.texts(".wf-row table.attrs th");
+    let values = page.texts(".wf-row table.attrs td");
+    let inferred: Vec<&String> = names
+        .iter()
+        .zip(&values)
+        .filter(|(n, _)| *n == "switchyard.messaging.system_inferred")
+        .map(|(_, v)| v)
+        .collect();
+    assert_eq!(inferred.len(), rows.len(), "every span says it: {names:?}");
+    for v in inferred {
+        assert!(
+            v.contains("instrumentation scope opentelemetry.instrumentation.celery"),
+            "{v}"
+        );
+    }
+}

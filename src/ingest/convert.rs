@@ -1,12 +1,10 @@
 //! OTLP (opentelemetry-proto types) -> `model::Span`. No protobuf type leaves this module.
 
-use crate::model::messaging::TEMPORARY_DESTINATION;
-use crate::model::span::attr_str;
+use super::messaging::{first, messaging};
 use crate::model::{
-    AttrValue, Attributes, Event, Link, Messaging, Operation, ServiceRef, Span, SpanId, SpanKind,
-    StatusCode, TraceId,
+    AttrValue, Attributes, Event, Link, ServiceRef, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
-use crate::semconv::{self, Field};
+use crate::semconv;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
 use opentelemetry_proto::tonic::trace::v1 as otlp;
@@ -23,8 +21,6 @@ pub struct Converted {
 const MAX_REASONS: usize = 3;
 /// How far in the future a span may start or end (clock skew), before it is rejected.
 const MAX_FUTURE_NANOS: u64 = 24 * 3600 * 1_000_000_000;
-/// The largest `messaging.batch.message_count` believed.
-const MAX_BATCH: u64 = 100_000;
 
 pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
     let mut out = Converted::default();
@@ -138,13 +134,18 @@ fn convert_span(
             attributes: e.attributes.into_iter().map(key_value).collect(),
         })
         .collect();
-    let attributes: Attributes = dedupe(raw.attributes.into_iter().map(key_value).collect());
+    let mut attributes: Attributes = dedupe(raw.attributes.into_iter().map(key_value).collect());
     let kind = SpanKind::from_i32(raw.kind);
     let (status, status_message) = raw
         .status
         .map(|s| (StatusCode::from_i32(s.code), s.message))
         .unwrap_or((StatusCode::Unset, String::new()));
-    let messaging = messaging(&attributes, kind, &raw.name);
+    let messaging = messaging(&attributes, kind, &raw.name, scope).map(|read| {
+        // Facts Switchyard read from elsewhere replace any span attribute of the same name.
+        attributes.retain(|(k, _)| !read.learned.iter().any(|(l, _)| l == k));
+        attributes.extend(read.learned);
+        read.messaging
+    });
     let peer = if messaging.is_none() && kind == SpanKind::Client {
         peer(&attributes)
     } else {
@@ -236,62 +237,6 @@ fn any_value_json(v: AnyValue) -> AttrValue {
     }
 }
 
-fn first<'a>(attrs: &'a Attributes, field: &Field) -> Option<std::borrow::Cow<'a, str>> {
-    field
-        .names
-        .iter()
-        .find_map(|name| attr_str(attrs, name))
-        .filter(|v| !v.trim().is_empty())
-}
-
-/// Reads the messaging role of a span: the system and a destination are required; the
-/// operation comes from the attributes, else the span kind (PRODUCER/CONSUMER), else the verb
-/// in the span name (`orders publish`, `tasks process`).
-fn messaging(attrs: &Attributes, kind: SpanKind, name: &str) -> Option<Messaging> {
-    let system = first(attrs, &semconv::MESSAGING_SYSTEM)?
-        .trim()
-        .to_ascii_lowercase();
-    let operation = first(attrs, &semconv::OPERATION)
-        .and_then(|op| Operation::parse(&op))
-        .or(match kind {
-            SpanKind::Producer => Some(Operation::Produce),
-            SpanKind::Consumer => Some(Operation::Consume),
-            _ => None,
-        })
-        .or_else(|| name.split_whitespace().find_map(Operation::parse))?;
-    let routing_key = first(attrs, &semconv::ROUTING_KEY);
-    // RabbitMQ's default exchange ("") routes by routing key straight to the queue of that name.
-    let destination = first(attrs, &semconv::DESTINATION)
-        .filter(|d| !(system == "rabbitmq" && matches!(d.as_ref(), "" | "amq.default")))
-        .or(routing_key)?;
-    let declared_temporary = semconv::TEMPORARY.names.iter().any(|n| {
-        matches!(
-            attrs.iter().find(|(k, _)| k == n),
-            Some((_, AttrValue::Bool(true)))
-        )
-    });
-    let temporary = declared_temporary
-        || semconv::TEMPORARY_PREFIXES
-            .iter()
-            .any(|p| destination.starts_with(p));
-    Some(Messaging {
-        destination: if temporary {
-            TEMPORARY_DESTINATION.to_string()
-        } else {
-            destination.trim().to_string()
-        },
-        system,
-        operation,
-        consumer_group: first(attrs, &semconv::CONSUMER_GROUP).map(|c| c.into_owned()),
-        message_id: first(attrs, &semconv::MESSAGE_ID).map(|c| c.into_owned()),
-        conversation_id: first(attrs, &semconv::CONVERSATION_ID).map(|c| c.into_owned()),
-        temporary,
-        batch_count: first(attrs, &semconv::BATCH_COUNT)
-            .and_then(|c| c.parse::<u64>().ok())
-            .map(|n| n.clamp(1, MAX_BATCH)),
-    })
-}
-
 /// The peer a CLIENT span calls: `peer.service`, else the database system (with its name),
 /// else the server address.
 fn peer(attrs: &Attributes) -> Option<String> {
@@ -344,73 +289,6 @@ mod tests {
             assert_eq!(out[1].1, AttrValue::String("again".into()));
             assert_eq!(out[2].1, AttrValue::String("v2".into()));
         }
-    }
-
-    #[test]
-    fn legacy_and_current_names_agree() {
-        let current = messaging(
-            &attrs(&[
-                ("messaging.system", "kafka"),
-                ("messaging.destination.name", "orders"),
-                ("messaging.operation.type", "send"),
-                ("messaging.consumer.group.name", "g"),
-            ]),
-            SpanKind::Producer,
-            "x",
-        )
-        .unwrap();
-        let legacy = messaging(
-            &attrs(&[
-                ("messaging.system", "kafka"),
-                ("messaging.destination", "orders"),
-                ("messaging.operation", "publish"),
-                ("messaging.kafka.consumer_group", "g"),
-            ]),
-            SpanKind::Internal,
-            "x",
-        )
-        .unwrap();
-        assert_eq!(current, legacy);
-        assert_eq!(current.operation, Operation::Produce);
-    }
-
-    #[test]
-    fn operation_falls_back_on_kind_then_name() {
-        let a = attrs(&[
-            ("messaging.system", "rabbitmq"),
-            ("messaging.destination", "tasks"),
-        ]);
-        assert_eq!(
-            messaging(&a, SpanKind::Consumer, "x").unwrap().operation,
-            Operation::Consume
-        );
-        assert_eq!(
-            messaging(&a, SpanKind::Internal, "tasks process")
-                .unwrap()
-                .operation,
-            Operation::Consume
-        );
-        assert!(messaging(&a, SpanKind::Internal, "something").is_none());
-    }
-
-    #[test]
-    fn default_exchange_uses_the_routing_key_and_reply_queues_fold() {
-        let a = attrs(&[
-            ("messaging.system", "rabbitmq"),
-            ("messaging.destination", ""),
-            ("messaging.rabbitmq.routing_key", "tasks"),
-        ]);
-        assert_eq!(
-            messaging(&a, SpanKind::Producer, "x").unwrap().destination,
-            "tasks"
-        );
-        let t = attrs(&[
-            ("messaging.system", "rabbitmq"),
-            ("messaging.destination.name", "amq.gen-Xy12"),
-        ]);
-        let m = messaging(&t, SpanKind::Consumer, "x").unwrap();
-        assert!(m.temporary);
-        assert_eq!(m.destination, TEMPORARY_DESTINATION);
     }
 
     #[test]

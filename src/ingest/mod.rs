@@ -6,6 +6,7 @@ pub mod decode;
 pub mod grpc;
 pub mod http;
 pub mod json;
+mod messaging;
 pub mod status;
 
 use crate::error::ErrorCode;

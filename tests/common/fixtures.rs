@@ -10,7 +10,15 @@ use std::path::PathBuf;
 pub const PYTHON_PIKA: &str = "python-pika";
 pub const PYTHON_PIKA_GZIP: &str = "python-pika-gzip";
 pub const NODE_AMQPLIB_JSON: &str = "node-amqplib-json";
-pub const ALL_SETS: &[&str] = &[PYTHON_PIKA, PYTHON_PIKA_GZIP, NODE_AMQPLIB_JSON];
+pub const PYTHON_AIO_PIKA: &str = "python-aio-pika";
+pub const PYTHON_CELERY: &str = "python-celery";
+pub const ALL_SETS: &[&str] = &[
+    PYTHON_PIKA,
+    PYTHON_PIKA_GZIP,
+    NODE_AMQPLIB_JSON,
+    PYTHON_AIO_PIKA,
+    PYTHON_CELERY,
+];
 
 pub const KIND_SERVER: i64 = 2;
 pub const KIND_CLIENT: i64 = 3;

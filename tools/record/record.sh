@@ -3,7 +3,7 @@
 # OpenTelemetry SDKs talking to the local RabbitMQ.
 #
 # Usage: tools/record/record.sh [SCENARIO...]   (default: all scenarios)
-#   SCENARIO: python-pika | python-pika-gzip | node-amqplib-json
+#   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json
 # For every scenario: starts capture.py on a free 127.0.0.1 port, runs the
 # scenario against it (run_scenarios.sh), stops capture, replaces
 # fixtures/otlp/<scenario>/ with the captured requests and writes a decoded
@@ -14,7 +14,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 FIXTURES="$ROOT/fixtures/otlp"
 DUMP_DIR=${DUMP_DIR:-/tmp/fixture-dumps}
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip node-amqplib-json)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip python-aio-pika python-celery node-amqplib-json)
 
 "$HERE/setup.sh"
 mkdir -p "$FIXTURES" "$DUMP_DIR"

@@ -4,21 +4,24 @@
 # AMQP_PORT, default 127.0.0.1:5672, guest/guest).
 #
 # Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
-#   SCENARIO: python-pika | python-pika-gzip | node-amqplib-json  (default: all)
-# Environment: RUN_SUFFIX (appended to every exchange/queue name), SKIP_SETUP=1
-# (do not check/install the venv and node_modules).
+#   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
+#             python-aio-pika-grpc | python-celery-grpc | node-amqplib-grpc: the same over OTLP/gRPC to
+#             $OTLP_GRPC_ENDPOINT (e.g. http://127.0.0.1:4317; never run by default)
+# Environment: OTLP_GRPC_ENDPOINT (for the -grpc scenarios), RUN_SUFFIX
+# (appended to every exchange/queue name), SKIP_SETUP=1 (do not check/install
+# the venv and node_modules).
 #
 # Example: tools/record/run_scenarios.sh http://127.0.0.1:4318 python-pika
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
-  sed -n '2,12p' "$0" >&2
+  sed -n '2,14p' "$0" >&2
   exit 2
 fi
 ENDPOINT=${1%/}
 shift
 SCENARIOS=("$@")
-[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip node-amqplib-json)
+[ ${#SCENARIOS[@]} -eq 0 ] && SCENARIOS=(python-pika python-pika-gzip python-aio-pika python-celery node-amqplib-json)
 
 [ "${SKIP_SETUP:-0}" = 1 ] || "$HERE/setup.sh" --if-missing
 
@@ -35,8 +38,25 @@ for s in "${SCENARIOS[@]}"; do
     python-pika-gzip)
       OTEL_EXPORTER_OTLP_COMPRESSION=gzip SHOP_PARTS=broadcast "$HERE/.venv/bin/python" "$HERE/python/shop.py"
       ;;
+    python-aio-pika)
+      "$HERE/.venv/bin/python" "$HERE/python/quotes.py"
+      ;;
+    python-celery)
+      "$HERE/.venv/bin/python" "$HERE/python/press.py"
+      ;;
+    python-aio-pika-grpc | python-celery-grpc)
+      [ -n "${OTLP_GRPC_ENDPOINT:-}" ] || { echo "$s needs OTLP_GRPC_ENDPOINT" >&2; exit 2; }
+      script=quotes.py
+      [ "$s" = python-celery-grpc ] && script=press.py
+      OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT" \
+        "$HERE/.venv/bin/python" "$HERE/python/$script"
+      ;;
     node-amqplib-json)
       (cd "$HERE/node" && node stock.js)
+      ;;
+    node-amqplib-grpc)
+      [ -n "${OTLP_GRPC_ENDPOINT:-}" ] || { echo "$s needs OTLP_GRPC_ENDPOINT" >&2; exit 2; }
+      (cd "$HERE/node" && OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT="$OTLP_GRPC_ENDPOINT" node stock.js)
       ;;
     *)
       echo "unknown scenario: $s" >&2

@@ -14,7 +14,8 @@
  * waits until catalog processed all messages, then stops catalog.
  *
  * Environment: OTEL_EXPORTER_OTLP_ENDPOINT (exporter appends /v1/traces,
- * default http://127.0.0.1:4318), RUN_SUFFIX (appended to exchange/queue
+ * default http://127.0.0.1:4318), OTEL_EXPORTER_OTLP_PROTOCOL (grpc: export
+ * OTLP/gRPC to the endpoint instead of OTLP/JSON), RUN_SUFFIX (appended to exchange/queue
  * names), AMQP_URL (default amqp://guest:guest@127.0.0.1:5672).
  */
 
@@ -37,7 +38,12 @@ if (!process.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
 function setupTracing(serviceName, instanceId) {
   const { NodeTracerProvider } = require('@opentelemetry/sdk-trace-node');
   const { BatchSpanProcessor } = require('@opentelemetry/sdk-trace-base');
-  const { OTLPTraceExporter } = require('@opentelemetry/exporter-trace-otlp-http');
+  // OTEL_EXPORTER_OTLP_PROTOCOL=grpc: OTLP/gRPC to OTEL_EXPORTER_OTLP_ENDPOINT; else OTLP/JSON.
+  const { OTLPTraceExporter } = require(
+    process.env.OTEL_EXPORTER_OTLP_PROTOCOL === 'grpc'
+      ? '@opentelemetry/exporter-trace-otlp-grpc'
+      : '@opentelemetry/exporter-trace-otlp-http',
+  );
   const { defaultResource, resourceFromAttributes } = require('@opentelemetry/resources');
   const { ATTR_SERVICE_NAME } = require('@opentelemetry/semantic-conventions');
   const { registerInstrumentations } = require('@opentelemetry/instrumentation');
