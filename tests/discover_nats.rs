@@ -13,9 +13,11 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use switchyard::discover::nats::{self as nats_source, monitor, Limits};
+use switchyard::discover::nats::{
+    self as nats_source, api, jetstream as js_source, monitor, names, Limits,
+};
 use switchyard::discover::{DiscoverError, Source, Spec};
-use switchyard::model::broker::{BrokerSnapshot, Entity, NamedBy};
+use switchyard::model::broker::{BrokerSnapshot, NamedBy};
 
 const NATS_SERVER: &str = "/usr/sbin/nats-server";
 
@@ -94,7 +96,7 @@ struct Scenario {
 /// Stream ORDERS (orders.>, file storage) with 5 `orders.created` and 2 `orders.cancelled`;
 /// durable pull consumer `invoicer` (filter orders.created) that fetched 3 and acked none; an
 /// ephemeral push consumer delivering to `deliver.audit`, read by connection `auditor` (all 7,
-/// none acked); core subscriptions `payments.*` by connection `billing` and `metrics.cpu` by an
+/// none acked, the first refused once and delivered again); core subscriptions `payments.*` by connection `billing` and `metrics.cpu` by an
 /// unnamed connection.
 async fn scenario(url: &str) -> Scenario {
     let named = |name: &str| async_nats::ConnectOptions::new().name(name);
@@ -162,9 +164,19 @@ async fn scenario(url: &str) -> Scenario {
         .await
         .expect("ephemeral consumer");
     let mut push = push.messages().await.expect("push messages");
+    let mut first = None;
     for _ in 0..7 {
-        push.next().await.expect("delivered").expect("message");
+        let m = push.next().await.expect("delivered").expect("message");
+        first.get_or_insert(m);
     }
+    // Refused once, so delivered again: one redelivery.
+    let refused = first.expect("first message");
+    refused
+        .ack_with(jetstream::AckKind::Nak(None))
+        .await
+        .expect("nak");
+    let again = push.next().await.expect("redelivered").expect("message");
+    assert_eq!(again.payload, refused.payload);
     let payments = billing.subscribe("payments.*").await.expect("subscribe");
     let metrics = unnamed.subscribe("metrics.cpu").await.expect("subscribe");
     for c in [&billing, &unnamed] {
@@ -185,23 +197,46 @@ fn runtime() -> tokio::runtime::Runtime {
         .expect("runtime")
 }
 
-fn flow<'a>(
-    s: &'a BrokerSnapshot,
-    from: &str,
-    to: &str,
-) -> &'a switchyard::model::broker::BrokerFlow {
-    s.flows
-        .iter()
-        .find(|f| f.from == from && f.to == to)
-        .unwrap_or_else(|| panic!("no flow {from} -> {to} in {:#?}", s.flows))
+/// What the recorded answers of fixtures/nats/ map to (the unit tests check those figures one
+/// by one): the live server, running the same scenario, must give the same.
+fn recorded() -> (BrokerSnapshot, BrokerSnapshot, BrokerSnapshot) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/nats");
+    let read = |name: &str| std::fs::read_to_string(dir.join(name)).expect("fixture");
+    let streams: api::StreamPage = serde_json::from_str(&read("stream_list.json")).expect("json");
+    let consumers: api::ConsumerPage =
+        serde_json::from_str(&read("consumer_list_ORDERS.json")).expect("json");
+    let (streams, consumers) = (
+        streams.streams.unwrap_or_default(),
+        consumers.consumers.unwrap_or_default(),
+    );
+    let connz = serde_json::from_str(&read("connz.json")).expect("json");
+    let jsz = serde_json::from_str(&read("jsz.json")).expect("json");
+    let (core, revealed) = monitor::snapshot("", 0, &connz, &jsz);
+    let none = names::Revealed::new();
+    let before = js_source::snapshot("", 0, &streams, &consumers, &none);
+    let after = js_source::snapshot("", 0, &streams, &consumers, &revealed);
+    (before, core, after)
 }
 
-fn named_by(s: &BrokerSnapshot, service: &str) -> NamedBy {
-    s.services
-        .iter()
-        .find(|x| x.name == service)
-        .unwrap_or_else(|| panic!("no service {service} in {:#?}", s.services))
-        .named_by
+/// A snapshot without what changes from run to run: its time, its label, and the
+/// server-given name of the ephemeral consumer (which names its service until a monitor
+/// reveals the connection).
+fn normalised(mut s: BrokerSnapshot) -> BrokerSnapshot {
+    // Every other service the scenario has is named by its connection or durable name.
+    let known = ["invoicer", "auditor", "billing"];
+    let random = |name: &mut String| {
+        if !known.contains(&name.as_str()) && !name.starts_with("anonymous (") {
+            *name = "(ephemeral)".to_string();
+        }
+    };
+    s.broker.clear();
+    s.taken_unix_nanos = 0;
+    s.services.iter_mut().for_each(|x| random(&mut x.name));
+    s.flows.iter_mut().for_each(|f| random(&mut f.to));
+    s.services.sort_by(|a, b| a.name.cmp(&b.name));
+    s.flows
+        .sort_by(|a, b| (&a.from, &a.to).cmp(&(&b.from, &b.to)));
+    s
 }
 
 #[test]
@@ -212,86 +247,22 @@ fn jetstream_and_monitor_sources_read_a_real_server() {
     let mut js = source(&format!("nats={}", server.url()));
     let mut monitor = source(&format!("nats-monitor={}", server.monitor_url()));
     assert_eq!(js.label(), format!("nats 127.0.0.1:{}", server.port));
-    assert_eq!(
-        monitor.label(),
-        format!("nats-monitor 127.0.0.1:{}", server.monitor)
-    );
+    let monitor_label = format!("nats-monitor 127.0.0.1:{}", server.monitor);
+    assert_eq!(monitor.label(), monitor_label);
+    let (before, core, after) = recorded();
 
-    let before = js.poll().expect("jetstream poll");
-    assert_eq!(before.system, "nats");
-    assert_eq!(before.destinations.len(), 1);
-    let orders = &before.destinations[0];
-    assert_eq!(
-        (orders.name.as_str(), orders.entity),
-        ("ORDERS", Entity::Stream)
-    );
-    assert_eq!(
-        orders.detail.as_deref(),
-        Some("subjects: orders.>; storage: file")
-    );
-    assert_eq!(orders.figures.messages, Some(7));
-    assert_eq!(orders.figures.consumers, Some(2));
-    assert!(orders.figures.bytes.unwrap_or(0) > 0);
-    let invoicer = flow(&before, "ORDERS", "invoicer");
-    assert_eq!(invoicer.key.as_deref(), Some("orders.created"));
-    assert_eq!(
-        (
-            invoicer.figures.pending,
-            invoicer.figures.ack_pending,
-            invoicer.figures.redelivered
-        ),
-        (Some(2), Some(3), Some(0))
-    );
-    assert_eq!(named_by(&before, "invoicer"), NamedBy::Durable);
     // No monitor has polled yet: the ephemeral consumer is named by its own name.
-    let ephemeral = before
-        .flows
-        .iter()
-        .find(|f| f.to != "invoicer")
-        .expect("ephemeral flow");
-    assert_eq!(ephemeral.key, None);
-    assert_eq!(
-        (ephemeral.figures.pending, ephemeral.figures.ack_pending),
-        (Some(0), Some(7))
-    );
-
-    let core = monitor.poll().expect("monitor poll");
-    assert_eq!(core.system, "nats");
-    let mut subjects: Vec<_> = core
-        .destinations
-        .iter()
-        .map(|d| (d.name.as_str(), d.entity, d.figures.consumers))
-        .collect();
-    subjects.sort();
-    assert_eq!(
-        subjects,
-        [
-            ("metrics.cpu", Entity::Subject, Some(1)),
-            ("payments.*", Entity::Subject, Some(1))
-        ]
-    );
-    flow(&core, "payments.*", "billing");
-    assert_eq!(named_by(&core, "billing"), NamedBy::ConnectionName);
-    // The unnamed connection: its user and client product, never its address.
-    let unnamed = core
-        .flows
-        .iter()
-        .find(|f| f.from == "metrics.cpu")
-        .expect("metrics.cpu flow");
-    assert!(unnamed.to.starts_with("anonymous (rust "), "{}", unnamed.to);
-    assert_eq!(named_by(&core, &unnamed.to), NamedBy::UserAndProduct);
-    assert!(
-        core.services.iter().all(|s| s.name != "auditor"),
-        "{:?}",
-        core.services
-    );
-
+    let live = js.poll().expect("jetstream poll");
+    assert_eq!(live.system, "nats");
+    assert_eq!(normalised(live), normalised(before));
+    let live = monitor.poll().expect("monitor poll");
+    assert_eq!(live.broker, monitor_label);
+    assert_eq!(normalised(live), normalised(core));
     // The monitor revealed which connection reads the push consumer.
-    let after = js.poll().expect("jetstream poll");
-    let audit = flow(&after, "ORDERS", "auditor");
-    assert_eq!(audit.figures.ack_pending, Some(7));
-    assert_eq!(named_by(&after, "auditor"), NamedBy::ConnectionName);
-    assert_eq!(after.flows.len(), 2);
+    let live = js.poll().expect("jetstream poll");
+    let auditor = live.services.iter().find(|x| x.name == "auditor");
+    assert_eq!(auditor.map(|x| x.named_by), Some(NamedBy::ConnectionName));
+    assert_eq!(normalised(live), normalised(after));
 }
 
 /// Re-records fixtures/nats/ (the answers the unit tests map) from the same scenario:
@@ -331,4 +302,91 @@ fn record_fixtures() {
             .expect("body");
         std::fs::write(dir.join(file), body).expect("write");
     }
+}
+
+#[test]
+fn credentials_in_the_url_are_used_and_never_shown() {
+    let secret = "s3cret-Pw";
+    let server = NatsServer::start(&["--user", "alice", "--pass", secret]);
+    let host = format!("127.0.0.1:{}", server.port);
+    let mut good = source(&format!("nats=nats://alice:{secret}@{host}"));
+    assert_eq!(good.label(), format!("nats {host}"));
+    let snapshot = good.poll().expect("poll with the right credentials");
+    assert!(snapshot.destinations.is_empty());
+    let shown = serde_json::to_string(&snapshot).expect("json");
+    assert!(
+        !shown.contains(secret) && !shown.contains("alice"),
+        "{shown}"
+    );
+
+    let wrong = "wr0ng-Pw";
+    let mut bad = source(&format!("nats=nats://alice:{wrong}@{host}"));
+    let err = bad.poll().expect_err("wrong credentials");
+    let text = format!("{err} {err:?} {}", bad.label());
+    assert!(matches!(err, DiscoverError::Unreachable(_)), "{text}");
+    assert!(text.contains("credentials"), "{text}");
+    assert!(!text.contains(wrong) && !text.contains("alice"), "{text}");
+    let mut anonymous = source(&format!("nats=nats://{host}"));
+    assert!(anonymous.poll().is_err());
+
+    let token = "t0ken-Secret";
+    let server = NatsServer::start(&["--auth", token]);
+    let mut with_token = source(&format!("nats=nats://{token}@127.0.0.1:{}", server.port));
+    with_token.poll().expect("poll with the token");
+    assert!(!with_token.label().contains(token));
+}
+
+/// Both sources against `addr`, with a one-second timeout: the errors they give.
+fn poll_both(addr: &str) -> Vec<DiscoverError> {
+    let limits = Limits {
+        timeout: Duration::from_secs(1),
+        ..Limits::default()
+    };
+    ["nats=nats://", "nats-monitor=http://"]
+        .iter()
+        .map(|kind| {
+            let spec: Spec = format!("{kind}{addr}").parse().expect("spec");
+            let mut source = nats_source::open_with(&spec, limits).expect("source");
+            let started = Instant::now();
+            let err = source.poll().expect_err("no broker there");
+            // Generous against a slow machine; what matters is that it ends.
+            assert!(started.elapsed() < Duration::from_secs(20), "{err}");
+            err
+        })
+        .collect()
+}
+
+#[test]
+fn a_closed_port_and_a_silent_server_fail_within_the_timeout() {
+    let closed = format!("127.0.0.1:{}", free_port());
+    for err in poll_both(&closed) {
+        assert!(matches!(err, DiscoverError::Unreachable(_)), "{err}");
+    }
+    // Listening, never accepting: the kernel completes the handshake, nobody ever answers.
+    let silent = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = silent.local_addr().expect("addr").to_string();
+    for err in poll_both(&addr) {
+        assert_eq!(err, DiscoverError::Timeout(1000), "{err}");
+    }
+}
+
+#[test]
+fn a_monitor_answering_garbage_is_a_bad_answer() {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let answering = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut conn, _) = listener.accept().expect("accept");
+        let mut request = [0u8; 1024];
+        let _ = conn.read(&mut request);
+        let body = "<html>not json</html>";
+        let head = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n", body.len());
+        conn.write_all(format!("{head}{body}").as_bytes())
+            .expect("write");
+    });
+    let err = source(&format!("nats-monitor=http://{addr}"))
+        .poll()
+        .expect_err("garbage");
+    assert!(matches!(err, DiscoverError::BadAnswer(_)), "{err}");
+    answering.join().expect("answered");
 }

@@ -13,6 +13,8 @@
 //! `nats-monitor HOST:PORT`).
 
 pub mod api;
+#[cfg(test)]
+mod fixture_tests;
 pub mod jetstream;
 pub mod monitor;
 pub mod names;
