@@ -98,15 +98,22 @@ pub fn is_token(name: &str) -> bool {
 
 /// A stream as a destination: its subjects and storage as detail, its counts as figures.
 pub fn stream_destination(s: &StreamInfo) -> BrokerDestination {
-    let mut detail = format!("subjects: {}", s.config.subjects.join(", "));
-    if !s.config.storage.is_empty() {
-        detail.push_str(&format!("; storage: {}", s.config.storage));
-    }
+    // A mirror or a stream made of sources has no subjects of its own.
+    let parts = [
+        ("subjects", s.config.subjects.join(", ")),
+        ("storage", s.config.storage.clone()),
+    ];
+    let detail = parts
+        .iter()
+        .filter(|(_, v)| !v.is_empty())
+        .map(|(k, v)| format!("{k}: {v}"))
+        .collect::<Vec<_>>()
+        .join("; ");
     BrokerDestination {
         name: s.config.name.clone(),
         namespace: None,
         entity: Entity::Stream,
-        detail: Some(detail),
+        detail: Some(detail).filter(|d| !d.is_empty()),
         figures: Figures {
             messages: Some(s.state.messages),
             bytes: Some(s.state.bytes),

@@ -5,7 +5,7 @@
 //! runtime and drives the client only while it polls.
 
 use super::api::{self, ConsumerInfo, ConsumerPage, StreamInfo, StreamPage};
-use super::{names, now_unix_nanos, Assembly, Endpoint, Limits};
+use super::{millis, names, now_unix_nanos, Assembly, Endpoint, Limits};
 use crate::discover::{DiscoverError, Source, Spec};
 use crate::model::BrokerSnapshot;
 use async_nats::{ConnectErrorKind, ConnectOptions, RequestErrorKind};
@@ -53,7 +53,13 @@ impl Source for JetStreamSource {
                 .block_on(connect(&self.endpoint, self.limits))?,
         };
         let taken = now_unix_nanos();
-        let read = self.runtime.block_on(read_all(&client, self.limits))?;
+        // The timer is made inside the runtime: outside, it has no clock to run on.
+        let budget = self.limits.poll_budget;
+        let reading = async { tokio::time::timeout(budget, read_all(&client, self.limits)).await };
+        let read = self
+            .runtime
+            .block_on(reading)
+            .map_err(|_| DiscoverError::Timeout(millis(budget)))??;
         // Keep the connection only after a poll that worked.
         self.client = Some(client);
         let revealed = names::revealed(&read.server_id);
@@ -113,7 +119,7 @@ async fn connect(endpoint: &Endpoint, limits: Limits) -> Result<async_nats::Clie
     match bounded(limits, connecting).await? {
         Ok(client) => Ok(client),
         Err(e) => Err(match e.kind() {
-            ConnectErrorKind::TimedOut => DiscoverError::Timeout(millis(limits)),
+            ConnectErrorKind::TimedOut => DiscoverError::Timeout(limits.timeout_millis()),
             ConnectErrorKind::Authentication | ConnectErrorKind::AuthorizationViolation => {
                 DiscoverError::Unreachable("the server refused the credentials".to_string())
             }
@@ -176,7 +182,7 @@ async fn list<P: DeserializeOwned, T>(
         let answer = bounded(limits, client.request(subject.to_string(), body.into()))
             .await?
             .map_err(|e| match e.kind() {
-                RequestErrorKind::TimedOut => DiscoverError::Timeout(millis(limits)),
+                RequestErrorKind::TimedOut => DiscoverError::Timeout(limits.timeout_millis()),
                 RequestErrorKind::NoResponders => DiscoverError::BadAnswer(
                     "JetStream is not enabled for this connection's account".to_string(),
                 ),
@@ -214,9 +220,5 @@ async fn list<P: DeserializeOwned, T>(
 async fn bounded<T>(limits: Limits, work: impl Future<Output = T>) -> Result<T, DiscoverError> {
     tokio::time::timeout(limits.timeout, work)
         .await
-        .map_err(|_| DiscoverError::Timeout(millis(limits)))
-}
-
-fn millis(limits: Limits) -> u64 {
-    u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX)
+        .map_err(|_| DiscoverError::Timeout(limits.timeout_millis()))
 }

@@ -29,6 +29,8 @@ use std::time::Duration;
 pub struct Limits {
     /// Longest wait for any one call (connect, request, HTTP answer).
     pub timeout: Duration,
+    /// Longest wait for all the calls of one poll together (many streams, many pages).
+    pub poll_budget: Duration,
     /// Most streams, consumers (all streams together) and connections read per poll; the rest
     /// is left out (and logged).
     pub max_streams: usize,
@@ -42,12 +44,24 @@ impl Default for Limits {
     fn default() -> Limits {
         Limits {
             timeout: Duration::from_secs(5),
+            poll_budget: Duration::from_secs(30),
             max_streams: 2_000,
             max_consumers: 10_000,
             max_connections: 5_000,
             max_bytes: 32 << 20,
         }
     }
+}
+
+impl Limits {
+    /// The per-call timeout in the unit [`DiscoverError::Timeout`] takes.
+    pub fn timeout_millis(&self) -> u64 {
+        millis(self.timeout)
+    }
+}
+
+pub fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 /// The source a `nats` or `nats-monitor` spec names, with the default limits.

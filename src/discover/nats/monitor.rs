@@ -148,7 +148,7 @@ impl MonitorSource {
     fn io_error(&self, e: &std::io::Error) -> DiscoverError {
         match e.kind() {
             std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock => {
-                DiscoverError::Timeout(millis(self.limits))
+                DiscoverError::Timeout(self.limits.timeout_millis())
             }
             _ => DiscoverError::Unreachable("the answer broke off".to_string()),
         }
@@ -178,10 +178,6 @@ pub fn connz_path(limit: usize) -> String {
 
 /// Accounts, streams and consumers with their configuration (deliver subjects).
 pub const JSZ_PATH: &str = "/jsz?consumers=true&config=true";
-
-fn millis(limits: Limits) -> u64 {
-    u64::try_from(limits.timeout.as_millis()).unwrap_or(u64::MAX)
-}
 
 /// Core subscriptions as subject destinations read by their connections' services, and which
 /// connection each push consumer delivers to.
