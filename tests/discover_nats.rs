@@ -36,11 +36,18 @@ struct NatsServer {
 
 impl NatsServer {
     fn start(extra: &[&str]) -> NatsServer {
+        NatsServer::start_with(true, extra)
+    }
+
+    fn start_with(jetstream: bool, extra: &[&str]) -> NatsServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let (port, monitor) = (free_port(), free_port());
         let store = dir.path().to_string_lossy().to_string();
         let (p, m) = (port.to_string(), monitor.to_string());
-        let mut args = vec!["-js", "-sd", &store, "-p", &p, "-m", &m, "-a", "127.0.0.1"];
+        let mut args = vec!["-p", &p, "-m", &m, "-a", "127.0.0.1"];
+        if jetstream {
+            args.extend_from_slice(&["-js", "-sd", &store]);
+        }
         args.extend_from_slice(extra);
         let child = Command::new(NATS_SERVER)
             .args(&args)
@@ -54,7 +61,10 @@ impl NatsServer {
             port,
             monitor,
         };
-        let health = format!("http://127.0.0.1:{monitor}/healthz?js-enabled-only=true");
+        let health = match jetstream {
+            true => format!("http://127.0.0.1:{monitor}/healthz?js-enabled-only=true"),
+            false => format!("http://127.0.0.1:{monitor}/healthz"),
+        };
         wait_until("nats-server answers", Duration::from_secs(20), || {
             ureq::get(&health)
                 .timeout(Duration::from_secs(2))
@@ -389,4 +399,18 @@ fn a_monitor_answering_garbage_is_a_bad_answer() {
         .expect_err("garbage");
     assert!(matches!(err, DiscoverError::BadAnswer(_)), "{err}");
     answering.join().expect("answered");
+}
+
+#[test]
+fn a_server_without_jetstream_is_a_bad_answer_to_one_source_only() {
+    let server = NatsServer::start_with(false, &[]);
+    let err = source(&format!("nats={}", server.url()))
+        .poll()
+        .expect_err("no JetStream");
+    assert!(matches!(err, DiscoverError::BadAnswer(_)), "{err}");
+    assert!(err.to_string().contains("JetStream"), "{err}");
+    let core = source(&format!("nats-monitor={}", server.monitor_url()))
+        .poll()
+        .expect("the monitor still answers");
+    assert!(core.destinations.is_empty() && core.flows.is_empty());
 }

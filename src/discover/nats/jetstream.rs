@@ -192,6 +192,10 @@ async fn list<P: DeserializeOwned, T>(
             .map_err(|e| DiscoverError::BadAnswer(format!("{subject}: {e}")))?;
         let (error, total, page) = parts(page);
         if let Some(e) = error {
+            if e.code == 404 {
+                // Deleted since it was listed: nothing left to list.
+                return Ok(items);
+            }
             return Err(DiscoverError::BadAnswer(format!(
                 "{subject}: {} ({})",
                 e.description, e.code

@@ -21,6 +21,9 @@ use std::io::Read;
 pub struct Connz {
     #[serde(default)]
     pub server_id: String,
+    /// All the connections, of which `connections` holds the first `limit`.
+    #[serde(default)]
+    pub total: u64,
     #[serde(default)]
     pub connections: Option<Vec<Connection>>,
 }
@@ -163,6 +166,14 @@ impl Source for MonitorSource {
     fn poll(&mut self) -> Result<BrokerSnapshot, DiscoverError> {
         let taken = now_unix_nanos();
         let connz: Connz = self.get(&connz_path(self.limits.max_connections))?;
+        let read = connz.connections.as_ref().map_or(0, Vec::len);
+        if (read as u64) < connz.total {
+            tracing::warn!(
+                read,
+                total = connz.total,
+                "nats: connections beyond the limit left out"
+            );
+        }
         // A server without JetStream answers /jsz with no accounts: nothing to reveal.
         let jsz: Jsz = self.get(JSZ_PATH)?;
         let (snapshot, revealed) = snapshot(&self.label, taken, &connz, &jsz);
