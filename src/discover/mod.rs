@@ -8,6 +8,8 @@
 //! Credentials given in a URL are used for the calls and never shown: a source's label, its
 //! errors and everything it stores name the broker by kind, host and port only.
 
+pub mod nats;
+
 use crate::model::BrokerSnapshot;
 
 /// What a `--discover` value names.
