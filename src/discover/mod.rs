@@ -10,6 +10,11 @@
 
 use crate::model::BrokerSnapshot;
 
+pub mod rabbitmq;
+pub mod runner;
+
+pub use runner::Discovery;
+
 /// What a `--discover` value names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -109,6 +114,8 @@ pub enum DiscoverError {
     Status(u16),
     #[error("answered something that is not what it should: {0}")]
     BadAnswer(String),
+    #[error("{0}")]
+    Unsupported(&'static str),
 }
 
 /// A broker polled for its state.
