@@ -84,7 +84,8 @@ fn a_recorded_poll_maps_to_destinations_services_and_flows() {
     // From the policy `fixture-dlx`.
     flow(f, FlowKind::DeadLetter, "fixture.audit-log", "fixture.dlx");
     assert!(
-        f.iter().all(|x| x.from != "" || x.kind != FlowKind::Route),
+        f.iter()
+            .all(|x| !x.from.is_empty() || x.kind != FlowKind::Route),
         "no implicit bindings"
     );
     let consume = flow(
