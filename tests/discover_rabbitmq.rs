@@ -661,3 +661,190 @@ fn record() {
     let version = s.admin.get("overview")["rabbitmq_version"].clone();
     eprintln!("recorded from RabbitMQ {version}");
 }
+
+/// CPU time of the calling thread.
+fn thread_cpu() -> Duration {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes into the timespec it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut t) };
+    Duration::new(t.tv_sec as u64, t.tv_nsec as u32)
+}
+
+/// A large broker (2,000 queues, each bound from one of 20 exchanges, 500 consumers on 10
+/// named connections): one poll's wall time and CPU, against the management API's own answer
+/// time for the same calls (read, not parsed), measured in the same run.
+#[test]
+#[ignore = "benchmark (SWITCHYARD_BENCH=1)"]
+fn bench_poll_of_a_large_broker() {
+    use switchyard::discover::Source;
+    if std::env::var("SWITCHYARD_BENCH").as_deref() != Ok("1") {
+        return;
+    }
+    let (queues, exchanges, consumers) = (2_000usize, 20usize, 500usize);
+    let p = unique_prefix();
+    let admin = Admin::new();
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let setup = std::time::Instant::now();
+    std::thread::scope(|s| {
+        for part in 0..4 {
+            let (admin, p) = (&admin, &p);
+            s.spawn(move || {
+                for x in (part..exchanges).step_by(4) {
+                    admin.put(
+                        &format!("exchanges/%2F/{}", enc(&format!("{p}.x{x}"))),
+                        json!({"type": "direct"}),
+                    );
+                }
+                for i in (part..queues).step_by(4) {
+                    let q = enc(&format!("{p}.q{i}"));
+                    admin.put(&format!("queues/%2F/{q}"), json!({}));
+                }
+            });
+        }
+    });
+    std::thread::scope(|s| {
+        for part in 0..4 {
+            let (admin, p) = (&admin, &p);
+            s.spawn(move || {
+                for i in (part..queues).step_by(4) {
+                    let path = format!(
+                        "bindings/%2F/e/{}/q/{}",
+                        enc(&format!("{p}.x{}", i % exchanges)),
+                        enc(&format!("{p}.q{i}"))
+                    );
+                    admin
+                        .call("POST", &path, Some(json!({"routing_key": format!("k{i}")})))
+                        .expect("bind");
+                }
+            });
+        }
+    });
+    let mut conns = Vec::new();
+    let held = rt.block_on(async {
+        let mut held = Vec::new();
+        for c in 0..10 {
+            let props =
+                ConnectionProperties::default().with_connection_name(format!("{p}-svc{c}").into());
+            let conn = Connection::connect(AMQP, props).await.expect("connect");
+            for k in 0..consumers / 10 {
+                let ch = conn.create_channel().await.expect("channel");
+                let q = format!("{p}.q{}", c * (consumers / 10) + k);
+                let consumer = ch
+                    .basic_consume(
+                        &q,
+                        "",
+                        BasicConsumeOptions::default(),
+                        FieldTable::default(),
+                    )
+                    .await
+                    .expect("consume");
+                held.push((ch, consumer));
+            }
+            conns.push(conn);
+        }
+        held
+    });
+    eprintln!("setup: {:?}", setup.elapsed());
+    wait_for("all consumers listed", Duration::from_secs(60), || {
+        let n = admin
+            .get("consumers/%2F")
+            .as_array()?
+            .iter()
+            .filter(|c| {
+                c["queue"]["name"]
+                    .as_str()
+                    .is_some_and(|q| q.starts_with(&p))
+            })
+            .count();
+        (n == consumers).then_some(())
+    });
+
+    let url = "http://guest:guest@127.0.0.1:15672/%2F";
+    let mut source =
+        switchyard::discover::rabbitmq::Rabbitmq::new(url, Default::default()).expect("source");
+    let mut baseline = Vec::new();
+    let mut polls = Vec::new();
+    for _ in 0..5 {
+        let t = std::time::Instant::now();
+        let mut bytes = 0;
+        for what in [
+            "exchanges/%2F",
+            "queues/%2F",
+            "bindings/%2F",
+            "consumers/%2F",
+            "connections",
+            "channels",
+        ] {
+            let r = admin
+                .agent
+                .get(&format!("{MANAGEMENT}/api/{what}"))
+                .set("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=")
+                .call()
+                .expect("get");
+            bytes += r.into_string().expect("body").len();
+        }
+        baseline.push(t.elapsed());
+        let (t, cpu) = (std::time::Instant::now(), thread_cpu());
+        let snap = source.poll().expect("poll");
+        polls.push((t.elapsed(), thread_cpu() - cpu));
+        eprintln!(
+            "answers {bytes} bytes; snapshot: {} destinations, {} services, {} flows",
+            snap.destinations.len(),
+            snap.services.len(),
+            snap.flows.len()
+        );
+    }
+    baseline.sort();
+    polls.sort();
+    let (b, (w, c)) = (baseline[2], polls[2]);
+    eprintln!(
+        "median of 5: management API answers {b:?}; one poll {w:?} wall ({:.2}x the answers), {c:?} CPU of the polling thread",
+        w.as_secs_f64() / b.as_secs_f64()
+    );
+    // Memory across 100 polls: the resident size after poll 5 and after poll 100.
+    let rss = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+        let pages: u64 = statm
+            .split(' ')
+            .nth(1)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        pages * 4096 / 1024
+    };
+    let before = rss();
+    for _ in 5..100 {
+        source.poll().expect("poll");
+    }
+    eprintln!(
+        "resident: {before} KiB after 5 polls, {} KiB after 100",
+        rss()
+    );
+    drop(held);
+    for c in conns {
+        let _ = rt.block_on(c.close(200, "done"));
+    }
+    for x in 0..exchanges {
+        let _ = admin.call(
+            "DELETE",
+            &format!("exchanges/%2F/{}", enc(&format!("{p}.x{x}"))),
+            None,
+        );
+    }
+    std::thread::scope(|s| {
+        for part in 0..4 {
+            let (admin, p) = (&admin, &p);
+            s.spawn(move || {
+                for i in (part..queues).step_by(4) {
+                    let _ = admin.call(
+                        "DELETE",
+                        &format!("queues/%2F/{}", enc(&format!("{p}.q{i}"))),
+                        None,
+                    );
+                }
+            });
+        }
+    });
+}
