@@ -187,4 +187,27 @@ mod tests {
         assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
         assert!(parse_size("lots").is_err());
     }
+
+    #[test]
+    fn discover_flags_repeat_and_split_on_commas() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "serve",
+            "--discover",
+            "rabbitmq=http://h:15672,nats=nats://h:4222",
+            "--discover",
+            "nats-monitor=http://h:8222",
+            "--discover-interval",
+            "1s",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.discover.len(), 3);
+        assert_eq!(args.discover_interval, std::time::Duration::from_secs(1));
+        assert!(parse_discover_interval("1ms").is_err());
+        assert!(parse_discover_interval("soon").is_err());
+    }
 }
