@@ -2,6 +2,7 @@
 
 use crate::broker::BrokerConfig;
 use crate::cli::{ServeArgs, SyncMode};
+use crate::discover::Discovery;
 use crate::ingest::{self, Ingest, IngestConfig};
 use crate::store::{RetentionConfig, SqliteStore, Store, StoreConfig};
 use actix_web::{web, App, HttpServer};
@@ -43,9 +44,12 @@ pub fn broker_config(args: &ServeArgs) -> BrokerConfig {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    // Checked before anything starts: a bad --discover value changes nothing.
+    let sources = crate::discover::runner::sources(&args.discover).map_err(anyhow::Error::msg)?;
     let store = SqliteStore::open(&store_config(&args))
         .map(Store::new)
         .with_context(|| format!("opening {}", args.db.display()))?;
+    let discovery = Discovery::start(sources, args.discover_interval, store.clone());
     let ingest = Ingest::new(
         store.clone(),
         IngestConfig {
@@ -62,14 +66,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "OTLP/HTTP",
         args.otlp_http,
         args.workers,
-        (ingest.clone(), broker.clone()),
+        (ingest.clone(), broker.clone(), discovery.clone()),
         ingest::http::configure,
     )?;
     let (web_server, web_addr) = http_server(
         "HTTP",
         args.http,
         args.workers,
-        (ingest.clone(), broker.clone()),
+        (ingest.clone(), broker.clone(), discovery.clone()),
         crate::web::configure,
     )?;
     let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc)
@@ -115,8 +119,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if tokio::time::timeout(DRAIN_DEADLINE, drain).await.is_err() {
         tracing::warn!("drain deadline passed; closing anyway");
     }
-    // Stage 2: final commits (broker, its last spans, then the store), then exit.
+    // Stage 2: stop polling brokers, final commits (broker, its last spans, then the store),
+    // then exit.
     tokio::task::spawn_blocking(move || {
+        discovery.shutdown();
         broker.shutdown();
         tracer.shutdown();
         store.shutdown()
@@ -131,13 +137,14 @@ fn http_server(
     what: &str,
     addr: SocketAddr,
     workers: usize,
-    (ingest, broker): (Ingest, crate::broker::Broker),
+    (ingest, broker, discovery): (Ingest, crate::broker::Broker, Discovery),
     routes: fn(&mut web::ServiceConfig),
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let state = web::Data::new(crate::web::AppState {
         store: ingest.store.clone(),
         counters: ingest.counters.clone(),
         broker: broker.clone(),
+        discovery,
     });
     let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
     let app = move || {

@@ -83,6 +83,29 @@ pub struct ServeArgs {
     /// HTTP worker threads per listener.
     #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2)]
     pub workers: usize,
+    /// A broker to poll for its state, as KIND=URL (repeatable; the variable holds a
+    /// comma-separated list): rabbitmq=http://USER:PASS@HOST:15672[/VHOST],
+    /// nats=nats://HOST:4222, nats-monitor=http://HOST:8222.
+    #[arg(
+        long,
+        env = "SWITCHYARD_DISCOVER",
+        value_name = "KIND=URL",
+        value_delimiter = ','
+    )]
+    pub discover: Vec<String>,
+    /// How often each --discover broker is polled (e.g. 15s, 1m).
+    #[arg(long = "discover-interval", env = "SWITCHYARD_DISCOVER_INTERVAL", default_value = "15s", value_parser = parse_discover_interval)]
+    pub discover_interval: std::time::Duration,
+}
+
+/// A humantime duration of at least `discover::runner::MIN_INTERVAL`.
+fn parse_discover_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    let min = crate::discover::runner::MIN_INTERVAL;
+    if d < min {
+        return Err(format!("at least {}", humantime::format_duration(min)));
+    }
+    Ok(d)
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
@@ -163,5 +186,28 @@ mod tests {
         assert_eq!(parse_size("64MiB").unwrap(), 64 * 1024 * 1024);
         assert_eq!(parse_size("2GB").unwrap(), 2_000_000_000);
         assert!(parse_size("lots").is_err());
+    }
+
+    #[test]
+    fn discover_flags_repeat_and_split_on_commas() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "serve",
+            "--discover",
+            "rabbitmq=http://h:15672,nats=nats://h:4222",
+            "--discover",
+            "nats-monitor=http://h:8222",
+            "--discover-interval",
+            "1s",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.discover.len(), 3);
+        assert_eq!(args.discover_interval, std::time::Duration::from_secs(1));
+        assert!(parse_discover_interval("1ms").is_err());
+        assert!(parse_discover_interval("soon").is_err());
     }
 }

@@ -12,6 +12,11 @@ pub mod nats;
 
 use crate::model::BrokerSnapshot;
 
+pub mod rabbitmq;
+pub mod runner;
+
+pub use runner::Discovery;
+
 /// What a `--discover` value names.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kind {

@@ -1,6 +1,6 @@
 //! The one routing table of the `--http` server.
 
-use super::pages::{map, node, trace, traces};
+use super::pages::{brokers, map, node, trace, traces};
 use super::{api, assets, live};
 use actix_web::web;
 
@@ -16,8 +16,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/traces/{trace_id}", web::get().to(api::trace))
         .route("/api/stats", web::get().to(api::stats))
         .route("/api/live", web::get().to(live::live))
+        .route("/api/brokers", web::get().to(brokers::api))
         .route("/", web::get().to(map::page))
         .route("/traces", web::get().to(traces::page))
+        .route("/brokers", web::get().to(brokers::page))
         .route("/traces/{trace_id}", web::get().to(trace::page))
         .route("/services/{id:.*}", web::get().to(node::service))
         .route("/destinations/{id:.*}", web::get().to(node::destination))

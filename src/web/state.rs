@@ -1,6 +1,6 @@
 //! What every page and API handler of the `--http` server reads: the store (through its
-//! interface), the ingest counters, and the embedded broker's handle, read directly (never
-//! through an HTTP request to this server).
+//! interface), the ingest counters, the embedded broker's handle and the discovery threads'
+//! statuses, read directly (never through an HTTP request to this server).
 
 use crate::broker::Broker;
 use crate::ingest::IngestCounters;
@@ -12,4 +12,6 @@ pub struct AppState {
     pub store: Store,
     pub counters: Arc<IngestCounters>,
     pub broker: Broker,
+    /// The `--discover` brokers' statuses.
+    pub discovery: crate::discover::Discovery,
 }

@@ -1,6 +1,7 @@
 //! HTML pages: each file holds a handler and the template struct it returns.
 
 pub mod broker_state;
+pub mod brokers;
 pub mod format;
 pub mod map;
 pub mod node;
