@@ -1,4 +1,4 @@
-use super::{name, Detector, Finding, Topology};
+use super::{name, Detector, Finding, Flows, Topology};
 
 /// Two services that message each other both ways: a request event and its response event,
 /// an API call in disguise.
@@ -13,7 +13,7 @@ impl Detector for ActionResponse {
         "a pair of services exchanging request and response events (a call over the broker)"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
+    fn find(&self, topo: &Topology, _: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
         // The first dependency of each (from, to), looked up by key: a merged broker's
         // bindings can make thousands of dependencies.

@@ -1,4 +1,4 @@
-use super::{name, Detector, Finding, Topology};
+use super::{name, Detector, Finding, Flows, Topology};
 
 /// A destination whose broker holds messages that are not being taken: no consumer while
 /// messages wait, or messages arriving faster than they are delivered.
@@ -13,7 +13,7 @@ impl Detector for Backlog {
         "messages pile up in a destination: no consumer takes them, or they arrive faster than they are delivered"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
+    fn find(&self, topo: &Topology, _: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
         for n in &topo.nodes {
             let Some(b) = &n.broker else { continue };

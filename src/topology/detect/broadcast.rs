@@ -12,8 +12,7 @@ impl Detector for Broadcast {
         "a destination whose messages reach two or more subscribing services"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
-        let flows = Flows::of(topo);
+    fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
         for dest in flows.publishers.keys() {
             let receivers = flows.receivers(dest);

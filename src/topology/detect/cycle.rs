@@ -1,4 +1,4 @@
-use super::{name, Detector, Finding, Topology};
+use super::{name, Detector, Finding, Flows, Topology};
 use petgraph::algo::tarjan_scc;
 use petgraph::graphmap::DiGraphMap;
 
@@ -15,7 +15,7 @@ impl Detector for Cycle {
         "services that depend on each other in a loop"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
+    fn find(&self, topo: &Topology, _: &Flows) -> Vec<Finding> {
         let mut g: DiGraphMap<&str, ()> = DiGraphMap::new();
         for d in &topo.dependencies {
             g.add_edge(d.from.as_str(), d.to.as_str(), ());

@@ -12,8 +12,7 @@ impl Detector for DeadEnd {
         "a destination that is published to but never consumed from"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
-        let flows = Flows::of(topo);
+    fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let fed = flows.publishers.keys().chain(flows.routes_in.keys());
         let mut out: Vec<Finding> = fed
             .filter(|d| flows.is_fed(d))

@@ -1,4 +1,4 @@
-use super::{name, Detector, Finding, Topology};
+use super::{name, Detector, Finding, Flows, Topology};
 use crate::model::EdgeKind;
 
 /// A destination whose broker sends what it rejects or lets expire to another destination.
@@ -13,7 +13,7 @@ impl Detector for DeadLetter {
         "a destination whose rejected or expired messages go to a dead-letter destination"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
+    fn find(&self, topo: &Topology, _: &Flows) -> Vec<Finding> {
         topo.edges_of_kind(EdgeKind::DeadLetter)
             .map(|e| {
                 let held = topo

@@ -12,8 +12,7 @@ impl Detector for IdleSubscriber {
         "a subscriber whose destination has no publisher in the window"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
-        let flows = Flows::of(topo);
+    fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
         for (dest, consumers) in &flows.consumers {
             if flows.is_fed(dest) {

@@ -29,7 +29,14 @@ pub trait Detector {
     fn pattern(&self) -> &'static str;
     /// What the pattern means, for every instance.
     fn summary(&self) -> &'static str;
-    fn check(&self, topo: &Topology) -> Vec<Finding>;
+    /// The findings, given the topology's flows per destination (built once for every
+    /// detector of a run).
+    fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding>;
+
+    /// The findings of this detector alone.
+    fn check(&self, topo: &Topology) -> Vec<Finding> {
+        self.find(topo, &Flows::of(topo))
+    }
 }
 
 pub fn detectors() -> Vec<Box<dyn Detector>> {
@@ -46,7 +53,11 @@ pub fn detectors() -> Vec<Box<dyn Detector>> {
 }
 
 pub fn run_all(topo: &Topology) -> Vec<Finding> {
-    detectors().iter().flat_map(|d| d.check(topo)).collect()
+    let flows = Flows::of(topo);
+    detectors()
+        .iter()
+        .flat_map(|d| d.find(topo, &flows))
+        .collect()
 }
 
 /// Node name for descriptions.
@@ -57,7 +68,7 @@ fn name<'a>(topo: &'a Topology, id: &'a str) -> &'a str {
 /// Per destination: its publishing services, consuming services (traced, or subscribed in a
 /// broker's state), and routes in and out (traced, or a broker's bindings).
 #[derive(Default)]
-struct Flows<'a> {
+pub struct Flows<'a> {
     publishers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     consumers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     routes_out: BTreeMap<&'a str, BTreeSet<&'a str>>,

@@ -13,8 +13,7 @@ impl Detector for WorkQueue {
         "a destination drained by competing instances of one service"
     }
 
-    fn check(&self, topo: &Topology) -> Vec<Finding> {
-        let flows = Flows::of(topo);
+    fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
         for (dest, consumers) in &flows.consumers {
             if consumers.len() != 1 {
