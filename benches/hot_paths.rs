@@ -98,6 +98,7 @@ fn synthetic_topology(services: usize, destinations: usize, edges: usize) -> Top
         nodes,
         edges,
         brokers: Vec::new(),
+        brokers_then: Vec::new(),
     }
 }
 

@@ -35,6 +35,9 @@ pub struct TopologyRows {
     pub edges: Vec<EdgeRow>,
     /// Each discovered broker's newest snapshot in the window.
     pub brokers: Vec<std::sync::Arc<super::BrokerSnapshot>>,
+    /// Each discovered broker's oldest snapshot in the window, for trends (depth or lag
+    /// growing).
+    pub brokers_then: Vec<std::sync::Arc<super::BrokerSnapshot>>,
 }
 
 /// One minute of a node's activity. `count` is spans (services) or messages published

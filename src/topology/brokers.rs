@@ -30,18 +30,7 @@ pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<Brok
             n.broker = Some(merged(n.broker.take(), &d.figures));
             seen(&mut n.seen_in, SeenIn::Broker);
         }
-        let unnamed = |name: &str| {
-            snap.services
-                .iter()
-                .any(|s| s.name == name && s.named_by == NamedBy::UserAndProduct)
-        };
-        let service_key = |name: &str| {
-            if unnamed(name) {
-                NodeKey::external(name, None)
-            } else {
-                NodeKey::service(name, None)
-            }
-        };
+        let service_key = |name: &str| service_key(snap, name);
         for s in &snap.services {
             let i = node(nodes, &mut node_at, service_key(&s.name));
             seen(&mut nodes[i].seen_in, SeenIn::Broker);
@@ -192,6 +181,49 @@ fn add_traced(e: &mut Edge, traced: &Edge, kind: EdgeKind) {
     seen(&mut e.seen_in, SeenIn::Traces);
 }
 
+/// Sets each reported node's and consume flow's figures at the broker's oldest poll in the
+/// window, where that poll knew it: what `backlog` compares the newest figures with.
+pub fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnapshot>]) {
+    let mut figures: HashMap<String, &Figures> = HashMap::new();
+    let mut flows: HashMap<(String, String), &Figures> = HashMap::new();
+    for snap in snapshots {
+        for d in &snap.destinations {
+            figures.insert(NodeKey::destination(&snap.system, &d.name).id, &d.figures);
+        }
+        for f in snap.flows.iter().filter(|f| f.kind == FlowKind::Consume) {
+            let service = service_key(snap, &f.to).id;
+            flows.insert(
+                (NodeKey::destination(&snap.system, &f.from).id, service),
+                &f.figures,
+            );
+        }
+    }
+    for n in nodes.iter_mut().filter(|n| n.broker.is_some()) {
+        n.broker_then = figures.get(&n.id).map(|f| (*f).clone());
+    }
+    for e in edges
+        .iter_mut()
+        .filter(|e| e.kind == EdgeKind::Consume && e.broker.is_some())
+    {
+        e.broker_then = flows
+            .get(&(e.from.clone(), e.to.clone()))
+            .map(|f| (*f).clone());
+    }
+}
+
+/// A service a broker names: a service, or an external peer when it could not name it.
+fn service_key(snap: &BrokerSnapshot, name: &str) -> NodeKey {
+    let unnamed = snap
+        .services
+        .iter()
+        .any(|s| s.name == name && s.named_by == NamedBy::UserAndProduct);
+    if unnamed {
+        NodeKey::external(name, None)
+    } else {
+        NodeKey::service(name, None)
+    }
+}
+
 fn seen(list: &mut Vec<SeenIn>, source: SeenIn) {
     if !list.contains(&source) {
         list.push(source);
@@ -215,6 +247,7 @@ fn node(nodes: &mut Vec<Node>, at: &mut HashMap<String, usize>, key: NodeKey) ->
         seen_in: Vec::new(),
         entity: (key.kind == NodeKind::Destination).then_some(None),
         broker: None,
+        broker_then: None,
     });
     at.insert(key.id, nodes.len() - 1);
     nodes.len() - 1
@@ -234,6 +267,7 @@ fn broker_edge(from: String, to: String, kind: EdgeKind) -> Edge {
         instances: None,
         seen_in: Vec::new(),
         broker: None,
+        broker_then: None,
         inferred: false,
         key: None,
     }

@@ -29,6 +29,9 @@ pub struct Node {
     /// The broker's own figures, when a broker reports the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<Figures>,
+    /// The same figures at the broker's oldest poll in the window (for trends).
+    #[serde(skip)]
+    pub broker_then: Option<Figures>,
 }
 
 /// Where a node or an edge was seen.
@@ -79,6 +82,9 @@ pub struct Edge {
     /// The broker's own figures of the flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<Figures>,
+    /// The same figures at the broker's oldest poll in the window (for trends).
+    #[serde(skip)]
+    pub broker_then: Option<Figures>,
     /// Reported by no one but inferred from a broker's counters.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub inferred: bool,
@@ -153,6 +159,7 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
             seen_in: vec![SeenIn::Traces],
             entity: (n.key.kind == NodeKind::Destination).then_some(None),
             broker: None,
+            broker_then: None,
         })
         .collect();
     let mut edges = Vec::new();
@@ -180,6 +187,7 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
                 instances: (row.kind == EdgeKind::Consume).then_some(row.instances),
                 seen_in: vec![SeenIn::Traces],
                 broker: None,
+                broker_then: None,
                 inferred: false,
                 key: None,
             });
@@ -187,6 +195,7 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
     }
     let mut nodes = nodes;
     super::brokers::merge(&mut nodes, &mut edges, &rows.brokers);
+    super::brokers::then(&mut nodes, &mut edges, &rows.brokers_then);
     super::brokers::resolve_consumes(&mut edges, &mut dependencies, &nodes, &rows.brokers);
     edges.sort_by(|a, b| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind)));
     let inferred = infer_dependencies(&edges, &dependencies);

@@ -106,12 +106,31 @@ pub fn latest(
     window: TimeWindow,
     decoded: &Decoded,
 ) -> Result<Vec<Arc<BrokerSnapshot>>, StoreError> {
+    one_per_broker(conn, window, decoded, "MAX")
+}
+
+/// Each broker's oldest snapshot within the window (what trends compare the newest with).
+pub fn earliest(
+    conn: &Connection,
+    window: TimeWindow,
+    decoded: &Decoded,
+) -> Result<Vec<Arc<BrokerSnapshot>>, StoreError> {
+    one_per_broker(conn, window, decoded, "MIN")
+}
+
+fn one_per_broker(
+    conn: &Connection,
+    window: TimeWindow,
+    decoded: &Decoded,
+    pick: &'static str,
+) -> Result<Vec<Arc<BrokerSnapshot>>, StoreError> {
     let (first, last) = window.minutes();
-    let mut stmt = conn.prepare_cached(
+    // `pick` is one of two constants, never input.
+    let mut stmt = conn.prepare_cached(&format!(
         "SELECT broker, minute, taken_unix_nanos FROM broker_snapshots AS s WHERE minute = (
-             SELECT MAX(minute) FROM broker_snapshots WHERE broker = s.broker AND minute BETWEEN ?1 AND ?2)
-         ORDER BY broker",
-    )?;
+             SELECT {pick}(minute) FROM broker_snapshots WHERE broker = s.broker AND minute BETWEEN ?1 AND ?2)
+         ORDER BY broker"
+    ))?;
     let newest: Vec<(String, i64, i64)> = stmt
         .query_map(params![first, last], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))

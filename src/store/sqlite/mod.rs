@@ -175,6 +175,7 @@ impl TopologyReads for SqliteStore {
         self.read(|c| {
             let mut rows = reader::topology(c, window)?;
             rows.brokers = brokers::latest(c, window, &self.decoded)?;
+            rows.brokers_then = brokers::earliest(c, window, &self.decoded)?;
             Ok(rows)
         })
     }

@@ -110,6 +110,7 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
         nodes,
         edges,
         brokers: Vec::new(),
+        brokers_then: Vec::new(),
     })
 }
 

@@ -264,6 +264,9 @@ pub fn broker_snapshots_are_kept_per_minute_with_their_history(h: &dyn Harness) 
             .depth,
         Some(9)
     );
+    // Trends compare the newest poll with the oldest one the window holds.
+    let whole = store.topology(window()).unwrap();
+    assert_eq!(whole.brokers_then[0].destinations[0].figures.depth, Some(7));
     let later = TimeWindow::new(minute(30), minute(40)).unwrap();
     assert!(store.topology(later).unwrap().brokers.is_empty());
     let history = store

@@ -1,7 +1,8 @@
 use super::{name, Detector, Finding, Flows, Topology};
 
 /// A destination whose broker holds messages that are not being taken: no consumer while
-/// messages wait, or messages arriving faster than they are delivered.
+/// messages wait, messages arriving faster than they are delivered, or a depth that grew over
+/// the window (the broker's oldest poll in it against its newest).
 pub struct Backlog;
 
 impl Detector for Backlog {
@@ -23,12 +24,15 @@ impl Detector for Backlog {
             }
             let (incoming, delivered) =
                 (b.publish_rate.unwrap_or(0.0), b.deliver_rate.unwrap_or(0.0));
+            let before = n.broker_then.as_ref().and_then(|t| t.depth.or(t.pending));
             let why = if b.consumers == Some(0) {
                 format!("has no consumer while {waiting} messages wait")
             } else if incoming > delivered {
                 format!(
                     "holds {waiting} messages and grows: {incoming:.1}/s arrive, {delivered:.1}/s are delivered"
                 )
+            } else if let Some(before) = before.filter(|&t| grew(t, waiting)) {
+                format!("grew from {before} to {waiting} waiting messages over the window")
             } else {
                 continue;
             };
@@ -40,6 +44,11 @@ impl Detector for Backlog {
         }
         out
     }
+}
+
+/// Grown enough to matter: by at least ten messages and a tenth.
+pub fn grew(then: u64, now: u64) -> bool {
+    now >= then.saturating_add((then / 10).max(10))
 }
 
 #[cfg(test)]
@@ -77,5 +86,27 @@ mod tests {
             .filter(|n| n.id == "d:y")
             .for_each(|n| n.broker.as_mut().unwrap().publish_rate = Some(25.0));
         assert_eq!(Backlog.check(&t).len(), 2);
+    }
+
+    #[test]
+    fn a_depth_that_grew_over_the_window() {
+        let mut t = topo(&[("s:a", "d:x", Publish, 1)]);
+        let figures = |depth| Figures {
+            depth: Some(depth),
+            consumers: Some(1),
+            ..Figures::default()
+        };
+        for n in t.nodes.iter_mut().filter(|n| n.id == "d:x") {
+            n.broker = Some(figures(60));
+            n.broker_then = Some(figures(55));
+        }
+        assert!(Backlog.check(&t).is_empty(), "5 more is noise");
+        for n in t.nodes.iter_mut().filter(|n| n.id == "d:x") {
+            n.broker_then = Some(figures(20));
+        }
+        let f = Backlog.check(&t);
+        assert_eq!(f.len(), 1);
+        assert!(f[0].description.contains("from 20 to 60"), "{f:?}");
+        assert!(grew(0, 10) && !grew(0, 9) && grew(1000, 1100) && !grew(1000, 1099));
     }
 }

@@ -8,6 +8,7 @@ mod cycle;
 mod dead_end;
 mod dead_letter;
 mod idle_subscriber;
+mod lag_growing;
 mod work_queue;
 
 use super::Topology;
@@ -18,7 +19,7 @@ use std::collections::{BTreeMap, BTreeSet};
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Finding {
     /// `broadcast`, `work_queue`, `action_response`, `dead_end`, `idle_subscriber`, `cycle`,
-    /// and from broker state `backlog` and `dead_letter`.
+    /// and from broker state `backlog`, `lag_growing` and `dead_letter`.
     pub pattern: &'static str,
     /// Node ids involved, the main one first.
     pub nodes: Vec<String>,
@@ -48,6 +49,7 @@ pub fn detectors() -> Vec<Box<dyn Detector>> {
         Box::new(idle_subscriber::IdleSubscriber),
         Box::new(cycle::Cycle),
         Box::new(backlog::Backlog),
+        Box::new(lag_growing::LagGrowing),
         Box::new(dead_letter::DeadLetter),
     ]
 }
@@ -207,6 +209,7 @@ pub(crate) mod testing {
             nodes,
             edges,
             brokers: Vec::new(),
+            brokers_then: Vec::new(),
         }
     }
 }
