@@ -73,6 +73,7 @@ pub fn run(
     ] {
         conn.execute(sql, params![minute])?;
     }
+    thin_broker_snapshots(conn, unix_minute(now))?;
     let pending_deleted = conn.execute(
         "DELETE FROM pending_refs WHERE expires_unix_nanos < ?1 OR start_unix_nanos < ?2",
         params![now.min(i64::MAX as u64) as i64, cutoff],
@@ -83,6 +84,20 @@ pub fn run(
     )?;
     sweep(conn, slice % SLICES, swept_below)?;
     Ok(Pass { pending_deleted })
+}
+
+/// Whole broker snapshots kept per minute for the last hour; older ones thin out to one an
+/// hour (a broker with thousands of queues is a large document, and a poll each minute for
+/// the whole retention would grow the file by gigabytes a day). Windows older than an hour
+/// still find a snapshot at each hour; each destination's figures keep their minutes in
+/// `broker_figures`.
+const SNAPSHOTS_EVERY_MINUTE_FOR: i64 = 60;
+
+pub fn thin_broker_snapshots(conn: &Connection, now_minute: i64) -> rusqlite::Result<usize> {
+    conn.execute(
+        "DELETE FROM broker_snapshots WHERE minute < ?1 AND minute % 60 != 0",
+        params![now_minute - SNAPSHOTS_EVERY_MINUTE_FOR],
+    )
 }
 
 /// Deletes index and search-term rows that point below the oldest live block. Block ids are

@@ -95,3 +95,44 @@ fn a_span_that_arrives_settles_what_waits_for_it() {
     assert_eq!(waiting(&store), 0, "the handler's arrival clears the wait");
     store.shutdown();
 }
+
+#[test]
+fn broker_snapshots_older_than_an_hour_thin_out_to_one_an_hour() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let snapshot = |minute: u64| crate::model::BrokerSnapshot {
+        broker: "rabbitmq 127.0.0.1:15672".into(),
+        system: "rabbitmq".into(),
+        taken_unix_nanos: minute * 60_000_000_000,
+        ..Default::default()
+    };
+    for minute in [0, 1, 59, 60, 61, 119, 120, 150] {
+        store
+            .write(
+                crate::store::WriteBatch::BrokerState(Box::new(snapshot(minute))),
+                crate::store::Room::Always,
+                crate::priority::Priority::Normal,
+            )
+            .unwrap()
+            .blocking_recv()
+            .unwrap()
+            .unwrap();
+    }
+    let minutes = |s: &SqliteStore| -> Vec<i64> {
+        s.read(|c| {
+            let mut stmt = c.prepare("SELECT minute FROM broker_snapshots ORDER BY minute")?;
+            let rows = stmt.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<Vec<i64>>>()?)
+        })
+        .unwrap()
+    };
+    // As the writer's retention pass does, on a writable connection.
+    let rw = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
+    let deleted = super::retention::thin_broker_snapshots(&rw, 150).unwrap();
+    assert_eq!(
+        deleted, 3,
+        "minutes 1, 59 and 61 are over an hour old and off the hour"
+    );
+    assert_eq!(minutes(&store), vec![0, 60, 119, 120, 150]);
+    store.shutdown();
+}
