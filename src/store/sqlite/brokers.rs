@@ -18,8 +18,9 @@ pub struct Decoded(Mutex<HashMap<SnapshotKey, (i64, Arc<BrokerSnapshot>)>>);
 /// A broker and a unix minute.
 type SnapshotKey = (String, i64);
 
-/// Snapshots kept decoded at most (a few brokers, a few windows).
-const DECODED_MAX: usize = 64;
+/// Snapshots kept decoded at most: a topology read needs two per broker (its newest and
+/// oldest in the window), and a large broker's snapshot takes megabytes decoded.
+const DECODED_MAX: usize = 16;
 
 /// The key of a flow's figures: `from>to>kind`, by node ids.
 pub fn flow_key(snapshot: &BrokerSnapshot, flow: &BrokerFlow) -> String {
