@@ -103,8 +103,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(broker.clone())));
+    let stop = shutdown_signal();
     announce(web_addr, otlp_addr, grpc_addr, &args);
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: no new requests, draining in-flight ones");
     if let Some(d) = demo {
         d.abort();
@@ -179,25 +180,23 @@ fn announce(web: SocketAddr, otlp_http: SocketAddr, otlp_grpc: SocketAddr, args:
     tracing::info!(ui = %format!("http://{web}/"), otlp_http = %otlp_http, otlp_grpc = %otlp_grpc, "switchyard is ready");
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the future is
+/// first polled: called before the listening line, a SIGTERM sent right after that line (a
+/// supervisor, a test) stops the server cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = ctrl_c => {},
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
     }
 }
 
