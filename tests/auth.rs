@@ -175,6 +175,9 @@ fn without_a_token_unknown_hosts_get_421_and_other_sites_403() {
         b"",
     );
     assert_eq!(r.status, 200);
+    // Without a token the login page has nothing to ask.
+    let r = send(web(&env), "GET", "/login", &[], b"");
+    assert_eq!((r.status, r.header("location")), (303, Some("/")));
     assert!(
         !env.log(1).contains("beyond loopback"),
         "no warning on loopback"
