@@ -187,7 +187,10 @@ fn without_a_token_unknown_hosts_get_421_and_other_sites_403() {
 #[test]
 fn a_token_is_required_on_every_listener_but_healthz() {
     let env = TestEnv::with_args(&["--auth-token", TOKEN]);
+    // Without `Accept: text/html` even a page is answered 401 (a script, a tool).
     let api_paths = [
+        "/",
+        "/traces",
         "/api/stats",
         "/api/topology",
         "/broker/topics",
