@@ -46,6 +46,10 @@ pub fn broker_config(args: &ServeArgs) -> BrokerConfig {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Checked before anything starts: a bad --discover value changes nothing.
     let sources = crate::discover::runner::sources(&args.discover).map_err(anyhow::Error::msg)?;
+    let guard = args
+        .guard_config()
+        .and_then(|c| crate::guard::Guard::new(&c))
+        .map_err(anyhow::Error::msg)?;
     let store = SqliteStore::open(&store_config(&args))
         .map(Store::new)
         .with_context(|| format!("opening {}", args.db.display()))?;
@@ -68,6 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.workers,
         (ingest.clone(), broker.clone(), discovery.clone()),
         ingest::http::configure,
+        guard.clone(),
     )?;
     let (web_server, web_addr) = http_server(
         "HTTP",
@@ -75,6 +80,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.workers,
         (ingest.clone(), broker.clone(), discovery.clone()),
         crate::web::configure,
+        guard.with_login_page(),
     )?;
     let grpc_listener = tokio::net::TcpListener::bind(args.otlp_grpc)
         .await
@@ -87,7 +93,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             // its in-flight shield run).
             .max_concurrent_streams(Some(GRPC_STREAMS))
             .concurrency_limit_per_connection(GRPC_STREAMS as usize)
-            .add_service(ingest::grpc::service(ingest.clone()))
+            .add_service(tonic::service::interceptor::InterceptedService::new(
+                ingest::grpc::service(ingest.clone()),
+                guard.grpc_interceptor(),
+            ))
             .serve_with_incoming_shutdown(
                 tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
                 async {
@@ -103,8 +112,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(broker.clone())));
+    let listeners = [
+        ("HTTP", web_addr),
+        ("OTLP/HTTP", otlp_addr),
+        ("OTLP/gRPC", grpc_addr),
+    ];
+    crate::guard::warn_if_exposed(&listeners, &guard);
+    let stop = shutdown_signal();
     announce(web_addr, otlp_addr, grpc_addr, &args);
-    shutdown_signal().await;
+    stop.await;
     tracing::info!("shutting down: no new requests, draining in-flight ones");
     if let Some(d) = demo {
         d.abort();
@@ -132,13 +148,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// An actix server on `addr` with `routes`; returns it (not yet running) and its bound address.
+/// An actix server on `addr` with `routes` behind `guard`; returns it (not yet running) and its
+/// bound address.
 fn http_server(
     what: &str,
     addr: SocketAddr,
     workers: usize,
     (ingest, broker, discovery): (Ingest, crate::broker::Broker, Discovery),
     routes: fn(&mut web::ServiceConfig),
+    guard: crate::guard::Guard,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
     let state = web::Data::new(crate::web::AppState {
         store: ingest.store.clone(),
@@ -147,8 +165,11 @@ fn http_server(
         discovery,
     });
     let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
+    let guard = web::Data::new(guard);
     let app = move || {
         App::new()
+            .wrap(actix_web::middleware::from_fn(crate::guard::http::check))
+            .app_data(guard.clone())
             .app_data(data.clone())
             .app_data(broker.clone())
             .app_data(state.clone())
@@ -179,25 +200,23 @@ fn announce(web: SocketAddr, otlp_http: SocketAddr, otlp_grpc: SocketAddr, args:
     tracing::info!(ui = %format!("http://{web}/"), otlp_http = %otlp_http, otlp_grpc = %otlp_grpc, "switchyard is ready");
 }
 
-async fn shutdown_signal() {
+/// SIGTERM or Ctrl-C. The handlers are installed when this is called, not when the future is
+/// first polled: called before the listening line, a SIGTERM sent right after that line (a
+/// supervisor, a test) stops the server cleanly instead of killing it.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = term.recv() => {},
-                    _ = tokio::signal::ctrl_c() => {},
-                }
+    let term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let ctrl_c = tokio::signal::ctrl_c();
+    async move {
+        #[cfg(unix)]
+        if let Some(mut term) = term {
+            tokio::select! {
+                _ = term.recv() => {},
+                _ = ctrl_c => {},
             }
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-            }
+            return;
         }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
+        let _ = ctrl_c.await;
     }
 }
 

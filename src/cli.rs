@@ -93,9 +93,56 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub discover: Vec<String>,
+    /// Require `Authorization: Bearer TOKEN` on every endpoint but /healthz (OTLP/HTTP and
+    /// OTLP/gRPC included); the UI asks for it once on /login. Visible ASCII, long and random.
+    /// Prefer the variable or --auth-token-file: a flag shows in the process list.
+    #[arg(
+        long = "auth-token",
+        env = "SWITCHYARD_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        conflicts_with = "auth_token_file"
+    )]
+    pub auth_token: Option<crate::guard::Secret>,
+    /// A file holding the --auth-token (surrounding whitespace ignored).
+    #[arg(
+        long = "auth-token-file",
+        env = "SWITCHYARD_AUTH_TOKEN_FILE",
+        value_name = "PATH"
+    )]
+    pub auth_token_file: Option<PathBuf>,
+    /// A host name the listeners answer besides localhost names and the bound address
+    /// (repeatable; the variable holds a comma-separated list; `*.example.com` for its
+    /// subdomains). Other `Host` headers get 421.
+    #[arg(
+        long = "allowed-hosts",
+        env = "SWITCHYARD_ALLOWED_HOSTS",
+        value_name = "HOST",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+    /// Mark the login cookie `Secure` (the UI is served over HTTPS by a proxy in front).
+    #[arg(long = "secure-cookie", env = "SWITCHYARD_SECURE_COOKIE")]
+    pub secure_cookie: bool,
     /// How often each --discover broker is polled (e.g. 15s, 1m).
     #[arg(long = "discover-interval", env = "SWITCHYARD_DISCOVER_INTERVAL", default_value = "15s", value_parser = parse_discover_interval)]
     pub discover_interval: std::time::Duration,
+}
+
+impl ServeArgs {
+    /// The guard's configuration: the token from --auth-token or its file.
+    pub fn guard_config(&self) -> Result<crate::guard::GuardConfig, String> {
+        let token = match (&self.auth_token, &self.auth_token_file) {
+            (Some(t), _) => Some(t.clone()),
+            (None, Some(path)) => Some(crate::guard::Secret::from_file(path)?),
+            (None, None) => None,
+        };
+        Ok(crate::guard::GuardConfig {
+            token,
+            allowed_hosts: self.allowed_hosts.clone(),
+            secure_cookie: self.secure_cookie,
+        })
+    }
 }
 
 /// A humantime duration of at least `discover::runner::MIN_INTERVAL`.
@@ -209,5 +256,36 @@ mod tests {
         assert_eq!(args.discover_interval, std::time::Duration::from_secs(1));
         assert!(parse_discover_interval("1ms").is_err());
         assert!(parse_discover_interval("soon").is_err());
+    }
+
+    #[test]
+    fn auth_flags_parse_and_the_token_stays_hidden() {
+        use clap::Parser;
+        let cli = Cli::try_parse_from([
+            "switchyard",
+            "serve",
+            "--auth-token",
+            "flag-token-value",
+            "--allowed-hosts",
+            "a.example,b.example",
+            "--allowed-hosts",
+            "c.example",
+        ])
+        .unwrap();
+        let Some(Command::Serve(args)) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(args.allowed_hosts.len(), 3);
+        assert!(!format!("{args:?}").contains("flag-token-value"));
+        assert!(args.guard_config().unwrap().token.is_some());
+        let both = Cli::try_parse_from([
+            "switchyard",
+            "serve",
+            "--auth-token",
+            "x",
+            "--auth-token-file",
+            "/f",
+        ]);
+        assert!(both.is_err());
     }
 }

@@ -19,6 +19,8 @@
 //! - [`priority`]: background threads yield the CPU to the message path.
 //! - [`mailbox`]: the bounded command channel of a state-owning thread (router, writer).
 //! - [`discover`]: the brokers themselves as sources (RabbitMQ, NATS), polled into snapshots.
+//! - [`guard`]: who may ask: the bearer token, the `Host` check and the cross-site refusal, as
+//!   actix middleware and a tonic interceptor.
 //! - [`percent`]: the one percent-encoding set (page links, broker paths, `ce-*` headers).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
@@ -34,6 +36,7 @@ pub mod discover;
 pub mod error;
 pub mod export;
 pub mod flow;
+pub mod guard;
 pub mod ingest;
 pub mod mailbox;
 pub mod model;

@@ -1,6 +1,6 @@
 //! The one routing table of the `--http` server.
 
-use super::pages::{brokers, map, node, trace, traces};
+use super::pages::{brokers, login, map, node, trace, traces};
 use super::{api, assets, live};
 use actix_web::web;
 
@@ -9,6 +9,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     // ack, streaming consume) comes first, the pages after it.
     cfg.configure(crate::broker::http::configure)
         .route("/healthz", web::get().to(api::healthz))
+        .route("/login", web::get().to(login::page))
+        .route("/login", web::post().to(login::login))
+        .route("/logout", web::post().to(login::logout))
         .route("/api/topology", web::get().to(api::topology_json))
         .route("/api/topology.json", web::get().to(api::topology_json))
         .route("/api/topology.dot", web::get().to(api::topology_dot))

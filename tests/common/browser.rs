@@ -114,6 +114,16 @@ impl Browser {
         )
     }
 
+    /// Runs `script` asynchronously: it ends by calling `arguments[arguments.length - 1]`
+    /// with its value (WebDriver's script timeout bounds the wait).
+    pub fn eval_async(&self, script: &str, args: Value) -> Value {
+        self.send(
+            "POST",
+            "/execute/async",
+            Some(json!({ "script": script, "args": args })),
+        )
+    }
+
     /// Waits until `script` returns something truthy, and returns it.
     pub fn wait_for(&self, what: &str, script: &str) -> Value {
         super::wait_for(what, Duration::from_secs(20), || {

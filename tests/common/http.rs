@@ -78,13 +78,16 @@ impl Http {
 
     /// A client whose every request (connect, write, read) is bounded by `timeout`.
     pub fn with_timeout(base: impl Into<String>, timeout: Duration) -> Http {
-        let agent = ureq::AgentBuilder::new()
-            .timeout_connect(Duration::from_secs(5))
-            .timeout_read(timeout)
-            .timeout_write(timeout)
-            .build();
         Http {
-            agent,
+            agent: agent_builder(timeout).build(),
+            base: base.into(),
+        }
+    }
+
+    /// A client with its own pool that answers a redirect as it is, without following it.
+    pub fn without_redirects(base: impl Into<String>) -> Http {
+        Http {
+            agent: agent_builder(IO_TIMEOUT).redirects(0).build(),
             base: base.into(),
         }
     }
@@ -210,6 +213,13 @@ impl Http {
             .parse()
             .expect("base URL is host:port")
     }
+}
+
+fn agent_builder(timeout: Duration) -> ureq::AgentBuilder {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(timeout)
+        .timeout_write(timeout)
 }
 
 fn head_of(response: &ureq::Response) -> Reply {

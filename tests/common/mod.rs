@@ -195,6 +195,26 @@ impl TestEnv {
         format!("http://{}", self.server().otlp_grpc)
     }
 
+    /// A current-thread runtime and a channel connected to the OTLP/gRPC receiver (use the
+    /// channel inside that runtime's `block_on`).
+    pub fn grpc_channel(&self) -> (tokio::runtime::Runtime, tonic::transport::Channel) {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("tokio runtime");
+        let url = self.grpc_url();
+        let channel = rt.block_on(async move {
+            tonic::transport::Endpoint::from_shared(url)
+                .expect("endpoint")
+                .connect_timeout(Duration::from_secs(5))
+                .timeout(Duration::from_secs(30))
+                .connect()
+                .await
+                .expect("connect to the OTLP/gRPC receiver")
+        });
+        (rt, channel)
+    }
+
     /// `POST` to the OTLP/HTTP receiver with a fixed length body.
     pub fn post_otlp(&self, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Reply {
         self.otlp().post(path, headers, body)
