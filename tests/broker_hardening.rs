@@ -363,3 +363,44 @@ fn ranges_names_and_query_parameters_are_checked_with_json_errors() {
         "still leased"
     );
 }
+
+/// 300 idle long-polls on one subscription: 256 wait (its share), the rest get 429, and a
+/// pull on another subscription still waits and gets its message.
+#[test]
+fn idle_consumers_of_one_subscription_leave_room_for_the_others() {
+    const HELD: usize = 300;
+    const PER_SUBSCRIPTION: usize = 256;
+    let env = TestEnv::start();
+    let c = env.broker("fair");
+    for t in ["busy", "quiet"] {
+        c.declare_topic(t).unwrap();
+        c.declare_subscription(&format!("{t}.q"), t, 60_000, 5)
+            .unwrap();
+    }
+    let path = "/broker/subscriptions/busy.q/pull?wait=60s";
+    let held: Vec<RawRequest> = (0..HELD)
+        .map(|_| RawRequest::send(env.server().http, "POST", path, &[], b""))
+        .collect();
+    let refused = || held.iter().filter(|r| r.answered_early()).count();
+    wait_for(
+        "the long-polls past the subscription's bound refused",
+        Duration::from_secs(30),
+        || (refused() >= HELD - PER_SUBSCRIPTION).then_some(()),
+    );
+    let (refused, waiting): (Vec<RawRequest>, Vec<RawRequest>) =
+        held.into_iter().partition(|r| r.answered_early());
+    assert_eq!(refused.len(), HELD - PER_SUBSCRIPTION);
+    for r in refused {
+        let (code, body) = r.read_reply().answer();
+        assert_eq!(
+            (code, body["error"].as_str()),
+            (429, Some("too_many_requests"))
+        );
+    }
+    let pull = env.waiting_request("POST", "/broker/subscriptions/quiet.q/pull?wait=30s");
+    c.publish_json("quiet", &json!({ "n": 1 }), None).unwrap();
+    let (code, body) = pull.read_reply().answer();
+    assert_eq!(code, 200, "{body}");
+    assert_eq!(body["messages"][0]["event"]["data"]["n"], 1);
+    drop(waiting);
+}
