@@ -194,7 +194,7 @@ async fn declare_subscription(
 }
 
 async fn subscriptions(broker: web::Data<Broker>) -> Answer {
-    let subs = broker.ask(|reply| Command::Subscriptions { reply }).await?;
+    let subs = broker.subscriptions().await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "subscriptions": subs })))
 }
 

@@ -31,6 +31,10 @@ impl State {
                     Deletable::Stream => self.delete_stream(conn, &name),
                 });
             }
+            Command::SubscriptionRows { reply } => {
+                let rows = self.catalogue.subs.values();
+                let _ = reply.send(Ok(rows.map(|s| (s.id, s.spec.clone())).collect()));
+            }
             Command::SubscriptionId { name, reply } => {
                 let _ = reply.send(self.sub(&name).map(|s| s.id));
             }

@@ -21,6 +21,11 @@ pub enum Command {
     Subscriptions {
         reply: Reply<Vec<SubscriptionInfo>>,
     },
+    /// Every subscription's row id and declaration (the listing counts their queues beside
+    /// the router).
+    SubscriptionRows {
+        reply: Reply<Vec<(i64, SubscriptionSpec)>>,
+    },
     /// A subscription's row id (listings read its rows beside the router).
     SubscriptionId {
         name: String,

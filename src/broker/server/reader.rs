@@ -1,9 +1,10 @@
-//! Listings read beside the router. A page of dead letters is read on a blocking thread from a
-//! connection of its own (query only; in WAL mode readers and the router's writer never wait
-//! for each other), so a listing of megabytes never holds the router; the page is bounded in
-//! count and in bytes ([`MAX_PAGE_BYTES`]) and streamed out one dead letter at a time, so its
-//! memory is a few messages whatever the page holds. At most [`LISTINGS_AT_ONCE`] are read at
-//! once (429 past that).
+//! Listings read beside the router: the subscriptions' queue counts, and dead letters. A page
+//! of dead letters is read on a blocking thread from a connection of its own (query only; in
+//! WAL mode readers and the router's writer never wait for each other), so a listing of
+//! megabytes never holds the router; the page is bounded in count and in bytes
+//! ([`MAX_PAGE_BYTES`]) and streamed out one dead letter at a time, so its memory is a few
+//! messages whatever the page holds. At most [`LISTINGS_AT_ONCE`] are read at once (a
+//! dead-letter listing past that gets 429; the subscriptions' listing waits a little).
 
 use super::catalogue::stored_event;
 use super::*;
@@ -14,6 +15,8 @@ use tokio::sync::{mpsc, oneshot};
 pub const MAX_PAGE_BYTES: usize = 4 * 1024 * 1024;
 /// Listings read at once.
 pub const LISTINGS_AT_ONCE: usize = 2;
+/// Longest wait of the subscriptions' listing for a slot.
+const SLOT_WAIT: Duration = Duration::from_secs(5);
 /// Longest wait for a client to take the next part of a page; a client that stalls longer
 /// gets a cut answer and its listing slot goes back.
 const SEND_TIMEOUT: Duration = Duration::from_secs(30);
@@ -144,6 +147,40 @@ impl Broker {
         });
         first.await.map_err(|_| BrokerError::Closed)??;
         Ok(Page { rx })
+    }
+}
+
+impl Broker {
+    /// Every subscription with its queue's counts now, by name: the router hands over the
+    /// declarations, and the counts (a scan of each queue) are read beside it.
+    pub async fn subscriptions(&self) -> Result<Vec<SubscriptionInfo>, BrokerError> {
+        // A quick listing: it waits for a slot (up to SLOT_WAIT) rather than refusing.
+        let slot = tokio::time::timeout(SLOT_WAIT, self.readers.slots.clone().acquire_owned())
+            .await
+            .map_err(|_| BrokerError::TooManyListings)?
+            .map_err(|_| BrokerError::Closed)?;
+        let rows = self
+            .ask(|reply| Command::SubscriptionRows { reply })
+            .await?;
+        let (readers, now_ms) = (self.readers.clone(), self.clock.unix_ms());
+        let counted = tokio::task::spawn_blocking(move || {
+            let _slot = slot;
+            let conn = readers.take()?;
+            let mut out = Vec::with_capacity(rows.len());
+            for (id, spec) in rows {
+                let (ready, leased, dead) = super::db::counts(&conn, id, now_ms)?;
+                out.push(SubscriptionInfo {
+                    spec,
+                    ready,
+                    leased,
+                    dead,
+                });
+            }
+            readers.give(conn);
+            out.sort_by(|a, b| a.spec.name.cmp(&b.spec.name));
+            Ok::<_, BrokerError>(out)
+        });
+        counted.await.map_err(|_| BrokerError::Closed)?
     }
 }
 
