@@ -40,6 +40,8 @@ pub fn broker_config(args: &ServeArgs) -> BrokerConfig {
         max_message_bytes: args.broker_max_message as usize,
         queue_depth: 4_096,
         max_waiters: 1_024,
+        max_waiters_per_destination: 256,
+        allow_push_to_self: args.broker_allow_push_to_self,
     }
 }
 
@@ -86,6 +88,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding OTLP/gRPC on {}", args.otlp_grpc))?;
     let grpc_addr = grpc_listener.local_addr()?;
+    // Push subscriptions may not deliver to these (unless allowed); pushes start once known.
+    broker.listening_on(vec![web_addr, otlp_addr, grpc_addr]);
     let (grpc_stop_tx, grpc_stop_rx) = tokio::sync::oneshot::channel::<()>();
     let grpc = tokio::spawn(
         tonic::transport::Server::builder()

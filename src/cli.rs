@@ -80,6 +80,13 @@ pub struct ServeArgs {
     /// Largest broker message (event data and attributes), e.g. 1MiB; larger publishes get 413.
     #[arg(long = "broker-max-message", env = "SWITCHYARD_BROKER_MAX_MESSAGE", default_value = "1MiB", value_parser = parse_size)]
     pub broker_max_message: u64,
+    /// Let push subscriptions deliver to this server's own addresses (its listeners, or
+    /// loopback on their ports); refused by default, since a push into its own topic loops.
+    #[arg(
+        long = "broker-allow-push-to-self",
+        env = "SWITCHYARD_BROKER_ALLOW_PUSH_TO_SELF"
+    )]
+    pub broker_allow_push_to_self: bool,
     /// HTTP worker threads per listener.
     #[arg(long, env = "SWITCHYARD_WORKERS", default_value_t = 2)]
     pub workers: usize,

@@ -21,6 +21,8 @@ pub enum BrokerError {
     TooManyWaiters,
     #[error("too many message bytes in flight; retry later")]
     TooManyBytes,
+    #[error("too many listings being read; retry later")]
+    TooManyListings,
     #[error("the broker queue is full")]
     Busy,
     #[error("the broker is shutting down")]
@@ -41,7 +43,9 @@ impl BrokerError {
             BrokerError::Conflict(_) => ErrorCode::Conflict,
             BrokerError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
             BrokerError::UnsupportedMediaType(_) => ErrorCode::UnsupportedMediaType,
-            BrokerError::TooManyWaiters | BrokerError::TooManyBytes => ErrorCode::TooManyRequests,
+            BrokerError::TooManyWaiters
+            | BrokerError::TooManyBytes
+            | BrokerError::TooManyListings => ErrorCode::TooManyRequests,
             BrokerError::Timeout(_) => ErrorCode::GatewayTimeout,
             // A rolled-back batch is transient: the client should retry it.
             BrokerError::Busy

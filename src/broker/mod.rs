@@ -27,10 +27,15 @@ pub use api::http;
 pub use error::BrokerError;
 pub use proto::event::{self, Event, TraceContext};
 pub use proto::types::*;
-pub use proto::{DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_PULL, MAX_WAIT};
+pub use proto::{
+    DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_DELAY_MS, MAX_PULL, MAX_STREAM_AGE_MS,
+    MAX_STREAM_BYTES, MAX_VISIBILITY_TIMEOUT_MS, MAX_WAIT,
+};
+pub use server::reader::Cursor;
 pub use server::{link, traced};
 pub use server::{
-    BatchTarget, Broker, BrokerConfig, Caller, Command, DestinationState, ReadFrom, Settle,
+    BatchTarget, Broker, BrokerConfig, Caller, Command, Deletable, DestinationState, ReadFrom,
+    Settle,
 };
 
 pub use proto::unix_nanos;

@@ -49,3 +49,14 @@ impl ResponseError for ApiError {
         })
     }
 }
+
+/// Bad query strings, path segments and JSON bodies get the API's JSON error (400) instead of
+/// actix's `text/plain` "Query deserialize error": one setting for the whole `--http` app,
+/// broker API included.
+pub fn json_extractor_errors(cfg: &mut actix_web::web::ServiceConfig) {
+    use actix_web::web::{JsonConfig, PathConfig, QueryConfig};
+    let bad = |message: String| -> actix_web::Error { ApiError::BadRequest(message).into() };
+    cfg.app_data(QueryConfig::default().error_handler(move |e, _| bad(e.to_string())))
+        .app_data(PathConfig::default().error_handler(move |e, _| bad(e.to_string())))
+        .app_data(JsonConfig::default().error_handler(move |e, _| bad(e.to_string())));
+}

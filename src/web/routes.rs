@@ -7,7 +7,8 @@ use actix_web::web;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Routes are tried in order, dynamic segments by regex: the broker's message path (publish,
     // ack, streaming consume) comes first, the pages after it.
-    cfg.configure(crate::broker::http::configure)
+    cfg.configure(super::error::json_extractor_errors)
+        .configure(crate::broker::http::configure)
         .route("/healthz", web::get().to(api::healthz))
         .route("/login", web::get().to(login::page))
         .route("/login", web::post().to(login::login))

@@ -1,7 +1,7 @@
 //! The broker's HTTP JSON API under `/broker/` (docs/BROKER.md). Handlers only extract input,
 //! ask the router and map errors.
 
-use super::{event, SERVICE_HEADER};
+use super::{event, HOPS_HEADER, SERVICE_HEADER};
 use crate::broker::*;
 use crate::error::RETRY_AFTER_SECS;
 use actix_web::http::{header, StatusCode};
@@ -22,10 +22,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/broker/topics/{topic}/request", web::post().to(request))
         .route("/broker/topics", web::get().to(topics))
         .route("/broker/topics/{topic}", web::put().to(declare_topic))
+        .route(
+            "/broker/topics/{topic}",
+            web::delete().to(|p, b| delete(Deletable::Topic, p, b)),
+        )
         .route("/broker/subscriptions", web::get().to(subscriptions))
         .route(
             "/broker/subscriptions/{sub}",
             web::put().to(declare_subscription),
+        )
+        .route(
+            "/broker/subscriptions/{sub}",
+            web::delete().to(|p, b| delete(Deletable::Subscription, p, b)),
         )
         .route(
             "/broker/subscriptions/{sub}/dead-letters",
@@ -35,7 +43,18 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             "/broker/subscriptions/{sub}/dead-letters/redrive",
             web::post().to(redrive),
         )
-        .configure(super::stream_http::configure);
+        .configure(super::stream_http::configure)
+        // Anything else under /broker/ (an unknown path, a method a path does not take) is a
+        // JSON 404 like every broker error.
+        .route("/broker/{tail:.*}", web::route().to(no_endpoint));
+}
+
+async fn no_endpoint(req: HttpRequest) -> Answer {
+    Err(BrokerError::NotFound(format!(
+        "no broker endpoint {} {} (see docs/BROKER.md)",
+        req.method(),
+        req.path()
+    )))
 }
 
 impl ResponseError for BrokerError {
@@ -74,6 +93,12 @@ pub(super) fn caller(req: &HttpRequest) -> Caller {
             tracestate: header_str(req, "tracestate").map(str::to_string),
         },
     }
+}
+
+/// The push hops a publish says its message went through (`Switchyard-Hops`; 0 without).
+fn header_hops(req: &HttpRequest) -> u32 {
+    let value = header_str(req, HOPS_HEADER).map(|h| serde_json::Value::from(h.trim()));
+    event::hops_value(value.as_ref())
 }
 
 pub(super) async fn read_body(
@@ -120,6 +145,19 @@ async fn declare_topic(path: web::Path<String>, broker: web::Data<Broker>) -> An
     Ok(declared(broker.declare_topic(path.into_inner()).await?))
 }
 
+/// Deletes a destination with what it holds (`server::catalogue`) and answers what went.
+pub(super) async fn delete(
+    what: Deletable,
+    path: web::Path<String>,
+    broker: web::Data<Broker>,
+) -> Answer {
+    let name = path.into_inner();
+    let deleted = broker
+        .ask(|reply| Command::Delete { what, name, reply })
+        .await?;
+    Ok(HttpResponse::Ok().json(deleted))
+}
+
 async fn topics(broker: web::Data<Broker>) -> Answer {
     let topics = broker.ask(|reply| Command::Topics { reply }).await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "topics": topics })))
@@ -152,14 +190,11 @@ async fn declare_subscription(
         filter: b.filter,
         push: b.push,
     };
-    if let Some(p) = &spec.push {
-        p.validate()?;
-    }
     Ok(declared(broker.declare_subscription(spec).await?))
 }
 
 async fn subscriptions(broker: web::Data<Broker>) -> Answer {
-    let subs = broker.ask(|reply| Command::Subscriptions { reply }).await?;
+    let subs = broker.subscriptions().await?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "subscriptions": subs })))
 }
 
@@ -246,10 +281,12 @@ pub(super) async fn read_events(
     let declared = header_str(req, "content-length").and_then(|v| v.parse::<usize>().ok());
     let room = broker.admit(declared.unwrap_or(body_limit).min(body_limit))?;
     let raw = read_body(req, body, body_limit).await?;
-    let events = event::parse_batch(&raw)?;
+    let mut events = event::parse_batch(&raw)?;
     if events.iter().any(|e| e.size() > limit) {
         return Err(BrokerError::TooLarge { limit });
     }
+    let hops = header_hops(req);
+    events.iter_mut().for_each(|e| e.raise_hops(hops));
     Ok((Events::Batch(events), caller(req), room))
 }
 
@@ -271,7 +308,7 @@ pub(super) async fn read_event(
         .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
         .collect();
     let caller = caller(req);
-    let event = event::parse(
+    let mut event = event::parse(
         header_str(req, "content-type"),
         &headers,
         &raw,
@@ -280,6 +317,7 @@ pub(super) async fn read_event(
     if event.size() > limit {
         return Err(BrokerError::TooLarge { limit });
     }
+    event.raise_hops(header_hops(req));
     Ok((event, caller, room))
 }
 
@@ -300,6 +338,7 @@ pub(super) fn parse_wait(text: Option<&str>) -> Result<Duration, BrokerError> {
         }
     }
     humantime::parse_duration(t)
+        .map(|d| d.min(MAX_WAIT))
         .map_err(|_| BrokerError::BadRequest(format!("invalid wait {t:?}: use e.g. 5s or 250ms")))
 }
 
@@ -372,23 +411,27 @@ async fn nack(
 #[derive(serde::Deserialize)]
 struct DeadQuery {
     max: Option<usize>,
+    after: Option<String>,
 }
 
+/// A page of dead letters, streamed as it is read (see `server::reader`).
 async fn dead_letters(
     path: web::Path<String>,
     query: web::Query<DeadQuery>,
     broker: web::Data<Broker>,
 ) -> Answer {
-    let subscription = path.into_inner();
-    let max = query.max.unwrap_or(100);
-    let dead = broker
-        .ask(|reply| Command::DeadLetters {
-            subscription,
-            max,
-            reply,
-        })
+    let q = query.into_inner();
+    let after = q.after.as_deref().map(Cursor::parse).transpose()?;
+    let page = broker
+        .dead_letters(path.into_inner(), after, q.max.unwrap_or(100))
         .await?;
-    Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": dead })))
+    let body = futures_util::stream::unfold(page, |mut page| async move {
+        let part = page.next().await?;
+        Some((part.map(web::Bytes::from), page))
+    });
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .streaming(body))
 }
 
 async fn redrive(path: web::Path<String>, broker: web::Data<Broker>) -> Answer {

@@ -9,6 +9,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/broker/streams", web::get().to(streams))
         .route("/broker/streams/{stream}", web::put().to(declare))
+        .route(
+            "/broker/streams/{stream}",
+            web::delete().to(|p, b| super::http::delete(Deletable::Stream, p, b)),
+        )
         .route("/broker/streams/{stream}/events", web::post().to(publish))
         .route("/broker/streams/{stream}/events", web::get().to(read))
         .route(

@@ -12,8 +12,8 @@ mod wire;
 pub use consume::{Closer, Deliveries};
 
 use crate::broker::proto::types::{
-    DeadLetter, Declared, Delivery, Filter, Published, Replied, Settled, SubscriptionInfo,
-    TopicInfo,
+    DeadLetter, DeadLetterPage, Declared, Deleted, Delivery, Filter, Published, Replied, Settled,
+    SubscriptionInfo, TopicInfo,
 };
 use crate::broker::proto::{event::BATCH_MEDIA_TYPE, MAX_WAIT, SERVICE_HEADER, UNKNOWN_SERVICE};
 use crate::percent::encode;
@@ -279,6 +279,13 @@ impl Client {
         )
     }
 
+    /// Deletes a topic (with its subscriptions), a subscription or a stream, by its path
+    /// under `/broker/`: `topics/NAME`, `subscriptions/NAME` or `streams/NAME`.
+    pub fn delete(&self, kind: &str, name: &str) -> Result<Deleted, ClientError> {
+        let path = format!("/broker/{kind}/{name}", name = encode(name));
+        decode(self.call("DELETE", &path, None, b""))
+    }
+
     /// Moves every dead letter back to the subscription's queue; returns how many.
     pub fn redrive(&self, sub: &str) -> Result<u64, ClientError> {
         let path = format!(
@@ -291,13 +298,26 @@ impl Client {
             .ok_or_else(|| ClientError::Decode(v.to_string()))
     }
 
+    /// The first page of a subscription's dead letters (see [`Client::dead_letter_page`]).
     pub fn dead_letters(&self, sub: &str, max: usize) -> Result<Vec<DeadLetter>, ClientError> {
+        Ok(self.dead_letter_page(sub, max, None)?.dead_letters)
+    }
+
+    /// A page of dead letters after `after` (the `next` of the previous page): at most `max`
+    /// and about 4 MiB.
+    pub fn dead_letter_page(
+        &self,
+        sub: &str,
+        max: usize,
+        after: Option<&str>,
+    ) -> Result<DeadLetterPage, ClientError> {
+        let after = after.map(|a| format!("&after={}", encode(a)));
         let path = format!(
-            "/broker/subscriptions/{sub}/dead-letters?max={max}",
-            sub = encode(sub)
+            "/broker/subscriptions/{sub}/dead-letters?max={max}{after}",
+            sub = encode(sub),
+            after = after.unwrap_or_default()
         );
-        let v: Value = self.get(&path)?;
-        from_value(v["dead_letters"].clone())
+        self.get(&path)
     }
 
     /// Publishes a plain JSON request to `topic` and waits up to `timeout` for the reply

@@ -24,6 +24,17 @@ pub struct TraceContext {
     pub tracestate: Option<String>,
 }
 
+/// A hop count attribute: a non-negative integer, as a number or a string (binary mode); 0
+/// when absent or anything else.
+pub fn hops_value(value: Option<&Value>) -> u32 {
+    let n = match value {
+        Some(Value::Number(n)) => n.as_u64(),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        _ => None,
+    };
+    n.map_or(0, |n| n.min(u32::MAX as u64) as u32)
+}
+
 impl Event {
     pub fn id(&self) -> &str {
         self.str_attr("id").unwrap_or("")
@@ -35,6 +46,19 @@ impl Event {
 
     pub fn str_attr(&self, name: &str) -> Option<&str> {
         self.attributes.get(name).and_then(Value::as_str)
+    }
+
+    /// The push hops this event went through (see [`super::MAX_PUSH_HOPS`]).
+    pub fn hops(&self) -> u32 {
+        hops_value(self.attributes.get(super::HOPS_ATTRIBUTE))
+    }
+
+    /// Raises the event's hop count to `hops` (a `Switchyard-Hops` header beside the body).
+    pub fn raise_hops(&mut self, hops: u32) {
+        if hops > self.hops() {
+            self.attributes
+                .insert(super::HOPS_ATTRIBUTE.into(), Value::from(hops));
+        }
     }
 
     /// Bytes counted against the message limit: data plus the attributes' JSON.

@@ -51,6 +51,15 @@ pub struct Declared {
     pub created: bool,
 }
 
+/// What a delete removed: the topic, subscription or stream, and a topic's subscriptions
+/// (deleted with it).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Deleted {
+    pub deleted: String,
+    #[serde(default)]
+    pub subscriptions: Vec<String>,
+}
+
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TopicInfo {
     pub name: String,
@@ -161,6 +170,13 @@ pub struct DeadLetter {
     pub event: serde_json::Value,
     pub attempts: u32,
     pub dead_unix_nanos: u64,
+}
+
+/// A page of a dead-letter listing: `next`, when set, is the `after` of the next page.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DeadLetterPage {
+    pub dead_letters: Vec<DeadLetter>,
+    pub next: Option<String>,
 }
 
 /// The outcome of settling leases: ids that were current, and those that were not (expired

@@ -1,9 +1,11 @@
 //! Declarations and reads of the catalogue of topics and subscriptions (router-owned; each
 //! declaration commits in its own transaction before the in-memory copy changes).
 
+use super::command::Deletable;
 use super::db::{self, SubRow};
 use super::event::Event;
 use super::router::{Command, State};
+use super::waiters::Waiting;
 use super::*;
 use rusqlite::Connection;
 
@@ -22,12 +24,19 @@ impl State {
             Command::Subscriptions { reply } => {
                 let _ = reply.send(self.subscriptions(conn));
             }
-            Command::DeadLetters {
-                subscription,
-                max,
-                reply,
-            } => {
-                let _ = reply.send(self.dead_letters(conn, &subscription, max));
+            Command::Delete { what, name, reply } => {
+                let _ = reply.send(match what {
+                    Deletable::Topic => self.delete_topic(conn, &name),
+                    Deletable::Subscription => self.delete_subscription(conn, &name),
+                    Deletable::Stream => self.delete_stream(conn, &name),
+                });
+            }
+            Command::SubscriptionRows { reply } => {
+                let rows = self.catalogue.subs.values();
+                let _ = reply.send(Ok(rows.map(|s| (s.id, s.spec.clone())).collect()));
+            }
+            Command::SubscriptionId { name, reply } => {
+                let _ = reply.send(self.sub(&name).map(|s| s.id));
             }
             Command::Redrive {
                 subscription,
@@ -75,6 +84,11 @@ impl State {
             return Err(BrokerError::BadRequest(
                 "max_attempts and visibility_timeout_ms must be at least 1".into(),
             ));
+        }
+        if spec.visibility_timeout_ms > MAX_VISIBILITY_TIMEOUT_MS {
+            return Err(BrokerError::BadRequest(format!(
+                "visibility_timeout_ms must be at most {MAX_VISIBILITY_TIMEOUT_MS} (12 hours)"
+            )));
         }
         if let Some(existing) = self.catalogue.subs.get(&spec.name) {
             return if existing.spec == spec {
@@ -182,26 +196,6 @@ impl State {
         })
     }
 
-    fn dead_letters(
-        &self,
-        conn: &Connection,
-        name: &str,
-        max: usize,
-    ) -> Result<Vec<DeadLetter>, BrokerError> {
-        let sub = self.sub(name)?;
-        let rows = db::dead_letters(conn, sub.id, max.clamp(1, MAX_PULL))?;
-        Ok(rows
-            .into_iter()
-            .map(
-                |(attributes, data, data_is_json, attempts, dead)| DeadLetter {
-                    event: stored_event(&attributes, data, data_is_json).to_structured(),
-                    attempts,
-                    dead_unix_nanos: dead,
-                },
-            )
-            .collect())
-    }
-
     fn redrive(&self, conn: &mut Connection, name: &str) -> Result<u64, BrokerError> {
         let sub = self.sub(name)?.id;
         let tx = conn.transaction()?;
@@ -209,6 +203,82 @@ impl State {
         let n = db::redrive(&tx, sub, now_ms)?;
         tx.commit()?;
         Ok(n as u64)
+    }
+
+    /// Deletes a topic, its subscriptions and their messages in one transaction.
+    fn delete_topic(&mut self, conn: &mut Connection, name: &str) -> Result<Deleted, BrokerError> {
+        let Some((topic_id, subs)) = self.catalogue.topics.get(name) else {
+            return Err(BrokerError::NotFound(format!("no topic {name:?}")));
+        };
+        let (topic_id, ids): (i64, Vec<i64>) = (*topic_id, subs.iter().map(|s| s.0).collect());
+        let tx = conn.transaction()?;
+        for id in &ids {
+            db::delete_subscription(&tx, *id)?;
+        }
+        db::delete_topic(&tx, topic_id)?;
+        tx.commit()?;
+        self.catalogue.topics.remove(name);
+        let mut gone: Vec<String> = self
+            .catalogue
+            .subs
+            .values()
+            .filter(|s| ids.contains(&s.id))
+            .map(|s| s.spec.name.clone())
+            .collect();
+        gone.sort();
+        for sub in &gone {
+            self.forget_subscription(sub);
+        }
+        Ok(Deleted {
+            deleted: name.to_string(),
+            subscriptions: gone,
+        })
+    }
+
+    /// Deletes a subscription and its messages (ready, leased, dead); its waiting pulls are
+    /// answered 404 and its push task ends.
+    fn delete_subscription(
+        &mut self,
+        conn: &mut Connection,
+        name: &str,
+    ) -> Result<Deleted, BrokerError> {
+        let id = self.sub(name)?.id;
+        let tx = conn.transaction()?;
+        db::delete_subscription(&tx, id)?;
+        tx.commit()?;
+        self.forget_subscription(name);
+        Ok(Deleted {
+            deleted: name.to_string(),
+            subscriptions: Vec::new(),
+        })
+    }
+
+    /// Deletes a stream with its events and groups; its waiting reads are answered 404.
+    fn delete_stream(&mut self, conn: &mut Connection, name: &str) -> Result<Deleted, BrokerError> {
+        let id = self.stream(name)?.id;
+        let tx = conn.transaction()?;
+        super::stream_db::delete_stream(&tx, id)?;
+        tx.commit()?;
+        self.catalogue.streams.remove(name);
+        self.end_waiters(|w| matches!(w, Waiting::Read { stream, .. } if stream == name));
+        Ok(Deleted {
+            deleted: name.to_string(),
+            subscriptions: Vec::new(),
+        })
+    }
+
+    /// Drops a deleted subscription from the catalogue and answers its waiting pulls.
+    fn forget_subscription(&mut self, name: &str) {
+        let Some(sub) = self.catalogue.subs.remove(name) else {
+            return;
+        };
+        if let Some(t) = self.catalogue.topics.get_mut(&sub.spec.topic) {
+            t.1.retain(|(id, _)| *id != sub.id);
+        }
+        self.due.borrow_mut().remove(&sub.id);
+        self.end_waiters(
+            |w| matches!(w, Waiting::Pull { subscription, .. } if subscription == name),
+        );
     }
 
     pub(super) fn sub(&self, name: &str) -> Result<&SubRow, BrokerError> {
@@ -219,18 +289,20 @@ impl State {
     }
 }
 
-/// Names of topics and subscriptions: 1 to 200 of `A-Z a-z 0-9 . _ -`.
+/// Names of topics, subscriptions, streams and groups: 1 to 200 of `A-Z a-z 0-9 . _ -`, not
+/// only dots (`.` and `..` are path segments that URLs normalise away).
 pub(super) fn validate_name(name: &str) -> Result<(), BrokerError> {
     let ok = !name.is_empty()
         && name.len() <= 200
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'));
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+        && !name.bytes().all(|b| b == b'.');
     if ok {
         Ok(())
     } else {
         Err(BrokerError::BadRequest(format!(
-            "invalid name {name:?}: 1 to 200 of letters, digits, '.', '_' and '-'"
+            "invalid name {name:?}: 1 to 200 of letters, digits, '.', '_' and '-', not only dots"
         )))
     }
 }

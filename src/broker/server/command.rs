@@ -21,10 +21,22 @@ pub enum Command {
     Subscriptions {
         reply: Reply<Vec<SubscriptionInfo>>,
     },
-    DeadLetters {
-        subscription: String,
-        max: usize,
-        reply: Reply<Vec<DeadLetter>>,
+    /// Every subscription's row id and declaration (the listing counts their queues beside
+    /// the router).
+    SubscriptionRows {
+        reply: Reply<Vec<(i64, SubscriptionSpec)>>,
+    },
+    /// A subscription's row id (listings read its rows beside the router).
+    SubscriptionId {
+        name: String,
+        reply: Reply<i64>,
+    },
+    /// Deletes a topic (with its subscriptions), a subscription or a stream, with their
+    /// messages.
+    Delete {
+        what: Deletable,
+        name: String,
+        reply: Reply<Deleted>,
     },
     /// Moves every dead letter of a subscription back to its queue, attempts reset.
     Redrive {
@@ -54,6 +66,14 @@ pub enum Command {
     /// Shutdown begins: answer waiting pulls now and let new ones not wait.
     Drain,
     Shutdown,
+}
+
+/// What a delete names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Deletable {
+    Topic,
+    Subscription,
+    Stream,
 }
 
 /// Where a batch is published.

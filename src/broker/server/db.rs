@@ -352,6 +352,30 @@ pub fn redrive(tx: &Connection, sub: i64, now_ms: u64) -> rusqlite::Result<usize
     .execute(params![sub, now_ms as i64])
 }
 
+/// Deletes a subscription with its queue rows, and the messages no other subscription holds.
+pub fn delete_subscription(tx: &Connection, sub: i64) -> rusqlite::Result<()> {
+    // A message has at most one row per subscription.
+    tx.execute(
+        "UPDATE messages SET holders = holders - 1
+         WHERE seq IN (SELECT seq FROM queue WHERE sub_id = ?1)",
+        params![sub],
+    )?;
+    tx.execute(
+        "DELETE FROM messages WHERE holders <= 0
+         AND seq IN (SELECT seq FROM queue WHERE sub_id = ?1)",
+        params![sub],
+    )?;
+    tx.execute("DELETE FROM queue WHERE sub_id = ?1", params![sub])?;
+    tx.execute("DELETE FROM subscriptions WHERE id = ?1", params![sub])?;
+    Ok(())
+}
+
+/// Deletes a topic (its subscriptions first: see [`delete_subscription`]).
+pub fn delete_topic(tx: &Connection, topic: i64) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM topics WHERE id = ?1", params![topic])?;
+    Ok(())
+}
+
 /// Makes a leased row deliverable again at `visible_ms` (the lease ends).
 pub fn release(tx: &Connection, id: i64, visible_ms: u64) -> rusqlite::Result<()> {
     tx.prepare_cached("UPDATE queue SET lease = NULL, visible_unix_ms = ?2 WHERE id = ?1")?
@@ -383,30 +407,6 @@ pub fn counts(conn: &Connection, sub: i64, now_ms: u64) -> rusqlite::Result<(u64
             r.get::<_, i64>(2)? as u64,
         ))
     })
-}
-
-/// The oldest dead letters of a subscription: (attributes, data, data_is_json, attempts, dead at).
-#[allow(clippy::type_complexity)]
-pub fn dead_letters(
-    conn: &Connection,
-    sub: i64,
-    limit: usize,
-) -> rusqlite::Result<Vec<(String, Option<Vec<u8>>, bool, u32, u64)>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT m.attributes, m.data, m.data_is_json, q.attempts, q.dead_unix_nanos
-         FROM queue q JOIN messages m ON m.seq = q.seq
-         WHERE q.sub_id = ?1 AND q.state = 1 ORDER BY q.dead_unix_nanos, q.id LIMIT ?2",
-    )?;
-    let rows = stmt.query_map(params![sub, limit as i64], |r| {
-        Ok((
-            r.get(0)?,
-            r.get(1)?,
-            r.get(2)?,
-            r.get::<_, i64>(3)? as u32,
-            r.get::<_, Option<i64>>(4)?.unwrap_or(0) as u64,
-        ))
-    })?;
-    rows.collect()
 }
 
 #[cfg(test)]

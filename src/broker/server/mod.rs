@@ -19,6 +19,7 @@ pub mod db;
 pub mod link;
 pub mod push;
 mod queue;
+pub mod reader;
 mod reply;
 pub mod router;
 mod stream;
@@ -29,12 +30,13 @@ mod waiters;
 pub use super::error::BrokerError;
 pub use super::proto::types::*;
 pub use super::proto::{
-    event, DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_PULL, MAX_WAIT,
+    event, DEFAULT_MAX_ATTEMPTS, DEFAULT_VISIBILITY_TIMEOUT_MS, MAX_DELAY_MS, MAX_PULL,
+    MAX_PUSH_HOPS, MAX_STREAM_AGE_MS, MAX_STREAM_BYTES, MAX_VISIBILITY_TIMEOUT_MS, MAX_WAIT,
 };
 pub use super::unix_nanos;
 
 use crate::mailbox::{bounded, Sender, TrySendError};
-pub use command::BatchTarget;
+pub use command::{BatchTarget, Deletable};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -55,6 +57,11 @@ pub struct BrokerConfig {
     pub queue_depth: usize,
     /// Pulls waiting (long-poll) at once; past that, 429.
     pub max_waiters: usize,
+    /// Pulls (or stream reads) waiting on one subscription (or stream) at once; past that,
+    /// 429 for that subscription only.
+    pub max_waiters_per_destination: usize,
+    /// Push subscriptions may deliver to the server's own addresses (else refused).
+    pub allow_push_to_self: bool,
 }
 
 impl BrokerConfig {
@@ -88,6 +95,8 @@ pub enum Settle {
     Nack {
         delay_ms: u64,
     },
+    /// Move to the dead-letter queue at once (a push past its hop bound).
+    DeadLetter,
 }
 
 /// What the broker holds of one destination, read directly from the router (the web's
@@ -126,6 +135,10 @@ pub struct Broker {
     in_flight: Arc<tokio::sync::Semaphore>,
     /// The router's clock (the system's, but in tests).
     clock: clock::Clock,
+    /// Connections that read listings beside the router.
+    readers: Arc<reader::Readers>,
+    /// The server's listening addresses, which push subscriptions may not target.
+    own: push::OwnAddrs,
 }
 
 impl Broker {
@@ -152,11 +165,18 @@ impl Broker {
         .map_err(|e| BrokerError::Write(e.to_string()))?;
         let (_, subs) = db::load(&conn)?;
         let (tx, rx) = bounded(config.queue_depth.max(1));
-        let router = router::Router::new(conn, rx, tracer, config.max_waiters, clock.clone())?;
+        let router = router::Router::new(
+            conn,
+            rx,
+            tracer,
+            (config.max_waiters, config.max_waiters_per_destination),
+            clock.clone(),
+        )?;
         let handle = std::thread::Builder::new()
             .name("broker-router".into())
             .spawn(move || router.run())?;
         let in_flight = in_flight_kib(&config);
+        let (config_path, allow_push_to_self) = (config.path.clone(), config.allow_push_to_self);
         let broker = Broker {
             tx,
             config: Arc::new(config),
@@ -165,6 +185,8 @@ impl Broker {
             draining: Arc::default(),
             in_flight: Arc::new(tokio::sync::Semaphore::new(in_flight)),
             clock,
+            readers: Arc::new(reader::Readers::new(&config_path)),
+            own: push::OwnAddrs::new(allow_push_to_self),
         };
         for sub in &subs {
             push::start(&broker, &sub.spec);
@@ -192,6 +214,10 @@ impl Broker {
         &self,
         spec: SubscriptionSpec,
     ) -> Result<Declared, BrokerError> {
+        if let Some(p) = &spec.push {
+            p.validate()?;
+            self.own.check(p)?;
+        }
         let declared = self
             .ask(|reply| Command::DeclareSubscription {
                 spec: spec.clone(),

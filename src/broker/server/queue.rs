@@ -31,6 +31,12 @@ impl State {
         let Some((topic_id, subs)) = self.catalogue.topics.get(topic) else {
             return Err(BrokerError::NotFound(format!("no topic {topic:?}")));
         };
+        let hops = event.hops();
+        if hops > MAX_PUSH_HOPS {
+            return Err(BrokerError::BadRequest(format!(
+                "the message went through {hops} push hops, more than {MAX_PUSH_HOPS} (a push loop?)"
+            )));
+        }
         let (span, trace) = self.publish_span(topic, event, caller, started);
         let traceparent = traced::traceparent(&span);
         spans.push(span);
@@ -221,6 +227,13 @@ impl State {
         spans: &mut Vec<BrokerSpan>,
     ) -> Result<Settled, BrokerError> {
         let sub = self.sub(name)?;
+        if let Settle::Nack { delay_ms } = action {
+            if delay_ms > MAX_DELAY_MS {
+                return Err(BrokerError::BadRequest(format!(
+                    "delay_ms must be at most {MAX_DELAY_MS} (12 hours)"
+                )));
+            }
+        }
         let now = self.clock.now();
         let now_ms = unix_nanos(now) / 1_000_000;
         let service = caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
@@ -251,6 +264,10 @@ impl State {
                     db::release(tx, leased.id, now_ms + delay_ms)?;
                     self.note_due(sub.id, now_ms + delay_ms);
                     ("nack", false)
+                }
+                Settle::DeadLetter => {
+                    db::kill(tx, leased.id, unix_nanos(now))?;
+                    ("dead_letter", false)
                 }
             };
             let parent = leased

@@ -97,6 +97,8 @@ pub(super) struct State {
     pub(super) catalogue: Catalogue,
     pub(super) waiters: Vec<Waiter>,
     pub(super) max_waiters: usize,
+    /// Waiters on one subscription (or one stream) at most.
+    pub(super) max_waiters_per_destination: usize,
     pub(super) draining: bool,
     last_expiry: Instant,
     /// When waiting pulls last looked for messages (see `turn`).
@@ -116,7 +118,7 @@ impl Router {
         conn: Connection,
         rx: Receiver<Command>,
         tracer: Tracer,
-        max_waiters: usize,
+        (max_waiters, max_waiters_per_destination): (usize, usize),
         clock: Clock,
     ) -> Result<Router, BrokerError> {
         let (topics, subs) = db::load(&conn)?;
@@ -145,6 +147,7 @@ impl Router {
                 catalogue,
                 waiters: Vec::new(),
                 max_waiters: max_waiters.max(1),
+                max_waiters_per_destination: max_waiters_per_destination.max(1),
                 draining: false,
                 last_expiry: clock.instant(),
                 last_look: clock.instant(),
@@ -385,7 +388,7 @@ mod tests {
         let a2 = db::insert_subscription(&conn, &spec("a2", "a"), a, 0).expect("a2");
         let b1 = db::insert_subscription(&conn, &spec("b1", "b"), b, 0).expect("b1");
         let (_tx, rx) = crate::mailbox::bounded(4);
-        let router = Router::new(conn, rx, Tracer::off(), 4, Clock::system()).expect("router");
+        let router = Router::new(conn, rx, Tracer::off(), (4, 4), Clock::system()).expect("router");
 
         let mut subs = HashSet::new();
         router.state.touched(&publish("a"), &mut subs);

@@ -35,6 +35,13 @@ impl State {
         spec: StreamSpec,
     ) -> Result<Declared, BrokerError> {
         super::catalogue::validate_name(&spec.name)?;
+        if spec.max_age_ms.is_some_and(|a| a > MAX_STREAM_AGE_MS)
+            || spec.max_bytes.is_some_and(|b| b > MAX_STREAM_BYTES)
+        {
+            return Err(BrokerError::BadRequest(format!(
+                "max_age_ms must be at most {MAX_STREAM_AGE_MS} (100 years) and max_bytes at most {MAX_STREAM_BYTES}"
+            )));
+        }
         if let Some(existing) = self.catalogue.streams.get(&spec.name) {
             return if existing.spec == spec {
                 Ok(Declared { created: false })

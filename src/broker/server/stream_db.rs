@@ -254,3 +254,17 @@ pub fn trim(conn: &Connection, stream: i64, excess: u64, limit: usize) -> rusqli
     }
     Ok(freed)
 }
+
+/// Deletes a stream with its events and consumer groups.
+pub fn delete_stream(tx: &Connection, stream: i64) -> rusqlite::Result<()> {
+    tx.execute(
+        "DELETE FROM stream_events WHERE stream_id = ?1",
+        params![stream],
+    )?;
+    tx.execute(
+        "DELETE FROM stream_groups WHERE stream_id = ?1",
+        params![stream],
+    )?;
+    tx.execute("DELETE FROM streams WHERE id = ?1", params![stream])?;
+    Ok(())
+}

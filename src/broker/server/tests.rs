@@ -16,6 +16,8 @@ fn open_with(dir: &std::path::Path, clock: Clock) -> Broker {
         max_message_bytes: 1024,
         queue_depth: 64,
         max_waiters: 2,
+        max_waiters_per_destination: 2,
+        allow_push_to_self: false,
     };
     Broker::open_with_clock(config, traced::Tracer::off(), clock).unwrap()
 }
@@ -171,6 +173,53 @@ async fn waiting_pulls_are_bounded_and_answered_empty_when_draining() {
         .pull("s".into(), 1, Duration::from_secs(30), Caller::default())
         .await;
     assert!(quick.unwrap().is_empty(), "no waiting once draining");
+    b.shutdown();
+}
+
+/// Idle consumers crowding one subscription fill only its share of the waiters: a pull on
+/// another subscription still waits and is answered by its publish.
+#[tokio::test]
+async fn one_subscription_cannot_take_every_waiter() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = BrokerConfig {
+        path: dir.path().join("t.db-broker"),
+        synchronous: "NORMAL".into(),
+        max_message_bytes: 1024,
+        queue_depth: 64,
+        max_waiters: 8,
+        max_waiters_per_destination: 2,
+        allow_push_to_self: false,
+    };
+    let b = Broker::open_with_clock(config, traced::Tracer::off(), Clock::system()).unwrap();
+    b.declare_topic("t".into()).await.unwrap();
+    for s in ["busy", "other"] {
+        b.declare_subscription(spec(s, "t", 60_000, 3))
+            .await
+            .unwrap();
+    }
+    let wait = |sub: &str| {
+        let (b, sub) = (b.clone(), sub.to_string());
+        Box::pin(async move {
+            b.pull(sub, 1, Duration::from_secs(30), Caller::default())
+                .await
+        })
+    };
+    let (mut w1, mut w2) = (wait("busy"), wait("busy"));
+    assert!(sent(&mut w1) && sent(&mut w2), "nothing to deliver yet");
+    assert!(matches!(
+        wait("busy").await,
+        Err(BrokerError::TooManyWaiters)
+    ));
+    let mut other = wait("other");
+    assert!(sent(&mut other), "the other subscription's pull waits");
+    b.publish("t".into(), event(7), Caller::default())
+        .await
+        .unwrap();
+    let got = other.await.unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].event["data"]["n"], 7);
+    b.drain();
+    let _ = (w1.await, w2.await);
     b.shutdown();
 }
 

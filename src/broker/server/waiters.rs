@@ -35,6 +35,22 @@ pub(super) enum Waiting {
 }
 
 impl Waiting {
+    /// Whether both wait on the same subscription, or both on the same stream.
+    fn same_destination(&self, other: &Waiting) -> bool {
+        match (self, other) {
+            (
+                Waiting::Pull {
+                    subscription: a, ..
+                },
+                Waiting::Pull {
+                    subscription: b, ..
+                },
+            ) => a == b,
+            (Waiting::Read { stream: a, .. }, Waiting::Read { stream: b, .. }) => a == b,
+            _ => false,
+        }
+    }
+
     fn is_closed(&self) -> bool {
         match self {
             Waiting::Pull { reply, .. } => reply.is_closed(),
@@ -65,9 +81,16 @@ enum Served {
 }
 
 impl State {
-    /// Holds a pull or read until something arrives, within the bound on waiters.
+    /// Holds a pull or read until something arrives, within the bounds on waiters: in all,
+    /// and on one subscription or stream (so that idle consumers crowding one cannot make every
+    /// other one's pulls answer 429).
     pub(super) fn wait(&mut self, max: usize, wait: Duration, caller: Caller, what: Waiting) {
-        if self.waiters.len() >= self.max_waiters {
+        let here = self
+            .waiters
+            .iter()
+            .filter(|w| w.what.same_destination(&what))
+            .count();
+        if self.waiters.len() >= self.max_waiters || here >= self.max_waiters_per_destination {
             let error = Err(BrokerError::TooManyWaiters);
             match what {
                 Waiting::Pull { reply, .. } => drop(reply.send(error)),
@@ -222,6 +245,21 @@ impl State {
         let mut due = self.due.borrow_mut();
         due.clear();
         due.extend(self.catalogue.subs.values().map(|s| (s.id, 0)));
+    }
+
+    /// Answers the waiters that `pick` chooses with 404: what they wait on was deleted.
+    pub(super) fn end_waiters(&mut self, pick: impl Fn(&Waiting) -> bool) {
+        let (gone, kept) = std::mem::take(&mut self.waiters)
+            .into_iter()
+            .partition(|w| pick(&w.what));
+        self.waiters = kept;
+        for w in gone {
+            let deleted = || BrokerError::NotFound("deleted while waiting".into());
+            match w.what {
+                Waiting::Pull { reply, .. } => drop(reply.send(Err(deleted()))),
+                Waiting::Read { reply, .. } => drop(reply.send(Err(deleted()))),
+            }
+        }
     }
 
     fn keep_or_expire(&mut self, w: Waiter, now: Instant, pending: &mut Vec<Pending>) {
