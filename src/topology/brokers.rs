@@ -222,7 +222,7 @@ pub fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnaps
 }
 
 /// A service a broker names: a service, or an external peer when it could not name it.
-fn service_key(snap: &BrokerSnapshot, name: &str) -> NodeKey {
+pub(super) fn service_key(snap: &BrokerSnapshot, name: &str) -> NodeKey {
     let unnamed = snap
         .services
         .iter()

@@ -145,6 +145,7 @@ fn latency(row: &EdgeRow) -> Latency {
 
 pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
     super::subjects::resolve(&mut rows);
+    super::routing::resolve(&mut rows);
     let secs = window.duration_secs().max(1.0);
     let nodes: Vec<Node> = rows
         .nodes

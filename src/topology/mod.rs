@@ -4,6 +4,7 @@
 pub mod brokers;
 pub mod build;
 pub mod detect;
+pub mod routing;
 pub mod subjects;
 
 pub use build::{build, Dependency, Edge, Node, SeenIn, Topology};

@@ -12,19 +12,29 @@ use std::collections::{HashMap, HashSet};
 /// Renames traced subjects to the stream that stores them, merging the rows that then share
 /// a key.
 pub fn resolve(rows: &mut TopologyRows) {
-    let mut streams: Vec<(&str, &str, &[String])> = Vec::new();
-    let mut reported: HashSet<String> = HashSet::new();
-    for snap in &rows.brokers {
-        for d in &snap.destinations {
-            reported.insert(NodeKey::destination(&snap.system, &d.name).id);
-            if !d.subjects.is_empty() {
-                streams.push((&snap.system, &d.name, &d.subjects));
-            }
-        }
-    }
+    let streams: Vec<(&str, &str, &[String])> = rows
+        .brokers
+        .iter()
+        .flat_map(|snap| {
+            snap.destinations
+                .iter()
+                .filter(|d| !d.subjects.is_empty())
+                .map(|d| (snap.system.as_str(), d.name.as_str(), d.subjects.as_slice()))
+        })
+        .collect();
     if streams.is_empty() {
         return;
     }
+    let reported: HashSet<String> = rows
+        .brokers
+        .iter()
+        .filter(|snap| streams.iter().any(|(system, _, _)| *system == snap.system))
+        .flat_map(|snap| {
+            snap.destinations
+                .iter()
+                .map(|d| NodeKey::destination(&snap.system, &d.name).id)
+        })
+        .collect();
     let mut renamed: HashMap<String, NodeKey> = HashMap::new();
     for n in &rows.nodes {
         let key = &n.key;
@@ -48,7 +58,8 @@ pub fn resolve(rows: &mut TopologyRows) {
     rename_edges(&mut rows.edges, &renamed);
 }
 
-fn rename_nodes(rows: &mut TopologyRows, renamed: &HashMap<String, NodeKey>) {
+/// Gives the nodes in `renamed` their new key, merging nodes that then share one.
+pub(super) fn rename_nodes(rows: &mut TopologyRows, renamed: &HashMap<String, NodeKey>) {
     let mut at: HashMap<String, usize> = HashMap::new();
     let mut nodes = Vec::with_capacity(rows.nodes.len());
     for mut n in std::mem::take(&mut rows.nodes) {
@@ -70,7 +81,8 @@ fn rename_nodes(rows: &mut TopologyRows, renamed: &HashMap<String, NodeKey>) {
     rows.nodes = nodes;
 }
 
-fn rename_edges(edges: &mut Vec<EdgeRow>, renamed: &HashMap<String, NodeKey>) {
+/// Renames the ends and `via` of every row, adding up the rows that then share a key.
+pub(super) fn rename_edges(edges: &mut Vec<EdgeRow>, renamed: &HashMap<String, NodeKey>) {
     let new_id = |id: &mut String| {
         if let Some(key) = renamed.get(id.as_str()) {
             id.clone_from(&key.id);
