@@ -15,14 +15,18 @@ impl Detector for WorkQueue {
 
     fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
+        // Each destination's first consume edge, found in one pass (a scan per destination
+        // was quadratic: thousands of queues from a broker's state).
+        let mut first: std::collections::HashMap<&str, &crate::topology::Edge> =
+            std::collections::HashMap::new();
+        for e in topo.edges_of_kind(EdgeKind::Consume) {
+            first.entry(e.from.as_str()).or_insert(e);
+        }
         for (dest, consumers) in &flows.consumers {
             if consumers.len() != 1 {
                 continue;
             }
-            let Some(edge) = topo
-                .edges_of_kind(EdgeKind::Consume)
-                .find(|e| e.from == *dest)
-            else {
+            let Some(edge) = first.get(dest) else {
                 continue;
             };
             let instances = edge.instances.unwrap_or(0);
