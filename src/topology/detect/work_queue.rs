@@ -1,4 +1,4 @@
-use super::{name, Detector, Finding, Flows, Topology};
+use super::{copies_per_instance, name, Detector, Finding, Flows, Topology};
 use crate::model::EdgeKind;
 
 /// One destination drained by a single service running two or more competing instances.
@@ -30,7 +30,7 @@ impl Detector for WorkQueue {
                 continue;
             };
             let instances = edge.instances.unwrap_or(0);
-            if instances >= 2 {
+            if instances >= 2 && !copies_per_instance(topo, edge) {
                 out.push(Finding {
                     pattern: self.pattern(),
                     nodes: vec![dest.to_string(), edge.to.clone()],
@@ -65,5 +65,19 @@ mod tests {
             "{}",
             f[0].description
         );
+        // One redelivery is still a share of the work.
+        t.edges.iter_mut().for_each(|e| e.count += 1);
+        assert_eq!(WorkQueue.check(&t).len(), 1);
+    }
+
+    #[test]
+    fn every_instance_getting_every_message_is_no_work_queue() {
+        // Celery's Broadcast: 2 messages, each run by both instances.
+        let mut t = topo(&[
+            ("s:a", "d:flush", Publish, 2),
+            ("d:flush", "s:w", Consume, 4),
+        ]);
+        t.edges.iter_mut().for_each(|e| e.instances = Some(2));
+        assert!(WorkQueue.check(&t).is_empty());
     }
 }
