@@ -118,6 +118,7 @@ fn large_broker() -> BrokerSnapshot {
         namespace: Some("/".into()),
         entity,
         detail: None,
+        subjects: Vec::new(),
         figures: figures.clone(),
     };
     let flow = |kind, from: String, to: String| BrokerFlow {

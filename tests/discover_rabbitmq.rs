@@ -11,7 +11,7 @@
 mod common;
 
 use common::builder::{protobuf, span};
-use common::{wait_for, wait_until, TestEnv};
+use common::{discover_flags, wait_for, wait_until, with_flags, TestEnv};
 use lapin::options::{BasicConsumeOptions, BasicPublishOptions, QueueDeclareOptions};
 use lapin::types::FieldTable;
 use lapin::{BasicProperties, Connection, ConnectionProperties};
@@ -274,18 +274,6 @@ fn unique_prefix() -> String {
         std::process::id(),
         common::builder::now_unix_nanos() % 1_000_000_000
     )
-}
-
-fn discover_flags(url: &str) -> Vec<String> {
-    ["--discover", url, "--discover-interval", "1s"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect()
-}
-
-fn with_flags(flags: &[String]) -> TestEnv {
-    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
-    TestEnv::with_args(&flags)
 }
 
 /// `/api/brokers` once every broker has been polled at least `polls` times.

@@ -60,6 +60,11 @@ fn python_celery_fixtures_give_the_recorded_topology_in_any_arrival_order() {
 }
 
 #[test]
+fn python_nats_fixtures_give_the_recorded_topology_in_any_arrival_order() {
+    check_fixture_set(fixtures::PYTHON_NATS, expected::python_nats(""));
+}
+
+#[test]
 fn the_topology_window_is_reported_and_excludes_other_times() {
     let env = TestEnv::start();
     env.post_fixtures(&fixtures::load(fixtures::NODE_AMQPLIB_JSON));

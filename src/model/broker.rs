@@ -59,6 +59,11 @@ pub struct BrokerDestination {
     /// type and arguments, a stream's subjects and storage.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// The subjects a JetStream stream stores (NATS wildcards `*` and `>`): spans name the
+    /// subject a message was sent to, and the topology resolves it to the stream that holds
+    /// it. Empty for everything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub subjects: Vec<String>,
     #[serde(default)]
     pub figures: Figures,
 }

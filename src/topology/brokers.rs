@@ -76,7 +76,7 @@ pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<Brok
 pub fn resolve_consumes(
     edges: &mut Vec<Edge>,
     dependencies: &mut [Dependency],
-    nodes: &[Node],
+    nodes: &mut [Node],
     snapshots: &[Arc<BrokerSnapshot>],
 ) {
     let exchanges: std::collections::HashSet<String> = snapshots
@@ -150,6 +150,13 @@ pub fn resolve_consumes(
         via.insert((exchange, service), queue);
         gone.insert(i);
     }
+    // The queue carried traced messages, under the exchange's name: traces saw it too.
+    let moved: std::collections::HashSet<&String> = via.values().collect();
+    for n in nodes.iter_mut() {
+        if moved.contains(&n.id) {
+            seen(&mut n.seen_in, SeenIn::Traces);
+        }
+    }
     let mut i = 0;
     edges.retain(|_| {
         i += 1;
@@ -162,10 +169,13 @@ pub fn resolve_consumes(
     }
 }
 
-/// Adds a traced edge's figures to an edge the broker reported.
+/// Adds a traced edge's figures to an edge the broker reported. A failed consume failed in
+/// its consumer, not on the way: the route counts the message and no error.
 fn add_traced(e: &mut Edge, traced: &Edge, kind: EdgeKind) {
     e.count += traced.count;
-    e.errors += traced.errors;
+    if kind == EdgeKind::Consume {
+        e.errors += traced.errors;
+    }
     e.rate_per_sec += traced.rate_per_sec;
     if e.latency.samples == 0 {
         e.latency = traced.latency.clone();
@@ -212,7 +222,7 @@ pub fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnaps
 }
 
 /// A service a broker names: a service, or an external peer when it could not name it.
-fn service_key(snap: &BrokerSnapshot, name: &str) -> NodeKey {
+pub(super) fn service_key(snap: &BrokerSnapshot, name: &str) -> NodeKey {
     let unnamed = snap
         .services
         .iter()
@@ -308,6 +318,7 @@ mod tests {
             namespace: Some("/".into()),
             entity,
             detail: None,
+            subjects: Vec::new(),
             figures: Figures {
                 depth,
                 ..Figures::default()
@@ -499,6 +510,12 @@ mod tests {
         .expect("the queue's consume");
         assert_eq!(consume.count, 4);
         assert_eq!(consume.seen_in, vec![SeenIn::Traces, SeenIn::Broker]);
+        // The queue carried the traced messages (under the exchange's name).
+        assert_eq!(
+            t.node("destination:rabbitmq:billing")
+                .map(|n| n.seen_in.clone()),
+            Some(vec![SeenIn::Traces, SeenIn::Broker])
+        );
         let route = find(
             "destination:rabbitmq:shop",
             "destination:rabbitmq:billing",

@@ -143,7 +143,9 @@ fn latency(row: &EdgeRow) -> Latency {
     }
 }
 
-pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
+pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
+    super::subjects::resolve(&mut rows);
+    super::routing::resolve(&mut rows);
     let secs = window.duration_secs().max(1.0);
     let nodes: Vec<Node> = rows
         .nodes
@@ -196,7 +198,7 @@ pub fn build(rows: TopologyRows, window: TimeWindow) -> Topology {
     let mut nodes = nodes;
     super::brokers::merge(&mut nodes, &mut edges, &rows.brokers);
     super::brokers::then(&mut nodes, &mut edges, &rows.brokers_then);
-    super::brokers::resolve_consumes(&mut edges, &mut dependencies, &nodes, &rows.brokers);
+    super::brokers::resolve_consumes(&mut edges, &mut dependencies, &mut nodes, &rows.brokers);
     edges.sort_by(|a, b| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind)));
     let inferred = infer_dependencies(&edges, &dependencies);
     dependencies.extend(inferred);

@@ -4,6 +4,8 @@
 pub mod brokers;
 pub mod build;
 pub mod detect;
+pub mod routing;
+pub mod subjects;
 
 pub use build::{build, Dependency, Edge, Node, SeenIn, Topology};
 pub use detect::Finding;

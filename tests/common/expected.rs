@@ -1,7 +1,7 @@
 //! The expected topology of each recorded scenario (fixtures/README.md), parameterised by the
 //! suffix that live runs append to exchange and queue names (`RUN_SUFFIX`).
 
-use super::topo::{self, rabbit, service};
+use super::topo::{self, nats, rabbit, service};
 use serde_json::Value;
 
 /// The reply queue `amq.gen-...` is folded into this destination.
@@ -21,6 +21,8 @@ pub struct Expected {
     pub dependencies: Vec<(String, String, String, Option<i64>)>,
     /// (pattern, main node, every node)
     pub findings: Vec<(String, String, Vec<String>)>,
+    /// The messaging system of `destinations` (empty: rabbitmq).
+    pub system: String,
 }
 
 fn publish(svc: &str, dest: &str, count: i64) -> (String, String, String, i64, i64) {
@@ -63,6 +65,7 @@ pub fn broadcast(suffix: &str) -> Expected {
             rabbit(&oc),
             vec![rabbit(&oc), service("billing"), service("shipping")],
         )],
+        system: String::new(),
     }
 }
 
@@ -140,6 +143,7 @@ pub fn node_amqplib(suffix: &str) -> Expected {
         instances: vec![(rabbit(&sc), service("catalog"), 1)],
         dependencies: vec![dep("inventory", "catalog", &sc, 4)],
         findings: vec![],
+        system: String::new(),
     }
 }
 
@@ -214,6 +218,7 @@ pub fn python_aio_pika(suffix: &str) -> Expected {
                 ],
             ),
         ],
+        system: String::new(),
     }
 }
 
@@ -253,10 +258,9 @@ pub fn python_celery(suffix: &str) -> Expected {
             dep("frontend", "renderer", &flush, 4),
             dep("frontend", "backoffice", &quote, 2),
         ],
-        // The broadcast reaches both renderer instances (each consumes every flush, so the
-        // consume edge counts 4 deliveries of 2 messages); with one consuming service it is
-        // reported as a work queue, as the detector does not yet tell copies (one message id
-        // at every instance) from shares.
+        // The broadcast reaches both renderer instances: each consumes every flush, so the
+        // consume edge counts 4 deliveries of the 2 messages published (docs/SEMCONV.md);
+        // every instance getting every message is a broadcast to instances, not a work queue.
         findings: vec![
             (
                 "work_queue".into(),
@@ -264,15 +268,73 @@ pub fn python_celery(suffix: &str) -> Expected {
                 vec![rabbit(&render), service("renderer")],
             ),
             (
-                "work_queue".into(),
+                "broadcast".into(),
                 rabbit(&flush),
                 vec![rabbit(&flush), service("renderer")],
             ),
         ],
+        system: String::new(),
+    }
+}
+
+/// `fixtures/otlp/python-nats` (`orders_nats.py`): nats-py on JetStream, traced by hand with
+/// the SDK, trace context in the message headers. checkout publishes 4 `orders.created` and 2
+/// `orders.cancelled`; the durable pull consumer `invoicer` (two instances) gets the 4 created
+/// (order-3 fails), the durable push consumer `auditor` all 6. Destinations are subjects.
+pub fn python_nats(suffix: &str) -> Expected {
+    let created = format!("orders.created{suffix}");
+    let cancelled = format!("orders.cancelled{suffix}");
+    let (c, x) = (nats(&created), nats(&cancelled));
+    Expected {
+        services: vec![
+            ("checkout".into(), 6, 0),
+            ("invoicer".into(), 4, 1),
+            ("auditor".into(), 6, 0),
+        ],
+        destinations: vec![created.clone(), cancelled.clone()],
+        edges: vec![
+            ("publish".into(), service("checkout"), c.clone(), 4, 0),
+            ("publish".into(), service("checkout"), x.clone(), 2, 0),
+            ("consume".into(), c.clone(), service("invoicer"), 4, 1),
+            ("consume".into(), c.clone(), service("auditor"), 4, 0),
+            ("consume".into(), x.clone(), service("auditor"), 2, 0),
+        ],
+        instances: vec![
+            (c.clone(), service("invoicer"), 2),
+            (c.clone(), service("auditor"), 1),
+            (x.clone(), service("auditor"), 1),
+        ],
+        dependencies: vec![
+            (service("checkout"), service("invoicer"), c.clone(), Some(4)),
+            (service("checkout"), service("auditor"), c.clone(), Some(4)),
+            (service("checkout"), service("auditor"), x.clone(), Some(2)),
+        ],
+        // invoicer's two instances share its messages, but `orders.created` has two consuming
+        // services, so the work queue detector (one service per destination) stays silent.
+        findings: vec![(
+            "broadcast".into(),
+            c.clone(),
+            vec![c.clone(), service("auditor"), service("invoicer")],
+        )],
+        system: "nats".into(),
     }
 }
 
 impl Expected {
+    fn destination_id(&self, name: &str) -> String {
+        match self.system.as_str() {
+            "" => rabbit(name),
+            system => format!("destination:{system}:{name}"),
+        }
+    }
+
+    fn system_name(&self) -> String {
+        match self.system.as_str() {
+            "" => "rabbitmq".into(),
+            system => system.into(),
+        }
+    }
+
     /// Both scenarios in one store (their names do not overlap).
     pub fn and(mut self, other: Expected) -> Expected {
         self.services.extend(other.services);
@@ -296,10 +358,10 @@ impl Expected {
             .collect();
         want_nodes.extend(self.destinations.iter().map(|d| {
             (
-                rabbit(d),
+                self.destination_id(d),
                 "destination".into(),
                 d.clone(),
-                Some("rabbitmq".into()),
+                Some(self.system_name()),
             )
         }));
         topo::assert_same_set(

@@ -12,12 +12,14 @@ pub const PYTHON_PIKA_GZIP: &str = "python-pika-gzip";
 pub const NODE_AMQPLIB_JSON: &str = "node-amqplib-json";
 pub const PYTHON_AIO_PIKA: &str = "python-aio-pika";
 pub const PYTHON_CELERY: &str = "python-celery";
+pub const PYTHON_NATS: &str = "python-nats";
 pub const ALL_SETS: &[&str] = &[
     PYTHON_PIKA,
     PYTHON_PIKA_GZIP,
     NODE_AMQPLIB_JSON,
     PYTHON_AIO_PIKA,
     PYTHON_CELERY,
+    PYTHON_NATS,
 ];
 
 pub const KIND_SERVER: i64 = 2;

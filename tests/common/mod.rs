@@ -10,6 +10,7 @@ pub mod builder;
 pub mod expected;
 pub mod fixtures;
 pub mod http;
+pub mod nats;
 pub mod topo;
 pub mod ui;
 
@@ -464,6 +465,21 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitS
         // The back-off between two looks of this condition wait.
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// `serve` flags that discover the broker `spec` (`rabbitmq=URL`, `nats=URL`, ...), polled
+/// every second.
+pub fn discover_flags(spec: &str) -> Vec<String> {
+    ["--discover", spec, "--discover-interval", "1s"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+/// A server started with `flags`.
+pub fn with_flags(flags: &[String]) -> TestEnv {
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
+    TestEnv::with_args(&flags)
 }
 
 /// Polls `check` until it returns `Some`, or panics with `what` after `deadline`.

@@ -15,6 +15,10 @@ pub fn rabbit(name: &str) -> String {
     format!("destination:rabbitmq:{name}")
 }
 
+pub fn nats(name: &str) -> String {
+    format!("destination:nats:{name}")
+}
+
 fn arr<'a>(t: &'a Value, key: &str) -> &'a Vec<Value> {
     t[key]
         .as_array()

@@ -4,6 +4,8 @@
 #
 # Usage: tools/record/record.sh [SCENARIO...]   (default: all scenarios)
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json
+#             | python-nats (NATS JetStream on $NATS_URL, default nats://127.0.0.1:4222; its
+#               stream ORDERS is deleted again afterwards)
 # For every scenario: starts capture.py on a free 127.0.0.1 port, runs the
 # scenario against it (run_scenarios.sh), stops capture, replaces
 # fixtures/otlp/<scenario>/ with the captured requests and writes a decoded
@@ -36,7 +38,7 @@ for s in "${SCENARIOS[@]}"; do
   for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
   [ -s "$WORK/port" ] || { echo "capture.py did not start" >&2; exit 1; }
   port=$(cat "$WORK/port")
-  SKIP_SETUP=1 "$HERE/run_scenarios.sh" "http://127.0.0.1:$port" "$s"
+  NATS_CLEANUP=1 SKIP_SETUP=1 "$HERE/run_scenarios.sh" "http://127.0.0.1:$port" "$s"
   kill "$CAPTURE_PID"
   wait "$CAPTURE_PID" 2>/dev/null || true
   CAPTURE_PID=""

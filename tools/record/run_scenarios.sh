@@ -5,6 +5,10 @@
 #
 # Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
+#             python-nats: NATS JetStream (nats-py, trace context in message headers) on $NATS_URL
+#               (default nats://127.0.0.1:4222); never run by default
+#             python-pika-rotel: the broadcast part of python-pika exporting to an intermediate
+#               collector (rotel, OTLP/HTTP in) that forwards to ENDPOINT; never run by default
 #             python-aio-pika-grpc | python-celery-grpc | node-amqplib-grpc: the same over OTLP/gRPC to
 #             $OTLP_GRPC_ENDPOINT (e.g. http://127.0.0.1:4317; never run by default)
 # Environment: OTLP_GRPC_ENDPOINT (for the -grpc scenarios), RUN_SUFFIX
@@ -15,7 +19,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
-  sed -n '2,14p' "$0" >&2
+  sed -n '2,18p' "$0" >&2
   exit 2
 fi
 ENDPOINT=${1%/}
@@ -53,6 +57,12 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     node-amqplib-json)
       (cd "$HERE/node" && node stock.js)
+      ;;
+    python-nats)
+      (cd "$HERE/python" && "$HERE/.venv/bin/python" orders_nats.py)
+      ;;
+    python-pika-rotel)
+      SHOP_PARTS=broadcast "$HERE/rotel.sh" "$ENDPOINT" "$HERE/.venv/bin/python" "$HERE/python/shop.py"
       ;;
     node-amqplib-grpc)
       [ -n "${OTLP_GRPC_ENDPOINT:-}" ] || { echo "$s needs OTLP_GRPC_ENDPOINT" >&2; exit 2; }

@@ -114,6 +114,7 @@ pub fn stream_destination(s: &StreamInfo) -> BrokerDestination {
         namespace: None,
         entity: Entity::Stream,
         detail: Some(detail).filter(|d| !d.is_empty()),
+        subjects: s.config.subjects.clone(),
         figures: Figures {
             messages: Some(s.state.messages),
             bytes: Some(s.state.bytes),

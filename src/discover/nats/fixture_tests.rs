@@ -49,6 +49,8 @@ fn streams_and_consumers_map_to_destinations_and_consume_flows() {
         orders.detail.as_deref(),
         Some("subjects: orders.>; storage: file")
     );
+    // What traced subjects are resolved against (topology::subjects).
+    assert_eq!(orders.subjects, ["orders.>"]);
     assert_eq!(
         (orders.figures.messages, orders.figures.consumers),
         (Some(7), Some(2))
@@ -137,6 +139,15 @@ fn the_monitor_names_the_push_consumers_service() {
         .expect("auditor");
     assert_eq!(named.named_by, NamedBy::ConnectionName);
     assert_eq!(s.services.len(), 2);
+    // A pull consumer's requests tie it to no connection the monitor lists: even with the
+    // monitor, its durable names its service.
+    let invoicer = s
+        .services
+        .iter()
+        .find(|x| x.name == "invoicer")
+        .expect("the pull consumer's service");
+    assert_eq!(invoicer.named_by, NamedBy::Durable);
+    assert_eq!(flow_to(&s, "invoicer").from, "ORDERS");
 }
 
 #[test]

@@ -230,6 +230,7 @@ pub fn snapshot(
                 namespace: None,
                 entity: Entity::Subject,
                 detail: None,
+                subjects: Vec::new(),
                 figures: Figures {
                     consumers: Some(0),
                     ..Figures::default()

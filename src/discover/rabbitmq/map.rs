@@ -145,6 +145,7 @@ fn destinations(a: &Answers, flows: &[BrokerFlow]) -> Vec<BrokerDestination> {
             } else {
                 e.kind.clone()
             }),
+            subjects: Vec::new(),
             figures: Figures {
                 publish_rate: rate(&stats.publish_in_details),
                 deliver_rate: rate(&stats.publish_out_details),
@@ -163,6 +164,7 @@ fn destinations(a: &Answers, flows: &[BrokerFlow]) -> Vec<BrokerDestination> {
                 Entity::Queue
             },
             detail: Some(queue_detail(q)),
+            subjects: Vec::new(),
             figures: Figures {
                 depth: q.messages_ready,
                 unacked: q.messages_unacknowledged,

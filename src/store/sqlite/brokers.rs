@@ -119,6 +119,17 @@ pub fn earliest(
     one_per_broker(conn, window, decoded, "MIN")
 }
 
+/// Each broker's snapshot at the `pick` (`MIN` or `MAX`) minute of a window (`?1`, `?2`):
+/// read from the index `broker_snapshots_taken` alone, never from the documents.
+fn pick_sql(pick: &'static str) -> String {
+    // `pick` is one of two constants, never input.
+    format!(
+        "SELECT broker, minute, taken_unix_nanos FROM broker_snapshots AS s WHERE minute = (
+             SELECT {pick}(minute) FROM broker_snapshots WHERE broker = s.broker AND minute BETWEEN ?1 AND ?2)
+         ORDER BY broker"
+    )
+}
+
 fn one_per_broker(
     conn: &Connection,
     window: TimeWindow,
@@ -126,12 +137,7 @@ fn one_per_broker(
     pick: &'static str,
 ) -> Result<Vec<Arc<BrokerSnapshot>>, StoreError> {
     let (first, last) = window.minutes();
-    // `pick` is one of two constants, never input.
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT broker, minute, taken_unix_nanos FROM broker_snapshots AS s WHERE minute = (
-             SELECT {pick}(minute) FROM broker_snapshots WHERE broker = s.broker AND minute BETWEEN ?1 AND ?2)
-         ORDER BY broker"
-    ))?;
+    let mut stmt = conn.prepare_cached(&pick_sql(pick))?;
     let newest: Vec<(String, i64, i64)> = stmt
         .query_map(params![first, last], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?))
@@ -193,4 +199,40 @@ pub fn history(
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::pick_sql;
+
+    /// Finding the newest (or oldest) snapshot of a window reads the small index, not the
+    /// snapshots: a seek through `broker_snapshots` itself reads every document it compares
+    /// (each one b-tree key), which cost a topology read 82 ms of CPU with an hour of
+    /// snapshots of a 2,000-queue broker.
+    #[test]
+    fn the_pick_of_a_window_reads_only_the_index() {
+        let mut conn = rusqlite::Connection::open_in_memory().expect("memory");
+        super::super::schema::migrate(&mut conn).expect("migrate");
+        for pick in ["MIN", "MAX"] {
+            let mut stmt = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {}", pick_sql(pick)))
+                .expect("plan");
+            let plan: Vec<String> = stmt
+                .query_map([0, 1], |r| r.get::<_, String>(3))
+                .expect("rows")
+                .collect::<Result<_, _>>()
+                .expect("plan rows");
+            let scans: Vec<&String> = plan
+                .iter()
+                .filter(|l| l.contains("broker_snapshots") || l.starts_with("SCAN"))
+                .collect();
+            assert!(
+                !scans.is_empty()
+                    && scans
+                        .iter()
+                        .all(|l| l.contains("COVERING INDEX broker_snapshots_taken")),
+                "{pick}: {plan:#?}"
+            );
+        }
+    }
 }

@@ -232,6 +232,7 @@ pub fn broker_snapshots_are_kept_per_minute_with_their_history(h: &dyn Harness) 
             namespace: None,
             entity: Entity::Queue,
             detail: None,
+            subjects: Vec::new(),
             figures: Figures {
                 depth: Some(depth),
                 ..Figures::default()

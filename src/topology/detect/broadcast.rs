@@ -1,4 +1,7 @@
-use super::{name, Detector, Finding, Flows, Topology};
+use super::{copies_per_instance, name, Detector, Finding, Flows, Topology};
+use crate::model::EdgeKind;
+use crate::topology::Edge;
+use std::collections::HashMap;
 
 /// One destination whose messages reach two or more services (fan-out).
 pub struct Broadcast;
@@ -14,8 +17,32 @@ impl Detector for Broadcast {
 
     fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
+        let mut consumes: HashMap<&str, Vec<&Edge>> = HashMap::new();
+        for e in topo.edges_of_kind(EdgeKind::Consume) {
+            consumes.entry(e.from.as_str()).or_default().push(e);
+        }
         for dest in flows.publishers.keys() {
             let receivers = flows.receivers(dest);
+            if receivers.len() == 1 {
+                // One service whose every instance gets its own copy: a broadcast to instances.
+                let reached = std::iter::once(*dest)
+                    .chain(flows.routes_out.get(dest).into_iter().flatten().copied());
+                let copied = reached
+                    .flat_map(|d| consumes.get(d).into_iter().flatten())
+                    .find(|e| copies_per_instance(topo, e));
+                if let Some(e) = copied {
+                    out.push(Finding {
+                        pattern: self.pattern(),
+                        nodes: vec![dest.to_string(), e.to.clone()],
+                        description: format!(
+                            "{} is broadcast to each of {} instances of {}",
+                            name(topo, dest),
+                            e.instances.unwrap_or(0),
+                            name(topo, &e.to)
+                        ),
+                    });
+                }
+            }
             if receivers.len() >= 2 {
                 let names: Vec<&str> = receivers.iter().map(|r| name(topo, r)).collect();
                 out.push(Finding {
@@ -61,6 +88,26 @@ mod tests {
         ]);
         assert_eq!(Broadcast.check(&t).len(), 1);
         let t = topo(&[("s:a", "d:x", Publish, 5), ("d:x", "s:b", Consume, 5)]);
+        assert!(Broadcast.check(&t).is_empty());
+    }
+
+    #[test]
+    fn every_instance_of_one_service_getting_a_copy() {
+        let mut t = topo(&[
+            ("s:a", "d:flush", Publish, 2),
+            ("d:flush", "s:w", Consume, 4),
+        ]);
+        t.edges.iter_mut().for_each(|e| e.instances = Some(2));
+        let f = Broadcast.check(&t);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].nodes, vec!["d:flush", "s:w"]);
+        assert!(
+            f[0].description.contains("each of 2 instances of w"),
+            "{}",
+            f[0].description
+        );
+        // Shares of a work queue are not copies.
+        t.edges.iter_mut().for_each(|e| e.count = 2);
         assert!(Broadcast.check(&t).is_empty());
     }
 }

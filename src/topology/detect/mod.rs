@@ -62,6 +62,25 @@ pub fn run_all(topo: &Topology) -> Vec<Finding> {
         .collect()
 }
 
+/// Messages that reach `dest` in the window: traced publishes to it and traced routes into it.
+fn messages_in(topo: &Topology, dest: &str) -> i64 {
+    topo.edges
+        .iter()
+        .filter(|e| e.to == dest && matches!(e.kind, EdgeKind::Publish | EdgeKind::Route))
+        .map(|e| e.count)
+        .sum()
+}
+
+/// Whether each instance of the one service consuming `edge` got its own copy of every message
+/// (a fanout to a queue per instance, as Celery's `Broadcast` declares) rather than a share:
+/// its instances consumed the messages that reached the destination that many times over. A
+/// redelivery or two in a work queue stays far below that.
+fn copies_per_instance(topo: &Topology, edge: &super::Edge) -> bool {
+    let instances = edge.instances.unwrap_or(0);
+    let arrived = messages_in(topo, &edge.from);
+    instances >= 2 && arrived > 0 && edge.count >= instances * arrived
+}
+
 /// Node name for descriptions.
 fn name<'a>(topo: &'a Topology, id: &'a str) -> &'a str {
     topo.node(id).map(|n| n.name.as_str()).unwrap_or(id)

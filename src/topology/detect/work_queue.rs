@@ -1,4 +1,4 @@
-use super::{name, Detector, Finding, Flows, Topology};
+use super::{copies_per_instance, name, Detector, Finding, Flows, Topology};
 use crate::model::EdgeKind;
 
 /// One destination drained by a single service running two or more competing instances.
@@ -15,18 +15,22 @@ impl Detector for WorkQueue {
 
     fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
+        // Each destination's first consume edge, found in one pass (a scan per destination
+        // was quadratic: thousands of queues from a broker's state).
+        let mut first: std::collections::HashMap<&str, &crate::topology::Edge> =
+            std::collections::HashMap::new();
+        for e in topo.edges_of_kind(EdgeKind::Consume) {
+            first.entry(e.from.as_str()).or_insert(e);
+        }
         for (dest, consumers) in &flows.consumers {
             if consumers.len() != 1 {
                 continue;
             }
-            let Some(edge) = topo
-                .edges_of_kind(EdgeKind::Consume)
-                .find(|e| e.from == *dest)
-            else {
+            let Some(edge) = first.get(dest) else {
                 continue;
             };
             let instances = edge.instances.unwrap_or(0);
-            if instances >= 2 {
+            if instances >= 2 && !copies_per_instance(topo, edge) {
                 out.push(Finding {
                     pattern: self.pattern(),
                     nodes: vec![dest.to_string(), edge.to.clone()],
@@ -61,5 +65,19 @@ mod tests {
             "{}",
             f[0].description
         );
+        // One redelivery is still a share of the work.
+        t.edges.iter_mut().for_each(|e| e.count += 1);
+        assert_eq!(WorkQueue.check(&t).len(), 1);
+    }
+
+    #[test]
+    fn every_instance_getting_every_message_is_no_work_queue() {
+        // Celery's Broadcast: 2 messages, each run by both instances.
+        let mut t = topo(&[
+            ("s:a", "d:flush", Publish, 2),
+            ("d:flush", "s:w", Consume, 4),
+        ]);
+        t.edges.iter_mut().for_each(|e| e.instances = Some(2));
+        assert!(WorkQueue.check(&t).is_empty());
     }
 }

@@ -29,7 +29,12 @@ Environment:
   OTEL_EXPORTER_OTLP_COMPRESSION  e.g. gzip (read by the SDK exporter)
   RUN_SUFFIX    appended to every exchange and queue name (default empty)
   AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD  default 127.0.0.1 / 5672 / guest / guest
+  AMQP_VHOST    the virtual host (default /)
   SHOP_PARTS    see above
+  SHOP_HOLD_FILE  when set, the consumers export their spans once every message is processed
+                and stay connected until this file exists (at most 120 s): broker discovery
+                then sees them beside the spans. Every connection is named by its service
+                (the client-provided `connection_name`).
 """
 import json
 import multiprocessing as mp
@@ -59,15 +64,17 @@ TIMEOUT_S = 60.0
 BILLING_ERROR = "billing failed to charge "
 
 
-def _params():
+def _params(name):
     import pika
 
     return pika.ConnectionParameters(
         host=os.environ.get("AMQP_HOST", "127.0.0.1"),
         port=int(os.environ.get("AMQP_PORT", "5672")),
+        virtual_host=os.environ.get("AMQP_VHOST", "/"),
         credentials=pika.PlainCredentials(
             os.environ.get("AMQP_USER", "guest"), os.environ.get("AMQP_PASSWORD", "guest")
         ),
+        client_properties={"connection_name": name},
     )
 
 
@@ -86,11 +93,11 @@ def _provider(service, instance):
     return provider
 
 
-def _instrumented_channel(provider):
+def _instrumented_channel(provider, service):
     import pika
     from opentelemetry.instrumentation.pika import PikaInstrumentor
 
-    conn = pika.BlockingConnection(_params())
+    conn = pika.BlockingConnection(_params(service))
     ch = conn.channel()
     PikaInstrumentor.instrument_channel(ch, tracer_provider=provider)
     return conn, ch
@@ -112,7 +119,7 @@ def _finish(conn, provider):
 def setup_topology(parts):
     import pika
 
-    conn = pika.BlockingConnection(_params())
+    conn = pika.BlockingConnection(_params("shop setup"))
     ch = conn.channel()
     if "broadcast" in parts:
         ch.exchange_delete(EX_ORDER_CREATED)
@@ -137,7 +144,7 @@ def setup_topology(parts):
 def teardown_topology(parts):
     import pika
 
-    conn = pika.BlockingConnection(_params())
+    conn = pika.BlockingConnection(_params("shop teardown"))
     ch = conn.channel()
     if "broadcast" in parts:
         ch.queue_delete(Q_SHIPPING)
@@ -156,11 +163,12 @@ def teardown_topology(parts):
 # consumers (long-running until told to stop)
 
 
-def consumer_main(service, instance, queue, events, stop):
+def consumer_main(service, instance, queue, events, stop, flush):
     import pika
 
     provider = _provider(service, instance)
-    conn, ch = _instrumented_channel(provider)
+    conn, ch = _instrumented_channel(provider, service)
+    flushed = False
     ch.basic_qos(prefetch_count=1)
 
     def on_message(channel, method, properties, body):
@@ -189,6 +197,9 @@ def consumer_main(service, instance, queue, events, stop):
     ch.basic_consume(queue, on_message)
     events.put(("ready", instance))
     while not stop.is_set():
+        if flush.is_set() and not flushed:
+            provider.force_flush()
+            flushed = True
         try:
             conn.process_data_events(time_limit=0.1)
         except RuntimeError as exc:
@@ -213,7 +224,7 @@ def _props(**kw):
 
 def orders_main():
     provider = _provider("orders", "orders-1")
-    conn, ch = _instrumented_channel(provider)
+    conn, ch = _instrumented_channel(provider, "orders")
     for i in range(1, N_ORDERS + 1):
         ch.basic_publish(
             exchange=EX_ORDER_CREATED,
@@ -226,7 +237,7 @@ def orders_main():
 
 def checkout_main():
     provider = _provider("checkout", "checkout-1")
-    conn, ch = _instrumented_channel(provider)
+    conn, ch = _instrumented_channel(provider, "checkout")
     for i in range(1, N_TASKS + 1):
         ch.basic_publish(
             exchange="",
@@ -239,7 +250,7 @@ def checkout_main():
 
 def audit_main():
     provider = _provider("audit", "audit-1")
-    conn, ch = _instrumented_channel(provider)
+    conn, ch = _instrumented_channel(provider, "audit")
     for i in range(1, N_AUDIT + 1):
         ch.basic_publish(
             exchange=EX_AUDIT,
@@ -252,7 +263,7 @@ def audit_main():
 
 def wallet_main():
     provider = _provider("wallet", "wallet-1")
-    conn, ch = _instrumented_channel(provider)
+    conn, ch = _instrumented_channel(provider, "wallet")
     reply_queue = ch.queue_declare(queue="", exclusive=True).method.queue  # amq.gen-...
     replies = []
 
@@ -296,6 +307,7 @@ def main():
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     stop = ctx.Event()
+    flush = ctx.Event()
 
     consumers = []  # (service, instance, queue)
     expected = {}  # queue -> processed messages
@@ -312,7 +324,7 @@ def main():
 
     procs = []
     for service, instance, queue in consumers:
-        p = ctx.Process(target=consumer_main, args=(service, instance, queue, events, stop), name=instance)
+        p = ctx.Process(target=consumer_main, args=(service, instance, queue, events, stop, flush), name=instance)
         p.start()
         procs.append(p)
 
@@ -356,6 +368,13 @@ def main():
             stop.set()
             sys.exit("timeout: processed %s, expected %s" % (counts, expected))
         pump(0.5)
+    hold = os.environ.get("SHOP_HOLD_FILE")
+    if hold:
+        flush.set()
+        print("holding the consumers until %s exists" % hold, flush=True)
+        held = time.monotonic() + 120.0
+        while not os.path.exists(hold) and time.monotonic() < held:
+            time.sleep(0.1)
     stop.set()
 
     rc = 0
