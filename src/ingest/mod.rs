@@ -4,6 +4,8 @@
 pub mod conn;
 pub mod convert;
 pub mod decode;
+#[cfg(test)]
+mod decode_props;
 pub mod grpc;
 pub mod http;
 pub mod json;
