@@ -14,44 +14,12 @@ use std::io::{Read, Write};
 
 use std::net::TcpStream;
 use std::time::Duration;
+use switchyard::ingest::status::{RetryInfo, RpcStatus, RETRY_INFO_TYPE};
 use tonic::codec::{Codec, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::{Code, Status};
 
 const PROTOBUF: (&str, &str) = ("Content-Type", "application/x-protobuf");
 const JSON: (&str, &str) = ("Content-Type", "application/json");
-
-/// `google.rpc.Status` with its details.
-#[derive(Clone, PartialEq, prost::Message)]
-struct RpcStatus {
-    #[prost(int32, tag = "1")]
-    code: i32,
-    #[prost(string, tag = "2")]
-    message: String,
-    #[prost(message, repeated, tag = "3")]
-    details: Vec<ProtoAny>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoAny {
-    #[prost(string, tag = "1")]
-    type_url: String,
-    #[prost(bytes = "vec", tag = "2")]
-    value: Vec<u8>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct RetryInfo {
-    #[prost(message, optional, tag = "1")]
-    retry_delay: Option<ProtoDuration>,
-}
-
-#[derive(Clone, PartialEq, prost::Message)]
-struct ProtoDuration {
-    #[prost(int64, tag = "1")]
-    seconds: i64,
-    #[prost(int32, tag = "2")]
-    nanos: i32,
-}
 
 // ---- wire-format builders: bodies far too large to build as prost values ----
 
@@ -149,12 +117,15 @@ fn peak_rss(pid: u32) -> u64 {
     kib * 1024
 }
 
+/// What a case is, the headers it is sent with, its body.
+type Case = (&'static str, Vec<(&'static str, &'static str)>, Vec<u8>);
+
 #[test]
 fn worst_shaped_bodies_are_413_before_decoding_and_store_nothing() {
     let env = TestEnv::with_args(&["--max-decoded", "2MiB", "--max-spans-per-request", "10000"]);
     let empty_attributes = one_span(&empty_fields(9, 200_000));
     let deep = one_span(&field(9, &nested_kv(25)).repeat(3_000));
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<u8>)> = vec![
+    let cases: Vec<Case> = vec![
         (
             "empty spans over the span limit",
             vec![PROTOBUF],
@@ -445,7 +416,7 @@ fn assert_not_retryable(status: &Status, code: Code) {
         details(status)
             .details
             .iter()
-            .all(|d| !d.type_url.ends_with("google.rpc.RetryInfo")),
+            .all(|d| d.type_url != RETRY_INFO_TYPE),
         "{code:?} must come without RetryInfo: {status:?}"
     );
 }
@@ -520,7 +491,7 @@ fn grpc_overload_is_unavailable_with_retry_info() {
     let info = details(&status)
         .details
         .into_iter()
-        .find(|d| d.type_url == "type.googleapis.com/google.rpc.RetryInfo")
+        .find(|d| d.type_url == RETRY_INFO_TYPE)
         .expect("RetryInfo in the details");
     let delay = RetryInfo::decode(info.value.as_slice())
         .unwrap()

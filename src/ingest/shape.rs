@@ -67,6 +67,7 @@ enum Field {
     Skipped,
 }
 
+#[inline]
 fn field(kind: Kind, number: u64) -> Field {
     use Field::{Bytes, Message, Skipped};
     use Kind::*;
@@ -105,6 +106,7 @@ fn field(kind: Kind, number: u64) -> Field {
 }
 
 /// What one element of a repeated field of `kind` costs in its `Vec` (twice its size).
+#[inline]
 fn element_bytes(kind: Kind) -> u64 {
     let size = match kind {
         Kind::ResourceSpans => size_of::<ResourceSpans>(),
@@ -122,6 +124,7 @@ fn element_bytes(kind: Kind) -> u64 {
 }
 
 impl Shape {
+    #[inline]
     fn count(&mut self, kind: Kind) {
         match kind {
             Kind::Span => self.spans += 1,
@@ -157,7 +160,15 @@ struct Wire<'a> {
 }
 
 impl<'a> Wire<'a> {
+    #[inline]
     fn varint(&mut self) -> Result<u64, ShapeError> {
+        // Most tags and lengths fit in one byte.
+        if let Some(&byte) = self.buf.get(self.at) {
+            if byte < 0x80 {
+                self.at += 1;
+                return Ok(u64::from(byte));
+            }
+        }
         let mut value = 0u64;
         for i in 0..10 {
             let byte = *self
@@ -176,6 +187,7 @@ impl<'a> Wire<'a> {
         Err(malformed("varint overflow"))
     }
 
+    #[inline]
     fn take(&mut self, n: u64) -> Result<&'a [u8], ShapeError> {
         let end = usize::try_from(n)
             .ok()
@@ -187,6 +199,7 @@ impl<'a> Wire<'a> {
         Ok(out)
     }
 
+    #[inline]
     fn done(&self) -> bool {
         self.at >= self.buf.len()
     }
@@ -205,6 +218,7 @@ fn scan_message(buf: &[u8], kind: Kind, depth: usize, shape: &mut Shape) -> Resu
     Ok(())
 }
 
+#[inline]
 fn tag(wire: &mut Wire) -> Result<(u64, u8), ShapeError> {
     let key = wire.varint()?;
     if key > u64::from(u32::MAX) {
