@@ -45,6 +45,26 @@ pub fn broker_config(args: &ServeArgs) -> BrokerConfig {
     }
 }
 
+/// The bounds of each OTLP request and of those in flight.
+pub fn ingest_limits(args: &ServeArgs) -> ingest::limits::Limits {
+    ingest::limits::Limits {
+        max_spans: args.max_spans_per_request,
+        max_decoded_bytes: args.max_decoded,
+        memory_bytes: args.ingest_memory,
+        max_uploads: args.max_uploads,
+        body_timeout: args.body_timeout,
+        body_min_rate: args.body_min_rate,
+    }
+}
+
+/// The bounds of each listener's connections.
+fn conn_limits(args: &ServeArgs) -> ingest::conn::ConnLimits {
+    ingest::conn::ConnLimits {
+        max: args.max_connections,
+        idle: args.idle_timeout,
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Checked before anything starts: a bad --discover value changes nothing.
     let sources = crate::discover::runner::sources(&args.discover).map_err(anyhow::Error::msg)?;
@@ -61,6 +81,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         IngestConfig {
             max_body_bytes: args.max_body as usize,
             max_in_flight: args.max_in_flight,
+            limits: ingest_limits(&args),
         },
     );
 
@@ -71,7 +92,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (otlp_server, otlp_addr) = http_server(
         "OTLP/HTTP",
         args.otlp_http,
-        args.workers,
+        (args.workers, conn_limits(&args), args.body_timeout),
         (ingest.clone(), broker.clone(), discovery.clone()),
         ingest::http::configure,
         guard.clone(),
@@ -79,7 +100,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let (web_server, web_addr) = http_server(
         "HTTP",
         args.http,
-        args.workers,
+        (args.workers, conn_limits(&args), args.body_timeout),
         (ingest.clone(), broker.clone(), discovery.clone()),
         crate::web::configure,
         guard.with_login_page(),
@@ -97,12 +118,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             // its in-flight shield run).
             .max_concurrent_streams(Some(GRPC_STREAMS))
             .concurrency_limit_per_connection(GRPC_STREAMS as usize)
+            // A request that takes longer (a stalled message included) is cancelled.
+            .timeout(
+                ingest
+                    .config
+                    .limits
+                    .body_deadline(ingest.config.max_body_bytes),
+            )
             .add_service(tonic::service::interceptor::InterceptedService::new(
                 ingest::grpc::service(ingest.clone()),
                 guard.grpc_interceptor(),
             ))
             .serve_with_incoming_shutdown(
-                tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+                ingest::conn::incoming(grpc_listener, conn_limits(&args)),
                 async {
                     let _ = grpc_stop_rx.await;
                 },
@@ -157,7 +185,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn http_server(
     what: &str,
     addr: SocketAddr,
-    workers: usize,
+    (workers, conns, request_timeout): (usize, ingest::conn::ConnLimits, Duration),
     (ingest, broker, discovery): (Ingest, crate::broker::Broker, Discovery),
     routes: fn(&mut web::ServiceConfig),
     guard: crate::guard::Guard,
@@ -183,6 +211,13 @@ fn http_server(
         // Answers and streamed frames go out as soon as they are written: with Nagle's
         // algorithm the tail of a frame waits for the peer's delayed ACK (up to 40 ms).
         .tcp_nodelay(true)
+        // Idle keep-alive connections close; a head must arrive in time; at most `conns.max`
+        // connections (actix counts them per worker).
+        .keep_alive(conns.idle)
+        .client_request_timeout(request_timeout)
+        .client_disconnect_timeout(Duration::from_secs(1))
+        .max_connections(conns.max.div_ceil(workers.max(1)).max(1))
+        .on_connect(ingest::http::remember_socket)
         .disable_signals()
         .shutdown_timeout(DRAIN_DEADLINE.as_secs())
         .bind(addr)

@@ -64,6 +64,49 @@ pub struct ServeArgs {
         default_value_t = 64
     )]
     pub max_in_flight: usize,
+    /// Spans in one OTLP request; more are refused with 413 (gRPC RESOURCE_EXHAUSTED) before
+    /// decoding.
+    #[arg(
+        long = "max-spans-per-request",
+        env = "SWITCHYARD_MAX_SPANS_PER_REQUEST",
+        default_value_t = 100_000
+    )]
+    pub max_spans_per_request: u64,
+    /// Estimated decoded size of one OTLP request (read from its bytes before decoding);
+    /// larger ones are refused with 413 (gRPC RESOURCE_EXHAUSTED), e.g. 256MiB.
+    #[arg(long = "max-decoded", env = "SWITCHYARD_MAX_DECODED", default_value = "256MiB", value_parser = parse_size)]
+    pub max_decoded: u64,
+    /// Memory for OTLP requests in flight together: bodies, inflated copies and decoded
+    /// requests; past it, 429 (gRPC UNAVAILABLE) with Retry-After, e.g. 1GiB.
+    #[arg(long = "ingest-memory", env = "SWITCHYARD_INGEST_MEMORY", default_value = "1GiB", value_parser = parse_size)]
+    pub ingest_memory: u64,
+    /// OTLP/HTTP bodies being received at once (apart from --max-in-flight, taken once a body
+    /// has arrived); more are answered 429 with Retry-After.
+    #[arg(
+        long = "max-uploads",
+        env = "SWITCHYARD_MAX_UPLOADS",
+        default_value_t = 128
+    )]
+    pub max_uploads: usize,
+    /// Time a request has to send its head, and its body before --body-min-rate applies;
+    /// slower bodies are answered 408 and their connection closed (e.g. 10s).
+    #[arg(long = "body-timeout", env = "SWITCHYARD_BODY_TIMEOUT", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub body_timeout: std::time::Duration,
+    /// Average rate a request body must keep after --body-timeout, per second (e.g. 64KiB).
+    #[arg(long = "body-min-rate", env = "SWITCHYARD_BODY_MIN_RATE", default_value = "64KiB", value_parser = parse_size)]
+    pub body_min_rate: u64,
+    /// Idle connections are closed after this long: HTTP keep-alive between requests, OTLP/gRPC
+    /// with no bytes either way (e.g. 30s).
+    #[arg(long = "idle-timeout", env = "SWITCHYARD_IDLE_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// Open connections per listener (UI, OTLP/HTTP, OTLP/gRPC); OTLP/gRPC ones over it are
+    /// closed, HTTP ones wait to be accepted.
+    #[arg(
+        long = "max-connections",
+        env = "SWITCHYARD_MAX_CONNECTIONS",
+        default_value_t = 256
+    )]
+    pub max_connections: usize,
     /// Write batches queued for the store; when full, OTLP answers 503 with Retry-After.
     #[arg(
         long = "queue-depth",

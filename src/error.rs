@@ -9,6 +9,8 @@ pub enum ErrorCode {
     PayloadTooLarge,
     UnsupportedMediaType,
     TooManyRequests,
+    /// The request's body did not arrive in time.
+    RequestTimeout,
     Unavailable,
     GatewayTimeout,
     Internal,
@@ -23,6 +25,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => 413,
             ErrorCode::UnsupportedMediaType => 415,
             ErrorCode::TooManyRequests => 429,
+            ErrorCode::RequestTimeout => 408,
             ErrorCode::Unavailable => 503,
             ErrorCode::GatewayTimeout => 504,
             ErrorCode::Internal => 500,
@@ -34,10 +37,12 @@ impl ErrorCode {
             ErrorCode::BadRequest => tonic::Code::InvalidArgument,
             ErrorCode::NotFound => tonic::Code::NotFound,
             ErrorCode::Conflict => tonic::Code::AlreadyExists,
+            // Sent without RetryInfo, which OTLP exporters take as "do not retry".
             ErrorCode::PayloadTooLarge => tonic::Code::ResourceExhausted,
             ErrorCode::UnsupportedMediaType => tonic::Code::InvalidArgument,
             // OTLP clients retry RESOURCE_EXHAUSTED only with RetryInfo; UNAVAILABLE always.
             ErrorCode::TooManyRequests => tonic::Code::Unavailable,
+            ErrorCode::RequestTimeout => tonic::Code::DeadlineExceeded,
             ErrorCode::Unavailable => tonic::Code::Unavailable,
             ErrorCode::GatewayTimeout => tonic::Code::DeadlineExceeded,
             ErrorCode::Internal => tonic::Code::Internal,
@@ -57,6 +62,7 @@ impl ErrorCode {
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyRequests => "too_many_requests",
+            ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Unavailable => "unavailable",
             ErrorCode::GatewayTimeout => "timeout",
             ErrorCode::Internal => "internal",

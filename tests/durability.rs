@@ -196,7 +196,7 @@ fn sigterm_during_a_publish_storm_exits_0_and_keeps_every_acknowledged_span() {
 
 #[test]
 fn sigterm_lets_a_request_in_flight_finish() {
-    let mut env = TestEnv::with_args(&["--max-in-flight", "1"]);
+    let mut env = TestEnv::with_args(&["--max-uploads", "1"]);
     let s = span("orders", "orders send", Producer).messaging("kafka", "last-words");
     let body = builder::protobuf(&[&s]);
     let (first, rest) = body.split_at(body.len() / 2);

@@ -336,8 +336,8 @@ fn other_content_types_and_encodings_are_415() {
 }
 
 #[test]
-fn requests_beyond_max_in_flight_are_429_with_retry_after() {
-    let env = TestEnv::with_args(&["--max-in-flight", "1"]);
+fn uploads_beyond_max_uploads_are_429_with_retry_after() {
+    let env = TestEnv::with_args(&["--max-uploads", "1"]);
     let held_span = producer("held");
     let held_body = builder::protobuf(&[&held_span]);
     let (first, rest) = held_body.split_at(held_body.len() / 2);

@@ -1,6 +1,8 @@
 //! Body decoding shared by the transports: media types, content encodings, size caps.
 
 use super::IngestError;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use prost::Message;
 use std::io::Read;
 
 /// The encodings of an OTLP body.
@@ -28,6 +30,16 @@ pub fn media_type(content_type: Option<&str>) -> Result<Encoding, IngestError> {
         }
         "application/json" => Ok(Encoding::Json),
         _ => Err(IngestError::UnsupportedMediaType(value.to_string())),
+    }
+}
+
+/// Decodes an (inflated) traces body; use [`super::Ingest::decode`], which bounds what this
+/// allocates.
+pub fn traces(body: &[u8], encoding: Encoding) -> Result<ExportTraceServiceRequest, IngestError> {
+    match encoding {
+        Encoding::Protobuf => ExportTraceServiceRequest::decode(body)
+            .map_err(|e| IngestError::Malformed(format!("invalid protobuf: {e}"))),
+        Encoding::Json => super::json::decode_traces(body).map_err(IngestError::Malformed),
     }
 }
 

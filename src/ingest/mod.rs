@@ -1,12 +1,17 @@
 //! OTLP ingest: transports decode and map errors; [`Ingest::accept`] is the one path that
 //! converts, counts and persists, and answers only after the spans are committed.
 
+pub mod conn;
 pub mod convert;
 pub mod decode;
+#[cfg(test)]
+mod decode_props;
 pub mod grpc;
 pub mod http;
 pub mod json;
+pub mod limits;
 mod messaging;
+pub mod shape;
 pub mod status;
 
 use crate::error::ErrorCode;
@@ -24,6 +29,13 @@ pub enum IngestError {
     Malformed(String),
     #[error("request body exceeds the limit of {limit} bytes")]
     TooLarge { limit: usize },
+    /// Decoded, the request would exceed a per-request limit (`what` names it and its flag).
+    #[error("request refused before decoding: {0}")]
+    TooBig(String),
+    #[error(
+        "request body not received in time (slower than --body-min-rate after --body-timeout)"
+    )]
+    BodyTimeout,
     #[error("unsupported content type {0:?}: use application/x-protobuf or application/json")]
     UnsupportedMediaType(String),
     #[error("unsupported content encoding {0:?}: use gzip or identity")]
@@ -38,7 +50,8 @@ impl IngestError {
     pub fn code(&self) -> ErrorCode {
         match self {
             IngestError::Malformed(_) => ErrorCode::BadRequest,
-            IngestError::TooLarge { .. } => ErrorCode::PayloadTooLarge,
+            IngestError::TooLarge { .. } | IngestError::TooBig(_) => ErrorCode::PayloadTooLarge,
+            IngestError::BodyTimeout => ErrorCode::RequestTimeout,
             IngestError::UnsupportedMediaType(_) | IngestError::UnsupportedEncoding(_) => {
                 ErrorCode::UnsupportedMediaType
             }
@@ -52,8 +65,11 @@ impl IngestError {
 pub struct IngestConfig {
     /// Largest request body, before and after decompression.
     pub max_body_bytes: usize,
-    /// Requests decoded or waiting for their commit at once; past that, 429.
+    /// Requests decoded or waiting for their commit at once (taken once the body has
+    /// arrived); past that, 429.
     pub max_in_flight: usize,
+    /// Per-request and in-flight bounds on decoded size, and on receiving bodies.
+    pub limits: limits::Limits,
 }
 
 /// Counters shown by `/api/stats`.
@@ -97,18 +113,22 @@ pub struct Ingest {
     pub config: IngestConfig,
     pub counters: Arc<IngestCounters>,
     shield: Arc<Semaphore>,
-    /// In-flight memory budget in KiB: raw bodies plus their inflated size.
+    /// Bodies being received (`--max-uploads`), apart from the in-flight slots.
+    uploads: Arc<Semaphore>,
+    /// In-flight memory budget in KiB: raw bodies, their inflated copies and decoded requests.
     budget: Arc<Semaphore>,
+    budget_kib: usize,
 }
 
-/// The in-flight memory budget, in maximal request bodies (`--max-body` each).
-const BUDGET_BODIES: usize = 4;
+/// A share of the in-flight memory budget, given back when dropped.
+pub type Reserved = Option<tokio::sync::OwnedSemaphorePermit>;
 
 impl Ingest {
     pub fn new(store: Store, config: IngestConfig) -> Ingest {
         let shield = Arc::new(Semaphore::new(config.max_in_flight.max(1)));
-        // Room for a few maximal requests at once, whatever --max-in-flight says.
-        let budget_kib = (config.max_body_bytes.saturating_mul(BUDGET_BODIES) / 1024)
+        let uploads = Arc::new(Semaphore::new(config.limits.max_uploads.max(1)));
+        let budget_kib = usize::try_from(config.limits.memory_bytes / 1024)
+            .unwrap_or(usize::MAX)
             .clamp(1, Semaphore::MAX_PERMITS.min(u32::MAX as usize));
         let budget = Arc::new(Semaphore::new(budget_kib));
         Ingest {
@@ -116,31 +136,39 @@ impl Ingest {
             config,
             counters: Arc::default(),
             shield,
+            uploads,
             budget,
+            budget_kib,
         }
     }
 
+    fn refused(&self) -> IngestError {
+        self.counters
+            .requests_refused
+            .fetch_add(1, Ordering::Relaxed);
+        IngestError::Overloaded
+    }
+
     /// Reserves `bytes` of the in-flight memory budget (bodies read, inflated and decoded),
-    /// adding to what `held` already holds; refuses with 429 when the budget is spent.
-    pub fn reserve(
-        &self,
-        held: &mut Option<tokio::sync::OwnedSemaphorePermit>,
-        bytes: usize,
-    ) -> Result<(), IngestError> {
-        let kib = bytes.div_ceil(1024).min(u32::MAX as usize) as u32;
+    /// adding to what `held` already holds; refuses with 429 when the budget is spent, and
+    /// with 413 when the request alone could never fit in it.
+    pub fn reserve(&self, held: &mut Reserved, bytes: usize) -> Result<(), IngestError> {
+        let kib = bytes.div_ceil(1024);
         if kib == 0 {
             return Ok(());
+        }
+        let mine = held.as_ref().map_or(0, |p| p.num_permits());
+        if mine.saturating_add(kib) > self.budget_kib {
+            return Err(IngestError::TooBig(format!(
+                "it needs more than --ingest-memory {} bytes",
+                self.config.limits.memory_bytes
+            )));
         }
         let more = self
             .budget
             .clone()
-            .try_acquire_many_owned(kib)
-            .map_err(|_| {
-                self.counters
-                    .requests_refused
-                    .fetch_add(1, Ordering::Relaxed);
-                IngestError::Overloaded
-            })?;
+            .try_acquire_many_owned(kib as u32)
+            .map_err(|_| self.refused())?;
         match held {
             Some(p) => p.merge(more),
             None => *held = Some(more),
@@ -148,14 +176,43 @@ impl Ingest {
         Ok(())
     }
 
+    /// Decodes a body (already inflated) after reading its shape: a body that would decode
+    /// past the per-request limits is refused before anything is allocated for it, and the
+    /// decoded size is reserved in the in-flight budget (`held`) for the life of the request.
+    /// Blocking (a pass over the body, then prost or serde): call it off the async runtime.
+    pub fn decode(
+        &self,
+        body: &[u8],
+        encoding: decode::Encoding,
+        held: &mut Reserved,
+    ) -> Result<Batch, IngestError> {
+        let shape = match encoding {
+            decode::Encoding::Protobuf => shape::protobuf_traces(body)?,
+            decode::Encoding::Json => shape::json_traces(body)?,
+        };
+        self.config.limits.check(&shape)?;
+        let decoded = usize::try_from(shape.decoded_bytes.saturating_mul(limits::CONVERTED_FACTOR))
+            .unwrap_or(usize::MAX);
+        self.reserve(held, decoded)?;
+        let request = decode::traces(body, encoding)?;
+        Ok(prepare(request))
+    }
+
+    /// Counts a body being received, apart from the in-flight slots (taken once it has
+    /// arrived), or refuses with 429 past `--max-uploads`.
+    pub fn receiving(&self) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
+        self.uploads
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.refused())
+    }
+
     /// Holds one in-flight slot for the life of a request, or refuses with 429.
     pub fn admit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, IngestError> {
-        self.shield.clone().try_acquire_owned().map_err(|_| {
-            self.counters
-                .requests_refused
-                .fetch_add(1, Ordering::Relaxed);
-            IngestError::Overloaded
-        })
+        self.shield
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| self.refused())
     }
 
     /// Persists a converted batch and waits for the commit. Invalid spans were counted by

@@ -390,6 +390,11 @@ impl RawRequest {
         }
     }
 
+    /// Reads whatever the server sends until it closes the connection (or the read times out).
+    pub fn read_to_end(&mut self, out: &mut Vec<u8>) -> std::io::Result<usize> {
+        self.stream.read_to_end(out)
+    }
+
     /// Reads the response (to the end: the request asked the server to close).
     pub fn read_reply(mut self) -> Reply {
         let mut raw = Vec::new();

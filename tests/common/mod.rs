@@ -295,7 +295,7 @@ impl TestEnv {
     }
 
     /// Starts a chunked `POST /v1/traces` of `first` and keeps it open until it owns the only
-    /// in-flight slot (the server runs with `--max-in-flight 1`). Proof: an empty request, valid
+    /// upload slot (the server runs with `--max-uploads 1`). Proof: an empty request, valid
     /// and storing nothing, is then answered 429. Returns the held request and that 429.
     pub fn hold_the_only_slot(
         &self,
