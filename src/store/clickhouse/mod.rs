@@ -7,15 +7,25 @@
 //! - [`sql`]: the one place values become SQL literals (18.16 has no bound parameters).
 //! - [`client`]: HTTP calls with timeouts and a cap on answers; errors by kind.
 //! - [`rowbinary`]: insert bodies.
+//! - [`schema`]: tables and their migrations (version table, newer refused).
+//! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
+//!   table); `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
 
+mod backlog;
 pub mod client;
+mod reader;
 pub mod rowbinary;
+pub mod schema;
 pub mod sql;
+mod stats;
+mod store;
 #[cfg(test)]
 pub mod testing;
 pub mod url;
+mod writer;
 
 pub use client::{Client, ClientError, Timeouts};
+pub use store::{ClickHouseConfig, ClickHouseStore};
 pub use url::{ClickHouseUrl, UrlError};
 
 #[cfg(test)]

@@ -18,6 +18,9 @@ pub enum Value<'a> {
     Trace(TraceId),
     /// A span id, as `unhex('<16 hex digits>')` (a `FixedString(8)` column).
     Span(SpanId),
+    /// The UTC day of a time in unix nanoseconds, as `toDate('YYYY-MM-DD')` (a `Date` column:
+    /// 18.16 compares a `Date` with a date, not with a number).
+    Day(u64),
     /// A list of values, as `(a, b, ...)` (for `IN`); an empty list is `(NULL)`, which
     /// matches nothing.
     List(Vec<Value<'a>>),
@@ -70,6 +73,10 @@ fn literal(out: &mut String, v: &Value<'_>) {
         Value::Span(s) => {
             let _ = write!(out, "unhex('{}')", s.to_hex());
         }
+        Value::Day(nanos) => {
+            let (y, m, d) = civil_from_days((nanos / 86_400_000_000_000) as i64);
+            let _ = write!(out, "toDate('{y:04}-{m:02}-{d:02}')");
+        }
         Value::List(items) if items.is_empty() => out.push_str("(NULL)"),
         Value::List(items) => {
             out.push('(');
@@ -82,6 +89,20 @@ fn literal(out: &mut String, v: &Value<'_>) {
             out.push(')');
         }
     }
+}
+
+/// The proleptic Gregorian date of a day count since 1970-01-01 (H. Hinnant's algorithm).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
 }
 
 /// A string literal: single-quoted; backslash and quote escaped with a backslash; every
@@ -208,6 +229,15 @@ mod tests {
         );
         assert!(render("SELECT ?, ?", &[Value::U64(1)]).is_err());
         assert!(render("SELECT 1", &[Value::U64(1)]).is_err());
+    }
+
+    #[test]
+    fn days_render_as_dates() {
+        let day = |d: u64| render("?", &[Value::Day(d * 86_400_000_000_000 + 5)]).unwrap();
+        assert_eq!(day(0), "toDate('1970-01-01')");
+        assert_eq!(day(20_454), "toDate('2026-01-01')");
+        assert_eq!(day(11_016), "toDate('2000-02-29')");
+        assert_eq!(day(11_017), "toDate('2000-03-01')");
     }
 
     #[test]

@@ -113,3 +113,35 @@ fn errors_say_what_failed_and_whether_to_retry() {
         crate::error::ErrorCode::Unavailable
     );
 }
+
+/// The ClickHouse store under the store suite: each harness is a new database on the test
+/// binary's shared server.
+struct Harness(ClickHouseUrl);
+
+impl Harness {
+    fn new() -> Harness {
+        Harness(ClickHouseUrl::parse(&shared().fresh_url()).unwrap())
+    }
+}
+
+impl crate::store::suite::Harness for Harness {
+    fn fresh(&self) -> Box<dyn crate::store::suite::Harness> {
+        Box::new(Harness::new())
+    }
+
+    fn open(&self) -> crate::store::Store {
+        crate::store::Store::new(
+            ClickHouseStore::open(&ClickHouseConfig {
+                url: self.0.clone(),
+                queue_depth: 8,
+                timeouts: Timeouts::default(),
+            })
+            .unwrap(),
+        )
+    }
+}
+
+mod suite {
+    use super::Harness;
+    crate::storage_suite_all!(Harness::new());
+}
