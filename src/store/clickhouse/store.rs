@@ -40,12 +40,18 @@ impl ClickHouseStore {
     pub fn open(cfg: &ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
         let client = Client::new(&cfg.url, cfg.timeouts);
         schema::migrate(&client)?;
-        let (tx, rx) = bounded(cfg.queue_depth.max(1));
+        let store = ClickHouseStore::start(client, cfg.queue_depth)?;
+        tracing::info!(url = %cfg.url, "clickhouse store open");
+        Ok(store)
+    }
+
+    /// Starts the writer on a migrated database.
+    pub(super) fn start(client: Client, queue_depth: usize) -> Result<ClickHouseStore, StoreError> {
+        let (tx, rx) = bounded(queue_depth.max(1));
         let w = writer::Writer::new(client.clone(), rx)?;
         let handle = std::thread::Builder::new()
             .name("clickhouse-writer".into())
             .spawn(move || w.run())?;
-        tracing::info!(url = %cfg.url, "clickhouse store open");
         Ok(ClickHouseStore {
             tx,
             client,

@@ -145,3 +145,181 @@ mod suite {
     use super::Harness;
     crate::storage_suite_all!(Harness::new());
 }
+
+use crate::store::Writes as _;
+
+fn open(url: &ClickHouseUrl) -> Result<ClickHouseStore, crate::store::StoreError> {
+    ClickHouseStore::open(&ClickHouseConfig {
+        url: url.clone(),
+        queue_depth: 8,
+        timeouts: Timeouts::default(),
+    })
+}
+
+fn write(store: &ClickHouseStore, spans: Vec<crate::model::Span>) {
+    use crate::store::Writes;
+    store.write_blocking(crate::store::prepare(spans)).unwrap();
+}
+
+fn dependencies(store: &ClickHouseStore) -> Vec<Option<i64>> {
+    use crate::store::TopologyReads;
+    let w = crate::model::TimeWindow::new(
+        crate::model::testing::T0 - 60_000_000_000,
+        crate::model::testing::T0 + 3_600_000_000_000,
+    )
+    .unwrap();
+    crate::topology::build(store.topology(w).unwrap(), w)
+        .dependencies
+        .iter()
+        .map(|d| d.count)
+        .collect()
+}
+
+#[test]
+fn two_collectors_on_one_database_pair_a_message_in_either_order() {
+    use crate::model::testing::{msg, span};
+    use crate::model::{Operation, SpanKind};
+    for consume_first in [true, false] {
+        let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+        let (a, b) = (open(&url).unwrap(), open(&url).unwrap());
+        let publish = msg(
+            span(90, 1, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        );
+        let consume = msg(
+            span(90, 2, Some(1), "billing", SpanKind::Consumer),
+            "orders",
+            Operation::Consume,
+        );
+        // Each collector stores one side; the second arrives after the first is stored.
+        if consume_first {
+            write(&a, vec![consume]);
+            write(&b, vec![publish]);
+        } else {
+            write(&a, vec![publish]);
+            write(&b, vec![consume]);
+        }
+        assert_eq!(
+            dependencies(&a),
+            vec![Some(1)],
+            "consume first: {consume_first}"
+        );
+        assert_eq!(
+            dependencies(&b),
+            vec![Some(1)],
+            "the same answer from either"
+        );
+        a.shutdown();
+        b.shutdown();
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused_and_a_missing_database_created() {
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    store.shutdown();
+    let c = Client::new(&url, Timeouts::default());
+    assert_eq!(schema::current(&c).unwrap(), schema::VERSION);
+    c.execute(
+        "INSERT INTO schema_version (version, applied_unix_seconds) VALUES (99, 0)",
+        true,
+    )
+    .unwrap();
+    assert!(matches!(
+        open(&url),
+        Err(crate::store::StoreError::NewerSchema { found: 99, .. })
+    ));
+}
+
+#[test]
+fn clickhouse_down_answers_unavailable_and_never_crashes() {
+    use crate::error::ErrorCode;
+    use crate::model::testing::span;
+    use crate::model::{SpanKind, TraceId};
+    use crate::store::{TraceReads, Writes};
+    let server = testing::TestServer::start().unwrap();
+    let url = ClickHouseUrl::parse(&format!("http://127.0.0.1:{}/down", server.http_port)).unwrap();
+    let store = open(&url).unwrap();
+    write(&store, vec![span(91, 1, None, "a", SpanKind::Server)]);
+    drop(server);
+    let answer = store.write_blocking(crate::store::prepare(vec![span(
+        91,
+        2,
+        None,
+        "a",
+        SpanKind::Server,
+    )]));
+    let e = answer.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+    let e = store.trace(TraceId([91; 16])).unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+    store.shutdown();
+    let e = open(&url).err().expect("no server to open");
+    assert_eq!(e.code(), ErrorCode::Unavailable, "{e}");
+}
+
+#[test]
+fn a_full_queue_answers_busy_while_clickhouse_is_slow() {
+    use crate::model::testing::span;
+    use crate::model::SpanKind;
+    use crate::priority::Priority;
+    use crate::store::{Room, StoreError, WriteBatch, Writes};
+    // A server that takes requests and never answers: the writer waits on its first insert.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            if held_tx.send(conn).is_err() {
+                return;
+            }
+        }
+    });
+    let url = ClickHouseUrl::parse(&format!("http://127.0.0.1:{port}/slow")).unwrap();
+    let store = ClickHouseStore::start(Client::new(&url, Timeouts::default()), 1).unwrap();
+    let batch = |i| {
+        WriteBatch::Spans(crate::store::prepare(vec![span(
+            92,
+            i,
+            None,
+            "a",
+            SpanKind::Server,
+        )]))
+    };
+    let mut queued = Vec::new();
+    let mut busy = false;
+    for i in 1..=3 {
+        match store.write(batch(i), Room::Now, Priority::Normal) {
+            Ok(p) => queued.push(p),
+            Err(StoreError::Busy) => {
+                busy = true;
+                break;
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+    assert!(
+        busy,
+        "one writer waiting and a queue of one: the third write at most is refused"
+    );
+    assert_eq!(
+        StoreError::Busy.code(),
+        crate::error::ErrorCode::Unavailable
+    );
+    // The server drops its connections: every queued write is answered with an error.
+    let first = held_rx.recv().unwrap();
+    first.shutdown(std::net::Shutdown::Both).unwrap();
+    drop(first);
+    std::thread::spawn(move || {
+        while let Ok(c) = held_rx.recv() {
+            let _ = c.shutdown(std::net::Shutdown::Both);
+        }
+    });
+    for p in queued {
+        let e = p.blocking_recv().unwrap().unwrap_err();
+        assert_eq!(e.code(), crate::error::ErrorCode::Unavailable, "{e}");
+    }
+    store.shutdown();
+}

@@ -34,8 +34,6 @@ pub enum Command {
 const GROUP_LIMIT: usize = 16_384;
 const SEEN_CAP: usize = 1 << 19;
 const FACTS_CAP: usize = 1 << 17;
-/// Waits loaded at start at most.
-const PENDING_LOAD_LIMIT: u64 = 1_000_000;
 const IDLE_TICK: Duration = Duration::from_millis(500);
 
 pub struct Writer {
@@ -72,31 +70,15 @@ impl Writer {
         Ok(w)
     }
 
-    /// Rebuilds the memory from what ClickHouse holds: the keys that stored spans wait for.
+    /// Starts the memory over (at start, and after a failed group, whose spans may or may
+    /// not have landed): what it held is read back from ClickHouse when needed.
     fn reload(&mut self) -> Result<(), ClientError> {
         self.seen = Seen::new(SEEN_CAP);
         self.recent = RecentFacts::new(FACTS_CAP);
+        self.pending = PendingKeys::default();
         self.known_nodes.clear();
         self.acc.reset();
         self.group.clear();
-        #[derive(serde::Deserialize)]
-        struct K {
-            t: String,
-            s: String,
-        }
-        let q = format!(
-            "SELECT hex(ref_trace) AS t, hex(ref_span) AS s FROM pending_refs
-             WHERE (ref_trace, ref_span, trace_id, span_id) NOT IN
-                 (SELECT ref_trace, ref_span, trace_id, span_id FROM pending_done)
-             LIMIT {PENDING_LOAD_LIMIT}"
-        );
-        let mut pending = PendingKeys::default();
-        for k in self.client.rows::<K>(&q)? {
-            if let (Ok(t), Ok(s)) = (TraceId::from_hex(&k.t), SpanId::from_hex(&k.s)) {
-                pending.insert(span_hash(t, s));
-            }
-        }
-        self.pending = pending;
         self.stale = false;
         Ok(())
     }
@@ -163,7 +145,9 @@ impl Writer {
         &mut self,
         group: &[(WriteBatch, Reply)],
     ) -> Result<Vec<WriteOutcome>, ClientError> {
-        let existing = self.existing(group)?;
+        let (existing, waited_for) = self.lookup(group)?;
+        // Spans of this group that stored spans wait for, whichever collector stored them.
+        self.pending.extend(waited_for);
         let mut spans = Rows::default();
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
@@ -228,12 +212,14 @@ impl Writer {
         Ok(outcomes)
     }
 
-    /// The spans of the group that ClickHouse already holds (sent before, maybe to another
-    /// collector or before a restart), by one primary-key lookup.
-    fn existing(
+    /// What ClickHouse knows of the group's new spans, in two primary-key lookups: those it
+    /// already holds (sent before, maybe to another collector or before a restart), and the
+    /// hashes of those that stored spans wait for (maybe stored through another collector).
+    #[allow(clippy::type_complexity)]
+    fn lookup(
         &self,
         group: &[(WriteBatch, Reply)],
-    ) -> Result<std::collections::HashSet<(TraceId, SpanId)>, ClientError> {
+    ) -> Result<(std::collections::HashSet<(TraceId, SpanId)>, Vec<u64>), ClientError> {
         let mut traces: Vec<Value<'_>> = Vec::new();
         let mut spans: Vec<Value<'_>> = Vec::new();
         let mut seen_traces = HashSet::default();
@@ -251,26 +237,35 @@ impl Writer {
                 }
             }
         }
-        let mut out = std::collections::HashSet::new();
+        let mut existing = std::collections::HashSet::new();
+        let mut waited_for = Vec::new();
         if spans.is_empty() {
-            return Ok(out);
+            return Ok((existing, waited_for));
         }
         #[derive(serde::Deserialize)]
         struct K {
             t: String,
             s: String,
         }
+        let ids = |k: K| Some((TraceId::from_hex(&k.t).ok()?, SpanId::from_hex(&k.s).ok()?));
+        let values = [Value::List(traces), Value::List(spans)];
         let q = render(
             "SELECT hex(trace_id) AS t, hex(span_id) AS s FROM spans WHERE trace_id IN ? AND span_id IN ?",
-            &[Value::List(traces), Value::List(spans)],
-        )
-        .map_err(|e| ClientError::BadAnswer(e.to_string()))?;
-        for k in self.client.rows::<K>(&q)? {
-            if let (Ok(t), Ok(s)) = (TraceId::from_hex(&k.t), SpanId::from_hex(&k.s)) {
-                out.insert((t, s));
-            }
-        }
-        Ok(out)
+            &values,
+        )?;
+        existing.extend(self.client.rows::<K>(&q)?.into_iter().filter_map(ids));
+        let q = render(
+            "SELECT DISTINCT hex(ref_trace) AS t, hex(ref_span) AS s FROM pending_refs WHERE ref_trace IN ? AND ref_span IN ?",
+            &values,
+        )?;
+        waited_for.extend(
+            self.client
+                .rows::<K>(&q)?
+                .into_iter()
+                .filter_map(ids)
+                .map(|(t, s)| span_hash(t, s)),
+        );
+        Ok((existing, waited_for))
     }
 
     /// The group's statistics as rows of their tables (edges, services, consumer instances,
