@@ -43,12 +43,32 @@ pub fn broker_config(args: &ServeArgs) -> BrokerConfig {
     }
 }
 
+/// The span store: ClickHouse with `--clickhouse`, else the SQLite file.
+fn open_store(args: &ServeArgs) -> anyhow::Result<Store> {
+    match &args.clickhouse {
+        Some(text) => {
+            let url = crate::store::clickhouse::ClickHouseUrl::parse(text)
+                .map_err(|e| anyhow::anyhow!("--clickhouse: {e}"))?;
+            crate::store::clickhouse::ClickHouseStore::open(
+                &crate::store::clickhouse::ClickHouseConfig {
+                    url: url.clone(),
+                    queue_depth: args.queue_depth,
+                    timeouts: Default::default(),
+                },
+            )
+            .map(Store::new)
+            .with_context(|| format!("opening ClickHouse at {url}"))
+        }
+        None => SqliteStore::open(&store_config(args))
+            .map(Store::new)
+            .with_context(|| format!("opening {}", args.db.display())),
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Checked before anything starts: a bad --discover value changes nothing.
     let sources = crate::discover::runner::sources(&args.discover).map_err(anyhow::Error::msg)?;
-    let store = SqliteStore::open(&store_config(&args))
-        .map(Store::new)
-        .with_context(|| format!("opening {}", args.db.display()))?;
+    let store = open_store(&args)?;
     let discovery = Discovery::start(sources, args.discover_interval, store.clone());
     let ingest = Ingest::new(
         store.clone(),

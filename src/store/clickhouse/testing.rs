@@ -1,3 +1,5 @@
+// Also compiled into integration tests (`#[path]` from tests/clickhouse.rs), which use part of it.
+#![allow(dead_code)]
 //! A real `clickhouse-server` for tests: started on free loopback ports with a config written
 //! into a temporary directory, ready once `GET /ping` answers, stopped when the test process
 //! ends (or when the handle is dropped). One shared server per test binary ([`shared`]); each
@@ -120,6 +122,11 @@ impl TestServer {
         text.get(start..).unwrap_or_default().to_string()
     }
 
+    /// The server's directory (config, data, log), removed when it stops.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
     /// The server's URL with a database name never used before in this process.
     pub fn fresh_url(&self) -> String {
         let n = NEXT_DATABASE.fetch_add(1, Ordering::SeqCst);
@@ -203,21 +210,4 @@ fn write_config(dir: &Path, http: u16, tcp: u16, interserver: u16) -> std::io::R
 </yandex>
 "#,
     )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_server_starts_answers_and_stops_with_its_handle() {
-        let server = TestServer::start().unwrap();
-        let url = format!("http://127.0.0.1:{}/ping", server.http_port);
-        assert_eq!(ureq::get(&url).call().unwrap().status(), 200);
-        let dir = server.dir.clone();
-        drop(server);
-        // The watchdog has stopped the server and removed its files before `drop` returned.
-        assert!(ureq::get(&url).call().is_err());
-        assert!(!dir.exists());
-    }
 }

@@ -323,3 +323,15 @@ fn a_full_queue_answers_busy_while_clickhouse_is_slow() {
     }
     store.shutdown();
 }
+
+#[test]
+fn a_test_server_starts_answers_and_stops_with_its_handle() {
+    let server = testing::TestServer::start().unwrap();
+    let url = format!("http://127.0.0.1:{}/ping", server.http_port);
+    assert_eq!(ureq::get(&url).call().unwrap().status(), 200);
+    let dir = server.dir().to_path_buf();
+    drop(server);
+    // The watchdog has stopped the server and removed its files before `drop` returned.
+    assert!(ureq::get(&url).call().is_err());
+    assert!(!dir.exists());
+}
