@@ -223,7 +223,15 @@ async fn shutdown_signal() {
 
 /// `switchyard export`: the graph of a database on stdout.
 pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
-    let store = crate::store::open_read_only(&args.db)?;
+    let store = match &args.clickhouse {
+        Some(text) => {
+            let url = crate::store::clickhouse::ClickHouseUrl::parse(text)
+                .map_err(|e| anyhow::anyhow!("--clickhouse: {e}"))?;
+            crate::store::clickhouse::ClickHouseStore::open_read_only(&url)
+                .with_context(|| format!("reading ClickHouse at {url}"))?
+        }
+        None => crate::store::open_read_only(&args.db)?,
+    };
     let window = crate::model::window::parse_window(
         args.since.as_deref(),
         args.until.as_deref(),

@@ -131,6 +131,10 @@ pub struct ExportArgs {
     /// SQLite database file written by `switchyard serve`.
     #[arg(long, env = "SWITCHYARD_DB", default_value = "./switchyard.db")]
     pub db: PathBuf,
+    /// Read the ClickHouse database that `serve --clickhouse` writes instead of --db:
+    /// http://[USER:PASS@]HOST:8123/DATABASE (parsed at start, reported without its password).
+    #[arg(long, env = "SWITCHYARD_CLICKHOUSE", hide_env_values = true)]
+    pub clickhouse: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Dot)]
     pub format: ExportFormat,

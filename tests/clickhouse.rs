@@ -24,7 +24,8 @@ fn graph(topology: Value) -> (Value, Value) {
 fn recorded_spans_give_the_same_topology_and_traces_as_on_sqlite() {
     for set in [fixtures::PYTHON_PIKA, fixtures::PYTHON_CELERY] {
         let (sqlite, spans, window) = TestEnv::with_recording(set);
-        let clickhouse = TestEnv::with_args(&["--clickhouse", &server().fresh_url()]);
+        let url = server().fresh_url();
+        let clickhouse = TestEnv::with_args(&["--clickhouse", &url]);
         clickhouse.post_fixtures(&fixtures::load(set));
         let (_, edges) = graph(sqlite.topology(&window));
         assert!(
@@ -37,6 +38,27 @@ fn recorded_spans_give_the_same_topology_and_traces_as_on_sqlite() {
             "{set}"
         );
         assert_eq!(clickhouse.dot(&window), sqlite.dot(&window), "{set}");
+        // `export --clickhouse` prints what `export --db` prints.
+        let export = |args: &[&str]| {
+            let out = std::process::Command::new(common::binary())
+                .arg("export")
+                .args(args)
+                .args(["--since", &window.since(), "--until", &window.until()])
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            String::from_utf8(out.stdout).unwrap()
+        };
+        let db = sqlite.dir().join("switchyard.db");
+        assert_eq!(
+            export(&["--clickhouse", &url]),
+            export(&["--db", db.to_str().unwrap()]),
+            "{set}"
+        );
         assert_eq!(clickhouse.spans_in_store(), sqlite.spans_in_store());
         let traces: std::collections::BTreeSet<&str> =
             spans.iter().map(|s| s.trace_id.as_str()).collect();
@@ -66,4 +88,20 @@ fn two_collectors_sharing_one_database_answer_as_one() {
     assert!(want.1.as_array().is_some_and(|e| !e.is_empty()));
     assert_eq!(graph(a.topology(&window)), want);
     assert_eq!(graph(b.topology(&window)), want);
+}
+
+#[test]
+fn export_refuses_a_missing_database_without_showing_the_password() {
+    let url = format!(
+        "http://writer:s3cret%3A%40%2Fpass@127.0.0.1:{}/never_created",
+        server().http_port
+    );
+    let out = std::process::Command::new(common::binary())
+        .args(["export", "--clickhouse", &url])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("never_created"), "{stderr}");
+    assert!(!stderr.contains("s3cret"), "{stderr}");
 }

@@ -1,7 +1,7 @@
 //! The ClickHouse store behind [`crate::store::Store`]: a writer thread fed by a bounded queue
 //! (full: `Busy`, a 503), reads on the caller's (blocking) thread through a shared client.
 
-use super::client::{Client, Timeouts};
+use super::client::{Client, ClientError, Timeouts};
 use super::url::ClickHouseUrl;
 use super::writer::{self, Command};
 use super::{reader, schema, stats};
@@ -43,6 +43,31 @@ impl ClickHouseStore {
         let store = ClickHouseStore::start(client, cfg.queue_depth)?;
         tracing::info!(url = %cfg.url, "clickhouse store open");
         Ok(store)
+    }
+
+    /// Reads an existing database without changing it (`export`): refused when it is missing
+    /// or of a newer schema; writes answer `Closed`.
+    pub fn open_read_only(url: &ClickHouseUrl) -> Result<crate::store::Store, StoreError> {
+        let client = Client::new(url, Timeouts::default());
+        let found = schema::current(&client).map_err(|e| match e {
+            ClientError::Server { .. } => {
+                StoreError::Backend(format!("no switchyard database at {url}"))
+            }
+            e => e.into(),
+        })?;
+        if found > schema::VERSION {
+            return Err(StoreError::NewerSchema {
+                found: i64::from(found),
+                supported: i64::from(schema::VERSION),
+            });
+        }
+        // No writer: the receiver is dropped, so every write answers `Closed`.
+        let (tx, _) = bounded(1);
+        Ok(crate::store::Store::new(ClickHouseStore {
+            tx,
+            client,
+            writer: Mutex::new(None),
+        }))
     }
 
     /// Starts the writer on a migrated database.
