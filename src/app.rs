@@ -54,6 +54,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<Store> {
                     url: url.clone(),
                     queue_depth: args.queue_depth,
                     timeouts: Default::default(),
+                    retention: Some(args.retention),
                 },
             )
             .map(Store::new)

@@ -7,6 +7,7 @@
 //! - [`sql`]: the one place values become SQL literals (18.16 has no bound parameters).
 //! - [`client`]: HTTP calls with timeouts and a cap on answers; errors by kind.
 //! - [`rowbinary`]: insert bodies.
+//! - [`retention`]: day partitions older than the retention dropped.
 //! - [`schema`]: tables and their migrations (version table, newer refused).
 //! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
 //!   table); `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
@@ -14,6 +15,7 @@
 mod backlog;
 pub mod client;
 mod reader;
+pub mod retention;
 pub mod rowbinary;
 pub mod schema;
 pub mod sql;

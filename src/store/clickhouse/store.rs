@@ -25,6 +25,8 @@ pub struct ClickHouseConfig {
     /// Write requests queued for the writer at most; past that, writes answer `Busy`.
     pub queue_depth: usize,
     pub timeouts: Timeouts,
+    /// Days wholly older than this are dropped (by the writer, about once a minute).
+    pub retention: Option<std::time::Duration>,
 }
 
 pub struct ClickHouseStore {
@@ -40,7 +42,7 @@ impl ClickHouseStore {
     pub fn open(cfg: &ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
         let client = Client::new(&cfg.url, cfg.timeouts);
         schema::migrate(&client)?;
-        let store = ClickHouseStore::start(client, cfg.queue_depth)?;
+        let store = ClickHouseStore::start(client, cfg.queue_depth, cfg.retention)?;
         tracing::info!(url = %cfg.url, "clickhouse store open");
         Ok(store)
     }
@@ -71,9 +73,13 @@ impl ClickHouseStore {
     }
 
     /// Starts the writer on a migrated database.
-    pub(super) fn start(client: Client, queue_depth: usize) -> Result<ClickHouseStore, StoreError> {
+    pub(super) fn start(
+        client: Client,
+        queue_depth: usize,
+        retention: Option<std::time::Duration>,
+    ) -> Result<ClickHouseStore, StoreError> {
         let (tx, rx) = bounded(queue_depth.max(1));
-        let w = writer::Writer::new(client.clone(), rx)?;
+        let w = writer::Writer::new(client.clone(), rx, retention)?;
         let handle = std::thread::Builder::new()
             .name("clickhouse-writer".into())
             .spawn(move || w.run())?;

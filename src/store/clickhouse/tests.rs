@@ -135,6 +135,7 @@ impl crate::store::suite::Harness for Harness {
                 url: self.0.clone(),
                 queue_depth: 8,
                 timeouts: Timeouts::default(),
+                retention: None,
             })
             .unwrap(),
         )
@@ -153,6 +154,7 @@ fn open(url: &ClickHouseUrl) -> Result<ClickHouseStore, crate::store::StoreError
         url: url.clone(),
         queue_depth: 8,
         timeouts: Timeouts::default(),
+        retention: None,
     })
 }
 
@@ -278,7 +280,7 @@ fn a_full_queue_answers_busy_while_clickhouse_is_slow() {
         }
     });
     let url = ClickHouseUrl::parse(&format!("http://127.0.0.1:{port}/slow")).unwrap();
-    let store = ClickHouseStore::start(Client::new(&url, Timeouts::default()), 1).unwrap();
+    let store = ClickHouseStore::start(Client::new(&url, Timeouts::default()), 1, None).unwrap();
     let batch = |i| {
         WriteBatch::Spans(crate::store::prepare(vec![span(
             92,
@@ -334,4 +336,30 @@ fn a_test_server_starts_answers_and_stops_with_its_handle() {
     // The watchdog has stopped the server and removed its files before `drop` returned.
     assert!(ureq::get(&url).call().is_err());
     assert!(!dir.exists());
+}
+
+#[test]
+fn retention_drops_whole_days_older_than_the_cutoff() {
+    use crate::model::testing::{span, T0};
+    use crate::model::{SpanKind, TraceId};
+    use crate::store::{StoreStats, TraceReads};
+    const DAY: u64 = 86_400_000_000_000;
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let mut old = span(93, 1, None, "a", SpanKind::Server);
+    old.start_unix_nanos = T0 - 3 * DAY;
+    old.end_unix_nanos = old.start_unix_nanos + 1_000;
+    write(&store, vec![old, span(94, 1, None, "a", SpanKind::Server)]);
+    let c = Client::new(&url, Timeouts::default());
+    // The cutoff's own day stays: nothing of T0's day goes, the day three days back does.
+    assert!(retention::drop_before(&c, T0 - DAY).unwrap() > 0);
+    assert!(store.trace(TraceId([93; 16])).unwrap().is_empty());
+    assert_eq!(store.trace(TraceId([94; 16])).unwrap().len(), 1);
+    assert_eq!(store.span_count().unwrap(), 1);
+    assert_eq!(
+        retention::drop_before(&c, T0 - DAY).unwrap(),
+        0,
+        "idempotent"
+    );
+    store.shutdown();
 }

@@ -17,7 +17,7 @@ use crate::model::{BrokerSnapshot, NodeKey, SpanId, TraceId};
 use crate::store::interface::WriteBatch;
 use crate::store::{attributes_json, Prepared, StoreError, WriteOutcome};
 use foldhash::HashSet;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
@@ -35,6 +35,7 @@ const GROUP_LIMIT: usize = 16_384;
 const SEEN_CAP: usize = 1 << 19;
 const FACTS_CAP: usize = 1 << 17;
 const IDLE_TICK: Duration = Duration::from_millis(500);
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
 
 pub struct Writer {
     client: Client,
@@ -49,10 +50,16 @@ pub struct Writer {
     flag_version: u64,
     /// Set after a failed group: the memory is rebuilt before the next one.
     stale: bool,
+    retention: Option<Duration>,
+    last_retention: Option<Instant>,
 }
 
 impl Writer {
-    pub fn new(client: Client, rx: Receiver<Command>) -> Result<Writer, StoreError> {
+    pub fn new(
+        client: Client,
+        rx: Receiver<Command>,
+        retention: Option<Duration>,
+    ) -> Result<Writer, StoreError> {
         let mut w = Writer {
             client,
             rx,
@@ -65,6 +72,8 @@ impl Writer {
             group: GroupBacklog::default(),
             flag_version: now_unix_nanos(),
             stale: true,
+            retention,
+            last_retention: None,
         };
         w.reload()?;
         Ok(w)
@@ -87,15 +96,39 @@ impl Writer {
         loop {
             let first = match self.rx.recv_timeout(IDLE_TICK) {
                 Ok(cmd) => cmd,
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.maintain();
+                    continue;
+                }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
             let (group, stop) = self.gather(first);
             self.commit(group);
+            self.maintain();
             if stop {
                 tracing::info!("clickhouse writer stopped after its final insert");
                 return;
             }
+        }
+    }
+
+    /// Retention, at most once a minute (between groups or when idle).
+    fn maintain(&mut self) {
+        let Some(max_age) = self.retention else {
+            return;
+        };
+        if self
+            .last_retention
+            .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
+        {
+            return;
+        }
+        self.last_retention = Some(Instant::now());
+        let cutoff = now_unix_nanos().saturating_sub(crate::model::window::duration_nanos(max_age));
+        match super::retention::drop_before(&self.client, cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(partitions = n, "clickhouse retention dropped old days"),
+            Err(e) => tracing::warn!(error = %e, "clickhouse retention pass failed"),
         }
     }
 
