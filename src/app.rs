@@ -65,6 +65,29 @@ fn conn_limits(args: &ServeArgs) -> ingest::conn::ConnLimits {
     }
 }
 
+/// The span store: ClickHouse with `--clickhouse`, else the SQLite file.
+fn open_store(args: &ServeArgs) -> anyhow::Result<Store> {
+    match &args.clickhouse {
+        Some(text) => {
+            let url = crate::store::clickhouse::ClickHouseUrl::parse(text)
+                .map_err(|e| anyhow::anyhow!("--clickhouse: {e}"))?;
+            crate::store::clickhouse::ClickHouseStore::open(
+                &crate::store::clickhouse::ClickHouseConfig {
+                    url: url.clone(),
+                    queue_depth: args.queue_depth,
+                    timeouts: Default::default(),
+                    retention: Some(args.retention),
+                },
+            )
+            .map(Store::new)
+            .with_context(|| format!("opening ClickHouse at {url}"))
+        }
+        None => SqliteStore::open(&store_config(args))
+            .map(Store::new)
+            .with_context(|| format!("opening {}", args.db.display())),
+    }
+}
+
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Checked before anything starts: a bad --discover value changes nothing.
     let sources = crate::discover::runner::sources(&args.discover).map_err(anyhow::Error::msg)?;
@@ -72,9 +95,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .guard_config()
         .and_then(|c| crate::guard::Guard::new(&c))
         .map_err(anyhow::Error::msg)?;
-    let store = SqliteStore::open(&store_config(&args))
-        .map(Store::new)
-        .with_context(|| format!("opening {}", args.db.display()))?;
+    let store = open_store(&args)?;
     let discovery = Discovery::start(sources, args.discover_interval, store.clone());
     let ingest = Ingest::new(
         store.clone(),
@@ -261,7 +282,15 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> {
 
 /// `switchyard export`: the graph of a database on stdout.
 pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
-    let store = crate::store::open_read_only(&args.db)?;
+    let store = match &args.clickhouse {
+        Some(text) => {
+            let url = crate::store::clickhouse::ClickHouseUrl::parse(text)
+                .map_err(|e| anyhow::anyhow!("--clickhouse: {e}"))?;
+            crate::store::clickhouse::ClickHouseStore::open_read_only(&url)
+                .with_context(|| format!("reading ClickHouse at {url}"))?
+        }
+        None => crate::store::open_read_only(&args.db)?,
+    };
     let window = crate::model::window::parse_window(
         args.since.as_deref(),
         args.until.as_deref(),

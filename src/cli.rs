@@ -30,6 +30,12 @@ pub struct ServeArgs {
     /// SQLite database file (created if missing).
     #[arg(long, env = "SWITCHYARD_DB", default_value = "./switchyard.db")]
     pub db: PathBuf,
+    /// Store spans, search indexes and minute statistics in ClickHouse instead of the SQLite
+    /// file: http://[USER:PASS@]HOST:8123/DATABASE (the database is created if missing). Any
+    /// number of `serve` processes may share it; the embedded broker keeps its file (--db).
+    /// (Parsed at start, not here: a refused value is then reported without its password.)
+    #[arg(long, env = "SWITCHYARD_CLICKHOUSE", hide_env_values = true)]
+    pub clickhouse: Option<String>,
     /// Address of the UI and API.
     #[arg(long, env = "SWITCHYARD_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
@@ -222,6 +228,10 @@ pub struct ExportArgs {
     /// SQLite database file written by `switchyard serve`.
     #[arg(long, env = "SWITCHYARD_DB", default_value = "./switchyard.db")]
     pub db: PathBuf,
+    /// Read the ClickHouse database that `serve --clickhouse` writes instead of --db:
+    /// http://[USER:PASS@]HOST:8123/DATABASE (parsed at start, reported without its password).
+    #[arg(long, env = "SWITCHYARD_CLICKHOUSE", hide_env_values = true)]
+    pub clickhouse: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Dot)]
     pub format: ExportFormat,

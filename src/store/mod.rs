@@ -5,6 +5,7 @@
 //! rules the writer applies (pairing, per-message accounting, minute statistics) are pure, in
 //! `crate::accounting`; the store persists their results.
 
+pub mod clickhouse;
 mod insert;
 pub mod interface;
 pub mod sqlite;
@@ -41,6 +42,10 @@ pub enum StoreError {
     Closed,
     #[error("write failed: {0}")]
     Write(String),
+    /// A server-backed store cannot reach its server (down, restarting, overloaded): the
+    /// client should retry later (503 with `Retry-After`).
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -49,7 +54,10 @@ impl StoreError {
     pub fn code(&self) -> ErrorCode {
         match self {
             // A rolled-back write is transient: the client should retry it.
-            StoreError::Busy | StoreError::Closed | StoreError::Write(_) => ErrorCode::Unavailable,
+            StoreError::Busy
+            | StoreError::Closed
+            | StoreError::Write(_)
+            | StoreError::Unavailable(_) => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

@@ -5,7 +5,7 @@
 mod accumulate;
 mod backlog;
 mod block;
-mod brokers;
+pub(in crate::store) mod brokers;
 mod checkpoint;
 mod memory;
 pub use checkpoint::{start as start_checkpointer, Checkpointer};

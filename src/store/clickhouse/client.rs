@@ -1,0 +1,199 @@
+//! ClickHouse's HTTP interface, through ureq (blocking; the store's writer thread and the read
+//! API's blocking threads call it): queries as the request body, answers read as
+//! `JSONEachRow` with a size cap, inserts as `RowBinary` bodies. Every call has connect, read
+//! and write timeouts. Errors are built from the failure's kind and ClickHouse's own message,
+//! never from the URL (which may hold credentials).
+
+use super::url::ClickHouseUrl;
+use crate::store::StoreError;
+use base64::Engine as _;
+use serde::de::DeserializeOwned;
+use std::io::Read;
+use std::time::Duration;
+
+/// The largest answer read from ClickHouse.
+const MAX_ANSWER: u64 = 64 << 20;
+
+/// Settings sent with every request: 64-bit integers as JSON numbers (not strings), and
+/// errors reported in the status even when they happen while the answer is produced.
+const SETTINGS: &str = "output_format_json_quote_64bit_integers=0&wait_end_of_query=1";
+
+#[derive(Clone, Copy, Debug)]
+pub struct Timeouts {
+    pub connect: Duration,
+    /// Reading an answer (a query or an insert can take this long to answer).
+    pub read: Duration,
+    pub write: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            connect: Duration::from_secs(2),
+            read: Duration::from_secs(30),
+            write: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// No connection, a reset, or no answer in time: ClickHouse is down or overloaded.
+    #[error("clickhouse is unreachable: {0}")]
+    Unreachable(String),
+    #[error("clickhouse refused the credentials (HTTP {0})")]
+    Unauthorized(u16),
+    /// ClickHouse answered with an error (its exception text).
+    #[error("clickhouse answered HTTP {status}: {message}")]
+    Server { status: u16, message: String },
+    #[error("clickhouse answered something unexpected: {0}")]
+    BadAnswer(String),
+}
+
+impl ClientError {
+    /// Whether retrying later may succeed (the server is down, restarting or overloaded).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ClientError::Unreachable(_) => true,
+            ClientError::Server { status, .. } => *status == 503,
+            _ => false,
+        }
+    }
+}
+
+impl From<ClientError> for StoreError {
+    fn from(e: ClientError) -> StoreError {
+        if e.is_transient() {
+            StoreError::Unavailable(e.to_string())
+        } else {
+            StoreError::Backend(e.to_string())
+        }
+    }
+}
+
+/// A connection pool to one server, scoped to one database.
+#[derive(Clone)]
+pub struct Client {
+    agent: ureq::Agent,
+    endpoint: String,
+    auth: Option<String>,
+    database: String,
+}
+
+impl Client {
+    pub fn new(url: &ClickHouseUrl, timeouts: Timeouts) -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(timeouts.connect)
+            .timeout_read(timeouts.read)
+            .timeout_write(timeouts.write)
+            .max_idle_connections_per_host(8)
+            .build();
+        let auth = url.user.as_ref().map(|user| {
+            let pair = format!("{user}:{}", url.password.as_deref().unwrap_or(""));
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(pair)
+            )
+        });
+        Client {
+            agent,
+            endpoint: url.endpoint(),
+            auth,
+            database: url.database.clone(),
+        }
+    }
+
+    pub fn database(&self) -> &str {
+        &self.database
+    }
+
+    /// Runs a statement that answers nothing (DDL). `in_database`: false for statements that
+    /// must run before the database exists.
+    pub fn execute(&self, sql: &str, in_database: bool) -> Result<(), ClientError> {
+        self.post(sql.as_bytes(), None, in_database).map(|_| ())
+    }
+
+    /// Runs a query and parses each line of its `JSONEachRow` answer.
+    pub fn rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClientError> {
+        let body = format!("{sql}\nFORMAT JSONEachRow");
+        let text = self.post(body.as_bytes(), None, true)?;
+        text.lines()
+            .filter(|l| !l.trim().is_empty())
+            .map(|l| {
+                serde_json::from_str(l).map_err(|e| ClientError::BadAnswer(format!("{e} in a row")))
+            })
+            .collect()
+    }
+
+    /// Inserts rows encoded as `RowBinary` (`rowbinary.rs`) into `table (columns)`; returns
+    /// once ClickHouse has written them.
+    pub fn insert(&self, table: &str, columns: &str, rows: &[u8]) -> Result<(), ClientError> {
+        let query = format!("INSERT INTO {table} ({columns}) FORMAT RowBinary");
+        self.post(rows, Some(&query), true).map(|_| ())
+    }
+
+    fn post(
+        &self,
+        body: &[u8],
+        query: Option<&str>,
+        in_database: bool,
+    ) -> Result<String, ClientError> {
+        let mut req = self.agent.post(&self.endpoint);
+        if in_database {
+            req = req.query("database", &self.database);
+        }
+        if let Some(q) = query {
+            req = req.query("query", q);
+        }
+        for pair in SETTINGS.split('&') {
+            if let Some((k, v)) = pair.split_once('=') {
+                req = req.query(k, v);
+            }
+        }
+        if let Some(auth) = &self.auth {
+            req = req.set("Authorization", auth);
+        }
+        match req.send_bytes(body) {
+            Ok(resp) => read_capped(resp),
+            Err(ureq::Error::Status(status @ (401 | 403), _)) => {
+                Err(ClientError::Unauthorized(status))
+            }
+            Err(ureq::Error::Status(status, resp)) => {
+                let message = read_capped(resp).unwrap_or_default();
+                // Code 192 (unknown user) and 193 (wrong password) come as 500 from older servers.
+                if message.starts_with("Code: 192") || message.starts_with("Code: 193") {
+                    return Err(ClientError::Unauthorized(status));
+                }
+                Err(ClientError::Server {
+                    status,
+                    message: message.trim().chars().take(1_000).collect(),
+                })
+            }
+            Err(ureq::Error::Transport(t)) => Err(ClientError::Unreachable(
+                match t.kind() {
+                    ureq::ErrorKind::Dns => "unknown host",
+                    ureq::ErrorKind::ConnectionFailed => "connection refused",
+                    ureq::ErrorKind::Io => "connection failed or timed out",
+                    _ => "transport error",
+                }
+                .to_string(),
+            )),
+        }
+    }
+}
+
+fn read_capped(resp: ureq::Response) -> Result<String, ClientError> {
+    let mut bytes = Vec::new();
+    resp.into_reader()
+        .take(MAX_ANSWER + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|_| ClientError::Unreachable("connection failed or timed out".into()))?;
+    if bytes.len() as u64 > MAX_ANSWER {
+        return Err(ClientError::BadAnswer(format!(
+            "an answer over {} MiB",
+            MAX_ANSWER >> 20
+        )));
+    }
+    String::from_utf8(bytes)
+        .map_err(|_| ClientError::BadAnswer("an answer that is not UTF-8".into()))
+}

@@ -1,0 +1,34 @@
+//! The ClickHouse store: a second implementation of the storage interface
+//! (`store::interface`), for many stateless collectors sharing one store
+//! (`switchyard serve --clickhouse URL`). It speaks ClickHouse's HTTP interface (`client.rs`)
+//! with SQL that ClickHouse 18.16 (Debian's package) and current releases both accept.
+//!
+//! - [`url`]: the `--clickhouse` URL (credentials kept apart, never shown).
+//! - [`sql`]: the one place values become SQL literals (18.16 has no bound parameters).
+//! - [`client`]: HTTP calls with timeouts and a cap on answers; errors by kind.
+//! - [`rowbinary`]: insert bodies.
+//! - [`retention`]: day partitions older than the retention dropped.
+//! - [`schema`]: tables and their migrations (version table, newer refused).
+//! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
+//!   table); `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
+
+mod backlog;
+pub mod client;
+mod reader;
+pub mod retention;
+pub mod rowbinary;
+pub mod schema;
+pub mod sql;
+mod stats;
+mod store;
+#[cfg(test)]
+pub mod testing;
+pub mod url;
+mod writer;
+
+pub use client::{Client, ClientError, Timeouts};
+pub use store::{ClickHouseConfig, ClickHouseStore};
+pub use url::{ClickHouseUrl, UrlError};
+
+#[cfg(test)]
+mod tests;

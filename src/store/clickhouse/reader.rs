@@ -1,0 +1,330 @@
+//! Reads from ClickHouse: one trace, trace search, linking spans, span count. Each is one or
+//! two queries; answers are capped by the client (64 MiB) and by `LIMIT`s here.
+
+use super::client::{Client, ClientError};
+use super::sql::{render, Value};
+use crate::model::{
+    LinkingSpan, Operation, SpanId, SpanKind, StatusCode, StoredMessaging, StoredSpan, TraceId,
+    TraceQuery, TraceSearch, TraceSummary,
+};
+use crate::store::StoreError;
+use std::collections::{BTreeMap, HashSet};
+
+/// Spans of one trace read at most.
+const TRACE_SPANS: usize = 100_000;
+/// Traces one search answers at most.
+const SEARCH_LIMIT: usize = 1_000;
+/// How long after a trace's start a span linking to it is looked for (as the SQLite store).
+const LINKING_AFTER_NANOS: u64 = 10 * 60 * 1_000_000_000;
+
+pub(super) fn query(template: &str, values: &[Value<'_>]) -> Result<String, StoreError> {
+    render(template, values).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+#[derive(serde::Deserialize)]
+struct SpanRow {
+    trace: String,
+    span: String,
+    parent: String,
+    service: String,
+    service_namespace: String,
+    service_instance: String,
+    name: String,
+    kind: i32,
+    status: i32,
+    status_message: String,
+    scope: String,
+    msg_system: String,
+    msg_destination: String,
+    msg_operation: String,
+    msg_consumer_group: String,
+    msg_message_id: String,
+    msg_conversation_id: String,
+    peer: String,
+    attributes: String,
+    resource: String,
+    events: String,
+    links: String,
+    start: u64,
+    end: u64,
+}
+
+const SPAN_SELECT: &str =
+    "SELECT hex(trace_id) AS trace, hex(span_id) AS span, hex(parent_span_id) AS parent,
+    service, service_namespace, service_instance, name, kind, status, status_message, scope,
+    msg_system, msg_destination, msg_operation, msg_consumer_group, msg_message_id,
+    msg_conversation_id, peer, attributes, resource, events, links,
+    start_unix_nanos AS start, end_unix_nanos AS end FROM spans";
+
+fn some(s: String) -> Option<String> {
+    (!s.is_empty()).then_some(s)
+}
+
+fn json(text: &str, empty: serde_json::Value) -> serde_json::Value {
+    if text.is_empty() {
+        return empty;
+    }
+    serde_json::from_str(text).unwrap_or(empty)
+}
+
+impl SpanRow {
+    fn stored(self) -> Option<StoredSpan> {
+        let operation = Operation::parse(&self.msg_operation);
+        Some(StoredSpan {
+            trace_id: TraceId::from_hex(&self.trace).ok()?,
+            span_id: SpanId::from_hex(&self.span).ok()?,
+            parent_span_id: SpanId::from_hex(&self.parent)
+                .ok()
+                .filter(|p| p.0 != [0; 8]),
+            service: self.service,
+            service_namespace: some(self.service_namespace),
+            service_instance: some(self.service_instance),
+            name: self.name,
+            kind: SpanKind::from_i32(self.kind),
+            start_unix_nanos: self.start,
+            end_unix_nanos: self.end,
+            duration_micros: self.end.saturating_sub(self.start) / 1_000,
+            status: StatusCode::from_i32(self.status),
+            status_message: some(self.status_message),
+            scope: some(self.scope),
+            messaging: operation.map(|op| StoredMessaging {
+                system: self.msg_system,
+                destination: self.msg_destination,
+                operation: op.as_str(),
+                consumer_group: some(self.msg_consumer_group),
+                message_id: some(self.msg_message_id),
+                conversation_id: some(self.msg_conversation_id),
+            }),
+            peer: some(self.peer),
+            attributes: json(&self.attributes, serde_json::json!({})),
+            resource: json(&self.resource, serde_json::json!({})),
+            events: json(&self.events, serde_json::json!([])),
+            links: json(&self.links, serde_json::json!([])),
+        })
+    }
+}
+
+/// The spans of some traces, each once (a re-sent span may not be merged away yet).
+fn spans_of(client: &Client, traces: Vec<TraceId>) -> Result<Vec<StoredSpan>, StoreError> {
+    let ids = traces.into_iter().map(Value::Trace).collect();
+    let q = query(
+        &format!(
+            "{SPAN_SELECT} WHERE trace_id IN ? LIMIT 1 BY trace_id, span_id LIMIT {TRACE_SPANS}"
+        ),
+        &[Value::List(ids)],
+    )?;
+    Ok(client
+        .rows::<SpanRow>(&q)?
+        .into_iter()
+        .filter_map(SpanRow::stored)
+        .collect())
+}
+
+/// Every span of one trace, oldest first.
+pub fn trace(client: &Client, id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
+    let mut spans = spans_of(client, vec![id])?;
+    spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
+    Ok(spans)
+}
+
+pub fn span_count(client: &Client) -> Result<u64, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let rows: Vec<N> = client.rows("SELECT count() AS n FROM spans")?;
+    Ok(rows.first().map_or(0, |r| r.n))
+}
+
+/// Traces with a span that meets every condition of the query, newest first.
+pub fn search_traces(client: &Client, q: &TraceQuery) -> Result<TraceSearch, StoreError> {
+    let mut sql = String::from(
+        "SELECT hex(trace_id) AS trace, min(start_unix_nanos) AS start FROM spans WHERE 1",
+    );
+    let mut values = Vec::new();
+    if let Some(s) = &q.service {
+        sql.push_str(" AND service = ?");
+        values.push(Value::Str(s));
+    }
+    if let Some(d) = &q.destination {
+        sql.push_str(" AND msg_destination = ?");
+        values.push(Value::Str(d));
+    }
+    if let Some(o) = &q.operation {
+        sql.push_str(" AND name = ?");
+        values.push(Value::Str(o));
+    }
+    if q.errors_only {
+        sql.push_str(" AND status = ?");
+        values.push(Value::U64(StatusCode::Error.as_i32() as u64));
+    }
+    if let Some((k, v)) = &q.attribute {
+        // A string value compares with its text, a number or boolean with its JSON.
+        sql.push_str(
+            " AND (visitParamExtractString(attributes, ?) = ? OR visitParamExtractRaw(attributes, ?) = ?)",
+        );
+        values.extend([Value::Str(k), Value::Str(v), Value::Str(k), Value::Str(v)]);
+    }
+    if let Some(w) = &q.window {
+        sql.push_str(
+            " AND day >= ? AND day <= ? AND start_unix_nanos >= ? AND start_unix_nanos < ?",
+        );
+        values.extend([
+            Value::Day(w.since_unix_nanos),
+            Value::Day(w.until_unix_nanos),
+            Value::U64(w.since_unix_nanos),
+            Value::U64(w.until_unix_nanos),
+        ]);
+    }
+    let limit = q.limit.clamp(1, SEARCH_LIMIT);
+    sql.push_str(&format!(
+        " GROUP BY trace_id ORDER BY start DESC LIMIT {limit}"
+    ));
+    #[derive(serde::Deserialize)]
+    struct Found {
+        trace: String,
+    }
+    let found: Vec<TraceId> = client
+        .rows::<Found>(&query(&sql, &values)?)?
+        .into_iter()
+        .filter_map(|f| TraceId::from_hex(&f.trace).ok())
+        .collect();
+    if found.is_empty() {
+        return Ok(TraceSearch {
+            traces: Vec::new(),
+            complete: true,
+        });
+    }
+    let mut by_trace: BTreeMap<TraceId, Vec<StoredSpan>> = BTreeMap::new();
+    for s in spans_of(client, found)? {
+        by_trace.entry(s.trace_id).or_default().push(s);
+    }
+    let mut traces: Vec<TraceSummary> = by_trace
+        .into_iter()
+        .filter_map(|(id, spans)| summarize(id, spans))
+        .collect();
+    traces.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nanos));
+    Ok(TraceSearch {
+        traces,
+        complete: true,
+    })
+}
+
+/// A trace's summary from its spans.
+fn summarize(trace_id: TraceId, mut spans: Vec<StoredSpan>) -> Option<TraceSummary> {
+    spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
+    let first = spans.first()?;
+    let root = spans
+        .iter()
+        .find(|s| s.parent_span_id.is_none())
+        .unwrap_or(first);
+    let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
+    let end = spans
+        .iter()
+        .map(|s| s.end_unix_nanos)
+        .max()
+        .unwrap_or(start);
+    let mut services: Vec<String> = Vec::new();
+    let mut destinations: Vec<String> = Vec::new();
+    for s in &spans {
+        if !services.contains(&s.service) {
+            services.push(s.service.clone());
+        }
+        if let Some(m) = &s.messaging {
+            if !destinations.contains(&m.destination) {
+                destinations.push(m.destination.clone());
+            }
+        }
+    }
+    let is = |s: &StoredSpan, op: Operation| {
+        s.messaging
+            .as_ref()
+            .is_some_and(|m| m.operation == op.as_str())
+    };
+    let producers: HashSet<String> = spans
+        .iter()
+        .filter(|s| is(s, Operation::Produce))
+        .map(|s| s.span_id.to_hex())
+        .collect();
+    let hops = spans
+        .iter()
+        .filter(|s| is(s, Operation::Consume))
+        .filter(|s| {
+            s.parent_span_id
+                .is_some_and(|p| producers.contains(&p.to_hex()))
+                || s.links.as_array().is_some_and(|links| {
+                    links.iter().any(|l| {
+                        l["span_id"]
+                            .as_str()
+                            .is_some_and(|id| producers.contains(id))
+                    })
+                })
+        })
+        .count() as i64;
+    Some(TraceSummary {
+        trace_id,
+        root_service: Some(root.service.clone()),
+        root_name: Some(root.name.clone()),
+        start_unix_nanos: start,
+        duration_micros: end.saturating_sub(start) / 1_000,
+        span_count: spans.len() as i64,
+        error_count: spans
+            .iter()
+            .filter(|s| s.status == StatusCode::Error)
+            .count() as i64,
+        services,
+        destinations,
+        hops,
+    })
+}
+
+/// Spans of other traces whose links point into `trace_id`, starting within ten minutes after
+/// it, at most `limit` traces.
+pub fn linking_spans(
+    client: &Client,
+    trace_id: TraceId,
+    start_unix_nanos: u64,
+    limit: usize,
+) -> Result<Vec<LinkingSpan>, StoreError> {
+    let until = start_unix_nanos.saturating_add(LINKING_AFTER_NANOS);
+    let q = query(
+        &format!(
+            "SELECT hex(trace_id) AS trace, service, name FROM spans
+             WHERE day >= ? AND day <= ? AND start_unix_nanos >= ? AND start_unix_nanos <= ?
+             AND has(link_trace_ids, toFixedString(?, 16)) AND trace_id != ?
+             ORDER BY start_unix_nanos LIMIT 1 BY trace_id LIMIT {}",
+            limit.clamp(1, SEARCH_LIMIT)
+        ),
+        &[
+            Value::Day(start_unix_nanos),
+            Value::Day(until),
+            Value::U64(start_unix_nanos),
+            Value::U64(until),
+            Value::Trace(trace_id),
+            Value::Trace(trace_id),
+        ],
+    )?;
+    #[derive(serde::Deserialize)]
+    struct L {
+        trace: String,
+        service: String,
+        name: String,
+    }
+    Ok(client
+        .rows::<L>(&q)?
+        .into_iter()
+        .filter_map(|l| {
+            Some(LinkingSpan {
+                trace_id: TraceId::from_hex(&l.trace).ok()?,
+                service: l.service,
+                name: l.name,
+            })
+        })
+        .collect())
+}
+
+impl From<super::sql::TemplateError> for ClientError {
+    fn from(e: super::sql::TemplateError) -> ClientError {
+        ClientError::BadAnswer(e.to_string())
+    }
+}

@@ -1,0 +1,123 @@
+//! The ClickHouse schema, migrated with a version table (`schema_version`, one row per applied
+//! version). Every statement is idempotent (`IF NOT EXISTS`), so collectors starting at once
+//! may both migrate. A database whose version is newer than this build is refused.
+//!
+//! Only SQL that ClickHouse 18.16 (Debian's package) accepts: `MergeTree` family with
+//! `PARTITION BY` / `ORDER BY`, `Date` partitions, `FixedString` ids; no `DateTime64`,
+//! `LowCardinality`, `TTL` or skip indexes (docs/SCALE.md says what a current release would
+//! change).
+
+use super::client::{Client, ClientError};
+use super::sql::{self, render, Value};
+use crate::store::StoreError;
+
+/// The newest version this build writes.
+pub const VERSION: u32 = 1;
+
+/// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
+/// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
+/// span (all zeros: none). Empty strings stand for absent optional text.
+const V1: &[&str] = &[
+    // Spans, one row each; a re-sent span collapses on merge and is read once (`LIMIT 1 BY`).
+    "CREATE TABLE IF NOT EXISTS spans (
+        day Date, trace_id FixedString(16), span_id FixedString(8), parent_span_id FixedString(8),
+        start_unix_nanos UInt64, end_unix_nanos UInt64,
+        service String, service_namespace String, service_instance String,
+        name String, kind UInt8, status UInt8, status_message String, scope String,
+        msg_system String, msg_destination String, msg_operation String,
+        msg_consumer_group String, msg_message_id String, msg_conversation_id String,
+        peer String, attributes String, resource String, events String, links String,
+        link_trace_ids Array(FixedString(16)), flags UInt8
+    ) ENGINE = ReplacingMergeTree PARTITION BY day ORDER BY (trace_id, span_id)",
+    // Later changes of a stored span's pairing flags; the row with the highest version holds.
+    "CREATE TABLE IF NOT EXISTS span_flags (
+        day Date, trace_id FixedString(16), span_id FixedString(8), flags UInt8, version UInt64
+    ) ENGINE = ReplacingMergeTree(version) PARTITION BY day ORDER BY (trace_id, span_id)",
+    // Spans waiting for one not stored yet (`ref_*`), with the facts pairing needs of them.
+    "CREATE TABLE IF NOT EXISTS pending_refs (
+        day Date, ref_trace FixedString(16), ref_span FixedString(8),
+        trace_id FixedString(16), span_id FixedString(8), parent_span_id FixedString(8),
+        service String, namespace String, kind UInt8, operation String, system String,
+        destination String, start_unix_nanos UInt64, end_unix_nanos UInt64, error UInt8,
+        peer String, flags UInt8, expires_unix_nanos UInt64
+    ) ENGINE = ReplacingMergeTree PARTITION BY day ORDER BY (ref_trace, ref_span, trace_id, span_id)",
+    // Waiting rows that were settled (their referred span arrived).
+    "CREATE TABLE IF NOT EXISTS pending_done (
+        day Date, ref_trace FixedString(16), ref_span FixedString(8),
+        trace_id FixedString(16), span_id FixedString(8)
+    ) ENGINE = ReplacingMergeTree PARTITION BY day ORDER BY (ref_trace, ref_span, trace_id, span_id)",
+    // Per-minute edge statistics as deltas, one row per edge, minute and write; reads sum
+    // them and merge the latency sketches.
+    "CREATE TABLE IF NOT EXISTS edge_minutes (
+        day Date, minute Int64, from_node String, to_node String, kind UInt8, via String,
+        count Int64, errors Int64, latency_sum_micros Int64, latency String,
+        first_seen_unix_nanos UInt64, last_seen_unix_nanos UInt64
+    ) ENGINE = MergeTree PARTITION BY day ORDER BY (minute, from_node, to_node, kind, via)",
+    "CREATE TABLE IF NOT EXISTS service_minutes (
+        day Date, minute Int64, service String, spans Int64, errors Int64
+    ) ENGINE = SummingMergeTree PARTITION BY day ORDER BY (minute, service)",
+    "CREATE TABLE IF NOT EXISTS consumer_instances (
+        day Date, minute Int64, destination String, service String, instance String
+    ) ENGINE = ReplacingMergeTree PARTITION BY day ORDER BY (minute, destination, service, instance)",
+    "CREATE TABLE IF NOT EXISTS nodes (
+        id String, kind String, name String, system String, namespace String,
+        first_seen_unix_nanos UInt64
+    ) ENGINE = ReplacingMergeTree ORDER BY id",
+    // Each broker's snapshot of a minute (JSON; the latest taken in the minute holds), and
+    // each destination's and flow's figures apart, for the pages' history.
+    "CREATE TABLE IF NOT EXISTS broker_snapshots (
+        day Date, broker String, minute Int64, taken_unix_nanos UInt64, data String
+    ) ENGINE = ReplacingMergeTree(taken_unix_nanos) PARTITION BY day ORDER BY (broker, minute)",
+    "CREATE TABLE IF NOT EXISTS broker_figures (
+        day Date, node String, minute Int64, broker String, taken_unix_nanos UInt64, figures String
+    ) ENGINE = ReplacingMergeTree(taken_unix_nanos) PARTITION BY day ORDER BY (node, minute, broker)",
+];
+
+const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
+    version UInt32, applied_unix_seconds UInt64
+) ENGINE = MergeTree ORDER BY version";
+
+/// Creates the database if missing and brings its schema to [`VERSION`]; refuses a newer one.
+pub fn migrate(client: &Client) -> Result<u32, StoreError> {
+    let db = sql::ident(client.database());
+    client.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), false)?;
+    client.execute(VERSION_TABLE, true)?;
+    let found = current(client)?;
+    if found > VERSION {
+        return Err(StoreError::NewerSchema {
+            found: i64::from(found),
+            supported: i64::from(VERSION),
+        });
+    }
+    let steps: &[&[&str]] = &[V1];
+    for (i, step) in steps.iter().enumerate() {
+        let version = i as u32 + 1;
+        if version <= found {
+            continue;
+        }
+        for statement in *step {
+            client.execute(statement, true)?;
+        }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let insert = render(
+            "INSERT INTO schema_version (version, applied_unix_seconds) VALUES (?, ?)",
+            &[Value::U64(u64::from(version)), Value::U64(now)],
+        )
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        client.execute(&insert, true)?;
+    }
+    Ok(VERSION)
+}
+
+/// The database's schema version (0: none yet).
+pub fn current(client: &Client) -> Result<u32, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct V {
+        v: u32,
+    }
+    let rows: Vec<V> = client.rows("SELECT toUInt32(max(version)) AS v FROM schema_version")?;
+    Ok(rows.first().map_or(0, |r| r.v))
+}

@@ -1,0 +1,302 @@
+//! Topology reads from the minute tables: edges (deltas summed, latency sketches merged),
+//! consumer instances, service activity, nodes; a node's minutes; broker snapshots and
+//! figures.
+
+use super::client::Client;
+use super::reader::query;
+use super::sql::Value;
+use crate::model::sketch::Sketch;
+use crate::model::{
+    BrokerSnapshot, EdgeKind, EdgeRow, Figures, MinuteRow, NodeKey, NodeKind, NodeRow, TimeWindow,
+    TopologyRows,
+};
+use crate::store::StoreError;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+#[derive(serde::Deserialize)]
+struct Edge {
+    from_node: String,
+    to_node: String,
+    kind: i64,
+    via: String,
+    count: i64,
+    errors: i64,
+    latency_sum: i64,
+    sketches: Vec<String>,
+    first_seen: u64,
+    last_seen: u64,
+}
+
+fn hex_bytes(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
+pub fn topology(client: &Client, window: TimeWindow) -> Result<TopologyRows, StoreError> {
+    let (first, last) = window.minutes();
+    let range = [Value::I64(first), Value::I64(last)];
+    let q = query(
+        "SELECT from_node, to_node, toInt64(kind) AS kind, via, sum(count) AS count,
+         sum(errors) AS errors, sum(latency_sum_micros) AS latency_sum,
+         groupArray(hex(latency)) AS sketches, min(first_seen_unix_nanos) AS first_seen,
+         max(last_seen_unix_nanos) AS last_seen
+         FROM edge_minutes WHERE minute >= ? AND minute <= ?
+         GROUP BY from_node, to_node, kind, via",
+        &range,
+    )?;
+    let mut merged: BTreeMap<(String, String, i64, String), EdgeRow> = BTreeMap::new();
+    for e in client.rows::<Edge>(&q)? {
+        let Some(kind) = EdgeKind::from_i64(e.kind) else {
+            continue;
+        };
+        let mut latency = Sketch::new();
+        for s in &e.sketches {
+            latency.merge(&Sketch::decode(&hex_bytes(s)));
+        }
+        merged.insert(
+            (
+                e.from_node.clone(),
+                e.to_node.clone(),
+                e.kind,
+                e.via.clone(),
+            ),
+            EdgeRow {
+                from: e.from_node,
+                to: e.to_node,
+                kind,
+                via: e.via,
+                count: e.count,
+                errors: e.errors,
+                latency_sum_micros: e.latency_sum,
+                latency,
+                first_seen_unix_nanos: e.first_seen,
+                last_seen_unix_nanos: e.last_seen,
+                instances: 0,
+            },
+        );
+    }
+    #[derive(serde::Deserialize)]
+    struct Instances {
+        destination: String,
+        service: String,
+        n: i64,
+    }
+    let q = query(
+        "SELECT destination, service, toInt64(uniqExact(instance)) AS n FROM consumer_instances
+         WHERE minute >= ? AND minute <= ? GROUP BY destination, service",
+        &range,
+    )?;
+    for i in client.rows::<Instances>(&q)? {
+        let key = (
+            i.destination,
+            i.service,
+            EdgeKind::Consume.as_i64(),
+            String::new(),
+        );
+        if let Some(e) = merged.get_mut(&key) {
+            e.instances = i.n;
+        }
+    }
+    let edges: Vec<EdgeRow> = merged
+        .into_values()
+        .filter(|e| e.count > 0 || !e.latency.is_empty())
+        .collect();
+    #[derive(serde::Deserialize)]
+    struct Activity {
+        service: String,
+        spans: i64,
+        errors: i64,
+    }
+    let q = query(
+        "SELECT service, sum(spans) AS spans, sum(errors) AS errors FROM service_minutes
+         WHERE minute >= ? AND minute <= ? GROUP BY service",
+        &range,
+    )?;
+    let activity: HashMap<String, (i64, i64)> = client
+        .rows::<Activity>(&q)?
+        .into_iter()
+        .map(|a| (a.service, (a.spans, a.errors)))
+        .collect();
+    let wanted: HashSet<&str> = edges
+        .iter()
+        .flat_map(|e| [e.from.as_str(), e.to.as_str()])
+        .chain(activity.keys().map(String::as_str))
+        .collect();
+    let nodes = nodes(client, &wanted, &activity)?;
+    Ok(TopologyRows {
+        nodes,
+        edges,
+        brokers: snapshots(client, window, "DESC")?,
+        brokers_then: snapshots(client, window, "ASC")?,
+    })
+}
+
+fn nodes(
+    client: &Client,
+    wanted: &HashSet<&str>,
+    activity: &HashMap<String, (i64, i64)>,
+) -> Result<Vec<NodeRow>, StoreError> {
+    if wanted.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[derive(serde::Deserialize)]
+    struct Node {
+        id: String,
+        kind: String,
+        name: String,
+        system: String,
+        namespace: String,
+    }
+    let ids = wanted.iter().map(|id| Value::Str(id)).collect();
+    let q = query(
+        "SELECT id, any(kind) AS kind, any(name) AS name, any(system) AS system,
+         any(namespace) AS namespace FROM nodes WHERE id IN ? GROUP BY id",
+        &[Value::List(ids)],
+    )?;
+    let mut out = Vec::new();
+    for n in client.rows::<Node>(&q)? {
+        let Some(kind) = NodeKind::parse(&n.kind) else {
+            continue;
+        };
+        let (spans, errors) = activity.get(&n.id).copied().unwrap_or_default();
+        out.push(NodeRow {
+            key: NodeKey {
+                id: n.id,
+                kind,
+                name: n.name,
+                system: Some(n.system).filter(|s| !s.is_empty()),
+                namespace: Some(n.namespace).filter(|s| !s.is_empty()),
+            },
+            spans,
+            errors,
+        });
+    }
+    out.sort_by(|a, b| a.key.id.cmp(&b.key.id));
+    Ok(out)
+}
+
+/// Each broker's newest (`DESC`) or oldest (`ASC`) minute's snapshot in the window; within a
+/// minute the last poll.
+fn snapshots(
+    client: &Client,
+    window: TimeWindow,
+    order: &'static str,
+) -> Result<Vec<Arc<BrokerSnapshot>>, StoreError> {
+    let (first, last) = window.minutes();
+    let q = query(
+        &format!(
+            "SELECT data FROM broker_snapshots WHERE minute >= ? AND minute <= ?
+             ORDER BY broker, minute {order}, taken_unix_nanos DESC LIMIT 1 BY broker"
+        ),
+        &[Value::I64(first), Value::I64(last)],
+    )?;
+    #[derive(serde::Deserialize)]
+    struct S {
+        data: String,
+    }
+    Ok(client
+        .rows::<S>(&q)?
+        .into_iter()
+        .filter_map(|s| serde_json::from_str::<BrokerSnapshot>(&s.data).ok())
+        .map(Arc::new)
+        .collect())
+}
+
+/// A node's (or a broker flow's) figures per minute, the last poll of each minute.
+pub fn broker_history(
+    client: &Client,
+    node: &str,
+    window: TimeWindow,
+) -> Result<BTreeMap<i64, Figures>, StoreError> {
+    let (first, last) = window.minutes();
+    let q = query(
+        "SELECT minute, figures FROM broker_figures WHERE node = ? AND minute >= ? AND minute <= ?
+         ORDER BY minute, broker DESC, taken_unix_nanos DESC LIMIT 1 BY minute",
+        &[Value::Str(node), Value::I64(first), Value::I64(last)],
+    )?;
+    #[derive(serde::Deserialize)]
+    struct F {
+        minute: i64,
+        figures: String,
+    }
+    Ok(client
+        .rows::<F>(&q)?
+        .into_iter()
+        .filter_map(|f| Some((f.minute, serde_json::from_str(&f.figures).ok()?)))
+        .collect())
+}
+
+/// Per-minute activity of one node (as the SQLite store's `series.rs`).
+pub fn node_minutes(
+    client: &Client,
+    node_id: &str,
+    window: TimeWindow,
+) -> Result<BTreeMap<i64, MinuteRow>, StoreError> {
+    let (first, last) = window.minutes();
+    let service = node_id.starts_with("service:");
+    #[derive(serde::Deserialize)]
+    struct M {
+        minute: i64,
+        count: i64,
+        errors: i64,
+        #[serde(default)]
+        delay: i64,
+    }
+    let counts = if service {
+        query(
+            "SELECT minute, sum(spans) AS count, sum(errors) AS errors FROM service_minutes
+             WHERE service = ? AND minute >= ? AND minute <= ? GROUP BY minute",
+            &[Value::Str(node_id), Value::I64(first), Value::I64(last)],
+        )?
+    } else {
+        query(
+            "SELECT minute, sum(count) AS count, toInt64(0) AS errors FROM edge_minutes
+             WHERE to_node = ? AND minute >= ? AND minute <= ? AND kind = ? GROUP BY minute",
+            &[
+                Value::Str(node_id),
+                Value::I64(first),
+                Value::I64(last),
+                Value::I64(EdgeKind::Publish.as_i64()),
+            ],
+        )?
+    };
+    let mut out: BTreeMap<i64, MinuteRow> = BTreeMap::new();
+    for r in client.rows::<M>(&counts)? {
+        let m = out.entry(r.minute).or_default();
+        m.count += r.count;
+        m.errors += r.errors;
+    }
+    // Consume edges into a service; consume and route edges out of a destination.
+    let (side, second) = if service {
+        ("to_node", EdgeKind::Consume)
+    } else {
+        ("from_node", EdgeKind::Route)
+    };
+    let delays = query(
+        &format!(
+            "SELECT minute, sum(count) AS count, sum(errors) AS errors,
+             sum(latency_sum_micros) AS delay FROM edge_minutes
+             WHERE {side} = ? AND minute >= ? AND minute <= ? AND kind IN ? GROUP BY minute"
+        ),
+        &[
+            Value::Str(node_id),
+            Value::I64(first),
+            Value::I64(last),
+            Value::List(vec![
+                Value::I64(EdgeKind::Consume.as_i64()),
+                Value::I64(second.as_i64()),
+            ]),
+        ],
+    )?;
+    for r in client.rows::<M>(&delays)? {
+        let m = out.entry(r.minute).or_default();
+        m.delay_count += r.count;
+        if !service {
+            m.errors += r.errors;
+        }
+        m.delay_sum_micros += r.delay;
+    }
+    Ok(out)
+}

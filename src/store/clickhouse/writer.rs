@@ -1,0 +1,474 @@
+//! The ClickHouse store's writer thread: takes every queued write (up to a group limit),
+//! analyses its spans with the pairing rules (`accounting`), and inserts the group as one
+//! insert per table; every write of the group is answered after ClickHouse answered its
+//! inserts (the parts are written), or with the error (503 when ClickHouse is unreachable).
+//! A failed group leaves the writer's memory stale: it is rebuilt before the next group.
+
+use super::backlog::{self, ChBacklog, GroupBacklog};
+use super::client::{Client, ClientError};
+use super::rowbinary::Rows;
+use super::sql::{render, Value};
+use crate::accounting::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use crate::accounting::minutes::Accumulator;
+use crate::accounting::{pairable, Pairing};
+use crate::mailbox::{Receiver, RecvTimeoutError};
+use crate::model::window::{now_unix_nanos, unix_minute};
+use crate::model::{BrokerSnapshot, NodeKey, SpanId, TraceId};
+use crate::store::interface::WriteBatch;
+use crate::store::{attributes_json, Prepared, StoreError, WriteOutcome};
+use foldhash::HashSet;
+use std::time::{Duration, Instant};
+
+pub type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>;
+
+pub enum Command {
+    Write {
+        batch: WriteBatch,
+        reply: Reply,
+    },
+    /// Insert everything queued, then stop.
+    Shutdown,
+}
+
+/// Spans inserted together at most (ClickHouse wants few large inserts).
+const GROUP_LIMIT: usize = 16_384;
+const SEEN_CAP: usize = 1 << 19;
+const FACTS_CAP: usize = 1 << 17;
+const IDLE_TICK: Duration = Duration::from_millis(500);
+const RETENTION_EVERY: Duration = Duration::from_secs(60);
+
+pub struct Writer {
+    client: Client,
+    rx: Receiver<Command>,
+    seen: Seen,
+    recent: RecentFacts,
+    pending: PendingKeys,
+    nodes: Nodes,
+    known_nodes: HashSet<String>,
+    acc: Accumulator,
+    group: GroupBacklog,
+    flag_version: u64,
+    /// Set after a failed group: the memory is rebuilt before the next one.
+    stale: bool,
+    retention: Option<Duration>,
+    last_retention: Option<Instant>,
+}
+
+impl Writer {
+    pub fn new(
+        client: Client,
+        rx: Receiver<Command>,
+        retention: Option<Duration>,
+    ) -> Result<Writer, StoreError> {
+        let mut w = Writer {
+            client,
+            rx,
+            seen: Seen::new(SEEN_CAP),
+            recent: RecentFacts::new(FACTS_CAP),
+            pending: PendingKeys::default(),
+            nodes: Nodes::default(),
+            known_nodes: HashSet::default(),
+            acc: Accumulator::default(),
+            group: GroupBacklog::default(),
+            flag_version: now_unix_nanos(),
+            stale: true,
+            retention,
+            last_retention: None,
+        };
+        w.reload()?;
+        Ok(w)
+    }
+
+    /// Starts the memory over (at start, and after a failed group, whose spans may or may
+    /// not have landed): what it held is read back from ClickHouse when needed.
+    fn reload(&mut self) -> Result<(), ClientError> {
+        self.seen = Seen::new(SEEN_CAP);
+        self.recent = RecentFacts::new(FACTS_CAP);
+        self.pending = PendingKeys::default();
+        self.known_nodes.clear();
+        self.acc.reset();
+        self.group.clear();
+        self.stale = false;
+        Ok(())
+    }
+
+    pub fn run(mut self) {
+        loop {
+            let first = match self.rx.recv_timeout(IDLE_TICK) {
+                Ok(cmd) => cmd,
+                Err(RecvTimeoutError::Timeout) => {
+                    self.maintain();
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return,
+            };
+            let (group, stop) = self.gather(first);
+            self.commit(group);
+            self.maintain();
+            if stop {
+                tracing::info!("clickhouse writer stopped after its final insert");
+                return;
+            }
+        }
+    }
+
+    /// Retention, at most once a minute (between groups or when idle).
+    fn maintain(&mut self) {
+        let Some(max_age) = self.retention else {
+            return;
+        };
+        if self
+            .last_retention
+            .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
+        {
+            return;
+        }
+        self.last_retention = Some(Instant::now());
+        let cutoff = now_unix_nanos().saturating_sub(crate::model::window::duration_nanos(max_age));
+        match super::retention::drop_before(&self.client, cutoff) {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(partitions = n, "clickhouse retention dropped old days"),
+            Err(e) => tracing::warn!(error = %e, "clickhouse retention pass failed"),
+        }
+    }
+
+    fn gather(&self, first: Command) -> (Vec<(WriteBatch, Reply)>, bool) {
+        let mut group = Vec::new();
+        let mut total = 0;
+        let mut stop = false;
+        let mut next = Some(first);
+        while let Some(cmd) = next.take() {
+            match cmd {
+                Command::Write { batch, reply } => {
+                    total += batch.len();
+                    group.push((batch, reply));
+                }
+                Command::Shutdown => stop = true,
+            }
+            if stop || total < GROUP_LIMIT {
+                next = self.rx.try_recv().ok();
+            }
+        }
+        (group, stop)
+    }
+
+    fn commit(&mut self, group: Vec<(WriteBatch, Reply)>) {
+        if group.is_empty() {
+            return;
+        }
+        let result = if self.stale { self.reload() } else { Ok(()) };
+        let result = result.and_then(|()| self.insert_group(&group));
+        match result {
+            Ok(outcomes) => {
+                for ((_, reply), outcome) in group.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "clickhouse insert failed; the group is refused");
+                self.stale = true;
+                for (_, reply) in group {
+                    let _ = reply.send(Err(StoreError::from(clone_error(&e))));
+                }
+            }
+        }
+    }
+
+    fn insert_group(
+        &mut self,
+        group: &[(WriteBatch, Reply)],
+    ) -> Result<Vec<WriteOutcome>, ClientError> {
+        let (existing, waited_for) = self.lookup(group)?;
+        // Spans of this group that stored spans wait for, whichever collector stored them.
+        self.pending.extend(waited_for);
+        let mut spans = Rows::default();
+        let mut brokers = [Rows::default(), Rows::default()];
+        let mut outcomes = Vec::with_capacity(group.len());
+        self.group.clear();
+        for (write, _) in group {
+            let mut outcome = WriteOutcome::default();
+            match write {
+                WriteBatch::Spans(list) => {
+                    for p in list {
+                        let s = &p.span;
+                        let pairable = pairable(s.kind, s.messaging.as_ref().map(|m| m.operation));
+                        let hash = span_hash(s.trace_id, s.span_id);
+                        if existing.contains(&(s.trace_id, s.span_id))
+                            || !self.seen.insert(hash, pairable)
+                        {
+                            outcome.duplicates += 1;
+                            continue;
+                        }
+                        let mut pairing = Pairing {
+                            backlog: &mut ChBacklog {
+                                client: &self.client,
+                                group: &mut self.group,
+                                flag_version: &mut self.flag_version,
+                            },
+                            acc: &mut self.acc,
+                            recent: &mut self.recent,
+                            seen: &self.seen,
+                            pending: &mut self.pending,
+                            nodes: &mut self.nodes,
+                        };
+                        let flags = pairing.analyse(s, p.db_system.as_deref())?;
+                        span_row(&mut spans, p, flags);
+                        outcome.stored += 1;
+                    }
+                }
+                WriteBatch::BrokerState(snapshot) => broker_rows(&mut brokers, snapshot),
+            }
+            outcomes.push(outcome);
+        }
+        let [flags, waits, done] = backlog::encode(&self.group);
+        let (stats, new_nodes) = self.stats_rows();
+        let c = &self.client;
+        let inserts: [(&str, &str, &Rows); 10] = [
+            ("spans", SPAN_COLUMNS, &spans),
+            ("span_flags", backlog::FLAG_COLUMNS, &flags),
+            ("pending_refs", backlog::WAIT_COLUMNS, &waits),
+            ("pending_done", backlog::DONE_COLUMNS, &done),
+            ("edge_minutes", EDGE_COLUMNS, &stats[0]),
+            ("service_minutes", SERVICE_COLUMNS, &stats[1]),
+            ("consumer_instances", INSTANCE_COLUMNS, &stats[2]),
+            ("nodes", NODE_COLUMNS, &stats[3]),
+            ("broker_snapshots", SNAPSHOT_COLUMNS, &brokers[0]),
+            ("broker_figures", FIGURE_COLUMNS, &brokers[1]),
+        ];
+        for (table, columns, rows) in inserts {
+            if rows.count > 0 {
+                c.insert(table, columns, &rows.buf)?;
+            }
+        }
+        self.known_nodes.extend(new_nodes);
+        self.group.clear();
+        Ok(outcomes)
+    }
+
+    /// What ClickHouse knows of the group's new spans, in two primary-key lookups: those it
+    /// already holds (sent before, maybe to another collector or before a restart), and the
+    /// hashes of those that stored spans wait for (maybe stored through another collector).
+    #[allow(clippy::type_complexity)]
+    fn lookup(
+        &self,
+        group: &[(WriteBatch, Reply)],
+    ) -> Result<(std::collections::HashSet<(TraceId, SpanId)>, Vec<u64>), ClientError> {
+        let mut traces: Vec<Value<'_>> = Vec::new();
+        let mut spans: Vec<Value<'_>> = Vec::new();
+        let mut seen_traces = HashSet::default();
+        for (write, _) in group {
+            if let WriteBatch::Spans(list) = write {
+                for p in list {
+                    let s = &p.span;
+                    if self.seen.get(span_hash(s.trace_id, s.span_id)).is_some() {
+                        continue;
+                    }
+                    if seen_traces.insert(s.trace_id) {
+                        traces.push(Value::Trace(s.trace_id));
+                    }
+                    spans.push(Value::Span(s.span_id));
+                }
+            }
+        }
+        let mut existing = std::collections::HashSet::new();
+        let mut waited_for = Vec::new();
+        if spans.is_empty() {
+            return Ok((existing, waited_for));
+        }
+        #[derive(serde::Deserialize)]
+        struct K {
+            t: String,
+            s: String,
+        }
+        let ids = |k: K| Some((TraceId::from_hex(&k.t).ok()?, SpanId::from_hex(&k.s).ok()?));
+        let values = [Value::List(traces), Value::List(spans)];
+        let q = render(
+            "SELECT hex(trace_id) AS t, hex(span_id) AS s FROM spans WHERE trace_id IN ? AND span_id IN ?",
+            &values,
+        )?;
+        existing.extend(self.client.rows::<K>(&q)?.into_iter().filter_map(ids));
+        let q = render(
+            "SELECT DISTINCT hex(ref_trace) AS t, hex(ref_span) AS s FROM pending_refs WHERE ref_trace IN ? AND ref_span IN ?",
+            &values,
+        )?;
+        waited_for.extend(
+            self.client
+                .rows::<K>(&q)?
+                .into_iter()
+                .filter_map(ids)
+                .map(|(t, s)| span_hash(t, s)),
+        );
+        Ok((existing, waited_for))
+    }
+
+    /// The group's statistics as rows of their tables (edges, services, consumer instances,
+    /// nodes), and the ids of the nodes written for the first time.
+    fn stats_rows(&mut self) -> ([Rows; 4], Vec<String>) {
+        let drained = self.acc.drain();
+        let mut out: [Rows; 4] = Default::default();
+        let mut new_nodes = Vec::new();
+        let now = now_unix_nanos();
+        for n in drained.nodes {
+            if self.known_nodes.contains(&n.id) {
+                continue;
+            }
+            node_row(&mut out[3], &n, now);
+            new_nodes.push(n.id.clone());
+        }
+        for (k, d) in drained.edges {
+            let day = minute_nanos(k.minute);
+            let latency = if d.latency.is_empty() {
+                Vec::new()
+            } else {
+                d.latency.encode()
+            };
+            out[0]
+                .date(day)
+                .i64(k.minute)
+                .str(&k.from.0.id)
+                .str(&k.to.0.id)
+                .u8(k.kind.as_i64() as u8)
+                .str(k.via_id())
+                .i64(d.count)
+                .i64(d.errors)
+                .i64(d.latency_sum_micros)
+                .bytes(&latency)
+                .u64(d.first_seen)
+                .u64(d.last_seen);
+            out[0].end_row();
+        }
+        for s in drained.services {
+            out[1]
+                .date(minute_nanos(s.minute))
+                .i64(s.minute)
+                .str(&s.service.id)
+                .i64(s.spans)
+                .i64(s.errors);
+            out[1].end_row();
+        }
+        for i in drained.instances {
+            out[2]
+                .date(minute_nanos(i.minute))
+                .i64(i.minute)
+                .str(&i.destination)
+                .str(&i.service)
+                .str(&i.instance);
+            out[2].end_row();
+        }
+        (out, new_nodes)
+    }
+}
+
+fn minute_nanos(minute: i64) -> u64 {
+    u64::try_from(minute)
+        .unwrap_or(0)
+        .saturating_mul(60_000_000_000)
+}
+
+/// `ClientError` is not `Clone` (it holds text): each reply gets its own copy.
+fn clone_error(e: &ClientError) -> ClientError {
+    match e {
+        ClientError::Unreachable(m) => ClientError::Unreachable(m.clone()),
+        ClientError::Unauthorized(s) => ClientError::Unauthorized(*s),
+        ClientError::Server { status, message } => ClientError::Server {
+            status: *status,
+            message: message.clone(),
+        },
+        ClientError::BadAnswer(m) => ClientError::BadAnswer(m.clone()),
+    }
+}
+
+pub const SPAN_COLUMNS: &str = "day, trace_id, span_id, parent_span_id, start_unix_nanos, end_unix_nanos, service, service_namespace, service_instance, name, kind, status, status_message, scope, msg_system, msg_destination, msg_operation, msg_consumer_group, msg_message_id, msg_conversation_id, peer, attributes, resource, events, links, link_trace_ids, flags";
+const EDGE_COLUMNS: &str = "day, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos";
+const SERVICE_COLUMNS: &str = "day, minute, service, spans, errors";
+const INSTANCE_COLUMNS: &str = "day, minute, destination, service, instance";
+const NODE_COLUMNS: &str = "id, kind, name, system, namespace, first_seen_unix_nanos";
+const SNAPSHOT_COLUMNS: &str = "day, broker, minute, taken_unix_nanos, data";
+const FIGURE_COLUMNS: &str = "day, node, minute, broker, taken_unix_nanos, figures";
+
+fn span_row(rows: &mut Rows, p: &Prepared, flags: u8) {
+    let s = &p.span;
+    let m = s.messaging.as_ref();
+    let resource = attributes_json(&s.resource).unwrap_or_default();
+    rows.date(s.start_unix_nanos)
+        .fixed(&s.trace_id.0)
+        .fixed(&s.span_id.0)
+        .fixed(&s.parent_span_id.map_or([0; 8], |p| p.0))
+        .u64(s.start_unix_nanos)
+        .u64(s.end_unix_nanos)
+        .str(&s.service.name)
+        .str(opt(s.service.namespace.as_ref()))
+        .str(opt(s.service.instance.as_ref()))
+        .str(&s.name)
+        .u8(s.kind.as_i32() as u8)
+        .u8(s.status.as_i32() as u8)
+        .str(&s.status_message)
+        .str(&s.scope)
+        .str(m.map_or("", |m| m.system.as_str()))
+        .str(m.map_or("", |m| m.destination.as_str()))
+        .str(m.map_or("", |m| m.operation.as_str()))
+        .str(opt(m.and_then(|m| m.consumer_group.as_ref())))
+        .str(opt(m.and_then(|m| m.message_id.as_ref())))
+        .str(opt(m.and_then(|m| m.conversation_id.as_ref())))
+        .str(opt(s.peer.as_ref()))
+        .str(opt(p.attributes.as_ref()))
+        .str(&resource)
+        .str(opt(p.events.as_ref()))
+        .str(opt(p.links.as_ref()))
+        .fixed_array(s.links.iter().map(|l| &l.trace_id.0[..]))
+        .u8(flags);
+    rows.end_row();
+}
+
+fn opt(v: Option<&String>) -> &str {
+    v.map_or("", |v| v.as_str())
+}
+
+fn node_row(rows: &mut Rows, n: &NodeKey, now: u64) {
+    rows.str(&n.id)
+        .str(n.kind.as_str())
+        .str(&n.name)
+        .str(n.system.as_deref().unwrap_or(""))
+        .str(n.namespace.as_deref().unwrap_or(""))
+        .u64(now);
+    rows.end_row();
+}
+
+fn broker_rows(out: &mut [Rows; 2], snapshot: &BrokerSnapshot) {
+    let minute = unix_minute(snapshot.taken_unix_nanos);
+    let taken = snapshot.taken_unix_nanos;
+    let data = serde_json::to_string(snapshot).unwrap_or_default();
+    out[0]
+        .date(taken)
+        .str(&snapshot.broker)
+        .i64(minute)
+        .u64(taken)
+        .str(&data);
+    out[0].end_row();
+    let mut put = |node: String, f: &crate::model::Figures| {
+        if f.is_empty() {
+            return;
+        }
+        let json = serde_json::to_string(f).unwrap_or_default();
+        out[1]
+            .date(taken)
+            .str(&node)
+            .i64(minute)
+            .str(&snapshot.broker)
+            .u64(taken)
+            .str(&json);
+        out[1].end_row();
+    };
+    for d in &snapshot.destinations {
+        put(
+            NodeKey::destination(&snapshot.system, &d.name).id,
+            &d.figures,
+        );
+    }
+    for flow in &snapshot.flows {
+        put(
+            crate::store::sqlite::brokers::flow_key(snapshot, flow),
+            &flow.figures,
+        );
+    }
+}
