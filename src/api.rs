@@ -64,6 +64,15 @@ pub struct Stats {
     pub spans_in_store: u64,
     pub spans_rejected: u64,
     pub spans_stored: u64,
+    /// Of `spans_rejected`: spans that started before the retention period.
+    #[serde(default)]
+    pub spans_expired: u64,
+    /// Service, destination and operation names cut to `model::limits::MAX_NAME_CHARS`.
+    #[serde(default)]
+    pub names_truncated: u64,
+    /// Attribute values (and status messages) cut to `model::limits::MAX_VALUE_BYTES`.
+    #[serde(default)]
+    pub values_truncated: u64,
 }
 
 /// The data of a `stored` event of `GET /api/live`.

@@ -17,6 +17,7 @@
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
+//! - [`lograte`]: repeated error lines, at most one per key per interval.
 //! - [`mailbox`]: the bounded command channel of a state-owning thread (router, writer).
 //! - [`discover`]: the brokers themselves as sources (RabbitMQ, NATS), polled into snapshots.
 //! - [`percent`]: the one percent-encoding set (page links, broker paths, `ce-*` headers).
@@ -35,6 +36,7 @@ pub mod error;
 pub mod export;
 pub mod flow;
 pub mod ingest;
+pub mod lograte;
 pub mod mailbox;
 pub mod model;
 pub mod percent;

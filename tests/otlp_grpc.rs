@@ -10,7 +10,6 @@ use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::Trac
 use opentelemetry_proto::tonic::collector::trace::v1::{
     ExportTraceServiceRequest, ExportTraceServiceResponse,
 };
-use std::time::Duration;
 use tonic::codec::CompressionEncoding;
 
 /// Sends each request over one gzip-compressed gRPC channel; every call must succeed.
@@ -18,19 +17,8 @@ fn export_all(
     env: &TestEnv,
     requests: Vec<ExportTraceServiceRequest>,
 ) -> Vec<ExportTraceServiceResponse> {
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    let url = env.grpc_url();
-    rt.block_on(async move {
-        let channel = tonic::transport::Endpoint::from_shared(url)
-            .expect("endpoint")
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(Duration::from_secs(30))
-            .connect()
-            .await
-            .expect("connect to the OTLP/gRPC receiver");
+    common::grpc::block_on(async move {
+        let channel = common::grpc::channel(env).await;
         let mut client = TraceServiceClient::new(channel)
             .send_compressed(CompressionEncoding::Gzip)
             .accept_compressed(CompressionEncoding::Gzip);

@@ -33,6 +33,10 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 /// Connection settings shared by the writer and the readers.
 pub fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError> {
     stable_plans(conn)?;
+    // New files can give freed pages back (size retention, `size.rs`); before the first
+    // table is created this takes effect, on an existing file it does nothing (see
+    // `SizeGuard::at_open`).
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;
