@@ -119,8 +119,14 @@ mod tests {
         let text = serde_json::to_string(&Stats::default()).unwrap();
         assert_eq!(
             text,
-            r#"{"requests":0,"requests_refused":0,"spans_duplicate":0,"spans_in_store":0,"spans_rejected":0,"spans_stored":0}"#
+            r#"{"requests":0,"requests_refused":0,"spans_duplicate":0,"spans_in_store":0,"spans_rejected":0,"spans_stored":0,"spans_expired":0,"names_truncated":0,"values_truncated":0}"#
         );
+        // An answer of an older server (without the newer counters) still reads.
+        let old: Stats = serde_json::from_str(
+            r#"{"requests":1,"requests_refused":0,"spans_duplicate":0,"spans_in_store":0,"spans_rejected":0,"spans_stored":0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.requests, 1);
         let list = TraceList::<TraceSummary> {
             complete: true,
             older_until: None,
