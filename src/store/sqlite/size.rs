@@ -1,19 +1,19 @@
 //! `--retention-size`: the database file and its WAL together stay within the bound, under
 //! any load. The writer asks [`SizeGuard::hold`] before each group of writes:
 //!
-//! - When the pages in use pass [`HIGH`] of the bound, the oldest blocks go, whatever their
-//!   age, down to [`LOW`] (deleting ahead of the writer, so that the groups after it find
+//! - When the pages in use pass [`HIGH`] (60%) of the bound, the oldest blocks go, whatever their
+//!   age, down to [`LOW`] (50%; deleting ahead of the writer, so that the groups after it find
 //!   room), and with them every derived row older than the oldest span kept (span flags,
 //!   pending references, trace index rows, statistics and broker snapshots of earlier
 //!   minutes). Size retention can therefore delete spans seconds after they were
 //!   acknowledged, when the bound holds less than the ingest rate brings in a few seconds.
 //! - Freed pages go back to the file system with `incremental_vacuum` (files are created
 //!   with `auto_vacuum = INCREMENTAL`; an older file is converted with one `VACUUM` at open
-//!   when a size bound is set) once the file nears the bound.
+//!   when a size bound is set) once the file and WAL pass [`VACUUM_AT`] (70%).
 //! - The WAL: `journal_size_limit` cuts it back each time it starts over, and a WAL over
-//!   [`WAL_SHARE`] of the bound is checkpointed with TRUNCATE by the writer itself.
-//! - When the file and WAL are over the bound all the same (a reader holding the WAL, a
-//!   bound smaller than what cannot be deleted), the group is refused with
+//!   [`WAL_SHARE`] (15%) of the bound is checkpointed with TRUNCATE by the writer itself.
+//! - When the file and WAL are over [`REFUSE_AT`] (85%) all the same (a reader holding the
+//!   WAL, a bound smaller than what cannot be deleted), the group is refused with
 //!   [`StoreError::Full`] (503 with `Retry-After`; gRPC UNAVAILABLE): nothing of it is stored.
 //!
 //! Groups are smaller under a bound ([`group_limit`]), so one group cannot overshoot by much.
@@ -25,13 +25,19 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Pages in use past this share of the bound start a deletion...
-pub const HIGH: f64 = 0.70;
+pub const HIGH: f64 = 0.60;
 /// ...which goes down to this share.
-pub const LOW: f64 = 0.60;
+pub const LOW: f64 = 0.50;
 /// A WAL larger than this share of the bound is truncated by the writer.
-pub const WAL_SHARE: f64 = 0.20;
-/// Blocks deleted per statement.
-const CHUNK: i64 = 16;
+pub const WAL_SHARE: f64 = 0.15;
+/// File and WAL past this share: free pages go back to the file system.
+pub const VACUUM_AT: f64 = 0.70;
+/// File and WAL past this share: the group is refused. The rest is room for the group being
+/// written, whose pages count twice until the WAL starts over (in the WAL, and in the file
+/// once checkpointed).
+pub const REFUSE_AT: f64 = 0.85;
+/// Blocks deleted per statement at most.
+const MAX_CHUNK: i64 = 256;
 /// Longest deletion pass (a pass that ran out of time goes on before the next group).
 const BUDGET: Duration = Duration::from_millis(300);
 /// Pages handed back per `incremental_vacuum` (each one it moves is written to the WAL).
@@ -91,11 +97,12 @@ impl Sizes {
     }
 }
 
-/// Spans per group under a bound: about one span per 8 KiB of the bound, so the WAL a group
-/// writes stays a small part of it (at least 256, at most `limit`).
+/// Spans per group under a bound: one span per 32 KiB of the bound, so the WAL a group writes
+/// stays a small part of it (2,048 spans for 64 MiB; at least 128, at most `limit`). A single
+/// request larger than that is still one group.
 pub fn group_limit(bound: Option<u64>, limit: usize) -> usize {
     match bound {
-        Some(b) => ((b / 8192) as usize).clamp(256, limit),
+        Some(b) => ((b / 32_768) as usize).clamp(128, limit),
         None => limit,
     }
 }
@@ -112,7 +119,7 @@ impl SizeGuard {
         conn.pragma_update(
             None,
             "journal_size_limit",
-            share(bound, WAL_SHARE / 2.0) as i64,
+            share(bound, WAL_SHARE / 3.0) as i64,
         )?;
         Ok(SizeGuard {
             bound,
@@ -138,19 +145,11 @@ impl SizeGuard {
             let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
             s = Sizes::read(conn, &self.db, &self.wal)?;
         }
-        if s.free > 0 && s.total() > share(self.bound, HIGH) {
-            conn.query_row(
-                &format!(
-                    "PRAGMA incremental_vacuum({})",
-                    s.free.min(VACUUM_PAGES as u64)
-                ),
-                [],
-                |_| Ok(()),
-            )
-            .or_else(ignore_no_rows)?;
+        if s.free > 0 && s.total() > share(self.bound, VACUUM_AT) {
+            incremental_vacuum(conn, s.free.min(VACUUM_PAGES as u64))?;
             s = Sizes::read(conn, &self.db, &self.wal)?;
         }
-        if s.total() > self.bound {
+        if s.total() > share(self.bound, REFUSE_AT) {
             return Err(StoreError::Full {
                 bytes: s.total(),
                 bound: self.bound,
@@ -159,17 +158,27 @@ impl SizeGuard {
         Ok(held)
     }
 
-    /// At open: deletes down to the bound and converts a file without incremental vacuum
-    /// (one `VACUUM`, which rewrites the file once; its temporary copy goes to a file, not
-    /// memory).
+    /// At open: deletes down to the bound (however long it takes: nothing is served yet),
+    /// then converts a file without incremental vacuum (one `VACUUM`, which rewrites what is
+    /// left once, so it costs about the bound; its temporary copy goes to a file, not memory).
     pub fn at_open(&self, conn: &mut Connection) -> Result<(), StoreError> {
-        let s = Sizes::read(conn, &self.db, &self.wal)?;
-        if s.used() > share(self.bound, HIGH) {
-            let mut held = Held::default();
-            for slice in 0..SLICES {
-                held = delete_oldest(conn, share(self.bound, LOW), slice)?;
+        let target = share(self.bound, LOW);
+        let mut deleted = 0;
+        let mut slice = 0;
+        while Sizes::read(conn, &self.db, &self.wal)?.used() > target {
+            let held = delete_oldest(conn, target, slice)?;
+            if held.deleted == 0 {
+                break;
             }
-            tracing::info!(blocks = held.deleted, "size retention at start");
+            deleted += held.deleted;
+            slice += 1;
+        }
+        if deleted > 0 {
+            // Every slice of the trace index once around.
+            for s in slice..slice + SLICES {
+                delete_oldest(conn, u64::MAX, s)?;
+            }
+            tracing::info!(blocks = deleted, "size retention at start");
         }
         let mode: i64 = conn.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?;
         if mode != AUTO_VACUUM_INCREMENTAL {
@@ -184,22 +193,23 @@ impl SizeGuard {
                 "database converted to incremental vacuum, so size retention gives space back"
             );
         }
-        conn.query_row("PRAGMA incremental_vacuum", [], |_| Ok(()))
-            .or_else(ignore_no_rows)?;
+        incremental_vacuum(conn, u64::MAX >> 2)?;
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
         Ok(())
     }
 }
 
+/// Frees up to `pages` free pages. The pragma frees one page per step: it is stepped to the
+/// end (`execute_batch` would step it once).
+fn incremental_vacuum(conn: &Connection, pages: u64) -> rusqlite::Result<()> {
+    let mut stmt = conn.prepare(&format!("PRAGMA incremental_vacuum({pages})"))?;
+    let mut rows = stmt.query([])?;
+    while rows.next()?.is_some() {}
+    Ok(())
+}
+
 /// `PRAGMA auto_vacuum` value of INCREMENTAL.
 pub const AUTO_VACUUM_INCREMENTAL: i64 = 2;
-
-fn ignore_no_rows(e: rusqlite::Error) -> rusqlite::Result<()> {
-    match e {
-        rusqlite::Error::QueryReturnedNoRows => Ok(()),
-        e => Err(e),
-    }
-}
 
 /// The trace index is swept for rows of deleted blocks one key slice per deletion.
 const SLICES: u32 = 8;
@@ -218,19 +228,28 @@ pub fn delete_oldest(conn: &mut Connection, target: u64, slice: u32) -> rusqlite
         Ok(((pages - free).max(0) * page_size) as u64)
     };
     let mut deleted = 0;
-    while used(&tx)? > target && started.elapsed() < BUDGET {
+    let before = used(&tx)?;
+    let mut now = before;
+    // Blocks differ in size by orders of magnitude (a request each): the first statement
+    // deletes one, the next as many as the bytes freed per block so far say are needed.
+    let mut chunk = 1;
+    while now > target && started.elapsed() < BUDGET {
         let n = tx
             .prepare_cached(
                 "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks ORDER BY id LIMIT ?1)",
             )?
-            .execute(params![CHUNK])?;
+            .execute(params![chunk])?;
         deleted += n;
         if n == 0 {
             break;
         }
+        now = used(&tx)?;
+        let per_block = (before.saturating_sub(now) / deleted as u64).max(1);
+        chunk = (now.saturating_sub(target).div_ceil(per_block) as i64).clamp(1, MAX_CHUNK);
     }
-    let pending_deleted = match deleted {
-        0 => 0,
+    // With `target` u64::MAX nothing is deleted and only the index slice is swept.
+    let pending_deleted = match (deleted, target) {
+        (0, t) if t != u64::MAX => 0,
         _ => forget_before_oldest(&tx, slice % SLICES)?,
     };
     tx.commit()?;
