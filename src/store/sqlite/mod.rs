@@ -56,7 +56,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)?;
         }
         let mut conn = Connection::open(&cfg.path)?;
-        schema::configure(&conn, &cfg.synchronous)?;
+        schema::configure(&conn, &cfg.synchronous, cfg.retention.max_bytes.is_some())?;
         schema::migrate(&mut conn)?;
         let reindexed = trace_index::recover(&mut conn)?;
         if reindexed > 0 {

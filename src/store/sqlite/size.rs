@@ -7,9 +7,9 @@
 //!   pending references, trace index rows, statistics and broker snapshots of earlier
 //!   minutes). Size retention can therefore delete spans seconds after they were
 //!   acknowledged, when the bound holds less than the ingest rate brings in a few seconds.
-//! - Freed pages go back to the file system with `incremental_vacuum` (files are created
-//!   with `auto_vacuum = INCREMENTAL`; an older file is converted with one `VACUUM` at open
-//!   when a size bound is set) once the file and WAL pass [`VACUUM_AT`] (70%).
+//! - Freed pages go back to the file system with `incremental_vacuum` (files created under
+//!   a bound have `auto_vacuum = INCREMENTAL`; another file is converted with one `VACUUM`
+//!   at open when a size bound is set) once the file and WAL pass [`VACUUM_AT`] (70%).
 //! - The WAL: `journal_size_limit` cuts it back each time it starts over, and a WAL over
 //!   [`WAL_SHARE`] (15%) of the bound is checkpointed with TRUNCATE by the writer itself.
 //! - When the file and WAL are over [`REFUSE_AT`] (85%) all the same (a reader holding the

@@ -159,7 +159,7 @@ fn auto_vacuum(store: &SqliteStore) -> i64 {
 #[test]
 fn new_files_can_give_pages_back_and_older_ones_are_converted_under_a_size_bound() {
     let dir = tempfile::tempdir().unwrap();
-    let store = open(&dir);
+    let store = open_bounded(&dir, 64 << 20);
     assert_eq!(auto_vacuum(&store), size::AUTO_VACUUM_INCREMENTAL);
     store.shutdown();
 
