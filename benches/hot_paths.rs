@@ -226,6 +226,24 @@ fn main() {
         baseline,
     );
 
+    // The input limits (names, values) that convert applies to every span: spans within the
+    // limits, as nearly all are, are only measured, never copied.
+    let mut converted: Vec<switchyard::model::Span> = bodies
+        .iter()
+        .filter_map(|b| ExportTraceServiceRequest::decode(&b[..]).ok())
+        .flat_map(|r| switchyard::ingest::convert::convert_request(r).spans)
+        .collect();
+    let limits = time(budget, || {
+        for s in converted.iter_mut() {
+            black_box(switchyard::model::limits::limit_span(s));
+        }
+    });
+    report("input limits (limit_span)", limits, spans, baseline);
+    println!(
+        "input limits: {:.2}% of prepare",
+        limits.as_nanos() as f64 * 100.0 / prepare.as_nanos().max(1) as f64
+    );
+
     let json_body = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/otlp/node-amqplib-json/001.json"

@@ -64,6 +64,15 @@ pub struct Stats {
     pub spans_in_store: u64,
     pub spans_rejected: u64,
     pub spans_stored: u64,
+    /// Of `spans_rejected`: spans that started before the retention period.
+    #[serde(default)]
+    pub spans_expired: u64,
+    /// Service, destination and operation names cut to `model::limits::MAX_NAME_CHARS`.
+    #[serde(default)]
+    pub names_truncated: u64,
+    /// Attribute values (and status messages) cut to `model::limits::MAX_VALUE_BYTES`.
+    #[serde(default)]
+    pub values_truncated: u64,
 }
 
 /// The data of a `stored` event of `GET /api/live`.
@@ -110,8 +119,14 @@ mod tests {
         let text = serde_json::to_string(&Stats::default()).unwrap();
         assert_eq!(
             text,
-            r#"{"requests":0,"requests_refused":0,"spans_duplicate":0,"spans_in_store":0,"spans_rejected":0,"spans_stored":0}"#
+            r#"{"requests":0,"requests_refused":0,"spans_duplicate":0,"spans_in_store":0,"spans_rejected":0,"spans_stored":0,"spans_expired":0,"names_truncated":0,"values_truncated":0}"#
         );
+        // An answer of an older server (without the newer counters) still reads.
+        let old: Stats = serde_json::from_str(
+            r#"{"requests":1,"requests_refused":0,"spans_duplicate":0,"spans_in_store":0,"spans_rejected":0,"spans_stored":0}"#,
+        )
+        .unwrap();
+        assert_eq!(old.requests, 1);
         let list = TraceList::<TraceSummary> {
             complete: true,
             older_until: None,

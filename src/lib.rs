@@ -17,6 +17,7 @@
 //! - [`app`]: lifecycle and staged shutdown; [`cli`]: flags; [`bench`]: load generators;
 //!   [`demo`]: simulated shop traffic through the ingest path (`serve --demo`).
 //! - [`priority`]: background threads yield the CPU to the message path.
+//! - [`lograte`]: repeated error lines, at most one per key per interval.
 //! - [`mailbox`]: the bounded command channel of a state-owning thread (router, writer).
 //! - [`discover`]: the brokers themselves as sources (RabbitMQ, NATS), polled into snapshots.
 //! - [`guard`]: who may ask: the bearer token, the `Host` check and the cross-site refusal, as
@@ -38,6 +39,7 @@ pub mod export;
 pub mod flow;
 pub mod guard;
 pub mod ingest;
+pub mod lograte;
 pub mod mailbox;
 pub mod model;
 pub mod percent;

@@ -189,7 +189,10 @@ fn the_map_downloads_as_an_svg_of_every_node_and_edge_with_names_escaped() {
     let Some(b) = Browser::start() else { return };
     let env = TestEnv::start();
     let (publish, consume) = ui::hostile_trace();
-    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &consume]));
+    // XML 1.0 forbids control characters even as references: the SVG must still parse.
+    let control = builder::span("ctl\u{1}\u{1b}[31m\u{7f}", "send", builder::Producer)
+        .messaging("rabbitmq", "q\u{b}\u{c}");
+    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &consume, &control]));
     assert_eq!(reply.status, 200, "{}", reply.text());
     b.goto(&env.api_url(&format!("/?window=custom&{}", builder::window().query())));
     map_ready(&b);

@@ -11,7 +11,11 @@ use std::fmt::Write;
 /// A DOT ID that Graphviz reads back as exactly `text`. In a quoted ID only `\"` is an
 /// escape (a backslash stays a backslash, and one before the closing quote would escape it),
 /// so text with a backslash or a control character becomes an HTML-like ID `<...>`, whose
-/// entities are decoded instead.
+/// entities are decoded instead. Graphviz copies an ID into its SVG output (`<title>`) with
+/// its entities as they are, and XML 1.0 forbids the C0 controls but tab, newline and
+/// carriage return even as references: those (and DEL) are written as their Unicode control
+/// pictures (U+2400..U+2421, `␀`..`␡`), so the SVG of any name parses. A name that holds the
+/// picture itself reads back the same as one that holds the control character.
 pub fn id(text: &str) -> String {
     if !text.contains('\\') && !text.chars().any(char::is_control) {
         return format!("\"{}\"", text.replace('"', "\\\""));
@@ -24,12 +28,26 @@ pub fn id(text: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
-            c if c.is_control() => out.push_str(&format!("&#{};", c as u32)),
+            c if c.is_control() => match control_picture(c) {
+                Some(p) => out.push(p),
+                None => out.push_str(&format!("&#{};", c as u32)),
+            },
             c => out.push(c),
         }
     }
     out.push('>');
     out
+}
+
+/// The visible stand-in of a control character that XML 1.0 forbids (C0 but tab, newline and
+/// carriage return; DEL too, which XML allows but shows as nothing).
+pub fn control_picture(c: char) -> Option<char> {
+    match c {
+        '\t' | '\n' | '\r' => None,
+        '\u{0}'..='\u{1f}' => char::from_u32(0x2400 + c as u32),
+        '\u{7f}' => Some('\u{2421}'),
+        _ => None,
+    }
 }
 
 /// Escapes a string for a double-quoted DOT label (escString: `\\` shows one backslash).
@@ -146,6 +164,10 @@ mod tests {
         assert_eq!(id("service:a\"b"), "\"service:a\\\"b\"");
         assert_eq!(id("service:CORP\\billing"), "<service:CORP\\billing>");
         assert_eq!(id("x\\<&>\n"), "<x\\&lt;&amp;&gt;&#10;>");
+        assert_eq!(
+            id("a\u{1}b\u{1b}\u{7f}\u{85}"),
+            "<a\u{2401}b\u{241b}\u{2421}&#133;>"
+        );
     }
 
     #[test]

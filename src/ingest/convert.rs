@@ -1,6 +1,7 @@
 //! OTLP (opentelemetry-proto types) -> `model::Span`. No protobuf type leaves this module.
 
 use super::messaging::{first, messaging};
+use crate::model::limits::{self, Truncated};
 use crate::model::{
     AttrValue, Attributes, Event, Link, ServiceRef, Span, SpanId, SpanKind, StatusCode, TraceId,
 };
@@ -16,6 +17,8 @@ pub struct Converted {
     pub spans: Vec<Span>,
     pub rejected: u64,
     pub reasons: Vec<String>,
+    /// Names and values cut to their limits (`model::limits`).
+    pub truncated: Truncated,
 }
 
 const MAX_REASONS: usize = 3;
@@ -27,7 +30,7 @@ pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
     for rs in request.resource_spans {
         let resource_attrs = rs.resource.map(|r| r.attributes).unwrap_or_default();
         let service = service_ref(&resource_attrs);
-        let resource: std::sync::Arc<Attributes> = resource_attrs
+        let mut resource: Attributes = resource_attrs
             .into_iter()
             .filter(|kv| {
                 kv.key != semconv::SERVICE_NAME
@@ -35,8 +38,9 @@ pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
                     && kv.key != semconv::SERVICE_INSTANCE
             })
             .map(key_value)
-            .collect::<Attributes>()
-            .into();
+            .collect();
+        out.truncated += limits::limit_attributes(&mut resource);
+        let resource = std::sync::Arc::new(resource);
         for ss in rs.scope_spans {
             let scope = ss.scope.map(|s| s.name).unwrap_or_default();
             for raw in ss.spans {
@@ -45,7 +49,10 @@ pub fn convert_request(request: ExportTraceServiceRequest) -> Converted {
                     continue;
                 };
                 match convert_span(raw, service, &resource, &scope) {
-                    Ok(span) => out.spans.push(span),
+                    Ok(mut span) => {
+                        out.truncated += limits::limit_span(&mut span);
+                        out.spans.push(span);
+                    }
                     Err(reason) => out.reject(reason),
                 }
             }

@@ -253,7 +253,9 @@ pub fn error_response(encoding: Encoding, err: &IngestError) -> HttpResponse {
         builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
     }
     if code.http_status() >= 500 {
-        tracing::warn!(error = %err, "otlp request failed");
+        if let Some(suppressed) = crate::lograte::ERRORS.allow("ingest.otlp_http") {
+            tracing::warn!(error = %err, suppressed, "otlp request failed");
+        }
     }
     let message = err.to_string();
     match encoding {

@@ -80,6 +80,11 @@ pub struct IngestCounters {
     pub spans_duplicate: AtomicU64,
     pub spans_rejected: AtomicU64,
     pub requests_refused: AtomicU64,
+    /// Spans older than the retention, refused (also counted in `spans_rejected`).
+    pub spans_expired: AtomicU64,
+    /// Names and attribute values cut to their limits (`crate::model::limits`).
+    pub names_truncated: AtomicU64,
+    pub values_truncated: AtomicU64,
 }
 
 /// What an accepted request reports back (`partial_success`).
@@ -94,6 +99,8 @@ pub struct Batch {
     pub spans: Vec<crate::store::Prepared>,
     pub rejected: u64,
     pub message: String,
+    /// Names and values cut to their limits.
+    pub truncated: crate::model::limits::Truncated,
 }
 
 /// The CPU part of ingest (convert, encode JSON columns): call it off the async runtime.
@@ -103,6 +110,7 @@ pub fn prepare(request: ExportTraceServiceRequest) -> Batch {
     Batch {
         rejected: converted.rejected,
         message,
+        truncated: converted.truncated,
         spans: crate::store::prepare(converted.spans),
     }
 }
@@ -215,6 +223,29 @@ impl Ingest {
             .map_err(|_| self.refused())
     }
 
+    /// Spans the store refused as older than the retention: rejected in `partial_success`,
+    /// counted, and logged at most once a minute.
+    fn expired(&self, n: u64, accepted: &mut Accepted) {
+        let c = &self.counters;
+        c.spans_rejected.fetch_add(n, Ordering::Relaxed);
+        c.spans_expired.fetch_add(n, Ordering::Relaxed);
+        accepted.rejected_spans += n as i64;
+        let why = format!("rejected {n} span(s) that started before the retention period (--retention): they would be deleted at once");
+        accepted.error_message = match accepted.error_message.is_empty() {
+            true => why,
+            false => format!("{}; {why}", accepted.error_message),
+        };
+        if let Some(suppressed) = crate::lograte::ERRORS.allow("ingest.expired") {
+            let total = c.spans_expired.load(Ordering::Relaxed);
+            tracing::warn!(
+                spans = n,
+                total,
+                suppressed,
+                "spans older than the retention refused"
+            );
+        }
+    }
+
     /// Persists a converted batch and waits for the commit. Invalid spans were counted by
     /// [`prepare`]; they are reported, not fatal.
     pub async fn accept(&self, batch: Batch) -> Result<Accepted, IngestError> {
@@ -236,7 +267,14 @@ impl Ingest {
         self.counters
             .spans_rejected
             .fetch_add(batch.rejected, Ordering::Relaxed);
-        let accepted = Accepted {
+        if batch.truncated != Default::default() {
+            let c = &self.counters;
+            c.names_truncated
+                .fetch_add(batch.truncated.names, Ordering::Relaxed);
+            c.values_truncated
+                .fetch_add(batch.truncated.values, Ordering::Relaxed);
+        }
+        let mut accepted = Accepted {
             rejected_spans: batch.rejected as i64,
             error_message: batch.message,
         };
@@ -263,6 +301,9 @@ impl Ingest {
         self.counters
             .spans_duplicate
             .fetch_add(outcome.duplicates, Ordering::Relaxed);
+        if outcome.expired > 0 {
+            self.expired(outcome.expired, &mut accepted);
+        }
         Ok(accepted)
     }
 }

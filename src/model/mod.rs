@@ -2,6 +2,7 @@
 
 pub mod broker;
 pub mod ids;
+pub mod limits;
 pub mod messaging;
 pub mod node;
 pub mod rows;

@@ -22,11 +22,14 @@ pub use sqlite::{open_read_only, stable_plans, start_checkpointer, Checkpointer,
 use crate::error::ErrorCode;
 use std::path::PathBuf;
 
-/// The result of one write: how many spans were new and how many were already stored.
+/// The result of one write: how many spans were new, how many were already stored, and how
+/// many were not stored because they started before the retention's cutoff (retention would
+/// delete them at its next pass: they are refused instead, and reported as rejected).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct WriteOutcome {
     pub stored: u64,
     pub duplicates: u64,
+    pub expired: u64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -46,6 +49,9 @@ pub enum StoreError {
     /// client should retry later (503 with `Retry-After`).
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The file and WAL would not stay within `--retention-size` (retry later).
+    #[error("the database is at its size bound ({bytes} of {bound} bytes); retry later")]
+    Full { bytes: u64, bound: u64 },
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -57,7 +63,8 @@ impl StoreError {
             StoreError::Busy
             | StoreError::Closed
             | StoreError::Write(_)
-            | StoreError::Unavailable(_) => ErrorCode::Unavailable,
+            | StoreError::Unavailable(_)
+            | StoreError::Full { .. } => ErrorCode::Unavailable,
             _ => ErrorCode::Internal,
         }
     }

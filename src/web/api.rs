@@ -140,5 +140,8 @@ pub async fn stats(state: web::Data<AppState>) -> Result<HttpResponse, ApiError>
         spans_in_store: stored,
         spans_rejected: c.spans_rejected.load(Ordering::Relaxed),
         spans_stored: c.spans_stored.load(Ordering::Relaxed),
+        spans_expired: c.spans_expired.load(Ordering::Relaxed),
+        names_truncated: c.names_truncated.load(Ordering::Relaxed),
+        values_truncated: c.values_truncated.load(Ordering::Relaxed),
     }))
 }

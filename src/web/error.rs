@@ -41,7 +41,9 @@ impl ResponseError for ApiError {
             builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         if code == ErrorCode::Internal {
-            tracing::error!(error = %self, "api request failed");
+            if let Some(suppressed) = crate::lograte::ERRORS.allow("web.api_request") {
+                tracing::error!(error = %self, suppressed, "api request failed");
+            }
         }
         builder.json(crate::api::ErrorAnswer {
             error: code.as_str().to_string(),

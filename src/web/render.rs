@@ -86,7 +86,9 @@ impl ResponseError for PageError {
     fn error_response(&self) -> HttpResponse {
         let status = self.status_code();
         if self.code() == ErrorCode::Internal {
-            tracing::error!(error = %self, "page request failed");
+            if let Some(suppressed) = crate::lograte::ERRORS.allow("web.page_request") {
+                tracing::error!(error = %self, suppressed, "page request failed");
+            }
         }
         let page = ErrorPage {
             status: status.as_u16(),

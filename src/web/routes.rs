@@ -2,30 +2,36 @@
 
 use super::pages::{brokers, login, map, node, trace, traces};
 use super::{api, assets, live};
-use actix_web::web;
+use actix_web::{guard, web, Route};
+
+/// A route for GET that answers HEAD too (the same handler; actix sends no body for HEAD).
+/// Every page and API read is one, so `curl -I` and link checkers get the GET status.
+fn get() -> Route {
+    web::route().guard(guard::Any(guard::Get()).or(guard::Head()))
+}
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     // Routes are tried in order, dynamic segments by regex: the broker's message path (publish,
     // ack, streaming consume) comes first, the pages after it.
     cfg.configure(super::error::json_extractor_errors)
         .configure(crate::broker::http::configure)
-        .route("/healthz", web::get().to(api::healthz))
-        .route("/login", web::get().to(login::page))
+        .route("/healthz", get().to(api::healthz))
+        .route("/login", get().to(login::page))
         .route("/login", web::post().to(login::login))
         .route("/logout", web::post().to(login::logout))
-        .route("/api/topology", web::get().to(api::topology_json))
-        .route("/api/topology.json", web::get().to(api::topology_json))
-        .route("/api/topology.dot", web::get().to(api::topology_dot))
-        .route("/api/traces", web::get().to(api::traces))
-        .route("/api/traces/{trace_id}", web::get().to(api::trace))
-        .route("/api/stats", web::get().to(api::stats))
+        .route("/api/topology", get().to(api::topology_json))
+        .route("/api/topology.json", get().to(api::topology_json))
+        .route("/api/topology.dot", get().to(api::topology_dot))
+        .route("/api/traces", get().to(api::traces))
+        .route("/api/traces/{trace_id}", get().to(api::trace))
+        .route("/api/stats", get().to(api::stats))
         .route("/api/live", web::get().to(live::live))
-        .route("/api/brokers", web::get().to(brokers::api))
-        .route("/", web::get().to(map::page))
-        .route("/traces", web::get().to(traces::page))
-        .route("/brokers", web::get().to(brokers::page))
-        .route("/traces/{trace_id}", web::get().to(trace::page))
-        .route("/services/{id:.*}", web::get().to(node::service))
-        .route("/destinations/{id:.*}", web::get().to(node::destination))
-        .route("/static/{path:.*}", web::get().to(assets::serve));
+        .route("/api/brokers", get().to(brokers::api))
+        .route("/", get().to(map::page))
+        .route("/traces", get().to(traces::page))
+        .route("/brokers", get().to(brokers::page))
+        .route("/traces/{trace_id}", get().to(trace::page))
+        .route("/services/{id:.*}", get().to(node::service))
+        .route("/destinations/{id:.*}", get().to(node::destination))
+        .route("/static/{path:.*}", get().to(assets::serve));
 }

@@ -3,10 +3,18 @@
 // text. Every name comes from span data, so each one goes through esc().
 (function () {
   "use strict";
+  // XML 1.0 forbids the C0 controls but tab, newline and carriage return (even as references):
+  // they become their Unicode control pictures (U+2400..U+241F, DEL U+2421), as in the DOT
+  // export, so a name holding one still gives a file that parses.
   function esc(text) {
-    return String(text == null ? "" : text).replace(/[&<>"']/g, function (c) {
-      return { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" }[c];
-    });
+    return String(text == null ? "" : text)
+      .replace(/[\u0000-\u0008\u000B\u000C\u000E-\u001F\u007F]/g, function (c) {
+        var code = c.charCodeAt(0);
+        return String.fromCharCode(code === 0x7f ? 0x2421 : 0x2400 + code);
+      })
+      .replace(/[&<>"']/g, function (c) {
+        return { "&": "&amp;", "<": "&lt;", ">": "&gt;", "\"": "&quot;", "'": "&#39;" }[c];
+      });
   }
   function num(x) { return (Math.round(x * 10) / 10).toString(); }
   function colour(value, fallback) {

@@ -109,7 +109,12 @@ impl TestEnv {
             .arg(&self.db)
             .args(["--http", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
             .args(["--otlp-grpc", "127.0.0.1:0"])
-            .args(BASE_FLAGS)
+            // A test's own --retention replaces the base one (a flag may be given once).
+            .args(if self.extra.iter().any(|a| a == "--retention") {
+                &[][..]
+            } else {
+                BASE_FLAGS
+            })
             .args(&self.extra)
             .env_remove("SWITCHYARD_LOG")
             .env("NO_COLOR", "1")

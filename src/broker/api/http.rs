@@ -69,7 +69,9 @@ impl ResponseError for BrokerError {
             builder.insert_header((header::RETRY_AFTER, RETRY_AFTER_SECS.to_string()));
         }
         if code == crate::error::ErrorCode::Internal {
-            tracing::error!(error = %self, "broker request failed");
+            if let Some(suppressed) = crate::lograte::ERRORS.allow("broker.request") {
+                tracing::error!(error = %self, suppressed, "broker request failed");
+            }
         }
         builder.json(serde_json::json!({"error": code.as_str(), "message": self.to_string()}))
     }

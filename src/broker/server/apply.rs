@@ -37,7 +37,9 @@ impl State {
     /// answered at once.
     pub(super) fn write(&mut self, tx: &Connection, cmd: Command, pending: &mut Vec<Pending>) {
         if let Err(e) = run_cached(tx, "SAVEPOINT cmd") {
-            tracing::error!(error = %e, "broker savepoint failed");
+            if let Some(suppressed) = crate::lograte::ERRORS.allow("broker.savepoint") {
+                tracing::error!(error = %e, suppressed, "broker savepoint failed");
+            }
         }
         let mut spans = Vec::new();
         let outcome = match cmd {

@@ -197,13 +197,19 @@ impl Router {
                     .conn
                     .query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
                 if let Err(e) = done {
-                    tracing::warn!(error = %e, "broker checkpoint failed");
+                    if let Some(suppressed) = crate::lograte::ERRORS.allow("broker.checkpoint") {
+                        tracing::warn!(error = %e, suppressed, "broker checkpoint failed");
+                    }
                 }
             }
             if self.state.clock.since(self.state.last_expiry) >= EXPIRY_EVERY {
                 self.state.last_expiry = self.state.clock.instant();
                 if let Err(e) = self.state.expire_streams(&mut self.conn) {
-                    tracing::warn!(error = %e, "stream retention failed");
+                    if let Some(suppressed) =
+                        crate::lograte::ERRORS.allow("broker.stream_retention")
+                    {
+                        tracing::warn!(error = %e, suppressed, "stream retention failed");
+                    }
                 }
             }
         }
@@ -261,7 +267,9 @@ impl Router {
         let tx = match self.conn.transaction() {
             Ok(tx) => tx,
             Err(e) => {
-                tracing::error!(error = %e, "broker transaction did not start");
+                if let Some(suppressed) = crate::lograte::ERRORS.allow("broker.begin") {
+                    tracing::error!(error = %e, suppressed, "broker transaction did not start");
+                }
                 return;
             }
         };
@@ -276,7 +284,9 @@ impl Router {
         self.state.expire_requests(stopping);
         let failed = tx.commit().err().map(|e| e.to_string());
         if let Some(e) = &failed {
-            tracing::error!(error = %e, "broker commit failed");
+            if let Some(suppressed) = crate::lograte::ERRORS.allow("broker.commit") {
+                tracing::error!(error = %e, suppressed, "broker commit failed");
+            }
             self.state.forget_due();
         }
         let end = self.state.clock.now();

@@ -252,7 +252,9 @@ impl SpanExporter for IngestExporter {
         {
             Ok(_) => Ok(()),
             Err(e) => {
-                tracing::warn!(error = %e, spans, "broker spans dropped");
+                if let Some(suppressed) = crate::lograte::ERRORS.allow("broker.spans_dropped") {
+                    tracing::warn!(error = %e, spans, suppressed, "broker spans dropped");
+                }
                 Err(OTelSdkError::InternalFailure(e.to_string()))
             }
         }

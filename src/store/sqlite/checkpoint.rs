@@ -9,6 +9,7 @@
 //! comes far too late; TRUNCATE, which holds writers back, always runs with a normal share.
 
 use super::StoreError;
+use crate::lograte::ERRORS;
 use crate::priority::Priority;
 use rusqlite::Connection;
 use std::path::Path;
@@ -134,7 +135,11 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
                         );
                     }
                     Ok(_) => {}
-                    Err(e) => tracing::warn!(error = %e, mode, "checkpoint failed"),
+                    Err(e) => {
+                        if let Some(suppressed) = ERRORS.allow("store.checkpoint") {
+                            tracing::warn!(error = %e, mode, suppressed, "checkpoint failed");
+                        }
+                    }
                 }
                 if last {
                     return;

@@ -16,6 +16,7 @@ mod schema;
 pub use schema::stable_plans;
 pub(in crate::store) mod search;
 pub(in crate::store) mod series;
+mod size;
 mod trace_index;
 mod writer;
 
@@ -55,7 +56,7 @@ impl SqliteStore {
             std::fs::create_dir_all(dir)?;
         }
         let mut conn = Connection::open(&cfg.path)?;
-        schema::configure(&conn, &cfg.synchronous)?;
+        schema::configure(&conn, &cfg.synchronous, cfg.retention.max_bytes.is_some())?;
         schema::migrate(&mut conn)?;
         let reindexed = trace_index::recover(&mut conn)?;
         if reindexed > 0 {
@@ -64,6 +65,14 @@ impl SqliteStore {
                 "trace index caught up after an unclean stop"
             );
         }
+        let size = match cfg.retention.max_bytes {
+            Some(bound) => {
+                let guard = size::SizeGuard::new(&conn, &cfg.path, bound)?;
+                guard.at_open(&mut conn)?;
+                Some(guard)
+            }
+            None => None,
+        };
         let unwritten = trace_index::Unwritten::default();
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
         let urgent = writer::Urgent::default();
@@ -73,6 +82,7 @@ impl SqliteStore {
             cfg.retention.clone(),
             unwritten.clone(),
             urgent.clone(),
+            size,
         )?;
         let checkpointer = checkpoint::start("store-checkpoint", &cfg.path, &cfg.synchronous)?;
         let handle = std::thread::Builder::new()

@@ -1,4 +1,5 @@
-//! Retention by age and by size, in small steps so ingest never waits long.
+//! Retention by age, in small steps so ingest never waits long (by size: `size.rs`, before
+//! each group of writes).
 
 use crate::model::window::{duration_nanos, now_unix_nanos, unix_minute};
 use rusqlite::{params, Connection};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 pub struct RetentionConfig {
     /// Spans and statistics older than this are deleted.
     pub max_age: Duration,
-    /// When the database holds more than this many bytes, the oldest spans go first.
+    /// The database file and its WAL stay within this many bytes: the oldest spans go first,
+    /// and writes are refused while it cannot hold (`size.rs`).
     pub max_bytes: Option<u64>,
 }
 
@@ -16,12 +18,15 @@ pub struct RetentionConfig {
 /// fill the budget and size retention would delete spans as fast as they arrive.
 impl RetentionConfig {
     pub const MIN_SIZE_BYTES: u64 = 64 * 1024 * 1024;
+
+    /// Spans that start before this time (unix nanoseconds) are past the age retention.
+    pub fn cutoff(&self, now_unix_nanos: u64) -> u64 {
+        now_unix_nanos.saturating_sub(duration_nanos(self.max_age))
+    }
 }
 
 const CHUNK: i64 = 500;
 const BUDGET: Duration = Duration::from_millis(200);
-/// Size retention never deletes blocks younger than this.
-const SIZE_GRACE: Duration = Duration::from_secs(60);
 /// The trace index is swept for rows of deleted blocks one key slice per pass.
 const SLICES: u32 = 64;
 
@@ -51,28 +56,7 @@ pub fn run(
             break;
         }
     }
-    if let Some(max) = cfg.max_bytes {
-        let grace = now.saturating_sub(SIZE_GRACE.as_nanos() as u64) as i64;
-        while used_bytes(conn)? > max && started.elapsed() < BUDGET {
-            let deleted = conn.execute(
-                "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE max_start_unix_nanos < ?1 ORDER BY id LIMIT ?2)",
-                params![grace, CHUNK / 10],
-            )?;
-            if deleted == 0 {
-                break;
-            }
-        }
-    }
-    let minute = unix_minute(cutoff as u64);
-    for sql in [
-        "DELETE FROM edge_minutes WHERE minute < ?1",
-        "DELETE FROM service_minutes WHERE minute < ?1",
-        "DELETE FROM consumer_instances WHERE minute < ?1",
-        "DELETE FROM broker_snapshots WHERE minute < ?1",
-        "DELETE FROM broker_figures WHERE minute < ?1",
-    ] {
-        conn.execute(sql, params![minute])?;
-    }
+    delete_minutes_before(conn, unix_minute(cutoff as u64))?;
     thin_broker_snapshots(conn, unix_minute(now))?;
     let pending_deleted = conn.execute(
         "DELETE FROM pending_refs WHERE expires_unix_nanos < ?1 OR start_unix_nanos < ?2",
@@ -84,6 +68,20 @@ pub fn run(
     )?;
     sweep(conn, slice % SLICES, swept_below)?;
     Ok(Pass { pending_deleted })
+}
+
+/// Deletes the statistics and broker snapshots of the minutes before `minute`.
+pub fn delete_minutes_before(conn: &Connection, minute: i64) -> rusqlite::Result<()> {
+    for sql in [
+        "DELETE FROM edge_minutes WHERE minute < ?1",
+        "DELETE FROM service_minutes WHERE minute < ?1",
+        "DELETE FROM consumer_instances WHERE minute < ?1",
+        "DELETE FROM broker_snapshots WHERE minute < ?1",
+        "DELETE FROM broker_figures WHERE minute < ?1",
+    ] {
+        conn.execute(sql, params![minute])?;
+    }
+    Ok(())
 }
 
 /// Whole broker snapshots kept per minute for the last hour; older ones thin out to one an
@@ -125,13 +123,7 @@ fn sweep(conn: &Connection, slice: u32, swept_below: &mut i64) -> rusqlite::Resu
     for term in terms {
         delete_term.execute(params![term, oldest])?;
     }
-    let width = (u64::MAX / SLICES as u64) as i128;
-    let lo = (i64::MIN as i128 + width * slice as i128) as i64;
-    let hi = if slice + 1 == SLICES {
-        i64::MAX
-    } else {
-        (i64::MIN as i128 + width * (slice as i128 + 1)) as i64
-    };
+    let (lo, hi) = super::size::key_slice(slice, SLICES);
     conn.execute(
         "DELETE FROM trace_blocks WHERE trace_key >= ?1 AND trace_key <= ?2 AND block_id < ?3",
         params![lo, hi, oldest],
@@ -141,12 +133,4 @@ fn sweep(conn: &Connection, slice: u32, swept_below: &mut i64) -> rusqlite::Resu
         *swept_below = oldest;
     }
     Ok(())
-}
-
-/// Bytes in use: pages minus free pages (freed pages are reused before the file grows).
-pub fn used_bytes(conn: &Connection) -> rusqlite::Result<u64> {
-    let pages: i64 = conn.query_row("PRAGMA page_count", [], |r| r.get(0))?;
-    let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0))?;
-    let size: i64 = conn.query_row("PRAGMA page_size", [], |r| r.get(0))?;
-    Ok(((pages - free).max(0) * size) as u64)
 }

@@ -32,8 +32,15 @@ pub fn migrate(conn: &mut Connection) -> Result<(), StoreError> {
 }
 
 /// Connection settings shared by the writer and the readers.
-pub fn configure(conn: &Connection, synchronous: &str) -> Result<(), StoreError> {
+/// `size_bound`: a new file is made able to give freed pages back (size retention,
+/// `size.rs`). Only then: the pointer-map pages that this keeps cost every page allocation a
+/// little, which a file without a bound has no use for. On an existing file this does
+/// nothing (`SizeGuard::at_open` converts one).
+pub fn configure(conn: &Connection, synchronous: &str, size_bound: bool) -> Result<(), StoreError> {
     stable_plans(conn)?;
+    if size_bound {
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
+    }
     conn.pragma_update(None, "journal_mode", "WAL")?;
     conn.pragma_update(None, "synchronous", synchronous)?;
     conn.pragma_update(None, "busy_timeout", 5000)?;

@@ -136,3 +136,127 @@ fn broker_snapshots_older_than_an_hour_thin_out_to_one_an_hour() {
     assert_eq!(minutes(&store), vec![0, 60, 119, 120, 150]);
     store.shutdown();
 }
+
+fn open_bounded(dir: &tempfile::TempDir, bound: u64) -> SqliteStore {
+    SqliteStore::open(&StoreConfig {
+        path: dir.path().join("s.db"),
+        retention: RetentionConfig {
+            max_age: Duration::from_secs(3600 * 24 * 365 * 100),
+            max_bytes: Some(bound),
+        },
+        queue_depth: 8,
+        synchronous: "NORMAL".into(),
+    })
+    .unwrap()
+}
+
+fn auto_vacuum(store: &SqliteStore) -> i64 {
+    store
+        .read(|c| Ok(c.query_row("PRAGMA auto_vacuum", [], |r| r.get(0))?))
+        .unwrap()
+}
+
+#[test]
+fn new_files_can_give_pages_back_and_older_ones_are_converted_under_a_size_bound() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open_bounded(&dir, 64 << 20);
+    assert_eq!(auto_vacuum(&store), size::AUTO_VACUUM_INCREMENTAL);
+    store.shutdown();
+
+    // A file made before: no auto vacuum, spans in it.
+    let old = tempfile::tempdir().unwrap();
+    {
+        let c = rusqlite::Connection::open(old.path().join("s.db")).unwrap();
+        c.execute_batch("PRAGMA auto_vacuum = NONE; PRAGMA journal_mode = WAL;")
+            .unwrap();
+    }
+    let store = open(&old);
+    assert_eq!(
+        auto_vacuum(&store),
+        0,
+        "no bound: the file is left as it is"
+    );
+    write_spans(&store, vec![span(3, 1, None, "orders", SpanKind::Server)]);
+    store.shutdown();
+    let store = open_bounded(&old, 64 << 20);
+    assert_eq!(auto_vacuum(&store), size::AUTO_VACUUM_INCREMENTAL);
+    assert_eq!(store.span_count().unwrap(), 1, "converting keeps the data");
+    store.shutdown();
+}
+
+/// The database, its WAL and shared memory, as the file system sees them.
+fn on_disk(dir: &tempfile::TempDir) -> u64 {
+    ["s.db", "s.db-wal", "s.db-shm"]
+        .iter()
+        .map(|f| std::fs::metadata(dir.path().join(f)).map_or(0, |m| m.len()))
+        .sum()
+}
+
+/// 100 spans of about 3 KiB each that do not compress, distinct per round.
+fn noisy_spans(round: u32) -> Vec<crate::model::Span> {
+    (0..100u32)
+        .map(|i| {
+            let mut s = span(1, 1, None, "orders", SpanKind::Server);
+            s.trace_id = crate::model::TraceId(
+                (round * 1000 + i + 1)
+                    .to_be_bytes()
+                    .repeat(4)
+                    .try_into()
+                    .unwrap(),
+            );
+            let mut x =
+                (u64::from(round) << 32 | u64::from(i)).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let noise: String = (0..200)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    format!("{x:016x}")
+                })
+                .collect();
+            s.attributes = vec![("payload".into(), crate::model::AttrValue::String(noise))];
+            s
+        })
+        .collect()
+}
+
+#[test]
+fn a_size_bound_holds_the_file_deleting_the_oldest_spans() {
+    let dir = tempfile::tempdir().unwrap();
+    let bound: u64 = 8 << 20;
+    let store = open_bounded(&dir, bound);
+    let (mut stored, mut refused) = (0u64, 0);
+    for round in 0..120u32 {
+        match store.write_blocking(prepare(noisy_spans(round))) {
+            Ok(o) => stored += o.stored,
+            Err(crate::store::StoreError::Full { .. }) => refused += 1,
+            Err(e) => panic!("{e}"),
+        }
+        let bytes = on_disk(&dir);
+        assert!(
+            bytes <= bound + bound / 10,
+            "round {round}: {bytes} bytes over the bound {bound}"
+        );
+    }
+    let kept = store.span_count().unwrap();
+    assert!(stored > 4_000, "{stored} stored, {refused} refused");
+    assert!(kept < stored && kept > 0, "{kept} kept of {stored}");
+    store.shutdown();
+}
+
+#[test]
+fn a_file_over_a_new_size_bound_is_brought_within_it_at_open() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for round in 0..80u32 {
+        write_spans(&store, noisy_spans(round));
+    }
+    store.shutdown();
+    let bound: u64 = 8 << 20;
+    assert!(on_disk(&dir) > 2 * bound, "{}", on_disk(&dir));
+    let store = open_bounded(&dir, bound);
+    assert!(on_disk(&dir) <= bound, "{} after open", on_disk(&dir));
+    let kept = store.span_count().unwrap();
+    assert!(kept > 0 && kept < 8_000, "{kept}");
+    store.shutdown();
+}

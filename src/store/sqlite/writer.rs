@@ -8,10 +8,12 @@ use super::backlog::SqlBacklog;
 use super::block::BlockBuilder;
 use super::memory::{load_pending, Memory};
 use super::retention::{self, RetentionConfig};
+use super::size::{self, SizeGuard};
 use super::trace_index::{TraceIndex, Unwritten};
 use crate::accounting::memory::span_hash;
 use crate::accounting::minutes::Accumulator;
 use crate::accounting::{pairable, Pairing};
+use crate::lograte::ERRORS;
 use crate::mailbox::{Receiver, RecvTimeoutError};
 use crate::model::window::now_unix_nanos;
 use crate::model::Attributes;
@@ -92,6 +94,10 @@ pub struct Writer {
     swept_below: i64,
     dropper: crate::mailbox::Sender<Vec<WriteBatch>>,
     urgent: Urgent,
+    /// `--retention-size`: checked before each group.
+    size: Option<SizeGuard>,
+    /// Spans committed together at most (smaller under a size bound).
+    group_limit: usize,
 }
 
 impl Writer {
@@ -101,6 +107,7 @@ impl Writer {
         retention: RetentionConfig,
         unwritten: Unwritten,
         urgent: Urgent,
+        size: Option<SizeGuard>,
     ) -> Result<Writer, StoreError> {
         let mem = Memory::load(&conn)?;
         let last_block: i64 =
@@ -116,6 +123,7 @@ impl Writer {
                     drop(g)
                 }
             })?;
+        let group_limit = size::group_limit(retention.max_bytes, GROUP_LIMIT);
         Ok(Writer {
             conn,
             rx,
@@ -130,6 +138,8 @@ impl Writer {
             swept_below: 0,
             dropper,
             urgent,
+            size,
+            group_limit,
         })
     }
 
@@ -195,7 +205,11 @@ impl Writer {
                     us = started.elapsed().as_micros() as u64,
                     "writer checkpoint"
                 ),
-                Err(e) => tracing::warn!(error = %e, "checkpoint failed"),
+                Err(e) => {
+                    if let Some(suppressed) = ERRORS.allow("store.writer_checkpoint") {
+                        tracing::warn!(error = %e, suppressed, "checkpoint failed");
+                    }
+                }
             }
             *last_checkpoint = Instant::now();
         }
@@ -245,7 +259,7 @@ impl Writer {
                 }
                 Command::Shutdown => stop = true,
             }
-            if stop || total < GROUP_LIMIT {
+            if stop || total < self.group_limit {
                 next = self.rx.try_recv().ok();
             }
         }
@@ -255,6 +269,19 @@ impl Writer {
 
     fn commit(&mut self, batch: Vec<(WriteBatch, Reply)>) {
         if batch.is_empty() {
+            return;
+        }
+        if let Err(e) = self.hold_size() {
+            for (_, reply) in batch {
+                let refusal = match &e {
+                    StoreError::Full { bytes, bound } => StoreError::Full {
+                        bytes: *bytes,
+                        bound: *bound,
+                    },
+                    e => StoreError::Write(e.to_string()),
+                };
+                let _ = reply.send(Err(refusal));
+            }
             return;
         }
         match self.write_all(&batch) {
@@ -276,14 +303,18 @@ impl Writer {
             Err(e) => {
                 // Recovery is not background work.
                 crate::priority::set(Priority::Normal);
-                tracing::error!(error = %e, "store write failed; batch rolled back");
+                if let Some(suppressed) = ERRORS.allow("store.write") {
+                    tracing::error!(error = %e, suppressed, "store write failed; batch rolled back");
+                }
                 for (_, reply) in batch {
                     let _ = reply.send(Err(StoreError::Write(e.to_string())));
                 }
                 if let Err(e) = self.resync() {
                     // Memory that disagrees with the database would answer 200 for spans it
                     // never stored: stop instead, so every request is refused with 503.
-                    tracing::error!(error = %e, "could not reload the writer's state; the store stops accepting writes");
+                    if let Some(suppressed) = ERRORS.allow("store.resync") {
+                        tracing::error!(error = %e, suppressed, "could not reload the writer's state; the store stops accepting writes");
+                    }
                     self.failed = true;
                 }
             }
@@ -307,6 +338,7 @@ impl Writer {
         let started = Instant::now();
         let tx = self.conn.transaction()?;
         let mut outcomes = Vec::with_capacity(batch.len());
+        let expire_before = self.retention.cutoff(now_unix_nanos());
         for (write, _) in batch {
             let outcome = match write {
                 WriteBatch::Spans(spans) => write_request(
@@ -316,6 +348,7 @@ impl Writer {
                     &mut self.index,
                     &mut self.last_block,
                     spans,
+                    expire_before,
                 )?,
                 WriteBatch::BrokerState(snapshot) => {
                     super::brokers::write(&tx, snapshot)?;
@@ -353,6 +386,32 @@ impl Writer {
         Ok(outcomes)
     }
 
+    /// Under `--retention-size`: makes room before a group, or says why it cannot.
+    fn hold_size(&mut self) -> Result<(), StoreError> {
+        let Some(guard) = self.size.as_mut() else {
+            return Ok(());
+        };
+        let held = match guard.hold(&mut self.conn) {
+            Ok(held) => held,
+            Err(e) => {
+                if let Some(suppressed) = ERRORS.allow("store.size") {
+                    tracing::warn!(error = %e, suppressed, "writes refused: the size bound cannot hold now");
+                }
+                return Err(e);
+            }
+        };
+        if held.pending_deleted > 0 {
+            match load_pending(&self.conn) {
+                Ok(keys) => self.mem.pending = keys,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if held.deleted > 0 {
+            tracing::debug!(blocks = held.deleted, "size retention");
+        }
+        Ok(())
+    }
+
     fn maintain(&mut self) {
         let started = Instant::now();
         self.maintain_once();
@@ -369,15 +428,24 @@ impl Writer {
         ) {
             Ok(pass) if pass.pending_deleted > 0 => match load_pending(&self.conn) {
                 Ok(keys) => self.mem.pending = keys,
-                Err(e) => tracing::warn!(error = %e, "could not reload the pending list"),
+                Err(e) => {
+                    if let Some(suppressed) = ERRORS.allow("store.pending_reload") {
+                        tracing::warn!(error = %e, suppressed, "could not reload the pending list");
+                    }
+                }
             },
             Ok(_) => {}
-            Err(e) => tracing::warn!(error = %e, "retention pass failed"),
+            Err(e) => {
+                if let Some(suppressed) = ERRORS.allow("store.retention") {
+                    tracing::warn!(error = %e, suppressed, "retention pass failed");
+                }
+            }
         }
     }
 }
 
-/// One request -> one block, analysed span by span.
+/// One request -> one block, analysed span by span. Spans that start before `expire_before`
+/// (the age retention's cutoff) are counted as expired and not stored.
 fn write_request(
     tx: &Transaction<'_>,
     acc: &mut Accumulator,
@@ -385,6 +453,7 @@ fn write_request(
     index: &mut TraceIndex,
     last_block: &mut i64,
     spans: &[Prepared],
+    expire_before: u64,
 ) -> rusqlite::Result<WriteOutcome> {
     let mut outcome = WriteOutcome::default();
     let mut block = BlockBuilder::default();
@@ -392,6 +461,10 @@ fn write_request(
     for i in parents_first(spans) {
         let prepared = &spans[i];
         let span = &prepared.span;
+        if span.start_unix_nanos < expire_before {
+            outcome.expired += 1;
+            continue;
+        }
         let pairable = pairable(span.kind, span.messaging.as_ref().map(|m| m.operation));
         if !mem
             .seen

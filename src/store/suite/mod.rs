@@ -215,14 +215,16 @@ pub fn duplicates_are_not_counted_even_after_a_restart(h: &dyn Harness) {
         write(&store, vec![p.clone()]),
         WriteOutcome {
             stored: 1,
-            duplicates: 0
+            duplicates: 0,
+            ..Default::default()
         }
     );
     assert_eq!(
         write(&store, vec![p.clone()]),
         WriteOutcome {
             stored: 0,
-            duplicates: 1
+            duplicates: 1,
+            ..Default::default()
         }
     );
     store.shutdown();
@@ -231,7 +233,8 @@ pub fn duplicates_are_not_counted_even_after_a_restart(h: &dyn Harness) {
         write(&store, vec![p]),
         WriteOutcome {
             stored: 0,
-            duplicates: 1
+            duplicates: 1,
+            ..Default::default()
         }
     );
     assert_eq!(
@@ -308,7 +311,8 @@ pub fn a_span_twice_in_one_request_is_stored_once(h: &dyn Harness) {
         write(&store, vec![p.clone(), p]),
         WriteOutcome {
             stored: 1,
-            duplicates: 1
+            duplicates: 1,
+            ..Default::default()
         }
     );
     assert_eq!(store.trace(TraceId([61; 16])).unwrap().len(), 1);
