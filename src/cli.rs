@@ -18,7 +18,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector, API and UI (the default).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the topology of a database as Graphviz DOT or JSON, without a server.
     Export(ExportArgs),
     /// Load generators and query benchmarks against a running server.

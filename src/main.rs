@@ -23,9 +23,9 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Some(Command::Export(args)) => switchyard::app::export(args),
         Some(Command::Bench(args)) => switchyard::bench::run(args),
-        Some(Command::Serve(args)) => serve(args),
+        Some(Command::Serve(args)) => serve(*args),
         None => match Cli::parse_from(["switchyard", "serve"]).command {
-            Some(Command::Serve(args)) => serve(args),
+            Some(Command::Serve(args)) => serve(*args),
             _ => unreachable!("serve parses"),
         },
     };
