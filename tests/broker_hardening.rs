@@ -370,7 +370,9 @@ fn ranges_names_and_query_parameters_are_checked_with_json_errors() {
 fn idle_consumers_of_one_subscription_leave_room_for_the_others() {
     const HELD: usize = 300;
     const PER_SUBSCRIPTION: usize = 256;
-    let env = TestEnv::start();
+    // Room for every long-poll: the listener's connection cap (256 by default) would hold the
+    // ones past it in the accept queue, unanswered.
+    let env = TestEnv::with_args(&["--max-connections", "1024"]);
     let c = env.broker("fair");
     for t in ["busy", "quiet"] {
         c.declare_topic(t).unwrap();
