@@ -95,6 +95,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .guard_config()
         .and_then(|c| crate::guard::Guard::new(&c))
         .map_err(anyhow::Error::msg)?;
+    crate::telemetry::METRICS
+        .graph
+        .set_max_series(args.metrics_max_series);
     let store = open_store(&args)?;
     let discovery = Discovery::start(sources, args.discover_interval, store.clone());
     let ingest = Ingest::new(
@@ -214,6 +217,7 @@ fn http_server(
     let state = web::Data::new(crate::web::AppState {
         store: ingest.store.clone(),
         counters: ingest.counters.clone(),
+        operations: ingest.operations.clone(),
         broker: broker.clone(),
         discovery,
     });

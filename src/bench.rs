@@ -1,5 +1,5 @@
 //! Load generators and query benchmarks, run against a live server:
-//! `switchyard bench ingest`, `query`, `broker` and `brokers`. Figures are printed with a
+//! `switchyard bench ingest`, `query`, `metrics`, `pages`, `broker` and `brokers`. Figures are printed with a
 //! baseline measured in the same run (an HTTP round trip to `/healthz`). `brokers` needs the
 //! `bench-brokers` cargo feature (its RabbitMQ and NATS clients stay out of the production
 //! binary); without it the subcommand says how to build it.
@@ -8,6 +8,7 @@ mod broker;
 #[cfg(feature = "bench-brokers")]
 mod brokers;
 mod ingest;
+mod metrics;
 mod pages;
 mod query;
 mod traces;
@@ -26,6 +27,9 @@ pub enum BenchCommand {
     Ingest(ingest::IngestBench),
     /// Time `/api/topology` and `/api/traces/{id}` against the `/healthz` round trip.
     Query(query::QueryBench),
+    /// `/metrics` and the Jaeger API against `/api/topology` on the same data, after sending
+    /// `--edges` producer -> consumer service pairs.
+    Metrics(metrics::MetricsBench),
     /// Every HTML page's time over HTTP (map, search, trace, service, destination).
     Pages(pages::PagesBench),
     /// Embedded broker: persisted publish-to-deliver throughput and latency over HTTP.
@@ -41,6 +45,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Ingest(a) => ingest::run(a),
         BenchCommand::Query(a) => query::run(a),
         BenchCommand::Pages(a) => pages::run(a),
+        BenchCommand::Metrics(a) => metrics::run(a),
         BenchCommand::Broker(a) => broker::run(a),
         BenchCommand::Brokers(a) => brokers::run(a),
     }

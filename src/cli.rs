@@ -123,6 +123,11 @@ pub struct ServeArgs {
     /// SQLite durability: normal survives process crashes (kill -9); full also power loss.
     #[arg(long, env = "SWITCHYARD_SYNC", value_enum, default_value_t = SyncMode::Normal)]
     pub sync: SyncMode,
+    /// Label sets of the edge and destination series on `/metrics` at most (client/server
+    /// pairs, destinations, discovered brokers' gauges); past it new ones are not added and
+    /// are counted in `switchyard_metrics_series_dropped_total`.
+    #[arg(long = "metrics-max-series", env = "SWITCHYARD_METRICS_MAX_SERIES", default_value_t = crate::telemetry::graph::DEFAULT_MAX_SERIES)]
+    pub metrics_max_series: usize,
     /// Run a simulated shop over the embedded broker, in-process (a live demo topology).
     #[arg(long, env = "SWITCHYARD_DEMO")]
     pub demo: bool,

@@ -22,6 +22,8 @@
 //! - [`discover`]: the brokers themselves as sources (RabbitMQ, NATS), polled into snapshots.
 //! - [`guard`]: who may ask: the bearer token, the `Host` check and the cross-site refusal, as
 //!   actix middleware and a tonic interceptor.
+//! - [`telemetry`]: the collector's own metrics (counters bumped where things happen, edge
+//!   series added by the store's writer after each commit), read by `/metrics`.
 //! - [`percent`]: the one percent-encoding set (page links, broker paths, `ce-*` headers).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
@@ -46,5 +48,6 @@ pub mod percent;
 pub mod priority;
 pub mod semconv;
 pub mod store;
+pub mod telemetry;
 pub mod topology;
 pub mod web;

@@ -77,6 +77,16 @@ impl<T> Clone for Sender<T> {
 }
 
 impl<T> Sender<T> {
+    /// Items waiting in the queue now.
+    pub fn len(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// Whether no item waits in the queue now.
+    pub fn is_empty(&self) -> bool {
+        self.tx.is_empty()
+    }
+
     /// Queues `item` if there is room, at once.
     pub fn try_send(&self, item: T) -> Result<(), TrySendError<T>> {
         self.tx.try_send(item)?;

@@ -126,6 +126,21 @@ fn the_first_run_commands_and_the_export_line_work() {
 }
 
 #[test]
+fn the_prometheus_and_jaeger_examples_answer() {
+    let env = TestEnv::start();
+    let p = builder::span("checkout", "send", builder::Producer).messaging("kafka", "orders");
+    assert_eq!(env.post_protobuf(&builder::protobuf(&[&p])).status, 200);
+    let out = run(&env, &block_with("/jaeger/api/services"), env.dir());
+    assert!(
+        out.contains("switchyard_ingest_spans_stored_total 1\n"),
+        "{out}"
+    );
+    assert!(out.contains("switchyard_store_spans 1\n"), "{out}");
+    assert!(out.contains(r#"{"data":["checkout"],"total":1"#), "{out}");
+    assert!(out.contains(r#"{"data":[],"total":0"#), "{out}");
+}
+
+#[test]
 fn get_routes_answer_head_with_the_get_status_and_no_body() {
     let env = TestEnv::start();
     let p = builder::span("checkout", "send", builder::Producer).messaging("kafka", "orders");
@@ -149,6 +164,11 @@ fn get_routes_answer_head_with_the_get_status_and_no_body() {
         "/destinations/destination%3Akafka%3Aorders".into(),
         "/static/app/svg.js".into(),
         "/api/traces/not-an-id".into(),
+        "/metrics".into(),
+        "/jaeger/api/services".into(),
+        format!("/jaeger/api/traces/{trace}"),
+        "/jaeger/api/traces".into(),
+        "/jaeger/api/dependencies".into(),
     ] {
         let get = env.api().get(&path);
         let head = env.api().send("HEAD", &path, &[], b"");

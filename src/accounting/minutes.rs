@@ -75,6 +75,43 @@ pub struct Accumulator {
     services: HashMap<(i64, NodeRef), (i64, i64)>,
     nodes: HashMap<String, Arc<NodeKey>>,
     instances: HashSet<(i64, String, String, String)>,
+    pairs: HashMap<PairKey, PairDelta>,
+}
+
+/// A client/server pair of services, as Tempo's service graph counts them: a CLIENT span and
+/// the SERVER span of another service under it, or a producer and a consumer of one message
+/// (`messaging`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PairKey {
+    pub client: NodeRef,
+    pub server: NodeRef,
+    pub messaging: bool,
+}
+
+/// What one batch adds to a pair: requests (messages), failed ones (either side in error),
+/// the client's and the server's span durations, and for messages the publish-to-consume
+/// delay (consumer start minus producer start). Counts only grow.
+#[derive(Clone, Debug, Default)]
+pub struct PairDelta {
+    pub count: u64,
+    pub failed: u64,
+    pub client: Sketch,
+    pub client_sum_micros: u64,
+    pub server: Sketch,
+    pub server_sum_micros: u64,
+    pub delay: Sketch,
+    pub delay_sum_micros: u64,
+}
+
+/// One paired request or message, for [`Accumulator::pair`].
+pub struct PairSample<'a> {
+    pub client: &'a Arc<NodeKey>,
+    pub server: &'a Arc<NodeKey>,
+    pub messaging: bool,
+    pub failed: bool,
+    pub client_micros: u64,
+    pub server_micros: u64,
+    pub delay_micros: Option<u64>,
 }
 
 /// One change to an edge's statistics: `weight` is +1 to add a sample or -1 to take it back.
@@ -117,8 +154,29 @@ impl Accumulator {
         d.last_seen = d.last_seen.max(c.at_unix_nanos);
     }
 
+    /// Counts one paired request or message (only ever added: never taken back).
+    pub fn pair(&mut self, p: PairSample<'_>) {
+        let key = PairKey {
+            client: NodeRef(p.client.clone()),
+            server: NodeRef(p.server.clone()),
+            messaging: p.messaging,
+        };
+        let d = self.pairs.entry(key).or_default();
+        d.count += 1;
+        d.failed += p.failed as u64;
+        d.client.add(p.client_micros, 1);
+        d.client_sum_micros += p.client_micros;
+        d.server.add(p.server_micros, 1);
+        d.server_sum_micros += p.server_micros;
+        if let Some(delay) = p.delay_micros {
+            d.delay.add(delay, 1);
+            d.delay_sum_micros += delay;
+        }
+    }
+
     /// Forgets everything not committed: call after a rollback.
     pub fn reset(&mut self) {
+        self.pairs.clear();
         self.edges.clear();
         self.services.clear();
         self.nodes.clear();
@@ -159,6 +217,7 @@ impl Accumulator {
     /// Takes everything gathered, leaving the accumulator empty.
     pub fn drain(&mut self) -> Drained {
         Drained {
+            pairs: self.pairs.drain().collect(),
             nodes: self.nodes.drain().map(|(_, n)| n).collect(),
             edges: self.edges.drain().collect(),
             services: self
@@ -193,6 +252,56 @@ pub struct Drained {
     pub edges: Vec<(EdgeMinuteKey, EdgeDelta)>,
     pub services: Vec<ServiceMinute>,
     pub instances: Vec<InstanceMinute>,
+    /// Paired requests and messages, per client/server pair.
+    pub pairs: Vec<(PairKey, PairDelta)>,
+}
+
+impl Drained {
+    /// What the collector's own metrics take of the batch once it is committed: the pairs,
+    /// and per destination the messages published and consumed and the delays of the
+    /// consumes (samples taken back, which only calls to external peers have, are left out).
+    pub fn observed(&mut self) -> Observed {
+        let mut destinations: HashMap<NodeRef, DestinationDelta> = HashMap::default();
+        for (k, d) in &self.edges {
+            let (dest, published) = match k.kind {
+                EdgeKind::Publish => (&k.to, true),
+                EdgeKind::Consume => (&k.from, false),
+                _ => continue,
+            };
+            let e = destinations.entry(dest.clone()).or_default();
+            let count = d.count.max(0) as u64;
+            if published {
+                e.published += count;
+            } else {
+                e.consumed += count;
+                if d.latency_sum_micros > 0 || !d.latency.is_empty() {
+                    e.delay.merge(&d.latency);
+                    e.delay_sum_micros += d.latency_sum_micros.max(0) as u64;
+                }
+            }
+        }
+        Observed {
+            pairs: std::mem::take(&mut self.pairs),
+            destinations: destinations.into_iter().map(|(k, v)| (k.0, v)).collect(),
+        }
+    }
+}
+
+/// Messages published to and consumed from one destination in a batch, and the
+/// publish-to-consume delays of the consumes.
+#[derive(Clone, Debug, Default)]
+pub struct DestinationDelta {
+    pub published: u64,
+    pub consumed: u64,
+    pub delay: Sketch,
+    pub delay_sum_micros: u64,
+}
+
+/// A committed batch's contribution to the collector's own metrics (the telemetry module).
+#[derive(Debug, Default)]
+pub struct Observed {
+    pub pairs: Vec<(PairKey, PairDelta)>,
+    pub destinations: Vec<(Arc<NodeKey>, DestinationDelta)>,
 }
 
 /// Spans (and error spans) a service emitted in one minute.

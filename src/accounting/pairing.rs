@@ -15,7 +15,7 @@
 
 pub use super::facts::{pairable, Facts, FLAG_CALL_PAIRED, FLAG_COUNTED};
 use super::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
-use super::minutes::{Accumulator, EdgeChange};
+use super::minutes::{Accumulator, EdgeChange, PairSample};
 use crate::model::{EdgeKind, Operation, Span, SpanId, SpanKind, TraceId};
 
 /// How long a publish or server span waits for a parent that has not arrived.
@@ -222,6 +222,15 @@ impl<B: Backlog> Pairing<'_, B> {
                 ..base(pdest, cdest, EdgeKind::Route, None)
             });
         }
+        self.acc.pair(PairSample {
+            client: &producer.service,
+            server: &consumer.service,
+            messaging: true,
+            failed: producer.error || consumer.error,
+            client_micros: producer.duration_micros(),
+            server_micros: consumer.duration_micros(),
+            delay_micros: Some(delay),
+        });
     }
 
     /// Moves a client call onto the service -> service edge, once per client span. A client
@@ -244,6 +253,15 @@ impl<B: Backlog> Pairing<'_, B> {
             weight,
         };
         self.acc.edge(change(&client.service, &server.service, 1));
+        self.acc.pair(PairSample {
+            client: &client.service,
+            server: &server.service,
+            messaging: false,
+            failed: client.error || server.error,
+            client_micros: client.duration_micros(),
+            server_micros: server.duration_micros(),
+            delay_micros: None,
+        });
         if counted_external {
             if let Some(peer) = &client.peer {
                 let ext = self.nodes.external(peer, None);

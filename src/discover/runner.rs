@@ -210,6 +210,7 @@ impl Poller {
     }
 
     fn store(&mut self, snapshot: BrokerSnapshot) -> Result<(), String> {
+        crate::telemetry::METRICS.graph.record_broker(&snapshot);
         let batch = WriteBatch::BrokerState(Box::new(snapshot));
         let pending = self
             .store

@@ -1,6 +1,8 @@
-//! Pure exports of a topology: Graphviz DOT and JSON, deterministic (sorted, escaped).
+//! Pure exports of a topology: Graphviz DOT and JSON, deterministic (sorted, escaped); and
+//! traces and dependency links in the JSON of Jaeger's query API ([`jaeger`]).
 
 pub mod dot;
+pub mod jaeger;
 
 use crate::topology::Topology;
 

@@ -20,16 +20,19 @@ fn checked(method: &str, path: &str) -> bool {
 
 /// Pages and reads, whose GETs change nothing: a link from another site may open them.
 fn is_read_path(path: &str) -> bool {
-    matches!(path, "/" | "/healthz" | "/login" | "/traces" | "/brokers")
-        || [
-            "/traces/",
-            "/services/",
-            "/destinations/",
-            "/static/",
-            "/api/",
-        ]
-        .iter()
-        .any(|prefix| path.starts_with(prefix))
+    matches!(
+        path,
+        "/" | "/healthz" | "/login" | "/traces" | "/brokers" | "/metrics"
+    ) || [
+        "/traces/",
+        "/services/",
+        "/destinations/",
+        "/static/",
+        "/api/",
+        "/jaeger/",
+    ]
+    .iter()
+    .any(|prefix| path.starts_with(prefix))
 }
 
 /// `Some(reason)` when the request comes from another site and must be refused.

@@ -100,7 +100,15 @@ impl tonic::server::UnaryService<Bytes> for Export {
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let ingest = self.0.clone();
-        Box::pin(async move { export(ingest, request.into_inner()).await })
+        Box::pin(async move {
+            let started = std::time::Instant::now();
+            let answer = export(ingest, request.into_inner()).await;
+            crate::telemetry::METRICS
+                .otlp_grpc
+                .duration
+                .observe(started.elapsed());
+            answer
+        })
     }
 }
 
@@ -135,6 +143,9 @@ async fn export(
 /// `retry-after` header for plain gRPC clients).
 pub fn to_status(err: IngestError) -> Status {
     let code = err.code();
+    crate::telemetry::METRICS
+        .otlp_grpc
+        .refused(code.http_status());
     let message = err.to_string();
     if !code.retryable() {
         return Status::new(code.grpc_code(), message);

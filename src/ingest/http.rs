@@ -19,6 +19,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 }
 
 async fn traces(req: HttpRequest, body: web::Payload, ingest: web::Data<Ingest>) -> HttpResponse {
+    let started = std::time::Instant::now();
+    let answer = traces_answer(req, body, ingest).await;
+    crate::telemetry::METRICS
+        .otlp_http
+        .duration
+        .observe(started.elapsed());
+    answer
+}
+
+async fn traces_answer(
+    req: HttpRequest,
+    body: web::Payload,
+    ingest: web::Data<Ingest>,
+) -> HttpResponse {
     let encoding = match media_type(header_str(&req, header::CONTENT_TYPE)) {
         Ok(e) => e,
         Err(e) => return error_response(Encoding::Json, &e),
@@ -242,6 +256,9 @@ fn success(encoding: Encoding, accepted: Accepted) -> HttpResponse {
 /// `Retry-After` on 429 and 503.
 pub fn error_response(encoding: Encoding, err: &IngestError) -> HttpResponse {
     let code = err.code();
+    crate::telemetry::METRICS
+        .otlp_http
+        .refused(code.http_status());
     let status = actix_web::http::StatusCode::from_u16(code.http_status())
         .unwrap_or(actix_web::http::StatusCode::INTERNAL_SERVER_ERROR);
     let mut builder = HttpResponse::build(status);

@@ -11,6 +11,7 @@ pub mod http;
 pub mod json;
 pub mod limits;
 mod messaging;
+pub mod operations;
 pub mod shape;
 pub mod status;
 
@@ -76,6 +77,8 @@ pub struct IngestConfig {
 #[derive(Debug, Default)]
 pub struct IngestCounters {
     pub requests: AtomicU64,
+    /// Spans in accepted requests (stored, duplicate or rejected).
+    pub spans_received: AtomicU64,
     pub spans_stored: AtomicU64,
     pub spans_duplicate: AtomicU64,
     pub spans_rejected: AtomicU64,
@@ -120,6 +123,8 @@ pub struct Ingest {
     pub store: Store,
     pub config: IngestConfig,
     pub counters: Arc<IngestCounters>,
+    /// Services and operations seen since start (Jaeger's lists).
+    pub operations: Arc<operations::Operations>,
     shield: Arc<Semaphore>,
     /// Bodies being received (`--max-uploads`), apart from the in-flight slots.
     uploads: Arc<Semaphore>,
@@ -143,6 +148,7 @@ impl Ingest {
             store,
             config,
             counters: Arc::default(),
+            operations: Arc::default(),
             shield,
             uploads,
             budget,
@@ -203,7 +209,15 @@ impl Ingest {
             .unwrap_or(usize::MAX);
         self.reserve(held, decoded)?;
         let request = decode::traces(body, encoding)?;
-        Ok(prepare(request))
+        Ok(self.prepare(request))
+    }
+
+    /// [`prepare`], noting the services and operations the spans name. Blocking (CPU work):
+    /// call it off the async runtime.
+    pub fn prepare(&self, request: ExportTraceServiceRequest) -> Batch {
+        let batch = prepare(request);
+        self.operations.note(batch.spans.iter().map(|p| &p.span));
+        batch
     }
 
     /// Counts a body being received, apart from the in-flight slots (taken once it has
@@ -264,6 +278,9 @@ impl Ingest {
         priority: Priority,
     ) -> Result<Accepted, IngestError> {
         self.counters.requests.fetch_add(1, Ordering::Relaxed);
+        self.counters
+            .spans_received
+            .fetch_add(batch.spans.len() as u64 + batch.rejected, Ordering::Relaxed);
         self.counters
             .spans_rejected
             .fetch_add(batch.rejected, Ordering::Relaxed);

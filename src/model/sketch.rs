@@ -82,6 +82,11 @@ impl Sketch {
         self.buckets = out;
     }
 
+    /// Each bucket's value (microseconds, within the relative error) and its count.
+    pub fn samples(&self) -> impl Iterator<Item = (f64, i64)> + '_ {
+        self.buckets.iter().map(|&(i, c)| (Self::value(i), c))
+    }
+
     pub fn count(&self) -> i64 {
         self.buckets.iter().map(|b| b.1).filter(|c| *c > 0).sum()
     }

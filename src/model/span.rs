@@ -42,7 +42,7 @@ pub fn attr_str<'a>(attrs: &'a Attributes, key: &str) -> Option<std::borrow::Cow
         })
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SpanKind {
     Unspecified,

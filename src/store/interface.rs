@@ -106,6 +106,14 @@ pub trait TraceReads {
 pub trait StoreStats {
     /// Spans stored now (after retention).
     fn span_count(&self) -> Result<u64, StoreError>;
+    /// Writes waiting in the writer's queue now (`None`: the backend does not say).
+    fn queue_len(&self) -> Option<usize> {
+        None
+    }
+    /// Bytes the store takes on disk now (`None`: the backend does not say).
+    fn size_bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Everything a backend provides.

@@ -1,4 +1,9 @@
-//! JSON and DOT API handlers.
+//! JSON and DOT API handlers; the Prometheus scrape ([`metrics`]) and the Jaeger query API
+//! ([`jaeger`]) in their own files.
+
+pub mod exposition;
+pub mod jaeger;
+pub mod metrics;
 
 use super::error::ApiError;
 use crate::api::{Stats, TraceAnswer, TraceList};

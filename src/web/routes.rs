@@ -1,5 +1,6 @@
 //! The one routing table of the `--http` server.
 
+use super::api::jaeger;
 use super::pages::{brokers, login, map, node, trace, traces};
 use super::{api, assets, live};
 use actix_web::{guard, web, Route};
@@ -27,6 +28,17 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/stats", get().to(api::stats))
         .route("/api/live", web::get().to(live::live))
         .route("/api/brokers", get().to(brokers::api))
+        .route("/metrics", get().to(api::metrics::metrics))
+        // Jaeger's query API, for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger).
+        .route("/jaeger/api/services", get().to(jaeger::services))
+        .route(
+            "/jaeger/api/services/{service}/operations",
+            get().to(jaeger::service_operations),
+        )
+        .route("/jaeger/api/operations", get().to(jaeger::operations))
+        .route("/jaeger/api/traces", get().to(jaeger::search))
+        .route("/jaeger/api/traces/{trace_id}", get().to(jaeger::trace))
+        .route("/jaeger/api/dependencies", get().to(jaeger::dependencies))
         .route("/", get().to(map::page))
         .route("/traces", get().to(traces::page))
         .route("/brokers", get().to(brokers::page))

@@ -11,6 +11,8 @@ use std::sync::Arc;
 pub struct AppState {
     pub store: Store,
     pub counters: Arc<IngestCounters>,
+    /// Services and operations seen since start.
+    pub operations: Arc<crate::ingest::operations::Operations>,
     pub broker: Broker,
     /// The `--discover` brokers' statuses.
     pub discovery: crate::discover::Discovery,

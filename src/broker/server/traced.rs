@@ -108,6 +108,9 @@ impl Tracer {
     }
 
     pub fn start(&self, op: Op<'_>) -> BrokerSpan {
+        crate::telemetry::METRICS
+            .broker
+            .operation(op.operation_name);
         let mut attributes = vec![
             KeyValue::new(SERVICE_KEY, op.service.to_string()),
             KeyValue::new("messaging.system", SYSTEM),
@@ -244,7 +247,7 @@ impl SpanExporter for IngestExporter {
             Priority::Background
         };
         crate::priority::set(priority);
-        let prepared = crate::ingest::prepare(to_request(batch));
+        let prepared = self.ingest.prepare(to_request(batch));
         match self
             .ingest
             .accept_within(prepared, EXPORT_WAIT, priority)

@@ -9,7 +9,7 @@ use super::client::{Client, ClientError};
 use super::rowbinary::Rows;
 use super::sql::{render, Value};
 use crate::accounting::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
-use crate::accounting::minutes::Accumulator;
+use crate::accounting::minutes::{Accumulator, Observed};
 use crate::accounting::{pairable, Pairing};
 use crate::mailbox::{Receiver, RecvTimeoutError};
 use crate::model::window::{now_unix_nanos, unix_minute};
@@ -221,7 +221,7 @@ impl Writer {
             outcomes.push(outcome);
         }
         let [flags, waits, done] = backlog::encode(&self.group);
-        let (stats, new_nodes) = self.stats_rows();
+        let (stats, new_nodes, observed) = self.stats_rows();
         let c = &self.client;
         let inserts: [(&str, &str, &Rows); 10] = [
             ("spans", SPAN_COLUMNS, &spans),
@@ -242,6 +242,7 @@ impl Writer {
         }
         self.known_nodes.extend(new_nodes);
         self.group.clear();
+        crate::telemetry::METRICS.graph.record(&observed);
         Ok(outcomes)
     }
 
@@ -302,9 +303,11 @@ impl Writer {
     }
 
     /// The group's statistics as rows of their tables (edges, services, consumer instances,
-    /// nodes), and the ids of the nodes written for the first time.
-    fn stats_rows(&mut self) -> ([Rows; 4], Vec<String>) {
-        let drained = self.acc.drain();
+    /// nodes), the ids of the nodes written for the first time, and what the collector's own
+    /// metrics take of the group once it is stored.
+    fn stats_rows(&mut self) -> ([Rows; 4], Vec<String>, Observed) {
+        let mut drained = self.acc.drain();
+        let observed = drained.observed();
         let mut out: [Rows; 4] = Default::default();
         let mut new_nodes = Vec::new();
         let now = now_unix_nanos();
@@ -355,7 +358,7 @@ impl Writer {
                 .str(&i.instance);
             out[2].end_row();
         }
-        (out, new_nodes)
+        (out, new_nodes, observed)
     }
 }
 

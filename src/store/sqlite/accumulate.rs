@@ -1,7 +1,7 @@
 //! Merges a batch's per-minute statistics (`accounting::minutes`) into the statistics tables,
 //! inside the batch's transaction.
 
-use crate::accounting::minutes::{Accumulator, EdgeDelta, EdgeMinuteKey};
+use crate::accounting::minutes::{Accumulator, EdgeDelta, EdgeMinuteKey, Observed};
 use crate::model::sketch::Sketch;
 use foldhash::{HashMap, HashSet};
 use rusqlite::{params, OptionalExtension, Transaction};
@@ -22,15 +22,17 @@ impl Totals {
 }
 
 /// Merges everything into the tables inside the batch's transaction, then empties itself.
-/// `known` remembers node ids already written, so nodes are inserted once.
+/// `known` remembers node ids already written, so nodes are inserted once. Returns what the
+/// collector's own metrics take of the batch, to be recorded once it is committed.
 pub fn flush(
     acc: &mut Accumulator,
     totals: &mut Totals,
     tx: &Transaction<'_>,
     known: &mut HashSet<String>,
     now: u64,
-) -> rusqlite::Result<()> {
-    let drained = acc.drain();
+) -> rusqlite::Result<Observed> {
+    let mut drained = acc.drain();
+    let observed = drained.observed();
     let mut insert_node = tx.prepare_cached(
         "INSERT OR IGNORE INTO nodes (id, kind, name, system, namespace, first_seen_unix_nanos) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     )?;
@@ -119,5 +121,5 @@ pub fn flush(
     for i in drained.instances {
         inst.execute(params![i.minute, i.destination, i.service, i.instance])?;
     }
-    Ok(())
+    Ok(observed)
 }

@@ -230,6 +230,19 @@ impl StoreStats for SqliteStore {
     fn span_count(&self) -> Result<u64, StoreError> {
         self.read(reader::span_count)
     }
+
+    fn queue_len(&self) -> Option<usize> {
+        Some(self.tx.len())
+    }
+
+    /// The database file and its WAL (two `stat` calls).
+    fn size_bytes(&self) -> Option<u64> {
+        let path = &self.readers.path;
+        let mut wal = path.clone().into_os_string();
+        wal.push("-wal");
+        let len = |p: &std::path::Path| std::fs::metadata(p).map(|m| m.len()).unwrap_or(0);
+        Some(len(path) + len(std::path::Path::new(&wal)))
+    }
 }
 
 struct ReadPool {

@@ -52,6 +52,10 @@ pub fn run(
             "DELETE FROM blocks WHERE id IN (SELECT id FROM blocks WHERE max_start_unix_nanos < ?1 ORDER BY max_start_unix_nanos LIMIT ?2)",
             params![cutoff, CHUNK],
         )?;
+        crate::telemetry::METRICS
+            .store
+            .retention_deleted_by_age
+            .fetch_add(deleted as u64, std::sync::atomic::Ordering::Relaxed);
         if (deleted as i64) < CHUNK || started.elapsed() > BUDGET {
             break;
         }

@@ -360,7 +360,7 @@ impl Writer {
         let analysed = started.elapsed();
         let written = self.index.flush_due(&tx, self.last_block)?;
         let indexed = started.elapsed();
-        accumulate::flush(
+        let observed = accumulate::flush(
             &mut self.acc,
             &mut self.totals,
             &tx,
@@ -369,6 +369,7 @@ impl Writer {
         )?;
         let flushed = started.elapsed();
         tx.commit()?;
+        crate::telemetry::METRICS.graph.record(&observed);
         let total = started.elapsed();
         if total > Duration::from_millis(25) {
             tracing::debug!(
@@ -407,6 +408,10 @@ impl Writer {
             }
         }
         if held.deleted > 0 {
+            crate::telemetry::METRICS
+                .store
+                .retention_deleted_by_size
+                .fetch_add(held.deleted as u64, std::sync::atomic::Ordering::Relaxed);
             tracing::debug!(blocks = held.deleted, "size retention");
         }
         Ok(())
