@@ -103,17 +103,19 @@ fn expected_pairs(t: &Value) -> BTreeMap<Vec<String>, f64> {
     let names = names(t);
     let mut out: BTreeMap<Vec<String>, f64> = BTreeMap::new();
     for ((kind, from, to), (count, _)) in topo::edges(t) {
-        let conn = match kind.as_str() {
-            "dependency" => "messaging_system",
-            "call" if to.starts_with("service:") => "",
-            _ => continue,
-        };
-        *out.entry(vec![
+        if kind == "call" && to.starts_with("service:") {
+            let key = vec![names[&from].clone(), names[&to].clone(), String::new()];
+            *out.entry(key).or_default() += count as f64;
+        }
+    }
+    for ((from, to, _via), count) in topo::dependencies(t) {
+        let count = count.expect("dependencies seen in traces have counts");
+        let key = vec![
             names[&from].clone(),
             names[&to].clone(),
-            conn.to_string(),
-        ])
-        .or_default() += count as f64;
+            "messaging_system".into(),
+        ];
+        *out.entry(key).or_default() += count as f64;
     }
     out
 }
