@@ -178,16 +178,6 @@ fn a_scrape_matches_the_topology_and_the_stats_and_its_counters_only_grow() {
             histogram_count(&m, "traces_service_graph_request_client_seconds", &labels),
             *total
         );
-        if k[2] == "messaging_system" {
-            assert_eq!(
-                histogram_count(
-                    &m,
-                    "traces_service_graph_request_messaging_system_seconds",
-                    &labels
-                ),
-                *total
-            );
-        }
     }
     let failed = by(&m, "traces_service_graph_request_failed_total", &keys);
     assert!(failed.iter().all(|(k, f)| *f <= want[k]), "{failed:?}");

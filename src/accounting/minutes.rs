@@ -89,8 +89,7 @@ pub struct PairKey {
 }
 
 /// What one batch adds to a pair: requests (messages), failed ones (either side in error),
-/// the client's and the server's span durations, and for messages the publish-to-consume
-/// delay (consumer start minus producer start). Counts only grow.
+/// the client's (producer's) and the server's (consumer's) span durations. Counts only grow.
 #[derive(Clone, Debug, Default)]
 pub struct PairDelta {
     pub count: u64,
@@ -99,8 +98,6 @@ pub struct PairDelta {
     pub client_sum_micros: u64,
     pub server: Sketch,
     pub server_sum_micros: u64,
-    pub delay: Sketch,
-    pub delay_sum_micros: u64,
 }
 
 /// One paired request or message, for [`Accumulator::pair`].
@@ -111,7 +108,6 @@ pub struct PairSample<'a> {
     pub failed: bool,
     pub client_micros: u64,
     pub server_micros: u64,
-    pub delay_micros: Option<u64>,
 }
 
 /// One change to an edge's statistics: `weight` is +1 to add a sample or -1 to take it back.
@@ -168,10 +164,6 @@ impl Accumulator {
         d.client_sum_micros += p.client_micros;
         d.server.add(p.server_micros, 1);
         d.server_sum_micros += p.server_micros;
-        if let Some(delay) = p.delay_micros {
-            d.delay.add(delay, 1);
-            d.delay_sum_micros += delay;
-        }
     }
 
     /// Forgets everything not committed: call after a rollback.

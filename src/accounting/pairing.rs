@@ -229,7 +229,6 @@ impl<B: Backlog> Pairing<'_, B> {
             failed: producer.error || consumer.error,
             client_micros: producer.duration_micros(),
             server_micros: consumer.duration_micros(),
-            delay_micros: Some(delay),
         });
     }
 
@@ -260,7 +259,6 @@ impl<B: Backlog> Pairing<'_, B> {
             failed: client.error || server.error,
             client_micros: client.duration_micros(),
             server_micros: server.duration_micros(),
-            delay_micros: None,
         });
         if counted_external {
             if let Some(peer) = &client.peer {

@@ -7,7 +7,7 @@
 //! counted in `dropped` instead, so a storm of new service or destination names cannot grow
 //! the scrape without bound. Series already known keep counting.
 
-use super::histogram::{Histogram, Snapshot, DURATION_BOUNDS, TEMPO_BOUNDS};
+use super::histogram::{Histogram, Snapshot, DELAY_BOUNDS, TEMPO_BOUNDS};
 use crate::accounting::minutes::Observed;
 use crate::model::BrokerSnapshot;
 use std::collections::HashMap;
@@ -32,8 +32,6 @@ pub struct PairSeries {
     pub failed: u64,
     pub client_seconds: Histogram,
     pub server_seconds: Histogram,
-    /// Publish-to-consume delay (messaging pairs only).
-    pub messaging_seconds: Option<Histogram>,
 }
 
 /// A destination (`destination`, `system` labels).
@@ -95,7 +93,6 @@ pub struct PairSeriesSnapshot {
     pub failed: u64,
     pub client_seconds: Snapshot,
     pub server_seconds: Snapshot,
-    pub messaging_seconds: Option<Snapshot>,
 }
 
 #[derive(Clone, Debug)]
@@ -156,15 +153,11 @@ impl Graph {
                 failed: 0,
                 client_seconds: Histogram::new(TEMPO_BOUNDS),
                 server_seconds: Histogram::new(TEMPO_BOUNDS),
-                messaging_seconds: k.messaging.then(|| Histogram::new(TEMPO_BOUNDS)),
             });
             e.total += d.count;
             e.failed += d.failed;
             e.client_seconds.add_sketch(&d.client, d.client_sum_micros);
             e.server_seconds.add_sketch(&d.server, d.server_sum_micros);
-            if let Some(h) = e.messaging_seconds.as_mut() {
-                h.add_sketch(&d.delay, d.delay_sum_micros);
-            }
         }
         for (node, d) in &observed.destinations {
             let labels = DestinationLabels {
@@ -184,7 +177,7 @@ impl Graph {
                 .or_insert_with(|| DestinationSeries {
                     published: 0,
                     consumed: 0,
-                    delay_seconds: Histogram::new(DURATION_BOUNDS),
+                    delay_seconds: Histogram::new(DELAY_BOUNDS),
                 });
             e.published += d.published;
             e.consumed += d.consumed;
@@ -254,10 +247,6 @@ impl Graph {
                                 failed: v.failed,
                                 client_seconds: v.client_seconds.snapshot(),
                                 server_seconds: v.server_seconds.snapshot(),
-                                messaging_seconds: v
-                                    .messaging_seconds
-                                    .as_ref()
-                                    .map(Histogram::snapshot),
                             },
                         )
                     })
@@ -311,7 +300,6 @@ mod tests {
         };
         d.client.add(1_000, count as i64);
         d.server.add(300_000, count as i64);
-        d.delay.add(50_000, count as i64);
         (
             PairKey {
                 client: NodeRef(Arc::new(NodeKey::service(client, None))),

@@ -5,27 +5,51 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Request and delivery durations: 1 ms to 10 s.
-pub const DURATION_BOUNDS: &[f64] = &[
-    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+/// Bucket bounds in seconds, with the `le` label text of each (written once, not per scrape).
+#[derive(Debug, PartialEq)]
+pub struct Bounds {
+    pub seconds: &'static [f64],
+    pub le: &'static [&'static str],
+}
+
+/// Request durations: 1 ms to 10 s.
+pub const DURATION_BOUNDS: &Bounds = &Bounds {
+    seconds: &[
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+    ],
+    le: &[
+        "0.001", "0.0025", "0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "5",
+        "10",
+    ],
+};
+
+/// Publish-to-consume delays: 1 ms to a minute, in fewer buckets (one histogram per
+/// destination).
+pub const DELAY_BOUNDS: &Bounds = &Bounds {
+    seconds: &[0.001, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0, 60.0],
+    le: &["0.001", "0.01", "0.05", "0.1", "0.5", "1", "5", "10", "60"],
+};
 
 /// Tempo's service-graph buckets (its `histogram_buckets` default), so that panels and alerts
 /// written for Tempo's series read the same `le` values.
-pub const TEMPO_BOUNDS: &[f64] = &[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8];
+pub const TEMPO_BOUNDS: &Bounds = &Bounds {
+    seconds: &[0.1, 0.2, 0.4, 0.8, 1.6, 3.2, 6.4, 12.8],
+    le: &["0.1", "0.2", "0.4", "0.8", "1.6", "3.2", "6.4", "12.8"],
+};
 
 /// The index of the first bound at or above `seconds` (`bounds.len()`: the `+Inf` bucket).
-fn bucket(bounds: &[f64], seconds: f64) -> usize {
+fn bucket(bounds: &Bounds, seconds: f64) -> usize {
     bounds
+        .seconds
         .iter()
         .position(|b| seconds <= *b)
-        .unwrap_or(bounds.len())
+        .unwrap_or(bounds.seconds.len())
 }
 
-/// A histogram a value as read at one scrape: cumulative counts per bound (`+Inf` last).
-#[derive(Clone, Debug, Default, PartialEq)]
+/// A histogram as read at one scrape: cumulative counts per bound (`+Inf` last).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Snapshot {
-    pub bounds: &'static [f64],
+    pub bounds: &'static Bounds,
     /// Cumulative: `cumulative[i]` counts the samples at or below `bounds[i]`; the last
     /// entry (one past the bounds) is every sample.
     pub cumulative: Vec<u64>,
@@ -41,16 +65,18 @@ impl Snapshot {
 /// Counted with atomics: `observe` is three relaxed additions.
 #[derive(Debug)]
 pub struct AtomicHistogram {
-    bounds: &'static [f64],
+    bounds: &'static Bounds,
     counts: Vec<AtomicU64>,
     sum_nanos: AtomicU64,
 }
 
 impl AtomicHistogram {
-    pub fn new(bounds: &'static [f64]) -> AtomicHistogram {
+    pub fn new(bounds: &'static Bounds) -> AtomicHistogram {
         AtomicHistogram {
             bounds,
-            counts: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            counts: (0..=bounds.seconds.len())
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             sum_nanos: AtomicU64::new(0),
         }
     }
@@ -85,16 +111,16 @@ impl AtomicHistogram {
 /// A plain histogram (per bucket, not cumulative), for series kept under a lock.
 #[derive(Clone, Debug)]
 pub struct Histogram {
-    bounds: &'static [f64],
+    bounds: &'static Bounds,
     counts: Vec<u64>,
     sum_micros: u64,
 }
 
 impl Histogram {
-    pub fn new(bounds: &'static [f64]) -> Histogram {
+    pub fn new(bounds: &'static Bounds) -> Histogram {
         Histogram {
             bounds,
-            counts: vec![0; bounds.len() + 1],
+            counts: vec![0; bounds.seconds.len() + 1],
             sum_micros: 0,
         }
     }
@@ -137,6 +163,17 @@ mod tests {
     use crate::model::sketch::Sketch;
 
     #[test]
+    fn each_le_label_is_its_bound() {
+        for b in [DURATION_BOUNDS, DELAY_BOUNDS, TEMPO_BOUNDS] {
+            assert_eq!(b.le.len(), b.seconds.len());
+            for (le, s) in b.le.iter().zip(b.seconds) {
+                assert_eq!(le.parse::<f64>().unwrap(), *s);
+            }
+            assert!(b.seconds.windows(2).all(|w| w[0] < w[1]));
+        }
+    }
+
+    #[test]
     fn atomic_histogram_counts_cumulatively() {
         let h = AtomicHistogram::new(DURATION_BOUNDS);
         h.observe(Duration::from_micros(500));
@@ -145,7 +182,7 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.cumulative[0], 1);
         assert_eq!(s.cumulative[2], 2);
-        assert_eq!(s.cumulative[DURATION_BOUNDS.len() - 1], 2);
+        assert_eq!(s.cumulative[DURATION_BOUNDS.seconds.len() - 1], 2);
         assert_eq!(s.count(), 3);
         assert!((s.sum_seconds - 60.0035).abs() < 1e-9);
     }
@@ -162,7 +199,7 @@ mod tests {
         let s = h.snapshot();
         assert_eq!(s.cumulative[0], 0);
         assert_eq!(s.cumulative[1], 2);
-        assert_eq!(s.cumulative[TEMPO_BOUNDS.len() - 1], 2);
+        assert_eq!(s.cumulative[TEMPO_BOUNDS.seconds.len() - 1], 2);
         assert_eq!(s.count(), 3);
         assert!((s.sum_seconds - 20.3).abs() < 1e-9);
     }

@@ -27,29 +27,36 @@ impl Text {
         let _ = writeln!(self.0, "# HELP {name} {help}\n# TYPE {name} {kind}");
     }
 
-    fn labels(&mut self, labels: Labels<'_>, le: Option<&str>) {
-        if labels.is_empty() && le.is_none() {
-            return;
+    /// The labels as written in a line, `{k="v",...` without its closing brace (empty for no
+    /// labels): render a series' labels once and use them for each of its lines.
+    pub fn body(labels: Labels<'_>) -> String {
+        let mut out = String::with_capacity(64);
+        Self::label_body(&mut out, labels);
+        out
+    }
+
+    fn label_body(out: &mut String, labels: Labels<'_>) {
+        for (i, (k, v)) in labels.iter().enumerate() {
+            out.push(if i == 0 { '{' } else { ',' });
+            out.push_str(k);
+            out.push_str("=\"");
+            escape_into(out, v);
+            out.push('"');
         }
-        self.0.push('{');
-        let mut first = true;
-        for (k, v) in labels.iter().copied().chain(le.map(|le| ("le", le))) {
-            if !first {
-                self.0.push(',');
-            }
-            first = false;
-            self.0.push_str(k);
-            self.0.push_str("=\"");
-            escape_into(&mut self.0, v);
-            self.0.push('"');
+    }
+
+    /// One line: `name`, the label body (from [`Text::body`]), the value.
+    pub fn line(&mut self, name: &str, body: &str, value: impl std::fmt::Display) {
+        self.0.push_str(name);
+        if !body.is_empty() {
+            self.0.push_str(body);
+            self.0.push('}');
         }
-        self.0.push('}');
+        let _ = writeln!(self.0, " {value}");
     }
 
     pub fn sample(&mut self, name: &str, labels: Labels<'_>, value: impl std::fmt::Display) {
-        self.0.push_str(name);
-        self.labels(labels, None);
-        let _ = writeln!(self.0, " {value}");
+        self.line(name, &Self::body(labels), value);
     }
 
     /// A counter or gauge family of one sample.
@@ -59,30 +66,29 @@ impl Text {
     }
 
     pub fn histogram(&mut self, name: &str, labels: Labels<'_>, h: &Snapshot) {
-        let mut bucket = String::with_capacity(name.len() + 7);
-        bucket.push_str(name);
-        bucket.push_str("_bucket");
-        let mut le = String::new();
+        self.histogram_lines(name, &Self::body(labels), h);
+    }
+
+    /// A histogram's buckets, sum and count, under a label body from [`Text::body`].
+    pub fn histogram_lines(&mut self, name: &str, body: &str, h: &Snapshot) {
+        let base = body.len();
+        let mut body = body.to_string();
         for (i, count) in h.cumulative.iter().enumerate() {
-            le.clear();
-            match h.bounds.get(i) {
-                Some(b) => {
-                    let _ = write!(le, "{b}");
-                }
-                None => le.push_str("+Inf"),
-            }
-            self.0.push_str(&bucket);
-            self.labels(labels, Some(&le));
-            let _ = writeln!(self.0, " {count}");
+            body.truncate(base);
+            body.push(if base == 0 { '{' } else { ',' });
+            body.push_str("le=\"");
+            body.push_str(h.bounds.le.get(i).copied().unwrap_or("+Inf"));
+            body.push('"');
+            self.0.push_str(name);
+            self.0.push_str("_bucket");
+            self.0.push_str(&body);
+            let _ = writeln!(self.0, "}} {count}");
         }
+        body.truncate(base);
         self.0.push_str(name);
-        self.0.push_str("_sum");
-        self.labels(labels, None);
-        let _ = writeln!(self.0, " {}", h.sum_seconds);
+        self.line("_sum", &body, h.sum_seconds);
         self.0.push_str(name);
-        self.0.push_str("_count");
-        self.labels(labels, None);
-        let _ = writeln!(self.0, " {}", h.count());
+        self.line("_count", &body, h.count());
     }
 }
 
@@ -107,16 +113,35 @@ mod tests {
         let mut t = Text::default();
         t.family("x_total", "counter", "X.");
         t.sample("x_total", &[("a", "q\"b\\c\nd")], 3);
+        t.sample("y", &[], 1.5);
+        t.histogram(
+            "n_seconds",
+            &[],
+            &Snapshot {
+                bounds: crate::telemetry::histogram::TEMPO_BOUNDS,
+                cumulative: vec![0; 9],
+                sum_seconds: 0.0,
+            },
+        );
         t.histogram(
             "h_seconds",
             &[("r", "otlp_http")],
             &Snapshot {
-                bounds: &[0.5],
+                bounds: &crate::telemetry::histogram::Bounds {
+                    seconds: &[0.5],
+                    le: &["0.5"],
+                },
                 cumulative: vec![1, 2],
                 sum_seconds: 1.25,
             },
         );
         let s = t.into_string();
+        assert!(s.contains("\ny 1.5\n"), "{s}");
+        assert!(s.contains("\nn_seconds_bucket{le=\"0.1\"} 0\n"), "{s}");
+        assert!(
+            s.contains("\nn_seconds_bucket{le=\"+Inf\"} 0\nn_seconds_sum 0\nn_seconds_count 0\n"),
+            "{s}"
+        );
         assert!(s.contains("x_total{a=\"q\\\"b\\\\c\\nd\"} 3\n"), "{s}");
         assert!(
             s.contains("h_seconds_bucket{r=\"otlp_http\",le=\"0.5\"} 1\n"),

@@ -7,7 +7,7 @@ use super::exposition::{Text, CONTENT_TYPE};
 use crate::broker::SubscriptionInfo;
 use crate::discover::Status;
 use crate::ingest::IngestCounters;
-use crate::telemetry::graph::GraphSnapshot;
+use crate::telemetry::graph::{DestinationSnapshot, GraphSnapshot, PairSeriesSnapshot};
 use crate::telemetry::{Receiver, METRICS};
 use crate::web::error::ApiError;
 use crate::web::state::AppState;
@@ -247,46 +247,43 @@ fn broker(t: &mut Text, subs: &[SubscriptionInfo], discovery: &[Status]) {
     }
 }
 
-fn borrowed<'a>(l: &'a [(&'static str, String)]) -> Vec<(&'static str, &'a str)> {
-    l.iter().map(|(k, v)| (*k, v.as_str())).collect()
-}
-
-/// Tempo's service-graph series (same names, labels and buckets), then Switchyard's own per
-/// destination, then the cap on label sets.
+/// Tempo's service-graph series (same names, labels and buckets; the optional
+/// `_messaging_system_seconds` histogram, off by default in Tempo, is left out: the delay is
+/// per destination), then Switchyard's own per destination, then the cap on label sets. Each
+/// series' labels are escaped once for all its lines.
 fn edges(t: &mut Text, g: &GraphSnapshot) {
-    let labels = |p: &crate::telemetry::graph::PairLabels| -> Vec<(&'static str, String)> {
-        let mut l = vec![("client", p.client.clone()), ("server", p.server.clone())];
-        if p.messaging {
-            l.push(("connection_type", "messaging_system".to_string()));
-        }
-        l
-    };
-    let pairs: Vec<_> = g.pairs.iter().map(|(k, v)| (labels(k), v)).collect();
+    let pairs: Vec<(String, &PairSeriesSnapshot)> = g
+        .pairs
+        .iter()
+        .map(|(p, v)| {
+            let mut l = vec![("client", p.client.as_str()), ("server", p.server.as_str())];
+            if p.messaging {
+                l.push(("connection_type", "messaging_system"));
+            }
+            (Text::body(&l), v)
+        })
+        .collect();
     t.family("traces_service_graph_request_total", "counter", "Requests between two services: a CLIENT span and the SERVER span of another service under it, or a message from its producer to a consumer (connection_type=\"messaging_system\").");
-    for (l, v) in &pairs {
-        t.sample("traces_service_graph_request_total", &borrowed(l), v.total);
+    for (body, v) in &pairs {
+        t.line("traces_service_graph_request_total", body, v.total);
     }
     t.family(
         "traces_service_graph_request_failed_total",
         "counter",
         "Those requests with either span in error.",
     );
-    for (l, v) in &pairs {
-        t.sample(
-            "traces_service_graph_request_failed_total",
-            &borrowed(l),
-            v.failed,
-        );
+    for (body, v) in &pairs {
+        t.line("traces_service_graph_request_failed_total", body, v.failed);
     }
     t.family(
         "traces_service_graph_request_server_seconds",
         "histogram",
         "Duration of the server (or consumer) span.",
     );
-    for (l, v) in &pairs {
-        t.histogram(
+    for (body, v) in &pairs {
+        t.histogram_lines(
             "traces_service_graph_request_server_seconds",
-            &borrowed(l),
+            body,
             &v.server_seconds,
         );
     }
@@ -295,46 +292,41 @@ fn edges(t: &mut Text, g: &GraphSnapshot) {
         "histogram",
         "Duration of the client (or producer) span.",
     );
-    for (l, v) in &pairs {
-        t.histogram(
+    for (body, v) in &pairs {
+        t.histogram_lines(
             "traces_service_graph_request_client_seconds",
-            &borrowed(l),
+            body,
             &v.client_seconds,
         );
     }
-    t.family("traces_service_graph_request_messaging_system_seconds", "histogram", "Publish-to-consume delay of messages between two services (consumer start minus producer start).");
-    for (l, v) in &pairs {
-        if let Some(h) = &v.messaging_seconds {
-            t.histogram(
-                "traces_service_graph_request_messaging_system_seconds",
-                &borrowed(l),
-                h,
-            );
-        }
-    }
+    let destinations: Vec<(String, &DestinationSnapshot)> = g
+        .destinations
+        .iter()
+        .map(|(k, v)| {
+            let l = [
+                ("system", k.system.as_str()),
+                ("destination", k.destination.as_str()),
+            ];
+            (Text::body(&l), v)
+        })
+        .collect();
     t.family(
         "switchyard_destination_published_messages_total",
         "counter",
         "Messages published to each destination (from producer spans).",
     );
-    for (k, v) in &g.destinations {
-        t.sample(
+    for (body, v) in &destinations {
+        t.line(
             "switchyard_destination_published_messages_total",
-            &[
-                ("system", k.system.as_str()),
-                ("destination", k.destination.as_str()),
-            ],
+            body,
             v.published,
         );
     }
     t.family("switchyard_destination_consumed_messages_total", "counter", "Messages consumed from each destination (from consumer spans; a batch counts its messages).");
-    for (k, v) in &g.destinations {
-        t.sample(
+    for (body, v) in &destinations {
+        t.line(
             "switchyard_destination_consumed_messages_total",
-            &[
-                ("system", k.system.as_str()),
-                ("destination", k.destination.as_str()),
-            ],
+            body,
             v.consumed,
         );
     }
@@ -343,13 +335,10 @@ fn edges(t: &mut Text, g: &GraphSnapshot) {
         "histogram",
         "Publish-to-consume delay of the messages consumed from each destination.",
     );
-    for (k, v) in &g.destinations {
-        t.histogram(
+    for (body, v) in &destinations {
+        t.histogram_lines(
             "switchyard_destination_delivery_delay_seconds",
-            &[
-                ("system", k.system.as_str()),
-                ("destination", k.destination.as_str()),
-            ],
+            body,
             &v.delay_seconds,
         );
     }
