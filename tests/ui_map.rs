@@ -610,7 +610,8 @@ fn large_map_time_to_interactive() {
                const cy = window.switchyard.cy, t1 = performance.now(); \
                cy.nodes()[0].emit('tap'); await frames(); \
                done({ready: ready, tap: performance.now() - t1, nodes: cy.nodes().length, edges: cy.edges().length, \
-                     labels: cy.edges().filter(e => e.data('label')).length, badges: document.querySelectorAll('#map-badges .map-badge').length}); \
+                     labels: cy.edges().filter(e => e.data('label')).length, badges: document.querySelectorAll('#map-badges .map-badge').length, \
+                     timings: window.switchyard.timings || null}); \
              })();",
             json!([page, vendor, scripts]),
         )

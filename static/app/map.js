@@ -127,10 +127,11 @@
       { selector: "edge", style: {
         "width": "data(width)", "line-color": css("--edge"), "target-arrow-color": css("--edge"),
         "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85,
-        "label": "data(label)", "font-size": 12, "color": css("--muted"), "min-zoomed-font-size": 9,
+        "font-size": 12, "color": css("--muted"), "min-zoomed-font-size": 9,
         "text-background-color": surface, "text-background-opacity": 0.85, "text-background-padding": 2,
         "text-background-shape": "roundrectangle"
       } },
+      { selector: "edge.labelled, edge.hovered", style: { "label": "data(label)" } },
       { selector: "edge.routed", style: {
         "curve-style": "segments", "segment-weights": "data(segw)", "segment-distances": "data(segd)",
         "edge-distances": "node-position", "segment-radius": 14
@@ -382,6 +383,7 @@
     cy.on("tap", "edge", function (ev) { clearFocus(); showEdge(ev.target); });
     cy.on("tap", function (ev) { if (ev.target === cy) { clearFocus(); clearDetails(); } });
     cy.on("dragfree", "node", function () { if (layout.small(cy)) { layout.route(cy); } });
+    cy.on("viewport", labelSoon);
     function fit() { cy.fit(undefined, 30); }
     document.getElementById("fit").addEventListener("click", fit);
     document.addEventListener("keydown", function (ev) {
@@ -445,12 +447,36 @@
     });
   }
 
+  // ---- edge labels ----
+  // A small graph labels every edge (Cytoscape hides what would be under 9 px); a large one
+  // only the edges in view once zoomed in enough to read them: measuring thousands of labels
+  // would cost every frame.
+  var LABEL_ZOOM = 0.75, labelTimer = null;
+  function labelEdges() {
+    if (layout.small(cy)) { cy.edges().not(".labelled").addClass("labelled"); return; }
+    var on = cy.collection();
+    if (cy.zoom() >= LABEL_ZOOM) {
+      var ext = cy.extent();
+      var inside = function (p) { return p.x >= ext.x1 && p.x <= ext.x2 && p.y >= ext.y1 && p.y <= ext.y2; };
+      on = cy.edges().filter(function (e) { return inside(e.source().position()) || inside(e.target().position()); });
+    }
+    cy.batch(function () {
+      cy.edges(".labelled").difference(on).removeClass("labelled");
+      on.not(".labelled").addClass("labelled");
+    });
+  }
+  function labelSoon() {
+    if (labelTimer) { clearTimeout(labelTimer); }
+    labelTimer = setTimeout(function () { labelTimer = null; labelEdges(); }, 120);
+  }
+
   // ---- layout ----
   // The smallest zoom a first view of a small graph gets: 13 px labels stay at 10 px or more.
   var READABLE_ZOOM = 0.8;
   function place(fit) {
     cy.layout(layout.layoutFor(cy, fit)).run();
     if (layout.small(cy)) { layout.route(cy); }
+    labelEdges();
     if (fit && layout.small(cy) && cy.zoom() < READABLE_ZOOM && cy.nodes().length) {
       // Too small to read when all of it fits: start readable at the sources (the left),
       // centred vertically; Fit (F) shows everything.
@@ -506,6 +532,7 @@
     if (empty && topo.nodes.length) { empty.hidden = true; }
     // New nodes need a place; the user's zoom and pan stay as they are.
     if (added) { place(!drawnOnce); } else if (layout.small(cy)) { layout.route(cy); }
+    labelEdges();
     drawnOnce = drawnOnce || cy.nodes().length > 0;
     legend(topo);
     badges.set(topo.findings, findingTitle);
@@ -538,6 +565,7 @@
   }
 
   function draw(topo) {
+    var t = [performance.now()];
     topology = topo;
     var big = topo.edges.length > 800;
     cy = cytoscape({
@@ -548,12 +576,17 @@
       minZoom: 0.05, maxZoom: 4, wheelSensitivity: 0.3,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
     });
+    t.push(performance.now());
     badges = new window.switchyardBadges.Badges(cy, document.getElementById("map-badges"), pickFinding);
     wire();
     place(true);
+    t.push(performance.now());
     badges.set(topo.findings, findingTitle);
     legend(topo);
-    window.switchyard = { cy: cy, topology: topo, readyAt: performance.now(), mode: function () { return mode; } };
+    t.push(performance.now());
+    // Where the first draw's time went (ms): the graph built, laid out and routed, badges.
+    var timings = { elements: t[1] - t[0], layout: t[2] - t[1], badges: t[3] - t[2] };
+    window.switchyard = { cy: cy, topology: topo, readyAt: performance.now(), timings: timings, mode: function () { return mode; } };
     drawnOnce = topo.nodes.length > 0;
     watch();
     document.body.setAttribute("data-map-ready", "1");
