@@ -358,8 +358,9 @@ fn docs_screenshots() {
         "recent traces",
         "return document.querySelector('#details-body .recent-traces a.trace-link');",
     );
+    // The whole map in its colours (the selection's reach dims the rest).
     b.eval(
-        "window.switchyard.cy.elements().removeClass('faded'); return 1;",
+        "window.switchyard.cy.elements().removeClass('faded unreached up down starved piling'); return 1;",
         json!([]),
     );
     b.wait_for_paint();
