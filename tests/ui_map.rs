@@ -213,7 +213,8 @@ fn reach_of(b: &Browser, node: &str) -> Value {
            [li.getAttribute('data-node-id'), Number(li.getAttribute('data-depth')), \
             cy.getElementById(li.getAttribute('data-node-id')).hasClass(c === 'upstream' ? 'up' : 'down')]); \
          return {up: list('upstream'), down: list('downstream'), \
-           unreached: cy.nodes('.unreached').map(n => n.id())};",
+           unreached: cy.nodes('.unreached').map(n => n.id()), \
+           dimmed: [...document.querySelectorAll('.map-badge-group.dim')].map(g => g.getAttribute('data-node-id'))};",
         json!([]),
     )
 }
@@ -345,6 +346,13 @@ fn the_map_of_a_recorded_shop_shows_numbers_findings_reach_and_blast_radius() {
             .as_array()
             .unwrap()
             .contains(&json!("service:worker")),
+        "{r}"
+    );
+    // The badges of what is out of reach fade with their nodes.
+    let dimmed = r["dimmed"].as_array().unwrap();
+    assert!(dimmed.contains(&json!("service:worker")), "{r}");
+    assert!(
+        !dimmed.contains(&json!("destination:rabbitmq:order.created")),
         "{r}"
     );
     let r = reach_of(&b, "service:orders");

@@ -49,7 +49,14 @@
       return { id: id, box: box };
     });
     this.layer.replaceChildren.apply(this.layer, this.groups.map(function (g) { return g.box; }));
+    this.dim(this.keep || null);
     this.place();
+  };
+
+  // Dims the badges of nodes out of `keep` (an id -> true map), or none when `keep` is null.
+  Badges.prototype.dim = function (keep) {
+    this.keep = keep;
+    this.groups.forEach(function (g) { g.box.classList.toggle("dim", !!keep && !keep[g.id]); });
   };
 
   Badges.prototype.schedule = function () {

@@ -294,6 +294,7 @@
   function clearFocus() {
     focused = null;
     cy.elements().removeClass("up down unreached starved piling");
+    badges.dim(null);
   }
   function highlightReach(id, r) {
     if (focused !== id || cy.getElementById(id).empty()) { return; }
@@ -312,6 +313,7 @@
         e.addClass(up[s] && up[t] ? "up" : (down[s] && down[t] ? "down" : "unreached"));
       });
     });
+    badges.dim(Object.assign({}, up, down));
   }
   function markImpact(r) {
     if (focused !== r.node) { return; }
@@ -319,6 +321,10 @@
       r.services.forEach(function (s) { cy.getElementById(s.id).addClass("starved").removeClass("unreached"); });
       r.destinations.forEach(function (d) { cy.getElementById(d.id).addClass("piling").removeClass("unreached"); });
     });
+    var keep = Object.assign({}, badges.keep || {});
+    keep[r.node] = true;
+    r.services.concat(r.destinations).forEach(function (x) { keep[x.id] = true; });
+    badges.dim(keep);
   }
   function selectNode(node) {
     cy.elements().unselect();
