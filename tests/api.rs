@@ -477,3 +477,123 @@ fn celery_spans_say_how_their_system_was_inferred_and_what_was_learned() {
         }
     }
 }
+
+fn reached(list: &Value) -> Vec<(String, u64)> {
+    list.as_array()
+        .expect("a list")
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["depth"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn reach_follows_a_recorded_shop_through_its_destinations_both_ways() {
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
+    let q = window.query();
+    let r = env.get_json(&format!("/api/reach?node=service:shipping&{q}"));
+    assert_eq!(r["node"], "service:shipping");
+    assert_eq!(
+        reached(&r["depends_on"]),
+        [
+            ("destination:rabbitmq:order.created".to_string(), 1),
+            (topo::service("orders"), 2)
+        ]
+    );
+    assert_eq!(reached(&r["dependents"]), []);
+    let r = env.get_json(&format!("/api/reach?node=service:orders&{q}"));
+    assert_eq!(
+        reached(&r["dependents"]),
+        [
+            ("destination:rabbitmq:order.created".to_string(), 1),
+            (topo::service("billing"), 2),
+            (topo::service("shipping"), 2)
+        ]
+    );
+    // wallet asks identity and reads the reply: each depends on the other, through both queues.
+    let r = env.get_json(&format!("/api/reach?node=service:wallet&{q}"));
+    let up: Vec<String> = reached(&r["depends_on"]).into_iter().map(|r| r.0).collect();
+    assert!(up.contains(&topo::service("identity")), "{r}");
+    assert!(
+        up.contains(&"destination:rabbitmq:identity.2fa".to_string()),
+        "{r}"
+    );
+}
+
+#[test]
+fn impact_names_the_services_that_stop_receiving_and_the_queues_that_pile_up() {
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
+    let q = window.query();
+    // The publisher down: both consumers of order.created stop receiving, nothing piles up.
+    let i = env.get_json(&format!("/api/impact?node=service:orders&{q}"));
+    assert_eq!(i["node"], "service:orders");
+    let services: Vec<(&str, bool)> = i["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["id"].as_str().unwrap(),
+                s["all_inputs"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        services,
+        [("service:billing", true), ("service:shipping", true)]
+    );
+    assert_eq!(
+        i["services"][0]["via"],
+        serde_json::json!(["destination:rabbitmq:order.created"])
+    );
+    assert!(i["services"][0]["rate_per_sec"].as_f64().unwrap() > 0.0);
+    assert_eq!(i["destinations"], serde_json::json!([]));
+    assert_eq!(
+        reached(&i["silent_destinations"]),
+        [("destination:rabbitmq:order.created".to_string(), 1)]
+    );
+    // The only consumer of tasks down: tasks piles up at checkout's rate.
+    let i = env.get_json(&format!("/api/impact?node=service:worker&{q}"));
+    let piling = i["destinations"].as_array().unwrap();
+    assert_eq!(piling.len(), 1, "{i}");
+    assert_eq!(piling[0]["id"], "destination:rabbitmq:tasks");
+    assert_eq!(piling[0]["depth"], 1);
+    let t = env.topology(&window);
+    let publish = t["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["to"] == "destination:rabbitmq:tasks" && e["kind"] == "publish")
+        .unwrap()["rate_per_sec"]
+        .as_f64()
+        .unwrap();
+    assert!((piling[0]["rate_per_sec"].as_f64().unwrap() - publish).abs() < 1e-9);
+    // A destination down: its consumer stops receiving.
+    let i = env.get_json(&format!(
+        "/api/impact?node=destination%3Arabbitmq%3Aidentity.2fa&{q}"
+    ));
+    assert_eq!(i["services"][0]["id"], "service:identity", "{i}");
+}
+
+#[test]
+fn reach_and_impact_refuse_a_missing_or_unknown_node_with_a_json_error() {
+    let env = TestEnv::start();
+    for (path, status) in [
+        ("/api/impact", 400),
+        ("/api/impact?node=", 400),
+        ("/api/reach?node=%20", 400),
+        ("/api/impact?node=service:nobody", 404),
+        ("/api/reach?node=service:nobody", 404),
+        ("/api/reach?node=service:x&since=yesterday", 400),
+    ] {
+        let reply = env.get(path);
+        assert_eq!(reply.status, status, "{path}: {}", reply.text());
+        let body = reply.json();
+        assert!(body["error"].is_string(), "{path}: {body}");
+        assert!(body["message"].is_string(), "{path}: {body}");
+    }
+}

@@ -65,6 +65,59 @@ pub async fn topology_dot(
         .body(dot))
 }
 
+/// `/api/reach` and `/api/impact`: a node id and an RFC 3339 window.
+#[derive(Debug, Deserialize)]
+pub struct NodeParams {
+    pub node: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// Builds the window's topology and answers `answer` for the node named by `q.node` (404 when
+/// the window has no such node), all on a blocking thread.
+async fn about_node<T: serde::Serialize + Send + 'static>(
+    q: &NodeParams,
+    state: &AppState,
+    answer: fn(&Topology, &str) -> Option<T>,
+) -> Result<HttpResponse, ApiError> {
+    let node = q
+        .node
+        .as_deref()
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| {
+            ApiError::BadRequest("node is required (a node id such as service:checkout)".into())
+        })?
+        .to_string();
+    let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
+    let id = node.clone();
+    let out = state
+        .store
+        .blocking(move |s| Ok(answer(&topology::build(s.topology(window)?, window), &id)))
+        .await?;
+    match out {
+        Some(out) => Ok(HttpResponse::Ok().json(out)),
+        None => Err(ApiError::NotFound(format!("no node {node} in this window"))),
+    }
+}
+
+/// `GET /api/reach?node=ID`: everything the node depends on and everything that depends on
+/// it, through destinations, to any depth.
+pub async fn reach(
+    q: web::Query<NodeParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    about_node(&q, &state, topology::reach::reach).await
+}
+
+/// `GET /api/impact?node=ID`: what breaks if the node goes down.
+pub async fn impact(
+    q: web::Query<NodeParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    about_node(&q, &state, topology::reach::impact).await
+}
+
 /// `/api/traces`: the filters of `/traces` under the same names, an RFC 3339 window, a limit.
 #[derive(Debug, Deserialize)]
 pub struct TraceParams {

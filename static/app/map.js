@@ -1,4 +1,6 @@
-// The topology map: draws /api/topology with Cytoscape.js and a left-to-right dagre layout.
+// The topology map: draws /api/topology with Cytoscape.js (map-layout.js lays it out and
+// routes the edges), numbers on every node and edge, findings as badges (map-badges.js),
+// reach and blast radius in the side panel (map-panel.js), and a service-only view.
 // Every name comes from span data: it is only ever set as text (textContent, attributes,
 // canvas labels), never parsed as HTML.
 (function () {
@@ -7,116 +9,152 @@
   if (!container || typeof cytoscape !== "function") { return; }
   if (typeof cytoscapeDagre === "function") { cytoscape.use(cytoscapeDagre); }
 
+  var kit = window.switchyardKit, el = kit.el, truncate = kit.truncate, micros = kit.micros, rate = kit.rate, css = kit.css;
+  var panel = window.switchyardPanel, layout = window.switchyardLayout;
   var windowQuery = container.getAttribute("data-window-query") || "";
   var pageQuery = container.getAttribute("data-page-query") || "";
-  var topology = null;
-  var cy = null;
+  var topology = null, cy = null, badges = null;
+  // "all": every node; "services": services joined by their dependencies through destinations.
+  var mode = "all";
+  // The node whose reach is shown, and the section refreshers of the side panel.
+  var focused = null, refreshers = [];
   var tooltip = document.getElementById("tooltip");
 
-  // ---- small DOM helpers (text only) ----
-  function el(tag, attrs, children) {
-    var node = document.createElement(tag);
-    Object.keys(attrs || {}).forEach(function (k) {
-      if (k === "text") { node.textContent = attrs[k]; } else { node.setAttribute(k, attrs[k]); }
-    });
-    (children || []).forEach(function (c) {
-      if (c == null) { return; }
-      node.appendChild(typeof c === "string" ? document.createTextNode(c) : c);
-    });
-    return node;
-  }
-  function truncate(text, max) {
-    return text.length > max ? text.slice(0, max - 1) + "\u2026" : text;
-  }
-  function micros(us) {
-    if (us == null) { return "\u2013"; }
-    if (us < 1000) { return us.toFixed(0) + " \u00b5s"; }
-    if (us < 1e6) { return (us / 1000).toFixed(1) + " ms"; }
-    return (us / 1e6).toFixed(2) + " s";
-  }
-  function rate(r) {
-    if (r >= 10) { return r.toFixed(0) + "/s"; }
-    if (r >= 0.1) { return r.toFixed(2) + "/s"; }
-    return (r * 60).toFixed(2) + "/min";
-  }
   function nodePage(id) {
     if (id.indexOf("service:") === 0) { return "/services/" + encodeURIComponent(id) + "?" + pageQuery; }
     if (id.indexOf("destination:") === 0) { return "/destinations/" + encodeURIComponent(id) + "?" + pageQuery; }
     return null;
   }
-  function css(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
-  }
 
   // ---- graph elements ----
   // Destinations are styled by broker system: one colour per system, named under the node.
   var PALETTE = ["#0f8a6c", "#b5651d", "#7b4fd0", "#c2418b", "#1f7fb3", "#6f8f1f", "#a83e3e", "#3d6f8f"];
-  // Where a node or edge was seen: "traces", "broker" or "both" (older answers: traces).
-  function seenIn(x) {
+  function systemsOf(topo) {
+    return topo.nodes.map(function (n) { return n.kind === "destination" ? n.system || "" : null; })
+      .filter(function (s, i, all) { return s !== null && all.indexOf(s) === i; }).sort();
+  }
+  // Where a node or edge was seen: "traces", "broker" or "both". Traces-only is told apart
+  // only when a broker reports anything at all.
+  function seenIn(x, brokered) {
     var s = x.seen_in || ["traces"];
-    return s.indexOf("traces") >= 0 ? (s.indexOf("broker") >= 0 ? "both" : "traces") : "broker";
+    if (s.indexOf("traces") < 0) { return "broker"; }
+    return s.indexOf("broker") >= 0 || !brokered ? "both" : "traces";
+  }
+  function brokered(topo) {
+    return topo.nodes.some(function (n) { return (n.seen_in || []).indexOf("broker") >= 0; });
+  }
+  function windowSecs(topo) {
+    return Math.max(1, ((topo.until_unix_nanos || 0) - (topo.since_unix_nanos || 0)) / 1e9);
+  }
+  function edgeLabel(r, p99) {
+    return rate(r) + (p99 != null ? " \u00b7 p99 " + micros(p99) : "");
   }
 
+  function nodeElement(n, figures, systems, hasBroker) {
+    var name = truncate(n.name, 28);
+    var f = figures[n.id];
+    var second = (n.kind === "destination" && n.system ? truncate(n.system, 14) + " \u00b7 " : "") + kit.figuresText(f);
+    var color = n.kind === "destination" ? PALETTE[systems.indexOf(n.system || "") % PALETTE.length] : null;
+    return { group: "nodes", data: {
+      id: n.id, label: name + "\n" + second, name: n.name, kind: n.kind, system: n.system || "", color: color,
+      namespace: n.namespace || "", spans: n.spans, span_errors: n.span_errors || 0,
+      seen: seenIn(n, hasBroker), entity: n.entity || "", ring: kit.ring(f), ratio: f.ratio,
+      figures: second,
+      w: Math.max(90, Math.max(name.length, second.length) * 7.3 + 50)
+    } };
+  }
   function elements(topo) {
-    var out = [];
-    var systems = topo.nodes.map(function (n) { return n.kind === "destination" ? n.system || "" : null; })
-      .filter(function (s, i, all) { return s !== null && all.indexOf(s) === i; }).sort();
+    var out = [], systems = systemsOf(topo), figures = kit.nodeFigures(topo), hasBroker = brokered(topo);
+    var services = mode === "services";
+    var shown = {};
     topo.nodes.forEach(function (n) {
-      var label = truncate(n.name, 28);
-      var color = n.kind === "destination" ? PALETTE[systems.indexOf(n.system || "") % PALETTE.length] : null;
-      out.push({ group: "nodes", data: {
-        id: n.id, label: n.kind === "destination" && n.system ? label + "\n" + truncate(n.system, 28) : label,
-        name: n.name, kind: n.kind, system: n.system || "", color: color,
-        namespace: n.namespace || "", spans: n.spans, span_errors: n.span_errors || 0,
-        seen: seenIn(n), entity: n.entity || "",
-        w: Math.max(54, Math.max(label.length, n.kind === "destination" ? truncate(n.system || "", 28).length : 0) * 7 + 22)
-      } });
+      if (services && n.kind === "destination") { return; }
+      shown[n.id] = true;
+      out.push(nodeElement(n, figures, systems, hasBroker));
     });
     var maxRate = topo.edges.reduce(function (m, e) { return Math.max(m, e.rate_per_sec || 0); }, 0) || 1;
+    function width(r) { return 1.5 + 6.5 * Math.log1p(r || 0) / Math.log1p(maxRate); }
     topo.edges.forEach(function (e, i) {
-      var width = 1.5 + 6.5 * Math.log1p(e.rate_per_sec || 0) / Math.log1p(maxRate);
+      if (!shown[e.from] || !shown[e.to]) { return; }
+      var l = e.latency || {};
       out.push({ group: "edges", data: {
         id: "edge:" + e.from + "\u0001" + e.to + "\u0001" + e.kind, index: i, source: e.from, target: e.to, kind: e.kind, count: e.count,
-        errors: e.errors, rate: e.rate_per_sec, width: width, seen: seenIn(e)
+        errors: e.errors, rate: e.rate_per_sec, width: width(e.rate_per_sec), seen: seenIn(e, hasBroker),
+        label: edgeLabel(e.rate_per_sec, l.p99_micros)
       } });
     });
+    if (services) {
+      var secs = windowSecs(topo), names = {};
+      topo.nodes.forEach(function (n) { names[n.id] = n.name; });
+      topo.dependencies.forEach(function (d, i) {
+        if (!shown[d.from] || !shown[d.to]) { return; }
+        var r = d.count != null ? d.count / secs : null;
+        out.push({ group: "edges", data: {
+          id: "dep:" + d.from + "\u0001" + d.to + "\u0001" + d.via, dep: i, source: d.from, target: d.to,
+          kind: "dependency", inferred: d.count == null ? 1 : 0, count: d.count || 0, errors: 0, width: width(r || 0),
+          seen: "both", label: truncate(names[d.via] || d.via, 24) + (r != null ? " \u00b7 " + edgeLabel(r, (d.latency || {}).p99_micros) : "")
+        } });
+      });
+    }
     return out;
   }
 
   function style() {
-    var text = css("--text"), muted = css("--muted"), surface = css("--surface");
+    var text = css("--text"), surface = css("--surface");
     return [
       { selector: "node", style: {
-        "label": "data(label)", "color": text, "font-size": 12, "text-valign": "center",
-        "text-halign": "center", "width": "data(w)", "height": 30, "border-width": 1.5,
-        "border-color": css("--border"), "background-color": surface, "text-wrap": "none"
+        "label": "data(label)", "color": text, "font-size": 13, "text-valign": "center",
+        "text-halign": "center", "width": "data(w)", "height": 44, "border-width": 1.5,
+        "border-color": css("--border"), "background-color": surface, "text-wrap": "wrap", "text-max-width": 1000,
+        "line-height": 1.35, "text-margin-x": 12, "background-image": "data(ring)", "background-width": 20,
+        "background-height": 20, "background-position-x": 8, "background-position-y": "50%",
+        "background-clip": "none", "background-image-containment": "over", "background-fit": "none",
+        "background-image-smoothing": "yes"
       } },
       { selector: "node[kind = 'service']", style: {
         "shape": "round-rectangle", "border-color": css("--service"),
-        "background-color": css("--service"), "background-opacity": 0.16
+        "background-color": css("--service"), "background-opacity": 0.14
       } },
       { selector: "node[kind = 'destination']", style: {
         "shape": "barrel", "border-color": "data(color)", "background-color": "data(color)",
-        "background-opacity": 0.16, "height": 40, "text-wrap": "wrap", "line-height": 1.3
+        "background-opacity": 0.14, "height": 46
       } },
       { selector: "node[kind = 'external']", style: {
-        "shape": "ellipse", "border-style": "dashed", "border-color": css("--external"),
+        "shape": "round-hexagon", "border-style": "dashed", "border-color": css("--external"),
         "background-color": css("--external"), "background-opacity": 0.1
       } },
       { selector: "node[span_errors > 0]", style: { "border-width": 2.5, "border-color": css("--error") } },
       { selector: "edge", style: {
         "width": "data(width)", "line-color": css("--edge"), "target-arrow-color": css("--edge"),
-        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85
+        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85,
+        "font-size": 12, "color": css("--muted"), "min-zoomed-font-size": 9,
+        "text-background-color": surface, "text-background-opacity": 0.85, "text-background-padding": 2,
+        "text-background-shape": "roundrectangle"
       } },
+      { selector: "edge.labelled, edge.hovered", style: { "label": "data(label)" } },
+      { selector: "edge.routed", style: {
+        "curve-style": "segments", "segment-weights": "data(segw)", "segment-distances": "data(segd)",
+        "edge-distances": "node-position", "segment-radius": 14
+      } },
+      { selector: "edge.hovered", style: { "min-zoomed-font-size": 0, "z-index": 10, "opacity": 1, "color": text } },
       { selector: "edge[kind = 'consume']", style: { "line-color": css("--consume"), "target-arrow-color": css("--consume") } },
       { selector: "edge[kind = 'publish']", style: { "line-color": css("--publish"), "target-arrow-color": css("--publish") } },
+      { selector: "edge[kind = 'dependency']", style: { "line-color": css("--accent"), "target-arrow-color": css("--accent") } },
+      { selector: "edge[inferred = 1]", style: { "line-style": "dashed", "line-dash-pattern": [6, 4] } },
       { selector: "edge[kind = 'route']", style: { "line-style": "dashed" } },
       { selector: "edge[kind = 'call']", style: { "line-style": "dotted" } },
-      // Only a broker reported it: dashed. Dead-letter flows: their own colour.
+      // Only a broker reported it: dashed; only traces, while a broker reports others: dash-dot.
       { selector: "node[seen = 'broker']", style: { "border-style": "dashed", "border-width": 1.5 } },
       { selector: "edge[seen = 'broker']", style: { "line-style": "dashed", "opacity": 0.6 } },
+      { selector: "edge[seen = 'traces']", style: { "line-style": "dashed", "line-dash-pattern": [10, 3, 2, 3] } },
       { selector: "edge[kind = 'dead_letter']", style: { "line-style": "dashed", "line-color": css("--error"), "target-arrow-color": css("--error") } },
       { selector: "edge[errors > 0]", style: { "line-color": css("--error"), "target-arrow-color": css("--error") } },
+      // Reach: what the focused node depends on (upstream) and what depends on it (downstream).
+      { selector: ".up", style: { "border-color": css("--upstream"), "border-width": 3, "line-color": css("--upstream"), "target-arrow-color": css("--upstream"), "opacity": 1 } },
+      { selector: ".down", style: { "border-color": css("--downstream"), "border-width": 3, "line-color": css("--downstream"), "target-arrow-color": css("--downstream"), "opacity": 1 } },
+      { selector: ".starved", style: { "border-color": css("--error"), "border-width": 3, "border-style": "dashed" } },
+      { selector: ".piling", style: { "border-color": css("--broker"), "border-width": 4 } },
+      { selector: ".unreached", style: { "opacity": 0.2 } },
       { selector: ":selected", style: { "border-width": 3, "border-color": css("--accent"), "line-color": css("--accent"), "target-arrow-color": css("--accent"), "opacity": 1 } },
       { selector: ".faded", style: { "opacity": 0.15 } },
       { selector: ".filtered", style: { "opacity": 0.08 } }
@@ -127,7 +165,7 @@
   var body = document.getElementById("details-body");
   var hint = document.getElementById("details-hint");
   function show(children) {
-    body.replaceChildren.apply(body, children);
+    body.replaceChildren.apply(body, children.filter(Boolean));
     if (hint) { hint.hidden = true; }
   }
   function facts(pairs) {
@@ -136,113 +174,75 @@
     }));
   }
   function nodeName(id) {
-    var n = cy.getElementById(id);
-    return n.nonempty() ? n.data("name") : id;
+    var n = topology && topology.nodes.filter(function (x) { return x.id === id; })[0];
+    return n ? n.name : id;
   }
   function selectButton(id) {
-    var b = el("button", { type: "button", "class": "link truncate", title: nodeName(id), text: nodeName(id) });
+    var b = el("button", { type: "button", "class": "link truncate", title: nodeName(id), text: nodeName(id), "data-node-id": id });
     b.addEventListener("click", function () { focusNode(id); });
     return b;
   }
   function edgeList(title, edges, otherEnd) {
     if (!edges.length) { return null; }
     return el("div", {}, [el("h3", { text: title }), el("ul", { "class": "detail-list" }, edges.map(function (e) {
-      var d = topology.edges[e.data("index")];
-      return el("li", {}, [selectButton(otherEnd(d)), el("span", { "class": "muted", text: d.kind + " \u00b7 " + d.count + (d.errors ? " \u00b7 " + d.errors + " err" : "") })]);
+      var d = e.data("dep") != null ? topology.dependencies[e.data("dep")] : topology.edges[e.data("index")];
+      var what = d.via ? "via " + truncate(nodeName(d.via), 20) : d.kind + " \u00b7 " + d.count + (d.errors ? " \u00b7 " + d.errors + " err" : "");
+      return el("li", {}, [selectButton(otherEnd(d)), el("span", { "class": "muted", text: what })]);
     }))]);
-  }
-  // The recent traces of the selected node or edge; the live watch reloads the list shown.
-  var liveTraces = null;
-  function recentTraces(filter) {
-    var list = el("ul", { "class": "detail-list recent-traces" }, [el("li", { "class": "muted", text: "Loading traces\u2026" })]);
-    function load() {
-      return fetch("/api/traces?" + filter + "&" + windowQuery + "&limit=8").then(function (r) { return r.json(); }).then(function (j) {
-        var items = (j.traces || []).map(function (t) {
-          var label = (t.root_service || "") + ": " + (t.root_name || t.trace_id);
-          return el("li", {}, [
-            el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id), title: label, text: label }),
-            el("span", { "class": "muted", text: micros(t.duration_micros) })
-          ]);
-        });
-        list.replaceChildren.apply(list, items.length ? items : [el("li", { "class": "muted", text: "No traces in this window." })]);
-      }).catch(function () { list.replaceChildren(el("li", { "class": "muted", text: "Could not load traces." })); });
-    }
-    load();
-    liveTraces = function () { if (list.isConnected) { load(); } };
-    return el("div", {}, [el("h3", { text: "Recent traces" }), list]);
   }
   var PATTERNS = { broadcast: "Broadcast", work_queue: "Work queue", action_response: "Action / response",
-    dead_end: "Dead end", idle_subscriber: "Idle subscriber", cycle: "Cycle" };
+    dead_end: "Dead end", idle_subscriber: "Idle subscriber", cycle: "Cycle", backlog: "Backlog",
+    lag_growing: "Lag growing", dead_letter: "Dead letter" };
+  function findingLine(f) {
+    if (f.pattern !== "action_response") { return f.description; }
+    var x = kit.exchange(topology, f, nodeName);
+    return nodeName(x.asker) + " asks " + nodeName(x.answerer) + " (" + nodeName(x.request) + ", reply on " +
+      nodeName(x.reply) + ")" + (x.roundTripP99 != null ? "; broker legs p99 " + micros(x.roundTripP99) : "");
+  }
   function nodeFindings(id) {
-    var related = topology.findings.filter(function (f) { return f.nodes.indexOf(id) >= 0; });
+    var related = [];
+    topology.findings.forEach(function (f, i) { if (f.nodes.indexOf(id) >= 0) { related.push(i); } });
     if (!related.length) { return null; }
-    return el("div", {}, [el("h3", { text: "Findings" }), el("ul", { "class": "node-findings" }, related.map(function (f) {
-      return el("li", {}, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern }), " ", f.description]);
+    return el("div", {}, [el("h3", { text: "Findings" }), el("ul", { "class": "node-findings" }, related.map(function (i) {
+      var f = topology.findings[i];
+      var b = el("button", { type: "button", "class": "link", "data-finding": String(i) }, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern })]);
+      b.addEventListener("click", function () { pickFinding(i); });
+      return el("li", {}, [b, " ", findingLine(f)]);
     }))]);
   }
-  // An embedded-broker destination's live state, read from the broker's own JSON: per
-  // subscription of a topic its depth, in-flight and dead letters; for a stream its offsets and
-  // the lag of each consumer group.
-  function brokerState(name) {
-    var box = el("div", { "class": "broker-state" }, [el("p", { "class": "muted", text: "Loading broker state\u2026" })]);
-    function num(n) { return el("td", { "class": "num", text: String(n) }); }
-    function table(head, rows) {
-      return el("table", { "class": "broker-table" }, [
-        el("thead", {}, [el("tr", {}, head.map(function (h) { return el("th", { text: h }); }))]),
-        el("tbody", {}, rows)
-      ]);
-    }
-    function load() {
-      Promise.all([fetch("/broker/subscriptions"), fetch("/broker/streams")].map(function (p) {
-        return p.then(function (r) { return r.ok ? r.json() : {}; });
-      })).then(function (both) {
-        var subs = (both[0].subscriptions || []).filter(function (s) { return s.topic === name; });
-        var stream = (both[1].streams || []).filter(function (s) { return s.name === name; })[0];
-        var parts = [];
-        if (subs.length) {
-          parts.push(table(["Subscription", "Ready", "In flight", "Dead"], subs.map(function (s) {
-            return el("tr", { "class": s.dead ? "has-dead" : "" }, [
-              el("td", { "class": "truncate-cell", title: s.name, text: s.name }), num(s.ready), num(s.leased), num(s.dead)
-            ]);
-          })));
-        }
-        if (stream) {
-          parts.push(facts([["Offsets", stream.first_offset + " \u2013 " + stream.next_offset]]));
-          if (stream.groups.length) {
-            parts.push(table(["Group", "Committed", "Lag"], stream.groups.map(function (g) {
-              return el("tr", {}, [el("td", { "class": "truncate-cell", title: g.name, text: g.name }), num(g.committed), num(g.lag)]);
-            })));
-          }
-        }
-        if (!parts.length) { parts.push(el("p", { "class": "muted", text: "No subscriptions." })); }
-        box.replaceChildren.apply(box, parts);
-      }).catch(function () { box.replaceChildren(el("p", { "class": "muted", text: "Could not load the broker state." })); });
-    }
-    load();
-    var traces = liveTraces;
-    liveTraces = function () { if (box.isConnected) { load(); } if (traces) { traces(); } };
-    return el("div", {}, [el("h3", { text: "Broker state" }), box]);
+  function panelContext() {
+    return {
+      windowQuery: function () { return windowQuery; }, name: nodeName, button: selectButton,
+      highlight: highlightReach, marked: markImpact
+    };
+  }
+  function sections(list) {
+    refreshers = list.map(function (s) { return s.refresh; });
+    return list.map(function (s) { return s.node; });
   }
   function showNode(node) {
-    var d = node.data();
+    var d = node.data(), ctx = panelContext();
     var filter = d.kind === "destination" ? "destination=" + encodeURIComponent(d.name) : "service=" + encodeURIComponent(d.name);
     var page = nodePage(d.id);
     var links = el("p", { "class": "detail-links" }, [
       page ? el("a", { href: page, id: "node-page-link", text: d.kind === "service" ? "Service page" : "Destination page" }) : null,
       d.kind !== "external" ? el("a", { href: "/traces?" + filter + "&" + pageQuery, text: "Search traces" }) : null
     ]);
+    var loaders = [panel.reach(d.id, ctx), panel.impact(d.id, ctx)];
+    if (d.kind !== "external") { loaders.push(panel.recentTraces(filter, ctx)); }
+    if (d.kind === "destination" && d.system === "switchyard") { loaders.push(panel.brokerState(d.name, facts)); }
+    var parts = sections(loaders);
     show([
       el("h3", { "class": "truncate", title: d.name, text: d.name }),
-      facts([["Kind", d.kind], ["System", d.system], ["Namespace", d.namespace], ["Spans", d.spans], ["Span errors", d.spans != null ? d.span_errors : ""]]),
+      facts([["Kind", d.kind], ["System", d.system], ["Namespace", d.namespace], ["Traffic", d.figures], ["Spans", d.spans], ["Span errors", d.spans != null ? d.span_errors : ""]]),
       links,
       nodeFindings(d.id),
       edgeList("In", node.incomers("edge").toArray(), function (e) { return e.from; }),
-      edgeList("Out", node.outgoers("edge").toArray(), function (e) { return e.to; }),
-      d.kind !== "external" ? recentTraces(filter) : null,
-      d.kind === "destination" && d.system === "switchyard" ? brokerState(d.name) : null
-    ].filter(Boolean));
+      edgeList("Out", node.outgoers("edge").toArray(), function (e) { return e.to; })
+    ].concat(parts));
   }
   function showEdge(edge) {
+    if (edge.data("dep") != null) { return showDependency(topology.dependencies[edge.data("dep")]); }
     var e = topology.edges[edge.data("index")];
     var l = e.latency || {};
     var latencyName = (e.kind === "consume" || e.kind === "route") ? "Publish \u2192 consume" : "Duration";
@@ -254,83 +254,169 @@
       el("h3", {}, [selectButton(e.from), " \u2192 ", selectButton(e.to)]),
       facts([["Kind", e.kind], ["Count", e.count], ["Errors", e.errors], ["Rate", rate(e.rate_per_sec)],
         [latencyName + " p50", micros(l.p50_micros)], ["p90", micros(l.p90_micros)], ["p99", micros(l.p99_micros)],
-        ["Consumer instances", e.instances != null ? e.instances : ""]]),
-      recentTraces(filter)
-    ]);
+        ["Consumer instances", e.instances != null ? e.instances : ""]])
+    ].concat(sections([panel.recentTraces(filter, panelContext())])));
+  }
+  function showDependency(d) {
+    var l = d.latency || {};
+    var filter = "service=" + encodeURIComponent(nodeName(d.to)) + "&destination=" + encodeURIComponent(nodeName(d.via));
+    show([
+      el("h3", {}, [selectButton(d.from), " \u2192 ", selectButton(d.to)]),
+      el("p", {}, ["via ", selectButton(d.via)]),
+      facts([["Messages", d.count != null ? d.count : "inferred (no traced pair)"],
+        ["Rate", d.count != null ? rate(d.count / windowSecs(topology)) : ""],
+        ["Publish \u2192 consume p50", d.count != null ? micros(l.p50_micros) : ""], ["p99", d.count != null ? micros(l.p99_micros) : ""]])
+    ].concat(sections([panel.recentTraces(filter, panelContext())])));
+  }
+  function showFinding(i) {
+    var f = topology.findings[i], extra = [];
+    if (f.pattern === "action_response") {
+      var x = kit.exchange(topology, f, nodeName);
+      extra = [facts([["Asks", nodeName(x.asker)], ["Answers", nodeName(x.answerer)], ["Request", nodeName(x.request)],
+        ["Reply", nodeName(x.reply)], ["Round trip p99 (broker legs)", x.roundTripP99 != null ? micros(x.roundTripP99) : "unknown"]])];
+    }
+    show([
+      el("h3", {}, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern })]),
+      el("p", { "class": "finding-text", id: "finding-description", text: f.description })
+    ].concat(extra, [
+      el("h3", { text: "Nodes" }),
+      el("ul", { "class": "detail-list finding-nodes" }, f.nodes.map(function (id) { return el("li", {}, [selectButton(id)]); }))
+    ]));
+    refreshers = [];
   }
   function clearDetails() {
     body.replaceChildren();
+    refreshers = [];
     if (hint) { hint.hidden = false; }
+  }
+
+  // ---- focus: reach and impact on the map ----
+  function clearFocus() {
+    focused = null;
+    cy.elements().removeClass("up down unreached starved piling");
+    badges.dim(null);
+  }
+  function highlightReach(id, r) {
+    if (focused !== id || cy.getElementById(id).empty()) { return; }
+    var up = {}, down = {};
+    up[id] = down[id] = true;
+    r.depends_on.forEach(function (x) { up[x.id] = true; });
+    r.dependents.forEach(function (x) { down[x.id] = true; });
+    cy.batch(function () {
+      cy.elements().removeClass("up down unreached starved piling");
+      cy.nodes().forEach(function (n) {
+        if (n.id() === id) { return; }
+        n.addClass(up[n.id()] ? "up" : (down[n.id()] ? "down" : "unreached"));
+      });
+      cy.edges().forEach(function (e) {
+        var s = e.source().id(), t = e.target().id();
+        e.addClass(up[s] && up[t] ? "up" : (down[s] && down[t] ? "down" : "unreached"));
+      });
+    });
+    badges.dim(Object.assign({}, up, down));
+  }
+  function markImpact(r) {
+    if (focused !== r.node) { return; }
+    cy.batch(function () {
+      r.services.forEach(function (s) { cy.getElementById(s.id).addClass("starved").removeClass("unreached"); });
+      r.destinations.forEach(function (d) { cy.getElementById(d.id).addClass("piling").removeClass("unreached"); });
+    });
+    var keep = Object.assign({}, badges.keep || {});
+    keep[r.node] = true;
+    r.services.concat(r.destinations).forEach(function (x) { keep[x.id] = true; });
+    badges.dim(keep);
+  }
+  function selectNode(node) {
+    cy.elements().unselect();
+    node.select();
+    focused = node.id();
+    showNode(node);
   }
   function focusNode(id) {
     var n = cy.getElementById(id);
     if (n.empty()) { return; }
-    cy.elements().unselect();
-    n.select();
+    selectNode(n);
     cy.animate({ center: { eles: n }, duration: 250 });
-    showNode(n);
+  }
+  function pickFinding(i) {
+    var f = topology.findings[i];
+    if (!f) { return; }
+    clearFocus();
+    var eles = cy.collection();
+    f.nodes.forEach(function (id) { eles = eles.union(cy.getElementById(id)); });
+    cy.elements().unselect();
+    eles.select();
+    if (eles.nonempty()) { cy.animate({ fit: { eles: eles, padding: 70 }, duration: 300 }); }
+    showFinding(i);
   }
 
   // ---- interactions ----
   function edgeTooltip(e) {
-    var d = topology.edges[e.data("index")];
-    var l = d.latency || {};
-    return nodeName(d.from) + " \u2192 " + nodeName(d.to) + "\n" + d.kind + ": " + d.count +
-      (d.errors ? " (" + d.errors + " errors)" : "") + ", " + rate(d.rate_per_sec) +
+    if (e.data("dep") != null) {
+      var d = topology.dependencies[e.data("dep")];
+      return nodeName(d.from) + " \u2192 " + nodeName(d.to) + "\nvia " + nodeName(d.via) + (d.count != null ? ": " + d.count + " messages, " + e.data("label") : " (inferred)");
+    }
+    var x = topology.edges[e.data("index")];
+    var l = x.latency || {};
+    return nodeName(x.from) + " \u2192 " + nodeName(x.to) + "\n" + x.kind + ": " + x.count +
+      (x.errors ? " (" + x.errors + " errors)" : "") + ", " + rate(x.rate_per_sec) +
       "\nlatency p50 " + micros(l.p50_micros) + " \u00b7 p99 " + micros(l.p99_micros);
+  }
+  function hideTip() { tooltip.hidden = true; }
+  function download(blob, name) {
+    var a = el("a", { href: URL.createObjectURL(blob), download: name });
+    document.body.appendChild(a);
+    a.click();
+    setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
   }
   function wire() {
     cy.on("mouseover", "node", function (ev) {
+      if (focused) { return; }
       cy.elements().addClass("faded");
       ev.target.closedNeighborhood().removeClass("faded");
     });
     cy.on("mouseout", "node", function () { cy.elements().removeClass("faded"); hideTip(); });
     cy.on("mouseover", "edge", function (ev) {
+      ev.target.addClass("hovered");
       tooltip.textContent = edgeTooltip(ev.target);
       var p = ev.renderedPosition || { x: 0, y: 0 };
       tooltip.style.left = (p.x + 14) + "px";
       tooltip.style.top = (p.y + 14) + "px";
       tooltip.hidden = false;
     });
-    cy.on("mouseout", "edge", hideTip);
-    cy.on("tap", "node", function (ev) { showNode(ev.target); });
-    cy.on("tap", "edge", function (ev) { showEdge(ev.target); });
-    cy.on("tap", function (ev) { if (ev.target === cy) { clearDetails(); } });
-    document.getElementById("fit").addEventListener("click", function () { cy.fit(undefined, 30); });
+    cy.on("mouseout", "edge", function (ev) { ev.target.removeClass("hovered"); hideTip(); });
+    cy.on("tap", "node", function (ev) { selectNode(ev.target); });
+    cy.on("tap", "edge", function (ev) { clearFocus(); showEdge(ev.target); });
+    cy.on("tap", function (ev) { if (ev.target === cy) { clearFocus(); clearDetails(); } });
+    cy.on("dragfree", "node", function () { if (layout.small(cy)) { layout.route(cy); } });
+    cy.on("viewport", labelSoon);
+    function fit() { cy.fit(undefined, 30); }
+    document.getElementById("fit").addEventListener("click", fit);
     document.addEventListener("keydown", function (ev) {
       var tag = (ev.target.tagName || "").toLowerCase();
       if (tag === "input" || tag === "select" || tag === "textarea") { return; }
-      if (ev.key === "f" || ev.key === "F") { cy.fit(undefined, 30); }
-      if (ev.key === "Escape") { cy.elements().unselect(); clearDetails(); }
+      if (ev.key === "f" || ev.key === "F") { fit(); }
+      if (ev.key === "Escape") { cy.elements().unselect(); clearFocus(); clearDetails(); }
     });
     document.getElementById("download-png").addEventListener("click", function () {
-      var blob = cy.png({ full: true, scale: 2, bg: css("--bg"), output: "blob" });
-      var a = el("a", { href: URL.createObjectURL(blob), download: "switchyard-topology.png" });
-      document.body.appendChild(a);
-      a.click();
-      setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+      download(cy.png({ full: true, scale: 2, bg: css("--bg"), output: "blob" }), "switchyard-topology.png");
     });
     document.getElementById("download-svg").addEventListener("click", function () {
-      var svg = window.switchyardSvg.mapSvg(cy, css("--bg"));
-      var blob = new Blob([svg], { type: "image/svg+xml" });
-      var a = el("a", { href: URL.createObjectURL(blob), download: "switchyard-topology.svg" });
-      document.body.appendChild(a);
-      a.click();
-      setTimeout(function () { URL.revokeObjectURL(a.href); a.remove(); }, 1000);
+      download(new Blob([window.switchyardSvg.mapSvg(cy, css("--bg"))], { type: "image/svg+xml" }), "switchyard-topology.svg");
     });
+    var toggle = document.getElementById("services-only");
+    if (toggle) {
+      toggle.addEventListener("click", function () {
+        mode = mode === "services" ? "all" : "services";
+        toggle.setAttribute("aria-pressed", String(mode === "services"));
+        rebuild();
+      });
+    }
     document.querySelectorAll(".node-select").forEach(function (b) {
       b.addEventListener("click", function () { focusNode(b.getAttribute("data-node-id")); });
     });
     document.querySelectorAll(".finding-select").forEach(function (b) {
-      b.addEventListener("click", function () {
-        var f = topology.findings[Number(b.getAttribute("data-finding"))];
-        if (!f) { return; }
-        var eles = cy.collection();
-        f.nodes.forEach(function (id) { eles = eles.union(cy.getElementById(id)); });
-        cy.elements().unselect();
-        eles.select();
-        cy.animate({ fit: { eles: eles, padding: 60 }, duration: 300 });
-      });
+      b.addEventListener("click", function () { pickFinding(Number(b.getAttribute("data-finding"))); });
     });
     var text = document.getElementById("filter-text");
     var system = document.getElementById("filter-system");
@@ -360,76 +446,74 @@
     text.addEventListener("input", filter);
     system.addEventListener("change", filter);
     if (namespace) { namespace.addEventListener("change", filter); }
-    document.addEventListener("switchyard:theme", function () { cy.style(style()); });
+    document.addEventListener("switchyard:theme", function () {
+      cy.style(style());
+      var figures = kit.nodeFigures(topology);
+      cy.batch(function () { cy.nodes().forEach(function (n) { if (figures[n.id()]) { n.data("ring", kit.ring(figures[n.id()])); } }); });
+    });
   }
-  function hideTip() { tooltip.hidden = true; }
+
+  // ---- edge labels ----
+  // A small graph labels every edge (Cytoscape hides what would be under 9 px); a large one
+  // only the edges in view once zoomed in enough to read them: measuring thousands of labels
+  // would cost every frame.
+  var LABEL_ZOOM = 0.75, labelTimer = null;
+  function labelEdges() {
+    if (layout.small(cy)) { cy.edges().not(".labelled").addClass("labelled"); return; }
+    var on = cy.collection();
+    if (cy.zoom() >= LABEL_ZOOM) {
+      var ext = cy.extent();
+      var inside = function (p) { return p.x >= ext.x1 && p.x <= ext.x2 && p.y >= ext.y1 && p.y <= ext.y2; };
+      on = cy.edges().filter(function (e) { return inside(e.source().position()) || inside(e.target().position()); });
+    }
+    cy.batch(function () {
+      cy.edges(".labelled").difference(on).removeClass("labelled");
+      on.not(".labelled").addClass("labelled");
+    });
+  }
+  function labelSoon() {
+    if (labelTimer) { clearTimeout(labelTimer); }
+    labelTimer = setTimeout(function () { labelTimer = null; labelEdges(); }, 120);
+  }
 
   // ---- layout ----
-  // dagre gives the best picture but grows much faster than linearly; past this size a
-  // simple layered layout (breadth-first ranks from the sources, barycentre ordering) keeps
-  // the map instant. Breadth-first ranks stay shallow where longest paths would not.
-  var DAGRE_MAX_NODES = 150, DAGRE_MAX_EDGES = 400;
-  function fastLayered(fit) {
-    var nodes = cy.nodes(), rank = {}, order = [];
-    function bfs(starts) {
-      var queue = starts.slice();
-      starts.forEach(function (n) { rank[n.id()] = rank[n.id()] || 0; });
-      for (var q = 0; q < queue.length; q++) {
-        var n = queue[q];
-        order.push(n);
-        n.outgoers("node").forEach(function (m) {
-          if (rank[m.id()] === undefined) { rank[m.id()] = rank[n.id()] + 1; queue.push(m); }
-        });
-      }
+  // The smallest zoom a first view of a small graph gets: 13 px labels stay at 10 px or more.
+  var READABLE_ZOOM = 0.8;
+  function place(fit) {
+    cy.layout(layout.layoutFor(cy, fit)).run();
+    if (layout.small(cy)) { layout.route(cy); }
+    labelEdges();
+    if (fit && layout.small(cy) && cy.zoom() < READABLE_ZOOM && cy.nodes().length) {
+      // Too small to read when all of it fits: start readable at the sources (the left),
+      // centred vertically; Fit (F) shows everything.
+      var bb = cy.elements().boundingBox(), h = cy.height(), z = READABLE_ZOOM;
+      cy.zoom(z);
+      cy.pan({ x: 30 - bb.x1 * z, y: (bb.h * z < h ? (h - bb.h * z) / 2 : 30) - bb.y1 * z });
     }
-    bfs(nodes.filter(function (n) { return n.indegree(false) === 0; }).toArray());
-    // What no source reaches (cycles): start from the busiest publisher left.
-    var rest = nodes.filter(function (n) { return rank[n.id()] === undefined; })
-      .sort(function (a, b) { return b.outdegree(false) - a.outdegree(false); });
-    rest.forEach(function (n) { if (rank[n.id()] === undefined) { rank[n.id()] = 0; bfs([n]); } });
-    var columns = [];
-    order.forEach(function (n) { (columns[rank[n.id()]] = columns[rank[n.id()]] || []).push(n); });
-    var y = {};
-    columns.forEach(function (col) { col.forEach(function (n, i) { y[n.id()] = i; }); });
-    // Two sweeps of barycentre ordering reduce crossings.
-    for (var sweep = 0; sweep < 2; sweep++) {
-      columns.forEach(function (col) {
-        col.forEach(function (n) {
-          var sum = 0, k = 0;
-          n.neighborhood("node").forEach(function (m) { if (rank[m.id()] !== rank[n.id()]) { sum += y[m.id()]; k++; } });
-          n.scratch("_bary", k ? sum / k : y[n.id()]);
-        });
-        col.sort(function (a, b) { return a.scratch("_bary") - b.scratch("_bary"); });
-        col.forEach(function (n, i) { y[n.id()] = i; });
-      });
-    }
-    // A rank taller than the screen wraps into several narrower columns.
-    var maxRows = Math.max(12, Math.ceil(Math.sqrt(nodes.length) * 1.5));
-    var positions = {}, x = 0;
-    columns.forEach(function (col) {
-      if (!col) { return; }
-      var parts = Math.ceil(col.length / maxRows);
-      col.forEach(function (n, i) {
-        var part = Math.floor(i / maxRows), row = i % maxRows;
-        var rows = Math.min(maxRows, col.length - part * maxRows);
-        positions[n.id()] = { x: (x + part) * 200, y: (row - rows / 2) * 54 + (part % 2) * 27 };
-      });
-      x += parts + 0.4;
-    });
-    return { name: "preset", positions: positions, fit: fit, padding: 30, animate: false };
   }
-  function layoutFor(fit) {
-    var small = cy.nodes().length <= DAGRE_MAX_NODES && cy.edges().length <= DAGRE_MAX_EDGES;
-    return small ? layoutOptions(fit) : fastLayered(fit);
+  function legend(topo) {
+    var list = document.getElementById("legend-systems");
+    if (!list) { return; }
+    var systems = systemsOf(topo);
+    list.replaceChildren.apply(list, systems.map(function (s, i) {
+      return el("li", {}, [el("span", { "class": "swatch-node", style: "border-color:" + PALETTE[i % PALETTE.length] }), s || "(no system)"]);
+    }));
+    var traces = document.getElementById("legend-traces-only");
+    if (traces) { traces.hidden = !brokered(topo); }
+  }
+  function findingTitle(f) { return (PATTERNS[f.pattern] || f.pattern) + ": " + findingLine(f); }
+  function rebuild() {
+    clearFocus();
+    cy.elements().remove();
+    cy.add(elements(topology));
+    place(true);
+    badges.set(topology.findings, findingTitle);
   }
 
   // ---- live: refresh the graph in place when spans arrive (preset windows only) ----
   var PRESET_SECS = { "window=5m": 300, "window=1h": 3600, "window=24h": 86400 };
-  function layoutOptions(fit) {
-    return { name: typeof cytoscapeDagre === "function" ? "dagre" : "breadthfirst", rankDir: "LR",
-      nodeSep: 24, rankSep: 70, edgeSep: 8, padding: 30, directed: true, fit: fit, animate: false };
-  }
   function update(topo) {
+    topology = topo;
     var fresh = elements(topo), seen = {}, added = false;
     cy.batch(function () {
       fresh.forEach(function (item) {
@@ -446,7 +530,6 @@
       });
       cy.elements().forEach(function (e) { if (!seen[e.id()]) { e.remove(); } });
     });
-    topology = topo;
     window.switchyard.topology = topo;
     var counts = document.getElementById("counts");
     var errors = topo.edges.filter(function (e) { return e.errors > 0; }).length;
@@ -454,8 +537,11 @@
     var empty = document.getElementById("empty-state");
     if (empty && topo.nodes.length) { empty.hidden = true; }
     // New nodes need a place; the user's zoom and pan stay as they are.
-    if (added) { cy.layout(layoutFor(!drawnOnce)).run(); }
+    if (added) { place(!drawnOnce); } else if (layout.small(cy)) { layout.route(cy); }
+    labelEdges();
     drawnOnce = drawnOnce || cy.nodes().length > 0;
+    legend(topo);
+    badges.set(topo.findings, findingTitle);
   }
   var drawnOnce = false;
   function refresh() {
@@ -465,7 +551,7 @@
     return fetch("/api/topology?" + q).then(function (r) { return r.json(); }).then(function (topo) {
       windowQuery = q;
       update(topo);
-      if (liveTraces) { liveTraces(); }
+      refreshers.forEach(function (f) { f(); });
     });
   }
   function watch() {
@@ -485,6 +571,7 @@
   }
 
   function draw(topo) {
+    var t = [performance.now()];
     topology = topo;
     var big = topo.edges.length > 800;
     cy = cytoscape({
@@ -495,9 +582,17 @@
       minZoom: 0.05, maxZoom: 4, wheelSensitivity: 0.3,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
     });
+    t.push(performance.now());
+    badges = new window.switchyardBadges.Badges(cy, document.getElementById("map-badges"), pickFinding);
     wire();
-    cy.layout(layoutFor(true)).run();
-    window.switchyard = { cy: cy, topology: topo, readyAt: performance.now() };
+    place(true);
+    t.push(performance.now());
+    badges.set(topo.findings, findingTitle);
+    legend(topo);
+    t.push(performance.now());
+    // Where the first draw's time went (ms): the graph built, laid out and routed, badges.
+    var timings = { elements: t[1] - t[0], layout: t[2] - t[1], badges: t[3] - t[2] };
+    window.switchyard = { cy: cy, topology: topo, readyAt: performance.now(), timings: timings, mode: function () { return mode; } };
     drawnOnce = topo.nodes.length > 0;
     watch();
     document.body.setAttribute("data-map-ready", "1");

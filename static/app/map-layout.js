@@ -1,0 +1,173 @@
+// Layouts of the map and its edge routing. Small graphs get dagre (left to right); past
+// DAGRE_MAX a simple layered layout keeps the map instant. Edge routing: an edge whose straight line would cross
+// a node box is bent through the gaps of every column it passes, as segments with rounded
+// corners. Edges that cross nothing stay straight (Cytoscape's bezier, which also separates
+// parallel edges).
+(function () {
+  "use strict";
+  var MARGIN = 8, COLUMN = 24;
+
+  function boxOf(n) {
+    var p = n.position(), w = n.outerWidth() / 2 + MARGIN, h = n.outerHeight() / 2 + MARGIN;
+    return { id: n.id(), x: p.x, y: p.y, x1: p.x - w, x2: p.x + w, y1: p.y - h, y2: p.y + h };
+  }
+  // Liang-Barsky: does the segment a-b pass through the box?
+  function hits(a, b, box) {
+    var t0 = 0, t1 = 1, dx = b.x - a.x, dy = b.y - a.y;
+    var p = [-dx, dx, -dy, dy], q = [a.x - box.x1, box.x2 - a.x, a.y - box.y1, box.y2 - a.y];
+    for (var i = 0; i < 4; i++) {
+      if (p[i] === 0) { if (q[i] < 0) { return false; } continue; }
+      var t = q[i] / p[i];
+      if (p[i] < 0) { if (t > t1) { return false; } if (t > t0) { t0 = t; } }
+      else { if (t < t0) { return false; } if (t < t1) { t1 = t; } }
+    }
+    return t1 - t0 > 1e-6;
+  }
+  function blocked(points, boxes, skip) {
+    for (var i = 0; i + 1 < points.length; i++) {
+      for (var k = 0; k < boxes.length; k++) {
+        if (!skip[boxes[k].id] && hits(points[i], points[i + 1], boxes[k])) { return true; }
+      }
+    }
+    return false;
+  }
+  // Columns: boxes grouped by their centre's x.
+  function columns(boxes) {
+    var sorted = boxes.slice().sort(function (a, b) { return a.x - b.x; }), out = [];
+    sorted.forEach(function (b) {
+      var last = out[out.length - 1];
+      if (last && b.x - last.x <= COLUMN) { last.boxes.push(b); last.x1 = Math.min(last.x1, b.x1); last.x2 = Math.max(last.x2, b.x2); }
+      else { out.push({ x: b.x, x1: b.x1, x2: b.x2, boxes: [b] }); }
+    });
+    return out;
+  }
+  // The free y nearest to `y` in a column (outside every box but the edge's own ends).
+  function freeY(col, y, skip) {
+    var spans = col.boxes.filter(function (b) { return !skip[b.id]; })
+      .map(function (b) { return [b.y1, b.y2]; }).sort(function (a, b) { return a[0] - b[0]; });
+    var merged = [];
+    spans.forEach(function (s) {
+      var last = merged[merged.length - 1];
+      if (last && s[0] <= last[1]) { last[1] = Math.max(last[1], s[1]); } else { merged.push(s.slice()); }
+    });
+    for (var i = 0; i < merged.length; i++) {
+      var s = merged[i];
+      if (y > s[0] && y < s[1]) { return (y - s[0] < s[1] - y) ? s[0] - 2 : s[1] + 2; }
+    }
+    return y;
+  }
+  function waypoints(s, t, cols, skip) {
+    var a = s.position(), b = t.position(), pts = [];
+    var forward = b.x >= a.x, lo = Math.min(a.x, b.x), hi = Math.max(a.x, b.x);
+    var between = cols.filter(function (c) { return c.x > lo + COLUMN && c.x < hi - COLUMN; });
+    if (!forward) { between.reverse(); }
+    if (!between.length) {
+      // Same column: out to the right of it and back.
+      var col = cols.filter(function (c) { return Math.abs(c.x - a.x) <= COLUMN; })[0];
+      var x = (col ? col.x2 : a.x + 80) + 16;
+      return [{ x: x, y: a.y }, { x: x, y: b.y }];
+    }
+    // Leave the source's column and enter the target's level, so no diagonal cuts a neighbour.
+    var own = function (x) { return cols.filter(function (c) { return Math.abs(c.x - x) <= COLUMN; })[0]; };
+    var from = own(a.x), to = own(b.x);
+    if (from) { pts.push({ x: forward ? from.x2 : from.x1, y: a.y }); }
+    between.forEach(function (c) {
+      var f = (c.x - a.x) / ((b.x - a.x) || 1), y = freeY(c, a.y + f * (b.y - a.y), skip);
+      var enter = forward ? c.x1 : c.x2, leave = forward ? c.x2 : c.x1;
+      pts.push({ x: enter, y: y }, { x: leave, y: y });
+    });
+    if (to) { pts.push({ x: forward ? to.x1 : to.x2, y: b.y }); }
+    return pts;
+  }
+  // Segment points as Cytoscape wants them: weights along source -> target (node centres) and
+  // distances perpendicular to it (positive: to the left of source -> target on screen).
+  function relative(a, b, pts) {
+    var dx = b.x - a.x, dy = b.y - a.y, l2 = dx * dx + dy * dy, l = Math.sqrt(l2) || 1;
+    return {
+      w: pts.map(function (p) { return l2 ? ((p.x - a.x) * dx + (p.y - a.y) * dy) / l2 : 0.5; }),
+      d: pts.map(function (p) { return ((p.y - a.y) * dx - (p.x - a.x) * dy) / l; })
+    };
+  }
+
+  // Routes every edge of `cy` around the node boxes (model coordinates, after a layout).
+  function route(cy) {
+    var boxes = cy.nodes().map(boxOf), cols = columns(boxes);
+    cy.batch(function () {
+      cy.edges().forEach(function (e) {
+        var s = e.source(), t = e.target();
+        e.removeClass("routed");
+        if (s.same(t)) { return; }
+        var skip = {}; skip[s.id()] = true; skip[t.id()] = true;
+        var a = s.position(), b = t.position();
+        if (!blocked([a, b], boxes, skip)) { return; }
+        var pts = waypoints(s, t, cols, skip), rel = relative(a, b, pts);
+        e.data({ segw: rel.w, segd: rel.d });
+        e.addClass("routed");
+      });
+    });
+  }
+
+  // dagre gives the best picture but grows much faster than linearly; past this size a
+  // simple layered layout (breadth-first ranks from the sources, barycentre ordering) keeps
+  // the map instant. Breadth-first ranks stay shallow where longest paths would not.
+  var DAGRE_MAX_NODES = 150, DAGRE_MAX_EDGES = 400;
+  function fastLayered(cy, fit) {
+    var nodes = cy.nodes(), rank = {}, order = [];
+    function bfs(starts) {
+      var queue = starts.slice();
+      starts.forEach(function (n) { rank[n.id()] = rank[n.id()] || 0; });
+      for (var q = 0; q < queue.length; q++) {
+        var n = queue[q];
+        order.push(n);
+        n.outgoers("node").forEach(function (m) {
+          if (rank[m.id()] === undefined) { rank[m.id()] = rank[n.id()] + 1; queue.push(m); }
+        });
+      }
+    }
+    bfs(nodes.filter(function (n) { return n.indegree(false) === 0; }).toArray());
+    // What no source reaches (cycles): start from the busiest publisher left.
+    var rest = nodes.filter(function (n) { return rank[n.id()] === undefined; })
+      .sort(function (a, b) { return b.outdegree(false) - a.outdegree(false); });
+    rest.forEach(function (n) { if (rank[n.id()] === undefined) { rank[n.id()] = 0; bfs([n]); } });
+    var columns = [];
+    order.forEach(function (n) { (columns[rank[n.id()]] = columns[rank[n.id()]] || []).push(n); });
+    var y = {};
+    columns.forEach(function (col) { col.forEach(function (n, i) { y[n.id()] = i; }); });
+    // Two sweeps of barycentre ordering reduce crossings.
+    for (var sweep = 0; sweep < 2; sweep++) {
+      columns.forEach(function (col) {
+        col.forEach(function (n) {
+          var sum = 0, k = 0;
+          n.neighborhood("node").forEach(function (m) { if (rank[m.id()] !== rank[n.id()]) { sum += y[m.id()]; k++; } });
+          n.scratch("_bary", k ? sum / k : y[n.id()]);
+        });
+        col.sort(function (a, b) { return a.scratch("_bary") - b.scratch("_bary"); });
+        col.forEach(function (n, i) { y[n.id()] = i; });
+      });
+    }
+    // A rank taller than the screen wraps into several narrower columns.
+    var maxRows = Math.max(12, Math.ceil(Math.sqrt(nodes.length) * 1.5));
+    var positions = {}, x = 0;
+    columns.forEach(function (col) {
+      if (!col) { return; }
+      var parts = Math.ceil(col.length / maxRows);
+      col.forEach(function (n, i) {
+        var part = Math.floor(i / maxRows), row = i % maxRows;
+        var rows = Math.min(maxRows, col.length - part * maxRows);
+        positions[n.id()] = { x: (x + part) * 200, y: (row - rows / 2) * 54 + (part % 2) * 27 };
+      });
+      x += parts + 0.4;
+    });
+    return { name: "preset", positions: positions, fit: fit, padding: 30, animate: false };
+  }
+  function small(cy) { return cy.nodes().length <= DAGRE_MAX_NODES && cy.edges().length <= DAGRE_MAX_EDGES; }
+  function layoutFor(cy, fit) {
+    if (!small(cy)) { return fastLayered(cy, fit); }
+    // Services joined by dependencies carry the destination's name on each edge: room for it.
+    var labelled = cy.edges("[kind = 'dependency']").nonempty();
+    return { name: typeof cytoscapeDagre === "function" ? "dagre" : "breadthfirst", rankDir: "LR",
+      nodeSep: 28, rankSep: labelled ? 220 : 90, edgeSep: 10, padding: 30, directed: true, fit: fit, animate: false };
+  }
+
+  window.switchyardLayout = { route: route, hits: hits, layoutFor: layoutFor, small: small };
+})();
