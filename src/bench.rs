@@ -36,6 +36,8 @@ pub struct Auth(Option<crate::guard::Secret>);
 
 impl Auth {
     /// An HTTP agent sending the token (if any) with every request.
+    // ureq's middleware returns its own (large) error type.
+    #[allow(clippy::result_large_err)]
     pub fn agent(&self, builder: ureq::AgentBuilder) -> ureq::Agent {
         match &self.0 {
             Some(secret) => {
