@@ -212,6 +212,32 @@ fn main() {
         baseline,
     );
 
+    // The shape scan that runs before every decode (`ingest::shape`), against the decode
+    // alone in the same run, on one body holding every fixture's spans.
+    let mut all = ExportTraceServiceRequest::default();
+    for b in &bodies {
+        if let Ok(r) = ExportTraceServiceRequest::decode(&b[..]) {
+            all.resource_spans.extend(r.resource_spans);
+        }
+    }
+    let one_body = all.encode_to_vec();
+    let decode_one = time(budget, || {
+        black_box(ExportTraceServiceRequest::decode(&one_body[..]).ok());
+    });
+    let scan = time(budget, || {
+        black_box(switchyard::ingest::shape::protobuf_traces(&one_body).ok());
+    });
+    report(
+        "shape scan (baseline: decode of the same body)",
+        scan,
+        spans,
+        decode_one,
+    );
+    println!(
+        "shape scan: {:.1}% of the decode it guards",
+        scan.as_nanos() as f64 * 100.0 / decode_one.as_nanos().max(1) as f64
+    );
+
     let prepare = time(budget, || {
         for b in &bodies {
             if let Ok(r) = ExportTraceServiceRequest::decode(&b[..]) {

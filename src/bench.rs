@@ -17,8 +17,50 @@ use clap::{Args, Subcommand};
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
+    /// The token of a server started with `--auth-token`: sent as `Authorization: Bearer`
+    /// with every request. Prefer the variable: a flag shows in the process list.
+    #[arg(
+        long = "auth-token",
+        env = "SWITCHYARD_AUTH_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN",
+        global = true
+    )]
+    pub auth_token: Option<crate::guard::Secret>,
     #[command(subcommand)]
     pub what: BenchCommand,
+}
+
+/// How the benchmarks reach a server: with its token, when it asks for one.
+#[derive(Clone, Debug, Default)]
+pub struct Auth(Option<crate::guard::Secret>);
+
+impl Auth {
+    /// An HTTP agent sending the token (if any) with every request.
+    // ureq's middleware returns its own (large) error type.
+    #[allow(clippy::result_large_err)]
+    pub fn agent(&self, builder: ureq::AgentBuilder) -> ureq::Agent {
+        match &self.0 {
+            Some(secret) => {
+                let bearer = format!("Bearer {}", secret.expose());
+                builder
+                    .middleware(move |req: ureq::Request, next: ureq::MiddlewareNext<'_>| {
+                        next.handle(req.set("Authorization", &bearer))
+                    })
+                    .build()
+            }
+            None => builder.build(),
+        }
+    }
+
+    /// A broker client sending the token (if any).
+    pub fn client(&self, addr: &str) -> crate::broker::client::Client {
+        let client = crate::broker::client::Client::new(addr);
+        match &self.0 {
+            Some(secret) => client.with_auth_token(secret.expose()),
+            None => client,
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -41,13 +83,17 @@ pub enum BenchCommand {
 }
 
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
+    let auth = Auth(args.auth_token);
+    if let Some(secret) = &auth.0 {
+        secret.validate().map_err(anyhow::Error::msg)?;
+    }
     match args.what {
-        BenchCommand::Ingest(a) => ingest::run(a),
-        BenchCommand::Query(a) => query::run(a),
-        BenchCommand::Pages(a) => pages::run(a),
+        BenchCommand::Ingest(a) => ingest::run(a, &auth),
+        BenchCommand::Query(a) => query::run(a, &auth),
+        BenchCommand::Pages(a) => pages::run(a, &auth),
         BenchCommand::Metrics(a) => metrics::run(a),
-        BenchCommand::Broker(a) => broker::run(a),
-        BenchCommand::Brokers(a) => brokers::run(a),
+        BenchCommand::Broker(a) => broker::run(a, &auth),
+        BenchCommand::Brokers(a) => brokers::run(a, &auth),
     }
 }
 
@@ -61,7 +107,7 @@ mod brokers {
         args: Vec<String>,
     }
 
-    pub fn run(_: BrokersBench) -> anyhow::Result<()> {
+    pub fn run(_: BrokersBench, _: &super::Auth) -> anyhow::Result<()> {
         anyhow::bail!(
             "bench brokers is not in this build (its RabbitMQ and NATS clients are left out of \
              the production binary); build it with `cargo build --release --features bench-brokers`"

@@ -202,6 +202,7 @@ impl ServeArgs {
             token,
             allowed_hosts: self.allowed_hosts.clone(),
             secure_cookie: self.secure_cookie,
+            attempts: Default::default(),
         })
     }
 }

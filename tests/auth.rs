@@ -607,3 +607,100 @@ fn a_browser_logs_in_once_and_another_origin_cannot_publish() {
         "published from the server's own origin"
     );
 }
+
+/// Wrong tokens are limited per client address: past the limit (20 a minute) the login form,
+/// the API and OTLP/gRPC answer 429 / UNAVAILABLE with the time to wait, even to the right
+/// token from that address; `/healthz` stays open.
+#[test]
+fn wrong_tokens_past_the_limit_get_429_with_retry_after() {
+    let env = TestEnv::with_args(&["--auth-token", TOKEN]);
+    let form = ("Content-Type", "application/x-www-form-urlencoded");
+    for i in 0..20 {
+        let body = format!("token=guess-{i}&next=%2F");
+        let r = send(web(&env), "POST", "/login", &[form], body.as_bytes());
+        assert_eq!(r.status, 401, "guess {i}: {}", r.text());
+    }
+    let right = format!("token={TOKEN}&next=%2F");
+    let limited = send(web(&env), "POST", "/login", &[form], right.as_bytes());
+    assert_eq!(limited.status, 429, "{}", limited.text());
+    assert!(limited.header("set-cookie").is_none());
+    let wait: u64 = limited
+        .header("retry-after")
+        .and_then(|v| v.parse().ok())
+        .expect("Retry-After in seconds");
+    assert!((1..=60).contains(&wait), "{wait}");
+    assert!(limited.text().contains("Too many wrong tokens"));
+
+    let api = send(web(&env), "GET", "/api/stats", &[BEARER], b"");
+    assert_eq!(api.status, 429, "{}", api.text());
+    assert_eq!(api.json()["error"], "too_many_requests");
+    assert!(api.header("retry-after").is_some());
+    assert!(!api.text().contains("spans"), "no data: {}", api.text());
+    let err = grpc_export(&env, Some(&format!("Bearer {TOKEN}"))).expect_err("limited");
+    assert_eq!(err.code(), tonic::Code::Unavailable, "{err:?}");
+    assert!(err.metadata().get("retry-after").is_some(), "{err:?}");
+    // A request that presents no token is not a guess: still 401.
+    assert_unauthorized(&send(web(&env), "GET", "/api/stats", &[], b""), "no token");
+    assert_eq!(send(web(&env), "GET", "/healthz", &[], b"").status, 200);
+}
+
+/// The broker's Rust client and `switchyard bench` reach a server that asks for a token.
+#[test]
+fn the_broker_client_and_bench_send_the_token() {
+    let env = TestEnv::with_args(&["--auth-token", TOKEN]);
+    // The bench first: the broker's own spans (traced calls) would count as stored.
+    let bench = |token: Option<&str>| {
+        let mut cmd = Command::new(common::binary());
+        cmd.args([
+            "bench",
+            "ingest",
+            "--max-spans",
+            "2000",
+            "--duration",
+            "60s",
+        ])
+        .args(["--batch", "100", "--connections", "2"])
+        .args(["--target", &format!("http://{}", otlp(&env))])
+        .args(["--api", &format!("http://{}", web(&env))])
+        .env_remove("SWITCHYARD_AUTH_TOKEN");
+        if let Some(t) = token {
+            cmd.env("SWITCHYARD_AUTH_TOKEN", t);
+        }
+        cmd.output().expect("bench runs")
+    };
+    let out = bench(Some(TOKEN));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("(lost: 0)"), "{text}");
+    let stats = send(web(&env), "GET", "/api/stats", &[BEARER], b"").json();
+    assert!(stats["spans_in_store"].as_i64() >= Some(2000), "{stats}");
+    // Without it the server's 401 ends the run at once, saying why.
+    let out = bench(None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("401") && err.contains("--auth-token"), "{err}");
+    let addr = web(&env).to_string();
+    let without = switchyard::broker::client::Client::new(&addr);
+    let err = without.declare_topic("orders").expect_err("no token");
+    assert_eq!(err.status(), Some(401), "{err}");
+    let client = switchyard::broker::client::Client::new(&addr)
+        .with_service("billing")
+        .with_auth_token(TOKEN);
+    client
+        .declare_topic("orders")
+        .expect("declare with the token");
+    client
+        .declare_subscription("billing", "orders", 30_000, 5)
+        .expect("subscribe");
+    client
+        .publish_json("orders", &json!({"n": 1}), None)
+        .expect("publish");
+    let pulled = client
+        .pull("billing", 10, Duration::from_secs(5))
+        .expect("pull");
+    assert_eq!(pulled.len(), 1);
+}

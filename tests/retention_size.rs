@@ -139,3 +139,68 @@ fn the_file_stays_within_retention_size_under_sustained_ingest() {
     // The server still answers reads and keeps the newest spans.
     assert!(in_store > 0);
 }
+
+/// When the bound cannot be held (here: 60 MiB of a table size retention may not delete, put
+/// in the file beside the spans), a write is refused and nothing of it is stored: OTLP/HTTP
+/// answers 503 with `Retry-After`, OTLP/gRPC UNAVAILABLE with `google.rpc.RetryInfo` (both
+/// retried by exporters). Once the room is back, the same export is stored.
+#[test]
+fn a_full_store_refuses_grpc_with_unavailable_and_retry_info() {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    use prost::Message;
+    use switchyard::ingest::status::{RetryInfo, RpcStatus, RETRY_INFO_TYPE};
+
+    let env = TestEnv::with_args(&["--retention-size", "64MiB"]);
+    let ballast = rusqlite::Connection::open(&env.db).expect("open the database beside the server");
+    ballast
+        .busy_timeout(Duration::from_secs(30))
+        .expect("busy timeout");
+    ballast
+        .execute_batch(
+            "CREATE TABLE test_ballast (b BLOB);
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 960)
+             INSERT INTO test_ballast SELECT randomblob(65536) FROM n;",
+        )
+        .expect("60 MiB of ballast");
+    let spans: Vec<SpanB> = (0..20)
+        .map(|i| {
+            builder::span("orders", &format!("send {i}"), builder::Producer).at(now_unix_nanos())
+        })
+        .collect();
+    let request = builder::request(&spans.iter().collect::<Vec<_>>());
+
+    let (rt, channel) = env.grpc_channel();
+    let export = |request| {
+        rt.block_on(TraceServiceClient::new(channel.clone()).export(request))
+            .map(|_| ())
+    };
+    let status = export(request.clone()).expect_err("the store is full");
+    assert_eq!(status.code(), tonic::Code::Unavailable, "{status:?}");
+    assert!(status.message().contains("size bound"), "{status:?}");
+    let details = RpcStatus::decode(status.details()).expect("google.rpc.Status details");
+    let info = details
+        .details
+        .iter()
+        .find(|d| d.type_url == RETRY_INFO_TYPE)
+        .expect("RetryInfo in the details");
+    let delay = RetryInfo::decode(info.value.as_slice())
+        .expect("RetryInfo")
+        .retry_delay
+        .expect("retry_delay");
+    assert!(delay.seconds >= 1, "{delay:?}");
+    let http = env.post_protobuf(&request.encode_to_vec());
+    assert_eq!(http.status, 503, "{}", http.text());
+    assert!(http.retry_after_secs() >= 1);
+    assert_eq!(env.spans_in_store(), 0);
+
+    ballast
+        .execute_batch("DROP TABLE test_ballast;")
+        .expect("drop the ballast");
+    drop(ballast);
+    common::wait_for(
+        "the export is stored once there is room",
+        Duration::from_secs(60),
+        || export(request.clone()).ok(),
+    );
+    assert_eq!(env.spans_in_store(), 20);
+}

@@ -5,7 +5,6 @@
 
 use super::ingest::healthz_baseline;
 use super::percentile;
-use crate::broker::client::Client;
 use clap::Args;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -37,9 +36,9 @@ fn now_micros() -> u64 {
     crate::broker::unix_nanos(SystemTime::now()) / 1_000
 }
 
-pub fn run(a: BrokerBench) -> anyhow::Result<()> {
-    let c = Client::new(&a.http).with_service("bench");
-    let agent = ureq::AgentBuilder::new().build();
+pub fn run(a: BrokerBench, auth: &super::Auth) -> anyhow::Result<()> {
+    let c = auth.client(&a.http).with_service("bench");
+    let agent = auth.agent(ureq::AgentBuilder::new());
     let baseline = healthz_baseline(&agent, &format!("http://{}", a.http));
     let name = format!("bench.{}", now_micros());
     let sub = format!("{name}.q");

@@ -41,15 +41,15 @@ pub struct IngestBench {
     pub rate: u64,
 }
 
-pub fn run(a: IngestBench) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
+pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
+    let agent = auth.agent(ureq::AgentBuilder::new().timeout(Duration::from_secs(30)));
     let baseline = healthz_baseline(&agent, &a.api);
     let before_count = stored(&agent, &a.api).unwrap_or(0);
     let before_usage = a.server_pid.and_then(process_usage);
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
+    // An answer no retry changes (401, 403): the run stops and says so.
+    let denied = Arc::new(AtomicU64::new(0));
     let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
     let threads: Vec<_> = (0..a.connections.max(1))
@@ -61,6 +61,7 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
                 refused.clone(),
                 stop.clone(),
             );
+            let denied = denied.clone();
             let (batch, services, duration, max) = (a.batch, a.services, a.duration, a.max_spans);
             // Each connection sends its share of the rate on a fixed schedule.
             let connections = a.connections.max(1);
@@ -100,6 +101,11 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
                                 }
                                 break;
                             }
+                            Err(ureq::Error::Status(code @ (401 | 403), _)) => {
+                                denied.store(u64::from(code), Ordering::Relaxed);
+                                stop.store(true, Ordering::Relaxed);
+                                break;
+                            }
                             Err(ureq::Error::Status(429 | 503, _)) => {
                                 refused.fetch_add(1, Ordering::Relaxed);
                                 std::thread::sleep(Duration::from_millis(50));
@@ -121,6 +127,13 @@ pub fn run(a: IngestBench) -> anyhow::Result<()> {
         .flat_map(|t| t.join().unwrap_or_default())
         .collect();
     let elapsed = started.elapsed().as_secs_f64();
+    let denied = denied.load(Ordering::Relaxed);
+    if denied != 0 {
+        anyhow::bail!(
+            "the server answered {denied} to the spans: a server started with --auth-token needs \
+             bench --auth-token TOKEN (or SWITCHYARD_AUTH_TOKEN)"
+        );
+    }
     latencies.sort_unstable();
     let acked = acked.load(Ordering::Relaxed);
     let stored_now = stored(&agent, &a.api).unwrap_or(0);

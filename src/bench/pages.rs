@@ -121,10 +121,8 @@ fn pages(agent: &ureq::Agent, api: &str, w: &str) -> anyhow::Result<Vec<(String,
     Ok(out)
 }
 
-pub fn run(a: PagesBench) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(60))
-        .build();
+pub fn run(a: PagesBench, auth: &super::Auth) -> anyhow::Result<()> {
+    let agent = auth.agent(ureq::AgentBuilder::new().timeout(Duration::from_secs(60)));
     let baseline = healthz_baseline(&agent, &a.api);
     let stats: Stats = get_json(&agent, &format!("{}/api/stats", a.api))?;
     println!(

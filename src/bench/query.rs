@@ -39,10 +39,8 @@ pub(super) fn get_json<T: serde::de::DeserializeOwned>(
     )?)
 }
 
-pub fn run(a: QueryBench) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
+pub fn run(a: QueryBench, auth: &super::Auth) -> anyhow::Result<()> {
+    let agent = auth.agent(ureq::AgentBuilder::new().timeout(Duration::from_secs(30)));
     let baseline = healthz_baseline(&agent, &a.api);
     let list: TraceList<TraceRef> = get_json(&agent, &format!("{}/api/traces?limit=50", a.api))?;
     let ids: Vec<String> = list.traces.iter().map(|t| t.trace_id.to_hex()).collect();

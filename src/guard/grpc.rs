@@ -3,7 +3,7 @@
 //! checked for `Host` or cross-site requests: a browser cannot speak it (HTTP/2 with
 //! trailers, no CORS-free form), so no web page can reach it.
 
-use super::Guard;
+use super::{Guard, Refusal};
 use tonic::{Request, Status};
 
 /// Interceptor for `InterceptedService::new(service, guard.grpc_interceptor())`.
@@ -29,12 +29,18 @@ impl tonic::service::Interceptor for Interceptor {
             .metadata()
             .get("authorization")
             .map(|v| v.as_bytes());
-        if presented.is_some_and(|a| verifier.authorization_ok(a)) {
-            Ok(request)
-        } else {
-            Err(Status::unauthenticated(
-                super::Refusal::Unauthorized.message(),
-            ))
+        let client = request.remote_addr().map(|a| a.ip());
+        match self.guard.bearer(verifier, presented, client) {
+            Ok(()) => Ok(request),
+            Err(refusal @ Refusal::TooManyAttempts(secs)) => {
+                // Retried by exporters after the delay, as for an overloaded server.
+                let mut status = Status::unavailable(refusal.message());
+                if let Ok(v) = secs.to_string().parse() {
+                    status.metadata_mut().insert("retry-after", v);
+                }
+                Err(status)
+            }
+            Err(refusal) => Err(Status::unauthenticated(refusal.message())),
         }
     }
 }

@@ -55,6 +55,7 @@ fn parts(req: &ServiceRequest) -> Parts<'_> {
             .map(HeaderValue::as_bytes)
             .collect(),
         bound: req.app_config().local_addr().ip(),
+        client: req.peer_addr().map(|a| a.ip()),
     }
 }
 
@@ -75,6 +76,9 @@ fn refuse(req: &ServiceRequest, refusal: Refusal, login_page: bool) -> HttpRespo
     let mut builder = HttpResponse::build(status);
     if refusal == Refusal::Unauthorized {
         builder.insert_header((header::WWW_AUTHENTICATE, "Bearer realm=\"switchyard\""));
+    }
+    if let Refusal::TooManyAttempts(secs) = refusal {
+        builder.insert_header((header::RETRY_AFTER, secs.to_string()));
     }
     builder
         .insert_header((header::CACHE_CONTROL, "no-store"))

@@ -5,7 +5,10 @@
 //! Order of the checks on HTTP: an unknown `Host` is answered 421, a cross-site request 403,
 //! a request without the token 401 (a browser asking for a page is sent to `/login` instead).
 //! `/healthz` is open to every request. Without `--auth-token` only the token check is off.
+//! Wrong tokens are limited per client address and in total ([`attempts`]): past the limit,
+//! 429 with `Retry-After` (UNAVAILABLE with `retry-after` over gRPC).
 
+pub mod attempts;
 pub mod grpc;
 pub mod host;
 pub mod http;
@@ -14,9 +17,11 @@ pub mod token;
 
 pub use token::Secret;
 
+use attempts::{AttemptLimits, Attempts};
 use host::AllowedHosts;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+use std::time::Instant;
 use token::Verifier;
 
 /// Name of the session cookie the login page sets.
@@ -30,6 +35,8 @@ pub struct GuardConfig {
     pub allowed_hosts: Vec<String>,
     /// Whether the session cookie carries `Secure` (HTTPS at a proxy in front).
     pub secure_cookie: bool,
+    /// Failed tokens allowed per client address and in total.
+    pub attempts: AttemptLimits,
 }
 
 /// The checks of every listener; cheap to clone.
@@ -44,6 +51,7 @@ struct Shared {
     verifier: Option<Verifier>,
     hosts: AllowedHosts,
     secure_cookie: bool,
+    attempts: Attempts,
 }
 
 /// Why a request is refused; each answer carries nothing of the server's data.
@@ -55,6 +63,9 @@ pub enum Refusal {
     CrossSite(&'static str),
     /// 401: no valid token or session.
     Unauthorized,
+    /// 429: too many wrong tokens from this address (or from all); retry after this many
+    /// seconds.
+    TooManyAttempts(u64),
 }
 
 impl Refusal {
@@ -63,6 +74,7 @@ impl Refusal {
             Refusal::UnknownHost => 421,
             Refusal::CrossSite(_) => 403,
             Refusal::Unauthorized => 401,
+            Refusal::TooManyAttempts(_) => 429,
         }
     }
 
@@ -71,6 +83,7 @@ impl Refusal {
             Refusal::UnknownHost => "misdirected_request",
             Refusal::CrossSite(_) => "forbidden",
             Refusal::Unauthorized => "unauthorized",
+            Refusal::TooManyAttempts(_) => "too_many_requests",
         }
     }
 
@@ -81,6 +94,9 @@ impl Refusal {
             }
             Refusal::CrossSite(why) => why,
             Refusal::Unauthorized => "this server requires Authorization: Bearer <token>",
+            Refusal::TooManyAttempts(_) => {
+                "too many wrong tokens from this address (or from all): retry after the time in Retry-After"
+            }
         }
     }
 }
@@ -97,6 +113,8 @@ pub struct Parts<'a> {
     pub cookies: Vec<&'a [u8]>,
     /// The address the listener is bound to.
     pub bound: IpAddr,
+    /// The client's address (wrong tokens are counted by it).
+    pub client: Option<IpAddr>,
 }
 
 impl Guard {
@@ -131,6 +149,7 @@ impl Guard {
                 verifier,
                 hosts,
                 secure_cookie: config.secure_cookie,
+                attempts: Attempts::new(config.attempts),
             }),
             login_page: false,
         })
@@ -167,12 +186,43 @@ impl Guard {
             return Ok(());
         };
         let open = self.login_page && matches!(req.path, "/login" | "/logout");
-        let by_bearer = req
-            .authorization
-            .is_some_and(|a| verifier.authorization_ok(a));
-        if open || by_bearer || self.session_ok(verifier, &req.cookies) {
+        if open || self.session_ok(verifier, &req.cookies) {
+            return Ok(());
+        }
+        self.bearer(verifier, req.authorization, req.client)
+    }
+
+    /// Checks an `Authorization` value, counting a wrong one against `client` (and refusing
+    /// one past the limits without checking it).
+    pub(crate) fn bearer(
+        &self,
+        verifier: &Verifier,
+        authorization: Option<&[u8]>,
+        client: Option<IpAddr>,
+    ) -> Result<(), Refusal> {
+        let Some(presented) = authorization else {
+            return Err(Refusal::Unauthorized);
+        };
+        self.presented(verifier, client, |v| v.authorization_ok(presented))
+    }
+
+    /// Runs `check` on a presented credential within the attempt limits.
+    fn presented(
+        &self,
+        verifier: &Verifier,
+        client: Option<IpAddr>,
+        check: impl FnOnce(&Verifier) -> bool,
+    ) -> Result<(), Refusal> {
+        let attempts = &self.shared.attempts;
+        let now = Instant::now();
+        attempts
+            .allow(client, now)
+            .map_err(Refusal::TooManyAttempts)?;
+        if check(verifier) {
+            attempts.succeeded(client, now);
             Ok(())
         } else {
+            attempts.failed(client, now);
             Err(Refusal::Unauthorized)
         }
     }
@@ -186,13 +236,14 @@ impl Guard {
             .any(|(name, value)| name == SESSION_COOKIE && verifier.session_ok(value))
     }
 
-    /// The `Set-Cookie` value of a login with `presented`, or `None` when it is not the token
-    /// (or no token is required).
-    pub fn login(&self, presented: &str) -> Option<String> {
-        let verifier = self.shared.verifier.as_ref()?;
-        verifier
-            .token_ok(presented.trim().as_bytes())
-            .then(|| self.cookie(&verifier.session_value(), ""))
+    /// The `Set-Cookie` value of a login with `presented` from `client`; 401 when it is not
+    /// the token (or no token is required), 429 past the attempt limits.
+    pub fn login(&self, presented: &str, client: Option<IpAddr>) -> Result<String, Refusal> {
+        let verifier = self.shared.verifier.as_ref().ok_or(Refusal::Unauthorized)?;
+        self.presented(verifier, client, |v| {
+            v.token_ok(presented.trim().as_bytes())
+        })?;
+        Ok(self.cookie(&verifier.session_value(), ""))
     }
 
     /// The `Set-Cookie` value that ends a session.
@@ -247,6 +298,7 @@ mod tests {
             authorization: auth.map(str::as_bytes),
             cookies: cookies.into_iter().map(str::as_bytes).collect(),
             bound: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            client: Some(IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)),
         }
     }
 
@@ -263,7 +315,7 @@ mod tests {
     fn without_a_token_only_host_and_site_are_checked() {
         let g = guard(None);
         assert_eq!(g.check(&parts("/api/stats", None, vec![])), Ok(()));
-        assert!(g.login("anything").is_none());
+        assert!(g.login("anything", None).is_err());
         let mut p = parts("/api/stats", None, vec![]);
         p.host = Some(b"evil.example");
         assert_eq!(g.check(&p), Err(Refusal::UnknownHost));
@@ -292,8 +344,8 @@ mod tests {
     #[test]
     fn the_login_cookie_opens_pages_and_says_nothing_of_the_token() {
         let g = guard(Some("tok-tok-tok"));
-        assert!(g.login("wrong").is_none());
-        let set = g.login("tok-tok-tok").unwrap();
+        assert_eq!(g.login("wrong", None), Err(Refusal::Unauthorized));
+        let set = g.login("tok-tok-tok", None).unwrap();
         assert!(!set.contains("tok-tok-tok"));
         assert!(set.contains("HttpOnly") && set.contains("SameSite=Strict"));
         assert!(set.contains("Path=/") && !set.contains("Secure"));
@@ -309,11 +361,47 @@ mod tests {
     }
 
     #[test]
+    fn wrong_tokens_are_limited_per_client_then_refused_unchecked() {
+        let g = Guard::new(&GuardConfig {
+            token: Some(Secret::from("tok-tok-tok".to_string())),
+            attempts: AttemptLimits {
+                per_client: 2,
+                ..AttemptLimits::default()
+            },
+            ..GuardConfig::default()
+        })
+        .unwrap();
+        let from = |client: [u8; 4], auth: &'static str| {
+            let mut p = parts("/api/stats", Some(auth), vec![]);
+            p.client = Some(IpAddr::from(client));
+            g.check(&p)
+        };
+        let guesser = [10, 0, 0, 7];
+        assert_eq!(from(guesser, "Bearer a"), Err(Refusal::Unauthorized));
+        assert_eq!(
+            g.login("b", Some(IpAddr::from(guesser))),
+            Err(Refusal::Unauthorized)
+        );
+        // Past the limit even the right token is refused from that address, unchecked.
+        assert!(matches!(
+            from(guesser, "Bearer tok-tok-tok"),
+            Err(Refusal::TooManyAttempts(s)) if (1..=60).contains(&s)
+        ));
+        assert!(matches!(
+            g.login("tok-tok-tok", Some(IpAddr::from(guesser))),
+            Err(Refusal::TooManyAttempts(_))
+        ));
+        assert_eq!(from([10, 0, 0, 8], "Bearer tok-tok-tok"), Ok(()));
+        assert_eq!(Refusal::TooManyAttempts(5).http_status(), 429);
+    }
+
+    #[test]
     fn bad_configuration_is_reported_at_once() {
         let err = Guard::new(&GuardConfig {
             token: Some(Secret::from("has space".to_string())),
             allowed_hosts: vec!["http://x".into()],
             secure_cookie: true,
+            attempts: AttemptLimits::default(),
         })
         .err()
         .unwrap();

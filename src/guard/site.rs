@@ -103,6 +103,7 @@ mod tests {
             authorization: None,
             cookies: Vec::new(),
             bound: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            client: None,
         }
     }
 

@@ -73,6 +73,11 @@ impl Secret {
     pub fn is_short(&self) -> bool {
         self.0.len() < SHORT_TOKEN_BYTES
     }
+
+    /// The token itself, for a client that sends it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
 }
 
 /// Checks presented tokens and session cookies against one token.

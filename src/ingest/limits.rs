@@ -74,7 +74,7 @@ impl Limits {
 impl From<ShapeError> for IngestError {
     fn from(e: ShapeError) -> IngestError {
         match e {
-            ShapeError::Malformed(m) => IngestError::Malformed(m),
+            ShapeError::Malformed(m) => IngestError::Malformed(format!("invalid protobuf: {m}")),
             ShapeError::TooDeep => IngestError::Malformed(format!(
                 "values nested deeper than {} levels",
                 super::shape::MAX_DEPTH

@@ -25,8 +25,8 @@ pub struct Shape {
 /// Why a body was refused before decoding.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ShapeError {
-    /// Not valid protobuf (the decoder would refuse it too).
-    Malformed(String),
+    /// Not valid protobuf (the decoder would refuse it too): what is wrong with it.
+    Malformed(&'static str),
     /// Nested deeper than the decoders allow.
     TooDeep,
 }
@@ -139,159 +139,163 @@ impl Shape {
 /// Reads the shape of a protobuf `ExportTraceServiceRequest` without decoding it.
 pub fn protobuf_traces(body: &[u8]) -> Result<Shape, ShapeError> {
     let mut shape = Shape::default();
-    scan_message(body, Kind::Request, 0, &mut shape)?;
+    scan(body, Kind::Request, &mut shape)?;
     Ok(shape)
 }
 
 /// Checks the wire format of a message's own fields (tags, lengths), decoding nothing: how
 /// metrics and logs, which are not stored, are validated.
 pub fn protobuf_wire(body: &[u8]) -> Result<(), ShapeError> {
-    scan_message(body, Kind::Unknown, 0, &mut Shape::default())
+    scan(body, Kind::Unknown, &mut Shape::default())
 }
 
-fn malformed(what: &str) -> ShapeError {
-    ShapeError::Malformed(format!("invalid protobuf: {what}"))
-}
-
-/// A cursor over wire-format bytes.
-struct Wire<'a> {
-    buf: &'a [u8],
-    at: usize,
-}
-
-impl<'a> Wire<'a> {
-    #[inline]
-    fn varint(&mut self) -> Result<u64, ShapeError> {
-        // Most tags and lengths fit in one byte.
-        if let Some(&byte) = self.buf.get(self.at) {
-            if byte < 0x80 {
-                self.at += 1;
-                return Ok(u64::from(byte));
-            }
+/// Reads a varint at `*at` of `buf`.
+#[inline(always)]
+fn varint(buf: &[u8], at: &mut usize) -> Result<u64, ShapeError> {
+    // Tags, and lengths under 128, take one byte; most others two.
+    match buf.get(*at..*at + 2) {
+        Some(&[b0, _]) if b0 < 0x80 => {
+            *at += 1;
+            Ok(u64::from(b0))
         }
-        let mut value = 0u64;
-        for i in 0..10 {
-            let byte = *self
-                .buf
-                .get(self.at)
-                .ok_or_else(|| malformed("truncated varint"))?;
-            self.at += 1;
-            value |= u64::from(byte & 0x7f) << (7 * i);
-            if byte < 0x80 {
-                if i == 9 && byte > 1 {
-                    return Err(malformed("varint overflow"));
-                }
-                return Ok(value);
-            }
+        Some(&[b0, b1]) if b1 < 0x80 => {
+            *at += 2;
+            Ok(u64::from(b0 & 0x7f) | (u64::from(b1) << 7))
         }
-        Err(malformed("varint overflow"))
-    }
-
-    #[inline]
-    fn take(&mut self, n: u64) -> Result<&'a [u8], ShapeError> {
-        let end = usize::try_from(n)
-            .ok()
-            .and_then(|n| self.at.checked_add(n))
-            .filter(|&end| end <= self.buf.len())
-            .ok_or_else(|| malformed("field runs past the end of its message"))?;
-        let out = &self.buf[self.at..end];
-        self.at = end;
-        Ok(out)
-    }
-
-    #[inline]
-    fn done(&self) -> bool {
-        self.at >= self.buf.len()
+        _ => varint_slow(buf, at),
     }
 }
 
-/// Scans the fields of one message; `depth` is how many messages enclose it.
-fn scan_message(buf: &[u8], kind: Kind, depth: usize, shape: &mut Shape) -> Result<(), ShapeError> {
-    if depth > MAX_DEPTH {
-        return Err(ShapeError::TooDeep);
+#[inline(never)]
+fn varint_slow(buf: &[u8], at: &mut usize) -> Result<u64, ShapeError> {
+    let mut value = 0u64;
+    for i in 0..10 {
+        let byte = *buf
+            .get(*at)
+            .ok_or(ShapeError::Malformed("truncated varint"))?;
+        *at += 1;
+        value |= u64::from(byte & 0x7f) << (7 * i);
+        if byte < 0x80 {
+            if i == 9 && byte > 1 {
+                return Err(ShapeError::Malformed("varint overflow"));
+            }
+            return Ok(value);
+        }
     }
-    let mut wire = Wire { buf, at: 0 };
-    while !wire.done() {
-        let (number, wire_type) = tag(&mut wire)?;
-        skip_or_scan(&mut wire, kind, number, wire_type, depth, shape)?;
-    }
-    Ok(())
+    Err(ShapeError::Malformed("varint overflow"))
 }
 
-#[inline]
-fn tag(wire: &mut Wire) -> Result<(u64, u8), ShapeError> {
-    let key = wire.varint()?;
+/// The end of a field of `n` bytes starting at `at`, within `buf`.
+#[inline(always)]
+fn field_end(buf: &[u8], at: usize, n: u64) -> Result<usize, ShapeError> {
+    usize::try_from(n)
+        .ok()
+        .and_then(|n| at.checked_add(n))
+        .filter(|&end| end <= buf.len())
+        .ok_or(ShapeError::Malformed(
+            "field runs past the end of its message",
+        ))
+}
+
+#[inline(always)]
+fn tag(buf: &[u8], at: &mut usize) -> Result<(u64, u8), ShapeError> {
+    let key = varint(buf, at)?;
     if key > u64::from(u32::MAX) {
-        return Err(malformed("invalid key"));
+        return Err(ShapeError::Malformed("invalid key"));
     }
     let number = key >> 3;
     if number == 0 {
-        return Err(malformed("invalid tag value: 0"));
+        return Err(ShapeError::Malformed("invalid tag value: 0"));
     }
     Ok((number, (key & 7) as u8))
 }
 
-fn skip_or_scan(
-    wire: &mut Wire,
-    kind: Kind,
-    number: u64,
-    wire_type: u8,
-    depth: usize,
-    shape: &mut Shape,
-) -> Result<(), ShapeError> {
-    match wire_type {
-        0 => wire.varint().map(drop),
-        1 => wire.take(8).map(drop),
-        5 => wire.take(4).map(drop),
-        2 => {
-            let len = wire.varint()?;
-            let bytes = wire.take(len)?;
-            match field(kind, number) {
-                Field::Message(child, repeated) => {
-                    if repeated {
-                        shape.decoded_bytes += element_bytes(child);
-                    }
-                    shape.count(child);
-                    scan_message(bytes, child, depth + 1, shape)
-                }
-                Field::Bytes => {
-                    if len > 0 {
-                        shape.decoded_bytes += len + ALLOC;
-                    }
-                    Ok(())
-                }
-                Field::Skipped => Ok(()),
+/// Scans a message of `kind` and every message in it, in one loop: a message field's bytes
+/// are entered in place (its end and the enclosing kind kept on a stack as deep as the
+/// decoder's recursion limit), so nothing is called per message and nothing is allocated.
+fn scan(body: &[u8], kind: Kind, shape: &mut Shape) -> Result<(), ShapeError> {
+    // The enclosing messages of the current one: where each ends, and its kind.
+    let mut stack = [(0usize, Kind::Unknown); MAX_DEPTH];
+    let mut depth = 0;
+    // The current message is `buf[at..]`: `buf` ends where it does.
+    let mut buf = body;
+    let mut kind = kind;
+    let mut at = 0;
+    loop {
+        if at >= buf.len() {
+            if depth == 0 {
+                return Ok(());
             }
+            depth -= 1;
+            let (end, parent) = stack[depth];
+            buf = &body[..end];
+            kind = parent;
+            continue;
         }
-        3 => skip_group(wire, number, depth + 1, shape),
-        4 => Err(malformed("unexpected end group")),
-        _ => Err(malformed("invalid wire type")),
+        let (number, wire_type) = tag(buf, &mut at)?;
+        match wire_type {
+            2 => {
+                let len = varint(buf, &mut at)?;
+                let end = field_end(buf, at, len)?;
+                match field(kind, number) {
+                    Field::Message(child, repeated) => {
+                        if repeated {
+                            shape.decoded_bytes += element_bytes(child);
+                        }
+                        shape.count(child);
+                        if depth == MAX_DEPTH {
+                            return Err(ShapeError::TooDeep);
+                        }
+                        stack[depth] = (buf.len(), kind);
+                        depth += 1;
+                        buf = &body[..end];
+                        kind = child;
+                    }
+                    Field::Bytes => {
+                        if len > 0 {
+                            shape.decoded_bytes += len + ALLOC;
+                        }
+                        at = end;
+                    }
+                    Field::Skipped => at = end,
+                }
+            }
+            0 => {
+                varint(buf, &mut at)?;
+            }
+            1 => at = field_end(buf, at, 8)?,
+            5 => at = field_end(buf, at, 4)?,
+            3 => skip_group(buf, &mut at, number, depth + 1)?,
+            4 => return Err(ShapeError::Malformed("unexpected end group")),
+            _ => return Err(ShapeError::Malformed("invalid wire type")),
+        }
     }
 }
 
-/// Skips a (deprecated) group up to its end tag, as the decoder does for unknown fields.
-fn skip_group(
-    wire: &mut Wire,
-    number: u64,
-    depth: usize,
-    shape: &mut Shape,
-) -> Result<(), ShapeError> {
+/// Skips a (deprecated) group up to its end tag, as the decoder does for unknown fields
+/// (nothing in a group is decoded, so only groups in it are entered).
+fn skip_group(buf: &[u8], at: &mut usize, number: u64, depth: usize) -> Result<(), ShapeError> {
     if depth > MAX_DEPTH {
         return Err(ShapeError::TooDeep);
     }
     loop {
-        if wire.done() {
-            return Err(malformed("unterminated group"));
+        if *at >= buf.len() {
+            return Err(ShapeError::Malformed("unterminated group"));
         }
-        let (inner, wire_type) = tag(wire)?;
-        if wire_type == 4 {
-            return if inner == number {
-                Ok(())
-            } else {
-                Err(malformed("unexpected end group tag"))
-            };
+        let (inner, wire_type) = tag(buf, at)?;
+        match wire_type {
+            0 => drop(varint(buf, at)?),
+            1 => *at = field_end(buf, *at, 8)?,
+            5 => *at = field_end(buf, *at, 4)?,
+            2 => {
+                let len = varint(buf, at)?;
+                *at = field_end(buf, *at, len)?;
+            }
+            3 => skip_group(buf, at, inner, depth + 1)?,
+            4 if inner == number => return Ok(()),
+            4 => return Err(ShapeError::Malformed("unexpected end group tag")),
+            _ => return Err(ShapeError::Malformed("invalid wire type")),
         }
-        skip_or_scan(wire, Kind::Unknown, inner, wire_type, depth, shape)?;
     }
 }
 

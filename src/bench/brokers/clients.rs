@@ -3,7 +3,6 @@
 
 use super::meter::{concurrency, now_micros, payload, Meter, Sample};
 use super::BrokersBench;
-use crate::broker::client::Client;
 use futures_util::StreamExt;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -27,7 +26,7 @@ pub(super) async fn embedded(
     n: usize,
     duration: Duration,
 ) -> anyhow::Result<Sample> {
-    let c = Client::new(&a.http).with_service("bench");
+    let c = a.auth.client(&a.http).with_service("bench");
     let name = format!("bench.{}", now_micros());
     let sub = format!("{name}.q");
     let (c2, name2, sub2) = (c.clone(), name.clone(), sub.clone());

@@ -32,6 +32,9 @@ pub struct BrokersBench {
     /// The embedded broker (a running `switchyard serve`'s `--http` address).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: String,
+    /// The embedded broker's token (`bench --auth-token`).
+    #[arg(skip)]
+    pub auth: super::Auth,
     /// RabbitMQ's AMQP URL.
     #[arg(long, default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
     pub amqp: String,
@@ -95,7 +98,8 @@ const ORDERS: [[usize; 3]; 6] = [
     [1, 0, 2],
 ];
 
-pub fn run(a: BrokersBench) -> anyhow::Result<()> {
+pub fn run(mut a: BrokersBench, auth: &super::Auth) -> anyhow::Result<()> {
+    a.auth = auth.clone();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -52,6 +52,8 @@ impl ClientError {
 #[derive(Clone)]
 pub struct Client {
     service: Option<String>,
+    /// `Bearer <token>` for a server started with `--auth-token` (never shown: no `Debug`).
+    authorization: Option<String>,
     wire: Arc<Wire>,
     coalescer: Arc<coalesce::Coalescer>,
     /// HTTP requests made by this client and its clones.
@@ -68,6 +70,7 @@ impl Client {
         Client {
             wire: Arc::new(Wire::new(addr)),
             service: None,
+            authorization: None,
             coalescer: Arc::default(),
             requests: Arc::default(),
         }
@@ -79,19 +82,29 @@ impl Client {
         self
     }
 
+    /// Sends `Authorization: Bearer <token>` with every request, for a server started with
+    /// `--auth-token`.
+    pub fn with_auth_token(mut self, token: &str) -> Client {
+        self.authorization = Some(format!("Bearer {}", token.trim()));
+        self
+    }
+
     /// HTTP requests this client and its clones have made (coalesced publishes share them).
     pub fn requests(&self) -> u64 {
         self.requests.load(Ordering::Relaxed)
     }
 
-    /// The headers of every request: the body's type, if any, and the calling service.
+    /// The headers of every request: the body's type, if any, the calling service and the
+    /// token.
     fn headers<'a>(&'a self, content_type: Option<&'a str>) -> Vec<(&'a str, &'a str)> {
         let service = self.service.as_deref();
         let service = service.map(|s| (SERVICE_HEADER, s));
+        let authorization = self.authorization.as_deref();
         content_type
             .map(|ct| ("Content-Type", ct))
             .into_iter()
             .chain(service)
+            .chain(authorization.map(|a| ("Authorization", a)))
             .collect()
     }
 

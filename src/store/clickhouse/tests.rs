@@ -130,12 +130,16 @@ impl crate::store::suite::Harness for Harness {
     }
 
     fn open(&self) -> crate::store::Store {
+        crate::store::Store::new(open(&self.0).unwrap())
+    }
+
+    fn open_with_retention(&self, max_age: std::time::Duration) -> crate::store::Store {
         crate::store::Store::new(
             ClickHouseStore::open(&ClickHouseConfig {
                 url: self.0.clone(),
                 queue_depth: 8,
                 timeouts: Timeouts::default(),
-                retention: None,
+                retention: Some(max_age),
             })
             .unwrap(),
         )

@@ -112,11 +112,19 @@ impl Writer {
         }
     }
 
+    /// Spans that start before this time (unix nanoseconds) are past the retention: not
+    /// stored (0 without a retention).
+    fn expire_before(&self) -> u64 {
+        self.retention.map_or(0, |max_age| {
+            now_unix_nanos().saturating_sub(crate::model::window::duration_nanos(max_age))
+        })
+    }
+
     /// Retention, at most once a minute (between groups or when idle).
     fn maintain(&mut self) {
-        let Some(max_age) = self.retention else {
+        if self.retention.is_none() {
             return;
-        };
+        }
         if self
             .last_retention
             .is_some_and(|t| t.elapsed() < RETENTION_EVERY)
@@ -124,8 +132,7 @@ impl Writer {
             return;
         }
         self.last_retention = Some(Instant::now());
-        let cutoff = now_unix_nanos().saturating_sub(crate::model::window::duration_nanos(max_age));
-        match super::retention::drop_before(&self.client, cutoff) {
+        match super::retention::drop_before(&self.client, self.expire_before()) {
             Ok(0) => {}
             Ok(n) => tracing::info!(partitions = n, "clickhouse retention dropped old days"),
             Err(e) => tracing::warn!(error = %e, "clickhouse retention pass failed"),
@@ -185,12 +192,19 @@ impl Writer {
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
         self.group.clear();
+        let expire_before = self.expire_before();
         for (write, _) in group {
             let mut outcome = WriteOutcome::default();
             match write {
                 WriteBatch::Spans(list) => {
                     for p in list {
                         let s = &p.span;
+                        // Retention would drop it with its day: refused, as the SQLite store
+                        // does, and reported as rejected.
+                        if s.start_unix_nanos < expire_before {
+                            outcome.expired += 1;
+                            continue;
+                        }
                         let pairable = pairable(s.kind, s.messaging.as_ref().map(|m| m.operation));
                         let hash = span_hash(s.trace_id, s.span_id);
                         if existing.contains(&(s.trace_id, s.span_id))

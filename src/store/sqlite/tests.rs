@@ -25,15 +25,23 @@ impl crate::store::suite::Harness for Harness {
     fn open(&self) -> crate::store::Store {
         crate::store::Store::new(open(&self.0))
     }
+
+    fn open_with_retention(&self, max_age: Duration) -> crate::store::Store {
+        crate::store::Store::new(open_with(&self.0, max_age))
+    }
 }
 
 crate::storage_suite_all!(Harness::new());
 
 pub(super) fn open(dir: &tempfile::TempDir) -> SqliteStore {
+    open_with(dir, Duration::from_secs(3600 * 24 * 365 * 100))
+}
+
+fn open_with(dir: &tempfile::TempDir, max_age: Duration) -> SqliteStore {
     SqliteStore::open(&StoreConfig {
         path: dir.path().join("s.db"),
         retention: RetentionConfig {
-            max_age: Duration::from_secs(3600 * 24 * 365 * 100),
+            max_age,
             max_bytes: None,
         },
         queue_depth: 8,

@@ -14,6 +14,8 @@ pub trait Harness {
     fn fresh(&self) -> Box<dyn Harness>;
     /// Opens (or reopens, after `shutdown`) the store on this harness's data.
     fn open(&self) -> Store;
+    /// Opens the store on this harness's data keeping spans for `max_age` (`--retention`).
+    fn open_with_retention(&self, max_age: std::time::Duration) -> Store;
 }
 
 /// Every check of the suite, for [`storage_suite!`] callers that want them all.
@@ -21,7 +23,7 @@ pub trait Harness {
 #[doc(hidden)]
 macro_rules! storage_suite_all {
     ($make:expr) => {
-        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology, one_request_pairs_in_any_order_within_it, a_span_twice_in_one_request_is_stored_once, a_pairing_stored_before_a_restart_holds_after_it, shutdown_commits_what_was_queued_and_refuses_after, broker_snapshots_are_kept_per_minute_with_their_history);
+        $crate::storage_suite!($make; consumer_before_producer_pairs_the_same, nested_producers_are_one_message_in_any_order, batch_consumer_links_count_each_message, client_server_pairs_move_calls_off_the_external_peer, duplicates_are_not_counted_even_after_a_restart, pairing_waits_across_a_restart, an_empty_store_answers_empty, a_trace_reads_back_oldest_first_across_restarts, search_matches_each_filter_on_one_span, linking_spans_are_found_from_the_linked_trace, node_minutes_count_what_a_node_did, the_window_bounds_the_topology, one_request_pairs_in_any_order_within_it, a_span_twice_in_one_request_is_stored_once, a_pairing_stored_before_a_restart_holds_after_it, spans_older_than_the_retention_are_refused, shutdown_commits_what_was_queued_and_refuses_after, broker_snapshots_are_kept_per_minute_with_their_history);
     };
 }
 
@@ -343,6 +345,38 @@ pub fn a_pairing_stored_before_a_restart_holds_after_it(h: &dyn Harness) {
         Some(1)
     );
     assert_eq!(edge(&t, "service:cart", "external:catalog.internal"), None);
+    store.shutdown();
+}
+
+/// A span that started before the retention's cutoff is not stored (retention would delete
+/// it at its next pass): the write counts it as expired, and the rest of the request is kept.
+pub fn spans_older_than_the_retention_are_refused(h: &dyn Harness) {
+    let hour = std::time::Duration::from_secs(3600);
+    let store = h.open_with_retention(hour);
+    let now = crate::model::window::now_unix_nanos();
+    let at = |mut s: crate::model::Span, ago_secs: u64| {
+        s.start_unix_nanos = now - ago_secs * 1_000_000_000;
+        s.end_unix_nanos = s.start_unix_nanos + 1_000_000;
+        s
+    };
+    let old = at(span(30, 1, None, "replayed", SpanKind::Server), 2 * 3600);
+    let older = at(
+        span(30, 2, Some(1), "replayed", SpanKind::Client),
+        7 * 24 * 3600,
+    );
+    let recent = at(span(31, 1, None, "live", SpanKind::Server), 60);
+    let outcome = write(&store, vec![old, recent, older]);
+    assert_eq!(
+        outcome,
+        WriteOutcome {
+            stored: 1,
+            duplicates: 0,
+            expired: 2,
+        }
+    );
+    assert!(store.trace(TraceId([30; 16])).unwrap().is_empty());
+    assert_eq!(store.trace(TraceId([31; 16])).unwrap().len(), 1);
+    assert_eq!(store.span_count().unwrap(), 1);
     store.shutdown();
 }
 

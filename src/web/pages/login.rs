@@ -2,10 +2,10 @@
 //! `--auth-token` once and keeps, instead of it, a session cookie (HttpOnly, SameSite=Strict;
 //! see `guard::token`). Without a token configured, both send the browser to the map.
 
-use crate::guard::Guard;
+use crate::guard::{Guard, Refusal};
 use crate::web::render::{render, PageError};
 use actix_web::http::{header, StatusCode};
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
 use askama::Template;
 
 /// Longest `next` path kept; a longer one goes back to the map.
@@ -16,7 +16,8 @@ const MAX_NEXT: usize = 2048;
 pub struct LoginPage {
     /// Where to go after the login: a path of this server.
     pub next: String,
-    pub failed: bool,
+    /// Why the last attempt failed (empty: none failed).
+    pub error: String,
 }
 
 #[derive(serde::Deserialize)]
@@ -38,10 +39,11 @@ pub async fn page(
         return Ok(see_other("/"));
     }
     let next = local_path(q.next.as_deref());
-    page_with(StatusCode::OK, next, false).await
+    page_with(StatusCode::OK, next, String::new()).await
 }
 
 pub async fn login(
+    req: HttpRequest,
     form: web::Form<LoginForm>,
     guard: web::Data<Guard>,
 ) -> Result<HttpResponse, PageError> {
@@ -49,15 +51,27 @@ pub async fn login(
     if !guard.requires_token() {
         return Ok(see_other(&next));
     }
-    match guard.login(&form.token) {
-        Some(cookie) => {
+    let client = req.peer_addr().map(|a| a.ip());
+    match guard.login(&form.token, client) {
+        Ok(cookie) => {
             let mut resp = see_other(&next);
             if let Ok(v) = header::HeaderValue::from_str(&cookie) {
                 resp.headers_mut().insert(header::SET_COOKIE, v);
             }
             Ok(resp)
         }
-        None => page_with(StatusCode::UNAUTHORIZED, next, true).await,
+        Err(Refusal::TooManyAttempts(secs)) => {
+            let why = format!("Too many wrong tokens: try again in {secs} seconds.");
+            let mut resp = page_with(StatusCode::TOO_MANY_REQUESTS, next, why).await?;
+            if let Ok(v) = header::HeaderValue::from_str(&secs.to_string()) {
+                resp.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            Ok(resp)
+        }
+        Err(_) => {
+            let why = "That is not the token.".to_string();
+            page_with(StatusCode::UNAUTHORIZED, next, why).await
+        }
     }
 }
 
@@ -72,9 +86,9 @@ pub async fn logout(guard: web::Data<Guard>) -> HttpResponse {
 async fn page_with(
     status: StatusCode,
     next: String,
-    failed: bool,
+    error: String,
 ) -> Result<HttpResponse, PageError> {
-    let mut resp = render(LoginPage { next, failed }).await?;
+    let mut resp = render(LoginPage { next, error }).await?;
     *resp.status_mut() = status;
     resp.headers_mut().insert(
         header::CACHE_CONTROL,
