@@ -543,7 +543,7 @@ mod tests {
     }
 
     #[test]
-    fn the_brokers_part_is_built_once_per_poll_and_its_json_copied_unchanged() {
+    fn the_brokers_part_is_one_per_poll_and_its_json_copied_unchanged() {
         let window = TimeWindow::new(0, 60_000_000_000).unwrap();
         let snap = Arc::new(snapshot());
         let read = |edges: &[(&str, &str, EdgeKind, i64)]| {
@@ -566,11 +566,11 @@ mod tests {
                 4,
             ),
         ]);
-        let (a, b) = (quiet.part.as_ref().unwrap(), traced.part.as_ref().unwrap());
-        assert!(Arc::ptr_eq(a, b), "one part for one snapshot");
         assert_same_json(&quiet);
         assert_same_json(&traced);
-        // A new poll is a new part.
+        // A new poll is a new part (whether one snapshot's part is still kept when read again
+        // depends on what other reads ran meanwhile: not asserted here).
+        let a = traced.part.as_ref().unwrap();
         let mut rows = crate::topology::detect::testing::rows(&[]);
         rows.brokers = vec![Arc::new(snapshot())];
         let next = build(rows, window);
