@@ -317,6 +317,39 @@ fn main() {
         2_000,
         build,
     );
+    // The first read after a poll builds the broker's side of the merge (a new snapshot).
+    let snapshot = large_broker();
+    let first = time(budget, || {
+        let mut rows = rows.clone();
+        rows.brokers = vec![std::sync::Arc::new(snapshot.clone())];
+        black_box(switchyard::topology::build(rows, window));
+    });
+    report(
+        "topology build, merged, first read after a poll",
+        first,
+        2_000,
+        build,
+    );
+    let merged_topo = switchyard::topology::build(merged_rows.clone(), window);
+    let items = merged_topo.nodes.len() + merged_topo.edges.len();
+    let serde_json = time(budget, || {
+        black_box(serde_json::to_vec(&merged_topo).ok());
+    });
+    report(
+        "JSON of the merged topology, serde_json",
+        serde_json,
+        items,
+        merged,
+    );
+    let copied_json = time(budget, || {
+        black_box(switchyard::topology::json::to_vec(&merged_topo).ok());
+    });
+    report(
+        "JSON of the merged topology, broker part copied",
+        copied_json,
+        items,
+        serde_json,
+    );
     let topo = switchyard::topology::build(rows.clone(), window);
     let dot = time(budget, || {
         black_box(switchyard::export::dot::to_dot(&topo));

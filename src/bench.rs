@@ -1,5 +1,6 @@
 //! Load generators and query benchmarks, run against a live server:
-//! `switchyard bench ingest`, `query`, `metrics`, `pages`, `broker` and `brokers`. Figures are printed with a
+//! `switchyard bench ingest`, `query`, `metrics`, `pages`, `topology` (with `rabbitmq-stand-in`), `broker`
+//! and `brokers`. Figures are printed with a
 //! baseline measured in the same run (an HTTP round trip to `/healthz`). `brokers` needs the
 //! `bench-brokers` cargo feature (its RabbitMQ and NATS clients stay out of the production
 //! binary); without it the subcommand says how to build it.
@@ -11,6 +12,7 @@ mod ingest;
 mod metrics;
 mod pages;
 mod query;
+mod topology;
 mod traces;
 
 use clap::{Args, Subcommand};
@@ -74,6 +76,11 @@ pub enum BenchCommand {
     Metrics(metrics::MetricsBench),
     /// Every HTML page's time over HTTP (map, search, trace, service, destination).
     Pages(pages::PagesBench),
+    /// `/api/topology` on one or more servers side by side (p50/p99, CPU per request).
+    Topology(topology::TopologyBench),
+    /// Answers RabbitMQ's management API for a generated broker (2,000 queues, 2,000
+    /// bindings, 500 consumers by default), for `serve --discover` to poll.
+    RabbitmqStandIn(topology::StandInBench),
     /// Embedded broker: persisted publish-to-deliver throughput and latency over HTTP.
     Broker(broker::BrokerBench),
     /// The embedded broker, RabbitMQ and NATS JetStream side by side: persisted
@@ -92,6 +99,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Query(a) => query::run(a, &auth),
         BenchCommand::Pages(a) => pages::run(a, &auth),
         BenchCommand::Metrics(a) => metrics::run(a),
+        BenchCommand::Topology(a) => topology::topology(a),
+        BenchCommand::RabbitmqStandIn(a) => topology::stand_in(a),
         BenchCommand::Broker(a) => broker::run(a, &auth),
         BenchCommand::Brokers(a) => brokers::run(a, &auth),
     }

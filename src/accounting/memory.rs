@@ -112,6 +112,85 @@ impl RecentFacts {
     }
 }
 
+/// Which consuming services (and through which destination) each recent publish reached, so
+/// that a message delivered twice to one service (a redelivery, or Celery's `Broadcast`
+/// giving every instance its own copy) counts once on the consume, dependency and route
+/// edges: counts stay logical messages. FIFO-bounded by publishes; a publish forgotten (or
+/// remembered by another collector) may count a second delivery again.
+pub struct Delivered {
+    /// publish span hash -> hashes of the (service, destination) and (destination) it reached.
+    map: HashMap<u64, Vec<u64>>,
+    order: VecDeque<u64>,
+    cap: usize,
+}
+
+/// What one delivery of a message reached, as [`Delivered`] remembers it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Reached {
+    /// This service had already consumed the message from this destination.
+    pub service: bool,
+    /// The message had already been routed to this destination.
+    pub destination: bool,
+}
+
+impl Delivered {
+    pub fn new(cap: usize) -> Delivered {
+        Delivered {
+            map: HashMap::default(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+        }
+    }
+
+    /// Records that the publish (trace, span) reached `service` through `destination`, and
+    /// says what of that it had reached before.
+    pub fn note(
+        &mut self,
+        trace: TraceId,
+        span: SpanId,
+        service: &NodeKey,
+        destination: &NodeKey,
+    ) -> Reached {
+        let h = span_hash(trace, span);
+        let by_service = key_hash(&[&service.id, &destination.id]);
+        let by_destination = key_hash(&[&destination.id]);
+        let list = match self.map.get_mut(&h) {
+            Some(list) => list,
+            None => {
+                self.order.push_back(h);
+                if self.order.len() > self.cap {
+                    if let Some(old) = self.order.pop_front() {
+                        self.map.remove(&old);
+                    }
+                }
+                self.map.entry(h).or_default()
+            }
+        };
+        let reached = Reached {
+            service: list.contains(&by_service),
+            destination: list.contains(&by_destination),
+        };
+        for k in [by_service, by_destination] {
+            if !list.contains(&k) {
+                list.push(k);
+            }
+        }
+        reached
+    }
+}
+
+/// One 64-bit hash of a few strings (each one's length first, so `["ab", "c"]` and
+/// `["a", "bc"]` differ).
+fn key_hash(parts: &[&str]) -> u64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = foldhash::fast::FixedState::with_seed(0x5157_4954_4348_5944).build_hasher();
+    for p in parts {
+        h.write_usize(p.len());
+        h.write(p.as_bytes());
+    }
+    h.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,6 +236,42 @@ mod tests {
             "re-insert replaces"
         );
         assert_eq!(r.map.len(), 3);
+    }
+
+    #[test]
+    fn delivered_tells_a_second_delivery_to_one_service_from_a_copy_for_another() {
+        let (t, s) = (TraceId([1; 16]), SpanId([1; 8]));
+        let (a, b) = (NodeKey::service("a", None), NodeKey::service("b", None));
+        let (q1, q2) = (
+            NodeKey::destination("rabbitmq", "q1"),
+            NodeKey::destination("rabbitmq", "q2"),
+        );
+        let mut d = Delivered::new(2);
+        let first = Reached {
+            service: false,
+            destination: false,
+        };
+        assert_eq!(d.note(t, s, &a, &q1), first);
+        assert_eq!(
+            d.note(t, s, &a, &q1),
+            Reached {
+                service: true,
+                destination: true
+            }
+        );
+        assert_eq!(
+            d.note(t, s, &b, &q1),
+            Reached {
+                service: false,
+                destination: true
+            }
+        );
+        assert_eq!(d.note(t, s, &b, &q2), first);
+        // Bounded: two newer publishes push the first out of memory.
+        d.note(TraceId([2; 16]), s, &a, &q1);
+        d.note(TraceId([3; 16]), s, &a, &q1);
+        assert_eq!(d.note(t, s, &a, &q1), first);
+        assert!(d.map.len() <= 2);
     }
 
     #[test]

@@ -10,11 +10,15 @@
 //! - a consume span tied to a produce span (parent or link) adds the publish-to-consume delay
 //!   (consume start minus produce start) to the consume edge, a service dependency through the
 //!   destination, and a route edge when the two destinations differ (exchange -> queue);
+//! - one message consumed twice by one service through one destination (a redelivery, or
+//!   every instance's own copy of a fanout as Celery's `Broadcast` declares) is one message on
+//!   the consume edge and the dependency, and one routed message on the route: the second
+//!   delivery adds its delay sample only ([`Delivered`] remembers what each publish reached);
 //! - a CLIENT span counts as a call to its peer (external node) until a SERVER span of another
 //!   service names it as parent; then the call moves to the service -> service edge.
 
 pub use super::facts::{pairable, Facts, FLAG_CALL_PAIRED, FLAG_COUNTED};
-use super::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use super::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use super::minutes::{Accumulator, EdgeChange, PairSample};
 use crate::model::{EdgeKind, Operation, Span, SpanId, SpanKind, TraceId};
 
@@ -63,6 +67,7 @@ pub struct Pairing<'a, B: Backlog> {
     pub seen: &'a Seen,
     pub pending: &'a mut PendingKeys,
     pub nodes: &'a mut Nodes,
+    pub delivered: &'a mut Delivered,
 }
 
 impl<B: Backlog> Pairing<'_, B> {
@@ -192,6 +197,9 @@ impl<B: Backlog> Pairing<'_, B> {
         let (Some(pdest), Some(cdest)) = (&producer.destination, &consumer.destination) else {
             return;
         };
+        let before =
+            self.delivered
+                .note(producer.trace, producer.span_id, &consumer.service, cdest);
         let delay = consumer.start.saturating_sub(producer.start) / 1_000;
         let at = consumer.start;
         let base = |from, to, kind, via| EdgeChange {
@@ -205,10 +213,14 @@ impl<B: Backlog> Pairing<'_, B> {
             latency_micros: Some(delay),
             weight: 1,
         };
-        self.acc
-            .edge(base(cdest, &consumer.service, EdgeKind::Consume, None));
+        // The consume counted itself as a message when it arrived; a second delivery of one
+        // message to this service takes that back (its delay is still a sample).
         self.acc.edge(EdgeChange {
-            count: 1,
+            count: -i64::from(before.service),
+            ..base(cdest, &consumer.service, EdgeKind::Consume, None)
+        });
+        self.acc.edge(EdgeChange {
+            count: i64::from(!before.service),
             ..base(
                 &producer.service,
                 &consumer.service,
@@ -218,7 +230,7 @@ impl<B: Backlog> Pairing<'_, B> {
         });
         if pdest != cdest {
             self.acc.edge(EdgeChange {
-                count: 1,
+                count: i64::from(!before.destination),
                 ..base(pdest, cdest, EdgeKind::Route, None)
             });
         }

@@ -72,6 +72,7 @@ struct Rig {
     seen: Seen,
     pending: PendingKeys,
     nodes: Nodes,
+    delivered: Delivered,
 }
 
 impl Rig {
@@ -85,6 +86,7 @@ impl Rig {
             seen: Seen::new(memory),
             pending: PendingKeys::default(),
             nodes: Nodes::default(),
+            delivered: Delivered::new(1024),
         }
     }
 
@@ -98,6 +100,7 @@ impl Rig {
             seen: &self.seen,
             pending: &mut self.pending,
             nodes: &mut self.nodes,
+            delivered: &mut self.delivered,
         }
         .analyse(&s, None)
         .unwrap_or_else(|e| match e {});
@@ -342,4 +345,82 @@ fn a_batch_consume_counts_each_linked_message() {
         )),
         Some(&(2, 2))
     );
+}
+
+/// A publish to exchange `orders`, consumed (a child of it) by `svc` from `queue`.
+fn consume_from(trace: u8, id: u8, svc: &str, queue: &str, instance: &str) -> Span {
+    let mut s = msg(
+        span(trace, id, Some(1), svc, SpanKind::Consumer),
+        queue,
+        Operation::Consume,
+    );
+    s.service.instance = Some(instance.into());
+    s
+}
+
+#[test]
+fn one_message_delivered_twice_to_one_service_counts_once_on_every_edge() {
+    // Two messages; each reaches both instances of `renderer` (a fanout with a queue per
+    // instance, named by the queue `flush`) and one instance of `auditor` through `audit`.
+    for consumes_first in [false, true] {
+        let mut rig = Rig::new(1024);
+        let mut spans = Vec::new();
+        for t in [1u8, 2] {
+            spans.push(produce(t, 1, None));
+            spans.push(consume_from(t, 2, "renderer", "flush", "renderer-1"));
+            spans.push(consume_from(t, 3, "renderer", "flush", "renderer-2"));
+            spans.push(consume_from(t, 4, "auditor", "audit", "auditor-1"));
+        }
+        if consumes_first {
+            spans.sort_by_key(|s| s.kind != SpanKind::Consumer);
+        }
+        for s in spans {
+            rig.add(s);
+        }
+        let edges = rig.edges();
+        let case = format!("consumes first: {consumes_first}");
+        let get = |from: &str, to: &str, kind| edges.get(&key(from, to, kind)).copied();
+        // (count, delay samples): two logical messages; every delivery's delay is a sample.
+        assert_eq!(
+            get(
+                "destination:kafka:flush",
+                "service:renderer",
+                EdgeKind::Consume
+            ),
+            Some((2, 4)),
+            "{case}"
+        );
+        assert_eq!(
+            get("service:orders", "service:renderer", EdgeKind::Dependency),
+            Some((2, 4)),
+            "{case}"
+        );
+        assert_eq!(
+            get(
+                "destination:kafka:orders",
+                "destination:kafka:flush",
+                EdgeKind::Route
+            ),
+            Some((2, 4)),
+            "{case}: one routed message per message, however many consumers"
+        );
+        assert_eq!(
+            get(
+                "destination:kafka:audit",
+                "service:auditor",
+                EdgeKind::Consume
+            ),
+            Some((2, 2)),
+            "{case}"
+        );
+        assert_eq!(
+            get(
+                "destination:kafka:orders",
+                "destination:kafka:audit",
+                EdgeKind::Route
+            ),
+            Some((2, 2)),
+            "{case}"
+        );
+    }
 }

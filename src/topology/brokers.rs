@@ -6,11 +6,11 @@
 use super::build::{Dependency, Edge, Latency, Node, SeenIn};
 use crate::model::broker::{BrokerSnapshot, FlowKind, NamedBy};
 use crate::model::{EdgeKind, Figures, NodeKey, NodeKind};
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 /// Adds the snapshots' destinations, services and flows to the traced nodes and edges.
-pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<BrokerSnapshot>]) {
+fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<BrokerSnapshot>]) {
     let mut node_at: HashMap<String, usize> = nodes
         .iter()
         .enumerate()
@@ -72,78 +72,56 @@ pub fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<Brok
 /// is known: a traced consume `exchange -> service` whose service consumes from exactly one
 /// queue bound to that exchange becomes `queue -> service`, with a traced route
 /// `exchange -> queue` for the same messages, and its dependencies go through the queue.
-/// Counts stay logical messages: the route counts each consumed message once.
+/// Counts stay logical messages: the route counts each consumed message once. `edges` are
+/// sorted by (from, to, kind) and stay so.
 pub fn resolve_consumes(
     edges: &mut Vec<Edge>,
     dependencies: &mut [Dependency],
     nodes: &mut [Node],
-    snapshots: &[Arc<BrokerSnapshot>],
+    part: &BrokerPart,
 ) {
-    let exchanges: std::collections::HashSet<String> = snapshots
-        .iter()
-        .flat_map(|s| {
-            s.destinations
-                .iter()
-                .filter(|d| d.entity == crate::model::Entity::Exchange)
-                .map(|d| NodeKey::destination(&s.system, &d.name).id)
-        })
-        .collect();
-    if exchanges.is_empty() {
+    if part.exchanges.is_empty() {
         return;
     }
-    let services: std::collections::HashSet<&str> = nodes
-        .iter()
-        .filter(|n| n.kind != NodeKind::Destination)
-        .map(|n| n.id.as_str())
-        .collect();
-    // Bindings by exchange, and the consumes a broker reports, looked up by key.
-    let mut bound: HashMap<&str, Vec<&str>> = HashMap::new();
-    let mut reported: std::collections::HashSet<(&str, &str)> = Default::default();
+    // Traced routes out of a reported exchange bind too (the broker's are in the part).
+    let mut traced_bound: HashMap<&str, Vec<&str>> = HashMap::new();
     for e in edges.iter() {
-        match e.kind {
-            EdgeKind::Route if exchanges.contains(&e.from) => {
-                bound.entry(&e.from).or_default().push(&e.to)
-            }
-            EdgeKind::Consume if e.broker.is_some() => {
-                reported.insert((&e.from, &e.to));
-            }
-            _ => {}
+        if e.kind == EdgeKind::Route && !e.broker_only() && part.exchanges.contains(&e.from) {
+            traced_bound.entry(&e.from).or_default().push(&e.to);
         }
     }
     let mut moves: Vec<(usize, String)> = Vec::new();
     for (i, e) in edges.iter().enumerate() {
-        if e.kind != EdgeKind::Consume || e.broker_only() || !services.contains(e.to.as_str()) {
+        if e.kind != EdgeKind::Consume || e.broker_only() || e.to.starts_with("destination:") {
             continue;
         }
-        let Some(queues) = bound.get(e.from.as_str()) else {
-            continue;
-        };
+        let from_part = part.bound.get(e.from.as_str()).into_iter().flatten();
+        let traced = traced_bound.get(e.from.as_str()).into_iter().flatten();
         // Queues bound to the exchange that this service consumes from (in the broker).
-        let mut read = queues
-            .iter()
-            .filter(|q| reported.contains(&(**q, e.to.as_str())));
-        if let (Some(queue), None) = (read.next(), read.next()) {
+        let mut read: Vec<&str> = from_part
+            .map(String::as_str)
+            .chain(traced.copied())
+            .filter(|q| part.reported.contains(&(q.to_string(), e.to.clone())))
+            .collect();
+        read.sort_unstable();
+        read.dedup();
+        if let [queue] = read[..] {
             moves.push((i, queue.to_string()));
         }
     }
     if moves.is_empty() {
         return;
     }
-    let at: HashMap<(String, String, EdgeKind), usize> = edges
-        .iter()
-        .enumerate()
-        .map(|(i, e)| ((e.from.clone(), e.to.clone(), e.kind), i))
-        .collect();
     let mut gone = std::collections::HashSet::new();
     let mut via: HashMap<(String, String), String> = HashMap::new();
     for (i, queue) in moves {
         let traced = edges[i].clone();
         let (exchange, service) = (traced.from.clone(), traced.to.clone());
         for (from, to, kind) in [
-            (queue.clone(), service.clone(), EdgeKind::Consume),
-            (exchange.clone(), queue.clone(), EdgeKind::Route),
+            (queue.as_str(), service.as_str(), EdgeKind::Consume),
+            (exchange.as_str(), queue.as_str(), EdgeKind::Route),
         ] {
-            if let Some(&j) = at.get(&(from, to, kind)) {
+            if let Ok(j) = edges.binary_search_by(|e| edge_key(e).cmp(&(from, to, kind))) {
                 add_traced(&mut edges[j], &traced, kind);
             }
         }
@@ -167,6 +145,192 @@ pub fn resolve_consumes(
             d.via.clone_from(queue);
         }
     }
+}
+
+/// What edges are sorted and found by.
+pub(super) fn edge_key(e: &Edge) -> (&str, &str, EdgeKind) {
+    (&e.from, &e.to, e.kind)
+}
+
+/// The broker side of the merge for one set of snapshots (each broker's newest and oldest in
+/// the window): every node and flow the brokers report, as they appear with no traced
+/// traffic, and the findings that read broker state alone. Built once per poll and shared by
+/// every read until the next one ([`part`]); [`merge_part`] joins it with the traced graph.
+pub struct BrokerPart {
+    newest: Vec<Arc<BrokerSnapshot>>,
+    oldest: Vec<Arc<BrokerSnapshot>>,
+    nodes: Vec<Node>,
+    node_at: foldhash::HashMap<String, usize>,
+    /// Sorted by (from, to, kind).
+    edges: Vec<Edge>,
+    /// Reported exchanges (node ids).
+    exchanges: HashSet<String>,
+    /// The broker's bindings by exchange (node ids).
+    bound: HashMap<String, Vec<String>>,
+    /// (queue, service) of every consume a broker reports.
+    reported: HashSet<(String, String)>,
+    /// Findings of the detectors that read broker state alone.
+    pub(super) findings: Vec<super::Finding>,
+    /// Traced names resolved through these snapshots' bindings.
+    pub(super) routing: super::routing::Memo,
+    /// Each node, edge and the findings as JSON, for the answers that include them unchanged.
+    pub(super) json: super::json::Fragments,
+}
+
+impl std::fmt::Debug for BrokerPart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrokerPart")
+            .field("nodes", &self.nodes.len())
+            .field("edges", &self.edges.len())
+            .field("findings", &self.findings.len())
+            .finish()
+    }
+}
+
+impl BrokerPart {
+    fn build(newest: &[Arc<BrokerSnapshot>], oldest: &[Arc<BrokerSnapshot>]) -> BrokerPart {
+        let (mut nodes, mut edges) = (Vec::new(), Vec::new());
+        merge(&mut nodes, &mut edges, newest);
+        then(&mut nodes, &mut edges, oldest);
+        edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
+        let exchanges: HashSet<String> = newest
+            .iter()
+            .flat_map(|s| {
+                s.destinations
+                    .iter()
+                    .filter(|d| d.entity == crate::model::Entity::Exchange)
+                    .map(|d| NodeKey::destination(&s.system, &d.name).id)
+            })
+            .collect();
+        let mut bound: HashMap<String, Vec<String>> = HashMap::new();
+        let mut reported = HashSet::new();
+        for e in &edges {
+            match e.kind {
+                EdgeKind::Route if exchanges.contains(&e.from) => {
+                    bound.entry(e.from.clone()).or_default().push(e.to.clone())
+                }
+                EdgeKind::Consume => {
+                    reported.insert((e.from.clone(), e.to.clone()));
+                }
+                _ => {}
+            }
+        }
+        let node_at = nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.id.clone(), i))
+            .collect();
+        let mut part = BrokerPart {
+            newest: newest.to_vec(),
+            oldest: oldest.to_vec(),
+            nodes,
+            node_at,
+            edges,
+            exchanges,
+            bound,
+            reported,
+            findings: Vec::new(),
+            routing: Default::default(),
+            json: Default::default(),
+        };
+        part.findings = super::detect::run_on_broker_state(&part.nodes, &part.edges);
+        part.json = super::json::Fragments::of(&part.nodes, &part.edges, &part.findings);
+        part
+    }
+
+    /// The part's node with this id.
+    pub(super) fn node(&self, id: &str) -> Option<(usize, &Node)> {
+        let &i = self.node_at.get(id)?;
+        Some((i, &self.nodes[i]))
+    }
+
+    /// The part's edges, sorted by (from, to, kind).
+    pub(super) fn edges(&self) -> &[Edge] {
+        &self.edges
+    }
+
+    fn is_for(&self, newest: &[Arc<BrokerSnapshot>], oldest: &[Arc<BrokerSnapshot>]) -> bool {
+        let same = |a: &[Arc<BrokerSnapshot>], b: &[Arc<BrokerSnapshot>]| {
+            a.len() == b.len() && a.iter().zip(b).all(|(x, y)| Arc::ptr_eq(x, y))
+        };
+        same(&self.newest, newest) && same(&self.oldest, oldest)
+    }
+}
+
+/// Broker parts kept built: a few windows read at once (the map's hour, a page's day).
+const PARTS_KEPT: usize = 4;
+
+/// The broker part of these snapshots, built once. Snapshots are compared by identity: the
+/// store hands out one shared value per poll, so a new poll is a new part. The cache holds
+/// the snapshots it was built from, so an identity is never reused while it is kept.
+pub fn part(newest: &[Arc<BrokerSnapshot>], oldest: &[Arc<BrokerSnapshot>]) -> Arc<BrokerPart> {
+    static PARTS: Mutex<Vec<Arc<BrokerPart>>> = Mutex::new(Vec::new());
+    // The lock is held only to look up or insert; building happens outside it.
+    let found = PARTS
+        .lock()
+        .ok()
+        .and_then(|parts| parts.iter().find(|p| p.is_for(newest, oldest)).cloned());
+    if let Some(p) = found {
+        return p;
+    }
+    let built = Arc::new(BrokerPart::build(newest, oldest));
+    if let Ok(mut parts) = PARTS.lock() {
+        if !parts.iter().any(|p| p.is_for(newest, oldest)) {
+            parts.insert(0, built.clone());
+            parts.truncate(PARTS_KEPT);
+        }
+    }
+    built
+}
+
+/// Joins the traced nodes and edges with a broker part: a node or edge seen in both keeps its
+/// traced statistics and gains the broker's figures; what only the brokers report is added.
+/// The same result as [`merge`] and [`then`] over the part's snapshots, with `edges` sorted
+/// by (from, to, kind).
+pub fn merge_part(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, part: &BrokerPart) {
+    let mut matched = vec![false; part.nodes.len()];
+    for n in nodes.iter_mut() {
+        let Some(&j) = part.node_at.get(&n.id) else {
+            continue;
+        };
+        matched[j] = true;
+        let p = &part.nodes[j];
+        if p.broker.is_some() {
+            n.entity = p.entity;
+            n.broker.clone_from(&p.broker);
+            n.broker_then.clone_from(&p.broker_then);
+        }
+        seen(&mut n.seen_in, SeenIn::Broker);
+    }
+    nodes.reserve(part.nodes.len());
+    nodes.extend(
+        part.nodes
+            .iter()
+            .zip(&matched)
+            .filter(|(_, m)| !**m)
+            .map(|(n, _)| n.clone()),
+    );
+    let mut traced = std::mem::take(edges);
+    traced.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
+    let mut out = Vec::with_capacity(traced.len() + part.edges.len());
+    let mut broker = part.edges.iter().peekable();
+    for mut e in traced {
+        while let Some(b) = broker.next_if(|b| edge_key(b) < edge_key(&e)) {
+            out.push(b.clone());
+        }
+        if let Some(b) = broker.next_if(|b| edge_key(b) == edge_key(&e)) {
+            seen(&mut e.seen_in, SeenIn::Broker);
+            e.broker.clone_from(&b.broker);
+            e.broker_then.clone_from(&b.broker_then);
+            e.inferred |= b.inferred;
+            if e.key.is_none() {
+                e.key.clone_from(&b.key);
+            }
+        }
+        out.push(e);
+    }
+    out.extend(broker.cloned());
+    *edges = out;
 }
 
 /// Adds a traced edge's figures to an edge the broker reported. A failed consume failed in
@@ -193,7 +357,7 @@ fn add_traced(e: &mut Edge, traced: &Edge, kind: EdgeKind) {
 
 /// Sets each reported node's and consume flow's figures at the broker's oldest poll in the
 /// window, where that poll knew it: what `backlog` compares the newest figures with.
-pub fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnapshot>]) {
+fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnapshot>]) {
     let mut figures: HashMap<String, &Figures> = HashMap::new();
     let mut flows: HashMap<(String, String), &Figures> = HashMap::new();
     for snap in snapshots {
@@ -209,7 +373,7 @@ pub fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnaps
         }
     }
     for n in nodes.iter_mut().filter(|n| n.broker.is_some()) {
-        n.broker_then = figures.get(&n.id).map(|f| (*f).clone());
+        n.broker_then = figures.get(&n.id).map(|f| Box::new((*f).clone()));
     }
     for e in edges
         .iter_mut()
@@ -217,7 +381,7 @@ pub fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnaps
     {
         e.broker_then = flows
             .get(&(e.from.clone(), e.to.clone()))
-            .map(|f| (*f).clone());
+            .map(|f| Box::new((*f).clone()));
     }
 }
 
@@ -366,6 +530,61 @@ mod tests {
                 flow(FlowKind::DeadLetter, "billing", "billing.dlq"),
             ],
         }
+    }
+
+    /// The answer's JSON, copied from the part where it can be, is what serde makes of it.
+    fn assert_same_json(t: &crate::topology::Topology) {
+        let fast = crate::topology::json::to_vec(t).unwrap();
+        let slow = serde_json::to_vec(t).unwrap();
+        assert_eq!(
+            String::from_utf8_lossy(&fast),
+            String::from_utf8_lossy(&slow)
+        );
+    }
+
+    #[test]
+    fn the_brokers_part_is_one_per_poll_and_its_json_copied_unchanged() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let snap = Arc::new(snapshot());
+        let read = |edges: &[(&str, &str, EdgeKind, i64)]| {
+            let mut rows = crate::topology::detect::testing::rows(edges);
+            rows.brokers = vec![snap.clone()];
+            build(rows, window)
+        };
+        let quiet = read(&[]);
+        let traced = read(&[
+            (
+                "service:orders",
+                "destination:rabbitmq:shop",
+                EdgeKind::Publish,
+                4,
+            ),
+            (
+                "destination:rabbitmq:shop",
+                "service:billing",
+                EdgeKind::Consume,
+                4,
+            ),
+        ]);
+        assert_same_json(&quiet);
+        assert_same_json(&traced);
+        // A new poll is a new part (whether one snapshot's part is still kept when read again
+        // depends on what other reads ran meanwhile: not asserted here).
+        let a = traced.part.as_ref().unwrap();
+        let mut rows = crate::topology::detect::testing::rows(&[]);
+        rows.brokers = vec![Arc::new(snapshot())];
+        let next = build(rows, window);
+        assert!(!Arc::ptr_eq(a, next.part.as_ref().unwrap()));
+        // Changed after its build, a topology's JSON still says what it holds.
+        let mut changed = traced.clone();
+        for e in &mut changed.edges {
+            e.count += 1;
+        }
+        for n in &mut changed.nodes {
+            n.name.push('!');
+        }
+        changed.findings.pop();
+        assert_same_json(&changed);
     }
 
     #[test]

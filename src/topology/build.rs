@@ -5,9 +5,9 @@ use crate::model::{EdgeKind, Entity, Figures, NodeKind, TimeWindow};
 use crate::model::{EdgeRow, TopologyRows};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     pub id: String,
     pub kind: NodeKind,
@@ -29,9 +29,10 @@ pub struct Node {
     /// The broker's own figures, when a broker reports the node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub broker: Option<Figures>,
-    /// The same figures at the broker's oldest poll in the window (for trends).
+    /// The same figures at the broker's oldest poll in the window (for trends; boxed, as
+    /// few nodes and edges have them).
     #[serde(skip)]
-    pub broker_then: Option<Figures>,
+    pub broker_then: Option<Box<Figures>>,
 }
 
 /// Where a node or an edge was seen.
@@ -53,7 +54,7 @@ impl SeenIn {
 
 /// Latency summary in microseconds. For consume, route and dependency edges it is the
 /// publish-to-consume delay; for publish and call edges, the span duration.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Latency {
     pub samples: i64,
     pub mean_micros: Option<f64>,
@@ -62,7 +63,7 @@ pub struct Latency {
     pub p99_micros: Option<f64>,
 }
 
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Edge {
     pub from: String,
     pub to: String,
@@ -82,9 +83,10 @@ pub struct Edge {
     /// The broker's own figures of the flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub broker: Option<Figures>,
-    /// The same figures at the broker's oldest poll in the window (for trends).
+    /// The same figures at the broker's oldest poll in the window (for trends; boxed, as
+    /// few nodes and edges have them).
     #[serde(skip)]
-    pub broker_then: Option<Figures>,
+    pub broker_then: Option<Box<Figures>>,
     /// Reported by no one but inferred from a broker's counters.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub inferred: bool,
@@ -129,7 +131,11 @@ pub struct Topology {
     #[serde(skip)]
     pub graph: DiGraph<usize, usize>,
     #[serde(skip)]
-    pub index: HashMap<String, NodeIndex>,
+    pub index: foldhash::HashMap<String, NodeIndex>,
+    /// The brokers' side of the merge this topology was built with (what
+    /// [`super::json::to_vec`] copies instead of serialising again).
+    #[serde(skip)]
+    pub part: Option<std::sync::Arc<super::brokers::BrokerPart>>,
 }
 
 fn latency(row: &EdgeRow) -> Latency {
@@ -144,8 +150,11 @@ fn latency(row: &EdgeRow) -> Latency {
 }
 
 pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
+    // The brokers' side is built once per poll ([`super::brokers::part`]) and joined below.
+    let part =
+        (!rows.brokers.is_empty()).then(|| super::brokers::part(&rows.brokers, &rows.brokers_then));
     super::subjects::resolve(&mut rows);
-    super::routing::resolve(&mut rows);
+    super::routing::resolve(&mut rows, part.as_deref().map(|p| &p.routing));
     let secs = window.duration_secs().max(1.0);
     let nodes: Vec<Node> = rows
         .nodes
@@ -196,16 +205,20 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
         }
     }
     let mut nodes = nodes;
-    super::brokers::merge(&mut nodes, &mut edges, &rows.brokers);
-    super::brokers::then(&mut nodes, &mut edges, &rows.brokers_then);
-    super::brokers::resolve_consumes(&mut edges, &mut dependencies, &mut nodes, &rows.brokers);
-    edges.sort_by(|a, b| (&a.from, &a.to, a.kind).cmp(&(&b.from, &b.to, b.kind)));
+    // Edges come out sorted by (from, to, kind).
+    match &part {
+        Some(part) => {
+            super::brokers::merge_part(&mut nodes, &mut edges, part);
+            super::brokers::resolve_consumes(&mut edges, &mut dependencies, &mut nodes, part);
+        }
+        None => edges.sort_by(|a, b| super::brokers::edge_key(a).cmp(&super::brokers::edge_key(b))),
+    }
     let inferred = infer_dependencies(&edges, &dependencies);
     dependencies.extend(inferred);
     dependencies.sort_by(|a, b| (&a.from, &a.to, &a.via).cmp(&(&b.from, &b.to, &b.via)));
 
     let mut graph = DiGraph::new();
-    let mut index = HashMap::new();
+    let mut index = foldhash::HashMap::default();
     for (i, n) in nodes.iter().enumerate() {
         index.insert(n.id.clone(), graph.add_node(i));
     }
@@ -223,8 +236,13 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
         findings: Vec::new(),
         graph,
         index,
+        part: None,
     };
-    topo.findings = detect::run_all(&topo);
+    topo.findings = detect::run_on_traffic(&topo);
+    if let Some(part) = &part {
+        topo.findings.extend(part.findings.iter().cloned());
+    }
+    topo.part = part;
     topo
 }
 

@@ -17,29 +17,75 @@ use crate::model::{EdgeKind, EdgeRow, NodeKey, NodeKind, TopologyRows};
 use std::collections::{HashMap, HashSet};
 
 /// The resolution of one traced name.
-struct Resolved {
+#[derive(Clone)]
+pub(super) struct Resolved {
     exchange: NodeKey,
     /// Per consuming service id: the queue its consume moves to.
     queues: HashMap<String, String>,
 }
 
-pub fn resolve(rows: &mut TopologyRows) {
+/// Traced names kept resolved per broker part (a name's resolution depends only on the
+/// snapshot): the resolutions of names read again and again are computed once per poll.
+#[derive(Default)]
+pub(super) struct Memo(std::sync::Mutex<HashMap<(usize, String), Option<Resolved>>>);
+
+/// Names a memo keeps at most (traced names can be many: server-named reply queues).
+const MEMO_KEPT: usize = 10_000;
+
+impl Memo {
+    fn get(&self, snap: usize, name: &str) -> Option<Option<Resolved>> {
+        // The lock is held for one look-up or insert, never while resolving.
+        self.0.lock().ok()?.get(&(snap, name.to_string())).cloned()
+    }
+
+    fn put(&self, snap: usize, name: &str, r: &Option<Resolved>) {
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() < MEMO_KEPT {
+                m.insert((snap, name.to_string()), r.clone());
+            }
+        }
+    }
+}
+
+/// Resolves traced names that only binding keys explain; `memo` (the broker part's) keeps
+/// each name's resolution for the snapshots it was built from.
+pub(super) fn resolve(rows: &mut TopologyRows, memo: Option<&Memo>) {
     let mut found: HashMap<String, Resolved> = HashMap::new();
-    for snap in rows.brokers.iter().filter(|s| s.system == "rabbitmq") {
-        let reported: HashSet<&str> = snap.destinations.iter().map(|d| d.name.as_str()).collect();
-        let unresolved = rows.nodes.iter().map(|n| &n.key).filter(|key| {
-            key.kind == NodeKind::Destination
-                && key.system.as_deref() == Some(snap.system.as_str())
-                && !reported.contains(key.name.as_str())
-                && !found.contains_key(&key.id)
-        });
-        let unresolved: Vec<&NodeKey> = unresolved.collect();
-        if unresolved.is_empty() {
+    for (si, snap) in rows.brokers.iter().enumerate() {
+        if snap.system != "rabbitmq" {
             continue;
         }
-        let bindings = Bindings::of(snap);
-        for key in unresolved {
-            if let Some(r) = bindings.resolve(snap, &key.name) {
+        let candidates: Vec<&NodeKey> = rows
+            .nodes
+            .iter()
+            .map(|n| &n.key)
+            .filter(|key| {
+                key.kind == NodeKind::Destination
+                    && key.system.as_deref() == Some(snap.system.as_str())
+                    && !found.contains_key(&key.id)
+            })
+            .collect();
+        // Built only when a name is not in the memo.
+        let mut index: Option<(HashSet<&str>, Bindings)> = None;
+        for key in candidates {
+            let r = match memo.and_then(|m| m.get(si, &key.name)) {
+                Some(r) => r,
+                None => {
+                    let (reported, bindings) = index.get_or_insert_with(|| {
+                        let reported = snap.destinations.iter().map(|d| d.name.as_str());
+                        (reported.collect(), Bindings::of(snap))
+                    });
+                    let r = match reported.contains(key.name.as_str()) {
+                        true => None,
+                        false => bindings.resolve(snap, &key.name),
+                    };
+                    if let Some(m) = memo {
+                        m.put(si, &key.name, &r);
+                    }
+                    r
+                }
+            };
+            if let Some(r) = r {
                 found.insert(key.id.clone(), r);
             }
         }

@@ -10,7 +10,7 @@ use crate::api::{Stats, TraceAnswer, TraceList};
 use crate::export;
 use crate::model::window::{self, now_unix_nanos};
 use crate::model::{TimeWindow, TraceId};
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::topology::{self, Topology};
 use crate::web::state::AppState;
 use crate::web::trace_search::{self, FilterText, Filters};
@@ -46,8 +46,19 @@ pub async fn topology_json(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
-    let topo = load_topology(&state.store, window).await?;
-    Ok(HttpResponse::Ok().json(&topo))
+    // Reading, building and serialising all happen on a blocking thread: a topology merged
+    // with a large broker is megabytes of JSON.
+    let body = state
+        .store
+        .blocking(move |s| {
+            let topo = topology::build(s.topology(window)?, window);
+            topology::json::to_vec(&topo)
+                .map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 pub async fn topology_dot(

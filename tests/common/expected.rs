@@ -242,7 +242,7 @@ pub fn python_celery(suffix: &str) -> Expected {
             publish("renderer", &mail, 5),
             consume(&mail, "backoffice", 5, 0),
             publish("frontend", &flush, 2),
-            consume(&flush, "renderer", 4, 0),
+            consume(&flush, "renderer", 2, 0),
             publish("frontend", &quote, 2),
             consume(&quote, "backoffice", 2, 0),
         ],
@@ -255,12 +255,13 @@ pub fn python_celery(suffix: &str) -> Expected {
         dependencies: vec![
             dep("frontend", "renderer", &render, 6),
             dep("renderer", "backoffice", &mail, 5),
-            dep("frontend", "renderer", &flush, 4),
+            dep("frontend", "renderer", &flush, 2),
             dep("frontend", "backoffice", &quote, 2),
         ],
-        // The broadcast reaches both renderer instances: each consumes every flush, so the
-        // consume edge counts 4 deliveries of the 2 messages published (docs/SEMCONV.md);
-        // every instance getting every message is a broadcast to instances, not a work queue.
+        // The broadcast reaches both renderer instances: each runs every flush, 4 deliveries
+        // of the 2 messages published, and every edge counts the 2 logical messages
+        // (docs/SEMCONV.md); every instance getting every message (4 deliveries paired) is a
+        // broadcast to instances, not a work queue.
         findings: vec![
             (
                 "work_queue".into(),
@@ -403,8 +404,10 @@ impl Expected {
                 Some(*n),
                 "instances of {dest} -> {svc}: {e}"
             );
-            assert_eq!(
-                e["latency"]["samples"], e["count"],
+            // One delay sample per delivery paired with its publish: at least one per message
+            // (a message delivered to two instances is one message with two samples).
+            assert!(
+                e["latency"]["samples"].as_i64() >= e["count"].as_i64(),
                 "every consumed message was paired with its publish: {e}"
             );
         }

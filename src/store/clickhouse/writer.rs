@@ -8,7 +8,7 @@ use super::backlog::{self, ChBacklog, GroupBacklog};
 use super::client::{Client, ClientError};
 use super::rowbinary::Rows;
 use super::sql::{render, Value};
-use crate::accounting::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use crate::accounting::minutes::{Accumulator, Observed};
 use crate::accounting::{pairable, Pairing};
 use crate::mailbox::{Receiver, RecvTimeoutError};
@@ -44,6 +44,7 @@ pub struct Writer {
     recent: RecentFacts,
     pending: PendingKeys,
     nodes: Nodes,
+    delivered: Delivered,
     known_nodes: HashSet<String>,
     acc: Accumulator,
     group: GroupBacklog,
@@ -67,6 +68,7 @@ impl Writer {
             recent: RecentFacts::new(FACTS_CAP),
             pending: PendingKeys::default(),
             nodes: Nodes::default(),
+            delivered: Delivered::new(FACTS_CAP),
             known_nodes: HashSet::default(),
             acc: Accumulator::default(),
             group: GroupBacklog::default(),
@@ -85,6 +87,7 @@ impl Writer {
         self.seen = Seen::new(SEEN_CAP);
         self.recent = RecentFacts::new(FACTS_CAP);
         self.pending = PendingKeys::default();
+        self.delivered = Delivered::new(FACTS_CAP);
         self.known_nodes.clear();
         self.acc.reset();
         self.group.clear();
@@ -224,6 +227,7 @@ impl Writer {
                             seen: &self.seen,
                             pending: &mut self.pending,
                             nodes: &mut self.nodes,
+                            delivered: &mut self.delivered,
                         };
                         let flags = pairing.analyse(s, p.db_system.as_deref())?;
                         span_row(&mut spans, p, flags);

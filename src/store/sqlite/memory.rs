@@ -3,8 +3,10 @@
 
 use super::backlog::{facts_of_record, stored_flags};
 use super::block;
-use crate::accounting::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
+use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use crate::accounting::pairable;
+use crate::accounting::pairing::FLAG_COUNTED;
+use crate::model::Operation;
 use crate::store::StoreError;
 use foldhash::HashSet;
 use rusqlite::Connection;
@@ -14,6 +16,8 @@ use std::collections::HashMap;
 const SEEN_CAP: usize = 1 << 19;
 /// Recent produce, consume and client spans whose pairing facts stay in memory.
 const FACTS_CAP: usize = 1 << 17;
+/// Recent publishes whose consuming services stay in memory (a second delivery counts once).
+const DELIVERED_CAP: usize = 1 << 17;
 
 /// What the writer remembers between transactions (rebuilt from the database at start and
 /// after a failed transaction).
@@ -22,6 +26,7 @@ pub struct Memory {
     pub recent: RecentFacts,
     pub pending: PendingKeys,
     pub nodes: Nodes,
+    pub delivered: Delivered,
     pub known_nodes: HashSet<String>,
     pub resources: HashMap<String, i64>,
 }
@@ -34,6 +39,7 @@ impl Memory {
             recent: RecentFacts::new(FACTS_CAP),
             pending: PendingKeys::default(),
             nodes: Nodes::default(),
+            delivered: Delivered::new(DELIVERED_CAP),
             known_nodes: HashSet::default(),
             resources: HashMap::new(),
         };
@@ -63,11 +69,31 @@ impl Memory {
                     if let Some(f) = stored_flags(conn, r.trace_id, r.span_id)? {
                         facts.flags = f;
                     }
+                    remember_delivery(&mut mem, &facts);
                     mem.recent.insert(facts);
                 }
             }
         }
         Ok(mem)
+    }
+}
+
+/// A counted consume replayed after its publish: the service it reached, so that a second
+/// delivery of the message after a restart still counts once.
+fn remember_delivery(mem: &mut Memory, consume: &crate::accounting::Facts) {
+    if consume.operation != Some(Operation::Consume) || consume.flags & FLAG_COUNTED == 0 {
+        return;
+    }
+    let (Some(parent), Some(dest)) = (consume.parent, &consume.destination) else {
+        return;
+    };
+    let published = mem
+        .recent
+        .get(consume.trace, parent)
+        .filter(|p| p.operation == Some(Operation::Produce) && p.destination.is_some());
+    if let Some(p) = published {
+        let (trace, span) = (p.trace, p.span_id);
+        mem.delivered.note(trace, span, &consume.service, dest);
     }
 }
 

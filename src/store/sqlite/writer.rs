@@ -497,6 +497,7 @@ fn write_request(
             seen: &mem.seen,
             pending: &mut mem.pending,
             nodes: &mut mem.nodes,
+            delivered: &mut mem.delivered,
         };
         let flags = pairing.analyse(span, prepared.db_system.as_deref())?;
         block.push(prepared, resource_id, flags);

@@ -98,11 +98,11 @@ mod tests {
         };
         for n in t.nodes.iter_mut().filter(|n| n.id == "d:x") {
             n.broker = Some(figures(60));
-            n.broker_then = Some(figures(55));
+            n.broker_then = Some(Box::new(figures(55)));
         }
         assert!(Backlog.check(&t).is_empty(), "5 more is noise");
         for n in t.nodes.iter_mut().filter(|n| n.id == "d:x") {
-            n.broker_then = Some(figures(20));
+            n.broker_then = Some(Box::new(figures(20)));
         }
         let f = Backlog.check(&t);
         assert_eq!(f.len(), 1);

@@ -93,11 +93,21 @@ mod tests {
 
     #[test]
     fn every_instance_of_one_service_getting_a_copy() {
+        // Two messages, each delivered to both instances: two logical messages consumed, four
+        // deliveries paired with their publish (delay samples).
         let mut t = topo(&[
             ("s:a", "d:flush", Publish, 2),
-            ("d:flush", "s:w", Consume, 4),
+            ("d:flush", "s:w", Consume, 2),
         ]);
         t.edges.iter_mut().for_each(|e| e.instances = Some(2));
+        assert!(
+            Broadcast.check(&t).is_empty(),
+            "two deliveries of two: shares"
+        );
+        t.edges
+            .iter_mut()
+            .filter(|e| e.kind == Consume)
+            .for_each(|e| e.latency.samples = 4);
         let f = Broadcast.check(&t);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].nodes, vec!["d:flush", "s:w"]);
@@ -107,7 +117,7 @@ mod tests {
             f[0].description
         );
         // Shares of a work queue are not copies.
-        t.edges.iter_mut().for_each(|e| e.count = 2);
+        t.edges.iter_mut().for_each(|e| e.latency.samples = 3);
         assert!(Broadcast.check(&t).is_empty());
     }
 }

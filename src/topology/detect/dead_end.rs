@@ -16,7 +16,7 @@ impl Detector for DeadEnd {
         let fed = flows.publishers.keys().chain(flows.routes_in.keys());
         let mut out: Vec<Finding> = fed
             .filter(|d| flows.is_fed(d))
-            .filter(|d| !flows.consumers.contains_key(*d) && !flows.routes_out.contains_key(*d))
+            .filter(|d| !flows.is_drained(d))
             .map(|d| {
                 let pubs: Vec<&str> = flows
                     .publishers

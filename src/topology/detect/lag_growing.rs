@@ -54,11 +54,11 @@ mod tests {
             t.edges.push(e);
         }
         t.edges[0].broker = Some(pending(500));
-        t.edges[0].broker_then = Some(pending(100));
+        t.edges[0].broker_then = Some(Box::new(pending(100)));
         let f = LagGrowing.check(&t);
         assert_eq!(f.len(), 1);
         assert_eq!(f[0].nodes, vec!["s:audit", "d:orders"]);
-        t.edges[0].broker_then = Some(pending(495));
+        t.edges[0].broker_then = Some(Box::new(pending(495)));
         assert!(LagGrowing.check(&t).is_empty());
     }
 }

@@ -54,11 +54,47 @@ pub fn detectors() -> Vec<Box<dyn Detector>> {
     ]
 }
 
-pub fn run_all(topo: &Topology) -> Vec<Finding> {
+/// The detectors that read only broker state (a node's or flow's broker figures, dead-letter
+/// flows): the same findings whatever traces show.
+fn reads_broker_state_only(pattern: &str) -> bool {
+    matches!(pattern, "backlog" | "lag_growing" | "dead_letter")
+}
+
+/// The findings of every detector that reads traffic (all but the broker-state ones); in
+/// [`detectors`] order, which puts the broker-state ones last.
+pub fn run_on_traffic(topo: &Topology) -> Vec<Finding> {
     let flows = Flows::of(topo);
     detectors()
         .iter()
+        .filter(|d| !reads_broker_state_only(d.pattern()))
         .flat_map(|d| d.find(topo, &flows))
+        .collect()
+}
+
+/// The findings of the detectors that read only broker state, over the nodes and edges that
+/// brokers report (built once per poll).
+pub fn run_on_broker_state(nodes: &[super::Node], edges: &[super::Edge]) -> Vec<Finding> {
+    let mut graph = petgraph::graph::DiGraph::new();
+    let mut index = foldhash::HashMap::default();
+    for (i, n) in nodes.iter().enumerate() {
+        index.insert(n.id.clone(), graph.add_node(i));
+    }
+    let topo = Topology {
+        since_unix_nanos: 0,
+        until_unix_nanos: 0,
+        nodes: nodes.to_vec(),
+        edges: edges.to_vec(),
+        dependencies: Vec::new(),
+        findings: Vec::new(),
+        graph,
+        index,
+        part: None,
+    };
+    let flows = Flows::default();
+    detectors()
+        .iter()
+        .filter(|d| reads_broker_state_only(d.pattern()))
+        .flat_map(|d| d.find(&topo, &flows))
         .collect()
 }
 
@@ -73,12 +109,15 @@ fn messages_in(topo: &Topology, dest: &str) -> i64 {
 
 /// Whether each instance of the one service consuming `edge` got its own copy of every message
 /// (a fanout to a queue per instance, as Celery's `Broadcast` declares) rather than a share:
-/// its instances consumed the messages that reached the destination that many times over. A
+/// its instances received the messages that reached the destination that many times over. The
+/// edge counts logical messages (a message delivered to two instances is one); its deliveries
+/// are what pairing measured, one delay sample per delivery paired with its publish. A
 /// redelivery or two in a work queue stays far below that.
 fn copies_per_instance(topo: &Topology, edge: &super::Edge) -> bool {
     let instances = edge.instances.unwrap_or(0);
     let arrived = messages_in(topo, &edge.from);
-    instances >= 2 && arrived > 0 && edge.count >= instances * arrived
+    let deliveries = edge.count.max(edge.latency.samples);
+    instances >= 2 && arrived > 0 && deliveries >= instances * arrived
 }
 
 /// Node name for descriptions.
@@ -98,6 +137,11 @@ pub struct Flows<'a> {
     traced_routes_in: BTreeSet<&'a str>,
     /// Destinations whose broker reports messages coming in or going out.
     broker_traffic: BTreeSet<&'a str>,
+    /// Destinations with a publisher, a traced route in or broker traffic: fed without
+    /// following routes (what [`Flows::is_fed`] looks up first, by hash).
+    fed_directly: foldhash::HashSet<&'a str>,
+    /// Destinations with a consumer or a route out.
+    drained: foldhash::HashSet<&'a str>,
 }
 
 /// Routes followed back at most when asking whether anything reaches a destination.
@@ -133,7 +177,19 @@ impl<'a> Flows<'a> {
                 f.broker_traffic.insert(&n.id);
             }
         }
+        f.fed_directly = (f.publishers.keys().copied())
+            .chain(f.traced_routes_in.iter().copied())
+            .chain(f.broker_traffic.iter().copied())
+            .collect();
+        f.drained = (f.consumers.keys().copied())
+            .chain(f.routes_out.keys().copied())
+            .collect();
         f
+    }
+
+    /// Whether `dest` has a consumer or a route out.
+    fn is_drained(&self, dest: &str) -> bool {
+        self.drained.contains(dest)
     }
 
     /// Services that receive what is published to `dest`, directly or through its routes.
@@ -153,9 +209,7 @@ impl<'a> Flows<'a> {
     }
 
     fn fed_within(&self, dest: &str, depth: usize) -> bool {
-        self.publishers.contains_key(dest)
-            || self.traced_routes_in.contains(dest)
-            || self.broker_traffic.contains(dest)
+        self.fed_directly.contains(dest)
             || (depth > 0
                 && self
                     .routes_in

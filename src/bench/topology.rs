@@ -1,0 +1,275 @@
+//! `switchyard bench topology`: `/api/topology` merged with a large broker's state, timed on
+//! one or more servers side by side (each request goes to each server in turn, so a busy
+//! machine weighs on all of them alike), with each server's CPU time per request read from
+//! /proc. `switchyard bench rabbitmq-stand-in` answers RabbitMQ's management API for a broker
+//! of the issue's size (2,000 queues, 2,000 bindings, 500 consumers) generated in-process, so
+//! `serve --discover rabbitmq=http://guest:guest@ADDR` discovers it without a real broker.
+//!
+//! ```sh
+//! switchyard bench rabbitmq-stand-in --listen 127.0.0.1:15699 &
+//! switchyard serve --db /tmp/bench.db --discover rabbitmq=http://guest:guest@127.0.0.1:15699 &
+//! switchyard bench topology --api http://127.0.0.1:8080 --server-pid $!
+//! ```
+
+use super::percentile;
+use super::process_usage;
+use clap::Args;
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Args)]
+pub struct StandInBench {
+    /// Address to answer on.
+    #[arg(long, default_value = "127.0.0.1:15699")]
+    pub listen: String,
+    /// Queues, each bound from one exchange with its own routing key.
+    #[arg(long, default_value_t = 2_000)]
+    pub queues: usize,
+    /// Exchanges the queues are bound from (named `topic-N`, as `bench ingest` names its
+    /// topics, so half of the traced topics are reported by the broker and half are not).
+    #[arg(long, default_value_t = 20)]
+    pub exchanges: usize,
+    /// Consumers, one on each of the first queues, on 10 named connections (`svc-N`).
+    #[arg(long, default_value_t = 500)]
+    pub consumers: usize,
+}
+
+/// The management API's answers for the generated broker, by path.
+fn answers(a: &StandInBench) -> Vec<(String, Vec<u8>)> {
+    let stats = |rate: f64| {
+        json!({"publish_in": 1000, "publish_in_details": {"rate": rate},
+               "publish_out_details": {"rate": rate}, "publish": 1000,
+               "publish_details": {"rate": rate}, "deliver_get_details": {"rate": rate},
+               "redeliver_details": {"rate": 0.0}})
+    };
+    let mut exchanges: Vec<Value> = (0..a.exchanges)
+        .map(|x| json!({"name": format!("topic-{x}"), "vhost": "/", "type": "direct", "message_stats": stats(2.5)}))
+        .collect();
+    exchanges.push(json!({"name": "dlx", "vhost": "/", "type": "fanout"}));
+    exchanges.push(json!({"name": "", "vhost": "/", "type": "direct"}));
+    let queues: Vec<Value> = (0..a.queues)
+        .map(|i| {
+            let args = if i % 20 == 0 {
+                json!({"x-dead-letter-exchange": "dlx"})
+            } else {
+                json!({})
+            };
+            json!({"name": format!("q-{i}"), "vhost": "/", "type": "classic", "arguments": args,
+                   "messages_ready": i % 7, "messages_unacknowledged": i % 3,
+                   "consumers": u64::from(i < a.consumers), "message_stats": stats(0.5)})
+        })
+        .collect();
+    let bindings: Vec<Value> = (0..a.queues)
+        .map(|i| {
+            json!({"source": format!("topic-{}", i % a.exchanges.max(1)), "vhost": "/",
+                   "destination": format!("q-{i}"), "destination_type": "queue",
+                   "routing_key": format!("k{i}")})
+        })
+        .collect();
+    let connection = |c: usize| format!("127.0.0.1:{} -> 127.0.0.1:5672", 40_000 + c);
+    let consumers: Vec<Value> = (0..a.consumers.min(a.queues))
+        .map(|i| {
+            json!({"queue": {"name": format!("q-{i}"), "vhost": "/"}, "consumer_tag": format!("ctag-{i}"),
+                   "channel_details": {"name": format!("{} ({})", connection(i % 10), i / 10 + 1),
+                                       "connection_name": connection(i % 10), "user": "guest"}})
+        })
+        .collect();
+    let connections: Vec<Value> = (0..10)
+        .map(|c| {
+            json!({"name": connection(c), "vhost": "/", "user": "guest",
+                   "user_provided_name": format!("svc-{c}"),
+                   "client_properties": {"connection_name": format!("svc-{c}"), "product": "pika"}})
+        })
+        .collect();
+    let channels: Vec<Value> = (0..a.consumers.min(a.queues))
+        .map(|i| {
+            json!({"name": format!("{} ({})", connection(i % 10), i / 10 + 1), "vhost": "/",
+                   "user": "guest", "connection_details": {"name": connection(i % 10)}})
+        })
+        .collect();
+    let overview = json!({"rates_mode": "basic", "rabbitmq_version": "stand-in"});
+    let mut out = Vec::new();
+    for (what, v) in [
+        ("exchanges", Value::Array(exchanges)),
+        ("queues", Value::Array(queues)),
+        ("bindings", Value::Array(bindings)),
+        ("consumers", Value::Array(consumers)),
+        ("connections", Value::Array(connections)),
+        ("channels", Value::Array(channels)),
+        ("overview", overview),
+    ] {
+        let body = serde_json::to_vec(&v).unwrap_or_default();
+        out.push((format!("/api/{what}"), body));
+    }
+    out
+}
+
+/// Answers one request (the connection is closed after it).
+fn answer(stream: TcpStream, answers: &[(String, Vec<u8>)]) -> std::io::Result<()> {
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut line = String::new();
+    reader.read_line(&mut line)?;
+    let path = line.split_whitespace().nth(1).unwrap_or("").to_string();
+    loop {
+        let mut header = String::new();
+        if reader.read_line(&mut header)? == 0 || header == "\r\n" || header == "\n" {
+            break;
+        }
+    }
+    // `/api/queues/%2F` and `/api/queues` answer the same (one vhost).
+    let found = answers
+        .iter()
+        .find(|(p, _)| path == *p || path.starts_with(&format!("{p}/")));
+    let mut stream = stream;
+    match found {
+        Some((_, body)) => {
+            write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            )?;
+            stream.write_all(body)?;
+        }
+        None => stream.write_all(
+            b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?,
+    }
+    stream.flush()
+}
+
+pub fn stand_in(a: StandInBench) -> anyhow::Result<()> {
+    let answers = Arc::new(answers(&a));
+    let listener = TcpListener::bind(&a.listen)?;
+    eprintln!(
+        "rabbitmq stand-in on {}: {} queues, {} bindings from {} exchanges, {} consumers",
+        listener.local_addr()?,
+        a.queues,
+        a.queues,
+        a.exchanges,
+        a.consumers.min(a.queues)
+    );
+    for stream in listener.incoming() {
+        let Ok(stream) = stream else { continue };
+        let answers = answers.clone();
+        std::thread::spawn(move || {
+            let _ = answer(stream, &answers);
+        });
+    }
+    Ok(())
+}
+
+#[derive(Debug, Args)]
+pub struct TopologyBench {
+    /// Server base URLs, timed side by side; the first is the baseline of the ratios.
+    #[arg(long, required = true)]
+    pub api: Vec<String>,
+    /// Each server's process id, in the order of `--api`, for its CPU time per request.
+    #[arg(long)]
+    pub server_pid: Vec<u32>,
+    /// Requests per server.
+    #[arg(long, default_value_t = 300)]
+    pub requests: usize,
+    /// The path timed.
+    #[arg(long, default_value = "/api/topology")]
+    pub path: String,
+    /// Wait at most this long for every server's topology to hold this many nodes (the broker
+    /// discovered).
+    #[arg(long, default_value_t = 0)]
+    pub min_nodes: usize,
+}
+
+/// Nodes and edges of one answer, and its size.
+fn shape(agent: &ureq::Agent, url: &str) -> Option<(usize, usize, usize)> {
+    let body = agent.get(url).call().ok()?.into_string().ok()?;
+    let v: Value = serde_json::from_str(&body).ok()?;
+    let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
+    Some((n("nodes"), n("edges"), body.len()))
+}
+
+pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(30))
+        .build();
+    let urls: Vec<String> = a.api.iter().map(|api| format!("{api}{}", a.path)).collect();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    for url in &urls {
+        loop {
+            let s = shape(&agent, url);
+            if s.is_some_and(|(n, _, _)| n >= a.min_nodes) {
+                let (n, e, bytes) = s.unwrap_or_default();
+                println!("{url}: {n} nodes, {e} edges, {bytes} bytes");
+                break;
+            }
+            anyhow::ensure!(
+                Instant::now() < deadline,
+                "{url} never answered {} nodes",
+                a.min_nodes
+            );
+            std::thread::sleep(Duration::from_millis(500));
+        }
+    }
+    // Warm up each server, then time them in turn.
+    for url in &urls {
+        for _ in 0..10 {
+            let _ = agent
+                .get(url)
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok());
+        }
+    }
+    let cpu = |i: usize| {
+        a.server_pid
+            .get(i)
+            .and_then(|&p| process_usage(p))
+            .map(|u| u.1)
+    };
+    let before: Vec<Option<f64>> = (0..urls.len()).map(cpu).collect();
+    let mut samples: Vec<Vec<u64>> = vec![Vec::new(); urls.len()];
+    for _ in 0..a.requests {
+        for (i, url) in urls.iter().enumerate() {
+            let t = Instant::now();
+            let ok = agent
+                .get(url)
+                .call()
+                .ok()
+                .and_then(|r| r.into_string().ok())
+                .is_some();
+            if ok {
+                samples[i].push(t.elapsed().as_micros() as u64);
+            }
+        }
+    }
+    let cpu_ms: Vec<Option<f64>> = (0..urls.len())
+        .map(|i| {
+            let (b, after) = (before[i]?, cpu(i)?);
+            Some((after - b) * 1000.0 / a.requests.max(1) as f64)
+        })
+        .collect();
+    for s in &mut samples {
+        s.sort_unstable();
+    }
+    let base = &samples[0];
+    println!(
+        "{} requests per server, in turn; latency request to last byte; CPU = the server's user+system time per request",
+        a.requests
+    );
+    for (i, url) in urls.iter().enumerate() {
+        let s = &samples[i];
+        let ratio = |q: f64| percentile(s, q) as f64 / percentile(base, q).max(1) as f64;
+        println!(
+            "  {url:<40} p50 {:>7} us  p99 {:>7} us  max {:>7} us  CPU {}  (p50 {:.2}x, p99 {:.2}x the first)",
+            percentile(s, 0.5),
+            percentile(s, 0.99),
+            s.last().copied().unwrap_or(0),
+            cpu_ms[i].map_or("?".to_string(), |c| format!("{c:.2} ms")),
+            ratio(0.5),
+            ratio(0.99)
+        );
+    }
+    Ok(())
+}
