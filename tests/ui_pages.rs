@@ -191,7 +191,12 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
     );
     assert_eq!(ui::text(&orders.one("h1")), "orders");
     let cells = orders.texts(".edge-row td:first-child");
-    for name in ["order.created", "shipping", "billing"] {
+    // Each other end says what it is: a service and a destination may share a name.
+    for name in [
+        "order.created destination",
+        "shipping service",
+        "billing service",
+    ] {
         assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
     }
     let sparks = orders.texts(".spark figcaption strong");
@@ -215,7 +220,7 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
     let dest = Page::ok(&env, &dest_href);
     assert_eq!(ui::text(&dest.one("h1")), "order.created");
     let cells = dest.texts(".edge-row td:first-child");
-    for name in ["orders", "shipping", "billing"] {
+    for name in ["orders service", "shipping service", "billing service"] {
         assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
     }
     assert!(!dest.all(".trace-row").is_empty());

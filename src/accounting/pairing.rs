@@ -25,7 +25,7 @@ pub use super::facts::{
 };
 use super::memory::{span_hash, Nodes, PendingKeys, RecentFacts, Seen};
 use super::minutes::{Accumulator, EdgeChange};
-use crate::model::messaging::{failure_reason, is_redelivery, is_replay};
+use crate::model::messaging::Marks;
 use crate::model::{EdgeKind, NodeKey, Operation, Span, SpanId, SpanKind, TraceId};
 use std::sync::Arc;
 
@@ -78,11 +78,17 @@ pub struct Pairing<'a, B: Backlog> {
 
 impl<B: Backlog> Pairing<'_, B> {
     /// Analyses one new span (not a duplicate) and returns the flags to store with it.
-    /// `db_system` names the system of the external peer a CLIENT span calls.
-    pub fn analyse(&mut self, span: &Span, db_system: Option<&str>) -> Result<u8, B::Error> {
+    /// `db_system` names the system of the external peer a CLIENT span calls; `marks` are what
+    /// the span's attributes and events say of a redelivery, a replay or a failure.
+    pub fn analyse(
+        &mut self,
+        span: &Span,
+        db_system: Option<&str>,
+        marks: &Marks,
+    ) -> Result<u8, B::Error> {
         let provisional = match span.messaging.as_ref().map(|m| m.operation) {
-            Some(Operation::Consume) if is_redelivery(span) => FLAG_REDELIVERY,
-            Some(Operation::Consume) if is_replay(span) => FLAG_COUNTED | FLAG_REPLAY,
+            Some(Operation::Consume) if marks.redelivery => FLAG_REDELIVERY,
+            Some(Operation::Consume) if marks.replay => FLAG_COUNTED | FLAG_REPLAY,
             Some(Operation::Produce | Operation::Consume) => FLAG_COUNTED,
             _ => 0,
         };
@@ -116,6 +122,7 @@ impl<B: Backlog> Pairing<'_, B> {
             }
         }
         self.own_contribution(span, db_system, &mut me);
+        self.failures(marks, &me);
         let flags = me.flags;
         if me.referable() {
             self.recent.insert(me);
@@ -338,11 +345,10 @@ impl<B: Backlog> Pairing<'_, B> {
             }
             _ => {}
         }
-        self.failures(span, me);
     }
 
     /// The failures a consume or settle span reports, on its consume edge's failure rows.
-    fn failures(&mut self, span: &Span, me: &Facts) {
+    fn failures(&mut self, marks: &Marks, me: &Facts) {
         let Some(dest) = &me.destination else {
             return;
         };
@@ -363,12 +369,12 @@ impl<B: Backlog> Pairing<'_, B> {
         if me.flags & FLAG_REDELIVERY != 0 {
             failure("redelivered", 0);
         }
-        if let Some(reason) = failure_reason(span) {
+        if let Some(reason) = &marks.failure {
             // A failed consume counted on the consume edge has its error there already.
             let on_consume_edge = me.operation == Some(Operation::Consume)
                 && me.flags & FLAG_COUNTED != 0
                 && me.flags & FLAG_REPLAY == 0;
-            failure(&reason, i64::from(!on_consume_edge));
+            failure(reason, i64::from(!on_consume_edge));
         }
     }
 

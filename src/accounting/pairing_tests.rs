@@ -99,7 +99,7 @@ impl Rig {
             pending: &mut self.pending,
             nodes: &mut self.nodes,
         }
-        .analyse(&s, None)
+        .analyse(&s, None, &crate::model::messaging::Marks::of(&s))
         .unwrap_or_else(|e| match e {});
         // What the store would persist with the span.
         let facts = Facts::of(&s, &mut self.nodes, flags);

@@ -85,6 +85,33 @@ fn flag(span: &super::Span, key: &str) -> bool {
     })
 }
 
+/// What pairing needs of a span's attributes and events, read before they are encoded for
+/// storage (the writer sees the span without them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// A redelivery ([`is_redelivery`]).
+    pub redelivery: bool,
+    /// A replayed stream read ([`is_replay`]).
+    pub replay: bool,
+    /// Why the span failed its message ([`failure_reason`]), at most
+    /// [`super::node::MAX_REASON`] bytes.
+    pub failure: Option<String>,
+}
+
+impl Marks {
+    pub fn of(span: &super::Span) -> Marks {
+        let consume = span
+            .messaging
+            .as_ref()
+            .is_some_and(|m| m.operation == Operation::Consume);
+        Marks {
+            redelivery: consume && is_redelivery(span),
+            replay: consume && is_replay(span),
+            failure: failure_reason(span).map(|r| super::NodeKey::reason(&r).id),
+        }
+    }
+}
+
 /// Whether a consume span delivers a message again (see [`REDELIVERED`]).
 pub fn is_redelivery(span: &super::Span) -> bool {
     flag(span, REDELIVERED)

@@ -211,7 +211,7 @@ impl Writer {
                             pending: &mut self.pending,
                             nodes: &mut self.nodes,
                         };
-                        let flags = pairing.analyse(s, p.db_system.as_deref())?;
+                        let flags = pairing.analyse(s, p.db_system.as_deref(), &p.marks)?;
                         span_row(&mut spans, p, flags);
                         outcome.stored += 1;
                     }

@@ -493,7 +493,7 @@ fn write_request(
             pending: &mut mem.pending,
             nodes: &mut mem.nodes,
         };
-        let flags = pairing.analyse(span, prepared.db_system.as_deref())?;
+        let flags = pairing.analyse(span, prepared.db_system.as_deref(), &prepared.marks)?;
         block.push(prepared, resource_id, flags);
         outcome.stored += 1;
     }
