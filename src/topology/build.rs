@@ -274,6 +274,9 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
 /// Folds failure and replay rows into their consume edges (destination -> service), adding
 /// a consume edge with no count where the window holds failures only.
 fn fold_failures(edges: &mut Vec<Edge>, rows: &[&EdgeRow]) {
+    if rows.is_empty() {
+        return;
+    }
     let mut at: HashMap<(String, String), usize> = edges
         .iter()
         .enumerate()

@@ -244,7 +244,11 @@ pub fn destination_minutes_count_messages_in_and_failures(h: &dyn Harness) {
         .find(|e| e.kind == crate::model::EdgeKind::Failure)
         .expect("a failure row");
     assert_eq!(
-        (failure.from.as_str(), failure.to.as_str(), failure.via.as_str()),
+        (
+            failure.from.as_str(),
+            failure.to.as_str(),
+            failure.via.as_str()
+        ),
         ("destination:kafka:queue", "service:billing", "nack")
     );
     assert_eq!((failure.count, failure.errors), (1, 1));
