@@ -270,6 +270,19 @@ fn main() {
         limits.as_nanos() as f64 * 100.0 / prepare.as_nanos().max(1) as f64
     );
 
+    // What prepare reads of each span for the failure counts (a redelivery, a replay, a
+    // failure's reason) before the attributes are encoded.
+    let marks = time(budget, || {
+        for s in &converted {
+            black_box(switchyard::model::messaging::Marks::of(s));
+        }
+    });
+    report("failure marks (Marks::of)", marks, spans, baseline);
+    println!(
+        "failure marks: {:.2}% of prepare",
+        marks.as_nanos() as f64 * 100.0 / prepare.as_nanos().max(1) as f64
+    );
+
     let json_body = std::fs::read(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/fixtures/otlp/node-amqplib-json/001.json"

@@ -168,6 +168,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let demo = args
         .demo
         .then(|| tokio::spawn(crate::demo::run(broker.clone())));
+    // The embedded broker reports its own state like a discovered broker, at the same pace.
+    let reporter = tokio::spawn(crate::broker::observed::report(
+        broker.clone(),
+        store.clone(),
+        args.discover_interval,
+    ));
     let listeners = [
         ("HTTP", web_addr),
         ("OTLP/HTTP", otlp_addr),
@@ -181,6 +187,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(d) = demo {
         d.abort();
     }
+    reporter.abort();
     // Stage 1: stop accepting, let accepted requests finish (they wait for their commits).
     broker.drain();
     let _ = grpc_stop_tx.send(());

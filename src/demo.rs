@@ -13,8 +13,9 @@
 //!   some tasks always fail and go to the dead-letter queue after three attempts;
 //! - checkout appends to the `order.history` stream; reporting reads it as a consumer group and
 //!   replays it from the start now and then;
-//! - marketing subscribes to `promotions`, which nobody publishes to (an idle subscriber: the
-//!   broker lists it; the topology cannot, as an empty pull leaves no span).
+//! - marketing subscribes to `promotions`, which nobody publishes to (an idle subscriber: an
+//!   empty pull leaves no span, but the broker's own state, reported to the topology, shows
+//!   marketing pulling from it).
 
 use crate::broker::link::Link;
 use crate::broker::{Broker, BrokerError, Delivery, ReadFrom, Settle};

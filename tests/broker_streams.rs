@@ -282,3 +282,78 @@ fn stream_traffic_builds_publish_and_consume_edges() {
         .then_some(())
     });
 }
+
+/// A reader replaying a stream's history: the events read again count as replays, apart from
+/// the consume edge's messages and publish-to-consume delay, and are no new hops.
+#[test]
+fn replays_count_apart_from_first_reads() {
+    let env = TestEnv::start();
+    let producer = env.broker("ledger-writer");
+    producer.declare_stream("ledger.replayed", None).unwrap();
+    for n in 0..3 {
+        producer
+            .append_json("ledger.replayed", &json!({ "n": n }))
+            .unwrap();
+    }
+    let reader = env.broker("auditor");
+    let first = reader
+        .read(
+            "ledger.replayed",
+            "committed",
+            Some("audit"),
+            10,
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert_eq!(first.events.len(), 3);
+    reader
+        .commit("ledger.replayed", "audit", first.next_offset)
+        .unwrap();
+    // The group again from its committed offset: nothing new, nothing replayed.
+    let none = reader
+        .read(
+            "ledger.replayed",
+            "committed",
+            Some("audit"),
+            10,
+            Duration::ZERO,
+        )
+        .unwrap();
+    assert!(none.events.is_empty());
+    // The whole history again, without a group: three replays.
+    let again = reader
+        .read("ledger.replayed", "earliest", None, 10, Duration::ZERO)
+        .unwrap();
+    assert_eq!(again.events.len(), 3);
+    let dest = "destination:switchyard:ledger.replayed";
+    let edge = wait_for(
+        "the replays on the consume edge",
+        Duration::from_secs(20),
+        || {
+            let t = env.get_json("/api/topology");
+            t["edges"]
+                .as_array()?
+                .iter()
+                .find(|e| {
+                    e["kind"] == "consume"
+                        && e["from"] == dest
+                        && e["replays"]["count"].as_i64() == Some(3)
+                })
+                .cloned()
+        },
+    );
+    assert_eq!(edge["count"], 3, "{edge}");
+    assert_eq!(edge["latency"]["samples"], 3, "{edge}");
+    assert_eq!(edge["replays"]["latency"]["samples"], 3, "{edge}");
+    // Each event's trace: one publish, one first read (a hop), one replay (not a hop). The
+    // group's commit is a trace of its own, with no hop.
+    let list = env.get_json("/api/traces?destination=ledger.replayed");
+    let hops: Vec<i64> = list["traces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["hops"].as_i64())
+        .filter(|&h| h > 0)
+        .collect();
+    assert_eq!(hops, [1, 1, 1], "{list}");
+}

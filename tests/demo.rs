@@ -4,6 +4,7 @@
 
 mod common;
 
+use common::ui::{self, Page};
 use common::TestEnv;
 use serde_json::Value;
 use std::collections::BTreeSet;
@@ -217,4 +218,144 @@ fn demo_shop_runs_over_the_broker_and_shows_its_topology() {
             .filter(|s| s["dead"].as_u64().unwrap_or(0) > 0)
             .map(|_| ())
     });
+}
+
+/// The consume edge of the demo's work queue, once it exists.
+fn work_queue(t: &Value) -> Option<Value> {
+    t["edges"]
+        .as_array()?
+        .iter()
+        .find(|e| {
+            e["from"] == "destination:switchyard:fulfilment.workers"
+                && e["to"] == "service:fulfilment"
+                && e["kind"] == "consume"
+        })
+        .cloned()
+}
+
+/// What the README says of the demo holds: poisoned tasks are failures (on the consume edge,
+/// on the destination, in the traces found by "errors only"), the subscription's own page shows
+/// that subscription, and the subscriber waiting on a topic nobody publishes to is a finding,
+/// from the broker's own state.
+#[test]
+fn demo_failures_subscriptions_and_idle_subscriber_are_visible() {
+    let env = TestEnv::with_args(&["--demo", "--discover-interval", "1s"]);
+    let failing = |e: &Value, reason: &str| e["failures"][reason].as_i64().unwrap_or(0) > 0;
+    // A poisoned task is nacked, redelivered, and dead-lettered after its third attempt.
+    let edge = common::wait_for(
+        "nacks, redeliveries and dead letters on the work queue",
+        Duration::from_secs(90),
+        || {
+            let e = work_queue(&env.get_json("/api/topology?window=5m"))?;
+            ["nack", "redelivered", "dead_letter"]
+                .iter()
+                .all(|r| failing(&e, r))
+                .then_some(e)
+        },
+    );
+    let (count, errors) = (
+        edge["count"].as_i64().unwrap(),
+        edge["errors"].as_i64().unwrap(),
+    );
+    let nacks = edge["failures"]["nack"].as_i64().unwrap();
+    let dead = edge["failures"]["dead_letter"].as_i64().unwrap();
+    assert!(errors >= nacks + dead && errors > 0, "{edge}");
+    assert!(count > 0, "{edge}");
+    assert!(
+        edge["active_rate_per_sec"].as_f64().unwrap() > 0.0,
+        "{edge}"
+    );
+    let t = env.get_json("/api/topology?window=5m");
+    let node = t["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "destination:switchyard:fulfilment.workers")
+        .unwrap()
+        .clone();
+    assert!(node["errors"].as_i64().unwrap_or(0) > 0, "{node}");
+    assert!(
+        node["failures"]["dead_letter"].as_i64().unwrap_or(0) > 0,
+        "{node}"
+    );
+    // Found by "errors only": a failed delivery's trace, with the reason on its span.
+    let found = env.get_json("/api/traces?status=error&destination=fulfilment.workers&window=5m");
+    let traces = found["traces"].as_array().unwrap();
+    assert!(!traces.is_empty(), "{found}");
+    let id = traces[0]["trace_id"].as_str().unwrap();
+    let spans = env.trace_spans(id);
+    let reasons: Vec<&str> = spans
+        .iter()
+        .filter_map(|s| s["attributes"]["error.type"].as_str())
+        .collect();
+    assert!(
+        reasons
+            .iter()
+            .any(|r| ["nack", "lease_expired", "dead_letter"].contains(r)),
+        "{reasons:?}"
+    );
+    // The idle subscriber, from the embedded broker's state.
+    common::wait_for(
+        "the idle subscriber finding",
+        Duration::from_secs(30),
+        || {
+            let t = env.get_json("/api/topology?window=5m");
+            findings(&t)
+                .contains(&(
+                    "idle_subscriber".to_string(),
+                    "destination:switchyard:marketing.promotions".to_string(),
+                ))
+                .then_some(())
+        },
+    );
+    let t = env.get_json("/api/topology?window=5m");
+    assert!(findings(&t).contains(&(
+        "idle_subscriber".to_string(),
+        "service:marketing".to_string()
+    )));
+    // The subscription's own page: its depth, in flight, dead letters and consumers.
+    let page = common::wait_for(
+        "the work queue's page with its consumers",
+        Duration::from_secs(30),
+        || {
+            let page = Page::ok(
+                &env,
+                "/destinations/destination:switchyard:fulfilment.workers?window=5m",
+            );
+            (page.all("#broker-consumers .consumer").len() == 2).then_some(page)
+        },
+    );
+    assert!(page.all("#broker-undeclared").is_empty());
+    let consumers = page.texts("#broker-consumers .consumer");
+    assert_eq!(
+        consumers,
+        ["fulfilment@fulfilment-1", "fulfilment@fulfilment-2"]
+    );
+    let dead: u64 = ui::text(&page.one("#broker-subscription .dead"))
+        .parse()
+        .unwrap();
+    assert!(dead > 0);
+    for css in [".ready", ".leased"] {
+        let n = ui::text(&page.one(&format!("#broker-subscription {css}")));
+        assert!(n.parse::<u64>().is_ok(), "{css}: {n}");
+    }
+    assert_eq!(ui::text(&page.one("#broker-topic")), "fulfilment.tasks");
+    assert_eq!(ui::text(&page.one("#entity")), "queue");
+    // Its incoming messages are those routed into it, not 0 published.
+    let sparks = page.texts(".spark");
+    assert!(
+        sparks
+            .iter()
+            .any(|s| s.starts_with("Messages in")
+                && !s.contains("Messages in (published or routed) 0")),
+        "{sparks:?}"
+    );
+    // The consume row on its page names the other end's kind and the failures by reason.
+    let row = page
+        .all(".edges .edge-row")
+        .into_iter()
+        .find(|r| ui::text(r).starts_with("fulfilment service consume"))
+        .unwrap();
+    let text = ui::text(&row);
+    assert!(text.contains("nack"), "{text}");
 }

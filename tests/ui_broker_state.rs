@@ -149,3 +149,65 @@ fn the_maps_side_panel_shows_a_broker_topics_subscriptions_live() {
     );
     b.screenshot("map-broker-state");
 }
+
+/// A redelivered, then dead-lettered message: one message on the consume edge, its nacks and
+/// the dead-lettering as errors with their reasons, the redelivery apart; and the
+/// subscription's own page shows that subscription with the service that pulls from it.
+#[test]
+fn a_subscription_page_and_its_failures() {
+    let env = TestEnv::start();
+    let c = env.broker("jobs-worker@w-1");
+    c.declare_topic("ui.jobs").unwrap();
+    c.declare_subscription("ui.jobs.work", "ui.jobs", 60_000, 2)
+        .unwrap();
+    env.broker("jobs-api")
+        .publish_json("ui.jobs", &json!({ "n": 1 }), None)
+        .unwrap();
+    for attempt in 1..=2 {
+        let d = c.pull("ui.jobs.work", 1, Duration::from_secs(1)).unwrap();
+        assert_eq!(d.len(), 1, "attempt {attempt}");
+        c.nack("ui.jobs.work", &[d[0].lease_id.clone()], 0).unwrap();
+    }
+    let dest = "destination:switchyard:ui.jobs.work";
+    let edge = common::wait_for(
+        "the failures on the consume edge",
+        Duration::from_secs(20),
+        || {
+            let t = env.get_json("/api/topology?window=5m");
+            t["edges"]
+                .as_array()?
+                .iter()
+                .find(|e| {
+                    e["kind"] == "consume" && e["from"] == dest && e["failures"]["dead_letter"] == 1
+                })
+                .cloned()
+        },
+    );
+    assert_eq!(edge["to"], "service:jobs-worker", "{edge}");
+    assert_eq!(edge["count"], 1, "{edge}");
+    assert_eq!(
+        edge["failures"],
+        json!({"nack": 2, "redelivered": 1, "dead_letter": 1}),
+        "{edge}"
+    );
+    assert_eq!(edge["errors"], 3, "{edge}");
+    // Errors only: the message's trace.
+    let found = env.get_json("/api/traces?status=error&destination=ui.jobs.work&window=5m");
+    assert_eq!(found["traces"].as_array().unwrap().len(), 1, "{found}");
+    assert_eq!(found["traces"][0]["hops"], 1, "{found}");
+
+    let page = Page::ok(&env, &format!("/destinations/{dest}"));
+    assert!(page.all("#broker-undeclared").is_empty());
+    assert_eq!(ui::text(&page.one("#broker-topic")), "ui.jobs");
+    assert_eq!(ui::text(&page.one("#broker-subscription .dead")), "1");
+    assert_eq!(ui::text(&page.one("#broker-subscription .ready")), "0");
+    assert_eq!(ui::text(&page.one("#broker-subscription .leased")), "0");
+    assert_eq!(
+        page.texts("#broker-consumers .consumer"),
+        ["jobs-worker@w-1"]
+    );
+    // The topic's page lists the subscription with its consumer.
+    let topic = Page::ok(&env, "/destinations/destination:switchyard:ui.jobs");
+    let row = topic.one("#broker-queues .queue-row");
+    assert_eq!(cell(&row, ".consumers"), "jobs-worker@w-1");
+}

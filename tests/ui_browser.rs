@@ -462,3 +462,43 @@ fn large_trace_time_to_load() {
         timing[2]
     );
 }
+
+/// The demo's poisoned tasks: once the broker has nacked or dead-lettered them, the map draws
+/// the work queue's consume edge in the error colour (not an all-green map).
+#[test]
+fn the_demo_map_shows_broker_side_failures() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::with_args(&["--demo"]);
+    let (from, to) = (
+        "destination:switchyard:fulfilment.workers",
+        "service:fulfilment",
+    );
+    common::wait_for(
+        "errors on the work queue",
+        std::time::Duration::from_secs(60),
+        || {
+            let t = env.get_json("/api/topology?window=5m");
+            t["edges"]
+                .as_array()?
+                .iter()
+                .any(|e| e["from"] == from && e["to"] == to && e["errors"].as_i64() > Some(0))
+                .then_some(())
+        },
+    );
+    b.goto(&env.api_url("/?window=5m"));
+    map_ready(&b);
+    let drawn = b.eval(
+        "const [from, to] = arguments; const cy = window.switchyard.cy; \
+         const e = cy.edges().filter(x => x.data('source') === from && x.data('target') === to)[0]; \
+         const probe = document.createElement('span'); probe.style.color = 'var(--error)'; \
+         document.body.appendChild(probe); const error = getComputedStyle(probe).color; probe.remove(); \
+         const flat = c => String(c).replace(/\\s/g, ''); \
+         return {errors: e ? e.data('errors') : 0, color: flat(e ? e.style('line-color') : ''), error: flat(error), \
+                 counts: document.body.textContent.includes('with errors')};",
+        json!([from, to]),
+    );
+    assert!(drawn["errors"].as_i64() > Some(0), "{drawn}");
+    assert_eq!(drawn["color"], drawn["error"], "{drawn}");
+    assert_eq!(drawn["counts"], json!(true), "{drawn}");
+    b.screenshot("map-demo-failures");
+}

@@ -191,7 +191,12 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
     );
     assert_eq!(ui::text(&orders.one("h1")), "orders");
     let cells = orders.texts(".edge-row td:first-child");
-    for name in ["order.created", "shipping", "billing"] {
+    // Each other end says what it is: a service and a destination may share a name.
+    for name in [
+        "order.created destination",
+        "shipping service",
+        "billing service",
+    ] {
         assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
     }
     let sparks = orders.texts(".spark figcaption strong");
@@ -215,7 +220,7 @@ fn service_and_destination_pages_show_edges_dependencies_and_traces() {
     let dest = Page::ok(&env, &dest_href);
     assert_eq!(ui::text(&dest.one("h1")), "order.created");
     let cells = dest.texts(".edge-row td:first-child");
-    for name in ["orders", "shipping", "billing"] {
+    for name in ["orders service", "shipping service", "billing service"] {
         assert!(cells.iter().any(|c| c == name), "{name} in {cells:?}");
     }
     assert!(!dest.all(".trace-row").is_empty());
@@ -387,4 +392,76 @@ fn trace_view_says_how_a_celery_span_got_its_messaging_system() {
             "{v}"
         );
     }
+}
+
+/// A recorded real-SDK failure (pika: billing raises on order-3) is one error of its consume
+/// edge with its exception type as the reason, on the API, the destination and the service's
+/// page, where each other end is labelled service or destination.
+#[test]
+fn a_recorded_failed_consume_shows_its_reason_once() {
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA);
+    let topo = env.topology(&window);
+    let edge = topo["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| {
+            e["kind"] == "consume"
+                && e["from"] == "destination:rabbitmq:order.created"
+                && e["to"] == "service:billing"
+        })
+        .unwrap_or_else(|| panic!("{topo}"))
+        .clone();
+    assert_eq!(edge["count"], 5, "{edge}");
+    assert_eq!(edge["errors"], 1, "counted once: {edge}");
+    assert_eq!(
+        edge["failures"],
+        serde_json::json!({"RuntimeError": 1}),
+        "{edge}"
+    );
+    let node = topo["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["id"] == "destination:rabbitmq:order.created")
+        .unwrap()
+        .clone();
+    assert_eq!(node["errors"], 1, "{node}");
+    assert!(
+        edge["active_rate_per_sec"].as_f64().unwrap() > 0.0,
+        "{edge}"
+    );
+
+    let page = Page::ok(
+        &env,
+        &format!("/services/service:billing?window=custom&{}", window.query()),
+    );
+    let rows = page.all(".edges .edge-row");
+    let row = rows
+        .iter()
+        .find(|r| ui::text(r).contains("order.created"))
+        .unwrap();
+    let cells: Vec<String> = row
+        .select(&scraper::Selector::parse("td").unwrap())
+        .map(|c| ui::text(&c))
+        .collect();
+    assert_eq!(cells[0], "order.created destination", "{cells:?}");
+    assert_eq!(cells[3], "1", "errors: {cells:?}");
+    assert_eq!(cells[4], "RuntimeError 1", "failures: {cells:?}");
+    assert!(!cells[5].is_empty(), "a rate: {cells:?}");
+    let heads = page.texts(".edges thead th");
+    assert!(
+        heads.iter().any(|h| h == "Rate /s (while active)"),
+        "{heads:?}"
+    );
+    // Upstream: orders, through order.created, with the errors of billing's consumes there.
+    let upstream = page.all(".edges .edge-row");
+    assert!(
+        upstream.iter().any(|r| {
+            let t = ui::text(r);
+            t.starts_with("orders service") && t.contains("RuntimeError 1")
+        }),
+        "{:?}",
+        upstream.iter().map(|r| ui::text(r)).collect::<Vec<_>>()
+    );
 }

@@ -6,6 +6,11 @@ use std::sync::Arc;
 
 pub const FLAG_COUNTED: u8 = 1;
 pub const FLAG_CALL_PAIRED: u8 = 2;
+/// A consume that delivers a message again (after a nack or an expired lease): not a new
+/// message, not a hop.
+pub const FLAG_REDELIVERY: u8 = 4;
+/// A consume that reads a stream event again: counted as a replay, its delay kept apart.
+pub const FLAG_REPLAY: u8 = 8;
 
 /// What pairing needs to know of a span.
 #[derive(Clone, Debug)]

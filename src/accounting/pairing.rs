@@ -10,17 +10,29 @@
 //! - a consume span tied to a produce span (parent or link) adds the publish-to-consume delay
 //!   (consume start minus produce start) to the consume edge, a service dependency through the
 //!   destination, and a route edge when the two destinations differ (exchange -> queue);
-//! - one message consumed twice by one service through one destination (a redelivery, or
+//! - one message consumed twice by one service through one destination (a redelivery no
+//!   attribute marks, or
 //!   every instance's own copy of a fanout as Celery's `Broadcast` declares) is one message on
 //!   the consume edge and the dependency, and one routed message on the route: the second
 //!   delivery adds its delay sample only ([`Delivered`] remembers what each publish reached);
+//! - a redelivered consume (a delivery after a nack or an expired lease) is not a new message:
+//!   it adds a `redelivered` failure to its consume edge, no count, no delay, no dependency;
+//! - a replayed stream read counts on a `replay` row of its own, delay included, and adds
+//!   nothing to the consume edge's count or delay;
+//! - a failed consume or settle (a nack, an expired lease, a dead-lettering, an error span)
+//!   adds a failure with its reason to its consume edge (destination -> consuming service);
+//!   each one counts as an error of that edge, except a failed consume already counted there;
 //! - a CLIENT span counts as a call to its peer (external node) until a SERVER span of another
 //!   service names it as parent; then the call moves to the service -> service edge.
 
-pub use super::facts::{pairable, Facts, FLAG_CALL_PAIRED, FLAG_COUNTED};
+pub use super::facts::{
+    pairable, Facts, FLAG_CALL_PAIRED, FLAG_COUNTED, FLAG_REDELIVERY, FLAG_REPLAY,
+};
 use super::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use super::minutes::{Accumulator, EdgeChange, PairSample};
-use crate::model::{EdgeKind, Operation, Span, SpanId, SpanKind, TraceId};
+use crate::model::messaging::Marks;
+use crate::model::{EdgeKind, NodeKey, Operation, Span, SpanId, SpanKind, TraceId};
+use std::sync::Arc;
 
 /// How long a publish or server span waits for a parent that has not arrived.
 pub const PARENT_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
@@ -72,9 +84,17 @@ pub struct Pairing<'a, B: Backlog> {
 
 impl<B: Backlog> Pairing<'_, B> {
     /// Analyses one new span (not a duplicate) and returns the flags to store with it.
-    /// `db_system` names the system of the external peer a CLIENT span calls.
-    pub fn analyse(&mut self, span: &Span, db_system: Option<&str>) -> Result<u8, B::Error> {
+    /// `db_system` names the system of the external peer a CLIENT span calls; `marks` are what
+    /// the span's attributes and events say of a redelivery, a replay or a failure.
+    pub fn analyse(
+        &mut self,
+        span: &Span,
+        db_system: Option<&str>,
+        marks: &Marks,
+    ) -> Result<u8, B::Error> {
         let provisional = match span.messaging.as_ref().map(|m| m.operation) {
+            Some(Operation::Consume) if marks.redelivery => FLAG_REDELIVERY,
+            Some(Operation::Consume) if marks.replay => FLAG_COUNTED | FLAG_REPLAY,
             Some(Operation::Produce | Operation::Consume) => FLAG_COUNTED,
             _ => 0,
         };
@@ -108,6 +128,7 @@ impl<B: Backlog> Pairing<'_, B> {
             }
         }
         self.own_contribution(span, db_system, &mut me);
+        self.failures(marks, &me);
         let flags = me.flags;
         if me.referable() {
             self.recent.insert(me);
@@ -197,11 +218,26 @@ impl<B: Backlog> Pairing<'_, B> {
         let (Some(pdest), Some(cdest)) = (&producer.destination, &consumer.destination) else {
             return;
         };
+        let delay = consumer.start.saturating_sub(producer.start) / 1_000;
+        let at = consumer.start;
+        if consumer.flags & FLAG_REPLAY != 0 {
+            // A replay's delay is how old the event was when read again: kept apart.
+            self.acc.edge(EdgeChange {
+                from: cdest,
+                to: &consumer.service,
+                kind: EdgeKind::Replay,
+                via: None,
+                at_unix_nanos: at,
+                count: 0,
+                errors: 0,
+                latency_micros: Some(delay),
+                weight: 1,
+            });
+            return;
+        }
         let before =
             self.delivered
                 .note(producer.trace, producer.span_id, &consumer.service, cdest);
-        let delay = consumer.start.saturating_sub(producer.start) / 1_000;
-        let at = consumer.start;
         let base = |from, to, kind, via| EdgeChange {
             from,
             to,
@@ -311,8 +347,13 @@ impl<B: Backlog> Pairing<'_, B> {
                     .and_then(|m| m.batch_count)
                     .map(|n| n as i64)
                     .unwrap_or_else(|| span.links.len().max(1) as i64);
+                let kind = if me.flags & FLAG_REPLAY != 0 {
+                    EdgeKind::Replay
+                } else {
+                    EdgeKind::Consume
+                };
                 self.acc
-                    .edge(change(dest, &me.service, EdgeKind::Consume, messages, None));
+                    .edge(change(dest, &me.service, kind, messages, None));
                 if let Some(instance) = &span.service.instance {
                     self.acc
                         .consumer_instance(dest, &me.service, instance, me.start);
@@ -332,6 +373,37 @@ impl<B: Backlog> Pairing<'_, B> {
                 }
             }
             _ => {}
+        }
+    }
+
+    /// The failures a consume or settle span reports, on its consume edge's failure rows.
+    fn failures(&mut self, marks: &Marks, me: &Facts) {
+        let Some(dest) = &me.destination else {
+            return;
+        };
+        let mut failure = |reason: &str, errors: i64| {
+            let reason = Arc::new(NodeKey::reason(reason));
+            self.acc.edge(EdgeChange {
+                from: dest,
+                to: &me.service,
+                kind: EdgeKind::Failure,
+                via: Some(&reason),
+                at_unix_nanos: me.start,
+                count: 1,
+                errors,
+                latency_micros: None,
+                weight: 1,
+            });
+        };
+        if me.flags & FLAG_REDELIVERY != 0 {
+            failure("redelivered", 0);
+        }
+        if let Some(reason) = &marks.failure {
+            // A failed consume counted on the consume edge has its error there already.
+            let on_consume_edge = me.operation == Some(Operation::Consume)
+                && me.flags & FLAG_COUNTED != 0
+                && me.flags & FLAG_REPLAY == 0;
+            failure(reason, i64::from(!on_consume_edge));
         }
     }
 

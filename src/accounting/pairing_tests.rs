@@ -102,7 +102,7 @@ impl Rig {
             nodes: &mut self.nodes,
             delivered: &mut self.delivered,
         }
-        .analyse(&s, None)
+        .analyse(&s, None, &crate::model::messaging::Marks::of(&s))
         .unwrap_or_else(|e| match e {});
         // What the store would persist with the span.
         let facts = Facts::of(&s, &mut self.nodes, flags);
@@ -358,6 +358,52 @@ fn consume_from(trace: u8, id: u8, svc: &str, queue: &str, instance: &str) -> Sp
     s
 }
 
+/// Every statistics row of the batch: (from, to, kind, via) -> (count, errors, delay samples).
+type Rows = HashMap<(String, String, EdgeKind, String), (i64, i64, i64)>;
+
+fn rows(rig: &mut Rig) -> Rows {
+    let Drained { edges, .. } = rig.acc.drain();
+    let mut out = Rows::new();
+    for (k, d) in edges {
+        let via = k.via_id().to_string();
+        let e = out
+            .entry((k.from.0.id.clone(), k.to.0.id.clone(), k.kind, via))
+            .or_default();
+        e.0 += d.count;
+        e.1 += d.errors;
+        e.2 += d.latency.count();
+    }
+    out
+}
+
+fn row(kind: EdgeKind, via: &str) -> (String, String, EdgeKind, String) {
+    let (from, to) = match kind {
+        EdgeKind::Dependency => ("service:orders", "service:billing"),
+        _ => ("destination:kafka:orders", "service:billing"),
+    };
+    (from.to_string(), to.to_string(), kind, via.to_string())
+}
+
+/// A settle span of the consume `parent`, with its operation name and attributes.
+fn settle(trace: u8, id: u8, parent: u8, name: &str, attrs: &[(&str, &str)]) -> Span {
+    let mut s = msg(
+        span(trace, id, Some(parent), "billing", SpanKind::Client),
+        "orders",
+        Operation::Settle,
+    );
+    s.attributes
+        .push(("messaging.operation.name".into(), name.into()));
+    for (k, v) in attrs {
+        s.attributes.push((k.to_string(), (*v).into()));
+    }
+    s
+}
+
+fn failed(mut s: Span) -> Span {
+    s.status = crate::model::StatusCode::Error;
+    s
+}
+
 #[test]
 fn one_message_delivered_twice_to_one_service_counts_once_on_every_edge() {
     // Two messages; each reaches both instances of `renderer` (a fanout with a queue per
@@ -423,4 +469,131 @@ fn one_message_delivered_twice_to_one_service_counts_once_on_every_edge() {
             "{case}"
         );
     }
+}
+
+#[test]
+fn a_redelivery_is_a_failure_not_a_message_nor_a_hop() {
+    use crate::model::messaging::{ERROR_TYPE, REDELIVERED};
+    for consume_first in [false, true] {
+        let mut rig = Rig::new(1024);
+        let p = produce(1, 1, None);
+        let first = consume(1, 2, Some(1));
+        let nack = failed(settle(1, 3, 2, "nack", &[(ERROR_TYPE, "nack")]));
+        let mut again = consume(1, 4, Some(1));
+        again.attributes.push((REDELIVERED.into(), true.into()));
+        let ack = settle(1, 5, 4, "ack", &[]);
+        let spans = if consume_first {
+            vec![first, nack, again, ack, p]
+        } else {
+            vec![p, first, nack, again, ack]
+        };
+        for s in spans {
+            rig.add(s);
+        }
+        let r = rows(&mut rig);
+        let case = format!("consume first {consume_first}: {r:?}");
+        // One message, one delay sample, one dependency: the redelivery adds none of them.
+        assert_eq!(
+            r.get(&row(EdgeKind::Consume, "")),
+            Some(&(1, 0, 1)),
+            "{case}"
+        );
+        assert_eq!(
+            r.get(&row(EdgeKind::Dependency, "destination:kafka:orders")),
+            Some(&(1, 0, 1)),
+            "{case}"
+        );
+        // The nack is an error of the consume edge, the redelivery a failure that is not.
+        assert_eq!(
+            r.get(&row(EdgeKind::Failure, "nack")),
+            Some(&(1, 1, 0)),
+            "{case}"
+        );
+        assert_eq!(
+            r.get(&row(EdgeKind::Failure, "redelivered")),
+            Some(&(1, 0, 0)),
+            "{case}"
+        );
+        assert_eq!(
+            r.len(),
+            5,
+            "publish, consume, dependency, two failures: {case}"
+        );
+    }
+}
+
+#[test]
+fn failures_carry_their_reason_whoever_marks_them() {
+    let mut rig = Rig::new(1024);
+    rig.add(produce(1, 1, None));
+    // A consume span that failed (an instrumentation's error status): its error is on the
+    // consume edge already; the failure row only says why.
+    let mut c = failed(consume(1, 2, Some(1)));
+    c.attributes
+        .push(("error.type".into(), "ValueError".into()));
+    rig.add(c);
+    // A settle named nack, without an error status (an instrumentation that does not mark it).
+    rig.add(settle(1, 3, 2, "nack", &[]));
+    // The broker's own: an expired lease and a dead-lettering, each an error span.
+    rig.add(failed(settle(
+        1,
+        4,
+        2,
+        "expire",
+        &[("error.type", "lease_expired")],
+    )));
+    rig.add(failed(settle(
+        1,
+        5,
+        2,
+        "dead_letter",
+        &[("error.type", "dead_letter")],
+    )));
+    // An ack is no failure.
+    rig.add(settle(1, 6, 2, "ack", &[]));
+    let r = rows(&mut rig);
+    assert_eq!(
+        r.get(&row(EdgeKind::Consume, "")),
+        Some(&(1, 1, 1)),
+        "{r:?}"
+    );
+    for (reason, errors) in [
+        ("ValueError", 0),
+        ("nack", 1),
+        ("lease_expired", 1),
+        ("dead_letter", 1),
+    ] {
+        assert_eq!(
+            r.get(&row(EdgeKind::Failure, reason)),
+            Some(&(1, errors, 0)),
+            "{reason}: {r:?}"
+        );
+    }
+    assert!(!r.keys().any(|k| k.3 == "ack"), "{r:?}");
+}
+
+#[test]
+fn a_replay_counts_apart_with_its_own_delay() {
+    use crate::model::messaging::REPLAY;
+    let mut rig = Rig::new(1024);
+    rig.add(produce(1, 1, None));
+    rig.add(consume(1, 2, Some(1)));
+    let mut replay = consume(1, 9, Some(1));
+    replay.attributes.push((REPLAY.into(), true.into()));
+    let flags = rig.add(replay);
+    assert_ne!(flags & FLAG_REPLAY, 0);
+    let r = rows(&mut rig);
+    // The consume edge and the dependency hold the first read only.
+    assert_eq!(
+        r.get(&row(EdgeKind::Consume, "")),
+        Some(&(1, 0, 1)),
+        "{r:?}"
+    );
+    assert_eq!(
+        r.get(&row(EdgeKind::Dependency, "destination:kafka:orders")),
+        Some(&(1, 0, 1)),
+        "{r:?}"
+    );
+    // The replay: one event read again, its (longer) delay on its own row.
+    assert_eq!(r.get(&row(EdgeKind::Replay, "")), Some(&(1, 0, 1)), "{r:?}");
 }

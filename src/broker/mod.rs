@@ -32,7 +32,7 @@ pub use proto::{
     MAX_STREAM_BYTES, MAX_VISIBILITY_TIMEOUT_MS, MAX_WAIT,
 };
 pub use server::reader::Cursor;
-pub use server::{link, traced};
+pub use server::{link, observed, traced};
 pub use server::{
     BatchTarget, Broker, BrokerConfig, Caller, Command, Deletable, DestinationState, ReadFrom,
     Settle,

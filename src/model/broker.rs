@@ -153,6 +153,10 @@ pub struct Figures {
     pub messages: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
+    /// Messages held in the destination's dead-letter queue (the embedded broker's
+    /// subscriptions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dead_letters: Option<u64>,
 }
 
 impl Figures {

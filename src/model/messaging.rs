@@ -67,3 +67,94 @@ pub struct Messaging {
 
 /// The node name used for temporary and anonymous destinations.
 pub const TEMPORARY_DESTINATION: &str = "(temporary)";
+
+/// A redelivered message (a delivery after a nack or an expired lease), as the embedded
+/// broker marks its receive spans: not a new message.
+pub const REDELIVERED: &str = "messaging.switchyard.redelivered";
+/// A stream event read again (from before the reader's position): not a new message, and its
+/// publish-to-consume delay is a replay's, kept apart.
+pub const REPLAY: &str = "messaging.switchyard.replay";
+/// Why an operation failed (OpenTelemetry's `error.type`).
+pub const ERROR_TYPE: &str = "error.type";
+/// Operation names that settle a message as failed.
+const FAILED_SETTLES: &[&str] = &["nack", "reject"];
+
+fn flag(span: &super::Span, key: &str) -> bool {
+    span.attributes.iter().any(|(k, v)| {
+        k == key && (v == &serde_json::Value::Bool(true) || v.as_str() == Some("true"))
+    })
+}
+
+/// What pairing needs of a span's attributes and events, read before they are encoded for
+/// storage (the writer sees the span without them).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Marks {
+    /// A redelivery ([`is_redelivery`]).
+    pub redelivery: bool,
+    /// A replayed stream read ([`is_replay`]).
+    pub replay: bool,
+    /// Why the span failed its message ([`failure_reason`]), at most
+    /// [`super::node::MAX_REASON`] bytes.
+    pub failure: Option<String>,
+}
+
+impl Marks {
+    pub fn of(span: &super::Span) -> Marks {
+        let consume = span
+            .messaging
+            .as_ref()
+            .is_some_and(|m| m.operation == Operation::Consume);
+        Marks {
+            redelivery: consume && is_redelivery(span),
+            replay: consume && is_replay(span),
+            failure: failure_reason(span).map(|r| super::NodeKey::reason(&r).id),
+        }
+    }
+}
+
+/// Whether a consume span delivers a message again (see [`REDELIVERED`]).
+pub fn is_redelivery(span: &super::Span) -> bool {
+    flag(span, REDELIVERED)
+}
+
+/// Whether a consume span reads a stream event again (see [`REPLAY`]).
+pub fn is_replay(span: &super::Span) -> bool {
+    flag(span, REPLAY)
+}
+
+/// Why a consume or settle span is a failure of the message it handles, or `None`: the
+/// span's `error.type` when it has one; a settle named `nack` or `reject` (whatever its
+/// status); any other error span by the `exception.type` of its exception event, else as
+/// `error`.
+pub fn failure_reason(span: &super::Span) -> Option<std::borrow::Cow<'_, str>> {
+    use std::borrow::Cow;
+    let operation = span.messaging.as_ref()?.operation;
+    if operation == Operation::Produce {
+        return None;
+    }
+    let declared = super::span::attr_str(&span.attributes, ERROR_TYPE)
+        .filter(|t| !t.trim().is_empty() && t.trim() != "_OTHER");
+    if let Some(t) = declared {
+        return Some(t);
+    }
+    if operation == Operation::Settle {
+        let named = ["messaging.operation.name", "messaging.operation"]
+            .iter()
+            .find_map(|k| super::span::attr_str(&span.attributes, k))
+            .map(|n| n.trim().to_ascii_lowercase());
+        if let Some(n) = named.filter(|n| FAILED_SETTLES.contains(&n.as_str())) {
+            return Some(Cow::Owned(n));
+        }
+    }
+    if !span.is_error() {
+        return None;
+    }
+    // An error span without `error.type`: the type of the exception it recorded, if any.
+    let exception = span
+        .events
+        .iter()
+        .filter(|e| e.name == "exception")
+        .find_map(|e| super::span::attr_str(&e.attributes, "exception.type"))
+        .filter(|t| !t.trim().is_empty());
+    Some(exception.unwrap_or(Cow::Borrowed("error")))
+}

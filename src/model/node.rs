@@ -29,6 +29,9 @@ impl NodeKind {
     }
 }
 
+/// The longest failure reason kept (an `error.type` is free text).
+pub const MAX_REASON: usize = 64;
+
 /// A node of the topology. Its `id` is stable and readable:
 /// `service:[namespace/]name`, `destination:system:name`, `external:name`.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -67,6 +70,23 @@ impl NodeKey {
         }
     }
 
+    /// The key of a failure reason, carried in the `via` of a [`EdgeKind::Failure`] row: never a
+    /// node of the graph. At most [`MAX_REASON`] bytes of the reason are kept.
+    pub fn reason(reason: &str) -> NodeKey {
+        let mut end = reason.len().min(MAX_REASON);
+        while !reason.is_char_boundary(end) {
+            end -= 1;
+        }
+        let reason = reason[..end].to_string();
+        NodeKey {
+            id: reason.clone(),
+            kind: NodeKind::External,
+            name: reason,
+            system: None,
+            namespace: None,
+        }
+    }
+
     pub fn external(name: &str, system: Option<&str>) -> NodeKey {
         NodeKey {
             id: format!("external:{name}"),
@@ -95,6 +115,13 @@ pub enum EdgeKind {
     Dependency,
     #[serde(rename = "dead_letter")]
     DeadLetter,
+    /// A statistics row, never an edge of the graph: failures on a consume (destination ->
+    /// service) by reason (in `via`: `nack`, `lease_expired`, `dead_letter`, `redelivered`, an
+    /// `error.type`), which `topology::build` folds into the consume edge.
+    Failure,
+    /// A statistics row, never an edge of the graph: stream events read again (a replay), with
+    /// their publish-to-consume delay kept apart from the consume edge's.
+    Replay,
 }
 
 impl EdgeKind {
@@ -106,6 +133,8 @@ impl EdgeKind {
             EdgeKind::Route => 3,
             EdgeKind::Dependency => 4,
             EdgeKind::DeadLetter => 5,
+            EdgeKind::Failure => 6,
+            EdgeKind::Replay => 7,
         }
     }
 
@@ -117,6 +146,8 @@ impl EdgeKind {
             3 => Some(EdgeKind::Route),
             4 => Some(EdgeKind::Dependency),
             5 => Some(EdgeKind::DeadLetter),
+            6 => Some(EdgeKind::Failure),
+            7 => Some(EdgeKind::Replay),
             _ => None,
         }
     }
@@ -129,6 +160,8 @@ impl EdgeKind {
             EdgeKind::Route => "route",
             EdgeKind::Dependency => "dependency",
             EdgeKind::DeadLetter => "dead_letter",
+            EdgeKind::Failure => "failure",
+            EdgeKind::Replay => "replay",
         }
     }
 }
@@ -159,6 +192,8 @@ mod tests {
             EdgeKind::Route,
             EdgeKind::Dependency,
             EdgeKind::DeadLetter,
+            EdgeKind::Failure,
+            EdgeKind::Replay,
         ] {
             assert_eq!(EdgeKind::from_i64(kind.as_i64()), Some(kind));
         }

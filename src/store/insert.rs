@@ -10,6 +10,8 @@ pub struct Prepared {
     pub span: Span,
     /// `db.system` of a CLIENT span, for the external node it calls.
     pub db_system: Option<String>,
+    /// What pairing reads of the attributes and events dropped here.
+    pub marks: crate::model::messaging::Marks,
     pub attributes: Option<String>,
     pub events: Option<String>,
     pub links: Option<String>,
@@ -23,6 +25,7 @@ pub fn prepare(spans: Vec<Span>) -> Vec<Prepared> {
         .into_iter()
         .map(|mut span| Prepared {
             attributes: attributes_json(&span.attributes),
+            marks: crate::model::messaging::Marks::of(&span),
             attribute_hashes: super::sqlite::postings::attribute_hashes(&span.attributes),
             db_system: span
                 .attributes

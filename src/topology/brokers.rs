@@ -351,6 +351,12 @@ fn add_traced(e: &mut Edge, traced: &Edge, kind: EdgeKind) {
     e.last_seen_unix_nanos = e.last_seen_unix_nanos.max(traced.last_seen_unix_nanos);
     if kind == EdgeKind::Consume {
         e.instances = traced.instances;
+        for (reason, n) in &traced.failures {
+            *e.failures.entry(reason.clone()).or_default() += n;
+        }
+        if e.replays.is_none() {
+            e.replays = traced.replays.clone();
+        }
     }
     seen(&mut e.seen_in, SeenIn::Traces);
 }
@@ -422,6 +428,8 @@ fn node(nodes: &mut Vec<Node>, at: &mut HashMap<String, usize>, key: NodeKey) ->
         entity: (key.kind == NodeKind::Destination).then_some(None),
         broker: None,
         broker_then: None,
+        errors: None,
+        failures: Default::default(),
     });
     at.insert(key.id, nodes.len() - 1);
     nodes.len() - 1
@@ -444,6 +452,10 @@ fn broker_edge(from: String, to: String, kind: EdgeKind) -> Edge {
         broker_then: None,
         inferred: false,
         key: None,
+        failures: Default::default(),
+        replays: None,
+        active_secs: 0.0,
+        active_rate_per_sec: 0.0,
     }
 }
 
@@ -465,6 +477,7 @@ fn merged(earlier: Option<Figures>, later: &Figures) -> Figures {
         redelivered: later.redelivered.or(e.redelivered),
         messages: later.messages.or(e.messages),
         bytes: later.bytes.or(e.bytes),
+        dead_letters: later.dead_letters.or(e.dead_letters),
     }
 }
 

@@ -33,6 +33,13 @@ pub struct Node {
     /// few nodes and edges have them).
     #[serde(skip)]
     pub broker_then: Option<Box<Figures>>,
+    /// Destinations: errors of the consumes of their messages (failed consumes, nacks, expired
+    /// leases, dead-letterings), summed over their consume edges (absent on other nodes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<i64>,
+    /// Destinations: the failures of their consumes by reason, summed over their consume edges.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, i64>,
 }
 
 /// Where a node or an edge was seen.
@@ -93,6 +100,28 @@ pub struct Edge {
     /// The routing or binding key (or filter subject) the broker reports for the flow.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub key: Option<String>,
+    /// Consume edges: failures by reason (`nack`, `lease_expired`, `dead_letter`,
+    /// `redelivered`, a failed consume's `error.type` or `error`). Every reason but
+    /// `redelivered` is also in `errors`; redeliveries are not in `count`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub failures: BTreeMap<String, i64>,
+    /// Consume edges of streams: events read again, not in `count`, with their own delay.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replays: Option<Replays>,
+    /// Seconds of the window the edge carried traffic: from its first to its last message in
+    /// the window, at least a minute (the statistics' resolution) or the whole window when
+    /// shorter; 0 for what only a broker reported.
+    pub active_secs: f64,
+    /// `count` per second over `active_secs` (0 when nothing was traced).
+    pub active_rate_per_sec: f64,
+}
+
+/// Stream events read again on one consume edge.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Replays {
+    pub count: i64,
+    /// Publish-to-read delay of the replayed events.
+    pub latency: Latency,
 }
 
 impl Edge {
@@ -171,12 +200,17 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
             entity: (n.key.kind == NodeKind::Destination).then_some(None),
             broker: None,
             broker_then: None,
+            errors: None,
+            failures: BTreeMap::new(),
         })
         .collect();
     let mut edges = Vec::new();
     let mut dependencies = Vec::new();
+    let mut failures: Vec<&EdgeRow> = Vec::new();
     for row in &rows.edges {
-        if row.kind == EdgeKind::Dependency {
+        if matches!(row.kind, EdgeKind::Failure | EdgeKind::Replay) {
+            failures.push(row);
+        } else if row.kind == EdgeKind::Dependency {
             dependencies.push(Dependency {
                 from: row.from.clone(),
                 to: row.to.clone(),
@@ -201,9 +235,14 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
                 broker_then: None,
                 inferred: false,
                 key: None,
+                failures: BTreeMap::new(),
+                replays: None,
+                active_secs: 0.0,
+                active_rate_per_sec: 0.0,
             });
         }
     }
+    fold_failures(&mut edges, &failures);
     let mut nodes = nodes;
     // Edges come out sorted by (from, to, kind).
     match &part {
@@ -213,6 +252,10 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
         }
         None => edges.sort_by(|a, b| super::brokers::edge_key(a).cmp(&super::brokers::edge_key(b))),
     }
+    for e in &mut edges {
+        active_rate(e, &window);
+    }
+    destination_failures(&mut nodes, &edges);
     let inferred = infer_dependencies(&edges, &dependencies);
     dependencies.extend(inferred);
     dependencies.sort_by(|a, b| (&a.from, &a.to, &a.via).cmp(&(&b.from, &b.to, &b.via)));
@@ -244,6 +287,99 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
     }
     topo.part = part;
     topo
+}
+
+/// Folds failure and replay rows into their consume edges (destination -> service), adding
+/// a consume edge with no count where the window holds failures only.
+fn fold_failures(edges: &mut Vec<Edge>, rows: &[&EdgeRow]) {
+    if rows.is_empty() {
+        return;
+    }
+    let mut at: HashMap<(String, String), usize> = edges
+        .iter()
+        .enumerate()
+        .filter(|(_, e)| e.kind == EdgeKind::Consume)
+        .map(|(i, e)| ((e.from.clone(), e.to.clone()), i))
+        .collect();
+    for row in rows {
+        let i = *at
+            .entry((row.from.clone(), row.to.clone()))
+            .or_insert_with(|| {
+                edges.push(Edge {
+                    from: row.from.clone(),
+                    to: row.to.clone(),
+                    kind: EdgeKind::Consume,
+                    count: 0,
+                    errors: 0,
+                    rate_per_sec: 0.0,
+                    latency: Latency::default(),
+                    first_seen_unix_nanos: row.first_seen_unix_nanos,
+                    last_seen_unix_nanos: row.last_seen_unix_nanos,
+                    instances: Some(row.instances),
+                    seen_in: vec![SeenIn::Traces],
+                    broker: None,
+                    broker_then: None,
+                    inferred: false,
+                    key: None,
+                    failures: BTreeMap::new(),
+                    replays: None,
+                    active_secs: 0.0,
+                    active_rate_per_sec: 0.0,
+                });
+                edges.len() - 1
+            });
+        let e = &mut edges[i];
+        e.errors += row.errors;
+        match row.kind {
+            EdgeKind::Failure if row.count != 0 => {
+                *e.failures.entry(row.via.clone()).or_default() += row.count;
+            }
+            EdgeKind::Replay => {
+                let r = e.replays.get_or_insert_with(Replays::default);
+                r.count += row.count;
+                r.latency = latency(row);
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Sets an edge's active time in the window and its rate over it.
+fn active_rate(e: &mut Edge, window: &TimeWindow) {
+    if e.count <= 0 || e.last_seen_unix_nanos == 0 {
+        return;
+    }
+    let from = e.first_seen_unix_nanos.max(window.since_unix_nanos);
+    let to = e.last_seen_unix_nanos.min(window.until_unix_nanos);
+    let seen = to.saturating_sub(from) as f64 / 1e9;
+    let floor = 60f64.min(window.duration_secs().max(1.0));
+    e.active_secs = seen.max(floor);
+    e.active_rate_per_sec = e.count as f64 / e.active_secs;
+}
+
+/// Each destination's consume errors and failures by reason, from its consume edges.
+fn destination_failures(nodes: &mut [Node], edges: &[Edge]) {
+    let at: HashMap<&str, usize> = nodes
+        .iter()
+        .enumerate()
+        .filter(|(_, n)| n.kind == NodeKind::Destination)
+        .map(|(i, n)| (n.id.as_str(), i))
+        .collect();
+    let mut sums: Vec<(i64, BTreeMap<String, i64>)> = vec![Default::default(); nodes.len()];
+    for e in edges.iter().filter(|e| e.kind == EdgeKind::Consume) {
+        if let Some(&i) = at.get(e.from.as_str()) {
+            sums[i].0 += e.errors;
+            for (reason, n) in &e.failures {
+                *sums[i].1.entry(reason.clone()).or_default() += n;
+            }
+        }
+    }
+    for (n, (errors, failures)) in nodes.iter_mut().zip(sums) {
+        if n.kind == NodeKind::Destination {
+            n.errors = Some(errors);
+            n.failures = failures;
+        }
+    }
 }
 
 /// Publisher x consumer pairs of each destination (following route edges, exchange -> queue)
@@ -300,5 +436,104 @@ impl Topology {
 
     pub fn edges_of_kind(&self, kind: EdgeKind) -> impl Iterator<Item = &Edge> {
         self.edges.iter().filter(move |e| e.kind == kind)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::EdgeKind::*;
+    use crate::topology::detect::testing::rows;
+
+    const MINUTE: u64 = 60_000_000_000;
+
+    fn failure(rows: &mut TopologyRows, reason: &str, count: i64, errors: i64) {
+        let mut r = rows.edges[1].clone();
+        r.kind = Failure;
+        r.via = reason.to_string();
+        r.count = count;
+        r.errors = errors;
+        rows.edges.push(r);
+    }
+
+    #[test]
+    fn failures_and_replays_fold_into_their_consume_edge() {
+        let mut r = rows(&[("s:a", "d:q", Publish, 10), ("d:q", "s:b", Consume, 10)]);
+        r.edges[1].errors = 1;
+        failure(&mut r, "nack", 4, 4);
+        failure(&mut r, "dead_letter", 1, 1);
+        failure(&mut r, "redelivered", 3, 0);
+        failure(&mut r, "ValueError", 1, 0);
+        let mut replay = r.edges[1].clone();
+        (replay.kind, replay.count, replay.errors) = (Replay, 7, 0);
+        replay.latency.add(5_000_000, 1);
+        r.edges.push(replay);
+        let t = build(r, TimeWindow::new(0, 10 * MINUTE).unwrap());
+        assert_eq!(
+            t.edges.len(),
+            2,
+            "statistics rows are no edges: {:?}",
+            t.edges
+        );
+        let e = t.edges.iter().find(|e| e.kind == Consume).unwrap();
+        // Redeliveries and replays are not messages; every failure but a redelivery and the
+        // failed consume already counted is an error.
+        assert_eq!((e.count, e.errors), (10, 6));
+        let reasons: Vec<(&str, i64)> = e.failures.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(
+            reasons,
+            [
+                ("ValueError", 1),
+                ("dead_letter", 1),
+                ("nack", 4),
+                ("redelivered", 3)
+            ]
+        );
+        let replays = e.replays.as_ref().unwrap();
+        assert_eq!((replays.count, replays.latency.samples), (7, 1));
+        assert_eq!(
+            e.latency.samples, 0,
+            "the consume edge's delay holds no replay"
+        );
+        let q = t.node("d:q").unwrap();
+        assert_eq!(q.errors, Some(6));
+        assert_eq!(q.failures.get("nack"), Some(&4));
+        assert_eq!(t.node("s:a").unwrap().errors, None);
+    }
+
+    #[test]
+    fn failures_alone_make_a_consume_edge_without_messages() {
+        let mut r = rows(&[("s:a", "d:q", Publish, 2), ("d:q", "s:b", Consume, 0)]);
+        failure(&mut r, "lease_expired", 2, 2);
+        let t = build(r, TimeWindow::new(0, MINUTE).unwrap());
+        let e = t.edges.iter().find(|e| e.kind == Consume).unwrap();
+        assert_eq!((e.count, e.errors), (0, 2));
+        assert_eq!(e.failures.get("lease_expired"), Some(&2));
+    }
+
+    #[test]
+    fn rates_are_per_second_over_the_time_an_edge_was_active() {
+        let mut r = rows(&[("s:a", "d:q", Publish, 600), ("s:a", "d:r", Publish, 6)]);
+        // Ten minutes of traffic in a one-hour window, and a burst within one second.
+        (
+            r.edges[0].first_seen_unix_nanos,
+            r.edges[0].last_seen_unix_nanos,
+        ) = (20 * MINUTE, 30 * MINUTE);
+        (
+            r.edges[1].first_seen_unix_nanos,
+            r.edges[1].last_seen_unix_nanos,
+        ) = (5 * MINUTE, 5 * MINUTE + 1_000_000_000);
+        let t = build(r, TimeWindow::new(0, 60 * MINUTE).unwrap());
+        let q = t.edges.iter().find(|e| e.to == "d:q").unwrap();
+        assert_eq!(q.active_secs, 600.0);
+        assert_eq!(q.active_rate_per_sec, 1.0);
+        assert_eq!(
+            q.rate_per_sec,
+            600.0 / 3600.0,
+            "the window's rate stays as it was"
+        );
+        // At least a minute: the statistics' resolution.
+        let burst = t.edges.iter().find(|e| e.to == "d:r").unwrap();
+        assert_eq!((burst.active_secs, burst.active_rate_per_sec), (60.0, 0.1));
     }
 }

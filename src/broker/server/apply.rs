@@ -7,7 +7,7 @@ use super::command::{
     GroupCommit, Publish, PublishBatch, Pull, Request, Settlement, StreamPublish, StreamRead,
 };
 use super::router::{run_cached, Pending, State};
-use super::traced::{self, BrokerSpan};
+use super::traced::{self, BrokerSpan, UNKNOWN_SERVICE};
 use super::waiters::Waiting;
 use super::*;
 use rusqlite::Connection;
@@ -141,6 +141,11 @@ impl Request {
 impl Pull {
     /// Leases what is due; with nothing due, waits (long-poll) unless it may not.
     fn apply(self, s: &mut State, tx: &Connection, spans: &mut Vec<BrokerSpan>) -> Outcome {
+        if s.catalogue.subs.contains_key(&self.subscription) {
+            let service = self.caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
+            let now_ms = s.clock.unix_ms();
+            s.consumers.note(&self.subscription, service, now_ms);
+        }
         match s.deliver(tx, &self.subscription, self.max, &self.caller, spans) {
             Ok(d) if d.is_empty() && !self.wait.is_zero() && !s.draining => {
                 let what = Waiting::Pull {
@@ -189,15 +194,22 @@ impl StreamRead {
     /// may not.
     fn apply(self, s: &mut State, tx: &Connection, spans: &mut Vec<BrokerSpan>) -> Outcome {
         let group = self.group.as_deref();
+        if s.catalogue.streams.contains_key(&self.stream) {
+            let service = self.caller.service.as_deref().unwrap_or(UNKNOWN_SERVICE);
+            let now_ms = s.clock.unix_ms();
+            s.consumers.note(&self.stream, service, now_ms);
+        }
         let read = s
             .resolve(tx, &self.stream, self.from, group)
             .and_then(|offset| {
+                let replay_below = s.replay_below(tx, &self.stream, self.from, group)?;
                 s.read_stream(
                     tx,
                     &self.stream,
                     offset,
                     self.max,
                     group,
+                    replay_below,
                     &self.caller,
                     spans,
                 )

@@ -53,6 +53,9 @@ impl State {
             Command::Destination { name, reply } => {
                 let _ = reply.send(self.destination(conn, &name));
             }
+            Command::Snapshot { reply } => {
+                let _ = reply.send(self.snapshot(conn));
+            }
             _ => {}
         }
     }
@@ -189,10 +192,24 @@ impl State {
             Some(s) => Some(self.stream_info(conn, s)?),
             None => None,
         };
+        let subscription = self
+            .subscriptions_where(conn, |s| s.name == name)?
+            .into_iter()
+            .next();
+        let now_ms = self.clock.unix_ms();
+        let consumers = subscriptions
+            .iter()
+            .chain(&subscription)
+            .map(|s| s.spec.name.as_str())
+            .chain(stream.as_ref().map(|s| s.spec.name.as_str()))
+            .map(|n| (n.to_string(), self.consumers.active(n, now_ms)))
+            .collect();
         Ok(DestinationState {
             declared: self.catalogue.topics.contains_key(name) || stream.is_some(),
             subscriptions,
             stream,
+            subscription,
+            consumers,
         })
     }
 
@@ -260,6 +277,7 @@ impl State {
         super::stream_db::delete_stream(&tx, id)?;
         tx.commit()?;
         self.catalogue.streams.remove(name);
+        self.consumers.forget(name);
         self.end_waiters(|w| matches!(w, Waiting::Read { stream, .. } if stream == name));
         Ok(Deleted {
             deleted: name.to_string(),
@@ -276,6 +294,7 @@ impl State {
             t.1.retain(|(id, _)| *id != sub.id);
         }
         self.due.borrow_mut().remove(&sub.id);
+        self.consumers.forget(name);
         self.end_waiters(
             |w| matches!(w, Waiting::Pull { subscription, .. } if subscription == name),
         );

@@ -58,6 +58,10 @@ pub enum Command {
         name: String,
         reply: Reply<DestinationState>,
     },
+    /// The broker's state as a discovery snapshot.
+    Snapshot {
+        reply: Reply<crate::model::BrokerSnapshot>,
+    },
     PublishBatch(PublishBatch),
     StreamPublish(StreamPublish),
     StreamRead(StreamRead),

@@ -17,6 +17,7 @@ pub mod clock;
 pub mod command;
 pub mod db;
 pub mod link;
+pub mod observed;
 pub mod push;
 mod queue;
 pub mod reader;
@@ -110,6 +111,18 @@ pub struct DestinationState {
     pub subscriptions: Vec<SubscriptionInfo>,
     /// The stream: offsets and consumer groups with their lag.
     pub stream: Option<StreamInfo>,
+    /// The subscription of this name, when `name` is one (its topic in `spec.topic`).
+    pub subscription: Option<SubscriptionInfo>,
+    /// Per subscription shown (or the stream), the services that pulled or read lately.
+    pub consumers: std::collections::BTreeMap<String, Vec<Consumer>>,
+}
+
+/// A service (as its client names itself, `name@instance` included) that pulled from a
+/// subscription or read a stream within the last minute ([`observed::CONSUMER_TTL_MS`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Consumer {
+    pub service: String,
+    pub last_seen_unix_ms: u64,
 }
 
 /// Who asks, for the spans: the client's service and trace context.
@@ -358,6 +371,12 @@ impl Broker {
     /// What the broker holds of destination `name` (a topic's queues, a stream's offsets).
     pub async fn destination(&self, name: String) -> Result<DestinationState, BrokerError> {
         self.ask(|reply| Command::Destination { name, reply }).await
+    }
+
+    /// The broker's topics, subscriptions and streams with their figures and flows now, as a
+    /// discovered broker's poll reports them ([`observed`]).
+    pub async fn snapshot(&self) -> Result<crate::model::BrokerSnapshot, BrokerError> {
+        self.ask(|reply| Command::Snapshot { reply }).await
     }
 
     /// First stage of shutdown: waiting pulls are answered now, new ones do not wait.

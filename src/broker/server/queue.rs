@@ -138,14 +138,32 @@ impl State {
                 }
                 if row.lease.is_some() {
                     // The previous lease expired without a settlement.
-                    spans.push(self.consumer_op(&row, sub, "expire", now, None));
+                    let mut span = self.consumer_op(&row, sub, "expire", now, None);
+                    traced::fail(
+                        &mut span,
+                        "lease_expired",
+                        format!(
+                            "the lease of attempt {} of {} expired without a settlement",
+                            row.attempts, sub.spec.max_attempts
+                        ),
+                    );
+                    spans.push(span);
                 }
                 if row.attempts >= sub.spec.max_attempts {
                     db::kill(tx, row.id, now_nanos)?;
-                    spans.push(self.consumer_op(&row, sub, "dead_letter", now, None));
+                    let mut span = self.consumer_op(&row, sub, "dead_letter", now, None);
+                    traced::fail(&mut span, "dead_letter", dead_lettered(row.attempts));
+                    spans.push(span);
                     continue;
                 }
                 let attempt = row.attempts + 1;
+                let mut extra = vec![KeyValue::new(
+                    "messaging.switchyard.attempt",
+                    attempt as i64,
+                )];
+                if attempt > 1 {
+                    extra.push(KeyValue::new(crate::model::messaging::REDELIVERED, true));
+                }
                 let span = self.tracer.start(Op {
                     operation_type: "receive",
                     operation_name: "receive",
@@ -157,10 +175,7 @@ impl State {
                     message_id: &row.event_id,
                     parent: traced::parse_traceparent(&row.traceparent, row.tracestate.as_deref()),
                     start: now,
-                    extra: vec![KeyValue::new(
-                        "messaging.switchyard.attempt",
-                        attempt as i64,
-                    )],
+                    extra,
                 });
                 let traceparent = traced::traceparent(&span);
                 let lease_id = format!("{}.{}", row.id, &traceparent[36..52]);
@@ -290,12 +305,36 @@ impl State {
                     leased.attempts as i64,
                 )],
             };
-            spans.push(self.tracer.start(op(what, started)));
+            let mut span = self.tracer.start(op(what, started));
+            match action {
+                Settle::Nack { .. } => traced::fail(
+                    &mut span,
+                    "nack",
+                    format!(
+                        "nacked by the consumer (attempt {} of {})",
+                        leased.attempts, sub.spec.max_attempts
+                    ),
+                ),
+                Settle::DeadLetter => traced::fail(
+                    &mut span,
+                    "dead_letter",
+                    "moved to the dead-letter queue by its consumer".to_string(),
+                ),
+                Settle::Ack => {}
+            }
+            spans.push(span);
             if dead {
-                spans.push(self.tracer.start(op("dead_letter", now)));
+                let mut span = self.tracer.start(op("dead_letter", now));
+                traced::fail(&mut span, "dead_letter", dead_lettered(leased.attempts));
+                spans.push(span);
             }
             out.settled.push(lease_id.clone());
         }
         Ok(out)
     }
+}
+
+/// The description of a dead-lettering after the last attempt failed.
+fn dead_lettered(attempts: u32) -> String {
+    format!("moved to the dead-letter queue after {attempts} failed attempts")
 }

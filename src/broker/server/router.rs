@@ -111,6 +111,8 @@ pub(super) struct State {
     /// tick looks only where something may be due: an idle subscription's waiting pull costs
     /// the router nothing. A `RefCell`: leases are taken under a shared borrow of the state.
     pub(super) due: std::cell::RefCell<HashMap<i64, u64>>,
+    /// Who pulled from each subscription or read each stream lately.
+    pub(super) consumers: super::observed::Consumers,
 }
 
 impl Router {
@@ -154,6 +156,7 @@ impl Router {
                 requests: HashMap::new(),
                 clock,
                 due: std::cell::RefCell::new(due),
+                consumers: Default::default(),
             },
         })
     }

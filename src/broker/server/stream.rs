@@ -171,7 +171,27 @@ impl State {
         })
     }
 
-    /// Reads up to `max` events from `offset` on, one receive span each.
+    /// The offset below which a read's events are read again (a replay): a group's committed
+    /// offset; for a read without a group from the earliest event or from a time, the end of
+    /// the stream (its history); 0 for a read from the end or from an offset the reader keeps
+    /// itself.
+    pub(super) fn replay_below(
+        &self,
+        conn: &Connection,
+        name: &str,
+        from: ReadFrom,
+        group: Option<&str>,
+    ) -> Result<u64, BrokerError> {
+        let s = self.stream(name)?;
+        Ok(match (group, from) {
+            (Some(g), _) => stream_db::committed(conn, s.id, g)?.unwrap_or(0),
+            (None, ReadFrom::Earliest | ReadFrom::Time(_)) => s.next_offset,
+            (None, _) => 0,
+        })
+    }
+
+    /// Reads up to `max` events from `offset` on, one receive span each; those below
+    /// `replay_below` are marked as replays.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn read_stream(
         &self,
@@ -180,6 +200,7 @@ impl State {
         offset: u64,
         max: usize,
         group: Option<&str>,
+        replay_below: u64,
         caller: &Caller,
         spans: &mut Vec<BrokerSpan>,
     ) -> Result<StreamBatch, BrokerError> {
@@ -210,10 +231,17 @@ impl State {
                     message_id: &row.event_id,
                     parent: traced::parse_traceparent(&row.traceparent, row.tracestate.as_deref()),
                     start: now,
-                    extra: vec![KeyValue::new(
-                        "messaging.switchyard.offset",
-                        row.offset as i64,
-                    )],
+                    extra: if row.offset < replay_below {
+                        vec![
+                            KeyValue::new("messaging.switchyard.offset", row.offset as i64),
+                            KeyValue::new(crate::model::messaging::REPLAY, true),
+                        ]
+                    } else {
+                        vec![KeyValue::new(
+                            "messaging.switchyard.offset",
+                            row.offset as i64,
+                        )]
+                    },
                 });
                 out.next_offset = row.offset + 1;
                 out.events.push(StreamEvent {

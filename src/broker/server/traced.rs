@@ -156,6 +156,14 @@ impl Tracer {
     }
 }
 
+/// Marks a span as a failure of the message it handles: an error status with `description`,
+/// and `error.type` set to `reason` (`nack`, `lease_expired`, `dead_letter`), which the
+/// topology counts on the consume edge, by reason.
+pub fn fail(span: &mut BrokerSpan, reason: &'static str, description: String) {
+    span.set_attribute(KeyValue::new(crate::model::messaging::ERROR_TYPE, reason));
+    span.set_status(Status::error(description));
+}
+
 /// Ends a span at `end`, with an error status when `error` is given.
 pub fn finish(mut span: BrokerSpan, end: SystemTime, error: Option<&str>) {
     if let Some(e) = error {

@@ -169,6 +169,7 @@ impl State {
                         *offset,
                         w.max,
                         group.as_deref(),
+                        0,
                         &w.caller,
                         &mut spans,
                     )

@@ -246,9 +246,18 @@ fn summarize(trace_id: TraceId, mut spans: Vec<StoredSpan>) -> Option<TraceSumma
         .filter(|s| is(s, Operation::Produce))
         .map(|s| s.span_id.to_hex())
         .collect();
+    // A redelivery or a replay is the same message again, not another hop.
+    let again = |s: &StoredSpan| {
+        [
+            crate::model::messaging::REDELIVERED,
+            crate::model::messaging::REPLAY,
+        ]
+        .iter()
+        .any(|k| s.attributes.get(k) == Some(&serde_json::Value::Bool(true)))
+    };
     let hops = spans
         .iter()
-        .filter(|s| is(s, Operation::Consume))
+        .filter(|s| is(s, Operation::Consume) && !again(s))
         .filter(|s| {
             s.parent_span_id
                 .is_some_and(|p| producers.contains(&p.to_hex()))

@@ -251,14 +251,26 @@ pub fn node_minutes(
             &[Value::Str(node_id), Value::I64(first), Value::I64(last)],
         )?
     } else {
+        // Messages in: published to it, or routed into it (a subscription, a bound queue);
+        // errors: the failures of its consumes that their consume rows do not hold.
+        let failure = EdgeKind::Failure.as_i64();
         query(
-            "SELECT minute, sum(count) AS count, toInt64(0) AS errors FROM edge_minutes
-             WHERE to_node = ? AND minute >= ? AND minute <= ? AND kind = ? GROUP BY minute",
+            "SELECT minute, sum(if(kind = ?, 0, count)) AS count, sum(if(kind = ?, errors, 0)) AS errors
+             FROM edge_minutes
+             WHERE ((to_node = ? AND kind IN ?) OR (from_node = ? AND kind = ?))
+             AND minute >= ? AND minute <= ? GROUP BY minute",
             &[
+                Value::I64(failure),
+                Value::I64(failure),
                 Value::Str(node_id),
+                Value::List(vec![
+                    Value::I64(EdgeKind::Publish.as_i64()),
+                    Value::I64(EdgeKind::Route.as_i64()),
+                ]),
+                Value::Str(node_id),
+                Value::I64(failure),
                 Value::I64(first),
                 Value::I64(last),
-                Value::I64(EdgeKind::Publish.as_i64()),
             ],
         )?
     };

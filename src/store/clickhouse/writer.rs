@@ -229,7 +229,7 @@ impl Writer {
                             nodes: &mut self.nodes,
                             delivered: &mut self.delivered,
                         };
-                        let flags = pairing.analyse(s, p.db_system.as_deref())?;
+                        let flags = pairing.analyse(s, p.db_system.as_deref(), &p.marks)?;
                         span_row(&mut spans, p, flags);
                         outcome.stored += 1;
                     }

@@ -378,6 +378,7 @@ mod tests {
                 peer: None,
             },
             db_system: None,
+            marks: Default::default(),
             attributes: Some("{\"k\":\"<v>\"}".into()),
             events: None,
             links: None,

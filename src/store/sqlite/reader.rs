@@ -141,9 +141,11 @@ pub(super) fn summarize(trace_id: TraceId, mut spans: Vec<block::Record>) -> Opt
         .filter(|s| is(s, Operation::Produce))
         .map(|s| s.span_id.to_hex())
         .collect();
+    // A redelivery or a replay is the same message again, not another hop.
+    let again = crate::accounting::facts::FLAG_REDELIVERY | crate::accounting::facts::FLAG_REPLAY;
     let hops = spans
         .iter()
-        .filter(|s| is(s, Operation::Consume))
+        .filter(|s| is(s, Operation::Consume) && s.flags & again == 0)
         .filter(|s| {
             s.parent.is_some_and(|p| producers.contains(&p.to_hex()))
                 || json(s.links.as_deref(), serde_json::json!([]))

@@ -16,12 +16,26 @@ pub fn node_minutes(
     let mut out: BTreeMap<i64, MinuteRow> = BTreeMap::new();
     let service = node_id.starts_with("service:");
     let counts = if service {
-        "SELECT minute, spans, errors FROM service_minutes WHERE service = ?1 AND minute BETWEEN ?2 AND ?3 AND ?4 >= 0"
+        "SELECT minute, spans, errors FROM service_minutes WHERE service = ?1 AND minute BETWEEN ?2 AND ?3 AND ?4 >= 0 AND ?5 >= 0"
     } else {
-        "SELECT minute, SUM(count), 0 FROM edge_minutes WHERE to_node = ?1 AND minute BETWEEN ?2 AND ?3 AND kind = ?4 GROUP BY minute"
+        // Messages in: published to it, or routed into it (a subscription, a bound queue);
+        // errors: the failures of its consumes that their consume rows do not hold.
+        "SELECT minute, SUM(CASE WHEN kind = ?5 THEN 0 ELSE count END), SUM(CASE WHEN kind = ?5 THEN errors ELSE 0 END) FROM edge_minutes
+         WHERE ((to_node = ?1 AND kind IN (?4, ?6)) OR (from_node = ?1 AND kind = ?5)) AND minute BETWEEN ?2 AND ?3 GROUP BY minute"
     };
     let mut stmt = conn.prepare_cached(counts)?;
-    let mut rows = stmt.query(params![node_id, first, last, EdgeKind::Publish.as_i64()])?;
+    let mut rows = if service {
+        stmt.query(params![node_id, first, last, 0, 0])?
+    } else {
+        stmt.query(params![
+            node_id,
+            first,
+            last,
+            EdgeKind::Publish.as_i64(),
+            EdgeKind::Failure.as_i64(),
+            EdgeKind::Route.as_i64()
+        ])?
+    };
     while let Some(r) = rows.next()? {
         let m = out.entry(r.get(0)?).or_default();
         m.count += r.get::<_, i64>(1)?;

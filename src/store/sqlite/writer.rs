@@ -499,7 +499,7 @@ fn write_request(
             nodes: &mut mem.nodes,
             delivered: &mut mem.delivered,
         };
-        let flags = pairing.analyse(span, prepared.db_system.as_deref())?;
+        let flags = pairing.analyse(span, prepared.db_system.as_deref(), &prepared.marks)?;
         block.push(prepared, resource_id, flags);
         outcome.stored += 1;
     }

@@ -202,6 +202,59 @@ pub fn node_minutes_count_what_a_node_did(h: &dyn Harness) {
     store.shutdown();
 }
 
+/// A destination's minutes: messages in (published to it or routed into it) and the failures
+/// of its consumes (a nack), read back as statistics rows and as the topology's failures.
+pub fn destination_minutes_count_messages_in_and_failures(h: &dyn Harness) {
+    let store = h.open();
+    let produce = msg(
+        span(45, 1, None, "orders", SpanKind::Producer),
+        "exchange",
+        Operation::Produce,
+    );
+    let consume = msg(
+        span(45, 2, Some(1), "billing", SpanKind::Consumer),
+        "queue",
+        Operation::Consume,
+    );
+    let mut nack = msg(
+        span(45, 3, Some(2), "billing", SpanKind::Client),
+        "queue",
+        Operation::Settle,
+    );
+    nack.attributes = vec![
+        ("messaging.operation.name".into(), "nack".into()),
+        ("error.type".into(), "nack".into()),
+    ];
+    nack.status = StatusCode::Error;
+    write(&store, vec![produce, consume, nack]);
+    let totals = |id: &str| {
+        store
+            .node_minutes(id, window())
+            .unwrap()
+            .values()
+            .fold((0, 0), |(n, e), m| (n + m.count, e + m.errors))
+    };
+    // The queue's messages came in by the route exchange -> queue; its consume failed once.
+    assert_eq!(totals("destination:kafka:queue"), (1, 1));
+    assert_eq!(totals("destination:kafka:exchange"), (1, 0));
+    let rows = store.topology(window()).unwrap();
+    let failure = rows
+        .edges
+        .iter()
+        .find(|e| e.kind == crate::model::EdgeKind::Failure)
+        .expect("a failure row");
+    assert_eq!(
+        (
+            failure.from.as_str(),
+            failure.to.as_str(),
+            failure.via.as_str()
+        ),
+        ("destination:kafka:queue", "service:billing", "nack")
+    );
+    assert_eq!((failure.count, failure.errors), (1, 1));
+    store.shutdown();
+}
+
 pub fn the_window_bounds_the_topology(h: &dyn Harness) {
     let store = h.open();
     write(

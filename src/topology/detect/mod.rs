@@ -165,7 +165,11 @@ impl<'a> Flows<'a> {
                         f.traced_routes_in.insert(&e.to);
                     }
                 }
-                EdgeKind::Call | EdgeKind::Dependency | EdgeKind::DeadLetter => {}
+                EdgeKind::Call
+                | EdgeKind::Dependency
+                | EdgeKind::DeadLetter
+                | EdgeKind::Failure
+                | EdgeKind::Replay => {}
             }
         }
         for n in &topo.nodes {

@@ -5,7 +5,7 @@
 //! the web module never reaches into broker state itself.
 
 use crate::broker::traced::SYSTEM;
-use crate::broker::{Broker, DestinationState};
+use crate::broker::{Broker, DestinationState, SubscriptionInfo};
 
 /// One subscription of a topic: its queue depth, messages in flight and dead letters.
 pub struct QueueRow {
@@ -15,6 +15,15 @@ pub struct QueueRow {
     pub dead: u64,
     pub push: bool,
     pub filtered: bool,
+    /// The services that pulled from it in the last minute, by name (`name@instance`).
+    pub consumers: Vec<String>,
+}
+
+/// The subscription a destination page names (its own page): its topic and queue.
+pub struct SubscriptionState {
+    pub topic: String,
+    pub max_attempts: u32,
+    pub queue: QueueRow,
 }
 
 /// One consumer group of a stream.
@@ -34,6 +43,10 @@ pub struct StreamState {
 /// What the broker knows of a destination (`declared` false: no topic or stream by that name).
 pub struct BrokerState {
     pub declared: bool,
+    /// When the page's destination is a subscription: that subscription.
+    pub subscription: Option<SubscriptionState>,
+    /// The services that read the stream in the last minute.
+    pub stream_readers: Vec<String>,
     pub queues: Vec<QueueRow>,
     pub stream: Option<StreamState>,
     pub error: String,
@@ -53,6 +66,8 @@ pub async fn load(broker: &Broker, name: &str) -> BrokerState {
         Ok(state) => BrokerState::of(state),
         Err(e) => BrokerState {
             declared: false,
+            subscription: None,
+            stream_readers: Vec::new(),
             queues: Vec::new(),
             stream: None,
             error: e.to_string(),
@@ -62,18 +77,35 @@ pub async fn load(broker: &Broker, name: &str) -> BrokerState {
 
 impl BrokerState {
     fn of(state: DestinationState) -> BrokerState {
-        let queues = state
-            .subscriptions
-            .into_iter()
-            .map(|s| QueueRow {
-                push: s.spec.push.is_some(),
-                filtered: s.spec.filter.is_some(),
-                name: s.spec.name,
-                ready: s.ready,
-                leased: s.leased,
-                dead: s.dead,
-            })
-            .collect();
+        let consumers = |name: &str| -> Vec<String> {
+            state
+                .consumers
+                .get(name)
+                .into_iter()
+                .flatten()
+                .map(|c| c.service.clone())
+                .collect()
+        };
+        let row = |s: SubscriptionInfo| QueueRow {
+            push: s.spec.push.is_some(),
+            filtered: s.spec.filter.is_some(),
+            consumers: consumers(&s.spec.name),
+            name: s.spec.name,
+            ready: s.ready,
+            leased: s.leased,
+            dead: s.dead,
+        };
+        let subscription = state.subscription.clone().map(|s| SubscriptionState {
+            topic: s.spec.topic.clone(),
+            max_attempts: s.spec.max_attempts,
+            queue: row(s),
+        });
+        let stream_readers = state
+            .stream
+            .as_ref()
+            .map(|s| consumers(&s.spec.name))
+            .unwrap_or_default();
+        let queues = state.subscriptions.clone().into_iter().map(row).collect();
         let stream = state.stream.map(|s| StreamState {
             first_offset: s.first_offset,
             next_offset: s.next_offset,
@@ -89,6 +121,8 @@ impl BrokerState {
         });
         BrokerState {
             declared: state.declared,
+            subscription,
+            stream_readers,
             queues,
             stream,
             error: String::new(),

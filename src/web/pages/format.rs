@@ -26,6 +26,18 @@ pub fn rate(per_sec: f64) -> String {
     }
 }
 
+/// A rate as a number per second, with no unit (a table column names it once): three
+/// significant digits or so, never switching units between rows.
+pub fn per_sec(per_sec: f64) -> String {
+    if per_sec >= 10.0 {
+        format!("{per_sec:.0}")
+    } else if per_sec >= 0.1 {
+        format!("{per_sec:.2}")
+    } else {
+        format!("{per_sec:.4}")
+    }
+}
+
 /// A timestamp as `2026-11-27 09:00:01.234` (UTC).
 pub fn time(unix_nanos: u64) -> String {
     let t = crate::model::window::rfc3339(unix_nanos);

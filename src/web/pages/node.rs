@@ -4,8 +4,8 @@
 use super::format;
 use super::traces::TraceItem;
 use super::window::{PageWindow, WindowQuery};
-use crate::model::NodeKind;
 use crate::model::TraceQuery;
+use crate::model::{EdgeKind, NodeKind};
 use crate::percent;
 use crate::topology::{Edge, Topology};
 use crate::web::api::load_topology;
@@ -18,13 +18,21 @@ use askama::Template;
 pub struct EdgeItem {
     pub other_id: String,
     pub other_name: String,
+    /// What the other node is (`service`, `destination`, `external`): a service and a
+    /// destination may share a name.
+    pub other_kind: &'static str,
     pub other_href: String,
     pub kind: String,
     pub count: String,
     pub errors: i64,
+    /// Failures by reason (`nack 3, dead_letter 1`), empty when none.
+    pub failures: String,
+    /// Per second over the time the edge was active in the window.
     pub rate: String,
     pub p50: String,
     pub p99: String,
+    /// Stream events read again (not in the count), with their p99 delay; empty when none.
+    pub replays: String,
 }
 
 #[derive(Template)]
@@ -71,26 +79,59 @@ fn item(
     other: &str,
     kind: &str,
     count: Option<i64>,
-    errors: i64,
-    rate: Option<f64>,
+    traffic: Option<&Edge>,
     e: &crate::topology::build::Latency,
 ) -> EdgeItem {
+    let node = topo.node(other);
     EdgeItem {
         other_id: other.to_string(),
-        other_name: topo
-            .node(other)
+        other_name: node
             .map(|n| n.name.clone())
             .unwrap_or_else(|| other.to_string()),
+        other_kind: node
+            .map(|n| n.kind.as_str())
+            .or_else(|| {
+                other
+                    .split(':')
+                    .next()
+                    .and_then(NodeKind::parse)
+                    .map(|k| k.as_str())
+            })
+            .unwrap_or(""),
         other_href: node_href(other),
         kind: kind.to_string(),
         count: count
             .map(|c| c.to_string())
             .unwrap_or_else(|| "inferred".to_string()),
-        errors,
-        rate: rate.map(format::rate).unwrap_or_default(),
+        errors: traffic.map_or(0, |t| t.errors),
+        failures: traffic.map(failures).unwrap_or_default(),
+        rate: traffic
+            .filter(|t| t.active_secs > 0.0)
+            .map(|t| format::per_sec(t.active_rate_per_sec))
+            .unwrap_or_default(),
         p50: format::opt_micros(e.p50_micros),
         p99: format::opt_micros(e.p99_micros),
+        replays: traffic
+            .and_then(|t| t.replays.as_ref())
+            .map(|r| {
+                format!(
+                    "{} replayed, p99 {}",
+                    r.count,
+                    format::opt_micros(r.latency.p99_micros)
+                )
+            })
+            .unwrap_or_default(),
     }
+}
+
+/// An edge's failures by reason, in words (`nack 3, dead_letter 1`).
+fn failures(e: &Edge) -> String {
+    let parts: Vec<String> = e
+        .failures
+        .iter()
+        .map(|(reason, n)| format!("{reason} {n}"))
+        .collect();
+    parts.join(", ")
 }
 
 fn edge_item(topo: &Topology, e: &Edge, other: &str) -> EdgeItem {
@@ -99,8 +140,7 @@ fn edge_item(topo: &Topology, e: &Edge, other: &str) -> EdgeItem {
         other,
         e.kind.as_str(),
         Some(e.count),
-        e.errors,
-        Some(e.rate_per_sec),
+        Some(e),
         &e.latency,
     )
 }
@@ -125,8 +165,14 @@ impl NodePage {
             .filter(|e| e.from == id)
             .map(|e| edge_item(topo, e, &e.to))
             .collect();
+        // A dependency's traffic is the consume edge it ends in (via -> consuming service):
+        // its errors, failures and rate.
         let dep = |d: &crate::topology::Dependency, other: &str| {
-            let mut it = item(topo, other, "via", d.count, 0, None, &d.latency);
+            let consume = topo
+                .edges
+                .iter()
+                .find(|e| e.kind == EdgeKind::Consume && e.from == d.via && e.to == d.to);
+            let mut it = item(topo, other, "via", d.count, consume, &d.latency);
             it.kind = topo
                 .node(&d.via)
                 .map(|n| n.name.clone())

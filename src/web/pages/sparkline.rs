@@ -78,7 +78,7 @@ pub fn sparks(rows: &BTreeMap<i64, MinuteRow>, window: TimeWindow, service: bool
             label: if service {
                 "Spans"
             } else {
-                "Messages published"
+                "Messages in (published or routed)"
             },
             summary: count.to_string(),
             points: polyline(&b.iter().map(|r| r.count as f64).collect::<Vec<_>>()),
@@ -88,7 +88,7 @@ pub fn sparks(rows: &BTreeMap<i64, MinuteRow>, window: TimeWindow, service: bool
             label: if service {
                 "Error spans"
             } else {
-                "Failed consumes"
+                "Consume errors (failed, nacked, expired, dead-lettered)"
             },
             summary: errors.to_string(),
             points: polyline(&b.iter().map(|r| r.errors as f64).collect::<Vec<_>>()),
@@ -115,7 +115,7 @@ pub fn sparks(rows: &BTreeMap<i64, MinuteRow>, window: TimeWindow, service: bool
 /// each bucket shows the last poll in it (depths and rates are readings, not sums).
 pub fn broker_sparks(history: &BTreeMap<i64, Figures>, window: TimeWindow) -> Vec<Spark> {
     type Pick = fn(&Figures) -> Option<f64>;
-    let figures: [(&'static str, Pick, bool); 8] = [
+    let figures: [(&'static str, Pick, bool); 9] = [
         ("Depth (ready)", |f| f.depth.map(|v| v as f64), true),
         ("Unacked", |f| f.unacked.map(|v| v as f64), false),
         ("Consumers", |f| f.consumers.map(|v| v as f64), false),
@@ -124,6 +124,7 @@ pub fn broker_sparks(history: &BTreeMap<i64, Figures>, window: TimeWindow) -> Ve
         ("Redelivered /s", |f| f.redeliver_rate, true),
         ("Pending", |f| f.pending.map(|v| v as f64), true),
         ("Ack pending", |f| f.ack_pending.map(|v| v as f64), false),
+        ("Dead letters", |f| f.dead_letters.map(|v| v as f64), true),
     ];
     let (first, last) = window.minutes();
     let minutes = (last - first + 1).max(1) as usize;
