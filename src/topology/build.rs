@@ -5,7 +5,7 @@ use crate::model::{EdgeKind, Entity, Figures, NodeKind, TimeWindow};
 use crate::model::{EdgeRow, TopologyRows};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -117,7 +117,7 @@ pub struct Edge {
 }
 
 /// Stream events read again on one consume edge.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
 pub struct Replays {
     pub count: i64,
     /// Publish-to-read delay of the replayed events.
