@@ -153,16 +153,26 @@
   }
   // The recent traces of the selected node or edge; the live watch reloads the list shown.
   var liveTraces = null;
-  function recentTraces(filter) {
+  // Each line: failing traces first when the selection has errors, with their start time,
+  // duration and an error marker; links carry the page's window.
+  function recentTraces(filter, hasErrors) {
     var list = el("ul", { "class": "detail-list recent-traces" }, [el("li", { "class": "muted", text: "Loading traces\u2026" })]);
+    function get(extra) {
+      return fetch("/api/traces?" + filter + "&" + windowQuery + "&limit=8" + extra).then(function (r) { return r.json(); })
+        .then(function (j) { return j.traces || []; });
+    }
     function load() {
-      return fetch("/api/traces?" + filter + "&" + windowQuery + "&limit=8").then(function (r) { return r.json(); }).then(function (j) {
-        var items = (j.traces || []).map(function (t) {
+      return Promise.all([hasErrors ? get("&status=error") : Promise.resolve([]), get("")]).then(function (found) {
+        var seen = {}, traces = [];
+        found[0].concat(found[1]).forEach(function (t) { if (!seen[t.trace_id] && traces.length < 8) { seen[t.trace_id] = 1; traces.push(t); } });
+        var items = traces.map(function (t) {
           var label = (t.root_service || "") + ": " + (t.root_name || t.trace_id);
-          return el("li", {}, [
-            el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id), title: label, text: label }),
-            el("span", { "class": "muted", text: micros(t.duration_micros) })
-          ]);
+          var when = new Date(Math.floor(t.start_unix_nanos / 1e6)).toISOString().slice(11, 19);
+          return el("li", { "class": t.error_count ? "error" : "" }, [
+            t.error_count ? el("span", { "class": "trace-err", title: t.error_count + " error span(s)", text: "!" }) : null,
+            el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id) + "?" + pageQuery, title: label, text: label }),
+            el("span", { "class": "muted", text: when + " \u00b7 " + micros(t.duration_micros) })
+          ].filter(Boolean));
         });
         list.replaceChildren.apply(list, items.length ? items : [el("li", { "class": "muted", text: "No traces in this window." })]);
       }).catch(function () { list.replaceChildren(el("li", { "class": "muted", text: "Could not load traces." })); });
@@ -238,7 +248,7 @@
       nodeFindings(d.id),
       edgeList("In", node.incomers("edge").toArray(), function (e) { return e.from; }),
       edgeList("Out", node.outgoers("edge").toArray(), function (e) { return e.to; }),
-      d.kind !== "external" ? recentTraces(filter) : null,
+      d.kind !== "external" ? recentTraces(filter, d.span_errors > 0 || d.errors > 0) : null,
       d.kind === "destination" && d.system === "switchyard" ? brokerState(d.name) : null
     ].filter(Boolean));
   }
@@ -255,7 +265,7 @@
       facts([["Kind", e.kind], ["Count", e.count], ["Errors", e.errors], ["Rate", rate(e.rate_per_sec)],
         [latencyName + " p50", micros(l.p50_micros)], ["p90", micros(l.p90_micros)], ["p99", micros(l.p99_micros)],
         ["Consumer instances", e.instances != null ? e.instances : ""]]),
-      recentTraces(filter)
+      recentTraces(filter, e.errors > 0)
     ]);
   }
   function clearDetails() {
@@ -424,7 +434,8 @@
   }
 
   // ---- live: refresh the graph in place when spans arrive (preset windows only) ----
-  var PRESET_SECS = { "window=5m": 300, "window=1h": 3600, "window=24h": 86400 };
+  var PRESET_SECS = { "window=5m": 300, "window=15m": 900, "window=1h": 3600, "window=6h": 21600,
+    "window=24h": 86400, "window=7d": 604800 };
   function layoutOptions(fit) {
     return { name: typeof cytoscapeDagre === "function" ? "dagre" : "breadthfirst", rankDir: "LR",
       nodeSep: 24, rankSep: 70, edgeSep: 8, padding: 30, directed: true, fit: fit, animate: false };
@@ -469,19 +480,13 @@
     });
   }
   function watch() {
-    if (!PRESET_SECS[pageQuery] || typeof EventSource !== "function") { return; }
-    var badge = document.getElementById("live");
-    var last = null, timer = null;
-    var source = new EventSource("/api/live");
-    source.addEventListener("open", function () { if (badge) { badge.hidden = false; } });
-    source.addEventListener("stored", function (ev) {
-      var n = JSON.parse(ev.data).spans_stored;
-      if (last !== null && n !== last && !timer) {
-        timer = setTimeout(function () { timer = null; refresh(); }, 1500);
-      }
-      last = n;
-    });
     window.switchyard.refresh = refresh;
+    if (!PRESET_SECS[pageQuery] || !window.switchyardLive) { return; }
+    var badge = document.getElementById("live");
+    var timer = null;
+    window.switchyardLive.watch(function () {
+      if (!timer) { timer = setTimeout(function () { timer = null; refresh(); }, 1500); }
+    }, function () { if (badge) { badge.hidden = false; } });
   }
 
   function draw(topo) {
