@@ -99,9 +99,15 @@ fn the_trace_view_lists_the_traces_that_link_to_it() {
     let body = builder::protobuf(&[&publish, &batch]);
     assert_eq!(env.post_protobuf(&body).status, 200);
     let page = Page::ok(&env, &format!("/traces/{}", publish.trace_hex()));
-    assert_eq!(
-        page.attrs("#linked-from a.linked-trace", "href"),
-        vec![format!("/traces/{}", batch.trace_hex())]
+    // The link carries the window of the page (here the minutes around the trace).
+    let linked = page.attrs("#linked-from a.linked-trace", "href");
+    assert_eq!(linked.len(), 1);
+    assert!(
+        linked[0].starts_with(&format!(
+            "/traces/{}?window=custom&since=",
+            batch.trace_hex()
+        )),
+        "{linked:?}"
     );
     assert_eq!(
         ui::text(&page.one("#linked-from a.linked-trace")),

@@ -10,7 +10,7 @@ mod common;
 use common::browser::{self, Browser};
 use common::builder::{self, span, Client, Consumer, Producer, Server};
 use common::{fixtures, TestEnv};
-use serde_json::{json, Value};
+use serde_json::json;
 use std::time::Duration;
 
 /// A checkout trace: an order published through nested publish spans of one message (as
@@ -456,15 +456,68 @@ fn screenshots_with_a_virtual_time_budget_finish() {
     }
 }
 
+/// A server of another build (`SWITCHYARD_BASELINE`: the path of its binary, e.g. main's), on
+/// a store of its own, for a figure measured against it in the same run. Killed on drop.
+struct Baseline {
+    child: std::process::Child,
+    http: common::http::Http,
+    otlp: common::http::Http,
+    _dir: tempfile::TempDir,
+}
+
+impl Baseline {
+    fn start() -> Option<Baseline> {
+        let binary = std::env::var("SWITCHYARD_BASELINE").ok()?;
+        let dir = tempfile::tempdir().unwrap();
+        let port = || {
+            std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port()
+        };
+        let (web, otlp, grpc) = (port(), port(), port());
+        let child = std::process::Command::new(binary)
+            .args(["serve", "--retention", "36500d", "--db"])
+            .arg(dir.path().join("baseline.db"))
+            .args(["--http", &format!("127.0.0.1:{web}")])
+            .args(["--otlp-http", &format!("127.0.0.1:{otlp}")])
+            .args(["--otlp-grpc", &format!("127.0.0.1:{grpc}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("start the baseline build");
+        let http = common::http::Http::new(format!("http://127.0.0.1:{web}"));
+        common::wait_for("the baseline server", Duration::from_secs(30), || {
+            http.try_send("GET", "/healthz", &[], b"").ok()
+        });
+        Some(Baseline {
+            child,
+            http,
+            otlp: common::http::Http::new(format!("http://127.0.0.1:{otlp}")),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Baseline {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// Performance figure: the event-trace view of a 5,000-span trace, from navigation to an
-/// interactive view (the script's tools wired), against the same page without its script
-/// (the server-rendered rows alone, the view as it was), in the same run.
-/// `cargo test --release --test ui_trace_view -- --ignored large_trace --nocapture`
+/// interactive view (the script's tools wired), and the first collapse/expand of every row;
+/// with `SWITCHYARD_BASELINE=<another build's binary>` (e.g. main's), the same trace's view in
+/// that build (no script to wait for: its load event), in the same run.
+/// `SWITCHYARD_BASELINE=/path/to/main/switchyard cargo test --release --test ui_trace_view -- --ignored large_trace --nocapture`
 #[test]
 #[ignore]
 fn large_trace_time_to_interactive() {
     let Some(b) = Browser::start() else { return };
     let env = TestEnv::start();
+    let baseline = Baseline::start();
     let root = span("gateway", "publish batch", Producer).messaging("kafka", "batch");
     let mut spans = vec![];
     for i in 0..4999u64 {
@@ -478,65 +531,78 @@ fn large_trace_time_to_interactive() {
     let mut refs: Vec<&builder::SpanB> = vec![&root];
     refs.extend(spans.iter());
     for chunk in refs.chunks(1000) {
-        let reply = env.post_protobuf(&builder::protobuf(chunk));
+        let body = builder::protobuf(chunk);
+        let reply = env.post_protobuf(&body);
         assert_eq!(reply.status, 200, "{}", reply.text());
+        if let Some(base) = &baseline {
+            let reply = base.otlp.post(
+                "/v1/traces",
+                &[("Content-Type", "application/x-protobuf")],
+                &body,
+            );
+            assert_eq!(reply.status, 200, "baseline: {}", reply.text());
+        }
     }
     let path = format!("/traces/{}", root.trace_hex());
-    let html = env.get(&path).text();
-    let server: Vec<f64> = (0..20)
-        .map(|_| {
-            let t = std::time::Instant::now();
-            assert_eq!(env.get(&path).status, 200);
-            t.elapsed().as_secs_f64() * 1000.0
-        })
-        .collect();
-    let mut with = Vec::new();
-    let mut without = Vec::new();
+    let server = |get: &dyn Fn() -> u16| {
+        let mut ms: Vec<f64> = (0..20)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                assert_eq!(get(), 200);
+                t.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        ms.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        ms[10]
+    };
+    let html = env.get(&path).text().len();
+    let best = |v: Vec<f64>| v.into_iter().fold(f64::INFINITY, f64::min);
+    let (mut ready, mut loaded, mut click, mut old) = (vec![], vec![], vec![], vec![]);
+    let load_end = "return performance.getEntriesByType('navigation')[0].loadEventEnd;";
     for _ in 0..3 {
         b.goto(&env.api_url(&path));
         trace_ready(&b);
-        let ready = b.eval("return window.switchyardTrace.readyAt;", json!([]));
-        // The first click after load answers: collapse everything and back.
-        let click = b.eval(
-            "const t = performance.now(); document.getElementById('collapse-all').click(); \
-             document.getElementById('expand-all').click(); return performance.now() - t;",
-            json!([]),
+        b.wait_for("load", "return document.readyState === 'complete';");
+        ready.push(
+            b.eval("return window.switchyardTrace.readyAt;", json!([]))
+                .as_f64()
+                .unwrap(),
         );
-        with.push((ready.as_f64().unwrap(), click.as_f64().unwrap()));
-        // Baseline: the same page with scripts off (the server-rendered rows alone), from
-        // navigation to its load event.
-        b.cdp(
-            "Emulation.setScriptExecutionDisabled",
-            json!({"value": true}),
+        loaded.push(b.eval(load_end, json!([])).as_f64().unwrap());
+        click.push(
+            b.eval(
+                "const t = performance.now(); document.getElementById('collapse-all').click(); \
+                 document.getElementById('expand-all').click(); return performance.now() - t;",
+                json!([]),
+            )
+            .as_f64()
+            .unwrap(),
         );
-        b.goto(&env.api_url(&format!("{path}?baseline")));
-        b.cdp(
-            "Emulation.setScriptExecutionDisabled",
-            json!({"value": false}),
-        );
-        let t: Value = b.eval(
-            "return performance.getEntriesByType('navigation')[0].loadEventEnd;",
-            json!([]),
-        );
-        without.push(t.as_f64().unwrap());
+        if let Some(base) = &baseline {
+            b.goto(&base.http.url(&path));
+            b.wait_for("the baseline's load", "return document.readyState === 'complete' && performance.getEntriesByType('navigation')[0].loadEventEnd > 0;");
+            old.push(b.eval(load_end, json!([])).as_f64().unwrap());
+        }
     }
-    let best = |v: &[f64]| v.iter().cloned().fold(f64::INFINITY, f64::min);
-    let ready = best(&with.iter().map(|w| w.0).collect::<Vec<_>>());
-    let click = best(&with.iter().map(|w| w.1).collect::<Vec<_>>());
-    let plain = best(&without);
-    let mut sorted = server.clone();
-    sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    let server_new = server(&|| env.get(&path).status);
+    b.goto(&env.api_url(&path));
+    trace_ready(&b);
     b.screenshot("trace-5000");
+    let (ready, loaded, click) = (best(ready), best(loaded), best(click));
     eprintln!(
-        "5,000-span trace: {} KiB of HTML; server p50 {:.1} ms, max of 20 {:.1} ms; \
-         interactive {:.0} ms after navigation (collapse/expand all {:.0} ms) vs loaded \
-         {:.0} ms for the page without its script: ratio {:.2}",
-        html.len() / 1024,
-        sorted[10],
-        sorted[19],
-        ready,
-        click,
-        plain,
-        ready / plain
+        "5,000-span trace: {} KiB of HTML, server p50 of 20 {server_new:.1} ms; interactive \
+         {ready:.0} ms after navigation (load event {loaded:.0} ms), collapse and expand all \
+         {click:.0} ms",
+        html / 1024
     );
+    if let Some(base) = &baseline {
+        let old = best(old);
+        let server_old = server(&|| base.http.get(&path).status);
+        eprintln!(
+            "baseline build, same trace: loaded {old:.0} ms after navigation, server p50 \
+             {server_old:.1} ms; ratios (this build / baseline): interactive {:.2}, server {:.2}",
+            ready / old,
+            server_new / server_old
+        );
+    }
 }

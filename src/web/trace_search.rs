@@ -90,10 +90,11 @@ pub struct Names {
 
 /// Operations offered at most.
 const MAX_OPERATIONS: usize = 500;
-/// Names are read from this window when the search covers everything stored.
-const NAMES_WINDOW_SECS: u64 = 24 * 3600;
+/// Names are read from this window when the search covers everything stored (a longer one
+/// would make every search page pay for a long topology read).
+const NAMES_WINDOW_SECS: u64 = 3600;
 
-/// Reads the names for `window` (or the last day) on a blocking thread.
+/// Reads the names for `window` (or the last hour) on a blocking thread.
 pub async fn names(store: &Store, window: Option<TimeWindow>) -> Result<Names, StoreError> {
     let window = window.unwrap_or_else(|| {
         TimeWindow::last(crate::model::window::now_unix_nanos(), NAMES_WINDOW_SECS)

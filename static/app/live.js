@@ -34,7 +34,9 @@
       source.addEventListener("stored", function (ev) {
         var n;
         try { n = JSON.parse(ev.data).spans_stored; } catch (e) { return; }
-        if (last !== null && n !== last) { onChange(n); }
+        // The first count also refreshes once: spans may have arrived between the page's
+        // render and the stream's opening (after the clock check).
+        if (n !== last) { onChange(n); }
         last = n;
       });
     }

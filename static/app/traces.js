@@ -34,7 +34,6 @@
     }).catch(function () {}).then(function () { loading = false; });
   }
   if (pause) {
-    pause.hidden = false;
     pause.addEventListener("click", function () {
       paused = !paused;
       pause.setAttribute("aria-pressed", paused ? "true" : "false");
@@ -46,5 +45,8 @@
   }
   window.switchyardLive.watch(function () {
     if (!timer) { timer = setTimeout(function () { timer = null; reload(); }, 1000); }
-  }, function () { if (badge) { badge.hidden = false; } });
+  }, function () {
+    if (badge) { badge.hidden = false; }
+    if (pause) { pause.hidden = false; }
+  });
 })();

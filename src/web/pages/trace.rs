@@ -13,6 +13,9 @@ use std::collections::HashMap;
 
 /// Links from a trace without a window of its own show this much before and after it.
 const AROUND_TRACE_NANOS: u64 = 5 * 60 * 1_000_000_000;
+/// Who subscribes to a destination is read from the topology of the trace's minutes and this
+/// much around them (a short read: a minute's rows per minute).
+const SUBSCRIBERS_AROUND_NANOS: u64 = 60 * 1_000_000_000;
 
 #[derive(Template)]
 #[template(path = "trace.html")]
@@ -92,8 +95,8 @@ pub async fn page(
                 .collect();
             // Who subscribes to what around the trace, to name consumers a message missed.
             let around = TimeWindow::new(
-                start.saturating_sub(AROUND_TRACE_NANOS),
-                end.saturating_add(AROUND_TRACE_NANOS),
+                start.saturating_sub(SUBSCRIBERS_AROUND_NANOS),
+                end.saturating_add(SUBSCRIBERS_AROUND_NANOS),
             );
             let subs = match around {
                 Some(w) => subscribers(&s.topology(w)?),
