@@ -213,11 +213,17 @@
       layout();
     });
     function on(id, f) { var e = document.getElementById(id); if (e) { e.addEventListener("click", f); } }
+    // Only rows with something under them can collapse (the next row is deeper).
     on("collapse-all", function () {
-      rows.forEach(function (r) { if (r.querySelector(":scope > summary .wf-fold")) { setCollapsed(r, true); } });
+      for (var k = 0; k + 1 < rows.length; k++) {
+        if (depth[k + 1] > depth[k] && !rows[k].classList.contains("collapsed")) { setCollapsed(rows[k], true); }
+      }
       layout();
     });
-    on("expand-all", function () { rows.forEach(function (r) { setCollapsed(r, false); }); layout(); });
+    on("expand-all", function () {
+      rows.forEach(function (r) { if (r.classList.contains("collapsed")) { setCollapsed(r, false); } });
+      layout();
+    });
     on("zoom-in", function () { zoom(0.5); });
     on("zoom-out", function () { zoom(2); });
     on("zoom-reset", function () { setView(0, 100); });

@@ -94,7 +94,10 @@ pub struct MessageItem {
     pub message_id: String,
     /// Publish spans of this message in the trace (nested ones counted).
     pub spans: usize,
+    /// The first [`DELIVERIES_SHOWN`] receipts (every consume row is in the waterfall).
     pub deliveries: Vec<DeliveryItem>,
+    /// Receipts beyond those shown.
+    pub more_deliveries: usize,
     pub missing: Vec<String>,
     /// (reply consume span id, service, round trip).
     pub responses: Vec<(String, String, String)>,
@@ -123,6 +126,10 @@ pub struct Waterfall {
 fn pct(value: u64, start: u64, total: u64) -> f64 {
     (value.saturating_sub(start)) as f64 * 100.0 / total as f64
 }
+
+/// Receipts of one message listed in its journey (a fan-out to thousands stays readable and
+/// the page small); the waterfall still has a row for each.
+pub const DELIVERIES_SHOWN: usize = 200;
 
 /// Colours of the palette (`svc-c0` .. in the style sheet).
 pub const PALETTE: usize = 12;
@@ -252,9 +259,11 @@ fn message_item(spans: &[StoredSpan], m: flow::Message) -> MessageItem {
         system: m.system.unwrap_or_default(),
         message_id: m.message_id.unwrap_or_default(),
         spans: 1 + m.nested.len(),
+        more_deliveries: m.deliveries.len().saturating_sub(DELIVERIES_SHOWN),
         deliveries: m
             .deliveries
             .into_iter()
+            .take(DELIVERIES_SHOWN)
             .map(|d| DeliveryItem {
                 span_id: spans[d.consume].span_id.to_hex(),
                 service_id: service_id(&spans[d.consume]),
