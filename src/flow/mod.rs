@@ -9,6 +9,9 @@ use crate::model::{SpanId, SpanKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
+pub use message::{Delivery, Message};
+
+mod message;
 #[cfg(test)]
 pub(crate) mod sample;
 #[cfg(test)]
@@ -95,6 +98,8 @@ pub struct Journey<'a> {
     follows: Vec<Option<usize>>,
     /// (request publish, reply consume), grouped by request in the order they were found.
     replies: Vec<(usize, usize)>,
+    /// For the inner span of nested spans of one message, the outermost one.
+    nested: Vec<Option<usize>>,
 }
 
 /// Follows the messages of one trace's spans (in any order; indices refer to this slice).
@@ -119,12 +124,45 @@ pub fn follow(spans: &[StoredSpan]) -> Journey<'_> {
         })
         .collect();
     let replies = replies(spans, &producer, &follows);
+    let nested = nested(spans, &by_id);
     Journey {
         spans,
         producer,
         follows,
         replies,
+        nested,
     }
+}
+
+/// Nested spans of one message (as the accounting counts them once): a publish whose parent is
+/// a publish of the same destination, or likewise a consume (pika, for one, can emit both).
+/// Each inner span maps to the outermost span of its chain.
+fn nested(spans: &[StoredSpan], by_id: &HashMap<SpanId, usize>) -> Vec<Option<usize>> {
+    let same_message = |inner: &StoredSpan, outer: &StoredSpan| {
+        let (a, b) = (inner.messaging.as_ref(), outer.messaging.as_ref());
+        let destination =
+            a.map(|m| (&m.system, &m.destination)) == b.map(|m| (&m.system, &m.destination));
+        destination
+            && ((is_publish(inner) && is_publish(outer))
+                || (is_consume(inner) && is_consume(outer)))
+    };
+    let parent_of = |i: usize| -> Option<usize> {
+        let p = *by_id.get(&spans[i].parent_span_id?)?;
+        (p != i && same_message(&spans[i], &spans[p])).then_some(p)
+    };
+    (0..spans.len())
+        .map(|i| {
+            let mut outer = parent_of(i)?;
+            // Bounded: a cycle of parents ends after as many steps as there are spans.
+            for _ in 0..spans.len() {
+                match parent_of(outer) {
+                    Some(p) if p != i => outer = p,
+                    _ => break,
+                }
+            }
+            Some(outer)
+        })
+        .collect()
 }
 
 /// The publish in this trace that a consume span is tied to: its parent, else a link.
@@ -223,6 +261,12 @@ impl Journey<'_> {
             broker_wait_micros: micros_between(publish.start_unix_nanos, consume.start_unix_nanos),
             via,
         })
+    }
+
+    /// The outermost span of the nested spans of one message that span `i` is an inner one of
+    /// (shown folded into that row, counted once).
+    pub fn nested_in(&self, i: usize) -> Option<usize> {
+        self.nested.get(i).copied().flatten()
     }
 
     /// Every hop, in the order of the consume spans.

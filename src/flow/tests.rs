@@ -143,3 +143,107 @@ fn hops_and_replies_round_trip_as_json() {
     let back: Vec<Reply> = serde_json::from_value(replies).unwrap();
     assert_eq!(back, journey.replies());
 }
+
+#[test]
+fn nested_publishes_of_one_message_are_one_message_with_every_consumer() {
+    // pika's shape: an outer publish with an inner publish of the same message, consumers
+    // under the inner one; a publish to another destination nested in it is its own message.
+    let spans = vec![
+        publish(0xd1).at(0, 10).by("orders").on("order.created"),
+        publish(0xd2)
+            .under(0xd1)
+            .at(1, 9)
+            .by("orders")
+            .on("order.created"),
+        consume(0xd3)
+            .under(0xd2)
+            .at(20, 30)
+            .by("shipping")
+            .on("order.created"),
+        {
+            let mut c = consume(0xd4)
+                .under(0xd2)
+                .at(15, 40)
+                .by("billing")
+                .on("order.created");
+            c.status = crate::model::StatusCode::Error;
+            c
+        },
+        // A consume nested in a consume of the same message: one delivery.
+        consume(0xd5)
+            .under(0xd4)
+            .at(16, 39)
+            .by("billing")
+            .on("order.created"),
+        publish(0xd6).under(0xd1).at(2, 3).by("orders").on("audit"),
+    ];
+    let journey = follow(&spans);
+    let nested: Vec<Option<usize>> = (0..spans.len()).map(|i| journey.nested_in(i)).collect();
+    assert_eq!(nested, [None, Some(0), None, None, Some(3), None]);
+    let messages = journey.messages(|system, destination| match (system, destination) {
+        ("rabbitmq", "order.created") => vec!["shipping".into(), "billing".into(), "audit".into()],
+        _ => vec!["archive".into()],
+    });
+    assert_eq!(
+        messages.len(),
+        2,
+        "the nested publish is not a message of its own"
+    );
+    let first = &messages[0];
+    assert_eq!((first.publish, first.nested.clone()), (0, vec![1]));
+    let got: Vec<(&str, f64, bool)> = first
+        .deliveries
+        .iter()
+        .map(|d| (d.service.as_str(), d.wait_micros, d.error))
+        .collect();
+    // Waits count from the publish the consume is tied to (the inner one, at 1 ms).
+    assert_eq!(
+        got,
+        [("billing", 14_000.0, true), ("shipping", 19_000.0, false)]
+    );
+    assert_eq!(first.missing, ["audit"]);
+    let audit = &messages[1];
+    assert_eq!(audit.destination.as_deref(), Some("audit"));
+    assert!(audit.deliveries.is_empty());
+    assert_eq!(audit.missing, ["archive"]);
+}
+
+#[test]
+fn a_cycle_of_nested_publishes_ends() {
+    let spans = vec![
+        publish(0xe1).under(0xe2).at(0, 5),
+        publish(0xe2).under(0xe1).at(1, 4),
+    ];
+    let journey = follow(&spans);
+    assert!(journey.nested_in(0).is_some() && journey.nested_in(1).is_some());
+    // Both inner: neither is listed, and nothing loops.
+    assert!(journey.messages(|_, _| Vec::new()).is_empty());
+}
+
+#[test]
+fn a_request_message_carries_its_response() {
+    let spans = vec![
+        publish(0xf1).at(0, 1).by("wallet").on("identity.2fa"),
+        consume(0xf2)
+            .under(0xf1)
+            .at(2, 6)
+            .by("identity")
+            .on("identity.2fa"),
+        publish(0xf3)
+            .under(0xf2)
+            .at(4, 5)
+            .by("identity")
+            .on("amq.gen"),
+        consume(0xf4)
+            .under(0xf3)
+            .at(8, 9)
+            .by("wallet")
+            .on("amq.gen"),
+    ];
+    let messages = follow(&spans).messages(|_, _| Vec::new());
+    assert_eq!(messages.len(), 2);
+    assert_eq!(messages[0].replies.len(), 1);
+    assert_eq!(messages[0].replies[0].reply_consume_span_id, id(0xf4));
+    assert_eq!(messages[0].replies[0].round_trip_micros, 8_000.0);
+    assert!(messages[1].replies.is_empty());
+}

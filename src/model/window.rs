@@ -69,21 +69,69 @@ pub const DEFAULT_WINDOW_SECS: u64 = 3600;
 /// Windows that end now, offered by name: (name, label, seconds).
 pub const PRESETS: &[(&str, &str, u64)] = &[
     ("5m", "Last 5 minutes", 300),
+    ("15m", "Last 15 minutes", 900),
     ("1h", "Last hour", 3600),
+    ("6h", "Last 6 hours", 21_600),
     ("24h", "Last 24 hours", 86_400),
+    ("7d", "Last 7 days", 604_800),
 ];
 
-/// One bound: an RFC 3339 timestamp (`name` says which, in the error).
-fn parse_rfc3339(name: &str, text: &str) -> Result<u64, String> {
-    let t =
-        time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
-            .map_err(|e| {
-                format!("{name} must be an RFC 3339 timestamp such as 2026-01-02T15:04:05Z: {e}")
-            })?;
+/// Which end of a window a typed time is: a date alone means the start of that day for
+/// `since` and the end of it (the next midnight) for `until`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    Since,
+    Until,
+}
+
+/// One bound: an RFC 3339 timestamp, or as people type it, in UTC: a date alone
+/// (`2026-01-02`), or a date and time without a zone (`2026-01-02 15:04`, `2026-01-02T15:04:05`).
+fn parse_bound(bound: Bound, text: &str) -> Result<u64, String> {
+    use time::format_description::{parse_borrowed, well_known::Rfc3339};
+    let parse = parse_borrowed::<1>;
+    let name = match bound {
+        Bound::Since => "since",
+        Bound::Until => "until",
+    };
+    let text = text.trim();
+    let local = |pattern: &str| {
+        let f = parse(pattern).ok()?;
+        let typed = text.replacen(' ', "T", 1);
+        time::PrimitiveDateTime::parse(typed.trim_end_matches('Z'), &f).ok()
+    };
+    let day = || {
+        let day = time::Date::parse(text, &parse("[year]-[month]-[day]").ok()?).ok()?;
+        let day = match bound {
+            Bound::Since => day,
+            Bound::Until => day.next_day()?,
+        };
+        Some(day.midnight())
+    };
+    let parsed = time::OffsetDateTime::parse(text, &Rfc3339)
+        .ok()
+        .or_else(|| {
+            let at = local("[year]-[month]-[day]T[hour]:[minute]:[second]")
+                .or_else(|| local("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond]"))
+                .or_else(|| local("[year]-[month]-[day]T[hour]:[minute]"))
+                .or_else(day)?;
+            Some(at.assume_utc())
+        });
+    let t = parsed.ok_or_else(|| {
+        format!(
+            "{name} must be a date and time such as 2026-01-02T15:04:05Z or a date such as \
+             2026-01-02 (UTC), not {text:?}"
+        )
+    })?;
     u64::try_from(t.unix_timestamp_nanos()).map_err(|_| format!("{name} is before 1970"))
 }
 
-/// Parses RFC 3339 `since`/`until` (empty means absent): `until` defaults to `now`, `since`
+/// The preset names, for messages: `5m, 15m, 1h, ...`.
+pub fn preset_names() -> String {
+    PRESETS.iter().map(|p| p.0).collect::<Vec<_>>().join(", ")
+}
+
+/// Parses `since`/`until` (RFC 3339, or a date with an optional time in UTC; empty means
+/// absent): `until` defaults to `now`, `since`
 /// to [`DEFAULT_WINDOW_SECS`] before `until`.
 pub fn parse_window(
     since: Option<&str>,
@@ -91,17 +139,17 @@ pub fn parse_window(
     now_unix_nanos: u64,
 ) -> Result<TimeWindow, String> {
     let until = match until.filter(|s| !s.is_empty()) {
-        Some(u) => parse_rfc3339("until", u)?,
+        Some(u) => parse_bound(Bound::Until, u)?,
         None => now_unix_nanos,
     };
     let since = match since.filter(|s| !s.is_empty()) {
-        Some(s) => parse_rfc3339("since", s)?,
+        Some(s) => parse_bound(Bound::Since, s)?,
         None => until.saturating_sub(DEFAULT_WINDOW_SECS * 1_000_000_000),
     };
     TimeWindow::new(since, until).ok_or_else(|| "since must not be after until".to_string())
 }
 
-/// A window as a page asks for it: a preset name (`5m`, `1h`, `24h`; the default `1h`) or
+/// A window as a page asks for it: a preset name (see [`PRESETS`]; the default `1h`) or
 /// `custom` bounds. A preset wins over stale bounds (a form without script sends both); bounds
 /// without a preset, or `custom` without bounds, are custom. Returns the window and the preset
 /// name it was resolved as (`custom` for bounds). A preset ends at `now` rounded up to a whole
@@ -120,7 +168,8 @@ pub fn resolve(
     let name = preset.unwrap_or("1h");
     let Some(&(name, _, secs)) = PRESETS.iter().find(|p| p.0 == name) else {
         return Err(format!(
-            "window must be one of 5m, 1h, 24h or custom, not {name:?}"
+            "window must be one of {} or custom, not {name:?}",
+            preset_names()
         ));
     };
     let now = (now_unix_nanos / 1_000_000_000 + 1) * 1_000_000_000;
@@ -168,7 +217,7 @@ mod tests {
         assert_eq!(rfc3339(w.since_unix_nanos), "2026-01-01T00:00:00Z");
         assert!(parse_window(Some("yesterday"), None, NOW)
             .unwrap_err()
-            .contains("RFC 3339"));
+            .contains("2026-01-02T15:04:05Z"));
         assert!(parse_window(
             Some("2026-01-02T00:00:00Z"),
             Some("2026-01-01T00:00:00Z"),
@@ -195,6 +244,28 @@ mod tests {
         assert_eq!((bare.until_unix_nanos, name), (NOW, "custom"));
         assert!(resolve(Some("7y"), None, None, NOW)
             .unwrap_err()
-            .contains("5m, 1h, 24h"));
+            .contains("5m, 15m, 1h, 6h, 24h, 7d"));
+        let (w, name) = resolve(Some("7d"), None, None, NOW).unwrap();
+        assert_eq!((name, w.duration_secs()), ("7d", 604_800.0));
+    }
+
+    #[test]
+    fn dates_without_a_time_or_zone_are_understood_in_utc() {
+        let day = parse_window(Some("2026-01-01"), Some("2026-01-01"), NOW).unwrap();
+        assert_eq!(rfc3339(day.since_unix_nanos), "2026-01-01T00:00:00Z");
+        assert_eq!(rfc3339(day.until_unix_nanos), "2026-01-02T00:00:00Z");
+        for (typed, read) in [
+            ("2026-01-01 09:30", "2026-01-01T09:30:00Z"),
+            (" 2026-01-01T09:30:15 ", "2026-01-01T09:30:15Z"),
+            ("2026-01-01T09:30:15.5", "2026-01-01T09:30:15.5Z"),
+            ("2026-01-01T09:30:15Z", "2026-01-01T09:30:15Z"),
+        ] {
+            let w = parse_window(Some(typed), Some("2026-01-02"), NOW).unwrap();
+            assert_eq!(rfc3339(w.since_unix_nanos), read, "{typed}");
+        }
+        for bad in ["2026-13-01", "01/02/2026", "2026-01-01T25:00", "<script>"] {
+            let e = parse_window(Some(bad), None, NOW).unwrap_err();
+            assert!(e.starts_with("since must be"), "{bad}: {e}");
+        }
     }
 }

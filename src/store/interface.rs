@@ -94,6 +94,12 @@ pub trait TraceReads {
     fn search_traces(&self, q: &TraceQuery) -> Result<TraceSearch, StoreError>;
     /// Every span of one trace, oldest first (empty: no such trace).
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>, StoreError>;
+    /// Distinct span names (operations) of the newest stored spans, for the search's picker:
+    /// at most `limit`, sorted. A backend without an index of them answers none.
+    fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        let _ = limit;
+        Ok(Vec::new())
+    }
     /// Spans of other traces that link into this one (bounded by the backend).
     fn linking_spans(
         &self,

@@ -30,6 +30,7 @@ const ASSETS: &[Asset] = &[
     asset!("app/svg.js", "text/javascript; charset=utf-8"),
     asset!("app/traces.js", "text/javascript; charset=utf-8"),
     asset!("app/trace.js", "text/javascript; charset=utf-8"),
+    asset!("app/live.js", "text/javascript; charset=utf-8"),
     asset!("app/favicon.svg", "image/svg+xml"),
     asset!(
         "vendor/cytoscape/cytoscape.min.js",

@@ -18,11 +18,20 @@ object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'";
 
 /// Renders `page` off the async runtime into a `text/html` response.
 pub async fn render<T: Template + Send + 'static>(page: T) -> Result<HttpResponse, PageError> {
+    render_status(page, StatusCode::OK).await
+}
+
+/// Renders `page` with another status: a whole page that says what was wrong with the
+/// request (a bad date in a search form), rather than a bare error page.
+pub async fn render_status<T: Template + Send + 'static>(
+    page: T,
+    status: StatusCode,
+) -> Result<HttpResponse, PageError> {
     let html = web::block(move || page.render())
         .await
         .map_err(|e| PageError::Render(e.to_string()))?
         .map_err(|e| PageError::Render(e.to_string()))?;
-    Ok(html_response(StatusCode::OK, html))
+    Ok(html_response(status, html))
 }
 
 fn html_response(status: StatusCode, html: String) -> HttpResponse {

@@ -1,7 +1,8 @@
 //! Trace search input shared by `/traces` and `/api/traces`: the same filters under the same
-//! names, parsed once, and the duration bounds applied to the newest matches.
+//! names, parsed once, names matched case-insensitively against what is stored, and the
+//! duration bounds applied to the newest matches.
 
-use crate::model::TimeWindow;
+use crate::model::{NodeKind, TimeWindow};
 use crate::model::{TraceQuery, TraceSummary};
 use crate::store::{Store, StoreError};
 
@@ -75,6 +76,82 @@ impl Filters {
     /// Whether duration bounds narrow the newest matches after the search.
     pub fn post_filtered(&self) -> bool {
         self.min_ms.is_some() || self.max_ms.is_some()
+    }
+}
+
+/// Names offered by the search's pickers and matched case-insensitively: services and
+/// destinations of the topology in the window, operations of the newest stored spans.
+#[derive(Clone, Debug, Default)]
+pub struct Names {
+    pub services: Vec<String>,
+    pub destinations: Vec<String>,
+    pub operations: Vec<String>,
+}
+
+/// Operations offered at most.
+const MAX_OPERATIONS: usize = 500;
+/// Names are read from this window when the search covers everything stored (a longer one
+/// would make every search page pay for a long topology read).
+const NAMES_WINDOW_SECS: u64 = 3600;
+
+/// Reads the names for `window` (or the last hour) on a blocking thread.
+pub async fn names(store: &Store, window: Option<TimeWindow>) -> Result<Names, StoreError> {
+    let window = window.unwrap_or_else(|| {
+        TimeWindow::last(crate::model::window::now_unix_nanos(), NAMES_WINDOW_SECS)
+    });
+    store
+        .blocking(move |s| {
+            let rows = s.topology(window)?;
+            let mut names = Names::default();
+            for n in &rows.nodes {
+                match n.key.kind {
+                    NodeKind::Service => names.services.push(n.key.name.clone()),
+                    NodeKind::Destination => names.destinations.push(n.key.name.clone()),
+                    NodeKind::External => {}
+                }
+            }
+            names.services.sort();
+            names.services.dedup();
+            names.destinations.sort();
+            names.destinations.dedup();
+            names.operations = s.recent_operations(MAX_OPERATIONS)?;
+            Ok(names)
+        })
+        .await
+}
+
+/// The stored spelling of `typed` among `known`, ignoring case (the typed text when none, or
+/// when it is stored as typed).
+fn stored_spelling(typed: &str, known: &[String]) -> String {
+    if known.iter().any(|k| k == typed) {
+        return typed.to_string();
+    }
+    let lower = typed.to_lowercase();
+    known
+        .iter()
+        .find(|k| k.to_lowercase() == lower)
+        .cloned()
+        .unwrap_or_else(|| typed.to_string())
+}
+
+impl Filters {
+    /// Matches the service, destination and operation against the stored names, ignoring
+    /// case; returns what was read differently (`(typed, stored)`), to say so on the page.
+    pub fn match_names(&mut self, names: &Names) -> Vec<(String, String)> {
+        let mut changed = Vec::new();
+        for (value, known) in [
+            (&mut self.service, &names.services),
+            (&mut self.destination, &names.destinations),
+            (&mut self.operation, &names.operations),
+        ] {
+            if let Some(v) = value.as_mut() {
+                let stored = stored_spelling(v.trim(), known);
+                if stored != *v && known.contains(&stored) {
+                    changed.push((std::mem::replace(v, stored.clone()), stored));
+                }
+            }
+        }
+        changed
     }
 }
 
@@ -154,5 +231,30 @@ mod tests {
             ..Default::default()
         })
         .contains("max_ms"));
+    }
+
+    #[test]
+    fn names_match_their_stored_spelling_ignoring_case() {
+        let names = Names {
+            services: vec!["Orders".into(), "billing".into()],
+            destinations: vec!["order.created".into()],
+            operations: vec!["order.created send".into()],
+        };
+        let mut f = Filters {
+            service: Some("orders".into()),
+            destination: Some("ORDER.created".into()),
+            operation: Some("order.created send".into()),
+            ..Filters::default()
+        };
+        let changed = f.match_names(&names);
+        assert_eq!(f.service.as_deref(), Some("Orders"));
+        assert_eq!(f.destination.as_deref(), Some("order.created"));
+        assert_eq!(changed.len(), 2);
+        let mut unknown = Filters {
+            service: Some("nobody".into()),
+            ..Filters::default()
+        };
+        assert!(unknown.match_names(&names).is_empty());
+        assert_eq!(unknown.service.as_deref(), Some("nobody"));
     }
 }

@@ -82,17 +82,25 @@
     return { node: section, refresh: function () { if (box.isConnected) { load(); } } };
   }
 
-  // The recent traces of the selected node or edge.
-  function recentTraces(filter, ctx) {
+  // The recent traces of the selected node or edge, each with its start time, duration and an
+  // error marker; failing traces first when the selection has errors; links carry the window.
+  function recentTraces(filter, ctx, hasErrors) {
     var list = el("ul", { "class": "detail-list recent-traces" }, [el("li", { "class": "muted", text: "Loading traces\u2026" })]);
+    function get(extra) {
+      return getJson("/api/traces?" + filter + "&" + ctx.windowQuery() + "&limit=8" + extra).then(function (j) { return j.traces || []; });
+    }
     function load() {
-      return getJson("/api/traces?" + filter + "&" + ctx.windowQuery() + "&limit=8").then(function (j) {
-        var items = (j.traces || []).map(function (t) {
+      return Promise.all([hasErrors ? get("&status=error") : Promise.resolve([]), get("")]).then(function (found) {
+        var seen = {}, traces = [];
+        found[0].concat(found[1]).forEach(function (t) { if (!seen[t.trace_id] && traces.length < 8) { seen[t.trace_id] = 1; traces.push(t); } });
+        var items = traces.map(function (t) {
           var label = (t.root_service || "") + ": " + (t.root_name || t.trace_id);
-          return el("li", {}, [
-            el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id), title: label, text: label }),
-            el("span", { "class": "muted", text: kit.micros(t.duration_micros) })
-          ]);
+          var when = new Date(Math.floor(t.start_unix_nanos / 1e6)).toISOString().slice(11, 19);
+          return el("li", { "class": t.error_count ? "error" : "" }, [
+            t.error_count ? el("span", { "class": "trace-err", title: t.error_count + " error span(s)", text: "!" }) : null,
+            el("a", { "class": "trace-link truncate", href: "/traces/" + encodeURIComponent(t.trace_id) + "?" + ctx.pageQuery(), title: label, text: label }),
+            el("span", { "class": "muted", text: when + " \u00b7 " + kit.micros(t.duration_micros) })
+          ].filter(Boolean));
         });
         list.replaceChildren.apply(list, items.length ? items : [el("li", { "class": "muted", text: "No traces in this window." })]);
       }).catch(function () { list.replaceChildren(el("li", { "class": "muted", text: "Could not load traces." })); });

@@ -212,7 +212,8 @@
   }
   function panelContext() {
     return {
-      windowQuery: function () { return windowQuery; }, name: nodeName, button: selectButton,
+      windowQuery: function () { return windowQuery; }, pageQuery: function () { return pageQuery; },
+      name: nodeName, button: selectButton,
       highlight: highlightReach, marked: markImpact
     };
   }
@@ -229,7 +230,7 @@
       d.kind !== "external" ? el("a", { href: "/traces?" + filter + "&" + pageQuery, text: "Search traces" }) : null
     ]);
     var loaders = [panel.reach(d.id, ctx), panel.impact(d.id, ctx)];
-    if (d.kind !== "external") { loaders.push(panel.recentTraces(filter, ctx)); }
+    if (d.kind !== "external") { loaders.push(panel.recentTraces(filter, ctx, d.span_errors > 0 || d.errors > 0)); }
     if (d.kind === "destination" && d.system === "switchyard") { loaders.push(panel.brokerState(d.name, facts)); }
     var parts = sections(loaders);
     show([
@@ -255,7 +256,7 @@
       facts([["Kind", e.kind], ["Count", e.count], ["Errors", e.errors], ["Rate", rate(e.rate_per_sec)],
         [latencyName + " p50", micros(l.p50_micros)], ["p90", micros(l.p90_micros)], ["p99", micros(l.p99_micros)],
         ["Consumer instances", e.instances != null ? e.instances : ""]])
-    ].concat(sections([panel.recentTraces(filter, panelContext())])));
+    ].concat(sections([panel.recentTraces(filter, panelContext(), e.errors > 0)])));
   }
   function showDependency(d) {
     var l = d.latency || {};
@@ -511,7 +512,8 @@
   }
 
   // ---- live: refresh the graph in place when spans arrive (preset windows only) ----
-  var PRESET_SECS = { "window=5m": 300, "window=1h": 3600, "window=24h": 86400 };
+  var PRESET_SECS = { "window=5m": 300, "window=15m": 900, "window=1h": 3600, "window=6h": 21600,
+    "window=24h": 86400, "window=7d": 604800 };
   function update(topo) {
     topology = topo;
     var fresh = elements(topo), seen = {}, added = false;
@@ -555,19 +557,13 @@
     });
   }
   function watch() {
-    if (!PRESET_SECS[pageQuery] || typeof EventSource !== "function") { return; }
-    var badge = document.getElementById("live");
-    var last = null, timer = null;
-    var source = new EventSource("/api/live");
-    source.addEventListener("open", function () { if (badge) { badge.hidden = false; } });
-    source.addEventListener("stored", function (ev) {
-      var n = JSON.parse(ev.data).spans_stored;
-      if (last !== null && n !== last && !timer) {
-        timer = setTimeout(function () { timer = null; refresh(); }, 1500);
-      }
-      last = n;
-    });
     window.switchyard.refresh = refresh;
+    if (!PRESET_SECS[pageQuery] || !window.switchyardLive) { return; }
+    var badge = document.getElementById("live");
+    var timer = null;
+    window.switchyardLive.watch(function () {
+      if (!timer) { timer = setTimeout(function () { timer = null; refresh(); }, 1500); }
+    }, function () { if (badge) { badge.hidden = false; } });
   }
 
   function draw(topo) {

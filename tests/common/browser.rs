@@ -179,6 +179,24 @@ impl Browser {
         self.send("DELETE", "/actions", None);
     }
 
+    /// Runs a Chrome DevTools Protocol command through chromedriver.
+    pub fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.send(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({"cmd": cmd, "params": params})),
+        )
+    }
+
+    /// Sets the browser window's outer size.
+    pub fn resize(&self, width: u32, height: u32) {
+        self.send(
+            "POST",
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        );
+    }
+
     /// Saves a PNG screenshot as test-output/`name`.png and returns its path.
     /// Sets the window's outer size (the viewport is a little smaller in headed mode, the same
     /// in headless mode).

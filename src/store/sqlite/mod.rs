@@ -216,6 +216,10 @@ impl TraceReads for SqliteStore {
         self.read(|c| reader::trace(c, &self.unwritten, id))
     }
 
+    fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        self.read(|c| search::recent_operations(c, limit))
+    }
+
     fn linking_spans(
         &self,
         id: TraceId,

@@ -53,6 +53,25 @@ fn verbatim_in_json(text: &str) -> bool {
     !text.is_empty() && !text.bytes().any(|b| b == b'"' || b == b'\\' || b < 0x20)
 }
 
+/// Blocks whose operation terms [`recent_operations`] reads (the newest).
+const OPERATION_BLOCKS: i64 = 64;
+
+/// Distinct span names in the newest blocks' postings (`o:` terms), sorted, at most `limit`.
+pub fn recent_operations(conn: &Connection, limit: usize) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT substr(term, 3) FROM block_postings \
+         WHERE block_id IN (SELECT id FROM blocks ORDER BY id DESC LIMIT ?1) \
+         AND term >= 'o:' AND term < 'o;' LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(
+        params![OPERATION_BLOCKS, limit.min(i64::MAX as usize) as i64],
+        |r| r.get::<_, String>(0),
+    )?;
+    let mut names = rows.collect::<Result<Vec<String>, _>>()?;
+    names.sort();
+    Ok(names)
+}
+
 /// The most recent traces matching the query, newest first (by trace start).
 ///
 /// Blocks are read newest first by their latest span start. A trace's start is estimated by

@@ -390,3 +390,19 @@ fn a_search_that_hits_its_decode_bound_says_it_is_incomplete() {
     assert!(r.traces.is_empty() && r.complete);
     store.shutdown();
 }
+
+#[test]
+fn recent_operations_are_the_stored_span_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    let requests = generate(11, 60, 8);
+    let names: BTreeSet<String> = requests.iter().flatten().map(|s| s.name.clone()).collect();
+    for r in requests {
+        store.write_blocking(prepare(r)).unwrap();
+    }
+    let listed = store.recent_operations(1000).unwrap();
+    assert!(names.len() > 1, "{names:?}");
+    assert_eq!(listed, names.into_iter().collect::<Vec<_>>());
+    assert_eq!(store.recent_operations(1).unwrap().len(), 1);
+    store.shutdown();
+}

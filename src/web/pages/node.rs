@@ -269,7 +269,7 @@ async fn page(
     let (traces, sparks) = state
         .store
         .blocking(move |s| {
-            let traces = s
+            let traces: Vec<TraceItem> = s
                 .search_traces(&query)?
                 .traces
                 .iter()
@@ -282,7 +282,10 @@ async fn page(
             Ok((traces, (sparks, broker_sparks)))
         })
         .await?;
-    page.traces = traces;
+    page.traces = traces
+        .into_iter()
+        .map(|t| t.in_window(&page.window))
+        .collect();
     (page.sparks, page.broker_sparks) = sparks;
     if super::broker_state::is_broker_destination(&page.id) {
         page.broker = Some(super::broker_state::load(&state.broker, &page.name).await);

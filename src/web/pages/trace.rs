@@ -1,11 +1,21 @@
-//! `GET /traces/{trace_id}`: one trace as a waterfall with its asynchronous hops.
+//! `GET /traces/{trace_id}`: one trace as a waterfall with its asynchronous hops, and the
+//! journey of each of its messages. The page's window (`?window=` or `?since=&until=`, else
+//! minutes around the trace) travels with its links to services and destinations.
 
 use super::waterfall::{self, Waterfall};
-use crate::model::TraceId;
+use super::window::{PageWindow, WindowQuery};
+use crate::model::{EdgeKind, TimeWindow, TopologyRows, TraceId};
 use crate::web::render::{render, PageError};
 use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
+use std::collections::HashMap;
+
+/// Links from a trace without a window of its own show this much before and after it.
+const AROUND_TRACE_NANOS: u64 = 5 * 60 * 1_000_000_000;
+/// Who subscribes to a destination is read from the topology of the trace's minutes and this
+/// much around them (a short read: a minute's rows per minute).
+const SUBSCRIBERS_AROUND_NANOS: u64 = 60 * 1_000_000_000;
 
 #[derive(Template)]
 #[template(path = "trace.html")]
@@ -14,14 +24,57 @@ pub struct TracePage {
     pub view: Waterfall,
     /// Other traces with a span linking into this one: (trace id, "service: operation").
     pub linked_from: Vec<(String, String)>,
+    /// The window links carry (`window=...` or `window=custom&since=..&until=..`).
+    pub window_query: String,
+    /// Why the window asked for was not used (a bad date), shown on the page.
+    pub window_error: String,
+}
+
+/// Who consumes from each destination in the topology rows: `system:name` -> service names,
+/// following routes one step (an exchange's consumers are its queues' consumers).
+fn subscribers(rows: &TopologyRows) -> HashMap<String, Vec<String>> {
+    let names: HashMap<&str, &str> = rows
+        .nodes
+        .iter()
+        .map(|n| (n.key.id.as_str(), n.key.name.as_str()))
+        .collect();
+    let mut direct: HashMap<&str, Vec<String>> = HashMap::new();
+    for e in rows.edges.iter().filter(|e| e.kind == EdgeKind::Consume) {
+        let name = names
+            .get(e.to.as_str())
+            .map(|n| n.to_string())
+            .unwrap_or_else(|| e.to.trim_start_matches("service:").to_string());
+        direct.entry(e.from.as_str()).or_default().push(name);
+    }
+    let mut all: HashMap<String, Vec<String>> = HashMap::new();
+    for (from, list) in &direct {
+        all.entry(from.to_string())
+            .or_default()
+            .extend(list.clone());
+    }
+    for e in rows.edges.iter().filter(|e| e.kind == EdgeKind::Route) {
+        if let Some(list) = direct.get(e.to.as_str()) {
+            all.entry(e.from.clone()).or_default().extend(list.clone());
+        }
+    }
+    all
 }
 
 pub async fn page(
     path: web::Path<String>,
+    q: web::Query<WindowQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let id = TraceId::from_hex(path.trim())
         .map_err(|e| PageError::BadRequest(format!("invalid trace id: {e}")))?;
+    let asked = [&q.window, &q.since, &q.until]
+        .iter()
+        .any(|v| v.as_deref().is_some_and(|v| !v.trim().is_empty()));
+    let (asked, window_error) = match asked.then(|| PageWindow::from_query(&q)) {
+        None => (None, String::new()),
+        Some(Ok(w)) => (Some(w), String::new()),
+        Some(Err(e)) => (None, e),
+    };
     // Reading and laying out the trace both run on a blocking thread.
     let view = state
         .store
@@ -30,21 +83,48 @@ pub async fn page(
             let Some(start) = spans.iter().map(|s| s.start_unix_nanos).min() else {
                 return Ok(None);
             };
+            let end = spans
+                .iter()
+                .map(|s| s.end_unix_nanos)
+                .max()
+                .unwrap_or(start);
             let linked_from = s
                 .linking_spans(id, start, 20)?
                 .into_iter()
                 .map(|l| (l.trace_id.to_hex(), format!("{}: {}", l.service, l.name)))
                 .collect();
-            Ok(Some((waterfall::build(spans), linked_from)))
+            // Who subscribes to what around the trace, to name consumers a message missed.
+            let around = TimeWindow::new(
+                start.saturating_sub(SUBSCRIBERS_AROUND_NANOS),
+                end.saturating_add(SUBSCRIBERS_AROUND_NANOS),
+            );
+            let subs = match around {
+                Some(w) => subscribers(&s.topology(w)?),
+                None => HashMap::new(),
+            };
+            let view = waterfall::build(spans, |system, destination| {
+                subs.get(&format!("destination:{system}:{destination}"))
+                    .cloned()
+                    .unwrap_or_default()
+            });
+            Ok(Some((view, linked_from)))
         })
         .await?;
     let Some((view, linked_from)) = view else {
         return Err(PageError::NotFound(format!("no trace {id} is stored")));
     };
+    let window = asked.unwrap_or_else(|| {
+        PageWindow::custom(
+            view.start_unix_nanos.saturating_sub(AROUND_TRACE_NANOS),
+            view.end_unix_nanos.saturating_add(AROUND_TRACE_NANOS),
+        )
+    });
     render(TracePage {
         trace_id: id.to_hex(),
         view,
         linked_from,
+        window_query: window.page_query(),
+        window_error,
     })
     .await
 }

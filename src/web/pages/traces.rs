@@ -1,13 +1,16 @@
 //! `GET /traces`: trace search by service, destination, operation, attribute `key=value`,
-//! status, duration, time window and limit.
+//! status, duration, time window and limit; names picked from what is stored and matched
+//! ignoring case; results newest first or longest first (`sort=duration`), with a
+//! duration-over-time scatter plot of them.
 
 use super::format;
 use super::window::{PageWindow, WindowQuery};
 use crate::model::TraceSummary;
 use crate::percent;
-use crate::web::render::{render, PageError};
+use crate::web::render::{render_status, PageError};
 use crate::web::state::AppState;
-use crate::web::trace_search::{self, FilterText, Filters};
+use crate::web::trace_search::{self, FilterText, Filters, Names};
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use serde::Deserialize;
@@ -29,6 +32,8 @@ pub struct SearchParams {
     /// Duration bounds in milliseconds (empty form fields mean none).
     pub min_ms: Option<String>,
     pub max_ms: Option<String>,
+    /// `time` (newest first, the default) or `duration` (longest first).
+    pub sort: Option<String>,
 }
 
 /// One result line, formatted.
@@ -44,9 +49,18 @@ pub struct TraceItem {
     pub services: Vec<String>,
     pub destinations: Vec<String>,
     pub hops: i64,
+    /// The trace page, with the window of the page that lists it once [`TraceItem::in_window`]
+    /// set it.
+    pub href: String,
 }
 
 impl TraceItem {
+    /// Links to the trace carry this window.
+    pub fn in_window(mut self, window: &PageWindow) -> TraceItem {
+        self.href = format!("/traces/{}?{}", self.trace_id, window.page_query());
+        self
+    }
+
     pub fn from_summary(t: &TraceSummary) -> TraceItem {
         let root = match (&t.root_service, &t.root_name) {
             (Some(s), Some(n)) => format!("{s}: {n}"),
@@ -66,8 +80,67 @@ impl TraceItem {
             services: t.services.clone(),
             destinations: t.destinations.clone(),
             hops: t.hops,
+            href: format!("/traces/{}", t.trace_id.to_hex()),
         }
     }
+}
+
+/// One dot of the duration-over-time plot (SVG user units) and its trace.
+pub struct Dot {
+    pub x: String,
+    pub y: String,
+    pub r: String,
+    pub error: bool,
+    pub href: String,
+    pub label: String,
+}
+
+/// The scatter plot of the results: start time across, duration up (Jaeger's).
+pub struct Scatter {
+    pub dots: Vec<Dot>,
+    /// Axis labels: earliest and latest start, longest duration.
+    pub from: String,
+    pub to: String,
+    pub max: String,
+}
+
+/// Plot size in SVG user units (the page scales it to its width).
+const PLOT_W: f64 = 1000.0;
+const PLOT_H: f64 = 160.0;
+const PLOT_PAD: f64 = 12.0;
+
+fn scatter(traces: &[TraceItem]) -> Option<Scatter> {
+    let first = traces.iter().map(|t| t.start_unix_nanos).min()?;
+    let last = traces.iter().map(|t| t.start_unix_nanos).max()?;
+    let longest = traces.iter().map(|t| t.duration_micros).max()?.max(1);
+    let span = (last - first).max(1) as f64;
+    let dots = traces
+        .iter()
+        .map(|t| {
+            let x = if last == first {
+                PLOT_W / 2.0
+            } else {
+                PLOT_PAD + (t.start_unix_nanos - first) as f64 / span * (PLOT_W - 2.0 * PLOT_PAD)
+            };
+            let y = PLOT_H
+                - PLOT_PAD
+                - t.duration_micros as f64 / longest as f64 * (PLOT_H - 2.0 * PLOT_PAD);
+            Dot {
+                x: format!("{x:.1}"),
+                y: format!("{y:.1}"),
+                r: format!("{:.1}", 3.0 + (t.span_count.max(1) as f64).log10() * 2.0),
+                error: t.error_count > 0,
+                href: t.href.clone(),
+                label: format!("{} · {} · {}", t.root, t.duration, t.start),
+            }
+        })
+        .collect();
+    Some(Scatter {
+        dots,
+        from: format::time(first),
+        to: format::time(last),
+        max: format::micros(longest as f64),
+    })
 }
 
 #[derive(Template)]
@@ -92,30 +165,42 @@ pub struct TracesPage {
     pub older_href: String,
     /// Whether the window ends now (a preset or all stored): the results follow new spans.
     pub live: bool,
+    /// `time` or `duration`.
+    pub sort: String,
+    pub scatter: Option<Scatter>,
+    /// What the pickers offer.
+    pub names: Names,
+    /// Names typed in another case, read as stored: (typed, stored).
+    pub matched: Vec<(String, String)>,
+    /// Why the search could not run (a bad date, a bad filter), shown above the form.
+    pub error: String,
+    /// The window fields as typed (window, since, until), kept in the form after an error.
+    pub typed: (String, String, String),
 }
 
 impl TracesPage {
     pub fn preset(&self) -> &str {
-        self.window
-            .as_ref()
-            .map(|w| w.preset.as_str())
-            .unwrap_or("all")
+        match &self.window {
+            Some(w) => w.preset.as_str(),
+            None if !self.error.is_empty() && !self.typed.0.is_empty() => self.typed.0.as_str(),
+            None => "all",
+        }
     }
 
     pub fn since(&self) -> &str {
-        self.window
-            .as_ref()
-            .filter(|w| w.is_custom())
-            .map(|w| w.since.as_str())
-            .unwrap_or("")
+        match &self.window {
+            Some(w) if w.is_custom() => w.since.as_str(),
+            None if !self.error.is_empty() => self.typed.1.as_str(),
+            _ => "",
+        }
     }
 
     pub fn until(&self) -> &str {
-        self.window
-            .as_ref()
-            .filter(|w| w.is_custom())
-            .map(|w| w.until.as_str())
-            .unwrap_or("")
+        match &self.window {
+            Some(w) if w.is_custom() => w.until.as_str(),
+            None if !self.error.is_empty() => self.typed.2.as_str(),
+            _ => "",
+        }
     }
 
     pub fn presets(&self) -> &'static [(&'static str, &'static str, u64)] {
@@ -151,47 +236,92 @@ pub async fn page(
         nonempty(&q.since),
         nonempty(&q.until),
     ) {
-        (None | Some("all"), None, None) => None,
-        (w, since, until) => Some(
-            PageWindow::from_query(&WindowQuery {
-                window: w.map(str::to_string),
-                since,
-                until,
-            })
-            .map_err(PageError::BadRequest)?,
-        ),
+        (None | Some("all"), None, None) => Ok(None),
+        (w, since, until) => PageWindow::from_query(&WindowQuery {
+            window: w.map(str::to_string),
+            since,
+            until,
+        })
+        .map(Some),
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let filters = Filters::parse(&q.filter_text()).map_err(PageError::BadRequest)?;
-    let found = trace_search::run(
-        &state.store,
-        &filters,
-        window.as_ref().map(|w| w.window),
-        limit,
-    )
-    .await?;
-    let traces: Vec<TraceItem> = found.traces.iter().map(TraceItem::from_summary).collect();
+    let sort = match q.sort.as_deref() {
+        Some("duration") => "duration",
+        _ => "time",
+    };
+    let filters = Filters::parse(&q.filter_text());
+    // A bad date or filter is said on the page, with the form as typed, and nothing searched.
+    let (window, mut filters, error) = match (window, filters) {
+        (Ok(w), Ok(f)) => (w, f, String::new()),
+        (Err(e), _) | (_, Err(e)) => (None, Filters::default(), e),
+    };
+    let names = trace_search::names(&state.store, window.as_ref().map(|w| w.window)).await?;
+    let matched = filters.match_names(&names);
+    let found = if error.is_empty() {
+        trace_search::run(
+            &state.store,
+            &filters,
+            window.as_ref().map(|w| w.window),
+            limit,
+        )
+        .await?
+    } else {
+        trace_search::Found {
+            traces: Vec::new(),
+            complete: true,
+        }
+    };
+    let mut traces: Vec<TraceItem> = found
+        .traces
+        .iter()
+        .map(|t| match &window {
+            Some(w) => TraceItem::from_summary(t).in_window(w),
+            None => TraceItem::from_summary(t),
+        })
+        .collect();
     let older_href = match traces.last() {
         Some(oldest) if traces.len() == limit => older_link(&q, window.as_ref(), oldest, limit),
         _ => String::new(),
     };
-    render(TracesPage {
-        service: nonempty(&q.service).unwrap_or_default(),
-        destination: nonempty(&q.destination).unwrap_or_default(),
-        operation: nonempty(&q.operation).unwrap_or_default(),
-        attr: nonempty(&q.attr).unwrap_or_default(),
+    if sort == "duration" {
+        traces.sort_by_key(|t| std::cmp::Reverse((t.duration_micros, t.start_unix_nanos)));
+    }
+    let scatter = scatter(&traces);
+    let text = |v: &Option<String>| nonempty(v).unwrap_or_default();
+    let status = if error.is_empty() {
+        StatusCode::OK
+    } else {
+        StatusCode::BAD_REQUEST
+    };
+    let page = TracesPage {
+        service: text(&q.service),
+        destination: text(&q.destination),
+        operation: text(&q.operation),
+        attr: text(&q.attr),
         limit,
-        live: window.as_ref().is_none_or(|w| !w.is_custom()),
-        window,
+        live: error.is_empty() && window.as_ref().is_none_or(|w| !w.is_custom()),
         errors_only: filters.errors_only,
-        min_ms: filters.min_ms.map(|m| m.to_string()).unwrap_or_default(),
-        max_ms: filters.max_ms.map(|m| m.to_string()).unwrap_or_default(),
+        min_ms: match filters.min_ms {
+            Some(m) => m.to_string(),
+            None => text(&q.min_ms),
+        },
+        max_ms: match filters.max_ms {
+            Some(m) => m.to_string(),
+            None => text(&q.max_ms),
+        },
         post_filtered: filters.post_filtered(),
         complete: found.complete,
         traces,
         older_href,
-    })
-    .await
+        sort: sort.to_string(),
+        scatter,
+        names,
+        matched,
+        error,
+        typed: (text(&q.window), text(&q.since), text(&q.until)),
+        window,
+    };
+    render_status(page, status).await
 }
 
 /// The same search over traces that start before `oldest` (half-open window end).
@@ -210,6 +340,7 @@ fn older_link(
         ("status", &q.status),
         ("min_ms", &q.min_ms),
         ("max_ms", &q.max_ms),
+        ("sort", &q.sort),
     ];
     for (key, value) in fields {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {

@@ -13,6 +13,7 @@ use std::collections::{HashMap, HashSet};
 pub struct Hop {
     pub from_span_id: String,
     pub from_service: String,
+    /// Where the broker segment starts and how long it is, in percent of the trace.
     pub gap_left_pct: String,
     pub gap_width_pct: String,
     /// Publish start to consume start, as the topology's edge latency measures it.
@@ -37,6 +38,17 @@ pub struct Row {
     pub depth: usize,
     pub indent_px: usize,
     pub service: String,
+    /// The service's node id (`service:[namespace/]name`), for its page.
+    pub service_id: String,
+    /// The service's colour, an index into the page's palette.
+    pub color: usize,
+    /// For the inner span of nested spans of one message: the outer span's id (the row is
+    /// folded into that one).
+    pub folded_into: String,
+    /// Inner spans of the same message folded into this row.
+    pub folds: usize,
+    /// Whether rows hang under this one (it can be collapsed).
+    pub has_children: bool,
     pub name: String,
     pub kind: String,
     pub role: &'static str,
@@ -62,13 +74,51 @@ pub struct Row {
     pub links: Vec<LinkItem>,
 }
 
+/// One consumer's receipt of a message, formatted.
+pub struct DeliveryItem {
+    pub span_id: String,
+    pub service: String,
+    pub service_id: String,
+    pub destination: String,
+    pub wait: String,
+    pub duration: String,
+    pub error: bool,
+}
+
+/// One message of the trace, formatted: its publish, who received it and who did not.
+pub struct MessageItem {
+    pub span_id: String,
+    pub service: String,
+    pub destination: String,
+    pub system: String,
+    pub message_id: String,
+    /// Publish spans of this message in the trace (nested ones counted).
+    pub spans: usize,
+    /// The first [`DELIVERIES_SHOWN`] receipts (every consume row is in the waterfall).
+    pub deliveries: Vec<DeliveryItem>,
+    /// Receipts beyond those shown.
+    pub more_deliveries: usize,
+    pub missing: Vec<String>,
+    /// (reply consume span id, service, round trip).
+    pub responses: Vec<(String, String, String)>,
+}
+
 pub struct Waterfall {
     pub start: String,
     pub duration: String,
-    pub services: Vec<String>,
+    /// (service, node id, colour), sorted by name.
+    pub services: Vec<(String, String, usize)>,
     pub hops: usize,
     pub errors: usize,
     pub rows: Vec<Row>,
+    /// Rows shown (spans less the inner spans of nested ones, which are folded).
+    pub logical_spans: usize,
+    pub messages: Vec<MessageItem>,
+    /// First and last span start and end, unix nanos (for the window of links).
+    pub start_unix_nanos: u64,
+    pub end_unix_nanos: u64,
+    /// The trace's length in nanoseconds (at least 1), for the axis the script redraws.
+    pub total_nanos: u64,
     /// Axis labels at 0, 25, 50, 75 and 100 %.
     pub ticks: Vec<(String, String)>,
 }
@@ -77,7 +127,24 @@ fn pct(value: u64, start: u64, total: u64) -> f64 {
     (value.saturating_sub(start)) as f64 * 100.0 / total as f64
 }
 
-pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
+/// Receipts of one message listed in its journey (a fan-out to thousands stays readable and
+/// the page small); the waterfall still has a row for each.
+pub const DELIVERIES_SHOWN: usize = 200;
+
+/// Colours of the palette (`svc-c0` .. in the style sheet).
+pub const PALETTE: usize = 12;
+
+/// The node id of a span's service.
+fn service_id(s: &StoredSpan) -> String {
+    crate::model::NodeKey::service(&s.service, s.service_namespace.as_deref()).id
+}
+
+/// `subscribers(system, destination)`: the services the topology says consume from a
+/// destination, to name those a message did not reach.
+pub fn build(
+    mut spans: Vec<StoredSpan>,
+    subscribers: impl Fn(&str, &str) -> Vec<String>,
+) -> Waterfall {
     spans.sort_by_key(|s| (s.start_unix_nanos, s.end_unix_nanos));
     let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
     let end = spans
@@ -96,7 +163,29 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
                 .push((s.span_id.to_hex(), s.service.clone()));
         }
     }
-    let rows: Vec<Row> = tree_order(&journey, spans.len())
+    let mut services: Vec<(String, String, usize)> = spans
+        .iter()
+        .map(|s| (s.service.clone(), service_id(s), 0))
+        .collect();
+    services.sort();
+    services.dedup();
+    for (k, s) in services.iter_mut().enumerate() {
+        s.2 = k % PALETTE;
+    }
+    let color = |s: &StoredSpan| {
+        let id = service_id(s);
+        services
+            .binary_search_by(|x| (x.0.as_str(), x.1.as_str()).cmp(&(s.service.as_str(), &id)))
+            .map(|k| k % PALETTE)
+            .unwrap_or(0)
+    };
+    let mut folds: HashMap<usize, usize> = HashMap::new();
+    for i in 0..spans.len() {
+        if let Some(o) = journey.nested_in(i) {
+            *folds.entry(o).or_default() += 1;
+        }
+    }
+    let mut rows: Vec<Row> = tree_order(&journey, spans.len())
         .into_iter()
         .map(|(i, depth)| {
             let hop = hop(&journey, &spans, i, start, total);
@@ -108,6 +197,12 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
                 hop,
                 consumers.remove(&i).unwrap_or_default(),
             );
+            r.color = color(&spans[i]);
+            r.folds = folds.get(&i).copied().unwrap_or(0);
+            r.folded_into = journey
+                .nested_in(i)
+                .map(|o| spans[o].span_id.to_hex())
+                .unwrap_or_default();
             r.responses = journey
                 .replies_to(i)
                 .into_iter()
@@ -122,9 +217,16 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
             r
         })
         .collect();
-    let mut services: Vec<String> = spans.iter().map(|s| s.service.clone()).collect();
-    services.sort();
-    services.dedup();
+    for k in 1..rows.len() {
+        if rows[k].depth > rows[k - 1].depth {
+            rows[k - 1].has_children = true;
+        }
+    }
+    let messages = journey
+        .messages(subscribers)
+        .into_iter()
+        .map(|m| message_item(&spans, m))
+        .collect();
     let ticks = (0..=4)
         .map(|q| {
             (
@@ -139,17 +241,65 @@ pub fn build(mut spans: Vec<StoredSpan>) -> Waterfall {
         services,
         hops: journey.hop_count(),
         errors: rows.iter().filter(|r| r.error).count(),
+        logical_spans: rows.iter().filter(|r| r.folded_into.is_empty()).count(),
         rows,
+        messages,
+        start_unix_nanos: start,
+        end_unix_nanos: end,
+        total_nanos: total,
         ticks,
     }
 }
 
+fn message_item(spans: &[StoredSpan], m: flow::Message) -> MessageItem {
+    MessageItem {
+        span_id: spans[m.publish].span_id.to_hex(),
+        service: m.service,
+        destination: m.destination.unwrap_or_default(),
+        system: m.system.unwrap_or_default(),
+        message_id: m.message_id.unwrap_or_default(),
+        spans: 1 + m.nested.len(),
+        more_deliveries: m.deliveries.len().saturating_sub(DELIVERIES_SHOWN),
+        deliveries: m
+            .deliveries
+            .into_iter()
+            .take(DELIVERIES_SHOWN)
+            .map(|d| DeliveryItem {
+                span_id: spans[d.consume].span_id.to_hex(),
+                service_id: service_id(&spans[d.consume]),
+                service: d.service,
+                destination: d.destination.unwrap_or_default(),
+                wait: format::micros(d.wait_micros),
+                duration: format::micros(d.duration_micros as f64),
+                error: d.error,
+            })
+            .collect(),
+        missing: m.missing,
+        responses: m
+            .replies
+            .into_iter()
+            .map(|x| {
+                (
+                    x.reply_consume_span_id.to_hex(),
+                    x.service,
+                    format::micros(x.round_trip_micros),
+                )
+            })
+            .collect(),
+    }
+}
+
 /// Rows in tree order with their depth: each span under the span it follows, roots in time
-/// order; spans only reachable through a cycle of parents still get a row.
+/// order; spans only reachable through a cycle of parents still get a row. What hangs under
+/// the inner span of nested spans of one message hangs under the outer one (whose row shows
+/// the message), the inner span's row right under it.
 fn tree_order(journey: &Journey<'_>, len: usize) -> Vec<(usize, usize)> {
     let mut children: HashMap<Option<usize>, Vec<usize>> = HashMap::new();
     for i in 0..len {
-        children.entry(journey.follows(i)).or_default().push(i);
+        let under = journey
+            .follows(i)
+            .map(|p| journey.nested_in(p).unwrap_or(p));
+        children.entry(under).or_default().push(i);
     }
     let mut order: Vec<(usize, usize)> = Vec::with_capacity(len);
     let mut seen = HashSet::new();
@@ -237,6 +387,11 @@ fn row(
         depth,
         indent_px: depth.min(24) * 14,
         service: s.service.clone(),
+        service_id: service_id(s),
+        color: 0,
+        folded_into: String::new(),
+        folds: 0,
+        has_children: false,
         name: s.name.clone(),
         kind: serde_json::to_value(s.kind)
             .ok()
@@ -292,11 +447,14 @@ mod tests {
             .at(90, 100)
             .linked(TRACE, 0xa1)
             .linked("ffffffffffffffffffffffffffffffff", 0xff);
-        let w = build(vec![
-            linked,
-            consume(0xa2).under(0xa1).at(40, 50),
-            publish(0xa1).at(0, 10),
-        ]);
+        let w = build(
+            vec![
+                linked,
+                consume(0xa2).under(0xa1).at(40, 50),
+                publish(0xa1).at(0, 10),
+            ],
+            |_, _| Vec::new(),
+        );
         let order: Vec<(&str, usize)> = w
             .rows
             .iter()
@@ -334,12 +492,15 @@ mod tests {
 
     #[test]
     fn a_reply_consumed_by_the_requester_is_the_response() {
-        let w = build(vec![
-            publish(0xc1).at(0, 1).by("wallet"),
-            consume(0xc2).under(0xc1).at(2, 6).by("identity"),
-            publish(0xc3).under(0xc2).at(4, 5).by("identity"),
-            consume(0xc4).under(0xc3).at(8, 9).by("wallet"),
-        ]);
+        let w = build(
+            vec![
+                publish(0xc1).at(0, 1).by("wallet"),
+                consume(0xc2).under(0xc1).at(2, 6).by("identity"),
+                publish(0xc3).under(0xc2).at(4, 5).by("identity"),
+                consume(0xc4).under(0xc3).at(8, 9).by("wallet"),
+            ],
+            |_, _| Vec::new(),
+        );
         assert_eq!(
             w.rows[0].responses,
             [(
@@ -356,11 +517,48 @@ mod tests {
 
     #[test]
     fn a_parent_cycle_still_shows_every_span() {
-        let w = build(vec![
-            span(0xb1, SpanKind::Internal, None).under(0xb2).at(0, 5),
-            span(0xb2, SpanKind::Internal, None).under(0xb1).at(1, 4),
-        ]);
+        let w = build(
+            vec![
+                span(0xb1, SpanKind::Internal, None).under(0xb2).at(0, 5),
+                span(0xb2, SpanKind::Internal, None).under(0xb1).at(1, 4),
+            ],
+            |_, _| Vec::new(),
+        );
         assert_eq!(w.rows.len(), 2);
         assert_eq!(w.hops, 0);
+    }
+
+    #[test]
+    fn a_nested_publish_folds_into_its_outer_row_and_its_consumers_hang_under_that() {
+        let w = build(
+            vec![
+                publish(0xd1).at(0, 10).by("orders"),
+                publish(0xd2).under(0xd1).at(1, 9).by("orders"),
+                consume(0xd3).under(0xd2).at(20, 30).by("shipping"),
+            ],
+            |_, _| vec!["shipping".to_string(), "billing".to_string()],
+        );
+        let rows: Vec<(&str, usize, &str, usize)> = w
+            .rows
+            .iter()
+            .map(|r| (r.span_id.as_str(), r.depth, r.folded_into.as_str(), r.folds))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("00000000000000d1", 0, "", 1),
+                ("00000000000000d2", 1, "00000000000000d1", 0),
+                ("00000000000000d3", 1, "", 0),
+            ]
+        );
+        assert_eq!(w.logical_spans, 2);
+        assert_eq!(w.messages.len(), 1);
+        let m = &w.messages[0];
+        assert_eq!((m.spans, m.deliveries.len()), (2, 1));
+        assert_eq!(m.deliveries[0].wait, "19.0 ms");
+        assert_eq!(m.missing, ["billing"]);
+        let colors: Vec<(&str, usize)> = w.services.iter().map(|s| (s.0.as_str(), s.2)).collect();
+        assert_eq!(colors, [("orders", 0), ("shipping", 1)]);
+        assert_eq!(w.rows[2].color, 1);
     }
 }

@@ -1,5 +1,6 @@
-//! The time window of a page: a preset (`?window=5m|1h|24h`, ending now) or a custom
-//! `?since=&until=` pair (RFC 3339), kept in the URL so a view can be bookmarked.
+//! The time window of a page: a preset (`?window=5m|15m|1h|6h|24h|7d`, ending now) or a custom
+//! `?since=&until=` pair (RFC 3339, or a date with an optional time in UTC), kept in the URL so
+//! a view can be bookmarked, and carried by the links that lead to other pages.
 
 use crate::model::window::{self, now_unix_nanos, rfc3339, PRESETS};
 use crate::model::TimeWindow;
@@ -33,6 +34,13 @@ impl PageWindow {
             now_unix_nanos(),
         )?;
         Ok(PageWindow::new(window, preset))
+    }
+
+    /// A custom window with these bounds (unix nanos), e.g. around one trace.
+    pub fn custom(since_unix_nanos: u64, until_unix_nanos: u64) -> PageWindow {
+        let window = TimeWindow::new(since_unix_nanos, until_unix_nanos.max(since_unix_nanos))
+            .unwrap_or(TimeWindow::last(until_unix_nanos, 0));
+        PageWindow::new(window, "custom")
     }
 
     fn new(window: TimeWindow, preset: &str) -> PageWindow {
