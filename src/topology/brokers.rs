@@ -301,6 +301,11 @@ fn merged(earlier: Option<Figures>, later: &Figures) -> Figures {
         redelivered: later.redelivered.or(e.redelivered),
         messages: later.messages.or(e.messages),
         bytes: later.bytes.or(e.bytes),
+        lag: if later.lag.is_empty() {
+            e.lag
+        } else {
+            later.lag.clone()
+        },
     }
 }
 
