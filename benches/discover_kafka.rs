@@ -113,6 +113,19 @@ fn main() {
         assert!(m.topics.len() >= TOPICS);
         t.elapsed()
     };
+    // What a cluster that cannot answer "every committed offset" (tansu) costs per group:
+    // one OffsetFetch naming every partition.
+    let per_group = {
+        let every: Vec<(&str, Vec<i32>)> = names
+            .iter()
+            .map(|n| (n.as_str(), (0..PARTITIONS).collect()))
+            .collect();
+        let mut c = conn(port);
+        let t = Instant::now();
+        let body = wire::offset_fetch_request("bench-group-0", Some(&every));
+        c.call(wire::OFFSET_FETCH, 2, &body).expect("offset fetch");
+        t.elapsed()
+    };
     let limits = Limits {
         timeout: Duration::from_secs(30),
         poll_budget: Duration::from_secs(120),
@@ -131,6 +144,11 @@ fn main() {
         snap.services.len()
     );
     println!("baseline: one Metadata call for every topic {baseline:?}");
+    println!(
+        "one OffsetFetch of every partition for one group: {per_group:?} ({:.1}x baseline; x{GROUPS} groups = {:?})",
+        per_group.as_secs_f64() / baseline.as_secs_f64(),
+        per_group * GROUPS as u32
+    );
     println!(
         "one poll: {wall:?} wall ({:.1}x baseline), {cpu_used:?} CPU of this process",
         wall.as_secs_f64() / baseline.as_secs_f64()
