@@ -29,7 +29,8 @@ WORK=$(mktemp -d)
 export KAFKA_STATE="$WORK"
 PIDS=()
 cleanup() {
-  for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  # On a failure the consumers may be stuck leaving a group (or the broker gone): no waiting.
+  for p in "${PIDS[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
