@@ -146,7 +146,7 @@ pub struct ServeArgs {
     pub workers: usize,
     /// A broker to poll for its state, as KIND=URL (repeatable; the variable holds a
     /// comma-separated list): rabbitmq=http://USER:PASS@HOST:15672[/VHOST],
-    /// nats=nats://HOST:4222, nats-monitor=http://HOST:8222.
+    /// nats=nats://HOST:4222, nats-monitor=http://HOST:8222, kafka=HOST:PORT[,HOST:PORT].
     #[arg(
         long,
         env = "SWITCHYARD_DISCOVER",

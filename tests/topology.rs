@@ -64,6 +64,63 @@ fn python_nats_fixtures_give_the_recorded_topology_in_any_arrival_order() {
     check_fixture_set(fixtures::PYTHON_NATS, expected::python_nats(""));
 }
 
+/// kafkajs (current conventions: `send`, `process` with the partition and offset, a `poll`
+/// CLIENT span per eachBatch whose `process` children link to the producer) and
+/// confluent-kafka (legacy names: `publish`, an attribute-less `recv` CONSUMER span around a
+/// `process` child that links to the producer) as one topic, its producers and its groups'
+/// services, without a broker: every message counted once.
+#[test]
+fn kafka_fixtures_give_the_recorded_topology() {
+    let (env, _, window) = TestEnv::with_recording(fixtures::KAFKA);
+    let t = env.topology(&window);
+    let orders = "destination:kafka:orders";
+    let e = common::topo::edges(&t);
+    let edge =
+        |kind: &str, from: &str, to: &str| e.get(&(kind.into(), from.into(), to.into())).copied();
+    assert_eq!(
+        edge("publish", "service:checkout-js", orders),
+        Some((8, 0)),
+        "{e:#?}"
+    );
+    assert_eq!(
+        edge("publish", "service:checkout-py", orders),
+        Some((6, 0)),
+        "{e:#?}"
+    );
+    assert_eq!(
+        edge("consume", orders, "service:billing"),
+        Some((12, 0)),
+        "{e:#?}"
+    );
+    assert_eq!(
+        edge("consume", orders, "service:audit"),
+        Some((12, 2)),
+        "audit failed order-3 and order-9: {e:#?}"
+    );
+    assert_eq!(
+        e.len(),
+        4,
+        "no other edge (no call to the poll span's peer): {e:#?}"
+    );
+    let billing = common::topo::edge(&t, "consume", orders, "service:billing");
+    assert_eq!(billing["instances"], 2, "{billing}");
+    let deps = common::topo::dependencies(&t);
+    for (from, to) in [("checkout-js", "billing"), ("checkout-py", "audit")] {
+        assert!(
+            deps.keys()
+                .any(|(f, d, via)| f == &format!("service:{from}")
+                    && via == orders
+                    && d == &format!("service:{to}")),
+            "{from} -> {to} through the links: {deps:#?}"
+        );
+    }
+    let patterns: std::collections::BTreeSet<String> = common::topo::findings(&t)
+        .into_iter()
+        .map(|f| f.0)
+        .collect();
+    assert!(patterns.contains("broadcast"), "{patterns:?}");
+}
+
 #[test]
 fn the_topology_window_is_reported_and_excludes_other_times() {
     let env = TestEnv::start();

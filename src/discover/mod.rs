@@ -8,6 +8,7 @@
 //! Credentials given in a URL are used for the calls and never shown: a source's label, its
 //! errors and everything it stores name the broker by kind, host and port only.
 
+pub mod kafka;
 pub mod nats;
 
 use crate::model::BrokerSnapshot;
@@ -26,6 +27,8 @@ pub enum Kind {
     Nats,
     /// NATS monitoring endpoints (`nats-monitor=http://HOST:8222`).
     NatsMonitor,
+    /// A Kafka cluster over the Kafka protocol (`kafka=HOST:PORT[,HOST:PORT]`).
+    Kafka,
 }
 
 impl Kind {
@@ -34,6 +37,7 @@ impl Kind {
             Kind::Rabbitmq => "rabbitmq",
             Kind::Nats => "nats",
             Kind::NatsMonitor => "nats-monitor",
+            Kind::Kafka => "kafka",
         }
     }
 }
@@ -63,9 +67,10 @@ impl std::str::FromStr for Spec {
             "rabbitmq" => Kind::Rabbitmq,
             "nats" => Kind::Nats,
             "nats-monitor" => Kind::NatsMonitor,
+            "kafka" => Kind::Kafka,
             other => {
                 return Err(format!(
-                    "unknown broker kind {other:?} (rabbitmq, nats or nats-monitor)"
+                    "unknown broker kind {other:?} (rabbitmq, nats, nats-monitor or kafka)"
                 ))
             }
         };
@@ -75,6 +80,7 @@ impl std::str::FromStr for Spec {
                 url.starts_with("http://") || url.starts_with("https://")
             }
             Kind::Nats => url.starts_with("nats://") || url.starts_with("tls://"),
+            Kind::Kafka => kafka::bootstrap(url).is_ok(),
         };
         if !scheme_ok {
             return Err(format!(
@@ -160,7 +166,9 @@ mod tests {
         assert_eq!(n.kind, Kind::Nats);
         let err = "rabbitmq=ftp://u:pw@h".parse::<Spec>().unwrap_err();
         assert!(!err.contains("pw"), "{err}");
-        assert!("kafka=h:9092".parse::<Spec>().is_err());
+        assert_eq!("kafka=h:9092".parse::<Spec>().unwrap().kind, Kind::Kafka);
+        assert!("kafka=http://h:9092".parse::<Spec>().is_err());
+        assert!("amqp=h:5672".parse::<Spec>().is_err());
         assert!("rabbitmq".parse::<Spec>().is_err());
         assert_eq!(redact("nats://a:b@h:4222"), "nats://h:4222");
         assert_eq!(redact("h:4222"), "h:4222");

@@ -27,7 +27,7 @@ pub const MIN_INTERVAL: Duration = Duration::from_millis(100);
 pub fn sources(values: &[String]) -> Result<Vec<Box<dyn Source>>, String> {
     let mut out = Vec::new();
     let mut errors = Vec::new();
-    for (i, value) in values.iter().enumerate() {
+    for (i, value) in joined(values).iter().enumerate() {
         let built = value.parse::<Spec>().and_then(|spec| source(&spec));
         match built {
             Ok(s) => out.push(s),
@@ -41,6 +41,22 @@ pub fn sources(values: &[String]) -> Result<Vec<Box<dyn Source>>, String> {
     }
 }
 
+/// The values with each Kafka bootstrap list whole again: the flag's values are split on
+/// commas, and a `kafka=` value's further servers come as values with no `KIND=`.
+fn joined(values: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for v in values {
+        match out.last_mut() {
+            Some(last) if !v.contains('=') && last.trim_start().starts_with("kafka=") => {
+                last.push(',');
+                last.push_str(v);
+            }
+            _ => out.push(v.clone()),
+        }
+    }
+    out
+}
+
 /// The source a spec names.
 pub fn source(spec: &Spec) -> Result<Box<dyn Source>, String> {
     match spec.kind {
@@ -50,6 +66,10 @@ pub fn source(spec: &Spec) -> Result<Box<dyn Source>, String> {
             Ok(Box::new(s))
         }
         Kind::Nats | Kind::NatsMonitor => super::nats::open(spec).map_err(|e| e.to_string()),
+        Kind::Kafka => {
+            let s = super::kafka::KafkaSource::new(&spec.url, super::kafka::Limits::default())?;
+            Ok(Box::new(s))
+        }
     }
 }
 
@@ -317,5 +337,15 @@ mod tests {
         assert_eq!(ok[0].label(), "rabbitmq 127.0.0.1:15672/v%2F1");
         let nats = sources(&["nats=nats://a:b@127.0.0.1:4222".into()]).unwrap();
         assert_eq!(nats[0].label(), "nats 127.0.0.1:4222");
+        // `kafka=a:1,b:2` arrives split on its comma.
+        let kafka = sources(&[
+            "kafka=a:9092".into(),
+            "b:9093".into(),
+            "nats=nats://h:4222".into(),
+        ])
+        .unwrap();
+        assert_eq!(kafka.len(), 2);
+        assert_eq!(kafka[0].label(), "kafka a:9092,b:9093");
+        assert!(sources(&["b:9093".into()]).is_err());
     }
 }

@@ -80,6 +80,10 @@ pub enum NamedBy {
     /// A connection with no name: `user (product)`; shown as an external node, never named by
     /// an ephemeral port.
     UserAndProduct,
+    /// A Kafka consumer group's members all introduce themselves with this client id.
+    ClientId,
+    /// A Kafka consumer group whose members name no common client id: the group's id.
+    ConsumerGroup,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -157,6 +161,31 @@ pub struct Figures {
     /// subscriptions).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letters: Option<u64>,
+    /// Kafka: per partition, the end offset, and (a consumer group's) committed offset and
+    /// lag; on a topic, each partition's messages, consumers and lag summed over its groups.
+    /// `pending` is the sum of the lags.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lag: Vec<PartitionLag>,
+}
+
+/// One Kafka partition's offsets at a poll.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartitionLag {
+    pub partition: i32,
+    /// The offset the next message written gets.
+    pub end_offset: u64,
+    /// Messages the partition holds (end offset less the first offset kept).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<u64>,
+    /// A group's committed offset (on a consume flow).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub committed: Option<u64>,
+    /// Group members the partition is assigned to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consumers: Option<u64>,
+    /// Messages written and not yet committed (end offset less committed offset).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lag: Option<u64>,
 }
 
 impl Figures {

@@ -478,6 +478,11 @@ fn merged(earlier: Option<Figures>, later: &Figures) -> Figures {
         messages: later.messages.or(e.messages),
         bytes: later.bytes.or(e.bytes),
         dead_letters: later.dead_letters.or(e.dead_letters),
+        lag: if later.lag.is_empty() {
+            e.lag
+        } else {
+            later.lag.clone()
+        },
     }
 }
 

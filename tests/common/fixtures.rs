@@ -13,6 +13,9 @@ pub const NODE_AMQPLIB_JSON: &str = "node-amqplib-json";
 pub const PYTHON_AIO_PIKA: &str = "python-aio-pika";
 pub const PYTHON_CELERY: &str = "python-celery";
 pub const PYTHON_NATS: &str = "python-nats";
+/// kafkajs and confluent-kafka together (tools/record/kafka_scenario.sh); not in `ALL_SETS`:
+/// its spans link to their producers.
+pub const KAFKA: &str = "kafka";
 pub const ALL_SETS: &[&str] = &[
     PYTHON_PIKA,
     PYTHON_PIKA_GZIP,

@@ -10,6 +10,7 @@ pub mod builder;
 pub mod expected;
 pub mod fixtures;
 pub mod http;
+pub mod kafka;
 pub mod nats;
 pub mod topo;
 pub mod ui;

@@ -6,6 +6,7 @@
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json
 #             | python-nats (NATS JetStream on $NATS_URL, default nats://127.0.0.1:4222; its
 #               stream ORDERS is deleted again afterwards)
+#             | kafka (kafka_scenario.sh: kafkajs and confluent-kafka on a tansu of its own)
 # For every scenario: starts capture.py on a free 127.0.0.1 port, runs the
 # scenario against it (run_scenarios.sh), stops capture, replaces
 # fixtures/otlp/<scenario>/ with the captured requests and writes a decoded

@@ -7,6 +7,8 @@
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
 #             python-nats: NATS JetStream (nats-py, trace context in message headers) on $NATS_URL
 #               (default nats://127.0.0.1:4222); never run by default
+#             kafka: kafkajs and confluent-kafka on a Kafka-protocol broker (kafka_scenario.sh;
+#               $KAFKA_BOOTSTRAP, default a tansu of its own); never run by default
 #             python-pika-rotel: the broadcast part of python-pika exporting to an intermediate
 #               collector (rotel, OTLP/HTTP in) that forwards to ENDPOINT; never run by default
 #             python-aio-pika-grpc | python-celery-grpc | node-amqplib-grpc: the same over OTLP/gRPC to
@@ -19,7 +21,7 @@
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
-  sed -n '2,18p' "$0" >&2
+  sed -n '2,20p' "$0" >&2
   exit 2
 fi
 ENDPOINT=${1%/}
@@ -60,6 +62,9 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     python-nats)
       (cd "$HERE/python" && "$HERE/.venv/bin/python" orders_nats.py)
+      ;;
+    kafka)
+      AFTER_STOP=${AFTER_STOP:-2} SKIP_SETUP=1 "$HERE/kafka_scenario.sh" "$ENDPOINT"
       ;;
     python-pika-rotel)
       SHOP_PARTS=broadcast "$HERE/rotel.sh" "$ENDPOINT" "$HERE/.venv/bin/python" "$HERE/python/shop.py"

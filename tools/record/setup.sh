@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs the recording toolchain: tools/record/.venv (pinned Python SDK,
-# pika, aio-pika and Celery instrumentations, OTLP/HTTP and gRPC exporters,
+# pika, aio-pika, Celery and confluent-kafka instrumentations, OTLP/HTTP and gRPC exporters,
 # nats-py, rotel) and tools/record/node/node_modules (npm ci from the committed package-lock.json).
 # Usage: setup.sh [--if-missing]   (--if-missing: skip parts already installed)
 set -euo pipefail
@@ -12,9 +12,9 @@ if [ ! -x "$HERE/.venv/bin/python" ]; then
   python3 -m venv "$HERE/.venv"
   IF_MISSING=0
 fi
-if [ "$IF_MISSING" = 0 ] || ! "$HERE/.venv/bin/python" -c 'import opentelemetry.instrumentation.pika, opentelemetry.instrumentation.aio_pika, opentelemetry.instrumentation.celery, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, pika, aio_pika, celery, nats, rotel' 2>/dev/null; then
+if [ "$IF_MISSING" = 0 ] || ! "$HERE/.venv/bin/python" -c 'import opentelemetry.instrumentation.pika, opentelemetry.instrumentation.aio_pika, opentelemetry.instrumentation.celery, opentelemetry.exporter.otlp.proto.http, opentelemetry.exporter.otlp.proto.grpc, pika, aio_pika, celery, nats, rotel, opentelemetry.instrumentation.confluent_kafka, confluent_kafka' 2>/dev/null; then
   "$HERE/.venv/bin/pip" install -q -r "$HERE/python/requirements.txt"
 fi
-if [ "$IF_MISSING" = 0 ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/instrumentation-amqplib" ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/exporter-trace-otlp-grpc" ]; then
+if [ "$IF_MISSING" = 0 ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/instrumentation-amqplib" ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/exporter-trace-otlp-grpc" ] || [ ! -d "$HERE/node/node_modules/@opentelemetry/instrumentation-kafkajs" ]; then
   (cd "$HERE/node" && npm ci --no-audit --no-fund --loglevel=error)
 fi

@@ -73,9 +73,10 @@ pub fn open_with(spec: &Spec, limits: Limits) -> Result<Box<dyn Source>, Discove
     match spec.kind {
         Kind::Nats => Ok(Box::new(jetstream::JetStreamSource::new(spec, limits)?)),
         Kind::NatsMonitor => Ok(Box::new(monitor::MonitorSource::new(spec, limits)?)),
-        Kind::Rabbitmq => Err(DiscoverError::BadAnswer(
-            "not a NATS source: rabbitmq".to_string(),
-        )),
+        Kind::Rabbitmq | Kind::Kafka => Err(DiscoverError::BadAnswer(format!(
+            "not a NATS source: {}",
+            spec.kind.as_str()
+        ))),
     }
 }
 

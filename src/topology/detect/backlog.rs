@@ -2,7 +2,8 @@ use super::{name, Detector, Finding, Flows, Topology};
 
 /// A destination whose broker holds messages that are not being taken: no consumer while
 /// messages wait, messages arriving faster than they are delivered, or a depth that grew over
-/// the window (the broker's oldest poll in it against its newest).
+/// the window (the broker's oldest poll in it against its newest); or a consumer group with no
+/// members while messages arrive for it (its lag grew, or its topic is written to).
 pub struct Backlog;
 
 impl Detector for Backlog {
@@ -42,8 +43,40 @@ impl Detector for Backlog {
                 description: format!("{} {why}", name(topo, &n.id)),
             });
         }
+        out.extend(empty_groups(topo, self.pattern()));
         out
     }
+}
+
+/// Consume flows a broker reports with no consumer (a Kafka group with no members) whose
+/// waiting messages grew over the window or whose destination is being written to.
+fn empty_groups(topo: &Topology, pattern: &'static str) -> Vec<Finding> {
+    topo.edges_of_kind(crate::model::EdgeKind::Consume)
+        .filter_map(|e| {
+            let b = e.broker.as_ref()?;
+            let waiting = b.pending.filter(|&p| p > 0)?;
+            if b.consumers != Some(0) {
+                return None;
+            }
+            let before = e.broker_then.as_ref().and_then(|t| t.pending);
+            let source = topo.node(&e.from).and_then(|n| n.broker.as_ref());
+            let written = source.is_some_and(|s| s.publish_rate.is_some_and(|r| r > 0.0));
+            let grew = before.is_some_and(|t| waiting > t);
+            if !(written || grew) {
+                return None;
+            }
+            let group = e.key.as_deref().unwrap_or_else(|| name(topo, &e.to));
+            Some(Finding {
+                pattern,
+                nodes: vec![e.from.clone(), e.to.clone()],
+                description: format!(
+                    "group {group} ({}) has no members while messages arrive on {}: {waiting} wait",
+                    name(topo, &e.to),
+                    name(topo, &e.from)
+                ),
+            })
+        })
+        .collect()
 }
 
 /// Grown enough to matter: by at least ten messages and a tenth.
@@ -108,5 +141,27 @@ mod tests {
         assert_eq!(f.len(), 1);
         assert!(f[0].description.contains("from 20 to 60"), "{f:?}");
         assert!(grew(0, 10) && !grew(0, 9) && grew(1000, 1100) && !grew(1000, 1099));
+    }
+
+    #[test]
+    fn a_group_with_no_members_while_messages_arrive() {
+        let mut t = topo(&[("d:orders", "s:audit", Consume, 1)]);
+        let group = |pending, consumers| Figures {
+            pending: Some(pending),
+            consumers: Some(consumers),
+            ..Figures::default()
+        };
+        t.edges[0].key = Some("audit-group".into());
+        t.edges[0].broker = Some(group(7, 0));
+        t.edges[0].broker_then = Some(group(7, 0));
+        assert!(Backlog.check(&t).is_empty(), "nothing arrives");
+        t.edges[0].broker_then = Some(group(3, 0));
+        let f = Backlog.check(&t);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].nodes, vec!["d:orders", "s:audit"]);
+        assert!(f[0].description.contains("group audit-group"), "{f:?}");
+        // With members it is the consumer's lag, not an empty group.
+        t.edges[0].broker = Some(group(7, 2));
+        assert!(Backlog.check(&t).is_empty());
     }
 }

@@ -174,9 +174,17 @@ impl<'a> Flows<'a> {
         }
         for n in &topo.nodes {
             let moving = |rate: Option<f64>| rate.is_some_and(|r| r > 0.0);
-            if n.broker
-                .as_ref()
-                .is_some_and(|b| moving(b.publish_rate) || moving(b.deliver_rate))
+            // Kafka: the partitions' end offsets moved over the window.
+            let written =
+                |f: &crate::model::Figures| f.lag.iter().map(|l| l.end_offset).sum::<u64>();
+            let grew = match (&n.broker, &n.broker_then) {
+                (Some(now), Some(then)) => written(now) > written(then),
+                _ => false,
+            };
+            if grew
+                || n.broker
+                    .as_ref()
+                    .is_some_and(|b| moving(b.publish_rate) || moving(b.deliver_rate))
             {
                 f.broker_traffic.insert(&n.id);
             }

@@ -22,6 +22,28 @@ impl Detector for WorkQueue {
         for e in topo.edges_of_kind(EdgeKind::Consume) {
             first.entry(e.from.as_str()).or_insert(e);
         }
+        // A Kafka topic read by several consumer groups is a work queue inside each group
+        // whose service runs two or more instances (and a broadcast across the groups).
+        let topic = |id: &str| {
+            topo.node(id)
+                .is_some_and(|n| n.entity == Some(Some(crate::model::Entity::Topic)))
+        };
+        for e in topo.edges_of_kind(EdgeKind::Consume) {
+            let shared = flows.consumers.get(e.from.as_str()).map_or(0, |c| c.len());
+            let instances = e.instances.unwrap_or(0);
+            if shared > 1 && topic(&e.from) && instances >= 2 && !copies_per_instance(topo, e) {
+                let group = e.key.as_deref().unwrap_or_else(|| name(topo, &e.to));
+                out.push(Finding {
+                    pattern: self.pattern(),
+                    nodes: vec![e.from.clone(), e.to.clone()],
+                    description: format!(
+                        "{} is a work queue inside group {group}: {instances} instances of {} share it",
+                        name(topo, &e.from),
+                        name(topo, &e.to)
+                    ),
+                });
+            }
+        }
         for (dest, consumers) in &flows.consumers {
             if consumers.len() != 1 {
                 continue;
@@ -52,6 +74,30 @@ mod tests {
     use super::*;
     use crate::model::EdgeKind::*;
     use crate::topology::detect::testing::topo;
+
+    #[test]
+    fn a_work_queue_inside_each_group_of_a_topic() {
+        let mut t = topo(&[
+            ("s:a", "d:orders", Publish, 6),
+            ("d:orders", "s:billing", Consume, 6),
+            ("d:orders", "s:audit", Consume, 6),
+        ]);
+        for e in t.edges.iter_mut().filter(|e| e.to == "s:billing") {
+            e.instances = Some(2);
+            e.key = Some("billing-group".into());
+        }
+        assert!(WorkQueue.check(&t).is_empty(), "not a topic");
+        for n in t.nodes.iter_mut().filter(|n| n.id == "d:orders") {
+            n.entity = Some(Some(crate::model::Entity::Topic));
+        }
+        let f = WorkQueue.check(&t);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(f[0].nodes, vec!["d:orders", "s:billing"]);
+        assert!(
+            f[0].description.contains("inside group billing-group"),
+            "{f:?}"
+        );
+    }
 
     #[test]
     fn needs_two_instances_of_one_service() {

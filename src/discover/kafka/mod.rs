@@ -1,0 +1,443 @@
+//! `--discover kafka=HOST:PORT[,HOST:PORT]`: a Kafka cluster over the Kafka protocol itself
+//! (any broker that speaks it: Apache Kafka, Redpanda, tansu). The bootstrap servers are
+//! tried in turn for Metadata (brokers, topics, partitions and their leaders); every broker
+//! is asked for the groups it coordinates (ListGroups), and the coordinator for their
+//! members and assignments (DescribeGroups) and committed offsets (OffsetFetch); each
+//! partition's leader for its first and end offsets (ListOffsets). [`map`] makes the
+//! snapshot.
+//!
+//! Each poll opens one plain TCP connection per broker it needs and closes them at its end;
+//! every call has the per-call timeout, the whole poll the poll budget, every answer a
+//! largest size ([`wire`] checks every length inside it), and the counts of topics, partitions
+//! and groups read are capped. No SASL or TLS: the bootstrap list holds no credentials.
+
+pub mod map;
+pub mod wire;
+
+use super::{DiscoverError, Source};
+use crate::model::BrokerSnapshot;
+use map::{GroupState, MemberState, Memory, Polled, TopicState};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+use wire::{Conn, WireError, Writer};
+
+/// How discovery introduces itself to the brokers (their request logs show it).
+const CLIENT_ID: &str = "switchyard-discovery";
+
+/// Groups described in one DescribeGroups request.
+const DESCRIBE_CHUNK: usize = 100;
+
+/// The bounds of one source's calls.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest wait for any one call (connect, request and answer).
+    pub timeout: Duration,
+    /// Longest wait for all the calls of one poll together.
+    pub poll_budget: Duration,
+    /// Largest answer read.
+    pub max_frame: u64,
+    /// Most topics, partitions (all topics together) and groups read per poll; the rest is
+    /// left out (and logged).
+    pub max_topics: usize,
+    pub max_partitions: usize,
+    pub max_groups: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            timeout: Duration::from_secs(5),
+            poll_budget: Duration::from_secs(30),
+            max_frame: 32 << 20,
+            max_topics: 10_000,
+            max_partitions: 100_000,
+            max_groups: 10_000,
+        }
+    }
+}
+
+/// The bootstrap servers of a `kafka=` value: `HOST:PORT` separated by commas (an IPv6 host
+/// in brackets).
+pub fn bootstrap(value: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for server in value.split(',').map(str::trim) {
+        let (host, port) = server
+            .rsplit_once(':')
+            .ok_or_else(|| format!("{server:?} is not HOST:PORT"))?;
+        if host.is_empty() || host.contains(['/', '@', ' ']) {
+            return Err(format!("{server:?} is not HOST:PORT"));
+        }
+        let port: u16 = port
+            .parse()
+            .map_err(|_| format!("{server:?} has no valid port"))?;
+        out.push(format!("{host}:{port}"));
+    }
+    Ok(out)
+}
+
+pub struct KafkaSource {
+    label: String,
+    servers: Vec<String>,
+    limits: Limits,
+    memory: Memory,
+    /// The cluster answered an OffsetFetch for all topics (null) with something that is not
+    /// an answer (tansu does): its groups' offsets are asked for by topic and partition.
+    by_topic: bool,
+}
+
+impl KafkaSource {
+    pub fn new(value: &str, limits: Limits) -> Result<KafkaSource, String> {
+        let servers = bootstrap(value)?;
+        Ok(KafkaSource {
+            label: format!("kafka {}", servers.join(",")),
+            servers,
+            limits,
+            memory: Memory::default(),
+            by_topic: false,
+        })
+    }
+}
+
+impl Source for KafkaSource {
+    fn label(&self) -> &str {
+        &self.label
+    }
+
+    fn poll(&mut self) -> Result<BrokerSnapshot, DiscoverError> {
+        let mut poll = Poll::new(self.limits, self.by_topic);
+        let polled = poll.read(&self.servers)?;
+        self.by_topic = poll.by_topic;
+        Ok(map::snapshot(&self.label, &polled, &mut self.memory))
+    }
+}
+
+/// One poll: its deadline and its connections, by broker id.
+struct Poll {
+    limits: Limits,
+    /// Offsets are asked for by topic and partition (see [`KafkaSource`]).
+    by_topic: bool,
+    deadline: Instant,
+    conns: HashMap<i32, Conn>,
+    addresses: HashMap<i32, String>,
+}
+
+/// Broker id of the bootstrap connection until Metadata names the brokers.
+const BOOTSTRAP: i32 = i32::MIN;
+
+impl Poll {
+    fn new(limits: Limits, by_topic: bool) -> Poll {
+        Poll {
+            limits,
+            by_topic,
+            deadline: Instant::now() + limits.poll_budget,
+            conns: HashMap::new(),
+            addresses: HashMap::new(),
+        }
+    }
+
+    fn timeout_error(&self) -> DiscoverError {
+        DiscoverError::Timeout(super::nats::millis(self.limits.timeout))
+    }
+
+    fn error(&self, at: &str, e: WireError) -> DiscoverError {
+        match e {
+            WireError::Timeout => self.timeout_error(),
+            WireError::Io(e) => DiscoverError::Unreachable(format!("{at}: {e}")),
+            other => DiscoverError::BadAnswer(format!("{at}: {other}")),
+        }
+    }
+
+    /// The time one call may take: the timeout, or what is left of the poll's budget.
+    fn call_timeout(&self) -> Result<Duration, DiscoverError> {
+        let left = self.deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(DiscoverError::Timeout(super::nats::millis(
+                self.limits.poll_budget,
+            )));
+        }
+        Ok(left.min(self.limits.timeout))
+    }
+
+    fn connect(&self, address: &str) -> Result<Conn, DiscoverError> {
+        let timeout = self.call_timeout()?;
+        let addrs: Vec<SocketAddr> = address
+            .to_socket_addrs()
+            .map_err(|e| DiscoverError::Unreachable(format!("{address}: {e}")))?
+            .collect();
+        let mut last = format!("{address}: no address");
+        for addr in addrs {
+            match TcpStream::connect_timeout(&addr, timeout) {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    return Ok(Conn::new(stream, CLIENT_ID, self.limits.max_frame));
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
+                    return Err(self.timeout_error())
+                }
+                Err(e) => last = format!("{address}: {e}"),
+            }
+        }
+        Err(DiscoverError::Unreachable(last))
+    }
+
+    /// One request to broker `node` (connected on first use).
+    fn call(
+        &mut self,
+        node: i32,
+        api: (i16, i16),
+        body: &Writer,
+        what: &str,
+    ) -> Result<Vec<u8>, DiscoverError> {
+        let timeout = self.call_timeout()?;
+        if !self.conns.contains_key(&node) {
+            let address = self.addresses.get(&node).cloned().ok_or_else(|| {
+                DiscoverError::BadAnswer(format!("{what}: broker {node} is not in the metadata"))
+            })?;
+            let conn = self.connect(&address)?;
+            self.conns.insert(node, conn);
+        }
+        let Some(conn) = self.conns.get_mut(&node) else {
+            return Err(DiscoverError::Unreachable(format!("broker {node}")));
+        };
+        let answer = conn
+            .set_timeout(timeout)
+            .and_then(|()| conn.call(api.0, api.1, body));
+        answer.map_err(|e| {
+            // A connection that failed mid-call is in an unknown state: not reused.
+            self.conns.remove(&node);
+            self.error(what, e)
+        })
+    }
+
+    fn read(&mut self, servers: &[String]) -> Result<Polled, DiscoverError> {
+        let taken = super::nats::now_unix_nanos();
+        let metadata = self.metadata(servers)?;
+        for b in &metadata.brokers {
+            let host = if b.host.contains(':') && !b.host.starts_with('[') {
+                format!("[{}]", b.host)
+            } else {
+                b.host.clone()
+            };
+            self.addresses
+                .insert(b.node_id, format!("{host}:{}", b.port));
+        }
+        let topics = self.topics(&metadata)?;
+        let groups = self.groups(&metadata, &topics)?;
+        Ok(Polled {
+            taken_unix_nanos: taken,
+            topics,
+            groups,
+        })
+    }
+
+    /// Metadata from the first bootstrap server that answers.
+    fn metadata(&mut self, servers: &[String]) -> Result<wire::Metadata, DiscoverError> {
+        let mut last = DiscoverError::Unreachable("no bootstrap server".to_string());
+        for server in servers {
+            self.addresses.insert(BOOTSTRAP, server.clone());
+            let body = wire::metadata_request();
+            match self.call(BOOTSTRAP, (wire::METADATA, 5), &body, "metadata") {
+                Ok(answer) => {
+                    self.conns.remove(&BOOTSTRAP);
+                    return wire::metadata_answer(&answer).map_err(|e| self.error("metadata", e));
+                }
+                Err(DiscoverError::Timeout(ms)) if self.call_timeout().is_err() => {
+                    return Err(DiscoverError::Timeout(ms))
+                }
+                Err(e) => last = e,
+            }
+        }
+        Err(last)
+    }
+
+    /// Topics with their partitions' first and end offsets (asked of each leader).
+    fn topics(&mut self, metadata: &wire::Metadata) -> Result<Vec<TopicState>, DiscoverError> {
+        let mut topics = Vec::new();
+        let mut partitions = 0usize;
+        let mut by_leader: BTreeMap<i32, BTreeMap<&str, Vec<i32>>> = BTreeMap::new();
+        let mut left_out = 0usize;
+        for t in &metadata.topics {
+            if t.name.is_empty() || t.error_code != 0 && t.partitions.is_empty() {
+                continue;
+            }
+            if topics.len() >= self.limits.max_topics
+                || partitions + t.partitions.len() > self.limits.max_partitions
+            {
+                left_out += 1;
+                continue;
+            }
+            partitions += t.partitions.len();
+            let mut state = TopicState {
+                name: t.name.clone(),
+                internal: t.internal,
+                partitions: BTreeMap::new(),
+            };
+            for p in &t.partitions {
+                state.partitions.insert(p.index, (None, None));
+                if p.leader >= 0 && self.addresses.contains_key(&p.leader) {
+                    by_leader
+                        .entry(p.leader)
+                        .or_default()
+                        .entry(t.name.as_str())
+                        .or_default()
+                        .push(p.index);
+                }
+            }
+            topics.push(state);
+        }
+        if left_out > 0 {
+            tracing::warn!(left_out, "kafka discovery: topics over the limits left out");
+        }
+        let at: HashMap<String, usize> = topics
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.name.clone(), i))
+            .collect();
+        for (leader, asked) in by_leader {
+            let asked: Vec<(&str, Vec<i32>)> = asked.into_iter().collect();
+            for (which, timestamp) in [(1, wire::LATEST), (0, wire::EARLIEST)] {
+                let body = wire::list_offsets_request(&asked, timestamp);
+                let answer = self.call(leader, (wire::LIST_OFFSETS, 1), &body, "list offsets")?;
+                let offsets = wire::list_offsets_answer(&answer)
+                    .map_err(|e| self.error("list offsets", e))?;
+                for o in offsets.into_iter().filter(|o| o.error_code == 0) {
+                    let Some(slot) = at
+                        .get(&o.topic)
+                        .and_then(|&i| topics[i].partitions.get_mut(&o.partition))
+                    else {
+                        continue;
+                    };
+                    if which == 1 {
+                        slot.1 = Some(o.offset);
+                    } else {
+                        slot.0 = Some(o.offset);
+                    }
+                }
+            }
+        }
+        Ok(topics)
+    }
+
+    /// Consumer groups: listed by every broker, described by and fetched from their
+    /// coordinator (the broker that listed them).
+    fn groups(
+        &mut self,
+        metadata: &wire::Metadata,
+        topics: &[TopicState],
+    ) -> Result<Vec<GroupState>, DiscoverError> {
+        let every: Vec<(&str, Vec<i32>)> = topics
+            .iter()
+            .map(|t| (t.name.as_str(), t.partitions.keys().copied().collect()))
+            .collect();
+        let mut by_coordinator: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+        let mut count = 0usize;
+        for b in &metadata.brokers {
+            let answer = self.call(
+                b.node_id,
+                (wire::LIST_GROUPS, 1),
+                &Writer::default(),
+                "list groups",
+            )?;
+            let (error, listed) =
+                wire::list_groups_answer(&answer).map_err(|e| self.error("list groups", e))?;
+            if error != 0 {
+                return Err(DiscoverError::BadAnswer(format!(
+                    "list groups: error code {error}"
+                )));
+            }
+            for g in listed {
+                let consumer = g.protocol_type.is_empty() || g.protocol_type == "consumer";
+                if consumer && count < self.limits.max_groups {
+                    count += 1;
+                    by_coordinator
+                        .entry(b.node_id)
+                        .or_default()
+                        .push(g.group_id);
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for (node, ids) in by_coordinator {
+            for chunk in ids.chunks(DESCRIBE_CHUNK) {
+                let body = wire::describe_groups_request(chunk);
+                let answer =
+                    self.call(node, (wire::DESCRIBE_GROUPS, 1), &body, "describe groups")?;
+                let described = wire::describe_groups_answer(&answer)
+                    .map_err(|e| self.error("describe groups", e))?;
+                for d in described.into_iter().filter(|d| d.error_code == 0) {
+                    let (committed, error) = self.committed(node, &d.group_id, &every)?;
+                    let committed = if error == 0 {
+                        committed
+                            .into_iter()
+                            .filter(|c| c.error_code == 0 && c.offset >= 0)
+                            .map(|c| ((c.topic, c.partition), c.offset))
+                            .collect()
+                    } else {
+                        BTreeMap::new()
+                    };
+                    out.push(GroupState {
+                        id: d.group_id,
+                        state: d.state,
+                        members: d
+                            .members
+                            .into_iter()
+                            .map(|m| MemberState {
+                                client_id: m.client_id,
+                                assignment: m.assignment,
+                            })
+                            .collect(),
+                        committed,
+                    });
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+impl Poll {
+    /// A group's committed offsets: all of them in one ask, or topic by topic where the
+    /// cluster does not answer that.
+    fn committed(
+        &mut self,
+        node: i32,
+        group: &str,
+        every: &[(&str, Vec<i32>)],
+    ) -> Result<(Vec<wire::Committed>, i16), DiscoverError> {
+        if !self.by_topic {
+            let body = wire::offset_fetch_request(group, None);
+            let answer = self.call(node, (wire::OFFSET_FETCH, 2), &body, "offset fetch")?;
+            match wire::offset_fetch_answer(&answer) {
+                Ok(read) => return Ok(read),
+                Err(WireError::Malformed(_)) => self.by_topic = true,
+                Err(e) => return Err(self.error("offset fetch", e)),
+            }
+        }
+        if every.is_empty() {
+            return Ok((Vec::new(), 0));
+        }
+        let body = wire::offset_fetch_request(group, Some(every));
+        let answer = self.call(node, (wire::OFFSET_FETCH, 2), &body, "offset fetch")?;
+        wire::offset_fetch_answer(&answer).map_err(|e| self.error("offset fetch", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bootstrap_lists_are_host_port_pairs() {
+        assert_eq!(
+            bootstrap("127.0.0.1:9092, kafka-2:9093").unwrap(),
+            vec!["127.0.0.1:9092", "kafka-2:9093"]
+        );
+        assert_eq!(bootstrap("[::1]:9092").unwrap(), vec!["[::1]:9092"]);
+        assert!(bootstrap("127.0.0.1").is_err());
+        assert!(bootstrap("h:99999").is_err());
+        assert!(bootstrap("tcp://h:9092").is_err());
+        assert!(bootstrap("u:p@h:9092").is_err());
+        assert!(bootstrap("h:9092,").is_err());
+    }
+}

@@ -1,0 +1,564 @@
+//! The few Kafka protocol messages discovery sends, at versions every broker from Kafka 1.0 to
+//! 4.x answers (the classic, non-flexible encoding): Metadata v5, ListGroups v1,
+//! DescribeGroups v1, OffsetFetch v2 and ListOffsets v1, plus the consumer protocol's
+//! assignment. Requests are written here; answers are read by a [`Reader`] that checks every
+//! length against the bytes that are left before it takes or allocates anything, so a
+//! garbage answer is an error, never a panic or a huge allocation.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+
+pub const METADATA: i16 = 3;
+pub const LIST_GROUPS: i16 = 16;
+pub const DESCRIBE_GROUPS: i16 = 15;
+pub const OFFSET_FETCH: i16 = 9;
+pub const LIST_OFFSETS: i16 = 2;
+
+/// ListOffsets' timestamps for "the next offset to be written" and "the first one kept".
+pub const LATEST: i64 = -1;
+pub const EARLIEST: i64 = -2;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WireError {
+    #[error("io: {0}")]
+    Io(String),
+    #[error("timed out")]
+    Timeout,
+    #[error("an answer of {0} bytes is over the limit")]
+    TooLarge(u64),
+    #[error("malformed answer: {0}")]
+    Malformed(&'static str),
+}
+
+impl From<std::io::Error> for WireError {
+    fn from(e: std::io::Error) -> WireError {
+        match e.kind() {
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => WireError::Timeout,
+            _ => WireError::Io(e.to_string()),
+        }
+    }
+}
+
+/// A request body under construction (after the header).
+#[derive(Default)]
+pub struct Writer(Vec<u8>);
+
+impl Writer {
+    pub fn i16(&mut self, v: i16) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    pub fn i32(&mut self, v: i32) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    pub fn i64(&mut self, v: i64) -> &mut Self {
+        self.0.extend_from_slice(&v.to_be_bytes());
+        self
+    }
+    pub fn bool(&mut self, v: bool) -> &mut Self {
+        self.0.push(u8::from(v));
+        self
+    }
+    /// A string (names are far below 32 KiB; a longer one is cut at a character boundary).
+    pub fn string(&mut self, s: &str) -> &mut Self {
+        let mut end = s.len().min(i16::MAX as usize);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.i16(end as i16);
+        self.0.extend_from_slice(&s.as_bytes()[..end]);
+        self
+    }
+    /// An array's length (`None`: null).
+    pub fn len(&mut self, n: Option<usize>) -> &mut Self {
+        self.i32(n.map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)))
+    }
+}
+
+/// A cursor over one answer's body.
+pub struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    pub fn new(buf: &'a [u8]) -> Reader<'a> {
+        Reader { buf }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        if n > self.buf.len() {
+            return Err(WireError::Malformed("cut short"));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let mut out = [0u8; N];
+        out.copy_from_slice(self.take(N)?);
+        Ok(out)
+    }
+
+    pub fn bool(&mut self) -> Result<bool, WireError> {
+        Ok(self.array::<1>()?[0] != 0)
+    }
+    pub fn i16(&mut self) -> Result<i16, WireError> {
+        Ok(i16::from_be_bytes(self.array()?))
+    }
+    pub fn i32(&mut self) -> Result<i32, WireError> {
+        Ok(i32::from_be_bytes(self.array()?))
+    }
+    pub fn i64(&mut self) -> Result<i64, WireError> {
+        Ok(i64::from_be_bytes(self.array()?))
+    }
+
+    pub fn nullable_string(&mut self) -> Result<Option<String>, WireError> {
+        let n = self.i16()?;
+        if n < 0 {
+            return Ok(None);
+        }
+        let bytes = self.take(n as usize)?;
+        Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    }
+
+    pub fn string(&mut self) -> Result<String, WireError> {
+        Ok(self.nullable_string()?.unwrap_or_default())
+    }
+
+    pub fn bytes(&mut self) -> Result<&'a [u8], WireError> {
+        let n = self.i32()?;
+        if n < 0 {
+            return Ok(&[]);
+        }
+        self.take(n as usize)
+    }
+
+    /// An array's element count (null: none). Every element takes at least `min` bytes, so a
+    /// count the bytes left cannot hold is refused before anything is allocated for it.
+    pub fn count(&mut self, min: usize) -> Result<usize, WireError> {
+        let n = self.i32()?;
+        if n < 0 {
+            return Ok(0);
+        }
+        let n = n as usize;
+        if n.saturating_mul(min.max(1)) > self.buf.len() {
+            return Err(WireError::Malformed("an array longer than its answer"));
+        }
+        Ok(n)
+    }
+
+    /// `count` elements read by `each`, collected.
+    pub fn list<T>(
+        &mut self,
+        min: usize,
+        mut each: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
+        let n = self.count(min)?;
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(each(self)?);
+        }
+        Ok(out)
+    }
+
+    pub fn i32s(&mut self) -> Result<Vec<i32>, WireError> {
+        self.list(4, |r| r.i32())
+    }
+}
+
+/// One connection to one broker: requests in turn, each answer bounded in size and time (the
+/// stream's read and write timeouts).
+pub struct Conn {
+    stream: TcpStream,
+    correlation: i32,
+    client_id: String,
+    max_frame: u64,
+}
+
+impl Conn {
+    pub fn new(stream: TcpStream, client_id: &str, max_frame: u64) -> Conn {
+        Conn {
+            stream,
+            correlation: 0,
+            client_id: client_id.to_string(),
+            max_frame,
+        }
+    }
+
+    /// Bounds the next call's write and each read of its answer.
+    pub fn set_timeout(&mut self, timeout: std::time::Duration) -> Result<(), WireError> {
+        self.stream.set_read_timeout(Some(timeout))?;
+        self.stream.set_write_timeout(Some(timeout))?;
+        Ok(())
+    }
+
+    /// Sends `body` as request `api_key` v`version` and returns the answer's body (after the
+    /// correlation id, which must be this request's).
+    pub fn call(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &Writer,
+    ) -> Result<Vec<u8>, WireError> {
+        self.correlation = self.correlation.wrapping_add(1);
+        let mut head = Writer::default();
+        head.i16(api_key)
+            .i16(version)
+            .i32(self.correlation)
+            .string(&self.client_id);
+        let size = head.0.len() + body.0.len();
+        let mut frame = Vec::with_capacity(4 + size);
+        frame.extend_from_slice(&(size as i32).to_be_bytes());
+        frame.extend_from_slice(&head.0);
+        frame.extend_from_slice(&body.0);
+        self.stream.write_all(&frame)?;
+        let mut len = [0u8; 4];
+        self.stream.read_exact(&mut len)?;
+        let len = i32::from_be_bytes(len);
+        if len < 4 {
+            return Err(WireError::Malformed("a frame shorter than its header"));
+        }
+        if len as u64 > self.max_frame {
+            return Err(WireError::TooLarge(len as u64));
+        }
+        let mut answer = Vec::new();
+        (&mut self.stream)
+            .take(len as u64)
+            .read_to_end(&mut answer)?;
+        if answer.len() != len as usize {
+            return Err(WireError::Malformed("a frame cut short"));
+        }
+        let correlation = i32::from_be_bytes([answer[0], answer[1], answer[2], answer[3]]);
+        if correlation != self.correlation {
+            return Err(WireError::Malformed("an answer to another request"));
+        }
+        answer.drain(..4);
+        Ok(answer)
+    }
+}
+
+/// A broker of the cluster, as Metadata lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Broker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Partition {
+    pub error_code: i16,
+    pub index: i32,
+    pub leader: i32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Topic {
+    pub error_code: i16,
+    pub name: String,
+    pub internal: bool,
+    pub partitions: Vec<Partition>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Metadata {
+    pub brokers: Vec<Broker>,
+    pub topics: Vec<Topic>,
+}
+
+/// Metadata v5 for every topic.
+pub fn metadata_request() -> Writer {
+    let mut w = Writer::default();
+    w.len(None).bool(false);
+    w
+}
+
+pub fn metadata_answer(body: &[u8]) -> Result<Metadata, WireError> {
+    let mut r = Reader::new(body);
+    r.i32()?; // throttle
+    let brokers = r.list(12, |r| {
+        let node_id = r.i32()?;
+        let host = r.string()?;
+        let port = r.i32()?;
+        r.nullable_string()?; // rack
+        Ok(Broker {
+            node_id,
+            host,
+            port,
+        })
+    })?;
+    r.nullable_string()?; // cluster id
+    r.i32()?; // controller
+    let topics = r.list(5, |r| {
+        let error_code = r.i16()?;
+        let name = r.string()?;
+        let internal = r.bool()?;
+        let partitions = r.list(22, |r| {
+            let error_code = r.i16()?;
+            let index = r.i32()?;
+            let leader = r.i32()?;
+            r.i32s()?; // replicas
+            r.i32s()?; // in sync
+            r.i32s()?; // offline
+            Ok(Partition {
+                error_code,
+                index,
+                leader,
+            })
+        })?;
+        Ok(Topic {
+            error_code,
+            name,
+            internal,
+            partitions,
+        })
+    })?;
+    Ok(Metadata { brokers, topics })
+}
+
+/// A group a broker coordinates, and its protocol type (`consumer` for consumer groups).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Listed {
+    pub group_id: String,
+    pub protocol_type: String,
+}
+
+/// ListGroups v1: every group the broker coordinates.
+pub fn list_groups_answer(body: &[u8]) -> Result<(i16, Vec<Listed>), WireError> {
+    let mut r = Reader::new(body);
+    r.i32()?; // throttle
+    let error = r.i16()?;
+    let groups = r.list(4, |r| {
+        Ok(Listed {
+            group_id: r.string()?,
+            protocol_type: r.string()?,
+        })
+    })?;
+    Ok((error, groups))
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Member {
+    pub member_id: String,
+    pub client_id: String,
+    pub client_host: String,
+    /// Partitions assigned to the member, by topic (empty when the broker gives none).
+    pub assignment: Vec<(String, Vec<i32>)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Described {
+    pub error_code: i16,
+    pub group_id: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub members: Vec<Member>,
+}
+
+/// DescribeGroups v1 for these groups.
+pub fn describe_groups_request(groups: &[String]) -> Writer {
+    let mut w = Writer::default();
+    w.len(Some(groups.len()));
+    for g in groups {
+        w.string(g);
+    }
+    w
+}
+
+pub fn describe_groups_answer(body: &[u8]) -> Result<Vec<Described>, WireError> {
+    let mut r = Reader::new(body);
+    r.i32()?; // throttle
+    r.list(14, |r| {
+        let error_code = r.i16()?;
+        let group_id = r.string()?;
+        let state = r.string()?;
+        let protocol_type = r.string()?;
+        r.string()?; // protocol (the assignor)
+        let members = r.list(14, |r| {
+            let member_id = r.string()?;
+            let client_id = r.string()?;
+            let client_host = r.string()?;
+            r.bytes()?; // subscription metadata
+            let assignment = r.bytes()?;
+            Ok(Member {
+                member_id,
+                client_id,
+                client_host,
+                // A member whose assignment is not the consumer protocol's: none known.
+                assignment: consumer_assignment(assignment).unwrap_or_default(),
+            })
+        })?;
+        Ok(Described {
+            error_code,
+            group_id,
+            state,
+            protocol_type,
+            members,
+        })
+    })
+}
+
+/// The consumer protocol's assignment: version, then partitions by topic (user data after
+/// them is not read).
+pub fn consumer_assignment(bytes: &[u8]) -> Result<Vec<(String, Vec<i32>)>, WireError> {
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut r = Reader::new(bytes);
+    r.i16()?; // version
+    r.list(6, |r| Ok((r.string()?, r.i32s()?)))
+}
+
+/// A group's committed offset of one partition.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Committed {
+    pub topic: String,
+    pub partition: i32,
+    /// -1: nothing committed.
+    pub offset: i64,
+    pub error_code: i16,
+}
+
+/// OffsetFetch v2: the offsets the group committed for these topics' partitions, or (`None`)
+/// every offset it committed.
+pub fn offset_fetch_request(group: &str, topics: Option<&[(&str, Vec<i32>)]>) -> Writer {
+    let mut w = Writer::default();
+    w.string(group);
+    match topics {
+        None => {
+            w.len(None);
+        }
+        Some(topics) => {
+            w.len(Some(topics.len()));
+            for (name, partitions) in topics {
+                w.string(name).len(Some(partitions.len()));
+                for p in partitions {
+                    w.i32(*p);
+                }
+            }
+        }
+    }
+    w
+}
+
+pub fn offset_fetch_answer(body: &[u8]) -> Result<(Vec<Committed>, i16), WireError> {
+    let mut r = Reader::new(body);
+    let topics = r.list(6, |r| {
+        let topic = r.string()?;
+        r.list(16, |r| {
+            let partition = r.i32()?;
+            let offset = r.i64()?;
+            r.nullable_string()?; // metadata
+            let error_code = r.i16()?;
+            Ok(Committed {
+                topic: topic.clone(),
+                partition,
+                offset,
+                error_code,
+            })
+        })
+    })?;
+    let error = r.i16()?;
+    Ok((topics.into_iter().flatten().collect(), error))
+}
+
+/// ListOffsets v1 for these partitions, each at `timestamp` ([`LATEST`] or [`EARLIEST`]).
+pub fn list_offsets_request(topics: &[(&str, Vec<i32>)], timestamp: i64) -> Writer {
+    let mut w = Writer::default();
+    w.i32(-1).len(Some(topics.len()));
+    for (name, partitions) in topics {
+        w.string(name).len(Some(partitions.len()));
+        for p in partitions {
+            w.i32(*p).i64(timestamp);
+        }
+    }
+    w
+}
+
+/// One partition's offset, or its error code.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Offset {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub offset: i64,
+}
+
+pub fn list_offsets_answer(body: &[u8]) -> Result<Vec<Offset>, WireError> {
+    let mut r = Reader::new(body);
+    let topics = r.list(6, |r| {
+        let topic = r.string()?;
+        r.list(22, |r| {
+            let partition = r.i32()?;
+            let error_code = r.i16()?;
+            r.i64()?; // timestamp
+            let offset = r.i64()?;
+            Ok(Offset {
+                topic: topic.clone(),
+                partition,
+                error_code,
+                offset,
+            })
+        })
+    })?;
+    Ok(topics.into_iter().flatten().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counts_longer_than_the_answer_are_refused_before_allocating() {
+        // A Metadata answer claiming two billion brokers in 8 bytes.
+        let body = [0, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff];
+        assert_eq!(
+            metadata_answer(&body),
+            Err(WireError::Malformed("an array longer than its answer"))
+        );
+        assert!(list_groups_answer(&[0, 0]).is_err());
+        assert!(consumer_assignment(&[0, 0, 0x7f, 0, 0, 0]).is_err());
+        // A string longer than what is left.
+        assert!(Reader::new(&[0, 9, b'a']).string().is_err());
+    }
+
+    #[test]
+    fn every_cut_of_a_good_answer_is_an_error_not_a_panic() {
+        let mut w = Writer::default();
+        w.i32(0).len(Some(1)).i32(1).string("h").i32(9092).i16(-1);
+        w.i16(-1)
+            .i32(1)
+            .len(Some(1))
+            .i16(0)
+            .string("orders")
+            .bool(false);
+        w.len(Some(1)).i16(0).i32(0).i32(1);
+        w.len(Some(1)).i32(1).len(Some(1)).i32(1).len(Some(0));
+        let full = w.0.clone();
+        let m = metadata_answer(&full).unwrap();
+        assert_eq!(m.brokers[0].port, 9092);
+        assert_eq!(m.topics[0].name, "orders");
+        assert_eq!(m.topics[0].partitions[0].leader, 1);
+        for cut in 0..full.len() {
+            assert!(metadata_answer(&full[..cut]).is_err(), "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn assignments_read_topics_and_partitions() {
+        let mut w = Writer::default();
+        w.i16(1)
+            .len(Some(1))
+            .string("orders")
+            .len(Some(2))
+            .i32(0)
+            .i32(2);
+        w.i32(-1); // user data: null
+        assert_eq!(
+            consumer_assignment(&w.0).unwrap(),
+            vec![("orders".to_string(), vec![0, 2])]
+        );
+    }
+}

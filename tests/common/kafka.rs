@@ -1,0 +1,93 @@
+//! A tansu broker (a Kafka-protocol broker, memory storage) of a test's own, on a free loopback
+//! port, run from an empty temporary directory (tansu reads `.env` from its working
+//! directory); killed on drop. `tools/kafka/tansu.sh --if-missing` installs the binary.
+
+use super::nats::free_port;
+use super::wait_until;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// Where `tools/kafka/tansu.sh` links the binary.
+pub fn tansu_binary() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/kafka/.venv/bin/tansu")
+}
+
+/// A tansu broker of this test's own; dropping it kills the process.
+pub struct Tansu {
+    child: Child,
+    _dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+impl Tansu {
+    pub fn start() -> Tansu {
+        let bin = tansu_binary();
+        assert!(
+            bin.exists(),
+            "no tansu at {}: run tools/kafka/tansu.sh --if-missing",
+            bin.display()
+        );
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = free_port();
+        let url = format!("tcp://127.0.0.1:{port}");
+        let child = Command::new(&bin)
+            .current_dir(dir.path())
+            .args(["broker", "--listener-url", &url])
+            .args(["--advertised-listener-url", &url])
+            .args(["--storage-engine", "memory://tansu/"])
+            // Its own traces would go wherever the environment points OTLP: nowhere.
+            .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tansu runs");
+        let broker = Tansu {
+            child,
+            _dir: dir,
+            port,
+        };
+        wait_until("tansu answers ApiVersions", Duration::from_secs(30), || {
+            api_versions(port)
+        });
+        broker
+    }
+
+    /// The bootstrap address, `127.0.0.1:PORT`.
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+}
+
+/// One ApiVersions v0 request; Ok once the broker answers it with no error.
+pub fn api_versions(port: u16) -> Result<(), String> {
+    let mut s = TcpStream::connect_timeout(
+        &format!("127.0.0.1:{port}").parse().expect("address"),
+        Duration::from_secs(1),
+    )
+    .map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))
+        .map_err(|e| e.to_string())?;
+    // size, api key 18, version 0, correlation id 7, client id "t".
+    let body: &[u8] = &[0, 18, 0, 0, 0, 0, 0, 7, 0, 1, b't'];
+    let mut frame = (body.len() as i32).to_be_bytes().to_vec();
+    frame.extend_from_slice(body);
+    s.write_all(&frame).map_err(|e| e.to_string())?;
+    let mut head = [0u8; 10];
+    s.read_exact(&mut head).map_err(|e| e.to_string())?;
+    let (correlation, error) = (&head[4..8], &head[8..10]);
+    if correlation != [0, 0, 0, 7] || error != [0, 0] {
+        return Err(format!("unexpected answer {head:?}"));
+    }
+    Ok(())
+}
+
+impl Drop for Tansu {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
