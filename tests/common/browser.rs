@@ -198,16 +198,6 @@ impl Browser {
     }
 
     /// Saves a PNG screenshot as test-output/`name`.png and returns its path.
-    /// Sets the window's outer size (the viewport is a little smaller in headed mode, the same
-    /// in headless mode).
-    pub fn resize(&self, width: u32, height: u32) {
-        self.send(
-            "POST",
-            "/window/rect",
-            Some(json!({"width": width, "height": height})),
-        );
-    }
-
     pub fn screenshot(&self, name: &str) -> PathBuf {
         use base64::Engine;
         let data = self.send("GET", "/screenshot", None);

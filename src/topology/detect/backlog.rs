@@ -153,9 +153,9 @@ mod tests {
         };
         t.edges[0].key = Some("audit-group".into());
         t.edges[0].broker = Some(group(7, 0));
-        t.edges[0].broker_then = Some(group(7, 0));
+        t.edges[0].broker_then = Some(Box::new(group(7, 0)));
         assert!(Backlog.check(&t).is_empty(), "nothing arrives");
-        t.edges[0].broker_then = Some(group(3, 0));
+        t.edges[0].broker_then = Some(Box::new(group(3, 0)));
         let f = Backlog.check(&t);
         assert_eq!(f.len(), 1, "{f:?}");
         assert_eq!(f[0].nodes, vec!["d:orders", "s:audit"]);
