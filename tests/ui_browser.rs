@@ -358,9 +358,9 @@ fn docs_screenshots() {
         "recent traces",
         "return document.querySelector('#details-body .recent-traces a.trace-link');",
     );
-    // The whole map in its colours (the selection's reach dims the rest).
+    // The whole map in its colours (the selection's reach dims the rest), fitted to the view.
     b.eval(
-        "window.switchyard.cy.elements().removeClass('faded unreached up down starved piling'); return 1;",
+        "const cy = window.switchyard.cy; cy.elements().removeClass('faded unreached up down starved piling'); cy.fit(undefined, 20); return 1;",
         json!([]),
     );
     b.wait_for_paint();
@@ -399,6 +399,9 @@ fn docs_screenshots() {
         "trace view",
         "return document.querySelector('.wf-row[open]');",
     );
+    // The top of the page: the toolbar, the minimap and the waterfall's first rows.
+    b.eval("window.scrollTo(0, 0); return 1;", json!([]));
+    b.wait_for_paint();
     std::fs::copy(
         b.screenshot("docs-trace"),
         docs.join("screenshot-trace.png"),
