@@ -1,7 +1,7 @@
 //! Graphviz DOT: one node per service, destination and external peer, shapes by kind,
 //! clusters by broker system, edge labels with counts, in sorted order. Each node and edge
 //! carries `seen_in` (`traces`, `broker` or `traces,broker`); what only a broker reported is
-//! dashed.
+//! dashed. A node in findings carries `findings` (their pattern names) and a double outline.
 
 use crate::model::{EdgeKind, NodeKind};
 use crate::topology::{Node, SeenIn, Topology};
@@ -74,7 +74,24 @@ fn seen_in(list: &[SeenIn]) -> String {
     quote(&names.join(","))
 }
 
-fn node_line(n: &Node) -> String {
+/// The findings a node takes part in, by pattern name, as one attribute value (empty: none).
+fn findings_of<'a>(topo: &'a Topology) -> BTreeMap<&'a str, Vec<&'static str>> {
+    let mut by_node: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
+    for f in &topo.findings {
+        for n in &f.nodes {
+            let list = by_node.entry(n.as_str()).or_default();
+            if !list.contains(&f.pattern) {
+                list.push(f.pattern);
+            }
+        }
+    }
+    for list in by_node.values_mut() {
+        list.sort_unstable();
+    }
+    by_node
+}
+
+fn node_line(n: &Node, findings: &BTreeMap<&str, Vec<&'static str>>) -> String {
     let (shape, style) = match n.kind {
         NodeKind::Service if n.broker_only() => ("box", "rounded,filled,dashed"),
         NodeKind::Service => ("box", "rounded,filled"),
@@ -87,20 +104,30 @@ fn node_line(n: &Node) -> String {
         NodeKind::Destination => "#fef7e0",
         NodeKind::External => "#ffffff",
     };
-    format!(
-        "{} [label={}, shape={shape}, style={}, fillcolor={}, seen_in={}];",
+    let mut line = format!(
+        "{} [label={}, shape={shape}, style={}, fillcolor={}, seen_in={}",
         id(&n.id),
         quote(&n.name),
         quote(style),
         quote(fill),
         seen_in(&n.seen_in)
-    )
+    );
+    if let Some(patterns) = findings.get(n.id.as_str()) {
+        let _ = write!(
+            line,
+            ", findings={}, peripheries=2",
+            quote(&patterns.join(","))
+        );
+    }
+    line.push_str("];");
+    line
 }
 
 pub fn to_dot(topo: &Topology) -> String {
     let mut out = String::new();
     out.push_str("digraph switchyard {\n");
     out.push_str("  rankdir=LR;\n  graph [fontname=\"Helvetica\"];\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
+    let findings = findings_of(topo);
     let mut nodes: Vec<&Node> = topo.nodes.iter().collect();
     nodes.sort_by(|a, b| a.id.cmp(&b.id));
     let mut by_system: BTreeMap<&str, Vec<&Node>> = BTreeMap::new();
@@ -108,7 +135,7 @@ pub fn to_dot(topo: &Topology) -> String {
         match (n.kind, n.system.as_deref()) {
             (NodeKind::Destination, Some(system)) => by_system.entry(system).or_default().push(n),
             _ => {
-                let _ = writeln!(out, "  {}", node_line(n));
+                let _ = writeln!(out, "  {}", node_line(n, &findings));
             }
         }
     }
@@ -119,7 +146,7 @@ pub fn to_dot(topo: &Topology) -> String {
             quote(system)
         );
         for n in members {
-            let _ = writeln!(out, "    {}", node_line(n));
+            let _ = writeln!(out, "    {}", node_line(n, &findings));
         }
         out.push_str("  }\n");
     }
@@ -185,5 +212,49 @@ mod tests {
         assert!(dot.contains("label=\"consume 3\""));
         assert!(dot.contains("subgraph cluster_0"));
         assert_eq!(dot, to_dot(&t));
+    }
+
+    #[test]
+    fn broker_only_is_dashed_and_findings_are_marked() {
+        let mut t = topo(&[("s:a", "d:x", Publish, 2), ("d:x", "s:b", Consume, 2)]);
+        // What only a broker reports: a queue and its consumer, no traced message.
+        let mut queue = t.nodes[0].clone();
+        queue.id = "d:idle".into();
+        queue.name = "idle".into();
+        queue.kind = NodeKind::Destination;
+        queue.seen_in = vec![SeenIn::Broker];
+        t.nodes.push(queue);
+        let mut edge = t.edges[0].clone();
+        edge.from = "d:idle".into();
+        edge.to = "s:b".into();
+        edge.kind = Consume;
+        edge.seen_in = vec![SeenIn::Broker];
+        t.edges.push(edge);
+        t.findings.push(crate::topology::detect::Finding {
+            pattern: "idle_subscriber",
+            nodes: vec!["d:idle".into(), "s:b".into()],
+            description: String::new(),
+        });
+        let dot = to_dot(&t);
+        let line = |needle: &str| {
+            dot.lines()
+                .find(|l| l.trim_start().starts_with(needle))
+                .unwrap_or_else(|| panic!("{needle} in {dot}"))
+                .to_string()
+        };
+        let idle = line("\"d:idle\" [");
+        assert!(idle.contains("style=\"filled,dashed\""), "{idle}");
+        assert!(idle.contains("seen_in=\"broker\""), "{idle}");
+        assert!(idle.contains("findings=\"idle_subscriber\""), "{idle}");
+        let traced = line("\"d:x\" [");
+        assert!(!traced.contains("dashed"), "{traced}");
+        assert!(!traced.contains("findings="), "{traced}");
+        let b = line("\"s:b\" [");
+        assert!(b.contains("findings="), "{b}");
+        let broker_edge = line("\"d:idle\" -> \"s:b\"");
+        assert!(broker_edge.contains("style=dashed"), "{broker_edge}");
+        assert!(broker_edge.contains("seen_in=\"broker\""), "{broker_edge}");
+        let traced_edge = line("\"d:x\" -> \"s:b\"");
+        assert!(!traced_edge.contains("dashed"), "{traced_edge}");
     }
 }
