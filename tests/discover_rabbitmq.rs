@@ -849,3 +849,44 @@ fn bench_poll_of_a_large_broker() {
         }
     });
 }
+
+#[test]
+fn the_discover_variable_holds_a_comma_separated_list() {
+    let closed = || {
+        let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+        l.local_addr().expect("addr").to_string()
+    };
+    let (rabbit, nats, kafka_a, kafka_b) = (closed(), closed(), closed(), closed());
+    let password = "Env-Pw-8qZ2-distinct";
+    // A Kafka bootstrap list has commas of its own: they stay with the kafka= entry.
+    let list = format!(
+        "rabbitmq=http://u:{password}@{rabbit},nats=nats://{nats},kafka={kafka_a},{kafka_b}"
+    );
+    let env = TestEnv::with_args_and_env(
+        &["--discover-interval", "1s"],
+        &[("SWITCHYARD_DISCOVER", list.as_str())],
+    );
+    let brokers = brokers_after(&env, 1);
+    let names: Vec<&str> = brokers
+        .iter()
+        .filter_map(|b| b["broker"].as_str())
+        .collect();
+    assert_eq!(names.len(), 3, "{brokers:?}");
+    assert!(
+        names[0].starts_with("rabbitmq") && names[0].contains(&rabbit),
+        "{names:?}"
+    );
+    assert!(
+        names[1].starts_with("nats") && names[1].contains(&nats),
+        "{names:?}"
+    );
+    assert!(
+        names[2].starts_with("kafka") && names[2].contains(&kafka_a),
+        "{names:?}"
+    );
+    assert!(
+        brokers.iter().all(|b| b["state"] == "failing"),
+        "{brokers:?}"
+    );
+    assert!(!everything_shown(&env).contains(password));
+}

@@ -54,6 +54,8 @@ pub struct TestEnv {
     dir: tempfile::TempDir,
     pub db: PathBuf,
     extra: Vec<String>,
+    /// Environment variables set on the server process (e.g. `SWITCHYARD_DISCOVER`).
+    envs: Vec<(String, String)>,
     server: Option<Server>,
     starts: usize,
     /// The one client of every request to the server; re-aimed at each start's addresses.
@@ -67,12 +69,21 @@ impl TestEnv {
 
     /// Starts a server with extra `serve` flags (e.g. `["--max-in-flight", "1"]`).
     pub fn with_args(extra: &[&str]) -> TestEnv {
+        TestEnv::with_args_and_env(extra, &[])
+    }
+
+    /// Starts a server with extra `serve` flags and environment variables.
+    pub fn with_args_and_env(extra: &[&str], envs: &[(&str, &str)]) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("switchyard.db");
         let mut env = TestEnv {
             dir,
             db,
             extra: extra.iter().map(|s| s.to_string()).collect(),
+            envs: envs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
             server: None,
             starts: 0,
             http: Http::new("http://127.0.0.1:0"),
@@ -117,6 +128,7 @@ impl TestEnv {
                 BASE_FLAGS
             })
             .args(&self.extra)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .env_remove("SWITCHYARD_LOG")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
