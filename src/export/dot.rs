@@ -75,7 +75,7 @@ fn seen_in(list: &[SeenIn]) -> String {
 }
 
 /// The findings a node takes part in, by pattern name, as one attribute value (empty: none).
-fn findings_of<'a>(topo: &'a Topology) -> BTreeMap<&'a str, Vec<&'static str>> {
+fn findings_of(topo: &Topology) -> BTreeMap<&str, Vec<&'static str>> {
     let mut by_node: BTreeMap<&str, Vec<&'static str>> = BTreeMap::new();
     for f in &topo.findings {
         for n in &f.nodes {
