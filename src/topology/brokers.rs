@@ -3,7 +3,7 @@
 //! and gains the broker's figures; one seen only by a broker is added with no traced
 //! traffic. Every node and edge says where it was seen.
 
-use super::build::{Dependency, Edge, Latency, Node, SeenIn};
+use super::build::{Dependency, Edge, Node, SeenIn};
 use crate::model::broker::{BrokerSnapshot, FlowKind, NamedBy};
 use crate::model::{EdgeKind, Figures, NodeKey, NodeKind};
 use std::collections::{HashMap, HashSet};
@@ -53,7 +53,7 @@ fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<BrokerSn
             }
             let k = (nodes[from_i].id.clone(), nodes[to_i].id.clone(), kind);
             let i = *edge_at.entry(k.clone()).or_insert_with(|| {
-                edges.push(broker_edge(k.0, k.1, kind));
+                edges.push(Edge::new(k.0, k.1, kind));
                 edges.len() - 1
             });
             let e = &mut edges[i];
@@ -433,30 +433,6 @@ fn node(nodes: &mut Vec<Node>, at: &mut HashMap<String, usize>, key: NodeKey) ->
     });
     at.insert(key.id, nodes.len() - 1);
     nodes.len() - 1
-}
-
-fn broker_edge(from: String, to: String, kind: EdgeKind) -> Edge {
-    Edge {
-        from,
-        to,
-        kind,
-        count: 0,
-        errors: 0,
-        rate_per_sec: 0.0,
-        latency: Latency::default(),
-        first_seen_unix_nanos: 0,
-        last_seen_unix_nanos: 0,
-        instances: None,
-        seen_in: Vec::new(),
-        broker: None,
-        broker_then: None,
-        inferred: false,
-        key: None,
-        failures: Default::default(),
-        replays: None,
-        active_secs: 0.0,
-        active_rate_per_sec: 0.0,
-    }
 }
 
 /// Two brokers reporting one thing (a queue mirrored in two polls of one window): the figures

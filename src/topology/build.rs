@@ -125,6 +125,31 @@ pub struct Replays {
 }
 
 impl Edge {
+    /// An edge with no traffic, no figures and no source yet: what each builder fills in.
+    pub fn new(from: String, to: String, kind: EdgeKind) -> Edge {
+        Edge {
+            from,
+            to,
+            kind,
+            count: 0,
+            errors: 0,
+            rate_per_sec: 0.0,
+            latency: Latency::default(),
+            first_seen_unix_nanos: 0,
+            last_seen_unix_nanos: 0,
+            instances: None,
+            seen_in: Vec::new(),
+            broker: None,
+            broker_then: None,
+            inferred: false,
+            key: None,
+            failures: BTreeMap::new(),
+            replays: None,
+            active_secs: 0.0,
+            active_rate_per_sec: 0.0,
+        }
+    }
+
     /// Seen only in a broker's state: no traced message took it in the window.
     pub fn broker_only(&self) -> bool {
         !self.seen_in.contains(&SeenIn::Traces)
@@ -220,9 +245,6 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
             });
         } else if row.count > 0 {
             edges.push(Edge {
-                from: row.from.clone(),
-                to: row.to.clone(),
-                kind: row.kind,
                 count: row.count,
                 errors: row.errors,
                 rate_per_sec: row.count as f64 / secs,
@@ -231,14 +253,7 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
                 last_seen_unix_nanos: row.last_seen_unix_nanos,
                 instances: (row.kind == EdgeKind::Consume).then_some(row.instances),
                 seen_in: vec![SeenIn::Traces],
-                broker: None,
-                broker_then: None,
-                inferred: false,
-                key: None,
-                failures: BTreeMap::new(),
-                replays: None,
-                active_secs: 0.0,
-                active_rate_per_sec: 0.0,
+                ..Edge::new(row.from.clone(), row.to.clone(), row.kind)
             });
         }
     }
@@ -306,25 +321,11 @@ fn fold_failures(edges: &mut Vec<Edge>, rows: &[&EdgeRow]) {
             .entry((row.from.clone(), row.to.clone()))
             .or_insert_with(|| {
                 edges.push(Edge {
-                    from: row.from.clone(),
-                    to: row.to.clone(),
-                    kind: EdgeKind::Consume,
-                    count: 0,
-                    errors: 0,
-                    rate_per_sec: 0.0,
-                    latency: Latency::default(),
                     first_seen_unix_nanos: row.first_seen_unix_nanos,
                     last_seen_unix_nanos: row.last_seen_unix_nanos,
                     instances: Some(row.instances),
                     seen_in: vec![SeenIn::Traces],
-                    broker: None,
-                    broker_then: None,
-                    inferred: false,
-                    key: None,
-                    failures: BTreeMap::new(),
-                    replays: None,
-                    active_secs: 0.0,
-                    active_rate_per_sec: 0.0,
+                    ..Edge::new(row.from.clone(), row.to.clone(), EdgeKind::Consume)
                 });
                 edges.len() - 1
             });
