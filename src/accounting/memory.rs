@@ -117,6 +117,9 @@ impl RecentFacts {
 /// giving every instance its own copy) counts once on the consume, dependency and route
 /// edges: counts stay logical messages. FIFO-bounded by publishes; a publish forgotten (or
 /// remembered by another collector) may count a second delivery again.
+/// (service, destination) and (destination) entries remembered per publish.
+const MAX_REACHED: usize = 256;
+
 pub struct Delivered {
     /// publish span hash -> hashes of the (service, destination) and (destination) it reached.
     map: HashMap<u64, Vec<u64>>,
@@ -171,7 +174,9 @@ impl Delivered {
             destination: list.contains(&by_destination),
         };
         for k in [by_service, by_destination] {
-            if !list.contains(&k) {
+            // Bounded per publish: a message fanned out wider than this (or spans that claim
+            // so) is counted per delivery past it, never an unbounded list scanned per consume.
+            if !list.contains(&k) && list.len() < MAX_REACHED {
                 list.push(k);
             }
         }
@@ -272,6 +277,25 @@ mod tests {
         d.note(TraceId([3; 16]), s, &a, &q1);
         assert_eq!(d.note(t, s, &a, &q1), first);
         assert!(d.map.len() <= 2);
+    }
+
+    #[test]
+    fn what_one_publish_reached_is_bounded() {
+        let (t, s) = (TraceId([1; 16]), SpanId([1; 8]));
+        let a = NodeKey::service("a", None);
+        let mut d = Delivered::new(4);
+        for i in 0..MAX_REACHED * 4 {
+            d.note(
+                t,
+                s,
+                &a,
+                &NodeKey::destination("rabbitmq", &format!("q{i}")),
+            );
+        }
+        assert_eq!(d.map.values().map(Vec::len).max(), Some(MAX_REACHED));
+        // What was remembered still answers.
+        let q0 = NodeKey::destination("rabbitmq", "q0");
+        assert!(d.note(t, s, &a, &q0).service);
     }
 
     #[test]
