@@ -130,10 +130,14 @@ impl Declared {
         let mut marked_nodes = BTreeSet::new();
         let mut missing: Vec<&Op> = Vec::new();
         for op in &ops {
+            let channel = Channel {
+                address: op.address.clone(),
+                system: op.system.clone(),
+            };
             let met: Vec<&Flow> = view
                 .flows
                 .iter()
-                .filter(|f| view.meets(topo, f, op))
+                .filter(|f| view.meets(topo, f, op, &channel))
                 .collect();
             for f in &met {
                 marked_edges.insert(f.edge);
@@ -320,16 +324,12 @@ impl View {
         view
     }
 
-    /// Whether the traced flow `f` is the declared operation `op`.
-    fn meets(&self, topo: &Topology, f: &Flow, op: &Op) -> bool {
+    /// Whether the traced flow `f` is the declared operation `op` (on `channel`, its channel).
+    fn meets(&self, topo: &Topology, f: &Flow, op: &Op, channel: &Channel) -> bool {
         if f.action != op.action || topo.nodes[f.service].name != op.service {
             return false;
         }
-        let channel = Channel {
-            address: op.address.clone(),
-            system: op.system.clone(),
-        };
-        if channel_matches(&channel, &topo.nodes[f.dest]) {
+        if channel_matches(channel, &topo.nodes[f.dest]) {
             return true;
         }
         if op.action == Action::Send {
@@ -345,7 +345,7 @@ impl View {
                     if !seen.insert(up) {
                         continue;
                     }
-                    if channel_matches(&channel, &topo.nodes[up]) {
+                    if channel_matches(channel, &topo.nodes[up]) {
                         return true;
                     }
                     next.push(up);
