@@ -377,4 +377,72 @@ fn main() {
         2_000,
         rows_base,
     );
+    let asyncapi = time(budget, || {
+        black_box(switchyard::export::asyncapi::to_json(
+            &topo,
+            &Default::default(),
+        ));
+    });
+    report(
+        "AsyncAPI export (500 nodes, 2000 edges), vs DOT",
+        asyncapi,
+        2_000,
+        dot,
+    );
+    // `serve --declared`: every service declares 10 operations, half of them observed.
+    let declared = declarations(200, 300);
+    let cloned = time(budget, || {
+        black_box(topo.clone());
+    });
+    let drift = time(budget, || {
+        let mut t = topo.clone();
+        declared.apply(&mut t);
+        black_box(t);
+    });
+    report(
+        "declared drift (200 services, 2000 ops), vs build",
+        drift.saturating_sub(cloned),
+        2_000,
+        build,
+    );
+}
+
+/// What 200 services of [`synthetic_topology`] declare: 5 operations each that the topology
+/// has (some of its edges) and 5 it does not.
+fn declarations(services: usize, destinations: usize) -> switchyard::topology::declared::Declared {
+    use switchyard::topology::declared::parse::Operation;
+    use switchyard::topology::declared::{Action, Channel, Declaration, Declared};
+    let documents = (0..services)
+        .map(|s| {
+            let mut d = Declaration {
+                source: format!("svc-{s}.yaml"),
+                version: "3.0.0".into(),
+                service: format!("svc-{s}"),
+                channels: Vec::new(),
+                operations: Vec::new(),
+            };
+            for k in 0..10 {
+                let topic = if k < 5 {
+                    format!("topic-{}", (s + k * services) * 7 % destinations)
+                } else {
+                    format!("declared-{s}-{k}")
+                };
+                d.channels.push(Channel {
+                    address: topic,
+                    system: Some("kafka".into()),
+                });
+                d.operations.push(Operation {
+                    service: d.service.clone(),
+                    action: if k % 2 == 0 {
+                        Action::Send
+                    } else {
+                        Action::Receive
+                    },
+                    channel: k,
+                });
+            }
+            d
+        })
+        .collect();
+    Declared { documents }
 }

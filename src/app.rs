@@ -91,6 +91,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<Store> {
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Checked before anything starts: a bad --discover value changes nothing.
     let sources = crate::discover::runner::sources(&args.discover).map_err(anyhow::Error::msg)?;
+    let declared = std::sync::Arc::new(read_declared(&args.declared)?);
     let guard = args
         .guard_config()
         .and_then(|c| crate::guard::Guard::new(&c))
@@ -117,7 +118,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "OTLP/HTTP",
         args.otlp_http,
         (args.workers, conn_limits(&args), args.body_timeout),
-        (ingest.clone(), broker.clone(), discovery.clone()),
+        (
+            ingest.clone(),
+            broker.clone(),
+            discovery.clone(),
+            declared.clone(),
+        ),
         ingest::http::configure,
         guard.clone(),
     )?;
@@ -125,7 +131,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "HTTP",
         args.http,
         (args.workers, conn_limits(&args), args.body_timeout),
-        (ingest.clone(), broker.clone(), discovery.clone()),
+        (ingest.clone(), broker.clone(), discovery.clone(), declared),
         crate::web::configure,
         guard.with_login_page(),
     )?;
@@ -217,7 +223,12 @@ fn http_server(
     what: &str,
     addr: SocketAddr,
     (workers, conns, request_timeout): (usize, ingest::conn::ConnLimits, Duration),
-    (ingest, broker, discovery): (Ingest, crate::broker::Broker, Discovery),
+    (ingest, broker, discovery, declared): (
+        Ingest,
+        crate::broker::Broker,
+        Discovery,
+        std::sync::Arc<crate::topology::declared::Declared>,
+    ),
     routes: fn(&mut web::ServiceConfig),
     guard: crate::guard::Guard,
 ) -> anyhow::Result<(actix_web::dev::Server, SocketAddr)> {
@@ -227,6 +238,7 @@ fn http_server(
         operations: ingest.operations.clone(),
         broker: broker.clone(),
         discovery,
+        declared,
     });
     let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
     let guard = web::Data::new(guard);
@@ -260,6 +272,37 @@ fn http_server(
         .copied()
         .with_context(|| format!("no {what} address"))?;
     Ok((server.run(), bound))
+}
+
+/// The `--declared` documents, each read whole (at most `MAX_DOCUMENT_BYTES`) and parsed; the
+/// first bad one is an error naming the file and what is wrong with it.
+fn read_declared(
+    paths: &[std::path::PathBuf],
+) -> anyhow::Result<crate::topology::declared::Declared> {
+    use crate::topology::declared::{parse, Declared};
+    use std::io::Read;
+    let mut out = Declared::default();
+    for path in paths {
+        let name = path.display().to_string();
+        let fail = |what: String| anyhow::anyhow!("--declared {name}: {what}");
+        let file = std::fs::File::open(path).map_err(|e| fail(format!("cannot open: {e}")))?;
+        let mut bytes = Vec::new();
+        let limit = parse::MAX_DOCUMENT_BYTES as u64;
+        file.take(limit + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| fail(format!("cannot read: {e}")))?;
+        if bytes.len() as u64 > limit {
+            return Err(fail(format!(
+                "larger than {} MiB, the most read",
+                limit / 1024 / 1024
+            )));
+        }
+        let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
+        let doc = parse::parse(&name, &text).map_err(fail)?;
+        tracing::info!(file = %name, service = %doc.service, version = %doc.version, channels = doc.channels.len(), operations = doc.operations.len(), "declared architecture read");
+        out.documents.push(doc);
+    }
+    Ok(out)
 }
 
 /// One JSON line on stdout with the bound addresses (ports chosen by the OS when 0 was asked).
@@ -313,6 +356,9 @@ pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
     let text = match args.format {
         crate::cli::ExportFormat::Dot => crate::export::dot::to_dot(&topo),
         crate::cli::ExportFormat::Json => crate::export::to_json(&topo) + "\n",
+        crate::cli::ExportFormat::Asyncapi => {
+            crate::export::asyncapi::to_json(&topo, &Default::default())
+        }
     };
     use std::io::Write;
     std::io::stdout().write_all(text.as_bytes())?;

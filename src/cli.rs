@@ -185,6 +185,18 @@ pub struct ServeArgs {
     /// Mark the login cookie `Secure` (the UI is served over HTTPS by a proxy in front).
     #[arg(long = "secure-cookie", env = "SWITCHYARD_SECURE_COOKIE")]
     pub secure_cookie: bool,
+    /// An AsyncAPI document (2.0 to 2.6 or 3.0, YAML or JSON, at most 4 MiB) of what services
+    /// declare they send and receive (repeatable; the variable holds a comma-separated list).
+    /// Read at start: a file that cannot be read stops the server with its name and the problem.
+    /// The topology then carries the drift between declared and observed (findings
+    /// `declared_unused`, `undeclared_flow`, `declared_silent_publisher`).
+    #[arg(
+        long,
+        env = "SWITCHYARD_DECLARED",
+        value_name = "FILE",
+        value_delimiter = ','
+    )]
+    pub declared: Vec<PathBuf>,
     /// How often each --discover broker is polled (e.g. 15s, 1m).
     #[arg(long = "discover-interval", env = "SWITCHYARD_DISCOVER_INTERVAL", default_value = "15s", value_parser = parse_discover_interval)]
     pub discover_interval: std::time::Duration,
@@ -227,6 +239,8 @@ pub enum SyncMode {
 pub enum ExportFormat {
     Dot,
     Json,
+    /// The observed architecture as an AsyncAPI 3.0 document (JSON).
+    Asyncapi,
 }
 
 #[derive(Debug, Args)]

@@ -1,9 +1,12 @@
 //! Graphviz DOT: one node per service, destination and external peer, shapes by kind,
 //! clusters by broker system, edge labels with counts, in sorted order. Each node and edge
 //! carries `seen_in` (`traces`, `broker` or `traces,broker`); what only a broker reported is
-//! dashed. A node in findings carries `findings` (their pattern names) and a double outline.
+//! dashed; what only a `--declared` AsyncAPI document names (`seen_in="declared"`) is dotted and
+//! magenta, with an open arrowhead. A node in findings carries `findings` (their pattern names)
+//! and a double outline.
 
 use crate::model::{EdgeKind, NodeKind};
+use crate::topology::declared::declared_only;
 use crate::topology::{Node, SeenIn, Topology};
 use std::collections::BTreeMap;
 use std::fmt::Write;
@@ -93,6 +96,8 @@ fn findings_of(topo: &Topology) -> BTreeMap<&str, Vec<&'static str>> {
 
 fn node_line(n: &Node, findings: &BTreeMap<&str, Vec<&'static str>>) -> String {
     let (shape, style) = match n.kind {
+        NodeKind::Service if declared_only(&n.seen_in) => ("box", "rounded,filled,dotted"),
+        NodeKind::Destination if declared_only(&n.seen_in) => ("cylinder", "filled,dotted"),
         NodeKind::Service if n.broker_only() => ("box", "rounded,filled,dashed"),
         NodeKind::Service => ("box", "rounded,filled"),
         NodeKind::Destination if n.broker_only() => ("cylinder", "filled,dashed"),
@@ -156,6 +161,7 @@ pub fn to_dot(topo: &Topology) -> String {
             let _ = write!(label, " ({} errors)", e.errors);
         }
         let style = match e.kind {
+            _ if declared_only(&e.seen_in) => ", style=dotted, color=\"#d01884\", arrowhead=empty",
             EdgeKind::DeadLetter => ", style=dashed, color=\"#9334e6\"",
             _ if e.broker_only() => ", style=dashed",
             EdgeKind::Call => ", style=dashed",

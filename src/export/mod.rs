@@ -1,6 +1,8 @@
-//! Pure exports of a topology: Graphviz DOT and JSON, deterministic (sorted, escaped); and
-//! traces and dependency links in the JSON of Jaeger's query API ([`jaeger`]).
+//! Pure exports of a topology: Graphviz DOT and JSON, deterministic (sorted, escaped), the
+//! observed architecture as an AsyncAPI 3.0 document ([`asyncapi`]); and traces and dependency
+//! links in the JSON of Jaeger's query API ([`jaeger`]).
 
+pub mod asyncapi;
 pub mod dot;
 pub mod jaeger;
 

@@ -188,6 +188,12 @@ impl std::fmt::Debug for BrokerPart {
 }
 
 impl BrokerPart {
+    /// The newest poll of each broker the part was built from (what the AsyncAPI export
+    /// reads for exchange types, vhosts and broker addresses).
+    pub fn snapshots(&self) -> &[Arc<BrokerSnapshot>] {
+        &self.newest
+    }
+
     fn build(newest: &[Arc<BrokerSnapshot>], oldest: &[Arc<BrokerSnapshot>]) -> BrokerPart {
         let (mut nodes, mut edges) = (Vec::new(), Vec::new());
         merge(&mut nodes, &mut edges, newest);

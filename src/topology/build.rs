@@ -42,12 +42,14 @@ pub struct Node {
     pub failures: BTreeMap<String, i64>,
 }
 
-/// Where a node or an edge was seen.
+/// Where a node or an edge was seen; `declared`: an AsyncAPI document (`serve --declared`)
+/// names it (see `topology::declared`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SeenIn {
     Traces,
     Broker,
+    Declared,
 }
 
 impl SeenIn {
@@ -55,6 +57,7 @@ impl SeenIn {
         match self {
             SeenIn::Traces => "traces",
             SeenIn::Broker => "broker",
+            SeenIn::Declared => "declared",
         }
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod brokers;
 pub mod build;
+pub mod declared;
 pub mod detect;
 pub mod json;
 pub mod reach;

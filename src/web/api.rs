@@ -37,6 +37,24 @@ pub async fn load_topology(store: &Store, window: TimeWindow) -> Result<Topology
     Ok(topo)
 }
 
+/// [`load_topology`] compared with the `--declared` documents (their drift findings, and the
+/// declared-only nodes and edges), on the same blocking thread.
+pub async fn load_declared_topology(
+    state: &AppState,
+    window: TimeWindow,
+) -> Result<Topology, ApiError> {
+    let declared = state.declared.clone();
+    let topo = state
+        .store
+        .blocking(move |s| {
+            let mut topo = topology::build(s.topology(window)?, window);
+            declared.apply(&mut topo);
+            Ok(topo)
+        })
+        .await?;
+    Ok(topo)
+}
+
 pub async fn healthz() -> HttpResponse {
     HttpResponse::Ok().content_type("text/plain").body("ok\n")
 }
@@ -48,10 +66,12 @@ pub async fn topology_json(
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
     // Reading, building and serialising all happen on a blocking thread: a topology merged
     // with a large broker is megabytes of JSON.
+    let declared = state.declared.clone();
     let body = state
         .store
         .blocking(move |s| {
-            let topo = topology::build(s.topology(window)?, window);
+            let mut topo = topology::build(s.topology(window)?, window);
+            declared.apply(&mut topo);
             topology::json::to_vec(&topo)
                 .map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))
         })
@@ -66,7 +86,7 @@ pub async fn topology_dot(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
-    let topo = load_topology(&state.store, window).await?;
+    let topo = load_declared_topology(&state, window).await?;
     let dot = web::block(move || export::dot::to_dot(&topo))
         .await
         .map_err(|e| ApiError::Internal(format!("rendering DOT failed: {e}")))?;
@@ -74,6 +94,30 @@ pub async fn topology_dot(
         .content_type("text/vnd.graphviz; charset=utf-8")
         .insert_header(("Content-Disposition", "inline; filename=\"switchyard.dot\""))
         .body(dot))
+}
+
+/// `GET /api/asyncapi`: the window's observed architecture as an AsyncAPI 3.0 document (the
+/// topology without the `--declared` documents: what was seen, not what was said).
+pub async fn asyncapi(
+    req: actix_web::HttpRequest,
+    q: web::Query<WindowParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
+    // The embedded broker's API is this listener: its bound address, not the Host header.
+    let opts = export::asyncapi::Options {
+        embedded_host: Some(req.app_config().local_addr().to_string()),
+    };
+    let body = state
+        .store
+        .blocking(move |s| {
+            let topo = topology::build(s.topology(window)?, window);
+            Ok(export::asyncapi::to_json(&topo, &opts))
+        })
+        .await?;
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(body))
 }
 
 /// `/api/reach` and `/api/impact`: a node id and an RFC 3339 window.

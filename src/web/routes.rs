@@ -23,6 +23,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/topology", get().to(api::topology_json))
         .route("/api/topology.json", get().to(api::topology_json))
         .route("/api/topology.dot", get().to(api::topology_dot))
+        .route("/api/asyncapi", get().to(api::asyncapi))
         .route("/api/reach", get().to(api::reach))
         .route("/api/impact", get().to(api::impact))
         .route("/api/traces", get().to(api::traces))

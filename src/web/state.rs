@@ -16,4 +16,6 @@ pub struct AppState {
     pub broker: Broker,
     /// The `--discover` brokers' statuses.
     pub discovery: crate::discover::Discovery,
+    /// The `--declared` AsyncAPI documents (empty: none), compared with each topology served.
+    pub declared: Arc<crate::topology::declared::Declared>,
 }

@@ -34,9 +34,10 @@
       .filter(function (s, i, all) { return s !== null && all.indexOf(s) === i; }).sort();
   }
   // Where a node or edge was seen: "traces", "broker" or "both". Traces-only is told apart
-  // only when a broker reports anything at all.
+  // only when a broker reports anything at all. "declared": only an AsyncAPI document names it.
   function seenIn(x, brokered) {
     var s = x.seen_in || ["traces"];
+    if (s.length === 1 && s[0] === "declared") { return "declared"; }
     if (s.indexOf("traces") < 0) { return "broker"; }
     return s.indexOf("broker") >= 0 || !brokered ? "both" : "traces";
   }
@@ -148,6 +149,9 @@
       { selector: "edge[seen = 'broker']", style: { "line-style": "dashed", "opacity": 0.6 } },
       { selector: "edge[seen = 'traces']", style: { "line-style": "dashed", "line-dash-pattern": [10, 3, 2, 3] } },
       { selector: "edge[kind = 'dead_letter']", style: { "line-style": "dashed", "line-color": css("--error"), "target-arrow-color": css("--error") } },
+      // Declared in an AsyncAPI document (serve --declared) and never observed: dotted, magenta.
+      { selector: "node[seen = 'declared']", style: { "border-style": "dotted", "border-width": 2, "border-color": css("--declared") } },
+      { selector: "edge[seen = 'declared']", style: { "line-style": "dotted", "line-color": css("--declared"), "target-arrow-color": css("--declared"), "target-arrow-shape": "triangle-tee", "width": 2 } },
       { selector: "edge[errors > 0]", style: { "line-color": css("--error"), "target-arrow-color": css("--error") } },
       // Reach: what the focused node depends on (upstream) and what depends on it (downstream).
       { selector: ".up", style: { "border-color": css("--upstream"), "border-width": 3, "line-color": css("--upstream"), "target-arrow-color": css("--upstream"), "opacity": 1 } },
@@ -192,7 +196,8 @@
   }
   var PATTERNS = { broadcast: "Broadcast", work_queue: "Work queue", action_response: "Action / response",
     dead_end: "Dead end", idle_subscriber: "Idle subscriber", cycle: "Cycle", backlog: "Backlog",
-    lag_growing: "Lag growing", dead_letter: "Dead letter" };
+    lag_growing: "Lag growing", dead_letter: "Dead letter", declared_unused: "Declared, unused",
+    undeclared_flow: "Undeclared flow", declared_silent_publisher: "Silent publisher" };
   function findingLine(f) {
     if (f.pattern !== "action_response") { return f.description; }
     var x = kit.exchange(topology, f, nodeName);
@@ -501,6 +506,8 @@
     }));
     var traces = document.getElementById("legend-traces-only");
     if (traces) { traces.hidden = !brokered(topo); }
+    var declared = document.getElementById("legend-declared");
+    if (declared) { declared.hidden = !topo.edges.concat(topo.nodes).some(function (x) { return seenIn(x, false) === "declared"; }); }
   }
   function findingTitle(f) { return (PATTERNS[f.pattern] || f.pattern) + ": " + findingLine(f); }
   function rebuild() {

@@ -3,7 +3,7 @@
 
 use super::window::{PageWindow, WindowQuery};
 use crate::topology::Topology;
-use crate::web::api::load_topology;
+use crate::web::api::load_declared_topology;
 use crate::web::render::{render, PageError};
 use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -46,6 +46,9 @@ pub fn pattern_label(pattern: &str) -> &'static str {
         "dead_end" => "Dead end",
         "idle_subscriber" => "Idle subscriber",
         "cycle" => "Cycle",
+        "declared_unused" => "Declared, unused",
+        "undeclared_flow" => "Undeclared flow",
+        "declared_silent_publisher" => "Silent publisher",
         _ => "Finding",
     }
 }
@@ -111,7 +114,7 @@ pub async fn page(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
-    let topo = load_topology(&state.store, window.window).await?;
+    let topo = load_declared_topology(&state, window.window).await?;
     let page = web::block(move || MapPage::new(window, &topo))
         .await
         .map_err(|e| PageError::Render(e.to_string()))?;
