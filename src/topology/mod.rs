@@ -4,7 +4,9 @@
 pub mod brokers;
 pub mod build;
 pub mod detect;
+pub mod groups;
 pub mod json;
+pub mod partitions;
 pub mod reach;
 pub mod routing;
 pub mod subjects;
