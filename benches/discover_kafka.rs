@@ -1,8 +1,9 @@
 //! Kafka discovery against a real broker: `cargo bench --bench discover_kafka` (needs
 //! `tools/kafka/tansu.sh --if-missing`). Starts tansu (memory storage) on a free port, makes
 //! 500 topics of 3 partitions and 200 consumer groups with committed offsets (each on 3
-//! topics), then times one poll (wall and this process's CPU) and watches this process's
-//! resident memory over 100 polls. The baseline, measured in the same run: one Metadata
+//! topics), then times one poll (wall and this process's CPU), the next polls (which keep
+//! their connections) and watches this process's resident memory over 100 polls
+//! (`BENCH_POLLS`). The baseline, measured in the same run: one Metadata
 //! request for every topic over a fresh connection, the least any poll does.
 
 use std::net::{TcpListener, TcpStream};
@@ -16,6 +17,7 @@ use switchyard::discover::Source;
 const TOPICS: usize = 500;
 const PARTITIONS: i32 = 3;
 const GROUPS: usize = 200;
+/// Polls whose resident memory is watched (`BENCH_POLLS` overrides).
 const POLLS: usize = 100;
 
 fn cpu() -> Duration {
@@ -43,6 +45,10 @@ fn conn(port: u16) -> Conn {
 }
 
 fn main() {
+    let polls: usize = std::env::var("BENCH_POLLS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(POLLS);
     let bin = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/kafka/.venv/bin/tansu");
     let dir = tempfile::tempdir().expect("dir");
     let port = TcpListener::bind("127.0.0.1:0")
@@ -155,13 +161,20 @@ fn main() {
     );
     let before = rss_kib();
     let mut peak = before;
-    for _ in 0..POLLS {
+    let (t, c) = (Instant::now(), cpu());
+    for _ in 0..polls {
         source.poll().expect("poll");
         peak = peak.max(rss_kib());
     }
+    let n = polls.max(1) as u32;
+    let (each, each_cpu) = (t.elapsed() / n, (cpu() - c) / n);
     let after = rss_kib();
     println!(
-        "resident memory over {POLLS} polls: {before} KiB before, {after} KiB after, {peak} KiB at most ({:.3}x)",
+        "the next {polls} polls (connections kept): {each:?} wall ({:.1}x baseline), {each_cpu:?} CPU each",
+        each.as_secs_f64() / baseline.as_secs_f64()
+    );
+    println!(
+        "resident memory over {polls} polls: {before} KiB before, {after} KiB after, {peak} KiB at most ({:.3}x)",
         after as f64 / before.max(1) as f64
     );
     let _ = tansu.kill();

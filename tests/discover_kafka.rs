@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::TcpListener;
 use std::time::{Duration, Instant};
 
-use common::kafka::Tansu;
+use common::kafka::{commit_offsets, Tansu};
 use common::nats::free_port;
 use switchyard::discover::kafka::{KafkaSource, Limits};
 use switchyard::discover::{DiscoverError, Source};
@@ -74,6 +74,103 @@ fn a_silent_server_times_out_within_the_limits() {
     let started = Instant::now();
     assert_eq!(source.poll().err(), Some(DiscoverError::Timeout(800)));
     assert!(started.elapsed() < Duration::from_secs(3));
+}
+
+#[test]
+fn a_bootstrap_list_is_tried_in_turn_past_dead_silent_and_garbage_servers() {
+    let broker = Tansu::start();
+    let silent = peer(|mut conn| {
+        let mut buf = [0u8; 1024];
+        while conn.read(&mut buf).is_ok_and(|n| n > 0) {}
+    });
+    let garbage = peer(|conn| answer_with(conn, b"HTTP/1.1 400 Bad Request\r\n\r\n"));
+    let list = format!(
+        "127.0.0.1:{},127.0.0.1:{silent},127.0.0.1:{garbage},{}",
+        free_port(),
+        broker.bootstrap()
+    );
+    // Each dead server costs at most one call's timeout, all within the poll's budget.
+    let mut source = KafkaSource::new(&list, quick()).expect("source");
+    let snap = source.poll().expect("the fourth server answers");
+    assert_eq!(snap.system, "kafka");
+    assert_eq!(snap.broker, format!("kafka {list}"));
+    commit_offsets(broker.port, &["orders"], &[], 0);
+    let snap = source.poll().expect("a second poll");
+    assert!(
+        snap.destinations.iter().any(|d| d.name == "orders"),
+        "{snap:?}"
+    );
+    // With every server dead, the error says so.
+    let dead = format!("127.0.0.1:{},127.0.0.1:{silent}", free_port());
+    let mut source = KafkaSource::new(&dead, quick()).expect("source");
+    assert_eq!(source.poll().err(), Some(DiscoverError::Timeout(800)));
+}
+
+#[test]
+fn a_kept_connection_the_broker_closed_is_made_again() {
+    let broker = Tansu::start();
+    let port = broker.port;
+    let mut source = KafkaSource::new(&broker.bootstrap(), Limits::default()).expect("source");
+    source.poll().expect("first poll");
+    drop(broker);
+    let _broker = Tansu::start_on(port);
+    commit_offsets(port, &["after-restart"], &[], 0);
+    let snap = source.poll().expect("a poll over new connections");
+    assert!(
+        snap.destinations.iter().any(|d| d.name == "after-restart"),
+        "{snap:?}"
+    );
+}
+
+#[test]
+fn committed_offsets_of_every_group_are_read_with_their_lag() {
+    let broker = Tansu::start();
+    commit_offsets(
+        broker.port,
+        &["orders", "refunds"],
+        &[
+            ("billing", "orders"),
+            ("audit", "orders"),
+            ("audit", "refunds"),
+        ],
+        0,
+    );
+    let mut source = KafkaSource::new(&broker.bootstrap(), Limits::default()).expect("source");
+    let snap = source.poll().expect("poll");
+    let mut flows: Vec<(&str, &str, Option<&str>)> = snap
+        .flows
+        .iter()
+        .map(|f| (f.from.as_str(), f.to.as_str(), f.key.as_deref()))
+        .collect();
+    flows.sort();
+    assert_eq!(
+        flows,
+        vec![
+            ("orders", "audit", Some("audit")),
+            ("orders", "billing", Some("billing")),
+            ("refunds", "audit", Some("audit")),
+        ]
+    );
+    for f in &snap.flows {
+        let committed: Vec<(i32, Option<u64>, Option<u64>)> = f
+            .figures
+            .lag
+            .iter()
+            .map(|l| (l.partition, l.committed, l.lag))
+            .collect();
+        assert_eq!(
+            committed,
+            vec![
+                (0, Some(0), Some(0)),
+                (1, Some(0), Some(0)),
+                (2, Some(0), Some(0))
+            ],
+            "{f:?}"
+        );
+    }
+    // The next poll reads the same over the connections it kept.
+    let again = source.poll().expect("second poll");
+    assert_eq!(again.flows.len(), 3);
 }
 
 /// Reads one request (its size prefix and body) and writes `reply`.

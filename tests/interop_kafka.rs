@@ -10,6 +10,7 @@
 
 mod common;
 
+use common::browser::Browser;
 use common::builder::now_unix_nanos;
 use common::fixtures::Window;
 use common::kafka::Tansu;
@@ -156,6 +157,63 @@ fn kafkajs_and_confluent_kafka_from_traces_from_the_broker_and_merged() {
             .filter_map(|p| p["lag"].as_u64())
             .sum();
         assert_eq!(lags, AFTER_STOP, "{e}");
+    }
+    // Partition by partition, from the API and on the topic's page in a real browser: every
+    // partition read by both groups, each group's lag over them what came after it stopped.
+    let p = env.get_json(&format!(
+        "/api/partitions?node={orders}&{}",
+        window().query()
+    ));
+    let parts = p["partitions"].as_array().expect("partitions");
+    assert_eq!(parts.len(), 3, "{p}");
+    let ends: u64 = parts.iter().filter_map(|p| p["end_offset"].as_u64()).sum();
+    assert_eq!(ends, 12 + AFTER_STOP, "{p}");
+    let lags: u64 = parts.iter().filter_map(|p| p["lag"].as_u64()).sum();
+    assert_eq!(lags, 2 * AFTER_STOP, "{p}");
+    for part in parts {
+        let groups: Vec<&str> = part["groups"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|g| g["group"].as_str())
+            .collect();
+        assert_eq!(groups, vec!["audit", "billing"], "{part}");
+        assert_eq!(part["consumers"], 0, "stopped: {part}");
+    }
+    for group in ["billing", "audit"] {
+        let lag: u64 = parts
+            .iter()
+            .flat_map(|p| p["groups"].as_array().into_iter().flatten())
+            .filter(|g| g["group"] == group)
+            .filter_map(|g| g["lag"].as_u64())
+            .sum();
+        assert_eq!(lag, AFTER_STOP, "{group}: {p}");
+    }
+    if let Some(b) = Browser::start() {
+        b.goto(&env.api_url(&format!(
+            "/destinations/destination%3Akafka%3Aorders?{}",
+            window().query()
+        )));
+        let shown = b.wait_for(
+            "the partition table",
+            "const rows = document.querySelectorAll('#partition-table .partition-row'); \
+             return rows.length === 3 && Array.from(rows).map(r => ({ \
+               end: Number(r.querySelector('.end-offset').textContent), \
+               lag: Number(r.querySelector('.lag').textContent), \
+               groups: Array.from(r.querySelectorAll('.group-lag')).map(g => g.dataset.group) }));",
+        );
+        let rows = shown.as_array().expect("rows");
+        let sum = |k: &str| rows.iter().filter_map(|r| r[k].as_u64()).sum::<u64>();
+        assert_eq!(sum("end"), 12 + AFTER_STOP, "{shown}");
+        assert_eq!(sum("lag"), 2 * AFTER_STOP, "{shown}");
+        for r in rows {
+            assert_eq!(
+                r["groups"],
+                serde_json::json!(["audit", "billing"]),
+                "{shown}"
+            );
+        }
+        b.screenshot("kafka-topic-partitions");
     }
     for producer in ["checkout-js", "checkout-py"] {
         let e = edge(&t, "publish", &service(producer), &orders);

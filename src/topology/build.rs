@@ -262,11 +262,13 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
     }
     fold_failures(&mut edges, &failures);
     let mut nodes = nodes;
+    let mut renamed = HashMap::new();
     // Edges come out sorted by (from, to, kind).
     match &part {
         Some(part) => {
             super::brokers::merge_part(&mut nodes, &mut edges, part);
             super::brokers::resolve_consumes(&mut edges, &mut dependencies, &mut nodes, part);
+            renamed = super::groups::match_groups(&mut nodes, &mut edges);
         }
         None => edges.sort_by(|a, b| super::brokers::edge_key(a).cmp(&super::brokers::edge_key(b))),
     }
@@ -301,7 +303,16 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
     };
     topo.findings = detect::run_on_traffic(&topo);
     if let Some(part) = &part {
+        let at = topo.findings.len();
         topo.findings.extend(part.findings.iter().cloned());
+        // A group matched to a traced service is found under that service's id.
+        for f in &mut topo.findings[at..] {
+            for n in &mut f.nodes {
+                if let Some(to) = renamed.get(n) {
+                    n.clone_from(to);
+                }
+            }
+        }
     }
     topo.part = part;
     topo

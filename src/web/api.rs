@@ -173,6 +173,15 @@ pub async fn impact(
     about_node(&q, &state, topology::reach::impact).await
 }
 
+/// `GET /api/partitions?node=ID`: a partitioned destination (a Kafka topic) partition by
+/// partition, with each consumer group's lag on it.
+pub async fn partitions(
+    q: web::Query<NodeParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    about_node(&q, &state, topology::partitions::partitions).await
+}
+
 /// `/api/traces`: the filters of `/traces` under the same names, an RFC 3339 window, a limit.
 #[derive(Debug, Deserialize)]
 pub struct TraceParams {

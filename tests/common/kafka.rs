@@ -24,6 +24,11 @@ pub struct Tansu {
 
 impl Tansu {
     pub fn start() -> Tansu {
+        Tansu::start_on(free_port())
+    }
+
+    /// A broker on this port (another broker's, once that one is gone: a restart).
+    pub fn start_on(port: u16) -> Tansu {
         let bin = tansu_binary();
         assert!(
             bin.exists(),
@@ -31,7 +36,6 @@ impl Tansu {
             bin.display()
         );
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
         let url = format!("tcp://127.0.0.1:{port}");
         let child = Command::new(&bin)
             .current_dir(dir.path())
@@ -89,5 +93,31 @@ impl Drop for Tansu {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// Creates `topics` (3 partitions each) and commits, outside any generation (a group with no
+/// members), offset `offset` on every partition of each `(group, topic)`: over the protocol
+/// itself, as a client library would (CreateTopics v2, OffsetCommit v2).
+pub fn commit_offsets(port: u16, topics: &[&str], commits: &[(&str, &str)], offset: i64) {
+    use switchyard::discover::kafka::wire::{Conn, Writer};
+    let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    let mut c = Conn::new(stream, "test", 1 << 20);
+    c.set_timeout(Duration::from_secs(10)).expect("timeout");
+    let mut w = Writer::default();
+    w.len(Some(topics.len()));
+    for t in topics {
+        w.string(t).i32(3).i16(1).len(Some(0)).len(Some(0));
+    }
+    w.i32(10_000).bool(false);
+    c.call(19, 2, &w).expect("create topics");
+    for (group, topic) in commits {
+        let mut w = Writer::default();
+        w.string(group).i32(-1).string("").i64(-1);
+        w.len(Some(1)).string(topic).len(Some(3));
+        for p in 0..3 {
+            w.i32(p).i64(offset).i16(-1);
+        }
+        c.call(8, 2, &w).expect("offset commit");
     }
 }

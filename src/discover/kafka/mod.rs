@@ -6,10 +6,13 @@
 //! partition's leader for its first and end offsets (ListOffsets). [`map`] makes the
 //! snapshot.
 //!
-//! Each poll opens one plain TCP connection per broker it needs and closes them at its end;
-//! every call has the per-call timeout, the whole poll the poll budget, every answer a
-//! largest size ([`wire`] checks every length inside it), and the counts of topics, partitions
-//! and groups read are capped. No SASL or TLS: the bootstrap list holds no credentials.
+//! One plain TCP connection per broker it needs, kept from poll to poll (a kept connection
+//! that fails on its first call of a poll is made again once); every call has the per-call
+//! timeout, the whole poll the poll budget, every answer a largest size ([`wire`] checks every
+//! length inside it), and the counts of topics, partitions and groups read are capped.
+//! Committed offsets come from OffsetFetch v8, many groups a request, where the cluster
+//! answers it (ApiVersions says), else one group a request. No SASL or TLS: the bootstrap
+//! list holds no credentials.
 
 pub mod map;
 pub mod wire;
@@ -27,6 +30,9 @@ const CLIENT_ID: &str = "switchyard-discovery";
 
 /// Groups described in one DescribeGroups request.
 const DESCRIBE_CHUNK: usize = 100;
+
+/// Groups whose offsets one OffsetFetch v8 request asks for.
+const FETCH_CHUNK: usize = 100;
 
 /// The bounds of one source's calls.
 #[derive(Clone, Copy, Debug)]
@@ -82,8 +88,13 @@ pub struct KafkaSource {
     limits: Limits,
     memory: Memory,
     /// The cluster answered an OffsetFetch for all topics (null) with something that is not
-    /// an answer (tansu does): its groups' offsets are asked for by topic and partition.
+    /// an answer: its groups' offsets are asked for by topic and partition.
     by_topic: bool,
+    /// Whether the cluster answers OffsetFetch v8 (many groups a request); unknown until
+    /// ApiVersions said, false after a v8 answer could not be read.
+    batched: Option<bool>,
+    /// Connections kept from the previous poll, by address.
+    conns: HashMap<String, Conn>,
 }
 
 impl KafkaSource {
@@ -95,6 +106,8 @@ impl KafkaSource {
             limits,
             memory: Memory::default(),
             by_topic: false,
+            batched: None,
+            conns: HashMap::new(),
         })
     }
 }
@@ -105,20 +118,29 @@ impl Source for KafkaSource {
     }
 
     fn poll(&mut self) -> Result<BrokerSnapshot, DiscoverError> {
-        let mut poll = Poll::new(self.limits, self.by_topic);
-        let polled = poll.read(&self.servers)?;
+        let mut poll = Poll::new(self.limits, self.by_topic, self.batched);
+        poll.kept = std::mem::take(&mut self.conns);
+        let polled = poll.read(&self.servers);
+        // The connections this poll used and did not fail are kept, even after a failed
+        // poll; one it did not need (a broker gone from the metadata) is closed.
+        self.conns = std::mem::take(&mut poll.conns);
         self.by_topic = poll.by_topic;
-        Ok(map::snapshot(&self.label, &polled, &mut self.memory))
+        self.batched = poll.batched;
+        Ok(map::snapshot(&self.label, &polled?, &mut self.memory))
     }
 }
 
-/// One poll: its deadline and its connections, by broker id.
+/// One poll: its deadline and its connections, by address.
 struct Poll {
     limits: Limits,
     /// Offsets are asked for by topic and partition (see [`KafkaSource`]).
     by_topic: bool,
+    batched: Option<bool>,
     deadline: Instant,
-    conns: HashMap<i32, Conn>,
+    /// Connections used in this poll.
+    conns: HashMap<String, Conn>,
+    /// Connections from the previous poll not used yet in this one.
+    kept: HashMap<String, Conn>,
     addresses: HashMap<i32, String>,
 }
 
@@ -126,12 +148,14 @@ struct Poll {
 const BOOTSTRAP: i32 = i32::MIN;
 
 impl Poll {
-    fn new(limits: Limits, by_topic: bool) -> Poll {
+    fn new(limits: Limits, by_topic: bool, batched: Option<bool>) -> Poll {
         Poll {
             limits,
             by_topic,
+            batched,
             deadline: Instant::now() + limits.poll_budget,
             conns: HashMap::new(),
+            kept: HashMap::new(),
             addresses: HashMap::new(),
         }
     }
@@ -181,7 +205,7 @@ impl Poll {
         Err(DiscoverError::Unreachable(last))
     }
 
-    /// One request to broker `node` (connected on first use).
+    /// One request to broker `node` (classic encoding).
     fn call(
         &mut self,
         node: i32,
@@ -189,25 +213,57 @@ impl Poll {
         body: &Writer,
         what: &str,
     ) -> Result<Vec<u8>, DiscoverError> {
-        let timeout = self.call_timeout()?;
-        if !self.conns.contains_key(&node) {
-            let address = self.addresses.get(&node).cloned().ok_or_else(|| {
-                DiscoverError::BadAnswer(format!("{what}: broker {node} is not in the metadata"))
-            })?;
-            let conn = self.connect(&address)?;
-            self.conns.insert(node, conn);
+        self.call_as(node, api, body, false, what)
+    }
+
+    /// One request to broker `node`, over its connection: this poll's, else the one kept
+    /// from the previous poll, else a new one. A kept connection the broker closed meanwhile
+    /// fails its first call: that call is made once more over a new connection.
+    fn call_as(
+        &mut self,
+        node: i32,
+        api: (i16, i16),
+        body: &Writer,
+        flexible: bool,
+        what: &str,
+    ) -> Result<Vec<u8>, DiscoverError> {
+        let address = self.addresses.get(&node).cloned().ok_or_else(|| {
+            DiscoverError::BadAnswer(format!("{what}: broker {node} is not in the metadata"))
+        })?;
+        let mut retry = false;
+        if !self.conns.contains_key(&address) {
+            let conn = match self.kept.remove(&address) {
+                Some(kept) => {
+                    retry = true;
+                    kept
+                }
+                None => self.connect(&address)?,
+            };
+            self.conns.insert(address.clone(), conn);
         }
-        let Some(conn) = self.conns.get_mut(&node) else {
-            return Err(DiscoverError::Unreachable(format!("broker {node}")));
-        };
-        let answer = conn
-            .set_timeout(timeout)
-            .and_then(|()| conn.call(api.0, api.1, body));
-        answer.map_err(|e| {
-            // A connection that failed mid-call is in an unknown state: not reused.
-            self.conns.remove(&node);
-            self.error(what, e)
-        })
+        loop {
+            let timeout = self.call_timeout()?;
+            let Some(conn) = self.conns.get_mut(&address) else {
+                return Err(DiscoverError::Unreachable(format!("broker {node}")));
+            };
+            let answer = conn
+                .set_timeout(timeout)
+                .and_then(|()| conn.call_as(api.0, api.1, body, flexible));
+            match answer {
+                Ok(answer) => return Ok(answer),
+                Err(e) => {
+                    // A connection that failed mid-call is in an unknown state: not reused.
+                    self.conns.remove(&address);
+                    if retry && matches!(e, WireError::Io(_)) {
+                        retry = false;
+                        let conn = self.connect(&address)?;
+                        self.conns.insert(address.clone(), conn);
+                        continue;
+                    }
+                    return Err(self.error(what, e));
+                }
+            }
+        }
     }
 
     fn read(&mut self, servers: &[String]) -> Result<Polled, DiscoverError> {
@@ -231,15 +287,21 @@ impl Poll {
         })
     }
 
-    /// Metadata from the first bootstrap server that answers.
+    /// Metadata from the first bootstrap server that answers (and, the first time, the
+    /// versions it answers).
     fn metadata(&mut self, servers: &[String]) -> Result<wire::Metadata, DiscoverError> {
         let mut last = DiscoverError::Unreachable("no bootstrap server".to_string());
         for server in servers {
             self.addresses.insert(BOOTSTRAP, server.clone());
+            let answer = match self.batched {
+                Some(_) => Ok(()),
+                None => self.versions(),
+            };
             let body = wire::metadata_request();
-            match self.call(BOOTSTRAP, (wire::METADATA, 5), &body, "metadata") {
+            let answer =
+                answer.and_then(|()| self.call(BOOTSTRAP, (wire::METADATA, 5), &body, "metadata"));
+            match answer {
                 Ok(answer) => {
-                    self.conns.remove(&BOOTSTRAP);
                     return wire::metadata_answer(&answer).map_err(|e| self.error("metadata", e));
                 }
                 Err(DiscoverError::Timeout(ms)) if self.call_timeout().is_err() => {
@@ -359,6 +421,10 @@ impl Poll {
         }
         let mut out = Vec::new();
         for (node, ids) in by_coordinator {
+            let mut batched = match self.batched {
+                Some(true) => self.committed_batched(node, &ids)?,
+                _ => None,
+            };
             for chunk in ids.chunks(DESCRIBE_CHUNK) {
                 let body = wire::describe_groups_request(chunk);
                 let answer =
@@ -366,7 +432,10 @@ impl Poll {
                 let described = wire::describe_groups_answer(&answer)
                     .map_err(|e| self.error("describe groups", e))?;
                 for d in described.into_iter().filter(|d| d.error_code == 0) {
-                    let (committed, error) = self.committed(node, &d.group_id, &every)?;
+                    let (committed, error) = match batched.as_mut() {
+                        Some(all) => (all.remove(&d.group_id).unwrap_or_default(), 0),
+                        None => self.committed(node, &d.group_id, &every)?,
+                    };
                     let committed = if error == 0 {
                         committed
                             .into_iter()
@@ -397,6 +466,65 @@ impl Poll {
 }
 
 impl Poll {
+    /// Whether the bootstrap server answers OffsetFetch v8 (ApiVersions v0, which every
+    /// version answers).
+    fn versions(&mut self) -> Result<(), DiscoverError> {
+        let answer = self.call(
+            BOOTSTRAP,
+            (wire::API_VERSIONS, 0),
+            &Writer::default(),
+            "api versions",
+        )?;
+        let versions =
+            wire::api_versions_answer(&answer).map_err(|e| self.error("api versions", e))?;
+        self.batched = Some(
+            versions
+                .get(&wire::OFFSET_FETCH)
+                .is_some_and(|&(low, high)| low <= 8 && high >= 8),
+        );
+        Ok(())
+    }
+
+    /// Every committed offset of these groups, many groups a request (OffsetFetch v8);
+    /// `None` when the cluster's answer could not be read (then never asked so again).
+    fn committed_batched(
+        &mut self,
+        node: i32,
+        groups: &[String],
+    ) -> Result<Option<HashMap<String, Vec<wire::Committed>>>, DiscoverError> {
+        let mut out = HashMap::new();
+        for chunk in groups.chunks(FETCH_CHUNK) {
+            let body = wire::offset_fetch_groups_request(chunk);
+            let answer = self.call_as(node, (wire::OFFSET_FETCH, 8), &body, true, "offset fetch");
+            let answer = match answer {
+                Ok(a) => a,
+                Err(DiscoverError::BadAnswer(e)) => {
+                    tracing::warn!(error = %e, "kafka discovery: OffsetFetch v8 not answered, asking group by group");
+                    self.batched = Some(false);
+                    return Ok(None);
+                }
+                Err(e) => return Err(e),
+            };
+            match wire::offset_fetch_groups_answer(&answer) {
+                Ok(read) => {
+                    for g in read.into_iter().filter(|g| g.error_code == 0) {
+                        out.insert(g.group, g.committed);
+                    }
+                }
+                Err(WireError::Malformed(e)) => {
+                    tracing::warn!(
+                        error = e,
+                        "kafka discovery: OffsetFetch v8 answer unreadable, asking group by group"
+                    );
+                    self.batched = Some(false);
+                    return Ok(None);
+                }
+                Err(e) => return Err(self.error("offset fetch", e)),
+            }
+        }
+        Ok(Some(out))
+    }
+
     /// A group's committed offsets: all of them in one ask, or topic by topic where the
     /// cluster does not answer that.
     fn committed(

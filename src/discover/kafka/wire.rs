@@ -1,7 +1,8 @@
 //! The few Kafka protocol messages discovery sends, at versions every broker from Kafka 1.0 to
-//! 4.x answers (the classic, non-flexible encoding): Metadata v5, ListGroups v1,
-//! DescribeGroups v1, OffsetFetch v2 and ListOffsets v1, plus the consumer protocol's
-//! assignment. Requests are written here; answers are read by a [`Reader`] that checks every
+//! 4.x answers (the classic, non-flexible encoding): ApiVersions v0, Metadata v5, ListGroups
+//! v1, DescribeGroups v1, OffsetFetch v2 and ListOffsets v1, plus the consumer protocol's
+//! assignment; and OffsetFetch v8 (flexible encoding: compact strings and arrays, tagged
+//! fields), which asks for many groups' offsets at once, where the broker answers it. Requests are written here; answers are read by a [`Reader`] that checks every
 //! length against the bytes that are left before it takes or allocates anything, so a
 //! garbage answer is an error, never a panic or a huge allocation.
 
@@ -13,6 +14,7 @@ pub const LIST_GROUPS: i16 = 16;
 pub const DESCRIBE_GROUPS: i16 = 15;
 pub const OFFSET_FETCH: i16 = 9;
 pub const LIST_OFFSETS: i16 = 2;
+pub const API_VERSIONS: i16 = 18;
 
 /// ListOffsets' timestamps for "the next offset to be written" and "the first one kept".
 pub const LATEST: i64 = -1;
@@ -73,6 +75,33 @@ impl Writer {
     /// An array's length (`None`: null).
     pub fn len(&mut self, n: Option<usize>) -> &mut Self {
         self.i32(n.map_or(-1, |n| i32::try_from(n).unwrap_or(i32::MAX)))
+    }
+    /// An unsigned varint (the flexible encoding's lengths and tag counts).
+    pub fn uvarint(&mut self, mut v: u64) -> &mut Self {
+        while v >= 0x80 {
+            self.0.push((v as u8 & 0x7f) | 0x80);
+            v >>= 7;
+        }
+        self.0.push(v as u8);
+        self
+    }
+    /// A compact string (its length plus one as a varint; cut like [`Writer::string`]).
+    pub fn compact_string(&mut self, s: &str) -> &mut Self {
+        let mut end = s.len().min(i16::MAX as usize);
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        self.uvarint(end as u64 + 1);
+        self.0.extend_from_slice(&s.as_bytes()[..end]);
+        self
+    }
+    /// A compact array's length (`None`: null).
+    pub fn compact_len(&mut self, n: Option<usize>) -> &mut Self {
+        self.uvarint(n.map_or(0, |n| n as u64 + 1))
+    }
+    /// No tagged fields.
+    pub fn no_tags(&mut self) -> &mut Self {
+        self.uvarint(0)
     }
 }
 
@@ -142,20 +171,23 @@ impl<'a> Reader<'a> {
         if n < 0 {
             return Ok(0);
         }
-        let n = n as usize;
+        self.fits(n as usize, min)
+    }
+
+    /// `n`, when `n` elements of at least `min` bytes each fit in what is left.
+    fn fits(&self, n: usize, min: usize) -> Result<usize, WireError> {
         if n.saturating_mul(min.max(1)) > self.buf.len() {
             return Err(WireError::Malformed("an array longer than its answer"));
         }
         Ok(n)
     }
 
-    /// `count` elements read by `each`, collected.
-    pub fn list<T>(
+    /// `n` elements read by `each`, collected.
+    fn elements<T>(
         &mut self,
-        min: usize,
+        n: usize,
         mut each: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
     ) -> Result<Vec<T>, WireError> {
-        let n = self.count(min)?;
         let mut out = Vec::with_capacity(n);
         for _ in 0..n {
             out.push(each(self)?);
@@ -163,8 +195,79 @@ impl<'a> Reader<'a> {
         Ok(out)
     }
 
+    /// `count` elements read by `each`, collected.
+    pub fn list<T>(
+        &mut self,
+        min: usize,
+        each: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
+        let n = self.count(min)?;
+        self.elements(n, each)
+    }
+
     pub fn i32s(&mut self) -> Result<Vec<i32>, WireError> {
         self.list(4, |r| r.i32())
+    }
+
+    /// An unsigned varint of at most 5 bytes (every length here fits 32 bits).
+    pub fn uvarint(&mut self) -> Result<u64, WireError> {
+        let mut v = 0u64;
+        for i in 0..5 {
+            let b = self.array::<1>()?[0];
+            v |= u64::from(b & 0x7f) << (7 * i);
+            if b & 0x80 == 0 {
+                return Ok(v);
+            }
+        }
+        Err(WireError::Malformed("a varint longer than 5 bytes"))
+    }
+
+    pub fn compact_nullable_string(&mut self) -> Result<Option<String>, WireError> {
+        let n = self.uvarint()?;
+        if n == 0 {
+            return Ok(None);
+        }
+        let n = usize::try_from(n - 1).map_err(|_| WireError::Malformed("a string too long"))?;
+        let bytes = self.take(n)?;
+        Ok(Some(String::from_utf8_lossy(bytes).into_owned()))
+    }
+
+    pub fn compact_string(&mut self) -> Result<String, WireError> {
+        Ok(self.compact_nullable_string()?.unwrap_or_default())
+    }
+
+    /// A compact array's element count (null: none), checked as [`Reader::count`] does.
+    pub fn compact_count(&mut self, min: usize) -> Result<usize, WireError> {
+        let n = self.uvarint()?;
+        if n == 0 {
+            return Ok(0);
+        }
+        self.fits(usize::try_from(n - 1).unwrap_or(usize::MAX), min)
+    }
+
+    /// `compact_count` elements read by `each`, collected.
+    pub fn compact_list<T>(
+        &mut self,
+        min: usize,
+        each: impl FnMut(&mut Reader<'a>) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
+        let n = self.compact_count(min)?;
+        self.elements(n, each)
+    }
+
+    /// Tagged fields: skipped.
+    pub fn skip_tags(&mut self) -> Result<(), WireError> {
+        let n = self.uvarint()?;
+        if n > self.buf.len() as u64 {
+            return Err(WireError::Malformed("more tagged fields than bytes"));
+        }
+        for _ in 0..n {
+            self.uvarint()?; // tag
+            let size = self.uvarint()?;
+            let size = usize::try_from(size).unwrap_or(usize::MAX);
+            self.take(size)?;
+        }
+        Ok(())
     }
 }
 
@@ -202,12 +305,27 @@ impl Conn {
         version: i16,
         body: &Writer,
     ) -> Result<Vec<u8>, WireError> {
+        self.call_as(api_key, version, body, false)
+    }
+
+    /// [`Conn::call`] for a request of the flexible encoding (`flexible`): its header ends with
+    /// tagged fields, and so does the answer's (skipped here).
+    pub fn call_as(
+        &mut self,
+        api_key: i16,
+        version: i16,
+        body: &Writer,
+        flexible: bool,
+    ) -> Result<Vec<u8>, WireError> {
         self.correlation = self.correlation.wrapping_add(1);
         let mut head = Writer::default();
         head.i16(api_key)
             .i16(version)
             .i32(self.correlation)
             .string(&self.client_id);
+        if flexible {
+            head.no_tags();
+        }
         let size = head.0.len() + body.0.len();
         let mut frame = Vec::with_capacity(4 + size);
         frame.extend_from_slice(&(size as i32).to_be_bytes());
@@ -234,7 +352,14 @@ impl Conn {
         if correlation != self.correlation {
             return Err(WireError::Malformed("an answer to another request"));
         }
-        answer.drain(..4);
+        let skip = if flexible {
+            let mut r = Reader::new(&answer[4..]);
+            r.skip_tags()?;
+            answer.len() - r.buf.len()
+        } else {
+            4
+        };
+        answer.drain(..skip);
         Ok(answer)
     }
 }
@@ -506,6 +631,83 @@ pub fn list_offsets_answer(body: &[u8]) -> Result<Vec<Offset>, WireError> {
     Ok(topics.into_iter().flatten().collect())
 }
 
+/// ApiVersions v0's answer: the versions the broker answers, by api key.
+pub fn api_versions_answer(
+    body: &[u8],
+) -> Result<std::collections::HashMap<i16, (i16, i16)>, WireError> {
+    let mut r = Reader::new(body);
+    let error = r.i16()?;
+    if error != 0 {
+        return Err(WireError::Malformed("api versions refused"));
+    }
+    let keys = r.list(6, |r| Ok((r.i16()?, (r.i16()?, r.i16()?))))?;
+    Ok(keys.into_iter().collect())
+}
+
+/// OffsetFetch v8: every offset each of `groups` committed (topics null), in one request.
+pub fn offset_fetch_groups_request(groups: &[String]) -> Writer {
+    let mut w = Writer::default();
+    w.compact_len(Some(groups.len()));
+    for g in groups {
+        w.compact_string(g).compact_len(None).no_tags();
+    }
+    w.bool(false).no_tags();
+    w
+}
+
+/// One group's part of an OffsetFetch v8 answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GroupOffsets {
+    pub group: String,
+    pub committed: Vec<Committed>,
+    pub error_code: i16,
+}
+
+pub fn offset_fetch_groups_answer(body: &[u8]) -> Result<Vec<GroupOffsets>, WireError> {
+    let mut r = Reader::new(body);
+    r.i32()?; // throttle time
+    let groups = r.compact_list(5, |r| {
+        let group = r.compact_string()?;
+        let topics = r.compact_list(3, |r| {
+            let topic = r.compact_string()?;
+            let partitions = r.compact_list(20, |r| {
+                let partition = r.i32()?;
+                let offset = r.i64()?;
+                r.i32()?; // leader epoch
+                r.compact_nullable_string()?; // metadata
+                let error_code = r.i16()?;
+                r.skip_tags()?;
+                Ok(Committed {
+                    topic: String::new(),
+                    partition,
+                    offset,
+                    error_code,
+                })
+            })?;
+            r.skip_tags()?;
+            Ok((topic, partitions))
+        })?;
+        let error_code = r.i16()?;
+        r.skip_tags()?;
+        let committed = topics
+            .into_iter()
+            .flat_map(|(topic, partitions)| {
+                partitions.into_iter().map(move |c| Committed {
+                    topic: topic.clone(),
+                    ..c
+                })
+            })
+            .collect();
+        Ok(GroupOffsets {
+            group,
+            committed,
+            error_code,
+        })
+    })?;
+    r.skip_tags()?;
+    Ok(groups)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -560,5 +762,47 @@ mod tests {
             consumer_assignment(&w.0).unwrap(),
             vec![("orders".to_string(), vec![0, 2])]
         );
+    }
+
+    #[test]
+    fn offset_fetch_v8_reads_every_group_and_refuses_every_cut() {
+        let request = offset_fetch_groups_request(&["g1".into(), "g2".into()]);
+        assert_eq!(
+            request.0,
+            [3, 3, b'g', b'1', 0, 0, 3, b'g', b'2', 0, 0, 0, 0],
+            "two groups, topics null, no tags, require_stable false"
+        );
+        // As tansu answers it (after the header): g1 committed 5 on t1/0, g2 7 on t1/1.
+        let mut w = Writer::default();
+        w.i32(0).compact_len(Some(2));
+        for (g, p, o) in [("g1", 0, 5), ("g2", 1, 7)] {
+            w.compact_string(g).compact_len(Some(1));
+            w.compact_string("t1").compact_len(Some(1));
+            w.i32(p).i64(o).i32(-1).compact_len(None).i16(0).no_tags();
+            w.no_tags().i16(0).no_tags();
+        }
+        w.no_tags();
+        let full = w.0.clone();
+        let groups = offset_fetch_groups_answer(&full).unwrap();
+        assert_eq!(groups.len(), 2);
+        assert_eq!(groups[1].group, "g2");
+        assert_eq!(
+            groups[1].committed,
+            vec![Committed {
+                topic: "t1".into(),
+                partition: 1,
+                offset: 7,
+                error_code: 0
+            }]
+        );
+        for cut in 0..full.len() {
+            assert!(
+                offset_fetch_groups_answer(&full[..cut]).is_err(),
+                "cut at {cut}"
+            );
+        }
+        // A varint that never ends, and a count past the answer.
+        assert!(Reader::new(&[0xff; 8]).uvarint().is_err());
+        assert!(offset_fetch_groups_answer(&[0, 0, 0, 0, 0xff, 0xff, 0x7f]).is_err());
     }
 }

@@ -61,6 +61,8 @@ pub struct NodePage {
     pub traces_href: String,
     /// Embedded-broker destinations only: the broker's live state of this destination.
     pub broker: Option<super::broker_state::BrokerState>,
+    /// A partitioned destination's partitions (a Kafka topic), as its broker reported them.
+    pub partitions: Vec<crate::topology::partitions::Partition>,
 }
 
 /// Page link of a node id: services and destinations have pages, external peers do not.
@@ -198,6 +200,12 @@ impl NodePage {
             .map(|f| f.description.clone())
             .collect();
         let name = node.map(|n| n.name.clone()).unwrap_or(fallback);
+        let partitions = match kind {
+            NodeKind::Destination => crate::topology::partitions::partitions(topo, &id)
+                .map(|p| p.partitions)
+                .unwrap_or_default(),
+            _ => Vec::new(),
+        };
         let filter = if kind == NodeKind::Service {
             "service"
         } else {
@@ -235,6 +243,7 @@ impl NodePage {
             broker_sparks: Vec::new(),
             traces: Vec::new(),
             broker: None,
+            partitions,
         }
     }
 }
@@ -313,4 +322,82 @@ pub async fn destination(
         state,
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::topology::partitions::{GroupOnPartition, Partition};
+
+    /// The partition table alone, with the page's variables.
+    #[derive(Template)]
+    #[template(source = "{% include \"partitions.html\" %}", ext = "html")]
+    struct PartitionsOnly {
+        partitions: Vec<Partition>,
+        window: PageWindow,
+    }
+
+    #[test]
+    fn the_partition_table_escapes_group_ids_and_names() {
+        let hostile = "<script>alert(1)</script>\"'&";
+        let window = PageWindow::from_query(&WindowQuery {
+            window: Some("1h".into()),
+            since: None,
+            until: None,
+        })
+        .expect("window");
+        let partitions = vec![
+            Partition {
+                partition: 0,
+                end_offset: 9,
+                messages: Some(9),
+                written: Some(4),
+                consumers: Some(1),
+                lag: Some(3),
+                groups: vec![GroupOnPartition {
+                    group: hostile.into(),
+                    node: format!("service:{hostile}"),
+                    name: hostile.into(),
+                    committed: Some(6),
+                    consumers: Some(1),
+                    lag: Some(3),
+                }],
+            },
+            Partition {
+                partition: 1,
+                ..Partition::default()
+            },
+        ];
+        let html = PartitionsOnly { partitions, window }
+            .render()
+            .expect("render");
+        assert!(!html.contains("<script>"), "{html}");
+        let doc = scraper::Html::parse_fragment(&html);
+        let sel = |css: &str| scraper::Selector::parse(css).expect("selector");
+        let rows: Vec<_> = doc
+            .select(&sel("#partition-table .partition-row"))
+            .collect();
+        assert_eq!(rows.len(), 2);
+        let text = |row: &scraper::ElementRef, css: &str| -> String {
+            row.select(&sel(css))
+                .next()
+                .map(|e| e.text().collect::<String>())
+                .unwrap_or_default()
+        };
+        assert_eq!(text(&rows[0], ".written"), "4");
+        assert_eq!(text(&rows[0], ".lag"), "3");
+        assert_eq!(text(&rows[0], ".group-id"), hostile, "shown as text");
+        assert_eq!(text(&rows[0], ".group-service"), hostile);
+        let link = rows[0]
+            .select(&sel(".group-service"))
+            .next()
+            .and_then(|a| a.value().attr("href"))
+            .unwrap_or_default();
+        assert!(
+            link.starts_with("/services/service%3A%3Cscript%3E"),
+            "{link}"
+        );
+        assert_eq!(text(&rows[1], ".written"), "?");
+        assert_eq!(text(&rows[1], ".groups"), "no group");
+    }
 }
