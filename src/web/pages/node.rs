@@ -3,7 +3,7 @@
 
 use super::format;
 use super::traces::TraceItem;
-use super::window::{PageWindow, WindowQuery};
+use super::window::{page_window, PageWindow, WindowQuery};
 use crate::model::TraceQuery;
 use crate::model::{EdgeKind, NodeKind};
 use crate::percent;
@@ -252,7 +252,10 @@ async fn page(
             kind.as_str()
         )));
     }
-    let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
+    let window = match page_window(&q, kind.as_str(), &id[prefix.len()..]).await? {
+        Ok(w) => w,
+        Err(bad_window) => return Ok(bad_window),
+    };
     let topo = load_topology(&state.store, window.window).await?;
     let mut page = web::block(move || NodePage::new(id, kind, window, &topo))
         .await
