@@ -49,7 +49,9 @@ pub struct NodePage {
     pub outgoing: Vec<EdgeItem>,
     pub upstream: Vec<EdgeItem>,
     pub downstream: Vec<EdgeItem>,
-    pub findings: Vec<String>,
+    /// The findings this node is in: (pattern, its name, description, the map framing it in
+    /// this window).
+    pub findings: Vec<(&'static str, String, String, String)>,
     /// Where the node was seen: `traces`, `broker`, or both.
     pub seen_in: String,
     /// What the broker says a destination is (empty when no broker reported it).
@@ -195,7 +197,16 @@ impl NodePage {
             .findings
             .iter()
             .filter(|f| f.nodes.contains(&id))
-            .map(|f| f.description.clone())
+            .map(|f| {
+                let href = format!(
+                    "/?{}&finding={}&on={}",
+                    window.page_query(),
+                    f.pattern,
+                    percent::encode(&id)
+                );
+                let label = f.pattern.replace('_', " ");
+                (f.pattern, label, f.description.clone(), href)
+            })
             .collect();
         let name = node.map(|n| n.name.clone()).unwrap_or(fallback);
         let filter = if kind == NodeKind::Service {
