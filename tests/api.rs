@@ -291,6 +291,89 @@ fn a_request_comes_with_its_reply() {
     );
 }
 
+/// Ten request/reply exchanges with known legs: the request waits 1 ms in the broker (40 ms
+/// for the last), the reply 1 ms (40 ms for the first). Each round trip is its two legs: 41 ms
+/// for the first and the last, 2 ms for the others. The p99 of round trips is 41 ms, where the
+/// sum of the legs' p99s says about 80 ms.
+#[test]
+fn round_trips_are_measured_per_request_reply_pair() {
+    let env = TestEnv::start();
+    let mut all = Vec::new();
+    for k in 0..10u64 {
+        let there = if k == 9 { 40 } else { 1 };
+        let back = if k == 0 { 40 } else { 1 };
+        let at = k * 1000;
+        let request = span("wallet", "identity.check send", Producer)
+            .messaging("rabbitmq", "identity.check")
+            .at_ms(at);
+        let handle = request
+            .child("identity", "identity.check receive", Consumer)
+            .messaging("rabbitmq", "identity.check")
+            .at_ms(at + there);
+        let reply = handle
+            .child("identity", "wallet.replies send", Producer)
+            .messaging("rabbitmq", "wallet.replies")
+            .at_ms(at + there);
+        let got = reply
+            .child("wallet", "wallet.replies receive", Consumer)
+            .messaging("rabbitmq", "wallet.replies")
+            .at_ms(at + there + back);
+        all.extend([request, handle, reply, got]);
+    }
+    let refs: Vec<&builder::SpanB> = all.iter().collect();
+    assert_eq!(env.post_protobuf(&builder::protobuf(&refs)).status, 200);
+    let window = builder::window();
+    let exchange = "asker=service%3Awallet&answerer=service%3Aidentity\
+                    &request=destination%3Arabbitmq%3Aidentity.check\
+                    &reply=destination%3Arabbitmq%3Awallet.replies";
+    let r = env.get_json(&format!("/api/round-trips?{exchange}&{}", window.query()));
+    assert_eq!(r["pairs"], 10, "{r}");
+    assert_eq!(r["p50_micros"], 2000.0, "{r}");
+    assert_eq!(r["p99_micros"], 41_000.0, "{r}");
+    assert_eq!(r["max_micros"], 41_000.0, "{r}");
+    assert_eq!(r["traces_read"], 10, "{r}");
+    assert_eq!(r["complete"], true, "{r}");
+    // The legs, as the topology measures them: each one's p99 is about 40 ms.
+    let t = env.topology(&window);
+    let legs: f64 = t["dependencies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|d| {
+            (d["from"] == "service:wallet" && d["to"] == "service:identity")
+                || (d["from"] == "service:identity" && d["to"] == "service:wallet")
+        })
+        .map(|d| d["latency"]["p99_micros"].as_f64().unwrap())
+        .sum();
+    assert!(legs > 70_000.0, "legs p99 sum {legs}: {t}");
+    // The other way round there is no pair; a missing or wrong id is a 400.
+    let swapped = exchange
+        .replace("asker=service%3Awallet", "asker=service%3Ax")
+        .replace("answerer=service%3Aidentity", "asker2=service%3Aidentity");
+    assert_eq!(
+        env.get(&format!("/api/round-trips?{swapped}")).status,
+        400,
+        "no answerer"
+    );
+    let reversed = "asker=service%3Aidentity&answerer=service%3Awallet\
+                    &request=destination%3Arabbitmq%3Aidentity.check\
+                    &reply=destination%3Arabbitmq%3Awallet.replies";
+    let r = env.get_json(&format!("/api/round-trips?{reversed}&{}", window.query()));
+    assert_eq!(
+        (r["pairs"].as_u64(), r["p99_micros"].is_null()),
+        (Some(0), true),
+        "{r}"
+    );
+    let wrong = exchange.replace("request=destination%3A", "request=service%3A");
+    let reply = env.get(&format!("/api/round-trips?{wrong}"));
+    assert_eq!(reply.status, 400);
+    assert!(
+        reply.text().contains("request is required"),
+        "{}",
+        reply.text()
+    );
+}
+
 #[test]
 fn a_span_without_messaging_has_null_messaging() {
     let env = TestEnv::start();

@@ -197,17 +197,24 @@ fn the_map_downloads_as_an_svg_of_every_node_and_edge_with_names_escaped() {
     b.goto(&env.api_url(&format!("/?window=custom&{}", builder::window().query())));
     map_ready(&b);
     let parsed = b.eval(
-        "const cy = window.switchyard.cy; const text = window.switchyardSvg.mapSvg(cy, '#ffffff'); \
+        "const cy = window.switchyard.cy; \
+         const text = window.switchyardSvg.mapSvg(cy, '#ffffff', window.switchyard.topology.findings); \
          const doc = new DOMParser().parseFromString(text, 'image/svg+xml'); \
          document.getElementById('download-svg').click(); \
          return {error: doc.querySelectorAll('parsererror').length, \
                  scripts: doc.querySelectorAll('script, foreignObject, [onload]').length, \
-                 nodes: doc.querySelectorAll('g.node').length, edges: doc.querySelectorAll('line.edge').length, \
+                 nodes: doc.querySelectorAll('g.node').length, edges: doc.querySelectorAll('g.edge').length, \
                  cyNodes: cy.nodes().length, cyEdges: cy.edges().length, \
-                 titles: [...doc.querySelectorAll('g.node > title')].map(t => t.textContent)};",
+                 titles: [...doc.querySelectorAll('g.node > title')].map(t => t.textContent), text};",
         json!([]),
     );
     assert_eq!(parsed["error"], json!(0), "{parsed}");
+    // A second, independent XML parser reads every node too.
+    assert_eq!(
+        ui::xml_count(parsed["text"].as_str().unwrap(), "g"),
+        parsed["text"].as_str().unwrap().matches("<g ").count(),
+        "{parsed}"
+    );
     assert_eq!(parsed["scripts"], json!(0), "{parsed}");
     assert_eq!(parsed["nodes"], parsed["cyNodes"], "{parsed}");
     assert_eq!(parsed["edges"], parsed["cyEdges"], "{parsed}");

@@ -196,7 +196,173 @@ fn badge_frames_its_finding(b: &Browser, topo: &Value, node: &str, pattern: &str
         topo["findings"].as_array().map(|f| f.len() as u64),
         "{state}"
     );
+    // The address and the panel's link keep the window and name the finding.
+    let page_query = b.eval(
+        "return document.getElementById('cy').getAttribute('data-page-query');",
+        json!([]),
+    );
+    let want = format!(
+        "?{}&finding={pattern}&on={}",
+        page_query.as_str().unwrap(),
+        node.replace(':', "%3A")
+    );
+    let links = b.eval(
+        "return [location.search, new URL(document.getElementById('finding-link').href).search];",
+        json!([]),
+    );
+    assert_eq!(links, json!([want, want]));
     finding
+}
+
+/// A node page's finding links to the map in the same window, with that finding framed.
+fn node_page_finding_opens_on_the_map(b: &Browser, env: &TestEnv, window: &Window, node: &str) {
+    let page = common::ui::Page::ok(
+        env,
+        &format!(
+            "/services/{}?window=custom&{}",
+            node.replace(':', "%3A"),
+            window.query()
+        ),
+    );
+    let links = page.attrs(
+        ".finding-line[data-pattern=action_response] a.finding-link",
+        "href",
+    );
+    assert_eq!(links.len(), 1, "{links:?}");
+    assert!(
+        links[0].starts_with(&format!("/?window=custom&{}&", window.query())),
+        "{links:?}"
+    );
+    b.goto(&env.api_url(&links[0]));
+    b.wait_for(
+        "the linked finding framed",
+        "return document.body.getAttribute('data-map-ready') === '1' && \
+         !window.switchyard.cy.animated() && document.getElementById('finding-description');",
+    );
+    let selected = b.eval(
+        "return window.switchyard.cy.$('node:selected').map(n => n.id()).includes(arguments[0]);",
+        json!([node]),
+    );
+    assert_eq!(selected, json!(true));
+}
+
+/// The map's SVG export carries what the map shows: each node with its figures line (rate,
+/// error share, depth or lag) and its error ring (red where there are errors), each edge
+/// along its path with its label, a badge per finding and node, and the legend; it is
+/// well-formed XML (expat) and Chromium renders it: the red of an error ring is drawn.
+fn svg_carries_the_map(b: &Browser, topo: &Value, name: &str) -> Value {
+    let got = b.eval(
+        "const cy = window.switchyard.cy, topo = window.switchyard.topology; \
+         const text = window.switchyardSvg.mapSvg(cy, '#ffffff', topo.findings); \
+         const doc = new DOMParser().parseFromString(text, 'image/svg+xml'); \
+         const q = s => [...doc.querySelectorAll(s)]; \
+         return {text, errors: doc.querySelectorAll('parsererror').length, \
+           nodes: Object.fromEntries(q('g.node').map(g => [g.getAttribute('data-id'), \
+             [g.querySelector('.name').textContent, (g.querySelector('.figures') || {}).textContent || '', \
+              (g.querySelector('.ring') || {getAttribute: () => null}).getAttribute('data-error-percent'), \
+              !!g.querySelector('.ring-error')]])), \
+           labels: Object.fromEntries(cy.nodes().map(n => [n.id(), [n.data('label'), Math.round(n.data('ratio') * 100)]])), \
+           edges: q('g.edge').map(g => [g.getAttribute('data-source'), g.getAttribute('data-target'), \
+             (g.querySelector('.edge-label') || {}).textContent || '']), \
+           cyEdges: cy.edges().map(e => [e.data('source'), e.data('target'), e.data('label') || '']), \
+           badges: q('g.badge').map(g => g.getAttribute('data-node-id') + ' ' + g.getAttribute('data-pattern')), \
+           legend: q('g.legend .legend-row text').map(t => t.textContent)};",
+        json!([]),
+    );
+    let text = got["text"].as_str().unwrap();
+    std::fs::write(
+        common::browser::output_dir().join(format!("{name}.svg")),
+        text,
+    )
+    .unwrap();
+    assert_eq!(got["errors"], json!(0), "{name}: DOMParser");
+    assert_eq!(
+        ui::xml_count(text, "g"),
+        text.matches("<g ").count(),
+        "{name}: expat reads every group"
+    );
+    let nodes = got["nodes"].as_object().unwrap();
+    let labels = got["labels"].as_object().unwrap();
+    assert_eq!(nodes.len(), labels.len(), "{name}");
+    let mut red = None;
+    for (id, l) in labels {
+        let label = l[0].as_str().unwrap();
+        let (first, second) = label.split_once('\n').unwrap();
+        let n = &nodes[id];
+        assert_eq!(n[0], json!(first), "{name}: {id}");
+        assert_eq!(
+            n[1],
+            json!(second),
+            "{name}: {id} figures (rate, errors, depth or lag)"
+        );
+        let percent = l[1].as_u64().unwrap();
+        if percent > 0 {
+            assert_eq!(n[3], json!(true), "{name}: {id} has an error arc");
+            red.get_or_insert(id.clone());
+        }
+    }
+    let mut edges: Vec<Value> = got["edges"].as_array().unwrap().clone();
+    let mut want: Vec<Value> = got["cyEdges"].as_array().unwrap().clone();
+    edges.sort_by_key(|e| e.to_string());
+    want.sort_by_key(|e| e.to_string());
+    assert_eq!(edges, want, "{name}: every edge with its label");
+    let badges: BTreeSet<String> = got["badges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b.as_str().unwrap().to_string())
+        .collect();
+    for f in topo["findings"].as_array().unwrap() {
+        for n in f["nodes"].as_array().unwrap() {
+            let key = format!("{} {}", n.as_str().unwrap(), f["pattern"].as_str().unwrap());
+            if nodes.contains_key(n.as_str().unwrap()) {
+                assert!(badges.contains(&key), "{name}: badge {key} in {badges:?}");
+            }
+        }
+    }
+    let legend = got["legend"].to_string();
+    for entry in [
+        "service",
+        "publish",
+        "consume",
+        "ring: share of errors",
+        "badge",
+    ] {
+        assert!(legend.contains(entry), "{name}: legend {legend}");
+    }
+    // Rendered by Chromium: the top of an error ring (where its red arc starts) is red.
+    let Some(red) = red else {
+        return got["nodes"].clone();
+    };
+    let pixel = b.eval_async(
+        "const [text, id, done] = arguments; \
+         const img = new Image(); \
+         img.onerror = () => done('not rendered'); \
+         img.onload = () => { \
+           const c = document.createElement('canvas'); c.width = img.naturalWidth; c.height = img.naturalHeight; \
+           const g = c.getContext('2d'); g.drawImage(img, 0, 0); \
+           const doc = new DOMParser().parseFromString(text, 'image/svg+xml'); \
+           const ring = [...doc.querySelectorAll('g.node')].find(n => n.getAttribute('data-id') === id).querySelector('.ring-error'); \
+           const x = Number(ring.getAttribute('cx')), y = Number(ring.getAttribute('cy')) - Number(ring.getAttribute('r')); \
+           const d = g.getImageData(Math.round(x), Math.round(y), 1, 1).data; \
+           const bg = g.getImageData(1, 1, 1, 1).data; \
+           done({size: [img.naturalWidth, img.naturalHeight], red: [...d], bg: [...bg]}); }; \
+         img.src = URL.createObjectURL(new Blob([text], {type: 'image/svg+xml'}));",
+        json!([text, red]),
+    );
+    assert!(pixel["size"][0].as_u64().unwrap() > 100, "{name}: {pixel}");
+    let rgb: Vec<u64> = pixel["red"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert!(
+        rgb[0] > 180 && rgb[1] < 130 && rgb[2] < 130,
+        "{name}: {red}'s ring top {pixel}"
+    );
+    assert_eq!(pixel["bg"], json!([255, 255, 255, 255]), "{name}: {pixel}");
+    got["nodes"].clone()
 }
 
 /// Selects `node`, waits for its reach, and returns `[[id, depth]...]` of both lists and the
@@ -319,6 +485,14 @@ fn the_map_of_a_recorded_shop_shows_numbers_findings_reach_and_blast_radius() {
     );
     assert_eq!(systems, json!(["rabbitmq"]));
     b.screenshot("map-numbers-light");
+    let svg = svg_carries_the_map(&b, &topo, "map-recorded-shop");
+    assert!(
+        svg["service:billing"][1]
+            .as_str()
+            .unwrap()
+            .contains("% err"),
+        "{svg}"
+    );
 
     badge_frames_its_finding(&b, &topo, "destination:rabbitmq:order.created", "broadcast");
     // The action/response pair: who asks, who answers.
@@ -331,6 +505,36 @@ fn the_map_of_a_recorded_shop_shows_numbers_findings_reach_and_blast_radius() {
     assert_eq!(facts["Asks"], "wallet", "{facts}");
     assert_eq!(facts["Answers"], "identity", "{facts}");
     assert_eq!(facts["Reply"], "(temporary)", "{facts}");
+    // The round trip is measured per request/reply pair: the page shows the API's p99.
+    b.wait_for(
+        "the round trips",
+        "return document.querySelector('#round-trips[data-pairs]');",
+    );
+    let rt = env.get_json(&format!(
+        "/api/round-trips?asker=service%3Awallet&answerer=service%3Aidentity\
+         &request=destination%3Arabbitmq%3Aidentity.2fa\
+         &reply=destination%3Arabbitmq%3A%28temporary%29&{}",
+        window.query()
+    ));
+    assert_eq!(rt["pairs"], 3, "{rt}");
+    let shown = b.eval(
+        "return [document.getElementById('round-trips').getAttribute('data-pairs'), \
+         [...document.querySelectorAll('#round-trips dl > div')].map(d => d.textContent)];",
+        json!([]),
+    );
+    assert_eq!(shown[0], json!("3"), "{shown}");
+    let p99 = rt["p99_micros"].as_f64().unwrap();
+    let want = if p99 < 1000.0 {
+        format!("Round trip p99{p99:.0} \u{b5}s")
+    } else if p99 < 1e6 {
+        format!("Round trip p99{:.1} ms", p99 / 1000.0)
+    } else {
+        format!("Round trip p99{:.2} s", p99 / 1e6)
+    };
+    assert!(
+        shown[1].as_array().unwrap().contains(&json!(want)),
+        "{shown} wants {want}"
+    );
 
     let r = reach_of(&b, "service:shipping");
     assert_eq!(
@@ -383,6 +587,7 @@ fn the_map_of_a_recorded_shop_shows_numbers_findings_reach_and_blast_radius() {
     switch_theme(&b);
     numbers_on_nodes_and_edges(&b, &topo, "service:orders", Some("service:billing"));
     b.screenshot("map-numbers-other-theme");
+    node_page_finding_opens_on_the_map(&b, &env, &window, "service:wallet");
 }
 
 #[test]
@@ -430,6 +635,21 @@ fn the_demo_map_shows_every_finding_as_a_badge_and_answers_reach_and_impact() {
         }
     }
     b.screenshot("demo-map-numbers");
+    let svg = svg_carries_the_map(&b, &topo, "map-demo");
+    let depths = topo["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|n| Some((n["id"].as_str()?, n["broker"]["depth"].as_u64()?)))
+        .collect::<Vec<_>>();
+    assert!(!depths.is_empty(), "the demo's broker reports depths");
+    for (id, depth) in depths {
+        let figures = svg[id][1].as_str().unwrap_or_default();
+        assert!(
+            figures.contains(&format!("depth {depth}")),
+            "{id}: {figures}"
+        );
+    }
     let finding = badge_frames_its_finding(&b, &topo, "service:wallet", "action_response");
     assert!(
         finding["nodes"]

@@ -251,4 +251,71 @@ fn dates_without_a_time_are_understood_and_bad_ones_are_said_on_the_page() {
     );
     assert!(bad.all(".trace-row").is_empty());
     bad.assert_no_injected_markup("a bad date");
+
+    // The map and the node pages read a bare date as that whole day too.
+    let map = Page::ok(
+        &env,
+        &format!("/?window=custom&since={today}&until={today}"),
+    );
+    let url = map.attrs("#cy", "data-topology-url");
+    let tomorrow = day(builder::base_time() + 86_400_000_000_000);
+    assert_eq!(
+        url,
+        [format!(
+            "/api/topology?since={today}T00%3A00%3A00Z&until={tomorrow}T00%3A00%3A00Z"
+        )]
+    );
+    let node = Page::ok(
+        &env,
+        &format!("/services/service%3Aorders?window=custom&since={today}&until={today}"),
+    );
+    assert_eq!(node.all(".trace-row").len(), 1, "the day's trace");
+    // A bad date there is the page's heading, its window picker as typed and the reason,
+    // with status 400; nothing else is shown.
+    for (path, heading) in [
+        ("/", "Topology"),
+        ("/services/service%3Aorders", "orders"),
+        ("/destinations/destination%3Akafka%3Aorders", "kafka:orders"),
+    ] {
+        let typed = "2026-02-30<b id=x>";
+        let bad = Page::get(
+            &env,
+            &format!(
+                "{path}?window=custom&since={}&until={today}",
+                url_encode(typed)
+            ),
+        );
+        assert_eq!(bad.status, 400, "{path}");
+        assert_eq!(ui::text(&bad.one("h1")), heading, "{path}");
+        let said = ui::text(&bad.one("#window-error"));
+        assert!(
+            said.contains("since must be") && said.contains(typed),
+            "{path}: {said}"
+        );
+        assert_eq!(
+            bad.one("input[name=since]").value().attr("value"),
+            Some(typed),
+            "{path}"
+        );
+        assert_eq!(
+            bad.attrs("select[name=window] option[selected]", "value"),
+            ["custom"],
+            "{path}"
+        );
+        assert!(bad.all("#cy, .trace-row, .edge-row").is_empty(), "{path}");
+        assert!(bad.all("b#x").is_empty(), "{path}");
+        bad.assert_no_injected_markup(path);
+    }
+    let bad = Page::get(&env, "/?window=7y");
+    assert_eq!(bad.status, 400);
+    assert!(ui::text(&bad.one("#window-error")).contains("window must be one of"));
+}
+
+fn url_encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }

@@ -83,6 +83,76 @@ fn row(id: &str) -> String {
     format!("document.getElementById('span-{id}')")
 }
 
+/// pika instrumented globally nests two publish spans per message (recorded:
+/// fixtures/otlp/python-pika-global). Each broadcast trace stores four spans (outer and inner
+/// publish, shipping's and billing's receive, children of the inner one) and shows three rows,
+/// the consumers under the outer publish; the topology counts five messages, not ten.
+#[test]
+fn recorded_nested_pika_publishes_fold_into_one_row() {
+    let Some(b) = Browser::start() else { return };
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_PIKA_GLOBAL);
+    let sends: Vec<&fixtures::SpanInfo> = spans
+        .iter()
+        .filter(|s| s.service == "orders" && s.kind == fixtures::KIND_PRODUCER)
+        .collect();
+    assert_eq!(sends.len(), 10, "the recording nests every publish");
+    let outers: Vec<&&fixtures::SpanInfo> = sends
+        .iter()
+        .filter(|s| s.parent_span_id.is_empty())
+        .collect();
+    assert_eq!(outers.len(), 5);
+    let topo = env.get_json(&format!("/api/topology?{}", window.query()));
+    let published: Vec<u64> = topo["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["from"] == "service:orders")
+        .map(|e| e["count"].as_u64().unwrap())
+        .collect();
+    assert_eq!(published, vec![5], "{topo}");
+
+    b.resize(1024, 700);
+    for outer in &outers {
+        let inner = sends
+            .iter()
+            .find(|s| s.parent_span_id == outer.span_id)
+            .expect("an inner publish");
+        let consumers: Vec<&fixtures::SpanInfo> = spans
+            .iter()
+            .filter(|s| s.parent_span_id == inner.span_id)
+            .collect();
+        assert_eq!(consumers.len(), 2, "shipping and billing");
+        b.goto(&env.api_url(&format!("/traces/{}?{}", outer.trace_id, window.query())));
+        trace_ready(&b);
+        let counts = b.eval(
+            "return [document.querySelectorAll('#waterfall > .wf-row').length, \
+             document.getElementById('span-count').textContent.trim()];",
+            json!([]),
+        );
+        assert_eq!(counts, json!([4, "3"]), "{}", outer.trace_id);
+        assert_eq!(b.eval(SHOWN, json!([])), json!(3));
+        let depths: Vec<String> = consumers
+            .iter()
+            .map(|c| format!("{}.getAttribute('data-depth')", row(&c.span_id)))
+            .collect();
+        let (outer_row, inner_row) = (row(&outer.span_id), row(&inner.span_id));
+        let rows = b.eval(
+            &format!(
+                "return [{inner_row}.hidden, {outer_row}.getAttribute('data-depth'), [{}], \
+                 {outer_row}.querySelector('summary .wf-folds') !== null];",
+                depths.join(", ")
+            ),
+            json!([]),
+        );
+        assert_eq!(
+            rows,
+            json!([true, "0", ["1", "1"], true]),
+            "{}",
+            outer.trace_id
+        );
+    }
+}
+
 #[test]
 fn the_trace_view_zooms_collapses_finds_and_folds_nested_publishes() {
     let Some(b) = Browser::start() else { return };

@@ -9,8 +9,10 @@ use crate::model::{SpanId, SpanKind};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
+pub use exchange::{Exchange, RoundTrips};
 pub use message::{Delivery, Message};
 
+mod exchange;
 mod message;
 #[cfg(test)]
 pub(crate) mod sample;

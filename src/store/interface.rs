@@ -6,8 +6,8 @@
 
 use super::{Prepared, StoreError, WriteOutcome};
 use crate::model::{
-    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId,
-    TraceQuery, TraceSearch,
+    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, NodeKey, StoredSpan, TimeWindow, TopologyRows,
+    TraceId, TraceQuery, TraceSearch,
 };
 use crate::priority::Priority;
 use std::collections::BTreeMap;
@@ -75,6 +75,17 @@ pub trait TopologyReads {
     /// Nodes and edges with their statistics, merged over the window's minutes, and each
     /// broker's newest snapshot in the window.
     fn topology(&self, window: TimeWindow) -> Result<TopologyRows, StoreError>;
+    /// The traced nodes of the window (those [`TopologyReads::topology`] lists), without their
+    /// statistics or any broker's: the names the trace search offers. A backend may answer it
+    /// from a cheaper read than the whole topology.
+    fn node_keys(&self, window: TimeWindow) -> Result<Vec<NodeKey>, StoreError> {
+        Ok(self
+            .topology(window)?
+            .nodes
+            .into_iter()
+            .map(|n| n.key)
+            .collect())
+    }
     /// Per-minute activity of one node (sparklines), keyed by unix minute.
     fn node_minutes(
         &self,

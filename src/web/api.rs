@@ -182,6 +182,77 @@ pub async fn partitions(
     about_node(&q, &state, topology::partitions::partitions).await
 }
 
+/// `/api/round-trips`: an action/response exchange by node ids, and an RFC 3339 window.
+#[derive(Debug, Deserialize)]
+pub struct RoundTripParams {
+    pub asker: Option<String>,
+    pub answerer: Option<String>,
+    pub request: Option<String>,
+    pub reply: Option<String>,
+    pub since: Option<String>,
+    pub until: Option<String>,
+}
+
+/// The newest traces with a request that `/api/round-trips` reads.
+pub const ROUND_TRIP_TRACES: usize = 200;
+
+/// `GET /api/round-trips?asker=&answerer=&request=&reply=`: the round trip of an
+/// action/response exchange (request publish to the reply's consume), per request/reply pair
+/// in the newest [`ROUND_TRIP_TRACES`] traces with a request; percentiles of those pairs.
+pub async fn round_trips(
+    q: web::Query<RoundTripParams>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let id = |v: &Option<String>, name: &str, prefix: &str| {
+        v.as_deref()
+            .map(str::trim)
+            .filter(|v| v.starts_with(prefix) && v.len() > prefix.len())
+            .map(str::to_string)
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!(
+                    "{name} is required: a node id that starts with {prefix}"
+                ))
+            })
+    };
+    let exchange = crate::flow::Exchange {
+        asker: id(&q.asker, "asker", "service:")?,
+        answerer: id(&q.answerer, "answerer", "service:")?,
+        request: id(&q.request, "request", "destination:")?,
+        reply: id(&q.reply, "reply", "destination:")?,
+    };
+    let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
+    // `destination:system:name`; a service id without a namespace is `service:name`.
+    let request_name = exchange.request.splitn(3, ':').nth(2).unwrap_or_default();
+    let asker_name = exchange
+        .asker
+        .strip_prefix("service:")
+        .filter(|n| !n.contains('/'));
+    let query = crate::model::TraceQuery {
+        service: asker_name.map(str::to_string),
+        destination: Some(request_name.to_string()),
+        window: Some(window),
+        limit: ROUND_TRIP_TRACES,
+        ..Default::default()
+    };
+    let answer = state
+        .store
+        .blocking(move |s| {
+            let found = s.search_traces(&query)?;
+            let mut samples = Vec::new();
+            for t in &found.traces {
+                samples.extend(exchange.round_trips(&s.trace(t.trace_id)?));
+            }
+            let complete = found.complete && found.traces.len() < ROUND_TRIP_TRACES;
+            Ok(crate::flow::RoundTrips::of(
+                samples,
+                found.traces.len(),
+                complete,
+            ))
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(answer))
+}
+
 /// `/api/traces`: the filters of `/traces` under the same names, an RFC 3339 window, a limit.
 #[derive(Debug, Deserialize)]
 pub struct TraceParams {

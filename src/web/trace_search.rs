@@ -101,12 +101,11 @@ pub async fn names(store: &Store, window: Option<TimeWindow>) -> Result<Names, S
     });
     store
         .blocking(move |s| {
-            let rows = s.topology(window)?;
             let mut names = Names::default();
-            for n in &rows.nodes {
-                match n.key.kind {
-                    NodeKind::Service => names.services.push(n.key.name.clone()),
-                    NodeKind::Destination => names.destinations.push(n.key.name.clone()),
+            for key in s.node_keys(window)? {
+                match key.kind {
+                    NodeKind::Service => names.services.push(key.name),
+                    NodeKind::Destination => names.destinations.push(key.name),
                     NodeKind::External => {}
                 }
             }

@@ -43,7 +43,7 @@
           "data-finding": String(i), "data-pattern": pattern, title: describe(f) });
         b.appendChild(kit.el("span", { "class": "long", text: SHORT[pattern] || pattern }));
         b.appendChild(kit.el("span", { "class": "short", "aria-hidden": "true", text: TINY[pattern] || "?" }));
-        b.addEventListener("click", function (ev) { ev.stopPropagation(); self.onPick(i); });
+        b.addEventListener("click", function (ev) { ev.stopPropagation(); self.onPick(i, id); });
         box.appendChild(b);
       });
       return { id: id, box: box };

@@ -93,7 +93,8 @@
   }
 
   // What an action/response finding's pair is: who asks (publishes the request and consumes
-  // the reply), who answers, and the broker legs' p99 (publish to consume, both ways).
+  // the reply), who answers, and each broker leg's p99 (publish to consume, each way; their
+  // sum is no round trip: /api/round-trips measures that per request/reply pair).
   var REPLY_NAME = /(reply|replies|response|result|callback|answer|_inbox|amq\.rabbitmq\.reply-to|^\(temporary\)$)/i;
   function exchange(topo, f, name) {
     var a = f.nodes[0], b = f.nodes[1], ab = f.nodes[2], ba = f.nodes[3];
@@ -105,7 +106,7 @@
     }
     var there = askerIsA ? leg(a, b, ab) : leg(b, a, ba), back = askerIsA ? leg(b, a, ba) : leg(a, b, ab);
     return { asker: asker, answerer: answerer, request: askerIsA ? ab : ba, reply: askerIsA ? ba : ab,
-      roundTripP99: there != null && back != null ? there + back : null };
+      requestP99: there, replyP99: back };
   }
 
   window.switchyardKit = {

@@ -150,5 +150,26 @@
     return { node: el("div", {}, [el("h3", { text: "Broker state" }), box]), refresh: function () { if (box.isConnected) { load(); } } };
   }
 
-  window.switchyardPanel = { reach: reach, impact: impact, recentTraces: recentTraces, brokerState: brokerState };
+  // The round trip of an action/response exchange `x` (kit.exchange), per request/reply pair:
+  // the asker's request publish to its consume of the reply.
+  function roundTrips(x, ctx, facts) {
+    var box = el("div", { "class": "round-trips", id: "round-trips" }, [loading("Measuring round trips\u2026")]);
+    function load() {
+      var q = "asker=" + encodeURIComponent(x.asker) + "&answerer=" + encodeURIComponent(x.answerer) +
+        "&request=" + encodeURIComponent(x.request) + "&reply=" + encodeURIComponent(x.reply);
+      return getJson("/api/round-trips?" + q + "&" + ctx.windowQuery()).then(function (r) {
+        box.setAttribute("data-pairs", String(r.pairs));
+        box.replaceChildren(r.pairs ? facts([
+          ["Round trip p50", kit.micros(r.p50_micros)], ["Round trip p99", kit.micros(r.p99_micros)],
+          ["Round trip max", kit.micros(r.max_micros)],
+          ["Request/reply pairs", r.pairs + (r.complete ? "" : " (the newest " + r.traces_read + " traces)")]
+        ]) : el("p", { "class": "muted", text: "No traced request/reply pair in this window." }));
+      }).catch(function () { box.replaceChildren(el("p", { "class": "muted", text: "Could not measure the round trips." })); });
+    }
+    load();
+    return { node: el("div", {}, [el("h3", { text: "Round trip (request sent to reply received)" }), box]),
+      refresh: function () { if (box.isConnected) { load(); } } };
+  }
+
+  window.switchyardPanel = { reach: reach, impact: impact, recentTraces: recentTraces, brokerState: brokerState, roundTrips: roundTrips };
 })();

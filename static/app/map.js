@@ -59,7 +59,7 @@
     return { group: "nodes", data: {
       id: n.id, label: name + "\n" + second, name: n.name, kind: n.kind, system: n.system || "", color: color,
       namespace: n.namespace || "", spans: n.spans, span_errors: n.span_errors || 0,
-      seen: seenIn(n, hasBroker), entity: n.entity || "", ring: kit.ring(f), ratio: f.ratio,
+      seen: seenIn(n, hasBroker), entity: n.entity || "", ring: kit.ring(f), ratio: f.ratio, traffic: f.traffic ? 1 : 0,
       figures: second,
       w: Math.max(90, Math.max(name.length, second.length) * 7.3 + 50)
     } };
@@ -202,7 +202,7 @@
     if (f.pattern !== "action_response") { return f.description; }
     var x = kit.exchange(topology, f, nodeName);
     return nodeName(x.asker) + " asks " + nodeName(x.answerer) + " (" + nodeName(x.request) + ", reply on " +
-      nodeName(x.reply) + ")" + (x.roundTripP99 != null ? "; broker legs p99 " + micros(x.roundTripP99) : "");
+      nodeName(x.reply) + ")";
   }
   function nodeFindings(id) {
     var related = [];
@@ -211,7 +211,7 @@
     return el("div", {}, [el("h3", { text: "Findings" }), el("ul", { "class": "node-findings" }, related.map(function (i) {
       var f = topology.findings[i];
       var b = el("button", { type: "button", "class": "link", "data-finding": String(i) }, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern })]);
-      b.addEventListener("click", function () { pickFinding(i); });
+      b.addEventListener("click", function () { pickFinding(i, id); });
       return el("li", {}, [b, " ", findingLine(f)]);
     }))]);
   }
@@ -274,19 +274,30 @@
         ["Publish \u2192 consume p50", d.count != null ? micros(l.p50_micros) : ""], ["p99", d.count != null ? micros(l.p99_micros) : ""]])
     ].concat(sections([panel.recentTraces(filter, panelContext())])));
   }
-  function showFinding(i) {
+  // The map in this window with finding `f` framed, seen from node `on`: what a copied link
+  // or a node page's finding link opens.
+  function findingHref(f, on) {
+    return "/?" + pageQuery + "&finding=" + encodeURIComponent(f.pattern) + "&on=" + encodeURIComponent(on);
+  }
+  function showFinding(i, on) {
     var f = topology.findings[i], extra = [];
     if (f.pattern === "action_response") {
       var x = kit.exchange(topology, f, nodeName);
       extra = [facts([["Asks", nodeName(x.asker)], ["Answers", nodeName(x.answerer)], ["Request", nodeName(x.request)],
-        ["Reply", nodeName(x.reply)], ["Round trip p99 (broker legs)", x.roundTripP99 != null ? micros(x.roundTripP99) : "unknown"]])];
+        ["Reply", nodeName(x.reply)], ["Request leg p99 (in the broker)", x.requestP99 != null ? micros(x.requestP99) : ""],
+        ["Reply leg p99 (in the broker)", x.replyP99 != null ? micros(x.replyP99) : ""]]),
+        panel.roundTrips(x, panelContext(), facts).node];
     }
     show([
       el("h3", {}, [el("span", { "class": "badge pattern-" + f.pattern, text: PATTERNS[f.pattern] || f.pattern })]),
       el("p", { "class": "finding-text", id: "finding-description", text: f.description })
     ].concat(extra, [
       el("h3", { text: "Nodes" }),
-      el("ul", { "class": "detail-list finding-nodes" }, f.nodes.map(function (id) { return el("li", {}, [selectButton(id)]); }))
+      el("ul", { "class": "detail-list finding-nodes" }, f.nodes.map(function (id) {
+        var page = nodePage(id);
+        return el("li", {}, [selectButton(id), page ? el("a", { "class": "small node-page", href: page, text: "page" }) : null]);
+      })),
+      el("p", { "class": "detail-links" }, [el("a", { id: "finding-link", href: findingHref(f, on), text: "Link to this finding" })])
     ]));
     refreshers = [];
   }
@@ -344,16 +355,28 @@
     selectNode(n);
     cy.animate({ center: { eles: n }, duration: 250 });
   }
-  function pickFinding(i) {
+  function pickFinding(i, on) {
     var f = topology.findings[i];
     if (!f) { return; }
+    on = on || f.nodes[0];
+    if (window.history && history.replaceState) { history.replaceState(null, "", findingHref(f, on)); }
     clearFocus();
     var eles = cy.collection();
     f.nodes.forEach(function (id) { eles = eles.union(cy.getElementById(id)); });
     cy.elements().unselect();
     eles.select();
     if (eles.nonempty()) { cy.animate({ fit: { eles: eles, padding: 70 }, duration: 300 }); }
-    showFinding(i);
+    showFinding(i, on);
+  }
+  // A link's `finding=PATTERN&on=NODE`: the first finding of that pattern on that node (as its
+  // badge picks), or a note that this window has none.
+  function pickLinkedFinding() {
+    var q = new URLSearchParams(location.search), pattern = q.get("finding"), on = q.get("on");
+    if (!pattern || !on) { return; }
+    var i = topology.findings.findIndex(function (f) { return f.pattern === pattern && f.nodes.indexOf(on) >= 0; });
+    if (i >= 0) { pickFinding(i, on); return; }
+    show([el("p", { "class": "notice", id: "finding-missing",
+      text: "No " + (PATTERNS[pattern] || pattern).toLowerCase() + " finding on " + nodeName(on) + " in this window." })]);
   }
 
   // ---- interactions ----
@@ -408,7 +431,7 @@
       download(cy.png({ full: true, scale: 2, bg: css("--bg"), output: "blob" }), "switchyard-topology.png");
     });
     document.getElementById("download-svg").addEventListener("click", function () {
-      download(new Blob([window.switchyardSvg.mapSvg(cy, css("--bg"))], { type: "image/svg+xml" }), "switchyard-topology.svg");
+      download(new Blob([window.switchyardSvg.mapSvg(cy, css("--bg"), topology.findings, findingTitle)], { type: "image/svg+xml" }), "switchyard-topology.svg");
     });
     var toggle = document.getElementById("services-only");
     if (toggle) {
@@ -598,6 +621,7 @@
     window.switchyard = { cy: cy, topology: topo, readyAt: performance.now(), timings: timings, mode: function () { return mode; } };
     drawnOnce = topo.nodes.length > 0;
     watch();
+    pickLinkedFinding();
     document.body.setAttribute("data-map-ready", "1");
   }
 

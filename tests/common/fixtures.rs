@@ -13,6 +13,9 @@ pub const NODE_AMQPLIB_JSON: &str = "node-amqplib-json";
 pub const PYTHON_AIO_PIKA: &str = "python-aio-pika";
 pub const PYTHON_CELERY: &str = "python-celery";
 pub const PYTHON_NATS: &str = "python-nats";
+/// pika instrumented globally: every message has an outer and an inner PRODUCER span; not in
+/// `ALL_SETS` (its broadcast and rpc parts are `python-pika`'s, with no golden exports of their own).
+pub const PYTHON_PIKA_GLOBAL: &str = "python-pika-global";
 /// kafkajs and confluent-kafka together (tools/record/kafka_scenario.sh); not in `ALL_SETS`:
 /// its spans link to their producers.
 pub const KAFKA: &str = "kafka";

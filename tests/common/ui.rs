@@ -120,3 +120,32 @@ pub fn hostile_trace() -> (SpanB, SpanB) {
         .error("</td></tr><script>window.__pwned=5</script>");
     (publish, consume)
 }
+
+/// Parses `text` with a real XML parser (Python's expat, through xml.etree) and returns the
+/// number of elements named `local` (in any namespace); panics with the parser's message if
+/// it is not well-formed XML.
+pub fn xml_count(text: &str, local: &str) -> usize {
+    use std::io::Write;
+    let mut file = tempfile::NamedTempFile::new().expect("temp file");
+    file.write_all(text.as_bytes()).expect("write xml");
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sys, xml.etree.ElementTree as E\n\
+             root = E.parse(sys.argv[1]).getroot()\n\
+             print(sum(1 for e in root.iter() if e.tag.rsplit('}', 1)[-1] == sys.argv[2]))",
+        )
+        .arg(file.path())
+        .arg(local)
+        .output()
+        .expect("python3 runs");
+    assert!(
+        out.status.success(),
+        "not well-formed XML: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .expect("a count")
+}

@@ -3,7 +3,7 @@
 # OpenTelemetry SDKs talking to the local RabbitMQ.
 #
 # Usage: tools/record/record.sh [SCENARIO...]   (default: all scenarios)
-#   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json
+#   SCENARIO: python-pika | python-pika-gzip | python-pika-global | python-aio-pika | python-celery | node-amqplib-json
 #             | python-nats (NATS JetStream on $NATS_URL, default nats://127.0.0.1:4222; its
 #               stream ORDERS is deleted again afterwards)
 #             | kafka (kafka_scenario.sh: kafkajs and confluent-kafka on a tansu of its own)

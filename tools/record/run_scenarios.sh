@@ -9,6 +9,8 @@
 #               (default nats://127.0.0.1:4222); never run by default
 #             kafka: kafkajs and confluent-kafka on a Kafka-protocol broker (kafka_scenario.sh;
 #               $KAFKA_BOOTSTRAP, default a tansu of its own); never run by default
+#             python-pika-global: the broadcast and rpc parts of python-pika with the pika
+#               instrumentation installed globally (nested publish spans of one message)
 #             python-pika-rotel: the broadcast part of python-pika exporting to an intermediate
 #               collector (rotel, OTLP/HTTP in) that forwards to ENDPOINT; never run by default
 #             python-aio-pika-grpc | python-celery-grpc | node-amqplib-grpc: the same over OTLP/gRPC to
@@ -65,6 +67,9 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     kafka)
       AFTER_STOP=${AFTER_STOP:-2} SKIP_SETUP=1 "$HERE/kafka_scenario.sh" "$ENDPOINT"
+      ;;
+    python-pika-global)
+      SHOP_INSTRUMENT=global SHOP_PARTS=broadcast,rpc "$HERE/.venv/bin/python" "$HERE/python/shop.py"
       ;;
     python-pika-rotel)
       SHOP_PARTS=broadcast "$HERE/rotel.sh" "$ENDPOINT" "$HERE/.venv/bin/python" "$HERE/python/shop.py"

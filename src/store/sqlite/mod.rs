@@ -24,8 +24,8 @@ use super::interface::{Pending, Room, StoreStats, TopologyReads, TraceReads, Wri
 use super::{StoreConfig, StoreError};
 use crate::mailbox::{bounded, SendTimeoutError, Sender, TrySendError};
 use crate::model::{
-    Figures, LinkingSpan, MinuteRow, StoredSpan, TimeWindow, TopologyRows, TraceId, TraceQuery,
-    TraceSearch,
+    Figures, LinkingSpan, MinuteRow, NodeKey, StoredSpan, TimeWindow, TopologyRows, TraceId,
+    TraceQuery, TraceSearch,
 };
 use crate::priority::Priority;
 use rusqlite::{Connection, OpenFlags};
@@ -188,6 +188,10 @@ impl TopologyReads for SqliteStore {
             rows.brokers_then = brokers::earliest(c, window, &self.decoded)?;
             Ok(rows)
         })
+    }
+
+    fn node_keys(&self, window: TimeWindow) -> Result<Vec<NodeKey>, StoreError> {
+        self.read(|c| reader::node_keys(c, window))
     }
 
     fn broker_history(

@@ -114,6 +114,34 @@ pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, S
     })
 }
 
+/// The traced nodes of the window: the ends of its edge rows with traffic and the services with
+/// spans, as [`topology`] lists them, without decoding a sketch.
+pub fn node_keys(conn: &Connection, window: TimeWindow) -> Result<Vec<NodeKey>, StoreError> {
+    let (first, last) = window.minutes();
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, kind, name, system, namespace FROM nodes WHERE id IN (
+           SELECT from_node FROM edge_minutes WHERE minute BETWEEN ?1 AND ?2 AND (count > 0 OR latency IS NOT NULL)
+           UNION SELECT to_node FROM edge_minutes WHERE minute BETWEEN ?1 AND ?2 AND (count > 0 OR latency IS NOT NULL)
+           UNION SELECT service FROM service_minutes WHERE minute BETWEEN ?1 AND ?2)
+         ORDER BY id",
+    )?;
+    let mut rows = stmt.query(params![first, last])?;
+    let mut keys = Vec::new();
+    while let Some(r) = rows.next()? {
+        let Some(kind) = NodeKind::parse(&r.get::<_, String>(1)?) else {
+            continue;
+        };
+        keys.push(NodeKey {
+            id: r.get(0)?,
+            kind,
+            name: r.get(2)?,
+            system: r.get(3)?,
+            namespace: r.get(4)?,
+        });
+    }
+    Ok(keys)
+}
+
 /// The summary of a trace from its records (no JSON parsed but the links of consumes).
 pub(super) fn summarize(trace_id: TraceId, mut spans: Vec<block::Record>) -> Option<TraceSummary> {
     use crate::model::Operation;

@@ -1,7 +1,7 @@
 //! `GET /`: the topology map. The page carries the window, the findings and a keyboard-
 //! reachable node list; the graph itself is drawn by static/app/map.js from the JSON API.
 
-use super::window::{PageWindow, WindowQuery};
+use super::window::{page_window, PageWindow, WindowQuery};
 use crate::topology::Topology;
 use crate::web::api::load_declared_topology;
 use crate::web::render::{render, PageError};
@@ -113,7 +113,10 @@ pub async fn page(
     q: web::Query<WindowQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
-    let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
+    let window = match page_window(&q, "map", "Topology").await? {
+        Ok(w) => w,
+        Err(bad_window) => return Ok(bad_window),
+    };
     let topo = load_declared_topology(&state, window.window).await?;
     let page = web::block(move || MapPage::new(window, &topo))
         .await

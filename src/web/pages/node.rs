@@ -3,7 +3,7 @@
 
 use super::format;
 use super::traces::TraceItem;
-use super::window::{PageWindow, WindowQuery};
+use super::window::{page_window, PageWindow, WindowQuery};
 use crate::model::TraceQuery;
 use crate::model::{EdgeKind, NodeKind};
 use crate::percent;
@@ -49,7 +49,9 @@ pub struct NodePage {
     pub outgoing: Vec<EdgeItem>,
     pub upstream: Vec<EdgeItem>,
     pub downstream: Vec<EdgeItem>,
-    pub findings: Vec<String>,
+    /// The findings this node is in: (pattern, its name, description, the map framing it in
+    /// this window).
+    pub findings: Vec<(&'static str, String, String, String)>,
     /// Where the node was seen: `traces`, `broker`, or both.
     pub seen_in: String,
     /// What the broker says a destination is (empty when no broker reported it).
@@ -197,7 +199,16 @@ impl NodePage {
             .findings
             .iter()
             .filter(|f| f.nodes.contains(&id))
-            .map(|f| f.description.clone())
+            .map(|f| {
+                let href = format!(
+                    "/?{}&finding={}&on={}",
+                    window.page_query(),
+                    f.pattern,
+                    percent::encode(&id)
+                );
+                let label = f.pattern.replace('_', " ");
+                (f.pattern, label, f.description.clone(), href)
+            })
             .collect();
         let name = node.map(|n| n.name.clone()).unwrap_or(fallback);
         let partitions = match kind {
@@ -261,7 +272,10 @@ async fn page(
             kind.as_str()
         )));
     }
-    let window = PageWindow::from_query(&q).map_err(PageError::BadRequest)?;
+    let window = match page_window(&q, kind.as_str(), &id[prefix.len()..]).await? {
+        Ok(w) => w,
+        Err(bad_window) => return Ok(bad_window),
+    };
     let topo = load_topology(&state.store, window.window).await?;
     let mut page = web::block(move || NodePage::new(id, kind, window, &topo))
         .await

@@ -5,6 +5,10 @@
 use crate::model::window::{self, now_unix_nanos, rfc3339, PRESETS};
 use crate::model::TimeWindow;
 use crate::percent;
+use crate::web::render::{render_status, PageError};
+use actix_web::http::StatusCode;
+use actix_web::HttpResponse;
+use askama::Template;
 use serde::Deserialize;
 
 #[derive(Debug, Default, Deserialize)]
@@ -77,6 +81,57 @@ impl PageWindow {
     pub fn is_custom(&self) -> bool {
         self.preset == "custom"
     }
+
+    /// The window picker as the user filled it in, for a page that could not read it: the
+    /// preset if it is one, else custom with the bounds as typed (the default window under
+    /// them is never queried).
+    fn as_typed(q: &WindowQuery) -> PageWindow {
+        let typed = |v: &Option<String>| v.as_deref().unwrap_or_default().trim().to_string();
+        let preset = q.window.as_deref().map(str::trim).unwrap_or_default();
+        let preset = match PRESETS.iter().find(|p| p.0 == preset) {
+            Some(p) if typed(&q.since).is_empty() && typed(&q.until).is_empty() => p.0,
+            _ => "custom",
+        };
+        PageWindow {
+            window: TimeWindow::last(now_unix_nanos(), window::DEFAULT_WINDOW_SECS),
+            preset: preset.to_string(),
+            since: typed(&q.since),
+            until: typed(&q.until),
+        }
+    }
+}
+
+/// A page whose window could not be read: its heading, the window picker holding what was
+/// typed, and what was wrong with it; nothing is queried.
+#[derive(Template)]
+#[template(path = "window_error.html")]
+struct WindowErrorPage {
+    heading: String,
+    kind: &'static str,
+    on_map: bool,
+    window: PageWindow,
+    error: String,
+}
+
+/// The window of `q`, or (as `Err`) the 400 page that says what is wrong with it, for the
+/// map (`kind` "map") or a node page (`kind` "service" or "destination", `heading` its name).
+pub async fn page_window(
+    q: &WindowQuery,
+    kind: &'static str,
+    heading: &str,
+) -> Result<Result<PageWindow, HttpResponse>, PageError> {
+    let error = match PageWindow::from_query(q) {
+        Ok(w) => return Ok(Ok(w)),
+        Err(e) => e,
+    };
+    let page = WindowErrorPage {
+        heading: heading.to_string(),
+        kind,
+        on_map: kind == "map",
+        window: PageWindow::as_typed(q),
+        error,
+    };
+    render_status(page, StatusCode::BAD_REQUEST).await.map(Err)
 }
 
 #[cfg(test)]
@@ -116,5 +171,19 @@ mod tests {
             ..Default::default()
         };
         assert!(PageWindow::from_query(&bad).is_err());
+        let typed = PageWindow::as_typed(&WindowQuery {
+            window: Some("custom".into()),
+            since: Some(" 2026-02-30 ".into()),
+            until: None,
+        });
+        assert_eq!(
+            (
+                typed.preset.as_str(),
+                typed.since.as_str(),
+                typed.until.as_str()
+            ),
+            ("custom", "2026-02-30", "")
+        );
+        assert_eq!(PageWindow::as_typed(&bad).preset, "custom");
     }
 }

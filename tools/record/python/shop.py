@@ -6,6 +6,11 @@ Every service runs in its own OS process with its own TracerProvider and
 Resource (service.name, service.instance.id); the pika channel of each service
 is instrumented with PikaInstrumentor.instrument_channel(channel,
 tracer_provider=...). No global tracer provider is installed.
+With SHOP_INSTRUMENT=global each process calls PikaInstrumentor().instrument(
+tracer_provider=...) instead, as zero-code instrumentation does: that wraps both
+BlockingConnection.channel and the asynchronous Connection.channel underneath
+it, so every basic_publish gives two nested PRODUCER spans of one message
+(BlockingChannel's around its inner Channel's).
 
 Parts (select with SHOP_PARTS=comma,separated; default: all of them):
   broadcast  orders --5--> fanout exchange "order.created"
@@ -31,6 +36,7 @@ Environment:
   AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD  default 127.0.0.1 / 5672 / guest / guest
   AMQP_VHOST    the virtual host (default /)
   SHOP_PARTS    see above
+  SHOP_INSTRUMENT  channel (default: instrument_channel on each channel) or global
   SHOP_HOLD_FILE  when set, the consumers export their spans once every message is processed
                 and stay connected until this file exists (at most 120 s): broker discovery
                 then sees them beside the spans. Every connection is named by its service
@@ -97,6 +103,10 @@ def _instrumented_channel(provider, service):
     import pika
     from opentelemetry.instrumentation.pika import PikaInstrumentor
 
+    if os.environ.get("SHOP_INSTRUMENT", "channel") == "global":
+        PikaInstrumentor().instrument(tracer_provider=provider)
+        conn = pika.BlockingConnection(_params(service))
+        return conn, conn.channel()
     conn = pika.BlockingConnection(_params(service))
     ch = conn.channel()
     PikaInstrumentor.instrument_channel(ch, tracer_provider=provider)
