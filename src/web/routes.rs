@@ -25,6 +25,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/topology.dot", get().to(api::topology_dot))
         .route("/api/reach", get().to(api::reach))
         .route("/api/impact", get().to(api::impact))
+        .route("/api/pathways", get().to(api::pathways::pathways))
         .route("/api/traces", get().to(api::traces))
         .route("/api/traces/{trace_id}", get().to(api::trace))
         .route("/api/stats", get().to(api::stats))
