@@ -193,7 +193,7 @@ fn pathways_refuse_bad_ends_and_say_when_a_bound_cut_the_scan() {
     assert_eq!(one["partial"], true, "{one}");
     assert_eq!(one["scanned"]["traces"], 1);
     assert_eq!(one["scanned"]["trace_limit_reached"], true);
-    assert_eq!(one["journeys"].as_u64().unwrap() >= 1, true, "{one}");
+    assert!(one["journeys"].as_u64().unwrap() >= 1, "{one}");
 }
 
 #[test]

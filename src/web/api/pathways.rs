@@ -15,7 +15,7 @@ use serde::Deserialize;
 use std::time::{Duration, Instant};
 
 /// Traces read by default, and at most.
-pub const DEFAULT_TRACES: usize = 500;
+pub const DEFAULT_TRACES: usize = 200;
 pub const MAX_TRACES: usize = 10_000;
 /// Pathways listed by default, and at most.
 pub const DEFAULT_TOP: usize = 50;

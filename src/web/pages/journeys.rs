@@ -10,7 +10,7 @@ use crate::pathway::{Pathway, Pathways};
 use crate::percent;
 
 /// Traces read for the page (the API reads more on request), and the time it may take.
-pub const PAGE_TRACES: usize = 300;
+pub const PAGE_TRACES: usize = 200;
 pub const PAGE_TOP: usize = 20;
 pub const PAGE_BUDGET: std::time::Duration = std::time::Duration::from_millis(500);
 
