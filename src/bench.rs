@@ -1,5 +1,5 @@
 //! Load generators and query benchmarks, run against a live server:
-//! `switchyard bench ingest`, `query`, `metrics`, `pages`, `topology` (with `rabbitmq-stand-in`), `broker`
+//! `switchyard bench ingest`, `query`, `metrics`, `pages`, `pathways`, `topology` (with `rabbitmq-stand-in`), `broker`
 //! and `brokers`. Figures are printed with a
 //! baseline measured in the same run (an HTTP round trip to `/healthz`). `brokers` needs the
 //! `bench-brokers` cargo feature (its RabbitMQ and NATS clients stay out of the production
@@ -11,6 +11,7 @@ mod brokers;
 mod ingest;
 mod metrics;
 mod pages;
+mod pathways;
 mod query;
 mod topology;
 mod traces;
@@ -76,6 +77,8 @@ pub enum BenchCommand {
     Metrics(metrics::MetricsBench),
     /// Every HTML page's time over HTTP (map, search, trace, service, destination).
     Pages(pages::PagesBench),
+    /// `/api/pathways` of one service against `/api/topology` on the same data (p50/p99).
+    Pathways(pathways::PathwaysBench),
     /// `/api/topology` on one or more servers side by side (p50/p99, CPU per request).
     Topology(topology::TopologyBench),
     /// Answers RabbitMQ's management API for a generated broker (2,000 queues, 2,000
@@ -99,6 +102,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
         BenchCommand::Query(a) => query::run(a, &auth),
         BenchCommand::Pages(a) => pages::run(a, &auth),
         BenchCommand::Metrics(a) => metrics::run(a),
+        BenchCommand::Pathways(a) => pathways::run(a, &auth),
         BenchCommand::Topology(a) => topology::topology(a),
         BenchCommand::RabbitmqStandIn(a) => topology::stand_in(a),
         BenchCommand::Broker(a) => broker::run(a, &auth),

@@ -10,6 +10,7 @@
 //! - [`topology`]: rows -> petgraph graph with statistics and named patterns (pure).
 //! - [`export`]: graph -> DOT and JSON (pure, deterministic).
 //! - [`flow`]: one trace's asynchronous hops (publish -> consume, request -> reply) (pure).
+//! - [`pathway`]: journeys over several hops aggregated per sequence of nodes (pure).
 //! - [`broker`]: the embedded broker (topics, subscriptions; its own SQLite file, spans into
 //!   ingest).
 //! - [`web`]: the API (and, later, pages) on the `--http` address; [`api`]: the types of its
@@ -44,6 +45,7 @@ pub mod ingest;
 pub mod lograte;
 pub mod mailbox;
 pub mod model;
+pub mod pathway;
 pub mod percent;
 pub mod priority;
 pub mod semconv;

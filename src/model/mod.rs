@@ -19,5 +19,7 @@ pub use messaging::{Messaging, Operation};
 pub use node::{EdgeKind, NodeKey, NodeKind};
 pub use rows::{EdgeRow, MinuteRow, NodeRow, TopologyRows};
 pub use span::{AttrValue, Attributes, Event, Link, ServiceRef, Span, SpanKind, StatusCode};
-pub use stored::{LinkingSpan, StoredMessaging, StoredSpan, TraceQuery, TraceSearch, TraceSummary};
+pub use stored::{
+    LinkingSpan, StoredMessaging, StoredSpan, TraceQuery, TraceSearch, TraceSet, TraceSummary,
+};
 pub use window::TimeWindow;

@@ -55,6 +55,19 @@ pub struct TraceSummary {
     pub hops: i64,
 }
 
+/// Whole traces read for an analysis over many of them (pathways), newest first, and which
+/// bound stopped the reading.
+#[derive(Clone, Debug, Default)]
+pub struct TraceSet {
+    /// Each trace's spans, oldest first; a backend may leave attributes, events and resource
+    /// empty (`null`).
+    pub traces: Vec<Vec<StoredSpan>>,
+    /// False when the search stopped at its bound (as [`TraceSearch::complete`]).
+    pub search_complete: bool,
+    /// The deadline came before every trace found was read.
+    pub out_of_time: bool,
+}
+
 /// A span of another trace that links to a given trace: the trace and the span's label.
 #[derive(Clone, Debug, Serialize)]
 pub struct LinkingSpan {

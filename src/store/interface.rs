@@ -7,12 +7,12 @@
 use super::{Prepared, StoreError, WriteOutcome};
 use crate::model::{
     BrokerSnapshot, Figures, LinkingSpan, MinuteRow, NodeKey, StoredSpan, TimeWindow, TopologyRows,
-    TraceId, TraceQuery, TraceSearch,
+    TraceId, TraceQuery, TraceSearch, TraceSet,
 };
 use crate::priority::Priority;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Answers once the write is durable (after COMMIT), or with the error that rolled it back.
 pub type Pending = tokio::sync::oneshot::Receiver<Result<WriteOutcome, StoreError>>;
@@ -110,6 +110,28 @@ pub trait TraceReads {
     fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         let _ = limit;
         Ok(Vec::new())
+    }
+    /// The spans of the newest traces matching the query (at most `q.limit`), newest first,
+    /// reading none after `deadline`. This default searches, then reads each trace; a backend
+    /// may read them together and leave out what analyses do not need (attributes).
+    fn search_spans(&self, q: &TraceQuery, deadline: Instant) -> Result<TraceSet, StoreError> {
+        let found = self.search_traces(q)?;
+        let mut set = TraceSet {
+            traces: Vec::with_capacity(found.traces.len()),
+            search_complete: found.complete,
+            out_of_time: false,
+        };
+        for t in &found.traces {
+            if Instant::now() >= deadline {
+                set.out_of_time = true;
+                break;
+            }
+            let spans = self.trace(t.trace_id)?;
+            if !spans.is_empty() {
+                set.traces.push(spans);
+            }
+        }
+        Ok(set)
     }
     /// Spans of other traces that link into this one (bounded by the backend).
     fn linking_spans(

@@ -4,6 +4,7 @@
 pub mod exposition;
 pub mod jaeger;
 pub mod metrics;
+pub mod pathways;
 
 use super::error::ApiError;
 use crate::api::{Stats, TraceAnswer, TraceList};
@@ -25,7 +26,10 @@ pub struct WindowParams {
 }
 
 /// RFC 3339 `since`/`until`; the default is the hour that ends now.
-fn parse_window(since: Option<&str>, until: Option<&str>) -> Result<TimeWindow, ApiError> {
+pub(super) fn parse_window(
+    since: Option<&str>,
+    until: Option<&str>,
+) -> Result<TimeWindow, ApiError> {
     window::parse_window(since, until, now_unix_nanos()).map_err(ApiError::BadRequest)
 }
 

@@ -28,6 +28,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/impact", get().to(api::impact))
         .route("/api/partitions", get().to(api::partitions))
         .route("/api/round-trips", get().to(api::round_trips))
+        .route("/api/pathways", get().to(api::pathways::pathways))
         .route("/api/traces", get().to(api::traces))
         .route("/api/traces/{trace_id}", get().to(api::trace))
         .route("/api/stats", get().to(api::stats))

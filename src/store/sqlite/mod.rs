@@ -25,7 +25,7 @@ use super::{StoreConfig, StoreError};
 use crate::mailbox::{bounded, SendTimeoutError, Sender, TrySendError};
 use crate::model::{
     Figures, LinkingSpan, MinuteRow, NodeKey, StoredSpan, TimeWindow, TopologyRows, TraceId,
-    TraceQuery, TraceSearch,
+    TraceQuery, TraceSearch, TraceSet,
 };
 use crate::priority::Priority;
 use rusqlite::{Connection, OpenFlags};
@@ -222,6 +222,14 @@ impl TraceReads for SqliteStore {
 
     fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {
         self.read(|c| search::recent_operations(c, limit))
+    }
+
+    fn search_spans(
+        &self,
+        q: &TraceQuery,
+        deadline: std::time::Instant,
+    ) -> Result<TraceSet, StoreError> {
+        self.read(|c| search::search_spans(c, &self.unwritten, q, deadline))
     }
 
     fn linking_spans(

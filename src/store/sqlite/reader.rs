@@ -421,6 +421,40 @@ fn trace_cached(
     Ok(spans)
 }
 
+/// A span from its record with what ties it to others and times it (its links parsed); its
+/// attributes, events and resource are left empty (`null`).
+pub(super) fn skeleton(trace_id: TraceId, r: block::Record) -> StoredSpan {
+    StoredSpan {
+        trace_id,
+        span_id: r.span_id,
+        parent_span_id: r.parent,
+        service: r.service,
+        service_namespace: r.namespace,
+        service_instance: r.instance,
+        name: r.name,
+        kind: r.kind,
+        start_unix_nanos: r.start,
+        end_unix_nanos: r.end,
+        duration_micros: r.end.saturating_sub(r.start) / 1_000,
+        status: r.status,
+        status_message: None,
+        scope: None,
+        messaging: r.messaging.map(|m| StoredMessaging {
+            system: m.system,
+            destination: m.destination,
+            operation: m.operation.as_str(),
+            consumer_group: m.consumer_group,
+            message_id: m.message_id,
+            conversation_id: m.conversation_id,
+        }),
+        peer: r.peer,
+        attributes: serde_json::Value::Null,
+        resource: serde_json::Value::Null,
+        events: serde_json::Value::Null,
+        links: json(r.links.as_deref(), serde_json::json!([])),
+    }
+}
+
 /// Spans in the store.
 pub fn span_count(conn: &Connection) -> Result<u64, StoreError> {
     let n: i64 = conn.query_row("SELECT COALESCE(SUM(span_count), 0) FROM blocks", [], |r| {

@@ -3,11 +3,11 @@
 
 use super::block::{self, Record};
 use super::postings::{self, Bloom, Extent};
-use super::reader::{summarize, trace_records, BlockCache};
+use super::reader::{skeleton, summarize, trace_records, BlockCache};
 use super::trace_index::Unwritten;
 use super::StoreError;
 use crate::model::{StatusCode, TraceId};
-use crate::model::{TraceQuery, TraceSearch};
+use crate::model::{TraceQuery, TraceSearch, TraceSet};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -83,6 +83,53 @@ pub fn search_traces(
     unwritten: &Unwritten,
     q: &TraceQuery,
 ) -> Result<TraceSearch, StoreError> {
+    let (found, complete) = newest(conn, q)?;
+    let mut traces = Vec::with_capacity(found.len());
+    let mut cache = BlockCache::default();
+    for id in found {
+        let records = trace_records(conn, unwritten, id, &mut cache)?;
+        if let Some(s) = summarize(id, records) {
+            traces.push(s);
+        }
+    }
+    traces.sort_by_key(|t| std::cmp::Reverse((t.start_unix_nanos, t.trace_id)));
+    Ok(TraceSearch { traces, complete })
+}
+
+/// The spans of the newest traces matching the query, newest first, for analyses over many
+/// traces (pathways): the fields that tie spans together and time them, without their
+/// attributes, events or resource (not parsed). Reading stops at `deadline`.
+pub fn search_spans(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    q: &TraceQuery,
+    deadline: Instant,
+) -> Result<TraceSet, StoreError> {
+    let (found, complete) = newest(conn, q)?;
+    let mut set = TraceSet {
+        traces: Vec::with_capacity(found.len()),
+        search_complete: complete,
+        out_of_time: false,
+    };
+    let mut cache = BlockCache::default();
+    for id in found {
+        if Instant::now() >= deadline {
+            set.out_of_time = true;
+            break;
+        }
+        let records = trace_records(conn, unwritten, id, &mut cache)?;
+        let mut spans: Vec<_> = records.into_iter().map(|r| skeleton(id, r)).collect();
+        spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
+        if !spans.is_empty() {
+            set.traces.push(spans);
+        }
+    }
+    Ok(set)
+}
+
+/// The ids of the newest traces matching the query, newest first by the estimate of their
+/// start, and whether the search covered every block it had to.
+fn newest(conn: &Connection, q: &TraceQuery) -> Result<(Vec<TraceId>, bool), StoreError> {
     let started = Instant::now();
     let limit = q.limit.clamp(1, 10_000);
     let s = Search::new(conn, q)?;
@@ -135,16 +182,7 @@ pub fn search_traces(
         .collect();
     found.sort_by(|a, b| b.cmp(a));
     found.truncate(limit);
-    let mut traces = Vec::with_capacity(found.len());
-    let mut cache = BlockCache::default();
-    for (_, id) in found {
-        let records = trace_records(conn, unwritten, id, &mut cache)?;
-        if let Some(s) = summarize(id, records) {
-            traces.push(s);
-        }
-    }
-    traces.sort_by_key(|t| std::cmp::Reverse((t.start_unix_nanos, t.trace_id)));
-    Ok(TraceSearch { traces, complete })
+    Ok((found.into_iter().map(|(_, id)| id).collect(), complete))
 }
 
 impl<'a> Search<'a> {

@@ -345,3 +345,60 @@ pub fn broker_snapshots_are_kept_per_minute_with_their_history(h: &dyn Harness) 
     );
     store.shutdown();
 }
+
+/// `search_spans` (pathways) reads the newest matching traces whole, newest first, each as
+/// `trace` reads it in the fields that tie spans together and time them; a deadline already
+/// past reads none and says so.
+pub fn search_spans_reads_the_newest_traces_whole(h: &dyn Harness) {
+    let store = h.open();
+    let mut spans = Vec::new();
+    for t in [40u8, 41, 42] {
+        // Later traces start later: span ids set the start times.
+        let base = (t - 40) * 10 + 1;
+        spans.push(msg(
+            span(t, base, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        ));
+        spans.push(msg(
+            span(t, base + 1, Some(base), "billing", SpanKind::Consumer),
+            "orders",
+            Operation::Consume,
+        ));
+    }
+    spans.push(span(43, 50, None, "cart", SpanKind::Server));
+    write(&store, spans);
+    let q = TraceQuery {
+        service: Some("orders".into()),
+        window: Some(window()),
+        limit: 2,
+        ..TraceQuery::default()
+    };
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let set = store.search_spans(&q, later).unwrap();
+    assert!(set.search_complete && !set.out_of_time);
+    let ids: Vec<TraceId> = set.traces.iter().map(|t| t[0].trace_id).collect();
+    assert_eq!(ids, [TraceId([42; 16]), TraceId([41; 16])], "newest first");
+    for t in &set.traces {
+        let whole = store.trace(t[0].trace_id).unwrap();
+        let key = |s: &crate::model::StoredSpan| {
+            (
+                s.span_id,
+                s.parent_span_id,
+                s.service.clone(),
+                s.kind,
+                s.start_unix_nanos,
+                s.end_unix_nanos,
+                s.messaging
+                    .as_ref()
+                    .map(|m| (m.destination.clone(), m.operation)),
+            )
+        };
+        let got: Vec<_> = t.iter().map(key).collect();
+        let want: Vec<_> = whole.iter().map(key).collect();
+        assert_eq!(got, want);
+    }
+    let past = std::time::Instant::now();
+    let none = store.search_spans(&q, past).unwrap();
+    assert!(none.traces.is_empty() && none.out_of_time);
+}

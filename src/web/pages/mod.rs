@@ -3,6 +3,7 @@
 pub mod broker_state;
 pub mod brokers;
 pub mod format;
+pub mod journeys;
 pub mod login;
 pub mod map;
 pub mod node;

@@ -65,6 +65,8 @@ pub struct NodePage {
     pub broker: Option<super::broker_state::BrokerState>,
     /// A partitioned destination's partitions (a Kafka topic), as its broker reported them.
     pub partitions: Vec<crate::topology::partitions::Partition>,
+    /// Services only: the journeys that start here.
+    pub journeys: Option<super::journeys::Journeys>,
 }
 
 /// Page link of a node id: services and destinations have pages, external peers do not.
@@ -255,6 +257,7 @@ impl NodePage {
             traces: Vec::new(),
             broker: None,
             partitions,
+            journeys: None,
         }
     }
 }
@@ -310,10 +313,33 @@ async fn page(
         .map(|t| t.in_window(&page.window))
         .collect();
     (page.sparks, page.broker_sparks) = sparks;
+    if kind == NodeKind::Service {
+        page.journeys = Some(journeys(&state, &page).await?);
+    }
     if super::broker_state::is_broker_destination(&page.id) {
         page.broker = Some(super::broker_state::load(&state.broker, &page.name).await);
     }
     render(page).await
+}
+
+/// The pathways that start at the page's service, within the page's bounds.
+async fn journeys(
+    state: &AppState,
+    page: &NodePage,
+) -> Result<super::journeys::Journeys, PageError> {
+    use super::journeys::{Journeys, PAGE_BUDGET, PAGE_TOP, PAGE_TRACES};
+    use crate::web::api::pathways::{load, Bounds};
+    let ends = crate::pathway::Ends {
+        from: Some(page.id.clone()),
+        to: None,
+    };
+    let bounds = Bounds {
+        traces: PAGE_TRACES,
+        top: PAGE_TOP,
+        budget: PAGE_BUDGET,
+    };
+    let found = load(&state.store, ends, page.window.window, bounds).await?;
+    Ok(Journeys::new(&found, &page.name, &page.window))
 }
 
 pub async fn service(

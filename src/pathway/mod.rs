@@ -1,0 +1,96 @@
+//! Pathways: a message's journey over several hops (A -> destination -> B -> destination -> C)
+//! aggregated per sequence of nodes, with counts and the end-to-end and per-hop latencies
+//! (the message's wait in each broker, each service's processing). Pure: the walks of each
+//! trace come from [`crate::flow`]'s pairing ([`walk`]); [`Ends`] cuts them to the nodes
+//! asked for; [`Aggregate`] counts them. The store reads the traces, the web layer answers
+//! `GET /api/pathways` and the service page's "downstream journeys".
+
+pub mod aggregate;
+#[cfg(test)]
+mod tests;
+pub mod walk;
+
+pub use aggregate::{Aggregate, Pathway, Pathways, Scan, Spread, StepStats};
+
+use crate::model::{NodeKey, StoredSpan};
+use std::ops::Range;
+use walk::Step;
+
+/// Where a pathway starts and ends (topology node ids). `from` alone: every journey leaving
+/// it; `to` alone: every journey from its start to `to`; both: the journeys from one to the
+/// other. A service starts a pathway with the messages it publishes and ends it with the
+/// messages it consumes; a destination takes in the whole hop through it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Ends {
+    pub from: Option<String>,
+    pub to: Option<String>,
+}
+
+/// The nodes one step touches: the publishing service, the destination it published to, the
+/// one consumed from when it differs (an exchange routing to a queue), the consuming service.
+pub struct StepNodes {
+    pub publisher: String,
+    pub via: Vec<String>,
+    pub consumer: String,
+}
+
+pub fn step_nodes(spans: &[StoredSpan], step: Step) -> StepNodes {
+    let (p, c) = (&spans[step.publish], &spans[step.consume]);
+    let service = |s: &StoredSpan| NodeKey::service(&s.service, s.service_namespace.as_deref()).id;
+    let mut via: Vec<String> = Vec::new();
+    for m in [p.messaging.as_ref(), c.messaging.as_ref()]
+        .into_iter()
+        .flatten()
+    {
+        let id = NodeKey::destination(&m.system, &m.destination).id;
+        if !via.contains(&id) {
+            via.push(id);
+        }
+    }
+    StepNodes {
+        publisher: service(p),
+        via,
+        consumer: service(c),
+    }
+}
+
+impl Ends {
+    /// The steps of a walk (given by the nodes of each step) between the ends (`None`: the
+    /// walk does not pass them in order).
+    pub fn cut(&self, nodes: &[StepNodes]) -> Option<Range<usize>> {
+        let last = nodes.len().checked_sub(1)?;
+        let start = match &self.from {
+            None => 0,
+            Some(from) => (0..nodes.len()).find(|&k| {
+                let n = &nodes[k];
+                &n.publisher == from
+                    || n.via.contains(from)
+                    || (k > 0 && &nodes[k - 1].consumer == from)
+            })?,
+        };
+        let end = match &self.to {
+            None => last,
+            Some(to) => (start..nodes.len())
+                .find(|&k| nodes[k].via.contains(to) || &nodes[k].consumer == to)?,
+        };
+        Some(start..end + 1)
+    }
+}
+
+/// Takes in one trace: its walks, cut to the ends, each distinct part counted once.
+pub fn add_trace(agg: &mut Aggregate, spans: &[StoredSpan], ends: &Ends) {
+    let walks = walk::walks(spans);
+    if walks.cut {
+        agg.scan.walks_cut = true;
+    }
+    let mut seen: std::collections::HashSet<&[Step]> = std::collections::HashSet::new();
+    for w in &walks.walks {
+        let nodes: Vec<StepNodes> = w.iter().map(|&s| step_nodes(spans, s)).collect();
+        let Some(range) = ends.cut(&nodes) else {
+            continue;
+        };
+        if seen.insert(&w[range.clone()]) {
+            agg.add(spans, &w[range.clone()], &nodes[range]);
+        }
+    }
+}

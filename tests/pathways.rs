@@ -1,0 +1,240 @@
+//! `GET /api/pathways` and the service page's "downstream journeys" on a recorded real-SDK
+//! press (Celery on RabbitMQ): frontend -> render -> renderer -> mail -> backoffice, with its
+//! counts and latencies checked against the recorded spans' own timestamps.
+
+mod common;
+
+use common::fixtures::{self, SpanInfo, KIND_CONSUMER, KIND_PRODUCER};
+use common::ui::{self, Page};
+use common::TestEnv;
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+const FRONTEND: &str = "service:frontend";
+const BACKOFFICE: &str = "service:backoffice";
+
+/// The nearest-rank percentile of sorted values.
+fn rank(sorted: &[u64], q: f64) -> u64 {
+    let r = (q * sorted.len() as f64).ceil() as usize;
+    sorted[r.clamp(1, sorted.len()) - 1]
+}
+
+fn micros(from: u64, to: u64) -> u64 {
+    to.saturating_sub(from) / 1_000
+}
+
+/// The services of a pathway's nodes, in order.
+fn services(p: &Value) -> Vec<String> {
+    p["nodes"]
+        .as_array()
+        .expect("nodes")
+        .iter()
+        .filter_map(|n| n.as_str()?.strip_prefix("service:").map(str::to_string))
+        .collect()
+}
+
+fn find<'a>(answer: &'a Value, want: &[&str]) -> &'a Value {
+    answer["pathways"]
+        .as_array()
+        .expect("pathways")
+        .iter()
+        .find(|p| services(p) == want)
+        .unwrap_or_else(|| panic!("no pathway {want:?} in {answer}"))
+}
+
+/// Per recorded two-hop journey (a render task that mailed): end to end, then the wait and
+/// processing of each hop, from the spans' own start and end times.
+fn recorded_journeys(spans: &[SpanInfo]) -> Vec<[u64; 5]> {
+    let mut by_trace: BTreeMap<&str, Vec<&SpanInfo>> = BTreeMap::new();
+    for s in spans {
+        by_trace.entry(&s.trace_id).or_default().push(s);
+    }
+    let one = |t: &[&SpanInfo], service: &str, kind: i64| -> Option<SpanInfo> {
+        let found: Vec<&&SpanInfo> = t
+            .iter()
+            .filter(|s| s.service == service && s.kind == kind)
+            .collect();
+        (found.len() == 1).then(|| (*found[0]).clone())
+    };
+    by_trace
+        .values()
+        .filter_map(|t| {
+            let publish = one(t, "frontend", KIND_PRODUCER)?;
+            let render = one(t, "renderer", KIND_CONSUMER)?;
+            let mail = one(t, "renderer", KIND_PRODUCER)?;
+            let office = one(t, "backoffice", KIND_CONSUMER)?;
+            Some([
+                micros(publish.start_unix_nanos, office.end_unix_nanos),
+                micros(publish.start_unix_nanos, render.start_unix_nanos),
+                micros(render.start_unix_nanos, mail.start_unix_nanos),
+                micros(mail.start_unix_nanos, office.start_unix_nanos),
+                micros(office.start_unix_nanos, office.end_unix_nanos),
+            ])
+        })
+        .collect()
+}
+
+fn spread(v: &Value) -> (u64, u64) {
+    (
+        v["p50_micros"].as_u64().expect("p50"),
+        v["p99_micros"].as_u64().expect("p99"),
+    )
+}
+
+#[test]
+fn pathways_of_a_recorded_press_match_its_spans() {
+    let (env, spans, window) = TestEnv::with_recording(fixtures::PYTHON_CELERY);
+    let q = window.query();
+    let answer = env.get_json(&format!("/api/pathways?from={FRONTEND}&{q}"));
+    assert_eq!(answer["partial"], false, "{answer}");
+    assert_eq!(answer["from"], FRONTEND);
+    // Six renders (one fails before mailing), two broadcast flushes run by both renderer
+    // instances, two quotes.
+    let two_hops = find(&answer, &["frontend", "renderer", "backoffice"]);
+    assert_eq!(two_hops["count"], 5, "{two_hops}");
+    assert_eq!(
+        two_hops["nodes"],
+        serde_json::json!([
+            FRONTEND,
+            "destination:rabbitmq:render",
+            "service:renderer",
+            "destination:rabbitmq:mail",
+            BACKOFFICE
+        ])
+    );
+    let failed = answer["pathways"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| services(p) == ["frontend", "renderer"])
+        .map(|p| (p["count"].as_u64().unwrap(), p["errors"].as_u64().unwrap()))
+        .collect::<Vec<_>>();
+    assert!(failed.contains(&(1, 1)), "the failing render: {answer}");
+    assert_eq!(find(&answer, &["frontend", "backoffice"])["count"], 2);
+
+    let recorded = recorded_journeys(&spans);
+    assert_eq!(recorded.len(), 5, "the recording has five mailed renders");
+    let column = |i: usize| {
+        let mut v: Vec<u64> = recorded.iter().map(|r| r[i]).collect();
+        v.sort_unstable();
+        (rank(&v, 0.5), rank(&v, 0.99))
+    };
+    assert_eq!(spread(&two_hops["end_to_end"]), column(0), "{two_hops}");
+    let hops = two_hops["hops"].as_array().expect("hops");
+    assert_eq!(hops.len(), 2);
+    assert_eq!(spread(&hops[0]["wait"]), column(1));
+    assert_eq!(spread(&hops[0]["processing"]), column(2));
+    assert_eq!(spread(&hops[1]["wait"]), column(3));
+    assert_eq!(spread(&hops[1]["processing"]), column(4));
+    assert_eq!(hops[1]["from"], "service:renderer");
+    assert_eq!(hops[1]["to"], BACKOFFICE);
+    // Each example is a trace that took the pathway.
+    for ex in two_hops["examples"].as_array().expect("examples") {
+        let trace = env.get_json(&format!("/api/traces/{}", ex.as_str().unwrap()));
+        let svcs: Vec<&str> = trace["spans"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["service"].as_str().unwrap())
+            .collect();
+        assert!(
+            svcs.contains(&"backoffice") && svcs.contains(&"renderer"),
+            "{trace}"
+        );
+    }
+
+    // Only `to`, and both ends: the same journeys, cut at the ends.
+    let to = env.get_json(&format!("/api/pathways?to={BACKOFFICE}&{q}"));
+    assert_eq!(
+        find(&to, &["frontend", "renderer", "backoffice"])["count"],
+        5
+    );
+    let between = env.get_json(&format!(
+        "/api/pathways?from=service:renderer&to={BACKOFFICE}&{q}"
+    ));
+    let one_hop = find(&between, &["renderer", "backoffice"]);
+    assert_eq!(one_hop["count"], 5);
+    assert_eq!(
+        between["pathways"].as_array().unwrap().len(),
+        1,
+        "{between}"
+    );
+    assert_eq!(spread(&one_hop["hops"][0]["wait"]), column(3));
+
+    // A window without the recording finds nothing, completely.
+    let empty = env.get_json(
+        "/api/pathways?from=service:frontend&since=2001-01-01T00:00:00Z&until=2001-01-01T01:00:00Z",
+    );
+    assert_eq!(empty["pathways"], serde_json::json!([]));
+    assert_eq!(empty["journeys"], 0);
+}
+
+#[test]
+fn pathways_refuse_bad_ends_and_say_when_a_bound_cut_the_scan() {
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_CELERY);
+    let q = window.query();
+    for bad in [
+        "",
+        "from=frontend",
+        "to=external:db",
+        "from=service:&to=",
+        "from=service:frontend&since=yesterday",
+    ] {
+        let reply = env.get(&format!("/api/pathways?{bad}"));
+        assert_eq!(reply.status, 400, "{bad}: {}", reply.text());
+        let body: Value = serde_json::from_slice(&reply.body).expect("a JSON error");
+        assert!(
+            body["error"].is_string() || body["message"].is_string(),
+            "{body}"
+        );
+    }
+    // One trace read: the answer is partial and says so.
+    let one = env.get_json(&format!("/api/pathways?from={FRONTEND}&limit=1&{q}"));
+    assert_eq!(one["partial"], true, "{one}");
+    assert_eq!(one["scanned"]["traces"], 1);
+    assert_eq!(one["scanned"]["trace_limit_reached"], true);
+    assert!(one["journeys"].as_u64().unwrap() >= 1, "{one}");
+}
+
+#[test]
+fn the_service_page_shows_its_downstream_journeys() {
+    let (env, _, window) = TestEnv::with_recording(fixtures::PYTHON_CELERY);
+    let page = Page::ok(
+        &env,
+        &format!(
+            "/services/service%3Afrontend?window=custom&{}",
+            window.query()
+        ),
+    );
+    let section = page.one("#journeys");
+    assert!(ui::text(&section).contains("Downstream journeys from here"));
+    let rows = page.all("#journeys .journey-row");
+    assert_eq!(rows.len(), 4, "{}", section.html());
+    let counts = page.texts("#journeys .journey-row .count");
+    assert_eq!(counts, ["5", "4", "2", "1"], "most taken first");
+    let first = page.texts("#journeys .journey-row:first-child .pathway .chip");
+    assert_eq!(
+        first,
+        ["frontend", "render", "renderer", "mail", "backoffice"]
+    );
+    // Bars: a wait and a processing segment per hop.
+    let bars = page.all("#journeys .journey-row:first-child .hop-bar");
+    assert_eq!(bars.len(), 4);
+    let examples = page.attrs("#journeys .journey-row:first-child .example-trace", "href");
+    assert!(!examples.is_empty());
+    for href in examples {
+        assert!(href.starts_with("/traces/"), "{href}");
+        assert_eq!(Page::get(&env, &href).status, 200, "{href}");
+    }
+    let search = page.attrs("#journeys .journey-row:first-child .journey-search", "href");
+    assert!(search[0].contains("window=custom"), "{search:?}");
+    // A service that publishes nothing says so.
+    let office = Page::ok(
+        &env,
+        &format!(
+            "/services/service%3Abackoffice?window=custom&{}",
+            window.query()
+        ),
+    );
+    assert!(office.all("#journeys-empty").len() == 1);
+}
