@@ -890,3 +890,63 @@ fn the_discover_variable_holds_a_comma_separated_list() {
     );
     assert!(!everything_shown(&env).contains(password));
 }
+
+/// A queue of the machine's RabbitMQ, deleted on drop.
+struct TestQueue<'a>(&'a Admin, String);
+
+impl Drop for TestQueue<'_> {
+    fn drop(&mut self) {
+        let _ = self
+            .0
+            .call("DELETE", &format!("queues/%2F/{}", enc(&self.1)), None);
+    }
+}
+
+/// `/api/topology` answers for one window are kept for reuse until the store commits again: a
+/// span stored after an answer shows in the very next answer (its write was acknowledged), and
+/// so does a queue the broker reports at its next poll.
+#[test]
+fn a_kept_topology_answer_never_hides_a_new_span_or_a_new_poll() {
+    let admin = Admin::new();
+    let prefix = unique_prefix();
+    let env = with_flags(&discover_flags(
+        "rabbitmq=http://guest:guest@127.0.0.1:15672",
+    ));
+    brokers_after(&env, 1);
+    let path = format!("/api/topology?{}", common::builder::window().query());
+    let publisher = common::topo::service(&format!("{prefix}-late"));
+    let queue = format!("{prefix}.late-q");
+    for _ in 0..2 {
+        let t = env.api().get_json(&path);
+        let nodes = common::topo::nodes(&t);
+        assert!(!nodes.contains_key(&publisher), "{:?}", nodes.keys());
+        assert!(!nodes.contains_key(&common::topo::rabbit(&queue)));
+    }
+
+    let late = span(
+        &format!("{prefix}-late"),
+        "publish",
+        common::builder::Producer,
+    )
+    .messaging("rabbitmq", &format!("{prefix}.late-x"));
+    let r = env.post_otlp(
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        &protobuf(&[&late]),
+    );
+    assert_eq!(r.status, 200);
+    let t = env.api().get_json(&path);
+    assert!(
+        common::topo::nodes(&t).contains_key(&publisher),
+        "an acknowledged span is missing from the next answer"
+    );
+
+    admin.put(&format!("queues/%2F/{}", enc(&queue)), json!({}));
+    let _queue = TestQueue(&admin, queue.clone());
+    wait_for("the new queue in the same window", STATS, || {
+        let t = env.api().get_json(&path);
+        common::topo::nodes(&t)
+            .contains_key(&common::topo::rabbit(&queue))
+            .then_some(())
+    });
+}

@@ -86,6 +86,15 @@ pub trait TopologyReads {
             .map(|n| n.key)
             .collect())
     }
+
+    /// The store's write generation: a value that changes with every commit that can change
+    /// what reads answer (spans, broker polls, retention), before the commit is acknowledged,
+    /// and never repeats within the process, across stores ([`next_generation`]). Read it
+    /// before the data: an answer read after it is at least as new. `None` when the backend
+    /// cannot tell (answers built from its reads are then never reused).
+    fn generation(&self) -> Option<u64> {
+        None
+    }
     /// Per-minute activity of one node (sparklines), keyed by unix minute.
     fn node_minutes(
         &self,
@@ -190,4 +199,11 @@ impl std::ops::Deref for Store {
     fn deref(&self) -> &(dyn Storage + 'static) {
         self.0.as_ref()
     }
+}
+
+/// A new write generation, unique within the process: every store draws from one counter, so
+/// equal generations always mean the same store in the same state.
+pub fn next_generation() -> u64 {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+    NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }

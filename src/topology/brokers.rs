@@ -199,6 +199,9 @@ impl BrokerPart {
         merge(&mut nodes, &mut edges, newest);
         then(&mut nodes, &mut edges, oldest);
         edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
+        // What every answer's build sets on them (no errors on what only a broker reports),
+        // so that the part's nodes are copied into answers unchanged.
+        super::build::destination_failures(&mut nodes, &edges);
         let exchanges: HashSet<String> = newest
             .iter()
             .flat_map(|s| {

@@ -373,7 +373,7 @@ fn active_rate(e: &mut Edge, window: &TimeWindow) {
 }
 
 /// Each destination's consume errors and failures by reason, from its consume edges.
-fn destination_failures(nodes: &mut [Node], edges: &[Edge]) {
+pub(super) fn destination_failures(nodes: &mut [Node], edges: &[Edge]) {
     let at: HashMap<&str, usize> = nodes
         .iter()
         .enumerate()

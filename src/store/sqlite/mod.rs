@@ -48,6 +48,9 @@ pub struct SqliteStore {
     readers: Arc<ReadPool>,
     writer: Arc<Mutex<Option<JoinHandle<()>>>>,
     decoded: brokers::Decoded,
+    /// The write generation, set by the writer after each commit ([`TopologyReads::generation`]);
+    /// none for a file opened read-only, which another process may be writing.
+    generation: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl SqliteStore {
@@ -76,6 +79,9 @@ impl SqliteStore {
         let unwritten = trace_index::Unwritten::default();
         let (tx, rx) = bounded(cfg.queue_depth.max(1));
         let urgent = writer::Urgent::default();
+        let generation = Arc::new(std::sync::atomic::AtomicU64::new(
+            super::interface::next_generation(),
+        ));
         let w = writer::Writer::new(
             conn,
             rx,
@@ -83,6 +89,7 @@ impl SqliteStore {
             unwritten.clone(),
             urgent.clone(),
             size,
+            generation.clone(),
         )?;
         let checkpointer = checkpoint::start("store-checkpoint", &cfg.path, &cfg.synchronous)?;
         let handle = std::thread::Builder::new()
@@ -101,6 +108,7 @@ impl SqliteStore {
             }),
             writer: Arc::new(Mutex::new(Some(handle))),
             decoded: Default::default(),
+            generation: Some(generation),
         })
     }
 
@@ -192,6 +200,11 @@ impl TopologyReads for SqliteStore {
 
     fn node_keys(&self, window: TimeWindow) -> Result<Vec<NodeKey>, StoreError> {
         self.read(|c| reader::node_keys(c, window))
+    }
+
+    fn generation(&self) -> Option<u64> {
+        let g = self.generation.as_ref()?;
+        Some(g.load(std::sync::atomic::Ordering::SeqCst))
     }
 
     fn broker_history(
@@ -322,6 +335,7 @@ pub fn open_read_only(path: &Path) -> Result<super::Store, StoreError> {
         }),
         writer: Arc::new(Mutex::new(None)),
         decoded: Default::default(),
+        generation: None,
     }))
 }
 

@@ -98,6 +98,9 @@ pub struct Writer {
     size: Option<SizeGuard>,
     /// Spans committed together at most (smaller under a size bound).
     group_limit: usize,
+    /// The store's write generation: a new one after every transaction that can change what
+    /// reads answer, before its writes are acknowledged.
+    generation: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Writer {
@@ -108,6 +111,7 @@ impl Writer {
         unwritten: Unwritten,
         urgent: Urgent,
         size: Option<SizeGuard>,
+        generation: Arc<std::sync::atomic::AtomicU64>,
     ) -> Result<Writer, StoreError> {
         let mem = Memory::load(&conn)?;
         let last_block: i64 =
@@ -140,6 +144,7 @@ impl Writer {
             urgent,
             size,
             group_limit,
+            generation,
         })
     }
 
@@ -272,6 +277,8 @@ impl Writer {
             return;
         }
         if let Err(e) = self.hold_size() {
+            // The bound may have trimmed old data before it refused.
+            self.new_generation();
             for (_, reply) in batch {
                 let refusal = match &e {
                     StoreError::Full { bytes, bound } => StoreError::Full {
@@ -284,7 +291,11 @@ impl Writer {
             }
             return;
         }
-        match self.write_all(&batch) {
+        let written = self.write_all(&batch);
+        // Committed (or rolled back, or trimmed by the size bound): reads from now on may
+        // answer differently, and the writes are not acknowledged yet.
+        self.new_generation();
+        match written {
             Ok(outcomes) => {
                 let mut done = Vec::with_capacity(batch.len());
                 for ((write, reply), outcome) in batch.into_iter().zip(outcomes) {
@@ -417,9 +428,17 @@ impl Writer {
         Ok(())
     }
 
+    /// Reads from now on may answer differently (see `SqliteStore::generation`).
+    fn new_generation(&self) {
+        self.generation
+            .store(crate::store::interface::next_generation(), Ordering::SeqCst);
+    }
+
     fn maintain(&mut self) {
         let started = Instant::now();
         self.maintain_once();
+        // Retention deleted what windows in the past showed.
+        self.new_generation();
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "maintenance");
     }
 
