@@ -5,6 +5,8 @@
 #
 # Usage: run_scenarios.sh ENDPOINT [SCENARIO...]
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
+#             python-pika-retry: pika's nacks with requeue and a dead-letter queue (shop.py's
+#               retry part); never run by default
 #             python-nats: NATS JetStream (nats-py, trace context in message headers) on $NATS_URL
 #               (default nats://127.0.0.1:4222); never run by default
 #             kafka: kafkajs and confluent-kafka on a Kafka-protocol broker (kafka_scenario.sh;
@@ -17,13 +19,15 @@
 #             $OTLP_GRPC_ENDPOINT (e.g. http://127.0.0.1:4317; never run by default)
 # Environment: OTLP_GRPC_ENDPOINT (for the -grpc scenarios), RUN_SUFFIX
 # (appended to every exchange/queue name), SKIP_SETUP=1 (do not check/install
-# the venv and node_modules).
+# the venv and node_modules), AMQP_VHOST (the RabbitMQ virtual host, default /),
+# HOLD_FILE (the consumers export their spans once every message is processed
+# and stay connected until this file exists: broker discovery sees them too).
 #
 # Example: tools/record/run_scenarios.sh http://127.0.0.1:4318 python-pika
 set -euo pipefail
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 if [ $# -lt 1 ]; then
-  sed -n '2,20p' "$0" >&2
+  sed -n '2,25p' "$0" >&2
   exit 2
 fi
 ENDPOINT=${1%/}
@@ -45,6 +49,9 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     python-pika-gzip)
       OTEL_EXPORTER_OTLP_COMPRESSION=gzip SHOP_PARTS=broadcast "$HERE/.venv/bin/python" "$HERE/python/shop.py"
+      ;;
+    python-pika-retry)
+      SHOP_PARTS=retry "$HERE/.venv/bin/python" "$HERE/python/shop.py"
       ;;
     python-aio-pika)
       "$HERE/.venv/bin/python" "$HERE/python/quotes.py"

@@ -16,7 +16,11 @@
  * Environment: OTEL_EXPORTER_OTLP_ENDPOINT (exporter appends /v1/traces,
  * default http://127.0.0.1:4318), OTEL_EXPORTER_OTLP_PROTOCOL (grpc: export
  * OTLP/gRPC to the endpoint instead of OTLP/JSON), RUN_SUFFIX (appended to exchange/queue
- * names), AMQP_URL (default amqp://guest:guest@127.0.0.1:5672).
+ * names), AMQP_URL (default amqp://guest:guest@127.0.0.1:5672), AMQP_VHOST (the virtual
+ * host; default the URL's), HOLD_FILE (when set, catalog exports its spans once every
+ * message is processed and stays connected until this file exists, at most 120 s: broker
+ * discovery then sees it beside its spans). Every connection is named by its service
+ * (`clientProperties: {connection_name}`).
  */
 
 const { fork } = require('child_process');
@@ -27,8 +31,17 @@ const QUEUE = 'catalog.stock' + SUFFIX;
 const ROUTING_KEY = 'stock.changed.eu';
 const BINDING_KEY = 'stock.changed.*';
 const N_MESSAGES = 4;
-const AMQP_URL = process.env.AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672';
+const AMQP_URL =
+  (process.env.AMQP_URL || 'amqp://guest:guest@127.0.0.1:5672') +
+  (process.env.AMQP_VHOST ? '/' + encodeURIComponent(process.env.AMQP_VHOST) : '');
 const TIMEOUT_MS = 60000;
+const HOLD_FILE = process.env.HOLD_FILE || '';
+const HOLD_MS = 120000;
+
+/** A connection named `name` (the client-provided `connection_name`). */
+function connect(amqp, name) {
+  return amqp.connect(AMQP_URL, { clientProperties: { connection_name: name } });
+}
 
 if (!process.env.OTEL_EXPORTER_OTLP_ENDPOINT) {
   process.env.OTEL_EXPORTER_OTLP_ENDPOINT = 'http://127.0.0.1:4318';
@@ -71,7 +84,7 @@ function setupTracing(serviceName, instanceId) {
 async function catalogMain() {
   const provider = setupTracing('catalog', 'catalog-1');
   const amqp = require('amqplib');
-  const conn = await amqp.connect(AMQP_URL);
+  const conn = await connect(amqp, 'catalog');
   const ch = await conn.createChannel();
   await ch.prefetch(1);
   await ch.consume(QUEUE, (msg) => {
@@ -80,6 +93,10 @@ async function catalogMain() {
     process.send({ type: 'msg', id: msg.properties.messageId });
   });
   process.on('message', async (m) => {
+    if (m && m.type === 'flush') {
+      await provider.forceFlush();
+      process.send({ type: 'flushed' });
+    }
     if (m && m.type === 'stop') {
       await ch.close();
       await conn.close();
@@ -93,7 +110,7 @@ async function catalogMain() {
 async function inventoryMain() {
   const provider = setupTracing('inventory', 'inventory-1');
   const amqp = require('amqplib');
-  const conn = await amqp.connect(AMQP_URL);
+  const conn = await connect(amqp, 'inventory');
   const ch = await conn.createChannel();
   for (let i = 1; i <= N_MESSAGES; i++) {
     ch.publish(EXCHANGE, ROUTING_KEY, Buffer.from(JSON.stringify({ sku: `sku-${i}`, delta: -i })), {
@@ -108,7 +125,7 @@ async function inventoryMain() {
 
 async function withPlainChannel(fn) {
   const amqp = require('amqplib'); // orchestrator: not instrumented
-  const conn = await amqp.connect(AMQP_URL);
+  const conn = await connect(amqp, 'stock setup');
   const ch = await conn.createChannel();
   try {
     await fn(ch);
@@ -142,10 +159,13 @@ async function orchestrate() {
   const received = [];
   const catalog = fork(__filename, ['catalog']);
   let allReceived;
+  let flushed;
   const done = new Promise((resolve) => (allReceived = resolve));
+  const exported = new Promise((resolve) => (flushed = resolve));
   const ready = new Promise((resolve) => {
     catalog.on('message', (m) => {
       if (m.type === 'ready') resolve();
+      if (m.type === 'flushed') flushed();
       if (m.type === 'msg') {
         received.push(m.id);
         if (received.length === N_MESSAGES) allReceived();
@@ -157,6 +177,17 @@ async function orchestrate() {
   const inventory = fork(__filename, ['inventory']);
   const invCode = await waitExit(inventory);
   await done;
+  if (HOLD_FILE) {
+    clearTimeout(timer);
+    catalog.send({ type: 'flush' });
+    await exported;
+    console.log(`holding the consumers until ${HOLD_FILE} exists`);
+    const fs = require('fs');
+    const until = Date.now() + HOLD_MS;
+    while (!fs.existsSync(HOLD_FILE) && Date.now() < until) {
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
   catalog.send({ type: 'stop' });
   const catCode = await waitExit(catalog);
   clearTimeout(timer);

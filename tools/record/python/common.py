@@ -8,14 +8,38 @@ import os
 
 
 def amqp(path="/"):
-    """The broker URL from AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD."""
+    """The broker URL from AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD; the virtual
+    host from AMQP_VHOST (percent-encoded), else `path` (the client's spelling of "/")."""
+    from urllib.parse import quote
+
+    vhost = os.environ.get("AMQP_VHOST")
     return "amqp://%s:%s@%s:%s%s" % (
         os.environ.get("AMQP_USER", "guest"),
         os.environ.get("AMQP_PASSWORD", "guest"),
         os.environ.get("AMQP_HOST", "127.0.0.1"),
         os.environ.get("AMQP_PORT", "5672"),
-        path,
+        "/" + quote(vhost, safe="") if vhost else path,
     )
+
+
+def hold_file():
+    """HOLD_FILE: when set, the consumers export their spans once every message is processed
+    and stay connected until this file exists (at most HOLD_S): broker discovery then sees
+    them beside their spans."""
+    return os.environ.get("HOLD_FILE")
+
+
+HOLD_S = 120.0
+
+
+def hold(path):
+    """Waits (at most HOLD_S) until `path` exists."""
+    import time
+
+    print("holding the consumers until %s exists" % path, flush=True)
+    deadline = time.monotonic() + HOLD_S
+    while not os.path.exists(path) and time.monotonic() < deadline:
+        time.sleep(0.1)
 
 
 def tracer_provider(service, instance):

@@ -25,11 +25,15 @@ What runs (the shapes Celery offers):
 
 Environment: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc, else
 OTLP/HTTP protobuf; see common.py), RUN_SUFFIX (appended to every
-queue and exchange name), AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD.
+queue and exchange name), AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD / AMQP_VHOST,
+HOLD_FILE (see common.py). Every connection is named by its service: Celery hands
+`broker_transport_options` to kombu, whose py-amqp transport passes them to
+`amqp.Connection`, so `{"client_properties": {"connection_name": ...}}` there names it.
 """
 import multiprocessing as mp
 import os
 import sys
+import threading
 import time
 
 import common
@@ -53,7 +57,8 @@ def _url():
     return common.amqp("//")
 
 
-def make_app():
+def make_app(service):
+    """The press app; its broker connections are named `service`."""
     from celery import Celery
     from kombu import Queue
     from kombu.common import Broadcast
@@ -73,6 +78,7 @@ def make_app():
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
         task_ignore_result=True,
+        broker_transport_options={"client_properties": {"connection_name": service}},
     )
 
     def done(task, arg, outcome="ok"):
@@ -113,14 +119,20 @@ def _provider(service, instance):
     return provider
 
 
-def worker_main(service, instance, queues, events):
+def worker_main(service, instance, queues, events, flush):
     global EVENTS
     EVENTS = events
     os.environ["PRESS_INSTANCE"] = instance
     from celery import signals
 
     provider = _provider(service, instance)
-    app = make_app()
+    app = make_app(service)
+
+    def flush_when_told():
+        flush.wait()
+        provider.force_flush()
+
+    threading.Thread(target=flush_when_told, daemon=True).start()
     signals.worker_ready.connect(lambda **_: events.put(("ready", instance)), weak=False)
     signals.worker_shutdown.connect(lambda **_: provider.force_flush(), weak=False)
     app.worker_main(
@@ -132,7 +144,7 @@ def worker_main(service, instance, queues, events):
 
 def frontend_main():
     provider = _provider("frontend", "frontend-1")
-    app = make_app()
+    app = make_app("frontend")
     for page in range(1, N_RENDER + 1):
         app.tasks["press.render"].delay(page)
     for n in range(1, N_FLUSH + 1):
@@ -146,7 +158,8 @@ def _purge():
     """Deletes the queues and the fanout exchange (an uninstrumented connection)."""
     from kombu import Connection
 
-    with Connection(_url()) as conn:
+    options = {"client_properties": {"connection_name": "press setup"}}
+    with Connection(_url(), transport_options=options) as conn:
         ch = conn.channel()
         for q in (Q_RENDER, Q_MAIL, Q_QUOTE):
             ch.queue_delete(q)
@@ -157,12 +170,13 @@ def main():
     _purge()
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
+    flush = ctx.Event()
     workers = [
         ("renderer", "renderer-1", [Q_RENDER, BC_FLUSH]),
         ("renderer", "renderer-2", [Q_RENDER, BC_FLUSH]),
         ("backoffice", "backoffice-1", [Q_MAIL, Q_QUOTE]),
     ]
-    procs = [ctx.Process(target=worker_main, args=(s, i, q, events), name=i) for s, i, q in workers]
+    procs = [ctx.Process(target=worker_main, args=(s, i, q, events, flush), name=i) for s, i, q in workers]
     for p in procs:
         p.start()
     expected = {"render": N_RENDER, "mail": N_RENDER - 1, "flush": N_FLUSH * 2, "quote": N_QUOTE}
@@ -198,6 +212,9 @@ def main():
         if front.exitcode != 0:
             print("frontend exited with %s" % front.exitcode, file=sys.stderr)
             rc = 1
+        if common.hold_file():
+            flush.set()
+            common.hold(common.hold_file())
     finally:
         for p in procs:
             if p.pid is not None:

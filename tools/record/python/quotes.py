@@ -23,8 +23,9 @@ Parts (QUOTES_PARTS=comma,separated; default: all of them):
 
 Environment: OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_EXPORTER_OTLP_PROTOCOL (grpc, else
 OTLP/HTTP protobuf; see common.py), RUN_SUFFIX (appended to every
-exchange and queue name), AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD,
-QUOTES_PARTS.
+exchange and queue name), AMQP_HOST / AMQP_PORT / AMQP_USER / AMQP_PASSWORD / AMQP_VHOST,
+QUOTES_PARTS, HOLD_FILE (see common.py). Every connection is named by its service
+(`client_properties={"connection_name": ...}`).
 """
 import asyncio
 import json
@@ -64,6 +65,13 @@ def _provider(service, instance):
     return provider
 
 
+async def _connect(name):
+    """A connection named `name` (the client-provided `connection_name`)."""
+    import aio_pika
+
+    return await aio_pika.connect(_url(), client_properties={"connection_name": name})
+
+
 def _finish(provider):
     provider.force_flush()
     provider.shutdown()
@@ -73,7 +81,7 @@ async def _topology(parts, create):
     """Declares (create=True, after deleting leftovers) or deletes the exchanges and queues."""
     import aio_pika
 
-    conn = await aio_pika.connect(_url())
+    conn = await _connect("quotes setup")
     ch = await conn.channel()
     queues = []
     if "broadcast" in parts:
@@ -98,15 +106,15 @@ async def _topology(parts, create):
     await conn.close()
 
 
-def consumer_main(service, instance, queue, events, stop):
-    asyncio.run(_consume(service, instance, queue, events, stop))
+def consumer_main(service, instance, queue, events, stop, flush):
+    asyncio.run(_consume(service, instance, queue, events, stop, flush))
 
 
-async def _consume(service, instance, queue, events, stop):
+async def _consume(service, instance, queue, events, stop, flush):
     import aio_pika
 
     provider = _provider(service, instance)
-    conn = await aio_pika.connect(_url())
+    conn = await _connect(service)
     ch = await conn.channel()
     await ch.set_qos(prefetch_count=1)
     q = await ch.get_queue(queue)
@@ -130,7 +138,11 @@ async def _consume(service, instance, queue, events, stop):
 
     await q.consume(on_message)
     events.put(("ready", instance))
+    flushed = False
     while not stop.is_set():
+        if flush.is_set() and not flushed:
+            provider.force_flush()
+            flushed = True
         await asyncio.sleep(0.05)
     await conn.close()
     _finish(provider)
@@ -144,7 +156,7 @@ async def _ticker():
     import aio_pika
 
     provider = _provider("ticker", "ticker-1")
-    conn = await aio_pika.connect(_url())
+    conn = await _connect("ticker")
     ch = await conn.channel()
     ex = await ch.get_exchange(EX_PRICE)
     for i in range(1, N_PRICES + 1):
@@ -164,7 +176,7 @@ async def _ingest():
     import aio_pika
 
     provider = _provider("ingest", "ingest-1")
-    conn = await aio_pika.connect(_url())
+    conn = await _connect("ingest")
     ch = await conn.channel()
     for i in range(1, N_JOBS + 1):
         await ch.default_exchange.publish(
@@ -185,7 +197,7 @@ async def _gateway():
     import aio_pika
 
     provider = _provider("gateway", "gateway-1")
-    conn = await aio_pika.connect(_url())
+    conn = await _connect("gateway")
     ch = await conn.channel()
     reply = await ch.declare_queue("", exclusive=True)  # amq.gen-...
     replies = []
@@ -230,6 +242,7 @@ def main():
     ctx = mp.get_context("spawn")
     events = ctx.Queue()
     stop = ctx.Event()
+    flush = ctx.Event()
     consumers, expected, producers = [], {}, []
     if "broadcast" in parts:
         consumers += [("alerts", "alerts-1", Q_ALERTS), ("archive", "archive-1", Q_ARCHIVE)]
@@ -246,7 +259,7 @@ def main():
 
     procs = []
     for service, instance, queue in consumers:
-        p = ctx.Process(target=consumer_main, args=(service, instance, queue, events, stop), name=instance)
+        p = ctx.Process(target=consumer_main, args=(service, instance, queue, events, stop, flush), name=instance)
         p.start()
         procs.append(p)
     counts = {q: 0 for q in expected}
@@ -278,6 +291,11 @@ def main():
             stop.set()
             sys.exit("timeout: processed %s, expected %s" % (counts, expected))
         pump(0.5)
+    if common.hold_file():
+        for p in pprocs:
+            p.join(TIMEOUT_S)  # the producers' connections are gone when discovery looks
+        flush.set()
+        common.hold(common.hold_file())
     stop.set()
     rc = 0
     for p in pprocs + procs:

@@ -12,7 +12,7 @@ BlockingConnection.channel and the asynchronous Connection.channel underneath
 it, so every basic_publish gives two nested PRODUCER spans of one message
 (BlockingChannel's around its inner Channel's).
 
-Parts (select with SHOP_PARTS=comma,separated; default: all of them):
+Parts (select with SHOP_PARTS=comma,separated; default: all but retry):
   broadcast  orders --5--> fanout exchange "order.created"
                -> queue "shipping.order-created" (service shipping, acks all)
                -> queue "billing.order-created"  (service billing; message
@@ -28,6 +28,12 @@ Parts (select with SHOP_PARTS=comma,separated; default: all of them):
                consumes the 3 replies.
   audit      audit --2--> topic exchange "audit.events" (routing key
                "audit.login"), no queue bound: messages are dropped.
+  retry      (not in the default) cashier --4--> default exchange, routing key
+               "payments" -> queue "payments" (x-dead-letter-exchange
+               "payments.dlx", a fanout exchange bound to queue "payments.dead"),
+               service settler: every first delivery is nacked with requeue, every
+               redelivery acked except payment-2's, nacked without requeue (dead-lettered
+               into "payments.dead"): 4 redeliveries, 1 dead letter.
 
 Environment:
   OTEL_EXPORTER_OTLP_ENDPOINT  default http://127.0.0.1:4318 (SDK appends /v1/traces)
@@ -37,7 +43,7 @@ Environment:
   AMQP_VHOST    the virtual host (default /)
   SHOP_PARTS    see above
   SHOP_INSTRUMENT  channel (default: instrument_channel on each channel) or global
-  SHOP_HOLD_FILE  when set, the consumers export their spans once every message is processed
+  SHOP_HOLD_FILE (or HOLD_FILE, as the other scenarios read it)  when set, the consumers export their spans once every message is processed
                 and stay connected until this file exists (at most 120 s): broker discovery
                 then sees them beside the spans. Every connection is named by its service
                 (the client-provided `connection_name`).
@@ -48,7 +54,8 @@ import os
 import sys
 import time
 
-ALL_PARTS = ("broadcast", "workqueue", "rpc", "audit")
+DEFAULT_PARTS = ("broadcast", "workqueue", "rpc", "audit")
+ALL_PARTS = DEFAULT_PARTS + ("retry",)
 SUFFIX = os.environ.get("RUN_SUFFIX", "")
 
 EX_ORDER_CREATED = "order.created" + SUFFIX
@@ -57,12 +64,17 @@ Q_BILLING = "billing.order-created" + SUFFIX
 Q_TASKS = "tasks" + SUFFIX
 Q_IDENTITY = "identity.2fa" + SUFFIX
 EX_AUDIT = "audit.events" + SUFFIX
+Q_PAYMENTS = "payments" + SUFFIX
+EX_PAYMENTS_DLX = "payments.dlx" + SUFFIX
+Q_PAYMENTS_DEAD = "payments.dead" + SUFFIX
 
 N_ORDERS = 5
 N_TASKS = 6
 N_2FA = 3
 N_AUDIT = 2
+N_PAYMENTS = 4
 BILLING_FAILS_MESSAGE_ID = "order-3"
+SETTLER_REJECTS_MESSAGE_ID = "payment-2"
 
 TIMEOUT_S = 60.0
 
@@ -148,7 +160,19 @@ def setup_topology(parts):
     if "audit" in parts:
         ch.exchange_delete(EX_AUDIT)
         ch.exchange_declare(EX_AUDIT, exchange_type="topic")
+    if "retry" in parts:
+        _delete_retry(ch)
+        ch.exchange_declare(EX_PAYMENTS_DLX, exchange_type="fanout")
+        ch.queue_declare(Q_PAYMENTS_DEAD)
+        ch.queue_bind(Q_PAYMENTS_DEAD, EX_PAYMENTS_DLX)
+        ch.queue_declare(Q_PAYMENTS, arguments={"x-dead-letter-exchange": EX_PAYMENTS_DLX})
     conn.close()
+
+
+def _delete_retry(ch):
+    ch.queue_delete(Q_PAYMENTS)
+    ch.queue_delete(Q_PAYMENTS_DEAD)
+    ch.exchange_delete(EX_PAYMENTS_DLX)
 
 
 def teardown_topology(parts):
@@ -166,6 +190,8 @@ def teardown_topology(parts):
         ch.queue_delete(Q_IDENTITY)
     if "audit" in parts:
         ch.exchange_delete(EX_AUDIT)
+    if "retry" in parts:
+        _delete_retry(ch)
     conn.close()
 
 
@@ -188,6 +214,14 @@ def consumer_main(service, instance, queue, events, stop, flush):
             events.put(("msg", instance, queue, mid, "failed"))
             # A builtin exception type keeps exception.type stable ("RuntimeError").
             raise RuntimeError(BILLING_ERROR + mid)
+        if service == "settler":
+            if not method.redelivered:
+                channel.basic_nack(method.delivery_tag, requeue=True)
+                return
+            if mid == SETTLER_REJECTS_MESSAGE_ID:
+                channel.basic_nack(method.delivery_tag, requeue=False)
+                events.put(("msg", instance, queue, mid, "dead-lettered"))
+                return
         if service == "worker":
             time.sleep(0.05)  # keep round-robin dispatch between the 2 workers even
         if service == "identity":
@@ -258,6 +292,19 @@ def checkout_main():
     _finish(conn, provider)
 
 
+def cashier_main():
+    provider = _provider("cashier", "cashier-1")
+    conn, ch = _instrumented_channel(provider, "cashier")
+    for i in range(1, N_PAYMENTS + 1):
+        ch.basic_publish(
+            exchange="",
+            routing_key=Q_PAYMENTS,
+            body=json.dumps({"payment": i}).encode(),
+            properties=_props(message_id="payment-%d" % i),
+        )
+    _finish(conn, provider)
+
+
 def audit_main():
     provider = _provider("audit", "audit-1")
     conn, ch = _instrumented_channel(provider, "audit")
@@ -308,7 +355,7 @@ def wallet_main():
 
 
 def main():
-    parts = [p for p in os.environ.get("SHOP_PARTS", ",".join(ALL_PARTS)).split(",") if p]
+    parts = [p for p in os.environ.get("SHOP_PARTS", ",".join(DEFAULT_PARTS)).split(",") if p]
     bad = set(parts) - set(ALL_PARTS)
     if bad:
         sys.exit("unknown SHOP_PARTS: %s" % ",".join(sorted(bad)))
@@ -331,6 +378,9 @@ def main():
     if "rpc" in parts:
         consumers += [("identity", "identity-1", Q_IDENTITY)]
         expected[Q_IDENTITY] = N_2FA
+    if "retry" in parts:
+        consumers += [("settler", "settler-1", Q_PAYMENTS)]
+        expected[Q_PAYMENTS] = N_PAYMENTS
 
     procs = []
     for service, instance, queue in consumers:
@@ -369,6 +419,8 @@ def main():
         producers.append(wallet_main)
     if "audit" in parts:
         producers.append(audit_main)
+    if "retry" in parts:
+        producers.append(cashier_main)
     pprocs = [ctx.Process(target=fn, name=fn.__name__) for fn in producers]
     for p in pprocs:
         p.start()
@@ -378,7 +430,7 @@ def main():
             stop.set()
             sys.exit("timeout: processed %s, expected %s" % (counts, expected))
         pump(0.5)
-    hold = os.environ.get("SHOP_HOLD_FILE")
+    hold = os.environ.get("SHOP_HOLD_FILE") or os.environ.get("HOLD_FILE")
     if hold:
         flush.set()
         print("holding the consumers until %s exists" % hold, flush=True)
