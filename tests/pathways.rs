@@ -238,3 +238,30 @@ fn the_service_page_shows_its_downstream_journeys() {
     );
     assert!(office.all("#journeys-empty").len() == 1);
 }
+
+/// Service and destination names are span data: the journeys section shows them as text.
+#[test]
+fn hostile_names_in_a_journey_are_shown_as_text() {
+    let env = TestEnv::start();
+    let (publish, consume) = ui::hostile_trace();
+    let reply = env.post_protobuf(&common::builder::protobuf(&[&publish, &consume]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    let q = common::builder::window().query();
+    let id: String = format!("service:{}", ui::HOSTILE_SERVICE)
+        .bytes()
+        .map(|b| format!("%{b:02X}"))
+        .collect();
+    let page = Page::ok(&env, &format!("/services/{id}?window=custom&{q}"));
+    page.assert_no_injected_markup("service page");
+    let stops = page.texts("#journeys .journey-row .pathway .chip");
+    assert_eq!(
+        stops,
+        [
+            ui::HOSTILE_SERVICE,
+            ui::HOSTILE_DESTINATION,
+            ui::HOSTILE_CONSUMER
+        ],
+        "{}",
+        page.one("#journeys").html()
+    );
+}

@@ -59,6 +59,8 @@ pub struct StepStats {
 pub struct Pathway {
     /// Node ids in order (services and destinations, as in `/api/topology`).
     pub nodes: Vec<String>,
+    /// Each node's name (a service's without its namespace), in the order of `nodes`.
+    pub names: Vec<String>,
     pub count: u64,
     /// Journeys with an error on a publish or consume span.
     pub errors: u64,
@@ -116,6 +118,7 @@ pub struct Pathways {
 }
 
 struct Group {
+    names: Vec<String>,
     hops: Vec<(String, Vec<String>, String)>,
     count: u64,
     errors: u64,
@@ -157,7 +160,13 @@ impl Aggregate {
             path.extend(n.via.iter().cloned());
             path.push(n.consumer.clone());
         }
+        let name = |id: &String| -> String {
+            let found = nodes.iter().find_map(|n| n.names.get(id));
+            found.cloned().unwrap_or_else(|| id.clone())
+        };
+        let names: Vec<String> = path.iter().map(name).collect();
         let group = self.groups.entry(path).or_insert_with(|| Group {
+            names,
             hops: nodes
                 .iter()
                 .map(|n| (n.publisher.clone(), n.via.clone(), n.consumer.clone()))
@@ -208,6 +217,7 @@ impl Aggregate {
             .into_iter()
             .map(|(nodes, g)| Pathway {
                 nodes,
+                names: g.names,
                 count: g.count,
                 errors: g.errors,
                 end_to_end: Spread::of(g.end_to_end),

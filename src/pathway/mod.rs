@@ -13,6 +13,7 @@ pub mod walk;
 pub use aggregate::{Aggregate, Pathway, Pathways, Scan, Spread, StepStats};
 
 use crate::model::{NodeKey, StoredSpan};
+use std::collections::HashMap;
 use std::ops::Range;
 use walk::Step;
 
@@ -28,29 +29,39 @@ pub struct Ends {
 
 /// The nodes one step touches: the publishing service, the destination it published to, the
 /// one consumed from when it differs (an exchange routing to a queue), the consuming service.
+/// Each id goes with its node's name in `names` (a service's name without its namespace).
 pub struct StepNodes {
     pub publisher: String,
     pub via: Vec<String>,
     pub consumer: String,
+    pub names: HashMap<String, String>,
 }
 
 pub fn step_nodes(spans: &[StoredSpan], step: Step) -> StepNodes {
     let (p, c) = (&spans[step.publish], &spans[step.consume]);
-    let service = |s: &StoredSpan| NodeKey::service(&s.service, s.service_namespace.as_deref()).id;
+    let mut names: HashMap<String, String> = HashMap::new();
+    let mut service = |s: &StoredSpan| {
+        let key = NodeKey::service(&s.service, s.service_namespace.as_deref());
+        names.insert(key.id.clone(), key.name);
+        key.id
+    };
+    let (publisher, consumer) = (service(p), service(c));
     let mut via: Vec<String> = Vec::new();
     for m in [p.messaging.as_ref(), c.messaging.as_ref()]
         .into_iter()
         .flatten()
     {
-        let id = NodeKey::destination(&m.system, &m.destination).id;
-        if !via.contains(&id) {
-            via.push(id);
+        let key = NodeKey::destination(&m.system, &m.destination);
+        if !via.contains(&key.id) {
+            names.insert(key.id.clone(), key.name);
+            via.push(key.id);
         }
     }
     StepNodes {
-        publisher: service(p),
+        publisher,
         via,
-        consumer: service(c),
+        consumer,
+        names,
     }
 }
 

@@ -67,16 +67,16 @@ fn node_id(name: &str, text: Option<&str>) -> Result<Option<String>, ApiError> {
     Ok(Some(text.to_string()))
 }
 
-/// The trace search that finds the journeys through a node: by service name (after a
-/// namespace, if any) or destination name.
-fn search_for(id: &str, window: TimeWindow, limit: usize) -> TraceQuery {
+/// The trace search that finds the journeys through a node: by service name (`named`, else
+/// what follows a namespace, if any) or destination name.
+fn search_for(id: &str, window: TimeWindow, limit: usize, named: Option<&str>) -> TraceQuery {
     let mut q = TraceQuery {
         window: Some(window),
         limit,
         ..TraceQuery::default()
     };
     if let Some(rest) = id.strip_prefix("service:") {
-        let name = rest.split_once('/').map_or(rest, |(_, name)| name);
+        let name = named.unwrap_or(rest.split_once('/').map_or(rest, |(_, name)| name));
         q.service = Some(name.to_string());
     } else if let Some(rest) = id.strip_prefix("destination:") {
         q.destination = rest.split_once(':').map(|(_, name)| name.to_string());
@@ -96,10 +96,22 @@ pub async fn load(
             "from or to is required (a node id such as service:checkout)".into(),
         ));
     };
-    let q = search_for(&start, window, bounds.traces);
     let answer = store
         .blocking(move |s| {
             let deadline = Instant::now() + bounds.budget;
+            // `service:a/b` is service b of namespace a, or a service named `a/b`: the
+            // window's nodes say which.
+            let ambiguous = start
+                .strip_prefix("service:")
+                .is_some_and(|rest| rest.contains('/'));
+            let named = if ambiguous {
+                let rows = s.topology(window)?;
+                let node = rows.nodes.into_iter().find(|n| n.key.id == start);
+                node.map(|n| n.key.name)
+            } else {
+                None
+            };
+            let q = search_for(&start, window, bounds.traces, named.as_deref());
             let set = s.search_spans(&q, deadline)?;
             let mut agg = Aggregate::default();
             agg.scan.trace_limit = bounds.traces;
@@ -163,9 +175,11 @@ mod tests {
     #[test]
     fn the_search_names_the_service_or_destination() {
         let w = TimeWindow::new(1, 2).expect("window");
-        let q = search_for("service:shop/orders", w, 10);
+        let q = search_for("service:shop/orders", w, 10, None);
         assert_eq!(q.service.as_deref(), Some("orders"));
-        let q = search_for("destination:rabbitmq:order.created", w, 10);
+        let q = search_for("service:shop/orders", w, 10, Some("shop/orders"));
+        assert_eq!(q.service.as_deref(), Some("shop/orders"));
+        let q = search_for("destination:rabbitmq:order.created", w, 10, None);
         assert_eq!(q.destination.as_deref(), Some("order.created"));
         assert_eq!((q.limit, q.window), (10, Some(w)));
     }

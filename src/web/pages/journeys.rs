@@ -46,19 +46,25 @@ pub struct Journeys {
     pub partial: String,
 }
 
-fn stop(id: &str) -> Stop {
-    let (kind, name) = match id.strip_prefix("service:") {
-        Some(rest) => ("service", rest.split_once('/').map_or(rest, |(_, n)| n)),
-        None => {
-            let rest = id.strip_prefix("destination:").unwrap_or(id);
-            ("destination", rest.split_once(':').map_or(rest, |(_, n)| n))
-        }
-    };
+fn stop(id: &str, name: &str) -> Stop {
     Stop {
         name: name.to_string(),
-        kind,
+        kind: if id.starts_with("service:") {
+            "service"
+        } else {
+            "destination"
+        },
         href: node_href(id),
     }
+}
+
+/// The name of a node of the pathway (its id when the pathway does not name it).
+fn name_of<'a>(p: &'a Pathway, id: &'a str) -> &'a str {
+    p.nodes
+        .iter()
+        .position(|n| n == id)
+        .and_then(|i| p.names.get(i))
+        .map_or(id, String::as_str)
 }
 
 fn segments(p: &Pathway) -> Vec<Segment> {
@@ -67,10 +73,10 @@ fn segments(p: &Pathway) -> Vec<Segment> {
         let via = h
             .via
             .iter()
-            .map(|v| stop(v).name)
+            .map(|v| name_of(p, v))
             .collect::<Vec<_>>()
             .join(" → ");
-        let to = stop(&h.to).name;
+        let to = name_of(p, &h.to);
         parts.push((
             "wait",
             h.wait.p50_micros,
@@ -101,17 +107,22 @@ fn row(p: &Pathway, service: &str, window: &PageWindow) -> JourneyRow {
         .hops
         .first()
         .and_then(|h| h.via.first())
-        .map(|v| stop(v).name);
+        .map(|v| name_of(p, v));
     let mut search_href = format!(
         "/traces?service={}&{}",
         percent::encode(service),
         window.page_query()
     );
     if let Some(d) = first_via {
-        search_href.push_str(&format!("&destination={}", percent::encode(&d)));
+        search_href.push_str(&format!("&destination={}", percent::encode(d)));
     }
     JourneyRow {
-        stops: p.nodes.iter().map(|n| stop(n)).collect(),
+        stops: p
+            .nodes
+            .iter()
+            .zip(&p.names)
+            .map(|(id, name)| stop(id, name))
+            .collect(),
         count: p.count,
         errors: p.errors,
         p50: format::micros(p.end_to_end.p50_micros as f64),
