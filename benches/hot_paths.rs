@@ -363,6 +363,21 @@ fn main() {
         items,
         serde_json,
     );
+    // `/api/topology`'s whole work past the store's read, merged against traced-only.
+    let traced_answer = time(budget, || {
+        let t = switchyard::topology::build(rows.clone(), window);
+        black_box(switchyard::topology::json::to_vec(&t).ok());
+    });
+    let merged_answer = time(budget, || {
+        let t = switchyard::topology::build(merged_rows.clone(), window);
+        black_box(switchyard::topology::json::to_vec(&t).ok());
+    });
+    report(
+        "merged answer: build + JSON (baseline: traced only)",
+        merged_answer,
+        items,
+        traced_answer,
+    );
     let topo = switchyard::topology::build(rows.clone(), window);
     let dot = time(budget, || {
         black_box(switchyard::export::dot::to_dot(&topo));

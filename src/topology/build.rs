@@ -280,8 +280,8 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
     dependencies.extend(inferred);
     dependencies.sort_by(|a, b| (&a.from, &a.to, &a.via).cmp(&(&b.from, &b.to, &b.via)));
 
-    let mut graph = DiGraph::new();
-    let mut index = foldhash::HashMap::default();
+    let mut graph = DiGraph::with_capacity(nodes.len(), edges.len());
+    let mut index = foldhash::HashMap::with_capacity_and_hasher(nodes.len(), Default::default());
     for (i, n) in nodes.iter().enumerate() {
         index.insert(n.id.clone(), graph.add_node(i));
     }
@@ -374,7 +374,7 @@ fn active_rate(e: &mut Edge, window: &TimeWindow) {
 
 /// Each destination's consume errors and failures by reason, from its consume edges.
 pub(super) fn destination_failures(nodes: &mut [Node], edges: &[Edge]) {
-    let at: HashMap<&str, usize> = nodes
+    let at: foldhash::HashMap<&str, usize> = nodes
         .iter()
         .enumerate()
         .filter(|(_, n)| n.kind == NodeKind::Destination)
@@ -400,23 +400,21 @@ pub(super) fn destination_failures(nodes: &mut [Node], edges: &[Edge]) {
 /// Publisher x consumer pairs of each destination (following route edges, exchange -> queue)
 /// that tracing did not already connect.
 fn infer_dependencies(edges: &[Edge], traced: &[Dependency]) -> Vec<Dependency> {
-    let mut publishers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut consumers: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    let mut routes: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
+    let (mut publishers, mut consumers, mut routes) = (Vec::new(), Vec::new(), Vec::new());
     for e in edges {
+        let (from, to) = (e.from.as_str(), e.to.as_str());
         match e.kind {
-            EdgeKind::Publish => {
-                publishers.entry(&e.to).or_default().insert(&e.from);
-            }
-            EdgeKind::Consume => {
-                consumers.entry(&e.from).or_default().insert(&e.to);
-            }
-            EdgeKind::Route => {
-                routes.entry(&e.from).or_default().insert(&e.to);
-            }
+            EdgeKind::Publish => publishers.push((to, from)),
+            EdgeKind::Consume => consumers.push((from, to)),
+            EdgeKind::Route => routes.push((from, to)),
             _ => {}
         }
     }
+    let (publishers, consumers, routes) = (
+        detect::grouped(publishers),
+        detect::grouped(consumers),
+        detect::grouped(routes),
+    );
     let known: BTreeSet<(&str, &str, &str)> = traced
         .iter()
         .map(|d| (d.from.as_str(), d.to.as_str(), d.via.as_str()))

@@ -144,25 +144,43 @@ pub struct Flows<'a> {
     drained: foldhash::HashSet<&'a str>,
 }
 
+/// `(key, value)` pairs as a map of sets, built in bulk from the sorted pairs.
+pub(super) fn grouped<'a>(
+    mut pairs: Vec<(&'a str, &'a str)>,
+) -> BTreeMap<&'a str, BTreeSet<&'a str>> {
+    pairs.sort_unstable();
+    pairs.dedup();
+    let mut groups: Vec<(&str, BTreeSet<&str>)> = Vec::new();
+    let mut rest = &pairs[..];
+    while let Some(&(key, _)) = rest.first() {
+        let n = rest.iter().take_while(|(k, _)| *k == key).count();
+        groups.push((key, rest[..n].iter().map(|&(_, v)| v).collect()));
+        rest = &rest[n..];
+    }
+    groups.into_iter().collect()
+}
+
 /// Routes followed back at most when asking whether anything reaches a destination.
 const ROUTE_DEPTH: usize = 8;
 
 impl<'a> Flows<'a> {
     fn of(topo: &'a Topology) -> Flows<'a> {
         let mut f = Flows::default();
+        // Pairs collected, then sorted and built in bulk: thousands of one-by-one inserts
+        // into the maps cost more (a merged broker's bindings and consumers).
+        let (mut publishers, mut consumers) = (Vec::new(), Vec::new());
+        let (mut routes_out, mut routes_in) = (Vec::new(), Vec::new());
+        let mut traced_routes_in = Vec::new();
         for e in &topo.edges {
+            let (from, to) = (e.from.as_str(), e.to.as_str());
             match e.kind {
-                EdgeKind::Publish => {
-                    f.publishers.entry(&e.to).or_default().insert(&e.from);
-                }
-                EdgeKind::Consume => {
-                    f.consumers.entry(&e.from).or_default().insert(&e.to);
-                }
+                EdgeKind::Publish => publishers.push((to, from)),
+                EdgeKind::Consume => consumers.push((from, to)),
                 EdgeKind::Route => {
-                    f.routes_out.entry(&e.from).or_default().insert(&e.to);
-                    f.routes_in.entry(&e.to).or_default().insert(&e.from);
+                    routes_out.push((from, to));
+                    routes_in.push((to, from));
                     if !e.broker_only() {
-                        f.traced_routes_in.insert(&e.to);
+                        traced_routes_in.push(to);
                     }
                 }
                 EdgeKind::Call
@@ -172,6 +190,11 @@ impl<'a> Flows<'a> {
                 | EdgeKind::Replay => {}
             }
         }
+        f.publishers = grouped(publishers);
+        f.consumers = grouped(consumers);
+        f.routes_out = grouped(routes_out);
+        f.routes_in = grouped(routes_in);
+        f.traced_routes_in = traced_routes_in.into_iter().collect();
         for n in &topo.nodes {
             let moving = |rate: Option<f64>| rate.is_some_and(|r| r > 0.0);
             // Kafka: the partitions' end offsets moved over the window.
