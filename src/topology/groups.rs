@@ -9,6 +9,9 @@ use super::build::{Edge, Node, SeenIn};
 use crate::model::{EdgeKind, NodeKind};
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+/// The node id prefix of Kafka topics.
+const KAFKA_TOPIC: &str = "destination:kafka:";
+
 /// Merges unmatched group nodes into the traced services they are; `edges` stay sorted by
 /// (from, to, kind). Returns the node ids replaced, old -> new.
 pub fn match_groups(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>) -> HashMap<String, String> {
@@ -21,7 +24,9 @@ pub fn match_groups(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>) -> HashMap<Str
     let mut groups_on: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
     // Traced consumes no broker flow accounts for: by topic.
     let mut traced_on: BTreeMap<&str, BTreeSet<&str>> = BTreeMap::new();
-    for e in edges.iter().filter(|e| e.kind == EdgeKind::Consume) {
+    // Kafka's only: other brokers name their consumers from what the client says.
+    let kafka = |e: &&Edge| e.kind == EdgeKind::Consume && e.from.starts_with(KAFKA_TOPIC);
+    for e in edges.iter().filter(kafka) {
         if e.broker_only() && e.key.is_some() && broker_only_services.contains(e.to.as_str()) {
             groups_on.entry(&e.from).or_default().insert(&e.to);
         } else if !e.broker_only() && e.broker.is_none() && e.to.starts_with("service:") {
@@ -253,6 +258,18 @@ mod tests {
             traced(payments, "service:audit"),
             group(orders, "service:g", 0),
             group(payments, "service:g", 0),
+        ]);
+        assert!(match_groups(&mut nodes, &mut edges).is_empty());
+        // Another broker's consumer (a JetStream durable) is named by what its client says.
+        let stream = "destination:nats:ORDERS";
+        let mut nodes = vec![
+            node(stream, T),
+            node("service:worker", T),
+            node("service:orders-durable", B),
+        ];
+        let mut edges = sorted(vec![
+            traced(stream, "service:worker"),
+            group(stream, "service:orders-durable", 0),
         ]);
         assert!(match_groups(&mut nodes, &mut edges).is_empty());
     }
