@@ -1,6 +1,7 @@
 //! Pure exports of a topology: Graphviz DOT and JSON, deterministic (sorted, escaped); and
 //! traces and dependency links in the JSON of Jaeger's query API ([`jaeger`]).
 
+pub mod diff_dot;
 pub mod dot;
 pub mod jaeger;
 

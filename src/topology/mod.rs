@@ -4,6 +4,7 @@
 pub mod brokers;
 pub mod build;
 pub mod detect;
+pub mod diff;
 pub mod json;
 pub mod reach;
 pub mod routing;

@@ -1,6 +1,7 @@
 //! JSON and DOT API handlers; the Prometheus scrape ([`metrics`]) and the Jaeger query API
 //! ([`jaeger`]) in their own files.
 
+pub mod diff;
 pub mod exposition;
 pub mod jaeger;
 pub mod metrics;

@@ -16,4 +16,6 @@ pub struct AppState {
     pub broker: Broker,
     /// The `--discover` brokers' statuses.
     pub discovery: crate::discover::Discovery,
+    /// Architecture change notices and the webhook's counters.
+    pub changes: crate::changes::Changes,
 }
