@@ -235,7 +235,7 @@ fn new_nodes_and_edges_are_logged_listed_and_posted_once() {
     let page = ui::Page::ok(&env, "/changes");
     page.assert_no_injected_markup("/changes");
     assert_eq!(page.all("tr.change-row").len(), 7);
-    let first = ui::text(&page.one("tr.change-row .description"));
+    let first = ui::text(&page.all("tr.change-row .description")[0]);
     assert!(
         first.contains("<img src=x onerror="),
         "shown as text: {first}"

@@ -104,12 +104,12 @@ fn compare_mode_draws_added_green_removed_grey_and_the_change_on_the_edge() {
         d["added"],
         json!([
             "destination:rabbitmq:refunds",
+            edge_id(orders, "service:shipping", "consume"),
             edge_id(
                 "service:checkout",
                 "destination:rabbitmq:refunds",
                 "publish"
             ),
-            edge_id(orders, "service:shipping", "consume"),
             "service:shipping"
         ])
     );
