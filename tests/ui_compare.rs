@@ -72,18 +72,6 @@ fn colour_is_the_themes(b: &Browser, id: &str, prop: &str, var: &str) {
     assert_eq!(v[0], v[1], "{id} {prop}");
 }
 
-fn switch_theme(b: &Browser) {
-    let theme = "return document.documentElement.getAttribute('data-theme');";
-    let before = b.eval(theme, json!([]));
-    b.click("#theme-toggle");
-    b.wait_for(
-        "the other theme",
-        &format!("return document.documentElement.getAttribute('data-theme') !== {before};"),
-    );
-    // The compare styles come back after the map's own stylesheet.
-    b.wait_for_paint();
-}
-
 #[test]
 fn compare_mode_draws_added_green_removed_grey_and_the_change_on_the_edge() {
     let Some(b) = Browser::start() else { return };
@@ -151,7 +139,7 @@ fn compare_mode_draws_added_green_removed_grey_and_the_change_on_the_edge() {
     colour_is_the_themes(&b, "service:billing", "border-color", "--diff-removed");
     colour_is_the_themes(&b, &changed, "line-color", "--diff-changed");
     b.screenshot("map-compare-light");
-    switch_theme(&b);
+    b.switch_theme();
     b.wait_for(
         "the compare colours in the other theme",
         "const cy = window.switchyard.cy; return cy.getElementById('service:shipping').style('border-width') === '4px';",
@@ -250,6 +238,6 @@ fn compare_mode_on_the_demo_marks_what_the_previous_period_did_not_have() {
     assert!(!want.is_empty(), "the demo started in this window: {diff}");
     assert_eq!(d["added"], json!(want));
     b.screenshot("demo-map-compare");
-    switch_theme(&b);
+    b.switch_theme();
     b.screenshot("demo-map-compare-other-theme");
 }
