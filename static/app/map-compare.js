@@ -38,7 +38,7 @@
       .selector("edge.diff-removed").style({ "line-color": removed, "target-arrow-color": removed, "line-style": "dashed",
         "line-dash-pattern": [6, 4], "opacity": 0.7, "color": removed, "events": "no" })
       .selector("edge.diff-changed").style({ "line-color": changed, "target-arrow-color": changed, "opacity": 1,
-        "width": "mapData(width, 0, 8, 4, 10)", "label": "data(label)", "font-weight": "bold", "color": changed })
+        "width": "mapData(width, 0, 8, 4, 10)", "label": "data(label)", "text-wrap": "wrap", "font-weight": "bold", "color": changed })
       .update();
   }
   function nodeName(id) {
