@@ -101,6 +101,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .set_max_series(args.metrics_max_series);
     let store = open_store(&args)?;
     let discovery = Discovery::start(sources, args.discover_interval, store.clone());
+    let changes = crate::changes::Changes {
+        log: Default::default(),
+        notify: args
+            .notify_url
+            .clone()
+            .map(crate::changes::notify::Notifier::start),
+    };
     let ingest = Ingest::new(
         store.clone(),
         IngestConfig {
@@ -123,6 +130,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             broker.clone(),
             discovery.clone(),
             declared.clone(),
+            changes.clone(),
         ),
         ingest::http::configure,
         guard.clone(),
@@ -131,7 +139,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "HTTP",
         args.http,
         (args.workers, conn_limits(&args), args.body_timeout),
-        (ingest.clone(), broker.clone(), discovery.clone(), declared),
+        (
+            ingest.clone(),
+            broker.clone(),
+            discovery.clone(),
+            declared,
+            changes.clone(),
+        ),
         crate::web::configure,
         guard.with_login_page(),
     )?;
@@ -180,6 +194,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         store.clone(),
         args.discover_interval,
     ));
+    // New nodes and edges: logged, kept for /changes, posted to --notify-url.
+    let watcher = tokio::spawn(crate::changes::watch::run(crate::changes::watch::Watch {
+        store: store.clone(),
+        counters: ingest.counters.clone(),
+        log: changes.log.clone(),
+        notifier: changes.notify.clone(),
+        interval: args.changes_interval,
+    }));
     let listeners = [
         ("HTTP", web_addr),
         ("OTLP/HTTP", otlp_addr),
@@ -194,6 +216,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         d.abort();
     }
     reporter.abort();
+    watcher.abort();
     // Stage 1: stop accepting, let accepted requests finish (they wait for their commits).
     broker.drain();
     let _ = grpc_stop_tx.send(());
@@ -223,11 +246,12 @@ fn http_server(
     what: &str,
     addr: SocketAddr,
     (workers, conns, request_timeout): (usize, ingest::conn::ConnLimits, Duration),
-    (ingest, broker, discovery, declared): (
+    (ingest, broker, discovery, declared, changes): (
         Ingest,
         crate::broker::Broker,
         Discovery,
         std::sync::Arc<crate::topology::declared::Declared>,
+        crate::changes::Changes,
     ),
     routes: fn(&mut web::ServiceConfig),
     guard: crate::guard::Guard,
@@ -239,6 +263,7 @@ fn http_server(
         broker: broker.clone(),
         discovery,
         declared,
+        changes,
     });
     let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
     let guard = web::Data::new(guard);
@@ -345,6 +370,9 @@ pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
         }
         None => crate::store::open_read_only(&args.db)?,
     };
+    if args.diff {
+        return export_diff(&*store, &args);
+    }
     let window = crate::model::window::parse_window(
         args.since.as_deref(),
         args.until.as_deref(),
@@ -359,6 +387,30 @@ pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
         crate::cli::ExportFormat::Asyncapi => {
             crate::export::asyncapi::to_json(&topo, &Default::default())
         }
+    };
+    use std::io::Write;
+    std::io::stdout().write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// `switchyard export --diff`: what changed between two windows, on stdout.
+fn export_diff(
+    store: &dyn crate::store::Storage,
+    args: &crate::cli::ExportArgs,
+) -> anyhow::Result<()> {
+    use crate::topology::{build, diff};
+    let (base, new) = crate::model::window_pair::parse(
+        [args.base_since.as_deref(), args.base_until.as_deref()],
+        [args.since.as_deref(), args.until.as_deref()],
+        crate::model::window::now_unix_nanos(),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let old = build(store.topology(base)?, base);
+    let topo = build(store.topology(new)?, new);
+    let d = diff::diff(&old, &topo, &diff::Thresholds::DEFAULT);
+    let text = match args.format {
+        crate::cli::ExportFormat::Dot => crate::export::diff_dot::to_dot(&topo, &d),
+        crate::cli::ExportFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
     };
     use std::io::Write;
     std::io::stdout().write_all(text.as_bytes())?;

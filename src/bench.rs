@@ -1,5 +1,5 @@
 //! Load generators and query benchmarks, run against a live server:
-//! `switchyard bench ingest`, `query`, `metrics`, `pages`, `pathways`, `topology` (with `rabbitmq-stand-in`), `broker`
+//! `switchyard bench ingest`, `query`, `diff`, `metrics`, `pages`, `pathways`, `topology` (with `rabbitmq-stand-in`), `broker`
 //! and `brokers`. Figures are printed with a
 //! baseline measured in the same run (an HTTP round trip to `/healthz`). `brokers` needs the
 //! `bench-brokers` cargo feature (its RabbitMQ and NATS clients stay out of the production
@@ -8,6 +8,7 @@
 mod broker;
 #[cfg(feature = "bench-brokers")]
 mod brokers;
+mod diff;
 mod ingest;
 mod metrics;
 mod pages;
@@ -75,6 +76,8 @@ pub enum BenchCommand {
     /// `/metrics` and the Jaeger API against `/api/topology` on the same data, after sending
     /// `--edges` producer -> consumer service pairs.
     Metrics(metrics::MetricsBench),
+    /// `/api/topology/diff` of two 1 h windows against `/api/topology` of one, same data.
+    Diff(diff::DiffBench),
     /// Every HTML page's time over HTTP (map, search, trace, service, destination).
     Pages(pages::PagesBench),
     /// `/api/pathways` of one service against `/api/topology` on the same data (p50/p99).
@@ -100,6 +103,7 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.what {
         BenchCommand::Ingest(a) => ingest::run(a, &auth),
         BenchCommand::Query(a) => query::run(a, &auth),
+        BenchCommand::Diff(a) => diff::run(a, &auth),
         BenchCommand::Pages(a) => pages::run(a, &auth),
         BenchCommand::Metrics(a) => metrics::run(a),
         BenchCommand::Pathways(a) => pathways::run(a, &auth),

@@ -200,6 +200,20 @@ pub struct ServeArgs {
     /// How often each --discover broker is polled (e.g. 15s, 1m).
     #[arg(long = "discover-interval", env = "SWITCHYARD_DISCOVER_INTERVAL", default_value = "15s", value_parser = parse_discover_interval)]
     pub discover_interval: std::time::Duration,
+    /// Post a JSON summary to this URL when the architecture changes (a service, destination,
+    /// peer or edge not seen in the previous hour): http://[USER:PASS@]HOST[:PORT]/PATH[?QUERY].
+    /// The user and password are sent as basic auth; they and the query are never logged.
+    #[arg(
+        long = "notify-url",
+        env = "SWITCHYARD_NOTIFY_URL",
+        hide_env_values = true,
+        value_name = "URL",
+        value_parser = crate::changes::notify::NotifyUrl::parse
+    )]
+    pub notify_url: Option<crate::changes::notify::NotifyUrl>,
+    /// How often the change watcher looks for new nodes and edges (e.g. 10s; at least 1s).
+    #[arg(long = "changes-interval", env = "SWITCHYARD_CHANGES_INTERVAL", default_value = "10s", value_parser = parse_changes_interval)]
+    pub changes_interval: std::time::Duration,
 }
 
 impl ServeArgs {
@@ -225,6 +239,15 @@ fn parse_discover_interval(text: &str) -> Result<std::time::Duration, String> {
     let min = crate::discover::runner::MIN_INTERVAL;
     if d < min {
         return Err(format!("at least {}", humantime::format_duration(min)));
+    }
+    Ok(d)
+}
+
+/// A humantime duration of at least a second.
+fn parse_changes_interval(text: &str) -> Result<std::time::Duration, String> {
+    let d = humantime::parse_duration(text).map_err(|e| e.to_string())?;
+    if d < std::time::Duration::from_secs(1) {
+        return Err("at least 1s".into());
     }
     Ok(d)
 }
@@ -261,6 +284,17 @@ pub struct ExportArgs {
     /// Window end, RFC 3339 (default: now).
     #[arg(long)]
     pub until: Option<String>,
+    /// Export what changed instead: the window against a base window (--base-since,
+    /// --base-until; by default the period of the same length just before), as
+    /// `/api/topology/diff` answers it (JSON) or its DOT.
+    #[arg(long)]
+    pub diff: bool,
+    /// Base window start for --diff, RFC 3339.
+    #[arg(long = "base-since", requires = "diff")]
+    pub base_since: Option<String>,
+    /// Base window end for --diff, RFC 3339.
+    #[arg(long = "base-until", requires = "diff")]
+    pub base_until: Option<String>,
 }
 
 fn parse_retention_size(text: &str) -> Result<u64, String> {

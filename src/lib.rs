@@ -26,6 +26,8 @@
 //! - [`telemetry`]: the collector's own metrics (counters bumped where things happen, edge
 //!   series added by the store's writer after each commit), read by `/metrics`.
 //! - [`percent`]: the one percent-encoding set (page links, broker paths, `ce-*` headers).
+//! - [`changes`]: architecture change notices (a periodic watcher of edge keys, a bounded log,
+//!   the `--notify-url` webhook on its own thread).
 //!
 //! docs/ARCHITECTURE.md has the tasks, channels and where data becomes durable.
 
@@ -34,6 +36,7 @@ pub mod api;
 pub mod app;
 pub mod bench;
 pub mod broker;
+pub mod changes;
 pub mod cli;
 pub mod demo;
 pub mod discover;

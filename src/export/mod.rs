@@ -3,6 +3,7 @@
 //! links in the JSON of Jaeger's query API ([`jaeger`]).
 
 pub mod asyncapi;
+pub mod diff_dot;
 pub mod dot;
 pub mod jaeger;
 

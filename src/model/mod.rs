@@ -12,6 +12,7 @@ pub mod stored;
 #[cfg(test)]
 pub mod testing;
 pub mod window;
+pub mod window_pair;
 
 pub use broker::{BrokerSnapshot, Entity, Figures};
 pub use ids::{SpanId, TraceId};

@@ -6,6 +6,7 @@ pub mod build;
 pub mod declared;
 pub mod detect;
 pub mod groups;
+pub mod diff;
 pub mod json;
 pub mod partitions;
 pub mod reach;

@@ -2,6 +2,7 @@
 //! ([`jaeger`]) in their own files.
 
 pub mod answers;
+pub mod diff;
 pub mod exposition;
 pub mod jaeger;
 pub mod metrics;

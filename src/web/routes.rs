@@ -1,7 +1,7 @@
 //! The one routing table of the `--http` server.
 
 use super::api::jaeger;
-use super::pages::{brokers, login, map, node, trace, traces};
+use super::pages::{brokers, changes, login, map, node, trace, traces};
 use super::{api, assets, live};
 use actix_web::{guard, web, Route};
 
@@ -24,6 +24,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/topology.json", get().to(api::topology_json))
         .route("/api/topology.dot", get().to(api::topology_dot))
         .route("/api/asyncapi", get().to(api::asyncapi))
+        .route("/api/topology/diff", get().to(api::diff::diff_json))
+        .route("/api/topology/diff.dot", get().to(api::diff::diff_dot))
         .route("/api/reach", get().to(api::reach))
         .route("/api/impact", get().to(api::impact))
         .route("/api/partitions", get().to(api::partitions))
@@ -34,6 +36,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/api/stats", get().to(api::stats))
         .route("/api/live", web::get().to(live::live))
         .route("/api/brokers", get().to(brokers::api))
+        .route("/api/changes", get().to(changes::api))
         .route("/metrics", get().to(api::metrics::metrics))
         // Jaeger's query API, for Grafana's Jaeger data source (URL http://HOST:PORT/jaeger).
         .route("/jaeger/api/services", get().to(jaeger::services))
@@ -48,6 +51,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/", get().to(map::page))
         .route("/traces", get().to(traces::page))
         .route("/brokers", get().to(brokers::page))
+        .route("/changes", get().to(changes::page))
         .route("/traces/{trace_id}", get().to(trace::page))
         .route("/services/{id:.*}", get().to(node::service))
         .route("/destinations/{id:.*}", get().to(node::destination))

@@ -18,4 +18,6 @@ pub struct AppState {
     pub discovery: crate::discover::Discovery,
     /// The `--declared` AsyncAPI documents (empty: none), compared with each topology served.
     pub declared: Arc<crate::topology::declared::Declared>,
+    /// Architecture change notices and the webhook's counters.
+    pub changes: crate::changes::Changes,
 }

@@ -539,6 +539,7 @@
     cy.add(elements(topology));
     place(true);
     badges.set(topology.findings, findingTitle);
+    document.dispatchEvent(new CustomEvent("switchyard:drawn"));
   }
 
   // ---- live: refresh the graph in place when spans arrive (preset windows only) ----
@@ -574,6 +575,7 @@
     drawnOnce = drawnOnce || cy.nodes().length > 0;
     legend(topo);
     badges.set(topo.findings, findingTitle);
+    document.dispatchEvent(new CustomEvent("switchyard:drawn"));
   }
   var drawnOnce = false;
   function refresh() {

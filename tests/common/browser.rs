@@ -146,6 +146,18 @@ impl Browser {
         assert_eq!(painted, json!(1), "no animation frame");
     }
 
+    /// Clicks the theme button and waits until the other theme is painted.
+    pub fn switch_theme(&self) {
+        let theme = "return document.documentElement.getAttribute('data-theme');";
+        let before = self.eval(theme, json!([]));
+        self.click("#theme-toggle");
+        self.wait_for(
+            "the other theme",
+            &format!("return document.documentElement.getAttribute('data-theme') !== {before};"),
+        );
+        self.wait_for_paint();
+    }
+
     /// The WebDriver reference of the first element matching `css`.
     pub fn find(&self, css: &str) -> String {
         let v = self.send(

@@ -13,6 +13,7 @@ pub mod http;
 pub mod kafka;
 pub mod nats;
 pub mod topo;
+pub mod two_windows;
 pub mod ui;
 
 #[allow(unused_imports)]

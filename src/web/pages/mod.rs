@@ -2,6 +2,7 @@
 
 pub mod broker_state;
 pub mod brokers;
+pub mod changes;
 pub mod format;
 pub mod journeys;
 pub mod login;
