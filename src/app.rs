@@ -411,6 +411,9 @@ fn export_diff(
     let text = match args.format {
         crate::cli::ExportFormat::Dot => crate::export::diff_dot::to_dot(&topo, &d),
         crate::cli::ExportFormat::Json => serde_json::to_string_pretty(&d)? + "\n",
+        crate::cli::ExportFormat::Asyncapi => {
+            anyhow::bail!("export --diff writes json or dot, not asyncapi")
+        }
     };
     use std::io::Write;
     std::io::stdout().write_all(text.as_bytes())?;
