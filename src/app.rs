@@ -323,7 +323,11 @@ fn read_declared(
             )));
         }
         let text = String::from_utf8(bytes).map_err(|_| fail("not UTF-8 text".into()))?;
-        let doc = parse::parse(&name, &text).map_err(fail)?;
+        // Findings name the file alone; errors the path as given.
+        let file_name = path
+            .file_name()
+            .map_or(name.clone(), |f| f.to_string_lossy().into_owned());
+        let doc = parse::parse(&file_name, &text).map_err(fail)?;
         tracing::info!(file = %name, service = %doc.service, version = %doc.version, channels = doc.channels.len(), operations = doc.operations.len(), "declared architecture read");
         out.documents.push(doc);
     }

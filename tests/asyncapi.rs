@@ -286,6 +286,20 @@ fn declared_drift_on_a_recorded_rabbitmq_shop() {
             "destination:rabbitmq:order.created"
         ])]
     );
+    // Descriptions name the document by its file name.
+    let described: Vec<&str> = topo["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["pattern"] == "declared_unused")
+        .map(|f| f["description"].as_str().unwrap())
+        .collect();
+    assert!(
+        described
+            .iter()
+            .all(|d| d.contains("declared in pika-orders.yaml but")),
+        "{described:?}"
+    );
     // Declared-only edges and nodes; declared and observed ones say both.
     let silent = edge(&topo, "service:orders", refunded, "publish").expect("declared edge");
     assert_eq!(silent["seen_in"], json!(["declared"]));
@@ -369,7 +383,9 @@ fn bad_declared_files_stop_the_server_with_the_file_and_the_problem() {
         .into_owned();
     let good = declared_doc("shop-payments.yaml");
     let db = dir.path().join("db.sqlite");
-    let cases: Vec<(Vec<String>, Vec<(String, String)>, &str, &str)> = vec![
+    // (--declared files, environment, the file the error names, the problem it names)
+    type Case<'a> = (Vec<String>, Vec<(String, String)>, &'a str, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![good.clone(), broken.clone()],
             vec![],

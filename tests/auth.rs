@@ -193,6 +193,7 @@ fn a_token_is_required_on_every_listener_but_healthz() {
         "/traces",
         "/api/stats",
         "/api/topology",
+        "/api/asyncapi",
         "/broker/topics",
         "/broker/subscriptions",
         "/static/app/map.js",

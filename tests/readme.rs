@@ -152,6 +152,7 @@ fn get_routes_answer_head_with_the_get_status_and_no_body() {
         "/api/topology".into(),
         "/api/topology.json".into(),
         "/api/topology.dot".into(),
+        "/api/asyncapi".into(),
         "/api/traces".into(),
         format!("/api/traces/{trace}"),
         "/api/stats".into(),

@@ -79,10 +79,13 @@ fn seen(list: &[SeenIn]) -> Value {
     list.iter().map(|s| Value::from(s.as_str())).collect()
 }
 
-/// What the brokers' newest polls say of a destination: its detail (an exchange's type) and
-/// namespace (a vhost), by (system, name); and each system's broker address.
+/// A destination's detail (an exchange's type) and namespace (a vhost), as its broker says.
+type Said<'a> = (Option<&'a str>, Option<&'a str>);
+
+/// What the brokers' newest polls say of each destination, by (system, name); and each
+/// system's broker address.
 struct BrokerFacts<'a> {
-    destinations: HashMap<(&'a str, &'a str), (Option<&'a str>, Option<&'a str>)>,
+    destinations: HashMap<(&'a str, &'a str), Said<'a>>,
     hosts: BTreeMap<&'a str, String>,
 }
 

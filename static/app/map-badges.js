@@ -6,9 +6,11 @@
   var kit = window.switchyardKit;
   var SHORT = { broadcast: "broadcast", work_queue: "work queue", action_response: "action/response",
     dead_end: "dead end", idle_subscriber: "idle subscriber", cycle: "cycle", backlog: "backlog",
-    lag_growing: "lag growing", dead_letter: "dead letter" };
+    lag_growing: "lag growing", dead_letter: "dead letter", declared_unused: "declared, unused",
+    undeclared_flow: "undeclared flow", declared_silent_publisher: "silent publisher" };
   var TINY = { broadcast: "B", work_queue: "W", action_response: "A/R", dead_end: "D", idle_subscriber: "I",
-    cycle: "C", backlog: "Q", lag_growing: "L", dead_letter: "DL" };
+    cycle: "C", backlog: "Q", lag_growing: "L", dead_letter: "DL", declared_unused: "DU",
+    undeclared_flow: "UF", declared_silent_publisher: "SP" };
   // Below this zoom a badge shows its letter only (its title keeps the whole text).
   var COMPACT_ZOOM = 0.55;
 
