@@ -229,10 +229,21 @@ fn node_page_finding_opens_on_the_map(b: &Browser, env: &TestEnv, window: &Windo
         "href",
     );
     assert_eq!(links.len(), 1, "{links:?}");
-    assert!(
-        links[0].starts_with(&format!("/?window=custom&{}&", window.query())),
-        "{links:?}"
+    // The page's own window (its picker's bounds) travels with the link.
+    let bound = |name: &str| {
+        page.one(&format!("input[name={name}]"))
+            .value()
+            .attr("value")
+            .unwrap_or_default()
+            .replace(':', "%3A")
+    };
+    let want = format!(
+        "/?window=custom&since={}&until={}&finding=action_response&on={}",
+        bound("since"),
+        bound("until"),
+        node.replace(':', "%3A")
     );
+    assert_eq!(links, [want]);
     b.goto(&env.api_url(&links[0]));
     b.wait_for(
         "the linked finding framed",
