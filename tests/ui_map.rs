@@ -229,10 +229,21 @@ fn node_page_finding_opens_on_the_map(b: &Browser, env: &TestEnv, window: &Windo
         "href",
     );
     assert_eq!(links.len(), 1, "{links:?}");
-    assert!(
-        links[0].starts_with(&format!("/?window=custom&{}&", window.query())),
-        "{links:?}"
+    // The page's own window (its picker's bounds) travels with the link.
+    let bound = |name: &str| {
+        page.one(&format!("input[name={name}]"))
+            .value()
+            .attr("value")
+            .unwrap_or_default()
+            .replace(':', "%3A")
+    };
+    let want = format!(
+        "/?window=custom&since={}&until={}&finding=action_response&on={}",
+        bound("since"),
+        bound("until"),
+        node.replace(':', "%3A")
     );
+    assert_eq!(links, [want]);
     b.goto(&env.api_url(&links[0]));
     b.wait_for(
         "the linked finding framed",
@@ -298,7 +309,11 @@ fn svg_carries_the_map(b: &Browser, topo: &Value, name: &str) -> Value {
         let percent = l[1].as_u64().unwrap();
         if percent > 0 {
             assert_eq!(n[3], json!(true), "{name}: {id} has an error arc");
-            red.get_or_insert(id.clone());
+            assert_eq!(n[2], json!(percent.to_string()), "{name}: {id}");
+        }
+        // The widest error arc is the one whose pixels are checked.
+        if percent >= 5 && red.as_ref().is_none_or(|(_, p)| percent > *p) {
+            red = Some((id.clone(), percent));
         }
     }
     let mut edges: Vec<Value> = got["edges"].as_array().unwrap().clone();
@@ -330,12 +345,12 @@ fn svg_carries_the_map(b: &Browser, topo: &Value, name: &str) -> Value {
     ] {
         assert!(legend.contains(entry), "{name}: legend {legend}");
     }
-    // Rendered by Chromium: the top of an error ring (where its red arc starts) is red.
-    let Some(red) = red else {
+    // Rendered by Chromium: the middle of the widest error arc (clockwise from the top) is red.
+    let Some((red, percent)) = red else {
         return got["nodes"].clone();
     };
     let pixel = b.eval_async(
-        "const [text, id, done] = arguments; \
+        "const [text, id, , done] = arguments; \
          const img = new Image(); \
          img.onerror = () => done('not rendered'); \
          img.onload = () => { \
@@ -343,12 +358,13 @@ fn svg_carries_the_map(b: &Browser, topo: &Value, name: &str) -> Value {
            const g = c.getContext('2d'); g.drawImage(img, 0, 0); \
            const doc = new DOMParser().parseFromString(text, 'image/svg+xml'); \
            const ring = [...doc.querySelectorAll('g.node')].find(n => n.getAttribute('data-id') === id).querySelector('.ring-error'); \
-           const x = Number(ring.getAttribute('cx')), y = Number(ring.getAttribute('cy')) - Number(ring.getAttribute('r')); \
+           const a = Math.PI * arguments[2] / 100, r = Number(ring.getAttribute('r')); \
+           const x = Number(ring.getAttribute('cx')) + r * Math.sin(a), y = Number(ring.getAttribute('cy')) - r * Math.cos(a); \
            const d = g.getImageData(Math.round(x), Math.round(y), 1, 1).data; \
            const bg = g.getImageData(1, 1, 1, 1).data; \
            done({size: [img.naturalWidth, img.naturalHeight], red: [...d], bg: [...bg]}); }; \
          img.src = URL.createObjectURL(new Blob([text], {type: 'image/svg+xml'}));",
-        json!([text, red]),
+        json!([text, red, percent]),
     );
     assert!(pixel["size"][0].as_u64().unwrap() > 100, "{name}: {pixel}");
     let rgb: Vec<u64> = pixel["red"]

@@ -95,7 +95,7 @@
     systems.forEach(function (s) { row(box(s[1], s[1]), "system: " + (s[0] || "(no system)")); });
     var h = 36 + line * 20;
     return { height: h, svg: tag("g", { "class": "legend" },
-      tag("rect", { x: x, y: y, width: 300, height: h, rx: 6, fill: c.surface, stroke: c.border }) +
+      tag("rect", { x: x, y: y, width: 400, height: h, rx: 6, fill: c.surface, stroke: c.border }) +
       tag("text", { x: x + 10, y: y + 16, fill: c.text, "font-weight": "bold" }, "Legend") + rows.join("")) };
   }
 
@@ -119,15 +119,15 @@
     systems.sort(function (a, b) { return a[0] < b[0] ? -1 : a[0] > b[0] ? 1 : 0; });
     var pad = 20, top = 24;
     var lg = legend(0, 0, c, systems);
-    var gw = Math.max(box.w, 1) + 2 * pad, w = gw + 320, h = Math.max(Math.max(box.h, 1) + 2 * pad + top, lg.height + 2 * pad);
+    var gw = Math.max(box.w, 1) + 2 * pad, w = gw + 420, h = Math.max(Math.max(box.h, 1) + 2 * pad + top, lg.height + 2 * pad);
     var dx = pad - box.x1, dy = pad + top - box.y1;
     function px(p) { return num(p.x + dx) + "," + num(p.y + dy); }
     var out = [];
     out.push('<svg xmlns="http://www.w3.org/2000/svg" width="' + num(w) + '" height="' + num(h) +
       '" viewBox="0 0 ' + num(w) + " " + num(h) + '" font-family="sans-serif" font-size="12">');
     out.push("<title>Switchyard topology</title>");
-    out.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="6" ' +
-      'markerHeight="6" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>');
+    out.push('<defs><marker id="arrow" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="9" ' +
+      'markerHeight="9" markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="context-stroke"/></marker></defs>');
     out.push(tag("rect", { width: "100%", height: "100%", fill: colour(bg, "#ffffff") }));
     cy.edges(":visible").forEach(function (e) {
       var pts = [e.sourceEndpoint()].concat(e.hasClass("routed") ? (e.segmentPoints() || []) : [], [e.targetEndpoint()]);
