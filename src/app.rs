@@ -77,6 +77,8 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<Store> {
                     queue_depth: args.queue_depth,
                     timeouts: Default::default(),
                     retention: Some(args.retention),
+                    retention_size: args.retention_size,
+                    settle: args.clickhouse_settle,
                 },
             )
             .map(Store::new)

@@ -36,6 +36,11 @@ pub struct ServeArgs {
     /// (Parsed at start, not here: a refused value is then reported without its password.)
     #[arg(long, env = "SWITCHYARD_CLICKHOUSE", hide_env_values = true)]
     pub clickhouse: Option<String>,
+    /// With --clickhouse: how long a consume stays unpaired from a publish stored through
+    /// another collector at the same moment before the reconciliation pass pairs them (longer
+    /// than an insert may take).
+    #[arg(long = "clickhouse-settle", env = "SWITCHYARD_CLICKHOUSE_SETTLE", default_value = "2m", value_parser = humantime::parse_duration)]
+    pub clickhouse_settle: std::time::Duration,
     /// Address of the UI and API.
     #[arg(long, env = "SWITCHYARD_HTTP", default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
@@ -57,7 +62,8 @@ pub struct ServeArgs {
     #[arg(long, env = "SWITCHYARD_RETENTION", default_value = "7d", value_parser = humantime::parse_duration)]
     pub retention: std::time::Duration,
     /// Largest database size before the oldest spans are deleted (e.g. 2GiB, at least 64MiB);
-    /// unset: no cap.
+    /// unset: no cap. With --clickhouse: the database's parts on disk, whole days dropped
+    /// (never the newest).
     #[arg(long = "retention-size", env = "SWITCHYARD_RETENTION_SIZE", value_parser = parse_retention_size)]
     pub retention_size: Option<u64>,
     /// Largest OTLP request body, compressed or inflated (e.g. 64MiB).

@@ -125,6 +125,20 @@ pub struct Delivered {
     map: HashMap<u64, Vec<u64>>,
     order: VecDeque<u64>,
     cap: usize,
+    /// First deliveries noted since the last [`Delivered::take_journal`], kept only when
+    /// journaled (a store shared by several writers records them for the others).
+    journal: Option<Vec<Delivery>>,
+}
+
+/// A first delivery of a publish to a (service, destination), as [`Delivered::take_journal`]
+/// gives it: the publish's ids, the two node ids, and the consume that made it (if known).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Delivery {
+    pub trace: TraceId,
+    pub span: SpanId,
+    pub service: String,
+    pub destination: String,
+    pub by: Option<(TraceId, SpanId)>,
 }
 
 /// What one delivery of a message reached, as [`Delivered`] remembers it.
@@ -142,7 +156,38 @@ impl Delivered {
             map: HashMap::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
+            journal: None,
         }
+    }
+
+    /// A memory that also journals each first delivery it notes (see [`Delivered::take_journal`]).
+    pub fn journaled(cap: usize) -> Delivered {
+        Delivered {
+            journal: Some(Vec::new()),
+            ..Delivered::new(cap)
+        }
+    }
+
+    /// The first deliveries noted since the last call (empty unless journaled).
+    pub fn take_journal(&mut self) -> Vec<Delivery> {
+        self.journal
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// Remembers a delivery another writer noted (read back from the store): the next
+    /// [`Delivered::note`] of it says it was reached before. Not journaled.
+    pub fn remember(
+        &mut self,
+        trace: TraceId,
+        span: SpanId,
+        service_id: &str,
+        destination_id: &str,
+    ) {
+        let journal = self.journal.take();
+        self.note_ids(trace, span, service_id, destination_id, None);
+        self.journal = journal;
     }
 
     /// Records that the publish (trace, span) reached `service` through `destination`, and
@@ -154,9 +199,31 @@ impl Delivered {
         service: &NodeKey,
         destination: &NodeKey,
     ) -> Reached {
+        self.note_ids(trace, span, &service.id, &destination.id, None)
+    }
+
+    /// [`Delivered::note`] of the delivery that the consume `by` made (journaled with it).
+    pub fn note_by(
+        &mut self,
+        (trace, span): (TraceId, SpanId),
+        service: &NodeKey,
+        destination: &NodeKey,
+        by: (TraceId, SpanId),
+    ) -> Reached {
+        self.note_ids(trace, span, &service.id, &destination.id, Some(by))
+    }
+
+    fn note_ids(
+        &mut self,
+        trace: TraceId,
+        span: SpanId,
+        service: &str,
+        destination: &str,
+        by: Option<(TraceId, SpanId)>,
+    ) -> Reached {
         let h = span_hash(trace, span);
-        let by_service = key_hash(&[&service.id, &destination.id]);
-        let by_destination = key_hash(&[&destination.id]);
+        let by_service = key_hash(&[service, destination]);
+        let by_destination = key_hash(&[destination]);
         let list = match self.map.get_mut(&h) {
             Some(list) => list,
             None => {
@@ -173,6 +240,17 @@ impl Delivered {
             service: list.contains(&by_service),
             destination: list.contains(&by_destination),
         };
+        if !reached.service {
+            if let Some(j) = self.journal.as_mut() {
+                j.push(Delivery {
+                    trace,
+                    span,
+                    service: service.to_string(),
+                    destination: destination.to_string(),
+                    by,
+                });
+            }
+        }
         for k in [by_service, by_destination] {
             // Bounded per publish: a message fanned out wider than this (or spans that claim
             // so) is counted per delivery past it, never an unbounded list scanned per consume.

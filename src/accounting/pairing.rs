@@ -136,6 +136,52 @@ impl<B: Backlog> Pairing<'_, B> {
         Ok(flags)
     }
 
+    /// Ties two spans stored without seeing each other (`waiting` waited for `referred`
+    /// while `referred` was being stored elsewhere, as when two collectors sharing one store
+    /// race): each already counted its own contribution, so only the pairing's share is added,
+    /// as if `referred` had arrived last; a nested span of one message that it makes second
+    /// takes its count back.
+    pub fn reconcile(&mut self, referred: &mut Facts, waiting: &mut Facts) -> Result<(), B::Error> {
+        let before = (referred.flags, waiting.flags);
+        self.relate(referred, waiting, false)?;
+        if before.0 & FLAG_COUNTED != 0 && referred.flags & FLAG_COUNTED == 0 {
+            // Nested spans of one message, both counted at arrival: `referred` is the second.
+            // Its count, error and (a publish's) duration sample are taken back.
+            let edge = match (&referred.destination, referred.operation) {
+                (Some(dest), Some(Operation::Produce)) => Some((
+                    &referred.service,
+                    dest,
+                    EdgeKind::Publish,
+                    Some(referred.duration_micros()),
+                )),
+                (Some(dest), Some(Operation::Consume)) => {
+                    Some((dest, &referred.service, EdgeKind::Consume, None))
+                }
+                _ => None,
+            };
+            if let Some((from, to, kind, latency_micros)) = edge {
+                self.acc.edge(EdgeChange {
+                    from,
+                    to,
+                    kind,
+                    via: None,
+                    at_unix_nanos: referred.start,
+                    count: -1,
+                    errors: -(referred.error as i64),
+                    latency_micros,
+                    weight: -1,
+                });
+            }
+        }
+        if referred.flags != before.0 {
+            self.store_flags(referred)?;
+        }
+        if waiting.flags != before.1 {
+            self.store_flags(waiting)?;
+        }
+        Ok(())
+    }
+
     fn relate_or_wait(
         &mut self,
         me: &mut Facts,
@@ -235,9 +281,12 @@ impl<B: Backlog> Pairing<'_, B> {
             });
             return;
         }
-        let before =
-            self.delivered
-                .note(producer.trace, producer.span_id, &consumer.service, cdest);
+        let before = self.delivered.note_by(
+            (producer.trace, producer.span_id),
+            &consumer.service,
+            cdest,
+            (consumer.trace, consumer.span_id),
+        );
         let base = |from, to, kind, via| EdgeChange {
             from,
             to,

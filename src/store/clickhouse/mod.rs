@@ -10,7 +10,8 @@
 //! - [`retention`]: day partitions older than the retention dropped.
 //! - [`schema`]: tables and their migrations (version table, newer refused).
 //! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
-//!   table); `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
+//!   table), with the reconciliation pass (`reconcile.rs`) that pairs what collectors racing
+//!   each other missed; `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
 
 mod backlog;
 pub mod client;
@@ -29,6 +30,7 @@ mod writer;
 pub use client::{Client, ClientError, Timeouts};
 pub use store::{ClickHouseConfig, ClickHouseStore};
 pub use url::{ClickHouseUrl, UrlError};
+pub use writer::DEFAULT_SETTLE;
 
 #[cfg(test)]
 mod tests;

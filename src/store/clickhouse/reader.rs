@@ -337,3 +337,32 @@ impl From<super::sql::TemplateError> for ClientError {
         ClientError::BadAnswer(e.to_string())
     }
 }
+
+/// Spans whose names [`recent_operations`] reads at most (the newest day's newest).
+const OPERATION_SPANS: u64 = 100_000;
+
+/// Distinct span names of the newest stored spans (the newest day's newest
+/// [`OPERATION_SPANS`]), sorted, at most `limit`.
+pub fn recent_operations(client: &Client, limit: usize) -> Result<Vec<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct N {
+        name: String,
+    }
+    let q = query(
+        "SELECT DISTINCT name FROM (SELECT name FROM spans
+         WHERE day = (SELECT max(day) FROM spans)
+         ORDER BY start_unix_nanos DESC LIMIT ?) LIMIT ?",
+        &[
+            Value::U64(OPERATION_SPANS),
+            Value::U64(limit.min(u64::MAX as usize) as u64),
+        ],
+    )?;
+    let mut names: Vec<String> = client.rows::<N>(&q)?.into_iter().map(|n| n.name).collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Bytes the database's active parts take on disk.
+pub fn size_bytes(client: &Client) -> Result<u64, StoreError> {
+    Ok(super::retention::size_on_disk(client)?)
+}

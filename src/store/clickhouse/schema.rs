@@ -12,7 +12,7 @@ use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
 /// The newest version this build writes.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
 /// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
@@ -73,6 +73,48 @@ const V1: &[&str] = &[
     ) ENGINE = ReplacingMergeTree(taken_unix_nanos) PARTITION BY day ORDER BY (node, minute, broker)",
 ];
 
+/// Version 2: what the reconciliation pass (`reconcile.rs`) writes, keyed so that collectors
+/// settling the same wait twice count once, and the deliveries every collector's pairing
+/// memory reads back.
+const V2: &[&str] = &[
+    // The pairing share of a wait settled by the reconciliation pass: edge deltas keyed by
+    // the wait (referred span, waiting span) and the edge; duplicates collapse (`FINAL`).
+    // `reason`: 0 the pairing's share, 1 a second first delivery of one message taken back.
+    "CREATE TABLE IF NOT EXISTS pair_minutes (
+        day Date, ref_trace FixedString(16), ref_span FixedString(8),
+        trace_id FixedString(16), span_id FixedString(8), reason UInt8,
+        minute Int64, from_node String, to_node String, kind UInt8, via String,
+        count Int64, errors Int64, latency_sum_micros Int64, latency String,
+        first_seen_unix_nanos UInt64, last_seen_unix_nanos UInt64
+    ) ENGINE = ReplacingMergeTree PARTITION BY day
+    ORDER BY (ref_trace, ref_span, trace_id, span_id, reason, minute, from_node, to_node, kind, via)",
+    // Which (consuming service, destination) each publish reached, so that a second delivery
+    // of one message counts once whichever collector stores it, and after a restart.
+    // `by_*`: the consume that delivered it (a pass settling that consume again leaves its
+    // own row out, so that it counts as the first pass did).
+    "CREATE TABLE IF NOT EXISTS deliveries (
+        day Date, trace_id FixedString(16), span_id FixedString(8),
+        service String, destination String, by_trace FixedString(16), by_span FixedString(8)
+    ) ENGINE = ReplacingMergeTree PARTITION BY day
+    ORDER BY (trace_id, span_id, service, destination, by_trace, by_span)",
+];
+
+/// Every table of the schema but the version table.
+pub const DATA_TABLES: &[&str] = &[
+    "spans",
+    "span_flags",
+    "pending_refs",
+    "pending_done",
+    "edge_minutes",
+    "service_minutes",
+    "consumer_instances",
+    "nodes",
+    "broker_snapshots",
+    "broker_figures",
+    "pair_minutes",
+    "deliveries",
+];
+
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     version UInt32, applied_unix_seconds UInt64
 ) ENGINE = MergeTree ORDER BY version";
@@ -89,7 +131,7 @@ pub fn migrate(client: &Client) -> Result<u32, StoreError> {
             supported: i64::from(VERSION),
         });
     }
-    let steps: &[&[&str]] = &[V1];
+    let steps: &[&[&str]] = &[V1, V2];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
         if version <= found {

@@ -28,6 +28,13 @@ struct Edge {
     last_seen: u64,
 }
 
+/// Every edge delta: the writers' (`edge_minutes`) and the reconciliation pass's, one row per
+/// wait and edge however many collectors settled it (`pair_minutes FINAL`).
+const EDGES: &str = "(SELECT minute, from_node, to_node, kind, via, count, errors,
+    latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos FROM edge_minutes
+    UNION ALL SELECT minute, from_node, to_node, kind, via, count, errors, latency_sum_micros,
+    latency, first_seen_unix_nanos, last_seen_unix_nanos FROM pair_minutes FINAL)";
+
 fn hex_bytes(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
         .filter_map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
@@ -38,12 +45,14 @@ pub fn topology(client: &Client, window: TimeWindow) -> Result<TopologyRows, Sto
     let (first, last) = window.minutes();
     let range = [Value::I64(first), Value::I64(last)];
     let q = query(
-        "SELECT from_node, to_node, toInt64(kind) AS kind, via, sum(count) AS count,
+        &format!(
+            "SELECT from_node, to_node, toInt64(kind) AS kind, via, sum(count) AS count,
          sum(errors) AS errors, sum(latency_sum_micros) AS latency_sum,
          groupArray(hex(latency)) AS sketches, min(first_seen_unix_nanos) AS first_seen,
          max(last_seen_unix_nanos) AS last_seen
-         FROM edge_minutes WHERE minute >= ? AND minute <= ?
-         GROUP BY from_node, to_node, kind, via",
+         FROM {EDGES} WHERE minute >= ? AND minute <= ?
+         GROUP BY from_node, to_node, kind, via"
+        ),
         &range,
     )?;
     let mut merged: BTreeMap<(String, String, i64, String), EdgeRow> = BTreeMap::new();
@@ -255,10 +264,12 @@ pub fn node_minutes(
         // errors: the failures of its consumes that their consume rows do not hold.
         let failure = EdgeKind::Failure.as_i64();
         query(
-            "SELECT minute, sum(if(kind = ?, 0, count)) AS count, sum(if(kind = ?, errors, 0)) AS errors
-             FROM edge_minutes
+            &format!(
+                "SELECT minute, sum(if(kind = ?, 0, count)) AS count, sum(if(kind = ?, errors, 0)) AS errors
+             FROM {EDGES}
              WHERE ((to_node = ? AND kind IN ?) OR (from_node = ? AND kind = ?))
-             AND minute >= ? AND minute <= ? GROUP BY minute",
+             AND minute >= ? AND minute <= ? GROUP BY minute"
+            ),
             &[
                 Value::I64(failure),
                 Value::I64(failure),
@@ -289,7 +300,7 @@ pub fn node_minutes(
     let delays = query(
         &format!(
             "SELECT minute, sum(count) AS count, sum(errors) AS errors,
-             sum(latency_sum_micros) AS delay FROM edge_minutes
+             sum(latency_sum_micros) AS delay FROM {EDGES}
              WHERE {side} = ? AND minute >= ? AND minute <= ? AND kind IN ? GROUP BY minute"
         ),
         &[

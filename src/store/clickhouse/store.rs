@@ -27,6 +27,12 @@ pub struct ClickHouseConfig {
     pub timeouts: Timeouts,
     /// Days wholly older than this are dropped (by the writer, about once a minute).
     pub retention: Option<std::time::Duration>,
+    /// Past this many bytes on disk (`system.parts`), the oldest days are dropped (never the
+    /// newest).
+    pub retention_size: Option<u64>,
+    /// How long a wait stays unsettled before the reconciliation pass settles it
+    /// (`writer::DEFAULT_SETTLE` unless set).
+    pub settle: std::time::Duration,
 }
 
 pub struct ClickHouseStore {
@@ -42,7 +48,12 @@ impl ClickHouseStore {
     pub fn open(cfg: &ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
         let client = Client::new(&cfg.url, cfg.timeouts);
         schema::migrate(&client)?;
-        let store = ClickHouseStore::start(client, cfg.queue_depth, cfg.retention)?;
+        let upkeep = writer::Upkeep {
+            retention: cfg.retention,
+            retention_size: cfg.retention_size,
+            settle: cfg.settle,
+        };
+        let store = ClickHouseStore::start(client, cfg.queue_depth, upkeep)?;
         tracing::info!(url = %cfg.url, "clickhouse store open");
         Ok(store)
     }
@@ -76,10 +87,10 @@ impl ClickHouseStore {
     pub(super) fn start(
         client: Client,
         queue_depth: usize,
-        retention: Option<std::time::Duration>,
+        upkeep: writer::Upkeep,
     ) -> Result<ClickHouseStore, StoreError> {
         let (tx, rx) = bounded(queue_depth.max(1));
-        let w = writer::Writer::new(client.clone(), rx, retention)?;
+        let w = writer::Writer::new(client.clone(), rx, upkeep)?;
         let handle = std::thread::Builder::new()
             .name("clickhouse-writer".into())
             .spawn(move || w.run())?;
@@ -156,6 +167,10 @@ impl TraceReads for ClickHouseStore {
         reader::trace(&self.client, id)
     }
 
+    fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {
+        reader::recent_operations(&self.client, limit)
+    }
+
     fn linking_spans(
         &self,
         id: TraceId,
@@ -169,5 +184,15 @@ impl TraceReads for ClickHouseStore {
 impl StoreStats for ClickHouseStore {
     fn span_count(&self) -> Result<u64, StoreError> {
         reader::span_count(&self.client)
+    }
+
+    fn queue_len(&self) -> Option<usize> {
+        Some(self.tx.len())
+    }
+
+    /// The database's active parts on disk (`system.parts`); none when ClickHouse does not
+    /// answer.
+    fn size_bytes(&self) -> Option<u64> {
+        reader::size_bytes(&self.client).ok()
     }
 }

@@ -140,6 +140,8 @@ impl crate::store::suite::Harness for Harness {
                 queue_depth: 8,
                 timeouts: Timeouts::default(),
                 retention: Some(max_age),
+                retention_size: None,
+                settle: DEFAULT_SETTLE,
             })
             .unwrap(),
         )
@@ -154,11 +156,20 @@ mod suite {
 use crate::store::Writes as _;
 
 fn open(url: &ClickHouseUrl) -> Result<ClickHouseStore, crate::store::StoreError> {
+    open_with_settle(url, DEFAULT_SETTLE)
+}
+
+fn open_with_settle(
+    url: &ClickHouseUrl,
+    settle: std::time::Duration,
+) -> Result<ClickHouseStore, crate::store::StoreError> {
     ClickHouseStore::open(&ClickHouseConfig {
         url: url.clone(),
         queue_depth: 8,
         timeouts: Timeouts::default(),
         retention: None,
+        retention_size: None,
+        settle,
     })
 }
 
@@ -284,7 +295,12 @@ fn a_full_queue_answers_busy_while_clickhouse_is_slow() {
         }
     });
     let url = ClickHouseUrl::parse(&format!("http://127.0.0.1:{port}/slow")).unwrap();
-    let store = ClickHouseStore::start(Client::new(&url, Timeouts::default()), 1, None).unwrap();
+    let store = ClickHouseStore::start(
+        Client::new(&url, Timeouts::default()),
+        1,
+        writer::Upkeep::default(),
+    )
+    .unwrap();
     let batch = |i| {
         WriteBatch::Spans(crate::store::prepare(vec![span(
             92,
@@ -365,5 +381,280 @@ fn retention_drops_whole_days_older_than_the_cutoff() {
         0,
         "idempotent"
     );
+    store.shutdown();
+}
+
+/// A race, reproduced exactly: each side analysed by a collector on a database holding
+/// neither (what a collector sees when the other's insert has not landed yet), then both
+/// collectors' rows put together in one database, as their inserts leave it.
+fn raced(sides: [Vec<crate::model::Span>; 2]) -> ClickHouseUrl {
+    let urls = [0, 1].map(|_| ClickHouseUrl::parse(&shared().fresh_url()).unwrap());
+    for (url, spans) in urls.iter().zip(sides) {
+        let store = open(url).unwrap();
+        write(&store, spans);
+        store.shutdown();
+    }
+    let c = Client::new(&urls[0], Timeouts::default());
+    for t in schema::DATA_TABLES {
+        let from = format!("{}.{t}", sql::ident(&urls[1].database));
+        c.execute(&format!("INSERT INTO {t} SELECT * FROM {from}"), true)
+            .unwrap();
+    }
+    urls[0].clone()
+}
+
+/// The graph's edges as the API counts them (no sketches: their sums say the same).
+fn edges(store: &ClickHouseStore) -> Vec<(String, String, i64, String, i64, i64, i64)> {
+    use crate::store::TopologyReads;
+    let w = crate::model::TimeWindow::new(
+        crate::model::testing::T0 - 60_000_000_000,
+        crate::model::testing::T0 + 3_600_000_000_000,
+    )
+    .unwrap();
+    let mut out: Vec<_> = store
+        .topology(w)
+        .unwrap()
+        .edges
+        .into_iter()
+        .map(|e| {
+            (
+                e.from,
+                e.to,
+                e.kind.as_i64(),
+                e.via,
+                e.count,
+                e.errors,
+                e.latency_sum_micros,
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+fn open_settling(url: &ClickHouseUrl) -> ClickHouseStore {
+    open_with_settle(url, std::time::Duration::ZERO).unwrap()
+}
+
+/// Waits (bounded) until the store's edges are `want`; answers the last ones seen.
+fn converge(
+    store: &ClickHouseStore,
+    want: &[(String, String, i64, String, i64, i64, i64)],
+) -> Vec<(String, String, i64, String, i64, i64, i64)> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let got = edges(store);
+        if got == want || std::time::Instant::now() > deadline {
+            return got;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// Distinct waits settled (two collectors settling one write two rows until they merge).
+fn settled_waits(url: &ClickHouseUrl) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let c = Client::new(url, Timeouts::default());
+    c.rows::<N>(
+        "SELECT toUInt64(uniqExact(ref_trace, ref_span, trace_id, span_id)) AS n FROM pending_done",
+    )
+    .unwrap()
+    .first()
+    .map_or(0, |r| r.n)
+}
+
+/// The race cases: a publish and its consume (parent and span link), a nested publish, a
+/// client call and its server, a message delivered twice to one service; each side stored
+/// by a collector that does not see the other.
+fn race_cases() -> Vec<(&'static str, [Vec<crate::model::Span>; 2])> {
+    use crate::model::testing::{msg, span};
+    use crate::model::{Link, Operation, SpanKind};
+    let publish = |t, id| {
+        msg(
+            span(t, id, None, "orders", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        )
+    };
+    let consume = |t, id, parent| {
+        msg(
+            span(t, id, parent, "billing", SpanKind::Consumer),
+            "orders",
+            Operation::Consume,
+        )
+    };
+    let mut linked = consume(101, 2, None);
+    linked.links.push(Link {
+        trace_id: crate::model::TraceId([100; 16]),
+        span_id: crate::model::SpanId([1; 8]),
+        attributes: Default::default(),
+    });
+    let nested = msg(
+        span(102, 2, Some(1), "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let mut client = span(103, 1, None, "web", SpanKind::Client);
+    client.peer = Some("api:443".into());
+    let server = span(103, 2, Some(1), "api", SpanKind::Server);
+    vec![
+        (
+            "parent",
+            [vec![consume(99, 2, Some(1))], vec![publish(99, 1)]],
+        ),
+        ("link", [vec![linked], vec![publish(100, 1)]]),
+        ("nested publish", [vec![nested], vec![publish(102, 1)]]),
+        ("client call", [vec![server], vec![client]]),
+        (
+            "delivered twice",
+            [
+                vec![consume(104, 2, Some(1)), consume(104, 3, Some(1))],
+                vec![publish(104, 1)],
+            ],
+        ),
+    ]
+}
+
+#[test]
+fn collectors_racing_each_other_pair_as_one_collector_once_reconciled() {
+    for (case, sides) in race_cases() {
+        // One collector storing both sides: the answer to reach.
+        let single = open(&ClickHouseUrl::parse(&shared().fresh_url()).unwrap()).unwrap();
+        write(&single, sides.iter().flatten().cloned().collect());
+        let want = edges(&single);
+        single.shutdown();
+        let url = raced(sides);
+        let before = open(&url).unwrap();
+        assert_ne!(edges(&before), want, "{case}: the race left it unpaired");
+        before.shutdown();
+        // Two collectors reconciling at once count each wait once.
+        let (a, b) = (open_settling(&url), open_settling(&url));
+        assert_eq!(converge(&a, &want), want, "{case}");
+        assert_eq!(edges(&b), want, "{case}: the same answer from either");
+        a.shutdown();
+        b.shutdown();
+        // Settling every wait again (as a pass that stopped before marking them settled
+        // would) writes the same rows: nothing counts twice.
+        let c = Client::new(&url, Timeouts::default());
+        let settled = settled_waits(&url);
+        assert!(settled > 0, "{case}");
+        c.execute("TRUNCATE TABLE pending_done", true).unwrap();
+        let again = open_settling(&url);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while settled_waits(&url) < settled && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert_eq!(settled_waits(&url), settled, "{case}: settled again");
+        assert_eq!(edges(&again), want, "{case}: settled twice, counted once");
+        again.shutdown();
+    }
+}
+
+#[test]
+fn a_second_delivery_counts_once_across_collectors_and_restarts() {
+    use crate::model::testing::{msg, span};
+    use crate::model::{Operation, SpanKind};
+    let publish = msg(
+        span(105, 1, None, "orders", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    let delivery = |id| {
+        msg(
+            span(105, id, Some(1), "billing", SpanKind::Consumer),
+            "orders",
+            Operation::Consume,
+        )
+    };
+    let single = open(&ClickHouseUrl::parse(&shared().fresh_url()).unwrap()).unwrap();
+    write(
+        &single,
+        vec![publish.clone(), delivery(2), delivery(3), delivery(4)],
+    );
+    let want = edges(&single);
+    single.shutdown();
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    // The publish and a first delivery through one collector, which then restarts; the
+    // second delivery through it after the restart, the third through another collector.
+    let a = open(&url).unwrap();
+    write(&a, vec![publish, delivery(2)]);
+    a.shutdown();
+    let a = open(&url).unwrap();
+    write(&a, vec![delivery(3)]);
+    let b = open(&url).unwrap();
+    write(&b, vec![delivery(4)]);
+    assert_eq!(edges(&a), want);
+    assert_eq!(edges(&b), want);
+    a.shutdown();
+    b.shutdown();
+}
+
+#[test]
+fn retention_by_size_drops_the_oldest_days_never_the_newest() {
+    use crate::model::testing::{span, T0};
+    use crate::model::{SpanKind, TraceId};
+    use crate::store::{StoreStats, TraceReads};
+    const DAY: u64 = 86_400_000_000_000;
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let at = |trace, start| {
+        let mut s = span(trace, 1, None, "a", SpanKind::Server);
+        s.start_unix_nanos = start;
+        s.end_unix_nanos = start + 1_000;
+        s
+    };
+    write(
+        &store,
+        vec![at(95, T0 - 2 * DAY), at(96, T0 - DAY), at(97, T0)],
+    );
+    let c = Client::new(&url, Timeouts::default());
+    let size = store.size_bytes().expect("clickhouse reports its size");
+    assert!(size > 0);
+    assert_eq!(
+        retention::drop_oldest_over(&c, size).unwrap(),
+        0,
+        "under the cap"
+    );
+    // A cap nothing fits under: every day but the newest goes, oldest first.
+    assert_eq!(retention::drop_oldest_over(&c, 1).unwrap(), 2);
+    assert!(store.trace(TraceId([95; 16])).unwrap().is_empty());
+    assert!(store.trace(TraceId([96; 16])).unwrap().is_empty());
+    assert_eq!(store.trace(TraceId([97; 16])).unwrap().len(), 1);
+    assert_eq!(store.span_count().unwrap(), 1);
+    assert!(store.size_bytes().unwrap() < size);
+    assert_eq!(
+        retention::drop_oldest_over(&c, 1).unwrap(),
+        0,
+        "the newest day stays"
+    );
+    store.shutdown();
+}
+
+#[test]
+fn recent_operations_are_the_stored_span_names() {
+    use crate::model::testing::span;
+    use crate::model::SpanKind;
+    use crate::store::TraceReads;
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    assert!(store.recent_operations(10).unwrap().is_empty());
+    let mut spans = Vec::new();
+    for (i, name) in ["checkout", "GET /cart", "checkout", "o'hare\\"]
+        .iter()
+        .enumerate()
+    {
+        let mut s = span(98, i as u8 + 1, None, "a", SpanKind::Server);
+        s.name = name.to_string();
+        spans.push(s);
+    }
+    write(&store, spans);
+    assert_eq!(
+        store.recent_operations(10).unwrap(),
+        vec!["GET /cart", "checkout", "o'hare\\"]
+    );
+    assert_eq!(store.recent_operations(1).unwrap().len(), 1);
     store.shutdown();
 }

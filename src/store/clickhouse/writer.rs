@@ -10,6 +10,7 @@ use super::rowbinary::Rows;
 use super::sql::{render, Value};
 use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use crate::accounting::minutes::{Accumulator, Observed};
+use crate::accounting::minutes::{EdgeDelta, EdgeMinuteKey};
 use crate::accounting::{pairable, Pairing};
 use crate::mailbox::{Receiver, RecvTimeoutError};
 use crate::model::window::{now_unix_nanos, unix_minute};
@@ -18,6 +19,9 @@ use crate::store::interface::WriteBatch;
 use crate::store::{attributes_json, Prepared, StoreError, WriteOutcome};
 use foldhash::HashSet;
 use std::time::{Duration, Instant};
+
+#[path = "reconcile.rs"]
+mod reconcile;
 
 pub type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
@@ -36,6 +40,35 @@ const SEEN_CAP: usize = 1 << 19;
 const FACTS_CAP: usize = 1 << 17;
 const IDLE_TICK: Duration = Duration::from_millis(500);
 const RETENTION_EVERY: Duration = Duration::from_secs(60);
+/// The reconciliation pass runs at most this often (and at least every half settle delay).
+const RECONCILE_EVERY_MAX: Duration = Duration::from_secs(60);
+const RECONCILE_EVERY_MIN: Duration = Duration::from_secs(1);
+
+/// What the writer does between groups besides inserting.
+#[derive(Clone, Copy, Debug)]
+pub struct Upkeep {
+    /// Days wholly older than this are dropped (about once a minute).
+    pub retention: Option<Duration>,
+    /// Past this many bytes on disk, the oldest days are dropped (never the newest).
+    pub retention_size: Option<u64>,
+    /// A wait the reconciliation pass finds unsettled is settled once it has been for this
+    /// long (longer than a group's inserts take: see `reconcile.rs`).
+    pub settle: Duration,
+}
+
+impl Default for Upkeep {
+    fn default() -> Upkeep {
+        Upkeep {
+            retention: None,
+            retention_size: None,
+            settle: DEFAULT_SETTLE,
+        }
+    }
+}
+
+/// The default settle delay: well past the time a group's inserts may take (each insert is
+/// answered within the client's read timeout, 30 s).
+pub const DEFAULT_SETTLE: Duration = Duration::from_secs(120);
 
 pub struct Writer {
     client: Client,
@@ -52,14 +85,18 @@ pub struct Writer {
     /// Set after a failed group: the memory is rebuilt before the next one.
     stale: bool,
     retention: Option<Duration>,
+    retention_size: Option<u64>,
     last_retention: Option<Instant>,
+    settle: Duration,
+    suspects: reconcile::Suspects,
+    last_reconcile: Option<Instant>,
 }
 
 impl Writer {
     pub fn new(
         client: Client,
         rx: Receiver<Command>,
-        retention: Option<Duration>,
+        upkeep: Upkeep,
     ) -> Result<Writer, StoreError> {
         let mut w = Writer {
             client,
@@ -68,14 +105,18 @@ impl Writer {
             recent: RecentFacts::new(FACTS_CAP),
             pending: PendingKeys::default(),
             nodes: Nodes::default(),
-            delivered: Delivered::new(FACTS_CAP),
+            delivered: Delivered::journaled(FACTS_CAP),
             known_nodes: HashSet::default(),
             acc: Accumulator::default(),
             group: GroupBacklog::default(),
             flag_version: now_unix_nanos(),
             stale: true,
-            retention,
+            retention: upkeep.retention,
+            retention_size: upkeep.retention_size,
             last_retention: None,
+            settle: upkeep.settle,
+            suspects: reconcile::Suspects::default(),
+            last_reconcile: None,
         };
         w.reload()?;
         Ok(w)
@@ -87,7 +128,7 @@ impl Writer {
         self.seen = Seen::new(SEEN_CAP);
         self.recent = RecentFacts::new(FACTS_CAP);
         self.pending = PendingKeys::default();
-        self.delivered = Delivered::new(FACTS_CAP);
+        self.delivered = Delivered::journaled(FACTS_CAP);
         self.known_nodes.clear();
         self.acc.reset();
         self.group.clear();
@@ -123,9 +164,23 @@ impl Writer {
         })
     }
 
-    /// Retention, at most once a minute (between groups or when idle).
+    /// Retention (age, size) at most once a minute, the reconciliation pass about every half settle
+    /// delay (between groups or when idle).
     fn maintain(&mut self) {
-        if self.retention.is_none() {
+        let every = (self.settle / 2).clamp(RECONCILE_EVERY_MIN, RECONCILE_EVERY_MAX);
+        let now = Instant::now();
+        if self
+            .last_reconcile
+            .is_none_or(|t| now.duration_since(t) >= every)
+        {
+            self.last_reconcile = Some(now);
+            match self.reconcile(now) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(waits = n, "clickhouse reconciliation settled waits"),
+                Err(e) => tracing::warn!(error = %e, "clickhouse reconciliation pass failed"),
+            }
+        }
+        if self.retention.is_none() && self.retention_size.is_none() {
             return;
         }
         if self
@@ -135,10 +190,22 @@ impl Writer {
             return;
         }
         self.last_retention = Some(Instant::now());
-        match super::retention::drop_before(&self.client, self.expire_before()) {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(partitions = n, "clickhouse retention dropped old days"),
-            Err(e) => tracing::warn!(error = %e, "clickhouse retention pass failed"),
+        if self.retention.is_some() {
+            match super::retention::drop_before(&self.client, self.expire_before()) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(partitions = n, "clickhouse retention dropped old days"),
+                Err(e) => tracing::warn!(error = %e, "clickhouse retention pass failed"),
+            }
+        }
+        if let Some(max) = self.retention_size {
+            match super::retention::drop_oldest_over(&self.client, max) {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(
+                    days = n,
+                    "clickhouse retention by size dropped the oldest days"
+                ),
+                Err(e) => tracing::warn!(error = %e, "clickhouse retention by size failed"),
+            }
         }
     }
 
@@ -191,6 +258,14 @@ impl Writer {
         let (existing, waited_for) = self.lookup(group)?;
         // Spans of this group that stored spans wait for, whichever collector stored them.
         self.pending.extend(waited_for);
+        // Which services the publishes this group's consumes refer to reached, whichever
+        // collector stored those deliveries (also after a restart).
+        reconcile::recall(
+            &self.client,
+            &mut self.delivered,
+            &referred_publishes(group),
+            None,
+        )?;
         let mut spans = Rows::default();
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
@@ -239,10 +314,12 @@ impl Writer {
             outcomes.push(outcome);
         }
         let [flags, waits, done] = backlog::encode(&self.group);
+        let deliveries = reconcile::delivery_rows(&self.delivered.take_journal());
         let (stats, new_nodes, observed) = self.stats_rows();
         let c = &self.client;
-        let inserts: [(&str, &str, &Rows); 10] = [
+        let inserts: [(&str, &str, &Rows); 11] = [
             ("spans", SPAN_COLUMNS, &spans),
+            ("deliveries", reconcile::DELIVERY_COLUMNS, &deliveries),
             ("span_flags", backlog::FLAG_COLUMNS, &flags),
             ("pending_refs", backlog::WAIT_COLUMNS, &waits),
             ("pending_done", backlog::DONE_COLUMNS, &done),
@@ -337,25 +414,8 @@ impl Writer {
             new_nodes.push(n.id.clone());
         }
         for (k, d) in drained.edges {
-            let day = minute_nanos(k.minute);
-            let latency = if d.latency.is_empty() {
-                Vec::new()
-            } else {
-                d.latency.encode()
-            };
-            out[0]
-                .date(day)
-                .i64(k.minute)
-                .str(&k.from.0.id)
-                .str(&k.to.0.id)
-                .u8(k.kind.as_i64() as u8)
-                .str(k.via_id())
-                .i64(d.count)
-                .i64(d.errors)
-                .i64(d.latency_sum_micros)
-                .bytes(&latency)
-                .u64(d.first_seen)
-                .u64(d.last_seen);
+            out[0].date(minute_nanos(k.minute));
+            edge_fields(&mut out[0], &k, &d);
             out[0].end_row();
         }
         for s in drained.services {
@@ -378,6 +438,47 @@ impl Writer {
         }
         (out, new_nodes, observed)
     }
+}
+
+/// An edge delta's columns, from `minute` on (as `edge_minutes` and `pair_minutes` hold them).
+fn edge_fields(rows: &mut Rows, k: &EdgeMinuteKey, d: &EdgeDelta) {
+    let latency = if d.latency.is_empty() {
+        Vec::new()
+    } else {
+        d.latency.encode()
+    };
+    rows.i64(k.minute)
+        .str(&k.from.0.id)
+        .str(&k.to.0.id)
+        .u8(k.kind.as_i64() as u8)
+        .str(k.via_id())
+        .i64(d.count)
+        .i64(d.errors)
+        .i64(d.latency_sum_micros)
+        .bytes(&latency)
+        .u64(d.first_seen)
+        .u64(d.last_seen);
+}
+
+/// The publishes the group's consumes refer to (parent, links), to read their deliveries.
+fn referred_publishes(group: &[(WriteBatch, Reply)]) -> Vec<(TraceId, SpanId)> {
+    let mut out = Vec::new();
+    for (write, _) in group {
+        let WriteBatch::Spans(list) = write else {
+            continue;
+        };
+        for p in list {
+            let s = &p.span;
+            if s.messaging.as_ref().map(|m| m.operation) != Some(crate::model::Operation::Consume) {
+                continue;
+            }
+            out.extend(s.parent_span_id.map(|parent| (s.trace_id, parent)));
+            out.extend(s.links.iter().take(1_000).map(|l| (l.trace_id, l.span_id)));
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 fn minute_nanos(minute: i64) -> u64 {

@@ -131,7 +131,7 @@ fn health(t: &mut Text, c: &IngestCounters, store: &StoreNow) {
         t.single(
             "switchyard_store_size_bytes",
             "gauge",
-            "Bytes of the SQLite file and its WAL.",
+            "Bytes of the store on disk: the SQLite file and its WAL, or the ClickHouse database's active parts.",
             b,
         );
     }
@@ -142,7 +142,7 @@ fn health(t: &mut Text, c: &IngestCounters, store: &StoreNow) {
         store.spans,
     );
     let s = &METRICS.store;
-    t.family("switchyard_store_retention_deleted_blocks_total", "counter", "Span blocks deleted by retention, by reason: age (--retention) or size (--retention-size).");
+    t.family("switchyard_store_retention_deleted_blocks_total", "counter", "Span blocks (ClickHouse: days) deleted by retention, by reason: age (--retention) or size (--retention-size).");
     t.sample(
         "switchyard_store_retention_deleted_blocks_total",
         &[("reason", "age")],

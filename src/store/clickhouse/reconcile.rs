@@ -1,0 +1,269 @@
+//! The reconciliation pass (docs/SCALE.md): pairs what the inline pass missed when two
+//! collectors sharing the database race (a publish stored through one and its consume through
+//! another, each analysed before the other's insert landed: both stored, the consume waiting
+//! for a publish that is stored). Runs in each collector's writer thread between groups; safe
+//! on every collector at once, with no coordination:
+//!
+//! - a candidate is a wait (`pending_refs`, not in `pending_done`) whose referred span is in
+//!   `spans`; it is settled only when a pass sees it still unsettled at least the settle delay
+//!   after a pass first saw it, so a group that stored the referred span and settles the wait
+//!   itself has had time to insert its `pending_done` row;
+//! - what settling writes is keyed by the wait: the pairing's share goes to `pair_minutes`
+//!   (a `ReplacingMergeTree` keyed by the wait and the edge, read with `FINAL`), so two
+//!   collectors settling one wait count it once; flags go to `span_flags`, the delivery to
+//!   `deliveries`, and the wait to `pending_done` last (a pass that stops half-way is redone
+//!   by the next one and writes the same rows).
+//!
+//! Deliveries (`deliveries`) are also what makes a second delivery of one message count once
+//! across collectors and restarts: each group's first deliveries are inserted with it, and the
+//! publishes a group's consumes refer to are read back into the writer's memory first.
+
+use super::Writer;
+use crate::accounting::memory::{Delivered, Delivery};
+use crate::accounting::minutes::Accumulator;
+use crate::accounting::Pairing;
+use crate::model::window::now_unix_nanos;
+use crate::model::{SpanId, TraceId};
+use crate::store::clickhouse::backlog::{self, ChBacklog, GroupBacklog};
+use crate::store::clickhouse::client::{Client, ClientError};
+use crate::store::clickhouse::rowbinary::Rows;
+use crate::store::clickhouse::sql::{render, Value};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// Waits examined per pass at most.
+const CANDIDATES_PER_PASS: u64 = 10_000;
+/// Publishes whose deliveries are read back in one query at most.
+const RECALL_CHUNK: usize = 2_000;
+
+/// A wait: (referred trace, referred span, waiting trace, waiting span).
+pub type WaitKey = (TraceId, SpanId, TraceId, SpanId);
+
+/// Waits a pass found unsettled, and when a pass first saw each.
+#[derive(Default)]
+pub struct Suspects(HashMap<WaitKey, Instant>);
+
+const CANDIDATES: &str = "SELECT hex(ref_trace) AS rt, hex(ref_span) AS rs, hex(trace_id) AS t,
+    hex(span_id) AS s FROM pending_refs
+    WHERE (ref_trace, ref_span) IN (SELECT trace_id, span_id FROM spans
+        WHERE (trace_id, span_id) IN (SELECT ref_trace, ref_span FROM pending_refs))
+    AND (ref_trace, ref_span, trace_id, span_id) NOT IN
+        (SELECT ref_trace, ref_span, trace_id, span_id FROM pending_done)
+    ORDER BY ref_trace, ref_span, trace_id, span_id LIMIT 1 BY ref_trace, ref_span, trace_id, span_id LIMIT ?";
+
+/// The waits whose referred span is stored and that nobody settled, in the order of their
+/// keys (every collector settles them in the same order, so they count them alike).
+pub fn candidates(client: &Client) -> Result<Vec<WaitKey>, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct C {
+        rt: String,
+        rs: String,
+        t: String,
+        s: String,
+    }
+    let q = render(CANDIDATES, &[Value::U64(CANDIDATES_PER_PASS)])?;
+    Ok(client
+        .rows::<C>(&q)?
+        .into_iter()
+        .filter_map(|c| {
+            Some((
+                TraceId::from_hex(&c.rt).ok()?,
+                SpanId::from_hex(&c.rs).ok()?,
+                TraceId::from_hex(&c.t).ok()?,
+                SpanId::from_hex(&c.s).ok()?,
+            ))
+        })
+        .collect())
+}
+
+impl Suspects {
+    /// Of the candidates found now, those first seen at least `settle` ago (forgetting the
+    /// ones that are no longer candidates: settled meanwhile).
+    pub fn due(&mut self, found: Vec<WaitKey>, settle: Duration, now: Instant) -> Vec<WaitKey> {
+        let mut next = HashMap::with_capacity(found.len());
+        let mut due = Vec::new();
+        for key in found {
+            let first = self.0.get(&key).copied().unwrap_or(now);
+            if now.saturating_duration_since(first) >= settle {
+                due.push(key);
+            } else {
+                next.insert(key, first);
+            }
+        }
+        self.0 = next;
+        due
+    }
+}
+
+/// Reads back into `delivered` which services the publishes reached, as stored by any
+/// collector, leaving out the deliveries made by `except` (the consume being settled again).
+pub fn recall(
+    client: &Client,
+    delivered: &mut Delivered,
+    publishes: &[(TraceId, SpanId)],
+    except: Option<(TraceId, SpanId)>,
+) -> Result<(), ClientError> {
+    #[derive(serde::Deserialize)]
+    struct D {
+        t: String,
+        s: String,
+        service: String,
+        destination: String,
+    }
+    for chunk in publishes.chunks(RECALL_CHUNK) {
+        let (mut traces, mut spans) = (Vec::new(), Vec::new());
+        for (t, s) in chunk {
+            traces.push(Value::Trace(*t));
+            spans.push(Value::Span(*s));
+        }
+        let (et, es) = except.unwrap_or((TraceId([0; 16]), SpanId([0; 8])));
+        let q = render(
+            "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s, service, destination
+             FROM deliveries WHERE trace_id IN ? AND span_id IN ?
+             AND NOT (by_trace = ? AND by_span = ?)",
+            &[
+                Value::List(traces),
+                Value::List(spans),
+                Value::Trace(et),
+                Value::Span(es),
+            ],
+        )?;
+        for d in client.rows::<D>(&q)? {
+            let (Ok(t), Ok(s)) = (TraceId::from_hex(&d.t), SpanId::from_hex(&d.s)) else {
+                continue;
+            };
+            if chunk.contains(&(t, s)) {
+                delivered.remember(t, s, &d.service, &d.destination);
+            }
+        }
+    }
+    Ok(())
+}
+
+pub const DELIVERY_COLUMNS: &str =
+    "day, trace_id, span_id, service, destination, by_trace, by_span";
+
+/// The first deliveries as rows of `deliveries` (their day: today, when they were noted).
+pub fn delivery_rows(journal: &[Delivery]) -> Rows {
+    let mut rows = Rows::default();
+    let now = now_unix_nanos();
+    for d in journal {
+        let (bt, bs) = d.by.unwrap_or((TraceId([0; 16]), SpanId([0; 8])));
+        rows.date(now)
+            .fixed(&d.trace.0)
+            .fixed(&d.span.0)
+            .str(&d.service)
+            .str(&d.destination)
+            .fixed(&bt.0)
+            .fixed(&bs.0);
+        rows.end_row();
+    }
+    rows
+}
+
+pub const PAIR_COLUMNS: &str = "day, ref_trace, ref_span, trace_id, span_id, reason, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos";
+
+impl Writer {
+    /// One reconciliation pass, if one is due: settles the waits found unsettled for the
+    /// settle delay. Answers how many it settled.
+    pub(super) fn reconcile(&mut self, now: Instant) -> Result<usize, ClientError> {
+        let found = candidates(&self.client)?;
+        let due = self.suspects.due(found, self.settle, now);
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let mut pairs = Rows::default();
+        let mut done = Vec::new();
+        let mut group = GroupBacklog::default();
+        let mut journal = Vec::new();
+        for key in &due {
+            if self.settle_one(*key, &mut group, &mut pairs, &mut journal)? {
+                done.push(*key);
+            }
+        }
+        let [flags, _, _] = backlog::encode(&group);
+        let deliveries = delivery_rows(&journal);
+        let mut pending_done = Rows::default();
+        let today = now_unix_nanos();
+        for (rt, rs, t, s) in &done {
+            pending_done
+                .date(today)
+                .fixed(&rt.0)
+                .fixed(&rs.0)
+                .fixed(&t.0)
+                .fixed(&s.0);
+            pending_done.end_row();
+        }
+        // The wait is marked settled last: a pass stopped before that is redone whole.
+        let inserts: [(&str, &str, &Rows); 4] = [
+            ("pair_minutes", PAIR_COLUMNS, &pairs),
+            ("span_flags", backlog::FLAG_COLUMNS, &flags),
+            ("deliveries", DELIVERY_COLUMNS, &deliveries),
+            ("pending_done", backlog::DONE_COLUMNS, &pending_done),
+        ];
+        for (table, columns, rows) in inserts {
+            if rows.count > 0 {
+                self.client.insert(table, columns, &rows.buf)?;
+            }
+        }
+        Ok(done.len())
+    }
+
+    /// Pairs one wait from what is stored of its two spans; false when either is gone.
+    fn settle_one(
+        &mut self,
+        (rt, rs, t, s): WaitKey,
+        group: &mut GroupBacklog,
+        pairs: &mut Rows,
+        journal: &mut Vec<Delivery>,
+    ) -> Result<bool, ClientError> {
+        let mut backlog = ChBacklog {
+            client: &self.client,
+            group,
+            flag_version: &mut self.flag_version,
+        };
+        use crate::accounting::pairing::Backlog as _;
+        let (Some(mut referred), Some(mut waiting)) = (
+            backlog.stored(&mut self.nodes, rt, rs)?,
+            backlog.stored(&mut self.nodes, t, s)?,
+        ) else {
+            return Ok(false);
+        };
+        // What this publish reached through other consumes, read afresh with this one's own
+        // delivery left out (another pass may have settled it already): every pass of this
+        // wait counts it alike, whatever this collector remembers.
+        let mut delivered = Delivered::journaled(1);
+        recall(&self.client, &mut delivered, &[(rt, rs)], Some((t, s)))?;
+        // And those this pass settled before (in the same order on every collector).
+        for d in journal.iter() {
+            if (d.trace, d.span) == (rt, rs) && d.by != Some((t, s)) {
+                delivered.remember(rt, rs, &d.service, &d.destination);
+            }
+        }
+        let mut acc = Accumulator::default();
+        let mut pairing = Pairing {
+            backlog: &mut backlog,
+            acc: &mut acc,
+            recent: &mut self.recent,
+            seen: &self.seen,
+            pending: &mut self.pending,
+            nodes: &mut self.nodes,
+            delivered: &mut delivered,
+        };
+        pairing.reconcile(&mut referred, &mut waiting)?;
+        journal.extend(delivered.take_journal());
+        let drained = acc.drain();
+        for (k, d) in &drained.edges {
+            pairs
+                .date(super::minute_nanos(k.minute))
+                .fixed(&rt.0)
+                .fixed(&rs.0)
+                .fixed(&t.0)
+                .fixed(&s.0)
+                .u8(0);
+            super::edge_fields(pairs, k, d);
+            pairs.end_row();
+        }
+        Ok(true)
+    }
+}
