@@ -129,14 +129,24 @@ impl Declared {
         let mut marked_edges = BTreeSet::new();
         let mut marked_nodes = BTreeSet::new();
         let mut missing: Vec<&Op> = Vec::new();
+        // Each operation is compared with its service's flows only.
+        let mut by_service: HashMap<(&str, Action), Vec<&Flow>> = HashMap::new();
+        for f in &view.flows {
+            by_service
+                .entry((topo.nodes[f.service].name.as_str(), f.action))
+                .or_default()
+                .push(f);
+        }
         for op in &ops {
             let channel = Channel {
                 address: op.address.clone(),
                 system: op.system.clone(),
             };
-            let met: Vec<&Flow> = view
-                .flows
-                .iter()
+            let met: Vec<&Flow> = by_service
+                .get(&(op.service.as_str(), op.action))
+                .into_iter()
+                .flatten()
+                .copied()
                 .filter(|f| view.meets(topo, f, op, &channel))
                 .collect();
             for f in &met {
@@ -169,12 +179,7 @@ impl Declared {
         }
         let mut unused = Vec::new();
         for (c, source) in &channels {
-            let matching: Vec<usize> = view
-                .dests
-                .iter()
-                .copied()
-                .filter(|&d| channel_matches(c, &topo.nodes[d]))
-                .collect();
+            let matching = view.matching(topo, c);
             marked_nodes.extend(matching.iter().copied());
             if !matching.iter().any(|d| view.used.contains(d)) {
                 unused.push((c, source, matching.first().copied()));
@@ -255,6 +260,8 @@ fn channel_matches(c: &Channel, node: &Node) -> bool {
 /// What the comparison reads of a topology.
 struct View {
     dests: Vec<usize>,
+    /// Destinations by name (node indices), for addresses without parameters.
+    dests_by_name: HashMap<String, Vec<usize>>,
     flows: Vec<Flow>,
     /// Destinations some traced message went through.
     used: BTreeSet<usize>,
@@ -275,7 +282,15 @@ impl View {
         let dests: Vec<usize> = (0..topo.nodes.len())
             .filter(|&i| topo.nodes[i].kind == NodeKind::Destination)
             .collect();
+        let mut dests_by_name: HashMap<String, Vec<usize>> = HashMap::new();
+        for &d in &dests {
+            dests_by_name
+                .entry(topo.nodes[d].name.clone())
+                .or_default()
+                .push(d);
+        }
         let mut view = View {
+            dests_by_name,
             flows: Vec::new(),
             used: BTreeSet::new(),
             routes_into: HashMap::new(),
@@ -324,6 +339,22 @@ impl View {
         view
     }
 
+    /// The destinations a declared channel names.
+    fn matching(&self, topo: &Topology, c: &Channel) -> Vec<usize> {
+        let candidates: &[usize] = if c.address.contains('{') {
+            &self.dests
+        } else {
+            self.dests_by_name
+                .get(&c.address)
+                .map_or(&[], Vec::as_slice)
+        };
+        candidates
+            .iter()
+            .copied()
+            .filter(|&d| channel_matches(c, &topo.nodes[d]))
+            .collect()
+    }
+
     /// Whether the traced flow `f` is the declared operation `op` (on `channel`, its channel).
     fn meets(&self, topo: &Topology, f: &Flow, op: &Op, channel: &Channel) -> bool {
         if f.action != op.action || topo.nodes[f.service].name != op.service {
@@ -362,16 +393,52 @@ impl View {
 struct Additions<'a> {
     topo: &'a mut Topology,
     system: Option<String>,
+    /// Node ids, edge keys and service names to their indices in `topo`.
+    nodes_at: HashMap<String, usize>,
+    edges_at: HashMap<(String, String, EdgeKind), usize>,
+    services: HashMap<String, usize>,
+    dests_by_name: HashMap<String, Vec<usize>>,
 }
 
 impl<'a> Additions<'a> {
     fn new(topo: &'a mut Topology, system: Option<String>) -> Additions<'a> {
-        Additions { topo, system }
+        let mut out = Additions {
+            nodes_at: HashMap::new(),
+            edges_at: HashMap::new(),
+            services: HashMap::new(),
+            dests_by_name: HashMap::new(),
+            topo,
+            system,
+        };
+        for i in 0..out.topo.nodes.len() {
+            out.index_node(i);
+        }
+        for (i, e) in out.topo.edges.iter().enumerate() {
+            out.edges_at
+                .insert((e.from.clone(), e.to.clone(), e.kind), i);
+        }
+        out
+    }
+
+    fn index_node(&mut self, i: usize) {
+        let n = &self.topo.nodes[i];
+        self.nodes_at.insert(n.id.clone(), i);
+        match n.kind {
+            NodeKind::Service => {
+                self.services.entry(n.name.clone()).or_insert(i);
+            }
+            NodeKind::Destination => self
+                .dests_by_name
+                .entry(n.name.clone())
+                .or_default()
+                .push(i),
+            NodeKind::External => {}
+        }
     }
 
     fn add_node(&mut self, key: NodeKey) -> String {
-        if let Some(n) = self.topo.nodes.iter_mut().find(|n| n.id == key.id) {
-            mark(&mut n.seen_in);
+        if let Some(&i) = self.nodes_at.get(&key.id) {
+            mark(&mut self.topo.nodes[i].seen_in);
             return key.id;
         }
         let id = key.id.clone();
@@ -391,17 +458,16 @@ impl<'a> Additions<'a> {
             errors: None,
             failures: Default::default(),
         });
+        self.index_node(self.topo.nodes.len() - 1);
         id
     }
 
     /// The service node of `name` (the observed one, whatever its namespace, else a new one).
     fn service(&mut self, name: &str) -> String {
         let found = self
-            .topo
-            .nodes
-            .iter()
-            .find(|n| n.kind == NodeKind::Service && n.name == name)
-            .map(|n| n.id.clone());
+            .services
+            .get(name)
+            .map(|&i| self.topo.nodes[i].id.clone());
         match found {
             Some(id) => id,
             None => self.add_node(NodeKey::service(name, None)),
@@ -411,12 +477,18 @@ impl<'a> Additions<'a> {
     /// The destination node of a declared channel: an observed one it names, else a new one
     /// on its system (or the topology's only one; `unknown` when neither says).
     fn destination(&mut self, c: &Channel) -> String {
-        let found = self
-            .topo
-            .nodes
-            .iter()
-            .find(|n| channel_matches(c, n))
-            .map(|n| n.id.clone());
+        let nodes = &self.topo.nodes;
+        let found = if c.address.contains('{') {
+            nodes.iter().find(|n| channel_matches(c, n))
+        } else {
+            self.dests_by_name
+                .get(&c.address)
+                .into_iter()
+                .flatten()
+                .map(|&i| &nodes[i])
+                .find(|n| channel_matches(c, n))
+        }
+        .map(|n| n.id.clone());
         if let Some(id) = found {
             return id;
         }
@@ -429,17 +501,16 @@ impl<'a> Additions<'a> {
     }
 
     fn edge(&mut self, from: String, to: String, kind: EdgeKind) {
-        let existing = self
-            .topo
-            .edges
-            .iter_mut()
-            .find(|e| e.from == from && e.to == to && e.kind == kind);
-        match existing {
-            Some(e) => mark(&mut e.seen_in),
-            None => self.topo.edges.push(Edge {
-                seen_in: vec![SeenIn::Declared],
-                ..Edge::new(from, to, kind)
-            }),
+        let key = (from, to, kind);
+        match self.edges_at.get(&key) {
+            Some(&i) => mark(&mut self.topo.edges[i].seen_in),
+            None => {
+                self.edges_at.insert(key.clone(), self.topo.edges.len());
+                self.topo.edges.push(Edge {
+                    seen_in: vec![SeenIn::Declared],
+                    ..Edge::new(key.0, key.1, kind)
+                });
+            }
         }
     }
 
