@@ -219,7 +219,13 @@ impl BrokerPart {
         let (mut nodes, mut edges) = (Vec::new(), Vec::new());
         merge(&mut nodes, &mut edges, newest);
         then(&mut nodes, &mut edges, oldest);
-        queue_failures(&nodes, &mut edges);
+        // One poll in the window (snapshots are kept one a minute): its counters are all there
+        // is to go by.
+        let one_poll = newest
+            .iter()
+            .zip(oldest)
+            .all(|(a, b)| a.taken_unix_nanos == b.taken_unix_nanos);
+        queue_failures(&nodes, &mut edges, one_poll);
         edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
         let exchanges: HashSet<String> = newest
             .iter()
@@ -430,8 +436,9 @@ fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnapshot>
 /// counts a queue's redeliveries and holds its dead letters in queues of their own: what each
 /// grew by between the broker's oldest and newest poll in the window (all of it when the
 /// oldest poll did not know the queue yet) are failures of the queue's consume edge when one
-/// service consumes from it (`redelivered`, not an error; `dead_letter`, an error).
-fn queue_failures(nodes: &[Node], edges: &mut [Edge]) {
+/// service consumes from it (`redelivered`, not an error; `dead_letter`, an error). With one
+/// poll in the window (`one_poll`), what that poll counted since the queue was declared.
+fn queue_failures(nodes: &[Node], edges: &mut [Edge], one_poll: bool) {
     let rabbit: HashMap<&str, &Node> = nodes
         .iter()
         .filter(|n| n.system.as_deref() == Some("rabbitmq"))
@@ -452,6 +459,7 @@ fn queue_failures(nodes: &[Node], edges: &mut [Edge]) {
         else {
             continue;
         };
+        let then = then.filter(|_| !one_poll);
         let grew = |figure: fn(&Figures) -> Option<u64>| {
             let before = then.and_then(figure).unwrap_or(0);
             figure(now).map_or(0, |n| n.saturating_sub(before))
@@ -855,7 +863,12 @@ mod tests {
             (rows.brokers, rows.brokers_then) = (vec![now], vec![then]);
             build(rows, window)
         };
-        let t = read(one_consumer(1, 0), one_consumer(4, 2));
+        let later = |redelivered, dead| {
+            let mut snap = (*one_consumer(redelivered, dead)).clone();
+            snap.taken_unix_nanos += 60_000_000_000;
+            Arc::new(snap)
+        };
+        let t = read(one_consumer(1, 0), later(4, 2));
         let e = t
             .edges
             .iter()
@@ -866,16 +879,25 @@ mod tests {
         assert_eq!((e.count, e.errors), (4, 2), "a dead letter is an error");
         let queue = t.node(consume.0).unwrap();
         assert_eq!((queue.errors, queue.failures.len()), (Some(2), 2));
-        // One poll in the window: nothing grew.
-        let t = read(one_consumer(4, 2), one_consumer(4, 2));
+        // Two polls, nothing grew.
+        let t = read(one_consumer(4, 2), later(4, 2));
         assert!(t
             .edges
             .iter()
             .all(|e| e.failures.is_empty() && e.errors == 0));
+        // One poll in the window: what it counted since the queue was declared.
+        let t = read(one_consumer(4, 2), one_consumer(4, 2));
+        let e = t
+            .edges
+            .iter()
+            .find(|e| e.kind == EdgeKind::Consume)
+            .unwrap();
+        assert_eq!((e.failures.len(), e.errors), (2, 2));
         // Two services read the queue: whose failures they were is unknown.
         let t = read(Arc::new(snapshot()), {
             let mut snap = snapshot();
             snap.destinations[1].figures.redelivered = Some(3);
+            snap.taken_unix_nanos += 60_000_000_000;
             Arc::new(snap)
         });
         assert!(t.edges.iter().all(|e| e.failures.is_empty()));
