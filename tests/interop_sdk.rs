@@ -425,6 +425,9 @@ impl ThreeWay<'_> {
         let merged = with_flags(&discover_flags(&spec));
         let release = merged.dir().join("release");
         let hold = ("HOLD_FILE", release.to_string_lossy().to_string());
+        // Names of their own: RabbitMQ's statistics of a queue declared again under an old
+        // name carry the old one's counters on.
+        let suffix = format!("{suffix}m");
         let run = Run::start(&merged, &suffix, &[self.merged_run], &[in_vhost, hold]);
         let checks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             let named = self.per_instance_queues(&discovered, started);
@@ -467,7 +470,7 @@ fn python_pika_redeliveries_and_dead_letters_are_failures_of_the_consume() {
         seen: retry_seen,
     }
     .check();
-    let suffix = format!(".retry{}", std::process::id());
+    let suffix = format!(".retry{}m", std::process::id());
     let (payments, dead) = (
         topo::rabbit(&format!("payments{suffix}")),
         topo::rabbit(&format!("payments.dead{suffix}")),
@@ -570,7 +573,7 @@ fn python_pika_broadcast_from_traces_from_discovery_and_merged() {
         seen: pika_broadcast_seen,
     }
     .check();
-    let suffix = format!(".pika{}", std::process::id());
+    let suffix = format!(".pika{}m", std::process::id());
     let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
     let (orders, shipping, billing) = (
         topo::service("orders"),
