@@ -372,41 +372,228 @@ impl Drop for Vhost {
     }
 }
 
-/// pika's broadcast (`shop.py`, fanout exchange `order.created` to two queues) in a virtual
-/// host of its own, with RabbitMQ discovery of that virtual host. pika names the exchange on
-/// both sides; discovery knows each consumer's queue (from its connection name), so merged
-/// the consumes move to the queues and the binding carries the routed messages.
+/// One scenario seen three ways, each on its own RabbitMQ virtual host.
+struct ThreeWay<'a> {
+    /// Names each of its virtual host, suffix and test servers' files.
+    name: &'a str,
+    /// The scenario exporting to the server with traces alone (the `-grpc` variants export
+    /// over OTLP/gRPC).
+    traced_run: &'a str,
+    /// The same scenario exporting to the server that also discovers (another transport).
+    merged_run: &'a str,
+    /// What traces alone build.
+    traced: fn(&str) -> Expected,
+    /// Queues of one consumer instance each that the scenario declares under names of the
+    /// client's choosing (Celery's `bcast.<uuid>`): how many, read from discovery.
+    per_instance: usize,
+    /// (discovery alone, merged) for a suffix and those queues' node ids.
+    seen: fn(&str, &[String]) -> (Seen, Seen),
+}
+
+impl ThreeWay<'_> {
+    /// Runs the scenario to its end against a server with traces alone; then again against
+    /// one with the traces and RabbitMQ discovery of the virtual host, beside a server with
+    /// discovery alone. The consumers stay connected (they export their spans once every
+    /// message is processed, `HOLD_FILE`) until both views are what `seen` says. The
+    /// topologies (discovery alone, merged).
+    fn check(&self) -> (Value, Value) {
+        require_rabbitmq();
+        let id = std::process::id();
+        let vhost = Vhost::create(&format!("sy-{}-{id}", self.name));
+        let suffix = format!(".{}{id}", self.name);
+        let want = (self.traced)(&suffix);
+        let in_vhost = ("AMQP_VHOST", vhost.0.clone());
+
+        let traced = TestEnv::start();
+        let (t, _) = run_scenarios_with(
+            &traced,
+            &suffix,
+            &[self.traced_run],
+            std::slice::from_ref(&in_vhost),
+            &want,
+        );
+        want.assert_topology(&t);
+
+        let spec = format!(
+            "rabbitmq=http://guest:guest@127.0.0.1:15672/{}",
+            switchyard::percent::encode(&vhost.0)
+        );
+        // The window opens before the servers' first poll, when the virtual host is empty:
+        // the broker's counters then grow from nothing within it.
+        let started = now_unix_nanos();
+        let discovered = with_flags(&discover_flags(&spec));
+        let merged = with_flags(&discover_flags(&spec));
+        let release = merged.dir().join("release");
+        let hold = ("HOLD_FILE", release.to_string_lossy().to_string());
+        // Names of their own: RabbitMQ's statistics of a queue declared again under an old
+        // name carry the old one's counters on.
+        let suffix = format!("{suffix}m");
+        let run = Run::start(&merged, &suffix, &[self.merged_run], &[in_vhost, hold]);
+        let checks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let named = self.per_instance_queues(&discovered, started);
+            let (alone, both_views) = (self.seen)(&suffix, &named);
+            let alone = wait_for_seen(&discovered, "RabbitMQ discovery alone", started, &alone);
+            let merged = wait_for_seen(
+                &merged,
+                "traces merged with RabbitMQ discovery",
+                started,
+                &both_views,
+            );
+            (alone, merged)
+        }));
+        std::fs::write(&release, b"").expect("release the consumers");
+        let output = run.finish();
+        match checks {
+            Ok(t) => t,
+            Err(panic) => {
+                eprintln!("scenario output:\n{output}");
+                std::panic::resume_unwind(panic)
+            }
+        }
+    }
+}
+
+/// pika's nacks (`shop.py`'s retry part): settler nacks every first delivery with requeue and
+/// dead-letters one message. No instrumentation marks a redelivery, and traces count each
+/// message once; RabbitMQ counts the queue's redeliveries and holds the dead letter in the
+/// queue its dead-letter exchange routes to. From the broker alone and merged, both are
+/// failures of the consume edge and of the queue (with their reasons), the dead letter an
+/// error.
+#[test]
+fn python_pika_redeliveries_and_dead_letters_are_failures_of_the_consume() {
+    let (alone, merged) = ThreeWay {
+        name: "retry",
+        traced_run: "python-pika-retry",
+        merged_run: "python-pika-retry",
+        traced: expected::python_pika_retry,
+        per_instance: 0,
+        seen: retry_seen,
+    }
+    .check();
+    let suffix = format!(".retry{}m", std::process::id());
+    let (payments, dead) = (
+        topo::rabbit(&format!("payments{suffix}")),
+        topo::rabbit(&format!("payments.dead{suffix}")),
+    );
+    let settler = topo::service("settler");
+    let failures = json!({"dead_letter": 1, "redelivered": 4});
+    for (view, t) in [("discovery alone", &alone), ("merged", &merged)] {
+        let edge = topo::edge(t, "consume", &payments, &settler);
+        assert_eq!(edge["failures"], failures, "{view}: {edge}");
+        let queue = &topo::nodes(t)[&payments];
+        assert_eq!(queue["failures"], failures, "{view}: {queue}");
+        assert_eq!(queue["errors"], 1, "{view}: {queue}");
+        assert_eq!(topo::nodes(t)[&dead]["broker"]["depth"], 1, "{view}");
+    }
+    assert_eq!(
+        topo::edge(&merged, "consume", &payments, &settler)["instances"],
+        1
+    );
+}
+
+fn retry_seen(suffix: &str, _: &[String]) -> (Seen, Seen) {
+    let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
+    let (payments, dlx, dead) = (r("payments"), r("payments.dlx"), r("payments.dead"));
+    let (cashier, settler) = (topo::service("cashier"), topo::service("settler"));
+    let alone = Seen::want(
+        &[
+            (&payments, BROKER, Some("queue")),
+            (&dlx, BROKER, Some("exchange")),
+            (&dead, BROKER, Some("queue")),
+            (&settler, BROKER, None),
+            (&default_exchange(), BROKER, Some("exchange")),
+        ],
+        &[
+            ("dead_letter", &payments, &dlx, 0, 0, BROKER),
+            ("route", &dlx, &dead, 0, 0, BROKER),
+            ("consume", &payments, &settler, 0, 1, BROKER),
+        ],
+    );
+    let merged = Seen::want(
+        &[
+            (&cashier, TRACES, None),
+            (&payments, BOTH, Some("queue")),
+            (&dlx, BROKER, Some("exchange")),
+            (&dead, BROKER, Some("queue")),
+            (&settler, BOTH, None),
+            (&default_exchange(), BROKER, Some("exchange")),
+        ],
+        &[
+            ("publish", &cashier, &payments, 4, 0, TRACES),
+            ("consume", &payments, &settler, 4, 1, BOTH),
+            ("dead_letter", &payments, &dlx, 0, 0, BROKER),
+            ("route", &dlx, &dead, 0, 0, BROKER),
+        ],
+    );
+    (alone, merged)
+}
+
+impl ThreeWay<'_> {
+    /// The ids of the `bcast.` queues discovery finds, once there are `per_instance` of them.
+    fn per_instance_queues(&self, env: &TestEnv, started: u64) -> Vec<String> {
+        if self.per_instance == 0 {
+            return Vec::new();
+        }
+        wait_for(
+            "the per-instance queues in discovery",
+            BROKER_DEADLINE,
+            || {
+                let t = env.topology(&Window::covering(started, now_unix_nanos()));
+                let ids: Vec<String> = topo::node_ids(&t)
+                    .into_iter()
+                    .filter(|id| id.starts_with(&topo::rabbit("bcast.")))
+                    .collect();
+                (ids.len() == self.per_instance).then_some(ids)
+            },
+        )
+    }
+}
+
+/// The default exchange: a node once something was published through it.
+fn default_exchange() -> String {
+    topo::rabbit("")
+}
+
+const BROKER: &[&str] = &["broker"];
+const TRACES: &[&str] = &["traces"];
+const BOTH: &[&str] = &["traces", "broker"];
+
+/// pika's broadcast (`shop.py`, fanout exchange `order.created` to two queues). pika names
+/// the exchange on both sides; discovery knows each consumer's queue (from its connection
+/// name), so merged the consumes move to the queues and the binding carries the routed
+/// messages.
 #[test]
 fn python_pika_broadcast_from_traces_from_discovery_and_merged() {
-    require_rabbitmq();
-    let vhost = Vhost::create(&format!("sy-interop-{}", std::process::id()));
-    let suffix = format!(".v{}", std::process::id());
-    let want = expected::broadcast(&suffix);
-    let in_vhost = ("AMQP_VHOST", vhost.0.clone());
-
-    // Traces alone.
-    let traced = TestEnv::start();
-    let (t, _) = run_scenarios_with(
-        &traced,
-        &suffix,
-        &["python-pika-gzip"],
-        std::slice::from_ref(&in_vhost),
-        &want,
+    let (_, t) = ThreeWay {
+        name: "pika",
+        traced_run: "python-pika-gzip",
+        merged_run: "python-pika-gzip",
+        traced: expected::broadcast,
+        per_instance: 0,
+        seen: pika_broadcast_seen,
+    }
+    .check();
+    let suffix = format!(".pika{}m", std::process::id());
+    let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
+    let (orders, shipping, billing) = (
+        topo::service("orders"),
+        topo::service("shipping"),
+        topo::service("billing"),
     );
-    want.assert_topology(&t);
-
-    // Discovery alone and merged at once: the consumers stay connected (the scenario holds
-    // them after exporting their spans) until the release file exists.
-    let spec = format!(
-        "rabbitmq=http://guest:guest@127.0.0.1:15672/{}",
-        switchyard::percent::encode(&vhost.0)
+    topo::assert_same_set(
+        "dependencies (from, to, via, count)",
+        topo::dependencies(&t),
+        [
+            (
+                (orders.clone(), shipping, r("shipping.order-created")),
+                Some(5),
+            ),
+            ((orders, billing, r("billing.order-created")), Some(5)),
+        ],
     );
-    let discovered = with_flags(&discover_flags(&spec));
-    let merged = with_flags(&discover_flags(&spec));
-    let release = merged.dir().join("release");
-    let started = now_unix_nanos();
-    let hold = ("SHOP_HOLD_FILE", release.to_string_lossy().to_string());
-    let run = Run::start(&merged, &suffix, &["python-pika-gzip"], &[in_vhost, hold]);
+}
+
+fn pika_broadcast_seen(suffix: &str, _: &[String]) -> (Seen, Seen) {
     let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
     let (exchange, shipping_q, billing_q) = (
         r("order.created"),
@@ -418,72 +605,267 @@ fn python_pika_broadcast_from_traces_from_discovery_and_merged() {
         topo::service("shipping"),
         topo::service("billing"),
     );
-    let broker: &[&str] = &["broker"];
-    let both: &[&str] = &["traces", "broker"];
     let alone = Seen::want(
         &[
-            (&exchange, broker, Some("exchange")),
-            (&shipping_q, broker, Some("queue")),
-            (&billing_q, broker, Some("queue")),
-            (&shipping, broker, None),
-            (&billing, broker, None),
+            (&exchange, BROKER, Some("exchange")),
+            (&shipping_q, BROKER, Some("queue")),
+            (&billing_q, BROKER, Some("queue")),
+            (&shipping, BROKER, None),
+            (&billing, BROKER, None),
         ],
         &[
-            ("route", &exchange, &shipping_q, 0, 0, broker),
-            ("route", &exchange, &billing_q, 0, 0, broker),
-            ("consume", &shipping_q, &shipping, 0, 0, broker),
-            ("consume", &billing_q, &billing, 0, 0, broker),
+            ("route", &exchange, &shipping_q, 0, 0, BROKER),
+            ("route", &exchange, &billing_q, 0, 0, BROKER),
+            ("consume", &shipping_q, &shipping, 0, 0, BROKER),
+            ("consume", &billing_q, &billing, 0, 0, BROKER),
         ],
     );
-    let both_views = Seen::want(
+    let merged = Seen::want(
         &[
-            (&orders, &["traces"], None),
-            (&exchange, both, Some("exchange")),
-            (&shipping_q, both, Some("queue")),
-            (&billing_q, both, Some("queue")),
-            (&shipping, both, None),
-            (&billing, both, None),
+            (&orders, TRACES, None),
+            (&exchange, BOTH, Some("exchange")),
+            (&shipping_q, BOTH, Some("queue")),
+            (&billing_q, BOTH, Some("queue")),
+            (&shipping, BOTH, None),
+            (&billing, BOTH, None),
         ],
         &[
-            ("publish", &orders, &exchange, 5, 0, &["traces"]),
-            ("route", &exchange, &shipping_q, 5, 0, both),
-            ("route", &exchange, &billing_q, 5, 0, both),
-            ("consume", &shipping_q, &shipping, 5, 0, both),
-            ("consume", &billing_q, &billing, 5, 1, both),
+            ("publish", &orders, &exchange, 5, 0, TRACES),
+            ("route", &exchange, &shipping_q, 5, 0, BOTH),
+            ("route", &exchange, &billing_q, 5, 0, BOTH),
+            ("consume", &shipping_q, &shipping, 5, 0, BOTH),
+            ("consume", &billing_q, &billing, 5, 1, BOTH),
         ],
     );
-    let checks = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        wait_for_seen(&discovered, "RabbitMQ discovery alone", started, &alone);
-        wait_for_seen(
-            &merged,
-            "traces merged with RabbitMQ discovery",
-            started,
-            &both_views,
-        )
-    }));
-    std::fs::write(&release, b"").expect("release the consumers");
-    let output = run.finish();
-    let t = match checks {
-        Ok(t) => t,
-        Err(panic) => {
-            eprintln!("scenario output:\n{output}");
-            std::panic::resume_unwind(panic)
-        }
+    (alone, merged)
+}
+
+/// Node amqplib (`stock.js`): a topic exchange, bound by pattern to catalog's queue. Traces
+/// alone over OTLP/JSON, merged over OTLP/gRPC. amqplib's consume names the exchange the
+/// message was published to; merged it moves to the bound queue.
+#[test]
+fn node_amqplib_from_traces_from_discovery_and_merged() {
+    ThreeWay {
+        name: "amqplib",
+        traced_run: "node-amqplib-json",
+        merged_run: "node-amqplib-grpc",
+        traced: expected::node_amqplib,
+        per_instance: 0,
+        seen: amqplib_seen,
+    }
+    .check();
+}
+
+fn amqplib_seen(suffix: &str, _: &[String]) -> (Seen, Seen) {
+    let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
+    let (exchange, queue) = (r("stock.changed"), r("catalog.stock"));
+    let (inventory, catalog) = (topo::service("inventory"), topo::service("catalog"));
+    let alone = Seen::want(
+        &[
+            (&exchange, BROKER, Some("exchange")),
+            (&queue, BROKER, Some("queue")),
+            (&catalog, BROKER, None),
+        ],
+        &[
+            ("route", &exchange, &queue, 0, 0, BROKER),
+            ("consume", &queue, &catalog, 0, 0, BROKER),
+        ],
+    );
+    let merged = Seen::want(
+        &[
+            (&inventory, TRACES, None),
+            (&exchange, BOTH, Some("exchange")),
+            (&queue, BOTH, Some("queue")),
+            (&catalog, BOTH, None),
+        ],
+        &[
+            ("publish", &inventory, &exchange, 4, 0, TRACES),
+            ("route", &exchange, &queue, 4, 0, BOTH),
+            ("consume", &queue, &catalog, 4, 0, BOTH),
+        ],
+    );
+    (alone, merged)
+}
+
+/// aio-pika (`quotes.py`): a topic exchange to two services, a work queue with two indexer
+/// instances on the default exchange, request/reply over a server-named reply queue. Traces
+/// alone over OTLP/HTTP protobuf, merged over OTLP/gRPC.
+#[test]
+fn python_aio_pika_from_traces_from_discovery_and_merged() {
+    ThreeWay {
+        name: "aiopika",
+        traced_run: "python-aio-pika",
+        merged_run: "python-aio-pika-grpc",
+        traced: expected::python_aio_pika,
+        per_instance: 0,
+        seen: aio_pika_seen,
+    }
+    .check();
+}
+
+fn aio_pika_seen(suffix: &str, _: &[String]) -> (Seen, Seen) {
+    let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
+    let (price, alerts_q, archive_q, jobs, quote) = (
+        r("price.events"),
+        r("alerts.price"),
+        r("archive.price"),
+        r("jobs"),
+        r("quote.rpc"),
+    );
+    let temporary = topo::rabbit(expected::TEMPORARY);
+    let s = topo::service;
+    let (ticker, alerts, archive, ingest, indexer, gateway, pricing) = (
+        s("ticker"),
+        s("alerts"),
+        s("archive"),
+        s("ingest"),
+        s("indexer"),
+        s("gateway"),
+        s("pricing"),
+    );
+    let alone = Seen::want(
+        &[
+            (&price, BROKER, Some("exchange")),
+            (&alerts_q, BROKER, Some("queue")),
+            (&archive_q, BROKER, Some("queue")),
+            (&jobs, BROKER, Some("queue")),
+            (&quote, BROKER, Some("queue")),
+            (&alerts, BROKER, None),
+            (&archive, BROKER, None),
+            (&indexer, BROKER, None),
+            (&pricing, BROKER, None),
+            (&default_exchange(), BROKER, Some("exchange")),
+        ],
+        &[
+            ("route", &price, &alerts_q, 0, 0, BROKER),
+            ("route", &price, &archive_q, 0, 0, BROKER),
+            ("consume", &alerts_q, &alerts, 0, 0, BROKER),
+            ("consume", &archive_q, &archive, 0, 0, BROKER),
+            ("consume", &jobs, &indexer, 0, 0, BROKER),
+            ("consume", &quote, &pricing, 0, 0, BROKER),
+        ],
+    );
+    let merged = Seen::want(
+        &[
+            (&ticker, TRACES, None),
+            (&ingest, TRACES, None),
+            (&gateway, TRACES, None),
+            (&price, BOTH, Some("exchange")),
+            (&alerts_q, BOTH, Some("queue")),
+            (&archive_q, BOTH, Some("queue")),
+            (&jobs, BOTH, Some("queue")),
+            (&quote, BOTH, Some("queue")),
+            (&temporary, TRACES, None),
+            (&alerts, BOTH, None),
+            (&archive, BOTH, None),
+            (&indexer, BOTH, None),
+            (&pricing, BOTH, None),
+            (&default_exchange(), BROKER, Some("exchange")),
+        ],
+        &[
+            ("publish", &ticker, &price, 4, 0, TRACES),
+            ("route", &price, &alerts_q, 4, 0, BOTH),
+            ("route", &price, &archive_q, 4, 0, BOTH),
+            ("consume", &alerts_q, &alerts, 4, 0, BOTH),
+            ("consume", &archive_q, &archive, 4, 0, BOTH),
+            ("publish", &ingest, &jobs, 6, 0, TRACES),
+            ("consume", &jobs, &indexer, 6, 0, BOTH),
+            ("publish", &gateway, &quote, 3, 0, TRACES),
+            ("consume", &quote, &pricing, 3, 0, BOTH),
+            ("publish", &pricing, &temporary, 3, 0, TRACES),
+            ("consume", &temporary, &gateway, 3, 0, TRACES),
+        ],
+    );
+    (alone, merged)
+}
+
+/// Celery (`press.py`, connections named through `broker_transport_options`): a work queue
+/// with two renderer instances, a `Broadcast` (a fanout exchange, each worker's own
+/// `bcast.<uuid>` queue) and request/reply (the rpc:// backend's replies are not traced).
+/// Traces alone over OTLP/gRPC, merged over OTLP/HTTP protobuf.
+#[test]
+fn python_celery_from_traces_from_discovery_and_merged() {
+    ThreeWay {
+        name: "celery",
+        traced_run: "python-celery-grpc",
+        merged_run: "python-celery",
+        traced: expected::python_celery,
+        per_instance: 2,
+        seen: celery_seen,
+    }
+    .check();
+}
+
+fn celery_seen(suffix: &str, bcast: &[String]) -> (Seen, Seen) {
+    let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
+    let (render, mail, quote, flush) = (r("render"), r("mail"), r("quote"), r("cache.flush"));
+    // The exchange Celery binds its queues to (its tasks go through the default exchange).
+    let celery = topo::rabbit("celery");
+    let s = topo::service;
+    let (frontend, renderer, backoffice) = (s("frontend"), s("renderer"), s("backoffice"));
+    let exchanges = [default_exchange(), celery.clone(), flush.clone()];
+    let queues: Vec<&String> = [&render, &mail, &quote].into_iter().chain(bcast).collect();
+    let nodes = |queues_seen: &'static [&'static str], flush_seen: &'static [&'static str]| {
+        let mut n: Vec<(String, &[&str], Option<&str>)> = exchanges
+            .iter()
+            .map(|x| {
+                let seen = if *x == flush { flush_seen } else { BROKER };
+                (x.clone(), seen, Some("exchange"))
+            })
+            .collect();
+        n.extend(
+            queues
+                .iter()
+                .map(|q| ((*q).clone(), queues_seen, Some("queue"))),
+        );
+        n.push((renderer.clone(), queues_seen, None));
+        n.push((backoffice.clone(), queues_seen, None));
+        n
     };
-    topo::assert_same_set(
-        "dependencies (from, to, via, count)",
-        topo::dependencies(&t),
-        [
-            (
-                (orders.clone(), shipping.clone(), shipping_q.clone()),
-                Some(5),
-            ),
-            (
-                (orders.clone(), billing.clone(), billing_q.clone()),
-                Some(5),
-            ),
-        ],
-    );
+    let routes = [&render, &mail, &quote].map(|q| ("route", celery.clone(), q.clone()));
+    let edges = |traced: bool| {
+        let (n, seen) = if traced { (1, BOTH) } else { (0, BROKER) };
+        let mut e: Vec<(&str, String, String, i64, i64, &[&str])> = vec![
+            ("consume", render.clone(), renderer.clone(), 6 * n, n, seen),
+            ("consume", mail.clone(), backoffice.clone(), 5 * n, 0, seen),
+            ("consume", quote.clone(), backoffice.clone(), 2 * n, 0, seen),
+        ];
+        e.extend(
+            routes
+                .iter()
+                .map(|(k, f, t)| (*k, f.clone(), t.clone(), 0, 0, BROKER)),
+        );
+        for q in bcast {
+            e.push(("route", flush.clone(), q.clone(), 2 * n, 0, seen));
+            e.push(("consume", q.clone(), renderer.clone(), 2 * n, 0, seen));
+        }
+        if traced {
+            e.extend([
+                ("publish", frontend.clone(), render.clone(), 6, 0, TRACES),
+                ("publish", renderer.clone(), mail.clone(), 5, 0, TRACES),
+                ("publish", frontend.clone(), flush.clone(), 2, 0, TRACES),
+                ("publish", frontend.clone(), quote.clone(), 2, 0, TRACES),
+            ]);
+        }
+        e
+    };
+    let want = |nodes: &[(String, &[&str], Option<&str>)],
+                edges: &[(&str, String, String, i64, i64, &[&str])]| {
+        let nodes: Vec<(&str, &[&str], Option<&str>)> = nodes
+            .iter()
+            .map(|(id, seen, e)| (id.as_str(), *seen, *e))
+            .collect();
+        let edges: Vec<WantEdge> = edges
+            .iter()
+            .map(|(k, f, t, c, e, seen)| (*k, f.as_str(), t.as_str(), *c, *e, *seen))
+            .collect();
+        Seen::want(&nodes, &edges)
+    };
+    let alone = want(&nodes(BROKER, BROKER), &edges(false));
+    let mut merged_nodes = nodes(BOTH, BOTH);
+    merged_nodes.push((frontend.clone(), TRACES, None));
+    let merged = want(&merged_nodes, &edges(true));
+    (alone, merged)
 }
 
 /// One service exporting through an intermediate collector: the broadcast part of pika's shop

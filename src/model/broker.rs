@@ -149,7 +149,9 @@ pub struct Figures {
     /// JetStream consumers: delivered, waiting for their ack.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ack_pending: Option<u64>,
-    /// JetStream consumers: messages delivered more than once.
+    /// JetStream consumers: messages delivered more than once; RabbitMQ queues: deliveries
+    /// of a message again (after a nack or reject with requeue), counted since the queue was
+    /// declared.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redelivered: Option<u64>,
     /// Streams: messages and bytes stored.
@@ -158,7 +160,8 @@ pub struct Figures {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bytes: Option<u64>,
     /// Messages held in the destination's dead-letter queue (the embedded broker's
-    /// subscriptions).
+    /// subscriptions; RabbitMQ queues with a dead-letter exchange: the messages in the queues
+    /// it routes to).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dead_letters: Option<u64>,
     /// Kafka: per partition, the end offset, and (a consumer group's) committed offset and

@@ -72,11 +72,16 @@ fn merge(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, snapshots: &[Arc<BrokerSn
 /// is known: a traced consume `exchange -> service` whose service consumes from exactly one
 /// queue bound to that exchange becomes `queue -> service`, with a traced route
 /// `exchange -> queue` for the same messages, and its dependencies go through the queue.
-/// Counts stay logical messages: the route counts each consumed message once. `edges` are
-/// sorted by (from, to, kind) and stay so.
+/// When each of the service's instances reads a queue of its own bound to the exchange, and
+/// that service alone reads them (Celery's `Broadcast`: every worker its own `bcast.<uuid>`),
+/// every one of those queues carried every message: each gets the consume and the route with
+/// the traced count, one instance, and a dependency; a failure there cannot be told to one
+/// queue, so a consume with errors stays on the exchange. Counts stay logical messages: the
+/// route counts each consumed message once. `edges` are sorted by (from, to, kind) and stay
+/// so.
 pub fn resolve_consumes(
     edges: &mut Vec<Edge>,
-    dependencies: &mut [Dependency],
+    dependencies: &mut Vec<Dependency>,
     nodes: &mut [Node],
     part: &BrokerPart,
 ) {
@@ -90,7 +95,7 @@ pub fn resolve_consumes(
             traced_bound.entry(&e.from).or_default().push(&e.to);
         }
     }
-    let mut moves: Vec<(usize, String)> = Vec::new();
+    let mut moves: Vec<(usize, Vec<String>)> = Vec::new();
     for (i, e) in edges.iter().enumerate() {
         if e.kind != EdgeKind::Consume || e.broker_only() || e.to.starts_with("destination:") {
             continue;
@@ -105,31 +110,42 @@ pub fn resolve_consumes(
             .collect();
         read.sort_unstable();
         read.dedup();
-        if let [queue] = read[..] {
-            moves.push((i, queue.to_string()));
+        let one_each = || {
+            e.errors == 0
+                && e.failures.is_empty()
+                && e.instances == i64::try_from(read.len()).ok()
+                && read.iter().all(|q| part.readers.get(*q) == Some(&1))
+        };
+        if read.len() == 1 || (read.len() > 1 && one_each()) {
+            moves.push((i, read.iter().map(|q| q.to_string()).collect()));
         }
     }
     if moves.is_empty() {
         return;
     }
     let mut gone = std::collections::HashSet::new();
-    let mut via: HashMap<(String, String), String> = HashMap::new();
-    for (i, queue) in moves {
-        let traced = edges[i].clone();
+    let mut via: HashMap<(String, String), Vec<String>> = HashMap::new();
+    for (i, queues) in moves {
+        let mut traced = edges[i].clone();
+        if queues.len() > 1 {
+            traced.instances = Some(1);
+        }
         let (exchange, service) = (traced.from.clone(), traced.to.clone());
-        for (from, to, kind) in [
-            (queue.as_str(), service.as_str(), EdgeKind::Consume),
-            (exchange.as_str(), queue.as_str(), EdgeKind::Route),
-        ] {
-            if let Ok(j) = edges.binary_search_by(|e| edge_key(e).cmp(&(from, to, kind))) {
-                add_traced(&mut edges[j], &traced, kind);
+        for queue in &queues {
+            for (from, to, kind) in [
+                (queue.as_str(), service.as_str(), EdgeKind::Consume),
+                (exchange.as_str(), queue.as_str(), EdgeKind::Route),
+            ] {
+                if let Ok(j) = edges.binary_search_by(|e| edge_key(e).cmp(&(from, to, kind))) {
+                    add_traced(&mut edges[j], &traced, kind);
+                }
             }
         }
-        via.insert((exchange, service), queue);
+        via.insert((exchange, service), queues);
         gone.insert(i);
     }
-    // The queue carried traced messages, under the exchange's name: traces saw it too.
-    let moved: std::collections::HashSet<&String> = via.values().collect();
+    // The queues carried traced messages, under the exchange's name: traces saw them too.
+    let moved: std::collections::HashSet<&String> = via.values().flatten().collect();
     for n in nodes.iter_mut() {
         if moved.contains(&n.id) {
             seen(&mut n.seen_in, SeenIn::Traces);
@@ -140,11 +156,20 @@ pub fn resolve_consumes(
         i += 1;
         !gone.contains(&(i - 1))
     });
+    let mut more = Vec::new();
     for d in dependencies.iter_mut() {
-        if let Some(queue) = via.get(&(d.via.clone(), d.to.clone())) {
-            d.via.clone_from(queue);
+        if let Some((first, rest)) = via
+            .get(&(d.via.clone(), d.to.clone()))
+            .and_then(|q| q.split_first())
+        {
+            more.extend(rest.iter().map(|q| Dependency {
+                via: q.clone(),
+                ..d.clone()
+            }));
+            d.via.clone_from(first);
         }
     }
+    dependencies.extend(more);
 }
 
 /// What edges are sorted and found by.
@@ -169,6 +194,8 @@ pub struct BrokerPart {
     bound: HashMap<String, Vec<String>>,
     /// (queue, service) of every consume a broker reports.
     reported: HashSet<(String, String)>,
+    /// How many services a broker reports reading each queue.
+    readers: HashMap<String, usize>,
     /// Findings of the detectors that read broker state alone.
     pub(super) findings: Vec<super::Finding>,
     /// Traced names resolved through these snapshots' bindings.
@@ -198,6 +225,13 @@ impl BrokerPart {
         let (mut nodes, mut edges) = (Vec::new(), Vec::new());
         merge(&mut nodes, &mut edges, newest);
         then(&mut nodes, &mut edges, oldest);
+        // One poll in the window (snapshots are kept one a minute): its counters are all there
+        // is to go by.
+        let one_poll = newest
+            .iter()
+            .zip(oldest)
+            .all(|(a, b)| a.taken_unix_nanos == b.taken_unix_nanos);
+        queue_failures(&nodes, &mut edges, one_poll);
         edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
         // What every answer's build sets on them (no errors on what only a broker reports),
         // so that the part's nodes are copied into answers unchanged.
@@ -213,6 +247,7 @@ impl BrokerPart {
             .collect();
         let mut bound: HashMap<String, Vec<String>> = HashMap::new();
         let mut reported = HashSet::new();
+        let mut readers: HashMap<String, usize> = HashMap::new();
         for e in &edges {
             match e.kind {
                 EdgeKind::Route if exchanges.contains(&e.from) => {
@@ -220,6 +255,7 @@ impl BrokerPart {
                 }
                 EdgeKind::Consume => {
                     reported.insert((e.from.clone(), e.to.clone()));
+                    *readers.entry(e.from.clone()).or_default() += 1;
                 }
                 _ => {}
             }
@@ -238,6 +274,7 @@ impl BrokerPart {
             exchanges,
             bound,
             reported,
+            readers,
             findings: Vec::new(),
             routing: Default::default(),
             json: Default::default(),
@@ -335,6 +372,10 @@ pub fn merge_part(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, part: &BrokerPar
             if e.key.is_none() {
                 e.key.clone_from(&b.key);
             }
+            e.errors += b.errors;
+            for (reason, n) in &b.failures {
+                *e.failures.entry(reason.clone()).or_default() += n;
+            }
         }
         out.push(e);
     }
@@ -397,6 +438,54 @@ fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnapshot>
         e.broker_then = flows
             .get(&(e.from.clone(), e.to.clone()))
             .map(|f| Box::new((*f).clone()));
+    }
+}
+
+/// RabbitMQ's instrumentations do not mark a redelivery or a dead-lettering, but the broker
+/// counts a queue's redeliveries and holds its dead letters in queues of their own: what each
+/// grew by between the broker's oldest and newest poll in the window (all of it when the
+/// oldest poll did not know the queue yet) are failures of the queue's consume edge when one
+/// service consumes from it (`redelivered`, not an error; `dead_letter`, an error). With one
+/// poll in the window (`one_poll`), what that poll counted since the queue was declared.
+fn queue_failures(nodes: &[Node], edges: &mut [Edge], one_poll: bool) {
+    let rabbit: HashMap<&str, &Node> = nodes
+        .iter()
+        .filter(|n| n.system.as_deref() == Some("rabbitmq"))
+        .map(|n| (n.id.as_str(), n))
+        .collect();
+    let mut consumers: HashMap<&str, usize> = HashMap::new();
+    for e in edges.iter().filter(|e| e.kind == EdgeKind::Consume) {
+        *consumers.entry(e.from.as_str()).or_default() += 1;
+    }
+    let mut found: Vec<(usize, u64, u64)> = Vec::new();
+    for (i, e) in edges.iter().enumerate() {
+        if e.kind != EdgeKind::Consume || consumers.get(e.from.as_str()) != Some(&1) {
+            continue;
+        }
+        let Some((now, then)) = rabbit
+            .get(e.from.as_str())
+            .and_then(|n| Some((n.broker.as_ref()?, n.broker_then.as_deref())))
+        else {
+            continue;
+        };
+        let then = then.filter(|_| !one_poll);
+        let grew = |figure: fn(&Figures) -> Option<u64>| {
+            let before = then.and_then(figure).unwrap_or(0);
+            figure(now).map_or(0, |n| n.saturating_sub(before))
+        };
+        found.push((i, grew(|f| f.redelivered), grew(|f| f.dead_letters)));
+    }
+    for (i, redelivered, dead) in found {
+        let e = &mut edges[i];
+        let as_count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        if redelivered > 0 {
+            e.failures
+                .insert("redelivered".to_string(), as_count(redelivered));
+        }
+        if dead > 0 {
+            e.failures.insert("dead_letter".to_string(), as_count(dead));
+            e.errors = e.errors.saturating_add(as_count(dead));
+        }
     }
 }
 
@@ -758,5 +847,153 @@ mod tests {
             EdgeKind::Consume
         )
         .is_some_and(|e| e.count == 0));
+    }
+
+    /// A queue's redeliveries and dead letters, counted by the broker between its oldest and
+    /// newest poll in the window, are failures of its one consumer's edge and of the queue.
+    #[test]
+    fn a_queues_redeliveries_and_dead_letters_are_failures_of_its_consume() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let one_consumer = |redelivered, dead| {
+            let mut snap = snapshot();
+            snap.flows.retain(|f| f.to != "guest (pika)");
+            let billing = &mut snap.destinations[1].figures;
+            (billing.redelivered, billing.dead_letters) = (Some(redelivered), Some(dead));
+            Arc::new(snap)
+        };
+        let consume = ("destination:rabbitmq:billing", "service:billing");
+        let read = |then: Arc<BrokerSnapshot>, now: Arc<BrokerSnapshot>| {
+            let mut rows = crate::topology::detect::testing::rows(&[(
+                consume.0,
+                consume.1,
+                EdgeKind::Consume,
+                4,
+            )]);
+            (rows.brokers, rows.brokers_then) = (vec![now], vec![then]);
+            build(rows, window)
+        };
+        let later = |redelivered, dead| {
+            let mut snap = (*one_consumer(redelivered, dead)).clone();
+            snap.taken_unix_nanos += 60_000_000_000;
+            Arc::new(snap)
+        };
+        let t = read(one_consumer(1, 0), later(4, 2));
+        let e = t
+            .edges
+            .iter()
+            .find(|e| (e.from.as_str(), e.to.as_str()) == consume && e.kind == EdgeKind::Consume)
+            .expect("the consume");
+        let reasons: Vec<(&str, i64)> = e.failures.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(reasons, [("dead_letter", 2), ("redelivered", 3)]);
+        assert_eq!((e.count, e.errors), (4, 2), "a dead letter is an error");
+        let queue = t.node(consume.0).unwrap();
+        assert_eq!((queue.errors, queue.failures.len()), (Some(2), 2));
+        // Two polls, nothing grew.
+        let t = read(one_consumer(4, 2), later(4, 2));
+        assert!(t
+            .edges
+            .iter()
+            .all(|e| e.failures.is_empty() && e.errors == 0));
+        // One poll in the window: what it counted since the queue was declared.
+        let t = read(one_consumer(4, 2), one_consumer(4, 2));
+        let e = t
+            .edges
+            .iter()
+            .find(|e| e.kind == EdgeKind::Consume)
+            .unwrap();
+        assert_eq!((e.failures.len(), e.errors), (2, 2));
+        // Two services read the queue: whose failures they were is unknown.
+        let t = read(Arc::new(snapshot()), {
+            let mut snap = snapshot();
+            snap.destinations[1].figures.redelivered = Some(3);
+            snap.taken_unix_nanos += 60_000_000_000;
+            Arc::new(snap)
+        });
+        assert!(t.edges.iter().all(|e| e.failures.is_empty()));
+    }
+
+    /// Celery's `Broadcast`: each renderer instance reads a queue of its own bound to the
+    /// fanout exchange the traced consume names. Each queue carried every message.
+    #[test]
+    fn a_consume_through_a_queue_per_instance_moves_to_every_one() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let snap = BrokerSnapshot {
+            destinations: vec![
+                dest("flush", Entity::Exchange, None),
+                dest("bcast.a", Entity::Queue, Some(0)),
+                dest("bcast.b", Entity::Queue, Some(0)),
+            ],
+            services: vec![BrokerService {
+                name: "renderer".into(),
+                named_by: NamedBy::ConnectionName,
+            }],
+            flows: vec![
+                flow(FlowKind::Route, "flush", "bcast.a"),
+                flow(FlowKind::Route, "flush", "bcast.b"),
+                flow(FlowKind::Consume, "bcast.a", "renderer"),
+                flow(FlowKind::Consume, "bcast.b", "renderer"),
+            ],
+            ..snapshot()
+        };
+        let (flush, a, b) = (
+            "destination:rabbitmq:flush",
+            "destination:rabbitmq:bcast.a",
+            "destination:rabbitmq:bcast.b",
+        );
+        let read = |instances: i64, errors: i64| {
+            let mut rows = crate::topology::detect::testing::rows(&[
+                ("service:frontend", flush, EdgeKind::Publish, 2),
+                (flush, "service:renderer", EdgeKind::Consume, 2),
+                (
+                    "service:frontend",
+                    "service:renderer",
+                    EdgeKind::Dependency,
+                    2,
+                ),
+            ]);
+            for e in &mut rows.edges {
+                match e.kind {
+                    EdgeKind::Dependency => e.via = flush.into(),
+                    EdgeKind::Consume => (e.instances, e.errors) = (instances, errors),
+                    _ => {}
+                }
+            }
+            rows.brokers = vec![Arc::new(snap.clone())];
+            build(rows, window)
+        };
+        let t = read(2, 0);
+        let find = |t: &crate::topology::Topology, from: &str, to: &str, kind| {
+            t.edges
+                .iter()
+                .find(|e| e.from == from && e.to == to && e.kind == kind)
+                .map(|e| (e.count, e.errors, e.instances, e.seen_in.clone()))
+        };
+        let both = vec![SeenIn::Traces, SeenIn::Broker];
+        for q in [a, b] {
+            assert_eq!(
+                find(&t, q, "service:renderer", EdgeKind::Consume),
+                Some((2, 0, Some(1), both.clone()))
+            );
+            assert_eq!(
+                find(&t, flush, q, EdgeKind::Route),
+                Some((2, 0, None, both.clone()))
+            );
+        }
+        assert_eq!(find(&t, flush, "service:renderer", EdgeKind::Consume), None);
+        let vias: Vec<(&str, Option<i64>)> = t
+            .dependencies
+            .iter()
+            .map(|d| (d.via.as_str(), d.count))
+            .collect();
+        assert_eq!(vias, [(a, Some(2)), (b, Some(2))]);
+        // One instance read both queues, or a delivery failed: it stays on the exchange.
+        for (instances, errors) in [(1, 0), (2, 1)] {
+            let t = read(instances, errors);
+            assert!(find(&t, flush, "service:renderer", EdgeKind::Consume).is_some());
+            assert_eq!(
+                find(&t, a, "service:renderer", EdgeKind::Consume).map(|e| e.0),
+                Some(0)
+            );
+        }
     }
 }

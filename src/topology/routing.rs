@@ -60,8 +60,10 @@ pub(super) fn resolve(rows: &mut TopologyRows, memo: Option<&Memo>) {
             .iter()
             .map(|n| &n.key)
             .filter(|key| {
+                // A server-named reply queue is no routing key (a `#` binding matches it).
                 key.kind == NodeKind::Destination
                     && key.system.as_deref() == Some(snap.system.as_str())
+                    && key.name != crate::model::messaging::TEMPORARY_DESTINATION
                     && !found.contains_key(&key.id)
             })
             .collect();

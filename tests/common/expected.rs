@@ -133,6 +133,26 @@ pub fn python_pika_gzip() -> Expected {
     broadcast("")
 }
 
+/// The retry part of `shop.py`: cashier -> queue payments -> settler, who nacks every first
+/// delivery with requeue and dead-letters payment-2. Traces alone: each message is one message
+/// however often it was delivered (8 consume spans, 4 messages); no instrumentation marks the
+/// redeliveries.
+pub fn python_pika_retry(suffix: &str) -> Expected {
+    let payments = format!("payments{suffix}");
+    Expected {
+        services: vec![("cashier".into(), 4, 0), ("settler".into(), 8, 0)],
+        destinations: vec![payments.clone()],
+        edges: vec![
+            publish("cashier", &payments, 4),
+            consume(&payments, "settler", 4, 0),
+        ],
+        instances: vec![(rabbit(&payments), service("settler"), 1)],
+        dependencies: vec![dep("cashier", "settler", &payments, 4)],
+        findings: vec![],
+        system: String::new(),
+    }
+}
+
 /// `fixtures/otlp/node-amqplib-json`: inventory -> stock.changed -> catalog.
 pub fn node_amqplib(suffix: &str) -> Expected {
     let sc = format!("stock.changed{suffix}");

@@ -27,6 +27,9 @@ pub struct MessageStats {
     pub publish_details: Option<Rate>,
     /// Queues: deliveries and gets.
     pub deliver_get_details: Option<Rate>,
+    /// Queues: messages delivered again (after a nack or reject with requeue, or a channel
+    /// closed with them unacknowledged).
+    pub redeliver: Option<u64>,
     pub redeliver_details: Option<Rate>,
 }
 

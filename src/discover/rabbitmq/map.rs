@@ -153,6 +153,7 @@ fn destinations(a: &Answers, flows: &[BrokerFlow]) -> Vec<BrokerDestination> {
             },
         });
     }
+    let dead_letters = dead_letters_held(a, flows);
     for q in &a.queues {
         let stats = q.message_stats.clone().unwrap_or_default();
         out.push(BrokerDestination {
@@ -172,11 +173,45 @@ fn destinations(a: &Answers, flows: &[BrokerFlow]) -> Vec<BrokerDestination> {
                 publish_rate: rate(&stats.publish_details),
                 deliver_rate: rate(&stats.deliver_get_details),
                 redeliver_rate: rate(&stats.redeliver_details),
+                redelivered: stats.redeliver,
+                dead_letters: dead_letters.get(q.name.as_str()).copied(),
                 ..Figures::default()
             },
         });
     }
     out
+}
+
+/// Per queue with a dead-letter exchange: the messages (ready and unacknowledged) held in
+/// the queues that exchange routes to. RabbitMQ counts no dead-lettering per queue; growth of
+/// these is what the topology reads as messages dead-lettered.
+fn dead_letters_held<'a>(a: &'a Answers, flows: &'a [BrokerFlow]) -> HashMap<&'a str, u64> {
+    let held: HashMap<&str, u64> = a
+        .queues
+        .iter()
+        .map(|q| {
+            let n = q.messages_ready.unwrap_or(0) + q.messages_unacknowledged.unwrap_or(0);
+            (q.name.as_str(), n)
+        })
+        .collect();
+    let mut routed: HashMap<&str, Vec<&str>> = HashMap::new();
+    for f in flows.iter().filter(|f| f.kind == FlowKind::Route) {
+        routed
+            .entry(f.from.as_str())
+            .or_default()
+            .push(f.to.as_str());
+    }
+    flows
+        .iter()
+        .filter(|f| f.kind == FlowKind::DeadLetter)
+        .map(|f| {
+            // The default exchange routes by the dead-letter routing key to that queue.
+            let direct = f.key.as_deref().filter(|_| f.to.is_empty());
+            let queues = routed.get(f.to.as_str()).into_iter().flatten().copied();
+            let n = queues.chain(direct).filter_map(|q| held.get(q)).sum();
+            (f.from.as_str(), n)
+        })
+        .collect()
 }
 
 fn rate(r: &Option<super::api::Rate>) -> Option<f64> {

@@ -68,6 +68,12 @@ fn a_recorded_poll_maps_to_destinations_services_and_flows() {
         (Some(0), Some(5), Some(1))
     );
     assert!(billing.figures.deliver_rate.is_some());
+    // Nothing was redelivered yet, and its dead-letter exchange's queue holds nothing.
+    assert_eq!(
+        (billing.figures.redelivered, billing.figures.dead_letters),
+        (Some(0), Some(0))
+    );
+    assert_eq!(dest("fixture.dead").figures.dead_letters, None);
     // Built-in exchanges nothing uses stay out.
     assert!(s.destinations.iter().all(|d| d.name != "amq.topic"));
 
@@ -158,4 +164,25 @@ fn answers_of_another_shape_are_errors_and_missing_fields_defaults() {
     assert!(serde_json::from_str::<Vec<super::api::Queue>>(r#"{"error":"x"}"#).is_err());
     let q: Vec<super::api::Queue> = serde_json::from_str(r#"[{"name":"q"}]"#).unwrap();
     assert_eq!((q[0].name.as_str(), q[0].messages_ready), ("q", None));
+}
+
+#[test]
+fn a_queue_holds_as_dead_letters_what_its_dead_letter_exchange_routes_to_queues() {
+    let mut a = answers("poll2");
+    for q in &mut a.queues {
+        if q.name == "fixture.dead" {
+            (q.messages_ready, q.messages_unacknowledged) = (Some(2), Some(1));
+        }
+    }
+    let s = snapshot("rabbitmq h:15672", 1, &a, &mut Publishers::default());
+    let held = |name: &str| {
+        s.destinations
+            .iter()
+            .find(|d| d.name == name)
+            .and_then(|d| d.figures.dead_letters)
+    };
+    // Both dead-letter to fixture.dlx (one by argument, one by policy), bound to fixture.dead.
+    assert_eq!(held("fixture.billing"), Some(3));
+    assert_eq!(held("fixture.audit-log"), Some(3));
+    assert_eq!(held("fixture.orders"), None, "an exchange");
 }
