@@ -168,10 +168,14 @@ impl Seen {
                 )
             })
             .collect();
+        // A publisher the broker's counters suggest (`inferred`, broker-only) depends on how the
+        // scenario's producers fall between two polls: tests/discover_rabbitmq.rs checks the
+        // inference with controlled timing; here only what was reported or traced is compared.
         let edges = t["edges"]
             .as_array()
             .into_iter()
             .flatten()
+            .filter(|e| !(e["inferred"] == true && seen_in(e) == ["broker"]))
             .map(|e| {
                 let text = |k: &str| e[k].as_str().unwrap_or("").to_string();
                 let count = |k: &str| e[k].as_i64().unwrap_or(-1);

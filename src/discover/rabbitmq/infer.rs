@@ -3,7 +3,9 @@
 //! remains is each channel's publish counter and each exchange's incoming counter. Across two
 //! polls, within a vhost: when one service alone published and its growth accounts for the
 //! exchanges' growth, every exchange that received messages received them from it; otherwise
-//! a service and an exchange whose counters grew by the same unique amount are paired. Pairs found are kept while the service stays connected.
+//! a service and an exchange whose counters grew by the same unique amount are paired. A vhost where a channel
+//! closed between the two polls is left unpaired for that poll (its last publishes are gone
+//! from the counters). Pairs found are kept while the service stays connected.
 
 use super::api::Answers;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -19,8 +21,8 @@ pub struct Publishers {
 
 #[derive(Debug, Default)]
 struct Counters {
-    /// Channel name -> its publish counter.
-    channels: HashMap<String, u64>,
+    /// Channel name -> its vhost and publish counter.
+    channels: HashMap<String, (String, u64)>,
     /// (vhost, exchange) -> its incoming counter.
     exchanges: HashMap<(String, String), u64>,
 }
@@ -37,7 +39,10 @@ impl Publishers {
             channels: a
                 .channels
                 .iter()
-                .filter_map(|c| Some((c.name.clone(), c.message_stats.as_ref()?.publish?)))
+                .filter_map(|c| {
+                    let n = c.message_stats.as_ref()?.publish?;
+                    Some((c.name.clone(), (c.vhost.clone(), n)))
+                })
                 .collect(),
             exchanges: a
                 .exchanges
@@ -54,13 +59,14 @@ impl Publishers {
             type Grown<'a> = (Vec<(&'a str, u64)>, Vec<(&'a str, u64)>);
             let mut by_vhost: BTreeMap<&str, Grown> = BTreeMap::new();
             for c in &a.channels {
-                let (Some(&n), Some(service)) = (
+                let (Some(&(_, n)), Some(service)) = (
                     now.channels.get(&c.name),
                     channel_service.get(c.name.as_str()),
                 ) else {
                     continue;
                 };
-                let grew = n.saturating_sub(last.channels.get(&c.name).copied().unwrap_or(0));
+                let before = last.channels.get(&c.name).map_or(0, |(_, n)| *n);
+                let grew = n.saturating_sub(before);
                 if grew > 0 {
                     by_vhost
                         .entry(&c.vhost)
@@ -76,8 +82,19 @@ impl Publishers {
                     by_vhost.entry(vhost).or_default().1.push((name, grew));
                 }
             }
-            for (publishers, exchanges) in by_vhost.values() {
-                self.found.extend(pair(publishers, exchanges));
+            // A channel closed since the last poll took its last publishes with it: what the
+            // exchanges of its vhost received cannot be accounted for, so nothing is paired
+            // there this time (a producer that sent and left is not its neighbour's traffic).
+            let closed: BTreeSet<&str> = last
+                .channels
+                .iter()
+                .filter(|(name, _)| !now.channels.contains_key(*name))
+                .map(|(_, (vhost, _))| vhost.as_str())
+                .collect();
+            for (vhost, (publishers, exchanges)) in &by_vhost {
+                if !closed.contains(vhost) {
+                    self.found.extend(pair(publishers, exchanges));
+                }
             }
         }
         self.last = Some(now);
@@ -116,7 +133,58 @@ fn pair(publishers: &[(&str, u64)], exchanges: &[(&str, u64)]) -> Vec<(String, S
 
 #[cfg(test)]
 mod tests {
-    use super::pair;
+    use super::{pair, Publishers};
+    use crate::discover::rabbitmq::api::{Answers, Channel, Exchange, MessageStats};
+    use std::collections::HashMap;
+
+    /// One poll's answers: channels (name, publish counter) and exchanges (name, incoming).
+    fn answers(channels: &[(&str, u64)], exchanges: &[(&str, u64)]) -> Answers {
+        let stats = |n: u64, incoming: bool| {
+            Some(MessageStats {
+                publish: (!incoming).then_some(n),
+                publish_in: incoming.then_some(n),
+                ..MessageStats::default()
+            })
+        };
+        Answers {
+            channels: channels
+                .iter()
+                .map(|(name, n)| Channel {
+                    name: name.to_string(),
+                    vhost: "/".into(),
+                    message_stats: stats(*n, false),
+                    ..Channel::default()
+                })
+                .collect(),
+            exchanges: exchanges
+                .iter()
+                .map(|(name, n)| Exchange {
+                    name: name.to_string(),
+                    vhost: "/".into(),
+                    message_stats: stats(*n, true),
+                    ..Exchange::default()
+                })
+                .collect(),
+            ..Answers::default()
+        }
+    }
+
+    #[test]
+    fn a_producer_that_left_between_polls_is_not_taken_for_its_neighbour() {
+        let services = HashMap::from([("c-front", "frontend"), ("c-back", "backoffice")]);
+        let mut p = Publishers::default();
+        p.observe(
+            &answers(&[("c-front", 0), ("c-back", 0)], &[("flush", 0)]),
+            &services,
+        );
+        // frontend sent 2 to flush and closed its channel; backoffice sent 2 elsewhere (to an
+        // exchange without counters, the default exchange's replies).
+        let found = p.observe(&answers(&[("c-back", 2)], &[("flush", 2)]), &services);
+        assert!(found.is_empty(), "{found:?}");
+        // With every channel still open, the lone publisher accounting for it is paired.
+        let found = p.observe(&answers(&[("c-back", 5)], &[("flush", 5)]), &services);
+        assert_eq!(found, vec![("backoffice".to_string(), "flush".to_string())]);
+    }
 
     #[test]
     fn publishers_pair_by_growth() {
