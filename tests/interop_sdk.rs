@@ -800,6 +800,16 @@ fn python_celery_from_traces_from_discovery_and_merged() {
     .check();
 }
 
+/// An expected edge with owned node ids: kind, from, to, count, errors, seen_in.
+type OwnedEdge = (
+    &'static str,
+    String,
+    String,
+    i64,
+    i64,
+    &'static [&'static str],
+);
+
 fn celery_seen(suffix: &str, bcast: &[String]) -> (Seen, Seen) {
     let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
     let (render, mail, quote, flush) = (r("render"), r("mail"), r("quote"), r("cache.flush"));
@@ -829,7 +839,7 @@ fn celery_seen(suffix: &str, bcast: &[String]) -> (Seen, Seen) {
     let routes = [&render, &mail, &quote].map(|q| ("route", celery.clone(), q.clone()));
     let edges = |traced: bool| {
         let (n, seen) = if traced { (1, BOTH) } else { (0, BROKER) };
-        let mut e: Vec<(&str, String, String, i64, i64, &[&str])> = vec![
+        let mut e: Vec<OwnedEdge> = vec![
             ("consume", render.clone(), renderer.clone(), 6 * n, n, seen),
             ("consume", mail.clone(), backoffice.clone(), 5 * n, 0, seen),
             ("consume", quote.clone(), backoffice.clone(), 2 * n, 0, seen),
@@ -853,8 +863,7 @@ fn celery_seen(suffix: &str, bcast: &[String]) -> (Seen, Seen) {
         }
         e
     };
-    let want = |nodes: &[(String, &[&str], Option<&str>)],
-                edges: &[(&str, String, String, i64, i64, &[&str])]| {
+    let want = |nodes: &[(String, &[&str], Option<&str>)], edges: &[OwnedEdge]| {
         let nodes: Vec<(&str, &[&str], Option<&str>)> = nodes
             .iter()
             .map(|(id, seen, e)| (id.as_str(), *seen, *e))
