@@ -123,6 +123,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let broker = crate::broker::Broker::open(broker_config(&args), tracer.clone())
         .context("opening the broker")?;
 
+    // The change watcher's baseline is read before any listener opens.
+    let baseline = crate::changes::watch::baseline(&store, &ingest.counters).await;
     let (otlp_server, otlp_addr) = http_server(
         "OTLP/HTTP",
         args.otlp_http,
@@ -197,13 +199,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         args.discover_interval,
     ));
     // New nodes and edges: logged, kept for /changes, posted to --notify-url.
-    let watcher = tokio::spawn(crate::changes::watch::run(crate::changes::watch::Watch {
-        store: store.clone(),
-        counters: ingest.counters.clone(),
-        log: changes.log.clone(),
-        notifier: changes.notify.clone(),
-        interval: args.changes_interval,
-    }));
+    let watcher = tokio::spawn(crate::changes::watch::run(
+        crate::changes::watch::Watch {
+            store: store.clone(),
+            counters: ingest.counters.clone(),
+            log: changes.log.clone(),
+            notifier: changes.notify.clone(),
+            interval: args.changes_interval,
+        },
+        baseline,
+    ));
     let listeners = [
         ("HTTP", web_addr),
         ("OTLP/HTTP", otlp_addr),

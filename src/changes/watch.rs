@@ -178,17 +178,34 @@ async fn rows(store: &Store, window: TimeWindow) -> Option<TopologyRows> {
     }
 }
 
-/// The watcher task: a baseline of the last hour, then one pass per `interval`.
-pub async fn run(w: Watch) {
+/// What the watcher knows before its first pass: the last hour's nodes and edges, and the
+/// spans stored counter when it was read.
+pub struct Baseline {
+    known: Known,
+    stored: u64,
+}
+
+/// Reads the baseline. Called before the listeners open, so spans sent once the server is
+/// ready are never mistaken for what was already there.
+pub async fn baseline(store: &Store, counters: &IngestCounters) -> Baseline {
+    let stored = counters.spans_stored.load(Ordering::Relaxed);
     let mut known = Known::default();
     let now = crate::model::window::now_unix_nanos();
-    let baseline = TimeWindow::new(now.saturating_sub(MEMORY), now + MINUTE);
-    if let Some(rows) = baseline.map(|b| rows(&w.store, b)) {
+    let window = TimeWindow::new(now.saturating_sub(MEMORY), now + MINUTE);
+    if let Some(rows) = window.map(|b| rows(store, b)) {
         if let Some(rows) = rows.await {
             known.observe(&rows, now, false);
         }
     }
-    let mut last_stored = w.counters.spans_stored.load(Ordering::Relaxed);
+    Baseline { known, stored }
+}
+
+/// The watcher task: from its baseline, one pass per `interval`.
+pub async fn run(w: Watch, baseline: Baseline) {
+    let Baseline {
+        mut known,
+        stored: mut last_stored,
+    } = baseline;
     let mut tick = tokio::time::interval(w.interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tick.tick().await;
