@@ -83,16 +83,16 @@ fn database(url: &str) -> &str {
     url.rsplit('/').next().unwrap()
 }
 
-/// Polls (bounded) until the collector's graph is `want`; answers the last one seen.
+/// Waits (bounded) until the collector's graph is `want`; answers it.
 fn converge(env: &TestEnv, window: &fixtures::Window, want: &(Value, Value)) -> (Value, Value) {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
-    loop {
-        let got = graph(env.topology(window));
-        if &got == want || std::time::Instant::now() > deadline {
-            return got;
-        }
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
+    common::wait_for(
+        "the collector's graph to equal SQLite's",
+        std::time::Duration::from_secs(90),
+        || {
+            let got = graph(env.topology(window));
+            (&got == want).then_some(got)
+        },
+    )
 }
 
 const SETS: [&str; 3] = [
