@@ -174,6 +174,7 @@ impl Broker {
             "broker-checkpoint",
             &config.path,
             &config.synchronous,
+            crate::priority::Lift::default(),
         )
         .map_err(|e| BrokerError::Write(e.to_string()))?;
         let (_, subs) = db::load(&conn)?;

@@ -5,12 +5,15 @@
 //! writer.rs), which lets the WAL start over. Between passes, while the WAL is being written, the
 //! thread syncs it every 10 ms, so the writer's checkpoint finds little of the WAL left to wait
 //! for. A TRUNCATE checkpoint runs at shutdown, and as a safety valve if the WAL grows past a limit
-//! anyway. The thread runs in the background (`crate::priority`) unless a pass leaves a backlog or
-//! comes far too late; TRUNCATE, which holds writers back, always runs with a normal share.
+//! anyway. The thread runs its passes in the background (`crate::priority`) unless a pass leaves a
+//! backlog or comes far too late; TRUNCATE, which holds writers back, always runs with a normal
+//! share. A background pass holds the checkpoint lock, which the writer's own TRUNCATE (size
+//! retention) needs: the writer raises the pass to a normal share ([`Lift`]) instead of waiting
+//! for a busy machine to leave a core idle.
 
 use super::StoreError;
 use crate::lograte::ERRORS;
-use crate::priority::Priority;
+use crate::priority::Lift;
 use rusqlite::Connection;
 use std::path::Path;
 use std::sync::mpsc::{channel, Receiver, RecvTimeoutError, Sender};
@@ -76,7 +79,13 @@ pub struct Checkpointer {
 
 /// Starts the checkpointer of the database at `path` on a thread named `thread`. The writer's
 /// connection should have `wal_autocheckpoint` 0.
-pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointer, StoreError> {
+/// `lift` lets the writer raise a pass that runs in the background.
+pub fn start(
+    thread: &str,
+    path: &Path,
+    synchronous: &str,
+    lift: Lift,
+) -> Result<Checkpointer, StoreError> {
     let conn = Connection::open(path)?;
     let mut wal = path.as_os_str().to_owned();
     wal.push("-wal");
@@ -93,24 +102,24 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
     let thread = std::thread::Builder::new()
         .name(thread.into())
         .spawn(move || {
-            crate::priority::set(Priority::Background);
             let mut last_pass = Instant::now();
             let mut wal_file = None;
             let mut frames_seen = 0;
             let mut active = false;
+            let mut behind = false;
             loop {
                 let sync = keep_synced && active;
                 let last = wait_for_pass(&stopped, sync.then_some((&wal, &mut wal_file)));
                 // Far later than EVERY since the last pass ended: the thread was starved of CPU.
                 let late = last_pass.elapsed() > STARVED;
-                if last || late {
-                    // The last checkpoint holds up the shutdown; a late one is catching up.
-                    crate::priority::set(Priority::Normal);
-                }
+                // A pass runs in the background unless it is the last one (it holds up the
+                // shutdown), a late one or one after a backlog (catching up). The writer
+                // raises a background pass when it needs the checkpoint lock (`Lift::raise`).
+                let mut lowered = !(last || late || behind) && lift.lower(|| false);
                 let started = Instant::now();
                 let mode = if last { "TRUNCATE" } else { "PASSIVE" };
                 let done = checkpoint(&conn, mode);
-                let behind = late
+                behind = late
                     || matches!(done, Ok((frames, copied)) if frames - copied > BACKLOG_FRAMES);
                 // The WAL changed since the last pass: it is being written.
                 if let Ok((frames, _)) = done {
@@ -125,7 +134,10 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
                                 .unwrap_or(false) =>
                     {
                         // TRUNCATE holds writers back while it runs: never in the background.
-                        crate::priority::set(Priority::Normal);
+                        if lowered {
+                            lift.restore();
+                            lowered = false;
+                        }
                         let result = checkpoint(&conn, "TRUNCATE");
                         tracing::debug!(
                             frames,
@@ -141,15 +153,13 @@ pub fn start(thread: &str, path: &Path, synchronous: &str) -> Result<Checkpointe
                         }
                     }
                 }
+                if lowered {
+                    lift.restore();
+                }
                 if last {
                     return;
                 }
                 last_pass = Instant::now();
-                crate::priority::set(if behind {
-                    Priority::Normal
-                } else {
-                    Priority::Background
-                });
             }
         })?;
     Ok(Checkpointer { stop, thread })

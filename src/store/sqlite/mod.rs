@@ -68,9 +68,13 @@ impl SqliteStore {
                 "trace index caught up after an unclean stop"
             );
         }
+        // The checkpointer copies WAL pages in the background; the writer raises it when it
+        // needs the checkpoint lock that a starved background pass holds.
+        let checkpointer_lift = crate::priority::Lift::default();
         let size = match cfg.retention.max_bytes {
             Some(bound) => {
-                let guard = size::SizeGuard::new(&conn, &cfg.path, bound)?;
+                let guard =
+                    size::SizeGuard::new(&conn, &cfg.path, bound, checkpointer_lift.clone())?;
                 guard.at_open(&mut conn)?;
                 Some(guard)
             }
@@ -91,7 +95,12 @@ impl SqliteStore {
             size,
             generation.clone(),
         )?;
-        let checkpointer = checkpoint::start("store-checkpoint", &cfg.path, &cfg.synchronous)?;
+        let checkpointer = checkpoint::start(
+            "store-checkpoint",
+            &cfg.path,
+            &cfg.synchronous,
+            checkpointer_lift,
+        )?;
         let handle = std::thread::Builder::new()
             .name("store-writer".into())
             .spawn(move || {

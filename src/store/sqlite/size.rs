@@ -11,7 +11,10 @@
 //!   a bound have `auto_vacuum = INCREMENTAL`; another file is converted with one `VACUUM`
 //!   at open when a size bound is set) once the file and WAL pass [`VACUUM_AT`] (70%).
 //! - The WAL: `journal_size_limit` cuts it back each time it starts over, and a WAL over
-//!   [`WAL_SHARE`] (15%) of the bound is checkpointed with TRUNCATE by the writer itself.
+//!   [`WAL_SHARE`] (15%) of the bound is checkpointed with TRUNCATE by the writer itself. When
+//!   the checkpointer thread holds the checkpoint lock (a pass in the background, which a busy
+//!   machine may not run for seconds), the writer raises it to a normal share and tries again
+//!   for at most [`TRUNCATE_WAIT`], instead of refusing groups while the lock is held.
 //! - When the file and WAL are over [`REFUSE_AT`] (85%) all the same (a reader holding the
 //!   WAL, a bound smaller than what cannot be deleted), the group is refused with
 //!   [`StoreError::Full`] (503 with `Retry-After`; gRPC UNAVAILABLE): nothing of it is stored.
@@ -20,6 +23,7 @@
 
 use super::StoreError;
 use crate::model::window::unix_minute;
+use crate::priority::Lift;
 use rusqlite::{params, Connection};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -42,6 +46,8 @@ const MAX_CHUNK: i64 = 256;
 const BUDGET: Duration = Duration::from_millis(300);
 /// Pages handed back per `incremental_vacuum` (each one it moves is written to the WAL).
 const VACUUM_PAGES: i64 = 2048;
+/// Longest wait for the checkpoint lock before a group is refused for the WAL's size.
+const TRUNCATE_WAIT: Duration = Duration::from_millis(500);
 
 /// What [`SizeGuard::hold`] found.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -59,6 +65,8 @@ pub struct SizeGuard {
     wal: PathBuf,
     /// The next slice of the trace index to sweep (see [`delete_oldest`]).
     slice: u32,
+    /// The checkpointer thread, raised when its background pass holds the checkpoint lock.
+    checkpointer: Lift,
 }
 
 /// Sizes of the file as SQLite and the file system see them.
@@ -113,7 +121,12 @@ fn share(bound: u64, f: f64) -> u64 {
 
 impl SizeGuard {
     /// Sets the WAL's size limit on the writer's connection.
-    pub fn new(conn: &Connection, db: &Path, bound: u64) -> Result<SizeGuard, StoreError> {
+    pub fn new(
+        conn: &Connection,
+        db: &Path,
+        bound: u64,
+        checkpointer: Lift,
+    ) -> Result<SizeGuard, StoreError> {
         let mut wal = db.as_os_str().to_owned();
         wal.push("-wal");
         conn.pragma_update(
@@ -126,6 +139,7 @@ impl SizeGuard {
             db: db.to_path_buf(),
             wal: PathBuf::from(wal),
             slice: 0,
+            checkpointer,
         })
     }
 
@@ -140,9 +154,7 @@ impl SizeGuard {
             s = Sizes::read(conn, &self.db, &self.wal)?;
         }
         if s.wal > share(self.bound, WAL_SHARE) {
-            // The writer's own TRUNCATE: nothing is written meanwhile, readers are waited for
-            // (busy_timeout).
-            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            self.truncate_wal(conn);
             s = Sizes::read(conn, &self.db, &self.wal)?;
         }
         if s.free > 0 && s.total() > share(self.bound, VACUUM_AT) {
@@ -156,6 +168,24 @@ impl SizeGuard {
             });
         }
         Ok(held)
+    }
+
+    /// The writer's own TRUNCATE: nothing is written meanwhile, readers are waited for
+    /// (busy_timeout). A busy answer while the checkpointer thread holds the checkpoint lock
+    /// raises that thread out of the background and tries again, for at most
+    /// [`TRUNCATE_WAIT`]; an error leaves the WAL as it is (the size check decides).
+    fn truncate_wal(&self, conn: &Connection) {
+        let started = Instant::now();
+        loop {
+            let busy = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+            if !matches!(busy, Ok(1)) || started.elapsed() >= TRUNCATE_WAIT {
+                return;
+            }
+            self.checkpointer.raise();
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// At open: deletes down to the bound (however long it takes: nothing is served yet),
