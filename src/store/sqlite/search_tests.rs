@@ -67,6 +67,7 @@ fn generate(seed: u64, traces: u64, requests: usize) -> Vec<Vec<Span>> {
                 conversation_id: None,
                 temporary: false,
                 batch_count: None,
+                partition: None,
             });
             let span = Span {
                 trace_id: TraceId(id),
