@@ -129,7 +129,9 @@ fn kafka_fixtures_give_the_recorded_topology() {
         window.query()
     ));
     let parts = p["partitions"].as_array().expect("partitions");
-    let shown: Vec<(u64, u64, Vec<(String, u64)>)> = parts
+    // (partition, consumed, each service's name and consumed)
+    type Row = (u64, u64, Vec<(String, u64)>);
+    let shown: Vec<Row> = parts
         .iter()
         .map(|part| {
             assert!(part.get("end_offset").is_none(), "{part}");

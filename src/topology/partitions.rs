@@ -305,7 +305,11 @@ mod tests {
         assert_eq!(ids, vec![0, 1, 7]);
         let first = &p.partitions[0];
         assert_eq!((first.published, first.consumed), (Some(5), Some(4)));
-        assert_eq!(first.lag, Some(9), "the broker's lag stays");
+        assert_eq!(
+            (first.end_offset, first.groups.len()),
+            (Some(9), 2),
+            "the broker's figures and groups stay"
+        );
         let services: Vec<(&str, &str, u64, u64)> = first
             .services
             .iter()
