@@ -92,6 +92,16 @@ pub const BATCH_COUNT: Field = Field {
     field: "batch message count",
     names: &["messaging.batch.message_count"],
 };
+/// The partition a message was written to or read from (Kafka): current, then the legacy
+/// names (confluent-kafka's instrumentation sets the last).
+pub const PARTITION: Field = Field {
+    field: "partition",
+    names: &[
+        "messaging.destination.partition.id",
+        "messaging.kafka.destination.partition",
+        "messaging.kafka.partition",
+    ],
+};
 pub const PEER_SERVICE: Field = Field {
     field: "peer service",
     names: &["peer.service"],
@@ -128,6 +138,7 @@ pub const ALL: &[&Field] = &[
     &PEER_PORT,
     &TEMPORARY,
     &BATCH_COUNT,
+    &PARTITION,
     &PEER_SERVICE,
     &DB_SYSTEM,
     &DB_NAMESPACE,

@@ -189,6 +189,31 @@ fn kafkajs_and_confluent_kafka_from_traces_from_the_broker_and_merged() {
             .sum();
         assert_eq!(lag, AFTER_STOP, "{group}: {p}");
     }
+    // The traces agree with the broker partition by partition: what each group's service
+    // consumed from a partition, as its spans name it, is the group's committed offset there.
+    for part in parts {
+        for group in ["billing", "audit"] {
+            let committed = part["groups"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|g| g["group"] == group)
+                .and_then(|g| g["committed"].as_u64());
+            let traced = part["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|s| s["node"] == service(group))
+                .and_then(|s| s["consumed"].as_u64());
+            assert_eq!(traced, committed, "{group}: {part}");
+        }
+    }
+    let consumed: u64 = parts.iter().filter_map(|p| p["consumed"].as_u64()).sum();
+    assert_eq!(
+        consumed,
+        2 * 12,
+        "each group consumed the 12 messages once: {p}"
+    );
     if let Some(b) = Browser::start() {
         b.goto(&env.api_url(&format!(
             "/destinations/destination%3Akafka%3Aorders?{}",
@@ -200,12 +225,14 @@ fn kafkajs_and_confluent_kafka_from_traces_from_the_broker_and_merged() {
              return rows.length === 3 && Array.from(rows).map(r => ({ \
                end: Number(r.querySelector('.end-offset').textContent), \
                lag: Number(r.querySelector('.lag').textContent), \
+               consumed: Number(r.querySelector('.traced-consumed').textContent), \
                groups: Array.from(r.querySelectorAll('.group-lag')).map(g => g.dataset.group) }));",
         );
         let rows = shown.as_array().expect("rows");
         let sum = |k: &str| rows.iter().filter_map(|r| r[k].as_u64()).sum::<u64>();
         assert_eq!(sum("end"), 12 + AFTER_STOP, "{shown}");
         assert_eq!(sum("lag"), 2 * AFTER_STOP, "{shown}");
+        assert_eq!(sum("consumed"), 2 * 12, "{shown}");
         for r in rows {
             assert_eq!(
                 r["groups"],

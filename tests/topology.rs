@@ -119,6 +119,48 @@ fn kafka_fixtures_give_the_recorded_topology() {
         .map(|f| f.0)
         .collect();
     assert!(patterns.contains("broadcast"), "{patterns:?}");
+
+    // Partition by partition from the spans alone (no discovery): each group's service
+    // consumed every message of every partition once (billing's eachBatch `poll` of 2 from
+    // partition 1 and its 2 `process` children are one batch); the producers name no
+    // partition, and no broker gives offsets.
+    let p = env.get_json(&format!(
+        "/api/partitions?node=destination%3Akafka%3Aorders&{}",
+        window.query()
+    ));
+    let parts = p["partitions"].as_array().expect("partitions");
+    // (partition, consumed, each service's name and consumed)
+    type Row = (u64, u64, Vec<(String, u64)>);
+    let shown: Vec<Row> = parts
+        .iter()
+        .map(|part| {
+            assert!(part.get("end_offset").is_none(), "{part}");
+            assert!(part.get("lag").is_none(), "{part}");
+            assert_eq!(part["published"], 0, "{part}");
+            let services = part["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|s| {
+                    (
+                        s["name"].as_str().unwrap_or_default().to_string(),
+                        s["consumed"].as_u64().unwrap_or(0),
+                    )
+                })
+                .collect();
+            (
+                part["partition"].as_u64().unwrap_or(99),
+                part["consumed"].as_u64().unwrap_or(0),
+                services,
+            )
+        })
+        .collect();
+    let both = |n: u64| vec![("audit".to_string(), n), ("billing".to_string(), n)];
+    assert_eq!(
+        shown,
+        vec![(0, 10, both(5)), (1, 4, both(2)), (2, 10, both(5))],
+        "{p}"
+    );
 }
 
 #[test]

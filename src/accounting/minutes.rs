@@ -1,5 +1,5 @@
 //! Per-minute statistics of one batch (edges with counts, errors and latency sketches;
-//! service span counts; consumer instances), gathered in memory. The store merges them into
+//! service span counts; consumer instances; messages per partition), gathered in memory. The store merges them into
 //! its tables before the batch commits (`Accumulator::drain`).
 
 use crate::model::sketch::Sketch;
@@ -75,7 +75,17 @@ pub struct Accumulator {
     services: HashMap<(i64, NodeRef), (i64, i64)>,
     nodes: HashMap<String, Arc<NodeKey>>,
     instances: HashSet<(i64, String, String, String)>,
+    partitions: HashMap<PartitionKey, (i64, i64)>,
     pairs: HashMap<PairKey, PairDelta>,
+}
+
+/// One minute of one partition of a destination, as one service used it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PartitionKey {
+    pub minute: i64,
+    pub destination: NodeRef,
+    pub partition: i32,
+    pub service: NodeRef,
 }
 
 /// A client/server pair of services, as Tempo's service graph counts them: a CLIENT span and
@@ -173,6 +183,7 @@ impl Accumulator {
         self.services.clear();
         self.nodes.clear();
         self.instances.clear();
+        self.partitions.clear();
     }
 
     fn note_node(&mut self, node: &Arc<NodeKey>) {
@@ -206,6 +217,28 @@ impl Accumulator {
         ));
     }
 
+    /// Counts messages a service published to (`published`) or consumed from (`consumed`)
+    /// one partition of a destination, as the spans that name the partition say.
+    pub fn partition(
+        &mut self,
+        destination: &Arc<NodeKey>,
+        partition: i32,
+        service: &Arc<NodeKey>,
+        at_unix_nanos: u64,
+        published: i64,
+        consumed: i64,
+    ) {
+        let key = PartitionKey {
+            minute: unix_minute(at_unix_nanos),
+            destination: NodeRef(destination.clone()),
+            partition,
+            service: NodeRef(service.clone()),
+        };
+        let e = self.partitions.entry(key).or_default();
+        e.0 += published;
+        e.1 += consumed;
+    }
+
     /// Takes everything gathered, leaving the accumulator empty.
     pub fn drain(&mut self) -> Drained {
         Drained {
@@ -232,6 +265,18 @@ impl Accumulator {
                     instance,
                 })
                 .collect(),
+            partitions: self
+                .partitions
+                .drain()
+                .map(|(k, (published, consumed))| PartitionMinute {
+                    minute: k.minute,
+                    destination: k.destination.0,
+                    partition: k.partition,
+                    service: k.service.0,
+                    published,
+                    consumed,
+                })
+                .collect(),
         }
     }
 }
@@ -244,6 +289,7 @@ pub struct Drained {
     pub edges: Vec<(EdgeMinuteKey, EdgeDelta)>,
     pub services: Vec<ServiceMinute>,
     pub instances: Vec<InstanceMinute>,
+    pub partitions: Vec<PartitionMinute>,
     /// Paired requests and messages, per client/server pair.
     pub pairs: Vec<(PairKey, PairDelta)>,
 }
@@ -312,4 +358,16 @@ pub struct InstanceMinute {
     pub destination: String,
     pub service: String,
     pub instance: String,
+}
+
+/// Messages one service published to and consumed from one partition of a destination in
+/// one minute (spans that name the partition).
+#[derive(Debug)]
+pub struct PartitionMinute {
+    pub minute: i64,
+    pub destination: Arc<NodeKey>,
+    pub partition: i32,
+    pub service: Arc<NodeKey>,
+    pub published: i64,
+    pub consumed: i64,
 }

@@ -388,6 +388,9 @@ impl<B: Backlog> Pairing<'_, B> {
                     1,
                     Some(me.duration_micros()),
                 ));
+                if let Some(p) = span.messaging.as_ref().and_then(|m| m.partition) {
+                    self.acc.partition(dest, p, &me.service, me.start, 1, 0);
+                }
             }
             (Some(dest), Some(Operation::Consume)) if counted => {
                 let messages = span
@@ -403,6 +406,11 @@ impl<B: Backlog> Pairing<'_, B> {
                 };
                 self.acc
                     .edge(change(dest, &me.service, kind, messages, None));
+                let partition = span.messaging.as_ref().and_then(|m| m.partition);
+                if let Some(p) = partition.filter(|_| kind == EdgeKind::Consume) {
+                    self.acc
+                        .partition(dest, p, &me.service, me.start, 0, messages);
+                }
                 if let Some(instance) = &span.service.instance {
                     self.acc
                         .consumer_instance(dest, &me.service, instance, me.start);

@@ -92,6 +92,9 @@ pub(super) fn messaging(
         batch_count: first(attrs, &semconv::BATCH_COUNT)
             .and_then(|c| c.parse::<u64>().ok())
             .map(|n| n.clamp(1, MAX_BATCH)),
+        partition: first(attrs, &semconv::PARTITION)
+            .and_then(|p| p.trim().parse::<i32>().ok())
+            .filter(|p| *p >= 0),
     };
     Some(Read { messaging, learned })
 }

@@ -278,3 +278,42 @@ fn delivery_facts_parse_python_and_json_text_only() {
     let huge = attrs(&[("celery.delivery_info", &"x".repeat(MAX_DELIVERY_INFO + 1))]);
     assert_eq!(celery_delivery(&huge), RabbitName::default());
 }
+
+#[test]
+fn partitions_are_read_from_current_and_legacy_names() {
+    let kafkajs = attrs(&[
+        ("messaging.system", "kafka"),
+        ("messaging.destination.name", "orders"),
+        ("messaging.operation.type", "process"),
+        ("messaging.destination.partition.id", "2"),
+    ]);
+    assert_eq!(
+        m(&kafkajs, SpanKind::Consumer, "x").and_then(|m| m.partition),
+        Some(2)
+    );
+    // confluent-kafka's instrumentation sends the legacy name as an integer.
+    let mut legacy = attrs(&[
+        ("messaging.system", "kafka"),
+        ("messaging.destination", "orders"),
+        ("messaging.operation", "process"),
+    ]);
+    legacy.push(("messaging.kafka.partition".into(), serde_json::json!(1)));
+    assert_eq!(
+        m(&legacy, SpanKind::Consumer, "x").and_then(|m| m.partition),
+        Some(1)
+    );
+    // Nothing readable as a partition: none.
+    for bad in ["-1", "one", "99999999999", ""] {
+        let a = attrs(&[
+            ("messaging.system", "kafka"),
+            ("messaging.destination.name", "orders"),
+            ("messaging.operation.type", "send"),
+            ("messaging.destination.partition.id", bad),
+        ]);
+        assert_eq!(
+            m(&a, SpanKind::Producer, "x").and_then(|m| m.partition),
+            None,
+            "{bad}"
+        );
+    }
+}

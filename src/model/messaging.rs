@@ -63,6 +63,9 @@ pub struct Messaging {
     pub temporary: bool,
     /// How many messages a batch operation covers (`messaging.batch.message_count`).
     pub batch_count: Option<u64>,
+    /// The partition the message went to or came from (Kafka), where the span names one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub partition: Option<i32>,
 }
 
 /// The node name used for temporary and anonymous destinations.

@@ -18,7 +18,7 @@ pub use broker::{BrokerSnapshot, Entity, Figures};
 pub use ids::{SpanId, TraceId};
 pub use messaging::{Messaging, Operation};
 pub use node::{EdgeKind, NodeKey, NodeKind};
-pub use rows::{EdgeRow, MinuteRow, NodeRow, TopologyRows};
+pub use rows::{EdgeRow, MinuteRow, NodeRow, PartitionTraffic, TopologyRows};
 pub use span::{AttrValue, Attributes, Event, Link, ServiceRef, Span, SpanKind, StatusCode};
 pub use stored::{
     LinkingSpan, StoredMessaging, StoredSpan, TraceQuery, TraceSearch, TraceSet, TraceSummary,

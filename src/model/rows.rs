@@ -51,3 +51,15 @@ pub struct MinuteRow {
     pub delay_sum_micros: i64,
     pub delay_count: i64,
 }
+
+/// Messages one service published to and consumed from one partition of a destination over
+/// a window, from the spans that name the partition (`messaging.destination.partition.id`,
+/// legacy `messaging.kafka.partition`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PartitionTraffic {
+    pub partition: i32,
+    /// The service's node id.
+    pub service: String,
+    pub published: u64,
+    pub consumed: u64,
+}

@@ -42,6 +42,7 @@ pub fn msg(mut s: Span, dest: &str, op: Operation) -> Span {
         conversation_id: None,
         temporary: false,
         batch_count: None,
+        partition: None,
     });
     s
 }

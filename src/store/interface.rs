@@ -6,8 +6,8 @@
 
 use super::{Prepared, StoreError, WriteOutcome};
 use crate::model::{
-    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, NodeKey, StoredSpan, TimeWindow, TopologyRows,
-    TraceId, TraceQuery, TraceSearch, TraceSet,
+    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, NodeKey, PartitionTraffic, StoredSpan,
+    TimeWindow, TopologyRows, TraceId, TraceQuery, TraceSearch, TraceSet,
 };
 use crate::priority::Priority;
 use std::collections::BTreeMap;
@@ -107,7 +107,18 @@ pub trait TopologyReads {
         node_id: &str,
         window: TimeWindow,
     ) -> Result<BTreeMap<i64, Figures>, StoreError>;
+    /// The traced messages of a destination's partitions over the window: per partition and
+    /// service, published and consumed (sorted by partition, then service; at most
+    /// [`MAX_PARTITION_ROWS`] rows).
+    fn partition_traffic(
+        &self,
+        destination_id: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<PartitionTraffic>, StoreError>;
 }
+
+/// Most rows [`TopologyReads::partition_traffic`] answers (partitions times services).
+pub const MAX_PARTITION_ROWS: usize = 100_000;
 
 pub trait TraceReads {
     /// The newest traces matching the query, and whether the search was complete.

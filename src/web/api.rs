@@ -155,6 +155,22 @@ async fn about_node<T: serde::Serialize + Send + 'static>(
     state: &AppState,
     answer: fn(&Topology, &str) -> Option<T>,
 ) -> Result<HttpResponse, ApiError> {
+    about_node_read(q, state, move |_, topo, id, _| Ok(answer(topo, id))).await
+}
+
+/// [`about_node`] for an answer that also reads the store (with the window).
+async fn about_node_read<T: serde::Serialize + Send + 'static>(
+    q: &NodeParams,
+    state: &AppState,
+    answer: impl FnOnce(
+            &dyn crate::store::Storage,
+            &Topology,
+            &str,
+            crate::model::TimeWindow,
+        ) -> Result<Option<T>, crate::store::StoreError>
+        + Send
+        + 'static,
+) -> Result<HttpResponse, ApiError> {
     let node = q
         .node
         .as_deref()
@@ -168,7 +184,14 @@ async fn about_node<T: serde::Serialize + Send + 'static>(
     let id = node.clone();
     let out = state
         .store
-        .blocking(move |s| Ok(answer(&topology::build(s.topology(window)?, window), &id)))
+        .blocking(move |s| {
+            answer(
+                s,
+                &topology::build(s.topology(window)?, window),
+                &id,
+                window,
+            )
+        })
         .await?;
     match out {
         Some(out) => Ok(HttpResponse::Ok().json(out)),
@@ -194,12 +217,19 @@ pub async fn impact(
 }
 
 /// `GET /api/partitions?node=ID`: a partitioned destination (a Kafka topic) partition by
-/// partition, with each consumer group's lag on it.
+/// partition, with each consumer group's lag on it and the traced messages of each service.
 pub async fn partitions(
     q: web::Query<NodeParams>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    about_node(&q, &state, topology::partitions::partitions).await
+    about_node_read(&q, &state, |s, topo, id, window| {
+        if topo.node(id).is_none() {
+            return Ok(None);
+        }
+        let traffic = s.partition_traffic(id, window)?;
+        Ok(topology::partitions::partitions(topo, id, &traffic))
+    })
+    .await
 }
 
 /// `/api/round-trips`: an action/response exchange by node ids, and an RFC 3339 window.

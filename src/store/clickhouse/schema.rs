@@ -12,7 +12,7 @@ use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
 /// The newest version this build writes.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
 /// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
@@ -99,6 +99,13 @@ const V2: &[&str] = &[
     ORDER BY (trace_id, span_id, service, destination, by_trace, by_span)",
 ];
 
+/// Version 3: the partitions spans name (Kafka), per minute, destination, partition and
+/// service: messages published and consumed, summed on merge and by the read.
+const V3: &[&str] = &["CREATE TABLE IF NOT EXISTS partition_minutes (
+        day Date, destination String, minute Int64, partition_id Int64, service String,
+        published Int64, consumed Int64
+    ) ENGINE = SummingMergeTree PARTITION BY day ORDER BY (destination, minute, partition_id, service)"];
+
 /// Every table of the schema but the version table.
 pub const DATA_TABLES: &[&str] = &[
     "spans",
@@ -113,6 +120,7 @@ pub const DATA_TABLES: &[&str] = &[
     "broker_figures",
     "pair_minutes",
     "deliveries",
+    "partition_minutes",
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
@@ -131,7 +139,7 @@ pub fn migrate(client: &Client) -> Result<u32, StoreError> {
             supported: i64::from(VERSION),
         });
     }
-    let steps: &[&[&str]] = &[V1, V2];
+    let steps: &[&[&str]] = &[V1, V2, V3];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
         if version <= found {

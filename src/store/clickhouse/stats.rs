@@ -323,3 +323,44 @@ pub fn node_minutes(
     }
     Ok(out)
 }
+
+/// A destination's traced partitions over the window (as the SQLite store's `series.rs`).
+pub fn partition_traffic(
+    client: &Client,
+    destination_id: &str,
+    window: TimeWindow,
+) -> Result<Vec<crate::model::PartitionTraffic>, StoreError> {
+    let (first, last) = window.minutes();
+    #[derive(serde::Deserialize)]
+    struct P {
+        partition: i64,
+        service: String,
+        published: i64,
+        consumed: i64,
+    }
+    let limit = crate::store::interface::MAX_PARTITION_ROWS as u64;
+    let q = query(
+        "SELECT partition_id AS partition, service, sum(published) AS published,
+         sum(consumed) AS consumed FROM partition_minutes
+         WHERE destination = ? AND minute >= ? AND minute <= ?
+         GROUP BY partition, service ORDER BY partition, service LIMIT ?",
+        &[
+            Value::Str(destination_id),
+            Value::I64(first),
+            Value::I64(last),
+            Value::U64(limit),
+        ],
+    )?;
+    Ok(client
+        .rows::<P>(&q)?
+        .into_iter()
+        .filter_map(|p| {
+            Some(crate::model::PartitionTraffic {
+                partition: i32::try_from(p.partition).ok()?,
+                service: p.service,
+                published: p.published.max(0) as u64,
+                consumed: p.consumed.max(0) as u64,
+            })
+        })
+        .collect())
+}

@@ -156,6 +156,14 @@ impl TopologyReads for ClickHouseStore {
     ) -> Result<BTreeMap<i64, Figures>, StoreError> {
         stats::broker_history(&self.client, node_id, window)
     }
+
+    fn partition_traffic(
+        &self,
+        destination_id: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<crate::model::PartitionTraffic>, StoreError> {
+        stats::partition_traffic(&self.client, destination_id, window)
+    }
 }
 
 impl TraceReads for ClickHouseStore {

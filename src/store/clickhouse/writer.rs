@@ -317,7 +317,7 @@ impl Writer {
         let deliveries = reconcile::delivery_rows(&self.delivered.take_journal());
         let (stats, new_nodes, observed) = self.stats_rows();
         let c = &self.client;
-        let inserts: [(&str, &str, &Rows); 11] = [
+        let inserts: [(&str, &str, &Rows); 12] = [
             ("spans", SPAN_COLUMNS, &spans),
             ("deliveries", reconcile::DELIVERY_COLUMNS, &deliveries),
             ("span_flags", backlog::FLAG_COLUMNS, &flags),
@@ -327,6 +327,7 @@ impl Writer {
             ("service_minutes", SERVICE_COLUMNS, &stats[1]),
             ("consumer_instances", INSTANCE_COLUMNS, &stats[2]),
             ("nodes", NODE_COLUMNS, &stats[3]),
+            ("partition_minutes", PARTITION_COLUMNS, &stats[4]),
             ("broker_snapshots", SNAPSHOT_COLUMNS, &brokers[0]),
             ("broker_figures", FIGURE_COLUMNS, &brokers[1]),
         ];
@@ -398,12 +399,12 @@ impl Writer {
     }
 
     /// The group's statistics as rows of their tables (edges, services, consumer instances,
-    /// nodes), the ids of the nodes written for the first time, and what the collector's own
+    /// nodes, partitions), the ids of the nodes written for the first time, and what the collector's own
     /// metrics take of the group once it is stored.
-    fn stats_rows(&mut self) -> ([Rows; 4], Vec<String>, Observed) {
+    fn stats_rows(&mut self) -> ([Rows; 5], Vec<String>, Observed) {
         let mut drained = self.acc.drain();
         let observed = drained.observed();
-        let mut out: [Rows; 4] = Default::default();
+        let mut out: [Rows; 5] = Default::default();
         let mut new_nodes = Vec::new();
         let now = now_unix_nanos();
         for n in drained.nodes {
@@ -435,6 +436,17 @@ impl Writer {
                 .str(&i.service)
                 .str(&i.instance);
             out[2].end_row();
+        }
+        for p in drained.partitions {
+            out[4]
+                .date(minute_nanos(p.minute))
+                .str(&p.destination.id)
+                .i64(p.minute)
+                .i64(i64::from(p.partition))
+                .str(&p.service.id)
+                .i64(p.published)
+                .i64(p.consumed);
+            out[4].end_row();
         }
         (out, new_nodes, observed)
     }
@@ -504,6 +516,8 @@ pub const SPAN_COLUMNS: &str = "day, trace_id, span_id, parent_span_id, start_un
 const EDGE_COLUMNS: &str = "day, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos";
 const SERVICE_COLUMNS: &str = "day, minute, service, spans, errors";
 const INSTANCE_COLUMNS: &str = "day, minute, destination, service, instance";
+const PARTITION_COLUMNS: &str =
+    "day, destination, minute, partition_id, service, published, consumed";
 const NODE_COLUMNS: &str = "id, kind, name, system, namespace, first_seen_unix_nanos";
 const SNAPSHOT_COLUMNS: &str = "day, broker, minute, taken_unix_nanos, data";
 const FIGURE_COLUMNS: &str = "day, node, minute, broker, taken_unix_nanos, figures";

@@ -121,5 +121,19 @@ pub fn flush(
     for i in drained.instances {
         inst.execute(params![i.minute, i.destination, i.service, i.instance])?;
     }
+    let mut part = tx.prepare_cached(
+        "INSERT INTO partition_minutes (destination, minute, partition_id, service, published, consumed) VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+         ON CONFLICT (destination, minute, partition_id, service) DO UPDATE SET published = published + excluded.published, consumed = consumed + excluded.consumed",
+    )?;
+    for p in drained.partitions {
+        part.execute(params![
+            p.destination.id,
+            p.minute,
+            p.partition,
+            p.service.id,
+            p.published,
+            p.consumed
+        ])?;
+    }
     Ok(observed)
 }

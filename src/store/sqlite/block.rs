@@ -374,6 +374,7 @@ mod tests {
                     conversation_id: None,
                     temporary: false,
                     batch_count: None,
+                    partition: None,
                 }),
                 peer: None,
             },

@@ -231,6 +231,14 @@ impl TopologyReads for SqliteStore {
     ) -> Result<BTreeMap<i64, MinuteRow>, StoreError> {
         self.read(|c| series::node_minutes(c, node_id, window))
     }
+
+    fn partition_traffic(
+        &self,
+        destination_id: &str,
+        window: TimeWindow,
+    ) -> Result<Vec<crate::model::PartitionTraffic>, StoreError> {
+        self.read(|c| series::partition_traffic(c, destination_id, window))
+    }
 }
 
 impl TraceReads for SqliteStore {

@@ -80,6 +80,7 @@ pub fn delete_minutes_before(conn: &Connection, minute: i64) -> rusqlite::Result
         "DELETE FROM edge_minutes WHERE minute < ?1",
         "DELETE FROM service_minutes WHERE minute < ?1",
         "DELETE FROM consumer_instances WHERE minute < ?1",
+        "DELETE FROM partition_minutes WHERE minute < ?1",
         "DELETE FROM broker_snapshots WHERE minute < ?1",
         "DELETE FROM broker_figures WHERE minute < ?1",
     ] {

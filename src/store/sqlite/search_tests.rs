@@ -67,6 +67,7 @@ fn generate(seed: u64, traces: u64, requests: usize) -> Vec<Vec<Span>> {
                 conversation_id: None,
                 temporary: false,
                 batch_count: None,
+                partition: None,
             });
             let span = Span {
                 trace_id: TraceId(id),
@@ -322,7 +323,7 @@ fn results_stay_right_after_retention_deletes_blocks() {
 fn downgrade_to_v1(dir: &tempfile::TempDir) {
     let conn = rusqlite::Connection::open(dir.path().join("s.db")).unwrap();
     conn.execute_batch(
-        "DROP TABLE broker_snapshots; DROP TABLE broker_figures;
+        "DROP TABLE broker_snapshots; DROP TABLE broker_figures; DROP TABLE partition_minutes;
          DROP TRIGGER blocks_index_gone; DROP TABLE block_postings; DROP TABLE block_blooms;
          DROP INDEX blocks_by_range;
          CREATE INDEX blocks_by_end ON blocks(max_start_unix_nanos, span_count);

@@ -65,3 +65,28 @@ pub fn node_minutes(
     }
     Ok(out)
 }
+
+/// A destination's traced partitions over a window: per partition and service, the messages
+/// published and consumed (`TopologyReads::partition_traffic`).
+pub fn partition_traffic(
+    conn: &Connection,
+    destination_id: &str,
+    window: TimeWindow,
+) -> Result<Vec<crate::model::PartitionTraffic>, StoreError> {
+    let (first, last) = window.minutes();
+    let mut stmt = conn.prepare_cached(
+        "SELECT partition_id, service, SUM(published), SUM(consumed) FROM partition_minutes
+         WHERE destination = ?1 AND minute BETWEEN ?2 AND ?3
+         GROUP BY partition_id, service ORDER BY partition_id, service LIMIT ?4",
+    )?;
+    let limit = crate::store::interface::MAX_PARTITION_ROWS as i64;
+    let rows = stmt.query_map(params![destination_id, first, last, limit], |r| {
+        Ok(crate::model::PartitionTraffic {
+            partition: r.get(0)?,
+            service: r.get(1)?,
+            published: r.get::<_, i64>(2)?.max(0) as u64,
+            consumed: r.get::<_, i64>(3)?.max(0) as u64,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}

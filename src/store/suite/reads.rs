@@ -1,5 +1,5 @@
 //! The suite's checks of what a store reads back: traces, search, linking spans, node
-//! minutes, windows, broker snapshots.
+//! minutes, windows, broker snapshots, traced partitions.
 
 use super::{window, write, Harness};
 use crate::model::testing::{msg, span, T0};
@@ -277,6 +277,129 @@ pub fn the_window_bounds_the_topology(h: &dyn Harness) {
     let mut want: Vec<_> = rows.nodes.into_iter().map(|n| n.key).collect();
     want.sort();
     assert_eq!(keys, want);
+    store.shutdown();
+}
+
+/// Partitions the spans name: per partition and service, the messages published and
+/// consumed. A kafkajs eachBatch `poll` (a batch of 2 from partition 1) and its per-message
+/// `process` children count the batch once; a span without a partition counts on no
+/// partition; the figures hold across a restart and the window bounds them.
+pub fn partition_traffic_counts_what_spans_name(h: &dyn Harness) {
+    let on = |mut s: crate::model::Span, partition: i32| {
+        if let Some(m) = s.messaging.as_mut() {
+            m.partition = Some(partition);
+        }
+        s
+    };
+    let m = |trace: u8, id: u8, parent: Option<u8>, svc: &str, kind: SpanKind, op: Operation| {
+        msg(span(trace, id, parent, svc, kind), "orders", op)
+    };
+    let store = h.open();
+    write(
+        &store,
+        vec![
+            on(
+                m(
+                    46,
+                    1,
+                    None,
+                    "checkout",
+                    SpanKind::Producer,
+                    Operation::Produce,
+                ),
+                0,
+            ),
+            m(
+                46,
+                2,
+                None,
+                "checkout",
+                SpanKind::Producer,
+                Operation::Produce,
+            ),
+            on(
+                m(
+                    46,
+                    3,
+                    Some(1),
+                    "billing",
+                    SpanKind::Consumer,
+                    Operation::Consume,
+                ),
+                0,
+            ),
+            on(
+                m(
+                    46,
+                    4,
+                    Some(1),
+                    "audit",
+                    SpanKind::Consumer,
+                    Operation::Consume,
+                ),
+                0,
+            ),
+        ],
+    );
+    let mut poll = on(
+        m(47, 1, None, "billing", SpanKind::Client, Operation::Consume),
+        1,
+    );
+    if let Some(m) = poll.messaging.as_mut() {
+        m.batch_count = Some(2);
+    }
+    write(&store, vec![poll]);
+    write(
+        &store,
+        vec![
+            on(
+                m(
+                    47,
+                    2,
+                    Some(1),
+                    "billing",
+                    SpanKind::Consumer,
+                    Operation::Consume,
+                ),
+                1,
+            ),
+            on(
+                m(
+                    47,
+                    3,
+                    Some(1),
+                    "billing",
+                    SpanKind::Consumer,
+                    Operation::Consume,
+                ),
+                1,
+            ),
+        ],
+    );
+    let read = |store: &crate::store::Store, w: TimeWindow| -> Vec<(i32, String, u64, u64)> {
+        store
+            .partition_traffic("destination:kafka:orders", w)
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.partition, t.service, t.published, t.consumed))
+            .collect()
+    };
+    let want = vec![
+        (0, "service:audit".to_string(), 0, 1),
+        (0, "service:billing".to_string(), 0, 1),
+        (0, "service:checkout".to_string(), 1, 0),
+        (1, "service:billing".to_string(), 0, 2),
+    ];
+    assert_eq!(read(&store, window()), want);
+    store.shutdown();
+    let store = h.open();
+    assert_eq!(read(&store, window()), want, "after a restart");
+    let later = TimeWindow::new(T0 + 3_600_000_000_000, T0 + 7_200_000_000_000).unwrap();
+    assert!(read(&store, later).is_empty());
+    assert!(store
+        .partition_traffic("destination:kafka:nothing", window())
+        .unwrap()
+        .is_empty());
     store.shutdown();
 }
 

@@ -61,4 +61,60 @@ mod tests {
         t.edges[0].broker_then = Some(Box::new(pending(495)));
         assert!(LagGrowing.check(&t).is_empty());
     }
+
+    /// A Kafka group falling behind, from two polls of discovery: its lag over the topic's
+    /// partitions grew between the window's oldest and newest poll; the group keeping up is
+    /// not reported.
+    #[test]
+    fn a_kafka_group_whose_lag_grew() {
+        use crate::discover::kafka::map::{snapshot, GroupState, Memory, Polled, TopicState};
+        use std::sync::Arc;
+        let poll = |at: u64, end: i64, slow: i64| Polled {
+            taken_unix_nanos: at,
+            topics: vec![TopicState {
+                name: "orders".into(),
+                internal: false,
+                partitions: [(0, (Some(0), Some(end)))].into_iter().collect(),
+            }],
+            groups: [("audit", slow), ("billing", end)]
+                .into_iter()
+                .map(|(id, committed)| GroupState {
+                    id: id.into(),
+                    state: "Empty".into(),
+                    members: Vec::new(),
+                    committed: [(("orders".to_string(), 0), committed)]
+                        .into_iter()
+                        .collect(),
+                })
+                .collect(),
+        };
+        let mut memory = Memory::default();
+        let then = snapshot("kafka h:9092", &poll(60_000_000_000, 100, 90), &mut memory);
+        let now = snapshot(
+            "kafka h:9092",
+            &poll(240_000_000_000, 300, 100),
+            &mut memory,
+        );
+        let rows = crate::model::TopologyRows {
+            brokers: vec![Arc::new(now)],
+            brokers_then: vec![Arc::new(then)],
+            ..Default::default()
+        };
+        let window = crate::model::TimeWindow::new(0, 300_000_000_000).unwrap();
+        let t = crate::topology::build(rows, window);
+        let f = LagGrowing.check(&t);
+        let nodes: Vec<&Vec<String>> = f.iter().map(|f| &f.nodes).collect();
+        assert_eq!(
+            nodes,
+            vec![&vec![
+                "service:audit".to_string(),
+                "destination:kafka:orders".to_string()
+            ]],
+            "{f:?}"
+        );
+        assert!(
+            f[0].description.contains("10 pending messages became 200"),
+            "{f:?}"
+        );
+    }
 }

@@ -152,7 +152,15 @@ fn edge_item(topo: &Topology, e: &Edge, other: &str) -> EdgeItem {
 }
 
 impl NodePage {
-    fn new(id: String, kind: NodeKind, window: PageWindow, topo: &Topology) -> NodePage {
+    /// `traffic`: the destination's traced partitions (`partition_traffic`; none for a
+    /// service).
+    fn new(
+        id: String,
+        kind: NodeKind,
+        window: PageWindow,
+        topo: &Topology,
+        traffic: &[crate::model::PartitionTraffic],
+    ) -> NodePage {
         let node = topo.node(&id);
         let fallback = id
             .splitn(if kind == NodeKind::Destination { 3 } else { 2 }, ':')
@@ -214,7 +222,7 @@ impl NodePage {
             .collect();
         let name = node.map(|n| n.name.clone()).unwrap_or(fallback);
         let partitions = match kind {
-            NodeKind::Destination => crate::topology::partitions::partitions(topo, &id)
+            NodeKind::Destination => crate::topology::partitions::partitions(topo, &id, traffic)
                 .map(|p| p.partitions)
                 .unwrap_or_default(),
             _ => Vec::new(),
@@ -280,7 +288,16 @@ async fn page(
         Err(bad_window) => return Ok(bad_window),
     };
     let topo = load_topology(&state.store, window.window).await?;
-    let mut page = web::block(move || NodePage::new(id, kind, window, &topo))
+    let traffic = if kind == NodeKind::Destination && topo.node(&id).is_some() {
+        let (node, w) = (id.clone(), window.window);
+        state
+            .store
+            .blocking(move |s| s.partition_traffic(&node, w))
+            .await?
+    } else {
+        Vec::new()
+    };
+    let mut page = web::block(move || NodePage::new(id, kind, window, &topo, &traffic))
         .await
         .map_err(|e| PageError::Render(e.to_string()))?;
     let (name, w) = (page.name.clone(), page.window.window);
@@ -367,7 +384,7 @@ pub async fn destination(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::topology::partitions::{GroupOnPartition, Partition};
+    use crate::topology::partitions::{GroupOnPartition, Partition, ServiceOnPartition};
 
     /// The partition table alone, with the page's variables.
     #[derive(Template)]
@@ -389,7 +406,7 @@ mod tests {
         let partitions = vec![
             Partition {
                 partition: 0,
-                end_offset: 9,
+                end_offset: Some(9),
                 messages: Some(9),
                 written: Some(4),
                 consumers: Some(1),
@@ -401,6 +418,14 @@ mod tests {
                     committed: Some(6),
                     consumers: Some(1),
                     lag: Some(3),
+                }],
+                published: Some(2),
+                consumed: Some(5),
+                services: vec![ServiceOnPartition {
+                    node: format!("service:{hostile}"),
+                    name: hostile.into(),
+                    published: 2,
+                    consumed: 5,
                 }],
             },
             Partition {
@@ -437,7 +462,12 @@ mod tests {
             link.starts_with("/services/service%3A%3Cscript%3E"),
             "{link}"
         );
+        assert_eq!(text(&rows[0], ".traced-consumed"), "5");
+        assert_eq!(text(&rows[0], ".traced-name"), hostile, "shown as text");
+        assert_eq!(text(&rows[0], ".traced-service-published"), "2");
         assert_eq!(text(&rows[1], ".written"), "?");
+        assert_eq!(text(&rows[1], ".end-offset"), "?");
         assert_eq!(text(&rows[1], ".groups"), "no group");
+        assert_eq!(text(&rows[1], ".services"), "no span");
     }
 }
