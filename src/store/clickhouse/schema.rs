@@ -194,6 +194,11 @@ fn refuse_newer(server: &Client) -> Result<(), StoreError> {
         Err(ClientError::Server { .. }) => 0,
         Err(e) => return Err(e.into()),
     };
+    supported(found)
+}
+
+/// A found version this build can migrate from, or the error refusing it.
+fn supported(found: u32) -> Result<(), StoreError> {
     if found > VERSION {
         return Err(StoreError::NewerSchema {
             found: i64::from(found),
@@ -238,12 +243,7 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
     client.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), false)?;
     client.execute(VERSION_TABLE, true)?;
     let found = current(client)?;
-    if found > VERSION {
-        return Err(StoreError::NewerSchema {
-            found: i64::from(found),
-            supported: i64::from(VERSION),
-        });
-    }
+    supported(found)?;
     let steps: &[&[&str]] = &[V1, V2];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
