@@ -79,6 +79,7 @@ fn open_store(args: &ServeArgs) -> anyhow::Result<Store> {
                     retention: Some(args.retention),
                     retention_size: args.retention_size,
                     settle: args.clickhouse_settle,
+                    cluster: args.clickhouse_cluster.clone(),
                 },
             )
             .map(Store::new)
@@ -376,8 +377,11 @@ pub fn export(args: crate::cli::ExportArgs) -> anyhow::Result<()> {
         Some(text) => {
             let url = crate::store::clickhouse::ClickHouseUrl::parse(text)
                 .map_err(|e| anyhow::anyhow!("--clickhouse: {e}"))?;
-            crate::store::clickhouse::ClickHouseStore::open_read_only(&url)
-                .with_context(|| format!("reading ClickHouse at {url}"))?
+            crate::store::clickhouse::ClickHouseStore::open_read_only(
+                &url,
+                args.clickhouse_cluster.as_deref(),
+            )
+            .with_context(|| format!("reading ClickHouse at {url}"))?
         }
         None => crate::store::open_read_only(&args.db)?,
     };

@@ -36,6 +36,15 @@ pub struct ServeArgs {
     /// (Parsed at start, not here: a refused value is then reported without its password.)
     #[arg(long, env = "SWITCHYARD_CLICKHOUSE", hide_env_values = true)]
     pub clickhouse: Option<String>,
+    /// With --clickhouse: the database lives on this ClickHouse cluster of the servers'
+    /// remote_servers configuration (local tables on every server, distributed tables in
+    /// front, created by switchyard on each server of system.clusters).
+    #[arg(
+        long = "clickhouse-cluster",
+        env = "SWITCHYARD_CLICKHOUSE_CLUSTER",
+        requires = "clickhouse"
+    )]
+    pub clickhouse_cluster: Option<String>,
     /// With --clickhouse: how long a consume stays unpaired from a publish stored through
     /// another collector at the same moment before the reconciliation pass pairs them (longer
     /// than an insert may take).
@@ -281,6 +290,13 @@ pub struct ExportArgs {
     /// http://[USER:PASS@]HOST:8123/DATABASE (parsed at start, reported without its password).
     #[arg(long, env = "SWITCHYARD_CLICKHOUSE", hide_env_values = true)]
     pub clickhouse: Option<String>,
+    /// With --clickhouse: the ClickHouse cluster that `serve --clickhouse-cluster` wrote.
+    #[arg(
+        long = "clickhouse-cluster",
+        env = "SWITCHYARD_CLICKHOUSE_CLUSTER",
+        requires = "clickhouse"
+    )]
+    pub clickhouse_cluster: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = ExportFormat::Dot)]
     pub format: ExportFormat,

@@ -9,7 +9,11 @@ use crate::store::StoreError;
 use base64::Engine as _;
 use serde::de::DeserializeOwned;
 use std::io::Read;
+use std::sync::Arc;
 use std::time::Duration;
+
+/// On a cluster, the suffix of the local tables behind the distributed ones.
+pub const LOCAL_SUFFIX: &str = "_local";
 
 /// The largest answer read from ClickHouse.
 const MAX_ANSWER: u64 = 64 << 20;
@@ -17,6 +21,17 @@ const MAX_ANSWER: u64 = 64 << 20;
 /// Settings sent with every request: 64-bit integers as JSON numbers (not strings), and
 /// errors reported in the status even when they happen while the answer is produced.
 const SETTINGS: &str = "output_format_json_quote_64bit_integers=0&wait_end_of_query=1";
+
+/// Added on a cluster (`--clickhouse-cluster`): an `IN (subquery)` over two distributed
+/// tables runs the subquery once, on the server asked, and sends its result to every shard
+/// (18.16 refuses such a query otherwise); an insert into a distributed table is answered
+/// after every shard wrote its rows, not when they are queued for sending.
+const CLUSTER_SETTINGS: &str = "distributed_product_mode=global&insert_distributed_sync=1";
+
+/// ClickHouse's error codes for a shard that did not answer (`SOCKET_TIMEOUT`,
+/// `NETWORK_ERROR`, `ALL_CONNECTION_TRIES_FAILED`, `TOO_FEW_LIVE_REPLICAS`): the server asked
+/// answers 500 with one of them when a distributed query or insert could not reach a shard.
+const SHARD_UNREACHABLE: &[u32] = &[209, 210, 279, 285];
 
 #[derive(Clone, Copy, Debug)]
 pub struct Timeouts {
@@ -55,10 +70,22 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable(_) => true,
-            ClientError::Server { status, .. } => *status == 503,
+            ClientError::Server { status, message } => {
+                *status == 503
+                    || error_code(message).is_some_and(|c| SHARD_UNREACHABLE.contains(&c))
+            }
             _ => false,
         }
     }
+}
+
+/// The code of a ClickHouse exception text (`Code: 279, e.displayText() = ...`).
+fn error_code(message: &str) -> Option<u32> {
+    let rest = message.trim_start().strip_prefix("Code: ")?;
+    let end = rest
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(rest.len());
+    rest.get(..end)?.parse().ok()
 }
 
 impl From<ClientError> for StoreError {
@@ -71,13 +98,24 @@ impl From<ClientError> for StoreError {
     }
 }
 
-/// A connection pool to one server, scoped to one database.
+/// A connection pool to one server, scoped to one database; with `--clickhouse-cluster`, also
+/// the cluster that server belongs to (its queries then read and write the distributed tables).
 #[derive(Clone)]
 pub struct Client {
     agent: ureq::Agent,
     endpoint: String,
     auth: Option<String>,
     database: String,
+    cluster: Option<Arc<Cluster>>,
+}
+
+/// A ClickHouse cluster of `remote_servers` (`--clickhouse-cluster NAME`), as `cluster.rs`
+/// found it in `system.clusters`.
+pub struct Cluster {
+    pub name: String,
+    /// A client for every server of the cluster (every replica of every shard), each on the
+    /// URL's port and database: where the local tables are created, sized and dropped.
+    pub servers: Vec<Client>,
 }
 
 impl Client {
@@ -100,11 +138,39 @@ impl Client {
             endpoint: url.endpoint(),
             auth,
             database: url.database.clone(),
+            cluster: None,
         }
+    }
+
+    /// This client, sending the settings distributed tables need, for a cluster's servers.
+    pub fn in_cluster(mut self, cluster: Cluster) -> Client {
+        self.cluster = Some(Arc::new(cluster));
+        self
     }
 
     pub fn database(&self) -> &str {
         &self.database
+    }
+
+    pub fn cluster(&self) -> Option<&Cluster> {
+        self.cluster.as_deref()
+    }
+
+    /// The servers that hold the data: the cluster's, or this client's one server.
+    pub fn servers(&self) -> Vec<&Client> {
+        match &self.cluster {
+            Some(c) => c.servers.iter().collect(),
+            None => vec![self],
+        }
+    }
+
+    /// The name of a table's rows on each server: on a cluster, `TABLE_local` (the table's
+    /// own name is the distributed table in front of them); else the table itself.
+    pub fn local_table(&self, table: &str) -> String {
+        match &self.cluster {
+            Some(_) => format!("{table}{LOCAL_SUFFIX}"),
+            None => table.to_string(),
+        }
     }
 
     /// Runs a statement that answers nothing (DDL). `in_database`: false for statements that
@@ -115,8 +181,21 @@ impl Client {
 
     /// Runs a query and parses each line of its `JSONEachRow` answer.
     pub fn rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClientError> {
+        self.rows_in(sql, true)
+    }
+
+    /// [`Client::rows`] outside the database (which may not exist yet): `system` tables.
+    pub fn system_rows<T: DeserializeOwned>(&self, sql: &str) -> Result<Vec<T>, ClientError> {
+        self.rows_in(sql, false)
+    }
+
+    fn rows_in<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        in_database: bool,
+    ) -> Result<Vec<T>, ClientError> {
         let body = format!("{sql}\nFORMAT JSONEachRow");
-        let text = self.post(body.as_bytes(), None, true)?;
+        let text = self.post(body.as_bytes(), None, in_database)?;
         text.lines()
             .filter(|l| !l.trim().is_empty())
             .map(|l| {
@@ -145,7 +224,8 @@ impl Client {
         if let Some(q) = query {
             req = req.query("query", q);
         }
-        for pair in SETTINGS.split('&') {
+        let cluster = self.cluster.as_ref().map_or("", |_| CLUSTER_SETTINGS);
+        for pair in SETTINGS.split('&').chain(cluster.split('&')) {
             if let Some((k, v)) = pair.split_once('=') {
                 req = req.query(k, v);
             }

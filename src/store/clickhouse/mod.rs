@@ -6,6 +6,7 @@
 //! - [`url`]: the `--clickhouse` URL (credentials kept apart, never shown).
 //! - [`sql`]: the one place values become SQL literals (18.16 has no bound parameters).
 //! - [`client`]: HTTP calls with timeouts and a cap on answers; errors by kind.
+//! - [`cluster`]: `--clickhouse-cluster NAME`, the servers of a cluster from `system.clusters`.
 //! - [`rowbinary`]: insert bodies.
 //! - [`retention`]: day partitions older than the retention dropped.
 //! - [`schema`]: tables and their migrations (version table, newer refused).
@@ -15,6 +16,7 @@
 
 mod backlog;
 pub mod client;
+pub mod cluster;
 mod reader;
 pub mod retention;
 pub mod rowbinary;
@@ -32,5 +34,7 @@ pub use store::{ClickHouseConfig, ClickHouseStore};
 pub use url::{ClickHouseUrl, UrlError};
 pub use writer::DEFAULT_SETTLE;
 
+#[cfg(test)]
+mod cluster_tests;
 #[cfg(test)]
 mod tests;

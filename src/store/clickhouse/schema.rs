@@ -6,8 +6,12 @@
 //! `PARTITION BY` / `ORDER BY`, `Date` partitions, `FixedString` ids; no `DateTime64`,
 //! `LowCardinality`, `TTL` or skip indexes (docs/SCALE.md says what a current release would
 //! change).
+//!
+//! On a cluster (`--clickhouse-cluster`), every server gets each table as `TABLE_local` and a
+//! `Distributed` table `TABLE` in front, sharded by [`shard_key`]; the version table is each
+//! server's own (not distributed), and every server is migrated.
 
-use super::client::{Client, ClientError};
+use super::client::{Client, ClientError, LOCAL_SUFFIX};
 use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
@@ -127,18 +131,127 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
     version UInt32, applied_unix_seconds UInt64
 ) ENGINE = MergeTree ORDER BY version";
 
+/// How each table's rows are spread over a cluster's shards: rows that a
+/// `ReplacingMergeTree` collapses, or that one read must find together (`FINAL`, `LIMIT 1
+/// BY`), share a shard. Spans and what is keyed by a span go by its trace, waits by the
+/// referred span's trace (so a wait, its settlement and its `pair_minutes` rows share a
+/// shard), the summed minute tables anywhere.
+fn shard_key(table: &str) -> Option<&'static str> {
+    Some(match table {
+        "spans" | "span_flags" | "deliveries" => "cityHash64(trace_id)",
+        "pending_refs" | "pending_done" | "pair_minutes" => "cityHash64(ref_trace)",
+        "edge_minutes" | "service_minutes" | "partition_minutes" => "rand()",
+        "consumer_instances" => "cityHash64(minute, destination, service, instance)",
+        "nodes" => "cityHash64(id)",
+        "broker_snapshots" => "cityHash64(broker)",
+        "broker_figures" => "cityHash64(node)",
+        _ => return None,
+    })
+}
+
+const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
+
+/// A statement of [`V1`]/[`V2`]/[`V3`] as a cluster's server runs it: the table created as
+/// `TABLE_local`, then the distributed table `TABLE` in front of the cluster's local tables.
+fn clustered(statement: &str, cluster: &str, database: &str) -> Result<[String; 2], StoreError> {
+    let unknown = || StoreError::Backend("a schema statement without a shard key".into());
+    let rest = statement.strip_prefix(CREATE).ok_or_else(unknown)?;
+    let table = rest.split_whitespace().next().ok_or_else(unknown)?;
+    let key = shard_key(table).ok_or_else(unknown)?;
+    let local = format!("{table}{LOCAL_SUFFIX}");
+    let body = rest.get(table.len()..).ok_or_else(unknown)?;
+    let distributed = render(
+        &format!("{CREATE}{table} AS {local} ENGINE = Distributed(?, ?, ?, {key})"),
+        &[
+            Value::Str(cluster),
+            Value::Str(database),
+            Value::Str(&local),
+        ],
+    )
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    Ok([format!("{CREATE}{local}{body}"), distributed])
+}
+
 /// Creates the database if missing and brings its schema to [`VERSION`]; refuses a newer one.
+/// On a cluster, on every server of it (each has its own version table, and gets the same
+/// versions), since 18.16 has no `ON CLUSTER` DDL without ZooKeeper.
 pub fn migrate(client: &Client) -> Result<u32, StoreError> {
     let db = sql::ident(client.database());
     client.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), false)?;
-    client.execute(VERSION_TABLE, true)?;
-    let found = current(client)?;
+    check_layout(client)?;
+    match client.cluster() {
+        None => migrate_server(client, None),
+        Some(cluster) => {
+            // Every server checked before any changes, so a newer one changes nothing.
+            for server in &cluster.servers {
+                refuse_newer(server)?;
+            }
+            for server in &cluster.servers {
+                migrate_server(server, Some(&cluster.name))?;
+            }
+            Ok(VERSION)
+        }
+    }
+}
+
+/// A version of a server newer than this build: refused.
+fn refuse_newer(server: &Client) -> Result<(), StoreError> {
+    let found = match current(server) {
+        Ok(v) => v,
+        // No database or no version table yet: nothing to refuse.
+        Err(ClientError::Server { .. }) => 0,
+        Err(e) => return Err(e.into()),
+    };
+    supported(found)
+}
+
+/// A found version this build can migrate from, or the error refusing it.
+fn supported(found: u32) -> Result<(), StoreError> {
     if found > VERSION {
         return Err(StoreError::NewerSchema {
             found: i64::from(found),
             supported: i64::from(VERSION),
         });
     }
+    Ok(())
+}
+
+/// A database written with `--clickhouse-cluster` is read with it, and one written without
+/// it without it: else refused, naming the flag (its `spans` table is distributed or not).
+pub fn check_layout(client: &Client) -> Result<(), StoreError> {
+    #[derive(serde::Deserialize)]
+    struct T {
+        engine: String,
+    }
+    let q = render(
+        "SELECT engine FROM system.tables WHERE database = ? AND name = 'spans'",
+        &[Value::Str(client.database())],
+    )
+    .map_err(|e| StoreError::Backend(e.to_string()))?;
+    let Some(t) = client.rows::<T>(&q)?.into_iter().next() else {
+        return Ok(());
+    };
+    let db = client.database();
+    match (client.cluster(), t.engine == "Distributed") {
+        (Some(c), false) => Err(StoreError::Backend(format!(
+            "database {db} was written without --clickhouse-cluster (its tables are not distributed); it cannot be read as cluster {:?}",
+            c.name
+        ))),
+        (None, true) => Err(StoreError::Backend(format!(
+            "database {db} was written with --clickhouse-cluster (its tables are distributed); pass the cluster's name"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// One server's migration: on a cluster (`cluster`), its local tables and the distributed
+/// tables in front of them.
+fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreError> {
+    let db = sql::ident(client.database());
+    client.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), false)?;
+    client.execute(VERSION_TABLE, true)?;
+    let found = current(client)?;
+    supported(found)?;
     let steps: &[&[&str]] = &[V1, V2, V3];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
@@ -146,7 +259,14 @@ pub fn migrate(client: &Client) -> Result<u32, StoreError> {
             continue;
         }
         for statement in *step {
-            client.execute(statement, true)?;
+            match cluster {
+                None => client.execute(statement, true)?,
+                Some(name) => {
+                    for s in clustered(statement, name, client.database())? {
+                        client.execute(&s, true)?;
+                    }
+                }
+            }
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -160,6 +280,15 @@ pub fn migrate(client: &Client) -> Result<u32, StoreError> {
         client.execute(&insert, true)?;
     }
     Ok(VERSION)
+}
+
+/// The newest version of the database over its servers (every server of a cluster).
+pub fn newest(client: &Client) -> Result<u32, ClientError> {
+    let mut v = 0;
+    for server in client.servers() {
+        v = v.max(current(server)?);
+    }
+    Ok(v)
 }
 
 /// The database's schema version (0: none yet).

@@ -33,6 +33,9 @@ pub struct ClickHouseConfig {
     /// How long a wait stays unsettled before the reconciliation pass settles it
     /// (`writer::DEFAULT_SETTLE` unless set).
     pub settle: std::time::Duration,
+    /// `--clickhouse-cluster`: the cluster of the servers' `remote_servers` that holds the
+    /// database (local tables on every server, distributed tables in front).
+    pub cluster: Option<String>,
 }
 
 pub struct ClickHouseStore {
@@ -44,9 +47,10 @@ pub struct ClickHouseStore {
 
 impl ClickHouseStore {
     /// Connects, creates the database if missing, migrates the schema (refusing a newer
-    /// one) and starts the writer.
+    /// one) and starts the writer. With a cluster: refused when `system.clusters` lacks it;
+    /// every server of it migrated.
     pub fn open(cfg: &ClickHouseConfig) -> Result<ClickHouseStore, StoreError> {
-        let client = Client::new(&cfg.url, cfg.timeouts);
+        let client = connect(&cfg.url, cfg.timeouts, cfg.cluster.as_deref())?;
         schema::migrate(&client)?;
         let upkeep = writer::Upkeep {
             retention: cfg.retention,
@@ -54,15 +58,19 @@ impl ClickHouseStore {
             settle: cfg.settle,
         };
         let store = ClickHouseStore::start(client, cfg.queue_depth, upkeep)?;
-        tracing::info!(url = %cfg.url, "clickhouse store open");
+        tracing::info!(url = %cfg.url, cluster = cfg.cluster.as_deref().unwrap_or(""), "clickhouse store open");
         Ok(store)
     }
 
     /// Reads an existing database without changing it (`export`): refused when it is missing
-    /// or of a newer schema; writes answer `Closed`.
-    pub fn open_read_only(url: &ClickHouseUrl) -> Result<crate::store::Store, StoreError> {
-        let client = Client::new(url, Timeouts::default());
-        let found = schema::current(&client).map_err(|e| match e {
+    /// or of a newer schema (on any server of a cluster), or written with another layout
+    /// (with or without a cluster); writes answer `Closed`.
+    pub fn open_read_only(
+        url: &ClickHouseUrl,
+        cluster: Option<&str>,
+    ) -> Result<crate::store::Store, StoreError> {
+        let client = connect(url, Timeouts::default(), cluster)?;
+        let found = schema::newest(&client).map_err(|e| match e {
             ClientError::Server { .. } => {
                 StoreError::Backend(format!("no switchyard database at {url}"))
             }
@@ -74,6 +82,7 @@ impl ClickHouseStore {
                 supported: i64::from(schema::VERSION),
             });
         }
+        schema::check_layout(&client)?;
         // No writer: the receiver is dropped, so every write answers `Closed`.
         let (tx, _) = bounded(1);
         Ok(crate::store::Store::new(ClickHouseStore {
@@ -99,6 +108,18 @@ impl ClickHouseStore {
             client,
             writer: Mutex::new(Some(handle)),
         })
+    }
+}
+
+/// A client for the URL's server; with a cluster name, for that cluster (`cluster.rs`).
+fn connect(
+    url: &ClickHouseUrl,
+    timeouts: Timeouts,
+    cluster: Option<&str>,
+) -> Result<Client, StoreError> {
+    match cluster {
+        Some(name) => super::cluster::connect(url, timeouts, name),
+        None => Ok(Client::new(url, timeouts)),
     }
 }
 
@@ -198,8 +219,8 @@ impl StoreStats for ClickHouseStore {
         Some(self.tx.len())
     }
 
-    /// The database's active parts on disk (`system.parts`); none when ClickHouse does not
-    /// answer.
+    /// The database's active parts on disk (`system.parts`, summed over a cluster's servers);
+    /// none when ClickHouse (any server of it) does not answer.
     fn size_bytes(&self) -> Option<u64> {
         reader::size_bytes(&self.client).ok()
     }

@@ -142,6 +142,7 @@ impl crate::store::suite::Harness for Harness {
                 retention: Some(max_age),
                 retention_size: None,
                 settle: DEFAULT_SETTLE,
+                cluster: None,
             })
             .unwrap(),
         )
@@ -170,15 +171,16 @@ fn open_with_settle(
         retention: None,
         retention_size: None,
         settle,
+        cluster: None,
     })
 }
 
-fn write(store: &ClickHouseStore, spans: Vec<crate::model::Span>) {
+pub(super) fn write(store: &ClickHouseStore, spans: Vec<crate::model::Span>) {
     use crate::store::Writes;
     store.write_blocking(crate::store::prepare(spans)).unwrap();
 }
 
-fn dependencies(store: &ClickHouseStore) -> Vec<Option<i64>> {
+pub(super) fn dependencies(store: &ClickHouseStore) -> Vec<Option<i64>> {
     use crate::store::TopologyReads;
     let w = crate::model::TimeWindow::new(
         crate::model::testing::T0 - 60_000_000_000,
