@@ -127,14 +127,18 @@
       { selector: "node[span_errors > 0]", style: { "border-width": 2.5, "border-color": css("--error") } },
       { selector: "edge", style: {
         "width": "data(width)", "line-color": css("--edge"), "target-arrow-color": css("--edge"),
-        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85,
-        "font-size": 12, "color": css("--muted"), "min-zoomed-font-size": 9,
-        "text-background-color": surface, "text-background-opacity": 0.85, "text-background-padding": 2,
-        "text-background-shape": "roundrectangle"
+        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85
       } },
       // A large map at its first (fitted) zoom would draw hundreds of node labels a few
       // pixels high: they show from the zoom where they can be read.
       { selector: "node", style: { "min-zoomed-font-size": largeMap ? 7 : 0 } },
+      // The label's look only on the edges that show one (compare mode labels changed edges):
+      // every style property costs each of thousands of edges on a large map's first draw.
+      { selector: "edge.labelled, edge.hovered, edge.diff-changed", style: {
+        "font-size": 12, "color": css("--muted"), "min-zoomed-font-size": 9,
+        "text-background-color": surface, "text-background-opacity": 0.85, "text-background-padding": 2,
+        "text-background-shape": "roundrectangle"
+      } },
       { selector: "edge.labelled, edge.hovered", style: { "label": "data(label)" } },
       { selector: "edge.routed", style: {
         "curve-style": "segments", "segment-weights": "data(segw)", "segment-distances": "data(segd)",
