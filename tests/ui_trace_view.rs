@@ -83,6 +83,112 @@ fn row(id: &str) -> String {
     format!("document.getElementById('span-{id}')")
 }
 
+/// A trace of more than `LAZY_DETAILS_ROWS` rows comes without the details under each row
+/// (most of a large page's bytes): opening a row, or a link to it, loads that span's details
+/// from `/traces/{id}/spans/{span}` (escaped, with the page's window on its links); find
+/// still matches attribute values; a bad or unknown span id is a clear 400 or 404.
+#[test]
+fn a_large_trace_loads_each_rows_details_when_it_opens() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let root = span("gateway", "publish batch", Producer).messaging("kafka", "batch");
+    let mut spans = vec![];
+    for i in 0..1001u64 {
+        let mut c = root
+            .child(&format!("worker-{}", i % 5), "receive", Consumer)
+            .messaging("kafka", "batch")
+            .at(builder::base_time() + (i + 1) * 100_000);
+        if i == 700 {
+            c = c.attr("order.id", "o-777").error("<b>declined</b>");
+        }
+        spans.push(c);
+    }
+    let mut refs: Vec<&builder::SpanB> = vec![&root];
+    refs.extend(spans.iter());
+    for chunk in refs.chunks(500) {
+        let reply = env.post_protobuf(&builder::protobuf(chunk));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let marked = spans[700].span_hex();
+    let trace = root.trace_hex();
+    b.resize(1024, 700);
+    b.goto(&env.api_url(&format!("/traces/{trace}?window=1h")));
+    trace_ready(&b);
+    assert_eq!(
+        b.eval(
+            "return [document.querySelectorAll('#waterfall > .wf-row').length, \
+             document.querySelectorAll('.wf-details').length, \
+             !!document.getElementById('lazy-details-note')];",
+            json!([])
+        ),
+        json!([1002, 0, true])
+    );
+    // Find matches an attribute value the row does not hold yet.
+    b.eval(
+        "const i = document.getElementById('trace-find'); i.value = 'O-777'; \
+         i.dispatchEvent(new KeyboardEvent('keydown', {key: 'Enter'})); return 1;",
+        json!([]),
+    );
+    let current = b.wait_for(
+        "the match",
+        "const r = document.querySelector('.wf-row.match-current'); return r && r.id;",
+    );
+    assert_eq!(current, json!(format!("span-{marked}")));
+    // Opening the row loads its details, as a small trace's row holds them.
+    b.eval(
+        &format!("{}.open = true; return 1;", row(&marked)),
+        json!([]),
+    );
+    b.wait_for(
+        "the loaded details",
+        &format!(
+            "return {}.getAttribute('data-details-state') === 'loaded';",
+            row(&marked)
+        ),
+    );
+    let details = b.eval(
+        &format!(
+            "const d = {}.querySelector(':scope > .wf-details'); \
+             return [d.querySelectorAll('table.attrs td').length > 0, d.textContent.includes('o-777'), \
+                     d.querySelector('.bad').textContent.includes('<b>declined</b>'), d.querySelectorAll('b').length, \
+                     d.querySelector('a.service-link').getAttribute('href')];",
+            row(&marked)
+        ),
+        json!([]),
+    );
+    assert_eq!(details[0], json!(true), "{details}");
+    assert_eq!(details[1], json!(true), "{details}");
+    assert_eq!(details[2], json!(true), "the status is text: {details}");
+    assert_eq!(details[3], json!(0), "no element from span data: {details}");
+    assert!(
+        details[4].as_str().unwrap_or("").contains("window=1h"),
+        "the page's window travels: {details}"
+    );
+    // A link to a span opens its row with its details.
+    let other = spans[3].span_hex();
+    b.goto(&env.api_url(&format!("/traces/{trace}?window=1h#span-{other}")));
+    trace_ready(&b);
+    b.wait_for(
+        "the linked row's details",
+        &format!(
+            "const r = {}; return r.open && r.getAttribute('data-details-state') === 'loaded' && \
+             !!r.querySelector(':scope > .wf-details dl.facts');",
+            row(&other)
+        ),
+    );
+    // The fragment alone: bad and unknown ids are said.
+    let ok = env.get(&format!("/traces/{trace}/spans/{marked}"));
+    assert_eq!(ok.status, 200);
+    assert!(ok.text().contains("o-777"));
+    assert!(!ok.text().contains("<b>declined"), "escaped");
+    let bad = env.get(&format!("/traces/{trace}/spans/zz"));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    let unknown = env.get(&format!("/traces/{trace}/spans/00000000000000ff"));
+    assert_eq!(unknown.status, 404, "{}", unknown.text());
+    let no_trace = env.get(&format!("/traces/{}/spans/{marked}", "ab".repeat(16)));
+    assert_eq!(no_trace.status, 404, "{}", no_trace.text());
+}
+
 /// pika instrumented globally nests two publish spans per message (recorded:
 /// fixtures/otlp/python-pika-global). Each broadcast trace stores four spans (outer and inner
 /// publish, shipping's and billing's receive, children of the inner one) and shows three rows,

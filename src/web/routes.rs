@@ -53,6 +53,10 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .route("/brokers", get().to(brokers::page))
         .route("/changes", get().to(changes::page))
         .route("/traces/{trace_id}", get().to(trace::page))
+        .route(
+            "/traces/{trace_id}/spans/{span_id}",
+            get().to(trace::span_details),
+        )
         .route("/services/{id:.*}", get().to(node::service))
         .route("/destinations/{id:.*}", get().to(node::destination))
         .route("/static/{path:.*}", get().to(assets::serve));

@@ -5,6 +5,7 @@
 use crate::model::{NodeKind, TimeWindow};
 use crate::model::{TraceQuery, TraceSummary};
 use crate::store::{Store, StoreError};
+use std::sync::{Arc, Mutex};
 
 /// Duration bounds are checked on the summaries of this many newest matches at most.
 pub const POST_FILTER_SCAN: usize = 1000;
@@ -94,11 +95,51 @@ const MAX_OPERATIONS: usize = 500;
 /// would make every search page pay for a long topology read).
 const NAMES_WINDOW_SECS: u64 = 3600;
 
-/// Reads the names for `window` (or the last hour) on a blocking thread.
-pub async fn names(store: &Store, window: Option<TimeWindow>) -> Result<Names, StoreError> {
+/// The names of a window's minutes (first, last) read at a store's write generation: the
+/// window's nodes are read by whole minutes and the operations from the newest blocks, so the
+/// same minutes at the same generation have the same names.
+type NamesKey = (i64, i64, u64);
+
+/// Name lists kept at most (each a few hundred names at most but for a very large topology).
+const NAMES_KEPT: usize = 8;
+
+// A std Mutex: held only to look up or insert in an eight-entry list, never across an await.
+static KEPT_NAMES: Mutex<Vec<(NamesKey, Arc<Names>)>> = Mutex::new(Vec::new());
+
+fn kept_names(key: NamesKey) -> Option<Arc<Names>> {
+    let kept = KEPT_NAMES.lock().ok()?;
+    kept.iter().find(|(k, _)| *k == key).map(|(_, n)| n.clone())
+}
+
+fn keep_names(key: NamesKey, names: &Arc<Names>) {
+    if let Ok(mut kept) = KEPT_NAMES.lock() {
+        kept.retain(|(k, _)| *k != key);
+        kept.insert(0, (key, names.clone()));
+        kept.truncate(NAMES_KEPT);
+    }
+}
+
+/// Reads the names for `window` (or the last hour) on a blocking thread, or answers with the
+/// list read for the same minutes while the store has committed nothing since (every search
+/// page asks, and a preset window ends at a new instant each time).
+pub async fn names(store: &Store, window: Option<TimeWindow>) -> Result<Arc<Names>, StoreError> {
     let window = window.unwrap_or_else(|| {
         TimeWindow::last(crate::model::window::now_unix_nanos(), NAMES_WINDOW_SECS)
     });
+    // The generation is read before the data: names read after it are at least as new.
+    let (first, last) = window.minutes();
+    let key = store.generation().map(|g| (first, last, g));
+    if let Some(names) = key.and_then(kept_names) {
+        return Ok(names);
+    }
+    let names = Arc::new(read_names(store, window).await?);
+    if let Some(key) = key {
+        keep_names(key, &names);
+    }
+    Ok(names)
+}
+
+async fn read_names(store: &Store, window: TimeWindow) -> Result<Names, StoreError> {
     store
         .blocking(move |s| {
             let mut names = Names::default();

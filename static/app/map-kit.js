@@ -34,8 +34,16 @@
     if (ratio < 0.001) { return "<0.1%"; }
     return (ratio < 0.1 ? (ratio * 100).toFixed(1) : (ratio * 100).toFixed(0)) + "%";
   }
+  // Theme colours, read once per theme (every node's ring asks for three).
+  var cssTheme = null, cssKept = {};
   function css(name) {
-    return getComputedStyle(document.documentElement).getPropertyValue(name).trim() || "#888";
+    var theme = document.documentElement.getAttribute("data-theme");
+    if (theme !== cssTheme) { cssTheme = theme; cssKept = {}; }
+    if (!cssKept[name]) {
+      // Not kept while unset (a style sheet still loading).
+      cssKept[name] = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
+    }
+    return cssKept[name] || "#888";
   }
 
   // Per node: the rate it shows (what comes in; what goes out for a node nothing feeds), its

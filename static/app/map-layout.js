@@ -111,42 +111,61 @@
   // simple layered layout (breadth-first ranks from the sources, barycentre ordering) keeps
   // the map instant. Breadth-first ranks stay shallow where longest paths would not.
   var DAGRE_MAX_NODES = 150, DAGRE_MAX_EDGES = 400;
-  function fastLayered(cy, fit) {
-    var nodes = cy.nodes(), rank = {}, order = [];
+  // The layered positions of a graph given as plain element data (Cytoscape's element JSON:
+  // nodes in order, edges with source and target), computed before any Cytoscape element
+  // exists, so a large map is created in place with one pass.
+  function layeredPositions(items) {
+    var ids = [], out = {}, nbr = {}, indeg = {}, outdeg = {}, rank = {}, order = [];
+    items.forEach(function (it) {
+      if (it.group !== "nodes") { return; }
+      var id = it.data.id;
+      ids.push(id); out[id] = []; nbr[id] = []; indeg[id] = 0; outdeg[id] = 0;
+    });
+    var seenOut = {}, seenNbr = {};
+    function addOnce(list, seen, key, v) { if (!seen[key]) { seen[key] = true; list.push(v); } }
+    items.forEach(function (it) {
+      if (it.group !== "edges") { return; }
+      var s = it.data.source, t = it.data.target;
+      if (!out[s] || !out[t]) { return; }
+      addOnce(out[s], seenOut, s + "\u0001" + t, t);
+      addOnce(nbr[s], seenNbr, s + "\u0001" + t, t);
+      addOnce(nbr[t], seenNbr, t + "\u0001" + s, s);
+      if (s !== t) { outdeg[s]++; indeg[t]++; }
+    });
     function bfs(starts) {
       var queue = starts.slice();
-      starts.forEach(function (n) { rank[n.id()] = rank[n.id()] || 0; });
+      starts.forEach(function (n) { rank[n] = rank[n] || 0; });
       for (var q = 0; q < queue.length; q++) {
         var n = queue[q];
         order.push(n);
-        n.outgoers("node").forEach(function (m) {
-          if (rank[m.id()] === undefined) { rank[m.id()] = rank[n.id()] + 1; queue.push(m); }
+        out[n].forEach(function (m) {
+          if (rank[m] === undefined) { rank[m] = rank[n] + 1; queue.push(m); }
         });
       }
     }
-    bfs(nodes.filter(function (n) { return n.indegree(false) === 0; }).toArray());
+    bfs(ids.filter(function (n) { return indeg[n] === 0; }));
     // What no source reaches (cycles): start from the busiest publisher left.
-    var rest = nodes.filter(function (n) { return rank[n.id()] === undefined; })
-      .sort(function (a, b) { return b.outdegree(false) - a.outdegree(false); });
-    rest.forEach(function (n) { if (rank[n.id()] === undefined) { rank[n.id()] = 0; bfs([n]); } });
+    var rest = ids.filter(function (n) { return rank[n] === undefined; })
+      .sort(function (a, b) { return outdeg[b] - outdeg[a]; });
+    rest.forEach(function (n) { if (rank[n] === undefined) { rank[n] = 0; bfs([n]); } });
     var columns = [];
-    order.forEach(function (n) { (columns[rank[n.id()]] = columns[rank[n.id()]] || []).push(n); });
-    var y = {};
-    columns.forEach(function (col) { col.forEach(function (n, i) { y[n.id()] = i; }); });
+    order.forEach(function (n) { (columns[rank[n]] = columns[rank[n]] || []).push(n); });
+    var y = {}, bary = {};
+    columns.forEach(function (col) { col.forEach(function (n, i) { y[n] = i; }); });
     // Two sweeps of barycentre ordering reduce crossings.
     for (var sweep = 0; sweep < 2; sweep++) {
       columns.forEach(function (col) {
         col.forEach(function (n) {
           var sum = 0, k = 0;
-          n.neighborhood("node").forEach(function (m) { if (rank[m.id()] !== rank[n.id()]) { sum += y[m.id()]; k++; } });
-          n.scratch("_bary", k ? sum / k : y[n.id()]);
+          nbr[n].forEach(function (m) { if (rank[m] !== rank[n]) { sum += y[m]; k++; } });
+          bary[n] = k ? sum / k : y[n];
         });
-        col.sort(function (a, b) { return a.scratch("_bary") - b.scratch("_bary"); });
-        col.forEach(function (n, i) { y[n.id()] = i; });
+        col.sort(function (a, b) { return bary[a] - bary[b]; });
+        col.forEach(function (n, i) { y[n] = i; });
       });
     }
     // A rank taller than the screen wraps into several narrower columns.
-    var maxRows = Math.max(12, Math.ceil(Math.sqrt(nodes.length) * 1.5));
+    var maxRows = Math.max(12, Math.ceil(Math.sqrt(ids.length) * 1.5));
     var positions = {}, x = 0;
     columns.forEach(function (col) {
       if (!col) { return; }
@@ -154,11 +173,24 @@
       col.forEach(function (n, i) {
         var part = Math.floor(i / maxRows), row = i % maxRows;
         var rows = Math.min(maxRows, col.length - part * maxRows);
-        positions[n.id()] = { x: (x + part) * 200, y: (row - rows / 2) * 54 + (part % 2) * 27 };
+        positions[n] = { x: (x + part) * 200, y: (row - rows / 2) * 54 + (part % 2) * 27 };
       });
       x += parts + 0.4;
     });
-    return { name: "preset", positions: positions, fit: fit, padding: 30, animate: false };
+    return positions;
+  }
+  function elementsOf(cy) {
+    return cy.nodes().map(function (n) { return { group: "nodes", data: { id: n.id() } }; })
+      .concat(cy.edges().map(function (e) { return { group: "edges", data: { source: e.source().id(), target: e.target().id() } }; }));
+  }
+  function fastLayered(cy, fit) {
+    return { name: "preset", positions: layeredPositions(elementsOf(cy)), fit: fit, padding: 30, animate: false };
+  }
+  // Whether element data (nodes and edges as Cytoscape's JSON) is past the dagre size.
+  function large(items) {
+    var nodes = 0, edges = 0;
+    items.forEach(function (it) { if (it.group === "nodes") { nodes++; } else { edges++; } });
+    return nodes > DAGRE_MAX_NODES || edges > DAGRE_MAX_EDGES;
   }
   function small(cy) { return cy.nodes().length <= DAGRE_MAX_NODES && cy.edges().length <= DAGRE_MAX_EDGES; }
   function layoutFor(cy, fit) {
@@ -169,5 +201,6 @@
       nodeSep: 28, rankSep: labelled ? 220 : 90, edgeSep: 10, padding: 30, directed: true, fit: fit, animate: false };
   }
 
-  window.switchyardLayout = { route: route, hits: hits, layoutFor: layoutFor, small: small };
+  window.switchyardLayout = { route: route, hits: hits, layoutFor: layoutFor, small: small, large: large,
+    layeredPositions: layeredPositions };
 })();

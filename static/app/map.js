@@ -13,7 +13,7 @@
   var panel = window.switchyardPanel, layout = window.switchyardLayout;
   var windowQuery = container.getAttribute("data-window-query") || "";
   var pageQuery = container.getAttribute("data-page-query") || "";
-  var topology = null, cy = null, badges = null;
+  var topology = null, cy = null, badges = null, largeMap = false;
   // "all": every node; "services": services joined by their dependencies through destinations.
   var mode = "all";
   // The node whose reach is shown, and the section refreshers of the side panel.
@@ -127,7 +127,14 @@
       { selector: "node[span_errors > 0]", style: { "border-width": 2.5, "border-color": css("--error") } },
       { selector: "edge", style: {
         "width": "data(width)", "line-color": css("--edge"), "target-arrow-color": css("--edge"),
-        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85,
+        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85
+      } },
+      // A large map at its first (fitted) zoom would draw hundreds of node labels a few
+      // pixels high: they show from the zoom where they can be read.
+      { selector: "node", style: { "min-zoomed-font-size": largeMap ? 7 : 0 } },
+      // The label's look only on the edges that show one (compare mode labels changed edges):
+      // every style property costs each of thousands of edges on a large map's first draw.
+      { selector: "edge.labelled, edge.hovered, edge.diff-changed", style: {
         "font-size": 12, "color": css("--muted"), "min-zoomed-font-size": 9,
         "text-background-color": surface, "text-background-opacity": 0.85, "text-background-padding": 2,
         "text-background-shape": "roundrectangle"
@@ -508,8 +515,9 @@
   // ---- layout ----
   // The smallest zoom a first view of a small graph gets: 13 px labels stay at 10 px or more.
   var READABLE_ZOOM = 0.8;
-  function place(fit) {
-    cy.layout(layout.layoutFor(cy, fit)).run();
+  // `placed`: the nodes already hold their layered positions (a large map's first draw).
+  function place(fit, placed) {
+    if (!placed) { cy.layout(layout.layoutFor(cy, fit)).run(); } else if (fit) { cy.fit(undefined, 30); }
     if (layout.small(cy)) { layout.route(cy); }
     labelEdges();
     if (fit && layout.small(cy) && cy.zoom() < READABLE_ZOOM && cy.nodes().length) {
@@ -601,19 +609,26 @@
   function draw(topo) {
     var t = [performance.now()];
     topology = topo;
-    var big = topo.edges.length > 800;
+    var big = topo.edges.length > 800, items = elements(topo), placed = layout.large(items);
+    largeMap = placed;
+    // A large map is laid out on the plain data and created in place: one pass over it.
+    if (placed) {
+      var positions = layout.layeredPositions(items);
+      items.forEach(function (it) { if (it.group === "nodes") { it.position = positions[it.data.id]; } });
+    }
     cy = cytoscape({
       container: container,
-      elements: elements(topo),
+      elements: items,
       style: style(),
-      layout: { name: "null" },
+      // "null" would put every node at the origin; "preset" without positions keeps theirs.
+      layout: placed ? { name: "preset", fit: false, animate: false } : { name: "null" },
       minZoom: 0.05, maxZoom: 4, wheelSensitivity: 0.3,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
     });
     t.push(performance.now());
     badges = new window.switchyardBadges.Badges(cy, document.getElementById("map-badges"), pickFinding);
     wire();
-    place(true);
+    place(true, placed);
     t.push(performance.now());
     badges.set(topo.findings, findingTitle);
     legend(topo);

@@ -2,7 +2,8 @@
 // on the time axis (buttons, Ctrl+wheel over the bars, dragging the axis, a minimap);
 // collapsing subtrees; unfolding nested spans of one message; finding within the trace.
 // Bars are placed by CSS from each row's --l/--w and the view's --v0/--vk, so zooming sets two
-// properties on the waterfall, whatever the number of rows. Span data is only read as text.
+// properties on the waterfall, whatever the number of rows. Span data is only read as text;
+// a large trace's rows load their details when opened (the server's escaped HTML).
 (function () {
   "use strict";
   var wf = null, rows = [], depth = [], view = { from: 0, to: 100 };
@@ -168,7 +169,7 @@
   function find(typed) {
     lastQuery = typed;
     var query = typed.trim().toLowerCase();
-    if (!texts) { texts = rows.map(function (r) { return r.textContent.toLowerCase(); }); }
+    if (!texts) { texts = rows.map(function (r) { return (r.textContent + " " + (r.getAttribute("data-text") || "")).toLowerCase(); }); }
     matches.forEach(function (r) { r.classList.remove("match", "match-current"); });
     matches = [];
     current = -1;
@@ -195,9 +196,36 @@
     if (count) { count.textContent = (current + 1) + " of " + matches.length; }
   }
 
+  // A large trace's rows come without their details: a row opened the first time loads its
+  // span's (the server's own escaped HTML, as the rows of a smaller trace hold them).
+  function loadDetails(row) {
+    var base = wf.getAttribute("data-details");
+    if (!base || !row.open || row.hasAttribute("data-details-state")) { return; }
+    row.setAttribute("data-details-state", "loading");
+    var url = base + encodeURIComponent(row.getAttribute("data-span-id") || "") + "?" + (wf.getAttribute("data-window-query") || "");
+    fetch(url, { headers: { Accept: "text/html" } }).then(function (r) {
+      if (!r.ok) { throw new Error("the server answered " + r.status); }
+      return r.text();
+    }).then(function (html) {
+      var body = new DOMParser().parseFromString(html, "text/html").body.firstElementChild;
+      if (body) { row.appendChild(document.adoptNode(body)); }
+      row.setAttribute("data-details-state", "loaded");
+    }).catch(function (err) {
+      var p = document.createElement("p");
+      p.className = "notice wf-details";
+      p.textContent = "Could not load this span's details: " + err.message;
+      row.appendChild(p);
+      row.setAttribute("data-details-state", "error");
+    });
+  }
+
   function wire() {
     wf = document.getElementById("waterfall");
     if (!wf) { return; }
+    // "toggle" does not bubble: caught on its way down.
+    wf.addEventListener("toggle", function (ev) {
+      if (ev.target.classList && ev.target.classList.contains("wf-row")) { loadDetails(ev.target); }
+    }, true);
     rows = Array.prototype.slice.call(wf.querySelectorAll(":scope > .wf-row"));
     depth = rows.map(function (r) { return Number(r.getAttribute("data-depth")) || 0; });
     totalNanos = Math.max(1, Number(wf.getAttribute("data-total-nanos")) || 1);

@@ -28,6 +28,21 @@ pub struct TracePage {
     pub window_query: String,
     /// Why the window asked for was not used (a bad date), shown on the page.
     pub window_error: String,
+    /// Rows carry no details (a large trace): each row loads its span's details when opened.
+    pub lazy_details: bool,
+}
+
+/// Past this many rows a trace's page leaves out the details under each row (two thirds of
+/// its bytes, parsed by the browser before the page can be used) and loads them from
+/// [`span_details`] when a row is opened.
+pub const LAZY_DETAILS_ROWS: usize = 1000;
+
+/// One span's details as they show under its row (`GET /traces/{trace_id}/spans/{span_id}`).
+#[derive(Template)]
+#[template(path = "trace_span.html")]
+pub struct SpanDetails {
+    pub r: waterfall::Row,
+    pub window_query: String,
 }
 
 /// Who consumes from each destination in the topology rows: `system:name` -> service names,
@@ -113,18 +128,70 @@ pub async fn page(
     let Some((view, linked_from)) = view else {
         return Err(PageError::NotFound(format!("no trace {id} is stored")));
     };
-    let window = asked.unwrap_or_else(|| {
+    let window = link_window(asked, &view);
+    render(TracePage {
+        trace_id: id.to_hex(),
+        linked_from,
+        window_query: window.page_query(),
+        window_error,
+        lazy_details: view.rows.len() > LAZY_DETAILS_ROWS,
+        view,
+    })
+    .await
+}
+
+/// The window a page's links carry: the one asked for, else minutes around the trace.
+fn link_window(asked: Option<PageWindow>, view: &Waterfall) -> PageWindow {
+    asked.unwrap_or_else(|| {
         PageWindow::custom(
             view.start_unix_nanos.saturating_sub(AROUND_TRACE_NANOS),
             view.end_unix_nanos.saturating_add(AROUND_TRACE_NANOS),
         )
+    })
+}
+
+/// `GET /traces/{trace_id}/spans/{span_id}`: the details of one span of a trace, as the trace
+/// page shows them under the span's row (an HTML fragment, for the rows of a large trace).
+pub async fn span_details(
+    path: web::Path<(String, String)>,
+    q: web::Query<WindowQuery>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, PageError> {
+    let (trace, span) = path.into_inner();
+    let id = TraceId::from_hex(trace.trim())
+        .map_err(|e| PageError::BadRequest(format!("invalid trace id: {e}")))?;
+    let span = span.trim().to_ascii_lowercase();
+    if span.len() != 16 || !span.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(PageError::BadRequest(
+            "invalid span id: 16 hexadecimal digits expected".to_string(),
+        ));
+    }
+    let asked = PageWindow::from_query(&q).ok().filter(|_| {
+        [&q.window, &q.since, &q.until]
+            .iter()
+            .any(|v| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
     });
-    render(TracePage {
-        trace_id: id.to_hex(),
-        view,
-        linked_from,
+    let view = state
+        .store
+        .blocking(move |s| {
+            let spans = s.trace(id)?;
+            if spans.is_empty() {
+                return Ok(None);
+            }
+            // The row's details need no subscribers (only the journeys name who missed one).
+            Ok(Some(waterfall::build(spans, |_, _| Vec::new())))
+        })
+        .await?;
+    let Some(mut view) = view else {
+        return Err(PageError::NotFound(format!("no trace {id} is stored")));
+    };
+    let window = link_window(asked, &view);
+    let Some(at) = view.rows.iter().position(|r| r.span_id == span) else {
+        return Err(PageError::NotFound(format!("no span {span} in trace {id}")));
+    };
+    render(SpanDetails {
+        r: view.rows.swap_remove(at),
         window_query: window.page_query(),
-        window_error,
     })
     .await
 }

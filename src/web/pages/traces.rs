@@ -169,7 +169,7 @@ pub struct TracesPage {
     pub sort: String,
     pub scatter: Option<Scatter>,
     /// What the pickers offer.
-    pub names: Names,
+    pub names: std::sync::Arc<Names>,
     /// Names typed in another case, read as stored: (typed, stored).
     pub matched: Vec<(String, String)>,
     /// Why the search could not run (a bad date, a bad filter), shown above the form.
