@@ -473,6 +473,39 @@ impl<B: Backlog> Pairing<'_, B> {
     }
 }
 
+/// Takes back what `Pairing::pair_message` counted for a delivery of a message to its
+/// consuming service that counted as the first while another delivery to that service
+/// counted as the first too (two collectors sharing a store, each pairing one of them at
+/// the same moment): the consume edge's and the dependency's message, and the route's
+/// when `route` (the destination's first delivery was counted twice too). The delay
+/// samples stay, as a second delivery keeps its own.
+pub fn take_back_delivery(acc: &mut Accumulator, producer: &Facts, consumer: &Facts, route: bool) {
+    let (Some(pdest), Some(cdest)) = (&producer.destination, &consumer.destination) else {
+        return;
+    };
+    let change = |from, to, kind, via| EdgeChange {
+        from,
+        to,
+        kind,
+        via,
+        at_unix_nanos: consumer.start,
+        count: -1,
+        errors: 0,
+        latency_micros: None,
+        weight: 0,
+    };
+    acc.edge(change(cdest, &consumer.service, EdgeKind::Consume, None));
+    acc.edge(change(
+        &producer.service,
+        &consumer.service,
+        EdgeKind::Dependency,
+        Some(cdest),
+    ));
+    if route && pdest != cdest {
+        acc.edge(change(pdest, cdest, EdgeKind::Route, None));
+    }
+}
+
 #[cfg(test)]
 #[path = "pairing_tests.rs"]
 mod tests;

@@ -11,9 +11,10 @@ use std::time::{Duration, Instant};
 
 #[derive(Debug, Args)]
 pub struct IngestBench {
-    /// OTLP/HTTP base URL of the server under test.
+    /// OTLP/HTTP base URL of the server under test; repeat it for several collectors
+    /// sharing one store (the connections take them in turn).
     #[arg(long, default_value = "http://127.0.0.1:4318")]
-    pub target: String,
+    pub target: Vec<String>,
     /// API base URL, to count what was stored at the end.
     #[arg(long, default_value = "http://127.0.0.1:8080")]
     pub api: String,
@@ -29,9 +30,13 @@ pub struct IngestBench {
     /// Distinct services in the generated traces.
     #[arg(long, default_value_t = 20)]
     pub services: usize,
-    /// Pid of the server, to report its RSS and CPU time.
+    /// Pid of the server, to report its RSS and CPU time; repeat it for several collectors
+    /// (their CPU time is added up).
     #[arg(long)]
-    pub server_pid: Option<u32>,
+    pub server_pid: Vec<u32>,
+    /// Pid of the store's server (clickhouse-server), to report its CPU time apart.
+    #[arg(long)]
+    pub store_pid: Option<u32>,
     /// Stop after this many spans (0: no limit).
     #[arg(long, default_value_t = 0)]
     pub max_spans: u64,
@@ -45,7 +50,9 @@ pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
     let agent = auth.agent(ureq::AgentBuilder::new().timeout(Duration::from_secs(30)));
     let baseline = healthz_baseline(&agent, &a.api);
     let before_count = stored(&agent, &a.api).unwrap_or(0);
-    let before_usage = a.server_pid.and_then(process_usage);
+    let before_usage = usage(&a.server_pid);
+    let before_store = a.store_pid.and_then(process_usage);
+    let load_before = load_average();
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
     // An answer no retry changes (401, 403): the run stops and says so.
@@ -56,7 +63,7 @@ pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
         .map(|i| {
             let (agent, url, acked, refused, stop) = (
                 agent.clone(),
-                format!("{}/v1/traces", a.target),
+                format!("{}/v1/traces", a.target[i % a.target.len().max(1)]),
                 acked.clone(),
                 refused.clone(),
                 stop.clone(),
@@ -138,8 +145,16 @@ pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
     let acked = acked.load(Ordering::Relaxed);
     let stored_now = stored(&agent, &a.api).unwrap_or(0);
     println!(
-        "ingest: {} connections, {} spans/request, {:.1} s",
-        a.connections, a.batch, elapsed
+        "ingest: {} connections to {} server(s), {} spans/request, {:.1} s",
+        a.connections,
+        a.target.len(),
+        a.batch,
+        elapsed
+    );
+    println!(
+        "  load average           {} at start, {} at end",
+        load_before,
+        load_average()
     );
     println!(
         "  acknowledged spans     {acked}  ({:.0} spans/s)",
@@ -165,18 +180,46 @@ pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
         baseline,
         percentile(&latencies, 0.5) as f64 / baseline.max(1) as f64
     );
-    if let (Some(pid), Some((_, cpu0))) = (a.server_pid, before_usage) {
-        if let Some((rss, cpu1)) = process_usage(pid) {
+    if let (Some((_, cpu0)), Some((rss, cpu1))) = (before_usage, usage(&a.server_pid)) {
+        let cpu = (cpu1 - cpu0).max(0.01);
+        println!("  server RSS             {:.1} MiB", rss as f64 / 1048576.0);
+        println!(
+            "  server CPU             {:.1} s ({:.0} spans per CPU-second)",
+            cpu,
+            acked as f64 / cpu
+        );
+    }
+    if let (Some(pid), Some((_, cpu0))) = (a.store_pid, before_store) {
+        if let Some((_, cpu1)) = process_usage(pid) {
             let cpu = (cpu1 - cpu0).max(0.01);
-            println!("  server RSS             {:.1} MiB", rss as f64 / 1048576.0);
             println!(
-                "  server CPU             {:.1} s ({:.0} spans per CPU-second)",
+                "  store CPU              {:.1} s ({:.0} spans per CPU-second)",
                 cpu,
                 acked as f64 / cpu
             );
         }
     }
     Ok(())
+}
+
+/// The summed RSS and CPU seconds of the servers (none if any is gone or none was given).
+fn usage(pids: &[u32]) -> Option<(u64, f64)> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold((0, 0.0), |(rss, cpu), pid| {
+        let (r, c) = process_usage(*pid)?;
+        Some((rss + r, cpu + c))
+    })
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` has them (other processes on the
+/// machine share its CPU with the run).
+pub fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .ok()
+        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn stored(agent: &ureq::Agent, api: &str) -> Option<i64> {

@@ -54,8 +54,10 @@ pub fn run(a: QueryBench, auth: &super::Auth) -> anyhow::Result<()> {
         );
     };
     println!(
-        "query: {} requests per endpoint; baseline /healthz p50 {} us",
-        a.requests, baseline
+        "query: {} requests per endpoint; baseline /healthz p50 {} us; load average {}",
+        a.requests,
+        baseline,
+        super::ingest::load_average()
     );
     report(
         "GET /api/topology (1 h)",

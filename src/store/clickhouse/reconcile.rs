@@ -16,11 +16,16 @@
 //!
 //! Deliveries (`deliveries`) are also what makes a second delivery of one message count once
 //! across collectors and restarts: each group's first deliveries are inserted with it, and the
-//! publishes a group's consumes refer to are read back into the writer's memory first.
+//! publishes a group's consumes refer to are read back into the writer's memory first. Two
+//! deliveries of one message to one service paired at the same moment by two collectors both
+//! count as the first; each pass takes back all but the one of least consume id
+//! (`pair_minutes` rows with `reason = 1`, keyed by the publish and the consume taken back, so
+//! collectors doing it at once or again count it once).
 
 use super::Writer;
 use crate::accounting::memory::{Delivered, Delivery};
 use crate::accounting::minutes::Accumulator;
+use crate::accounting::pairing::take_back_delivery;
 use crate::accounting::Pairing;
 use crate::model::window::now_unix_nanos;
 use crate::model::{SpanId, TraceId};
@@ -28,11 +33,13 @@ use crate::store::clickhouse::backlog::{self, ChBacklog, GroupBacklog};
 use crate::store::clickhouse::client::{Client, ClientError};
 use crate::store::clickhouse::rowbinary::Rows;
 use crate::store::clickhouse::sql::{render, Value};
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 /// Waits examined per pass at most.
 const CANDIDATES_PER_PASS: u64 = 10_000;
+/// Groups of duplicate first deliveries (publish, service, destination) taken back per pass at most.
+const DUPLICATES_PER_PASS: u64 = 1_000;
 /// Publishes whose deliveries are read back in one query at most.
 const RECALL_CHUNK: usize = 2_000;
 
@@ -50,6 +57,57 @@ const CANDIDATES: &str = "SELECT hex(ref_trace) AS rt, hex(ref_span) AS rs, hex(
     AND (ref_trace, ref_span, trace_id, span_id) NOT IN
         (SELECT ref_trace, ref_span, trace_id, span_id FROM pending_done)
     ORDER BY ref_trace, ref_span, trace_id, span_id LIMIT 1 BY ref_trace, ref_span, trace_id, span_id LIMIT ?";
+
+/// Every delivery to the (publish, destination)s where one service has two first deliveries
+/// not all taken back (a consume taken back has `reason = 1` rows keyed by it). Only the
+/// deliveries noted since yesterday: a race lasts seconds.
+const DUPLICATES: &str = "SELECT hex(trace_id) AS t, hex(span_id) AS s, service, destination,
+    hex(by_trace) AS bt, hex(by_span) AS bs FROM deliveries
+    WHERE day >= yesterday() AND (trace_id, span_id, destination) IN (
+        SELECT trace_id, span_id, destination FROM deliveries
+        WHERE day >= yesterday() AND (trace_id, span_id, by_trace, by_span) NOT IN
+            (SELECT ref_trace, ref_span, trace_id, span_id FROM pair_minutes WHERE reason = 1)
+        GROUP BY trace_id, span_id, service, destination
+        HAVING uniqExact(by_trace, by_span) > 1
+        ORDER BY trace_id, span_id, service, destination LIMIT ?)
+    GROUP BY trace_id, span_id, service, destination, by_trace, by_span";
+
+/// A publish's first deliveries to one destination, by consuming service: the consumes that
+/// made them.
+type DeliveriesTo = BTreeMap<String, BTreeSet<(TraceId, SpanId)>>;
+
+/// The duplicate first deliveries: (publish, destination) -> its deliveries by service.
+pub fn duplicates(
+    client: &Client,
+) -> Result<BTreeMap<(TraceId, SpanId, String), DeliveriesTo>, ClientError> {
+    #[derive(serde::Deserialize)]
+    struct D {
+        t: String,
+        s: String,
+        service: String,
+        destination: String,
+        bt: String,
+        bs: String,
+    }
+    let q = render(DUPLICATES, &[Value::U64(DUPLICATES_PER_PASS)])?;
+    let mut out: BTreeMap<_, DeliveriesTo> = BTreeMap::new();
+    for d in client.rows::<D>(&q)? {
+        let (Ok(t), Ok(s), Ok(bt), Ok(bs)) = (
+            TraceId::from_hex(&d.t),
+            SpanId::from_hex(&d.s),
+            TraceId::from_hex(&d.bt),
+            SpanId::from_hex(&d.bs),
+        ) else {
+            continue;
+        };
+        out.entry((t, s, d.destination))
+            .or_default()
+            .entry(d.service)
+            .or_default()
+            .insert((bt, bs));
+    }
+    Ok(out)
+}
 
 /// The waits whose referred span is stored and that nobody settled, in the order of their
 /// keys (every collector settles them in the same order, so they count them alike).
@@ -167,10 +225,11 @@ impl Writer {
     /// One reconciliation pass, if one is due: settles the waits found unsettled for the
     /// settle delay. Answers how many it settled.
     pub(super) fn reconcile(&mut self, now: Instant) -> Result<usize, ClientError> {
+        let taken_back = self.take_back_duplicates()?;
         let found = candidates(&self.client)?;
         let due = self.suspects.due(found, self.settle, now);
         if due.is_empty() {
-            return Ok(0);
+            return Ok(taken_back);
         }
         let mut pairs = Rows::default();
         let mut done = Vec::new();
@@ -206,7 +265,55 @@ impl Writer {
                 self.client.insert(table, columns, &rows.buf)?;
             }
         }
-        Ok(done.len())
+        Ok(taken_back + done.len())
+    }
+
+    /// Takes back the duplicate first deliveries of a message to one service (all but the one
+    /// of least consume id; the route's message too when the destination's only consuming
+    /// service is this one, so that every one of them counted it). Answers how many.
+    fn take_back_duplicates(&mut self) -> Result<usize, ClientError> {
+        let found = duplicates(&self.client)?;
+        let mut pairs = Rows::default();
+        let mut taken = 0;
+        for ((pt, ps, _), by_service) in &found {
+            let route = by_service.len() == 1;
+            for consumes in by_service.values() {
+                for &(ct, cs) in consumes.iter().skip(1) {
+                    let mut group = GroupBacklog::default();
+                    let mut backlog = ChBacklog {
+                        client: &self.client,
+                        group: &mut group,
+                        flag_version: &mut self.flag_version,
+                    };
+                    use crate::accounting::pairing::Backlog as _;
+                    let (Some(producer), Some(consumer)) = (
+                        backlog.stored(&mut self.nodes, *pt, *ps)?,
+                        backlog.stored(&mut self.nodes, ct, cs)?,
+                    ) else {
+                        continue;
+                    };
+                    let mut acc = Accumulator::default();
+                    take_back_delivery(&mut acc, &producer, &consumer, route);
+                    for (k, d) in &acc.drain().edges {
+                        pairs
+                            .date(super::minute_nanos(k.minute))
+                            .fixed(&pt.0)
+                            .fixed(&ps.0)
+                            .fixed(&ct.0)
+                            .fixed(&cs.0)
+                            .u8(1);
+                        super::edge_fields(&mut pairs, k, d);
+                        pairs.end_row();
+                    }
+                    taken += 1;
+                }
+            }
+        }
+        if pairs.count > 0 {
+            self.client
+                .insert("pair_minutes", PAIR_COLUMNS, &pairs.buf)?;
+        }
+        Ok(taken)
     }
 
     /// Pairs one wait from what is stored of its two spans; false when either is gone.

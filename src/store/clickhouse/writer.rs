@@ -275,6 +275,11 @@ impl Writer {
             let mut outcome = WriteOutcome::default();
             match write {
                 WriteBatch::Spans(list) => {
+                    // Oldest first: a parent (or a publish) before the spans that refer to
+                    // it, found in memory instead of looked up in `spans` one by one (SDKs
+                    // export a span when it ends, children before their parents).
+                    let mut list: Vec<_> = list.iter().collect();
+                    list.sort_by_key(|p| p.span.start_unix_nanos);
                     for p in list {
                         let s = &p.span;
                         // Retention would drop it with its day: refused, as the SQLite store

@@ -1,0 +1,240 @@
+#!/usr/bin/env bash
+# Ingest and query figures of `serve --clickhouse` (1 and 2 collectors on one ClickHouse)
+# against `serve --db` (SQLite), with the same generator, in one run.
+#
+#   tools/bench-clickhouse.sh BINARY [SPANS] [RATE] [QUERY_SPANS]
+#
+# Starts its own clickhouse-server (Debian's package, /usr/sbin/clickhouse-server) on free
+# loopback ports with a config written here and its data under a temporary directory, which
+# is removed at the end, as src/store/clickhouse/testing.rs does for the tests. Then:
+#
+# 1. ingest: for SQLite, one ClickHouse collector, two ClickHouse collectors (each on a fresh
+#    database): `bench ingest --max-spans SPANS --rate RATE` (RATE 0: as fast as answered),
+#    the collectors' and clickhouse-server's CPU time (utime+stime), request p99, the load
+#    average, and the bytes on disk per span (`system.parts` of the database's active parts;
+#    the SQLite file with its WAL);
+# 2. query (QUERY_SPANS > 0): QUERY_SPANS spans into SQLite and into one ClickHouse
+#    collector, then `bench query` (topology of the last hour, trace by id); with
+#    BENCH_DOUBLINGS=N, the ClickHouse database's spans (new trace ids) and minute rows are then
+#    doubled N times inside ClickHouse and `bench query` runs again (1.25M ingested, 3
+#    doublings: 10M spans, without ingesting 10M on a machine other builds load).
+# BENCH_DURATION bounds each ingest run (default 3600s); BENCH_CONNECTIONS (4) and
+# BENCH_REQUESTS (200) set `bench ingest --connections` and `bench query --requests`.
+#
+# Every process is stopped by the pid this script started it with.
+set -euo pipefail
+
+bin=$(realpath "${1:?usage: tools/bench-clickhouse.sh BINARY [SPANS] [RATE] [QUERY_SPANS]}")
+spans=${2:-2000000}
+rate=${3:-0}
+query_spans=${4:-0}
+connections=${BENCH_CONNECTIONS:-4}
+requests=${BENCH_REQUESTS:-200}
+work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench-ch.XXXXXX")
+pids=()
+
+cleanup() {
+    for pid in "${pids[@]}"; do
+        kill "$pid" 2>/dev/null || true
+    done
+    for pid in "${pids[@]}"; do
+        for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$pid" 2>/dev/null || true
+    done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# --- clickhouse-server -------------------------------------------------------------------
+ch_http=$(free_port)
+ch_tcp=$(free_port)
+ch_inter=$(free_port)
+mkdir -p "$work/ch"
+cat >"$work/ch/config.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <logger><level>warning</level><console>1</console></logger>
+  <listen_host>127.0.0.1</listen_host>
+  <http_port>$ch_http</http_port>
+  <tcp_port>$ch_tcp</tcp_port>
+  <interserver_http_port>$ch_inter</interserver_http_port>
+  <interserver_http_host>127.0.0.1</interserver_http_host>
+  <path>$work/ch/data/</path>
+  <tmp_path>$work/ch/tmp/</tmp_path>
+  <user_files_path>$work/ch/user_files/</user_files_path>
+  <format_schema_path>$work/ch/format_schemas/</format_schema_path>
+  <users_config>users.xml</users_config>
+  <default_profile>default</default_profile>
+  <default_database>default</default_database>
+  <mark_cache_size>268435456</mark_cache_size>
+  <uncompressed_cache_size>268435456</uncompressed_cache_size>
+  <max_concurrent_queries>64</max_concurrent_queries>
+</yandex>
+EOF
+cat >"$work/ch/users.xml" <<EOF
+<?xml version="1.0"?>
+<yandex>
+  <profiles><default><max_threads>2</max_threads></default></profiles>
+  <users>
+    <default>
+      <password></password>
+      <networks><ip>127.0.0.1</ip></networks>
+      <profile>default</profile>
+      <quota>default</quota>
+    </default>
+  </users>
+  <quotas><default></default></quotas>
+</yandex>
+EOF
+/usr/sbin/clickhouse-server --config-file="$work/ch/config.xml" >"$work/ch/server.log" 2>&1 &
+ch_pid=$!
+pids+=("$ch_pid")
+for _ in $(seq 600); do
+    curl -sf "http://127.0.0.1:$ch_http/ping" >/dev/null && break
+    kill -0 "$ch_pid" 2>/dev/null || { tail -5 "$work/ch/server.log" >&2; exit 1; }
+    sleep 0.1
+done
+ch() { curl -sf "http://127.0.0.1:$ch_http/" --data-binary "$1"; }
+echo "clickhouse-server $(ch 'SELECT version()') pid $ch_pid on 127.0.0.1:$ch_http; $(nproc) cores shared by everything below"
+
+# --- collectors --------------------------------------------------------------------------
+# start_collector NAME STORE_ARGS...: sets c_pid, c_http, c_otlp.
+start_collector() {
+    local name=$1
+    shift
+    local http otlp grpc pid
+    http=$(free_port)
+    otlp=$(free_port)
+    grpc=$(free_port)
+    # With --clickhouse, --db is the embedded broker's file only.
+    local broker=()
+    [[ " $* " == *" --db "* ]] || broker=(--db "$work/$name-broker.db")
+    "$bin" serve "${broker[@]}" --http "127.0.0.1:$http" \
+        --otlp-http "127.0.0.1:$otlp" --otlp-grpc "127.0.0.1:$grpc" "$@" \
+        >"$work/$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    for _ in $(seq 600); do
+        curl -sf "http://127.0.0.1:$http/healthz" >/dev/null && break
+        kill -0 "$pid" 2>/dev/null || { tail -5 "$work/$name.log" >&2; exit 1; }
+        sleep 0.1
+    done
+    c_pid=$pid c_http=$http c_otlp=$otlp
+}
+
+stop() {
+    kill "$1" 2>/dev/null || true
+    for _ in $(seq 300); do kill -0 "$1" 2>/dev/null || return 0; sleep 0.1; done
+    kill -9 "$1" 2>/dev/null || true
+}
+
+ch_bytes_per_span() {
+    local db=$1 bytes rows
+    bytes=$(ch "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '$db'")
+    rows=$(ch "SELECT count() FROM (SELECT trace_id, span_id FROM $db.spans GROUP BY trace_id, span_id)")
+    echo "  on disk                $bytes bytes, $rows spans: $(awk -v b="$bytes" -v r="$rows" 'BEGIN { printf "%.1f", b / r }') bytes/span (all tables; spans alone $(ch "SELECT round(sum(bytes_on_disk) / $rows, 1) FROM system.parts WHERE active AND database = '$db' AND table = 'spans'"))"
+}
+
+sqlite_bytes_per_span() {
+    local file=$1 n=$2 bytes
+    bytes=$(du -cb "$file" "$file-wal" 2>/dev/null | tail -1 | cut -f1)
+    echo "  on disk                $bytes bytes: $(awk -v b="$bytes" -v r="$n" 'BEGIN { printf "%.1f", b / r }') bytes/span (file and WAL)"
+}
+
+ingest() {
+    "$bin" bench ingest --max-spans "$1" --rate "$rate" --connections "$connections" \
+        --duration "${BENCH_DURATION:-3600s}" "${@:2}"
+}
+
+n=0
+for setup in sqlite ch1 ch2; do
+    n=$((n + 1))
+    echo
+    echo "== ingest: $setup, $spans spans"
+    case $setup in
+    sqlite)
+        start_collector "s$n" --db "$work/s$n.db"
+        pid=$c_pid http=$c_http otlp=$c_otlp
+        ingest "$spans" --target "http://127.0.0.1:$otlp" --api "http://127.0.0.1:$http" \
+            --server-pid "$pid"
+        stop "$pid"
+        sqlite_bytes_per_span "$work/s$n.db" "$spans"
+        ;;
+    ch1)
+        url="http://127.0.0.1:$ch_http/bench$n"
+        start_collector "c$n" --clickhouse "$url"
+        pid=$c_pid http=$c_http otlp=$c_otlp
+        ingest "$spans" --target "http://127.0.0.1:$otlp" --api "http://127.0.0.1:$http" \
+            --server-pid "$pid" --store-pid "$ch_pid"
+        stop "$pid"
+        ch_bytes_per_span "bench$n"
+        ;;
+    ch2)
+        url="http://127.0.0.1:$ch_http/bench$n"
+        start_collector "c${n}a" --clickhouse "$url"
+        pid1=$c_pid http1=$c_http otlp1=$c_otlp
+        start_collector "c${n}b" --clickhouse "$url"
+        pid2=$c_pid otlp2=$c_otlp
+        ingest "$spans" --target "http://127.0.0.1:$otlp1" --target "http://127.0.0.1:$otlp2" \
+            --api "http://127.0.0.1:$http1" --server-pid "$pid1" --server-pid "$pid2" \
+            --store-pid "$ch_pid"
+        stop "$pid1"
+        stop "$pid2"
+        ch_bytes_per_span "bench$n"
+        ;;
+    esac
+    ch "DROP DATABASE IF EXISTS bench$n" >/dev/null || true
+    rm -f "$work/s$n.db" "$work/s$n.db-wal" "$work/s$n.db-shm"
+done
+
+# ClickHouse only: doubles the database's spans (new trace ids) and minute rows ROUNDS times
+# inside ClickHouse, as if ROUNDS doublings of the same traffic had been ingested.
+double() {
+    local db=$1 rounds=$2 cols expr
+    cols=$(ch "SELECT arrayStringConcat(groupArray(name), ',') FROM (SELECT name FROM system.columns WHERE database = '$db' AND table = 'spans')")
+    for r in $(seq "$rounds"); do
+        expr=${cols/trace_id,/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16),}
+        ch "INSERT INTO $db.spans ($cols) SELECT $expr FROM $db.spans" >/dev/null
+        for t in edge_minutes service_minutes; do
+            ch "INSERT INTO $db.$t SELECT * FROM $db.$t" >/dev/null
+        done
+    done
+    ch "OPTIMIZE TABLE $db.spans" >/dev/null || true
+}
+
+if [[ $query_spans -gt 0 ]]; then
+    rounds=${BENCH_DOUBLINGS:-0}
+    for setup in sqlite ch1; do
+        echo
+        echo "== query: $setup, $query_spans spans ingested"
+        if [[ $setup == sqlite ]]; then
+            start_collector q-sqlite --db "$work/q.db"
+            store=()
+        else
+            start_collector q-ch --clickhouse "http://127.0.0.1:$ch_http/query"
+            store=(--store-pid "$ch_pid")
+        fi
+        pid=$c_pid http=$c_http otlp=$c_otlp
+        ingest "$query_spans" --target "http://127.0.0.1:$otlp" --api "http://127.0.0.1:$http" \
+            --server-pid "$pid" "${store[@]}"
+        if [[ $setup == sqlite ]]; then
+            sqlite_bytes_per_span "$work/q.db" "$query_spans"
+        else
+            ch_bytes_per_span query
+        fi
+        "$bin" bench query --api "http://127.0.0.1:$http" --requests "$requests"
+        if [[ $setup == ch1 && $rounds -gt 0 ]]; then
+            double query "$rounds"
+            echo
+            echo "== query: ch1 after $rounds doublings inside ClickHouse"
+            ch_bytes_per_span query
+            "$bin" bench query --api "http://127.0.0.1:$http" --requests "$requests"
+        fi
+        stop "$pid"
+        rm -f "$work/q.db" "$work/q.db-wal" "$work/q.db-shm"
+    done
+fi
