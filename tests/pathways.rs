@@ -265,3 +265,187 @@ fn hostile_names_in_a_journey_are_shown_as_text() {
         page.one("#journeys").html()
     );
 }
+
+/// Per (publishing service, consuming service): each message's one-hop journey from the
+/// recorded spans alone, tying a consume to its publish by its parent or by a span link, as
+/// `[end to end, wait, processing, error]`.
+fn recorded_hops(spans: &[SpanInfo]) -> BTreeMap<(String, String), Vec<[u64; 4]>> {
+    let mut out: BTreeMap<(String, String), Vec<[u64; 4]>> = BTreeMap::new();
+    for p in spans.iter().filter(|s| s.kind == KIND_PRODUCER) {
+        let tied = |c: &&SpanInfo| {
+            c.kind == KIND_CONSUMER
+                && ((c.trace_id == p.trace_id && c.parent_span_id == p.span_id)
+                    || c.links
+                        .iter()
+                        .any(|(t, s)| *t == p.trace_id && *s == p.span_id))
+        };
+        for c in spans.iter().filter(tied) {
+            out.entry((p.service.clone(), c.service.clone()))
+                .or_default()
+                .push([
+                    micros(p.start_unix_nanos, c.end_unix_nanos),
+                    micros(p.start_unix_nanos, c.start_unix_nanos),
+                    micros(c.start_unix_nanos, c.end_unix_nanos),
+                    u64::from(p.error || c.error),
+                ]);
+        }
+    }
+    out
+}
+
+/// The p50 and p99 of one column of journeys.
+fn column(journeys: &[[u64; 4]], i: usize) -> (u64, u64) {
+    let mut v: Vec<u64> = journeys.iter().map(|r| r[i]).collect();
+    v.sort_unstable();
+    (rank(&v, 0.5), rank(&v, 0.99))
+}
+
+fn assert_hop_matches(answer: &Value, from: &str, to: &str, recorded: &[[u64; 4]]) {
+    let p = find(answer, &[from, to]);
+    assert_eq!(p["count"], recorded.len() as u64, "{from} -> {to}: {p}");
+    let errors: u64 = recorded.iter().map(|r| r[3]).sum();
+    assert_eq!(p["errors"], errors, "{from} -> {to}: {p}");
+    assert_eq!(spread(&p["end_to_end"]), column(recorded, 0), "{p}");
+    assert_eq!(spread(&p["hops"][0]["wait"]), column(recorded, 1), "{p}");
+    assert_eq!(
+        spread(&p["hops"][0]["processing"]),
+        column(recorded, 2),
+        "{p}"
+    );
+    assert_eq!(
+        p["hops"][0]["via"],
+        serde_json::json!(["destination:kafka:orders"])
+    );
+}
+
+/// kafkajs `eachBatch` and confluent-kafka consume in traces of their own, their `process`
+/// spans linking to the publish: the journey goes on there. Every message's hop is counted
+/// once, with the figures of the recorded spans.
+#[test]
+fn pathways_follow_the_links_of_recorded_kafka_batch_consumers() {
+    let (env, spans, window) = TestEnv::with_recording(fixtures::KAFKA);
+    let q = window.query();
+    let recorded = recorded_hops(&spans);
+    fn of<'a>(
+        recorded: &'a BTreeMap<(String, String), Vec<[u64; 4]>>,
+        from: &str,
+        to: &str,
+    ) -> &'a [[u64; 4]] {
+        recorded
+            .get(&(from.to_string(), to.to_string()))
+            .unwrap_or_else(|| panic!("{from} -> {to} in the recording"))
+    }
+    let hops = |from: &str, to: &str| of(&recorded, from, to);
+    // The recording: order-1..12 each reached billing and audit, and some only by a link.
+    for from in ["checkout-js", "checkout-py"] {
+        for to in ["billing", "audit"] {
+            assert_eq!(hops(from, to).len(), 6, "{from} -> {to}");
+        }
+    }
+    let linked_only = spans
+        .iter()
+        .filter(|s| s.kind == KIND_CONSUMER && !s.links.is_empty())
+        .filter(|c| {
+            !spans
+                .iter()
+                .any(|p| p.span_id == c.parent_span_id && p.kind == KIND_PRODUCER)
+        })
+        .count();
+    assert!(
+        linked_only >= 12,
+        "audit's 12 and billing's batch: {linked_only}"
+    );
+
+    for from in ["checkout-js", "checkout-py"] {
+        let answer = env.get_json(&format!("/api/pathways?from=service:{from}&{q}"));
+        assert_eq!(answer["partial"], false, "{answer}");
+        assert!(
+            answer["scanned"]["linked_traces"].as_u64() >= Some(1),
+            "{answer}"
+        );
+        assert_eq!(answer["journeys"], 12, "{answer}");
+        assert_eq!(answer["pathways_total"], 2, "{answer}");
+        for to in ["billing", "audit"] {
+            assert_hop_matches(&answer, from, to, hops(from, to));
+        }
+    }
+    // Found from the consumer's end: links are followed back to the publishers' traces.
+    let to = env.get_json(&format!("/api/pathways?to=service:audit&{q}"));
+    assert_eq!(to["partial"], false, "{to}");
+    assert_eq!(to["journeys"], 12, "{to}");
+    for from in ["checkout-js", "checkout-py"] {
+        assert_hop_matches(&to, from, "audit", hops(from, "audit"));
+        // Each example is the trace the journey started in: the publisher's.
+        for ex in find(&to, &[from, "audit"])["examples"].as_array().unwrap() {
+            let trace = env.get_json(&format!("/api/traces/{}", ex.as_str().unwrap()));
+            assert!(
+                trace["spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["service"] == from && s["kind"] == "producer"),
+                "{trace}"
+            );
+        }
+    }
+}
+
+/// orders -> order.created -> billing -> invoice.ready -> mailer, each consumer a batch
+/// consumer in a trace of its own (its `process` span under a `poll` span, linking to the
+/// publish), each trace sent in its own request: one journey over three traces.
+#[test]
+fn a_journey_over_three_linked_traces_is_one_pathway_with_its_own_figures() {
+    use common::builder::{self, span, Client, Consumer, Producer};
+    let env = TestEnv::start();
+    let publish = span("orders", "order.created send", Producer)
+        .messaging("rabbitmq", "order.created")
+        .at_ms(0)
+        .lasting_ms(2);
+    let poll = span("billing", "poll", Client).at_ms(7).lasting_ms(30);
+    let process = poll
+        .child("billing", "order.created process", Consumer)
+        .messaging("rabbitmq", "order.created")
+        .link(&publish)
+        .at_ms(11)
+        .lasting_ms(23);
+    let onward = process
+        .child("billing", "invoice.ready send", Producer)
+        .messaging("rabbitmq", "invoice.ready")
+        .at_ms(17)
+        .lasting_ms(1);
+    let mail = span("mailer", "invoice.ready process", Consumer)
+        .messaging("rabbitmq", "invoice.ready")
+        .link(&onward)
+        .at_ms(52)
+        .lasting_ms(6);
+    for spans in [vec![&publish], vec![&poll, &process, &onward], vec![&mail]] {
+        let reply = env.post_protobuf(&builder::protobuf(&spans));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let t = |s: &common::builder::SpanB| (s.span.start_time_unix_nano, s.span.end_time_unix_nano);
+    let ((p0, _), (c1, _), (p1, _), (c2, c2_end)) =
+        (t(&publish), t(&process), t(&onward), t(&mail));
+    let q = builder::window().query();
+    for query in [
+        "from=service:orders",
+        "to=service:mailer",
+        "from=service:orders&to=service:mailer",
+    ] {
+        let answer = env.get_json(&format!("/api/pathways?{query}&{q}"));
+        assert_eq!(answer["partial"], false, "{query}: {answer}");
+        assert_eq!(answer["scanned"]["linked_traces"], 2, "{query}: {answer}");
+        let p = find(&answer, &["orders", "billing", "mailer"]);
+        assert_eq!(p["count"], 1, "{query}: {p}");
+        let one = |v: u64| (v, v);
+        assert_eq!(spread(&p["end_to_end"]), one(micros(p0, c2_end)), "{p}");
+        assert_eq!(spread(&p["hops"][0]["wait"]), one(micros(p0, c1)));
+        assert_eq!(spread(&p["hops"][0]["processing"]), one(micros(c1, p1)));
+        assert_eq!(spread(&p["hops"][1]["wait"]), one(micros(p1, c2)));
+        assert_eq!(spread(&p["hops"][1]["processing"]), one(micros(c2, c2_end)));
+        assert_eq!(p["examples"], serde_json::json!([publish.trace_hex()]));
+    }
+    // From the middle: billing's trace, and the mailer's it links to; nothing upstream.
+    let mid = env.get_json(&format!("/api/pathways?from=service:billing&{q}"));
+    assert_eq!(mid["scanned"]["linked_traces"], 1, "{mid}");
+    assert_eq!(find(&mid, &["billing", "mailer"])["count"], 1);
+}
