@@ -1,7 +1,6 @@
 //! Journeys that cross traces: a consumer whose span *links* to the publish of its message
-//! instead of being its child (a batch consumer's `process` spans: kafkajs `eachBatch`,
-//! confluent-kafka, the embedded broker's batch deliveries) starts a trace of its own, and the
-//! journey goes on there. From the traces found for the start node, [`expand`] reads the
+//! instead of being its child (a batch consumer's per-message `process` spans) starts a trace
+//! of its own, and the journey goes on there. From the traces found for the start node, [`expand`] reads the
 //! traces their links reach, and groups every trace read into the sets tied by links
 //! ([`Reached::groups`]): each set's spans are walked together, so a journey is counted once
 //! however many traces it spans.
