@@ -108,8 +108,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         log: Default::default(),
         notify: args
             .notify_url
-            .clone()
-            .map(crate::changes::notify::Notifier::start),
+            .iter()
+            .cloned()
+            .map(crate::changes::notify::Notifier::start)
+            .collect(),
     };
     let ingest = Ingest::new(
         store.clone(),
@@ -205,7 +207,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             store: store.clone(),
             counters: ingest.counters.clone(),
             log: changes.log.clone(),
-            notifier: changes.notify.clone(),
+            notifiers: changes.notify.clone(),
             interval: args.changes_interval,
         },
         baseline,

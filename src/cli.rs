@@ -217,15 +217,19 @@ pub struct ServeArgs {
     pub discover_interval: std::time::Duration,
     /// Post a JSON summary to this URL when the architecture changes (a service, destination,
     /// peer or edge not seen in the previous hour): http://[USER:PASS@]HOST[:PORT]/PATH[?QUERY].
-    /// The user and password are sent as basic auth; they and the query are never logged.
+    /// Repeatable (the variable holds a comma-separated list; write a comma inside a URL as
+    /// %2C): each receiver has its own queue, thread and retries, so a slow or failing one
+    /// holds up no other. The user and password are sent as basic auth; they and the query are
+    /// never logged.
     #[arg(
         long = "notify-url",
         env = "SWITCHYARD_NOTIFY_URL",
         hide_env_values = true,
         value_name = "URL",
+        value_delimiter = ',',
         value_parser = crate::changes::notify::NotifyUrl::parse
     )]
-    pub notify_url: Option<crate::changes::notify::NotifyUrl>,
+    pub notify_url: Vec<crate::changes::notify::NotifyUrl>,
     /// How often the change watcher looks for new nodes and edges (e.g. 10s; at least 1s).
     #[arg(long = "changes-interval", env = "SWITCHYARD_CHANGES_INTERVAL", default_value = "10s", value_parser = parse_changes_interval)]
     pub changes_interval: std::time::Duration,

@@ -296,6 +296,71 @@ fn a_receiver_that_never_answers_holds_neither_ingest_nor_the_watcher() {
     assert_eq!(env.spans_in_store(), 2 + 20 * 2);
 }
 
+/// `--notify-url` is repeatable: each receiver gets every summary on its own thread, so one
+/// that never answers and one that fails hold up neither the one that works nor ingest.
+#[test]
+fn several_receivers_each_get_every_summary_with_their_own_retries() {
+    let (hang, fail, ok) = (
+        Receiver::start(Mode::Hang),
+        Receiver::start(Mode::Fail),
+        Receiver::start(Mode::Ok),
+    );
+    let env = TestEnv::with_args(&[
+        "--notify-url",
+        &hang.url(),
+        "--notify-url",
+        &fail.url(),
+        "--notify-url",
+        &ok.url(),
+        "--changes-interval",
+        "1s",
+    ]);
+    post(&env, &flow("orders", "billing"));
+    wait_for("the hanging post", WAIT, || hang.posts().first().cloned());
+    let first = wait_for("the working receiver's first summary", WAIT, || {
+        ok.posts().first().cloned()
+    });
+    assert!(first.body["count"].as_u64() >= Some(1), "{:?}", first.body);
+    // The hanging receiver holds its own thread only: later passes still reach the others.
+    post(&env, &flow("invoices", "mailer"));
+    let c = wait_total(&env, 5 + 4);
+    let total = c["total"].as_u64().unwrap();
+    let posts = wait_for("every notice at the working receiver", WAIT, || {
+        let posts = ok.posts();
+        let counted: u64 = posts.iter().filter_map(|p| p.body["count"].as_u64()).sum();
+        (counted == total).then_some(posts)
+    });
+    let n = posts.len() as u64;
+    let c = wait_for("the failing receiver's tries", WAIT, || {
+        let c = changes(&env);
+        (c["notify"]["receivers"][1]["failed"] == n).then_some(c)
+    });
+    let receivers = c["notify"]["receivers"].as_array().unwrap();
+    assert_eq!(receivers.len(), 3, "{c}");
+    for (r, addr) in receivers.iter().zip([hang.addr, fail.addr, ok.addr]) {
+        assert_eq!(r["url"], format!("http://{addr}/hook"), "{c}");
+    }
+    assert_eq!(receivers[0]["sent"], 0, "{c}");
+    assert_eq!(receivers[1]["attempts_failed"], 3 * n, "{c}");
+    assert_eq!(receivers[1]["sent"], 0, "{c}");
+    assert_eq!(receivers[2]["sent"], n, "{c}");
+    assert_eq!(receivers[2]["failed"], 0, "{c}");
+    assert_eq!(
+        fail.posts().len() as u64,
+        3 * n,
+        "three tries of each summary"
+    );
+    assert_eq!(c["notify"]["sent"], n, "the sum over receivers: {c}");
+    assert_eq!(c["notify"]["url"], format!("http://{}/hook", hang.addr));
+    assert_eq!(env.spans_in_store(), 4);
+    let page = ui::Page::ok(&env, "/changes");
+    let lines = page.texts("#notify-status .notify-receiver");
+    assert_eq!(lines.len(), 3, "{lines:?}");
+    assert!(lines[2].contains(&format!("{n} sent")), "{lines:?}");
+    let html = page.one("#notify-status").html();
+    assert!(!html.contains(PASSWORD) && !html.contains(TOKEN), "{html}");
+}
+
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)

@@ -265,3 +265,63 @@ fn hostile_names_in_a_journey_are_shown_as_text() {
         page.one("#journeys").html()
     );
 }
+
+/// orders -> order.created -> billing -> invoice.ready -> mailer, each consumer a batch
+/// consumer in a trace of its own (its `process` span under a `poll` span, linking to the
+/// publish), each trace sent in its own request: one journey over three traces.
+#[test]
+fn a_journey_over_three_linked_traces_is_one_pathway_with_its_own_figures() {
+    use common::builder::{self, span, Client, Consumer, Producer};
+    let env = TestEnv::start();
+    let publish = span("orders", "order.created send", Producer)
+        .messaging("rabbitmq", "order.created")
+        .at_ms(0)
+        .lasting_ms(2);
+    let poll = span("billing", "poll", Client).at_ms(7).lasting_ms(30);
+    let process = poll
+        .child("billing", "order.created process", Consumer)
+        .messaging("rabbitmq", "order.created")
+        .link(&publish)
+        .at_ms(11)
+        .lasting_ms(23);
+    let onward = process
+        .child("billing", "invoice.ready send", Producer)
+        .messaging("rabbitmq", "invoice.ready")
+        .at_ms(17)
+        .lasting_ms(1);
+    let mail = span("mailer", "invoice.ready process", Consumer)
+        .messaging("rabbitmq", "invoice.ready")
+        .link(&onward)
+        .at_ms(52)
+        .lasting_ms(6);
+    for spans in [vec![&publish], vec![&poll, &process, &onward], vec![&mail]] {
+        let reply = env.post_protobuf(&builder::protobuf(&spans));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    let t = |s: &common::builder::SpanB| (s.span.start_time_unix_nano, s.span.end_time_unix_nano);
+    let ((p0, _), (c1, _), (p1, _), (c2, c2_end)) =
+        (t(&publish), t(&process), t(&onward), t(&mail));
+    let q = builder::window().query();
+    for query in [
+        "from=service:orders",
+        "to=service:mailer",
+        "from=service:orders&to=service:mailer",
+    ] {
+        let answer = env.get_json(&format!("/api/pathways?{query}&{q}"));
+        assert_eq!(answer["partial"], false, "{query}: {answer}");
+        assert_eq!(answer["scanned"]["linked_traces"], 2, "{query}: {answer}");
+        let p = find(&answer, &["orders", "billing", "mailer"]);
+        assert_eq!(p["count"], 1, "{query}: {p}");
+        let one = |v: u64| (v, v);
+        assert_eq!(spread(&p["end_to_end"]), one(micros(p0, c2_end)), "{p}");
+        assert_eq!(spread(&p["hops"][0]["wait"]), one(micros(p0, c1)));
+        assert_eq!(spread(&p["hops"][0]["processing"]), one(micros(c1, p1)));
+        assert_eq!(spread(&p["hops"][1]["wait"]), one(micros(p1, c2)));
+        assert_eq!(spread(&p["hops"][1]["processing"]), one(micros(c2, c2_end)));
+        assert_eq!(p["examples"], serde_json::json!([publish.trace_hex()]));
+    }
+    // From the middle: billing's trace, and the mailer's it links to; nothing upstream.
+    let mid = env.get_json(&format!("/api/pathways?from=service:billing&{q}"));
+    assert_eq!(mid["scanned"]["linked_traces"], 1, "{mid}");
+    assert_eq!(find(&mid, &["billing", "mailer"])["count"], 1);
+}

@@ -133,7 +133,8 @@ impl ChangeLog {
 #[derive(Clone, Default)]
 pub struct Changes {
     pub log: ChangeLog,
-    pub notify: Option<notify::Notifier>,
+    /// One per `--notify-url` receiver, each with its own queue, thread and retries.
+    pub notify: Vec<notify::Notifier>,
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ pub struct Watch {
     pub store: Store,
     pub counters: Arc<IngestCounters>,
     pub log: ChangeLog,
-    pub notifier: Option<super::notify::Notifier>,
+    pub notifiers: Vec<super::notify::Notifier>,
     pub interval: Duration,
 }
 
@@ -229,7 +229,7 @@ pub async fn run(w: Watch, baseline: Baseline) {
         }
         log_notices(&notices);
         w.log.push(&mut notices);
-        if let Some(n) = &w.notifier {
+        for n in &w.notifiers {
             n.send(&notices);
         }
     }

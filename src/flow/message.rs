@@ -19,6 +19,15 @@ pub struct Delivery {
     pub error: bool,
 }
 
+/// One message's spans: its outermost publish, the inner ones, and each consume tied to one
+/// of them (`(publish, consume)`, in the order of the publishes, then of the spans).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Published {
+    pub publish: usize,
+    pub nested: Vec<usize>,
+    pub consumes: Vec<(usize, usize)>,
+}
+
 /// One message: a publish and what became of it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Message {
@@ -45,6 +54,54 @@ impl Journey<'_> {
     /// a destination (from the topology); those that received nothing are `missing`.
     pub fn messages(&self, subscribers: impl Fn(&str, &str) -> Vec<String>) -> Vec<Message> {
         let spans = self.spans;
+        self.published()
+            .into_iter()
+            .map(
+                |Published {
+                     publish: p,
+                     nested,
+                     consumes,
+                 }| {
+                    let all: Vec<usize> =
+                        std::iter::once(p).chain(nested.iter().copied()).collect();
+                    let mut deliveries: Vec<Delivery> = consumes
+                        .iter()
+                        .map(|&(from, c)| self.delivery(from, c))
+                        .collect();
+                    deliveries.sort_by_key(|d| (spans[d.consume].start_unix_nanos, d.consume));
+                    let publish = &spans[p];
+                    let m = publish.messaging.as_ref();
+                    let mut missing: Vec<String> = m
+                        .map(|m| subscribers(&m.system, &m.destination))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|s| !deliveries.iter().any(|d| &d.service == s))
+                        .collect();
+                    missing.sort();
+                    missing.dedup();
+                    let replies = all.iter().flat_map(|&r| self.replies_to(r)).collect();
+                    Message {
+                        publish: p,
+                        nested,
+                        service: publish.service.clone(),
+                        system: m.map(|m| m.system.clone()),
+                        destination: m.map(|m| m.destination.clone()),
+                        message_id: m.and_then(|m| m.message_id.clone()),
+                        deliveries,
+                        missing,
+                        replies,
+                    }
+                },
+            )
+            .collect()
+    }
+
+    /// Every message published (its outermost publish, in the order of their starts) with its
+    /// inner publishes and the outermost consumes tied to any of them, as
+    /// `(publish it is tied to, consume)`: what [`Journey::messages`] tells of each, without
+    /// the figures (for walks over many traces).
+    pub fn published(&self) -> Vec<Published> {
+        let spans = self.spans;
         let mut inner: Vec<Vec<usize>> = vec![Vec::new(); spans.len()];
         for i in 0..spans.len() {
             if let Some(outer) = self.nested_in(i) {
@@ -66,34 +123,14 @@ impl Journey<'_> {
             .into_iter()
             .map(|p| {
                 let nested = std::mem::take(&mut inner[p]);
-                let all: Vec<usize> = std::iter::once(p).chain(nested.iter().copied()).collect();
-                let mut deliveries: Vec<Delivery> = all
-                    .iter()
-                    .flat_map(|&from| consumed[from].iter().map(move |&c| (from, c)))
-                    .map(|(from, c)| self.delivery(from, c))
+                let consumes = std::iter::once(p)
+                    .chain(nested.iter().copied())
+                    .flat_map(|from| consumed[from].iter().map(move |&c| (from, c)))
                     .collect();
-                deliveries.sort_by_key(|d| (spans[d.consume].start_unix_nanos, d.consume));
-                let publish = &spans[p];
-                let m = publish.messaging.as_ref();
-                let mut missing: Vec<String> = m
-                    .map(|m| subscribers(&m.system, &m.destination))
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter(|s| !deliveries.iter().any(|d| &d.service == s))
-                    .collect();
-                missing.sort();
-                missing.dedup();
-                let replies = all.iter().flat_map(|&r| self.replies_to(r)).collect();
-                Message {
+                Published {
                     publish: p,
                     nested,
-                    service: publish.service.clone(),
-                    system: m.map(|m| m.system.clone()),
-                    destination: m.map(|m| m.destination.clone()),
-                    message_id: m.and_then(|m| m.message_id.clone()),
-                    deliveries,
-                    missing,
-                    replies,
+                    consumes,
                 }
             })
             .collect()

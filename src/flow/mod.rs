@@ -1,16 +1,17 @@
 //! Follows messages across the asynchronous hops of one trace: which consume came from which
-//! publish (the consume's parent, else a span link into the same trace), the message's time in
+//! publish (the consume's parent, else a span link to a publish among the spans given: the same
+//! trace, or several traces read together, as pathways do), the message's time in
 //! the broker, and for request/reply (action/response) which consume of the requester's service
 //! is the reply to which request. The waterfall page and `/api/traces/{id}` both show this.
 //! Pure: no IO, no SQL, no async.
 
 use crate::model::StoredSpan;
-use crate::model::{SpanId, SpanKind};
+use crate::model::{SpanId, SpanKind, TraceId};
 use serde::{Deserialize, Serialize};
 use std::collections::{HashMap, HashSet};
 
 pub use exchange::{Exchange, RoundTrips};
-pub use message::{Delivery, Message};
+pub use message::{Delivery, Message, Published};
 
 mod exchange;
 mod message;
@@ -104,12 +105,35 @@ pub struct Journey<'a> {
     nested: Vec<Option<usize>>,
 }
 
+/// A span's place among the spans followed: span ids are unique within their trace.
+type Key = (TraceId, SpanId);
+
+/// The (trace, span) each link of a span points at, for the links that parse.
+pub fn link_targets(s: &StoredSpan) -> impl Iterator<Item = Key> + '_ {
+    s.links.as_array().into_iter().flatten().filter_map(|l| {
+        let trace = TraceId::from_hex(l.get("trace_id")?.as_str()?).ok()?;
+        Some((trace, SpanId::from_hex(l.get("span_id")?.as_str()?).ok()?))
+    })
+}
+
 /// Follows the messages of one trace's spans (in any order; indices refer to this slice).
+/// The spans of several traces may be given together: a consume whose link points at a
+/// publish of another of them is then tied to it (a batch consumer's `process` span).
 pub fn follow(spans: &[StoredSpan]) -> Journey<'_> {
-    let by_id: HashMap<SpanId, usize> = spans
+    follow_with(spans, true)
+}
+
+/// As [`follow`], without looking for replies (request/reply) in each consumer's subtree:
+/// for analyses that only walk deliveries (pathways). [`Journey::replies`] is then empty.
+pub fn follow_deliveries(spans: &[StoredSpan]) -> Journey<'_> {
+    follow_with(spans, false)
+}
+
+fn follow_with(spans: &[StoredSpan], with_replies: bool) -> Journey<'_> {
+    let by_id: foldhash::HashMap<Key, usize> = spans
         .iter()
         .enumerate()
-        .map(|(i, s)| (s.span_id, i))
+        .map(|(i, s)| ((s.trace_id, s.span_id), i))
         .collect();
     let producer: Vec<Option<(usize, Via)>> = spans
         .iter()
@@ -120,12 +144,16 @@ pub fn follow(spans: &[StoredSpan]) -> Journey<'_> {
         .enumerate()
         .map(|(i, s)| {
             s.parent_span_id
-                .and_then(|p| by_id.get(&p).copied())
+                .and_then(|p| by_id.get(&(s.trace_id, p)).copied())
                 .or(producer[i].map(|(p, _)| p))
                 .filter(|&p| p != i)
         })
         .collect();
-    let replies = replies(spans, &producer, &follows);
+    let replies = if with_replies {
+        replies(spans, &producer, &follows)
+    } else {
+        Vec::new()
+    };
     let nested = nested(spans, &by_id);
     Journey {
         spans,
@@ -139,7 +167,7 @@ pub fn follow(spans: &[StoredSpan]) -> Journey<'_> {
 /// Nested spans of one message (as the accounting counts them once): a publish whose parent is
 /// a publish of the same destination, or likewise a consume (pika, for one, can emit both).
 /// Each inner span maps to the outermost span of its chain.
-fn nested(spans: &[StoredSpan], by_id: &HashMap<SpanId, usize>) -> Vec<Option<usize>> {
+fn nested(spans: &[StoredSpan], by_id: &foldhash::HashMap<Key, usize>) -> Vec<Option<usize>> {
     let same_message = |inner: &StoredSpan, outer: &StoredSpan| {
         let (a, b) = (inner.messaging.as_ref(), outer.messaging.as_ref());
         let destination =
@@ -149,7 +177,7 @@ fn nested(spans: &[StoredSpan], by_id: &HashMap<SpanId, usize>) -> Vec<Option<us
                 || (is_consume(inner) && is_consume(outer)))
     };
     let parent_of = |i: usize| -> Option<usize> {
-        let p = *by_id.get(&spans[i].parent_span_id?)?;
+        let p = *by_id.get(&(spans[i].trace_id, spans[i].parent_span_id?))?;
         (p != i && same_message(&spans[i], &spans[p])).then_some(p)
     };
     (0..spans.len())
@@ -167,22 +195,17 @@ fn nested(spans: &[StoredSpan], by_id: &HashMap<SpanId, usize>) -> Vec<Option<us
         .collect()
 }
 
-/// The publish in this trace that a consume span is tied to: its parent, else a link.
+/// The publish among the spans that a consume span is tied to: its parent, else a link.
 fn producer_of(
     s: &StoredSpan,
-    by_id: &HashMap<SpanId, usize>,
+    by_id: &foldhash::HashMap<Key, usize>,
     spans: &[StoredSpan],
 ) -> Option<(usize, Via)> {
     if !is_consume(s) {
         return None;
     }
-    let trace = s.trace_id.to_hex();
-    let parent = s.parent_span_id.map(|p| (p, Via::Parent));
-    let linked = links(s)
-        .into_iter()
-        .filter(|(t, _)| *t == trace)
-        .filter_map(|(_, id)| SpanId::from_hex(&id).ok())
-        .map(|id| (id, Via::Link));
+    let parent = s.parent_span_id.map(|p| ((s.trace_id, p), Via::Parent));
+    let linked = link_targets(s).map(|k| (k, Via::Link));
     parent
         .into_iter()
         .chain(linked)

@@ -62,6 +62,8 @@ pub trait Change: Sized {
     fn on(self, destination: &str) -> Self;
     /// Adds a span link to span `n` of trace `trace` (hex).
     fn linked(self, trace: &str, n: u64) -> Self;
+    /// Moves the span to trace `trace` (hex).
+    fn of(self, trace: &str) -> Self;
 }
 
 impl Change for StoredSpan {
@@ -86,6 +88,11 @@ impl Change for StoredSpan {
         if let Some(m) = &mut self.messaging {
             m.destination = destination.into();
         }
+        self
+    }
+
+    fn of(mut self, trace: &str) -> Self {
+        self.trace_id = TraceId::from_hex(trace).expect("a test trace id");
         self
     }
 

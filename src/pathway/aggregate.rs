@@ -73,6 +73,7 @@ pub struct Pathway {
 
 /// What was read to answer, and which bound (if any) left something out.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Scan {
     /// Traces read (the newest in the window that hold the start node).
     pub traces: usize,
@@ -88,6 +89,13 @@ pub struct Scan {
     pub walks_cut: bool,
     /// The journeys counted reached their cap.
     pub journeys_capped: bool,
+    /// Traces read because span links tie them to the traces found (a batch consumer's
+    /// trace, the publisher's trace of a message it consumed).
+    pub linked_traces: usize,
+    /// The most traces read through links for one answer.
+    pub linked_trace_limit: usize,
+    /// Links led to more traces than the limits allow (traces, lookups): some were not read.
+    pub linked_limit_reached: bool,
 }
 
 impl Scan {
@@ -97,6 +105,7 @@ impl Scan {
             || self.out_of_time
             || self.walks_cut
             || self.journeys_capped
+            || self.linked_limit_reached
     }
 }
 
@@ -164,9 +173,8 @@ impl Aggregate {
             let found = nodes.iter().find_map(|n| n.names.get(id));
             found.cloned().unwrap_or_else(|| id.clone())
         };
-        let names: Vec<String> = path.iter().map(name).collect();
-        let group = self.groups.entry(path).or_insert_with(|| Group {
-            names,
+        let group = self.groups.entry(path).or_insert_with_key(|path| Group {
+            names: path.iter().map(name).collect(),
             hops: nodes
                 .iter()
                 .map(|n| (n.publisher.clone(), n.via.clone(), n.consumer.clone()))

@@ -1,11 +1,13 @@
 //! Pathways: a message's journey over several hops (A -> destination -> B -> destination -> C)
 //! aggregated per sequence of nodes, with counts and the end-to-end and per-hop latencies
 //! (the message's wait in each broker, each service's processing). Pure: the walks of each
-//! trace come from [`crate::flow`]'s pairing ([`walk`]); [`Ends`] cuts them to the nodes
-//! asked for; [`Aggregate`] counts them. The store reads the traces, the web layer answers
+//! trace come from [`crate::flow`]'s pairing ([`walk`]), over several traces when span links
+//! tie them ([`linked`]: a batch consumer's spans link to the publishes); [`Ends`] cuts them
+//! to the nodes asked for; [`Aggregate`] counts them. The store reads the traces, the web layer answers
 //! `GET /api/pathways` and the service page's "downstream journeys".
 
 pub mod aggregate;
+pub mod linked;
 #[cfg(test)]
 mod tests;
 pub mod walk;
@@ -90,7 +92,13 @@ impl Ends {
 
 /// Takes in one trace: its walks, cut to the ends, each distinct part counted once.
 pub fn add_trace(agg: &mut Aggregate, spans: &[StoredSpan], ends: &Ends) {
-    let walks = walk::walks(spans);
+    add_group(agg, spans, ends, 1);
+}
+
+/// Takes in the spans of `traces` traces tied by links ([`linked::Reached::groups`]), walked
+/// together: a journey that goes on in a linked trace is one journey.
+pub fn add_group(agg: &mut Aggregate, spans: &[StoredSpan], ends: &Ends, traces: usize) {
+    let walks = walk::walks_within(spans, walk::MAX_WALKS.saturating_mul(traces.max(1)));
     if walks.cut {
         agg.scan.walks_cut = true;
     }

@@ -1,6 +1,7 @@
 use super::*;
 use crate::flow::sample::{consume, publish, span, Change};
 use crate::model::{SpanKind, StatusCode, TimeWindow, TraceId};
+use std::collections::HashMap;
 
 const A: &str = "service:orders";
 const B: &str = "service:billing";
@@ -203,4 +204,270 @@ fn a_publish_outside_any_consume_starts_its_own_journey() {
     assert_eq!(got.pathways[0].count, 2, "{got:?}");
     let from_orders = run(&[chain(0)], Some(A), Some(C));
     assert_eq!(from_orders.pathways[0].count, 1);
+}
+
+/// Traces in memory, read as the store reads them: by id, and those linking into one.
+#[derive(Default)]
+struct Traces {
+    by_id: HashMap<TraceId, Vec<StoredSpan>>,
+    reads: usize,
+    lookups: usize,
+}
+
+impl Traces {
+    fn of(traces: &[Vec<StoredSpan>]) -> Traces {
+        let mut t = Traces::default();
+        for spans in traces {
+            t.by_id.insert(spans[0].trace_id, spans.clone());
+        }
+        t
+    }
+}
+
+impl linked::Reach for Traces {
+    type Error = std::convert::Infallible;
+
+    fn traces(&mut self, ids: &[TraceId]) -> Result<(Vec<Vec<StoredSpan>>, bool), Self::Error> {
+        self.reads += ids.len();
+        Ok((
+            ids.iter()
+                .filter_map(|i| self.by_id.get(i).cloned())
+                .collect(),
+            false,
+        ))
+    }
+
+    fn linking(
+        &mut self,
+        id: TraceId,
+        _since: u64,
+        limit: usize,
+    ) -> Result<Vec<TraceId>, Self::Error> {
+        self.lookups += 1;
+        let mut found: Vec<TraceId> = self
+            .by_id
+            .iter()
+            .filter(|(t, spans)| {
+                **t != id
+                    && spans
+                        .iter()
+                        .any(|s| crate::flow::link_targets(s).any(|(lt, _)| lt == id))
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        found.sort();
+        found.truncate(limit);
+        Ok(found)
+    }
+}
+
+const T1: &str = "11111111111111111111111111111111";
+const T2: &str = "22222222222222222222222222222222";
+const T3: &str = "33333333333333333333333333333333";
+
+/// The chain of [`chain`] over three traces, each consumer a batch consumer whose `process`
+/// span hangs under its own `poll` span and links to the publish: orders publishes in T1;
+/// billing polls in T2, processes (link to T1) and publishes under the process; mailer polls
+/// in T3 and processes (link to T2).
+fn linked_chain() -> Vec<Vec<StoredSpan>> {
+    vec![
+        vec![publish(1).at(0, 2).by("orders").on("order.created").of(T1)],
+        vec![
+            span(10, SpanKind::Client, None)
+                .at(8, 31)
+                .by("billing")
+                .of(T2),
+            consume(11)
+                .under(10)
+                .at(10, 30)
+                .by("billing")
+                .on("order.created")
+                .linked(T1, 1)
+                .of(T2),
+            publish(12)
+                .under(11)
+                .at(15, 16)
+                .by("billing")
+                .on("invoice.ready")
+                .of(T2),
+        ],
+        vec![
+            span(20, SpanKind::Client, None)
+                .at(39, 46)
+                .by("mailer")
+                .of(T3),
+            consume(21)
+                .under(20)
+                .at(40, 45)
+                .by("mailer")
+                .on("invoice.ready")
+                .linked(T2, 12)
+                .of(T3),
+        ],
+    ]
+}
+
+fn run_linked(
+    store: &mut Traces,
+    seeds: Vec<Vec<StoredSpan>>,
+    from: Option<&str>,
+    to: Option<&str>,
+) -> Pathways {
+    let ends = Ends {
+        from: from.map(str::to_string),
+        to: to.map(str::to_string),
+    };
+    let far = std::time::Instant::now() + std::time::Duration::from_secs(3600);
+    let reached = linked::expand(seeds, &ends, store, far).expect("in memory");
+    let mut agg = Aggregate::default();
+    agg.scan.linked_traces = reached.linked;
+    agg.scan.linked_limit_reached = reached.limit_reached;
+    for (spans, traces) in reached.groups() {
+        add_group(&mut agg, &spans, &ends, traces);
+    }
+    let window = TimeWindow::new(0, u64::MAX).expect("valid window");
+    agg.finish(&ends, window, 50)
+}
+
+#[test]
+fn a_journey_goes_on_in_the_traces_that_link_to_its_publishes() {
+    let traces = linked_chain();
+    // Each trace alone: the journey ends at the first batch consumer.
+    let alone = run(&traces[..1], Some(A), None);
+    assert!(alone.pathways.is_empty(), "{alone:?}");
+    let mut store = Traces::of(&traces);
+    let got = run_linked(&mut store, traces[..1].to_vec(), Some(A), None);
+    assert!(!got.partial, "{:?}", got.scanned);
+    assert_eq!(got.scanned.linked_traces, 2);
+    let [p] = got.pathways.as_slice() else {
+        panic!("one pathway expected: {got:?}")
+    };
+    assert_eq!(p.nodes, [A, D1, B, D2, C]);
+    assert_eq!(p.count, 1);
+    // From the spans' own times: publish at 0 ms, mailer's process ends at 45 ms.
+    assert_eq!(p.end_to_end, spread(45_000, 45_000, 45_000));
+    assert_eq!(p.hops[0].wait, spread(10_000, 10_000, 10_000));
+    assert_eq!(p.hops[0].processing, spread(5_000, 5_000, 5_000));
+    assert_eq!(p.hops[1].wait, spread(25_000, 25_000, 25_000));
+    assert_eq!(p.hops[1].processing, spread(5_000, 5_000, 5_000));
+    assert_eq!(
+        p.examples,
+        [traces[0][0].trace_id],
+        "the trace it started in"
+    );
+}
+
+#[test]
+fn links_are_followed_upstream_to_where_a_journey_started() {
+    let traces = linked_chain();
+    let mut store = Traces::of(&traces);
+    // Found by `to`: the mailer's trace; the journey started two traces earlier.
+    let got = run_linked(&mut store, traces[2..].to_vec(), None, Some(C));
+    assert_eq!(got.scanned.linked_traces, 2, "{:?}", got.scanned);
+    assert_eq!(got.pathways.len(), 1, "{got:?}");
+    assert_eq!(got.pathways[0].nodes, [A, D1, B, D2, C]);
+    assert_eq!(
+        store.lookups, 0,
+        "only upstream: no lookup of linking traces"
+    );
+    // From the middle: downstream only, billing's trace is where it starts.
+    let mut store = Traces::of(&traces);
+    let mid = run_linked(&mut store, traces[1..2].to_vec(), Some(B), None);
+    assert_eq!(mid.scanned.linked_traces, 1, "{:?}", mid.scanned);
+    assert_eq!(mid.pathways.len(), 1);
+    assert_eq!(mid.pathways[0].nodes, [B, D2, C]);
+    assert_eq!(mid.pathways[0].end_to_end, spread(30_000, 30_000, 30_000));
+}
+
+#[test]
+fn a_batch_that_links_to_several_traces_found_is_read_once_and_each_journey_counted_once() {
+    const T4: &str = "44444444444444444444444444444444";
+    let first = vec![publish(1).at(0, 1).by("orders").on("order.created").of(T1)];
+    let second = vec![publish(2).at(3, 4).by("orders").on("order.created").of(T4)];
+    let batch = vec![
+        span(10, SpanKind::Client, None)
+            .at(8, 20)
+            .by("billing")
+            .of(T2),
+        consume(11)
+            .under(10)
+            .at(10, 12)
+            .by("billing")
+            .on("order.created")
+            .linked(T1, 1)
+            .of(T2),
+        consume(12)
+            .under(10)
+            .at(12, 18)
+            .by("billing")
+            .on("order.created")
+            .linked(T4, 2)
+            .of(T2),
+    ];
+    let mut store = Traces::of(&[first.clone(), second.clone(), batch]);
+    let got = run_linked(&mut store, vec![second, first], Some(A), None);
+    assert_eq!(got.scanned.linked_traces, 1, "{:?}", got.scanned);
+    assert_eq!(got.journeys, 2);
+    let p = &got.pathways[0];
+    assert_eq!(p.nodes, [A, D1, B]);
+    assert_eq!(p.count, 2);
+    // Waits 10 ms and 9 ms; ends 12 ms and 18 ms after their publishes' starts 0 and 3 ms.
+    assert_eq!(p.hops[0].wait, spread(9_000, 10_000, 10_000));
+    assert_eq!(p.end_to_end, spread(12_000, 15_000, 15_000));
+}
+
+#[test]
+fn traces_reached_through_links_are_bounded_and_the_answer_says_so() {
+    // One batch that consumed a message from each of more traces than the bound.
+    let n = linked::MAX_LINKED_TRACES as u64 + 5;
+    let mut traces = Vec::new();
+    let mut batch = vec![span(1, SpanKind::Client, None)
+        .at(0, 100)
+        .by("billing")
+        .of(T2)];
+    for i in 0..n {
+        let trace = format!("{:032x}", 0x1000 + i);
+        traces.push(vec![publish(1)
+            .at(0, 1)
+            .by("orders")
+            .on("order.created")
+            .of(&trace)]);
+        batch.push(
+            consume(100 + i)
+                .under(1)
+                .at(10, 11)
+                .by("billing")
+                .on("order.created")
+                .linked(&trace, 1)
+                .of(T2),
+        );
+    }
+    traces.push(batch.clone());
+    let mut store = Traces::of(&traces);
+    let got = run_linked(&mut store, vec![batch], None, Some(B));
+    assert!(
+        got.partial && got.scanned.linked_limit_reached,
+        "{:?}",
+        got.scanned
+    );
+    assert_eq!(got.scanned.linked_traces, linked::MAX_LINKED_TRACES);
+    assert_eq!(store.reads, linked::MAX_LINKED_TRACES);
+    assert_eq!(got.journeys, linked::MAX_LINKED_TRACES as u64);
+}
+
+#[test]
+fn the_ends_say_which_way_links_are_followed() {
+    let dirs = |f: Option<&str>, t: Option<&str>| {
+        let d = Ends {
+            from: f.map(str::to_string),
+            to: t.map(str::to_string),
+        }
+        .directions();
+        (d.upstream, d.downstream)
+    };
+    assert_eq!(dirs(Some(A), None), (false, true));
+    assert_eq!(dirs(None, Some(C)), (true, false));
+    assert_eq!(dirs(Some(A), Some(C)), (false, true));
+    assert_eq!(dirs(Some(D1), None), (true, true));
+    assert_eq!(dirs(None, Some(D2)), (true, true));
 }

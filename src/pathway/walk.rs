@@ -6,11 +6,12 @@
 
 use crate::flow::{self, is_consume, Journey};
 use crate::model::StoredSpan;
-use std::collections::HashMap;
+use foldhash::HashMap;
 
 /// The longest walk followed; longer journeys are cut there (and the answer says so).
 pub const MAX_HOPS: usize = 8;
-/// Walks taken from one trace at most (a wide fan-out multiplies them).
+/// Walks taken from one trace at most (a wide fan-out multiplies them); traces walked
+/// together (tied by links) take this many each.
 pub const MAX_WALKS: usize = 256;
 /// Parent steps climbed from a publish to find the consume it was made in.
 const MAX_CLIMB: usize = 64;
@@ -38,15 +39,21 @@ struct Graph {
 
 /// Every walk of the trace's spans (in any order; steps index this slice).
 pub fn walks(spans: &[StoredSpan]) -> Walks {
-    let journey = flow::follow(spans);
-    let messages = journey.messages(|_, _| Vec::new());
+    walks_within(spans, MAX_WALKS)
+}
+
+/// Every walk of the spans (of one trace or of several tied by links), at most `max_walks`.
+pub fn walks_within(spans: &[StoredSpan], max_walks: usize) -> Walks {
+    let journey = flow::follow_deliveries(spans);
+    let messages = journey.published();
     let mut graph = Graph {
-        delivered: HashMap::new(),
-        onward: HashMap::new(),
+        delivered: HashMap::with_capacity_and_hasher(messages.len(), Default::default()),
+        onward: HashMap::default(),
     };
     let mut roots = Vec::new();
     for m in &messages {
-        let consumes: Vec<usize> = m.deliveries.iter().map(|d| d.consume).collect();
+        let mut consumes: Vec<usize> = m.consumes.iter().map(|&(_, c)| c).collect();
+        consumes.sort_by_key(|&c| (spans[c].start_unix_nanos, c));
         graph.delivered.insert(m.publish, consumes);
         match handled_in(&journey, spans, m.publish) {
             Some(c) if journey.producer(c).is_some() => {
@@ -58,7 +65,7 @@ pub fn walks(spans: &[StoredSpan]) -> Walks {
     let mut out = Walks::default();
     let mut path = Vec::new();
     for p in roots {
-        graph.extend(&mut path, p, &mut out);
+        graph.extend(&mut path, p, &mut out, max_walks);
     }
     out
 }
@@ -81,11 +88,11 @@ fn handled_in(journey: &Journey<'_>, spans: &[StoredSpan], publish: usize) -> Op
 
 impl Graph {
     /// Extends `path` with the hops of `publish`; true when it recorded a walk.
-    fn extend(&self, path: &mut Vec<Step>, publish: usize, out: &mut Walks) -> bool {
+    fn extend(&self, path: &mut Vec<Step>, publish: usize, out: &mut Walks, max: usize) -> bool {
         let consumes = self.delivered.get(&publish).map(Vec::as_slice);
         let mut recorded = false;
         for &c in consumes.unwrap_or_default() {
-            if out.walks.len() >= MAX_WALKS {
+            if out.walks.len() >= max {
                 out.cut = true;
                 return true;
             }
@@ -99,9 +106,9 @@ impl Graph {
             });
             let mut further = false;
             for &next in self.onward.get(&c).map(Vec::as_slice).unwrap_or_default() {
-                further |= self.extend(path, next, out);
+                further |= self.extend(path, next, out, max);
             }
-            if !further && out.walks.len() < MAX_WALKS {
+            if !further && out.walks.len() < max {
                 out.walks.push(path.clone());
             }
             path.pop();

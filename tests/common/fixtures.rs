@@ -50,6 +50,8 @@ pub struct SpanInfo {
     pub end_unix_nanos: u64,
     /// Status code ERROR.
     pub error: bool,
+    /// Each link's (trace id, span id), hex.
+    pub links: Vec<(String, String)>,
 }
 
 /// One recorded `POST /v1/traces`, with the headers its SDK sent.
@@ -172,6 +174,11 @@ pub fn proto_spans(req: &ExportTraceServiceRequest) -> Vec<SpanInfo> {
                 start_unix_nanos: span.start_time_unix_nano,
                 end_unix_nanos: span.end_time_unix_nano,
                 error: span.status.as_ref().is_some_and(|s| s.code == 2),
+                links: span
+                    .links
+                    .iter()
+                    .map(|l| (hex::encode(&l.trace_id), hex::encode(&l.span_id)))
+                    .collect(),
             });
         }
     }
@@ -208,6 +215,17 @@ fn json_spans(body: &[u8]) -> Vec<SpanInfo> {
                     start_unix_nanos: nanos(&span["startTimeUnixNano"]),
                     end_unix_nanos: nanos(&span["endTimeUnixNano"]),
                     error: span["status"]["code"].as_i64() == Some(2),
+                    links: span["links"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|l| {
+                            Some((
+                                l["traceId"].as_str()?.to_lowercase(),
+                                l["spanId"].as_str()?.to_lowercase(),
+                            ))
+                        })
+                        .collect(),
                 });
             }
         }

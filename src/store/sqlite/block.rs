@@ -205,6 +205,21 @@ impl<'a> Cursor<'a> {
         self.string(n)
     }
 
+    /// [`Cursor::opt`] when `keep`, else steps over the value (checked, not copied).
+    fn opt_if(&mut self, keep: bool) -> Result<Option<String>, BlockError> {
+        if keep {
+            return self.opt();
+        }
+        match self.varint()? as usize {
+            0 => Ok(None),
+            n => {
+                std::str::from_utf8(self.take(n - 1)?)
+                    .map_err(|_| BlockError("invalid UTF-8".into()))?;
+                Ok(None)
+            }
+        }
+    }
+
     fn opt(&mut self) -> Result<Option<String>, BlockError> {
         match self.varint()? as usize {
             0 => Ok(None),
@@ -222,7 +237,7 @@ pub fn trace_records(
     trace: TraceId,
 ) -> rusqlite::Result<Vec<Record>> {
     Ok(match inflated_block(conn, id)? {
-        Some(inflated) => records_of(&inflated, id, trace),
+        Some(inflated) => records_of(&inflated, id, trace, true),
         None => Vec::new(),
     })
 }
@@ -246,11 +261,12 @@ pub fn inflated_block(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<
     }
 }
 
-/// The records of one trace in an inflated block (`id` names it in logs).
-pub fn records_of(inflated: &[u8], id: i64, trace: TraceId) -> Vec<Record> {
+/// The records of one trace in an inflated block (`id` names it in logs); without their
+/// attributes and events unless `full` ([`decode_skeleton`]).
+pub fn records_of(inflated: &[u8], id: i64, trace: TraceId, full: bool) -> Vec<Record> {
     let mut out = Vec::new();
     for rec in records(inflated).filter(|rec| record_trace(rec) == Some(trace.as_bytes())) {
-        match decode(rec) {
+        match decode_as(rec, full) {
             Ok(r) => out.push(r),
             Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
         }
@@ -281,6 +297,16 @@ pub fn record_trace(rec: &[u8]) -> Option<&[u8]> {
 }
 
 pub fn decode(rec: &[u8]) -> Result<Record, BlockError> {
+    decode_as(rec, true)
+}
+
+/// As [`decode`], without copying out the attributes and events (left `None`): what analyses
+/// over many traces read (pathways).
+pub fn decode_skeleton(rec: &[u8]) -> Result<Record, BlockError> {
+    decode_as(rec, false)
+}
+
+fn decode_as(rec: &[u8], full: bool) -> Result<Record, BlockError> {
     let mut c = Cursor { b: rec };
     let trace_id = TraceId::from_bytes(c.take(16)?).map_err(|e| BlockError(e.to_string()))?;
     let span_id = SpanId::from_bytes(c.take(8)?).map_err(|e| BlockError(e.to_string()))?;
@@ -332,8 +358,8 @@ pub fn decode(rec: &[u8]) -> Result<Record, BlockError> {
         status_message,
         messaging,
         peer: c.opt()?,
-        attributes: c.opt()?,
-        events: c.opt()?,
+        attributes: c.opt_if(full)?,
+        events: c.opt_if(full)?,
         links: c.opt()?,
     })
 }

@@ -262,6 +262,14 @@ impl TraceReads for SqliteStore {
         self.read(|c| search::search_spans(c, &self.unwritten, q, deadline))
     }
 
+    fn spans_of(
+        &self,
+        ids: &[TraceId],
+        deadline: std::time::Instant,
+    ) -> Result<TraceSet, StoreError> {
+        self.read(|c| search::spans_of(c, &self.unwritten, ids, deadline))
+    }
+
     fn linking_spans(
         &self,
         id: TraceId,

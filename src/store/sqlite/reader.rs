@@ -275,20 +275,22 @@ pub fn trace(
 /// share blocks), up to [`BlockCache::MAX_BYTES`], each with where each trace's records are.
 #[derive(Default)]
 pub struct BlockCache {
-    blocks: HashMap<i64, Option<CachedBlock>>,
+    blocks: foldhash::HashMap<i64, Option<CachedBlock>>,
     bytes: usize,
+    /// Records are decoded without attributes and events ([`block::decode_skeleton`]).
+    skeletons: bool,
 }
 
 struct CachedBlock {
     inflated: Vec<u8>,
     /// Offset and length of each record, by trace: built when the block is read a second
     /// time (a block read once is scanned, which is cheaper).
-    by_trace: Option<HashMap<TraceId, Vec<(usize, usize)>>>,
+    by_trace: Option<foldhash::HashMap<TraceId, Vec<(usize, usize)>>>,
 }
 
 impl CachedBlock {
-    fn index(inflated: &[u8]) -> HashMap<TraceId, Vec<(usize, usize)>> {
-        let mut by_trace: HashMap<TraceId, Vec<(usize, usize)>> = HashMap::new();
+    fn index(inflated: &[u8]) -> foldhash::HashMap<TraceId, Vec<(usize, usize)>> {
+        let mut by_trace: foldhash::HashMap<TraceId, Vec<(usize, usize)>> = Default::default();
         for rec in block::records(inflated) {
             if let Some(t) = block::record_trace(rec).and_then(|t| TraceId::from_bytes(t).ok()) {
                 let at = rec.as_ptr() as usize - inflated.as_ptr() as usize;
@@ -298,13 +300,19 @@ impl CachedBlock {
         by_trace
     }
 
-    fn records(&mut self, id: i64, trace_id: TraceId) -> Vec<block::Record> {
+    fn records(&mut self, id: i64, trace_id: TraceId, full: bool) -> Vec<block::Record> {
         let inflated = &self.inflated;
         let by_trace = self.by_trace.get_or_insert_with(|| Self::index(inflated));
         let places = by_trace.get(&trace_id).map(Vec::as_slice);
         let mut out = Vec::new();
         for &(at, len) in places.unwrap_or_default() {
-            match block::decode(&inflated[at..at + len]) {
+            let rec = &inflated[at..at + len];
+            let decoded = if full {
+                block::decode(rec)
+            } else {
+                block::decode_skeleton(rec)
+            };
+            match decoded {
                 Ok(r) => out.push(r),
                 Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
             }
@@ -316,16 +324,25 @@ impl CachedBlock {
 impl BlockCache {
     const MAX_BYTES: usize = 64 * 1024 * 1024;
 
+    /// A cache whose records leave out attributes and events (for [`skeleton`] spans).
+    pub fn skeletons() -> BlockCache {
+        BlockCache {
+            skeletons: true,
+            ..BlockCache::default()
+        }
+    }
+
     fn records(
         &mut self,
         conn: &Connection,
         id: i64,
         trace_id: TraceId,
     ) -> Result<Vec<block::Record>, StoreError> {
+        let full = !self.skeletons;
         if let Some(cached) = self.blocks.get_mut(&id) {
             return Ok(cached
                 .as_mut()
-                .map(|c| c.records(id, trace_id))
+                .map(|c| c.records(id, trace_id, full))
                 .unwrap_or_default());
         }
         let Some(inflated) = block::inflated_block(conn, id)? else {
@@ -333,10 +350,10 @@ impl BlockCache {
             return Ok(Vec::new());
         };
         if self.bytes + inflated.len() > Self::MAX_BYTES {
-            return Ok(block::records_of(&inflated, id, trace_id));
+            return Ok(block::records_of(&inflated, id, trace_id, full));
         }
         self.bytes += inflated.len();
-        let out = block::records_of(&inflated, id, trace_id);
+        let out = block::records_of(&inflated, id, trace_id, full);
         let cached = CachedBlock {
             inflated,
             by_trace: None,

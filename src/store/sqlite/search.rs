@@ -105,14 +105,40 @@ pub fn search_spans(
     q: &TraceQuery,
     deadline: Instant,
 ) -> Result<TraceSet, StoreError> {
-    let (found, complete) = newest(conn, q)?;
+    // One read transaction for the search and every trace's blocks: the file's read lock is
+    // taken once, not for each of the hundreds of statements (and they read one snapshot).
+    let tx = conn.unchecked_transaction()?;
+    let (found, complete) = newest(&tx, q)?;
+    let mut set = read_spans(&tx, unwritten, &found, deadline)?;
+    set.search_complete = complete;
+    Ok(set)
+}
+
+/// The spans of these traces (those stored), in the given order, as [`search_spans`] reads
+/// them (in one read transaction); reading stops at `deadline`.
+pub fn spans_of(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    found: &[TraceId],
+    deadline: Instant,
+) -> Result<TraceSet, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    read_spans(&tx, unwritten, found, deadline)
+}
+
+fn read_spans(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    found: &[TraceId],
+    deadline: Instant,
+) -> Result<TraceSet, StoreError> {
     let mut set = TraceSet {
         traces: Vec::with_capacity(found.len()),
-        search_complete: complete,
+        search_complete: true,
         out_of_time: false,
     };
-    let mut cache = BlockCache::default();
-    for id in found {
+    let mut cache = BlockCache::skeletons();
+    for &id in found {
         if Instant::now() >= deadline {
             set.out_of_time = true;
             break;

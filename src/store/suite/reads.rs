@@ -471,7 +471,7 @@ pub fn broker_snapshots_are_kept_per_minute_with_their_history(h: &dyn Harness) 
 
 /// `search_spans` (pathways) reads the newest matching traces whole, newest first, each as
 /// `trace` reads it in the fields that tie spans together and time them; a deadline already
-/// past reads none and says so.
+/// past reads none and says so. `spans_of` reads traces by id the same way.
 pub fn search_spans_reads_the_newest_traces_whole(h: &dyn Harness) {
     let store = h.open();
     let mut spans = Vec::new();
@@ -524,4 +524,15 @@ pub fn search_spans_reads_the_newest_traces_whole(h: &dyn Harness) {
     let past = std::time::Instant::now();
     let none = store.search_spans(&q, past).unwrap();
     assert!(none.traces.is_empty() && none.out_of_time);
+    // `spans_of` (traces reached through links) reads the traces asked for, in that order, as
+    // `search_spans` does; a trace not stored is left out.
+    let asked = [TraceId([40; 16]), TraceId([99; 16]), TraceId([42; 16])];
+    let got = store.spans_of(&asked, later).unwrap();
+    let ids: Vec<TraceId> = got.traces.iter().map(|t| t[0].trace_id).collect();
+    assert_eq!(ids, [TraceId([40; 16]), TraceId([42; 16])]);
+    let span_ids = |t: &[crate::model::StoredSpan]| t.iter().map(|s| s.span_id).collect::<Vec<_>>();
+    assert_eq!(span_ids(&got.traces[1]), span_ids(&set.traces[0]));
+    assert!(!got.out_of_time);
+    let late = store.spans_of(&asked, past).unwrap();
+    assert!(late.traces.is_empty() && late.out_of_time);
 }

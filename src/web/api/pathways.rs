@@ -1,13 +1,14 @@
 //! `GET /api/pathways?from=&to=&since=&until=`: the journeys of messages over several hops
 //! between two nodes (or from one, or to one), aggregated per pathway ([`crate::pathway`]).
 //! Bounded: the newest traces holding the start node are read (at most `limit`, within a time
-//! budget), walks stop at 8 hops and at cycles; the answer says when a bound left something
-//! out (`partial`, `scanned`).
+//! budget), then the traces their span links reach (at most
+//! [`linked::MAX_LINKED_TRACES`]), walks stop at 8 hops and at cycles; the answer says when a
+//! bound left something out (`partial`, `scanned`).
 
 use super::parse_window;
-use crate::model::{TimeWindow, TraceQuery};
-use crate::pathway::{self, Aggregate, Ends, Pathways};
-use crate::store::Store;
+use crate::model::{StoredSpan, TimeWindow, TraceId, TraceQuery};
+use crate::pathway::{self, linked, Aggregate, Ends, Pathways};
+use crate::store::{Storage, Store, StoreError};
 use crate::web::error::ApiError;
 use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
@@ -84,6 +85,31 @@ fn search_for(id: &str, window: TimeWindow, limit: usize, named: Option<&str>) -
     q
 }
 
+/// The store's reads of traces reached through span links.
+struct StoreReach<'a> {
+    store: &'a dyn Storage,
+    deadline: Instant,
+}
+
+impl linked::Reach for StoreReach<'_> {
+    type Error = StoreError;
+
+    fn traces(&mut self, ids: &[TraceId]) -> Result<(Vec<Vec<StoredSpan>>, bool), StoreError> {
+        let set = self.store.spans_of(ids, self.deadline)?;
+        Ok((set.traces, set.out_of_time))
+    }
+
+    fn linking(
+        &mut self,
+        id: TraceId,
+        since_unix_nanos: u64,
+        limit: usize,
+    ) -> Result<Vec<TraceId>, StoreError> {
+        let found = self.store.linking_spans(id, since_unix_nanos, limit)?;
+        Ok(found.into_iter().map(|l| l.trace_id).collect())
+    }
+}
+
 /// Reads the traces and counts their journeys, on a blocking thread.
 pub async fn load(
     store: &Store,
@@ -119,12 +145,18 @@ pub async fn load(
             agg.scan.out_of_time = set.out_of_time;
             agg.scan.traces = set.traces.len();
             agg.scan.trace_limit_reached = set.traces.len() >= bounds.traces;
-            for spans in &set.traces {
+            agg.scan.linked_trace_limit = linked::MAX_LINKED_TRACES;
+            let mut reach = StoreReach { store: s, deadline };
+            let reached = linked::expand(set.traces, &ends, &mut reach, deadline)?;
+            agg.scan.linked_traces = reached.linked;
+            agg.scan.linked_limit_reached = reached.limit_reached;
+            agg.scan.out_of_time |= reached.out_of_time;
+            for (spans, traces) in reached.groups() {
                 if Instant::now() >= deadline {
                     agg.scan.out_of_time = true;
                     break;
                 }
-                pathway::add_trace(&mut agg, spans, &ends);
+                pathway::add_group(&mut agg, &spans, &ends, traces);
             }
             Ok(agg.finish(&ends, window, bounds.top))
         })

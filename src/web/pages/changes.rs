@@ -20,10 +20,9 @@ pub struct ChangesPage {
     pub notify: Option<NotifyJson>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct NotifyJson {
-    /// The URL without user info and query.
-    pub url: String,
+/// A webhook's counters.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Counts {
     pub queued: u64,
     pub sent: u64,
     pub failed: u64,
@@ -31,16 +30,62 @@ pub struct NotifyJson {
     pub dropped: u64,
 }
 
+impl Counts {
+    fn add(&mut self, o: &Counts) {
+        self.queued += o.queued;
+        self.sent += o.sent;
+        self.failed += o.failed;
+        self.attempts_failed += o.attempts_failed;
+        self.dropped += o.dropped;
+    }
+}
+
+/// One `--notify-url` receiver: its URL without user info and query, and its counters.
+#[derive(Clone, Debug, Serialize)]
+pub struct ReceiverJson {
+    pub url: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+}
+
+/// The webhook: the counters summed over every receiver (`url`: the first receiver's), and
+/// each receiver's own.
+#[derive(Clone, Debug, Serialize)]
+pub struct NotifyJson {
+    pub url: String,
+    #[serde(flatten)]
+    pub counts: Counts,
+    pub receivers: Vec<ReceiverJson>,
+}
+
 fn notify_json(state: &AppState) -> Option<NotifyJson> {
-    let n = state.changes.notify.as_ref()?;
-    let c = &n.counters;
+    let receivers: Vec<ReceiverJson> = state
+        .changes
+        .notify
+        .iter()
+        .map(|n| {
+            let c = &n.counters;
+            ReceiverJson {
+                url: n.url.redacted().to_string(),
+                counts: Counts {
+                    queued: c.queued.load(Ordering::Relaxed),
+                    sent: c.sent.load(Ordering::Relaxed),
+                    failed: c.failed.load(Ordering::Relaxed),
+                    attempts_failed: c.attempts_failed.load(Ordering::Relaxed),
+                    dropped: c.dropped.load(Ordering::Relaxed),
+                },
+            }
+        })
+        .collect();
+    let url = receivers.first()?.url.clone();
+    let mut counts = Counts::default();
+    for r in &receivers {
+        counts.add(&r.counts);
+    }
     Some(NotifyJson {
-        url: n.url.redacted().to_string(),
-        queued: c.queued.load(Ordering::Relaxed),
-        sent: c.sent.load(Ordering::Relaxed),
-        failed: c.failed.load(Ordering::Relaxed),
-        attempts_failed: c.attempts_failed.load(Ordering::Relaxed),
-        dropped: c.dropped.load(Ordering::Relaxed),
+        url,
+        counts,
+        receivers,
     })
 }
 

@@ -153,6 +153,12 @@ impl Journeys {
         if s.walks_cut {
             why.push("long or cyclic journeys were cut".into());
         }
+        if s.linked_limit_reached {
+            why.push(format!(
+                "{} traces reached through span links were read",
+                s.linked_traces
+            ));
+        }
         if found.pathways_total > found.pathways.len() {
             why.push(format!(
                 "{} of {} pathways are shown",
