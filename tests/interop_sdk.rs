@@ -495,6 +495,63 @@ fn python_pika_redeliveries_and_dead_letters_are_failures_of_the_consume() {
     );
 }
 
+/// The same nacks in traces alone: pika records no `redelivered` bit, but each payment reaches
+/// settler twice (its first delivery nacked with requeue), so the second consume of each is
+/// stored as an error with `error.type` `redelivered` (its row and reason in the trace view,
+/// found by "errors only"), and the consume edge counts 4 messages and 4 `redelivered`
+/// failures, not errors.
+#[test]
+fn python_pika_redeliveries_show_in_traces_alone() {
+    let id = std::process::id();
+    let vhost = Vhost::create(&format!("sy-redelivered-{id}"));
+    let suffix = format!(".redelivered{id}");
+    let env = TestEnv::start();
+    let (t, output) = run_scenarios_with(
+        &env,
+        &suffix,
+        &["python-pika-retry"],
+        &[("AMQP_VHOST", vhost.0.clone())],
+        &expected::python_pika_retry(&suffix),
+    );
+    let payments = topo::rabbit(&format!("payments{suffix}"));
+    let edge = topo::edge(&t, "consume", &payments, &topo::service("settler"));
+    assert_eq!(
+        edge["failures"],
+        json!({"redelivered": 4}),
+        "{edge}\n{output}"
+    );
+    assert_eq!(
+        (&edge["count"], &edge["errors"]),
+        (&json!(4), &json!(0)),
+        "{edge}"
+    );
+    let failed = env.get_json("/api/traces?service=settler&status=error&limit=100")["traces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed.len(), 4, "one failed trace per payment: {failed:?}");
+    for trace in &failed {
+        let id = trace["trace_id"].as_str().unwrap_or_default();
+        let spans = env.trace_spans(id);
+        let consumes: Vec<&Value> = spans
+            .iter()
+            .filter(|s| s["service"] == "settler" && s["kind"] == "consumer")
+            .collect();
+        let marked: Vec<&Value> = consumes
+            .iter()
+            .copied()
+            .filter(|s| s["status"] == "error")
+            .collect();
+        assert_eq!((consumes.len(), marked.len()), (2, 1), "{spans:?}");
+        assert_eq!(marked[0]["attributes"]["error.type"], "redelivered");
+        let page = env.get(&format!("/traces/{id}")).text();
+        assert!(
+            page.contains(r#"class="err-reason""#),
+            "{id}: no reason on the page"
+        );
+    }
+}
+
 fn retry_seen(suffix: &str, _: &[String]) -> (Seen, Seen) {
     let r = |name: &str| topo::rabbit(&format!("{name}{suffix}"));
     let (payments, dlx, dead) = (r("payments"), r("payments.dlx"), r("payments.dead"));

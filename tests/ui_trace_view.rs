@@ -83,6 +83,49 @@ fn row(id: &str) -> String {
     format!("document.getElementById('span-{id}')")
 }
 
+/// A RabbitMQ message delivered twice to one consumer (pika records no `redelivered` bit): the
+/// trace is listed by "errors only", and its view marks the second delivery's row as an error
+/// with its reason on the label, readable at 1024x700 in both themes; the first delivery's
+/// row is no error.
+#[test]
+fn a_redelivery_found_in_traces_is_an_error_row_with_its_reason() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let publish = span("cashier", "payments publish", Producer).messaging("rabbitmq", "payments");
+    let delivery = |at| {
+        publish
+            .child("settler", "payments receive", Consumer)
+            .messaging("rabbitmq", "payments")
+            .instance("settler-1")
+            .at_ms(at)
+    };
+    let (first, again) = (delivery(5), delivery(20));
+    // The second delivery arrives after the first, as the broker made them.
+    for spans in [vec![&publish, &first], vec![&again]] {
+        let reply = env.post_protobuf(&builder::protobuf(&spans));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    b.resize(1024, 700);
+    b.goto(&env.api_url("/traces?status=error&window=1h"));
+    let listed = b.wait_for(
+        "the failed trace in the search",
+        "const a = [...document.querySelectorAll('.trace-row a.trace-link')];          return a.length === 1 && a[0].getAttribute('href');",
+    );
+    assert_eq!(listed, json!(format!("/traces/{}", publish.trace_hex())));
+    b.click(".trace-row a.trace-link");
+    trace_ready(&b);
+    let check = format!(
+        "const again = {}, first = {};          const reason = again.querySelector('.wf-label .err-reason');          const r = reason && reason.getBoundingClientRect();          return [again.classList.contains('error'), first.classList.contains('error'),                  reason && reason.textContent.trim(), !!r && r.width > 0 && r.right <= innerWidth,                  reason && parseFloat(getComputedStyle(reason).fontSize) >= 11,                  !!again.querySelector('.err-mark[title*=\"redelivered\"]')];",
+        row(&again.span_hex()),
+        row(&first.span_hex())
+    );
+    let want = json!([true, false, "redelivered", true, true, true]);
+    assert_eq!(b.eval(&check, json!([])), want);
+    b.switch_theme();
+    assert_eq!(b.eval(&check, json!([])), want, "the other theme");
+    b.screenshot("trace-redelivered");
+}
+
 /// pika instrumented globally nests two publish spans per message (recorded:
 /// fixtures/otlp/python-pika-global). Each broadcast trace stores four spans (outer and inner
 /// publish, shipping's and billing's receive, children of the inner one) and shows three rows,
