@@ -111,7 +111,11 @@ fn a_redelivery_found_in_traces_is_an_error_row_with_its_reason() {
         "the failed trace in the search",
         "const a = [...document.querySelectorAll('.trace-row a.trace-link')];          return a.length === 1 && a[0].getAttribute('href');",
     );
-    assert_eq!(listed, json!(format!("/traces/{}", publish.trace_hex())));
+    let want = format!("/traces/{}?", publish.trace_hex());
+    assert!(
+        listed.as_str().is_some_and(|l| l.starts_with(&want)),
+        "{listed}"
+    );
     b.click(".trace-row a.trace-link");
     trace_ready(&b);
     let check = format!(
