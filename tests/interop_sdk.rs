@@ -342,16 +342,7 @@ fn python_nats_jetstream_from_traces_from_discovery_and_merged() {
 
 /// The management API, as the machine's guest user.
 fn management(method: &str, path: &str, body: Option<Value>) -> Result<(), String> {
-    let request = ureq::request(method, &format!("http://127.0.0.1:15672/api/{path}"))
-        .timeout(Duration::from_secs(10))
-        .set("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=");
-    let answer = match body {
-        Some(b) => request
-            .set("Content-Type", "application/json")
-            .send_string(&b.to_string()),
-        None => request.call(),
-    };
-    answer.map(|_| ()).map_err(|e| e.to_string())
+    common::rabbit_management(method, path, body)
 }
 
 /// A virtual host of the test's own on the machine's RabbitMQ (guest may use it); deleted on
