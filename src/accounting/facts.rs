@@ -72,7 +72,12 @@ impl Facts {
             span_id: span.span_id,
             parent: span.parent_span_id,
             service: nodes.service(&span.service.name, span.service.namespace.as_deref()),
-            instance: Some(Arc::from(span.service.instance.as_deref().unwrap_or(""))),
+            // Only a consume's is read (which instance a message reached).
+            instance: span
+                .messaging
+                .as_ref()
+                .filter(|m| m.operation == Operation::Consume)
+                .map(|_| Arc::from(span.service.instance.as_deref().unwrap_or(""))),
             kind: span.kind,
             operation: span.messaging.as_ref().map(|m| m.operation),
             destination: span

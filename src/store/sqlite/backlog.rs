@@ -62,7 +62,11 @@ pub fn facts_of_record(r: &block::Record, nodes: &mut Nodes) -> Facts {
         span_id: r.span_id,
         parent: r.parent,
         service: nodes.service(&r.service, r.namespace.as_deref()),
-        instance: Some(Arc::from(r.instance.as_deref().unwrap_or(""))),
+        instance: r
+            .messaging
+            .as_ref()
+            .filter(|m| m.operation == Operation::Consume)
+            .map(|_| Arc::from(r.instance.as_deref().unwrap_or(""))),
         kind: r.kind,
         operation: r.messaging.as_ref().map(|m| m.operation),
         destination: r
