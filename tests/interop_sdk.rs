@@ -342,16 +342,7 @@ fn python_nats_jetstream_from_traces_from_discovery_and_merged() {
 
 /// The management API, as the machine's guest user.
 fn management(method: &str, path: &str, body: Option<Value>) -> Result<(), String> {
-    let request = ureq::request(method, &format!("http://127.0.0.1:15672/api/{path}"))
-        .timeout(Duration::from_secs(10))
-        .set("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=");
-    let answer = match body {
-        Some(b) => request
-            .set("Content-Type", "application/json")
-            .send_string(&b.to_string()),
-        None => request.call(),
-    };
-    answer.map(|_| ()).map_err(|e| e.to_string())
+    common::rabbit_management(method, path, body)
 }
 
 /// A virtual host of the test's own on the machine's RabbitMQ (guest may use it); deleted on
@@ -493,6 +484,63 @@ fn python_pika_redeliveries_and_dead_letters_are_failures_of_the_consume() {
         topo::edge(&merged, "consume", &payments, &settler)["instances"],
         1
     );
+}
+
+/// The same nacks in traces alone: pika records no `redelivered` bit, but each payment reaches
+/// settler twice (its first delivery nacked with requeue), so the second consume of each is
+/// stored as an error with `error.type` `redelivered` (its row and reason in the trace view,
+/// found by "errors only"), and the consume edge counts 4 messages and 4 `redelivered`
+/// failures, not errors.
+#[test]
+fn python_pika_redeliveries_show_in_traces_alone() {
+    let id = std::process::id();
+    let vhost = Vhost::create(&format!("sy-redelivered-{id}"));
+    let suffix = format!(".redelivered{id}");
+    let env = TestEnv::start();
+    let (t, output) = run_scenarios_with(
+        &env,
+        &suffix,
+        &["python-pika-retry"],
+        &[("AMQP_VHOST", vhost.0.clone())],
+        &expected::python_pika_retry(&suffix),
+    );
+    let payments = topo::rabbit(&format!("payments{suffix}"));
+    let edge = topo::edge(&t, "consume", &payments, &topo::service("settler"));
+    assert_eq!(
+        edge["failures"],
+        json!({"redelivered": 4}),
+        "{edge}\n{output}"
+    );
+    assert_eq!(
+        (&edge["count"], &edge["errors"]),
+        (&json!(4), &json!(0)),
+        "{edge}"
+    );
+    let failed = env.get_json("/api/traces?service=settler&status=error&limit=100")["traces"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(failed.len(), 4, "one failed trace per payment: {failed:?}");
+    for trace in &failed {
+        let id = trace["trace_id"].as_str().unwrap_or_default();
+        let spans = env.trace_spans(id);
+        let consumes: Vec<&Value> = spans
+            .iter()
+            .filter(|s| s["service"] == "settler" && s["kind"] == "consumer")
+            .collect();
+        let marked: Vec<&Value> = consumes
+            .iter()
+            .copied()
+            .filter(|s| s["status"] == "error")
+            .collect();
+        assert_eq!((consumes.len(), marked.len()), (2, 1), "{spans:?}");
+        assert_eq!(marked[0]["attributes"]["error.type"], "redelivered");
+        let page = env.get(&format!("/traces/{id}")).text();
+        assert!(
+            page.contains(r#"class="err-reason""#),
+            "{id}: no reason on the page"
+        );
+    }
 }
 
 fn retry_seen(suffix: &str, _: &[String]) -> (Seen, Seen) {

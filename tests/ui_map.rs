@@ -614,7 +614,15 @@ fn the_demo_map_shows_every_finding_as_a_badge_and_answers_reach_and_impact() {
     // are per minute, so a window ending in a minute that is over (its spans in, 3 s after)
     // keeps the same counts for the page and for this test.
     const MINUTE: u64 = 60_000_000_000;
-    let patterns = ["broadcast", "work_queue", "action_response", "dead_end"];
+    // The idle subscriber (marketing's subscription nobody publishes to) comes from the
+    // embedded broker's state, as the README promises.
+    let patterns = [
+        "broadcast",
+        "work_queue",
+        "action_response",
+        "dead_end",
+        "idle_subscriber",
+    ];
     let window = common::wait_for("demo traffic", Duration::from_secs(180), || {
         let ended = (builder::now_unix_nanos() - 3_000_000_000) / MINUTE * MINUTE;
         let window = Window {

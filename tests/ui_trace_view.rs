@@ -3,13 +3,15 @@
 //! rows marked on the label, nested publish spans of one message folded into one row, the
 //! journey of each message (who received it, who did not, the wait, the response), the
 //! window carried by links, both themes at 1024x700; the search's pause; and screenshots
-//! with a virtual time budget that finish. Screenshots go to test-output/.
+//! with a virtual time budget that finish; broker-side failures found in traces (a RabbitMQ
+//! redelivery, a read from a discovered dead-letter exchange) as error rows with their reason.
+//! Screenshots go to test-output/.
 
 mod common;
 
 use common::browser::{self, Browser};
 use common::builder::{self, span, Client, Consumer, Producer, Server};
-use common::{fixtures, TestEnv};
+use common::{fixtures, rabbit_management as rabbit_admin, TestEnv};
 use serde_json::json;
 use std::time::Duration;
 
@@ -187,6 +189,134 @@ fn a_large_trace_loads_each_rows_details_when_it_opens() {
     assert_eq!(unknown.status, 404, "{}", unknown.text());
     let no_trace = env.get(&format!("/traces/{}/spans/{marked}", "ab".repeat(16)));
     assert_eq!(no_trace.status, 404, "{}", no_trace.text());
+}
+
+/// A RabbitMQ message delivered twice to one consumer (pika records no `redelivered` bit): the
+/// trace is listed by "errors only", and its view marks the second delivery's row as an error
+/// with its reason on the label, readable at 1024x700 in both themes; the first delivery's
+/// row is no error.
+#[test]
+fn a_redelivery_found_in_traces_is_an_error_row_with_its_reason() {
+    let Some(b) = Browser::start() else { return };
+    let env = TestEnv::start();
+    let publish = span("cashier", "payments publish", Producer).messaging("rabbitmq", "payments");
+    let delivery = |at| {
+        publish
+            .child("settler", "payments receive", Consumer)
+            .messaging("rabbitmq", "payments")
+            .instance("settler-1")
+            .at_ms(at)
+    };
+    let (first, again) = (delivery(5), delivery(20));
+    // The second delivery arrives after the first, as the broker made them.
+    for spans in [vec![&publish, &first], vec![&again]] {
+        let reply = env.post_protobuf(&builder::protobuf(&spans));
+        assert_eq!(reply.status, 200, "{}", reply.text());
+    }
+    b.resize(1024, 700);
+    b.goto(&env.api_url("/traces?status=error&window=1h"));
+    let listed = b.wait_for(
+        "the failed trace in the search",
+        "const a = [...document.querySelectorAll('.trace-row a.trace-link')];          return a.length === 1 && a[0].getAttribute('href');",
+    );
+    let want = format!("/traces/{}?", publish.trace_hex());
+    assert!(
+        listed.as_str().is_some_and(|l| l.starts_with(&want)),
+        "{listed}"
+    );
+    b.click(".trace-row a.trace-link");
+    trace_ready(&b);
+    let check = format!(
+        "const again = {}, first = {};          const reason = again.querySelector('.wf-label .err-reason');          const r = reason && reason.getBoundingClientRect();          return [again.classList.contains('error'), first.classList.contains('error'),                  reason && reason.textContent.trim(), !!r && r.width > 0 && r.right <= innerWidth,                  reason && parseFloat(getComputedStyle(reason).fontSize) >= 11,                  !!again.querySelector('.err-mark[title*=\"redelivered\"]')];",
+        row(&again.span_hex()),
+        row(&first.span_hex())
+    );
+    let want = json!([true, false, "redelivered", true, true, true]);
+    assert_eq!(b.eval(&check, json!([])), want);
+    b.switch_theme();
+    assert_eq!(b.eval(&check, json!([])), want, "the other theme");
+    b.screenshot("trace-redelivered");
+}
+
+/// A queue and its dead-letter exchange on the machine's RabbitMQ; deleted on drop.
+struct DeadLetterQueue(String);
+
+impl Drop for DeadLetterQueue {
+    fn drop(&mut self) {
+        let _ = rabbit_admin("DELETE", &format!("queues/%2F/{}", self.0), None);
+        let _ = rabbit_admin("DELETE", &format!("exchanges/%2F/{}.dlx", self.0), None);
+    }
+}
+
+/// A read from a dead-letter exchange that RabbitMQ discovery found (a queue's
+/// `x-dead-letter-exchange`): no instrumentation marks a dead-lettered message, but the trace
+/// view shows that read as an error row with the reason `dead_lettered` on its label, and
+/// "errors only" lists its trace.
+#[test]
+fn a_read_from_a_discovered_dead_letter_exchange_is_a_dead_lettered_row() {
+    let Some(b) = Browser::start() else { return };
+    let queue = DeadLetterQueue(format!(
+        "sy-dlx-{}-{}",
+        std::process::id(),
+        builder::now_unix_nanos() % 1_000_000
+    ));
+    let q = &queue.0;
+    let dlx = format!("{q}.dlx");
+    rabbit_admin(
+        "PUT",
+        &format!("exchanges/%2F/{dlx}"),
+        Some(json!({"type": "fanout"})),
+    )
+    .unwrap_or_else(|e| panic!("the management API (tools/rabbitmq/management.sh): {e}"));
+    rabbit_admin(
+        "PUT",
+        &format!("queues/%2F/{q}"),
+        Some(json!({"arguments": {"x-dead-letter-exchange": dlx}})),
+    )
+    .expect("declare the queue");
+    let env = common::with_flags(&common::discover_flags(
+        "rabbitmq=http://guest:guest@127.0.0.1:15672/%2F",
+    ));
+    let from = format!("destination:rabbitmq:{q}");
+    common::wait_for(
+        "discovery of the dead-letter exchange",
+        Duration::from_secs(60),
+        || {
+            let t = env.get_json("/api/topology?window=1h");
+            t["edges"]
+                .as_array()?
+                .iter()
+                .any(|e| e["kind"] == "dead_letter" && e["from"] == from.as_str())
+                .then_some(())
+        },
+    );
+    let publish = span("cashier", "payments publish", Producer).messaging("rabbitmq", q);
+    let read = publish
+        .child("auditor", "dead letters receive", Consumer)
+        .messaging("rabbitmq", &dlx)
+        .at_ms(30);
+    let reply = env.post_protobuf(&builder::protobuf(&[&publish, &read]));
+    assert_eq!(reply.status, 200, "{}", reply.text());
+    b.resize(1024, 700);
+    b.goto(&env.api_url("/traces?status=error&window=1h"));
+    b.wait_for(
+        "the dead-lettered trace in the search",
+        "return document.querySelectorAll('.trace-row a.trace-link').length === 1;",
+    );
+    b.click(".trace-row a.trace-link");
+    trace_ready(&b);
+    let check = format!(
+        "const r = {}; const reason = r.querySelector('.wf-label .err-reason'); \
+         return [r.classList.contains('error'), reason && reason.textContent.trim(), \
+                 {}.classList.contains('error')];",
+        row(&read.span_hex()),
+        row(&publish.span_hex())
+    );
+    assert_eq!(
+        b.eval(&check, json!([])),
+        json!([true, "dead_lettered", false])
+    );
+    b.screenshot("trace-dead-lettered");
 }
 
 /// pika instrumented globally nests two publish spans per message (recorded:

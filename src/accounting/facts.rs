@@ -11,6 +11,39 @@ pub const FLAG_CALL_PAIRED: u8 = 2;
 pub const FLAG_REDELIVERY: u8 = 4;
 /// A consume that reads a stream event again: counted as a replay, its delay kept apart.
 pub const FLAG_REPLAY: u8 = 8;
+/// A delivery that pairing found failed, though its span did not say so (a RabbitMQ message
+/// delivered again to the consumer that had it: the earlier delivery was nacked and requeued,
+/// or its consumer stopped): the writer stores the span as an error with this reason
+/// ([`failed_reason`]).
+pub const FLAG_FAILED: u8 = 16;
+/// The instrumentation states whether the delivery is a redelivery (Celery's
+/// `delivery_info`), so pairing does not infer one from a second delivery.
+pub const FLAG_DELIVERY_STATED: u8 = 32;
+
+/// A consume from where a broker sends dead letters (its dead-letter exchange, or a queue
+/// that one routes to): the message was dead-lettered. With [`FLAG_FAILED`].
+pub const FLAG_DEAD_LETTERED: u8 = 64;
+
+/// Why pairing marked a span failed ([`FLAG_FAILED`]), or `None`.
+pub fn failed_reason(flags: u8) -> Option<&'static str> {
+    if flags & FLAG_FAILED == 0 {
+        None
+    } else if flags & FLAG_DEAD_LETTERED != 0 {
+        Some("dead_lettered")
+    } else if flags & FLAG_REDELIVERY != 0 {
+        Some("redelivered")
+    } else {
+        None
+    }
+}
+
+/// The status message of a span stored failed for `reason` ([`failed_reason`]).
+pub fn failed_message(reason: &str) -> &'static str {
+    match reason {
+        "dead_lettered" => "dead_lettered: read from where the broker sends dead letters, so the message was rejected, expired or over a queue's limit where it was first delivered",
+        _ => "redelivered: this consumer got the message again, so an earlier delivery failed (nacked or rejected with requeue, or the consumer stopped before its ack)",
+    }
+}
 
 /// What pairing needs to know of a span.
 #[derive(Clone, Debug)]
@@ -19,6 +52,9 @@ pub struct Facts {
     pub span_id: SpanId,
     pub parent: Option<SpanId>,
     pub service: Arc<NodeKey>,
+    /// The service instance (`service.instance.id`, `""` when the span names none); `None`
+    /// when not known here (a waiting list keeps no instance).
+    pub instance: Option<Arc<str>>,
     pub kind: SpanKind,
     pub operation: Option<Operation>,
     pub destination: Option<Arc<NodeKey>>,
@@ -36,6 +72,12 @@ impl Facts {
             span_id: span.span_id,
             parent: span.parent_span_id,
             service: nodes.service(&span.service.name, span.service.namespace.as_deref()),
+            // Only a consume's is read (which instance a message reached).
+            instance: span
+                .messaging
+                .as_ref()
+                .filter(|m| m.operation == Operation::Consume)
+                .map(|_| Arc::from(span.service.instance.as_deref().unwrap_or(""))),
             kind: span.kind,
             operation: span.messaging.as_ref().map(|m| m.operation),
             destination: span

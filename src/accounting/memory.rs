@@ -148,6 +148,9 @@ pub struct Reached {
     pub service: bool,
     /// The message had already been routed to this destination.
     pub destination: bool,
+    /// This very instance of the service (an unnamed one counts as one) had already
+    /// consumed the message from this destination.
+    pub instance: bool,
 }
 
 impl Delivered {
@@ -186,7 +189,7 @@ impl Delivered {
         destination_id: &str,
     ) {
         let journal = self.journal.take();
-        self.note_ids(trace, span, service_id, destination_id, None);
+        self.note_ids(trace, span, (service_id, None), destination_id, None);
         self.journal = journal;
     }
 
@@ -199,31 +202,50 @@ impl Delivered {
         service: &NodeKey,
         destination: &NodeKey,
     ) -> Reached {
-        self.note_ids(trace, span, &service.id, &destination.id, None)
+        self.note_ids(trace, span, (&service.id, None), &destination.id, None)
     }
 
-    /// [`Delivered::note`] of the delivery that the consume `by` made (journaled with it).
+    /// [`Delivered::note`] by the service's `instance` too (`""`: unnamed, one instance;
+    /// `None`: not known, not noted by instance).
+    pub fn note_instance(
+        &mut self,
+        (trace, span): (TraceId, SpanId),
+        (service, instance): (&NodeKey, Option<&str>),
+        destination: &NodeKey,
+    ) -> Reached {
+        self.note_ids(trace, span, (&service.id, instance), &destination.id, None)
+    }
+
+    /// [`Delivered::note`] of the delivery that the consume `by` made (journaled with it), by
+    /// the service's `instance` as [`Delivered::note_instance`] takes it.
     pub fn note_by(
         &mut self,
         (trace, span): (TraceId, SpanId),
-        service: &NodeKey,
+        (service, instance): (&NodeKey, Option<&str>),
         destination: &NodeKey,
         by: (TraceId, SpanId),
     ) -> Reached {
-        self.note_ids(trace, span, &service.id, &destination.id, Some(by))
+        self.note_ids(
+            trace,
+            span,
+            (&service.id, instance),
+            &destination.id,
+            Some(by),
+        )
     }
 
     fn note_ids(
         &mut self,
         trace: TraceId,
         span: SpanId,
-        service: &str,
+        (service, instance): (&str, Option<&str>),
         destination: &str,
         by: Option<(TraceId, SpanId)>,
     ) -> Reached {
         let h = span_hash(trace, span);
         let by_service = key_hash(&[service, destination]);
         let by_destination = key_hash(&[destination]);
+        let by_instance = instance.map(|i| key_hash(&[service, destination, "instance", i]));
         let list = match self.map.get_mut(&h) {
             Some(list) => list,
             None => {
@@ -239,6 +261,7 @@ impl Delivered {
         let reached = Reached {
             service: list.contains(&by_service),
             destination: list.contains(&by_destination),
+            instance: by_instance.is_some_and(|k| list.contains(&k)),
         };
         if !reached.service {
             if let Some(j) = self.journal.as_mut() {
@@ -251,7 +274,10 @@ impl Delivered {
                 });
             }
         }
-        for k in [by_service, by_destination] {
+        for k in [Some(by_service), Some(by_destination), by_instance]
+            .into_iter()
+            .flatten()
+        {
             // Bounded per publish: a message fanned out wider than this (or spans that claim
             // so) is counted per delivery past it, never an unbounded list scanned per consume.
             if !list.contains(&k) && list.len() < MAX_REACHED {
@@ -285,6 +311,7 @@ mod tests {
             span_id: SpanId([n; 8]),
             parent: None,
             service: nodes.service("s", None),
+            instance: None,
             kind: SpanKind::Producer,
             operation: None,
             destination: None,
@@ -333,20 +360,23 @@ mod tests {
         let first = Reached {
             service: false,
             destination: false,
+            instance: false,
         };
         assert_eq!(d.note(t, s, &a, &q1), first);
         assert_eq!(
             d.note(t, s, &a, &q1),
             Reached {
                 service: true,
-                destination: true
+                destination: true,
+                instance: false,
             }
         );
         assert_eq!(
             d.note(t, s, &b, &q1),
             Reached {
                 service: false,
-                destination: true
+                destination: true,
+                instance: false,
             }
         );
         assert_eq!(d.note(t, s, &b, &q2), first);
@@ -397,9 +427,47 @@ pub struct Nodes {
     services: HashMap<String, ServiceKeys>,
     destinations: HashMap<String, HashMap<String, Arc<NodeKey>>>,
     externals: HashMap<String, Arc<NodeKey>>,
+    /// Per broker (its newest snapshot the writer stored), the ids of the destinations its
+    /// dead letters go to: the dead-letter exchanges and what they route to.
+    dead_letters: HashMap<String, HashSet<String>>,
 }
 
 impl Nodes {
+    /// Learns from a broker's snapshot where its dead letters go (replacing what its earlier
+    /// snapshot said).
+    pub fn broker_state(&mut self, snap: &crate::model::broker::BrokerSnapshot) {
+        use crate::model::broker::FlowKind;
+        let mut names: HashSet<&str> = snap
+            .flows
+            .iter()
+            .filter(|f| f.kind == FlowKind::DeadLetter)
+            .map(|f| f.to.as_str())
+            .collect();
+        let routed: Vec<&str> = snap
+            .flows
+            .iter()
+            .filter(|f| f.kind == FlowKind::Route && names.contains(f.from.as_str()))
+            .map(|f| f.to.as_str())
+            .collect();
+        names.extend(routed);
+        let ids: HashSet<String> = names
+            .into_iter()
+            .map(|n| NodeKey::destination(&snap.system, n).id)
+            .collect();
+        if ids.is_empty() {
+            self.dead_letters.remove(&snap.broker);
+        } else {
+            self.dead_letters.insert(snap.broker.clone(), ids);
+        }
+    }
+
+    /// Whether a broker said its dead letters go to `destination` ([`Nodes::broker_state`]).
+    pub fn dead_letter_target(&self, destination: &NodeKey) -> bool {
+        self.dead_letters
+            .values()
+            .any(|ids| ids.contains(&destination.id))
+    }
+
     pub fn service(&mut self, name: &str, namespace: Option<&str>) -> Arc<NodeKey> {
         if let Some(list) = self.services.get(name) {
             if let Some((_, k)) = list.iter().find(|(ns, _)| ns.as_deref() == namespace) {

@@ -15,8 +15,15 @@
 //!   every instance's own copy of a fanout as Celery's `Broadcast` declares) is one message on
 //!   the consume edge and the dependency, and one routed message on the route: the second
 //!   delivery adds its delay sample only ([`Delivered`] remembers what each publish reached);
+//! - on RabbitMQ, a second delivery to the same instance of a service that no attribute
+//!   states either way is a redelivery (the earlier one failed): besides counting once, it
+//!   adds a `redelivered` failure to its consume edge and is flagged [`FLAG_FAILED`], which
+//!   the writer stores as an error of the span (see [`super::facts::failed_reason`]);
 //! - a redelivered consume (a delivery after a nack or an expired lease) is not a new message:
 //!   it adds a `redelivered` failure to its consume edge, no count, no delay, no dependency;
+//! - a consume from where a broker (its newest snapshot the writer stored) sends dead letters
+//!   is flagged [`FLAG_FAILED`] as `dead_lettered` for its trace, with no failure row: the
+//!   broker's own figures count that dead letter on the queue that lost it;
 //! - a replayed stream read counts on a `replay` row of its own, delay included, and adds
 //!   nothing to the consume edge's count or delay;
 //! - a failed consume or settle (a nack, an expired lease, a dead-lettering, an error span)
@@ -26,7 +33,8 @@
 //!   service names it as parent; then the call moves to the service -> service edge.
 
 pub use super::facts::{
-    pairable, Facts, FLAG_CALL_PAIRED, FLAG_COUNTED, FLAG_REDELIVERY, FLAG_REPLAY,
+    pairable, Facts, FLAG_CALL_PAIRED, FLAG_COUNTED, FLAG_DEAD_LETTERED, FLAG_DELIVERY_STATED,
+    FLAG_FAILED, FLAG_REDELIVERY, FLAG_REPLAY,
 };
 use super::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use super::minutes::{Accumulator, EdgeChange, PairSample};
@@ -92,13 +100,32 @@ impl<B: Backlog> Pairing<'_, B> {
         db_system: Option<&str>,
         marks: &Marks,
     ) -> Result<u8, B::Error> {
-        let provisional = match span.messaging.as_ref().map(|m| m.operation) {
+        let mut provisional = match span.messaging.as_ref().map(|m| m.operation) {
             Some(Operation::Consume) if marks.redelivery => FLAG_REDELIVERY,
             Some(Operation::Consume) if marks.replay => FLAG_COUNTED | FLAG_REPLAY,
             Some(Operation::Produce | Operation::Consume) => FLAG_COUNTED,
             _ => 0,
         };
+        if marks.delivery_stated {
+            // Celery's delivery_info: a redelivery it states is a failed earlier delivery the
+            // trace shows; one it denies (a Broadcast copy) is not inferred from a second one.
+            provisional |= FLAG_DELIVERY_STATED;
+            if marks.redelivery {
+                provisional |= FLAG_FAILED;
+            }
+        }
         let mut me = Facts::of(span, self.nodes, provisional);
+        let dead_letter = me.operation == Some(Operation::Consume)
+            && me
+                .destination
+                .as_deref()
+                .is_some_and(|d| self.nodes.dead_letter_target(d));
+        if dead_letter {
+            // Read from where a broker sends dead letters: the message failed where it was
+            // first delivered. The trace shows it; the count is the broker's (its dead-letter
+            // figures count every dead letter, read or not, on the queue that lost it).
+            me.flags |= FLAG_FAILED | FLAG_DEAD_LETTERED;
+        }
         self.acc.service_span(&me.service, me.start, me.error);
 
         let mut refs: Vec<(TraceId, SpanId)> = Vec::new();
@@ -124,7 +151,18 @@ impl<B: Backlog> Pairing<'_, B> {
                 .backlog
                 .take_waiting(self.nodes, me.trace, me.span_id)?;
             for mut waiting in waiting {
+                if waiting.instance.is_none() {
+                    // The waiting list keeps no instance; the writer's memory may.
+                    waiting.instance = self
+                        .recent
+                        .get(waiting.trace, waiting.span_id)
+                        .and_then(|f| f.instance.clone());
+                }
+                let before = waiting.flags;
                 self.relate(&mut me, &mut waiting, false)?;
+                if waiting.flags != before {
+                    self.store_flags(&waiting)?;
+                }
             }
         }
         self.own_contribution(span, db_system, &mut me);
@@ -260,7 +298,7 @@ impl<B: Backlog> Pairing<'_, B> {
         Ok(())
     }
 
-    fn pair_message(&mut self, producer: &Facts, consumer: &Facts) {
+    fn pair_message(&mut self, producer: &Facts, consumer: &mut Facts) {
         let (Some(pdest), Some(cdest)) = (&producer.destination, &consumer.destination) else {
             return;
         };
@@ -283,10 +321,25 @@ impl<B: Backlog> Pairing<'_, B> {
         }
         let before = self.delivered.note_by(
             (producer.trace, producer.span_id),
-            &consumer.service,
+            (&consumer.service, consumer.instance.as_deref()),
             cdest,
             (consumer.trace, consumer.span_id),
         );
+        if redelivered(&before, consumer, cdest) {
+            consumer.flags |= FLAG_REDELIVERY | FLAG_FAILED;
+            let reason = Arc::new(NodeKey::reason("redelivered"));
+            self.acc.edge(EdgeChange {
+                from: cdest,
+                to: &consumer.service,
+                kind: EdgeKind::Failure,
+                via: Some(&reason),
+                at_unix_nanos: at,
+                count: 1,
+                errors: 0,
+                latency_micros: None,
+                weight: 1,
+            });
+        }
         let base = |from, to, kind, via| EdgeChange {
             from,
             to,
@@ -452,7 +505,8 @@ impl<B: Backlog> Pairing<'_, B> {
                 weight: 1,
             });
         };
-        if me.flags & FLAG_REDELIVERY != 0 {
+        // A redelivery pairing infers (a second delivery) has its row from `pair_message`.
+        if marks.redelivery {
             failure("redelivered", 0);
         }
         if let Some(reason) = &marks.failure {
@@ -504,6 +558,18 @@ pub fn take_back_delivery(acc: &mut Accumulator, producer: &Facts, consumer: &Fa
     if route && pdest != cdest {
         acc.edge(change(pdest, cdest, EdgeKind::Route, None));
     }
+}
+
+/// Whether a consume is a redelivery its span did not mark: RabbitMQ delivered the message
+/// again to the instance of the service that had it from this destination (an unnamed
+/// instance counts as one; an instance not known here never matches), and the instrumentation does not state the AMQP `redelivered`
+/// bit. On RabbitMQ a queue hands a message to one consumer, so a second delivery to the
+/// same consumer means the first was nacked or rejected with requeue, or its consumer stopped
+/// before the ack. Other systems deliver a message to each subscriber or group by design.
+fn redelivered(before: &super::memory::Reached, consumer: &Facts, dest: &NodeKey) -> bool {
+    before.instance
+        && consumer.flags & (FLAG_DELIVERY_STATED | FLAG_REPLAY) == 0
+        && dest.system.as_deref() == Some("rabbitmq")
 }
 
 #[cfg(test)]

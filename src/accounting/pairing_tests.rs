@@ -39,10 +39,11 @@ impl Backlog for MemBacklog {
         expires_unix_nanos: u64,
     ) -> Result<(), Self::Error> {
         self.expiries.insert(waiting.span_id, expires_unix_nanos);
-        self.waiting
-            .entry((trace, span))
-            .or_default()
-            .push(waiting.clone());
+        // As the stores' waiting lists: without the instance.
+        self.waiting.entry((trace, span)).or_default().push(Facts {
+            instance: None,
+            ..waiting.clone()
+        });
         Ok(())
     }
 
@@ -596,4 +597,192 @@ fn a_replay_counts_apart_with_its_own_delay() {
     );
     // The replay: one event read again, its (longer) delay on its own row.
     assert_eq!(r.get(&row(EdgeKind::Replay, "")), Some(&(1, 0, 1)), "{r:?}");
+}
+
+/// A RabbitMQ span of `svc` (instance `instance`, unnamed when empty) on `dest`.
+fn rabbit(mut s: Span, dest: &str, instance: &str) -> Span {
+    if let Some(m) = s.messaging.as_mut() {
+        m.system = "rabbitmq".into();
+        m.destination = dest.into();
+    }
+    s.service.instance = Some(instance.to_string()).filter(|i| !i.is_empty());
+    s
+}
+
+/// The flags each span ended with (at arrival or changed later), by span id byte.
+fn final_flags(rig: &Rig, trace: u8, id: u8) -> u8 {
+    rig.backlog.stored[&(TraceId([trace; 16]), SpanId([id; 8]))].flags
+}
+
+fn rabbit_row(kind: EdgeKind, via: &str) -> (String, String, EdgeKind, String) {
+    let (from, to) = match kind {
+        EdgeKind::Dependency => ("service:orders", "service:billing"),
+        _ => ("destination:rabbitmq:orders", "service:billing"),
+    };
+    (from.to_string(), to.to_string(), kind, via.to_string())
+}
+
+#[test]
+fn a_second_rabbitmq_delivery_to_one_consumer_is_a_redelivery_that_failed_the_first() {
+    // pika marks no redelivery: the queue handing the message to the same consumer again
+    // says the first delivery failed (nacked with requeue, or the consumer stopped).
+    for (memory, consume_first, instance) in [
+        (1024, false, "billing-1"),
+        (1024, true, "billing-1"),
+        (1024, false, ""),
+        (1024, true, ""),
+        (1, false, "billing-1"),
+    ] {
+        let mut rig = Rig::new(memory);
+        let p = rabbit(produce(1, 1, None), "orders", "");
+        let first = rabbit(consume(1, 2, Some(1)), "orders", instance);
+        let again = rabbit(consume(1, 3, Some(1)), "orders", instance);
+        let spans = if consume_first {
+            vec![first, again, p]
+        } else {
+            vec![p, first, again]
+        };
+        for s in spans {
+            rig.add(s);
+        }
+        let case = format!("memory {memory}, consume first {consume_first}, instance {instance:?}");
+        assert_eq!(final_flags(&rig, 1, 2) & FLAG_FAILED, 0, "{case}");
+        let second = final_flags(&rig, 1, 3);
+        assert_eq!(
+            second & (FLAG_FAILED | FLAG_REDELIVERY),
+            FLAG_FAILED | FLAG_REDELIVERY,
+            "{case}"
+        );
+        assert_eq!(
+            crate::accounting::facts::failed_reason(second),
+            Some("redelivered")
+        );
+        let r = rows(&mut rig);
+        let case = format!("{case}: {r:?}");
+        // One message, counted once; the redelivery a failure that is not an error (as the
+        // embedded broker's), once.
+        assert_eq!(
+            r.get(&rabbit_row(EdgeKind::Consume, "")).map(|c| c.0),
+            Some(1),
+            "{case}"
+        );
+        assert_eq!(
+            r.get(&rabbit_row(EdgeKind::Failure, "redelivered")),
+            Some(&(1, 0, 0)),
+            "{case}"
+        );
+    }
+}
+
+#[test]
+fn copies_for_other_instances_systems_or_stated_deliveries_are_no_redelivery() {
+    let delivery_info = |redelivered: &str| {
+        (
+            "celery.delivery_info".to_string(),
+            serde_json::Value::from(format!(
+                "{{'exchange': 'orders', 'routing_key': '', 'priority': 0, 'redelivered': {redelivered}}}"
+            )),
+        )
+    };
+    // (case, the second delivery, whether it is a redelivery)
+    let mut other_instance = rabbit(consume(1, 3, Some(1)), "orders", "billing-2");
+    other_instance.service.instance = Some("billing-2".into());
+    let mut kafka = consume(1, 3, Some(1));
+    kafka.service.instance = Some("billing-1".into());
+    let mut broadcast = rabbit(consume(1, 3, Some(1)), "orders", "billing-1");
+    broadcast.attributes.push(delivery_info("False"));
+    let mut stated = rabbit(consume(1, 3, Some(1)), "orders", "billing-1");
+    stated.attributes.push(delivery_info("True"));
+    for (case, again, redelivery) in [
+        (
+            "another instance's copy (a queue per instance)",
+            other_instance,
+            false,
+        ),
+        ("Kafka: each group reads every event", kafka, false),
+        (
+            "Celery says it is no redelivery (a Broadcast copy)",
+            broadcast,
+            false,
+        ),
+        ("Celery says it is a redelivery", stated, true),
+    ] {
+        for consume_first in [false, true] {
+            let mut rig = Rig::new(1024);
+            let kafka = again
+                .messaging
+                .as_ref()
+                .is_some_and(|m| m.system == "kafka");
+            let dest = |s: Span| if kafka { s } else { rabbit(s, "orders", "") };
+            let p = dest(produce(1, 1, None));
+            let mut first = dest(consume(1, 2, Some(1)));
+            first.service.instance = Some("billing-1".into());
+            if case.starts_with("Celery") {
+                first.attributes.push(delivery_info("False"));
+            }
+            let spans = if consume_first {
+                vec![first, again.clone(), p]
+            } else {
+                vec![p, first, again.clone()]
+            };
+            for s in spans {
+                rig.add(s);
+            }
+            let flags = final_flags(&rig, 1, 3);
+            let case = format!("{case}, consume first {consume_first}");
+            assert_eq!(flags & FLAG_FAILED != 0, redelivery, "{case}");
+            assert_eq!(flags & FLAG_REDELIVERY != 0, redelivery, "{case}");
+            let r = rows(&mut rig);
+            let failures = r.keys().filter(|k| k.2 == EdgeKind::Failure).count();
+            assert_eq!(failures, usize::from(redelivery), "{case}: {r:?}");
+        }
+    }
+}
+
+#[test]
+fn a_consume_from_where_a_broker_sends_dead_letters_is_dead_lettered() {
+    use crate::model::broker::{BrokerFlow, BrokerSnapshot, FlowKind};
+    let flow = |kind, from: &str, to: &str| BrokerFlow {
+        kind,
+        from: from.into(),
+        to: to.into(),
+        key: None,
+        inferred: false,
+        figures: Default::default(),
+    };
+    let snapshot = |flows| BrokerSnapshot {
+        broker: "rabbitmq 127.0.0.1:15672".into(),
+        system: "rabbitmq".into(),
+        flows,
+        ..BrokerSnapshot::default()
+    };
+    let mut rig = Rig::new(1024);
+    rig.nodes.broker_state(&snapshot(vec![
+        flow(FlowKind::DeadLetter, "payments", "payments.dlx"),
+        flow(FlowKind::Route, "payments.dlx", "payments.dead"),
+        flow(FlowKind::Route, "orders", "payments"),
+    ]));
+    rig.add(rabbit(produce(1, 1, None), "payments", ""));
+    // By the dead-letter exchange (pika names a delivery's exchange) or by its queue.
+    for (id, dest, dead) in [
+        (2, "payments", false),
+        (3, "payments.dlx", true),
+        (4, "payments.dead", true),
+    ] {
+        let mut c = rabbit(consume(1, id, Some(1)), dest, "");
+        c.service.name = format!("reader{id}");
+        let flags = rig.add(c);
+        assert_eq!(
+            crate::accounting::facts::failed_reason(flags),
+            dead.then_some("dead_lettered"),
+            "{dest}"
+        );
+    }
+    // The count is the broker's: no failure row from traces.
+    let r = rows(&mut rig);
+    assert!(!r.keys().any(|k| k.2 == EdgeKind::Failure), "{r:?}");
+    // A newer snapshot without the dead-letter exchange: no longer marked.
+    rig.nodes.broker_state(&snapshot(vec![]));
+    let flags = rig.add(rabbit(consume(2, 5, None), "payments.dead", ""));
+    assert_eq!(crate::accounting::facts::failed_reason(flags), None);
 }

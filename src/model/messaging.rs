@@ -96,6 +96,9 @@ pub struct Marks {
     pub redelivery: bool,
     /// A replayed stream read ([`is_replay`]).
     pub replay: bool,
+    /// The instrumentation states whether this consume is a redelivery, either way
+    /// ([`stated_redelivery`]).
+    pub delivery_stated: bool,
     /// Why the span failed its message ([`failure_reason`]), at most
     /// [`super::node::MAX_REASON`] bytes.
     pub failure: Option<String>,
@@ -107,8 +110,10 @@ impl Marks {
             .messaging
             .as_ref()
             .is_some_and(|m| m.operation == Operation::Consume);
+        let stated = stated_redelivery(span).filter(|_| consume);
         Marks {
-            redelivery: consume && is_redelivery(span),
+            redelivery: consume && (is_redelivery(span) || stated == Some(true)),
+            delivery_stated: stated.is_some(),
             replay: consume && is_replay(span),
             failure: failure_reason(span).map(|r| super::NodeKey::reason(&r).id),
         }
@@ -118,6 +123,22 @@ impl Marks {
 /// Whether a consume span delivers a message again (see [`REDELIVERED`]).
 pub fn is_redelivery(span: &super::Span) -> bool {
     flag(span, REDELIVERED)
+}
+
+/// The AMQP `redelivered` bit as an instrumentation records it, or `None` when it does not:
+/// Celery's `celery.delivery_info` (`{..., 'redelivered': False}`).
+pub fn stated_redelivery(span: &super::Span) -> Option<bool> {
+    let info = super::span::attr_str(&span.attributes, "celery.delivery_info")?;
+    let at = info.find("redelivered")?;
+    let rest = info[at + "redelivered".len()..].trim_start_matches(['\'', '"', ' ']);
+    let value = rest.strip_prefix(':')?.trim_start();
+    if value.starts_with("True") || value.starts_with("true") {
+        Some(true)
+    } else if value.starts_with("False") || value.starts_with("false") {
+        Some(false)
+    } else {
+        None
+    }
 }
 
 /// Whether a consume span reads a stream event again (see [`REPLAY`]).

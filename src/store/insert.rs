@@ -4,6 +4,7 @@ use crate::model::span::AttrMap;
 use crate::model::{Attributes, Span};
 
 /// A span with its JSON columns already encoded, so the writer thread only binds values.
+#[derive(Clone)]
 pub struct Prepared {
     /// The span without its attribute lists (they are in the JSON columns; dropping them here
     /// keeps that work off the writer thread). Links keep their ids.
@@ -54,4 +55,36 @@ pub fn attributes_json(attrs: &Attributes) -> Option<String> {
         return None;
     }
     serde_json::to_string(&AttrMap(attrs)).ok()
+}
+
+/// The span as stored when pairing found its delivery failed though the span did not say so
+/// ([`crate::accounting::facts::FLAG_FAILED`]): an error (status `Error`, its message saying
+/// why when it had none) with `error.type` set to the reason (`redelivered`,
+/// `dead_lettered`), so the trace
+/// view, the trace search's "errors only" and an attribute search find it. `None` when the
+/// flags mark no such failure or the span is an error already (its own error says more).
+pub fn marked_failed(p: &Prepared, flags: u8) -> Option<Prepared> {
+    use crate::model::messaging::ERROR_TYPE;
+    use crate::model::StatusCode;
+    let reason = crate::accounting::facts::failed_reason(flags)?;
+    if p.span.status == StatusCode::Error {
+        // The span's own error says more than the inference.
+        return None;
+    }
+    let mut attrs: serde_json::Map<String, serde_json::Value> = match &p.attributes {
+        Some(json) => serde_json::from_str(json).ok()?,
+        None => serde_json::Map::new(),
+    };
+    let mut out = p.clone();
+    attrs
+        .entry(ERROR_TYPE)
+        .or_insert_with(|| serde_json::Value::String(reason.to_string()));
+    out.attributes = serde_json::to_string(&attrs).ok();
+    out.attribute_hashes
+        .push(super::sqlite::postings::attribute_hash(ERROR_TYPE, reason));
+    out.span.status = StatusCode::Error;
+    if out.span.status_message.is_empty() {
+        out.span.status_message = crate::accounting::facts::failed_message(reason).to_string();
+    }
+    Some(out)
 }

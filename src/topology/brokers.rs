@@ -373,14 +373,29 @@ pub fn merge_part(nodes: &mut Vec<Node>, edges: &mut Vec<Edge>, part: &BrokerPar
                 e.key.clone_from(&b.key);
             }
             e.errors += b.errors;
-            for (reason, n) in &b.failures {
-                *e.failures.entry(reason.clone()).or_default() += n;
-            }
+            merge_failures(&mut e, b);
         }
         out.push(e);
     }
     out.extend(broker.cloned());
     *edges = out;
+}
+
+/// Joins a broker's failures of a queue's consume (its counters' growth) with the ones
+/// traces found on the same edge (a second delivery read as a redelivery, a broker's span).
+/// Both count the same events, and each can miss some (traces what was not sampled or not
+/// instrumented, the broker what happened after its newest poll), so per reason the larger
+/// count wins, never their sum; `b.errors` (added already) loses what the traces had counted
+/// as errors for a reason the broker reports too.
+fn merge_failures(e: &mut Edge, b: &Edge) {
+    for (reason, &n) in &b.failures {
+        let traced = e.failures.get(reason).copied().unwrap_or(0);
+        if reason != "redelivered" {
+            // A redelivery is no error; every other reason counted as one on both sides.
+            e.errors -= traced.min(n);
+        }
+        e.failures.insert(reason.clone(), traced.max(n));
+    }
 }
 
 /// Adds a traced edge's figures to an edge the broker reported. A failed consume failed in
@@ -910,6 +925,72 @@ mod tests {
             Arc::new(snap)
         });
         assert!(t.edges.iter().all(|e| e.failures.is_empty()));
+    }
+
+    /// Traces and the broker count the same redeliveries and dead letters of a queue's
+    /// consume: merged, the larger count per reason holds, never the sum.
+    #[test]
+    fn traced_and_broker_failures_of_one_consume_count_once() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let consume = ("destination:rabbitmq:billing", "service:billing");
+        let snap = |redelivered, dead| {
+            let mut snap = snapshot();
+            snap.flows.retain(|f| f.to != "guest (pika)");
+            let billing = &mut snap.destinations[1].figures;
+            (billing.redelivered, billing.dead_letters) = (Some(redelivered), Some(dead));
+            Arc::new(snap)
+        };
+        for (traced, broker, want) in [
+            // (redelivered, dead_letter) traced, by the broker, merged
+            ((4, 1), (4, 1), (4, 1)),
+            ((2, 0), (5, 1), (5, 1)),
+            ((6, 2), (1, 1), (6, 2)),
+        ] {
+            let mut rows = crate::topology::detect::testing::rows(&[(
+                consume.0,
+                consume.1,
+                EdgeKind::Consume,
+                8,
+            )]);
+            let traced_rows = [
+                ("redelivered", traced.0, 0),
+                ("dead_letter", traced.1, traced.1),
+            ];
+            for (reason, n, errors) in traced_rows {
+                if n > 0 {
+                    let mut r = rows.edges[0].clone();
+                    (r.kind, r.via, r.count, r.errors) =
+                        (EdgeKind::Failure, reason.to_string(), n, errors);
+                    rows.edges.push(r);
+                }
+            }
+            let (then, now) = (snap(0, 0), {
+                let mut s = (*snap(broker.0, broker.1)).clone();
+                s.taken_unix_nanos += 60_000_000_000;
+                Arc::new(s)
+            });
+            (rows.brokers, rows.brokers_then) = (vec![now], vec![then]);
+            let t = build(rows, window);
+            let e = t
+                .edges
+                .iter()
+                .find(|e| {
+                    (e.from.as_str(), e.to.as_str()) == consume && e.kind == EdgeKind::Consume
+                })
+                .expect("the consume");
+            let case = format!("traced {traced:?}, broker {broker:?}: {:?}", e.failures);
+            assert_eq!(
+                e.failures.get("redelivered").copied().unwrap_or(0),
+                want.0,
+                "{case}"
+            );
+            assert_eq!(
+                e.failures.get("dead_letter").copied().unwrap_or(0),
+                want.1,
+                "{case}"
+            );
+            assert_eq!(e.errors, want.1, "{case}: each dead letter one error");
+        }
     }
 
     /// Celery's `Broadcast`: each renderer instance reads a queue of its own bound to the

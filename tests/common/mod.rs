@@ -486,6 +486,24 @@ pub fn wait_with_deadline(child: &mut Child, deadline: Duration) -> Option<ExitS
     }
 }
 
+/// A call to the machine's RabbitMQ management API as its guest user (`PUT`, `DELETE`...).
+pub fn rabbit_management(
+    method: &str,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> Result<(), String> {
+    let request = ureq::request(method, &format!("http://127.0.0.1:15672/api/{path}"))
+        .timeout(Duration::from_secs(10))
+        .set("Authorization", "Basic Z3Vlc3Q6Z3Vlc3Q=");
+    let answer = match body {
+        Some(b) => request
+            .set("Content-Type", "application/json")
+            .send_string(&b.to_string()),
+        None => request.call(),
+    };
+    answer.map(|_| ()).map_err(|e| e.to_string())
+}
+
 /// `serve` flags that discover the broker `spec` (`rabbitmq=URL`, `nats=URL`, ...), polled
 /// every second.
 pub fn discover_flags(spec: &str) -> Vec<String> {

@@ -60,6 +60,9 @@ struct FactsRow {
     parent: String,
     service: String,
     namespace: String,
+    /// The service instance (the waiting list does not keep it: `None`).
+    #[serde(default)]
+    instance: Option<String>,
     kind: i32,
     operation: String,
     system: String,
@@ -83,6 +86,7 @@ impl FactsRow {
                 &self.service,
                 Some(self.namespace.as_str()).filter(|n| !n.is_empty()),
             ),
+            instance: self.instance.map(Arc::from),
             kind: SpanKind::from_i32(self.kind),
             operation,
             destination: operation.map(|_| nodes.destination(&self.system, &self.destination)),
@@ -97,7 +101,8 @@ impl FactsRow {
 
 const STORED: &str =
     "SELECT hex(trace_id) AS trace, hex(span_id) AS span, hex(parent_span_id) AS parent,
-    service, service_namespace AS namespace, kind, msg_operation AS operation, msg_system AS system,
+    service, service_namespace AS namespace, service_instance AS instance, kind,
+    msg_operation AS operation, msg_system AS system,
     msg_destination AS destination, start_unix_nanos AS start, end_unix_nanos AS end,
     toUInt8(status = ?) AS error, peer, flags
     FROM spans WHERE trace_id = ? AND span_id = ? LIMIT 1";

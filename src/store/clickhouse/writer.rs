@@ -310,11 +310,17 @@ impl Writer {
                             delivered: &mut self.delivered,
                         };
                         let flags = pairing.analyse(s, p.db_system.as_deref(), &p.marks)?;
-                        span_row(&mut spans, p, flags);
+                        match crate::store::insert::marked_failed(p, flags) {
+                            Some(marked) => span_row(&mut spans, &marked, flags),
+                            None => span_row(&mut spans, p, flags),
+                        }
                         outcome.stored += 1;
                     }
                 }
-                WriteBatch::BrokerState(snapshot) => broker_rows(&mut brokers, snapshot),
+                WriteBatch::BrokerState(snapshot) => {
+                    self.nodes.broker_state(snapshot);
+                    broker_rows(&mut brokers, snapshot)
+                }
             }
             outcomes.push(outcome);
         }

@@ -62,6 +62,11 @@ pub fn facts_of_record(r: &block::Record, nodes: &mut Nodes) -> Facts {
         span_id: r.span_id,
         parent: r.parent,
         service: nodes.service(&r.service, r.namespace.as_deref()),
+        instance: r
+            .messaging
+            .as_ref()
+            .filter(|m| m.operation == Operation::Consume)
+            .map(|_| Arc::from(r.instance.as_deref().unwrap_or(""))),
         kind: r.kind,
         operation: r.messaging.as_ref().map(|m| m.operation),
         destination: r
@@ -139,6 +144,8 @@ fn take_waiting(
             span_id: wspan,
             parent: r.get::<_, Option<i64>>(2)?.and_then(SpanId::from_key),
             service: nodes.service(&service, namespace.as_deref()),
+            // Not kept while waiting.
+            instance: None,
             kind: SpanKind::from_i32(r.get(5)?),
             operation: r
                 .get::<_, Option<String>>(6)?

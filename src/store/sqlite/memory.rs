@@ -93,7 +93,11 @@ fn remember_delivery(mem: &mut Memory, consume: &crate::accounting::Facts) {
         .filter(|p| p.operation == Some(Operation::Produce) && p.destination.is_some());
     if let Some(p) = published {
         let (trace, span) = (p.trace, p.span_id);
-        mem.delivered.note(trace, span, &consume.service, dest);
+        mem.delivered.note_instance(
+            (trace, span),
+            (&consume.service, consume.instance.as_deref()),
+            dest,
+        );
     }
 }
 

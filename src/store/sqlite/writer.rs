@@ -363,6 +363,7 @@ impl Writer {
                 )?,
                 WriteBatch::BrokerState(snapshot) => {
                     super::brokers::write(&tx, snapshot)?;
+                    self.mem.nodes.broker_state(snapshot);
                     WriteOutcome::default()
                 }
             };
@@ -519,7 +520,10 @@ fn write_request(
             delivered: &mut mem.delivered,
         };
         let flags = pairing.analyse(span, prepared.db_system.as_deref(), &prepared.marks)?;
-        block.push(prepared, resource_id, flags);
+        match crate::store::insert::marked_failed(prepared, flags) {
+            Some(marked) => block.push(&marked, resource_id, flags),
+            None => block.push(prepared, resource_id, flags),
+        }
         outcome.stored += 1;
     }
     if block.count > 0 {

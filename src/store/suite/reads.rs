@@ -255,6 +255,171 @@ pub fn destination_minutes_count_messages_in_and_failures(h: &dyn Harness) {
     store.shutdown();
 }
 
+/// A RabbitMQ message delivered twice to one consumer (pika marks no redelivery): the second
+/// delivery is stored as an error with `error.type` `redelivered`, found by "errors only" and
+/// by that attribute, and its consume edge counts one message and one `redelivered` failure.
+/// With the publish stored last, the counts are the same (the trace's spans were stored
+/// before the pairing knew).
+pub fn a_second_delivery_to_one_consumer_is_a_redelivered_error(h: &dyn Harness) {
+    use crate::model::messaging::ERROR_TYPE;
+    use crate::model::EdgeKind;
+    let rabbit = |mut s: crate::model::Span| {
+        if let Some(m) = s.messaging.as_mut() {
+            m.system = "rabbitmq".into();
+        }
+        s
+    };
+    for (trace, publish_first) in [(46u8, true), (47, false)] {
+        let h = h.fresh();
+        let store = h.open();
+        let publish = rabbit(msg(
+            span(trace, 1, None, "cashier", SpanKind::Producer),
+            "payments",
+            Operation::Produce,
+        ));
+        let consume = |id| {
+            rabbit(msg(
+                span(trace, id, Some(1), "settler", SpanKind::Consumer),
+                "payments",
+                Operation::Consume,
+            ))
+        };
+        let mut requests = vec![vec![consume(2)], vec![consume(3)]];
+        if publish_first {
+            requests.insert(0, vec![publish]);
+        } else {
+            requests.push(vec![publish]);
+        }
+        for r in requests {
+            write(&store, r);
+        }
+        let case = format!("publish first: {publish_first}");
+        let rows = store.topology(window()).unwrap();
+        let of = |kind: EdgeKind, via: &str| {
+            rows.edges
+                .iter()
+                .filter(|e| e.kind == kind && e.via == via)
+                .filter(|e| e.from == "destination:rabbitmq:payments")
+                .map(|e| (e.count, e.errors))
+                .fold((0, 0), |(c, e), (c2, e2)| (c + c2, e + e2))
+        };
+        assert_eq!(of(EdgeKind::Consume, "").0, 1, "{case}: one message");
+        assert_eq!(of(EdgeKind::Failure, "redelivered"), (1, 0), "{case}");
+        if !publish_first {
+            store.shutdown();
+            continue;
+        }
+        let spans = store.trace(TraceId([trace; 16])).unwrap();
+        let status: Vec<StatusCode> = spans.iter().map(|s| s.status).collect();
+        assert_eq!(
+            status,
+            [StatusCode::Unset, StatusCode::Unset, StatusCode::Error],
+            "{case}"
+        );
+        assert_eq!(spans[2].attributes[ERROR_TYPE], "redelivered", "{case}");
+        assert!(
+            spans[2]
+                .status_message
+                .as_deref()
+                .is_some_and(|m| m.starts_with("redelivered")),
+            "{case}"
+        );
+        let found = |q: TraceQuery| -> Vec<TraceId> {
+            let q = TraceQuery { limit: 10, ..q };
+            let r = store.search_traces(&q).unwrap();
+            r.traces.iter().map(|t| t.trace_id).collect()
+        };
+        let errors_only = found(TraceQuery {
+            errors_only: true,
+            ..TraceQuery::default()
+        });
+        assert_eq!(errors_only, [TraceId([trace; 16])], "{case}");
+        let settler_errors = found(TraceQuery {
+            service: Some("settler".into()),
+            errors_only: true,
+            ..TraceQuery::default()
+        });
+        assert_eq!(settler_errors, [TraceId([trace; 16])], "{case}");
+        let by_reason = found(TraceQuery {
+            attribute: Some((ERROR_TYPE.into(), "redelivered".into())),
+            ..TraceQuery::default()
+        });
+        assert_eq!(by_reason, [TraceId([trace; 16])], "{case}");
+        let summary = store
+            .search_traces(&TraceQuery {
+                limit: 10,
+                ..TraceQuery::default()
+            })
+            .unwrap();
+        assert_eq!(summary.traces[0].error_count, 1, "{case}");
+        store.shutdown();
+    }
+}
+
+/// A consume from where a broker's snapshot says dead letters go (its dead-letter exchange) is
+/// stored as an error with `error.type` `dead_lettered`; before the broker said so, it is not.
+pub fn a_read_from_a_dead_letter_exchange_is_a_dead_lettered_error(h: &dyn Harness) {
+    use crate::model::broker::{BrokerFlow, BrokerSnapshot, FlowKind};
+    use crate::model::messaging::ERROR_TYPE;
+    let store = h.open();
+    let read = |trace: u8| {
+        let mut s = msg(
+            span(trace, 1, None, "auditor", SpanKind::Consumer),
+            "payments.dlx",
+            Operation::Consume,
+        );
+        if let Some(m) = s.messaging.as_mut() {
+            m.system = "rabbitmq".into();
+        }
+        s
+    };
+    write(&store, vec![read(48)]);
+    let snapshot = BrokerSnapshot {
+        broker: "rabbitmq 127.0.0.1:15672".into(),
+        system: "rabbitmq".into(),
+        taken_unix_nanos: T0,
+        flows: vec![BrokerFlow {
+            kind: FlowKind::DeadLetter,
+            from: "payments".into(),
+            to: "payments.dlx".into(),
+            key: None,
+            inferred: false,
+            figures: Default::default(),
+        }],
+        ..BrokerSnapshot::default()
+    };
+    store
+        .write(
+            WriteBatch::BrokerState(Box::new(snapshot)),
+            Room::Always,
+            Priority::Normal,
+        )
+        .unwrap()
+        .blocking_recv()
+        .unwrap()
+        .unwrap();
+    write(&store, vec![read(49)]);
+    let before = store.trace(TraceId([48; 16])).unwrap();
+    assert_eq!(
+        before[0].status,
+        StatusCode::Unset,
+        "read before the broker said"
+    );
+    let after = store.trace(TraceId([49; 16])).unwrap();
+    assert_eq!(after[0].status, StatusCode::Error);
+    assert_eq!(after[0].attributes[ERROR_TYPE], "dead_lettered");
+    let errors = store
+        .search_traces(&TraceQuery {
+            errors_only: true,
+            limit: 10,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    let ids: Vec<TraceId> = errors.traces.iter().map(|t| t.trace_id).collect();
+    assert_eq!(ids, [TraceId([49; 16])]);
+    store.shutdown();
+}
+
 pub fn the_window_bounds_the_topology(h: &dyn Harness) {
     let store = h.open();
     write(

@@ -56,6 +56,8 @@ pub struct Row {
     pub system: String,
     pub error: bool,
     pub status_message: String,
+    /// An error row's reason (`error.type`: `nack`, `redelivered`, ...), shown on its label.
+    pub reason: String,
     pub start: String,
     pub duration: String,
     pub left_pct: String,
@@ -410,6 +412,13 @@ fn row(
             .unwrap_or_default(),
         error: s.status == crate::model::StatusCode::Error,
         status_message: s.status_message.clone().unwrap_or_default(),
+        reason: s
+            .attributes
+            .get(crate::model::messaging::ERROR_TYPE)
+            .and_then(|v| v.as_str())
+            .filter(|_| s.status == crate::model::StatusCode::Error)
+            .unwrap_or_default()
+            .to_string(),
         start: format::micros(s.start_unix_nanos.saturating_sub(start) as f64 / 1000.0),
         duration: format::micros(s.duration_micros as f64),
         left_pct: format!("{:.3}", pct(s.start_unix_nanos, start, total)),
