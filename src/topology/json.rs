@@ -120,6 +120,10 @@ fn write(
     let empty = Fragments::default();
     let part = topo.part.as_deref();
     let frag = part.map_or(&empty, |p| &p.json);
+    // What is copied, and a generous guess at what is written afresh (traced edges, the
+    // findings of the detectors that read traffic): growing a body of megabytes copies it.
+    let fresh = (topo.nodes.len() + topo.edges.len() + topo.findings.len())
+        .saturating_sub(frag.nodes.len() + frag.edges.len() + part.map_or(0, |p| p.findings.len()));
     out.reserve(
         frag.nodes
             .iter()
@@ -127,6 +131,7 @@ fn write(
             .map(|f| f.len() + 1)
             .sum::<usize>()
             + frag.findings.len()
+            + 512 * (fresh + topo.dependencies.len())
             + 64 * 1024,
     );
     let io = serde_json::Error::io;

@@ -100,10 +100,11 @@ pub async fn topology_json(
                 .map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))
         })
         .await?;
-    let body = web::Bytes::copy_from_slice(template.body());
+    let template = std::sync::Arc::new(template);
+    let body = answers::body(&template);
     if let (Some(key), Some(minutes)) = (key, minutes) {
         answers::put(key, &body);
-        answers::put_template(minutes, std::sync::Arc::new(template));
+        answers::put_template(minutes, template);
     }
     Ok(json(body))
 }

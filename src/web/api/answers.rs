@@ -37,6 +37,17 @@ pub fn template(key: Minutes) -> Option<Arc<Template>> {
     kept.iter().find(|(k, _)| *k == key).map(|(_, t)| t.clone())
 }
 
+/// The answer a template was made from, sharing its bytes (not a copy).
+pub fn body(t: &Arc<Template>) -> Bytes {
+    struct Body(Arc<Template>);
+    impl AsRef<[u8]> for Body {
+        fn as_ref(&self) -> &[u8] {
+            self.0.body()
+        }
+    }
+    Bytes::from_owner(Body(t.clone()))
+}
+
 /// Keeps a template (the newest first; the oldest beyond [`KEPT`] is dropped).
 pub fn put_template(key: Minutes, t: Arc<Template>) {
     if t.body().len() > LARGEST {
