@@ -680,3 +680,59 @@ fn reach_and_impact_refuse_a_missing_or_unknown_node_with_a_json_error() {
         assert!(body["message"].is_string(), "{path}: {body}");
     }
 }
+
+/// Windows over the same minutes of the same stored spans (a window ending "now", asked again
+/// a second later) are answered from one template kept per minutes: each with its own bounds
+/// and its own rates, byte for byte what a server asked that window alone answers.
+#[test]
+fn windows_over_the_same_minutes_answer_what_a_fresh_build_gives() {
+    const S: u64 = 1_000_000_000;
+    let t0 = builder::base_time() / (60 * S) * (60 * S);
+    let mut spans = Vec::new();
+    for (i, at) in [20, 100, 170].into_iter().enumerate() {
+        let publish = span("orders", "orders send", Producer)
+            .messaging("rabbitmq", "orders")
+            .at(t0 + at * S);
+        let consume = publish
+            .child("billing", "orders process", Consumer)
+            .messaging("rabbitmq", "orders")
+            .instance(&format!("billing-{i}"));
+        spans.extend([publish, consume]);
+    }
+    let spans: Vec<&builder::SpanB> = spans.iter().collect();
+    let path = |since: u64, until: u64| {
+        format!(
+            "/api/topology?since={}&until={}",
+            fixtures::rfc3339(t0 + since * S),
+            fixtures::rfc3339(t0 + until * S)
+        )
+    };
+    // Minutes 0 to 2 of t0: since in [0 s, 60 s), until in (120 s, 180 s].
+    let (first, second) = (path(5, 175), path(30, 179));
+    let (asked_before, asked_alone) = (TestEnv::start(), TestEnv::start());
+    for env in [&asked_before, &asked_alone] {
+        assert_eq!(env.post_protobuf(&builder::protobuf(&spans)).status, 200);
+    }
+    let before = asked_before.get(&first);
+    let kept = asked_before.get(&second);
+    let alone = asked_alone.get(&second);
+    assert_eq!((before.status, kept.status, alone.status), (200, 200, 200));
+    assert_eq!(
+        String::from_utf8_lossy(&kept.body),
+        String::from_utf8_lossy(&alone.body)
+    );
+    assert_ne!(before.body, kept.body);
+    let t = kept.json();
+    assert_eq!(t["since_unix_nanos"].as_u64(), Some(t0 + 30 * S));
+    assert_eq!(t["until_unix_nanos"].as_u64(), Some(t0 + 179 * S));
+    let publish = t["edges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "publish" && e["from"] == topo::service("orders").as_str())
+        .expect("the publish edge");
+    assert_eq!(publish["count"], 3);
+    assert_eq!(publish["rate_per_sec"].as_f64(), Some(3.0 / 149.0));
+    // From its first message (before the window) to its last: 30 s to 170 s.
+    assert_eq!(publish["active_secs"].as_f64(), Some(140.0));
+}

@@ -405,7 +405,7 @@ fn add_traced(e: &mut Edge, traced: &Edge, kind: EdgeKind) {
     if kind == EdgeKind::Consume {
         e.errors += traced.errors;
     }
-    e.rate_per_sec += traced.rate_per_sec;
+    e.rate_terms.extend_from_slice(&traced.rate_terms);
     if e.latency.samples == 0 {
         e.latency = traced.latency.clone();
     }
@@ -692,6 +692,72 @@ mod tests {
         }
         changed.findings.pop();
         assert_same_json(&changed);
+    }
+
+    /// Every window over the same minutes of the same rows is answered from one template:
+    /// byte for byte what building the topology for that window gives, with and without a
+    /// broker, whatever part of their first and last minute the windows cover.
+    #[test]
+    fn one_template_answers_every_window_over_the_same_minutes() {
+        const S: u64 = 1_000_000_000;
+        let snap = Arc::new(snapshot());
+        let read = |brokers: bool, window: TimeWindow| {
+            let mut rows = crate::topology::detect::testing::rows(&[
+                (
+                    "service:orders",
+                    "destination:rabbitmq:shop",
+                    EdgeKind::Publish,
+                    40,
+                ),
+                (
+                    "destination:rabbitmq:shop",
+                    "service:billing",
+                    EdgeKind::Consume,
+                    7,
+                ),
+                ("service:orders", "service:stock", EdgeKind::Call, 3),
+            ]);
+            // Traffic from within the first minute to within the last.
+            for (e, (first, last)) in
+                rows.edges
+                    .iter_mut()
+                    .zip([(130, 470), (125, 200), (300, 301)])
+            {
+                (e.first_seen_unix_nanos, e.last_seen_unix_nanos) = (first * S, last * S);
+            }
+            if brokers {
+                rows.brokers = vec![snap.clone()];
+            }
+            build(rows, window)
+        };
+        // Minutes 2 to 7: since in [120 s, 180 s), until in (420 s, 480 s].
+        let windows = [(150, 450), (120, 480), (179, 421), (121, 479), (135, 460)];
+        for brokers in [true, false] {
+            let first = TimeWindow::new(140 * S, 430 * S).unwrap();
+            let template = crate::topology::json::Template::of(&read(brokers, first)).unwrap();
+            assert_eq!(
+                template.body(),
+                &crate::topology::json::to_vec(&read(brokers, first)).unwrap()[..]
+            );
+            for (since, until) in windows {
+                let window = TimeWindow::new(since * S, until * S).unwrap();
+                assert_eq!(window.minutes(), first.minutes());
+                let fresh = read(brokers, window);
+                assert_same_json(&fresh);
+                let fresh = crate::topology::json::to_vec(&fresh).unwrap();
+                assert_eq!(
+                    String::from_utf8_lossy(&template.answer(&window).unwrap()),
+                    String::from_utf8_lossy(&fresh),
+                    "{since} s to {until} s, brokers: {brokers}"
+                );
+            }
+        }
+        // The traced consume moved to the queue: its count and rate are on the route too.
+        let t = read(true, TimeWindow::new(120 * S, 480 * S).unwrap());
+        let route = (t.edges.iter())
+            .find(|e| e.kind == EdgeKind::Route)
+            .unwrap();
+        assert_eq!((route.count, route.rate_per_sec), (7, 7.0 / 360.0));
     }
 
     #[test]

@@ -117,6 +117,11 @@ pub struct Edge {
     pub active_secs: f64,
     /// `count` per second over `active_secs` (0 when nothing was traced).
     pub active_rate_per_sec: f64,
+    /// The traced counts `rate_per_sec` sums, each over the window's length: with
+    /// `active_secs`, all of an edge that depends on the window's exact bounds rather than on
+    /// the minutes it covers (see [`Edge::set_window`]).
+    #[serde(skip)]
+    pub rate_terms: Vec<i64>,
 }
 
 /// Stream events read again on one consume edge.
@@ -150,7 +155,31 @@ impl Edge {
             replays: None,
             active_secs: 0.0,
             active_rate_per_sec: 0.0,
+            rate_terms: Vec::new(),
         }
+    }
+
+    /// Sets what depends on the window's exact bounds: the rate over the window and the
+    /// active time and rate. The rest of an edge is the same for every window over the same
+    /// minutes of the same stored rows (what `topology::json::Template` relies on).
+    pub fn set_window(&mut self, window: &TimeWindow) {
+        let secs = window.duration_secs().max(1.0);
+        self.rate_per_sec = (self.rate_terms.iter()).fold(0.0, |r, &n| r + n as f64 / secs);
+        (self.active_secs, self.active_rate_per_sec) = (0.0, 0.0);
+        if self.count <= 0 || self.last_seen_unix_nanos == 0 {
+            return;
+        }
+        let from = self.first_seen_unix_nanos.max(window.since_unix_nanos);
+        let to = self.last_seen_unix_nanos.min(window.until_unix_nanos);
+        let seen = to.saturating_sub(from) as f64 / 1e9;
+        let floor = 60f64.min(secs);
+        self.active_secs = seen.max(floor);
+        self.active_rate_per_sec = self.count as f64 / self.active_secs;
+    }
+
+    /// Whether [`Edge::set_window`] changes anything for some window.
+    pub fn depends_on_window(&self) -> bool {
+        self.count > 0 || !self.rate_terms.is_empty()
     }
 
     /// Seen only in a broker's state: no traced message took it in the window.
@@ -212,7 +241,6 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
         (!rows.brokers.is_empty()).then(|| super::brokers::part(&rows.brokers, &rows.brokers_then));
     super::subjects::resolve(&mut rows);
     super::routing::resolve(&mut rows, part.as_deref().map(|p| &p.routing));
-    let secs = window.duration_secs().max(1.0);
     let nodes: Vec<Node> = rows
         .nodes
         .iter()
@@ -250,7 +278,7 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
             edges.push(Edge {
                 count: row.count,
                 errors: row.errors,
-                rate_per_sec: row.count as f64 / secs,
+                rate_terms: vec![row.count],
                 latency: latency(row),
                 first_seen_unix_nanos: row.first_seen_unix_nanos,
                 last_seen_unix_nanos: row.last_seen_unix_nanos,
@@ -273,7 +301,7 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
         None => edges.sort_by(|a, b| super::brokers::edge_key(a).cmp(&super::brokers::edge_key(b))),
     }
     for e in &mut edges {
-        active_rate(e, &window);
+        e.set_window(&window);
     }
     destination_failures(&mut nodes, &edges);
     let inferred = infer_dependencies(&edges, &dependencies);
@@ -357,19 +385,6 @@ fn fold_failures(edges: &mut Vec<Edge>, rows: &[&EdgeRow]) {
             _ => {}
         }
     }
-}
-
-/// Sets an edge's active time in the window and its rate over it.
-fn active_rate(e: &mut Edge, window: &TimeWindow) {
-    if e.count <= 0 || e.last_seen_unix_nanos == 0 {
-        return;
-    }
-    let from = e.first_seen_unix_nanos.max(window.since_unix_nanos);
-    let to = e.last_seen_unix_nanos.min(window.until_unix_nanos);
-    let seen = to.saturating_sub(from) as f64 / 1e9;
-    let floor = 60f64.min(window.duration_secs().max(1.0));
-    e.active_secs = seen.max(floor);
-    e.active_rate_per_sec = e.count as f64 / e.active_secs;
 }
 
 /// Each destination's consume errors and failures by reason, from its consume edges.

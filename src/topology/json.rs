@@ -5,6 +5,7 @@
 
 use super::brokers::edge_key;
 use super::{Edge, Finding, Node, Topology};
+use crate::model::TimeWindow;
 use serde::Serialize;
 use std::io::Write;
 
@@ -42,17 +43,95 @@ impl Fragments {
 /// merged with a broker part. An item is copied only when it equals the part's own, so a
 /// topology changed after its build is still written right.
 pub fn to_vec(topo: &Topology) -> serde_json::Result<Vec<u8>> {
-    let Some(part) = &topo.part else {
-        return serde_json::to_vec(topo);
-    };
-    let frag = &part.json;
-    let mut out: Vec<u8> = Vec::with_capacity(
+    let mut out = Vec::new();
+    write(topo, &mut out, |_| false, &mut Vec::new())?;
+    Ok(out)
+}
+
+/// An answer that holds for every window over the same minutes of the same stored rows: a
+/// topology is read from per-minute rows, so what differs between two such windows (one that
+/// ends "now" and another a second later) is the bounds themselves and, on the edges with
+/// traced messages, the rate over the window and the active time and rate
+/// ([`Edge::set_window`]). Those edges are written again for each window; the rest of the
+/// body is copied.
+pub struct Template {
+    body: Vec<u8>,
+    /// Where the bounds end (`{"since_unix_nanos":..,"until_unix_nanos":..` before it).
+    head: usize,
+    /// The edges that depend on the window, and where each was written.
+    edges: Vec<(std::ops::Range<usize>, Edge)>,
+}
+
+impl Template {
+    /// The answer for `topo` (what [`to_vec`] writes) and the template of it.
+    pub fn of(topo: &Topology) -> serde_json::Result<Template> {
+        let mut body = Vec::new();
+        let mut at = Vec::new();
+        write(topo, &mut body, Edge::depends_on_window, &mut at)?;
+        let head = format!(
+            "{{\"since_unix_nanos\":{},\"until_unix_nanos\":{}",
+            topo.since_unix_nanos, topo.until_unix_nanos
+        )
+        .len();
+        let edges = at
+            .into_iter()
+            .map(|(i, r)| (r, topo.edges[i].clone()))
+            .collect();
+        Ok(Template { body, head, edges })
+    }
+
+    /// The answer the template was made from.
+    pub fn body(&self) -> &[u8] {
+        &self.body
+    }
+
+    /// The answer for `window`, which must cover the same minutes as the window the template
+    /// was made for: byte for byte what building the topology for `window` from the same
+    /// rows and writing it gives.
+    pub fn answer(&self, window: &TimeWindow) -> serde_json::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(self.body.len() + 64);
+        write!(
+            out,
+            "{{\"since_unix_nanos\":{},\"until_unix_nanos\":{}",
+            window.since_unix_nanos, window.until_unix_nanos
+        )
+        .map_err(serde_json::Error::io)?;
+        let mut copied = self.head;
+        for (r, e) in &self.edges {
+            out.extend_from_slice(&self.body[copied..r.start]);
+            let mut e = e.clone();
+            e.set_window(window);
+            serde_json::to_writer(&mut out, &e)?;
+            copied = r.end;
+        }
+        out.extend_from_slice(&self.body[copied..]);
+        Ok(out)
+    }
+}
+
+/// Writes `topo` as `serde_json` would, copying what equals its broker part's own JSON, and
+/// notes (index, bytes) of each edge `mark` picks.
+fn write(
+    topo: &Topology,
+    out: &mut Vec<u8>,
+    mark: impl Fn(&Edge) -> bool,
+    marked: &mut Vec<(usize, std::ops::Range<usize>)>,
+) -> serde_json::Result<()> {
+    let empty = Fragments::default();
+    let part = topo.part.as_deref();
+    let frag = part.map_or(&empty, |p| &p.json);
+    // What is copied, and a generous guess at what is written afresh (traced edges, the
+    // findings of the detectors that read traffic): growing a body of megabytes copies it.
+    let fresh = (topo.nodes.len() + topo.edges.len() + topo.findings.len())
+        .saturating_sub(frag.nodes.len() + frag.edges.len() + part.map_or(0, |p| p.findings.len()));
+    out.reserve(
         frag.nodes
             .iter()
             .chain(&frag.edges)
             .map(|f| f.len() + 1)
             .sum::<usize>()
             + frag.findings.len()
+            + 512 * (fresh + topo.dependencies.len())
             + 64 * 1024,
     );
     let io = serde_json::Error::io;
@@ -66,14 +145,14 @@ pub fn to_vec(topo: &Topology) -> serde_json::Result<Vec<u8>> {
         if i > 0 {
             out.push(b',');
         }
-        match part.node(&n.id) {
+        match part.and_then(|p| p.node(&n.id)) {
             Some((j, same)) if same == n => out.extend_from_slice(&frag.nodes[j]),
-            _ => serde_json::to_writer(&mut out, n)?,
+            _ => serde_json::to_writer(&mut *out, n)?,
         }
     }
     out.extend_from_slice(b"],\"edges\":[");
     // Both lists are sorted by (from, to, kind): walk the part's beside the topology's.
-    let (theirs, mut j) = (part.edges(), 0);
+    let (theirs, mut j) = (part.map_or(&[][..], |p| p.edges()), 0);
     for (i, e) in topo.edges.iter().enumerate() {
         if i > 0 {
             out.push(b',');
@@ -81,16 +160,21 @@ pub fn to_vec(topo: &Topology) -> serde_json::Result<Vec<u8>> {
         while j < theirs.len() && edge_key(&theirs[j]) < edge_key(e) {
             j += 1;
         }
+        let start = out.len();
         match theirs.get(j) {
             Some(same) if same == e => out.extend_from_slice(&frag.edges[j]),
-            _ => serde_json::to_writer(&mut out, e)?,
+            _ => serde_json::to_writer(&mut *out, e)?,
+        }
+        if mark(e) {
+            marked.push((i, start..out.len()));
         }
     }
     out.extend_from_slice(b"],\"dependencies\":");
-    serde_json::to_writer(&mut out, &topo.dependencies)?;
+    serde_json::to_writer(&mut *out, &topo.dependencies)?;
     out.extend_from_slice(b",\"findings\":[");
     // The part's findings come last, as the build appends them.
-    let (all, ours) = (&topo.findings, &part.findings);
+    let ours = part.map_or(&[][..], |p| &p.findings[..]);
+    let all = &topo.findings;
     let copied = all.len() >= ours.len() && all[all.len() - ours.len()..] == ours[..];
     let fresh = if copied {
         &all[..all.len() - ours.len()]
@@ -101,7 +185,7 @@ pub fn to_vec(topo: &Topology) -> serde_json::Result<Vec<u8>> {
         if i > 0 {
             out.push(b',');
         }
-        serde_json::to_writer(&mut out, f)?;
+        serde_json::to_writer(&mut *out, f)?;
     }
     if copied && !frag.findings.is_empty() {
         if !fresh.is_empty() {
@@ -110,5 +194,5 @@ pub fn to_vec(topo: &Topology) -> serde_json::Result<Vec<u8>> {
         out.extend_from_slice(&frag.findings);
     }
     out.extend_from_slice(b"]}");
-    Ok(out)
+    Ok(())
 }

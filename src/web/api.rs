@@ -71,34 +71,48 @@ pub async fn topology_json(
 ) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
     // The generation is read before the data: what is built after it is at least as new.
-    let key = state
-        .store
-        .generation()
-        .map(|g| (window.since_unix_nanos, window.until_unix_nanos, g));
+    let generation = state.store.generation();
+    let key = generation.map(|g| (window.since_unix_nanos, window.until_unix_nanos, g));
     if let Some(body) = key.and_then(answers::get) {
-        return Ok(HttpResponse::Ok()
-            .content_type("application/json")
-            .body(body));
+        return Ok(json(body));
+    }
+    let minutes = generation.map(|g| {
+        let (first, last) = window.minutes();
+        (first, last, g)
+    });
+    if let Some(template) = minutes.and_then(answers::template) {
+        // A copy of a few megabytes and the traced edges written again: off the async thread.
+        let body = web::block(move || template.answer(&window))
+            .await
+            .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?
+            .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?;
+        return Ok(json(body));
     }
     // Reading, building and serialising all happen on a blocking thread: a topology merged
     // with a large broker is megabytes of JSON.
     let declared = state.declared.clone();
-    let body = state
+    let template = state
         .store
         .blocking(move |s| {
             let mut topo = topology::build(s.topology(window)?, window);
             declared.apply(&mut topo);
-            topology::json::to_vec(&topo)
+            topology::json::Template::of(&topo)
                 .map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))
         })
         .await?;
-    let body = web::Bytes::from(body);
-    if let Some(key) = key {
+    let template = std::sync::Arc::new(template);
+    let body = answers::body(&template);
+    if let (Some(key), Some(minutes)) = (key, minutes) {
         answers::put(key, &body);
+        answers::put_template(minutes, template);
     }
-    Ok(HttpResponse::Ok()
+    Ok(json(body))
+}
+
+fn json(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
+    HttpResponse::Ok()
         .content_type("application/json")
-        .body(body))
+        .body(body)
 }
 
 pub async fn topology_dot(
