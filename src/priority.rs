@@ -110,6 +110,9 @@ impl Lift {
             self.0.lowered.store(false, Ordering::SeqCst);
             return false;
         }
+        // A client may have raised the thread since it last went to the background: what
+        // `set` remembers can be stale, so the change is applied whatever it remembers.
+        CURRENT.with(|c| c.set(Some(Priority::Normal)));
         set(Priority::Background);
         true
     }

@@ -102,24 +102,27 @@ pub fn start(
     let thread = std::thread::Builder::new()
         .name(thread.into())
         .spawn(move || {
+            // In the background between passes and during them, unless a pass is behind; the
+            // writer raises a background pass when it needs the checkpoint lock
+            // (`Lift::raise`), and the next lowering puts the thread back.
+            lift.lower(|| false);
             let mut last_pass = Instant::now();
             let mut wal_file = None;
             let mut frames_seen = 0;
             let mut active = false;
-            let mut behind = false;
             loop {
                 let sync = keep_synced && active;
                 let last = wait_for_pass(&stopped, sync.then_some((&wal, &mut wal_file)));
                 // Far later than EVERY since the last pass ended: the thread was starved of CPU.
                 let late = last_pass.elapsed() > STARVED;
-                // A pass runs in the background unless it is the last one (it holds up the
-                // shutdown), a late one or one after a backlog (catching up). The writer
-                // raises a background pass when it needs the checkpoint lock (`Lift::raise`).
-                let mut lowered = !(last || late || behind) && lift.lower(|| false);
+                if last || late {
+                    // The last checkpoint holds up the shutdown; a late one is catching up.
+                    lift.restore();
+                }
                 let started = Instant::now();
                 let mode = if last { "TRUNCATE" } else { "PASSIVE" };
                 let done = checkpoint(&conn, mode);
-                behind = late
+                let behind = late
                     || matches!(done, Ok((frames, copied)) if frames - copied > BACKLOG_FRAMES);
                 // The WAL changed since the last pass: it is being written.
                 if let Ok((frames, _)) = done {
@@ -134,10 +137,7 @@ pub fn start(
                                 .unwrap_or(false) =>
                     {
                         // TRUNCATE holds writers back while it runs: never in the background.
-                        if lowered {
-                            lift.restore();
-                            lowered = false;
-                        }
+                        lift.restore();
                         let result = checkpoint(&conn, "TRUNCATE");
                         tracing::debug!(
                             frames,
@@ -153,13 +153,15 @@ pub fn start(
                         }
                     }
                 }
-                if lowered {
-                    lift.restore();
-                }
                 if last {
                     return;
                 }
                 last_pass = Instant::now();
+                if behind {
+                    lift.restore();
+                } else {
+                    lift.lower(|| false);
+                }
             }
         })?;
     Ok(Checkpointer { stop, thread })
