@@ -102,14 +102,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     crate::telemetry::METRICS
         .graph
         .set_max_series(args.metrics_max_series);
+    // Refused values are reported by what is wrong, never echoed (they may hold a password).
+    let notify_urls = args
+        .notify_url
+        .iter()
+        .map(|u| crate::changes::notify::NotifyUrl::parse(u))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(anyhow::Error::msg)?;
     let store = open_store(&args)?;
     let discovery = Discovery::start(sources, args.discover_interval, store.clone());
     let changes = crate::changes::Changes {
         log: Default::default(),
-        notify: args
-            .notify_url
-            .iter()
-            .cloned()
+        notify: notify_urls
+            .into_iter()
             .map(crate::changes::notify::Notifier::start)
             .collect(),
     };

@@ -220,16 +220,16 @@ pub struct ServeArgs {
     /// Repeatable (the variable holds a comma-separated list; write a comma inside a URL as
     /// %2C): each receiver has its own queue, thread and retries, so a slow or failing one
     /// holds up no other. The user and password are sent as basic auth; they and the query are
-    /// never logged.
+    /// never logged. (Parsed at start, not here: a refused value is then reported without
+    /// echoing it, so no part of a password reaches the terminal.)
     #[arg(
         long = "notify-url",
         env = "SWITCHYARD_NOTIFY_URL",
         hide_env_values = true,
         value_name = "URL",
-        value_delimiter = ',',
-        value_parser = crate::changes::notify::NotifyUrl::parse
+        value_delimiter = ','
     )]
-    pub notify_url: Vec<crate::changes::notify::NotifyUrl>,
+    pub notify_url: Vec<String>,
     /// How often the change watcher looks for new nodes and edges (e.g. 10s; at least 1s).
     #[arg(long = "changes-interval", env = "SWITCHYARD_CHANGES_INTERVAL", default_value = "10s", value_parser = parse_changes_interval)]
     pub changes_interval: std::time::Duration,

@@ -561,13 +561,18 @@ pub fn take_back_delivery(acc: &mut Accumulator, producer: &Facts, consumer: &Fa
 }
 
 /// Whether a consume is a redelivery its span did not mark: RabbitMQ delivered the message
-/// again to the instance of the service that had it from this destination (an unnamed
-/// instance counts as one; an instance not known here never matches), and the instrumentation does not state the AMQP `redelivered`
-/// bit. On RabbitMQ a queue hands a message to one consumer, so a second delivery to the
-/// same consumer means the first was nacked or rejected with requeue, or its consumer stopped
-/// before the ack. Other systems deliver a message to each subscriber or group by design.
+/// again to the named instance (`service.instance.id`) of the service that had it from this
+/// destination, not a temporary one, and the instrumentation does not state the AMQP
+/// `redelivered` bit. On RabbitMQ a queue hands a message to one consumer, so a second
+/// delivery to the same consumer means the first was nacked or rejected with requeue, or its
+/// consumer stopped before the ack. Other systems deliver a message to each subscriber or
+/// group by design. Unnamed instances are never taken for one: replicas of a service that
+/// each read their own queue bound to one exchange (a broadcast to every replica) look the
+/// same in their spans, and a copy for each of them is no failure.
 fn redelivered(before: &super::memory::Reached, consumer: &Facts, dest: &NodeKey) -> bool {
     before.instance
+        && consumer.instance.as_deref().is_some_and(|i| !i.is_empty())
+        && dest.name != crate::model::messaging::TEMPORARY_DESTINATION
         && consumer.flags & (FLAG_DELIVERY_STATED | FLAG_REPLAY) == 0
         && dest.system.as_deref() == Some("rabbitmq")
 }

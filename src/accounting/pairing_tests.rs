@@ -629,8 +629,6 @@ fn a_second_rabbitmq_delivery_to_one_consumer_is_a_redelivery_that_failed_the_fi
     for (memory, consume_first, instance) in [
         (1024, false, "billing-1"),
         (1024, true, "billing-1"),
-        (1024, false, ""),
-        (1024, true, ""),
         (1, false, "billing-1"),
     ] {
         let mut rig = Rig::new(memory);
@@ -671,6 +669,38 @@ fn a_second_rabbitmq_delivery_to_one_consumer_is_a_redelivery_that_failed_the_fi
             Some(&(1, 0, 0)),
             "{case}"
         );
+    }
+}
+
+#[test]
+fn copies_for_unnamed_instances_or_temporary_queues_are_no_redelivery() {
+    // Replicas that name no instance, each reading its own queue bound to one exchange, look
+    // like one consumer receiving the message twice: a broadcast, not a failure.
+    for (destination, instance) in [
+        ("orders", ""),
+        (crate::model::messaging::TEMPORARY_DESTINATION, "billing-1"),
+    ] {
+        for consume_first in [false, true] {
+            let mut rig = Rig::new(1024);
+            let p = rabbit(produce(1, 1, None), destination, "");
+            let first = rabbit(consume(1, 2, Some(1)), destination, instance);
+            let again = rabbit(consume(1, 3, Some(1)), destination, instance);
+            let spans = if consume_first {
+                vec![first, again, p]
+            } else {
+                vec![p, first, again]
+            };
+            for s in spans {
+                rig.add(s);
+            }
+            let case = format!("{destination} {instance:?}, consume first {consume_first}");
+            assert_eq!(final_flags(&rig, 1, 2) & FLAG_FAILED, 0, "{case}");
+            assert_eq!(
+                final_flags(&rig, 1, 3) & (FLAG_FAILED | FLAG_REDELIVERY),
+                0,
+                "{case}"
+            );
+        }
     }
 }
 

@@ -129,16 +129,23 @@ pub fn is_redelivery(span: &super::Span) -> bool {
 /// Celery's `celery.delivery_info` (`{..., 'redelivered': False}`).
 pub fn stated_redelivery(span: &super::Span) -> Option<bool> {
     let info = super::span::attr_str(&span.attributes, "celery.delivery_info")?;
-    let at = info.find("redelivered")?;
-    let rest = info[at + "redelivered".len()..].trim_start_matches(['\'', '"', ' ']);
-    let value = rest.strip_prefix(':')?.trim_start();
-    if value.starts_with("True") || value.starts_with("true") {
-        Some(true)
-    } else if value.starts_with("False") || value.starts_with("false") {
-        Some(false)
-    } else {
-        None
-    }
+    // The key itself (quoted, then a colon), not the word inside a routing key or an
+    // exchange's name.
+    info.match_indices("redelivered").find_map(|(at, key)| {
+        let quote = info[..at].chars().next_back()?;
+        if quote != '\'' && quote != '"' {
+            return None;
+        }
+        let rest = info[at + key.len()..].strip_prefix(quote)?;
+        let value = rest.trim_start().strip_prefix(':')?.trim_start();
+        if value.starts_with("True") || value.starts_with("true") {
+            Some(true)
+        } else if value.starts_with("False") || value.starts_with("false") {
+            Some(false)
+        } else {
+            None
+        }
+    })
 }
 
 /// Whether a consume span reads a stream event again (see [`REPLAY`]).
@@ -181,4 +188,34 @@ pub fn failure_reason(span: &super::Span) -> Option<std::borrow::Cow<'_, str>> {
         .find_map(|e| super::span::attr_str(&e.attributes, "exception.type"))
         .filter(|t| !t.trim().is_empty());
     Some(exception.unwrap_or(Cow::Borrowed("error")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::testing::span;
+    use crate::model::SpanKind;
+
+    #[test]
+    fn the_redelivered_key_is_read_not_the_word_in_a_name() {
+        let of = |info: &str| {
+            let mut s = span(1, 1, None, "worker", SpanKind::Consumer);
+            s.attributes.push((
+                "celery.delivery_info".into(),
+                serde_json::Value::from(info.to_string()),
+            ));
+            stated_redelivery(&s)
+        };
+        assert_eq!(
+            of("{'exchange': 'x', 'routing_key': 'redelivered', 'redelivered': True}"),
+            Some(true)
+        );
+        assert_eq!(
+            of("{'exchange': 'redelivered', 'redelivered': False}"),
+            Some(false)
+        );
+        assert_eq!(of("{\"redelivered\": true}"), Some(true));
+        assert_eq!(of("{'routing_key': 'redelivered'}"), None);
+        assert_eq!(of("{'redelivered': None}"), None);
+    }
 }

@@ -76,12 +76,17 @@ pub fn marked_failed(p: &Prepared, flags: u8) -> Option<Prepared> {
         None => serde_json::Map::new(),
     };
     let mut out = p.clone();
-    attrs
-        .entry(ERROR_TYPE)
-        .or_insert_with(|| serde_json::Value::String(reason.to_string()));
+    // A span that has an `error.type` of its own keeps it, and is found by it, not by the
+    // reason.
+    if !attrs.contains_key(ERROR_TYPE) {
+        attrs.insert(
+            ERROR_TYPE.to_string(),
+            serde_json::Value::String(reason.to_string()),
+        );
+        out.attribute_hashes
+            .push(super::sqlite::postings::attribute_hash(ERROR_TYPE, reason));
+    }
     out.attributes = serde_json::to_string(&attrs).ok();
-    out.attribute_hashes
-        .push(super::sqlite::postings::attribute_hash(ERROR_TYPE, reason));
     out.span.status = StatusCode::Error;
     if out.span.status_message.is_empty() {
         out.span.status_message = crate::accounting::facts::failed_message(reason).to_string();

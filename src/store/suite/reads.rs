@@ -278,11 +278,14 @@ pub fn a_second_delivery_to_one_consumer_is_a_redelivered_error(h: &dyn Harness)
             Operation::Produce,
         ));
         let consume = |id| {
-            rabbit(msg(
+            let mut s = rabbit(msg(
                 span(trace, id, Some(1), "settler", SpanKind::Consumer),
                 "payments",
                 Operation::Consume,
-            ))
+            ));
+            // A redelivery is told from a copy for another replica by the named instance.
+            s.service.instance = Some("settler-1".into());
+            s
         };
         let mut requests = vec![vec![consume(2)], vec![consume(3)]];
         if publish_first {
