@@ -294,17 +294,7 @@ impl Writer {
                     };
                     let mut acc = Accumulator::default();
                     take_back_delivery(&mut acc, &producer, &consumer, route);
-                    for (k, d) in &acc.drain().edges {
-                        pairs
-                            .date(super::minute_nanos(k.minute))
-                            .fixed(&pt.0)
-                            .fixed(&ps.0)
-                            .fixed(&ct.0)
-                            .fixed(&cs.0)
-                            .u8(1);
-                        super::edge_fields(&mut pairs, k, d);
-                        pairs.end_row();
-                    }
+                    pair_rows(&mut pairs, (*pt, *ps, ct, cs), 1, &acc.drain().edges);
                     taken += 1;
                 }
             }
@@ -359,18 +349,31 @@ impl Writer {
         };
         pairing.reconcile(&mut referred, &mut waiting)?;
         journal.extend(delivered.take_journal());
-        let drained = acc.drain();
-        for (k, d) in &drained.edges {
-            pairs
-                .date(super::minute_nanos(k.minute))
-                .fixed(&rt.0)
-                .fixed(&rs.0)
-                .fixed(&t.0)
-                .fixed(&s.0)
-                .u8(0);
-            super::edge_fields(pairs, k, d);
-            pairs.end_row();
-        }
+        pair_rows(pairs, (rt, rs, t, s), 0, &acc.drain().edges);
         Ok(true)
+    }
+}
+
+/// The `pair_minutes` rows of one wait (referred span, waiting span) for `reason` (0: the
+/// pairing's share, 1: a duplicate first delivery taken back), one per edge delta.
+fn pair_rows(
+    pairs: &mut Rows,
+    (rt, rs, t, s): WaitKey,
+    reason: u8,
+    edges: &[(
+        crate::accounting::minutes::EdgeMinuteKey,
+        crate::accounting::minutes::EdgeDelta,
+    )],
+) {
+    for (k, d) in edges {
+        pairs
+            .date(super::minute_nanos(k.minute))
+            .fixed(&rt.0)
+            .fixed(&rs.0)
+            .fixed(&t.0)
+            .fixed(&s.0)
+            .u8(reason);
+        super::edge_fields(pairs, k, d);
+        pairs.end_row();
     }
 }

@@ -386,53 +386,35 @@ fn trace_cached(
 ) -> Result<Vec<StoredSpan>, StoreError> {
     let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
     let mut spans = Vec::new();
-    {
-        for r in trace_records(conn, unwritten, trace_id, cache)? {
-            let resource = match r.resource_id {
-                Some(rid) => match resources.get(&rid) {
-                    Some(v) => v.clone(),
-                    None => {
-                        let text: Option<String> = conn
-                            .prepare_cached("SELECT attributes FROM resources WHERE id = ?1")?
-                            .query_row(params![rid], |r| r.get(0))
-                            .optional()?;
-                        let v = json(text.as_deref(), serde_json::json!({}));
-                        resources.insert(rid, v.clone());
-                        v
-                    }
-                },
-                None => serde_json::json!({}),
-            };
-            spans.push(StoredSpan {
-                trace_id,
-                span_id: r.span_id,
-                parent_span_id: r.parent,
-                service: r.service,
-                service_namespace: r.namespace,
-                service_instance: r.instance,
-                name: r.name,
-                kind: r.kind,
-                start_unix_nanos: r.start,
-                end_unix_nanos: r.end,
-                duration_micros: r.end.saturating_sub(r.start) / 1_000,
-                status: r.status,
-                status_message: r.status_message,
-                scope: r.scope,
-                messaging: r.messaging.map(|m| StoredMessaging {
-                    system: m.system,
-                    destination: m.destination,
-                    operation: m.operation.as_str(),
-                    consumer_group: m.consumer_group,
-                    message_id: m.message_id,
-                    conversation_id: m.conversation_id,
-                }),
-                peer: r.peer,
-                attributes: json(r.attributes.as_deref(), serde_json::json!({})),
-                resource,
-                events: json(r.events.as_deref(), serde_json::json!([])),
-                links: json(r.links.as_deref(), serde_json::json!([])),
-            });
-        }
+    for mut r in trace_records(conn, unwritten, trace_id, cache)? {
+        let resource = match r.resource_id {
+            Some(rid) => match resources.get(&rid) {
+                Some(v) => v.clone(),
+                None => {
+                    let text: Option<String> = conn
+                        .prepare_cached("SELECT attributes FROM resources WHERE id = ?1")?
+                        .query_row(params![rid], |r| r.get(0))
+                        .optional()?;
+                    let v = json(text.as_deref(), serde_json::json!({}));
+                    resources.insert(rid, v.clone());
+                    v
+                }
+            },
+            None => serde_json::json!({}),
+        };
+        // The skeleton's fields, and what it leaves out read here.
+        let status_message = r.status_message.take();
+        let scope = r.scope.take();
+        let attributes = json(r.attributes.take().as_deref(), serde_json::json!({}));
+        let events = json(r.events.take().as_deref(), serde_json::json!([]));
+        spans.push(StoredSpan {
+            status_message,
+            scope,
+            attributes,
+            resource,
+            events,
+            ..skeleton(trace_id, r)
+        });
     }
     spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
     Ok(spans)
