@@ -197,6 +197,8 @@ fn recorded_sdk_topologies_export_valid_asyncapi_through_the_api_and_the_cli() {
                     .find(|c| c["address"] == "orders")
                     .expect("the orders topic");
                 assert_eq!(orders["bindings"]["kafka"]["topic"], "orders");
+                // A Kafka destination is a topic, from the spans alone.
+                assert_eq!(orders["x-switchyard-entity"], "topic", "{orders}");
             }
             fixtures::PYTHON_PIKA => {
                 let c = &doc["channels"]["tasks"];
@@ -209,6 +211,13 @@ fn recorded_sdk_topologies_export_valid_asyncapi_through_the_api_and_the_cli() {
             fixtures::PYTHON_NATS => {
                 let op = &doc["operations"]["auditor.receive.orders.created"];
                 assert_eq!(op["bindings"]["nats"]["bindingVersion"], "0.1.0");
+                let c = doc["channels"]
+                    .as_object()
+                    .unwrap()
+                    .values()
+                    .find(|c| c["address"] == "orders.created")
+                    .expect("the orders.created subject");
+                assert_eq!(c["x-switchyard-entity"], "subject", "{c}");
             }
             _ => {}
         }

@@ -104,6 +104,17 @@ fn kafka_fixtures_give_the_recorded_topology() {
     );
     let billing = common::topo::edge(&t, "consume", orders, "service:billing");
     assert_eq!(billing["instances"], 2, "{billing}");
+    // A Kafka destination is a topic from the spans alone (no broker reported it), so a
+    // group's two instances are a work queue inside it.
+    let node = &common::topo::nodes(&t)[orders];
+    assert_eq!(node["entity"], "topic", "{node}");
+    assert_eq!(node["seen_in"], serde_json::json!(["traces"]), "{node}");
+    let work = common::topo::findings(&t);
+    assert!(
+        work.iter()
+            .any(|f| f.0 == "work_queue" && f.1 == orders && f.2.contains("service:billing")),
+        "{work:?}"
+    );
     let deps = common::topo::dependencies(&t);
     for (from, to) in [("checkout-js", "billing"), ("checkout-py", "audit")] {
         assert!(

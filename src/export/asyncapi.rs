@@ -296,8 +296,8 @@ fn server(system: &str, facts: &BrokerFacts, opts: &Options) -> Value {
     s
 }
 
-/// A destination's entity: what its broker says, else what its edges show (RabbitMQ: routes
-/// leave an exchange and reach a queue).
+/// A destination's entity: what its broker says or its system implies (the topology's
+/// `entity`), else what its edges show (RabbitMQ: routes leave an exchange and reach a queue).
 fn entity(topo: &Topology, n: &Node) -> Option<Entity> {
     if let Some(Some(e)) = n.entity {
         return Some(e);

@@ -2,7 +2,8 @@
 //! clusters by broker system, edge labels with counts, in sorted order. Each node and edge
 //! carries `seen_in` (`traces`, `broker` or `traces,broker`); what only a broker reported is
 //! dashed; what only a `--declared` AsyncAPI document names (`seen_in="declared"`) is dotted and
-//! magenta, with an open arrowhead. A node in findings carries `findings` (their pattern names)
+//! magenta, with an open arrowhead. A destination whose kind is known carries `entity`
+//! (`topic`, `queue`, ...: see the topology's `entity`). A node in findings carries `findings` (their pattern names)
 //! and a double outline.
 
 use crate::model::{EdgeKind, NodeKind};
@@ -117,6 +118,9 @@ fn node_line(n: &Node, findings: &BTreeMap<&str, Vec<&'static str>>) -> String {
         quote(fill),
         seen_in(&n.seen_in)
     );
+    if let Some(Some(entity)) = n.entity {
+        let _ = write!(line, ", entity={}", quote(entity.as_str()));
+    }
     if let Some(patterns) = findings.get(n.id.as_str()) {
         let _ = write!(
             line,

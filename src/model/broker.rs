@@ -46,6 +46,19 @@ impl Entity {
             Entity::Topic => "topic",
         }
     }
+
+    /// What a destination is whatever its name, where its messaging system (as spans name
+    /// it) has one kind of destination only: a Kafka destination is a topic, a NATS one a
+    /// subject (a JetStream stream is known only from the server, which resolves subjects to
+    /// it). `None` where the system has several (RabbitMQ's exchanges and queues, the embedded
+    /// broker's topics, queues and streams) or is unknown: spans alone would be a guess there.
+    pub fn implied_by(system: &str) -> Option<Entity> {
+        match system {
+            "kafka" => Some(Entity::Topic),
+            "nats" => Some(Entity::Subject),
+            _ => None,
+        }
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]

@@ -529,6 +529,7 @@ fn node(nodes: &mut Vec<Node>, at: &mut HashMap<String, usize>, key: NodeKey) ->
     if let Some(&i) = at.get(&key.id) {
         return i;
     }
+    let entity = super::build::destination_entity(key.kind, key.system.as_deref());
     nodes.push(Node {
         id: key.id.clone(),
         kind: key.kind,
@@ -538,7 +539,7 @@ fn node(nodes: &mut Vec<Node>, at: &mut HashMap<String, usize>, key: NodeKey) ->
         spans: (key.kind == NodeKind::Service).then_some(0),
         span_errors: (key.kind == NodeKind::Service).then_some(0),
         seen_in: Vec::new(),
-        entity: (key.kind == NodeKind::Destination).then_some(None),
+        entity,
         broker: None,
         broker_then: None,
         errors: None,

@@ -22,8 +22,9 @@ pub struct Node {
     /// Where the node was seen: in traces, in a broker's own state, or both.
     #[serde(default)]
     pub seen_in: Vec<SeenIn>,
-    /// What a destination is on its broker; null when no broker reported it (absent on other
-    /// nodes).
+    /// What a destination is on its broker: what a broker reported, else what its messaging
+    /// system implies ([`Entity::implied_by`]: a Kafka topic, a NATS subject); null when
+    /// neither tells (absent on other nodes).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entity: Option<Option<Entity>>,
     /// The broker's own figures, when a broker reports the node.
@@ -224,6 +225,12 @@ pub struct Topology {
     pub part: Option<std::sync::Arc<super::brokers::BrokerPart>>,
 }
 
+/// The `entity` of a node not reported by a broker: what its system implies, for
+/// destinations (see [`Entity::implied_by`]).
+pub fn destination_entity(kind: NodeKind, system: Option<&str>) -> Option<Option<Entity>> {
+    (kind == NodeKind::Destination).then(|| system.and_then(Entity::implied_by))
+}
+
 fn latency(row: &EdgeRow) -> Latency {
     let samples = row.latency.count();
     Latency {
@@ -253,7 +260,7 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
             spans: (n.key.kind == NodeKind::Service).then_some(n.spans),
             span_errors: (n.key.kind == NodeKind::Service).then_some(n.errors),
             seen_in: vec![SeenIn::Traces],
-            entity: (n.key.kind == NodeKind::Destination).then_some(None),
+            entity: destination_entity(n.key.kind, n.key.system.as_deref()),
             broker: None,
             broker_then: None,
             errors: None,
@@ -482,6 +489,44 @@ mod tests {
         r.count = count;
         r.errors = errors;
         rows.edges.push(r);
+    }
+
+    /// Spans alone tell what a destination is only where its system has one kind: a Kafka
+    /// topic, a NATS subject; a RabbitMQ name may be an exchange or a queue (null).
+    #[test]
+    fn a_traced_destination_is_what_its_system_implies() {
+        let r = rows(&[
+            ("s:a", "destination:kafka:orders", Publish, 1),
+            ("s:a", "destination:nats:orders.created", Publish, 1),
+            ("s:a", "destination:rabbitmq:orders", Publish, 1),
+            ("s:a", "destination:switchyard:orders", Publish, 1),
+        ]);
+        let t = build(r, TimeWindow::new(0, MINUTE).unwrap());
+        let entity = |id: &str| t.node(id).map(|n| n.entity);
+        assert_eq!(
+            entity("destination:kafka:orders"),
+            Some(Some(Some(Entity::Topic)))
+        );
+        assert_eq!(
+            entity("destination:nats:orders.created"),
+            Some(Some(Some(Entity::Subject)))
+        );
+        assert_eq!(entity("destination:rabbitmq:orders"), Some(Some(None)));
+        assert_eq!(entity("destination:switchyard:orders"), Some(Some(None)));
+        assert_eq!(entity("s:a"), Some(None), "services have no entity");
+        let json = serde_json::to_value(&t).unwrap();
+        let node = |id: &str| {
+            json["nodes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|n| n["id"] == id)
+                .cloned()
+                .unwrap()
+        };
+        assert_eq!(node("destination:kafka:orders")["entity"], "topic");
+        assert!(node("destination:rabbitmq:orders")["entity"].is_null());
+        assert!(node("s:a").get("entity").is_none());
     }
 
     #[test]

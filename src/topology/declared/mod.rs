@@ -442,7 +442,7 @@ impl<'a> Additions<'a> {
             return key.id;
         }
         let id = key.id.clone();
-        let destination = key.kind == NodeKind::Destination;
+        let entity = crate::topology::build::destination_entity(key.kind, key.system.as_deref());
         self.topo.nodes.push(Node {
             id: key.id,
             kind: key.kind,
@@ -452,7 +452,7 @@ impl<'a> Additions<'a> {
             spans: None,
             span_errors: None,
             seen_in: vec![SeenIn::Declared],
-            entity: destination.then_some(None),
+            entity,
             broker: None,
             broker_then: None,
             errors: None,
