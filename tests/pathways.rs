@@ -266,6 +266,132 @@ fn hostile_names_in_a_journey_are_shown_as_text() {
     );
 }
 
+/// Per (publishing service, consuming service): each message's one-hop journey from the
+/// recorded spans alone, tying a consume to its publish by its parent or by a span link, as
+/// `[end to end, wait, processing, error]`.
+fn recorded_hops(spans: &[SpanInfo]) -> BTreeMap<(String, String), Vec<[u64; 4]>> {
+    let mut out: BTreeMap<(String, String), Vec<[u64; 4]>> = BTreeMap::new();
+    for p in spans.iter().filter(|s| s.kind == KIND_PRODUCER) {
+        let tied = |c: &&SpanInfo| {
+            c.kind == KIND_CONSUMER
+                && ((c.trace_id == p.trace_id && c.parent_span_id == p.span_id)
+                    || c.links
+                        .iter()
+                        .any(|(t, s)| *t == p.trace_id && *s == p.span_id))
+        };
+        for c in spans.iter().filter(tied) {
+            out.entry((p.service.clone(), c.service.clone()))
+                .or_default()
+                .push([
+                    micros(p.start_unix_nanos, c.end_unix_nanos),
+                    micros(p.start_unix_nanos, c.start_unix_nanos),
+                    micros(c.start_unix_nanos, c.end_unix_nanos),
+                    u64::from(p.error || c.error),
+                ]);
+        }
+    }
+    out
+}
+
+/// The p50 and p99 of one column of journeys.
+fn column(journeys: &[[u64; 4]], i: usize) -> (u64, u64) {
+    let mut v: Vec<u64> = journeys.iter().map(|r| r[i]).collect();
+    v.sort_unstable();
+    (rank(&v, 0.5), rank(&v, 0.99))
+}
+
+fn assert_hop_matches(answer: &Value, from: &str, to: &str, recorded: &[[u64; 4]]) {
+    let p = find(answer, &[from, to]);
+    assert_eq!(p["count"], recorded.len() as u64, "{from} -> {to}: {p}");
+    let errors: u64 = recorded.iter().map(|r| r[3]).sum();
+    assert_eq!(p["errors"], errors, "{from} -> {to}: {p}");
+    assert_eq!(spread(&p["end_to_end"]), column(recorded, 0), "{p}");
+    assert_eq!(spread(&p["hops"][0]["wait"]), column(recorded, 1), "{p}");
+    assert_eq!(
+        spread(&p["hops"][0]["processing"]),
+        column(recorded, 2),
+        "{p}"
+    );
+    assert_eq!(
+        p["hops"][0]["via"],
+        serde_json::json!(["destination:kafka:orders"])
+    );
+}
+
+/// kafkajs `eachBatch` (per-message `process` spans under the batch's `poll` receive span)
+/// and confluent-kafka consume in traces of their own, their `process` spans linking to the
+/// publish: the journey goes on there, also for messages one group (kafkajs `eachMessage`)
+/// consumed in the publisher's trace. Every message's hop is counted once, with the figures
+/// of the recorded spans; the topology still counts each message once per group.
+#[test]
+fn pathways_follow_the_links_of_recorded_kafka_batch_consumers() {
+    let (env, spans, window) = TestEnv::with_recording(fixtures::KAFKA);
+    let q = window.query();
+    let recorded = recorded_hops(&spans);
+    fn of<'a>(
+        recorded: &'a BTreeMap<(String, String), Vec<[u64; 4]>>,
+        from: &str,
+        to: &str,
+    ) -> &'a [[u64; 4]] {
+        recorded
+            .get(&(from.to_string(), to.to_string()))
+            .unwrap_or_else(|| panic!("{from} -> {to} in the recording"))
+    }
+    let hops = |from: &str, to: &str| of(&recorded, from, to);
+    // The recording: order-1..12 each reached billing and audit, and some only by a link.
+    for from in ["checkout-js", "checkout-py"] {
+        for to in ["billing", "audit"] {
+            assert_eq!(hops(from, to).len(), 6, "{from} -> {to}");
+        }
+    }
+    let linked_only = spans
+        .iter()
+        .filter(|s| s.kind == KIND_CONSUMER && !s.links.is_empty())
+        .filter(|c| {
+            !spans
+                .iter()
+                .any(|p| p.span_id == c.parent_span_id && p.kind == KIND_PRODUCER)
+        })
+        .count();
+    assert!(
+        linked_only >= 12,
+        "audit's 12 and billing's batch: {linked_only}"
+    );
+
+    for from in ["checkout-js", "checkout-py"] {
+        let answer = env.get_json(&format!("/api/pathways?from=service:{from}&{q}"));
+        assert_eq!(answer["partial"], false, "{answer}");
+        assert!(
+            answer["scanned"]["linked_traces"].as_u64() >= Some(1),
+            "{answer}"
+        );
+        assert_eq!(answer["journeys"], 12, "{answer}");
+        assert_eq!(answer["pathways_total"], 2, "{answer}");
+        for to in ["billing", "audit"] {
+            assert_hop_matches(&answer, from, to, hops(from, to));
+        }
+    }
+    // Found from the consumer's end: links are followed back to the publishers' traces.
+    let to = env.get_json(&format!("/api/pathways?to=service:audit&{q}"));
+    assert_eq!(to["partial"], false, "{to}");
+    assert_eq!(to["journeys"], 12, "{to}");
+    for from in ["checkout-js", "checkout-py"] {
+        assert_hop_matches(&to, from, "audit", hops(from, "audit"));
+        // Each example is the trace the journey started in: the publisher's.
+        for ex in find(&to, &[from, "audit"])["examples"].as_array().unwrap() {
+            let trace = env.get_json(&format!("/api/traces/{}", ex.as_str().unwrap()));
+            assert!(
+                trace["spans"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|s| s["service"] == from && s["kind"] == "producer"),
+                "{trace}"
+            );
+        }
+    }
+}
+
 /// orders -> order.created -> billing -> invoice.ready -> mailer, each consumer a batch
 /// consumer in a trace of its own (its `process` span under a `poll` span, linking to the
 /// publish), each trace sent in its own request: one journey over three traces.

@@ -166,7 +166,10 @@ fn follow_with(spans: &[StoredSpan], with_replies: bool) -> Journey<'_> {
 
 /// Nested spans of one message (as the accounting counts them once): a publish whose parent is
 /// a publish of the same destination, or likewise a consume (pika, for one, can emit both).
-/// Each inner span maps to the outermost span of its chain.
+/// Each inner span maps to the outermost span of its chain. A consume that links to a
+/// message of its own under a consume of a batch is that message's consume, not nested:
+/// kafkajs `eachBatch`'s `process` spans, each linking to its producer, under the batch's
+/// `poll` receive span ([`own_message`]).
 fn nested(spans: &[StoredSpan], by_id: &foldhash::HashMap<Key, usize>) -> Vec<Option<usize>> {
     let same_message = |inner: &StoredSpan, outer: &StoredSpan| {
         let (a, b) = (inner.messaging.as_ref(), outer.messaging.as_ref());
@@ -174,7 +177,7 @@ fn nested(spans: &[StoredSpan], by_id: &foldhash::HashMap<Key, usize>) -> Vec<Op
             a.map(|m| (&m.system, &m.destination)) == b.map(|m| (&m.system, &m.destination));
         destination
             && ((is_publish(inner) && is_publish(outer))
-                || (is_consume(inner) && is_consume(outer)))
+                || (is_consume(inner) && is_consume(outer) && !own_message(inner, outer)))
     };
     let parent_of = |i: usize| -> Option<usize> {
         let p = *by_id.get(&(spans[i].trace_id, spans[i].parent_span_id?))?;
@@ -193,6 +196,18 @@ fn nested(spans: &[StoredSpan], by_id: &foldhash::HashMap<Key, usize>) -> Vec<Op
             Some(outer)
         })
         .collect()
+}
+
+/// Whether a consume span under another consume handles a message of its own: it links to a
+/// span, and the outer one does not link to exactly that span alone (a batch's receive links
+/// to none of its messages, as kafkajs's `poll`, or to all of them).
+fn own_message(inner: &StoredSpan, outer: &StoredSpan) -> bool {
+    let mut theirs = link_targets(outer);
+    let only = match (theirs.next(), theirs.next()) {
+        (Some(k), None) => Some(k),
+        _ => None,
+    };
+    link_targets(inner).any(|k| Some(k) != only)
 }
 
 /// The publish among the spans that a consume span is tied to: its parent, else a link.

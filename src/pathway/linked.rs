@@ -8,7 +8,9 @@
 //! Which way links are followed depends on the ends ([`Ends::directions`]): upstream (a
 //! consume's link to a trace not read yet: read by id) when the journeys may start before the
 //! traces found, downstream (the traces whose spans link into one read, for a publish no
-//! span read consumed yet) when they may go on after them. Bounded: [`MAX_LINKED_TRACES`]
+//! span read consumed yet, or one to a destination that a span read consumes through a link
+//! and whose consuming services this trace lacks: a Kafka topic's other groups) when they may
+//! go on after them. Bounded: [`MAX_LINKED_TRACES`]
 //! traces read through links per answer, [`MAX_LOOKUPS`] downstream lookups, at most
 //! [`super::walk::MAX_HOPS`] rounds, and the answer's time budget.
 
@@ -94,6 +96,8 @@ pub fn expand<R: Reach>(
     // Spans some consume read so far is tied to (its parent, its links).
     let mut consumed: HashSet<(TraceId, SpanId)> = HashSet::default();
     let mut lookups = 0usize;
+    let mut looked_up: HashSet<usize> = HashSet::default();
+    let mut consumers = Consumers::default();
     let mut frontier = 0..out.traces.len();
     for _ in 0..super::walk::MAX_HOPS {
         if frontier.is_empty() {
@@ -118,13 +122,24 @@ pub fn expand<R: Reach>(
         }
         if dirs.downstream {
             for spans in &out.traces[frontier.clone()] {
+                consumers.add(spans);
+            }
+            for (i, spans) in out.traces.iter().enumerate() {
+                if looked_up.contains(&i) {
+                    continue;
+                }
                 // The earliest publish that no span read consumed: its consumers, if any were
-                // traced, link to it from traces of their own.
-                let waiting = spans
-                    .iter()
-                    .filter(|s| is_publish(s) && !consumed.contains(&(s.trace_id, s.span_id)))
-                    .map(|s| (s.trace_id, s.start_unix_nanos))
-                    .min_by_key(|&(_, start)| start);
+                // traced, link to it from traces of their own. Else the earliest publish to a
+                // destination read through links whose other consumers this trace lacks
+                // (a Kafka topic's groups: one consumed in the trace, another links to it).
+                let unconsumed = frontier.contains(&i).then(|| {
+                    spans
+                        .iter()
+                        .filter(|s| is_publish(s) && !consumed.contains(&(s.trace_id, s.span_id)))
+                        .map(|s| (s.trace_id, s.start_unix_nanos))
+                        .min_by_key(|&(_, start)| start)
+                });
+                let waiting = unconsumed.flatten().or_else(|| consumers.elsewhere(spans));
                 let Some((trace, since)) = waiting else {
                     continue;
                 };
@@ -137,6 +152,7 @@ pub fn expand<R: Reach>(
                     break;
                 }
                 lookups += 1;
+                looked_up.insert(i);
                 for t in reach.linking(trace, since, LOOKUP_TRACES)? {
                     ask(t, &mut want);
                 }
@@ -171,6 +187,61 @@ pub fn expand<R: Reach>(
         frontier = start..out.traces.len();
     }
     Ok(out)
+}
+
+/// The services seen consuming each destination that some span read consumes through a
+/// link, over every trace read: where one message can reach consumers in traces of their own
+/// besides those in its trace.
+#[derive(Default)]
+struct Consumers {
+    /// (system, destination) -> consuming services.
+    linked: HashMap<(String, String), HashSet<String>>,
+    /// Every consume read, to fill a destination's services once it is seen linked.
+    all: HashMap<(String, String), HashSet<String>>,
+}
+
+impl Consumers {
+    fn add(&mut self, spans: &[StoredSpan]) {
+        for s in spans.iter().filter(|s| is_consume(s)) {
+            let Some(m) = &s.messaging else { continue };
+            let key = (m.system.clone(), m.destination.clone());
+            let services = self.all.entry(key.clone()).or_default();
+            services.insert(s.service.clone());
+            if link_targets(s).next().is_some() || self.linked.contains_key(&key) {
+                self.linked.insert(key, services.clone());
+            }
+        }
+    }
+
+    /// The earliest publish of `spans` to a destination consumed through links by a service
+    /// that consumed nothing of it in `spans`.
+    fn elsewhere(&self, spans: &[StoredSpan]) -> Option<(TraceId, u64)> {
+        if self.linked.is_empty() {
+            return None;
+        }
+        let key = |s: &StoredSpan| {
+            let m = s.messaging.as_ref()?;
+            Some((m.system.clone(), m.destination.clone()))
+        };
+        let here: HashSet<(Option<(String, String)>, &str)> = spans
+            .iter()
+            .filter(|s| is_consume(s))
+            .map(|s| (key(s), s.service.as_str()))
+            .collect();
+        spans
+            .iter()
+            .filter(|s| is_publish(s))
+            .filter(|s| {
+                let k = key(s);
+                let services = k.as_ref().and_then(|k| self.linked.get(k));
+                services.is_some_and(|all| {
+                    all.iter()
+                        .any(|svc| !here.contains(&(k.clone(), svc.as_str())))
+                })
+            })
+            .map(|s| (s.trace_id, s.start_unix_nanos))
+            .min_by_key(|&(_, start)| start)
+    }
 }
 
 impl Reached {

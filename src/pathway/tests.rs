@@ -471,3 +471,119 @@ fn the_ends_say_which_way_links_are_followed() {
     assert_eq!(dirs(Some(D1), None), (true, true));
     assert_eq!(dirs(None, Some(D2)), (true, true));
 }
+
+/// kafkajs `eachBatch`: a `poll` CLIENT span that is itself a receive of the topic (so a
+/// consume of the same destination) is the parent of one `process` span per message, each
+/// linking to its producer. Each message is its own hop, not folded into the poll.
+#[test]
+fn a_batch_under_a_receive_span_of_its_destination_counts_each_message() {
+    const T4: &str = "44444444444444444444444444444444";
+    let first = vec![publish(1).at(0, 1).by("orders").on("order.created").of(T1)];
+    let second = vec![publish(2).at(3, 4).by("orders").on("order.created").of(T4)];
+    let mut poll = consume(10)
+        .at(8, 20)
+        .by("billing")
+        .on("order.created")
+        .of(T2);
+    poll.kind = SpanKind::Client;
+    let batch = vec![
+        poll,
+        consume(11)
+            .under(10)
+            .at(10, 12)
+            .by("billing")
+            .on("order.created")
+            .linked(T1, 1)
+            .of(T2),
+        consume(12)
+            .under(10)
+            .at(12, 18)
+            .by("billing")
+            .on("order.created")
+            .linked(T4, 2)
+            .of(T2),
+    ];
+    let journey = crate::flow::follow(&batch);
+    assert_eq!(
+        (0..3).map(|i| journey.nested_in(i)).collect::<Vec<_>>(),
+        [None, None, None],
+        "each process span is its message's consume"
+    );
+    let mut store = Traces::of(&[first.clone(), second.clone(), batch.clone()]);
+    let got = run_linked(&mut store, vec![second, first], Some(A), None);
+    assert_eq!(got.journeys, 2, "{got:?}");
+    let p = &got.pathways[0];
+    assert_eq!(p.nodes, [A, D1, B]);
+    assert_eq!(p.count, 2);
+    assert_eq!(p.hops[0].wait, spread(9_000, 10_000, 10_000));
+    assert_eq!(p.end_to_end, spread(12_000, 15_000, 15_000));
+    // From the consumer's end, upstream through the links.
+    let mut store = Traces::of(&[batch.clone()]);
+    store.by_id.extend(Traces::of(&linked_chain()[..1]).by_id);
+    let to = run_linked(&mut store, vec![batch], None, Some(B));
+    assert_eq!(to.journeys, 1, "T1 is stored, T4 is not: {to:?}");
+    // A consume nested in a consume that links to the same one message is one delivery.
+    let one = vec![
+        consume(20).at(5, 9).by("billing").linked(T1, 1).of(T2),
+        consume(21)
+            .under(20)
+            .at(6, 8)
+            .by("billing")
+            .linked(T1, 1)
+            .of(T2),
+    ];
+    assert_eq!(crate::flow::follow(&one).nested_in(1), Some(0));
+}
+
+/// A message consumed in its own trace by one group (kafkajs `eachMessage`, a child of the
+/// send) and through a link by another (confluent-kafka, a trace of its own): once a link
+/// shows the destination has consumers elsewhere, the other traces of its publishes are
+/// looked up too, and both journeys of each message are found.
+#[test]
+fn a_message_consumed_in_its_trace_is_also_followed_to_consumers_linking_to_it() {
+    const T4: &str = "44444444444444444444444444444444";
+    const T5: &str = "55555555555555555555555555555555";
+    const AUDIT: &str = "service:audit";
+    // T1: published, consumed by billing in the trace. T4: published, not consumed there.
+    let t1 = vec![
+        publish(1).at(0, 1).by("orders").on("order.created").of(T1),
+        consume(2)
+            .under(1)
+            .at(5, 7)
+            .by("billing")
+            .on("order.created")
+            .of(T1),
+    ];
+    let t4 = vec![publish(3).at(2, 3).by("orders").on("order.created").of(T4)];
+    // T5: audit consumes both through links.
+    let t5 = vec![
+        consume(10)
+            .at(20, 22)
+            .by("audit")
+            .on("order.created")
+            .linked(T1, 1)
+            .of(T5),
+        consume(11)
+            .at(22, 24)
+            .by("audit")
+            .on("order.created")
+            .linked(T4, 3)
+            .of(T5),
+    ];
+    let mut store = Traces::of(&[t1.clone(), t4.clone(), t5]);
+    let got = run_linked(&mut store, vec![t1.clone(), t4.clone()], Some(A), None);
+    assert!(!got.partial, "{:?}", got.scanned);
+    assert_eq!(got.journeys, 3, "{got:?}");
+    let count = |to: &str| {
+        got.pathways
+            .iter()
+            .find(|p| p.nodes.last().map(String::as_str) == Some(to))
+            .map(|p| p.count)
+    };
+    assert_eq!((count(B), count(AUDIT)), (Some(1), Some(2)), "{got:?}");
+    // Without any link to the destination, a message consumed in its trace is not looked
+    // up (RabbitMQ's instrumentations never link).
+    let mut store = Traces::of(&[chain(0)]);
+    let plain = run_linked(&mut store, vec![chain(0)], Some(A), None);
+    assert_eq!((plain.journeys, store.lookups), (1, 0));
+}
