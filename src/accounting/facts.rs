@@ -63,6 +63,10 @@ pub struct Facts {
     pub error: bool,
     pub peer: Option<Arc<str>>,
     pub flags: u8,
+    /// The partition a consume read its message from (Kafka), where its span names one;
+    /// `None` also when not known here (a waiting list keeps none: see
+    /// [`partition_in_attributes`] for a stored span's).
+    pub partition: Option<i32>,
 }
 
 impl Facts {
@@ -89,6 +93,11 @@ impl Facts {
             error: span.is_error(),
             peer: span.peer.as_deref().map(Arc::from),
             flags,
+            partition: span
+                .messaging
+                .as_ref()
+                .filter(|m| m.operation == Operation::Consume)
+                .and_then(|m| m.partition),
         }
     }
 
@@ -109,6 +118,22 @@ impl Facts {
     pub fn waits_for_parent(&self) -> bool {
         self.operation.is_some() || self.kind == SpanKind::Server
     }
+}
+
+/// The partition a stored span's attributes (one JSON object, as stored) name, by the names
+/// ingest reads it from ([`crate::semconv::PARTITION`]): a number or its text, not negative.
+pub fn partition_in_attributes(json: &str) -> Option<i32> {
+    let attrs: serde_json::Map<String, serde_json::Value> = serde_json::from_str(json).ok()?;
+    let value = crate::semconv::PARTITION
+        .names
+        .iter()
+        .find_map(|name| attrs.get(*name))?;
+    let n = match value {
+        serde_json::Value::Number(n) => n.as_i64()?,
+        serde_json::Value::String(s) => s.trim().parse::<i64>().ok()?,
+        _ => return None,
+    };
+    i32::try_from(n).ok().filter(|p| *p >= 0)
 }
 
 /// Whether later spans may refer to a span of this kind and operation in a way pairing cares

@@ -320,6 +320,7 @@ mod tests {
             error: false,
             peer: None,
             flags: 0,
+            partition: None,
         }
     }
 

@@ -13,8 +13,9 @@
 //! - one message consumed twice by one service through one destination (a redelivery no
 //!   attribute marks, or
 //!   every instance's own copy of a fanout as Celery's `Broadcast` declares) is one message on
-//!   the consume edge and the dependency, and one routed message on the route: the second
-//!   delivery adds its delay sample only ([`Delivered`] remembers what each publish reached);
+//!   the consume edge, the dependency and the partition its span names, and one routed
+//!   message on the route: the second delivery adds its delay sample only ([`Delivered`]
+//!   remembers what each publish reached);
 //! - on RabbitMQ, a second delivery to the same instance of a service that no attribute
 //!   states either way is a redelivery (the earlier one failed): besides counting once, it
 //!   adds a `redelivered` failure to its consume edge and is flagged [`FLAG_FAILED`], which
@@ -151,12 +152,15 @@ impl<B: Backlog> Pairing<'_, B> {
                 .backlog
                 .take_waiting(self.nodes, me.trace, me.span_id)?;
             for mut waiting in waiting {
-                if waiting.instance.is_none() {
-                    // The waiting list keeps no instance; the writer's memory may.
-                    waiting.instance = self
-                        .recent
-                        .get(waiting.trace, waiting.span_id)
-                        .and_then(|f| f.instance.clone());
+                if waiting.instance.is_none() || waiting.partition.is_none() {
+                    // The waiting list keeps no instance or partition; the writer's memory may.
+                    let recent = self.recent.get(waiting.trace, waiting.span_id);
+                    if waiting.instance.is_none() {
+                        waiting.instance = recent.and_then(|f| f.instance.clone());
+                    }
+                    if waiting.partition.is_none() {
+                        waiting.partition = recent.and_then(|f| f.partition);
+                    }
                 }
                 let before = waiting.flags;
                 self.relate(&mut me, &mut waiting, false)?;
@@ -284,7 +288,7 @@ impl<B: Backlog> Pairing<'_, B> {
             (Some(Operation::Produce), Some(Operation::Consume))
                 if referring.flags & FLAG_COUNTED != 0 =>
             {
-                self.pair_message(referred, referring)
+                self.pair_message(referred, referring)?
             }
             _ if referred.is_client_call()
                 && referring.kind == SpanKind::Server
@@ -298,9 +302,9 @@ impl<B: Backlog> Pairing<'_, B> {
         Ok(())
     }
 
-    fn pair_message(&mut self, producer: &Facts, consumer: &mut Facts) {
+    fn pair_message(&mut self, producer: &Facts, consumer: &mut Facts) -> Result<(), B::Error> {
         let (Some(pdest), Some(cdest)) = (&producer.destination, &consumer.destination) else {
-            return;
+            return Ok(());
         };
         let delay = consumer.start.saturating_sub(producer.start) / 1_000;
         let at = consumer.start;
@@ -317,7 +321,7 @@ impl<B: Backlog> Pairing<'_, B> {
                 latency_micros: Some(delay),
                 weight: 1,
             });
-            return;
+            return Ok(());
         }
         let before = self.delivered.note_by(
             (producer.trace, producer.span_id),
@@ -352,11 +356,23 @@ impl<B: Backlog> Pairing<'_, B> {
             weight: 1,
         };
         // The consume counted itself as a message when it arrived; a second delivery of one
-        // message to this service takes that back (its delay is still a sample).
+        // message to this service takes that back (its delay is still a sample), and so its
+        // partition's count: a waiting consume's partition is read from the stored span.
         self.acc.edge(EdgeChange {
             count: -i64::from(before.service),
             ..base(cdest, &consumer.service, EdgeKind::Consume, None)
         });
+        if before.service {
+            if consumer.partition.is_none() {
+                let stored = self
+                    .backlog
+                    .stored(self.nodes, consumer.trace, consumer.span_id)?;
+                consumer.partition = stored.and_then(|f| f.partition);
+            }
+            if let Some(p) = consumer.partition {
+                self.acc.partition(cdest, p, &consumer.service, at, 0, -1);
+            }
+        }
         self.acc.edge(EdgeChange {
             count: i64::from(!before.service),
             ..base(
@@ -380,6 +396,7 @@ impl<B: Backlog> Pairing<'_, B> {
             client_micros: producer.duration_micros(),
             server_micros: consumer.duration_micros(),
         });
+        Ok(())
     }
 
     /// Moves a client call onto the service -> service edge, once per client span. A client

@@ -42,6 +42,7 @@ impl Backlog for MemBacklog {
         // As the stores' waiting lists: without the instance.
         self.waiting.entry((trace, span)).or_default().push(Facts {
             instance: None,
+            partition: None,
             ..waiting.clone()
         });
         Ok(())

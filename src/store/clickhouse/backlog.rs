@@ -72,6 +72,9 @@ struct FactsRow {
     error: u8,
     peer: String,
     flags: u8,
+    /// A consume's attributes, where the query reads them (its partition).
+    #[serde(default)]
+    attributes: Option<String>,
 }
 
 impl FactsRow {
@@ -95,6 +98,11 @@ impl FactsRow {
             error: self.error != 0,
             peer: Some(self.peer).filter(|p| !p.is_empty()).map(Arc::from),
             flags: self.flags,
+            partition: self
+                .attributes
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .and_then(crate::accounting::facts::partition_in_attributes),
         })
     }
 }
@@ -104,7 +112,8 @@ const STORED: &str =
     service, service_namespace AS namespace, service_instance AS instance, kind,
     msg_operation AS operation, msg_system AS system,
     msg_destination AS destination, start_unix_nanos AS start, end_unix_nanos AS end,
-    toUInt8(status = ?) AS error, peer, flags
+    toUInt8(status = ?) AS error, peer, flags,
+    if(msg_operation = 'consume', attributes, '') AS attributes
     FROM spans WHERE trace_id = ? AND span_id = ? LIMIT 1";
 
 const STORED_FLAGS: &str = "SELECT argMax(flags, version) AS flags FROM span_flags

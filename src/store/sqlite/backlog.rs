@@ -78,6 +78,13 @@ pub fn facts_of_record(r: &block::Record, nodes: &mut Nodes) -> Facts {
         error: r.status == crate::model::StatusCode::Error,
         peer: r.peer.as_deref().map(Arc::from),
         flags: r.flags,
+        // A consume's only (pairing takes a second delivery's partition back).
+        partition: r
+            .messaging
+            .as_ref()
+            .filter(|m| m.operation == Operation::Consume)
+            .and(r.attributes.as_deref())
+            .and_then(crate::accounting::facts::partition_in_attributes),
     }
 }
 
@@ -158,6 +165,8 @@ fn take_waiting(
             error: r.get(11)?,
             peer: r.get::<_, Option<String>>(12)?.map(Arc::from),
             flags: r.get(13)?,
+            // Not kept while waiting either (pairing reads the stored span when it needs it).
+            partition: None,
         });
     }
     drop(rows);

@@ -704,3 +704,88 @@ pub fn search_spans_reads_the_newest_traces_whole(h: &dyn Harness) {
     let late = store.spans_of(&asked, past).unwrap();
     assert!(late.traces.is_empty() && late.out_of_time);
 }
+
+/// One Kafka message read twice by one service (its group), as a second delivery: one
+/// message on the consume edge and on its partition, as the edges count it, in every arrival
+/// order: publish first; consumes first (the publish pairs them from the writer's memory);
+/// consumes first and a restart before the publish (the waiting list keeps no partition: the
+/// stored consume's attributes give it). Another group's read of the message counts apart.
+pub fn a_second_delivery_counts_once_on_its_partition(h: &dyn Harness) {
+    use crate::model::EdgeKind;
+    for (trace, order) in [
+        (56u8, "publish first"),
+        (57, "consumes first"),
+        (58, "restart"),
+    ] {
+        let h = h.fresh();
+        let store = h.open();
+        let publish = msg(
+            span(trace, 1, None, "checkout", SpanKind::Producer),
+            "orders",
+            Operation::Produce,
+        );
+        let consume = |id: u8, svc: &str| {
+            let mut s = msg(
+                span(trace, id, Some(1), svc, SpanKind::Consumer),
+                "orders",
+                Operation::Consume,
+            );
+            if let Some(m) = s.messaging.as_mut() {
+                m.partition = Some(2);
+            }
+            // As stored from a real span: the attribute ingest read the partition from.
+            s.attributes
+                .push(("messaging.destination.partition.id".into(), "2".into()));
+            s
+        };
+        let reads = vec![consume(2, "billing"), consume(3, "billing")];
+        let store = match order {
+            "publish first" => {
+                write(&store, vec![publish]);
+                write(&store, reads);
+                write(&store, vec![consume(4, "audit")]);
+                store
+            }
+            "consumes first" => {
+                write(&store, reads);
+                write(&store, vec![consume(4, "audit")]);
+                write(&store, vec![publish]);
+                store
+            }
+            _ => {
+                write(&store, reads);
+                write(&store, vec![consume(4, "audit")]);
+                store.shutdown();
+                let store = h.open();
+                write(&store, vec![publish]);
+                store
+            }
+        };
+        let rows = store.topology(window()).unwrap();
+        let consumed = |svc: &str| -> i64 {
+            rows.edges
+                .iter()
+                .filter(|e| e.kind == EdgeKind::Consume && e.via.is_empty())
+                .filter(|e| e.from == "destination:kafka:orders" && e.to == svc)
+                .map(|e| e.count)
+                .sum()
+        };
+        assert_eq!(consumed("service:billing"), 1, "{order}: one message");
+        assert_eq!(consumed("service:audit"), 1, "{order}");
+        let parts: Vec<(i32, String, u64, u64)> = store
+            .partition_traffic("destination:kafka:orders", window())
+            .unwrap()
+            .into_iter()
+            .map(|t| (t.partition, t.service, t.published, t.consumed))
+            .collect();
+        assert_eq!(
+            parts,
+            vec![
+                (2, "service:audit".to_string(), 0, 1),
+                (2, "service:billing".to_string(), 0, 1),
+            ],
+            "{order}: the partition counts the message once per group, as the edges do"
+        );
+        store.shutdown();
+    }
+}
