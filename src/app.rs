@@ -109,13 +109,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map(|u| crate::changes::notify::NotifyUrl::parse(u))
         .collect::<Result<Vec<_>, _>>()
         .map_err(anyhow::Error::msg)?;
+    // TLS for https receivers, built once (the system's roots read once); a bad --notify-ca
+    // stops here, before anything starts.
+    let tls = if notify_urls.iter().any(|u| u.https) || args.notify_ca.is_some() {
+        let tls = crate::changes::tls::Tls::new(args.notify_ca.as_deref());
+        Some(tls.map_err(anyhow::Error::msg)?)
+    } else {
+        None
+    };
     let store = open_store(&args)?;
     let discovery = Discovery::start(sources, args.discover_interval, store.clone());
     let changes = crate::changes::Changes {
         log: Default::default(),
         notify: notify_urls
             .into_iter()
-            .map(crate::changes::notify::Notifier::start)
+            .map(|u| {
+                let tls = tls.clone().filter(|_| u.https);
+                crate::changes::notify::Notifier::start(u, tls)
+            })
             .collect(),
     };
     let ingest = Ingest::new(

@@ -216,7 +216,9 @@ pub struct ServeArgs {
     #[arg(long = "discover-interval", env = "SWITCHYARD_DISCOVER_INTERVAL", default_value = "15s", value_parser = parse_discover_interval)]
     pub discover_interval: std::time::Duration,
     /// Post a JSON summary to this URL when the architecture changes (a service, destination,
-    /// peer or edge not seen in the previous hour): http://[USER:PASS@]HOST[:PORT]/PATH[?QUERY].
+    /// peer or edge not seen in the previous hour): http[s]://[USER:PASS@]HOST[:PORT]/PATH[?QUERY]
+    /// (https: the receiver's certificate is checked against the system's roots and
+    /// --notify-ca).
     /// Repeatable (the variable holds a comma-separated list; write a comma inside a URL as
     /// %2C): each receiver has its own queue, thread and retries, so a slow or failing one
     /// holds up no other. The user and password are sent as basic auth; they and the query are
@@ -230,6 +232,10 @@ pub struct ServeArgs {
         value_delimiter = ','
     )]
     pub notify_url: Vec<String>,
+    /// A PEM file of certificates also trusted for https --notify-url receivers (a private
+    /// CA's, or a receiver's own self-signed one), besides the system's roots.
+    #[arg(long = "notify-ca", env = "SWITCHYARD_NOTIFY_CA", value_name = "FILE")]
+    pub notify_ca: Option<std::path::PathBuf>,
     /// How often the change watcher looks for new nodes and edges (e.g. 10s; at least 1s).
     #[arg(long = "changes-interval", env = "SWITCHYARD_CHANGES_INTERVAL", default_value = "10s", value_parser = parse_changes_interval)]
     pub changes_interval: std::time::Duration,

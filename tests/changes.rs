@@ -41,7 +41,11 @@ struct Receiver {
 }
 
 fn read_request(stream: &TcpStream) -> Option<Post> {
-    let mut r = BufReader::new(stream.try_clone().ok()?);
+    read_post(stream.try_clone().ok()?)
+}
+
+fn read_post(from: impl Read) -> Option<Post> {
+    let mut r = BufReader::new(from);
     let mut line = String::new();
     r.read_line(&mut line).ok()?;
     let target = line.split_whitespace().nth(1)?.to_string();
@@ -364,4 +368,182 @@ fn several_receivers_each_get_every_summary_with_their_own_retries() {
 fn base64_of(text: &str) -> String {
     use base64::Engine;
     base64::engine::general_purpose::STANDARD.encode(text)
+}
+
+/// A CA made for the test, and a receiver's certificate it signed for `names` (a name or an IP
+/// address each): the CA's PEM, the receiver's certificate and key.
+fn tls_identity(names: &[&str]) -> (String, rustls::ServerConfig) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+    let ca_key = KeyPair::generate().unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let cert = CertificateParams::new(names)
+        .unwrap()
+        .signed_by(&key, &ca, &ca_key)
+        .unwrap();
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .unwrap();
+    (ca.pem(), config)
+}
+
+/// A real TLS receiver: records each POST it reads over TLS and answers 204; a client that
+/// refuses its certificate leaves no post.
+fn tls_receiver(config: rustls::ServerConfig) -> Receiver {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let posts = Arc::new(Mutex::new(Vec::new()));
+    let seen = posts.clone();
+    let config = Arc::new(config);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { continue };
+            let Ok(conn) = rustls::ServerConnection::new(config.clone()) else {
+                continue;
+            };
+            let mut tls = rustls::StreamOwned::new(conn, stream);
+            let Some(post) = read_post(&mut tls) else {
+                continue;
+            };
+            seen.lock().unwrap().push(post);
+            let _ = tls.write_all(b"HTTP/1.1 204 No Content\r\nConnection: close\r\n\r\n");
+            tls.conn.send_close_notify();
+            let _ = tls.flush();
+        }
+    });
+    Receiver { addr, posts }
+}
+
+fn https_url(receiver: &Receiver, host: &str) -> String {
+    format!(
+        "https://bot:{PASSWORD}@{host}:{}/hook?token={TOKEN}",
+        receiver.addr.port()
+    )
+}
+
+/// `--notify-url https://...` posts over TLS to a receiver whose certificate a CA in
+/// `--notify-ca` signed, with the URL's user and password as basic auth; the URL shown keeps
+/// no secret.
+#[test]
+fn an_https_receiver_gets_the_summary_over_tls() {
+    let (ca, config) = tls_identity(&["127.0.0.1", "localhost"]);
+    let receiver = tls_receiver(config);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let url = https_url(&receiver, "127.0.0.1");
+    let ca_arg = ca_file.to_str().unwrap();
+    let env = TestEnv::with_args(&[
+        "--notify-url",
+        &url,
+        "--notify-ca",
+        ca_arg,
+        "--changes-interval",
+        "1s",
+    ]);
+    post(&env, &flow("orders", "billing"));
+    let got = wait_for("a post over TLS", WAIT, || {
+        receiver.posts().first().cloned()
+    });
+    assert_eq!(got.target, format!("/hook?token={TOKEN}"));
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("bot:{PASSWORD}"));
+    assert_eq!(got.authorization, Some(format!("Basic {basic}")));
+    assert_eq!(got.body["event"], "architecture_changed");
+    assert_eq!(got.body["count"], 5, "{}", got.body);
+    let c = wait_for("the post counted", WAIT, || {
+        let c = changes(&env);
+        (c["notify"]["sent"] == 1).then_some(c)
+    });
+    assert_eq!(
+        c["notify"]["url"],
+        format!("https://127.0.0.1:{}/hook", receiver.addr.port())
+    );
+    assert!(!c.to_string().contains(PASSWORD) && !c.to_string().contains(TOKEN));
+}
+
+/// A receiver whose certificate no trusted root signed (no `--notify-ca`), or that names
+/// another host, gets nothing: the post fails, is counted, and the log line says why without
+/// the URL's user, password or query.
+#[test]
+fn a_certificate_that_is_not_trusted_or_names_another_host_fails_with_a_clear_log_line() {
+    let (ca, config) = tls_identity(&["localhost"]);
+    let receiver = tls_receiver(config);
+    let dir = tempfile::tempdir().unwrap();
+    let ca_file = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, ca).unwrap();
+    let cases = [
+        (vec![], "UnknownIssuer"),
+        (
+            vec!["--notify-ca", ca_file.to_str().unwrap()],
+            "certificate not valid for name",
+        ),
+    ];
+    for (extra, reason) in cases {
+        let url = https_url(&receiver, "127.0.0.1");
+        let mut args = vec!["--notify-url", &url, "--changes-interval", "1s"];
+        args.extend(extra);
+        let env = TestEnv::with_args(&args);
+        post(&env, &flow("orders", "billing"));
+        let c = wait_for("a failed post", WAIT, || {
+            let c = changes(&env);
+            (c["notify"]["failed"] == 1).then_some(c)
+        });
+        assert_eq!(c["notify"]["sent"], 0, "{reason}: {c}");
+        let log = wait_for("the failure's log line", WAIT, || {
+            let log = env.log(1);
+            log.contains("--notify-url post failed").then_some(log)
+        });
+        assert!(
+            log.contains("invalid peer certificate") && log.contains(reason),
+            "{reason}: {log}"
+        );
+        assert!(!log.contains(PASSWORD) && !log.contains(TOKEN), "{log}");
+    }
+    assert!(receiver.posts().is_empty(), "nothing was sent in clear");
+}
+
+/// A `--notify-ca` file that cannot be read or holds no certificate stops `serve` before it
+/// listens or creates its database, naming the file and not echoing the URL.
+#[test]
+fn a_bad_notify_ca_file_stops_serve_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("switchyard.db");
+    let empty = dir.path().join("empty.pem");
+    std::fs::write(&empty, "not a certificate\n").unwrap();
+    let missing = dir.path().join("missing.pem");
+    let url = format!("https://bot:{PASSWORD}@127.0.0.1:9/hook");
+    for (file, problem) in [(&empty, "no PEM certificate"), (&missing, "missing.pem")] {
+        let out = std::process::Command::new(common::binary())
+            .arg("serve")
+            .arg("--db")
+            .arg(&db)
+            .args(["--http", "127.0.0.1:0", "--otlp-http", "127.0.0.1:0"])
+            .args(["--otlp-grpc", "127.0.0.1:0", "--notify-url", &url])
+            .arg("--notify-ca")
+            .arg(file)
+            .env_remove("SWITCHYARD_LOG")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{problem}: started anyway");
+        assert!(out.stdout.is_empty(), "{problem}: listened before refusing");
+        assert!(
+            stderr.contains("--notify-ca") && stderr.contains(problem),
+            "{stderr}"
+        );
+        assert!(!stderr.contains(PASSWORD), "{stderr}");
+        assert!(!db.exists(), "the database was created");
+    }
 }

@@ -10,6 +10,7 @@
 //! there is not announced again.
 
 pub mod notify;
+pub mod tls;
 pub mod watch;
 
 use crate::model::window::rfc3339;

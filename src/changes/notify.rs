@@ -4,7 +4,10 @@
 //! receiver never slows ingest or the watcher. Each post has a timeout ([`TIMEOUT`]) and is
 //! tried [`ATTEMPTS`] times with a doubling wait between tries; failures are counted and
 //! logged at most once a minute. The URL's user and password (sent as HTTP basic auth) and
-//! its query are never logged or shown: only [`NotifyUrl::redacted`] is.
+//! its query are never logged or shown: only [`NotifyUrl::redacted`] is. An `https://` URL is
+//! posted over TLS ([`super::tls`]: the system's roots plus `--notify-ca`); a certificate the
+//! receiver's name does not match, or no trusted root signed, fails the post with a log line
+//! saying so.
 
 use super::Notice;
 use crate::model::window::{now_unix_nanos, rfc3339};
@@ -24,7 +27,7 @@ pub const FIRST_BACKOFF: Duration = Duration::from_millis(500);
 /// Notices one summary lists at most (the rest are counted in `more`).
 pub const MAX_LISTED: usize = 100;
 
-/// A parsed `--notify-url`: plain HTTP (`http://[user:pass@]host[:port][/path][?query]`).
+/// A parsed `--notify-url`: `http://` or `https://`, `[user:pass@]host[:port][/path][?query]`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct NotifyUrl {
     /// What is requested: no user info.
@@ -32,6 +35,8 @@ pub struct NotifyUrl {
     /// `user:pass` for basic auth, percent-decoded.
     userinfo: Option<String>,
     redacted: String,
+    /// Posted over TLS.
+    pub https: bool,
 }
 
 impl std::fmt::Debug for NotifyUrl {
@@ -43,12 +48,15 @@ impl std::fmt::Debug for NotifyUrl {
 impl NotifyUrl {
     pub fn parse(text: &str) -> Result<NotifyUrl, String> {
         let text = text.trim();
-        let Some(rest) = text.strip_prefix("http://") else {
-            return Err(if text.starts_with("https://") {
-                "--notify-url: only http:// is supported (post to a local relay for https)".into()
-            } else {
-                "--notify-url must be an http:// URL such as http://127.0.0.1:9000/hook".into()
-            });
+        let (scheme, rest) = match (text.strip_prefix("http://"), text.strip_prefix("https://")) {
+            (Some(rest), _) => ("http", rest),
+            (_, Some(rest)) => ("https", rest),
+            _ => {
+                return Err(
+                    "--notify-url must be an http:// or https:// URL such as https://hooks.example/switchyard"
+                        .into(),
+                )
+            }
         };
         let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
         let (authority, tail) = rest.split_at(end);
@@ -57,7 +65,7 @@ impl NotifyUrl {
             None => (None, authority),
         };
         if host.is_empty() || host.contains(char::is_whitespace) {
-            return Err("--notify-url has no host (http://HOST[:PORT]/PATH)".into());
+            return Err("--notify-url has no host (https://HOST[:PORT]/PATH)".into());
         }
         let tail = tail.split('#').next().unwrap_or("");
         let path = tail.split('?').next().unwrap_or("");
@@ -67,9 +75,10 @@ impl NotifyUrl {
                 .into_owned()
         });
         Ok(NotifyUrl {
-            target: format!("http://{host}{tail}"),
+            target: format!("{scheme}://{host}{tail}"),
             userinfo,
-            redacted: format!("http://{host}{path}"),
+            redacted: format!("{scheme}://{host}{path}"),
+            https: scheme == "https",
         })
     }
 
@@ -125,15 +134,16 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    /// Starts the posting thread. It ends when every handle is dropped.
-    pub fn start(url: NotifyUrl) -> Notifier {
+    /// Starts the posting thread (`tls`: for an https URL). It ends when every handle is
+    /// dropped.
+    pub fn start(url: NotifyUrl, tls: Option<super::tls::Tls>) -> Notifier {
         let (tx, rx) = crossbeam_channel::bounded::<Vec<u8>>(QUEUE);
         let counters = Arc::new(Counters::default());
         let url = Arc::new(url);
         let (c, u) = (counters.clone(), url.clone());
         let spawned = std::thread::Builder::new()
             .name("notify".into())
-            .spawn(move || post_loop(&rx, &u, &c));
+            .spawn(move || post_loop(&rx, &u, &c, tls));
         if let Err(e) = spawned {
             tracing::error!(error = %e, "could not start the --notify-url thread");
         }
@@ -157,11 +167,17 @@ impl Notifier {
     }
 }
 
-fn post_loop(rx: &crossbeam_channel::Receiver<Vec<u8>>, url: &NotifyUrl, c: &Counters) {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(TIMEOUT)
-        .redirects(0)
-        .build();
+fn post_loop(
+    rx: &crossbeam_channel::Receiver<Vec<u8>>,
+    url: &NotifyUrl,
+    c: &Counters,
+    tls: Option<super::tls::Tls>,
+) {
+    let mut agent = ureq::AgentBuilder::new().timeout(TIMEOUT).redirects(0);
+    if let Some(tls) = tls {
+        agent = agent.tls_connector(Arc::new(tls));
+    }
+    let agent = agent.build();
     let auth = url.userinfo.as_ref().map(|u| {
         use base64::Engine;
         format!(
@@ -186,10 +202,11 @@ fn post_loop(rx: &crossbeam_channel::Receiver<Vec<u8>>, url: &NotifyUrl, c: &Cou
                 }
                 Err(e) => {
                     c.attempts_failed.fetch_add(1, Ordering::Relaxed);
-                    // ureq's error names the URL it was given: log only the kind or status.
+                    // ureq's error names the URL it was given: log only the kind or status and
+                    // the causes (a certificate error says what is wrong with it).
                     let reason = match &e {
                         ureq::Error::Status(code, _) => format!("status {code}"),
-                        ureq::Error::Transport(t) => format!("{:?}", t.kind()),
+                        ureq::Error::Transport(t) => super::tls::transport_reason(t),
                     };
                     if attempt == ATTEMPTS {
                         c.failed.fetch_add(1, Ordering::Relaxed);
@@ -222,9 +239,13 @@ mod tests {
             (plain.redacted(), plain.userinfo.is_none()),
             ("http://example.test", true)
         );
-        assert!(NotifyUrl::parse("https://example.test/x")
+        let tls = NotifyUrl::parse("https://bot:pw@hooks.example:8443/x?k=v").unwrap();
+        assert_eq!(tls.redacted(), "https://hooks.example:8443/x");
+        assert_eq!(tls.target, "https://hooks.example:8443/x?k=v");
+        assert!(tls.https && !plain.https);
+        assert!(NotifyUrl::parse("ftp://x/y")
             .unwrap_err()
-            .contains("only http://"));
+            .contains("http:// or https://"));
         assert!(NotifyUrl::parse("ftp://x").is_err());
         assert!(NotifyUrl::parse("http:///path").is_err());
         assert!(NotifyUrl::parse("http://user@/x").is_err());
