@@ -120,6 +120,57 @@ fn spans_of(client: &Client, traces: Vec<TraceId>) -> Result<Vec<StoredSpan>, St
         .collect())
 }
 
+/// Traces read by one query of [`traces`] at most.
+const TRACES_PER_QUERY: usize = 256;
+
+/// The spans of several traces (those stored), each trace's oldest first, in the order of
+/// `ids`: one query per [`TRACES_PER_QUERY`] traces (pathways read the traces span links
+/// reach in one go), none started after `deadline`. A query whose answer reaches the span cap
+/// may have cut a trace: its traces are read again one by one, each with the cap to itself.
+pub fn traces(
+    client: &Client,
+    ids: &[TraceId],
+    deadline: std::time::Instant,
+) -> Result<crate::model::TraceSet, StoreError> {
+    let mut set = crate::model::TraceSet {
+        traces: Vec::with_capacity(ids.len()),
+        search_complete: true,
+        out_of_time: false,
+    };
+    for chunk in ids.chunks(TRACES_PER_QUERY) {
+        if std::time::Instant::now() >= deadline {
+            set.out_of_time = true;
+            break;
+        }
+        let spans = spans_of(client, chunk.to_vec())?;
+        let mut by_trace: std::collections::HashMap<TraceId, Vec<StoredSpan>> =
+            std::collections::HashMap::with_capacity(chunk.len());
+        if spans.len() >= TRACE_SPANS && chunk.len() > 1 {
+            for &id in chunk {
+                if std::time::Instant::now() >= deadline {
+                    set.out_of_time = true;
+                    break;
+                }
+                by_trace.insert(id, spans_of(client, vec![id])?);
+            }
+        } else {
+            for s in spans {
+                by_trace.entry(s.trace_id).or_default().push(s);
+            }
+        }
+        for id in chunk {
+            if let Some(mut spans) = by_trace.remove(id).filter(|s| !s.is_empty()) {
+                spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
+                set.traces.push(spans);
+            }
+        }
+        if set.out_of_time {
+            break;
+        }
+    }
+    Ok(set)
+}
+
 /// Every span of one trace, oldest first.
 pub fn trace(client: &Client, id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
     let mut spans = spans_of(client, vec![id])?;
@@ -138,6 +189,41 @@ pub fn span_count(client: &Client) -> Result<u64, StoreError> {
 
 /// Traces with a span that meets every condition of the query, newest first.
 pub fn search_traces(client: &Client, q: &TraceQuery) -> Result<TraceSearch, StoreError> {
+    let found = find(client, q)?;
+    if found.is_empty() {
+        return Ok(TraceSearch {
+            traces: Vec::new(),
+            complete: true,
+        });
+    }
+    let mut by_trace: BTreeMap<TraceId, Vec<StoredSpan>> = BTreeMap::new();
+    for s in spans_of(client, found)? {
+        by_trace.entry(s.trace_id).or_default().push(s);
+    }
+    let mut traces: Vec<TraceSummary> = by_trace
+        .into_iter()
+        .filter_map(|(id, spans)| summarize(id, spans))
+        .collect();
+    traces.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nanos));
+    Ok(TraceSearch {
+        traces,
+        complete: true,
+    })
+}
+
+/// The spans of the newest traces matching the query, newest first: the search's one query,
+/// then [`traces`] (not a query per trace).
+pub fn search_spans(
+    client: &Client,
+    q: &TraceQuery,
+    deadline: std::time::Instant,
+) -> Result<crate::model::TraceSet, StoreError> {
+    let found = find(client, q)?;
+    traces(client, &found, deadline)
+}
+
+/// The ids of the newest traces matching the query, newest first.
+fn find(client: &Client, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
     let mut sql = String::from(
         "SELECT hex(trace_id) AS trace, min(start_unix_nanos) AS start FROM spans WHERE 1",
     );
@@ -184,30 +270,11 @@ pub fn search_traces(client: &Client, q: &TraceQuery) -> Result<TraceSearch, Sto
     struct Found {
         trace: String,
     }
-    let found: Vec<TraceId> = client
+    Ok(client
         .rows::<Found>(&query(&sql, &values)?)?
         .into_iter()
         .filter_map(|f| TraceId::from_hex(&f.trace).ok())
-        .collect();
-    if found.is_empty() {
-        return Ok(TraceSearch {
-            traces: Vec::new(),
-            complete: true,
-        });
-    }
-    let mut by_trace: BTreeMap<TraceId, Vec<StoredSpan>> = BTreeMap::new();
-    for s in spans_of(client, found)? {
-        by_trace.entry(s.trace_id).or_default().push(s);
-    }
-    let mut traces: Vec<TraceSummary> = by_trace
-        .into_iter()
-        .filter_map(|(id, spans)| summarize(id, spans))
-        .collect();
-    traces.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nanos));
-    Ok(TraceSearch {
-        traces,
-        complete: true,
-    })
+        .collect())
 }
 
 /// A trace's summary from its spans.

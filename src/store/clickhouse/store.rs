@@ -200,6 +200,25 @@ impl TraceReads for ClickHouseStore {
         reader::recent_operations(&self.client, limit)
     }
 
+    /// The search's query, then the traces many per query.
+    fn search_spans(
+        &self,
+        q: &TraceQuery,
+        deadline: std::time::Instant,
+    ) -> Result<crate::model::TraceSet, StoreError> {
+        reader::search_spans(&self.client, q, deadline)
+    }
+
+    /// Many traces per query (pathways' seeds and the traces their links reach), not one
+    /// query per trace.
+    fn spans_of(
+        &self,
+        ids: &[TraceId],
+        deadline: std::time::Instant,
+    ) -> Result<crate::model::TraceSet, StoreError> {
+        reader::traces(&self.client, ids, deadline)
+    }
+
     fn linking_spans(
         &self,
         id: TraceId,
