@@ -491,7 +491,7 @@ fn a_certificate_that_is_not_trusted_or_names_another_host_fails_with_a_clear_lo
     ];
     for (extra, reason) in cases {
         let url = https_url(&receiver, "127.0.0.1");
-        let mut args = vec!["--notify-url", &url, "--changes-interval", "1s"];
+        let mut args: Vec<&str> = vec!["--notify-url", &url, "--changes-interval", "1s"];
         args.extend(extra);
         let env = TestEnv::with_args(&args);
         post(&env, &flow("orders", "billing"));

@@ -106,7 +106,8 @@ fn kafka_fixtures_give_the_recorded_topology() {
     assert_eq!(billing["instances"], 2, "{billing}");
     // A Kafka destination is a topic from the spans alone (no broker reported it), so a
     // group's two instances are a work queue inside it.
-    let node = &common::topo::nodes(&t)[orders];
+    let nodes = common::topo::nodes(&t);
+    let node = &nodes[orders];
     assert_eq!(node["entity"], "topic", "{node}");
     assert_eq!(node["seen_in"], serde_json::json!(["traces"]), "{node}");
     let work = common::topo::findings(&t);
