@@ -518,7 +518,7 @@ fn a_batch_under_a_receive_span_of_its_destination_counts_each_message() {
     assert_eq!(p.hops[0].wait, spread(9_000, 10_000, 10_000));
     assert_eq!(p.end_to_end, spread(12_000, 15_000, 15_000));
     // From the consumer's end, upstream through the links.
-    let mut store = Traces::of(&[batch.clone()]);
+    let mut store = Traces::of(std::slice::from_ref(&batch));
     store.by_id.extend(Traces::of(&linked_chain()[..1]).by_id);
     let to = run_linked(&mut store, vec![batch], None, Some(B));
     assert_eq!(to.journeys, 1, "T1 is stored, T4 is not: {to:?}");
