@@ -9,8 +9,6 @@ pub mod diff;
 pub mod groups;
 pub mod json;
 pub mod partitions;
-#[cfg(test)]
-mod pinned;
 pub mod reach;
 pub mod routing;
 pub mod subjects;

@@ -21,10 +21,10 @@ fn figures(i: usize) -> Figures {
         depth: Some((i % 7) as u64),
         unacked: Some((i % 3) as u64),
         consumers: Some(u64::from(i % 4 != 3)),
-        publish_rate: (i % 5 != 0).then_some(0.5),
-        deliver_rate: (i % 6 != 0).then_some(0.25 * (i % 3) as f64),
-        redelivered: (i % 9 == 0).then_some(i as u64),
-        dead_letters: (i % 20 == 0).then_some((i / 20) as u64),
+        publish_rate: (!i.is_multiple_of(5)).then_some(0.5),
+        deliver_rate: (!i.is_multiple_of(6)).then_some(0.25 * (i % 3) as f64),
+        redelivered: i.is_multiple_of(9).then_some(i as u64),
+        dead_letters: i.is_multiple_of(20).then_some((i / 20) as u64),
         ..Figures::default()
     }
 }
@@ -80,7 +80,13 @@ fn rabbitmq(taken: u64) -> BrokerSnapshot {
         flow(FlowKind::Consume, format!("q-{i}"), c, None, i)
     }));
     flows.extend((0..QUEUES).step_by(20).map(|i| {
-        flow(FlowKind::DeadLetter, format!("q-{i}"), "dlx".into(), None, i)
+        flow(
+            FlowKind::DeadLetter,
+            format!("q-{i}"),
+            "dlx".into(),
+            None,
+            i,
+        )
     }));
     flows.push(flow(FlowKind::Route, "dlx".into(), "dead".into(), None, 3));
     flows.push(flow(
@@ -162,11 +168,21 @@ fn rows(brokers: &[Arc<BrokerSnapshot>], then: &[Arc<BrokerSnapshot>]) -> Topolo
         ("service:shop".into(), format!("{r}topic-1"), Publish, 90),
         ("service:shop".into(), format!("{r}k8"), Publish, 12),
         ("service:orders".into(), format!("{r}topic-2"), Publish, 30),
-        ("service:orders".into(), format!("{r}traced-only"), Publish, 5),
+        (
+            "service:orders".into(),
+            format!("{r}traced-only"),
+            Publish,
+            5,
+        ),
         (format!("{r}topic-1"), "service:svc-1".into(), Consume, 88),
         (format!("{r}topic-0"), "service:svc-0".into(), Consume, 7),
         (format!("{r}traced-only"), "service:shop".into(), Consume, 5),
-        (format!("{r}nobody-writes"), "service:idle".into(), Consume, 1),
+        (
+            format!("{r}nobody-writes"),
+            "service:idle".into(),
+            Consume,
+            1,
+        ),
         ("service:orders".into(), "service:stock".into(), Call, 3),
         ("service:stock".into(), "service:orders".into(), Call, 2),
         ("service:stock".into(), "service:shop".into(), Call, 1),
@@ -251,7 +267,10 @@ fn pinned(name: &str, got: &str) {
         )
     });
     // Compared line by line first, so that a difference is shown where it is.
-    let (g, w) = (got.split_inclusive(['\n', '}']), want.split_inclusive(['\n', '}']));
+    let (g, w) = (
+        got.split_inclusive(['\n', '}']),
+        want.split_inclusive(['\n', '}']),
+    );
     for (n, (g, w)) in g.zip(w).enumerate() {
         assert_eq!(g, w, "{name} differs at piece {n}");
     }
