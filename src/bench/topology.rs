@@ -180,6 +180,11 @@ pub struct TopologyBench {
     /// discovered).
     #[arg(long, default_value_t = 0)]
     pub min_nodes: usize,
+    /// Ask each round for a window over other minutes (ending now, starting a minute earlier
+    /// than the round before): no kept answer or template serves it, so every request builds
+    /// the topology afresh, as the first one after a poll, a commit or a minute's turn does.
+    #[arg(long)]
+    pub afresh: bool,
 }
 
 /// Nodes and edges of one answer, and its size.
@@ -230,11 +235,24 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
     };
     let before: Vec<Option<f64>> = (0..urls.len()).map(cpu).collect();
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); urls.len()];
-    for _ in 0..a.requests {
+    let start = crate::model::window::now_unix_nanos();
+    for round in 0..a.requests {
+        // Every server is asked for the same window in a round.
+        let since = start.saturating_sub((3_600 + 60 * (round as u64 + 1)) * 1_000_000_000);
+        let query = format!(
+            "{}since={}",
+            if a.path.contains('?') { '&' } else { '?' },
+            crate::model::window::rfc3339(since)
+        );
         for (i, url) in urls.iter().enumerate() {
+            let url = if a.afresh {
+                format!("{url}{query}")
+            } else {
+                url.clone()
+            };
             let t = Instant::now();
             let ok = agent
-                .get(url)
+                .get(&url)
                 .call()
                 .ok()
                 .and_then(|r| r.into_string().ok())

@@ -6,6 +6,8 @@ pub mod asyncapi;
 pub mod diff_dot;
 pub mod dot;
 pub mod jaeger;
+#[cfg(test)]
+mod pinned;
 
 use crate::topology::Topology;
 

@@ -290,6 +290,15 @@ impl BrokerPart {
         Some((i, &self.nodes[i]))
     }
 
+    /// [`BrokerPart::node`], trying the node at `hint` first: a topology holds the part's
+    /// nodes that traces did not show in the part's order, after the traced ones.
+    pub(super) fn node_from(&self, hint: usize, id: &str) -> Option<(usize, &Node)> {
+        match self.nodes.get(hint) {
+            Some(n) if n.id == id => Some((hint, n)),
+            _ => self.node(id),
+        }
+    }
+
     /// The part's edges, sorted by (from, to, kind).
     pub(super) fn edges(&self) -> &[Edge] {
         &self.edges

@@ -5,7 +5,7 @@ use crate::model::{EdgeKind, Entity, Figures, NodeKind, TimeWindow};
 use crate::model::{EdgeRow, TopologyRows};
 use petgraph::graph::{DiGraph, NodeIndex};
 use serde::{Deserialize, Serialize};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Node {
@@ -432,17 +432,15 @@ fn infer_dependencies(edges: &[Edge], traced: &[Dependency]) -> Vec<Dependency> 
             _ => {}
         }
     }
-    let (publishers, consumers, routes) = (
-        detect::grouped(publishers),
-        detect::grouped(consumers),
-        detect::grouped(routes),
-    );
-    let known: BTreeSet<(&str, &str, &str)> = traced
+    // By hash, not in order: the caller sorts the dependencies, and pairs of one key that
+    // differ from each other are never equal dependencies.
+    let (publishers, consumers, routes) = (by_key(publishers), by_key(consumers), by_key(routes));
+    let known: foldhash::HashSet<(&str, &str, &str)> = traced
         .iter()
         .map(|d| (d.from.as_str(), d.to.as_str(), d.via.as_str()))
         .collect();
     let mut out = Vec::new();
-    for (dest, pubs) in &publishers {
+    for (&dest, pubs) in &publishers {
         let mut reached: Vec<&str> = vec![dest];
         reached.extend(routes.get(dest).into_iter().flatten().copied());
         for via in reached {
@@ -462,6 +460,19 @@ fn infer_dependencies(edges: &[Edge], traced: &[Dependency]) -> Vec<Dependency> 
         }
     }
     out
+}
+
+/// `(key, value)` pairs as lists by key, each list sorted without repeats.
+fn by_key<'a>(pairs: Vec<(&'a str, &'a str)>) -> foldhash::HashMap<&'a str, Vec<&'a str>> {
+    let mut by: foldhash::HashMap<&str, Vec<&str>> = Default::default();
+    for (k, v) in pairs {
+        by.entry(k).or_default().push(v);
+    }
+    for v in by.values_mut() {
+        v.sort_unstable();
+        v.dedup();
+    }
+    by
 }
 
 impl Topology {

@@ -141,12 +141,16 @@ fn write(
         topo.since_unix_nanos, topo.until_unix_nanos
     )
     .map_err(io)?;
+    let mut next = 0;
     for (i, n) in topo.nodes.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        match part.and_then(|p| p.node(&n.id)) {
-            Some((j, same)) if same == n => out.extend_from_slice(&frag.nodes[j]),
+        match part.and_then(|p| p.node_from(next, &n.id)) {
+            Some((j, same)) if same == n => {
+                out.extend_from_slice(&frag.nodes[j]);
+                next = j + 1;
+            }
             _ => serde_json::to_writer(&mut *out, n)?,
         }
     }

@@ -17,8 +17,8 @@ impl Detector for ActionResponse {
         let mut out = Vec::new();
         // The first dependency of each (from, to), looked up by key: a merged broker's
         // bindings can make thousands of dependencies.
-        let mut first: std::collections::HashMap<(&str, &str), &crate::topology::Dependency> =
-            std::collections::HashMap::new();
+        let mut first: foldhash::HashMap<(&str, &str), &crate::topology::Dependency> =
+            foldhash::HashMap::default();
         for d in &topo.dependencies {
             first.entry((&d.from, &d.to)).or_insert(d);
         }

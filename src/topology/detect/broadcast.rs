@@ -1,7 +1,6 @@
 use super::{copies_per_instance, name, Detector, Finding, Flows, Topology};
 use crate::model::EdgeKind;
 use crate::topology::Edge;
-use std::collections::HashMap;
 
 /// One destination whose messages reach two or more services (fan-out).
 pub struct Broadcast;
@@ -17,7 +16,7 @@ impl Detector for Broadcast {
 
     fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
         let mut out = Vec::new();
-        let mut consumes: HashMap<&str, Vec<&Edge>> = HashMap::new();
+        let mut consumes: foldhash::HashMap<&str, Vec<&Edge>> = Default::default();
         for e in topo.edges_of_kind(EdgeKind::Consume) {
             consumes.entry(e.from.as_str()).or_default().push(e);
         }

@@ -15,26 +15,20 @@ impl Detector for DeadEnd {
     }
 
     fn find(&self, topo: &Topology, flows: &Flows) -> Vec<Finding> {
-        let topic = |id: &str| {
-            topo.node(id)
-                .is_some_and(|n| n.entity == Some(Some(crate::model::Entity::Topic)))
-        };
-        // Kafka's own topics (`__consumer_offsets`, `__transaction_state`) are written by the
-        // cluster and read by no group.
-        let internal = |id: &str| topo.node(id).is_some_and(|n| n.name.starts_with("__"));
-        let written_topics = flows
-            .broker_traffic
-            .iter()
-            .filter(|d| topic(d) && !internal(d));
         let fed = flows
             .publishers
             .keys()
             .chain(flows.routes_in.keys())
-            .chain(written_topics);
+            .chain(&flows.written_topics);
         let mut out: Vec<Finding> = fed
             .filter(|d| flows.is_fed(d))
             .filter(|d| !flows.is_drained(d))
             .map(|d| {
+                // One look-up of the node for its name and entity.
+                let node = topo.node(d);
+                let this = node.map_or(*d, |n| n.name.as_str());
+                let topic =
+                    node.is_some_and(|n| n.entity == Some(Some(crate::model::Entity::Topic)));
                 let pubs: Vec<&str> = flows
                     .publishers
                     .get(d)
@@ -45,20 +39,15 @@ impl Detector for DeadEnd {
                 Finding {
                     pattern: self.pattern(),
                     nodes: vec![d.to_string()],
-                    description: if pubs.is_empty() && topic(d) {
+                    description: if pubs.is_empty() && topic {
                         format!(
-                            "{} is written to (its broker reports it) but no consumer group reads it",
-                            name(topo, d)
+                            "{this} is written to (its broker reports it) but no consumer group reads it"
                         )
                     } else if pubs.is_empty() {
-                        format!(
-                            "{} receives routed messages but has no consumer",
-                            name(topo, d)
-                        )
+                        format!("{this} receives routed messages but has no consumer")
                     } else {
                         format!(
-                            "{} is published to by {} but has no consumer",
-                            name(topo, d),
+                            "{this} is published to by {} but has no consumer",
                             pubs.join(", ")
                         )
                     },

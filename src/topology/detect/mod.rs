@@ -102,7 +102,7 @@ pub fn run_on_broker_state(nodes: &[super::Node], edges: &[super::Edge]) -> Vec<
 fn messages_in(topo: &Topology, dest: &str) -> i64 {
     topo.edges
         .iter()
-        .filter(|e| e.to == dest && matches!(e.kind, EdgeKind::Publish | EdgeKind::Route))
+        .filter(|e| matches!(e.kind, EdgeKind::Publish | EdgeKind::Route) && e.to == dest)
         .map(|e| e.count)
         .sum()
 }
@@ -115,9 +115,14 @@ fn messages_in(topo: &Topology, dest: &str) -> i64 {
 /// redelivery or two in a work queue stays far below that.
 fn copies_per_instance(topo: &Topology, edge: &super::Edge) -> bool {
     let instances = edge.instances.unwrap_or(0);
+    if instances < 2 {
+        // Most consumes: no need to add up what reached the destination (a walk over every
+        // edge).
+        return false;
+    }
     let arrived = messages_in(topo, &edge.from);
     let deliveries = edge.count.max(edge.latency.samples);
-    instances >= 2 && arrived > 0 && deliveries >= instances * arrived
+    arrived > 0 && deliveries >= instances * arrived
 }
 
 /// Node name for descriptions.
@@ -131,12 +136,12 @@ fn name<'a>(topo: &'a Topology, id: &'a str) -> &'a str {
 pub struct Flows<'a> {
     publishers: BTreeMap<&'a str, BTreeSet<&'a str>>,
     consumers: BTreeMap<&'a str, BTreeSet<&'a str>>,
-    routes_out: BTreeMap<&'a str, BTreeSet<&'a str>>,
+    /// Looked up only, never walked in order: by hash, each list sorted.
+    routes_out: foldhash::HashMap<&'a str, Vec<&'a str>>,
     routes_in: BTreeMap<&'a str, BTreeSet<&'a str>>,
-    /// Destinations a traced message was routed into.
-    traced_routes_in: BTreeSet<&'a str>,
-    /// Destinations whose broker reports messages coming in or going out.
-    broker_traffic: BTreeSet<&'a str>,
+    /// Kafka topics (not the cluster's own, `__`-named) whose broker reports messages coming
+    /// in (end offsets grown, or a publish rate), in node order.
+    written_topics: Vec<&'a str>,
     /// Destinations with a publisher, a traced route in or broker traffic: fed without
     /// following routes (what [`Flows::is_fed`] looks up first, by hash).
     fed_directly: foldhash::HashSet<&'a str>,
@@ -169,18 +174,19 @@ impl<'a> Flows<'a> {
         // Pairs collected, then sorted and built in bulk: thousands of one-by-one inserts
         // into the maps cost more (a merged broker's bindings and consumers).
         let (mut publishers, mut consumers) = (Vec::new(), Vec::new());
-        let (mut routes_out, mut routes_in) = (Vec::new(), Vec::new());
-        let mut traced_routes_in = Vec::new();
+        let mut routes_in = Vec::new();
+        let mut fed_directly = Vec::new();
         for e in &topo.edges {
             let (from, to) = (e.from.as_str(), e.to.as_str());
             match e.kind {
                 EdgeKind::Publish => publishers.push((to, from)),
                 EdgeKind::Consume => consumers.push((from, to)),
                 EdgeKind::Route => {
-                    routes_out.push((from, to));
+                    f.routes_out.entry(from).or_default().push(to);
                     routes_in.push((to, from));
                     if !e.broker_only() {
-                        traced_routes_in.push(to);
+                        // A traced message was routed into it.
+                        fed_directly.push(to);
                     }
                 }
                 EdgeKind::Call
@@ -190,11 +196,13 @@ impl<'a> Flows<'a> {
                 | EdgeKind::Replay => {}
             }
         }
+        for to in f.routes_out.values_mut() {
+            to.sort_unstable();
+            to.dedup();
+        }
         f.publishers = grouped(publishers);
         f.consumers = grouped(consumers);
-        f.routes_out = grouped(routes_out);
         f.routes_in = grouped(routes_in);
-        f.traced_routes_in = traced_routes_in.into_iter().collect();
         for n in &topo.nodes {
             let moving = |rate: Option<f64>| rate.is_some_and(|r| r > 0.0);
             // Kafka: the partitions' end offsets moved over the window.
@@ -209,13 +217,16 @@ impl<'a> Flows<'a> {
                     .as_ref()
                     .is_some_and(|b| moving(b.publish_rate) || moving(b.deliver_rate))
             {
-                f.broker_traffic.insert(&n.id);
+                fed_directly.push(&n.id);
+                // Kafka's own topics (`__consumer_offsets`, `__transaction_state`) are written
+                // by the cluster and read by no group.
+                if n.entity == Some(Some(crate::model::Entity::Topic)) && !n.name.starts_with("__")
+                {
+                    f.written_topics.push(&n.id);
+                }
             }
         }
-        f.fed_directly = (f.publishers.keys().copied())
-            .chain(f.traced_routes_in.iter().copied())
-            .chain(f.broker_traffic.iter().copied())
-            .collect();
+        f.fed_directly = (f.publishers.keys().copied()).chain(fed_directly).collect();
         f.drained = (f.consumers.keys().copied())
             .chain(f.routes_out.keys().copied())
             .collect();

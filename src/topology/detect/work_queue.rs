@@ -17,8 +17,8 @@ impl Detector for WorkQueue {
         let mut out = Vec::new();
         // Each destination's first consume edge, found in one pass (a scan per destination
         // was quadratic: thousands of queues from a broker's state).
-        let mut first: std::collections::HashMap<&str, &crate::topology::Edge> =
-            std::collections::HashMap::new();
+        let mut first: foldhash::HashMap<&str, &crate::topology::Edge> =
+            foldhash::HashMap::default();
         for e in topo.edges_of_kind(EdgeKind::Consume) {
             first.entry(e.from.as_str()).or_insert(e);
         }
@@ -29,9 +29,13 @@ impl Detector for WorkQueue {
                 .is_some_and(|n| n.entity == Some(Some(crate::model::Entity::Topic)))
         };
         for e in topo.edges_of_kind(EdgeKind::Consume) {
-            let shared = flows.consumers.get(e.from.as_str()).map_or(0, |c| c.len());
             let instances = e.instances.unwrap_or(0);
-            if shared > 1 && topic(&e.from) && instances >= 2 && !copies_per_instance(topo, e) {
+            // The instances first: most consumes have one, and the look-ups cost more.
+            if instances < 2 {
+                continue;
+            }
+            let shared = flows.consumers.get(e.from.as_str()).map_or(0, |c| c.len());
+            if shared > 1 && topic(&e.from) && !copies_per_instance(topo, e) {
                 let group = e.key.as_deref().unwrap_or_else(|| name(topo, &e.to));
                 out.push(Finding {
                     pattern: self.pattern(),
