@@ -86,9 +86,11 @@ fn row(id: &str) -> String {
 }
 
 /// A trace of more than `LAZY_DETAILS_ROWS` rows comes without the details under each row
-/// (most of a large page's bytes): opening a row, or a link to it, loads that span's details
-/// from `/traces/{id}/spans/{span}` (escaped, with the page's window on its links); find
-/// still matches attribute values; a bad or unknown span id is a clear 400 or 404.
+/// (most of a large page's bytes), and with only its first rows as HTML: the script builds the
+/// others from the page's row data as they scroll into view. Opening a row, or a link to it,
+/// loads that span's details from `/traces/{id}/spans/{span}` (escaped, with the page's window
+/// on its links, its hop and consumers from the rows); find still matches attribute values of
+/// rows not built yet; a bad or unknown span id is a clear 400 or 404.
 #[test]
 fn a_large_trace_loads_each_rows_details_when_it_opens() {
     let Some(b) = Browser::start() else { return };
@@ -116,15 +118,18 @@ fn a_large_trace_loads_each_rows_details_when_it_opens() {
     b.resize(1024, 700);
     b.goto(&env.api_url(&format!("/traces/{trace}?window=1h")));
     trace_ready(&b);
+    const BUILT: &str = "return document.querySelectorAll('#waterfall > .wf-row').length;";
     assert_eq!(
         b.eval(
-            "return [document.querySelectorAll('#waterfall > .wf-row').length, \
-             document.querySelectorAll('.wf-details').length, \
-             !!document.getElementById('lazy-details-note')];",
+            "return [document.querySelectorAll('.wf-details').length, \
+             !!document.getElementById('lazy-details-note'), \
+             document.getElementById('waterfall').getAttribute('data-rows')];",
             json!([])
         ),
-        json!([1002, 0, true])
+        json!([0, true, "1002"])
     );
+    let built = b.eval(BUILT, json!([])).as_u64().unwrap();
+    assert!(built < 1002, "{built} rows built at first");
     // Find matches an attribute value the row does not hold yet.
     b.eval(
         "const i = document.getElementById('trace-find'); i.value = 'O-777'; \
@@ -153,7 +158,9 @@ fn a_large_trace_loads_each_rows_details_when_it_opens() {
             "const d = {}.querySelector(':scope > .wf-details'); \
              return [d.querySelectorAll('table.attrs td').length > 0, d.textContent.includes('o-777'), \
                      d.querySelector('.bad').textContent.includes('<b>declined</b>'), d.querySelectorAll('b').length, \
-                     d.querySelector('a.service-link').getAttribute('href')];",
+                     d.querySelector('a.service-link').getAttribute('href'), \
+                     d.textContent.includes('Starts at+70.1 ms'), \
+                     [...d.querySelectorAll(':scope > p.hop a.hop-link')].map(a => [a.textContent, a.getAttribute('href')])];",
             row(&marked)
         ),
         json!([]),
@@ -165,6 +172,35 @@ fn a_large_trace_loads_each_rows_details_when_it_opens() {
     assert!(
         details[4].as_str().unwrap_or("").contains("window=1h"),
         "the page's window travels: {details}"
+    );
+    assert_eq!(details[5], json!(true), "from the trace's start: {details}");
+    assert_eq!(
+        details[6],
+        json!([["gateway", format!("#span-{}", root.span_hex())]]),
+        "the hop from its publish: {details}"
+    );
+    // The publish's details name its consumers from the rows' data, the first 200 of 1,001.
+    b.eval(
+        &format!("{}.open = true; return 1;", row(&root.span_hex())),
+        json!([]),
+    );
+    let consumers = b.wait_for(
+        "the publish's details",
+        &format!(
+            "const r = {}; return r.getAttribute('data-details-state') === 'loaded' && \
+             [r.querySelectorAll('.wf-details > p.hop a.hop-link').length, r.querySelector('.wf-details > p.hop').textContent.trim().endsWith('and 801 more')];",
+            row(&root.span_hex())
+        ),
+    );
+    assert_eq!(consumers, json!([200, true]));
+    // Scrolled to the end of the rows, every row is built.
+    b.wait_for(
+        "every row built",
+        &format!(
+            "const rest = document.getElementById('wf-rest'); rest.scrollIntoView({{block: 'end'}}); \
+             {} return n === 1002 && rest.getBoundingClientRect().height === 0;",
+            BUILT.replace("return ", "const n = ")
+        ),
     );
     // A link to a span opens its row with its details.
     let other = spans[3].span_hex();
@@ -185,6 +221,9 @@ fn a_large_trace_loads_each_rows_details_when_it_opens() {
     assert!(!ok.text().contains("<b>declined"), "escaped");
     let bad = env.get(&format!("/traces/{trace}/spans/zz"));
     assert_eq!(bad.status, 400, "{}", bad.text());
+    let bad = env.get(&format!("/traces/{trace}/spans/{marked}?start=soon"));
+    assert_eq!(bad.status, 400, "{}", bad.text());
+    assert!(bad.text().contains("invalid start"), "{}", bad.text());
     let unknown = env.get(&format!("/traces/{trace}/spans/00000000000000ff"));
     assert_eq!(unknown.status, 404, "{}", unknown.text());
     let no_trace = env.get(&format!("/traces/{}/spans/{marked}", "ab".repeat(16)));

@@ -6,7 +6,7 @@
 
 use super::{Prepared, StoreError, WriteOutcome};
 use crate::model::{
-    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, NodeKey, PartitionTraffic, StoredSpan,
+    BrokerSnapshot, Figures, LinkingSpan, MinuteRow, NodeKey, PartitionTraffic, SpanId, StoredSpan,
     TimeWindow, TopologyRows, TraceId, TraceQuery, TraceSearch, TraceSet,
 };
 use crate::priority::Priority;
@@ -125,6 +125,11 @@ pub trait TraceReads {
     fn search_traces(&self, q: &TraceQuery) -> Result<TraceSearch, StoreError>;
     /// Every span of one trace, oldest first (empty: no such trace).
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>, StoreError>;
+    /// One span of a trace (`None`: no such span), for a large trace's row details. A backend
+    /// that cannot read one span alone reads the trace.
+    fn trace_span(&self, id: TraceId, span: SpanId) -> Result<Option<StoredSpan>, StoreError> {
+        Ok(self.trace(id)?.into_iter().find(|s| s.span_id == span))
+    }
     /// Distinct span names (operations) of the newest stored spans, for the search's picker:
     /// at most `limit`, sorted. A backend without an index of them answers none.
     fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -129,9 +129,21 @@
         "width": "data(width)", "line-color": css("--edge"), "target-arrow-color": css("--edge"),
         "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85
       } },
+      // A large map draws its thousands of edges as plain lines between node centres (no
+      // arrow to place on each node's outline, no bundling of parallel edges); the edges that
+      // show their label (in view, zoomed in to read), hovered, selected or in a reach get
+      // their arrows back.
+      largeMap ? { selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } } : null,
+      largeMap ? { selector: "edge.labelled, edge.hovered, edge:selected, edge.up, edge.down", style: {
+        "curve-style": "straight"
+      } } : null,
       // A large map at its first (fitted) zoom would draw hundreds of node labels a few
-      // pixels high: they show from the zoom where they can be read.
+      // pixels high: they show from the zoom where they can be read, with the error rings
+      // (an image drawn on each node), on the nodes in view from there (labelEdges): neither
+      // is measured nor drawn for the whole map at its first draw.
       { selector: "node", style: { "min-zoomed-font-size": largeMap ? 7 : 0 } },
+      largeMap ? { selector: "node", style: { "background-image": "none", "label": "" } } : null,
+      largeMap ? { selector: "node.near", style: { "background-image": "data(ring)", "label": "data(label)" } } : null,
       // The label's look only on the edges that show one (compare mode labels changed edges):
       // every style property costs each of thousands of edges on a large map's first draw.
       { selector: "edge.labelled, edge.hovered, edge.diff-changed", style: {
@@ -169,7 +181,7 @@
       { selector: ":selected", style: { "border-width": 3, "border-color": css("--accent"), "line-color": css("--accent"), "target-arrow-color": css("--accent"), "opacity": 1 } },
       { selector: ".faded", style: { "opacity": 0.15 } },
       { selector: ".filtered", style: { "opacity": 0.08 } }
-    ];
+    ].filter(Boolean);
   }
 
   // ---- side panel ----
@@ -184,9 +196,16 @@
       return el("div", {}, [el("dt", { text: p[0] }), el("dd", { text: String(p[1]) })]);
     }));
   }
+  // Node names by id, kept per topology (a large map asks for hundreds at its first draw).
+  var names = { of: null, byId: {} };
   function nodeName(id) {
-    var n = topology && topology.nodes.filter(function (x) { return x.id === id; })[0];
-    return n ? n.name : id;
+    if (!topology) { return id; }
+    if (names.of !== topology) {
+      names = { of: topology, byId: {} };
+      topology.nodes.forEach(function (x) { names.byId[x.id] = x.name; });
+    }
+    var name = names.byId[id];
+    return name === undefined ? id : name;
   }
   function selectButton(id) {
     var b = el("button", { type: "button", "class": "link truncate", title: nodeName(id), text: nodeName(id), "data-node-id": id });
@@ -493,18 +512,29 @@
   // A small graph labels every edge (Cytoscape hides what would be under 9 px); a large one
   // only the edges in view once zoomed in enough to read them: measuring thousands of labels
   // would cost every frame.
-  var LABEL_ZOOM = 0.75, labelTimer = null;
+  // Likewise a large map's node labels and error rings, on the nodes in view from the zoom
+  // the labels can be read at (7 px of 13).
+  var LABEL_ZOOM = 0.75, RING_ZOOM = 7 / 13, labelTimer = null;
   function labelEdges() {
     if (layout.small(cy)) { cy.edges().not(".labelled").addClass("labelled"); return; }
-    var on = cy.collection();
-    if (cy.zoom() >= LABEL_ZOOM) {
-      var ext = cy.extent();
-      var inside = function (p) { return p.x >= ext.x1 && p.x <= ext.x2 && p.y >= ext.y1 && p.y <= ext.y2; };
+    var on = cy.collection(), near = cy.collection(), zoom = cy.zoom();
+    var ext = cy.extent();
+    // A node's centre may be out of view while its box shows: a margin of a node's width.
+    var inside = function (p, m) {
+      m = m || 0;
+      return p.x >= ext.x1 - m && p.x <= ext.x2 + m && p.y >= ext.y1 - m && p.y <= ext.y2 + m;
+    };
+    if (zoom >= LABEL_ZOOM) {
       on = cy.edges().filter(function (e) { return inside(e.source().position()) || inside(e.target().position()); });
+    }
+    if (zoom >= RING_ZOOM) {
+      near = cy.nodes().filter(function (n) { return inside(n.position(), 150); });
     }
     cy.batch(function () {
       cy.edges(".labelled").difference(on).removeClass("labelled");
       on.not(".labelled").addClass("labelled");
+      cy.nodes(".near").difference(near).removeClass("near");
+      near.not(".near").addClass("near");
     });
   }
   function labelSoon() {

@@ -296,6 +296,11 @@ pub fn record_trace(rec: &[u8]) -> Option<&[u8]> {
     rec.get(..16)
 }
 
+/// The span id of a raw record, without decoding the rest.
+pub fn record_span(rec: &[u8]) -> Option<&[u8]> {
+    rec.get(16..24)
+}
+
 pub fn decode(rec: &[u8]) -> Result<Record, BlockError> {
     decode_as(rec, true)
 }

@@ -24,8 +24,8 @@ use super::interface::{Pending, Room, StoreStats, TopologyReads, TraceReads, Wri
 use super::{StoreConfig, StoreError};
 use crate::mailbox::{bounded, SendTimeoutError, Sender, TrySendError};
 use crate::model::{
-    Figures, LinkingSpan, MinuteRow, NodeKey, StoredSpan, TimeWindow, TopologyRows, TraceId,
-    TraceQuery, TraceSearch, TraceSet,
+    Figures, LinkingSpan, MinuteRow, NodeKey, SpanId, StoredSpan, TimeWindow, TopologyRows,
+    TraceId, TraceQuery, TraceSearch, TraceSet,
 };
 use crate::priority::Priority;
 use rusqlite::{Connection, OpenFlags};
@@ -248,6 +248,10 @@ impl TraceReads for SqliteStore {
 
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
         self.read(|c| reader::trace(c, &self.unwritten, id))
+    }
+
+    fn trace_span(&self, id: TraceId, span: SpanId) -> Result<Option<StoredSpan>, StoreError> {
+        self.read(|c| reader::trace_span(c, &self.unwritten, id, span))
     }
 
     fn recent_operations(&self, limit: usize) -> Result<Vec<String>, StoreError> {

@@ -5,8 +5,8 @@ use super::trace_index::Unwritten;
 use super::StoreError;
 use crate::model::sketch::Sketch;
 use crate::model::{
-    EdgeKind, EdgeRow, LinkingSpan, NodeKey, NodeKind, NodeRow, StoredMessaging, StoredSpan,
-    TimeWindow, TopologyRows, TraceId, TraceSummary,
+    EdgeKind, EdgeRow, LinkingSpan, NodeKey, NodeKind, NodeRow, SpanId, StoredMessaging,
+    StoredSpan, TimeWindow, TopologyRows, TraceId, TraceSummary,
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -386,38 +386,73 @@ fn trace_cached(
 ) -> Result<Vec<StoredSpan>, StoreError> {
     let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
     let mut spans = Vec::new();
-    for mut r in trace_records(conn, unwritten, trace_id, cache)? {
-        let resource = match r.resource_id {
-            Some(rid) => match resources.get(&rid) {
-                Some(v) => v.clone(),
-                None => {
-                    let text: Option<String> = conn
-                        .prepare_cached("SELECT attributes FROM resources WHERE id = ?1")?
-                        .query_row(params![rid], |r| r.get(0))
-                        .optional()?;
-                    let v = json(text.as_deref(), serde_json::json!({}));
-                    resources.insert(rid, v.clone());
-                    v
-                }
-            },
-            None => serde_json::json!({}),
-        };
-        // The skeleton's fields, and what it leaves out read here.
-        let status_message = r.status_message.take();
-        let scope = r.scope.take();
-        let attributes = json(r.attributes.take().as_deref(), serde_json::json!({}));
-        let events = json(r.events.take().as_deref(), serde_json::json!([]));
-        spans.push(StoredSpan {
-            status_message,
-            scope,
-            attributes,
-            resource,
-            events,
-            ..skeleton(trace_id, r)
-        });
+    for r in trace_records(conn, unwritten, trace_id, cache)? {
+        spans.push(full_span(conn, trace_id, r, &mut resources)?);
     }
     spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
     Ok(spans)
+}
+
+/// A span from its fully decoded record, its resource read once per request (`resources`).
+fn full_span(
+    conn: &Connection,
+    trace_id: TraceId,
+    mut r: block::Record,
+    resources: &mut HashMap<i64, serde_json::Value>,
+) -> Result<StoredSpan, StoreError> {
+    let resource = match r.resource_id {
+        Some(rid) => match resources.get(&rid) {
+            Some(v) => v.clone(),
+            None => {
+                let text: Option<String> = conn
+                    .prepare_cached("SELECT attributes FROM resources WHERE id = ?1")?
+                    .query_row(params![rid], |r| r.get(0))
+                    .optional()?;
+                let v = json(text.as_deref(), serde_json::json!({}));
+                resources.insert(rid, v.clone());
+                v
+            }
+        },
+        None => serde_json::json!({}),
+    };
+    // The skeleton's fields, and what it leaves out read here.
+    let status_message = r.status_message.take();
+    let scope = r.scope.take();
+    let attributes = json(r.attributes.take().as_deref(), serde_json::json!({}));
+    let events = json(r.events.take().as_deref(), serde_json::json!([]));
+    Ok(StoredSpan {
+        status_message,
+        scope,
+        attributes,
+        resource,
+        events,
+        ..skeleton(trace_id, r)
+    })
+}
+
+/// One span of a trace: its blocks are inflated until the span's record is found, and only
+/// that record is decoded (the rest of the trace is neither decoded nor laid out).
+pub fn trace_span(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    trace_id: TraceId,
+    span_id: SpanId,
+) -> Result<Option<StoredSpan>, StoreError> {
+    for id in super::trace_index::blocks_of(conn, unwritten, trace_id.key())? {
+        let Some(inflated) = block::inflated_block(conn, id)? else {
+            continue;
+        };
+        let found = block::records(&inflated).find(|rec| {
+            block::record_trace(rec) == Some(trace_id.as_bytes())
+                && block::record_span(rec) == Some(span_id.as_bytes())
+        });
+        let Some(rec) = found else { continue };
+        match block::decode(rec) {
+            Ok(r) => return full_span(conn, trace_id, r, &mut HashMap::new()).map(Some),
+            Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
+        }
+    }
+    Ok(None)
 }
 
 /// A span from its record with what ties it to others and times it (its links parsed); its

@@ -46,6 +46,7 @@ pub fn a_trace_reads_back_oldest_first_across_restarts(h: &dyn Harness) {
         &store,
         vec![root, span(11, 1, None, "other", SpanKind::Server)],
     );
+    one_span_reads_as_in_its_trace(&store);
     store.shutdown();
     let store = h.open();
     let spans = store.trace(TraceId([10; 16])).unwrap();
@@ -56,7 +57,31 @@ pub fn a_trace_reads_back_oldest_first_across_restarts(h: &dyn Harness) {
     let m = spans[2].messaging.as_ref().expect("messaging kept");
     assert_eq!((m.destination.as_str(), m.operation), ("orders", "consume"));
     assert_eq!(store.span_count().unwrap(), 4);
+    one_span_reads_as_in_its_trace(&store);
     store.shutdown();
+}
+
+/// `trace_span` answers each span of trace 10 as `trace` does, not a span of the same id in
+/// trace 11, and `None` for a span or trace it does not hold.
+fn one_span_reads_as_in_its_trace(store: &crate::store::Store) {
+    let trace = TraceId([10; 16]);
+    for s in store.trace(trace).unwrap() {
+        let one = store
+            .trace_span(trace, s.span_id)
+            .unwrap()
+            .expect("the span");
+        assert_eq!(
+            serde_json::to_value(&one).unwrap(),
+            serde_json::to_value(&s).unwrap()
+        );
+    }
+    assert!(store.trace_span(trace, SpanId([9; 8])).unwrap().is_none());
+    let other = store.trace_span(TraceId([11; 16]), SpanId([1; 8])).unwrap();
+    assert_eq!(other.map(|s| s.service), Some("other".to_string()));
+    assert!(store
+        .trace_span(TraceId([12; 16]), SpanId([1; 8]))
+        .unwrap()
+        .is_none());
 }
 
 pub fn search_matches_each_filter_on_one_span(h: &dyn Harness) {

@@ -10,6 +10,7 @@ pub mod map;
 pub mod node;
 pub mod sparkline;
 pub mod trace;
+pub mod trace_rows;
 pub mod traces;
 pub mod waterfall;
 pub mod window;

@@ -2,13 +2,15 @@
 //! journey of each of its messages. The page's window (`?window=` or `?since=&until=`, else
 //! minutes around the trace) travels with its links to services and destinations.
 
+use super::trace_rows::{self, ScriptJson};
 use super::waterfall::{self, Waterfall};
 use super::window::{PageWindow, WindowQuery};
-use crate::model::{EdgeKind, TimeWindow, TopologyRows, TraceId};
+use crate::model::{EdgeKind, SpanId, TimeWindow, TopologyRows, TraceId};
 use crate::web::render::{render, PageError};
 use crate::web::state::AppState;
 use actix_web::{web, HttpResponse};
 use askama::Template;
+use serde::Deserialize;
 use std::collections::HashMap;
 
 /// Links from a trace without a window of its own show this much before and after it.
@@ -28,13 +30,21 @@ pub struct TracePage {
     pub window_query: String,
     /// Why the window asked for was not used (a bad date), shown on the page.
     pub window_error: String,
-    /// Rows carry no details (a large trace): each row loads its span's details when opened.
+    /// Rows carry no details (a large trace): each row loads its span's details when opened,
+    /// and only the first [`trace_rows::FIRST_ROWS`] rows are HTML, the rest `rows_data`.
     pub lazy_details: bool,
+    /// Rows written as HTML.
+    pub shown_rows: usize,
+    /// The room the rows after those take until the script builds them, in pixels.
+    pub rest_px: usize,
+    /// Every row as compact data for the script (a large trace; else empty).
+    pub rows_data: ScriptJson,
 }
 
 /// Past this many rows a trace's page leaves out the details under each row (two thirds of
 /// its bytes, parsed by the browser before the page can be used) and loads them from
-/// [`span_details`] when a row is opened.
+/// [`span_details`] when a row is opened; its rows past the first screenful come as compact
+/// data that the page's script builds rows from as they scroll into view.
 pub const LAZY_DETAILS_ROWS: usize = 1000;
 
 /// One span's details as they show under its row (`GET /traces/{trace_id}/spans/{span_id}`).
@@ -128,69 +138,93 @@ pub async fn page(
     let Some((view, linked_from)) = view else {
         return Err(PageError::NotFound(format!("no trace {id} is stored")));
     };
-    let window = link_window(asked, &view);
+    let window = link_window(asked, view.start_unix_nanos, view.end_unix_nanos);
+    let lazy_details = view.rows.len() > LAZY_DETAILS_ROWS;
+    let shown_rows = if lazy_details {
+        trace_rows::FIRST_ROWS
+    } else {
+        view.rows.len()
+    };
     render(TracePage {
         trace_id: id.to_hex(),
         linked_from,
         window_query: window.page_query(),
         window_error,
-        lazy_details: view.rows.len() > LAZY_DETAILS_ROWS,
+        lazy_details,
+        shown_rows,
+        rest_px: trace_rows::rest_px(&view, shown_rows),
+        rows_data: if lazy_details {
+            trace_rows::data(&view)
+        } else {
+            ScriptJson::empty()
+        },
         view,
     })
     .await
 }
 
 /// The window a page's links carry: the one asked for, else minutes around the trace.
-fn link_window(asked: Option<PageWindow>, view: &Waterfall) -> PageWindow {
+fn link_window(asked: Option<PageWindow>, start: u64, end: u64) -> PageWindow {
     asked.unwrap_or_else(|| {
         PageWindow::custom(
-            view.start_unix_nanos.saturating_sub(AROUND_TRACE_NANOS),
-            view.end_unix_nanos.saturating_add(AROUND_TRACE_NANOS),
+            start.saturating_sub(AROUND_TRACE_NANOS),
+            end.saturating_add(AROUND_TRACE_NANOS),
         )
     })
 }
 
-/// `GET /traces/{trace_id}/spans/{span_id}`: the details of one span of a trace, as the trace
-/// page shows them under the span's row (an HTML fragment, for the rows of a large trace).
+/// A span's details: the page's window, and the trace's start (unix nanoseconds) the span's
+/// start is shown from.
+#[derive(Deserialize)]
+pub struct DetailsQuery {
+    #[serde(flatten)]
+    window: WindowQuery,
+    start: Option<String>,
+}
+
+/// `GET /traces/{trace_id}/spans/{span_id}[?start=NANOS]`: the details of one span of a
+/// trace, as the trace page shows them under the span's row (an HTML fragment, for the rows of
+/// a large trace). Only that span is read; what only the whole trace tells (its hop, consumers
+/// and responses) the page's script adds from its rows.
 pub async fn span_details(
     path: web::Path<(String, String)>,
-    q: web::Query<WindowQuery>,
+    q: web::Query<DetailsQuery>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, PageError> {
     let (trace, span) = path.into_inner();
     let id = TraceId::from_hex(trace.trim())
         .map_err(|e| PageError::BadRequest(format!("invalid trace id: {e}")))?;
-    let span = span.trim().to_ascii_lowercase();
-    if span.len() != 16 || !span.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(PageError::BadRequest(
-            "invalid span id: 16 hexadecimal digits expected".to_string(),
-        ));
-    }
-    let asked = PageWindow::from_query(&q).ok().filter(|_| {
-        [&q.window, &q.since, &q.until]
+    let span_id = SpanId::from_hex(span.trim()).map_err(|_| {
+        PageError::BadRequest("invalid span id: 16 hexadecimal digits expected".to_string())
+    })?;
+    let trace_start = match q.start.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(t) => Some(t.parse::<u64>().map_err(|_| {
+            PageError::BadRequest(
+                "invalid start: the trace's start in unix nanoseconds expected".to_string(),
+            )
+        })?),
+    };
+    let w = &q.window;
+    let asked = PageWindow::from_query(w).ok().filter(|_| {
+        [&w.window, &w.since, &w.until]
             .iter()
             .any(|v| v.as_deref().is_some_and(|v| !v.trim().is_empty()))
     });
-    let view = state
+    let found = state
         .store
-        .blocking(move |s| {
-            let spans = s.trace(id)?;
-            if spans.is_empty() {
-                return Ok(None);
-            }
-            // The row's details need no subscribers (only the journeys name who missed one).
-            Ok(Some(waterfall::build(spans, |_, _| Vec::new())))
-        })
+        .blocking(move |s| s.trace_span(id, span_id))
         .await?;
-    let Some(mut view) = view else {
-        return Err(PageError::NotFound(format!("no trace {id} is stored")));
+    let Some(found) = found else {
+        return Err(PageError::NotFound(format!(
+            "no span {} in trace {id}",
+            span_id.to_hex()
+        )));
     };
-    let window = link_window(asked, &view);
-    let Some(at) = view.rows.iter().position(|r| r.span_id == span) else {
-        return Err(PageError::NotFound(format!("no span {span} in trace {id}")));
-    };
+    let start = trace_start.unwrap_or(found.start_unix_nanos);
+    let window = link_window(asked, start, found.end_unix_nanos.max(start));
     render(SpanDetails {
-        r: view.rows.swap_remove(at),
+        r: waterfall::details_row(&found, trace_start),
         window_query: window.page_query(),
     })
     .await

@@ -58,6 +58,7 @@ pub struct Row {
     pub status_message: String,
     /// An error row's reason (`error.type`: `nack`, `redelivered`, ...), shown on its label.
     pub reason: String,
+    /// From the trace's start (`+12.0 ms`), or a time when the trace's start is not known.
     pub start: String,
     pub duration: String,
     pub left_pct: String,
@@ -348,6 +349,24 @@ fn hop(
     })
 }
 
+/// One span's row for its details alone (`GET /traces/{id}/spans/{span}`): what the span
+/// holds, without what only the whole trace tells (depth, hop, consumers, responses: the page's
+/// script adds those from its rows). Starts at an offset from `trace_start`, else at its time.
+pub fn details_row(s: &StoredSpan, trace_start: Option<u64>) -> Row {
+    let mut r = row(
+        s,
+        0,
+        trace_start.unwrap_or(s.start_unix_nanos),
+        1,
+        None,
+        Vec::new(),
+    );
+    if trace_start.is_none() {
+        r.start = format!("{} UTC", format::time(s.start_unix_nanos));
+    }
+    r
+}
+
 fn row(
     s: &StoredSpan,
     depth: usize,
@@ -419,7 +438,10 @@ fn row(
             .filter(|_| s.status == crate::model::StatusCode::Error)
             .unwrap_or_default()
             .to_string(),
-        start: format::micros(s.start_unix_nanos.saturating_sub(start) as f64 / 1000.0),
+        start: format!(
+            "+{}",
+            format::micros(s.start_unix_nanos.saturating_sub(start) as f64 / 1000.0)
+        ),
         duration: format::micros(s.duration_micros as f64),
         left_pct: format!("{:.3}", pct(s.start_unix_nanos, start, total)),
         flip_text: pct(s.start_unix_nanos, start, total) > 60.0,
@@ -522,6 +544,22 @@ mod tests {
             w.rows[2].responses.is_empty(),
             "the reply has no response of its own"
         );
+    }
+
+    #[test]
+    fn a_span_alone_starts_from_the_trace_start_it_is_given() {
+        let s = consume(0xe1).under(0xe0).at(40, 50);
+        let start = s.start_unix_nanos - 40_000_000;
+        let r = details_row(&s, Some(start));
+        assert_eq!(
+            (r.start.as_str(), r.duration.as_str()),
+            ("+40.0 ms", "10.0 ms")
+        );
+        assert_eq!(r.parent_span_id, "00000000000000e0");
+        assert!(r.hop.is_none() && r.consumers.is_empty());
+        assert_eq!(r.attributes.len(), 2);
+        let alone = details_row(&s, None);
+        assert!(alone.start.ends_with(" UTC"), "{}", alone.start);
     }
 
     #[test]
