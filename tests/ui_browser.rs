@@ -474,7 +474,9 @@ fn large_trace_time_to_load() {
 }
 
 /// The demo's poisoned tasks: once the broker has nacked or dead-lettered them, the map draws
-/// the work queue's consume edge in the error colour (not an all-green map).
+/// the work queue's consume edge in the error colour (not an all-green map), "errors only"
+/// finds a failed delivery whose trace view shows the reason on the row, and the work queue's
+/// page shows the subscription (depth, in flight, dead letters, consumers).
 #[test]
 fn the_demo_map_shows_broker_side_failures() {
     let Some(b) = Browser::start() else { return };
@@ -511,4 +513,54 @@ fn the_demo_map_shows_broker_side_failures() {
     assert_eq!(drawn["color"], drawn["error"], "{drawn}");
     assert_eq!(drawn["counts"], json!(true), "{drawn}");
     b.screenshot("map-demo-failures");
+
+    // "Errors only" lists a failed delivery's trace; its view marks the failed row with the
+    // broker's reason on the label.
+    b.goto(&env.api_url("/traces?status=error&destination=fulfilment.workers&window=5m"));
+    b.wait_for(
+        "a failed trace in the search",
+        "return document.querySelectorAll('.trace-row a.trace-link').length > 0;",
+    );
+    b.click(".trace-row a.trace-link");
+    b.wait_for(
+        "the trace view",
+        "return document.body.getAttribute('data-trace-ready') === '1';",
+    );
+    let reasons = b.eval(
+        "return [...document.querySelectorAll('#waterfall > .wf-row.error .wf-label .err-reason')] \
+           .map(r => r.textContent.trim());",
+        json!([]),
+    );
+    assert!(
+        reasons
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| ["nack", "lease_expired", "dead_letter"]
+                .contains(&r.as_str().unwrap_or_default())),
+        "{reasons}"
+    );
+    b.screenshot("trace-demo-failure");
+
+    // The work queue's own page: the subscription's depth, in flight, dead letters and
+    // consumers (not "no such topic").
+    let page = env.api_url("/destinations/destination:switchyard:fulfilment.workers?window=5m");
+    let shown = common::wait_for(
+        "the subscription with its consumers and dead letters",
+        std::time::Duration::from_secs(90),
+        || {
+            b.goto(&page);
+            let v = b.eval(
+                "const s = document.querySelector('#broker-subscription'); \
+                 const c = document.querySelectorAll('#broker-consumers .consumer').length; \
+                 return !!s && c === 2 && !document.querySelector('#broker-undeclared') \
+                   && ['.ready', '.leased', '.dead'].map(x => Number(s.querySelector(x).textContent.trim()));",
+                json!([]),
+            );
+            let n = v.as_array()?;
+            (n.len() == 3 && n[2].as_u64() > Some(0)).then(|| v.clone())
+        },
+    );
+    assert!(shown[0].is_u64() && shown[1].is_u64(), "{shown}");
+    b.screenshot("subscription-demo");
 }

@@ -78,6 +78,11 @@ pub trait Backlog {
     ) -> Result<Vec<Facts>, Self::Error>;
     /// The flags of a span stored earlier changed.
     fn flags_changed(&mut self, facts: &Facts) -> Result<(), Self::Error>;
+    /// A span stored earlier turned out to have failed ([`FLAG_FAILED`], as a redelivery
+    /// found when its publish arrived after it): the store marks the stored span as it marks
+    /// one found failed at arrival (`store::insert::marked_failed`), so the trace view and
+    /// "errors only" answer the same whichever span arrived first.
+    fn failed_later(&mut self, facts: &Facts) -> Result<(), Self::Error>;
 }
 
 /// The writer's state that pairing reads and updates, for one transaction.
@@ -148,24 +153,37 @@ impl<B: Backlog> Pairing<'_, B> {
         }
         // Every arrival settles what waits for it, pairable or not, so waiting rows do not pile up.
         if self.pending.remove(&span_hash(me.trace, me.span_id)) {
-            let waiting = self
+            let mut waiting = self
                 .backlog
                 .take_waiting(self.nodes, me.trace, me.span_id)?;
+            // Deliveries of one message in the order the broker made them: a later one is the
+            // redelivery, whatever order they were stored in.
+            waiting.sort_by_key(|w| (w.start, w.span_id));
             for mut waiting in waiting {
                 if waiting.instance.is_none() || waiting.partition.is_none() {
-                    // The waiting list keeps no instance or partition; the writer's memory may.
-                    let recent = self.recent.get(waiting.trace, waiting.span_id);
+                    // The waiting list keeps no instance or partition; the writer's memory may,
+                    // else the stored span (a consume older than the memory, whose publish comes
+                    // late), where a redelivery would be told by it.
+                    let (instance, partition) =
+                        match self.recent.get(waiting.trace, waiting.span_id) {
+                            Some(f) => (f.instance.clone(), f.partition),
+                            None if may_be_redelivered(&waiting) => self
+                                .backlog
+                                .stored(self.nodes, waiting.trace, waiting.span_id)?
+                                .map_or((None, None), |f| (f.instance, f.partition)),
+                            None => (None, None),
+                        };
                     if waiting.instance.is_none() {
-                        waiting.instance = recent.and_then(|f| f.instance.clone());
+                        waiting.instance = instance;
                     }
                     if waiting.partition.is_none() {
-                        waiting.partition = recent.and_then(|f| f.partition);
+                        waiting.partition = partition;
                     }
                 }
                 let before = waiting.flags;
                 self.relate(&mut me, &mut waiting, false)?;
                 if waiting.flags != before {
-                    self.store_flags(&waiting)?;
+                    self.store_flags(&waiting, before)?;
                 }
             }
         }
@@ -216,10 +234,10 @@ impl<B: Backlog> Pairing<'_, B> {
             }
         }
         if referred.flags != before.0 {
-            self.store_flags(referred)?;
+            self.store_flags(referred, before.0)?;
         }
         if waiting.flags != before.1 {
-            self.store_flags(waiting)?;
+            self.store_flags(waiting, before.1)?;
         }
         Ok(())
     }
@@ -241,7 +259,7 @@ impl<B: Backlog> Pairing<'_, B> {
                 let before = earlier.flags;
                 self.relate(&mut earlier, me, true)?;
                 if earlier.flags != before {
-                    self.store_flags(&earlier)?;
+                    self.store_flags(&earlier, before)?;
                 }
                 Ok(())
             }
@@ -535,12 +553,16 @@ impl<B: Backlog> Pairing<'_, B> {
         }
     }
 
-    /// Records a flag change of a span stored before this one.
-    fn store_flags(&mut self, f: &Facts) -> Result<(), B::Error> {
+    /// Records a flag change of a span stored before this one (its flags were `before`).
+    fn store_flags(&mut self, f: &Facts, before: u8) -> Result<(), B::Error> {
         if let Some(r) = self.recent.get_mut(f.trace, f.span_id) {
             r.flags = f.flags;
         }
-        self.backlog.flags_changed(f)
+        self.backlog.flags_changed(f)?;
+        if f.flags & FLAG_FAILED != 0 && before & FLAG_FAILED == 0 && !f.error {
+            self.backlog.failed_later(f)?;
+        }
+        Ok(())
     }
 }
 
@@ -575,6 +597,16 @@ pub fn take_back_delivery(acc: &mut Accumulator, producer: &Facts, consumer: &Fa
     if route && pdest != cdest {
         acc.edge(change(pdest, cdest, EdgeKind::Route, None));
     }
+}
+
+/// Whether [`redelivered`] could hold for this consume with its instance known.
+fn may_be_redelivered(consume: &Facts) -> bool {
+    consume.operation == Some(Operation::Consume)
+        && consume.flags & (FLAG_DELIVERY_STATED | FLAG_REPLAY) == 0
+        && consume.destination.as_deref().is_some_and(|d| {
+            d.system.as_deref() == Some("rabbitmq")
+                && d.name != crate::model::messaging::TEMPORARY_DESTINATION
+        })
 }
 
 /// Whether a consume is a redelivery its span did not mark: RabbitMQ delivered the message

@@ -15,6 +15,8 @@ struct MemBacklog {
     /// Spans found through `stored` (no longer in the writer's memory).
     lookups: usize,
     flag_changes: usize,
+    /// Spans marked failed after they were stored.
+    failed_later: Vec<SpanId>,
 }
 
 impl Backlog for MemBacklog {
@@ -62,6 +64,11 @@ impl Backlog for MemBacklog {
         if let Some(s) = self.stored.get_mut(&(f.trace, f.span_id)) {
             s.flags = f.flags;
         }
+        Ok(())
+    }
+
+    fn failed_later(&mut self, f: &Facts) -> Result<(), Self::Error> {
+        self.failed_later.push(f.span_id);
         Ok(())
     }
 }
@@ -631,6 +638,9 @@ fn a_second_rabbitmq_delivery_to_one_consumer_is_a_redelivery_that_failed_the_fi
         (1024, false, "billing-1"),
         (1024, true, "billing-1"),
         (1, false, "billing-1"),
+        // Both deliveries older than the writer's memory when their publish arrives: the
+        // instance comes from the stored span.
+        (1, true, "billing-1"),
     ] {
         let mut rig = Rig::new(memory);
         let p = rabbit(produce(1, 1, None), "orders", "");
@@ -656,6 +666,13 @@ fn a_second_rabbitmq_delivery_to_one_consumer_is_a_redelivery_that_failed_the_fi
             crate::accounting::facts::failed_reason(second),
             Some("redelivered")
         );
+        // Stored before it was found failed: the store is told to mark it, and only it.
+        let later = if consume_first {
+            vec![SpanId([3; 8])]
+        } else {
+            vec![]
+        };
+        assert_eq!(rig.backlog.failed_later, later, "{case}");
         let r = rows(&mut rig);
         let case = format!("{case}: {r:?}");
         // One message, counted once; the redelivery a failure that is not an error (as the

@@ -65,31 +65,71 @@ pub fn attributes_json(attrs: &Attributes) -> Option<String> {
 /// flags mark no such failure or the span is an error already (its own error says more).
 pub fn marked_failed(p: &Prepared, flags: u8) -> Option<Prepared> {
     use crate::model::messaging::ERROR_TYPE;
-    use crate::model::StatusCode;
+    let mark = failed_mark(
+        p.span.status,
+        &p.span.status_message,
+        p.attributes.as_deref(),
+        flags,
+    )?;
+    let mut out = p.clone();
+    if mark.typed {
+        out.attribute_hashes
+            .push(super::sqlite::postings::attribute_hash(
+                ERROR_TYPE,
+                mark.reason,
+            ));
+    }
+    out.attributes = Some(mark.attributes);
+    out.span.status = crate::model::StatusCode::Error;
+    out.span.status_message = mark.status_message;
+    Some(out)
+}
+
+/// What [`marked_failed`] changes in a span: status `Error` with these.
+pub struct FailedMark {
+    pub reason: &'static str,
+    pub status_message: String,
+    /// The attributes (JSON), with `error.type` set to the reason unless they had one.
+    pub attributes: String,
+    /// Whether `error.type` was added.
+    pub typed: bool,
+}
+
+/// The marks of a span of this status, status message and attributes (JSON) found failed
+/// (`flags`); `None` when the flags mark no such failure or the span is an error already.
+pub fn failed_mark(
+    status: crate::model::StatusCode,
+    status_message: &str,
+    attributes: Option<&str>,
+    flags: u8,
+) -> Option<FailedMark> {
+    use crate::model::messaging::ERROR_TYPE;
     let reason = crate::accounting::facts::failed_reason(flags)?;
-    if p.span.status == StatusCode::Error {
+    if status == crate::model::StatusCode::Error {
         // The span's own error says more than the inference.
         return None;
     }
-    let mut attrs: serde_json::Map<String, serde_json::Value> = match &p.attributes {
+    let mut attrs: serde_json::Map<String, serde_json::Value> = match attributes {
         Some(json) => serde_json::from_str(json).ok()?,
         None => serde_json::Map::new(),
     };
-    let mut out = p.clone();
     // A span that has an `error.type` of its own keeps it, and is found by it, not by the
     // reason.
-    if !attrs.contains_key(ERROR_TYPE) {
+    let typed = !attrs.contains_key(ERROR_TYPE);
+    if typed {
         attrs.insert(
             ERROR_TYPE.to_string(),
             serde_json::Value::String(reason.to_string()),
         );
-        out.attribute_hashes
-            .push(super::sqlite::postings::attribute_hash(ERROR_TYPE, reason));
     }
-    out.attributes = serde_json::to_string(&attrs).ok();
-    out.span.status = StatusCode::Error;
-    if out.span.status_message.is_empty() {
-        out.span.status_message = crate::accounting::facts::failed_message(reason).to_string();
-    }
-    Some(out)
+    Some(FailedMark {
+        reason,
+        status_message: if status_message.is_empty() {
+            crate::accounting::facts::failed_message(reason).to_string()
+        } else {
+            status_message.to_string()
+        },
+        attributes: serde_json::to_string(&attrs).ok()?,
+        typed,
+    })
 }

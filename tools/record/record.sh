@@ -6,6 +6,8 @@
 #   SCENARIO: python-pika | python-pika-gzip | python-pika-global | python-aio-pika | python-celery | node-amqplib-json
 #             | python-nats (NATS JetStream on $NATS_URL, default nats://127.0.0.1:4222; its
 #               stream ORDERS is deleted again afterwards)
+#             | python-pika-deadletter (in a virtual host of its own, switchyard-deadletter, made
+#               and deleted here; the management API's answers go to fixtures/rabbitmq/deadletter/)
 #             | kafka (kafka_scenario.sh: kafkajs and confluent-kafka on a tansu of its own)
 # For every scenario: starts capture.py on a free 127.0.0.1 port, runs the
 # scenario against it (run_scenarios.sh), stops capture, replaces
@@ -39,7 +41,20 @@ for s in "${SCENARIOS[@]}"; do
   for _ in $(seq 100); do [ -s "$WORK/port" ] && break; sleep 0.1; done
   [ -s "$WORK/port" ] || { echo "capture.py did not start" >&2; exit 1; }
   port=$(cat "$WORK/port")
-  NATS_CLEANUP=1 SKIP_SETUP=1 "$HERE/run_scenarios.sh" "http://127.0.0.1:$port" "$s"
+  if [ "$s" = python-pika-deadletter ]; then
+    # A virtual host of its own; the broker's answers are recorded while the consumers hold on.
+    vhost=switchyard-deadletter
+    curl -fsS -u guest:guest -X DELETE "http://127.0.0.1:15672/api/vhosts/$vhost" >/dev/null 2>&1 || true
+    curl -fsS -u guest:guest -X PUT "http://127.0.0.1:15672/api/vhosts/$vhost" >/dev/null
+    AMQP_VHOST=$vhost SHOP_BROKER_DIR="$WORK/$s-broker" NATS_CLEANUP=1 SKIP_SETUP=1 \
+      "$HERE/run_scenarios.sh" "http://127.0.0.1:$port" "$s"
+    curl -fsS -u guest:guest -X DELETE "http://127.0.0.1:15672/api/vhosts/$vhost" >/dev/null
+    rm -rf "$ROOT/fixtures/rabbitmq/deadletter"
+    mkdir -p "$ROOT/fixtures/rabbitmq/deadletter"
+    cp "$WORK/$s-broker"/*.json "$ROOT/fixtures/rabbitmq/deadletter/"
+  else
+    NATS_CLEANUP=1 SKIP_SETUP=1 "$HERE/run_scenarios.sh" "http://127.0.0.1:$port" "$s"
+  fi
   kill "$CAPTURE_PID"
   wait "$CAPTURE_PID" 2>/dev/null || true
   CAPTURE_PID=""

@@ -7,6 +7,10 @@
 #   SCENARIO: python-pika | python-pika-gzip | python-aio-pika | python-celery | node-amqplib-json  (default: all)
 #             python-pika-retry: pika's nacks with requeue and a dead-letter queue (shop.py's
 #               retry part); never run by default
+#             python-pika-deadletter: a queue with a dead-letter exchange, a consumer that rejects
+#               some messages and requeues one, and a consumer of the dead-letter queue (shop.py's
+#               deadletter part; SHOP_BROKER_DIR=DIR also writes the management API's answers
+#               there); never run by default
 #             python-nats: NATS JetStream (nats-py, trace context in message headers) on $NATS_URL
 #               (default nats://127.0.0.1:4222); never run by default
 #             kafka: kafkajs and confluent-kafka on a Kafka-protocol broker (kafka_scenario.sh;
@@ -52,6 +56,9 @@ for s in "${SCENARIOS[@]}"; do
       ;;
     python-pika-retry)
       SHOP_PARTS=retry "$HERE/.venv/bin/python" "$HERE/python/shop.py"
+      ;;
+    python-pika-deadletter)
+      SHOP_PARTS=deadletter "$HERE/.venv/bin/python" "$HERE/python/shop.py"
       ;;
     python-aio-pika)
       "$HERE/.venv/bin/python" "$HERE/python/quotes.py"

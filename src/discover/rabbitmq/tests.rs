@@ -186,3 +186,35 @@ fn a_queue_holds_as_dead_letters_what_its_dead_letter_exchange_routes_to_queues(
     assert_eq!(held("fixture.audit-log"), Some(3));
     assert_eq!(held("fixture.orders"), None, "an exchange");
 }
+
+/// The answers recorded with fixtures/otlp/python-pika-deadletter (tools/record/record.sh, its
+/// own virtual host, while poster and reconciler were still connected): the queue's
+/// dead-letter exchange is a dead-letter flow routed to `ledger.dead`, each consumer is named
+/// by its connection, and the queue's redelivery counter holds poster's one redelivery.
+#[test]
+fn the_recorded_dead_letter_scenario_maps_to_its_flows_and_consumers() {
+    let s = snapshot(
+        "rabbitmq h:15672",
+        1,
+        &answers("deadletter"),
+        &mut Publishers::default(),
+    );
+    flow(
+        &s.flows,
+        FlowKind::DeadLetter,
+        "ledger.entries",
+        "ledger.dlx",
+    );
+    flow(&s.flows, FlowKind::Route, "ledger.dlx", "ledger.dead");
+    flow(&s.flows, FlowKind::Consume, "ledger.entries", "poster");
+    flow(&s.flows, FlowKind::Consume, "ledger.dead", "reconciler");
+    let entries = s
+        .destinations
+        .iter()
+        .find(|d| d.name == "ledger.entries")
+        .expect("the queue");
+    assert_eq!(entries.namespace.as_deref(), Some("switchyard-deadletter"));
+    assert_eq!(entries.figures.redelivered, Some(1));
+    // Reconciler read both dead letters: none is held.
+    assert_eq!(entries.figures.dead_letters, Some(0));
+}

@@ -33,6 +33,8 @@ pub struct GroupBacklog {
     pub done: Vec<(TraceId, SpanId, TraceId, SpanId, u64)>,
     /// (trace, span, new flags, version, the span's start).
     pub flags: Vec<(TraceId, SpanId, u8, u64, u64)>,
+    /// Spans stored earlier found failed now (trace, span, new flags): [`mark_failed`].
+    pub failed: Vec<(TraceId, SpanId, u8)>,
 }
 
 impl GroupBacklog {
@@ -40,6 +42,7 @@ impl GroupBacklog {
         self.waits.clear();
         self.done.clear();
         self.flags.clear();
+        self.failed.clear();
     }
 }
 
@@ -241,6 +244,67 @@ impl Backlog for ChBacklog<'_> {
             .push((f.trace, f.span_id, f.flags, *self.flag_version, f.start));
         Ok(())
     }
+
+    fn failed_later(&mut self, f: &Facts) -> Result<(), ClientError> {
+        self.group.failed.push((f.trace, f.span_id, f.flags));
+        Ok(())
+    }
+}
+
+/// A stored span as [`mark_failed`] reads it.
+#[derive(serde::Deserialize)]
+struct StatusRow {
+    status: i32,
+    status_message: String,
+    attributes: String,
+}
+
+const FAILED_SPAN: &str = "SELECT status, status_message, attributes FROM spans
+    WHERE trace_id = ? AND span_id = ? ORDER BY status DESC LIMIT 1";
+
+const FAILED_COPY: &str = "INSERT INTO spans (day, trace_id, span_id, parent_span_id,
+    start_unix_nanos, end_unix_nanos, service, service_namespace, service_instance, name, kind,
+    status, status_message, scope, msg_system, msg_destination, msg_operation,
+    msg_consumer_group, msg_message_id, msg_conversation_id, peer, attributes, resource, events,
+    links, link_trace_ids, flags)
+    SELECT day, trace_id, span_id, parent_span_id, start_unix_nanos, end_unix_nanos, service,
+    service_namespace, service_instance, name, kind, toUInt8(?), ?, scope, msg_system,
+    msg_destination, msg_operation, msg_consumer_group, msg_message_id, msg_conversation_id,
+    peer, ?, resource, events, links, link_trace_ids, toUInt8(?)
+    FROM spans WHERE trace_id = ? AND span_id = ? LIMIT 1";
+
+/// Stores again, marked failed (`store::insert::failed_mark`), each span of the group's list
+/// stored before it was found failed (after the group's spans, which may hold it). The copy
+/// has status `Error`, which reads prefer (`reader::spans_of`); the table keeps the last
+/// inserted row when it merges them.
+pub fn mark_failed(client: &Client, group: &GroupBacklog) -> Result<(), ClientError> {
+    for &(trace, span, flags) in &group.failed {
+        let q = render(FAILED_SPAN, &[Value::Trace(trace), Value::Span(span)]).map_err(template)?;
+        let Some(row) = client.rows::<StatusRow>(&q)?.into_iter().next() else {
+            continue;
+        };
+        let status = StatusCode::from_i32(row.status);
+        let attributes = (!row.attributes.is_empty()).then_some(row.attributes.as_str());
+        let Some(mark) =
+            crate::store::insert::failed_mark(status, &row.status_message, attributes, flags)
+        else {
+            continue;
+        };
+        let q = render(
+            FAILED_COPY,
+            &[
+                Value::U64(StatusCode::Error.as_i32() as u64),
+                Value::Str(&mark.status_message),
+                Value::Str(&mark.attributes),
+                Value::U64(u64::from(flags)),
+                Value::Trace(trace),
+                Value::Span(span),
+            ],
+        )
+        .map_err(template)?;
+        client.execute(&q, true)?;
+    }
+    Ok(())
 }
 
 /// Encodes the group's pairing rows for their tables.

@@ -104,12 +104,14 @@ impl SpanRow {
     }
 }
 
-/// The spans of some traces, each once (a re-sent span may not be merged away yet).
+/// The spans of some traces, each once (a re-sent span may not be merged away yet); of a
+/// span stored again marked failed (`backlog::mark_failed`), the failed copy.
 fn spans_of(client: &Client, traces: Vec<TraceId>) -> Result<Vec<StoredSpan>, StoreError> {
     let ids = traces.into_iter().map(Value::Trace).collect();
     let q = query(
         &format!(
-            "{SPAN_SELECT} WHERE trace_id IN ? LIMIT 1 BY trace_id, span_id LIMIT {TRACE_SPANS}"
+            "{SPAN_SELECT} WHERE trace_id IN ? ORDER BY trace_id, span_id, status DESC \
+             LIMIT 1 BY trace_id, span_id LIMIT {TRACE_SPANS}"
         ),
         &[Value::List(ids)],
     )?;

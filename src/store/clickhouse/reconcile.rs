@@ -265,6 +265,7 @@ impl Writer {
                 self.client.insert(table, columns, &rows.buf)?;
             }
         }
+        backlog::mark_failed(&self.client, &group)?;
         Ok(taken_back + done.len())
     }
 

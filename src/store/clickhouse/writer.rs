@@ -347,6 +347,7 @@ impl Writer {
                 c.insert(table, columns, &rows.buf)?;
             }
         }
+        backlog::mark_failed(c, &self.group)?;
         self.known_nodes.extend(new_nodes);
         self.group.clear();
         crate::telemetry::METRICS.graph.record(&observed);

@@ -14,6 +14,17 @@ use std::sync::Arc;
 pub struct SqlBacklog<'a, 't> {
     pub tx: &'a Transaction<'t>,
     pub unwritten: &'a Unwritten,
+    /// Stored spans found failed later ([`Backlog::failed_later`]), marked: the writer stores
+    /// each again in the request's block, and a trace's newest copy of a span is the one
+    /// read (`reader::trace_records`), so the trace and its search index show the failure.
+    pub corrections: &'a mut Vec<Correction>,
+}
+
+/// A stored span again, marked failed, with its resource and flags.
+pub struct Correction {
+    pub span: crate::store::Prepared,
+    pub resource_id: Option<i64>,
+    pub flags: u8,
 }
 
 impl Backlog for SqlBacklog<'_, '_> {
@@ -51,6 +62,21 @@ impl Backlog for SqlBacklog<'_, '_> {
         self.tx
             .prepare_cached("INSERT OR REPLACE INTO span_flags (trace_key, span_key, flags, start_unix_nanos) VALUES (?1, ?2, ?3, ?4)")?
             .execute(params![f.trace.key(), f.span_id.key(), f.flags, f.start as i64])?;
+        Ok(())
+    }
+
+    fn failed_later(&mut self, f: &Facts) -> rusqlite::Result<()> {
+        let Some(r) = find_stored(self.tx, self.unwritten, f.trace, f.span_id)? else {
+            return Ok(());
+        };
+        let resource_id = r.resource_id;
+        if let Some(span) = crate::store::insert::marked_failed(&r.into_prepared(), f.flags) {
+            self.corrections.push(Correction {
+                span,
+                resource_id,
+                flags: f.flags,
+            });
+        }
         Ok(())
     }
 }
@@ -199,18 +225,32 @@ fn lookup_stored(
     trace: TraceId,
     span: SpanId,
 ) -> rusqlite::Result<Option<Facts>> {
+    let Some(r) = find_stored(tx, unwritten, trace, span)? else {
+        return Ok(None);
+    };
+    let mut facts = facts_of_record(&r, nodes);
+    if let Some(flags) = stored_flags(tx, trace, span)? {
+        facts.flags = flags;
+    }
+    Ok(Some(facts))
+}
+
+/// A stored span's newest record, in the newest blocks of its trace.
+fn find_stored(
+    tx: &Transaction<'_>,
+    unwritten: &Unwritten,
+    trace: TraceId,
+    span: SpanId,
+) -> rusqlite::Result<Option<block::Record>> {
     let mut ids = super::trace_index::blocks_of(tx, unwritten, trace.key())?;
     ids.truncate(LOOKUP_BLOCKS);
     for id in ids {
         if let Some(r) = block::trace_records(tx, id, trace)?
             .into_iter()
+            .rev()
             .find(|r| r.span_id == span)
         {
-            let mut facts = facts_of_record(&r, nodes);
-            if let Some(flags) = stored_flags(tx, trace, span)? {
-                facts.flags = flags;
-            }
-            return Ok(Some(facts));
+            return Ok(Some(r));
         }
     }
     Ok(None)

@@ -143,6 +143,61 @@ pub struct Record {
     pub links: Option<String>,
 }
 
+impl Record {
+    /// The record as the writer had it to store ([`BlockBuilder::push`] writes it back the
+    /// same), its attributes' filter entries recomputed from their JSON.
+    pub fn into_prepared(self) -> Prepared {
+        use crate::model::{messaging::Messaging, ServiceRef, Span};
+        let attributes: crate::model::Attributes = self
+            .attributes
+            .as_deref()
+            .and_then(|j| serde_json::from_str::<serde_json::Map<_, _>>(j).ok())
+            .map(|m| m.into_iter().collect())
+            .unwrap_or_default();
+        Prepared {
+            attribute_hashes: super::postings::attribute_hashes(&attributes),
+            span: Span {
+                trace_id: self.trace_id,
+                span_id: self.span_id,
+                parent_span_id: self.parent,
+                service: ServiceRef {
+                    name: self.service,
+                    namespace: self.namespace,
+                    instance: self.instance,
+                },
+                kind: self.kind,
+                name: self.name,
+                start_unix_nanos: self.start,
+                end_unix_nanos: self.end,
+                status: self.status,
+                status_message: self.status_message.unwrap_or_default(),
+                attributes: Vec::new(),
+                resource: Default::default(),
+                scope: self.scope.unwrap_or_default(),
+                events: Vec::new(),
+                links: Vec::new(),
+                messaging: self.messaging.map(|m| Messaging {
+                    system: m.system,
+                    destination: m.destination,
+                    operation: m.operation,
+                    consumer_group: m.consumer_group,
+                    message_id: m.message_id,
+                    conversation_id: m.conversation_id,
+                    temporary: false,
+                    batch_count: None,
+                    partition: None,
+                }),
+                peer: self.peer,
+            },
+            db_system: None,
+            marks: Default::default(),
+            attributes: self.attributes,
+            events: self.events,
+            links: self.links,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordMessaging {
     pub system: String,

@@ -370,11 +370,27 @@ pub(super) fn trace_records(
     trace_id: TraceId,
     cache: &mut BlockCache,
 ) -> Result<Vec<block::Record>, StoreError> {
+    let ids = super::trace_index::blocks_of(conn, unwritten, trace_id.key())?;
+    // Newest blocks first, each from its end: a span stored again (marked failed after it was
+    // stored, see `backlog::Correction`) is read from its newest copy.
     let mut out = Vec::new();
-    for id in super::trace_index::blocks_of(conn, unwritten, trace_id.key())? {
-        out.extend(cache.records(conn, id, trace_id)?);
+    for &id in &ids {
+        out.extend(cache.records(conn, id, trace_id)?.into_iter().rev());
+    }
+    let copies_possible = ids.len() > 1
+        || out
+            .iter()
+            .any(|r| r.status == crate::model::StatusCode::Error);
+    if copies_possible && out.len() > 1 {
+        keep_newest_copies(&mut out);
     }
     Ok(out)
+}
+
+/// Keeps the first record of each span (records are newest first where it matters).
+fn keep_newest_copies(out: &mut Vec<block::Record>) {
+    let mut seen: HashSet<crate::model::SpanId> = HashSet::with_capacity(out.len());
+    out.retain(|r| seen.insert(r.span_id));
 }
 
 /// Every span of one trace, oldest first.

@@ -4,7 +4,7 @@
 use super::super::insert::{attributes_json, Prepared};
 use super::super::interface::WriteBatch;
 use super::accumulate::{self, Totals};
-use super::backlog::SqlBacklog;
+use super::backlog::{Correction, SqlBacklog};
 use super::block::BlockBuilder;
 use super::memory::{load_pending, Memory};
 use super::retention::{self, RetentionConfig};
@@ -483,6 +483,7 @@ fn write_request(
     let mut outcome = WriteOutcome::default();
     let mut block = BlockBuilder::default();
     let mut last_resource: Option<(*const Attributes, Option<i64>)> = None;
+    let mut corrections: Vec<Correction> = Vec::new();
     for i in parents_first(spans) {
         let prepared = &spans[i];
         let span = &prepared.span;
@@ -511,6 +512,7 @@ fn write_request(
             backlog: &mut SqlBacklog {
                 tx,
                 unwritten: &index.unwritten,
+                corrections: &mut corrections,
             },
             acc,
             recent: &mut mem.recent,
@@ -526,10 +528,16 @@ fn write_request(
         }
         outcome.stored += 1;
     }
+    // Spans stored before and found failed now, again (read instead of their first copy);
+    // not counted as spans of the block.
+    let copies = corrections.len() as u32;
+    for c in &corrections {
+        block.push(&c.span, c.resource_id, c.flags);
+    }
     if block.count > 0 {
         let data = block.finish();
         tx.prepare_cached("INSERT INTO blocks (min_start_unix_nanos, max_start_unix_nanos, span_count, data) VALUES (?1, ?2, ?3, ?4)")?
-            .execute(params![block.min_start as i64, block.max_start as i64, block.count, data])?;
+            .execute(params![block.min_start as i64, block.max_start as i64, block.count - copies, data])?;
         let id = tx.last_insert_rowid();
         index.add(&block.traces, id);
         *last_block = id;

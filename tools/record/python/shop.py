@@ -34,6 +34,17 @@ Parts (select with SHOP_PARTS=comma,separated; default: all but retry):
                service settler: every first delivery is nacked with requeue, every
                redelivery acked except payment-2's, nacked without requeue (dead-lettered
                into "payments.dead"): 4 redeliveries, 1 dead letter.
+  deadletter (not in the default) ledger --5--> default exchange, routing key
+               "ledger.entries" -> queue "ledger.entries" (x-dead-letter-exchange
+               "ledger.dlx", a fanout exchange bound to queue "ledger.dead"), service
+               poster (poster-1, prefetch 1): entry-1 and entry-5 acked; entry-2 and
+               entry-4 rejected with basic_reject(requeue=False), so RabbitMQ moves them
+               through "ledger.dlx" into "ledger.dead"; entry-3 nacked with requeue on its
+               first delivery and acked on its redelivery. Service reconciler
+               (reconciler-1) consumes "ledger.dead" and acks both dead letters.
+               With SHOP_BROKER_DIR=DIR the management API's answers for the virtual
+               host (exchanges, queues, bindings, consumers, connections, channels) are
+               written to DIR while every consumer is still connected.
 
 Environment:
   OTEL_EXPORTER_OTLP_ENDPOINT  default http://127.0.0.1:4318 (SDK appends /v1/traces)
@@ -55,7 +66,7 @@ import sys
 import time
 
 DEFAULT_PARTS = ("broadcast", "workqueue", "rpc", "audit")
-ALL_PARTS = DEFAULT_PARTS + ("retry",)
+ALL_PARTS = DEFAULT_PARTS + ("retry", "deadletter")
 SUFFIX = os.environ.get("RUN_SUFFIX", "")
 
 EX_ORDER_CREATED = "order.created" + SUFFIX
@@ -67,6 +78,9 @@ EX_AUDIT = "audit.events" + SUFFIX
 Q_PAYMENTS = "payments" + SUFFIX
 EX_PAYMENTS_DLX = "payments.dlx" + SUFFIX
 Q_PAYMENTS_DEAD = "payments.dead" + SUFFIX
+Q_LEDGER = "ledger.entries" + SUFFIX
+EX_LEDGER_DLX = "ledger.dlx" + SUFFIX
+Q_LEDGER_DEAD = "ledger.dead" + SUFFIX
 
 N_ORDERS = 5
 N_TASKS = 6
@@ -75,6 +89,9 @@ N_AUDIT = 2
 N_PAYMENTS = 4
 BILLING_FAILS_MESSAGE_ID = "order-3"
 SETTLER_REJECTS_MESSAGE_ID = "payment-2"
+N_ENTRIES = 5
+POSTER_REJECTS = ("entry-2", "entry-4")
+POSTER_REQUEUES = "entry-3"
 
 TIMEOUT_S = 60.0
 
@@ -166,7 +183,19 @@ def setup_topology(parts):
         ch.queue_declare(Q_PAYMENTS_DEAD)
         ch.queue_bind(Q_PAYMENTS_DEAD, EX_PAYMENTS_DLX)
         ch.queue_declare(Q_PAYMENTS, arguments={"x-dead-letter-exchange": EX_PAYMENTS_DLX})
+    if "deadletter" in parts:
+        _delete_deadletter(ch)
+        ch.exchange_declare(EX_LEDGER_DLX, exchange_type="fanout")
+        ch.queue_declare(Q_LEDGER_DEAD)
+        ch.queue_bind(Q_LEDGER_DEAD, EX_LEDGER_DLX)
+        ch.queue_declare(Q_LEDGER, arguments={"x-dead-letter-exchange": EX_LEDGER_DLX})
     conn.close()
+
+
+def _delete_deadletter(ch):
+    ch.queue_delete(Q_LEDGER)
+    ch.queue_delete(Q_LEDGER_DEAD)
+    ch.exchange_delete(EX_LEDGER_DLX)
 
 
 def _delete_retry(ch):
@@ -192,6 +221,8 @@ def teardown_topology(parts):
         ch.exchange_delete(EX_AUDIT)
     if "retry" in parts:
         _delete_retry(ch)
+    if "deadletter" in parts:
+        _delete_deadletter(ch)
     conn.close()
 
 
@@ -221,6 +252,14 @@ def consumer_main(service, instance, queue, events, stop, flush):
             if mid == SETTLER_REJECTS_MESSAGE_ID:
                 channel.basic_nack(method.delivery_tag, requeue=False)
                 events.put(("msg", instance, queue, mid, "dead-lettered"))
+                return
+        if service == "poster":
+            if mid in POSTER_REJECTS:
+                channel.basic_reject(method.delivery_tag, requeue=False)
+                events.put(("msg", instance, queue, mid, "rejected"))
+                return
+            if mid == POSTER_REQUEUES and not method.redelivered:
+                channel.basic_nack(method.delivery_tag, requeue=True)
                 return
         if service == "worker":
             time.sleep(0.05)  # keep round-robin dispatch between the 2 workers even
@@ -305,6 +344,65 @@ def cashier_main():
     _finish(conn, provider)
 
 
+def ledger_main():
+    provider = _provider("ledger", "ledger-1")
+    conn, ch = _instrumented_channel(provider, "ledger")
+    for i in range(1, N_ENTRIES + 1):
+        ch.basic_publish(
+            exchange="",
+            routing_key=Q_LEDGER,
+            body=json.dumps({"entry": i}).encode(),
+            properties=_props(message_id="entry-%d" % i),
+        )
+    _finish(conn, provider)
+
+
+def record_broker(directory, parts):
+    """Writes the management API's answers for this virtual host, as discovery reads them,
+    once its statistics show what happened (the poster's redelivery and both dead letters
+    delivered), at most 60 s."""
+    import base64
+    import urllib.parse
+    import urllib.request
+
+    base = os.environ.get("MANAGEMENT_URL", "http://127.0.0.1:15672").rstrip("/")
+    vhost = urllib.parse.quote(os.environ.get("AMQP_VHOST", "/"), safe="")
+    auth = base64.b64encode(
+        ("%s:%s" % (os.environ.get("AMQP_USER", "guest"), os.environ.get("AMQP_PASSWORD", "guest"))).encode()
+    ).decode()
+
+    def get(path):
+        req = urllib.request.Request(base + "/api/" + path, headers={"Authorization": "Basic " + auth})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            return json.load(r)
+
+    def settled(queues):
+        by = {q["name"]: q.get("message_stats", {}) for q in queues}
+        return (
+            by.get(Q_LEDGER, {}).get("redeliver", 0) >= 1
+            and by.get(Q_LEDGER, {}).get("ack", 0) >= N_ENTRIES - len(POSTER_REJECTS)
+            and by.get(Q_LEDGER_DEAD, {}).get("ack", 0) >= len(POSTER_REJECTS)
+        )
+
+    deadline = time.monotonic() + 60.0
+    while not settled(get("queues/" + vhost)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    os.makedirs(directory, exist_ok=True)
+    vname = os.environ.get("AMQP_VHOST", "/")
+    for name, path in (
+        ("exchanges", "exchanges/" + vhost),
+        ("queues", "queues/" + vhost),
+        ("bindings", "bindings/" + vhost),
+        ("consumers", "consumers/" + vhost),
+        ("connections", "connections"),
+        ("channels", "channels"),
+    ):
+        answer = [a for a in get(path) if a.get("vhost", vname) == vname]
+        with open(os.path.join(directory, name + ".json"), "w") as f:
+            json.dump(answer, f, indent=2, sort_keys=True)
+            f.write("\n")
+
+
 def audit_main():
     provider = _provider("audit", "audit-1")
     conn, ch = _instrumented_channel(provider, "audit")
@@ -381,6 +479,10 @@ def main():
     if "retry" in parts:
         consumers += [("settler", "settler-1", Q_PAYMENTS)]
         expected[Q_PAYMENTS] = N_PAYMENTS
+    if "deadletter" in parts:
+        consumers += [("poster", "poster-1", Q_LEDGER), ("reconciler", "reconciler-1", Q_LEDGER_DEAD)]
+        expected[Q_LEDGER] = N_ENTRIES
+        expected[Q_LEDGER_DEAD] = len(POSTER_REJECTS)
 
     procs = []
     for service, instance, queue in consumers:
@@ -421,6 +523,8 @@ def main():
         producers.append(audit_main)
     if "retry" in parts:
         producers.append(cashier_main)
+    if "deadletter" in parts:
+        producers.append(ledger_main)
     pprocs = [ctx.Process(target=fn, name=fn.__name__) for fn in producers]
     for p in pprocs:
         p.start()
@@ -430,6 +534,9 @@ def main():
             stop.set()
             sys.exit("timeout: processed %s, expected %s" % (counts, expected))
         pump(0.5)
+    broker_dir = os.environ.get("SHOP_BROKER_DIR")
+    if broker_dir:
+        record_broker(broker_dir, parts)
     hold = os.environ.get("SHOP_HOLD_FILE") or os.environ.get("HOLD_FILE")
     if hold:
         flush.set()
