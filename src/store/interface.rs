@@ -123,6 +123,27 @@ pub const MAX_PARTITION_ROWS: usize = 100_000;
 pub trait TraceReads {
     /// The newest traces matching the query, and whether the search was complete.
     fn search_traces(&self, q: &TraceQuery) -> Result<TraceSearch, StoreError>;
+    /// As [`TraceReads::search_traces`] over the newest `q.limit` matches, keeping the newest
+    /// `limit` traces whose duration in microseconds is within `micros`. This default
+    /// summarises every match; a backend may read the durations first and summarise only the
+    /// traces kept.
+    fn search_traces_within(
+        &self,
+        q: &TraceQuery,
+        micros: std::ops::RangeInclusive<f64>,
+        limit: usize,
+    ) -> Result<TraceSearch, StoreError> {
+        let found = self.search_traces(q)?;
+        Ok(TraceSearch {
+            traces: found
+                .traces
+                .into_iter()
+                .filter(|t| micros.contains(&(t.duration_micros as f64)))
+                .take(limit)
+                .collect(),
+            complete: found.complete,
+        })
+    }
     /// Every span of one trace, oldest first (empty: no such trace).
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>, StoreError>;
     /// One span of a trace (`None`: no such span), for a large trace's row details. A backend

@@ -222,20 +222,18 @@ pub async fn run(
             limit
         },
     };
-    let (min_us, max_us) = (
-        f.min_ms.map(|m| m * 1000.0).unwrap_or(0.0),
-        f.max_ms.map(|m| m * 1000.0).unwrap_or(f64::INFINITY),
-    );
+    let micros = f.min_ms.map(|m| m * 1000.0).unwrap_or(0.0)
+        ..=f.max_ms.map(|m| m * 1000.0).unwrap_or(f64::INFINITY);
+    let post_filtered = f.post_filtered();
     store
         .blocking(move |s| {
-            let found = s.search_traces(&query)?;
+            let found = if post_filtered {
+                s.search_traces_within(&query, micros, limit)?
+            } else {
+                s.search_traces(&query)?
+            };
             Ok(Found {
-                traces: found
-                    .traces
-                    .into_iter()
-                    .filter(|t| (min_us..=max_us).contains(&(t.duration_micros as f64)))
-                    .take(limit)
-                    .collect(),
+                traces: found.traces.into_iter().take(limit).collect(),
                 complete: found.complete,
             })
         })

@@ -222,6 +222,61 @@ pub fn inflate(data: &[u8]) -> Result<Vec<u8>, BlockError> {
     lz4_flex::decompress_size_prepended(data).map_err(|e| BlockError(e.to_string()))
 }
 
+/// One buffer that blocks are inflated into in turn, for a request that reads several blocks
+/// once each: the buffer is allocated (and zeroed) for the largest of them only, where
+/// [`inflate`] allocates, zeroes and faults in fresh memory for every block.
+#[derive(Default)]
+pub struct Inflater {
+    buf: Vec<u8>,
+}
+
+impl Inflater {
+    /// Inflates `data` as [`inflate`] does, into the buffer.
+    pub fn inflate(&mut self, data: &[u8]) -> Result<&[u8], BlockError> {
+        let len = self.fill(data)?;
+        Ok(&self.buf[..len])
+    }
+
+    /// Inflates `data` into the buffer; returns its length.
+    fn fill(&mut self, data: &[u8]) -> Result<usize, BlockError> {
+        let (size, body) =
+            lz4_flex::block::uncompressed_size(data).map_err(|e| BlockError(e.to_string()))?;
+        if size > MAX_INFLATED {
+            return Err(BlockError(format!("inflated size {size} is too large")));
+        }
+        if self.buf.len() < size {
+            self.buf.resize(size, 0);
+        }
+        lz4_flex::block::decompress_into(body, &mut self.buf[..size])
+            .map_err(|e| BlockError(e.to_string()))
+    }
+
+    /// The inflated data of the stored block `id`, read in place from the row (no copy of the
+    /// compressed bytes); `None` if it is gone or damaged (logged), as [`inflated_block`].
+    pub fn block(
+        &mut self,
+        conn: &rusqlite::Connection,
+        id: i64,
+    ) -> rusqlite::Result<Option<&[u8]>> {
+        let mut stmt = conn.prepare_cached("SELECT data FROM blocks WHERE id = ?1")?;
+        let mut rows = stmt.query([id])?;
+        let Some(row) = rows.next()? else {
+            return Ok(None);
+        };
+        let filled = match row.get_ref(0)? {
+            rusqlite::types::ValueRef::Blob(data) => self.fill(data),
+            _ => Err(BlockError("not a blob".into())),
+        };
+        match filled {
+            Ok(len) => Ok(Some(&self.buf[..len])),
+            Err(e) => {
+                tracing::warn!(block = id, error = %e, "skipping a damaged block");
+                Ok(None)
+            }
+        }
+    }
+}
+
 struct Cursor<'a> {
     b: &'a [u8],
 }
@@ -299,15 +354,17 @@ pub fn trace_records(
 
 /// The inflated data of the stored block `id`; `None` if it is gone or damaged (logged).
 pub fn inflated_block(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<Option<Vec<u8>>> {
-    use rusqlite::OptionalExtension;
-    let data: Option<Vec<u8>> = conn
-        .prepare_cached("SELECT data FROM blocks WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
-        .optional()?;
-    let Some(data) = data else {
+    let mut stmt = conn.prepare_cached("SELECT data FROM blocks WHERE id = ?1")?;
+    let mut rows = stmt.query([id])?;
+    let Some(row) = rows.next()? else {
         return Ok(None);
     };
-    match inflate(&data) {
+    // Inflated from the row in place (no copy of the compressed bytes).
+    let inflated = match row.get_ref(0)? {
+        rusqlite::types::ValueRef::Blob(data) => inflate(data),
+        _ => Err(BlockError("not a blob".into())),
+    };
+    match inflated {
         Ok(i) => Ok(Some(i)),
         Err(e) => {
             tracing::warn!(block = id, error = %e, "skipping a damaged block");
@@ -317,7 +374,7 @@ pub fn inflated_block(conn: &rusqlite::Connection, id: i64) -> rusqlite::Result<
 }
 
 /// The records of one trace in an inflated block (`id` names it in logs); without their
-/// attributes and events unless `full` ([`decode_skeleton`]).
+/// attributes and events unless `full` ([`decode_with`]).
 pub fn records_of(inflated: &[u8], id: i64, trace: TraceId, full: bool) -> Vec<Record> {
     let mut out = Vec::new();
     for rec in records(inflated).filter(|rec| record_trace(rec) == Some(trace.as_bytes())) {
@@ -360,10 +417,25 @@ pub fn decode(rec: &[u8]) -> Result<Record, BlockError> {
     decode_as(rec, true)
 }
 
-/// As [`decode`], without copying out the attributes and events (left `None`): what analyses
-/// over many traces read (pathways).
-pub fn decode_skeleton(rec: &[u8]) -> Result<Record, BlockError> {
-    decode_as(rec, false)
+/// The start and end of a raw record (nanoseconds), read from its fixed head without
+/// decoding the rest; `None` when the head is truncated.
+pub fn record_times(rec: &[u8]) -> Option<(u64, u64)> {
+    // trace_id[16] | span_id[8] | u8 has_parent [parent[8]] | kind | status | flags | start | end
+    let at = match *rec.get(24)? {
+        0 => 25,
+        _ => 33,
+    } + 3;
+    let word = |i: usize| -> Option<u64> {
+        let b: [u8; 8] = rec.get(i..i + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    };
+    Some((word(at)?, word(at + 8)?))
+}
+
+/// Decodes a record, with its attributes and events (`full`) or without them (left `None`,
+/// not copied): what summaries and analyses over many traces read.
+pub fn decode_with(rec: &[u8], full: bool) -> Result<Record, BlockError> {
+    decode_as(rec, full)
 }
 
 fn decode_as(rec: &[u8], full: bool) -> Result<Record, BlockError> {
@@ -495,6 +567,56 @@ mod tests {
         assert_eq!(recs[1].messaging.as_ref().unwrap().destination, "orders");
         assert_eq!(recs[0].attributes.as_deref(), Some("{\"k\":\"<v>\"}"));
         assert_eq!(recs[0].status_message.as_deref(), Some("boom"));
+    }
+
+    #[test]
+    fn record_times_read_the_head_as_decode_does() {
+        let mut b = BlockBuilder::default();
+        b.push(&span(1, false), None, 0);
+        b.push(&span(2, true), Some(7), 1);
+        let inflated = inflate(&b.finish()).unwrap();
+        for rec in records(&inflated) {
+            let r = decode(rec).unwrap();
+            assert_eq!(record_times(rec), Some((r.start, r.end)));
+            let head = 24 + if r.parent.is_some() { 9 } else { 1 } + 3 + 16;
+            assert_eq!(record_times(&rec[..head - 1]), None, "a truncated head");
+        }
+    }
+
+    #[test]
+    fn one_inflater_reads_blocks_of_any_size_in_turn() {
+        let block = |n: u8| {
+            let mut b = BlockBuilder::default();
+            for i in 1..=n {
+                b.push(&span(i, i % 2 == 0), None, 0);
+            }
+            b.finish()
+        };
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        conn.execute_batch("CREATE TABLE blocks (id INTEGER PRIMARY KEY, data BLOB)")
+            .unwrap();
+        let sizes = [40u8, 3, 25, 1];
+        for (id, &n) in sizes.iter().enumerate() {
+            conn.execute(
+                "INSERT INTO blocks (id, data) VALUES (?1, ?2)",
+                rusqlite::params![id as i64, block(n)],
+            )
+            .unwrap();
+        }
+        conn.execute(
+            "INSERT INTO blocks (id, data) VALUES (9, x'ffffff7f0102')",
+            [],
+        )
+        .unwrap();
+        let mut inflater = Inflater::default();
+        for (id, &n) in sizes.iter().enumerate() {
+            let want = inflate(&block(n)).unwrap();
+            let got = inflater.block(&conn, id as i64).unwrap().unwrap();
+            assert_eq!(got, want.as_slice(), "block {id}");
+            assert_eq!(records(got).count(), n as usize);
+        }
+        assert!(inflater.block(&conn, 9).unwrap().is_none(), "damaged");
+        assert!(inflater.block(&conn, 10).unwrap().is_none(), "gone");
     }
 
     #[test]

@@ -246,6 +246,15 @@ impl TraceReads for SqliteStore {
         self.read(|c| search::search_traces(c, &self.unwritten, q))
     }
 
+    fn search_traces_within(
+        &self,
+        q: &TraceQuery,
+        micros: std::ops::RangeInclusive<f64>,
+        limit: usize,
+    ) -> Result<TraceSearch, StoreError> {
+        self.read(|c| search::search_traces_within(c, &self.unwritten, q, micros, limit))
+    }
+
     fn trace(&self, id: TraceId) -> Result<Vec<StoredSpan>, StoreError> {
         self.read(|c| reader::trace(c, &self.unwritten, id))
     }

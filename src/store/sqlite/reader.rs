@@ -10,6 +10,7 @@ use crate::model::{
 };
 use rusqlite::{params, Connection, OptionalExtension};
 use std::collections::{BTreeMap, HashMap, HashSet};
+use std::time::Instant;
 
 pub fn topology(conn: &Connection, window: TimeWindow) -> Result<TopologyRows, StoreError> {
     let (first, last) = window.minutes();
@@ -230,15 +231,19 @@ pub fn linking_spans(
         LINKING_BLOCKS as i64
     ])?;
     let mut out: Vec<LinkingSpan> = Vec::new();
+    let mut inflater = block::Inflater::default();
+    let finder = memchr::memmem::Finder::new(hex.as_bytes());
     while let Some(r) = rows.next()? {
-        let data: Vec<u8> = r.get(0)?;
-        let Ok(inflated) = block::inflate(&data) else {
+        let rusqlite::types::ValueRef::Blob(data) = r.get_ref(0)? else {
             continue;
         };
-        if !inflated.windows(hex.len()).any(|w| w == hex.as_bytes()) {
+        let Ok(inflated) = inflater.inflate(data) else {
+            continue;
+        };
+        if finder.find(inflated).is_none() {
             continue;
         }
-        for rec in block::records(&inflated) {
+        for rec in block::records(inflated) {
             let Ok(s) = block::decode(rec) else { continue };
             let links_here =
                 s.trace_id != trace_id && s.links.as_deref().is_some_and(|l| l.contains(&hex));
@@ -262,147 +267,142 @@ fn json(text: Option<&str>, empty: serde_json::Value) -> serde_json::Value {
         .unwrap_or(empty)
 }
 
+/// The stored blocks that hold spans of these traces, each with the traces it holds of them.
+pub(super) type Holding = BTreeMap<i64, foldhash::HashSet<TraceId>>;
+
+pub(super) fn holding(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    ids: &[TraceId],
+) -> Result<Holding, StoreError> {
+    let mut by_block = Holding::new();
+    for &id in ids {
+        for block in super::trace_index::blocks_of(conn, unwritten, id.key())? {
+            by_block.entry(block).or_default().insert(id);
+        }
+    }
+    Ok(by_block)
+}
+
+/// Calls `each` with every stored record of the traces in `blocks` (the trace and the block
+/// it is in), reading each block once, newest first, into one buffer. Past `deadline`, no
+/// block is read: answers the block it stopped at (it and every older one unread).
+pub(super) fn each_record(
+    conn: &Connection,
+    blocks: &Holding,
+    deadline: Option<Instant>,
+    mut each: impl FnMut(TraceId, i64, &[u8]),
+) -> Result<Option<i64>, StoreError> {
+    let mut inflater = block::Inflater::default();
+    for (&id, wanted) in blocks.iter().rev() {
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            return Ok(Some(id));
+        }
+        let Some(inflated) = inflater.block(conn, id)? else {
+            continue;
+        };
+        for rec in block::records(inflated) {
+            // The trace key is the id's first half: the block may hold other traces'.
+            let trace = block::record_trace(rec).and_then(|t| TraceId::from_bytes(t).ok());
+            if let Some(t) = trace.filter(|t| wanted.contains(t)) {
+                each(t, id, rec);
+            }
+        }
+    }
+    Ok(None)
+}
+
+/// The records of these traces, without their attributes and events unless `full`, reading
+/// each block once (a search's results often share blocks).
+pub(super) fn records_by_trace(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    ids: &[TraceId],
+    full: bool,
+) -> Result<foldhash::HashMap<TraceId, Vec<block::Record>>, StoreError> {
+    let blocks = holding(conn, unwritten, ids)?;
+    let mut read: foldhash::HashMap<TraceId, Vec<(i64, block::Record)>> = Default::default();
+    each_record(conn, &blocks, None, |t, id, rec| {
+        match block::decode_with(rec, full) {
+            Ok(r) => read.entry(t).or_default().push((id, r)),
+            Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
+        }
+    })?;
+    let mut out: foldhash::HashMap<TraceId, Vec<block::Record>> = Default::default();
+    for (t, mut records) in read {
+        let copies_possible = blocks.values().filter(|w| w.contains(&t)).count() > 1
+            || records
+                .iter()
+                .any(|(_, r)| r.status == crate::model::StatusCode::Error);
+        if copies_possible && records.len() > 1 {
+            keep_newest_copies(&mut records);
+        }
+        out.insert(t, records.into_iter().map(|(_, r)| r).collect());
+    }
+    Ok(out)
+}
+
+/// Keeps one record of each span: its newest copy (a span stored again, marked failed after it
+/// was stored, see `backlog::Correction`), the last in the newest block that holds it. Blocks
+/// come newest first, each's records in the order they were written.
+fn keep_newest_copies(records: &mut Vec<(i64, block::Record)>) {
+    let mut newest: foldhash::HashMap<crate::model::SpanId, (i64, usize)> = Default::default();
+    for (i, (block, r)) in records.iter().enumerate() {
+        let place = newest.entry(r.span_id).or_insert((*block, i));
+        if (*block, i) > *place {
+            *place = (*block, i);
+        }
+    }
+    let mut i = 0;
+    records.retain(|(_, r)| {
+        let keep = newest.get(&r.span_id).is_some_and(|&(_, at)| at == i);
+        i += 1;
+        keep
+    });
+}
+
+/// Decodes a record into its trace's list (a damaged one is logged and left out).
+pub(super) fn decode_into(
+    out: &mut foldhash::HashMap<TraceId, Vec<block::Record>>,
+    trace: TraceId,
+    block: i64,
+    rec: &[u8],
+    full: bool,
+) {
+    match block::decode_with(rec, full) {
+        Ok(r) => out.entry(trace).or_default().push(r),
+        Err(e) => tracing::warn!(block, error = %e, "skipping a damaged record"),
+    }
+}
+
+/// The start of each of these traces and the end of its last span (nanoseconds), as
+/// [`summarize`] finds them, from the records' fixed heads alone (nothing else decoded).
+pub(super) fn times_by_trace(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    ids: &[TraceId],
+) -> Result<foldhash::HashMap<TraceId, (u64, u64)>, StoreError> {
+    let mut out: foldhash::HashMap<TraceId, (u64, u64)> = Default::default();
+    let blocks = holding(conn, unwritten, ids)?;
+    each_record(conn, &blocks, None, |t, _, rec| {
+        if let Some((start, end)) = block::record_times(rec) {
+            let e = out.entry(t).or_insert((start, end));
+            *e = (e.0.min(start), e.1.max(end));
+        }
+    })?;
+    Ok(out)
+}
+
 /// Every span of one trace, oldest first.
 pub fn trace(
     conn: &Connection,
     unwritten: &Unwritten,
     trace_id: TraceId,
 ) -> Result<Vec<StoredSpan>, StoreError> {
-    trace_cached(conn, unwritten, trace_id, &mut BlockCache::default())
-}
-
-/// Inflated blocks kept while one request reads several traces (a search's results often
-/// share blocks), up to [`BlockCache::MAX_BYTES`], each with where each trace's records are.
-#[derive(Default)]
-pub struct BlockCache {
-    blocks: foldhash::HashMap<i64, Option<CachedBlock>>,
-    bytes: usize,
-    /// Records are decoded without attributes and events ([`block::decode_skeleton`]).
-    skeletons: bool,
-}
-
-struct CachedBlock {
-    inflated: Vec<u8>,
-    /// Offset and length of each record, by trace: built when the block is read a second
-    /// time (a block read once is scanned, which is cheaper).
-    by_trace: Option<foldhash::HashMap<TraceId, Vec<(usize, usize)>>>,
-}
-
-impl CachedBlock {
-    fn index(inflated: &[u8]) -> foldhash::HashMap<TraceId, Vec<(usize, usize)>> {
-        let mut by_trace: foldhash::HashMap<TraceId, Vec<(usize, usize)>> = Default::default();
-        for rec in block::records(inflated) {
-            if let Some(t) = block::record_trace(rec).and_then(|t| TraceId::from_bytes(t).ok()) {
-                let at = rec.as_ptr() as usize - inflated.as_ptr() as usize;
-                by_trace.entry(t).or_default().push((at, rec.len()));
-            }
-        }
-        by_trace
-    }
-
-    fn records(&mut self, id: i64, trace_id: TraceId, full: bool) -> Vec<block::Record> {
-        let inflated = &self.inflated;
-        let by_trace = self.by_trace.get_or_insert_with(|| Self::index(inflated));
-        let places = by_trace.get(&trace_id).map(Vec::as_slice);
-        let mut out = Vec::new();
-        for &(at, len) in places.unwrap_or_default() {
-            let rec = &inflated[at..at + len];
-            let decoded = if full {
-                block::decode(rec)
-            } else {
-                block::decode_skeleton(rec)
-            };
-            match decoded {
-                Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
-            }
-        }
-        out
-    }
-}
-
-impl BlockCache {
-    const MAX_BYTES: usize = 64 * 1024 * 1024;
-
-    /// A cache whose records leave out attributes and events (for [`skeleton`] spans).
-    pub fn skeletons() -> BlockCache {
-        BlockCache {
-            skeletons: true,
-            ..BlockCache::default()
-        }
-    }
-
-    fn records(
-        &mut self,
-        conn: &Connection,
-        id: i64,
-        trace_id: TraceId,
-    ) -> Result<Vec<block::Record>, StoreError> {
-        let full = !self.skeletons;
-        if let Some(cached) = self.blocks.get_mut(&id) {
-            return Ok(cached
-                .as_mut()
-                .map(|c| c.records(id, trace_id, full))
-                .unwrap_or_default());
-        }
-        let Some(inflated) = block::inflated_block(conn, id)? else {
-            self.blocks.insert(id, None);
-            return Ok(Vec::new());
-        };
-        if self.bytes + inflated.len() > Self::MAX_BYTES {
-            return Ok(block::records_of(&inflated, id, trace_id, full));
-        }
-        self.bytes += inflated.len();
-        let out = block::records_of(&inflated, id, trace_id, full);
-        let cached = CachedBlock {
-            inflated,
-            by_trace: None,
-        };
-        self.blocks.insert(id, Some(cached));
-        Ok(out)
-    }
-}
-
-/// The records of one trace, reading blocks through `cache`.
-pub(super) fn trace_records(
-    conn: &Connection,
-    unwritten: &Unwritten,
-    trace_id: TraceId,
-    cache: &mut BlockCache,
-) -> Result<Vec<block::Record>, StoreError> {
-    let ids = super::trace_index::blocks_of(conn, unwritten, trace_id.key())?;
-    // Newest blocks first, each from its end: a span stored again (marked failed after it was
-    // stored, see `backlog::Correction`) is read from its newest copy.
-    let mut out = Vec::new();
-    for &id in &ids {
-        out.extend(cache.records(conn, id, trace_id)?.into_iter().rev());
-    }
-    let copies_possible = ids.len() > 1
-        || out
-            .iter()
-            .any(|r| r.status == crate::model::StatusCode::Error);
-    if copies_possible && out.len() > 1 {
-        keep_newest_copies(&mut out);
-    }
-    Ok(out)
-}
-
-/// Keeps the first record of each span (records are newest first where it matters).
-fn keep_newest_copies(out: &mut Vec<block::Record>) {
-    let mut seen: HashSet<crate::model::SpanId> = HashSet::with_capacity(out.len());
-    out.retain(|r| seen.insert(r.span_id));
-}
-
-/// Every span of one trace, oldest first.
-fn trace_cached(
-    conn: &Connection,
-    unwritten: &Unwritten,
-    trace_id: TraceId,
-    cache: &mut BlockCache,
-) -> Result<Vec<StoredSpan>, StoreError> {
+    let mut records = records_by_trace(conn, unwritten, &[trace_id], true)?;
     let mut resources: HashMap<i64, serde_json::Value> = HashMap::new();
     let mut spans = Vec::new();
-    for r in trace_records(conn, unwritten, trace_id, cache)? {
+    for r in records.remove(&trace_id).unwrap_or_default() {
         spans.push(full_span(conn, trace_id, r, &mut resources)?);
     }
     spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
@@ -458,10 +458,14 @@ pub fn trace_span(
         let Some(inflated) = block::inflated_block(conn, id)? else {
             continue;
         };
-        let found = block::records(&inflated).find(|rec| {
-            block::record_trace(rec) == Some(trace_id.as_bytes())
-                && block::record_span(rec) == Some(span_id.as_bytes())
-        });
+        // The last copy in the newest block holding the span is its newest (see
+        // `keep_newest_copies`).
+        let found = block::records(&inflated)
+            .filter(|rec| {
+                block::record_trace(rec) == Some(trace_id.as_bytes())
+                    && block::record_span(rec) == Some(span_id.as_bytes())
+            })
+            .last();
         let Some(rec) = found else { continue };
         match block::decode(rec) {
             Ok(r) => return full_span(conn, trace_id, r, &mut HashMap::new()).map(Some),

@@ -3,11 +3,12 @@
 
 use super::block::{self, Record};
 use super::postings::{self, Bloom, Extent};
-use super::reader::{skeleton, summarize, trace_records, BlockCache};
+use super::reader::{decode_into, each_record, holding, records_by_trace};
+use super::reader::{skeleton, summarize, times_by_trace};
 use super::trace_index::Unwritten;
 use super::StoreError;
 use crate::model::{StatusCode, TraceId};
-use crate::model::{TraceQuery, TraceSearch, TraceSet};
+use crate::model::{TraceQuery, TraceSearch, TraceSet, TraceSummary};
 use rusqlite::{params, params_from_iter, Connection, OptionalExtension};
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
@@ -83,17 +84,60 @@ pub fn search_traces(
     unwritten: &Unwritten,
     q: &TraceQuery,
 ) -> Result<TraceSearch, StoreError> {
-    let (found, complete) = newest(conn, q)?;
-    let mut traces = Vec::with_capacity(found.len());
-    let mut cache = BlockCache::default();
-    for id in found {
-        let records = trace_records(conn, unwritten, id, &mut cache)?;
-        if let Some(s) = summarize(id, records) {
-            traces.push(s);
-        }
-    }
-    traces.sort_by_key(|t| std::cmp::Reverse((t.start_unix_nanos, t.trace_id)));
+    // One read transaction for the search and the traces' blocks: the file's read lock is
+    // taken once, not for each statement.
+    let tx = conn.unchecked_transaction()?;
+    let (found, complete) = newest(&tx, q)?;
+    let traces = summaries(&tx, unwritten, &found)?;
     Ok(TraceSearch { traces, complete })
+}
+
+/// As [`search_traces`] over the newest `q.limit` matches, keeping the newest `limit` traces
+/// whose duration in microseconds is within `micros`. The durations are read from the
+/// records' heads; only the kept traces are decoded and summarised.
+pub fn search_traces_within(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    q: &TraceQuery,
+    micros: std::ops::RangeInclusive<f64>,
+    limit: usize,
+) -> Result<TraceSearch, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let (found, complete) = newest(&tx, q)?;
+    let times = times_by_trace(&tx, unwritten, &found)?;
+    let mut kept: Vec<(u64, TraceId)> = found
+        .iter()
+        .filter_map(|id| {
+            let &(start, end) = times.get(id)?;
+            let duration_micros = end.saturating_sub(start) / 1_000;
+            micros
+                .contains(&(duration_micros as f64))
+                .then_some((start, *id))
+        })
+        .collect();
+    kept.sort_unstable_by(|a, b| b.cmp(a));
+    kept.truncate(limit);
+    let ids: Vec<TraceId> = kept.into_iter().map(|(_, id)| id).collect();
+    let mut traces = summaries(&tx, unwritten, &ids)?;
+    // A damaged record counts in the heads but not in a summary: the bounds hold on what is
+    // shown.
+    traces.retain(|t| micros.contains(&(t.duration_micros as f64)));
+    Ok(TraceSearch { traces, complete })
+}
+
+/// The summaries of these traces (those stored), newest first.
+fn summaries(
+    conn: &Connection,
+    unwritten: &Unwritten,
+    ids: &[TraceId],
+) -> Result<Vec<TraceSummary>, StoreError> {
+    let mut records = records_by_trace(conn, unwritten, ids, false)?;
+    let mut traces: Vec<TraceSummary> = ids
+        .iter()
+        .filter_map(|id| summarize(*id, records.remove(id)?))
+        .collect();
+    traces.sort_by_key(|t| std::cmp::Reverse((t.start_unix_nanos, t.trace_id)));
+    Ok(traces)
 }
 
 /// The spans of the newest traces matching the query, newest first, for analyses over many
@@ -137,16 +181,42 @@ fn read_spans(
         search_complete: true,
         out_of_time: false,
     };
-    let mut cache = BlockCache::skeletons();
+    // Each block that holds any of the traces is read once, newest first, until the deadline;
+    // the traces are then taken in order while every block of each was read.
+    let blocks = holding(conn, unwritten, found)?;
+    let mut oldest_block: HashMap<TraceId, i64> = HashMap::new();
+    for (&block, traces) in &blocks {
+        for &t in traces {
+            oldest_block.entry(t).or_insert(block);
+        }
+    }
+    let mut records: foldhash::HashMap<TraceId, Vec<Record>> = Default::default();
+    let stopped = each_record(conn, &blocks, Some(deadline), |t, id, rec| {
+        decode_into(&mut records, t, id, rec, false)
+    })?;
+    let mut taken: HashMap<TraceId, usize> = HashMap::new();
     for &id in found {
-        if Instant::now() >= deadline {
+        let unread = stopped
+            .zip(oldest_block.get(&id))
+            .is_some_and(|(s, o)| *o <= s);
+        if unread {
             set.out_of_time = true;
             break;
         }
-        let records = trace_records(conn, unwritten, id, &mut cache)?;
-        let mut spans: Vec<_> = records.into_iter().map(|r| skeleton(id, r)).collect();
-        spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
+        let spans = match records.remove(&id) {
+            Some(records) => {
+                let mut spans: Vec<_> = records.into_iter().map(|r| skeleton(id, r)).collect();
+                spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
+                spans
+            }
+            // A trace listed twice is answered twice, as it was read the first time.
+            None => match taken.get(&id) {
+                Some(&at) => set.traces[at].clone(),
+                None => continue,
+            },
+        };
         if !spans.is_empty() {
+            taken.insert(id, set.traces.len());
             set.traces.push(spans);
         }
     }
@@ -169,6 +239,7 @@ fn newest(conn: &Connection, q: &TraceQuery) -> Result<(Vec<TraceId>, bool), Sto
     let mut estimate: HashMap<TraceId, u64> = HashMap::new();
     let (mut changed, mut threshold) = (false, 0u64);
     let (mut decoded, mut complete) = (0usize, true);
+    let mut inflater = block::Inflater::default();
     while let Some(r) = rows.next()? {
         let (id, min_start) = (r.get::<_, i64>(0)?, r.get::<_, i64>(1)? as u64);
         let block_newest = r.get::<_, i64>(2)? as u64;
@@ -198,7 +269,7 @@ fn newest(conn: &Connection, q: &TraceQuery) -> Result<(Vec<TraceId>, bool), Sto
                     break;
                 }
                 decoded += 1;
-                s.decode(conn, id, only.as_ref(), &mut note)?;
+                s.decode(conn, &mut inflater, id, only.as_ref(), &mut note)?;
             }
         }
     }
@@ -377,18 +448,19 @@ impl<'a> Search<'a> {
     fn decode(
         &self,
         conn: &Connection,
+        inflater: &mut block::Inflater,
         id: i64,
         only: Option<&HashSet<TraceId>>,
         note: &mut impl FnMut(TraceId, u64),
     ) -> Result<(), StoreError> {
-        let Some(inflated) = block::inflated_block(conn, id)? else {
+        let Some(inflated) = inflater.block(conn, id)? else {
             return Ok(());
         };
         let holds = |b: &[u8]| self.needles.iter().all(|n| n.find(b).is_some());
-        if !holds(&inflated) {
+        if !holds(inflated) {
             return Ok(());
         }
-        for rec in block::records(&inflated) {
+        for rec in block::records(inflated) {
             if !holds(rec) {
                 continue;
             }

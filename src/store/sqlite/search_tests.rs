@@ -407,3 +407,50 @@ fn recent_operations_are_the_stored_span_names() {
     assert_eq!(store.recent_operations(1).unwrap().len(), 1);
     store.shutdown();
 }
+
+/// Duration bounds read from the records' heads keep the same traces, in the same order and
+/// with the same summaries, as summarising every match and filtering the summaries.
+#[test]
+fn duration_bounds_keep_what_filtering_the_summaries_keeps() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    for r in generate(11, 150, 12) {
+        store.write_blocking(prepare(r)).unwrap();
+    }
+    // Spans last 500 us and start 7 us apart: a trace of n spans lasts 493 + 7n us.
+    let ranges = [
+        0.0..=f64::INFINITY,
+        505.0..=515.0,
+        0.0..=503.0,
+        520.0..=f64::INFINITY,
+        600.0..=700.0,
+    ];
+    for q in queries() {
+        let all = store.search_traces(&q).unwrap();
+        for micros in ranges.clone() {
+            for limit in [1, 5, 50] {
+                let want: Vec<String> = all
+                    .traces
+                    .iter()
+                    .filter(|t| micros.contains(&(t.duration_micros as f64)))
+                    .take(limit)
+                    .map(|t| format!("{t:?}"))
+                    .collect();
+                let got = store
+                    .search_traces_within(&q, micros.clone(), limit)
+                    .unwrap();
+                let got: Vec<String> = got.traces.iter().map(|t| format!("{t:?}")).collect();
+                assert_eq!(got, want, "{q:?} {micros:?} {limit}");
+            }
+        }
+    }
+    let narrow = store
+        .search_traces_within(&queries()[0], 505.0..=515.0, 10_000)
+        .unwrap();
+    let everything = store.search_traces(&queries()[0]).unwrap();
+    assert!(
+        !narrow.traces.is_empty() && narrow.traces.len() < everything.traces.len(),
+        "the bounds keep some traces and leave out others"
+    );
+    store.shutdown();
+}
