@@ -142,8 +142,9 @@ stop() {
 # threads) and rows and bytes read, per span. Merges in the background are not statements:
 # the store's total CPU above minus these is what they and the rest took.
 ch_statements() {
-    local since=$1 spans=$2
+    local since=$1 db=$2 spans
     ch "SYSTEM FLUSH LOGS" >/dev/null || true
+    spans=$(ch "SELECT greatest(count(), 1) FROM $db.spans")
     echo "  statements since the run's start (kind; count; CPU ms; CPU us, rows read, bytes read per span)"
     ch "SELECT substring(replaceRegexpAll(query, '[[:space:]]+', ' '), 1, 60) AS kind, count() AS n,
             round(sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
@@ -197,7 +198,7 @@ for setup in sqlite ch1 ch2; do
             --server-pid "$pid" --store-pid "$ch_pid"
         stop "$pid"
         ch_bytes_per_span "bench$n"
-        ch_statements "$since" "$spans"
+        ch_statements "$since" "bench$n"
         ;;
     ch2)
         url="http://127.0.0.1:$ch_http/bench$n"
@@ -211,7 +212,7 @@ for setup in sqlite ch1 ch2; do
         stop "$pid1"
         stop "$pid2"
         ch_bytes_per_span "bench$n"
-        ch_statements "$since" "$spans"
+        ch_statements "$since" "bench$n"
         ;;
     esac
     ch "DROP DATABASE IF EXISTS bench$n" >/dev/null || true
