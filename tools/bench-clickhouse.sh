@@ -73,12 +73,17 @@ cat >"$work/ch/config.xml" <<EOF
   <mark_cache_size>268435456</mark_cache_size>
   <uncompressed_cache_size>268435456</uncompressed_cache_size>
   <max_concurrent_queries>64</max_concurrent_queries>
+  <query_log>
+    <database>system</database>
+    <table>query_log</table>
+    <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+  </query_log>
 </yandex>
 EOF
 cat >"$work/ch/users.xml" <<EOF
 <?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_threads>2</max_threads></default></profiles>
+  <profiles><default><max_threads>2</max_threads><log_queries>1</log_queries></default></profiles>
   <users>
     <default>
       <password></password>
@@ -132,6 +137,26 @@ stop() {
     kill -9 "$1" 2>/dev/null || true
 }
 
+# What each kind of statement cost ClickHouse during one run (system.query_log since the
+# run's start, by the statement's first words): count, CPU (user + system time of its
+# threads) and rows and bytes read, per span. Merges in the background are not statements:
+# the store's total CPU above minus these is what they and the rest took.
+ch_statements() {
+    local since=$1 db=$2 spans
+    ch "SYSTEM FLUSH LOGS" >/dev/null || true
+    spans=$(ch "SELECT greatest(count(), 1) FROM $db.spans")
+    echo "  statements since the run's start (kind; count; CPU ms; CPU us, rows read, bytes read per span)"
+    ch "SELECT substring(replaceRegexpAll(query, '[[:space:]]+', ' '), 1, 60) AS kind, count() AS n,
+            round(sum(ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
+                + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')]) / 1000) AS cpu_ms,
+            round(cpu_ms * 1000 / $spans, 2) AS cpu_us_per_span,
+            round(sum(read_rows) / $spans, 2) AS rows_per_span,
+            round(sum(read_bytes) / $spans, 1) AS bytes_per_span
+        FROM system.query_log WHERE type = 2 AND event_time >= toDateTime($since)
+            AND query NOT LIKE '%system.%'
+        GROUP BY kind ORDER BY cpu_ms DESC LIMIT 14 FORMAT TSV" | sed 's/^/    /'
+}
+
 ch_bytes_per_span() {
     local db=$1 bytes rows
     bytes=$(ch "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '$db'")
@@ -155,6 +180,7 @@ for setup in sqlite ch1 ch2; do
     n=$((n + 1))
     echo
     echo "== ingest: $setup, $spans spans"
+    since=$(ch "SELECT toUInt32(now())")
     case $setup in
     sqlite)
         start_collector "s$n" --db "$work/s$n.db"
@@ -172,6 +198,7 @@ for setup in sqlite ch1 ch2; do
             --server-pid "$pid" --store-pid "$ch_pid"
         stop "$pid"
         ch_bytes_per_span "bench$n"
+        ch_statements "$since" "bench$n"
         ;;
     ch2)
         url="http://127.0.0.1:$ch_http/bench$n"
@@ -185,6 +212,7 @@ for setup in sqlite ch1 ch2; do
         stop "$pid1"
         stop "$pid2"
         ch_bytes_per_span "bench$n"
+        ch_statements "$since" "bench$n"
         ;;
     esac
     ch "DROP DATABASE IF EXISTS bench$n" >/dev/null || true

@@ -4,6 +4,7 @@
 //! and write timeouts. Errors are built from the failure's kind and ClickHouse's own message,
 //! never from the URL (which may hold credentials).
 
+use super::rowbinary::Rows;
 use super::url::ClickHouseUrl;
 use crate::store::StoreError;
 use base64::Engine as _;
@@ -196,12 +197,39 @@ impl Client {
     ) -> Result<Vec<T>, ClientError> {
         let body = format!("{sql}\nFORMAT JSONEachRow");
         let text = self.post(body.as_bytes(), None, in_database)?;
-        text.lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                serde_json::from_str(l).map_err(|e| ClientError::BadAnswer(format!("{e} in a row")))
-            })
-            .collect()
+        parse_rows(&text)
+    }
+
+    /// [`Client::rows`] with tables sent along with the query (ClickHouse's "external data":
+    /// a table the query reads by name, `WHERE (a, b) IN keys`, and that a distributed query
+    /// forwards to the shards). Sets of ids go this way rather than as SQL literals: no SQL is
+    /// parsed for them, which costs ClickHouse 18.16 more than the lookup itself.
+    pub fn rows_with<T: DeserializeOwned>(
+        &self,
+        sql: &str,
+        tables: &[External<'_>],
+    ) -> Result<Vec<T>, ClientError> {
+        let query = format!("{sql}\nFORMAT JSONEachRow");
+        let boundary = boundary(tables);
+        let mut body = Vec::with_capacity(tables.iter().map(|t| t.rows.buf.len() + 160).sum());
+        let mut params = vec![("query".to_string(), query)];
+        for t in tables {
+            params.push((format!("{}_structure", t.name), t.structure.to_string()));
+            params.push((format!("{}_format", t.name), "RowBinary".to_string()));
+            body.extend_from_slice(
+                format!(
+                    "--{boundary}\r\nContent-Disposition: form-data; name=\"{0}\"; filename=\"{0}\"\r\nContent-Type: application/octet-stream\r\n\r\n",
+                    t.name
+                )
+                .as_bytes(),
+            );
+            body.extend_from_slice(&t.rows.buf);
+            body.extend_from_slice(b"\r\n");
+        }
+        body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+        let content_type = format!("multipart/form-data; boundary={boundary}");
+        let text = self.send(&body, Some(&content_type), &params, true)?;
+        parse_rows(&text)
     }
 
     /// Inserts rows encoded as `RowBinary` (`rowbinary.rs`) into `table (columns)`; returns
@@ -217,12 +245,29 @@ impl Client {
         query: Option<&str>,
         in_database: bool,
     ) -> Result<String, ClientError> {
+        let params: Vec<(String, String)> = query
+            .map(|q| ("query".to_string(), q.to_string()))
+            .into_iter()
+            .collect();
+        self.send(body, None, &params, in_database)
+    }
+
+    fn send(
+        &self,
+        body: &[u8],
+        content_type: Option<&str>,
+        params: &[(String, String)],
+        in_database: bool,
+    ) -> Result<String, ClientError> {
         let mut req = self.agent.post(&self.endpoint);
         if in_database {
             req = req.query("database", &self.database);
         }
-        if let Some(q) = query {
-            req = req.query("query", q);
+        for (k, v) in params {
+            req = req.query(k, v);
+        }
+        if let Some(t) = content_type {
+            req = req.set("Content-Type", t);
         }
         let cluster = self.cluster.as_ref().map_or("", |_| CLUSTER_SETTINGS);
         for pair in SETTINGS.split('&').chain(cluster.split('&')) {
@@ -260,6 +305,39 @@ impl Client {
             )),
         }
     }
+}
+
+/// A table sent with a query ([`Client::rows_with`]): its name in the query, its columns
+/// (`name Type, ...`) and its rows in `RowBinary`.
+pub struct External<'a> {
+    pub name: &'static str,
+    pub structure: &'static str,
+    pub rows: &'a Rows,
+}
+
+/// A multipart boundary found in none of the tables' bytes.
+fn boundary(tables: &[External<'_>]) -> String {
+    let mut n = 0u64;
+    loop {
+        let b = format!("switchyard-{n:016x}");
+        let found = tables
+            .iter()
+            .any(|t| memchr::memmem::find(&t.rows.buf, b.as_bytes()).is_some());
+        if !found {
+            return b;
+        }
+        n = n.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
+/// Each line of a `JSONEachRow` answer.
+fn parse_rows<T: DeserializeOwned>(text: &str) -> Result<Vec<T>, ClientError> {
+    text.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            serde_json::from_str(l).map_err(|e| ClientError::BadAnswer(format!("{e} in a row")))
+        })
+        .collect()
 }
 
 fn read_capped(resp: ureq::Response) -> Result<String, ClientError> {

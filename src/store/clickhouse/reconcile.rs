@@ -30,7 +30,7 @@ use crate::accounting::Pairing;
 use crate::model::window::now_unix_nanos;
 use crate::model::{SpanId, TraceId};
 use crate::store::clickhouse::backlog::{self, ChBacklog, GroupBacklog};
-use crate::store::clickhouse::client::{Client, ClientError};
+use crate::store::clickhouse::client::{Client, ClientError, External};
 use crate::store::clickhouse::rowbinary::Rows;
 use crate::store::clickhouse::sql::{render, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -41,7 +41,7 @@ const CANDIDATES_PER_PASS: u64 = 10_000;
 /// Groups of duplicate first deliveries (publish, service, destination) taken back per pass at most.
 const DUPLICATES_PER_PASS: u64 = 1_000;
 /// Publishes whose deliveries are read back in one query at most.
-const RECALL_CHUNK: usize = 2_000;
+const RECALL_CHUNK: usize = 16_384;
 
 /// A wait: (referred trace, referred span, waiting trace, waiting span).
 pub type WaitKey = (TraceId, SpanId, TraceId, SpanId);
@@ -168,29 +168,30 @@ pub fn recall(
         service: String,
         destination: String,
     }
+    let (et, es) = except.unwrap_or((TraceId([0; 16]), SpanId([0; 8])));
+    let q = render(
+        "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s, service, destination
+         FROM deliveries WHERE (trace_id, span_id) IN publishes
+         AND NOT (by_trace = ? AND by_span = ?)",
+        &[Value::Trace(et), Value::Span(es)],
+    )?;
     for chunk in publishes.chunks(RECALL_CHUNK) {
-        let (mut traces, mut spans) = (Vec::new(), Vec::new());
+        let mut rows = Rows::default();
         for (t, s) in chunk {
-            traces.push(Value::Trace(*t));
-            spans.push(Value::Span(*s));
+            rows.fixed(&t.0).fixed(&s.0);
+            rows.end_row();
         }
-        let (et, es) = except.unwrap_or((TraceId([0; 16]), SpanId([0; 8])));
-        let q = render(
-            "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s, service, destination
-             FROM deliveries WHERE trace_id IN ? AND span_id IN ?
-             AND NOT (by_trace = ? AND by_span = ?)",
-            &[
-                Value::List(traces),
-                Value::List(spans),
-                Value::Trace(et),
-                Value::Span(es),
-            ],
-        )?;
-        for d in client.rows::<D>(&q)? {
+        let table = External {
+            name: "publishes",
+            structure: "t FixedString(16), s FixedString(8)",
+            rows: &rows,
+        };
+        let asked: std::collections::HashSet<_> = chunk.iter().collect();
+        for d in client.rows_with::<D>(&q, &[table])? {
             let (Ok(t), Ok(s)) = (TraceId::from_hex(&d.t), SpanId::from_hex(&d.s)) else {
                 continue;
             };
-            if chunk.contains(&(t, s)) {
+            if asked.contains(&(t, s)) {
                 delivered.remember(t, s, &d.service, &d.destination);
             }
         }

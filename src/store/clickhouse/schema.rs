@@ -16,7 +16,7 @@ use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
 /// The newest version this build writes.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
 /// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
@@ -110,6 +110,14 @@ const V3: &[&str] = &["CREATE TABLE IF NOT EXISTS partition_minutes (
         published Int64, consumed Int64
     ) ENGINE = SummingMergeTree PARTITION BY day ORDER BY (destination, minute, partition_id, service)"];
 
+/// Version 4: every stored span's key by its start second, so that the writer finds which
+/// of a group's spans are stored already (re-sent, maybe to another collector) by reading the
+/// few seconds its spans start in, not every span of the day (`spans` is ordered by trace).
+/// `key` is the span's hash (`accounting::memory::span_hash`, the writer's own memory's key).
+const V4: &[&str] = &["CREATE TABLE IF NOT EXISTS span_keys (
+        day Date, second UInt32, key UInt64
+    ) ENGINE = MergeTree PARTITION BY day ORDER BY (second, key)"];
+
 /// Every table of the schema but the version table.
 pub const DATA_TABLES: &[&str] = &[
     "spans",
@@ -125,6 +133,7 @@ pub const DATA_TABLES: &[&str] = &[
     "pair_minutes",
     "deliveries",
     "partition_minutes",
+    "span_keys",
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
@@ -143,6 +152,7 @@ fn shard_key(table: &str) -> Option<&'static str> {
         "edge_minutes" | "service_minutes" | "partition_minutes" => "rand()",
         "consumer_instances" => "cityHash64(minute, destination, service, instance)",
         "nodes" => "cityHash64(id)",
+        "span_keys" => "key",
         "broker_snapshots" => "cityHash64(broker)",
         "broker_figures" => "cityHash64(node)",
         _ => return None,
@@ -151,7 +161,7 @@ fn shard_key(table: &str) -> Option<&'static str> {
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
 
-/// A statement of [`V1`]/[`V2`]/[`V3`] as a cluster's server runs it: the table created as
+/// A statement of [`V1`]..[`V4`] as a cluster's server runs it: the table created as
 /// `TABLE_local`, then the distributed table `TABLE` in front of the cluster's local tables.
 fn clustered(statement: &str, cluster: &str, database: &str) -> Result<[String; 2], StoreError> {
     let unknown = || StoreError::Backend("a schema statement without a shard key".into());
@@ -252,7 +262,7 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
     client.execute(VERSION_TABLE, true)?;
     let found = current(client)?;
     supported(found)?;
-    let steps: &[&[&str]] = &[V1, V2, V3];
+    let steps: &[&[&str]] = &[V1, V2, V3, V4];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
         if version <= found {

@@ -71,6 +71,59 @@ fn inserts_in_row_binary_read_back() {
 }
 
 #[test]
+fn tables_sent_with_a_query_are_read_whole_whatever_their_bytes() {
+    let c = client();
+    // Hostile strings, and bytes that look like the multipart framing the tables travel in:
+    // the first boundary the client would pick, a CRLF, a closing delimiter.
+    let mut texts: Vec<String> = super::sql::tests_hostile()
+        .iter()
+        .map(|t| t.to_string())
+        .collect();
+    texts.push("--switchyard-0000000000000000\r\n".into());
+    texts.push("\r\n--switchyard-0000000000000000--\r\n".into());
+    let mut rows = rowbinary::Rows::default();
+    for (i, text) in texts.iter().enumerate() {
+        rows.u64(i as u64).str(text);
+        rows.end_row();
+    }
+    let mut ids = rowbinary::Rows::default();
+    for i in [1u64, 3, 1_000] {
+        ids.u64(i);
+        ids.end_row();
+    }
+    #[derive(serde::Deserialize)]
+    struct R {
+        n: u64,
+        s: String,
+    }
+    let back: Vec<R> = c
+        .rows_with(
+            "SELECT n, s FROM texts WHERE n NOT IN ids ORDER BY n",
+            &[
+                client::External {
+                    name: "texts",
+                    structure: "n UInt64, s String",
+                    rows: &rows,
+                },
+                client::External {
+                    name: "ids",
+                    structure: "n UInt64",
+                    rows: &ids,
+                },
+            ],
+        )
+        .unwrap();
+    let want: Vec<(u64, &str)> = texts
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| ![1, 3].contains(i))
+        .map(|(i, t)| (i as u64, t.as_str()))
+        .collect();
+    let got: Vec<(u64, &str)> = back.iter().map(|r| (r.n, r.s.as_str())).collect();
+    assert_eq!(got, want);
+}
+
+#[test]
 fn errors_say_what_failed_and_whether_to_retry() {
     let c = client();
     let e = c.rows::<S>("SELECT s FROM no_such_table").unwrap_err();

@@ -5,7 +5,7 @@
 //! A failed group leaves the writer's memory stale: it is rebuilt before the next group.
 
 use super::backlog::{self, ChBacklog, GroupBacklog};
-use super::client::{Client, ClientError};
+use super::client::{Client, ClientError, External};
 use super::rowbinary::Rows;
 use super::sql::{render, Value};
 use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
@@ -255,18 +255,21 @@ impl Writer {
         &mut self,
         group: &[(WriteBatch, Reply)],
     ) -> Result<Vec<WriteOutcome>, ClientError> {
-        let (existing, waited_for) = self.lookup(group)?;
+        let Lookup {
+            existing,
+            waited_for,
+            fresh,
+        } = self.lookup(group)?;
         // Spans of this group that stored spans wait for, whichever collector stored them.
         self.pending.extend(waited_for);
         // Which services the publishes this group's consumes refer to reached, whichever
-        // collector stored those deliveries (also after a restart).
-        reconcile::recall(
-            &self.client,
-            &mut self.delivered,
-            &referred_publishes(group),
-            None,
-        )?;
+        // collector stored those deliveries (also after a restart). A publish first stored by
+        // this group has no deliveries anywhere yet: not read.
+        let mut publishes = referred_publishes(group);
+        publishes.retain(|(t, s)| !fresh.contains(&span_hash(*t, *s)));
+        reconcile::recall(&self.client, &mut self.delivered, &publishes, None)?;
         let mut spans = Rows::default();
+        let mut keys = Rows::default();
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
         self.group.clear();
@@ -290,9 +293,7 @@ impl Writer {
                         }
                         let pairable = pairable(s.kind, s.messaging.as_ref().map(|m| m.operation));
                         let hash = span_hash(s.trace_id, s.span_id);
-                        if existing.contains(&(s.trace_id, s.span_id))
-                            || !self.seen.insert(hash, pairable)
-                        {
+                        if existing.contains(&hash) || !self.seen.insert(hash, pairable) {
                             outcome.duplicates += 1;
                             continue;
                         }
@@ -314,6 +315,10 @@ impl Writer {
                             Some(marked) => span_row(&mut spans, &marked, flags),
                             None => span_row(&mut spans, p, flags),
                         }
+                        keys.date(s.start_unix_nanos)
+                            .u32(start_second(s.start_unix_nanos))
+                            .u64(hash);
+                        keys.end_row();
                         outcome.stored += 1;
                     }
                 }
@@ -327,9 +332,15 @@ impl Writer {
         let [flags, waits, done] = backlog::encode(&self.group);
         let deliveries = reconcile::delivery_rows(&self.delivered.take_journal());
         let (stats, new_nodes, observed) = self.stats_rows();
-        let c = &self.client;
+        // The spans first: what follows (their keys above all: a span whose key is stored
+        // counts as stored) only once they are. The rest at once, each on a connection of
+        // its own (ClickHouse answers an insert when its part is written: the group waits for
+        // the slowest, not for the sum).
+        if spans.count > 0 {
+            self.client.insert("spans", SPAN_COLUMNS, &spans.buf)?;
+        }
         let inserts: [(&str, &str, &Rows); 12] = [
-            ("spans", SPAN_COLUMNS, &spans),
+            ("span_keys", KEY_COLUMNS, &keys),
             ("deliveries", reconcile::DELIVERY_COLUMNS, &deliveries),
             ("span_flags", backlog::FLAG_COLUMNS, &flags),
             ("pending_refs", backlog::WAIT_COLUMNS, &waits),
@@ -342,72 +353,94 @@ impl Writer {
             ("broker_snapshots", SNAPSHOT_COLUMNS, &brokers[0]),
             ("broker_figures", FIGURE_COLUMNS, &brokers[1]),
         ];
-        for (table, columns, rows) in inserts {
-            if rows.count > 0 {
-                c.insert(table, columns, &rows.buf)?;
-            }
-        }
-        backlog::mark_failed(c, &self.group)?;
+        insert_all(&self.client, &inserts)?;
+        // Spans found redelivered after they were stored: an error copy of each (reads prefer it).
+        backlog::mark_failed(&self.client, &self.group)?;
         self.known_nodes.extend(new_nodes);
         self.group.clear();
         crate::telemetry::METRICS.graph.record(&observed);
         Ok(outcomes)
     }
 
-    /// What ClickHouse knows of the group's new spans, in two primary-key lookups: those it
-    /// already holds (sent before, maybe to another collector or before a restart), and the
-    /// hashes of those that stored spans wait for (maybe stored through another collector).
-    #[allow(clippy::type_complexity)]
-    fn lookup(
-        &self,
-        group: &[(WriteBatch, Reply)],
-    ) -> Result<(std::collections::HashSet<(TraceId, SpanId)>, Vec<u64>), ClientError> {
-        let mut traces: Vec<Value<'_>> = Vec::new();
-        let mut spans: Vec<Value<'_>> = Vec::new();
-        let mut seen_traces = HashSet::default();
+    /// What ClickHouse knows of the group's new spans (those not in the writer's memory), in
+    /// two lookups with the spans' keys sent as tables (no SQL literals): those it already
+    /// holds (sent before, maybe to another collector or before a restart), read from
+    /// `span_keys` in the seconds the spans start in only; and those that stored spans wait
+    /// for (maybe stored through another collector), from `pending_refs`.
+    fn lookup(&self, group: &[(WriteBatch, Reply)]) -> Result<Lookup, ClientError> {
+        let mut keys = Rows::default();
+        let mut refs = Rows::default();
+        let mut days = std::collections::BTreeSet::new();
+        let mut seconds = std::collections::BTreeSet::new();
+        let mut fresh = HashSet::default();
         for (write, _) in group {
             if let WriteBatch::Spans(list) = write {
                 for p in list {
                     let s = &p.span;
-                    if self.seen.get(span_hash(s.trace_id, s.span_id)).is_some() {
+                    let hash = span_hash(s.trace_id, s.span_id);
+                    if self.seen.get(hash).is_some() || !fresh.insert(hash) {
                         continue;
                     }
-                    if seen_traces.insert(s.trace_id) {
-                        traces.push(Value::Trace(s.trace_id));
-                    }
-                    spans.push(Value::Span(s.span_id));
+                    keys.u64(hash);
+                    keys.end_row();
+                    refs.fixed(&s.trace_id.0).fixed(&s.span_id.0);
+                    refs.end_row();
+                    days.insert(s.start_unix_nanos / DAY_NANOS);
+                    seconds.insert(start_second(s.start_unix_nanos));
                 }
             }
         }
-        let mut existing = std::collections::HashSet::new();
-        let mut waited_for = Vec::new();
-        if spans.is_empty() {
-            return Ok((existing, waited_for));
+        let mut out = Lookup::default();
+        if fresh.is_empty() {
+            return Ok(out);
         }
+        #[derive(serde::Deserialize)]
+        struct Key {
+            key: u64,
+        }
+        let days = days
+            .into_iter()
+            .map(|d| Value::Day(d * DAY_NANOS))
+            .collect();
+        let seconds = seconds.into_iter().map(|s| Value::U64(s.into())).collect();
+        let q = render(
+            "SELECT key FROM span_keys WHERE day IN ? AND second IN ? AND key IN keys",
+            &[Value::List(days), Value::List(seconds)],
+        )?;
+        let table = External {
+            name: "keys",
+            structure: "key UInt64",
+            rows: &keys,
+        };
+        out.existing.extend(
+            self.client
+                .rows_with::<Key>(&q, &[table])?
+                .into_iter()
+                .map(|k| k.key),
+        );
         #[derive(serde::Deserialize)]
         struct K {
             t: String,
             s: String,
         }
-        let ids = |k: K| Some((TraceId::from_hex(&k.t).ok()?, SpanId::from_hex(&k.s).ok()?));
-        let values = [Value::List(traces), Value::List(spans)];
-        let q = render(
-            "SELECT hex(trace_id) AS t, hex(span_id) AS s FROM spans WHERE trace_id IN ? AND span_id IN ?",
-            &values,
-        )?;
-        existing.extend(self.client.rows::<K>(&q)?.into_iter().filter_map(ids));
-        let q = render(
-            "SELECT DISTINCT hex(ref_trace) AS t, hex(ref_span) AS s FROM pending_refs WHERE ref_trace IN ? AND ref_span IN ?",
-            &values,
-        )?;
-        waited_for.extend(
+        let table = External {
+            name: "refs",
+            structure: "t FixedString(16), s FixedString(8)",
+            rows: &refs,
+        };
+        out.waited_for.extend(
             self.client
-                .rows::<K>(&q)?
+                .rows_with::<K>(
+                    "SELECT DISTINCT hex(ref_trace) AS t, hex(ref_span) AS s FROM pending_refs WHERE (ref_trace, ref_span) IN refs",
+                    &[table],
+                )?
                 .into_iter()
-                .filter_map(ids)
+                .filter_map(|k| Some((TraceId::from_hex(&k.t).ok()?, SpanId::from_hex(&k.s).ok()?)))
                 .map(|(t, s)| span_hash(t, s)),
         );
-        Ok((existing, waited_for))
+        fresh.retain(|h| !out.existing.contains(h));
+        out.fresh = fresh;
+        Ok(out)
     }
 
     /// The group's statistics as rows of their tables (edges, services, consumer instances,
@@ -462,6 +495,50 @@ impl Writer {
         }
         (out, new_nodes, observed)
     }
+}
+
+/// What [`Writer::lookup`] found of a group's spans (by their hash, `span_hash`).
+#[derive(Default)]
+struct Lookup {
+    /// Stored already.
+    existing: HashSet<u64>,
+    /// Waited for by stored spans.
+    waited_for: Vec<u64>,
+    /// Neither in the writer's memory nor stored: stored first by this group.
+    fresh: HashSet<u64>,
+}
+
+const DAY_NANOS: u64 = 86_400_000_000_000;
+
+/// A span's start second, as `span_keys` orders it.
+fn start_second(unix_nanos: u64) -> u32 {
+    u32::try_from(unix_nanos / 1_000_000_000).unwrap_or(u32::MAX)
+}
+
+/// Inserts every table's rows that has any, each on a thread of its own; the first error.
+fn insert_all(client: &Client, inserts: &[(&str, &str, &Rows)]) -> Result<(), ClientError> {
+    let todo: Vec<_> = inserts.iter().filter(|(_, _, r)| r.count > 0).collect();
+    if let [(table, columns, rows)] = todo[..] {
+        return client.insert(table, columns, &rows.buf);
+    }
+    std::thread::scope(|scope| {
+        let running: Vec<_> = todo
+            .iter()
+            .map(|(table, columns, rows)| {
+                scope.spawn(move || client.insert(table, columns, &rows.buf))
+            })
+            .collect();
+        let mut first = Ok(());
+        for r in running {
+            let done = r
+                .join()
+                .unwrap_or_else(|_| Err(ClientError::BadAnswer("an insert thread failed".into())));
+            if first.is_ok() {
+                first = done;
+            }
+        }
+        first
+    })
 }
 
 /// An edge delta's columns, from `minute` on (as `edge_minutes` and `pair_minutes` hold them).
@@ -524,6 +601,7 @@ fn clone_error(e: &ClientError) -> ClientError {
     }
 }
 
+const KEY_COLUMNS: &str = "day, second, key";
 pub const SPAN_COLUMNS: &str = "day, trace_id, span_id, parent_span_id, start_unix_nanos, end_unix_nanos, service, service_namespace, service_instance, name, kind, status, status_message, scope, msg_system, msg_destination, msg_operation, msg_consumer_group, msg_message_id, msg_conversation_id, peer, attributes, resource, events, links, link_trace_ids, flags";
 const EDGE_COLUMNS: &str = "day, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos";
 const SERVICE_COLUMNS: &str = "day, minute, service, spans, errors";
