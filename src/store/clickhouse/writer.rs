@@ -6,6 +6,7 @@
 
 use super::backlog::{self, ChBacklog, GroupBacklog};
 use super::client::{Client, ClientError};
+use super::index;
 use super::rowbinary::Rows;
 use super::sql::{render, Value};
 use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
@@ -267,6 +268,7 @@ impl Writer {
             None,
         )?;
         let mut spans = Rows::default();
+        let mut terms = index::GroupTerms::default();
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
         self.group.clear();
@@ -310,10 +312,10 @@ impl Writer {
                             delivered: &mut self.delivered,
                         };
                         let flags = pairing.analyse(s, p.db_system.as_deref(), &p.marks)?;
-                        match crate::store::insert::marked_failed(p, flags) {
-                            Some(marked) => span_row(&mut spans, &marked, flags),
-                            None => span_row(&mut spans, p, flags),
-                        }
+                        let marked = crate::store::insert::marked_failed(p, flags);
+                        let stored = marked.as_ref().unwrap_or(p);
+                        span_row(&mut spans, stored, flags);
+                        terms.add(&stored.span);
                         outcome.stored += 1;
                     }
                 }
@@ -328,7 +330,11 @@ impl Writer {
         let deliveries = reconcile::delivery_rows(&self.delivered.take_journal());
         let (stats, new_nodes, observed) = self.stats_rows();
         let c = &self.client;
-        let inserts: [(&str, &str, &Rows); 12] = [
+        let terms = terms.take_rows();
+        // The index first: a group refused after it is sent again whole and indexed again
+        // (rows that collapse), whereas spans found stored are not indexed again.
+        let inserts: [(&str, &str, &Rows); 13] = [
+            ("trace_terms", index::TERM_COLUMNS, &terms),
             ("spans", SPAN_COLUMNS, &spans),
             ("deliveries", reconcile::DELIVERY_COLUMNS, &deliveries),
             ("span_flags", backlog::FLAG_COLUMNS, &flags),
