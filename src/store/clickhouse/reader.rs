@@ -234,7 +234,7 @@ fn exact(
     if !straddling.is_empty() {
         let only: Vec<TraceId> = straddling.into_iter().map(|(t, _)| t).collect();
         out.extend(matching(client, q, Some(only), limit)?);
-        out.sort_by(|a, b| b.1.cmp(&a.1));
+        out.sort_by_key(|f| std::cmp::Reverse(f.1));
         out.truncate(limit);
     }
     Ok((out, complete))
