@@ -143,6 +143,20 @@ impl Client {
         }
     }
 
+    /// This client with another read timeout, for a statement that may run long (the index
+    /// backfill of a migration); connect and write timeouts are the defaults.
+    pub fn with_read_timeout(&self, read: Duration) -> Client {
+        let d = Timeouts::default();
+        let mut c = self.clone();
+        c.agent = ureq::AgentBuilder::new()
+            .timeout_connect(d.connect)
+            .timeout_read(read)
+            .timeout_write(d.write)
+            .max_idle_connections_per_host(1)
+            .build();
+        c
+    }
+
     /// This client, sending the settings distributed tables need, for a cluster's servers.
     pub fn in_cluster(mut self, cluster: Cluster) -> Client {
         self.cluster = Some(Arc::new(cluster));

@@ -10,6 +10,7 @@
 //! - [`rowbinary`]: insert bodies.
 //! - [`retention`]: day partitions older than the retention dropped.
 //! - [`schema`]: tables and their migrations (version table, newer refused).
+//! - `index.rs`: the trace search index (`trace_terms`), written with each group's spans.
 //! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
 //!   table), with the reconciliation pass (`reconcile.rs`) that pairs what collectors racing
 //!   each other missed; `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
@@ -17,6 +18,7 @@
 mod backlog;
 pub mod client;
 pub mod cluster;
+mod index;
 mod reader;
 pub mod retention;
 pub mod rowbinary;

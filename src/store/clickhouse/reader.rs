@@ -2,6 +2,7 @@
 //! two queries; answers are capped by the client (64 MiB) and by `LIMIT`s here.
 
 use super::client::{Client, ClientError};
+use super::index;
 use super::sql::{render, Value};
 use crate::model::{
     LinkingSpan, Operation, SpanId, SpanKind, StatusCode, StoredMessaging, StoredSpan, TraceId,
@@ -189,13 +190,21 @@ pub fn span_count(client: &Client) -> Result<u64, StoreError> {
     Ok(rows.first().map_or(0, |r| r.n))
 }
 
-/// Traces with a span that meets every condition of the query, newest first.
+/// Traces a search checks against their spans at most: the candidates of several conditions
+/// (or an attribute with others), and the traces whose matching spans straddle the window's
+/// start. Past it, the answer says it may be incomplete.
+const CANDIDATES: usize = 10_000;
+
+/// Traces with a span that meets every condition of the query, newest first (by the earliest
+/// such span in the window). The index (`index.rs`) answers one condition alone; several, or
+/// an attribute with others, give candidates that their spans settle; an attribute alone is
+/// checked on the window's spans.
 pub fn search_traces(client: &Client, q: &TraceQuery) -> Result<TraceSearch, StoreError> {
-    let found = find(client, q)?;
+    let (found, complete) = find(client, q)?;
     if found.is_empty() {
         return Ok(TraceSearch {
             traces: Vec::new(),
-            complete: true,
+            complete,
         });
     }
     let mut by_trace: BTreeMap<TraceId, Vec<StoredSpan>> = BTreeMap::new();
@@ -207,29 +216,149 @@ pub fn search_traces(client: &Client, q: &TraceQuery) -> Result<TraceSearch, Sto
         .filter_map(|(id, spans)| summarize(id, spans))
         .collect();
     traces.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nanos));
-    Ok(TraceSearch {
-        traces,
-        complete: true,
-    })
+    Ok(TraceSearch { traces, complete })
 }
 
-/// The spans of the newest traces matching the query, newest first: the search's one query,
+/// The spans of the newest traces matching the query, newest first: the search's queries,
 /// then [`traces`] (not a query per trace).
 pub fn search_spans(
     client: &Client,
     q: &TraceQuery,
     deadline: std::time::Instant,
 ) -> Result<crate::model::TraceSet, StoreError> {
-    let found = find(client, q)?;
+    let (found, _) = find(client, q)?;
     traces(client, &found, deadline)
 }
 
-/// The ids of the newest traces matching the query, newest first.
-fn find(client: &Client, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
+/// The ids of the newest traces matching the query, newest first, and whether no newer match
+/// may have been left out.
+fn find(client: &Client, q: &TraceQuery) -> Result<(Vec<TraceId>, bool), StoreError> {
+    let limit = q.limit.clamp(1, SEARCH_LIMIT);
+    let terms = index::query_terms(q);
+    let (found, complete) = match terms.as_slice() {
+        [] => (matching(client, q, None, limit)?, true),
+        [term] if q.attribute.is_none() => exact(client, q, term, limit)?,
+        _ => candidates(client, q, &terms, limit)?,
+    };
+    Ok((found.into_iter().map(|(t, _)| t).collect(), complete))
+}
+
+#[derive(serde::Deserialize)]
+struct Found {
+    trace: String,
+    start: u64,
+}
+
+fn found(rows: Vec<Found>) -> Vec<(TraceId, u64)> {
+    rows.into_iter()
+        .filter_map(|f| Some((TraceId::from_hex(&f.trace).ok()?, f.start)))
+        .collect()
+}
+
+/// The window's bounds on index rows: a row covers at most a bucket of starts, so the rows of
+/// spans in the window start at most a bucket before it, and end in it or after.
+fn term_window(q: &TraceQuery, sql: &mut String, values: &mut Vec<Value<'_>>) {
+    if let Some(w) = &q.window {
+        let from = w.since_unix_nanos.saturating_sub(index::BUCKET_NANOS);
+        sql.push_str(
+            " AND day >= ? AND day <= ? AND first_unix_nanos >= ? AND first_unix_nanos < ?
+             AND last_unix_nanos >= ?",
+        );
+        values.extend([
+            Value::Day(from),
+            Value::Day(w.until_unix_nanos),
+            Value::U64(from),
+            Value::U64(w.until_unix_nanos),
+            Value::U64(w.since_unix_nanos),
+        ]);
+    }
+}
+
+/// One term answers the query: the newest traces from the index alone, and those whose rows
+/// straddle the window's start (only their spans tell whether one is in the window) settled by
+/// their spans.
+fn exact(
+    client: &Client,
+    q: &TraceQuery,
+    term: &str,
+    limit: usize,
+) -> Result<(Vec<(TraceId, u64)>, bool), StoreError> {
+    let since = q.window.map_or(0, |w| w.since_unix_nanos);
+    let rows = |straddling: bool, n: usize| -> Result<Vec<Found>, StoreError> {
+        let mut sql = String::from(
+            "SELECT hex(trace_id) AS trace, minIf(first_unix_nanos, first_unix_nanos >= ?) AS start
+             FROM trace_terms WHERE term = ?",
+        );
+        let mut values = vec![Value::U64(since), Value::Str(term)];
+        term_window(q, &mut sql, &mut values);
+        sql.push_str(" GROUP BY trace_id HAVING max(first_unix_nanos < ?) = ?");
+        values.extend([Value::U64(since), Value::U64(u64::from(straddling))]);
+        sql.push_str(&format!(" ORDER BY start DESC LIMIT {n}"));
+        Ok(client.rows::<Found>(&query(&sql, &values)?)?)
+    };
+    let mut out = found(rows(false, limit)?);
+    if since == 0 {
+        return Ok((out, true));
+    }
+    let straddling = found(rows(true, CANDIDATES)?);
+    let complete = straddling.len() < CANDIDATES;
+    if !straddling.is_empty() {
+        let only: Vec<TraceId> = straddling.into_iter().map(|(t, _)| t).collect();
+        out.extend(matching(client, q, Some(only), limit)?);
+        out.sort_by_key(|f| std::cmp::Reverse(f.1));
+        out.truncate(limit);
+    }
+    Ok((out, complete))
+}
+
+/// Several conditions (or an attribute with one): the newest [`CANDIDATES`] traces with a
+/// span under every term, settled by their spans (one span must meet every condition). Past
+/// the bound, the answer is complete only when its last trace is newer than every candidate
+/// left out could be.
+fn candidates(
+    client: &Client,
+    q: &TraceQuery,
+    terms: &[String],
+    limit: usize,
+) -> Result<(Vec<(TraceId, u64)>, bool), StoreError> {
+    let mut sql = String::from(
+        "SELECT hex(trace_id) AS trace, max(last_unix_nanos) AS start FROM trace_terms
+         WHERE term IN ?",
+    );
+    let mut values = vec![Value::List(
+        terms.iter().map(|t| Value::Str(t.as_str())).collect(),
+    )];
+    term_window(q, &mut sql, &mut values);
+    sql.push_str(" GROUP BY trace_id HAVING uniqExact(term) = ?");
+    values.push(Value::U64(terms.len() as u64));
+    sql.push_str(&format!(" ORDER BY start DESC LIMIT {CANDIDATES}"));
+    let candidates = found(client.rows::<Found>(&query(&sql, &values)?)?);
+    let Some(&(_, oldest)) = candidates.last() else {
+        return Ok((Vec::new(), true));
+    };
+    let all = candidates.len() < CANDIDATES;
+    let only = candidates.into_iter().map(|(t, _)| t).collect();
+    let out = matching(client, q, Some(only), limit)?;
+    let complete = all || (out.len() >= limit && out.last().is_some_and(|l| l.1 > oldest));
+    Ok((out, complete))
+}
+
+/// Traces with a span meeting every condition (among `only`, when given), with the earliest
+/// such span's start, newest first, at most `limit`: read from `spans`.
+fn matching(
+    client: &Client,
+    q: &TraceQuery,
+    only: Option<Vec<TraceId>>,
+    limit: usize,
+) -> Result<Vec<(TraceId, u64)>, StoreError> {
     let mut sql = String::from(
         "SELECT hex(trace_id) AS trace, min(start_unix_nanos) AS start FROM spans WHERE 1",
     );
     let mut values = Vec::new();
+    if let Some(only) = only {
+        sql.push_str(" AND trace_id IN ?");
+        values.push(Value::List(only.into_iter().map(Value::Trace).collect()));
+    }
     if let Some(s) = &q.service {
         sql.push_str(" AND service = ?");
         values.push(Value::Str(s));
@@ -264,19 +393,10 @@ fn find(client: &Client, q: &TraceQuery) -> Result<Vec<TraceId>, StoreError> {
             Value::U64(w.until_unix_nanos),
         ]);
     }
-    let limit = q.limit.clamp(1, SEARCH_LIMIT);
     sql.push_str(&format!(
         " GROUP BY trace_id ORDER BY start DESC LIMIT {limit}"
     ));
-    #[derive(serde::Deserialize)]
-    struct Found {
-        trace: String,
-    }
-    Ok(client
-        .rows::<Found>(&query(&sql, &values)?)?
-        .into_iter()
-        .filter_map(|f| TraceId::from_hex(&f.trace).ok())
-        .collect())
+    Ok(found(client.rows::<Found>(&query(&sql, &values)?)?))
 }
 
 /// A trace's summary from its spans.

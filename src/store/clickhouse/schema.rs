@@ -12,11 +12,12 @@
 //! server's own (not distributed), and every server is migrated.
 
 use super::client::{Client, ClientError, LOCAL_SUFFIX};
+use super::index;
 use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
 /// The newest version this build writes.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
 /// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
@@ -118,6 +119,10 @@ const V4: &[&str] = &["CREATE TABLE IF NOT EXISTS span_keys (
         day Date, second UInt32, key UInt64
     ) ENGINE = MergeTree PARTITION BY day ORDER BY (second, key)"];
 
+/// Version 5: the trace search index (`index.rs`), filled from the spans already stored
+/// ([`index::backfill`], on each server's own tables).
+const V5: &[&str] = &[index::CREATE];
+
 /// Every table of the schema but the version table.
 pub const DATA_TABLES: &[&str] = &[
     "spans",
@@ -134,6 +139,7 @@ pub const DATA_TABLES: &[&str] = &[
     "deliveries",
     "partition_minutes",
     "span_keys",
+    "trace_terms",
 ];
 
 const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
@@ -147,7 +153,7 @@ const VERSION_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_version (
 /// shard), the summed minute tables anywhere.
 fn shard_key(table: &str) -> Option<&'static str> {
     Some(match table {
-        "spans" | "span_flags" | "deliveries" => "cityHash64(trace_id)",
+        "spans" | "span_flags" | "deliveries" | "trace_terms" => "cityHash64(trace_id)",
         "pending_refs" | "pending_done" | "pair_minutes" => "cityHash64(ref_trace)",
         "edge_minutes" | "service_minutes" | "partition_minutes" => "rand()",
         "consumer_instances" => "cityHash64(minute, destination, service, instance)",
@@ -161,7 +167,7 @@ fn shard_key(table: &str) -> Option<&'static str> {
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
 
-/// A statement of [`V1`]..[`V4`] as a cluster's server runs it: the table created as
+/// A statement of [`V1`]..[`V5`] as a cluster's server runs it: the table created as
 /// `TABLE_local`, then the distributed table `TABLE` in front of the cluster's local tables.
 fn clustered(statement: &str, cluster: &str, database: &str) -> Result<[String; 2], StoreError> {
     let unknown = || StoreError::Backend("a schema statement without a shard key".into());
@@ -262,7 +268,7 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
     client.execute(VERSION_TABLE, true)?;
     let found = current(client)?;
     supported(found)?;
-    let steps: &[&[&str]] = &[V1, V2, V3, V4];
+    let steps: &[&[&str]] = &[V1, V2, V3, V4, V5];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
         if version <= found {
@@ -278,6 +284,9 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
                 }
             }
         }
+        if version == 5 {
+            backfill_index(client, cluster.is_some())?;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -290,6 +299,34 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
         client.execute(&insert, true)?;
     }
     Ok(VERSION)
+}
+
+/// How long one day's index backfill may take (a read timeout: ClickHouse answers the
+/// statement when it is done).
+const BACKFILL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// Indexes the spans a server stored before version 5 (on a cluster, its local tables), one
+/// statement per day, each answered when done.
+fn backfill_index(client: &Client, local: bool) -> Result<(), StoreError> {
+    let suffix = if local { LOCAL_SUFFIX } else { "" };
+    let (terms, spans) = (format!("trace_terms{suffix}"), format!("spans{suffix}"));
+    #[derive(serde::Deserialize)]
+    struct D {
+        day: String,
+    }
+    let days: Vec<D> = client.rows(&format!(
+        "SELECT DISTINCT toString(day) AS day FROM {spans} ORDER BY day"
+    ))?;
+    let long = client.with_read_timeout(BACKFILL_TIMEOUT);
+    for d in days {
+        let statement = render(
+            &format!("{} WHERE day = toDate(?)", index::backfill(&terms, &spans)),
+            &[Value::Str(&d.day)],
+        )
+        .map_err(|e| StoreError::Backend(e.to_string()))?;
+        long.execute(&statement, true)?;
+    }
+    Ok(())
 }
 
 /// The newest version of the database over its servers (every server of a cluster).

@@ -28,12 +28,32 @@ struct Edge {
     last_seen: u64,
 }
 
-/// Every edge delta: the writers' (`edge_minutes`) and the reconciliation pass's, one row per
-/// wait and edge however many collectors settled it (`pair_minutes FINAL`).
+/// Every edge delta of a window's minutes: the writers' (`edge_minutes`) and the
+/// reconciliation pass's, one row per wait and edge however many collectors settled it
+/// (`pair_minutes FINAL`). The window is in each branch (its days and minutes: 18.16 does not
+/// move an outer `WHERE` into a `UNION ALL`, and `FINAL` reads every part it is not kept
+/// from); [`edge_window`] gives its values.
 const EDGES: &str = "(SELECT minute, from_node, to_node, kind, via, count, errors,
     latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos FROM edge_minutes
+    WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?
     UNION ALL SELECT minute, from_node, to_node, kind, via, count, errors, latency_sum_micros,
-    latency, first_seen_unix_nanos, last_seen_unix_nanos FROM pair_minutes FINAL)";
+    latency, first_seen_unix_nanos, last_seen_unix_nanos FROM pair_minutes FINAL
+    WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?)";
+
+/// The values of [`EDGES`]'s placeholders for the minutes `first..=last`.
+fn edge_window(first: i64, last: i64) -> [Value<'static>; 8] {
+    let day = |m: i64| Value::Day(u64::try_from(m).unwrap_or(0).saturating_mul(60_000_000_000));
+    [
+        day(first),
+        day(last),
+        Value::I64(first),
+        Value::I64(last),
+        day(first),
+        day(last),
+        Value::I64(first),
+        Value::I64(last),
+    ]
+}
 
 fn hex_bytes(text: &str) -> Vec<u8> {
     (0..text.len() / 2)
@@ -50,10 +70,9 @@ pub fn topology(client: &Client, window: TimeWindow) -> Result<TopologyRows, Sto
          sum(errors) AS errors, sum(latency_sum_micros) AS latency_sum,
          groupArray(hex(latency)) AS sketches, min(first_seen_unix_nanos) AS first_seen,
          max(last_seen_unix_nanos) AS last_seen
-         FROM {EDGES} WHERE minute >= ? AND minute <= ?
-         GROUP BY from_node, to_node, kind, via"
+         FROM {EDGES} GROUP BY from_node, to_node, kind, via"
         ),
-        &range,
+        &edge_window(first, last),
     )?;
     let mut merged: BTreeMap<(String, String, i64, String), EdgeRow> = BTreeMap::new();
     for e in client.rows::<Edge>(&q)? {
@@ -268,21 +287,21 @@ pub fn node_minutes(
                 "SELECT minute, sum(if(kind = ?, 0, count)) AS count, sum(if(kind = ?, errors, 0)) AS errors
              FROM {EDGES}
              WHERE ((to_node = ? AND kind IN ?) OR (from_node = ? AND kind = ?))
-             AND minute >= ? AND minute <= ? GROUP BY minute"
+             GROUP BY minute"
             ),
-            &[
-                Value::I64(failure),
-                Value::I64(failure),
-                Value::Str(node_id),
-                Value::List(vec![
-                    Value::I64(EdgeKind::Publish.as_i64()),
-                    Value::I64(EdgeKind::Route.as_i64()),
-                ]),
-                Value::Str(node_id),
-                Value::I64(failure),
-                Value::I64(first),
-                Value::I64(last),
-            ],
+            &[Value::I64(failure), Value::I64(failure)]
+                .into_iter()
+                .chain(edge_window(first, last))
+                .chain([
+                    Value::Str(node_id),
+                    Value::List(vec![
+                        Value::I64(EdgeKind::Publish.as_i64()),
+                        Value::I64(EdgeKind::Route.as_i64()),
+                    ]),
+                    Value::Str(node_id),
+                    Value::I64(failure),
+                ])
+                .collect::<Vec<_>>(),
         )?
     };
     let mut out: BTreeMap<i64, MinuteRow> = BTreeMap::new();
@@ -301,17 +320,18 @@ pub fn node_minutes(
         &format!(
             "SELECT minute, sum(count) AS count, sum(errors) AS errors,
              sum(latency_sum_micros) AS delay FROM {EDGES}
-             WHERE {side} = ? AND minute >= ? AND minute <= ? AND kind IN ? GROUP BY minute"
+             WHERE {side} = ? AND kind IN ? GROUP BY minute"
         ),
-        &[
-            Value::Str(node_id),
-            Value::I64(first),
-            Value::I64(last),
-            Value::List(vec![
-                Value::I64(EdgeKind::Consume.as_i64()),
-                Value::I64(second.as_i64()),
-            ]),
-        ],
+        &edge_window(first, last)
+            .into_iter()
+            .chain([
+                Value::Str(node_id),
+                Value::List(vec![
+                    Value::I64(EdgeKind::Consume.as_i64()),
+                    Value::I64(second.as_i64()),
+                ]),
+            ])
+            .collect::<Vec<_>>(),
     )?;
     for r in client.rows::<M>(&delays)? {
         let m = out.entry(r.minute).or_default();

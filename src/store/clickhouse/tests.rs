@@ -832,3 +832,157 @@ fn recent_operations_are_the_stored_span_names() {
     assert_eq!(store.recent_operations(1).unwrap().len(), 1);
     store.shutdown();
 }
+
+/// Trace ids found by a search, sorted, and whether it says it is complete.
+fn searched(store: &ClickHouseStore, q: crate::model::TraceQuery) -> (Vec<u8>, bool) {
+    use crate::store::TraceReads;
+    let found = store
+        .search_traces(&crate::model::TraceQuery { limit: 10, ..q })
+        .unwrap();
+    let mut ids: Vec<u8> = found.traces.iter().map(|t| t.trace_id.0[0]).collect();
+    ids.sort();
+    (ids, found.complete)
+}
+
+#[test]
+fn search_reads_the_index_and_settles_what_it_cannot_tell_on_the_spans() {
+    use crate::model::testing::{span, T0};
+    use crate::model::{SpanKind, StatusCode, TimeWindow, TraceQuery};
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let minute = 60_000_000_000;
+    // T0 starts an index bucket; the window starts 5 minutes into it.
+    let since = T0 + 5 * minute;
+    let at = |mut s: crate::model::Span, t: u64| {
+        s.start_unix_nanos = t;
+        s.end_unix_nanos = t + 1_000;
+        s
+    };
+    let mut failed_b = at(span(62, 2, Some(1), "b", SpanKind::Client), since + minute);
+    failed_b.status = StatusCode::Error;
+    let mut failed_a = at(span(63, 1, None, "a", SpanKind::Server), since + minute);
+    failed_a.status = StatusCode::Error;
+    let mut other_name = at(span(64, 2, Some(1), "b", SpanKind::Client), since + minute);
+    other_name.name = "checkout".into();
+    let mut named = at(span(65, 1, None, "a", SpanKind::Server), since + 2 * minute);
+    named.name = "checkout".into();
+    write(
+        &store,
+        vec![
+            // Straddles the window's start: one index row from before it to after it.
+            at(span(60, 1, None, "a", SpanKind::Server), since - minute),
+            at(span(60, 2, Some(1), "a", SpanKind::Server), since + minute),
+            // Before the window only, in the same bucket.
+            at(span(61, 1, None, "a", SpanKind::Server), since - minute),
+            // a succeeded and b failed: not a failed span of a.
+            at(span(62, 1, None, "a", SpanKind::Server), since + minute),
+            failed_b,
+            failed_a,
+            // a and a span named checkout, but not one span of a named checkout.
+            at(span(64, 1, None, "a", SpanKind::Server), since + minute),
+            other_name,
+            named,
+        ],
+    );
+    let window = TimeWindow::new(since, since + 60 * minute);
+    let (by_service, complete) = searched(
+        &store,
+        TraceQuery {
+            service: Some("a".into()),
+            window,
+            ..TraceQuery::default()
+        },
+    );
+    assert_eq!(
+        by_service,
+        [60, 62, 63, 64, 65],
+        "not 61: before the window"
+    );
+    assert!(complete);
+    let (errors, _) = searched(
+        &store,
+        TraceQuery {
+            service: Some("a".into()),
+            errors_only: true,
+            window,
+            ..TraceQuery::default()
+        },
+    );
+    assert_eq!(errors, [63]);
+    let (both, complete) = searched(
+        &store,
+        TraceQuery {
+            service: Some("a".into()),
+            operation: Some("checkout".into()),
+            window,
+            ..TraceQuery::default()
+        },
+    );
+    assert_eq!(both, [65], "64's conditions hold on two spans, not one");
+    assert!(complete);
+    let (everything, _) = searched(
+        &store,
+        TraceQuery {
+            window,
+            ..TraceQuery::default()
+        },
+    );
+    assert_eq!(everything, [60, 62, 63, 64, 65]);
+    let (unbounded, _) = searched(&store, TraceQuery::default());
+    assert_eq!(unbounded, [60, 61, 62, 63, 64, 65]);
+    // The index is what answers: emptied, a service search finds nothing, while an
+    // attribute alone (not indexed) is still read from the spans.
+    let c = Client::new(&url, Timeouts::default());
+    c.execute("TRUNCATE TABLE trace_terms", true).unwrap();
+    let (gone, _) = searched(
+        &store,
+        TraceQuery {
+            service: Some("a".into()),
+            ..TraceQuery::default()
+        },
+    );
+    assert!(gone.is_empty(), "{gone:?}");
+    store.shutdown();
+}
+
+#[test]
+fn spans_stored_before_the_index_are_indexed_by_the_migration() {
+    use crate::model::testing::span;
+    use crate::model::{SpanKind, StatusCode, TraceQuery};
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let mut failed = span(71, 1, None, "orders", SpanKind::Server);
+    failed.status = StatusCode::Error;
+    write(
+        &store,
+        vec![span(70, 1, None, "cart", SpanKind::Server), failed],
+    );
+    store.shutdown();
+    // Back to version 3, as a database written before the index: no index table.
+    let c = Client::new(&url, Timeouts::default());
+    c.execute("DROP TABLE trace_terms", true).unwrap();
+    c.execute("TRUNCATE TABLE schema_version", true).unwrap();
+    c.execute(
+        "INSERT INTO schema_version (version, applied_unix_seconds) VALUES (1, 0), (2, 0), (3, 0)",
+        true,
+    )
+    .unwrap();
+    let store = open(&url).unwrap();
+    assert_eq!(schema::current(&c).unwrap(), schema::VERSION);
+    let service = |s: &str| TraceQuery {
+        service: Some(s.into()),
+        ..TraceQuery::default()
+    };
+    assert_eq!(searched(&store, service("cart")).0, [70]);
+    assert_eq!(searched(&store, service("orders")).0, [71]);
+    let errors = TraceQuery {
+        errors_only: true,
+        ..TraceQuery::default()
+    };
+    assert_eq!(searched(&store, errors).0, [71]);
+    assert_eq!(searched(&store, TraceQuery::default()).0, [70, 71]);
+    // A span stored after the migration is indexed by the writer, once.
+    write(&store, vec![span(72, 1, None, "cart", SpanKind::Server)]);
+    assert_eq!(searched(&store, service("cart")).0, [70, 72]);
+    store.shutdown();
+}

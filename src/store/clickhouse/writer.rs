@@ -6,6 +6,7 @@
 
 use super::backlog::{self, ChBacklog, GroupBacklog};
 use super::client::{Client, ClientError, External};
+use super::index;
 use super::rowbinary::Rows;
 use super::sql::{render, Value};
 use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
@@ -270,6 +271,7 @@ impl Writer {
         reconcile::recall(&self.client, &mut self.delivered, &publishes, None)?;
         let mut spans = Rows::default();
         let mut keys = Rows::default();
+        let mut terms = index::GroupTerms::default();
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
         self.group.clear();
@@ -311,10 +313,10 @@ impl Writer {
                             delivered: &mut self.delivered,
                         };
                         let flags = pairing.analyse(s, p.db_system.as_deref(), &p.marks)?;
-                        match crate::store::insert::marked_failed(p, flags) {
-                            Some(marked) => span_row(&mut spans, &marked, flags),
-                            None => span_row(&mut spans, p, flags),
-                        }
+                        let marked = crate::store::insert::marked_failed(p, flags);
+                        let stored = marked.as_ref().unwrap_or(p);
+                        span_row(&mut spans, stored, flags);
+                        terms.add(&stored.span);
                         keys.date(s.start_unix_nanos)
                             .u32(start_second(s.start_unix_nanos))
                             .u64(hash);
@@ -332,10 +334,17 @@ impl Writer {
         let [flags, waits, done] = backlog::encode(&self.group);
         let deliveries = reconcile::delivery_rows(&self.delivered.take_journal());
         let (stats, new_nodes, observed) = self.stats_rows();
-        // The spans first: what follows (their keys above all: a span whose key is stored
-        // counts as stored) only once they are. The rest at once, each on a connection of
-        // its own (ClickHouse answers an insert when its part is written: the group waits for
-        // the slowest, not for the sum).
+        let terms = terms.take_rows();
+        // The index first: a group refused after it is sent again whole and indexed again
+        // (rows that collapse), whereas spans found stored are not indexed again. Then the
+        // spans: what follows (their keys above all: a span whose key is stored counts as
+        // stored) only once they are. The rest at once, each on a connection of its own
+        // (ClickHouse answers an insert when its part is written: the group waits for the
+        // slowest, not for the sum).
+        if terms.count > 0 {
+            self.client
+                .insert("trace_terms", index::TERM_COLUMNS, &terms.buf)?;
+        }
         if spans.count > 0 {
             self.client.insert("spans", SPAN_COLUMNS, &spans.buf)?;
         }
