@@ -262,6 +262,15 @@ struct StatusRow {
 const FAILED_SPAN: &str = "SELECT status, status_message, attributes FROM spans
     WHERE trace_id = ? AND span_id = ? ORDER BY status DESC LIMIT 1";
 
+/// The search index's error terms of a span marked failed after it was stored (its row was
+/// indexed as it was then): written before the copy, as the writer indexes before it stores.
+const FAILED_TERMS: &str = "INSERT INTO trace_terms (day, term, first_unix_nanos,
+    last_unix_nanos, trace_id)
+    SELECT day, term, start_unix_nanos, start_unix_nanos, trace_id
+    FROM (SELECT day, service, start_unix_nanos, trace_id FROM spans
+        WHERE trace_id = ? AND span_id = ? LIMIT 1)
+    ARRAY JOIN ['e', concat('e:', service)] AS term";
+
 const FAILED_COPY: &str = "INSERT INTO spans (day, trace_id, span_id, parent_span_id,
     start_unix_nanos, end_unix_nanos, service, service_namespace, service_instance, name, kind,
     status, status_message, scope, msg_system, msg_destination, msg_operation,
@@ -290,6 +299,9 @@ pub fn mark_failed(client: &Client, group: &GroupBacklog) -> Result<(), ClientEr
         else {
             continue;
         };
+        let q =
+            render(FAILED_TERMS, &[Value::Trace(trace), Value::Span(span)]).map_err(template)?;
+        client.execute(&q, true)?;
         let q = render(
             FAILED_COPY,
             &[

@@ -321,13 +321,22 @@ pub(super) fn records_by_trace(
     full: bool,
 ) -> Result<foldhash::HashMap<TraceId, Vec<block::Record>>, StoreError> {
     let blocks = holding(conn, unwritten, ids)?;
-    let mut read: foldhash::HashMap<TraceId, Vec<(i64, block::Record)>> = Default::default();
+    let mut read = Tagged::default();
     each_record(conn, &blocks, None, |t, id, rec| {
-        match block::decode_with(rec, full) {
-            Ok(r) => read.entry(t).or_default().push((id, r)),
-            Err(e) => tracing::warn!(block = id, error = %e, "skipping a damaged record"),
-        }
+        decode_into(&mut read, t, id, rec, full)
     })?;
+    Ok(newest_copies(&blocks, read))
+}
+
+/// Records read by trace, each with the block it was read from.
+pub(super) type Tagged = foldhash::HashMap<TraceId, Vec<(i64, block::Record)>>;
+
+/// The records read, one per span ([`keep_newest_copies`] where a trace may hold copies:
+/// spans in several blocks, or a failed one).
+pub(super) fn newest_copies(
+    blocks: &Holding,
+    read: Tagged,
+) -> foldhash::HashMap<TraceId, Vec<block::Record>> {
     let mut out: foldhash::HashMap<TraceId, Vec<block::Record>> = Default::default();
     for (t, mut records) in read {
         let copies_possible = blocks.values().filter(|w| w.contains(&t)).count() > 1
@@ -339,7 +348,7 @@ pub(super) fn records_by_trace(
         }
         out.insert(t, records.into_iter().map(|(_, r)| r).collect());
     }
-    Ok(out)
+    out
 }
 
 /// Keeps one record of each span: its newest copy (a span stored again, marked failed after it
@@ -361,16 +370,11 @@ fn keep_newest_copies(records: &mut Vec<(i64, block::Record)>) {
     });
 }
 
-/// Decodes a record into its trace's list (a damaged one is logged and left out).
-pub(super) fn decode_into(
-    out: &mut foldhash::HashMap<TraceId, Vec<block::Record>>,
-    trace: TraceId,
-    block: i64,
-    rec: &[u8],
-    full: bool,
-) {
+/// Decodes a record into its trace's list with its block (a damaged one is logged and left
+/// out).
+pub(super) fn decode_into(out: &mut Tagged, trace: TraceId, block: i64, rec: &[u8], full: bool) {
     match block::decode_with(rec, full) {
-        Ok(r) => out.entry(trace).or_default().push(r),
+        Ok(r) => out.entry(trace).or_default().push((block, r)),
         Err(e) => tracing::warn!(block, error = %e, "skipping a damaged record"),
     }
 }

@@ -3,7 +3,7 @@
 
 use super::block::{self, Record};
 use super::postings::{self, Bloom, Extent};
-use super::reader::{decode_into, each_record, holding, records_by_trace};
+use super::reader::{decode_into, each_record, holding, newest_copies, records_by_trace, Tagged};
 use super::reader::{skeleton, summarize, times_by_trace};
 use super::trace_index::Unwritten;
 use super::StoreError;
@@ -190,10 +190,12 @@ fn read_spans(
             oldest_block.entry(t).or_insert(block);
         }
     }
-    let mut records: foldhash::HashMap<TraceId, Vec<Record>> = Default::default();
+    let mut read = Tagged::default();
     let stopped = each_record(conn, &blocks, Some(deadline), |t, id, rec| {
-        decode_into(&mut records, t, id, rec, false)
+        decode_into(&mut read, t, id, rec, false)
     })?;
+    // One record per span: a span stored again (marked failed) is read as its newest copy.
+    let mut records = newest_copies(&blocks, read);
     let mut taken: HashMap<TraceId, usize> = HashMap::new();
     for &id in found {
         let unread = stopped

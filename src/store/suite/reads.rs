@@ -379,6 +379,30 @@ pub fn a_second_delivery_to_one_consumer_is_a_redelivered_error(h: &dyn Harness)
             .unwrap();
         assert_eq!(summary.traces[0].error_count, 1, "{case}");
         assert_eq!(summary.traces[0].span_count, 3, "{case}");
+        // What pathways read: each span once, the redelivery as its failed copy.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let set = store
+            .search_spans(
+                &TraceQuery {
+                    limit: 10,
+                    ..TraceQuery::default()
+                },
+                deadline,
+            )
+            .unwrap();
+        let read: Vec<(u8, StatusCode)> = set.traces[0]
+            .iter()
+            .map(|s| (s.span_id.0[0], s.status))
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (1, StatusCode::Unset),
+                (2, StatusCode::Unset),
+                (3, StatusCode::Error)
+            ],
+            "{case}: pathways' read"
+        );
         store.shutdown();
     }
 }
