@@ -284,8 +284,10 @@
     else if (to.kind === "destination") { filter += (filter ? "&" : "") + "destination=" + encodeURIComponent(to.name); }
     show([
       el("h3", {}, [selectButton(e.from), " \u2192 ", selectButton(e.to)]),
-      facts([["Kind", e.kind], ["Count", e.count], ["Errors", e.errors], ["Rate", rate(e.rate_per_sec)],
+      facts([["Kind", e.kind], ["Count", e.count], ["Errors", e.errors], ["Rate over the window", rate(e.rate_per_sec)],
         [latencyName + " p50", micros(l.p50_micros)], ["p90", micros(l.p90_micros)], ["p99", micros(l.p99_micros)],
+        // A stream's events read again: apart from the count and the delay above.
+        ["Replayed", e.replays ? e.replays.count + ", p99 " + micros(e.replays.latency.p99_micros) : ""],
         ["Consumer instances", e.instances != null ? e.instances : ""]])
     ].concat(sections([panel.recentTraces(filter, panelContext(), e.errors > 0)])));
   }
@@ -296,7 +298,7 @@
       el("h3", {}, [selectButton(d.from), " \u2192 ", selectButton(d.to)]),
       el("p", {}, ["via ", selectButton(d.via)]),
       facts([["Messages", d.count != null ? d.count : "inferred (no traced pair)"],
-        ["Rate", d.count != null ? rate(d.count / windowSecs(topology)) : ""],
+        ["Rate over the window", d.count != null ? rate(d.count / windowSecs(topology)) : ""],
         ["Publish \u2192 consume p50", d.count != null ? micros(l.p50_micros) : ""], ["p99", d.count != null ? micros(l.p99_micros) : ""]])
     ].concat(sections([panel.recentTraces(filter, panelContext())])));
   }

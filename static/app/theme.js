@@ -31,6 +31,13 @@
         label();
       });
     }
+    // The main links keep the page's time window (the page names it on its nav).
+    var nav = document.querySelector("nav[data-window]"), kept = nav ? nav.getAttribute("data-window") : "";
+    if (kept) {
+      document.querySelectorAll("a[data-keeps-window]").forEach(function (a) {
+        a.setAttribute("href", a.getAttribute("href").split("?")[0] + "?" + kept);
+      });
+    }
     // Window pickers: choosing a preset applies it at once; "custom" shows the range.
     document.querySelectorAll("select[data-autosubmit]").forEach(function (select) {
       select.addEventListener("change", function () {

@@ -191,6 +191,44 @@ impl Browser {
         self.send("DELETE", "/actions", None);
     }
 
+    /// A real mouse drag with the left button, from one viewport point to another.
+    pub fn drag(&self, from: (f64, f64), to: (f64, f64)) {
+        let at = |p: (f64, f64)| {
+            json!({"type": "pointerMove", "duration": 0, "origin": "viewport",
+                   "x": p.0.round() as i64, "y": p.1.round() as i64})
+        };
+        let mid = ((from.0 + to.0) / 2.0, (from.1 + to.1) / 2.0);
+        let actions = json!({"actions": [{
+            "type": "pointer", "id": "mouse", "parameters": {"pointerType": "mouse"},
+            "actions": [at(from), {"type": "pointerDown", "button": 0}, at(mid), at(to),
+                        {"type": "pointerUp", "button": 0}]
+        }]});
+        self.send("POST", "/actions", Some(actions));
+        self.send("DELETE", "/actions", None);
+    }
+
+    /// Types `text` into the first element matching `css` as the keyboard would, after
+    /// clearing it.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css);
+        self.send("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.send(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        );
+    }
+
+    /// Sends keys to the first element matching `css`, after what it holds.
+    pub fn press(&self, css: &str, keys: &str) {
+        let id = self.find(css);
+        self.send(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": keys })),
+        );
+    }
+
     /// Runs a Chrome DevTools Protocol command through chromedriver.
     pub fn cdp(&self, cmd: &str, params: Value) -> Value {
         self.send(

@@ -295,3 +295,74 @@ pub fn rfc3339(unix_nanos: u64) -> String {
         .format(&time::format_description::well_known::Rfc3339)
         .expect("RFC 3339")
 }
+
+/// The requests of `set` with every time (span start and end, event times) moved by one
+/// offset so that the last span ends at `last_end_unix_nanos`: ids, names, attributes and the
+/// time between spans as recorded. Gzip bodies come back uncompressed (the offset is applied
+/// to the decoded request); JSON bodies stay JSON, with times as decimal strings.
+pub fn retimed(set: &str, last_end_unix_nanos: u64) -> Vec<Fixture> {
+    let files = load(set);
+    let last = files
+        .iter()
+        .flat_map(|f| &f.spans)
+        .map(|s| s.end_unix_nanos.max(s.start_unix_nanos))
+        .max()
+        .expect("spans");
+    let offset = i128::from(last_end_unix_nanos) - i128::from(last);
+    let shift = |t: u64| -> u64 {
+        if t == 0 {
+            0
+        } else {
+            u64::try_from(i128::from(t) + offset).expect("a time after 1970")
+        }
+    };
+    files
+        .into_iter()
+        .map(|mut f| {
+            if f.is_json() {
+                let mut root: Value = serde_json::from_slice(&f.plain_body()).expect("JSON");
+                let at = |v: &mut Value| {
+                    let t: u64 = match &*v {
+                        Value::Null => return,
+                        Value::String(s) => s.parse().expect("decimal nanos"),
+                        other => other.as_u64().expect("a time"),
+                    };
+                    *v = Value::String(shift(t).to_string());
+                };
+                for rs in root["resourceSpans"].as_array_mut().expect("resourceSpans") {
+                    for ss in rs["scopeSpans"].as_array_mut().expect("scopeSpans") {
+                        for s in ss["spans"].as_array_mut().expect("spans") {
+                            at(&mut s["startTimeUnixNano"]);
+                            at(&mut s["endTimeUnixNano"]);
+                            for e in s["events"].as_array_mut().into_iter().flatten() {
+                                at(&mut e["timeUnixNano"]);
+                            }
+                        }
+                    }
+                }
+                f.body = serde_json::to_vec(&root).expect("JSON");
+            } else {
+                let mut req = f.request();
+                for s in req
+                    .resource_spans
+                    .iter_mut()
+                    .flat_map(|rs| &mut rs.scope_spans)
+                    .flat_map(|ss| &mut ss.spans)
+                {
+                    s.start_time_unix_nano = shift(s.start_time_unix_nano);
+                    s.end_time_unix_nano = shift(s.end_time_unix_nano);
+                    for e in &mut s.events {
+                        e.time_unix_nano = shift(e.time_unix_nano);
+                    }
+                }
+                f.body = req.encode_to_vec();
+            }
+            f.content_encoding = String::new();
+            for s in &mut f.spans {
+                s.start_unix_nanos = shift(s.start_unix_nanos);
+                s.end_unix_nanos = shift(s.end_unix_nanos);
+            }
+            f
+        })
+        .collect()
+}
