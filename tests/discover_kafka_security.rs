@@ -132,23 +132,7 @@ fn tansus_own_scram_server_refuses_an_unknown_user() {
     }
 }
 
-/// A CA of the test's own and a broker certificate it signed for `names`: (CA PEM, cert PEM,
-/// key PEM).
-fn identity(names: &[&str]) -> (String, String, String) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let cert = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
-    (ca.pem(), cert.pem(), key.serialize_pem())
-}
-
+/// A CA's certificate and a broker's certificate and key it signed, as PEM files.
 struct Files {
     dir: tempfile::TempDir,
 }
@@ -156,10 +140,10 @@ struct Files {
 impl Files {
     fn write(names: &[&str]) -> Files {
         let dir = tempfile::tempdir().unwrap();
-        let (ca, cert, key) = identity(names);
-        std::fs::write(dir.path().join("ca.pem"), ca).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), cert).unwrap();
-        std::fs::write(dir.path().join("key.pem"), key).unwrap();
+        let id = common::tls::identity(names);
+        std::fs::write(dir.path().join("ca.pem"), id.ca_pem).unwrap();
+        std::fs::write(dir.path().join("cert.pem"), id.cert.pem()).unwrap();
+        std::fs::write(dir.path().join("key.pem"), id.key.serialize_pem()).unwrap();
         Files { dir }
     }
     fn path(&self, name: &str) -> std::path::PathBuf {

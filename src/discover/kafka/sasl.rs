@@ -55,10 +55,10 @@ pub fn authenticate(conn: &mut Conn, sasl: &Sasl) -> Result<(), WireError> {
                 &server_first,
                 &nonce,
             )
-            .map_err(WireError::Denied)?;
+            .map_err(|e| WireError::Denied(format!("{mechanism}: {e}")))?;
             let server_final = step(conn, last.as_bytes(), sasl)?;
             verify_server_final(&String::from_utf8_lossy(&server_final), &signature)
-                .map_err(WireError::Denied)
+                .map_err(|e| WireError::Denied(format!("{mechanism}: {e}")))
         }
     }
 }
