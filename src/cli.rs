@@ -161,7 +161,9 @@ pub struct ServeArgs {
     pub workers: usize,
     /// A broker to poll for its state, as KIND=URL (repeatable; the variable holds a
     /// comma-separated list): rabbitmq=http://USER:PASS@HOST:15672[/VHOST],
-    /// nats=nats://HOST:4222, nats-monitor=http://HOST:8222, kafka=HOST:PORT[,HOST:PORT].
+    /// nats=nats://HOST:4222, nats-monitor=http://HOST:8222, kafka=HOST:PORT[,HOST:PORT] or
+    /// kafka=sasl_ssl://USER:PASS@HOST:PORT[,HOST:PORT][?mechanism=SCRAM-SHA-512&ca=FILE]
+    /// (also ssl://, sasl_plaintext://).
     #[arg(
         long,
         env = "SWITCHYARD_DISCOVER",

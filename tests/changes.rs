@@ -373,28 +373,18 @@ fn base64_of(text: &str) -> String {
 /// A CA made for the test, and a receiver's certificate it signed for `names` (a name or an IP
 /// address each): the CA's PEM, the receiver's certificate and key.
 fn tls_identity(names: &[&str]) -> (String, rustls::ServerConfig) {
-    use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
-    let ca_key = KeyPair::generate().unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let key = KeyPair::generate().unwrap();
-    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
-    let cert = CertificateParams::new(names)
-        .unwrap()
-        .signed_by(&key, &ca, &ca_key)
-        .unwrap();
+    let id = common::tls::identity(names);
     let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![cert.der().clone()],
-            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+            vec![id.cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(id.key.serialize_der().into()),
         )
         .unwrap();
-    (ca.pem(), config)
+    (id.ca_pem, config)
 }
 
 /// A real TLS receiver: records each POST it reads over TLS and answers 204; a client that

@@ -25,48 +25,63 @@ impl Tls {
     /// The system's roots plus `extra_ca`'s certificates. Errors name the file and what is
     /// wrong with it.
     pub fn new(extra_ca: Option<&Path>) -> Result<Tls, String> {
-        let mut roots = rustls::RootCertStore::empty();
-        let native = rustls_native_certs::load_native_certs();
-        let (system, _) = roots.add_parsable_certificates(native.certs);
-        if let Some(path) = extra_ca {
-            let (added, refused) = roots.add_parsable_certificates(ca_file(path)?);
-            if added == 0 {
-                return Err(format!(
-                    "--notify-ca {}: none of its {refused} certificates can be a root",
-                    path.display()
-                ));
-            }
-        }
-        if roots.is_empty() {
-            tracing::warn!(
-                system,
-                "no trusted root certificates (none on the system, no --notify-ca): every https --notify-url post will fail"
-            );
-        }
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let config = rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .map_err(|e| format!("tls: {e}"))?
-            .with_root_certificates(roots)
-            .with_no_client_auth();
         Ok(Tls {
-            config: Arc::new(config),
+            config: client_config(extra_ca, "--notify-ca", "every https --notify-url post")?,
         })
     }
 }
 
+/// A TLS client configuration (rustls, *ring*) trusting the system's roots plus the
+/// certificates of `extra_ca` (PEM), named `option` in errors; `users` says in the warning
+/// what fails when no root is trusted at all. Also used by Kafka discovery (`ssl://`,
+/// `sasl_ssl://` and their `?ca=`).
+pub fn client_config(
+    extra_ca: Option<&Path>,
+    option: &str,
+    users: &str,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    let (system, _) = roots.add_parsable_certificates(native.certs);
+    if let Some(path) = extra_ca {
+        let (added, refused) = roots.add_parsable_certificates(ca_file(path, option)?);
+        if added == 0 {
+            return Err(format!(
+                "{option} {}: none of its {refused} certificates can be a root",
+                path.display()
+            ));
+        }
+    }
+    if roots.is_empty() {
+        tracing::warn!(
+            system,
+            "no trusted root certificates (none on the system, no {option}): {users} will fail"
+        );
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("tls: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(Arc::new(config))
+}
+
 /// The certificates of a PEM file.
-fn ca_file(path: &Path) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
+fn ca_file(
+    path: &Path,
+    option: &str,
+) -> Result<Vec<rustls::pki_types::CertificateDer<'static>>, String> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::CertificateDer;
     let shown = path.display();
-    let text = std::fs::read(path).map_err(|e| format!("--notify-ca {shown}: {e}"))?;
+    let text = std::fs::read(path).map_err(|e| format!("{option} {shown}: {e}"))?;
     let certs = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("--notify-ca {shown}: not a PEM certificate file ({e})"))?;
+        .map_err(|e| format!("{option} {shown}: not a PEM certificate file ({e})"))?;
     if certs.is_empty() {
         return Err(format!(
-            "--notify-ca {shown}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
+            "{option} {shown}: no PEM certificate (-----BEGIN CERTIFICATE-----) in it"
         ));
     }
     Ok(certs)

@@ -27,7 +27,8 @@ pub enum Kind {
     Nats,
     /// NATS monitoring endpoints (`nats-monitor=http://HOST:8222`).
     NatsMonitor,
-    /// A Kafka cluster over the Kafka protocol (`kafka=HOST:PORT[,HOST:PORT]`).
+    /// A Kafka cluster over the Kafka protocol (`kafka=HOST:PORT[,HOST:PORT]`, or a URL naming
+    /// TLS and SASL: `kafka=sasl_ssl://USER:PASS@HOST:PORT[,HOST:PORT]`).
     Kafka,
 }
 
@@ -51,7 +52,10 @@ pub struct Spec {
 
 impl std::fmt::Debug for Spec {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Spec({}={})", self.kind.as_str(), redact(&self.url))
+        match self.kind {
+            Kind::Kafka => write!(f, "Spec({})", kafka::shown(&self.url)),
+            _ => write!(f, "Spec({}={})", self.kind.as_str(), redact(&self.url)),
+        }
     }
 }
 
@@ -75,12 +79,16 @@ impl std::str::FromStr for Spec {
             }
         };
         let url = url.trim();
+        if kind == Kind::Kafka {
+            // Its own errors: they say what is wrong and never repeat a credential.
+            kafka::security::parse(url).map_err(|e| format!("kafka: {e}"))?;
+        }
         let scheme_ok = match kind {
             Kind::Rabbitmq | Kind::NatsMonitor => {
                 url.starts_with("http://") || url.starts_with("https://")
             }
             Kind::Nats => url.starts_with("nats://") || url.starts_with("tls://"),
-            Kind::Kafka => kafka::bootstrap(url).is_ok(),
+            Kind::Kafka => true,
         };
         if !scheme_ok {
             return Err(format!(
@@ -118,6 +126,9 @@ pub enum DiscoverError {
     Timeout(u64),
     #[error("refused the credentials (HTTP {0})")]
     Unauthorized(u16),
+    /// A Kafka broker refused the SASL credentials, or TLS failed.
+    #[error("refused: {0}")]
+    Refused(String),
     #[error("answered HTTP {0}")]
     Status(u16),
     #[error("answered something that is not what it should: {0}")]
@@ -168,6 +179,12 @@ mod tests {
         assert!(!err.contains("pw"), "{err}");
         assert_eq!("kafka=h:9092".parse::<Spec>().unwrap().kind, Kind::Kafka);
         assert!("kafka=http://h:9092".parse::<Spec>().is_err());
+        let k: Spec = "kafka=sasl_ssl://u:s3cret@h:9093?mechanism=SCRAM-SHA-512"
+            .parse()
+            .unwrap();
+        assert_eq!(format!("{k:?}"), "Spec(kafka sasl_ssl://h:9093)");
+        let err = "kafka=ssl://u:s3cret@h:9093".parse::<Spec>().unwrap_err();
+        assert!(!err.contains("s3cret"), "{err}");
         assert!("amqp=h:5672".parse::<Spec>().is_err());
         assert!("rabbitmq".parse::<Spec>().is_err());
         assert_eq!(redact("nats://a:b@h:4222"), "nats://h:4222");

@@ -42,12 +42,18 @@ pub fn sources(values: &[String]) -> Result<Vec<Box<dyn Source>>, String> {
 }
 
 /// The values with each Kafka bootstrap list whole again: the flag's values are split on
-/// commas, and a `kafka=` value's further servers come as values with no `KIND=`.
+/// commas, and a `kafka=` value's further servers come as values that do not start with
+/// `KIND=` (the last may end with `?mechanism=...&ca=...`).
 fn joined(values: &[String]) -> Vec<String> {
+    let starts_spec = |v: &str| {
+        v.split_once('=').is_some_and(|(kind, _)| {
+            matches!(kind.trim(), "rabbitmq" | "nats" | "nats-monitor" | "kafka")
+        })
+    };
     let mut out: Vec<String> = Vec::new();
     for v in values {
         match out.last_mut() {
-            Some(last) if !v.contains('=') && last.trim_start().starts_with("kafka=") => {
+            Some(last) if !starts_spec(v) && last.trim_start().starts_with("kafka=") => {
                 last.push(',');
                 last.push_str(v);
             }
@@ -347,5 +353,17 @@ mod tests {
         assert_eq!(kafka.len(), 2);
         assert_eq!(kafka[0].label(), "kafka a:9092,b:9093");
         assert!(sources(&["b:9093".into()]).is_err());
+        // A URL's last server carries its parameters (with '='); its password never shows.
+        let sasl = sources(&[
+            "kafka=sasl_ssl://u:hunter2@a:9093".into(),
+            "b:9093?mechanism=SCRAM-SHA-512".into(),
+        ])
+        .unwrap();
+        assert_eq!(sasl.len(), 1);
+        assert_eq!(sasl[0].label(), "kafka sasl_ssl://a:9093,b:9093");
+        let err = sources(&["kafka=sasl_ssl://u:hunter2@a:9093?mechanism=GSSAPI".into()])
+            .err()
+            .unwrap();
+        assert!(err.contains("GSSAPI") && !err.contains("hunter2"), "{err}");
     }
 }

@@ -29,6 +29,12 @@ impl Tansu {
 
     /// A broker on this port (another broker's, once that one is gone: a restart).
     pub fn start_on(port: u16) -> Tansu {
+        Tansu::start_with(port, port, &[])
+    }
+
+    /// A broker listening on `port` that advertises `advertised` (a [`Front`]'s port) in its
+    /// metadata, with extra `broker` flags (e.g. `--authentication`).
+    pub fn start_with(port: u16, advertised: u16, extra: &[&str]) -> Tansu {
         let bin = tansu_binary();
         assert!(
             bin.exists(),
@@ -37,11 +43,13 @@ impl Tansu {
         );
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("tcp://127.0.0.1:{port}");
+        let shown = format!("tcp://127.0.0.1:{advertised}");
         let child = Command::new(&bin)
             .current_dir(dir.path())
             .args(["broker", "--listener-url", &url])
-            .args(["--advertised-listener-url", &url])
+            .args(["--advertised-listener-url", &shown])
             .args(["--storage-engine", "memory://tansu/"])
+            .args(extra)
             // Its own traces would go wherever the environment points OTLP: nowhere.
             .env_remove("OTEL_EXPORTER_OTLP_ENDPOINT")
             .stdin(Stdio::null())
@@ -87,6 +95,64 @@ pub fn api_versions(port: u16) -> Result<(), String> {
         return Err(format!("unexpected answer {head:?}"));
     }
     Ok(())
+}
+
+/// `tools/kafka/sasl_proxy.py` in front of a broker: TLS (OpenSSL, with `tls`'s certificate
+/// and key files) and/or SASL/SCRAM (scramp's server side, for one user), then every request
+/// forwarded to the broker; killed on drop.
+pub struct Front {
+    child: Child,
+    pub port: u16,
+}
+
+/// One SCRAM user a [`Front`] knows.
+pub struct ScramUser<'a> {
+    pub user: &'a str,
+    pub password: &'a str,
+    pub mechanism: &'a str,
+}
+
+impl Front {
+    pub fn start(
+        upstream: u16,
+        port: u16,
+        tls: Option<(&std::path::Path, &std::path::Path)>,
+        sasl: Option<ScramUser<'_>>,
+    ) -> Front {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tools/kafka");
+        let python = root.join(".venv/bin/python");
+        let mut cmd = Command::new(&python);
+        cmd.arg(root.join("sasl_proxy.py"))
+            .args(["--listen", &port.to_string()])
+            .args(["--upstream", &upstream.to_string()]);
+        if let Some((cert, key)) = tls {
+            cmd.arg("--cert").arg(cert).arg("--key").arg(key);
+        }
+        if let Some(u) = sasl {
+            cmd.args(["--user", u.user, "--password", u.password])
+                .args(["--mechanism", u.mechanism]);
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("tools/kafka/sasl_proxy.py runs (tools/kafka/tansu.sh installs scramp)");
+        // It prints "ready" once it listens.
+        let mut line = String::new();
+        let out = child.stdout.take().expect("stdout");
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(out), &mut line)
+            .expect("read the proxy's first line");
+        assert_eq!(line.trim(), "ready", "sasl_proxy.py did not start");
+        Front { child, port }
+    }
+}
+
+impl Drop for Front {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 impl Drop for Tansu {

@@ -12,6 +12,7 @@ pub mod fixtures;
 pub mod http;
 pub mod kafka;
 pub mod nats;
+pub mod tls;
 pub mod topo;
 pub mod two_windows;
 pub mod ui;

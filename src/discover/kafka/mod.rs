@@ -11,17 +11,30 @@
 //! timeout, the whole poll the poll budget, every answer a largest size ([`wire`] checks every
 //! length inside it), and the counts of topics, partitions and groups read are capped.
 //! Committed offsets come from OffsetFetch v8, many groups a request, where the cluster
-//! answers it (ApiVersions says), else one group a request. No SASL or TLS: the bootstrap
-//! list holds no credentials.
+//! answers it (ApiVersions says), else one group a request.
+//!
+//! TLS and SASL as Kafka's `security.protocol` names them ([`security`]: `ssl://`,
+//! `sasl_plaintext://`, `sasl_ssl://USER:PASS@...`): each new connection makes its TLS
+//! handshake (rustls, the system's roots and `?ca=`, the broker's host name checked against
+//! its certificate) and authenticates ([`sasl`]: PLAIN, SCRAM-SHA-256/512) before its first
+//! request, within the per-call timeout.
+//!
+//! The protocol codec is our own ([`wire`]), not a client crate's: see docs/ARCHITECTURE.md
+//! ("Discovery from Kafka") for the crates weighed and why.
 
 pub mod map;
+pub mod sasl;
+pub mod security;
 pub mod wire;
+
+pub use security::bootstrap;
 
 use super::{DiscoverError, Source};
 use crate::model::BrokerSnapshot;
 use map::{GroupState, MemberState, Memory, Polled, TopicState};
 use std::collections::{BTreeMap, HashMap};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wire::{Conn, WireError, Writer};
 
@@ -63,29 +76,24 @@ impl Default for Limits {
     }
 }
 
-/// The bootstrap servers of a `kafka=` value: `HOST:PORT` separated by commas (an IPv6 host
-/// in brackets).
-pub fn bootstrap(value: &str) -> Result<Vec<String>, String> {
-    let mut out = Vec::new();
-    for server in value.split(',').map(str::trim) {
-        let (host, port) = server
-            .rsplit_once(':')
-            .ok_or_else(|| format!("{server:?} is not HOST:PORT"))?;
-        if host.is_empty() || host.contains(['/', '@', ' ']) {
-            return Err(format!("{server:?} is not HOST:PORT"));
-        }
-        let port: u16 = port
-            .parse()
-            .map_err(|_| format!("{server:?} has no valid port"))?;
-        out.push(format!("{host}:{port}"));
-    }
-    Ok(out)
+/// A `kafka=` value as shown: `kafka` and its label, never credentials (an unreadable value:
+/// none of it).
+pub fn shown(value: &str) -> String {
+    security::parse(value).map_or_else(|_| "kafka (unreadable value)".to_string(), |t| t.label())
+}
+
+/// How connections are made: TLS (its client configuration) and SASL credentials.
+#[derive(Clone, Default)]
+struct Access {
+    tls: Option<Arc<rustls::ClientConfig>>,
+    sasl: Option<security::Sasl>,
 }
 
 pub struct KafkaSource {
     label: String,
     servers: Vec<String>,
     limits: Limits,
+    access: Arc<Access>,
     memory: Memory,
     /// The cluster answered an OffsetFetch for all topics (null) with something that is not
     /// an answer: its groups' offsets are asked for by topic and partition.
@@ -98,12 +106,28 @@ pub struct KafkaSource {
 }
 
 impl KafkaSource {
+    /// A source for a `kafka=` value; a `?ca=` file that cannot be read or holds no
+    /// certificate is an error here (so `serve` stops before anything starts).
     pub fn new(value: &str, limits: Limits) -> Result<KafkaSource, String> {
-        let servers = bootstrap(value)?;
+        let target = security::parse(value)?;
+        let tls = if target.tls {
+            let config = crate::changes::tls::client_config(
+                target.ca.as_deref(),
+                "kafka ?ca=",
+                "kafka discovery over TLS",
+            )?;
+            Some(config)
+        } else {
+            None
+        };
         Ok(KafkaSource {
-            label: format!("kafka {}", servers.join(",")),
-            servers,
+            label: target.label(),
+            servers: target.servers,
             limits,
+            access: Arc::new(Access {
+                tls,
+                sasl: target.sasl,
+            }),
             memory: Memory::default(),
             by_topic: false,
             batched: None,
@@ -119,6 +143,7 @@ impl Source for KafkaSource {
 
     fn poll(&mut self) -> Result<BrokerSnapshot, DiscoverError> {
         let mut poll = Poll::new(self.limits, self.by_topic, self.batched);
+        poll.access = self.access.clone();
         poll.kept = std::mem::take(&mut self.conns);
         let polled = poll.read(&self.servers);
         // The connections this poll used and did not fail are kept, even after a failed
@@ -133,6 +158,7 @@ impl Source for KafkaSource {
 /// One poll: its deadline and its connections, by address.
 struct Poll {
     limits: Limits,
+    access: Arc<Access>,
     /// Offsets are asked for by topic and partition (see [`KafkaSource`]).
     by_topic: bool,
     batched: Option<bool>,
@@ -151,6 +177,7 @@ impl Poll {
     fn new(limits: Limits, by_topic: bool, batched: Option<bool>) -> Poll {
         Poll {
             limits,
+            access: Arc::default(),
             by_topic,
             batched,
             deadline: Instant::now() + limits.poll_budget,
@@ -168,6 +195,7 @@ impl Poll {
         match e {
             WireError::Timeout => self.timeout_error(),
             WireError::Io(e) => DiscoverError::Unreachable(format!("{at}: {e}")),
+            WireError::Denied(e) => DiscoverError::Refused(format!("{at}: {e}")),
             other => DiscoverError::BadAnswer(format!("{at}: {other}")),
         }
     }
@@ -194,7 +222,7 @@ impl Poll {
             match TcpStream::connect_timeout(&addr, timeout) {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    return Ok(Conn::new(stream, CLIENT_ID, self.limits.max_frame));
+                    return self.secure(stream, address, timeout);
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::TimedOut => {
                     return Err(self.timeout_error())
@@ -203,6 +231,35 @@ impl Poll {
             }
         }
         Err(DiscoverError::Unreachable(last))
+    }
+
+    /// A new connection made ready: its TLS handshake and SASL authentication, if the value
+    /// asks for them, each bounded by `timeout`.
+    fn secure(
+        &self,
+        stream: TcpStream,
+        address: &str,
+        timeout: Duration,
+    ) -> Result<Conn, DiscoverError> {
+        let stream = match &self.access.tls {
+            None => wire::Stream::Plain(stream),
+            Some(config) => {
+                stream
+                    .set_read_timeout(Some(timeout))
+                    .and_then(|()| stream.set_write_timeout(Some(timeout)))
+                    .map_err(|e| self.error(address, e.into()))?;
+                let tls = handshake(config, stream, address)
+                    .map_err(|e| DiscoverError::Unreachable(format!("{address}: tls: {e}")))?;
+                wire::Stream::Tls(Box::new(tls))
+            }
+        };
+        let mut conn = Conn::over(stream, CLIENT_ID, self.limits.max_frame);
+        if let Some(sasl) = &self.access.sasl {
+            conn.set_timeout(timeout)
+                .and_then(|()| sasl::authenticate(&mut conn, sasl))
+                .map_err(|e| self.error(&format!("{address}: sasl"), e))?;
+        }
+        Ok(conn)
     }
 
     /// One request to broker `node` (classic encoding).
@@ -465,6 +522,30 @@ impl Poll {
     }
 }
 
+/// A TLS client handshake with the broker at `address` (`HOST:PORT`), whose certificate must
+/// name HOST.
+fn handshake(
+    config: &Arc<rustls::ClientConfig>,
+    mut stream: TcpStream,
+    address: &str,
+) -> Result<rustls::StreamOwned<rustls::ClientConnection, TcpStream>, String> {
+    let host = address.rsplit_once(':').map_or(address, |(h, _)| h);
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let name = rustls::pki_types::ServerName::try_from(host)
+        .map_err(|_| "the host is not a name or an IP address a certificate can name")?
+        .to_owned();
+    let mut conn =
+        rustls::ClientConnection::new(config.clone(), name).map_err(|e| e.to_string())?;
+    // The whole handshake now, so that a certificate error is this connection's error.
+    while conn.is_handshaking() {
+        conn.complete_io(&mut stream).map_err(|e| e.to_string())?;
+    }
+    Ok(rustls::StreamOwned::new(conn, stream))
+}
+
 impl Poll {
     /// Whether the bootstrap server answers OffsetFetch v8 (ApiVersions v0, which every
     /// version answers).
@@ -548,24 +629,5 @@ impl Poll {
         let body = wire::offset_fetch_request(group, Some(every));
         let answer = self.call(node, (wire::OFFSET_FETCH, 2), &body, "offset fetch")?;
         wire::offset_fetch_answer(&answer).map_err(|e| self.error("offset fetch", e))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bootstrap_lists_are_host_port_pairs() {
-        assert_eq!(
-            bootstrap("127.0.0.1:9092, kafka-2:9093").unwrap(),
-            vec!["127.0.0.1:9092", "kafka-2:9093"]
-        );
-        assert_eq!(bootstrap("[::1]:9092").unwrap(), vec!["[::1]:9092"]);
-        assert!(bootstrap("127.0.0.1").is_err());
-        assert!(bootstrap("h:99999").is_err());
-        assert!(bootstrap("tcp://h:9092").is_err());
-        assert!(bootstrap("u:p@h:9092").is_err());
-        assert!(bootstrap("h:9092,").is_err());
     }
 }

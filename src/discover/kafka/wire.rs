@@ -30,6 +30,9 @@ pub enum WireError {
     TooLarge(u64),
     #[error("malformed answer: {0}")]
     Malformed(&'static str),
+    /// The broker refused the credentials, or they could not be used (TLS, SASL).
+    #[error("{0}")]
+    Denied(String),
 }
 
 impl From<std::io::Error> for WireError {
@@ -70,6 +73,13 @@ impl Writer {
         }
         self.i16(end as i16);
         self.0.extend_from_slice(&s.as_bytes()[..end]);
+        self
+    }
+    /// Bytes, their length first.
+    pub fn bytes(&mut self, b: &[u8]) -> &mut Self {
+        self.i32(i32::try_from(b.len()).unwrap_or(i32::MAX));
+        self.0
+            .extend_from_slice(&b[..b.len().min(i32::MAX as usize)]);
         self
     }
     /// An array's length (`None`: null).
@@ -271,10 +281,49 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// A connection's bytes: plain TCP, or TLS over it (`ssl://`, `sasl_ssl://`).
+pub enum Stream {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Stream {
+    fn tcp(&self) -> &TcpStream {
+        match self {
+            Stream::Plain(s) => s,
+            Stream::Tls(s) => s.get_ref(),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.read(buf),
+            Stream::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Stream::Plain(s) => s.write(buf),
+            Stream::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Stream::Plain(s) => s.flush(),
+            Stream::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// One connection to one broker: requests in turn, each answer bounded in size and time (the
 /// stream's read and write timeouts).
 pub struct Conn {
-    stream: TcpStream,
+    stream: Stream,
     correlation: i32,
     client_id: String,
     max_frame: u64,
@@ -282,6 +331,11 @@ pub struct Conn {
 
 impl Conn {
     pub fn new(stream: TcpStream, client_id: &str, max_frame: u64) -> Conn {
+        Conn::over(Stream::Plain(stream), client_id, max_frame)
+    }
+
+    /// A connection over a plain or TLS stream.
+    pub fn over(stream: Stream, client_id: &str, max_frame: u64) -> Conn {
         Conn {
             stream,
             correlation: 0,
@@ -292,8 +346,8 @@ impl Conn {
 
     /// Bounds the next call's write and each read of its answer.
     pub fn set_timeout(&mut self, timeout: std::time::Duration) -> Result<(), WireError> {
-        self.stream.set_read_timeout(Some(timeout))?;
-        self.stream.set_write_timeout(Some(timeout))?;
+        self.stream.tcp().set_read_timeout(Some(timeout))?;
+        self.stream.tcp().set_write_timeout(Some(timeout))?;
         Ok(())
     }
 
@@ -332,6 +386,7 @@ impl Conn {
         frame.extend_from_slice(&head.0);
         frame.extend_from_slice(&body.0);
         self.stream.write_all(&frame)?;
+        self.stream.flush()?;
         let mut len = [0u8; 4];
         self.stream.read_exact(&mut len)?;
         let len = i32::from_be_bytes(len);
@@ -724,6 +779,31 @@ mod tests {
         assert!(consumer_assignment(&[0, 0, 0x7f, 0, 0, 0]).is_err());
         // A string longer than what is left.
         assert!(Reader::new(&[0, 9, b'a']).string().is_err());
+    }
+
+    /// Every answer this codec reads, with the count of its first array at its largest (a
+    /// real decode each): a clear error, and nothing allocated for the count (an allocation
+    /// of `count * size_of::<T>()` would abort the test).
+    #[test]
+    fn a_count_of_i32_max_in_any_answer_is_refused() {
+        const MAX: [u8; 4] = [0x7f, 0xff, 0xff, 0xff];
+        let after = |head: &[u8]| [head, &MAX[..], &[0u8; 16][..]].concat();
+        let refused = Some(WireError::Malformed("an array longer than its answer"));
+        assert_eq!(metadata_answer(&after(&[0; 4])).err(), refused);
+        assert_eq!(list_groups_answer(&after(&[0; 6])).err(), refused);
+        assert_eq!(describe_groups_answer(&after(&[0; 4])).err(), refused);
+        assert_eq!(offset_fetch_answer(&after(&[])).err(), refused);
+        assert_eq!(list_offsets_answer(&after(&[])).err(), refused);
+        assert_eq!(api_versions_answer(&after(&[0; 2])).err(), refused);
+        assert_eq!(consumer_assignment(&after(&[0; 2])).err(), refused);
+        // The flexible encoding: a compact count of 2^32 - 2 (a 5-byte varint).
+        let body = [&[0u8; 4][..], &[0xff, 0xff, 0xff, 0xff, 0x0f], &[0; 16]].concat();
+        assert_eq!(offset_fetch_groups_answer(&body).err(), refused);
+        // A nested count: one topic of Metadata with i32::MAX partitions.
+        let mut w = Writer::default();
+        w.i32(0).len(Some(0)).i16(-1).i32(1).len(Some(1));
+        w.i16(0).string("t").bool(false).i32(i32::MAX);
+        assert_eq!(metadata_answer(&w.0).err(), refused);
     }
 
     #[test]
