@@ -12,7 +12,8 @@
 //!   old one's rows are copied into it day by day, and the old one is dropped. Every step is
 //!   safe to run again: a migration stopped during the copy copies again (the copies of one
 //!   span collapse on merge, and reads take one row per span). While the copy runs, a trace
-//!   read answers only the spans copied or written since.
+//!   read answers only the spans copied or written since; an insert still running into the
+//!   old table when its day's copy starts reading may miss the copy (a narrow window).
 //!
 //! Each step is run on a server's own tables (on a cluster, its local tables, and the array
 //! columns on the distributed tables in front too).
