@@ -69,15 +69,29 @@ pub(super) fn json(text: &str, empty: serde_json::Value) -> serde_json::Value {
     serde_json::from_str(text).unwrap_or(empty)
 }
 
+/// A span's ids from their hex (`None`: an invalid trace or span id); an all-zero or invalid
+/// parent is none.
+pub(super) fn span_ids(
+    trace: &str,
+    span: &str,
+    parent: &str,
+) -> Option<(TraceId, SpanId, Option<SpanId>)> {
+    let parent = SpanId::from_hex(parent).ok().filter(|p| p.0 != [0; 8]);
+    Some((
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        parent,
+    ))
+}
+
 impl SpanRow {
     fn stored(self) -> Option<StoredSpan> {
         let operation = Operation::parse(&self.msg_operation);
+        let (trace_id, span_id, parent_span_id) = span_ids(&self.trace, &self.span, &self.parent)?;
         Some(StoredSpan {
-            trace_id: TraceId::from_hex(&self.trace).ok()?,
-            span_id: SpanId::from_hex(&self.span).ok()?,
-            parent_span_id: SpanId::from_hex(&self.parent)
-                .ok()
-                .filter(|p| p.0 != [0; 8]),
+            trace_id,
+            span_id,
+            parent_span_id,
             service: self.service,
             service_namespace: some(self.service_namespace),
             service_instance: some(self.service_instance),

@@ -1,7 +1,7 @@
 //! Trace summaries for search results, from the few columns of their spans a summary needs.
 
 use super::client::Client;
-use super::reader::{json, query, TRACE_SPANS};
+use super::reader::{json, query, span_ids, TRACE_SPANS};
 use super::sql::Value;
 use crate::model::{Operation, SpanId, StatusCode, TraceId, TraceSummary};
 use crate::store::StoreError;
@@ -54,12 +54,11 @@ impl SummaryRow {
                     .collect()
             })
             .unwrap_or_default();
+        let (trace_id, span_id, parent_span_id) = span_ids(&self.trace, &self.span, &self.parent)?;
         Some(SummarySpan {
-            trace_id: TraceId::from_hex(&self.trace).ok()?,
-            span_id: SpanId::from_hex(&self.span).ok()?,
-            parent_span_id: SpanId::from_hex(&self.parent)
-                .ok()
-                .filter(|p| p.0 != [0; 8]),
+            trace_id,
+            span_id,
+            parent_span_id,
             service: self.service,
             name: self.name,
             error: StatusCode::from_i32(self.status) == StatusCode::Error,
