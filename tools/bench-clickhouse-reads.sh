@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
 # Read latency of `serve --clickhouse` at a large span count, two binaries compared in one run
-# on the same data (issue 19's floors: topology of 1 h, trace by id, at 10,000,000 spans).
+# on data of the same shape (issue 19's floors: topology of 1 h, trace by id, at 10,000,000 spans).
 #
 #   tools/bench-clickhouse-reads.sh BASE_BINARY NEW_BINARY [SPANS] [DOUBLINGS] [REQUESTS] [ROUNDS]
 #
 # Starts its own clickhouse-server (Debian's package) on free loopback ports, data under a
-# temporary directory removed at the end (as tools/bench-clickhouse.sh). BASE_BINARY ingests
-# SPANS spans (`bench ingest`, default 312,500) into database `base`; the spans (new trace
-# ids) and minute rows are doubled DOUBLINGS times inside ClickHouse (default 5: 10,000,000
-# spans), and the database is copied to `new`. One `serve --clickhouse` of each binary then
-# opens its database (the new one migrates its copy), and ROUNDS rounds (default 3) alternate
+# temporary directory removed at the end (as tools/bench-clickhouse.sh). Each binary ingests
+# SPANS spans (`bench ingest`, default 312,500) into its own database (`base`, `new`: rows keep
+# the form of the version that wrote them); the spans (new trace ids) and minute rows are
+# doubled DOUBLINGS times inside ClickHouse (default 5: 10,000,000 spans). One `serve
+# --clickhouse` of each binary then opens its database, and ROUNDS rounds (default 3) alternate
 # them: REQUESTS requests (default 100) per endpoint, timed by curl. Per endpoint and binary:
 # p50 and p99 of the wall time, clickhouse-server's CPU time per request (utime + stime of its
 # /proc/PID/stat around the requests; includes background merges), and rows and bytes read
@@ -118,30 +118,32 @@ start_serve() {
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
-# --- load: BASE ingests, ClickHouse doubles -----------------------------------------------
-start_serve load "$base_bin" base
-load_pid=$s_pid
-"$base_bin" bench ingest --max-spans "$spans" --rate 0 --connections 4 --duration 3600s \
-    --target "http://127.0.0.1:$s_otlp" --api "http://127.0.0.1:$s_http" --server-pid "$load_pid" \
-    --store-pid "$ch_pid" | tail -3
-kill "$load_pid"
-wait "$load_pid" 2>/dev/null || true
-cols=$(ch "SELECT arrayStringConcat(groupArray(name), ',') FROM (SELECT name FROM system.columns WHERE database = 'base' AND table = 'spans')")
-for r in $(seq "$doublings"); do
-    expr=${cols/trace_id,/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16),}
-    ch "INSERT INTO base.spans ($cols) SELECT $expr FROM base.spans"
-    for t in edge_minutes service_minutes; do
-        ch "INSERT INTO base.$t SELECT * FROM base.$t"
+# --- load: each binary ingests into its own database, ClickHouse doubles -----------------
+# (Each binary writes its own minute rows: rows written by an older version keep their old
+# form after a migration, so a copy of BASE's database would not show NEW's topology read.)
+# load NAME BINARY
+load() {
+    start_serve "load-$1" "$2" "$1"
+    local load_pid=$s_pid cols expr r t
+    "$2" bench ingest --max-spans "$spans" --rate 0 --connections 4 --duration 3600s \
+        --target "http://127.0.0.1:$s_otlp" --api "http://127.0.0.1:$s_http" --server-pid "$load_pid" \
+        --store-pid "$ch_pid" | tail -3
+    kill "$load_pid"
+    wait "$load_pid" 2>/dev/null || true
+    cols=$(ch "SELECT arrayStringConcat(groupArray(name), ',') FROM (SELECT name FROM system.columns WHERE database = '$1' AND table = 'spans')")
+    for r in $(seq "$doublings"); do
+        expr=${cols/trace_id,/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16),}
+        ch "INSERT INTO $1.spans ($cols) SELECT $expr FROM $1.spans"
+        for t in edge_minutes service_minutes; do
+            ch "INSERT INTO $1.$t SELECT * FROM $1.$t"
+        done
     done
-done
-ch "OPTIMIZE TABLE base.spans" || true
-ch "CREATE DATABASE new"
-for t in $(ch "SELECT name FROM system.tables WHERE database = 'base'"); do
-    ch "CREATE TABLE new.$t AS base.$t"
-    ch "INSERT INTO new.$t SELECT * FROM base.$t"
-done
+    ch "OPTIMIZE TABLE $1.spans" || true
+    echo "$1: spans $(ch "SELECT count() FROM $1.spans"); parts of spans: $(ch "SELECT count() FROM system.parts WHERE active AND database = '$1' AND table = 'spans'"); load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
+load base "$base_bin"
+load new "$new_bin"
 n=$(ch "SELECT count() FROM base.spans")
-echo "spans: $n in each database; parts of spans: $(ch "SELECT count() FROM system.parts WHERE active AND database = 'base' AND table = 'spans'"); load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 t0=$(date +%s)
 start_serve base "$base_bin" base
@@ -150,8 +152,12 @@ start_serve new "$new_bin" new
 new_http=$s_http
 echo "serve of NEW_BINARY up (its migration included) after $(($(date +%s) - t0)) s; bytes on disk per span: base $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'base'"), new $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'new'") (trace_terms $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'new' AND table = 'trace_terms'"))"
 
-ids=$(curl -sf "http://127.0.0.1:$base_http/api/traces?limit=50" | python3 -c 'import json,sys; print(" ".join(t["trace_id"] for t in json.load(sys.stdin)["traces"]))')
-read -r -a ids <<<"$ids"
+trace_ids() {
+    curl -sf "http://127.0.0.1:$1/api/traces?limit=50" | python3 -c 'import json,sys; print(" ".join(t["trace_id"] for t in json.load(sys.stdin)["traces"]))'
+}
+read -r -a base_ids <<<"$(trace_ids "$base_http")"
+read -r -a new_ids <<<"$(trace_ids "$new_http")"
+ids=("${base_ids[@]}")
 service=svc-3
 operation=$(curl -sf "http://127.0.0.1:$base_http/api/traces/${ids[0]}" | python3 -c 'import json,sys; d=json.load(sys.stdin); s=d.get("spans", d); print(next(x["name"] for x in s if x["service"] == "'$service'") if any(x["service"] == "'$service'" for x in s) else "")' 2>/dev/null || true)
 endpoints=("topology:/api/topology" "trace:/api/traces/ID" "search:/api/traces?limit=20"
@@ -161,7 +167,8 @@ endpoints=("topology:/api/topology" "trace:/api/traces/ID" "search:/api/traces?l
 # measure NAME HTTP: one round of every endpoint; appends "name endpoint wall_us" lines and
 # "cpu name endpoint ticks from to" lines (the query_log window) to $work/results.
 measure() {
-    local who=$1 http=$2 e label path before after from to i url
+    local who=$1 http=$2 e label path before after from to i url ids
+    if [[ $who == base ]]; then ids=("${base_ids[@]}"); else ids=("${new_ids[@]}"); fi
     for e in "${endpoints[@]}"; do
         label=${e%%:*}
         path=${e#*:}

@@ -115,6 +115,22 @@ impl Sketch {
         self.buckets.last().map(|&(i, _)| Self::value(i))
     }
 
+    /// The (bucket index, count) pairs, sorted by index, no zero counts: what a store that
+    /// merges sketches itself keeps (ClickHouse: two array columns summed with `sumMap`).
+    pub fn buckets(&self) -> &[(i32, i64)] {
+        &self.buckets
+    }
+
+    /// A sketch from (bucket index, count) pairs in any order; counts of one index add up,
+    /// and zero sums are left out (as [`Sketch::merge`] does).
+    pub fn from_buckets(pairs: impl IntoIterator<Item = (i32, i64)>) -> Sketch {
+        let mut sketch = Sketch::new();
+        for (index, count) in pairs {
+            sketch.add_bucket(index, count);
+        }
+        sketch
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(self.buckets.len() * 3);
         let mut last = 0i64;
@@ -199,5 +215,22 @@ mod tests {
         a.add(0, -1);
         assert!(a.is_empty());
         assert_eq!(Sketch::new().quantile(0.5), None);
+    }
+
+    #[test]
+    fn buckets_summed_in_any_order_give_the_merged_sketch() {
+        let mut a = Sketch::new();
+        a.add(100, 2);
+        a.add(7_000, 1);
+        let mut b = Sketch::new();
+        b.add(7_000, -1);
+        b.add(3, 4);
+        let mut merged = a.clone();
+        merged.merge(&b);
+        // What a store summing the pairs of both answers (unsorted, a zero sum included).
+        let pairs = b.buckets().iter().chain(a.buckets()).rev().copied();
+        assert_eq!(Sketch::from_buckets(pairs), merged);
+        assert_eq!(Sketch::from_buckets(merged.buckets().to_vec()), merged);
+        assert!(Sketch::from_buckets([(4, 2), (4, -2)]).is_empty());
     }
 }

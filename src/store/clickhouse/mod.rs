@@ -9,16 +9,19 @@
 //! - [`cluster`]: `--clickhouse-cluster NAME`, the servers of a cluster from `system.clusters`.
 //! - [`rowbinary`]: insert bodies.
 //! - [`retention`]: day partitions older than the retention dropped.
-//! - [`schema`]: tables and their migrations (version table, newer refused).
+//! - [`schema`]: tables and their migrations (version table, newer refused);
+//!   `read_layout.rs`: version 6, the layout large reads need (sketch arrays, small granules).
 //! - `index.rs`: the trace search index (`trace_terms`), written with each group's spans.
 //! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
 //!   table), with the reconciliation pass (`reconcile.rs`) that pairs what collectors racing
-//!   each other missed; `reader.rs` and `stats.rs`: reads; `store.rs`: the `Store` traits.
+//!   each other missed; `reader.rs`, `summary.rs` (search results' summaries) and
+//!   `stats.rs`: reads; `store.rs`: the `Store` traits.
 
 mod backlog;
 pub mod client;
 pub mod cluster;
 mod index;
+mod read_layout;
 mod reader;
 pub mod retention;
 pub mod rowbinary;
@@ -26,6 +29,7 @@ pub mod schema;
 pub mod sql;
 mod stats;
 mod store;
+mod summary;
 #[cfg(test)]
 pub mod testing;
 pub mod url;

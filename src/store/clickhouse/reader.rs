@@ -4,15 +4,16 @@
 use super::client::{Client, ClientError};
 use super::index;
 use super::sql::{render, Value};
+use super::summary;
 use crate::model::{
     LinkingSpan, Operation, SpanId, SpanKind, StatusCode, StoredMessaging, StoredSpan, TraceId,
     TraceQuery, TraceSearch, TraceSummary,
 };
 use crate::store::StoreError;
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 
 /// Spans of one trace read at most.
-const TRACE_SPANS: usize = 100_000;
+pub(super) const TRACE_SPANS: usize = 100_000;
 /// Traces one search answers at most.
 const SEARCH_LIMIT: usize = 1_000;
 /// How long after a trace's start a span linking to it is looked for (as the SQLite store).
@@ -61,22 +62,36 @@ fn some(s: String) -> Option<String> {
     (!s.is_empty()).then_some(s)
 }
 
-fn json(text: &str, empty: serde_json::Value) -> serde_json::Value {
+pub(super) fn json(text: &str, empty: serde_json::Value) -> serde_json::Value {
     if text.is_empty() {
         return empty;
     }
     serde_json::from_str(text).unwrap_or(empty)
 }
 
+/// A span's ids from their hex (`None`: an invalid trace or span id); an all-zero or invalid
+/// parent is none.
+pub(super) fn span_ids(
+    trace: &str,
+    span: &str,
+    parent: &str,
+) -> Option<(TraceId, SpanId, Option<SpanId>)> {
+    let parent = SpanId::from_hex(parent).ok().filter(|p| p.0 != [0; 8]);
+    Some((
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        parent,
+    ))
+}
+
 impl SpanRow {
     fn stored(self) -> Option<StoredSpan> {
         let operation = Operation::parse(&self.msg_operation);
+        let (trace_id, span_id, parent_span_id) = span_ids(&self.trace, &self.span, &self.parent)?;
         Some(StoredSpan {
-            trace_id: TraceId::from_hex(&self.trace).ok()?,
-            span_id: SpanId::from_hex(&self.span).ok()?,
-            parent_span_id: SpanId::from_hex(&self.parent)
-                .ok()
-                .filter(|p| p.0 != [0; 8]),
+            trace_id,
+            span_id,
+            parent_span_id,
             service: self.service,
             service_namespace: some(self.service_namespace),
             service_instance: some(self.service_instance),
@@ -207,13 +222,13 @@ pub fn search_traces(client: &Client, q: &TraceQuery) -> Result<TraceSearch, Sto
             complete,
         });
     }
-    let mut by_trace: BTreeMap<TraceId, Vec<StoredSpan>> = BTreeMap::new();
-    for s in spans_of(client, found)? {
+    let mut by_trace: BTreeMap<TraceId, Vec<summary::SummarySpan>> = BTreeMap::new();
+    for s in summary::spans(client, found)? {
         by_trace.entry(s.trace_id).or_default().push(s);
     }
     let mut traces: Vec<TraceSummary> = by_trace
         .into_iter()
-        .filter_map(|(id, spans)| summarize(id, spans))
+        .filter_map(|(id, spans)| summary::summarize(id, spans))
         .collect();
     traces.sort_by_key(|t| std::cmp::Reverse(t.start_unix_nanos));
     Ok(TraceSearch { traces, complete })
@@ -397,83 +412,6 @@ fn matching(
         " GROUP BY trace_id ORDER BY start DESC LIMIT {limit}"
     ));
     Ok(found(client.rows::<Found>(&query(&sql, &values)?)?))
-}
-
-/// A trace's summary from its spans.
-fn summarize(trace_id: TraceId, mut spans: Vec<StoredSpan>) -> Option<TraceSummary> {
-    spans.sort_by_key(|s| (s.start_unix_nanos, s.span_id));
-    let first = spans.first()?;
-    let root = spans
-        .iter()
-        .find(|s| s.parent_span_id.is_none())
-        .unwrap_or(first);
-    let start = spans.iter().map(|s| s.start_unix_nanos).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .map(|s| s.end_unix_nanos)
-        .max()
-        .unwrap_or(start);
-    let mut services: Vec<String> = Vec::new();
-    let mut destinations: Vec<String> = Vec::new();
-    for s in &spans {
-        if !services.contains(&s.service) {
-            services.push(s.service.clone());
-        }
-        if let Some(m) = &s.messaging {
-            if !destinations.contains(&m.destination) {
-                destinations.push(m.destination.clone());
-            }
-        }
-    }
-    let is = |s: &StoredSpan, op: Operation| {
-        s.messaging
-            .as_ref()
-            .is_some_and(|m| m.operation == op.as_str())
-    };
-    let producers: HashSet<String> = spans
-        .iter()
-        .filter(|s| is(s, Operation::Produce))
-        .map(|s| s.span_id.to_hex())
-        .collect();
-    // A redelivery or a replay is the same message again, not another hop.
-    let again = |s: &StoredSpan| {
-        [
-            crate::model::messaging::REDELIVERED,
-            crate::model::messaging::REPLAY,
-        ]
-        .iter()
-        .any(|k| s.attributes.get(k) == Some(&serde_json::Value::Bool(true)))
-    };
-    let hops = spans
-        .iter()
-        .filter(|s| is(s, Operation::Consume) && !again(s))
-        .filter(|s| {
-            s.parent_span_id
-                .is_some_and(|p| producers.contains(&p.to_hex()))
-                || s.links.as_array().is_some_and(|links| {
-                    links.iter().any(|l| {
-                        l["span_id"]
-                            .as_str()
-                            .is_some_and(|id| producers.contains(id))
-                    })
-                })
-        })
-        .count() as i64;
-    Some(TraceSummary {
-        trace_id,
-        root_service: Some(root.service.clone()),
-        root_name: Some(root.name.clone()),
-        start_unix_nanos: start,
-        duration_micros: end.saturating_sub(start) / 1_000,
-        span_count: spans.len() as i64,
-        error_count: spans
-            .iter()
-            .filter(|s| s.status == StatusCode::Error)
-            .count() as i64,
-        services,
-        destinations,
-        hops,
-    })
 }
 
 /// Spans of other traces whose links point into `trace_id`, starting within ten minutes after

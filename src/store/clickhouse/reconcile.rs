@@ -220,7 +220,7 @@ pub fn delivery_rows(journal: &[Delivery]) -> Rows {
     rows
 }
 
-pub const PAIR_COLUMNS: &str = "day, ref_trace, ref_span, trace_id, span_id, reason, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos";
+pub const PAIR_COLUMNS: &str = "day, ref_trace, ref_span, trace_id, span_id, reason, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos, latency_buckets, latency_counts";
 
 impl Writer {
     /// One reconciliation pass, if one is due: settles the waits found unsettled for the

@@ -69,6 +69,24 @@ impl Rows {
         self
     }
 
+    /// An `Array(Int32)`.
+    pub fn i32_array(&mut self, items: impl ExactSizeIterator<Item = i32>) -> &mut Self {
+        self.leb128(items.len() as u64);
+        for item in items {
+            self.buf.extend_from_slice(&item.to_le_bytes());
+        }
+        self
+    }
+
+    /// An `Array(Int64)`.
+    pub fn i64_array(&mut self, items: impl ExactSizeIterator<Item = i64>) -> &mut Self {
+        self.leb128(items.len() as u64);
+        for item in items {
+            self.buf.extend_from_slice(&item.to_le_bytes());
+        }
+        self
+    }
+
     fn leb128(&mut self, mut n: u64) {
         loop {
             let byte = (n & 0x7f) as u8;
@@ -96,5 +114,9 @@ mod tests {
         r.bytes(&[7; 300]);
         assert_eq!(&r.buf[..2], &[0xac, 0x02], "300 as LEB128");
         assert_eq!(r.buf.len(), 302);
+        let mut r = Rows::default();
+        r.i32_array([-1, 2].into_iter())
+            .i64_array(std::iter::empty());
+        assert_eq!(r.buf, vec![2, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0]);
     }
 }

@@ -13,11 +13,12 @@
 
 use super::client::{Client, ClientError, LOCAL_SUFFIX};
 use super::index;
+use super::read_layout;
 use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
 /// The newest version this build writes.
-pub const VERSION: u32 = 5;
+pub const VERSION: u32 = 6;
 
 /// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
 /// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
@@ -123,6 +124,10 @@ const V4: &[&str] = &["CREATE TABLE IF NOT EXISTS span_keys (
 /// ([`index::backfill`], on each server's own tables).
 const V5: &[&str] = &[index::CREATE];
 
+/// Version 6: the sketch's array columns and `spans` rebuilt with small granules
+/// ([`read_layout::migrate`], on each server's own tables).
+const V6: &[&str] = &[];
+
 /// Every table of the schema but the version table.
 pub const DATA_TABLES: &[&str] = &[
     "spans",
@@ -167,7 +172,7 @@ fn shard_key(table: &str) -> Option<&'static str> {
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
 
-/// A statement of [`V1`]..[`V5`] as a cluster's server runs it: the table created as
+/// A statement of [`V1`]..[`V6`] as a cluster's server runs it: the table created as
 /// `TABLE_local`, then the distributed table `TABLE` in front of the cluster's local tables.
 fn clustered(statement: &str, cluster: &str, database: &str) -> Result<[String; 2], StoreError> {
     let unknown = || StoreError::Backend("a schema statement without a shard key".into());
@@ -263,15 +268,24 @@ pub fn check_layout(client: &Client) -> Result<(), StoreError> {
 /// One server's migration: on a cluster (`cluster`), its local tables and the distributed
 /// tables in front of them.
 fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreError> {
+    migrate_server_to(client, cluster, VERSION)
+}
+
+/// One server's migration up to version `target` (tests start from an older version).
+fn migrate_server_to(
+    client: &Client,
+    cluster: Option<&str>,
+    target: u32,
+) -> Result<u32, StoreError> {
     let db = sql::ident(client.database());
     client.execute(&format!("CREATE DATABASE IF NOT EXISTS {db}"), false)?;
     client.execute(VERSION_TABLE, true)?;
     let found = current(client)?;
     supported(found)?;
-    let steps: &[&[&str]] = &[V1, V2, V3, V4, V5];
+    let steps: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
-        if version <= found {
+        if version <= found || version > target {
             continue;
         }
         for statement in *step {
@@ -287,6 +301,9 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
         if version == 5 {
             backfill_index(client, cluster.is_some())?;
         }
+        if version == 6 {
+            read_layout::migrate(client, cluster.is_some())?;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -298,7 +315,13 @@ fn migrate_server(client: &Client, cluster: Option<&str>) -> Result<u32, StoreEr
         .map_err(|e| StoreError::Backend(e.to_string()))?;
         client.execute(&insert, true)?;
     }
-    Ok(VERSION)
+    Ok(target.min(VERSION))
+}
+
+/// A single server's database brought to version `target` only (a test's older database).
+#[cfg(test)]
+pub(super) fn migrate_to(client: &Client, target: u32) -> Result<u32, StoreError> {
+    migrate_server_to(client, None, target)
 }
 
 /// How long one day's index backfill may take (a read timeout: ClickHouse answers the

@@ -23,6 +23,9 @@ struct Edge {
     count: i64,
     errors: i64,
     latency_sum: i64,
+    /// The summed sketch of the rows written since schema version 6: (bucket indexes, counts).
+    summed: (Vec<i32>, Vec<i64>),
+    /// The sketches of older rows (hex), merged here.
     sketches: Vec<String>,
     first_seen: u64,
     last_seen: u64,
@@ -34,11 +37,12 @@ struct Edge {
 /// move an outer `WHERE` into a `UNION ALL`, and `FINAL` reads every part it is not kept
 /// from); [`edge_window`] gives its values.
 const EDGES: &str = "(SELECT minute, from_node, to_node, kind, via, count, errors,
-    latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos FROM edge_minutes
+    latency_sum_micros, latency, latency_buckets, latency_counts, first_seen_unix_nanos,
+    last_seen_unix_nanos FROM edge_minutes
     WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?
     UNION ALL SELECT minute, from_node, to_node, kind, via, count, errors, latency_sum_micros,
-    latency, first_seen_unix_nanos, last_seen_unix_nanos FROM pair_minutes FINAL
-    WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?)";
+    latency, latency_buckets, latency_counts, first_seen_unix_nanos, last_seen_unix_nanos
+    FROM pair_minutes FINAL WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?)";
 
 /// The values of [`EDGES`]'s placeholders for the minutes `first..=last`.
 fn edge_window(first: i64, last: i64) -> [Value<'static>; 8] {
@@ -68,7 +72,9 @@ pub fn topology(client: &Client, window: TimeWindow) -> Result<TopologyRows, Sto
         &format!(
             "SELECT from_node, to_node, toInt64(kind) AS kind, via, sum(count) AS count,
          sum(errors) AS errors, sum(latency_sum_micros) AS latency_sum,
-         groupArray(hex(latency)) AS sketches, min(first_seen_unix_nanos) AS first_seen,
+         sumMap(latency_buckets, latency_counts) AS summed,
+         groupArrayIf(hex(latency), latency != '') AS sketches,
+         min(first_seen_unix_nanos) AS first_seen,
          max(last_seen_unix_nanos) AS last_seen
          FROM {EDGES} GROUP BY from_node, to_node, kind, via"
         ),
@@ -79,7 +85,8 @@ pub fn topology(client: &Client, window: TimeWindow) -> Result<TopologyRows, Sto
         let Some(kind) = EdgeKind::from_i64(e.kind) else {
             continue;
         };
-        let mut latency = Sketch::new();
+        let (buckets, counts) = &e.summed;
+        let mut latency = Sketch::from_buckets(buckets.iter().copied().zip(counts.iter().copied()));
         for s in &e.sketches {
             latency.merge(&Sketch::decode(&hex_bytes(s)));
         }

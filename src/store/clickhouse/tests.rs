@@ -986,3 +986,134 @@ fn spans_stored_before_the_index_are_indexed_by_the_migration() {
     assert_eq!(searched(&store, service("cart")).0, [70, 72]);
     store.shutdown();
 }
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A database of version 5 (before the sketch's arrays and the small granules of `spans`):
+/// after the migration its spans read back whole, its minute rows' sketches (blobs) merge
+/// with rows of the array columns, and nothing of the old `spans` table is left.
+#[test]
+fn a_version_5_database_migrates_to_6_and_reads_the_same() {
+    use crate::model::sketch::Sketch;
+    use crate::model::testing::T0;
+    use crate::model::{EdgeKind, SpanId, TimeWindow, TraceId};
+    use crate::store::{TopologyReads as _, TraceReads as _};
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let c = Client::new(&url, Timeouts::default());
+    assert_eq!(schema::migrate_to(&c, 5).unwrap(), 5);
+    let minute = (T0 / 60_000_000_000) as i64;
+    let sketch = |values: &[(u64, i64)]| {
+        let mut s = Sketch::new();
+        for &(micros, weight) in values {
+            s.add(micros, weight);
+        }
+        s
+    };
+    let (old_a, old_b, new) = (
+        sketch(&[(100, 2), (9_000, 1)]),
+        sketch(&[(100, 1), (40, 3)]),
+        sketch(&[(9_000, -1), (250_000, 2)]),
+    );
+    let call = EdgeKind::Call.as_i64() as u64;
+    for (s, count) in [(&old_a, 3), (&old_b, 4)] {
+        let q = render(
+            "INSERT INTO edge_minutes (day, minute, from_node, to_node, kind, via, count,
+             latency_sum_micros, latency)
+             VALUES (?, ?, 'service:a', 'service:b', ?, '', ?, 1, unhex(?))",
+            &[
+                Value::Day(T0),
+                Value::I64(minute),
+                Value::U64(call),
+                Value::I64(count),
+                Value::Str(&hex(&s.encode())),
+            ],
+        )
+        .unwrap();
+        c.execute(&q, true).unwrap();
+    }
+    let trace = TraceId([0x51; 16]);
+    for id in 1..=3u8 {
+        let q = render(
+            "INSERT INTO spans (day, trace_id, span_id, start_unix_nanos, end_unix_nanos, service,
+             name) VALUES (?, ?, ?, ?, ?, 'a', 'old op')",
+            &[
+                Value::Day(T0),
+                Value::Trace(trace),
+                Value::Span(SpanId([id; 8])),
+                Value::U64(T0 + u64::from(id)),
+                Value::U64(T0 + 1_000),
+            ],
+        )
+        .unwrap();
+        c.execute(&q, true).unwrap();
+    }
+    let store = open(&url).unwrap();
+    assert_eq!(schema::current(&c).unwrap(), schema::VERSION);
+    #[derive(serde::Deserialize)]
+    struct T {
+        name: String,
+        engine_full: String,
+    }
+    let tables: Vec<T> = c
+        .rows(&format!(
+            "SELECT name, engine_full FROM system.tables WHERE database = '{}' AND name LIKE 'spans%'",
+            c.database()
+        ))
+        .unwrap();
+    assert_eq!(tables.len(), 1, "the old spans table is dropped");
+    assert!(
+        tables[0].name == "spans"
+            && tables[0].engine_full.contains(&format!(
+                "index_granularity = {}",
+                read_layout::SPANS_GRANULARITY
+            )),
+        "{}",
+        tables[0].engine_full
+    );
+    let spans = store.trace(trace).unwrap();
+    assert_eq!(
+        spans.iter().map(|s| s.span_id.0[0]).collect::<Vec<_>>(),
+        [1, 2, 3]
+    );
+    // A row written since, in the array columns, for the same edge and minute.
+    let buckets = new.buckets();
+    let q = render(
+        &format!(
+            "INSERT INTO edge_minutes (day, minute, from_node, to_node, kind, via, count,
+             latency_sum_micros, latency_buckets, latency_counts)
+             VALUES (?, ?, 'service:a', 'service:b', ?, '', 1, 1, [{}], [{}])",
+            buckets
+                .iter()
+                .map(|b| b.0.to_string())
+                .collect::<Vec<_>>()
+                .join(","),
+            buckets
+                .iter()
+                .map(|b| b.1.to_string())
+                .collect::<Vec<_>>()
+                .join(",")
+        ),
+        &[Value::Day(T0), Value::I64(minute), Value::U64(call)],
+    )
+    .unwrap();
+    c.execute(&q, true).unwrap();
+    let window = TimeWindow::new(T0 - 60_000_000_000, T0 + 60_000_000_000).unwrap();
+    let rows = store.topology(window).unwrap();
+    let mut want = old_a.clone();
+    want.merge(&old_b);
+    want.merge(&new);
+    assert_eq!(rows.edges.len(), 1);
+    assert_eq!(
+        (rows.edges[0].count, rows.edges[0].latency_sum_micros),
+        (8, 3)
+    );
+    assert_eq!(rows.edges[0].latency, want);
+    assert_eq!(rows.edges[0].latency.quantile(0.99), want.quantile(0.99));
+    // Its steps run again (a collector migrating at the same moment) change nothing.
+    read_layout::migrate(&c, false).unwrap();
+    assert_eq!(store.topology(window).unwrap().edges[0].latency, want);
+    assert_eq!(store.trace(trace).unwrap().len(), 3);
+    store.shutdown();
+}

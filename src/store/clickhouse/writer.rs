@@ -551,12 +551,10 @@ fn insert_all(client: &Client, inserts: &[(&str, &str, &Rows)]) -> Result<(), Cl
 }
 
 /// An edge delta's columns, from `minute` on (as `edge_minutes` and `pair_minutes` hold them).
+/// The latency sketch goes in the two array columns (schema version 6: ClickHouse sums them
+/// with `sumMap`); the blob column `latency` stays empty (rows of older versions hold it).
 fn edge_fields(rows: &mut Rows, k: &EdgeMinuteKey, d: &EdgeDelta) {
-    let latency = if d.latency.is_empty() {
-        Vec::new()
-    } else {
-        d.latency.encode()
-    };
+    let buckets = d.latency.buckets();
     rows.i64(k.minute)
         .str(&k.from.0.id)
         .str(&k.to.0.id)
@@ -565,9 +563,11 @@ fn edge_fields(rows: &mut Rows, k: &EdgeMinuteKey, d: &EdgeDelta) {
         .i64(d.count)
         .i64(d.errors)
         .i64(d.latency_sum_micros)
-        .bytes(&latency)
+        .bytes(&[])
         .u64(d.first_seen)
-        .u64(d.last_seen);
+        .u64(d.last_seen)
+        .i32_array(buckets.iter().map(|b| b.0))
+        .i64_array(buckets.iter().map(|b| b.1));
 }
 
 /// The publishes the group's consumes refer to (parent, links), to read their deliveries.
@@ -612,7 +612,7 @@ fn clone_error(e: &ClientError) -> ClientError {
 
 const KEY_COLUMNS: &str = "day, second, key";
 pub const SPAN_COLUMNS: &str = "day, trace_id, span_id, parent_span_id, start_unix_nanos, end_unix_nanos, service, service_namespace, service_instance, name, kind, status, status_message, scope, msg_system, msg_destination, msg_operation, msg_consumer_group, msg_message_id, msg_conversation_id, peer, attributes, resource, events, links, link_trace_ids, flags";
-const EDGE_COLUMNS: &str = "day, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos";
+const EDGE_COLUMNS: &str = "day, minute, from_node, to_node, kind, via, count, errors, latency_sum_micros, latency, first_seen_unix_nanos, last_seen_unix_nanos, latency_buckets, latency_counts";
 const SERVICE_COLUMNS: &str = "day, minute, service, spans, errors";
 const INSTANCE_COLUMNS: &str = "day, minute, destination, service, instance";
 const PARTITION_COLUMNS: &str =

@@ -1,0 +1,152 @@
+//! Schema version 6: the layout the reads need at 10,000,000 spans (docs/SCALE.md,
+//! "Measurements").
+//!
+//! - `edge_minutes` and `pair_minutes` get the latency sketch as two array columns
+//!   (`latency_buckets`, `latency_counts`: [`Sketch::buckets`](crate::model::sketch::Sketch)),
+//!   which ClickHouse sums with `sumMap`, so the topology read answers one row per edge
+//!   instead of shipping every minute row's sketch. Rows written before keep their blob
+//!   (`latency`, empty in new rows) and are merged by the reader as before.
+//! - `spans` is rebuilt with an index granularity of [`SPANS_GRANULARITY`] rows (ClickHouse's
+//!   default is 8,192, which a trace read reads whole in every part for a few spans): a new
+//!   table is created, swapped in by `RENAME TABLE` (writers go on into the new one), the
+//!   old one's rows are copied into it day by day, and the old one is dropped. Every step is
+//!   safe to run again: a migration stopped during the copy copies again (the copies of one
+//!   span collapse on merge, and reads take one row per span). While the copy runs, a trace
+//!   read answers only the spans copied or written since; an insert still running into the
+//!   old table when its day's copy starts reading may miss the copy (a narrow window).
+//!
+//! Each step is run on a server's own tables (on a cluster, its local tables, and the array
+//! columns on the distributed tables in front too).
+
+use super::client::{Client, LOCAL_SUFFIX};
+use super::sql::{render, Value};
+use crate::store::StoreError;
+
+/// Rows per granule of `spans`: a trace read reads one granule per part it touches.
+pub const SPANS_GRANULARITY: u32 = 256;
+
+/// The sketch's columns, in the order inserts write them.
+const SKETCH_COLUMNS: [(&str, &str); 2] = [
+    ("latency_buckets", "Array(Int32)"),
+    ("latency_counts", "Array(Int64)"),
+];
+
+/// How long one day's copy of `spans` may take (a read timeout: ClickHouse answers the
+/// statement when it is done).
+const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+fn template(sql: &str, values: &[Value<'_>]) -> Result<String, StoreError> {
+    render(sql, values).map_err(|e| StoreError::Backend(e.to_string()))
+}
+
+/// Brings one server's tables to version 6 (`cluster`: its tables are `TABLE_local` with a
+/// distributed `TABLE` in front).
+pub fn migrate(client: &Client, cluster: bool) -> Result<(), StoreError> {
+    let suffix = if cluster { LOCAL_SUFFIX } else { "" };
+    for table in ["edge_minutes", "pair_minutes"] {
+        add_sketch_columns(client, &format!("{table}{suffix}"))?;
+        if cluster {
+            add_sketch_columns(client, table)?;
+        }
+    }
+    rebuild_spans(client, &format!("spans{suffix}"))
+}
+
+/// The names of a table's columns (none: no such table).
+fn columns(client: &Client, table: &str) -> Result<Vec<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct C {
+        name: String,
+    }
+    let q = template(
+        "SELECT name FROM system.columns WHERE database = ? AND table = ?",
+        &[Value::Str(client.database()), Value::Str(table)],
+    )?;
+    Ok(client.rows::<C>(&q)?.into_iter().map(|c| c.name).collect())
+}
+
+/// Adds the sketch's array columns a table lacks (18.16 has no `ADD COLUMN IF NOT EXISTS`:
+/// a collector migrating at the same moment may add one first, which is fine).
+fn add_sketch_columns(client: &Client, table: &str) -> Result<(), StoreError> {
+    for (name, kind) in SKETCH_COLUMNS {
+        if columns(client, table)?.iter().any(|c| c == name) {
+            continue;
+        }
+        let added = client.execute(
+            &format!("ALTER TABLE {table} ADD COLUMN {name} {kind}"),
+            true,
+        );
+        if let Err(e) = added {
+            if !columns(client, table)?.iter().any(|c| c == name) {
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A table's engine with its settings (`system.tables.engine_full`); `None`: no such table.
+fn engine(client: &Client, table: &str) -> Result<Option<String>, StoreError> {
+    #[derive(serde::Deserialize)]
+    struct E {
+        engine_full: String,
+    }
+    let q = template(
+        "SELECT engine_full FROM system.tables WHERE database = ? AND name = ?",
+        &[Value::Str(client.database()), Value::Str(table)],
+    )?;
+    Ok(client
+        .rows::<E>(&q)?
+        .into_iter()
+        .next()
+        .map(|e| e.engine_full))
+}
+
+fn rebuilt(engine: Option<&str>) -> bool {
+    engine.is_some_and(|e| e.contains(&format!("index_granularity = {SPANS_GRANULARITY}")))
+}
+
+/// Swaps in a `spans` table of [`SPANS_GRANULARITY`] (unless done), then copies the old one's
+/// rows into it and drops it (if an old one is left).
+fn rebuild_spans(client: &Client, table: &str) -> Result<(), StoreError> {
+    let (next, old) = (format!("{table}_v6"), format!("{table}_v5"));
+    if !rebuilt(engine(client, table)?.as_deref()) {
+        client.execute(
+            &format!(
+                "CREATE TABLE IF NOT EXISTS {next} AS {table} ENGINE = ReplacingMergeTree
+                 PARTITION BY day ORDER BY (trace_id, span_id)
+                 SETTINGS index_granularity = {SPANS_GRANULARITY}"
+            ),
+            true,
+        )?;
+        let swapped = client.execute(
+            &format!("RENAME TABLE {table} TO {old}, {next} TO {table}"),
+            true,
+        );
+        if let Err(e) = swapped {
+            // Another collector migrating at the same moment swapped first.
+            if !rebuilt(engine(client, table)?.as_deref()) {
+                return Err(e.into());
+            }
+        }
+    }
+    if engine(client, &old)?.is_none() {
+        return Ok(());
+    }
+    #[derive(serde::Deserialize)]
+    struct D {
+        day: String,
+    }
+    let days: Vec<D> = client.rows(&format!(
+        "SELECT DISTINCT toString(day) AS day FROM {old} ORDER BY day"
+    ))?;
+    let long = client.with_read_timeout(COPY_TIMEOUT);
+    for d in days {
+        let copy = template(
+            &format!("INSERT INTO {table} SELECT * FROM {old} WHERE day = toDate(?)"),
+            &[Value::Str(&d.day)],
+        )?;
+        long.execute(&copy, true)?;
+    }
+    Ok(client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?)
+}
