@@ -12,8 +12,9 @@
 //!   old one's rows are copied into it day by day, and the old one is dropped. Every step is
 //!   safe to run again: a migration stopped during the copy copies again (the copies of one
 //!   span collapse on merge, and reads take one row per span). While the copy runs, a trace
-//!   read answers only the spans copied or written since; an insert still running into the
-//!   old table when its day's copy starts reading may miss the copy (a narrow window).
+//!   read answers only the spans copied or written since. A day whose row count changed
+//!   while it was copied (an insert that reached the old table late) is copied again, so
+//!   the old table is dropped only once each day's copy saw all its rows.
 //!
 //! Each step is run on a server's own tables (on a cluster, its local tables, and the array
 //! columns on the distributed tables in front too).
@@ -34,6 +35,9 @@ const SKETCH_COLUMNS: [(&str, &str); 2] = [
 /// How long one day's copy of `spans` may take (a read timeout: ClickHouse answers the
 /// statement when it is done).
 const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
+
+/// How many times one day is copied at most while its row count keeps changing.
+const COPY_ROUNDS: usize = 5;
 
 fn template(sql: &str, values: &[Value<'_>]) -> Result<String, StoreError> {
     render(sql, values).map_err(|e| StoreError::Backend(e.to_string()))
@@ -140,13 +144,44 @@ fn rebuild_spans(client: &Client, table: &str) -> Result<(), StoreError> {
     let days: Vec<D> = client.rows(&format!(
         "SELECT DISTINCT toString(day) AS day FROM {old} ORDER BY day"
     ))?;
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
     let long = client.with_read_timeout(COPY_TIMEOUT);
     for d in days {
         let copy = template(
             &format!("INSERT INTO {table} SELECT * FROM {old} WHERE day = toDate(?)"),
             &[Value::Str(&d.day)],
         )?;
-        long.execute(&copy, true)?;
+        let count = template(
+            &format!("SELECT count() AS n FROM {old} WHERE day = toDate(?)"),
+            &[Value::Str(&d.day)],
+        )?;
+        let rows = |c: &Client| -> Result<u64, StoreError> {
+            Ok(c.rows::<N>(&count)?.first().map_or(0, |r| r.n))
+        };
+        // A day whose rows grew while it was copied (an insert that reached the old table
+        // late) is copied again: its copies collapse on merge, and reads take one row per
+        // span. Bounded: an old table nobody writes to any more stops growing.
+        let mut settled = false;
+        for _ in 0..COPY_ROUNDS {
+            let before = rows(client)?;
+            long.execute(&copy, true)?;
+            if rows(client)? == before {
+                settled = true;
+                break;
+            }
+        }
+        if !settled {
+            // The old table is kept (nothing acknowledged is dropped); the next start
+            // copies again.
+            return Err(StoreError::Backend(format!(
+                "{old} was still written to while day {} was copied into {table}; \
+                 the copy goes on at the next start",
+                d.day
+            )));
+        }
     }
     Ok(client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?)
 }
