@@ -860,7 +860,9 @@ fn large_map_time_to_interactive() {
     );
     let page = format!("/?window=custom&{q}");
     let origin = |e: &TestEnv| e.api_url("").trim_end_matches('/').to_string();
-    let mut pages: Vec<(Value, Option<Value>)> = Vec::new();
+    /// One round: this build's navigation and the baseline build's.
+    type Loads = (Value, Option<Value>);
+    let mut pages: Vec<Loads> = Vec::new();
     for _ in 0..5 {
         let now = navigate_map(&b, &origin(&env), &env.api_url(&page));
         let then = baseline_env
@@ -881,7 +883,7 @@ fn large_map_time_to_interactive() {
     assert_eq!(shown["nodes"].as_u64(), Some(nodes as u64), "{shown}");
     assert_eq!(shown["edges"].as_u64(), Some(edges as u64), "{shown}");
     b.screenshot("map-large");
-    let best_of = |pick: &dyn Fn(&(Value, Option<Value>)) -> Option<f64>| {
+    let best_of = |pick: &dyn Fn(&Loads) -> Option<f64>| {
         pages.iter().filter_map(pick).fold(f64::INFINITY, f64::min)
     };
     let (drawn, framed, cpu) = (
