@@ -20,6 +20,10 @@ fn map_page_carries_the_window_findings_and_every_node() {
     assert!(url.starts_with("/api/topology?since="), "{url}");
     // The page's own topology URL answers the same graph.
     assert_eq!(env.get_json(url)["nodes"], topo["nodes"]);
+    // The page carries that answer for its script (no second request before the first draw).
+    let data: String = page.one("script#topology-data").text().collect();
+    let carried: serde_json::Value = serde_json::from_str(&data).expect("topology data");
+    assert_eq!(carried, env.get_json(url));
     let ids: BTreeSet<String> = page
         .attrs(".node-select", "data-node-id")
         .into_iter()

@@ -179,6 +179,24 @@
     });
     return positions;
   }
+  // The zoom and pan that fit nodes placed at `positions` (their boxes: data.w wide, 46 high
+  // at most) in a `width` x `height` view with `padding` around: what cy.fit gives once the
+  // graph is drawn, known before it exists (a large map's edges are straight lines between
+  // node centres and its labels show only when zoomed in, so the node boxes bound it).
+  function fitViewport(items, positions, width, height, padding, minZoom, maxZoom) {
+    var x1 = Infinity, y1 = Infinity, x2 = -Infinity, y2 = -Infinity;
+    items.forEach(function (it) {
+      var p = it.group === "nodes" && positions[it.data.id];
+      if (!p) { return; }
+      var w = (it.data.w || 90) / 2 + 1, h = 46 / 2 + 1;
+      x1 = Math.min(x1, p.x - w); x2 = Math.max(x2, p.x + w);
+      y1 = Math.min(y1, p.y - h); y2 = Math.max(y2, p.y + h);
+    });
+    if (!(x2 > x1) || !(y2 > y1) || width <= 0 || height <= 0) { return null; }
+    var zoom = Math.min((width - 2 * padding) / (x2 - x1), (height - 2 * padding) / (y2 - y1));
+    zoom = Math.max(minZoom, Math.min(maxZoom, zoom));
+    return { zoom: zoom, pan: { x: (width - zoom * (x1 + x2)) / 2, y: (height - zoom * (y1 + y2)) / 2 } };
+  }
   function elementsOf(cy) {
     return cy.nodes().map(function (n) { return { group: "nodes", data: { id: n.id() } }; })
       .concat(cy.edges().map(function (e) { return { group: "edges", data: { source: e.source().id(), target: e.target().id() } }; }));
@@ -202,5 +220,5 @@
   }
 
   window.switchyardLayout = { route: route, hits: hits, layoutFor: layoutFor, small: small, large: large,
-    layeredPositions: layeredPositions };
+    layeredPositions: layeredPositions, fitViewport: fitViewport };
 })();

@@ -102,16 +102,29 @@
 
   function style() {
     var text = css("--text"), surface = css("--surface");
+    // A node's label and error ring (an image): on every node of a small map; on a large map
+    // only on the nodes in view from the zoom the labels can be read at (labelEdges), so its
+    // first draw neither works out nor measures hundreds of labels a few pixels high.
+    var nodeText = {
+      "label": "data(label)", "color": text, "font-size": 13, "text-valign": "center",
+      "text-halign": "center", "text-wrap": "wrap", "text-max-width": 1000,
+      "line-height": 1.35, "text-margin-x": 12, "background-image": "data(ring)", "background-width": 20,
+      "background-height": 20, "background-position-x": 8, "background-position-y": "50%",
+      "background-clip": "none", "background-image-containment": "over", "background-fit": "none",
+      "background-image-smoothing": "yes"
+    };
+    // Arrows: on every edge of a small map; a large map draws its thousands of edges as plain
+    // lines between node centres (no arrow to place on each node's outline, no bundling of
+    // parallel edges) and gives the edges that show their label (in view, zoomed in to read),
+    // hovered, selected or in a reach their arrows back.
+    var arrows = { "target-arrow-shape": "triangle", "arrow-scale": 0.9 };
+    var pointed = "edge.labelled, edge.hovered, edge:selected, edge.up, edge.down";
     return [
-      { selector: "node", style: {
-        "label": "data(label)", "color": text, "font-size": 13, "text-valign": "center",
-        "text-halign": "center", "width": "data(w)", "height": 44, "border-width": 1.5,
-        "border-color": css("--border"), "background-color": surface, "text-wrap": "wrap", "text-max-width": 1000,
-        "line-height": 1.35, "text-margin-x": 12, "background-image": "data(ring)", "background-width": 20,
-        "background-height": 20, "background-position-x": 8, "background-position-y": "50%",
-        "background-clip": "none", "background-image-containment": "over", "background-fit": "none",
-        "background-image-smoothing": "yes"
-      } },
+      { selector: "node", style: Object.assign({
+        "width": "data(w)", "height": 44, "border-width": 1.5,
+        "border-color": css("--border"), "background-color": surface
+      }, largeMap ? {} : nodeText) },
+      largeMap ? { selector: "node.near", style: nodeText } : null,
       { selector: "node[kind = 'service']", style: {
         "shape": "round-rectangle", "border-color": css("--service"),
         "background-color": css("--service"), "background-opacity": 0.14
@@ -125,25 +138,13 @@
         "background-color": css("--external"), "background-opacity": 0.1
       } },
       { selector: "node[span_errors > 0]", style: { "border-width": 2.5, "border-color": css("--error") } },
-      { selector: "edge", style: {
+      { selector: "edge", style: Object.assign({
         "width": "data(width)", "line-color": css("--edge"), "target-arrow-color": css("--edge"),
-        "target-arrow-shape": "triangle", "arrow-scale": 0.9, "curve-style": "bezier", "opacity": 0.85
-      } },
-      // A large map draws its thousands of edges as plain lines between node centres (no
-      // arrow to place on each node's outline, no bundling of parallel edges); the edges that
-      // show their label (in view, zoomed in to read), hovered, selected or in a reach get
-      // their arrows back.
-      largeMap ? { selector: "edge", style: { "curve-style": "haystack", "haystack-radius": 0 } } : null,
-      largeMap ? { selector: "edge.labelled, edge.hovered, edge:selected, edge.up, edge.down", style: {
-        "curve-style": "straight"
-      } } : null,
-      // A large map at its first (fitted) zoom would draw hundreds of node labels a few
-      // pixels high: they show from the zoom where they can be read, with the error rings
-      // (an image drawn on each node), on the nodes in view from there (labelEdges): neither
-      // is measured nor drawn for the whole map at its first draw.
-      { selector: "node", style: { "min-zoomed-font-size": largeMap ? 7 : 0 } },
-      largeMap ? { selector: "node", style: { "background-image": "none", "label": "" } } : null,
-      largeMap ? { selector: "node.near", style: { "background-image": "data(ring)", "label": "data(label)" } } : null,
+        "opacity": 0.85
+      }, largeMap ? { "curve-style": "haystack", "haystack-radius": 0 } : Object.assign({ "curve-style": "bezier" }, arrows)) },
+      largeMap ? { selector: pointed, style: Object.assign({ "curve-style": "straight" }, arrows) } : null,
+      // A large map's node labels show from the zoom where they can be read (7 px of 13).
+      largeMap ? { selector: "node.near", style: { "min-zoomed-font-size": 7 } } : null,
       // The label's look only on the edges that show one (compare mode labels changed edges):
       // every style property costs each of thousands of edges on a large map's first draw.
       { selector: "edge.labelled, edge.hovered, edge.diff-changed", style: {
@@ -638,47 +639,87 @@
     }, function () { if (badge) { badge.hidden = false; } });
   }
 
+  // Works out the style of `eles` now, in a batch (see draw).
+  function styleNow(eles) {
+    cy.batch(function () { eles.forEach(function (e) { e.pstyle("width"); }); });
+  }
+  // Where the first draw's time goes, in ms: when this script started (since navigation), then
+  // each step's share (the topology read, elements, layout, Cytoscape and styles, the view,
+  // badges); `paint`, the first frame after, is added once drawn. The tests print it.
+  var marks = { scripts: performance.now() };
   function draw(topo) {
-    var t = [performance.now()];
+    marks.data = performance.now();
     topology = topo;
     var big = topo.edges.length > 800, items = elements(topo), placed = layout.large(items);
     largeMap = placed;
-    // A large map is laid out on the plain data and created in place: one pass over it.
+    marks.elements = performance.now();
+    // A large map is laid out on the plain data and created in place, its view fitted from the
+    // positions: Cytoscape neither runs a layout nor measures the whole graph to fit it.
+    var view = null;
     if (placed) {
       var positions = layout.layeredPositions(items);
       items.forEach(function (it) { if (it.group === "nodes") { it.position = positions[it.data.id]; } });
+      view = layout.fitViewport(items, positions, container.clientWidth, container.clientHeight, 30, 0.05, 4);
     }
-    cy = cytoscape({
+    marks.layout = performance.now();
+    // Nodes first, then edges: each node's style is worked out on first use, and each of its
+    // properties then marks its connected edges (none yet) and tells the renderer of new
+    // bounds, thousands of notices on a large map, merged into one in a batch.
+    var nodes = items.filter(function (it) { return it.group === "nodes"; });
+    var edges = items.filter(function (it) { return it.group !== "nodes"; });
+    var options = {
       container: container,
-      elements: items,
+      elements: nodes,
       style: style(),
       // "null" would put every node at the origin; "preset" without positions keeps theirs.
       layout: placed ? { name: "preset", fit: false, animate: false } : { name: "null" },
       minZoom: 0.05, maxZoom: 4, wheelSensitivity: 0.3,
       textureOnViewport: big, hideEdgesOnViewport: big, pixelRatio: big ? 1 : "auto"
-    });
-    t.push(performance.now());
+    };
+    if (view) { options.zoom = view.zoom; options.pan = view.pan; }
+    cy = cytoscape(options);
+    styleNow(cy.nodes());
+    styleNow(cy.add(edges));
+    marks.cy = performance.now();
     badges = new window.switchyardBadges.Badges(cy, document.getElementById("map-badges"), pickFinding);
     wire();
-    place(true, placed);
-    t.push(performance.now());
+    place(!view, placed);
+    marks.place = performance.now();
     badges.set(topo.findings, findingTitle);
     legend(topo);
-    t.push(performance.now());
-    // Where the first draw's time went (ms): the graph built, laid out and routed, badges.
-    var timings = { elements: t[1] - t[0], layout: t[2] - t[1], badges: t[3] - t[2] };
+    marks.badges = performance.now();
+    var timings = {};
+    var names = ["scripts", "data", "elements", "layout", "cy", "place", "badges"];
+    names.forEach(function (k, i) { timings[k] = i ? marks[k] - marks[names[i - 1]] : marks[k]; });
     window.switchyard = { cy: cy, topology: topo, readyAt: performance.now(), timings: timings, mode: function () { return mode; } };
+    // The first frame drawn after it: two animation frames (the canvas draws in the first).
+    requestAnimationFrame(function () {
+      requestAnimationFrame(function () {
+        window.switchyard.paintedAt = performance.now();
+        timings.paint = window.switchyard.paintedAt - window.switchyard.readyAt;
+      });
+    });
     drawnOnce = topo.nodes.length > 0;
     watch();
     pickLinkedFinding();
     document.body.setAttribute("data-map-ready", "1");
   }
 
-  fetch(container.getAttribute("data-topology-url"), { headers: { Accept: "application/json" } })
+  // The page carries the topology (`#topology-data`, what /api/topology answers): drawn with
+  // no second request. Without it (it could not be written), the API is asked.
+  function inlineTopology() {
+    var data = document.getElementById("topology-data");
+    var text = data ? data.textContent : "";
+    if (data) { data.remove(); }
+    return text ? JSON.parse(text) : null;
+  }
+  var inline = null;
+  try { inline = inlineTopology(); } catch (err) { inline = null; }
+  (inline ? Promise.resolve(inline) : fetch(container.getAttribute("data-topology-url"), { headers: { Accept: "application/json" } })
     .then(function (r) {
       if (!r.ok) { throw new Error("topology request failed with " + r.status); }
       return r.json();
-    })
+    }))
     .then(draw)
     .catch(function (err) {
       container.replaceChildren(el("p", { "class": "empty", text: "Could not load the topology: " + err.message }));

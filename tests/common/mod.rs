@@ -58,6 +58,8 @@ pub struct TestEnv {
     extra: Vec<String>,
     /// Environment variables set on the server process (e.g. `SWITCHYARD_DISCOVER`).
     envs: Vec<(String, String)>,
+    /// The server's executable: this build's, or another's to compare with.
+    program: PathBuf,
     server: Option<Server>,
     starts: usize,
     /// The one client of every request to the server; re-aimed at each start's addresses.
@@ -76,6 +78,15 @@ impl TestEnv {
 
     /// Starts a server with extra `serve` flags and environment variables.
     pub fn with_args_and_env(extra: &[&str], envs: &[(&str, &str)]) -> TestEnv {
+        TestEnv::launched(Path::new(binary()), extra, envs)
+    }
+
+    /// Starts another build's server (e.g. a copy of main's, to compare a page with).
+    pub fn with_program(program: &Path) -> TestEnv {
+        TestEnv::launched(program, &[], &[])
+    }
+
+    fn launched(program: &Path, extra: &[&str], envs: &[(&str, &str)]) -> TestEnv {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("switchyard.db");
         let mut env = TestEnv {
@@ -86,6 +97,7 @@ impl TestEnv {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            program: program.to_path_buf(),
             server: None,
             starts: 0,
             http: Http::new("http://127.0.0.1:0"),
@@ -117,7 +129,7 @@ impl TestEnv {
         assert!(self.server.is_none(), "a server is already running");
         self.starts += 1;
         let log = std::fs::File::create(self.log_path(self.starts)).expect("log file");
-        let mut child = Command::new(binary())
+        let mut child = Command::new(&self.program)
             .arg("serve")
             .arg("--db")
             .arg(&self.db)

@@ -66,6 +66,23 @@ impl Page {
     /// carries an event-handler attribute, no `javascript:` link.
     pub fn assert_no_injected_markup(&self, what: &str) {
         for s in self.all("script") {
+            let data_script = s.value().attr("type") == Some("application/json");
+            if data_script && s.value().attr("src").is_none() {
+                // Data for the page's script (never run): whole JSON, so nothing in it closed
+                // the element early (what came after would be markup of its own).
+                let data: String = s.text().collect();
+                assert!(
+                    !data.contains(['<', '>', '&']),
+                    "{what}: unescaped data script {:?}",
+                    s.html()
+                );
+                assert!(
+                    serde_json::from_str::<serde_json::Value>(&data).is_ok(),
+                    "{what}: data script is not JSON: {:?}",
+                    s.html()
+                );
+                continue;
+            }
             let src = s.value().attr("src").unwrap_or("");
             assert!(src.starts_with("/static/"), "{what}: script {:?}", s.html());
             assert!(text(&s).is_empty(), "{what}: inline script {:?}", s.html());

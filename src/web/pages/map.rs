@@ -1,8 +1,11 @@
-//! `GET /`: the topology map. The page carries the window, the findings and a keyboard-
-//! reachable node list; the graph itself is drawn by static/app/map.js from the JSON API.
+//! `GET /`: the topology map. The page carries the window, the findings, a keyboard-
+//! reachable node list and the topology itself (`/api/topology`'s answer, in a JSON script
+//! element), which static/app/map.js draws: no second request and no second build before the
+//! first draw.
 
+use super::script_json::ScriptJson;
 use super::window::{page_window, PageWindow, WindowQuery};
-use crate::topology::Topology;
+use crate::topology::{self, Topology};
 use crate::web::api::load_declared_topology;
 use crate::web::render::{render, PageError};
 use crate::web::state::AppState;
@@ -35,6 +38,9 @@ pub struct MapPage {
     pub namespaces: Vec<String>,
     pub nodes: Vec<NodeItem>,
     pub findings: Vec<FindingItem>,
+    /// The topology as `/api/topology` answers it (empty if it could not be written: the
+    /// script then asks the API).
+    pub topology_data: ScriptJson,
 }
 
 /// Human label of a detector's pattern name.
@@ -101,6 +107,9 @@ impl MapPage {
             namespaces,
             nodes,
             findings,
+            topology_data: topology::json::to_vec(topo)
+                .map(|json| ScriptJson::of_json(&json))
+                .unwrap_or_else(|_| ScriptJson::empty()),
         }
     }
 

@@ -8,6 +8,7 @@ pub mod journeys;
 pub mod login;
 pub mod map;
 pub mod node;
+pub mod script_json;
 pub mod sparkline;
 pub mod trace;
 pub mod trace_rows;

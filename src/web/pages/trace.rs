@@ -2,7 +2,8 @@
 //! journey of each of its messages. The page's window (`?window=` or `?since=&until=`, else
 //! minutes around the trace) travels with its links to services and destinations.
 
-use super::trace_rows::{self, ScriptJson};
+use super::script_json::ScriptJson;
+use super::trace_rows;
 use super::waterfall::{self, Waterfall};
 use super::window::{PageWindow, WindowQuery};
 use crate::model::{EdgeKind, SpanId, TimeWindow, TopologyRows, TraceId};

@@ -4,10 +4,10 @@
 //! markup before the view can be used. Pure; the text is inert inside a
 //! `<script type="application/json">` element.
 
+use super::script_json::ScriptJson;
 use super::waterfall::Waterfall;
 use serde::Serialize;
 use std::collections::HashMap;
-use std::fmt;
 
 /// Rows a large trace's page holds as HTML: more than a tall screen shows.
 pub const FIRST_ROWS: usize = 60;
@@ -20,39 +20,6 @@ const ERROR: u8 = 1;
 const PUBLISH: u8 = 2;
 const CONSUME: u8 = 4;
 const FLIP: u8 = 8;
-
-/// JSON whose `<`, `>` and `&` are written as `\u` escapes, so no text in it can close the
-/// script element that holds it or open another: safe to write into the page unescaped.
-pub struct ScriptJson(String);
-
-impl ScriptJson {
-    pub fn of(value: &impl Serialize) -> ScriptJson {
-        let text = serde_json::to_string(value).unwrap_or_else(|_| "null".to_string());
-        let mut out = String::with_capacity(text.len() + 64);
-        for c in text.chars() {
-            match c {
-                '<' => out.push_str("\\u003c"),
-                '>' => out.push_str("\\u003e"),
-                '&' => out.push_str("\\u0026"),
-                c => out.push(c),
-            }
-        }
-        ScriptJson(out)
-    }
-
-    pub fn empty() -> ScriptJson {
-        ScriptJson(String::new())
-    }
-}
-
-impl fmt::Display for ScriptJson {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-// The text holds no `<`, `>` or `&` (see `ScriptJson::of`): HTML escaping would only break it.
-impl askama::filters::HtmlSafe for ScriptJson {}
 
 #[derive(Serialize)]
 struct Data<'a> {
@@ -190,16 +157,6 @@ mod tests {
     use super::*;
     use crate::flow::sample::{consume, publish, Change};
     use crate::web::pages::waterfall;
-
-    #[test]
-    fn script_json_cannot_close_its_element() {
-        let text =
-            ScriptJson::of(&["</script><script>alert(1)</script>", "a & b", "<!--"]).to_string();
-        assert!(!text.contains(['<', '>', '&']), "{text}");
-        let back: Vec<String> = serde_json::from_str(&text).unwrap();
-        assert_eq!(back[0], "</script><script>alert(1)</script>");
-        assert_eq!(back[1], "a & b");
-    }
 
     #[test]
     fn rows_carry_their_hop_fold_and_service_by_index() {
