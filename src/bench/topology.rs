@@ -187,26 +187,47 @@ pub struct TopologyBench {
     pub afresh: bool,
 }
 
-/// Nodes and edges of one answer, and its size.
-fn shape(agent: &ureq::Agent, url: &str) -> Option<(usize, usize, usize)> {
-    let body = agent.get(url).call().ok()?.into_string().ok()?;
-    let v: Value = serde_json::from_str(&body).ok()?;
+/// Nodes and edges of one answer, its size and how it was framed (`Content-Length` or
+/// chunked).
+fn shape(agent: &ureq::Agent, url: &str) -> Option<(usize, usize, usize, String)> {
+    let response = agent.get(url).call().ok()?;
+    let framing = match response.header("content-length") {
+        Some(n) => format!("Content-Length {n}"),
+        None => format!(
+            "Transfer-Encoding {}",
+            response.header("transfer-encoding").unwrap_or("none")
+        ),
+    };
+    let body = read(response)?;
+    let v: Value = serde_json::from_slice(&body).ok()?;
     let n = |k: &str| v[k].as_array().map_or(0, Vec::len);
-    Some((n("nodes"), n("edges"), body.len()))
+    Some((n("nodes"), n("edges"), body.len(), framing))
+}
+
+/// The whole body of an answer, read as any client reads it into memory (one growing buffer).
+fn read(response: ureq::Response) -> Option<Vec<u8>> {
+    use std::io::Read;
+    let mut body = Vec::new();
+    response.into_reader().read_to_end(&mut body).ok()?;
+    Some(body)
 }
 
 pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
+    // Timeouts per read and write, not for the whole request: with the latter ureq sets the
+    // socket's timeouts again before every read of its 8 KiB buffer, two system calls per
+    // 8 KiB (about 500 for one answer), which made this client cost more CPU than the server.
     let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
+        .timeout_connect(Duration::from_secs(5))
+        .timeout_read(Duration::from_secs(30))
+        .timeout_write(Duration::from_secs(30))
         .build();
     let urls: Vec<String> = a.api.iter().map(|api| format!("{api}{}", a.path)).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
     for url in &urls {
         loop {
             let s = shape(&agent, url);
-            if s.is_some_and(|(n, _, _)| n >= a.min_nodes) {
-                let (n, e, bytes) = s.unwrap_or_default();
-                println!("{url}: {n} nodes, {e} edges, {bytes} bytes");
+            if let Some((n, e, bytes, framing)) = s.filter(|s| s.0 >= a.min_nodes) {
+                println!("{url}: {n} nodes, {e} edges, {bytes} bytes ({framing})");
                 break;
             }
             anyhow::ensure!(
@@ -220,11 +241,7 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
     // Warm up each server, then time them in turn.
     for url in &urls {
         for _ in 0..10 {
-            let _ = agent
-                .get(url)
-                .call()
-                .ok()
-                .and_then(|r| r.into_string().ok());
+            let _ = agent.get(url).call().ok().and_then(read);
         }
     }
     let cpu = |i: usize| {
@@ -235,6 +252,8 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
     };
     let before: Vec<Option<f64>> = (0..urls.len()).map(cpu).collect();
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); urls.len()];
+    // This process's own CPU time per server (the client reads on this thread only).
+    let mut client_nanos = vec![0u64; urls.len()];
     let start = crate::model::window::now_unix_nanos();
     for round in 0..a.requests {
         // Every server is asked for the same window in a round.
@@ -250,15 +269,14 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
             } else {
                 url.clone()
             };
-            let t = Instant::now();
-            let ok = agent
-                .get(&url)
-                .call()
-                .ok()
-                .and_then(|r| r.into_string().ok())
-                .is_some();
+            let (t, cpu) = (Instant::now(), super::thread_cpu_nanos());
+            let ok = agent.get(&url).call().ok().and_then(read).is_some();
+            let elapsed = t.elapsed().as_micros() as u64;
+            if let (Some(before), Some(after)) = (cpu, super::thread_cpu_nanos()) {
+                client_nanos[i] += after.saturating_sub(before);
+            }
             if ok {
-                samples[i].push(t.elapsed().as_micros() as u64);
+                samples[i].push(elapsed);
             }
         }
     }
@@ -273,18 +291,20 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
     }
     let base = &samples[0];
     println!(
-        "{} requests per server, in turn; latency request to last byte; CPU = the server's user+system time per request",
+        "{} requests per server, in turn; latency request to last byte; CPU = the server's \
+         user+system time per request, client = this process's own (reading the answer)",
         a.requests
     );
     for (i, url) in urls.iter().enumerate() {
         let s = &samples[i];
         let ratio = |q: f64| percentile(s, q) as f64 / percentile(base, q).max(1) as f64;
         println!(
-            "  {url:<40} p50 {:>7} us  p99 {:>7} us  max {:>7} us  CPU {}  (p50 {:.2}x, p99 {:.2}x the first)",
+            "  {url:<40} p50 {:>7} us  p99 {:>7} us  max {:>7} us  CPU {}  client {:.2} ms  (p50 {:.2}x, p99 {:.2}x the first)",
             percentile(s, 0.5),
             percentile(s, 0.99),
             s.last().copied().unwrap_or(0),
             cpu_ms[i].map_or("?".to_string(), |c| format!("{c:.2} ms")),
+            client_nanos[i] as f64 / 1e6 / a.requests.max(1) as f64,
             ratio(0.5),
             ratio(0.99)
         );

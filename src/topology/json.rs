@@ -90,23 +90,51 @@ impl Template {
     /// rows and writing it gives.
     pub fn answer(&self, window: &TimeWindow) -> serde_json::Result<Vec<u8>> {
         let mut out = Vec::with_capacity(self.body.len() + 64);
+        for piece in self.pieces(window)? {
+            match piece {
+                Piece::Copied(r) => out.extend_from_slice(&self.body[r]),
+                Piece::Written(w) => out.extend_from_slice(&w),
+            }
+        }
+        Ok(out)
+    }
+
+    /// [`Template::answer`] as pieces in order: ranges of [`Template::body`] to send as they
+    /// are and the bytes written for `window` (the bounds and the edges that depend on
+    /// them), so that an answer of megabytes is sent without copying the template into a
+    /// buffer of its own first.
+    pub fn pieces(&self, window: &TimeWindow) -> serde_json::Result<Vec<Piece>> {
+        let mut pieces = Vec::with_capacity(2 * self.edges.len() + 2);
+        let mut head = Vec::with_capacity(self.head + 8);
         write!(
-            out,
+            head,
             "{{\"since_unix_nanos\":{},\"until_unix_nanos\":{}",
             window.since_unix_nanos, window.until_unix_nanos
         )
         .map_err(serde_json::Error::io)?;
+        pieces.push(Piece::Written(head));
         let mut copied = self.head;
         for (r, e) in &self.edges {
-            out.extend_from_slice(&self.body[copied..r.start]);
+            if copied < r.start {
+                pieces.push(Piece::Copied(copied..r.start));
+            }
             let mut e = e.clone();
             e.set_window(window);
-            serde_json::to_writer(&mut out, &e)?;
+            pieces.push(Piece::Written(serde_json::to_vec(&e)?));
             copied = r.end;
         }
-        out.extend_from_slice(&self.body[copied..]);
-        Ok(out)
+        pieces.push(Piece::Copied(copied..self.body.len()));
+        Ok(pieces)
     }
+}
+
+/// A piece of a [`Template`]'s answer for one window.
+#[derive(Debug)]
+pub enum Piece {
+    /// These bytes of the template's body, unchanged.
+    Copied(std::ops::Range<usize>),
+    /// Bytes written for the window.
+    Written(Vec<u8>),
 }
 
 /// Writes `topo` as `serde_json` would, copying what equals its broker part's own JSON, and

@@ -74,18 +74,23 @@ pub async fn topology_json(
     let generation = state.store.generation();
     let key = generation.map(|g| (window.since_unix_nanos, window.until_unix_nanos, g));
     if let Some(body) = key.and_then(answers::get) {
-        return Ok(json(body));
+        return Ok(json(answers::Sent::of([body])));
     }
     let minutes = generation.map(|g| {
         let (first, last) = window.minutes();
         (first, last, g)
     });
     if let Some(template) = minutes.and_then(answers::template) {
-        // A copy of a few megabytes and the traced edges written again: off the async thread.
-        let body = web::block(move || template.answer(&window))
-            .await
-            .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?
-            .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?;
+        // The traced edges written again (the rest of the template is sent as it is): off
+        // the async thread.
+        let body = web::block(move || {
+            template
+                .pieces(&window)
+                .map(|pieces| answers::answer(&template, pieces))
+        })
+        .await
+        .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?
+        .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?;
         return Ok(json(body));
     }
     // Reading, building and serialising all happen on a blocking thread: a topology merged
@@ -106,7 +111,7 @@ pub async fn topology_json(
         answers::put(key, &body);
         answers::put_template(minutes, template);
     }
-    Ok(json(body))
+    Ok(json(answers::Sent::of([body])))
 }
 
 fn json(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {
