@@ -247,7 +247,6 @@ impl Recorded {
 /// not a message), the queue's and the edge's failures with their reasons, the dead-letter
 /// flow, the failed spans with their `error.type`, "errors only", and the blast radius.
 #[test]
-#[ignore = "unfinished: the broker's dead_letter count on the queue is not seen within 90 s (see the report)"]
 fn recorded_dead_letters_and_a_redelivery_are_failures_with_their_reasons() {
     let r = Recorded::start();
     let t = r.topology();
@@ -362,7 +361,6 @@ fn row_mark(b: &Browser, span: &str) -> Value {
 /// exchange, each with the reason on the label, in both themes; the map draws the
 /// dead-letter flow and the queue's failures, and the blast radius of poster is its queue.
 #[test]
-#[ignore = "unfinished: the broker's dead_letter count on the queue is not seen within 90 s (see the report)"]
 fn recorded_dead_letters_in_the_browser() {
     let Some(b) = Browser::start() else { return };
     let r = Recorded::start();

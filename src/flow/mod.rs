@@ -279,9 +279,14 @@ impl Journey<'_> {
         self.follows.get(i).copied().flatten()
     }
 
-    /// The number of hops (consumes tied to a publish of this trace).
+    /// The number of hops (consumes tied to a publish of this trace), as the trace list
+    /// counts them: a redelivery or a replay is the same message again, not another hop.
     pub fn hop_count(&self) -> usize {
-        self.producer.iter().flatten().count()
+        self.producer
+            .iter()
+            .zip(self.spans)
+            .filter(|(p, s)| p.is_some() && !again(s))
+            .count()
     }
 
     /// The hop that ends at span `i`, if it is a consume tied to a publish of this trace.
@@ -342,4 +347,13 @@ impl Journey<'_> {
             round_trip_micros: micros_between(req.start_unix_nanos, got.start_unix_nanos),
         })
     }
+}
+
+/// A consume that delivers a message again: marked so by its broker
+/// (`messaging.switchyard.redelivered`, `.replay`), or stored failed as a redelivery by
+/// pairing (`error.type` `redelivered`).
+fn again(s: &StoredSpan) -> bool {
+    use crate::model::messaging::{ERROR_TYPE, REDELIVERED, REPLAY};
+    let a = &s.attributes;
+    a[REDELIVERED] == true || a[REPLAY] == true || a[ERROR_TYPE] == "redelivered"
 }

@@ -6,7 +6,7 @@
 use super::build::{Dependency, Edge, Node, SeenIn};
 use crate::model::broker::{BrokerSnapshot, FlowKind, NamedBy};
 use crate::model::{EdgeKind, Figures, NodeKey, NodeKind};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
 /// Adds the snapshots' destinations, services and flows to the traced nodes and edges.
@@ -196,6 +196,9 @@ pub struct BrokerPart {
     reported: HashSet<(String, String)>,
     /// How many services a broker reports reading each queue.
     readers: HashMap<String, usize>,
+    /// RabbitMQ queues no consumer is reported of, by node id (sorted), with the failures
+    /// their broker counted ([`queue_failures`]).
+    unread: Vec<(String, BTreeMap<String, i64>)>,
     /// Findings of the detectors that read broker state alone.
     pub(super) findings: Vec<super::Finding>,
     /// Traced names resolved through these snapshots' bindings.
@@ -231,7 +234,7 @@ impl BrokerPart {
             .iter()
             .zip(oldest)
             .all(|(a, b)| a.taken_unix_nanos == b.taken_unix_nanos);
-        queue_failures(&nodes, &mut edges, one_poll);
+        let unread = queue_failures(&nodes, &mut edges, one_poll);
         edges.sort_by(|a, b| edge_key(a).cmp(&edge_key(b)));
         // What every answer's build sets on them (no errors on what only a broker reports),
         // so that the part's nodes are copied into answers unchanged.
@@ -275,6 +278,7 @@ impl BrokerPart {
             bound,
             reported,
             readers,
+            unread,
             findings: Vec::new(),
             routing: Default::default(),
             json: Default::default(),
@@ -471,45 +475,101 @@ fn then(nodes: &mut [Node], edges: &mut [Edge], snapshots: &[Arc<BrokerSnapshot>
 /// oldest poll did not know the queue yet) are failures of the queue's consume edge when one
 /// service consumes from it (`redelivered`, not an error; `dead_letter`, an error). With one
 /// poll in the window (`one_poll`), what that poll counted since the queue was declared.
-fn queue_failures(nodes: &[Node], edges: &mut [Edge], one_poll: bool) {
-    let rabbit: HashMap<&str, &Node> = nodes
-        .iter()
-        .filter(|n| n.system.as_deref() == Some("rabbitmq"))
-        .map(|n| (n.id.as_str(), n))
-        .collect();
+///
+/// A queue the broker reports no consumer of (its reader had left by the poll, or read it
+/// between two polls) keeps its failures in the answer, for [`unread_queue_failures`] to give
+/// to the one service traces show reading it.
+fn queue_failures(
+    nodes: &[Node],
+    edges: &mut [Edge],
+    one_poll: bool,
+) -> Vec<(String, BTreeMap<String, i64>)> {
     let mut consumers: HashMap<&str, usize> = HashMap::new();
     for e in edges.iter().filter(|e| e.kind == EdgeKind::Consume) {
         *consumers.entry(e.from.as_str()).or_default() += 1;
     }
-    let mut found: Vec<(usize, u64, u64)> = Vec::new();
-    for (i, e) in edges.iter().enumerate() {
-        if e.kind != EdgeKind::Consume || consumers.get(e.from.as_str()) != Some(&1) {
-            continue;
-        }
-        let Some((now, then)) = rabbit
-            .get(e.from.as_str())
-            .and_then(|n| Some((n.broker.as_ref()?, n.broker_then.as_deref())))
-        else {
-            continue;
-        };
-        let then = then.filter(|_| !one_poll);
+    let failures_of = |n: &Node| -> Option<BTreeMap<String, i64>> {
+        let now = n.broker.as_ref()?;
+        let then = n.broker_then.as_deref().filter(|_| !one_poll);
         let grew = |figure: fn(&Figures) -> Option<u64>| {
             let before = then.and_then(figure).unwrap_or(0);
             figure(now).map_or(0, |n| n.saturating_sub(before))
         };
-        found.push((i, grew(|f| f.redelivered), grew(|f| f.dead_letters)));
-    }
-    for (i, redelivered, dead) in found {
-        let e = &mut edges[i];
         let as_count = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        if redelivered > 0 {
-            e.failures
-                .insert("redelivered".to_string(), as_count(redelivered));
+        let found = [
+            ("redelivered", grew(|f| f.redelivered)),
+            ("dead_letter", grew(|f| f.dead_letters)),
+        ];
+        Some(
+            found
+                .into_iter()
+                .filter(|(_, n)| *n > 0)
+                .map(|(reason, n)| (reason.to_string(), as_count(n)))
+                .collect(),
+        )
+    };
+    let rabbit = nodes
+        .iter()
+        .filter(|n| n.system.as_deref() == Some("rabbitmq"));
+    let mut read: HashMap<&str, BTreeMap<String, i64>> = HashMap::new();
+    let mut unread = Vec::new();
+    for n in rabbit {
+        let Some(failures) = failures_of(n).filter(|f| !f.is_empty()) else {
+            continue;
+        };
+        match consumers.get(n.id.as_str()) {
+            None => unread.push((n.id.clone(), failures)),
+            Some(1) => {
+                read.insert(n.id.as_str(), failures);
+            }
+            Some(_) => {}
         }
-        if dead > 0 {
-            e.failures.insert("dead_letter".to_string(), as_count(dead));
-            e.errors = e.errors.saturating_add(as_count(dead));
+    }
+    for e in edges.iter_mut().filter(|e| e.kind == EdgeKind::Consume) {
+        if let Some(failures) = read.get(e.from.as_str()) {
+            add_failures(e, failures);
         }
+    }
+    unread.sort();
+    unread
+}
+
+/// A queue's failures as its broker counted them, on its consume edge: the failures and, for
+/// each dead letter, an error.
+fn add_failures(e: &mut Edge, failures: &BTreeMap<String, i64>) {
+    for (reason, &n) in failures {
+        e.failures.insert(reason.clone(), n);
+        if reason != "redelivered" {
+            e.errors = e.errors.saturating_add(n);
+        }
+    }
+}
+
+/// The failures a broker counted on queues it reports no consumer of ([`queue_failures`]),
+/// on the consume edge of the one service traces show reading each (after
+/// [`resolve_consumes`]), joined with the traced ones as a reported consumer's are.
+pub fn unread_queue_failures(edges: &mut [Edge], part: &BrokerPart) {
+    if part.unread.is_empty() {
+        return;
+    }
+    let mut readers: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, e) in edges.iter().enumerate() {
+        if e.kind == EdgeKind::Consume {
+            readers.entry(e.from.as_str()).or_default().push(i);
+        }
+    }
+    let mut found: Vec<(usize, &BTreeMap<String, i64>)> = Vec::new();
+    for (queue, failures) in &part.unread {
+        if let Some([i]) = readers.get(queue.as_str()).map(Vec::as_slice) {
+            found.push((*i, failures));
+        }
+    }
+    for (i, failures) in found {
+        let mut broker = Edge::new(String::new(), String::new(), EdgeKind::Consume);
+        add_failures(&mut broker, failures);
+        let e = &mut edges[i];
+        e.errors = e.errors.saturating_add(broker.errors);
+        merge_failures(e, &broker);
     }
 }
 
@@ -1001,6 +1061,67 @@ mod tests {
             Arc::new(snap)
         });
         assert!(t.edges.iter().all(|e| e.failures.is_empty()));
+    }
+
+    /// A queue the broker reports no consumer of (its reader had gone by the poll): what it
+    /// counted goes to the one service traces show reading the queue, merged with the traced
+    /// failures by the larger count; with two traced readers, to neither.
+    #[test]
+    fn an_unread_queues_failures_go_to_its_one_traced_consumer() {
+        let window = TimeWindow::new(0, 60_000_000_000).unwrap();
+        let snap = |redelivered, dead, taken| {
+            let mut snap = snapshot();
+            snap.flows.retain(|f| f.kind != FlowKind::Consume);
+            snap.taken_unix_nanos = taken;
+            let billing = &mut snap.destinations[1].figures;
+            (billing.redelivered, billing.dead_letters) = (Some(redelivered), Some(dead));
+            Arc::new(snap)
+        };
+        let queue = "destination:rabbitmq:billing";
+        let read = |consumers: &[&str], traced_redelivered: i64| {
+            let edges: Vec<(&str, &str, EdgeKind, i64)> = consumers
+                .iter()
+                .map(|c| (queue, *c, EdgeKind::Consume, 4))
+                .collect();
+            let mut rows = crate::topology::detect::testing::rows(&edges);
+            if traced_redelivered > 0 {
+                let mut r = rows.edges[0].clone();
+                (r.kind, r.via, r.count, r.errors) = (
+                    EdgeKind::Failure,
+                    "redelivered".to_string(),
+                    traced_redelivered,
+                    0,
+                );
+                rows.edges.push(r);
+            }
+            (rows.brokers, rows.brokers_then) =
+                (vec![snap(1, 2, 60_000_000_000)], vec![snap(0, 0, 1)]);
+            build(rows, window)
+        };
+        let t = read(&["service:billing"], 3);
+        let e = t
+            .edges
+            .iter()
+            .find(|e| e.from == queue && e.kind == EdgeKind::Consume)
+            .expect("the consume");
+        let reasons: Vec<(&str, i64)> = e.failures.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+        assert_eq!(reasons, [("dead_letter", 2), ("redelivered", 3)]);
+        assert_eq!((e.count, e.errors), (4, 2), "a dead letter is an error");
+        let node = t.node(queue).unwrap();
+        assert_eq!(
+            (node.errors, node.failures.get("dead_letter")),
+            (Some(2), Some(&2))
+        );
+        assert_same_json(&t);
+        // Nothing traced reads it: no edge to put them on.
+        let t = read(&[], 0);
+        assert!(t.edges.iter().all(|e| e.failures.is_empty()));
+        // Two traced readers: whose failures they were is unknown.
+        let t = read(&["service:billing", "service:audit"], 0);
+        assert!(t
+            .edges
+            .iter()
+            .all(|e| e.failures.is_empty() && e.errors == 0));
     }
 
     /// Traces and the broker count the same redeliveries and dead letters of a queue's

@@ -303,6 +303,7 @@ pub fn build(mut rows: TopologyRows, window: TimeWindow) -> Topology {
         Some(part) => {
             super::brokers::merge_part(&mut nodes, &mut edges, part);
             super::brokers::resolve_consumes(&mut edges, &mut dependencies, &mut nodes, part);
+            super::brokers::unread_queue_failures(&mut edges, part);
             renamed = super::groups::match_groups(&mut nodes, &mut edges);
         }
         None => edges.sort_by(|a, b| super::brokers::edge_key(a).cmp(&super::brokers::edge_key(b))),
