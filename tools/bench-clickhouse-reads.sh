@@ -24,76 +24,9 @@ spans=${3:-312500}
 doublings=${4:-5}
 requests=${5:-100}
 rounds=${6:-3}
-work=$(mktemp -d "${TMPDIR:-/tmp}/switchyard-bench-reads.XXXXXX")
-pids=()
-
-cleanup() {
-    for pid in "${pids[@]}"; do
-        kill "$pid" 2>/dev/null || true
-    done
-    for pid in "${pids[@]}"; do
-        for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -9 "$pid" 2>/dev/null || true
-    done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() {
-    python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-ch_http=$(free_port)
-ch_tcp=$(free_port)
-ch_inter=$(free_port)
-mkdir -p "$work/ch"
-cat >"$work/ch/config.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><console>1</console></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <http_port>$ch_http</http_port>
-  <tcp_port>$ch_tcp</tcp_port>
-  <interserver_http_port>$ch_inter</interserver_http_port>
-  <interserver_http_host>127.0.0.1</interserver_http_host>
-  <path>$work/ch/data/</path>
-  <tmp_path>$work/ch/tmp/</tmp_path>
-  <user_files_path>$work/ch/user_files/</user_files_path>
-  <format_schema_path>$work/ch/format_schemas/</format_schema_path>
-  <users_config>users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mark_cache_size>268435456</mark_cache_size>
-  <uncompressed_cache_size>268435456</uncompressed_cache_size>
-  <max_concurrent_queries>64</max_concurrent_queries>
-  <query_log><database>system</database><table>query_log</table>
-    <flush_interval_milliseconds>1000</flush_interval_milliseconds></query_log>
-</yandex>
-EOF
-cat >"$work/ch/users.xml" <<EOF
-<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_threads>2</max_threads><log_queries>1</log_queries></default></profiles>
-  <users>
-    <default>
-      <password></password>
-      <networks><ip>127.0.0.1</ip></networks>
-      <profile>default</profile>
-      <quota>default</quota>
-    </default>
-  </users>
-  <quotas><default></default></quotas>
-</yandex>
-EOF
-/usr/sbin/clickhouse-server --config-file="$work/ch/config.xml" >"$work/ch/server.log" 2>&1 &
-ch_pid=$!
-pids+=("$ch_pid")
-for _ in $(seq 600); do
-    curl -sf "http://127.0.0.1:$ch_http/ping" >/dev/null && break
-    kill -0 "$ch_pid" 2>/dev/null || { tail -5 "$work/ch/server.log" >&2; exit 1; }
-    sleep 0.1
-done
-ch() { curl -sf "http://127.0.0.1:$ch_http/" --data-binary "$1"; }
+source "$(dirname "$(realpath "$0")")/clickhouse/server.sh"
+clickhouse_work switchyard-bench-reads
+clickhouse_start
 echo "clickhouse-server $(ch 'SELECT version()') pid $ch_pid; $(nproc) cores shared by everything below; load $(cut -d' ' -f1-3 /proc/loadavg)"
 
 # start_serve NAME BINARY DATABASE: sets s_pid, s_http.
@@ -115,8 +48,6 @@ start_serve() {
     done
     s_http=$http s_otlp=$otlp
 }
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 
 # --- load: each binary ingests into its own database, ClickHouse doubles -----------------
 # (Each binary writes its own minute rows: rows written by an older version keep their old
