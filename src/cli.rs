@@ -167,6 +167,7 @@ pub struct ServeArgs {
     #[arg(
         long,
         env = "SWITCHYARD_DISCOVER",
+        hide_env_values = true,
         value_name = "KIND=URL",
         value_delimiter = ','
     )]

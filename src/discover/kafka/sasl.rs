@@ -34,7 +34,7 @@ pub fn authenticate(conn: &mut Conn, sasl: &Sasl) -> Result<(), WireError> {
     if error != 0 {
         return Err(WireError::Denied(format!(
             "SaslHandshake error {error}: the broker takes {} ({mechanism} asked)",
-            offered.join(", ")
+            offered.join(", ").chars().take(200).collect::<String>()
         )));
     }
     match sasl.mechanism {
@@ -73,11 +73,15 @@ fn step(conn: &mut Conn, token: &[u8], sasl: &Sasl) -> Result<Vec<u8>, WireError
     let message = r.nullable_string()?.unwrap_or_default();
     let bytes = r.bytes()?.to_vec();
     if error != 0 {
-        let mut shown: String = message.chars().take(200).collect();
-        let password = sasl.password.expose();
-        if !password.is_empty() {
-            shown = shown.replace(password, "***");
+        // The password and the user are blanked out of the whole message before it is cut,
+        // so no part of either survives the cut.
+        let mut message = message;
+        for secret in [sasl.password.expose(), sasl.user.as_str()] {
+            if !secret.is_empty() {
+                message = message.replace(secret, "***");
+            }
         }
+        let shown: String = message.chars().take(200).collect();
         return Err(WireError::Denied(format!(
             "SaslAuthenticate error {error} ({}): {shown}",
             sasl.mechanism.as_str()

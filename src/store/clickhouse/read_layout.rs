@@ -12,9 +12,10 @@
 //!   old one's rows are copied into it day by day, and the old one is dropped. Every step is
 //!   safe to run again: a migration stopped during the copy copies again (the copies of one
 //!   span collapse on merge, and reads take one row per span). While the copy runs, a trace
-//!   read answers only the spans copied or written since. A day whose row count changed
-//!   while it was copied (an insert that reached the old table late) is copied again, so
-//!   the old table is dropped only once each day's copy saw all its rows.
+//!   read answers only the spans copied or written since. A day leaves the old table (its
+//!   partition dropped) only when its row count did not change while it was copied; a day
+//!   that changed (an insert that reached the old table late) is copied again, and the old
+//!   table is dropped only once it is empty. A restart resumes with the days left.
 //!
 //! Each step is run on a server's own tables (on a cluster, its local tables, and the array
 //! columns on the distributed tables in front too).
@@ -36,7 +37,7 @@ const SKETCH_COLUMNS: [(&str, &str); 2] = [
 /// statement when it is done).
 const COPY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3_600);
 
-/// How many times one day is copied at most while its row count keeps changing.
+/// How many rounds over the old table's days at most while its rows keep changing.
 const COPY_ROUNDS: usize = 5;
 
 fn template(sql: &str, values: &[Value<'_>]) -> Result<String, StoreError> {
@@ -139,49 +140,47 @@ fn rebuild_spans(client: &Client, table: &str) -> Result<(), StoreError> {
     }
     #[derive(serde::Deserialize)]
     struct D {
-        day: String,
+        day: u64,
     }
-    let days: Vec<D> = client.rows(&format!(
-        "SELECT DISTINCT toString(day) AS day FROM {old} ORDER BY day"
-    ))?;
     #[derive(serde::Deserialize)]
     struct N {
         n: u64,
     }
     let long = client.with_read_timeout(COPY_TIMEOUT);
-    for d in days {
-        let copy = template(
-            &format!("INSERT INTO {table} SELECT * FROM {old} WHERE day = toDate(?)"),
-            &[Value::Str(&d.day)],
-        )?;
-        let count = template(
-            &format!("SELECT count() AS n FROM {old} WHERE day = toDate(?)"),
-            &[Value::Str(&d.day)],
-        )?;
-        let rows = |c: &Client| -> Result<u64, StoreError> {
-            Ok(c.rows::<N>(&count)?.first().map_or(0, |r| r.n))
-        };
-        // A day whose rows grew while it was copied (an insert that reached the old table
-        // late) is copied again: its copies collapse on merge, and reads take one row per
-        // span. Bounded: an old table nobody writes to any more stops growing.
-        let mut settled = false;
-        for _ in 0..COPY_ROUNDS {
-            let before = rows(client)?;
+    let days_left = format!("SELECT DISTINCT toUInt32(day) AS day FROM {old} ORDER BY day");
+    // Each day is copied, its rows counted before and after, and dropped from the old table
+    // only when the count did not change meanwhile (a day that changed is copied again in the
+    // next round: its copies collapse on merge, and reads take one row per span). The old
+    // table goes only once it is empty; a restart resumes with the days left.
+    for _ in 0..COPY_ROUNDS {
+        let days: Vec<D> = client.rows(&days_left)?;
+        if days.is_empty() {
+            return Ok(client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?);
+        }
+        for d in days {
+            let at = [Value::Day(d.day.saturating_mul(86_400_000_000_000))];
+            let copy = template(
+                &format!("INSERT INTO {table} SELECT * FROM {old} WHERE day = ?"),
+                &at,
+            )?;
+            let count = template(
+                &format!("SELECT count() AS n FROM {old} WHERE day = ?"),
+                &at,
+            )?;
+            let rows = || -> Result<u64, StoreError> {
+                Ok(client.rows::<N>(&count)?.first().map_or(0, |r| r.n))
+            };
+            let before = rows()?;
             long.execute(&copy, true)?;
-            if rows(client)? == before {
-                settled = true;
-                break;
+            if rows()? == before {
+                let drop = template(&format!("ALTER TABLE {old} DROP PARTITION ?"), &at)?;
+                client.execute(&drop, true)?;
             }
         }
-        if !settled {
-            // The old table is kept (nothing acknowledged is dropped); the next start
-            // copies again.
-            return Err(StoreError::Backend(format!(
-                "{old} was still written to while day {} was copied into {table}; \
-                 the copy goes on at the next start",
-                d.day
-            )));
-        }
     }
-    Ok(client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?)
+    // The old table is kept (nothing acknowledged is dropped); the next start goes on.
+    Err(StoreError::Backend(format!(
+        "{old} was still written to while it was copied into {table}; the copy goes on at \
+         the next start"
+    )))
 }

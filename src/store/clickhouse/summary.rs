@@ -74,6 +74,11 @@ impl SummaryRow {
 
 /// The spans of some traces as their summaries need them, each once (of a span stored
 /// again marked failed, the failed copy, as the trace read).
+/// Pairing's flags of a consume that delivers a message again (as the SQLite store's
+/// summaries read them).
+const AGAIN_FLAGS: u8 =
+    crate::accounting::facts::FLAG_REDELIVERY | crate::accounting::facts::FLAG_REPLAY;
+
 pub(super) fn spans(client: &Client, traces: Vec<TraceId>) -> Result<Vec<SummarySpan>, StoreError> {
     let ids = traces.into_iter().map(Value::Trace).collect();
     let again = [
@@ -86,7 +91,8 @@ pub(super) fn spans(client: &Client, traces: Vec<TraceId>) -> Result<Vec<Summary
              service, name, status, msg_destination, msg_operation, links,
              start_unix_nanos AS start, end_unix_nanos AS end,
              visitParamExtractRaw(attributes, ?) = 'true'
-             OR visitParamExtractRaw(attributes, ?) = 'true' AS again
+             OR visitParamExtractRaw(attributes, ?) = 'true'
+             OR bitAnd(flags, {AGAIN_FLAGS}) != 0 AS again
              FROM spans WHERE trace_id IN ? ORDER BY trace_id, span_id, status DESC
              LIMIT 1 BY trace_id, span_id LIMIT {TRACE_SPANS}"
         ),
