@@ -367,6 +367,9 @@ impl Drop for Vhost {
     }
 }
 
+/// A check of figures on a topology for a suffix (`Err`: what is not there yet).
+type Settled = fn(&str, &Value) -> Result<(), String>;
+
 /// One scenario seen three ways, each on its own RabbitMQ virtual host.
 struct ThreeWay<'a> {
     /// Names each of its virtual host, suffix and test servers' files.
@@ -383,9 +386,23 @@ struct ThreeWay<'a> {
     per_instance: usize,
     /// (discovery alone, merged) for a suffix and those queues' node ids.
     seen: fn(&str, &[String]) -> (Seen, Seen),
+    /// Figures the broker reports later than the shape (its statistics are sampled): both
+    /// views are read again until this holds for the suffix (`Err`: what is not there yet).
+    settled: Option<Settled>,
 }
 
 impl ThreeWay<'_> {
+    /// `t`, or once `settled` is given, the view read again until it holds.
+    fn settle(&self, env: &TestEnv, what: &str, started: u64, suffix: &str, t: Value) -> Value {
+        let Some(settled) = self.settled else {
+            return t;
+        };
+        wait_until(what, BROKER_DEADLINE, || {
+            let t = env.topology(&Window::covering(started, now_unix_nanos()));
+            settled(suffix, &t).map(|()| t)
+        })
+    }
+
     /// Runs the scenario to its end against a server with traces alone; then again against
     /// one with the traces and RabbitMQ discovery of the virtual host, beside a server with
     /// discovery alone. The consumers stay connected (they export their spans once every
@@ -428,13 +445,27 @@ impl ThreeWay<'_> {
             let named = self.per_instance_queues(&discovered, started);
             let (alone, both_views) = (self.seen)(&suffix, &named);
             let alone = wait_for_seen(&discovered, "RabbitMQ discovery alone", started, &alone);
-            let merged = wait_for_seen(
+            let alone = self.settle(
+                &discovered,
+                "RabbitMQ discovery alone",
+                started,
+                &suffix,
+                alone,
+            );
+            let both = wait_for_seen(
                 &merged,
                 "traces merged with RabbitMQ discovery",
                 started,
                 &both_views,
             );
-            (alone, merged)
+            let both = self.settle(
+                &merged,
+                "traces merged with RabbitMQ discovery",
+                started,
+                &suffix,
+                both,
+            );
+            (alone, both)
         }));
         std::fs::write(&release, b"").expect("release the consumers");
         let output = run.finish();
@@ -463,6 +494,7 @@ fn python_pika_redeliveries_and_dead_letters_are_failures_of_the_consume() {
         traced: expected::python_pika_retry,
         per_instance: 0,
         seen: retry_seen,
+        settled: Some(retry_failures_counted),
     }
     .check();
     let suffix = format!(".retry{}m", std::process::id());
@@ -540,6 +572,24 @@ fn python_pika_redeliveries_show_in_traces_alone() {
             page.contains(r#"class="err-reason""#),
             "{id}: no reason on the page"
         );
+    }
+}
+
+/// The retry scenario's failures as the broker counts them: RabbitMQ's redelivery counter
+/// reaches the statistics after the dead letter can (sampled every few seconds).
+fn retry_failures_counted(suffix: &str, t: &Value) -> Result<(), String> {
+    let payments = topo::rabbit(&format!("payments{suffix}"));
+    let settler = topo::service("settler");
+    let want = json!({"dead_letter": 1, "redelivered": 4});
+    let edge = topo::edge(t, "consume", &payments, &settler);
+    let queue = &topo::nodes(t)[&payments];
+    if edge["failures"] == want && queue["failures"] == want {
+        Ok(())
+    } else {
+        Err(format!(
+            "edge failures {} and queue failures {}",
+            edge["failures"], queue["failures"]
+        ))
     }
 }
 
@@ -623,6 +673,7 @@ fn python_pika_broadcast_from_traces_from_discovery_and_merged() {
         traced: expected::broadcast,
         per_instance: 0,
         seen: pika_broadcast_seen,
+        settled: None,
     }
     .check();
     let suffix = format!(".pika{}m", std::process::id());
@@ -704,6 +755,7 @@ fn node_amqplib_from_traces_from_discovery_and_merged() {
         traced: expected::node_amqplib,
         per_instance: 0,
         seen: amqplib_seen,
+        settled: None,
     }
     .check();
 }
@@ -751,6 +803,7 @@ fn python_aio_pika_from_traces_from_discovery_and_merged() {
         traced: expected::python_aio_pika,
         per_instance: 0,
         seen: aio_pika_seen,
+        settled: None,
     }
     .check();
 }
@@ -844,6 +897,7 @@ fn python_celery_from_traces_from_discovery_and_merged() {
         traced: expected::python_celery,
         per_instance: 2,
         seen: celery_seen,
+        settled: None,
     }
     .check();
 }
