@@ -178,6 +178,9 @@ fn rebuild_spans(client: &Client, table: &str) -> Result<(), StoreError> {
             }
         }
     }
+    if client.rows::<D>(&days_left)?.is_empty() {
+        return Ok(client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?);
+    }
     // The old table is kept (nothing acknowledged is dropped); the next start goes on.
     Err(StoreError::Backend(format!(
         "{old} was still written to while it was copied into {table}; the copy goes on at \
