@@ -1117,3 +1117,61 @@ fn a_version_5_database_migrates_to_6_and_reads_the_same() {
     assert_eq!(store.trace(trace).unwrap().len(), 3);
     store.shutdown();
 }
+
+/// A write whose spans start in thousands of different seconds (a late batch, a replay) is
+/// stored, and sent again through another collector it is found stored (counted once): the
+/// lookup of stored spans names its seconds in the query's URL, which ClickHouse's HTTP server
+/// refuses past 16 KiB with an empty HTTP 400, so it asks in several queries.
+#[test]
+fn spans_of_thousands_of_seconds_are_stored_and_found_when_sent_again() {
+    use crate::model::testing::{span, T0};
+    use crate::model::{SpanId, SpanKind, TraceId};
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let spans: Vec<_> = (0..3_000u32)
+        .map(|i| {
+            let mut s = span(1, 1, None, "replayer", SpanKind::Internal);
+            let mut trace = [7u8; 16];
+            trace[..4].copy_from_slice(&i.to_be_bytes());
+            s.trace_id = TraceId(trace);
+            s.span_id = SpanId([1, 2, 3, 4, 5, 6, 7, 8]);
+            // One span a second, 3,000 seconds before T0.
+            s.start_unix_nanos = T0 - u64::from(i) * 1_000_000_000;
+            s.end_unix_nanos = s.start_unix_nanos + 1_000;
+            s
+        })
+        .collect();
+    let a = open(&url).unwrap();
+    write(&a, spans.clone());
+    a.shutdown();
+    // Another collector (no memory of them) is sent the same spans.
+    let b = open(&url).unwrap();
+    write(&b, spans);
+    b.shutdown();
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let c = Client::new(&url, Timeouts::default());
+    let counted = c
+        .rows::<N>("SELECT toUInt64(sum(spans)) AS n FROM service_minutes")
+        .unwrap();
+    assert_eq!(counted.first().map(|r| r.n), Some(3_000), "counted once");
+    let keys = c.rows::<N>("SELECT count() AS n FROM span_keys").unwrap();
+    assert_eq!(keys.first().map(|r| r.n), Some(3_000), "keyed once");
+}
+
+#[test]
+fn a_query_too_long_for_the_url_is_refused_before_it_is_sent() {
+    let c = client();
+    let ids: Vec<String> = (0..3_000).map(|i| i.to_string()).collect();
+    let q = format!("SELECT 'x' AS s FROM t WHERE x IN ({})", ids.join(", "));
+    let rows = super::rowbinary::Rows::default();
+    let t = super::client::External {
+        name: "t",
+        structure: "x UInt32",
+        rows: &rows,
+    };
+    let e = c.rows_with::<S>(&q, &[t]).unwrap_err();
+    assert!(matches!(e, ClientError::QueryTooLong(_)), "{e}");
+    assert!(!e.is_transient());
+}

@@ -377,10 +377,10 @@ impl Writer {
     /// `span_keys` in the seconds the spans start in only; and those that stored spans wait
     /// for (maybe stored through another collector), from `pending_refs`.
     fn lookup(&self, group: &[(WriteBatch, Reply)]) -> Result<Lookup, ClientError> {
-        let mut keys = Rows::default();
         let mut refs = Rows::default();
-        let mut days = std::collections::BTreeSet::new();
-        let mut seconds = std::collections::BTreeSet::new();
+        // The new spans' keys, and the days of their rows, by the second they start in.
+        let mut by_second: std::collections::BTreeMap<u32, (Vec<u64>, Vec<u64>)> =
+            Default::default();
         let mut fresh = HashSet::default();
         for (write, _) in group {
             if let WriteBatch::Spans(list) = write {
@@ -390,12 +390,16 @@ impl Writer {
                     if self.seen.get(hash).is_some() || !fresh.insert(hash) {
                         continue;
                     }
-                    keys.u64(hash);
-                    keys.end_row();
                     refs.fixed(&s.trace_id.0).fixed(&s.span_id.0);
                     refs.end_row();
-                    days.insert(s.start_unix_nanos / DAY_NANOS);
-                    seconds.insert(start_second(s.start_unix_nanos));
+                    let (hashes, days) = by_second
+                        .entry(start_second(s.start_unix_nanos))
+                        .or_default();
+                    hashes.push(hash);
+                    let day = s.start_unix_nanos / DAY_NANOS;
+                    if days.last() != Some(&day) {
+                        days.push(day);
+                    }
                 }
             }
         }
@@ -407,26 +411,42 @@ impl Writer {
         struct Key {
             key: u64,
         }
-        let days = days
-            .into_iter()
-            .map(|d| Value::Day(d * DAY_NANOS))
-            .collect();
-        let seconds = seconds.into_iter().map(|s| Value::U64(s.into())).collect();
-        let q = render(
-            "SELECT key FROM span_keys WHERE day IN ? AND second IN ? AND key IN keys",
-            &[Value::List(days), Value::List(seconds)],
-        )?;
-        let table = External {
-            name: "keys",
-            structure: "key UInt64",
-            rows: &keys,
-        };
-        out.existing.extend(
-            self.client
-                .rows_with::<Key>(&q, &[table])?
+        // The seconds and their days are written in the query's text, which travels in the
+        // URL beside the keys' table, and ClickHouse's HTTP server refuses a request line
+        // over 16 KiB (an empty HTTP 400). A group whose spans start in many seconds (a late
+        // batch, a replay) asks in several queries of at most LOOKUP_SECONDS seconds each.
+        let seconds: Vec<(u32, (Vec<u64>, Vec<u64>))> = by_second.into_iter().collect();
+        for chunk in seconds.chunks(LOOKUP_SECONDS) {
+            let mut keys = Rows::default();
+            let mut days = std::collections::BTreeSet::new();
+            for (_, (hashes, of_rows)) in chunk {
+                days.extend(of_rows.iter().copied());
+                for h in hashes {
+                    keys.u64(*h);
+                    keys.end_row();
+                }
+            }
+            let days = days
                 .into_iter()
-                .map(|k| k.key),
-        );
+                .map(|d| Value::Day(d * DAY_NANOS))
+                .collect();
+            let seconds = chunk.iter().map(|(s, _)| Value::U64((*s).into())).collect();
+            let q = render(
+                "SELECT key FROM span_keys WHERE day IN ? AND second IN ? AND key IN keys",
+                &[Value::List(days), Value::List(seconds)],
+            )?;
+            let table = External {
+                name: "keys",
+                structure: "key UInt64",
+                rows: &keys,
+            };
+            out.existing.extend(
+                self.client
+                    .rows_with::<Key>(&q, &[table])?
+                    .into_iter()
+                    .map(|k| k.key),
+            );
+        }
         #[derive(serde::Deserialize)]
         struct K {
             t: String,
@@ -519,6 +539,11 @@ struct Lookup {
 
 const DAY_NANOS: u64 = 86_400_000_000_000;
 
+/// Seconds named in one `span_keys` lookup: each is about 14 bytes of the URL (a number and a
+/// comma, percent-encoded) and may bring a day of about 30, so 256 of them stay near 11 KiB,
+/// under the 16 KiB request line ClickHouse's HTTP server accepts.
+const LOOKUP_SECONDS: usize = 256;
+
 /// A span's start second, as `span_keys` orders it.
 fn start_second(unix_nanos: u64) -> u32 {
     u32::try_from(unix_nanos / 1_000_000_000).unwrap_or(u32::MAX)
@@ -607,6 +632,7 @@ fn clone_error(e: &ClientError) -> ClientError {
             message: message.clone(),
         },
         ClientError::BadAnswer(m) => ClientError::BadAnswer(m.clone()),
+        ClientError::QueryTooLong(n) => ClientError::QueryTooLong(*n),
     }
 }
 
