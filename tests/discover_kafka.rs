@@ -173,14 +173,19 @@ fn committed_offsets_of_every_group_are_read_with_their_lag() {
     assert_eq!(again.flows.len(), 3);
 }
 
+/// One request read from `conn`: its body after the size prefix (at most 64 KiB), `None`
+/// once the connection ends.
+fn request(conn: &mut std::net::TcpStream) -> Option<Vec<u8>> {
+    let mut size = [0u8; 4];
+    conn.read_exact(&mut size).ok()?;
+    let mut body = vec![0u8; i32::from_be_bytes(size).clamp(0, 1 << 16) as usize];
+    conn.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
 /// Reads one request (its size prefix and body) and writes `reply`.
 fn answer_with(mut conn: std::net::TcpStream, reply: &[u8]) {
-    let mut size = [0u8; 4];
-    if conn.read_exact(&mut size).is_err() {
-        return;
-    }
-    let mut body = vec![0u8; i32::from_be_bytes(size).clamp(0, 1 << 16) as usize];
-    if conn.read_exact(&mut body).is_err() {
+    if request(&mut conn).is_none() {
         return;
     }
     let _ = conn.write_all(reply);
@@ -214,4 +219,95 @@ fn garbage_answers_are_errors_not_panics() {
             other => panic!("{what}: expected a bad answer, got {other:?}"),
         }
     }
+}
+
+/// A peer that speaks the protocol's framing: ApiVersions gets a good answer (Metadata up to
+/// v12), Metadata gets `metadata` (the body after the correlation id), anything else a closed
+/// connection.
+fn crafted(metadata: Vec<u8>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let metadata = std::sync::Arc::new(metadata);
+    std::thread::spawn(move || {
+        for mut conn in listener.incoming().flatten() {
+            let metadata = metadata.clone();
+            std::thread::spawn(move || loop {
+                let Some(request) = request(&mut conn).filter(|r| r.len() >= 8) else {
+                    return;
+                };
+                let api_key = i16::from_be_bytes([request[0], request[1]]);
+                let body: &[u8] = match api_key {
+                    18 => &[0, 0, 0, 0, 0, 1, 0, 3, 0, 0, 0, 12],
+                    3 => &metadata,
+                    _ => return,
+                };
+                let mut reply = ((4 + body.len()) as i32).to_be_bytes().to_vec();
+                reply.extend_from_slice(&request[4..8]);
+                reply.extend_from_slice(body);
+                if conn.write_all(&reply).is_err() {
+                    return;
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The process's peak resident memory (`VmHWM`), in KiB.
+fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("/proc/self/status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+/// Metadata answers that claim `i32::MAX` brokers, topics, partitions or replicas in a few
+/// bytes (a client that sizes its vector from the count before reading an element asks for
+/// hundreds of GB and aborts): each poll is a clear error, the process goes on, and its peak
+/// memory does not grow with the claims.
+#[test]
+fn metadata_claiming_i32_max_entries_is_an_error_and_memory_stays_bounded() {
+    const MAX: [u8; 4] = [0x7f, 0xff, 0xff, 0xff];
+    let string = |s: &str| [&(s.len() as i16).to_be_bytes()[..], s.as_bytes()].concat();
+    // throttle, one broker (node 1, 127.0.0.1:9, no rack), no cluster id, controller 1.
+    let brokers = [
+        &[0u8; 4][..],
+        &[0, 0, 0, 1, 0, 0, 0, 1],
+        &string("127.0.0.1"),
+        &[0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 1],
+    ]
+    .concat();
+    // One topic "t" (no error, not internal).
+    let topic = [&[0u8, 0, 0, 1, 0, 0][..], &string("t"), &[0]].concat();
+    // One partition: no error, index 0, leader 1.
+    let partition = [0u8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+    let answers = [
+        ("brokers", [&[0u8; 4][..], &MAX, &[0; 8]].concat()),
+        ("topics", [&brokers[..], &MAX, &[0; 8]].concat()),
+        ("partitions", [&brokers[..], &topic, &MAX, &[0; 8]].concat()),
+        (
+            "replicas",
+            [&brokers[..], &topic, &partition, &MAX, &[0; 8]].concat(),
+        ),
+    ];
+    let before = peak_rss_kib();
+    for (what, answer) in answers {
+        let port = crafted(answer);
+        let mut source = KafkaSource::new(&format!("127.0.0.1:{port}"), quick()).unwrap();
+        for _ in 0..25 {
+            match source.poll() {
+                Err(DiscoverError::BadAnswer(e)) => assert!(
+                    e.starts_with("metadata") && e.contains("array longer"),
+                    "{what}: {e}"
+                ),
+                other => panic!("{what}: expected a bad answer, got {other:?}"),
+            }
+        }
+    }
+    // One element of the smallest claim (4-byte replica ids) at i32::MAX is 8 GiB; nothing
+    // near it was touched.
+    let grown = peak_rss_kib().saturating_sub(before);
+    assert!(grown < 64 << 10, "peak memory grew by {grown} KiB");
 }

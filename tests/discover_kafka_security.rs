@@ -132,22 +132,31 @@ fn tansus_own_scram_server_refuses_an_unknown_user() {
     }
 }
 
-/// A CA's certificate and a broker's certificate and key it signed, as PEM files.
+/// A CA's certificate and a broker's certificate and key it signed, as PEM files, in a
+/// directory whose name holds an '@' (written `%40` in a `?ca=`).
 struct Files {
     dir: tempfile::TempDir,
 }
 
 impl Files {
+    const SUB: &'static str = "certs@prod";
+
     fn write(names: &[&str]) -> Files {
         let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join(Self::SUB)).unwrap();
+        let files = Files { dir };
         let id = common::tls::identity(names);
-        std::fs::write(dir.path().join("ca.pem"), id.ca_pem).unwrap();
-        std::fs::write(dir.path().join("cert.pem"), id.cert.pem()).unwrap();
-        std::fs::write(dir.path().join("key.pem"), id.key.serialize_pem()).unwrap();
-        Files { dir }
+        std::fs::write(files.path("ca.pem"), id.ca_pem).unwrap();
+        std::fs::write(files.path("cert.pem"), id.cert.pem()).unwrap();
+        std::fs::write(files.path("key.pem"), id.key.serialize_pem()).unwrap();
+        files
     }
     fn path(&self, name: &str) -> std::path::PathBuf {
-        self.dir.path().join(name)
+        self.dir.path().join(Self::SUB).join(name)
+    }
+    /// The path as a `?ca=` value: percent-encoded '@' (a raw one ends the credentials).
+    fn in_url(&self, name: &str) -> String {
+        self.path(name).display().to_string().replace('@', "%40")
     }
 }
 
@@ -156,8 +165,9 @@ fn tls_with_a_private_ca_discovers_and_an_untrusted_certificate_is_refused() {
     let files = Files::write(&["127.0.0.1"]);
     let (cert, key) = (files.path("cert.pem"), files.path("key.pem"));
     let (_broker, front) = cluster(Some((&cert, &key)), None);
-    let ca = files.path("ca.pem");
-    let url = format!("ssl://127.0.0.1:{}?ca={}", front.port, ca.display());
+    let ca = files.in_url("ca.pem");
+    assert!(ca.contains("%40"), "{ca}");
+    let url = format!("ssl://127.0.0.1:{}?ca={ca}", front.port);
     let mut source = KafkaSource::new(&url, quick()).expect("source");
     let snap = source.poll().expect("a poll over TLS");
     assert!(
@@ -175,6 +185,14 @@ fn tls_with_a_private_ca_discovers_and_an_untrusted_certificate_is_refused() {
     // Plain TCP to a TLS listener: an error, not a hang or a panic.
     let plain = format!("127.0.0.1:{}", front.port);
     assert!(KafkaSource::new(&plain, quick()).unwrap().poll().is_err());
+    // The same path with a raw '@' is refused with how to write it.
+    let raw = format!(
+        "ssl://127.0.0.1:{}?ca={}",
+        front.port,
+        files.path("ca.pem").display()
+    );
+    let e = KafkaSource::new(&raw, quick()).err().expect("refused");
+    assert!(e.contains("%40"), "{e}");
     // A CA file that is not there stops the source before it starts.
     let missing = format!("ssl://127.0.0.1:{}?ca=/nonexistent/ca.pem", front.port);
     let e = KafkaSource::new(&missing, quick()).err().expect("refused");
@@ -194,12 +212,11 @@ fn sasl_ssl_discovery_in_serve_never_shows_the_password() {
         mechanism: "SCRAM-SHA-512",
     };
     let (_broker, front) = cluster(Some((&cert, &key)), Some(user));
-    let ca = files.path("ca.pem");
+    let ca = files.in_url("ca.pem");
     let value = |pw: &str| {
         format!(
-            "kafka=sasl_ssl://watcher:{pw}@127.0.0.1:{}?mechanism=SCRAM-SHA-512&ca={}",
+            "kafka=sasl_ssl://watcher:{pw}@127.0.0.1:{}?mechanism=SCRAM-SHA-512&ca={ca}",
             front.port,
-            ca.display()
         )
     };
     let (good, bad) = (value(PASSWORD), value(WRONG));

@@ -10,8 +10,10 @@
 //! ```
 //!
 //! `M` is `PLAIN` (the default), `SCRAM-SHA-256` or `SCRAM-SHA-512` (Kafka's `sasl.mechanism`
-//! names); `USER` and `PASS` are percent-decoded (`%40` for `@`, `%2C` for `,`); `ca` names a
-//! PEM file of certificates trusted besides the system's roots. Every error here names the
+//! names); `USER`, `PASS` and the `ca` path are percent-decoded (`%40` for `@`, `%2C` for
+//! `,`, `%20` for a space); `ca` names a PEM file of certificates trusted besides the
+//! system's roots (an `@` in its path must be written `%40`: a raw one would be taken for
+//! the end of the credentials). Every error here names the
 //! part that is wrong and never repeats the user or the password; the password lives in a
 //! [`Secret`], whose `Debug` hides it.
 
@@ -127,6 +129,13 @@ pub fn parse(value: &str) -> Result<Target, String> {
         Some(at) => (Some(&rest[..at]), &rest[at + 1..]),
         None => (None, rest),
     };
+    if userinfo.is_some_and(|u| u.contains("?ca=") || u.contains("&ca=")) {
+        // A raw '@' in the ca= path was taken for the end of the credentials; said without
+        // repeating them.
+        return Err(
+            "an '@' in the ca= path is written %40 (and a '?' in the password %3F)".to_string(),
+        );
+    }
     if sasl && userinfo.is_none() {
         // Checked before the servers, whose errors repeat them: here they may hold a password.
         return Err(format!("{name}:// needs USER:PASS@ before the servers"));
@@ -261,6 +270,12 @@ mod tests {
             (t.tls, t.sasl.unwrap().mechanism),
             (false, Mechanism::Plain)
         );
+        // A CA path holding '@' is written percent-encoded, like the credentials.
+        let t = parse("sasl_ssl://u:p%40ss@h:9093?ca=/etc/kafka%40prod/ca%20file.pem").unwrap();
+        assert_eq!(t.ca, Some(PathBuf::from("/etc/kafka@prod/ca file.pem")));
+        assert_eq!(t.sasl.unwrap().password.expose(), "p@ss");
+        let t = parse("ssl://h:9093?ca=/srv/a%40b/ca.pem").unwrap();
+        assert_eq!(t.ca, Some(PathBuf::from("/srv/a@b/ca.pem")));
         let t = parse("ssl://h:9093").unwrap();
         assert_eq!((t.tls, t.sasl, t.ca), (true, None, None));
         assert!(!parse("plaintext://h:9092").unwrap().tls);
@@ -287,6 +302,11 @@ mod tests {
             ("sasl_ssl://u:hunter2@h", "is not HOST:PORT"),
             ("sasl_ssl://u:hunter2", "needs USER:PASS@"),
             ("u:hunter2@h:9092", "credentials go in"),
+            ("ssl://h:9093?ca=/srv/a@b/ca.pem", "written %40"),
+            (
+                "sasl_ssl://u:hunter2@h:9093?ca=/srv/a@b/ca.pem",
+                "written %40",
+            ),
         ] {
             let e = parse(value).unwrap_err();
             assert!(e.contains(says), "{value}: {e}");

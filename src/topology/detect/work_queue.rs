@@ -36,14 +36,19 @@ impl Detector for WorkQueue {
             }
             let shared = flows.consumers.get(e.from.as_str()).map_or(0, |c| c.len());
             if shared > 1 && topic(&e.from) && !copies_per_instance(topo, e) {
-                let group = e.key.as_deref().unwrap_or_else(|| name(topo, &e.to));
+                let service = name(topo, &e.to);
+                // The group is named only where the broker named it (the edge's key): spans
+                // carry no consumer group, so from traces alone it is the service's, unnamed.
+                let group = match e.key.as_deref() {
+                    Some(group) => format!("group {group}"),
+                    None => format!("a group (group unknown, by service {service})"),
+                };
                 out.push(Finding {
                     pattern: self.pattern(),
                     nodes: vec![e.from.clone(), e.to.clone()],
                     description: format!(
-                        "{} is a work queue inside group {group}: {instances} instances of {} share it",
+                        "{} is a work queue inside {group}: {instances} instances of {service} share it",
                         name(topo, &e.from),
-                        name(topo, &e.to)
                     ),
                 });
             }
@@ -100,6 +105,17 @@ mod tests {
         assert!(
             f[0].description.contains("inside group billing-group"),
             "{f:?}"
+        );
+        // From traces alone the group is not known: the finding says so instead of naming
+        // one after the service.
+        for e in t.edges.iter_mut().filter(|e| e.to == "s:billing") {
+            e.key = None;
+        }
+        let f = WorkQueue.check(&t);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert_eq!(
+            f[0].description,
+            "orders is a work queue inside a group (group unknown, by service billing): 2 instances of billing share it"
         );
     }
 
