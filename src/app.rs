@@ -288,9 +288,14 @@ fn http_server(
         operations: ingest.operations.clone(),
         broker: broker.clone(),
         discovery,
-        declared,
+        declared: declared.clone(),
         changes,
     });
+    // `/api/topology`'s windows asked recently, built again ahead of the next request.
+    let ahead = web::Data::new(crate::web::api::ahead::Ahead::new(
+        ingest.store.clone(),
+        declared,
+    ));
     let (data, broker) = (web::Data::new(ingest), web::Data::new(broker));
     let guard = web::Data::new(guard);
     let app = move || {
@@ -300,6 +305,7 @@ fn http_server(
             .app_data(data.clone())
             .app_data(broker.clone())
             .app_data(state.clone())
+            .app_data(ahead.clone())
     };
     let server = HttpServer::new(move || app().configure(routes))
         .workers(workers.max(1))

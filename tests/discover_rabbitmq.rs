@@ -950,3 +950,66 @@ fn a_kept_topology_answer_never_hides_a_new_span_or_a_new_poll() {
             .then_some(())
     });
 }
+
+/// A counter of the server's `/metrics` (0 when absent).
+fn counter(env: &TestEnv, line_start: &str) -> u64 {
+    let text = env.api().get("/metrics").text();
+    text.lines()
+        .find_map(|l| l.strip_prefix(line_start)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// `/api/topology` for the window a client asked (ending now) is built again ahead as soon as
+/// a poll lands: the next request meets that build instead of building afresh. A span stored
+/// and acknowledged is still in the very next answer.
+#[test]
+fn a_poll_builds_the_asked_topology_ahead_and_a_new_span_shows_at_once() {
+    let prefix = unique_prefix();
+    let env = with_flags(&discover_flags(
+        "rabbitmq=http://guest:guest@127.0.0.1:15672",
+    ));
+    brokers_after(&env, 1);
+    let ahead = "switchyard_topology_built_ahead_total ";
+    let built = "switchyard_topology_answers_total{from=\"built\"} ";
+    let met = |env: &TestEnv| {
+        counter(env, "switchyard_topology_answers_total{from=\"template\"} ")
+            + counter(env, "switchyard_topology_answers_total{from=\"waited\"} ")
+    };
+    // Asked once: the window ending now is remembered.
+    env.api().get_json("/api/topology");
+    assert_eq!(counter(&env, built), 1);
+    wait_for(
+        "a request served by a build made ahead after a poll",
+        Duration::from_secs(30),
+        || {
+            let (ahead_before, built_before, met_before) =
+                (counter(&env, ahead), counter(&env, built), met(&env));
+            wait_for("a build ahead", Duration::from_secs(10), || {
+                (counter(&env, ahead) > ahead_before).then_some(())
+            });
+            env.api().get_json("/api/topology");
+            // Served by that build, or one still under way for a poll landed since.
+            (counter(&env, built) == built_before && met(&env) > met_before).then_some(())
+        },
+    );
+
+    // Read your writes: a span acknowledged shows in the next answer for a window ending now.
+    let late = span(
+        &format!("{prefix}-now"),
+        "publish",
+        common::builder::Producer,
+    )
+    .at(common::builder::now_unix_nanos() - 2_000_000_000)
+    .messaging("rabbitmq", &format!("{prefix}.now-x"));
+    let r = env.post_otlp(
+        "/v1/traces",
+        &[("content-type", "application/x-protobuf")],
+        &protobuf(&[&late]),
+    );
+    assert_eq!(r.status, 200);
+    let t = env.api().get_json("/api/topology");
+    assert!(
+        common::topo::nodes(&t).contains_key(&common::topo::service(&format!("{prefix}-now"))),
+        "an acknowledged span is missing from the next answer"
+    );
+}

@@ -185,6 +185,15 @@ pub struct TopologyBench {
     /// the topology afresh, as the first one after a poll, a commit or a minute's turn does.
     #[arg(long)]
     pub afresh: bool,
+    /// Ask each server this many times a second (the default window, ending now) for
+    /// `--seconds`, as a client refreshing a map does, instead of `--requests` back to back:
+    /// with `serve --discover-interval 1s` polls land during the run, and p50/p99 are over
+    /// every request, those that met a build included.
+    #[arg(long, conflicts_with = "afresh")]
+    pub rate: Option<f64>,
+    /// How long `--rate` asks.
+    #[arg(long, default_value_t = 60)]
+    pub seconds: u64,
 }
 
 /// Nodes and edges of one answer, its size and how it was framed (`Content-Length` or
@@ -244,18 +253,36 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
             let _ = agent.get(url).call().ok().and_then(read);
         }
     }
+    // The whole process's CPU, and that of its threads that poll brokers and write the
+    // store (busy alike with or without requests).
     let cpu = |i: usize| {
-        a.server_pid
-            .get(i)
-            .and_then(|&p| process_usage(p))
-            .map(|u| u.1)
+        let pid = *a.server_pid.get(i)?;
+        Some((process_usage(pid)?.1, background_cpu(pid)?))
     };
-    let before: Vec<Option<f64>> = (0..urls.len()).map(cpu).collect();
+    let requests = match a.rate {
+        Some(rate) => {
+            anyhow::ensure!(
+                rate > 0.0 && rate <= 1000.0,
+                "--rate must be above 0 and at most 1000"
+            );
+            ((rate * a.seconds as f64).ceil() as usize).max(1)
+        }
+        None => a.requests,
+    };
+    let before: Vec<Option<(f64, f64)>> = (0..urls.len()).map(cpu).collect();
     let mut samples: Vec<Vec<u64>> = vec![Vec::new(); urls.len()];
     // This process's own CPU time per server (the client reads on this thread only).
     let mut client_nanos = vec![0u64; urls.len()];
     let start = crate::model::window::now_unix_nanos();
-    for round in 0..a.requests {
+    let began = Instant::now();
+    for round in 0..requests {
+        if let Some(rate) = a.rate {
+            // Each round at its time on the fixed schedule (a late round is not made up for).
+            let due = began + Duration::from_secs_f64(round as f64 / rate);
+            if let Some(wait) = due.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+        }
         // Every server is asked for the same window in a round.
         let since = start.saturating_sub((3_600 + 60 * (round as u64 + 1)) * 1_000_000_000);
         let query = format!(
@@ -280,20 +307,26 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
             }
         }
     }
-    let cpu_ms: Vec<Option<f64>> = (0..urls.len())
+    // Per request: the process's CPU, and without its background threads' (answering).
+    let cpu_ms: Vec<Option<(f64, f64)>> = (0..urls.len())
         .map(|i| {
             let (b, after) = (before[i]?, cpu(i)?);
-            Some((after - b) * 1000.0 / a.requests.max(1) as f64)
+            let all = (after.0 - b.0) * 1000.0 / requests as f64;
+            Some((all, all - (after.1 - b.1) * 1000.0 / requests as f64))
         })
         .collect();
     for s in &mut samples {
         s.sort_unstable();
     }
     let base = &samples[0];
+    let pace = a.rate.map_or(String::new(), |r| {
+        format!(" at {r}/s over {:.1} s", began.elapsed().as_secs_f64())
+    });
     println!(
-        "{} requests per server, in turn; latency request to last byte; CPU = the server's \
-         user+system time per request, client = this process's own (reading the answer)",
-        a.requests
+        "{requests} requests per server{pace}, in turn; latency request to last byte; CPU = \
+         the server's user+system time per request (answering: without its threads that \
+         poll brokers and write the store; builds ahead included), client = this process's \
+         own (reading the answer)"
     );
     for (i, url) in urls.iter().enumerate() {
         let s = &samples[i];
@@ -303,11 +336,71 @@ pub fn topology(a: TopologyBench) -> anyhow::Result<()> {
             percentile(s, 0.5),
             percentile(s, 0.99),
             s.last().copied().unwrap_or(0),
-            cpu_ms[i].map_or("?".to_string(), |c| format!("{c:.2} ms")),
-            client_nanos[i] as f64 / 1e6 / a.requests.max(1) as f64,
+            cpu_ms[i].map_or("?".to_string(), |(all, answering)| format!(
+                "{all:.2} ms (answering {answering:.2} ms)"
+            )),
+            client_nanos[i] as f64 / 1e6 / requests as f64,
             ratio(0.5),
             ratio(0.99)
         );
+        if let Some(how) = answers_made(&agent, &a.api[i]) {
+            println!("  {:<40} answers since start: {how}", "");
+        }
     }
     Ok(())
+}
+
+/// CPU seconds of a server's threads that poll brokers (`discover-N`) and own the store and
+/// the embedded broker (`store-*`, `broker-*`): long-lived threads, unlike the blocking
+/// pool's, whose time leaves the per-thread figures when they end.
+fn background_cpu(pid: u32) -> Option<f64> {
+    let mut ticks = 0.0;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
+            continue;
+        };
+        let Some((head, after)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let name = head.split_once('(').map_or("", |(_, n)| n);
+        if !["discover-", "store-", "broker-"]
+            .iter()
+            .any(|p| name.starts_with(p))
+        {
+            continue;
+        }
+        let fields: Vec<&str> = after.split_whitespace().collect();
+        let n = |i: usize| fields.get(i).and_then(|f| f.parse::<f64>().ok());
+        ticks += n(11).unwrap_or(0.0) + n(12).unwrap_or(0.0);
+    }
+    // USER_HZ on Linux.
+    Some(ticks / 100.0)
+}
+
+/// How a server made its `/api/topology` answers since it started, from its `/metrics` (a
+/// build without those series says nothing).
+fn answers_made(agent: &ureq::Agent, api: &str) -> Option<String> {
+    let text = agent
+        .get(&format!("{api}/metrics"))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()?;
+    let found: Vec<String> = text
+        .lines()
+        .filter_map(|l| {
+            let rest = l
+                .strip_prefix("switchyard_topology_answers_total{from=\"")
+                .map(|r| r.replacen("\"}", "", 1))
+                .or_else(|| {
+                    l.strip_prefix("switchyard_topology_built_ahead_total ")
+                        .map(|n| format!("ahead {n}"))
+                })?;
+            Some(rest)
+        })
+        .collect();
+    (!found.is_empty()).then(|| found.join(", "))
 }

@@ -264,3 +264,34 @@ pub fn next_generation() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
 }
+
+/// How many generations any store has put in place, with a condition variable to wait for the
+/// next (work kept for the present generation, such as a topology built ahead, starts again).
+// A std Mutex: held to bump or read one number, never across an await.
+static REPLACED: (std::sync::Mutex<u64>, std::sync::Condvar) =
+    (std::sync::Mutex::new(0), std::sync::Condvar::new());
+
+/// Called by a store once a new generation is in place (readable through its `generation`).
+pub fn generation_replaced() {
+    if let Ok(mut n) = REPLACED.0.lock() {
+        *n = n.wrapping_add(1);
+        REPLACED.1.notify_all();
+    }
+}
+
+/// The count of [`generation_replaced`] calls so far.
+pub fn generations_replaced() -> u64 {
+    REPLACED.0.lock().map_or(0, |n| *n)
+}
+
+/// Waits until some store replaces its generation after `seen` (a count from
+/// [`generations_replaced`]) or `timeout` passes; returns the count then.
+pub fn wait_generation_replaced(seen: u64, timeout: std::time::Duration) -> u64 {
+    let Ok(n) = REPLACED.0.lock() else {
+        return seen;
+    };
+    match REPLACED.1.wait_timeout_while(n, timeout, |n| *n == seen) {
+        Ok((n, _)) => *n,
+        Err(_) => seen,
+    }
+}

@@ -1,6 +1,7 @@
 //! JSON and DOT API handlers; the Prometheus scrape ([`metrics`]) and the Jaeger query API
 //! ([`jaeger`]) in their own files.
 
+pub mod ahead;
 pub mod answers;
 pub mod diff;
 pub mod exposition;
@@ -18,6 +19,7 @@ use crate::topology::{self, Topology};
 use crate::web::state::AppState;
 use crate::web::trace_search::{self, FilterText, Filters};
 use actix_web::{web, HttpResponse};
+use answers::How;
 use serde::Deserialize;
 use std::sync::atomic::Ordering;
 
@@ -68,50 +70,52 @@ pub async fn healthz() -> HttpResponse {
 pub async fn topology_json(
     q: web::Query<WindowParams>,
     state: web::Data<AppState>,
+    builder: web::Data<ahead::Ahead>,
 ) -> Result<HttpResponse, ApiError> {
     let window = parse_window(q.since.as_deref(), q.until.as_deref())?;
     // The generation is read before the data: what is built after it is at least as new.
     let generation = state.store.generation();
     let key = generation.map(|g| (window.since_unix_nanos, window.until_unix_nanos, g));
     if let Some(body) = key.and_then(answers::get) {
+        answers::COUNTS.kept_answer.fetch_add(1, Ordering::Relaxed);
+        builder.asked(q.since.as_deref(), q.until.as_deref());
         return Ok(json(answers::Sent::of([body])));
     }
     let minutes = generation.map(|g| {
         let (first, last) = window.minutes();
         (first, last, g)
     });
-    if let Some(template) = minutes.and_then(answers::template) {
-        // The traced edges written again (the rest of the template is sent as it is): off
-        // the async thread.
-        let body = web::block(move || {
-            template
-                .pieces(&window)
-                .map(|pieces| answers::answer(&template, pieces))
-        })
-        .await
-        .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?
-        .map_err(|e| ApiError::Internal(format!("topology JSON: {e}")))?;
-        return Ok(json(body));
-    }
     // Reading, building and serialising all happen on a blocking thread: a topology merged
     // with a large broker is megabytes of JSON.
     let declared = state.declared.clone();
-    let template = state
+    let (body, how) = state
         .store
         .blocking(move |s| {
-            let mut topo = topology::build(s.topology(window)?, window);
-            declared.apply(&mut topo);
-            topology::json::Template::of(&topo)
-                .map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))
+            let Some(minutes) = minutes else {
+                let t = std::sync::Arc::new(ahead::build(s, &declared, window)?);
+                return Ok((answers::Sent::of([answers::body(&t)]), How::Built));
+            };
+            let (t, how) = answers::kept_or_built(minutes, || ahead::build(s, &declared, window))?;
+            if how == How::Built {
+                // Built for this very window: its body is the answer.
+                let body = answers::body(&t);
+                if let Some(key) = key {
+                    answers::put(key, &body);
+                }
+                return Ok((answers::Sent::of([body]), how));
+            }
+            // The traced edges written again for this window (the rest of the template is
+            // sent as it is).
+            let pieces = t
+                .pieces(&window)
+                .map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))?;
+            Ok((answers::answer(&t, pieces), how))
         })
         .await?;
-    let template = std::sync::Arc::new(template);
-    let body = answers::body(&template);
-    if let (Some(key), Some(minutes)) = (key, minutes) {
-        answers::put(key, &body);
-        answers::put_template(minutes, template);
-    }
-    Ok(json(answers::Sent::of([body])))
+    answers::COUNTS.answered(how);
+    // Remembered once answered: the builder ahead then finds this build kept.
+    builder.asked(q.since.as_deref(), q.until.as_deref());
+    Ok(json(body))
 }
 
 fn json(body: impl actix_web::body::MessageBody + 'static) -> HttpResponse {

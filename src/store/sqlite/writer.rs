@@ -433,6 +433,7 @@ impl Writer {
     fn new_generation(&self) {
         self.generation
             .store(crate::store::interface::next_generation(), Ordering::SeqCst);
+        crate::store::interface::generation_replaced();
     }
 
     fn maintain(&mut self) {

@@ -17,8 +17,10 @@ use actix_web::web::Bytes;
 use std::collections::VecDeque;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// A window (since, until) read at a store's write generation.
 pub type Key = (u64, u64, u64);
@@ -40,6 +42,135 @@ static TEMPLATES: Mutex<Vec<(Minutes, Arc<Template>)>> = Mutex::new(Vec::new());
 pub fn template(key: Minutes) -> Option<Arc<Template>> {
     let kept = TEMPLATES.lock().ok()?;
     kept.iter().find(|(k, _)| *k == key).map(|(_, t)| t.clone())
+}
+
+/// How a request's template was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum How {
+    /// Kept from an earlier build.
+    Kept,
+    /// Built by another (a request or the builder ahead) while this one waited for it.
+    Waited,
+    /// Built by this caller.
+    Built,
+}
+
+/// A build under way for a key: callers asking for the same key wait for it (single flight).
+#[derive(Default)]
+struct Flight {
+    /// `None` while it runs; then the template, or `None` when the build failed.
+    landed: Mutex<Option<Option<Arc<Template>>>>,
+    done: Condvar,
+    /// Callers waiting for it.
+    waiting: std::sync::atomic::AtomicUsize,
+}
+
+// A std Mutex: held only to look up, add or remove a build under way, never across an await.
+static FLIGHTS: Mutex<Vec<(Minutes, Arc<Flight>)>> = Mutex::new(Vec::new());
+
+/// The longest a caller waits for another's build before building itself.
+const WAIT: Duration = Duration::from_secs(30);
+
+/// Ends a flight when its build returns (or unwinds): waiters are woken with what it built.
+struct Landing(Minutes, Arc<Flight>, Option<Arc<Template>>);
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if let Ok(mut landed) = self.1.landed.lock() {
+            *landed = Some(self.2.take());
+        }
+        self.1.done.notify_all();
+        if let Ok(mut flights) = FLIGHTS.lock() {
+            flights.retain(|(k, f)| !(*k == self.0 && Arc::ptr_eq(f, &self.1)));
+        }
+    }
+}
+
+/// The template for `key`: the one kept, else the one another caller is building (waited
+/// for, not built twice), else `build`'s, kept for the next. Blocks: call it off the async
+/// runtime.
+pub fn kept_or_built<E>(
+    key: Minutes,
+    build: impl FnOnce() -> Result<Template, E>,
+) -> Result<(Arc<Template>, How), E> {
+    if let Some(t) = template(key) {
+        return Ok((t, How::Kept));
+    }
+    let mut mine = None;
+    let running = FLIGHTS.lock().ok().and_then(|mut flights| {
+        let found = flights
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, f)| f.clone());
+        if found.is_none() {
+            let f = Arc::new(Flight::default());
+            flights.push((key, f.clone()));
+            mine = Some(Landing(key, f, None));
+        }
+        found
+    });
+    if let Some(mut landing) = mine {
+        // A build that ended since the look-up above kept its template first.
+        if let Some(t) = template(key) {
+            landing.2 = Some(t.clone());
+            return Ok((t, How::Kept));
+        }
+        let t = Arc::new(build()?);
+        put_template(key, t.clone());
+        landing.2 = Some(t.clone());
+        return Ok((t, How::Built));
+    }
+    if let Some(t) = running.and_then(|f| wait(&f)) {
+        return Ok((t, How::Waited));
+    }
+    // The other build failed or took too long: this caller builds (without keeping a flight).
+    let t = Arc::new(build()?);
+    put_template(key, t.clone());
+    Ok((t, How::Built))
+}
+
+fn wait(f: &Flight) -> Option<Arc<Template>> {
+    let landed = f.landed.lock().ok()?;
+    f.waiting.fetch_add(1, Ordering::SeqCst);
+    let waited = f.done.wait_timeout_while(landed, WAIT, |l| l.is_none());
+    f.waiting.fetch_sub(1, Ordering::SeqCst);
+    let (landed, _) = waited.ok()?;
+    landed.clone().flatten()
+}
+
+/// `/api/topology` answers by how they were made, and the builds made ahead.
+#[derive(Default)]
+pub struct Counts {
+    /// An answer kept for the same window.
+    pub kept_answer: AtomicU64,
+    /// A template kept (built before the request, by a request or ahead).
+    pub kept_template: AtomicU64,
+    /// A template another build was making when the request came.
+    pub waited: AtomicU64,
+    /// Built for the request.
+    pub built: AtomicU64,
+    /// Templates built ahead, after a commit or at a minute's turn.
+    pub built_ahead: AtomicU64,
+}
+
+pub static COUNTS: Counts = Counts {
+    kept_answer: AtomicU64::new(0),
+    kept_template: AtomicU64::new(0),
+    waited: AtomicU64::new(0),
+    built: AtomicU64::new(0),
+    built_ahead: AtomicU64::new(0),
+};
+
+impl Counts {
+    /// Counts a request's answer made from a template found as `how`.
+    pub fn answered(&self, how: How) {
+        let c = match how {
+            How::Kept => &self.kept_template,
+            How::Waited => &self.waited,
+            How::Built => &self.built,
+        };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// The answer a template was made from, sharing its bytes (not a copy).
@@ -173,6 +304,74 @@ mod tests {
         assert!(slices.iter().all(|b| !b.is_empty() && b.len() <= SLICE));
         // The large piece is cut into SLICE-sized parts and its tail, not copied whole.
         assert_eq!(slices.len(), 1 + 4 + 1);
+    }
+
+    fn empty_template(since: u64) -> Template {
+        let window = crate::model::TimeWindow {
+            since_unix_nanos: since,
+            until_unix_nanos: since + 60_000_000_000,
+        };
+        let topo = crate::topology::build(crate::model::TopologyRows::default(), window);
+        Template::of(&topo).expect("a template")
+    }
+
+    #[test]
+    fn a_caller_waits_for_the_build_under_way_for_its_key_instead_of_building_again() {
+        // Minutes no other test uses, at a generation of their own.
+        let key = (7_001, 7_002, crate::store::interface::next_generation());
+        let (started_tx, started_rx) = std::sync::mpsc::channel();
+        let (go_tx, go_rx) = std::sync::mpsc::channel::<()>();
+        let first = std::thread::spawn(move || {
+            kept_or_built::<()>(key, || {
+                started_tx.send(()).expect("send");
+                go_rx.recv().expect("go");
+                Ok(empty_template(1))
+            })
+        });
+        started_rx.recv().expect("the first build started");
+        let second = std::thread::spawn(move || {
+            kept_or_built::<()>(key, || panic!("a second build of the same key"))
+        });
+        // The second caller waits for the first's build.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !FLIGHTS
+            .lock()
+            .expect("flights")
+            .iter()
+            .any(|(k, f)| *k == key && f.waiting.load(Ordering::SeqCst) == 1)
+        {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the second never waited"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        go_tx.send(()).expect("go");
+        let (a, how_a) = first.join().expect("first").expect("built");
+        let (b, how_b) = second.join().expect("second").expect("waited");
+        assert_eq!(how_a, How::Built);
+        assert_eq!(how_b, How::Waited);
+        assert!(Arc::ptr_eq(&a, &b));
+        // Kept for the next, and no build is left under way.
+        let (c, how_c) = kept_or_built::<()>(key, || panic!("built again")).expect("kept");
+        assert_eq!(how_c, How::Kept);
+        assert!(Arc::ptr_eq(&a, &c));
+        assert!(FLIGHTS
+            .lock()
+            .expect("flights")
+            .iter()
+            .all(|(k, _)| *k != key));
+    }
+
+    #[test]
+    fn a_failed_build_lets_the_next_caller_build() {
+        let key = (8_001, 8_002, crate::store::interface::next_generation());
+        assert_eq!(
+            kept_or_built(key, || Err("no store")).err(),
+            Some("no store")
+        );
+        let (_, how) = kept_or_built::<()>(key, || Ok(empty_template(2))).expect("built");
+        assert_eq!(how, How::Built);
     }
 
     #[test]

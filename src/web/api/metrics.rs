@@ -40,6 +40,7 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
         let graph = METRICS.graph.snapshot();
         let mut t = Text::with_capacity(4096 + graph.pairs.len() * 4096);
         health(&mut t, &counters, &store);
+        topology(&mut t);
         broker(&mut t, &subscriptions, &discovery);
         edges(&mut t, &graph);
         t.into_string()
@@ -47,6 +48,28 @@ pub async fn metrics(state: web::Data<AppState>) -> Result<HttpResponse, ApiErro
     .await
     .map_err(|e| ApiError::Internal(format!("rendering metrics failed: {e}")))?;
     Ok(HttpResponse::Ok().content_type(CONTENT_TYPE).body(body))
+}
+
+/// How `/api/topology` answers were made ([`super::answers::Counts`]).
+fn topology(t: &mut Text) {
+    let c = &super::answers::COUNTS;
+    let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+    let answers = "switchyard_topology_answers_total";
+    t.family(answers, "counter", "/api/topology answers by how they were made: answer (the same window's answer kept), template (a template of the window's minutes built before the request, by a request or ahead), waited (a build under way when the request came), built (built for the request).");
+    for (from, v) in [
+        ("answer", &c.kept_answer),
+        ("template", &c.kept_template),
+        ("waited", &c.waited),
+        ("built", &c.built),
+    ] {
+        t.sample(answers, &[("from", from)], n(v));
+    }
+    t.single(
+        "switchyard_topology_built_ahead_total",
+        "counter",
+        "/api/topology templates built ahead of requests (after a commit or at a minute's turn) for the windows asked in the last two minutes.",
+        n(&c.built_ahead),
+    );
 }
 
 fn health(t: &mut Text, c: &IngestCounters, store: &StoreNow) {

@@ -1,0 +1,165 @@
+//! `/api/topology` templates built ahead: the windows clients asked in the last minutes are
+//! built again on a thread of their own as soon as the store's generation changes (a broker's
+//! poll, spans, retention) and at each minute's turn, so that the next request meets a ready
+//! template ([`answers::kept_or_built`]) instead of building afresh. A request that comes
+//! while such a build for its generation runs waits for it rather than building a second.
+//!
+//! Bounded: one build at a time, the windows of at most [`KEPT_ASKS`] recent asks, a rest of
+//! [`REST_FACTOR`] times the last build's time (at least [`REST_LEAST`]) between two builds
+//! (under a steady stream of commits, builds are coalesced, never one per commit), and no
+//! thread at all once no client asked for [`RECENT`].
+
+use super::answers::{self, How};
+use crate::model::window::{self, now_unix_nanos};
+use crate::model::TimeWindow;
+use crate::store::{interface, Storage, Store, StoreError};
+use crate::topology::declared::Declared;
+use crate::topology::json::Template;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::{Duration, Instant};
+
+/// Asks remembered, the most recent first.
+const KEPT_ASKS: usize = 4;
+/// An ask is remembered this long after it was last made.
+const RECENT: Duration = Duration::from_secs(120);
+/// Window parameters longer than this (not RFC 3339 times) are not remembered.
+const LONGEST_PARAM: usize = 64;
+/// The rest between two builds ahead: this many times the last build's time...
+const REST_FACTOR: u32 = 4;
+/// ...and at least this long.
+const REST_LEAST: Duration = Duration::from_millis(250);
+
+/// The topology answer for `window` as built afresh (read, built, compared with the
+/// `--declared` documents, written).
+pub fn build(
+    s: &dyn Storage,
+    declared: &Declared,
+    window: TimeWindow,
+) -> Result<Template, StoreError> {
+    let mut topo = crate::topology::build(s.topology(window)?, window);
+    declared.apply(&mut topo);
+    Template::of(&topo).map_err(|e| StoreError::Backend(format!("topology JSON: {e}")))
+}
+
+/// The builder ahead of one server (a cheap handle).
+#[derive(Clone)]
+pub struct Ahead(Arc<Inner>);
+
+struct Inner {
+    store: Store,
+    declared: Arc<Declared>,
+    // A std Mutex: held to update a list of at most four asks, never across an await.
+    asks: Mutex<Asks>,
+}
+
+#[derive(Default)]
+struct Asks {
+    /// `since` and `until` as the client gave them, and when last asked.
+    list: Vec<(Option<String>, Option<String>, Instant)>,
+    /// Whether the builder's thread runs.
+    running: bool,
+}
+
+impl Ahead {
+    pub fn new(store: Store, declared: Arc<Declared>) -> Ahead {
+        Ahead(Arc::new(Inner {
+            store,
+            declared,
+            asks: Mutex::new(Asks::default()),
+        }))
+    }
+
+    /// Remembers a window a client asked for (its parameters as given: a window ending now
+    /// is one again at each build), starting the builder's thread when it is not running.
+    pub fn asked(&self, since: Option<&str>, until: Option<&str>) {
+        let long = |p: Option<&str>| p.is_some_and(|p| p.len() > LONGEST_PARAM);
+        if long(since) || long(until) || self.0.store.generation().is_none() {
+            return;
+        }
+        let Ok(mut asks) = self.0.asks.lock() else {
+            return;
+        };
+        let (since, until) = (since.map(str::to_string), until.map(str::to_string));
+        asks.list.retain(|(s, u, _)| !(*s == since && *u == until));
+        asks.list.insert(0, (since, until, Instant::now()));
+        asks.list.truncate(KEPT_ASKS);
+        if !asks.running {
+            let weak = Arc::downgrade(&self.0);
+            let started = std::thread::Builder::new()
+                .name("topology-ahead".into())
+                .spawn(move || run(weak));
+            asks.running = started.is_ok();
+        }
+    }
+}
+
+/// The windows asked recently as they are now; `None` (and the thread marked stopped) when
+/// none was asked for [`RECENT`].
+fn recent(inner: &Inner, now: u64) -> Option<Vec<TimeWindow>> {
+    let mut asks = inner.asks.lock().ok()?;
+    asks.list.retain(|(_, _, at)| at.elapsed() < RECENT);
+    if asks.list.is_empty() {
+        asks.running = false;
+        return None;
+    }
+    let windows = asks
+        .list
+        .iter()
+        .filter_map(|(s, u, _)| window::parse_window(s.as_deref(), u.as_deref(), now).ok())
+        .collect();
+    Some(windows)
+}
+
+/// The builder's thread: builds what is missing, then waits for a new generation or the next
+/// minute's turn, and rests between builds; ends when its server is gone or nobody asked.
+fn run(weak: Weak<Inner>) {
+    let mut seen = interface::generations_replaced();
+    let mut rest_until = Instant::now();
+    loop {
+        let Some(inner) = weak.upgrade() else { return };
+        let now = now_unix_nanos();
+        let Some(windows) = recent(&inner, now) else {
+            return;
+        };
+        for window in windows {
+            let (first, last) = window.minutes();
+            let key = |generation| (first, last, generation);
+            let Some(generation) = inner.store.generation() else {
+                if let Ok(mut asks) = inner.asks.lock() {
+                    asks.running = false;
+                }
+                return;
+            };
+            if answers::template(key(generation)).is_some() {
+                continue;
+            }
+            let now = Instant::now();
+            if rest_until > now {
+                std::thread::sleep(rest_until - now);
+            }
+            // The generation is read before the data (a commit may have come in the rest).
+            let Some(generation) = inner.store.generation() else {
+                continue;
+            };
+            let key = key(generation);
+            let started = Instant::now();
+            let built =
+                answers::kept_or_built(key, || build(&*inner.store, &inner.declared, window));
+            match built {
+                Ok((_, How::Built)) => {
+                    answers::COUNTS.built_ahead.fetch_add(1, Ordering::Relaxed);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "topology built ahead failed"),
+            }
+            let rest = (started.elapsed() * REST_FACTOR).max(REST_LEAST);
+            rest_until = Instant::now() + rest;
+        }
+        drop(inner);
+        // Until the next minute's turn (a window ending now covers other minutes then).
+        let into_minute = now % 60_000_000_000;
+        let to_turn = Duration::from_nanos(60_000_000_000 - into_minute) + Duration::from_millis(5);
+        seen = interface::wait_generation_replaced(seen, to_turn);
+    }
+}
