@@ -19,7 +19,8 @@
 #    doubled N times inside ClickHouse and `bench query` runs again (1.25M ingested, 3
 #    doublings: 10M spans, without ingesting 10M on a machine other builds load).
 # BENCH_DURATION bounds each ingest run (default 3600s); BENCH_CONNECTIONS (4) and
-# BENCH_REQUESTS (200) set `bench ingest --connections` and `bench query --requests`.
+# BENCH_REQUESTS (200) set `bench ingest --connections` and `bench query --requests`;
+# BENCH_SETUPS picks the ingest runs (default "sqlite ch1 ch2").
 #
 # Every process is stopped by the pid this script started it with.
 set -euo pipefail
@@ -88,11 +89,48 @@ ch_statements() {
         GROUP BY kind ORDER BY cpu_ms DESC LIMIT 14 FORMAT TSV" | sed 's/^/    /'
 }
 
+# The parts each table got during one run (system.part_log): written by inserts, and merged
+# in the background (rows the merges wrote and uncompressed bytes they read, per span; their
+# time; 18.16 reports the bytes in both `read_rows` and `read_bytes`). Merges are most of what
+# clickhouse-server's CPU spends beyond the statements. A table renamed by a migration is
+# logged under its name at creation (`spans_v6`).
+ch_parts() {
+    local since=$1 db=$2 spans
+    spans=$(ch "SELECT greatest(count(), 1) FROM $db.spans")
+    echo "  parts since the run's start (table; parts inserted; merges; rows merges wrote, bytes they read per span; merges' ms)"
+    ch "SELECT table, countIf(event_type = 'NEW_PART') AS inserted, countIf(event_type = 'MERGE_PARTS') AS merges,
+            round(sumIf(rows, event_type = 'MERGE_PARTS') / $spans, 2),
+            round(sumIf(read_bytes, event_type = 'MERGE_PARTS') / $spans, 1),
+            sumIf(duration_ms, event_type = 'MERGE_PARTS')
+        FROM system.part_log WHERE database = '$db' AND event_time >= toDateTime($since)
+        GROUP BY table ORDER BY inserted DESC FORMAT TSV" | sed 's/^/    /'
+}
+
+# The inserts a collector's log says failed (their requests were answered with an error and
+# sent again by the generator), and the first such message.
+collector_errors() {
+    local log=$1 n
+    n=$(grep -c "insert failed" "$log" || true)
+    echo "  failed groups          $n$( [[ $n -gt 0 ]] && echo " (first: $(grep -m1 "insert failed" "$log" | cut -c1-300))")"
+}
+
 ch_bytes_per_span() {
     local db=$1 bytes rows
     bytes=$(ch "SELECT sum(bytes_on_disk) FROM system.parts WHERE active AND database = '$db'")
     rows=$(ch "SELECT count() FROM (SELECT trace_id, span_id FROM $db.spans GROUP BY trace_id, span_id)")
     echo "  on disk                $bytes bytes, $rows spans: $(awk -v b="$bytes" -v r="$rows" 'BEGIN { printf "%.1f", b / r }') bytes/span (all tables; spans alone $(ch "SELECT round(sum(bytes_on_disk) / $rows, 1) FROM system.parts WHERE active AND database = '$db' AND table = 'spans'"))"
+    echo "    by table, bytes/span (active parts): $(ch "SELECT arrayStringConcat(groupArray(concat(table, ' ', toString(b), ' (', toString(p), ' parts)')), ', ') FROM (SELECT table, round(sum(bytes_on_disk) / $rows, 1) AS b, count() AS p FROM system.parts WHERE active AND database = '$db' GROUP BY table ORDER BY b DESC)")"
+}
+
+# The same after every table of the database is merged to one part per partition
+# (OPTIMIZE ... FINAL): what the background merges bring it to.
+ch_bytes_merged() {
+    local db=$1 t
+    for t in $(ch "SELECT DISTINCT table FROM system.parts WHERE active AND database = '$db'"); do
+        ch "OPTIMIZE TABLE $db.$t FINAL" >/dev/null || true
+    done
+    echo "  after OPTIMIZE FINAL:"
+    ch_bytes_per_span "$db"
 }
 
 sqlite_bytes_per_span() {
@@ -107,7 +145,7 @@ ingest() {
 }
 
 n=0
-for setup in sqlite ch1 ch2; do
+for setup in ${BENCH_SETUPS:-sqlite ch1 ch2}; do
     n=$((n + 1))
     echo
     echo "== ingest: $setup, $spans spans"
@@ -128,8 +166,11 @@ for setup in sqlite ch1 ch2; do
         ingest "$spans" --target "http://127.0.0.1:$otlp" --api "http://127.0.0.1:$http" \
             --server-pid "$pid" --store-pid "$ch_pid"
         stop "$pid"
+        collector_errors "$work/c$n.log"
         ch_bytes_per_span "bench$n"
         ch_statements "$since" "bench$n"
+        ch_parts "$since" "bench$n"
+        ch_bytes_merged "bench$n"
         ;;
     ch2)
         url="http://127.0.0.1:$ch_http/bench$n"
@@ -142,8 +183,12 @@ for setup in sqlite ch1 ch2; do
             --store-pid "$ch_pid"
         stop "$pid1"
         stop "$pid2"
+        collector_errors "$work/c${n}a.log"
+        collector_errors "$work/c${n}b.log"
         ch_bytes_per_span "bench$n"
         ch_statements "$since" "bench$n"
+        ch_parts "$since" "bench$n"
+        ch_bytes_merged "bench$n"
         ;;
     esac
     ch "DROP DATABASE IF EXISTS bench$n" >/dev/null || true

@@ -52,6 +52,7 @@ pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
     let before_count = stored(&agent, &a.api).unwrap_or(0);
     let before_usage = usage(&a.server_pid);
     let before_store = a.store_pid.and_then(process_usage);
+    let before_self = process_usage(std::process::id());
     let load_before = load_average();
     let acked = Arc::new(AtomicU64::new(0));
     let refused = Arc::new(AtomicU64::new(0));
@@ -198,6 +199,14 @@ pub fn run(a: IngestBench, auth: &super::Auth) -> anyhow::Result<()> {
                 acked as f64 / cpu
             );
         }
+    }
+    if let (Some((_, cpu0)), Some((_, cpu1))) = (before_self, process_usage(std::process::id())) {
+        let cpu = (cpu1 - cpu0).max(0.01);
+        println!(
+            "  generator CPU          {:.1} s ({:.0} spans per CPU-second)",
+            cpu,
+            acked as f64 / cpu
+        );
     }
     Ok(())
 }

@@ -9,7 +9,8 @@
 # Sets `work`, `pids` (append every process started, so that the exit trap stops it by its
 # pid), `ch_http`, `ch_pid`. Provides `free_port` (a free loopback port from the OS) and
 # `cpu_ticks PID` (utime + stime of /proc/PID/stat, in clock ticks). The server logs queries
-# (`system.query_log`, flushed every second) and runs each with at most 2 threads.
+# (`system.query_log`, flushed every second) and the parts it writes and merges
+# (`system.part_log`) and runs each with at most 2 threads.
 
 free_port() {
     python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
@@ -68,6 +69,11 @@ clickhouse_start() {
     <table>query_log</table>
     <flush_interval_milliseconds>1000</flush_interval_milliseconds>
   </query_log>
+  <part_log>
+    <database>system</database>
+    <table>part_log</table>
+    <flush_interval_milliseconds>1000</flush_interval_milliseconds>
+  </part_log>
 </yandex>
 EOF
     cat >"$work/ch/users.xml" <<EOF

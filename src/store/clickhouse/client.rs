@@ -132,7 +132,7 @@ impl Client {
             .timeout_connect(timeouts.connect)
             .timeout_read(timeouts.read)
             .timeout_write(timeouts.write)
-            .max_idle_connections_per_host(8)
+            .max_idle_connections_per_host(16)
             .build();
         let auth = url.user.as_ref().map(|user| {
             let pair = format!("{user}:{}", url.password.as_deref().unwrap_or(""));

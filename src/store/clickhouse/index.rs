@@ -45,16 +45,57 @@ pub fn backfill(terms: &str, spans: &str) -> String {
     )
 }
 
-/// The terms of one span.
-fn span_terms(s: &Span) -> impl Iterator<Item = String> + '_ {
-    let error = s.status == StatusCode::Error;
+/// One index term, borrowing its text from the span (no string is built per span and term):
+/// its stored form is the prefix followed by the text (`s:` and the service, ...).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+enum Term<'a> {
+    /// `''`: every trace.
+    All,
+    Service(&'a str),
+    Operation(&'a str),
+    Destination(&'a str),
+    /// `e`: spans with status error.
+    Error,
+    ErrorOf(&'a str),
+}
+
+impl<'a> Term<'a> {
+    fn parts(self) -> (&'static str, &'a str) {
+        match self {
+            Term::All => ("", ""),
+            Term::Service(s) => ("s:", s),
+            Term::Operation(o) => ("o:", o),
+            Term::Destination(d) => ("d:", d),
+            Term::Error => ("e", ""),
+            Term::ErrorOf(s) => ("e:", s),
+        }
+    }
+
+    /// The stored form's bytes, in order (as ClickHouse compares `String`s: bytewise).
+    fn bytes(self) -> impl Iterator<Item = u8> + 'a {
+        let (prefix, text) = self.parts();
+        prefix.bytes().chain(text.bytes())
+    }
+
+    #[cfg(test)]
+    fn text(self) -> String {
+        let (prefix, text) = self.parts();
+        format!("{prefix}{text}")
+    }
+}
+
+/// The terms of one span; `error`: whether it is stored with status error (the writer may
+/// mark a span failed that did not say so).
+fn span_terms(s: &Span, error: bool) -> impl Iterator<Item = Term<'_>> {
     [
-        Some(String::new()),
-        Some(format!("s:{}", s.service.name)),
-        Some(format!("o:{}", s.name)),
-        s.messaging.as_ref().map(|m| format!("d:{}", m.destination)),
-        error.then(|| "e".to_string()),
-        error.then(|| format!("e:{}", s.service.name)),
+        Some(Term::All),
+        Some(Term::Service(&s.service.name)),
+        Some(Term::Operation(&s.name)),
+        s.messaging
+            .as_ref()
+            .map(|m| Term::Destination(&m.destination)),
+        error.then_some(Term::Error),
+        error.then_some(Term::ErrorOf(&s.service.name)),
     ]
     .into_iter()
     .flatten()
@@ -79,18 +120,19 @@ pub fn query_terms(q: &TraceQuery) -> Vec<String> {
 }
 
 /// The index rows of one writer group: per term, trace and bucket, the earliest and latest
-/// start.
+/// start. Borrows the terms' text from the group's spans.
 #[derive(Default)]
-pub struct GroupTerms {
-    extents: HashMap<(String, TraceId, u64), (u64, u64)>,
+pub struct GroupTerms<'a> {
+    extents: HashMap<(Term<'a>, TraceId, u64), (u64, u64)>,
 }
 
-impl GroupTerms {
-    /// Notes a span as stored (after the writer's last change to it, e.g. marked failed).
-    pub fn add(&mut self, s: &Span) {
+impl<'a> GroupTerms<'a> {
+    /// Notes a span as stored; `error`: whether it is stored with status error (after the
+    /// writer's last change to it, e.g. marked failed; its names do not change).
+    pub fn add(&mut self, s: &'a Span, error: bool) {
         let start = s.start_unix_nanos;
         let bucket = start / BUCKET_NANOS;
-        for term in span_terms(s) {
+        for term in span_terms(s, error) {
             let e = self
                 .extents
                 .entry((term, s.trace_id, bucket))
@@ -100,12 +142,21 @@ impl GroupTerms {
         }
     }
 
-    /// The rows to insert, and the group's memory cleared.
+    /// The rows to insert, in the table's order (`term, first_unix_nanos, trace_id`:
+    /// ClickHouse then skips sorting the insert), and the group's memory cleared.
     pub fn take_rows(&mut self) -> Rows {
+        let mut found: Vec<_> = self.extents.drain().collect();
+        found.sort_unstable_by(|((a, ta, _), (fa, _)), ((b, tb, _), (fb, _))| {
+            a.bytes()
+                .cmp(b.bytes())
+                .then(fa.cmp(fb))
+                .then(ta.0.cmp(&tb.0))
+        });
         let mut rows = Rows::default();
-        for ((term, trace, _), (first, last)) in self.extents.drain() {
+        for ((term, trace, _), (first, last)) in found {
+            let (prefix, text) = term.parts();
             rows.date(first)
-                .str(&term)
+                .str_of(prefix, text)
                 .u64(first)
                 .u64(last)
                 .fixed(&trace.0);
@@ -129,7 +180,7 @@ mod tests {
             Operation::Produce,
         );
         failed.status = StatusCode::Error;
-        let terms: Vec<String> = span_terms(&failed).collect();
+        let terms: Vec<String> = span_terms(&failed, true).map(Term::text).collect();
         let name = format!("o:{}", failed.name);
         for q in [
             TraceQuery::default(),
@@ -155,7 +206,7 @@ mod tests {
         }
         assert!(terms.contains(&name));
         let ok = span(6, 1, None, "cart", SpanKind::Server);
-        let terms: Vec<String> = span_terms(&ok).collect();
+        let terms: Vec<String> = span_terms(&ok, false).map(Term::text).collect();
         assert_eq!(terms.len(), 3, "no destination, no error: {terms:?}");
         let attribute_only = TraceQuery {
             attribute: Some(("k".into(), "v".into())),
@@ -175,12 +226,12 @@ mod tests {
         b.start_unix_nanos = base + 9;
         c.start_unix_nanos = base + BUCKET_NANOS + 1;
         for s in [&a, &b, &c] {
-            g.add(s);
+            g.add(s, false);
         }
         let trace_rows: Vec<(u64, u64)> = g
             .extents
             .iter()
-            .filter(|((t, _, _), _)| t.is_empty())
+            .filter(|((t, _, _), _)| *t == Term::All)
             .map(|(_, e)| *e)
             .collect();
         let mut trace_rows = trace_rows;
@@ -196,5 +247,69 @@ mod tests {
         let rows = g.take_rows();
         assert_eq!(rows.count, 6);
         assert!(g.extents.is_empty());
+    }
+
+    /// Reads back `take_rows`'s rows: (term, first, trace).
+    fn decode(rows: &Rows) -> Vec<(Vec<u8>, u64, [u8; 16])> {
+        let mut out = Vec::new();
+        let mut b = &rows.buf[..];
+        while !b.is_empty() {
+            b = &b[2..];
+            let (mut len, mut shift) = (0usize, 0);
+            loop {
+                let byte = b[0];
+                b = &b[1..];
+                len |= usize::from(byte & 0x7f) << shift;
+                shift += 7;
+                if byte & 0x80 == 0 {
+                    break;
+                }
+            }
+            let term = b[..len].to_vec();
+            b = &b[len..];
+            let first = u64::from_le_bytes(b[..8].try_into().unwrap());
+            let trace: [u8; 16] = b[16..32].try_into().unwrap();
+            b = &b[32..];
+            out.push((term, first, trace));
+        }
+        out
+    }
+
+    #[test]
+    fn a_groups_rows_come_in_the_tables_order() {
+        let mut spans = Vec::new();
+        for (i, (trace, service, name)) in [
+            (9, "zeta", "b"),
+            (3, "alpha", "z"),
+            (7, "alpha", "a"),
+            (3, "mid", "m"),
+            (1, "a", "o:"),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            let mut s = span(trace, i as u8 + 1, None, service, SpanKind::Server);
+            s.name = name.to_string();
+            s.start_unix_nanos = 1_000 * BUCKET_NANOS + 100 - i as u64;
+            spans.push(s);
+        }
+        let mut g = GroupTerms::default();
+        for (i, s) in spans.iter().enumerate() {
+            g.add(s, i % 2 == 0);
+        }
+        let rows = g.take_rows();
+        let decoded = decode(&rows);
+        assert_eq!(decoded.len(), rows.count);
+        assert!(decoded.len() > 10, "{decoded:?}");
+        let mut sorted = decoded.clone();
+        sorted.sort();
+        assert_eq!(decoded, sorted, "rows in (term, first, trace) order");
+        let terms: Vec<String> = decoded
+            .iter()
+            .map(|(t, _, _)| String::from_utf8(t.clone()).unwrap())
+            .collect();
+        for t in ["", "e", "e:zeta", "o:o:", "s:alpha", "s:mid"] {
+            assert!(terms.contains(&t.to_string()), "{t:?} in {terms:?}");
+        }
     }
 }

@@ -54,6 +54,14 @@ impl Rows {
         self.bytes(v.as_bytes())
     }
 
+    /// A `String` made of two parts (a prefix and a text), without joining them first.
+    pub fn str_of(&mut self, prefix: &str, text: &str) -> &mut Self {
+        self.leb128((prefix.len() + text.len()) as u64);
+        self.buf.extend_from_slice(prefix.as_bytes());
+        self.buf.extend_from_slice(text.as_bytes());
+        self
+    }
+
     /// A `FixedString(N)` of exactly `v.len()` bytes.
     pub fn fixed(&mut self, v: &[u8]) -> &mut Self {
         self.buf.extend_from_slice(v);
@@ -100,6 +108,57 @@ impl Rows {
     }
 }
 
+/// Rows sent in the order of their table's sort key rather than in the order they are made:
+/// each row is encoded as it comes with its key, then the rows are put in key order.
+/// ClickHouse checks whether an insert's rows are sorted already and skips sorting them
+/// (`MergeTreeDataWriterBlocksAlreadySorted`, 18.16 included): the sort and the copy of every
+/// column in the new order move to a cheaper sort of keys and row bytes here.
+pub struct KeyedRows<K> {
+    rows: Rows,
+    /// Each row's key and where its bytes end (a row starts where the one before ends).
+    ends: Vec<(K, usize)>,
+}
+
+impl<K> Default for KeyedRows<K> {
+    fn default() -> KeyedRows<K> {
+        KeyedRows {
+            rows: Rows::default(),
+            ends: Vec::new(),
+        }
+    }
+}
+
+impl<K: Ord> KeyedRows<K> {
+    /// Encodes one row (`encode` ends it) under its key.
+    pub fn push(&mut self, key: K, encode: impl FnOnce(&mut Rows)) {
+        encode(&mut self.rows);
+        self.ends.push((key, self.rows.buf.len()));
+    }
+
+    /// The rows in key order (rows of equal keys in the order they came).
+    pub fn into_sorted(self) -> Rows {
+        let KeyedRows { rows, ends } = self;
+        if ends.windows(2).all(|w| w[0].0 <= w[1].0) {
+            return rows;
+        }
+        let mut spans: Vec<(K, usize, usize)> = Vec::with_capacity(ends.len());
+        let mut start = 0;
+        for (key, end) in ends {
+            spans.push((key, start, end));
+            start = end;
+        }
+        spans.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut out = Rows {
+            buf: Vec::with_capacity(rows.buf.len()),
+            count: rows.count,
+        };
+        for (_, start, end) in &spans {
+            out.buf.extend_from_slice(&rows.buf[*start..*end]);
+        }
+        out
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +177,36 @@ mod tests {
         r.i32_array([-1, 2].into_iter())
             .i64_array(std::iter::empty());
         assert_eq!(r.buf, vec![2, 0xff, 0xff, 0xff, 0xff, 2, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn keyed_rows_come_out_in_key_order_whole() {
+        let mut k = KeyedRows::default();
+        for (key, text) in [(3u8, "ccc"), (1, "a"), (2, "bb"), (1, "a2")] {
+            k.push(key, |r| {
+                r.u8(key).str(text);
+                r.end_row();
+            });
+        }
+        let rows = k.into_sorted();
+        assert_eq!(rows.count, 4);
+        assert_eq!(
+            rows.buf,
+            [
+                &[1, 1, b'a'][..],
+                &[1, 2, b'a', b'2'],
+                &[2, 2, b'b', b'b'],
+                &[3, 3, b'c', b'c', b'c']
+            ]
+            .concat()
+        );
+        let mut sorted = KeyedRows::default();
+        for key in [1u8, 2, 2, 5] {
+            sorted.push(key, |r| {
+                r.u8(key);
+                r.end_row();
+            });
+        }
+        assert_eq!(sorted.into_sorted().buf, vec![1, 2, 2, 5]);
     }
 }

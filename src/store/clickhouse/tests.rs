@@ -1175,3 +1175,68 @@ fn a_query_too_long_for_the_url_is_refused_before_it_is_sent() {
     assert!(matches!(e, ClientError::QueryTooLong(_)), "{e}");
     assert!(!e.is_transient());
 }
+
+/// A group's spans, their index rows and their keys reach ClickHouse in their tables' order,
+/// so that it does not sort them again (18.16 counts such inserts in
+/// `MergeTreeDataWriterBlocksAlreadySorted`). On a server of its own, whose counters no other
+/// test moves; the spans arrive in the opposite order of their trace ids (oldest first is
+/// the order the writer analyses them in), and one service in one minute gives the minute
+/// tables one row each.
+#[test]
+fn a_groups_inserts_come_in_their_tables_order() {
+    use crate::model::testing::{span, T0};
+    use crate::model::SpanKind;
+    let server = super::testing::TestServer::start().unwrap();
+    let url = ClickHouseUrl::parse(&server.fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let blocks = || -> (u64, u64) {
+        let text = server
+            .sql(
+                "system",
+                "SELECT event, value FROM system.events WHERE event IN \
+                 ('MergeTreeDataWriterBlocks', 'MergeTreeDataWriterBlocksAlreadySorted') \
+                 FORMAT TSV",
+            )
+            .unwrap();
+        let mut out = (0, 0);
+        for line in text.lines() {
+            let (event, value) = line.split_once('\t').unwrap();
+            let value: u64 = value.trim().parse().unwrap();
+            match event {
+                "MergeTreeDataWriterBlocks" => out.0 = value,
+                _ => out.1 = value,
+            }
+        }
+        out
+    };
+    let before = blocks();
+    let spans: Vec<_> = (0..120u8)
+        .map(|i| {
+            let mut s = span(250 - i, i % 7 + 1, None, "sorted", SpanKind::Internal);
+            s.name = format!("op {}", i % 5);
+            s.start_unix_nanos = T0 + u64::from(i) * 1_000_000;
+            s.end_unix_nanos = s.start_unix_nanos + 500;
+            s
+        })
+        .collect();
+    write(&store, spans);
+    let after = blocks();
+    let written = after.0 - before.0;
+    let sorted = after.1 - before.1;
+    assert!(
+        written >= 3,
+        "spans, trace_terms, span_keys at least: {written}"
+    );
+    assert_eq!(
+        written, sorted,
+        "every part written by the group came sorted ({sorted} of {written})"
+    );
+    let c = Client::new(&url, Timeouts::default());
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let n: Vec<N> = c.rows("SELECT count() AS n FROM spans").unwrap();
+    assert_eq!(n[0].n, 120);
+    store.shutdown();
+}

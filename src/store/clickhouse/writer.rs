@@ -7,7 +7,7 @@
 use super::backlog::{self, ChBacklog, GroupBacklog};
 use super::client::{Client, ClientError, External};
 use super::index;
-use super::rowbinary::Rows;
+use super::rowbinary::{KeyedRows, Rows};
 use super::sql::{render, Value};
 use crate::accounting::memory::{span_hash, Delivered, Nodes, PendingKeys, RecentFacts, Seen};
 use crate::accounting::minutes::{Accumulator, Observed};
@@ -18,7 +18,7 @@ use crate::model::window::{now_unix_nanos, unix_minute};
 use crate::model::{BrokerSnapshot, NodeKey, SpanId, TraceId};
 use crate::store::interface::WriteBatch;
 use crate::store::{attributes_json, Prepared, StoreError, WriteOutcome};
-use foldhash::HashSet;
+use foldhash::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 #[path = "reconcile.rs"]
@@ -37,6 +37,10 @@ pub enum Command {
 
 /// Spans inserted together at most (ClickHouse wants few large inserts).
 const GROUP_LIMIT: usize = 16_384;
+/// How long a group waits at most for more writes, and how long at most between two of them
+/// (see [`gather`]).
+const LINGER: Duration = Duration::from_millis(30);
+const LINGER_GAP: Duration = Duration::from_millis(10);
 const SEEN_CAP: usize = 1 << 19;
 const FACTS_CAP: usize = 1 << 17;
 const IDLE_TICK: Duration = Duration::from_millis(500);
@@ -91,6 +95,8 @@ pub struct Writer {
     settle: Duration,
     suspects: reconcile::Suspects,
     last_reconcile: Option<Instant>,
+    /// Writes in the two groups before (the last first): how many clients were sending.
+    last_writes: [usize; 2],
 }
 
 impl Writer {
@@ -118,6 +124,7 @@ impl Writer {
             settle: upkeep.settle,
             suspects: reconcile::Suspects::default(),
             last_reconcile: None,
+            last_writes: [0; 2],
         };
         w.reload()?;
         Ok(w)
@@ -147,7 +154,14 @@ impl Writer {
                 }
                 Err(RecvTimeoutError::Disconnected) => return,
             };
-            let (group, stop) = self.gather(first);
+            let [last, before] = self.last_writes;
+            let linger = Linger {
+                expected: if last > 1 { last + before } else { 0 },
+                most: LINGER,
+                gap: LINGER_GAP,
+            };
+            let (group, stop) = gather(&self.rx, first, GROUP_LIMIT, linger);
+            self.last_writes = [group.len(), last];
             self.commit(group);
             self.maintain();
             if stop {
@@ -210,26 +224,6 @@ impl Writer {
         }
     }
 
-    fn gather(&self, first: Command) -> (Vec<(WriteBatch, Reply)>, bool) {
-        let mut group = Vec::new();
-        let mut total = 0;
-        let mut stop = false;
-        let mut next = Some(first);
-        while let Some(cmd) = next.take() {
-            match cmd {
-                Command::Write { batch, reply } => {
-                    total += batch.len();
-                    group.push((batch, reply));
-                }
-                Command::Shutdown => stop = true,
-            }
-            if stop || total < GROUP_LIMIT {
-                next = self.rx.try_recv().ok();
-            }
-        }
-        (group, stop)
-    }
-
     fn commit(&mut self, group: Vec<(WriteBatch, Reply)>) {
         if group.is_empty() {
             return;
@@ -269,8 +263,10 @@ impl Writer {
         let mut publishes = referred_publishes(group);
         publishes.retain(|(t, s)| !fresh.contains(&span_hash(*t, *s)));
         reconcile::recall(&self.client, &mut self.delivered, &publishes, None)?;
-        let mut spans = Rows::default();
-        let mut keys = Rows::default();
+        // `spans` and `span_keys` rows in their tables' order (ClickHouse skips sorting them).
+        let mut spans = KeyedRows::default();
+        let mut keys = KeyedRows::default();
+        let mut resources = Resources::default();
         let mut terms = index::GroupTerms::default();
         let mut brokers = [Rows::default(), Rows::default()];
         let mut outcomes = Vec::with_capacity(group.len());
@@ -315,12 +311,17 @@ impl Writer {
                         let flags = pairing.analyse(s, p.db_system.as_deref(), &p.marks)?;
                         let marked = crate::store::insert::marked_failed(p, flags);
                         let stored = marked.as_ref().unwrap_or(p);
-                        span_row(&mut spans, stored, flags);
-                        terms.add(&stored.span);
-                        keys.date(s.start_unix_nanos)
-                            .u32(start_second(s.start_unix_nanos))
-                            .u64(hash);
-                        keys.end_row();
+                        let resource = resources.json(&s.resource);
+                        spans.push((s.trace_id.0, s.span_id.0), |rows| {
+                            span_row(rows, stored, resource, flags)
+                        });
+                        // Its names are the stored copy's: only the status may differ.
+                        terms.add(s, stored.span.status == crate::model::StatusCode::Error);
+                        let second = start_second(s.start_unix_nanos);
+                        keys.push((second, hash), |rows| {
+                            rows.date(s.start_unix_nanos).u32(second).u64(hash);
+                            rows.end_row();
+                        });
                         outcome.stored += 1;
                     }
                 }
@@ -335,19 +336,21 @@ impl Writer {
         let deliveries = reconcile::delivery_rows(&self.delivered.take_journal());
         let (stats, new_nodes, observed) = self.stats_rows();
         let terms = terms.take_rows();
-        // The index first: a group refused after it is sent again whole and indexed again
-        // (rows that collapse), whereas spans found stored are not indexed again. Then the
-        // spans: what follows (their keys above all: a span whose key is stored counts as
-        // stored) only once they are. The rest at once, each on a connection of its own
-        // (ClickHouse answers an insert when its part is written: the group waits for the
-        // slowest, not for the sum).
-        if terms.count > 0 {
-            self.client
-                .insert("trace_terms", index::TERM_COLUMNS, &terms.buf)?;
-        }
-        if spans.count > 0 {
-            self.client.insert("spans", SPAN_COLUMNS, &spans.buf)?;
-        }
+        let spans = spans.into_sorted();
+        let keys = keys.into_sorted();
+        // The spans and their index first, together: a span counts as stored once its key is
+        // (`span_keys`), and keys follow both, so a group refused after either landed is sent
+        // again whole, stored and indexed again (rows that collapse on merge), never left
+        // stored without its index. What follows (keys above all) only once they are. The
+        // rest at once, each on a connection of its own (ClickHouse answers an insert when its
+        // part is written: the group waits for the slowest, not for the sum).
+        insert_all(
+            &self.client,
+            &[
+                ("trace_terms", index::TERM_COLUMNS, &terms),
+                ("spans", SPAN_COLUMNS, &spans),
+            ],
+        )?;
         let inserts: [(&str, &str, &Rows); 12] = [
             ("span_keys", KEY_COLUMNS, &keys),
             ("deliveries", reconcile::DELIVERY_COLUMNS, &deliveries),
@@ -526,6 +529,67 @@ impl Writer {
     }
 }
 
+/// How long [`gather`] waits for more writes once it took the queued ones: until the group
+/// has `expected` writes, for `most` at most, and no longer than `gap` between two writes.
+#[derive(Clone, Copy, Debug)]
+struct Linger {
+    expected: usize,
+    most: Duration,
+    gap: Duration,
+}
+
+/// A group of writes: the first, everything queued behind it, and those that come within
+/// the `linger`. Clients answered together send again together, a few milliseconds apart,
+/// and each insert costs ClickHouse a part (its files, later its merges) whatever its size:
+/// one group of them costs less than two. So when the group before had several writes, the
+/// writer waits for as many as the two groups before had together (clients answered in
+/// turns, half in one group and half in the next, come back as one), as long as writes keep
+/// coming; a lone client (the group before had one write) never waits. Stops at `limit`
+/// spans or at a shutdown (the group is then the last).
+fn gather(
+    rx: &Receiver<Command>,
+    first: Command,
+    limit: usize,
+    linger: Linger,
+) -> (Vec<(WriteBatch, Reply)>, bool) {
+    let mut group = Vec::new();
+    let mut spans = 0;
+    let mut stop = false;
+    let mut add = |cmd: Command, group: &mut Vec<(WriteBatch, Reply)>| match cmd {
+        Command::Write { batch, reply } => {
+            spans += batch.len();
+            group.push((batch, reply));
+            (spans, false)
+        }
+        Command::Shutdown => (spans, true),
+    };
+    let (mut queued, mut last) = add(first, &mut group);
+    stop |= last;
+    while stop || queued < limit {
+        let Ok(cmd) = rx.try_recv() else { break };
+        (queued, last) = add(cmd, &mut group);
+        stop |= last;
+    }
+    if stop || linger.expected < 2 {
+        return (group, stop);
+    }
+    let deadline = Instant::now() + linger.most;
+    while !stop && queued < limit && group.len() < linger.expected {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .min(linger.gap);
+        if left.is_zero() {
+            break;
+        }
+        let Ok(cmd) = rx.recv_timeout(left) else {
+            break;
+        };
+        (queued, last) = add(cmd, &mut group);
+        stop |= last;
+    }
+    (group, stop)
+}
+
 /// What [`Writer::lookup`] found of a group's spans (by their hash, `span_hash`).
 #[derive(Default)]
 struct Lookup {
@@ -647,10 +711,26 @@ const NODE_COLUMNS: &str = "id, kind, name, system, namespace, first_seen_unix_n
 const SNAPSHOT_COLUMNS: &str = "day, broker, minute, taken_unix_nanos, data";
 const FIGURE_COLUMNS: &str = "day, node, minute, broker, taken_unix_nanos, figures";
 
-fn span_row(rows: &mut Rows, p: &Prepared, flags: u8) {
+/// The resources' attributes as JSON, each encoded once per group (the spans of one
+/// resource in a request share it).
+#[derive(Default)]
+struct Resources {
+    /// By the address of the shared attributes, which the group's spans keep alive.
+    json: HashMap<usize, std::rc::Rc<str>>,
+}
+
+impl Resources {
+    fn json(&mut self, attrs: &std::sync::Arc<crate::model::Attributes>) -> std::rc::Rc<str> {
+        self.json
+            .entry(std::sync::Arc::as_ptr(attrs) as usize)
+            .or_insert_with(|| attributes_json(attrs).unwrap_or_default().into())
+            .clone()
+    }
+}
+
+fn span_row(rows: &mut Rows, p: &Prepared, resource: std::rc::Rc<str>, flags: u8) {
     let s = &p.span;
     let m = s.messaging.as_ref();
-    let resource = attributes_json(&s.resource).unwrap_or_default();
     rows.date(s.start_unix_nanos)
         .fixed(&s.trace_id.0)
         .fixed(&s.span_id.0)
@@ -730,6 +810,128 @@ fn broker_rows(out: &mut [Rows; 2], snapshot: &BrokerSnapshot) {
         put(
             crate::store::sqlite::brokers::flow_key(snapshot, flow),
             &flow.figures,
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mailbox::bounded;
+    use crate::model::testing::span;
+    use crate::model::SpanKind;
+
+    /// A write of `n` spans, and the receiver of its answer (kept so the reply stays open).
+    fn write(n: u8) -> Command {
+        let spans = (1..=n)
+            .map(|i| span(1, i, None, "a", SpanKind::Internal))
+            .collect();
+        let (reply, _) = tokio::sync::oneshot::channel();
+        Command::Write {
+            batch: WriteBatch::Spans(crate::store::prepare(spans)),
+            reply,
+        }
+    }
+
+    /// Runs `gather` on a thread of its own and waits for its group (long lingers: a group
+    /// that came back is one that did not wait them out).
+    fn gathered(
+        rx: Receiver<Command>,
+        first: Command,
+        limit: usize,
+        expected: usize,
+    ) -> (usize, usize, bool) {
+        let hour = Duration::from_secs(3_600);
+        gathered_within(
+            rx,
+            first,
+            limit,
+            Linger {
+                expected,
+                most: hour,
+                gap: hour,
+            },
+        )
+    }
+
+    fn gathered_within(
+        rx: Receiver<Command>,
+        first: Command,
+        limit: usize,
+        linger: Linger,
+    ) -> (usize, usize, bool) {
+        let (done, result) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let (group, stop) = gather(&rx, first, limit, linger);
+            let spans = group.iter().map(|(b, _)| b.len()).sum();
+            let _ = done.send((group.len(), spans, stop));
+        });
+        result
+            .recv_timeout(Duration::from_secs(120))
+            .expect("the group is gathered without waiting its linger out")
+    }
+
+    #[test]
+    fn a_lone_client_never_waits_and_queued_writes_join_up_to_the_limit() {
+        let (tx, rx) = bounded(16);
+        assert_eq!(gathered(rx, write(1), 100, 1), (1, 1, false));
+        let (tx2, rx) = bounded(16);
+        for _ in 0..3 {
+            assert!(tx2.try_send(write(2)).is_ok());
+        }
+        assert_eq!(gathered(rx, write(2), 100, 0), (4, 8, false), "all queued");
+        let (tx3, rx) = bounded(16);
+        for _ in 0..3 {
+            assert!(tx3.try_send(write(2)).is_ok());
+        }
+        assert_eq!(
+            gathered(rx, write(2), 4, 0),
+            (2, 4, false),
+            "up to the limit"
+        );
+        drop((tx, tx2, tx3));
+    }
+
+    #[test]
+    fn a_group_waits_only_while_writes_keep_coming() {
+        let (tx, rx) = bounded(16);
+        let linger = Linger {
+            expected: 10,
+            most: Duration::from_secs(3_600),
+            gap: Duration::from_millis(1),
+        };
+        assert_eq!(gathered_within(rx, write(1), 100, linger), (1, 1, false));
+        drop(tx);
+    }
+
+    #[test]
+    fn a_group_waits_for_the_writes_expected() {
+        let (tx, rx) = bounded(16);
+        let sender = std::thread::spawn(move || {
+            for _ in 0..2 {
+                assert!(tx.send(write(3)).is_ok());
+            }
+            tx
+        });
+        // Three clients sent together before: the two others are waited for.
+        assert_eq!(gathered(rx, write(3), 100, 3), (3, 9, false));
+        drop(sender.join());
+    }
+
+    #[test]
+    fn the_limit_or_a_shutdown_ends_the_wait() {
+        let (tx, rx) = bounded(16);
+        assert!(tx.try_send(write(2)).is_ok());
+        assert_eq!(gathered(rx, write(2), 4, 10), (2, 4, false), "the limit");
+        let (tx, rx) = bounded(16);
+        assert!(tx.try_send(Command::Shutdown).is_ok());
+        assert_eq!(gathered(rx, write(1), 100, 10), (1, 1, true), "a shutdown");
+        let (tx, rx) = bounded(16);
+        drop(tx);
+        assert_eq!(
+            gathered(rx, write(1), 100, 10),
+            (1, 1, false),
+            "no sender left"
         );
     }
 }
