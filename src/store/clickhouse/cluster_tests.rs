@@ -338,3 +338,12 @@ fn a_shard_down_answers_unavailable_never_a_partial_answer() {
     // Opening a collector refuses too, with the same code.
     unavailable(open_cluster(&url).err().expect("a shard is down"));
 }
+
+#[test]
+fn rows_of_one_edge_and_minute_collapse_on_their_shard() {
+    let url = fresh();
+    let store = open_cluster(&url).unwrap();
+    let c = cluster::connect(&url, Timeouts::default(), CLUSTER).unwrap();
+    super::tests::minute_rows_collapse(&store, &c);
+    store.shutdown();
+}
