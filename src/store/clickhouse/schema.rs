@@ -370,10 +370,19 @@ fn migrate_server_to(
     Ok(target.min(VERSION))
 }
 
-/// A single server's database brought to version `target` only (a test's older database).
+/// A database (on a cluster, on every server) brought to version `target` only (a test's
+/// older database).
 #[cfg(test)]
 pub(super) fn migrate_to(client: &Client, target: u32) -> Result<u32, StoreError> {
-    migrate_server_to(client, None, target)
+    match client.cluster() {
+        None => migrate_server_to(client, None, target),
+        Some(cluster) => {
+            for server in &cluster.servers {
+                migrate_server_to(server, Some(&cluster.name), target)?;
+            }
+            Ok(target.min(VERSION))
+        }
+    }
 }
 
 /// How long one day's index backfill may take (a read timeout: ClickHouse answers the

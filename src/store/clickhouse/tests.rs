@@ -1271,6 +1271,35 @@ fn rows_of_one_edge_and_minute_from_many_groups_read_as_one_and_collapse() {
     store.shutdown();
 }
 
+/// Fills `c`'s database (of version 6) with what a database of version 7 (`from`, its
+/// `edge_sums` unmerged) holds, as version 6's writer would have left it: one `edge_minutes`
+/// row per edge, minute and group (the writer is this one but for the table), every other
+/// table as it is.
+pub(super) fn copy_as_version_6(c: &Client, from: &str) {
+    let from = sql::ident(from);
+    for t in schema::DATA_TABLES {
+        if *t != "edge_sums" {
+            c.execute(&format!("INSERT INTO {t} SELECT * FROM {from}.{t}"), true)
+                .unwrap();
+        }
+    }
+    c.execute(
+        &format!(
+            "INSERT INTO edge_minutes (day, minute, from_node, to_node, kind, via, count, errors,
+             latency_sum_micros, latency_buckets, latency_counts, first_seen_unix_nanos,
+             last_seen_unix_nanos)
+             SELECT day, minute, from_node, to_node, kind, via, finalizeAggregation(count),
+             finalizeAggregation(errors), finalizeAggregation(latency_sum_micros),
+             tupleElement(finalizeAggregation(latency_sketch), 1),
+             tupleElement(finalizeAggregation(latency_sketch), 2),
+             finalizeAggregation(first_seen), finalizeAggregation(last_seen)
+             FROM {from}.edge_sums"
+        ),
+        true,
+    )
+    .unwrap();
+}
+
 /// A database of version 6 (every write a row of `edge_minutes`) migrates to 7: its rows are
 /// read with the new table's, and the topology is the same as a database written by version 7
 /// alone, before and after more writes.
@@ -1294,28 +1323,7 @@ fn a_version_6_database_migrates_to_7_and_answers_the_same_topology() {
     let url6 = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
     let c6 = Client::new(&url6, Timeouts::default());
     assert_eq!(schema::migrate_to(&c6, 6).unwrap(), 6);
-    let from = sql::ident(&url7.database);
-    for t in schema::DATA_TABLES {
-        if *t != "edge_sums" {
-            c6.execute(&format!("INSERT INTO {t} SELECT * FROM {from}.{t}"), true)
-                .unwrap();
-        }
-    }
-    c6.execute(
-        &format!(
-            "INSERT INTO edge_minutes (day, minute, from_node, to_node, kind, via, count, errors,
-             latency_sum_micros, latency_buckets, latency_counts, first_seen_unix_nanos,
-             last_seen_unix_nanos)
-             SELECT day, minute, from_node, to_node, kind, via, finalizeAggregation(count),
-             finalizeAggregation(errors), finalizeAggregation(latency_sum_micros),
-             tupleElement(finalizeAggregation(latency_sketch), 1),
-             tupleElement(finalizeAggregation(latency_sketch), 2),
-             finalizeAggregation(first_seen), finalizeAggregation(last_seen)
-             FROM {from}.edge_sums"
-        ),
-        true,
-    )
-    .unwrap();
+    copy_as_version_6(&c6, &url7.database);
     #[derive(serde::Deserialize)]
     struct N {
         n: u64,
