@@ -8,12 +8,17 @@
 # temporary directory removed at the end (as tools/bench-clickhouse.sh). Each binary ingests
 # SPANS spans (`bench ingest`, default 312,500) into its own database (`base`, `new`: rows keep
 # the form of the version that wrote them); the spans (new trace ids) and minute rows are
-# doubled DOUBLINGS times inside ClickHouse (default 5: 10,000,000 spans). One `serve
+# doubled DOUBLINGS times inside ClickHouse (default 5: 10,000,000 spans; the minute rows in
+# `edge_minutes`, or `edge_sums` from schema version 7 on). `spans` gets one OPTIMIZE (not
+# FINAL); then the script waits until ClickHouse runs no merge of the database (10 checks a
+# second apart), as background merges would leave it in a steady state, and prints the minute
+# tables' rows and parts. One `serve
 # --clickhouse` of each binary then opens its database, and ROUNDS rounds (default 3) alternate
 # them: REQUESTS requests (default 100) per endpoint, timed by curl. Per endpoint and binary:
 # p50 and p99 of the wall time, clickhouse-server's CPU time per request (utime + stime of its
-# /proc/PID/stat around the requests; includes background merges), and rows and bytes read
-# per request (system.query_log, `read_rows`, `read_bytes`), which load does not change.
+# /proc/PID/stat around the requests; includes background merges), and the statements' CPU,
+# rows and bytes read per request (system.query_log: ProfileEvents' user and system time,
+# `read_rows`, `read_bytes`), which load does not change.
 #
 # Every process is stopped by the pid this script started it with.
 set -euo pipefail
@@ -65,12 +70,36 @@ load() {
     for r in $(seq "$doublings"); do
         expr=${cols/trace_id,/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16),}
         ch "INSERT INTO $1.spans ($cols) SELECT $expr FROM $1.spans"
-        for t in edge_minutes service_minutes; do
+        # The minute rows as more writer groups would have left them: `edge_sums` (schema
+        # version 7, folded by background merges) where it exists, `edge_minutes` before.
+        for t in edge_minutes edge_sums service_minutes; do
+            [[ $(ch "SELECT count() FROM system.tables WHERE database = '$1' AND name = '$t'") == 1 ]] || continue
             ch "INSERT INTO $1.$t SELECT * FROM $1.$t"
         done
     done
+    echo "$1: OPTIMIZE TABLE spans (one merge, not FINAL), then background merges let run"
     ch "OPTIMIZE TABLE $1.spans" || true
+    settle "$1"
     echo "$1: spans $(ch "SELECT count() FROM $1.spans"); parts of spans: $(ch "SELECT count() FROM system.parts WHERE active AND database = '$1' AND table = 'spans'"); load $(cut -d' ' -f1-3 /proc/loadavg)"
+    for t in edge_minutes edge_sums; do
+        echo "$1: $t rows $(ch "SELECT sum(rows) FROM system.parts WHERE active AND database = '$1' AND table = '$t'") in $(ch "SELECT count() FROM system.parts WHERE active AND database = '$1' AND table = '$t'") parts"
+    done
+}
+
+# settle DATABASE: waits until ClickHouse runs no merge of the database, seen so on 10
+# checks a second apart (its background pool picks the next merge within seconds), as a
+# steady state's merges would leave it; no OPTIMIZE FINAL. At most 30 minutes.
+settle() {
+    local quiet=0 t0=$SECONDS
+    while ((quiet < 10 && SECONDS - t0 < 1800)); do
+        if [[ $(ch "SELECT count() FROM system.merges WHERE database = '$1'") == 0 ]]; then
+            quiet=$((quiet + 1))
+        else
+            quiet=0
+        fi
+        sleep 1
+    done
+    echo "$1: background merges done after $((SECONDS - t0)) s"
 }
 load base "$base_bin"
 load new "$new_bin"
@@ -129,7 +158,10 @@ for _ in $(seq 600); do
     ch "SELECT 1" >/dev/null
     sleep 0.1
 done
-ch "SELECT toUInt32(event_time) AS t, read_rows, read_bytes FROM system.query_log
+ch "SELECT toUInt32(event_time) AS t, read_rows, read_bytes,
+    ProfileEvents.Values[indexOf(ProfileEvents.Names, 'UserTimeMicroseconds')]
+    + ProfileEvents.Values[indexOf(ProfileEvents.Names, 'SystemTimeMicroseconds')] AS cpu_us
+    FROM system.query_log
     WHERE type = 2 AND query NOT LIKE '%system.%' AND query NOT LIKE 'SELECT 1%'
     AND (positionCaseInsensitive(query, 'FROM') > 0)
     FORMAT TSV" >"$work/query_log"
@@ -150,12 +182,13 @@ for line in open(results):
     else:
         wall[(p[0], p[1])].append(float(p[2]) * 1000)
 log = [tuple(int(x) for x in l.split("\t")) for l in open(qlog) if l.strip()]
-reads = collections.defaultdict(lambda: [0, 0])
+reads = collections.defaultdict(lambda: [0, 0, 0])
 for who, label, a, b in windows:
-    for t, rows, byts in log:
+    for t, rows, byts, cpu_us in log:
         if a <= t <= b:
             reads[(who, label)][0] += rows
             reads[(who, label)][1] += byts
+            reads[(who, label)][2] += cpu_us
 def pct(v, q):
     v = sorted(v)
     return v[min(len(v) - 1, int(q * len(v)))] if v else float("nan")
@@ -163,7 +196,9 @@ labels = []
 for (who, label) in wall:
     if label not in labels:
         labels.append(label)
-print(f"{'endpoint':<11} {'binary':<5} {'p50 ms':>8} {'p99 ms':>8} {'CH CPU ms/req':>13} {'rows/req':>11} {'MB/req':>8}  fails")
+print("CH CPU: clickhouse-server's utime + stime around the requests (background merges included);")
+print("query CPU: the requests' statements' own (query_log ProfileEvents, user + system), which load does not change")
+print(f"{'endpoint':<11} {'binary':<5} {'p50 ms':>8} {'p99 ms':>8} {'CH CPU ms/req':>13} {'query CPU ms/req':>16} {'rows/req':>11} {'MB/req':>8}  fails")
 for label in labels:
     row = {}
     for who in ("base", "new"):
@@ -171,9 +206,10 @@ for label in labels:
         k = len(w) + fails[(who, label)]
         c = cpu[(who, label)] * 10 / max(k, 1)
         rr = reads[(who, label)]
-        row[who] = (pct(w, .5), pct(w, .99), c, rr[0] / max(k, 1), rr[1] / max(k, 1) / 1e6)
-        print(f"{label:<11} {who:<5} {row[who][0]:>8.1f} {row[who][1]:>8.1f} {c:>13.2f} {rr[0]/max(k,1):>11.0f} {rr[1]/max(k,1)/1e6:>8.2f}  {fails[(who, label)]}")
+        q = rr[2] / 1000 / max(k, 1)
+        row[who] = (pct(w, .5), pct(w, .99), c, rr[0] / max(k, 1), rr[1] / max(k, 1) / 1e6, q)
+        print(f"{label:<11} {who:<5} {row[who][0]:>8.1f} {row[who][1]:>8.1f} {c:>13.2f} {q:>16.2f} {rr[0]/max(k,1):>11.0f} {rr[1]/max(k,1)/1e6:>8.2f}  {fails[(who, label)]}")
     b, nw = row["base"], row["new"]
     ratio = lambda x, y: f"{y / x:.3f}" if x else "-"
-    print(f"{'':<11} new/base p50 {ratio(b[0], nw[0])} p99 {ratio(b[1], nw[1])} CPU {ratio(b[2], nw[2])} rows {ratio(b[3], nw[3])} bytes {ratio(b[4], nw[4])}")
+    print(f"{'':<11} new/base p50 {ratio(b[0], nw[0])} p99 {ratio(b[1], nw[1])} CPU {ratio(b[2], nw[2])} query CPU {ratio(b[5], nw[5])} rows {ratio(b[3], nw[3])} bytes {ratio(b[4], nw[4])}")
 EOF

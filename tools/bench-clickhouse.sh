@@ -203,7 +203,9 @@ double() {
     for r in $(seq "$rounds"); do
         expr=${cols/trace_id,/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16),}
         ch "INSERT INTO $db.spans ($cols) SELECT $expr FROM $db.spans" >/dev/null
-        for t in edge_minutes service_minutes; do
+        for t in edge_minutes edge_sums service_minutes; do
+            # `edge_sums`: the minute rows from schema version 7 on.
+            [[ $(ch "SELECT count() FROM system.tables WHERE database = '$db' AND name = '$t'") == 1 ]] || continue
             ch "INSERT INTO $db.$t SELECT * FROM $db.$t" >/dev/null
         done
     done

@@ -338,3 +338,58 @@ fn a_shard_down_answers_unavailable_never_a_partial_answer() {
     // Opening a collector refuses too, with the same code.
     unavailable(open_cluster(&url).err().expect("a shard is down"));
 }
+
+#[test]
+fn rows_of_one_edge_and_minute_collapse_on_their_shard() {
+    let url = fresh();
+    let store = open_cluster(&url).unwrap();
+    let c = cluster::connect(&url, Timeouts::default(), CLUSTER).unwrap();
+    super::tests::minute_rows_collapse(&store, &c);
+    store.shutdown();
+}
+
+/// A cluster's database of version 6 migrates to 7 on every shard: the edge rows version 6
+/// wrote (`edge_minutes`, through its distributed table) are read with those written since,
+/// and the topology is SQLite's for all of them.
+#[test]
+fn a_version_6_cluster_database_migrates_to_7_and_answers_as_sqlite() {
+    let url = fresh();
+    let c = cluster::connect(&url, Timeouts::default(), CLUSTER).unwrap();
+    assert_eq!(schema::migrate_to(&c, 6).unwrap(), 6);
+    let groups = super::tests::minute_groups(0x80, 4);
+    let (before, after) = groups.split_at(2);
+    // Version 6's rows: what a store of version 7 on another database wrote, one row per
+    // edge, minute and group (its `edge_sums` unmerged), and every other table as it is.
+    let other = fresh();
+    let store = open_cluster(&other).unwrap();
+    let oc = cluster::connect(&other, Timeouts::default(), CLUSTER).unwrap();
+    super::tests::on_edge_sums(&oc, "SYSTEM STOP MERGES {t}");
+    for g in before {
+        write(&store, g.clone());
+    }
+    store.shutdown();
+    super::tests::copy_as_version_6(&c, &other.database);
+    let store = open_cluster(&url).unwrap();
+    for shard in 0..2 {
+        let n = |q: &str| number(shared_cluster(), shard, &url, q);
+        assert_eq!(n("SELECT max(version) FROM schema_version"), 7);
+        assert_eq!(
+            n("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'edge_sums_feed_local'"),
+            1,
+            "the view on shard {shard}"
+        );
+    }
+    let window = super::tests::t0_window();
+    assert_eq!(
+        super::tests::edge_facts(store.topology(window).unwrap()),
+        super::tests::sqlite_edges(before)
+    );
+    for g in after {
+        write(&store, g.clone());
+    }
+    assert_eq!(
+        super::tests::edge_facts(store.topology(window).unwrap()),
+        super::tests::sqlite_edges(&groups)
+    );
+    store.shutdown();
+}

@@ -54,7 +54,7 @@ pub fn migrate(client: &Client, cluster: bool) -> Result<(), StoreError> {
             add_sketch_columns(client, table)?;
         }
     }
-    rebuild_spans(client, &format!("spans{suffix}"))
+    rebuild_spans(client, &format!("spans{suffix}"), &mut |_| Ok(()))
 }
 
 /// The names of a table's columns (none: no such table).
@@ -112,8 +112,14 @@ fn rebuilt(engine: Option<&str>) -> bool {
 }
 
 /// Swaps in a `spans` table of [`SPANS_GRANULARITY`] (unless done), then copies the old one's
-/// rows into it and drops it (if an old one is left).
-fn rebuild_spans(client: &Client, table: &str) -> Result<(), StoreError> {
+/// rows into it and drops it (if an old one is left). `copied` is called after each day's
+/// copy with the day (days since the epoch), before its rows are counted again (tests write
+/// into the old table there, as a late insert would).
+pub(super) fn rebuild_spans(
+    client: &Client,
+    table: &str,
+    copied: &mut dyn FnMut(u64) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
     let (next, old) = (format!("{table}_v6"), format!("{table}_v5"));
     if !rebuilt(engine(client, table)?.as_deref()) {
         client.execute(
@@ -172,6 +178,7 @@ fn rebuild_spans(client: &Client, table: &str) -> Result<(), StoreError> {
             };
             let before = rows()?;
             long.execute(&copy, true)?;
+            copied(d.day)?;
             if rows()? == before {
                 let drop = template(&format!("ALTER TABLE {old} DROP PARTITION ?"), &at)?;
                 client.execute(&drop, true)?;

@@ -3,7 +3,8 @@
 //! may both migrate. A database whose version is newer than this build is refused.
 //!
 //! Only SQL that ClickHouse 18.16 (Debian's package) accepts: `MergeTree` family with
-//! `PARTITION BY` / `ORDER BY`, `Date` partitions, `FixedString` ids; no `DateTime64`,
+//! `PARTITION BY` / `ORDER BY`, `Date` partitions, `FixedString` ids, `AggregateFunction`
+//! states, a `Null` table with a materialized view `TO` a table; no `DateTime64`,
 //! `LowCardinality`, `TTL` or skip indexes (docs/SCALE.md says what a current release would
 //! change).
 //!
@@ -18,7 +19,7 @@ use super::sql::{self, render, Value};
 use crate::store::StoreError;
 
 /// The newest version this build writes.
-pub const VERSION: u32 = 6;
+pub const VERSION: u32 = 7;
 
 /// Version 1. Times are unix nanoseconds (`UInt64`); `day` partitions by the span's (or the
 /// minute's) day, which retention drops whole. Ids: `FixedString(16)` trace, `FixedString(8)`
@@ -128,13 +129,59 @@ const V5: &[&str] = &[index::CREATE];
 /// ([`read_layout::migrate`], on each server's own tables).
 const V6: &[&str] = &[];
 
-/// Every table of the schema but the version table.
+/// Version 7: the edge statistics collapsed per edge and minute in the background. Writers
+/// insert their deltas into `edge_deltas` (a `Null` table: it keeps nothing), whose
+/// materialized view ([`EDGE_FEED`], on each server's own tables) adds each insert into
+/// `edge_sums`, an `AggregatingMergeTree` whose merges fold the rows of one edge and minute
+/// into one: the counts and the sketch summed (`sum`, `sumMap` states), first and last seen
+/// kept as `min` and `max` states. Reads still aggregate (merges are never complete).
+/// `edge_minutes` (the deltas of versions 1-6) is kept and read with it, no longer written
+/// by this version, until retention drops its days: nothing is copied (a copy of summed
+/// rows that stopped half-way could not be told from one that did not, and a collector of
+/// version 6 still running goes on writing there).
+const V7: &[&str] = &[
+    "CREATE TABLE IF NOT EXISTS edge_sums (
+        day Date, minute Int64, from_node String, to_node String, kind UInt8, via String,
+        count AggregateFunction(sum, Int64), errors AggregateFunction(sum, Int64),
+        latency_sum_micros AggregateFunction(sum, Int64),
+        latency_sketch AggregateFunction(sumMap, Array(Int32), Array(Int64)),
+        first_seen AggregateFunction(min, UInt64), last_seen AggregateFunction(max, UInt64)
+    ) ENGINE = AggregatingMergeTree PARTITION BY day ORDER BY (minute, from_node, to_node, kind, via)",
+    // The columns of `edge_minutes`, so that a writer's rows are the same as before (`latency`,
+    // the blob of versions before 6, stays empty and is not read).
+    "CREATE TABLE IF NOT EXISTS edge_deltas (
+        day Date, minute Int64, from_node String, to_node String, kind UInt8, via String,
+        count Int64, errors Int64, latency_sum_micros Int64, latency String,
+        first_seen_unix_nanos UInt64, last_seen_unix_nanos UInt64,
+        latency_buckets Array(Int32), latency_counts Array(Int64)
+    ) ENGINE = Null",
+];
+
+/// The materialized view that feeds `edge_sums` from each insert into `edge_deltas`
+/// (`{s}`: the local tables' suffix on a cluster, where each server has its own view over its
+/// own tables). Created after both tables, before any writer of version 7 starts.
+const EDGE_FEED: &str = "CREATE MATERIALIZED VIEW IF NOT EXISTS edge_sums_feed{s} TO edge_sums{s}
+    AS SELECT day, minute, from_node, to_node, kind, via, sumState(count) AS count,
+    sumState(errors) AS errors, sumState(latency_sum_micros) AS latency_sum_micros,
+    sumMapState(latency_buckets, latency_counts) AS latency_sketch,
+    minState(first_seen_unix_nanos) AS first_seen, maxState(last_seen_unix_nanos) AS last_seen
+    FROM edge_deltas{s} GROUP BY day, minute, from_node, to_node, kind, via";
+
+/// Creates the view of [`EDGE_FEED`] on one server (`local`: its tables are `TABLE_local`).
+fn create_edge_feed(client: &Client, local: bool) -> Result<(), StoreError> {
+    let suffix = if local { LOCAL_SUFFIX } else { "" };
+    Ok(client.execute(&EDGE_FEED.replace("{s}", suffix), true)?)
+}
+
+/// Every table of the schema that holds rows, but the version table (not `edge_deltas`,
+/// which keeps none, nor the view that feeds `edge_sums` from it).
 pub const DATA_TABLES: &[&str] = &[
     "spans",
     "span_flags",
     "pending_refs",
     "pending_done",
     "edge_minutes",
+    "edge_sums",
     "service_minutes",
     "consumer_instances",
     "nodes",
@@ -161,6 +208,8 @@ fn shard_key(table: &str) -> Option<&'static str> {
         "spans" | "span_flags" | "deliveries" | "trace_terms" => "cityHash64(trace_id)",
         "pending_refs" | "pending_done" | "pair_minutes" => "cityHash64(ref_trace)",
         "edge_minutes" | "service_minutes" | "partition_minutes" => "rand()",
+        // One edge and minute on one shard, so that its rows collapse into one.
+        "edge_sums" | "edge_deltas" => "cityHash64(minute, from_node, to_node, kind, via)",
         "consumer_instances" => "cityHash64(minute, destination, service, instance)",
         "nodes" => "cityHash64(id)",
         "span_keys" => "key",
@@ -172,7 +221,7 @@ fn shard_key(table: &str) -> Option<&'static str> {
 
 const CREATE: &str = "CREATE TABLE IF NOT EXISTS ";
 
-/// A statement of [`V1`]..[`V6`] as a cluster's server runs it: the table created as
+/// A statement of [`V1`]..[`V7`] as a cluster's server runs it: the table created as
 /// `TABLE_local`, then the distributed table `TABLE` in front of the cluster's local tables.
 fn clustered(statement: &str, cluster: &str, database: &str) -> Result<[String; 2], StoreError> {
     let unknown = || StoreError::Backend("a schema statement without a shard key".into());
@@ -282,7 +331,7 @@ fn migrate_server_to(
     client.execute(VERSION_TABLE, true)?;
     let found = current(client)?;
     supported(found)?;
-    let steps: &[&[&str]] = &[V1, V2, V3, V4, V5, V6];
+    let steps: &[&[&str]] = &[V1, V2, V3, V4, V5, V6, V7];
     for (i, step) in steps.iter().enumerate() {
         let version = i as u32 + 1;
         if version <= found || version > target {
@@ -304,6 +353,9 @@ fn migrate_server_to(
         if version == 6 {
             read_layout::migrate(client, cluster.is_some())?;
         }
+        if version == 7 {
+            create_edge_feed(client, cluster.is_some())?;
+        }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -318,10 +370,19 @@ fn migrate_server_to(
     Ok(target.min(VERSION))
 }
 
-/// A single server's database brought to version `target` only (a test's older database).
+/// A database (on a cluster, on every server) brought to version `target` only (a test's
+/// older database).
 #[cfg(test)]
 pub(super) fn migrate_to(client: &Client, target: u32) -> Result<u32, StoreError> {
-    migrate_server_to(client, None, target)
+    match client.cluster() {
+        None => migrate_server_to(client, None, target),
+        Some(cluster) => {
+            for server in &cluster.servers {
+                migrate_server_to(server, Some(&cluster.name), target)?;
+            }
+            Ok(target.min(VERSION))
+        }
+    }
 }
 
 /// How long one day's index backfill may take (a read timeout: ClickHouse answers the

@@ -31,12 +31,22 @@ struct Edge {
     last_seen: u64,
 }
 
-/// Every edge delta of a window's minutes: the writers' (`edge_minutes`) and the
-/// reconciliation pass's, one row per wait and edge however many collectors settled it
-/// (`pair_minutes FINAL`). The window is in each branch (its days and minutes: 18.16 does not
-/// move an outer `WHERE` into a `UNION ALL`, and `FINAL` reads every part it is not kept
-/// from); [`edge_window`] gives its values.
-const EDGES: &str = "(SELECT minute, from_node, to_node, kind, via, count, errors,
+/// Every edge delta of a window's minutes, as rows of `edge_minutes`' columns: the writers'
+/// since schema version 7 (`edge_sums`, merged per edge and minute: its rows of one edge and
+/// minute that background merges have not folded yet are folded here), those of older
+/// versions (`edge_minutes`, kept until retention drops them), and the reconciliation
+/// pass's, one row per wait and edge however many collectors settled it (`pair_minutes
+/// FINAL`). The window is in each branch (its days and minutes: 18.16 does not move an outer
+/// `WHERE` into a `UNION ALL`, and `FINAL` reads every part it is not kept from);
+/// [`edge_window`] gives its values.
+const EDGES: &str = "(SELECT minute, from_node, to_node, kind, via, sumMerge(count) AS count,
+    sumMerge(errors) AS errors, sumMerge(latency_sum_micros) AS latency_sum_micros,
+    '' AS latency, tupleElement(sumMapMerge(latency_sketch), 1) AS latency_buckets,
+    tupleElement(sumMapMerge(latency_sketch), 2) AS latency_counts,
+    minMerge(first_seen) AS first_seen_unix_nanos, maxMerge(last_seen) AS last_seen_unix_nanos
+    FROM edge_sums WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?
+    GROUP BY minute, from_node, to_node, kind, via
+    UNION ALL SELECT minute, from_node, to_node, kind, via, count, errors,
     latency_sum_micros, latency, latency_buckets, latency_counts, first_seen_unix_nanos,
     last_seen_unix_nanos FROM edge_minutes
     WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?
@@ -45,18 +55,11 @@ const EDGES: &str = "(SELECT minute, from_node, to_node, kind, via, count, error
     FROM pair_minutes FINAL WHERE day >= ? AND day <= ? AND minute >= ? AND minute <= ?)";
 
 /// The values of [`EDGES`]'s placeholders for the minutes `first..=last`.
-fn edge_window(first: i64, last: i64) -> [Value<'static>; 8] {
+fn edge_window(first: i64, last: i64) -> Vec<Value<'static>> {
     let day = |m: i64| Value::Day(u64::try_from(m).unwrap_or(0).saturating_mul(60_000_000_000));
-    [
-        day(first),
-        day(last),
-        Value::I64(first),
-        Value::I64(last),
-        day(first),
-        day(last),
-        Value::I64(first),
-        Value::I64(last),
-    ]
+    (0..3)
+        .flat_map(|_| [day(first), day(last), Value::I64(first), Value::I64(last)])
+        .collect()
 }
 
 fn hex_bytes(text: &str) -> Vec<u8> {

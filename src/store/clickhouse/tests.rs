@@ -1240,3 +1240,342 @@ fn a_groups_inserts_come_in_their_tables_order() {
     assert_eq!(n[0].n, 120);
     store.shutdown();
 }
+
+/// One edge delta as the topology answers it, keyed by its edge.
+type EdgeFacts = (
+    (String, String, i64, String),
+    (i64, i64, i64, crate::model::sketch::Sketch, u64, u64, i64),
+);
+
+/// A window's edges with everything the store answers of them, sorted by edge.
+pub(super) fn edge_facts(rows: crate::model::TopologyRows) -> Vec<EdgeFacts> {
+    let mut out: Vec<EdgeFacts> = rows
+        .edges
+        .into_iter()
+        .map(|e| {
+            (
+                (e.from, e.to, e.kind.as_i64(), e.via),
+                (
+                    e.count,
+                    e.errors,
+                    e.latency_sum_micros,
+                    e.latency,
+                    e.first_seen_unix_nanos,
+                    e.last_seen_unix_nanos,
+                    e.instances,
+                ),
+            )
+        })
+        .collect();
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    out
+}
+
+/// The window around T0's minute.
+pub(super) fn t0_window() -> crate::model::TimeWindow {
+    use crate::model::testing::T0;
+    crate::model::TimeWindow::new(T0 - 60_000_000_000, T0 + 120_000_000_000).unwrap()
+}
+
+/// Groups that each add to the same two edges in T0's minute: a publish to `orders` and its
+/// consume by `billing` (trace `first + i`), seven seconds apart, each consume later after
+/// its publish than the one before (so that every group adds its own latency).
+pub(super) fn minute_groups(first: u8, n: u8) -> Vec<Vec<crate::model::Span>> {
+    use crate::model::testing::{msg, span, T0};
+    use crate::model::{Operation, SpanKind};
+    (0..n)
+        .map(|i| {
+            let trace = first + i;
+            let at = T0 + u64::from(i) * 7_000_000_000;
+            let mut publish = msg(
+                span(trace, 1, None, "orders", SpanKind::Producer),
+                "orders",
+                Operation::Produce,
+            );
+            publish.start_unix_nanos = at;
+            publish.end_unix_nanos = at + 1_000_000;
+            let mut consume = msg(
+                span(trace, 2, Some(1), "billing", SpanKind::Consumer),
+                "orders",
+                Operation::Consume,
+            );
+            consume.start_unix_nanos = at + 2_000_000 * (u64::from(i) + 1);
+            consume.end_unix_nanos = consume.start_unix_nanos + 500_000;
+            vec![publish, consume]
+        })
+        .collect()
+}
+
+/// The topology rows SQLite answers for these groups (each written as its own request).
+pub(super) fn sqlite_edges(groups: &[Vec<crate::model::Span>]) -> Vec<EdgeFacts> {
+    use crate::store::{StoreConfig, TopologyReads, Writes};
+    let dir = tempfile::tempdir().unwrap();
+    let store = crate::store::SqliteStore::open(&StoreConfig {
+        path: dir.path().join("s.db"),
+        retention: crate::store::RetentionConfig {
+            max_age: std::time::Duration::from_secs(3600 * 24 * 365 * 100),
+            max_bytes: None,
+        },
+        queue_depth: 8,
+        synchronous: "NORMAL".into(),
+    })
+    .unwrap();
+    for g in groups {
+        store
+            .write_blocking(crate::store::prepare(g.clone()))
+            .unwrap();
+    }
+    edge_facts(store.topology(t0_window()).unwrap())
+}
+
+/// Rows of `edge_sums` in T0's minute, over every server (on a cluster, their local tables).
+pub(super) fn edge_sum_rows(c: &Client) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let minute = (crate::model::testing::T0 / 60_000_000_000) as i64;
+    let table = c.local_table("edge_sums");
+    c.servers()
+        .into_iter()
+        .map(|server| {
+            let q = render(
+                &format!("SELECT count() AS n FROM {table} WHERE minute = ?"),
+                &[Value::I64(minute)],
+            )
+            .unwrap();
+            server.rows::<N>(&q).unwrap()[0].n
+        })
+        .sum()
+}
+
+/// Runs `statement` (`{t}`: the database's local `edge_sums`) on every server.
+pub(super) fn on_edge_sums(c: &Client, statement: &str) {
+    let table = format!(
+        "{}.{}",
+        sql::ident(c.database()),
+        c.local_table("edge_sums")
+    );
+    for server in c.servers() {
+        server
+            .execute(&statement.replace("{t}", &table), true)
+            .unwrap();
+    }
+}
+
+/// Rows of one edge and minute written by many groups read as one edge, as SQLite's; they
+/// are one row per group until merged, and one row after `OPTIMIZE ... FINAL`, with the same
+/// answer (first and last seen the earliest and latest of the groups').
+pub(super) fn minute_rows_collapse(store: &ClickHouseStore, c: &Client) {
+    use crate::store::TopologyReads;
+    let groups = minute_groups(0x60, 6);
+    let want = sqlite_edges(&groups);
+    // The publish, the consume, and the dependency between the two services through `orders`.
+    assert_eq!(want.len(), 3, "{want:?}");
+    assert!(want.iter().all(|(_, f)| f.0 == 6), "{want:?}");
+    // Merges held, so that each group's rows stay apart until asked.
+    on_edge_sums(c, "SYSTEM STOP MERGES {t}");
+    for g in &groups {
+        write(store, g.clone());
+    }
+    assert_eq!(edge_sum_rows(c), 18, "one row per group and edge");
+    assert_eq!(edge_facts(store.topology(t0_window()).unwrap()), want);
+    on_edge_sums(c, "SYSTEM START MERGES {t}");
+    on_edge_sums(c, "OPTIMIZE TABLE {t} FINAL");
+    assert_eq!(edge_sum_rows(c), 3, "one row per edge and minute");
+    assert_eq!(edge_facts(store.topology(t0_window()).unwrap()), want);
+}
+
+#[test]
+fn rows_of_one_edge_and_minute_from_many_groups_read_as_one_and_collapse() {
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    minute_rows_collapse(&store, &Client::new(&url, Timeouts::default()));
+    store.shutdown();
+}
+
+/// Fills `c`'s database (of version 6) with what a database of version 7 (`from`, its
+/// `edge_sums` unmerged) holds, as version 6's writer would have left it: one `edge_minutes`
+/// row per edge, minute and group (the writer is this one but for the table), every other
+/// table as it is.
+pub(super) fn copy_as_version_6(c: &Client, from: &str) {
+    let from = sql::ident(from);
+    for t in schema::DATA_TABLES {
+        if *t != "edge_sums" {
+            c.execute(&format!("INSERT INTO {t} SELECT * FROM {from}.{t}"), true)
+                .unwrap();
+        }
+    }
+    c.execute(
+        &format!(
+            "INSERT INTO edge_minutes (day, minute, from_node, to_node, kind, via, count, errors,
+             latency_sum_micros, latency_buckets, latency_counts, first_seen_unix_nanos,
+             last_seen_unix_nanos)
+             SELECT day, minute, from_node, to_node, kind, via, finalizeAggregation(count),
+             finalizeAggregation(errors), finalizeAggregation(latency_sum_micros),
+             tupleElement(finalizeAggregation(latency_sketch), 1),
+             tupleElement(finalizeAggregation(latency_sketch), 2),
+             finalizeAggregation(first_seen), finalizeAggregation(last_seen)
+             FROM {from}.edge_sums"
+        ),
+        true,
+    )
+    .unwrap();
+}
+
+/// A database of version 6 (every write a row of `edge_minutes`) migrates to 7: its rows are
+/// read with the new table's, and the topology is the same as a database written by version 7
+/// alone, before and after more writes.
+#[test]
+fn a_version_6_database_migrates_to_7_and_answers_the_same_topology() {
+    use crate::store::TopologyReads;
+    let groups = minute_groups(0x70, 5);
+    let (before, after) = groups.split_at(3);
+    // Version 7 alone.
+    let url7 = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let c7 = Client::new(&url7, Timeouts::default());
+    let store7 = open(&url7).unwrap();
+    on_edge_sums(&c7, "SYSTEM STOP MERGES {t}");
+    for g in before {
+        write(&store7, g.clone());
+    }
+    store7.shutdown();
+    // Version 6: the same rows as its writer left them (the writer is this one but for the
+    // table: one `edge_minutes` row per edge, minute and group, here each unmerged row of
+    // version 7's table), and every other table as version 7's.
+    let url6 = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let c6 = Client::new(&url6, Timeouts::default());
+    assert_eq!(schema::migrate_to(&c6, 6).unwrap(), 6);
+    copy_as_version_6(&c6, &url7.database);
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let count = |c: &Client, q: &str| c.rows::<N>(q).unwrap()[0].n;
+    // Three edges (publish, consume, the dependency) per group.
+    assert_eq!(count(&c6, "SELECT count() AS n FROM edge_minutes"), 9);
+    let store7 = open(&url7).unwrap();
+    let store6 = open(&url6).unwrap();
+    assert_eq!(schema::current(&c6).unwrap(), 7);
+    on_edge_sums(&c6, "SYSTEM STOP MERGES {t}");
+    let want = edge_facts(store7.topology(t0_window()).unwrap());
+    assert_eq!(want, sqlite_edges(before));
+    assert_eq!(edge_facts(store6.topology(t0_window()).unwrap()), want);
+    // Written since: into `edge_sums`; version 6's rows stay where they are, read with them.
+    for g in after {
+        write(&store7, g.clone());
+        write(&store6, g.clone());
+    }
+    let want = edge_facts(store7.topology(t0_window()).unwrap());
+    assert_eq!(want, sqlite_edges(&groups));
+    assert_eq!(edge_facts(store6.topology(t0_window()).unwrap()), want);
+    assert_eq!(count(&c6, "SELECT count() AS n FROM edge_minutes"), 9);
+    assert_eq!(edge_sum_rows(&c6), 6);
+    // The migration run again (a collector starting at the same moment) changes nothing.
+    assert_eq!(schema::migrate(&c6).unwrap(), 7);
+    assert_eq!(edge_facts(store6.topology(t0_window()).unwrap()), want);
+    store6.shutdown();
+    store7.shutdown();
+}
+
+/// A span row of the old layout (schema version 5) in `table`.
+fn old_span(c: &Client, table: &str, trace: u8, id: u8, at: u64) {
+    use crate::model::{SpanId, TraceId};
+    let q = render(
+        &format!(
+            "INSERT INTO {table} (day, trace_id, span_id, start_unix_nanos, end_unix_nanos,
+             service, name) VALUES (?, ?, ?, ?, ?, 'a', 'old op')"
+        ),
+        &[
+            Value::Day(at),
+            Value::Trace(TraceId([trace; 16])),
+            Value::Span(SpanId([id; 8])),
+            Value::U64(at),
+            Value::U64(at + 1_000),
+        ],
+    )
+    .unwrap();
+    c.execute(&q, true).unwrap();
+}
+
+/// Whether a table of that name is in the client's database.
+fn table_exists(c: &Client, table: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let q = render(
+        "SELECT count() AS n FROM system.tables WHERE database = ? AND name = ?",
+        &[Value::Str(c.database()), Value::Str(table)],
+    )
+    .unwrap();
+    c.rows::<N>(&q).unwrap()[0].n > 0
+}
+
+/// Distinct spans (trace, span) in `spans`.
+fn distinct_spans(c: &Client) -> u64 {
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    c.rows::<N>("SELECT toUInt64(uniqExact(trace_id, span_id)) AS n FROM spans")
+        .unwrap()[0]
+        .n
+}
+
+/// Version 6's copy of `spans` (`read_layout.rs`): a day whose rows changed while it was
+/// copied (an insert that reached the old table late) is copied again and leaves the old
+/// table only then; a day that keeps changing keeps the old table, whose rows the next start
+/// copies, and the old table is dropped only once empty.
+#[test]
+fn the_spans_copy_copies_a_changed_day_again_and_drops_the_old_table_once_empty() {
+    use crate::model::testing::T0;
+    const DAY: u64 = 86_400_000_000_000;
+    let late_day = T0 / DAY;
+    // A day changed once, during its first copy.
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let c = Client::new(&url, Timeouts::default());
+    assert_eq!(schema::migrate_to(&c, 5).unwrap(), 5);
+    old_span(&c, "spans", 1, 1, T0 - DAY);
+    old_span(&c, "spans", 2, 1, T0);
+    old_span(&c, "spans", 2, 2, T0);
+    let mut copies = Vec::new();
+    read_layout::rebuild_spans(&c, "spans", &mut |day| {
+        copies.push(day);
+        if day == late_day && copies.iter().filter(|d| **d == late_day).count() == 1 {
+            old_span(&c, "spans_v5", 2, 3, T0 + 5);
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(copies, [late_day - 1, late_day, late_day], "copied again");
+    assert!(!table_exists(&c, "spans_v5"), "the old table is dropped");
+    assert_eq!(distinct_spans(&c), 4, "the late span is copied too");
+    // A day that changes at every copy: the old table stays with its rows (nothing is
+    // dropped), the copy answers an error, and the next start finishes it.
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let c = Client::new(&url, Timeouts::default());
+    assert_eq!(schema::migrate_to(&c, 5).unwrap(), 5);
+    old_span(&c, "spans", 3, 1, T0);
+    let mut late = 1u8;
+    let e = read_layout::rebuild_spans(&c, "spans", &mut |_| {
+        late += 1;
+        old_span(&c, "spans_v5", 3, late, T0 + u64::from(late));
+        Ok(())
+    })
+    .unwrap_err();
+    assert!(e.to_string().contains("next start"), "{e}");
+    assert!(table_exists(&c, "spans_v5"), "kept while it has rows");
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    assert!(c.rows::<N>("SELECT count() AS n FROM spans_v5").unwrap()[0].n > 0);
+    read_layout::rebuild_spans(&c, "spans", &mut |_| Ok(())).unwrap();
+    assert!(!table_exists(&c, "spans_v5"));
+    assert_eq!(
+        distinct_spans(&c),
+        u64::from(late),
+        "every span, the late ones too"
+    );
+}

@@ -357,7 +357,7 @@ impl Writer {
             ("span_flags", backlog::FLAG_COLUMNS, &flags),
             ("pending_refs", backlog::WAIT_COLUMNS, &waits),
             ("pending_done", backlog::DONE_COLUMNS, &done),
-            ("edge_minutes", EDGE_COLUMNS, &stats[0]),
+            ("edge_deltas", EDGE_COLUMNS, &stats[0]),
             ("service_minutes", SERVICE_COLUMNS, &stats[1]),
             ("consumer_instances", INSTANCE_COLUMNS, &stats[2]),
             ("nodes", NODE_COLUMNS, &stats[3]),
@@ -639,7 +639,8 @@ fn insert_all(client: &Client, inserts: &[(&str, &str, &Rows)]) -> Result<(), Cl
     })
 }
 
-/// An edge delta's columns, from `minute` on (as `edge_minutes` and `pair_minutes` hold them).
+/// An edge delta's columns, from `minute` on (as `edge_deltas`, `edge_minutes` before schema
+/// version 7, and `pair_minutes` hold them).
 /// The latency sketch goes in the two array columns (schema version 6: ClickHouse sums them
 /// with `sumMap`); the blob column `latency` stays empty (rows of older versions hold it).
 fn edge_fields(rows: &mut Rows, k: &EdgeMinuteKey, d: &EdgeDelta) {
