@@ -133,7 +133,8 @@ pub fn parse(value: &str) -> Result<Target, String> {
         // A raw '@' in the ca= path was taken for the end of the credentials; said without
         // repeating them.
         return Err(
-            "an '@' in the ca= path is written %40 (and a '?' in the password %3F)".to_string(),
+            "an '@' in the ca= path is written %40 (and a '?' or '&' in the password %3F or %26)"
+                .to_string(),
         );
     }
     if sasl && userinfo.is_none() {

@@ -367,6 +367,12 @@ fn migrate_server_to(
         .map_err(|e| StoreError::Backend(e.to_string()))?;
         client.execute(&insert, true)?;
     }
+    if target >= 7 {
+        // Writers insert into the Null `edge_deltas`, which keeps nothing: without its view
+        // (dropped, or left out of a restore) every edge statistic would vanish unseen. Made
+        // again at every start (it is `IF NOT EXISTS`).
+        create_edge_feed(client, cluster.is_some())?;
+    }
     Ok(target.min(VERSION))
 }
 

@@ -604,9 +604,10 @@ struct Lookup {
 const DAY_NANOS: u64 = 86_400_000_000_000;
 
 /// Seconds named in one `span_keys` lookup: each is about 14 bytes of the URL (a number and a
-/// comma, percent-encoded) and may bring a day of about 30, so 256 of them stay near 11 KiB,
-/// under the 16 KiB request line ClickHouse's HTTP server accepts.
-const LOOKUP_SECONDS: usize = 256;
+/// comma, percent-encoded) and may bring a day of about 40 (`toDate('...')`, encoded), so 128
+/// of them stay under 7 KiB, well under the 16 KiB request line ClickHouse's HTTP server
+/// accepts ([`super::client`] refuses a longer query before sending it).
+const LOOKUP_SECONDS: usize = 128;
 
 /// A span's start second, as `span_keys` orders it.
 fn start_second(unix_nanos: u64) -> u32 {

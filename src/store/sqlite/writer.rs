@@ -438,9 +438,13 @@ impl Writer {
 
     fn maintain(&mut self) {
         let started = Instant::now();
+        let before = self.conn.total_changes();
         self.maintain_once();
-        // Retention deleted what windows in the past showed.
-        self.new_generation();
+        // Retention deleted what windows in the past showed: reads may answer differently.
+        // A pass that changed nothing keeps the generation (and the answers kept for it).
+        if self.conn.total_changes() != before {
+            self.new_generation();
+        }
         tracing::debug!(ms = started.elapsed().as_millis() as u64, "maintenance");
     }
 

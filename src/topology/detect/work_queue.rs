@@ -37,8 +37,8 @@ impl Detector for WorkQueue {
             let shared = flows.consumers.get(e.from.as_str()).map_or(0, |c| c.len());
             if shared > 1 && topic(&e.from) && !copies_per_instance(topo, e) {
                 let service = name(topo, &e.to);
-                // The group is named only where the broker named it (the edge's key): spans
-                // carry no consumer group, so from traces alone it is the service's, unnamed.
+                // The group is named only where the broker named it (the edge's key): edges
+                // from spans keep no consumer group, so from traces alone it is unnamed.
                 let group = match e.key.as_deref() {
                     Some(group) => format!("group {group}"),
                     None => format!("a group (group unknown, by service {service})"),

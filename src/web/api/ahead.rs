@@ -6,7 +6,9 @@
 //!
 //! Bounded: one build at a time, the windows of at most [`KEPT_ASKS`] recent asks, a rest of
 //! [`REST_FACTOR`] times the last build's time (at least [`REST_LEAST`]) between two builds
-//! (under a steady stream of commits, builds are coalesced, never one per commit), and no
+//! (under a steady stream of commits, builds are coalesced, never one per commit), a window
+//! built ahead at most once per request for it (commits faster than requests make no builds
+//! that nobody asks for), none for a window whose template is too large to keep, and no
 //! thread at all once no client asked for [`RECENT`].
 
 use super::answers::{self, How};
@@ -55,10 +57,24 @@ struct Inner {
 
 #[derive(Default)]
 struct Asks {
-    /// `since` and `until` as the client gave them, and when last asked.
-    list: Vec<(Option<String>, Option<String>, Instant)>,
+    list: Vec<Ask>,
+    /// Asks whose template was too large to keep ([`answers::template`] never finds it):
+    /// not built ahead (nothing would use the build) while they are recent.
+    unkept: Vec<(Option<String>, Option<String>, Instant)>,
     /// Whether the builder's thread runs.
     running: bool,
+}
+
+struct Ask {
+    /// `since` and `until` as the client gave them.
+    since: Option<String>,
+    until: Option<String>,
+    /// When last asked.
+    at: Instant,
+    /// Asked again since the builder last took it: a window is built ahead at most once per
+    /// request for it, so that under a stream of commits (each a new generation) builds
+    /// nobody asks for are not made one after the other.
+    again: bool,
 }
 
 impl Ahead {
@@ -81,8 +97,25 @@ impl Ahead {
             return;
         };
         let (since, until) = (since.map(str::to_string), until.map(str::to_string));
-        asks.list.retain(|(s, u, _)| !(*s == since && *u == until));
-        asks.list.insert(0, (since, until, Instant::now()));
+        asks.unkept.retain(|(_, _, at)| at.elapsed() < RECENT);
+        if asks
+            .unkept
+            .iter()
+            .any(|(s, u, _)| *s == since && *u == until)
+        {
+            return;
+        }
+        asks.list
+            .retain(|a| !(a.since == since && a.until == until));
+        asks.list.insert(
+            0,
+            Ask {
+                since,
+                until,
+                at: Instant::now(),
+                again: true,
+            },
+        );
         asks.list.truncate(KEPT_ASKS);
         if !asks.running {
             let weak = Arc::downgrade(&self.0);
@@ -94,41 +127,57 @@ impl Ahead {
     }
 }
 
-/// The windows asked recently as they are now; `None` (and the thread marked stopped) when
-/// none was asked for [`RECENT`].
-fn recent(inner: &Inner, now: u64) -> Option<Vec<TimeWindow>> {
+/// The windows asked recently, and again since the builder last took them, as they are now
+/// (with the ask's parameters); `None` (and the thread marked stopped) when none was asked
+/// for [`RECENT`].
+type Taken = (TimeWindow, Option<String>, Option<String>);
+
+fn recent(inner: &Inner, now: u64) -> Option<Vec<Taken>> {
     let mut asks = inner.asks.lock().ok()?;
-    asks.list.retain(|(_, _, at)| at.elapsed() < RECENT);
+    asks.list.retain(|a| a.at.elapsed() < RECENT);
     if asks.list.is_empty() {
         asks.running = false;
         return None;
     }
-    let windows = asks
-        .list
-        .iter()
-        .filter_map(|(s, u, _)| window::parse_window(s.as_deref(), u.as_deref(), now).ok())
-        .collect();
+    let mut windows = Vec::new();
+    for a in asks.list.iter_mut().filter(|a| a.again) {
+        a.again = false;
+        if let Ok(w) = window::parse_window(a.since.as_deref(), a.until.as_deref(), now) {
+            windows.push((w, a.since.clone(), a.until.clone()));
+        }
+    }
     Some(windows)
+}
+
+/// Marks the builder stopped when its thread ends, however it ends (a build that panicked
+/// included), so that the next ask starts another.
+struct Running(Weak<Inner>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(inner) = self.0.upgrade() {
+            if let Ok(mut asks) = inner.asks.lock() {
+                asks.running = false;
+            }
+        }
+    }
 }
 
 /// The builder's thread: builds what is missing, then waits for a new generation or the next
 /// minute's turn, and rests between builds; ends when its server is gone or nobody asked.
 fn run(weak: Weak<Inner>) {
+    let _running = Running(weak.clone());
     let mut seen = interface::generations_replaced();
     let mut rest_until = Instant::now();
     loop {
         let Some(inner) = weak.upgrade() else { return };
-        let now = now_unix_nanos();
-        let Some(windows) = recent(&inner, now) else {
+        let Some(windows) = recent(&inner, now_unix_nanos()) else {
             return;
         };
-        for window in windows {
+        for (window, since, until) in windows {
             let (first, last) = window.minutes();
             let key = |generation| (first, last, generation);
             let Some(generation) = inner.store.generation() else {
-                if let Ok(mut asks) = inner.asks.lock() {
-                    asks.running = false;
-                }
                 return;
             };
             if answers::template(key(generation)).is_some() {
@@ -149,6 +198,15 @@ fn run(weak: Weak<Inner>) {
             match built {
                 Ok((_, How::Built)) => {
                     answers::COUNTS.built_ahead.fetch_add(1, Ordering::Relaxed);
+                    if answers::template(key).is_none() {
+                        // Too large to keep: no request would meet it.
+                        if let Ok(mut asks) = inner.asks.lock() {
+                            asks.list
+                                .retain(|a| !(a.since == since && a.until == until));
+                            asks.unkept.push((since, until, Instant::now()));
+                            asks.unkept.truncate(KEPT_ASKS);
+                        }
+                    }
                 }
                 Ok(_) => {}
                 Err(e) => tracing::debug!(error = %e, "topology built ahead failed"),
@@ -157,8 +215,9 @@ fn run(weak: Weak<Inner>) {
             rest_until = Instant::now() + rest;
         }
         drop(inner);
-        // Until the next minute's turn (a window ending now covers other minutes then).
-        let into_minute = now % 60_000_000_000;
+        // Until the next minute's turn (a window ending now covers other minutes then), from
+        // the time after the builds and rests above.
+        let into_minute = now_unix_nanos() % 60_000_000_000;
         let to_turn = Duration::from_nanos(60_000_000_000 - into_minute) + Duration::from_millis(5);
         seen = interface::wait_generation_replaced(seen, to_turn);
     }
