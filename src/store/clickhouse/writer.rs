@@ -382,8 +382,7 @@ impl Writer {
     fn lookup(&self, group: &[(WriteBatch, Reply)]) -> Result<Lookup, ClientError> {
         let mut refs = Rows::default();
         // The new spans' keys, and the days of their rows, by the second they start in.
-        let mut by_second: std::collections::BTreeMap<u32, (Vec<u64>, Vec<u64>)> =
-            Default::default();
+        let mut by_second: std::collections::BTreeMap<u32, KeysAndDays> = Default::default();
         let mut fresh = HashSet::default();
         for (write, _) in group {
             if let WriteBatch::Spans(list) = write {
@@ -418,7 +417,7 @@ impl Writer {
         // URL beside the keys' table, and ClickHouse's HTTP server refuses a request line
         // over 16 KiB (an empty HTTP 400). A group whose spans start in many seconds (a late
         // batch, a replay) asks in several queries of at most LOOKUP_SECONDS seconds each.
-        let seconds: Vec<(u32, (Vec<u64>, Vec<u64>))> = by_second.into_iter().collect();
+        let seconds: Vec<(u32, KeysAndDays)> = by_second.into_iter().collect();
         for chunk in seconds.chunks(LOOKUP_SECONDS) {
             let mut keys = Rows::default();
             let mut days = std::collections::BTreeSet::new();
@@ -608,6 +607,9 @@ const DAY_NANOS: u64 = 86_400_000_000_000;
 /// of them stay under 7 KiB, well under the 16 KiB request line ClickHouse's HTTP server
 /// accepts ([`super::client`] refuses a longer query before sending it).
 const LOOKUP_SECONDS: usize = 128;
+
+/// The keys of the spans that start in one second, and the days of their rows.
+type KeysAndDays = (Vec<u64>, Vec<u64>);
 
 /// A span's start second, as `span_keys` orders it.
 fn start_second(unix_nanos: u64) -> u32 {

@@ -71,7 +71,7 @@ struct Ask {
     until: Option<String>,
     /// When last asked.
     at: Instant,
-    /// Asked again since the builder last took it: a window is built ahead at most once per
+    /// Asked again since the builder last built it: a window is built ahead at most once per
     /// request for it, so that under a stream of commits (each a new generation) builds
     /// nobody asks for are not made one after the other.
     again: bool,
@@ -127,7 +127,7 @@ impl Ahead {
     }
 }
 
-/// The windows asked recently, and again since the builder last took them, as they are now
+/// The windows asked recently, and again since the builder last built them, as they are now
 /// (with the ask's parameters); `None` (and the thread marked stopped) when none was asked
 /// for [`RECENT`].
 type Taken = (TimeWindow, Option<String>, Option<String>);
@@ -139,13 +139,15 @@ fn recent(inner: &Inner, now: u64) -> Option<Vec<Taken>> {
         asks.running = false;
         return None;
     }
-    let mut windows = Vec::new();
-    for a in asks.list.iter_mut().filter(|a| a.again) {
-        a.again = false;
-        if let Ok(w) = window::parse_window(a.since.as_deref(), a.until.as_deref(), now) {
-            windows.push((w, a.since.clone(), a.until.clone()));
-        }
-    }
+    let windows = asks
+        .list
+        .iter()
+        .filter(|a| a.again)
+        .filter_map(|a| {
+            let w = window::parse_window(a.since.as_deref(), a.until.as_deref(), now).ok()?;
+            Some((w, a.since.clone(), a.until.clone()))
+        })
+        .collect();
     Some(windows)
 }
 
@@ -198,11 +200,17 @@ fn run(weak: Weak<Inner>) {
             match built {
                 Ok((_, How::Built)) => {
                     answers::COUNTS.built_ahead.fetch_add(1, Ordering::Relaxed);
-                    if answers::template(key).is_none() {
-                        // Too large to keep: no request would meet it.
-                        if let Ok(mut asks) = inner.asks.lock() {
-                            asks.list
-                                .retain(|a| !(a.since == since && a.until == until));
+                    let kept = answers::template(key).is_some();
+                    if let Ok(mut asks) = inner.asks.lock() {
+                        let this = |a: &Ask| a.since == since && a.until == until;
+                        if kept {
+                            // Built once ahead: again only after the next request for it.
+                            asks.list.iter_mut().filter(|a| this(a)).for_each(|a| {
+                                a.again = false;
+                            });
+                        } else {
+                            // Too large to keep: no request would meet it.
+                            asks.list.retain(|a| !this(a));
                             asks.unkept.push((since, until, Instant::now()));
                             asks.unkept.truncate(KEPT_ASKS);
                         }
