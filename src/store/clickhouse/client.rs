@@ -78,8 +78,11 @@ impl ClientError {
     pub fn is_transient(&self) -> bool {
         match self {
             ClientError::Unreachable(_) => true,
+            // An HTTP 400 with no text is the HTTP server refusing a request it could not
+            // read (ClickHouse's own errors carry their exception): nothing of it ran.
             ClientError::Server { status, message } => {
                 *status == 503
+                    || (*status == 400 && message.trim().is_empty())
                     || error_code(message).is_some_and(|c| SHARD_UNREACHABLE.contains(&c))
             }
             _ => false,

@@ -138,6 +138,12 @@ fn errors_say_what_failed_and_whether_to_retry() {
         "{e}"
     );
     assert!(!e.is_transient());
+    // A request ClickHouse's HTTP server could not read (an empty 400) ran nothing: retried.
+    let unread = ClientError::Server {
+        status: 400,
+        message: String::new(),
+    };
+    assert!(unread.is_transient());
     let url = format!("http://writer:wrong@127.0.0.1:{}/x", shared().http_port);
     let bad = Client::new(&ClickHouseUrl::parse(&url).unwrap(), Timeouts::default());
     let e = bad.rows::<S>("SELECT 'x' AS s").unwrap_err();
