@@ -372,7 +372,10 @@ fn a_version_6_cluster_database_migrates_to_7_and_answers_as_sqlite() {
     let store = open_cluster(&url).unwrap();
     for shard in 0..2 {
         let n = |q: &str| number(shared_cluster(), shard, &url, q);
-        assert_eq!(n("SELECT max(version) FROM schema_version"), 7);
+        assert_eq!(
+            n("SELECT max(version) FROM schema_version"),
+            u64::from(schema::VERSION)
+        );
         assert_eq!(
             n("SELECT count() FROM system.tables WHERE database = currentDatabase() AND name = 'edge_sums_feed_local'"),
             1,

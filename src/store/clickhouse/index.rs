@@ -1,16 +1,23 @@
-//! The trace search index (schema v5), ClickHouse's counterpart of the SQLite store's block
-//! postings: `trace_terms (day, term, first_unix_nanos, last_unix_nanos, trace_id)`, ordered
-//! by `(term, first_unix_nanos, trace_id)`, so that a search reads one key range per term
-//! instead of scanning `spans`.
+//! The trace search index, ClickHouse's counterpart of the SQLite store's block postings:
+//! `trace_postings (day, term, first_second, span_seconds, trace_id)` (schema v8), ordered by
+//! `(term, first_second, trace_id, span_seconds)`, so that a search reads one key range per
+//! term instead of scanning `spans`.
 //!
-//! Terms (as the SQLite store's): `''` (every trace), `s:<service>`, `o:<operation>` (span
-//! name), `d:<destination>` (messaging spans), `e` (spans with status error) and
-//! `e:<service>` (the service's spans with status error). One row per term, trace and
-//! [`BUCKET_NANOS`] of span starts in one writer group, with the earliest and latest start of
-//! the trace's spans matching the term there: a row never spans more than a bucket, so a
-//! window's rows are found by `first_unix_nanos` alone (from the window's start less a bucket),
-//! and a trace whose rows straddle the window's start is told apart (`first < since <= last`)
-//! and checked against its spans.
+//! Terms (as the SQLite store's): `s:<service>`, `o:<operation>` (span name),
+//! `d:<destination>` (messaging spans), `e` (spans with status error) and `e:<service>` (the
+//! service's spans with status error). Every span has a service, so the `s:` terms' range
+//! ([`EVERY_TRACE`]) holds every trace: a search with no condition reads it (version 5's
+//! `''` term, a row per trace besides the service's, is gone). One row per term, trace and
+//! [`BUCKET_NANOS`] of span starts in one writer group, with the second of the earliest start
+//! of the trace's spans matching the term there and how many seconds later the latest one
+//! started (`first_second + span_seconds`: the latest start's second). Times are kept to the
+//! second, not the nanosecond: the index takes under half of what version 5's did on disk
+//! (docs/SCALE.md, "Bytes on disk"), and the reader (`reader.rs`) settles on the spans
+//! whatever a second cannot tell: the traces whose rows may straddle the window's start or
+//! end, and the order of the traces that start in one second.
+//!
+//! A row never spans more than a bucket, so a window's rows are found by `first_second`
+//! alone (from the window's start less a bucket).
 //!
 //! Attribute conditions are not indexed (values are many and long): they are checked on the
 //! spans of the candidates the terms give, or, alone, by a scan of the window's spans.
@@ -19,24 +26,63 @@ use super::rowbinary::Rows;
 use crate::model::{Span, StatusCode, TraceId, TraceQuery};
 use foldhash::HashMap;
 
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
 /// The widest stretch of span starts one index row covers (ten minutes; a day is a whole
 /// number of them, so a row's day is both ends' day).
-pub const BUCKET_NANOS: u64 = 10 * 60 * 1_000_000_000;
+pub const BUCKET_NANOS: u64 = 10 * 60 * NANOS_PER_SECOND;
 
-pub const TERM_COLUMNS: &str = "day, term, first_unix_nanos, last_unix_nanos, trace_id";
+/// [`BUCKET_NANOS`] in seconds (whole: a row's `span_seconds` is less).
+pub const BUCKET_SECONDS: u64 = BUCKET_NANOS / NANOS_PER_SECOND;
 
-/// The table (schema v5). `ReplacingMergeTree`: rows written twice (a backfill run by two
-/// collectors migrating at once) collapse; reads group by trace anyway.
-pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS trace_terms (
+/// The index's table (schema v8).
+pub const TABLE: &str = "trace_postings";
+
+pub const TERM_COLUMNS: &str = "day, term, first_second, span_seconds, trace_id";
+
+/// The range of terms that holds every trace (`[from, to)`, bytewise): the `s:` terms.
+pub const EVERY_TRACE: (&str, &str) = ("s:", "s;");
+
+/// The second a start falls in, as the index keeps it (`UInt32`: a start past 2106 is kept
+/// at the last second; [`second_sql`] is the same in SQL).
+pub fn second(unix_nanos: u64) -> u32 {
+    u32::try_from(unix_nanos / NANOS_PER_SECOND).unwrap_or(u32::MAX)
+}
+
+/// [`second`] in SQL, of a `UInt64` column of unix nanoseconds.
+pub fn second_sql(column: &str) -> String {
+    format!("toUInt32(least(intDiv({column}, 1000000000), 4294967295))")
+}
+
+/// The second of unix nanoseconds rounded up (a window's bound: the first whole second at or
+/// after it).
+pub fn second_up(unix_nanos: u64) -> u64 {
+    unix_nanos.div_ceil(NANOS_PER_SECOND)
+}
+
+/// The table (schema v8). `ReplacingMergeTree`: rows written twice (a copy run by two
+/// collectors migrating at once, or again after a restart) collapse; reads group by trace
+/// anyway. `span_seconds` is in the key, so that rows of one term, trace and first second
+/// from two groups, of different extents, are both kept.
+pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS trace_postings (
+        day Date, term String, first_second UInt32, span_seconds UInt16,
+        trace_id FixedString(16)
+    ) ENGINE = ReplacingMergeTree PARTITION BY day
+    ORDER BY (term, first_second, trace_id, span_seconds)";
+
+/// Version 5's table, `trace_terms`: times in nanoseconds, and a `''` row per trace. Created
+/// and filled ([`backfill_v5`]) by the migration of a database older than version 5, then
+/// moved into [`TABLE`] by version 8's ([`copy_from_v5`]).
+pub const CREATE_V5: &str = "CREATE TABLE IF NOT EXISTS trace_terms (
         day Date, term String, first_unix_nanos UInt64, last_unix_nanos UInt64,
         trace_id FixedString(16)
     ) ENGINE = ReplacingMergeTree PARTITION BY day ORDER BY (term, first_unix_nanos, trace_id)";
 
-/// Indexes the spans stored before the index existed, one row per span and term (run once, by
-/// the migration to v5, on each server's own tables).
-pub fn backfill(terms: &str, spans: &str) -> String {
+/// Indexes into version 5's table the spans stored before the index existed, one row per
+/// span and term (run once, by the migration to v5, on each server's own tables).
+pub fn backfill_v5(terms: &str, spans: &str) -> String {
     format!(
-        "INSERT INTO {terms} ({TERM_COLUMNS})
+        "INSERT INTO {terms} (day, term, first_unix_nanos, last_unix_nanos, trace_id)
         SELECT day, term, start_unix_nanos, start_unix_nanos, trace_id FROM {spans}
         ARRAY JOIN arrayConcat(['', concat('s:', service), concat('o:', name)],
             if(msg_operation != '', [concat('d:', msg_destination)], emptyArrayString()),
@@ -45,12 +91,22 @@ pub fn backfill(terms: &str, spans: &str) -> String {
     )
 }
 
+/// Copies one day (`?`) of version 5's rows (`from`) into the index of version 8 (`into`):
+/// the times to their seconds, the `''` rows left out.
+pub fn copy_from_v5(from: &str, into: &str) -> String {
+    let first = second_sql("first_unix_nanos");
+    let last = second_sql("last_unix_nanos");
+    format!(
+        "INSERT INTO {into} ({TERM_COLUMNS})
+        SELECT day, term, {first} AS f, toUInt16(least({last} - f, 65535)), trace_id
+        FROM {from} WHERE day = ? AND term != ''"
+    )
+}
+
 /// One index term, borrowing its text from the span (no string is built per span and term):
 /// its stored form is the prefix followed by the text (`s:` and the service, ...).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 enum Term<'a> {
-    /// `''`: every trace.
-    All,
     Service(&'a str),
     Operation(&'a str),
     Destination(&'a str),
@@ -62,7 +118,6 @@ enum Term<'a> {
 impl<'a> Term<'a> {
     fn parts(self) -> (&'static str, &'a str) {
         match self {
-            Term::All => ("", ""),
             Term::Service(s) => ("s:", s),
             Term::Operation(o) => ("o:", o),
             Term::Destination(d) => ("d:", d),
@@ -88,7 +143,6 @@ impl<'a> Term<'a> {
 /// mark a span failed that did not say so).
 fn span_terms(s: &Span, error: bool) -> impl Iterator<Item = Term<'_>> {
     [
-        Some(Term::All),
         Some(Term::Service(&s.service.name)),
         Some(Term::Operation(&s.name)),
         s.messaging
@@ -102,7 +156,8 @@ fn span_terms(s: &Span, error: bool) -> impl Iterator<Item = Term<'_>> {
 }
 
 /// The index terms a query's conditions need, each a span must match (an attribute is not
-/// among them). None: no term (no condition, or an attribute alone) but `''`.
+/// among them). None: an attribute alone; `''` alone: no condition (every trace, read from
+/// the [`EVERY_TRACE`] range).
 pub fn query_terms(q: &TraceQuery) -> Vec<String> {
     let mut terms = Vec::new();
     match (&q.service, q.errors_only) {
@@ -120,7 +175,8 @@ pub fn query_terms(q: &TraceQuery) -> Vec<String> {
 }
 
 /// The index rows of one writer group: per term, trace and bucket, the earliest and latest
-/// start. Borrows the terms' text from the group's spans.
+/// start (kept to the nanosecond until written, then to their seconds). Borrows the terms'
+/// text from the group's spans.
 #[derive(Default)]
 pub struct GroupTerms<'a> {
     extents: HashMap<(Term<'a>, TraceId, u64), (u64, u64)>,
@@ -142,23 +198,35 @@ impl<'a> GroupTerms<'a> {
         }
     }
 
-    /// The rows to insert, in the table's order (`term, first_unix_nanos, trace_id`:
-    /// ClickHouse then skips sorting the insert), and the group's memory cleared.
+    /// The rows to insert, in the table's order (`term, first_second, trace_id,
+    /// span_seconds`: ClickHouse then skips sorting the insert), and the group's memory
+    /// cleared.
     pub fn take_rows(&mut self) -> Rows {
-        let mut found: Vec<_> = self.extents.drain().collect();
-        found.sort_unstable_by(|((a, ta, _), (fa, _)), ((b, tb, _), (fb, _))| {
+        let mut found: Vec<_> = self
+            .extents
+            .drain()
+            .map(|((term, trace, _), (first, last))| {
+                let first_second = second(first);
+                // A row's starts are within a bucket (600 seconds) of each other.
+                let span = second(last).saturating_sub(first_second);
+                let span = u16::try_from(span).unwrap_or(u16::MAX);
+                (term, first_second, trace, span, first)
+            })
+            .collect();
+        found.sort_unstable_by(|(a, fa, ta, sa, _), (b, fb, tb, sb, _)| {
             a.bytes()
                 .cmp(b.bytes())
                 .then(fa.cmp(fb))
                 .then(ta.0.cmp(&tb.0))
+                .then(sa.cmp(sb))
         });
         let mut rows = Rows::default();
-        for ((term, trace, _), (first, last)) in found {
+        for (term, first_second, trace, span, first) in found {
             let (prefix, text) = term.parts();
             rows.date(first)
                 .str_of(prefix, text)
-                .u64(first)
-                .u64(last)
+                .u32(first_second)
+                .u16(span)
                 .fixed(&trace.0);
             rows.end_row();
         }
@@ -201,13 +269,24 @@ mod tests {
             },
         ] {
             for t in query_terms(&q) {
+                if t.is_empty() {
+                    // No condition: the range of every trace holds a term of every span.
+                    let (from, to) = EVERY_TRACE;
+                    let inside = |x: &&String| x.as_str() >= from && x.as_str() < to;
+                    assert_eq!(terms.iter().filter(inside).count(), 1, "{terms:?}");
+                    continue;
+                }
                 assert!(terms.contains(&t), "{t:?} of {q:?} not in {terms:?}");
             }
         }
         assert!(terms.contains(&name));
         let ok = span(6, 1, None, "cart", SpanKind::Server);
         let terms: Vec<String> = span_terms(&ok, false).map(Term::text).collect();
-        assert_eq!(terms.len(), 3, "no destination, no error: {terms:?}");
+        assert_eq!(
+            terms,
+            ["s:cart", &format!("o:{}", ok.name)],
+            "no destination, no error"
+        );
         let attribute_only = TraceQuery {
             attribute: Some(("k".into(), "v".into())),
             ..TraceQuery::default()
@@ -231,7 +310,7 @@ mod tests {
         let trace_rows: Vec<(u64, u64)> = g
             .extents
             .iter()
-            .filter(|((t, _, _), _)| *t == Term::All)
+            .filter(|((t, _, _), _)| *t == Term::Service("cart"))
             .map(|(_, e)| *e)
             .collect();
         let mut trace_rows = trace_rows;
@@ -243,14 +322,14 @@ mod tests {
                 (base + BUCKET_NANOS + 1, base + BUCKET_NANOS + 1)
             ]
         );
-        // '', s:cart and one name, each in two buckets.
+        // s:cart and one name, each in two buckets.
         let rows = g.take_rows();
-        assert_eq!(rows.count, 6);
+        assert_eq!(rows.count, 4);
         assert!(g.extents.is_empty());
     }
 
-    /// Reads back `take_rows`'s rows: (term, first, trace).
-    fn decode(rows: &Rows) -> Vec<(Vec<u8>, u64, [u8; 16])> {
+    /// Reads back `take_rows`'s rows: (term, first second, trace, span seconds).
+    fn decode(rows: &Rows) -> Vec<(Vec<u8>, u32, [u8; 16], u16)> {
         let mut out = Vec::new();
         let mut b = &rows.buf[..];
         while !b.is_empty() {
@@ -267,10 +346,11 @@ mod tests {
             }
             let term = b[..len].to_vec();
             b = &b[len..];
-            let first = u64::from_le_bytes(b[..8].try_into().unwrap());
-            let trace: [u8; 16] = b[16..32].try_into().unwrap();
-            b = &b[32..];
-            out.push((term, first, trace));
+            let first = u32::from_le_bytes(b[..4].try_into().unwrap());
+            let span = u16::from_le_bytes(b[4..6].try_into().unwrap());
+            let trace: [u8; 16] = b[6..22].try_into().unwrap();
+            b = &b[22..];
+            out.push((term, first, trace, span));
         }
         out
     }
@@ -290,7 +370,7 @@ mod tests {
         {
             let mut s = span(trace, i as u8 + 1, None, service, SpanKind::Server);
             s.name = name.to_string();
-            s.start_unix_nanos = 1_000 * BUCKET_NANOS + 100 - i as u64;
+            s.start_unix_nanos = 1_000 * BUCKET_NANOS + (5 - i as u64) * NANOS_PER_SECOND + 7;
             spans.push(s);
         }
         let mut g = GroupTerms::default();
@@ -303,13 +383,40 @@ mod tests {
         assert!(decoded.len() > 10, "{decoded:?}");
         let mut sorted = decoded.clone();
         sorted.sort();
-        assert_eq!(decoded, sorted, "rows in (term, first, trace) order");
+        assert_eq!(decoded, sorted, "rows in (term, first, trace, span) order");
         let terms: Vec<String> = decoded
             .iter()
-            .map(|(t, _, _)| String::from_utf8(t.clone()).unwrap())
+            .map(|(t, _, _, _)| String::from_utf8(t.clone()).unwrap())
             .collect();
-        for t in ["", "e", "e:zeta", "o:o:", "s:alpha", "s:mid"] {
+        assert!(!terms.contains(&String::new()), "no '' rows: {terms:?}");
+        for t in ["e", "e:zeta", "o:o:", "s:alpha", "s:mid"] {
             assert!(terms.contains(&t.to_string()), "{t:?} in {terms:?}");
         }
+    }
+
+    #[test]
+    fn a_rows_times_are_kept_to_their_seconds() {
+        let base = 1_000 * BUCKET_NANOS;
+        let mut g = GroupTerms::default();
+        let mut a = span(8, 1, None, "cart", SpanKind::Server);
+        let mut b = span(8, 2, Some(1), "cart", SpanKind::Server);
+        a.start_unix_nanos = base + NANOS_PER_SECOND / 2;
+        b.start_unix_nanos = base + 42 * NANOS_PER_SECOND + 700_000_000;
+        let mut late = span(9, 1, None, "cart", SpanKind::Server);
+        late.start_unix_nanos = u64::MAX - 5;
+        for s in [&a, &b, &late] {
+            g.add(s, false);
+        }
+        let rows = decode(&g.take_rows());
+        let service: Vec<_> = rows
+            .iter()
+            .filter(|(t, _, _, _)| t == b"s:cart")
+            .map(|&(_, first, trace, span)| (first, trace[15], span))
+            .collect();
+        let base_second = second(base);
+        assert_eq!(base_second as u64, base / NANOS_PER_SECOND);
+        assert_eq!(service, [(base_second, 8, 42), (u32::MAX, 9, 0)]);
+        assert_eq!(second_up(base), base / NANOS_PER_SECOND);
+        assert_eq!(second_up(base + 1), base / NANOS_PER_SECOND + 1);
     }
 }

@@ -11,7 +11,7 @@
 //! - [`retention`]: day partitions older than the retention dropped.
 //! - [`schema`]: tables and their migrations (version table, newer refused);
 //!   `read_layout.rs`: version 6, the layout large reads need (sketch arrays, small granules).
-//! - `index.rs`: the trace search index (`trace_terms`), written with each group's spans.
+//! - `index.rs`: the trace search index (`trace_postings`), written with each group's spans.
 //! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
 //!   table), with the reconciliation pass (`reconcile.rs`) that pairs what collectors racing
 //!   each other missed; `reader.rs`, `summary.rs` (search results' summaries) and

@@ -21,6 +21,7 @@
 //! columns on the distributed tables in front too).
 
 use super::client::{Client, LOCAL_SUFFIX};
+use super::index;
 use super::sql::{render, Value};
 use crate::store::StoreError;
 
@@ -141,7 +142,26 @@ pub(super) fn rebuild_spans(
             }
         }
     }
-    if engine(client, &old)?.is_none() {
+    let copy = format!("INSERT INTO {table} SELECT * FROM {old} WHERE day = ?");
+    move_days(client, &old, table, &copy, copied)
+}
+
+/// Moves the rows of table `old` (if there is one) into `into` day by day with `copy` (an
+/// `INSERT ... SELECT` of one day, `?`), then drops `old`. Each day is copied, its rows
+/// counted before and after, and dropped from `old` only when the count did not change
+/// meanwhile (a day that changed is copied again in the next round: its copies collapse on
+/// merge, and reads take them once). `old` goes only once it is empty; a restart resumes with
+/// the days left. `copied` is called after each day's copy with the day (days since the
+/// epoch), before its rows are counted again (tests write into `old` there, as a late insert
+/// would).
+pub(super) fn move_days(
+    client: &Client,
+    old: &str,
+    into: &str,
+    copy: &str,
+    copied: &mut dyn FnMut(u64) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    if engine(client, old)?.is_none() {
         return Ok(());
     }
     #[derive(serde::Deserialize)]
@@ -154,10 +174,6 @@ pub(super) fn rebuild_spans(
     }
     let long = client.with_read_timeout(COPY_TIMEOUT);
     let days_left = format!("SELECT DISTINCT toUInt32(day) AS day FROM {old} ORDER BY day");
-    // Each day is copied, its rows counted before and after, and dropped from the old table
-    // only when the count did not change meanwhile (a day that changed is copied again in the
-    // next round: its copies collapse on merge, and reads take one row per span). The old
-    // table goes only once it is empty; a restart resumes with the days left.
     for _ in 0..COPY_ROUNDS {
         let days: Vec<D> = client.rows(&days_left)?;
         if days.is_empty() {
@@ -165,10 +181,7 @@ pub(super) fn rebuild_spans(
         }
         for d in days {
             let at = [Value::Day(d.day.saturating_mul(86_400_000_000_000))];
-            let copy = template(
-                &format!("INSERT INTO {table} SELECT * FROM {old} WHERE day = ?"),
-                &at,
-            )?;
+            let copy = template(copy, &at)?;
             let count = template(
                 &format!("SELECT count() AS n FROM {old} WHERE day = ?"),
                 &at,
@@ -190,7 +203,40 @@ pub(super) fn rebuild_spans(
     }
     // The old table is kept (nothing acknowledged is dropped); the next start goes on.
     Err(StoreError::Backend(format!(
-        "{old} was still written to while it was copied into {table}; the copy goes on at \
+        "{old} was still written to while it was copied into {into}; the copy goes on at \
          the next start"
     )))
+}
+
+/// Version 8: the search index moved from version 5's `trace_terms` (nanoseconds, a `''`
+/// row per trace) into `trace_postings` (seconds; `index.rs`), day by day as [`move_days`]
+/// does, on one server's own tables (`cluster`: its local tables; the distributed
+/// `trace_terms` in front of them is dropped once they are gone). While the move runs, a
+/// search answers from the days moved so far and what was written since.
+pub fn move_index(client: &Client, cluster: bool) -> Result<(), StoreError> {
+    move_index_with(client, cluster, &mut |_| Ok(()))
+}
+
+/// [`move_index`], calling `copied` after each day's copy (as [`move_days`]).
+pub(super) fn move_index_with(
+    client: &Client,
+    cluster: bool,
+    copied: &mut dyn FnMut(u64) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let suffix = if cluster { LOCAL_SUFFIX } else { "" };
+    let (old, into) = (
+        format!("trace_terms{suffix}"),
+        format!("{}{suffix}", index::TABLE),
+    );
+    move_days(
+        client,
+        &old,
+        &into,
+        &index::copy_from_v5(&old, &into),
+        copied,
+    )?;
+    if cluster {
+        client.execute("DROP TABLE IF EXISTS trace_terms", true)?;
+    }
+    Ok(())
 }

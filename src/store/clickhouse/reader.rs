@@ -206,8 +206,9 @@ pub fn span_count(client: &Client) -> Result<u64, StoreError> {
 }
 
 /// Traces a search checks against their spans at most: the candidates of several conditions
-/// (or an attribute with others), and the traces whose matching spans straddle the window's
-/// start. Past it, the answer says it may be incomplete.
+/// (or an attribute with others), the traces whose matching spans may straddle the window's
+/// start or end, and those that start in one second. Past it, the answer says it may be
+/// incomplete.
 const CANDIDATES: usize = 10_000;
 
 /// Traces with a span that meets every condition of the query, newest first (by the earliest
@@ -270,66 +271,108 @@ fn found(rows: Vec<Found>) -> Vec<(TraceId, u64)> {
         .collect()
 }
 
-/// The window's bounds on index rows: a row covers at most a bucket of starts, so the rows of
-/// spans in the window start at most a bucket before it, and end in it or after.
+/// The window's bounds on index rows, to the second (the index keeps no finer): a row covers
+/// at most a bucket of starts, so the rows of spans in the window start at most a bucket
+/// before it (in its second less a bucket, or after), in a second before the window's end
+/// rounded up, and their latest start is in the window's first second or after.
 fn term_window(q: &TraceQuery, sql: &mut String, values: &mut Vec<Value<'_>>) {
     if let Some(w) = &q.window {
-        let from = w.since_unix_nanos.saturating_sub(index::BUCKET_NANOS);
+        let since = w.since_unix_nanos / NANOS_PER_SECOND;
         sql.push_str(
-            " AND day >= ? AND day <= ? AND first_unix_nanos >= ? AND first_unix_nanos < ?
-             AND last_unix_nanos >= ?",
+            " AND day >= ? AND day <= ? AND first_second >= ? AND first_second < ?
+             AND first_second + span_seconds >= ?",
         );
         values.extend([
-            Value::Day(from),
+            Value::Day(w.since_unix_nanos.saturating_sub(index::BUCKET_NANOS)),
             Value::Day(w.until_unix_nanos),
-            Value::U64(from),
-            Value::U64(w.until_unix_nanos),
-            Value::U64(w.since_unix_nanos),
+            Value::U64(since.saturating_sub(index::BUCKET_SECONDS)),
+            Value::U64(index::second_up(w.until_unix_nanos)),
+            Value::U64(since),
         ]);
     }
 }
 
-/// One term answers the query: the newest traces from the index alone, and those whose rows
-/// straddle the window's start (only their spans tell whether one is in the window) settled by
-/// their spans.
+/// The index rows of one term: `term = ?`, or the range of every trace for `''`.
+fn term_rows<'a>(term: &'a str, sql: &mut String, values: &mut Vec<Value<'a>>) {
+    if term.is_empty() {
+        let (from, to) = index::EVERY_TRACE;
+        sql.push_str(" term >= ? AND term < ?");
+        values.extend([Value::Str(from), Value::Str(to)]);
+    } else {
+        sql.push_str(" term = ?");
+        values.push(Value::Str(term));
+    }
+}
+
+const NANOS_PER_SECOND: u64 = 1_000_000_000;
+
+/// One term answers the query. The index tells apart, to the second, the traces surely in the
+/// window with the second of their earliest matching start (every row starts in the window,
+/// the earliest before its last second), and the rest, whose rows may straddle its start or
+/// end (only their spans tell whether one is in the window). The newest `limit` of the first
+/// kind, those that start in the same second as the last of them (a second does not order
+/// them), and the rest are settled by their spans, which give the exact order.
 fn exact(
     client: &Client,
     q: &TraceQuery,
     term: &str,
     limit: usize,
 ) -> Result<(Vec<(TraceId, u64)>, bool), StoreError> {
-    let since = q.window.map_or(0, |w| w.since_unix_nanos);
-    let rows = |straddling: bool, n: usize| -> Result<Vec<Found>, StoreError> {
+    // Rows from this second on start in the window; a trace whose earliest such row starts
+    // at `before` or later may not (the window ends within that second).
+    let (inside, before) = q.window.map_or((0, u64::MAX), |w| {
+        (
+            index::second_up(w.since_unix_nanos),
+            w.until_unix_nanos / NANOS_PER_SECOND,
+        )
+    });
+    let rows = |unsure: bool, n: usize, at: Option<u64>| -> Result<Vec<Found>, StoreError> {
         let mut sql = String::from(
-            "SELECT hex(trace_id) AS trace, minIf(first_unix_nanos, first_unix_nanos >= ?) AS start
-             FROM trace_terms WHERE term = ?",
+            "SELECT hex(trace_id) AS trace, minIf(first_second, first_second >= ?) AS start
+             FROM trace_postings WHERE",
         );
-        let mut values = vec![Value::U64(since), Value::Str(term)];
+        let mut values = vec![Value::U64(inside)];
+        term_rows(term, &mut sql, &mut values);
         term_window(q, &mut sql, &mut values);
-        sql.push_str(" GROUP BY trace_id HAVING max(first_unix_nanos < ?) = ?");
-        values.extend([Value::U64(since), Value::U64(u64::from(straddling))]);
+        sql.push_str(" GROUP BY trace_id HAVING (max(first_second < ?) OR start >= ?) = ?");
+        values.extend([
+            Value::U64(inside),
+            Value::U64(before),
+            Value::U64(u64::from(unsure)),
+        ]);
+        if let Some(at) = at {
+            sql.push_str(" AND start = ?");
+            values.push(Value::U64(at));
+        }
         sql.push_str(&format!(" ORDER BY start DESC LIMIT {n}"));
         Ok(client.rows::<Found>(&query(&sql, &values)?)?)
     };
-    let mut out = found(rows(false, limit)?);
-    if since == 0 {
-        return Ok((out, true));
+    let newest = found(rows(false, limit, None)?);
+    let mut complete = true;
+    let mut settle: Vec<TraceId> = newest.iter().map(|&(t, _)| t).collect();
+    if let (true, Some(&(_, last))) = (newest.len() >= limit, newest.last()) {
+        let ties = found(rows(false, CANDIDATES, Some(last))?);
+        complete &= ties.len() < CANDIDATES;
+        settle.extend(ties.into_iter().map(|(t, _)| t));
     }
-    let straddling = found(rows(true, CANDIDATES)?);
-    let complete = straddling.len() < CANDIDATES;
-    if !straddling.is_empty() {
-        let only: Vec<TraceId> = straddling.into_iter().map(|(t, _)| t).collect();
-        out.extend(matching(client, q, Some(only), limit)?);
-        out.sort_by_key(|f| std::cmp::Reverse(f.1));
-        out.truncate(limit);
+    if q.window.is_some() {
+        let unsure = found(rows(true, CANDIDATES, None)?);
+        complete &= unsure.len() < CANDIDATES;
+        settle.extend(unsure.into_iter().map(|(t, _)| t));
     }
-    Ok((out, complete))
+    if settle.is_empty() {
+        return Ok((Vec::new(), complete));
+    }
+    settle.sort_unstable();
+    settle.dedup();
+    Ok((matching(client, q, Some(settle), limit)?, complete))
 }
 
 /// Several conditions (or an attribute with one): the newest [`CANDIDATES`] traces with a
-/// span under every term, settled by their spans (one span must meet every condition). Past
-/// the bound, the answer is complete only when its last trace is newer than every candidate
-/// left out could be.
+/// span under every term (by the second of their latest such start), settled by their spans
+/// (one span must meet every condition). Past the bound, the answer is complete only when its
+/// last trace is newer than every candidate left out could be (their latest starts are
+/// before the second after the last candidate's).
 fn candidates(
     client: &Client,
     q: &TraceQuery,
@@ -337,8 +380,8 @@ fn candidates(
     limit: usize,
 ) -> Result<(Vec<(TraceId, u64)>, bool), StoreError> {
     let mut sql = String::from(
-        "SELECT hex(trace_id) AS trace, max(last_unix_nanos) AS start FROM trace_terms
-         WHERE term IN ?",
+        "SELECT hex(trace_id) AS trace, max(first_second + span_seconds) AS start
+         FROM trace_postings WHERE term IN ?",
     );
     let mut values = vec![Value::List(
         terms.iter().map(|t| Value::Str(t.as_str())).collect(),
@@ -352,9 +395,11 @@ fn candidates(
         return Ok((Vec::new(), true));
     };
     let all = candidates.len() < CANDIDATES;
+    let newer_than_left_out = oldest.saturating_add(1).saturating_mul(NANOS_PER_SECOND);
     let only = candidates.into_iter().map(|(t, _)| t).collect();
     let out = matching(client, q, Some(only), limit)?;
-    let complete = all || (out.len() >= limit && out.last().is_some_and(|l| l.1 > oldest));
+    let complete =
+        all || (out.len() >= limit && out.last().is_some_and(|l| l.1 >= newer_than_left_out));
     Ok((out, complete))
 }
 

@@ -58,19 +58,28 @@ const CANDIDATES: &str = "SELECT hex(ref_trace) AS rt, hex(ref_span) AS rs, hex(
         (SELECT ref_trace, ref_span, trace_id, span_id FROM pending_done)
     ORDER BY ref_trace, ref_span, trace_id, span_id LIMIT 1 BY ref_trace, ref_span, trace_id, span_id LIMIT ?";
 
+/// The trace id of the consume that delivered a message, read from `deliveries`: a row keeps
+/// it as all zeros when it is the message's own (a consume that carries on the publish's
+/// trace, the common case: 16 random bytes a row less on disk, since version 8), and whole
+/// otherwise; rows written before (always whole) read the same. A row of no consume (all
+/// zeros, span id too) reads all zeros.
+pub const BY_TRACE: &str =
+    "if(by_trace = toFixedString('', 16) AND by_span != toFixedString('', 8),
+    trace_id, by_trace)";
+
 /// Every delivery to the (publish, destination)s where one service has two first deliveries
 /// not all taken back (a consume taken back has `reason = 1` rows keyed by it). Only the
-/// deliveries noted since yesterday: a race lasts seconds.
+/// deliveries noted since yesterday: a race lasts seconds. (`{by_trace}`: [`BY_TRACE`].)
 const DUPLICATES: &str = "SELECT hex(trace_id) AS t, hex(span_id) AS s, service, destination,
-    hex(by_trace) AS bt, hex(by_span) AS bs FROM deliveries
+    hex({by_trace}) AS bt, hex(by_span) AS bs FROM deliveries
     WHERE day >= yesterday() AND (trace_id, span_id, destination) IN (
         SELECT trace_id, span_id, destination FROM deliveries
-        WHERE day >= yesterday() AND (trace_id, span_id, by_trace, by_span) NOT IN
+        WHERE day >= yesterday() AND (trace_id, span_id, {by_trace}, by_span) NOT IN
             (SELECT ref_trace, ref_span, trace_id, span_id FROM pair_minutes WHERE reason = 1)
         GROUP BY trace_id, span_id, service, destination
-        HAVING uniqExact(by_trace, by_span) > 1
+        HAVING uniqExact({by_trace}, by_span) > 1
         ORDER BY trace_id, span_id, service, destination LIMIT ?)
-    GROUP BY trace_id, span_id, service, destination, by_trace, by_span";
+    GROUP BY trace_id, span_id, service, destination, {by_trace}, by_span";
 
 /// A publish's first deliveries to one destination, by consuming service: the consumes that
 /// made them.
@@ -89,7 +98,10 @@ pub fn duplicates(
         bt: String,
         bs: String,
     }
-    let q = render(DUPLICATES, &[Value::U64(DUPLICATES_PER_PASS)])?;
+    let q = render(
+        &DUPLICATES.replace("{by_trace}", BY_TRACE),
+        &[Value::U64(DUPLICATES_PER_PASS)],
+    )?;
     let mut out: BTreeMap<_, DeliveriesTo> = BTreeMap::new();
     for d in client.rows::<D>(&q)? {
         let (Ok(t), Ok(s), Ok(bt), Ok(bs)) = (
@@ -170,9 +182,11 @@ pub fn recall(
     }
     let (et, es) = except.unwrap_or((TraceId([0; 16]), SpanId([0; 8])));
     let q = render(
-        "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s, service, destination
-         FROM deliveries WHERE (trace_id, span_id) IN publishes
-         AND NOT (by_trace = ? AND by_span = ?)",
+        &format!(
+            "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s, service, destination
+             FROM deliveries WHERE (trace_id, span_id) IN publishes
+             AND NOT ({BY_TRACE} = ? AND by_span = ?)"
+        ),
         &[Value::Trace(et), Value::Span(es)],
     )?;
     for chunk in publishes.chunks(RECALL_CHUNK) {
@@ -202,12 +216,14 @@ pub fn recall(
 pub const DELIVERY_COLUMNS: &str =
     "day, trace_id, span_id, service, destination, by_trace, by_span";
 
-/// The first deliveries as rows of `deliveries` (their day: today, when they were noted).
+/// The first deliveries as rows of `deliveries` (their day: today, when they were noted); the
+/// consume's trace id left out when it is the message's own ([`BY_TRACE`]).
 pub fn delivery_rows(journal: &[Delivery]) -> Rows {
     let mut rows = Rows::default();
     let now = now_unix_nanos();
     for d in journal {
         let (bt, bs) = d.by.unwrap_or((TraceId([0; 16]), SpanId([0; 8])));
+        let bt = if bt == d.trace { TraceId([0; 16]) } else { bt };
         rows.date(now)
             .fixed(&d.trace.0)
             .fixed(&d.span.0)

@@ -653,10 +653,11 @@ fn first_deliveries(c: &Client) -> u64 {
     struct N {
         n: u64,
     }
-    c.rows::<N>("SELECT toUInt64(uniqExact(by_trace, by_span)) AS n FROM deliveries")
-        .unwrap()
-        .first()
-        .map_or(0, |r| r.n)
+    let q = format!(
+        "SELECT toUInt64(uniqExact({}, by_span)) AS n FROM deliveries",
+        super::writer::BY_TRACE
+    );
+    c.rows::<N>(&q).unwrap().first().map_or(0, |r| r.n)
 }
 
 /// Distinct consumes taken back as second deliveries.
@@ -939,7 +940,7 @@ fn search_reads_the_index_and_settles_what_it_cannot_tell_on_the_spans() {
     // The index is what answers: emptied, a service search finds nothing, while an
     // attribute alone (not indexed) is still read from the spans.
     let c = Client::new(&url, Timeouts::default());
-    c.execute("TRUNCATE TABLE trace_terms", true).unwrap();
+    c.execute("TRUNCATE TABLE trace_postings", true).unwrap();
     let (gone, _) = searched(
         &store,
         TraceQuery {
@@ -966,7 +967,7 @@ fn spans_stored_before_the_index_are_indexed_by_the_migration() {
     store.shutdown();
     // Back to version 3, as a database written before the index: no index table.
     let c = Client::new(&url, Timeouts::default());
-    c.execute("DROP TABLE trace_terms", true).unwrap();
+    c.execute("DROP TABLE trace_postings", true).unwrap();
     c.execute("TRUNCATE TABLE schema_version", true).unwrap();
     c.execute(
         "INSERT INTO schema_version (version, applied_unix_seconds) VALUES (1, 0), (2, 0), (3, 0)",
@@ -1231,7 +1232,7 @@ fn a_groups_inserts_come_in_their_tables_order() {
     let sorted = after.1 - before.1;
     assert!(
         written >= 3,
-        "spans, trace_terms, span_keys at least: {written}"
+        "spans, trace_postings, span_keys at least: {written}"
     );
     assert_eq!(
         written, sorted,
@@ -1416,8 +1417,10 @@ fn rows_of_one_edge_and_minute_from_many_groups_read_as_one_and_collapse() {
 /// table as it is.
 pub(super) fn copy_as_version_6(c: &Client, from: &str) {
     let from = sql::ident(from);
+    // Not the index: version 6's is `trace_terms` (version 8 moves it; the topology does not
+    // read it).
     for t in schema::DATA_TABLES {
-        if *t != "edge_sums" {
+        if *t != "edge_sums" && *t != super::index::TABLE {
             c.execute(&format!("INSERT INTO {t} SELECT * FROM {from}.{t}"), true)
                 .unwrap();
         }
@@ -1594,4 +1597,161 @@ fn the_spans_copy_copies_a_changed_day_again_and_drops_the_old_table_once_empty(
         u64::from(late),
         "every span, the late ones too"
     );
+}
+
+/// A database of version 7 (the search index in `trace_terms`, to the nanosecond, with a
+/// `''` row per trace) migrates to 8: its rows move into `trace_postings` day by day (a day
+/// written to during its copy is copied again), `trace_terms` is dropped once empty, and
+/// every search answers as before the migration, and as the spans say.
+#[test]
+fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
+    use crate::model::testing::{msg, span, T0};
+    use crate::model::{Operation, SpanKind, StatusCode, TimeWindow, TraceQuery};
+    const DAY: u64 = 86_400_000_000_000;
+    const MS: u64 = 1_000_000;
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let at = |mut s: crate::model::Span, t: u64| {
+        s.start_unix_nanos = t;
+        s.end_unix_nanos = t + MS;
+        s
+    };
+    let mut failed = at(
+        span(0x91, 2, Some(1), "pay", SpanKind::Client),
+        T0 + 250 * MS,
+    );
+    failed.status = StatusCode::Error;
+    let mut publish = msg(
+        span(0x92, 1, None, "cart", SpanKind::Producer),
+        "orders",
+        Operation::Produce,
+    );
+    publish.name = "publish orders".into();
+    write(
+        &store,
+        vec![
+            at(span(0x90, 1, None, "cart", SpanKind::Server), T0 - DAY + 5),
+            at(span(0x91, 1, None, "cart", SpanKind::Server), T0 + 100 * MS),
+            failed,
+            at(publish, T0 + 400 * MS),
+            at(
+                span(0x93, 1, None, "pay", SpanKind::Server),
+                T0 + 2_300 * MS,
+            ),
+            at(
+                span(0x93, 2, Some(1), "pay", SpanKind::Server),
+                T0 + 9 * 60_000 * MS,
+            ),
+        ],
+    );
+    let queries: Vec<TraceQuery> = [
+        None,
+        TimeWindow::new(T0 + 150 * MS, T0 + 2_300 * MS + 1),
+        TimeWindow::new(T0 + 200 * MS, T0 + 600 * MS),
+        TimeWindow::new(T0 - DAY, T0 + 120 * MS),
+    ]
+    .into_iter()
+    .flat_map(|window| {
+        [
+            TraceQuery::default(),
+            TraceQuery {
+                service: Some("pay".into()),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                errors_only: true,
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                destination: Some("orders".into()),
+                ..TraceQuery::default()
+            },
+            TraceQuery {
+                service: Some("cart".into()),
+                operation: Some("publish orders".into()),
+                ..TraceQuery::default()
+            },
+        ]
+        .map(|q| TraceQuery { window, ..q })
+    })
+    .collect();
+    let answers = |store: &ClickHouseStore| -> Vec<(Vec<u8>, bool)> {
+        queries.iter().map(|q| searched(store, q.clone())).collect()
+    };
+    let before = answers(&store);
+    assert_eq!(before[0].0, [0x90, 0x91, 0x92, 0x93], "{before:?}");
+    assert_eq!(before[1].0, [0x91, 0x93]);
+    assert_eq!(before[2].0, [0x91]);
+    assert_eq!(before[3].0, [0x92]);
+    assert_eq!(before[4].0, [0x92]);
+    assert_eq!(before[5].0, [0x91, 0x92, 0x93], "from 150 ms: {before:?}");
+    assert_eq!(before[10].0, [0x91, 0x92], "200 to 600 ms: {before:?}");
+    assert_eq!(before[15].0, [0x90, 0x91], "to 120 ms: {before:?}");
+    store.shutdown();
+    // Back to version 7: the index as version 5 wrote it, from the spans.
+    let c = Client::new(&url, Timeouts::default());
+    c.execute("DROP TABLE trace_postings", true).unwrap();
+    c.execute(super::index::CREATE_V5, true).unwrap();
+    c.execute(&super::index::backfill_v5("trace_terms", "spans"), true)
+        .unwrap();
+    c.execute("TRUNCATE TABLE schema_version", true).unwrap();
+    c.execute(
+        "INSERT INTO schema_version (version, applied_unix_seconds)
+         VALUES (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0)",
+        true,
+    )
+    .unwrap();
+    c.execute(super::index::CREATE, true).unwrap();
+    // A row written into the old table while T0's day is copied (a collector of version 7
+    // still running): the day is copied again.
+    let mut copies = Vec::new();
+    read_layout::move_index_with(&c, false, &mut |day| {
+        copies.push(day);
+        if day == T0 / DAY && copies.len() == 2 {
+            c.execute(
+                &render(
+                    "INSERT INTO trace_terms VALUES (?, 's:late', ?, ?, ?)",
+                    &[
+                        Value::Day(T0),
+                        Value::U64(T0 + 700 * MS),
+                        Value::U64(T0 + 700 * MS),
+                        Value::Trace(crate::model::TraceId([0x94; 16])),
+                    ],
+                )
+                .unwrap(),
+                true,
+            )?;
+        }
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(copies, [T0 / DAY - 1, T0 / DAY, T0 / DAY], "copied again");
+    assert!(!table_exists(&c, "trace_terms"), "the old table is dropped");
+    let store = open(&url).unwrap();
+    assert_eq!(schema::current(&c).unwrap(), schema::VERSION);
+    #[derive(serde::Deserialize)]
+    struct N {
+        n: u64,
+    }
+    let rows = |q: &str| c.rows::<N>(q).unwrap()[0].n;
+    assert_eq!(
+        rows("SELECT count() AS n FROM trace_postings WHERE term = ''"),
+        0
+    );
+    assert_eq!(
+        rows("SELECT count() AS n FROM trace_postings WHERE term = 's:late'"),
+        1,
+        "the late row is moved too"
+    );
+    // The late row names a trace with no spans: an index row alone finds nothing.
+    let late = searched(
+        &store,
+        TraceQuery {
+            service: Some("late".into()),
+            ..TraceQuery::default()
+        },
+    );
+    assert!(late.0.is_empty(), "{late:?}");
+    assert_eq!(answers(&store), before);
+    store.shutdown();
 }

@@ -23,6 +23,8 @@ use std::time::{Duration, Instant};
 
 #[path = "reconcile.rs"]
 mod reconcile;
+#[cfg(test)]
+pub(super) use reconcile::BY_TRACE;
 
 pub type Reply = tokio::sync::oneshot::Sender<Result<WriteOutcome, StoreError>>;
 
@@ -347,7 +349,7 @@ impl Writer {
         insert_all(
             &self.client,
             &[
-                ("trace_terms", index::TERM_COLUMNS, &terms),
+                (index::TABLE, index::TERM_COLUMNS, &terms),
                 ("spans", SPAN_COLUMNS, &spans),
             ],
         )?;
