@@ -131,6 +131,14 @@ ch_bytes_merged() {
     done
     echo "  after OPTIMIZE FINAL:"
     ch_bytes_per_span "$db"
+    ch_bytes_by_column "$db"
+}
+
+# Where a span's bytes go: the columns taking the most, compressed bytes per span.
+ch_bytes_by_column() {
+    local db=$1 rows
+    rows=$(ch "SELECT count() FROM (SELECT trace_id, span_id FROM $db.spans GROUP BY trace_id, span_id)")
+    echo "    by column, bytes/span (compressed; the 16 largest): $(ch "SELECT arrayStringConcat(groupArray(concat(table, '.', name, ' ', toString(b))), ', ') FROM (SELECT table, name, round(data_compressed_bytes / $rows, 2) AS b FROM system.columns WHERE database = '$db' ORDER BY b DESC LIMIT 16)")"
 }
 
 sqlite_bytes_per_span() {

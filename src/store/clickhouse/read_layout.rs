@@ -208,35 +208,60 @@ pub(super) fn move_days(
     )))
 }
 
-/// Version 8: the search index moved from version 5's `trace_terms` (nanoseconds, a `''`
-/// row per trace) into `trace_postings` (seconds; `index.rs`), day by day as [`move_days`]
-/// does, on one server's own tables (`cluster`: its local tables; the distributed
-/// `trace_terms` in front of them is dropped once they are gone). While the move runs, a
-/// search answers from the days moved so far and what was written since.
-pub fn move_index(client: &Client, cluster: bool) -> Result<(), StoreError> {
-    move_index_with(client, cluster, &mut |_| Ok(()))
+/// Version 8, on one server's own tables (`cluster`: its local tables; the distributed
+/// tables in front of the old ones are dropped once they are gone), day by day as
+/// [`move_days`] does: the search index moved from version 5's `trace_terms` (nanoseconds, a
+/// `''` row per trace) into `trace_postings` (seconds; `index.rs`), and the stored spans'
+/// keys from version 4's `span_keys` (64 bits) into `span_keys32` (the high half). While
+/// the move runs, a search answers from the days moved so far and what was written since,
+/// and a span re-sent then whose key is not moved yet is stored again (its copies collapse
+/// on merge and are read once).
+pub fn migrate_v8(client: &Client, cluster: bool) -> Result<(), StoreError> {
+    move_index_with(client, cluster, &mut |_| Ok(()))?;
+    move_into(
+        client,
+        cluster,
+        ("span_keys", "span_keys32"),
+        &|from, into| {
+            format!(
+                "INSERT INTO {into} (day, second, key)
+                 SELECT day, second, toUInt32(bitShiftRight(key, 32)) FROM {from} WHERE day = ?"
+            )
+        },
+        &mut |_| Ok(()),
+    )
 }
 
-/// [`move_index`], calling `copied` after each day's copy (as [`move_days`]).
+/// Version 8's move of the search index ([`migrate_v8`]), calling `copied` after each day's
+/// copy (as [`move_days`]).
 pub(super) fn move_index_with(
     client: &Client,
     cluster: bool,
     copied: &mut dyn FnMut(u64) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
-    let suffix = if cluster { LOCAL_SUFFIX } else { "" };
-    let (old, into) = (
-        format!("trace_terms{suffix}"),
-        format!("{}{suffix}", index::TABLE),
-    );
-    move_days(
+    move_into(
         client,
-        &old,
-        &into,
-        &index::copy_from_v5(&old, &into),
+        cluster,
+        ("trace_terms", index::TABLE),
+        &index::copy_from_v5,
         copied,
-    )?;
+    )
+}
+
+/// Moves table `old` into `new` (names without the local suffix) with `copy(from, into)`, a
+/// day's `INSERT ... SELECT` ([`move_days`]), then drops the distributed `old` on a cluster.
+fn move_into(
+    client: &Client,
+    cluster: bool,
+    (old, new): (&str, &str),
+    copy: &dyn Fn(&str, &str) -> String,
+    copied: &mut dyn FnMut(u64) -> Result<(), StoreError>,
+) -> Result<(), StoreError> {
+    let suffix = if cluster { LOCAL_SUFFIX } else { "" };
+    let (from, into) = (format!("{old}{suffix}"), format!("{new}{suffix}"));
+    move_days(client, &from, &into, &copy(&from, &into), copied)?;
     if cluster {
-        client.execute("DROP TABLE IF EXISTS trace_terms", true)?;
+        client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?;
     }
     Ok(())
 }

@@ -158,13 +158,19 @@ const V7: &[&str] = &[
     ) ENGINE = Null",
 ];
 
-/// Version 8: the search index at second resolution, without a `''` row per trace
-/// (`trace_postings`, `index.rs`), under half of version 5's bytes on disk; version 5's rows
-/// are moved into it ([`read_layout::move_index`]). Also from this version, `deliveries` keeps
-/// the consume that delivered a message without its trace id when that is the message's own
-/// (`reconcile.rs`, `BY_TRACE`): rows written before
-/// read the same.
-const V8: &[&str] = &[index::CREATE];
+/// Version 8, bytes on disk (docs/SCALE.md): the search index at second resolution, without
+/// a `''` row per trace (`trace_postings`, `index.rs`), half of version 5's bytes; the stored
+/// spans' keys in 32 bits (`span_keys32`: the high half of version 4's hash, a key found
+/// then confirmed in `spans` by the writer). Version 5's and 4's rows are moved into them
+/// ([`read_layout::migrate_v8`]). Also from this version, `deliveries` keeps the consume
+/// that delivered a message without its trace id when that is the message's own
+/// (`reconcile.rs`, `BY_TRACE`): rows written before read the same.
+const V8: &[&str] = &[
+    index::CREATE,
+    "CREATE TABLE IF NOT EXISTS span_keys32 (
+        day Date, second UInt32, key UInt32
+    ) ENGINE = MergeTree PARTITION BY day ORDER BY (second, key)",
+];
 
 /// The materialized view that feeds `edge_sums` from each insert into `edge_deltas`
 /// (`{s}`: the local tables' suffix on a cluster, where each server has its own view over its
@@ -199,7 +205,7 @@ pub const DATA_TABLES: &[&str] = &[
     "pair_minutes",
     "deliveries",
     "partition_minutes",
-    "span_keys",
+    "span_keys32",
     "trace_postings",
 ];
 
@@ -223,7 +229,7 @@ fn shard_key(table: &str) -> Option<&'static str> {
         "edge_sums" | "edge_deltas" => "cityHash64(minute, from_node, to_node, kind, via)",
         "consumer_instances" => "cityHash64(minute, destination, service, instance)",
         "nodes" => "cityHash64(id)",
-        "span_keys" => "key",
+        "span_keys" | "span_keys32" => "key",
         "broker_snapshots" => "cityHash64(broker)",
         "broker_figures" => "cityHash64(node)",
         _ => return None,
@@ -368,7 +374,7 @@ fn migrate_server_to(
             create_edge_feed(client, cluster.is_some())?;
         }
         if version == 8 {
-            read_layout::move_index(client, cluster.is_some())?;
+            read_layout::migrate_v8(client, cluster.is_some())?;
         }
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

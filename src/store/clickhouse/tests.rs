@@ -1163,7 +1163,7 @@ fn spans_of_thousands_of_seconds_are_stored_and_found_when_sent_again() {
         .rows::<N>("SELECT toUInt64(sum(spans)) AS n FROM service_minutes")
         .unwrap();
     assert_eq!(counted.first().map(|r| r.n), Some(3_000), "counted once");
-    let keys = c.rows::<N>("SELECT count() AS n FROM span_keys").unwrap();
+    let keys = c.rows::<N>("SELECT count() AS n FROM span_keys32").unwrap();
     assert_eq!(keys.first().map(|r| r.n), Some(3_000), "keyed once");
 }
 
@@ -1232,7 +1232,7 @@ fn a_groups_inserts_come_in_their_tables_order() {
     let sorted = after.1 - before.1;
     assert!(
         written >= 3,
-        "spans, trace_postings, span_keys at least: {written}"
+        "spans, trace_postings, span_keys32 at least: {written}"
     );
     assert_eq!(
         written, sorted,
@@ -1475,7 +1475,7 @@ fn a_version_6_database_migrates_to_7_and_answers_the_same_topology() {
     assert_eq!(count(&c6, "SELECT count() AS n FROM edge_minutes"), 9);
     let store7 = open(&url7).unwrap();
     let store6 = open(&url6).unwrap();
-    assert_eq!(schema::current(&c6).unwrap(), 7);
+    assert_eq!(schema::current(&c6).unwrap(), schema::VERSION);
     on_edge_sums(&c6, "SYSTEM STOP MERGES {t}");
     let want = edge_facts(store7.topology(t0_window()).unwrap());
     assert_eq!(want, sqlite_edges(before));
@@ -1491,7 +1491,7 @@ fn a_version_6_database_migrates_to_7_and_answers_the_same_topology() {
     assert_eq!(count(&c6, "SELECT count() AS n FROM edge_minutes"), 9);
     assert_eq!(edge_sum_rows(&c6), 6);
     // The migration run again (a collector starting at the same moment) changes nothing.
-    assert_eq!(schema::migrate(&c6).unwrap(), 7);
+    assert_eq!(schema::migrate(&c6).unwrap(), schema::VERSION);
     assert_eq!(edge_facts(store6.topology(t0_window()).unwrap()), want);
     store6.shutdown();
     store7.shutdown();
@@ -1627,23 +1627,21 @@ fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
         Operation::Produce,
     );
     publish.name = "publish orders".into();
-    write(
-        &store,
-        vec![
-            at(span(0x90, 1, None, "cart", SpanKind::Server), T0 - DAY + 5),
-            at(span(0x91, 1, None, "cart", SpanKind::Server), T0 + 100 * MS),
-            failed,
-            at(publish, T0 + 400 * MS),
-            at(
-                span(0x93, 1, None, "pay", SpanKind::Server),
-                T0 + 2_300 * MS,
-            ),
-            at(
-                span(0x93, 2, Some(1), "pay", SpanKind::Server),
-                T0 + 9 * 60_000 * MS,
-            ),
-        ],
-    );
+    let written = vec![
+        at(span(0x90, 1, None, "cart", SpanKind::Server), T0 - DAY + 5),
+        at(span(0x91, 1, None, "cart", SpanKind::Server), T0 + 100 * MS),
+        failed,
+        at(publish, T0 + 400 * MS),
+        at(
+            span(0x93, 1, None, "pay", SpanKind::Server),
+            T0 + 2_300 * MS,
+        ),
+        at(
+            span(0x93, 2, Some(1), "pay", SpanKind::Server),
+            T0 + 9 * 60_000 * MS,
+        ),
+    ];
+    write(&store, written.clone());
     let queries: Vec<TraceQuery> = [
         None,
         TimeWindow::new(T0 + 150 * MS, T0 + 2_300 * MS + 1),
@@ -1688,8 +1686,28 @@ fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
     assert_eq!(before[10].0, [0x91, 0x92], "200 to 600 ms: {before:?}");
     assert_eq!(before[15].0, [0x90, 0x91], "to 120 ms: {before:?}");
     store.shutdown();
-    // Back to version 7: the index as version 5 wrote it, from the spans.
+    // Back to version 7: the index as version 5 wrote it, from the spans, and the spans'
+    // keys in 64 bits, as version 4 wrote them.
     let c = Client::new(&url, Timeouts::default());
+    c.execute("DROP TABLE span_keys32", true).unwrap();
+    c.execute(
+        "CREATE TABLE span_keys (day Date, second UInt32, key UInt64)
+         ENGINE = MergeTree PARTITION BY day ORDER BY (second, key)",
+        true,
+    )
+    .unwrap();
+    for s in &written {
+        let q = render(
+            "INSERT INTO span_keys VALUES (?, ?, ?)",
+            &[
+                Value::Day(s.start_unix_nanos),
+                Value::U64(s.start_unix_nanos / 1_000_000_000),
+                Value::U64(crate::accounting::memory::span_hash(s.trace_id, s.span_id)),
+            ],
+        )
+        .unwrap();
+        c.execute(&q, true).unwrap();
+    }
     c.execute("DROP TABLE trace_postings", true).unwrap();
     c.execute(super::index::CREATE_V5, true).unwrap();
     c.execute(&super::index::backfill_v5("trace_terms", "spans"), true)
@@ -1753,5 +1771,54 @@ fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
     );
     assert!(late.0.is_empty(), "{late:?}");
     assert_eq!(answers(&store), before);
+    // The keys moved: every span sent again is found stored (by its key, then its row).
+    assert!(!table_exists(&c, "span_keys"));
+    use crate::store::Writes;
+    let again = store
+        .write_blocking(crate::store::prepare(written.clone()))
+        .unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, written.len() as u64));
     store.shutdown();
+}
+
+/// A stored span's key is 32 bits: another span of the same second may have left the one a
+/// new span has. The writer confirms a key it finds in `spans`, so the new span is stored,
+/// and a span stored already is found by its key and its row.
+#[test]
+fn a_key_another_span_left_does_not_make_a_span_a_duplicate() {
+    use crate::model::testing::span;
+    use crate::model::SpanKind;
+    use crate::store::Writes;
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let c = Client::new(&url, Timeouts::default());
+    let s = span(0xA1, 1, None, "cart", SpanKind::Server);
+    let hash = crate::accounting::memory::span_hash(s.trace_id, s.span_id);
+    let q = render(
+        "INSERT INTO span_keys32 VALUES (?, ?, ?)",
+        &[
+            Value::Day(s.start_unix_nanos),
+            Value::U64(s.start_unix_nanos / 1_000_000_000),
+            Value::U64(super::writer::stored_key(hash).into()),
+        ],
+    )
+    .unwrap();
+    c.execute(&q, true).unwrap();
+    let first = store
+        .write_blocking(crate::store::prepare(vec![s.clone()]))
+        .unwrap();
+    assert_eq!(
+        (first.stored, first.duplicates),
+        (1, 0),
+        "stored: not in spans"
+    );
+    store.shutdown();
+    // Another collector (a store with no memory of it) is sent it again.
+    let other = open(&url).unwrap();
+    let again = other
+        .write_blocking(crate::store::prepare(vec![s]))
+        .unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 1), "found stored");
+    other.shutdown();
+    assert_eq!(distinct_spans(&c), 1);
 }

@@ -265,7 +265,7 @@ impl Writer {
         let mut publishes = referred_publishes(group);
         publishes.retain(|(t, s)| !fresh.contains(&span_hash(*t, *s)));
         reconcile::recall(&self.client, &mut self.delivered, &publishes, None)?;
-        // `spans` and `span_keys` rows in their tables' order (ClickHouse skips sorting them).
+        // `spans` and `span_keys32` rows in their tables' order (ClickHouse skips sorting them).
         let mut spans = KeyedRows::default();
         let mut keys = KeyedRows::default();
         let mut resources = Resources::default();
@@ -320,8 +320,9 @@ impl Writer {
                         // Its names are the stored copy's: only the status may differ.
                         terms.add(s, stored.span.status == crate::model::StatusCode::Error);
                         let second = start_second(s.start_unix_nanos);
-                        keys.push((second, hash), |rows| {
-                            rows.date(s.start_unix_nanos).u32(second).u64(hash);
+                        let key = stored_key(hash);
+                        keys.push((second, key), |rows| {
+                            rows.date(s.start_unix_nanos).u32(second).u32(key);
                             rows.end_row();
                         });
                         outcome.stored += 1;
@@ -341,7 +342,7 @@ impl Writer {
         let spans = spans.into_sorted();
         let keys = keys.into_sorted();
         // The spans and their index first, together: a span counts as stored once its key is
-        // (`span_keys`), and keys follow both, so a group refused after either landed is sent
+        // (`span_keys32`, and then its row in `spans`), and keys follow both, so a group refused after either landed is sent
         // again whole, stored and indexed again (rows that collapse on merge), never left
         // stored without its index. What follows (keys above all) only once they are. The
         // rest at once, each on a connection of its own (ClickHouse answers an insert when its
@@ -354,7 +355,7 @@ impl Writer {
             ],
         )?;
         let inserts: [(&str, &str, &Rows); 12] = [
-            ("span_keys", KEY_COLUMNS, &keys),
+            (KEY_TABLE, KEY_COLUMNS, &keys),
             ("deliveries", reconcile::DELIVERY_COLUMNS, &deliveries),
             ("span_flags", backlog::FLAG_COLUMNS, &flags),
             ("pending_refs", backlog::WAIT_COLUMNS, &waits),
@@ -377,12 +378,14 @@ impl Writer {
     }
 
     /// What ClickHouse knows of the group's new spans (those not in the writer's memory), in
-    /// two lookups with the spans' keys sent as tables (no SQL literals): those it already
-    /// holds (sent before, maybe to another collector or before a restart), read from
-    /// `span_keys` in the seconds the spans start in only; and those that stored spans wait
-    /// for (maybe stored through another collector), from `pending_refs`.
+    /// lookups with the spans' keys sent as tables (no SQL literals): those it already holds
+    /// (sent before, maybe to another collector or before a restart), read from `span_keys32`
+    /// in the seconds the spans start in only, each key found then confirmed in `spans` (a
+    /// key is 32 bits: another span's may match); and those that stored spans wait for
+    /// (maybe stored through another collector), from `pending_refs`.
     fn lookup(&self, group: &[(WriteBatch, Reply)]) -> Result<Lookup, ClientError> {
         let mut refs = Rows::default();
+        let mut ids: HashMap<u64, (TraceId, SpanId)> = HashMap::default();
         // The new spans' keys, and the days of their rows, by the second they start in.
         let mut by_second: std::collections::BTreeMap<u32, KeysAndDays> = Default::default();
         let mut fresh = HashSet::default();
@@ -396,6 +399,7 @@ impl Writer {
                     }
                     refs.fixed(&s.trace_id.0).fixed(&s.span_id.0);
                     refs.end_row();
+                    ids.insert(hash, (s.trace_id, s.span_id));
                     let (hashes, days) = by_second
                         .entry(start_second(s.start_unix_nanos))
                         .or_default();
@@ -413,8 +417,9 @@ impl Writer {
         }
         #[derive(serde::Deserialize)]
         struct Key {
-            key: u64,
+            key: u32,
         }
+        let mut matched = HashSet::default();
         // The seconds and their days are written in the query's text, which travels in the
         // URL beside the keys' table, and ClickHouse's HTTP server refuses a request line
         // over 16 KiB (an empty HTTP 400). A group whose spans start in many seconds (a late
@@ -426,7 +431,7 @@ impl Writer {
             for (_, (hashes, of_rows)) in chunk {
                 days.extend(of_rows.iter().copied());
                 for h in hashes {
-                    keys.u64(*h);
+                    keys.u32(stored_key(*h));
                     keys.end_row();
                 }
             }
@@ -436,20 +441,31 @@ impl Writer {
                 .collect();
             let seconds = chunk.iter().map(|(s, _)| Value::U64((*s).into())).collect();
             let q = render(
-                "SELECT key FROM span_keys WHERE day IN ? AND second IN ? AND key IN keys",
+                "SELECT DISTINCT key FROM span_keys32 WHERE day IN ? AND second IN ?
+                 AND key IN keys",
                 &[Value::List(days), Value::List(seconds)],
             )?;
             let table = External {
                 name: "keys",
-                structure: "key UInt64",
+                structure: "key UInt32",
                 rows: &keys,
             };
-            out.existing.extend(
-                self.client
-                    .rows_with::<Key>(&q, &[table])?
-                    .into_iter()
-                    .map(|k| k.key),
+            let found: HashSet<u32> = self
+                .client
+                .rows_with::<Key>(&q, &[table])?
+                .into_iter()
+                .map(|k| k.key)
+                .collect();
+            matched.extend(
+                chunk
+                    .iter()
+                    .flat_map(|(_, (hashes, _))| hashes)
+                    .filter(|h| found.contains(&stored_key(**h)))
+                    .copied(),
             );
+        }
+        if !matched.is_empty() {
+            out.existing = self.confirm_stored(&matched, &ids)?;
         }
         #[derive(serde::Deserialize)]
         struct K {
@@ -591,6 +607,55 @@ fn gather(
     (group, stop)
 }
 
+impl Writer {
+    /// Of the spans whose keys were found in `span_keys32`, those `spans` holds (by their
+    /// hash): a key found is the span's, or another's of the same second and 32 bits.
+    fn confirm_stored(
+        &self,
+        matched: &HashSet<u64>,
+        ids: &HashMap<u64, (TraceId, SpanId)>,
+    ) -> Result<HashSet<u64>, ClientError> {
+        #[derive(serde::Deserialize)]
+        struct K {
+            t: String,
+            s: String,
+        }
+        let mut rows = Rows::default();
+        for h in matched {
+            if let Some((t, s)) = ids.get(h) {
+                rows.fixed(&t.0).fixed(&s.0);
+                rows.end_row();
+            }
+        }
+        let table = External {
+            name: "matched",
+            structure: "t FixedString(16), s FixedString(8)",
+            rows: &rows,
+        };
+        Ok(self
+            .client
+            .rows_with::<K>(
+                "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s FROM spans
+                 WHERE (trace_id, span_id) IN matched",
+                &[table],
+            )?
+            .into_iter()
+            .filter_map(|k| Some((TraceId::from_hex(&k.t).ok()?, SpanId::from_hex(&k.s).ok()?)))
+            .map(|(t, s)| span_hash(t, s))
+            .collect())
+    }
+}
+
+/// A stored span's key in `span_keys32` (schema v8): the high half of its hash (`span_hash`,
+/// whose high bits mix every bit of its ids). Half the bytes of version 4's 64-bit key on
+/// disk; a key found is confirmed in `spans` ([`Writer::lookup`]).
+pub(super) fn stored_key(hash: u64) -> u32 {
+    (hash >> 32) as u32
+}
+
+/// The table of the stored spans' keys (schema v8; version 4's `span_keys` kept 64 bits).
+const KEY_TABLE: &str = "span_keys32";
+
 /// What [`Writer::lookup`] found of a group's spans (by their hash, `span_hash`).
 #[derive(Default)]
 struct Lookup {
@@ -604,7 +669,7 @@ struct Lookup {
 
 const DAY_NANOS: u64 = 86_400_000_000_000;
 
-/// Seconds named in one `span_keys` lookup: each is about 14 bytes of the URL (a number and a
+/// Seconds named in one `span_keys32` lookup: each is about 14 bytes of the URL (a number and a
 /// comma, percent-encoded) and may bring a day of about 40 (`toDate('...')`, encoded), so 128
 /// of them stay under 7 KiB, well under the 16 KiB request line ClickHouse's HTTP server
 /// accepts ([`super::client`] refuses a longer query before sending it).
@@ -613,7 +678,7 @@ const LOOKUP_SECONDS: usize = 128;
 /// The keys of the spans that start in one second, and the days of their rows.
 type KeysAndDays = (Vec<u64>, Vec<u64>);
 
-/// A span's start second, as `span_keys` orders it.
+/// A span's start second, as `span_keys32` orders it.
 fn start_second(unix_nanos: u64) -> u32 {
     u32::try_from(unix_nanos / 1_000_000_000).unwrap_or(u32::MAX)
 }
