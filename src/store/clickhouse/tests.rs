@@ -1417,10 +1417,10 @@ fn rows_of_one_edge_and_minute_from_many_groups_read_as_one_and_collapse() {
 /// table as it is.
 pub(super) fn copy_as_version_6(c: &Client, from: &str) {
     let from = sql::ident(from);
-    // Not the index: version 6's is `trace_terms` (version 8 moves it; the topology does not
-    // read it).
+    // Not the index nor the keys: version 6's are `trace_terms` and `span_keys` (version 8
+    // moves them; the topology reads neither).
     for t in schema::DATA_TABLES {
-        if *t != "edge_sums" && *t != super::index::TABLE {
+        if !["edge_sums", super::index::TABLE, "span_keys32"].contains(t) {
             c.execute(&format!("INSERT INTO {t} SELECT * FROM {from}.{t}"), true)
                 .unwrap();
         }
