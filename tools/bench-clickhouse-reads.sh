@@ -8,7 +8,8 @@
 # temporary directory removed at the end (as tools/bench-clickhouse.sh). Each binary ingests
 # SPANS spans (`bench ingest`, default 312,500) into its own database (`base`, `new`: rows keep
 # the form of the version that wrote them); the spans (new trace ids) and minute rows are
-# doubled DOUBLINGS times inside ClickHouse (default 5: 10,000,000 spans; the minute rows in
+# doubled DOUBLINGS times inside ClickHouse (default 5: 10,000,000 spans; their search index
+# rows, `trace_terms` or `trace_postings` from schema version 8 on; the minute rows in
 # `edge_minutes`, or `edge_sums` from schema version 7 on). `spans` gets one OPTIMIZE (not
 # FINAL); then the script waits until ClickHouse runs no merge of the database (10 checks a
 # second apart), as background merges would leave it in a steady state, and prints the minute
@@ -70,6 +71,15 @@ load() {
     for r in $(seq "$doublings"); do
         expr=${cols/trace_id,/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16),}
         ch "INSERT INTO $1.spans ($cols) SELECT $expr FROM $1.spans"
+        # The search index's rows of the new traces, with the same ids: `trace_postings`
+        # (schema version 8) or `trace_terms` (versions 5-7).
+        for t in trace_terms trace_postings; do
+            [[ $(ch "SELECT count() FROM system.tables WHERE database = '$1' AND name = '$t'") == 1 ]] || continue
+            local tcols texpr
+            tcols=$(ch "SELECT arrayStringConcat(groupArray(name), ',') FROM (SELECT name FROM system.columns WHERE database = '$1' AND table = '$t')")
+            texpr=${tcols/trace_id/toFixedString(concat(reinterpretAsString(cityHash64(trace_id, $r)), reinterpretAsString(cityHash64($r, trace_id))), 16)}
+            ch "INSERT INTO $1.$t ($tcols) SELECT $texpr FROM $1.$t"
+        done
         # The minute rows as more writer groups would have left them: `edge_sums` (schema
         # version 7, folded by background merges) where it exists, `edge_minutes` before.
         for t in edge_minutes edge_sums service_minutes; do
@@ -110,7 +120,7 @@ start_serve base "$base_bin" base
 base_http=$s_http
 start_serve new "$new_bin" new
 new_http=$s_http
-echo "serve of NEW_BINARY up (its migration included) after $(($(date +%s) - t0)) s; bytes on disk per span: base $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'base'"), new $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'new'") (trace_terms $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'new' AND table = 'trace_terms'"))"
+echo "serve of NEW_BINARY up (its migration included) after $(($(date +%s) - t0)) s; bytes on disk per span: base $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'base'"), new $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'new'") (its index $(ch "SELECT round(sum(bytes_on_disk) / $n, 1) FROM system.parts WHERE active AND database = 'new' AND table IN ('trace_terms', 'trace_postings')"))"
 
 trace_ids() {
     curl -sf "http://127.0.0.1:$1/api/traces?limit=50" | python3 -c 'import json,sys; print(" ".join(t["trace_id"] for t in json.load(sys.stdin)["traces"]))'

@@ -264,10 +264,10 @@ const FAILED_SPAN: &str = "SELECT status, status_message, attributes FROM spans
 
 /// The search index's error terms of a span marked failed after it was stored (its row was
 /// indexed as it was then): written before the copy, as the writer indexes before it stores.
-const FAILED_TERMS: &str = "INSERT INTO trace_postings (day, term, first_second, span_seconds,
+/// (The tick is `index::tick_sql`'s.)
+const FAILED_TERMS: &str = "INSERT INTO trace_postings (day, term, first_tick, span_ticks,
     trace_id)
-    SELECT day, term, toUInt32(least(intDiv(start_unix_nanos, 1000000000), 4294967295)), 0,
-    trace_id
+    SELECT day, term, intDiv(start_unix_nanos, 3906250), 0, trace_id
     FROM (SELECT day, service, start_unix_nanos, trace_id FROM spans
         WHERE trace_id = ? AND span_id = ? LIMIT 1)
     ARRAY JOIN ['e', concat('e:', service)] AS term";

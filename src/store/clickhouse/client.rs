@@ -21,7 +21,12 @@ const MAX_ANSWER: u64 = 64 << 20;
 
 /// Settings sent with every request: 64-bit integers as JSON numbers (not strings), and
 /// errors reported in the status even when they happen while the answer is produced.
-const SETTINGS: &str = "output_format_json_quote_64bit_integers=0&wait_end_of_query=1";
+///
+/// `max_query_size`: a search settles up to 21,000 traces on their spans, named as literals
+/// (`trace_id IN (unhex('...'), ...)`, 44 bytes each: under 1 MiB); ClickHouse's default of
+/// 256 KiB would refuse more than about 6,000.
+const SETTINGS: &str =
+    "output_format_json_quote_64bit_integers=0&wait_end_of_query=1&max_query_size=2097152";
 
 /// Added on a cluster (`--clickhouse-cluster`): an `IN (subquery)` over two distributed
 /// tables runs the subquery once, on the server asked, and sends its result to every shard

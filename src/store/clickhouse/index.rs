@@ -1,23 +1,25 @@
 //! The trace search index, ClickHouse's counterpart of the SQLite store's block postings:
-//! `trace_postings (day, term, first_second, span_seconds, trace_id)` (schema v8), ordered by
-//! `(term, first_second, trace_id, span_seconds)`, so that a search reads one key range per
-//! term instead of scanning `spans`.
+//! `trace_postings (day, term, first_tick, span_ticks, trace_id)` (schema v8), ordered by
+//! `(term, first_tick, trace_id, span_ticks)`, so that a search reads one key range per term
+//! instead of scanning `spans`.
 //!
 //! Terms (as the SQLite store's): `s:<service>`, `o:<operation>` (span name),
 //! `d:<destination>` (messaging spans), `e` (spans with status error) and `e:<service>` (the
 //! service's spans with status error). Every span has a service, so the `s:` terms' range
 //! ([`EVERY_TRACE`]) holds every trace: a search with no condition reads it (version 5's
 //! `''` term, a row per trace besides the service's, is gone). One row per term, trace and
-//! [`BUCKET_NANOS`] of span starts in one writer group, with the second of the earliest start
-//! of the trace's spans matching the term there and how many seconds later the latest one
-//! started (`first_second + span_seconds`: the latest start's second). Times are kept to the
-//! second, not the nanosecond: the index takes under half of what version 5's did on disk
-//! (docs/SCALE.md, "Bytes on disk"), and the reader (`reader.rs`) settles on the spans
-//! whatever a second cannot tell: the traces whose rows may straddle the window's start or
-//! end, and the order of the traces that start in one second.
+//! [`BUCKET_NANOS`] of span starts in one writer group, with the tick (1/256 of a second,
+//! [`NANOS_PER_TICK`]) of the earliest start of the trace's spans matching the term there and
+//! how many ticks later the latest one started (`first_tick + span_ticks`: the latest start's
+//! tick). Times are kept to the tick, not the nanosecond: rows sorted by term and tick keep
+//! runs of equal ticks, which compress to almost nothing, so the index takes half of what
+//! version 5's did on disk (docs/SCALE.md, "Schema version 8"), and the reader (`reader.rs`)
+//! settles on the spans whatever a tick cannot tell: the traces whose rows may straddle the
+//! window's start or end, and the order of the traces that start in one tick (at 15,000
+//! traces a second, about 60).
 //!
-//! A row never spans more than a bucket, so a window's rows are found by `first_second`
-//! alone (from the window's start less a bucket).
+//! A row never spans more than a bucket, so a window's rows are found by `first_tick` alone
+//! (from the window's start less a bucket).
 //!
 //! Attribute conditions are not indexed (values are many and long): they are checked on the
 //! spans of the candidates the terms give, or, alone, by a scan of the window's spans.
@@ -26,49 +28,50 @@ use super::rowbinary::Rows;
 use crate::model::{Span, StatusCode, TraceId, TraceQuery};
 use foldhash::HashMap;
 
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
+/// The index's grain: 1/256 of a second (a second is a whole number of nanoseconds' ticks:
+/// 1,000,000,000 = 256 x 3,906,250).
+pub const NANOS_PER_TICK: u64 = 3_906_250;
 
 /// The widest stretch of span starts one index row covers (ten minutes; a day is a whole
 /// number of them, so a row's day is both ends' day).
-pub const BUCKET_NANOS: u64 = 10 * 60 * NANOS_PER_SECOND;
+pub const BUCKET_NANOS: u64 = 10 * 60 * 1_000_000_000;
 
-/// [`BUCKET_NANOS`] in seconds (whole: a row's `span_seconds` is less).
-pub const BUCKET_SECONDS: u64 = BUCKET_NANOS / NANOS_PER_SECOND;
+/// [`BUCKET_NANOS`] in ticks (whole: a row's `span_ticks` is less).
+pub const BUCKET_TICKS: u64 = BUCKET_NANOS / NANOS_PER_TICK;
 
 /// The index's table (schema v8).
 pub const TABLE: &str = "trace_postings";
 
-pub const TERM_COLUMNS: &str = "day, term, first_second, span_seconds, trace_id";
+pub const TERM_COLUMNS: &str = "day, term, first_tick, span_ticks, trace_id";
 
 /// The range of terms that holds every trace (`[from, to)`, bytewise): the `s:` terms.
 pub const EVERY_TRACE: (&str, &str) = ("s:", "s;");
 
-/// The second a start falls in, as the index keeps it (`UInt32`: a start past 2106 is kept
-/// at the last second; [`second_sql`] is the same in SQL).
-pub fn second(unix_nanos: u64) -> u32 {
-    u32::try_from(unix_nanos / NANOS_PER_SECOND).unwrap_or(u32::MAX)
+/// The tick a time in unix nanoseconds falls in ([`tick_sql`] in SQL).
+pub fn tick(unix_nanos: u64) -> u64 {
+    unix_nanos / NANOS_PER_TICK
 }
 
-/// [`second`] in SQL, of a `UInt64` column of unix nanoseconds.
-pub fn second_sql(column: &str) -> String {
-    format!("toUInt32(least(intDiv({column}, 1000000000), 4294967295))")
+/// [`tick`] in SQL, of a `UInt64` column of unix nanoseconds.
+pub fn tick_sql(column: &str) -> String {
+    format!("intDiv({column}, {NANOS_PER_TICK})")
 }
 
-/// The second of unix nanoseconds rounded up (a window's bound: the first whole second at or
-/// after it).
-pub fn second_up(unix_nanos: u64) -> u64 {
-    unix_nanos.div_ceil(NANOS_PER_SECOND)
+/// The tick of unix nanoseconds rounded up (a window's bound: the first whole tick at or after
+/// it).
+pub fn tick_up(unix_nanos: u64) -> u64 {
+    unix_nanos.div_ceil(NANOS_PER_TICK)
 }
 
 /// The table (schema v8). `ReplacingMergeTree`: rows written twice (a copy run by two
 /// collectors migrating at once, or again after a restart) collapse; reads group by trace
-/// anyway. `span_seconds` is in the key, so that rows of one term, trace and first second
-/// from two groups, of different extents, are both kept.
+/// anyway. `span_ticks` is in the key, so that rows of one term, trace and first tick from
+/// two groups, of different extents, are both kept.
 pub const CREATE: &str = "CREATE TABLE IF NOT EXISTS trace_postings (
-        day Date, term String, first_second UInt32, span_seconds UInt16,
+        day Date, term String, first_tick UInt64, span_ticks UInt32,
         trace_id FixedString(16)
     ) ENGINE = ReplacingMergeTree PARTITION BY day
-    ORDER BY (term, first_second, trace_id, span_seconds)";
+    ORDER BY (term, first_tick, trace_id, span_ticks)";
 
 /// Version 5's table, `trace_terms`: times in nanoseconds, and a `''` row per trace. Created
 /// and filled ([`backfill_v5`]) by the migration of a database older than version 5, then
@@ -92,13 +95,13 @@ pub fn backfill_v5(terms: &str, spans: &str) -> String {
 }
 
 /// Copies one day (`?`) of version 5's rows (`from`) into the index of version 8 (`into`):
-/// the times to their seconds, the `''` rows left out.
+/// the times to their ticks, the `''` rows left out.
 pub fn copy_from_v5(from: &str, into: &str) -> String {
-    let first = second_sql("first_unix_nanos");
-    let last = second_sql("last_unix_nanos");
+    let first = tick_sql("first_unix_nanos");
+    let last = tick_sql("last_unix_nanos");
     format!(
         "INSERT INTO {into} ({TERM_COLUMNS})
-        SELECT day, term, {first} AS f, toUInt16(least({last} - f, 65535)), trace_id
+        SELECT day, term, {first} AS f, toUInt32(least({last} - f, 4294967295)), trace_id
         FROM {from} WHERE day = ? AND term != ''"
     )
 }
@@ -175,7 +178,7 @@ pub fn query_terms(q: &TraceQuery) -> Vec<String> {
 }
 
 /// The index rows of one writer group: per term, trace and bucket, the earliest and latest
-/// start (kept to the nanosecond until written, then to their seconds). Borrows the terms'
+/// start (kept to the nanosecond until written, then to their ticks). Borrows the terms'
 /// text from the group's spans.
 #[derive(Default)]
 pub struct GroupTerms<'a> {
@@ -198,19 +201,18 @@ impl<'a> GroupTerms<'a> {
         }
     }
 
-    /// The rows to insert, in the table's order (`term, first_second, trace_id,
-    /// span_seconds`: ClickHouse then skips sorting the insert), and the group's memory
-    /// cleared.
+    /// The rows to insert, in the table's order (`term, first_tick, trace_id, span_ticks`:
+    /// ClickHouse then skips sorting the insert), and the group's memory cleared.
     pub fn take_rows(&mut self) -> Rows {
         let mut found: Vec<_> = self
             .extents
             .drain()
             .map(|((term, trace, _), (first, last))| {
-                let first_second = second(first);
-                // A row's starts are within a bucket (600 seconds) of each other.
-                let span = second(last).saturating_sub(first_second);
-                let span = u16::try_from(span).unwrap_or(u16::MAX);
-                (term, first_second, trace, span, first)
+                let first_tick = tick(first);
+                // A row's starts are within a bucket (153,600 ticks) of each other.
+                let span = tick(last).saturating_sub(first_tick);
+                let span = u32::try_from(span).unwrap_or(u32::MAX);
+                (term, first_tick, trace, span, first)
             })
             .collect();
         found.sort_unstable_by(|(a, fa, ta, sa, _), (b, fb, tb, sb, _)| {
@@ -221,12 +223,12 @@ impl<'a> GroupTerms<'a> {
                 .then(sa.cmp(sb))
         });
         let mut rows = Rows::default();
-        for (term, first_second, trace, span, first) in found {
+        for (term, first_tick, trace, span, first) in found {
             let (prefix, text) = term.parts();
             rows.date(first)
                 .str_of(prefix, text)
-                .u32(first_second)
-                .u16(span)
+                .u64(first_tick)
+                .u32(span)
                 .fixed(&trace.0);
             rows.end_row();
         }
@@ -328,8 +330,8 @@ mod tests {
         assert!(g.extents.is_empty());
     }
 
-    /// Reads back `take_rows`'s rows: (term, first second, trace, span seconds).
-    fn decode(rows: &Rows) -> Vec<(Vec<u8>, u32, [u8; 16], u16)> {
+    /// Reads back `take_rows`'s rows: (term, first tick, trace, span ticks).
+    fn decode(rows: &Rows) -> Vec<(Vec<u8>, u64, [u8; 16], u32)> {
         let mut out = Vec::new();
         let mut b = &rows.buf[..];
         while !b.is_empty() {
@@ -346,10 +348,10 @@ mod tests {
             }
             let term = b[..len].to_vec();
             b = &b[len..];
-            let first = u32::from_le_bytes(b[..4].try_into().unwrap());
-            let span = u16::from_le_bytes(b[4..6].try_into().unwrap());
-            let trace: [u8; 16] = b[6..22].try_into().unwrap();
-            b = &b[22..];
+            let first = u64::from_le_bytes(b[..8].try_into().unwrap());
+            let span = u32::from_le_bytes(b[8..12].try_into().unwrap());
+            let trace: [u8; 16] = b[12..28].try_into().unwrap();
+            b = &b[28..];
             out.push((term, first, trace, span));
         }
         out
@@ -370,7 +372,7 @@ mod tests {
         {
             let mut s = span(trace, i as u8 + 1, None, service, SpanKind::Server);
             s.name = name.to_string();
-            s.start_unix_nanos = 1_000 * BUCKET_NANOS + (5 - i as u64) * NANOS_PER_SECOND + 7;
+            s.start_unix_nanos = 1_000 * BUCKET_NANOS + (5 - i as u64) * NANOS_PER_TICK + 7;
             spans.push(s);
         }
         let mut g = GroupTerms::default();
@@ -395,13 +397,13 @@ mod tests {
     }
 
     #[test]
-    fn a_rows_times_are_kept_to_their_seconds() {
+    fn a_rows_times_are_kept_to_their_ticks() {
         let base = 1_000 * BUCKET_NANOS;
         let mut g = GroupTerms::default();
         let mut a = span(8, 1, None, "cart", SpanKind::Server);
         let mut b = span(8, 2, Some(1), "cart", SpanKind::Server);
-        a.start_unix_nanos = base + NANOS_PER_SECOND / 2;
-        b.start_unix_nanos = base + 42 * NANOS_PER_SECOND + 700_000_000;
+        a.start_unix_nanos = base + NANOS_PER_TICK / 2;
+        b.start_unix_nanos = base + 42 * NANOS_PER_TICK + 700;
         let mut late = span(9, 1, None, "cart", SpanKind::Server);
         late.start_unix_nanos = u64::MAX - 5;
         for s in [&a, &b, &late] {
@@ -413,10 +415,14 @@ mod tests {
             .filter(|(t, _, _, _)| t == b"s:cart")
             .map(|&(_, first, trace, span)| (first, trace[15], span))
             .collect();
-        let base_second = second(base);
-        assert_eq!(base_second as u64, base / NANOS_PER_SECOND);
-        assert_eq!(service, [(base_second, 8, 42), (u32::MAX, 9, 0)]);
-        assert_eq!(second_up(base), base / NANOS_PER_SECOND);
-        assert_eq!(second_up(base + 1), base / NANOS_PER_SECOND + 1);
+        let base_tick = base / NANOS_PER_TICK;
+        assert_eq!(tick(base), base_tick);
+        assert_eq!(
+            service,
+            [(base_tick, 8, 42), ((u64::MAX - 5) / NANOS_PER_TICK, 9, 0)]
+        );
+        assert_eq!(tick_up(base), base_tick);
+        assert_eq!(tick_up(base + 1), base_tick + 1);
+        assert_eq!(1_000_000_000 % NANOS_PER_TICK, 0, "a second is whole ticks");
     }
 }

@@ -150,7 +150,8 @@ pub(super) fn rebuild_spans(
 /// `INSERT ... SELECT` of one day, `?`), then drops `old`. Each day is copied, its rows
 /// counted before and after, and dropped from `old` only when the count did not change
 /// meanwhile (a day that changed is copied again in the next round: its copies collapse on
-/// merge, and reads take them once). `old` goes only once it is empty; a restart resumes with
+/// merge in a `ReplacingMergeTree`, and reads take them once, as `span_keys32`'s reads do with
+/// `DISTINCT`). `old` goes only once it is empty; a restart resumes with
 /// the days left. `copied` is called after each day's copy with the day (days since the
 /// epoch), before its rows are counted again (tests write into `old` there, as a late insert
 /// would).
@@ -250,6 +251,10 @@ pub(super) fn move_index_with(
 
 /// Moves table `old` into `new` (names without the local suffix) with `copy(from, into)`, a
 /// day's `INSERT ... SELECT` ([`move_days`]), then drops the distributed `old` on a cluster.
+/// `old` is first renamed `old_v7`, so that a collector of version 7 still running fails its
+/// next insert into it (answered 503, retried by its client elsewhere) instead of writing
+/// rows the move could miss; a table of the old name made again meanwhile (a version 7
+/// collector starting while the move runs) is moved too.
 fn move_into(
     client: &Client,
     cluster: bool,
@@ -258,8 +263,23 @@ fn move_into(
     copied: &mut dyn FnMut(u64) -> Result<(), StoreError>,
 ) -> Result<(), StoreError> {
     let suffix = if cluster { LOCAL_SUFFIX } else { "" };
-    let (from, into) = (format!("{old}{suffix}"), format!("{new}{suffix}"));
-    move_days(client, &from, &into, &copy(&from, &into), copied)?;
+    let (named, from, into) = (
+        format!("{old}{suffix}"),
+        format!("{old}_v7{suffix}"),
+        format!("{new}{suffix}"),
+    );
+    if engine(client, &named)?.is_some() && engine(client, &from)?.is_none() {
+        let renamed = client.execute(&format!("RENAME TABLE {named} TO {from}"), true);
+        if let Err(e) = renamed {
+            // Another collector migrating at the same moment renamed it first.
+            if engine(client, &named)?.is_some() {
+                return Err(e.into());
+            }
+        }
+    }
+    for source in [&from, &named] {
+        move_days(client, source, &into, &copy(source, &into), copied)?;
+    }
     if cluster {
         client.execute(&format!("DROP TABLE IF EXISTS {old}"), true)?;
     }

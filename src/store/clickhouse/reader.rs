@@ -271,22 +271,22 @@ fn found(rows: Vec<Found>) -> Vec<(TraceId, u64)> {
         .collect()
 }
 
-/// The window's bounds on index rows, to the second (the index keeps no finer): a row covers
+/// The window's bounds on index rows, to the tick (the index keeps no finer): a row covers
 /// at most a bucket of starts, so the rows of spans in the window start at most a bucket
-/// before it (in its second less a bucket, or after), in a second before the window's end
-/// rounded up, and their latest start is in the window's first second or after.
+/// before it (in its tick less a bucket, or after), in a tick before the window's end rounded
+/// up, and their latest start is in the window's first tick or after.
 fn term_window(q: &TraceQuery, sql: &mut String, values: &mut Vec<Value<'_>>) {
     if let Some(w) = &q.window {
-        let since = w.since_unix_nanos / NANOS_PER_SECOND;
+        let since = index::tick(w.since_unix_nanos);
         sql.push_str(
-            " AND day >= ? AND day <= ? AND first_second >= ? AND first_second < ?
-             AND first_second + span_seconds >= ?",
+            " AND day >= ? AND day <= ? AND first_tick >= ? AND first_tick < ?
+             AND first_tick + span_ticks >= ?",
         );
         values.extend([
             Value::Day(w.since_unix_nanos.saturating_sub(index::BUCKET_NANOS)),
             Value::Day(w.until_unix_nanos),
-            Value::U64(since.saturating_sub(index::BUCKET_SECONDS)),
-            Value::U64(index::second_up(w.until_unix_nanos)),
+            Value::U64(since.saturating_sub(index::BUCKET_TICKS)),
+            Value::U64(index::tick_up(w.until_unix_nanos)),
             Value::U64(since),
         ]);
     }
@@ -304,37 +304,35 @@ fn term_rows<'a>(term: &'a str, sql: &mut String, values: &mut Vec<Value<'a>>) {
     }
 }
 
-const NANOS_PER_SECOND: u64 = 1_000_000_000;
-
-/// One term answers the query. The index tells apart, to the second, the traces surely in the
-/// window with the second of their earliest matching start (every row starts in the window,
-/// the earliest before its last second), and the rest, whose rows may straddle its start or
-/// end (only their spans tell whether one is in the window). The newest `limit` of the first
-/// kind, those that start in the same second as the last of them (a second does not order
-/// them), and the rest are settled by their spans, which give the exact order.
+/// One term answers the query. The index tells apart, to the tick, the traces surely in the
+/// window with the tick of their earliest matching start (every row starts in the window, the
+/// earliest before its last tick), and the rest, whose rows may straddle its start or end
+/// (only their spans tell whether one is in the window). The newest `limit` of the first
+/// kind, those that start in the same tick as the last of them (a tick does not order them),
+/// and the rest are settled by their spans, which give the exact order.
 fn exact(
     client: &Client,
     q: &TraceQuery,
     term: &str,
     limit: usize,
 ) -> Result<(Vec<(TraceId, u64)>, bool), StoreError> {
-    // Rows from this second on start in the window; a trace whose earliest such row starts
-    // at `before` or later may not (the window ends within that second).
+    // Rows from this tick on start in the window; a trace whose earliest such row starts at
+    // `before` or later may not (the window ends within that tick).
     let (inside, before) = q.window.map_or((0, u64::MAX), |w| {
         (
-            index::second_up(w.since_unix_nanos),
-            w.until_unix_nanos / NANOS_PER_SECOND,
+            index::tick_up(w.since_unix_nanos),
+            index::tick(w.until_unix_nanos),
         )
     });
     let rows = |unsure: bool, n: usize, at: Option<u64>| -> Result<Vec<Found>, StoreError> {
         let mut sql = String::from(
-            "SELECT hex(trace_id) AS trace, minIf(first_second, first_second >= ?) AS start
+            "SELECT hex(trace_id) AS trace, minIf(first_tick, first_tick >= ?) AS start
              FROM trace_postings WHERE",
         );
         let mut values = vec![Value::U64(inside)];
         term_rows(term, &mut sql, &mut values);
         term_window(q, &mut sql, &mut values);
-        sql.push_str(" GROUP BY trace_id HAVING (max(first_second < ?) OR start >= ?) = ?");
+        sql.push_str(" GROUP BY trace_id HAVING (max(first_tick < ?) OR start >= ?) = ?");
         values.extend([
             Value::U64(inside),
             Value::U64(before),
@@ -369,10 +367,10 @@ fn exact(
 }
 
 /// Several conditions (or an attribute with one): the newest [`CANDIDATES`] traces with a
-/// span under every term (by the second of their latest such start), settled by their spans
+/// span under every term (by the tick of their latest such start), settled by their spans
 /// (one span must meet every condition). Past the bound, the answer is complete only when its
-/// last trace is newer than every candidate left out could be (their latest starts are
-/// before the second after the last candidate's).
+/// last trace is newer than every candidate left out could be (their latest starts are before
+/// the tick after the last candidate's).
 fn candidates(
     client: &Client,
     q: &TraceQuery,
@@ -380,7 +378,7 @@ fn candidates(
     limit: usize,
 ) -> Result<(Vec<(TraceId, u64)>, bool), StoreError> {
     let mut sql = String::from(
-        "SELECT hex(trace_id) AS trace, max(first_second + span_seconds) AS start
+        "SELECT hex(trace_id) AS trace, max(first_tick + span_ticks) AS start
          FROM trace_postings WHERE term IN ?",
     );
     let mut values = vec![Value::List(
@@ -395,7 +393,9 @@ fn candidates(
         return Ok((Vec::new(), true));
     };
     let all = candidates.len() < CANDIDATES;
-    let newer_than_left_out = oldest.saturating_add(1).saturating_mul(NANOS_PER_SECOND);
+    let newer_than_left_out = oldest
+        .saturating_add(1)
+        .saturating_mul(index::NANOS_PER_TICK);
     let only = candidates.into_iter().map(|(t, _)| t).collect();
     let out = matching(client, q, Some(only), limit)?;
     let complete =

@@ -1720,15 +1720,15 @@ fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
     )
     .unwrap();
     c.execute(super::index::CREATE, true).unwrap();
-    // A row written into the old table while T0's day is copied (a collector of version 7
-    // still running): the day is copied again.
+    // A row that reached the old table while T0's day is copied (an insert of a collector of
+    // version 7 under way when the table was renamed): the day is copied again.
     let mut copies = Vec::new();
     read_layout::move_index_with(&c, false, &mut |day| {
         copies.push(day);
         if day == T0 / DAY && copies.len() == 2 {
             c.execute(
                 &render(
-                    "INSERT INTO trace_terms VALUES (?, 's:late', ?, ?, ?)",
+                    "INSERT INTO trace_terms_v7 VALUES (?, 's:late', ?, ?, ?)",
                     &[
                         Value::Day(T0),
                         Value::U64(T0 + 700 * MS),
@@ -1744,7 +1744,11 @@ fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
     })
     .unwrap();
     assert_eq!(copies, [T0 / DAY - 1, T0 / DAY, T0 / DAY], "copied again");
-    assert!(!table_exists(&c, "trace_terms"), "the old table is dropped");
+    assert!(!table_exists(&c, "trace_terms"), "renamed away");
+    assert!(
+        !table_exists(&c, "trace_terms_v7"),
+        "the old table is dropped"
+    );
     let store = open(&url).unwrap();
     assert_eq!(schema::current(&c).unwrap(), schema::VERSION);
     #[derive(serde::Deserialize)]
@@ -1772,7 +1776,7 @@ fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
     assert!(late.0.is_empty(), "{late:?}");
     assert_eq!(answers(&store), before);
     // The keys moved: every span sent again is found stored (by its key, then its row).
-    assert!(!table_exists(&c, "span_keys"));
+    assert!(!table_exists(&c, "span_keys") && !table_exists(&c, "span_keys_v7"));
     use crate::store::Writes;
     let again = store
         .write_blocking(crate::store::prepare(written.clone()))
@@ -1821,4 +1825,58 @@ fn a_key_another_span_left_does_not_make_a_span_a_duplicate() {
     assert_eq!((again.stored, again.duplicates), (0, 1), "found stored");
     other.shutdown();
     assert_eq!(distinct_spans(&c), 1);
+}
+
+/// A search that settles thousands of traces on their spans (here 7,000 whose rows straddle
+/// the window's start) names them all in one query, past ClickHouse's default query size
+/// (256 KiB, about 6,000 ids), which the client raises: answered whole, the newest first.
+#[test]
+fn a_search_settles_thousands_of_straddling_traces_in_one_query() {
+    use crate::model::testing::{span, T0};
+    use crate::model::{SpanKind, TimeWindow, TraceId, TraceQuery};
+    use crate::store::TraceReads;
+    let url = ClickHouseUrl::parse(&shared().fresh_url()).unwrap();
+    let store = open(&url).unwrap();
+    let since = T0 + 60_000_000_000;
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = x;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    };
+    let (mut spans, mut ids) = (Vec::new(), Vec::new());
+    for i in 0..7_000u64 {
+        let mut id = [0u8; 16];
+        id[..8].copy_from_slice(&next().to_le_bytes());
+        id[8..].copy_from_slice(&next().to_le_bytes());
+        let trace = TraceId(id);
+        let mut before = span(1, 1, None, "cart", SpanKind::Server);
+        before.trace_id = trace;
+        before.start_unix_nanos = since - 1_000_000;
+        before.end_unix_nanos = since + 5_000_000_000;
+        let mut inside = span(1, 2, Some(1), "cart", SpanKind::Client);
+        inside.trace_id = trace;
+        inside.start_unix_nanos = since + 1_000_000 + i * 1_000;
+        inside.end_unix_nanos = inside.start_unix_nanos + 1_000;
+        spans.extend([before, inside]);
+        ids.push(trace);
+    }
+    write(&store, spans);
+    let found = store
+        .search_traces(&TraceQuery {
+            service: Some("cart".into()),
+            window: TimeWindow::new(since, since + 3_600_000_000_000),
+            limit: 20,
+            ..TraceQuery::default()
+        })
+        .unwrap();
+    assert!(found.complete);
+    let mut got: Vec<TraceId> = found.traces.iter().map(|t| t.trace_id).collect();
+    let mut want = ids[ids.len() - 20..].to_vec();
+    got.sort();
+    want.sort();
+    assert_eq!(got, want, "the 20 whose spans inside the window start last");
+    store.shutdown();
 }

@@ -848,13 +848,13 @@ pub fn search_orders_traces_to_the_nanosecond(h: &dyn Harness) {
     let second = T0 + 10_000 * MS;
     let mut spans = Vec::new();
     for k in 0..30u8 {
-        // 30 traces 10 ms apart in one second, in shuffled order of id; cart and pay. (Ids of
+        // 30 traces 1 ms apart, in shuffled order of id; cart and pay. (Ids of
         // one repeated byte: no two of them complement each other, whose span hashes
         // would collide.)
         let trace = 1 + (k * 7) % 30;
         let service = if k % 3 == 0 { "pay" } else { "cart" };
         let mut s = span(trace, 1, None, service, SpanKind::Server);
-        s.start_unix_nanos = second + u64::from(k) * 10 * MS + 3;
+        s.start_unix_nanos = second + u64::from(k) * MS + 3;
         s.end_unix_nanos = s.start_unix_nanos + MS;
         s.status = if k % 4 == 0 {
             StatusCode::Error
@@ -867,7 +867,7 @@ pub fn search_orders_traces_to_the_nanosecond(h: &dyn Harness) {
     // after), one inside.
     for (trace, outside, inside) in [
         (40u8, second - 400 * MS, second + 55 * MS),
-        (41, second + 1_200 * MS, second + 285 * MS),
+        (41, second + 1_200 * MS, second + 22 * MS + 500_000),
         (42, second - 1, second + 1_001 * MS),
     ] {
         let mut a = span(trace, 1, None, "cart", SpanKind::Server);
@@ -901,12 +901,16 @@ pub fn search_orders_traces_to_the_nanosecond(h: &dyn Harness) {
     };
     let windows = [
         None,
-        // Bounds inside the second, between spans.
-        TimeWindow::new(second + 125 * MS + 1, second + 305 * MS),
+        // Bounds between spans, inside a second (and inside the ClickHouse index's ticks).
+        TimeWindow::new(second + 12 * MS + 1, second + 25 * MS),
         // From inside the second to past it: the straddling traces' inside spans only.
-        TimeWindow::new(second + 50 * MS, second + 1_100 * MS),
+        TimeWindow::new(second + 5 * MS, second + 1_100 * MS),
         // Up to the second's start, to the nanosecond.
         TimeWindow::new(second - 500 * MS, second),
+        // Whole seconds.
+        TimeWindow::new(second - 1_000 * MS, second + 2_000 * MS),
+        // To just past a 1/256 second.
+        TimeWindow::new(second, second + 15_625_000 + 1),
     ];
     let later = std::time::Instant::now() + std::time::Duration::from_secs(60);
     for window in windows {
