@@ -10,7 +10,8 @@
 //! - [`rowbinary`]: insert bodies.
 //! - [`retention`]: day partitions older than the retention dropped.
 //! - [`schema`]: tables and their migrations (version table, newer refused);
-//!   `read_layout.rs`: version 6, the layout large reads need (sketch arrays, small granules).
+//!   `read_layout.rs`: version 6, the layout large reads need (sketch arrays, small granules),
+//!   and version 8's moves of the index and the stored spans' keys into their smaller tables.
 //! - `index.rs`: the trace search index (`trace_postings`), written with each group's spans.
 //! - `writer.rs`: the writer thread (groups, pairing through `backlog.rs`, one insert per
 //!   table), with the reconciliation pass (`reconcile.rs`) that pairs what collectors racing

@@ -385,7 +385,7 @@ impl Writer {
     /// (maybe stored through another collector), from `pending_refs`.
     fn lookup(&self, group: &[(WriteBatch, Reply)]) -> Result<Lookup, ClientError> {
         let mut refs = Rows::default();
-        let mut ids: HashMap<u64, (TraceId, SpanId)> = HashMap::default();
+        let mut ids: HashMap<u64, (TraceId, SpanId, u64)> = HashMap::default();
         // The new spans' keys, and the days of their rows, by the second they start in.
         let mut by_second: std::collections::BTreeMap<u32, KeysAndDays> = Default::default();
         let mut fresh = HashSet::default();
@@ -399,7 +399,10 @@ impl Writer {
                     }
                     refs.fixed(&s.trace_id.0).fixed(&s.span_id.0);
                     refs.end_row();
-                    ids.insert(hash, (s.trace_id, s.span_id));
+                    ids.insert(
+                        hash,
+                        (s.trace_id, s.span_id, s.start_unix_nanos / DAY_NANOS),
+                    );
                     let (hashes, days) = by_second
                         .entry(start_second(s.start_unix_nanos))
                         .or_default();
@@ -609,11 +612,12 @@ fn gather(
 
 impl Writer {
     /// Of the spans whose keys were found in `span_keys32`, those `spans` holds (by their
-    /// hash): a key found is the span's, or another's of the same second and 32 bits.
+    /// hash; `ids`: their ids and days): a key found is the span's, or another's of the same
+    /// second and 32 bits.
     fn confirm_stored(
         &self,
         matched: &HashSet<u64>,
-        ids: &HashMap<u64, (TraceId, SpanId)>,
+        ids: &HashMap<u64, (TraceId, SpanId, u64)>,
     ) -> Result<HashSet<u64>, ClientError> {
         #[derive(serde::Deserialize)]
         struct K {
@@ -621,12 +625,31 @@ impl Writer {
             s: String,
         }
         let mut rows = Rows::default();
+        let mut days = std::collections::BTreeSet::new();
         for h in matched {
-            if let Some((t, s)) = ids.get(h) {
+            if let Some((t, s, day)) = ids.get(h) {
                 rows.fixed(&t.0).fixed(&s.0);
                 rows.end_row();
+                days.insert(*day);
             }
         }
+        // The days of the matched spans, in the URL with the query: a handful, or (a replay
+        // over many days) none named, every day's index read.
+        let q = if days.len() <= 64 {
+            let days = days
+                .into_iter()
+                .map(|d| Value::Day(d * DAY_NANOS))
+                .collect();
+            render(
+                "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s FROM spans
+                 WHERE day IN ? AND (trace_id, span_id) IN matched",
+                &[Value::List(days)],
+            )?
+        } else {
+            "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s FROM spans
+             WHERE (trace_id, span_id) IN matched"
+                .to_string()
+        };
         let table = External {
             name: "matched",
             structure: "t FixedString(16), s FixedString(8)",
@@ -634,11 +657,7 @@ impl Writer {
         };
         Ok(self
             .client
-            .rows_with::<K>(
-                "SELECT DISTINCT hex(trace_id) AS t, hex(span_id) AS s FROM spans
-                 WHERE (trace_id, span_id) IN matched",
-                &[table],
-            )?
+            .rows_with::<K>(&q, &[table])?
             .into_iter()
             .filter_map(|k| Some((TraceId::from_hex(&k.t).ok()?, SpanId::from_hex(&k.s).ok()?)))
             .map(|(t, s)| span_hash(t, s))
