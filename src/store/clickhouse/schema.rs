@@ -158,7 +158,7 @@ const V7: &[&str] = &[
     ) ENGINE = Null",
 ];
 
-/// Version 8, bytes on disk (docs/SCALE.md): the search index at second resolution, without
+/// Version 8, bytes on disk (docs/SCALE.md): the search index at 1/256 of a second, without
 /// a `''` row per trace (`trace_postings`, `index.rs`), half of version 5's bytes; the stored
 /// spans' keys in 32 bits (`span_keys32`: the high half of version 4's hash, a key found
 /// then confirmed in `spans` by the writer). Version 5's and 4's rows are moved into them

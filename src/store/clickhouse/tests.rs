@@ -1604,7 +1604,7 @@ fn the_spans_copy_copies_a_changed_day_again_and_drops_the_old_table_once_empty(
 /// written to during its copy is copied again), `trace_terms` is dropped once empty, and
 /// every search answers as before the migration, and as the spans say.
 #[test]
-fn a_version_7_index_moves_to_seconds_and_answers_the_same() {
+fn a_version_7_index_moves_to_ticks_and_answers_the_same() {
     use crate::model::testing::{msg, span, T0};
     use crate::model::{Operation, SpanKind, StatusCode, TimeWindow, TraceQuery};
     const DAY: u64 = 86_400_000_000_000;
