@@ -264,13 +264,18 @@ const FAILED_SPAN: &str = "SELECT status, status_message, attributes FROM spans
 
 /// The search index's error terms of a span marked failed after it was stored (its row was
 /// indexed as it was then): written before the copy, as the writer indexes before it stores.
-/// (The tick is `index::tick_sql`'s.)
-const FAILED_TERMS: &str = "INSERT INTO trace_postings (day, term, first_tick, span_ticks,
-    trace_id)
-    SELECT day, term, intDiv(start_unix_nanos, 3906250), 0, trace_id
-    FROM (SELECT day, service, start_unix_nanos, trace_id FROM spans
-        WHERE trace_id = ? AND span_id = ? LIMIT 1)
-    ARRAY JOIN ['e', concat('e:', service)] AS term";
+fn failed_terms() -> String {
+    format!(
+        "INSERT INTO {table} ({columns})
+        SELECT day, term, {tick}, 0, trace_id
+        FROM (SELECT day, service, start_unix_nanos, trace_id FROM spans
+            WHERE trace_id = ? AND span_id = ? LIMIT 1)
+        ARRAY JOIN ['e', concat('e:', service)] AS term",
+        table = super::index::TABLE,
+        columns = super::index::TERM_COLUMNS,
+        tick = super::index::tick_sql("start_unix_nanos"),
+    )
+}
 
 const FAILED_COPY: &str = "INSERT INTO spans (day, trace_id, span_id, parent_span_id,
     start_unix_nanos, end_unix_nanos, service, service_namespace, service_instance, name, kind,
@@ -301,7 +306,7 @@ pub fn mark_failed(client: &Client, group: &GroupBacklog) -> Result<(), ClientEr
             continue;
         };
         let q =
-            render(FAILED_TERMS, &[Value::Trace(trace), Value::Span(span)]).map_err(template)?;
+            render(&failed_terms(), &[Value::Trace(trace), Value::Span(span)]).map_err(template)?;
         client.execute(&q, true)?;
         let q = render(
             FAILED_COPY,

@@ -212,8 +212,8 @@ pub(super) fn move_days(
 /// Version 8, on one server's own tables (`cluster`: its local tables; the distributed
 /// tables in front of the old ones are dropped once they are gone), day by day as
 /// [`move_days`] does: the search index moved from version 5's `trace_terms` (nanoseconds, a
-/// `''` row per trace) into `trace_postings` (seconds; `index.rs`), and the stored spans'
-/// keys from version 4's `span_keys` (64 bits) into `span_keys32` (the high half). While
+/// `''` row per trace) into `trace_postings` (ticks of 1/256 s; `index.rs`), and the stored
+/// spans' keys from version 4's `span_keys` (64 bits) into `span_keys32` (the high half). While
 /// the move runs, a search answers from the days moved so far and what was written since,
 /// and a span re-sent then whose key is not moved yet is stored again (its copies collapse
 /// on merge and are read once).

@@ -206,9 +206,9 @@ pub fn span_count(client: &Client) -> Result<u64, StoreError> {
 }
 
 /// Traces a search checks against their spans at most: the candidates of several conditions
-/// (or an attribute with others), the traces whose matching spans may straddle the window's
-/// start or end, and those that start in one second. Past it, the answer says it may be
-/// incomplete.
+/// (or an attribute with others), and the traces whose matching spans may straddle the
+/// window's start or end (besides the newest and their tick's ties, [`TIES`]). Past it, the
+/// answer says it may be incomplete.
 const CANDIDATES: usize = 10_000;
 
 /// Traces with a span that meets every condition of the query, newest first (by the earliest
